@@ -1,0 +1,175 @@
+//! `sluice.dev/v1alpha1` Gateway: one team's ingress instance (its Envoy fleet and the
+//! IngressRoutes it selects).
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::ingressroute::TlsVersion;
+
+/// Default Envoy image for new Gateways.
+pub const DEFAULT_ENVOY_IMAGE: &str = "docker.io/envoyproxy/envoy:v1.36.2";
+
+/// A Gateway instance: which IngressRoutes it serves and how its Envoys run.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "Gateway",
+    plural = "gateways",
+    shortname = "sgw",
+    namespaced,
+    status = "GatewayStatus",
+    printcolumn = r#"{"name":"Class","type":"string","jsonPath":".spec.ingressClassName","description":"Ingress class selected"}"#,
+    printcolumn = r#"{"name":"Root namespaces","type":"string","jsonPath":".spec.rootNamespaces","description":"Namespaces where root IngressRoutes are valid"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.envoys.ready","description":"Ready Envoy pods"}"#,
+    printcolumn = r#"{"name":"Address","type":"string","jsonPath":".status.addresses[0]","description":"First published address"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// IngressRoutes whose ingress-class annotation equals this are served; when unset, only
+    /// IngressRoutes without a class annotation are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_class_name: Option<String>,
+    /// Namespaces where root IngressRoutes (with a virtualhost) are valid. Empty: any namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub root_namespaces: Vec<String>,
+    #[serde(default)]
+    pub envoy: EnvoySpec,
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+    #[serde(default)]
+    pub publishing: PublishingSpec,
+    #[serde(default)]
+    pub ports: PortsSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<GatewayTls>,
+    /// Allow routes to Services of type ExternalName (never to localhost names or loopback,
+    /// link-local or unspecified addresses).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_external_name_services: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoySpec {
+    /// Envoy container image; defaults to the operator's default image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Envoy log level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// DaemonSet rollingUpdate maxUnavailable (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+    /// Seconds a terminating Envoy waits for open connections to end (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_seconds: Option<i64>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishingSpec {
+    #[serde(default, rename = "type")]
+    pub type_: PublishingType,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<ExternalTrafficPolicy>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PublishingType {
+    #[default]
+    LoadBalancer,
+    NodePort,
+    ClusterIP,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ExternalTrafficPolicy {
+    Cluster,
+    Local,
+}
+
+/// Ports published by the Gateway's Service.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PortsSpec {
+    #[serde(default = "default_http_port")]
+    pub http: i32,
+    #[serde(default = "default_https_port")]
+    pub https: i32,
+}
+
+impl Default for PortsSpec {
+    fn default() -> Self {
+        Self {
+            http: default_http_port(),
+            https: default_https_port(),
+        }
+    }
+}
+
+fn default_http_port() -> i32 {
+    80
+}
+
+fn default_https_port() -> i32 {
+    443
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTls {
+    /// Floor for every virtual host's minimum TLS version; the higher of the two wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_protocol_version: Option<TlsVersion>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub envoys: EnvoyCounts,
+    #[serde(default)]
+    pub routes: RouteCounts,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoyCounts {
+    pub desired: i32,
+    pub updated: i32,
+    pub ready: i32,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteCounts {
+    pub valid: i32,
+    pub invalid: i32,
+    pub orphaned: i32,
+}

@@ -1,0 +1,251 @@
+//! The DAG: what one Gateway instance serves, after selection, delegation and validation. Plain
+//! data in a deterministic order; `xds::translate` turns it into Envoy resources.
+
+use serde::Serialize;
+
+use crate::api::ingressroute::TlsVersion;
+
+/// What one Gateway instance serves, and the status of every IngressRoute it selects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dag {
+    /// `namespace/name` of the Gateway (the Envoy node cluster).
+    pub gateway: String,
+    /// Sorted by fqdn.
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// Every cluster a route or tcpproxy uses, sorted by name, no duplicates.
+    pub clusters: Vec<Cluster>,
+    /// Endpoints of every EDS cluster, sorted by service name.
+    pub endpoints: Vec<ClusterEndpoints>,
+    /// TLS certificates and CA bundles the configuration references, sorted by name.
+    pub secrets: Vec<Secret>,
+    /// Every selected IngressRoute, sorted by namespace/name.
+    pub statuses: Vec<RouteStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualHost {
+    /// Lower-case fully qualified domain name.
+    pub fqdn: String,
+    /// The root IngressRoute owning this host (`namespace/name`).
+    pub owner: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<VirtualHostTls>,
+    /// HTTP routes, longest prefix first (ties by prefix).
+    pub routes: Vec<Route>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_proxy: Option<TcpProxy>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualHostTls {
+    /// Name of the TLS secret (`namespace/name`, an entry of `Dag::secrets`); `None` with
+    /// passthrough.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Effective minimum: the virtual host's, raised to the Gateway's floor.
+    pub minimum_protocol_version: TlsVersion,
+    pub passthrough: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    pub prefix: String,
+    /// The IngressRoute that defined this route (`namespace/name`).
+    pub owner: String,
+    /// Weighted clusters; weights follow the reference's rules (all zero means even split is
+    /// impossible, so translation sends such a route to no cluster).
+    pub clusters: Vec<WeightedCluster>,
+    pub permit_insecure: bool,
+    pub websocket: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_rewrite: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Timeout>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// Some service uses the Cookie strategy: hash on the session-affinity cookie.
+    pub session_affinity: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightedCluster {
+    /// An entry of `Dag::clusters`.
+    pub cluster: String,
+    pub weight: u32,
+}
+
+/// Request timeout; absent means Envoy's default (15 s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Timeout {
+    /// `infinity`, `0s` or unparseable: no timeout.
+    Disabled,
+    Millis(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retry {
+    /// Retry on 5xx this many times (at least 1).
+    pub count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpProxy {
+    /// The IngressRoute whose tcpproxy services are used (`namespace/name`).
+    pub owner: String,
+    pub clusters: Vec<WeightedCluster>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    /// `namespace/service/port/<hash of policy>`.
+    pub name: String,
+    /// `namespace/service`.
+    pub service: String,
+    /// Service port number.
+    pub port: u16,
+    pub upstream: Upstream,
+    pub protocol: UpstreamProtocol,
+    pub lb_policy: LbPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<UpstreamValidation>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Upstream {
+    /// Endpoints by EDS under this service name (`namespace/service/portname`), an entry of
+    /// `Dag::endpoints`.
+    Eds { service_name: String },
+    /// A Service of type ExternalName, resolved by DNS.
+    Dns { host: String, port: u16 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UpstreamProtocol {
+    Http1,
+    H2,
+    H2c,
+    Tls,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+    /// Ring hash on the session-affinity cookie.
+    RingHash,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub path: String,
+    pub host: String,
+    pub interval_seconds: u32,
+    pub timeout_seconds: u32,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamValidation {
+    /// CA secret, an entry of `Dag::secrets`.
+    pub ca_secret: String,
+    pub subject_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterEndpoints {
+    /// EDS service name (`namespace/service/portname`).
+    pub service_name: String,
+    /// Ready addresses, sorted.
+    pub addresses: Vec<SocketAddress>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct SocketAddress {
+    pub ip: String,
+    pub port: u16,
+}
+
+/// A secret the configuration references. Private key bytes never serialize.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    /// `namespace/name`.
+    pub name: String,
+    pub kind: SecretKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SecretKind {
+    /// A serving certificate chain and its key (PEM).
+    Tls {
+        #[serde(skip)]
+        cert_chain: String,
+        #[serde(skip)]
+        private_key: String,
+    },
+    /// A CA bundle (PEM) for upstream validation.
+    Ca {
+        #[serde(skip)]
+        ca: String,
+    },
+}
+
+/// Status of one IngressRoute as seen by one Gateway instance.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteStatus {
+    pub namespace: String,
+    pub name: String,
+    pub current_status: Validity,
+    pub description: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Validity {
+    Valid,
+    Invalid,
+    Orphaned,
+}
+
+impl Validity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Validity::Valid => "valid",
+            Validity::Invalid => "invalid",
+            Validity::Orphaned => "orphaned",
+        }
+    }
+}
+
+/// Messages Contour wrote, kept verbatim for compatibility.
+pub mod msg {
+    pub const VALID: &str = "valid IngressRoute";
+    pub const ORPHANED: &str =
+        "this IngressRoute is not part of a delegation chain from a root IngressRoute";
+    pub const ROOT_NAMESPACE: &str = "root IngressRoute cannot be defined in this namespace";
+    pub const FQDN_REQUIRED: &str = "Spec.VirtualHost.Fqdn must be specified";
+    pub const ROOT_TO_ROOT: &str = "root ingressroute cannot delegate to another root ingressroute";
+}

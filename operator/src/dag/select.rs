@@ -1,0 +1,78 @@
+//! Which IngressRoutes a Gateway instance judges, and where its roots may live.
+
+use crate::api::ingressroute::TlsVersion;
+use crate::api::{Gateway, INGRESS_CLASS_ANNOTATIONS, IngressRoute};
+use crate::snapshot::{ClusterSnapshot, ObjKey};
+
+/// Namespace and name of the instance used when no Gateway is given.
+pub const DEFAULT_INSTANCE: (&str, &str) = ("sluice-system", "default");
+
+/// One Gateway's selection rules and the settings the translation reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    pub gateway: ObjKey,
+    pub ingress_class: Option<String>,
+    /// Empty: roots are valid in every namespace.
+    pub root_namespaces: Vec<String>,
+    pub enable_external_name_services: bool,
+    pub minimum_tls_version: Option<TlsVersion>,
+}
+
+impl Selection {
+    /// The default instance: no class, all namespaces.
+    pub fn default_instance() -> Self {
+        Self {
+            gateway: ObjKey::new(DEFAULT_INSTANCE.0, DEFAULT_INSTANCE.1),
+            ingress_class: None,
+            root_namespaces: Vec::new(),
+            enable_external_name_services: false,
+            minimum_tls_version: None,
+        }
+    }
+
+    pub fn from_gateway(gw: &Gateway) -> Self {
+        let mut root_namespaces = gw.spec.root_namespaces.clone();
+        root_namespaces.sort();
+        root_namespaces.dedup();
+        Self {
+            gateway: ObjKey::of(gw),
+            ingress_class: gw.spec.ingress_class_name.clone().filter(|c| !c.is_empty()),
+            root_namespaces,
+            enable_external_name_services: gw.spec.enable_external_name_services,
+            minimum_tls_version: gw
+                .spec
+                .tls
+                .as_ref()
+                .and_then(|t| t.minimum_protocol_version),
+        }
+    }
+
+    /// True when this instance judges `ir`: its class annotation equals the instance's class, or
+    /// neither has a class.
+    pub fn selects(&self, ir: &IngressRoute) -> bool {
+        let class = ir.metadata.annotations.as_ref().and_then(|a| {
+            INGRESS_CLASS_ANNOTATIONS
+                .iter()
+                .find_map(|k| a.get(*k))
+                .filter(|c| !c.is_empty())
+        });
+        class.map(String::as_str) == self.ingress_class.as_deref()
+    }
+
+    /// True when a root IngressRoute may live in `namespace`.
+    pub fn root_allowed(&self, namespace: &str) -> bool {
+        self.root_namespaces.is_empty() || self.root_namespaces.iter().any(|n| n == namespace)
+    }
+}
+
+/// The instances a snapshot defines: one per Gateway, or the default instance when there is none.
+pub fn instances(snapshot: &ClusterSnapshot) -> Vec<Selection> {
+    if snapshot.gateways.is_empty() {
+        return vec![Selection::default_instance()];
+    }
+    snapshot
+        .gateways
+        .values()
+        .map(Selection::from_gateway)
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! Sluice: a Kubernetes operator running per-team Envoy ingress for Contour's IngressRoute API.
+//!
+//! Layout follows DESIGN.md: sources build a [`snapshot::ClusterSnapshot`]; [`dag::build`] and
+//! `xds::translate` are pure functions of it; servers and controllers live at the edges.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod dag;
+pub mod snapshot;
