@@ -9,3 +9,6 @@ mod select;
 pub use build::build;
 pub use model::{Dag, RouteStatus, Validity};
 pub use select::{Selection, instances};
+
+#[cfg(test)]
+mod tests;
