@@ -17,6 +17,24 @@ pub struct Cli {
 pub enum Command {
     /// Print the CRD YAML (IngressRoute, TLSCertificateDelegation, Gateway).
     Crds,
+    /// Print an Envoy bootstrap (JSON) pointing at Sluice's xDS server.
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BootstrapArgs {
+    /// The Gateway instance, as NAMESPACE/NAME (becomes the Envoy node cluster).
+    #[arg(long)]
+    pub gateway: String,
+    /// Address of Sluice's xDS server, HOST:PORT.
+    #[arg(long)]
+    pub xds_address: String,
+    /// xDS flavour.
+    #[arg(long, value_enum, default_value_t = crate::provision::bootstrap::AdsFlavour::Delta)]
+    pub ads: crate::provision::bootstrap::AdsFlavour,
+    /// Envoy admin port (bound to 127.0.0.1 only).
+    #[arg(long, default_value_t = crate::provision::bootstrap::DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -25,5 +43,34 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", crate::api::crds_yaml()?);
             Ok(())
         }
+        Command::Bootstrap(args) => {
+            print!("{}", bootstrap(&args)?);
+            Ok(())
+        }
     }
+}
+
+fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<String> {
+    use crate::provision::bootstrap::{BootstrapOptions, build_bootstrap};
+    use anyhow::Context;
+    let (ns, name) = args
+        .gateway
+        .split_once('/')
+        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains('/'))
+        .with_context(|| format!("--gateway {:?}: expected NAMESPACE/NAME", args.gateway))?;
+    let (host, port) = args
+        .xds_address
+        .rsplit_once(':')
+        .and_then(|(h, p)| {
+            Some((
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse::<u16>().ok()?,
+            ))
+        })
+        .filter(|(h, _)| !h.is_empty())
+        .with_context(|| format!("--xds-address {:?}: expected HOST:PORT", args.xds_address))?;
+    let mut opts = BootstrapOptions::new(crate::snapshot::ObjKey::new(ns, name), host, port);
+    opts.ads = args.ads;
+    opts.admin_port = args.admin_port;
+    Ok(serde_json::to_string_pretty(&build_bootstrap(&opts))? + "\n")
 }

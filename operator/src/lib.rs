@@ -7,4 +7,5 @@
 pub mod api;
 pub mod cli;
 pub mod dag;
+pub mod provision;
 pub mod snapshot;

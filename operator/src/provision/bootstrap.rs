@@ -1,0 +1,175 @@
+//! Envoy bootstrap pointing an instance's Envoy at Sluice's ADS server. Pure: returns JSON.
+
+use serde_json::{Value, json};
+
+use crate::snapshot::ObjKey;
+
+/// Name of the static cluster that reaches Sluice's xDS server.
+pub const XDS_CLUSTER: &str = "sluice-xds";
+/// Default admin port; admin binds 127.0.0.1 only.
+pub const DEFAULT_ADMIN_PORT: u16 = 9001;
+
+/// The xDS transport variant Envoy uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdsFlavour {
+    /// Incremental (delta) ADS.
+    #[default]
+    Delta,
+    /// State-of-the-world ADS.
+    Sotw,
+}
+
+/// Client-side TLS material for the xDS connection (file paths inside the Envoy container).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdsClientTls {
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+    /// Name the server's certificate must carry.
+    pub server_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapOptions {
+    /// Instance whose resources this Envoy receives (`node.cluster`).
+    pub gateway: ObjKey,
+    /// `node.id`; Envoys of one instance need distinct ids only for logs.
+    pub node_id: String,
+    pub xds_host: String,
+    pub xds_port: u16,
+    pub ads: AdsFlavour,
+    pub admin_port: u16,
+    pub tls: Option<XdsClientTls>,
+}
+
+impl BootstrapOptions {
+    pub fn new(gateway: ObjKey, xds_host: impl Into<String>, xds_port: u16) -> Self {
+        Self {
+            node_id: format!("{}-{}", gateway.namespace, gateway.name),
+            gateway,
+            xds_host: xds_host.into(),
+            xds_port,
+            ads: AdsFlavour::Delta,
+            admin_port: DEFAULT_ADMIN_PORT,
+            tls: None,
+        }
+    }
+}
+
+/// Builds the bootstrap. Everything but the xDS cluster arrives over ADS.
+pub fn build_bootstrap(opts: &BootstrapOptions) -> Value {
+    let api_type = match opts.ads {
+        AdsFlavour::Delta => "DELTA_GRPC",
+        AdsFlavour::Sotw => "GRPC",
+    };
+    let ads_source = json!({"ads": {}, "resource_api_version": "V3"});
+    let is_ip = opts.xds_host.parse::<std::net::IpAddr>().is_ok();
+    let mut xds_cluster = json!({
+        "name": XDS_CLUSTER,
+        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": opts.xds_host, "port_value": opts.xds_port
+            }}}}]}]
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {
+                    // Keep the xDS stream alive through idle NATs and detect dead servers.
+                    "connection_keepalive": {"interval": "30s", "timeout": "5s"}
+                }}
+            }
+        }
+    });
+    if let Some(tls) = &opts.tls {
+        xds_cluster["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": tls.server_name,
+                "common_tls_context": {
+                    "tls_certificates": [{
+                        "certificate_chain": {"filename": tls.cert_file},
+                        "private_key": {"filename": tls.key_file}
+                    }],
+                    "validation_context": {
+                        "trusted_ca": {"filename": tls.ca_file},
+                        "match_typed_subject_alt_names": [{
+                            "san_type": "DNS",
+                            "matcher": {"exact": tls.server_name}
+                        }]
+                    }
+                }
+            }
+        });
+    }
+    json!({
+        "node": {"id": opts.node_id, "cluster": opts.gateway.to_string()},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": api_type,
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": true,
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}]
+            },
+            "cds_config": ads_source,
+            "lds_config": ads_source
+        },
+        "static_resources": {"clusters": [xds_cluster]},
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
+            // An edge proxy should not accept unbounded downstream connections by default.
+            "overload": {"global_downstream_max_connections": 50000}
+        }}]}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bootstrap_names_the_instance_and_the_server() {
+        let b = build_bootstrap(&BootstrapOptions::new(
+            ObjKey::new("team-a", "gw"),
+            "10.0.0.5",
+            18000,
+        ));
+        assert_eq!(b["node"]["cluster"], "team-a/gw");
+        assert_eq!(
+            b["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
+        assert_eq!(
+            b["admin"]["address"]["socket_address"]["address"],
+            "127.0.0.1"
+        );
+        let c = &b["static_resources"]["clusters"][0];
+        assert_eq!(c["type"], "STATIC");
+        assert_eq!(
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            18000
+        );
+        assert!(c.get("transport_socket").is_none());
+
+        let mut opts =
+            BootstrapOptions::new(ObjKey::new("a", "b"), "sluice-xds.sluice-system.svc", 8001);
+        opts.ads = AdsFlavour::Sotw;
+        opts.tls = Some(XdsClientTls {
+            ca_file: "/certs/ca.crt".into(),
+            cert_file: "/certs/tls.crt".into(),
+            key_file: "/certs/tls.key".into(),
+            server_name: "sluice-xds".into(),
+        });
+        let b = build_bootstrap(&opts);
+        assert_eq!(b["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
+        let c = &b["static_resources"]["clusters"][0];
+        assert_eq!(c["type"], "STRICT_DNS");
+        assert_eq!(c["transport_socket"]["typed_config"]["sni"], "sluice-xds");
+    }
+}
