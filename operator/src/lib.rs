@@ -6,6 +6,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod dag;
+pub mod metrics;
 pub mod provision;
 pub mod snapshot;
+pub mod telemetry;

@@ -1,0 +1,140 @@
+//! Leader election with a coordination.k8s.io Lease. Every replica serves xDS; only the holder
+//! of the lease writes to the API (statuses, provisioned objects).
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff;
+use kube::api::{Api, ObjectMeta, PostParams};
+use tokio::sync::watch;
+
+/// Lease settings.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub namespace: String,
+    pub name: String,
+    /// This replica's identity (pod name, or host + pid).
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub renew_every: Duration,
+}
+
+/// What one attempt concluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Leading,
+    Following,
+}
+
+/// Decides, purely, whether `identity` may take or keep `lease` at `now`.
+pub fn may_hold(lease: &LeaseSpec, identity: &str, now: jiff::Timestamp) -> bool {
+    if lease.holder_identity.as_deref().is_none_or(str::is_empty) {
+        return true;
+    }
+    if lease.holder_identity.as_deref() == Some(identity) {
+        return true;
+    }
+    let duration = lease.lease_duration_seconds.unwrap_or(15).max(1);
+    match lease.renew_time.as_ref().or(lease.acquire_time.as_ref()) {
+        None => true,
+        Some(t) => t.0 + jiff::SignedDuration::from_secs(i64::from(duration)) < now,
+    }
+}
+
+/// Runs the election loop forever, publishing whether this replica leads.
+pub async fn run(client: kube::Client, cfg: LeaseConfig, leading: watch::Sender<bool>) {
+    let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+    loop {
+        let outcome = try_acquire_or_renew(&api, &cfg).await;
+        let is_leader = matches!(outcome, Ok(Outcome::Leading));
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, lease = %cfg.name, "lease update failed");
+        }
+        leading.send_if_modified(|v| {
+            let changed = *v != is_leader;
+            if changed {
+                tracing::info!(identity = %cfg.identity, leader = is_leader, "leadership changed");
+            }
+            *v = is_leader;
+            changed
+        });
+        tokio::time::sleep(cfg.renew_every).await;
+    }
+}
+
+async fn try_acquire_or_renew(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, kube::Error> {
+    let now = jiff::Timestamp::now();
+    let duration_secs = i32::try_from(cfg.lease_duration.as_secs()).unwrap_or(15);
+    match api.get_opt(&cfg.name).await? {
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(cfg.name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(cfg.identity.clone()),
+                    lease_duration_seconds: Some(duration_secs),
+                    acquire_time: Some(MicroTime(now)),
+                    renew_time: Some(MicroTime(now)),
+                    lease_transitions: Some(0),
+                    ..LeaseSpec::default()
+                }),
+            };
+            match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(Outcome::Leading),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Following),
+                Err(e) => Err(e),
+            }
+        }
+        Some(mut lease) => {
+            let spec = lease.spec.clone().unwrap_or_default();
+            if !may_hold(&spec, &cfg.identity, now) {
+                return Ok(Outcome::Following);
+            }
+            let taking_over = spec.holder_identity.as_deref() != Some(cfg.identity.as_str());
+            let mut new = spec;
+            if taking_over {
+                new.acquire_time = Some(MicroTime(now));
+                new.lease_transitions = Some(new.lease_transitions.unwrap_or(0) + 1);
+            }
+            new.holder_identity = Some(cfg.identity.clone());
+            new.lease_duration_seconds = Some(duration_secs);
+            new.renew_time = Some(MicroTime(now));
+            lease.spec = Some(new);
+            // replace carries the resourceVersion we read: a concurrent writer makes this a 409.
+            match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+                Ok(_) => Ok(Outcome::Leading),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Following),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(holder: &str, renewed_secs_ago: i64) -> LeaseSpec {
+        let now = jiff::Timestamp::from_second(1_000_000).unwrap_or_default();
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(
+                now - jiff::SignedDuration::from_secs(renewed_secs_ago),
+            )),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn lease_rules() {
+        let now = jiff::Timestamp::from_second(1_000_000).unwrap_or_default();
+        assert!(may_hold(&LeaseSpec::default(), "me", now));
+        assert!(may_hold(&spec("me", 5), "me", now));
+        assert!(!may_hold(&spec("other", 5), "me", now));
+        assert!(may_hold(&spec("other", 16), "me", now));
+    }
+}

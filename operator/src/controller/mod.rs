@@ -1,0 +1,4 @@
+//! The in-cluster operator: the Gateway controller, the per-instance route reconcilers, the
+//! status writer and leader election.
+
+pub mod leader;

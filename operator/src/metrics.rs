@@ -1,0 +1,89 @@
+//! Prometheus metrics of the operator. One registry per process; handles are cheap clones.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric Sluice exports.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// IngressRoutes by gateway and status (valid, invalid, orphaned).
+    pub routes: IntGaugeVec,
+    pub dag_build_seconds: HistogramVec,
+    pub translate_seconds: HistogramVec,
+    /// Reconcile durations by controller (gateway, routes).
+    pub reconcile_seconds: HistogramVec,
+    /// Reconcile errors by controller and error category.
+    pub reconcile_errors: IntCounterVec,
+    /// IngressRoute status writes.
+    pub status_writes: IntCounterVec,
+}
+
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("sluice".into()), None)?;
+        let routes = IntGaugeVec::new(
+            Opts::new(
+                "ingressroutes",
+                "IngressRoutes judged by each Gateway, by status",
+            ),
+            &["gateway", "status"],
+        )?;
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()),
+                labels,
+            )
+        };
+        let dag_build_seconds = histogram(
+            "dag_build_duration_seconds",
+            "Time to build one Gateway's DAG",
+            &["gateway"],
+        )?;
+        let translate_seconds = histogram(
+            "translate_duration_seconds",
+            "Time to translate one Gateway's DAG into Envoy resources",
+            &["gateway"],
+        )?;
+        let reconcile_seconds = histogram(
+            "reconcile_duration_seconds",
+            "Reconcile duration",
+            &["controller"],
+        )?;
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new("reconcile_errors_total", "Reconcile errors by category"),
+            &["controller", "category"],
+        )?;
+        let status_writes = IntCounterVec::new(
+            Opts::new("status_writes_total", "Status writes by kind"),
+            &["kind"],
+        )?;
+        registry.register(Box::new(routes.clone()))?;
+        registry.register(Box::new(dag_build_seconds.clone()))?;
+        registry.register(Box::new(translate_seconds.clone()))?;
+        registry.register(Box::new(reconcile_seconds.clone()))?;
+        registry.register(Box::new(reconcile_errors.clone()))?;
+        registry.register(Box::new(status_writes.clone()))?;
+        Ok(Self {
+            registry,
+            routes,
+            dag_build_seconds,
+            translate_seconds,
+            reconcile_seconds,
+            reconcile_errors,
+            status_writes,
+        })
+    }
+
+    /// The text exposition of every registered metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
