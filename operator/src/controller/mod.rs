@@ -2,3 +2,4 @@
 //! status writer and leader election.
 
 pub mod leader;
+pub mod status;

@@ -1,0 +1,116 @@
+//! Combining what several Gateway instances concluded about one IngressRoute into the one status
+//! the object carries. Pure and deterministic, so two writers (or two runs) never disagree and the
+//! status never flaps.
+
+use std::collections::BTreeMap;
+
+use crate::api::ingressroute::IngressRouteStatus;
+use crate::dag::{Dag, Validity};
+use crate::snapshot::ObjKey;
+
+/// The status each judged IngressRoute should carry.
+///
+/// Rules: when every instance agrees, that status. Otherwise a problem wins (`invalid` from any
+/// instance); then `valid` (an IngressRoute one instance serves is not orphaned because another
+/// instance, with other root namespaces, cannot reach it); `orphaned` only when no instance
+/// reaches it. Differing descriptions of the winning status are joined, each prefixed with its
+/// Gateway, in Gateway order.
+pub fn combine_statuses<'a>(
+    dags: impl IntoIterator<Item = &'a Dag>,
+) -> BTreeMap<ObjKey, IngressRouteStatus> {
+    let mut seen: BTreeMap<ObjKey, Vec<(&'a str, Validity, &'a str)>> = BTreeMap::new();
+    for dag in dags {
+        for s in &dag.statuses {
+            seen.entry(ObjKey::new(s.namespace.clone(), s.name.clone()))
+                .or_default()
+                .push((
+                    dag.gateway.as_str(),
+                    s.current_status,
+                    s.description.as_str(),
+                ));
+        }
+    }
+    seen.into_iter()
+        .map(|(key, mut verdicts)| {
+            verdicts.sort();
+            let winner = [Validity::Invalid, Validity::Valid, Validity::Orphaned]
+                .into_iter()
+                .find(|v| verdicts.iter().any(|(_, w, _)| w == v))
+                .unwrap_or(Validity::Orphaned);
+            let winning: Vec<_> = verdicts.iter().filter(|(_, v, _)| *v == winner).collect();
+            let all_same = winning.iter().all(|(_, _, d)| *d == winning[0].2);
+            let description = if all_same {
+                winning[0].2.to_owned()
+            } else {
+                winning
+                    .iter()
+                    .map(|(g, _, d)| format!("Gateway {g}: {d}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            (
+                key,
+                IngressRouteStatus {
+                    current_status: winner.as_str().to_owned(),
+                    description,
+                },
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dag::RouteStatus;
+
+    fn dag(gateway: &str, statuses: &[(&str, Validity, &str)]) -> Dag {
+        Dag {
+            gateway: gateway.into(),
+            statuses: statuses
+                .iter()
+                .map(|(n, v, d)| RouteStatus {
+                    namespace: "ns".into(),
+                    name: (*n).into(),
+                    current_status: *v,
+                    description: (*d).into(),
+                })
+                .collect(),
+            ..Dag::default()
+        }
+    }
+
+    #[test]
+    fn combination_is_deterministic_and_problems_win() {
+        let a = dag(
+            "a/gw",
+            &[
+                ("x", Validity::Valid, "valid IngressRoute"),
+                ("y", Validity::Valid, "valid IngressRoute"),
+                ("z", Validity::Orphaned, "o"),
+            ],
+        );
+        let b = dag(
+            "b/gw",
+            &[
+                ("x", Validity::Orphaned, "o"),
+                ("y", Validity::Invalid, "bad"),
+                ("z", Validity::Orphaned, "o"),
+            ],
+        );
+        let c = dag("c/gw", &[("y", Validity::Invalid, "worse")]);
+        let one = combine_statuses([&a, &b, &c]);
+        let other = combine_statuses([&c, &b, &a]);
+        assert_eq!(one, other);
+        let get = |n: &str| {
+            let s = &one[&ObjKey::new("ns", n)];
+            (s.current_status.as_str(), s.description.as_str())
+        };
+        assert_eq!(get("x"), ("valid", "valid IngressRoute"));
+        assert_eq!(
+            get("y"),
+            ("invalid", "Gateway b/gw: bad; Gateway c/gw: worse")
+        );
+        assert_eq!(get("z"), ("orphaned", "o"));
+    }
+}
