@@ -11,4 +11,5 @@ pub mod dag;
 pub mod metrics;
 pub mod provision;
 pub mod snapshot;
+pub mod source;
 pub mod telemetry;
