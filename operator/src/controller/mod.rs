@@ -1,5 +1,6 @@
 //! The in-cluster operator: the Gateway controller, the per-instance route reconcilers, the
 //! status writer and leader election.
 
+pub mod http;
 pub mod leader;
 pub mod status;
