@@ -7,4 +7,6 @@
 pub mod api;
 pub mod cli;
 pub mod dag;
+pub mod render;
 pub mod snapshot;
+pub mod source;
