@@ -73,7 +73,7 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
     }
     match loaded.errors.len() {
         0 => Ok(()),
-        1 => anyhow::bail!("1 manifest could not be loaded"),
-        n => anyhow::bail!("{n} manifests could not be loaded"),
+        1 => anyhow::bail!("1 load error; the output covers what loaded"),
+        n => anyhow::bail!("{n} load errors; the output covers what loaded"),
     }
 }
