@@ -26,7 +26,7 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct RenderArgs {
-    /// Directory of manifests (`.yaml`, `.yml`, `.json`, read recursively).
+    /// Directory of manifests (`.yaml`, `.yml`, `.json`, read recursively), or one file.
     #[arg(long, value_name = "DIR")]
     pub manifests: PathBuf,
     /// Output format.

@@ -124,17 +124,21 @@ impl LoadReport {
     }
 }
 
-/// Loads every manifest under `dir`. Fails only when `dir` itself cannot be read; unreadable
-/// files and bad documents are reported in [`LoadReport::errors`].
+/// Loads every manifest under `dir` (or the one file `dir` names). Fails only when `dir` itself
+/// cannot be read; unreadable files and bad documents are reported in [`LoadReport::errors`].
 pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
     let mut paths = Vec::new();
     let mut read_errors = Vec::new();
-    let top = std::fs::read_dir(dir).map_err(|e| LoadError::Read {
-        path: dir.display().to_string(),
-        message: e.to_string(),
-    })?;
-    collect_manifest_paths(dir, top, &mut paths, &mut read_errors);
-    paths.sort();
+    if dir.is_file() {
+        paths.push(dir.to_path_buf());
+    } else {
+        let top = std::fs::read_dir(dir).map_err(|e| LoadError::Read {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        collect_manifest_paths(dir, top, &mut paths, &mut read_errors);
+        paths.sort();
+    }
 
     let mut sources = Vec::with_capacity(paths.len());
     for path in paths {
@@ -789,6 +793,17 @@ spec:
         // b.yml sorts after a.yaml and wins.
         assert_eq!(port("s"), 2);
         assert_eq!(report.warnings.len(), 1);
+    }
+
+    #[test]
+    fn load_dir_accepts_a_single_file() {
+        let file =
+            std::env::temp_dir().join(format!("sluice-file-test-{}.yaml", std::process::id()));
+        std::fs::write(&file, ROUTE).unwrap();
+        let report = load_dir(&file).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(report.errors, vec![]);
+        assert_eq!(report.snapshot.ingress_routes.len(), 1);
     }
 
     #[test]
