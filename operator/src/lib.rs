@@ -10,6 +10,7 @@ pub mod controller;
 pub mod dag;
 pub mod metrics;
 pub mod provision;
+pub mod render;
 pub mod snapshot;
 pub mod source;
 pub mod telemetry;

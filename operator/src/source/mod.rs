@@ -1,1 +1,14 @@
+//! Sources of objects: each turns some outside state into a [`ClusterSnapshot`](crate::snapshot::ClusterSnapshot).
+//!
+//! - [`files`]: a directory of manifests (the `render` and `standalone` commands). Stateless: it
+//!   can be re-run on every change of the directory and yields the same snapshot for the same
+//!   files.
+//! - [`kube`]: reflectors over the Kubernetes API (`sluice run`).
+//!
+//! Sources own I/O and decoding; they must not judge objects (that is `dag`'s job): an
+//! IngressRoute with a negative weight loads fine and gets an `invalid` status later.
+
+pub mod files;
 pub mod kube;
+
+pub use files::{DocRef, LoadError, LoadReport, LoadWarning, load_dir, load_sources};

