@@ -135,10 +135,13 @@ pub fn hash_versions<'a>(entries: impl Iterator<Item = (&'a str, &'a str, &'a st
 
 fn hex_prefix(digest: &[u8]) -> String {
     use std::fmt::Write as _;
-    digest.iter().take(8).fold(String::with_capacity(16), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    digest
+        .iter()
+        .take(8)
+        .fold(String::with_capacity(16), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// The latest snapshot of an instance, or `None` while it is unknown (never set, or removed).
@@ -232,7 +235,9 @@ impl Cache {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Option<Arc<Snapshot>>>>> {
         // The map stays consistent even if a holder panicked: every mutation is a single call.
-        self.instances.lock().unwrap_or_else(PoisonError::into_inner)
+        self.instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     #[cfg(test)]

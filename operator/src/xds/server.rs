@@ -863,7 +863,8 @@ mod tests {
             (type_url::CLUSTER, "old", "old"),
             (type_url::ROUTE, "r", "r-old"),
         ]);
-        s.on_request(sotw_request(type_url::CLUSTER, &[], "")).unwrap();
+        s.on_request(sotw_request(type_url::CLUSTER, &[], ""))
+            .unwrap();
         s.on_request(sotw_request(type_url::ROUTE, &["r"], ""))
             .unwrap();
         let first = s.push(&before);
@@ -896,7 +897,10 @@ mod tests {
     #[test]
     fn sotw_stale_nonce_is_ignored() {
         let mut s = SotwStream::new("ns/gw".into(), "node".into(), metrics());
-        let snap = snapshot(&[(type_url::ENDPOINT, "a", "a"), (type_url::ENDPOINT, "b", "b")]);
+        let snap = snapshot(&[
+            (type_url::ENDPOINT, "a", "a"),
+            (type_url::ENDPOINT, "b", "b"),
+        ]);
         s.on_request(sotw_request(type_url::ENDPOINT, &["a"], ""))
             .unwrap();
         let sent = s.push(&snap);
@@ -905,13 +909,21 @@ mod tests {
         s.on_request(sotw_request(type_url::ENDPOINT, &["a", "b"], "0"))
             .unwrap();
         assert!(s.push(&snap).is_empty());
-        s.on_request(sotw_request(type_url::ENDPOINT, &["a", "b"], &sent[0].nonce))
-            .unwrap();
+        s.on_request(sotw_request(
+            type_url::ENDPOINT,
+            &["a", "b"],
+            &sent[0].nonce,
+        ))
+        .unwrap();
         let sent = s.push(&snap);
         assert_eq!(sotw_names(&sent[0]), vec!["a", "b"]);
     }
 
-    fn delta_request(type_url: &str, subscribe: &[&str], unsubscribe: &[&str]) -> DeltaDiscoveryRequest {
+    fn delta_request(
+        type_url: &str,
+        subscribe: &[&str],
+        unsubscribe: &[&str],
+    ) -> DeltaDiscoveryRequest {
         DeltaDiscoveryRequest {
             type_url: type_url.to_owned(),
             resource_names_subscribe: subscribe.iter().map(|n| (*n).to_owned()).collect(),
@@ -932,7 +944,10 @@ mod tests {
         assert!(sent[0].resources.is_empty());
         assert!(d.push(&empty).is_empty());
 
-        let with = snapshot(&[(type_url::SECRET, "tls", "k1"), (type_url::SECRET, "other", "k2")]);
+        let with = snapshot(&[
+            (type_url::SECRET, "tls", "k1"),
+            (type_url::SECRET, "other", "k2"),
+        ]);
         let sent = d.push(&with);
         assert_eq!(sent.len(), 1);
         let names: Vec<&str> = sent[0].resources.iter().map(|r| r.name.as_str()).collect();
