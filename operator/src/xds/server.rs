@@ -4,7 +4,7 @@
 //! The first request's `node.cluster` (`<namespace>/<gateway>`) selects the instance; a stream
 //! only ever reads that instance's [`Snapshot`]s. An unknown instance is waited for. Each stream
 //! keeps its own protocol state (subscriptions, what the Envoy has, nonces) in a plain
-//! synchronous state machine ([`SotwStream`], [`DeltaStream`]); the async driver only moves
+//! synchronous state machine (`SotwStream`, `DeltaStream`); the async driver only moves
 //! requests, snapshots and responses between it and the wire.
 //!
 //! Ordering follows the xDS eventual-consistency rules so that no request meets a missing
@@ -130,13 +130,13 @@ impl ServerMetrics {
 
     /// NACKs received so far for a type URL.
     pub fn nacks(&self, type_url: &str) -> u64 {
-        self.nacks.with_label_values(&[type_url]).get()
+        self.nacks.with_label_values(&[metric_type(type_url)]).get()
     }
 
     /// Responses sent so far for a type URL and protocol (`sotw` or `delta`).
     pub fn responses(&self, type_url: &str, protocol: &str) -> u64 {
         self.responses
-            .with_label_values(&[type_url, protocol])
+            .with_label_values(&[metric_type(type_url), protocol])
             .get()
     }
 
@@ -442,6 +442,16 @@ fn select(all: Option<&TypeResources>, wildcard: bool, names: &BTreeSet<String>)
         .collect()
 }
 
+/// The type URL as a metric label: the served types, or `other`, so clients cannot grow the
+/// label set.
+fn metric_type(type_url: &str) -> &str {
+    if ADD_ORDER.contains(&type_url) {
+        type_url
+    } else {
+        "other"
+    }
+}
+
 fn next_nonce(counter: &mut u64) -> String {
     *counter += 1;
     counter.to_string()
@@ -463,7 +473,10 @@ fn log_nack(
         error = %error.message,
         "Envoy rejected xDS configuration (NACK); it keeps its last good configuration"
     );
-    metrics.nacks.with_label_values(&[type_url]).inc();
+    metrics
+        .nacks
+        .with_label_values(&[metric_type(type_url)])
+        .inc();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -489,7 +502,7 @@ struct SotwType {
 
 /// Per-stream state of `StreamAggregatedResources`.
 #[derive(Debug)]
-pub struct SotwStream {
+struct SotwStream {
     instance: String,
     node_id: String,
     metrics: Arc<ServerMetrics>,
@@ -525,7 +538,7 @@ impl SotwStream {
         });
         self.metrics
             .responses
-            .with_label_values(&[type_url, Self::NAME])
+            .with_label_values(&[metric_type(type_url), Self::NAME])
             .inc();
         Some(response)
     }
@@ -647,7 +660,7 @@ struct DeltaType {
 
 /// Per-stream state of `DeltaAggregatedResources`.
 #[derive(Debug)]
-pub struct DeltaStream {
+struct DeltaStream {
     instance: String,
     node_id: String,
     metrics: Arc<ServerMetrics>,
@@ -665,7 +678,7 @@ impl DeltaStream {
     ) -> DeltaDiscoveryResponse {
         self.metrics
             .responses
-            .with_label_values(&[type_url, Self::NAME])
+            .with_label_values(&[metric_type(type_url), Self::NAME])
             .inc();
         DeltaDiscoveryResponse {
             system_version_info: snapshot.version().to_owned(),
