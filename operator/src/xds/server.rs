@@ -1,0 +1,1013 @@
+//! The ADS gRPC server: State-of-the-world (`StreamAggregatedResources`) and incremental
+//! (`DeltaAggregatedResources`) xDS over one stream per Envoy.
+//!
+//! The first request's `node.cluster` (`<namespace>/<gateway>`) selects the instance; a stream
+//! only ever reads that instance's [`Snapshot`]s. An unknown instance is waited for. Each stream
+//! keeps its own protocol state (subscriptions, what the Envoy has, nonces) in a plain
+//! synchronous state machine (`SotwStream`, `DeltaStream`); the async driver only moves
+//! requests, snapshots and responses between it and the wire.
+//!
+//! Ordering follows the xDS eventual-consistency rules so that no request meets a missing
+//! cluster: within a push, additions go CDS → EDS → LDS → RDS → SDS, and removals come after
+//! all additions (listeners and routes first, clusters, endpoints and secrets last). For SotW,
+//! where leaving a cluster out of a CDS response removes it, a removed cluster is kept in an
+//! interim CDS response until the listeners and routes that stopped using it have been sent.
+//!
+//! A NACK is logged and counted; the server does not resend until the content changes, so the
+//! Envoy keeps its last good configuration. The server does not wait for ACKs between types.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use super::cache::{Cache, Snapshot, SnapshotReceiver, TypeResources, hash_versions, type_url};
+
+/// Order in which added or changed resources are sent within one push.
+const ADD_ORDER: [&str; 5] = [
+    type_url::CLUSTER,
+    type_url::ENDPOINT,
+    type_url::LISTENER,
+    type_url::ROUTE,
+    type_url::SECRET,
+];
+
+/// Order in which removals are sent, after every addition: first what refers to others
+/// (listeners, then route configurations), then what is referred to.
+const REMOVE_ORDER: [&str; 5] = [
+    type_url::LISTENER,
+    type_url::ROUTE,
+    type_url::CLUSTER,
+    type_url::ENDPOINT,
+    type_url::SECRET,
+];
+
+/// Types for which a request without names means "everything" (legacy wildcard).
+const WILDCARD_TYPES: [&str; 2] = [type_url::CLUSTER, type_url::LISTENER];
+
+/// The explicit wildcard resource name.
+const WILDCARD: &str = "*";
+
+/// Responses buffered per stream before the stream task waits for the Envoy to read.
+const RESPONSE_BUFFER: usize = 16;
+
+/// Errors of [`serve`].
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("creating xDS metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("xDS gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl ServeError {
+    /// A stable short label, for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ServeError::Metrics(_) => "metrics",
+            ServeError::Transport(_) => "transport",
+        }
+    }
+}
+
+/// Counters and gauges of the ADS server.
+#[derive(Clone, Debug)]
+pub struct ServerMetrics {
+    nacks: IntCounterVec,
+    responses: IntCounterVec,
+    streams: IntGaugeVec,
+}
+
+impl ServerMetrics {
+    /// Creates the metrics, not yet registered anywhere.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        Ok(ServerMetrics {
+            nacks: IntCounterVec::new(
+                Opts::new(
+                    "sluice_xds_nacks_total",
+                    "xDS responses rejected by Envoy (NACK), by type URL",
+                ),
+                &["type_url"],
+            )?,
+            responses: IntCounterVec::new(
+                Opts::new(
+                    "sluice_xds_responses_total",
+                    "xDS responses sent, by type URL and protocol (sotw, delta)",
+                ),
+                &["type_url", "protocol"],
+            )?,
+            streams: IntGaugeVec::new(
+                Opts::new(
+                    "sluice_xds_streams",
+                    "Open xDS streams, by protocol (sotw, delta)",
+                ),
+                &["protocol"],
+            )?,
+        })
+    }
+
+    /// Registers every metric with a registry.
+    pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.nacks.clone()))?;
+        registry.register(Box::new(self.responses.clone()))?;
+        registry.register(Box::new(self.streams.clone()))?;
+        Ok(())
+    }
+
+    /// NACKs received so far for a type URL.
+    pub fn nacks(&self, type_url: &str) -> u64 {
+        self.nacks.with_label_values(&[metric_type(type_url)]).get()
+    }
+
+    /// Responses sent so far for a type URL and protocol (`sotw` or `delta`).
+    pub fn responses(&self, type_url: &str, protocol: &str) -> u64 {
+        self.responses
+            .with_label_values(&[metric_type(type_url), protocol])
+            .get()
+    }
+
+    /// Streams currently open for a protocol (`sotw` or `delta`).
+    pub fn open_streams(&self, protocol: &str) -> i64 {
+        self.streams.with_label_values(&[protocol]).get()
+    }
+}
+
+/// Who is at the other end of a stream.
+#[derive(Clone, Debug, Default)]
+pub struct PeerIdentity {
+    pub remote_addr: Option<SocketAddr>,
+    // mTLS (not yet implemented): the instance named by the verified client certificate
+    // (from `Request::peer_certs()` once the server runs with a `ServerTlsConfig`) goes here.
+}
+
+/// Decides whether a peer may fetch an instance's configuration.
+///
+/// mTLS is NOT yet implemented: every peer is allowed every instance. Once Envoys connect with
+/// per-instance client certificates, this must reject any `node_cluster` other than the one
+/// the certificate names, so one team's Envoys cannot read another team's secrets.
+pub fn authorize(peer: &PeerIdentity, node_cluster: &str) -> Result<(), Status> {
+    let _ = (peer, node_cluster);
+    Ok(())
+}
+
+/// Serves ADS on `listener` until `shutdown` completes; open streams then end cleanly.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cache: Arc<Cache>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    AdsServer::new(cache, Arc::new(ServerMetrics::new()?))
+        .serve(listener, shutdown)
+        .await
+}
+
+/// The ADS server with its dependencies; [`serve`] is the short form.
+#[derive(Clone, Debug)]
+pub struct AdsServer {
+    cache: Arc<Cache>,
+    metrics: Arc<ServerMetrics>,
+}
+
+impl AdsServer {
+    pub fn new(cache: Arc<Cache>, metrics: Arc<ServerMetrics>) -> Self {
+        AdsServer { cache, metrics }
+    }
+
+    /// Serves ADS on `listener` until `shutdown` completes; open streams then end cleanly.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let service = AdsService {
+            cache: self.cache,
+            metrics: self.metrics,
+            shutdown: stop_rx,
+        };
+        // Streams are long-lived: tell them to end, or graceful shutdown would wait forever.
+        let signal = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        // mTLS hook: enable tonic's `tls-ring` feature, add
+        // `.tls_config(ServerTlsConfig::new().identity(..).client_ca_root(..))?` here, and fill
+        // `PeerIdentity` from the client certificate in `AdsService::spawn_stream`.
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(AggregatedDiscoveryServiceServer::new(service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct AdsService {
+    cache: Arc<Cache>,
+    metrics: Arc<ServerMetrics>,
+    shutdown: watch::Receiver<bool>,
+}
+
+type ResponseStream<T> = ReceiverStream<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.spawn_stream::<SotwStream>(request)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.spawn_stream::<DeltaStream>(request)))
+    }
+}
+
+impl AdsService {
+    fn spawn_stream<P: Protocol>(
+        &self,
+        request: Request<Streaming<P::Request>>,
+    ) -> ResponseStream<P::Response> {
+        let peer = PeerIdentity {
+            remote_addr: request.remote_addr(),
+        };
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
+        tokio::spawn(run_stream::<P>(self.clone(), peer, inbound, tx));
+        ReceiverStream::new(rx)
+    }
+}
+
+/// One protocol's per-stream state machine. Pure: no I/O, no clock.
+trait Protocol: Send + Sized + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    /// `sotw` or `delta`, for metrics and logs.
+    const NAME: &'static str;
+
+    fn node(request: &Self::Request) -> Option<&Node>;
+    fn new(instance: String, node_id: String, metrics: Arc<ServerMetrics>) -> Self;
+    /// Records a request (subscription changes, ACK or NACK).
+    fn on_request(&mut self, request: Self::Request) -> Result<(), Status>;
+    /// The responses that bring the Envoy from what it has to `snapshot`, in send order.
+    fn push(&mut self, snapshot: &Snapshot) -> Vec<Self::Response>;
+}
+
+async fn run_stream<P: Protocol>(
+    service: AdsService,
+    peer: PeerIdentity,
+    mut inbound: Streaming<P::Request>,
+    tx: mpsc::Sender<Result<P::Response, Status>>,
+) {
+    let mut shutdown = service.shutdown.clone();
+    let first = tokio::select! {
+        biased;
+        () = shutdown_signalled(&mut shutdown) => return,
+        message = inbound.message() => message,
+    };
+    let first = match first {
+        Ok(Some(request)) => request,
+        Ok(None) => return,
+        Err(status) => {
+            debug!(%status, "xDS stream failed before its first request");
+            return;
+        }
+    };
+    let Some(node) = P::node(&first).filter(|n| !n.cluster.is_empty()) else {
+        let _ = tx
+            .send(Err(Status::invalid_argument(
+                "the first xDS request must carry node.cluster (<namespace>/<gateway>)",
+            )))
+            .await;
+        return;
+    };
+    let instance = node.cluster.clone();
+    let node_id = node.id.clone();
+    if let Err(status) = authorize(&peer, &instance) {
+        warn!(%instance, node_id, peer = ?peer.remote_addr, %status, "xDS stream refused");
+        let _ = tx.send(Err(status)).await;
+        return;
+    }
+
+    info!(%instance, node_id, protocol = P::NAME, peer = ?peer.remote_addr, "xDS stream opened");
+    let gauge = service.metrics.streams.with_label_values(&[P::NAME]);
+    gauge.inc();
+    let mut snapshots = service.cache.subscribe(&instance);
+    let mut state = P::new(instance.clone(), node_id.clone(), service.metrics.clone());
+    let result = drive(
+        &mut state,
+        first,
+        &instance,
+        &mut inbound,
+        &mut snapshots,
+        &tx,
+        &mut shutdown,
+    )
+    .await;
+    if let Err(status) = result {
+        warn!(%instance, node_id, %status, "xDS stream ended with an error");
+        let _ = tx.send(Err(status)).await;
+    }
+    gauge.dec();
+    drop(snapshots);
+    service.cache.prune(&instance);
+    info!(%instance, node_id, protocol = P::NAME, "xDS stream closed");
+}
+
+/// The stream loop: apply requests, push on snapshot changes, stop on shutdown or hang-up.
+async fn drive<P: Protocol>(
+    state: &mut P,
+    first: P::Request,
+    instance: &str,
+    inbound: &mut Streaming<P::Request>,
+    snapshots: &mut SnapshotReceiver,
+    tx: &mpsc::Sender<Result<P::Response, Status>>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Status> {
+    let mut next = Some(first);
+    loop {
+        if let Some(request) = next.take() {
+            if let Some(node) = P::node(&request)
+                && !node.cluster.is_empty()
+                && node.cluster != instance
+            {
+                return Err(Status::invalid_argument(
+                    "node.cluster must not change within a stream",
+                ));
+            }
+            state.on_request(request)?;
+            let snapshot = snapshots.borrow_and_update().clone();
+            if let Some(snapshot) = snapshot
+                && !send_all(tx, state.push(&snapshot), shutdown).await
+            {
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            biased;
+            () = shutdown_signalled(shutdown) => return Ok(()),
+            message = inbound.message() => match message {
+                Ok(Some(request)) => next = Some(request),
+                Ok(None) => return Ok(()),
+                Err(status) => {
+                    debug!(instance, %status, "xDS stream receive failed");
+                    return Ok(());
+                }
+            },
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                // `None`: the instance was removed; the Envoy keeps its last configuration.
+                if let Some(snapshot) = snapshot
+                    && !send_all(tx, state.push(&snapshot), shutdown).await
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Sends responses in order; false if the stream is gone or the server is shutting down.
+async fn send_all<R>(
+    tx: &mpsc::Sender<Result<R, Status>>,
+    responses: Vec<R>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    for response in responses {
+        tokio::select! {
+            biased;
+            () = shutdown_signalled(shutdown) => return false,
+            sent = tx.send(Ok(response)) => if sent.is_err() {
+                return false;
+            },
+        }
+    }
+    true
+}
+
+/// Completes when the server shuts down (or is gone).
+async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
+}
+
+/// Type URLs sorted by an order list; types not in it come last, by name.
+fn ordered<'a>(types: impl Iterator<Item = &'a String>, order: &[&str]) -> Vec<String> {
+    let mut types: Vec<&String> = types.collect();
+    types.sort_by_key(|t| {
+        (
+            order.iter().position(|o| o == t).unwrap_or(order.len()),
+            t.as_str(),
+        )
+    });
+    types.into_iter().cloned().collect()
+}
+
+/// The resources of one type a subscription selects.
+fn select(all: Option<&TypeResources>, wildcard: bool, names: &BTreeSet<String>) -> TypeResources {
+    let Some(all) = all else {
+        return TypeResources::new();
+    };
+    if wildcard {
+        return all.clone();
+    }
+    names
+        .iter()
+        .filter_map(|name| all.get(name).map(|r| (name.clone(), r.clone())))
+        .collect()
+}
+
+/// The type URL as a metric label: the served types, or `other`, so clients cannot grow the
+/// label set.
+fn metric_type(type_url: &str) -> &str {
+    if ADD_ORDER.contains(&type_url) {
+        type_url
+    } else {
+        "other"
+    }
+}
+
+fn next_nonce(counter: &mut u64) -> String {
+    *counter += 1;
+    counter.to_string()
+}
+
+fn log_nack(
+    metrics: &ServerMetrics,
+    instance: &str,
+    node_id: &str,
+    type_url: &str,
+    nonce: &str,
+    error: &envoy_types::pb::google::rpc::Status,
+) {
+    warn!(
+        instance,
+        node_id,
+        type_url,
+        nonce,
+        error = %error.message,
+        "Envoy rejected xDS configuration (NACK); it keeps its last good configuration"
+    );
+    metrics
+        .nacks
+        .with_label_values(&[metric_type(type_url)])
+        .inc();
+}
+
+// ---------------------------------------------------------------------------------------------
+// State of the world
+
+/// What a SotW stream sent last for one type.
+#[derive(Debug)]
+struct SotwSent {
+    version: String,
+    resources: TypeResources,
+}
+
+#[derive(Debug, Default)]
+struct SotwType {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// A request that must be answered even if the content equals what was sent.
+    needs_response: bool,
+    /// The nonce of the latest response; requests carrying another nonce are stale.
+    last_nonce: Option<String>,
+    sent: Option<SotwSent>,
+}
+
+/// Per-stream state of `StreamAggregatedResources`.
+#[derive(Debug)]
+struct SotwStream {
+    instance: String,
+    node_id: String,
+    metrics: Arc<ServerMetrics>,
+    nonce: u64,
+    types: BTreeMap<String, SotwType>,
+}
+
+impl SotwStream {
+    /// A response for `type_url` with `content`, unless the Envoy already has exactly that.
+    fn respond(&mut self, type_url: &str, content: TypeResources) -> Option<DiscoveryResponse> {
+        let version = hash_versions(
+            content
+                .values()
+                .map(|r| (type_url, r.name.as_str(), r.version.as_str())),
+        );
+        let state = self.types.get_mut(type_url)?;
+        if !state.needs_response && state.sent.as_ref().is_some_and(|s| s.version == version) {
+            return None;
+        }
+        let nonce = next_nonce(&mut self.nonce);
+        let response = DiscoveryResponse {
+            version_info: version.clone(),
+            resources: content.values().map(|r| r.resource.clone()).collect(),
+            type_url: type_url.to_owned(),
+            nonce: nonce.clone(),
+            ..Default::default()
+        };
+        state.needs_response = false;
+        state.last_nonce = Some(nonce);
+        state.sent = Some(SotwSent {
+            version,
+            resources: content,
+        });
+        self.metrics
+            .responses
+            .with_label_values(&[metric_type(type_url), Self::NAME])
+            .inc();
+        Some(response)
+    }
+}
+
+impl Protocol for SotwStream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const NAME: &'static str = "sotw";
+
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn new(instance: String, node_id: String, metrics: Arc<ServerMetrics>) -> Self {
+        SotwStream {
+            instance,
+            node_id,
+            metrics,
+            nonce: 0,
+            types: BTreeMap::new(),
+        }
+    }
+
+    fn on_request(&mut self, request: DiscoveryRequest) -> Result<(), Status> {
+        if request.type_url.is_empty() {
+            return Err(Status::invalid_argument("xDS request without type_url"));
+        }
+        let state = self.types.entry(request.type_url.clone()).or_default();
+        if request.response_nonce.is_empty() {
+            // A new subscription (or a reconnect): always answered.
+            state.needs_response = true;
+        } else {
+            if state.last_nonce.as_deref() != Some(request.response_nonce.as_str()) {
+                debug!(
+                    instance = self.instance,
+                    type_url = request.type_url,
+                    nonce = request.response_nonce,
+                    "ignoring SotW request with a stale nonce"
+                );
+                return Ok(());
+            }
+            if let Some(error) = &request.error_detail {
+                log_nack(
+                    &self.metrics,
+                    &self.instance,
+                    &self.node_id,
+                    &request.type_url,
+                    &request.response_nonce,
+                    error,
+                );
+            }
+        }
+        let wildcard = request.resource_names.iter().any(|n| n == WILDCARD)
+            || (request.resource_names.is_empty()
+                && WILDCARD_TYPES.contains(&request.type_url.as_str()));
+        let names: BTreeSet<String> = request
+            .resource_names
+            .into_iter()
+            .filter(|n| n != WILDCARD)
+            .collect();
+        if wildcard != state.wildcard || names != state.names {
+            state.needs_response = true;
+        }
+        state.wildcard = wildcard;
+        state.names = names;
+        Ok(())
+    }
+
+    fn push(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+        let mut responses = Vec::new();
+        let mut trim_later = Vec::new();
+        for type_url in ordered(self.types.keys(), &ADD_ORDER) {
+            let Some(state) = self.types.get(&type_url) else {
+                continue;
+            };
+            let mut content = select(snapshot.resources(&type_url), state.wildcard, &state.names);
+            // A cluster left out of a CDS response is deleted: keep removed ones until the
+            // listeners and routes that stopped using them have been sent.
+            if type_url == type_url::CLUSTER
+                && let Some(sent) = &state.sent
+            {
+                let before = content.len();
+                for (name, resource) in &sent.resources {
+                    content
+                        .entry(name.clone())
+                        .or_insert_with(|| resource.clone());
+                }
+                if content.len() != before {
+                    trim_later.push(type_url.clone());
+                }
+            }
+            responses.extend(self.respond(&type_url, content));
+        }
+        for type_url in trim_later {
+            let Some(state) = self.types.get(&type_url) else {
+                continue;
+            };
+            let content = select(snapshot.resources(&type_url), state.wildcard, &state.names);
+            responses.extend(self.respond(&type_url, content));
+        }
+        responses
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delta
+
+#[derive(Debug, Default)]
+struct DeltaType {
+    /// Whether the client sent its first request for this type.
+    requested: bool,
+    wildcard: bool,
+    names: BTreeSet<String>,
+    needs_response: bool,
+    /// What the client has: name → version, or `None` when it was told the name does not exist.
+    known: BTreeMap<String, Option<String>>,
+}
+
+/// Per-stream state of `DeltaAggregatedResources`.
+#[derive(Debug)]
+struct DeltaStream {
+    instance: String,
+    node_id: String,
+    metrics: Arc<ServerMetrics>,
+    nonce: u64,
+    types: BTreeMap<String, DeltaType>,
+}
+
+impl DeltaStream {
+    fn response(
+        &mut self,
+        snapshot: &Snapshot,
+        type_url: &str,
+        resources: Vec<Resource>,
+        removed_resources: Vec<String>,
+    ) -> DeltaDiscoveryResponse {
+        self.metrics
+            .responses
+            .with_label_values(&[metric_type(type_url), Self::NAME])
+            .inc();
+        DeltaDiscoveryResponse {
+            system_version_info: snapshot.version().to_owned(),
+            resources,
+            type_url: type_url.to_owned(),
+            removed_resources,
+            nonce: next_nonce(&mut self.nonce),
+            ..Default::default()
+        }
+    }
+}
+
+impl Protocol for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const NAME: &'static str = "delta";
+
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn new(instance: String, node_id: String, metrics: Arc<ServerMetrics>) -> Self {
+        DeltaStream {
+            instance,
+            node_id,
+            metrics,
+            nonce: 0,
+            types: BTreeMap::new(),
+        }
+    }
+
+    fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Result<(), Status> {
+        if request.type_url.is_empty() {
+            return Err(Status::invalid_argument("xDS request without type_url"));
+        }
+        if !request.response_nonce.is_empty()
+            && let Some(error) = &request.error_detail
+        {
+            // What was sent stays recorded as known, so it is not resent until it changes.
+            log_nack(
+                &self.metrics,
+                &self.instance,
+                &self.node_id,
+                &request.type_url,
+                &request.response_nonce,
+                error,
+            );
+        }
+        let state = self.types.entry(request.type_url.clone()).or_default();
+        if !state.requested {
+            state.requested = true;
+            state.needs_response = true;
+            // Only meaningful on the first request of a type in a stream (a reconnect).
+            state.known = request
+                .initial_resource_versions
+                .into_iter()
+                .map(|(name, version)| (name, Some(version)))
+                .collect();
+            state.wildcard = request.resource_names_subscribe.is_empty()
+                && WILDCARD_TYPES.contains(&request.type_url.as_str());
+        }
+        for name in request.resource_names_subscribe {
+            if name == WILDCARD {
+                state.wildcard = true;
+            } else {
+                state.names.insert(name);
+            }
+        }
+        for name in request.resource_names_unsubscribe {
+            if name == WILDCARD {
+                state.wildcard = false;
+                let names = &state.names;
+                state.known.retain(|known, _| names.contains(known));
+            } else {
+                state.names.remove(&name);
+                if !state.wildcard {
+                    state.known.remove(&name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        let mut responses = Vec::new();
+        let mut removals: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for type_url in ordered(self.types.keys(), &ADD_ORDER) {
+            let Some(state) = self.types.get_mut(&type_url) else {
+                continue;
+            };
+            let all = snapshot.resources(&type_url);
+            let selected = select(all, state.wildcard, &state.names);
+            let added: Vec<Resource> = selected
+                .values()
+                .filter(|r| state.known.get(&r.name) != Some(&Some(r.version.clone())))
+                .map(|r| Resource {
+                    name: r.name.clone(),
+                    version: r.version.clone(),
+                    resource: Some(r.resource.clone()),
+                    ..Default::default()
+                })
+                .collect();
+            let exists = |name: &String| all.is_some_and(|a| a.contains_key(name));
+            // Gone since the client got it, or subscribed by name and never existed.
+            let mut removed: BTreeSet<String> = state
+                .known
+                .iter()
+                .filter(|(name, version)| version.is_some() && !exists(name))
+                .map(|(name, _)| name.clone())
+                .collect();
+            removed.extend(
+                state
+                    .names
+                    .iter()
+                    .filter(|name| !exists(name) && !state.known.contains_key(*name))
+                    .cloned(),
+            );
+            for resource in &added {
+                state
+                    .known
+                    .insert(resource.name.clone(), Some(resource.version.clone()));
+            }
+            for name in &removed {
+                if state.names.contains(name) {
+                    state.known.insert(name.clone(), None);
+                } else {
+                    state.known.remove(name);
+                }
+            }
+            let answer_empty = std::mem::take(&mut state.needs_response) && removed.is_empty();
+            if !added.is_empty() || answer_empty {
+                let response = self.response(snapshot, &type_url, added, Vec::new());
+                responses.push(response);
+            }
+            if !removed.is_empty() {
+                removals.insert(type_url, removed.into_iter().collect());
+            }
+        }
+        for type_url in ordered(removals.keys(), &REMOVE_ORDER) {
+            if let Some(removed) = removals.remove(&type_url) {
+                let response = self.response(snapshot, &type_url, Vec::new(), removed);
+                responses.push(response);
+            }
+        }
+        responses
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::xds::cache::InstanceResources;
+    use envoy_types::pb::google::protobuf::Any;
+
+    fn snapshot(entries: &[(&str, &str, &str)]) -> Snapshot {
+        let mut r = InstanceResources::default();
+        for (type_url, name, content) in entries {
+            r.insert(
+                *name,
+                Any {
+                    type_url: (*type_url).to_owned(),
+                    value: content.as_bytes().to_vec(),
+                },
+            );
+        }
+        Snapshot::new(r)
+    }
+
+    fn metrics() -> Arc<ServerMetrics> {
+        Arc::new(ServerMetrics::new().unwrap())
+    }
+
+    fn sotw_request(type_url: &str, names: &[&str], nonce: &str) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: type_url.to_owned(),
+            resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
+            response_nonce: nonce.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    fn sotw_names(response: &DiscoveryResponse) -> Vec<String> {
+        response
+            .resources
+            .iter()
+            .map(|a| String::from_utf8(a.value.clone()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn sotw_removed_cluster_outlives_the_route_that_used_it() {
+        let mut s = SotwStream::new("ns/gw".into(), "node".into(), metrics());
+        let before = snapshot(&[
+            (type_url::CLUSTER, "old", "old"),
+            (type_url::ROUTE, "r", "r-old"),
+        ]);
+        s.on_request(sotw_request(type_url::CLUSTER, &[], ""))
+            .unwrap();
+        s.on_request(sotw_request(type_url::ROUTE, &["r"], ""))
+            .unwrap();
+        let first = s.push(&before);
+        assert_eq!(first.len(), 2);
+        // "old" replaced by "new", and the route now points at "new".
+        let after = snapshot(&[
+            (type_url::CLUSTER, "new", "new"),
+            (type_url::ROUTE, "r", "r-new"),
+        ]);
+        let pushed = s.push(&after);
+        let seen: Vec<(String, Vec<String>)> = pushed
+            .iter()
+            .map(|r| (r.type_url.clone(), sotw_names(r)))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    type_url::CLUSTER.to_owned(),
+                    vec!["new".to_owned(), "old".to_owned()]
+                ),
+                (type_url::ROUTE.to_owned(), vec!["r-new".to_owned()]),
+                (type_url::CLUSTER.to_owned(), vec!["new".to_owned()]),
+            ]
+        );
+        // Nothing more to send.
+        assert!(s.push(&after).is_empty());
+    }
+
+    #[test]
+    fn sotw_stale_nonce_is_ignored() {
+        let mut s = SotwStream::new("ns/gw".into(), "node".into(), metrics());
+        let snap = snapshot(&[
+            (type_url::ENDPOINT, "a", "a"),
+            (type_url::ENDPOINT, "b", "b"),
+        ]);
+        s.on_request(sotw_request(type_url::ENDPOINT, &["a"], ""))
+            .unwrap();
+        let sent = s.push(&snap);
+        assert_eq!(sent.len(), 1);
+        // A request with an older nonce does not change the subscription.
+        s.on_request(sotw_request(type_url::ENDPOINT, &["a", "b"], "0"))
+            .unwrap();
+        assert!(s.push(&snap).is_empty());
+        s.on_request(sotw_request(
+            type_url::ENDPOINT,
+            &["a", "b"],
+            &sent[0].nonce,
+        ))
+        .unwrap();
+        let sent = s.push(&snap);
+        assert_eq!(sotw_names(&sent[0]), vec!["a", "b"]);
+    }
+
+    fn delta_request(
+        type_url: &str,
+        subscribe: &[&str],
+        unsubscribe: &[&str],
+    ) -> DeltaDiscoveryRequest {
+        DeltaDiscoveryRequest {
+            type_url: type_url.to_owned(),
+            resource_names_subscribe: subscribe.iter().map(|n| (*n).to_owned()).collect(),
+            resource_names_unsubscribe: unsubscribe.iter().map(|n| (*n).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn delta_named_subscription_tells_absent_once_and_sends_when_it_appears() {
+        let mut d = DeltaStream::new("ns/gw".into(), "node".into(), metrics());
+        d.on_request(delta_request(type_url::SECRET, &["tls"], &[]))
+            .unwrap();
+        let empty = snapshot(&[(type_url::CLUSTER, "c", "c")]);
+        let sent = d.push(&empty);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].removed_resources, vec!["tls"]);
+        assert!(sent[0].resources.is_empty());
+        assert!(d.push(&empty).is_empty());
+
+        let with = snapshot(&[
+            (type_url::SECRET, "tls", "k1"),
+            (type_url::SECRET, "other", "k2"),
+        ]);
+        let sent = d.push(&with);
+        assert_eq!(sent.len(), 1);
+        let names: Vec<&str> = sent[0].resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec!["tls"]);
+
+        // Unsubscribed: nothing more about it, not even its removal.
+        d.on_request(delta_request(type_url::SECRET, &[], &["tls"]))
+            .unwrap();
+        assert!(d.push(&empty).is_empty());
+    }
+
+    #[test]
+    fn delta_removals_follow_all_additions_listeners_first() {
+        let mut d = DeltaStream::new("ns/gw".into(), "node".into(), metrics());
+        d.on_request(delta_request(type_url::CLUSTER, &[], &[]))
+            .unwrap();
+        d.on_request(delta_request(type_url::LISTENER, &[], &[]))
+            .unwrap();
+        let before = snapshot(&[
+            (type_url::CLUSTER, "c1", "c1"),
+            (type_url::LISTENER, "l1", "l1"),
+        ]);
+        assert_eq!(d.push(&before).len(), 2);
+        let after = snapshot(&[
+            (type_url::CLUSTER, "c2", "c2"),
+            (type_url::LISTENER, "l2", "l2"),
+        ]);
+        let seen: Vec<(String, Vec<String>, Vec<String>)> = d
+            .push(&after)
+            .iter()
+            .map(|r| {
+                (
+                    r.type_url.clone(),
+                    r.resources.iter().map(|x| x.name.clone()).collect(),
+                    r.removed_resources.clone(),
+                )
+            })
+            .collect();
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            seen,
+            vec![
+                (type_url::CLUSTER.to_owned(), s(&["c2"]), s(&[])),
+                (type_url::LISTENER.to_owned(), s(&["l2"]), s(&[])),
+                (type_url::LISTENER.to_owned(), s(&[]), s(&["l1"])),
+                (type_url::CLUSTER.to_owned(), s(&[]), s(&["c1"])),
+            ]
+        );
+    }
+}
