@@ -1,0 +1,184 @@
+//! The Gateway controller: for each Gateway, server-side applies the desired Envoy fleet
+//! (`provision::desired`) and writes the Gateway's status. Only the leader acts; followers wait
+//! for leadership, which triggers a full reconcile.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::{Controller, watcher};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
+
+use crate::api::Gateway;
+use crate::controller::routes::{FIELD_MANAGER, SharedRouteCounts};
+use crate::metrics::Metrics;
+use crate::provision::{self, ObservedState, ProvisionContext, ProvisionError};
+
+pub struct GatewayContext {
+    pub client: kube::Client,
+    pub metrics: Metrics,
+    pub leading: watch::Receiver<bool>,
+    pub provision: ProvisionContext,
+    pub route_counts: SharedRouteCounts,
+}
+
+/// One stage's failure; each has a short label for metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("applying {kind} {name}: {source}")]
+    Apply { kind: &'static str, name: String, source: kube::Error },
+    #[error("reading the Gateway's pods: {0}")]
+    Observe(kube::Error),
+    #[error("writing the Gateway status: {0}")]
+    Status(kube::Error),
+    #[error("Gateway has no namespace")]
+    NoNamespace,
+}
+
+impl GatewayError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Apply { .. } => "apply",
+            Self::Observe(_) => "observe",
+            Self::Status(_) => "status",
+            Self::NoNamespace => "invalid",
+        }
+    }
+}
+
+/// Runs the controller until its streams end.
+pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
+    let client = ctx.client.clone();
+    let everything = watcher::Config::default();
+    // Reconcile every Gateway when route counts change (status) or leadership is gained.
+    let triggers = futures::stream::select(
+        WatchStream::new(counts_changed).map(|_| ()),
+        WatchStream::new(ctx.leading.clone()).filter(|l| futures::future::ready(*l)).map(|_| ()),
+    );
+    Controller::new(Api::<Gateway>::all(client.clone()), everything.clone())
+        .owns(Api::<DaemonSet>::all(client.clone()), everything.clone())
+        .owns(Api::<Service>::all(client.clone()), everything.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), everything.clone())
+        .owns(Api::<ServiceAccount>::all(client), everything)
+        .reconcile_all_on(triggers)
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "gateway reconcile");
+            }
+        })
+        .await;
+}
+
+#[tracing::instrument(skip_all, fields(gateway = %format!("{}/{}", gw.namespace().unwrap_or_default(), gw.name_any())))]
+async fn reconcile(gw: Arc<Gateway>, ctx: Arc<GatewayContext>) -> Result<Action, GatewayError> {
+    if !*ctx.leading.borrow() {
+        return Ok(Action::await_change());
+    }
+    let started = Instant::now();
+    let result = reconcile_leader(&gw, &ctx).await;
+    ctx.metrics.reconcile_seconds.with_label_values(&["gateway"]).observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_leader(gw: &Gateway, ctx: &GatewayContext) -> Result<Action, GatewayError> {
+    let ns = gw.namespace().ok_or(GatewayError::NoNamespace)?;
+    let key = format!("{ns}/{}", gw.name_any());
+    let (applied, error) = match provision::desired(gw, &ctx.provision) {
+        Ok(desired) => (Some(apply_all(&ctx.client, &ns, desired).await?), None),
+        Err(e) => {
+            ctx.metrics.reconcile_errors.with_label_values(&["gateway", e.label()]).inc();
+            tracing::warn!(error = %e, "cannot provision");
+            (None, Some(e))
+        }
+    };
+    let pods: Vec<Pod> = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default().labels(&selector(&provision::pod_selector(&key))))
+        .await
+        .map_err(GatewayError::Observe)?
+        .items;
+    let routes = ctx.route_counts.lock().ok().and_then(|c| c.get(&key).cloned()).unwrap_or_default();
+    let observed = ObservedState {
+        daemon_set: applied.as_ref().map(|a| &a.0),
+        service: applied.as_ref().map(|a| &a.1),
+        pods: &pods,
+        routes,
+        error: error.as_ref(),
+    };
+    let status = provision::gateway_status(gw, &observed, &Time(jiff::Timestamp::now()));
+    if gw.status.as_ref() != Some(&status) {
+        let body = serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Gateway",
+            "status": status,
+        });
+        Api::<Gateway>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(&gw.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+            .await
+            .map_err(GatewayError::Status)?;
+        ctx.metrics.status_writes.with_label_values(&["Gateway"]).inc();
+    }
+    Ok(match error {
+        // An invalid spec waits for a change to the Gateway.
+        Some(_) => Action::await_change(),
+        // Follow the rollout; DaemonSet events also trigger a reconcile.
+        None => Action::requeue(Duration::from_secs(60)),
+    })
+}
+
+/// Applies every desired object; returns the DaemonSet and Service as the API now has them.
+async fn apply_all(
+    client: &kube::Client,
+    ns: &str,
+    desired: provision::DesiredObjects,
+) -> Result<(DaemonSet, Service), GatewayError> {
+    apply(client, ns, &desired.service_account).await?;
+    apply(client, ns, &desired.config_map).await?;
+    let ds = apply(client, ns, &desired.daemon_set).await?;
+    let svc = apply(client, ns, &desired.service).await?;
+    Ok((ds, svc))
+}
+
+async fn apply<K>(client: &kube::Client, ns: &str, obj: &K) -> Result<K, GatewayError>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let name = obj.name_any();
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
+        .await
+        .map_err(|source| GatewayError::Apply {
+            kind: match K::kind(&K::DynamicType::default()) {
+                std::borrow::Cow::Borrowed(k) => k,
+                std::borrow::Cow::Owned(_) => "object",
+            },
+            name,
+            source,
+        })
+}
+
+fn error_policy(_gw: Arc<Gateway>, error: &GatewayError, ctx: Arc<GatewayContext>) -> Action {
+    ctx.metrics.reconcile_errors.with_label_values(&["gateway", error.label()]).inc();
+    tracing::warn!(error = %error, "gateway reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+#[allow(dead_code)]
+fn _assert_error_is_send(e: ProvisionError) -> impl Send {
+    e
+}

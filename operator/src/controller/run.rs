@@ -1,0 +1,183 @@
+//! `sluice run`: wires the reflectors, the route reconciler, the Gateway controller, leader
+//! election, the xDS server and the HTTP endpoint together.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use tokio::sync::watch;
+
+use crate::controller::{gateway, http, leader, routes};
+use crate::metrics::Metrics;
+use crate::xds::cache::Cache;
+use crate::xds::translate::TranslateOptions;
+
+/// CRDs the operator needs before it can start.
+pub const REQUIRED_CRDS: [&str; 3] = [
+    "ingressroutes.contour.heptio.com",
+    "tlscertificatedelegations.contour.heptio.com",
+    "gateways.sluice.dev",
+];
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the operator (its Lease lives here).
+    pub namespace: String,
+    pub identity: String,
+    pub xds_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub lease_name: String,
+    pub lease_duration: Duration,
+    pub lease_renew: Duration,
+    pub debounce: Duration,
+    pub provision: crate::provision::ProvisionContext,
+    pub translate: TranslateOptions,
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let client = client(opts.kubeconfig.as_ref()).await?;
+    wait_for_crds(&client).await;
+
+    let metrics = Metrics::new().context("registering metrics")?;
+    let cache = Arc::new(Cache::new());
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let (leading_tx, leading_rx) = watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+
+    let http_listener = tokio::net::TcpListener::bind(opts.http_listen)
+        .await
+        .with_context(|| format!("binding the HTTP endpoint to {}", opts.http_listen))?;
+    let xds_listener = tokio::net::TcpListener::bind(opts.xds_listen)
+        .await
+        .with_context(|| format!("binding the xDS server to {}", opts.xds_listen))?;
+    tracing::info!(http = %http_listener.local_addr()?, xds = %xds_listener.local_addr()?, identity = %opts.identity, "starting");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn({
+        let (m, r, s) = (metrics.clone(), ready_rx.clone(), shutdown(shutdown_rx.clone()));
+        async move { http::serve(http_listener, m, r, s).await.context("HTTP endpoint") }
+    });
+    tasks.spawn({
+        let server = crate::xds::server::AdsServer::new(cache.clone(), crate::xds::server::ServerMetrics::register(&metrics.registry)?);
+        let s = shutdown(shutdown_rx.clone());
+        async move { server.serve(xds_listener, s).await.context("xDS server") }
+    });
+    tasks.spawn({
+        let cfg = leader::LeaseConfig {
+            namespace: opts.namespace.clone(),
+            name: opts.lease_name.clone(),
+            identity: opts.identity.clone(),
+            lease_duration: opts.lease_duration,
+            renew_every: opts.lease_renew,
+        };
+        let c = client.clone();
+        async move {
+            leader::run(c, cfg, leading_tx).await;
+            Ok(())
+        }
+    });
+
+    let (stores, changed) = crate::source::kube::start(&client);
+    let route_counts: routes::SharedRouteCounts = Arc::new(Mutex::new(BTreeMap::new()));
+    let (counts_tx, counts_rx) = watch::channel(0u64);
+    tasks.spawn({
+        let ctx = routes::RoutesContext {
+            client: client.clone(),
+            stores: stores.clone(),
+            cache: cache.clone(),
+            metrics: metrics.clone(),
+            leading: leading_rx.clone(),
+            translate: opts.translate.clone(),
+            debounce: opts.debounce,
+            resync: Duration::from_secs(30),
+            route_counts: route_counts.clone(),
+            counts_changed: counts_tx,
+        };
+        async move {
+            routes::run(ctx, changed, ready_tx).await;
+            Ok(())
+        }
+    });
+    tasks.spawn({
+        let ctx = gateway::GatewayContext {
+            client: client.clone(),
+            metrics: metrics.clone(),
+            leading: leading_rx,
+            provision: opts.provision.clone(),
+            route_counts,
+        };
+        async move {
+            gateway::run(ctx, counts_rx).await;
+            Ok(())
+        }
+    });
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let result = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
+        Some(r) = tasks.join_next() => match r {
+            Ok(Ok(())) => Err(anyhow::anyhow!("a component stopped unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("a component panicked: {e}")),
+        },
+    };
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {
+            tasks.abort_all();
+        }
+    })
+    .await;
+    result
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer().await.context("finding a kubeconfig or in-cluster config")?,
+    };
+    kube::Client::try_from(config).context("creating the Kubernetes client")
+}
+
+/// Blocks until every CRD Sluice serves is installed, saying which are missing.
+async fn wait_for_crds(client: &kube::Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    loop {
+        let mut missing = Vec::new();
+        for name in REQUIRED_CRDS {
+            match api.get_opt(name).await {
+                Ok(Some(_)) => {}
+                Ok(None) => missing.push(name),
+                Err(e) => {
+                    tracing::warn!(crd = name, error = %e, "cannot check CRD");
+                    missing.push(name);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        tracing::error!(
+            missing = ?missing,
+            "required CRDs are not installed; install them with `sluice crds | kubectl apply -f -` (or the Helm chart); retrying in 5s"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
