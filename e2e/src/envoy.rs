@@ -5,13 +5,13 @@
 //! its admin `/ready`, and kills it on drop; failures carry the tail of Envoy's log.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::client::{Request, Response};
+use crate::process::{ChildProcess, TAIL_LINES};
 use crate::{Error, Result, TempDir, temp_dir};
 
 /// Environment variable naming the Envoy binary to use.
@@ -23,9 +23,6 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bound on one `envoy --mode validate` run.
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Lines of log shown in errors.
-const TAIL_LINES: usize = 40;
 
 /// The Envoy binary: `$SLUICE_ENVOY`, else `envoy` on `PATH`.
 pub fn envoy_binary() -> Result<PathBuf> {
@@ -150,11 +147,6 @@ impl EnvoyBuilder {
         let dir = temp_dir()?;
         let config = dir.path().join(bootstrap_file_name(&self.bootstrap));
         std::fs::write(&config, &self.bootstrap).map_err(Error::io("writing the bootstrap"))?;
-        let log = dir.path().join("envoy.log");
-        let log_file = File::create(&log).map_err(Error::io("creating envoy.log"))?;
-        let stdout = log_file
-            .try_clone()
-            .map_err(Error::io("sharing envoy.log"))?;
         let admin_file = dir.path().join("admin-address");
         let mut command = Command::new(&binary);
         command
@@ -169,21 +161,15 @@ impl EnvoyBuilder {
             .arg(self.concurrency.to_string())
             .arg("--log-level")
             .arg(&self.log_level)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(log_file);
-        let child = command
-            .spawn()
-            .map_err(Error::io(format!("starting {}", binary.display())))?;
+            .args(&self.args);
+        let process = ChildProcess::spawn("envoy", command, &dir.path().join("envoy.log"))?;
         // From here on, dropping `envoy` kills the process, on every error path too.
         let mut envoy = Envoy {
-            child,
-            admin: None,
-            log,
+            process,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
         };
-        envoy.wait_ready(&admin_file, self.ready_timeout).await?;
+        envoy.admin = envoy.wait_ready(&admin_file, self.ready_timeout).await?;
         Ok(envoy)
     }
 }
@@ -191,9 +177,8 @@ impl EnvoyBuilder {
 /// A running Envoy. Killed (and its hot-restart shared memory removed) on drop.
 #[derive(Debug)]
 pub struct Envoy {
-    child: Child,
-    admin: Option<SocketAddr>,
-    log: PathBuf,
+    process: ChildProcess,
+    admin: SocketAddr,
     // Last, so the directory outlives the process in `Drop`.
     dir: TempDir,
 }
@@ -215,32 +200,32 @@ impl Envoy {
         Envoy::builder(bootstrap).start().await
     }
 
-    async fn wait_ready(&mut self, admin_file: &Path, timeout: Duration) -> Result<()> {
+    /// Polls until `/ready` answers 200 and returns the admin address.
+    async fn wait_ready(&mut self, admin_file: &Path, timeout: Duration) -> Result<SocketAddr> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut admin: Option<SocketAddr> = None;
         let mut last = String::from("no admin address yet");
         loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Err(self.not_ready(format!("envoy exited ({status})"))),
-                Ok(None) => {}
-                Err(e) => return Err(self.not_ready(format!("cannot poll the process: {e}"))),
+            if let Some(status) = self.process.exit_status() {
+                return Err(self.not_ready(format!("envoy exited ({status})")));
             }
-            if self.admin.is_none() {
+            if admin.is_none() {
                 // Envoy writes the file once the admin listener is bound.
-                self.admin = std::fs::read_to_string(admin_file)
+                admin = std::fs::read_to_string(admin_file)
                     .ok()
                     .and_then(|text| text.trim().parse().ok());
             }
-            if let Some(admin) = self.admin {
+            if let Some(admin) = admin {
                 let probe = Request::get("127.0.0.1", "/ready").timeout(Duration::from_secs(2));
                 match probe.send_to(admin).await {
-                    Ok(resp) if resp.status == 200 => return Ok(()),
+                    Ok(resp) if resp.status == 200 => return Ok(admin),
                     Ok(resp) => last = format!("/ready answered {}: {}", resp.status, resp.text()),
                     Err(e) => last = format!("/ready failed: {e}"),
                 }
             }
             if tokio::time::Instant::now() >= deadline {
                 let mut reason = format!("not ready after {timeout:?}; last: {}", last.trim());
-                if self.admin.is_none() {
+                if admin.is_none() {
                     reason.push_str(" (does the bootstrap define an `admin` listener?)");
                 }
                 return Err(self.not_ready(reason));
@@ -252,23 +237,19 @@ impl Envoy {
     fn not_ready(&self, reason: String) -> Error {
         Error::EnvoyNotReady {
             reason,
-            log: self.log.display().to_string(),
-            tail: self.log_tail(TAIL_LINES),
+            log: self.process.log_path().display().to_string(),
+            tail: self.process.log_tail(TAIL_LINES),
         }
     }
 
     /// The admin listener's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        // Set before `start` returns an `Envoy`.
         self.admin
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// GET `path` (e.g. `/config_dump`, `/clusters`) on the admin listener.
     pub async fn admin_get(&self, path: &str) -> Result<Response> {
-        Request::get("127.0.0.1", path)
-            .send_to(self.admin_addr())
-            .await
+        Request::get("127.0.0.1", path).send_to(self.admin).await
     }
 
     /// Value of counter or gauge `name` from `/stats` (`None` if Envoy has no such stat).
@@ -287,14 +268,9 @@ impl Envoy {
         }))
     }
 
-    /// Envoy's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    /// The Envoy process (pid, liveness, log).
+    pub fn process(&mut self) -> &mut ChildProcess {
+        &mut self.process
     }
 
     /// The temporary directory holding the bootstrap and the log.
@@ -304,18 +280,12 @@ impl Envoy {
 
     /// Envoy's log file (its stdout and stderr).
     pub fn log_path(&self) -> &Path {
-        &self.log
+        self.process.log_path()
     }
 
     /// The last `lines` lines of Envoy's log.
     pub fn log_tail(&self, lines: usize) -> String {
-        match std::fs::read_to_string(&self.log) {
-            Ok(text) => {
-                let all: Vec<&str> = text.lines().collect();
-                all[all.len().saturating_sub(lines)..].join("\n")
-            }
-            Err(e) => format!("(cannot read {}: {e})", self.log.display()),
-        }
+        self.process.log_tail(lines)
     }
 
     /// Removes the shared-memory segment Envoy's hot-restart support leaves in /dev/shm even
@@ -336,16 +306,8 @@ impl Envoy {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.stop();
         self.remove_shared_memory();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- envoy log tail ({}) ---\n{}",
-                self.log.display(),
-                self.log_tail(TAIL_LINES)
-            );
-        }
     }
 }
 

@@ -5,38 +5,52 @@
 //!
 //! # Writing an e2e test
 //!
-//! A test lives in `e2e/tests/*.rs`, is a `#[tokio::test]`, returns `anyhow::Result<()>`, and is
-//! built from these pieces:
+//! A test lives in `e2e/tests/*.rs`, is a `#[tokio::test]` returning `anyhow::Result<()>`, and
+//! is built from these pieces:
 //!
-//! 1. **Backends** ([`backend::Backend`]): start one per upstream you need, each with a name.
-//!    Every answer is a JSON [`backend::Echo`] naming the backend and echoing the request it
-//!    received, so a test asserts *which* backend answered and *what* Envoy sent it (path
-//!    rewrites, `Host`, added headers). Failures, delays and health are switched at runtime
-//!    through [`backend::BackendControl`]; counters tell how many requests arrived.
-//! 2. **Configuration**: write manifests (Services/Endpoints pointing at the backends' ports,
-//!    IngressRoutes, Gateways) into a [`temp_dir`], then start `sluice standalone --manifests DIR`,
-//!    which serves xDS and starts Envoy. For fixed ports inside configs use [`free_port`].
-//!    Tests that drive Envoy directly use [`envoy::Envoy`], which waits for `/ready` and shows
-//!    Envoy's log tail when it fails.
+//! 1. **Backends** ([`backend::Backend`]): start one per upstream, each with a name. Every
+//!    answer is a JSON [`backend::Echo`] naming the backend and echoing the request it got, so a
+//!    test asserts *which* backend answered and *what* Envoy sent it (path rewrites, `Host`,
+//!    added headers). Failures, delays and health are switched at runtime through
+//!    [`backend::BackendControl`]; counters tell how many requests and connections arrived.
+//! 2. **Configuration** ([`manifests::Manifests`]): write the IngressRoutes under test and,
+//!    with [`manifests::service`], Services whose Endpoints are the backends, into a temporary
+//!    directory; then start [`sluice::Standalone`] on it (it serves xDS and starts Envoy). Ports
+//!    that must be fixed in a config come from [`free_port`]. Tests that drive Envoy directly
+//!    use [`envoy::Envoy`]; one-shot commands (`sluice render`) use [`sluice::run`].
 //! 3. **Traffic** ([`client`]): send requests to Envoy's listener with the `Host` header and
 //!    path under test. Each request uses a fresh connection unless a test asks for a
 //!    [`client::Connection`], so load balancing is observable.
 //! 4. **Convergence**: configuration reaches Envoy asynchronously. Never sleep: poll with
-//!    [`wait_until`] / [`wait_for`] until the expected answer appears, then assert. Timeouts in
-//!    this crate only bound how long a broken test hangs; no assertion depends on timing.
+//!    [`wait_for`] / [`try_wait_for`] / [`wait_until`] until the expected answer appears, then assert on it.
+//!    Timeouts here only bound how long a broken test hangs; no assertion depends on timing.
 //!
-//! Every process and socket is owned by a value that cleans up on drop (Envoy is killed, backends
-//! stop accepting), so a failing test leaves nothing behind.
+//! Every process and socket belongs to a value that cleans up on drop (processes are killed and
+//! reaped, backends stop listening), and a process dropped during a panic prints its log tail,
+//! so a failing test leaves nothing behind and says why.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
-//! use sluice_e2e::{backend::Backend, client::Request};
+//! use std::time::Duration;
+//! use sluice_e2e::{backend::Backend, client::Request, manifests, sluice::Standalone};
+//!
 //! let web = Backend::start("web").await?;
-//! web.control().fail_next(1, 503);
-//! let first = Request::get("example.com", "/").send(web.port()).await?;
-//! assert_eq!(first.status, 503);
-//! let second = Request::get("example.com", "/").send(web.port()).await?;
-//! assert_eq!(second.echo()?.backend, "web");
+//! let dir = manifests::Manifests::new()?;
+//! dir.write("service.yaml", &manifests::service("team", "web", 80, &[web.port()]))?;
+//! dir.write("route.yaml", "# an IngressRoute for app.example.com -> web:80")?;
+//! let mut sluice = Standalone::start(dir.path())?;
+//! let listener = 8080; // however the test configured Envoy's HTTP port
+//!
+//! let what = "app.example.com to reach web";
+//! let answer = sluice_e2e::try_wait_for(what, Duration::from_secs(60), async || {
+//!     sluice.check_running()?; // a crash ends the wait with sluice's log
+//!     let resp = Request::get("app.example.com", "/").send(listener).await;
+//!     Ok(resp.ok().filter(|r| r.status == 200))
+//! })
+//! .await?;
+//! assert_eq!(answer.echo()?.backend, "web");
+//!
+//! web.control().fail_next(1, 503); // e.g. a retry test: the client still sees 200
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -45,6 +59,9 @@ pub mod backend;
 pub mod client;
 pub mod envoy;
 mod http1;
+pub mod manifests;
+pub mod process;
+pub mod sluice;
 pub mod ws;
 
 use std::io;
@@ -70,6 +87,27 @@ pub enum Error {
         reason: String,
         log: String,
         tail: String,
+    },
+    /// A child process ended while the test still needed it.
+    #[error("{name} exited ({status})\n--- tail of {log} ---\n{tail}")]
+    Exited {
+        name: String,
+        status: String,
+        log: String,
+        tail: String,
+    },
+    /// No `sluice` binary could be found.
+    #[error(
+        "sluice binary not found: {0}. Build it with `cargo build -p sluice` before running the \
+         e2e tests, or set SLUICE_BIN to its path"
+    )]
+    SluiceNotFound(String),
+    /// A one-shot command exited unsuccessfully.
+    #[error("`{command}` failed ({status}):\n{stderr}")]
+    CommandFailed {
+        command: String,
+        status: String,
+        stderr: String,
     },
     /// An I/O operation failed.
     #[error("{context}")]
@@ -142,12 +180,24 @@ pub async fn wait_for<T>(
     timeout: Duration,
     mut probe: impl AsyncFnMut() -> Option<T>,
 ) -> Result<T> {
+    try_wait_for(what, timeout, async || Ok(probe().await)).await
+}
+
+/// Like [`wait_for`], but an `Err` from `probe` ends the wait at once with that error: put
+/// checks that can never recover there (a crashed process, see
+/// [`process::ChildProcess::check_running`]).
+pub async fn try_wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Result<Option<T>>,
+) -> Result<T> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         // A probe that hangs must not stretch the bound.
         match tokio::time::timeout_at(deadline, probe()).await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
+            Ok(Ok(Some(value))) => return Ok(value),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => return Err(e),
             Err(_) => break,
         }
         if tokio::time::Instant::now() + POLL_INTERVAL > deadline {
@@ -177,6 +227,26 @@ mod tests {
         .unwrap();
         assert_eq!(value, 30);
         assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn try_wait_for_stops_at_the_first_error() {
+        let mut calls = 0;
+        let err = try_wait_for(
+            "an error",
+            Duration::from_secs(30),
+            async || -> Result<Option<()>> {
+                calls += 1;
+                if calls == 2 {
+                    return Err(Error::Protocol("gave up".into()));
+                }
+                Ok(None)
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::Protocol(_)), "{err}");
+        assert_eq!(calls, 2);
     }
 
     #[tokio::test]

@@ -7,7 +7,8 @@ use anyhow::Result;
 use sluice_e2e::backend::{BACKEND_HEADER, Backend, DEFAULT_HEALTH_PATH, TcpEchoBackend};
 use sluice_e2e::client::{Connection, Request, WebSocket, get};
 use sluice_e2e::envoy::{self, Envoy};
-use sluice_e2e::{Error, free_port, wait_for};
+use sluice_e2e::sluice::Standalone;
+use sluice_e2e::{Error, free_port, try_wait_for, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -312,5 +313,40 @@ async fn validate_accepts_a_good_config_and_rejects_a_broken_one() -> Result<()>
     let text = err.to_string();
     assert!(matches!(err, Error::EnvoyInvalid { .. }), "{text}");
     assert!(text.contains("NO_SUCH_TYPE"), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn sluice_binary_runs_one_shot_commands() -> Result<()> {
+    let crds = sluice_e2e::sluice::run(&["crds"]).await?;
+    assert!(crds.contains("IngressRoute"), "{crds}");
+
+    let err = sluice_e2e::sluice::run(&["no-such-subcommand"])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::CommandFailed { .. }), "{err}");
+    assert!(err.to_string().contains("no-such-subcommand"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn standalone_that_exits_ends_the_wait_with_its_log() -> Result<()> {
+    // A manifest directory that does not exist is a startup error for `sluice standalone`
+    // (and, until the subcommand exists, so is the subcommand itself).
+    let missing = sluice_e2e::temp_dir()?.path().join("missing");
+    let mut sluice = Standalone::start(&missing)?;
+    let err = try_wait_for("sluice to exit", Duration::from_secs(60), async || {
+        sluice.check_running()?;
+        Ok(None::<()>)
+    })
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Exited { .. }), "{text}");
+    assert!(text.contains("sluice standalone exited"), "{text}");
+    assert!(
+        !sluice.process().log_tail(40).trim().is_empty(),
+        "the log says why"
+    );
     Ok(())
 }
