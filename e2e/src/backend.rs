@@ -3,7 +3,7 @@
 //! [`Backend`] is an HTTP/1.1 server (keep-alive, WebSocket echo) that answers every request
 //! with a JSON [`Echo`] naming itself and describing what it received; its behaviour is switched
 //! at runtime through a [`BackendControl`]. [`TcpEchoBackend`] echoes raw bytes (TCP proxying).
-//! Both stop when dropped.
+//! [`Backend::start_tls`] serves the same over TLS. All stop when dropped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::http1::{self, has_token, header};
+use crate::tls::{self, CertKey};
 use crate::ws;
 use crate::{Error, Result};
 
@@ -40,6 +41,9 @@ pub struct Echo {
     /// Request body, lossily decoded as UTF-8.
     #[serde(default)]
     pub body: String,
+    /// SNI name the client sent, on a TLS backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_sni: Option<String>,
 }
 
 impl Echo {
@@ -209,7 +213,39 @@ impl Backend {
             let control = served.clone();
             async move {
                 control.connections.fetch_add(1, Ordering::SeqCst);
-                serve_http(stream, control).await
+                serve_http(stream, control, None).await
+            }
+        }));
+        Ok(Backend {
+            addr,
+            control,
+            task,
+        })
+    }
+
+    /// Starts a backend called `name` serving HTTPS with `cert` (HTTP/1.1 over TLS, ALPN
+    /// `http/1.1`); the SNI name each connection sent is reported in [`Echo::tls_sni`].
+    pub async fn start_tls(name: &str, cert: &CertKey) -> Result<Backend> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(cert)?);
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(Error::io(format!("binding TLS backend {name}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(Error::io("reading a backend's address"))?;
+        let control = BackendControl::new(name);
+        let served = control.clone();
+        let task = tokio::spawn(accept_loop(listener, move |stream| {
+            let control = served.clone();
+            let acceptor = acceptor.clone();
+            async move {
+                control.connections.fetch_add(1, Ordering::SeqCst);
+                let stream = acceptor
+                    .accept(stream)
+                    .await
+                    .map_err(Error::io("TLS handshake with a client"))?;
+                let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                serve_http(stream, control, sni).await
             }
         }));
         Ok(Backend {
@@ -282,7 +318,7 @@ fn is_disconnect(e: &Error) -> bool {
 
 /// Serves HTTP/1.1 requests on one connection until the peer closes it, asks to close it, or
 /// upgrades it to a WebSocket.
-async fn serve_http<S>(stream: S, control: BackendControl) -> Result<()>
+async fn serve_http<S>(stream: S, control: BackendControl, tls_sni: Option<String>) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -309,6 +345,7 @@ where
             path: request.path.clone(),
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+            tls_sni: tls_sni.clone(),
         };
         let plan = control.plan(&echo);
         if !plan.delay.is_zero() {

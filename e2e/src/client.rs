@@ -8,12 +8,14 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::backend::Echo;
 use crate::http1::{self, Headers};
+use crate::tls::TlsClient;
 use crate::ws;
 use crate::{Error, Result};
 
@@ -111,6 +113,41 @@ impl Request {
         .await
     }
 
+    /// Sends the request over a fresh TLS connection to 127.0.0.1:`port`. SNI is the client's
+    /// fixed name if set, else the request's host (without a port); the server certificate must
+    /// be valid for it and signed by a CA the client trusts.
+    pub async fn send_tls(&self, port: u16, tls: &TlsClient) -> Result<Response> {
+        let addr = localhost(port);
+        with_timeout(
+            || format!("TLS {}", self.describe(addr)),
+            self.timeout,
+            async {
+                let tcp = TcpStream::connect(addr)
+                    .await
+                    .map_err(Error::io(format!("connecting to {addr}")))?;
+                let _ = tcp.set_nodelay(true);
+                let sni = tls.sni.clone().unwrap_or_else(|| {
+                    // Host may carry a port; SNI never does.
+                    let host = self.host.as_str();
+                    match host.rsplit_once(':') {
+                        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+                        _ => host,
+                    }
+                    .to_owned()
+                });
+                let name = ServerName::try_from(sni.clone())
+                    .map_err(|e| Error::Tls(format!("bad SNI name {sni:?}: {e}")))?;
+                let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(Error::io(format!("TLS handshake with {addr} for {sni}")))?;
+                let mut conn = BufReader::new(stream);
+                exchange(&mut conn, self, false).await.map(|(resp, _)| resp)
+            },
+        )
+        .await
+    }
+
     fn describe(&self, addr: SocketAddr) -> String {
         format!(
             "{} http://{}{} via {addr}",
@@ -157,8 +194,8 @@ pub async fn get(port: u16, host: &str, path: &str) -> Result<Response> {
 }
 
 /// Writes `req` and reads its final response; returns whether the connection may be reused.
-async fn exchange(
-    conn: &mut BufReader<TcpStream>,
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut BufReader<S>,
     req: &Request,
     keep_alive: bool,
 ) -> Result<(Response, bool)> {

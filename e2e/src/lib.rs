@@ -62,6 +62,7 @@ mod http1;
 pub mod manifests;
 pub mod process;
 pub mod sluice;
+pub mod tls;
 pub mod ws;
 
 use std::io;
@@ -122,6 +123,9 @@ pub enum Error {
     /// The server answered a WebSocket handshake with something other than 101.
     #[error("websocket handshake refused with status {status}: {body}")]
     WebSocketRefused { status: u16, body: String },
+    /// Certificates or TLS configuration could not be built.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Something did not happen within its time bound.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout { what: String, after: Duration },

@@ -6,8 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
+use crate::tls::CertKey;
 use crate::{Error, Result, TempDir, temp_dir};
 
 /// A temporary manifest directory, removed on drop.
@@ -82,6 +85,35 @@ pub fn service(namespace: &str, name: &str, port: u16, backend_ports: &[u16]) ->
     format!("{service}\n---\n{endpoints}\n")
 }
 
+/// A `kubernetes.io/tls` Secret `namespace/name` holding `cert` (`tls.crt`, `tls.key`).
+pub fn tls_secret(namespace: &str, name: &str, cert: &CertKey) -> String {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"namespace": namespace, "name": name},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": STANDARD.encode(&cert.cert_pem),
+            "tls.key": STANDARD.encode(&cert.key_pem),
+        }
+    })
+    .to_string()
+        + "\n"
+}
+
+/// An opaque Secret `namespace/name` holding a CA bundle under `ca.crt` (upstream validation).
+pub fn ca_secret(namespace: &str, name: &str, ca_pem: &str) -> String {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"namespace": namespace, "name": name},
+        "type": "Opaque",
+        "data": {"ca.crt": STANDARD.encode(ca_pem)}
+    })
+    .to_string()
+        + "\n"
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -105,6 +137,20 @@ mod tests {
         assert!(m.remove("a.yaml").is_err());
         let nested = m.write("team/b.yaml", "three").unwrap();
         assert_eq!(std::fs::read_to_string(nested).unwrap(), "three");
+    }
+
+    #[test]
+    fn tls_secret_carries_base64_pem() {
+        let cert = CertKey {
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+        };
+        let doc: serde_json::Value = serde_json::from_str(&tls_secret("ns", "s", &cert)).unwrap();
+        assert_eq!(doc["type"], "kubernetes.io/tls");
+        assert_eq!(doc["data"]["tls.crt"], STANDARD.encode("CERT"));
+        assert_eq!(doc["data"]["tls.key"], STANDARD.encode("KEY"));
+        let ca: serde_json::Value = serde_json::from_str(&ca_secret("ns", "c", "CA")).unwrap();
+        assert_eq!(ca["data"]["ca.crt"], STANDARD.encode("CA"));
     }
 
     #[test]

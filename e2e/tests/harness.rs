@@ -8,6 +8,7 @@ use sluice_e2e::backend::{BACKEND_HEADER, Backend, DEFAULT_HEALTH_PATH, TcpEchoB
 use sluice_e2e::client::{Connection, Request, WebSocket, get};
 use sluice_e2e::envoy::{self, Envoy};
 use sluice_e2e::sluice::Standalone;
+use sluice_e2e::tls::{TestCa, TlsClient};
 use sluice_e2e::{Error, free_port, try_wait_for, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -280,6 +281,84 @@ async fn envoy_forwards_http_and_websocket_to_a_static_backend() -> Result<()> {
         "both requests went through the cluster"
     );
     assert!(envoy.log_tail(200).contains("starting main dispatch loop"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn tls_backend_serves_https_and_reports_sni() -> Result<()> {
+    let ca = TestCa::new("harness ca")?;
+    let cert = ca.issue(&["backend.test", "127.0.0.1"])?;
+    let backend = Backend::start_tls("secure", &cert).await?;
+    let client = TlsClient::trusting(&ca.cert_pem())?;
+
+    let resp = Request::get("backend.test", "/s")
+        .send_tls(backend.port(), &client)
+        .await?;
+    let echo = resp.echo()?;
+    assert_eq!(echo.backend, "secure");
+    assert_eq!(echo.tls_sni.as_deref(), Some("backend.test"));
+
+    // Names are verified: a certificate for backend.test does not serve other.test.
+    let err = Request::get("other.test", "/")
+        .send_tls(backend.port(), &client)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("NotValidForName"), "{err:?}");
+
+    // And only the trusted CA is accepted.
+    let stranger = TlsClient::trusting(&TestCa::new("other ca")?.cert_pem())?;
+    let err = Request::get("backend.test", "/")
+        .send_tls(backend.port(), &stranger)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("UnknownIssuer"), "{err:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn envoy_terminates_tls_and_originates_tls_with_harness_certificates() -> Result<()> {
+    let ca = TestCa::new("harness ca")?;
+    let front = ca.issue(&["shop.example.com"])?;
+    let upstream = ca.issue(&["backend.test"])?;
+    let backend = Backend::start_tls("secure-upstream", &upstream).await?;
+    let listener = free_port()?;
+
+    let mut bootstrap: serde_json::Value =
+        serde_json::from_str(&static_bootstrap(listener, backend.port()))?;
+    let resources = &mut bootstrap["static_resources"];
+    resources["listeners"][0]["filter_chains"][0]["transport_socket"] = serde_json::json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "common_tls_context": {"tls_certificates": [{
+                "certificate_chain": {"inline_string": front.cert_pem},
+                "private_key": {"inline_string": front.key_pem}
+            }]}
+        }
+    });
+    resources["clusters"][0]["transport_socket"] = serde_json::json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": "backend.test",
+            "common_tls_context": {"validation_context": {
+                "trusted_ca": {"inline_string": ca.cert_pem()},
+                "match_typed_subject_alt_names": [{
+                    "san_type": "DNS", "matcher": {"exact": "backend.test"}
+                }]
+            }}
+        }
+    });
+    let _envoy = Envoy::start(bootstrap.to_string()).await?;
+
+    let client = TlsClient::trusting(&ca.cert_pem())?;
+    let resp = Request::get("shop.example.com", "/pay")
+        .send_tls(listener, &client)
+        .await?;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let echo = resp.echo()?;
+    assert_eq!(echo.backend, "secure-upstream");
+    assert_eq!(echo.tls_sni.as_deref(), Some("backend.test"));
     Ok(())
 }
 
