@@ -8,3 +8,4 @@ pub mod api;
 pub mod cli;
 pub mod dag;
 pub mod snapshot;
+pub mod xds;
