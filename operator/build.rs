@@ -23,12 +23,15 @@ fn copy_envoy_descriptors() -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let manifest = manifest_dir.join("Cargo.toml");
 
-    let output = Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .output()
-        .map_err(|e| format!("running {cargo} metadata: {e}"))?;
+    // Offline first: everything is normally in the package cache already. Metadata also wants
+    // the manifests of packages this build did not fetch (dev-dependencies, in a plain
+    // `cargo build` on a fresh machine), so fall back to letting cargo download them unless the
+    // build itself is offline.
+    let mut output = cargo_metadata(&cargo, &manifest, true)?;
+    let offline_build = env::var("CARGO_NET_OFFLINE").is_ok_and(|v| v == "true" || v == "1");
+    if !output.status.success() && !offline_build {
+        output = cargo_metadata(&cargo, &manifest, false)?;
+    }
     if !output.status.success() {
         return Err(format!(
             "{cargo} metadata failed: {}",
@@ -46,6 +49,26 @@ fn copy_envoy_descriptors() -> Result<(), String> {
         .map_err(|e| format!("copying {}: {e}", src.display()))?;
     println!("cargo:rerun-if-changed={}", src.display());
     Ok(())
+}
+
+fn cargo_metadata(
+    cargo: &str,
+    manifest: &std::path::Path,
+    offline: bool,
+) -> Result<std::process::Output, String> {
+    let mut cmd = Command::new(cargo);
+    cmd.args(["metadata", "--format-version", "1", "--locked"])
+        .arg("--manifest-path")
+        .arg(manifest);
+    // Only this target's packages: others may never have been downloaded.
+    if let Ok(target) = env::var("TARGET") {
+        cmd.args(["--filter-platform", &target]);
+    }
+    if offline {
+        cmd.arg("--offline");
+    }
+    cmd.output()
+        .map_err(|e| format!("running {cargo} metadata: {e}"))
 }
 
 /// The manifest path of the `envoy-types` package that this package depends on.
