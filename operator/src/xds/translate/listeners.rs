@@ -1,0 +1,319 @@
+//! Listeners: `ingress_http` (plain HTTP, every virtual host through RDS), `ingress_https` (one
+//! filter chain per SNI name: HTTP behind TLS, or a TCP proxy), and `stats_health` exposing only
+//! Envoy's readiness and Prometheus stats from the admin interface.
+
+use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
+use envoy_types::pb::envoy::config::core::v3::{
+    Http2ProtocolOptions, HttpProtocolOptions, TypedExtensionConfig,
+};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route as EnvoyRoute, RouteAction, RouteConfiguration, RouteMatch,
+    VirtualHost as EnvoyVirtualHost, route, route_action, route_match,
+};
+use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;
+use envoy_types::pb::envoy::extensions::compression::gzip::compressor::v3::Gzip;
+use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::Compressor;
+use envoy_types::pb::envoy::extensions::filters::http::grpc_web::v3::GrpcWeb;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+    TcpProxy as EnvoyTcpProxy, tcp_proxy,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CommonTlsContext, DownstreamTlsContext, TlsParameters, tls_parameters::TlsProtocol,
+};
+
+use super::envoy::{
+    ads_config_source, any, bool_value, http_filter, network_filter, sds_secret, seconds,
+    socket_address, transport_socket, u32_value,
+};
+use super::routes::serves_https_routes;
+use super::{
+    ADMIN_CLUSTER, HTTP_LISTENER, HTTPS_LISTENER, Resource, STATS_LISTENER, TranslateOptions,
+    https_route_config_name,
+};
+use crate::api::ingressroute::TlsVersion;
+use crate::dag::Dag;
+use crate::dag::model::{VirtualHost, VirtualHostTls, WeightedCluster};
+
+/// Contour's TCP proxy idle timeout, kept for compatibility.
+const TCP_PROXY_IDLE_TIMEOUT_SECONDS: u32 = 9001;
+/// Paths of the admin interface the stats listener exposes; nothing else of admin is reachable.
+pub const ADMIN_PATHS: [&str; 2] = ["/ready", "/stats/prometheus"];
+
+pub fn build_listeners(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<Listener>> {
+    let mut listeners = vec![
+        Resource::new(HTTP_LISTENER, http_listener(opts)),
+        Resource::new(STATS_LISTENER, stats_listener(opts)),
+    ];
+    let mut tls_hosts: Vec<&VirtualHost> = dag
+        .virtual_hosts
+        .iter()
+        .filter(|vh| vh.tls.is_some())
+        .collect();
+    tls_hosts.sort_by(|a, b| a.fqdn.cmp(&b.fqdn));
+    if !tls_hosts.is_empty() {
+        listeners.push(Resource::new(
+            HTTPS_LISTENER,
+            https_listener(opts, &tls_hosts),
+        ));
+    }
+    listeners
+}
+
+fn http_listener(opts: &TranslateOptions) -> Listener {
+    Listener {
+        name: HTTP_LISTENER.to_owned(),
+        address: Some(socket_address(&opts.http_address, opts.http_port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![hcm_filter(&ingress_hcm(HTTP_LISTENER, HTTP_LISTENER))],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn https_listener(opts: &TranslateOptions, hosts: &[&VirtualHost]) -> Listener {
+    Listener {
+        name: HTTPS_LISTENER.to_owned(),
+        address: Some(socket_address(&opts.https_address, opts.https_port)),
+        listener_filters: vec![ListenerFilter {
+            name: "envoy.filters.listener.tls_inspector".to_owned(),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(any(
+                &TlsInspector::default(),
+            ))),
+            ..Default::default()
+        }],
+        filter_chains: hosts
+            .iter()
+            .filter_map(|vh| {
+                let tls = vh.tls.as_ref()?;
+                Some(sni_filter_chain(vh, tls))
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The filter chain for one SNI name: an HTTP connection manager behind TLS, a TCP proxy behind
+/// TLS, or (passthrough) a TCP proxy forwarding the still encrypted session.
+fn sni_filter_chain(vh: &VirtualHost, tls: &VirtualHostTls) -> FilterChain {
+    let filters: Vec<Filter> = match &vh.tcp_proxy {
+        Some(tcp) => vec![tcp_proxy_filter(&tcp.clusters)],
+        None => vec![hcm_filter(&ingress_hcm(
+            HTTPS_LISTENER,
+            &https_route_config_name(&vh.fqdn),
+        ))],
+    };
+    // HTTP gets ALPN h2 and http/1.1; a TCP proxy's backend may speak anything, so none is
+    // advertised for it.
+    let alpn: &[&str] = if serves_https_routes(vh) {
+        &["h2", "http/1.1"]
+    } else {
+        &[]
+    };
+    let transport_socket = match (&tls.secret, tls.passthrough) {
+        (Some(secret), false) => Some(transport_socket(
+            "envoy.transport_sockets.tls",
+            &downstream_tls_context(secret, tls.minimum_protocol_version, alpn),
+        )),
+        _ => None,
+    };
+    FilterChain {
+        name: vh.fqdn.clone(),
+        filter_chain_match: Some(FilterChainMatch {
+            server_names: vec![vh.fqdn.clone()],
+            ..Default::default()
+        }),
+        filters,
+        transport_socket,
+        ..Default::default()
+    }
+}
+
+fn downstream_tls_context(
+    secret: &str,
+    minimum: TlsVersion,
+    alpn: &[&str],
+) -> DownstreamTlsContext {
+    DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_params: Some(TlsParameters {
+                tls_minimum_protocol_version: tls_protocol(minimum) as i32,
+                tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
+                ..Default::default()
+            }),
+            tls_certificate_sds_secret_configs: vec![sds_secret(secret)],
+            alpn_protocols: alpn.iter().map(|p| (*p).to_owned()).collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn tls_protocol(version: TlsVersion) -> TlsProtocol {
+    match version {
+        TlsVersion::V1_1 => TlsProtocol::TlSv11,
+        TlsVersion::V1_2 => TlsProtocol::TlSv12,
+        TlsVersion::V1_3 => TlsProtocol::TlSv13,
+    }
+}
+
+/// A TCP proxy to the weighted clusters. Envoy requires positive weights here: zero weights are
+/// dropped, and if every weight is zero the clusters share evenly (Contour treated 0 as 1).
+fn tcp_proxy_filter(clusters: &[WeightedCluster]) -> Filter {
+    let live: Vec<(&str, u32)> = if clusters.iter().all(|c| c.weight == 0) {
+        clusters.iter().map(|c| (c.cluster.as_str(), 1)).collect()
+    } else {
+        clusters
+            .iter()
+            .filter(|c| c.weight > 0)
+            .map(|c| (c.cluster.as_str(), c.weight))
+            .collect()
+    };
+    let cluster_specifier = match live.as_slice() {
+        [(one, _)] => tcp_proxy::ClusterSpecifier::Cluster((*one).to_owned()),
+        many => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
+            clusters: many
+                .iter()
+                .map(
+                    |(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
+                        name: (*name).to_owned(),
+                        weight: *weight,
+                        ..Default::default()
+                    },
+                )
+                .collect(),
+        }),
+    };
+    network_filter(
+        "envoy.filters.network.tcp_proxy",
+        &EnvoyTcpProxy {
+            stat_prefix: HTTPS_LISTENER.to_owned(),
+            idle_timeout: Some(seconds(TCP_PROXY_IDLE_TIMEOUT_SECONDS)),
+            cluster_specifier: Some(cluster_specifier),
+            ..Default::default()
+        },
+    )
+}
+
+fn hcm_filter(hcm: &HttpConnectionManager) -> Filter {
+    network_filter("envoy.filters.network.http_connection_manager", hcm)
+}
+
+/// The HTTP connection manager of an edge proxy, routes from RDS over ADS.
+fn ingress_hcm(stat_prefix: &str, route_config_name: &str) -> HttpConnectionManager {
+    HttpConnectionManager {
+        stat_prefix: stat_prefix.to_owned(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_config_source()),
+            route_config_name: route_config_name.to_owned(),
+        })),
+        http_filters: vec![
+            http_filter(
+                "envoy.filters.http.compressor",
+                &Compressor {
+                    compressor_library: Some(TypedExtensionConfig {
+                        name: "envoy.compression.gzip.compressor".to_owned(),
+                        typed_config: Some(any(&Gzip::default())),
+                    }),
+                    ..Default::default()
+                },
+            ),
+            http_filter("envoy.filters.http.grpc_web", &GrpcWeb::default()),
+            router_filter(),
+        ],
+        access_log: vec![stdout_access_log()],
+        // The client address Envoy sees is the real one: this is the edge.
+        use_remote_address: Some(bool_value(true)),
+        normalize_path: Some(bool_value(true)),
+        merge_slashes: true,
+        generate_request_id: Some(bool_value(true)),
+        preserve_external_request_id: true,
+        common_http_protocol_options: Some(HttpProtocolOptions {
+            idle_timeout: Some(seconds(60)),
+            ..Default::default()
+        }),
+        stream_idle_timeout: Some(seconds(300)),
+        request_headers_timeout: Some(seconds(10)),
+        // Envoy's edge recommendations: bound what one client can ask of an HTTP/2 connection.
+        http2_protocol_options: Some(Http2ProtocolOptions {
+            max_concurrent_streams: Some(u32_value(100)),
+            initial_stream_window_size: Some(u32_value(65_536)),
+            initial_connection_window_size: Some(u32_value(1_048_576)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The router, always the last HTTP filter.
+fn router_filter() -> HttpFilter {
+    http_filter("envoy.filters.http.router", &Router::default())
+}
+
+fn stdout_access_log() -> AccessLog {
+    AccessLog {
+        name: "envoy.access_loggers.stdout".to_owned(),
+        config_type: Some(access_log::ConfigType::TypedConfig(any(
+            &StdoutAccessLog::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+/// Health and stats: exactly [`ADMIN_PATHS`] go to the admin cluster, everything else is a 404.
+/// Exact path matches (the query string is not part of the path) keep every other admin
+/// endpoint, including the mutating ones, out of reach.
+fn stats_listener(opts: &TranslateOptions) -> Listener {
+    let routes = ADMIN_PATHS
+        .iter()
+        .map(|path| EnvoyRoute {
+            r#match: Some(RouteMatch {
+                path_specifier: Some(route_match::PathSpecifier::Path((*path).to_owned())),
+                ..Default::default()
+            }),
+            action: Some(route::Action::Route(RouteAction {
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                    ADMIN_CLUSTER.to_owned(),
+                )),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+        .collect();
+    let hcm = HttpConnectionManager {
+        stat_prefix: STATS_LISTENER.to_owned(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
+            RouteConfiguration {
+                name: STATS_LISTENER.to_owned(),
+                virtual_hosts: vec![EnvoyVirtualHost {
+                    name: STATS_LISTENER.to_owned(),
+                    domains: vec!["*".to_owned()],
+                    routes,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )),
+        http_filters: vec![router_filter()],
+        normalize_path: Some(bool_value(true)),
+        merge_slashes: true,
+        ..Default::default()
+    };
+    Listener {
+        name: STATS_LISTENER.to_owned(),
+        address: Some(socket_address(&opts.stats_address, opts.stats_port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![hcm_filter(&hcm)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}

@@ -1,0 +1,393 @@
+//! The xDS translation: a pure function from a [`Dag`] to the Envoy v3 resources one Gateway
+//! instance serves (listeners, route configurations, clusters, cluster load assignments, secrets).
+//!
+//! No I/O, no clock, no randomness: the same DAG always gives byte-identical resources, each list
+//! sorted by name, so versions are stable and a no-op change pushes nothing. This module must not
+//! decide what is valid input (the DAG builder did that); it only refuses a DAG that breaks the
+//! DAG's own invariants (a reference to a cluster or secret it does not hold), so a builder bug
+//! becomes a clear error and the last good configuration keeps being served.
+//!
+//! Layout: `listeners`, `routes`, `clusters` (with endpoints) and `secrets` build the messages,
+//! `envoy` holds tiny proto constructors, `json` renders resources in Envoy's JSON form, and
+//! `validate` builds a self-contained bootstrap so real Envoy can check the output.
+
+mod clusters;
+mod envoy;
+pub mod json;
+mod listeners;
+mod routes;
+mod secrets;
+pub mod validate;
+
+#[cfg(test)]
+mod fixture;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use envoy_types::pb::google::protobuf::Any;
+use prost::{Message, Name};
+use sha2::{Digest, Sha256};
+
+use crate::dag::Dag;
+use crate::dag::model::{SecretKind, Upstream, WeightedCluster};
+
+pub use json::to_json;
+
+/// Name of the plain HTTP listener and of its route configuration.
+pub const HTTP_LISTENER: &str = "ingress_http";
+/// Name of the TLS listener (one filter chain per SNI name).
+pub const HTTPS_LISTENER: &str = "ingress_https";
+/// Name of the health and stats listener.
+pub const STATS_LISTENER: &str = "stats_health";
+/// Static cluster reaching Envoy's own admin interface, used only by the stats listener.
+pub const ADMIN_CLUSTER: &str = "sluice_admin";
+
+/// The route configuration serving `fqdn` on the TLS listener.
+pub fn https_route_config_name(fqdn: &str) -> String {
+    format!("https/{fqdn}")
+}
+
+/// Addresses and ports of the listeners Sluice generates. Defaults match Contour's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TranslateOptions {
+    pub http_address: String,
+    pub http_port: u16,
+    pub https_address: String,
+    pub https_port: u16,
+    pub stats_address: String,
+    pub stats_port: u16,
+    /// Where Envoy's admin interface listens (the bootstrap must agree). Only `/ready` and
+    /// `/stats/prometheus` are exposed, through the stats listener.
+    pub admin_address: String,
+    pub admin_port: u16,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        Self {
+            http_address: "0.0.0.0".to_owned(),
+            http_port: 8080,
+            https_address: "0.0.0.0".to_owned(),
+            https_port: 8443,
+            stats_address: "0.0.0.0".to_owned(),
+            stats_port: 8002,
+            admin_address: "127.0.0.1".to_owned(),
+            admin_port: 9001,
+        }
+    }
+}
+
+/// A DAG that breaks the DAG's own invariants. Each is a bug in the DAG builder, reported instead
+/// of producing configuration Envoy would reject or silently misroute.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    #[error("{kind} {name:?} appears more than once")]
+    Duplicate { kind: &'static str, name: String },
+    #[error("{user} references cluster {cluster:?}, which the DAG does not hold")]
+    UnknownCluster { user: String, cluster: String },
+    #[error("{user} references secret {secret:?}, which the DAG does not hold")]
+    UnknownSecret { user: String, secret: String },
+    #[error("{user} needs a {expected} secret but {secret:?} is not one")]
+    WrongSecretKind {
+        user: String,
+        secret: String,
+        expected: &'static str,
+    },
+    #[error("virtual host {fqdn:?} terminates TLS but names no certificate secret")]
+    MissingCertificate { fqdn: String },
+    #[error("virtual host {fqdn:?} uses TLS passthrough without a tcpproxy")]
+    PassthroughWithoutTcpProxy { fqdn: String },
+    #[error("virtual host {fqdn:?} has a tcpproxy but no TLS")]
+    TcpProxyWithoutTls { fqdn: String },
+    #[error("the tcpproxy of virtual host {fqdn:?} has no cluster")]
+    EmptyTcpProxy { fqdn: String },
+}
+
+impl TranslateError {
+    /// Stable short label, for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Duplicate { .. } => "duplicate",
+            Self::UnknownCluster { .. } => "unknown_cluster",
+            Self::UnknownSecret { .. } => "unknown_secret",
+            Self::WrongSecretKind { .. } => "wrong_secret_kind",
+            Self::MissingCertificate { .. } => "missing_certificate",
+            Self::PassthroughWithoutTcpProxy { .. } => "passthrough_without_tcpproxy",
+            Self::TcpProxyWithoutTls { .. } => "tcpproxy_without_tls",
+            Self::EmptyTcpProxy { .. } => "empty_tcpproxy",
+        }
+    }
+}
+
+/// One named resource, as its typed message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource<T> {
+    pub name: String,
+    pub message: T,
+}
+
+impl<T: Message + Name> Resource<T> {
+    fn new(name: impl Into<String>, message: T) -> Self {
+        Self {
+            name: name.into(),
+            message,
+        }
+    }
+
+    /// The message in protobuf wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        self.message.encode_to_vec()
+    }
+
+    /// The message packed in an `Any` with its type URL, as xDS sends it.
+    pub fn to_any(&self) -> Any {
+        envoy::any(&self.message)
+    }
+
+    /// A stable version for this resource alone: see [`resource_version`].
+    pub fn version(&self) -> String {
+        resource_version(&self.encode())
+    }
+}
+
+/// Hex SHA-256 of a resource's encoded bytes. Prost encodes fields in field-number order; the only
+/// protobuf maps the translation fills hold at most one entry, so equal resources always encode
+/// (and hash) identically.
+pub fn resource_version(encoded: &[u8]) -> String {
+    let digest = Sha256::digest(encoded);
+    let mut out = String::with_capacity(digest.len() * 2);
+    for byte in digest {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The kinds of resource the translation produces, with their xDS type URLs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceType {
+    Cluster,
+    Endpoint,
+    Secret,
+    Listener,
+    Route,
+}
+
+impl ResourceType {
+    /// Every type, in the order a state-of-the-world push should send them so that what a
+    /// resource refers to warms first: clusters, endpoints, secrets, then listeners and routes.
+    pub const ALL: [ResourceType; 5] = [
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        ResourceType::Secret,
+        ResourceType::Listener,
+        ResourceType::Route,
+    ];
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            Self::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            Self::Endpoint => "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+            Self::Secret => "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+            Self::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            Self::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        }
+    }
+
+    pub fn from_type_url(url: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.type_url() == url)
+    }
+}
+
+/// A resource ready for the wire: its name, version and packed message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnyResource {
+    pub name: String,
+    pub version: String,
+    pub resource: Any,
+}
+
+/// Everything one Gateway instance serves. Every list is sorted by name, names are unique.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resources {
+    pub listeners: Vec<Resource<Listener>>,
+    pub routes: Vec<Resource<RouteConfiguration>>,
+    pub clusters: Vec<Resource<Cluster>>,
+    pub endpoints: Vec<Resource<ClusterLoadAssignment>>,
+    pub secrets: Vec<Resource<Secret>>,
+}
+
+impl Resources {
+    /// The resources of one type, packed for xDS, in name order.
+    pub fn of_type(&self, ty: ResourceType) -> Vec<AnyResource> {
+        match ty {
+            ResourceType::Cluster => packed(&self.clusters),
+            ResourceType::Endpoint => packed(&self.endpoints),
+            ResourceType::Secret => packed(&self.secrets),
+            ResourceType::Listener => packed(&self.listeners),
+            ResourceType::Route => packed(&self.routes),
+        }
+    }
+}
+
+fn packed<T: Message + Name>(list: &[Resource<T>]) -> Vec<AnyResource> {
+    list.iter()
+        .map(|r| {
+            let resource = r.to_any();
+            AnyResource {
+                name: r.name.clone(),
+                version: resource_version(&resource.value),
+                resource,
+            }
+        })
+        .collect()
+}
+
+/// Translate one instance's DAG into Envoy resources.
+pub fn translate(dag: &Dag, opts: &TranslateOptions) -> Result<Resources, TranslateError> {
+    check(dag)?;
+    let mut resources = Resources {
+        listeners: listeners::build_listeners(dag, opts),
+        routes: routes::build_route_configs(dag),
+        clusters: clusters::build_clusters(dag, opts),
+        endpoints: clusters::build_endpoints(dag, opts),
+        secrets: secrets::build_secrets(dag),
+    };
+    sort_by_name(&mut resources.listeners);
+    sort_by_name(&mut resources.routes);
+    sort_by_name(&mut resources.clusters);
+    sort_by_name(&mut resources.endpoints);
+    sort_by_name(&mut resources.secrets);
+    Ok(resources)
+}
+
+fn sort_by_name<T>(list: &mut [Resource<T>]) {
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
+/// The DAG's invariants the translation relies on.
+fn check(dag: &Dag) -> Result<(), TranslateError> {
+    unique(
+        "virtual host",
+        dag.virtual_hosts.iter().map(|v| v.fqdn.as_str()),
+    )?;
+    unique("cluster", dag.clusters.iter().map(|c| c.name.as_str()))?;
+    unique(
+        "endpoints",
+        dag.endpoints.iter().map(|e| e.service_name.as_str()),
+    )?;
+    unique("secret", dag.secrets.iter().map(|s| s.name.as_str()))?;
+    let clusters: BTreeSet<&str> = dag.clusters.iter().map(|c| c.name.as_str()).collect();
+    let check_clusters = |user: &str, list: &[WeightedCluster]| {
+        list.iter()
+            .find(|wc| !clusters.contains(wc.cluster.as_str()))
+            .map_or(Ok(()), |wc| {
+                Err(TranslateError::UnknownCluster {
+                    user: user.to_owned(),
+                    cluster: wc.cluster.clone(),
+                })
+            })
+    };
+    for vh in &dag.virtual_hosts {
+        for route in &vh.routes {
+            check_clusters(
+                &format!("route {:?} of {:?}", route.prefix, vh.fqdn),
+                &route.clusters,
+            )?;
+        }
+        if let Some(tcp) = &vh.tcp_proxy {
+            if tcp.clusters.is_empty() {
+                return Err(TranslateError::EmptyTcpProxy {
+                    fqdn: vh.fqdn.clone(),
+                });
+            }
+            check_clusters(&format!("tcpproxy of {:?}", vh.fqdn), &tcp.clusters)?;
+        }
+        match (&vh.tls, &vh.tcp_proxy) {
+            (None, Some(_)) => {
+                return Err(TranslateError::TcpProxyWithoutTls {
+                    fqdn: vh.fqdn.clone(),
+                });
+            }
+            (Some(tls), None) if tls.passthrough => {
+                return Err(TranslateError::PassthroughWithoutTcpProxy {
+                    fqdn: vh.fqdn.clone(),
+                });
+            }
+            _ => {}
+        }
+        if let Some(tls) = vh.tls.as_ref().filter(|t| !t.passthrough) {
+            let secret =
+                tls.secret
+                    .as_deref()
+                    .ok_or_else(|| TranslateError::MissingCertificate {
+                        fqdn: vh.fqdn.clone(),
+                    })?;
+            check_secret(dag, &format!("virtual host {:?}", vh.fqdn), secret, true)?;
+        }
+    }
+    for cluster in &dag.clusters {
+        if let Some(v) = &cluster.validation {
+            check_secret(
+                dag,
+                &format!("cluster {:?}", cluster.name),
+                &v.ca_secret,
+                false,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn unique<'a>(
+    kind: &'static str,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<(), TranslateError> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(TranslateError::Duplicate {
+                kind,
+                name: name.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_secret(dag: &Dag, user: &str, name: &str, tls: bool) -> Result<(), TranslateError> {
+    let secret = dag.secrets.iter().find(|s| s.name == name).ok_or_else(|| {
+        TranslateError::UnknownSecret {
+            user: user.to_owned(),
+            secret: name.to_owned(),
+        }
+    })?;
+    match (&secret.kind, tls) {
+        (SecretKind::Tls { .. }, true) | (SecretKind::Ca { .. }, false) => Ok(()),
+        _ => Err(TranslateError::WrongSecretKind {
+            user: user.to_owned(),
+            secret: name.to_owned(),
+            expected: if tls { "TLS certificate" } else { "CA bundle" },
+        }),
+    }
+}
+
+/// EDS service names used by clusters, for endpoints the DAG may lack.
+fn eds_service_names(dag: &Dag) -> BTreeSet<&str> {
+    dag.clusters
+        .iter()
+        .filter_map(|c| match &c.upstream {
+            Upstream::Eds { service_name } => Some(service_name.as_str()),
+            Upstream::Dns { .. } => None,
+        })
+        .collect()
+}

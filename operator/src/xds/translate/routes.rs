@@ -1,0 +1,217 @@
+//! Route configurations: `ingress_http` with every virtual host reachable over plain HTTP, and one
+//! `https/<fqdn>` per TLS virtual host that terminates HTTP.
+
+use envoy_types::pb::envoy::config::route::v3::{
+    DirectResponseAction, RedirectAction, RetryPolicy, Route as EnvoyRoute, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost as EnvoyVirtualHost, WeightedCluster,
+    redirect_action, route, route_action, route_match, weighted_cluster,
+};
+use envoy_types::pb::google::protobuf::Duration;
+
+use super::envoy::{bool_value, millis, u32_value};
+use super::{HTTP_LISTENER, Resource, https_route_config_name};
+use crate::dag::Dag;
+use crate::dag::model::{Route, Timeout, VirtualHost};
+
+/// Cookie Envoy generates for session affinity (Contour's name, kept for compatibility).
+pub const SESSION_AFFINITY_COOKIE: &str = "X-Contour-Session-Affinity";
+
+pub fn build_route_configs(dag: &Dag) -> Vec<Resource<RouteConfiguration>> {
+    let http_hosts = dag
+        .virtual_hosts
+        .iter()
+        .filter_map(insecure_virtual_host)
+        .collect();
+    let mut configs = vec![Resource::new(
+        HTTP_LISTENER,
+        route_configuration(HTTP_LISTENER, http_hosts),
+    )];
+    for vh in dag
+        .virtual_hosts
+        .iter()
+        .filter(|vh| serves_https_routes(vh))
+    {
+        let name = https_route_config_name(&vh.fqdn);
+        let host = virtual_host(&vh.fqdn, vh.routes.iter().map(forward_route).collect());
+        configs.push(Resource::new(
+            name.clone(),
+            route_configuration(&name, vec![host]),
+        ));
+    }
+    configs
+}
+
+/// Whether `vh` terminates TLS and serves its HTTP routes behind it: the TLS listener then uses
+/// the `https/<fqdn>` route configuration. A tcpproxy takes the whole TLS session instead.
+pub fn serves_https_routes(vh: &VirtualHost) -> bool {
+    vh.tls.as_ref().is_some_and(|t| !t.passthrough) && vh.tcp_proxy.is_none()
+}
+
+/// What `vh` serves on the plain HTTP listener, if anything.
+///
+/// - No TLS: every route, forwarded.
+/// - TLS terminated by Envoy for HTTP routes: every route 301-redirects to HTTPS, except routes
+///   with `permitInsecure`, which are forwarded.
+/// - A tcpproxy (TLS terminated or passed through): port 8443 carries the tcpproxy, not these
+///   routes, and what it speaks need not be HTTP, so a redirect there could send a browser to a
+///   raw TCP service (Contour redirected nothing either). Only routes the user explicitly opened
+///   with `permitInsecure` are served over plain HTTP, and only when Envoy holds the certificate:
+///   with passthrough the user chose to keep TLS at the backend, so nothing of this host is
+///   served over plain HTTP at all (the routes of such an IngressRoute are the dummy the API
+///   required for validation).
+///
+/// A host left with no route gets no virtual host: plain HTTP requests for it get Envoy's 404
+/// like any unknown host.
+fn insecure_virtual_host(vh: &VirtualHost) -> Option<EnvoyVirtualHost> {
+    let routes: Vec<EnvoyRoute> = match (&vh.tls, &vh.tcp_proxy) {
+        (None, _) => vh.routes.iter().map(forward_route).collect(),
+        (Some(tls), None) if !tls.passthrough => vh
+            .routes
+            .iter()
+            .map(|r| {
+                if r.permit_insecure {
+                    forward_route(r)
+                } else {
+                    https_redirect_route(&r.prefix)
+                }
+            })
+            .collect(),
+        (Some(tls), Some(_)) if !tls.passthrough => vh
+            .routes
+            .iter()
+            .filter(|r| r.permit_insecure)
+            .map(forward_route)
+            .collect(),
+        (Some(_), _) => Vec::new(),
+    };
+    (!routes.is_empty()).then(|| virtual_host(&vh.fqdn, routes))
+}
+
+fn route_configuration(name: &str, virtual_hosts: Vec<EnvoyVirtualHost>) -> RouteConfiguration {
+    RouteConfiguration {
+        name: name.to_owned(),
+        virtual_hosts,
+        ..Default::default()
+    }
+}
+
+/// A virtual host matching `fqdn` with or without a port in the Host header.
+fn virtual_host(fqdn: &str, routes: Vec<EnvoyRoute>) -> EnvoyVirtualHost {
+    EnvoyVirtualHost {
+        name: fqdn.to_owned(),
+        domains: vec![fqdn.to_owned(), format!("{fqdn}:*")],
+        routes,
+        ..Default::default()
+    }
+}
+
+fn prefix_match(prefix: &str) -> RouteMatch {
+    RouteMatch {
+        path_specifier: Some(route_match::PathSpecifier::Prefix(prefix.to_owned())),
+        ..Default::default()
+    }
+}
+
+fn https_redirect_route(prefix: &str) -> EnvoyRoute {
+    EnvoyRoute {
+        r#match: Some(prefix_match(prefix)),
+        action: Some(route::Action::Redirect(RedirectAction {
+            response_code: redirect_action::RedirectResponseCode::MovedPermanently as i32,
+            scheme_rewrite_specifier: Some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(
+                true,
+            )),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// A route sending its traffic to its clusters, with the route's policies.
+fn forward_route(r: &Route) -> EnvoyRoute {
+    let action = match cluster_specifier(r) {
+        Some(cluster_specifier) => route::Action::Route(RouteAction {
+            cluster_specifier: Some(cluster_specifier),
+            prefix_rewrite: r.prefix_rewrite.clone().unwrap_or_default(),
+            timeout: r.timeout.map(timeout),
+            retry_policy: r.retry.as_ref().map(|retry| RetryPolicy {
+                retry_on: "5xx".to_owned(),
+                num_retries: Some(u32_value(retry.count)),
+                per_try_timeout: retry.per_try_timeout_ms.map(millis),
+                ..Default::default()
+            }),
+            upgrade_configs: if r.websocket {
+                vec![route_action::UpgradeConfig {
+                    upgrade_type: "websocket".to_owned(),
+                    enabled: Some(bool_value(true)),
+                    ..Default::default()
+                }]
+            } else {
+                Vec::new()
+            },
+            hash_policy: if r.session_affinity {
+                vec![session_affinity_hash_policy()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        }),
+        // Every weight is zero: there is no cluster to send to, so answer 503 like Envoy does
+        // for a cluster with no healthy host.
+        None => route::Action::DirectResponse(DirectResponseAction {
+            status: 503,
+            ..Default::default()
+        }),
+    };
+    EnvoyRoute {
+        r#match: Some(prefix_match(&r.prefix)),
+        action: Some(action),
+        ..Default::default()
+    }
+}
+
+/// The cluster or weighted clusters of a route; `None` when no cluster has a positive weight.
+/// Zero-weight clusters get no traffic, so leaving them out changes nothing.
+fn cluster_specifier(r: &Route) -> Option<route_action::ClusterSpecifier> {
+    let live: Vec<_> = r.clusters.iter().filter(|c| c.weight > 0).collect();
+    match live.as_slice() {
+        [] => None,
+        [one] => Some(route_action::ClusterSpecifier::Cluster(one.cluster.clone())),
+        many => Some(route_action::ClusterSpecifier::WeightedClusters(
+            WeightedCluster {
+                clusters: many
+                    .iter()
+                    .map(|c| weighted_cluster::ClusterWeight {
+                        name: c.cluster.clone(),
+                        weight: Some(u32_value(c.weight)),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+/// Envoy reads a zero route timeout as "no timeout"; an unset one as its 15 s default.
+fn timeout(t: Timeout) -> Duration {
+    match t {
+        Timeout::Disabled => millis(0),
+        Timeout::Millis(ms) => millis(ms),
+    }
+}
+
+/// Hash on the session-affinity cookie; a zero TTL makes Envoy generate a session cookie when the
+/// request has none.
+fn session_affinity_hash_policy() -> route_action::HashPolicy {
+    route_action::HashPolicy {
+        policy_specifier: Some(route_action::hash_policy::PolicySpecifier::Cookie(
+            route_action::hash_policy::Cookie {
+                name: SESSION_AFFINITY_COOKIE.to_owned(),
+                ttl: Some(millis(0)),
+                path: "/".to_owned(),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,1050 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use envoy_types::pb::envoy::config::cluster::v3::{
+    Cluster,
+    cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy},
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    address, config_source::ConfigSourceSpecifier, data_source, health_check, socket_address,
+    transport_socket,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
+use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route as EnvoyRoute, RouteAction, RouteConfiguration, VirtualHost, route, route_action,
+    route_match,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager::RouteSpecifier, http_filter,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    DownstreamTlsContext, UpstreamTlsContext, common_tls_context::ValidationContextType, secret,
+    tls_parameters::TlsProtocol,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::google::protobuf::{Any, Duration};
+use pretty_assertions::assert_eq;
+use prost::{Message, Name};
+
+use super::fixture::{self, Pems, cluster_name, eds_name};
+use super::*;
+use crate::api::ingressroute::TlsVersion;
+use crate::dag::model::{SocketAddress, Timeout as DagTimeout};
+
+fn resources() -> Resources {
+    translate(
+        &fixture::dag(&Pems::placeholder()),
+        &TranslateOptions::default(),
+    )
+    .unwrap()
+}
+
+fn unpack<T: Message + Name + Default>(any: &Any) -> T {
+    assert_eq!(any.type_url, T::type_url());
+    T::decode(any.value.as_slice()).unwrap()
+}
+
+fn find<'a, T>(list: &'a [Resource<T>], name: &str) -> &'a T {
+    &list
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no resource {name:?}"))
+        .message
+}
+
+fn listener<'a>(r: &'a Resources, name: &str) -> &'a Listener {
+    find(&r.listeners, name)
+}
+
+fn route_config<'a>(r: &'a Resources, name: &str) -> &'a RouteConfiguration {
+    find(&r.routes, name)
+}
+
+fn cluster<'a>(r: &'a Resources, service: &str, port: u16) -> &'a Cluster {
+    find(&r.clusters, &cluster_name(service, port))
+}
+
+fn chain<'a>(l: &'a Listener, sni: &str) -> &'a FilterChain {
+    l.filter_chains
+        .iter()
+        .find(|c| c.filter_chain_match.as_ref().unwrap().server_names == [sni])
+        .unwrap_or_else(|| panic!("no filter chain for {sni}"))
+}
+
+fn typed<T: Message + Name + Default>(c: &FilterChain) -> T {
+    assert_eq!(c.filters.len(), 1);
+    let Some(filter::ConfigType::TypedConfig(cfg)) = &c.filters[0].config_type else {
+        panic!("untyped filter");
+    };
+    unpack(cfg)
+}
+
+fn downstream_tls(c: &FilterChain) -> DownstreamTlsContext {
+    let Some(transport_socket::ConfigType::TypedConfig(cfg)) =
+        &c.transport_socket.as_ref().unwrap().config_type
+    else {
+        panic!("untyped transport socket");
+    };
+    unpack(cfg)
+}
+
+fn upstream_tls(c: &Cluster) -> Option<UpstreamTlsContext> {
+    let ts = c.transport_socket.as_ref()?;
+    let Some(transport_socket::ConfigType::TypedConfig(cfg)) = &ts.config_type else {
+        panic!("untyped transport socket");
+    };
+    Some(unpack(cfg))
+}
+
+fn vhost<'a>(rc: &'a RouteConfiguration, fqdn: &str) -> Option<&'a VirtualHost> {
+    rc.virtual_hosts.iter().find(|v| v.name == fqdn)
+}
+
+fn prefix(r: &EnvoyRoute) -> &str {
+    match &r.r#match.as_ref().unwrap().path_specifier {
+        Some(route_match::PathSpecifier::Prefix(p)) => p,
+        other => panic!("not a prefix match: {other:?}"),
+    }
+}
+
+fn action<'a>(vh: &'a VirtualHost, prefix_: &str) -> &'a route::Action {
+    vh.routes
+        .iter()
+        .find(|r| prefix(r) == prefix_)
+        .unwrap_or_else(|| panic!("no route {prefix_}"))
+        .action
+        .as_ref()
+        .unwrap()
+}
+
+fn forward<'a>(vh: &'a VirtualHost, prefix_: &str) -> &'a RouteAction {
+    match action(vh, prefix_) {
+        route::Action::Route(a) => a,
+        other => panic!("route {prefix_} does not forward: {other:?}"),
+    }
+}
+
+fn is_https_redirect(a: &route::Action) -> bool {
+    matches!(a, route::Action::Redirect(r) if r.response_code == 0
+        && r.scheme_rewrite_specifier
+            == Some(envoy_types::pb::envoy::config::route::v3::redirect_action::SchemeRewriteSpecifier::HttpsRedirect(true)))
+}
+
+fn duration(seconds: i64, nanos: i32) -> Option<Duration> {
+    Some(Duration { seconds, nanos })
+}
+
+fn port_of(l: &Listener) -> (String, u32) {
+    let Some(address::Address::SocketAddress(sa)) = &l.address.as_ref().unwrap().address else {
+        panic!("no socket address");
+    };
+    let Some(socket_address::PortSpecifier::PortValue(port)) = sa.port_specifier else {
+        panic!("no port");
+    };
+    (sa.address.clone(), port)
+}
+
+fn is_ads(cs: &Option<envoy_types::pb::envoy::config::core::v3::ConfigSource>) -> bool {
+    matches!(
+        cs.as_ref().and_then(|c| c.config_source_specifier.as_ref()),
+        Some(ConfigSourceSpecifier::Ads(_))
+    )
+}
+
+#[test]
+fn every_list_is_sorted_by_name_and_names_match_messages() {
+    let r = resources();
+    fn sorted<T>(list: &[Resource<T>]) -> bool {
+        list.windows(2).all(|w| w[0].name < w[1].name)
+    }
+    assert!(sorted(&r.listeners) && sorted(&r.routes) && sorted(&r.clusters));
+    assert!(sorted(&r.endpoints) && sorted(&r.secrets));
+    assert!(r.listeners.iter().all(|l| l.name == l.message.name));
+    assert!(r.routes.iter().all(|l| l.name == l.message.name));
+    assert!(r.clusters.iter().all(|l| l.name == l.message.name));
+    assert!(r.endpoints.iter().all(|l| l.name == l.message.cluster_name));
+    assert!(r.secrets.iter().all(|l| l.name == l.message.name));
+}
+
+#[test]
+fn listeners_and_their_default_addresses() {
+    let r = resources();
+    let names: Vec<&str> = r.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["ingress_http", "ingress_https", "stats_health"]);
+    assert_eq!(
+        port_of(listener(&r, "ingress_http")),
+        ("0.0.0.0".into(), 8080)
+    );
+    assert_eq!(
+        port_of(listener(&r, "ingress_https")),
+        ("0.0.0.0".into(), 8443)
+    );
+    assert_eq!(
+        port_of(listener(&r, "stats_health")),
+        ("0.0.0.0".into(), 8002)
+    );
+}
+
+#[test]
+fn listener_addresses_follow_the_options() {
+    let opts = TranslateOptions {
+        http_address: "127.0.0.1".into(),
+        http_port: 18080,
+        https_port: 18443,
+        stats_port: 18002,
+        ..TranslateOptions::default()
+    };
+    let r = translate(&fixture::dag(&Pems::placeholder()), &opts).unwrap();
+    assert_eq!(
+        port_of(listener(&r, "ingress_http")),
+        ("127.0.0.1".into(), 18080)
+    );
+    assert_eq!(port_of(listener(&r, "ingress_https")).1, 18443);
+    assert_eq!(port_of(listener(&r, "stats_health")).1, 18002);
+}
+
+#[test]
+fn http_listener_is_an_edge_connection_manager_using_rds() {
+    let r = resources();
+    let l = listener(&r, "ingress_http");
+    assert_eq!(l.filter_chains.len(), 1);
+    let hcm: HttpConnectionManager = typed(&l.filter_chains[0]);
+    let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier else {
+        panic!("not RDS");
+    };
+    assert_eq!(rds.route_config_name, "ingress_http");
+    assert!(is_ads(&rds.config_source));
+    assert_eq!(hcm.use_remote_address.unwrap().value, true);
+    assert_eq!(hcm.normalize_path.unwrap().value, true);
+    assert!(hcm.merge_slashes);
+    assert_eq!(hcm.generate_request_id.unwrap().value, true);
+    assert!(hcm.preserve_external_request_id);
+    assert!(hcm.stream_idle_timeout.is_some() && hcm.request_headers_timeout.is_some());
+    assert_eq!(
+        hcm.common_http_protocol_options.unwrap().idle_timeout,
+        duration(60, 0)
+    );
+    let last = hcm.http_filters.last().unwrap();
+    assert_eq!(last.name, "envoy.filters.http.router");
+    let Some(http_filter::ConfigType::TypedConfig(router)) = &last.config_type else {
+        panic!("untyped router");
+    };
+    assert_eq!(
+        router.type_url,
+        "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+    );
+}
+
+#[test]
+fn https_listener_has_one_chain_per_tls_host_and_inspects_sni() {
+    let r = resources();
+    let l = listener(&r, "ingress_https");
+    assert_eq!(l.listener_filters.len(), 1);
+    assert_eq!(
+        l.listener_filters[0].name,
+        "envoy.filters.listener.tls_inspector"
+    );
+    let snis: Vec<&[String]> = l
+        .filter_chains
+        .iter()
+        .map(|c| {
+            c.filter_chain_match
+                .as_ref()
+                .unwrap()
+                .server_names
+                .as_slice()
+        })
+        .collect();
+    assert_eq!(
+        snis,
+        [
+            ["passthrough.example.com".to_owned()],
+            ["secure.example.com".to_owned()],
+            ["tcp.example.com".to_owned()]
+        ]
+    );
+}
+
+#[test]
+fn terminated_http_chain_gets_certificate_over_sds_and_alpn() {
+    let r = resources();
+    let c = chain(listener(&r, "ingress_https"), "secure.example.com");
+    let tls = downstream_tls(c).common_tls_context.unwrap();
+    assert_eq!(tls.alpn_protocols, ["h2", "http/1.1"]);
+    assert_eq!(tls.tls_certificate_sds_secret_configs.len(), 1);
+    let sds = &tls.tls_certificate_sds_secret_configs[0];
+    assert_eq!(sds.name, fixture::SECURE_SECRET);
+    assert!(is_ads(&sds.sds_config));
+    let params = tls.tls_params.unwrap();
+    assert_eq!(
+        params.tls_minimum_protocol_version,
+        TlsProtocol::TlSv12 as i32
+    );
+    assert!(tls.tls_certificates.is_empty(), "keys only travel over SDS");
+
+    let hcm: HttpConnectionManager = typed(c);
+    let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier else {
+        panic!("not RDS");
+    };
+    assert_eq!(rds.route_config_name, "https/secure.example.com");
+}
+
+#[test]
+fn minimum_tls_version_follows_the_virtual_host() {
+    let mut dag = fixture::dag(&Pems::placeholder());
+    let secure = dag
+        .virtual_hosts
+        .iter_mut()
+        .find(|v| v.fqdn == "secure.example.com")
+        .unwrap();
+    secure.tls.as_mut().unwrap().minimum_protocol_version = TlsVersion::V1_1;
+    let r = translate(&dag, &TranslateOptions::default()).unwrap();
+    let https = listener(&r, "ingress_https");
+    let min = |sni| {
+        downstream_tls(chain(https, sni))
+            .common_tls_context
+            .unwrap()
+            .tls_params
+            .unwrap()
+            .tls_minimum_protocol_version
+    };
+    assert_eq!(min("secure.example.com"), TlsProtocol::TlSv11 as i32);
+    assert_eq!(min("tcp.example.com"), TlsProtocol::TlSv13 as i32);
+}
+
+#[test]
+fn terminated_tcp_proxy_chain() {
+    let r = resources();
+    let c = chain(listener(&r, "ingress_https"), "tcp.example.com");
+    let tls = downstream_tls(c).common_tls_context.unwrap();
+    assert!(
+        tls.alpn_protocols.is_empty(),
+        "a TCP backend need not speak HTTP"
+    );
+    assert_eq!(
+        tls.tls_certificate_sds_secret_configs[0].name,
+        fixture::TCP_SECRET
+    );
+    let tcp: TcpProxy = typed(c);
+    assert_eq!(tcp.idle_timeout, duration(9001, 0));
+    let Some(tcp_proxy::ClusterSpecifier::WeightedClusters(wc)) = tcp.cluster_specifier else {
+        panic!("not weighted");
+    };
+    let weights: Vec<(String, u32)> = wc
+        .clusters
+        .into_iter()
+        .map(|c| (c.name, c.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            (cluster_name("tcp-a", 9100), 1),
+            (cluster_name("tcp-b", 9100), 3)
+        ]
+    );
+}
+
+#[test]
+fn passthrough_chain_matches_sni_only() {
+    let r = resources();
+    let c = chain(listener(&r, "ingress_https"), "passthrough.example.com");
+    assert!(c.transport_socket.is_none());
+    let tcp: TcpProxy = typed(c);
+    assert_eq!(
+        tcp.cluster_specifier,
+        Some(tcp_proxy::ClusterSpecifier::Cluster(cluster_name(
+            "tls-backend",
+            8443
+        )))
+    );
+}
+
+#[test]
+fn tcp_proxy_with_only_zero_weights_splits_evenly() {
+    let mut dag = fixture::dag(&Pems::placeholder());
+    let tcp = dag
+        .virtual_hosts
+        .iter_mut()
+        .find(|v| v.fqdn == "tcp.example.com")
+        .unwrap();
+    for c in &mut tcp.tcp_proxy.as_mut().unwrap().clusters {
+        c.weight = 0;
+    }
+    let r = translate(&dag, &TranslateOptions::default()).unwrap();
+    let tcp: TcpProxy = typed(chain(listener(&r, "ingress_https"), "tcp.example.com"));
+    let Some(tcp_proxy::ClusterSpecifier::WeightedClusters(wc)) = tcp.cluster_specifier else {
+        panic!("not weighted");
+    };
+    assert!(wc.clusters.iter().all(|c| c.weight == 1));
+}
+
+#[test]
+fn no_https_listener_without_tls_hosts() {
+    let mut dag = fixture::dag(&Pems::placeholder());
+    dag.virtual_hosts.retain(|v| v.tls.is_none());
+    let r = translate(&dag, &TranslateOptions::default()).unwrap();
+    let names: Vec<&str> = r.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["ingress_http", "stats_health"]);
+    let routes: Vec<&str> = r.routes.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(routes, ["ingress_http"]);
+}
+
+#[test]
+fn stats_listener_reaches_only_ready_and_prometheus_on_admin() {
+    let r = resources();
+    let hcm: HttpConnectionManager = typed(&listener(&r, "stats_health").filter_chains[0]);
+    let Some(RouteSpecifier::RouteConfig(rc)) = hcm.route_specifier else {
+        panic!("stats routes are inline");
+    };
+    let routes = &rc.virtual_hosts[0].routes;
+    let exposed: Vec<(&str, &str)> = routes
+        .iter()
+        .map(|r| {
+            let Some(route_match::PathSpecifier::Path(p)) =
+                &r.r#match.as_ref().unwrap().path_specifier
+            else {
+                panic!("stats routes match exact paths");
+            };
+            let Some(route::Action::Route(a)) = &r.action else {
+                panic!("stats routes forward");
+            };
+            let Some(route_action::ClusterSpecifier::Cluster(c)) = &a.cluster_specifier else {
+                panic!("one cluster");
+            };
+            (p.as_str(), c.as_str())
+        })
+        .collect();
+    assert_eq!(
+        exposed,
+        [
+            ("/ready", ADMIN_CLUSTER),
+            ("/stats/prometheus", ADMIN_CLUSTER)
+        ]
+    );
+    let admin = cluster_by_name(&r, ADMIN_CLUSTER);
+    let cla = admin.load_assignment.as_ref().unwrap();
+    let Some(lb_endpoint::HostIdentifier::Endpoint(ep)) =
+        &cla.endpoints[0].lb_endpoints[0].host_identifier
+    else {
+        panic!("no endpoint");
+    };
+    let Some(address::Address::SocketAddress(sa)) = &ep.address.as_ref().unwrap().address else {
+        panic!("no address");
+    };
+    assert_eq!(sa.address, "127.0.0.1");
+    assert_eq!(
+        sa.port_specifier,
+        Some(socket_address::PortSpecifier::PortValue(9001))
+    );
+}
+
+fn cluster_by_name<'a>(r: &'a Resources, name: &str) -> &'a Cluster {
+    find(&r.clusters, name)
+}
+
+#[test]
+fn no_ingress_route_reaches_the_admin_cluster() {
+    let r = resources();
+    for rc in &r.routes {
+        let text = format!("{:?}", rc.message);
+        assert!(!text.contains(ADMIN_CLUSTER), "{} reaches admin", rc.name);
+    }
+    for name in ["ingress_http", "ingress_https"] {
+        let text = format!("{:?}", listener(&r, name));
+        assert!(!text.contains(ADMIN_CLUSTER), "{name} reaches admin");
+    }
+}
+
+#[test]
+fn insecure_route_config_holds_every_http_reachable_host() {
+    let r = resources();
+    let rc = route_config(&r, "ingress_http");
+    let names: Vec<&str> = rc.virtual_hosts.iter().map(|v| v.name.as_str()).collect();
+    // passthrough.example.com keeps TLS at its backend: nothing of it is served in clear.
+    assert_eq!(
+        names,
+        [
+            "app.example.com",
+            "external.example.com",
+            "secure.example.com",
+            "tcp.example.com"
+        ]
+    );
+    let app = vhost(rc, "app.example.com").unwrap();
+    assert_eq!(app.domains, ["app.example.com", "app.example.com:*"]);
+}
+
+#[test]
+fn tls_host_redirects_to_https_except_permit_insecure() {
+    let r = resources();
+    let secure = vhost(route_config(&r, "ingress_http"), "secure.example.com").unwrap();
+    for p in ["/grpc", "/h2c", "/tls", "/"] {
+        assert!(is_https_redirect(action(secure, p)), "{p} must redirect");
+    }
+    assert!(matches!(
+        action(secure, "/insecure"),
+        route::Action::Route(_)
+    ));
+}
+
+#[test]
+fn tcp_proxy_host_serves_only_permit_insecure_routes_in_clear() {
+    let r = resources();
+    let tcp = vhost(route_config(&r, "ingress_http"), "tcp.example.com").unwrap();
+    let prefixes: Vec<&str> = tcp.routes.iter().map(prefix).collect();
+    assert_eq!(prefixes, ["/public"]);
+    assert!(matches!(action(tcp, "/public"), route::Action::Route(_)));
+}
+
+#[test]
+fn https_route_configs_exist_only_for_terminated_http_hosts() {
+    let r = resources();
+    let names: Vec<&str> = r.routes.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, ["https/secure.example.com", "ingress_http"]);
+    let rc = route_config(&r, "https/secure.example.com");
+    assert_eq!(rc.virtual_hosts.len(), 1);
+    let vh = &rc.virtual_hosts[0];
+    assert_eq!(vh.domains, ["secure.example.com", "secure.example.com:*"]);
+    let prefixes: Vec<&str> = vh.routes.iter().map(prefix).collect();
+    assert_eq!(
+        prefixes,
+        ["/insecure", "/grpc", "/h2c", "/tls", "/"],
+        "DAG order kept"
+    );
+    assert!(
+        vh.routes
+            .iter()
+            .all(|r| matches!(r.action, Some(route::Action::Route(_))))
+    );
+}
+
+#[test]
+fn routes_keep_the_dag_order() {
+    let r = resources();
+    let app = vhost(route_config(&r, "ingress_http"), "app.example.com").unwrap();
+    let prefixes: Vec<&str> = app.routes.iter().map(prefix).collect();
+    assert_eq!(prefixes, ["/api/v2", "/cart", "/chat", "/dark", "/"]);
+}
+
+#[test]
+fn route_policies() {
+    let r = resources();
+    let app = vhost(route_config(&r, "ingress_http"), "app.example.com").unwrap();
+
+    let api = forward(app, "/api/v2");
+    let Some(route_action::ClusterSpecifier::WeightedClusters(wc)) = &api.cluster_specifier else {
+        panic!("not weighted");
+    };
+    let weights: Vec<(&str, u32)> = wc
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight.unwrap().value))
+        .collect();
+    let (v1, v2) = (cluster_name("api-v1", 80), cluster_name("api-v2", 80));
+    assert_eq!(weights, [(v1.as_str(), 10), (v2.as_str(), 90)]);
+    assert_eq!(api.timeout, duration(2, 500_000_000));
+    assert_eq!(api.prefix_rewrite, "/v2");
+    let retry = api.retry_policy.as_ref().unwrap();
+    assert_eq!(retry.retry_on, "5xx");
+    assert_eq!(retry.num_retries.unwrap().value, 3);
+    assert_eq!(retry.per_try_timeout, duration(0, 500_000_000));
+    assert!(api.upgrade_configs.is_empty() && api.hash_policy.is_empty());
+
+    let cart = forward(app, "/cart");
+    assert_eq!(
+        cart.timeout,
+        duration(0, 0),
+        "disabled timeout is an explicit 0s"
+    );
+    let Some(route_action::hash_policy::PolicySpecifier::Cookie(cookie)) =
+        &cart.hash_policy[0].policy_specifier
+    else {
+        panic!("not a cookie hash");
+    };
+    assert_eq!(cookie.name, "X-Contour-Session-Affinity");
+    assert_eq!(cookie.path, "/");
+    assert_eq!(cookie.ttl, duration(0, 0));
+
+    let chat = forward(app, "/chat");
+    assert_eq!(chat.upgrade_configs.len(), 1);
+    assert_eq!(chat.upgrade_configs[0].upgrade_type, "websocket");
+    assert_eq!(chat.upgrade_configs[0].enabled.unwrap().value, true);
+    assert_eq!(chat.timeout, None, "no timeout: Envoy's default");
+    assert!(chat.retry_policy.is_none());
+
+    // The zero-weight cluster on "/" gets no traffic and is left out.
+    let root = forward(app, "/");
+    assert_eq!(
+        root.cluster_specifier,
+        Some(route_action::ClusterSpecifier::Cluster(cluster_name(
+            "web", 80
+        )))
+    );
+    assert!(root.upgrade_configs.is_empty());
+}
+
+#[test]
+fn all_zero_weights_answer_503() {
+    let r = resources();
+    let app = vhost(route_config(&r, "ingress_http"), "app.example.com").unwrap();
+    let route::Action::DirectResponse(d) = action(app, "/dark") else {
+        panic!("not a direct response");
+    };
+    assert_eq!(d.status, 503);
+}
+
+#[test]
+fn timeout_set_disabled_and_absent() {
+    let mut dag = fixture::dag(&Pems::placeholder());
+    let app = &mut dag.virtual_hosts[0];
+    app.routes[0].timeout = Some(DagTimeout::Millis(15_000));
+    let r = translate(&dag, &TranslateOptions::default()).unwrap();
+    let app = vhost(route_config(&r, "ingress_http"), "app.example.com").unwrap();
+    assert_eq!(forward(app, "/api/v2").timeout, duration(15, 0));
+}
+
+#[test]
+fn eds_clusters() {
+    let r = resources();
+    let web = cluster(&r, "web", 80);
+    assert_eq!(
+        web.cluster_discovery_type,
+        Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
+    );
+    let eds = web.eds_cluster_config.as_ref().unwrap();
+    assert_eq!(eds.service_name, eds_name("web"));
+    assert!(is_ads(&eds.eds_config));
+    assert_eq!(web.connect_timeout, duration(0, 250_000_000));
+    assert!(web.transport_socket.is_none());
+    assert!(web.typed_extension_protocol_options.is_empty());
+}
+
+#[test]
+fn lb_policies() {
+    let r = resources();
+    let lb = |s, p| cluster(&r, s, p).lb_policy;
+    assert_eq!(lb("web", 80), LbPolicy::LeastRequest as i32);
+    assert_eq!(lb("chat", 80), LbPolicy::Random as i32);
+    assert_eq!(lb("cart", 80), LbPolicy::RingHash as i32);
+    assert_eq!(lb("api-v1", 80), LbPolicy::RoundRobin as i32);
+}
+
+#[test]
+fn health_checked_cluster_drains_removed_hosts() {
+    let r = resources();
+    let web = cluster(&r, "web", 80);
+    assert_eq!(web.health_checks.len(), 1);
+    let hc = &web.health_checks[0];
+    assert_eq!(hc.interval, duration(5, 0));
+    assert_eq!(hc.timeout, duration(2, 0));
+    assert_eq!(hc.unhealthy_threshold.unwrap().value, 3);
+    assert_eq!(hc.healthy_threshold.unwrap().value, 2);
+    let Some(health_check::HealthChecker::HttpHealthCheck(http)) = &hc.health_checker else {
+        panic!("not HTTP");
+    };
+    assert_eq!(http.path, "/healthz");
+    assert_eq!(http.host, "contour-envoy-healthcheck");
+    assert!(web.ignore_health_on_host_removal);
+    let plain = cluster(&r, "api-v1", 80);
+    assert!(plain.health_checks.is_empty() && !plain.ignore_health_on_host_removal);
+}
+
+fn http2_enabled(c: &Cluster) -> bool {
+    c.typed_extension_protocol_options
+        .get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+        .map(|any| {
+            let opts: HttpProtocolOptions = unpack(any);
+            format!("{opts:?}").contains("Http2ProtocolOptions")
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn upstream_protocols() {
+    let r = resources();
+    // h2: HTTP/2 over TLS, ALPN h2, validated.
+    let grpc = cluster(&r, "grpc", 443);
+    assert!(http2_enabled(grpc));
+    let tls = upstream_tls(grpc).unwrap();
+    assert_eq!(tls.sni, "grpc.example.com");
+    let common = tls.common_tls_context.unwrap();
+    assert_eq!(common.alpn_protocols, ["h2"]);
+    let Some(ValidationContextType::CombinedValidationContext(v)) = common.validation_context_type
+    else {
+        panic!("no combined validation context");
+    };
+    let sds = v.validation_context_sds_secret_config.unwrap();
+    assert_eq!(sds.name, fixture::CA_SECRET);
+    assert!(is_ads(&sds.sds_config));
+    let san = &v
+        .default_validation_context
+        .unwrap()
+        .match_typed_subject_alt_names[0];
+    assert!(format!("{san:?}").contains("Exact(\"grpc.example.com\")"));
+
+    // h2c: cleartext HTTP/2.
+    let h2c = cluster(&r, "h2c", 8080);
+    assert!(http2_enabled(h2c));
+    assert!(upstream_tls(h2c).is_none());
+
+    // tls: HTTP/1.1 over TLS.
+    let backend = cluster(&r, "backend-tls", 443);
+    assert!(!http2_enabled(backend));
+    let tls = upstream_tls(backend).unwrap();
+    assert_eq!(tls.sni, "backend.example.com");
+    assert!(tls.common_tls_context.unwrap().alpn_protocols.is_empty());
+}
+
+#[test]
+fn external_name_cluster_resolves_by_dns() {
+    let r = resources();
+    let ext = cluster(&r, "httpbin", 443);
+    assert_eq!(
+        ext.cluster_discovery_type,
+        Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32))
+    );
+    assert!(ext.eds_cluster_config.is_none());
+    let cla = ext.load_assignment.as_ref().unwrap();
+    assert_eq!(cla.cluster_name, ext.name);
+    assert!(format!("{cla:?}").contains("\"httpbin.org\""));
+    let tls = upstream_tls(ext).unwrap();
+    assert_eq!(tls.sni, "httpbin.org");
+    assert!(
+        tls.common_tls_context
+            .unwrap()
+            .validation_context_type
+            .is_none()
+    );
+}
+
+#[test]
+fn endpoints_per_service_name_with_empty_ones_for_missing() {
+    let r = resources();
+    let names: Vec<&str> = r.endpoints.iter().map(|e| e.name.as_str()).collect();
+    let mut expected: Vec<String> = [
+        "api-v1",
+        "api-v2",
+        "backend-tls",
+        "cart",
+        "chat",
+        "dark",
+        "grpc",
+        "h2c",
+        "tcp-a",
+        "tcp-b",
+        "tls-backend",
+        "web",
+    ]
+    .iter()
+    .map(|s| eds_name(s))
+    .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    let dark = find(&r.endpoints, &eds_name("dark"));
+    assert!(dark.endpoints.is_empty());
+    let api = find(&r.endpoints, &eds_name("api-v2"));
+    assert_eq!(api.endpoints[0].lb_endpoints.len(), 2);
+}
+
+#[test]
+fn endpoints_and_external_names_never_target_admin() {
+    let opts = TranslateOptions::default();
+    for (host, port) in [
+        ("127.0.0.1", 9001),
+        ("127.1.2.3", 9001),
+        ("0.0.0.0", 9001),
+        ("::1", 9001),
+        ("[::1]", 9001),
+        ("localhost", 9001),
+        ("LOCALHOST.", 9001),
+        ("admin.localhost", 9001),
+    ] {
+        assert!(clusters::targets_admin(host, port, &opts), "{host}:{port}");
+    }
+    for (host, port) in [
+        ("127.0.0.1", 8080),
+        ("10.0.0.1", 9001),
+        ("example.com", 9001),
+    ] {
+        assert!(!clusters::targets_admin(host, port, &opts), "{host}:{port}");
+    }
+
+    let mut dag = fixture::dag(&Pems::placeholder());
+    dag.endpoints[0].addresses.push(SocketAddress {
+        ip: "127.0.0.1".into(),
+        port: 9001,
+    });
+    dag.clusters.iter_mut().for_each(|c| {
+        if let Upstream::Dns { host, port } = &mut c.upstream {
+            *host = "localhost".into();
+            *port = 9001;
+        }
+    });
+    let r = translate(&dag, &opts).unwrap();
+    let text = format!("{:?}", r.endpoints);
+    assert!(!text.contains("PortValue(9001)"), "{text}");
+    let ext = cluster(&r, "httpbin", 443);
+    assert!(ext.load_assignment.as_ref().unwrap().endpoints.is_empty());
+}
+
+#[test]
+fn secrets() {
+    let r = resources();
+    let pems = Pems::placeholder();
+    let names: Vec<&str> = r.secrets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            fixture::SECURE_SECRET,
+            fixture::TCP_SECRET,
+            fixture::CA_SECRET
+        ]
+    );
+    let inline = |ds: &Option<envoy_types::pb::envoy::config::core::v3::DataSource>| match ds
+        .as_ref()
+        .and_then(|d| d.specifier.clone())
+    {
+        Some(data_source::Specifier::InlineString(s)) => s,
+        other => panic!("not inline: {other:?}"),
+    };
+    let Some(secret::Type::TlsCertificate(cert)) = &find(&r.secrets, fixture::SECURE_SECRET).r#type
+    else {
+        panic!("not a certificate");
+    };
+    assert_eq!(inline(&cert.certificate_chain), pems.secure_cert);
+    assert_eq!(inline(&cert.private_key), pems.secure_key);
+    let Some(secret::Type::ValidationContext(ca)) = &find(&r.secrets, fixture::CA_SECRET).r#type
+    else {
+        panic!("not a CA");
+    };
+    assert_eq!(inline(&ca.trusted_ca), pems.ca);
+}
+
+#[test]
+fn translation_is_deterministic() {
+    let a = resources();
+    let b = resources();
+    for ty in ResourceType::ALL {
+        assert_eq!(a.of_type(ty), b.of_type(ty));
+    }
+    let bytes = |r: &Resources| -> Vec<Vec<u8>> {
+        ResourceType::ALL
+            .into_iter()
+            .flat_map(|ty| r.of_type(ty))
+            .map(|x| x.resource.encode_to_vec())
+            .collect()
+    };
+    assert_eq!(bytes(&a), bytes(&b));
+    assert_eq!(to_json(&a, true).unwrap(), to_json(&b, true).unwrap());
+}
+
+#[test]
+fn versions_change_only_with_content() {
+    let a = resources();
+    let mut dag = fixture::dag(&Pems::placeholder());
+    dag.virtual_hosts[0].routes[0].retry = None;
+    let b = translate(&dag, &TranslateOptions::default()).unwrap();
+    let versions = |r: &Resources, ty| -> Vec<(String, String)> {
+        r.of_type(ty)
+            .into_iter()
+            .map(|x| (x.name, x.version))
+            .collect()
+    };
+    assert_eq!(
+        versions(&a, ResourceType::Cluster),
+        versions(&b, ResourceType::Cluster)
+    );
+    assert_eq!(
+        versions(&a, ResourceType::Listener),
+        versions(&b, ResourceType::Listener)
+    );
+    let (ra, rb) = (
+        versions(&a, ResourceType::Route),
+        versions(&b, ResourceType::Route),
+    );
+    assert_eq!(ra[0], rb[0], "https/secure.example.com is unchanged");
+    assert_ne!(ra[1], rb[1], "ingress_http changed");
+    assert_eq!(ra[1].1.len(), 64);
+    assert_eq!(
+        a.routes[1].version(),
+        resource_version(&a.routes[1].message.encode_to_vec())
+    );
+}
+
+#[test]
+fn packed_resources_carry_their_type_urls() {
+    let r = resources();
+    for ty in ResourceType::ALL {
+        assert_eq!(ResourceType::from_type_url(ty.type_url()), Some(ty));
+        for x in r.of_type(ty) {
+            assert_eq!(x.resource.type_url, ty.type_url());
+        }
+    }
+    assert_eq!(ResourceType::Listener.type_url(), Listener::type_url());
+    assert_eq!(
+        ResourceType::Route.type_url(),
+        RouteConfiguration::type_url()
+    );
+    assert_eq!(ResourceType::Cluster.type_url(), Cluster::type_url());
+    assert_eq!(
+        ResourceType::Endpoint.type_url(),
+        envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::type_url()
+    );
+    assert_eq!(
+        ResourceType::Secret.type_url(),
+        envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret::type_url()
+    );
+}
+
+#[test]
+fn json_has_the_render_shape_and_type_annotations() {
+    let json = to_json(&resources(), false).unwrap();
+    let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["clusters", "endpoints", "listeners", "routes", "secrets"]
+    );
+    let l = &json["listeners"][0];
+    assert_eq!(l["name"], "ingress_http");
+    assert_eq!(
+        l["filter_chains"][0]["filters"][0]["typed_config"]["@type"],
+        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    );
+    assert_eq!(
+        l["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["route_config_name"],
+        "ingress_http"
+    );
+    assert_eq!(l["address"]["socket_address"]["port_value"], 8080);
+    assert_eq!(json["clusters"][0]["connect_timeout"], "0.250s");
+}
+
+#[test]
+fn json_redacts_private_keys_when_asked() {
+    let r = resources();
+    let pems = Pems::placeholder();
+    let plain = to_json(&r, false).unwrap().to_string();
+    assert!(plain.contains("secure-key"));
+    let redacted = to_json(&r, true).unwrap();
+    let text = redacted.to_string();
+    assert!(
+        !text.contains("secure-key") && !text.contains("tcp-key"),
+        "{text}"
+    );
+    let secure = redacted["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == fixture::SECURE_SECRET)
+        .unwrap();
+    assert_eq!(
+        secure["tls_certificate"]["private_key"]["inline_string"],
+        json::REDACTED
+    );
+    assert_eq!(
+        secure["tls_certificate"]["certificate_chain"]["inline_string"],
+        pems.secure_cert.as_str()
+    );
+}
+
+#[test]
+fn golden_json() {
+    let json = to_json(&resources(), true).unwrap();
+    let rendered = serde_json::to_string_pretty(&json).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/xds/translate/testdata/fixture.json");
+    if std::env::var_os("SLUICE_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; regenerate with SLUICE_BLESS=1 cargo test -p sluice golden_json",
+            path.display()
+        )
+    });
+    assert_eq!(
+        golden, rendered,
+        "translation output changed; review and regenerate with SLUICE_BLESS=1 cargo test -p sluice golden_json"
+    );
+}
+
+mod invariants {
+    use pretty_assertions::assert_eq;
+
+    use super::*;
+    use crate::dag::model::SecretKind;
+
+    fn err(edit: impl FnOnce(&mut Dag)) -> TranslateError {
+        let mut dag = fixture::dag(&Pems::placeholder());
+        edit(&mut dag);
+        translate(&dag, &TranslateOptions::default()).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_cluster() {
+        let e = err(|d| d.clusters.retain(|c| c.name != cluster_name("chat", 80)));
+        assert_eq!(e.label(), "unknown_cluster");
+        assert!(e.to_string().contains("/chat"), "{e}");
+    }
+
+    #[test]
+    fn unknown_and_mistyped_secrets() {
+        let e = err(|d| d.secrets.retain(|s| s.name != fixture::SECURE_SECRET));
+        assert_eq!(e.label(), "unknown_secret");
+        let e = err(|d| d.secrets.retain(|s| s.name != fixture::CA_SECRET));
+        assert_eq!(e.label(), "unknown_secret");
+        let e = err(|d| {
+            for s in &mut d.secrets {
+                if s.name == fixture::CA_SECRET {
+                    s.kind = SecretKind::Tls {
+                        cert_chain: String::new(),
+                        private_key: String::new(),
+                    };
+                }
+            }
+        });
+        assert_eq!(e.label(), "wrong_secret_kind");
+    }
+
+    #[test]
+    fn tls_shapes() {
+        let e = err(|d| d.virtual_hosts[3].tls.as_mut().unwrap().secret = None);
+        assert_eq!(e.label(), "missing_certificate");
+        let e = err(|d| d.virtual_hosts[2].tcp_proxy = None);
+        assert_eq!(e.label(), "passthrough_without_tcpproxy");
+        let e = err(|d| d.virtual_hosts[4].tls = None);
+        assert_eq!(e.label(), "tcpproxy_without_tls");
+        let e = err(|d| {
+            d.virtual_hosts[4]
+                .tcp_proxy
+                .as_mut()
+                .unwrap()
+                .clusters
+                .clear()
+        });
+        assert_eq!(e.label(), "empty_tcpproxy");
+    }
+
+    #[test]
+    fn duplicates() {
+        let e = err(|d| {
+            let again = d.virtual_hosts[0].clone();
+            d.virtual_hosts.push(again);
+        });
+        assert_eq!(
+            e,
+            TranslateError::Duplicate {
+                kind: "virtual host",
+                name: "app.example.com".into()
+            }
+        );
+        let e = err(|d| {
+            let again = d.secrets[0].clone();
+            d.secrets.push(again);
+        });
+        assert_eq!(e.label(), "duplicate");
+    }
+}
