@@ -5,6 +5,8 @@ use serde_json::{Value, json};
 
 use crate::dag::{self, Dag};
 use crate::snapshot::ClusterSnapshot;
+use crate::xds::translate::json::to_json;
+use crate::xds::translate::{TranslateOptions, translate};
 
 /// What to put in the report besides statuses and xDS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,19 +39,16 @@ pub fn render_report(snapshot: &ClusterSnapshot, options: RenderOptions) -> Valu
     json!({ "gateways": gateways })
 }
 
-/// The xDS resources of one instance in Envoy's JSON form, private keys redacted.
-///
-/// Not implemented yet: the translation (`xds::translate`) is being written separately. Until it
-/// lands this returns the empty shape, so reports and golden files already have their final
-/// layout; swap the body for a call to the translation.
-pub fn render_xds(_dag: &Dag) -> Value {
-    json!({
-        "listeners": [],
-        "routes": [],
-        "clusters": [],
-        "endpoints": [],
-        "secrets": [],
-    })
+/// The xDS resources of one instance in Envoy's JSON form (proto3 JSON, `@type` on every Any),
+/// private keys redacted. A translation failure (a builder bug) is reported in place.
+pub fn render_xds(dag: &Dag) -> Value {
+    let rendered = translate(dag, &TranslateOptions::default())
+        .map_err(|e| e.to_string())
+        .and_then(|r| to_json(&r, true).map_err(|e| e.to_string()));
+    match rendered {
+        Ok(v) => v,
+        Err(e) => json!({ "error": e }),
+    }
 }
 
 #[cfg(test)]
@@ -60,14 +59,15 @@ mod tests {
     #[test]
     fn empty_snapshot_renders_the_default_instance() {
         let report = render_report(&ClusterSnapshot::default(), RenderOptions::default());
-        assert_eq!(
-            report,
-            json!({"gateways": [{
-                "gateway": "sluice-system/default",
-                "ingressRoutes": [],
-                "xds": {"listeners": [], "routes": [], "clusters": [], "endpoints": [], "secrets": []},
-            }]})
-        );
+        let gw = &report["gateways"][0];
+        assert_eq!(gw["gateway"], "sluice-system/default");
+        assert_eq!(gw["ingressRoutes"], json!([]));
+        for kind in ["listeners", "routes", "clusters", "endpoints", "secrets"] {
+            assert!(gw["xds"][kind].is_array(), "{kind}: {}", gw["xds"]);
+        }
+        // An instance with no routes still has its HTTP and stats listeners, and no secrets.
+        assert!(!gw["xds"]["listeners"].as_array().unwrap().is_empty());
+        assert_eq!(gw["xds"]["secrets"], json!([]));
     }
 
     #[test]

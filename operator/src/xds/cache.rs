@@ -110,6 +110,19 @@ impl Snapshot {
     }
 }
 
+impl From<&crate::xds::translate::Resources> for InstanceResources {
+    /// Everything a translation produced, packed for the wire.
+    fn from(resources: &crate::xds::translate::Resources) -> Self {
+        let mut out = Self::default();
+        for ty in crate::xds::translate::ResourceType::ALL {
+            for r in resources.of_type(ty) {
+                out.insert(r.name, r.resource);
+            }
+        }
+        out
+    }
+}
+
 /// The stable content version of one resource.
 pub fn resource_version(resource: &Any) -> String {
     let mut hasher = Sha256::new();

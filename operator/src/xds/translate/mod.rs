@@ -14,6 +14,8 @@
 mod clusters;
 mod envoy;
 pub mod json;
+
+use crate::xds::cache::resource_version;
 mod listeners;
 mod routes;
 mod secrets;
@@ -33,7 +35,6 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
-use sha2::{Digest, Sha256};
 
 use crate::dag::Dag;
 use crate::dag::model::{SecretKind, Upstream, WeightedCluster};
@@ -151,26 +152,13 @@ impl<T: Message + Name> Resource<T> {
         envoy::any(&self.message)
     }
 
-    /// A stable version for this resource alone: see [`resource_version`].
+    /// A stable version for this resource alone (the one the xDS cache uses).
     pub fn version(&self) -> String {
-        resource_version(&self.encode())
+        resource_version(&self.to_any())
     }
 }
 
-/// Hex SHA-256 of a resource's encoded bytes. Prost encodes fields in field-number order; the only
-/// protobuf maps the translation fills hold at most one entry, so equal resources always encode
-/// (and hash) identically.
-pub fn resource_version(encoded: &[u8]) -> String {
-    let digest = Sha256::digest(encoded);
-    let mut out = String::with_capacity(digest.len() * 2);
-    for byte in digest {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    out
-}
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The kinds of resource the translation produces, with their xDS type URLs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -245,7 +233,7 @@ fn packed<T: Message + Name>(list: &[Resource<T>]) -> Vec<AnyResource> {
             let resource = r.to_any();
             AnyResource {
                 name: r.name.clone(),
-                version: resource_version(&resource.value),
+                version: resource_version(&resource),
                 resource,
             }
         })
