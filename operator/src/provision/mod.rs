@@ -2,3 +2,12 @@
 //! them to the API lives with the controller.
 
 pub mod bootstrap;
+pub mod names;
+pub mod objects;
+pub mod status;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use objects::{DesiredObjects, FIELD_MANAGER, ProvisionContext, ProvisionError, desired};
+pub use status::{ObservedState, gateway_status};

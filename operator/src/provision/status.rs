@@ -1,0 +1,610 @@
+//! A Gateway's status, computed from what the controller observed: the Envoy DaemonSet, the
+//! Service, the Envoy pods and the route counts. Pure: the time of the change is passed in.
+//!
+//! # Conditions
+//!
+//! - `Available`: at least one Envoy pod is ready (`numberReady > 0`).
+//! - `Progressing`: the DaemonSet does not exist yet, its controller has not observed its
+//!   latest generation, or fewer pods run the current template than are desired
+//!   (`updatedNumberScheduled < desiredNumberScheduled`).
+//! - `Degraded`: the Envoys cannot reach the desired state on their own. True when
+//!   1. the Gateway could not be provisioned ([`ObservedState::error`]: an invalid spec), or
+//!   2. the DaemonSet controller has observed the latest generation and schedules no pod
+//!      (`desiredNumberScheduled == 0`: no node fits the nodeSelector and tolerations), or
+//!   3. the DaemonSet controller has observed the latest generation, reports unavailable pods
+//!      (`numberUnavailable > 0`), and at least one non-terminating Envoy pod is stuck: a
+//!      container waiting for a reason that does not resolve by itself ([`STUCK_REASONS`], e.g.
+//!      `ImagePullBackOff`, `CrashLoopBackOff`), the pod unschedulable, or the pod failed. A
+//!      rolling update with maxUnavailable pods unavailable cannot proceed past such a pod, so
+//!      this is exactly "the rollout makes no progress". Pods that are merely starting do not
+//!      count, so a healthy rollout never shows `Degraded`.
+//!
+//!   Case 3 needs the pods: when the controller passes none, only cases 1 and 2 are detected.
+//!   Pod state changes do not always change the DaemonSet's status, so the controller should
+//!   requeue while `Progressing` is true.
+//!
+//! `lastTransitionTime` is kept from the previous status while a condition's status stays the
+//! same; `observedGeneration` (of the status and of each condition) is the Gateway's generation.
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::objects::ProvisionError;
+use crate::api::Gateway;
+use crate::api::gateway::{EnvoyCounts, GatewayStatus, RouteCounts};
+
+pub const CONDITION_AVAILABLE: &str = "Available";
+pub const CONDITION_PROGRESSING: &str = "Progressing";
+pub const CONDITION_DEGRADED: &str = "Degraded";
+
+/// Container waiting reasons that need a change (image, config, node) to resolve.
+pub const STUCK_REASONS: [&str; 8] = [
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "ErrImageNeverPull",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "RunContainerError",
+];
+
+/// At most this many failing pods are named in the `Degraded` message.
+const MAX_PODS_IN_MESSAGE: usize = 3;
+
+/// What the controller observed for one Gateway.
+#[derive(Clone, Debug, Default)]
+pub struct ObservedState<'a> {
+    /// The Gateway's Envoy DaemonSet, if it exists.
+    pub daemon_set: Option<&'a DaemonSet>,
+    /// The Gateway's Service, if it exists.
+    pub service: Option<&'a Service>,
+    /// The Gateway's Envoy pods (selected by [`super::objects::pod_selector`]).
+    pub pods: &'a [Pod],
+    /// IngressRoute counts by status, from the DAG.
+    pub routes: RouteCounts,
+    /// Why the last attempt to build the Gateway's objects failed, if it did.
+    pub error: Option<&'a ProvisionError>,
+}
+
+/// The Gateway's status. `now` stamps conditions whose status changed.
+pub fn gateway_status(gw: &Gateway, observed: &ObservedState<'_>, now: &Time) -> GatewayStatus {
+    let generation = gw.metadata.generation;
+    let (envoys, conditions) = match observed.daemon_set {
+        None => (
+            EnvoyCounts::default(),
+            [
+                (
+                    "False",
+                    "DaemonSetMissing",
+                    "the Envoy DaemonSet does not exist yet".to_owned(),
+                ),
+                (
+                    "True",
+                    "Provisioning",
+                    "creating the Envoy DaemonSet".to_owned(),
+                ),
+                degraded_by_error(observed.error).unwrap_or_else(not_degraded),
+            ],
+        ),
+        Some(ds) => daemon_set_conditions(ds, observed),
+    };
+    let previous = gw
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let conditions = [
+        CONDITION_AVAILABLE,
+        CONDITION_PROGRESSING,
+        CONDITION_DEGRADED,
+    ]
+    .into_iter()
+    .zip(conditions)
+    .map(|(type_, (status, reason, message))| {
+        let last_transition_time = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time,
+            observed_generation: generation,
+        }
+    })
+    .collect();
+    GatewayStatus {
+        conditions,
+        observed_generation: generation,
+        envoys,
+        routes: observed.routes.clone(),
+        addresses: observed.service.map(addresses).unwrap_or_default(),
+    }
+}
+
+type Cond = (&'static str, &'static str, String);
+
+fn not_degraded() -> Cond {
+    ("False", "AsExpected", "no Envoy pod is failing".to_owned())
+}
+
+fn degraded_by_error(error: Option<&ProvisionError>) -> Option<Cond> {
+    let error = error?;
+    let reason = match error {
+        ProvisionError::InvalidSpec { .. } | ProvisionError::MissingMetadata { .. } => {
+            "InvalidSpec"
+        }
+        ProvisionError::InvalidContext { .. } => "OperatorMisconfigured",
+    };
+    Some(("True", reason, error.to_string()))
+}
+
+fn daemon_set_conditions(ds: &DaemonSet, observed: &ObservedState<'_>) -> (EnvoyCounts, [Cond; 3]) {
+    let st = ds.status.clone().unwrap_or_default();
+    let desired = st.desired_number_scheduled;
+    let updated = st.updated_number_scheduled.unwrap_or(0);
+    let ready = st.number_ready;
+    let available = st.number_available.unwrap_or(0);
+    let unavailable = st
+        .number_unavailable
+        .unwrap_or_else(|| (desired - available).max(0));
+    // A DaemonSet without a generation (not from the API) counts as observed.
+    let current = match (ds.metadata.generation, st.observed_generation) {
+        (Some(g), Some(o)) => o >= g,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+
+    let available_cond = if ready > 0 {
+        (
+            "True",
+            "EnvoyReady",
+            format!("{ready} of {desired} Envoy pods are ready"),
+        )
+    } else if current && desired == 0 {
+        (
+            "False",
+            "NoEligibleNodes",
+            "no Envoy pod is scheduled".to_owned(),
+        )
+    } else {
+        (
+            "False",
+            "NoEnvoyReady",
+            format!("none of the {desired} Envoy pods is ready"),
+        )
+    };
+
+    let progressing = if !current {
+        (
+            "True",
+            "DaemonSetUpdating",
+            "the DaemonSet controller has not yet seen the latest Envoy pod template".to_owned(),
+        )
+    } else if updated < desired {
+        (
+            "True",
+            "RollingOut",
+            format!("{updated} of {desired} Envoy pods run the current template, {ready} ready"),
+        )
+    } else {
+        (
+            "False",
+            "RolloutComplete",
+            format!("all {desired} Envoy pods run the current template"),
+        )
+    };
+
+    let degraded = degraded_by_error(observed.error).unwrap_or_else(|| {
+        if !current {
+            return not_degraded();
+        }
+        if desired == 0 {
+            return (
+                "True",
+                "NoEligibleNodes",
+                "no node matches the Envoy pods' nodeSelector and tolerations".to_owned(),
+            );
+        }
+        let stuck: Vec<String> = if unavailable > 0 {
+            observed.pods.iter().filter_map(stuck_pod).collect()
+        } else {
+            Vec::new()
+        };
+        if stuck.is_empty() {
+            return not_degraded();
+        }
+        let mut message = format!(
+            "{unavailable} Envoy pods unavailable; {} cannot become ready: {}",
+            stuck.len(),
+            stuck
+                .iter()
+                .take(MAX_PODS_IN_MESSAGE)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        if stuck.len() > MAX_PODS_IN_MESSAGE {
+            message.push_str("; ...");
+        }
+        ("True", "EnvoyPodsFailing", message)
+    });
+
+    (
+        EnvoyCounts {
+            desired,
+            updated,
+            ready,
+        },
+        [available_cond, progressing, degraded],
+    )
+}
+
+/// Why `pod` will not become ready by itself, or `None` if it may.
+fn stuck_pod(pod: &Pod) -> Option<String> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let name = pod.metadata.name.as_deref().unwrap_or("<unnamed>");
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() == Some("Failed") {
+        let reason = status.reason.as_deref().unwrap_or("Failed");
+        return Some(format!("pod {name}: {reason}"));
+    }
+    let unschedulable = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    });
+    if let Some(c) = unschedulable {
+        let detail = c.message.as_deref().unwrap_or_default();
+        return Some(format!("pod {name}: Unschedulable ({detail})"));
+    }
+    status.container_statuses.iter().flatten().find_map(|cs| {
+        let waiting = cs.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        STUCK_REASONS.contains(&reason).then(|| {
+            let detail = waiting
+                .message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            format!("pod {name} container {}: {reason}{detail}", cs.name)
+        })
+    })
+}
+
+/// Published addresses: a LoadBalancer's ingress IPs and hostnames, otherwise the cluster IPs.
+fn addresses(svc: &Service) -> Vec<String> {
+    let is_lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+    let found: Vec<String> = if is_lb {
+        svc.status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+            .collect()
+    } else {
+        let spec = svc.spec.as_ref();
+        spec.and_then(|s| s.cluster_ips.clone())
+            .filter(|ips| !ips.is_empty())
+            .or_else(|| spec.and_then(|s| s.cluster_ip.clone()).map(|ip| vec![ip]))
+            .unwrap_or_default()
+    };
+    let mut out: Vec<String> = Vec::new();
+    for a in found {
+        if !a.is_empty() && a != "None" && !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::provision::fixtures::{
+        daemon_set, gateway, service, time, unschedulable_pod, waiting_pod, with_lb_ingress,
+    };
+    use pretty_assertions::assert_eq;
+
+    /// (type, status, reason) of each condition.
+    fn summary(s: &GatewayStatus) -> Vec<(&str, &str, &str)> {
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect()
+    }
+
+    fn cond<'a>(s: &'a GatewayStatus, type_: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn all_ready() {
+        let gw = gateway("team-a", "gw").with_generation(4);
+        let ds = daemon_set(2, 2, 3, 3, 3);
+        let svc = with_lb_ingress(service("LoadBalancer"), Some("203.0.113.7"), None);
+        let routes = RouteCounts {
+            valid: 5,
+            invalid: 1,
+            orphaned: 2,
+        };
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            service: Some(&svc),
+            routes: routes.clone(),
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        assert_eq!(
+            summary(&s),
+            [
+                ("Available", "True", "EnvoyReady"),
+                ("Progressing", "False", "RolloutComplete"),
+                ("Degraded", "False", "AsExpected"),
+            ]
+        );
+        assert_eq!(cond(&s, "Available").message, "3 of 3 Envoy pods are ready");
+        assert_eq!(s.observed_generation, Some(4));
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(4))
+        );
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.last_transition_time == time(100))
+        );
+        assert_eq!(
+            s.envoys,
+            EnvoyCounts {
+                desired: 3,
+                updated: 3,
+                ready: 3
+            }
+        );
+        assert_eq!(s.routes, routes);
+        assert_eq!(s.addresses, ["203.0.113.7"]);
+    }
+
+    #[test]
+    fn rolling() {
+        let gw = gateway("team-a", "gw");
+        // Mid-rollout: one new pod starting, the others still old and ready.
+        let ds = daemon_set(2, 2, 3, 1, 2);
+        let starting = waiting_pod("gw-envoy-new", "envoy", "ContainerCreating");
+        let pods = [starting];
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            pods: &pods,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        assert_eq!(
+            summary(&s),
+            [
+                ("Available", "True", "EnvoyReady"),
+                ("Progressing", "True", "RollingOut"),
+                ("Degraded", "False", "AsExpected"),
+            ]
+        );
+        assert_eq!(
+            cond(&s, "Progressing").message,
+            "1 of 3 Envoy pods run the current template, 2 ready"
+        );
+
+        // Template just changed: the DaemonSet controller has not seen it yet.
+        let ds = daemon_set(3, 2, 3, 3, 3);
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        assert_eq!(cond(&s, "Progressing").status, "True");
+        assert_eq!(cond(&s, "Progressing").reason, "DaemonSetUpdating");
+    }
+
+    #[test]
+    fn degraded_when_new_pods_cannot_start() {
+        let gw = gateway("team-a", "gw");
+        // The rollout stopped at maxUnavailable = 1 on a pod that cannot pull its image.
+        let ds = daemon_set(2, 2, 3, 1, 2);
+        let pods = [waiting_pod("gw-envoy-abcde", "envoy", "ImagePullBackOff")];
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            pods: &pods,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        assert_eq!(
+            summary(&s),
+            [
+                ("Available", "True", "EnvoyReady"),
+                ("Progressing", "True", "RollingOut"),
+                ("Degraded", "True", "EnvoyPodsFailing"),
+            ]
+        );
+        assert_eq!(
+            cond(&s, "Degraded").message,
+            "1 Envoy pods unavailable; 1 cannot become ready: pod gw-envoy-abcde container \
+             envoy: ImagePullBackOff (ImagePullBackOff details)"
+        );
+
+        // Crash-looping after the rollout, and an unschedulable pod; a terminating pod is ignored.
+        let ds = daemon_set(2, 2, 3, 3, 1);
+        let mut terminating = waiting_pod("gw-envoy-old", "envoy", "CrashLoopBackOff");
+        terminating.metadata.deletion_timestamp = Some(time(50));
+        let pods = [
+            waiting_pod("gw-envoy-a", "shutdown-manager", "CrashLoopBackOff"),
+            unschedulable_pod("gw-envoy-b"),
+            terminating,
+        ];
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            pods: &pods,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        let d = cond(&s, "Degraded");
+        assert_eq!(d.status, "True");
+        assert!(
+            d.message.starts_with("2 Envoy pods unavailable; 2 cannot"),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.message
+                .contains("gw-envoy-a container shutdown-manager: CrashLoopBackOff")
+        );
+        assert!(d.message.contains("gw-envoy-b: Unschedulable (0/1 nodes"));
+        assert!(!d.message.contains("gw-envoy-old"));
+    }
+
+    #[test]
+    fn no_pods() {
+        let gw = gateway("team-a", "gw");
+        // No node matches the nodeSelector.
+        let ds = daemon_set(1, 1, 0, 0, 0);
+        let svc = service("ClusterIP");
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            service: Some(&svc),
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        assert_eq!(
+            summary(&s),
+            [
+                ("Available", "False", "NoEligibleNodes"),
+                ("Progressing", "False", "RolloutComplete"),
+                ("Degraded", "True", "NoEligibleNodes"),
+            ]
+        );
+        assert_eq!(s.addresses, ["10.96.0.10", "fd00::10"]);
+
+        // Nothing provisioned yet.
+        let s = gateway_status(&gw, &ObservedState::default(), &time(100));
+        assert_eq!(
+            summary(&s),
+            [
+                ("Available", "False", "DaemonSetMissing"),
+                ("Progressing", "True", "Provisioning"),
+                ("Degraded", "False", "AsExpected"),
+            ]
+        );
+        assert_eq!(s.envoys, EnvoyCounts::default());
+        assert!(s.addresses.is_empty());
+
+        // Pods exist but none is ready yet, and none is stuck: not degraded.
+        let ds = daemon_set(1, 1, 2, 2, 0);
+        let pods = [waiting_pod("gw-envoy-a", "envoy", "ContainerCreating")];
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            pods: &pods,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        assert_eq!(
+            summary(&s),
+            [
+                ("Available", "False", "NoEnvoyReady"),
+                ("Progressing", "False", "RolloutComplete"),
+                ("Degraded", "False", "AsExpected"),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_spec_is_degraded() {
+        let gw = gateway("team-a", "gw");
+        let ds = daemon_set(1, 1, 1, 1, 1);
+        let err = ProvisionError::InvalidSpec {
+            gateway: "team-a/gw".into(),
+            field: "spec.envoy.image",
+            message: "\"\" is not an image reference".into(),
+        };
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            error: Some(&err),
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        let d = cond(&s, "Degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "InvalidSpec")
+        );
+        assert_eq!(d.message, err.to_string());
+        // The running Envoys still serve.
+        assert_eq!(cond(&s, "Available").status, "True");
+    }
+
+    #[test]
+    fn transition_times_survive_unchanged_statuses() {
+        let ds = daemon_set(1, 1, 3, 3, 3);
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            ..ObservedState::default()
+        };
+        let first = gateway_status(&gateway("team-a", "gw"), &observed, &time(100));
+
+        // Same statuses later, other counts: times kept.
+        let gw = gateway("team-a", "gw").with_status(first.clone());
+        let ds = daemon_set(1, 1, 4, 4, 2);
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            ..ObservedState::default()
+        };
+        let second = gateway_status(&gw, &observed, &time(200));
+        assert!(
+            second
+                .conditions
+                .iter()
+                .all(|c| c.last_transition_time == time(100))
+        );
+        assert_eq!(
+            cond(&second, "Available").message,
+            "2 of 4 Envoy pods are ready"
+        );
+
+        // Progressing flips: only its time moves.
+        let gw = gateway("team-a", "gw").with_status(second);
+        let ds = daemon_set(2, 2, 4, 1, 3);
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            ..ObservedState::default()
+        };
+        let third = gateway_status(&gw, &observed, &time(300));
+        assert_eq!(cond(&third, "Progressing").status, "True");
+        assert_eq!(cond(&third, "Progressing").last_transition_time, time(300));
+        assert_eq!(cond(&third, "Available").last_transition_time, time(100));
+        assert_eq!(cond(&third, "Degraded").last_transition_time, time(100));
+    }
+
+    #[test]
+    fn addresses_by_service_type() {
+        let lb = with_lb_ingress(
+            with_lb_ingress(service("LoadBalancer"), None, Some("lb.example.com")),
+            Some("203.0.113.7"),
+            Some("ignored.example.com"),
+        );
+        assert_eq!(addresses(&lb), ["lb.example.com", "203.0.113.7"]);
+        // A LoadBalancer without ingress has not been published yet.
+        assert!(addresses(&service("LoadBalancer")).is_empty());
+        assert_eq!(addresses(&service("NodePort")), ["10.96.0.10", "fd00::10"]);
+        let mut headless = service("ClusterIP");
+        let spec = headless.spec.as_mut().unwrap();
+        spec.cluster_ip = Some("None".into());
+        spec.cluster_ips = Some(vec!["None".into()]);
+        assert!(addresses(&headless).is_empty());
+    }
+}
