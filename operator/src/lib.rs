@@ -13,5 +13,6 @@ pub mod provision;
 pub mod render;
 pub mod snapshot;
 pub mod source;
+pub mod standalone;
 pub mod telemetry;
 pub mod xds;

@@ -26,10 +26,10 @@ const DURATION_BUCKETS: &[f64] = &[
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new_custom(Some("sluice".into()), None)?;
+        let registry = Registry::new();
         let routes = IntGaugeVec::new(
             Opts::new(
-                "ingressroutes",
+                "sluice_ingressroutes",
                 "IngressRoutes judged by each Gateway, by status",
             ),
             &["gateway", "status"],
@@ -41,26 +41,29 @@ impl Metrics {
             )
         };
         let dag_build_seconds = histogram(
-            "dag_build_duration_seconds",
+            "sluice_dag_build_duration_seconds",
             "Time to build one Gateway's DAG",
             &["gateway"],
         )?;
         let translate_seconds = histogram(
-            "translate_duration_seconds",
+            "sluice_translate_duration_seconds",
             "Time to translate one Gateway's DAG into Envoy resources",
             &["gateway"],
         )?;
         let reconcile_seconds = histogram(
-            "reconcile_duration_seconds",
+            "sluice_reconcile_duration_seconds",
             "Reconcile duration",
             &["controller"],
         )?;
         let reconcile_errors = IntCounterVec::new(
-            Opts::new("reconcile_errors_total", "Reconcile errors by category"),
+            Opts::new(
+                "sluice_reconcile_errors_total",
+                "Reconcile errors by category",
+            ),
             &["controller", "category"],
         )?;
         let status_writes = IntCounterVec::new(
-            Opts::new("status_writes_total", "Status writes by kind"),
+            Opts::new("sluice_status_writes_total", "Status writes by kind"),
             &["kind"],
         )?;
         registry.register(Box::new(routes.clone()))?;

@@ -18,7 +18,7 @@ use crate::provision::bootstrap::{AdsFlavour, BootstrapOptions, build_bootstrap}
 use crate::snapshot::ClusterSnapshot;
 use crate::source::files;
 use crate::xds::cache::{Cache, InstanceResources};
-use crate::xds::translate::{self, ResourceType, TranslateOptions};
+use crate::xds::translate::{self, TranslateOptions};
 
 /// How listener ports are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +58,20 @@ struct Instance {
     log: Option<PathBuf>,
 }
 
+/// Envoy's hot-restart shared memory outlives even a clean exit; its name comes from the base id
+/// Envoy wrote to `base_id_path` (`envoy_shared_memory_{base_id * 10 + epoch}`, epoch 0 here).
+fn remove_envoy_shared_memory(base_id_path: &Path) {
+    if let Some(id) = std::fs::read_to_string(base_id_path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+    {
+        let _ = std::fs::remove_file(format!(
+            "/dev/shm/envoy_shared_memory_{}",
+            id.saturating_mul(10)
+        ));
+    }
+}
+
 /// Runs until Ctrl-C or SIGTERM, then stops Envoy children.
 pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(opts.xds_address)
@@ -66,14 +80,17 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
     let xds_addr = listener.local_addr()?;
     let cache = Arc::new(Cache::new());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::xds::server::serve(listener, cache.clone(), async move {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(crate::xds::server::serve(
+        listener,
+        cache.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     eprintln!("sluice: xDS server on {xds_addr}");
 
     let workdir = std::env::temp_dir().join(format!("sluice-standalone-{}", std::process::id()));
-    std::fs::create_dir_all(&workdir)
-        .with_context(|| format!("creating {}", workdir.display()))?;
+    std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
 
     let mut state = State {
         opts: &opts,
@@ -110,6 +127,7 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
             stop_child(child).await;
             eprintln!("sluice: stopped Envoy of {name}");
         }
+        remove_envoy_shared_memory(&workdir.join(format!("{}.base-id", name.replace('/', "_"))));
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
@@ -144,7 +162,9 @@ impl State<'_> {
             eprintln!("sluice: error: {e}");
         }
         if !report.errors.is_empty() && self.last_good.is_some() {
-            eprintln!("sluice: not applying this change; still serving the last good configuration");
+            eprintln!(
+                "sluice: not applying this change; still serving the last good configuration"
+            );
             return;
         }
         let snapshot = report.snapshot;
@@ -157,13 +177,22 @@ impl State<'_> {
         let wanted: Vec<String> = selections.iter().map(|s| s.gateway.to_string()).collect();
 
         // Instances that went away: stop their Envoy, drop their resources.
-        let gone: Vec<String> =
-            self.instances.keys().filter(|k| !wanted.contains(k)).cloned().collect();
+        let gone: Vec<String> = self
+            .instances
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .cloned()
+            .collect();
         for name in gone {
             if let Some(mut inst) = self.instances.remove(&name) {
                 if let Some(child) = inst.envoy.as_mut() {
                     stop_child(child).await;
                 }
+                remove_envoy_shared_memory(
+                    &self
+                        .workdir
+                        .join(format!("{}.base-id", name.replace('/', "_"))),
+                );
                 self.cache.remove(&name);
                 eprintln!("sluice: instance {name} removed");
             }
@@ -218,23 +247,24 @@ impl State<'_> {
         let resources = match translate::translate(&dag, &opts) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("sluice: error: {}: {e}; keeping its last good configuration", dag.gateway);
+                eprintln!(
+                    "sluice: error: {}: {e}; keeping its last good configuration",
+                    dag.gateway
+                );
                 return;
             }
         };
-        let mut packed = InstanceResources::default();
-        for ty in ResourceType::ALL {
-            for r in resources.of_type(ty) {
-                packed.insert(r.name, r.resource);
-            }
-        }
-        self.cache.set(&dag.gateway, packed);
+        self.cache
+            .set(&dag.gateway, InstanceResources::from(&resources));
     }
 
     fn allocate_ports(&mut self) -> anyhow::Result<InstancePorts> {
         match self.opts.ports {
             PortMode::Fixed => {
-                let offset = self.next_fixed_slot.checked_mul(10).context("too many instances")?;
+                let offset = self
+                    .next_fixed_slot
+                    .checked_mul(10)
+                    .context("too many instances")?;
                 self.next_fixed_slot += 1;
                 Ok(InstancePorts {
                     http: 8080 + offset,
@@ -250,7 +280,12 @@ impl State<'_> {
                     .collect::<Result<Vec<_>, _>>()
                     .context("picking free ports")?;
                 let port = |i: usize| listeners[i].local_addr().map(|a| a.port());
-                Ok(InstancePorts { http: port(0)?, https: port(1)?, stats: port(2)?, admin: port(3)? })
+                Ok(InstancePorts {
+                    http: port(0)?,
+                    https: port(1)?,
+                    stats: port(2)?,
+                    admin: port(3)?,
+                })
             }
         }
     }
@@ -259,11 +294,18 @@ impl State<'_> {
         let name = sel.gateway.to_string();
         let Some(envoy) = &self.opts.envoy else {
             eprintln!("sluice: instance {name}: serving xDS only (--no-envoy)");
-            return Instance { ports, envoy: None, log: None };
+            return Instance {
+                ports,
+                envoy: None,
+                log: None,
+            };
         };
         let slug = name.replace('/', "_");
-        let mut bopts =
-            BootstrapOptions::new(sel.gateway.clone(), self.xds_addr.ip().to_string(), self.xds_addr.port());
+        let mut bopts = BootstrapOptions::new(
+            sel.gateway.clone(),
+            self.xds_addr.ip().to_string(),
+            self.xds_addr.port(),
+        );
         bopts.ads = self.opts.ads;
         bopts.admin_port = ports.admin;
         let bootstrap_path = self.workdir.join(format!("{slug}.bootstrap.json"));
@@ -276,6 +318,8 @@ impl State<'_> {
                     .arg("-c")
                     .arg(&bootstrap_path)
                     .arg("--use-dynamic-base-id")
+                    .arg("--base-id-path")
+                    .arg(self.workdir.join(format!("{slug}.base-id")))
                     .arg("--log-level")
                     .arg("warn")
                     .stdin(Stdio::null())
@@ -296,11 +340,19 @@ impl State<'_> {
                     child.id().unwrap_or_default(),
                     log.display()
                 );
-                Instance { ports, envoy: Some(child), log: Some(log) }
+                Instance {
+                    ports,
+                    envoy: Some(child),
+                    log: Some(log),
+                }
             }
             Err(e) => {
                 eprintln!("sluice: error: instance {name}: {e:#}");
-                Instance { ports, envoy: None, log: Some(log) }
+                Instance {
+                    ports,
+                    envoy: None,
+                    log: Some(log),
+                }
             }
         }
     }
@@ -308,7 +360,9 @@ impl State<'_> {
     /// Reports Envoys that exited on their own (a bad bootstrap, a port in use).
     fn reap_envoys(&mut self) {
         for (name, inst) in &mut self.instances {
-            let Some(child) = inst.envoy.as_mut() else { continue };
+            let Some(child) = inst.envoy.as_mut() else {
+                continue;
+            };
             if let Ok(Some(status)) = child.try_wait() {
                 let tail = inst.log.as_deref().map(log_tail).unwrap_or_default();
                 eprintln!("sluice: error: Envoy of {name} exited ({status}):\n{tail}");
@@ -318,7 +372,9 @@ impl State<'_> {
     }
 
     fn write_state(&self) {
-        let Some(path) = &self.opts.state_file else { return };
+        let Some(path) = &self.opts.state_file else {
+            return;
+        };
         let gateways: Vec<_> = self
             .instances
             .iter()
@@ -336,7 +392,9 @@ impl State<'_> {
         let state = json!({"xds": self.xds_addr.to_string(), "gateways": gateways});
         // Write then rename, so readers never see half a file.
         let tmp = path.with_extension("tmp");
-        if let Err(e) = std::fs::write(&tmp, state.to_string()).and_then(|()| std::fs::rename(&tmp, path)) {
+        if let Err(e) =
+            std::fs::write(&tmp, state.to_string()).and_then(|()| std::fs::rename(&tmp, path))
+        {
             eprintln!("sluice: error: writing {}: {e}", path.display());
         }
     }
@@ -347,7 +405,9 @@ fn dir_fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let path = e.path();
             let Ok(meta) = e.metadata() else { continue };
@@ -372,7 +432,10 @@ fn log_tail(path: &Path) -> String {
 async fn stop_child(child: &mut Child) {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM);
-        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }

@@ -20,9 +20,9 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
 use crate::api::Gateway;
-use crate::controller::routes::{FIELD_MANAGER, SharedRouteCounts};
+use crate::controller::routes::SharedRouteCounts;
 use crate::metrics::Metrics;
-use crate::provision::{self, ObservedState, ProvisionContext, ProvisionError};
+use crate::provision::{self, FIELD_MANAGER, ObservedState, ProvisionContext};
 
 pub struct GatewayContext {
     pub client: kube::Client,
@@ -36,7 +36,11 @@ pub struct GatewayContext {
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("applying {kind} {name}: {source}")]
-    Apply { kind: &'static str, name: String, source: kube::Error },
+    Apply {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
     #[error("reading the Gateway's pods: {0}")]
     Observe(kube::Error),
     #[error("writing the Gateway status: {0}")]
@@ -63,7 +67,9 @@ pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
     // Reconcile every Gateway when route counts change (status) or leadership is gained.
     let triggers = futures::stream::select(
         WatchStream::new(counts_changed).map(|_| ()),
-        WatchStream::new(ctx.leading.clone()).filter(|l| futures::future::ready(*l)).map(|_| ()),
+        WatchStream::new(ctx.leading.clone())
+            .filter(|l| futures::future::ready(*l))
+            .map(|_| ()),
     );
     Controller::new(Api::<Gateway>::all(client.clone()), everything.clone())
         .owns(Api::<DaemonSet>::all(client.clone()), everything.clone())
@@ -87,7 +93,10 @@ async fn reconcile(gw: Arc<Gateway>, ctx: Arc<GatewayContext>) -> Result<Action,
     }
     let started = Instant::now();
     let result = reconcile_leader(&gw, &ctx).await;
-    ctx.metrics.reconcile_seconds.with_label_values(&["gateway"]).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_seconds
+        .with_label_values(&["gateway"])
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
@@ -97,17 +106,25 @@ async fn reconcile_leader(gw: &Gateway, ctx: &GatewayContext) -> Result<Action, 
     let (applied, error) = match provision::desired(gw, &ctx.provision) {
         Ok(desired) => (Some(apply_all(&ctx.client, &ns, desired).await?), None),
         Err(e) => {
-            ctx.metrics.reconcile_errors.with_label_values(&["gateway", e.label()]).inc();
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&["gateway", e.label()])
+                .inc();
             tracing::warn!(error = %e, "cannot provision");
             (None, Some(e))
         }
     };
     let pods: Vec<Pod> = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default().labels(&selector(&provision::pod_selector(&key))))
+        .list(&ListParams::default().labels(&selector(&provision::objects::pod_selector(&key))))
         .await
         .map_err(GatewayError::Observe)?
         .items;
-    let routes = ctx.route_counts.lock().ok().and_then(|c| c.get(&key).cloned()).unwrap_or_default();
+    let routes = ctx
+        .route_counts
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&key).cloned())
+        .unwrap_or_default();
     let observed = ObservedState {
         daemon_set: applied.as_ref().map(|a| &a.0),
         service: applied.as_ref().map(|a| &a.1),
@@ -123,10 +140,17 @@ async fn reconcile_leader(gw: &Gateway, ctx: &GatewayContext) -> Result<Action, 
             "status": status,
         });
         Api::<Gateway>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(&gw.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+            .patch_status(
+                &gw.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
             .await
             .map_err(GatewayError::Status)?;
-        ctx.metrics.status_writes.with_label_values(&["Gateway"]).inc();
+        ctx.metrics
+            .status_writes
+            .with_label_values(&["Gateway"])
+            .inc();
     }
     Ok(match error {
         // An invalid spec waits for a change to the Gateway.
@@ -151,34 +175,41 @@ async fn apply_all(
 
 async fn apply<K>(client: &kube::Client, ns: &str, obj: &K) -> Result<K, GatewayError>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
     K::DynamicType: Default,
 {
     let name = obj.name_any();
     Api::<K>::namespaced(client.clone(), ns)
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
         .await
         .map_err(|source| GatewayError::Apply {
-            kind: match K::kind(&K::DynamicType::default()) {
-                std::borrow::Cow::Borrowed(k) => k,
-                std::borrow::Cow::Owned(_) => "object",
-            },
+            kind: K::kind(&K::DynamicType::default()).into_owned(),
             name,
             source,
         })
 }
 
 fn error_policy(_gw: Arc<Gateway>, error: &GatewayError, ctx: Arc<GatewayContext>) -> Action {
-    ctx.metrics.reconcile_errors.with_label_values(&["gateway", error.label()]).inc();
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&["gateway", error.label()])
+        .inc();
     tracing::warn!(error = %error, "gateway reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }
 
 fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-}
-
-#[allow(dead_code)]
-fn _assert_error_is_send(e: ProvisionError) -> impl Send {
-    e
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }

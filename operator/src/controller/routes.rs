@@ -10,19 +10,17 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::api::IngressRoute;
 use crate::api::gateway::RouteCounts;
 use crate::api::ingressroute::IngressRouteStatus;
-use crate::api::IngressRoute;
 use crate::controller::status::combine_statuses;
 use crate::dag::{self, Dag, Selection, Validity};
 use crate::metrics::Metrics;
+use crate::provision::FIELD_MANAGER;
 use crate::snapshot::{ClusterSnapshot, ObjKey};
 use crate::source::kube::Stores;
 use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{TranslateOptions, translate};
-
-/// Field manager for everything Sluice writes.
-pub const FIELD_MANAGER: &str = "sluice";
 
 /// Route counts per Gateway (`namespace/name`), read by the Gateway controller for its status.
 pub type SharedRouteCounts = Arc<Mutex<BTreeMap<String, RouteCounts>>>;
@@ -43,7 +41,11 @@ pub struct RoutesContext {
 }
 
 /// Runs forever. `ready` turns true once the first configuration of every instance is published.
-pub async fn run(ctx: RoutesContext, mut changed: watch::Receiver<u64>, ready: watch::Sender<bool>) {
+pub async fn run(
+    ctx: RoutesContext,
+    mut changed: watch::Receiver<u64>,
+    ready: watch::Sender<bool>,
+) {
     if ctx.stores.wait_until_ready().await.is_err() {
         tracing::error!("reflectors stopped before their initial list");
         return;
@@ -69,33 +71,57 @@ pub async fn run(ctx: RoutesContext, mut changed: watch::Receiver<u64>, ready: w
 }
 
 /// Builds and publishes every instance of the snapshot; drops instances that went away.
-fn publish_all(ctx: &RoutesContext, snapshot: &ClusterSnapshot, published: &mut Vec<String>) -> Vec<Dag> {
-    let selections: Vec<Selection> = snapshot.gateways.values().map(Selection::from_gateway).collect();
+fn publish_all(
+    ctx: &RoutesContext,
+    snapshot: &ClusterSnapshot,
+    published: &mut Vec<String>,
+) -> Vec<Dag> {
+    let selections: Vec<Selection> = snapshot
+        .gateways
+        .values()
+        .map(Selection::from_gateway)
+        .collect();
     let mut dags = Vec::with_capacity(selections.len());
     let mut counts = BTreeMap::new();
     for sel in &selections {
         let gateway = sel.gateway.to_string();
         let started = Instant::now();
         let dag = dag::build(snapshot, sel);
-        ctx.metrics.dag_build_seconds.with_label_values(&[&gateway]).observe(started.elapsed().as_secs_f64());
+        ctx.metrics
+            .dag_build_seconds
+            .with_label_values(&[&gateway])
+            .observe(started.elapsed().as_secs_f64());
 
         let started = Instant::now();
         match translate(&dag, &ctx.translate) {
             Ok(resources) => {
-                ctx.metrics.translate_seconds.with_label_values(&[&gateway]).observe(started.elapsed().as_secs_f64());
+                ctx.metrics
+                    .translate_seconds
+                    .with_label_values(&[&gateway])
+                    .observe(started.elapsed().as_secs_f64());
                 if ctx.cache.set(&gateway, InstanceResources::from(&resources)) {
                     tracing::info!(gateway = %gateway, "published a new configuration");
                 }
             }
             Err(e) => {
                 // The cache keeps serving the last good configuration.
-                ctx.metrics.reconcile_errors.with_label_values(&["routes", e.label()]).inc();
+                ctx.metrics
+                    .reconcile_errors
+                    .with_label_values(&["routes", e.label()])
+                    .inc();
                 tracing::error!(gateway = %gateway, error = %e, "translation failed; keeping the last good configuration");
             }
         }
         let c = route_counts(&dag);
-        for (status, n) in [("valid", c.valid), ("invalid", c.invalid), ("orphaned", c.orphaned)] {
-            ctx.metrics.routes.with_label_values(&[&gateway, status]).set(i64::from(n));
+        for (status, n) in [
+            ("valid", c.valid),
+            ("invalid", c.invalid),
+            ("orphaned", c.orphaned),
+        ] {
+            ctx.metrics
+                .routes
+                .with_label_values(&[&gateway, status])
+                .set(i64::from(n));
         }
         counts.insert(gateway, c);
         dags.push(dag);
@@ -138,7 +164,10 @@ pub fn route_counts(dag: &Dag) -> RouteCounts {
 
 /// The statuses to write: combined across instances, and only where they differ from what the
 /// object carries. IngressRoutes no instance judges are left alone.
-pub fn statuses_to_write(snapshot: &ClusterSnapshot, dags: &[Dag]) -> Vec<(ObjKey, IngressRouteStatus)> {
+pub fn statuses_to_write(
+    snapshot: &ClusterSnapshot,
+    dags: &[Dag],
+) -> Vec<(ObjKey, IngressRouteStatus)> {
     combine_statuses(dags)
         .into_iter()
         .filter(|(key, want)| {
@@ -159,14 +188,23 @@ async fn write_statuses(ctx: &RoutesContext, snapshot: &ClusterSnapshot, dags: &
             "status": status,
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api.patch_status(&key.name, &params, &Patch::Apply(&body)).await {
+        match api
+            .patch_status(&key.name, &params, &Patch::Apply(&body))
+            .await
+        {
             Ok(_) => {
-                ctx.metrics.status_writes.with_label_values(&["IngressRoute"]).inc();
+                ctx.metrics
+                    .status_writes
+                    .with_label_values(&["IngressRoute"])
+                    .inc();
                 tracing::debug!(ingressroute = %key, status = %status.current_status, "status written");
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {} // Deleted meanwhile.
             Err(e) => {
-                ctx.metrics.reconcile_errors.with_label_values(&["routes", "status_write"]).inc();
+                ctx.metrics
+                    .reconcile_errors
+                    .with_label_values(&["routes", "status_write"])
+                    .inc();
                 tracing::warn!(ingressroute = %key, error = %e, "status write failed; will retry");
             }
         }
@@ -202,11 +240,22 @@ mod tests {
         for ir in [current, stale, other_class] {
             snap.apply(Object::IngressRoute(ir));
         }
-        let dags: Vec<Dag> = snap.gateways.values().map(|g| dag::build(&snap, &Selection::from_gateway(g))).collect();
+        let dags: Vec<Dag> = snap
+            .gateways
+            .values()
+            .map(|g| dag::build(&snap, &Selection::from_gateway(g)))
+            .collect();
         let writes = statuses_to_write(&snap, &dags);
         assert_eq!(writes.len(), 1);
         assert_eq!(writes[0].0, ObjKey::new("ns", "stale"));
         assert_eq!(writes[0].1.current_status, "orphaned");
-        assert_eq!(route_counts(&dags[0]), RouteCounts { valid: 0, invalid: 0, orphaned: 2 });
+        assert_eq!(
+            route_counts(&dags[0]),
+            RouteCounts {
+                valid: 0,
+                invalid: 0,
+                orphaned: 2
+            }
+        );
     }
 }

@@ -63,11 +63,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
-        let (m, r, s) = (metrics.clone(), ready_rx.clone(), shutdown(shutdown_rx.clone()));
-        async move { http::serve(http_listener, m, r, s).await.context("HTTP endpoint") }
+        let (m, r, s) = (
+            metrics.clone(),
+            ready_rx.clone(),
+            shutdown(shutdown_rx.clone()),
+        );
+        async move {
+            http::serve(http_listener, m, r, s)
+                .await
+                .context("HTTP endpoint")
+        }
     });
     tasks.spawn({
-        let server = crate::xds::server::AdsServer::new(cache.clone(), crate::xds::server::ServerMetrics::register(&metrics.registry)?);
+        let xds_metrics = Arc::new(crate::xds::server::ServerMetrics::new()?);
+        xds_metrics.register(&metrics.registry)?;
+        let server = crate::xds::server::AdsServer::new(cache.clone(), xds_metrics);
         let s = shutdown(shutdown_rx.clone());
         async move { server.serve(xds_listener, s).await.context("xDS server") }
     });
@@ -151,7 +161,9 @@ async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
                 .await
                 .with_context(|| format!("loading kubeconfig {}", path.display()))?
         }
-        None => kube::Config::infer().await.context("finding a kubeconfig or in-cluster config")?,
+        None => kube::Config::infer()
+            .await
+            .context("finding a kubeconfig or in-cluster config")?,
     };
     kube::Client::try_from(config).context("creating the Kubernetes client")
 }

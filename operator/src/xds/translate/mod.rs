@@ -158,8 +158,6 @@ impl<T: Message + Name> Resource<T> {
     }
 }
 
-
-
 /// The kinds of resource the translation produces, with their xDS type URLs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceType {
