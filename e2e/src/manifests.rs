@@ -82,7 +82,8 @@ pub fn service(namespace: &str, name: &str, port: u16, backend_ports: &[u16]) ->
         "metadata": {"namespace": namespace, "name": name},
         "subsets": subsets
     });
-    format!("{service}\n---\n{endpoints}\n")
+    // Starts with a separator so that several of these concatenate into one valid stream.
+    format!("---\n{service}\n---\n{endpoints}\n")
 }
 
 /// A `kubernetes.io/tls` Secret `namespace/name` holding `cert` (`tls.crt`, `tls.key`).

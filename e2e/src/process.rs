@@ -94,12 +94,26 @@ impl ChildProcess {
         }
     }
 
-    /// Kills (SIGKILL) and reaps the process; does nothing if it already ended.
+    /// Asks the process to stop (SIGTERM, so it can stop its own children), waits up to five
+    /// seconds, then kills (SIGKILL) and reaps it; does nothing if it already ended.
     pub fn stop(&mut self) {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            self.exited = self.child.wait().ok();
+        if self.exited.is_some() {
+            return;
         }
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            use nix::sys::signal::{Signal, kill};
+            let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    self.exited = Some(status);
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.kill();
+        self.exited = self.child.wait().ok();
     }
 }
 

@@ -14,6 +14,9 @@ use crate::envoy::envoy_binary;
 use crate::process::ChildProcess;
 use crate::{Error, Result, TempDir, temp_dir};
 
+/// The instance `sluice standalone` runs when the manifests hold no Gateway.
+pub const DEFAULT_INSTANCE: &str = "sluice-system/default";
+
 /// Environment variable naming the `sluice` binary to test.
 pub const SLUICE_BIN_ENV: &str = "SLUICE_BIN";
 
@@ -96,7 +99,8 @@ impl StandaloneBuilder {
         self
     }
 
-    /// Spawns `sluice standalone --manifests DIR --envoy ENVOY ARGS`, logging to a file in a
+    /// Spawns `sluice standalone --manifests DIR --envoy ENVOY --ports auto --xds-address
+    /// 127.0.0.1:0 --state-file STATE ARGS`, logging to a file in a
     /// fresh temporary directory. Returns once the process is started; tests then poll for the
     /// behaviour they expect (see [`crate::wait_for`]) and call [`Standalone::check_running`]
     /// in the poll so a crash ends the wait with sluice's log.
@@ -111,6 +115,14 @@ impl StandaloneBuilder {
             .arg(&self.manifests)
             .arg("--envoy")
             .arg(&envoy)
+            .args([
+                "--ports",
+                "auto",
+                "--xds-address",
+                "127.0.0.1:0",
+                "--state-file",
+            ])
+            .arg(dir.path().join(STATE_FILE))
             .args(&self.args)
             .current_dir(dir.path());
         let process =
@@ -119,11 +131,28 @@ impl StandaloneBuilder {
     }
 }
 
-/// A running `sluice standalone`; killed on drop.
-///
-/// Killing sluice with SIGKILL does not let it stop its Envoys; sluice is expected to start
-/// them so they die with it (e.g. a parent-death signal or a process group), which these tests
-/// would reveal as leftover processes.
+/// Name of the state file `sluice standalone --state-file` writes in the working directory.
+pub const STATE_FILE: &str = "state.json";
+
+/// Ports of one Gateway instance's Envoy, from the standalone state file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstancePorts {
+    pub gateway: String,
+    pub http: u16,
+    pub https: u16,
+    pub stats: u16,
+    pub admin: u16,
+    pub envoy_pid: Option<u32>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+struct StateFile {
+    gateways: Vec<InstancePorts>,
+}
+
+/// A running `sluice standalone`; stopped on drop (SIGTERM, so it stops its Envoys; SIGKILL
+/// after a grace period).
 #[derive(Debug)]
 pub struct Standalone {
     process: ChildProcess,
@@ -158,5 +187,40 @@ impl Standalone {
     /// The working directory of the process, holding `sluice.log`.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The instances sluice runs now (empty until it has written its state file).
+    pub fn instances(&self) -> Vec<InstancePorts> {
+        std::fs::read_to_string(self.dir.path().join(STATE_FILE))
+            .ok()
+            .and_then(|text| serde_json::from_str::<StateFile>(&text).ok())
+            .map(|s| s.gateways)
+            .unwrap_or_default()
+    }
+
+    /// Waits until the instance `gateway` (`namespace/name`) is running, and returns its ports.
+    pub async fn instance(&mut self, gateway: &str, timeout: Duration) -> Result<InstancePorts> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.check_running()?;
+            if let Some(i) = self.instances().into_iter().find(|i| i.gateway == gateway) {
+                return Ok(i);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "instance {gateway} to start; sluice log:\n{}",
+                        self.process.log_tail(40)
+                    ),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The default instance's ports (manifests without a Gateway).
+    pub async fn default_instance(&mut self, timeout: Duration) -> Result<InstancePorts> {
+        self.instance(DEFAULT_INSTANCE, timeout).await
     }
 }
