@@ -1,7 +1,7 @@
 //! Every example group's configuration, as `sluice render` produces it, is accepted by a real
 //! Envoy (`envoy --mode validate`) with every route, endpoint and certificate made static, so
 //! Envoy checks all of it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 
