@@ -2,14 +2,22 @@
 CARGO ?= cargo
 MANIFESTS ?= examples/basic
 
-.PHONY: test run fmt lint crds golden setup
+.PHONY: test run render fmt lint crds golden setup
 
 ## test: format check, clippy with warnings as errors, every test of the workspace
 test: lint
 	$(CARGO) test --workspace
 
-## run: render one example group (MANIFESTS=examples/<group>)
-run:
+## run: the quick start: a demo backend and `sluice standalone` on examples/quickstart (Ctrl-C stops both)
+run: setup
+	$(CARGO) build -q -p sluice
+	@python3 -m http.server 9090 --bind 127.0.0.1 --directory examples/quickstart/www >/dev/null 2>&1 & \
+	  trap 'kill $$! 2>/dev/null' EXIT INT TERM; \
+	  echo; echo 'Try:  curl -H "Host: hello.sluice.local" http://127.0.0.1:8080/'; echo; \
+	  ./target/debug/sluice standalone --manifests examples/quickstart
+
+## render: print statuses and xDS for one example group (MANIFESTS=examples/<group>)
+render:
 	$(CARGO) run -q -p sluice -- render --manifests $(MANIFESTS)
 
 ## fmt: format the code
