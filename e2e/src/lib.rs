@@ -1,1 +1,2 @@
 //! End-to-end harness.
+pub mod apiserver;
