@@ -445,6 +445,7 @@ fn watch(
         bookmarks: truthy(q, "allowWatchBookmarks"),
         timeout,
     };
+    shared.watches.send_modify(|n| *n += 1);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let watcher = Watcher {
         shared: shared.clone(),

@@ -127,6 +127,8 @@ pub(crate) struct Shared {
     changes: watch::Sender<u64>,
     options: ApiServerOptions,
     address: String,
+    /// Watch requests accepted so far.
+    watches: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -176,6 +178,7 @@ impl ApiServer {
             changes,
             options,
             address: addr.to_string(),
+            watches: watch::channel(0).0,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -265,6 +268,11 @@ impl ApiServer {
             .types()
             .find(|rt| rt.key() == t.key)
             .map_or_else(|| obj.clone(), |rt| present(rt, &t.version, obj))
+    }
+
+    /// How many watch requests the server has accepted (to see clients re-watch).
+    pub fn watches_started(&self) -> u64 {
+        *self.shared.watches.borrow()
     }
 
     /// One object, or `None` (also for an unknown kind). `namespace` defaults to `default` for
@@ -364,20 +372,26 @@ impl ApiServer {
         })
     }
 
-    /// Waits until `f` returns `Some`, re-checking after every change; `None` after `timeout`.
+    /// Waits until `f` returns `Some`, re-checking after every change and every new watch; `None` after `timeout`.
     pub async fn wait_for<T>(
         &self,
         timeout: Duration,
         mut f: impl FnMut(&Self) -> Option<T>,
     ) -> Option<T> {
         let mut changes = self.shared.changes.subscribe();
+        let mut watches = self.shared.watches.subscribe();
         let wait = async {
             loop {
                 changes.borrow_and_update();
+                watches.borrow_and_update();
                 if let Some(found) = f(self) {
                     return Some(found);
                 }
-                if changes.changed().await.is_err() {
+                let woke = tokio::select! {
+                    r = changes.changed() => r,
+                    r = watches.changed() => r,
+                };
+                if woke.is_err() {
                     return None;
                 }
             }
