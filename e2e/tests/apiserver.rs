@@ -19,12 +19,21 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// A tiny HTTP/1.1 client: one connection per request.
 struct Http {
     addr: SocketAddr,
+    accept: &'static str,
 }
 
 impl Http {
     fn new(server: &ApiServer) -> Self {
         Self {
             addr: server.addr(),
+            accept: "application/json",
+        }
+    }
+
+    fn accepting(server: &ApiServer, accept: &'static str) -> Self {
+        Self {
+            addr: server.addr(),
+            accept,
         }
     }
 
@@ -44,7 +53,7 @@ impl Http {
             .uri(path)
             .header("host", self.addr.to_string())
             .header("content-type", content_type)
-            .header("accept", "application/json")
+            .header("accept", self.accept)
             .body(Full::new(Bytes::from(body)))?;
         Ok(sender.send_request(req).await?)
     }
@@ -1009,6 +1018,52 @@ mod raw {
         Ok(())
     }
 
+    #[tokio::test]
+    async fn metadata_only_and_aggregated_discovery() -> Result<()> {
+        let server = ApiServer::start()?;
+        server.create(service("web"))?;
+        let meta = Http::accepting(
+            &server,
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        );
+        let (code, list) = meta.get("/api/v1/namespaces/default/services").await?;
+        assert_eq!(code, 200);
+        assert_eq!(list["kind"], "PartialObjectMetadataList");
+        assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+        assert_eq!(list["items"][0]["metadata"]["name"], "web");
+        assert!(list["items"][0].get("spec").is_none());
+        let mut w = meta
+            .watch("/api/v1/namespaces/default/services?watch=true")
+            .await?;
+        let added = w.next().await?.context("event")?;
+        assert_eq!(added["object"]["kind"], "PartialObjectMetadata");
+
+        let aggregated = Http::accepting(
+            &server,
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        );
+        let (_, core) = aggregated.get("/api").await?;
+        assert_eq!(core["kind"], "APIGroupDiscoveryList");
+        let resources = &core["items"][0]["versions"][0]["resources"];
+        let services = resources
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "services")
+            .unwrap();
+        assert_eq!(services["scope"], "Namespaced");
+        assert_eq!(services["subresources"][0]["subresource"], "status");
+        let (_, apis) = aggregated.get("/apis").await?;
+        assert!(
+            apis["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["metadata"]["name"] == "coordination.k8s.io")
+        );
+        Ok(())
+    }
+
     #[test]
     fn usable_without_an_async_runtime() -> Result<()> {
         let server = ApiServer::start()?;
@@ -1034,6 +1089,638 @@ mod raw {
         // Stopped: the port no longer answers.
         let addr = url.trim_start_matches("http://").to_string();
         assert!(std::net::TcpStream::connect(addr).is_err());
+        Ok(())
+    }
+}
+
+mod kube_rs {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::controller::Action;
+    use kube::runtime::wait::{await_condition, conditions};
+    use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+    use kube::{Client, Config, Resource, ResourceExt};
+    use serde::Deserialize;
+    use sluice::api::ingressroute::VirtualHost;
+    use sluice::api::{IngressRoute, IngressRouteSpec};
+
+    use super::*;
+
+    /// A directory removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(server: &ApiServer) -> Result<Self> {
+            let dir = std::env::temp_dir().join(format!(
+                "sluice-e2e-apiserver-{}-{}",
+                std::process::id(),
+                server.addr().port()
+            ));
+            std::fs::create_dir_all(&dir)?;
+            Ok(Self(dir))
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A kube client built the way the operator builds one: from a kubeconfig file.
+    async fn client(server: &ApiServer) -> Result<Client> {
+        let dir = TempDir::new(server)?;
+        let path = server.write_kubeconfig(&dir.0)?;
+        let kubeconfig = Kubeconfig::read_from(&path)?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(Client::try_from(config)?)
+    }
+
+    fn api_code<T: std::fmt::Debug>(result: kube::Result<T>) -> u16 {
+        match result {
+            Err(kube::Error::Api(status)) => status.code,
+            other => panic!("expected an API error, got {other:?}"),
+        }
+    }
+
+    /// Polls `f` until it holds; a hang guard, not a timing assertion.
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !f() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never happened: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn next_event<S, K>(stream: &mut S) -> Result<watcher::Event<K>>
+    where
+        S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin,
+    {
+        let item = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .context("no watcher event in time")?;
+        Ok(item.context("watcher ended")??)
+    }
+
+    #[tokio::test]
+    async fn services_crud_apply_and_status() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let info = client.apiserver_version().await?;
+        assert_eq!(info.major, "1");
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+
+        let svc: Service = serde_json::from_value(service("web"))?;
+        let created = services.create(&PostParams::default(), &svc).await?;
+        assert!(created.metadata.uid.is_some());
+        assert_eq!(created.metadata.generation, Some(1));
+        assert_eq!(
+            api_code(services.create(&PostParams::default(), &svc).await),
+            409
+        );
+        assert_eq!(
+            services.get("web").await?.metadata.uid,
+            created.metadata.uid
+        );
+        assert!(services.get_opt("missing").await?.is_none());
+        assert_eq!(api_code(services.get("missing").await), 404);
+
+        let applied = services
+            .patch(
+                "web",
+                &PatchParams::apply("sluice").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": "web", "labels": {"app.kubernetes.io/managed-by": "sluice"}},
+                    "spec": {"ports": [{"port": 8080}]},
+                })),
+            )
+            .await?;
+        assert_eq!(
+            applied
+                .labels()
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("sluice")
+        );
+        assert_eq!(
+            applied.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
+            8080
+        );
+        assert_eq!(applied.metadata.generation, Some(2));
+
+        let with_status = services
+            .patch_status(
+                "web",
+                &PatchParams::apply("sluice").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": "web"},
+                    "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}},
+                })),
+            )
+            .await?;
+        let ingress = with_status
+            .status
+            .unwrap()
+            .load_balancer
+            .unwrap()
+            .ingress
+            .unwrap();
+        assert_eq!(ingress[0].ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(with_status.metadata.generation, Some(2));
+        let merged = services
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"note": "x"}}})),
+            )
+            .await?;
+        assert_eq!(
+            merged.annotations().get("note").map(String::as_str),
+            Some("x")
+        );
+
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service("db"))?,
+            )
+            .await?;
+        let listed = services
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=sluice"))
+            .await?;
+        assert_eq!(
+            listed
+                .items
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect::<Vec<_>>(),
+            ["web"]
+        );
+        assert!(listed.metadata.resource_version.is_some());
+        let everywhere: Api<Service> = Api::all(client.clone());
+        assert_eq!(
+            everywhere.list(&ListParams::default()).await?.items.len(),
+            2
+        );
+        let paged = everywhere.list(&ListParams::default().limit(1)).await?;
+        assert_eq!(paged.items.len(), 1);
+        assert!(paged.metadata.continue_.is_some());
+        let meta_list = services.list_metadata(&ListParams::default()).await?;
+        assert_eq!(meta_list.items.len(), 2);
+
+        services.delete("web", &DeleteParams::default()).await?;
+        assert!(services.get_opt("web").await?.is_none());
+        assert_eq!(
+            api_code(services.delete("web", &DeleteParams::default()).await),
+            404
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn crds_from_the_operator_and_ingressroute_crud() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for doc in serde_norway::Deserializer::from_str(&sluice::api::crds_yaml()?) {
+            let crd = CustomResourceDefinition::deserialize(doc)?;
+            crds.patch(
+                &crd.name_any(),
+                &PatchParams::apply("sluice").force(),
+                &Patch::Apply(&crd),
+            )
+            .await?;
+        }
+        for name in [
+            "ingressroutes.contour.heptio.com",
+            "tlscertificatedelegations.contour.heptio.com",
+            "gateways.sluice.dev",
+        ] {
+            let established = tokio::time::timeout(
+                PATIENCE,
+                await_condition(crds.clone(), name, conditions::is_crd_established()),
+            )
+            .await??;
+            assert!(established.is_some(), "{name}");
+        }
+        let discovery = kube::discovery::Discovery::new(client.clone())
+            .run()
+            .await?;
+        assert!(discovery.has_group("contour.heptio.com") && discovery.has_group("sluice.dev"));
+        let aggregated = kube::discovery::Discovery::new(client.clone())
+            .run_aggregated()
+            .await?;
+        let (resource, caps) = aggregated
+            .groups()
+            .find(|g| g.name() == "contour.heptio.com")
+            .and_then(|g| g.recommended_kind("IngressRoute"))
+            .context("IngressRoute in aggregated discovery")?;
+        assert_eq!(resource.plural, "ingressroutes");
+        assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+
+        let routes: Api<IngressRoute> = Api::namespaced(client.clone(), "default");
+        let route = IngressRoute::new(
+            "root",
+            IngressRouteSpec {
+                virtualhost: Some(VirtualHost {
+                    fqdn: "a.example.com".into(),
+                    tls: None,
+                }),
+                ..IngressRouteSpec::default()
+            },
+        );
+        let created = routes.create(&PostParams::default(), &route).await?;
+        assert_eq!(created.spec, route.spec);
+        assert_eq!(created.metadata.generation, Some(1));
+        let mut changed = routes.get("root").await?;
+        if let Some(vh) = changed.spec.virtualhost.as_mut() {
+            vh.fqdn = "b.example.com".into();
+        }
+        let replaced = routes
+            .replace("root", &PostParams::default(), &changed)
+            .await?;
+        assert_eq!(replaced.metadata.generation, Some(2));
+        assert_eq!(
+            api_code(
+                routes
+                    .replace("root", &PostParams::default(), &changed)
+                    .await
+            ),
+            409,
+            "stale resourceVersion"
+        );
+
+        let status = routes
+            .patch_status(
+                "root",
+                &PatchParams::apply("sluice").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "contour.heptio.com/v1beta1",
+                    "kind": "IngressRoute",
+                    "metadata": {"name": "root"},
+                    "status": {"currentStatus": "valid", "description": "valid IngressRoute"},
+                })),
+            )
+            .await?;
+        let st = status.status.context("status")?;
+        assert_eq!(
+            (st.current_status.as_str(), st.description.as_str()),
+            ("valid", "valid IngressRoute")
+        );
+        assert_eq!(
+            status.metadata.generation,
+            Some(2),
+            "status writes keep the generation"
+        );
+        assert_eq!(routes.list(&ListParams::default()).await?.items.len(), 1);
+        routes.delete("root", &DeleteParams::default()).await?;
+        assert!(routes.get_opt("root").await?.is_none());
+
+        crds.delete("ingressroutes.contour.heptio.com", &DeleteParams::default())
+            .await?;
+        assert_eq!(api_code(routes.list(&ListParams::default()).await), 404);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn watcher_sees_changes_in_order() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service("existing"))?,
+            )
+            .await?;
+
+        let mut stream = watcher(services.clone(), watcher::Config::default()).boxed();
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::Init
+        ));
+        match next_event(&mut stream).await? {
+            watcher::Event::InitApply(s) => assert_eq!(s.name_any(), "existing"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::InitDone
+        ));
+
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service("new"))?,
+            )
+            .await?;
+        services
+            .patch(
+                "new",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"v": "2"}}})),
+            )
+            .await?;
+        services.delete("new", &DeleteParams::default()).await?;
+        match next_event(&mut stream).await? {
+            watcher::Event::Apply(s) => assert!(s.name_any() == "new" && s.labels().is_empty()),
+            other => panic!("{other:?}"),
+        }
+        match next_event(&mut stream).await? {
+            watcher::Event::Apply(s) => {
+                assert_eq!(s.labels().get("v").map(String::as_str), Some("2"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match next_event(&mut stream).await? {
+            watcher::Event::Delete(s) => assert_eq!(s.name_any(), "new"),
+            other => panic!("{other:?}"),
+        }
+
+        // Metadata-only watches get PartialObjectMetadata.
+        let metadata: Api<PartialObjectMeta<Service>> = Api::namespaced(client.clone(), "default");
+        let mut meta = watcher(metadata, watcher::Config::default()).boxed();
+        assert!(matches!(next_event(&mut meta).await?, watcher::Event::Init));
+        match next_event(&mut meta).await? {
+            watcher::Event::InitApply(m) => assert_eq!(m.name_any(), "existing"),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn reflector_survives_watch_timeouts() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let (reader, writer) = reflector::store::<Service>();
+        let stream = reflector(
+            writer,
+            watcher(services.clone(), watcher::Config::default().timeout(1)),
+        );
+        let task = tokio::spawn(stream.applied_objects().for_each(|_| async {}));
+        tokio::time::timeout(PATIENCE, reader.wait_until_ready()).await??;
+
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service("a"))?,
+            )
+            .await?;
+        eventually("a in the store", || reader.state().len() == 1).await;
+        // Let the server end the watch (timeoutSeconds=1) twice over; the reflector re-watches.
+        let watches = server.watches_started();
+        server
+            .wait_for(PATIENCE, |s| {
+                (s.watches_started() >= watches + 2).then_some(())
+            })
+            .await
+            .context("re-watch")?;
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service("b"))?,
+            )
+            .await?;
+        services.delete("a", &DeleteParams::default()).await?;
+        eventually("only b in the store", || {
+            reader
+                .state()
+                .iter()
+                .map(|s| s.name_any())
+                .collect::<Vec<_>>()
+                == ["b"]
+        })
+        .await;
+        task.abort();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn watcher_relists_after_gone() -> Result<()> {
+        let server = ApiServer::start_with(ApiServerOptions {
+            history_limit: 4,
+            ..ApiServerOptions::default()
+        })?;
+        let client = client(&server).await?;
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let config = watcher::Config::default()
+            .labels("app=x")
+            .disable_bookmarks()
+            .timeout(1);
+        let mut stream = watcher(services.clone(), config).boxed();
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::Init
+        ));
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::InitDone
+        ));
+        // Unrelated writes push the watcher's resourceVersion out of the history; its next watch
+        // (after the 1 s timeout) gets 410 and it lists again.
+        for i in 0..10 {
+            server.create(configmap(&format!("filler-{i}"), json!({})))?;
+        }
+        let error = tokio::time::timeout(PATIENCE, stream.next())
+            .await?
+            .context("ended")?;
+        match error {
+            Err(watcher::Error::WatchError(status)) => assert_eq!(status.code, 410),
+            other => panic!("expected 410, got {other:?}"),
+        }
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::Init
+        ));
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::InitDone
+        ));
+        let mut labeled = service("x");
+        labeled["metadata"]["labels"] = json!({"app": "x"});
+        services
+            .create(&PostParams::default(), &serde_json::from_value(labeled)?)
+            .await?;
+        match next_event(&mut stream).await? {
+            watcher::Event::Apply(s) => assert_eq!(s.name_any(), "x"),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error(transparent)]
+    struct ReconcileError(#[from] kube::Error);
+
+    async fn reconcile(cm: Arc<ConfigMap>, client: Arc<Client>) -> Result<Action, ReconcileError> {
+        let ns = cm.namespace().unwrap_or_else(|| "default".into());
+        let secrets: Api<Secret> = Api::namespaced((*client).clone(), &ns);
+        let name = format!("{}-secret", cm.name_any());
+        let owner = cm.controller_owner_ref(&());
+        let secret = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "ownerReferences": [owner]},
+            "data": {"from": "Y29uZmlnbWFw"},
+        });
+        secrets
+            .patch(
+                &name,
+                &PatchParams::apply("controller").force(),
+                &Patch::Apply(&secret),
+            )
+            .await?;
+        Ok(Action::await_change())
+    }
+
+    fn error_policy(_: Arc<ConfigMap>, _: &ReconcileError, _: Arc<Client>) -> Action {
+        Action::requeue(Duration::from_millis(200))
+    }
+
+    #[tokio::test]
+    async fn controller_owns_children_and_cascade_deletes_them() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+        let wc = watcher::Config::default().timeout(1);
+        let controller = Controller::new(configmaps.clone(), wc.clone())
+            .owns(secrets.clone(), wc)
+            .run(reconcile, error_policy, Arc::new(client.clone()))
+            .for_each(|_| async {});
+        let task = tokio::spawn(controller);
+
+        let secret = |s: &ApiServer, name: &str| s.get("v1", "Secret", Some("default"), name);
+        configmaps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(configmap("one", json!({})))?,
+            )
+            .await?;
+        let made = server
+            .wait_for(PATIENCE, |s| secret(s, "one-secret"))
+            .await
+            .context("secret made")?;
+        let cm = server
+            .get("v1", "ConfigMap", None, "one")
+            .context("configmap")?;
+        assert_eq!(
+            made["metadata"]["ownerReferences"][0]["uid"],
+            cm["metadata"]["uid"]
+        );
+
+        // The controller watches what it owns: a deleted child comes back.
+        server.delete("v1", "Secret", None, "one-secret")?;
+        server
+            .wait_for(PATIENCE, |s| secret(s, "one-secret"))
+            .await
+            .context("secret remade")?;
+
+        // Past a few watch timeouts, it still reacts.
+        let watches = server.watches_started();
+        server
+            .wait_for(PATIENCE, |s| {
+                (s.watches_started() >= watches + 4).then_some(())
+            })
+            .await
+            .context("re-watch")?;
+        configmaps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(configmap("two", json!({})))?,
+            )
+            .await?;
+        server
+            .wait_for(PATIENCE, |s| secret(s, "two-secret"))
+            .await
+            .context("second secret")?;
+
+        // Deleting the owner garbage-collects the child.
+        configmaps
+            .delete("one", &DeleteParams::background())
+            .await?;
+        assert!(secret(&server, "one-secret").is_none());
+        assert!(secret(&server, "two-secret").is_some());
+        task.abort();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn lease_create_and_replace_with_conflicts() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let leases: Api<Lease> = Api::namespaced(client, "default");
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some("sluice-leader".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some("pod-a".into()),
+                lease_duration_seconds: Some(15),
+                ..LeaseSpec::default()
+            }),
+        };
+        let created = leases.create(&PostParams::default(), &lease).await?;
+        assert_eq!(
+            api_code(leases.create(&PostParams::default(), &lease).await),
+            409
+        );
+
+        let mut taken = created.clone();
+        if let Some(spec) = taken.spec.as_mut() {
+            spec.holder_identity = Some("pod-b".into());
+            spec.lease_transitions = Some(1);
+        }
+        let replaced = leases
+            .replace("sluice-leader", &PostParams::default(), &taken)
+            .await?;
+        assert_eq!(
+            replaced
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref()),
+            Some("pod-b")
+        );
+        assert_ne!(replaced.resource_version(), created.resource_version());
+
+        // Pod A, still holding the old resourceVersion, loses the race.
+        let mut renew = created.clone();
+        if let Some(spec) = renew.spec.as_mut() {
+            spec.lease_duration_seconds = Some(30);
+        }
+        assert_eq!(
+            api_code(
+                leases
+                    .replace("sluice-leader", &PostParams::default(), &renew)
+                    .await
+            ),
+            409
+        );
+        let current = leases.get("sluice-leader").await?;
+        assert_eq!(
+            current.spec.and_then(|s| s.holder_identity).as_deref(),
+            Some("pod-b")
+        );
+        assert_eq!(current.metadata.uid, created.metadata.uid);
         Ok(())
     }
 }
