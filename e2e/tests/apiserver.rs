@@ -738,6 +738,26 @@ mod raw {
         assert_eq!(forced["metadata"]["generation"], 3);
         // Manager two no longer applies "extra", manager one never did: it goes.
         assert_eq!(forced["spec"]["selector"], json!({"app": "other"}));
+        // Forcing took .spec.selector.app from manager one: one may re-apply without conflict,
+        // and once two lets go of it, the field goes.
+        let (code, _) = http
+            .patch(
+                &format!("{path}?fieldManager=one"),
+                "application/apply-patch+yaml",
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  labels:\n    a: '1'\nspec:\n  ports:\n  - port: 80\n",
+            )
+            .await?;
+        assert_eq!(code, 200);
+        let release = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}});
+        let (_, released) = http
+            .patch(
+                &format!("{path}?fieldManager=two"),
+                "application/apply-patch+yaml",
+                &release.to_string(),
+            )
+            .await?;
+        assert!(released["spec"].get("selector").is_none(), "{released}");
+        assert_eq!(released["spec"]["ports"], json!([{"port": 80}]));
 
         // apiVersion and kind are required; the body name must match the URL.
         let (code, _) = http

@@ -105,22 +105,27 @@ pub(crate) fn release(live: &mut Value, previous: &Value, current: &Value, other
 }
 
 /// Leaves of `applied` that another manager applied with a different value, as
-/// `(manager, ".a.b")`.
+/// `(manager, path)`.
 pub(crate) fn conflicts<'a>(
     applied: &Value,
     others: impl Iterator<Item = (&'a str, &'a Value)> + Clone,
-) -> Vec<(String, String)> {
+) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for (path, value) in leaves(applied) {
         for (manager, cfg) in others.clone() {
             if let Some(theirs) = at(cfg, &path)
                 && theirs != value
             {
-                out.push((manager.to_string(), format!(".{}", path.join("."))));
+                out.push((manager.to_string(), path.clone()));
             }
         }
     }
     out
+}
+
+/// Takes a field away from a manager that lost it to a forced apply.
+pub(crate) fn disown(cfg: &mut Value, path: &[String]) {
+    remove_path(cfg, path);
 }
 
 #[cfg(test)]
@@ -159,6 +164,12 @@ mod tests {
         let applied = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "x"}, "spec": {"a": 1, "b": 2}});
         let other = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "x"}, "spec": {"a": 1, "b": 3}});
         let found = conflicts(&applied, [("other", &other)].into_iter());
-        assert_eq!(found, vec![("other".to_string(), ".spec.b".to_string())]);
+        assert_eq!(
+            found,
+            vec![(
+                "other".to_string(),
+                vec!["spec".to_string(), "b".to_string()]
+            )]
+        );
     }
 }

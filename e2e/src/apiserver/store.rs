@@ -833,23 +833,21 @@ impl Store {
             .filter(|((m, s), _)| *s == status && m != manager)
             .map(|((m, _), v)| (m.as_str(), v))
             .collect();
-        if !force {
-            let found = apply::conflicts(&cfg, others.iter().copied());
-            if !found.is_empty() {
-                let lines: Vec<String> = found
-                    .iter()
-                    .map(|(m, p)| format!("conflict with {m:?}: {p}"))
-                    .collect();
-                let message = format!(
-                    "Apply failed with {} conflict{}: {}",
-                    found.len(),
-                    if found.len() == 1 { "" } else { "s" },
-                    lines.join(", ")
-                );
-                return Err(ApiError::apply_conflict(
-                    &rt.group, &rt.plural, name, message,
-                ));
-            }
+        let found = apply::conflicts(&cfg, others.iter().copied());
+        if !force && !found.is_empty() {
+            let lines: Vec<String> = found
+                .iter()
+                .map(|(m, p)| format!("conflict with {m:?}: .{}", p.join(".")))
+                .collect();
+            let message = format!(
+                "Apply failed with {} conflict{}: {}",
+                found.len(),
+                if found.len() == 1 { "" } else { "s" },
+                lines.join(", ")
+            );
+            return Err(ApiError::apply_conflict(
+                &rt.group, &rt.plural, name, message,
+            ));
         }
         let mut live = stored.obj.clone();
         if let Some(previous) = stored.applied.get(&(manager.to_string(), status)) {
@@ -865,6 +863,12 @@ impl Store {
         set_meta(&mut live, "resourceVersion", Some(Value::String(rv)));
         let result = self.write_existing(rt, t, name, live, status)?;
         if let Some(s) = self.stored_mut(&t.key, &t.namespace, name) {
+            // A forced apply takes the contested fields over from their previous appliers.
+            for (other, path) in &found {
+                if let Some(their_cfg) = s.applied.get_mut(&(other.clone(), status)) {
+                    apply::disown(their_cfg, path);
+                }
+            }
             s.applied.insert((manager.to_string(), status), cfg);
         }
         Ok((result, false))
