@@ -1126,6 +1126,7 @@ mod kube_rs {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     use kube::core::PartialObjectMeta;
     use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{self, finalizer};
     use kube::runtime::wait::{await_condition, conditions};
     use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
     use kube::{Client, Config, Resource, ResourceExt};
@@ -1680,6 +1681,55 @@ mod kube_rs {
         assert!(secret(&server, "one-secret").is_none());
         assert!(secret(&server, "two-secret").is_some());
         task.abort();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn finalizer_helper_holds_deletion_until_cleanup() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let configmaps: Api<ConfigMap> = Api::namespaced(client, "default");
+        configmaps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(configmap("f", json!({})))?,
+            )
+            .await?;
+        const FINALIZER: &str = "sluice.dev/cleanup";
+        let handled = |event: finalizer::Event<ConfigMap>| async move {
+            Ok::<_, ReconcileError>(match event {
+                finalizer::Event::Apply(_) => Action::await_change(),
+                finalizer::Event::Cleanup(_) => Action::requeue(Duration::from_secs(3600)),
+            })
+        };
+        // First pass adds the finalizer (JSON patch: test null, add).
+        finalizer(
+            &configmaps,
+            FINALIZER,
+            Arc::new(configmaps.get("f").await?),
+            handled,
+        )
+        .await?;
+        assert_eq!(configmaps.get("f").await?.finalizers(), [FINALIZER]);
+        // A second pass sees it and reconciles; deletion then waits for the cleanup.
+        let action = finalizer(
+            &configmaps,
+            FINALIZER,
+            Arc::new(configmaps.get("f").await?),
+            handled,
+        )
+        .await?;
+        assert_eq!(action, Action::await_change());
+        configmaps.delete("f", &DeleteParams::default()).await?;
+        let deleting = configmaps.get("f").await?;
+        assert!(deleting.metadata.deletion_timestamp.is_some());
+        let action = finalizer(&configmaps, FINALIZER, Arc::new(deleting), handled).await?;
+        assert_eq!(
+            action,
+            Action::requeue(Duration::from_secs(3600)),
+            "cleanup ran"
+        );
+        assert!(configmaps.get_opt("f").await?.is_none());
         Ok(())
     }
 

@@ -4,6 +4,18 @@
 //! clients and kube-runtime watchers use, over plain HTTP/1.1 on `127.0.0.1:<random port>`, with
 //! JSON bodies. [`ApiServer::write_kubeconfig`] writes a kubeconfig pointing at it.
 //!
+//! # Use
+//!
+//! [`ApiServer::start`] binds `127.0.0.1:0` and serves from its own thread and Tokio runtime, so
+//! sync tests and any runtime flavour can use it; dropping the server stops it and ends every
+//! connection and watch. Tests seed and inspect objects in-process, without HTTP:
+//! [`ApiServer::create`], [`ApiServer::apply`] (server-side apply as [`TEST_FIELD_MANAGER`],
+//! forced), [`ApiServer::apply_status`], [`ApiServer::apply_yaml`] (multi-document, e.g. the
+//! operator's CRDs), [`ApiServer::get`], [`ApiServer::list`], [`ApiServer::delete`] (with the
+//! same cascade as over HTTP), and wait with [`ApiServer::wait_for`], which re-checks a
+//! condition after every change. [`ApiServer::watches_started`] counts watch requests, to see
+//! clients re-watch after `timeoutSeconds`.
+//!
 //! # What it does
 //!
 //! - Discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>`, `/apis/<group>/<version>`,
@@ -68,8 +80,9 @@
 //!   objects they sweep away. Owner references match by uid only.
 //! - Lists are consistent only within one page: a `continue` page shows current objects after
 //!   the last key returned, though it reports the first page's resourceVersion (so a watch
-//!   started from it replays any change in between). `resourceVersion`/`resourceVersionMatch`
-//!   on list are ignored (always the latest state).
+//!   started from it replays any change in between); a token older than the event history is
+//!   410 Expired. `resourceVersion`/`resourceVersionMatch` on list are ignored (always the
+//!   latest state). A watch from a resourceVersion newer than the server's waits for it silently.
 //! - Field selectors accept any dotted path (Kubernetes allows only a few per kind).
 
 mod apply;

@@ -754,9 +754,27 @@ impl Store {
             PatchKind::Json => {
                 let patch: json_patch::Patch = serde_json::from_slice(body).map_err(|e| bad(&e))?;
                 let mut doc = self.get(t, name)?;
-                json_patch::patch(&mut doc, &patch).map_err(|e| {
-                    ApiError::invalid(&rt.group, &rt.kind, name, "patch", &e.to_string())
-                })?;
+                for op in patch.iter() {
+                    // As in Kubernetes, testing for `null` passes on a missing path (kube-runtime's
+                    // finalizer helper relies on it).
+                    if let json_patch::PatchOperation::Test(test) = op
+                        && test.value.is_null()
+                    {
+                        if doc.pointer(test.path.as_str()).is_none_or(Value::is_null) {
+                            continue;
+                        }
+                        return Err(ApiError::invalid(
+                            &rt.group,
+                            &rt.kind,
+                            name,
+                            "patch",
+                            &format!("test failed: {} is not null", test.path.as_str()),
+                        ));
+                    }
+                    json_patch::patch(&mut doc, std::slice::from_ref(op)).map_err(|e| {
+                        ApiError::invalid(&rt.group, &rt.kind, name, "patch", &e.to_string())
+                    })?;
+                }
                 Ok((self.write_existing(&rt, t, name, doc, status)?, false))
             }
             PatchKind::Apply => self.apply(&rt, t, name, body, status, manager, force),
