@@ -62,6 +62,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod apiserver;
 pub mod backend;
 pub mod client;
 pub mod envoy;

@@ -1,0 +1,450 @@
+//! An in-memory Kubernetes API server for the operator's end-to-end tests.
+//!
+//! These machines cannot run kube-apiserver, so this serves the part of the HTTP API that kube-rs
+//! clients and kube-runtime watchers use, over plain HTTP/1.1 on `127.0.0.1:<random port>`, with
+//! JSON bodies. [`ApiServer::write_kubeconfig`] writes a kubeconfig pointing at it.
+//!
+//! # Use
+//!
+//! [`ApiServer::start`] binds `127.0.0.1:0` and serves from its own thread and Tokio runtime, so
+//! sync tests and any runtime flavour can use it; dropping the server stops it and ends every
+//! connection and watch. Tests seed and inspect objects in-process, without HTTP:
+//! [`ApiServer::create`], [`ApiServer::apply`] (server-side apply as [`TEST_FIELD_MANAGER`],
+//! forced), [`ApiServer::apply_status`], [`ApiServer::apply_yaml`] (multi-document, e.g. the
+//! operator's CRDs), [`ApiServer::get`], [`ApiServer::list`], [`ApiServer::delete`] (with the
+//! same cascade as over HTTP), and wait with [`ApiServer::wait_for`], which re-checks a
+//! condition after every change. [`ApiServer::watches_started`] counts watch requests, to see
+//! clients re-watch after `timeoutSeconds`.
+//!
+//! # What it does
+//!
+//! - Discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>`, `/apis/<group>/<version>`,
+//!   and aggregated discovery (`as=APIGroupDiscoveryList`) on `/api` and `/apis`.
+//! - Resources: core v1 namespaces, services, endpoints, secrets, configmaps, serviceaccounts,
+//!   pods, events, nodes, persistentvolumeclaims; apps/v1 daemonsets, deployments, replicasets;
+//!   discovery.k8s.io/v1 endpointslices; coordination.k8s.io/v1 leases; events.k8s.io/v1 events;
+//!   policy/v1 poddisruptionbudgets; rbac.authorization.k8s.io/v1 roles, rolebindings,
+//!   clusterroles, clusterrolebindings; apiextensions.k8s.io/v1 customresourcedefinitions; and
+//!   every resource a stored CRD defines (group, served versions, plural, kind, scope, status
+//!   subresource), served from the moment the CRD is created until it is deleted.
+//! - Verbs: get, list (namespaced and across namespaces; `labelSelector` with `=`, `==`, `!=`,
+//!   `in`, `notin`, exists, `!` not-exists; `fieldSelector` with `=`, `==`, `!=`; `limit` and
+//!   `continue`), watch, create (POST, `generateName`), update (PUT), patch (JSON patch, merge
+//!   patch, strategic merge patch, server-side apply), delete, deletecollection; the `status`
+//!   subresource (get, update, patch, apply) where the resource has one; metadata-only requests
+//!   (`as=PartialObjectMetadata[List]`).
+//! - One global resourceVersion counter; every write that changes an object bumps it, a write
+//!   that changes nothing bumps nothing and sends no event. `metadata.generation` starts at 1 and
+//!   grows when anything but metadata (and status, for resources with a status subresource)
+//!   changes. `uid` and `creationTimestamp` are set on create.
+//! - Watches stream newline-delimited `ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK` events, one HTTP
+//!   chunk per event, from a bounded history of changes ([`ApiServerOptions::history_limit`]).
+//!   A resourceVersion older than the history gets an `ERROR` event carrying a 410 `Expired`
+//!   Status (HTTP 200, as kube-apiserver does, so kube-runtime re-lists). No resourceVersion (or
+//!   `0`), or `sendInitialEvents=true`, starts with synthetic `ADDED` events for the current
+//!   objects (the latter followed by the `k8s.io/initial-events-end` bookmark). Objects that
+//!   start or stop matching a watch's selectors arrive as `ADDED`/`DELETED`. `timeoutSeconds`
+//!   ends the stream (with a last bookmark when bookmarks are allowed); bookmarks are otherwise
+//!   sent every [`ApiServerOptions::bookmark_interval`].
+//! - Conflicts and errors are `Status` objects: 404 NotFound, 409 AlreadyExists / Conflict
+//!   (stale resourceVersion in PUT or in a patch, failed delete preconditions, apply conflicts
+//!   without `force`), 422 Invalid (bad names, missing fieldManager on apply, malformed
+//!   metadata, invalid CRDs, failed JSON-patch tests), 400 BadRequest (undecodable bodies,
+//!   mismatched apiVersion/kind/name/namespace), 405 MethodNotAllowed, 415 for unknown patch types.
+//! - Deletion honours `metadata.finalizers` (sets `deletionTimestamp`; the object goes when the
+//!   last finalizer is removed) and preconditions, then garbage-collects dependents at once:
+//!   objects whose every owner reference points at a gone uid are deleted (recursively, each
+//!   under the same finalizer rules); objects with other live owners lose the dangling reference.
+//!   `Orphan` strips the owner reference instead. Deleting a namespace deletes everything in it;
+//!   deleting a CRD deletes all its objects and stops serving the resource. Namespaced objects
+//!   can only be created in an existing namespace; `default`, `kube-system`, `kube-public` and
+//!   `kube-node-lease` exist from the start.
+//!
+//! # Limits
+//!
+//! - No authentication, authorization, admission, TLS, HTTP/2, protobuf, YAML request bodies
+//!   (except apply patches), `dryRun` (rejected with 400), or `kubectl` table output.
+//! - No controllers: nothing schedules pods, fills endpoints, allocates cluster IPs, runs
+//!   DaemonSets or Deployments, or defaults fields. Names are checked; contents are not
+//!   validated against any schema (built-in or CRD OpenAPI), and unknown fields are kept.
+//! - CRD versions share one stored object: a request through another version only rewrites
+//!   `apiVersion` (no conversion). CRD `status` is set at once to Established/NamesAccepted.
+//! - Server-side apply is approximated (see `apply.rs`): no `managedFields` are written;
+//!   ownership is tracked per field manager from the configurations it applied; maps merge, lists
+//!   are atomic (replaced whole, even where Kubernetes merges them by key such as containers,
+//!   ports, conditions, ownerReferences, finalizers); a field a manager stops applying is
+//!   removed unless another applier still sets it; conflicts are detected only between appliers,
+//!   never against fields written by update or patch. Strategic merge patch is a JSON merge patch.
+//! - Deletion is immediate (no grace periods); `Foreground` propagation behaves like
+//!   `Background` (the owner goes first); namespace and CRD deletion ignore the finalizers of the
+//!   objects they sweep away. Owner references match by uid only.
+//! - Lists are consistent only within one page: a `continue` page shows current objects after
+//!   the last key returned, though it reports the first page's resourceVersion (so a watch
+//!   started from it replays any change in between); a token older than the event history is
+//!   410 Expired. `resourceVersion`/`resourceVersionMatch` on list are ignored (always the
+//!   latest state). A watch from a resourceVersion newer than the server's waits for it silently.
+//! - Field selectors accept any dotted path (Kubernetes allows only a few per kind).
+
+mod apply;
+mod error;
+mod http;
+mod meta;
+mod resources;
+mod selector;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+
+pub use error::ApiError;
+use store::{DeleteOptions, PatchKind, Store, Target, present};
+
+/// The field manager of [`ApiServer::apply`] and [`ApiServer::apply_status`].
+pub const TEST_FIELD_MANAGER: &str = "e2e-test";
+
+/// Tunables; the defaults suit tests.
+#[derive(Clone, Debug)]
+pub struct ApiServerOptions {
+    /// How many change events are kept for watches to resume from.
+    pub history_limit: usize,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// Watch duration when the request has no `timeoutSeconds`.
+    pub default_watch_timeout: Duration,
+}
+
+impl Default for ApiServerOptions {
+    fn default() -> Self {
+        Self {
+            history_limit: 10_000,
+            bookmark_interval: Duration::from_secs(5),
+            default_watch_timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// State shared by the HTTP tasks and the in-process accessors.
+pub(crate) struct Shared {
+    store: Mutex<Store>,
+    /// The latest resourceVersion, for watches to wake on.
+    changes: watch::Sender<u64>,
+    options: ApiServerOptions,
+    address: String,
+    /// Watch requests accepted so far.
+    watches: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs a write and wakes watches if it changed anything.
+    fn write<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        let mut store = self.lock();
+        let before = store.resource_version();
+        let out = f(&mut store);
+        let after = store.resource_version();
+        drop(store);
+        if after != before {
+            self.changes.send_replace(after);
+        }
+        out
+    }
+}
+
+/// A running in-memory API server; stops when dropped.
+pub struct ApiServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// Starts a server with default options on `127.0.0.1:0`, on its own thread and runtime (so
+    /// it works from sync tests and from any Tokio runtime).
+    pub fn start() -> std::io::Result<Self> {
+        Self::start_with(ApiServerOptions::default())
+    }
+
+    pub fn start_with(options: ApiServerOptions) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let store = Store::new(options.history_limit);
+        let (changes, _) = watch::channel(store.resource_version());
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            changes,
+            options,
+            address: addr.to_string(),
+            watches: watch::channel(0).0,
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (shutdown, stop) = oneshot::channel();
+        let serving = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("apiserver-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(serve(listener, serving, stop));
+                // Dropping the runtime here ends every connection and watch task.
+            })?;
+        Ok(Self {
+            shared,
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A kubeconfig for this server (context `sluice-e2e`, namespace `default`, no credentials).
+    pub fn kubeconfig_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-e2e\n  cluster:\n    server: {}\ncontexts:\n- name: sluice-e2e\n  context:\n    cluster: sluice-e2e\n    user: sluice-e2e\n    namespace: default\ncurrent-context: sluice-e2e\nusers:\n- name: sluice-e2e\n  user: {{}}\npreferences: {{}}\n",
+            self.url()
+        )
+    }
+
+    /// Writes `dir/kubeconfig` and returns its path.
+    pub fn write_kubeconfig(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, self.kubeconfig_yaml())?;
+        Ok(path)
+    }
+
+    /// The current (latest) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.lock().resource_version()
+    }
+
+    fn target(
+        store: &Store,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Target, ApiError> {
+        let (rt, version) = store.resolve_kind(api_version, kind).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "no resource for apiVersion {api_version:?} kind {kind:?}"
+            ))
+        })?;
+        let namespace = if rt.namespaced {
+            namespace.unwrap_or("default").to_string()
+        } else {
+            String::new()
+        };
+        Ok(Target {
+            key: rt.key(),
+            version,
+            namespace,
+        })
+    }
+
+    fn target_of(store: &Store, obj: &Value) -> Result<(Target, String), ApiError> {
+        let field = |f: &str| obj.get(f).and_then(Value::as_str).unwrap_or_default();
+        let ns = meta::meta_str(obj, "namespace");
+        let t = Self::target(
+            store,
+            field("apiVersion"),
+            field("kind"),
+            (!ns.is_empty()).then_some(ns),
+        )?;
+        Ok((t, meta::meta_str(obj, "name").to_string()))
+    }
+
+    fn show(store: &Store, t: &Target, obj: &Value) -> Value {
+        store
+            .types()
+            .find(|rt| rt.key() == t.key)
+            .map_or_else(|| obj.clone(), |rt| present(rt, &t.version, obj))
+    }
+
+    /// How many watch requests the server has accepted (to see clients re-watch).
+    pub fn watches_started(&self) -> u64 {
+        *self.shared.watches.borrow()
+    }
+
+    /// One object, or `None` (also for an unknown kind). `namespace` defaults to `default` for
+    /// namespaced kinds.
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let store = self.shared.lock();
+        let t = Self::target(&store, api_version, kind, namespace).ok()?;
+        let obj = store.get(&t, name).ok()?;
+        Some(Self::show(&store, &t, &obj))
+    }
+
+    /// All objects of a kind, in one namespace or (`None`) across all namespaces.
+    pub fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
+        let store = self.shared.lock();
+        let Ok(mut t) = Self::target(&store, api_version, kind, namespace) else {
+            return Vec::new();
+        };
+        if namespace.is_none() {
+            t.namespace.clear();
+        }
+        store
+            .all(&t.key)
+            .iter()
+            .filter(|o| t.namespace.is_empty() || meta::meta_str(o, "namespace") == t.namespace)
+            .map(|o| Self::show(&store, &t, o))
+            .collect()
+    }
+
+    /// Creates an object (its `apiVersion`, `kind`, `metadata.namespace` say where).
+    pub fn create(&self, obj: Value) -> Result<Value, ApiError> {
+        self.shared.write(|store| {
+            let (t, _) = Self::target_of(store, &obj)?;
+            let created = store.create(&t, obj)?;
+            Ok(Self::show(store, &t, &created))
+        })
+    }
+
+    fn apply_with(&self, obj: &Value, status: bool) -> Result<Value, ApiError> {
+        let body = serde_json::to_vec(obj).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        self.shared.write(|store| {
+            let (t, name) = Self::target_of(store, obj)?;
+            let (applied, _) = store.patch(
+                &t,
+                &name,
+                PatchKind::Apply,
+                &body,
+                status,
+                Some(TEST_FIELD_MANAGER),
+                true,
+            )?;
+            Ok(Self::show(store, &t, &applied))
+        })
+    }
+
+    /// Server-side apply (field manager [`TEST_FIELD_MANAGER`], forced): creates or merges.
+    pub fn apply(&self, obj: Value) -> Result<Value, ApiError> {
+        self.apply_with(&obj, false)
+    }
+
+    /// Server-side apply to the `status` subresource.
+    pub fn apply_status(&self, obj: Value) -> Result<Value, ApiError> {
+        self.apply_with(&obj, true)
+    }
+
+    /// Applies every document of a multi-document YAML string (e.g. CRDs), in order.
+    pub fn apply_yaml(&self, yaml: &str) -> Result<Vec<Value>, ApiError> {
+        let mut out = Vec::new();
+        for doc in serde_norway::Deserializer::from_str(yaml) {
+            let value = Value::deserialize(doc)
+                .map_err(|e| ApiError::bad_request(format!("invalid YAML: {e}")))?;
+            if !value.is_null() {
+                out.push(self.apply(value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes an object (background propagation); returns it as last stored, with
+    /// `deletionTimestamp` when finalizers hold it back.
+    pub fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        self.shared.write(|store| {
+            let t = Self::target(store, api_version, kind, namespace)?;
+            let (obj, _) = store.delete(&t, name, &DeleteOptions::default())?;
+            Ok(Self::show(store, &t, &obj))
+        })
+    }
+
+    /// Waits until `f` returns `Some`, re-checking after every change and every new watch; `None` after `timeout`.
+    pub async fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&Self) -> Option<T>,
+    ) -> Option<T> {
+        let mut changes = self.shared.changes.subscribe();
+        let mut watches = self.shared.watches.subscribe();
+        let wait = async {
+            loop {
+                changes.borrow_and_update();
+                watches.borrow_and_update();
+                if let Some(found) = f(self) {
+                    return Some(found);
+                }
+                let woke = tokio::select! {
+                    r = changes.changed() => r,
+                    r = watches.changed() => r,
+                };
+                if woke.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| http::handle(shared.clone(), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}

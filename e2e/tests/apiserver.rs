@@ -1,0 +1,1796 @@
+//! The in-memory API server, first over raw HTTP, then through kube-rs clients and kube-runtime
+//! watchers, reflectors and controllers as the operator uses them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use sluice_e2e::apiserver::{ApiServer, ApiServerOptions};
+
+/// Upper bound on any single wait: a hang guard, not a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A tiny HTTP/1.1 client: one connection per request.
+struct Http {
+    addr: SocketAddr,
+    accept: &'static str,
+}
+
+impl Http {
+    fn new(server: &ApiServer) -> Self {
+        Self {
+            addr: server.addr(),
+            accept: "application/json",
+        }
+    }
+
+    fn accepting(server: &ApiServer, accept: &'static str) -> Self {
+        Self {
+            addr: server.addr(),
+            accept,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Response<Incoming>> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string())
+            .header("content-type", content_type)
+            .header("accept", self.accept)
+            .body(Full::new(Bytes::from(body)))?;
+        Ok(sender.send_request(req).await?)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Value)> {
+        let resp = self.send(method, path, content_type, body).await?;
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{method} {path}: {bytes:?}"))?;
+        Ok((code, value))
+    }
+
+    async fn get(&self, path: &str) -> Result<(u16, Value)> {
+        self.call("GET", path, "application/json", Vec::new()).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.call(
+            "POST",
+            path,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.call(
+            "PUT",
+            path,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    async fn patch(&self, path: &str, content_type: &str, body: &str) -> Result<(u16, Value)> {
+        self.call("PATCH", path, content_type, body.as_bytes().to_vec())
+            .await
+    }
+
+    async fn merge(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.patch(path, "application/merge-patch+json", &body.to_string())
+            .await
+    }
+
+    async fn delete(&self, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.call("DELETE", path, "application/json", body).await
+    }
+
+    async fn watch(&self, path: &str) -> Result<Lines> {
+        let resp = self
+            .send("GET", path, "application/json", Vec::new())
+            .await?;
+        if resp.status() != 200 {
+            bail!("watch {path}: {}", resp.status());
+        }
+        Ok(Lines {
+            body: resp.into_body(),
+            buf: Vec::new(),
+        })
+    }
+}
+
+/// Newline-delimited JSON events from a watch response.
+struct Lines {
+    body: Incoming,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    /// The next event, or `None` when the stream ended.
+    async fn next(&mut self) -> Result<Option<Value>> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Ok(Some(serde_json::from_slice(&line)?));
+            }
+            let frame = tokio::time::timeout(PATIENCE, self.body.frame())
+                .await
+                .context("no watch event in time")?;
+            match frame {
+                None => return Ok(None),
+                Some(frame) => {
+                    if let Ok(data) = frame?.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next event as `(type, metadata.name, metadata.resourceVersion)`.
+    async fn next_brief(&mut self) -> Result<(String, String, String)> {
+        let e = self.next().await?.context("watch ended")?;
+        let field = |p: &str| {
+            e.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        Ok((
+            field("/type"),
+            field("/object/metadata/name"),
+            field("/object/metadata/resourceVersion"),
+        ))
+    }
+}
+
+fn configmap(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})
+}
+
+fn service(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": name}},
+    })
+}
+
+fn rv(obj: &Value) -> u64 {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .expect("resourceVersion")
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            i.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+mod raw {
+    use super::*;
+
+    #[tokio::test]
+    async fn discovery_documents() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let (code, version) = http.get("/version").await?;
+        assert_eq!(code, 200);
+        assert_eq!(version["major"], "1");
+        let (_, api) = http.get("/api").await?;
+        assert_eq!(api["versions"], json!(["v1"]));
+        let (_, core) = http.get("/api/v1").await?;
+        let resources: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        for r in [
+            "namespaces",
+            "services",
+            "services/status",
+            "endpoints",
+            "secrets",
+            "configmaps",
+            "serviceaccounts",
+            "pods",
+        ] {
+            assert!(resources.contains(&r), "{r} missing from {resources:?}");
+        }
+        let (_, groups) = http.get("/apis").await?;
+        let group_names: Vec<&str> = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
+        for g in [
+            "apps",
+            "discovery.k8s.io",
+            "coordination.k8s.io",
+            "rbac.authorization.k8s.io",
+            "apiextensions.k8s.io",
+        ] {
+            assert!(group_names.contains(&g), "{g} missing");
+        }
+        assert!(!group_names.contains(&"contour.heptio.com"));
+        assert_eq!(http.get("/apis/contour.heptio.com/v1beta1").await?.0, 404);
+
+        server.apply_yaml(&sluice::api::crds_yaml()?)?;
+        let (_, groups) = http.get("/apis").await?;
+        let group_names: Vec<&str> = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
+        assert!(group_names.contains(&"contour.heptio.com") && group_names.contains(&"sluice.dev"));
+        let (code, contour) = http.get("/apis/contour.heptio.com/v1beta1").await?;
+        assert_eq!(code, 200);
+        let ingressroutes = contour["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "ingressroutes")
+            .unwrap();
+        assert_eq!(ingressroutes["kind"], "IngressRoute");
+        assert_eq!(ingressroutes["namespaced"], true);
+        assert!(
+            contour["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "ingressroutes/status")
+        );
+        let (code, group) = http.get("/apis/sluice.dev").await?;
+        assert_eq!(code, 200);
+        assert_eq!(
+            group["preferredVersion"]["groupVersion"],
+            "sluice.dev/v1alpha1"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn create_get_update_patch_and_errors() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let path = "/api/v1/namespaces/default/services";
+
+        let (code, created) = http.post(path, &service("web")).await?;
+        assert_eq!(code, 201, "{created}");
+        assert_eq!(created["metadata"]["generation"], 1);
+        assert_eq!(created["metadata"]["namespace"], "default");
+        assert_eq!(created["metadata"]["uid"].as_str().unwrap().len(), 36);
+        assert!(
+            created["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
+        let first_rv = rv(&created);
+
+        let (code, status) = http.post(path, &service("web")).await?;
+        assert_eq!(
+            (code, status["reason"].as_str()),
+            (409, Some("AlreadyExists")),
+            "{status}"
+        );
+        assert_eq!(status["kind"], "Status");
+
+        let (code, got) = http.get(&format!("{path}/web")).await?;
+        assert_eq!(code, 200);
+        assert_eq!(got, created);
+        let (code, status) = http.get(&format!("{path}/nope")).await?;
+        assert_eq!((code, status["reason"].as_str()), (404, Some("NotFound")));
+        assert_eq!(status["message"], "services \"nope\" not found");
+
+        let (code, status) = http
+            .post("/api/v1/namespaces/absent/services", &service("web"))
+            .await?;
+        assert_eq!(
+            (code, status["message"].as_str()),
+            (404, Some("namespaces \"absent\" not found"))
+        );
+        let (code, status) = http.post(path, &service("Not_Valid")).await?;
+        assert_eq!(
+            (code, status["reason"].as_str()),
+            (422, Some("Invalid")),
+            "{status}"
+        );
+        let (code, _) = http
+            .post(
+                path,
+                &json!({"apiVersion": "apps/v1", "kind": "Service", "metadata": {"name": "x"}}),
+            )
+            .await?;
+        assert_eq!(code, 400);
+        let (code, _) = http
+            .call("POST", path, "application/json", b"{not json".to_vec())
+            .await?;
+        assert_eq!(code, 400);
+
+        // generateName
+        let (code, generated) = http
+            .post(path, &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"generateName": "gen-"}}))
+            .await?;
+        assert_eq!(code, 201);
+        let generated_name = generated["metadata"]["name"].as_str().unwrap();
+        assert!(
+            generated_name.starts_with("gen-") && generated_name.len() == 9,
+            "{generated_name}"
+        );
+
+        // PUT: stale resourceVersion conflicts; a label change keeps the generation; a spec change bumps it.
+        let mut stale = created.clone();
+        stale["metadata"]["resourceVersion"] = json!("1");
+        let (code, status) = http.put(&format!("{path}/web"), &stale).await?;
+        assert_eq!(
+            (code, status["reason"].as_str()),
+            (409, Some("Conflict")),
+            "{status}"
+        );
+        let mut relabeled = created.clone();
+        relabeled["metadata"]["labels"] = json!({"tier": "front"});
+        let (code, updated) = http.put(&format!("{path}/web"), &relabeled).await?;
+        assert_eq!(code, 200, "{updated}");
+        assert!(rv(&updated) > first_rv);
+        assert_eq!(updated["metadata"]["generation"], 1);
+        assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+        let mut respec = updated.clone();
+        respec["spec"]["ports"][0]["port"] = json!(81);
+        let (_, updated) = http.put(&format!("{path}/web"), &respec).await?;
+        assert_eq!(updated["metadata"]["generation"], 2);
+        let (code, _) = http.put(&format!("{path}/web"), &service("other")).await?;
+        assert_eq!(code, 400, "name mismatch");
+        let (code, _) = http
+            .put(&format!("{path}/absent"), &service("absent"))
+            .await?;
+        assert_eq!(code, 404);
+
+        // Merge patch, JSON patch, a no-op patch, and a merge patch carrying a stale resourceVersion.
+        let (code, merged) = http
+            .merge(
+                &format!("{path}/web"),
+                &json!({"metadata": {"annotations": {"a": "b"}}, "spec": {"type": "NodePort"}}),
+            )
+            .await?;
+        assert_eq!(code, 200);
+        assert_eq!(merged["metadata"]["annotations"]["a"], "b");
+        assert_eq!(merged["spec"]["type"], "NodePort");
+        assert_eq!(merged["spec"]["ports"][0]["port"], 81);
+        assert_eq!(merged["metadata"]["generation"], 3);
+        let (code, noop) = http
+            .merge(
+                &format!("{path}/web"),
+                &json!({"spec": {"type": "NodePort"}}),
+            )
+            .await?;
+        assert_eq!(code, 200);
+        assert_eq!(
+            rv(&noop),
+            rv(&merged),
+            "a no-op write keeps the resourceVersion"
+        );
+        let ops = json!([
+            {"op": "test", "path": "/spec/type", "value": "NodePort"},
+            {"op": "replace", "path": "/spec/type", "value": "ClusterIP"},
+            {"op": "add", "path": "/metadata/labels/extra", "value": "yes"},
+        ]);
+        let (code, patched) = http
+            .patch(
+                &format!("{path}/web"),
+                "application/json-patch+json",
+                &ops.to_string(),
+            )
+            .await?;
+        assert_eq!(code, 200, "{patched}");
+        assert_eq!(patched["spec"]["type"], "ClusterIP");
+        assert_eq!(patched["metadata"]["labels"]["extra"], "yes");
+        let failing = json!([{"op": "test", "path": "/spec/type", "value": "NodePort"}]);
+        let (code, _) = http
+            .patch(
+                &format!("{path}/web"),
+                "application/json-patch+json",
+                &failing.to_string(),
+            )
+            .await?;
+        assert_eq!(code, 422);
+        let (code, _) = http.merge(&format!("{path}/web"), &json!({"metadata": {"resourceVersion": first_rv.to_string()}, "spec": {"type": "NodePort"}})).await?;
+        assert_eq!(code, 409);
+
+        // Verbs and media types the server does not take.
+        let (code, status) = http.post(&format!("{path}/web"), &service("web")).await?;
+        assert_eq!(
+            (code, status["reason"].as_str()),
+            (405, Some("MethodNotAllowed"))
+        );
+        let (code, _) = http
+            .patch(&format!("{path}/web"), "application/xml", "<x/>")
+            .await?;
+        assert_eq!(code, 415);
+        let (code, status) = http
+            .patch(
+                &format!("{path}/web"),
+                "application/apply-patch+yaml",
+                &service("web").to_string(),
+            )
+            .await?;
+        assert_eq!(
+            (code, status["reason"].as_str()),
+            (422, Some("Invalid")),
+            "apply needs a fieldManager"
+        );
+        assert_eq!(http.get("/api/v1/namespaces/default/widgets").await?.0, 404);
+        assert_eq!(
+            http.get("/api/v1/services/web").await?.0,
+            404,
+            "namespaced object without a namespace"
+        );
+
+        let (code, deleted) = http.delete(&format!("{path}/web"), None).await?;
+        assert_eq!(code, 200);
+        assert!(rv(&deleted) > rv(&patched));
+        assert_eq!(http.get(&format!("{path}/web")).await?.0, 404);
+        assert_eq!(http.delete(&format!("{path}/web"), None).await?.0, 404);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn list_with_selectors_and_pages() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        server.create(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}}),
+        )?;
+        for (ns, name, labels) in [
+            ("default", "a", json!({"app": "web", "tier": "front"})),
+            ("default", "b", json!({"app": "web", "tier": "back"})),
+            ("default", "c", json!({"app": "db"})),
+            ("other", "d", json!({"app": "web", "tier": "front"})),
+        ] {
+            let (code, _) = http
+                .post(
+                    &format!("/api/v1/namespaces/{ns}/configmaps"),
+                    &configmap(name, labels),
+                )
+                .await?;
+            assert_eq!(code, 201);
+        }
+        let (code, all) = http.get("/api/v1/configmaps").await?;
+        assert_eq!(code, 200);
+        assert_eq!(all["kind"], "ConfigMapList");
+        assert_eq!(names(&all), ["a", "b", "c", "d"]);
+        assert_eq!(
+            all["metadata"]["resourceVersion"],
+            server.resource_version().to_string()
+        );
+        let (_, default) = http.get("/api/v1/namespaces/default/configmaps").await?;
+        assert_eq!(names(&default), ["a", "b", "c"]);
+
+        for (selector, want) in [
+            ("app%3Dweb", vec!["a", "b", "d"]),
+            ("app%3D%3Dweb%2Ctier%3Dfront", vec!["a", "d"]),
+            ("app%21%3Dweb", vec!["c"]),
+            ("tier", vec!["a", "b", "d"]),
+            ("%21tier", vec!["c"]),
+            ("tier+in+%28back%2Cmiddle%29", vec!["b"]),
+            ("tier+notin+%28back%29", vec!["a", "c", "d"]),
+        ] {
+            let (code, list) = http
+                .get(&format!("/api/v1/configmaps?labelSelector={selector}"))
+                .await?;
+            assert_eq!(code, 200, "{selector}: {list}");
+            assert_eq!(names(&list), want, "{selector}");
+        }
+        let (code, _) = http
+            .get("/api/v1/configmaps?labelSelector=tier+in+%28back")
+            .await?;
+        assert_eq!(code, 400);
+        let (_, one) = http
+            .get("/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Db")
+            .await?;
+        assert_eq!(names(&one), ["b"]);
+        let (_, others) = http
+            .get("/api/v1/configmaps?fieldSelector=metadata.namespace%21%3Ddefault")
+            .await?;
+        assert_eq!(names(&others), ["d"]);
+
+        // Pages of two: the continue token carries the first page's resourceVersion.
+        let (_, page1) = http.get("/api/v1/configmaps?limit=2").await?;
+        assert_eq!(names(&page1), ["a", "b"]);
+        let token = page1["metadata"]["continue"].as_str().unwrap().to_string();
+        server.create(configmap("e", json!({})))?;
+        let (_, page2) = http
+            .get(&format!("/api/v1/configmaps?limit=2&continue={token}"))
+            .await?;
+        assert_eq!(names(&page2), ["c", "e"]);
+        assert_eq!(
+            page2["metadata"]["resourceVersion"],
+            page1["metadata"]["resourceVersion"]
+        );
+        let token = page2["metadata"]["continue"].as_str().unwrap().to_string();
+        let (_, page3) = http
+            .get(&format!("/api/v1/configmaps?limit=2&continue={token}"))
+            .await?;
+        assert_eq!(names(&page3), ["d"]);
+        assert!(page3["metadata"].get("continue").is_none());
+
+        // Cluster-scoped resources list without a namespace and refuse one.
+        let (_, namespaces) = http.get("/api/v1/namespaces").await?;
+        assert_eq!(
+            names(&namespaces),
+            [
+                "default",
+                "kube-node-lease",
+                "kube-public",
+                "kube-system",
+                "other"
+            ]
+        );
+        assert_eq!(namespaces["items"][0]["status"]["phase"], "Active");
+        assert_eq!(
+            http.get("/apis/rbac.authorization.k8s.io/v1/namespaces/default/clusterroles")
+                .await?
+                .0,
+            404
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn status_subresource_separates_spec_and_status() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        server.apply_yaml(&sluice::api::crds_yaml()?)?;
+        let path = "/apis/contour.heptio.com/v1beta1/namespaces/default/ingressroutes";
+        let route = json!({
+            "apiVersion": "contour.heptio.com/v1beta1",
+            "kind": "IngressRoute",
+            "metadata": {"name": "r"},
+            "spec": {"virtualhost": {"fqdn": "a.example.com"}, "routes": []},
+            "status": {"currentStatus": "ignored"},
+        });
+        let (code, created) = http.post(path, &route).await?;
+        assert_eq!(code, 201, "{created}");
+        assert!(
+            created.get("status").is_none(),
+            "create drops status: {created}"
+        );
+
+        let (code, st) = http.merge(&format!("{path}/r/status"), &json!({"status": {"currentStatus": "valid", "description": "ok"}, "spec": {"virtualhost": {"fqdn": "changed.example.com"}}})).await?;
+        assert_eq!(code, 200, "{st}");
+        assert_eq!(st["status"]["currentStatus"], "valid");
+        assert_eq!(
+            st["spec"]["virtualhost"]["fqdn"], "a.example.com",
+            "status writes ignore spec"
+        );
+        assert_eq!(
+            st["metadata"]["generation"], 1,
+            "status writes keep the generation"
+        );
+
+        let mut main = st.clone();
+        main["status"] = json!({"currentStatus": "overwritten"});
+        main["spec"]["virtualhost"]["fqdn"] = json!("b.example.com");
+        let (code, put) = http.put(&format!("{path}/r"), &main).await?;
+        assert_eq!(code, 200);
+        assert_eq!(
+            put["status"]["currentStatus"], "valid",
+            "main writes ignore status"
+        );
+        assert_eq!(put["spec"]["virtualhost"]["fqdn"], "b.example.com");
+        assert_eq!(put["metadata"]["generation"], 2);
+
+        let mut status_put = put.clone();
+        status_put["status"] = json!({"currentStatus": "invalid", "description": "bad"});
+        let (code, put2) = http.put(&format!("{path}/r/status"), &status_put).await?;
+        assert_eq!(code, 200);
+        assert_eq!(put2["status"]["currentStatus"], "invalid");
+        let (_, got) = http.get(&format!("{path}/r/status")).await?;
+        assert_eq!(got, put2);
+
+        let applied = json!({"apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute", "metadata": {"name": "r"}, "status": {"currentStatus": "valid"}});
+        let (code, ap) = http
+            .patch(
+                &format!("{path}/r/status?fieldManager=sluice&force=true"),
+                "application/apply-patch+yaml",
+                &applied.to_string(),
+            )
+            .await?;
+        assert_eq!(code, 200, "{ap}");
+        assert_eq!(
+            ap["status"],
+            json!({"currentStatus": "valid", "description": "bad"})
+        );
+        assert_eq!(ap["metadata"]["generation"], 2);
+
+        // Resources without a status subresource have no /status path.
+        server.create(configmap("cm", json!({})))?;
+        assert_eq!(
+            http.get("/api/v1/namespaces/default/configmaps/cm/status")
+                .await?
+                .0,
+            404
+        );
+        // Deleting the CRD removes its objects and stops serving the resource.
+        let (code, _) = http.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ingressroutes.contour.heptio.com", None).await?;
+        assert_eq!(code, 200);
+        assert_eq!(http.get(path).await?.0, 404);
+        assert!(
+            server
+                .list("contour.heptio.com/v1beta1", "IngressRoute", None)
+                .is_empty()
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn server_side_apply_merges_releases_and_conflicts() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let path = "/api/v1/namespaces/default/services/web";
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  labels:\n    a: '1'\n    b: '2'\nspec:\n  ports:\n  - port: 80\n  selector:\n    app: web\n";
+        let (code, created) = http
+            .patch(
+                &format!("{path}?fieldManager=one"),
+                "application/apply-patch+yaml",
+                yaml,
+            )
+            .await?;
+        assert_eq!(code, 201, "{created}");
+        assert_eq!(created["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+
+        // Another manager sets a label and a selector key; the first manager drops label b.
+        let other = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"c": "3"}}, "spec": {"selector": {"extra": "x"}}});
+        let (code, second) = http
+            .patch(
+                &format!("{path}?fieldManager=two"),
+                "application/apply-patch+yaml",
+                &other.to_string(),
+            )
+            .await?;
+        assert_eq!(code, 200);
+        assert_eq!(second["metadata"]["generation"], 2, "the selector is spec");
+        let yaml2 = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  labels:\n    a: '1'\nspec:\n  ports:\n  - port: 80\n  selector:\n    app: web\n";
+        let (_, reapplied) = http
+            .patch(
+                &format!("{path}?fieldManager=one"),
+                "application/apply-patch+yaml",
+                yaml2,
+            )
+            .await?;
+        assert_eq!(reapplied["metadata"]["labels"], json!({"a": "1", "c": "3"}));
+        assert_eq!(
+            reapplied["spec"]["selector"],
+            json!({"app": "web", "extra": "x"})
+        );
+        assert_eq!(
+            reapplied["metadata"]["generation"], 2,
+            "labels are not spec"
+        );
+
+        // Manager two claiming manager one's selector value conflicts unless forced.
+        let claim = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"selector": {"app": "other"}}});
+        let (code, status) = http
+            .patch(
+                &format!("{path}?fieldManager=two"),
+                "application/apply-patch+yaml",
+                &claim.to_string(),
+            )
+            .await?;
+        assert_eq!(code, 409, "{status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("conflict with \"one\": .spec.selector.app"),
+            "{status}"
+        );
+        let (code, forced) = http
+            .patch(
+                &format!("{path}?fieldManager=two&force=true"),
+                "application/apply-patch+yaml",
+                &claim.to_string(),
+            )
+            .await?;
+        assert_eq!(code, 200);
+        assert_eq!(forced["spec"]["selector"]["app"], "other");
+        assert_eq!(forced["metadata"]["generation"], 3);
+        // Manager two no longer applies "extra", manager one never did: it goes.
+        assert_eq!(forced["spec"]["selector"], json!({"app": "other"}));
+        // Forcing took .spec.selector.app from manager one: one may re-apply without conflict,
+        // and once two lets go of it, the field goes.
+        let (code, _) = http
+            .patch(
+                &format!("{path}?fieldManager=one"),
+                "application/apply-patch+yaml",
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  labels:\n    a: '1'\nspec:\n  ports:\n  - port: 80\n",
+            )
+            .await?;
+        assert_eq!(code, 200);
+        let release = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}});
+        let (_, released) = http
+            .patch(
+                &format!("{path}?fieldManager=two"),
+                "application/apply-patch+yaml",
+                &release.to_string(),
+            )
+            .await?;
+        assert!(released["spec"].get("selector").is_none(), "{released}");
+        assert_eq!(released["spec"]["ports"], json!([{"port": 80}]));
+
+        // apiVersion and kind are required; the body name must match the URL.
+        let (code, _) = http
+            .patch(
+                &format!("{path}?fieldManager=one"),
+                "application/apply-patch+yaml",
+                "metadata:\n  name: web\n",
+            )
+            .await?;
+        assert_eq!(code, 400);
+        let (code, _) = http
+            .patch(
+                &format!("{path}?fieldManager=one"),
+                "application/apply-patch+yaml",
+                &service("other").to_string(),
+            )
+            .await?;
+        assert_eq!(code, 400);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn delete_cascades_through_owner_references_and_waits_for_finalizers() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let owner_ref = |obj: &Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": obj["metadata"]["name"], "uid": obj["metadata"]["uid"], "controller": true});
+        let root = server.create(configmap("root", json!({})))?;
+        let mut child = configmap("child", json!({}));
+        child["metadata"]["ownerReferences"] = json!([owner_ref(&root)]);
+        let child = server.create(child)?;
+        let mut grandchild = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "grandchild", "ownerReferences": [owner_ref(&child)]}});
+        grandchild["type"] = json!("Opaque");
+        server.create(grandchild)?;
+        let other_owner = server.create(configmap("other-owner", json!({})))?;
+        let mut shared_child = configmap("shared", json!({}));
+        shared_child["metadata"]["ownerReferences"] =
+            json!([owner_ref(&root), owner_ref(&other_owner)]);
+        server.create(shared_child)?;
+
+        let (code, _) = http
+            .delete("/api/v1/namespaces/default/configmaps/root", None)
+            .await?;
+        assert_eq!(code, 200);
+        assert!(server.get("v1", "ConfigMap", None, "child").is_none());
+        assert!(
+            server.get("v1", "Secret", None, "grandchild").is_none(),
+            "recursive"
+        );
+        let shared = server
+            .get("v1", "ConfigMap", None, "shared")
+            .expect("other owner alive");
+        assert_eq!(
+            shared["metadata"]["ownerReferences"],
+            json!([owner_ref(&other_owner)])
+        );
+
+        // Orphan: the dependent stays and loses the reference.
+        let mut orphan = configmap("orphan", json!({}));
+        orphan["metadata"]["ownerReferences"] = json!([owner_ref(&other_owner)]);
+        server.create(orphan)?;
+        let (code, _) = http
+            .delete(
+                "/api/v1/namespaces/default/configmaps/other-owner",
+                Some(&json!({"propagationPolicy": "Orphan"})),
+            )
+            .await?;
+        assert_eq!(code, 200);
+        let orphan = server
+            .get("v1", "ConfigMap", None, "orphan")
+            .expect("orphaned, not deleted");
+        assert!(
+            orphan["metadata"].get("ownerReferences").is_none(),
+            "{orphan}"
+        );
+        let shared = server
+            .get("v1", "ConfigMap", None, "shared")
+            .expect("orphaned too");
+        assert!(
+            shared["metadata"].get("ownerReferences").is_none(),
+            "{shared}"
+        );
+
+        // Finalizers hold the object back until removed; preconditions guard the delete.
+        let mut held = configmap("held", json!({}));
+        held["metadata"]["finalizers"] = json!(["example.com/cleanup"]);
+        let held = server.create(held)?;
+        let (code, _) = http
+            .delete(
+                "/api/v1/namespaces/default/configmaps/held",
+                Some(&json!({"preconditions": {"uid": "not-the-uid"}})),
+            )
+            .await?;
+        assert_eq!(code, 409);
+        let (code, deleting) = http
+            .delete(
+                "/api/v1/namespaces/default/configmaps/held",
+                Some(&json!({"preconditions": {"uid": held["metadata"]["uid"]}})),
+            )
+            .await?;
+        assert_eq!(code, 202);
+        assert!(deleting["metadata"]["deletionTimestamp"].is_string());
+        assert!(server.get("v1", "ConfigMap", None, "held").is_some());
+        let (code, gone) = http
+            .merge(
+                "/api/v1/namespaces/default/configmaps/held",
+                &json!({"metadata": {"finalizers": null}}),
+            )
+            .await?;
+        assert_eq!(code, 200, "{gone}");
+        assert!(server.get("v1", "ConfigMap", None, "held").is_none());
+
+        // Deleting a namespace deletes its contents; deletecollection honours selectors.
+        server.create(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+        )?;
+        for (name, app) in [("x", "one"), ("y", "two")] {
+            let mut cm = configmap(name, json!({"app": app}));
+            cm["metadata"]["namespace"] = json!("team");
+            server.create(cm)?;
+        }
+        let (code, deleted) = http
+            .delete(
+                "/api/v1/namespaces/team/configmaps?labelSelector=app%3Done",
+                None,
+            )
+            .await?;
+        assert_eq!(code, 200);
+        assert_eq!(names(&deleted), ["x"]);
+        assert_eq!(server.list("v1", "ConfigMap", Some("team")).len(), 1);
+        http.delete("/api/v1/namespaces/team", None).await?;
+        assert!(server.list("v1", "ConfigMap", Some("team")).is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn watch_replays_from_a_resource_version_then_streams() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let path = "/api/v1/namespaces/default/configmaps";
+        server.create(configmap("before", json!({})))?;
+        let start = server.resource_version();
+        let a = server.create(configmap("a", json!({"app": "web"})))?;
+        let (_, a2) = http
+            .merge(&format!("{path}/a"), &json!({"data": {"k": "changed"}}))
+            .await?;
+        let (_, a3) = http.delete(&format!("{path}/a"), None).await?;
+
+        let mut w = http
+            .watch(&format!("{path}?watch=true&resourceVersion={start}"))
+            .await?;
+        assert_eq!(
+            w.next_brief().await?,
+            ("ADDED".into(), "a".into(), rv(&a).to_string())
+        );
+        assert_eq!(
+            w.next_brief().await?,
+            ("MODIFIED".into(), "a".into(), rv(&a2).to_string())
+        );
+        assert_eq!(
+            w.next_brief().await?,
+            ("DELETED".into(), "a".into(), rv(&a3).to_string())
+        );
+        // Live: the event arrives while the stream stays open.
+        let b = server.create(configmap("b", json!({})))?;
+        assert_eq!(
+            w.next_brief().await?,
+            ("ADDED".into(), "b".into(), rv(&b).to_string())
+        );
+        // Events of other kinds are not in this watch; the next one is b's deletion.
+        server.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}))?;
+        server.delete("v1", "ConfigMap", None, "b")?;
+        assert_eq!(w.next_brief().await?.0, "DELETED");
+
+        // No resourceVersion: the current objects first, as ADDED.
+        let mut w2 = http.watch(&format!("{path}?watch=1")).await?;
+        assert_eq!(w2.next_brief().await?.1, "before");
+        server.create(configmap("c", json!({})))?;
+        assert_eq!(w2.next_brief().await?.1, "c");
+
+        // A single-object watch by field selector, as kube-runtime does for one object.
+        let mut single = http
+            .watch(&format!(
+                "{path}?watch=true&fieldSelector=metadata.name%3Dc&resourceVersion={}",
+                server.resource_version()
+            ))
+            .await?;
+        server.create(configmap("d", json!({})))?;
+        http.merge(&format!("{path}/c"), &json!({"data": {"x": "y"}}))
+            .await?;
+        assert_eq!(
+            single.next_brief().await?,
+            (
+                "MODIFIED".into(),
+                "c".into(),
+                server
+                    .get("v1", "ConfigMap", None, "c")
+                    .map(|c| rv(&c).to_string())
+                    .unwrap()
+            )
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn watch_selector_transitions_bookmarks_timeout_and_gone() -> Result<()> {
+        let server = ApiServer::start_with(ApiServerOptions {
+            history_limit: 8,
+            ..ApiServerOptions::default()
+        })?;
+        let http = Http::new(&server);
+        let path = "/api/v1/namespaces/default/configmaps";
+        server.create(configmap("m", json!({"app": "web"})))?;
+        let start = server.resource_version();
+        let mut w = http.watch(&format!("{path}?watch=true&labelSelector=app%3Dweb&resourceVersion={start}&allowWatchBookmarks=true&timeoutSeconds=2")).await?;
+        http.merge(
+            &format!("{path}/m"),
+            &json!({"metadata": {"labels": {"app": "db"}}}),
+        )
+        .await?;
+        assert_eq!(
+            w.next_brief().await?,
+            (
+                "DELETED".into(),
+                "m".into(),
+                server.resource_version().to_string()
+            )
+        );
+        http.merge(
+            &format!("{path}/m"),
+            &json!({"metadata": {"labels": {"app": "web"}}}),
+        )
+        .await?;
+        assert_eq!(w.next_brief().await?.0, "ADDED");
+        // Then the timeout: a last bookmark at the latest resourceVersion, and the end of the stream.
+        server.create(configmap("unrelated", json!({})))?;
+        let last = server.resource_version();
+        let bookmark = w.next().await?.context("bookmark")?;
+        assert_eq!(bookmark["type"], "BOOKMARK");
+        assert_eq!(
+            bookmark["object"]["metadata"]["resourceVersion"],
+            last.to_string()
+        );
+        assert_eq!(bookmark["object"]["kind"], "ConfigMap");
+        assert!(w.next().await?.is_none(), "stream ends at timeoutSeconds");
+
+        // More changes than the history keeps: resuming from before them is 410 Gone.
+        for i in 0..10 {
+            server.create(configmap(&format!("filler-{i}"), json!({})))?;
+        }
+        let mut old = http
+            .watch(&format!("{path}?watch=true&resourceVersion={start}"))
+            .await?;
+        let error = old.next().await?.context("error event")?;
+        assert_eq!(error["type"], "ERROR");
+        assert_eq!(error["object"]["code"], 410);
+        assert_eq!(error["object"]["reason"], "Expired");
+        assert!(old.next().await?.is_none());
+
+        // Streaming lists: initial objects, then the initial-events-end bookmark.
+        let mut streaming = http.watch(&format!("{path}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&labelSelector=app")).await?;
+        assert_eq!(
+            streaming.next_brief().await?,
+            (
+                "ADDED".into(),
+                "m".into(),
+                server
+                    .get("v1", "ConfigMap", None, "m")
+                    .map(|m| rv(&m).to_string())
+                    .unwrap()
+            )
+        );
+        let end = streaming.next().await?.unwrap();
+        assert_eq!(end["type"], "BOOKMARK");
+        assert_eq!(
+            end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+            "true"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn metadata_only_and_aggregated_discovery() -> Result<()> {
+        let server = ApiServer::start()?;
+        server.create(service("web"))?;
+        let meta = Http::accepting(
+            &server,
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        );
+        let (code, list) = meta.get("/api/v1/namespaces/default/services").await?;
+        assert_eq!(code, 200);
+        assert_eq!(list["kind"], "PartialObjectMetadataList");
+        assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+        assert_eq!(list["items"][0]["metadata"]["name"], "web");
+        assert!(list["items"][0].get("spec").is_none());
+        let mut w = meta
+            .watch("/api/v1/namespaces/default/services?watch=true")
+            .await?;
+        let added = w.next().await?.context("event")?;
+        assert_eq!(added["object"]["kind"], "PartialObjectMetadata");
+
+        let aggregated = Http::accepting(
+            &server,
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        );
+        let (_, core) = aggregated.get("/api").await?;
+        assert_eq!(core["kind"], "APIGroupDiscoveryList");
+        let resources = &core["items"][0]["versions"][0]["resources"];
+        let services = resources
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "services")
+            .unwrap();
+        assert_eq!(services["scope"], "Namespaced");
+        assert_eq!(services["subresources"][0]["subresource"], "status");
+        let (_, apis) = aggregated.get("/apis").await?;
+        assert!(
+            apis["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["metadata"]["name"] == "coordination.k8s.io")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn usable_without_an_async_runtime() -> Result<()> {
+        let server = ApiServer::start()?;
+        let dir =
+            std::env::temp_dir().join(format!("apiserver-kubeconfig-{}", server.addr().port()));
+        std::fs::create_dir_all(&dir)?;
+        let path = server.write_kubeconfig(&dir)?;
+        let text = std::fs::read_to_string(&path)?;
+        assert!(text.contains(&format!("server: {}", server.url())));
+        std::fs::remove_dir_all(&dir)?;
+        server.apply(service("svc"))?;
+        let applied = server.apply(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "labels": {"x": "y"}}}))?;
+        assert_eq!(applied["metadata"]["labels"]["x"], "y");
+        assert_eq!(
+            applied["spec"],
+            json!({}),
+            "the test manager stopped applying spec"
+        );
+        let err = server.create(service("svc")).unwrap_err();
+        assert_eq!(err.code, 409);
+        let url = server.url();
+        drop(server);
+        // Stopped: the port no longer answers.
+        let addr = url.trim_start_matches("http://").to_string();
+        assert!(std::net::TcpStream::connect(addr).is_err());
+        Ok(())
+    }
+}
+
+mod kube_rs {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{self, finalizer};
+    use kube::runtime::wait::{await_condition, conditions};
+    use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+    use kube::{Client, Config, Resource, ResourceExt};
+    use serde::Deserialize;
+    use sluice::api::ingressroute::VirtualHost;
+    use sluice::api::{IngressRoute, IngressRouteSpec};
+
+    use super::*;
+
+    /// A directory removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(server: &ApiServer) -> Result<Self> {
+            let dir = std::env::temp_dir().join(format!(
+                "sluice-e2e-apiserver-{}-{}",
+                std::process::id(),
+                server.addr().port()
+            ));
+            std::fs::create_dir_all(&dir)?;
+            Ok(Self(dir))
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A kube client built the way the operator builds one: from a kubeconfig file.
+    async fn client(server: &ApiServer) -> Result<Client> {
+        let dir = TempDir::new(server)?;
+        let path = server.write_kubeconfig(&dir.0)?;
+        let kubeconfig = Kubeconfig::read_from(&path)?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(Client::try_from(config)?)
+    }
+
+    fn api_code<T: std::fmt::Debug>(result: kube::Result<T>) -> u16 {
+        match result {
+            Err(kube::Error::Api(status)) => status.code,
+            other => panic!("expected an API error, got {other:?}"),
+        }
+    }
+
+    /// Polls `f` until it holds; a hang guard, not a timing assertion.
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !f() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never happened: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn next_event<S, K>(stream: &mut S) -> Result<watcher::Event<K>>
+    where
+        S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin,
+    {
+        let item = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .context("no watcher event in time")?;
+        Ok(item.context("watcher ended")??)
+    }
+
+    #[tokio::test]
+    async fn services_crud_apply_and_status() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let info = client.apiserver_version().await?;
+        assert_eq!(info.major, "1");
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+
+        let svc: Service = serde_json::from_value(service("web"))?;
+        let created = services.create(&PostParams::default(), &svc).await?;
+        assert!(created.metadata.uid.is_some());
+        assert_eq!(created.metadata.generation, Some(1));
+        assert_eq!(
+            api_code(services.create(&PostParams::default(), &svc).await),
+            409
+        );
+        assert_eq!(
+            services.get("web").await?.metadata.uid,
+            created.metadata.uid
+        );
+        assert!(services.get_opt("missing").await?.is_none());
+        assert_eq!(api_code(services.get("missing").await), 404);
+
+        let applied = services
+            .patch(
+                "web",
+                &PatchParams::apply("sluice").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": "web", "labels": {"app.kubernetes.io/managed-by": "sluice"}},
+                    "spec": {"ports": [{"port": 8080}]},
+                })),
+            )
+            .await?;
+        assert_eq!(
+            applied
+                .labels()
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("sluice")
+        );
+        assert_eq!(
+            applied.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
+            8080
+        );
+        assert_eq!(applied.metadata.generation, Some(2));
+
+        let with_status = services
+            .patch_status(
+                "web",
+                &PatchParams::apply("sluice").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": "web"},
+                    "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}},
+                })),
+            )
+            .await?;
+        let ingress = with_status
+            .status
+            .unwrap()
+            .load_balancer
+            .unwrap()
+            .ingress
+            .unwrap();
+        assert_eq!(ingress[0].ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(with_status.metadata.generation, Some(2));
+        let merged = services
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"note": "x"}}})),
+            )
+            .await?;
+        assert_eq!(
+            merged.annotations().get("note").map(String::as_str),
+            Some("x")
+        );
+
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service("db"))?,
+            )
+            .await?;
+        let listed = services
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=sluice"))
+            .await?;
+        assert_eq!(
+            listed
+                .items
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect::<Vec<_>>(),
+            ["web"]
+        );
+        assert!(listed.metadata.resource_version.is_some());
+        let everywhere: Api<Service> = Api::all(client.clone());
+        assert_eq!(
+            everywhere.list(&ListParams::default()).await?.items.len(),
+            2
+        );
+        let paged = everywhere.list(&ListParams::default().limit(1)).await?;
+        assert_eq!(paged.items.len(), 1);
+        assert!(paged.metadata.continue_.is_some());
+        let meta_list = services.list_metadata(&ListParams::default()).await?;
+        assert_eq!(meta_list.items.len(), 2);
+
+        services.delete("web", &DeleteParams::default()).await?;
+        assert!(services.get_opt("web").await?.is_none());
+        assert_eq!(
+            api_code(services.delete("web", &DeleteParams::default()).await),
+            404
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn crds_from_the_operator_and_ingressroute_crud() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for doc in serde_norway::Deserializer::from_str(&sluice::api::crds_yaml()?) {
+            let crd = CustomResourceDefinition::deserialize(doc)?;
+            crds.patch(
+                &crd.name_any(),
+                &PatchParams::apply("sluice").force(),
+                &Patch::Apply(&crd),
+            )
+            .await?;
+        }
+        for name in [
+            "ingressroutes.contour.heptio.com",
+            "tlscertificatedelegations.contour.heptio.com",
+            "gateways.sluice.dev",
+        ] {
+            let established = tokio::time::timeout(
+                PATIENCE,
+                await_condition(crds.clone(), name, conditions::is_crd_established()),
+            )
+            .await??;
+            assert!(established.is_some(), "{name}");
+        }
+        let discovery = kube::discovery::Discovery::new(client.clone())
+            .run()
+            .await?;
+        assert!(discovery.has_group("contour.heptio.com") && discovery.has_group("sluice.dev"));
+        let aggregated = kube::discovery::Discovery::new(client.clone())
+            .run_aggregated()
+            .await?;
+        let (resource, caps) = aggregated
+            .groups()
+            .find(|g| g.name() == "contour.heptio.com")
+            .and_then(|g| g.recommended_kind("IngressRoute"))
+            .context("IngressRoute in aggregated discovery")?;
+        assert_eq!(resource.plural, "ingressroutes");
+        assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+
+        let routes: Api<IngressRoute> = Api::namespaced(client.clone(), "default");
+        let route = IngressRoute::new(
+            "root",
+            IngressRouteSpec {
+                virtualhost: Some(VirtualHost {
+                    fqdn: "a.example.com".into(),
+                    tls: None,
+                }),
+                ..IngressRouteSpec::default()
+            },
+        );
+        let created = routes.create(&PostParams::default(), &route).await?;
+        assert_eq!(created.spec, route.spec);
+        assert_eq!(created.metadata.generation, Some(1));
+        let mut changed = routes.get("root").await?;
+        if let Some(vh) = changed.spec.virtualhost.as_mut() {
+            vh.fqdn = "b.example.com".into();
+        }
+        let replaced = routes
+            .replace("root", &PostParams::default(), &changed)
+            .await?;
+        assert_eq!(replaced.metadata.generation, Some(2));
+        assert_eq!(
+            api_code(
+                routes
+                    .replace("root", &PostParams::default(), &changed)
+                    .await
+            ),
+            409,
+            "stale resourceVersion"
+        );
+
+        let status = routes
+            .patch_status(
+                "root",
+                &PatchParams::apply("sluice").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "contour.heptio.com/v1beta1",
+                    "kind": "IngressRoute",
+                    "metadata": {"name": "root"},
+                    "status": {"currentStatus": "valid", "description": "valid IngressRoute"},
+                })),
+            )
+            .await?;
+        let st = status.status.context("status")?;
+        assert_eq!(
+            (st.current_status.as_str(), st.description.as_str()),
+            ("valid", "valid IngressRoute")
+        );
+        assert_eq!(
+            status.metadata.generation,
+            Some(2),
+            "status writes keep the generation"
+        );
+        assert_eq!(routes.list(&ListParams::default()).await?.items.len(), 1);
+        routes.delete("root", &DeleteParams::default()).await?;
+        assert!(routes.get_opt("root").await?.is_none());
+
+        crds.delete("ingressroutes.contour.heptio.com", &DeleteParams::default())
+            .await?;
+        assert_eq!(api_code(routes.list(&ListParams::default()).await), 404);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn watcher_sees_changes_in_order() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service("existing"))?,
+            )
+            .await?;
+
+        let mut stream = watcher(services.clone(), watcher::Config::default()).boxed();
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::Init
+        ));
+        match next_event(&mut stream).await? {
+            watcher::Event::InitApply(s) => assert_eq!(s.name_any(), "existing"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::InitDone
+        ));
+
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service("new"))?,
+            )
+            .await?;
+        services
+            .patch(
+                "new",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"v": "2"}}})),
+            )
+            .await?;
+        services.delete("new", &DeleteParams::default()).await?;
+        match next_event(&mut stream).await? {
+            watcher::Event::Apply(s) => assert!(s.name_any() == "new" && s.labels().is_empty()),
+            other => panic!("{other:?}"),
+        }
+        match next_event(&mut stream).await? {
+            watcher::Event::Apply(s) => {
+                assert_eq!(s.labels().get("v").map(String::as_str), Some("2"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match next_event(&mut stream).await? {
+            watcher::Event::Delete(s) => assert_eq!(s.name_any(), "new"),
+            other => panic!("{other:?}"),
+        }
+
+        // Metadata-only watches get PartialObjectMetadata.
+        let metadata: Api<PartialObjectMeta<Service>> = Api::namespaced(client.clone(), "default");
+        let mut meta = watcher(metadata, watcher::Config::default()).boxed();
+        assert!(matches!(next_event(&mut meta).await?, watcher::Event::Init));
+        match next_event(&mut meta).await? {
+            watcher::Event::InitApply(m) => assert_eq!(m.name_any(), "existing"),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn reflector_survives_watch_timeouts() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let (reader, writer) = reflector::store::<Service>();
+        let stream = reflector(
+            writer,
+            watcher(services.clone(), watcher::Config::default().timeout(1)),
+        );
+        let task = tokio::spawn(stream.applied_objects().for_each(|_| async {}));
+        tokio::time::timeout(PATIENCE, reader.wait_until_ready()).await??;
+
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service("a"))?,
+            )
+            .await?;
+        eventually("a in the store", || reader.state().len() == 1).await;
+        // Let the server end the watch (timeoutSeconds=1) twice over; the reflector re-watches.
+        let watches = server.watches_started();
+        server
+            .wait_for(PATIENCE, |s| {
+                (s.watches_started() >= watches + 2).then_some(())
+            })
+            .await
+            .context("re-watch")?;
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service("b"))?,
+            )
+            .await?;
+        services.delete("a", &DeleteParams::default()).await?;
+        eventually("only b in the store", || {
+            reader
+                .state()
+                .iter()
+                .map(|s| s.name_any())
+                .collect::<Vec<_>>()
+                == ["b"]
+        })
+        .await;
+        task.abort();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn watcher_relists_after_gone() -> Result<()> {
+        let server = ApiServer::start_with(ApiServerOptions {
+            history_limit: 4,
+            ..ApiServerOptions::default()
+        })?;
+        let client = client(&server).await?;
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let config = watcher::Config::default()
+            .labels("app=x")
+            .disable_bookmarks()
+            .timeout(1);
+        let mut stream = watcher(services.clone(), config).boxed();
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::Init
+        ));
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::InitDone
+        ));
+        // Unrelated writes push the watcher's resourceVersion out of the history; its next watch
+        // (after the 1 s timeout) gets 410 and it lists again.
+        for i in 0..10 {
+            server.create(configmap(&format!("filler-{i}"), json!({})))?;
+        }
+        let error = tokio::time::timeout(PATIENCE, stream.next())
+            .await?
+            .context("ended")?;
+        match error {
+            Err(watcher::Error::WatchError(status)) => assert_eq!(status.code, 410),
+            other => panic!("expected 410, got {other:?}"),
+        }
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::Init
+        ));
+        assert!(matches!(
+            next_event(&mut stream).await?,
+            watcher::Event::InitDone
+        ));
+        let mut labeled = service("x");
+        labeled["metadata"]["labels"] = json!({"app": "x"});
+        services
+            .create(&PostParams::default(), &serde_json::from_value(labeled)?)
+            .await?;
+        match next_event(&mut stream).await? {
+            watcher::Event::Apply(s) => assert_eq!(s.name_any(), "x"),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error(transparent)]
+    struct ReconcileError(#[from] kube::Error);
+
+    async fn reconcile(cm: Arc<ConfigMap>, client: Arc<Client>) -> Result<Action, ReconcileError> {
+        let ns = cm.namespace().unwrap_or_else(|| "default".into());
+        let secrets: Api<Secret> = Api::namespaced((*client).clone(), &ns);
+        let name = format!("{}-secret", cm.name_any());
+        let owner = cm.controller_owner_ref(&());
+        let secret = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "ownerReferences": [owner]},
+            "data": {"from": "Y29uZmlnbWFw"},
+        });
+        secrets
+            .patch(
+                &name,
+                &PatchParams::apply("controller").force(),
+                &Patch::Apply(&secret),
+            )
+            .await?;
+        Ok(Action::await_change())
+    }
+
+    fn error_policy(_: Arc<ConfigMap>, _: &ReconcileError, _: Arc<Client>) -> Action {
+        Action::requeue(Duration::from_millis(200))
+    }
+
+    #[tokio::test]
+    async fn controller_owns_children_and_cascade_deletes_them() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+        let wc = watcher::Config::default().timeout(1);
+        let controller = Controller::new(configmaps.clone(), wc.clone())
+            .owns(secrets.clone(), wc)
+            .run(reconcile, error_policy, Arc::new(client.clone()))
+            .for_each(|_| async {});
+        let task = tokio::spawn(controller);
+
+        let secret = |s: &ApiServer, name: &str| s.get("v1", "Secret", Some("default"), name);
+        configmaps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(configmap("one", json!({})))?,
+            )
+            .await?;
+        let made = server
+            .wait_for(PATIENCE, |s| secret(s, "one-secret"))
+            .await
+            .context("secret made")?;
+        let cm = server
+            .get("v1", "ConfigMap", None, "one")
+            .context("configmap")?;
+        assert_eq!(
+            made["metadata"]["ownerReferences"][0]["uid"],
+            cm["metadata"]["uid"]
+        );
+
+        // The controller watches what it owns: a deleted child comes back.
+        server.delete("v1", "Secret", None, "one-secret")?;
+        server
+            .wait_for(PATIENCE, |s| secret(s, "one-secret"))
+            .await
+            .context("secret remade")?;
+
+        // Past a few watch timeouts, it still reacts.
+        let watches = server.watches_started();
+        server
+            .wait_for(PATIENCE, |s| {
+                (s.watches_started() >= watches + 4).then_some(())
+            })
+            .await
+            .context("re-watch")?;
+        configmaps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(configmap("two", json!({})))?,
+            )
+            .await?;
+        server
+            .wait_for(PATIENCE, |s| secret(s, "two-secret"))
+            .await
+            .context("second secret")?;
+
+        // Deleting the owner garbage-collects the child.
+        configmaps
+            .delete("one", &DeleteParams::background())
+            .await?;
+        assert!(secret(&server, "one-secret").is_none());
+        assert!(secret(&server, "two-secret").is_some());
+        task.abort();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn finalizer_helper_holds_deletion_until_cleanup() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let configmaps: Api<ConfigMap> = Api::namespaced(client, "default");
+        configmaps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(configmap("f", json!({})))?,
+            )
+            .await?;
+        const FINALIZER: &str = "sluice.dev/cleanup";
+        let handled = |event: finalizer::Event<ConfigMap>| async move {
+            Ok::<_, ReconcileError>(match event {
+                finalizer::Event::Apply(_) => Action::await_change(),
+                finalizer::Event::Cleanup(_) => Action::requeue(Duration::from_secs(3600)),
+            })
+        };
+        // First pass adds the finalizer (JSON patch: test null, add).
+        finalizer(
+            &configmaps,
+            FINALIZER,
+            Arc::new(configmaps.get("f").await?),
+            handled,
+        )
+        .await?;
+        assert_eq!(configmaps.get("f").await?.finalizers(), [FINALIZER]);
+        // A second pass sees it and reconciles; deletion then waits for the cleanup.
+        let action = finalizer(
+            &configmaps,
+            FINALIZER,
+            Arc::new(configmaps.get("f").await?),
+            handled,
+        )
+        .await?;
+        assert_eq!(action, Action::await_change());
+        configmaps.delete("f", &DeleteParams::default()).await?;
+        let deleting = configmaps.get("f").await?;
+        assert!(deleting.metadata.deletion_timestamp.is_some());
+        let action = finalizer(&configmaps, FINALIZER, Arc::new(deleting), handled).await?;
+        assert_eq!(
+            action,
+            Action::requeue(Duration::from_secs(3600)),
+            "cleanup ran"
+        );
+        assert!(configmaps.get_opt("f").await?.is_none());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn lease_create_and_replace_with_conflicts() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let leases: Api<Lease> = Api::namespaced(client, "default");
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some("sluice-leader".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some("pod-a".into()),
+                lease_duration_seconds: Some(15),
+                ..LeaseSpec::default()
+            }),
+        };
+        let created = leases.create(&PostParams::default(), &lease).await?;
+        assert_eq!(
+            api_code(leases.create(&PostParams::default(), &lease).await),
+            409
+        );
+
+        let mut taken = created.clone();
+        if let Some(spec) = taken.spec.as_mut() {
+            spec.holder_identity = Some("pod-b".into());
+            spec.lease_transitions = Some(1);
+        }
+        let replaced = leases
+            .replace("sluice-leader", &PostParams::default(), &taken)
+            .await?;
+        assert_eq!(
+            replaced
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref()),
+            Some("pod-b")
+        );
+        assert_ne!(replaced.resource_version(), created.resource_version());
+
+        // Pod A, still holding the old resourceVersion, loses the race.
+        let mut renew = created.clone();
+        if let Some(spec) = renew.spec.as_mut() {
+            spec.lease_duration_seconds = Some(30);
+        }
+        assert_eq!(
+            api_code(
+                leases
+                    .replace("sluice-leader", &PostParams::default(), &renew)
+                    .await
+            ),
+            409
+        );
+        let current = leases.get("sluice-leader").await?;
+        assert_eq!(
+            current.spec.and_then(|s| s.holder_identity).as_deref(),
+            Some("pod-b")
+        );
+        assert_eq!(current.metadata.uid, created.metadata.uid);
+        Ok(())
+    }
+}
