@@ -26,6 +26,9 @@ pub enum Command {
     Standalone(StandaloneArgs),
     /// Run the operator in a cluster (kubeconfig or in-cluster config).
     Run(RunArgs),
+    /// Sidecar of every Envoy pod: `GET /shutdown` drains Envoy (fails its health checks, waits
+    /// for connections to end, at most --drain-seconds) and then answers.
+    ShutdownManager(ShutdownManagerArgs),
     /// Load a directory of manifests once and print, per Gateway, the status of every
     /// IngressRoute and the xDS resources it would serve.
     Render(RenderArgs),
@@ -114,6 +117,28 @@ pub struct RunArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct ShutdownManagerArgs {
+    /// Port of the /shutdown endpoint (all addresses: the kubelet calls it on the pod IP).
+    #[arg(long, default_value_t = 8090)]
+    pub port: u16,
+    /// Address the /shutdown endpoint binds.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub address: std::net::IpAddr,
+    /// Envoy's admin port on 127.0.0.1.
+    #[arg(long, default_value_t = crate::provision::bootstrap::DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
+    /// Envoy's stats/health listener port (its connections are probes, not traffic).
+    #[arg(long, default_value_t = 8002)]
+    pub stats_port: u16,
+    /// Longest time to wait for connections to end.
+    #[arg(long, default_value_t = 60)]
+    pub drain_seconds: u64,
+    /// Time for load balancers to stop sending new connections before counting open ones.
+    #[arg(long, default_value_t = 5)]
+    pub check_delay_seconds: u64,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct BootstrapArgs {
     /// The Gateway instance, as NAMESPACE/NAME (becomes the Envoy node cluster).
     #[arg(long)]
@@ -161,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Render(args) => render(&args),
         Command::Standalone(args) => standalone(args),
         Command::Run(args) => run_operator(args),
+        Command::ShutdownManager(args) => shutdown_manager(&args),
     }
 }
 
@@ -299,4 +325,38 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         translate,
     };
     runtime()?.block_on(crate::controller::run::run(opts))
+}
+
+fn shutdown_manager(args: &ShutdownManagerArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::time::Duration;
+    crate::telemetry::init(crate::telemetry::LogFormat::Text);
+    let opts = crate::drain::DrainOptions {
+        admin: std::net::SocketAddr::from(([127, 0, 0, 1], args.admin_port)),
+        stats_port: args.stats_port,
+        drain: Duration::from_secs(args.drain_seconds),
+        check_delay: Duration::from_secs(args.check_delay_seconds),
+        poll: Duration::from_millis(200),
+    };
+    let addr = std::net::SocketAddr::new(args.address, args.port);
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        println!("shutdown-manager: listening on {}", listener.local_addr()?);
+        let stop = async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return std::future::pending().await,
+                };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        crate::drain::serve(listener, opts, stop)
+            .await
+            .context("serving /shutdown")
+    })
 }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod dag;
+pub mod drain;
 pub mod metrics;
 pub mod provision;
 pub mod render;

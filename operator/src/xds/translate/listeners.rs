@@ -10,13 +10,14 @@ use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
 };
 use envoy_types::pb::envoy::config::route::v3::{
-    Route as EnvoyRoute, RouteAction, RouteConfiguration, RouteMatch,
-    VirtualHost as EnvoyVirtualHost, route, route_action, route_match,
+    HeaderMatcher, Route as EnvoyRoute, RouteAction, RouteConfiguration, RouteMatch,
+    VirtualHost as EnvoyVirtualHost, header_matcher, route, route_action, route_match,
 };
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;
 use envoy_types::pb::envoy::extensions::compression::gzip::compressor::v3::Gzip;
 use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::Compressor;
 use envoy_types::pb::envoy::extensions::filters::http::grpc_web::v3::GrpcWeb;
+use envoy_types::pb::envoy::extensions::filters::http::health_check::v3::HealthCheck as HealthCheckFilter;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -28,6 +29,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, DownstreamTlsContext, TlsParameters, tls_parameters::TlsProtocol,
 };
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 
 use super::envoy::{
     ads_config_source, any, bool_value, http_filter, network_filter, sds_secret, seconds,
@@ -45,7 +47,11 @@ use crate::dag::model::{VirtualHost, VirtualHostTls, WeightedCluster};
 /// Contour's TCP proxy idle timeout, kept for compatibility.
 const TCP_PROXY_IDLE_TIMEOUT_SECONDS: u32 = 9001;
 /// Paths of the admin interface the stats listener exposes; nothing else of admin is reachable.
-pub const ADMIN_PATHS: [&str; 2] = ["/ready", "/stats/prometheus"];
+pub const ADMIN_PATHS: [&str; 1] = ["/stats/prometheus"];
+/// Readiness path of the stats listener, answered by Envoy's health-check filter: 200 while
+/// healthy, 503 once `/healthcheck/fail` was called on admin (the shutdown manager does, to
+/// drain) or while the server drains.
+pub const READY_PATH: &str = "/ready";
 
 pub fn build_listeners(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<Listener>> {
     let mut listeners = vec![
@@ -254,6 +260,25 @@ fn ingress_hcm(stat_prefix: &str, route_config_name: &str) -> HttpConnectionMana
 }
 
 /// The router, always the last HTTP filter.
+/// Answers [`READY_PATH`] itself (not passed to admin), failing once health checks are failed.
+fn ready_filter() -> HttpFilter {
+    let config = HealthCheckFilter {
+        pass_through_mode: Some(bool_value(false)),
+        headers: vec![HeaderMatcher {
+            name: ":path".to_owned(),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::Exact(READY_PATH.to_owned())),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    http_filter("envoy.filters.http.health_check", &config)
+}
+
 fn router_filter() -> HttpFilter {
     http_filter("envoy.filters.http.router", &Router::default())
 }
@@ -268,7 +293,8 @@ fn stdout_access_log() -> AccessLog {
     }
 }
 
-/// Health and stats: exactly [`ADMIN_PATHS`] go to the admin cluster, everything else is a 404.
+/// Health and stats: [`READY_PATH`] is answered by the health-check filter; exactly
+/// [`ADMIN_PATHS`] go to the admin cluster; everything else is a 404.
 /// Exact path matches (the query string is not part of the path) keep every other admin
 /// endpoint, including the mutating ones, out of reach.
 fn stats_listener(opts: &TranslateOptions) -> Listener {
@@ -302,7 +328,7 @@ fn stats_listener(opts: &TranslateOptions) -> Listener {
                 ..Default::default()
             },
         )),
-        http_filters: vec![router_filter()],
+        http_filters: vec![ready_filter(), router_filter()],
         normalize_path: Some(bool_value(true)),
         merge_slashes: true,
         ..Default::default()

@@ -391,7 +391,7 @@ fn no_https_listener_without_tls_hosts() {
 }
 
 #[test]
-fn stats_listener_reaches_only_ready_and_prometheus_on_admin() {
+fn stats_listener_answers_ready_and_reaches_only_prometheus_on_admin() {
     let r = resources();
     let hcm: HttpConnectionManager = typed(&listener(&r, "stats_health").filter_chains[0]);
     let Some(RouteSpecifier::RouteConfig(rc)) = hcm.route_specifier else {
@@ -415,11 +415,15 @@ fn stats_listener_reaches_only_ready_and_prometheus_on_admin() {
             (p.as_str(), c.as_str())
         })
         .collect();
+    assert_eq!(exposed, [("/stats/prometheus", ADMIN_CLUSTER)]);
+    // /ready is answered by the health-check filter, ahead of the router, so that failing
+    // health checks on admin (to drain) turns it to 503.
+    let filters: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
-        exposed,
+        filters,
         [
-            ("/ready", ADMIN_CLUSTER),
-            ("/stats/prometheus", ADMIN_CLUSTER)
+            "envoy.filters.http.health_check",
+            "envoy.filters.http.router"
         ]
     );
     let admin = cluster_by_name(&r, ADMIN_CLUSTER);
