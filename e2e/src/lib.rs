@@ -71,6 +71,7 @@ pub mod manifests;
 pub mod process;
 pub mod sluice;
 pub mod tls;
+pub mod tls_session;
 pub mod ws;
 
 use std::io;
