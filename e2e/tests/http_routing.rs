@@ -943,7 +943,7 @@ async fn bad_edit_keeps_the_last_good_configuration() {
     let broken = routes("new") + "---\napiVersion: v1\nkind: Service\nmetadata: {name: [oops\n";
     let file = dir.write("route.yaml", &broken).unwrap();
     let file_name = file.display().to_string();
-    wait_log_line(&mut sluice, &["sluice: error:", &file_name])
+    wait_log_line(&mut sluice, &["sluice: error:", &file_name, "document 2"])
         .await
         .unwrap();
     wait_log_line(&mut sluice, &["still serving the last good configuration"])
