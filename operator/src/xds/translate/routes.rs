@@ -32,7 +32,7 @@ pub fn build_route_configs(dag: &Dag) -> Vec<Resource<RouteConfiguration>> {
         .filter(|vh| serves_https_routes(vh))
     {
         let name = https_route_config_name(&vh.fqdn);
-        let host = virtual_host(&vh.fqdn, vh.routes.iter().map(forward_route).collect());
+        let host = virtual_host(&vh.fqdn, forward_routes(&vh.routes, |_| true));
         configs.push(Resource::new(
             name.clone(),
             route_configuration(&name, vec![host]),
@@ -64,24 +64,21 @@ pub fn serves_https_routes(vh: &VirtualHost) -> bool {
 /// like any unknown host.
 fn insecure_virtual_host(vh: &VirtualHost) -> Option<EnvoyVirtualHost> {
     let routes: Vec<EnvoyRoute> = match (&vh.tls, &vh.tcp_proxy) {
-        (None, _) => vh.routes.iter().map(forward_route).collect(),
+        (None, _) => forward_routes(&vh.routes, |_| true),
         (Some(tls), None) if !tls.passthrough => vh
             .routes
             .iter()
-            .map(|r| {
+            .flat_map(|r| {
                 if r.permit_insecure {
-                    forward_route(r)
+                    forward_route(r, |p| vh.routes.iter().any(|s| s.prefix == p))
                 } else {
-                    https_redirect_route(&r.prefix)
+                    vec![https_redirect_route(&r.prefix)]
                 }
             })
             .collect(),
-        (Some(tls), Some(_)) if !tls.passthrough => vh
-            .routes
-            .iter()
-            .filter(|r| r.permit_insecure)
-            .map(forward_route)
-            .collect(),
+        (Some(tls), Some(_)) if !tls.passthrough => {
+            forward_routes(&vh.routes, |r| r.permit_insecure)
+        }
         (Some(_), _) => Vec::new(),
     };
     (!routes.is_empty()).then(|| virtual_host(&vh.fqdn, routes))
@@ -126,8 +123,41 @@ fn https_redirect_route(prefix: &str) -> EnvoyRoute {
     }
 }
 
-/// A route sending its traffic to its clusters, with the route's policies.
-fn forward_route(r: &Route) -> EnvoyRoute {
+/// The Envoy routes forwarding those of `routes` that `keep` selects, in order.
+fn forward_routes(routes: &[Route], keep: impl Fn(&Route) -> bool) -> Vec<EnvoyRoute> {
+    let kept: Vec<&Route> = routes.iter().filter(|r| keep(r)).collect();
+    let taken = |p: &str| kept.iter().any(|s| s.prefix == p);
+    kept.iter().flat_map(|r| forward_route(r, taken)).collect()
+}
+
+/// The Envoy routes forwarding `r` to its clusters; `taken(prefix)` tells whether the same
+/// route configuration has a route of its own for `prefix`.
+///
+/// Envoy's `prefix_rewrite` swaps the matched prefix literally, so the reference's own example
+/// (`match: /service2`, `prefixRewrite: "/"`) would send `/service2/foo` upstream as `//foo`.
+/// When the rewrite ends with `/` and the prefix does not, a route for `<prefix>/` with the same
+/// action comes first, so that the slash after the prefix is replaced too: `/service2/foo`
+/// becomes `/foo`, while `/service2` still becomes `/`. Routes are ordered longest prefix
+/// first, so every route that could overlap the extra one already precedes it; a route the user
+/// wrote for exactly that prefix is theirs to configure, so no extra route is added then.
+fn forward_route(r: &Route, taken: impl Fn(&str) -> bool) -> Vec<EnvoyRoute> {
+    let route = forward_route_at(r, &r.prefix);
+    let with_slash = format!("{}/", r.prefix);
+    let needs_slash_route = r
+        .prefix_rewrite
+        .as_deref()
+        .is_some_and(|rw| rw.ends_with('/'))
+        && !r.prefix.ends_with('/')
+        && !taken(&with_slash);
+    if needs_slash_route {
+        vec![forward_route_at(r, &with_slash), route]
+    } else {
+        vec![route]
+    }
+}
+
+/// An Envoy route matching `prefix`, sending its traffic to `r`'s clusters with `r`'s policies.
+fn forward_route_at(r: &Route, prefix: &str) -> EnvoyRoute {
     let action = match cluster_specifier(r) {
         Some(cluster_specifier) => route::Action::Route(RouteAction {
             cluster_specifier: Some(cluster_specifier),
@@ -163,7 +193,7 @@ fn forward_route(r: &Route) -> EnvoyRoute {
         }),
     };
     EnvoyRoute {
-        r#match: Some(prefix_match(&r.prefix)),
+        r#match: Some(prefix_match(prefix)),
         action: Some(action),
         ..Default::default()
     }

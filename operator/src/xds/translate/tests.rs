@@ -588,6 +588,107 @@ fn route_policies() {
     assert!(root.upgrade_configs.is_empty());
 }
 
+/// A route with its prefix rewrite, to `web`.
+fn rewrite(prefix: &str, to: &str) -> crate::dag::model::Route {
+    crate::dag::model::Route {
+        prefix_rewrite: Some(to.to_owned()),
+        ..fixture::route(prefix, &[("web", 80, 1)])
+    }
+}
+
+#[test]
+fn prefix_rewrite_to_a_slash_also_replaces_the_slash_after_the_prefix() {
+    let mut dag = fixture::dag(&Pems::placeholder());
+    dag.virtual_hosts[0].routes = vec![
+        rewrite("/service2", "/"),
+        rewrite("/trailing/", "/"),
+        fixture::route("/own/", &[("chat", 80, 1)]),
+        rewrite("/own", "/"),
+        rewrite("/v1", "/v2"),
+        rewrite("/v3", "/api/"),
+        fixture::route("/", &[("web", 80, 1)]),
+    ];
+    let r = translate(&dag, &TranslateOptions::default()).unwrap();
+    let app = vhost(route_config(&r, "ingress_http"), "app.example.com").unwrap();
+    let prefixes: Vec<&str> = app.routes.iter().map(prefix).collect();
+    assert_eq!(
+        prefixes,
+        [
+            // `/service2/foo` matches here and goes up as `/foo`, not `//foo`.
+            "/service2/",
+            "/service2",
+            // Already ends with a slash.
+            "/trailing/",
+            // The user's own `/own/` route is kept and wins; no extra route.
+            "/own/",
+            "/own",
+            // The rewrite does not end with a slash.
+            "/v1",
+            "/v3/",
+            "/v3",
+            "/",
+        ]
+    );
+    assert_eq!(
+        forward(app, "/service2/"),
+        forward(app, "/service2"),
+        "same action"
+    );
+    assert_eq!(forward(app, "/service2/").prefix_rewrite, "/");
+    assert_eq!(forward(app, "/v3/").prefix_rewrite, "/api/");
+    assert_eq!(
+        forward(app, "/own/").cluster_specifier,
+        Some(route_action::ClusterSpecifier::Cluster(cluster_name(
+            "chat", 80
+        )))
+    );
+}
+
+#[test]
+fn prefix_rewrite_slash_route_on_tls_hosts() {
+    let mut dag = fixture::dag(&Pems::placeholder());
+    let secure = dag
+        .virtual_hosts
+        .iter_mut()
+        .find(|v| v.fqdn == "secure.example.com")
+        .unwrap();
+    secure.routes[0].prefix_rewrite = Some("/".to_owned());
+    assert_eq!(secure.routes[0].prefix, "/insecure");
+    assert!(secure.routes[0].permit_insecure);
+    secure.routes[1].prefix_rewrite = Some("/".to_owned());
+    assert_eq!(secure.routes[1].prefix, "/grpc");
+    let r = translate(&dag, &TranslateOptions::default()).unwrap();
+
+    let https = vhost(
+        route_config(&r, "https/secure.example.com"),
+        "secure.example.com",
+    )
+    .unwrap();
+    let prefixes: Vec<&str> = https.routes.iter().map(prefix).collect();
+    assert_eq!(
+        prefixes,
+        [
+            "/insecure/",
+            "/insecure",
+            "/grpc/",
+            "/grpc",
+            "/h2c",
+            "/tls",
+            "/"
+        ]
+    );
+
+    // Over plain HTTP the permitInsecure route is forwarded, the others redirect (once each).
+    let http = vhost(route_config(&r, "ingress_http"), "secure.example.com").unwrap();
+    let prefixes: Vec<&str> = http.routes.iter().map(prefix).collect();
+    assert_eq!(
+        prefixes,
+        ["/insecure/", "/insecure", "/grpc", "/h2c", "/tls", "/"]
+    );
+    assert_eq!(forward(http, "/insecure/").prefix_rewrite, "/");
+    assert!(is_https_redirect(action(http, "/grpc")));
+}
+
 #[test]
 fn all_zero_weights_answer_503() {
     let r = resources();
