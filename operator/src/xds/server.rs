@@ -13,6 +13,14 @@
 //! where leaving a cluster out of a CDS response removes it, a removed cluster is kept in an
 //! interim CDS response until the listeners and routes that stopped using it have been sent.
 //!
+//! A new EDS cluster only becomes usable once its endpoints arrive, and Envoy asks for them
+//! (subscribes to the cluster's EDS service name) only after it has read the CDS response. A
+//! route sent before that would point at a cluster Envoy does not have yet (503 "no cluster").
+//! So after CDS and EDS, a push holds back everything else (listeners, routes, secrets, and every
+//! removal) until the Envoy has subscribed to the EDS names of all its clusters; the request
+//! that subscribes triggers the next push, which sends the endpoints and then the rest. A CDS
+//! NACK lifts the hold: a rejected cluster is never subscribed to.
+//!
 //! A NACK is logged and counted; the server does not resend until the content changes, so the
 //! Envoy keeps its last good configuration. The server does not wait for ACKs between types.
 
@@ -442,6 +450,50 @@ fn select(all: Option<&TypeResources>, wildcard: bool, names: &BTreeSet<String>)
         .collect()
 }
 
+/// Whether a push must stop after CDS and EDS: the Envoy has (or is being sent) `clusters`, and
+/// some of them read endpoints from an EDS service name it has not subscribed to yet. Cluster
+/// resources that do not decode are not waited for.
+fn awaits_endpoint_subscriptions(
+    clusters: Option<&TypeResources>,
+    eds_wildcard: bool,
+    eds_names: Option<&BTreeSet<String>>,
+) -> bool {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        ClusterDiscoveryType, DiscoveryType,
+    };
+    use prost::Message as _;
+
+    if eds_wildcard {
+        return false;
+    }
+    let Some(clusters) = clusters else {
+        return false;
+    };
+    clusters.values().any(|r| {
+        let Ok(cluster) = Cluster::decode(r.resource.value.as_slice()) else {
+            return false;
+        };
+        let eds = cluster.cluster_discovery_type
+            == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+        if !eds {
+            return false;
+        }
+        // An EDS cluster without a service name reads the endpoints named after itself.
+        let name = cluster
+            .eds_cluster_config
+            .map(|c| c.service_name)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(cluster.name);
+        !eds_names.is_some_and(|names| names.contains(&name))
+    })
+}
+
+/// Whether `type_url` comes after EDS in a push, and so waits for endpoint subscriptions.
+fn after_endpoints(type_url: &str) -> bool {
+    type_url != type_url::CLUSTER && type_url != type_url::ENDPOINT
+}
+
 /// The type URL as a metric label: the served types, or `other`, so clients cannot grow the
 /// label set.
 fn metric_type(type_url: &str) -> &str {
@@ -508,6 +560,8 @@ struct SotwStream {
     metrics: Arc<ServerMetrics>,
     nonce: u64,
     types: BTreeMap<String, SotwType>,
+    /// The latest CDS response was rejected: its clusters will not be subscribed to.
+    cds_nacked: bool,
 }
 
 impl SotwStream {
@@ -532,6 +586,9 @@ impl SotwStream {
         };
         state.needs_response = false;
         state.last_nonce = Some(nonce);
+        if type_url == type_url::CLUSTER {
+            self.cds_nacked = false;
+        }
         state.sent = Some(SotwSent {
             version,
             resources: content,
@@ -541,6 +598,26 @@ impl SotwStream {
             .with_label_values(&[metric_type(type_url), Self::NAME])
             .inc();
         Some(response)
+    }
+}
+
+impl SotwStream {
+    /// See [`awaits_endpoint_subscriptions`]; the clusters are those last sent.
+    fn awaits_endpoints(&self) -> bool {
+        if self.cds_nacked {
+            return false;
+        }
+        let clusters = self
+            .types
+            .get(type_url::CLUSTER)
+            .and_then(|s| s.sent.as_ref())
+            .map(|s| &s.resources);
+        let eds = self.types.get(type_url::ENDPOINT);
+        awaits_endpoint_subscriptions(
+            clusters,
+            eds.is_some_and(|e| e.wildcard),
+            eds.map(|e| &e.names),
+        )
     }
 }
 
@@ -560,6 +637,7 @@ impl Protocol for SotwStream {
             metrics,
             nonce: 0,
             types: BTreeMap::new(),
+            cds_nacked: false,
         }
     }
 
@@ -590,6 +668,9 @@ impl Protocol for SotwStream {
                     &request.response_nonce,
                     error,
                 );
+                if request.type_url == type_url::CLUSTER {
+                    self.cds_nacked = true;
+                }
             }
         }
         let wildcard = request.resource_names.iter().any(|n| n == WILDCARD)
@@ -611,7 +692,12 @@ impl Protocol for SotwStream {
     fn push(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
         let mut responses = Vec::new();
         let mut trim_later = Vec::new();
+        let mut hold = None;
         for type_url in ordered(self.types.keys(), &ADD_ORDER) {
+            if after_endpoints(&type_url) && *hold.get_or_insert_with(|| self.awaits_endpoints()) {
+                // The rest, interim cluster trimming included, follows the EDS subscription.
+                return responses;
+            }
             let Some(state) = self.types.get(&type_url) else {
                 continue;
             };
@@ -666,6 +752,8 @@ struct DeltaStream {
     metrics: Arc<ServerMetrics>,
     nonce: u64,
     types: BTreeMap<String, DeltaType>,
+    /// The latest CDS response was rejected: its clusters will not be subscribed to.
+    cds_nacked: bool,
 }
 
 impl DeltaStream {
@@ -691,6 +779,30 @@ impl DeltaStream {
     }
 }
 
+impl DeltaStream {
+    /// See [`awaits_endpoint_subscriptions`]; the clusters are those the client subscribes to
+    /// (everything just sent included).
+    fn awaits_endpoints(&self, snapshot: &Snapshot) -> bool {
+        if self.cds_nacked {
+            return false;
+        }
+        let Some(cds) = self.types.get(type_url::CLUSTER) else {
+            return false;
+        };
+        let clusters = select(
+            snapshot.resources(type_url::CLUSTER),
+            cds.wildcard,
+            &cds.names,
+        );
+        let eds = self.types.get(type_url::ENDPOINT);
+        awaits_endpoint_subscriptions(
+            Some(&clusters),
+            eds.is_some_and(|e| e.wildcard),
+            eds.map(|e| &e.names),
+        )
+    }
+}
+
 impl Protocol for DeltaStream {
     type Request = DeltaDiscoveryRequest;
     type Response = DeltaDiscoveryResponse;
@@ -707,6 +819,7 @@ impl Protocol for DeltaStream {
             metrics,
             nonce: 0,
             types: BTreeMap::new(),
+            cds_nacked: false,
         }
     }
 
@@ -726,6 +839,9 @@ impl Protocol for DeltaStream {
                 &request.response_nonce,
                 error,
             );
+            if request.type_url == type_url::CLUSTER {
+                self.cds_nacked = true;
+            }
         }
         let state = self.types.entry(request.type_url.clone()).or_default();
         if !state.requested {
@@ -765,7 +881,15 @@ impl Protocol for DeltaStream {
     fn push(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
         let mut responses = Vec::new();
         let mut removals: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut hold = None;
         for type_url in ordered(self.types.keys(), &ADD_ORDER) {
+            if after_endpoints(&type_url)
+                && *hold.get_or_insert_with(|| self.awaits_endpoints(snapshot))
+            {
+                // The rest, and every removal, follows the EDS subscription; removals are
+                // recorded only once sent, so the next push finds them again.
+                return responses;
+            }
             let Some(state) = self.types.get_mut(&type_url) else {
                 continue;
             };
@@ -801,14 +925,10 @@ impl Protocol for DeltaStream {
                     .known
                     .insert(resource.name.clone(), Some(resource.version.clone()));
             }
-            for name in &removed {
-                if state.names.contains(name) {
-                    state.known.insert(name.clone(), None);
-                } else {
-                    state.known.remove(name);
-                }
-            }
             let answer_empty = std::mem::take(&mut state.needs_response) && removed.is_empty();
+            if type_url == type_url::CLUSTER && !added.is_empty() {
+                self.cds_nacked = false;
+            }
             if !added.is_empty() || answer_empty {
                 let response = self.response(snapshot, &type_url, added, Vec::new());
                 responses.push(response);
@@ -818,10 +938,20 @@ impl Protocol for DeltaStream {
             }
         }
         for type_url in ordered(removals.keys(), &REMOVE_ORDER) {
-            if let Some(removed) = removals.remove(&type_url) {
-                let response = self.response(snapshot, &type_url, Vec::new(), removed);
-                responses.push(response);
+            let Some(removed) = removals.remove(&type_url) else {
+                continue;
+            };
+            if let Some(state) = self.types.get_mut(&type_url) {
+                for name in &removed {
+                    if state.names.contains(name) {
+                        state.known.insert(name.clone(), None);
+                    } else {
+                        state.known.remove(name);
+                    }
+                }
             }
+            let response = self.response(snapshot, &type_url, Vec::new(), removed);
+            responses.push(response);
         }
         responses
     }
@@ -844,6 +974,49 @@ mod tests {
                     value: content.as_bytes().to_vec(),
                 },
             );
+        }
+        Snapshot::new(r)
+    }
+
+    /// A real EDS cluster `name` reading endpoints `eds_name`.
+    fn eds_cluster(name: &str, eds_name: &str) -> Any {
+        use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+        use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+            ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
+        };
+        use prost::Message as _;
+        let cluster = Cluster {
+            name: name.to_owned(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(EdsClusterConfig {
+                service_name: eds_name.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Any {
+            type_url: type_url::CLUSTER.to_owned(),
+            value: cluster.encode_to_vec(),
+        }
+    }
+
+    /// `entries` plus real EDS clusters (`name`, `eds_name`).
+    fn snapshot_with_clusters(
+        entries: &[(&str, &str, &str)],
+        clusters: &[(&str, &str)],
+    ) -> Snapshot {
+        let mut r = InstanceResources::default();
+        for (type_url, name, content) in entries {
+            r.insert(
+                *name,
+                Any {
+                    type_url: (*type_url).to_owned(),
+                    value: content.as_bytes().to_vec(),
+                },
+            );
+        }
+        for (name, eds_name) in clusters {
+            r.insert(*name, eds_cluster(name, eds_name));
         }
         Snapshot::new(r)
     }
@@ -1009,5 +1182,212 @@ mod tests {
                 (type_url::CLUSTER.to_owned(), s(&[]), s(&["c1"])),
             ]
         );
+    }
+
+    /// The types and resource names (SotW: decoded only for non-cluster fakes) of responses.
+    fn sotw_seen(responses: &[DiscoveryResponse]) -> Vec<(String, usize)> {
+        responses
+            .iter()
+            .map(|r| (r.type_url.clone(), r.resources.len()))
+            .collect()
+    }
+
+    #[test]
+    fn sotw_route_to_a_new_cluster_waits_for_its_endpoint_subscription() {
+        let mut s = SotwStream::new("ns/gw".into(), "node".into(), metrics());
+        let before = snapshot_with_clusters(
+            &[
+                (type_url::ENDPOINT, "ns/old/http", "e-old"),
+                (type_url::ROUTE, "r", "r-old"),
+            ],
+            &[("ns/old/80", "ns/old/http")],
+        );
+        s.on_request(sotw_request(type_url::CLUSTER, &[], ""))
+            .unwrap();
+        assert_eq!(
+            sotw_seen(&s.push(&before)),
+            vec![(type_url::CLUSTER.to_owned(), 1)]
+        );
+        s.on_request(sotw_request(type_url::ENDPOINT, &["ns/old/http"], ""))
+            .unwrap();
+        s.on_request(sotw_request(type_url::ROUTE, &["r"], ""))
+            .unwrap();
+        let sent = s.push(&before);
+        assert_eq!(
+            sotw_seen(&sent),
+            vec![
+                (type_url::ENDPOINT.to_owned(), 1),
+                (type_url::ROUTE.to_owned(), 1)
+            ]
+        );
+
+        // The route moves to a new cluster: CDS goes out (old and new clusters), and EDS for
+        // what Envoy subscribes to now (no longer served; in SotW EDS that deletes nothing);
+        // the route waits.
+        let after = snapshot_with_clusters(
+            &[
+                (type_url::ENDPOINT, "ns/new/http", "e-new"),
+                (type_url::ROUTE, "r", "r-new"),
+            ],
+            &[("ns/new/80", "ns/new/http")],
+        );
+        let sent = s.push(&after);
+        assert_eq!(
+            sotw_seen(&sent),
+            vec![
+                (type_url::CLUSTER.to_owned(), 2),
+                (type_url::ENDPOINT.to_owned(), 0)
+            ]
+        );
+        let eds_nonce = sent[1].nonce.clone();
+        assert!(s.push(&after).is_empty(), "still waiting");
+
+        // Envoy subscribes to the new cluster's endpoints: endpoints, route, then the old
+        // cluster goes.
+        s.on_request(sotw_request(
+            type_url::ENDPOINT,
+            &["ns/new/http", "ns/old/http"],
+            &eds_nonce,
+        ))
+        .unwrap();
+        let sent = s.push(&after);
+        assert_eq!(
+            sotw_seen(&sent),
+            vec![
+                (type_url::ENDPOINT.to_owned(), 1),
+                (type_url::ROUTE.to_owned(), 1),
+                (type_url::CLUSTER.to_owned(), 1),
+            ]
+        );
+        assert_eq!(sotw_names(&sent[1]), vec!["r-new"]);
+        assert!(s.push(&after).is_empty());
+    }
+
+    #[test]
+    fn sotw_cds_nack_lifts_the_wait_for_endpoints() {
+        let mut s = SotwStream::new("ns/gw".into(), "node".into(), metrics());
+        let snap = snapshot_with_clusters(
+            &[(type_url::ROUTE, "r", "r")],
+            &[("ns/bad/80", "ns/bad/http")],
+        );
+        s.on_request(sotw_request(type_url::CLUSTER, &[], ""))
+            .unwrap();
+        s.on_request(sotw_request(type_url::ROUTE, &["r"], ""))
+            .unwrap();
+        let sent = s.push(&snap);
+        assert_eq!(sotw_seen(&sent), vec![(type_url::CLUSTER.to_owned(), 1)]);
+        s.on_request(DiscoveryRequest {
+            error_detail: Some(envoy_types::pb::google::rpc::Status {
+                message: "rejected".into(),
+                ..Default::default()
+            }),
+            ..sotw_request(type_url::CLUSTER, &[], &sent[0].nonce)
+        })
+        .unwrap();
+        assert_eq!(
+            sotw_seen(&s.push(&snap)),
+            vec![(type_url::ROUTE.to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn delta_route_to_a_new_cluster_waits_for_its_endpoint_subscription() {
+        let mut d = DeltaStream::new("ns/gw".into(), "node".into(), metrics());
+        let before = snapshot_with_clusters(
+            &[
+                (type_url::ENDPOINT, "ns/old/http", "e-old"),
+                (type_url::ROUTE, "r", "r-old"),
+            ],
+            &[("ns/old/80", "ns/old/http")],
+        );
+        d.on_request(delta_request(type_url::CLUSTER, &[], &[]))
+            .unwrap();
+        d.on_request(delta_request(type_url::ROUTE, &["r"], &[]))
+            .unwrap();
+        let seen =
+            |responses: Vec<DeltaDiscoveryResponse>| -> Vec<(String, Vec<String>, Vec<String>)> {
+                responses
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.type_url.clone(),
+                            r.resources.iter().map(|x| x.name.clone()).collect(),
+                            r.removed_resources.clone(),
+                        )
+                    })
+                    .collect()
+            };
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            seen(d.push(&before)),
+            vec![(type_url::CLUSTER.to_owned(), s(&["ns/old/80"]), s(&[]))],
+            "the route waits for the cluster's endpoints"
+        );
+        d.on_request(delta_request(type_url::ENDPOINT, &["ns/old/http"], &[]))
+            .unwrap();
+        assert_eq!(
+            seen(d.push(&before)),
+            vec![
+                (type_url::ENDPOINT.to_owned(), s(&["ns/old/http"]), s(&[])),
+                (type_url::ROUTE.to_owned(), s(&["r"]), s(&[])),
+            ]
+        );
+
+        let after = snapshot_with_clusters(
+            &[
+                (type_url::ENDPOINT, "ns/new/http", "e-new"),
+                (type_url::ROUTE, "r", "r-new"),
+            ],
+            &[("ns/new/80", "ns/new/http")],
+        );
+        assert_eq!(
+            seen(d.push(&after)),
+            vec![(type_url::CLUSTER.to_owned(), s(&["ns/new/80"]), s(&[]))],
+            "the new cluster only; the route and the removals wait"
+        );
+        assert!(d.push(&after).is_empty(), "still waiting");
+        d.on_request(delta_request(
+            type_url::ENDPOINT,
+            &["ns/new/http"],
+            &["ns/old/http"],
+        ))
+        .unwrap();
+        assert_eq!(
+            seen(d.push(&after)),
+            vec![
+                (type_url::ENDPOINT.to_owned(), s(&["ns/new/http"]), s(&[])),
+                (type_url::ROUTE.to_owned(), s(&["r"]), s(&[])),
+                (type_url::CLUSTER.to_owned(), s(&[]), s(&["ns/old/80"])),
+            ]
+        );
+        assert!(d.push(&after).is_empty());
+    }
+
+    #[test]
+    fn delta_cds_nack_lifts_the_wait_for_endpoints() {
+        let mut d = DeltaStream::new("ns/gw".into(), "node".into(), metrics());
+        let snap = snapshot_with_clusters(
+            &[(type_url::ROUTE, "r", "r")],
+            &[("ns/bad/80", "ns/bad/http")],
+        );
+        d.on_request(delta_request(type_url::CLUSTER, &[], &[]))
+            .unwrap();
+        d.on_request(delta_request(type_url::ROUTE, &["r"], &[]))
+            .unwrap();
+        let sent = d.push(&snap);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].type_url, type_url::CLUSTER);
+        d.on_request(DeltaDiscoveryRequest {
+            response_nonce: sent[0].nonce.clone(),
+            error_detail: Some(envoy_types::pb::google::rpc::Status {
+                message: "rejected".into(),
+                ..Default::default()
+            }),
+            ..delta_request(type_url::CLUSTER, &[], &[])
+        })
+        .unwrap();
+        let sent = d.push(&snap);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].type_url, type_url::ROUTE);
     }
 }

@@ -147,10 +147,17 @@ fn lb_policy(policy: LbPolicy) -> EnvoyLbPolicy {
 }
 
 /// Envoy requires a positive interval and timeout; the DAG's defaults already are.
+///
+/// The interval also applies while the cluster has had no traffic. Envoy otherwise checks such a
+/// cluster only every 60 s (`no_traffic_interval`), and since every new cluster starts without
+/// traffic and Envoy keeps a check already scheduled, a host failing in the first minute of a
+/// cluster's life went unnoticed for up to 60 s whatever `intervalSeconds` said.
 fn http_health_check(hc: &HealthCheck) -> EnvoyHealthCheck {
+    let interval = seconds(hc.interval_seconds.max(1));
     EnvoyHealthCheck {
         timeout: Some(seconds(hc.timeout_seconds.max(1))),
-        interval: Some(seconds(hc.interval_seconds.max(1))),
+        interval: Some(interval),
+        no_traffic_interval: Some(interval),
         unhealthy_threshold: Some(u32_value(hc.unhealthy_threshold)),
         healthy_threshold: Some(u32_value(hc.healthy_threshold)),
         health_checker: Some(health_check::HealthChecker::HttpHealthCheck(

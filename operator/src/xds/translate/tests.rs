@@ -742,6 +742,10 @@ fn health_checked_cluster_drains_removed_hosts() {
     assert_eq!(web.health_checks.len(), 1);
     let hc = &web.health_checks[0];
     assert_eq!(hc.interval, duration(5, 0));
+    assert_eq!(
+        hc.no_traffic_interval, hc.interval,
+        "a cluster without traffic yet is checked as often (Envoy's default is 60 s)"
+    );
     assert_eq!(hc.timeout, duration(2, 0));
     assert_eq!(hc.unhealthy_threshold.unwrap().value, 3);
     assert_eq!(hc.healthy_threshold.unwrap().value, 2);
