@@ -158,7 +158,8 @@ mod tests {
     fn service_lists_each_backend_as_an_endpoint() {
         let text = service("team", "web", 80, &[31001, 31002]);
         let docs: Vec<serde_json::Value> = text
-            .split("\n---\n")
+            .split("---\n")
+            .filter(|d| !d.trim().is_empty())
             .map(|d| serde_json::from_str(d).unwrap())
             .collect();
         assert_eq!(docs[0]["kind"], "Service");
