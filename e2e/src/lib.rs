@@ -17,7 +17,11 @@
 //!    with [`manifests::service`], Services whose Endpoints are the backends, into a temporary
 //!    directory; then start [`sluice::Standalone`] on it (it serves xDS and starts Envoy). Ports
 //!    that must be fixed in a config come from [`free_port`]. Tests that drive Envoy directly
-//!    use [`envoy::Envoy`]; one-shot commands (`sluice render`) use [`sluice::run`].
+//!    use [`envoy::Envoy`]; one-shot commands (`sluice render`) use [`sluice::run`]. Tests of
+//!    the in-cluster operator start an [`apiserver::ApiServer`] instead, write the objects
+//!    there, and run [`sluice::Operator`] (`sluice run` through a kubeconfig) against it; the
+//!    operator's ports come from [`sluice::OperatorPorts`], so a real [`envoy::Envoy`] can run
+//!    from the bootstrap it provisions.
 //! 3. **Traffic** ([`client`]): send requests to Envoy's listener with the `Host` header and
 //!    path under test. Each request uses a fresh connection unless a test asks for a
 //!    [`client::Connection`], so load balancing is observable. HTTPS goes through

@@ -157,9 +157,11 @@ mod tests {
     #[test]
     fn service_lists_each_backend_as_an_endpoint() {
         let text = service("team", "web", 80, &[31001, 31002]);
+        // The text starts with a separator, so that several concatenate into one stream.
         let docs: Vec<serde_json::Value> = text
-            .split("---\n")
-            .filter(|d| !d.trim().is_empty())
+            .strip_prefix("---\n")
+            .unwrap()
+            .split("\n---\n")
             .map(|d| serde_json::from_str(d).unwrap())
             .collect();
         assert_eq!(docs[0]["kind"], "Service");

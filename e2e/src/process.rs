@@ -94,6 +94,16 @@ impl ChildProcess {
         }
     }
 
+    /// Kills the process at once (SIGKILL: no cleanup, as a crash or a lost node) and reaps it;
+    /// does nothing if it already ended.
+    pub fn kill(&mut self) {
+        if self.exit_status().is_some() {
+            return;
+        }
+        let _ = self.child.kill();
+        self.exited = self.child.wait().ok();
+    }
+
     /// Asks the process to stop (SIGTERM, so it can stop its own children), waits up to five
     /// seconds, then kills (SIGKILL) and reaps it; does nothing if it already ended.
     pub fn stop(&mut self) {
@@ -152,6 +162,20 @@ mod tests {
         let err = process.check_running().unwrap_err().to_string();
         assert!(err.contains("shell exited"), "{err}");
         assert!(err.contains("first\nit broke"), "{err}");
+    }
+
+    #[test]
+    fn kill_ends_a_process_that_ignores_sigterm() {
+        let dir = crate::temp_dir().unwrap();
+        let mut command = Command::new("sh");
+        command.args(["-c", "trap '' TERM; while true; do sleep 1; done"]);
+        let mut process =
+            ChildProcess::spawn("stubborn", command, &dir.path().join("log")).unwrap();
+        process.kill();
+        let status = process.exit_status().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9));
+        assert!(process.check_running().is_err());
     }
 
     #[test]

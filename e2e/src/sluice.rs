@@ -1,5 +1,5 @@
-//! Running the `sluice` binary under test: one-shot commands ([`run`]) and the long-running
-//! `sluice standalone` ([`Standalone`]).
+//! Running the `sluice` binary under test: one-shot commands ([`run`]), the long-running
+//! `sluice standalone` ([`Standalone`]) and the in-cluster operator `sluice run` ([`Operator`]).
 //!
 //! The binary is `$SLUICE_BIN` if set, else `sluice` next to the test executable's target
 //! directory (`target/debug/sluice`). Cargo does not build another package's binary for this
@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::client::{Request, Response};
 use crate::envoy::envoy_binary;
 use crate::process::ChildProcess;
-use crate::{Error, Result, TempDir, temp_dir};
+use crate::{Error, Result, TempDir, free_port, temp_dir};
 
 /// The instance `sluice standalone` runs when the manifests hold no Gateway.
 pub const DEFAULT_INSTANCE: &str = "sluice-system/default";
@@ -222,5 +223,323 @@ impl Standalone {
     /// The default instance's ports (manifests without a Gateway).
     pub async fn default_instance(&mut self, timeout: Duration) -> Result<InstancePorts> {
         self.instance(DEFAULT_INSTANCE, timeout).await
+    }
+}
+
+/// Namespace `sluice run` is told it runs in (its Lease lives there).
+pub const OPERATOR_NAMESPACE: &str = "sluice-system";
+
+/// Every port one `sluice run` uses: its own listeners (xDS, HTTP) and the Envoy ports it writes
+/// into generated configuration, so a real Envoy started from its bootstrap runs on this machine
+/// without clashing with anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OperatorPorts {
+    /// The xDS server (`--xds-address` and `--xds-service-address`, on 127.0.0.1).
+    pub xds: u16,
+    /// `/metrics`, `/healthz`, `/readyz` (`--http-address`, on 127.0.0.1).
+    pub http: u16,
+    /// Envoy's `ingress_http` listener (`--envoy-http-port`).
+    pub envoy_http: u16,
+    /// Envoy's `ingress_https` listener (`--envoy-https-port`).
+    pub envoy_https: u16,
+    /// Envoy's health and stats listener (`--envoy-stats-port`).
+    pub envoy_stats: u16,
+    /// Envoy's admin interface (`--envoy-admin-port`).
+    pub envoy_admin: u16,
+}
+
+impl OperatorPorts {
+    /// Ports that were free a moment ago (see [`free_port`]), all distinct.
+    pub fn free() -> Result<OperatorPorts> {
+        let mut ports: Vec<u16> = Vec::with_capacity(6);
+        while ports.len() < 6 {
+            let p = free_port()?;
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        Ok(OperatorPorts {
+            xds: ports[0],
+            http: ports[1],
+            envoy_http: ports[2],
+            envoy_https: ports[3],
+            envoy_stats: ports[4],
+            envoy_admin: ports[5],
+        })
+    }
+}
+
+/// Options for [`Operator`]; from [`Operator::builder`].
+#[derive(Debug, Clone)]
+pub struct OperatorBuilder {
+    kubeconfig: PathBuf,
+    identity: String,
+    ports: Option<OperatorPorts>,
+    envs: Vec<(OsString, OsString)>,
+    args: Vec<OsString>,
+}
+
+impl OperatorBuilder {
+    /// `--identity` for leader election; default `sluice-e2e`.
+    pub fn identity(mut self, identity: &str) -> Self {
+        self.identity = identity.to_owned();
+        self
+    }
+
+    /// Uses these ports instead of fresh free ones.
+    pub fn ports(mut self, ports: OperatorPorts) -> Self {
+        self.ports = Some(ports);
+        self
+    }
+
+    /// Adds a command-line argument after the harness's own (e.g. `--lease-duration-seconds`).
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds several command-line arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable of the process (e.g. `RUST_LOG`).
+    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.envs.push((name.into(), value.into()));
+        self
+    }
+
+    /// Spawns `sluice run --kubeconfig FILE --namespace sluice-system --identity ID
+    /// --xds-address 127.0.0.1:X --xds-service-address 127.0.0.1:X --http-address 127.0.0.1:H
+    /// --envoy-{http,https,stats,admin}-port ... ARGS`, logging to `operator.log` in a fresh
+    /// temporary directory. Returns once the process is started; see [`Operator::wait_ready`].
+    pub fn start(self) -> Result<Operator> {
+        let binary = sluice_binary()?;
+        let ports = match self.ports {
+            Some(p) => p,
+            None => OperatorPorts::free()?,
+        };
+        let dir = temp_dir()?;
+        let xds = format!("127.0.0.1:{}", ports.xds);
+        let mut command = Command::new(&binary);
+        command
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args([
+                "--namespace",
+                OPERATOR_NAMESPACE,
+                "--identity",
+                &self.identity,
+            ])
+            .args(["--xds-address", &xds, "--xds-service-address", &xds])
+            .arg("--http-address")
+            .arg(format!("127.0.0.1:{}", ports.http))
+            .arg("--envoy-http-port")
+            .arg(ports.envoy_http.to_string())
+            .arg("--envoy-https-port")
+            .arg(ports.envoy_https.to_string())
+            .arg("--envoy-stats-port")
+            .arg(ports.envoy_stats.to_string())
+            .arg("--envoy-admin-port")
+            .arg(ports.envoy_admin.to_string())
+            .args(&self.args)
+            // Neither the developer's kubeconfig nor an in-cluster identity may leak in.
+            .env_remove("KUBECONFIG")
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .current_dir(dir.path());
+        let name = format!("sluice run ({})", self.identity);
+        let process = ChildProcess::spawn(&name, command, &dir.path().join("operator.log"))?;
+        Ok(Operator {
+            process,
+            ports,
+            identity: self.identity,
+            dir,
+        })
+    }
+}
+
+/// A running `sluice run`; stopped on drop (SIGTERM, then SIGKILL after a grace period).
+#[derive(Debug)]
+pub struct Operator {
+    process: ChildProcess,
+    ports: OperatorPorts,
+    identity: String,
+    // Last, so the directory outlives the process.
+    dir: TempDir,
+}
+
+impl Operator {
+    /// Options for running `sluice run` against the cluster of `kubeconfig`.
+    pub fn builder(kubeconfig: &Path) -> OperatorBuilder {
+        OperatorBuilder {
+            kubeconfig: kubeconfig.to_owned(),
+            identity: "sluice-e2e".to_owned(),
+            ports: None,
+            envs: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn ports(&self) -> OperatorPorts {
+        self.ports
+    }
+
+    /// The `--identity` it runs with.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// `127.0.0.1:<xds port>`.
+    pub fn xds_address(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.xds)
+    }
+
+    /// `Ok` while it runs; its log tail once it has exited.
+    pub fn check_running(&mut self) -> Result<()> {
+        self.process.check_running()
+    }
+
+    /// The process (pid, liveness, log).
+    pub fn process(&mut self) -> &mut ChildProcess {
+        &mut self.process
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash: no graceful shutdown, the lease is not released.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// GET `path` on its HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
+    pub async fn get(&self, path: &str) -> Result<Response> {
+        Request::get("127.0.0.1", path)
+            .timeout(Duration::from_secs(5))
+            .send(self.ports.http)
+            .await
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> Result<String> {
+        let resp = self.get("/metrics").await?;
+        if resp.status != 200 {
+            return Err(Error::Protocol(format!(
+                "/metrics answered {}: {}",
+                resp.status,
+                resp.text()
+            )));
+        }
+        Ok(resp.text())
+    }
+
+    /// Waits until `/readyz` answers 200 (every watch listed, configuration published).
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.check_running()?;
+            let last = match self.get("/readyz").await {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) => format!("{} {}", r.status, r.text().trim()),
+                Err(e) => e.to_string(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "{} to be ready (last /readyz: {last}); log:\n{}",
+                        self.process.name(),
+                        self.process.log_tail(40)
+                    ),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(crate::POLL_INTERVAL).await;
+        }
+    }
+
+    /// The working directory, holding `operator.log`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The value of the sample `name{labels}` in Prometheus text exposition `text`; the labels must
+/// match exactly (all of them, any order).
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, found) = match series.split_once('{') {
+                Some((m, rest)) => (m, parse_labels(rest.strip_suffix('}')?)?),
+                None => (series, Vec::new()),
+            };
+            let mut want: Vec<(String, String)> = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            want.sort();
+            (metric == name && found == want).then(|| value.parse().ok())?
+        })
+}
+
+/// `a="x",b="y"` into sorted pairs; label values here never hold quotes or commas escaped.
+fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for pair in text.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=')?;
+        out.push((
+            k.to_owned(),
+            v.strip_prefix('"')?.strip_suffix('"')?.to_owned(),
+        ));
+    }
+    out.sort();
+    Some(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_values_are_found_by_name_and_exact_labels() {
+        let text = "# HELP sluice_ingressroutes x\n# TYPE sluice_ingressroutes gauge\n\
+                    sluice_ingressroutes{gateway=\"a/gw\",status=\"valid\"} 2\n\
+                    sluice_ingressroutes{gateway=\"a/gw\",status=\"invalid\"} 0\n\
+                    sluice_up 1\n";
+        let v = |labels: &[(&str, &str)]| metric_value(text, "sluice_ingressroutes", labels);
+        assert_eq!(v(&[("status", "valid"), ("gateway", "a/gw")]), Some(2.0));
+        assert_eq!(v(&[("gateway", "a/gw"), ("status", "invalid")]), Some(0.0));
+        assert_eq!(v(&[("gateway", "a/gw")]), None);
+        assert_eq!(v(&[("gateway", "b/gw"), ("status", "valid")]), None);
+        assert_eq!(metric_value(text, "sluice_up", &[]), Some(1.0));
+        assert_eq!(metric_value(text, "sluice_down", &[]), None);
+    }
+
+    #[test]
+    fn operator_ports_are_distinct() {
+        let p = OperatorPorts::free().unwrap();
+        let mut all = vec![
+            p.xds,
+            p.http,
+            p.envoy_http,
+            p.envoy_https,
+            p.envoy_stats,
+            p.envoy_admin,
+        ];
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 6);
     }
 }

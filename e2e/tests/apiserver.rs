@@ -814,6 +814,26 @@ mod raw {
             json!([owner_ref(&other_owner)])
         );
 
+        // A dependent written after its owner went away (a controller with a stale cache) is
+        // collected too; with another live owner it only loses the dangling reference.
+        let mut late = configmap("late", json!({}));
+        late["metadata"]["ownerReferences"] = json!([owner_ref(&root)]);
+        let (code, created) = http
+            .post("/api/v1/namespaces/default/configmaps", &late)
+            .await?;
+        assert_eq!(code, 201, "{created}");
+        assert!(server.get("v1", "ConfigMap", None, "late").is_none());
+        late["metadata"]["ownerReferences"] = json!([owner_ref(&root), owner_ref(&other_owner)]);
+        server.create(late)?;
+        let late = server
+            .get("v1", "ConfigMap", None, "late")
+            .expect("a live owner keeps it");
+        assert_eq!(
+            late["metadata"]["ownerReferences"],
+            json!([owner_ref(&other_owner)])
+        );
+        server.delete("v1", "ConfigMap", None, "late")?;
+
         // Orphan: the dependent stays and loses the reference.
         let mut orphan = configmap("orphan", json!({}));
         orphan["metadata"]["ownerReferences"] = json!([owner_ref(&other_owner)]);

@@ -304,6 +304,13 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         crate::provision::ProvisionContext::new(args.operator_image, xds_host, xds_port);
     // Mutual TLS for xDS is not implemented yet (see the README); Envoys connect in clear.
     provision.xds_tls = false;
+    // The pods' ports and the generated listeners must agree: both come from these flags.
+    provision.envoy_ports = crate::provision::objects::EnvoyPorts {
+        http: args.envoy_http_port,
+        https: args.envoy_https_port,
+        stats: args.envoy_stats_port,
+        admin: args.envoy_admin_port,
+    };
     let translate = crate::xds::translate::TranslateOptions {
         http_port: args.envoy_http_port,
         https_port: args.envoy_https_port,

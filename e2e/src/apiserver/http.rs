@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use super::Shared;
 use super::error::ApiError;
 use super::resources::{self, ResourceType};
 use super::selector::{FieldSelector, LabelSelector};
@@ -25,6 +24,7 @@ use super::store::{
     DeleteOptions, Event, EventType, ListOptions, PatchKind, Propagation, Target, metadata_only,
     present,
 };
+use super::{RequestRecord, Shared};
 
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -47,15 +47,30 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            return Ok(error_response(&ApiError::bad_request(format!(
-                "reading body: {e}"
-            ))));
-        }
+    let response = match body.collect().await {
+        Ok(c) => route(&shared, &parts, &c.to_bytes()).unwrap_or_else(|e| error_response(&e)),
+        Err(e) => error_response(&ApiError::bad_request(format!("reading body: {e}"))),
     };
-    Ok(route(&shared, &parts, &body).unwrap_or_else(|e| error_response(&e)))
+    shared.record(RequestRecord {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        user: bearer_user(&parts),
+        code: response.status().as_u16(),
+    });
+    Ok(response)
+}
+
+/// The user a request comes from: its bearer token, taken as the user's name unchecked (there is
+/// no authentication); empty without one.
+fn bearer_user(parts: &Parts) -> String {
+    parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn percent_decode(s: &str) -> String {

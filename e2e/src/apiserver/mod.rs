@@ -14,7 +14,9 @@
 //! operator's CRDs), [`ApiServer::get`], [`ApiServer::list`], [`ApiServer::delete`] (with the
 //! same cascade as over HTTP), and wait with [`ApiServer::wait_for`], which re-checks a
 //! condition after every change. [`ApiServer::watches_started`] counts watch requests, to see
-//! clients re-watch after `timeoutSeconds`.
+//! clients re-watch after `timeoutSeconds`. [`ApiServer::requests`] lists every HTTP request
+//! served (method, path, query, response code, and the bearer token as the user, so clients
+//! given [`ApiServer::write_kubeconfig_for`] kubeconfigs can be told apart).
 //!
 //! # What it does
 //!
@@ -55,15 +57,18 @@
 //!   last finalizer is removed) and preconditions, then garbage-collects dependents at once:
 //!   objects whose every owner reference points at a gone uid are deleted (recursively, each
 //!   under the same finalizer rules); objects with other live owners lose the dangling reference.
-//!   `Orphan` strips the owner reference instead. Deleting a namespace deletes everything in it;
+//!   The same happens to an object written later with references to gone owners (as
+//!   Kubernetes' garbage collector finds such late dependents). `Orphan` strips the owner
+//!   reference instead. Deleting a namespace deletes everything in it;
 //!   deleting a CRD deletes all its objects and stops serving the resource. Namespaced objects
 //!   can only be created in an existing namespace; `default`, `kube-system`, `kube-public` and
 //!   `kube-node-lease` exist from the start.
 //!
 //! # Limits
 //!
-//! - No authentication, authorization, admission, TLS, HTTP/2, protobuf, YAML request bodies
-//!   (except apply patches), `dryRun` (rejected with 400), or `kubectl` table output.
+//! - No authentication (a bearer token is recorded as the user, never checked), authorization,
+//!   admission, TLS, HTTP/2, protobuf, YAML request bodies (except apply patches), `dryRun`
+//!   (rejected with 400), or `kubectl` table output.
 //! - No controllers: nothing schedules pods, fills endpoints, allocates cluster IPs, runs
 //!   DaemonSets or Deployments, or defaults fields. Names are checked; contents are not
 //!   validated against any schema (built-in or CRD OpenAPI), and unknown fields are kept.
@@ -142,6 +147,31 @@ pub(crate) struct Shared {
     address: String,
     /// Watch requests accepted so far.
     watches: watch::Sender<u64>,
+    /// Every request served, oldest first.
+    requests: Mutex<Vec<RequestRecord>>,
+}
+
+/// One request the server answered, for tests that check who wrote what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// `GET`, `PATCH`, ...
+    pub method: String,
+    /// The path, e.g. `/apis/contour.heptio.com/v1beta1/namespaces/a/ingressroutes/x/status`.
+    pub path: String,
+    /// The raw query string (empty without one).
+    pub query: String,
+    /// The bearer token of the request, taken as the user's name (see
+    /// [`ApiServer::kubeconfig_yaml_for`]); empty without one.
+    pub user: String,
+    /// The response status code (200 for a watch that started).
+    pub code: u16,
+}
+
+impl RequestRecord {
+    /// Whether the request could change state (anything but GET, HEAD, OPTIONS).
+    pub fn is_write(&self) -> bool {
+        !matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS")
+    }
 }
 
 impl Shared {
@@ -149,6 +179,13 @@ impl Shared {
         self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn record(&self, r: RequestRecord) {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(r);
     }
 
     /// Runs a write and wakes watches if it changed anything.
@@ -192,6 +229,7 @@ impl ApiServer {
             options,
             address: addr.to_string(),
             watches: watch::channel(0).0,
+            requests: Mutex::new(Vec::new()),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -223,8 +261,19 @@ impl ApiServer {
 
     /// A kubeconfig for this server (context `sluice-e2e`, namespace `default`, no credentials).
     pub fn kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_with_user("{}")
+    }
+
+    /// A kubeconfig whose requests carry `user` as their bearer token, so that
+    /// [`ApiServer::requests`] tells several clients apart (the token is not checked). `user`
+    /// must be a plain token (letters, digits, `-`, `_`, `.`).
+    pub fn kubeconfig_yaml_for(&self, user: &str) -> String {
+        self.kubeconfig_with_user(&format!("{{token: {user}}}"))
+    }
+
+    fn kubeconfig_with_user(&self, user: &str) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-e2e\n  cluster:\n    server: {}\ncontexts:\n- name: sluice-e2e\n  context:\n    cluster: sluice-e2e\n    user: sluice-e2e\n    namespace: default\ncurrent-context: sluice-e2e\nusers:\n- name: sluice-e2e\n  user: {{}}\npreferences: {{}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-e2e\n  cluster:\n    server: {}\ncontexts:\n- name: sluice-e2e\n  context:\n    cluster: sluice-e2e\n    user: sluice-e2e\n    namespace: default\ncurrent-context: sluice-e2e\nusers:\n- name: sluice-e2e\n  user: {user}\npreferences: {{}}\n",
             self.url()
         )
     }
@@ -234,6 +283,23 @@ impl ApiServer {
         let path = dir.join("kubeconfig");
         std::fs::write(&path, self.kubeconfig_yaml())?;
         Ok(path)
+    }
+
+    /// Writes `dir/kubeconfig-<user>` (see [`ApiServer::kubeconfig_yaml_for`]) and returns its
+    /// path.
+    pub fn write_kubeconfig_for(&self, dir: &Path, user: &str) -> std::io::Result<PathBuf> {
+        let path = dir.join(format!("kubeconfig-{user}"));
+        std::fs::write(&path, self.kubeconfig_yaml_for(user))?;
+        Ok(path)
+    }
+
+    /// Every request served so far, oldest first (requests made in-process are not included).
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The current (latest) resourceVersion.

@@ -483,12 +483,44 @@ impl Store {
         Ok(())
     }
 
-    /// Kind-specific effects after a write: a stored CRD serves its resource.
+    /// Effects after a write: a stored CRD serves its resource, and an object whose owners are
+    /// gone is garbage-collected.
     fn after_write(&mut self, key: &TypeKey, obj: &Value) {
         if *key == crd_key()
             && let Ok(def) = resources::from_crd(obj)
         {
             self.types.insert(def.key(), def);
+        }
+        self.collect_if_owners_gone(key, obj);
+    }
+
+    /// Kubernetes' garbage collector also finds dependents written *after* their owner went
+    /// away (a controller acting on a stale cache re-creates a child of a deleted parent): with no
+    /// owner left it deletes the object, else it drops the dangling references. Kubernetes does
+    /// this shortly after the write; here it happens at once, after the write succeeded.
+    fn collect_if_owners_gone(&mut self, key: &TypeKey, obj: &Value) {
+        let owners: Vec<String> = meta::owner_uids(obj).map(str::to_string).collect();
+        if owners.is_empty() {
+            return;
+        }
+        let live: Vec<String> = owners
+            .iter()
+            .filter(|u| self.uid_exists(u))
+            .cloned()
+            .collect();
+        if live.len() == owners.len() {
+            return;
+        }
+        let (ns, name) = (
+            meta_str(obj, "namespace").to_string(),
+            meta_str(obj, "name").to_string(),
+        );
+        if live.is_empty() {
+            if let Ok(rt) = self.type_of(key) {
+                let _ = self.delete_object(&rt, &ns, &name, Propagation::Background);
+            }
+        } else {
+            self.retain_owners(key, &ns, &name, |u| live.iter().any(|l| l == u));
         }
     }
 

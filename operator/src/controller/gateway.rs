@@ -35,6 +35,8 @@ pub struct GatewayContext {
 /// One stage's failure; each has a short label for metrics.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    #[error("reading the Gateway: {0}")]
+    Read(kube::Error),
     #[error("applying {kind} {name}: {source}")]
     Apply {
         kind: String,
@@ -52,6 +54,7 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn label(&self) -> &'static str {
         match self {
+            Self::Read(_) => "read",
             Self::Apply { .. } => "apply",
             Self::Observe(_) => "observe",
             Self::Status(_) => "status",
@@ -64,6 +67,13 @@ impl GatewayError {
 pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
     let client = ctx.client.clone();
     let everything = watcher::Config::default();
+    // Only what Sluice provisioned: watching every ConfigMap and ServiceAccount of the cluster
+    // would hold all of them in memory for nothing.
+    let ours = watcher::Config::default().labels(&format!(
+        "{}={}",
+        provision::objects::LABEL_MANAGED_BY,
+        provision::objects::MANAGED_BY
+    ));
     // Reconcile every Gateway when route counts change (status) or leadership is gained.
     let triggers = futures::stream::select(
         WatchStream::new(counts_changed).map(|_| ()),
@@ -71,11 +81,11 @@ pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
             .filter(|l| futures::future::ready(*l))
             .map(|_| ()),
     );
-    Controller::new(Api::<Gateway>::all(client.clone()), everything.clone())
-        .owns(Api::<DaemonSet>::all(client.clone()), everything.clone())
-        .owns(Api::<Service>::all(client.clone()), everything.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), everything.clone())
-        .owns(Api::<ServiceAccount>::all(client), everything)
+    Controller::new(Api::<Gateway>::all(client.clone()), everything)
+        .owns(Api::<DaemonSet>::all(client.clone()), ours.clone())
+        .owns(Api::<Service>::all(client.clone()), ours.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
+        .owns(Api::<ServiceAccount>::all(client), ours)
         .reconcile_all_on(triggers)
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|result| async move {
@@ -100,8 +110,19 @@ async fn reconcile(gw: Arc<Gateway>, ctx: Arc<GatewayContext>) -> Result<Action,
     result
 }
 
-async fn reconcile_leader(gw: &Gateway, ctx: &GatewayContext) -> Result<Action, GatewayError> {
-    let ns = gw.namespace().ok_or(GatewayError::NoNamespace)?;
+async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Action, GatewayError> {
+    let ns = cached.namespace().ok_or(GatewayError::NoNamespace)?;
+    // Dereference: the cache can lag a deletion (a child's DELETED event of the cascade arrives
+    // before the Gateway's own), and applying children of a deleted Gateway would re-create
+    // them for the garbage collector to delete again. Read the Gateway as it is now.
+    let live = Api::<Gateway>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&cached.name_any())
+        .await
+        .map_err(GatewayError::Read)?;
+    let Some(gw) = live.filter(|g| is_same_live_object(g, cached)) else {
+        return Ok(Action::await_change());
+    };
+    let gw = &gw;
     let key = format!("{ns}/{}", gw.name_any());
     let (applied, error) = match provision::desired(gw, &ctx.provision) {
         Ok(desired) => (Some(apply_all(&ctx.client, &ns, desired).await?), None),
@@ -197,6 +218,13 @@ where
         })
 }
 
+/// Whether `live` is the object `cached` describes (same uid) and is not being deleted.
+fn is_same_live_object(live: &Gateway, cached: &Gateway) -> bool {
+    live.metadata.uid.is_some()
+        && live.metadata.uid == cached.metadata.uid
+        && live.metadata.deletion_timestamp.is_none()
+}
+
 fn error_policy(_gw: Arc<Gateway>, error: &GatewayError, ctx: Arc<GatewayContext>) -> Action {
     ctx.metrics
         .reconcile_errors
@@ -212,4 +240,28 @@ fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::GatewaySpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn gw(uid: Option<&str>) -> Gateway {
+        let mut g = Gateway::new("edge", GatewaySpec::default());
+        g.metadata.uid = uid.map(str::to_owned);
+        g
+    }
+
+    #[test]
+    fn only_the_same_undeleted_gateway_is_reconciled() {
+        assert!(is_same_live_object(&gw(Some("a")), &gw(Some("a"))));
+        // Deleted and re-created under the same name: the cached object is gone.
+        assert!(!is_same_live_object(&gw(Some("b")), &gw(Some("a"))));
+        assert!(!is_same_live_object(&gw(None), &gw(None)));
+        let mut deleting = gw(Some("a"));
+        deleting.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        assert!(!is_same_live_object(&deleting, &gw(Some("a"))));
+    }
 }

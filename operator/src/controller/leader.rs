@@ -42,14 +42,27 @@ pub fn may_hold(lease: &LeaseSpec, identity: &str, now: jiff::Timestamp) -> bool
     }
 }
 
+/// Bound on one acquire-or-renew attempt. A leader whose renewal hangs (an API server that
+/// stopped answering) must step down well before its lease expires and another replica takes
+/// over: the attempt starts at most `renew_every` after the last renewal, so it has to end
+/// within what is left of the lease, halved for safety.
+pub fn attempt_timeout(cfg: &LeaseConfig) -> Duration {
+    (cfg.lease_duration.saturating_sub(cfg.renew_every) / 2).max(Duration::from_millis(100))
+}
+
 /// Runs the election loop forever, publishing whether this replica leads.
 pub async fn run(client: kube::Client, cfg: LeaseConfig, leading: watch::Sender<bool>) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+    let bound = attempt_timeout(&cfg);
     loop {
-        let outcome = try_acquire_or_renew(&api, &cfg).await;
-        let is_leader = matches!(outcome, Ok(Outcome::Leading));
-        if let Err(e) = &outcome {
-            tracing::warn!(error = %e, lease = %cfg.name, "lease update failed");
+        let outcome = tokio::time::timeout(bound, try_acquire_or_renew(&api, &cfg)).await;
+        let is_leader = matches!(outcome, Ok(Ok(Outcome::Leading)));
+        match &outcome {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, lease = %cfg.name, "lease update failed"),
+            Err(_) => {
+                tracing::warn!(lease = %cfg.name, after = ?bound, "lease update timed out");
+            }
         }
         leading.send_if_modified(|v| {
             let changed = *v != is_leader;
@@ -127,6 +140,27 @@ mod tests {
             )),
             ..LeaseSpec::default()
         }
+    }
+
+    #[test]
+    fn attempts_end_before_the_lease_can_expire() {
+        let cfg = |duration, renew| LeaseConfig {
+            namespace: "ns".into(),
+            name: "lease".into(),
+            identity: "me".into(),
+            lease_duration: Duration::from_secs(duration),
+            renew_every: Duration::from_secs(renew),
+        };
+        for (duration, renew) in [(15, 2), (3, 1), (2, 1), (10, 9)] {
+            let c = cfg(duration, renew);
+            assert!(
+                c.renew_every + attempt_timeout(&c) < c.lease_duration,
+                "{c:?}"
+            );
+        }
+        assert_eq!(attempt_timeout(&cfg(15, 2)), Duration::from_millis(6500));
+        // Nonsense settings still give a usable bound.
+        assert_eq!(attempt_timeout(&cfg(1, 5)), Duration::from_millis(100));
     }
 
     #[test]

@@ -42,7 +42,6 @@ pub struct RunOptions {
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let client = client(opts.kubeconfig.as_ref()).await?;
-    wait_for_crds(&client).await;
 
     let metrics = Metrics::new().context("registering metrics")?;
     let cache = Arc::new(Cache::new());
@@ -61,7 +60,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .with_context(|| format!("binding the xDS server to {}", opts.xds_listen))?;
     tracing::info!(http = %http_listener.local_addr()?, xds = %xds_listener.local_addr()?, identity = %opts.identity, "starting");
 
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tasks = tokio::task::JoinSet::new();
+    // The HTTP endpoint answers from the start: /healthz while CRDs are missing keeps a liveness
+    // probe from restarting the pod in a loop; /readyz says 503 until the first sync.
     tasks.spawn({
         let (m, r, s) = (
             metrics.clone(),
@@ -81,6 +83,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let s = shutdown(shutdown_rx.clone());
         async move { server.serve(xds_listener, s).await.context("xDS server") }
     });
+    tokio::select! {
+        () = wait_for_crds(&client) => {}
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+        _ = terminate.recv() => return Ok(()),
+    }
     tasks.spawn({
         let cfg = leader::LeaseConfig {
             namespace: opts.namespace.clone(),
@@ -131,7 +138,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     });
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = terminate.recv() => Ok(()),
@@ -188,8 +194,8 @@ async fn wait_for_crds(client: &kube::Client) {
         }
         tracing::error!(
             missing = ?missing,
-            "required CRDs are not installed; install them with `sluice crds | kubectl apply -f -` (or the Helm chart); retrying in 5s"
+            "required CRDs are not installed; install them with `sluice crds | kubectl apply -f -`; retrying in 2s"
         );
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

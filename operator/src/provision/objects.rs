@@ -62,14 +62,15 @@ pub const MANAGED_BY: &str = "sluice";
 /// Pod-template annotation holding the SHA-256 of the bootstrap, so a change rolls the pods.
 pub const ANNOTATION_BOOTSTRAP_HASH: &str = "sluice.dev/bootstrap-hash";
 
-/// Envoy's listener ports inside the pod (`ingress_http`, `ingress_https`, health/stats).
-pub const ENVOY_HTTP_PORT: i32 = 8080;
-pub const ENVOY_HTTPS_PORT: i32 = 8443;
-pub const ENVOY_HEALTH_PORT: i32 = 8002;
-/// Readiness path on [`ENVOY_HEALTH_PORT`].
+/// Default ports of Envoy's listeners inside the pod (`ingress_http`, `ingress_https`,
+/// health/stats); see [`EnvoyPorts`].
+pub const ENVOY_HTTP_PORT: u16 = 8080;
+pub const ENVOY_HTTPS_PORT: u16 = 8443;
+pub const ENVOY_HEALTH_PORT: u16 = 8002;
+/// Readiness path on the health/stats port.
 pub const ENVOY_READY_PATH: &str = "/ready";
 /// Port and path of the `shutdown-manager` sidecar.
-pub const SHUTDOWN_MANAGER_PORT: i32 = 8090;
+pub const SHUTDOWN_MANAGER_PORT: u16 = 8090;
 pub const SHUTDOWN_PATH: &str = "/shutdown";
 
 /// Default drain time when `spec.rollout.drainSeconds` is unset.
@@ -105,6 +106,31 @@ pub const SHUTDOWN_MANAGER_CONTAINER: &str = "shutdown-manager";
 /// Unprivileged user and group the containers run as (`nobody`).
 pub const RUN_AS_ID: i64 = 65_534;
 
+/// The ports Envoy uses inside its pods. They must be the ports of the listeners the xDS
+/// translation generates (`TranslateOptions`): `sluice run` builds both from the same flags, so
+/// the container ports, the readiness probe, the Service's target ports and the bootstrap's admin
+/// listener always agree with what Envoy is told to bind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvoyPorts {
+    pub http: u16,
+    pub https: u16,
+    /// Health (`/ready`) and stats listener.
+    pub stats: u16,
+    /// Envoy's admin interface (127.0.0.1 only).
+    pub admin: u16,
+}
+
+impl Default for EnvoyPorts {
+    fn default() -> Self {
+        Self {
+            http: ENVOY_HTTP_PORT,
+            https: ENVOY_HTTPS_PORT,
+            stats: ENVOY_HEALTH_PORT,
+            admin: DEFAULT_ADMIN_PORT,
+        }
+    }
+}
+
 /// What the operator knows about itself that the Gateway's objects depend on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProvisionContext {
@@ -119,10 +145,11 @@ pub struct ProvisionContext {
     /// Name the xDS server certificate must carry; `None`: `xds_host`.
     pub xds_server_name: Option<String>,
     pub ads: AdsFlavour,
+    pub envoy_ports: EnvoyPorts,
 }
 
 impl ProvisionContext {
-    /// Context with mutual TLS on and delta ADS.
+    /// Context with mutual TLS on, delta ADS and the default Envoy ports.
     pub fn new(
         operator_image: impl Into<String>,
         xds_host: impl Into<String>,
@@ -135,6 +162,7 @@ impl ProvisionContext {
             xds_tls: true,
             xds_server_name: None,
             ads: AdsFlavour::Delta,
+            envoy_ports: EnvoyPorts::default(),
         }
     }
 }
@@ -248,6 +276,7 @@ pub fn desired(gw: &Gateway, ctx: &ProvisionContext) -> Result<DesiredObjects, P
         ctx.xds_port,
     );
     opts.ads = ctx.ads;
+    opts.admin_port = ctx.envoy_ports.admin;
     if ctx.xds_tls {
         opts.tls = Some(XdsClientTls {
             ca_file: format!("{XDS_CERTS_DIR}/{XDS_CA_KEY}"),
@@ -311,7 +340,7 @@ pub fn desired(gw: &Gateway, ctx: &ProvisionContext) -> Result<DesiredObjects, P
         status: None,
     };
 
-    let service = service(gw, &plan, meta(envoy_name));
+    let service = service(gw, &plan, ctx.envoy_ports, meta(envoy_name));
 
     Ok(DesiredObjects {
         service_account,
@@ -361,6 +390,15 @@ fn validate<'a>(gw: &'a Gateway, ctx: &ProvisionContext) -> Result<Plan<'a>, Pro
     }
     if ctx.xds_port == 0 {
         return Err(context("xdsPort", "must be 1-65535"));
+    }
+    let p = ctx.envoy_ports;
+    let mut in_pod = [p.http, p.https, p.stats, p.admin, SHUTDOWN_MANAGER_PORT];
+    in_pod.sort_unstable();
+    if in_pod.contains(&0) || in_pod.windows(2).any(|w| w[0] == w[1]) {
+        return Err(context(
+            "envoyPorts",
+            "the HTTP, HTTPS, stats and admin ports must be 1-65535, distinct, and not the shutdown-manager's port",
+        ));
     }
 
     let spec = &gw.spec;
@@ -472,7 +510,7 @@ fn pod_spec(
         pre_stop: Some(LifecycleHandler {
             http_get: Some(HTTPGetAction {
                 path: Some(SHUTDOWN_PATH.to_owned()),
-                port: IntOrString::Int(SHUTDOWN_MANAGER_PORT),
+                port: IntOrString::Int(i32::from(SHUTDOWN_MANAGER_PORT)),
                 scheme: Some("HTTP".to_owned()),
                 ..HTTPGetAction::default()
             }),
@@ -491,9 +529,10 @@ fn pod_spec(
         }),
         ..EnvVar::default()
     };
-    let port = |name: &str, port: i32| ContainerPort {
+    let ports = ctx.envoy_ports;
+    let port = |name: &str, port: u16| ContainerPort {
         name: Some(name.to_owned()),
-        container_port: port,
+        container_port: i32::from(port),
         protocol: Some("TCP".to_owned()),
         ..ContainerPort::default()
     };
@@ -544,14 +583,14 @@ fn pod_spec(
             field_env("POD_NAMESPACE", "metadata.namespace"),
         ]),
         ports: Some(vec![
-            port("http", ENVOY_HTTP_PORT),
-            port("https", ENVOY_HTTPS_PORT),
-            port("metrics", ENVOY_HEALTH_PORT),
+            port("http", ports.http),
+            port("https", ports.https),
+            port("metrics", ports.stats),
         ]),
         readiness_probe: Some(Probe {
             http_get: Some(HTTPGetAction {
                 path: Some(ENVOY_READY_PATH.to_owned()),
-                port: IntOrString::Int(ENVOY_HEALTH_PORT),
+                port: IntOrString::Int(i32::from(ports.stats)),
                 scheme: Some("HTTP".to_owned()),
                 ..HTTPGetAction::default()
             }),
@@ -573,7 +612,7 @@ fn pod_spec(
         args: Some(vec![
             "shutdown-manager".to_owned(),
             format!("--port={SHUTDOWN_MANAGER_PORT}"),
-            format!("--admin-port={DEFAULT_ADMIN_PORT}"),
+            format!("--admin-port={}", ports.admin),
             format!("--drain-seconds={}", plan.drain_seconds),
         ]),
         ports: Some(vec![port("shutdown", SHUTDOWN_MANAGER_PORT)]),
@@ -634,7 +673,12 @@ fn container_security_context() -> SecurityContext {
     }
 }
 
-fn service(gw: &Gateway, plan: &Plan<'_>, mut metadata: ObjectMeta) -> Service {
+fn service(
+    gw: &Gateway,
+    plan: &Plan<'_>,
+    envoy_ports: EnvoyPorts,
+    mut metadata: ObjectMeta,
+) -> Service {
     let publishing = &gw.spec.publishing;
     let type_ = match publishing.type_ {
         PublishingType::LoadBalancer => "LoadBalancer",
@@ -657,10 +701,10 @@ fn service(gw: &Gateway, plan: &Plan<'_>, mut metadata: ObjectMeta) -> Service {
     if !publishing.annotations.is_empty() {
         metadata.annotations = Some(publishing.annotations.clone());
     }
-    let port = |name: &str, port: i32, target: i32| ServicePort {
+    let port = |name: &str, port: i32, target: u16| ServicePort {
         name: Some(name.to_owned()),
         port,
-        target_port: Some(IntOrString::Int(target)),
+        target_port: Some(IntOrString::Int(i32::from(target))),
         protocol: Some("TCP".to_owned()),
         ..ServicePort::default()
     };
@@ -670,8 +714,8 @@ fn service(gw: &Gateway, plan: &Plan<'_>, mut metadata: ObjectMeta) -> Service {
             type_: Some(type_.to_owned()),
             selector: Some(pod_selector(&plan.name)),
             ports: Some(vec![
-                port("http", plan.http_port, ENVOY_HTTP_PORT),
-                port("https", plan.https_port, ENVOY_HTTPS_PORT),
+                port("http", plan.http_port, envoy_ports.http),
+                port("https", plan.https_port, envoy_ports.https),
             ]),
             external_traffic_policy,
             ..ServiceSpec::default()
@@ -1160,6 +1204,76 @@ mod tests {
             before.bootstrap_hash.clone().into();
         patched["cm"] = as_json(&before)["cm"].clone();
         assert_eq!(patched, as_json(&before));
+    }
+
+    #[test]
+    fn envoy_ports_from_the_context_reach_pods_service_and_bootstrap() {
+        let mut c = ctx();
+        c.envoy_ports = EnvoyPorts {
+            http: 18_080,
+            https: 18_443,
+            stats: 18_002,
+            admin: 19_001,
+        };
+        let d = desired(&gateway("team-a", "gw"), &c).unwrap();
+        let envoy = container(&d, ENVOY_CONTAINER);
+        let ports: Vec<i32> = envoy
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.container_port)
+            .collect();
+        assert_eq!(ports, [18_080, 18_443, 18_002]);
+        let probe = envoy.readiness_probe.as_ref().unwrap().http_get.as_ref();
+        assert_eq!(probe.unwrap().port, IntOrString::Int(18_002));
+        let targets: Vec<_> = svc_spec(&d)
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.port, p.target_port.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                (80, IntOrString::Int(18_080)),
+                (443, IntOrString::Int(18_443))
+            ]
+        );
+        assert_eq!(
+            bootstrap(&d)["admin"]["address"]["socket_address"]["port_value"],
+            19_001
+        );
+        let sidecar = container(&d, SHUTDOWN_MANAGER_CONTAINER);
+        assert!(
+            sidecar
+                .args
+                .as_ref()
+                .unwrap()
+                .contains(&"--admin-port=19001".to_owned())
+        );
+
+        for clash in [
+            EnvoyPorts {
+                https: 18_080,
+                ..c.envoy_ports
+            },
+            EnvoyPorts {
+                admin: SHUTDOWN_MANAGER_PORT,
+                ..c.envoy_ports
+            },
+            EnvoyPorts {
+                stats: 0,
+                ..c.envoy_ports
+            },
+        ] {
+            let mut bad = c.clone();
+            bad.envoy_ports = clash;
+            let err = desired(&gateway("team-a", "gw"), &bad).unwrap_err();
+            assert_eq!(err.label(), "invalid_context", "{clash:?}");
+            assert!(err.to_string().contains("envoyPorts"), "{err}");
+        }
     }
 
     #[test]

@@ -20,6 +20,20 @@ use crate::snapshot::{ClusterSnapshot, Object};
 /// unrelated credentials (service-account tokens, passwords) are never held in memory.
 const SECRET_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
 
+/// Secret types never read: service-account tokens, and Helm's release records (large, and
+/// numerous in clusters that use Helm). Filtered by the API server, so they are never received.
+const IGNORED_SECRET_TYPES: [&str; 2] =
+    ["kubernetes.io/service-account-token", "helm.sh/release.v1"];
+
+/// The field selector leaving out [`IGNORED_SECRET_TYPES`].
+pub fn secret_field_selector() -> String {
+    IGNORED_SECRET_TYPES
+        .iter()
+        .map(|t| format!("type!={t}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Read handles of every watched kind.
 #[derive(Clone)]
 pub struct Stores {
@@ -71,14 +85,16 @@ impl Stores {
 pub fn start(client: &Client) -> (Stores, watch::Receiver<u64>) {
     let (tx, rx) = watch::channel(0u64);
     let tx = Arc::new(tx);
+    let all = watcher::Config::default;
+    let secrets = watcher::Config::default().fields(&secret_field_selector());
     let stores = Stores {
-        gateways: reflect(Api::all(client.clone()), tx.clone(), |_| {}),
-        ingress_routes: reflect(Api::all(client.clone()), tx.clone(), |_| {}),
-        delegations: reflect(Api::all(client.clone()), tx.clone(), |_| {}),
-        services: reflect(Api::all(client.clone()), tx.clone(), |_| {}),
-        endpoints: reflect(Api::all(client.clone()), tx.clone(), |_| {}),
-        endpoint_slices: reflect(Api::all(client.clone()), tx.clone(), |_| {}),
-        secrets: reflect(Api::all(client.clone()), tx, strip_secret),
+        gateways: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
+        ingress_routes: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
+        delegations: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
+        services: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
+        endpoints: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
+        endpoint_slices: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
+        secrets: reflect(Api::all(client.clone()), secrets, tx, strip_secret),
     };
     (stores, rx)
 }
@@ -95,14 +111,19 @@ fn strip_secret(s: &mut Secret) {
     s.metadata.managed_fields = None;
 }
 
-fn reflect<K>(api: Api<K>, changed: Arc<watch::Sender<u64>>, modify: fn(&mut K)) -> Store<K>
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: Arc<watch::Sender<u64>>,
+    modify: fn(&mut K),
+) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (reader, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(api, config)
         .modify(move |o| {
             modify(o);
             o.meta_mut().managed_fields = None;

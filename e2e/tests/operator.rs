@@ -1,0 +1,1283 @@
+//! `sluice run`, the in-cluster operator, end to end: the real binary against a Kubernetes API
+//! server through a kubeconfig.
+//!
+//! By default each test starts its own in-memory API server (`sluice_e2e::apiserver`). With
+//! `SLUICE_E2E_KUBECONFIG=FILE` the same tests run against that cluster instead (see the README,
+//! "Operator end-to-end tests"); then they run one at a time, put their objects in namespaces
+//! named `e2e-<run>-*` that are deleted afterwards, and skip what cannot work there (each skip
+//! says why where it happens).
+//!
+//! The operator runs on this machine in both modes, so its xDS server and the Envoys the tests
+//! start from its generated bootstraps talk over 127.0.0.1. Nothing runs the provisioned
+//! DaemonSet here (no kubelet in memory; in a real cluster its pods do not reach an xDS server
+//! on the test machine), so Gateway statuses report no ready Envoys, which is expected.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::discovery::Scope;
+use serde_json::{Value, json};
+use sluice_e2e::apiserver::ApiServer;
+use sluice_e2e::backend::Backend;
+use sluice_e2e::client::{Request, get};
+use sluice_e2e::envoy::Envoy;
+use sluice_e2e::sluice::{OPERATOR_NAMESPACE, Operator, metric_value};
+use sluice_e2e::tls::TlsClient;
+use sluice_e2e::{POLL_INTERVAL, TempDir, temp_dir};
+
+/// Bound on one wait: a hang guard, never a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Field manager of everything the tests write.
+const TEST_MANAGER: &str = "sluice-e2e";
+
+/// Environment variable naming a kubeconfig of a real cluster to run against.
+const KUBECONFIG_ENV: &str = "SLUICE_E2E_KUBECONFIG";
+
+/// Tests against a real cluster share it (each operator watches every namespace): one at a time.
+static REAL_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ---------------------------------------------------------------------------------------------
+// The cluster under test: an in-memory API server, or the one SLUICE_E2E_KUBECONFIG names.
+
+enum Backing {
+    Memory(ApiServer),
+    Real(PathBuf),
+}
+
+struct Cluster {
+    backing: Backing,
+    client: kube::Client,
+    /// Prefix of every namespace the test creates (empty in memory).
+    prefix: String,
+    namespaces: Mutex<Vec<String>>,
+    dir: TempDir,
+    _serial: Option<tokio::sync::MutexGuard<'static, ()>>,
+}
+
+async fn client_for(kubeconfig: &Path) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+impl Cluster {
+    /// The cluster, with the operator's namespace present and (unless `crds` is false) Sluice's
+    /// CRDs installed.
+    async fn start(crds: bool) -> Result<Cluster> {
+        let dir = temp_dir()?;
+        let cluster = match std::env::var_os(KUBECONFIG_ENV).filter(|v| !v.is_empty()) {
+            Some(path) => {
+                let serial = REAL_CLUSTER.lock().await;
+                let path = PathBuf::from(path);
+                let client = client_for(&path)
+                    .await
+                    .with_context(|| format!("{KUBECONFIG_ENV}={}", path.display()))?;
+                let run = format!(
+                    "e2e-{}-{}-",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)?
+                        .subsec_micros()
+                );
+                Cluster {
+                    backing: Backing::Real(path),
+                    client,
+                    prefix: run,
+                    namespaces: Mutex::new(Vec::new()),
+                    dir,
+                    _serial: Some(serial),
+                }
+            }
+            None => {
+                let server = ApiServer::start()?;
+                let path = server.write_kubeconfig_for(dir.path(), "test")?;
+                let client = client_for(&path).await?;
+                Cluster {
+                    backing: Backing::Memory(server),
+                    client,
+                    prefix: String::new(),
+                    namespaces: Mutex::new(Vec::new()),
+                    dir,
+                    _serial: None,
+                }
+            }
+        };
+        // Shared by every run; never deleted.
+        cluster
+            .apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}))
+            .await?;
+        if crds {
+            cluster.install_crds().await?;
+        }
+        Ok(cluster)
+    }
+
+    fn memory(&self) -> Option<&ApiServer> {
+        match &self.backing {
+            Backing::Memory(s) => Some(s),
+            Backing::Real(_) => None,
+        }
+    }
+
+    fn is_real(&self) -> bool {
+        self.memory().is_none()
+    }
+
+    /// A kubeconfig for an operator process. In memory, its requests carry `user` so the
+    /// server's request log tells processes apart; a real cluster gets its own kubeconfig.
+    fn kubeconfig(&self, user: &str) -> Result<PathBuf> {
+        Ok(match &self.backing {
+            Backing::Memory(s) => s.write_kubeconfig_for(self.dir.path(), user)?,
+            Backing::Real(path) => path.clone(),
+        })
+    }
+
+    /// An operator for this cluster: leader election on a Lease of this run only.
+    fn operator(&self, identity: &str) -> Result<sluice_e2e::sluice::OperatorBuilder> {
+        Ok(Operator::builder(&self.kubeconfig(identity)?)
+            .identity(identity)
+            .arg("--lease-name")
+            .arg(format!("{}sluice-leader", self.prefix))
+            .arg("--debounce-ms")
+            .arg("50"))
+    }
+
+    /// Creates namespace `name` (prefixed in a real cluster) and returns its full name.
+    async fn namespace(&self, name: &str) -> Result<String> {
+        let full = format!("{}{name}", self.prefix);
+        self.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": full}}))
+            .await?;
+        self.namespaces.lock().unwrap().push(full.clone());
+        Ok(full)
+    }
+
+    async fn install_crds(&self) -> Result<()> {
+        let yaml = sluice::api::crds_yaml()?;
+        let mut names = Vec::new();
+        for doc in serde_norway::Deserializer::from_str(&yaml) {
+            let crd: Value = serde::Deserialize::deserialize(doc)?;
+            names.push(
+                crd["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            self.apply(crd).await?;
+        }
+        // A real API server serves a CRD's resource only once it is established.
+        for name in names {
+            eventually(&format!("CRD {name} to be established"), async || {
+                let crd = self
+                    .get(
+                        "apiextensions.k8s.io/v1",
+                        "CustomResourceDefinition",
+                        None,
+                        &name,
+                    )
+                    .await?;
+                Ok(crd.filter(|c| {
+                    c["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Established" && c["status"] == "True")
+                    })
+                }))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn api(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Api<DynamicObject>> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .with_context(|| format!("discovering {api_version} {kind}"))?;
+        Ok(match (caps.scope, namespace) {
+            (Scope::Namespaced, Some(ns)) => {
+                Api::namespaced_with(self.client.clone(), ns, &resource)
+            }
+            _ => Api::all_with(self.client.clone(), &resource),
+        })
+    }
+
+    /// Server-side apply (forced) of one object; returns it as stored.
+    async fn apply(&self, obj: Value) -> Result<Value> {
+        let field = |f: &str| obj[f].as_str().unwrap_or_default().to_owned();
+        let ns = obj["metadata"]["namespace"].as_str().map(str::to_owned);
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let api = self
+            .api(&field("apiVersion"), &field("kind"), ns.as_deref())
+            .await?;
+        let stored = api
+            .patch(
+                &name,
+                &PatchParams::apply(TEST_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .with_context(|| format!("applying {} {name}", field("kind")))?;
+        Ok(serde_json::to_value(stored)?)
+    }
+
+    async fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>> {
+        let api = self.api(api_version, kind, namespace).await?;
+        Ok(match api.get_opt(name).await? {
+            Some(o) => Some(serde_json::to_value(o)?),
+            None => None,
+        })
+    }
+
+    async fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<()> {
+        let api = self.api(api_version, kind, namespace).await?;
+        api.delete(name, &DeleteParams::background()).await?;
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let Backing::Real(path) = &self.backing else {
+            return;
+        };
+        // Deleting the namespaces deletes everything the test made. Drop cannot await, and the
+        // test's runtime may be shutting down: use a runtime of our own on another thread.
+        let (path, namespaces) = (
+            path.clone(),
+            std::mem::take(&mut *self.namespaces.lock().unwrap()),
+        );
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let client = client_for(&path).await?;
+                let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+                for ns in &namespaces {
+                    let _ = api.delete(ns, &DeleteParams::background()).await;
+                }
+                // Wait until they are gone: a Gateway left terminating would be judged by the
+                // next test's operator along with that test's own.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+                for ns in &namespaces {
+                    while api.get_opt(ns).await?.is_some() {
+                        anyhow::ensure!(
+                            tokio::time::Instant::now() < deadline,
+                            "namespace {ns} is still terminating"
+                        );
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                anyhow::Ok(())
+            })
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("cleaning up test namespaces: {e:#}");
+        }
+    }
+}
+
+/// Polls `probe` until it returns `Some`; an `Err` ends the wait at once.
+async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = probe().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {PATIENCE:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects.
+
+fn gateway(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway",
+           "metadata": {"namespace": ns, "name": name}, "spec": spec})
+}
+
+/// An IngressRoute; `class` sets `kubernetes.io/ingress.class`.
+fn ingress_route(ns: &str, name: &str, class: Option<&str>, spec: Value) -> Value {
+    let mut ir = json!({"apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
+                        "metadata": {"namespace": ns, "name": name}, "spec": spec});
+    if let Some(class) = class {
+        ir["metadata"]["annotations"] = json!({"kubernetes.io/ingress.class": class});
+    }
+    ir
+}
+
+/// A route spec: `fqdn` (root) or none (delegated to), `/` to `service:80`.
+fn route_spec(fqdn: Option<&str>, service: &str) -> Value {
+    let mut spec = json!({"routes": [{"match": "/", "services": [{"name": service, "port": 80}]}]});
+    if let Some(fqdn) = fqdn {
+        spec["virtualhost"] = json!({"fqdn": fqdn});
+    }
+    spec
+}
+
+/// A Service `ns/name` with port 80 named `http`, and (`Some` ports) Endpoints listing
+/// 127.0.0.1 at each backend port. Real clusters reject loopback Endpoints; see the callers.
+fn service(ns: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": ns, "name": name},
+           "spec": {"ports": [{"name": "http", "protocol": "TCP", "port": 80}]}})
+}
+
+fn endpoints(ns: &str, name: &str, backend_port: u16) -> Value {
+    json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"namespace": ns, "name": name},
+           "subsets": [{"addresses": [{"ip": "127.0.0.1"}],
+                        "ports": [{"name": "http", "protocol": "TCP", "port": backend_port}]}]})
+}
+
+fn endpoint_slice(ns: &str, service: &str, backend_port: u16) -> Value {
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": {"namespace": ns, "name": format!("{service}-slice"),
+                        "labels": {"kubernetes.io/service-name": service}},
+           "addressType": "IPv4",
+           "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+           "ports": [{"name": "http", "protocol": "TCP", "port": backend_port}]})
+}
+
+fn tls_secret(ns: &str, name: &str, cert: &sluice_e2e::tls::CertKey) -> Result<Value> {
+    Ok(serde_json::from_str(&sluice_e2e::manifests::tls_secret(
+        ns, name, cert,
+    ))?)
+}
+
+fn owned_by(obj: &Value, owner: &Value) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| {
+            refs.iter().any(|r| {
+                r["uid"] == owner["metadata"]["uid"]
+                    && r["kind"] == owner["kind"]
+                    && r["name"] == owner["metadata"]["name"]
+                    && r["controller"] == true
+            })
+        })
+}
+
+/// `(currentStatus, description)` of an IngressRoute, once it has a status.
+async fn route_status(cluster: &Cluster, ns: &str, name: &str) -> Result<Option<(String, String)>> {
+    let ir = cluster
+        .get("contour.heptio.com/v1beta1", "IngressRoute", Some(ns), name)
+        .await?;
+    Ok(ir.and_then(|ir| {
+        let s = &ir["status"];
+        Some((
+            s["currentStatus"].as_str()?.to_owned(),
+            s["description"].as_str().unwrap_or_default().to_owned(),
+        ))
+    }))
+}
+
+/// Waits until IngressRoute `ns/name` has status `want`; returns its description.
+async fn wait_status(
+    cluster: &Cluster,
+    op: &mut Operator,
+    ns: &str,
+    name: &str,
+    want: &str,
+) -> Result<String> {
+    let mut last = None;
+    eventually(
+        &format!("IngressRoute {ns}/{name} to be {want}"),
+        async || {
+            op.check_running()?;
+            let now = route_status(cluster, ns, name).await?;
+            let done = now
+                .as_ref()
+                .filter(|(s, _)| s == want)
+                .map(|(_, d)| d.clone());
+            last = now;
+            Ok(done)
+        },
+    )
+    .await
+    .with_context(|| format!("last status: {last:?}"))
+}
+
+/// The value of `sluice_ingressroutes{gateway, status}` on the operator's `/metrics`.
+async fn route_metric(op: &Operator, gateway: &str, status: &str) -> Result<Option<f64>> {
+    let text = op.metrics().await?;
+    Ok(metric_value(
+        &text,
+        "sluice_ingressroutes",
+        &[("gateway", gateway), ("status", status)],
+    ))
+}
+
+/// Waits until the operator's route gauges for `gateway` are `(valid, invalid, orphaned)`.
+async fn wait_route_metrics(op: &mut Operator, gateway: &str, want: (f64, f64, f64)) -> Result<()> {
+    eventually(
+        &format!("route metrics of {gateway} to be {want:?}"),
+        async || {
+            op.check_running()?;
+            let got = (
+                route_metric(op, gateway, "valid").await?,
+                route_metric(op, gateway, "invalid").await?,
+                route_metric(op, gateway, "orphaned").await?,
+            );
+            Ok((got == (Some(want.0), Some(want.1), Some(want.2))).then_some(()))
+        },
+    )
+    .await
+}
+
+/// The bootstrap the operator provisioned for Gateway `ns/name`, once it exists.
+async fn provisioned_bootstrap(
+    cluster: &Cluster,
+    op: &mut Operator,
+    ns: &str,
+    name: &str,
+) -> Result<String> {
+    let cm_name = format!("{name}-envoy-bootstrap");
+    eventually(&format!("ConfigMap {ns}/{cm_name}"), async || {
+        op.check_running()?;
+        let cm = cluster.get("v1", "ConfigMap", Some(ns), &cm_name).await?;
+        Ok(cm.and_then(|cm| cm["data"]["bootstrap.json"].as_str().map(str::to_owned)))
+    })
+    .await
+}
+
+/// Names of the secrets Envoy holds, from its admin `/config_dump`.
+async fn envoy_secret_names(envoy: &Envoy) -> Result<Vec<String>> {
+    let dump: Value = envoy.admin_get("/config_dump").await?.json()?;
+    let mut names: Vec<String> = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["@type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("SecretsConfigDump"))
+        })
+        .flat_map(|c| {
+            c["dynamic_active_secrets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTP endpoint, and starting before the CRDs exist.
+
+/// The last line of `log` reporting missing CRDs.
+fn last_missing_crds_line(log: &str) -> Option<String> {
+    log.lines()
+        .rev()
+        .find(|l| l.contains("required CRDs are not installed"))
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_missing_crds_then_becomes_ready() -> Result<()> {
+    // In a real cluster the CRDs cannot be removed for this test (that would delete every
+    // IngressRoute in it): they are installed, and only the endpoint checks after the sync run.
+    let cluster = Cluster::start(false).await?;
+    if cluster.is_real() {
+        cluster.install_crds().await?;
+    }
+    let mut op = cluster.operator("solo")?.start()?;
+
+    // /healthz answers as soon as the process listens, whatever the API holds.
+    eventually("/healthz to answer 200", async || {
+        op.check_running()?;
+        Ok(op.get("/healthz").await.ok().filter(|r| r.status == 200))
+    })
+    .await?;
+
+    if !cluster.is_real() {
+        let all = [
+            "ingressroutes.contour.heptio.com",
+            "tlscertificatedelegations.contour.heptio.com",
+            "gateways.sluice.dev",
+        ];
+        let line = eventually("the operator to report the missing CRDs", async || {
+            op.check_running()?;
+            Ok(last_missing_crds_line(&op.log()))
+        })
+        .await?;
+        for crd in all {
+            assert!(line.contains(crd), "{line}");
+        }
+        // Not ready while it cannot watch anything.
+        let ready = op.get("/readyz").await?;
+        assert_eq!(ready.status, 503, "{}", ready.text());
+
+        // With one CRD installed, the report names only the other two.
+        let yaml = sluice::api::crds_yaml()?;
+        for doc in serde_norway::Deserializer::from_str(&yaml) {
+            let crd: Value = serde::Deserialize::deserialize(doc)?;
+            if crd["metadata"]["name"] == all[0] {
+                cluster.apply(crd).await?;
+            }
+        }
+        let line = eventually("the report to drop the installed CRD", async || {
+            op.check_running()?;
+            Ok(last_missing_crds_line(&op.log()).filter(|l| !l.contains(all[0])))
+        })
+        .await?;
+        assert!(line.contains(all[1]) && line.contains(all[2]), "{line}");
+        assert_eq!(op.get("/readyz").await?.status, 503);
+
+        cluster.install_crds().await?;
+    }
+    op.wait_ready(PATIENCE).await?;
+    assert_eq!(op.get("/healthz").await?.status, 200);
+    op.metrics().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Provisioning a Gateway's Envoy fleet.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_children_follow_the_gateway() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-a").await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    let ports = op.ports();
+    op.wait_ready(PATIENCE).await?;
+
+    let gw = cluster
+        .apply(gateway(
+            &ns,
+            "edge",
+            json!({
+                "envoy": {"image": "envoyproxy/envoy:v1.40.0"},
+                "rollout": {"maxUnavailable": "25%"},
+                "publishing": {"type": "NodePort"},
+                "ports": {"http": 8000, "https": 8443}
+            }),
+        ))
+        .await?;
+    let ds = eventually("the Envoy DaemonSet", async || {
+        op.check_running()?;
+        cluster
+            .get("apps/v1", "DaemonSet", Some(&ns), "edge-envoy")
+            .await
+    })
+    .await?;
+    let get = async |kind: &str, name: &str| -> Result<Value> {
+        cluster
+            .get("v1", kind, Some(&ns), name)
+            .await?
+            .with_context(|| format!("{kind} {name}"))
+    };
+    let sa = get("ServiceAccount", "edge-envoy").await?;
+    let cm = get("ConfigMap", "edge-envoy-bootstrap").await?;
+    let svc = get("Service", "edge-envoy").await?;
+    for child in [&ds, &sa, &cm, &svc] {
+        assert!(owned_by(child, &gw), "not owned by the Gateway: {child:#}");
+    }
+
+    // The DaemonSet: image, rollout, probe and ports as configured.
+    let spec = &ds["spec"];
+    assert_eq!(spec["updateStrategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        spec["updateStrategy"]["rollingUpdate"]["maxUnavailable"],
+        "25%"
+    );
+    let envoy = spec["template"]["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "envoy"))
+        .context("envoy container")?
+        .clone();
+    assert_eq!(envoy["image"], "envoyproxy/envoy:v1.40.0");
+    assert_eq!(envoy["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(
+        envoy["readinessProbe"]["httpGet"]["port"],
+        ports.envoy_stats
+    );
+    let container_ports: Vec<(String, u64)> = envoy["ports"]
+        .as_array()
+        .context("container ports")?
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["containerPort"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        container_ports,
+        [
+            ("http".to_owned(), u64::from(ports.envoy_http)),
+            ("https".to_owned(), u64::from(ports.envoy_https)),
+            ("metrics".to_owned(), u64::from(ports.envoy_stats)),
+        ]
+    );
+    assert_eq!(spec["template"]["spec"]["serviceAccountName"], "edge-envoy");
+
+    // The Service publishes the Gateway's ports onto Envoy's, as a NodePort, selecting the pods.
+    assert_eq!(svc["spec"]["type"], "NodePort");
+    assert_eq!(svc["spec"]["selector"], spec["selector"]["matchLabels"]);
+    let svc_ports: Vec<(u64, u64)> = svc["spec"]["ports"]
+        .as_array()
+        .context("service ports")?
+        .iter()
+        .map(|p| {
+            (
+                p["port"].as_u64().unwrap(),
+                p["targetPort"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        svc_ports,
+        [
+            (8000, u64::from(ports.envoy_http)),
+            (8443, u64::from(ports.envoy_https))
+        ]
+    );
+
+    // The bootstrap names the instance and points at this operator's xDS server.
+    let bootstrap: Value =
+        serde_json::from_str(cm["data"]["bootstrap.json"].as_str().context("bootstrap")?)?;
+    assert_eq!(bootstrap["node"]["cluster"], format!("{ns}/edge"));
+    assert_eq!(
+        bootstrap["admin"]["address"]["socket_address"]["port_value"],
+        ports.envoy_admin
+    );
+    let xds = &bootstrap["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        [0]["endpoint"]["address"]["socket_address"];
+    assert_eq!(xds["address"], "127.0.0.1");
+    assert_eq!(xds["port_value"], ports.xds);
+
+    // The Gateway's status follows (no kubelet in memory: no Envoy pods, none ready).
+    let status = eventually("the Gateway status", async || {
+        op.check_running()?;
+        let gw = cluster
+            .get("sluice.dev/v1alpha1", "Gateway", Some(&ns), "edge")
+            .await?;
+        Ok(gw
+            .map(|g| g["status"].clone())
+            .filter(|s| s["observedGeneration"] == 1))
+    })
+    .await?;
+    if !cluster.is_real() {
+        assert_eq!(status["envoys"]["ready"], 0, "{status:#}");
+    }
+
+    // A new image rolls the DaemonSet's template and keeps the rollout settings; the bootstrap
+    // does not depend on the image and is left alone.
+    let cm_version = cm["metadata"]["resourceVersion"].clone();
+    cluster
+        .apply(gateway(
+            &ns,
+            "edge",
+            json!({
+                "envoy": {"image": "envoyproxy/envoy:v1.40.1"},
+                "rollout": {"maxUnavailable": "25%"},
+                "publishing": {"type": "NodePort"},
+                "ports": {"http": 8000, "https": 8443}
+            }),
+        ))
+        .await?;
+    let ds = eventually("the DaemonSet to carry the new image", async || {
+        op.check_running()?;
+        let ds = cluster
+            .get("apps/v1", "DaemonSet", Some(&ns), "edge-envoy")
+            .await?;
+        Ok(ds.filter(|d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"] == "envoyproxy/envoy:v1.40.1"
+        }))
+    })
+    .await?;
+    assert_eq!(
+        ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"],
+        "25%"
+    );
+    assert_eq!(
+        get("ConfigMap", "edge-envoy-bootstrap").await?["metadata"]["resourceVersion"],
+        cm_version
+    );
+
+    // A provisioned object deleted by hand comes back.
+    cluster
+        .delete("v1", "ConfigMap", Some(&ns), "edge-envoy-bootstrap")
+        .await?;
+    eventually("the ConfigMap to be recreated", async || {
+        op.check_running()?;
+        cluster
+            .get("v1", "ConfigMap", Some(&ns), "edge-envoy-bootstrap")
+            .await
+    })
+    .await?;
+
+    // Deleting the Gateway deletes its children (garbage collection by owner reference).
+    cluster
+        .delete("sluice.dev/v1alpha1", "Gateway", Some(&ns), "edge")
+        .await?;
+    eventually("the Gateway's children to be gone", async || {
+        op.check_running()?;
+        let mut left = Vec::new();
+        for (api, kind, name) in [
+            ("apps/v1", "DaemonSet", "edge-envoy"),
+            ("v1", "Service", "edge-envoy"),
+            ("v1", "ServiceAccount", "edge-envoy"),
+            ("v1", "ConfigMap", "edge-envoy-bootstrap"),
+        ] {
+            if cluster.get(api, kind, Some(&ns), name).await?.is_some() {
+                left.push(kind);
+            }
+        }
+        Ok(left.is_empty().then_some(()))
+    })
+    .await?;
+    op.check_running()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. IngressRoute statuses.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingressroute_statuses_follow_changes() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-a").await?;
+    let instance = format!("{ns}/edge");
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    let mut root = route_spec(Some("app.example.com"), "web");
+    root["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"match": "/child", "delegate": {"name": "child"}}));
+    cluster
+        .apply(ingress_route(&ns, "root", None, root))
+        .await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "child",
+            None,
+            json!({
+                "routes": [{"match": "/child", "services": [{"name": "web", "port": 80}]}]
+            }),
+        ))
+        .await?;
+    cluster
+        .apply(ingress_route(&ns, "stray", None, route_spec(None, "web")))
+        .await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "broken",
+            None,
+            route_spec(Some("broken.example.com"), "missing"),
+        ))
+        .await?;
+
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    assert_eq!(
+        wait_status(&cluster, &mut op, &ns, "root", "valid").await?,
+        "valid IngressRoute"
+    );
+    assert_eq!(
+        wait_status(&cluster, &mut op, &ns, "child", "valid").await?,
+        "valid IngressRoute"
+    );
+    assert_eq!(
+        wait_status(&cluster, &mut op, &ns, "stray", "orphaned").await?,
+        "this IngressRoute is not part of a delegation chain from a root IngressRoute"
+    );
+    let why = wait_status(&cluster, &mut op, &ns, "broken", "invalid").await?;
+    assert!(why.contains("missing") && why.contains("80"), "{why}");
+    wait_route_metrics(&mut op, &instance, (2.0, 1.0, 1.0)).await?;
+    eventually("the Gateway status to count the routes", async || {
+        let gw = cluster
+            .get("sluice.dev/v1alpha1", "Gateway", Some(&ns), "edge")
+            .await?;
+        Ok(
+            gw.filter(|g| {
+                g["status"]["routes"] == json!({"valid": 2, "invalid": 1, "orphaned": 1})
+            }),
+        )
+    })
+    .await?;
+
+    // Fixing the invalid route makes it valid.
+    cluster.apply(service(&ns, "missing")).await?;
+    wait_status(&cluster, &mut op, &ns, "broken", "valid").await?;
+    // Deleting the root orphans its delegate.
+    cluster
+        .delete(
+            "contour.heptio.com/v1beta1",
+            "IngressRoute",
+            Some(&ns),
+            "root",
+        )
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "child", "orphaned").await?;
+    wait_route_metrics(&mut op, &instance, (1.0, 0.0, 2.0)).await?;
+    // Routes of another ingress class are not this Gateway's: no status is written for them.
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "foreign",
+            Some("other"),
+            route_spec(Some("x.example.com"), "web"),
+        ))
+        .await?;
+    // Once a later change is judged, the foreign route has still not been touched.
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "stray",
+            None,
+            route_spec(Some("stray.example.com"), "web"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "stray", "valid").await?;
+    assert_eq!(route_status(&cluster, &ns, "foreign").await?, None);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Two teams, two instances: each serves only its own roots and secrets.
+
+/// Asks the xDS server, as an Envoy of `instance`, for the secrets `names` (state of the world)
+/// and returns the names of those it sends, once it sends `expect`.
+async fn ads_secrets(
+    xds: &str,
+    instance: &str,
+    names: &[&str],
+    expect: &str,
+) -> Result<Vec<String>> {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use prost::Message;
+
+    const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{xds}")).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        node: Some(Node {
+            id: "e2e-probe".into(),
+            cluster: instance.into(),
+            ..Node::default()
+        }),
+        type_url: SECRET.into(),
+        resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
+        ..DiscoveryRequest::default()
+    })
+    .await?;
+    let mut inbound = client
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let mut sent = Vec::new();
+    // Every response is checked: the first ones may come before the instance is published.
+    while !sent.iter().any(|n| n == expect) {
+        let resp = tokio::time::timeout(PATIENCE, inbound.message())
+            .await
+            .context("waiting for an xDS response")??
+            .context("the xDS stream ended")?;
+        sent = resp
+            .resources
+            .iter()
+            .map(|any| Secret::decode(any.value.as_slice()).map(|s| s.name))
+            .collect::<Result<_, _>>()?;
+        sent.sort();
+        ensure!(
+            sent.iter().all(|n| names.contains(&n.as_str())),
+            "sent unrequested secrets {sent:?}"
+        );
+        // ACK, so the stream goes on.
+        tx.send(DiscoveryRequest {
+            type_url: SECRET.into(),
+            resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
+            version_info: resp.version_info.clone(),
+            response_nonce: resp.nonce.clone(),
+            ..DiscoveryRequest::default()
+        })
+        .await?;
+        if !sent.iter().any(|n| n == expect) {
+            // Not published yet: only an empty answer is acceptable meanwhile.
+            ensure!(
+                sent.is_empty(),
+                "{instance} was sent {sent:?} but not {expect}"
+            );
+        }
+    }
+    Ok(sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_see_only_their_own_routes_and_secrets() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let a = cluster.namespace("team-a").await?;
+    let b = cluster.namespace("team-b").await?;
+    let ca = sluice_e2e::tls::TestCa::new("e2e CA")?;
+    let web_a = Backend::start("web-a").await?;
+    let web_b = Backend::start("web-b").await?;
+
+    for (ns, team, backend) in [(&a, "team-a", &web_a), (&b, "team-b", &web_b)] {
+        cluster
+            .apply(gateway(
+                ns,
+                "edge",
+                json!({"ingressClassName": team, "rootNamespaces": [ns]}),
+            ))
+            .await?;
+        cluster.apply(service(ns, "web")).await?;
+        if !cluster.is_real() {
+            cluster.apply(endpoints(ns, "web", backend.port())).await?;
+        }
+        let fqdn = format!("{team}.example.com");
+        cluster
+            .apply(tls_secret(ns, "tls", &ca.issue(&[&fqdn])?)?)
+            .await?;
+        let mut spec = route_spec(Some(&fqdn), "web");
+        spec["virtualhost"]["tls"] = json!({"secretName": "tls"});
+        cluster
+            .apply(ingress_route(ns, "app", Some(team), spec))
+            .await?;
+    }
+    // Team A's class in team B's namespace: a root where team A's instance allows none.
+    cluster
+        .apply(ingress_route(
+            &b,
+            "squatter",
+            Some("team-a"),
+            route_spec(Some("squat.example.com"), "web"),
+        ))
+        .await?;
+
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    wait_status(&cluster, &mut op, &a, "app", "valid").await?;
+    wait_status(&cluster, &mut op, &b, "app", "valid").await?;
+    let why = wait_status(&cluster, &mut op, &b, "squatter", "invalid").await?;
+    assert_eq!(why, "root IngressRoute cannot be defined in this namespace");
+    // Each instance judges only its class: B's route is not A's, A's not B's.
+    wait_route_metrics(&mut op, &format!("{a}/edge"), (1.0, 1.0, 0.0)).await?;
+    wait_route_metrics(&mut op, &format!("{b}/edge"), (1.0, 0.0, 0.0)).await?;
+
+    // Asked for both teams' secrets, each instance gets only its own.
+    let xds = op.xds_address();
+    let (secret_a, secret_b) = (format!("{a}/tls"), format!("{b}/tls"));
+    let names = [secret_a.as_str(), secret_b.as_str()];
+    assert_eq!(
+        ads_secrets(&xds, &format!("{a}/edge"), &names, &secret_a).await?,
+        std::slice::from_ref(&secret_a)
+    );
+    assert_eq!(
+        ads_secrets(&xds, &format!("{b}/edge"), &names, &secret_b).await?,
+        std::slice::from_ref(&secret_b)
+    );
+
+    // A real Envoy per instance, from the provisioned bootstrap. They share the operator's Envoy
+    // ports (one DaemonSet pod per node in a cluster), so they run one after the other.
+    let port = op.ports().envoy_https;
+    let client = TlsClient::trusting(&ca.cert_pem())?;
+    for (ns, team, mine, theirs) in [
+        (&a, "team-a", &secret_a, "team-b"),
+        (&b, "team-b", &secret_b, "team-a"),
+    ] {
+        let bootstrap = provisioned_bootstrap(&cluster, &mut op, ns, "edge").await?;
+        let envoy = Envoy::start(bootstrap).await?;
+        let held = eventually(&format!("{team}'s Envoy to hold its secret"), async || {
+            let names = envoy_secret_names(&envoy).await?;
+            Ok(names.contains(mine).then_some(names))
+        })
+        .await?;
+        assert_eq!(held, std::slice::from_ref(mine));
+        if cluster.is_real() {
+            // Endpoints cannot point at 127.0.0.1 in a real cluster: no traffic check.
+            continue;
+        }
+        let host = format!("{team}.example.com");
+        let answer = eventually(
+            &format!("https://{host} through {team}'s Envoy"),
+            async || {
+                let resp = Request::get(&host, "/").send_tls(port, &client).await;
+                Ok(resp
+                    .ok()
+                    .filter(|r| r.status == 200)
+                    .and_then(|r| r.backend()))
+            },
+        )
+        .await?;
+        assert_eq!(answer, format!("web-{}", &team[5..]));
+        // The other team's host is unknown here: no certificate for it, no route.
+        let other = format!("{theirs}.example.com");
+        let refused = Request::get(&other, "/").send_tls(port, &client).await;
+        assert!(
+            refused.is_err(),
+            "{other} answered through {team}'s Envoy: {refused:?}"
+        );
+    }
+    op.check_running()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. The provisioned bootstrap drives a real Envoy.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_bootstrap_runs_a_real_envoy() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("shop").await?;
+    let web = Backend::start("web").await?;
+    let api = Backend::start("api").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    cluster.apply(service(&ns, "api")).await?;
+    if !cluster.is_real() {
+        // Endpoints for one Service, an EndpointSlice for the other.
+        cluster.apply(endpoints(&ns, "web", web.port())).await?;
+        cluster
+            .apply(endpoint_slice(&ns, "api", api.port()))
+            .await?;
+    }
+    let mut spec = route_spec(Some("shop.example.com"), "web");
+    spec["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"match": "/api", "services": [{"name": "api", "port": 80}]}));
+    cluster
+        .apply(ingress_route(&ns, "shop", None, spec))
+        .await?;
+
+    let mut op = cluster.operator("solo")?.start()?;
+    let ports = op.ports();
+    op.wait_ready(PATIENCE).await?;
+    // Used as provisioned: its ports came from the operator's --envoy-*-port flags.
+    let bootstrap = provisioned_bootstrap(&cluster, &mut op, &ns, "edge").await?;
+    let envoy = Envoy::start(bootstrap).await?;
+    assert_eq!(envoy.admin_addr().port(), ports.envoy_admin);
+
+    // The readiness probe's target (the stats listener's /ready) answers once configured.
+    eventually("Envoy's /ready on the stats port", async || {
+        op.check_running()?;
+        let resp = Request::get("127.0.0.1", "/ready")
+            .send(ports.envoy_stats)
+            .await;
+        Ok(resp.ok().filter(|r| r.status == 200))
+    })
+    .await?;
+    if cluster.is_real() {
+        // Endpoints cannot point at 127.0.0.1 in a real cluster: check the configuration only.
+        eventually("the route in Envoy's configuration", async || {
+            let dump = envoy.admin_get("/config_dump").await?.text();
+            Ok(dump.contains("shop.example.com").then_some(()))
+        })
+        .await?;
+        return Ok(());
+    }
+    for (path, backend) in [("/", "web"), ("/api/items", "api")] {
+        let answer = eventually(&format!("{path} to reach {backend}"), async || {
+            op.check_running()?;
+            let resp = get(ports.envoy_http, "shop.example.com", path).await;
+            Ok(resp
+                .ok()
+                .filter(|r| r.status == 200)
+                .and_then(|r| r.backend()))
+        })
+        .await?;
+        assert_eq!(answer, backend, "{path}");
+    }
+    // Endpoint changes reach the running Envoy: move the slice to the web backend.
+    cluster
+        .apply(endpoint_slice(&ns, "api", web.port()))
+        .await?;
+    eventually(
+        "/api to reach web after the EndpointSlice moved",
+        async || {
+            op.check_running()?;
+            let resp = get(ports.envoy_http, "shop.example.com", "/api").await;
+            Ok(resp.ok().and_then(|r| r.backend()).filter(|b| b == "web"))
+        },
+    )
+    .await?;
+    assert_eq!(
+        get(ports.envoy_http, "elsewhere.example.com", "/")
+            .await?
+            .status,
+        404
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Leader election.
+
+async fn lease_holder(cluster: &Cluster) -> Result<Option<(String, i64)>> {
+    let lease = cluster
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            Some(OPERATOR_NAMESPACE),
+            &format!("{}sluice-leader", cluster.prefix),
+        )
+        .await?;
+    Ok(lease.and_then(|l| {
+        Some((
+            l["spec"]["holderIdentity"].as_str()?.to_owned(),
+            l["spec"]["leaseTransitions"].as_i64().unwrap_or(0),
+        ))
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_takes_over_when_the_leader_dies() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-a").await?;
+    let instance = format!("{ns}/edge");
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "app",
+            None,
+            route_spec(Some("app.example.com"), "web"),
+        ))
+        .await?;
+
+    let start = |identity: &str| -> Result<Operator> {
+        Ok(cluster
+            .operator(identity)?
+            .args([
+                "--lease-duration-seconds",
+                "3",
+                "--lease-renew-seconds",
+                "1",
+            ])
+            .start()?)
+    };
+    let mut alpha = start("alpha")?;
+    eventually("alpha to hold the lease", async || {
+        alpha.check_running()?;
+        Ok(lease_holder(&cluster).await?.filter(|(h, _)| h == "alpha"))
+    })
+    .await?;
+    wait_status(&cluster, &mut alpha, &ns, "app", "valid").await?;
+
+    let mut beta = start("beta")?;
+    beta.wait_ready(PATIENCE).await?;
+    // Beta serves (it has built the instance) but does not lead.
+    wait_route_metrics(&mut beta, &instance, (1.0, 0.0, 0.0)).await?;
+    // A change: the leader writes the new status; the follower sees it but writes nothing.
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "app",
+            None,
+            route_spec(Some("app.example.com"), "gone"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut alpha, &ns, "app", "invalid").await?;
+    wait_route_metrics(&mut beta, &instance, (0.0, 1.0, 0.0)).await?;
+    // Beta handles changes one at a time (build, then write if leading): once it has built the
+    // next change, it is done with that one.
+    cluster
+        .apply(ingress_route(&ns, "spare", None, route_spec(None, "web")))
+        .await?;
+    wait_route_metrics(&mut beta, &instance, (0.0, 1.0, 1.0)).await?;
+    assert_eq!(
+        lease_holder(&cluster).await?.map(|(h, _)| h),
+        Some("alpha".to_owned())
+    );
+    if let Some(server) = cluster.memory() {
+        let requests = server.requests();
+        let writes = |user: &str| -> Vec<String> {
+            requests
+                .iter()
+                .filter(|r| r.user == user && r.is_write())
+                .map(|r| format!("{} {} -> {}", r.method, r.path, r.code))
+                .collect()
+        };
+        assert_eq!(writes("beta"), Vec::<String>::new(), "the follower wrote");
+        // Alpha took the lease before writing anything else.
+        let alpha_writes = writes("alpha");
+        assert!(
+            alpha_writes[0].starts_with("POST") && alpha_writes[0].contains("/leases"),
+            "{alpha_writes:#?}"
+        );
+        assert!(
+            alpha_writes
+                .iter()
+                .any(|w| w.starts_with("PATCH") && w.contains("/ingressroutes/app/status")),
+            "{alpha_writes:#?}"
+        );
+    } else {
+        // A real cluster cannot tell the two processes' requests apart (one kubeconfig): the
+        // lease holder and the statuses are what is checked there.
+    }
+
+    // The leader dies without releasing the lease; the follower takes over once it expires.
+    alpha.kill();
+    let (_, transitions) = eventually("beta to take the lease over", async || {
+        beta.check_running()?;
+        Ok(lease_holder(&cluster).await?.filter(|(h, _)| h == "beta"))
+    })
+    .await?;
+    assert!(transitions >= 1, "leaseTransitions {transitions}");
+    // The survivor writes statuses: fix the route.
+    cluster.apply(service(&ns, "gone")).await?;
+    wait_status(&cluster, &mut beta, &ns, "app", "valid").await?;
+    if let Some(server) = cluster.memory() {
+        let beta_writes: Vec<_> = server
+            .requests()
+            .into_iter()
+            .filter(|r| r.user == "beta" && r.is_write())
+            .collect();
+        // Its first write took the lease over (a replace of alpha's expired lease).
+        assert_eq!(
+            (beta_writes[0].method.as_str(), beta_writes[0].code),
+            ("PUT", 200),
+            "{beta_writes:#?}"
+        );
+        assert!(beta_writes[0].path.contains("/leases/"), "{beta_writes:#?}");
+        assert!(
+            server.requests().iter().any(|r| r.user == "beta"
+                && r.method == "PATCH"
+                && r.path.ends_with("/ingressroutes/app/status")
+                && r.code == 200),
+            "beta did not write the status"
+        );
+    }
+    Ok(())
+}
