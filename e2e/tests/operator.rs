@@ -994,6 +994,25 @@ async fn teams_see_only_their_own_routes_and_secrets() -> Result<()> {
     wait_route_metrics(&mut op, &format!("{a}/edge"), (1.0, 1.0, 0.0)).await?;
     wait_route_metrics(&mut op, &format!("{b}/edge"), (1.0, 0.0, 0.0)).await?;
 
+    // Every Gateway restricts its roots, so Secrets are read only in the root namespaces: the
+    // operator never lists or watches Secrets cluster-wide, nor in other namespaces.
+    if let Backing::Memory(server) = &cluster.backing {
+        let secret_paths: std::collections::BTreeSet<String> = server
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/secrets"))
+            .map(|r| r.path)
+            .collect();
+        let allowed: std::collections::BTreeSet<String> = [&a, &b]
+            .iter()
+            .map(|ns| format!("/api/v1/namespaces/{ns}/secrets"))
+            .collect();
+        assert!(
+            !secret_paths.is_empty() && secret_paths.is_subset(&allowed),
+            "Secret reads outside the root namespaces: {secret_paths:?}"
+        );
+    }
+
     // Asked for both teams' secrets, each instance gets only its own.
     let xds = op.xds_address();
     let (secret_a, secret_b) = (format!("{a}/tls"), format!("{b}/tls"));

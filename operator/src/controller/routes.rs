@@ -22,6 +22,9 @@ use crate::source::kube::Stores;
 use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{TranslateOptions, translate};
 
+/// How long a rebuild waits for the Secrets of a newly needed namespace.
+const SECRET_LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Route counts per Gateway (`namespace/name`), read by the Gateway controller for its status.
 pub type SharedRouteCounts = Arc<Mutex<BTreeMap<String, RouteCounts>>>;
 
@@ -54,6 +57,17 @@ pub async fn run(
     let mut published: Vec<String> = Vec::new();
     loop {
         changed.borrow_and_update();
+        // Secrets are read only in the namespaces the instances may need; a new namespace's
+        // Secrets are listed before the rebuild, so no certificate is briefly missing.
+        if ctx.stores.secrets.ensure(&ctx.stores.secret_scope()) {
+            let listed =
+                tokio::time::timeout(SECRET_LIST_TIMEOUT, ctx.stores.secrets.wait_until_ready());
+            if !matches!(listed.await, Ok(Ok(()))) {
+                tracing::warn!(
+                    "Secrets of a newly needed namespace not listed yet; building without them"
+                );
+            }
+        }
         let snapshot = ctx.stores.snapshot();
         let dags = publish_all(&ctx, &snapshot, &mut published);
         ready.send_replace(true);

@@ -1,8 +1,9 @@
 //! Reflectors over the Kubernetes API: one watch per kind, shared by every Gateway instance. Each
 //! event bumps a counter; consumers debounce and take a [`ClusterSnapshot`] of the stores.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
@@ -43,7 +44,128 @@ pub struct Stores {
     pub services: Store<Service>,
     pub endpoints: Store<Endpoints>,
     pub endpoint_slices: Store<EndpointSlice>,
-    pub secrets: Store<Secret>,
+    pub secrets: SecretStores,
+}
+
+/// Where Secrets are read: only where the instances may need them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretScope {
+    /// Some Gateway accepts roots in every namespace.
+    All,
+    /// The Gateways' root namespaces, the namespaces of TLSCertificateDelegations (delegated
+    /// certificates live there), and the namespaces of IngressRoutes that ask for upstream
+    /// validation (their CA Secret lives beside them).
+    Namespaces(BTreeSet<String>),
+}
+
+/// The Secret scope the current objects call for. Pure.
+pub fn secret_scope<'a>(
+    gateways: impl IntoIterator<Item = &'a Gateway>,
+    delegations: impl IntoIterator<Item = &'a TLSCertificateDelegation>,
+    ingress_routes: impl IntoIterator<Item = &'a IngressRoute>,
+) -> SecretScope {
+    let mut namespaces = BTreeSet::new();
+    for gw in gateways {
+        if gw.spec.root_namespaces.is_empty() {
+            return SecretScope::All;
+        }
+        namespaces.extend(gw.spec.root_namespaces.iter().cloned());
+    }
+    namespaces.extend(
+        delegations
+            .into_iter()
+            .filter_map(|d| d.metadata.namespace.clone()),
+    );
+    let validates = |ir: &IngressRoute| {
+        ir.spec
+            .routes
+            .iter()
+            .flat_map(|r| &r.services)
+            .any(|s| s.validation.is_some())
+    };
+    namespaces.extend(
+        ingress_routes
+            .into_iter()
+            .filter(|ir| validates(ir))
+            .filter_map(|ir| ir.metadata.namespace.clone()),
+    );
+    SecretScope::Namespaces(namespaces)
+}
+
+/// Running Secret reflectors by namespace (`None`: all namespaces), with the handle stopping each.
+type ActiveSecretWatches = BTreeMap<Option<String>, (Store<Secret>, tokio::task::AbortHandle)>;
+
+/// Secret reflectors for the current [`SecretScope`]: one for the whole cluster, or one per
+/// namespace, started and stopped as the scope changes.
+#[derive(Clone)]
+pub struct SecretStores {
+    client: Client,
+    changed: Arc<watch::Sender<u64>>,
+    /// Key `None`: all namespaces.
+    active: Arc<Mutex<ActiveSecretWatches>>,
+}
+
+impl SecretStores {
+    fn new(client: Client, changed: Arc<watch::Sender<u64>>) -> Self {
+        Self {
+            client,
+            changed,
+            active: Arc::default(),
+        }
+    }
+
+    /// Starts the reflectors `scope` needs and stops the others. Returns true if anything
+    /// changed (new stores start empty: wait for them with [`Self::wait_until_ready`]).
+    pub fn ensure(&self, scope: &SecretScope) -> bool {
+        let wanted: BTreeSet<Option<String>> = match scope {
+            SecretScope::All => BTreeSet::from([None]),
+            SecretScope::Namespaces(ns) => ns.iter().cloned().map(Some).collect(),
+        };
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = active.len();
+        active.retain(|ns, (_, task)| {
+            let keep = wanted.contains(ns);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        let mut changed = active.len() != before;
+        for ns in wanted {
+            if active.contains_key(&ns) {
+                continue;
+            }
+            let api: Api<Secret> = match &ns {
+                None => Api::all(self.client.clone()),
+                Some(ns) => Api::namespaced(self.client.clone(), ns),
+            };
+            let config = watcher::Config::default().fields(&secret_field_selector());
+            let (store, task) = reflect_task(api, config, self.changed.clone(), strip_secret);
+            tracing::info!(namespace = ns.as_deref().unwrap_or("*"), "watching Secrets");
+            active.insert(ns, (store, task));
+            changed = true;
+        }
+        changed
+    }
+
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        let stores: Vec<Store<Secret>> = self
+            .active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in stores {
+            s.wait_until_ready().await?;
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Vec<Arc<Secret>> {
+        let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        active.values().flat_map(|(s, _)| s.state()).collect()
+    }
 }
 
 impl Stores {
@@ -55,7 +177,22 @@ impl Stores {
         self.services.wait_until_ready().await?;
         self.endpoints.wait_until_ready().await?;
         self.endpoint_slices.wait_until_ready().await?;
+        self.secrets.ensure(&self.secret_scope());
         self.secrets.wait_until_ready().await
+    }
+
+    /// The Secret scope the current Gateways, delegations and IngressRoutes call for.
+    pub fn secret_scope(&self) -> SecretScope {
+        let (gateways, delegations, routes) = (
+            self.gateways.state(),
+            self.delegations.state(),
+            self.ingress_routes.state(),
+        );
+        secret_scope(
+            gateways.iter().map(AsRef::as_ref),
+            delegations.iter().map(AsRef::as_ref),
+            routes.iter().map(AsRef::as_ref),
+        )
     }
 
     /// An immutable copy of the current state.
@@ -76,17 +213,19 @@ impl Stores {
         copy(&self.services, &mut snap, Object::Service);
         copy(&self.endpoints, &mut snap, Object::Endpoints);
         copy(&self.endpoint_slices, &mut snap, Object::EndpointSlice);
-        copy(&self.secrets, &mut snap, Object::Secret);
+        for secret in self.secrets.state() {
+            snap.apply(Object::Secret(Arc::unwrap_or_clone(secret)));
+        }
         snap
     }
 }
 
-/// Starts one reflector per kind. The returned receiver changes on every watch event.
+/// Starts one reflector per kind (Secrets: per [`SecretScope`], see [`SecretStores::ensure`]).
+/// The returned receiver changes on every watch event.
 pub fn start(client: &Client) -> (Stores, watch::Receiver<u64>) {
     let (tx, rx) = watch::channel(0u64);
     let tx = Arc::new(tx);
     let all = watcher::Config::default;
-    let secrets = watcher::Config::default().fields(&secret_field_selector());
     let stores = Stores {
         gateways: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
         ingress_routes: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
@@ -94,7 +233,7 @@ pub fn start(client: &Client) -> (Stores, watch::Receiver<u64>) {
         services: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
         endpoints: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
         endpoint_slices: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
-        secrets: reflect(Api::all(client.clone()), secrets, tx, strip_secret),
+        secrets: SecretStores::new(client.clone(), tx),
     };
     (stores, rx)
 }
@@ -121,6 +260,20 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
+    reflect_task(api, config, changed, modify).0
+}
+
+/// Like [`reflect`], also returning a handle that stops the watch.
+fn reflect_task<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: Arc<watch::Sender<u64>>,
+    modify: fn(&mut K),
+) -> (Store<K>, tokio::task::AbortHandle)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
     let (reader, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let stream = watcher(api, config)
@@ -130,7 +283,7 @@ where
         })
         .default_backoff()
         .reflect(writer);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
@@ -141,5 +294,79 @@ where
             }
         }
     });
-    reader
+    (reader, task.abort_handle())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::api::IngressRouteSpec;
+    use crate::api::gateway::GatewaySpec;
+    use crate::api::ingressroute::{
+        Route, Service as IrService, TLSCertificateDelegationSpec, UpstreamValidation,
+    };
+
+    fn gateway(roots: &[&str]) -> Gateway {
+        Gateway::new(
+            "gw",
+            GatewaySpec {
+                root_namespaces: roots.iter().map(|r| (*r).to_owned()).collect(),
+                ..GatewaySpec::default()
+            },
+        )
+    }
+
+    fn in_ns<K: Resource>(mut o: K, ns: &str) -> K {
+        o.meta_mut().namespace = Some(ns.into());
+        o
+    }
+
+    #[test]
+    fn secrets_are_read_only_where_needed() {
+        let delegation = in_ns(
+            TLSCertificateDelegation::new("d", TLSCertificateDelegationSpec::default()),
+            "www-admin",
+        );
+        let validating = in_ns(
+            IngressRoute::new(
+                "child",
+                IngressRouteSpec {
+                    routes: vec![Route {
+                        services: vec![IrService {
+                            validation: Some(UpstreamValidation::default()),
+                            ..IrService::default()
+                        }],
+                        ..Route::default()
+                    }],
+                    ..IngressRouteSpec::default()
+                },
+            ),
+            "marketing",
+        );
+        let plain = in_ns(
+            IngressRoute::new("plain", IngressRouteSpec::default()),
+            "elsewhere",
+        );
+        let scope = secret_scope(
+            [&gateway(&["team-a"]), &gateway(&["team-b", "team-a"])],
+            [&delegation],
+            [&validating, &plain],
+        );
+        let want: BTreeSet<String> = ["marketing", "team-a", "team-b", "www-admin"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(scope, SecretScope::Namespaces(want));
+        // One Gateway accepting roots anywhere needs Secrets from anywhere.
+        assert_eq!(
+            secret_scope([&gateway(&["a"]), &gateway(&[])], [], []),
+            SecretScope::All
+        );
+        // No Gateway, no Secret.
+        assert_eq!(
+            secret_scope([], [], []),
+            SecretScope::Namespaces(BTreeSet::new())
+        );
+    }
 }
