@@ -1300,3 +1300,38 @@ async fn a_follower_takes_over_when_the_leader_dies() -> Result<()> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5b. A graceful stop hands the lease over at once.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_hands_the_lease_over() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    // An hour-long lease: without the hand-over, the follower could not lead during this test.
+    let start = |identity: &str| -> Result<Operator> {
+        Ok(cluster
+            .operator(identity)?
+            .args([
+                "--lease-duration-seconds",
+                "3600",
+                "--lease-renew-seconds",
+                "1",
+            ])
+            .start()?)
+    };
+    let mut alpha = start("alpha")?;
+    eventually("alpha to hold the lease", async || {
+        alpha.check_running()?;
+        Ok(lease_holder(&cluster).await?.filter(|(h, _)| h == "alpha"))
+    })
+    .await?;
+    let mut beta = start("beta")?;
+    beta.wait_ready(PATIENCE).await?;
+    alpha.process().stop(); // SIGTERM, then (only if it hangs) SIGKILL.
+    eventually("beta to take the released lease", async || {
+        beta.check_running()?;
+        Ok(lease_holder(&cluster).await?.filter(|(h, _)| h == "beta"))
+    })
+    .await?;
+    Ok(())
+}

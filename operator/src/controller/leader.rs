@@ -76,6 +76,30 @@ pub async fn run(client: kube::Client, cfg: LeaseConfig, leading: watch::Sender<
     }
 }
 
+/// Gives the lease up if this replica holds it (on shutdown), so a follower can take it at once.
+pub async fn release(client: &kube::Client, cfg: &LeaseConfig) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    let attempt = async {
+        let Some(mut lease) = api.get_opt(&cfg.name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        api.replace(&cfg.name, &PostParams::default(), &lease)
+            .await
+            .map(|_| ())
+    };
+    match tokio::time::timeout(attempt_timeout(cfg), attempt).await {
+        Ok(r) => r,
+        Err(_) => Ok(()), // The lease simply expires.
+    }
+}
+
 async fn try_acquire_or_renew(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Outcome, kube::Error> {
     let now = jiff::Timestamp::now();
     let duration_secs = i32::try_from(cfg.lease_duration.as_secs()).unwrap_or(15);

@@ -88,14 +88,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => return Ok(()),
         _ = terminate.recv() => return Ok(()),
     }
+    let lease = leader::LeaseConfig {
+        namespace: opts.namespace.clone(),
+        name: opts.lease_name.clone(),
+        identity: opts.identity.clone(),
+        lease_duration: opts.lease_duration,
+        renew_every: opts.lease_renew,
+    };
     tasks.spawn({
-        let cfg = leader::LeaseConfig {
-            namespace: opts.namespace.clone(),
-            name: opts.lease_name.clone(),
-            identity: opts.identity.clone(),
-            lease_duration: opts.lease_duration,
-            renew_every: opts.lease_renew,
-        };
+        let cfg = lease.clone();
         let c = client.clone();
         async move {
             leader::run(c, cfg, leading_tx).await;
@@ -155,6 +156,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     })
     .await;
+    // Hand over at once instead of making the next replica wait out the lease.
+    if let Err(e) = leader::release(&client, &lease).await {
+        tracing::warn!(error = %e, "could not release the lease; another replica takes over when it expires");
+    }
     result
 }
 
