@@ -111,6 +111,8 @@ pub struct EnvoyBuilder {
     log_level: String,
     concurrency: u32,
     ready_timeout: Duration,
+    /// Wait for `/ready` (true) or only for the admin listener (false).
+    until_ready: bool,
 }
 
 impl EnvoyBuilder {
@@ -135,6 +137,14 @@ impl EnvoyBuilder {
     /// How long to wait for `/ready` to answer 200; default [`DEFAULT_READY_TIMEOUT`].
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
+        self
+    }
+
+    /// Return as soon as the admin interface answers, ready or not: for an Envoy that is
+    /// expected never to get its configuration (it would only turn ready once its initial
+    /// fetches time out).
+    pub fn admin_only(mut self) -> Self {
+        self.until_ready = false;
         self
     }
 
@@ -169,7 +179,9 @@ impl EnvoyBuilder {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
         };
-        envoy.admin = envoy.wait_ready(&admin_file, self.ready_timeout).await?;
+        envoy.admin = envoy
+            .wait_ready(&admin_file, self.ready_timeout, self.until_ready)
+            .await?;
         Ok(envoy)
     }
 }
@@ -192,6 +204,7 @@ impl Envoy {
             log_level: "info".to_owned(),
             concurrency: 1,
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            until_ready: true,
         }
     }
 
@@ -200,8 +213,14 @@ impl Envoy {
         Envoy::builder(bootstrap).start().await
     }
 
-    /// Polls until `/ready` answers 200 and returns the admin address.
-    async fn wait_ready(&mut self, admin_file: &Path, timeout: Duration) -> Result<SocketAddr> {
+    /// Polls until `/ready` answers 200 (any answer when `!until_ready`) and returns the admin
+    /// address.
+    async fn wait_ready(
+        &mut self,
+        admin_file: &Path,
+        timeout: Duration,
+        until_ready: bool,
+    ) -> Result<SocketAddr> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut admin: Option<SocketAddr> = None;
         let mut last = String::from("no admin address yet");
@@ -218,7 +237,7 @@ impl Envoy {
             if let Some(admin) = admin {
                 let probe = Request::get("127.0.0.1", "/ready").timeout(Duration::from_secs(2));
                 match probe.send_to(admin).await {
-                    Ok(resp) if resp.status == 200 => return Ok(admin),
+                    Ok(resp) if resp.status == 200 || !until_ready => return Ok(admin),
                     Ok(resp) => last = format!("/ready answered {}: {}", resp.status, resp.text()),
                     Err(e) => last = format!("/ready failed: {e}"),
                 }

@@ -64,6 +64,12 @@ pub struct StandaloneArgs {
     /// How often to check the directory for changes, in milliseconds.
     #[arg(long, default_value_t = 250)]
     pub poll_ms: u64,
+    /// Serve xDS in plaintext, without client certificates: any local process can then read
+    /// every instance's configuration, private keys included. By default xDS is mutual TLS with
+    /// a CA, a server certificate and one client certificate per instance, made at start in a
+    /// private temporary directory.
+    #[arg(long)]
+    pub insecure_xds: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -152,6 +158,19 @@ pub struct BootstrapArgs {
     /// Envoy admin port (bound to 127.0.0.1 only).
     #[arg(long, default_value_t = crate::provision::bootstrap::DEFAULT_ADMIN_PORT)]
     pub admin_port: u16,
+    /// Connect to xDS with mutual TLS: the CA certificate file the server's certificate must
+    /// chain to (needs --xds-cert and --xds-key; without them, plaintext).
+    #[arg(long, value_name = "FILE", requires_all = ["xds_cert", "xds_key"])]
+    pub xds_ca: Option<String>,
+    /// The instance's xDS client certificate file (its URI SAN must name --gateway).
+    #[arg(long, value_name = "FILE", requires = "xds_ca")]
+    pub xds_cert: Option<String>,
+    /// The client certificate's private key file.
+    #[arg(long, value_name = "FILE", requires = "xds_ca")]
+    pub xds_key: Option<String>,
+    /// Name the xDS server's certificate must carry (sent as SNI).
+    #[arg(long, default_value = crate::xds::identity::DEFAULT_SERVER_NAME, requires = "xds_ca")]
+    pub xds_server_name: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -237,6 +256,14 @@ fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<String> {
     let mut opts = BootstrapOptions::new(crate::snapshot::ObjKey::new(ns, name), host, port);
     opts.ads = args.ads;
     opts.admin_port = args.admin_port;
+    if let (Some(ca), Some(cert), Some(key)) = (&args.xds_ca, &args.xds_cert, &args.xds_key) {
+        opts.tls = Some(crate::provision::bootstrap::XdsClientTls {
+            ca_file: ca.clone(),
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            server_name: args.xds_server_name.clone(),
+        });
+    }
     Ok(serde_json::to_string_pretty(&build_bootstrap(&opts))? + "\n")
 }
 
@@ -274,6 +301,7 @@ fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         ads: args.ads,
         state_file: args.state_file,
         poll_interval: std::time::Duration::from_millis(args.poll_ms.max(10)),
+        insecure_xds: args.insecure_xds,
     };
     runtime()?.block_on(crate::standalone::run(opts))
 }
@@ -302,7 +330,8 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         })?;
     let mut provision =
         crate::provision::ProvisionContext::new(args.operator_image, xds_host, xds_port);
-    // Mutual TLS for xDS is not implemented yet (see the README); Envoys connect in clear.
+    // Mutual TLS for xDS is not wired into the operator yet (the server, the identities and
+    // the Secret builders in `provision::xds_tls` exist); Envoys connect in clear.
     provision.xds_tls = false;
     // The pods' ports and the generated listeners must agree: both come from these flags.
     provision.envoy_ports = crate::provision::objects::EnvoyPorts {
@@ -330,6 +359,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         debounce: Duration::from_millis(args.debounce_ms),
         provision,
         translate,
+        xds_tls: None,
     };
     runtime()?.block_on(crate::controller::run::run(opts))
 }

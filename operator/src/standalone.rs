@@ -1,6 +1,11 @@
 //! `sluice standalone`: no cluster. Reads a manifest directory, serves xDS, runs one Envoy per
 //! Gateway instance, and applies file changes live. The I/O shell around the pure pipeline
 //! `source::files` → `dag::build` → `xds::translate` → `xds::cache`.
+//!
+//! xDS is mutual TLS unless `--insecure-xds`: at start Sluice makes a throwaway CA and a server
+//! certificate (names `sluice-xds` and `localhost`, the xDS IP, 127.0.0.1 and ::1), and for each
+//! instance a client certificate naming it, all in its private working directory (mode 0700,
+//! removed on exit). Each Envoy's bootstrap points at its own instance's certificate.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,10 +19,12 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::dag::{self, Selection};
-use crate::provision::bootstrap::{AdsFlavour, BootstrapOptions, build_bootstrap};
+use crate::provision::bootstrap::{AdsFlavour, BootstrapOptions, XdsClientTls, build_bootstrap};
 use crate::snapshot::ClusterSnapshot;
 use crate::source::files;
 use crate::xds::cache::{Cache, InstanceResources};
+use crate::xds::identity::{CertificateAuthority, DEFAULT_SERVER_NAME};
+use crate::xds::server::XdsServerTls;
 use crate::xds::translate::{self, TranslateOptions};
 
 /// How listener ports are chosen.
@@ -41,6 +48,59 @@ pub struct StandaloneOptions {
     pub ads: AdsFlavour,
     pub state_file: Option<PathBuf>,
     pub poll_interval: Duration,
+    /// Serve xDS in plaintext to anyone (`--insecure-xds`); otherwise mutual TLS.
+    pub insecure_xds: bool,
+}
+
+/// The xDS CA of one standalone run and where its certificate is written.
+struct Pki {
+    ca: CertificateAuthority,
+    ca_file: PathBuf,
+}
+
+/// File paths of one instance's xDS client credentials.
+#[derive(Clone, Debug)]
+struct ClientFiles {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Makes the CA and the server certificate, and writes the CA certificate to `workdir`.
+fn setup_pki(workdir: &Path, xds_addr: SocketAddr) -> anyhow::Result<(Pki, XdsServerTls)> {
+    let now = SystemTime::now();
+    let ca = CertificateAuthority::generate(now).context("creating the xDS CA")?;
+    let mut ips = vec![
+        std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ];
+    if !xds_addr.ip().is_unspecified() && !ips.contains(&xds_addr.ip()) {
+        ips.push(xds_addr.ip());
+    }
+    let server = ca
+        .issue_server(&["localhost".to_owned()], &ips, now)
+        .context("creating the xDS server certificate")?;
+    let ca_file = workdir.join("xds-ca.crt");
+    write_file(&ca_file, ca.cert_pem(), 0o644)?;
+    let tls = XdsServerTls {
+        cert_pem: server.cert_pem,
+        key_pem: server.key_pem,
+        client_ca_pem: ca.cert_pem().to_owned(),
+    };
+    Ok((Pki { ca, ca_file }, tls))
+}
+
+/// Writes a file readable as `mode` says (keys: 0600), replacing an existing one.
+fn write_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Ports of one instance's Envoy.
@@ -56,6 +116,7 @@ struct Instance {
     ports: InstancePorts,
     envoy: Option<Child>,
     log: Option<PathBuf>,
+    xds_client: Option<ClientFiles>,
 }
 
 /// Envoy's hot-restart shared memory outlives even a clean exit; its name comes from the base id
@@ -78,23 +139,51 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the xDS server to {}", opts.xds_address))?;
     let xds_addr = listener.local_addr()?;
+
+    // Private: it holds the xDS keys.
+    let workdir = std::env::temp_dir().join(format!("sluice-standalone-{}", std::process::id()));
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&workdir)
+            .with_context(|| format!("creating {}", workdir.display()))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&workdir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", workdir.display()))?;
+    }
+    let (pki, server_tls) = if opts.insecure_xds {
+        (None, None)
+    } else {
+        let (pki, tls) = setup_pki(&workdir, xds_addr)?;
+        (Some(pki), Some(tls))
+    };
+
     let cache = Arc::new(Cache::new());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::xds::server::serve(
         listener,
         cache.clone(),
+        server_tls,
         async move {
             let _ = stop_rx.await;
         },
     ));
-    eprintln!("sluice: xDS server on {xds_addr}");
-
-    let workdir = std::env::temp_dir().join(format!("sluice-standalone-{}", std::process::id()));
-    std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
+    match &pki {
+        Some(pki) => eprintln!(
+            "sluice: xDS server on {xds_addr} (mutual TLS; CA {}, server name {DEFAULT_SERVER_NAME})",
+            pki.ca_file.display()
+        ),
+        None => eprintln!(
+            "sluice: xDS server on {xds_addr} (plaintext, no authentication: --insecure-xds)"
+        ),
+    }
 
     let mut state = State {
         opts: &opts,
         cache: &cache,
+        pki: pki.as_ref(),
         xds_addr,
         workdir: workdir.clone(),
         instances: BTreeMap::new(),
@@ -138,6 +227,7 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
 struct State<'a> {
     opts: &'a StandaloneOptions,
     cache: &'a Cache,
+    pki: Option<&'a Pki>,
     xds_addr: SocketAddr,
     workdir: PathBuf,
     instances: BTreeMap<String, Instance>,
@@ -290,14 +380,54 @@ impl State<'_> {
         }
     }
 
+    /// Issues an instance's xDS client certificate and writes it (key mode 0600).
+    fn write_client_credentials(&self, pki: &Pki, sel: &Selection) -> anyhow::Result<ClientFiles> {
+        let slug = sel.gateway.to_string().replace('/', "_");
+        let issued = pki
+            .ca
+            .issue_gateway(&sel.gateway, SystemTime::now())
+            .context("issuing the xDS client certificate")?;
+        let files = ClientFiles {
+            cert: self.workdir.join(format!("{slug}.xds.crt")),
+            key: self.workdir.join(format!("{slug}.xds.key")),
+        };
+        write_file(&files.cert, &issued.cert_pem, 0o644)?;
+        write_file(&files.key, &issued.key_pem, 0o600)?;
+        Ok(files)
+    }
+
     fn start_instance(&self, sel: &Selection, ports: InstancePorts) -> Instance {
         let name = sel.gateway.to_string();
+        let xds_client = match self.pki {
+            None => None,
+            Some(pki) => match self.write_client_credentials(pki, sel) {
+                Ok(files) => Some((pki, files)),
+                Err(e) => {
+                    eprintln!("sluice: error: instance {name}: {e:#}");
+                    return Instance {
+                        ports,
+                        envoy: None,
+                        log: None,
+                        xds_client: None,
+                    };
+                }
+            },
+        };
         let Some(envoy) = &self.opts.envoy else {
-            eprintln!("sluice: instance {name}: serving xDS only (--no-envoy)");
+            match &xds_client {
+                Some((pki, files)) => eprintln!(
+                    "sluice: instance {name}: serving xDS only (--no-envoy); client certificate {}, key {}, CA {}, server name {DEFAULT_SERVER_NAME}",
+                    files.cert.display(),
+                    files.key.display(),
+                    pki.ca_file.display()
+                ),
+                None => eprintln!("sluice: instance {name}: serving xDS only (--no-envoy)"),
+            }
             return Instance {
                 ports,
                 envoy: None,
                 log: None,
+                xds_client: xds_client.map(|(_, f)| f),
             };
         };
         let slug = name.replace('/', "_");
@@ -308,6 +438,13 @@ impl State<'_> {
         );
         bopts.ads = self.opts.ads;
         bopts.admin_port = ports.admin;
+        bopts.tls = xds_client.as_ref().map(|(pki, files)| XdsClientTls {
+            ca_file: pki.ca_file.display().to_string(),
+            cert_file: files.cert.display().to_string(),
+            key_file: files.key.display().to_string(),
+            server_name: DEFAULT_SERVER_NAME.to_owned(),
+        });
+        let xds_client = xds_client.map(|(_, f)| f);
         let bootstrap_path = self.workdir.join(format!("{slug}.bootstrap.json"));
         let log = self.workdir.join(format!("{slug}.envoy.log"));
         let spawned = std::fs::write(&bootstrap_path, build_bootstrap(&bopts).to_string())
@@ -344,6 +481,7 @@ impl State<'_> {
                     ports,
                     envoy: Some(child),
                     log: Some(log),
+                    xds_client,
                 }
             }
             Err(e) => {
@@ -352,6 +490,7 @@ impl State<'_> {
                     ports,
                     envoy: None,
                     log: Some(log),
+                    xds_client,
                 }
             }
         }
@@ -386,10 +525,19 @@ impl State<'_> {
                     "stats": i.ports.stats,
                     "admin": i.ports.admin,
                     "envoyPid": i.envoy.as_ref().and_then(Child::id),
+                    "xdsClientCert": i.xds_client.as_ref().map(|f| f.cert.display().to_string()),
+                    "xdsClientKey": i.xds_client.as_ref().map(|f| f.key.display().to_string()),
                 })
             })
             .collect();
-        let state = json!({"xds": self.xds_addr.to_string(), "gateways": gateways});
+        let xds_tls = self.pki.map(
+            |p| json!({"ca": p.ca_file.display().to_string(), "serverName": DEFAULT_SERVER_NAME}),
+        );
+        let state = json!({
+            "xds": self.xds_addr.to_string(),
+            "xdsTls": xds_tls,
+            "gateways": gateways,
+        });
         // Write then rename, so readers never see half a file.
         let tmp = path.with_extension("tmp");
         if let Err(e) =

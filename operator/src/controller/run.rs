@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub debounce: Duration,
     pub provision: crate::provision::ProvisionContext,
     pub translate: TranslateOptions,
+    /// The xDS server's TLS material (`provision::xds_tls::server_tls_from_secret`); `None`
+    /// serves plaintext to anyone.
+    pub xds_tls: Option<crate::xds::server::XdsServerTls>,
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -79,7 +82,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tasks.spawn({
         let xds_metrics = Arc::new(crate::xds::server::ServerMetrics::new()?);
         xds_metrics.register(&metrics.registry)?;
-        let server = crate::xds::server::AdsServer::new(cache.clone(), xds_metrics);
+        let server = crate::xds::server::AdsServer::new(cache.clone(), xds_metrics)
+            .with_tls(opts.xds_tls.clone());
         let s = shutdown(shutdown_rx.clone());
         async move { server.serve(xds_listener, s).await.context("xDS server") }
     });

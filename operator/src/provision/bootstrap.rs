@@ -56,6 +56,40 @@ impl BootstrapOptions {
     }
 }
 
+/// Mutual TLS to the xDS server: present the instance's client certificate, trust only the xDS
+/// CA, and require the server certificate to carry `server_name` (a DNS SAN, sent as SNI; or an
+/// IP SAN when `server_name` is an IP address, which SNI cannot carry).
+fn xds_transport_socket(tls: &XdsClientTls) -> Value {
+    let san_type = if tls.server_name.parse::<std::net::IpAddr>().is_ok() {
+        "IP_ADDRESS"
+    } else {
+        "DNS"
+    };
+    let mut context = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            // gRPC is HTTP/2; say so in the handshake.
+            "alpn_protocols": ["h2"],
+            "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+            "tls_certificates": [{
+                "certificate_chain": {"filename": tls.cert_file},
+                "private_key": {"filename": tls.key_file}
+            }],
+            "validation_context": {
+                "trusted_ca": {"filename": tls.ca_file},
+                "match_typed_subject_alt_names": [{
+                    "san_type": san_type,
+                    "matcher": {"exact": tls.server_name}
+                }]
+            }
+        }
+    });
+    if san_type == "DNS" {
+        context["sni"] = json!(tls.server_name);
+    }
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
+}
+
 /// Builds the bootstrap. Everything but the xDS cluster arrives over ADS.
 pub fn build_bootstrap(opts: &BootstrapOptions) -> Value {
     let api_type = match opts.ads {
@@ -85,26 +119,7 @@ pub fn build_bootstrap(opts: &BootstrapOptions) -> Value {
         }
     });
     if let Some(tls) = &opts.tls {
-        xds_cluster["transport_socket"] = json!({
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                "sni": tls.server_name,
-                "common_tls_context": {
-                    "tls_certificates": [{
-                        "certificate_chain": {"filename": tls.cert_file},
-                        "private_key": {"filename": tls.key_file}
-                    }],
-                    "validation_context": {
-                        "trusted_ca": {"filename": tls.ca_file},
-                        "match_typed_subject_alt_names": [{
-                            "san_type": "DNS",
-                            "matcher": {"exact": tls.server_name}
-                        }]
-                    }
-                }
-            }
-        });
+        xds_cluster["transport_socket"] = xds_transport_socket(tls);
     }
     json!({
         "node": {"id": opts.node_id, "cluster": opts.gateway.to_string()},
@@ -170,6 +185,25 @@ mod tests {
         assert_eq!(b["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
         let c = &b["static_resources"]["clusters"][0];
         assert_eq!(c["type"], "STRICT_DNS");
-        assert_eq!(c["transport_socket"]["typed_config"]["sni"], "sluice-xds");
+        let tls = &c["transport_socket"]["typed_config"];
+        assert_eq!(tls["sni"], "sluice-xds");
+        let common = &tls["common_tls_context"];
+        assert_eq!(common["alpn_protocols"], json!(["h2"]));
+        assert_eq!(
+            common["validation_context"]["match_typed_subject_alt_names"],
+            json!([{"san_type": "DNS", "matcher": {"exact": "sluice-xds"}}])
+        );
+
+        // An IP address is matched as an IP SAN and not sent as SNI.
+        if let Some(t) = opts.tls.as_mut() {
+            t.server_name = "10.0.0.5".into();
+        }
+        let b = build_bootstrap(&opts);
+        let tls = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"];
+        assert!(tls.get("sni").is_none());
+        assert_eq!(
+            tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0]["san_type"],
+            "IP_ADDRESS"
+        );
     }
 }

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod names;
 pub mod objects;
 pub mod status;
+pub mod xds_tls;
 
 #[cfg(test)]
 mod fixtures;

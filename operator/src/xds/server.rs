@@ -2,8 +2,14 @@
 //! (`DeltaAggregatedResources`) xDS over one stream per Envoy.
 //!
 //! The first request's `node.cluster` (`<namespace>/<gateway>`) selects the instance; a stream
-//! only ever reads that instance's [`Snapshot`]s. An unknown instance is waited for. Each stream
-//! keeps its own protocol state (subscriptions, what the Envoy has, nonces) in a plain
+//! only ever reads that instance's [`Snapshot`]s. An unknown instance is waited for.
+//!
+//! With [`XdsServerTls`] (`sluice standalone`'s default; only `--insecure-xds` goes without),
+//! the server requires a client certificate signed by the xDS CA, and a stream may only ask for
+//! the instance its certificate names ([`super::identity`]); anything else is refused before a
+//! single resource is sent. The server offers only the two ADS streams: no unary `Fetch*` calls.
+//!
+//! Each stream keeps its own protocol state (subscriptions, what the Envoy has, nonces) in a plain
 //! synchronous state machine (`SotwStream`, `DeltaStream`); the async driver only moves
 //! requests, snapshots and responses between it and the wire.
 //!
@@ -40,10 +46,13 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::cache::{Cache, Snapshot, SnapshotReceiver, TypeResources, hash_versions, type_url};
+use super::identity::{IdentityError, instance_from_peer_chain};
+use crate::snapshot::ObjKey;
 
 /// Order in which added or changed resources are sent within one push.
 const ADD_ORDER: [&str; 5] = [
@@ -80,6 +89,8 @@ pub enum ServeError {
     Metrics(#[from] prometheus::Error),
     #[error("xDS gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("xDS server TLS configuration: {0}")]
+    Tls(tonic::transport::Error),
 }
 
 impl ServeError {
@@ -88,6 +99,7 @@ impl ServeError {
         match self {
             ServeError::Metrics(_) => "metrics",
             ServeError::Transport(_) => "transport",
+            ServeError::Tls(_) => "tls",
         }
     }
 }
@@ -98,6 +110,7 @@ pub struct ServerMetrics {
     nacks: IntCounterVec,
     responses: IntCounterVec,
     streams: IntGaugeVec,
+    refused: IntCounterVec,
 }
 
 impl ServerMetrics {
@@ -125,6 +138,15 @@ impl ServerMetrics {
                 ),
                 &["protocol"],
             )?,
+            refused: IntCounterVec::new(
+                Opts::new(
+                    "sluice_xds_refused_streams_total",
+                    "xDS streams refused, by reason (unauthenticated: the client certificate \
+                     names no Gateway; permission_denied: it names another Gateway than the \
+                     requested node.cluster)",
+                ),
+                &["reason"],
+            )?,
         })
     }
 
@@ -133,6 +155,7 @@ impl ServerMetrics {
         registry.register(Box::new(self.nacks.clone()))?;
         registry.register(Box::new(self.responses.clone()))?;
         registry.register(Box::new(self.streams.clone()))?;
+        registry.register(Box::new(self.refused.clone()))?;
         Ok(())
     }
 
@@ -152,33 +175,105 @@ impl ServerMetrics {
     pub fn open_streams(&self, protocol: &str) -> i64 {
         self.streams.with_label_values(&[protocol]).get()
     }
+
+    /// Streams refused so far for a reason (`unauthenticated`, `permission_denied`).
+    pub fn refused(&self, reason: &str) -> u64 {
+        self.refused.with_label_values(&[reason]).get()
+    }
+
+    fn count_refusal(&self, status: &Status) {
+        let reason = match status.code() {
+            tonic::Code::Unauthenticated => "unauthenticated",
+            tonic::Code::PermissionDenied => "permission_denied",
+            _ => "other",
+        };
+        self.refused.with_label_values(&[reason]).inc();
+    }
+}
+
+/// TLS material of the xDS server, all PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct XdsServerTls {
+    /// The server's certificate (chain), leaf first.
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The CA client certificates must chain to.
+    pub client_ca_pem: String,
+}
+
+impl std::fmt::Debug for XdsServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdsServerTls")
+            .field("cert_pem", &self.cert_pem)
+            .field("client_ca_pem", &self.client_ca_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a peer authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerAuth {
+    /// The server runs without TLS (an explicit insecure mode): any peer may read any instance.
+    Insecure,
+    /// A client certificate, verified against the CA, naming this instance.
+    Instance(ObjKey),
+    /// TLS, but no certificate naming an instance.
+    Unidentified(IdentityError),
 }
 
 /// Who is at the other end of a stream.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PeerIdentity {
     pub remote_addr: Option<SocketAddr>,
-    // mTLS (not yet implemented): the instance named by the verified client certificate
-    // (from `Request::peer_certs()` once the server runs with a `ServerTlsConfig`) goes here.
+    pub auth: PeerAuth,
 }
 
-/// Decides whether a peer may fetch an instance's configuration.
-///
-/// mTLS is NOT yet implemented: every peer is allowed every instance. Once Envoys connect with
-/// per-instance client certificates, this must reject any `node_cluster` other than the one
-/// the certificate names, so one team's Envoys cannot read another team's secrets.
+impl PeerIdentity {
+    /// The identity of a request's peer. `tls`: whether the server requires client
+    /// certificates; then the TLS layer has verified the chain `Request::peer_certs` returns.
+    fn of<T>(request: &Request<T>, tls: bool) -> Self {
+        let auth = if tls {
+            match request.peer_certs() {
+                Some(chain) => match instance_from_peer_chain(&chain) {
+                    Ok(instance) => PeerAuth::Instance(instance),
+                    Err(e) => PeerAuth::Unidentified(e),
+                },
+                None => PeerAuth::Unidentified(IdentityError::NoCertificate),
+            }
+        } else {
+            PeerAuth::Insecure
+        };
+        PeerIdentity {
+            remote_addr: request.remote_addr(),
+            auth,
+        }
+    }
+}
+
+/// Decides whether a peer may fetch an instance's configuration: with TLS, only the instance
+/// its client certificate names (`node_cluster` must equal `<namespace>/<name>` of the
+/// certificate's Gateway identity).
 pub fn authorize(peer: &PeerIdentity, node_cluster: &str) -> Result<(), Status> {
-    let _ = (peer, node_cluster);
-    Ok(())
+    match &peer.auth {
+        PeerAuth::Insecure => Ok(()),
+        PeerAuth::Instance(instance) if instance.to_string() == node_cluster => Ok(()),
+        PeerAuth::Instance(instance) => Err(Status::permission_denied(format!(
+            "the client certificate is for Gateway {instance}, not {node_cluster}"
+        ))),
+        PeerAuth::Unidentified(e) => Err(Status::unauthenticated(e.to_string())),
+    }
 }
 
 /// Serves ADS on `listener` until `shutdown` completes; open streams then end cleanly.
+/// `tls`: `None` serves plaintext to anyone (explicit insecure modes only).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     cache: Arc<Cache>,
+    tls: Option<XdsServerTls>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     AdsServer::new(cache, Arc::new(ServerMetrics::new()?))
+        .with_tls(tls)
         .serve(listener, shutdown)
         .await
 }
@@ -188,11 +283,24 @@ pub async fn serve(
 pub struct AdsServer {
     cache: Arc<Cache>,
     metrics: Arc<ServerMetrics>,
+    tls: Option<XdsServerTls>,
 }
 
 impl AdsServer {
+    /// A server without TLS; see [`AdsServer::with_tls`].
     pub fn new(cache: Arc<Cache>, metrics: Arc<ServerMetrics>) -> Self {
-        AdsServer { cache, metrics }
+        AdsServer {
+            cache,
+            metrics,
+            tls: None,
+        }
+    }
+
+    /// Requires client certificates signed by `tls.client_ca_pem` and serves each stream only
+    /// the instance its certificate names. `None`: plaintext, every instance to anyone.
+    pub fn with_tls(mut self, tls: Option<XdsServerTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Serves ADS on `listener` until `shutdown` completes; open streams then end cleanly.
@@ -206,16 +314,24 @@ impl AdsServer {
             cache: self.cache,
             metrics: self.metrics,
             shutdown: stop_rx,
+            tls: self.tls.is_some(),
         };
         // Streams are long-lived: tell them to end, or graceful shutdown would wait forever.
         let signal = async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        // mTLS hook: enable tonic's `tls-ring` feature, add
-        // `.tls_config(ServerTlsConfig::new().identity(..).client_ca_root(..))?` here, and fill
-        // `PeerIdentity` from the client certificate in `AdsService::spawn_stream`.
-        tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            let config = ServerTlsConfig::new()
+                .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+                .client_ca_root(Certificate::from_pem(&tls.client_ca_pem))
+                .client_auth_optional(false)
+                // A client that connects and never finishes its handshake is dropped.
+                .timeout(Duration::from_secs(10));
+            builder = builder.tls_config(config).map_err(ServeError::Tls)?;
+        }
+        builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(AggregatedDiscoveryServiceServer::new(service))
@@ -230,6 +346,8 @@ struct AdsService {
     cache: Arc<Cache>,
     metrics: Arc<ServerMetrics>,
     shutdown: watch::Receiver<bool>,
+    /// Whether client certificates are required (and so identify peers).
+    tls: bool,
 }
 
 type ResponseStream<T> = ReceiverStream<Result<T, Status>>;
@@ -243,29 +361,34 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.spawn_stream::<SotwStream>(request)))
+        self.spawn_stream::<SotwStream>(request).map(Response::new)
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.spawn_stream::<DeltaStream>(request)))
+        self.spawn_stream::<DeltaStream>(request).map(Response::new)
     }
 }
 
 impl AdsService {
+    /// Starts a stream's task; a peer that cannot be identified is refused at once.
     fn spawn_stream<P: Protocol>(
         &self,
         request: Request<Streaming<P::Request>>,
-    ) -> ResponseStream<P::Response> {
-        let peer = PeerIdentity {
-            remote_addr: request.remote_addr(),
-        };
+    ) -> Result<ResponseStream<P::Response>, Status> {
+        let peer = PeerIdentity::of(&request, self.tls);
+        if let PeerAuth::Unidentified(e) = &peer.auth {
+            let status = Status::unauthenticated(e.to_string());
+            warn!(peer = ?peer.remote_addr, %status, "xDS stream refused");
+            self.metrics.count_refusal(&status);
+            return Err(status);
+        }
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
         tokio::spawn(run_stream::<P>(self.clone(), peer, inbound, tx));
-        ReceiverStream::new(rx)
+        Ok(ReceiverStream::new(rx))
     }
 }
 
@@ -316,6 +439,7 @@ async fn run_stream<P: Protocol>(
     let node_id = node.id.clone();
     if let Err(status) = authorize(&peer, &instance) {
         warn!(%instance, node_id, peer = ?peer.remote_addr, %status, "xDS stream refused");
+        service.metrics.count_refusal(&status);
         let _ = tx.send(Err(status)).await;
         return;
     }
