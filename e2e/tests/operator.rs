@@ -461,12 +461,66 @@ async fn provisioned_bootstrap(
     name: &str,
 ) -> Result<String> {
     let cm_name = format!("{name}-envoy-bootstrap");
-    eventually(&format!("ConfigMap {ns}/{cm_name}"), async || {
+    let bootstrap = eventually(&format!("ConfigMap {ns}/{cm_name}"), async || {
         op.check_running()?;
         let cm = cluster.get("v1", "ConfigMap", Some(ns), &cm_name).await?;
         Ok(cm.and_then(|cm| cm["data"]["bootstrap.json"].as_str().map(str::to_owned)))
     })
-    .await
+    .await?;
+    if !bootstrap.contains(XDS_CERTS_DIR) {
+        return Ok(bootstrap);
+    }
+    // The pod mounts the Gateway's xDS client Secret at XDS_CERTS_DIR; here, its files go to a
+    // directory of the test, and only those paths in the bootstrap change.
+    let creds = client_credentials(cluster, op, ns, name).await?;
+    let dir = cluster.dir.path().join(format!("xds-{ns}-{name}"));
+    std::fs::create_dir_all(&dir)?;
+    for (file, pem) in [
+        ("ca.crt", &creds.ca),
+        ("tls.crt", &creds.cert),
+        ("tls.key", &creds.key),
+    ] {
+        std::fs::write(dir.join(file), pem)?;
+    }
+    Ok(bootstrap.replace(XDS_CERTS_DIR, &dir.display().to_string()))
+}
+
+/// Where the Envoy pod mounts its xDS client credentials.
+const XDS_CERTS_DIR: &str = "/certs/xds";
+
+/// An instance's xDS client credentials (PEM), from the Secret the operator issued.
+struct ClientCredentials {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+async fn client_credentials(
+    cluster: &Cluster,
+    op: &mut Operator,
+    ns: &str,
+    gateway: &str,
+) -> Result<ClientCredentials> {
+    use base64::Engine;
+    let name = format!("{gateway}-xds-client");
+    let secret = eventually(&format!("Secret {ns}/{name}"), async || {
+        op.check_running()?;
+        cluster.get("v1", "Secret", Some(ns), &name).await
+    })
+    .await?;
+    let field = |key: &str| -> Result<String> {
+        let b64 = secret["data"][key]
+            .as_str()
+            .with_context(|| format!("{name} has no {key}"))?;
+        Ok(String::from_utf8(
+            base64::engine::general_purpose::STANDARD.decode(b64)?,
+        )?)
+    };
+    Ok(ClientCredentials {
+        ca: field("ca.crt")?,
+        cert: field("tls.crt")?,
+        key: field("tls.key")?,
+    })
 }
 
 /// Names of the secrets Envoy holds, from its admin `/config_dump`.
@@ -878,6 +932,7 @@ async fn ingressroute_statuses_follow_changes() -> Result<()> {
 /// and returns the names of those it sends, once it sends `expect`.
 async fn ads_secrets(
     xds: &str,
+    creds: &ClientCredentials,
     instance: &str,
     names: &[&str],
     expect: &str,
@@ -889,7 +944,18 @@ async fn ads_secrets(
     use prost::Message;
 
     const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{xds}")).await?;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&creds.ca))
+        .identity(tonic::transport::Identity::from_pem(
+            &creds.cert,
+            &creds.key,
+        ))
+        .domain_name("sluice-xds");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{xds}"))?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    let mut client = AggregatedDiscoveryServiceClient::new(channel);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(DiscoveryRequest {
         node: Some(Node {
@@ -994,8 +1060,9 @@ async fn teams_see_only_their_own_routes_and_secrets() -> Result<()> {
     wait_route_metrics(&mut op, &format!("{a}/edge"), (1.0, 1.0, 0.0)).await?;
     wait_route_metrics(&mut op, &format!("{b}/edge"), (1.0, 0.0, 0.0)).await?;
 
-    // Every Gateway restricts its roots, so Secrets are read only in the root namespaces: the
-    // operator never lists or watches Secrets cluster-wide, nor in other namespaces.
+    // Every Gateway restricts its roots, so Secrets are read only in the root namespaces (and
+    // the operator's own namespace, for its xDS certificates): the operator never lists or
+    // watches Secrets cluster-wide, nor in other namespaces.
     if let Backing::Memory(server) = &cluster.backing {
         let secret_paths: std::collections::BTreeSet<String> = server
             .requests()
@@ -1003,7 +1070,7 @@ async fn teams_see_only_their_own_routes_and_secrets() -> Result<()> {
             .filter(|r| r.path.ends_with("/secrets"))
             .map(|r| r.path)
             .collect();
-        let allowed: std::collections::BTreeSet<String> = [&a, &b]
+        let allowed: std::collections::BTreeSet<String> = [&a, &b, OPERATOR_NAMESPACE]
             .iter()
             .map(|ns| format!("/api/v1/namespaces/{ns}/secrets"))
             .collect();
@@ -1013,18 +1080,27 @@ async fn teams_see_only_their_own_routes_and_secrets() -> Result<()> {
         );
     }
 
-    // Asked for both teams' secrets, each instance gets only its own.
+    // Asked for both teams' secrets, each instance gets only its own; with team A's client
+    // certificate, asking as team B's instance is refused.
     let xds = op.xds_address();
     let (secret_a, secret_b) = (format!("{a}/tls"), format!("{b}/tls"));
     let names = [secret_a.as_str(), secret_b.as_str()];
+    let creds_a = client_credentials(&cluster, &mut op, &a, "edge").await?;
+    let creds_b = client_credentials(&cluster, &mut op, &b, "edge").await?;
     assert_eq!(
-        ads_secrets(&xds, &format!("{a}/edge"), &names, &secret_a).await?,
+        ads_secrets(&xds, &creds_a, &format!("{a}/edge"), &names, &secret_a).await?,
         std::slice::from_ref(&secret_a)
     );
     assert_eq!(
-        ads_secrets(&xds, &format!("{b}/edge"), &names, &secret_b).await?,
+        ads_secrets(&xds, &creds_b, &format!("{b}/edge"), &names, &secret_b).await?,
         std::slice::from_ref(&secret_b)
     );
+    let refused = ads_secrets(&xds, &creds_a, &format!("{b}/edge"), &names, &secret_b).await;
+    let status = refused
+        .err()
+        .and_then(|e| e.downcast::<tonic::Status>().ok())
+        .context("team A's certificate must not fetch as team B")?;
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
 
     // A real Envoy per instance, from the provisioned bootstrap. They share the operator's Envoy
     // ports (one DaemonSet pod per node in a cluster), so they run one after the other.
@@ -1249,10 +1325,13 @@ async fn a_follower_takes_over_when_the_leader_dies() -> Result<()> {
                 .collect()
         };
         assert_eq!(writes("beta"), Vec::<String>::new(), "the follower wrote");
-        // Alpha took the lease before writing anything else.
+        // Alpha took the lease before writing anything else but the xDS certificates every
+        // replica shares (the first replica to start creates them, leader or not).
         let alpha_writes = writes("alpha");
+        let pki = format!("/namespaces/{OPERATOR_NAMESPACE}/secrets");
+        let first = alpha_writes.iter().find(|w| !w.contains(&pki));
         assert!(
-            alpha_writes[0].starts_with("POST") && alpha_writes[0].contains("/leases"),
+            first.is_some_and(|w| w.starts_with("POST") && w.contains("/leases")),
             "{alpha_writes:#?}"
         );
         assert!(

@@ -120,6 +120,11 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,
+    /// Serve xDS without TLS. By default the operator keeps an xDS CA and server certificate in
+    /// Secrets of its namespace and gives each Gateway's Envoys their own client certificate,
+    /// so one team's Envoys cannot fetch another team's configuration or keys.
+    #[arg(long)]
+    pub insecure_xds: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -330,9 +335,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         })?;
     let mut provision =
         crate::provision::ProvisionContext::new(args.operator_image, xds_host, xds_port);
-    // Mutual TLS for xDS is not wired into the operator yet (the server, the identities and
-    // the Secret builders in `provision::xds_tls` exist); Envoys connect in clear.
-    provision.xds_tls = false;
+    provision.xds_tls = !args.insecure_xds;
     // The pods' ports and the generated listeners must agree: both come from these flags.
     provision.envoy_ports = crate::provision::objects::EnvoyPorts {
         http: args.envoy_http_port,
@@ -359,7 +362,13 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         debounce: Duration::from_millis(args.debounce_ms),
         provision,
         translate,
-        xds_tls: None,
+        insecure_xds: args.insecure_xds,
+        xds_server_names: vec![
+            xds_service
+                .rsplit_once(':')
+                .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
+                .unwrap_or_default(),
+        ],
     };
     runtime()?.block_on(crate::controller::run::run(opts))
 }

@@ -30,7 +30,13 @@ pub struct GatewayContext {
     pub leading: watch::Receiver<bool>,
     pub provision: ProvisionContext,
     pub route_counts: SharedRouteCounts,
+    /// The xDS CA issuing each Gateway's client certificate; `None` with `--insecure-xds`.
+    pub xds_ca: Option<Arc<crate::xds::identity::CertificateAuthority>>,
 }
+
+/// Pod-template annotation carrying a hash of the xDS client credentials: Envoy reads them only
+/// at start, so a renewed certificate rolls the pods.
+pub const ANNOTATION_XDS_CLIENT_HASH: &str = "sluice.dev/xds-client-hash";
 
 /// One stage's failure; each has a short label for metrics.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,8 @@ pub enum GatewayError {
     Status(kube::Error),
     #[error("Gateway has no namespace")]
     NoNamespace,
+    #[error("issuing the xDS client certificate: {0}")]
+    XdsCredentials(String),
 }
 
 impl GatewayError {
@@ -59,6 +67,7 @@ impl GatewayError {
             Self::Observe(_) => "observe",
             Self::Status(_) => "status",
             Self::NoNamespace => "invalid",
+            Self::XdsCredentials(_) => "xds_credentials",
         }
     }
 }
@@ -125,7 +134,25 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
     let gw = &gw;
     let key = format!("{ns}/{}", gw.name_any());
     let (applied, error) = match provision::desired(gw, &ctx.provision) {
-        Ok(desired) => (Some(apply_all(&ctx.client, &ns, desired).await?), None),
+        Ok(mut desired) => {
+            if let Some(ca) = &ctx.xds_ca {
+                let secret = apply_xds_client_secret(&ctx.client, &ns, gw, ca).await?;
+                desired
+                    .daemon_set
+                    .spec
+                    .get_or_insert_default()
+                    .template
+                    .metadata
+                    .get_or_insert_default()
+                    .annotations
+                    .get_or_insert_default()
+                    .insert(
+                        ANNOTATION_XDS_CLIENT_HASH.to_owned(),
+                        provision::xds_tls::xds_client_secret_hash(&secret),
+                    );
+            }
+            (Some(apply_all(&ctx.client, &ns, desired).await?), None)
+        }
         Err(e) => {
             ctx.metrics
                 .reconcile_errors
@@ -179,6 +206,28 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         // Follow the rollout; DaemonSet events also trigger a reconcile.
         None => Action::requeue(Duration::from_secs(60)),
     })
+}
+
+/// Issues (or keeps, while still good) the Gateway's xDS client certificate and applies its
+/// Secret. Never logs the Secret.
+async fn apply_xds_client_secret(
+    client: &kube::Client,
+    ns: &str,
+    gw: &Gateway,
+    ca: &crate::xds::identity::CertificateAuthority,
+) -> Result<k8s_openapi::api::core::v1::Secret, GatewayError> {
+    use k8s_openapi::api::core::v1::Secret;
+    let name = provision::objects::xds_client_secret_name(&gw.name_any());
+    let api = Api::<Secret>::namespaced(client.clone(), ns);
+    let existing = api.get_opt(&name).await.map_err(GatewayError::Read)?;
+    let desired = provision::xds_tls::desired_xds_client_secret(
+        gw,
+        ca,
+        existing.as_ref(),
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| GatewayError::XdsCredentials(e.to_string()))?;
+    apply(client, ns, &desired).await
 }
 
 /// Applies every desired object; returns the DaemonSet and Service as the API now has them.

@@ -38,9 +38,12 @@ pub struct RunOptions {
     pub debounce: Duration,
     pub provision: crate::provision::ProvisionContext,
     pub translate: TranslateOptions,
-    /// The xDS server's TLS material (`provision::xds_tls::server_tls_from_secret`); `None`
-    /// serves plaintext to anyone.
-    pub xds_tls: Option<crate::xds::server::XdsServerTls>,
+    /// Serve xDS without TLS (`--insecure-xds`); otherwise the operator keeps a CA and a server
+    /// certificate in Secrets of its namespace and issues one client certificate per Gateway.
+    pub insecure_xds: bool,
+    /// Extra DNS names (or IPs) the xDS server certificate carries, e.g. a custom
+    /// `--xds-service-address` host.
+    pub xds_server_names: Vec<String>,
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -79,11 +82,26 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 .context("HTTP endpoint")
         }
     });
+    // The xDS PKI: the CA and server certificate live in Secrets of the operator's namespace,
+    // shared by every replica.
+    let (xds_tls, xds_ca) = if opts.insecure_xds {
+        tracing::warn!(
+            "--insecure-xds: Envoys connect to xDS without TLS; any client can fetch any Gateway's configuration"
+        );
+        (None, None)
+    } else {
+        let (tls, ca) = tokio::select! {
+            r = ensure_xds_pki(&client, &opts.namespace, &opts.xds_server_names) => r?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+        };
+        (Some(tls), Some(Arc::new(ca)))
+    };
     tasks.spawn({
         let xds_metrics = Arc::new(crate::xds::server::ServerMetrics::new()?);
         xds_metrics.register(&metrics.registry)?;
-        let server = crate::xds::server::AdsServer::new(cache.clone(), xds_metrics)
-            .with_tls(opts.xds_tls.clone());
+        let server =
+            crate::xds::server::AdsServer::new(cache.clone(), xds_metrics).with_tls(xds_tls);
         let s = shutdown(shutdown_rx.clone());
         async move { server.serve(xds_listener, s).await.context("xDS server") }
     });
@@ -131,6 +149,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     });
     tasks.spawn({
         let ctx = gateway::GatewayContext {
+            xds_ca: xds_ca.clone(),
             client: client.clone(),
             metrics: metrics.clone(),
             leading: leading_rx,
@@ -165,6 +184,75 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "could not release the lease; another replica takes over when it expires");
     }
     result
+}
+
+/// Loads (or, first replica, creates) the xDS CA Secret and applies the server certificate
+/// Secret; retries until the API answers. Secret contents are never logged.
+async fn ensure_xds_pki(
+    client: &kube::Client,
+    namespace: &str,
+    extra_names: &[String],
+) -> anyhow::Result<(
+    crate::xds::server::XdsServerTls,
+    crate::xds::identity::CertificateAuthority,
+)> {
+    use crate::provision::xds_tls;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams, PostParams};
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut names = xds_tls::xds_server_names(namespace);
+    names.extend(extra_names.iter().cloned());
+    loop {
+        let attempt = async {
+            let now = std::time::SystemTime::now();
+            let existing = api.get_opt(xds_tls::XDS_CA_SECRET).await?;
+            let loaded = xds_tls::load_or_build_ca(existing.as_ref(), namespace, now)?;
+            if let Some(create) = &loaded.create {
+                match api.create(&PostParams::default(), create).await {
+                    Ok(_) => tracing::info!(secret = xds_tls::XDS_CA_SECRET, "created the xDS CA"),
+                    // Another replica was first: use its CA.
+                    Err(kube::Error::Api(e)) if e.code == 409 => return Ok(None),
+                    Err(e) => return Err(anyhow::Error::from(e)),
+                }
+            }
+            let existing = api.get_opt(xds_tls::XDS_SERVER_SECRET).await?;
+            let server = xds_tls::desired_xds_server_secret(
+                &loaded.ca,
+                namespace,
+                &names,
+                existing.as_ref(),
+                now,
+            )?;
+            // A certificate still good is kept as it is: no write (followers write nothing).
+            if let Some(existing) =
+                existing.filter(|e| e.data == server.data && e.type_ == server.type_)
+            {
+                return Ok(Some((
+                    xds_tls::server_tls_from_secret(&existing)?,
+                    loaded.ca,
+                )));
+            }
+            let applied = api
+                .patch(
+                    xds_tls::XDS_SERVER_SECRET,
+                    &PatchParams::apply(crate::provision::FIELD_MANAGER).force(),
+                    &Patch::Apply(&server),
+                )
+                .await?;
+            Ok(Some((
+                xds_tls::server_tls_from_secret(&applied)?,
+                loaded.ca,
+            )))
+        };
+        match attempt.await {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set up the xDS certificates yet; retrying in 2s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {

@@ -168,10 +168,18 @@ pub fn desired_xds_server_secret(
     now: SystemTime,
 ) -> Result<Secret, XdsTlsError> {
     let name = format!("{namespace}/{XDS_SERVER_SECRET}");
+    // Names that are IP literals (an `--xds-service-address` by IP) become IP SANs.
+    let ips: Vec<std::net::IpAddr> = dns_names.iter().filter_map(|n| n.parse().ok()).collect();
+    let dns_names: Vec<String> = dns_names
+        .iter()
+        .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+        .cloned()
+        .collect();
     let reusable = existing
         .and_then(|s| reusable_pair(s, ca, now))
         .filter(|(info, _, _)| {
             dns_names.iter().all(|n| info.dns_names.contains(n))
+                && ips.iter().all(|ip| info.ips.contains(ip))
                 && info.dns_names.iter().any(|n| n == DEFAULT_SERVER_NAME)
                 && info.uris.is_empty()
         });
@@ -179,7 +187,7 @@ pub fn desired_xds_server_secret(
         Some((_, cert, key)) => (cert, key),
         None => {
             let issued =
-                ca.issue_server(dns_names, &[], now)
+                ca.issue_server(&dns_names, &ips, now)
                     .map_err(|source| XdsTlsError::Pki {
                         secret: name,
                         source,
