@@ -328,13 +328,7 @@ impl<'a> Builder<'a> {
                 ));
             }
             if let Some(d) = &r.delegate {
-                let target = ObjKey::new(
-                    d.namespace
-                        .clone()
-                        .filter(|n| !n.is_empty())
-                        .unwrap_or(key.namespace.clone()),
-                    d.name.clone(),
-                );
+                let target = delegate_key(key, d);
                 if let Some(cycle) = cycle_description(chain, &target) {
                     return Err(format!("route creates a delegation cycle: {cycle}"));
                 }
@@ -619,13 +613,7 @@ impl<'a> Builder<'a> {
             );
         }
         if let Some(d) = &tcp.delegate {
-            let target = ObjKey::new(
-                d.namespace
-                    .clone()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or(key.namespace.clone()),
-                d.name.clone(),
-            );
+            let target = delegate_key(key, d);
             if let Some(cycle) = cycle_description(chain, &target) {
                 return Err(format!("tcpproxy creates a delegation cycle: {cycle}"));
             }
@@ -749,6 +737,15 @@ impl<'a> Builder<'a> {
                 .collect(),
         }
     }
+}
+
+/// The IngressRoute a delegation names: its namespace defaults to the delegating one's.
+fn delegate_key(from: &ObjKey, d: &ir::Delegate) -> ObjKey {
+    let namespace = d.namespace.clone().filter(|n| !n.is_empty());
+    ObjKey::new(
+        namespace.unwrap_or_else(|| from.namespace.clone()),
+        d.name.clone(),
+    )
 }
 
 /// The walk from the root, `r -> a -> b -> a`, when following an edge to `target` closes a cycle.

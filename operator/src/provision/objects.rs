@@ -352,18 +352,24 @@ pub fn desired(gw: &Gateway, ctx: &ProvisionContext) -> Result<DesiredObjects, P
     })
 }
 
-fn validate<'a>(gw: &'a Gateway, ctx: &ProvisionContext) -> Result<Plan<'a>, ProvisionError> {
+/// What every object provisioned for a Gateway needs from it.
+pub(crate) struct GatewayRef {
+    pub name: String,
+    pub namespace: String,
+    /// Controller owner reference to the Gateway (deleting it collects the object).
+    pub owner: OwnerReference,
+}
+
+/// The Gateway's name, namespace and owner reference; `Err((namespace/name, field))` names the
+/// missing metadata field.
+pub(crate) fn gateway_ref(gw: &Gateway) -> Result<GatewayRef, (String, &'static str)> {
     let name = gw.metadata.name.clone().unwrap_or_default();
-    let ns = gw.metadata.namespace.clone().unwrap_or_default();
-    let key = format!("{ns}/{name}");
-    let missing = |field| ProvisionError::MissingMetadata {
-        gateway: key.clone(),
-        field,
-    };
+    let namespace = gw.metadata.namespace.clone().unwrap_or_default();
+    let missing = |field| (format!("{namespace}/{name}"), field);
     if name.is_empty() {
         return Err(missing("metadata.name"));
     }
-    if ns.is_empty() {
+    if namespace.is_empty() {
         return Err(missing("metadata.namespace"));
     }
     let uid = gw
@@ -372,6 +378,29 @@ fn validate<'a>(gw: &'a Gateway, ctx: &ProvisionContext) -> Result<Plan<'a>, Pro
         .clone()
         .filter(|u| !u.is_empty())
         .ok_or_else(|| missing("metadata.uid"))?;
+    let owner = OwnerReference {
+        api_version: "sluice.dev/v1alpha1".to_owned(),
+        kind: "Gateway".to_owned(),
+        name: name.clone(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    Ok(GatewayRef {
+        name,
+        namespace,
+        owner,
+    })
+}
+
+fn validate<'a>(gw: &'a Gateway, ctx: &ProvisionContext) -> Result<Plan<'a>, ProvisionError> {
+    let GatewayRef {
+        name,
+        namespace: ns,
+        owner,
+    } = gateway_ref(gw)
+        .map_err(|(gateway, field)| ProvisionError::MissingMetadata { gateway, field })?;
+    let key = format!("{ns}/{name}");
     let invalid = |field, message: String| ProvisionError::InvalidSpec {
         gateway: key.clone(),
         field,
@@ -463,14 +492,7 @@ fn validate<'a>(gw: &'a Gateway, ctx: &ProvisionContext) -> Result<Plan<'a>, Pro
         ));
     }
     Ok(Plan {
-        owner: OwnerReference {
-            api_version: "sluice.dev/v1alpha1".to_owned(),
-            kind: "Gateway".to_owned(),
-            name: name.clone(),
-            uid,
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        },
+        owner,
         ns,
         name,
         image,

@@ -22,12 +22,12 @@ use std::time::SystemTime;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::names::sha256_hex;
 use super::objects::{
-    LABEL_MANAGED_BY, MANAGED_BY, XDS_CA_KEY, XDS_CERT_KEY, XDS_KEY_KEY, gateway_labels,
-    xds_client_secret_name,
+    GatewayRef, LABEL_MANAGED_BY, MANAGED_BY, XDS_CA_KEY, XDS_CERT_KEY, XDS_KEY_KEY,
+    gateway_labels, gateway_ref, xds_client_secret_name,
 };
 use crate::api::Gateway;
 use crate::snapshot::ObjKey;
@@ -231,25 +231,13 @@ pub fn desired_xds_client_secret(
     existing: Option<&Secret>,
     now: SystemTime,
 ) -> Result<Secret, XdsTlsError> {
-    let name = gw.metadata.name.clone().unwrap_or_default();
-    let namespace = gw.metadata.namespace.clone().unwrap_or_default();
+    let GatewayRef {
+        name,
+        namespace,
+        owner,
+    } = gateway_ref(gw)
+        .map_err(|(gateway, field)| XdsTlsError::MissingMetadata { gateway, field })?;
     let key = ObjKey::new(namespace.clone(), name.clone());
-    let missing = |field| XdsTlsError::MissingMetadata {
-        gateway: key.to_string(),
-        field,
-    };
-    if name.is_empty() {
-        return Err(missing("metadata.name"));
-    }
-    if namespace.is_empty() {
-        return Err(missing("metadata.namespace"));
-    }
-    let uid = gw
-        .metadata
-        .uid
-        .clone()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| missing("metadata.uid"))?;
     let secret_name = xds_client_secret_name(&name);
     let uri = gateway_uri(&key);
     let reusable = existing
@@ -272,14 +260,7 @@ pub fn desired_xds_client_secret(
             name: Some(secret_name),
             namespace: Some(namespace),
             labels: Some(gateway_labels(&name)),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "sluice.dev/v1alpha1".to_owned(),
-                kind: "Gateway".to_owned(),
-                name,
-                uid,
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
+            owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
         type_: Some(TLS_SECRET_TYPE.to_owned()),
