@@ -1,6 +1,6 @@
-//! The route reconciler: after a short debounce, takes a snapshot of the shared reflectors, builds
-//! and translates every Gateway instance, hands the resources to the xDS cache, and (leader only)
-//! writes the IngressRoute statuses that changed.
+//! The route reconcilers: after a short debounce, one snapshot of the shared reflectors goes to
+//! one reconciler per Gateway instance, which builds, translates and hands its resources to the
+//! xDS cache; once all have built it, the leader writes the IngressRoute statuses that changed.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -43,7 +43,16 @@ pub struct RoutesContext {
     pub counts_changed: watch::Sender<u64>,
 }
 
-/// Runs forever. `ready` turns true once the first configuration of every instance is published.
+/// One snapshot, numbered, as handed to the instance reconcilers.
+type Generation = (u64, Arc<ClusterSnapshot>);
+
+/// What each instance reconciler concluded, by Gateway: the generation it built and its DAG.
+type Reports = Arc<Mutex<BTreeMap<String, (u64, Arc<Dag>)>>>;
+
+/// Runs forever. After each debounced change it takes one snapshot and hands it to one
+/// reconciler task per Gateway (they build, translate and publish in parallel); once every
+/// instance has built that snapshot, the leader writes the combined statuses. `ready` turns true
+/// once every instance has published its first configuration.
 pub async fn run(
     ctx: RoutesContext,
     mut changed: watch::Receiver<u64>,
@@ -53,10 +62,17 @@ pub async fn run(
         tracing::error!("reflectors stopped before their initial list");
         return;
     }
+    let ctx = Arc::new(ctx);
     let mut leading = ctx.leading.clone();
-    let mut published: Vec<String> = Vec::new();
+    let (snapshots, _) = watch::channel::<Generation>((0, Arc::new(ClusterSnapshot::default())));
+    let reports: Reports = Arc::default();
+    let (reported_tx, mut reported) = watch::channel(0u64);
+    let reported_tx = Arc::new(reported_tx);
+    let mut instances: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let mut generation = 0u64;
     loop {
         changed.borrow_and_update();
+        let started = Instant::now();
         // Secrets are read only in the namespaces the instances may need; a new namespace's
         // Secrets are listed before the rebuild, so no certificate is briefly missing.
         if ctx.stores.secrets.ensure(&ctx.stores.secret_scope()) {
@@ -68,12 +84,78 @@ pub async fn run(
                 );
             }
         }
-        let snapshot = ctx.stores.snapshot();
-        let dags = publish_all(&ctx, &snapshot, &mut published);
-        ready.send_replace(true);
-        if *leading.borrow_and_update() {
-            write_statuses(&ctx, &snapshot, &dags).await;
+        generation += 1;
+        let snapshot = Arc::new(ctx.stores.snapshot());
+        let wanted: Vec<String> = snapshot.gateways.keys().map(ToString::to_string).collect();
+
+        // Instances that went away: stop their reconciler, forget their configuration.
+        instances.retain(|gateway, task| {
+            let keep = wanted.contains(gateway);
+            if !keep {
+                task.abort();
+                ctx.cache.remove(gateway);
+                if let Ok(mut r) = reports.lock() {
+                    r.remove(gateway);
+                }
+                for status in ["valid", "invalid", "orphaned"] {
+                    let _ = ctx.metrics.routes.remove_label_values(&[gateway, status]);
+                }
+                tracing::info!(gateway = %gateway, "instance removed");
+            }
+            keep
+        });
+        snapshots.send_replace((generation, snapshot.clone()));
+        for key in snapshot.gateways.keys() {
+            instances.entry(key.to_string()).or_insert_with(|| {
+                tokio::spawn(reconcile_instance(
+                    ctx.clone(),
+                    key.clone(),
+                    snapshots.subscribe(),
+                    reports.clone(),
+                    reported_tx.clone(),
+                ))
+            });
         }
+
+        // Statuses combine the verdicts of one snapshot only, so they never mix generations.
+        let all_built = reported.wait_for(|_| {
+            let r = reports.lock().map(|r| r.clone()).unwrap_or_default();
+            wanted
+                .iter()
+                .all(|g| r.get(g).is_some_and(|(built, _)| *built == generation))
+        });
+        // Drop the channel's read guard before anything else awaits.
+        let built = tokio::time::timeout(INSTANCE_BUILD_TIMEOUT, all_built)
+            .await
+            .map(|r| r.map(|_| ()));
+        match built {
+            Ok(Ok(())) => {
+                let dags: Vec<Arc<Dag>> = reports
+                    .lock()
+                    .map(|r| {
+                        wanted
+                            .iter()
+                            .filter_map(|g| r.get(g).map(|(_, d)| d.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                publish_counts(&ctx, &dags);
+                ready.send_replace(true);
+                if *leading.borrow_and_update() {
+                    let dags: Vec<&Dag> = dags.iter().map(AsRef::as_ref).collect();
+                    write_statuses(&ctx, &snapshot, dags).await;
+                }
+            }
+            Ok(Err(_)) => return,
+            Err(_) => tracing::warn!(
+                generation,
+                "instances did not finish building in time; statuses wait for the next change"
+            ),
+        }
+        ctx.metrics
+            .reconcile_seconds
+            .with_label_values(&["routes"])
+            .observe(started.elapsed().as_secs_f64());
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
             r = leading.changed() => if r.is_err() { return },
@@ -84,28 +166,34 @@ pub async fn run(
     }
 }
 
-/// Builds and publishes every instance of the snapshot; drops instances that went away.
-fn publish_all(
-    ctx: &RoutesContext,
-    snapshot: &ClusterSnapshot,
-    published: &mut Vec<String>,
-) -> Vec<Dag> {
-    let selections: Vec<Selection> = snapshot
-        .gateways
-        .values()
-        .map(Selection::from_gateway)
-        .collect();
-    let mut dags = Vec::with_capacity(selections.len());
-    let mut counts = BTreeMap::new();
-    for sel in &selections {
-        let gateway = sel.gateway.to_string();
+/// How long the coordinator waits for every instance to build a snapshot before giving up on
+/// writing statuses for it.
+const INSTANCE_BUILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The reconciler of one Gateway instance: for every snapshot, build its DAG, translate it and
+/// hand the resources to the xDS cache (which pushes only what changed, only to this instance's
+/// Envoys); a failed translation keeps the last good configuration. Ends when its Gateway is
+/// gone.
+async fn reconcile_instance(
+    ctx: Arc<RoutesContext>,
+    key: ObjKey,
+    mut snapshots: watch::Receiver<Generation>,
+    reports: Reports,
+    reported: Arc<watch::Sender<u64>>,
+) {
+    let gateway = key.to_string();
+    loop {
+        let (generation, snapshot) = snapshots.borrow_and_update().clone();
+        let Some(gw) = snapshot.gateways.get(&key) else {
+            return;
+        };
+        let sel = Selection::from_gateway(gw);
         let started = Instant::now();
-        let dag = dag::build(snapshot, sel);
+        let dag = dag::build(&snapshot, &sel);
         ctx.metrics
             .dag_build_seconds
             .with_label_values(&[&gateway])
             .observe(started.elapsed().as_secs_f64());
-
         let started = Instant::now();
         match translate(&dag, &ctx.translate) {
             Ok(resources) => {
@@ -118,7 +206,6 @@ fn publish_all(
                 }
             }
             Err(e) => {
-                // The cache keeps serving the last good configuration.
                 ctx.metrics
                     .reconcile_errors
                     .with_label_values(&["routes", e.label()])
@@ -126,7 +213,21 @@ fn publish_all(
                 tracing::error!(gateway = %gateway, error = %e, "translation failed; keeping the last good configuration");
             }
         }
-        let c = route_counts(&dag);
+        if let Ok(mut r) = reports.lock() {
+            r.insert(gateway.clone(), (generation, Arc::new(dag)));
+        }
+        reported.send_modify(|n| *n = n.wrapping_add(1));
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Route counts: the metrics gauge, and the shared counts the Gateway statuses show.
+fn publish_counts(ctx: &RoutesContext, dags: &[Arc<Dag>]) {
+    let mut counts = BTreeMap::new();
+    for dag in dags {
+        let c = route_counts(dag);
         for (status, n) in [
             ("valid", c.valid),
             ("invalid", c.invalid),
@@ -134,21 +235,11 @@ fn publish_all(
         ] {
             ctx.metrics
                 .routes
-                .with_label_values(&[&gateway, status])
+                .with_label_values(&[&dag.gateway, status])
                 .set(i64::from(n));
         }
-        counts.insert(gateway, c);
-        dags.push(dag);
+        counts.insert(dag.gateway.clone(), c);
     }
-    let current: Vec<String> = counts.keys().cloned().collect();
-    for gone in published.iter().filter(|g| !current.contains(g)) {
-        ctx.cache.remove(gone);
-        for status in ["valid", "invalid", "orphaned"] {
-            let _ = ctx.metrics.routes.remove_label_values(&[gone, status]);
-        }
-        tracing::info!(gateway = %gone, "instance removed");
-    }
-    *published = current;
     let counts_differ = ctx
         .route_counts
         .lock()
@@ -161,7 +252,6 @@ fn publish_all(
     if counts_differ {
         ctx.counts_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
-    dags
 }
 
 pub fn route_counts(dag: &Dag) -> RouteCounts {
@@ -178,9 +268,9 @@ pub fn route_counts(dag: &Dag) -> RouteCounts {
 
 /// The statuses to write: combined across instances, and only where they differ from what the
 /// object carries. IngressRoutes no instance judges are left alone.
-pub fn statuses_to_write(
+pub fn statuses_to_write<'a>(
     snapshot: &ClusterSnapshot,
-    dags: &[Dag],
+    dags: impl IntoIterator<Item = &'a Dag>,
 ) -> Vec<(ObjKey, IngressRouteStatus)> {
     combine_statuses(dags)
         .into_iter()
@@ -193,7 +283,7 @@ pub fn statuses_to_write(
         .collect()
 }
 
-async fn write_statuses(ctx: &RoutesContext, snapshot: &ClusterSnapshot, dags: &[Dag]) {
+async fn write_statuses(ctx: &RoutesContext, snapshot: &ClusterSnapshot, dags: Vec<&Dag>) {
     for (key, status) in statuses_to_write(snapshot, dags) {
         let api: Api<IngressRoute> = Api::namespaced(ctx.client.clone(), &key.namespace);
         let body = json!({
