@@ -4,29 +4,23 @@
 use super::model::*;
 use super::{Selection, build};
 use crate::api::ingressroute::TlsVersion;
-use crate::snapshot::{ClusterSnapshot, Object};
+use crate::snapshot::ClusterSnapshot;
 
-/// A snapshot from multi-document YAML (test fixtures only; the real loader is `source::files`).
+/// A snapshot from multi-document YAML, through the real manifest loader; fixtures must load
+/// without errors or warnings (a misspelt field would otherwise be silently ignored).
 fn snapshot(yaml: &str) -> ClusterSnapshot {
-    let mut snap = ClusterSnapshot::default();
-    for doc in serde_norway::Deserializer::from_str(yaml) {
-        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
-        if v.is_null() {
-            continue;
-        }
-        let obj = match v["kind"].as_str().unwrap() {
-            "IngressRoute" => Object::IngressRoute(serde_json::from_value(v).unwrap()),
-            "TLSCertificateDelegation" => Object::Delegation(serde_json::from_value(v).unwrap()),
-            "Gateway" => Object::Gateway(serde_json::from_value(v).unwrap()),
-            "Service" => Object::Service(serde_json::from_value(v).unwrap()),
-            "Endpoints" => Object::Endpoints(serde_json::from_value(v).unwrap()),
-            "EndpointSlice" => Object::EndpointSlice(serde_json::from_value(v).unwrap()),
-            "Secret" => Object::Secret(serde_json::from_value(v).unwrap()),
-            k => panic!("unexpected kind {k}"),
-        };
-        snap.apply(obj);
-    }
-    snap
+    let report = crate::source::load_sources([("fixture.yaml", yaml)]);
+    assert!(
+        report.errors.is_empty(),
+        "fixture errors: {:?}",
+        report.errors
+    );
+    assert!(
+        report.warnings.is_empty(),
+        "fixture warnings: {:?}",
+        report.warnings
+    );
+    report.snapshot
 }
 
 fn default_build(yaml: &str) -> Dag {
@@ -97,30 +91,9 @@ const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\
 fn tls_secret(ns: &str, name: &str) -> String {
     format!(
         "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\n\
-         type: kubernetes.io/tls\nstringData: {{}}\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
-        b64(CERT),
-        b64(KEY)
+         type: kubernetes.io/tls\nstringData:\n  tls.crt: {:?}\n  tls.key: {:?}\n",
+        CERT, KEY
     )
-}
-
-fn b64(s: &str) -> String {
-    // Minimal encoder for fixtures.
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -555,8 +528,8 @@ fn route_level_validation_messages() {
         + &svc("ns", "home", 80)
         + "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: tls-nginx\n  namespace: ns\n  annotations: {contour.heptio.com/upstream-protocol.tls: \"443\"}\nspec: {ports: [{port: 443}]}\n"
         + &format!(
-            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca, namespace: ns}}\ndata: {{ca.crt: {}}}\n",
-            b64(CERT)
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca, namespace: ns}}\nstringData: {{ca.crt: {:?}}}\n",
+            CERT
         );
     for (routes, want) in cases {
         let dag = default_build(&(base.clone() + &root("ns", "r", "r.com", routes)));
