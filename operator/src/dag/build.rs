@@ -154,14 +154,10 @@ impl<'a> Builder<'a> {
         vh: &ir::VirtualHost,
         fqdn: &str,
     ) {
-        let tls = match vh
-            .tls
-            .as_ref()
-            .map(|t| self.build_vhost_tls(key, t))
-            .transpose()
-        {
-            Ok(tls) => tls,
-            Err(e) => return self.invalid(key, e),
+        let (tls, tls_secret) = match vh.tls.as_ref().map(|t| self.build_vhost_tls(key, t)) {
+            None => (None, None),
+            Some(Ok((tls, secret))) => (Some(tls), secret),
+            Some(Err(e)) => return self.invalid(key, e),
         };
 
         let tcp_proxy = match &root.spec.tcpproxy {
@@ -185,20 +181,17 @@ impl<'a> Builder<'a> {
         }
 
         let mut chain = vec![key.clone()];
-        let routes = match self.walk_routes(key, root, "/", &mut chain) {
+        let mut routes = match self.walk_routes(key, root, "/", &mut chain) {
             Ok(routes) => routes,
             Err(e) => return self.invalid(key, e),
         };
         self.set_status(key, Validity::Valid, msg::VALID);
 
-        let mut routes = routes;
         routes.sort_by(|a, b| {
             (b.prefix.len(), &a.prefix, &a.owner).cmp(&(a.prefix.len(), &b.prefix, &b.owner))
         });
-        if let Some(tls) = &tls
-            && let Some(secret) = &tls.secret
-        {
-            self.add_tls_secret(secret);
+        if let Some(secret) = tls_secret {
+            self.secrets.insert(secret.name.clone(), secret);
         }
         self.vhosts.insert(
             fqdn.to_owned(),
@@ -212,8 +205,13 @@ impl<'a> Builder<'a> {
         );
     }
 
-    /// Checks the virtual host's TLS block and resolves its secret (not yet recorded).
-    fn build_vhost_tls(&self, key: &ObjKey, tls: &ir::Tls) -> Result<VirtualHostTls, String> {
+    /// Checks the virtual host's TLS block and resolves its secret, returned for the caller to
+    /// record once the whole root is valid.
+    fn build_vhost_tls(
+        &self,
+        key: &ObjKey,
+        tls: &ir::Tls,
+    ) -> Result<(VirtualHostTls, Option<Secret>), String> {
         let requested = tls.minimum_protocol_version.unwrap_or(TlsVersion::V1_1);
         let minimum_protocol_version = match self.sel.minimum_tls_version {
             Some(floor) if floor > requested => floor,
@@ -241,19 +239,26 @@ impl<'a> Builder<'a> {
                         "{secret_key}: certificate delegation not permitted"
                     ));
                 }
-                if self.tls_secret_pem(&secret_key).is_none() {
+                let Some((cert_chain, private_key)) = self.tls_secret_pem(&secret_key) else {
                     return Err(format!(
                         "TLS Secret [{secret_key}] not found or is malformed"
                     ));
-                }
-                Some(secret_key.to_string())
+                };
+                Some(Secret {
+                    name: secret_key.to_string(),
+                    kind: SecretKind::Tls {
+                        cert_chain,
+                        private_key,
+                    },
+                })
             }
         };
-        Ok(VirtualHostTls {
-            secret,
+        let vhost_tls = VirtualHostTls {
+            secret: secret.as_ref().map(|s| s.name.clone()),
             minimum_protocol_version,
             passthrough: tls.passthrough,
-        })
+        };
+        Ok((vhost_tls, secret))
     }
 
     /// True when a TLSCertificateDelegation in the secret's namespace lets `target_ns` use it.
@@ -279,24 +284,6 @@ impl<'a> Builder<'a> {
             "PRIVATE KEY",
         )?;
         Some((cert, key))
-    }
-
-    fn add_tls_secret(&mut self, name: &str) {
-        let Some((ns, n)) = name.split_once('/') else {
-            return;
-        };
-        if let Some((cert_chain, private_key)) = self.tls_secret_pem(&ObjKey::new(ns, n)) {
-            self.secrets.insert(
-                name.to_owned(),
-                Secret {
-                    name: name.to_owned(),
-                    kind: SecretKind::Tls {
-                        cert_chain,
-                        private_key,
-                    },
-                },
-            );
-        }
     }
 
     /// Validates `route`'s own routes, then follows its delegations. Returns the routes it
