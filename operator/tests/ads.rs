@@ -4,6 +4,9 @@
 //! change is made and the next message on the stream must be the response to that change.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::{label, node, res};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +16,6 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
 use sluice::xds::server::{AdsServer, ServeError, ServerMetrics};
@@ -96,26 +98,6 @@ impl Server {
         }
         (&mut self.task).await.unwrap().unwrap();
     }
-}
-
-fn node(instance: &str) -> Node {
-    Node {
-        id: "test-envoy".into(),
-        cluster: instance.into(),
-        ..Default::default()
-    }
-}
-
-/// A resource whose bytes are just its label, so tests can read back what they got.
-fn res(type_url: &str, label: &str) -> Any {
-    Any {
-        type_url: type_url.into(),
-        value: label.as_bytes().to_vec(),
-    }
-}
-
-fn label(any: &Any) -> String {
-    String::from_utf8(any.value.clone()).unwrap()
 }
 
 /// `entries`: (type URL, name, content label).

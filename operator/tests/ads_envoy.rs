@@ -3,6 +3,9 @@
 //! serves traffic with them, and picks up an update.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::{free_port, get};
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -42,7 +45,7 @@ use envoy_types::util::pack_any;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
 use sluice::xds::server::{AdsServer, ServerMetrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const INSTANCE: &str = "team-a/gateway";
@@ -250,11 +253,6 @@ impl Drop for Envoy {
     }
 }
 
-async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// A backend answering every request with `backend`.
 async fn start_backend() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -279,22 +277,6 @@ async fn start_backend() -> u16 {
         }
     });
     port
-}
-
-/// GET over HTTP/1.1; (status, body), or None if the connection failed.
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    conn.write_all(
-        format!("GET {path} HTTP/1.1\r\nhost: smoke\r\nconnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut response = Vec::new();
-    conn.read_to_end(&mut response).await.ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
 }
 
 /// Polls until `path` answers 200 with `body`. The deadline only bounds a broken setup.

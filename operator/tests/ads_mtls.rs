@@ -6,6 +6,9 @@
 //! failed verification counted by Envoy) before checking what did not happen.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::{free_port, get, label, node, res};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier as DataSpecifier;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
-use envoy_types::pb::envoy::config::core::v3::{Address, DataSource, Node, SocketAddress};
+use envoy_types::pb::envoy::config::core::v3::{Address, DataSource, SocketAddress};
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::route::Action;
@@ -33,15 +36,13 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use sluice::provision::bootstrap::{BootstrapOptions, XdsClientTls, build_bootstrap};
 use sluice::snapshot::ObjKey;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
 use sluice::xds::identity::{CertificateAuthority, CertifiedKey, DEFAULT_SERVER_NAME};
 use sluice::xds::server::{AdsServer, ServeError, ServerMetrics, XdsServerTls};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -177,25 +178,6 @@ fn rcgen_params(names: &[&str]) -> rcgen::CertificateParams {
     ));
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     params
-}
-
-fn node(instance: &str) -> Node {
-    Node {
-        id: "test-envoy".into(),
-        cluster: instance.into(),
-        ..Default::default()
-    }
-}
-
-fn res(type_url: &str, label: &str) -> Any {
-    Any {
-        type_url: type_url.into(),
-        value: label.as_bytes().to_vec(),
-    }
-}
-
-fn label(any: &Any) -> String {
-    String::from_utf8(any.value.clone()).unwrap()
 }
 
 /// Both instances: a cluster each, and a secret each (B's is what A must never get).
@@ -523,27 +505,6 @@ impl Drop for Envoy {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// GET over HTTP/1.1; (status, body), or None if the connection failed.
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    conn.write_all(
-        format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut response = Vec::new();
-    conn.read_to_end(&mut response).await.ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
 }
 
 /// Polls `check` until it holds. The deadline only bounds a broken setup.
