@@ -329,6 +329,8 @@ impl OperatorBuilder {
         let mut command = Command::new(&binary);
         command
             .arg("run")
+            // The tests' backends listen on 127.0.0.1 (see the Endpoints they create).
+            .arg("--allow-loopback-endpoints")
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args([

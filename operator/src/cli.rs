@@ -125,6 +125,11 @@ pub struct RunArgs {
     /// so one team's Envoys cannot fetch another team's configuration or keys.
     #[arg(long)]
     pub insecure_xds: bool,
+    /// Route to Endpoints and EndpointSlices that point at loopback addresses. Only for running
+    /// the operator and its Envoys on one machine (the end-to-end tests); in a cluster a
+    /// loopback endpoint can only mean the proxy itself, and kube-apiserver refuses them.
+    #[arg(long, hide = true)]
+    pub allow_loopback_endpoints: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -363,6 +368,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         provision,
         translate,
         insecure_xds: args.insecure_xds,
+        allow_loopback_endpoints: args.allow_loopback_endpoints,
         xds_server_names: vec![
             xds_service
                 .rsplit_once(':')

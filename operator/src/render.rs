@@ -19,10 +19,12 @@ pub struct RenderOptions {
 /// `{"gateways":[{"gateway":"ns/name","ingressRoutes":[...],"xds":{...}}]}`, instances in
 /// namespace/name order.
 pub fn render_report(snapshot: &ClusterSnapshot, options: RenderOptions) -> Value {
+    // Render shows what `sluice standalone` serves, loopback endpoints included.
     let gateways: Vec<Value> = dag::instances(snapshot)
-        .iter()
+        .into_iter()
+        .map(dag::Selection::local)
         .map(|selection| {
-            let dag = dag::build(snapshot, selection);
+            let dag = dag::build(snapshot, &selection);
             let mut gateway = json!({
                 "gateway": selection.gateway.to_string(),
                 "ingressRoutes": dag.statuses,

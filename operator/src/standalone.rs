@@ -263,7 +263,10 @@ impl State<'_> {
     }
 
     async fn apply(&mut self, snapshot: &ClusterSnapshot) {
-        let selections = dag::instances(snapshot);
+        let selections: Vec<dag::Selection> = dag::instances(snapshot)
+            .into_iter()
+            .map(dag::Selection::local)
+            .collect();
         let wanted: Vec<String> = selections.iter().map(|s| s.gateway.to_string()).collect();
 
         // Instances that went away: stop their Envoy, drop their resources.

@@ -41,6 +41,8 @@ pub struct RoutesContext {
     pub route_counts: SharedRouteCounts,
     /// Bumped when route counts change, so Gateway statuses follow.
     pub counts_changed: watch::Sender<u64>,
+    /// Route to loopback endpoint addresses (`--allow-loopback-endpoints`, tests only).
+    pub allow_loopback_endpoints: bool,
 }
 
 /// One snapshot, numbered, as handed to the instance reconcilers.
@@ -187,7 +189,8 @@ async fn reconcile_instance(
         let Some(gw) = snapshot.gateways.get(&key) else {
             return;
         };
-        let sel = Selection::from_gateway(gw);
+        let mut sel = Selection::from_gateway(gw);
+        sel.allow_loopback_endpoints = ctx.allow_loopback_endpoints;
         let started = Instant::now();
         let dag = dag::build(&snapshot, &sel);
         ctx.metrics

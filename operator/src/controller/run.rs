@@ -41,6 +41,8 @@ pub struct RunOptions {
     /// Serve xDS without TLS (`--insecure-xds`); otherwise the operator keeps a CA and a server
     /// certificate in Secrets of its namespace and issues one client certificate per Gateway.
     pub insecure_xds: bool,
+    /// Route to loopback endpoint addresses (`--allow-loopback-endpoints`, tests only).
+    pub allow_loopback_endpoints: bool,
     /// Extra DNS names (or IPs) the xDS server certificate carries, e.g. a custom
     /// `--xds-service-address` host.
     pub xds_server_names: Vec<String>,
@@ -141,6 +143,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             resync: Duration::from_secs(30),
             route_counts: route_counts.clone(),
             counts_changed: counts_tx,
+            allow_loopback_endpoints: opts.allow_loopback_endpoints,
         };
         async move {
             routes::run(ctx, changed, ready_tx).await;

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Service as KubeService, ServicePort};
 
+use super::checks::{self, MAX_DELEGATION_DEPTH};
 use super::durations::{RequestTimeout, parse_request_timeout, parse_timeout};
 use super::model::{
     self, Cluster, ClusterEndpoints, Dag, HealthCheck, LbPolicy, Retry, RouteStatus, Secret,
@@ -40,6 +41,8 @@ const UPSTREAM_PROTOCOL_PREFIXES: [&str; 2] = [
 const TLS_CERT_KEY: &str = "tls.crt";
 const TLS_PRIVATE_KEY: &str = "tls.key";
 const CA_CERT_KEY: &str = "ca.crt";
+/// The only Secret type whose certificates terminate TLS, as in Contour.
+const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
 /// Builds what `sel`'s instance serves from `snapshot`. Pure and deterministic.
 pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
@@ -58,6 +61,8 @@ struct Builder<'a> {
     clusters: BTreeMap<String, Cluster>,
     endpoints: BTreeMap<String, ClusterEndpoints>,
     secrets: BTreeMap<String, Secret>,
+    /// Routes of each (parent prefix, child) already walked; `None` when the child was invalid.
+    expanded: BTreeMap<(String, ObjKey), Option<Vec<model::Route>>>,
 }
 
 impl<'a> Builder<'a> {
@@ -76,6 +81,7 @@ impl<'a> Builder<'a> {
             clusters: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            expanded: BTreeMap::new(),
         }
     }
 
@@ -122,10 +128,14 @@ impl<'a> Builder<'a> {
                 );
                 continue;
             }
-            claims
-                .entry(fqdn.to_ascii_lowercase())
-                .or_default()
-                .push((key, route, vh));
+            let fqdn = match checks::dns_name(fqdn) {
+                Ok(name) => name,
+                Err(e) => {
+                    self.invalid(key, format!("Spec.VirtualHost.Fqdn {fqdn:?}: {e}"));
+                    continue;
+                }
+            };
+            claims.entry(fqdn).or_default().push((key, route, vh));
         }
 
         for (fqdn, mut claimants) in claims {
@@ -239,11 +249,7 @@ impl<'a> Builder<'a> {
                         "{secret_key}: certificate delegation not permitted"
                     ));
                 }
-                let Some((cert_chain, private_key)) = self.tls_secret_pem(&secret_key) else {
-                    return Err(format!(
-                        "TLS Secret [{secret_key}] not found or is malformed"
-                    ));
-                };
+                let (cert_chain, private_key) = self.tls_secret_pem(&secret_key)?;
                 Some(Secret {
                     name: secret_key.to_string(),
                     kind: SecretKind::Tls {
@@ -276,14 +282,29 @@ impl<'a> Builder<'a> {
             })
     }
 
-    /// The certificate chain and key of a TLS secret, when both are present and look like PEM.
-    fn tls_secret_pem(&self, secret: &ObjKey) -> Option<(String, String)> {
-        let cert = pem_text(self.snap.secret_data(secret, TLS_CERT_KEY)?, "CERTIFICATE")?;
-        let key = pem_text(
-            self.snap.secret_data(secret, TLS_PRIVATE_KEY)?,
-            "PRIVATE KEY",
-        )?;
-        Some((cert, key))
+    /// The certificate chain and key of a `kubernetes.io/tls` Secret, checked as Envoy will load
+    /// them (every certificate parses, the key matches the first one).
+    fn tls_secret_pem(&self, secret: &ObjKey) -> Result<(String, String), String> {
+        let not_found = || format!("TLS Secret [{secret}] not found or is malformed");
+        let obj = self.snap.secrets.get(secret).ok_or_else(not_found)?;
+        let type_ = obj.type_.as_deref().unwrap_or("Opaque");
+        if type_ != TLS_SECRET_TYPE {
+            return Err(format!(
+                "{}: its type is {type_:?}, not {TLS_SECRET_TYPE:?}",
+                not_found()
+            ));
+        }
+        let cert = self
+            .snap
+            .secret_data(secret, TLS_CERT_KEY)
+            .ok_or_else(not_found)?;
+        let key = self
+            .snap
+            .secret_data(secret, TLS_PRIVATE_KEY)
+            .ok_or_else(not_found)?;
+        checks::tls_key_pair(cert, key).map_err(|e| format!("{}: {e}", not_found()))?;
+        let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| not_found());
+        Ok((utf8(cert)?, utf8(key)?))
     }
 
     /// Validates `route`'s own routes, then follows its delegations. Returns the routes it
@@ -307,6 +328,11 @@ impl<'a> Builder<'a> {
             }
             if !prefix.starts_with('/') {
                 return Err(format!("route {prefix:?}: match must start with \"/\""));
+            }
+            checks::path(prefix).map_err(|e| format!("route {prefix:?}: match {e}"))?;
+            if let Some(rewrite) = &r.prefix_rewrite {
+                checks::path(rewrite)
+                    .map_err(|e| format!("route {prefix:?}: prefixRewrite {e}"))?;
             }
             if !prefix.starts_with(parent_prefix) {
                 return Err(format!(
@@ -334,23 +360,48 @@ impl<'a> Builder<'a> {
             own.push(self.build_route(key, route, r)?);
         }
 
-        // Pass 2: descend. A child's problem is the child's status, not ours.
+        // Pass 2: descend. A child's problem is the child's status, not ours. Each (prefix,
+        // child) pair is expanded once per build, and recursion stops at the depth limit, so the
+        // work is bounded by the routes produced whatever the delegation graph looks like.
         for (prefix, target, child) in delegations {
             let target_ref = self.selected.get_key_value(&target).map(|(k, _)| *k);
             let Some(target_key) = target_ref else {
                 continue;
             };
+            let pair = (prefix, target_key.clone());
+            if let Some(done) = self.expanded.get(&pair) {
+                own.extend(done.iter().flatten().cloned());
+                continue;
+            }
+            if chain.len() >= MAX_DELEGATION_DEPTH {
+                self.invalid(
+                    target_key,
+                    format!(
+                        "delegation chain is deeper than {MAX_DELEGATION_DEPTH} IngressRoutes: {}",
+                        chain_summary(chain, target_key)
+                    ),
+                );
+                self.expanded.insert(pair, None);
+                continue;
+            }
             chain.push(target_key.clone());
-            let result = self.walk_routes(target_key, child, &prefix, chain);
+            let result = self.walk_routes(target_key, child, &pair.0, chain);
             chain.pop();
             match result {
                 Ok(routes) => {
                     self.set_status(target_key, Validity::Valid, msg::VALID);
-                    own.extend(routes);
+                    own.extend(routes.iter().cloned());
+                    self.expanded.insert(pair, Some(routes));
                 }
-                Err(e) => self.invalid(target_key, e),
+                Err(e) => {
+                    self.invalid(target_key, e);
+                    self.expanded.insert(pair, None);
+                }
             }
         }
+        // The same child reached under several prefixes contributes its routes once.
+        let mut seen = BTreeSet::new();
+        own.retain(|r| seen.insert((r.prefix.clone(), r.owner.clone())));
         Ok(own)
     }
 
@@ -361,6 +412,29 @@ impl<'a> Builder<'a> {
         r: &ir::Route,
     ) -> Result<model::Route, String> {
         let prefix = r.match_.as_str();
+        let timeout = match r.timeout_policy.as_ref().and_then(|t| t.request.as_deref()) {
+            None => None,
+            Some(t) => Some(match parse_request_timeout(t) {
+                RequestTimeout::Disabled => model::Timeout::Disabled,
+                RequestTimeout::Millis(ms) => model::Timeout::Millis(
+                    checks::duration_ms(ms)
+                        .map_err(|e| format!("route {prefix:?}: timeoutPolicy.request {e}"))?,
+                ),
+            }),
+        };
+        let retry = match &r.retry_policy {
+            None => None,
+            Some(p) => Some(Retry {
+                count: p.count.unwrap_or(1).clamp(1, i64::from(u32::MAX)) as u32,
+                per_try_timeout_ms: p
+                    .per_try_timeout
+                    .as_deref()
+                    .and_then(parse_timeout)
+                    .map(checks::duration_ms)
+                    .transpose()
+                    .map_err(|e| format!("route {prefix:?}: retryPolicy.perTryTimeout {e}"))?,
+            }),
+        };
         let mut built = Vec::with_capacity(r.services.len());
         for s in &r.services {
             let context = format!("route {prefix:?}: service {:?}", s.name);
@@ -368,6 +442,7 @@ impl<'a> Builder<'a> {
             built.push((self.build_cluster(key, owner, s, port, &context)?, s.weight));
         }
         let clusters = weigh(built.iter().map(|(c, w)| (c.name.clone(), *w)), false);
+        check_weight_sum(&format!("route {prefix:?}"), &clusters)?;
         let session_affinity = r
             .services
             .iter()
@@ -375,18 +450,6 @@ impl<'a> Builder<'a> {
         for (c, _) in built {
             self.clusters.insert(c.name.clone(), c);
         }
-        let timeout = r
-            .timeout_policy
-            .as_ref()
-            .and_then(|t| t.request.as_deref())
-            .map(|t| match parse_request_timeout(t) {
-                RequestTimeout::Disabled => model::Timeout::Disabled,
-                RequestTimeout::Millis(ms) => model::Timeout::Millis(ms),
-            });
-        let retry = r.retry_policy.as_ref().map(|p| Retry {
-            count: p.count.unwrap_or(1).clamp(1, i64::from(u32::MAX)) as u32,
-            per_try_timeout_ms: p.per_try_timeout.as_deref().and_then(parse_timeout),
-        });
         Ok(model::Route {
             prefix: prefix.to_owned(),
             owner: key.to_string(),
@@ -422,19 +485,26 @@ impl<'a> Builder<'a> {
             None => None,
             Some(v) => {
                 let ca_key = ObjKey::new(key.namespace.clone(), v.ca_secret.clone());
-                let ca = self
+                let misconfigured = || {
+                    format!(
+                        "{context}: upstreamValidation requested but secret not found or \
+                         misconfigured"
+                    )
+                };
+                let ca_bytes = self
                     .snap
                     .secret_data(&ca_key, CA_CERT_KEY)
-                    .and_then(|b| pem_text(b, "CERTIFICATE"))
                     .filter(|_| !v.ca_secret.is_empty())
-                    .ok_or_else(|| {
-                        format!("{context}: upstreamValidation requested but secret not found or misconfigured")
-                    })?;
+                    .ok_or_else(misconfigured)?;
+                checks::ca_bundle(ca_bytes).map_err(|e| format!("{}: {e}", misconfigured()))?;
+                let ca = String::from_utf8(ca_bytes.to_vec()).map_err(|_| misconfigured())?;
                 if v.subject_name.trim().is_empty() {
                     return Err(format!(
                         "{context}: upstreamValidation requested but subject alt name not found or misconfigured"
                     ));
                 }
+                checks::subject_name(v.subject_name.trim())
+                    .map_err(|e| format!("{context}: validation.subjectName {e}"))?;
                 if protocol != UpstreamProtocol::Tls {
                     return Err(format!(
                         "{context}: upstreamValidation requires port {port} of Service \
@@ -462,11 +532,15 @@ impl<'a> Builder<'a> {
             LbStrategy::Random => LbPolicy::Random,
             LbStrategy::Cookie => LbPolicy::RingHash,
         };
-        let health_check = s
-            .health_check
-            .as_ref()
-            .or(owner.spec.health_check.as_ref())
-            .map(build_health_check);
+        let health_check = match (&s.health_check, &owner.spec.health_check) {
+            (Some(hc), _) => {
+                Some(build_health_check(hc).map_err(|e| format!("{context}: healthCheck.{e}"))?)
+            }
+            (None, Some(hc)) => Some(
+                build_health_check(hc).map_err(|e| format!("{context}: spec.healthCheck.{e}"))?,
+            ),
+            (None, None) => None,
+        };
 
         let mut cluster = Cluster {
             name: String::new(),
@@ -507,7 +581,18 @@ impl<'a> Builder<'a> {
                      points at the proxy itself"
                 ));
             }
-            let port = u16::try_from(svc_port.port).unwrap_or_default();
+            checks::resolvable_host(&host).map_err(|e| {
+                format!("{context}: ExternalName {host:?} of Service {svc_key}: {e}")
+            })?;
+            let port = u16::try_from(svc_port.port)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    format!(
+                        "{context}: port {} of Service {svc_key} is not in the range 1-65535",
+                        svc_port.port
+                    )
+                })?;
             return Ok(Upstream::Dns { host, port });
         }
         let port_id = port_identity(svc_port);
@@ -552,10 +637,9 @@ impl<'a> Builder<'a> {
                         continue;
                     };
                     for a in subset.addresses.iter().flatten() {
-                        out.insert(SocketAddress {
-                            ip: a.ip.clone(),
-                            port,
-                        });
+                        if let Some(ip) = self.endpoint_ip(&a.ip) {
+                            out.insert(SocketAddress { ip, port });
+                        }
                     }
                 }
             }
@@ -575,15 +659,22 @@ impl<'a> Builder<'a> {
                         continue;
                     }
                     for ip in &e.addresses {
-                        out.insert(SocketAddress {
-                            ip: ip.clone(),
-                            port,
-                        });
+                        if let Some(ip) = self.endpoint_ip(ip) {
+                            out.insert(SocketAddress { ip, port });
+                        }
                     }
                 }
             }
         }
         out.into_iter().collect()
+    }
+
+    /// An endpoint address Envoy may be given: an IP literal (EndpointSlices of `addressType:
+    /// FQDN` hold names, which EDS refuses) that [`checks::routable_ip`] allows, in canonical
+    /// form. Anything else is left out of the load assignment.
+    fn endpoint_ip(&self, address: &str) -> Option<String> {
+        let ip: std::net::IpAddr = address.trim().parse().ok()?;
+        checks::routable_ip(ip, self.sel.allow_loopback_endpoints).then(|| ip.to_string())
     }
 
     /// Validates a root's tcpproxy, following its delegation. Returns the proxy or the root's
@@ -614,6 +705,16 @@ impl<'a> Builder<'a> {
             let Some(child_tcp) = &child.spec.tcpproxy else {
                 return Err(format!("tcpproxy: delegate {target}: it has no tcpproxy"));
             };
+            if chain.len() >= MAX_DELEGATION_DEPTH {
+                self.invalid(
+                    target_key,
+                    format!(
+                        "delegation chain is deeper than {MAX_DELEGATION_DEPTH} IngressRoutes: {}",
+                        chain_summary(chain, target_key)
+                    ),
+                );
+                return Err(format!("tcpproxy: delegate {target} is invalid"));
+            }
             chain.push(target_key.clone());
             let result = self.walk_tcpproxy(target_key, child_tcp, chain);
             chain.pop();
@@ -648,6 +749,7 @@ impl<'a> Builder<'a> {
             built.push((cluster, Some(s.weight.unwrap_or(1).max(1))));
         }
         let clusters = weigh(built.iter().map(|(c, w)| (c.name.clone(), *w)), true);
+        check_weight_sum("tcpproxy", &clusters)?;
         for (c, _) in built {
             self.clusters.insert(c.name.clone(), c);
         }
@@ -747,6 +849,14 @@ fn cycle_description(chain: &[ObjKey], target: &ObjKey) -> Option<String> {
     })
 }
 
+/// `root -> … -> last -> target`, short enough for a status.
+fn chain_summary(chain: &[ObjKey], target: &ObjKey) -> String {
+    match (chain.first(), chain.last()) {
+        (Some(root), Some(last)) => format!("{root} -> … -> {last} -> {target}"),
+        _ => target.to_string(),
+    }
+}
+
 /// Checks the port range and weight sign of an upstream service; returns the port.
 fn check_port_and_weight(context: &str, s: &ir::Service) -> Result<u16, String> {
     let port = u16::try_from(s.port)
@@ -758,7 +868,22 @@ fn check_port_and_weight(context: &str, s: &ir::Service) -> Result<u16, String> 
             "{context}: weight must be greater than or equal to zero"
         ));
     }
+    if s.weight.is_some_and(|w| w > i64::from(u32::MAX)) {
+        return Err(format!("{context}: weight must be at most {}", u32::MAX));
+    }
     Ok(port)
+}
+
+/// Envoy refuses weighted clusters whose weights add up to more than 2^32-1.
+fn check_weight_sum(context: &str, clusters: &[WeightedCluster]) -> Result<(), String> {
+    let sum: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
+    if sum > u64::from(u32::MAX) {
+        return Err(format!(
+            "{context}: the weights of its services add up to {sum}, more than {}",
+            u32::MAX
+        ));
+    }
+    Ok(())
 }
 
 /// Applies the reference's weight rules: no weight set means every service gets 1; some set
@@ -829,13 +954,21 @@ fn upstream_protocol(svc: &KubeService, port: &ServicePort) -> UpstreamProtocol 
     }
 }
 
-fn build_health_check(hc: &ir::HealthCheck) -> HealthCheck {
+/// A health check with the reference's defaults; `Err` names the offending field.
+fn build_health_check(hc: &ir::HealthCheck) -> Result<HealthCheck, String> {
+    if hc.path.is_empty() {
+        return Err("path must not be empty".into());
+    }
+    checks::path(&hc.path).map_err(|e| format!("path {e}"))?;
+    if let Some(host) = &hc.host {
+        checks::header_value(host).map_err(|e| format!("host {e}"))?;
+    }
     let positive = |v: Option<i64>, default: u32| {
         v.and_then(|v| u32::try_from(v).ok())
             .filter(|v| *v > 0)
             .unwrap_or(default)
     };
-    HealthCheck {
+    Ok(HealthCheck {
         path: hc.path.clone(),
         host: hc
             .host
@@ -846,7 +979,7 @@ fn build_health_check(hc: &ir::HealthCheck) -> HealthCheck {
         timeout_seconds: positive(hc.timeout_seconds, DEFAULT_HEALTH_CHECK_TIMEOUT),
         unhealthy_threshold: positive(hc.unhealthy_threshold_count, DEFAULT_UNHEALTHY_THRESHOLD),
         healthy_threshold: positive(hc.healthy_threshold_count, DEFAULT_HEALTHY_THRESHOLD),
-    }
+    })
 }
 
 /// Short stable hash of everything but the name, so that one Service port used with different
@@ -863,18 +996,6 @@ fn policy_hash(c: &Cluster) -> String {
     .unwrap_or_default();
     let digest = Sha256::digest(&canonical);
     digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
-}
-
-/// PEM text of a secret value, when it is UTF-8 and holds a block whose label ends in `label`.
-fn pem_text(bytes: &[u8], label: &str) -> Option<String> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let has_block = text.lines().any(|l| {
-        l.trim()
-            .strip_prefix("-----BEGIN ")
-            .and_then(|r| r.strip_suffix("-----"))
-            .is_some_and(|l| l.ends_with(label))
-    });
-    has_block.then(|| text.to_owned())
 }
 
 /// ExternalName targets that would reach the proxy itself (GHSA-5ph6-qq5x-7jwc): localhost names

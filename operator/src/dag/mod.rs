@@ -2,11 +2,13 @@
 //! from a snapshot and one Gateway's selection rules to a [`Dag`]. No I/O, no clock.
 
 mod build;
+mod checks;
 mod durations;
 pub mod model;
 mod select;
 
 pub use build::build;
+pub use checks::MAX_DELEGATION_DEPTH;
 pub use model::{Dag, RouteStatus, Validity};
 pub use select::{Selection, instances};
 

@@ -16,6 +16,10 @@ pub struct Selection {
     pub root_namespaces: Vec<String>,
     pub enable_external_name_services: bool,
     pub minimum_tls_version: Option<TlsVersion>,
+    /// Route to loopback endpoint addresses: only for a local `sluice standalone` (and `render`,
+    /// which shows what standalone serves), whose Envoy has no admin port on TCP. In a cluster a
+    /// loopback endpoint can only mean the proxy itself.
+    pub allow_loopback_endpoints: bool,
 }
 
 impl Selection {
@@ -27,6 +31,7 @@ impl Selection {
             root_namespaces: Vec::new(),
             enable_external_name_services: false,
             minimum_tls_version: None,
+            allow_loopback_endpoints: false,
         }
     }
 
@@ -44,7 +49,14 @@ impl Selection {
                 .tls
                 .as_ref()
                 .and_then(|t| t.minimum_protocol_version),
+            allow_loopback_endpoints: false,
         }
+    }
+
+    /// The same selection for a local `sluice standalone`: loopback endpoints are routed.
+    pub fn local(mut self) -> Self {
+        self.allow_loopback_endpoints = true;
+        self
     }
 
     /// True when this instance judges `ir`: its class annotation equals the instance's class, or

@@ -85,14 +85,42 @@ fn to_delegate(prefix: &str, name: &str, ns: Option<&str>) -> String {
     }
 }
 
-const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+/// A real certificate and its key (the DAG parses both and checks that they match).
+static PAIR: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["tls.com".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+});
+
+/// Another pair, whose key matches none of [`PAIR`]'s.
+static OTHER_PAIR: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["other.com".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+});
+
+#[allow(non_snake_case)]
+fn CERT() -> &'static str {
+    &PAIR.0
+}
+
+#[allow(non_snake_case)]
+fn KEY() -> &'static str {
+    &PAIR.1
+}
 
 fn tls_secret(ns: &str, name: &str) -> String {
     format!(
         "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\n\
          type: kubernetes.io/tls\nstringData:\n  tls.crt: {:?}\n  tls.key: {:?}\n",
-        CERT, KEY
+        CERT(),
+        KEY()
     )
 }
 
@@ -228,13 +256,55 @@ fn tls_secret_must_exist_and_be_well_formed() {
         )
     );
 
-    let bad = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: bad, namespace: default}\nstringData: {}\ndata: {tls.crt: bm90IGEgY2VydA==, tls.key: bm90IGEga2V5}\n";
+    let bad = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: bad, namespace: default}\ntype: kubernetes.io/tls\nstringData: {}\ndata: {tls.crt: bm90IGEgY2VydA==, tls.key: bm90IGEga2V5}\n";
     let dag = default_build(&(svc("default", "s1", 80) + bad + &tls_root("bad")));
     assert_eq!(
         status(&dag, "default/tls"),
         (
             "invalid",
-            "TLS Secret [default/bad] not found or is malformed"
+            "TLS Secret [default/bad] not found or is malformed: tls.crt holds no certificate"
+        )
+    );
+
+    // Only a BEGIN line, as the old check accepted: the certificate must parse.
+    let fake = tls_secret("default", "fake").replace(
+        &format!("{:?}", CERT()),
+        &format!(
+            "{:?}",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        ),
+    );
+    let dag = default_build(&(svc("default", "s1", 80) + &fake + &tls_root("fake")));
+    let (state, description) = status(&dag, "default/tls");
+    assert_eq!(state, "invalid");
+    assert!(
+        description.contains("certificate 1 is not a valid X.509 certificate"),
+        "{description}"
+    );
+
+    // A real certificate with another certificate's key.
+    let mismatched = tls_secret("default", "mismatched")
+        .replace(&format!("{:?}", KEY()), &format!("{:?}", OTHER_PAIR.1));
+    let dag = default_build(&(svc("default", "s1", 80) + &mismatched + &tls_root("mismatched")));
+    assert_eq!(
+        status(&dag, "default/tls"),
+        (
+            "invalid",
+            "TLS Secret [default/mismatched] not found or is malformed: tls.key does not match \
+             the certificate in tls.crt"
+        )
+    );
+    assert!(dag.secrets.is_empty() && dag.virtual_hosts.is_empty());
+
+    // Contour only used Secrets of type kubernetes.io/tls.
+    let opaque = tls_secret("default", "opaque").replace("kubernetes.io/tls", "Opaque");
+    let dag = default_build(&(svc("default", "s1", 80) + &opaque + &tls_root("opaque")));
+    assert_eq!(
+        status(&dag, "default/tls"),
+        (
+            "invalid",
+            "TLS Secret [default/opaque] not found or is malformed: its type is \"Opaque\", not \
+             \"kubernetes.io/tls\""
         )
     );
 
@@ -247,7 +317,7 @@ fn tls_secret_must_exist_and_be_well_formed() {
     assert_eq!(tls.minimum_protocol_version, TlsVersion::V1_1);
     assert_eq!(dag.secrets.len(), 1);
     assert!(
-        matches!(&dag.secrets[0].kind, SecretKind::Tls { cert_chain, .. } if cert_chain == CERT)
+        matches!(&dag.secrets[0].kind, SecretKind::Tls { cert_chain, .. } if cert_chain == CERT())
     );
 }
 
@@ -529,7 +599,7 @@ fn route_level_validation_messages() {
         + "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: tls-nginx\n  namespace: ns\n  annotations: {contour.heptio.com/upstream-protocol.tls: \"443\"}\nspec: {ports: [{port: 443}]}\n"
         + &format!(
             "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca, namespace: ns}}\nstringData: {{ca.crt: {:?}}}\n",
-            CERT
+            CERT()
         );
     for (routes, want) in cases {
         let dag = default_build(&(base.clone() + &root("ns", "r", "r.com", routes)));

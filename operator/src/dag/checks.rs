@@ -1,0 +1,557 @@
+//! Checks of tenant-written values against what Envoy accepts, so that an IngressRoute the DAG
+//! calls `valid` can never make Envoy reject an instance's configuration.
+//!
+//! Each check mirrors a rule Envoy enforces: the protoc-gen-validate rules of its API (header
+//! values without NUL/CR/LF, `sni` at most 255 bytes, non-empty health-check paths), its runtime
+//! checks (the sum of route weights fits in 32 bits, durations fit its clocks, certificates parse
+//! and match their key, EDS addresses are IP literals), and the hostnames Sluice decides
+//! ownership on. Pure functions: they return the reason a value is refused, for the caller to put
+//! into a status naming the field.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Longest DNS name (RFC 1123), in bytes, without a trailing dot.
+pub const MAX_DNS_NAME: usize = 253;
+/// Longest DNS label.
+pub const MAX_DNS_LABEL: usize = 63;
+/// Envoy's limit on an upstream TLS context's `sni` (which carries `subjectName`).
+pub const MAX_SNI: usize = 255;
+/// Longest path Sluice puts into a route match, a prefix rewrite or a health check.
+pub const MAX_PATH: usize = 4096;
+/// Longest duration accepted anywhere (timeouts): 100 years. Envoy refuses durations whose
+/// nanoseconds overflow 64 bits (about 292 years); anything longer than this limit is, for an
+/// HTTP request, no different from `infinity`, which is what users should write.
+pub const MAX_DURATION_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+/// Delegation depth: a root is level 1; an IngressRoute first reached at a deeper level is
+/// invalid. Bounds both the work per change and the builder's recursion.
+pub const MAX_DELEGATION_DEPTH: usize = 32;
+
+/// A virtual host's name, lower-cased, or why it is not a DNS name.
+///
+/// Refused: ports (`a.example.com:8080`), a trailing dot, IP addresses, empty labels, labels
+/// over 63 bytes or not made of `a-z`, `0-9` and inner `-`, and names over 253 bytes. Wildcards
+/// are refused by the caller first, with Contour's message.
+pub fn dns_name(fqdn: &str) -> Result<String, String> {
+    if fqdn.ends_with('.') {
+        return Err("must not end with a dot; write the name without it".into());
+    }
+    if fqdn.contains(':') {
+        return Err("must be a host name without a port".into());
+    }
+    if fqdn.parse::<IpAddr>().is_ok() {
+        return Err("must be a DNS name, not an IP address".into());
+    }
+    if fqdn.len() > MAX_DNS_NAME {
+        return Err(format!("must be at most {MAX_DNS_NAME} bytes long"));
+    }
+    let lower = fqdn.to_ascii_lowercase();
+    for label in lower.split('.') {
+        check_dns_label(label)?;
+    }
+    // An all-numeric last label would make a dotted quad-like name (e.g. `1.2.3.4.5`).
+    if lower
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("must not end with an all-numeric label".into());
+    }
+    Ok(lower)
+}
+
+fn check_dns_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("must not have empty labels".into());
+    }
+    if label.len() > MAX_DNS_LABEL {
+        return Err(format!("labels must be at most {MAX_DNS_LABEL} bytes long"));
+    }
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(
+            "labels may only contain letters a-z, digits and '-' (RFC 1123; use punycode for \
+             international names)"
+                .into(),
+        );
+    }
+    if label.starts_with('-') || label.ends_with('-') {
+        return Err("labels must not start or end with '-'".into());
+    }
+    Ok(())
+}
+
+/// A host name Envoy resolves (ExternalName targets, upstream SNI): a DNS name, trailing dot
+/// already removed by the caller, or an IP literal.
+pub fn resolvable_host(host: &str) -> Result<(), String> {
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if host.len() > MAX_DNS_NAME {
+        return Err(format!("must be at most {MAX_DNS_NAME} bytes long"));
+    }
+    host.split('.').try_for_each(check_dns_label)
+}
+
+/// A path Envoy matches or sends: starts with `/`, at most [`MAX_PATH`] bytes, and only visible
+/// ASCII (no NUL, CR, LF, spaces or other control characters; non-ASCII paths travel
+/// percent-encoded, so a raw one could never match).
+pub fn path(value: &str) -> Result<(), String> {
+    if !value.starts_with('/') {
+        return Err("must start with \"/\"".into());
+    }
+    if value.len() > MAX_PATH {
+        return Err(format!("must be at most {MAX_PATH} bytes long"));
+    }
+    match value.bytes().find(|b| !b.is_ascii_graphic()) {
+        Some(b) => Err(format!(
+            "must contain only visible ASCII characters (found byte 0x{b:02x}; percent-encode it)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A value Envoy puts into an HTTP header (health-check `Host`): Envoy's HTTP_HEADER_VALUE rule
+/// refuses NUL, CR and LF; Sluice also refuses other control characters and non-ASCII.
+pub fn header_value(value: &str) -> Result<(), String> {
+    if value.len() > MAX_PATH {
+        return Err(format!("must be at most {MAX_PATH} bytes long"));
+    }
+    match value
+        .bytes()
+        .find(|b| !(b.is_ascii_graphic() || *b == b' '))
+    {
+        Some(b) => Err(format!(
+            "must contain only visible ASCII characters (found byte 0x{b:02x})"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A name checked against a certificate's subject alternative names and sent as SNI.
+pub fn subject_name(value: &str) -> Result<(), String> {
+    if value.len() > MAX_SNI {
+        return Err(format!(
+            "must be at most {MAX_SNI} bytes long (Envoy's limit on SNI)"
+        ));
+    }
+    match value.bytes().find(|b| !b.is_ascii_graphic()) {
+        Some(b) => Err(format!(
+            "must contain only visible ASCII characters (found byte 0x{b:02x})"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A duration in milliseconds within [`MAX_DURATION_MS`].
+pub fn duration_ms(ms: u64) -> Result<u64, String> {
+    if ms > MAX_DURATION_MS {
+        return Err("must be at most 876000h (100 years); use \"infinity\" for no timeout".into());
+    }
+    Ok(ms)
+}
+
+/// True when an endpoint address may be routed to. Never: unspecified, multicast, broadcast,
+/// link-local (cloud metadata at 169.254.169.254) and their IPv4-mapped forms. Loopback only when
+/// `allow_loopback` (a local `sluice standalone`, whose Envoy admin is not on TCP anyway).
+pub fn routable_ip(ip: IpAddr, allow_loopback: bool) -> bool {
+    match ip {
+        IpAddr::V4(v4) => routable_v4(v4, allow_loopback),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => routable_v4(v4, allow_loopback),
+            None => routable_v6(v6, allow_loopback),
+        },
+    }
+}
+
+fn routable_v4(ip: Ipv4Addr, allow_loopback: bool) -> bool {
+    !(ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || ip.is_link_local()
+        || ip.octets()[0] == 0
+        || (ip.is_loopback() && !allow_loopback))
+}
+
+fn routable_v6(ip: Ipv6Addr, allow_loopback: bool) -> bool {
+    let first = ip.segments()[0];
+    let link_local = first & 0xffc0 == 0xfe80;
+    // IPv4-compatible (deprecated, `::a.b.c.d`) forms are judged by their IPv4 address.
+    if first == 0 && ip.segments()[1..6].iter().all(|s| *s == 0) && !ip.is_loopback() {
+        let [a, b, c, d] = ip.octets()[12..16] else {
+            return false;
+        };
+        return routable_v4(Ipv4Addr::new(a, b, c, d), allow_loopback);
+    }
+    !(ip.is_unspecified()
+        || ip.is_multicast()
+        || link_local
+        || (ip.is_loopback() && !allow_loopback))
+}
+
+/// Checks a TLS certificate chain and private key the way Envoy loads them: every PEM block of
+/// the chain is an X.509 certificate, the first one's key is RSA (2048 to 8192 bits) or ECDSA
+/// (P-256, P-384), and the private key (PKCS#8, PKCS#1 or SEC1 PEM) is that key's pair.
+pub fn tls_key_pair(cert_chain: &[u8], private_key: &[u8]) -> Result<(), String> {
+    let certs = certificates(cert_chain, "tls.crt")?;
+    let Some(leaf) = certs.first() else {
+        return Err("tls.crt holds no certificate".into());
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| format!("tls.crt: the first certificate does not parse: {e}"))?;
+    let spki_key: &[u8] = &cert.public_key().subject_public_key.data;
+    let key_public = private_key_public(private_key)?;
+    if key_public != spki_key {
+        return Err("tls.key does not match the certificate in tls.crt".into());
+    }
+    Ok(())
+}
+
+/// Checks a CA bundle: at least one PEM certificate, every one of which parses.
+pub fn ca_bundle(pem: &[u8]) -> Result<(), String> {
+    let certs = certificates(pem, "ca.crt")?;
+    if certs.is_empty() {
+        return Err("ca.crt holds no certificate".into());
+    }
+    Ok(())
+}
+
+/// The DER of every PEM block in `pem`; each must be a CERTIFICATE that parses as X.509.
+fn certificates(pem: &[u8], field: &str) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    for (i, block) in x509_parser::pem::Pem::iter_from_buffer(pem).enumerate() {
+        let block =
+            block.map_err(|e| format!("{field}: PEM block {} does not parse: {e}", i + 1))?;
+        if block.label != "CERTIFICATE" {
+            return Err(format!(
+                "{field}: PEM block {} is a {:?}, not a CERTIFICATE",
+                i + 1,
+                block.label
+            ));
+        }
+        x509_parser::parse_x509_certificate(&block.contents).map_err(|e| {
+            format!(
+                "{field}: certificate {} is not a valid X.509 certificate: {e}",
+                i + 1
+            )
+        })?;
+        out.push(block.contents);
+    }
+    Ok(out)
+}
+
+/// The public key of a PEM private key, in the form a certificate's SubjectPublicKeyInfo holds
+/// it (the RSAPublicKey DER, or the uncompressed EC point), after ring has checked the key's
+/// consistency as BoringSSL would.
+fn private_key_public(pem: &[u8]) -> Result<Vec<u8>, String> {
+    use ring::signature::{self, KeyPair};
+    let mut blocks = x509_parser::pem::Pem::iter_from_buffer(pem);
+    let block = match blocks.next() {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => return Err(format!("tls.key: PEM does not parse: {e}")),
+        None => return Err("tls.key holds no PEM block".into()),
+    };
+    if blocks.next().is_some() {
+        return Err("tls.key must hold exactly one PEM block".into());
+    }
+    let rng = ring::rand::SystemRandom::new();
+    let unsupported =
+        || "tls.key: not a supported private key (RSA 2048-8192 bits, ECDSA P-256 or P-384)";
+    match block.label.as_str() {
+        "RSA PRIVATE KEY" => signature::RsaKeyPair::from_der(&block.contents)
+            .map(|k| k.public_key().as_ref().to_vec())
+            .map_err(|_| unsupported().to_owned()),
+        "EC PRIVATE KEY" => sec1_to_pkcs8(&block.contents)
+            .iter()
+            .find_map(|pkcs8| ecdsa_public(pkcs8, &rng))
+            .ok_or_else(|| unsupported().to_owned()),
+        "PRIVATE KEY" => ecdsa_public(&block.contents, &rng)
+            .or_else(|| {
+                signature::RsaKeyPair::from_pkcs8(&block.contents)
+                    .ok()
+                    .map(|k| k.public_key().as_ref().to_vec())
+            })
+            .ok_or_else(|| unsupported().to_owned()),
+        other => Err(format!(
+            "tls.key: a {other:?} PEM block is not a private key (encrypted keys are not supported)"
+        )),
+    }
+}
+
+fn ecdsa_public(pkcs8: &[u8], rng: &ring::rand::SystemRandom) -> Option<Vec<u8>> {
+    use ring::signature::{self, EcdsaKeyPair, KeyPair};
+    [
+        &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+    ]
+    .into_iter()
+    .find_map(|alg| EcdsaKeyPair::from_pkcs8(alg, pkcs8, rng).ok())
+    .map(|k| k.public_key().as_ref().to_vec())
+}
+
+/// Wraps a SEC1 `ECPrivateKey` (RFC 5915) into PKCS#8 for ring, once per supported curve (ring
+/// refuses the wrapping whose curve differs from the key's own parameters).
+fn sec1_to_pkcs8(sec1: &[u8]) -> Vec<Vec<u8>> {
+    // OIDs, DER-encoded with tag and length.
+    const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+    [P256, P384]
+        .into_iter()
+        .map(|curve| {
+            let algorithm = der(0x30, &[EC_PUBLIC_KEY, curve].concat());
+            let body = [&[0x02, 0x01, 0x00][..], &algorithm, &der(0x04, sec1)].concat();
+            der(0x30, &body)
+        })
+        .collect()
+}
+
+/// One DER TLV with a definite length.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = content.len();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_names() {
+        assert_eq!(dns_name("A.Example.COM").as_deref(), Ok("a.example.com"));
+        assert!(dns_name("xn--bcher-kva.example").is_ok());
+        assert!(dns_name(&format!("{}.com", "a".repeat(63))).is_ok());
+        for bad in [
+            "a.example.com.",
+            "a.example.com:8080",
+            "127.0.0.1",
+            "::1",
+            "a..b",
+            ".a",
+            "a b.com",
+            "bücher.example",
+            "-a.com",
+            "a-.com",
+            "a_b.com",
+            "a\0.com",
+            "a\r\n.com",
+            "1.2.3.4.5",
+        ] {
+            assert!(dns_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(dns_name(&format!("{}.com", "a".repeat(64))).is_err());
+        let long = vec!["abcdefghi"; 26].join(".");
+        assert!(long.len() > MAX_DNS_NAME);
+        assert!(dns_name(&long).is_err());
+    }
+
+    #[test]
+    fn paths_and_header_values() {
+        assert!(path("/api/v1%20x").is_ok());
+        for bad in ["api", "/a b", "/a\0", "/a\r\nX: y", "/é", ""] {
+            assert!(path(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(path(&format!("/{}", "a".repeat(MAX_PATH))).is_err());
+        assert!(header_value("example.com").is_ok());
+        assert!(header_value("a\nb").is_err());
+        assert!(header_value("a\0").is_err());
+        assert!(subject_name(&"a".repeat(255)).is_ok());
+        assert!(subject_name(&"a".repeat(256)).is_err());
+        assert!(subject_name("a\0b").is_err());
+    }
+
+    #[test]
+    fn durations_stay_in_envoys_range() {
+        assert_eq!(duration_ms(MAX_DURATION_MS), Ok(MAX_DURATION_MS));
+        assert!(duration_ms(MAX_DURATION_MS + 1).is_err());
+    }
+
+    #[test]
+    fn endpoint_addresses() {
+        let ok = |s: &str, lo| routable_ip(s.parse().unwrap(), lo);
+        for good in ["10.0.0.1", "192.0.2.1", "2001:db8::1", "::ffff:10.0.0.1"] {
+            assert!(ok(good, false), "{good}");
+        }
+        for bad in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "::",
+            "224.0.0.1",
+            "ff02::1",
+            "255.255.255.255",
+        ] {
+            assert!(!ok(bad, false), "{bad}");
+        }
+        assert!(ok("127.0.0.1", true));
+        assert!(ok("::1", true));
+        assert!(!ok("169.254.169.254", true));
+    }
+
+    fn pair(alg: &'static rcgen::SignatureAlgorithm) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.example.com".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn tls_pairs_must_parse_and_match() {
+        let (cert, key) = pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert_eq!(tls_key_pair(cert.as_bytes(), key.as_bytes()), Ok(()));
+        let (cert384, key384) = pair(&rcgen::PKCS_ECDSA_P384_SHA384);
+        assert_eq!(tls_key_pair(cert384.as_bytes(), key384.as_bytes()), Ok(()));
+        let (other_cert, other_key) = pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert!(
+            tls_key_pair(cert.as_bytes(), other_key.as_bytes())
+                .unwrap_err()
+                .contains("does not match")
+        );
+        assert!(tls_key_pair(other_cert.as_bytes(), key384.as_bytes()).is_err());
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(tls_key_pair(garbage.as_bytes(), key.as_bytes()).is_err());
+        assert!(tls_key_pair(b"", key.as_bytes()).is_err());
+        assert!(tls_key_pair(cert.as_bytes(), b"").is_err());
+        let ed = pair(&rcgen::PKCS_ED25519);
+        assert!(tls_key_pair(ed.0.as_bytes(), ed.1.as_bytes()).is_err());
+        // A chain: leaf first, then more certificates that all parse.
+        let chain = format!("{cert}{other_cert}");
+        assert_eq!(tls_key_pair(chain.as_bytes(), key.as_bytes()), Ok(()));
+        let bad_chain = format!("{cert}{garbage}");
+        assert!(tls_key_pair(bad_chain.as_bytes(), key.as_bytes()).is_err());
+        assert_eq!(ca_bundle(cert.as_bytes()), Ok(()));
+        assert!(ca_bundle(garbage.as_bytes()).is_err());
+        assert!(ca_bundle(b"no pem here").is_err());
+    }
+
+    #[test]
+    fn sec1_keys_cut_from_pkcs8_load() {
+        // A SEC1 key (`EC PRIVATE KEY`, as openssl and cert-manager write them), cut out of the
+        // PKCS#8 that rcgen makes.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let pkcs8 = key.serialize_der();
+        // PKCS#8 for EC is SEQ { 0, algId, OCTET STRING { ECPrivateKey } }: take the inner one.
+        let (_, info) = x509_parser::der_parser::parse_der(&pkcs8).unwrap();
+        let seq = info.as_sequence().unwrap();
+        let sec1 = seq[2].as_slice().unwrap();
+        let sec1_pem = format!(
+            "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+            base64_lines(sec1)
+        );
+        assert_eq!(
+            private_key_public(sec1_pem.as_bytes()).as_deref(),
+            Ok(key.public_key_raw())
+        );
+    }
+
+    /// Keys as openssl writes them by default for `genrsa -traditional` (PKCS#1) and `ecparam
+    /// -genkey` (SEC1 with parameters), which cert-manager and older tooling also produce.
+    #[test]
+    fn openssl_pkcs1_and_sec1_keys() {
+        let dir = std::env::temp_dir().join(format!("sluice-checks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl (Debian's openssl package) is needed by this test");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        openssl(&["genrsa", "-traditional", "-out", "rsa.key", "2048"]);
+        openssl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ec.key",
+        ]);
+        for key in ["rsa", "ec"] {
+            openssl(&[
+                "req",
+                "-new",
+                "-x509",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=a.example.com",
+                "-key",
+                &format!("{key}.key"),
+                "-out",
+                &format!("{key}.crt"),
+            ]);
+        }
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        assert!(
+            String::from_utf8(read("rsa.key"))
+                .unwrap()
+                .contains("BEGIN RSA PRIVATE KEY")
+        );
+        assert!(
+            String::from_utf8(read("ec.key"))
+                .unwrap()
+                .contains("BEGIN EC PRIVATE KEY")
+        );
+        assert_eq!(tls_key_pair(&read("rsa.crt"), &read("rsa.key")), Ok(()));
+        assert_eq!(tls_key_pair(&read("ec.crt"), &read("ec.key")), Ok(()));
+        assert!(tls_key_pair(&read("rsa.crt"), &read("ec.key")).is_err());
+        assert!(tls_key_pair(&read("ec.crt"), &read("rsa.key")).is_err());
+        // RSA below 2048 bits: Envoy refuses it, so does the check.
+        openssl(&["genrsa", "-traditional", "-out", "small.key", "1024"]);
+        openssl(&[
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=a",
+            "-key",
+            "small.key",
+            "-out",
+            "small.crt",
+        ]);
+        assert!(tls_key_pair(&read("small.crt"), &read("small.key")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn base64_lines(der: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in der.chunks(3) {
+            let n =
+                chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
