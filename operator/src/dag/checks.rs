@@ -32,14 +32,14 @@ pub const MAX_DELEGATION_DEPTH: usize = 32;
 /// over 63 bytes or not made of `a-z`, `0-9` and inner `-`, and names over 253 bytes. Wildcards
 /// are refused by the caller first, with Contour's message.
 pub fn dns_name(fqdn: &str) -> Result<String, String> {
+    if fqdn.parse::<IpAddr>().is_ok() {
+        return Err("must be a DNS name, not an IP address".into());
+    }
     if fqdn.ends_with('.') {
         return Err("must not end with a dot; write the name without it".into());
     }
     if fqdn.contains(':') {
         return Err("must be a host name without a port".into());
-    }
-    if fqdn.parse::<IpAddr>().is_ok() {
-        return Err("must be a DNS name, not an IP address".into());
     }
     if fqdn.len() > MAX_DNS_NAME {
         return Err(format!("must be at most {MAX_DNS_NAME} bytes long"));
