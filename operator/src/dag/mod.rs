@@ -2,7 +2,7 @@
 //! from a snapshot and one Gateway's selection rules to a [`Dag`]. No I/O, no clock.
 
 mod build;
-mod checks;
+pub mod checks;
 mod durations;
 pub mod model;
 mod select;

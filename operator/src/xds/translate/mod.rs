@@ -12,6 +12,7 @@
 //! `validate` builds a self-contained bootstrap so real Envoy can check the output.
 
 mod clusters;
+pub mod constraints;
 mod envoy;
 pub mod json;
 
