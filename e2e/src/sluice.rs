@@ -143,7 +143,8 @@ pub struct InstancePorts {
     pub http: u16,
     pub https: u16,
     pub stats: u16,
-    pub admin: u16,
+    /// Envoy's admin interface: a Unix socket in standalone's private directory (no port).
+    pub admin_socket: PathBuf,
     pub envoy_pid: Option<u32>,
 }
 
@@ -244,15 +245,13 @@ pub struct OperatorPorts {
     pub envoy_https: u16,
     /// Envoy's health and stats listener (`--envoy-stats-port`).
     pub envoy_stats: u16,
-    /// Envoy's admin interface (`--envoy-admin-port`).
-    pub envoy_admin: u16,
 }
 
 impl OperatorPorts {
     /// Ports that were free a moment ago (see [`free_port`]), all distinct.
     pub fn free() -> Result<OperatorPorts> {
-        let mut ports: Vec<u16> = Vec::with_capacity(6);
-        while ports.len() < 6 {
+        let mut ports: Vec<u16> = Vec::with_capacity(5);
+        while ports.len() < 5 {
             let p = free_port()?;
             if !ports.contains(&p) {
                 ports.push(p);
@@ -264,7 +263,6 @@ impl OperatorPorts {
             envoy_http: ports[2],
             envoy_https: ports[3],
             envoy_stats: ports[4],
-            envoy_admin: ports[5],
         })
     }
 }
@@ -348,8 +346,6 @@ impl OperatorBuilder {
             .arg(ports.envoy_https.to_string())
             .arg("--envoy-stats-port")
             .arg(ports.envoy_stats.to_string())
-            .arg("--envoy-admin-port")
-            .arg(ports.envoy_admin.to_string())
             .args(&self.args)
             // Neither the developer's kubeconfig nor an in-cluster identity may leak in.
             .env_remove("KUBECONFIG")
@@ -532,16 +528,9 @@ mod tests {
     #[test]
     fn operator_ports_are_distinct() {
         let p = OperatorPorts::free().unwrap();
-        let mut all = vec![
-            p.xds,
-            p.http,
-            p.envoy_http,
-            p.envoy_https,
-            p.envoy_stats,
-            p.envoy_admin,
-        ];
+        let mut all = vec![p.xds, p.http, p.envoy_http, p.envoy_https, p.envoy_stats];
         all.sort_unstable();
         all.dedup();
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 5);
     }
 }

@@ -4,8 +4,9 @@
 //! same configuration: the "old" pod and the "new" one. A client loop plays the part of a
 //! Service's load balancer: it sends each request, on a fresh connection, to an Envoy whose
 //! `/ready` answered 200 at the last check (as endpoints follow readiness). The real
-//! `sluice shutdown-manager` then drains the old Envoy, as the preStop hook does in a pod, while a
-//! long request is in flight on it; only after `/shutdown` answered is the old Envoy removed.
+//! `sluice shutdown-manager drain` then drains the old Envoy over its admin Unix socket, as the
+//! preStop hook does in a pod, while a long request is in flight on it; only after the drain
+//! exited is the old Envoy removed. The sidecar itself listens on nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
@@ -16,9 +17,9 @@ use std::time::Duration;
 use sluice_e2e::backend::Backend;
 use sluice_e2e::client::{Request, get};
 use sluice_e2e::manifests::{Manifests, service};
-use sluice_e2e::process::ChildProcess;
+use sluice_e2e::process::{ChildProcess, listening_tcp_ports};
 use sluice_e2e::sluice::{Standalone, sluice_binary};
-use sluice_e2e::{free_port, temp_dir, wait_for, wait_until};
+use sluice_e2e::{temp_dir, wait_for, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 const HOST: &str = "app.example.com";
@@ -134,45 +135,25 @@ async fn old_envoy_drains_while_traffic_moves_to_the_new_one() {
     .await
     .unwrap();
 
-    // The preStop hook: the real shutdown manager, pointed at the old Envoy's admin.
-    let manager_port = free_port().unwrap();
-    let logs = temp_dir().unwrap();
-    let mut cmd = Command::new(sluice_binary().unwrap());
-    cmd.args([
-        "shutdown-manager",
-        "--address",
-        "127.0.0.1",
-        "--port",
-        &manager_port.to_string(),
-    ])
-    .args([
-        "--admin-port",
-        &old.admin.to_string(),
-        "--stats-port",
-        &old.stats.to_string(),
-    ])
-    .args(["--drain-seconds", "20", "--check-delay-seconds", "1"]);
-    let mut manager =
-        ChildProcess::spawn("shutdown-manager", cmd, &logs.path().join("manager.log")).unwrap();
-    wait_until("shutdown manager up", WAIT, async || {
-        get(manager_port, "localhost", "/healthz")
-            .await
-            .is_ok_and(|r| r.status == 200)
-    })
-    .await
-    .unwrap();
-    let shutdown = Request::get("localhost", "/shutdown")
-        .timeout(Duration::from_secs(30))
-        .send(manager_port)
+    // The preStop hook: the real `shutdown-manager drain`, on the old Envoy's admin socket.
+    let drain = tokio::process::Command::new(sluice_binary().unwrap())
+        .args(["shutdown-manager", "drain", "--admin-socket"])
+        .arg(&old.admin_socket)
+        .args(["--stats-port", &old.stats.to_string()])
+        .args(["--drain-seconds", "20", "--check-delay-seconds", "1"])
+        .kill_on_drop(true)
+        .output();
+    let drained = tokio::time::timeout(Duration::from_secs(40), drain)
         .await
+        .expect("the drain ends within its drain time")
         .unwrap();
     let drained_at = std::time::Instant::now();
-    assert_eq!(shutdown.status, 200);
-    assert_eq!(
-        shutdown.text(),
-        "drained\n",
-        "manager log:\n{}",
-        manager.log_tail(20)
+    let stdout = String::from_utf8_lossy(&drained.stdout);
+    assert!(
+        drained.status.success() && stdout.lines().any(|l| l.trim() == "drained"),
+        "{}\nstdout:\n{stdout}\nstderr:\n{}",
+        drained.status,
+        String::from_utf8_lossy(&drained.stderr)
     );
     assert!(!ready(old.stats).await, "a drained Envoy reports not ready");
 
@@ -211,6 +192,65 @@ async fn old_envoy_drains_while_traffic_moves_to_the_new_one() {
     );
     assert_eq!(failures.load(Ordering::SeqCst), 0);
     assert!(sent_old.load(Ordering::SeqCst) > 10 && sent_new.load(Ordering::SeqCst) > 30);
-    manager.stop();
     sluice.check_running().unwrap();
+}
+
+/// This host's addresses other than loopback, from `hostname -I`.
+fn non_loopback_addresses() -> Vec<std::net::IpAddr> {
+    let Ok(out) = Command::new("hostname").arg("-I").output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .collect()
+}
+
+/// Any pod could once drain every Envoy with `GET :8090/shutdown`. The sidecar now listens on no
+/// TCP port at all: the drain is only an `exec` inside the pod.
+#[tokio::test]
+async fn the_shutdown_manager_is_not_reachable_from_the_network() {
+    let logs = temp_dir().unwrap();
+    let mut cmd = Command::new(sluice_binary().unwrap());
+    cmd.arg("shutdown-manager");
+    let mut manager =
+        ChildProcess::spawn("shutdown-manager", cmd, &logs.path().join("manager.log")).unwrap();
+    wait_until("shutdown-manager up", WAIT, async || {
+        manager.log_tail(5).contains("waiting for SIGTERM")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", manager.log_tail(20)));
+    manager.check_running().unwrap();
+
+    // No listening TCP socket of any kind.
+    assert_eq!(
+        listening_tcp_ports(manager.pid()),
+        Vec::<u16>::new(),
+        "the shutdown-manager listens on TCP"
+    );
+
+    // And, from the network: the old port answers on none of this host's other addresses.
+    let addresses = non_loopback_addresses();
+    if addresses.is_empty() {
+        println!("note: no non-loopback address on this host; skipped the network check");
+    }
+    for ip in addresses {
+        let addr = std::net::SocketAddr::new(ip, 8090);
+        let connected =
+            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                .await;
+        assert!(
+            !matches!(connected, Ok(Ok(_))),
+            "something answers on {addr}"
+        );
+    }
+
+    // SIGTERM (the kubelet, after the preStop hook) ends it cleanly.
+    manager.stop();
+    assert!(
+        manager.exit_status().is_some_and(|s| s.success()),
+        "{}",
+        manager.log_tail(20)
+    );
 }

@@ -90,7 +90,10 @@ impl Stack {
 
     /// GET `path` on Envoy's admin interface, as JSON.
     async fn admin_json(&self, path: &str) -> Value {
-        let resp = get(self.ports.admin, "127.0.0.1", path).await.unwrap();
+        let resp = Request::get("localhost", path)
+            .send_unix(&self.ports.admin_socket)
+            .await
+            .unwrap();
         assert_eq!(resp.status, 200, "admin {path}: {}", resp.text());
         resp.json().unwrap()
     }
@@ -675,9 +678,10 @@ async fn live_edits(ads: &str) {
     let before = envoy_identity(&stack).await;
     assert!(before.0.is_some(), "the state file names Envoy's pid");
     let listeners_modified = |stack: &Stack| {
-        let port = stack.ports.admin;
+        let admin = stack.ports.admin_socket.clone();
         async move {
-            let stats = get(port, "127.0.0.1", "/stats?filter=^listener_manager\\.")
+            let stats = Request::get("localhost", "/stats?filter=^listener_manager\\.")
+                .send_unix(&admin)
                 .await
                 .unwrap()
                 .text();

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use sluice_e2e::apiserver::ApiServer;
 use sluice_e2e::backend::Backend;
 use sluice_e2e::client::{Request, get};
-use sluice_e2e::envoy::Envoy;
+use sluice_e2e::envoy::{AdminAddress, Envoy};
 use sluice_e2e::sluice::{OPERATOR_NAMESPACE, Operator, metric_value};
 use sluice_e2e::tls::TlsClient;
 use sluice_e2e::{POLL_INTERVAL, TempDir, temp_dir};
@@ -725,9 +725,10 @@ async fn gateway_children_follow_the_gateway() -> Result<()> {
     let bootstrap: Value =
         serde_json::from_str(cm["data"]["bootstrap.json"].as_str().context("bootstrap")?)?;
     assert_eq!(bootstrap["node"]["cluster"], format!("{ns}/edge"));
+    // Envoy's admin is a Unix socket on the pod's shared volume, never a TCP port.
     assert_eq!(
-        bootstrap["admin"]["address"]["socket_address"]["port_value"],
-        ports.envoy_admin
+        bootstrap["admin"]["address"],
+        json!({"pipe": {"path": "/var/run/sluice/admin.sock", "mode": 0o600}})
     );
     let xds = &bootstrap["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
         [0]["endpoint"]["address"]["socket_address"];
@@ -1111,7 +1112,11 @@ async fn teams_see_only_their_own_routes_and_secrets() -> Result<()> {
         (&b, "team-b", &secret_b, "team-a"),
     ] {
         let bootstrap = provisioned_bootstrap(&cluster, &mut op, ns, "edge").await?;
-        let envoy = Envoy::start(bootstrap).await?;
+        // The pod's admin socket path, moved into the Envoy's temporary directory.
+        let envoy = Envoy::builder(bootstrap)
+            .local_admin_socket()
+            .start()
+            .await?;
         let held = eventually(&format!("{team}'s Envoy to hold its secret"), async || {
             let names = envoy_secret_names(&envoy).await?;
             Ok(names.contains(mine).then_some(names))
@@ -1180,8 +1185,16 @@ async fn provisioned_bootstrap_runs_a_real_envoy() -> Result<()> {
     op.wait_ready(PATIENCE).await?;
     // Used as provisioned: its ports came from the operator's --envoy-*-port flags.
     let bootstrap = provisioned_bootstrap(&cluster, &mut op, &ns, "edge").await?;
-    let envoy = Envoy::start(bootstrap).await?;
-    assert_eq!(envoy.admin_addr().port(), ports.envoy_admin);
+    // The pod's admin socket path, moved into the Envoy's temporary directory.
+    let envoy = Envoy::builder(bootstrap)
+        .local_admin_socket()
+        .start()
+        .await?;
+    assert!(
+        matches!(envoy.admin_address(), AdminAddress::Unix(_)),
+        "{:?}",
+        envoy.admin_address()
+    );
 
     // The readiness probe's target (the stats listener's /ready) answers once configured.
     eventually("Envoy's /ready on the stats port", async || {

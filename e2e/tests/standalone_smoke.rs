@@ -1,11 +1,13 @@
 //! `sluice standalone` end to end: manifests in, a real Envoy routing by Host to a real backend.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
 use sluice_e2e::backend::Backend;
 use sluice_e2e::client::get;
 use sluice_e2e::manifests::{Manifests, service};
+use sluice_e2e::process::listening_tcp_ports;
 use sluice_e2e::sluice::Standalone;
 use sluice_e2e::{wait_for, wait_until};
 
@@ -50,6 +52,34 @@ async fn host_header_selects_the_virtual_host() {
     }
     let unknown = get(ports.http, "c.example.com", "/").await.unwrap();
     assert_eq!(unknown.status, 404);
+
+    // Envoy's admin is a Unix socket for its owner only, in standalone's private directory; the
+    // stats listener reaches it for /stats/prometheus (and /ready), nothing else.
+    let metrics = get(ports.stats, "localhost", "/stats/prometheus")
+        .await
+        .unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.text().contains("envoy_server_live"),
+        "{}",
+        metrics.text()
+    );
+    let dump = get(ports.stats, "localhost", "/config_dump").await.unwrap();
+    assert_eq!(dump.status, 404);
+    let meta = std::fs::metadata(&ports.admin_socket).unwrap();
+    assert!(
+        meta.file_type().is_socket(),
+        "{}",
+        ports.admin_socket.display()
+    );
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // No TCP port but the listeners' (no TLS route here: no HTTPS listener either).
+    let pid = ports.envoy_pid.unwrap();
+    assert_eq!(listening_tcp_ports(pid), {
+        let mut expected = vec![ports.http, ports.stats];
+        expected.sort_unstable();
+        expected
+    });
     sluice.check_running().unwrap();
 }
 
@@ -94,8 +124,12 @@ async fn a_certificate_only_fetches_its_own_instance() {
         "team-b/other",
         "--xds-address",
         state["xds"].as_str().unwrap(),
-        "--admin-port",
-        "0",
+        "--admin-socket",
+        &sluice
+            .dir()
+            .join("intruder-admin.sock")
+            .display()
+            .to_string(),
         "--xds-ca",
         &ca,
         "--xds-cert",

@@ -26,8 +26,9 @@ pub enum Command {
     Standalone(StandaloneArgs),
     /// Run the operator in a cluster (kubeconfig or in-cluster config).
     Run(RunArgs),
-    /// Sidecar of every Envoy pod: `GET /shutdown` drains Envoy (fails its health checks, waits
-    /// for connections to end, at most --drain-seconds) and then answers.
+    /// Sidecar of every Envoy pod. Alone, it only waits for SIGTERM (it listens on nothing);
+    /// `shutdown-manager drain`, its preStop hook, drains Envoy over its admin socket (fails its
+    /// health checks, waits for connections to end, at most --drain-seconds) and exits.
     ShutdownManager(ShutdownManagerArgs),
     /// Load a directory of manifests once and print, per Gateway, the status of every
     /// IngressRoute and the xDS resources it would serve.
@@ -108,15 +109,13 @@ pub struct RunArgs {
     /// Debounce between a watched change and the rebuild, in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub debounce_ms: u64,
-    /// Ports Envoy's listeners and admin use inside its pods.
+    /// Ports Envoy's listeners use inside its pods (its admin is a Unix socket, no port).
     #[arg(long, default_value_t = 8080)]
     pub envoy_http_port: u16,
     #[arg(long, default_value_t = 8443)]
     pub envoy_https_port: u16,
     #[arg(long, default_value_t = 8002)]
     pub envoy_stats_port: u16,
-    #[arg(long, default_value_t = crate::provision::bootstrap::DEFAULT_ADMIN_PORT)]
-    pub envoy_admin_port: u16,
     /// Log format.
     #[arg(long, value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,
@@ -134,15 +133,22 @@ pub struct RunArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ShutdownManagerArgs {
-    /// Port of the /shutdown endpoint (all addresses: the kubelet calls it on the pod IP).
-    #[arg(long, default_value_t = 8090)]
-    pub port: u16,
-    /// Address the /shutdown endpoint binds.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub address: std::net::IpAddr,
-    /// Envoy's admin port on 127.0.0.1.
-    #[arg(long, default_value_t = crate::provision::bootstrap::DEFAULT_ADMIN_PORT)]
-    pub admin_port: u16,
+    #[command(subcommand)]
+    pub command: Option<ShutdownManagerCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ShutdownManagerCommand {
+    /// Drain Envoy and exit: fail its health checks, wait --check-delay-seconds, then until its
+    /// ingress listeners have no connection, at most --drain-seconds in all.
+    Drain(DrainArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DrainArgs {
+    /// Envoy's admin interface: the Unix domain socket its bootstrap's admin binds.
+    #[arg(long, value_name = "PATH", default_value = crate::provision::bootstrap::DEFAULT_ADMIN_SOCKET)]
+    pub admin_socket: PathBuf,
     /// Envoy's stats/health listener port (its connections are probes, not traffic).
     #[arg(long, default_value_t = 8002)]
     pub stats_port: u16,
@@ -165,9 +171,9 @@ pub struct BootstrapArgs {
     /// xDS flavour.
     #[arg(long, value_enum, default_value_t = crate::provision::bootstrap::AdsFlavour::Delta)]
     pub ads: crate::provision::bootstrap::AdsFlavour,
-    /// Envoy admin port (bound to 127.0.0.1 only).
-    #[arg(long, default_value_t = crate::provision::bootstrap::DEFAULT_ADMIN_PORT)]
-    pub admin_port: u16,
+    /// Path of the Unix domain socket Envoy's admin binds (mode 0600; admin has no TCP port).
+    #[arg(long, value_name = "PATH", default_value = crate::provision::bootstrap::DEFAULT_ADMIN_SOCKET)]
+    pub admin_socket: String,
     /// Connect to xDS with mutual TLS: the CA certificate file the server's certificate must
     /// chain to (needs --xds-cert and --xds-key; without them, plaintext).
     #[arg(long, value_name = "FILE", requires_all = ["xds_cert", "xds_key"])]
@@ -265,7 +271,7 @@ fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<String> {
         .with_context(|| format!("--xds-address {:?}: expected HOST:PORT", args.xds_address))?;
     let mut opts = BootstrapOptions::new(crate::snapshot::ObjKey::new(ns, name), host, port);
     opts.ads = args.ads;
-    opts.admin_port = args.admin_port;
+    opts.admin_socket.clone_from(&args.admin_socket);
     if let (Some(ca), Some(cert), Some(key)) = (&args.xds_ca, &args.xds_cert, &args.xds_key) {
         opts.tls = Some(crate::provision::bootstrap::XdsClientTls {
             ca_file: ca.clone(),
@@ -346,13 +352,11 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         http: args.envoy_http_port,
         https: args.envoy_https_port,
         stats: args.envoy_stats_port,
-        admin: args.envoy_admin_port,
     };
     let translate = crate::xds::translate::TranslateOptions {
         http_port: args.envoy_http_port,
         https_port: args.envoy_https_port,
         stats_port: args.envoy_stats_port,
-        admin_port: args.envoy_admin_port,
         ..crate::xds::translate::TranslateOptions::default()
     };
     let opts = crate::controller::run::RunOptions {
@@ -380,35 +384,33 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn shutdown_manager(args: &ShutdownManagerArgs) -> anyhow::Result<()> {
-    use anyhow::Context;
     use std::time::Duration;
     crate::telemetry::init(crate::telemetry::LogFormat::Text);
+    let Some(ShutdownManagerCommand::Drain(args)) = &args.command else {
+        // The sidecar's main process: it only has to be there for the preStop `exec`.
+        println!("shutdown-manager: waiting for SIGTERM (the preStop hook runs `drain`)");
+        return runtime()?.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            Ok(())
+        });
+    };
     let opts = crate::drain::DrainOptions {
-        admin: std::net::SocketAddr::from(([127, 0, 0, 1], args.admin_port)),
+        admin_socket: args.admin_socket.clone(),
         stats_port: args.stats_port,
         drain: Duration::from_secs(args.drain_seconds),
         check_delay: Duration::from_secs(args.check_delay_seconds),
         poll: Duration::from_millis(200),
     };
-    let addr = std::net::SocketAddr::new(args.address, args.port);
-    runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        println!("shutdown-manager: listening on {}", listener.local_addr()?);
-        let stop = async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(_) => return std::future::pending().await,
-                };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        };
-        crate::drain::serve(listener, opts, stop)
-            .await
-            .context("serving /shutdown")
-    })
+    let outcome = runtime()?.block_on(crate::drain::drain(opts));
+    println!("{outcome}");
+    match outcome {
+        crate::drain::DrainOutcome::Drained => Ok(()),
+        // A failed hook is reported as an event on the pod; the kubelet stops Envoy either way.
+        other => anyhow::bail!("{other}"),
+    }
 }

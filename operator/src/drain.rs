@@ -1,26 +1,21 @@
-//! `sluice shutdown-manager`: the sidecar that drains an Envoy before its pod terminates.
+//! `sluice shutdown-manager`: drains an Envoy before its pod terminates.
 //!
-//! The Envoy container's preStop hook calls `GET /shutdown`. The manager then fails Envoy's
-//! health checks (admin `POST /healthcheck/fail`: the stats listener's `/ready` answers 503, so
-//! the pod leaves its Service's endpoints, and Envoy asks HTTP clients to close idle
-//! connections), waits `check_delay` for load balancers to notice, then waits until the ingress
-//! listeners have no active connection or the drain time is over, and only then answers. Several
-//! callers (both containers' preStop hooks) share one drain.
+//! `sluice shutdown-manager drain` (the sidecar's preStop `exec` hook) fails Envoy's health
+//! checks (admin `POST /healthcheck/fail`: the stats listener's `/ready` answers 503, so the pod
+//! leaves its Service's endpoints, and Envoy asks HTTP clients to close idle connections), waits
+//! `check_delay` for load balancers to notice, then waits until the ingress listeners have no
+//! active connection or the drain time is over, and exits. It talks to Envoy's admin over its
+//! Unix domain socket; nothing here listens on the network, so no other pod can drain an Envoy.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::OnceCell;
 
 #[derive(Clone, Debug)]
 pub struct DrainOptions {
-    /// Envoy's admin address (127.0.0.1 in the pod).
-    pub admin: SocketAddr,
+    /// Envoy's admin socket (on the volume the pod's two containers share).
+    pub admin_socket: PathBuf,
     /// The stats/health listener's port, whose connections (probes) do not count.
     pub stats_port: u16,
     /// Upper bound for the whole drain.
@@ -41,61 +36,38 @@ pub enum DrainOutcome {
     AdminUnreachable(String),
 }
 
-#[derive(Clone)]
-struct Manager {
-    opts: DrainOptions,
-    outcome: Arc<OnceCell<DrainOutcome>>,
-}
-
-/// Serves `/shutdown` and `/healthz` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    opts: DrainOptions,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let manager = Manager {
-        opts,
-        outcome: Arc::new(OnceCell::new()),
-    };
-    let app = Router::new()
-        .route(
-            "/shutdown",
-            get(|State(m): State<Manager>| async move {
-                let outcome = m.outcome.get_or_init(|| drain(m.opts.clone())).await;
-                let text = match outcome {
-                    DrainOutcome::Drained => "drained\n".to_owned(),
-                    DrainOutcome::TimedOut { active } => {
-                        format!("drain time over with {active} connections open\n")
-                    }
-                    DrainOutcome::AdminUnreachable(e) => format!("Envoy admin unreachable: {e}\n"),
-                };
-                // The caller (a preStop hook) only waits; a failed drain must not block the
-                // pod's termination further, so the answer is 200 either way.
-                text
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(manager);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+impl std::fmt::Display for DrainOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Drained => f.write_str("drained"),
+            Self::TimedOut { active } => {
+                write!(f, "drain time over with {active} connections open")
+            }
+            Self::AdminUnreachable(e) => write!(f, "Envoy admin unreachable: {e}"),
+        }
+    }
 }
 
 /// Fails health checks, waits for endpoint propagation, then for connections to end.
 pub async fn drain(opts: DrainOptions) -> DrainOutcome {
-    tracing::info!(admin = %opts.admin, "draining Envoy");
-    if let Err(e) = admin_request(opts.admin, "POST", "/healthcheck/fail").await {
+    tracing::info!(admin = %opts.admin_socket.display(), "draining Envoy");
+    if let Err(e) = admin_request(&opts.admin_socket, "POST", "/healthcheck/fail").await {
         return DrainOutcome::AdminUnreachable(e.to_string());
     }
     let deadline = tokio::time::Instant::now() + opts.drain;
     tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + opts.check_delay)).await;
     loop {
-        let active =
-            match admin_request(opts.admin, "GET", "/stats?filter=downstream_cx_active$").await {
-                Ok(body) => active_connections(&body, opts.stats_port),
-                // Envoy exited: nothing left to drain.
-                Err(_) => return DrainOutcome::Drained,
-            };
+        let active = match admin_request(
+            &opts.admin_socket,
+            "GET",
+            "/stats?filter=downstream_cx_active$",
+        )
+        .await
+        {
+            Ok(body) => active_connections(&body, opts.stats_port),
+            // Envoy exited: nothing left to drain.
+            Err(_) => return DrainOutcome::Drained,
+        };
         if active == 0 {
             tracing::info!("drained");
             return DrainOutcome::Drained;
@@ -124,13 +96,18 @@ pub fn active_connections(stats: &str, stats_port: u16) -> u64 {
         .sum()
 }
 
-/// A one-shot HTTP/1.1 request (Connection: close) to Envoy's admin; returns the body of a 2xx answer.
-async fn admin_request(admin: SocketAddr, method: &str, path: &str) -> std::io::Result<String> {
+/// A one-shot HTTP/1.1 request (Connection: close) to Envoy's admin over its Unix socket;
+/// returns the body of a 2xx answer.
+pub async fn admin_request(
+    admin: &std::path::Path,
+    method: &str,
+    path: &str,
+) -> std::io::Result<String> {
     let io = async {
-        let mut stream = tokio::net::TcpStream::connect(admin).await?;
+        let mut stream = tokio::net::UnixStream::connect(admin).await?;
         stream
             .write_all(
-                format!("{method} {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
                     .as_bytes(),
             )
             .await?;
@@ -187,6 +164,7 @@ fn dechunk(mut body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -201,6 +179,68 @@ http.ingress_http.downstream_cx_active: 3
 ";
         assert_eq!(active_connections(stats, 8002), 5);
         assert_eq!(active_connections("", 8002), 0);
+    }
+
+    /// A fake Envoy admin on a Unix socket: answers each request with the next canned response
+    /// and records the request lines.
+    async fn fake_admin(
+        path: &std::path::Path,
+        responses: Vec<&'static str>,
+    ) -> tokio::task::JoinHandle<Vec<String>> {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for response in responses {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = conn.read(&mut buf).await.unwrap();
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                seen.push(text.lines().next().unwrap_or("").to_owned());
+                conn.write_all(response.as_bytes()).await.unwrap();
+            }
+            seen
+        })
+    }
+
+    #[tokio::test]
+    async fn drains_over_the_admin_unix_socket() {
+        let dir = std::env::temp_dir().join(format!("sluice-drain-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("admin.sock");
+        let _ = std::fs::remove_file(&socket);
+        let admin = fake_admin(
+            &socket,
+            vec![
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nOK\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 46\r\n\r\nlistener.0.0.0.0_8080.downstream_cx_active: 1\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 46\r\n\r\nlistener.0.0.0.0_8080.downstream_cx_active: 0\n",
+            ],
+        )
+        .await;
+        let opts = DrainOptions {
+            admin_socket: socket.clone(),
+            stats_port: 8002,
+            drain: Duration::from_secs(10),
+            check_delay: Duration::ZERO,
+            poll: Duration::from_millis(10),
+        };
+        assert_eq!(drain(opts.clone()).await, DrainOutcome::Drained);
+        assert_eq!(
+            admin.await.unwrap(),
+            [
+                "POST /healthcheck/fail HTTP/1.1",
+                "GET /stats?filter=downstream_cx_active$ HTTP/1.1",
+                "GET /stats?filter=downstream_cx_active$ HTTP/1.1",
+            ]
+        );
+
+        // No socket: reported, not hung.
+        std::fs::remove_file(&socket).unwrap();
+        assert!(matches!(
+            drain(opts).await,
+            DrainOutcome::AdminUnreachable(_)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

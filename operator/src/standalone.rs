@@ -30,8 +30,9 @@ use crate::xds::translate::{self, TranslateOptions};
 /// How listener ports are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PortMode {
-    /// 8080 (HTTP), 8443 (HTTPS), 8002 (stats), 9001 (admin) for the first instance; each further
-    /// instance, in namespace/name order of first appearance, adds 10.
+    /// 8080 (HTTP), 8443 (HTTPS), 8002 (stats) for the first instance; each further instance, in
+    /// namespace/name order of first appearance, adds 10. (Envoy's admin is a Unix socket in the
+    /// private working directory, never a port.)
     Fixed,
     /// Ports picked by the OS (printed, and written to `--state-file`).
     Auto,
@@ -103,13 +104,15 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Ports of one instance's Envoy.
+/// Ports of one instance's Envoy, and the number naming its admin socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct InstancePorts {
     http: u16,
     https: u16,
     stats: u16,
-    admin: u16,
+    /// Distinct per instance: Envoy's admin binds `envoy-{admin_id}.admin.sock` in the working
+    /// directory (short, as Unix socket paths are limited to about 100 bytes).
+    admin_id: u32,
 }
 
 struct Instance {
@@ -189,6 +192,7 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
         instances: BTreeMap::new(),
         last_good: None,
         next_fixed_slot: 0,
+        next_admin_id: 0,
     };
     let mut fingerprint = dir_fingerprint(&opts.manifests);
     state.reload().await;
@@ -233,9 +237,17 @@ struct State<'a> {
     instances: BTreeMap<String, Instance>,
     last_good: Option<ClusterSnapshot>,
     next_fixed_slot: u16,
+    next_admin_id: u32,
 }
 
 impl State<'_> {
+    /// Envoy's admin socket for an instance: in the private working directory (mode 0700), so
+    /// only this user reaches it, and never a TCP port that a route or endpoint could reach.
+    fn admin_socket(&self, ports: InstancePorts) -> PathBuf {
+        self.workdir
+            .join(format!("envoy-{}.admin.sock", ports.admin_id))
+    }
+
     /// Loads the directory and applies it, unless it has errors and a good state exists already.
     async fn reload(&mut self) {
         let report = match files::load_dir(&self.opts.manifests) {
@@ -281,6 +293,7 @@ impl State<'_> {
                 if let Some(child) = inst.envoy.as_mut() {
                     stop_child(child).await;
                 }
+                let _ = std::fs::remove_file(self.admin_socket(inst.ports));
                 remove_envoy_shared_memory(
                     &self
                         .workdir
@@ -334,8 +347,7 @@ impl State<'_> {
             https_port: ports.https,
             stats_address: self.opts.listen_address.clone(),
             stats_port: ports.stats,
-            admin_address: "127.0.0.1".to_owned(),
-            admin_port: ports.admin,
+            admin_socket: self.admin_socket(ports).display().to_string(),
         };
         let resources = match translate::translate(&dag, &opts) {
             Ok(r) => r,
@@ -352,6 +364,8 @@ impl State<'_> {
     }
 
     fn allocate_ports(&mut self) -> anyhow::Result<InstancePorts> {
+        let admin_id = self.next_admin_id;
+        self.next_admin_id = admin_id.checked_add(1).context("too many instances")?;
         match self.opts.ports {
             PortMode::Fixed => {
                 let offset = self
@@ -363,12 +377,12 @@ impl State<'_> {
                     http: 8080 + offset,
                     https: 8443 + offset,
                     stats: 8002 + offset,
-                    admin: 9001 + offset,
+                    admin_id,
                 })
             }
             PortMode::Auto => {
-                // Bind all four at once so they are distinct, then release them for Envoy.
-                let listeners = (0..4)
+                // Bind all three at once so they are distinct, then release them for Envoy.
+                let listeners = (0..3)
                     .map(|_| std::net::TcpListener::bind((self.opts.listen_address.as_str(), 0)))
                     .collect::<Result<Vec<_>, _>>()
                     .context("picking free ports")?;
@@ -377,7 +391,7 @@ impl State<'_> {
                     http: port(0)?,
                     https: port(1)?,
                     stats: port(2)?,
-                    admin: port(3)?,
+                    admin_id,
                 })
             }
         }
@@ -440,7 +454,8 @@ impl State<'_> {
             self.xds_addr.port(),
         );
         bopts.ads = self.opts.ads;
-        bopts.admin_port = ports.admin;
+        let admin_socket = self.admin_socket(ports);
+        bopts.admin_socket = admin_socket.display().to_string();
         bopts.tls = xds_client.as_ref().map(|(pki, files)| XdsClientTls {
             ca_file: pki.ca_file.display().to_string(),
             cert_file: files.cert.display().to_string(),
@@ -473,12 +488,13 @@ impl State<'_> {
             Ok(child) => {
                 let host = &self.opts.listen_address;
                 println!(
-                    "gateway {name}: http://{host}:{} https://{host}:{} stats http://{host}:{}/stats/prometheus (Envoy pid {}, log {})",
+                    "gateway {name}: http://{host}:{} https://{host}:{} stats http://{host}:{}/stats/prometheus (Envoy pid {}, log {}, admin socket {})",
                     ports.http,
                     ports.https,
                     ports.stats,
                     child.id().unwrap_or_default(),
-                    log.display()
+                    log.display(),
+                    admin_socket.display()
                 );
                 Instance {
                     ports,
@@ -526,7 +542,7 @@ impl State<'_> {
                     "http": i.ports.http,
                     "https": i.ports.https,
                     "stats": i.ports.stats,
-                    "admin": i.ports.admin,
+                    "adminSocket": self.admin_socket(i.ports).display().to_string(),
                     "envoyPid": i.envoy.as_ref().and_then(Child::id),
                     "xdsClientCert": i.xds_client.as_ref().map(|f| f.cert.display().to_string()),
                     "xdsClientKey": i.xds_client.as_ref().map(|f| f.key.display().to_string()),

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{free_port, get, label, node, res};
+use common::{free_port, get, get_unix, label, node, res};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -435,7 +435,7 @@ fn listener_resources(port: u16, body: &str) -> InstanceResources {
 struct Envoy {
     child: Child,
     dir: PathBuf,
-    admin_port: u16,
+    admin_socket: PathBuf,
 }
 
 impl Envoy {
@@ -455,9 +455,9 @@ impl Envoy {
         std::fs::write(dir.join("ca.crt"), ca_pem).unwrap();
         std::fs::write(dir.join("tls.crt"), &cert.cert_pem).unwrap();
         std::fs::write(dir.join("tls.key"), &cert.key_pem).unwrap();
-        let admin_port = free_port().await;
+        let admin_socket = dir.join("admin.sock");
         let mut opts = BootstrapOptions::new(key(node_cluster), xds.ip().to_string(), xds.port());
-        opts.admin_port = admin_port;
+        opts.admin_socket = admin_socket.display().to_string();
         opts.tls = Some(XdsClientTls {
             ca_file: path("ca.crt"),
             cert_file: path("tls.crt"),
@@ -482,7 +482,7 @@ impl Envoy {
         Envoy {
             child,
             dir,
-            admin_port,
+            admin_socket,
         }
     }
 
@@ -492,7 +492,7 @@ impl Envoy {
 
     /// The value of one admin statistic, once the admin interface answers.
     async fn stat(&self, name: &str) -> Option<u64> {
-        let (_, body) = get(self.admin_port, &format!("/stats?filter=^{name}$")).await?;
+        let (_, body) = get_unix(&self.admin_socket, &format!("/stats?filter=^{name}$")).await?;
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
             .and_then(|v| v.trim().parse().ok())

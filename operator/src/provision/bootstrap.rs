@@ -6,8 +6,14 @@ use crate::snapshot::ObjKey;
 
 /// Name of the static cluster that reaches Sluice's xDS server.
 pub const XDS_CLUSTER: &str = "sluice-xds";
-/// Default admin port; admin binds 127.0.0.1 only.
-pub const DEFAULT_ADMIN_PORT: u16 = 9001;
+/// Directory holding Envoy's admin socket in a pod: an `emptyDir` shared by the Envoy and
+/// `shutdown-manager` containers, and nothing else.
+pub const ADMIN_SOCKET_DIR: &str = "/var/run/sluice";
+/// Envoy's admin interface: a Unix domain socket, never a TCP port, so that no route, endpoint
+/// or ExternalName service can reach it.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/var/run/sluice/admin.sock";
+/// Permissions of the admin socket: its owner only (both containers run as the same user).
+pub const ADMIN_SOCKET_MODE: u32 = 0o600;
 
 /// The xDS transport variant Envoy uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -38,7 +44,8 @@ pub struct BootstrapOptions {
     pub xds_host: String,
     pub xds_port: u16,
     pub ads: AdsFlavour,
-    pub admin_port: u16,
+    /// Path of the Unix domain socket Envoy's admin interface binds.
+    pub admin_socket: String,
     pub tls: Option<XdsClientTls>,
 }
 
@@ -50,7 +57,7 @@ impl BootstrapOptions {
             xds_host: xds_host.into(),
             xds_port,
             ads: AdsFlavour::Delta,
-            admin_port: DEFAULT_ADMIN_PORT,
+            admin_socket: DEFAULT_ADMIN_SOCKET.to_owned(),
             tls: None,
         }
     }
@@ -123,7 +130,7 @@ pub fn build_bootstrap(opts: &BootstrapOptions) -> Value {
     }
     json!({
         "node": {"id": opts.node_id, "cluster": opts.gateway.to_string()},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}},
+        "admin": {"address": {"pipe": {"path": opts.admin_socket, "mode": ADMIN_SOCKET_MODE}}},
         "dynamic_resources": {
             "ads_config": {
                 "api_type": api_type,
@@ -159,9 +166,10 @@ mod tests {
             b["dynamic_resources"]["ads_config"]["api_type"],
             "DELTA_GRPC"
         );
+        // Admin is a Unix socket for its owner only; no TCP address at all.
         assert_eq!(
-            b["admin"]["address"]["socket_address"]["address"],
-            "127.0.0.1"
+            b["admin"]["address"],
+            json!({"pipe": {"path": "/var/run/sluice/admin.sock", "mode": 0o600}})
         );
         let c = &b["static_resources"]["clusters"][0];
         assert_eq!(c["type"], "STATIC");

@@ -8,20 +8,29 @@
 //!
 //! No Role or RoleBinding is provisioned, on purpose. Envoy receives all of its configuration
 //! over xDS from the operator (authenticated by its client certificate), never from the
-//! Kubernetes API; the `shutdown-manager` sidecar only talks to Envoy's admin interface on
-//! 127.0.0.1. Neither needs a token, so the ServiceAccount has no bindings and its token is not
+//! Kubernetes API; the `shutdown-manager` sidecar only talks to Envoy's admin interface over its
+//! Unix socket. Neither needs a token, so the ServiceAccount has no bindings and its token is not
 //! mounted. It still exists so that the pods do not run as the namespace's `default`
 //! ServiceAccount, which other tools may have granted rights to.
 //!
+//! # Envoy's admin interface
+//!
+//! Envoy's admin binds a Unix domain socket ([`DEFAULT_ADMIN_SOCKET`], mode 0600) on an
+//! `emptyDir` volume ([`ADMIN_SOCKET_VOLUME`]) mounted in the Envoy and `shutdown-manager`
+//! containers only. It has no TCP port, so nothing outside the pod, and no route, endpoint or
+//! ExternalName service, can reach it.
+//!
 //! # Graceful drain
 //!
-//! Terminating an Envoy pod runs the preStop hook of both containers, an HTTP GET of the
-//! sidecar's [`SHUTDOWN_PATH`] on [`SHUTDOWN_MANAGER_PORT`]. The sidecar (`sluice
-//! shutdown-manager`, written elsewhere) fails Envoy's health checks through the admin
-//! `/healthcheck/fail`, then answers once active downstream connections reach zero or the drain
-//! time has passed; concurrent calls wait for the same drain. Only then does the kubelet send
-//! SIGTERM. The sidecar has the same hook so that it is not stopped while Envoy still drains.
-//! `terminationGracePeriodSeconds` is the drain time plus [`TERMINATION_GRACE_MARGIN_SECONDS`].
+//! Nothing in the pod listens for drain requests on the network. Terminating an Envoy pod runs
+//! the preStop hook of both containers at once. The sidecar's is an `exec` of `sluice
+//! shutdown-manager drain` (the sidecar runs the operator image, so the binary is there): it
+//! fails Envoy's health checks through admin `/healthcheck/fail`, then returns once active
+//! downstream connections reach zero or the drain time has passed. The Envoy image need not hold
+//! any tool, so the Envoy container's hook is a `sleep` of the drain time, which keeps Envoy
+//! serving until the drain is over (at most that long); only then does the kubelet send it
+//! SIGTERM. `terminationGracePeriodSeconds` is the drain time plus
+//! [`TERMINATION_GRACE_MARGIN_SECONDS`].
 
 use std::collections::BTreeMap;
 
@@ -29,17 +38,19 @@ use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::bootstrap::{
-    AdsFlavour, BootstrapOptions, DEFAULT_ADMIN_PORT, XdsClientTls, build_bootstrap,
+    ADMIN_SOCKET_DIR, AdsFlavour, BootstrapOptions, DEFAULT_ADMIN_SOCKET, XdsClientTls,
+    build_bootstrap,
 };
 use super::names::{label_value, object_name, sha256_hex};
 use crate::api::Gateway;
@@ -69,9 +80,10 @@ pub const ENVOY_HTTPS_PORT: u16 = 8443;
 pub const ENVOY_HEALTH_PORT: u16 = 8002;
 /// Readiness path on the health/stats port.
 pub const ENVOY_READY_PATH: &str = "/ready";
-/// Port and path of the `shutdown-manager` sidecar.
-pub const SHUTDOWN_MANAGER_PORT: u16 = 8090;
-pub const SHUTDOWN_PATH: &str = "/shutdown";
+/// The `sluice` binary in the operator image (the Dockerfile's), run by the sidecar's preStop.
+pub const SLUICE_BINARY: &str = "/usr/local/bin/sluice";
+/// The `emptyDir` holding Envoy's admin socket, mounted at [`ADMIN_SOCKET_DIR`].
+pub const ADMIN_SOCKET_VOLUME: &str = "envoy-admin";
 
 /// Default drain time when `spec.rollout.drainSeconds` is unset.
 pub const DEFAULT_DRAIN_SECONDS: i64 = 60;
@@ -108,16 +120,14 @@ pub const RUN_AS_ID: i64 = 65_534;
 
 /// The ports Envoy uses inside its pods. They must be the ports of the listeners the xDS
 /// translation generates (`TranslateOptions`): `sluice run` builds both from the same flags, so
-/// the container ports, the readiness probe, the Service's target ports and the bootstrap's admin
-/// listener always agree with what Envoy is told to bind.
+/// the container ports, the readiness probe and the Service's target ports always agree with what
+/// Envoy is told to bind. Envoy's admin has no port: it is a Unix socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EnvoyPorts {
     pub http: u16,
     pub https: u16,
     /// Health (`/ready`) and stats listener.
     pub stats: u16,
-    /// Envoy's admin interface (127.0.0.1 only).
-    pub admin: u16,
 }
 
 impl Default for EnvoyPorts {
@@ -126,7 +136,6 @@ impl Default for EnvoyPorts {
             http: ENVOY_HTTP_PORT,
             https: ENVOY_HTTPS_PORT,
             stats: ENVOY_HEALTH_PORT,
-            admin: DEFAULT_ADMIN_PORT,
         }
     }
 }
@@ -135,7 +144,8 @@ impl Default for EnvoyPorts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProvisionContext {
     /// The operator's image; the `shutdown-manager` sidecar runs it. Its entrypoint must be the
-    /// `sluice` binary (the sidecar gets only `args`).
+    /// `sluice` binary (the sidecar gets only `args`), at [`SLUICE_BINARY`] (its preStop hook
+    /// runs that path).
     pub operator_image: String,
     /// Host of the operator's xDS Service, e.g. `sluice-xds.sluice-system.svc`.
     pub xds_host: String,
@@ -276,7 +286,7 @@ pub fn desired(gw: &Gateway, ctx: &ProvisionContext) -> Result<DesiredObjects, P
         ctx.xds_port,
     );
     opts.ads = ctx.ads;
-    opts.admin_port = ctx.envoy_ports.admin;
+    opts.admin_socket = DEFAULT_ADMIN_SOCKET.to_owned();
     if ctx.xds_tls {
         opts.tls = Some(XdsClientTls {
             ca_file: format!("{XDS_CERTS_DIR}/{XDS_CA_KEY}"),
@@ -421,12 +431,12 @@ fn validate<'a>(gw: &'a Gateway, ctx: &ProvisionContext) -> Result<Plan<'a>, Pro
         return Err(context("xdsPort", "must be 1-65535"));
     }
     let p = ctx.envoy_ports;
-    let mut in_pod = [p.http, p.https, p.stats, p.admin, SHUTDOWN_MANAGER_PORT];
+    let mut in_pod = [p.http, p.https, p.stats];
     in_pod.sort_unstable();
     if in_pod.contains(&0) || in_pod.windows(2).any(|w| w[0] == w[1]) {
         return Err(context(
             "envoyPorts",
-            "the HTTP, HTTPS, stats and admin ports must be 1-65535, distinct, and not the shutdown-manager's port",
+            "the HTTP, HTTPS and stats ports must be 1-65535 and distinct",
         ));
     }
 
@@ -528,13 +538,31 @@ fn pod_spec(
     config_map: &str,
     xds_secret: Option<&str>,
 ) -> PodSpec {
-    let shutdown_hook = Some(Lifecycle {
+    let ports = ctx.envoy_ports;
+    // The drain runs inside the pod, in the sidecar (which holds the binary); nothing listens for
+    // it on the network.
+    let drain_hook = Lifecycle {
         pre_stop: Some(LifecycleHandler {
-            http_get: Some(HTTPGetAction {
-                path: Some(SHUTDOWN_PATH.to_owned()),
-                port: IntOrString::Int(i32::from(SHUTDOWN_MANAGER_PORT)),
-                scheme: Some("HTTP".to_owned()),
-                ..HTTPGetAction::default()
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    SLUICE_BINARY.to_owned(),
+                    "shutdown-manager".to_owned(),
+                    "drain".to_owned(),
+                    format!("--admin-socket={DEFAULT_ADMIN_SOCKET}"),
+                    format!("--stats-port={}", ports.stats),
+                    format!("--drain-seconds={}", plan.drain_seconds),
+                ]),
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    };
+    // Envoy exits at once on SIGTERM: its container waits out the drain (the Envoy image need
+    // not hold a shell or any tool). A zero drain time needs no wait.
+    let envoy_hook = (plan.drain_seconds > 0).then(|| Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction {
+                seconds: plan.drain_seconds,
             }),
             ..LifecycleHandler::default()
         }),
@@ -551,7 +579,6 @@ fn pod_spec(
         }),
         ..EnvVar::default()
     };
-    let ports = ctx.envoy_ports;
     let port = |name: &str, port: u16| ContainerPort {
         name: Some(name.to_owned()),
         container_port: i32::from(port),
@@ -565,15 +592,28 @@ fn pod_spec(
         ..VolumeMount::default()
     };
 
-    let mut envoy_mounts = vec![mount("bootstrap", BOOTSTRAP_DIR)];
-    let mut volumes = vec![Volume {
-        name: "bootstrap".to_owned(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: config_map.to_owned(),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    }];
+    // Envoy binds its admin socket here; the sidecar connects to it.
+    let admin_mount = VolumeMount {
+        name: ADMIN_SOCKET_VOLUME.to_owned(),
+        mount_path: ADMIN_SOCKET_DIR.to_owned(),
+        ..VolumeMount::default()
+    };
+    let mut envoy_mounts = vec![mount("bootstrap", BOOTSTRAP_DIR), admin_mount.clone()];
+    let mut volumes = vec![
+        Volume {
+            name: "bootstrap".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map.to_owned(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: ADMIN_SOCKET_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
     if let Some(secret) = xds_secret {
         envoy_mounts.push(mount("xds-client", XDS_CERTS_DIR));
         volumes.push(Volume {
@@ -621,7 +661,7 @@ fn pod_spec(
             ..Probe::default()
         }),
         resources: gw.spec.envoy.resources.clone(),
-        lifecycle: shutdown_hook.clone(),
+        lifecycle: envoy_hook,
         security_context: Some(container_security_context()),
         volume_mounts: Some(envoy_mounts),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
@@ -631,13 +671,8 @@ fn pod_spec(
     let shutdown_manager = Container {
         name: SHUTDOWN_MANAGER_CONTAINER.to_owned(),
         image: Some(ctx.operator_image.clone()),
-        args: Some(vec![
-            "shutdown-manager".to_owned(),
-            format!("--port={SHUTDOWN_MANAGER_PORT}"),
-            format!("--admin-port={}", ports.admin),
-            format!("--drain-seconds={}", plan.drain_seconds),
-        ]),
-        ports: Some(vec![port("shutdown", SHUTDOWN_MANAGER_PORT)]),
+        // Waits for SIGTERM; it exists so that the preStop `exec` has a container to run in.
+        args: Some(vec!["shutdown-manager".to_owned()]),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_owned(), Quantity("10m".to_owned())),
@@ -645,8 +680,9 @@ fn pod_spec(
             ])),
             ..ResourceRequirements::default()
         }),
-        lifecycle: shutdown_hook,
+        lifecycle: Some(drain_hook),
         security_context: Some(container_security_context()),
+        volume_mounts: Some(vec![admin_mount]),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     };
@@ -849,8 +885,8 @@ mod tests {
         let b = bootstrap(&d);
         assert_eq!(b["node"]["cluster"], "team-a/gw");
         assert_eq!(
-            b["admin"]["address"]["socket_address"]["address"],
-            "127.0.0.1"
+            b["admin"]["address"]["pipe"]["path"],
+            "/var/run/sluice/admin.sock"
         );
         let addr = &b["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
             [0]["endpoint"]["address"]["socket_address"];
@@ -909,12 +945,16 @@ mod tests {
             tls["validation_context"]["trusted_ca"]["filename"],
             "/certs/xds/ca.crt"
         );
-        // The sidecar never sees the key.
-        assert!(
-            container(&d, SHUTDOWN_MANAGER_CONTAINER)
-                .volume_mounts
-                .is_none()
-        );
+        // The sidecar never sees the key: it mounts the admin socket's directory only.
+        let sidecar_mounts = container(&d, SHUTDOWN_MANAGER_CONTAINER)
+            .volume_mounts
+            .as_ref();
+        let names: Vec<&str> = sidecar_mounts
+            .unwrap()
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, [ADMIN_SOCKET_VOLUME]);
     }
 
     #[test]
@@ -984,37 +1024,75 @@ mod tests {
             .unwrap();
         assert_eq!(probe.path.as_deref(), Some("/ready"));
         assert_eq!(probe.port, IntOrString::Int(8002));
+        let mounts = |c: &Container| -> Vec<(String, String, Option<bool>)> {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only))
+                .collect()
+        };
+        let admin_mount = ("envoy-admin".to_owned(), "/var/run/sluice".to_owned(), None);
         assert_eq!(
-            envoy.volume_mounts.as_ref().unwrap()[0].mount_path,
-            "/config"
+            mounts(envoy),
+            [
+                ("bootstrap".to_owned(), "/config".to_owned(), Some(true)),
+                admin_mount.clone(),
+            ]
         );
         assert_eq!(envoy.resources, None);
 
-        // Graceful drain: both containers block in preStop on the sidecar's /shutdown.
+        // Envoy's admin is a Unix socket on a volume only the two containers share.
+        assert_eq!(
+            bootstrap(&d)["admin"]["address"],
+            serde_json::json!({"pipe": {"path": "/var/run/sluice/admin.sock", "mode": 0o600}})
+        );
+        let admin_volume = pod(&d)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "envoy-admin")
+            .unwrap();
+        assert_eq!(
+            admin_volume.empty_dir,
+            Some(EmptyDirVolumeSource::default())
+        );
+
+        // Graceful drain, with nothing listening on the network: the sidecar's preStop runs the
+        // drain in the sidecar (the operator image holds the binary); Envoy's waits it out.
         let sidecar = container(&d, SHUTDOWN_MANAGER_CONTAINER);
         assert_eq!(sidecar.image.as_deref(), Some("ghcr.io/sluice/sluice:test"));
+        assert_eq!(sidecar.args.as_ref().unwrap(), &["shutdown-manager"]);
+        assert_eq!(sidecar.ports, None);
+        assert_eq!(mounts(sidecar), [admin_mount]);
+        let pre_stop = |c: &Container| c.lifecycle.as_ref().unwrap().pre_stop.clone().unwrap();
         assert_eq!(
-            sidecar.args.as_ref().unwrap(),
-            &[
-                "shutdown-manager",
-                "--port=8090",
-                "--admin-port=9001",
-                "--drain-seconds=60"
-            ]
+            pre_stop(sidecar),
+            LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(
+                        [
+                            "/usr/local/bin/sluice",
+                            "shutdown-manager",
+                            "drain",
+                            "--admin-socket=/var/run/sluice/admin.sock",
+                            "--stats-port=8002",
+                            "--drain-seconds=60",
+                        ]
+                        .map(str::to_owned)
+                        .to_vec()
+                    ),
+                }),
+                ..LifecycleHandler::default()
+            }
+        );
+        assert_eq!(
+            pre_stop(envoy),
+            LifecycleHandler {
+                sleep: Some(SleepAction { seconds: 60 }),
+                ..LifecycleHandler::default()
+            }
         );
         for c in [envoy, sidecar] {
-            let hook = c
-                .lifecycle
-                .as_ref()
-                .unwrap()
-                .pre_stop
-                .as_ref()
-                .unwrap()
-                .http_get
-                .as_ref()
-                .unwrap();
-            assert_eq!(hook.path.as_deref(), Some("/shutdown"));
-            assert_eq!(hook.port, IntOrString::Int(8090));
             let sc = c.security_context.as_ref().unwrap();
             assert_eq!(sc.run_as_non_root, Some(true));
             assert_eq!(sc.allow_privilege_escalation, Some(false));
@@ -1076,13 +1154,12 @@ mod tests {
             "linux"
         );
         assert_eq!(p.tolerations.as_ref(), Some(&gw.spec.envoy.tolerations));
-        assert!(
-            container(&d, SHUTDOWN_MANAGER_CONTAINER)
-                .args
-                .as_ref()
-                .unwrap()
-                .contains(&"--drain-seconds=120".to_owned())
-        );
+        let sidecar = container(&d, SHUTDOWN_MANAGER_CONTAINER);
+        let hook = sidecar.lifecycle.as_ref().unwrap().pre_stop.as_ref();
+        let command = hook.unwrap().exec.as_ref().unwrap().command.as_ref();
+        assert!(command.unwrap().contains(&"--drain-seconds=120".to_owned()));
+        let hook = envoy.lifecycle.as_ref().unwrap().pre_stop.as_ref();
+        assert_eq!(hook.unwrap().sleep, Some(SleepAction { seconds: 120 }));
         let ru = d
             .daemon_set
             .spec
@@ -1110,6 +1187,8 @@ mod tests {
 
         let d = objects(&gateway("team-a", "gw").with_drain_seconds(0));
         assert_eq!(pod(&d).termination_grace_period_seconds, Some(10));
+        // A zero drain time: Envoy has nothing to wait for (a 0 s sleep is not valid everywhere).
+        assert_eq!(container(&d, ENVOY_CONTAINER).lifecycle, None);
     }
 
     #[test]
@@ -1235,7 +1314,6 @@ mod tests {
             http: 18_080,
             https: 18_443,
             stats: 18_002,
-            admin: 19_001,
         };
         let d = desired(&gateway("team-a", "gw"), &c).unwrap();
         let envoy = container(&d, ENVOY_CONTAINER);
@@ -1263,18 +1341,11 @@ mod tests {
                 (443, IntOrString::Int(18_443))
             ]
         );
-        assert_eq!(
-            bootstrap(&d)["admin"]["address"]["socket_address"]["port_value"],
-            19_001
-        );
+        // The drain skips the stats listener's connections (probes).
         let sidecar = container(&d, SHUTDOWN_MANAGER_CONTAINER);
-        assert!(
-            sidecar
-                .args
-                .as_ref()
-                .unwrap()
-                .contains(&"--admin-port=19001".to_owned())
-        );
+        let hook = sidecar.lifecycle.as_ref().unwrap().pre_stop.as_ref();
+        let command = hook.unwrap().exec.as_ref().unwrap().command.as_ref();
+        assert!(command.unwrap().contains(&"--stats-port=18002".to_owned()));
 
         for clash in [
             EnvoyPorts {
@@ -1282,7 +1353,7 @@ mod tests {
                 ..c.envoy_ports
             },
             EnvoyPorts {
-                admin: SHUTDOWN_MANAGER_PORT,
+                stats: 18_443,
                 ..c.envoy_ports
             },
             EnvoyPorts {

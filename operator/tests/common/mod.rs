@@ -36,7 +36,20 @@ pub async fn free_port() -> u16 {
 
 /// GET over HTTP/1.1; (status, body), or None if the connection failed.
 pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let conn = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    get_over(conn, path).await
+}
+
+/// [`get`] over a Unix domain socket (Envoy's admin interface).
+pub async fn get_unix(socket: &std::path::Path, path: &str) -> Option<(u16, String)> {
+    let conn = tokio::net::UnixStream::connect(socket).await.ok()?;
+    get_over(conn, path).await
+}
+
+async fn get_over(
+    mut conn: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    path: &str,
+) -> Option<(u16, String)> {
     conn.write_all(
         format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").as_bytes(),
     )

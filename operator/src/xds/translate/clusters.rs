@@ -2,7 +2,6 @@
 //! plus the static cluster to Envoy's admin interface that only the stats listener uses.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster as EnvoyCluster,
@@ -11,7 +10,9 @@ use envoy_types::pb::envoy::config::cluster::v3::{
 use envoy_types::pb::envoy::config::core::v3::{
     HealthCheck as EnvoyHealthCheck, Http2ProtocolOptions, health_check,
 };
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
     common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
@@ -23,8 +24,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 
 use super::envoy::{
-    ads_config_source, any, load_assignment, millis, sds_secret, seconds, transport_socket,
-    u32_value,
+    ads_config_source, any, load_assignment, millis, pipe_address, sds_secret, seconds,
+    transport_socket, u32_value,
 };
 use super::{ADMIN_CLUSTER, Resource, TranslateOptions, eds_service_names};
 use crate::dag::Dag;
@@ -40,7 +41,7 @@ pub fn build_clusters(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<EnvoyC
     let mut clusters: Vec<_> = dag
         .clusters
         .iter()
-        .map(|c| Resource::new(c.name.clone(), cluster(c, opts)))
+        .map(|c| Resource::new(c.name.clone(), cluster(c)))
         .collect();
     clusters.push(Resource::new(ADMIN_CLUSTER, admin_cluster(opts)));
     clusters
@@ -48,17 +49,12 @@ pub fn build_clusters(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<EnvoyC
 
 /// One load assignment per EDS service name; a service name a cluster uses but the DAG holds no
 /// endpoints for gets an empty one, so the cluster finishes warming instead of waiting for EDS.
-pub fn build_endpoints(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<ClusterLoadAssignment>> {
+pub fn build_endpoints(dag: &Dag) -> Vec<Resource<ClusterLoadAssignment>> {
     let mut by_name: std::collections::BTreeMap<&str, ClusterLoadAssignment> = dag
         .endpoints
         .iter()
         .map(|e| {
-            let addresses = e
-                .addresses
-                .iter()
-                .map(|a| (a.ip.as_str(), a.port))
-                // Never let an Endpoints object point ingress traffic at Envoy's admin.
-                .filter(|(ip, port)| !targets_admin(ip, *port, opts));
+            let addresses = e.addresses.iter().map(|a| (a.ip.as_str(), a.port));
             (
                 e.service_name.as_str(),
                 load_assignment(&e.service_name, addresses),
@@ -76,24 +72,7 @@ pub fn build_endpoints(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<Clust
         .collect()
 }
 
-/// Whether `host:port` may be Envoy's own admin interface: the admin port on a loopback,
-/// unspecified or the configured admin address, or on `localhost`. Names that merely resolve
-/// to loopback cannot be seen here; that is why ExternalName services are opt-in.
-pub fn targets_admin(host: &str, port: u16, opts: &TranslateOptions) -> bool {
-    if port != opts.admin_port {
-        return false;
-    }
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if host == opts.admin_address || host == "localhost" || host.ends_with(".localhost") {
-        return true;
-    }
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
-}
-
-fn cluster(c: &Cluster, opts: &TranslateOptions) -> EnvoyCluster {
+fn cluster(c: &Cluster) -> EnvoyCluster {
     let mut cluster = EnvoyCluster {
         name: c.name.clone(),
         connect_timeout: Some(millis(CONNECT_TIMEOUT_MS)),
@@ -112,8 +91,7 @@ fn cluster(c: &Cluster, opts: &TranslateOptions) -> EnvoyCluster {
         Upstream::Dns { host, port } => {
             cluster.cluster_discovery_type =
                 Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32));
-            let target = (!targets_admin(host, *port, opts)).then_some((host.as_str(), *port));
-            cluster.load_assignment = Some(load_assignment(&c.name, target));
+            cluster.load_assignment = Some(load_assignment(&c.name, [(host.as_str(), *port)]));
         }
     }
     if let Some(hc) = &c.health_check {
@@ -237,10 +215,21 @@ fn admin_cluster(opts: &TranslateOptions) -> EnvoyCluster {
         name: ADMIN_CLUSTER.to_owned(),
         connect_timeout: Some(millis(CONNECT_TIMEOUT_MS)),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
-        load_assignment: Some(load_assignment(
-            ADMIN_CLUSTER,
-            [(opts.admin_address.as_str(), opts.admin_port)],
-        )),
+        // Envoy reaches its own admin over the Unix socket admin binds; admin has no TCP port.
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: ADMIN_CLUSTER.to_owned(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(pipe_address(&opts.admin_socket, 0)),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

@@ -2,7 +2,7 @@
 //! message with no policy of its own; the policy lives in the listener, route and cluster modules.
 
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, TransportSocket,
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, Pipe, TransportSocket,
     address, config_source::ConfigSourceSpecifier, data_source, socket_address, transport_socket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
@@ -59,6 +59,16 @@ pub fn socket_address(ip: &str, port: u16) -> Address {
                 ..Default::default()
             },
         )),
+    }
+}
+
+/// A Unix domain socket address (`mode` only matters where Envoy binds it).
+pub fn pipe_address(path: &str, mode: u32) -> Address {
+    Address {
+        address: Some(address::Address::Pipe(Pipe {
+            path: path.to_owned(),
+            mode,
+        })),
     }
 }
 

@@ -65,10 +65,10 @@ pub struct TranslateOptions {
     pub https_port: u16,
     pub stats_address: String,
     pub stats_port: u16,
-    /// Where Envoy's admin interface listens (the bootstrap must agree). Only `/ready` and
-    /// `/stats/prometheus` are exposed, through the stats listener.
-    pub admin_address: String,
-    pub admin_port: u16,
+    /// The Unix domain socket Envoy's admin interface binds (the bootstrap must agree). Only
+    /// `/ready` and `/stats/prometheus` are exposed, through the stats listener. Admin has no
+    /// TCP address, so no route, endpoint or ExternalName service can reach it.
+    pub admin_socket: String,
 }
 
 impl Default for TranslateOptions {
@@ -80,8 +80,7 @@ impl Default for TranslateOptions {
             https_port: 8443,
             stats_address: "0.0.0.0".to_owned(),
             stats_port: 8002,
-            admin_address: "127.0.0.1".to_owned(),
-            admin_port: 9001,
+            admin_socket: crate::provision::bootstrap::DEFAULT_ADMIN_SOCKET.to_owned(),
         }
     }
 }
@@ -246,7 +245,7 @@ pub fn translate(dag: &Dag, opts: &TranslateOptions) -> Result<Resources, Transl
         listeners: listeners::build_listeners(dag, opts),
         routes: routes::build_route_configs(dag),
         clusters: clusters::build_clusters(dag, opts),
-        endpoints: clusters::build_endpoints(dag, opts),
+        endpoints: clusters::build_endpoints(dag),
         secrets: secrets::build_secrets(dag),
     };
     sort_by_name(&mut resources.listeners);

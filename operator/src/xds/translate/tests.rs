@@ -433,14 +433,11 @@ fn stats_listener_answers_ready_and_reaches_only_prometheus_on_admin() {
     else {
         panic!("no endpoint");
     };
-    let Some(address::Address::SocketAddress(sa)) = &ep.address.as_ref().unwrap().address else {
-        panic!("no address");
+    // Admin has no TCP address: the stats listener reaches it over its Unix socket.
+    let Some(address::Address::Pipe(pipe)) = &ep.address.as_ref().unwrap().address else {
+        panic!("the admin cluster's endpoint is not a Unix socket: {ep:?}");
     };
-    assert_eq!(sa.address, "127.0.0.1");
-    assert_eq!(
-        sa.port_specifier,
-        Some(socket_address::PortSpecifier::PortValue(9001))
-    );
+    assert_eq!(pipe.path, "/var/run/sluice/admin.sock");
 }
 
 fn cluster_by_name<'a>(r: &'a Resources, name: &str) -> &'a Cluster {
@@ -857,28 +854,10 @@ fn endpoints_per_service_name_with_empty_ones_for_missing() {
 }
 
 #[test]
-fn endpoints_and_external_names_never_target_admin() {
+fn loopback_backends_are_served_and_only_the_admin_cluster_uses_a_unix_socket() {
+    // Admin listens on a Unix socket only, so a loopback address is an ordinary backend (that is
+    // how `sluice standalone` reaches local services), whatever its port.
     let opts = TranslateOptions::default();
-    for (host, port) in [
-        ("127.0.0.1", 9001),
-        ("127.1.2.3", 9001),
-        ("0.0.0.0", 9001),
-        ("::1", 9001),
-        ("[::1]", 9001),
-        ("localhost", 9001),
-        ("LOCALHOST.", 9001),
-        ("admin.localhost", 9001),
-    ] {
-        assert!(clusters::targets_admin(host, port, &opts), "{host}:{port}");
-    }
-    for (host, port) in [
-        ("127.0.0.1", 8080),
-        ("10.0.0.1", 9001),
-        ("example.com", 9001),
-    ] {
-        assert!(!clusters::targets_admin(host, port, &opts), "{host}:{port}");
-    }
-
     let mut dag = fixture::dag(&Pems::placeholder());
     dag.endpoints[0].addresses.push(SocketAddress {
         ip: "127.0.0.1".into(),
@@ -892,9 +871,23 @@ fn endpoints_and_external_names_never_target_admin() {
     });
     let r = translate(&dag, &opts).unwrap();
     let text = format!("{:?}", r.endpoints);
-    assert!(!text.contains("PortValue(9001)"), "{text}");
+    assert!(text.contains("PortValue(9001)"), "{text}");
     let ext = cluster(&r, "httpbin", 443);
-    assert!(ext.load_assignment.as_ref().unwrap().endpoints.is_empty());
+    assert_eq!(
+        ext.load_assignment.as_ref().unwrap().endpoints[0]
+            .lb_endpoints
+            .len(),
+        1
+    );
+
+    for c in &r.clusters {
+        let uses_pipe = format!("{:?}", c.message).contains("Pipe(");
+        assert_eq!(uses_pipe, c.name == ADMIN_CLUSTER, "{}", c.name);
+    }
+    assert!(!format!("{:?}", r.endpoints).contains("Pipe("));
+    for l in &r.listeners {
+        assert!(!format!("{:?}", l.message).contains("Pipe("), "{}", l.name);
+    }
 }
 
 #[test]

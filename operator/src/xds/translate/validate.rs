@@ -28,7 +28,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
-use super::envoy::{any, load_assignment, millis, socket_address};
+use super::envoy::{any, load_assignment, millis, pipe_address};
 use super::{Resources, TranslateOptions};
 
 /// Node id and cluster of the validation bootstraps.
@@ -138,7 +138,10 @@ fn node() -> Node {
 
 fn admin(opts: &TranslateOptions) -> Admin {
     Admin {
-        address: Some(socket_address(&opts.admin_address, opts.admin_port)),
+        address: Some(pipe_address(
+            &opts.admin_socket,
+            crate::provision::bootstrap::ADMIN_SOCKET_MODE,
+        )),
         ..Default::default()
     }
 }
