@@ -1028,6 +1028,46 @@ spec:
         assert_eq!(report.snapshot.services.len(), 1);
     }
 
+    /// The depth pre-scan agrees with the parser on every YAML document in the repository.
+    #[test]
+    fn depth_scan_agrees_with_the_parser_on_the_repository() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut stack = vec![
+            root.join("examples"),
+            root.join("config"),
+            root.join("crds"),
+        ];
+        stack.push(root.join("operator/tests"));
+        let mut compared = 0;
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if !is_manifest(&path) || path.extension().is_some_and(|e| e == "json") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for doc in split_yaml_documents(&text) {
+                    let Ok(value) = serde_norway::from_str::<Value>(&doc.text) else {
+                        continue;
+                    };
+                    let depth = value_depth(&value);
+                    let scanned = (0..=depth).find(|l| check_yaml_depth(&doc.text, *l).is_ok());
+                    assert_eq!(scanned, Some(depth), "{}: {}", path.display(), doc.text);
+                    compared += 1;
+                }
+            }
+        }
+        println!("{compared} documents compared");
+        assert!(compared > 50, "{compared}");
+    }
+
     #[test]
     fn load_dir_reads_sorted_recursive_and_skips_hidden_and_other_files() {
         let dir = std::env::temp_dir().join(format!("sluice-files-test-{}", std::process::id()));
