@@ -224,6 +224,12 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
     for error in &loaded.errors {
         eprintln!("error: {error}");
     }
+    for at in &loaded.snapshot.unloaded_gateways {
+        eprintln!(
+            "error: {at}: this Gateway did not load and is not rendered; the default instance \
+             does not replace it"
+        );
+    }
     let options = crate::render::RenderOptions {
         include_dag: args.dag,
     };

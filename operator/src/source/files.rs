@@ -13,6 +13,10 @@
 //! are shifted to the file's), and a document nested deeper than [`MAX_NESTING_DEPTH`] is
 //! refused before it is parsed (see [`nesting`](super::nesting)).
 //!
+//! A document that is, or may be, a Sluice `Gateway` and does not load is recorded in
+//! [`ClusterSnapshot::unloaded_gateways`]: the snapshot then never falls back to the open
+//! default instance.
+//!
 //! [`load_sources`] is the pure part (text in, snapshot out); [`load_dir`] only adds reading the
 //! directory. Neither keeps state, so a watcher can simply call [`load_dir`] again on change.
 
@@ -32,6 +36,9 @@ use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 use crate::snapshot::{ClusterSnapshot, ObjKey, Object};
 
 pub use super::nesting::MAX_NESTING_DEPTH;
+
+/// API group of the Sluice `Gateway`.
+const SLUICE_API_GROUP: &str = "sluice.dev";
 
 /// Namespace given to objects that do not name one.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -275,9 +282,18 @@ impl Loader {
         }
     }
 
-    /// Records a document that could not be parsed.
-    fn syntax_error(&mut self, at: DocRef, message: String, _text: &str) {
+    /// Records a document that could not be parsed. Its kind is unknown; if its text mentions
+    /// the Sluice API group it may be a Gateway, and the snapshot must not fall back to the
+    /// default instance.
+    fn syntax_error(&mut self, at: DocRef, message: String, text: &str) {
+        if text.contains(SLUICE_API_GROUP) {
+            self.gateway_not_loaded(&at);
+        }
         self.report.errors.push(LoadError::Syntax { at, message });
+    }
+
+    fn gateway_not_loaded(&mut self, at: &DocRef) {
+        self.report.snapshot.unloaded_gateways.push(at.to_string());
     }
 
     fn load_json(&mut self, file: &str, text: &str) {
@@ -327,7 +343,16 @@ impl Loader {
         let text_of = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or_default();
         let api_version = text_of("apiVersion").to_owned();
         let kind = text_of("kind").to_owned();
+        // Fail closed: anything that may be a Sluice Gateway and does not load disables the
+        // default instance.
+        let may_be_gateway = api_version
+            .strip_prefix(SLUICE_API_GROUP)
+            .is_some_and(|v| v.starts_with('/'))
+            || (kind == "Gateway" && api_version.is_empty());
         if api_version.is_empty() || kind.is_empty() {
+            if may_be_gateway {
+                self.gateway_not_loaded(&at);
+            }
             self.report.errors.push(LoadError::Decode {
                 at,
                 field: String::new(),
@@ -342,6 +367,9 @@ impl Loader {
         at.object = Some(describe(&kind, map.get("metadata")));
         // Only a whole document can be too deep; list items are inside one that was checked.
         if at.item.is_none() && value_depth(&value) > MAX_NESTING_DEPTH {
+            if may_be_gateway {
+                self.gateway_not_loaded(&at);
+            }
             self.report.errors.push(LoadError::Decode {
                 at,
                 field: String::new(),
@@ -358,7 +386,22 @@ impl Loader {
                 .decode::<TLSCertificateDelegation>(&at, value)
                 .map(Object::Delegation),
             ("sluice.dev/v1alpha1", "Gateway") => {
-                self.decode::<Gateway>(&at, value).map(Object::Gateway)
+                let gateway = self.decode::<Gateway>(&at, value).map(Object::Gateway);
+                if gateway.is_none() {
+                    self.gateway_not_loaded(&at);
+                }
+                gateway
+            }
+            (_, "Gateway") if may_be_gateway => {
+                self.gateway_not_loaded(&at);
+                self.report.errors.push(LoadError::Decode {
+                    field: "apiVersion".to_owned(),
+                    message: format!(
+                        "{api_version} is not a version sluice reads (sluice.dev/v1alpha1)"
+                    ),
+                    at,
+                });
+                return;
             }
             ("v1", "Service") => self.decode::<Service>(&at, value).map(Object::Service),
             #[allow(deprecated)]
@@ -1026,6 +1069,55 @@ spec:
             ]
         );
         assert_eq!(report.snapshot.services.len(), 1);
+    }
+
+    const GATEWAY: &str = "apiVersion: sluice.dev/v1alpha1
+kind: Gateway
+metadata:
+  name: team-a
+  namespace: sluice-system
+spec:
+  ingressClassName: team-a
+";
+
+    #[test]
+    fn gateways_that_do_not_load_are_recorded() {
+        let report = load(GATEWAY);
+        assert_eq!(report.errors, vec![]);
+        assert_eq!(report.snapshot.gateways.len(), 1);
+        assert!(report.snapshot.unloaded_gateways.is_empty());
+
+        let cases = [
+            // A type error in the spec.
+            GATEWAY.replace("ingressClassName: team-a", "rootNamespaces: 3"),
+            // A version sluice does not read.
+            GATEWAY.replace("v1alpha1", "v1"),
+            // No apiVersion.
+            GATEWAY.replace("apiVersion: sluice.dev/v1alpha1\n", ""),
+            // Not YAML at all: it mentions the Sluice API group, so it may be a Gateway.
+            GATEWAY.replace("spec:", "spec: [unclosed"),
+            // Too deep to parse.
+            format!("{GATEWAY}  x: {}\n", "[".repeat(100)),
+            // Parsed, but too deep.
+            format!("{GATEWAY}  x:\n{}y\n", "  - ".repeat(100)),
+        ];
+        for text in cases {
+            let report = load(&text);
+            assert_eq!(report.errors.len(), 1, "{text}: {:?}", report.errors);
+            assert!(report.snapshot.gateways.is_empty(), "{text}");
+            let at = match &report.errors[0] {
+                LoadError::Syntax { at, .. } | LoadError::Decode { at, .. } => at.to_string(),
+                LoadError::Read { path, .. } => path.clone(),
+            };
+            assert_eq!(report.snapshot.unloaded_gateways, vec![at], "{text}");
+        }
+
+        // Other kinds that fail, and other APIs' Gateways, are not Sluice Gateways.
+        let report = load(
+            "apiVersion: v1\nkind: Service\nspec: 3\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: g\n---\n[unclosed\n",
+        );
+        assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+        assert!(report.snapshot.unloaded_gateways.is_empty());
     }
 
     /// The depth pre-scan agrees with the parser on every YAML document in the repository.
