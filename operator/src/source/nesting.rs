@@ -471,6 +471,74 @@ mod tests {
         }
     }
 
+    /// Deterministic pseudo-random values with awkward strings, written by serde_norway (block
+    /// style) and as JSON (flow style): the scan measures what the parser builds.
+    #[test]
+    fn agrees_with_the_parser_on_generated_documents() {
+        const STRINGS: [&str; 18] = [
+            "[",
+            "{a",
+            "]}",
+            "it's",
+            "\"q\"",
+            "# c",
+            "a: b",
+            "- x",
+            "|",
+            ">",
+            "multi\nline [",
+            "---",
+            "&a [",
+            "*a",
+            "!t {",
+            "a,b]",
+            "  lead",
+            "x\\\"[",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        fn build(next: &mut impl FnMut(u64) -> u64, depth: usize) -> Value {
+            match next(if depth > 7 { 3 } else { 6 }) {
+                0 => Value::String(STRINGS[usize::try_from(next(18)).unwrap()].to_owned()),
+                1 => Value::from(next(100)),
+                2 => Value::Null,
+                3 => Value::Array((0..next(4)).map(|_| build(next, depth + 1)).collect()),
+                _ => Value::Object(
+                    (0..next(4))
+                        .map(|i| {
+                            let key = STRINGS[usize::try_from(next(18)).unwrap()];
+                            (format!("{key}{i}"), build(next, depth + 1))
+                        })
+                        .collect(),
+                ),
+            }
+        }
+        for _ in 0..500 {
+            let value = Value::Object(
+                [("k".to_owned(), build(&mut next, 1))]
+                    .into_iter()
+                    .collect(),
+            );
+            let depth = value_depth(&value);
+            let block = serde_norway::to_string(&value).unwrap();
+            let flow = serde_json::to_string(&value).unwrap();
+            let mixed = format!(
+                "a:\n  b: {}\n  c: 1\n",
+                serde_json::to_string(&value).unwrap()
+            );
+            for (text, expected) in [(block, depth), (flow, depth), (mixed, depth + 2)] {
+                let parsed: Value = serde_norway::from_str(&text).unwrap();
+                assert_eq!(value_depth(&parsed), expected, "{text}");
+                assert_eq!(measured(&text), expected, "{text}");
+            }
+        }
+    }
+
     #[test]
     fn refuses_deep_flow_and_block_nesting_where_it_starts() {
         let flow = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
