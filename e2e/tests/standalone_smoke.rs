@@ -187,7 +187,7 @@ async fn a_gateway_that_does_not_load_at_start_is_not_replaced_by_the_default_in
     .unwrap();
     let log = sluice_log(&sluice);
     assert!(
-        log.contains("(Gateway sluice-system/edge): this Gateway did not load; the default instance does not replace it"),
+        log.contains("(Gateway sluice-system/edge): is or may be a Gateway and did not load; the default instance does not replace it"),
         "{log}"
     );
     assert_eq!(instance_names(&sluice), Vec::<String>::new(), "{log}");
@@ -223,7 +223,7 @@ async fn an_edit_that_breaks_the_gateway_keeps_its_instance_serving() {
     dir.write("gateway.yaml", &edge_gateway(true)).unwrap();
     wait_until("sluice reports the broken Gateway", WAIT, async || {
         let log = sluice_log(&sluice);
-        log.contains("this Gateway did not load")
+        log.contains("(Gateway sluice-system/edge): is or may be a Gateway and did not load")
             && log.contains("still serving the last good configuration")
     })
     .await

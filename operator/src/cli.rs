@@ -226,8 +226,8 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
     }
     for at in &loaded.snapshot.unloaded_gateways {
         eprintln!(
-            "error: {at}: this Gateway did not load and is not rendered; the default instance \
-             does not replace it"
+            "error: {at}: is or may be a Gateway and did not load: not rendered, and the default \
+             instance does not replace it"
         );
     }
     let options = crate::render::RenderOptions {

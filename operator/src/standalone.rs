@@ -253,7 +253,7 @@ impl State<'_> {
         }
         for at in &report.snapshot.unloaded_gateways {
             eprintln!(
-                "sluice: error: {at}: this Gateway did not load; the default instance does not replace it"
+                "sluice: error: {at}: is or may be a Gateway and did not load; the default instance does not replace it"
             );
         }
         if !report.errors.is_empty() && self.last_good.is_some() {

@@ -13,9 +13,9 @@
 //! are shifted to the file's), and a document nested deeper than [`MAX_NESTING_DEPTH`] is
 //! refused before it is parsed (see [`nesting`](super::nesting)).
 //!
-//! A document that is, or may be, a Sluice `Gateway` and does not load is recorded in
-//! [`ClusterSnapshot::unloaded_gateways`]: the snapshot then never falls back to the open
-//! default instance.
+//! A document that is, or may be, a Sluice `Gateway` and does not load, and a manifest file or
+//! directory that cannot be read, is recorded in [`ClusterSnapshot::unloaded_gateways`]: the
+//! snapshot then never falls back to the open default instance.
 //!
 //! [`load_sources`] is the pure part (text in, snapshot out); [`load_dir`] only adds reading the
 //! directory. Neither keeps state, so a watcher can simply call [`load_dir`] again on change.
@@ -165,6 +165,16 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
         }
     }
     let mut report = load_sources(sources);
+    // What could not be read may hold a Gateway: fail closed.
+    let mut unread: Vec<String> = read_errors
+        .iter()
+        .filter_map(|e| match e {
+            LoadError::Read { path, .. } => Some(path.clone()),
+            LoadError::Syntax { .. } | LoadError::Decode { .. } => None,
+        })
+        .collect();
+    unread.append(&mut report.snapshot.unloaded_gateways);
+    report.snapshot.unloaded_gateways = unread;
     read_errors.append(&mut report.errors);
     report.errors = read_errors;
     Ok(report)
@@ -1196,6 +1206,24 @@ spec:
         // b.yml sorts after a.yaml and wins.
         assert_eq!(port("s"), 2);
         assert_eq!(report.warnings.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_manifest_file_may_be_a_gateway() {
+        let dir = std::env::temp_dir().join(format!("sluice-unread-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), ROUTE).unwrap();
+        // Not UTF-8: read_to_string fails.
+        std::fs::write(dir.join("b.yaml"), b"kind: Gateway\n\xff\xfe\n").unwrap();
+        let report = load_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        assert_eq!(report.errors[0].label(), "read");
+        assert_eq!(report.snapshot.ingress_routes.len(), 1);
+        let unloaded = &report.snapshot.unloaded_gateways;
+        assert_eq!(unloaded.len(), 1);
+        assert!(unloaded[0].ends_with("b.yaml"), "{unloaded:?}");
     }
 
     #[test]
