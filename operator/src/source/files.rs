@@ -322,7 +322,8 @@ impl Loader {
                     // values nested deeper than 128 levels with this error, before building them.
                     let message = if e.to_string().starts_with("recursion limit exceeded") {
                         format!(
-                            "{} at line {} column {}; the rest of the file is not loaded",
+                            "{} (the JSON parser gave up at 128, at line {} column {}); the rest \
+                             of the file is not loaded",
                             too_deep(),
                             e.line(),
                             e.column()
@@ -1073,8 +1074,8 @@ spec:
         assert_eq!(
             errors,
             vec![
-                "d.json: document 2: nested deeper than the limit of 64 levels at line 2 column \
-                 128; the rest of the file is not loaded"
+                "d.json: document 2: nested deeper than the limit of 64 levels (the JSON parser \
+                 gave up at 128, at line 2 column 128); the rest of the file is not loaded"
                     .to_owned()
             ]
         );
