@@ -162,3 +162,109 @@ async fn a_certificate_only_fetches_its_own_instance() {
     }
     sluice.check_running().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fail closed: a Gateway that does not load is never replaced by the open default instance.
+
+const EDGE: &str = "sluice-system/edge";
+
+/// The `edge` Gateway (no class, roots in `default`), or with `rootNamespaces: 3`, a type
+/// error, when `broken`.
+fn edge_gateway(broken: bool) -> String {
+    let roots = if broken { "3" } else { "[default]" };
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: Gateway\nmetadata: {{name: edge, namespace: sluice-system}}\n\
+         spec:\n  rootNamespaces: {roots}\n"
+    )
+}
+
+/// A Service for `backend` and an IngressRoute `a.example.com` to it, without a class.
+fn route_to(backend: &Backend) -> String {
+    service("default", "svc-a", 80, &[backend.port()])
+        + "---\napiVersion: contour.heptio.com/v1beta1\nkind: IngressRoute\nmetadata: {name: a, namespace: default}\n\
+           spec:\n  virtualhost: {fqdn: a.example.com}\n  routes:\n  - match: /\n    services: [{name: svc-a, port: 80}]\n"
+}
+
+fn sluice_log(sluice: &Standalone) -> String {
+    std::fs::read_to_string(sluice.dir().join("sluice.log")).unwrap_or_default()
+}
+
+fn instance_names(sluice: &Standalone) -> Vec<String> {
+    sluice.instances().into_iter().map(|i| i.gateway).collect()
+}
+
+async fn answers(port: u16) -> Option<String> {
+    get(port, "a.example.com", "/")
+        .await
+        .ok()
+        .filter(|r| r.status == 200)
+        .and_then(|r| r.backend())
+}
+
+/// At start, the only Gateway fails to load: no instance runs (in particular not the default
+/// one, which would serve every unclassed route in every namespace). Once fixed, it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_does_not_load_at_start_is_not_replaced_by_the_default_instance() {
+    use sluice_e2e::sluice::STATE_FILE;
+
+    let backend = Backend::start("a").await.unwrap();
+    let dir = Manifests::new().unwrap();
+    dir.write("routes.yaml", &route_to(&backend)).unwrap();
+    dir.write("gateway.yaml", &edge_gateway(true)).unwrap();
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+
+    let state = sluice.dir().join(STATE_FILE);
+    wait_until("sluice writes its state file", WAIT, async || {
+        state.exists()
+    })
+    .await
+    .unwrap();
+    let log = sluice_log(&sluice);
+    assert!(
+        log.contains("(Gateway sluice-system/edge): is or may be a Gateway and did not load; the default instance does not replace it"),
+        "{log}"
+    );
+    assert_eq!(instance_names(&sluice), Vec::<String>::new(), "{log}");
+
+    dir.write("gateway.yaml", &edge_gateway(false)).unwrap();
+    let ports = sluice.instance(EDGE, WAIT).await.unwrap();
+    let answered = wait_for("a.example.com answers", WAIT, async || {
+        answers(ports.http).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(answered, "a");
+    assert_eq!(instance_names(&sluice), vec![EDGE.to_owned()]);
+    sluice.check_running().unwrap();
+}
+
+/// An edit that breaks the Gateway is reported and not applied: its instance keeps serving the
+/// last good configuration, and no default instance appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_that_breaks_the_gateway_keeps_its_instance_serving() {
+    let backend = Backend::start("a").await.unwrap();
+    let dir = Manifests::new().unwrap();
+    dir.write("routes.yaml", &route_to(&backend)).unwrap();
+    dir.write("gateway.yaml", &edge_gateway(false)).unwrap();
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let ports = sluice.instance(EDGE, WAIT).await.unwrap();
+    wait_for("a.example.com answers", WAIT, async || {
+        answers(ports.http).await
+    })
+    .await
+    .unwrap();
+
+    dir.write("gateway.yaml", &edge_gateway(true)).unwrap();
+    wait_until("sluice reports the broken Gateway", WAIT, async || {
+        let log = sluice_log(&sluice);
+        log.contains("(Gateway sluice-system/edge): is or may be a Gateway and did not load")
+            && log.contains("still serving the last good configuration")
+    })
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        assert_eq!(answers(ports.http).await.as_deref(), Some("a"));
+    }
+    assert_eq!(instance_names(&sluice), vec![EDGE.to_owned()]);
+    sluice.check_running().unwrap();
+}

@@ -235,6 +235,12 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
     for error in &loaded.errors {
         eprintln!("error: {error}");
     }
+    for at in &loaded.snapshot.unloaded_gateways {
+        eprintln!(
+            "error: {at}: is or may be a Gateway and did not load: not rendered, and the default \
+             instance does not replace it"
+        );
+    }
     let options = crate::render::RenderOptions {
         include_dag: args.dag,
     };

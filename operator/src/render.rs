@@ -73,6 +73,18 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_that_did_not_load_renders_no_instance_at_all() {
+        let text = "apiVersion: sluice.dev/v1alpha1\nkind: Gateway\nmetadata:\n  name: g\n\
+                    spec:\n  ingressClassName: [oops]\n---\n\
+                    apiVersion: contour.heptio.com/v1beta1\nkind: IngressRoute\nmetadata:\n  \
+                    name: r\nspec:\n  virtualhost:\n    fqdn: r.example.com\n  routes: []\n";
+        let loaded = crate::source::load_sources([("x.yaml", text)]);
+        assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+        let report = render_report(&loaded.snapshot, RenderOptions::default());
+        assert_eq!(report, json!({ "gateways": [] }));
+    }
+
+    #[test]
     fn dag_is_included_on_request() {
         let options = RenderOptions { include_dag: true };
         let report = render_report(&ClusterSnapshot::default(), options);

@@ -54,6 +54,10 @@ pub struct ClusterSnapshot {
     pub endpoints: BTreeMap<ObjKey, Endpoints>,
     pub endpoint_slices: BTreeMap<ObjKey, EndpointSlice>,
     pub secrets: BTreeMap<ObjKey, Secret>,
+    /// Documents that are, or may be, Gateways and did not load (`file: document N (…)`).
+    /// While any is listed the snapshot counts as having Gateways: the open default instance is
+    /// never used in their place.
+    pub unloaded_gateways: Vec<String>,
 }
 
 /// Any object a snapshot holds.

@@ -263,6 +263,11 @@ impl State<'_> {
         for e in &report.errors {
             eprintln!("sluice: error: {e}");
         }
+        for at in &report.snapshot.unloaded_gateways {
+            eprintln!(
+                "sluice: error: {at}: is or may be a Gateway and did not load; the default instance does not replace it"
+            );
+        }
         if !report.errors.is_empty() && self.last_good.is_some() {
             eprintln!(
                 "sluice: not applying this change; still serving the last good configuration"

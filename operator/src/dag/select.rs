@@ -77,9 +77,11 @@ impl Selection {
     }
 }
 
-/// The instances a snapshot defines: one per Gateway, or the default instance when there is none.
+/// The instances a snapshot defines: one per Gateway, or the default instance when there is
+/// none. A Gateway that failed to load ([`ClusterSnapshot::unloaded_gateways`]) still counts:
+/// it has no instance, and the default instance does not take its place (fail closed).
 pub fn instances(snapshot: &ClusterSnapshot) -> Vec<Selection> {
-    if snapshot.gateways.is_empty() {
+    if snapshot.gateways.is_empty() && snapshot.unloaded_gateways.is_empty() {
         return vec![Selection::default_instance()];
     }
     snapshot
@@ -87,4 +89,57 @@ pub fn instances(snapshot: &ClusterSnapshot) -> Vec<Selection> {
         .values()
         .map(Selection::from_gateway)
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::source::load_sources;
+
+    const GATEWAY: &str = "apiVersion: sluice.dev/v1alpha1
+kind: Gateway
+metadata:
+  name: NAME
+  namespace: sluice-system
+spec:
+  rootNamespaces: [team]
+";
+
+    fn names(snapshot: &ClusterSnapshot) -> Vec<String> {
+        instances(snapshot)
+            .iter()
+            .map(|s| s.gateway.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn without_gateways_the_default_instance_serves() {
+        assert_eq!(
+            names(&ClusterSnapshot::default()),
+            vec!["sluice-system/default"]
+        );
+    }
+
+    #[test]
+    fn a_gateway_that_did_not_load_never_falls_back_to_the_default_instance() {
+        let broken = GATEWAY.replace("NAME", "broken").replace("[team]", "3");
+        let report = load_sources([("gw.yaml", broken.as_str())]);
+        assert_eq!(report.errors.len(), 1);
+        assert!(report.snapshot.gateways.is_empty());
+        assert_eq!(names(&report.snapshot), Vec::<String>::new());
+
+        // Next to a Gateway that loads: only that one.
+        let good = GATEWAY.replace("NAME", "good");
+        let text = format!("{good}---\n{broken}");
+        let report = load_sources([("gw.yaml", text.as_str())]);
+        assert_eq!(names(&report.snapshot), vec!["sluice-system/good"]);
+
+        // Any source that records an unloaded Gateway gets the same.
+        let snapshot = ClusterSnapshot {
+            unloaded_gateways: vec!["x.yaml: document 1".to_owned()],
+            ..ClusterSnapshot::default()
+        };
+        assert!(instances(&snapshot).is_empty());
+    }
 }

@@ -9,6 +9,14 @@
 //! the document and the field, and every other document still loads. Kinds Sluice does not read
 //! and fields it does not know become [`LoadWarning`]s.
 //!
+//! Work is linear in the input: each YAML document is parsed on its own (line numbers in errors
+//! are shifted to the file's), and a document nested deeper than [`MAX_NESTING_DEPTH`] is
+//! refused before it is parsed (see [`nesting`](super::nesting)).
+//!
+//! A document that is, or may be, a Sluice `Gateway` and does not load, and a manifest file or
+//! directory that cannot be read, is recorded in [`ClusterSnapshot::unloaded_gateways`]: the
+//! snapshot then never falls back to the open default instance.
+//!
 //! [`load_sources`] is the pure part (text in, snapshot out); [`load_dir`] only adds reading the
 //! directory. Neither keeps state, so a watcher can simply call [`load_dir`] again on change.
 
@@ -23,8 +31,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::nesting::{check_yaml_depth, value_depth};
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 use crate::snapshot::{ClusterSnapshot, ObjKey, Object};
+
+pub use super::nesting::MAX_NESTING_DEPTH;
+
+/// API group of the Sluice `Gateway`.
+const SLUICE_API_GROUP: &str = "sluice.dev";
 
 /// Namespace given to objects that do not name one.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -151,6 +165,16 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
         }
     }
     let mut report = load_sources(sources);
+    // What could not be read may hold a Gateway: fail closed.
+    let mut unread: Vec<String> = read_errors
+        .iter()
+        .filter_map(|e| match e {
+            LoadError::Read { path, .. } => Some(path.clone()),
+            LoadError::Syntax { .. } | LoadError::Decode { .. } => None,
+        })
+        .collect();
+    unread.append(&mut report.snapshot.unloaded_gateways);
+    report.snapshot.unloaded_gateways = unread;
     read_errors.append(&mut report.errors);
     report.errors = read_errors;
     Ok(report)
@@ -245,14 +269,41 @@ impl Loader {
             if doc.is_blank {
                 continue;
             }
+            if let Err(deep) = check_yaml_depth(&doc.text, MAX_NESTING_DEPTH) {
+                self.syntax_error(
+                    at,
+                    format!(
+                        "{} at line {} column {}; the document is not loaded",
+                        too_deep(),
+                        doc.first_line + deep.line + 1,
+                        deep.column + 1
+                    ),
+                    &doc.text,
+                );
+                continue;
+            }
             match serde_norway::from_str::<Value>(&doc.text) {
                 Ok(value) => self.load_value(at, value),
-                Err(e) => self.report.errors.push(LoadError::Syntax {
-                    at,
-                    message: e.to_string(),
-                }),
+                Err(e) => {
+                    let message = shift_line_numbers(&e.to_string(), doc.first_line);
+                    self.syntax_error(at, message, &doc.text);
+                }
             }
         }
+    }
+
+    /// Records a document that could not be parsed. Its kind is unknown; if its text mentions
+    /// the Sluice API group it may be a Gateway, and the snapshot must not fall back to the
+    /// default instance.
+    fn syntax_error(&mut self, at: DocRef, message: String, text: &str) {
+        if text.contains(SLUICE_API_GROUP) {
+            self.gateway_not_loaded(&at);
+        }
+        self.report.errors.push(LoadError::Syntax { at, message });
+    }
+
+    fn gateway_not_loaded(&mut self, at: &DocRef) {
+        self.report.snapshot.unloaded_gateways.push(at.to_string());
     }
 
     fn load_json(&mut self, file: &str, text: &str) {
@@ -267,11 +318,20 @@ impl Loader {
             match value {
                 Ok(value) => self.load_value(at, value),
                 Err(e) => {
-                    // The stream cannot resynchronise after a syntax error.
-                    self.report.errors.push(LoadError::Syntax {
-                        at,
-                        message: e.to_string(),
-                    });
+                    // The stream cannot resynchronise after a syntax error. serde_json refuses
+                    // values nested deeper than 128 levels with this error, before building them.
+                    let message = if e.to_string().starts_with("recursion limit exceeded") {
+                        format!(
+                            "{} (the JSON parser gave up at 128, at line {} column {}); the rest \
+                             of the file is not loaded",
+                            too_deep(),
+                            e.line(),
+                            e.column()
+                        )
+                    } else {
+                        e.to_string()
+                    };
+                    self.syntax_error(at, message, text);
                     break;
                 }
             }
@@ -294,7 +354,16 @@ impl Loader {
         let text_of = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or_default();
         let api_version = text_of("apiVersion").to_owned();
         let kind = text_of("kind").to_owned();
+        // Fail closed: anything that may be a Sluice Gateway and does not load disables the
+        // default instance.
+        let may_be_gateway = api_version
+            .strip_prefix(SLUICE_API_GROUP)
+            .is_some_and(|v| v.starts_with('/'))
+            || (kind == "Gateway" && api_version.is_empty());
         if api_version.is_empty() || kind.is_empty() {
+            if may_be_gateway {
+                self.gateway_not_loaded(&at);
+            }
             self.report.errors.push(LoadError::Decode {
                 at,
                 field: String::new(),
@@ -307,6 +376,18 @@ impl Loader {
             return;
         }
         at.object = Some(describe(&kind, map.get("metadata")));
+        // Only a whole document can be too deep; list items are inside one that was checked.
+        if at.item.is_none() && value_depth(&value) > MAX_NESTING_DEPTH {
+            if may_be_gateway {
+                self.gateway_not_loaded(&at);
+            }
+            self.report.errors.push(LoadError::Decode {
+                at,
+                field: String::new(),
+                message: format!("{}; the document is not loaded", too_deep()),
+            });
+            return;
+        }
 
         let decoded = match (api_version.as_str(), kind.as_str()) {
             ("contour.heptio.com/v1beta1", "IngressRoute") => self
@@ -316,7 +397,22 @@ impl Loader {
                 .decode::<TLSCertificateDelegation>(&at, value)
                 .map(Object::Delegation),
             ("sluice.dev/v1alpha1", "Gateway") => {
-                self.decode::<Gateway>(&at, value).map(Object::Gateway)
+                let gateway = self.decode::<Gateway>(&at, value).map(Object::Gateway);
+                if gateway.is_none() {
+                    self.gateway_not_loaded(&at);
+                }
+                gateway
+            }
+            (_, "Gateway") if may_be_gateway => {
+                self.gateway_not_loaded(&at);
+                self.report.errors.push(LoadError::Decode {
+                    field: "apiVersion".to_owned(),
+                    message: format!(
+                        "{api_version} is not a version sluice reads (sluice.dev/v1alpha1)"
+                    ),
+                    at,
+                });
+                return;
             }
             ("v1", "Service") => self.decode::<Service>(&at, value).map(Object::Service),
             #[allow(deprecated)]
@@ -418,6 +514,34 @@ impl Loader {
     }
 }
 
+/// The start of the error for a document nested too deep.
+fn too_deep() -> String {
+    format!("nested deeper than the limit of {MAX_NESTING_DEPTH} levels")
+}
+
+/// Adds `offset` to every `line N` in a parser message: the parser saw one document, the user
+/// wants the file's line numbers.
+fn shift_line_numbers(message: &str, offset: usize) -> String {
+    const WORD: &str = "line ";
+    if offset == 0 {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len() + 8);
+    let mut rest = message;
+    while let Some(at) = rest.find(WORD) {
+        let (before, after) = rest.split_at(at + WORD.len());
+        out.push_str(before);
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match after[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&n.saturating_add(offset).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `Kind namespace/name` as far as the raw metadata tells.
 fn describe(kind: &str, metadata: Option<&Value>) -> String {
     let field = |key: &str| {
@@ -495,9 +619,10 @@ fn merge_string_data(mut secret: Secret) -> Secret {
 /// One YAML document of a file.
 #[derive(Debug, PartialEq, Eq)]
 struct YamlDocument {
-    /// The document's text, preceded by as many empty lines as precede it in the file, so that
-    /// parser line numbers are file line numbers.
+    /// The document's text (a `---` marker replaced by spaces, to keep columns).
     text: String,
+    /// Lines of the file before the document's first line.
+    first_line: usize,
     /// Only blank lines, comments and directives.
     is_blank: bool,
 }
@@ -525,10 +650,9 @@ fn split_yaml_documents(text: &str) -> Vec<YamlDocument> {
         // Text before the first marker, or after an end marker, is a document only if it holds
         // something; text after a `---` always is one (possibly empty).
         if matches!(opened, Opened::Marker) || !is_blank {
-            let mut doc = "\n".repeat(first_line);
-            doc.push_str(current);
             docs.push(YamlDocument {
-                text: doc,
+                text: std::mem::take(current),
+                first_line,
                 is_blank,
             });
         }
@@ -749,12 +873,302 @@ spec:
         let docs = split_yaml_documents("# header\n%YAML 1.2\n---\na: 1\n---\n---\nb: 2\n...\n");
         let blank: Vec<bool> = docs.iter().map(|d| d.is_blank).collect();
         assert_eq!(blank, vec![false, true, false]);
-        assert_eq!(docs[0].text, "\n\n   \na: 1\n");
+        assert_eq!(docs[0].text, "   \na: 1\n");
+        assert_eq!(docs[0].first_line, 2);
+        assert_eq!(docs[2].first_line, 5);
         let docs = split_yaml_documents("a: 1\n--- {b: 2}\n");
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[1].text, "\n    {b: 2}\n");
+        assert_eq!(docs[1].text, "    {b: 2}\n");
+        assert_eq!(docs[1].first_line, 1);
         // A marker needs a space or line end after it.
         assert_eq!(split_yaml_documents("a: |\n ---x\n---x: 1\n").len(), 1);
+    }
+
+    fn service_doc(i: usize) -> String {
+        format!("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s{i}\n")
+    }
+
+    #[test]
+    fn forty_thousand_documents_in_one_file_load() {
+        let text: String = (0..40_000).map(service_doc).collect();
+        let started = std::time::Instant::now();
+        let report = load(&text);
+        println!(
+            "{} bytes, 40000 documents: loaded in {:?}",
+            text.len(),
+            started.elapsed()
+        );
+        assert_eq!(report.errors, vec![]);
+        assert_eq!(report.snapshot.services.len(), 40_000);
+        assert!(
+            report
+                .snapshot
+                .services
+                .contains_key(&ObjKey::new("default", "s39999"))
+        );
+    }
+
+    #[test]
+    fn a_file_of_document_markers_loads_nothing_quickly() {
+        let text = "---\n".repeat(390 * 1024 / 4);
+        let started = std::time::Instant::now();
+        let report = load(&text);
+        println!(
+            "{} bytes of `---` lines: loaded in {:?}",
+            text.len(),
+            started.elapsed()
+        );
+        assert_eq!(report.errors, vec![]);
+        assert_eq!(report.warnings, vec![]);
+        assert!(report.snapshot.services.is_empty());
+    }
+
+    /// A good document, the given one, and another good document: only the middle one fails.
+    fn load_between(doc: &str) -> LoadReport {
+        let text = format!("{}---\n{doc}{}", service_doc(1), service_doc(2));
+        let report = load(&text);
+        assert_eq!(report.snapshot.services.len(), 2, "{:?}", report.errors);
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        report
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        let deep = format!("a: {}\n", "[".repeat(100_000));
+        let started = std::time::Instant::now();
+        let report = load_between(&deep);
+        println!("100000 `[`: refused in {:?}", started.elapsed());
+        // The document's `---` is line 6. With the top-level mapping, the 64th `[` (column 67)
+        // is the 65th level.
+        assert_eq!(
+            report.errors[0].to_string(),
+            "x.yaml: document 2: nested deeper than the limit of 64 levels at line 7 column 67; \
+             the document is not loaded"
+        );
+        let deep_map = format!("a: {}1\n", "{b: ".repeat(100_000));
+        let report = load_between(&deep_map);
+        assert!(
+            report.errors[0]
+                .to_string()
+                .contains("nested deeper than the limit of 64 levels at line 7 column "),
+            "{}",
+            report.errors[0]
+        );
+    }
+
+    #[test]
+    fn deep_block_nesting_is_refused() {
+        let compact = format!("a:\n{}x\n", "- ".repeat(100_000));
+        let report = load_between(&compact);
+        assert_eq!(
+            report.errors[0].to_string(),
+            "x.yaml: document 2: nested deeper than the limit of 64 levels at line 8 column 127; \
+             the document is not loaded"
+        );
+        let indented: String = (0..200)
+            .map(|level| format!("{}k{level}:\n", " ".repeat(level)))
+            .collect();
+        let report = load_between(&indented);
+        assert_eq!(
+            report.errors[0].to_string(),
+            "x.yaml: document 2: nested deeper than the limit of 64 levels at line 71 column 65; \
+             the document is not loaded"
+        );
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_loads_and_brackets_in_strings_do_not_count() {
+        // 62 levels below the top-level mapping and `metadata`: 64 in all.
+        let nested = format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: n\n  annotations:\n    a: '{}'\n    b: \"{}\"\n    c: |\n      {}\n    d: x[{{y # [[[[\n  labels: {{}}\nspec:\n  x: {}{}\n",
+            "[".repeat(500),
+            "{".repeat(500),
+            "[".repeat(500),
+            "[".repeat(62),
+            "]".repeat(62),
+        );
+        let report = load(&nested);
+        // The unknown field `spec.x` is a warning; the depth is accepted.
+        assert_eq!(report.errors, vec![]);
+        assert_eq!(report.snapshot.services.len(), 1);
+        let too_deep = nested.replace(
+            &format!("{}{}", "[".repeat(62), "]".repeat(62)),
+            &format!("{}{}", "[".repeat(63), "]".repeat(63)),
+        );
+        let report = load(&too_deep);
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        assert!(
+            report.errors[0]
+                .to_string()
+                .contains("nested deeper than the limit of 64 levels at line 13 column 68"),
+            "{}",
+            report.errors[0]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_in_later_documents_report_file_lines() {
+        let text = format!(
+            "{}{}---\n\nkind: Service\nspec: {{ports: [1, 2}}\n",
+            service_doc(1),
+            service_doc(2)
+        );
+        let report = load(&text);
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        let msg = report.errors[0].to_string();
+        // Both positions libyaml reports are the file's.
+        assert!(msg.starts_with("x.yaml: document 3: "), "{msg}");
+        assert!(
+            msg.ends_with(
+                "at line 14 column 20, while parsing a flow sequence at line 14 column 15"
+            ),
+            "{msg}"
+        );
+        assert!(!msg.contains("line 4 "), "{msg}");
+        assert_eq!(report.snapshot.services.len(), 2);
+    }
+
+    #[test]
+    fn shift_line_numbers_adds_the_offset_to_every_line() {
+        assert_eq!(
+            shift_line_numbers(
+                "x at line 2 column 3, while parsing y at line 10 column 1",
+                5
+            ),
+            "x at line 7 column 3, while parsing y at line 15 column 1"
+        );
+        assert_eq!(shift_line_numbers("no lines here", 5), "no lines here");
+        assert_eq!(shift_line_numbers("line x", 5), "line x");
+    }
+
+    #[test]
+    fn json_nesting_is_bounded() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let svc = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"after"}}"#;
+        // Deeper than the limit but within serde_json's own: refused, the stream goes on.
+        let text = format!(
+            r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"deep"}},"spec":{{"x":{}}}}}{svc}"#,
+            deep(70)
+        );
+        let report = load_sources([("d.json", text.as_str())]);
+        let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors,
+            vec![
+                "d.json: document 1 (Service default/deep): nested deeper than the limit of 64 \
+                 levels; the document is not loaded"
+                    .to_owned()
+            ]
+        );
+        let names: Vec<&str> = report
+            .snapshot
+            .services
+            .keys()
+            .map(|k| k.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["after"]);
+        // serde_json stops at 128 levels before building anything; the stream cannot go on.
+        let text = format!("{svc}\n{}", deep(100_000));
+        let report = load_sources([("d.json", text.as_str())]);
+        let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors,
+            vec![
+                "d.json: document 2: nested deeper than the limit of 64 levels (the JSON parser \
+                 gave up at 128, at line 2 column 128); the rest of the file is not loaded"
+                    .to_owned()
+            ]
+        );
+        assert_eq!(report.snapshot.services.len(), 1);
+    }
+
+    const GATEWAY: &str = "apiVersion: sluice.dev/v1alpha1
+kind: Gateway
+metadata:
+  name: team-a
+  namespace: sluice-system
+spec:
+  ingressClassName: team-a
+";
+
+    #[test]
+    fn gateways_that_do_not_load_are_recorded() {
+        let report = load(GATEWAY);
+        assert_eq!(report.errors, vec![]);
+        assert_eq!(report.snapshot.gateways.len(), 1);
+        assert!(report.snapshot.unloaded_gateways.is_empty());
+
+        let cases = [
+            // A type error in the spec.
+            GATEWAY.replace("ingressClassName: team-a", "rootNamespaces: 3"),
+            // A version sluice does not read.
+            GATEWAY.replace("v1alpha1", "v1"),
+            // No apiVersion.
+            GATEWAY.replace("apiVersion: sluice.dev/v1alpha1\n", ""),
+            // Not YAML at all: it mentions the Sluice API group, so it may be a Gateway.
+            GATEWAY.replace("spec:", "spec: [unclosed"),
+            // Too deep to parse.
+            format!("{GATEWAY}  x: {}\n", "[".repeat(100)),
+            // Parsed, but too deep.
+            format!("{GATEWAY}  x:\n{}y\n", "  - ".repeat(100)),
+        ];
+        for text in cases {
+            let report = load(&text);
+            assert_eq!(report.errors.len(), 1, "{text}: {:?}", report.errors);
+            assert!(report.snapshot.gateways.is_empty(), "{text}");
+            let at = match &report.errors[0] {
+                LoadError::Syntax { at, .. } | LoadError::Decode { at, .. } => at.to_string(),
+                LoadError::Read { path, .. } => path.clone(),
+            };
+            assert_eq!(report.snapshot.unloaded_gateways, vec![at], "{text}");
+        }
+
+        // Other kinds that fail, and other APIs' Gateways, are not Sluice Gateways.
+        let report = load(
+            "apiVersion: v1\nkind: Service\nspec: 3\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: g\n---\n[unclosed\n",
+        );
+        assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+        assert!(report.snapshot.unloaded_gateways.is_empty());
+    }
+
+    /// The depth pre-scan agrees with the parser on every YAML document in the repository.
+    #[test]
+    fn depth_scan_agrees_with_the_parser_on_the_repository() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut stack = vec![
+            root.join("examples"),
+            root.join("config"),
+            root.join("crds"),
+        ];
+        stack.push(root.join("operator/tests"));
+        let mut compared = 0;
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if !is_manifest(&path) || path.extension().is_some_and(|e| e == "json") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for doc in split_yaml_documents(&text) {
+                    let Ok(value) = serde_norway::from_str::<Value>(&doc.text) else {
+                        continue;
+                    };
+                    let depth = value_depth(&value);
+                    let scanned = (0..=depth).find(|l| check_yaml_depth(&doc.text, *l).is_ok());
+                    assert_eq!(scanned, Some(depth), "{}: {}", path.display(), doc.text);
+                    compared += 1;
+                }
+            }
+        }
+        println!("{compared} documents compared");
+        assert!(compared > 50, "{compared}");
     }
 
     #[test]
@@ -793,6 +1207,24 @@ spec:
         // b.yml sorts after a.yaml and wins.
         assert_eq!(port("s"), 2);
         assert_eq!(report.warnings.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_manifest_file_may_be_a_gateway() {
+        let dir = std::env::temp_dir().join(format!("sluice-unread-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), ROUTE).unwrap();
+        // Not UTF-8: read_to_string fails.
+        std::fs::write(dir.join("b.yaml"), b"kind: Gateway\n\xff\xfe\n").unwrap();
+        let report = load_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        assert_eq!(report.errors[0].label(), "read");
+        assert_eq!(report.snapshot.ingress_routes.len(), 1);
+        let unloaded = &report.snapshot.unloaded_gateways;
+        assert_eq!(unloaded.len(), 1);
+        assert!(unloaded[0].ends_with("b.yaml"), "{unloaded:?}");
     }
 
     #[test]

@@ -10,5 +10,6 @@
 
 pub mod files;
 pub mod kube;
+pub mod nesting;
 
 pub use files::{DocRef, LoadError, LoadReport, LoadWarning, load_dir, load_sources};
