@@ -606,4 +606,206 @@ mod tests {
         cache.prune("ns/unknown");
         assert_eq!(cache.entries(), 0);
     }
+
+    fn versioned(snapshot: &Snapshot, type_url: &str) -> Vec<Arc<VersionedResource>> {
+        snapshot
+            .resources(type_url)
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// (name, content) of what is served of a type.
+    fn served(cache: &Cache, instance: &str, type_url: &str) -> Vec<(String, String)> {
+        let snapshot = cache.served(instance).unwrap();
+        snapshot
+            .resources(type_url)
+            .map(|r| {
+                r.values()
+                    .map(|v| {
+                        (
+                            v.name.clone(),
+                            String::from_utf8(v.resource.value.clone()).unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn pairs(entries: &[(&str, &str)]) -> Vec<(String, String)> {
+        entries
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn rejected_versions_are_served_as_last_accepted_until_they_change() {
+        const C: &str = type_url::CLUSTER;
+        let cache = Cache::new();
+        let mut watcher = cache.subscribe("ns/gw");
+        cache.set("ns/gw", resources(&[(C, "a", b"a1"), (C, "x", b"x1")]));
+        let v1 = cache.get("ns/gw").unwrap();
+        cache.ack("ns/gw", C, &versioned(&v1, C), &[], true);
+
+        // x changes to a value Envoy rejects; a (same version) was accepted before.
+        cache.set("ns/gw", resources(&[(C, "a", b"a1"), (C, "x", b"x2")]));
+        let v2 = cache.get("ns/gw").unwrap();
+        watcher.borrow_and_update();
+        cache.nack("ns/gw", C, "v2", "envoy-1", "bad x", &versioned(&v2, C));
+        assert!(watcher.has_changed().unwrap(), "streams are woken");
+        assert_eq!(
+            served(&cache, "ns/gw", C),
+            pairs(&[("a", "a1"), ("x", "x1")])
+        );
+        let rejections = cache.rejections("ns/gw");
+        assert_eq!(rejections.len(), 1);
+        let r = &rejections[0];
+        assert_eq!((r.type_url.as_str(), r.version.as_str()), (C, "v2"));
+        assert_eq!((r.node_id.as_str(), r.error.as_str()), ("envoy-1", "bad x"));
+        assert_eq!(r.changed_resources.keys().collect::<Vec<_>>(), vec!["x"]);
+        assert_eq!(
+            r.changed_resources["x"],
+            v2.resources(C).unwrap()["x"].version
+        );
+
+        // Another resource's change is served while x stays held back; a rejected new resource
+        // is left out.
+        cache.set(
+            "ns/gw",
+            resources(&[(C, "a", b"a2"), (C, "x", b"x2"), (C, "y", b"y1")]),
+        );
+        assert_eq!(
+            served(&cache, "ns/gw", C),
+            pairs(&[("a", "a2"), ("x", "x1"), ("y", "y1")])
+        );
+        // What was sent (the served view) is rejected: a2 and y1 are blamed together.
+        let sent = cache.served("ns/gw").unwrap();
+        cache.nack("ns/gw", C, "v3", "envoy-1", "bad y", &versioned(&sent, C));
+        assert_eq!(
+            served(&cache, "ns/gw", C),
+            pairs(&[("a", "a1"), ("x", "x1")])
+        );
+        let rejections = cache.rejections("ns/gw");
+        assert_eq!(rejections.len(), 2);
+        assert_eq!(
+            rejections[1].changed_resources.keys().collect::<Vec<_>>(),
+            vec!["a", "y"]
+        );
+
+        // Fixed: the latest is served again and the rejections are over.
+        cache.set(
+            "ns/gw",
+            resources(&[(C, "a", b"a2"), (C, "x", b"x3"), (C, "y", b"y2")]),
+        );
+        assert_eq!(
+            served(&cache, "ns/gw", C),
+            pairs(&[("a", "a2"), ("x", "x3"), ("y", "y2")])
+        );
+        assert!(cache.rejections("ns/gw").is_empty());
+    }
+
+    #[test]
+    fn a_type_never_accepted_is_served_as_is() {
+        const S: &str = type_url::SECRET;
+        let cache = Cache::new();
+        cache.set("ns/gw", resources(&[(S, "tls", b"bad")]));
+        let v1 = cache.get("ns/gw").unwrap();
+        cache.nack(
+            "ns/gw",
+            S,
+            "v1",
+            "envoy-1",
+            "key mismatch",
+            &versioned(&v1, S),
+        );
+        assert_eq!(served(&cache, "ns/gw", S), pairs(&[("tls", "bad")]));
+        assert_eq!(cache.rejections("ns/gw").len(), 1);
+        // The same rejection from a second Envoy is one rejection.
+        cache.nack(
+            "ns/gw",
+            S,
+            "v1",
+            "envoy-2",
+            "key mismatch",
+            &versioned(&v1, S),
+        );
+        let rejections = cache.rejections("ns/gw");
+        assert_eq!(rejections.len(), 1);
+        assert_eq!(rejections[0].node_id, "envoy-2");
+    }
+
+    #[test]
+    fn resources_rejected_together_come_back_together() {
+        const S: &str = type_url::SECRET;
+        let cache = Cache::new();
+        cache.set(
+            "ns/gw",
+            resources(&[(S, "victim", b"v1"), (S, "bad", b"b1")]),
+        );
+        let v1 = cache.get("ns/gw").unwrap();
+        cache.ack("ns/gw", S, &versioned(&v1, S), &[], false);
+        cache.set(
+            "ns/gw",
+            resources(&[(S, "victim", b"v2"), (S, "bad", b"b2")]),
+        );
+        let v2 = cache.get("ns/gw").unwrap();
+        cache.nack("ns/gw", S, "v2", "envoy-1", "bad", &versioned(&v2, S));
+        assert_eq!(
+            served(&cache, "ns/gw", S),
+            pairs(&[("bad", "b1"), ("victim", "v1")])
+        );
+        // Only "bad" changes: the victim's new version gets its try with it.
+        cache.set(
+            "ns/gw",
+            resources(&[(S, "victim", b"v2"), (S, "bad", b"b3")]),
+        );
+        assert_eq!(
+            served(&cache, "ns/gw", S),
+            pairs(&[("bad", "b3"), ("victim", "v2")])
+        );
+    }
+
+    #[test]
+    fn a_version_any_envoy_accepted_is_not_held_back() {
+        const C: &str = type_url::CLUSTER;
+        let cache = Cache::new();
+        cache.set("ns/gw", resources(&[(C, "x", b"x1")]));
+        let v1 = cache.get("ns/gw").unwrap();
+        cache.ack("ns/gw", C, &versioned(&v1, C), &[], true);
+        cache.set("ns/gw", resources(&[(C, "x", b"x2")]));
+        let v2 = cache.get("ns/gw").unwrap();
+        cache.nack(
+            "ns/gw",
+            C,
+            "v2",
+            "envoy-old",
+            "unknown field",
+            &versioned(&v2, C),
+        );
+        assert_eq!(served(&cache, "ns/gw", C), pairs(&[("x", "x1")]));
+        // Another Envoy of the instance accepts x2: it is served, the rejection stays reported.
+        cache.ack("ns/gw", C, &versioned(&v2, C), &[], true);
+        assert_eq!(served(&cache, "ns/gw", C), pairs(&[("x", "x2")]));
+        assert_eq!(cache.rejections("ns/gw").len(), 1);
+        // A NACK of content already accepted elsewhere blames no resource.
+        cache.nack(
+            "ns/gw",
+            C,
+            "v2",
+            "envoy-old",
+            "unknown field",
+            &versioned(&v2, C),
+        );
+        assert!(
+            cache
+                .rejections("ns/gw")
+                .iter()
+                .any(|r| r.changed_resources.is_empty())
+        );
+        assert_eq!(served(&cache, "ns/gw", C), pairs(&[("x", "x2")]));
+        // Removing the instance forgets its verdicts.
+        cache.remove("ns/gw");
+        assert!(cache.rejections("ns/gw").is_empty());
+    }
 }

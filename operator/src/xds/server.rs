@@ -1724,4 +1724,141 @@ mod tests {
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].type_url, type_url::ROUTE);
     }
+
+    fn delta_names(responses: &[DeltaDiscoveryResponse]) -> Vec<(String, Vec<String>)> {
+        responses
+            .iter()
+            .map(|r| {
+                (
+                    r.type_url.clone(),
+                    r.resources.iter().map(|x| x.name.clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn delta_verdict(
+        d: &mut DeltaStream,
+        response: &DeltaDiscoveryResponse,
+        error: Option<&str>,
+    ) -> Vec<Verdict> {
+        d.on_request(DeltaDiscoveryRequest {
+            response_nonce: response.nonce.clone(),
+            error_detail: error.map(|message| envoy_types::pb::google::rpc::Status {
+                message: message.into(),
+                ..Default::default()
+            }),
+            ..delta_request(&response.type_url, &[], &[])
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn delta_resends_everything_a_nack_rejected_once_it_changes() {
+        let mut d = DeltaStream::new("ns/gw".into(), "node".into(), metrics());
+        d.on_request(delta_request(type_url::SECRET, &["victim", "bad"], &[]))
+            .unwrap();
+        let v1 = snapshot(&[
+            (type_url::SECRET, "victim", "v1"),
+            (type_url::SECRET, "bad", "b1"),
+        ]);
+        let sent = d.push(&v1);
+        let verdicts = delta_verdict(&mut d, &sent[0], None);
+        assert!(matches!(&verdicts[..], [Verdict::Ack { resources, .. }] if resources.len() == 2));
+
+        // The victim's new certificate goes out with a bad one; Envoy rejects the response.
+        let v2 = snapshot(&[
+            (type_url::SECRET, "victim", "v2"),
+            (type_url::SECRET, "bad", "b2"),
+        ]);
+        let sent = d.push(&v2);
+        assert_eq!(
+            delta_names(&sent),
+            vec![(
+                type_url::SECRET.to_owned(),
+                vec!["bad".into(), "victim".into()]
+            )]
+        );
+        let verdicts = delta_verdict(&mut d, &sent[0], Some("bad key"));
+        assert!(
+            matches!(&verdicts[..], [Verdict::Nack { resources, error, .. }]
+                if resources.len() == 2 && error == "bad key")
+        );
+        // Not resent while unchanged.
+        assert!(d.push(&v2).is_empty());
+
+        // The bad one is fixed: the victim, which the Envoy never accepted, is resent too.
+        let v3 = snapshot(&[
+            (type_url::SECRET, "victim", "v2"),
+            (type_url::SECRET, "bad", "b3"),
+        ]);
+        assert_eq!(
+            delta_names(&d.push(&v3)),
+            vec![(
+                type_url::SECRET.to_owned(),
+                vec!["bad".into(), "victim".into()]
+            )]
+        );
+        // A verdict on an unknown nonce is none.
+        assert!(delta_verdict(&mut d, &sent[0], None).is_empty());
+    }
+
+    #[test]
+    fn delta_back_to_the_accepted_version_after_a_nack_sends_nothing() {
+        let mut d = DeltaStream::new("ns/gw".into(), "node".into(), metrics());
+        d.on_request(delta_request(type_url::CLUSTER, &[], &[]))
+            .unwrap();
+        let v1 = snapshot(&[(type_url::CLUSTER, "c", "c1")]);
+        let sent = d.push(&v1);
+        delta_verdict(&mut d, &sent[0], None);
+        let sent = d.push(&snapshot(&[(type_url::CLUSTER, "c", "c2")]));
+        delta_verdict(&mut d, &sent[0], Some("bad"));
+        // What the cache serves after the NACK: the accepted version, which the Envoy has.
+        assert!(d.push(&v1).is_empty());
+    }
+
+    #[test]
+    fn sotw_verdicts_follow_the_version_envoy_reports() {
+        let mut s = SotwStream::new("ns/gw".into(), "node".into(), metrics());
+        s.on_request(sotw_request(type_url::LISTENER, &[], ""))
+            .unwrap();
+        let v1 = snapshot(&[(type_url::LISTENER, "l", "l1")]);
+        let sent = s.push(&v1);
+        let ack = DiscoveryRequest {
+            version_info: sent[0].version_info.clone(),
+            ..sotw_request(type_url::LISTENER, &[], &sent[0].nonce)
+        };
+        let verdicts = s.on_request(ack.clone()).unwrap();
+        assert!(matches!(
+            &verdicts[..],
+            [Verdict::Ack { complete: true, .. }]
+        ));
+        // Judged once.
+        assert!(s.on_request(ack).unwrap().is_empty());
+
+        let sent = s.push(&snapshot(&[(type_url::LISTENER, "l", "l2")]));
+        let nack = DiscoveryRequest {
+            // Envoy reports the version it still runs.
+            version_info: "v1".into(),
+            error_detail: Some(envoy_types::pb::google::rpc::Status {
+                message: "bad listener".into(),
+                ..Default::default()
+            }),
+            ..sotw_request(type_url::LISTENER, &[], &sent[0].nonce)
+        };
+        let verdicts = s.on_request(nack).unwrap();
+        assert!(
+            matches!(&verdicts[..], [Verdict::Nack { version, .. }] if *version == sent[0].version_info)
+        );
+        // A later request with that nonce and the old version is no ACK.
+        let later = DiscoveryRequest {
+            version_info: "v1".into(),
+            ..sotw_request(type_url::LISTENER, &[], &sent[0].nonce)
+        };
+        assert!(s.on_request(later).unwrap().is_empty());
+        // Back to the accepted content (what the cache serves after the NACK): sent again.
+        assert_eq!(s.push(&v1).len(), 1);
+        assert_eq!(s.metrics.gateway_nacks("ns/gw", type_url::LISTENER), 1);
+        assert_eq!(s.metrics.nacks(type_url::LISTENER), 1);
+    }
 }
