@@ -237,6 +237,10 @@ impl Entry {
         }
     }
 
+    fn rejection_count(&self) -> usize {
+        self.verdicts.values().map(|v| v.rejections.len()).sum()
+    }
+
     /// Recomputes what is served from `latest` and the verdicts; wakes the streams only if that
     /// changed. Returns whether it did.
     fn publish(&mut self) -> bool {
@@ -317,14 +321,35 @@ fn served_view(latest: &Arc<Snapshot>, verdicts: &BTreeMap<String, TypeVerdicts>
 /// some Envoy of the instance runs with is known to load with the instance's configuration, and
 /// the refusal points at that one Envoy rather than at the content. The rejection is still
 /// counted and reported, with no changed resources if it was all accepted elsewhere.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Cache {
     instances: Mutex<HashMap<String, Entry>>,
+    /// Bumped whenever the rejections of any instance change.
+    rejections_changed: watch::Sender<u64>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            instances: Mutex::default(),
+            rejections_changed: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Cache {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Changes whenever [`Cache::rejections`] may answer differently for some instance.
+    pub fn watch_rejections(&self) -> watch::Receiver<u64> {
+        self.rejections_changed.subscribe()
+    }
+
+    fn rejections_changed(&self) {
+        self.rejections_changed
+            .send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Replaces an instance's resources. Returns whether anything changed; only then are that
@@ -343,7 +368,11 @@ impl Cache {
             return false;
         }
         entry.latest = Some(snapshot);
+        let before = entry.rejection_count();
         entry.publish();
+        if entry.rejection_count() != before {
+            self.rejections_changed();
+        }
         true
     }
 
@@ -355,8 +384,12 @@ impl Cache {
             return false;
         };
         let was_set = entry.latest.take().is_some();
+        let had_rejections = entry.rejection_count() > 0;
         entry.verdicts.clear();
         entry.publish();
+        if had_rejections {
+            self.rejections_changed();
+        }
         if entry.served.receiver_count() == 0 {
             instances.remove(instance);
         }
@@ -487,6 +520,7 @@ impl Cache {
             verdicts.rejections.remove(0);
         }
         entry.publish();
+        self.rejections_changed();
     }
 
     /// The rejections of an instance whose content is still wanted (nothing they blame has
