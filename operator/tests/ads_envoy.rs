@@ -1,6 +1,8 @@
 //! Smoke test with a real Envoy (`SLUICE_ENVOY`, else `envoy` on PATH): Envoy fetches a
 //! cluster, its endpoints, a listener and a route configuration over ADS (Delta and SotW),
-//! serves traffic with them, and picks up an update.
+//! serves traffic with them, and picks up an update. Then NACKs: a cluster only Envoy rejects
+//! must not reach new Envoys, and everything its rejected responses carried must arrive once it
+//! is gone. Traffic alone tells what an Envoy has (no admin interface).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -82,6 +84,17 @@ fn route(prefix: &str, action: Action) -> Route {
 /// A cluster (EDS) pointing at the backend, a listener with an RDS route configuration:
 /// `/direct` answers `direct_body`, everything else goes to the backend.
 fn resources(listener_port: u16, backend_port: u16, direct_body: &str) -> InstanceResources {
+    resources_with(listener_port, backend_port, direct_body, &[])
+}
+
+/// [`resources`], plus a route `prefix` → `cluster` for each `extra_routes`, before the
+/// catch-all.
+fn resources_with(
+    listener_port: u16,
+    backend_port: u16,
+    direct_body: &str,
+    extra_routes: &[(&str, &str)],
+) -> InstanceResources {
     let cluster = Cluster {
         name: "backend".into(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
@@ -139,26 +152,35 @@ fn resources(listener_port: u16, backend_port: u16, direct_body: &str) -> Instan
         virtual_hosts: vec![VirtualHost {
             name: "all".into(),
             domains: vec!["*".into()],
-            routes: vec![
-                route(
-                    "/direct",
-                    Action::DirectResponse(DirectResponseAction {
-                        status: 200,
-                        body: Some(DataSource {
-                            specifier: Some(DataSpecifier::InlineString(direct_body.into())),
-                            ..Default::default()
-                        }),
+            routes: [route(
+                "/direct",
+                Action::DirectResponse(DirectResponseAction {
+                    status: 200,
+                    body: Some(DataSource {
+                        specifier: Some(DataSpecifier::InlineString(direct_body.into())),
                         ..Default::default()
                     }),
-                ),
+                    ..Default::default()
+                }),
+            )]
+            .into_iter()
+            .chain(extra_routes.iter().map(|(prefix, cluster)| {
                 route(
-                    "/",
+                    prefix,
                     Action::Route(RouteAction {
-                        cluster_specifier: Some(ClusterSpecifier::Cluster("backend".into())),
+                        cluster_specifier: Some(ClusterSpecifier::Cluster((*cluster).into())),
                         ..Default::default()
                     }),
-                ),
-            ],
+                )
+            }))
+            .chain([route(
+                "/",
+                Action::Route(RouteAction {
+                    cluster_specifier: Some(ClusterSpecifier::Cluster("backend".into())),
+                    ..Default::default()
+                }),
+            )])
+            .collect(),
             ..Default::default()
         }],
         ..Default::default()
@@ -255,6 +277,11 @@ impl Drop for Envoy {
 
 /// A backend answering every request with `backend`.
 async fn start_backend() -> u16 {
+    start_backend_with("backend").await
+}
+
+/// A backend answering every request with `body`.
+async fn start_backend_with(body: &'static str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -268,11 +295,11 @@ async fn start_backend() -> u16 {
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
-                let _ = conn
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nbackend",
-                    )
-                    .await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
             });
         }
     });
@@ -343,4 +370,185 @@ async fn envoy_delta_ads() {
 #[tokio::test]
 async fn envoy_sotw_ads() {
     smoke("GRPC").await;
+}
+
+/// A static cluster `name` sending to `port` on 127.0.0.1.
+fn static_cluster(name: &str, port: u16) -> Cluster {
+    Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        connect_timeout: Some(PbDuration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                        address: Some(socket(port)),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A cluster only Envoy rejects: its load balancing policy is no defined value. Envoy refuses
+/// the whole response carrying it, so nothing else in that response is applied either.
+fn rejected_cluster(port: u16) -> Cluster {
+    Cluster {
+        lb_policy: 99,
+        ..static_cluster("bad", port)
+    }
+}
+
+/// `base` plus a static cluster and a route `/<name>` to it for each of `victims`, and the
+/// rejected cluster if `bad`.
+fn with_clusters(
+    listener_port: u16,
+    backend_port: u16,
+    direct_body: &str,
+    victims: &[(&str, u16)],
+    bad: bool,
+) -> InstanceResources {
+    let prefixes: Vec<(String, &str)> = victims
+        .iter()
+        .map(|(name, _)| (format!("/{name}"), *name))
+        .collect();
+    let routes: Vec<(&str, &str)> = prefixes.iter().map(|(p, n)| (p.as_str(), *n)).collect();
+    let mut r = resources_with(listener_port, backend_port, direct_body, &routes);
+    for (name, port) in victims {
+        r.insert(*name, pack_any(static_cluster(name, *port)));
+    }
+    if bad {
+        r.insert("bad", pack_any(rejected_cluster(backend_port)));
+    }
+    r
+}
+
+/// Waits until the cache records a rejection of clusters blaming exactly `blamed`.
+async fn wait_for_rejection(cache: &Cache, envoy: &Envoy, blamed: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let rejections = cache.rejections(INSTANCE);
+        if rejections.iter().any(|r| {
+            r.type_url == type_url::CLUSTER
+                && r.changed_resources
+                    .keys()
+                    .map(String::as_str)
+                    .eq(blamed.iter().copied())
+        }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no rejection of {blamed:?}; rejections: {:?}\nEnvoy log:\n{}",
+        cache.rejections(INSTANCE),
+        envoy.log()
+    );
+}
+
+async fn nack(api_type: &str) {
+    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let xds_port = xds.local_addr().unwrap().port();
+    let cache = Arc::new(Cache::new());
+    let metrics = Arc::new(ServerMetrics::new().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        AdsServer::new(cache.clone(), metrics.clone()).serve(xds, async {
+            let _ = stopped.await;
+        }),
+    );
+    let backend = start_backend().await;
+    let victim = start_backend_with("victim").await;
+    let other = start_backend_with("other").await;
+    let port = free_port().await;
+    let name = format!("nack-{}", api_type.to_lowercase());
+
+    cache.set(INSTANCE, resources(port, backend, "v1"));
+    let first = Envoy::start(&bootstrap(api_type, xds_port), &format!("{name}-1"));
+    wait_for(&first, port, "/direct", "v1").await;
+    wait_for(&first, port, "/", "backend").await;
+
+    // A victim's new cluster goes out with one Envoy rejects: the whole CDS response is
+    // rejected, and both are blamed. The route configuration is accepted.
+    cache.set(
+        INSTANCE,
+        with_clusters(port, backend, "v2", &[("victim", victim)], true),
+    );
+    wait_for_rejection(&cache, &first, &["bad", "victim"]).await;
+    assert!(metrics.gateway_nacks(INSTANCE, type_url::CLUSTER) >= 1);
+    wait_for(&first, port, "/direct", "v2").await;
+    wait_for(&first, port, "/", "backend").await;
+
+    // The bad cluster goes: the victim's cluster, rejected before, arrives.
+    cache.set(
+        INSTANCE,
+        with_clusters(port, backend, "v3", &[("victim", victim)], false),
+    );
+    wait_for(&first, port, "/victim", "victim").await;
+    wait_for(&first, port, "/direct", "v3").await;
+    assert!(cache.rejections(INSTANCE).is_empty());
+
+    // Rejected again, with another victim; then the Envoy is replaced by a new one, which must
+    // get the accepted clusters (a rejected CDS would leave it with none).
+    cache.set(
+        INSTANCE,
+        with_clusters(
+            port,
+            backend,
+            "v4",
+            &[("victim", victim), ("other", other)],
+            true,
+        ),
+    );
+    wait_for_rejection(&cache, &first, &["bad", "other"]).await;
+    wait_for(&first, port, "/direct", "v4").await;
+    drop(first);
+    let second = Envoy::start(&bootstrap(api_type, xds_port), &format!("{name}-2"));
+    wait_for(&second, port, "/direct", "v4").await;
+    wait_for(&second, port, "/", "backend").await;
+    wait_for(&second, port, "/victim", "victim").await;
+    let held = get(port, "/other").await;
+    assert_ne!(
+        held,
+        Some((200, "other".into())),
+        "a rejected cluster was served"
+    );
+
+    // Fixed: the new Envoy gets the cluster held back from it.
+    cache.set(
+        INSTANCE,
+        with_clusters(
+            port,
+            backend,
+            "v5",
+            &[("victim", victim), ("other", other)],
+            false,
+        ),
+    );
+    wait_for(&second, port, "/other", "other").await;
+    wait_for(&second, port, "/", "backend").await;
+    assert!(cache.rejections(INSTANCE).is_empty());
+
+    drop(second);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn envoy_delta_nack_serves_accepted_and_resends_rejected() {
+    nack("DELTA_GRPC").await;
+}
+
+#[tokio::test]
+async fn envoy_sotw_nack_serves_accepted_and_resends_rejected() {
+    nack("GRPC").await;
 }

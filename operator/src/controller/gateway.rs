@@ -20,9 +20,12 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
 use crate::api::Gateway;
-use crate::controller::routes::SharedRouteCounts;
+use crate::controller::routes::{SharedDags, SharedRouteCounts};
+use crate::dag::Dag;
 use crate::metrics::Metrics;
+use crate::provision::status::RejectionReport;
 use crate::provision::{self, FIELD_MANAGER, ObservedState, ProvisionContext};
+use crate::xds::cache::{Cache, Rejection};
 
 pub struct GatewayContext {
     pub client: kube::Client,
@@ -30,6 +33,10 @@ pub struct GatewayContext {
     pub leading: watch::Receiver<bool>,
     pub provision: ProvisionContext,
     pub route_counts: SharedRouteCounts,
+    /// The latest DAG of each Gateway, to attribute rejected configuration to IngressRoutes.
+    pub dags: SharedDags,
+    /// The xDS cache, for the configuration each Gateway's Envoys rejected.
+    pub cache: Arc<Cache>,
     /// The xDS CA issuing each Gateway's client certificate; `None` with `--insecure-xds`.
     pub xds_ca: Option<Arc<crate::xds::identity::CertificateAuthority>>,
 }
@@ -83,9 +90,13 @@ pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
         provision::objects::LABEL_MANAGED_BY,
         provision::objects::MANAGED_BY
     ));
-    // Reconcile every Gateway when route counts change (status) or leadership is gained.
+    // Reconcile every Gateway when route counts or Envoy rejections change (status) or
+    // leadership is gained.
     let triggers = futures::stream::select(
-        WatchStream::new(counts_changed).map(|_| ()),
+        futures::stream::select(
+            WatchStream::new(counts_changed).map(|_| ()),
+            WatchStream::new(ctx.cache.watch_rejections()).map(|_| ()),
+        ),
         WatchStream::new(ctx.leading.clone())
             .filter(|l| futures::future::ready(*l))
             .map(|_| ()),
@@ -173,12 +184,15 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         .ok()
         .and_then(|c| c.get(&key).cloned())
         .unwrap_or_default();
+    let dag = ctx.dags.lock().ok().and_then(|d| d.get(&key).cloned());
+    let rejections = rejection_reports(ctx.cache.rejections(&key), dag.as_deref());
     let observed = ObservedState {
         daemon_set: applied.as_ref().map(|a| &a.0),
         service: applied.as_ref().map(|a| &a.1),
         pods: &pods,
         routes,
         error: error.as_ref(),
+        rejections: &rejections,
     };
     let status = provision::gateway_status(gw, &observed, &Time(jiff::Timestamp::now()));
     if gw.status.as_ref() != Some(&status) {
@@ -206,6 +220,34 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         // Follow the rollout; DaemonSet events also trigger a reconcile.
         None => Action::requeue(Duration::from_secs(60)),
     })
+}
+
+/// The rejections of a Gateway's configuration as its status reports them: the resources blamed
+/// and, with the Gateway's DAG, the one IngressRoute they all come from, if there is one.
+pub fn rejection_reports(rejections: Vec<Rejection>, dag: Option<&Dag>) -> Vec<RejectionReport> {
+    rejections
+        .into_iter()
+        .map(|r| {
+            let ingress_route = dag.and_then(|dag| {
+                crate::xds::attribution::single_owner(
+                    dag,
+                    &r.type_url,
+                    r.changed_resources.keys().map(String::as_str),
+                )
+            });
+            RejectionReport {
+                kind: r
+                    .type_url
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or(&r.type_url)
+                    .to_owned(),
+                resources: r.changed_resources.into_keys().collect(),
+                ingress_route,
+                error: r.error,
+            }
+        })
+        .collect()
 }
 
 /// Issues (or keeps, while still good) the Gateway's xDS client certificate and applies its
@@ -312,5 +354,61 @@ mod tests {
         let mut deleting = gw(Some("a"));
         deleting.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
         assert!(!is_same_live_object(&deleting, &gw(Some("a"))));
+    }
+
+    #[test]
+    fn rejections_name_the_one_ingressroute_they_come_from() {
+        #![allow(clippy::unwrap_used)]
+        use crate::xds::cache::{InstanceResources, type_url};
+        use crate::xds::translate::fixture::{cluster_name, eds_cluster, route, vhost};
+        use envoy_types::pb::google::protobuf::Any;
+
+        let dag = Dag {
+            virtual_hosts: vec![vhost("a.example.com", vec![route("/", &[("a", 80, 1)])])],
+            clusters: vec![eds_cluster("a", 80)],
+            ..Dag::default()
+        };
+        let cache = Cache::new();
+        let mut resources = InstanceResources::default();
+        let name = cluster_name("a", 80);
+        resources.insert(
+            name.clone(),
+            Any {
+                type_url: type_url::CLUSTER.into(),
+                value: b"bad".to_vec(),
+            },
+        );
+        cache.set("ns/gw", resources);
+        let latest = cache.get("ns/gw").unwrap();
+        let sent: Vec<_> = latest
+            .resources(type_url::CLUSTER)
+            .unwrap()
+            .values()
+            .cloned()
+            .collect();
+        cache.nack(
+            "ns/gw",
+            type_url::CLUSTER,
+            "v1",
+            "envoy",
+            "bad lb_policy",
+            &sent,
+        );
+
+        let reports = rejection_reports(cache.rejections("ns/gw"), Some(&dag));
+        assert_eq!(
+            reports,
+            vec![RejectionReport {
+                kind: "Cluster".into(),
+                resources: vec![name],
+                ingress_route: Some("default/root".into()),
+                error: "bad lb_policy".into(),
+            }]
+        );
+        // Without a DAG, no IngressRoute is named.
+        assert_eq!(
+            rejection_reports(cache.rejections("ns/gw"), None)[0].ingress_route,
+            None
+        );
     }
 }

@@ -28,6 +28,10 @@ const SECRET_LIST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Route counts per Gateway (`namespace/name`), read by the Gateway controller for its status.
 pub type SharedRouteCounts = Arc<Mutex<BTreeMap<String, RouteCounts>>>;
 
+/// The latest DAG of each Gateway (`namespace/name`), read by the Gateway controller to name
+/// the IngressRoute a configuration Envoy rejected comes from.
+pub type SharedDags = Arc<Mutex<BTreeMap<String, Arc<Dag>>>>;
+
 pub struct RoutesContext {
     pub client: kube::Client,
     pub stores: Stores,
@@ -39,6 +43,7 @@ pub struct RoutesContext {
     /// Statuses are rechecked this often even without changes (a failed write is retried).
     pub resync: Duration,
     pub route_counts: SharedRouteCounts,
+    pub dags: SharedDags,
     /// Bumped when route counts change, so Gateway statuses follow.
     pub counts_changed: watch::Sender<u64>,
     /// Route to loopback endpoint addresses (`--allow-loopback-endpoints`, tests only).
@@ -242,6 +247,12 @@ fn publish_counts(ctx: &RoutesContext, dags: &[Arc<Dag>]) {
                 .set(i64::from(n));
         }
         counts.insert(dag.gateway.clone(), c);
+    }
+    if let Ok(mut shared) = ctx.dags.lock() {
+        *shared = dags
+            .iter()
+            .map(|d| (d.gateway.clone(), d.clone()))
+            .collect();
     }
     let counts_differ = ctx
         .route_counts

@@ -130,6 +130,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let (stores, changed) = crate::source::kube::start(&client);
     let route_counts: routes::SharedRouteCounts = Arc::new(Mutex::new(BTreeMap::new()));
+    let dags: routes::SharedDags = Arc::new(Mutex::new(BTreeMap::new()));
     let (counts_tx, counts_rx) = watch::channel(0u64);
     tasks.spawn({
         let ctx = routes::RoutesContext {
@@ -142,6 +143,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             debounce: opts.debounce,
             resync: Duration::from_secs(30),
             route_counts: route_counts.clone(),
+            dags: dags.clone(),
             counts_changed: counts_tx,
             allow_loopback_endpoints: opts.allow_loopback_endpoints,
         };
@@ -158,6 +160,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             leading: leading_rx,
             provision: opts.provision.clone(),
             route_counts,
+            dags,
+            cache: cache.clone(),
         };
         async move {
             gateway::run(ctx, counts_rx).await;

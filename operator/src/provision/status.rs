@@ -19,6 +19,11 @@
 //!      this is exactly "the rollout makes no progress". Pods that are merely starting do not
 //!      count, so a healthy rollout never shows `Degraded`.
 //!
+//!   4. otherwise, an Envoy of the Gateway rejected (NACKed) configuration that is still wanted
+//!      ([`ObservedState::rejections`]): reason `EnvoyRejectedConfiguration`, the message names
+//!      the blamed resources, the IngressRoute they all come from if there is one, and Envoy's
+//!      error. The Envoys keep being served the last accepted versions meanwhile.
+//!
 //!   Case 3 needs the pods: when the controller passes none, only cases 1 and 2 are detected.
 //!   Pod state changes do not always change the DaemonSet's status, so the controller should
 //!   requeue while `Progressing` is true.
@@ -53,6 +58,25 @@ pub const STUCK_REASONS: [&str; 8] = [
 /// At most this many failing pods are named in the `Degraded` message.
 const MAX_PODS_IN_MESSAGE: usize = 3;
 
+/// At most this many rejections, resources per rejection, and characters of Envoy's error
+/// are shown in the `Degraded` message.
+const MAX_REJECTIONS_IN_MESSAGE: usize = 2;
+const MAX_RESOURCES_IN_MESSAGE: usize = 3;
+const MAX_ERROR_CHARS: usize = 300;
+
+/// Configuration an Envoy of the Gateway rejected, as the status reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RejectionReport {
+    /// The resource type, short (`Cluster`, `Secret`, ...).
+    pub kind: String,
+    /// The resources blamed: changed since the last accepted configuration.
+    pub resources: Vec<String>,
+    /// The IngressRoute (`namespace/name`) all the blamed resources come from, if only one.
+    pub ingress_route: Option<String>,
+    /// Envoy's error message.
+    pub error: String,
+}
+
 /// What the controller observed for one Gateway.
 #[derive(Clone, Debug, Default)]
 pub struct ObservedState<'a> {
@@ -66,6 +90,8 @@ pub struct ObservedState<'a> {
     pub routes: RouteCounts,
     /// Why the last attempt to build the Gateway's objects failed, if it did.
     pub error: Option<&'a ProvisionError>,
+    /// Configuration the Gateway's Envoys rejected and that is still wanted.
+    pub rejections: &'a [RejectionReport],
 }
 
 /// The Gateway's status. `now` stamps conditions whose status changed.
@@ -90,6 +116,12 @@ pub fn gateway_status(gw: &Gateway, observed: &ObservedState<'_>, now: &Time) ->
         ),
         Some(ds) => daemon_set_conditions(ds, observed),
     };
+    let mut conditions = conditions;
+    if conditions[2].0 == "False"
+        && let Some(rejected) = degraded_by_rejections(observed.rejections)
+    {
+        conditions[2] = rejected;
+    }
     let previous = gw
         .status
         .as_ref()
@@ -130,6 +162,54 @@ type Cond = (&'static str, &'static str, String);
 
 fn not_degraded() -> Cond {
     ("False", "AsExpected", "no Envoy pod is failing".to_owned())
+}
+
+fn degraded_by_rejections(rejections: &[RejectionReport]) -> Option<Cond> {
+    let first = rejections.first()?;
+    let describe = |r: &RejectionReport| {
+        let mut names: Vec<&str> = r
+            .resources
+            .iter()
+            .take(MAX_RESOURCES_IN_MESSAGE)
+            .map(String::as_str)
+            .collect();
+        let more = r.resources.len().saturating_sub(MAX_RESOURCES_IN_MESSAGE);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        if names.is_empty() {
+            names.push("(accepted by another Envoy)");
+        }
+        let owner = r
+            .ingress_route
+            .as_ref()
+            .map(|o| format!(" of IngressRoute {o}"))
+            .unwrap_or_default();
+        let mut error: String = r.error.chars().take(MAX_ERROR_CHARS).collect();
+        if r.error.chars().count() > MAX_ERROR_CHARS {
+            error.push_str("...");
+        }
+        format!("{} {}{more}{owner}: {error}", r.kind, names.join(", "))
+    };
+    let mut message = format!(
+        "Envoy rejected configuration; the last accepted configuration is served instead. {}",
+        describe(first)
+    );
+    for r in rejections
+        .iter()
+        .skip(1)
+        .take(MAX_REJECTIONS_IN_MESSAGE - 1)
+    {
+        message.push_str("; ");
+        message.push_str(&describe(r));
+    }
+    let more = rejections.len().saturating_sub(MAX_REJECTIONS_IN_MESSAGE);
+    if more > 0 {
+        message.push_str(&format!("; and {more} more rejections"));
+    }
+    Some(("True", "EnvoyRejectedConfiguration", message))
 }
 
 fn degraded_by_error(error: Option<&ProvisionError>) -> Option<Cond> {
@@ -606,5 +686,60 @@ mod tests {
         spec.cluster_ip = Some("None".into());
         spec.cluster_ips = Some(vec!["None".into()]);
         assert!(addresses(&headless).is_empty());
+    }
+
+    #[test]
+    fn rejected_configuration_degrades_unless_already_degraded() {
+        let gw = gateway("team-a", "gw");
+        let ds = daemon_set(1, 1, 1, 1, 1);
+        let long_error = "x".repeat(1000);
+        let rejections = [
+            RejectionReport {
+                kind: "Cluster".into(),
+                resources: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+                ingress_route: Some("team/web".into()),
+                error: long_error,
+            },
+            RejectionReport {
+                kind: "Secret".into(),
+                resources: vec!["team/tls".into()],
+                ingress_route: None,
+                error: "key mismatch".into(),
+            },
+        ];
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            rejections: &rejections,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        let d = cond(&s, "Degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "EnvoyRejectedConfiguration")
+        );
+        assert!(
+            d.message
+                .contains("Cluster a, b, c and 1 more of IngressRoute team/web: xxx"),
+            "{}",
+            d.message
+        );
+        assert!(d.message.contains("...; Secret team/tls: key mismatch"));
+        assert!(d.message.len() < 600, "{}", d.message);
+
+        // An invalid spec says more: it stays the reason.
+        let error = ProvisionError::InvalidSpec {
+            gateway: "team-a/gw".into(),
+            field: "spec.envoy.image",
+            message: "bad".into(),
+        };
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            rejections: &rejections,
+            error: Some(&error),
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        assert_ne!(cond(&s, "Degraded").reason, "EnvoyRejectedConfiguration");
     }
 }

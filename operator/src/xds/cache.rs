@@ -1,8 +1,9 @@
 //! The xDS cache: the latest resources of every Gateway instance, keyed by the Envoy node cluster
 //! (`<namespace>/<name>`).
 //!
-//! The cache owns versioning (a stable hash of each resource's encoded bytes) and change
-//! notification. It knows nothing about protocols or streams: the ADS server
+//! The cache owns versioning (a stable hash of each resource's encoded bytes), change
+//! notification, and what the instance's Envoys accepted or rejected (so that rejected content
+//! is not served again; see [`Cache`]). It knows nothing about protocols or streams: the ADS server
 //! ([`super::server`]) subscribes to one instance and computes per-stream responses from the
 //! [`Snapshot`]s it sees. Setting an instance to identical content notifies nobody; setting one
 //! instance never wakes the streams of another.
@@ -86,6 +87,15 @@ impl Snapshot {
                 (type_url, named)
             })
             .collect();
+        Self::from_types(by_type)
+    }
+
+    /// A snapshot of resources whose versions are already computed.
+    fn from_types(by_type: BTreeMap<String, TypeResources>) -> Self {
+        let by_type: BTreeMap<String, TypeResources> = by_type
+            .into_iter()
+            .filter(|(_, named)| !named.is_empty())
+            .collect();
         let version = hash_versions(by_type.iter().flat_map(|(type_url, named)| {
             named
                 .values()
@@ -157,13 +167,174 @@ fn hex_prefix(digest: &[u8]) -> String {
         })
 }
 
-/// The latest snapshot of an instance, or `None` while it is unknown (never set, or removed).
+/// The configuration an instance's streams serve, or `None` while it is unknown (never set, or
+/// removed). See [`Cache`] for how it differs from the latest snapshot.
 pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
 
-/// Per-instance snapshots with change notification.
+/// At most this many rejections are remembered per instance and type; older ones are dropped.
+const MAX_REJECTIONS: usize = 8;
+
+/// Envoy rejected (NACKed) a response: what it rejected, and what is blamed for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub type_url: String,
+    /// The version of the rejected response (SotW `version_info`; Delta: the snapshot version).
+    pub version: String,
+    /// The Envoy (node id) that rejected it, most recently.
+    pub node_id: String,
+    /// Envoy's `error_detail` message.
+    pub error: String,
+    /// The resources of the rejected response that no Envoy of the instance had accepted at
+    /// that version: name → rejected version. The cause is among them. Empty when every resource
+    /// of the response had been accepted by another Envoy of the instance (they disagree).
+    pub changed_resources: BTreeMap<String, String>,
+    /// The latest snapshot's version when it was recorded (ends a rejection without changes).
+    latest_version: String,
+}
+
+impl Rejection {
+    /// Whether the rejected content is still what the instance wants: every changed resource
+    /// still has its rejected version in `latest`. Once any of them changes or goes away, the new
+    /// combination deserves a try, and the rejection is over.
+    fn still_wanted(&self, latest: &Snapshot) -> bool {
+        if self.changed_resources.is_empty() {
+            return latest.version() == self.latest_version;
+        }
+        let current = latest.resources(&self.type_url);
+        self.changed_resources.iter().all(|(name, version)| {
+            current
+                .and_then(|c| c.get(name))
+                .is_some_and(|r| &r.version == version)
+        })
+    }
+}
+
+/// What the Envoys of an instance said about one type.
 #[derive(Debug, Default)]
+struct TypeVerdicts {
+    /// The last version of each resource that an Envoy of the instance accepted (ACKed);
+    /// `None` until any response of this type was accepted.
+    accepted: Option<TypeResources>,
+    /// Rejections whose content is still wanted, oldest first.
+    rejections: Vec<Rejection>,
+}
+
+/// One instance: its latest snapshot, the verdicts of its Envoys, and the served configuration.
+#[derive(Debug)]
+struct Entry {
+    /// What streams serve: `latest`, minus rejected resource versions (see [`Cache`]).
+    served: watch::Sender<Option<Arc<Snapshot>>>,
+    latest: Option<Arc<Snapshot>>,
+    verdicts: BTreeMap<String, TypeVerdicts>,
+}
+
+impl Entry {
+    fn new() -> Self {
+        Entry {
+            served: watch::Sender::new(None),
+            latest: None,
+            verdicts: BTreeMap::new(),
+        }
+    }
+
+    fn rejection_count(&self) -> usize {
+        self.verdicts.values().map(|v| v.rejections.len()).sum()
+    }
+
+    /// Recomputes what is served from `latest` and the verdicts; wakes the streams only if that
+    /// changed. Returns whether it did.
+    fn publish(&mut self) -> bool {
+        let Some(latest) = self.latest.clone() else {
+            return self
+                .served
+                .send_if_modified(|current| current.take().is_some());
+        };
+        for verdicts in self.verdicts.values_mut() {
+            verdicts.rejections.retain(|r| r.still_wanted(&latest));
+        }
+        let served = served_view(&latest, &self.verdicts);
+        self.served.send_if_modified(|current| {
+            if current
+                .as_ref()
+                .is_some_and(|c| c.version() == served.version())
+            {
+                return false;
+            }
+            *current = Some(served);
+            true
+        })
+    }
+}
+
+/// The configuration to serve: `latest`, except that a resource version an Envoy of the
+/// instance rejected (a changed resource of a rejection still wanted) is replaced by the last
+/// version an Envoy of the instance accepted, or left out if none was. A type nothing was ever
+/// accepted of is served as it is: there is nothing better to fall back to.
+fn served_view(latest: &Arc<Snapshot>, verdicts: &BTreeMap<String, TypeVerdicts>) -> Arc<Snapshot> {
+    let mut by_type = None::<BTreeMap<String, TypeResources>>;
+    for (type_url, v) in verdicts {
+        let Some(accepted) = &v.accepted else {
+            continue;
+        };
+        let held: BTreeMap<&String, &String> = v
+            .rejections
+            .iter()
+            .flat_map(|r| r.changed_resources.iter())
+            // A version some Envoy of the instance accepted is not held back (see
+            // `Cache::ack`).
+            .filter(|(name, version)| accepted.get(*name).is_none_or(|a| &a.version != *version))
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        let by_type = by_type.get_or_insert_with(|| latest.by_type.clone());
+        let Some(resources) = by_type.get_mut(type_url) else {
+            continue;
+        };
+        for name in held.into_keys() {
+            match accepted.get(name) {
+                Some(good) => resources.insert(name.clone(), good.clone()),
+                None => resources.remove(name),
+            };
+        }
+    }
+    match by_type {
+        Some(by_type) => Arc::new(Snapshot::from_types(by_type)),
+        None => latest.clone(),
+    }
+}
+
+/// Per-instance snapshots with change notification, and the verdicts (ACK, NACK) of each
+/// instance's Envoys.
+///
+/// Streams do not serve the latest snapshot as is, but a view of it ([`Cache::subscribe`]):
+/// a resource version that an Envoy of the instance rejected is replaced by the last version an
+/// Envoy of the instance accepted (or left out if there is none), as long as the rejected
+/// content is still wanted. So new and reconnecting Envoys get accepted configuration, never a
+/// rejected one, and the Envoy that rejected is brought back to the accepted state; other
+/// resources, other tenants' changes included, keep flowing. Once a rejected resource changes
+/// (fixed) or goes away, the latest content is served again, and since streams resend whatever
+/// their Envoy has not accepted, everything held back goes out with it.
+///
+/// When Envoys of one instance disagree (one ACKs a version another NACKs, e.g. while an Envoy
+/// image rolls out), "accepted" means accepted by at least one Envoy of the instance: a version
+/// some Envoy of the instance runs with is known to load with the instance's configuration, and
+/// the refusal points at that one Envoy rather than at the content. The rejection is still
+/// counted and reported, with no changed resources if it was all accepted elsewhere.
+#[derive(Debug)]
 pub struct Cache {
-    instances: Mutex<HashMap<String, watch::Sender<Option<Arc<Snapshot>>>>>,
+    instances: Mutex<HashMap<String, Entry>>,
+    /// Bumped whenever the rejections of any instance change.
+    rejections_changed: watch::Sender<u64>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            instances: Mutex::default(),
+            rejections_changed: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Cache {
@@ -171,45 +342,70 @@ impl Cache {
         Self::default()
     }
 
+    /// Changes whenever [`Cache::rejections`] may answer differently for some instance.
+    pub fn watch_rejections(&self) -> watch::Receiver<u64> {
+        self.rejections_changed.subscribe()
+    }
+
+    fn rejections_changed(&self) {
+        self.rejections_changed
+            .send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Replaces an instance's resources. Returns whether anything changed; only then are that
     /// instance's streams woken.
     pub fn set(&self, instance: &str, resources: InstanceResources) -> bool {
         let snapshot = Arc::new(Snapshot::new(resources));
         let mut instances = self.lock();
-        let sender = instances
+        let entry = instances
             .entry(instance.to_owned())
-            .or_insert_with(|| watch::Sender::new(None));
-        sender.send_if_modified(|current| {
-            if current
-                .as_ref()
-                .is_some_and(|c| c.version() == snapshot.version())
-            {
-                return false;
-            }
-            *current = Some(snapshot);
-            true
-        })
+            .or_insert_with(Entry::new);
+        if entry
+            .latest
+            .as_ref()
+            .is_some_and(|c| c.version() == snapshot.version())
+        {
+            return false;
+        }
+        entry.latest = Some(snapshot);
+        let before = entry.rejection_count();
+        entry.publish();
+        if entry.rejection_count() != before {
+            self.rejections_changed();
+        }
+        true
     }
 
     /// Forgets an instance. Connected streams keep their last configuration (Envoy keeps serving
     /// it) and get the new content if the instance is set again. Returns whether it was known.
     pub fn remove(&self, instance: &str) -> bool {
         let mut instances = self.lock();
-        let Some(sender) = instances.get(instance) else {
+        let Some(entry) = instances.get_mut(instance) else {
             return false;
         };
-        let was_set = sender.send_if_modified(|current| current.take().is_some());
-        if sender.receiver_count() == 0 {
+        let was_set = entry.latest.take().is_some();
+        let had_rejections = entry.rejection_count() > 0;
+        entry.verdicts.clear();
+        entry.publish();
+        if had_rejections {
+            self.rejections_changed();
+        }
+        if entry.served.receiver_count() == 0 {
             instances.remove(instance);
         }
         was_set
     }
 
-    /// The current snapshot of an instance.
+    /// The latest snapshot of an instance, as last set.
     pub fn get(&self, instance: &str) -> Option<Arc<Snapshot>> {
+        self.lock().get(instance).and_then(|e| e.latest.clone())
+    }
+
+    /// What the instance's streams serve: the latest snapshot without rejected versions.
+    pub fn served(&self, instance: &str) -> Option<Arc<Snapshot>> {
         self.lock()
             .get(instance)
-            .and_then(|sender| sender.borrow().clone())
+            .and_then(|e| e.served.borrow().clone())
     }
 
     /// Names of the instances that currently have a snapshot, sorted.
@@ -217,18 +413,20 @@ impl Cache {
         let mut names: Vec<String> = self
             .lock()
             .iter()
-            .filter(|(_, sender)| sender.borrow().is_some())
+            .filter(|(_, e)| e.latest.is_some())
             .map(|(name, _)| name.clone())
             .collect();
         names.sort();
         names
     }
 
-    /// Watches one instance. An unknown instance yields `None` until it is set.
+    /// Watches what one instance's streams serve. An unknown instance yields `None` until it is
+    /// set.
     pub fn subscribe(&self, instance: &str) -> SnapshotReceiver {
         self.lock()
             .entry(instance.to_owned())
-            .or_insert_with(|| watch::Sender::new(None))
+            .or_insert_with(Entry::new)
+            .served
             .subscribe()
     }
 
@@ -238,15 +436,108 @@ impl Cache {
         let mut instances = self.lock();
         if instances
             .get(instance)
-            .is_some_and(|s| s.borrow().is_none() && s.receiver_count() == 0)
+            .is_some_and(|e| e.latest.is_none() && e.served.receiver_count() == 0)
         {
             instances.remove(instance);
         }
     }
 
-    fn lock(
+    /// An Envoy of `instance` accepted a response of `type_url` carrying `resources` and
+    /// removing `removed`. `complete`: the response held every resource of the type the Envoy
+    /// has (SotW wildcard), so whatever it lacks is gone.
+    pub fn ack<'a>(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Option<Arc<Snapshot>>>>> {
+        instance: &str,
+        type_url: &str,
+        resources: impl IntoIterator<Item = &'a Arc<VersionedResource>>,
+        removed: &[String],
+        complete: bool,
+    ) {
+        let mut instances = self.lock();
+        let Some(entry) = instances.get_mut(instance) else {
+            return;
+        };
+        let verdicts = entry.verdicts.entry(type_url.to_owned()).or_default();
+        let accepted = verdicts.accepted.get_or_insert_with(TypeResources::new);
+        if complete {
+            accepted.clear();
+        }
+        for r in resources {
+            accepted.insert(r.name.clone(), r.clone());
+        }
+        for name in removed {
+            accepted.remove(name);
+        }
+        if !verdicts.rejections.is_empty() {
+            entry.publish();
+        }
+    }
+
+    /// An Envoy (`node_id`) of `instance` rejected a response of `type_url` with `version`
+    /// carrying `resources`. Records the rejection, blaming the resources no Envoy of the
+    /// instance accepted at that version, and serves their accepted versions from now on.
+    pub fn nack<'a>(
+        &self,
+        instance: &str,
+        type_url: &str,
+        version: &str,
+        node_id: &str,
+        error: &str,
+        resources: impl IntoIterator<Item = &'a Arc<VersionedResource>>,
+    ) {
+        let mut instances = self.lock();
+        let Some(entry) = instances.get_mut(instance) else {
+            return;
+        };
+        let Some(latest) = entry.latest.clone() else {
+            return;
+        };
+        let verdicts = entry.verdicts.entry(type_url.to_owned()).or_default();
+        let accepted = verdicts.accepted.as_ref();
+        let changed_resources: BTreeMap<String, String> = resources
+            .into_iter()
+            .filter(|r| {
+                accepted
+                    .and_then(|a| a.get(&r.name))
+                    .is_none_or(|a| a.version != r.version)
+            })
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect();
+        let rejection = Rejection {
+            type_url: type_url.to_owned(),
+            version: version.to_owned(),
+            node_id: node_id.to_owned(),
+            error: error.to_owned(),
+            changed_resources,
+            latest_version: latest.version().to_owned(),
+        };
+        // Several Envoys rejecting the same content make one rejection (the latest words).
+        verdicts
+            .rejections
+            .retain(|r| r.changed_resources != rejection.changed_resources);
+        verdicts.rejections.push(rejection);
+        if verdicts.rejections.len() > MAX_REJECTIONS {
+            verdicts.rejections.remove(0);
+        }
+        entry.publish();
+        self.rejections_changed();
+    }
+
+    /// The rejections of an instance whose content is still wanted (nothing they blame has
+    /// changed since), by type URL, oldest first within a type.
+    pub fn rejections(&self, instance: &str) -> Vec<Rejection> {
+        self.lock()
+            .get(instance)
+            .map(|e| {
+                e.verdicts
+                    .values()
+                    .flat_map(|v| v.rejections.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // The map stays consistent even if a holder panicked: every mutation is a single call.
         self.instances
             .lock()
@@ -348,5 +639,207 @@ mod tests {
         drop(unknown);
         cache.prune("ns/unknown");
         assert_eq!(cache.entries(), 0);
+    }
+
+    fn versioned(snapshot: &Snapshot, type_url: &str) -> Vec<Arc<VersionedResource>> {
+        snapshot
+            .resources(type_url)
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// (name, content) of what is served of a type.
+    fn served(cache: &Cache, instance: &str, type_url: &str) -> Vec<(String, String)> {
+        let snapshot = cache.served(instance).unwrap();
+        snapshot
+            .resources(type_url)
+            .map(|r| {
+                r.values()
+                    .map(|v| {
+                        (
+                            v.name.clone(),
+                            String::from_utf8(v.resource.value.clone()).unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn pairs(entries: &[(&str, &str)]) -> Vec<(String, String)> {
+        entries
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn rejected_versions_are_served_as_last_accepted_until_they_change() {
+        const C: &str = type_url::CLUSTER;
+        let cache = Cache::new();
+        let mut watcher = cache.subscribe("ns/gw");
+        cache.set("ns/gw", resources(&[(C, "a", b"a1"), (C, "x", b"x1")]));
+        let v1 = cache.get("ns/gw").unwrap();
+        cache.ack("ns/gw", C, &versioned(&v1, C), &[], true);
+
+        // x changes to a value Envoy rejects; a (same version) was accepted before.
+        cache.set("ns/gw", resources(&[(C, "a", b"a1"), (C, "x", b"x2")]));
+        let v2 = cache.get("ns/gw").unwrap();
+        watcher.borrow_and_update();
+        cache.nack("ns/gw", C, "v2", "envoy-1", "bad x", &versioned(&v2, C));
+        assert!(watcher.has_changed().unwrap(), "streams are woken");
+        assert_eq!(
+            served(&cache, "ns/gw", C),
+            pairs(&[("a", "a1"), ("x", "x1")])
+        );
+        let rejections = cache.rejections("ns/gw");
+        assert_eq!(rejections.len(), 1);
+        let r = &rejections[0];
+        assert_eq!((r.type_url.as_str(), r.version.as_str()), (C, "v2"));
+        assert_eq!((r.node_id.as_str(), r.error.as_str()), ("envoy-1", "bad x"));
+        assert_eq!(r.changed_resources.keys().collect::<Vec<_>>(), vec!["x"]);
+        assert_eq!(
+            r.changed_resources["x"],
+            v2.resources(C).unwrap()["x"].version
+        );
+
+        // Another resource's change is served while x stays held back; a rejected new resource
+        // is left out.
+        cache.set(
+            "ns/gw",
+            resources(&[(C, "a", b"a2"), (C, "x", b"x2"), (C, "y", b"y1")]),
+        );
+        assert_eq!(
+            served(&cache, "ns/gw", C),
+            pairs(&[("a", "a2"), ("x", "x1"), ("y", "y1")])
+        );
+        // What was sent (the served view) is rejected: a2 and y1 are blamed together.
+        let sent = cache.served("ns/gw").unwrap();
+        cache.nack("ns/gw", C, "v3", "envoy-1", "bad y", &versioned(&sent, C));
+        assert_eq!(
+            served(&cache, "ns/gw", C),
+            pairs(&[("a", "a1"), ("x", "x1")])
+        );
+        let rejections = cache.rejections("ns/gw");
+        assert_eq!(rejections.len(), 2);
+        assert_eq!(
+            rejections[1].changed_resources.keys().collect::<Vec<_>>(),
+            vec!["a", "y"]
+        );
+
+        // Fixed: the latest is served again and the rejections are over.
+        cache.set(
+            "ns/gw",
+            resources(&[(C, "a", b"a2"), (C, "x", b"x3"), (C, "y", b"y2")]),
+        );
+        assert_eq!(
+            served(&cache, "ns/gw", C),
+            pairs(&[("a", "a2"), ("x", "x3"), ("y", "y2")])
+        );
+        assert!(cache.rejections("ns/gw").is_empty());
+    }
+
+    #[test]
+    fn a_type_never_accepted_is_served_as_is() {
+        const S: &str = type_url::SECRET;
+        let cache = Cache::new();
+        cache.set("ns/gw", resources(&[(S, "tls", b"bad")]));
+        let v1 = cache.get("ns/gw").unwrap();
+        cache.nack(
+            "ns/gw",
+            S,
+            "v1",
+            "envoy-1",
+            "key mismatch",
+            &versioned(&v1, S),
+        );
+        assert_eq!(served(&cache, "ns/gw", S), pairs(&[("tls", "bad")]));
+        assert_eq!(cache.rejections("ns/gw").len(), 1);
+        // The same rejection from a second Envoy is one rejection.
+        cache.nack(
+            "ns/gw",
+            S,
+            "v1",
+            "envoy-2",
+            "key mismatch",
+            &versioned(&v1, S),
+        );
+        let rejections = cache.rejections("ns/gw");
+        assert_eq!(rejections.len(), 1);
+        assert_eq!(rejections[0].node_id, "envoy-2");
+    }
+
+    #[test]
+    fn resources_rejected_together_come_back_together() {
+        const S: &str = type_url::SECRET;
+        let cache = Cache::new();
+        cache.set(
+            "ns/gw",
+            resources(&[(S, "victim", b"v1"), (S, "bad", b"b1")]),
+        );
+        let v1 = cache.get("ns/gw").unwrap();
+        cache.ack("ns/gw", S, &versioned(&v1, S), &[], false);
+        cache.set(
+            "ns/gw",
+            resources(&[(S, "victim", b"v2"), (S, "bad", b"b2")]),
+        );
+        let v2 = cache.get("ns/gw").unwrap();
+        cache.nack("ns/gw", S, "v2", "envoy-1", "bad", &versioned(&v2, S));
+        assert_eq!(
+            served(&cache, "ns/gw", S),
+            pairs(&[("bad", "b1"), ("victim", "v1")])
+        );
+        // Only "bad" changes: the victim's new version gets its try with it.
+        cache.set(
+            "ns/gw",
+            resources(&[(S, "victim", b"v2"), (S, "bad", b"b3")]),
+        );
+        assert_eq!(
+            served(&cache, "ns/gw", S),
+            pairs(&[("bad", "b3"), ("victim", "v2")])
+        );
+    }
+
+    #[test]
+    fn a_version_any_envoy_accepted_is_not_held_back() {
+        const C: &str = type_url::CLUSTER;
+        let cache = Cache::new();
+        cache.set("ns/gw", resources(&[(C, "x", b"x1")]));
+        let v1 = cache.get("ns/gw").unwrap();
+        cache.ack("ns/gw", C, &versioned(&v1, C), &[], true);
+        cache.set("ns/gw", resources(&[(C, "x", b"x2")]));
+        let v2 = cache.get("ns/gw").unwrap();
+        cache.nack(
+            "ns/gw",
+            C,
+            "v2",
+            "envoy-old",
+            "unknown field",
+            &versioned(&v2, C),
+        );
+        assert_eq!(served(&cache, "ns/gw", C), pairs(&[("x", "x1")]));
+        // Another Envoy of the instance accepts x2: it is served, the rejection stays reported.
+        cache.ack("ns/gw", C, &versioned(&v2, C), &[], true);
+        assert_eq!(served(&cache, "ns/gw", C), pairs(&[("x", "x2")]));
+        assert_eq!(cache.rejections("ns/gw").len(), 1);
+        // A NACK of content already accepted elsewhere blames no resource.
+        cache.nack(
+            "ns/gw",
+            C,
+            "v2",
+            "envoy-old",
+            "unknown field",
+            &versioned(&v2, C),
+        );
+        assert!(
+            cache
+                .rejections("ns/gw")
+                .iter()
+                .any(|r| r.changed_resources.is_empty())
+        );
+        assert_eq!(served(&cache, "ns/gw", C), pairs(&[("x", "x2")]));
+        // Removing the instance forgets its verdicts.
+        cache.remove("ns/gw");
+        assert!(cache.rejections("ns/gw").is_empty());
     }
 }

@@ -27,8 +27,13 @@
 //! that subscribes triggers the next push, which sends the endpoints and then the rest. A CDS
 //! NACK lifts the hold: a rejected cluster is never subscribed to.
 //!
-//! A NACK is logged and counted; the server does not resend until the content changes, so the
-//! Envoy keeps its last good configuration. The server does not wait for ACKs between types.
+//! ACKs and NACKs go to the [`Cache`], which tracks per instance what its Envoys accepted and
+//! serves accepted versions in place of rejected ones (so new and reconnecting Envoys never get
+//! rejected content). A NACK is logged and counted by gateway and type; the rejected content is
+//! not resent as long as it stays the same. What a stream considers its Envoy to have is what it
+//! ACKed: after a NACK, the resources of the rejected response count as not received, and once
+//! the rejected content changes, the next push resends every one of them (Delta) or the whole
+//! type (SotW). The server does not wait for ACKs between types.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -50,7 +55,9 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use super::cache::{Cache, Snapshot, SnapshotReceiver, TypeResources, hash_versions, type_url};
+use super::cache::{
+    Cache, Snapshot, SnapshotReceiver, TypeResources, VersionedResource, hash_versions, type_url,
+};
 use super::identity::{IdentityError, instance_from_peer_chain};
 use crate::snapshot::ObjKey;
 
@@ -120,9 +127,9 @@ impl ServerMetrics {
             nacks: IntCounterVec::new(
                 Opts::new(
                     "sluice_xds_nacks_total",
-                    "xDS responses rejected by Envoy (NACK), by type URL",
+                    "xDS responses rejected by Envoy (NACK), by gateway (node.cluster) and type URL",
                 ),
-                &["type_url"],
+                &["gateway", "type_url"],
             )?,
             responses: IntCounterVec::new(
                 Opts::new(
@@ -159,9 +166,28 @@ impl ServerMetrics {
         Ok(())
     }
 
-    /// NACKs received so far for a type URL.
+    /// NACKs received so far for a type URL, over all gateways.
     pub fn nacks(&self, type_url: &str) -> u64 {
-        self.nacks.with_label_values(&[metric_type(type_url)]).get()
+        use prometheus::core::Collector as _;
+        let type_url = metric_type(type_url);
+        self.nacks
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "type_url" && l.value() == type_url)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    /// NACKs received so far from the Envoys of one gateway (`<namespace>/<name>`) for a type.
+    pub fn gateway_nacks(&self, gateway: &str, type_url: &str) -> u64 {
+        self.nacks
+            .with_label_values(&[gateway, metric_type(type_url)])
+            .get()
     }
 
     /// Responses sent so far for a type URL and protocol (`sotw` or `delta`).
@@ -401,10 +427,51 @@ trait Protocol: Send + Sized + 'static {
 
     fn node(request: &Self::Request) -> Option<&Node>;
     fn new(instance: String, node_id: String, metrics: Arc<ServerMetrics>) -> Self;
-    /// Records a request (subscription changes, ACK or NACK).
-    fn on_request(&mut self, request: Self::Request) -> Result<(), Status>;
+    /// Records a request (subscription changes, ACK or NACK); returns the Envoy's verdicts on
+    /// earlier responses, for the cache.
+    fn on_request(&mut self, request: Self::Request) -> Result<Vec<Verdict>, Status>;
     /// The responses that bring the Envoy from what it has to `snapshot`, in send order.
     fn push(&mut self, snapshot: &Snapshot) -> Vec<Self::Response>;
+}
+
+/// What an Envoy said about one response.
+#[derive(Debug)]
+enum Verdict {
+    /// Accepted: `resources` added or updated, `removed` gone. `complete`: the response held
+    /// every resource of the type the Envoy has.
+    Ack {
+        type_url: String,
+        resources: Vec<Arc<VersionedResource>>,
+        removed: Vec<String>,
+        complete: bool,
+    },
+    /// Rejected: the response (`version`) carried `resources`.
+    Nack {
+        type_url: String,
+        version: String,
+        error: String,
+        resources: Vec<Arc<VersionedResource>>,
+    },
+}
+
+/// Hands a stream's verdicts to the cache.
+fn record_verdicts(cache: &Cache, instance: &str, node_id: &str, verdicts: Vec<Verdict>) {
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Ack {
+                type_url,
+                resources,
+                removed,
+                complete,
+            } => cache.ack(instance, &type_url, &resources, &removed, complete),
+            Verdict::Nack {
+                type_url,
+                version,
+                error,
+                resources,
+            } => cache.nack(instance, &type_url, &version, node_id, &error, &resources),
+        }
+    }
 }
 
 async fn run_stream<P: Protocol>(
@@ -452,7 +519,11 @@ async fn run_stream<P: Protocol>(
     let result = drive(
         &mut state,
         first,
-        &instance,
+        Peer {
+            cache: &service.cache,
+            instance: &instance,
+            node_id: &node_id,
+        },
         &mut inbound,
         &mut snapshots,
         &tx,
@@ -469,11 +540,18 @@ async fn run_stream<P: Protocol>(
     info!(%instance, node_id, protocol = P::NAME, "xDS stream closed");
 }
 
+/// Who a stream serves, and where its verdicts go.
+struct Peer<'a> {
+    cache: &'a Cache,
+    instance: &'a str,
+    node_id: &'a str,
+}
+
 /// The stream loop: apply requests, push on snapshot changes, stop on shutdown or hang-up.
 async fn drive<P: Protocol>(
     state: &mut P,
     first: P::Request,
-    instance: &str,
+    peer: Peer<'_>,
     inbound: &mut Streaming<P::Request>,
     snapshots: &mut SnapshotReceiver,
     tx: &mpsc::Sender<Result<P::Response, Status>>,
@@ -484,13 +562,15 @@ async fn drive<P: Protocol>(
         if let Some(request) = next.take() {
             if let Some(node) = P::node(&request)
                 && !node.cluster.is_empty()
-                && node.cluster != instance
+                && node.cluster != peer.instance
             {
                 return Err(Status::invalid_argument(
                     "node.cluster must not change within a stream",
                 ));
             }
-            state.on_request(request)?;
+            let verdicts = state.on_request(request)?;
+            // Applied before reading the snapshot: a NACK can change what is served.
+            record_verdicts(peer.cache, peer.instance, peer.node_id, verdicts);
             let snapshot = snapshots.borrow_and_update().clone();
             if let Some(snapshot) = snapshot
                 && !send_all(tx, state.push(&snapshot), shutdown).await
@@ -505,7 +585,7 @@ async fn drive<P: Protocol>(
                 Ok(Some(request)) => next = Some(request),
                 Ok(None) => return Ok(()),
                 Err(status) => {
-                    debug!(instance, %status, "xDS stream receive failed");
+                    debug!(instance = peer.instance, %status, "xDS stream receive failed");
                     return Ok(());
                 }
             },
@@ -651,7 +731,7 @@ fn log_nack(
     );
     metrics
         .nacks
-        .with_label_values(&[metric_type(type_url)])
+        .with_label_values(&[instance, metric_type(type_url)])
         .inc();
 }
 
@@ -673,7 +753,13 @@ struct SotwType {
     needs_response: bool,
     /// The nonce of the latest response; requests carrying another nonce are stale.
     last_nonce: Option<String>,
+    /// The latest response. Compared with new content so that a response is not sent twice:
+    /// in particular not a rejected one while it stays the same (the cache replaces rejected
+    /// versions, so what is served after a NACK differs and goes out).
     sent: Option<SotwSent>,
+    /// Whether the Envoy ACKed or NACKed the latest response yet (later requests carrying its
+    /// nonce only change subscriptions).
+    judged: bool,
 }
 
 /// Per-stream state of `StreamAggregatedResources`.
@@ -710,6 +796,7 @@ impl SotwStream {
         };
         state.needs_response = false;
         state.last_nonce = Some(nonce);
+        state.judged = false;
         if type_url == type_url::CLUSTER {
             self.cds_nacked = false;
         }
@@ -765,10 +852,11 @@ impl Protocol for SotwStream {
         }
     }
 
-    fn on_request(&mut self, request: DiscoveryRequest) -> Result<(), Status> {
+    fn on_request(&mut self, request: DiscoveryRequest) -> Result<Vec<Verdict>, Status> {
         if request.type_url.is_empty() {
             return Err(Status::invalid_argument("xDS request without type_url"));
         }
+        let mut verdicts = Vec::new();
         let state = self.types.entry(request.type_url.clone()).or_default();
         if request.response_nonce.is_empty() {
             // A new subscription (or a reconnect): always answered.
@@ -781,7 +869,30 @@ impl Protocol for SotwStream {
                     nonce = request.response_nonce,
                     "ignoring SotW request with a stale nonce"
                 );
-                return Ok(());
+                return Ok(verdicts);
+            }
+            if !state.judged
+                && let Some(sent) = &state.sent
+            {
+                // Envoy reports the version it runs: the response's version if it accepted it.
+                if let Some(error) = &request.error_detail {
+                    state.judged = true;
+                    verdicts.push(Verdict::Nack {
+                        type_url: request.type_url.clone(),
+                        version: sent.version.clone(),
+                        error: error.message.clone(),
+                        resources: sent.resources.values().cloned().collect(),
+                    });
+                } else if request.version_info == sent.version {
+                    state.judged = true;
+                    verdicts.push(Verdict::Ack {
+                        type_url: request.type_url.clone(),
+                        resources: sent.resources.values().cloned().collect(),
+                        removed: Vec::new(),
+                        // Wildcard responses hold every resource of the type.
+                        complete: state.wildcard,
+                    });
+                }
             }
             if let Some(error) = &request.error_detail {
                 log_nack(
@@ -810,7 +921,7 @@ impl Protocol for SotwStream {
         }
         state.wildcard = wildcard;
         state.names = names;
-        Ok(())
+        Ok(verdicts)
     }
 
     fn push(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
@@ -864,8 +975,29 @@ struct DeltaType {
     wildcard: bool,
     names: BTreeSet<String>,
     needs_response: bool,
-    /// What the client has: name → version, or `None` when it was told the name does not exist.
+    /// What the client has or is being sent: name → version, or `None` when it was told the
+    /// name does not exist. A NACK takes the rejected response's resources back out (to their
+    /// ACKed versions), so that they are sent again.
     known: BTreeMap<String, Option<String>>,
+    /// What the client ACKed (or had when it reconnected): name → version.
+    acked: BTreeMap<String, String>,
+    /// Resources of rejected responses (name → rejected version) that are not sent again while
+    /// every resource of that response still has its rejected version; once one changes, they
+    /// all are (with everything else the client has not ACKed).
+    held: Vec<BTreeMap<String, String>>,
+}
+
+/// At most this many Delta responses await their ACK per stream; beyond that, the oldest are
+/// forgotten (their verdicts then only count).
+const MAX_IN_FLIGHT: usize = 256;
+
+/// A Delta response awaiting its ACK or NACK.
+#[derive(Debug)]
+struct DeltaSent {
+    type_url: String,
+    version: String,
+    resources: Vec<Arc<VersionedResource>>,
+    removed: Vec<String>,
 }
 
 /// Per-stream state of `DeltaAggregatedResources`.
@@ -878,6 +1010,8 @@ struct DeltaStream {
     types: BTreeMap<String, DeltaType>,
     /// The latest CDS response was rejected: its clusters will not be subscribed to.
     cds_nacked: bool,
+    /// Responses awaiting their ACK or NACK, by nonce.
+    in_flight: BTreeMap<u64, DeltaSent>,
 }
 
 impl DeltaStream {
@@ -885,21 +1019,86 @@ impl DeltaStream {
         &mut self,
         snapshot: &Snapshot,
         type_url: &str,
-        resources: Vec<Resource>,
+        added: Vec<Arc<VersionedResource>>,
         removed_resources: Vec<String>,
     ) -> DeltaDiscoveryResponse {
         self.metrics
             .responses
             .with_label_values(&[metric_type(type_url), Self::NAME])
             .inc();
+        let resources = added
+            .iter()
+            .map(|r| Resource {
+                name: r.name.clone(),
+                version: r.version.clone(),
+                resource: Some(r.resource.clone()),
+                ..Default::default()
+            })
+            .collect();
+        let nonce = next_nonce(&mut self.nonce);
+        self.in_flight.insert(
+            self.nonce,
+            DeltaSent {
+                type_url: type_url.to_owned(),
+                version: snapshot.version().to_owned(),
+                resources: added,
+                removed: removed_resources.clone(),
+            },
+        );
+        while self.in_flight.len() > MAX_IN_FLIGHT {
+            self.in_flight.pop_first();
+        }
         DeltaDiscoveryResponse {
             system_version_info: snapshot.version().to_owned(),
             resources,
             type_url: type_url.to_owned(),
             removed_resources,
-            nonce: next_nonce(&mut self.nonce),
+            nonce,
             ..Default::default()
         }
+    }
+
+    /// The verdict of the client on the response `nonce`, if that is one awaiting it.
+    fn judge(&mut self, nonce: &str, error: Option<&str>) -> Option<Verdict> {
+        let sent = self.in_flight.remove(&nonce.parse::<u64>().ok()?)?;
+        let state = self.types.get_mut(&sent.type_url)?;
+        let Some(error) = error else {
+            for r in &sent.resources {
+                state.acked.insert(r.name.clone(), r.version.clone());
+            }
+            for name in &sent.removed {
+                state.acked.remove(name);
+            }
+            return Some(Verdict::Ack {
+                type_url: sent.type_url,
+                resources: sent.resources,
+                removed: sent.removed,
+                complete: false,
+            });
+        };
+        // The client keeps what it ACKed before: take the rejected versions back out of what it
+        // has (unless a later response already replaced them), and hold them until they change.
+        let mut held = BTreeMap::new();
+        for r in &sent.resources {
+            if state.known.get(&r.name) == Some(&Some(r.version.clone())) {
+                match state.acked.get(&r.name) {
+                    Some(v) => state.known.insert(r.name.clone(), Some(v.clone())),
+                    None => state.known.remove(&r.name),
+                };
+            }
+            if state.acked.get(&r.name) != Some(&r.version) {
+                held.insert(r.name.clone(), r.version.clone());
+            }
+        }
+        if !held.is_empty() {
+            state.held.push(held);
+        }
+        Some(Verdict::Nack {
+            type_url: sent.type_url,
+            version: sent.version,
+            error: error.to_owned(),
+            resources: sent.resources,
+        })
     }
 }
 
@@ -944,17 +1143,22 @@ impl Protocol for DeltaStream {
             nonce: 0,
             types: BTreeMap::new(),
             cds_nacked: false,
+            in_flight: BTreeMap::new(),
         }
     }
 
-    fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Result<(), Status> {
+    fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Result<Vec<Verdict>, Status> {
         if request.type_url.is_empty() {
             return Err(Status::invalid_argument("xDS request without type_url"));
+        }
+        let mut verdicts = Vec::new();
+        if !request.response_nonce.is_empty() {
+            let error = request.error_detail.as_ref().map(|e| e.message.as_str());
+            verdicts.extend(self.judge(&request.response_nonce, error));
         }
         if !request.response_nonce.is_empty()
             && let Some(error) = &request.error_detail
         {
-            // What was sent stays recorded as known, so it is not resent until it changes.
             log_nack(
                 &self.metrics,
                 &self.instance,
@@ -972,10 +1176,11 @@ impl Protocol for DeltaStream {
             state.requested = true;
             state.needs_response = true;
             // Only meaningful on the first request of a type in a stream (a reconnect).
-            state.known = request
-                .initial_resource_versions
-                .into_iter()
-                .map(|(name, version)| (name, Some(version)))
+            state.acked = request.initial_resource_versions.into_iter().collect();
+            state.known = state
+                .acked
+                .iter()
+                .map(|(name, version)| (name.clone(), Some(version.clone())))
                 .collect();
             state.wildcard = request.resource_names_subscribe.is_empty()
                 && WILDCARD_TYPES.contains(&request.type_url.as_str());
@@ -992,14 +1197,16 @@ impl Protocol for DeltaStream {
                 state.wildcard = false;
                 let names = &state.names;
                 state.known.retain(|known, _| names.contains(known));
+                state.acked.retain(|acked, _| names.contains(acked));
             } else {
                 state.names.remove(&name);
                 if !state.wildcard {
                     state.known.remove(&name);
+                    state.acked.remove(&name);
                 }
             }
         }
-        Ok(())
+        Ok(verdicts)
     }
 
     fn push(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
@@ -1019,15 +1226,18 @@ impl Protocol for DeltaStream {
             };
             let all = snapshot.resources(&type_url);
             let selected = select(all, state.wildcard, &state.names);
-            let added: Vec<Resource> = selected
+            // A rejected response is held while all of it is still what would be sent.
+            state.held.retain(|held| {
+                held.iter().all(|(name, version)| {
+                    selected.get(name).is_some_and(|r| &r.version == version)
+                })
+            });
+            let held = &state.held;
+            let added: Vec<Arc<VersionedResource>> = selected
                 .values()
                 .filter(|r| state.known.get(&r.name) != Some(&Some(r.version.clone())))
-                .map(|r| Resource {
-                    name: r.name.clone(),
-                    version: r.version.clone(),
-                    resource: Some(r.resource.clone()),
-                    ..Default::default()
-                })
+                .filter(|r| !held.iter().any(|h| h.contains_key(&r.name)))
+                .cloned()
                 .collect();
             let exists = |name: &String| all.is_some_and(|a| a.contains_key(name));
             // Gone since the client got it, or subscribed by name and never existed.
@@ -1513,5 +1723,142 @@ mod tests {
         let sent = d.push(&snap);
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].type_url, type_url::ROUTE);
+    }
+
+    fn delta_names(responses: &[DeltaDiscoveryResponse]) -> Vec<(String, Vec<String>)> {
+        responses
+            .iter()
+            .map(|r| {
+                (
+                    r.type_url.clone(),
+                    r.resources.iter().map(|x| x.name.clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn delta_verdict(
+        d: &mut DeltaStream,
+        response: &DeltaDiscoveryResponse,
+        error: Option<&str>,
+    ) -> Vec<Verdict> {
+        d.on_request(DeltaDiscoveryRequest {
+            response_nonce: response.nonce.clone(),
+            error_detail: error.map(|message| envoy_types::pb::google::rpc::Status {
+                message: message.into(),
+                ..Default::default()
+            }),
+            ..delta_request(&response.type_url, &[], &[])
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn delta_resends_everything_a_nack_rejected_once_it_changes() {
+        let mut d = DeltaStream::new("ns/gw".into(), "node".into(), metrics());
+        d.on_request(delta_request(type_url::SECRET, &["victim", "bad"], &[]))
+            .unwrap();
+        let v1 = snapshot(&[
+            (type_url::SECRET, "victim", "v1"),
+            (type_url::SECRET, "bad", "b1"),
+        ]);
+        let sent = d.push(&v1);
+        let verdicts = delta_verdict(&mut d, &sent[0], None);
+        assert!(matches!(&verdicts[..], [Verdict::Ack { resources, .. }] if resources.len() == 2));
+
+        // The victim's new certificate goes out with a bad one; Envoy rejects the response.
+        let v2 = snapshot(&[
+            (type_url::SECRET, "victim", "v2"),
+            (type_url::SECRET, "bad", "b2"),
+        ]);
+        let sent = d.push(&v2);
+        assert_eq!(
+            delta_names(&sent),
+            vec![(
+                type_url::SECRET.to_owned(),
+                vec!["bad".into(), "victim".into()]
+            )]
+        );
+        let verdicts = delta_verdict(&mut d, &sent[0], Some("bad key"));
+        assert!(
+            matches!(&verdicts[..], [Verdict::Nack { resources, error, .. }]
+                if resources.len() == 2 && error == "bad key")
+        );
+        // Not resent while unchanged.
+        assert!(d.push(&v2).is_empty());
+
+        // The bad one is fixed: the victim, which the Envoy never accepted, is resent too.
+        let v3 = snapshot(&[
+            (type_url::SECRET, "victim", "v2"),
+            (type_url::SECRET, "bad", "b3"),
+        ]);
+        assert_eq!(
+            delta_names(&d.push(&v3)),
+            vec![(
+                type_url::SECRET.to_owned(),
+                vec!["bad".into(), "victim".into()]
+            )]
+        );
+        // A verdict on an unknown nonce is none.
+        assert!(delta_verdict(&mut d, &sent[0], None).is_empty());
+    }
+
+    #[test]
+    fn delta_back_to_the_accepted_version_after_a_nack_sends_nothing() {
+        let mut d = DeltaStream::new("ns/gw".into(), "node".into(), metrics());
+        d.on_request(delta_request(type_url::CLUSTER, &[], &[]))
+            .unwrap();
+        let v1 = snapshot(&[(type_url::CLUSTER, "c", "c1")]);
+        let sent = d.push(&v1);
+        delta_verdict(&mut d, &sent[0], None);
+        let sent = d.push(&snapshot(&[(type_url::CLUSTER, "c", "c2")]));
+        delta_verdict(&mut d, &sent[0], Some("bad"));
+        // What the cache serves after the NACK: the accepted version, which the Envoy has.
+        assert!(d.push(&v1).is_empty());
+    }
+
+    #[test]
+    fn sotw_verdicts_follow_the_version_envoy_reports() {
+        let mut s = SotwStream::new("ns/gw".into(), "node".into(), metrics());
+        s.on_request(sotw_request(type_url::LISTENER, &[], ""))
+            .unwrap();
+        let v1 = snapshot(&[(type_url::LISTENER, "l", "l1")]);
+        let sent = s.push(&v1);
+        let ack = DiscoveryRequest {
+            version_info: sent[0].version_info.clone(),
+            ..sotw_request(type_url::LISTENER, &[], &sent[0].nonce)
+        };
+        let verdicts = s.on_request(ack.clone()).unwrap();
+        assert!(matches!(
+            &verdicts[..],
+            [Verdict::Ack { complete: true, .. }]
+        ));
+        // Judged once.
+        assert!(s.on_request(ack).unwrap().is_empty());
+
+        let sent = s.push(&snapshot(&[(type_url::LISTENER, "l", "l2")]));
+        let nack = DiscoveryRequest {
+            // Envoy reports the version it still runs.
+            version_info: "v1".into(),
+            error_detail: Some(envoy_types::pb::google::rpc::Status {
+                message: "bad listener".into(),
+                ..Default::default()
+            }),
+            ..sotw_request(type_url::LISTENER, &[], &sent[0].nonce)
+        };
+        let verdicts = s.on_request(nack).unwrap();
+        assert!(
+            matches!(&verdicts[..], [Verdict::Nack { version, .. }] if *version == sent[0].version_info)
+        );
+        // A later request with that nonce and the old version is no ACK.
+        let later = DiscoveryRequest {
+            version_info: "v1".into(),
+            ..sotw_request(type_url::LISTENER, &[], &sent[0].nonce)
+        };
+        assert!(s.on_request(later).unwrap().is_empty());
+        // Back to the accepted content (what the cache serves after the NACK): sent again.
+        assert_eq!(s.push(&v1).len(), 1);
+        assert_eq!(s.metrics.gateway_nacks("ns/gw", type_url::LISTENER), 1);
+        assert_eq!(s.metrics.nacks(type_url::LISTENER), 1);
     }
 }

@@ -23,7 +23,7 @@ mod secrets;
 pub mod validate;
 
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 #[cfg(test)]
 mod tests;
 

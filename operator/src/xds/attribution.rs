@@ -1,0 +1,151 @@
+//! Which IngressRoutes a translated resource comes from, so that a configuration Envoy rejects
+//! can be blamed on the objects whose change caused it.
+//!
+//! Clusters are owned by the IngressRoutes whose routes or tcpproxies use them; endpoints by
+//! the owners of their clusters; TLS secrets by the root IngressRoutes of the virtual hosts
+//! serving them, CA secrets by the owners of the clusters validating with them; the route
+//! configuration of one TLS virtual host by its root IngressRoute. The shared listeners and the
+//! plain HTTP route configuration belong to no single IngressRoute.
+
+use std::collections::BTreeSet;
+
+use super::cache::type_url;
+use super::translate::https_route_config_name;
+use crate::dag::Dag;
+use crate::dag::model::Upstream;
+
+/// The IngressRoutes (`namespace/name`) a resource of `type_url` named `name` comes from; empty
+/// when it is shared or unknown.
+pub fn owners(dag: &Dag, type_url: &str, name: &str) -> BTreeSet<String> {
+    match type_url {
+        type_url::CLUSTER => cluster_owners(dag, name),
+        type_url::ENDPOINT => dag
+            .clusters
+            .iter()
+            .filter(
+                |c| matches!(&c.upstream, Upstream::Eds { service_name } if service_name == name),
+            )
+            .flat_map(|c| cluster_owners(dag, &c.name))
+            .collect(),
+        type_url::SECRET => {
+            let mut owners: BTreeSet<String> = dag
+                .virtual_hosts
+                .iter()
+                .filter(|vh| {
+                    vh.tls
+                        .as_ref()
+                        .and_then(|t| t.secret.as_deref())
+                        .is_some_and(|s| s == name)
+                })
+                .map(|vh| vh.owner.clone())
+                .collect();
+            owners.extend(
+                dag.clusters
+                    .iter()
+                    .filter(|c| c.validation.as_ref().is_some_and(|v| v.ca_secret == name))
+                    .flat_map(|c| cluster_owners(dag, &c.name)),
+            );
+            owners
+        }
+        type_url::ROUTE => dag
+            .virtual_hosts
+            .iter()
+            .filter(|vh| https_route_config_name(&vh.fqdn) == name)
+            .map(|vh| vh.owner.clone())
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+fn cluster_owners(dag: &Dag, cluster: &str) -> BTreeSet<String> {
+    let mut owners = BTreeSet::new();
+    for vh in &dag.virtual_hosts {
+        for route in &vh.routes {
+            if route.clusters.iter().any(|c| c.cluster == cluster) {
+                owners.insert(route.owner.clone());
+            }
+        }
+        if let Some(tcp) = &vh.tcp_proxy
+            && tcp.clusters.iter().any(|c| c.cluster == cluster)
+        {
+            owners.insert(tcp.owner.clone());
+        }
+    }
+    owners
+}
+
+/// The one IngressRoute all of `resources` (of `type_url`) come from, if there is exactly one
+/// and every resource has an owner.
+pub fn single_owner<'a>(
+    dag: &Dag,
+    type_url: &str,
+    resources: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let mut all = BTreeSet::new();
+    for name in resources {
+        let owners = owners(dag, type_url, name);
+        if owners.is_empty() {
+            return None;
+        }
+        all.extend(owners);
+    }
+    match all.len() {
+        1 => all.pop_first(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::api::ingressroute::TlsVersion;
+    use crate::xds::translate::fixture::{
+        cluster_name, eds_cluster, eds_name, route, vhost, with_tls,
+    };
+
+    #[test]
+    fn resources_are_attributed_to_the_ingressroutes_using_them() {
+        let mut child = route("/b", &[("b", 80, 1)]);
+        child.owner = "default/child".into();
+        let root = with_tls(
+            vhost("a.example.com", vec![route("/", &[("a", 80, 1)]), child]),
+            "default/tls",
+            TlsVersion::V1_2,
+        );
+        let dag = Dag {
+            virtual_hosts: vec![root],
+            clusters: vec![eds_cluster("a", 80), eds_cluster("b", 80)],
+            ..Dag::default()
+        };
+        let a = cluster_name("a", 80);
+        let b = cluster_name("b", 80);
+        let root = Some("default/root".to_owned());
+        assert_eq!(single_owner(&dag, type_url::CLUSTER, [a.as_str()]), root);
+        assert_eq!(
+            single_owner(&dag, type_url::CLUSTER, [b.as_str()]),
+            Some("default/child".to_owned())
+        );
+        assert_eq!(
+            single_owner(&dag, type_url::ENDPOINT, [eds_name("a").as_str()]),
+            // Both fixture clusters read the same EDS name pattern per service.
+            root
+        );
+        assert_eq!(single_owner(&dag, type_url::SECRET, ["default/tls"]), root);
+        assert_eq!(
+            single_owner(&dag, type_url::ROUTE, ["https/a.example.com"]),
+            root
+        );
+        // Two owners, or a shared or unknown resource: no single one.
+        assert_eq!(
+            single_owner(&dag, type_url::CLUSTER, [a.as_str(), b.as_str()]),
+            None
+        );
+        assert_eq!(
+            single_owner(&dag, type_url::LISTENER, ["ingress_https"]),
+            None
+        );
+        assert_eq!(single_owner(&dag, type_url::ROUTE, ["ingress_http"]), None);
+        assert_eq!(single_owner(&dag, type_url::CLUSTER, ["unknown"]), None);
+    }
+}
