@@ -1082,3 +1082,44 @@ fn loopback_endpoints_only_in_standalone() {
         ["10.9.9.9", "127.0.0.1"]
     );
 }
+
+/// Manifest bombs (standalone and render read files a tenant may have written): a file of
+/// 40,000 small documents loads whole, a flood of `---` lines loads as nothing, and nesting
+/// past the loader's limit is refused with an error while the other documents still load.
+#[test]
+fn manifest_bombs_are_loaded_or_refused_not_fatal() {
+    let many: String = (0..40_000)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: bomb}}\n\
+                 spec: {{ports: [{{port: 80}}]}}\n"
+            )
+        })
+        .collect();
+    let report = sluice::source::load_sources([("many.yaml", many)]);
+    assert!(report.errors.is_empty(), "{:?}", report.errors.first());
+    assert_eq!(report.snapshot.services.len(), 40_000);
+
+    let dashes = "---\n".repeat(100_000);
+    let report = sluice::source::load_sources([("dashes.yaml", dashes)]);
+    assert!(report.errors.is_empty());
+
+    let deep_flow = format!("a: {}", "[".repeat(100_000));
+    let deep_block: String = (0..100_000)
+        .map(|i| format!("{}- \n", "  ".repeat(i % 500)))
+        .collect();
+    let fine = "---\napiVersion: v1\nkind: Service\nmetadata: {name: fine, namespace: bomb}\n";
+    let report = sluice::source::load_sources([
+        ("flow.yaml", format!("{deep_flow}\n{fine}")),
+        ("block.yaml", format!("a:\n{deep_block}{fine}")),
+    ]);
+    assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+    for e in &report.errors {
+        assert!(e.to_string().contains("nest"), "{e}");
+    }
+    assert_eq!(
+        report.snapshot.services.len(),
+        1,
+        "the document after the bomb loads"
+    );
+}

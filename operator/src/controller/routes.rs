@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::provision::FIELD_MANAGER;
 use crate::snapshot::{ClusterSnapshot, ObjKey};
 use crate::source::kube::Stores;
+use crate::xds::attribution::blame_statuses;
 use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{TranslateOptions, translate};
 
@@ -71,6 +72,7 @@ pub async fn run(
     }
     let ctx = Arc::new(ctx);
     let mut leading = ctx.leading.clone();
+    let mut rejections = ctx.cache.watch_rejections();
     let (snapshots, _) = watch::channel::<Generation>((0, Arc::new(ClusterSnapshot::default())));
     let reports: Reports = Arc::default();
     let (reported_tx, mut reported) = watch::channel(0u64);
@@ -149,8 +151,12 @@ pub async fn run(
                 publish_counts(&ctx, &dags);
                 ready.send_replace(true);
                 if *leading.borrow_and_update() {
-                    let dags: Vec<&Dag> = dags.iter().map(AsRef::as_ref).collect();
-                    write_statuses(&ctx, &snapshot, dags).await;
+                    // An IngressRoute that alone caused a configuration Envoy rejected is told so.
+                    let blamed: Vec<Dag> = dags
+                        .iter()
+                        .map(|d| blame_statuses(d, &ctx.cache.rejections(&d.gateway)))
+                        .collect();
+                    write_statuses(&ctx, &snapshot, blamed.iter().collect()).await;
                 }
             }
             Ok(Err(_)) => return,
@@ -166,6 +172,7 @@ pub async fn run(
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
             r = leading.changed() => if r.is_err() { return },
+            r = rejections.changed() => if r.is_err() { return },
             () = tokio::time::sleep(ctx.resync) => {}
         }
         // Let a burst of events settle into one rebuild.

@@ -95,6 +95,44 @@ pub fn single_owner<'a>(
     }
 }
 
+/// Longest part of Envoy's error message copied into an IngressRoute's status.
+const MAX_ERROR_IN_STATUS: usize = 300;
+
+/// `dag`'s statuses, with every IngressRoute that alone is to blame for a rejection still in
+/// force marked `invalid`, saying that Envoy rejected its configuration and why. The DAG's
+/// resources are left as they are: what Envoys receive instead is the cache's business.
+pub fn blame_statuses(dag: &Dag, rejections: &[super::cache::Rejection]) -> Dag {
+    let mut out = dag.clone();
+    for r in rejections {
+        let Some(owner) = single_owner(
+            dag,
+            &r.type_url,
+            r.changed_resources.keys().map(String::as_str),
+        ) else {
+            continue;
+        };
+        let Some((ns, name)) = owner.split_once('/') else {
+            continue;
+        };
+        let mut error: String = r.error.chars().take(MAX_ERROR_IN_STATUS).collect();
+        if error.len() < r.error.len() {
+            error.push('…');
+        }
+        if let Some(status) = out
+            .statuses
+            .iter_mut()
+            .find(|s| s.namespace == ns && s.name == name)
+        {
+            status.current_status = crate::dag::Validity::Invalid;
+            status.description = format!(
+                "Envoy rejected the configuration made from this IngressRoute (the last \
+                 accepted one is served instead): {error}"
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -147,5 +185,51 @@ mod tests {
         );
         assert_eq!(single_owner(&dag, type_url::ROUTE, ["ingress_http"]), None);
         assert_eq!(single_owner(&dag, type_url::CLUSTER, ["unknown"]), None);
+    }
+
+    #[test]
+    fn a_rejection_one_ingressroute_caused_makes_it_invalid() {
+        use crate::dag::{RouteStatus, Validity};
+        use crate::xds::cache::Rejection;
+        let mut child = route("/b", &[("b", 80, 1)]);
+        child.owner = "default/child".into();
+        let status = |name: &str| RouteStatus {
+            namespace: "default".into(),
+            name: name.into(),
+            current_status: Validity::Valid,
+            description: "valid IngressRoute".into(),
+        };
+        let dag = Dag {
+            virtual_hosts: vec![vhost(
+                "a.example.com",
+                vec![route("/", &[("a", 80, 1)]), child],
+            )],
+            clusters: vec![eds_cluster("a", 80), eds_cluster("b", 80)],
+            statuses: vec![status("child"), status("root")],
+            ..Dag::default()
+        };
+        let b = cluster_name("b", 80);
+        let a = cluster_name("a", 80);
+        let long = "x".repeat(400);
+        let blamed = blame_statuses(
+            &dag,
+            &[Rejection::for_test(type_url::CLUSTER, &[b.as_str()], &long)],
+        );
+        assert_eq!(blamed.statuses[0].current_status, Validity::Invalid);
+        assert!(blamed.statuses[0].description.starts_with("Envoy rejected"));
+        assert!(blamed.statuses[0].description.ends_with('…'));
+        assert!(blamed.statuses[0].description.len() < 450);
+        assert_eq!(blamed.statuses[1], dag.statuses[1]);
+        // Two IngressRoutes' resources changed together: no one alone is blamed.
+        let shared = blame_statuses(
+            &dag,
+            &[Rejection::for_test(
+                type_url::CLUSTER,
+                &[a.as_str(), b.as_str()],
+                "bad",
+            )],
+        );
+        assert_eq!(shared.statuses, dag.statuses);
+        assert_eq!(blame_statuses(&dag, &[]), dag);
     }
 }

@@ -193,6 +193,22 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// A rejection as the cache would record it, for tests elsewhere.
+    #[cfg(test)]
+    pub(crate) fn for_test(type_url: &str, changed: &[&str], error: &str) -> Self {
+        Self {
+            type_url: type_url.to_owned(),
+            version: "v".to_owned(),
+            node_id: "node".to_owned(),
+            error: error.to_owned(),
+            changed_resources: changed
+                .iter()
+                .map(|n| ((*n).to_owned(), "v".to_owned()))
+                .collect(),
+            latest_version: "v".to_owned(),
+        }
+    }
+
     /// Whether the rejected content is still what the instance wants: every changed resource
     /// still has its rejected version in `latest`. Once any of them changes or goes away, the new
     /// combination deserves a try, and the rejection is over.
