@@ -58,6 +58,19 @@ pub struct ClusterSnapshot {
     /// While any is listed the snapshot counts as having Gateways: the open default instance is
     /// never used in their place.
     pub unloaded_gateways: Vec<String>,
+    /// IngressRoutes that are stored but do not decode (a cluster's older, schema-less CRD let
+    /// anything in): each is `invalid` with the decoder's message; nothing else is held up.
+    pub undecodable_routes: BTreeMap<ObjKey, UndecodableRoute>,
+}
+
+/// What is known of an IngressRoute that does not decode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UndecodableRoute {
+    pub metadata: kube::api::ObjectMeta,
+    /// The decoder's message, field path first.
+    pub error: String,
+    /// Its stored status, when that part decodes.
+    pub status: Option<crate::api::ingressroute::IngressRouteStatus>,
 }
 
 /// Any object a snapshot holds.

@@ -296,10 +296,14 @@ pub fn statuses_to_write<'a>(
     combine_statuses(dags)
         .into_iter()
         .filter(|(key, want)| {
-            snapshot
-                .ingress_routes
-                .get(key)
-                .is_some_and(|ir| ir.status.as_ref() != Some(want))
+            let current = match snapshot.ingress_routes.get(key) {
+                Some(ir) => ir.status.as_ref(),
+                None => match snapshot.undecodable_routes.get(key) {
+                    Some(u) => u.status.as_ref(),
+                    None => return false,
+                },
+            };
+            current != Some(want)
         })
         .collect()
 }
@@ -382,5 +386,54 @@ mod tests {
                 orphaned: 2
             }
         );
+    }
+
+    /// An IngressRoute stored under a schema-less CRD that does not decode is `invalid` with the
+    /// decoder's message; the others are judged as usual, and its status is written once.
+    #[test]
+    fn undecodable_routes_are_invalid_and_stop_nothing() {
+        use crate::source::lenient::Lenient;
+        let raw = |name: &str, port: serde_json::Value| {
+            Lenient::<IngressRoute>::from_value(json!({
+                "apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
+                "metadata": {"name": name, "namespace": "ns"},
+                "spec": {"virtualhost": {"fqdn": format!("{name}.example.com")},
+                         "routes": [{"match": "/", "services": [{"name": "s", "port": port}]}]}
+            }))
+        };
+        let mut snap = ClusterSnapshot::default();
+        let good = raw("good", json!(80));
+        snap.apply(Object::IngressRoute(good.ok().unwrap().clone()));
+        let bad = raw("bad", json!("80"));
+        let error = bad.decoded.clone().unwrap_err().error;
+        snap.undecodable_routes.insert(
+            ObjKey::new("ns", "bad"),
+            crate::snapshot::UndecodableRoute {
+                metadata: bad.metadata.clone(),
+                error,
+                status: None,
+            },
+        );
+        let dag = dag::build(&snap, &Selection::default_instance());
+        let bad_status = dag.statuses.iter().find(|s| s.name == "bad").unwrap();
+        assert_eq!(bad_status.current_status, dag::Validity::Invalid);
+        assert!(
+            bad_status
+                .description
+                .contains("spec.routes[0].services[0].port: invalid type"),
+            "{}",
+            bad_status.description
+        );
+        let good_status = dag.statuses.iter().find(|s| s.name == "good").unwrap();
+        assert_eq!(good_status.current_status, dag::Validity::Invalid); // Service s is missing.
+        let writes = statuses_to_write(&snap, [&dag]);
+        assert_eq!(writes.len(), 2);
+        // Once written, not again.
+        let written = writes[0].1.clone();
+        snap.undecodable_routes
+            .get_mut(&ObjKey::new("ns", "bad"))
+            .unwrap()
+            .status = Some(written);
+        assert_eq!(statuses_to_write(&snap, [&dag]).len(), 1);
     }
 }

@@ -760,6 +760,17 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(mut self) -> Dag {
+        for (key, u) in &self.snap.undecodable_routes {
+            if self.sel.selects_meta(&u.metadata) {
+                self.statuses.insert(
+                    key.clone(),
+                    (
+                        Validity::Invalid,
+                        format!("this IngressRoute could not be read: {}", u.error),
+                    ),
+                );
+            }
+        }
         let unreached: Vec<ObjKey> = self
             .selected
             .keys()

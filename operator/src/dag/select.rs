@@ -62,7 +62,12 @@ impl Selection {
     /// True when this instance judges `ir`: its class annotation equals the instance's class, or
     /// neither has a class.
     pub fn selects(&self, ir: &IngressRoute) -> bool {
-        let class = ir.metadata.annotations.as_ref().and_then(|a| {
+        self.selects_meta(&ir.metadata)
+    }
+
+    /// [`Self::selects`] on an IngressRoute's metadata alone.
+    pub fn selects_meta(&self, metadata: &kube::api::ObjectMeta) -> bool {
+        let class = metadata.annotations.as_ref().and_then(|a| {
             INGRESS_CLASS_ANNOTATIONS
                 .iter()
                 .find_map(|k| a.get(*k))

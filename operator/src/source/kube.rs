@@ -14,8 +14,9 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use super::lenient::Lenient;
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
-use crate::snapshot::{ClusterSnapshot, Object};
+use crate::snapshot::{ClusterSnapshot, ObjKey, Object, UndecodableRoute};
 
 /// Secret keys the translation reads; everything else is dropped before it is stored, so
 /// unrelated credentials (service-account tokens, passwords) are never held in memory.
@@ -38,9 +39,10 @@ pub fn secret_field_selector() -> String {
 /// Read handles of every watched kind.
 #[derive(Clone)]
 pub struct Stores {
-    pub gateways: Store<Gateway>,
-    pub ingress_routes: Store<IngressRoute>,
-    pub delegations: Store<TLSCertificateDelegation>,
+    /// Decoded one by one ([`Lenient`]): one object that does not fit stops nothing else.
+    pub gateways: Store<Lenient<Gateway>>,
+    pub ingress_routes: Store<Lenient<IngressRoute>>,
+    pub delegations: Store<Lenient<TLSCertificateDelegation>>,
     pub services: Store<Service>,
     pub endpoints: Store<Endpoints>,
     pub endpoint_slices: Store<EndpointSlice>,
@@ -189,9 +191,9 @@ impl Stores {
             self.ingress_routes.state(),
         );
         secret_scope(
-            gateways.iter().map(AsRef::as_ref),
-            delegations.iter().map(AsRef::as_ref),
-            routes.iter().map(AsRef::as_ref),
+            gateways.iter().filter_map(|o| o.ok()),
+            delegations.iter().filter_map(|o| o.ok()),
+            routes.iter().filter_map(|o| o.ok()),
         )
     }
 
@@ -207,9 +209,42 @@ impl Stores {
                 snap.apply(wrap(Arc::unwrap_or_clone(o)));
             }
         }
-        copy(&self.gateways, &mut snap, Object::Gateway);
-        copy(&self.ingress_routes, &mut snap, Object::IngressRoute);
-        copy(&self.delegations, &mut snap, Object::Delegation);
+        for o in self.gateways.state() {
+            match &o.decoded {
+                Ok(g) => snap.apply(Object::Gateway(g.clone())),
+                // Never the open default instance in its place (there is none in a cluster
+                // anyway); its own controller reports it.
+                Err(e) => snap.unloaded_gateways.push(format!(
+                    "Gateway {}: {}",
+                    ObjKey::of(o.as_ref()),
+                    e.error
+                )),
+            }
+        }
+        for o in self.ingress_routes.state() {
+            match &o.decoded {
+                Ok(r) => snap.apply(Object::IngressRoute(r.clone())),
+                Err(e) => {
+                    snap.undecodable_routes.insert(
+                        ObjKey::of(o.as_ref()),
+                        UndecodableRoute {
+                            metadata: o.metadata.clone(),
+                            error: e.error.clone(),
+                            status: e
+                                .status
+                                .clone()
+                                .and_then(|s| serde_json::from_value(s).ok()),
+                        },
+                    );
+                }
+            }
+        }
+        // A TLSCertificateDelegation that does not decode delegates nothing.
+        for o in self.delegations.state() {
+            if let Ok(d) = &o.decoded {
+                snap.apply(Object::Delegation(d.clone()));
+            }
+        }
         copy(&self.services, &mut snap, Object::Service);
         copy(&self.endpoints, &mut snap, Object::Endpoints);
         copy(&self.endpoint_slices, &mut snap, Object::EndpointSlice);

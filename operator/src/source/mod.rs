@@ -10,6 +10,7 @@
 
 pub mod files;
 pub mod kube;
+pub mod lenient;
 pub mod nesting;
 
 pub use files::{DocRef, LoadError, LoadReport, LoadWarning, load_dir, load_sources};
