@@ -10,7 +10,9 @@
 //! The operator runs on this machine in both modes, so its xDS server and the Envoys the tests
 //! start from its generated bootstraps talk over 127.0.0.1. Nothing runs the provisioned
 //! DaemonSet here (no kubelet in memory; in a real cluster its pods do not reach an xDS server
-//! on the test machine), so Gateway statuses report no ready Envoys, which is expected.
+//! on the test machine), so Gateway statuses report no ready Envoys, which is expected; except
+//! in `gateway_status_counts_ready_envoys`, where a kubelet stand-in (`sluice_e2e::kubelet`,
+//! in memory only) makes the DaemonSet's pod and status.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -826,6 +828,117 @@ async fn gateway_children_follow_the_gateway() -> Result<()> {
     })
     .await?;
     op.check_running()?;
+    Ok(())
+}
+
+/// The Gateway's status follows its Envoy pods. In memory a kubelet stand-in
+/// (`sluice_e2e::kubelet`) gives the DaemonSet one ready pod and writes the DaemonSet's status;
+/// in a real cluster its own kubelets run the pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_status_counts_ready_envoys() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-s").await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+
+    let condition = |gw: &Value, type_: &str| -> Option<(String, String)> {
+        let cs = gw["status"]["conditions"].as_array()?;
+        let c = cs.iter().find(|c| c["type"] == type_)?;
+        Some((
+            c["status"].as_str()?.to_owned(),
+            c["reason"].as_str()?.to_owned(),
+        ))
+    };
+    // The status agrees with the DaemonSet's status (written by the DaemonSet controller).
+    let mut in_line = async || -> Result<Option<(Value, Value)>> {
+        op.check_running()?;
+        let Some(ds) = cluster
+            .get("apps/v1", "DaemonSet", Some(&ns), "edge-envoy")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(gw) = cluster
+            .get("sluice.dev/v1alpha1", "Gateway", Some(&ns), "edge")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let ready = ds["status"]["numberReady"].as_i64().unwrap_or(0);
+        let want = json!({
+            "desired": ds["status"]["desiredNumberScheduled"].as_i64().unwrap_or(0),
+            "updated": ds["status"]["updatedNumberScheduled"].as_i64().unwrap_or(0),
+            "ready": ready,
+        });
+        let available = condition(&gw, "Available").map(|(s, _)| s);
+        let agrees = ds["status"]["observedGeneration"].is_number()
+            && gw["status"]["envoys"] == want
+            && available.as_deref() == Some(if ready > 0 { "True" } else { "False" });
+        Ok(agrees.then_some((gw, ds)))
+    };
+    let (gw, _) = match cluster.memory() {
+        Some(server) => {
+            let kubelet = sluice_e2e::kubelet::run_daemon_sets(server, &ns);
+            let ready = async || -> Result<Option<(Value, Value)>> {
+                Ok(in_line()
+                    .await?
+                    .filter(|(gw, _)| gw["status"]["envoys"]["ready"] == 1))
+            };
+            tokio::select! {
+                () = kubelet => bail!("the kubelet stand-in stopped"),
+                found = eventually("the Gateway status to count the ready Envoy", ready) => found?,
+            }
+        }
+        None => {
+            eprintln!(
+                "a real cluster's Envoy pods cannot reach this machine's xDS server: checking \
+                 only that the Gateway status agrees with its DaemonSet"
+            );
+            eventually("the Gateway status to agree with its DaemonSet", in_line).await?
+        }
+    };
+    if cluster.is_real() {
+        return Ok(());
+    }
+    assert_eq!(
+        gw["status"]["envoys"],
+        json!({"desired": 1, "updated": 1, "ready": 1})
+    );
+    assert_eq!(
+        condition(&gw, "Available"),
+        Some(("True".to_owned(), "EnvoyReady".to_owned()))
+    );
+    assert_eq!(
+        condition(&gw, "Progressing"),
+        Some(("False".to_owned(), "RolloutComplete".to_owned()))
+    );
+    assert_eq!(
+        condition(&gw, "Degraded"),
+        Some(("False".to_owned(), "AsExpected".to_owned()))
+    );
+    // The pod the controller listed is the DaemonSet's own.
+    let pod = cluster
+        .get(
+            "v1",
+            "Pod",
+            Some(&ns),
+            &sluice_e2e::kubelet::pod_name("edge-envoy"),
+        )
+        .await?
+        .context("the Envoy pod")?;
+    assert_eq!(pod["metadata"]["labels"]["sluice.dev/gateway"], "edge");
+    let pod_lists: Vec<_> = cluster
+        .memory()
+        .map(|s| s.requests())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path == format!("/api/v1/namespaces/{ns}/pods"))
+        .collect();
+    assert!(
+        !pod_lists.is_empty() && pod_lists.iter().all(|r| r.code == 200),
+        "{pod_lists:?}"
+    );
     Ok(())
 }
 

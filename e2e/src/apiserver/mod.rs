@@ -126,7 +126,8 @@
 //!   admission, TLS, HTTP/2, protobuf, YAML request bodies (except apply patches), `dryRun`
 //!   (rejected with 400), or `kubectl` table output.
 //! - No controllers: nothing schedules pods, fills endpoints, allocates cluster IPs, runs
-//!   DaemonSets or Deployments, or defaults fields. Beyond the rules under Validation, contents
+//!   DaemonSets or Deployments (tests may run `crate::kubelet` for DaemonSets), or defaults
+//!   fields. Beyond the rules under Validation, contents
 //!   are not validated against any schema (built-in or CRD OpenAPI), and unknown fields are kept.
 //!   Other metadata rules of Kubernetes (ownerReferences, finalizer names, immutable fields on
 //!   update) and the other fields of Endpoints and EndpointSlices (ports, hostnames, FQDNs) are
