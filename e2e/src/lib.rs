@@ -71,6 +71,7 @@ pub mod backend;
 pub mod client;
 pub mod envoy;
 mod http1;
+pub mod kubelet;
 pub mod manifests;
 pub mod process;
 pub mod sluice;

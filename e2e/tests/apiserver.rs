@@ -1814,3 +1814,337 @@ mod kube_rs {
         Ok(())
     }
 }
+
+/// Rules kube-apiserver enforces, enforced the same way (code, reason, field) by the double.
+mod strict {
+    use super::*;
+
+    /// Asserts a 422 Invalid naming `field` among its causes.
+    fn assert_invalid(code: u16, status: &Value, field: &str, what: &str) {
+        assert_eq!(code, 422, "{what}: {status}");
+        assert_eq!(status["kind"], "Status", "{what}");
+        assert_eq!(status["reason"], "Invalid", "{what}: {status}");
+        let causes = status["details"]["causes"].as_array().cloned();
+        let fields: Vec<String> = causes
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c["field"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            fields.iter().any(|f| f == field),
+            "{what}: want {field} in {fields:?}: {status}"
+        );
+    }
+
+    fn assert_bad_request(code: u16, status: &Value, what: &str) {
+        assert_eq!(code, 400, "{what}: {status}");
+        assert_eq!(status["reason"], "BadRequest", "{what}: {status}");
+    }
+
+    const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+    #[tokio::test]
+    async fn names_and_generate_names() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let (code, _) = http
+            .post(CONFIGMAPS, &configmap("a.b-c", json!({})))
+            .await?;
+        assert_eq!(code, 201);
+        for bad in ["Web", "a_b", "-a", "a..b"] {
+            let (code, status) = http.post(CONFIGMAPS, &configmap(bad, json!({}))).await?;
+            assert_invalid(code, &status, "metadata.name", bad);
+        }
+        // Namespaces are DNS-1123 labels, Services DNS-1035 labels.
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}});
+        let (code, status) = http.post("/api/v1/namespaces", &ns).await?;
+        assert_invalid(code, &status, "metadata.name", "namespace a.b");
+        let (code, status) = http
+            .post("/api/v1/namespaces/default/services", &service("1web"))
+            .await?;
+        assert_invalid(code, &status, "metadata.name", "service 1web");
+
+        // generateName: a prefix (trailing '-' allowed), checked like a name, kept to 58
+        // characters so that the generated name fits in 63.
+        let generated = |prefix: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": prefix}});
+        let (code, made) = http.post(CONFIGMAPS, &generated("web-")).await?;
+        assert_eq!(code, 201, "{made}");
+        let name = made["metadata"]["name"].as_str().unwrap();
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+        for bad in ["Web-", "web_", "-web"] {
+            let (code, status) = http.post(CONFIGMAPS, &generated(bad)).await?;
+            assert_invalid(code, &status, "metadata.generateName", bad);
+        }
+        let long = "g".repeat(70);
+        let (code, made) = http.post(CONFIGMAPS, &generated(&long)).await?;
+        assert_eq!(code, 201, "{made}");
+        let name = made["metadata"]["name"].as_str().unwrap();
+        assert_eq!(name.len(), 63, "{name}");
+        assert!(name.starts_with(&"g".repeat(58)), "{name}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn label_and_annotation_rules() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let good = json!({
+            "app": "web",
+            "sluice.dev/gateway": "edge",
+            "example.com/Mixed_Case.name-1": "A.b_c-1",
+            "empty": "",
+        });
+        let (code, created) = http.post(CONFIGMAPS, &configmap("good", good)).await?;
+        assert_eq!(code, 201, "{created}");
+
+        for (labels, field) in [
+            (
+                json!({"sluice.dev/gateway": "ns/name"}),
+                "metadata.labels[sluice.dev/gateway]",
+            ),
+            (json!({"a": "-x"}), "metadata.labels[a]"),
+            (json!({"a": "x".repeat(64)}), "metadata.labels[a]"),
+            (json!({"a/b/c": "x"}), "metadata.labels"),
+            (json!({"Example.com/a": "x"}), "metadata.labels"),
+            (json!({"a_": "x"}), "metadata.labels"),
+            (json!({"x".repeat(64): "x"}), "metadata.labels"),
+        ] {
+            let (code, status) = http
+                .post(CONFIGMAPS, &configmap("bad", labels.clone()))
+                .await?;
+            assert_invalid(code, &status, field, &labels.to_string());
+        }
+        // The same rules on update, merge patch and server-side apply.
+        let (code, status) = http
+            .merge(
+                &format!("{CONFIGMAPS}/good"),
+                &json!({"metadata": {"labels": {"app": "a/b"}}}),
+            )
+            .await?;
+        assert_invalid(code, &status, "metadata.labels[app]", "merge patch");
+        let mut replaced = created.clone();
+        replaced["metadata"]["labels"] = json!({"app": "a b"});
+        let (code, status) = http.put(&format!("{CONFIGMAPS}/good"), &replaced).await?;
+        assert_invalid(code, &status, "metadata.labels[app]", "update");
+        let applied = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "applied", "labels": {"k": "v/w"}}});
+        let (code, status) = http
+            .patch(
+                &format!("{CONFIGMAPS}/applied?fieldManager=t"),
+                "application/apply-patch+yaml",
+                &applied.to_string(),
+            )
+            .await?;
+        assert_invalid(code, &status, "metadata.labels[k]", "apply");
+        assert!(server.get("v1", "ConfigMap", None, "applied").is_none());
+
+        // Annotation keys follow the same rules, checked lowercased; values are free, but all
+        // keys and values together may take at most 256 KiB.
+        let annotated = |name: &str, annotations: Value| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": name, "annotations": annotations}})
+        };
+        let (code, made) = http
+            .post(
+                CONFIGMAPS,
+                &annotated("ann", json!({"Example.COM/Any": "a/b: anything", "k": "v"})),
+            )
+            .await?;
+        assert_eq!(code, 201, "{made}");
+        for key in ["a/b/c", "-a", "example.com/"] {
+            let (code, status) = http
+                .post(CONFIGMAPS, &annotated("bad", json!({key: "v"})))
+                .await?;
+            assert_invalid(code, &status, "metadata.annotations", key);
+        }
+        let limit = 256 * 1024;
+        let (code, made) = http
+            .post(
+                CONFIGMAPS,
+                &annotated("full", json!({"k": "v".repeat(limit - 1)})),
+            )
+            .await?;
+        assert_eq!(code, 201, "{}", made["message"]);
+        let (code, status) = http
+            .post(
+                CONFIGMAPS,
+                &annotated("over", json!({"k": "v".repeat(limit)})),
+            )
+            .await?;
+        assert_invalid(code, &status, "metadata.annotations", "over 256 KiB");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn label_and_field_selector_rules() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        server.create(configmap("a", json!({"sluice.dev/gateway": "edge"})))?;
+        for (selector, want) in [
+            ("sluice.dev%2Fgateway%3Dedge", 1),
+            ("sluice.dev%2Fgateway+in+%28edge%2Cother%29", 1),
+            ("sluice.dev%2Fgateway%3D", 0),
+        ] {
+            let (code, list) = http
+                .get(&format!("{CONFIGMAPS}?labelSelector={selector}"))
+                .await?;
+            assert_eq!(code, 200, "{selector}: {list}");
+            assert_eq!(names(&list).len(), want, "{selector}");
+        }
+        for selector in [
+            // A value with '/', as a namespace/name would be.
+            "sluice.dev%2Fgateway%3Ddefault%2Fedge",
+            "sluice.dev%2Fgateway%21%3Da%2Fb",
+            "sluice.dev%2Fgateway+in+%28edge%2Cdefault%2Fedge%29",
+            "a%2Fb%2Fc%3Dx",
+            "-a",
+            "a+in+%28%29",
+        ] {
+            for path in [
+                format!("{CONFIGMAPS}?labelSelector={selector}"),
+                format!("{CONFIGMAPS}?watch=true&labelSelector={selector}"),
+            ] {
+                let (code, status) = http.get(&path).await?;
+                assert_bad_request(code, &status, &path);
+            }
+        }
+
+        // Field selectors: metadata.name and metadata.namespace everywhere, a few more per kind.
+        for path in [
+            format!("{CONFIGMAPS}?fieldSelector=metadata.name%3Da"),
+            "/api/v1/secrets?fieldSelector=type%21%3Dhelm.sh%2Frelease.v1".to_string(),
+            "/api/v1/pods?fieldSelector=status.phase%3DRunning%2Cspec.nodeName%3Dn".to_string(),
+            "/api/v1/services?fieldSelector=spec.type%3DClusterIP".to_string(),
+            "/api/v1/events?fieldSelector=involvedObject.name%3Da".to_string(),
+        ] {
+            let (code, list) = http.get(&path).await?;
+            assert_eq!(code, 200, "{path}: {list}");
+        }
+        for path in [
+            format!("{CONFIGMAPS}?fieldSelector=data.k%3Dv"),
+            format!("{CONFIGMAPS}?watch=true&fieldSelector=data.k%3Dv"),
+            "/api/v1/secrets?fieldSelector=data.x%3Dy".to_string(),
+            "/apis/apps/v1/daemonsets?fieldSelector=spec.template.metadata.name%3Dx".to_string(),
+        ] {
+            let (code, status) = http.get(&path).await?;
+            assert_bad_request(code, &status, &path);
+            assert!(
+                status["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("field label not supported"),
+                "{status}"
+            );
+        }
+        Ok(())
+    }
+
+    fn endpoints(name: &str, ip: &str, list: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name},
+               "subsets": [{list: [{"ip": ip}], "ports": [{"port": 80, "protocol": "TCP"}]}]})
+    }
+
+    fn slice(name: &str, address_type: &str, address: &str) -> Value {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": name, "labels": {"kubernetes.io/service-name": "web"}},
+               "addressType": address_type,
+               "endpoints": [{"addresses": [address]}],
+               "ports": [{"port": 80, "protocol": "TCP"}]})
+    }
+
+    const SPECIAL: [&str; 11] = [
+        "127.0.0.1",
+        "127.8.9.10",
+        "::1",
+        "0.0.0.0",
+        "::",
+        "169.254.169.254",
+        "fe80::1",
+        "224.0.0.251",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "not-an-ip",
+    ];
+
+    #[tokio::test]
+    async fn endpoints_refuse_special_addresses() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let path = "/api/v1/namespaces/default/endpoints";
+        for ip in ["10.0.0.1", "192.0.2.7", "2001:db8::1", "224.0.1.1"] {
+            let (code, made) = http.post(path, &endpoints("ok", ip, "addresses")).await?;
+            assert_eq!(code, 201, "{ip}: {made}");
+            server.delete("v1", "Endpoints", None, "ok")?;
+        }
+        for ip in SPECIAL {
+            for list in ["addresses", "notReadyAddresses"] {
+                let (code, status) = http.post(path, &endpoints("bad", ip, list)).await?;
+                assert_invalid(code, &status, &format!("subsets[0].{list}[0].ip"), ip);
+            }
+        }
+        // Through server-side apply and from in-process seeding too.
+        let (code, status) = http
+            .patch(
+                &format!("{path}/web?fieldManager=t"),
+                "application/apply-patch+yaml",
+                &endpoints("web", "127.0.0.1", "addresses").to_string(),
+            )
+            .await?;
+        assert_invalid(code, &status, "subsets[0].addresses[0].ip", "apply");
+        let err = server
+            .apply(endpoints("web", "127.0.0.1", "addresses"))
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn endpoint_slices_refuse_special_addresses() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
+        for (address_type, address) in [
+            ("IPv4", "10.0.0.1"),
+            ("IPv6", "2001:db8::1"),
+            ("FQDN", "web.example.com"),
+        ] {
+            let (code, made) = http.post(path, &slice("ok", address_type, address)).await?;
+            assert_eq!(code, 201, "{address}: {made}");
+            server.delete("discovery.k8s.io/v1", "EndpointSlice", None, "ok")?;
+        }
+        for ip in SPECIAL {
+            let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
+            let (code, status) = http.post(path, &slice("bad", family, ip)).await?;
+            assert_invalid(code, &status, "endpoints[0].addresses[0]", ip);
+        }
+        // The address must be of the slice's family; the type must be a known one.
+        for (address_type, address) in [("IPv4", "2001:db8::1"), ("IPv6", "10.0.0.1")] {
+            let (code, status) = http
+                .post(path, &slice("bad", address_type, address))
+                .await?;
+            assert_invalid(code, &status, "endpoints[0].addresses[0]", address);
+        }
+        let (code, status) = http.post(path, &slice("bad", "IP", "10.0.0.1")).await?;
+        assert_invalid(code, &status, "addressType", "addressType IP");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn loopback_endpoints_only_when_allowed() -> Result<()> {
+        let server = ApiServer::start_with(ApiServerOptions {
+            allow_loopback_endpoints: true,
+            ..ApiServerOptions::default()
+        })?;
+        server.create(endpoints("web", "127.0.0.1", "addresses"))?;
+        server.create(slice("web-v4", "IPv4", "127.0.0.1"))?;
+        server.create(slice("web-v6", "IPv6", "::1"))?;
+        // Only loopback: link-local and unspecified addresses stay refused.
+        for ip in ["169.254.169.254", "0.0.0.0"] {
+            let err = server
+                .create(endpoints("bad", ip, "addresses"))
+                .unwrap_err();
+            assert_eq!((err.code, err.reason), (422, "Invalid"), "{ip}");
+        }
+        Ok(())
+    }
+}

@@ -95,6 +95,33 @@ impl ApiError {
         e
     }
 
+    /// 422 Invalid with one cause per refused field, as kube-apiserver reports several errors:
+    /// the message lists them in brackets when there are more than one.
+    pub fn invalid_causes(
+        group: &str,
+        kind: &str,
+        name: &str,
+        causes: &[(String, String)],
+    ) -> Self {
+        let listed: Vec<String> = causes
+            .iter()
+            .map(|(f, why)| format!("{f}: {why}"))
+            .collect();
+        let message = match listed.as_slice() {
+            [one] => format!("{kind} \"{name}\" is invalid: {one}"),
+            many => format!("{kind} \"{name}\" is invalid: [{}]", many.join(", ")),
+        };
+        let mut e = Self::new(422, "Invalid", message).with_details(group, kind, name);
+        if let Some(Value::Object(d)) = &mut e.details {
+            let causes: Vec<Value> = causes
+                .iter()
+                .map(|(f, why)| json!({"reason": "FieldValueInvalid", "message": why, "field": f}))
+                .collect();
+            d.insert("causes".into(), Value::Array(causes));
+        }
+        e
+    }
+
     /// 400 BadRequest: malformed request or body.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)

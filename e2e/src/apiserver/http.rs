@@ -244,11 +244,14 @@ fn address(
     })
 }
 
-fn list_options(q: &BTreeMap<String, String>) -> Result<ListOptions, ApiError> {
+fn list_options(q: &BTreeMap<String, String>, rt: &ResourceType) -> Result<ListOptions, ApiError> {
     let label = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
     let field = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
         .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
+    field
+        .check_fields(&rt.selectable_fields)
+        .map_err(ApiError::bad_request)?;
     let limit = match q.get("limit").filter(|l| !l.is_empty()) {
         Some(l) => Some(
             l.parse::<usize>()
@@ -345,7 +348,7 @@ fn resource_request(
     match (&parts.method, a.name.as_deref()) {
         (&Method::GET, None) if truthy(q, "watch") => watch(shared, &a, q, metadata),
         (&Method::GET, None) => {
-            let page = shared.lock().list(t, &list_options(q)?)?;
+            let page = shared.lock().list(t, &list_options(q, &a.rt)?)?;
             let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
             if let (Some(c), Value::Object(m)) = (page.continue_token, &mut meta) {
                 m.insert("continue".into(), Value::String(c));
@@ -372,7 +375,7 @@ fn resource_request(
             Ok(json_response(201, &show(&obj)))
         }
         (&Method::DELETE, None) => {
-            let list = list_options(q)?;
+            let list = list_options(q, &a.rt)?;
             let opts = delete_options(q, body)?;
             let deleted = shared.write(|s| s.delete_collection(t, &list, &opts))?;
             let rv = shared.lock().resource_version();
@@ -437,7 +440,7 @@ fn watch(
     q: &BTreeMap<String, String>,
     metadata: bool,
 ) -> Result<Response<Body>, ApiError> {
-    let list = list_options(q)?;
+    let list = list_options(q, &a.rt)?;
     let since = match q.get("resourceVersion").map(String::as_str) {
         None | Some("" | "0") => None,
         Some(rv) => Some(

@@ -136,16 +136,18 @@ impl Ids {
 
 /// Checks a name against a resource's naming rule; the error is the reason text.
 pub(crate) fn validate_name(rule: NameRule, name: &str) -> Result<(), String> {
-    let label_ok = |s: &str| {
+    // Kubernetes limits a DNS-1123 label to 63 characters, but a subdomain only to 253 in all:
+    // its parts are not limited one by one.
+    let part_ok = |s: &str| {
         !s.is_empty()
-            && s.len() <= 63
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-')
     };
+    let label_ok = |s: &str| s.len() <= 63 && part_ok(s);
     let ok = match rule {
-        NameRule::Subdomain => name.len() <= 253 && name.split('.').all(label_ok),
+        NameRule::Subdomain => name.len() <= 253 && name.split('.').all(part_ok),
         NameRule::Label => label_ok(name),
         NameRule::Label1035 => {
             label_ok(name) && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
@@ -190,6 +192,9 @@ mod tests {
         assert!(validate_name(NameRule::Subdomain, "A").is_err());
         assert!(validate_name(NameRule::Subdomain, "a..b").is_err());
         assert!(validate_name(NameRule::Label, "a.b").is_err());
+        assert!(validate_name(NameRule::Subdomain, &"a".repeat(70)).is_ok());
+        assert!(validate_name(NameRule::Subdomain, &"a".repeat(254)).is_err());
+        assert!(validate_name(NameRule::Label, &"a".repeat(64)).is_err());
         assert!(validate_name(NameRule::Label1035, "1a").is_err());
         assert!(validate_name(NameRule::Label1035, "a1").is_ok());
         assert!(validate_name(NameRule::PathSegment, "system:auth-delegator").is_ok());

@@ -30,8 +30,8 @@
 //!   every resource a stored CRD defines (group, served versions, plural, kind, scope, status
 //!   subresource), served from the moment the CRD is created until it is deleted.
 //! - Verbs: get, list (namespaced and across namespaces; `labelSelector` with `=`, `==`, `!=`,
-//!   `in`, `notin`, exists, `!` not-exists; `fieldSelector` with `=`, `==`, `!=`; `limit` and
-//!   `continue`), watch, create (POST, `generateName`), update (PUT), patch (JSON patch, merge
+//!   `in`, `notin`, exists, `!` not-exists; `fieldSelector` with `=`, `==`, `!=` on the fields
+//!   the kind supports (see Validation); `limit` and `continue`), watch, create (POST, `generateName`), update (PUT), patch (JSON patch, merge
 //!   patch, strategic merge patch, server-side apply), delete, deletecollection; the `status`
 //!   subresource (get, update, patch, apply) where the resource has one; metadata-only requests
 //!   (`as=PartialObjectMetadata[List]`).
@@ -50,9 +50,10 @@
 //!   sent every [`ApiServerOptions::bookmark_interval`].
 //! - Conflicts and errors are `Status` objects: 404 NotFound, 409 AlreadyExists / Conflict
 //!   (stale resourceVersion in PUT or in a patch, failed delete preconditions, apply conflicts
-//!   without `force`), 422 Invalid (bad names, missing fieldManager on apply, malformed
-//!   metadata, invalid CRDs, failed JSON-patch tests), 400 BadRequest (undecodable bodies,
-//!   mismatched apiVersion/kind/name/namespace), 405 MethodNotAllowed, 415 for unknown patch types.
+//!   without `force`), 422 Invalid (the rules under Validation, missing fieldManager on apply,
+//!   malformed metadata, invalid CRDs, failed JSON-patch tests), 400 BadRequest (undecodable
+//!   bodies, mismatched apiVersion/kind/name/namespace, the selectors under Validation), 405
+//!   MethodNotAllowed, 415 for unknown patch types.
 //! - Deletion honours `metadata.finalizers` (sets `deletionTimestamp`; the object goes when the
 //!   last finalizer is removed) and preconditions, then garbage-collects dependents at once:
 //!   objects whose every owner reference points at a gone uid are deleted (recursively, each
@@ -64,14 +65,73 @@
 //!   can only be created in an existing namespace; `default`, `kube-system`, `kube-public` and
 //!   `kube-node-lease` exist from the start.
 //!
+//! # Validation
+//!
+//! The double refuses what kube-apiserver refuses in these cases, with the same code and
+//! reason: 422 `Invalid` with a `Status` whose `details.causes[*].field` names each refused field
+//! (all of them, as Kubernetes lists every error), or 400 `BadRequest` for selectors. The rules,
+//! and where Kubernetes has them (`kubernetes/kubernetes`, `kubernetes/apimachinery`):
+//!
+//! - `metadata.name`: a DNS-1123 subdomain (at most 253 characters of `[a-z0-9-.]`, each
+//!   dot-separated part non-empty and starting and ending alphanumeric; the parts are not limited
+//!   to 63) for most kinds; a DNS-1123 label (at most 63, no dots) for Namespaces; a DNS-1035
+//!   label (also starting with a letter) for Services; a path segment (not `.`/`..`, no `/` or
+//!   `%`) for RBAC objects (apimachinery `pkg/util/validation/validation.go` IsDNS1123Subdomain,
+//!   IsDNS1123Label, IsDNS1035Label; `pkg/api/validation/objectmeta.go` ValidateObjectMetaAccessor;
+//!   `pkg/apis/core/validation/validation.go` ValidateNamespaceName, ValidateServiceName;
+//!   `pkg/api/validation/path` for RBAC).
+//! - `metadata.generateName`: checked by the kind's name rule as a prefix (a trailing `-` is
+//!   allowed), error on `metadata.generateName`; only its first 58 characters are kept so that the
+//!   generated name (5 random characters added) fits in 63 (ValidateObjectMetaAccessor;
+//!   apiserver `pkg/storage/names` SimpleNameGenerator).
+//! - `metadata.labels`: keys are qualified names, an optional prefix (a DNS-1123 subdomain, at
+//!   most 253) and `/`, then a name of 1 to 63 characters of `[A-Za-z0-9_.-]` starting and ending
+//!   alphanumeric, with at most one `/`; values are empty or at most 63 characters of the same set,
+//!   starting and ending alphanumeric. Errors name `metadata.labels` (key) or
+//!   `metadata.labels[<key>]` (value) (apimachinery `pkg/apis/meta/v1/validation` ValidateLabels,
+//!   `pkg/util/validation` IsQualifiedName, IsValidLabelValue).
+//! - `metadata.annotations`: keys are qualified names, checked lowercased (so `Example.COM/X` is
+//!   accepted); keys and values together take at most 256 KiB (262144 bytes) (`objectmeta.go`
+//!   ValidateAnnotations, TotalAnnotationSizeLimitB).
+//! - `labelSelector` on list, watch and deletecollection: 400 unless every key is a qualified
+//!   name, every value a label value (so `sluice.dev/gateway=ns/name` is refused), and `in`/`notin`
+//!   sets are not empty (apimachinery `pkg/labels/selector.go` Parse, NewRequirement).
+//! - `fieldSelector`: 400 `field label not supported: <field>` unless the field is
+//!   `metadata.name`, `metadata.namespace`, or one the kind supports: Pods `spec.nodeName`,
+//!   `spec.restartPolicy`, `spec.schedulerName`, `spec.serviceAccountName`, `spec.hostNetwork`,
+//!   `status.phase`, `status.podIP`, `status.podIPs`, `status.nominatedNodeName`; Secrets
+//!   `type`; Namespaces `status.phase`; Nodes `spec.unschedulable`; Services `spec.clusterIP`,
+//!   `spec.type`; core Events `involvedObject.*`, `reason`, `reportingComponent`, `source`,
+//!   `type`; ReplicaSets `status.replicas`; custom resources the `selectableFields` of their CRD
+//!   (pooled over served versions) (each kind's `pkg/registry/.../strategy.go` GetAttrs /
+//!   ToSelectableFields and the field label conversion functions).
+//! - Endpoints: every `subsets[*].addresses[*].ip` and `subsets[*].notReadyAddresses[*].ip` must
+//!   be an IP address and not unspecified (`0.0.0.0`, `::`), loopback (127.0.0.0/8, `::1`),
+//!   link-local (169.254.0.0/16, fe80::/10) or link-local multicast (224.0.0.0/24, ff02::/16 and
+//!   the other `ffX2::` scopes); IPv4-mapped IPv6 addresses are judged as IPv4
+//!   (`pkg/apis/core/validation/validation.go` validateEndpointAddress, ValidateEndpointIP,
+//!   formerly ValidateNonSpecialIP).
+//! - EndpointSlices: `addressType` is required and one of `IPv4`, `IPv6`, `FQDN`; with `IPv4` or
+//!   `IPv6` every `endpoints[*].addresses[*]` must be an address of that family and pass the same
+//!   special-address rule as Endpoints (`pkg/apis/discovery/validation/validation.go`
+//!   validateEndpoints, validateAddressType). FQDN addresses are not checked here.
+//!
+//! [`ApiServerOptions::allow_loopback_endpoints`] (off by default) is the one deliberate
+//! departure: it accepts loopback addresses in Endpoints and EndpointSlices, for tests whose
+//! backends must listen on 127.0.0.1. Tests using it must skip those steps against a real cluster.
+//!
 //! # Limits
 //!
 //! - No authentication (a bearer token is recorded as the user, never checked), authorization,
 //!   admission, TLS, HTTP/2, protobuf, YAML request bodies (except apply patches), `dryRun`
 //!   (rejected with 400), or `kubectl` table output.
 //! - No controllers: nothing schedules pods, fills endpoints, allocates cluster IPs, runs
-//!   DaemonSets or Deployments, or defaults fields. Names are checked; contents are not
-//!   validated against any schema (built-in or CRD OpenAPI), and unknown fields are kept.
+//!   DaemonSets or Deployments (tests may run `crate::kubelet` for DaemonSets), or defaults
+//!   fields. Beyond the rules under Validation, contents
+//!   are not validated against any schema (built-in or CRD OpenAPI), and unknown fields are kept.
+//!   Other metadata rules of Kubernetes (ownerReferences, finalizer names, immutable fields on
+//!   update) and the other fields of Endpoints and EndpointSlices (ports, hostnames, FQDNs) are
+//!   not checked.
 //! - CRD versions share one stored object: a request through another version only rewrites
 //!   `apiVersion` (no conversion). CRD `status` is set at once to Established/NamesAccepted.
 //! - Server-side apply is approximated (see `apply.rs`): no `managedFields` are written;
@@ -88,7 +148,8 @@
 //!   started from it replays any change in between); a token older than the event history is
 //!   410 Expired. `resourceVersion`/`resourceVersionMatch` on list are ignored (always the
 //!   latest state). A watch from a resourceVersion newer than the server's waits for it silently.
-//! - Field selectors accept any dotted path (Kubernetes allows only a few per kind).
+//! - Label selectors do not support the numeric `gt`/`lt` operators; field selector values are
+//!   compared as text.
 
 mod apply;
 mod error;
@@ -97,6 +158,7 @@ mod meta;
 mod resources;
 mod selector;
 mod store;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -126,6 +188,10 @@ pub struct ApiServerOptions {
     pub bookmark_interval: Duration,
     /// Watch duration when the request has no `timeoutSeconds`.
     pub default_watch_timeout: Duration,
+    /// Accept loopback addresses (127.0.0.0/8, ::1) in Endpoints and EndpointSlices, which
+    /// kube-apiserver refuses. Off by default; only for tests whose backends must listen on
+    /// 127.0.0.1 and that skip those steps against a real cluster.
+    pub allow_loopback_endpoints: bool,
 }
 
 impl Default for ApiServerOptions {
@@ -134,6 +200,7 @@ impl Default for ApiServerOptions {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(5),
             default_watch_timeout: Duration::from_secs(1800),
+            allow_loopback_endpoints: false,
         }
     }
 }
@@ -221,7 +288,8 @@ impl ApiServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let store = Store::new(options.history_limit);
+        let mut store = Store::new(options.history_limit);
+        store.allow_loopback_endpoints = options.allow_loopback_endpoints;
         let (changes, _) = watch::channel(store.resource_version());
         let shared = Arc::new(Shared {
             store: Mutex::new(store),

@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::validation;
+
 /// `(group, plural)`: how objects of one resource are keyed in the store, whatever version served them.
 pub(crate) type TypeKey = (String, String);
 
@@ -34,6 +36,8 @@ pub(crate) struct ResourceType {
     pub status: bool,
     pub short_names: Vec<String>,
     pub name_rule: NameRule,
+    /// Fields a `fieldSelector` may use besides `metadata.name` and `metadata.namespace`.
+    pub selectable_fields: Vec<String>,
 }
 
 impl ResourceType {
@@ -237,6 +241,10 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
                     status,
                     short_names: short.iter().map(|s| (*s).to_string()).collect(),
                     name_rule,
+                    selectable_fields: validation::builtin_selectable_fields(group, plural)
+                        .iter()
+                        .map(|f| (*f).to_string())
+                        .collect(),
                 }
             },
         )
@@ -281,6 +289,7 @@ pub(crate) fn from_crd(crd: &Value) -> Result<ResourceType, (&'static str, Strin
         }
     };
     let mut versions = Vec::new();
+    let mut selectable_fields = Vec::new();
     let mut status = false;
     let mut storage = None;
     for v in spec
@@ -297,6 +306,15 @@ pub(crate) fn from_crd(crd: &Value) -> Result<ResourceType, (&'static str, Strin
             storage = Some(vname.clone());
         }
         if v.get("served").and_then(Value::as_bool) != Some(false) {
+            // `selectableFields[*].jsonPath` (`.spec.x`), pooled over served versions.
+            let paths = v.get("selectableFields").and_then(Value::as_array);
+            for path in paths.into_iter().flatten() {
+                let json_path = text(path.get("jsonPath"));
+                let field = json_path.trim_start_matches('.').to_string();
+                if !field.is_empty() && !selectable_fields.contains(&field) {
+                    selectable_fields.push(field);
+                }
+            }
             status |= v
                 .get("subresources")
                 .and_then(|s| s.get("status"))
@@ -344,6 +362,7 @@ pub(crate) fn from_crd(crd: &Value) -> Result<ResourceType, (&'static str, Strin
         status,
         short_names,
         name_rule: NameRule::Subdomain,
+        selectable_fields,
     })
 }
 

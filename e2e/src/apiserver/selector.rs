@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use super::validation;
+
 #[derive(Clone, Debug, PartialEq)]
 enum Requirement {
     Eq(String, String),
@@ -40,15 +42,19 @@ fn split_terms(s: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A selector's key must be a label key (kube-apiserver answers 400 otherwise).
 fn check_key(key: &str, term: &str) -> Result<String, String> {
-    let ok = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok {
-        Ok(key.to_string())
-    } else {
-        Err(format!("invalid label key in selector term {term:?}"))
+    match validation::qualified_name(key) {
+        None => Ok(key.to_string()),
+        Some(why) => Err(format!("invalid label key in {term:?}: {why}")),
+    }
+}
+
+/// A selector's value must be a label value (kube-apiserver answers 400 otherwise).
+fn check_value(value: &str, term: &str) -> Result<String, String> {
+    match validation::label_value(value) {
+        None => Ok(value.to_string()),
+        Some(why) => Err(format!("invalid label value in {term:?}: {why}")),
     }
 }
 
@@ -61,11 +67,17 @@ impl LabelSelector {
                     .rfind(')')
                     .filter(|&c| c > open && term[c + 1..].trim().is_empty())
                     .ok_or_else(|| format!("unbalanced parentheses in {term:?}"))?;
-                let values: Vec<String> = term[open + 1..close]
+                let values = term[open + 1..close]
                     .split(',')
-                    .map(|v| v.trim().to_string())
+                    .map(str::trim)
                     .filter(|v| !v.is_empty())
-                    .collect();
+                    .map(|v| check_value(v, term))
+                    .collect::<Result<Vec<String>, String>>()?;
+                if values.is_empty() {
+                    return Err(format!(
+                        "for 'in', 'notin' operators, values set can't be empty in {term:?}"
+                    ));
+                }
                 let head = term[..open].trim();
                 let (key, op) = head
                     .rsplit_once(char::is_whitespace)
@@ -79,9 +91,9 @@ impl LabelSelector {
             } else if let Some(key) = term.strip_prefix('!') {
                 Requirement::NotExists(check_key(key.trim(), term)?)
             } else if let Some((k, v)) = term.split_once("!=") {
-                Requirement::NotEq(check_key(k.trim(), term)?, v.trim().to_string())
+                Requirement::NotEq(check_key(k.trim(), term)?, check_value(v.trim(), term)?)
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                Requirement::Eq(check_key(k.trim(), term)?, v.trim().to_string())
+                Requirement::Eq(check_key(k.trim(), term)?, check_value(v.trim(), term)?)
             } else {
                 Requirement::Exists(check_key(term, term)?)
             };
@@ -108,8 +120,8 @@ impl LabelSelector {
     }
 }
 
-/// A parsed `fieldSelector`: `path=value` / `path==value` / `path!=value` terms on any dotted path
-/// (Kubernetes allows only a few fields per kind; this accepts all).
+/// A parsed `fieldSelector`: `path=value` / `path==value` / `path!=value` terms on a dotted path.
+/// Which paths a resource supports is checked by [`FieldSelector::check_fields`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct FieldSelector(Vec<(Vec<String>, bool, String)>);
 
@@ -131,6 +143,20 @@ impl FieldSelector {
             terms.push((path, equal, value.trim().to_string()));
         }
         Ok(Self(terms))
+    }
+
+    /// Refuses fields the resource does not support, as kube-apiserver does (400): every
+    /// resource supports `metadata.name` and `metadata.namespace`, some a few more.
+    pub fn check_fields(&self, supported: &[String]) -> Result<(), String> {
+        for (path, _, _) in &self.0 {
+            let field = path.join(".");
+            let known = matches!(field.as_str(), "metadata.name" | "metadata.namespace")
+                || supported.contains(&field);
+            if !known {
+                return Err(format!("field label not supported: {field}"));
+            }
+        }
+        Ok(())
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
@@ -186,6 +212,12 @@ mod tests {
         assert!(!LabelSelector::parse("a=b")?.matches(&json!({"metadata": {}})));
         assert!(LabelSelector::parse("e in (x").is_err());
         assert!(LabelSelector::parse("e of (x)").is_err());
+        assert!(LabelSelector::parse("a=ns/name").is_err());
+        assert!(LabelSelector::parse("a in (b, ns/name)").is_err());
+        assert!(LabelSelector::parse("a in ()").is_err());
+        assert!(LabelSelector::parse("a/b/c=d").is_err());
+        assert!(LabelSelector::parse("-a").is_err());
+        assert!(LabelSelector::parse("a=").is_ok());
         Ok(())
     }
 

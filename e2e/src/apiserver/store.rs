@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::meta::{self, Ids, meta_str, now_rfc3339, set_meta};
 use super::resources::{self, ResourceType, TypeKey};
 use super::selector::{FieldSelector, LabelSelector};
+use super::validation;
 
 /// `(namespace, name)`; the namespace is `""` for cluster-scoped objects.
 pub(crate) type ObjName = (String, String);
@@ -101,6 +102,8 @@ pub(crate) struct Store {
     history_floor: u64,
     history_limit: usize,
     ids: Ids,
+    /// Accept loopback addresses in Endpoints and EndpointSlices (kube-apiserver never does).
+    pub allow_loopback_endpoints: bool,
 }
 
 fn crd_key() -> TypeKey {
@@ -165,6 +168,7 @@ impl Store {
             history_floor: 0,
             history_limit: history_limit.max(1),
             ids: Ids::new(),
+            allow_loopback_endpoints: false,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let target = Target {
@@ -388,10 +392,17 @@ impl Store {
         let Some(meta) = obj.get("metadata").and_then(Value::as_object) else {
             return Err(invalid("metadata", "Required value"));
         };
+        let mut causes = Vec::new();
         for field in ["labels", "annotations"] {
             match meta.get(field) {
                 None | Some(Value::Null) => {}
-                Some(Value::Object(m)) if m.values().all(Value::is_string) => {}
+                Some(Value::Object(m)) if m.values().all(Value::is_string) => {
+                    causes.extend(if field == "labels" {
+                        validation::labels(m)
+                    } else {
+                        validation::annotations(m)
+                    });
+                }
                 Some(_) => {
                     return Err(invalid(
                         &format!("metadata.{field}"),
@@ -399,6 +410,9 @@ impl Store {
                     ));
                 }
             }
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid_causes(&rt.group, &rt.kind, name, &causes));
         }
         match meta.get("finalizers") {
             None | Some(Value::Null) => {}
@@ -432,6 +446,17 @@ impl Store {
         old: Option<&Value>,
     ) -> Result<(), ApiError> {
         Self::validate_metadata(rt, obj)?;
+        // What kube-apiserver validates in the contents of the few kinds with rules here.
+        let loopback = self.allow_loopback_endpoints;
+        let causes = match (rt.group.as_str(), rt.plural.as_str()) {
+            ("", "endpoints") => validation::endpoints(obj, loopback),
+            ("discovery.k8s.io", "endpointslices") => validation::endpoint_slice(obj, loopback),
+            _ => Vec::new(),
+        };
+        if !causes.is_empty() {
+            let name = meta_str(obj, "name");
+            return Err(ApiError::invalid_causes(&rt.group, &rt.kind, name, &causes));
+        }
         let key = rt.key();
         if key == namespace_key()
             && let Some(map) = obj.as_object_mut()
@@ -545,8 +570,29 @@ impl Store {
         Self::check_namespace(rt, t, &mut obj)?;
         let ns = meta_str(&obj, "namespace").to_string();
         let mut name = meta_str(&obj, "name").to_string();
+        let generate_name = meta_str(&obj, "generateName").to_string();
+        if !generate_name.is_empty() {
+            // Checked as a name prefix: a trailing '-' is allowed.
+            let masked = match generate_name.strip_suffix('-') {
+                Some(head) => format!("{head}a"),
+                None => generate_name.clone(),
+            };
+            meta::validate_name(rt.name_rule, &masked).map_err(|why| {
+                ApiError::invalid(
+                    &rt.group,
+                    &rt.kind,
+                    &name,
+                    "metadata.generateName",
+                    &why.replace(&format!("{masked:?}"), &format!("{generate_name:?}")),
+                )
+            })?;
+        }
         if name.is_empty() {
-            let prefix = meta_str(&obj, "generateName").to_string();
+            // Kubernetes keeps at most 58 characters of the prefix, so that names fit in 63.
+            let prefix: String = generate_name
+                .chars()
+                .take(validation::MAX_GENERATE_NAME_PREFIX)
+                .collect();
             if prefix.is_empty() {
                 return Err(ApiError::invalid(
                     &rt.group,

@@ -174,7 +174,7 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         }
     };
     let pods: Vec<Pod> = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default().labels(&selector(&provision::objects::pod_selector(&key))))
+        .list(&ListParams::default().labels(&pods_selector(&gw.name_any())))
         .await
         .map_err(GatewayError::Observe)?
         .items;
@@ -325,8 +325,11 @@ fn error_policy(_gw: Arc<Gateway>, error: &GatewayError, ctx: Arc<GatewayContext
     Action::requeue(Duration::from_secs(5))
 }
 
-fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
-    labels
+/// The label selector of Gateway `name`'s Envoy pods: the DaemonSet's own selector, whose
+/// values are label values (the Gateway's name, never `namespace/name`, which the API server
+/// refuses in a selector). The namespace is the list's.
+fn pods_selector(name: &str) -> String {
+    provision::objects::pod_selector(name)
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
@@ -334,6 +337,7 @@ fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::api::GatewaySpec;
@@ -343,6 +347,23 @@ mod tests {
         let mut g = Gateway::new("edge", GatewaySpec::default());
         g.metadata.uid = uid.map(str::to_owned);
         g
+    }
+
+    #[test]
+    fn the_pods_selector_selects_the_daemon_sets_pods() {
+        let gw = crate::provision::fixtures::gateway("shop", "edge");
+        let desired = provision::desired(&gw, &crate::provision::fixtures::ctx()).unwrap();
+        let template = desired.daemon_set.spec.unwrap().template.metadata.unwrap();
+        let pod_labels = template.labels.unwrap();
+        let selector = pods_selector("edge");
+        assert_eq!(
+            selector,
+            "app.kubernetes.io/name=envoy,sluice.dev/gateway=edge"
+        );
+        for term in selector.split(',') {
+            let (k, v) = term.split_once('=').unwrap();
+            assert_eq!(pod_labels.get(k).map(String::as_str), Some(v), "{term}");
+        }
     }
 
     #[test]

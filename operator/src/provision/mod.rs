@@ -8,7 +8,7 @@ pub mod status;
 pub mod xds_tls;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 pub use objects::{DesiredObjects, FIELD_MANAGER, ProvisionContext, ProvisionError, desired};
 pub use status::{ObservedState, gateway_status};
