@@ -1048,6 +1048,61 @@ async fn ingressroute_statuses_follow_changes() -> Result<()> {
     Ok(())
 }
 
+/// An IngressRoute stored under an older, schema-less CRD (Contour <= 1.5) with a field of the
+/// wrong type is `invalid` with the decoder's message; the operator becomes ready and every
+/// other IngressRoute is judged as usual. A real cluster with Sluice's CRD refuses to store such
+/// an object, so there the test only checks the good route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_ingressroute_stops_nothing() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-a").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "good",
+            None,
+            route_spec(Some("good.example.com"), "web"),
+        ))
+        .await?;
+    let mut old = ingress_route(&ns, "old", None, route_spec(Some("old.example.com"), "web"));
+    old["spec"]["routes"][0]["services"][0]["port"] = json!("80");
+    old["spec"]["strategy"] = json!("RingHash");
+    match cluster.memory() {
+        Some(server) => {
+            server.create(old)?;
+        }
+        None => println!(
+            "real cluster: its CRD schema refuses port: \"80\"; checking the good route only"
+        ),
+    }
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    assert_eq!(
+        wait_status(&cluster, &mut op, &ns, "good", "valid").await?,
+        "valid IngressRoute"
+    );
+    if cluster.memory().is_some() {
+        let why = wait_status(&cluster, &mut op, &ns, "old", "invalid").await?;
+        assert!(
+            why.starts_with("this IngressRoute could not be read: spec.routes[0].services[0].port: invalid type: string \"80\""),
+            "{why}"
+        );
+        // Edits of good IngressRoutes keep being judged.
+        cluster
+            .apply(ingress_route(
+                &ns,
+                "good",
+                None,
+                route_spec(Some("good.example.com"), "missing"),
+            ))
+            .await?;
+        wait_status(&cluster, &mut op, &ns, "good", "invalid").await?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Two teams, two instances: each serves only its own roots and secrets.
 
