@@ -19,6 +19,7 @@
 use std::sync::LazyLock;
 use std::time::Instant;
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use sluice::dag::Dag;
 use sluice::snapshot::ClusterSnapshot;
@@ -892,7 +893,13 @@ fn cases() -> Vec<Case> {
         case(
             "a 5,000-deep delegation chain",
             chain(5000, 1),
-            Expect::Invalid("attacker/c32", &["delegation chain is deeper than 32"]),
+            Expect::Invalid(
+                "attacker/c31",
+                &[
+                    "delegation chain is deeper than 32",
+                    "may not delegate further",
+                ],
+            ),
         ),
         case(
             "ten IngressRoutes each delegating ten times",
@@ -1122,4 +1129,901 @@ fn manifest_bombs_are_loaded_or_refused_not_fatal() {
         1,
         "the document after the bomb loads"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Findings of a hostile-tenant review, kept as regression tests: each failed before its fix.
+
+#[derive(Debug, Default)]
+struct Outcome {
+    /// Statuses of every IngressRoute on the shared Gateway outside the victim's namespace.
+    attacker: Vec<String>,
+    /// Victim statuses on the shared Gateway.
+    victim_statuses: Vec<String>,
+    victim_changed: bool,
+    /// Gateway -> translation error.
+    translate_errors: Vec<String>,
+    violations: Vec<String>,
+    /// Gateway -> Envoy's complaint.
+    envoy_errors: Vec<String>,
+}
+
+impl Outcome {
+    fn summary(&self) -> String {
+        format!(
+            "attacker={:?}\n    victim_changed={} victim={:?}\n    translate_errors={:?}\n    violations={:?}\n    envoy_errors={:?}",
+            self.attacker,
+            self.victim_changed,
+            self.victim_statuses,
+            self.translate_errors,
+            self.violations,
+            self.envoy_errors
+                .iter()
+                .map(|e| e
+                    .lines()
+                    .filter(|l| l.contains("rror") || l.contains("xception") || l.contains("ailed"))
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" | "))
+                .collect::<Vec<_>>()
+        )
+    }
+    fn attacker_valid(&self, key: &str) -> bool {
+        self.attacker
+            .iter()
+            .any(|s| s.starts_with(&format!("{key} valid")))
+    }
+}
+
+async fn probe(extra: Vec<Value>) -> Outcome {
+    probe_with(victim(), extra).await
+}
+
+async fn probe_with(base: Vec<Value>, extra: Vec<Value>) -> Outcome {
+    let baseline = build_all(&snapshot(&base), false);
+    let before = victim_view(dag_of(&baseline, "gateways/shared"));
+    let mut objects = base;
+    objects.extend(extra);
+    let snap = snapshot(&objects);
+    let dags = build_all(&snap, false);
+    let shared = dag_of(&dags, "gateways/shared");
+    let mut out = Outcome {
+        victim_changed: victim_view(shared) != before,
+        ..Default::default()
+    };
+    for s in &shared.statuses {
+        let line = format!(
+            "{}/{} {} {}",
+            s.namespace,
+            s.name,
+            s.current_status.as_str(),
+            s.description
+        );
+        if s.namespace == "victim" {
+            out.victim_statuses.push(line);
+        } else {
+            out.attacker.push(line);
+        }
+    }
+    let opts = TranslateOptions::default();
+    for dag in &dags {
+        let resources = match translate(dag, &opts) {
+            Ok(r) => r,
+            Err(e) => {
+                out.translate_errors.push(format!("{}: {e}", dag.gateway));
+                continue;
+            }
+        };
+        out.violations.extend(
+            check_resources(&resources)
+                .iter()
+                .map(|v| format!("{}: {v}", dag.gateway)),
+        );
+        let bootstrap = inline_bootstrap(&resources, &opts).unwrap();
+        let json = message_to_json(&bootstrap).unwrap().to_string();
+        if let Err(e) = sluice_e2e::envoy::validate(&json).await {
+            out.envoy_errors.push(format!("{}: {e}", dag.gateway));
+        }
+    }
+    out
+}
+
+// ---- PEM / DER helpers ---------------------------------------------------------------
+
+fn pem_der(pem: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in pem.lines() {
+        if line.starts_with("-----BEGIN") {
+            cur = Some(String::new());
+        } else if line.starts_with("-----END") {
+            out.push(
+                base64::engine::general_purpose::STANDARD
+                    .decode(cur.take().unwrap())
+                    .unwrap(),
+            );
+        } else if let Some(c) = cur.as_mut() {
+            c.push_str(line.trim());
+        }
+    }
+    out
+}
+
+/// A PEM block with custom BEGIN/END lines and base64 line width (0: one line).
+fn pem_custom(begin: &str, end: &str, der: &[u8], width: usize, eol: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = format!("{begin}{eol}");
+    if width == 0 {
+        s.push_str(&b64);
+        s.push_str(eol);
+    } else {
+        for chunk in b64.as_bytes().chunks(width) {
+            s.push_str(std::str::from_utf8(chunk).unwrap());
+            s.push_str(eol);
+        }
+    }
+    s.push_str(end);
+    s.push_str(eol);
+    s
+}
+
+fn cert_block(der: &[u8], width: usize) -> String {
+    pem_custom(
+        "-----BEGIN CERTIFICATE-----",
+        "-----END CERTIFICATE-----",
+        der,
+        width,
+        "\n",
+    )
+}
+
+fn attacker_cert_der() -> Vec<u8> {
+    pem_der(&PKI.attacker.cert_pem).remove(0)
+}
+
+fn attacker_key_der() -> Vec<u8> {
+    pem_der(&PKI.attacker.key_pem).remove(0)
+}
+
+fn key_block(der: &[u8], width: usize) -> String {
+    pem_custom(
+        "-----BEGIN PRIVATE KEY-----",
+        "-----END PRIVATE KEY-----",
+        der,
+        width,
+        "\n",
+    )
+}
+
+/// The attacker's TLS root using a Secret with this cert and key.
+fn tls_world(cert: &str, key: &str) -> Vec<Value> {
+    tls_root(broken_pair(cert, key), "evil-tls")
+}
+
+/// The attacker's upstream-validation route with this CA bundle.
+fn ca_world(ca: &str) -> Vec<Value> {
+    upstream_tls(
+        json!({"caSecret": "ca", "subjectName": "backend.example.com"}),
+        ca,
+    )
+}
+
+/// Replace the X.509 version field (`A0 03 02 01 vv`) of a DER certificate.
+fn with_version(der: &[u8], v: u8) -> Vec<u8> {
+    let mut d = der.to_vec();
+    let at = d
+        .windows(5)
+        .position(|w| w == [0xa0, 0x03, 0x02, 0x01, 0x02])
+        .unwrap();
+    d[at + 4] = v;
+    d
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// Every PEM variant: label, (tls.crt, tls.key).
+fn pem_variants() -> Vec<(&'static str, String, String)> {
+    let cert = attacker_cert_der();
+    let key = attacker_key_der();
+    let good_key = PKI.attacker.key_pem.clone();
+    let good_cert = PKI.attacker.cert_pem.clone();
+    let mut trailing = cert.clone();
+    trailing.extend_from_slice(&[0x05, 0x00]);
+    let mut trailing_zero = cert.clone();
+    trailing_zero.push(0);
+    let crlf = good_cert.replace('\n', "\r\n");
+    let mut v = vec![
+        (
+            "control: untouched pair",
+            good_cert.clone(),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt base64 on one line",
+            cert_block(&cert, 0),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt base64 in 76-char lines",
+            cert_block(&cert, 76),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt base64 in 32-char lines",
+            cert_block(&cert, 32),
+            good_key.clone(),
+        ),
+        (
+            "tls.key base64 on one line",
+            good_cert.clone(),
+            key_block(&key, 0),
+        ),
+        ("tls.crt with CRLF line endings", crlf, good_key.clone()),
+        (
+            "tls.crt BEGIN line with trailing spaces",
+            good_cert.replacen("CERTIFICATE-----\n", "CERTIFICATE-----   \n", 1),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt BEGIN line with trailing text",
+            good_cert.replacen("CERTIFICATE-----\n", "CERTIFICATE----- x\n", 1),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt label suffix CERTIFICATE-X",
+            pem_custom(
+                "-----BEGIN CERTIFICATE-X-----",
+                "-----END CERTIFICATE-X-----",
+                &cert,
+                64,
+                "\n",
+            ),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt END label mismatch",
+            pem_custom(
+                "-----BEGIN CERTIFICATE-----",
+                "-----END PRIVATE KEY-----",
+                &cert,
+                64,
+                "\n",
+            ),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt with an empty line inside the base64",
+            good_cert
+                .replacen('\n', "\n\n", 2)
+                .replacen("\n\n", "\n", 1),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt first certificate followed by 05 00 inside its base64",
+            cert_block(&trailing, 64),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt first certificate followed by one 00 byte",
+            cert_block(&trailing_zero, 64),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt second certificate followed by 05 00",
+            format!("{good_cert}{}", cert_block(&trailing, 64)),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt version v1 with extensions",
+            cert_block(&with_version(&cert, 0), 64),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt version value 3 (v4)",
+            cert_block(&with_version(&cert, 3), 64),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt private key block after the certificate",
+            format!("{good_cert}{good_key}"),
+            good_key.clone(),
+        ),
+        (
+            "tls.crt with a Proc-Type header",
+            good_cert.replacen("-----\n", "-----\nProc-Type: 4,ENCRYPTED\n\n", 1),
+            good_key.clone(),
+        ),
+    ];
+    // openssl-made keys: RSA-PSS SPKI with a PKCS#1 key, P-521, EC with parameters block.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA-PSS",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "pss.key",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=evil.example.com",
+            "-key",
+            "pss.key",
+            "-out",
+            "pss.crt",
+        ],
+    );
+    let pss_pkcs1 = std::process::Command::new("openssl")
+        .args(["rsa", "-in", "pss.key", "-traditional"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    if pss_pkcs1.status.success() {
+        v.push((
+            "RSA-PSS SPKI certificate with its key as PKCS#1",
+            read("pss.crt"),
+            String::from_utf8(pss_pkcs1.stdout).unwrap(),
+        ));
+    } else {
+        println!("openssl rsa -traditional on PSS failed: {pss_pkcs1:?}");
+    }
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "secp521r1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "p521.key",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=evil.example.com",
+            "-key",
+            "p521.key",
+            "-out",
+            "p521.crt",
+        ],
+    );
+    v.push((
+        "P-521 (Envoy accepts it)",
+        read("p521.crt"),
+        read("p521.key"),
+    ));
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-out",
+            "ecp.key",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=evil.example.com",
+            "-key",
+            "ecp.key",
+            "-out",
+            "ecp.crt",
+        ],
+    );
+    v.push((
+        "openssl ecparam -genkey default output (EC PARAMETERS block first)",
+        read("ecp.crt"),
+        read("ecp.key"),
+    ));
+    v
+}
+
+/// Exploration: prints what every PEM variant does (valid?/Envoy?).
+#[tokio::test]
+async fn pem_variants_are_valid_only_where_envoy_loads_them() {
+    let mut findings = Vec::new();
+    for (name, cert, key) in pem_variants() {
+        let o = probe(tls_world(&cert, &key)).await;
+        let valid = o.attacker_valid(EVIL);
+        let nack = !o.envoy_errors.is_empty();
+        println!(
+            "== {name}: valid={valid} envoy_rejects={nack}\n    {}",
+            o.summary()
+        );
+        if valid && nack {
+            findings.push(name);
+        }
+    }
+    // Same for CA bundles (upstream validation).
+    let ca_der = pem_der(&PKI.ca).remove(0);
+    let mut trailing = ca_der.clone();
+    trailing.extend_from_slice(&[0x05, 0x00]);
+    for (name, ca) in [
+        ("ca.crt control", PKI.ca.clone()),
+        ("ca.crt base64 on one line", cert_block(&ca_der, 0)),
+        (
+            "ca.crt END label mismatch",
+            pem_custom(
+                "-----BEGIN CERTIFICATE-----",
+                "-----END X-----",
+                &ca_der,
+                64,
+                "\n",
+            ),
+        ),
+        (
+            "ca.crt BEGIN line with trailing text",
+            PKI.ca
+                .replacen("CERTIFICATE-----\n", "CERTIFICATE----- x\n", 1),
+        ),
+        ("ca.crt followed by 05 00", cert_block(&trailing, 64)),
+        (
+            "ca.crt version value 3",
+            cert_block(&with_version(&ca_der, 3), 64),
+        ),
+    ] {
+        let o = probe(ca_world(&ca)).await;
+        let valid = o.attacker_valid(EVIL);
+        let nack = !o.envoy_errors.is_empty();
+        println!(
+            "== {name}: valid={valid} envoy_rejects={nack}\n    {}",
+            o.summary()
+        );
+        if valid && nack {
+            findings.push(name);
+        }
+    }
+    println!("FINDINGS (valid but Envoy rejects): {findings:#?}");
+    assert!(findings.is_empty(), "{findings:#?}");
+}
+
+// ---- DAG / translation findings ---------------------------------------------------------
+
+fn tls_secret_attacker() -> Value {
+    tls_secret("attacker", "evil-tls", &PKI.attacker)
+}
+
+/// F1: a tcpproxy with no services (`tcpproxy: {}` or `services: []`) is `valid`, and the
+/// translation then refuses the whole instance (`EmptyTcpProxy`): every tenant of the Gateway
+/// stops getting updates.
+#[tokio::test]
+async fn an_empty_tcpproxy_is_invalid_not_fatal() {
+    for tcp in [json!({}), json!({"services": []})] {
+        let mut objects = evil_backend();
+        objects.push(tls_secret_attacker());
+        objects.push(ingress_route(
+            "attacker",
+            "evil",
+            "2024-01-01T00:00:00Z",
+            json!({"virtualhost": {"fqdn": "evil.example.com", "tls": {"secretName": "evil-tls"}},
+                   "tcpproxy": tcp}),
+        ));
+        let o = probe(objects).await;
+        println!("tcpproxy {tcp}: {}", o.summary());
+        assert!(
+            o.translate_errors.is_empty(),
+            "tcpproxy {tcp}: attacker {:?}, translation of the instance fails: {:?}",
+            o.attacker,
+            o.translate_errors
+        );
+    }
+}
+
+/// Same, through a delegated tcpproxy and with passthrough.
+#[tokio::test]
+async fn an_empty_delegated_tcpproxy_is_invalid_not_fatal() {
+    let mut objects = evil_backend();
+    objects.push(ingress_route(
+        "attacker",
+        "evil",
+        "2024-01-01T00:00:00Z",
+        json!({"virtualhost": {"fqdn": "evil.example.com", "tls": {"passthrough": true}},
+               "tcpproxy": {"delegate": {"name": "child"}}}),
+    ));
+    objects.push(ingress_route(
+        "attacker",
+        "child",
+        "2024-01-01T00:00:00Z",
+        json!({"tcpproxy": {}}),
+    ));
+    let o = probe(objects).await;
+    println!("{}", o.summary());
+    assert!(o.translate_errors.is_empty(), "{:?}", o.translate_errors);
+}
+
+/// An attacker chain of `n` IngressRoutes under a root at `fqdn`, all matching `prefix`, the last
+/// delegating `prefix` to `target` (namespace/name).
+fn attacker_chain_to(fqdn: &str, prefix: &str, n: usize, target: (&str, &str)) -> Vec<Value> {
+    let mut v = evil_backend();
+    v.push(ingress_route(
+        "attacker",
+        "evil",
+        "2024-01-01T00:00:00Z",
+        json!({"virtualhost": {"fqdn": fqdn},
+               "routes": [{"match": prefix, "delegate": {"name": "c1"}}]}),
+    ));
+    for i in 1..=n {
+        let next = if i == n {
+            json!({"name": target.1, "namespace": target.0})
+        } else {
+            json!({"name": format!("c{}", i + 1)})
+        };
+        v.push(ingress_route(
+            "attacker",
+            &format!("c{i}"),
+            "2024-01-01T00:00:00Z",
+            json!({"routes": [{"match": prefix, "delegate": next}]}),
+        ));
+    }
+    v
+}
+
+/// F2: the delegation walk caches each (prefix, child) pair's result, but the result depends
+/// on the depth it was first reached at. An attacker root whose fqdn sorts before the victim's
+/// reaches the victim's delegated IngressRoute at depth 33 with the victim's own prefix: the
+/// pair is cached as invalid, and the victim's root then gets nothing from it.
+#[tokio::test]
+async fn a_deep_foreign_chain_cannot_poison_a_delegation() {
+    let o = probe(attacker_chain_to(
+        "aaa.example.com",
+        "/api",
+        31,
+        ("victim", "api"),
+    ))
+    .await;
+    println!("{}", o.summary());
+    assert!(
+        !o.victim_changed,
+        "victim changed: victim statuses {:?}",
+        o.victim_statuses
+    );
+}
+
+/// Depth 32 (allowed) reaching the victim's child whose own child is then past the limit: the
+/// partial result is cached and reused for the victim.
+#[tokio::test]
+async fn a_deep_foreign_chain_cannot_poison_grandchildren() {
+    let mut base = victim();
+    // victim/api delegates /api/v2 to victim/v2.
+    for o in &mut base {
+        if o["kind"] == "IngressRoute" && o["metadata"]["name"] == "api" {
+            o["spec"]["routes"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"match": "/api/v2", "delegate": {"name": "v2"}}));
+        }
+    }
+    base.push(ingress_route(
+        "victim",
+        "v2",
+        "2020-01-01T00:00:00Z",
+        json!({"routes": [{"match": "/api/v2", "services": [{"name": "api", "port": 80}]}]}),
+    ));
+    let o = probe_with(
+        base,
+        attacker_chain_to("aaa.example.com", "/api", 30, ("victim", "api")),
+    )
+    .await;
+    println!("{}", o.summary());
+    assert!(!o.victim_changed, "victim statuses {:?}", o.victim_statuses);
+}
+
+/// F3: any tenant can turn another tenant's delegated IngressRoute `invalid` by delegating to it
+/// under a prefix its routes do not start with (the victim keeps being served, but its status
+/// says invalid with a message the attacker chose the prefix of).
+#[tokio::test]
+async fn a_foreign_alias_cannot_flip_a_victims_status() {
+    let mut objects = evil_backend();
+    objects.push(ingress_route(
+        "attacker",
+        "evil",
+        "2024-01-01T00:00:00Z",
+        json!({"virtualhost": {"fqdn": "zzz.example.com"},
+               "routes": [{"match": "/zzz", "delegate": {"name": "api", "namespace": "victim"}}]}),
+    ));
+    let o = probe(objects).await;
+    println!("{}", o.summary());
+    assert!(!o.victim_changed, "victim statuses {:?}", o.victim_statuses);
+}
+
+/// F4: endpoint port 0 (Endpoints and EndpointSlice) reaches the output; the output checker
+/// refuses it.
+#[tokio::test]
+async fn endpoint_port_zero_is_left_out() {
+    let mut eps = endpoints("attacker", "evil", &["10.9.9.9"]);
+    eps["subsets"][0]["ports"][0]["port"] = json!(0);
+    let mut sl = slice("attacker", "evil", "IPv4", &["10.9.9.8"]);
+    sl["ports"][0]["port"] = json!(0);
+    let o = probe(vec![
+        service("attacker", "evil", 80),
+        eps,
+        sl,
+        evil_root("evil.example.com", json!({}), json!({})),
+    ])
+    .await;
+    println!("{}", o.summary());
+    assert!(
+        o.violations.is_empty() && o.envoy_errors.is_empty(),
+        "{}",
+        o.summary()
+    );
+}
+
+/// F5: ExternalName and endpoint addresses that reach the proxy's loopback or a metadata
+/// service without being link-local/loopback literals.
+#[tokio::test]
+async fn external_names_and_endpoints_reaching_loopback_or_metadata_are_refused() {
+    let mut accepted = Vec::new();
+    for host in [
+        "ip6-localhost",
+        "ip6-loopback",
+        "::127.0.0.1",
+        "::ffff:0:127.0.0.1",
+        "0.0.0.1",
+        "metadata.google.internal",
+        "instance-data.ec2.internal",
+        "fd00:ec2::254",
+        "localhost.localdomain",
+    ] {
+        let o = probe(external_name(host)).await;
+        if o.attacker_valid(EVIL) {
+            accepted.push(format!("ExternalName {host}"));
+        }
+    }
+    for ip in [
+        "fd00:ec2::254",
+        "100.100.100.200",
+        "168.63.129.16",
+        "64:ff9b::7f00:1",
+        "::ffff:0:127.0.0.1",
+        "2002:7f00:1::1",
+        "fe80::1%eth0",
+        "010.0.0.1",
+        "127.0.0.1 ",
+    ] {
+        let o = probe(hostile_endpoints(&[ip])).await;
+        let dag_addrs: Vec<String> = {
+            let mut objects = victim();
+            objects.extend(hostile_endpoints(&[ip]));
+            evil_addresses(dag_of(
+                &build_all(&snapshot(&objects), false),
+                "gateways/shared",
+            ))
+        };
+        if dag_addrs.len() > 1 {
+            accepted.push(format!("endpoint {ip} -> {dag_addrs:?}"));
+        }
+        assert!(o.envoy_errors.is_empty(), "{ip}: {}", o.summary());
+    }
+    println!("accepted: {accepted:#?}");
+    assert!(accepted.is_empty(), "{accepted:#?}");
+}
+
+/// The victim's route prefixes on the shared Gateway with the depth-poisoning chain present.
+#[test]
+fn a_deep_foreign_chain_cannot_remove_a_victims_route() {
+    let mut objects = victim();
+    objects.extend(attacker_chain_to(
+        "aaa.example.com",
+        "/api",
+        31,
+        ("victim", "api"),
+    ));
+    let dags = build_all(&snapshot(&objects), false);
+    let vh = dag_of(&dags, "gateways/shared")
+        .virtual_hosts
+        .iter()
+        .find(|v| v.fqdn == VICTIM_HOST)
+        .unwrap();
+    let prefixes: Vec<&str> = vh.routes.iter().map(|r| r.prefix.as_str()).collect();
+    println!("victim prefixes with the attacker chain: {prefixes:?}");
+    assert!(
+        prefixes.contains(&"/api"),
+        "victim's /api route is gone: {prefixes:?}"
+    );
+}
+
+/// More exploration: tls.key PEM tricks, numbers, protocol combos.
+#[tokio::test]
+async fn assorted_hostile_values_hold() {
+    let key = attacker_key_der();
+    let cert = PKI.attacker.cert_pem.clone();
+    let mut findings = Vec::new();
+    let mut worlds: Vec<(&str, Vec<Value>)> = vec![
+        (
+            "tls.key BEGIN line with trailing text",
+            tls_world(
+                &cert,
+                &PKI.attacker
+                    .key_pem
+                    .replacen("KEY-----\n", "KEY----- x\n", 1),
+            ),
+        ),
+        (
+            "tls.key END label mismatch",
+            tls_world(
+                &cert,
+                &pem_custom(
+                    "-----BEGIN PRIVATE KEY-----",
+                    "-----END CERTIFICATE-----",
+                    &key,
+                    64,
+                    "\n",
+                ),
+            ),
+        ),
+        (
+            "tls.key label PRIVATE KEY-X",
+            tls_world(
+                &cert,
+                &pem_custom(
+                    "-----BEGIN PRIVATE KEY-X-----",
+                    "-----END PRIVATE KEY-X-----",
+                    &key,
+                    64,
+                    "\n",
+                ),
+            ),
+        ),
+        (
+            "tls.key with an empty line inside",
+            tls_world(
+                &cert,
+                &PKI.attacker
+                    .key_pem
+                    .replacen('\n', "\n\n", 2)
+                    .replacen("\n\n", "\n", 1),
+            ),
+        ),
+        (
+            "health check numbers at u32::MAX",
+            with_backend(evil_service(json!({"healthCheck": {"path": "/h",
+                "intervalSeconds": 4294967295u64, "timeoutSeconds": 4294967295u64,
+                "unhealthyThresholdCount": 4294967295u64, "healthyThresholdCount": 4294967295u64}}))),
+        ),
+        (
+            "health check host with spaces only",
+            with_backend(evil_service(
+                json!({"healthCheck": {"path": "/h", "host": "   "}}),
+            )),
+        ),
+        (
+            "timeout 0.0001ms and perTry 1ns",
+            with_backend(evil_root(
+                "evil.example.com",
+                json!({}),
+                json!({
+                "timeoutPolicy": {"request": "0.0001ms"},
+                "retryPolicy": {"count": 0, "perTryTimeout": "1ns"}}),
+            )),
+        ),
+        ("permitInsecure websocket prefixRewrite on TLS host", {
+            let mut v = evil_backend();
+            v.push(tls_secret_attacker());
+            v.push(ingress_route("attacker", "evil", "2024-01-01T00:00:00Z", json!({
+                    "virtualhost": {"fqdn": "evil.example.com", "tls": {"secretName": "evil-tls"}},
+                    "routes": [
+                        {"match": "/a", "permitInsecure": true, "enableWebsockets": true, "prefixRewrite": "/",
+                         "services": [{"name": "evil", "port": 80, "strategy": "Cookie"}]},
+                        {"match": "/a/", "services": [{"name": "evil", "port": 80}]},
+                        {"match": "/a", "services": [{"name": "evil", "port": 80, "weight": 0}]}]})));
+            v
+        }),
+        ("tcpproxy with TLS termination and permitInsecure routes", {
+            let mut v = evil_backend();
+            v.push(tls_secret_attacker());
+            v.push(ingress_route("attacker", "evil", "2024-01-01T00:00:00Z", json!({
+                    "virtualhost": {"fqdn": "evil.example.com", "tls": {"secretName": "evil-tls"}},
+                    "tcpproxy": {"services": [{"name": "evil", "port": 80, "weight": 0}, {"name": "evil", "port": 80, "strategy": "Random"}]},
+                    "routes": [{"match": "/", "permitInsecure": true, "services": [{"name": "evil", "port": 80}]}]})));
+            v
+        }),
+        ("h2 + tls + h2c annotations, ExternalName IPv6 literal", {
+            vec![
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "attacker", "name": "evil",
+                        "annotations": {"contour.heptio.com/upstream-protocol.h2": "80,http",
+                                        "projectcontour.io/upstream-protocol.h2c": "http",
+                                        "projectcontour.io/upstream-protocol.tls": " 80 "}},
+                        "spec": {"type": "ExternalName", "externalName": "2001:DB8::1",
+                                 "ports": [{"name": "http", "port": 80}]}}),
+                evil_root(
+                    "evil.example.com",
+                    json!({}),
+                    json!({"enableWebsockets": true}),
+                ),
+            ]
+        }),
+        ("h2 ExternalName with a trailing dot and upper case", {
+            vec![
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "attacker", "name": "evil",
+                        "annotations": {"contour.heptio.com/upstream-protocol.h2": "80"}},
+                        "spec": {"type": "ExternalName", "externalName": "Backend.Example.COM.",
+                                 "ports": [{"name": "http", "port": 80}]}}),
+                evil_root("evil.example.com", json!({}), json!({})),
+            ]
+        }),
+        (
+            "400 services on one route",
+            with_backend(evil_root(
+                "evil.example.com",
+                json!({}),
+                json!({"services":
+                (0..400).map(|i| json!({"name": "evil", "port": 80, "weight": i, "strategy": if i % 2 == 0 {"Random"} else {"RoundRobin"},
+                   "healthCheck": {"path": format!("/h{i}")}})).collect::<Vec<_>>()}),
+            )),
+        ),
+        (
+            "root whose only routes delegate to missing objects, with TLS",
+            {
+                let mut v = evil_backend();
+                v.push(tls_secret_attacker());
+                v.push(ingress_route("attacker", "evil", "2024-01-01T00:00:00Z", json!({
+                    "virtualhost": {"fqdn": "evil.example.com", "tls": {"secretName": "evil-tls", "minimumProtocolVersion": "1.3"}},
+                    "routes": [{"match": "/", "delegate": {"name": "nope"}}, {"match": "/x", "delegate": {"name": "nope", "namespace": "nowhere"}}]})));
+                v
+            },
+        ),
+        ("passthrough with secretName and routes", {
+            let mut v = evil_backend();
+            v.push(tls_secret_attacker());
+            v.push(ingress_route("attacker", "evil", "2024-01-01T00:00:00Z", json!({
+                    "virtualhost": {"fqdn": "evil.example.com", "tls": {"secretName": "evil-tls", "passthrough": true}},
+                    "tcpproxy": {"services": [{"name": "evil", "port": 80}]},
+                    "routes": [{"match": "/", "permitInsecure": true, "services": [{"name": "evil", "port": 80}]}]})));
+            v
+        }),
+    ];
+    for (name, objects) in worlds.drain(..) {
+        let o = probe(objects).await;
+        let valid = o
+            .attacker
+            .iter()
+            .any(|s| s.starts_with("attacker/evil valid"));
+        let bad = !o.envoy_errors.is_empty()
+            || !o.translate_errors.is_empty()
+            || !o.violations.is_empty();
+        println!("== {name}: valid={valid} broken={bad}\n    {}", o.summary());
+        if valid && bad || o.victim_changed {
+            findings.push(name);
+        }
+    }
+    println!("FINDINGS: {findings:#?}");
+    assert!(findings.is_empty(), "{findings:#?}");
 }

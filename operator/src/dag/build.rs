@@ -61,8 +61,8 @@ struct Builder<'a> {
     clusters: BTreeMap<String, Cluster>,
     endpoints: BTreeMap<String, ClusterEndpoints>,
     secrets: BTreeMap<String, Secret>,
-    /// Routes of each (parent prefix, child) already walked; `None` when the child was invalid.
-    expanded: BTreeMap<(String, ObjKey), Option<Vec<model::Route>>>,
+    /// Each (parent prefix, child, depth of the parent) already walked, and what came of it.
+    expanded: BTreeMap<(String, ObjKey, usize), Result<Vec<model::Route>, WalkError>>,
 }
 
 impl<'a> Builder<'a> {
@@ -179,7 +179,7 @@ impl<'a> Builder<'a> {
                 let mut chain = vec![key.clone()];
                 match self.walk_tcpproxy(key, tcp, &mut chain) {
                     Ok(p) => Some(p),
-                    Err(e) => return self.invalid(key, e),
+                    Err(e) => return self.invalid(key, e.to_string()),
                 }
             }
         };
@@ -193,7 +193,7 @@ impl<'a> Builder<'a> {
         let mut chain = vec![key.clone()];
         let mut routes = match self.walk_routes(key, root, "/", &mut chain) {
             Ok(routes) => routes,
-            Err(e) => return self.invalid(key, e),
+            Err(e) => return self.invalid(key, e.to_string()),
         };
         self.set_status(key, Validity::Valid, msg::VALID);
 
@@ -315,88 +315,96 @@ impl<'a> Builder<'a> {
         route: &'a IngressRoute,
         parent_prefix: &str,
         chain: &mut Vec<ObjKey>,
-    ) -> Result<Vec<model::Route>, String> {
+    ) -> Result<Vec<model::Route>, WalkError> {
         // Pass 1: everything about this IngressRoute itself, in route order.
         let mut own = Vec::new();
         let mut delegations = Vec::new();
         for r in &route.spec.routes {
             let prefix = r.match_.as_str();
             if !r.services.is_empty() && r.delegate.is_some() {
-                return Err(format!(
+                return Err(WalkError::Own(format!(
                     "route {prefix:?}: cannot specify services and delegate in the same route"
-                ));
+                )));
             }
             if !prefix.starts_with('/') {
-                return Err(format!("route {prefix:?}: match must start with \"/\""));
+                return Err(WalkError::Own(format!(
+                    "route {prefix:?}: match must start with \"/\""
+                )));
             }
-            checks::path(prefix).map_err(|e| format!("route {prefix:?}: match {e}"))?;
+            checks::path(prefix)
+                .map_err(|e| WalkError::Own(format!("route {prefix:?}: match {e}")))?;
             if let Some(rewrite) = &r.prefix_rewrite {
                 checks::path(rewrite)
-                    .map_err(|e| format!("route {prefix:?}: prefixRewrite {e}"))?;
+                    .map_err(|e| WalkError::Own(format!("route {prefix:?}: prefixRewrite {e}")))?;
             }
             if !prefix.starts_with(parent_prefix) {
-                return Err(format!(
+                return Err(WalkError::Path(format!(
                     "the path prefix {prefix:?} does not match the parent's path prefix \
                      {parent_prefix:?}"
-                ));
+                )));
             }
             if let Some(d) = &r.delegate {
                 let target = delegate_key(key, d);
                 if let Some(cycle) = cycle_description(chain, &target) {
-                    return Err(format!("route creates a delegation cycle: {cycle}"));
+                    return Err(WalkError::Path(format!(
+                        "route creates a delegation cycle: {cycle}"
+                    )));
                 }
                 match self.selected.get(&target) {
-                    Some(t) if t.spec.virtualhost.is_some() => return Err(msg::ROOT_TO_ROOT.into()),
+                    Some(t) if t.spec.virtualhost.is_some() => {
+                        return Err(WalkError::Own(msg::ROOT_TO_ROOT.into()));
+                    }
                     Some(t) => delegations.push((prefix.to_owned(), target, *t)),
                     None => {} // Not (yet) present: the path is not served.
                 }
                 continue;
             }
             if r.enable_websockets && r.services.len() > 1 {
-                return Err(format!(
+                return Err(WalkError::Own(format!(
                     "route {prefix:?}: cannot specify multiple services and enable websockets"
-                ));
+                )));
             }
-            own.push(self.build_route(key, route, r)?);
+            own.push(self.build_route(key, route, r).map_err(WalkError::Own)?);
+        }
+        if !delegations.is_empty() && chain.len() >= MAX_DELEGATION_DEPTH {
+            return Err(WalkError::Path(too_deep(chain)));
         }
 
         // Pass 2: descend. A child's problem is the child's status, not ours. Each (prefix,
-        // child) pair is expanded once per build, and recursion stops at the depth limit, so the
-        // work is bounded by the routes produced whatever the delegation graph looks like.
+        // child, depth) is expanded once per build, and recursion stops at the depth limit, so the
+        // work is bounded by the routes produced whatever the delegation graph looks like. The
+        // depth is part of the key: a child reached deep down someone else's chain is judged
+        // for that path only, never for its own team's shallower one.
         for (prefix, target, child) in delegations {
             let target_ref = self.selected.get_key_value(&target).map(|(k, _)| *k);
             let Some(target_key) = target_ref else {
                 continue;
             };
-            let pair = (prefix, target_key.clone());
-            if let Some(done) = self.expanded.get(&pair) {
-                own.extend(done.iter().flatten().cloned());
-                continue;
-            }
-            if chain.len() >= MAX_DELEGATION_DEPTH {
-                self.invalid(
-                    target_key,
-                    format!(
-                        "delegation chain is deeper than {MAX_DELEGATION_DEPTH} IngressRoutes: {}",
-                        chain_summary(chain, target_key)
-                    ),
-                );
-                self.expanded.insert(pair, None);
-                continue;
-            }
-            chain.push(target_key.clone());
-            let result = self.walk_routes(target_key, child, &pair.0, chain);
-            chain.pop();
+            let memo_key = (prefix, target_key.clone(), chain.len());
+            let result = match self.expanded.get(&memo_key) {
+                Some(done) => done.clone(),
+                None => {
+                    chain.push(target_key.clone());
+                    let result = self.walk_routes(target_key, child, &memo_key.0, chain);
+                    chain.pop();
+                    self.expanded.insert(memo_key, result.clone());
+                    result
+                }
+            };
             match result {
                 Ok(routes) => {
                     self.set_status(target_key, Validity::Valid, msg::VALID);
-                    own.extend(routes.iter().cloned());
-                    self.expanded.insert(pair, Some(routes));
+                    own.extend(routes);
                 }
-                Err(e) => {
+                Err(WalkError::Own(e)) => self.invalid(target_key, e),
+                // A problem of this path alone (prefix, cycle, depth): the child's own team
+                // hears of it only from their own IngressRoutes; another team's delegation
+                // just goes unserved, so nobody can make a team's IngressRoute invalid by
+                // delegating to it.
+                Err(WalkError::Path(e)) if target_key.namespace == key.namespace => {
                     self.invalid(target_key, e);
-                    self.expanded.insert(pair, None);
                 }
+                Err(WalkError::Path(_)) => {}
             }
         }
         // The same child reached under several prefixes contributes its routes once.
@@ -575,14 +583,13 @@ impl<'a> Builder<'a> {
                      not allow (spec.enableExternalNameServices)"
                 ));
             }
-            if host.is_empty() || forbidden_external_name(&host) {
+            if host.is_empty() {
                 return Err(format!(
-                    "{context}: ExternalName {host:?} of Service {svc_key} is not allowed: it \
-                     points at the proxy itself"
+                    "{context}: Service {svc_key} is of type ExternalName but names no host"
                 ));
             }
-            checks::resolvable_host(&host).map_err(|e| {
-                format!("{context}: ExternalName {host:?} of Service {svc_key}: {e}")
+            checks::external_name(&host).map_err(|e| {
+                format!("{context}: ExternalName {host:?} of Service {svc_key} is not allowed: {e}")
             })?;
             let port = u16::try_from(svc_port.port)
                 .ok()
@@ -633,7 +640,7 @@ impl<'a> Builder<'a> {
                     .flatten()
                     .filter(|p| matches(p.name.as_deref()))
                 {
-                    let Ok(port) = u16::try_from(p.port) else {
+                    let Some(port) = u16::try_from(p.port).ok().filter(|p| *p > 0) else {
                         continue;
                     };
                     for a in subset.addresses.iter().flatten() {
@@ -651,7 +658,11 @@ impl<'a> Builder<'a> {
                 .flatten()
                 .filter(|p| matches(p.name.as_deref()))
             {
-                let Some(Ok(port)) = p.port.map(u16::try_from) else {
+                let Some(port) = p
+                    .port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p > 0)
+                else {
                     continue;
                 };
                 for e in &slice.endpoints {
@@ -684,56 +695,68 @@ impl<'a> Builder<'a> {
         key: &ObjKey,
         tcp: &ir::TcpProxy,
         chain: &mut Vec<ObjKey>,
-    ) -> Result<model::TcpProxy, String> {
+    ) -> Result<model::TcpProxy, WalkError> {
         if !tcp.services.is_empty() && tcp.delegate.is_some() {
-            return Err(
+            return Err(WalkError::Own(
                 "tcpproxy: cannot specify services and delegate in the same tcpproxy".into(),
-            );
+            ));
+        }
+        if tcp.services.is_empty() && tcp.delegate.is_none() {
+            return Err(WalkError::Own(
+                "tcpproxy: must specify services or delegate".into(),
+            ));
         }
         if let Some(d) = &tcp.delegate {
             let target = delegate_key(key, d);
             if let Some(cycle) = cycle_description(chain, &target) {
-                return Err(format!("tcpproxy creates a delegation cycle: {cycle}"));
+                return Err(WalkError::Path(format!(
+                    "tcpproxy creates a delegation cycle: {cycle}"
+                )));
             }
             let Some((target_key, child)) = self.selected.get_key_value(&target) else {
-                return Err(format!("tcpproxy: delegate {target}: not found"));
+                return Err(WalkError::Own(format!(
+                    "tcpproxy: delegate {target}: not found"
+                )));
             };
             let (target_key, child) = (*target_key, *child);
             if child.spec.virtualhost.is_some() {
-                return Err(msg::ROOT_TO_ROOT.into());
+                return Err(WalkError::Own(msg::ROOT_TO_ROOT.into()));
             }
             let Some(child_tcp) = &child.spec.tcpproxy else {
-                return Err(format!("tcpproxy: delegate {target}: it has no tcpproxy"));
+                return Err(WalkError::Own(format!(
+                    "tcpproxy: delegate {target}: it has no tcpproxy"
+                )));
             };
             if chain.len() >= MAX_DELEGATION_DEPTH {
-                self.invalid(
-                    target_key,
-                    format!(
-                        "delegation chain is deeper than {MAX_DELEGATION_DEPTH} IngressRoutes: {}",
-                        chain_summary(chain, target_key)
-                    ),
-                );
-                return Err(format!("tcpproxy: delegate {target} is invalid"));
+                return Err(WalkError::Path(too_deep(chain)));
             }
             chain.push(target_key.clone());
             let result = self.walk_tcpproxy(target_key, child_tcp, chain);
             chain.pop();
+            let invalid_delegate =
+                || WalkError::Own(format!("tcpproxy: delegate {target} is invalid"));
             return match result {
                 Ok(p) => {
                     self.set_status(target_key, Validity::Valid, msg::VALID);
                     Ok(p)
                 }
-                Err(e) => {
+                Err(WalkError::Own(e)) => {
                     self.invalid(target_key, e);
-                    Err(format!("tcpproxy: delegate {target} is invalid"))
+                    Err(invalid_delegate())
                 }
+                // As for routes: another team's delegation does not make it invalid.
+                Err(WalkError::Path(e)) if target_key.namespace == key.namespace => {
+                    self.invalid(target_key, e);
+                    Err(invalid_delegate())
+                }
+                Err(WalkError::Path(_)) => Err(invalid_delegate()),
             };
         }
         let owner = self.selected.get(key).copied();
         let mut built = Vec::with_capacity(tcp.services.len());
         for s in &tcp.services {
             let context = format!("tcpproxy: service {:?}", s.name);
-            let port = check_port_and_weight(&context, s)?;
+            let port = check_port_and_weight(&context, s).map_err(WalkError::Own)?;
             let svc_key = ObjKey::new(key.namespace.clone(), s.name.clone());
             let found = self
                 .snap
@@ -741,15 +764,19 @@ impl<'a> Builder<'a> {
                 .get(&svc_key)
                 .and_then(|svc| service_port(svc, port));
             if found.is_none() {
-                return Err(format!("tcpproxy: service {svc_key}/{port}: not found"));
+                return Err(WalkError::Own(format!(
+                    "tcpproxy: service {svc_key}/{port}: not found"
+                )));
             }
             let Some(owner) = owner else { continue };
-            let cluster = self.build_cluster(key, owner, s, port, &context)?;
+            let cluster = self
+                .build_cluster(key, owner, s, port, &context)
+                .map_err(WalkError::Own)?;
             // Contour treated a zero weight in a tcpproxy as one.
             built.push((cluster, Some(s.weight.unwrap_or(1).max(1))));
         }
         let clusters = weigh(built.iter().map(|(c, w)| (c.name.clone(), *w)), true);
-        check_weight_sum("tcpproxy", &clusters)?;
+        check_weight_sum("tcpproxy", &clusters).map_err(WalkError::Own)?;
         for (c, _) in built {
             self.clusters.insert(c.name.clone(), c);
         }
@@ -860,11 +887,31 @@ fn cycle_description(chain: &[ObjKey], target: &ObjKey) -> Option<String> {
     })
 }
 
-/// `root -> … -> last -> target`, short enough for a status.
-fn chain_summary(chain: &[ObjKey], target: &ObjKey) -> String {
-    match (chain.first(), chain.last()) {
-        (Some(root), Some(last)) => format!("{root} -> … -> {last} -> {target}"),
-        _ => target.to_string(),
+/// Why an IngressRoute at the depth limit may not delegate further: `root -> … -> it`.
+fn too_deep(chain: &[ObjKey]) -> String {
+    let path = match (chain.first(), chain.last()) {
+        (Some(root), Some(last)) => format!("{root} -> … -> {last}"),
+        _ => String::new(),
+    };
+    format!(
+        "delegation chain is deeper than {MAX_DELEGATION_DEPTH} IngressRoutes ({path}): it may \
+         not delegate further"
+    )
+}
+
+/// Why a walk failed: a problem of the IngressRoute itself, or only of the path that reached
+/// it (a prefix that does not fit the parent's, a cycle, the depth limit).
+#[derive(Clone, Debug, PartialEq)]
+enum WalkError {
+    Own(String),
+    Path(String),
+}
+
+impl std::fmt::Display for WalkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Own(e) | Self::Path(e) => f.write_str(e),
+        }
     }
 }
 
@@ -1009,56 +1056,9 @@ fn policy_hash(c: &Cluster) -> String {
     digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
 }
 
-/// ExternalName targets that would reach the proxy itself (GHSA-5ph6-qq5x-7jwc): localhost names
-/// and loopback, link-local or unspecified addresses.
-fn forbidden_external_name(host: &str) -> bool {
-    use std::net::IpAddr;
-    if host == "localhost" || host.ends_with(".localhost") {
-        return true;
-    }
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    match literal.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
-        Ok(IpAddr::V6(v6)) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4.is_loopback() || v4.is_link_local() || v4.is_unspecified();
-            }
-            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod unit_tests {
     use super::*;
-
-    #[test]
-    fn external_names_that_reach_the_proxy_are_refused() {
-        for h in [
-            "localhost",
-            "a.localhost",
-            "127.0.0.1",
-            "127.1.2.3",
-            "::1",
-            "[::1]",
-            "0.0.0.0",
-            "169.254.1.1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "::",
-        ] {
-            assert!(forbidden_external_name(h), "{h}");
-        }
-        for h in [
-            "example.com",
-            "10.0.0.1",
-            "localhost.example.com",
-            "2001:db8::1",
-        ] {
-            assert!(!forbidden_external_name(h), "{h}");
-        }
-    }
 
     #[test]
     fn weights_follow_the_reference() {

@@ -165,8 +165,52 @@ pub fn routable_ip(ip: IpAddr, allow_loopback: bool) -> bool {
     }
 }
 
+/// Cloud metadata and host services reachable from every node at a fixed address: Alibaba's
+/// metadata server, Azure's WireServer (AWS, GCP and Azure IMDS use 169.254.169.254, which the
+/// link-local rule covers).
+const METADATA_V4: [Ipv4Addr; 2] = [
+    Ipv4Addr::new(100, 100, 100, 200),
+    Ipv4Addr::new(168, 63, 129, 16),
+];
+/// AWS's IPv6 metadata server.
+const METADATA_V6: [Ipv6Addr; 1] = [Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)];
+
+/// Host names that mean the proxy's own machine or a cloud metadata server, whatever a DNS
+/// server says (`/etc/hosts` of every pod names the `ip6-*` ones).
+const LOCAL_OR_METADATA_NAMES: [&str; 8] = [
+    "localhost",
+    "localhost.localdomain",
+    "ip6-localhost",
+    "ip6-loopback",
+    "metadata",
+    "metadata.google.internal",
+    "instance-data",
+    "instance-data.ec2.internal",
+];
+
+/// An ExternalName target Envoy may resolve and connect to: a DNS name (checked by
+/// [`resolvable_host`]) that is not a local or metadata name, or an IP literal that
+/// [`routable_ip`] allows without loopback. Names are not resolved here: a DNS name that
+/// resolves to a forbidden address cannot be caught, which is why ExternalName Services are off
+/// unless a Gateway enables them.
+pub fn external_name(host: &str) -> Result<(), String> {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return if routable_ip(ip, false) {
+            Ok(())
+        } else {
+            Err("points at the proxy itself, a link-local or a metadata address".into())
+        };
+    }
+    if LOCAL_OR_METADATA_NAMES.contains(&host) || host.ends_with(".localhost") {
+        return Err("points at the proxy itself or a cloud metadata server".into());
+    }
+    resolvable_host(host)
+}
+
 fn routable_v4(ip: Ipv4Addr, allow_loopback: bool) -> bool {
     !(ip.is_unspecified()
+        || METADATA_V4.contains(&ip)
         || ip.is_multicast()
         || ip.is_broadcast()
         || ip.is_link_local()
@@ -175,8 +219,25 @@ fn routable_v4(ip: Ipv4Addr, allow_loopback: bool) -> bool {
 }
 
 fn routable_v6(ip: Ipv6Addr, allow_loopback: bool) -> bool {
-    let first = ip.segments()[0];
+    let seg = ip.segments();
+    let first = seg[0];
     let link_local = first & 0xffc0 == 0xfe80;
+    let embedded = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    // Forms that carry an IPv4 address a translator or relay may reach: NAT64 (64:ff9b::/96),
+    // SIIT (::ffff:0:0/96) and 6to4 (2002::/16) are judged by that address.
+    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || seg[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return routable_v4(embedded(seg[6], seg[7]), allow_loopback);
+    }
+    if first == 0x2002 && !routable_v4(embedded(seg[1], seg[2]), allow_loopback) {
+        return false;
+    }
+    if METADATA_V6.contains(&ip) {
+        return false;
+    }
     // IPv4-compatible (deprecated, `::a.b.c.d`) forms are judged by their IPv4 address.
     if first == 0 && ip.segments()[1..6].iter().all(|s| *s == 0) && !ip.is_loopback() {
         let [a, b, c, d] = ip.octets()[12..16] else {
@@ -217,28 +278,110 @@ pub fn ca_bundle(pem: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// The DER of every PEM block in `pem`; each must be a CERTIFICATE that parses as X.509.
+/// The DER of every PEM block in `pem`; each must be a CERTIFICATE that BoringSSL would load:
+/// it parses as X.509 with nothing after it, its version is v1 to v3, and only v3 has
+/// extensions (and v1 no unique identifiers).
 fn certificates(pem: &[u8], field: &str) -> Result<Vec<Vec<u8>>, String> {
     let mut out = Vec::new();
-    for (i, block) in x509_parser::pem::Pem::iter_from_buffer(pem).enumerate() {
-        let block =
-            block.map_err(|e| format!("{field}: PEM block {} does not parse: {e}", i + 1))?;
+    for (i, block) in pem_blocks(pem, field)?.into_iter().enumerate() {
+        let n = i + 1;
         if block.label != "CERTIFICATE" {
             return Err(format!(
-                "{field}: PEM block {} is a {:?}, not a CERTIFICATE",
-                i + 1,
+                "{field}: PEM block {n} is a {:?}, not a CERTIFICATE",
                 block.label
             ));
         }
-        x509_parser::parse_x509_certificate(&block.contents).map_err(|e| {
-            format!(
-                "{field}: certificate {} is not a valid X.509 certificate: {e}",
-                i + 1
-            )
-        })?;
-        out.push(block.contents);
+        let invalid = |why: String| {
+            format!("{field}: certificate {n} is not a valid X.509 certificate: {why}")
+        };
+        let (rest, cert) =
+            x509_parser::parse_x509_certificate(&block.der).map_err(|e| invalid(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(invalid(format!("{} bytes after it", rest.len())));
+        }
+        let version = cert.version().0;
+        if version > 2 {
+            return Err(invalid(format!("unknown version {}", version + 1)));
+        }
+        if version < 2 && !cert.extensions().is_empty() {
+            return Err(invalid("extensions in a certificate older than v3".into()));
+        }
+        if version == 0
+            && (cert.tbs_certificate.issuer_uid.is_some()
+                || cert.tbs_certificate.subject_uid.is_some())
+        {
+            return Err(invalid("unique identifiers in a v1 certificate".into()));
+        }
+        out.push(block.der);
     }
     Ok(out)
+}
+
+/// One PEM block: its label and decoded body.
+struct PemBlock {
+    label: String,
+    der: Vec<u8>,
+}
+
+/// The PEM blocks of `text`, read as strictly as BoringSSL (which Envoy uses) reads them: text
+/// outside blocks is ignored; a block is `-----BEGIN LABEL-----` alone on its line (trailing
+/// spaces allowed), lines of base64 with no blank line and no headers, and `-----END LABEL-----`
+/// with the same label.
+fn pem_blocks(text: &[u8], field: &str) -> Result<Vec<PemBlock>, String> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(text).map_err(|_| format!("{field}: is not text"))?;
+    let mut blocks = Vec::new();
+    let mut lines = text
+        .split('\n')
+        .map(|l| l.trim_end_matches(['\r', ' ', '\t']));
+    while let Some(line) = lines.next() {
+        let Some(rest) = line.strip_prefix("-----BEGIN ") else {
+            if line.contains("-----BEGIN") || line.contains("-----END") {
+                return Err(format!("{field}: malformed PEM line {line:?}"));
+            }
+            continue;
+        };
+        let n = blocks.len() + 1;
+        let label = rest
+            .strip_suffix("-----")
+            .filter(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ')
+            })
+            .ok_or_else(|| format!("{field}: PEM block {n}: malformed BEGIN line {line:?}"))?;
+        let end = format!("-----END {label}-----");
+        let mut body = String::new();
+        loop {
+            let Some(l) = lines.next() else {
+                return Err(format!(
+                    "{field}: PEM block {n} ({label}) has no {end:?} line"
+                ));
+            };
+            if l == end {
+                break;
+            }
+            if l.is_empty()
+                || !l
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+            {
+                return Err(format!(
+                    "{field}: PEM block {n} ({label}): line {l:?} is not base64 (headers, blank \
+                     lines and other END lines are not accepted)"
+                ));
+            }
+            body.push_str(l);
+        }
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&body)
+            .map_err(|e| format!("{field}: PEM block {n} ({label}): {e}"))?;
+        blocks.push(PemBlock {
+            label: label.to_owned(),
+            der,
+        });
+    }
+    Ok(blocks)
 }
 
 /// The public key of a PEM private key, in the form a certificate's SubjectPublicKeyInfo holds
@@ -246,29 +389,31 @@ fn certificates(pem: &[u8], field: &str) -> Result<Vec<Vec<u8>>, String> {
 /// consistency as BoringSSL would.
 fn private_key_public(pem: &[u8]) -> Result<Vec<u8>, String> {
     use ring::signature::{self, KeyPair};
-    let mut blocks = x509_parser::pem::Pem::iter_from_buffer(pem);
-    let block = match blocks.next() {
-        Some(Ok(b)) => b,
-        Some(Err(e)) => return Err(format!("tls.key: PEM does not parse: {e}")),
-        None => return Err("tls.key holds no PEM block".into()),
+    // openssl's `ecparam -genkey` writes the curve's parameters before the key.
+    let blocks: Vec<PemBlock> = pem_blocks(pem, "tls.key")?
+        .into_iter()
+        .filter(|b| b.label != "EC PARAMETERS")
+        .collect();
+    let [block] = blocks.as_slice() else {
+        return Err(format!(
+            "tls.key must hold exactly one private key PEM block, not {}",
+            blocks.len()
+        ));
     };
-    if blocks.next().is_some() {
-        return Err("tls.key must hold exactly one PEM block".into());
-    }
     let rng = ring::rand::SystemRandom::new();
     let unsupported =
         || "tls.key: not a supported private key (RSA 2048-8192 bits, ECDSA P-256 or P-384)";
     match block.label.as_str() {
-        "RSA PRIVATE KEY" => signature::RsaKeyPair::from_der(&block.contents)
+        "RSA PRIVATE KEY" => signature::RsaKeyPair::from_der(&block.der)
             .map(|k| k.public_key().as_ref().to_vec())
             .map_err(|_| unsupported().to_owned()),
-        "EC PRIVATE KEY" => sec1_to_pkcs8(&block.contents)
+        "EC PRIVATE KEY" => sec1_to_pkcs8(&block.der)
             .iter()
             .find_map(|pkcs8| ecdsa_public(pkcs8, &rng))
             .ok_or_else(|| unsupported().to_owned()),
-        "PRIVATE KEY" => ecdsa_public(&block.contents, &rng)
+        "PRIVATE KEY" => ecdsa_public(&block.der, &rng)
             .or_else(|| {
-                signature::RsaKeyPair::from_pkcs8(&block.contents)
+                signature::RsaKeyPair::from_pkcs8(&block.der)
                     .ok()
                     .map(|k| k.public_key().as_ref().to_vec())
             })
@@ -399,8 +544,43 @@ mod tests {
             "224.0.0.1",
             "ff02::1",
             "255.255.255.255",
+            "100.100.100.200",
+            "168.63.129.16",
+            "fd00:ec2::254",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::1",
+            "::ffff:0:7f00:1",
+            "64:ff9b::a9fe:a9fe",
         ] {
             assert!(!ok(bad, false), "{bad}");
+        }
+        assert!(ok("64:ff9b::a00:1", false));
+        assert!(ok("2002:a00:1::1", false));
+        for bad in [
+            "localhost",
+            "a.localhost",
+            "ip6-localhost",
+            "ip6-loopback",
+            "localhost.localdomain",
+            "metadata.google.internal",
+            "instance-data.ec2.internal",
+            "127.0.0.1",
+            "::127.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "0.0.0.1",
+            "[::1]",
+            "fd00:ec2::254",
+            "169.254.169.254",
+        ] {
+            assert!(external_name(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "example.com",
+            "10.0.0.1",
+            "2001:db8::1",
+            "localhost.example.com",
+        ] {
+            assert_eq!(external_name(good), Ok(()), "{good}");
         }
         assert!(ok("127.0.0.1", true));
         assert!(ok("::1", true));

@@ -877,7 +877,7 @@ fn external_name_services_are_opt_in_and_never_local() {
         status(&dag, "ns/b"),
         (
             "invalid",
-            "route \"/\": service \"local\": ExternalName \"localhost\" of Service ns/local is not allowed: it points at the proxy itself"
+            "route \"/\": service \"local\": ExternalName \"localhost\" of Service ns/local is not allowed: points at the proxy itself or a cloud metadata server"
         )
     );
 }

@@ -180,8 +180,10 @@ impl Walker<'_> {
                 self.violation(at, format!("weights add up to {sum}"));
             }
         }
+        // EDS load assignments only: an ExternalName cluster's inline one names a host to resolve.
         if let Some(Value::Object(sa)) = map.get("socket_address")
             && at.contains("lb_endpoints")
+            && self.resource.starts_with("endpoints ")
         {
             let address = sa.get("address").and_then(Value::as_str).unwrap_or("");
             if address.parse::<std::net::IpAddr>().is_err() {
@@ -240,7 +242,7 @@ mod tests {
 
     fn violations(v: Value) -> Vec<String> {
         let mut out = Vec::new();
-        check_value("r", &v, &mut out);
+        check_value("endpoints \"r\"", &v, &mut out);
         out.into_iter().map(|v| v.rule).collect()
     }
 
