@@ -255,6 +255,41 @@ fn routable_v6(ip: Ipv6Addr, allow_loopback: bool) -> bool {
 /// the chain is an X.509 certificate, the first one's key is RSA (2048 to 8192 bits) or ECDSA
 /// (P-256, P-384), and the private key (PKCS#8, PKCS#1 or SEC1 PEM) is that key's pair.
 pub fn tls_key_pair(cert_chain: &[u8], private_key: &[u8]) -> Result<(), String> {
+    use sha2::{Digest, Sha256};
+    // Loading a key costs tens of microseconds (ring checks it by computing its public half);
+    // a thousand TLS hosts would pay that on every rebuild. The verdict depends on the bytes
+    // alone, so it is remembered by their digest: the result stays a pure function of the input.
+    let digest: [u8; 32] = Sha256::new()
+        .chain_update((cert_chain.len() as u64).to_be_bytes())
+        .chain_update(cert_chain)
+        .chain_update(private_key)
+        .finalize()
+        .into();
+    if let Some(verdict) = KEY_PAIR_VERDICTS
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&digest).cloned())
+    {
+        return verdict;
+    }
+    let verdict = check_tls_key_pair(cert_chain, private_key);
+    if let Ok(mut m) = KEY_PAIR_VERDICTS.lock() {
+        if m.len() >= MAX_REMEMBERED_VERDICTS {
+            m.clear();
+        }
+        m.insert(digest, verdict.clone());
+    }
+    verdict
+}
+
+/// Verdicts of [`tls_key_pair`] by the digest of its input.
+type Verdicts = std::collections::HashMap<[u8; 32], Result<(), String>>;
+static KEY_PAIR_VERDICTS: std::sync::LazyLock<std::sync::Mutex<Verdicts>> =
+    std::sync::LazyLock::new(Default::default);
+/// Bound on [`KEY_PAIR_VERDICTS`]: past it the memory starts afresh.
+const MAX_REMEMBERED_VERDICTS: usize = 20_000;
+
+fn check_tls_key_pair(cert_chain: &[u8], private_key: &[u8]) -> Result<(), String> {
     let certs = certificates(cert_chain, "tls.crt")?;
     let Some(leaf) = certs.first() else {
         return Err("tls.crt holds no certificate".into());
