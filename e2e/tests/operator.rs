@@ -1196,6 +1196,48 @@ async fn an_apply_error_reaches_the_gateway_status_and_an_event() -> Result<()> 
     let events = gateway_events(&cluster, &ns, "edge").await?;
     assert_eq!(events.len(), 1, "{events:#?}");
 
+    // Another refusal, another message, another event: a CPU request above its limit refuses
+    // the DaemonSet (kube-apiserver's ValidateResourceRequirements).
+    cluster
+        .apply(gateway(
+            &ns,
+            "edge",
+            json!({"publishing": {"type": "ClusterIP"},
+                   "envoy": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}}),
+        ))
+        .await?;
+    let (_, reason, message) = wait_degraded(
+        &cluster,
+        &mut op,
+        &ns,
+        "edge",
+        "Degraded by the refused DaemonSet",
+        |(s, _, m)| s == "True" && m.contains("DaemonSet"),
+    )
+    .await?;
+    assert_eq!(reason, "ApplyFailed");
+    assert!(
+        message.starts_with(&format!("applying DaemonSet {ns}/edge-envoy: ")),
+        "{message}"
+    );
+    assert!(
+        message.contains("resources.requests")
+            && message.contains("must be less than or equal to cpu limit of 1"),
+        "{message}"
+    );
+    let events = eventually("a second event on the Gateway", async || {
+        let events = gateway_events(&cluster, &ns, "edge").await?;
+        Ok((events.len() >= 2).then_some(events))
+    })
+    .await?;
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["note"] == message.as_str() && e["related"]["kind"] == "DaemonSet"),
+        "{events:#?}"
+    );
+
     // Fixing the spec clears the condition.
     cluster
         .apply(gateway(
