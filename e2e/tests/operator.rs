@@ -942,6 +942,329 @@ async fn gateway_status_counts_ready_envoys() -> Result<()> {
     Ok(())
 }
 
+/// `(status, reason, message)` of the Gateway's condition `type_`.
+fn gateway_condition(gw: &Value, type_: &str) -> Option<(String, String, String)> {
+    let cs = gw["status"]["conditions"].as_array()?;
+    let c = cs.iter().find(|c| c["type"] == type_)?;
+    Some((
+        c["status"].as_str()?.to_owned(),
+        c["reason"].as_str()?.to_owned(),
+        c["message"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+/// Waits until Gateway `ns/name`'s `Degraded` condition satisfies `want`; returns it.
+async fn wait_degraded(
+    cluster: &Cluster,
+    op: &mut Operator,
+    ns: &str,
+    name: &str,
+    what: &str,
+    want: impl Fn(&(String, String, String)) -> bool,
+) -> Result<(String, String, String)> {
+    let mut last = None;
+    eventually(&format!("Gateway {ns}/{name} to be {what}"), async || {
+        op.check_running()?;
+        let gw = cluster
+            .get("sluice.dev/v1alpha1", "Gateway", Some(ns), name)
+            .await?;
+        let now = gw.and_then(|g| gateway_condition(&g, "Degraded"));
+        let done = now.clone().filter(|c| want(c));
+        last = now;
+        Ok(done)
+    })
+    .await
+    .with_context(|| format!("last Degraded condition: {last:?}"))
+}
+
+/// The `events.k8s.io` Events regarding Gateway `ns/name`.
+async fn gateway_events(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<Value>> {
+    let api = cluster.api("events.k8s.io/v1", "Event", Some(ns)).await?;
+    let list = api.list(&Default::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|e| e["regarding"]["kind"] == "Gateway" && e["regarding"]["name"] == name)
+        .collect())
+}
+
+/// Sluice never changes an object it did not create: a ConfigMap and a Service that already
+/// have the names it would provision stay as they are (no owner reference, same data), the
+/// Gateway is `Degraded` naming them (and nothing of it is applied), and deleting the Gateway
+/// leaves them in place. Once they are gone, the Gateway is provisioned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_sluice_did_not_create_are_left_alone() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-f").await?;
+    let foreign_cm = cluster
+        .apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"namespace": ns, "name": "edge-envoy-bootstrap"},
+                      "data": {"bootstrap.json": "somebody else's"}}))
+        .await?;
+    let foreign_svc = cluster.apply(service(&ns, "edge-envoy")).await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    let gw = cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+
+    let (_, reason, message) = wait_degraded(
+        &cluster,
+        &mut op,
+        &ns,
+        "edge",
+        "Degraded by objects it does not own",
+        |(s, _, m)| s == "True" && m.contains("not owned"),
+    )
+    .await?;
+    assert_eq!(reason, "ObjectNotOwned");
+    for named in [
+        format!("ConfigMap {ns}/edge-envoy-bootstrap exists and is not owned by this Gateway"),
+        format!("Service {ns}/edge-envoy exists and is not owned by this Gateway"),
+    ] {
+        assert!(message.contains(&named), "{message}");
+    }
+    // Untouched, and nothing of the Gateway was applied next to them.
+    let untouched = async |api: &str, kind: &str, name: &str, before: &Value| -> Result<()> {
+        let now = cluster
+            .get(api, kind, Some(&ns), name)
+            .await?
+            .with_context(|| format!("{kind} {name} is gone"))?;
+        ensure!(!owned_by(&now, &gw), "{kind} {name} was adopted: {now:#}");
+        ensure!(
+            now["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"],
+            "{kind} {name} was changed: {now:#}"
+        );
+        Ok(())
+    };
+    untouched("v1", "ConfigMap", "edge-envoy-bootstrap", &foreign_cm).await?;
+    untouched("v1", "Service", "edge-envoy", &foreign_svc).await?;
+    for (api, kind) in [("apps/v1", "DaemonSet"), ("v1", "ServiceAccount")] {
+        assert!(
+            cluster
+                .get(api, kind, Some(&ns), "edge-envoy")
+                .await?
+                .is_none(),
+            "{kind} applied next to objects the Gateway does not own"
+        );
+    }
+    // A Warning event on the Gateway says it too.
+    let events = eventually("an event on the Gateway", async || {
+        let events = gateway_events(&cluster, &ns, "edge").await?;
+        Ok((!events.is_empty()).then_some(events))
+    })
+    .await?;
+    assert_eq!(events[0]["type"], "Warning", "{events:#?}");
+    assert_eq!(events[0]["reason"], "ObjectNotOwned", "{events:#?}");
+
+    // Deleting the Gateway leaves them in place.
+    cluster
+        .delete("sluice.dev/v1alpha1", "Gateway", Some(&ns), "edge")
+        .await?;
+    eventually("the Gateway to be gone", async || {
+        op.check_running()?;
+        let gw = cluster
+            .get("sluice.dev/v1alpha1", "Gateway", Some(&ns), "edge")
+            .await?;
+        Ok(gw.is_none().then_some(()))
+    })
+    .await?;
+    // Garbage collection in a real cluster is not instant: give it time to (wrongly) act.
+    tokio::time::sleep(if cluster.is_real() {
+        Duration::from_secs(5)
+    } else {
+        POLL_INTERVAL * 4
+    })
+    .await;
+    untouched("v1", "ConfigMap", "edge-envoy-bootstrap", &foreign_cm).await?;
+    untouched("v1", "Service", "edge-envoy", &foreign_svc).await?;
+
+    // A new Gateway of that name, once the names are free, is provisioned.
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    wait_degraded(&cluster, &mut op, &ns, "edge", "Degraded", |(s, _, _)| {
+        s == "True"
+    })
+    .await?;
+    cluster
+        .delete("v1", "ConfigMap", Some(&ns), "edge-envoy-bootstrap")
+        .await?;
+    cluster
+        .delete("v1", "Service", Some(&ns), "edge-envoy")
+        .await?;
+    wait_degraded(
+        &cluster,
+        &mut op,
+        &ns,
+        "edge",
+        "not Degraded",
+        |(s, _, _)| s == "False",
+    )
+    .await?;
+    let gw = cluster
+        .get("sluice.dev/v1alpha1", "Gateway", Some(&ns), "edge")
+        .await?
+        .context("the Gateway")?;
+    for (api, kind, name) in [
+        ("apps/v1", "DaemonSet", "edge-envoy"),
+        ("v1", "Service", "edge-envoy"),
+        ("v1", "ConfigMap", "edge-envoy-bootstrap"),
+    ] {
+        let obj = cluster
+            .get(api, kind, Some(&ns), name)
+            .await?
+            .with_context(|| format!("{kind} {name}"))?;
+        assert!(owned_by(&obj, &gw), "{kind} {name}: {obj:#}");
+    }
+    op.check_running()?;
+    Ok(())
+}
+
+/// An object the API refuses (here the Service, for an annotation key Kubernetes does not
+/// accept) makes the Gateway `Degraded` with the API's message, naming the object, and records
+/// one Warning event on the Gateway, not one per reconcile. The rest is still applied, and
+/// fixing the spec clears the condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_error_reaches_the_gateway_status_and_an_event() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-e").await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    let bad_key = "not a valid key!";
+    cluster
+        .apply(gateway(
+            &ns,
+            "edge",
+            json!({"publishing": {"type": "ClusterIP", "annotations": {bad_key: "x"}}}),
+        ))
+        .await?;
+
+    let (_, reason, message) = wait_degraded(
+        &cluster,
+        &mut op,
+        &ns,
+        "edge",
+        "Degraded by the refused Service",
+        |(s, _, _)| s == "True",
+    )
+    .await?;
+    assert_eq!(reason, "ApplyFailed");
+    let prefix = format!("applying Service {ns}/edge-envoy: ");
+    assert!(message.starts_with(&prefix), "{message}");
+    // The API's own message follows.
+    assert!(
+        message.contains("is invalid") && message.contains("metadata.annotations"),
+        "{message}"
+    );
+    // What does not depend on the Service is applied.
+    assert!(
+        cluster
+            .get("apps/v1", "DaemonSet", Some(&ns), "edge-envoy")
+            .await?
+            .is_some()
+    );
+
+    let events = eventually("an event on the Gateway", async || {
+        let events = gateway_events(&cluster, &ns, "edge").await?;
+        Ok((!events.is_empty()).then_some(events))
+    })
+    .await?;
+    let event = &events[0];
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "ApplyFailed");
+    assert_eq!(event["note"], message.as_str());
+    assert_eq!(event["related"]["kind"], "Service");
+    assert_eq!(event["related"]["name"], "edge-envoy");
+
+    // More reconciles (the Service applied again) record no more events.
+    let service_path = format!("/api/v1/namespaces/{ns}/services/edge-envoy");
+    match cluster.memory() {
+        Some(server) => {
+            eventually("the Service to be applied again", async || {
+                op.check_running()?;
+                let applies = server
+                    .requests()
+                    .iter()
+                    .filter(|r| r.method == "PATCH" && r.path == service_path)
+                    .count();
+                Ok((applies >= 3).then_some(()))
+            })
+            .await?;
+        }
+        None => tokio::time::sleep(Duration::from_secs(20)).await,
+    }
+    let events = gateway_events(&cluster, &ns, "edge").await?;
+    assert_eq!(events.len(), 1, "{events:#?}");
+
+    // Another refusal, another message, another event: a CPU request above its limit refuses
+    // the DaemonSet (kube-apiserver's ValidateResourceRequirements).
+    cluster
+        .apply(gateway(
+            &ns,
+            "edge",
+            json!({"publishing": {"type": "ClusterIP"},
+                   "envoy": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}}),
+        ))
+        .await?;
+    let (_, reason, message) = wait_degraded(
+        &cluster,
+        &mut op,
+        &ns,
+        "edge",
+        "Degraded by the refused DaemonSet",
+        |(s, _, m)| s == "True" && m.contains("DaemonSet"),
+    )
+    .await?;
+    assert_eq!(reason, "ApplyFailed");
+    assert!(
+        message.starts_with(&format!("applying DaemonSet {ns}/edge-envoy: ")),
+        "{message}"
+    );
+    assert!(
+        message.contains("resources.requests")
+            && message.contains("must be less than or equal to cpu limit of 1"),
+        "{message}"
+    );
+    let events = eventually("a second event on the Gateway", async || {
+        let events = gateway_events(&cluster, &ns, "edge").await?;
+        Ok((events.len() >= 2).then_some(events))
+    })
+    .await?;
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["note"] == message.as_str() && e["related"]["kind"] == "DaemonSet"),
+        "{events:#?}"
+    );
+
+    // Fixing the spec clears the condition.
+    cluster
+        .apply(gateway(
+            &ns,
+            "edge",
+            json!({"publishing": {"type": "ClusterIP"}}),
+        ))
+        .await?;
+    wait_degraded(
+        &cluster,
+        &mut op,
+        &ns,
+        "edge",
+        "not Degraded",
+        |(s, _, _)| s == "False",
+    )
+    .await?;
+    assert!(
+        cluster
+            .get("v1", "Service", Some(&ns), "edge-envoy")
+            .await?
+            .is_some()
+    );
+    op.check_running()?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. IngressRoute statuses.
 

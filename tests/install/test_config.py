@@ -166,6 +166,11 @@ def test_rbac_covers_every_kind_the_code_uses(objects):
     for kind in sorted(used - {"K"}):
         group, resource = KIND_RESOURCES[kind]
         assert any(g[:3] == (group, resource, "get") for g in grants), f"no get on {kind}"
+    # kube-runtime's event recorder creates events.k8s.io Events, and patches them on repeats.
+    records = any("Recorder" in path.read_text() for path in (ROOT / "operator/src/controller").glob("*.rs"))
+    if records:
+        for verb in ("create", "patch"):
+            assert ("events.k8s.io", "events", verb, "*") in grants, f"no {verb} on events.k8s.io events"
 
 
 def test_rbac_is_what_the_operator_needs_and_no_more(objects):
@@ -183,6 +188,8 @@ def test_rbac_is_what_the_operator_needs_and_no_more(objects):
         ("discovery.k8s.io", ["endpointslices"], read),
         ("", ["services", "configmaps", "serviceaccounts", "secrets"], apply),
         ("apps", ["daemonsets"], apply),
+        # kube-runtime's event recorder (controller/gateway.rs): creates, and patches repeats.
+        ("events.k8s.io", ["events"], {"create", "patch"}),
     ]:
         want |= {(group, r, v, "*") for r in resources for v in verbs}
     want |= {

@@ -115,6 +115,12 @@
 //!   `IPv6` every `endpoints[*].addresses[*]` must be an address of that family and pass the same
 //!   special-address rule as Endpoints (`pkg/apis/discovery/validation/validation.go`
 //!   validateEndpoints, validateAddressType). FQDN addresses are not checked here.
+//! - Pods and DaemonSets (pod template): a container's (or init container's) resource request
+//!   may not exceed its limit of the same resource, refused at
+//!   `spec[.template.spec].containers[i].resources.requests` with "must be less than or equal
+//!   to <resource> limit of <limit>" (`pkg/apis/core/validation/validation.go`
+//!   ValidateResourceRequirements). Quantities are compared exactly; one this server does not
+//!   parse is not judged. No other pod field is validated.
 //!
 //! [`ApiServerOptions::allow_loopback_endpoints`] (off by default) is the one deliberate
 //! departure: it accepts loopback addresses in Endpoints and EndpointSlices, for tests whose

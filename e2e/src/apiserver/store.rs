@@ -451,6 +451,13 @@ impl Store {
         let causes = match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "endpoints") => validation::endpoints(obj, loopback),
             ("discovery.k8s.io", "endpointslices") => validation::endpoint_slice(obj, loopback),
+            ("", "pods") => validation::pod_spec_resources(obj.get("spec"), "spec"),
+            ("apps", "daemonsets") => validation::pod_spec_resources(
+                obj.get("spec")
+                    .and_then(|s| s.get("template"))
+                    .and_then(|t| t.get("spec")),
+                "spec.template.spec",
+            ),
             _ => Vec::new(),
         };
         if !causes.is_empty() {

@@ -268,6 +268,104 @@ pub(crate) fn builtin_selectable_fields(group: &str, plural: &str) -> &'static [
     }
 }
 
+/// A resource quantity (`pkg/api/resource` Quantity: `1.5`, `250m`, `2Gi`, `1e3`) in billionths,
+/// or `None` when it is not one this server understands (then it is not judged).
+pub(crate) fn quantity_nanos(q: &str) -> Option<i128> {
+    let (sign, rest) = match q.strip_prefix('-') {
+        Some(r) => (-1, r),
+        None => (1, q.strip_prefix('+').unwrap_or(q)),
+    };
+    let number_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let (number, suffix) = rest.split_at(number_end);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') || fraction.len() > 9 {
+        return None;
+    }
+    let digits = |s: &str| -> Option<i128> {
+        if s.is_empty() {
+            Some(0)
+        } else {
+            s.parse().ok()
+        }
+    };
+    let nanos_of_fraction = digits(fraction)? * 10i128.pow(9 - u32::try_from(fraction.len()).ok()?);
+    let base = digits(whole)?
+        .checked_mul(1_000_000_000)?
+        .checked_add(nanos_of_fraction)?;
+    let binary = |power: u32| base.checked_mul(1i128 << power);
+    let decimal = |exp: i32| -> Option<i128> {
+        if exp >= 0 {
+            base.checked_mul(10i128.checked_pow(u32::try_from(exp).ok()?)?)
+        } else {
+            Some(base / 10i128.checked_pow(exp.unsigned_abs())?)
+        }
+    };
+    let value = match suffix {
+        "Ki" => binary(10),
+        "Mi" => binary(20),
+        "Gi" => binary(30),
+        "Ti" => binary(40),
+        "Pi" => binary(50),
+        "Ei" => binary(60),
+        "n" => decimal(-9),
+        "u" => decimal(-6),
+        "m" => decimal(-3),
+        "" => decimal(0),
+        "k" => decimal(3),
+        "M" => decimal(6),
+        "G" => decimal(9),
+        "T" => decimal(12),
+        "P" => decimal(15),
+        "E" => decimal(18),
+        exp => {
+            let e = exp.strip_prefix(['e', 'E'])?;
+            let e: i32 = e.parse().ok().filter(|e: &i32| e.abs() <= 27)?;
+            decimal(e)
+        }
+    }?;
+    Some(sign * value)
+}
+
+/// Container resources in a pod spec at `path` (`spec` of a Pod, `spec.template.spec` of a
+/// DaemonSet): a request above the limit of the same resource is refused at
+/// `<path>.containers[i].resources.requests` (`pkg/apis/core/validation/validation.go`
+/// ValidateResourceRequirements: "must be less than or equal to <resource> limit of <limit>").
+/// Quantities this server does not parse are not judged.
+pub(crate) fn pod_spec_resources(pod_spec: Option<&Value>, path: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
+    for list in ["initContainers", "containers"] {
+        let containers = pod_spec.and_then(|s| s.get(list)).and_then(Value::as_array);
+        for (i, c) in containers.into_iter().flatten().enumerate() {
+            let resources = c.get("resources");
+            let map = |k| resources.and_then(|r| r.get(k)).and_then(Value::as_object);
+            let (Some(requests), Some(limits)) = (map("requests"), map("limits")) else {
+                continue;
+            };
+            for (name, request) in requests {
+                let (Some(request), Some(limit)) =
+                    (request.as_str(), limits.get(name).and_then(Value::as_str))
+                else {
+                    continue;
+                };
+                if let (Some(r), Some(l)) = (quantity_nanos(request), quantity_nanos(limit))
+                    && r > l
+                {
+                    out.push((
+                        format!("{path}.{list}[{i}].resources.requests"),
+                        invalid_value(
+                            request,
+                            &format!("must be less than or equal to {name} limit of {limit}"),
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +436,45 @@ mod tests {
             let judged = ip.parse::<IpAddr>().map(|p| endpoint_ip(&p, true));
             assert_eq!(judged, Ok(Vec::new()), "{ip}");
         }
+    }
+
+    #[test]
+    fn quantities() {
+        for (q, nanos) in [
+            ("1", 1_000_000_000),
+            ("1.5", 1_500_000_000),
+            ("250m", 250_000_000),
+            (".5", 500_000_000),
+            ("2Gi", 2 * (1i128 << 30) * 1_000_000_000),
+            ("1k", 1_000_000_000_000),
+            ("1e3", 1_000_000_000_000),
+            ("100n", 100),
+            ("-1", -1_000_000_000),
+        ] {
+            assert_eq!(quantity_nanos(q), Some(nanos), "{q}");
+        }
+        for bad in ["", "m", "1.2.3", "1x", "1Qi", "e3"] {
+            assert_eq!(quantity_nanos(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests_above_limits() {
+        let spec = serde_json::json!({"containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                        "limits": {"cpu": "1", "memory": "1024Mi"}}},
+            {"name": "b", "resources": {"requests": {"cpu": "2", "memory": "x"},
+                                        "limits": {"cpu": "1500m", "memory": "1Mi"}}},
+            {"name": "c", "resources": {"requests": {"cpu": "2"}}},
+        ]});
+        assert_eq!(
+            pod_spec_resources(Some(&spec), "spec.template.spec"),
+            [(
+                "spec.template.spec.containers[1].resources.requests".to_string(),
+                "Invalid value: \"2\": must be less than or equal to cpu limit of 1500m"
+                    .to_string()
+            )]
+        );
+        assert!(pod_spec_resources(None, "spec").is_empty());
     }
 }

@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -20,10 +23,14 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
 use crate::api::Gateway;
+use crate::api::gateway::GatewayStatus;
 use crate::controller::routes::{SharedDags, SharedRouteCounts};
 use crate::dag::Dag;
 use crate::metrics::Metrics;
-use crate::provision::status::RejectionReport;
+use crate::provision::status::{
+    CONDITION_DEGRADED, ObjectFailure, ObjectProblem, REASON_APPLY_FAILED, REASON_OBJECT_NOT_OWNED,
+    RejectionReport,
+};
 use crate::provision::{self, FIELD_MANAGER, ObservedState, ProvisionContext};
 use crate::xds::cache::{Cache, Rejection};
 
@@ -39,6 +46,8 @@ pub struct GatewayContext {
     pub cache: Arc<Cache>,
     /// The xDS CA issuing each Gateway's client certificate; `None` with `--insecure-xds`.
     pub xds_ca: Option<Arc<crate::xds::identity::CertificateAuthority>>,
+    /// Records Events on Gateways (objects that could not be applied).
+    pub recorder: Recorder,
 }
 
 /// Pod-template annotation carrying a hash of the xDS client credentials: Envoy reads them only
@@ -50,12 +59,6 @@ pub const ANNOTATION_XDS_CLIENT_HASH: &str = "sluice.dev/xds-client-hash";
 pub enum GatewayError {
     #[error("reading the Gateway: {0}")]
     Read(kube::Error),
-    #[error("applying {kind} {name}: {source}")]
-    Apply {
-        kind: String,
-        name: String,
-        source: kube::Error,
-    },
     #[error("reading the Gateway's pods: {0}")]
     Observe(kube::Error),
     #[error("writing the Gateway status: {0}")]
@@ -70,7 +73,6 @@ impl GatewayError {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Read(_) => "read",
-            Self::Apply { .. } => "apply",
             Self::Observe(_) => "observe",
             Self::Status(_) => "status",
             Self::NoNamespace => "invalid",
@@ -144,35 +146,24 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
     };
     let gw = &gw;
     let key = format!("{ns}/{}", gw.name_any());
-    let (applied, error) = match provision::desired(gw, &ctx.provision) {
-        Ok(mut desired) => {
-            if let Some(ca) = &ctx.xds_ca {
-                let secret = apply_xds_client_secret(&ctx.client, &ns, gw, ca).await?;
-                desired
-                    .daemon_set
-                    .spec
-                    .get_or_insert_default()
-                    .template
-                    .metadata
-                    .get_or_insert_default()
-                    .annotations
-                    .get_or_insert_default()
-                    .insert(
-                        ANNOTATION_XDS_CLIENT_HASH.to_owned(),
-                        provision::xds_tls::xds_client_secret_hash(&secret),
-                    );
-            }
-            (Some(apply_all(&ctx.client, &ns, desired).await?), None)
-        }
+    let (provisioned, error) = match provision::desired(gw, &ctx.provision) {
+        Ok(desired) => (provision_objects(ctx, &ns, gw, desired).await?, None),
         Err(e) => {
             ctx.metrics
                 .reconcile_errors
                 .with_label_values(&["gateway", e.label()])
                 .inc();
             tracing::warn!(error = %e, "cannot provision");
-            (None, Some(e))
+            (Provisioned::default(), Some(e))
         }
     };
+    for failure in &provisioned.failures {
+        ctx.metrics
+            .reconcile_errors
+            .with_label_values(&["gateway", failure_label(&failure.problem)])
+            .inc();
+        tracing::warn!(error = %failure, "cannot provision");
+    }
     let pods: Vec<Pod> = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
         .list(&ListParams::default().labels(&pods_selector(&gw.name_any())))
         .await
@@ -187,12 +178,13 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
     let dag = ctx.dags.lock().ok().and_then(|d| d.get(&key).cloned());
     let rejections = rejection_reports(ctx.cache.rejections(&key), dag.as_deref());
     let observed = ObservedState {
-        daemon_set: applied.as_ref().map(|a| &a.0),
-        service: applied.as_ref().map(|a| &a.1),
+        daemon_set: provisioned.daemon_set.as_ref(),
+        service: provisioned.service.as_ref(),
         pods: &pods,
         routes,
         error: error.as_ref(),
         rejections: &rejections,
+        failures: &provisioned.failures,
     };
     let status = provision::gateway_status(gw, &observed, &Time(jiff::Timestamp::now()));
     if gw.status.as_ref() != Some(&status) {
@@ -213,6 +205,25 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
             .status_writes
             .with_label_values(&["Gateway"])
             .inc();
+    }
+    if let Some(event) = failure_event(gw.status.as_ref(), &status, &provisioned.failures) {
+        let mut regarding = gw.object_ref(&());
+        // The recorder merges events with the same reason about the same object into a series
+        // that keeps the first note; a new message always follows a status write, so the
+        // Gateway's resourceVersion tells the new event apart.
+        regarding.resource_version = gw.metadata.resource_version.clone();
+        if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&["gateway", "event"])
+                .inc();
+            tracing::warn!(error = %e, "cannot record an event on the Gateway");
+        }
+    }
+    if !provisioned.failures.is_empty() {
+        // A conflicting object is not watched (it has none of Sluice's labels), and an API error
+        // may be transient: look again soon.
+        return Ok(Action::requeue(FAILURE_REQUEUE));
     }
     Ok(match error {
         // An invalid spec waits for a change to the Gateway.
@@ -250,42 +261,224 @@ pub fn rejection_reports(rejections: Vec<Rejection>, dag: Option<&Dag>) -> Vec<R
         .collect()
 }
 
-/// Issues (or keeps, while still good) the Gateway's xDS client certificate and applies its
-/// Secret. Never logs the Secret.
-async fn apply_xds_client_secret(
-    client: &kube::Client,
+/// How long to wait before trying again when an object could not be applied.
+const FAILURE_REQUEUE: Duration = Duration::from_secs(15);
+
+/// Attempts at applying one object whose resourceVersion changed since it was read.
+const APPLY_ATTEMPTS: usize = 3;
+
+/// What provisioning a Gateway's objects left: its DaemonSet and Service as the API has them (if
+/// they are the Gateway's), and the objects that could not be read or applied.
+#[derive(Default)]
+struct Provisioned {
+    daemon_set: Option<DaemonSet>,
+    service: Option<Service>,
+    failures: Vec<ObjectFailure>,
+}
+
+/// Applies the Gateway's objects, only over objects the Gateway owns.
+///
+/// Every provisioned name is read first: if one is taken by an object without an owner
+/// reference to this Gateway (by uid), nothing is applied at all, so no object Sluice did not
+/// create is changed, adopted or (through the owner reference) deleted, and no Envoy runs with
+/// somebody else's bootstrap, credentials or ServiceAccount. Each apply then carries the
+/// resourceVersion that was read, so an object replaced in between is not overwritten.
+/// The DaemonSet is applied only once what it mounts and runs as (ServiceAccount, ConfigMap,
+/// xDS client Secret) is; the Service regardless.
+async fn provision_objects(
+    ctx: &GatewayContext,
     ns: &str,
     gw: &Gateway,
-    ca: &crate::xds::identity::CertificateAuthority,
-) -> Result<k8s_openapi::api::core::v1::Secret, GatewayError> {
-    use k8s_openapi::api::core::v1::Secret;
-    let name = provision::objects::xds_client_secret_name(&gw.name_any());
-    let api = Api::<Secret>::namespaced(client.clone(), ns);
-    let existing = api.get_opt(&name).await.map_err(GatewayError::Read)?;
-    let desired = provision::xds_tls::desired_xds_client_secret(
-        gw,
-        ca,
-        existing.as_ref(),
-        std::time::SystemTime::now(),
+    mut desired: provision::DesiredObjects,
+) -> Result<Provisioned, GatewayError> {
+    let client = &ctx.client;
+    // `is_same_live_object` made sure the Gateway has a uid.
+    let uid = gw.metadata.uid.clone().unwrap_or_default();
+    let mut failures = Vec::new();
+    let secret = match &ctx.xds_ca {
+        Some(_) => {
+            let named = Secret {
+                metadata: ObjectMeta {
+                    name: Some(provision::objects::xds_client_secret_name(&gw.name_any())),
+                    ..ObjectMeta::default()
+                },
+                ..Secret::default()
+            };
+            keep(read_owned(client, ns, &uid, &named).await, &mut failures).flatten()
+        }
+        None => None,
+    };
+    let service_account = keep(
+        read_owned(client, ns, &uid, &desired.service_account).await,
+        &mut failures,
     )
-    .map_err(|e| GatewayError::XdsCredentials(e.to_string()))?;
-    apply(client, ns, &desired).await
+    .flatten();
+    let config_map = keep(
+        read_owned(client, ns, &uid, &desired.config_map).await,
+        &mut failures,
+    )
+    .flatten();
+    let daemon_set = keep(
+        read_owned(client, ns, &uid, &desired.daemon_set).await,
+        &mut failures,
+    )
+    .flatten();
+    let service = keep(
+        read_owned(client, ns, &uid, &desired.service).await,
+        &mut failures,
+    )
+    .flatten();
+    if !failures.is_empty() {
+        return Ok(Provisioned {
+            daemon_set,
+            service,
+            failures,
+        });
+    }
+
+    if let Some(ca) = &ctx.xds_ca {
+        let desired_secret = provision::xds_tls::desired_xds_client_secret(
+            gw,
+            ca,
+            secret.as_ref(),
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| GatewayError::XdsCredentials(e.to_string()))?;
+        if let Some(applied) = keep(
+            apply_owned(client, ns, &desired_secret, &uid, secret).await,
+            &mut failures,
+        ) {
+            desired
+                .daemon_set
+                .spec
+                .get_or_insert_default()
+                .template
+                .metadata
+                .get_or_insert_default()
+                .annotations
+                .get_or_insert_default()
+                .insert(
+                    ANNOTATION_XDS_CLIENT_HASH.to_owned(),
+                    provision::xds_tls::xds_client_secret_hash(&applied),
+                );
+        }
+    }
+    keep(
+        apply_owned(client, ns, &desired.service_account, &uid, service_account).await,
+        &mut failures,
+    );
+    keep(
+        apply_owned(client, ns, &desired.config_map, &uid, config_map).await,
+        &mut failures,
+    );
+    let daemon_set = if failures.is_empty() {
+        keep(
+            apply_owned(client, ns, &desired.daemon_set, &uid, daemon_set.clone()).await,
+            &mut failures,
+        )
+        .or(daemon_set)
+    } else {
+        daemon_set
+    };
+    let service = keep(
+        apply_owned(client, ns, &desired.service, &uid, service.clone()).await,
+        &mut failures,
+    )
+    .or(service);
+    Ok(Provisioned {
+        daemon_set,
+        service,
+        failures,
+    })
 }
 
-/// Applies every desired object; returns the DaemonSet and Service as the API now has them.
-async fn apply_all(
+/// `r`'s value, or `None` with its failure added to `failures`.
+fn keep<T>(r: Result<T, ObjectFailure>, failures: &mut Vec<ObjectFailure>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(f) => {
+            failures.push(f);
+            None
+        }
+    }
+}
+
+/// Whether `obj` has an owner reference to the object with `uid`.
+fn is_owned_by(obj: &ObjectMeta, uid: &str) -> bool {
+    !uid.is_empty() && obj.owner_references.iter().flatten().any(|r| r.uid == uid)
+}
+
+/// The API's own message of an error, when it sent one.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn failure_of<K>(obj: &K, ns: &str, problem: ObjectProblem) -> ObjectFailure
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    let dt = K::DynamicType::default();
+    ObjectFailure {
+        api_version: K::api_version(&dt).into_owned(),
+        kind: K::kind(&dt).into_owned(),
+        namespace: ns.to_owned(),
+        name: obj.name_any(),
+        problem,
+    }
+}
+
+fn failure_label(problem: &ObjectProblem) -> &'static str {
+    match problem {
+        ObjectProblem::NotOwned => "not_owned",
+        ObjectProblem::ReadFailed(_) => "read",
+        ObjectProblem::ApplyFailed(_) => "apply",
+    }
+}
+
+/// The object of `like`'s kind and name, if it exists and is owned by `uid`; `Err` when it
+/// exists and is not, or cannot be read.
+async fn read_owned<K>(
     client: &kube::Client,
     ns: &str,
-    desired: provision::DesiredObjects,
-) -> Result<(DaemonSet, Service), GatewayError> {
-    apply(client, ns, &desired.service_account).await?;
-    apply(client, ns, &desired.config_map).await?;
-    let ds = apply(client, ns, &desired.daemon_set).await?;
-    let svc = apply(client, ns, &desired.service).await?;
-    Ok((ds, svc))
+    uid: &str,
+    like: &K,
+) -> Result<Option<K>, ObjectFailure>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(&like.name_any())
+        .await
+    {
+        Ok(Some(found)) if is_owned_by(found.meta(), uid) => Ok(Some(found)),
+        Ok(Some(_)) => Err(failure_of(like, ns, ObjectProblem::NotOwned)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(failure_of(
+            like,
+            ns,
+            ObjectProblem::ReadFailed(api_message(&e)),
+        )),
+    }
 }
 
-async fn apply<K>(client: &kube::Client, ns: &str, obj: &K) -> Result<K, GatewayError>
+/// Server-side applies `desired` over `existing` (the Gateway's own object as last read, or
+/// `None` if there was none), with its resourceVersion as a precondition. When the object
+/// changed in between it is read again, its ownership checked again, and the apply retried.
+async fn apply_owned<K>(
+    client: &kube::Client,
+    ns: &str,
+    desired: &K,
+    uid: &str,
+    mut existing: Option<K>,
+) -> Result<K, ObjectFailure>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -294,19 +487,96 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let name = obj.name_any();
-    Api::<K>::namespaced(client.clone(), ns)
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await
-        .map_err(|source| GatewayError::Apply {
-            kind: K::kind(&K::DynamicType::default()).into_owned(),
-            name,
-            source,
-        })
+    let name = desired.name_any();
+    let api = Api::<K>::namespaced(client.clone(), ns);
+    let mut attempt = 1;
+    loop {
+        let mut obj = desired.clone();
+        obj.meta_mut().resource_version = existing
+            .as_ref()
+            .and_then(|e| e.meta().resource_version.clone());
+        match api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+        {
+            Ok(applied) => return Ok(applied),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < APPLY_ATTEMPTS => {
+                attempt += 1;
+                existing = read_owned(client, ns, uid, desired).await?;
+            }
+            Err(e) => {
+                return Err(failure_of(
+                    desired,
+                    ns,
+                    ObjectProblem::ApplyFailed(api_message(&e)),
+                ));
+            }
+        }
+    }
+}
+
+/// The Warning event to record when the Gateway's `Degraded` condition newly reports objects
+/// that could not be applied: only when its reason or message changed since `previous`, so a
+/// failure repeated on every reconcile is recorded once.
+fn failure_event(
+    previous: Option<&GatewayStatus>,
+    current: &GatewayStatus,
+    failures: &[ObjectFailure],
+) -> Option<Event> {
+    let degraded = |s: &GatewayStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_DEGRADED)
+            .cloned()
+    };
+    let now = degraded(current)?;
+    if now.status != "True"
+        || ![REASON_OBJECT_NOT_OWNED, REASON_APPLY_FAILED].contains(&now.reason.as_str())
+    {
+        return None;
+    }
+    let before = previous.and_then(degraded);
+    if before.is_some_and(|b| {
+        b.status == now.status && b.reason == now.reason && b.message == now.message
+    }) {
+        return None;
+    }
+    let secondary = failures.first().map(|f| ObjectReference {
+        api_version: Some(f.api_version.clone()),
+        kind: Some(f.kind.clone()),
+        namespace: Some(f.namespace.clone()),
+        name: Some(f.name.clone()),
+        ..ObjectReference::default()
+    });
+    Some(Event {
+        type_: EventType::Warning,
+        reason: now.reason,
+        note: Some(truncate_bytes(&now.message, MAX_EVENT_NOTE_BYTES)),
+        action: EVENT_ACTION.to_owned(),
+        secondary,
+    })
+}
+
+/// The reporting controller of the events Sluice records on Gateways.
+pub const EVENT_REPORTER: &str = "sluice.dev/gateway-controller";
+
+/// Action of the events Sluice records on Gateways.
+pub const EVENT_ACTION: &str = "Provision";
+
+/// The API server's limit on an event's note.
+const MAX_EVENT_NOTE_BYTES: usize = 1024;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate_bytes(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 /// Whether `live` is the object `cached` describes (same uid) and is not being deleted.
@@ -431,5 +701,73 @@ mod tests {
             rejection_reports(cache.rejections("ns/gw"), None)[0].ingress_route,
             None
         );
+    }
+
+    fn status_with_degraded(status: &str, reason: &str, message: &str) -> GatewayStatus {
+        GatewayStatus {
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: CONDITION_DEGRADED.into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: message.into(),
+                last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }],
+            ..GatewayStatus::default()
+        }
+    }
+
+    #[test]
+    fn an_event_is_recorded_when_the_failure_changes_only() {
+        let failures = [ObjectFailure {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: "ns".into(),
+            name: "edge-envoy-bootstrap".into(),
+            problem: ObjectProblem::NotOwned,
+        }];
+        let not_owned = status_with_degraded("True", REASON_OBJECT_NOT_OWNED, "ConfigMap ns/x");
+        let event = failure_event(None, &not_owned, &failures).unwrap();
+        assert_eq!(event.type_, EventType::Warning);
+        assert_eq!(event.reason, REASON_OBJECT_NOT_OWNED);
+        assert_eq!(event.note.as_deref(), Some("ConfigMap ns/x"));
+        let related = event.secondary.unwrap();
+        assert_eq!(
+            (related.kind.as_deref(), related.name.as_deref()),
+            (Some("ConfigMap"), Some("edge-envoy-bootstrap"))
+        );
+        // The same condition again: nothing new.
+        assert!(failure_event(Some(&not_owned), &not_owned, &failures).is_none());
+        // Another message: a new event.
+        let other = status_with_degraded("True", REASON_APPLY_FAILED, "applying Service ns/x: no");
+        assert!(failure_event(Some(&not_owned), &other, &failures).is_some());
+        // Other reasons for Degraded, or none, record nothing here.
+        for (status, reason) in [("True", "EnvoyPodsFailing"), ("False", "AsExpected")] {
+            let s = status_with_degraded(status, reason, "m");
+            assert!(failure_event(Some(&not_owned), &s, &[]).is_none());
+        }
+        // Notes stay within the API's limit, cut on a character boundary.
+        let long = status_with_degraded("True", REASON_APPLY_FAILED, &"é".repeat(1000));
+        let note = failure_event(None, &long, &failures).unwrap().note.unwrap();
+        assert_eq!(note.len(), 1024);
+    }
+
+    #[test]
+    fn ownership_is_by_uid() {
+        let mut meta = ObjectMeta::default();
+        assert!(!is_owned_by(&meta, "u1"));
+        meta.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "sluice.dev/v1alpha1".into(),
+                kind: "Gateway".into(),
+                name: "edge".into(),
+                uid: "u1".into(),
+                ..Default::default()
+            },
+        ]);
+        assert!(is_owned_by(&meta, "u1"));
+        // Same name, another Gateway (deleted and re-created): not owned.
+        assert!(!is_owned_by(&meta, "u2"));
+        assert!(!is_owned_by(&meta, ""));
     }
 }

@@ -162,6 +162,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             route_counts,
             dags,
             cache: cache.clone(),
+            recorder: kube::runtime::events::Recorder::new(
+                client.clone(),
+                kube::runtime::events::Reporter {
+                    controller: gateway::EVENT_REPORTER.to_owned(),
+                    instance: Some(opts.identity.clone()),
+                },
+            ),
         };
         async move {
             gateway::run(ctx, counts_rx).await;

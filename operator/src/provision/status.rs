@@ -7,26 +7,31 @@
 //! - `Progressing`: the DaemonSet does not exist yet, its controller has not observed its
 //!   latest generation, or fewer pods run the current template than are desired
 //!   (`updatedNumberScheduled < desiredNumberScheduled`).
-//! - `Degraded`: the Envoys cannot reach the desired state on their own. True when
+//! - `Degraded`: the Envoys cannot reach the desired state on their own. True when, in this
+//!   order of precedence (the first that holds gives the reason and message):
 //!   1. the Gateway could not be provisioned ([`ObservedState::error`]: an invalid spec), or
-//!   2. the DaemonSet controller has observed the latest generation and schedules no pod
+//!   2. an object the Gateway needs could not be read or applied
+//!      ([`ObservedState::failures`]): reason [`REASON_OBJECT_NOT_OWNED`] when an object with a
+//!      provisioned name exists and is not owned by this Gateway (Sluice leaves it alone and
+//!      applies none of the Gateway's objects), otherwise [`REASON_APPLY_FAILED`] with the
+//!      API's message; the message names each object (kind, namespace/name), or
+//!   3. the DaemonSet controller has observed the latest generation and schedules no pod
 //!      (`desiredNumberScheduled == 0`: no node fits the nodeSelector and tolerations), or
-//!   3. the DaemonSet controller has observed the latest generation, reports unavailable pods
+//!   4. the DaemonSet controller has observed the latest generation, reports unavailable pods
 //!      (`numberUnavailable > 0`), and at least one non-terminating Envoy pod is stuck: a
 //!      container waiting for a reason that does not resolve by itself ([`STUCK_REASONS`], e.g.
 //!      `ImagePullBackOff`, `CrashLoopBackOff`), the pod unschedulable, or the pod failed. A
 //!      rolling update with maxUnavailable pods unavailable cannot proceed past such a pod, so
 //!      this is exactly "the rollout makes no progress". Pods that are merely starting do not
 //!      count, so a healthy rollout never shows `Degraded`.
-//!
-//!   4. otherwise, an Envoy of the Gateway rejected (NACKed) configuration that is still wanted
+//!   5. otherwise, an Envoy of the Gateway rejected (NACKed) configuration that is still wanted
 //!      ([`ObservedState::rejections`]): reason `EnvoyRejectedConfiguration`, the message names
 //!      the blamed resources, the IngressRoute they all come from if there is one, and Envoy's
 //!      error. The Envoys keep being served the last accepted versions meanwhile.
 //!
-//!   Case 3 needs the pods: when the controller passes none, only cases 1 and 2 are detected.
-//!   Pod state changes do not always change the DaemonSet's status, so the controller should
-//!   requeue while `Progressing` is true.
+//!   Case 4 needs the pods: when the controller passes none, it is not detected. Pod state
+//!   changes do not always change the DaemonSet's status, so the controller should requeue
+//!   while `Progressing` is true.
 //!
 //! `lastTransitionTime` is kept from the previous status while a condition's status stays the
 //! same; `observedGeneration` (of the status and of each condition) is the Gateway's generation.
@@ -77,6 +82,57 @@ pub struct RejectionReport {
     pub error: String,
 }
 
+/// What went wrong with one object provisioned for a Gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectProblem {
+    /// It exists and has no owner reference to this Gateway (by uid): Sluice did not create it
+    /// and leaves it alone.
+    NotOwned,
+    /// Reading it failed; the API's message.
+    ReadFailed(String),
+    /// Applying it failed; the API's message.
+    ApplyFailed(String),
+}
+
+/// An object the controller could not apply, as the status reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectFailure {
+    /// `apiVersion` of the object, for event references (`v1`, `apps/v1`).
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub problem: ObjectProblem,
+}
+
+impl std::fmt::Display for ObjectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            kind,
+            namespace,
+            name,
+            ..
+        } = self;
+        match &self.problem {
+            ObjectProblem::NotOwned => write!(
+                f,
+                "{kind} {namespace}/{name} exists and is not owned by this Gateway"
+            ),
+            ObjectProblem::ReadFailed(e) => write!(f, "reading {kind} {namespace}/{name}: {e}"),
+            ObjectProblem::ApplyFailed(e) => write!(f, "applying {kind} {namespace}/{name}: {e}"),
+        }
+    }
+}
+
+/// `Degraded` reasons of [`ObservedState::failures`].
+pub const REASON_OBJECT_NOT_OWNED: &str = "ObjectNotOwned";
+pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
+
+/// At most this many failed objects, of at most this many characters each, are named in the
+/// `Degraded` message.
+const MAX_FAILURES_IN_MESSAGE: usize = 3;
+const MAX_FAILURE_CHARS: usize = 500;
+
 /// What the controller observed for one Gateway.
 #[derive(Clone, Debug, Default)]
 pub struct ObservedState<'a> {
@@ -92,6 +148,8 @@ pub struct ObservedState<'a> {
     pub error: Option<&'a ProvisionError>,
     /// Configuration the Gateway's Envoys rejected and that is still wanted.
     pub rejections: &'a [RejectionReport],
+    /// The provisioned objects that could not be applied in the last attempt.
+    pub failures: &'a [ObjectFailure],
 }
 
 /// The Gateway's status. `now` stamps conditions whose status changed.
@@ -111,7 +169,9 @@ pub fn gateway_status(gw: &Gateway, observed: &ObservedState<'_>, now: &Time) ->
                     "Provisioning",
                     "creating the Envoy DaemonSet".to_owned(),
                 ),
-                degraded_by_error(observed.error).unwrap_or_else(not_degraded),
+                degraded_by_error(observed.error)
+                    .or_else(|| degraded_by_failures(observed.failures))
+                    .unwrap_or_else(not_degraded),
             ],
         ),
         Some(ds) => daemon_set_conditions(ds, observed),
@@ -223,6 +283,44 @@ fn degraded_by_error(error: Option<&ProvisionError>) -> Option<Cond> {
     Some(("True", reason, error.to_string()))
 }
 
+fn degraded_by_failures(failures: &[ObjectFailure]) -> Option<Cond> {
+    let first = failures.first()?;
+    let reason = if first.problem == ObjectProblem::NotOwned {
+        REASON_OBJECT_NOT_OWNED
+    } else {
+        REASON_APPLY_FAILED
+    };
+    let mut message = failures
+        .iter()
+        .take(MAX_FAILURES_IN_MESSAGE)
+        .map(|f| truncated(&f.to_string()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let more = failures.len().saturating_sub(MAX_FAILURES_IN_MESSAGE);
+    if more > 0 {
+        message.push_str(&format!("; and {more} more"));
+    }
+    if failures
+        .iter()
+        .any(|f| f.problem == ObjectProblem::NotOwned)
+    {
+        message.push_str(
+            ". Sluice changes no object it did not create and applies none of this Gateway's \
+             objects until the conflicting ones are removed",
+        );
+    }
+    Some(("True", reason, message))
+}
+
+/// `s`, cut to [`MAX_FAILURE_CHARS`] characters.
+fn truncated(s: &str) -> String {
+    let mut out: String = s.chars().take(MAX_FAILURE_CHARS).collect();
+    if s.chars().count() > MAX_FAILURE_CHARS {
+        out.push_str("...");
+    }
+    out
+}
+
 fn daemon_set_conditions(ds: &DaemonSet, observed: &ObservedState<'_>) -> (EnvoyCounts, [Cond; 3]) {
     let st = ds.status.clone().unwrap_or_default();
     let desired = st.desired_number_scheduled;
@@ -279,40 +377,42 @@ fn daemon_set_conditions(ds: &DaemonSet, observed: &ObservedState<'_>) -> (Envoy
         )
     };
 
-    let degraded = degraded_by_error(observed.error).unwrap_or_else(|| {
-        if !current {
-            return not_degraded();
-        }
-        if desired == 0 {
-            return (
-                "True",
-                "NoEligibleNodes",
-                "no node matches the Envoy pods' nodeSelector and tolerations".to_owned(),
+    let degraded = degraded_by_error(observed.error)
+        .or_else(|| degraded_by_failures(observed.failures))
+        .unwrap_or_else(|| {
+            if !current {
+                return not_degraded();
+            }
+            if desired == 0 {
+                return (
+                    "True",
+                    "NoEligibleNodes",
+                    "no node matches the Envoy pods' nodeSelector and tolerations".to_owned(),
+                );
+            }
+            let stuck: Vec<String> = if unavailable > 0 {
+                observed.pods.iter().filter_map(stuck_pod).collect()
+            } else {
+                Vec::new()
+            };
+            if stuck.is_empty() {
+                return not_degraded();
+            }
+            let mut message = format!(
+                "{unavailable} Envoy pods unavailable; {} cannot become ready: {}",
+                stuck.len(),
+                stuck
+                    .iter()
+                    .take(MAX_PODS_IN_MESSAGE)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             );
-        }
-        let stuck: Vec<String> = if unavailable > 0 {
-            observed.pods.iter().filter_map(stuck_pod).collect()
-        } else {
-            Vec::new()
-        };
-        if stuck.is_empty() {
-            return not_degraded();
-        }
-        let mut message = format!(
-            "{unavailable} Envoy pods unavailable; {} cannot become ready: {}",
-            stuck.len(),
-            stuck
-                .iter()
-                .take(MAX_PODS_IN_MESSAGE)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-        if stuck.len() > MAX_PODS_IN_MESSAGE {
-            message.push_str("; ...");
-        }
-        ("True", "EnvoyPodsFailing", message)
-    });
+            if stuck.len() > MAX_PODS_IN_MESSAGE {
+                message.push_str("; ...");
+            }
+            ("True", "EnvoyPodsFailing", message)
+        });
 
     (
         EnvoyCounts {
@@ -741,5 +841,97 @@ mod tests {
         };
         let s = gateway_status(&gw, &observed, &time(100));
         assert_ne!(cond(&s, "Degraded").reason, "EnvoyRejectedConfiguration");
+    }
+
+    fn failure(kind: &str, name: &str, problem: ObjectProblem) -> ObjectFailure {
+        ObjectFailure {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            namespace: "team-a".into(),
+            name: name.into(),
+            problem,
+        }
+    }
+
+    #[test]
+    fn objects_not_owned_or_not_applied_degrade_before_pods_and_rejections() {
+        let gw = gateway("team-a", "gw");
+        // Pods failing and configuration rejected too: the object failures say more.
+        let ds = daemon_set(2, 2, 3, 1, 2);
+        let pods = [waiting_pod("gw-envoy-abcde", "envoy", "ImagePullBackOff")];
+        let rejections = [RejectionReport {
+            kind: "Cluster".into(),
+            resources: vec!["a".into()],
+            ingress_route: None,
+            error: "bad".into(),
+        }];
+        let failures = [
+            failure("ConfigMap", "gw-envoy-bootstrap", ObjectProblem::NotOwned),
+            failure("Service", "gw-envoy", ObjectProblem::NotOwned),
+        ];
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            pods: &pods,
+            rejections: &rejections,
+            failures: &failures,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        let d = cond(&s, "Degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", REASON_OBJECT_NOT_OWNED)
+        );
+        assert!(
+            d.message.starts_with(
+                "ConfigMap team-a/gw-envoy-bootstrap exists and is not owned by this Gateway; \
+                 Service team-a/gw-envoy exists and is not owned by this Gateway. Sluice"
+            ),
+            "{}",
+            d.message
+        );
+        // The running Envoys are still reported.
+        assert_eq!(cond(&s, "Available").status, "True");
+
+        // An apply error, with nothing provisioned yet: the API's message, naming the object.
+        let failures = [failure(
+            "Service",
+            "gw-envoy",
+            ObjectProblem::ApplyFailed("Service \"gw-envoy\" is invalid: bad".into()),
+        )];
+        let observed = ObservedState {
+            failures: &failures,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        let d = cond(&s, "Degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str(), d.message.as_str()),
+            (
+                "True",
+                REASON_APPLY_FAILED,
+                "applying Service team-a/gw-envoy: Service \"gw-envoy\" is invalid: bad"
+            )
+        );
+
+        // Many long failures stay short.
+        let failures: Vec<_> = (0..5)
+            .map(|i| {
+                failure(
+                    "Secret",
+                    &format!("s{i}"),
+                    ObjectProblem::ReadFailed("x".repeat(2000)),
+                )
+            })
+            .collect();
+        let observed = ObservedState {
+            failures: &failures,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        let d = cond(&s, "Degraded");
+        assert_eq!(d.reason, REASON_APPLY_FAILED);
+        assert!(d.message.ends_with("...; and 2 more"), "{}", d.message);
+        assert!(d.message.len() < 1600, "{}", d.message.len());
     }
 }
