@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
 use crate::api::Gateway;
+use crate::controller::leader::Leadership;
 use crate::controller::routes::{SharedDags, SharedRouteCounts};
 use crate::dag::Dag;
 use crate::metrics::Metrics;
@@ -30,7 +31,8 @@ use crate::xds::cache::{Cache, Rejection};
 pub struct GatewayContext {
     pub client: kube::Client,
     pub metrics: Metrics,
-    pub leading: watch::Receiver<bool>,
+    /// Whether this replica leads: asked before every write.
+    pub leadership: Leadership,
     pub provision: ProvisionContext,
     pub route_counts: SharedRouteCounts,
     /// The latest DAG of each Gateway, to attribute rejected configuration to IngressRoutes.
@@ -64,6 +66,9 @@ pub enum GatewayError {
     NoNamespace,
     #[error("issuing the xDS client certificate: {0}")]
     XdsCredentials(String),
+    /// This replica stopped leading: the reconcile stops before its next write.
+    #[error("no longer leading")]
+    NotLeading,
 }
 
 impl GatewayError {
@@ -75,6 +80,7 @@ impl GatewayError {
             Self::Status(_) => "status",
             Self::NoNamespace => "invalid",
             Self::XdsCredentials(_) => "xds_credentials",
+            Self::NotLeading => "not_leading",
         }
     }
 }
@@ -97,7 +103,7 @@ pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
             WatchStream::new(counts_changed).map(|_| ()),
             WatchStream::new(ctx.cache.watch_rejections()).map(|_| ()),
         ),
-        WatchStream::new(ctx.leading.clone())
+        WatchStream::new(ctx.leadership.changes())
             .filter(|l| futures::future::ready(*l))
             .map(|_| ()),
     );
@@ -118,11 +124,18 @@ pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
 
 #[tracing::instrument(skip_all, fields(gateway = %format!("{}/{}", gw.namespace().unwrap_or_default(), gw.name_any())))]
 async fn reconcile(gw: Arc<Gateway>, ctx: Arc<GatewayContext>) -> Result<Action, GatewayError> {
-    if !*ctx.leading.borrow() {
+    if !ctx.leadership.is_leading() {
         return Ok(Action::await_change());
     }
     let started = Instant::now();
-    let result = reconcile_leader(&gw, &ctx).await;
+    let result = match reconcile_leader(&gw, &ctx).await {
+        // Gaining leadership again reconciles every Gateway.
+        Err(GatewayError::NotLeading) => {
+            tracing::info!("no longer leading; stopped before writing");
+            Ok(Action::await_change())
+        }
+        other => other,
+    };
     ctx.metrics
         .reconcile_seconds
         .with_label_values(&["gateway"])
@@ -147,7 +160,8 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
     let (applied, error) = match provision::desired(gw, &ctx.provision) {
         Ok(mut desired) => {
             if let Some(ca) = &ctx.xds_ca {
-                let secret = apply_xds_client_secret(&ctx.client, &ns, gw, ca).await?;
+                let secret =
+                    apply_xds_client_secret(&ctx.client, &ctx.leadership, &ns, gw, ca).await?;
                 desired
                     .daemon_set
                     .spec
@@ -162,7 +176,10 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
                         provision::xds_tls::xds_client_secret_hash(&secret),
                     );
             }
-            (Some(apply_all(&ctx.client, &ns, desired).await?), None)
+            (
+                Some(apply_all(&ctx.client, &ctx.leadership, &ns, desired).await?),
+                None,
+            )
         }
         Err(e) => {
             ctx.metrics
@@ -201,6 +218,7 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
             "kind": "Gateway",
             "status": status,
         });
+        ensure_leading(&ctx.leadership)?;
         Api::<Gateway>::namespaced(ctx.client.clone(), &ns)
             .patch_status(
                 &gw.name_any(),
@@ -254,6 +272,7 @@ pub fn rejection_reports(rejections: Vec<Rejection>, dag: Option<&Dag>) -> Vec<R
 /// Secret. Never logs the Secret.
 async fn apply_xds_client_secret(
     client: &kube::Client,
+    leadership: &Leadership,
     ns: &str,
     gw: &Gateway,
     ca: &crate::xds::identity::CertificateAuthority,
@@ -269,23 +288,39 @@ async fn apply_xds_client_secret(
         std::time::SystemTime::now(),
     )
     .map_err(|e| GatewayError::XdsCredentials(e.to_string()))?;
-    apply(client, ns, &desired).await
+    apply(client, leadership, ns, &desired).await
 }
 
 /// Applies every desired object; returns the DaemonSet and Service as the API now has them.
 async fn apply_all(
     client: &kube::Client,
+    leadership: &Leadership,
     ns: &str,
     desired: provision::DesiredObjects,
 ) -> Result<(DaemonSet, Service), GatewayError> {
-    apply(client, ns, &desired.service_account).await?;
-    apply(client, ns, &desired.config_map).await?;
-    let ds = apply(client, ns, &desired.daemon_set).await?;
-    let svc = apply(client, ns, &desired.service).await?;
+    apply(client, leadership, ns, &desired.service_account).await?;
+    apply(client, leadership, ns, &desired.config_map).await?;
+    let ds = apply(client, leadership, ns, &desired.daemon_set).await?;
+    let svc = apply(client, leadership, ns, &desired.service).await?;
     Ok((ds, svc))
 }
 
-async fn apply<K>(client: &kube::Client, ns: &str, obj: &K) -> Result<K, GatewayError>
+/// Every write asks first: a replica that lost the lease writes nothing more.
+fn ensure_leading(leadership: &Leadership) -> Result<(), GatewayError> {
+    if leadership.is_leading() {
+        Ok(())
+    } else {
+        Err(GatewayError::NotLeading)
+    }
+}
+
+/// Server-side applies `obj`, if this replica still leads.
+async fn apply<K>(
+    client: &kube::Client,
+    leadership: &Leadership,
+    ns: &str,
+    obj: &K,
+) -> Result<K, GatewayError>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -295,6 +330,7 @@ where
     K::DynamicType: Default,
 {
     let name = obj.name_any();
+    ensure_leading(leadership)?;
     Api::<K>::namespaced(client.clone(), ns)
         .patch(
             &name,
