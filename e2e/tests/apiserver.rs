@@ -209,6 +209,91 @@ mod raw {
     use super::*;
 
     #[tokio::test]
+    async fn injected_faults_fail_or_delay_matching_requests() -> Result<()> {
+        use sluice_e2e::apiserver::Fault;
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+        let lease = |holder: &str| {
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                   "metadata": {"name": "l"}, "spec": {"holderIdentity": holder}})
+        };
+        let (code, _) = http.post(LEASES, &lease("a")).await?;
+        assert_eq!(code, 201);
+        let rv_before = server.resource_version();
+
+        // Writes to leases fail with 500; reads, and writes to other resources, still work.
+        let id = server.inject(Fault::writes("leases").failing_with(500));
+        let (code, status) = http.put(&format!("{LEASES}/l"), &lease("b")).await?;
+        assert_eq!(code, 500, "{status}");
+        assert_eq!(status["kind"], "Status");
+        assert_eq!(status["reason"], "InternalError");
+        assert_eq!(
+            server.resource_version(),
+            rv_before,
+            "a failed write changed the store"
+        );
+        let (code, got) = http.get(&format!("{LEASES}/l")).await?;
+        assert_eq!(
+            (code, got["spec"]["holderIdentity"].as_str()),
+            (200, Some("a"))
+        );
+        let (code, _) = http
+            .post(
+                "/api/v1/namespaces/default/configmaps",
+                &configmap("c", json!({})),
+            )
+            .await?;
+        assert_eq!(code, 201);
+        // A fault for another user leaves these (anonymous) requests alone.
+        server.clear_fault(id);
+        server.inject(Fault::writes("leases").by("someone").failing_with(500));
+        let (code, _) = http.put(&format!("{LEASES}/l"), &lease("b")).await?;
+        assert_eq!(code, 200);
+        server.clear_faults();
+
+        // 429 says when to come back, and a fault that lasts a while ends by itself.
+        server.inject(
+            Fault::writes("leases")
+                .failing_with(429)
+                .lasting(Duration::from_millis(300)),
+        );
+        let resp = http
+            .send(
+                "PUT",
+                &format!("{LEASES}/l"),
+                "application/json",
+                serde_json::to_vec(&lease("c"))?,
+            )
+            .await?;
+        assert_eq!(resp.status().as_u16(), 429);
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (code, _) = http.put(&format!("{LEASES}/l"), &lease("c")).await?;
+        assert_eq!(code, 200);
+
+        // Latency: the request arrives, waits, then is served; `seq` keeps the arrival order.
+        let slow = server.inject(Fault::requests("leases").delayed(Duration::from_millis(300)));
+        let mark = server.requests_arrived();
+        let started = std::time::Instant::now();
+        let (code, _) = http.get(&format!("{LEASES}/l")).await?;
+        assert_eq!(code, 200);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        server.clear_fault(slow);
+        let last = server.requests().pop().context("no request recorded")?;
+        assert_eq!(
+            (last.method.as_str(), last.code, last.seq),
+            ("GET", 200, mark)
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn discovery_documents() -> Result<()> {
         let server = ApiServer::start()?;
         let http = Http::new(&server);

@@ -1932,3 +1932,165 @@ async fn a_graceful_stop_hands_the_lease_over() -> Result<()> {
     .await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5c. Lease renewals that fail: transient errors are ridden out, lasting ones end the leadership
+// within the renew deadline, and the old leader writes nothing after it stepped down.
+
+/// Whether `log` (text format) says the replica stopped leading.
+fn stepped_down(log: &str) -> bool {
+    log.lines()
+        .any(|l| l.contains("leadership changed") && l.contains("leader=false"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_writes_fail_steps_down_and_stops_writing() -> Result<()> {
+    use sluice_e2e::apiserver::Fault;
+    let cluster = Cluster::start(true).await?;
+    let Some(server) = cluster.memory() else {
+        eprintln!("skipped: fault injection needs the in-memory API server");
+        return Ok(());
+    };
+    let ns = cluster.namespace("team-a").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    const ROUTES: usize = 10;
+    let route = |i: usize| format!("r{i}");
+    for i in 0..ROUTES {
+        cluster
+            .apply(ingress_route(
+                &ns,
+                &route(i),
+                None,
+                route_spec(Some(&format!("r{i}.example.com")), "web"),
+            ))
+            .await?;
+    }
+    // A 9 s lease renewed every second; the renew deadline defaults to two thirds of the lease
+    // (6 s): the leader steps down 6 s after its last successful renewal, 3 s before a follower
+    // may take over.
+    let start = |identity: &str| -> Result<Operator> {
+        Ok(cluster
+            .operator(identity)?
+            .args([
+                "--lease-duration-seconds",
+                "9",
+                "--lease-renew-seconds",
+                "1",
+            ])
+            .start()?)
+    };
+    let mut alpha = start("alpha")?;
+    eventually("alpha to hold the lease", async || {
+        alpha.check_running()?;
+        Ok(lease_holder(&cluster).await?.filter(|(h, _)| h == "alpha"))
+    })
+    .await?;
+    for i in 0..ROUTES {
+        wait_status(&cluster, &mut alpha, &ns, &route(i), "valid").await?;
+    }
+    let mut beta = start("beta")?;
+    beta.wait_ready(PATIENCE).await?;
+
+    let lease_writes = |user: &str, since: u64| -> Vec<(u64, u16)> {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| r.user == user && r.is_write() && r.path.contains("/leases/"))
+            .filter(|r| r.seq >= since)
+            .map(|r| (r.seq, r.code))
+            .collect()
+    };
+
+    // 1. Alpha's lease writes fail for 2 s, well within the renew deadline: it keeps leading.
+    let mark = server.requests_arrived();
+    server.inject(
+        Fault::writes("leases")
+            .by("alpha")
+            .failing_with(500)
+            .lasting(Duration::from_secs(2)),
+    );
+    eventually("alpha to renew again after failed renewals", async || {
+        alpha.check_running()?;
+        let writes = lease_writes("alpha", mark);
+        let failed = writes.iter().position(|(_, c)| *c == 500);
+        Ok(failed.and_then(|f| writes[f..].iter().find(|(_, c)| *c == 200).copied()))
+    })
+    .await?;
+    assert!(
+        !stepped_down(&alpha.log()),
+        "alpha stepped down on a transient error:\n{}",
+        alpha.log()
+    );
+    assert_eq!(
+        lease_holder(&cluster).await?.map(|(h, _)| h),
+        Some("alpha".to_owned())
+    );
+
+    // 2. Alpha's status writes get slow, so that writing a batch of statuses takes longer than
+    // the renew deadline; while it writes one, its lease writes start failing for good.
+    server.inject(
+        Fault::writes("ingressroutes/status")
+            .by("alpha")
+            .delayed(Duration::from_secs(1)),
+    );
+    let mark = server.requests_arrived();
+    cluster.delete("v1", "Service", Some(&ns), "web").await?;
+    let alpha_status_writes = |since: u64| -> Vec<String> {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| r.user == "alpha" && r.is_write() && r.seq >= since)
+            .filter(|r| !r.path.contains("/leases/"))
+            .map(|r| format!("#{} {} {} -> {}", r.seq, r.method, r.path, r.code))
+            .collect()
+    };
+    eventually("alpha to start writing the new statuses", async || {
+        alpha.check_running()?;
+        Ok(alpha_status_writes(mark)
+            .iter()
+            .any(|w| w.contains("/ingressroutes/"))
+            .then_some(()))
+    })
+    .await?;
+    server.inject(Fault::writes("leases").by("alpha").failing_with(500));
+    // Alpha steps down before the lease can expire for beta; from then on it writes nothing.
+    eventually("alpha to step down", async || {
+        alpha.check_running()?;
+        Ok(stepped_down(&alpha.log()).then_some(()))
+    })
+    .await?;
+    let stepped = server.requests_arrived();
+    assert_eq!(
+        lease_holder(&cluster).await?.map(|(h, _)| h),
+        Some("alpha".to_owned()),
+        "beta took over before alpha stepped down"
+    );
+    let (_, transitions) = eventually("beta to take the lease over", async || {
+        beta.check_running()?;
+        Ok(lease_holder(&cluster).await?.filter(|(h, _)| h == "beta"))
+    })
+    .await?;
+    assert!(transitions >= 1, "leaseTransitions {transitions}");
+    // Beta writes the statuses alpha did not get to.
+    for i in 0..ROUTES {
+        wait_status(&cluster, &mut beta, &ns, &route(i), "invalid").await?;
+    }
+    alpha.check_running()?;
+    // Alpha stopped in the middle of the batch: beta wrote some of its statuses.
+    assert!(
+        server.requests().iter().any(|r| r.user == "beta"
+            && r.method == "PATCH"
+            && r.path.contains("/ingressroutes/")
+            && r.code == 200),
+        "beta wrote no status (alpha's writes: {:#?})",
+        alpha_status_writes(mark)
+    );
+    assert_eq!(
+        alpha_status_writes(stepped),
+        Vec::<String>::new(),
+        "alpha wrote after it stepped down (all its writes since the change: {:#?})",
+        alpha_status_writes(mark)
+    );
+    Ok(())
+}

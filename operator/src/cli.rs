@@ -104,8 +104,13 @@ pub struct RunArgs {
     pub lease_name: String,
     #[arg(long, default_value_t = 15)]
     pub lease_duration_seconds: u64,
+    /// How often the Lease is read, and renewed by the leader.
     #[arg(long, default_value_t = 2)]
     pub lease_renew_seconds: u64,
+    /// How long the leader keeps leading without a successful renewal (then it stops writing);
+    /// shorter than the lease duration. Default: two thirds of it.
+    #[arg(long)]
+    pub lease_renew_deadline_seconds: Option<u64>,
     /// Debounce between a watched change and the rebuild, in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub debounce_ms: u64,
@@ -373,6 +378,14 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         http_listen: args.http_address,
         lease_name: args.lease_name,
         lease_duration: Duration::from_secs(args.lease_duration_seconds.max(1)),
+        lease_renew_deadline: args.lease_renew_deadline_seconds.map_or_else(
+            || {
+                crate::controller::leader::default_renew_deadline(Duration::from_secs(
+                    args.lease_duration_seconds.max(1),
+                ))
+            },
+            Duration::from_secs,
+        ),
         lease_renew: Duration::from_secs(args.lease_renew_seconds.max(1)),
         debounce: Duration::from_millis(args.debounce_ms),
         provision,

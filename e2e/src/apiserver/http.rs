@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use super::error::ApiError;
+use super::fault::{RequestTarget, failure_status};
 use super::resources::{self, ResourceType};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{
@@ -47,18 +48,39 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
-    let response = match body.collect().await {
-        Ok(c) => route(&shared, &parts, &c.to_bytes()).unwrap_or_else(|e| error_response(&e)),
-        Err(e) => error_response(&ApiError::bad_request(format!("reading body: {e}"))),
+    let seq = shared.arrive();
+    let user = bearer_user(&parts);
+    let is_write = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let fault = shared.fault_effect(&RequestTarget::of(parts.uri.path(), is_write, &user));
+    if !fault.latency.is_zero() {
+        tokio::time::sleep(fault.latency).await;
+    }
+    let response = match (fault.code, body.collect().await) {
+        (Some(code), _) => injected_failure(code),
+        (None, Ok(c)) => {
+            route(&shared, &parts, &c.to_bytes()).unwrap_or_else(|e| error_response(&e))
+        }
+        (None, Err(e)) => error_response(&ApiError::bad_request(format!("reading body: {e}"))),
     };
     shared.record(RequestRecord {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().unwrap_or_default().to_owned(),
-        user: bearer_user(&parts),
+        user,
         code: response.status().as_u16(),
+        seq,
     });
     Ok(response)
+}
+
+/// The answer to a request an injected fault fails: a `Status`, with `Retry-After` for 429.
+fn injected_failure(code: u16) -> Response<Body> {
+    let mut resp = json_response(code, &failure_status(code));
+    if code == 429 {
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
 }
 
 /// The user a request comes from: its bearer token, taken as the user's name unchecked (there is

@@ -16,7 +16,26 @@
 //! condition after every change. [`ApiServer::watches_started`] counts watch requests, to see
 //! clients re-watch after `timeoutSeconds`. [`ApiServer::requests`] lists every HTTP request
 //! served (method, path, query, response code, and the bearer token as the user, so clients
-//! given [`ApiServer::write_kubeconfig_for`] kubeconfigs can be told apart).
+//! given [`ApiServer::write_kubeconfig_for`] kubeconfigs can be told apart; each carries `seq`,
+//! its arrival order, and [`ApiServer::requests_arrived`] marks a point in it).
+//!
+//! # Fault injection
+//!
+//! [`ApiServer::inject`] puts a [`Fault`] in force: the requests it matches fail with an error
+//! code and a `Status` body (`InternalError` for 500, `TooManyRequests` with `Retry-After: 1`
+//! for 429, `ServiceUnavailable` for 503) without touching the store, or are answered late, or
+//! both. A fault matches a resource (`leases`, with its subresources, or `ingressroutes/status`
+//! alone), only writes ([`Fault::writes`]: reads and watches keep working) or every request
+//! ([`Fault::requests`]), and optionally one user ([`Fault::by`], the bearer token of a
+//! [`ApiServer::write_kubeconfig_for`] kubeconfig). It lasts until [`ApiServer::clear_fault`] /
+//! [`ApiServer::clear_faults`], or for [`Fault::lasting`]. Latency is waited before the request
+//! is handled, after its `seq` is taken. Failed and delayed requests are recorded in
+//! [`ApiServer::requests`] with the code they got. For example, make one operator replica's
+//! Lease renewals fail with 500 for two seconds:
+//!
+//! ```ignore
+//! server.inject(Fault::writes("leases").by("alpha").failing_with(500).lasting(Duration::from_secs(2)));
+//! ```
 //!
 //! # What it does
 //!
@@ -159,6 +178,7 @@
 
 mod apply;
 mod error;
+mod fault;
 mod http;
 mod meta;
 mod resources;
@@ -168,6 +188,7 @@ mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -180,6 +201,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 pub use error::ApiError;
+pub use fault::Fault;
 use store::{DeleteOptions, PatchKind, Store, Target, present};
 
 /// The field manager of [`ApiServer::apply`] and [`ApiServer::apply_status`].
@@ -220,8 +242,13 @@ pub(crate) struct Shared {
     address: String,
     /// Watch requests accepted so far.
     watches: watch::Sender<u64>,
-    /// Every request served, oldest first.
+    /// Every request served, in the order they were answered.
     requests: Mutex<Vec<RequestRecord>>,
+    /// Requests received so far (the next one's [`RequestRecord::seq`]).
+    arrivals: AtomicU64,
+    /// Injected faults in force (expired ones are dropped as requests come).
+    faults: Mutex<Vec<fault::ActiveFault>>,
+    next_fault: AtomicU64,
 }
 
 /// One request the server answered, for tests that check who wrote what.
@@ -238,6 +265,9 @@ pub struct RequestRecord {
     pub user: String,
     /// The response status code (200 for a watch that started).
     pub code: u16,
+    /// The order in which the request arrived (from 0), before any injected latency; the
+    /// records themselves are in the order the requests were answered.
+    pub seq: u64,
 }
 
 impl RequestRecord {
@@ -252,6 +282,20 @@ impl Shared {
         self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The number of the request arriving now.
+    fn arrive(&self) -> u64 {
+        self.arrivals.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// What the faults in force do to a request.
+    fn fault_effect(&self, target: &fault::RequestTarget<'_>) -> fault::Effect {
+        let mut faults = self
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        fault::effect(&mut faults, target)
     }
 
     fn record(&self, r: RequestRecord) {
@@ -304,6 +348,9 @@ impl ApiServer {
             address: addr.to_string(),
             watches: watch::channel(0).0,
             requests: Mutex::new(Vec::new()),
+            arrivals: AtomicU64::new(0),
+            faults: Mutex::new(Vec::new()),
+            next_fault: AtomicU64::new(0),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -374,6 +421,43 @@ impl ApiServer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// How many requests have arrived so far: requests whose [`RequestRecord::seq`] is at least
+    /// this number arrive after the call.
+    pub fn requests_arrived(&self) -> u64 {
+        self.shared.arrivals.load(Ordering::SeqCst)
+    }
+
+    /// Puts `fault` in force (see [`Fault`]) from now until it lasted its time or is cleared;
+    /// returns its id for [`ApiServer::clear_fault`].
+    pub fn inject(&self, fault: Fault) -> u64 {
+        let id = self.shared.next_fault.fetch_add(1, Ordering::SeqCst);
+        let until = fault.lasting.map(|d| std::time::Instant::now() + d);
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(fault::ActiveFault { id, fault, until });
+        id
+    }
+
+    /// Ends one injected fault (requests already delayed by it still fail or wait).
+    pub fn clear_fault(&self, id: u64) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|f| f.id != id);
+    }
+
+    /// Ends every injected fault.
+    pub fn clear_faults(&self) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// The current (latest) resourceVersion.

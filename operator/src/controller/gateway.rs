@@ -24,6 +24,7 @@ use tokio_stream::wrappers::WatchStream;
 
 use crate::api::Gateway;
 use crate::api::gateway::GatewayStatus;
+use crate::controller::leader::Leadership;
 use crate::controller::routes::{SharedDags, SharedRouteCounts};
 use crate::dag::Dag;
 use crate::metrics::Metrics;
@@ -37,7 +38,8 @@ use crate::xds::cache::{Cache, Rejection};
 pub struct GatewayContext {
     pub client: kube::Client,
     pub metrics: Metrics,
-    pub leading: watch::Receiver<bool>,
+    /// Whether this replica leads: asked before every write.
+    pub leadership: Leadership,
     pub provision: ProvisionContext,
     pub route_counts: SharedRouteCounts,
     /// The latest DAG of each Gateway, to attribute rejected configuration to IngressRoutes.
@@ -67,6 +69,9 @@ pub enum GatewayError {
     NoNamespace,
     #[error("issuing the xDS client certificate: {0}")]
     XdsCredentials(String),
+    /// This replica stopped leading: the reconcile stops before its next write.
+    #[error("no longer leading")]
+    NotLeading,
 }
 
 impl GatewayError {
@@ -77,6 +82,7 @@ impl GatewayError {
             Self::Status(_) => "status",
             Self::NoNamespace => "invalid",
             Self::XdsCredentials(_) => "xds_credentials",
+            Self::NotLeading => "not_leading",
         }
     }
 }
@@ -99,7 +105,7 @@ pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
             WatchStream::new(counts_changed).map(|_| ()),
             WatchStream::new(ctx.cache.watch_rejections()).map(|_| ()),
         ),
-        WatchStream::new(ctx.leading.clone())
+        WatchStream::new(ctx.leadership.changes())
             .filter(|l| futures::future::ready(*l))
             .map(|_| ()),
     );
@@ -120,11 +126,18 @@ pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
 
 #[tracing::instrument(skip_all, fields(gateway = %format!("{}/{}", gw.namespace().unwrap_or_default(), gw.name_any())))]
 async fn reconcile(gw: Arc<Gateway>, ctx: Arc<GatewayContext>) -> Result<Action, GatewayError> {
-    if !*ctx.leading.borrow() {
+    if !ctx.leadership.is_leading() {
         return Ok(Action::await_change());
     }
     let started = Instant::now();
-    let result = reconcile_leader(&gw, &ctx).await;
+    let result = match reconcile_leader(&gw, &ctx).await {
+        // Gaining leadership again reconciles every Gateway.
+        Err(GatewayError::NotLeading) => {
+            tracing::info!("no longer leading; stopped before writing");
+            Ok(Action::await_change())
+        }
+        other => other,
+    };
     ctx.metrics
         .reconcile_seconds
         .with_label_values(&["gateway"])
@@ -193,6 +206,7 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
             "kind": "Gateway",
             "status": status,
         });
+        ensure_leading(&ctx.leadership)?;
         Api::<Gateway>::namespaced(ctx.client.clone(), &ns)
             .patch_status(
                 &gw.name_any(),
@@ -345,7 +359,7 @@ async fn provision_objects(
         )
         .map_err(|e| GatewayError::XdsCredentials(e.to_string()))?;
         if let Some(applied) = keep(
-            apply_owned(client, ns, &desired_secret, &uid, secret).await,
+            apply_owned(client, &ctx.leadership, ns, &desired_secret, &uid, secret).await,
             &mut failures,
         ) {
             desired
@@ -364,16 +378,40 @@ async fn provision_objects(
         }
     }
     keep(
-        apply_owned(client, ns, &desired.service_account, &uid, service_account).await,
+        apply_owned(
+            client,
+            &ctx.leadership,
+            ns,
+            &desired.service_account,
+            &uid,
+            service_account,
+        )
+        .await,
         &mut failures,
     );
     keep(
-        apply_owned(client, ns, &desired.config_map, &uid, config_map).await,
+        apply_owned(
+            client,
+            &ctx.leadership,
+            ns,
+            &desired.config_map,
+            &uid,
+            config_map,
+        )
+        .await,
         &mut failures,
     );
     let daemon_set = if failures.is_empty() {
         keep(
-            apply_owned(client, ns, &desired.daemon_set, &uid, daemon_set.clone()).await,
+            apply_owned(
+                client,
+                &ctx.leadership,
+                ns,
+                &desired.daemon_set,
+                &uid,
+                daemon_set.clone(),
+            )
+            .await,
             &mut failures,
         )
         .or(daemon_set)
@@ -381,7 +419,15 @@ async fn provision_objects(
         daemon_set
     };
     let service = keep(
-        apply_owned(client, ns, &desired.service, &uid, service.clone()).await,
+        apply_owned(
+            client,
+            &ctx.leadership,
+            ns,
+            &desired.service,
+            &uid,
+            service.clone(),
+        )
+        .await,
         &mut failures,
     )
     .or(service);
@@ -474,6 +520,7 @@ where
 /// changed in between it is read again, its ownership checked again, and the apply retried.
 async fn apply_owned<K>(
     client: &kube::Client,
+    leadership: &Leadership,
     ns: &str,
     desired: &K,
     uid: &str,
@@ -495,6 +542,15 @@ where
         obj.meta_mut().resource_version = existing
             .as_ref()
             .and_then(|e| e.meta().resource_version.clone());
+        // Every write asks first: a replica that lost the lease writes nothing more (the
+        // reconcile's status write, which would report this, asks too).
+        if !leadership.is_leading() {
+            return Err(failure_of(
+                desired,
+                ns,
+                ObjectProblem::ApplyFailed("this replica no longer leads".into()),
+            ));
+        }
         match api
             .patch(
                 &name,
@@ -577,6 +633,15 @@ fn truncate_bytes(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_owned()
+}
+
+/// Every write asks first: a replica that lost the lease writes nothing more.
+fn ensure_leading(leadership: &Leadership) -> Result<(), GatewayError> {
+    if leadership.is_leading() {
+        Ok(())
+    } else {
+        Err(GatewayError::NotLeading)
+    }
 }
 
 /// Whether `live` is the object `cached` describes (same uid) and is not being deleted.

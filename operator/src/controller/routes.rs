@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::api::IngressRoute;
 use crate::api::gateway::RouteCounts;
 use crate::api::ingressroute::IngressRouteStatus;
+use crate::controller::leader::Leadership;
 use crate::controller::status::combine_statuses;
 use crate::dag::{self, Dag, Selection, Validity};
 use crate::metrics::Metrics;
@@ -38,7 +39,8 @@ pub struct RoutesContext {
     pub stores: Stores,
     pub cache: Arc<Cache>,
     pub metrics: Metrics,
-    pub leading: watch::Receiver<bool>,
+    /// Whether this replica leads: asked before every status write.
+    pub leadership: Leadership,
     pub translate: TranslateOptions,
     pub debounce: Duration,
     /// Statuses are rechecked this often even without changes (a failed write is retried).
@@ -71,7 +73,7 @@ pub async fn run(
         return;
     }
     let ctx = Arc::new(ctx);
-    let mut leading = ctx.leading.clone();
+    let mut leading = ctx.leadership.changes();
     let mut rejections = ctx.cache.watch_rejections();
     let (snapshots, _) = watch::channel::<Generation>((0, Arc::new(ClusterSnapshot::default())));
     let reports: Reports = Arc::default();
@@ -150,7 +152,8 @@ pub async fn run(
                     .unwrap_or_default();
                 publish_counts(&ctx, &dags);
                 ready.send_replace(true);
-                if *leading.borrow_and_update() {
+                leading.borrow_and_update();
+                if ctx.leadership.is_leading() {
                     // An IngressRoute that alone caused a configuration Envoy rejected is told so.
                     let blamed: Vec<Dag> = dags
                         .iter()
@@ -308,8 +311,14 @@ pub fn statuses_to_write<'a>(
         .collect()
 }
 
+/// Writes the statuses that changed, one by one, each only while this replica still leads: a
+/// replica that lost the lease stops before its next write.
 async fn write_statuses(ctx: &RoutesContext, snapshot: &ClusterSnapshot, dags: Vec<&Dag>) {
     for (key, status) in statuses_to_write(snapshot, dags) {
+        if !ctx.leadership.is_leading() {
+            tracing::info!("no longer leading; the remaining statuses are left to the new leader");
+            return;
+        }
         let api: Api<IngressRoute> = Api::namespaced(ctx.client.clone(), &key.namespace);
         let body = json!({
             "apiVersion": "contour.heptio.com/v1beta1",

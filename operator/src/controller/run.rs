@@ -34,6 +34,9 @@ pub struct RunOptions {
     pub http_listen: SocketAddr,
     pub lease_name: String,
     pub lease_duration: Duration,
+    /// How long the leader keeps leading without a successful renewal.
+    pub lease_renew_deadline: Duration,
+    /// How often the Lease is read and (by the leader) renewed.
     pub lease_renew: Duration,
     pub debounce: Duration,
     pub provision: crate::provision::ProvisionContext,
@@ -54,7 +57,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let metrics = Metrics::new().context("registering metrics")?;
     let cache = Arc::new(Cache::new());
     let (ready_tx, ready_rx) = watch::channel(false);
-    let (leading_tx, leading_rx) = watch::channel(false);
+    let (leading_tx, leadership) = leader::leadership();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutdown = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
@@ -117,8 +120,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         name: opts.lease_name.clone(),
         identity: opts.identity.clone(),
         lease_duration: opts.lease_duration,
-        renew_every: opts.lease_renew,
+        renew_deadline: opts.lease_renew_deadline,
+        retry_period: opts.lease_renew,
     };
+    leader::check_config(&lease).map_err(|e| anyhow::anyhow!("leader election: {e}"))?;
     tasks.spawn({
         let cfg = lease.clone();
         let c = client.clone();
@@ -138,7 +143,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             stores: stores.clone(),
             cache: cache.clone(),
             metrics: metrics.clone(),
-            leading: leading_rx.clone(),
+            leadership: leadership.clone(),
             translate: opts.translate.clone(),
             debounce: opts.debounce,
             resync: Duration::from_secs(30),
@@ -157,7 +162,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             xds_ca: xds_ca.clone(),
             client: client.clone(),
             metrics: metrics.clone(),
-            leading: leading_rx,
+            leadership,
             provision: opts.provision.clone(),
             route_counts,
             dags,

@@ -1,0 +1,237 @@
+//! Fault injection: tests make matching requests fail (500, 429, ...) or slow for a while.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// A fault the server injects into the requests it matches (see [`super::ApiServer::inject`]).
+///
+/// Built from [`Fault::writes`] or [`Fault::requests`], narrowed with [`Fault::by`], and given
+/// an effect ([`Fault::failing_with`], [`Fault::delayed`]) and a lifetime ([`Fault::lasting`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The resource the fault applies to: a plural (`leases`, matching the resource and its
+    /// subresources) or `plural/subresource` (`ingressroutes/status`, only that subresource).
+    pub resource: String,
+    /// Only writes (anything but GET, HEAD, OPTIONS: watches and reads still work), or every
+    /// request.
+    pub writes_only: bool,
+    /// Only requests of this user (bearer token, see [`super::ApiServer::kubeconfig_yaml_for`]).
+    pub user: Option<String>,
+    /// The error code the request fails with (`Status` reason `InternalError` for 500,
+    /// `TooManyRequests` with `Retry-After: 1` for 429, `ServiceUnavailable` for 503, otherwise
+    /// `InternalError`), without touching the store; `None` only delays.
+    pub code: Option<u16>,
+    /// How long the server waits before answering (or failing) a matching request.
+    pub latency: Duration,
+    /// How long the fault lasts from [`super::ApiServer::inject`]; `None` until cleared.
+    pub lasting: Option<Duration>,
+}
+
+impl Fault {
+    /// A fault on the writes to `resource` (see [`Fault::resource`]): no effect until given one.
+    pub fn writes(resource: &str) -> Self {
+        Self {
+            resource: resource.to_owned(),
+            writes_only: true,
+            user: None,
+            code: None,
+            latency: Duration::ZERO,
+            lasting: None,
+        }
+    }
+
+    /// A fault on every request to `resource`, reads and watches included.
+    pub fn requests(resource: &str) -> Self {
+        Self {
+            writes_only: false,
+            ..Self::writes(resource)
+        }
+    }
+
+    /// Only the requests of `user`.
+    #[must_use]
+    pub fn by(mut self, user: &str) -> Self {
+        self.user = Some(user.to_owned());
+        self
+    }
+
+    /// Matching requests fail with `code` (e.g. 500 or 429).
+    #[must_use]
+    pub fn failing_with(mut self, code: u16) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// Matching requests are answered `latency` late.
+    #[must_use]
+    pub fn delayed(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// The fault ends `duration` after it is injected.
+    #[must_use]
+    pub fn lasting(mut self, duration: Duration) -> Self {
+        self.lasting = Some(duration);
+        self
+    }
+
+    fn matches(&self, request: &RequestTarget<'_>) -> bool {
+        let resource = match self.resource.split_once('/') {
+            Some((plural, sub)) => {
+                request.plural == Some(plural) && request.subresource == Some(sub)
+            }
+            None => request.plural == Some(self.resource.as_str()),
+        };
+        resource
+            && (!self.writes_only || request.is_write)
+            && self.user.as_deref().is_none_or(|u| u == request.user)
+    }
+}
+
+/// A fault in force: its rule and when it ends.
+#[derive(Clone, Debug)]
+pub(crate) struct ActiveFault {
+    pub(crate) id: u64,
+    pub(crate) fault: Fault,
+    pub(crate) until: Option<Instant>,
+}
+
+/// What a request addresses, as far as faults care.
+pub(crate) struct RequestTarget<'a> {
+    pub(crate) plural: Option<&'a str>,
+    pub(crate) subresource: Option<&'a str>,
+    pub(crate) is_write: bool,
+    pub(crate) user: &'a str,
+}
+
+impl<'a> RequestTarget<'a> {
+    /// The resource of a path: `/api/v1/[namespaces/NS/]PLURAL[/NAME[/SUB]]` or the same under
+    /// `/apis/GROUP/VERSION`. Discovery paths address no resource.
+    pub(crate) fn of(path: &'a str, is_write: bool, user: &'a str) -> Self {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let rest: &[&str] = match segs.as_slice() {
+            ["api", "v1", rest @ ..] => rest,
+            ["apis", _, _, rest @ ..] => rest,
+            _ => &[],
+        };
+        // `namespaces/NS/PLURAL...` is a namespaced resource; `namespaces/NS[/status]` the
+        // Namespace itself.
+        let rest = match rest {
+            ["namespaces", _, plural, tail @ ..] if !matches!(*plural, "status" | "finalize") => {
+                let mut r = vec![*plural];
+                r.extend(tail);
+                r
+            }
+            _ => rest.to_vec(),
+        };
+        Self {
+            plural: rest.first().copied(),
+            subresource: rest.get(2).copied(),
+            is_write,
+            user,
+        }
+    }
+}
+
+/// The faults matching a request, merged: the longest latency, and the first error code.
+pub(crate) fn effect(faults: &mut Vec<ActiveFault>, request: &RequestTarget<'_>) -> Effect {
+    let now = Instant::now();
+    faults.retain(|f| f.until.is_none_or(|u| now < u));
+    let mut effect = Effect::default();
+    for f in faults.iter().filter(|f| f.fault.matches(request)) {
+        effect.latency = effect.latency.max(f.fault.latency);
+        if effect.code.is_none() {
+            effect.code = f.fault.code;
+        }
+    }
+    effect
+}
+
+/// What the server does to one request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Effect {
+    pub(crate) latency: Duration,
+    pub(crate) code: Option<u16>,
+}
+
+/// The `Status` body of an injected failure, and its reason.
+pub(crate) fn failure_status(code: u16) -> serde_json::Value {
+    let reason = match code {
+        429 => "TooManyRequests",
+        503 => "ServiceUnavailable",
+        _ => "InternalError",
+    };
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("injected fault ({code})"),
+        "reason": reason,
+        "code": code,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_match_resource_subresource_user_and_writes() {
+        let lease = "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l";
+        let status = "/apis/contour.heptio.com/v1beta1/namespaces/a/ingressroutes/x/status";
+        let t = |path, write, user| RequestTarget::of(path, write, user);
+        let f = Fault::writes("leases").by("alpha").failing_with(500);
+        assert!(f.matches(&t(lease, true, "alpha")));
+        assert!(!f.matches(&t(lease, false, "alpha")));
+        assert!(!f.matches(&t(lease, true, "beta")));
+        assert!(!f.matches(&t(status, true, "alpha")));
+        assert!(Fault::requests("leases").matches(&t(lease, false, "")));
+        assert!(Fault::writes("ingressroutes").matches(&t(status, true, "")));
+        assert!(Fault::writes("ingressroutes/status").matches(&t(status, true, "")));
+        let ir = "/apis/contour.heptio.com/v1beta1/namespaces/a/ingressroutes/x";
+        assert!(!Fault::writes("ingressroutes/status").matches(&t(ir, true, "")));
+        assert!(Fault::writes("namespaces").matches(&t("/api/v1/namespaces/a", true, "")));
+        assert!(Fault::writes("namespaces").matches(&t("/api/v1/namespaces", true, "")));
+        assert!(Fault::writes("leases").matches(&t(
+            "/apis/coordination.k8s.io/v1/leases",
+            true,
+            ""
+        )));
+        assert!(!Fault::requests("leases").matches(&t("/apis", false, "")));
+    }
+
+    #[test]
+    fn expired_faults_go_and_effects_merge() {
+        let target = RequestTarget::of("/api/v1/namespaces/a/secrets/s", true, "u");
+        let now = Instant::now();
+        let mut faults = vec![
+            ActiveFault {
+                id: 1,
+                fault: Fault::writes("secrets").failing_with(429),
+                until: Some(now),
+            },
+            ActiveFault {
+                id: 2,
+                fault: Fault::writes("secrets").delayed(Duration::from_millis(5)),
+                until: None,
+            },
+            ActiveFault {
+                id: 3,
+                fault: Fault::writes("secrets").failing_with(500),
+                until: None,
+            },
+        ];
+        let e = effect(&mut faults, &target);
+        assert_eq!(
+            e,
+            Effect {
+                latency: Duration::from_millis(5),
+                code: Some(500)
+            }
+        );
+        assert_eq!(faults.len(), 2);
+    }
+}
