@@ -234,7 +234,7 @@ CHANNEL = r"(candidate|fast|stable)(-v?\d+(\.\d+){0,2})?"
 
 def _email_ok(value: str) -> bool:
     """Close to Go's net/mail.ParseAddress: `addr` or `Name <addr>`, addr being local@domain."""
-    name, addr = email.utils.parseaddr(value)
+    _, addr = email.utils.parseaddr(value)
     return bool(re.fullmatch(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", addr))
 
 
@@ -308,7 +308,8 @@ def operatorframework_problems(csv: dict, bundle_annotations: dict, manifests: l
     # from the lists above.
     if "capabilities" in annotations and annotations["capabilities"] not in CAPABILITIES:
         problems.append(f"capabilities {annotations['capabilities']!r} is not a capability level")
-    for category in annotations.get("categories", "").split(",") if "categories" in annotations else []:
+    categories = annotations["categories"].split(",") if "categories" in annotations else []
+    for category in categories:
         if category.strip() not in CATEGORIES:
             problems.append(f"category {category!r} is not one of the default categories")
     # community-operators docs/required-fields.md: capabilities, categories, containerImage and
