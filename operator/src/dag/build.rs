@@ -560,7 +560,9 @@ impl<'a> Builder<'a> {
             health_check,
             validation,
         };
-        cluster.name = format!("{svc_key}/{port}/{}", policy_hash(&cluster));
+        let hash = policy_hash(&cluster)
+            .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;
+        cluster.name = format!("{svc_key}/{port}/{hash}");
         Ok(cluster)
     }
 
@@ -1042,7 +1044,9 @@ fn build_health_check(hc: &ir::HealthCheck) -> Result<HealthCheck, String> {
 
 /// Short stable hash of everything but the name, so that one Service port used with different
 /// policies gives different clusters.
-fn policy_hash(c: &Cluster) -> String {
+/// Errs only if the policy does not serialise, which plain data never fails to; a failure is
+/// reported rather than hashed as empty, since equal names would merge different clusters.
+fn policy_hash(c: &Cluster) -> Result<String, serde_json::Error> {
     use sha2::{Digest, Sha256};
     let canonical = serde_json::to_vec(&(
         &c.upstream,
@@ -1050,10 +1054,9 @@ fn policy_hash(c: &Cluster) -> String {
         c.lb_policy,
         &c.health_check,
         &c.validation,
-    ))
-    .unwrap_or_default();
+    ))?;
     let digest = Sha256::digest(&canonical);
-    digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
+    Ok(digest.iter().take(5).map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
