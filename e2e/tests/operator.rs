@@ -1271,6 +1271,32 @@ async fn contour_legacy_crds_then_sluice_crds_applied_over_them() -> Result<()> 
         ))
         .await?;
     wait_status(&cluster, &mut op, &ns, "web", "invalid").await?;
+
+    // Rolling back (README): the subresource removed again, `/status` answers 404 for objects
+    // that exist, and the operator goes back to the main resource.
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(cluster.client.clone());
+    let remove: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "remove", "path": "/spec/versions/0/subresources"}]))?;
+    crds.patch(
+        "ingressroutes.contour.heptio.com",
+        &PatchParams::default(),
+        &Patch::Json::<()>(remove),
+    )
+    .await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "web",
+            None,
+            route_spec(Some("web.example.com"), "web"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "web", "valid").await?;
+    assert_eq!(
+        ingressroute_crd_info(&op, "false", "false").await?,
+        Some(1.0)
+    );
     Ok(())
 }
 
