@@ -2232,4 +2232,118 @@ mod strict {
         }
         Ok(())
     }
+
+    /// `ingressroutes.contour.heptio.com` as Contour (up to 1.5) installed it through
+    /// apiextensions v1beta1, seen through v1: `preserveUnknownFields: true`, no subresources, a
+    /// schema that keeps everything.
+    fn legacy_ingressroute_crd() -> Value {
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "ingressroutes.contour.heptio.com"},
+               "spec": {"group": "contour.heptio.com", "scope": "Namespaced",
+                        "preserveUnknownFields": true,
+                        "names": {"kind": "IngressRoute", "plural": "ingressroutes",
+                                  "singular": "ingressroute", "listKind": "IngressRouteList"},
+                        "versions": [{"name": "v1beta1", "served": true, "storage": true,
+                                      "schema": {"openAPIV3Schema": {
+                                          "type": "object",
+                                          "x-kubernetes-preserve-unknown-fields": true}}}]}})
+    }
+
+    /// apiextensions v1's `preserveUnknownFields` rules, and a CRD without a status
+    /// subresource: `/status` is not served, and `status` is an ordinary field of the object.
+    #[tokio::test]
+    async fn legacy_crds_preserve_unknown_fields_and_status_without_subresource() -> Result<()> {
+        const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+        const CRD: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ingressroutes.contour.heptio.com";
+        const IRS: &str = "/apis/contour.heptio.com/v1beta1/namespaces/default/ingressroutes";
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let apply = async |path: &str, body: &Value| {
+            http.patch(
+                &format!("{path}?fieldManager=e2e&force=true"),
+                "application/apply-patch+yaml",
+                &body.to_string(),
+            )
+            .await
+        };
+
+        // A v1 create cannot set it to true; a CRD created through v1beta1 keeps it.
+        let (code, status) = http.post(CRDS, &legacy_ingressroute_crd()).await?;
+        assert_invalid(code, &status, "spec.preserveUnknownFields", "v1 create");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot set to true"),
+            "{status}"
+        );
+        let mut with_defaults = legacy_ingressroute_crd();
+        with_defaults["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {
+                "virtualhost": {"type": "object", "properties": {
+                    "fqdn": {"type": "string", "default": ""}}}}}}});
+        let err = server
+            .create_v1beta1_crd(with_defaults.clone())
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "CustomResourceDefinition \"ingressroutes.contour.heptio.com\" is invalid: \
+             spec.preserveUnknownFields: Invalid value: true: must be false in order to use defaults in the schema"
+        );
+        server.create_v1beta1_crd(legacy_ingressroute_crd())?;
+
+        // No status subresource: /status is 404 whatever the verb, and `status` written
+        // through the main resource is kept, as any other field.
+        let ir = json!({"apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
+                        "metadata": {"name": "web"},
+                        "spec": {"virtualhost": {"fqdn": "web.example.com"}}});
+        let (code, created) = http.post(IRS, &ir).await?;
+        assert_eq!(code, 201, "{created}");
+        let status =
+            json!({"status": {"currentStatus": "valid", "description": "valid IngressRoute"}});
+        assert_eq!(http.get(&format!("{IRS}/web/status")).await?.0, 404);
+        assert_eq!(
+            http.merge(&format!("{IRS}/web/status"), &status).await?.0,
+            404
+        );
+        let (code, patched) = http.merge(&format!("{IRS}/web"), &status).await?;
+        assert_eq!(code, 200, "{patched}");
+        assert_eq!(patched["status"], status["status"]);
+        assert_eq!(
+            http.get(&format!("{IRS}/web")).await?.1["status"],
+            status["status"]
+        );
+
+        // Applying a CRD with defaults over it leaves `true` in place (the applier never set
+        // it): refused. Sluice's CRDs say `false` and carry no defaults: accepted.
+        let (code, refused) = apply(CRD, &with_defaults).await?;
+        assert_invalid(
+            code,
+            &refused,
+            "spec.preserveUnknownFields",
+            "defaults over legacy",
+        );
+        let ours = sluice::api::crds()
+            .into_iter()
+            .find(|c| c.metadata.name.as_deref() == Some("ingressroutes.contour.heptio.com"))
+            .unwrap();
+        let (code, applied) = apply(CRD, &serde_json::to_value(&ours)?).await?;
+        assert_eq!(code, 200, "{applied}");
+        assert_eq!(applied["spec"]["preserveUnknownFields"], false);
+
+        // Now the subresource serves status, and main writes leave it alone.
+        let (code, got) = http.get(&format!("{IRS}/web/status")).await?;
+        assert_eq!((code, &got["status"]), (200, &status["status"]));
+        let orphaned = json!({"status": {"currentStatus": "orphaned", "description": "x"}});
+        let (_, patched) = http.merge(&format!("{IRS}/web"), &orphaned).await?;
+        assert_eq!(patched["status"], status["status"]);
+        let (code, patched) = http.merge(&format!("{IRS}/web/status"), &orphaned).await?;
+        assert_eq!((code, &patched["status"]), (200, &orphaned["status"]));
+
+        // Once false, it cannot go back to true.
+        let (code, refused) = apply(CRD, &legacy_ingressroute_crd()).await?;
+        assert_invalid(code, &refused, "spec.preserveUnknownFields", "back to true");
+        Ok(())
+    }
 }

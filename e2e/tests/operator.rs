@@ -1426,6 +1426,203 @@ async fn an_undecodable_ingressroute_stops_nothing() -> Result<()> {
     Ok(())
 }
 
+/// Contour's CRDs as a cluster that ran Contour (up to 1.5) keeps them: created through
+/// apiextensions v1beta1, so `preserveUnknownFields: true`, no subresources, and a schema that
+/// keeps everything.
+fn contour_legacy_crd(plural: &str, kind: &str) -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": format!("{plural}.contour.heptio.com")},
+           "spec": {"group": "contour.heptio.com", "scope": "Namespaced",
+                    "preserveUnknownFields": true,
+                    "names": {"kind": kind, "plural": plural,
+                              "singular": kind.to_ascii_lowercase(), "listKind": format!("{kind}List")},
+                    "versions": [{"name": "v1beta1", "served": true, "storage": true,
+                                  "schema": {"openAPIV3Schema": {
+                                      "type": "object",
+                                      "x-kubernetes-preserve-unknown-fields": true}}}]}})
+}
+
+/// `sluice_crd_info` of the IngressRoute CRD with these labels, if exported.
+async fn ingressroute_crd_info(
+    op: &Operator,
+    status_subresource: &str,
+    preserve_unknown_fields: &str,
+) -> Result<Option<f64>> {
+    Ok(metric_value(
+        &op.metrics().await?,
+        "sluice_crd_info",
+        &[
+            ("crd", "ingressroutes.contour.heptio.com"),
+            ("served_versions", "v1beta1"),
+            ("status_subresource", status_subresource),
+            ("preserve_unknown_fields", preserve_unknown_fields),
+        ],
+    ))
+}
+
+/// A cluster that ran Contour: its CRDs have no status subresource, so Sluice writes statuses
+/// through the main resource (as Contour did) and says the subresource is missing; then
+/// Sluice's CRDs are applied over Contour's (as `kubectl apply --server-side` does), which
+/// turns `preserveUnknownFields` off and adds the subresource, and the operator follows.
+/// In memory only: a real cluster cannot create a CRD with `preserveUnknownFields: true`
+/// any more (apiextensions v1beta1 is gone since Kubernetes 1.22), and its shared CRDs must not
+/// be replaced by a test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contour_legacy_crds_then_sluice_crds_applied_over_them() -> Result<()> {
+    let cluster = Cluster::start(false).await?;
+    let Some(server) = cluster.memory() else {
+        println!("real cluster: cannot make apiextensions v1beta1 CRDs; skipped");
+        return Ok(());
+    };
+    server.create_v1beta1_crd(contour_legacy_crd("ingressroutes", "IngressRoute"))?;
+    server.create_v1beta1_crd(contour_legacy_crd(
+        "tlscertificatedelegations",
+        "TLSCertificateDelegation",
+    ))?;
+    let gateway_crd = sluice::api::crds()
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("gateways.sluice.dev"))
+        .context("no Gateway CRD")?;
+    cluster.apply(serde_json::to_value(gateway_crd)?).await?;
+
+    let ns = cluster.namespace("team-a").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "web",
+            None,
+            route_spec(Some("web.example.com"), "web"),
+        ))
+        .await?;
+    cluster
+        .apply(ingress_route(&ns, "stray", None, route_spec(None, "web")))
+        .await?;
+
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    assert_eq!(
+        wait_status(&cluster, &mut op, &ns, "web", "valid").await?,
+        "valid IngressRoute"
+    );
+    wait_status(&cluster, &mut op, &ns, "stray", "orphaned").await?;
+    // Written through the main resource; `/status` is not even tried once the CRD is known.
+    let ir_path = format!("/apis/contour.heptio.com/v1beta1/namespaces/{ns}/ingressroutes");
+    let status_writes = |suffix: &str| -> Vec<String> {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.user == "solo"
+                    && r.is_write()
+                    && r.path.starts_with(&ir_path)
+                    && r.path.ends_with(suffix)
+            })
+            .map(|r| format!("{} {} -> {}", r.method, r.path, r.code))
+            .collect()
+    };
+    let main_writes = status_writes("web");
+    assert!(
+        !main_writes.is_empty() && main_writes.iter().all(|w| w.ends_with("200")),
+        "{main_writes:?}"
+    );
+    assert_eq!(status_writes("/status"), Vec::<String>::new());
+    // And says why.
+    assert_eq!(
+        ingressroute_crd_info(&op, "false", "true").await?,
+        Some(1.0)
+    );
+    let log = op.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ingressroutes.contour.heptio.com")
+                && l.contains("no status subresource")),
+        "{log}"
+    );
+
+    // Sluice's CRDs over Contour's, then a change that needs a status write.
+    cluster.install_crds().await?;
+    let crd = cluster
+        .get(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            "ingressroutes.contour.heptio.com",
+        )
+        .await?
+        .context("IngressRoute CRD gone")?;
+    assert_eq!(crd["spec"]["preserveUnknownFields"], false);
+    assert!(
+        crd["spec"]["versions"][0]["subresources"]["status"].is_object(),
+        "{crd}"
+    );
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "stray",
+            None,
+            route_spec(Some("stray.example.com"), "web"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "stray", "valid").await?;
+    assert!(
+        status_writes("stray/status")
+            .iter()
+            .any(|w| w.ends_with("200")),
+        "{:?}",
+        status_writes("stray/status")
+    );
+    eventually("sluice_crd_info to show Sluice's CRD", async || {
+        op.check_running()?;
+        ingressroute_crd_info(&op, "true", "false").await
+    })
+    .await?;
+    assert_eq!(ingressroute_crd_info(&op, "false", "true").await?, None);
+    // Statuses written before the switch stay.
+    assert_eq!(
+        route_status(&cluster, &ns, "web").await?,
+        Some(("valid".into(), "valid IngressRoute".into()))
+    );
+    // And later changes keep being written.
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "web",
+            None,
+            route_spec(Some("web.example.com"), "gone"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "web", "invalid").await?;
+
+    // Rolling back (README): the subresource removed again, `/status` answers 404 for objects
+    // that exist, and the operator goes back to the main resource.
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(cluster.client.clone());
+    let remove: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "remove", "path": "/spec/versions/0/subresources"}]))?;
+    crds.patch(
+        "ingressroutes.contour.heptio.com",
+        &PatchParams::default(),
+        &Patch::Json::<()>(remove),
+    )
+    .await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "web",
+            None,
+            route_spec(Some("web.example.com"), "web"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "web", "valid").await?;
+    assert_eq!(
+        ingressroute_crd_info(&op, "false", "false").await?,
+        Some(1.0)
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Two teams, two instances: each serves only its own roots and secrets.
 

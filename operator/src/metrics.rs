@@ -18,6 +18,8 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     /// IngressRoute status writes.
     pub status_writes: IntCounterVec,
+    /// What the served CRDs look like in the cluster: 1 per CRD, its shape in the labels.
+    pub crd_info: IntGaugeVec,
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -66,7 +68,21 @@ impl Metrics {
             Opts::new("sluice_status_writes_total", "Status writes by kind"),
             &["kind"],
         )?;
+        let crd_info = IntGaugeVec::new(
+            Opts::new(
+                "sluice_crd_info",
+                "The CRDs Sluice serves as installed: served versions, whether the version Sluice \
+                 uses has a status subresource, and spec.preserveUnknownFields",
+            ),
+            &[
+                "crd",
+                "served_versions",
+                "status_subresource",
+                "preserve_unknown_fields",
+            ],
+        )?;
         registry.register(Box::new(routes.clone()))?;
+        registry.register(Box::new(crd_info.clone()))?;
         registry.register(Box::new(dag_build_seconds.clone()))?;
         registry.register(Box::new(translate_seconds.clone()))?;
         registry.register(Box::new(reconcile_seconds.clone()))?;
@@ -80,6 +96,7 @@ impl Metrics {
             reconcile_seconds,
             reconcile_errors,
             status_writes,
+            crd_info,
         })
     }
 

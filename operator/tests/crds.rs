@@ -28,9 +28,14 @@ fn checked_in_crds_match_generated() {
     }
 }
 
-/// The openAPIV3Schema of a CRD's only version.
+/// The openAPIV3Schema of a CRD's only version, as `sluice crds` ships it.
 fn schema<K: CustomResourceExt>() -> Value {
-    let crd = serde_json::to_value(K::crd()).unwrap();
+    let name = K::crd_name();
+    let crd = sluice::api::crds()
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("sluice crds has no {name}"));
+    let crd = serde_json::to_value(crd).unwrap();
     let versions = crd["spec"]["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 1);
     versions[0]["schema"]["openAPIV3Schema"].clone()
@@ -158,4 +163,90 @@ fn crds_are_the_served_groups_and_versions() {
             expect("gateways.sluice.dev", "v1alpha1"),
         ]
     );
+}
+
+/// Where a schema sets `default` (property names called `default` are not defaults).
+fn defaults_in(node: &Value, path: &str, found: &mut Vec<String>) {
+    match node {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if key == "default" {
+                    found.push(path.to_owned());
+                }
+                if key == "properties" {
+                    for (name, prop) in child.as_object().into_iter().flatten() {
+                        defaults_in(prop, &format!("{path}.{name}"), found);
+                    }
+                } else {
+                    defaults_in(child, &format!("{path}/{key}"), found);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                defaults_in(item, &format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Contour (up to 1.5) installed the `contour.heptio.com` CRDs through apiextensions v1beta1;
+/// the API server keeps them with `preserveUnknownFields: true`, and refuses a schema with
+/// `default:` until that is false. Sluice's CRDs must apply over them: no `default:`, and
+/// `preserveUnknownFields: false` said explicitly so that the apply flips it.
+#[test]
+fn contour_crds_apply_over_legacy_ones() {
+    let mut seen = 0;
+    for crd in sluice::api::crds() {
+        if crd.spec.group != "contour.heptio.com" {
+            continue;
+        }
+        seen += 1;
+        let name = crd.metadata.name.clone().unwrap();
+        assert_eq!(crd.spec.preserve_unknown_fields, Some(false), "{name}");
+        let mut found = Vec::new();
+        defaults_in(
+            &serde_json::to_value(&crd.spec.versions).unwrap(),
+            "",
+            &mut found,
+        );
+        assert!(found.is_empty(), "{name} has defaults at {found:?}");
+    }
+    assert_eq!(seen, 2);
+}
+
+/// What the schemas' defaults used to fill in, the types fill in when decoding.
+#[test]
+fn defaults_are_applied_in_code() {
+    let ir: IngressRoute = serde_json::from_value(serde_json::json!({
+        "apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {"virtualhost": {},
+                 "routes": [{"services": [{"name": "s", "port": 80, "validation": {}}]}],
+                 "tcpproxy": {"services": [{"name": "s", "port": 443, "validation": {}}]}}
+    }))
+    .unwrap();
+    assert_eq!(ir.spec.virtualhost.unwrap().fqdn, "");
+    let route = &ir.spec.routes[0];
+    assert_eq!(route.match_, "");
+    for service in [&route.services[0], &ir.spec.tcpproxy.unwrap().services[0]] {
+        let validation = service.validation.as_ref().unwrap();
+        assert_eq!(
+            (
+                validation.ca_secret.as_str(),
+                validation.subject_name.as_str()
+            ),
+            ("", "")
+        );
+    }
+    let decode = |spec: Value| -> TLSCertificateDelegation {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "contour.heptio.com/v1beta1", "kind": "TLSCertificateDelegation",
+            "metadata": {"name": "d", "namespace": "ns"}, "spec": spec}))
+        .unwrap()
+    };
+    assert!(decode(serde_json::json!({})).spec.delegations.is_empty());
+    let d = decode(serde_json::json!({"delegations": [{"secretName": "s"}]}));
+    assert!(d.spec.delegations[0].target_namespaces.is_empty());
 }

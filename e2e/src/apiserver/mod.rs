@@ -54,6 +54,11 @@
 //!   patch, strategic merge patch, server-side apply), delete, deletecollection; the `status`
 //!   subresource (get, update, patch, apply) where the resource has one; metadata-only requests
 //!   (`as=PartialObjectMetadata[List]`).
+//! - Status with and without a subresource, as kube-apiserver: where the CRD's version has
+//!   `subresources.status`, writes to the main resource leave `status` as stored and writes to
+//!   `/status` touch only `status`; without it, `/status` answers 404 for every verb and
+//!   `status` is an ordinary field, written (and counted in `generation`) through the main
+//!   resource. A CRD that gains or loses the subresource switches at once, for stored objects too.
 //! - One global resourceVersion counter; every write that changes an object bumps it, a write
 //!   that changes nothing bumps nothing and sends no event. `metadata.generation` starts at 1 and
 //!   grows when anything but metadata (and status, for resources with a status subresource)
@@ -141,6 +146,21 @@
 //!   ValidateResourceRequirements). Quantities are compared exactly; one this server does not
 //!   parse is not judged. No other pod field is validated.
 //!
+//! - CustomResourceDefinitions (apiextensions v1): `spec.group`, `spec.names.plural` (lowercase)
+//!   and `kind` are required, `metadata.name` is `<plural>.<group>`, `spec.scope` is `Namespaced`
+//!   or `Cluster` and immutable, at least one version is served. `spec.preserveUnknownFields`
+//!   cannot be set to true (`cannot set to true, set x-kubernetes-preserve-unknown-fields to
+//!   true in spec.versions[*].schema instead`) unless the stored CRD already has it; while it is
+//!   true, no version's schema may set `default` (`spec.preserveUnknownFields: Invalid value:
+//!   true: must be false in order to use defaults in the schema`); turning it from true to false
+//!   is accepted. An apply that does not mention the field leaves a stored `true` in place, so
+//!   a CRD with defaults cannot be applied over one that has it
+//!   (`apiextensions/validation/validation.go` validatePreserveUnknownFields,
+//!   validateCustomResourceDefinitionSpec, specHasDefaults). [`ApiServer::create_v1beta1_crd`]
+//!   makes the CRDs that clusters keep from apiextensions v1beta1 (which defaulted the field to
+//!   true, as Contour up to 1.5 installed its CRDs): the create-time refusal is skipped, the
+//!   defaults rule is not.
+//!
 //! [`ApiServerOptions::allow_loopback_endpoints`] (off by default) is the one deliberate
 //! departure: it accepts loopback addresses in Endpoints and EndpointSlices, for tests whose
 //! backends must listen on 127.0.0.1. Tests using it must skip those steps against a real cluster.
@@ -159,6 +179,9 @@
 //!   not checked.
 //! - CRD versions share one stored object: a request through another version only rewrites
 //!   `apiVersion` (no conversion). CRD `status` is set at once to Established/NamesAccepted.
+//!   `preserveUnknownFields` and `x-kubernetes-preserve-unknown-fields` are checked (see
+//!   Validation) but not acted on: nothing is ever pruned, and schemas are not checked to be
+//!   structural.
 //! - Server-side apply is approximated (see `apply.rs`): no `managedFields` are written;
 //!   ownership is tracked per field manager from the configurations it applied; maps merge, lists
 //!   are atomic (replaced whole, even where Kubernetes merges them by key such as containers,
@@ -567,6 +590,22 @@ impl ApiServer {
                 true,
             )?;
             Ok(Self::show(store, &t, &applied))
+        })
+    }
+
+    /// Creates a CRD the way one created through `apiextensions.k8s.io/v1beta1` (served until
+    /// Kubernetes 1.22; Contour up to 1.5 installed its CRDs so) is kept by a cluster upgraded
+    /// since: `spec.preserveUnknownFields: true` is accepted, which a v1 create refuses.
+    /// Everything else is checked as for [`ApiServer::create`], so a schema with `default:`
+    /// is still refused.
+    pub fn create_v1beta1_crd(&self, crd: Value) -> Result<Value, ApiError> {
+        self.shared.write(|store| {
+            let (t, _) = Self::target_of(store, &crd)?;
+            store.v1beta1_crd_write = true;
+            let created = store.create(&t, crd);
+            store.v1beta1_crd_write = false;
+            let created = created?;
+            Ok(Self::show(store, &t, &created))
         })
     }
 

@@ -104,6 +104,9 @@ pub(crate) struct Store {
     ids: Ids,
     /// Accept loopback addresses in Endpoints and EndpointSlices (kube-apiserver never does).
     pub allow_loopback_endpoints: bool,
+    /// The write under way stands in for a CRD created through apiextensions v1beta1
+    /// (`ApiServer::create_v1beta1_crd`): `preserveUnknownFields: true` is accepted.
+    pub v1beta1_crd_write: bool,
 }
 
 fn crd_key() -> TypeKey {
@@ -169,6 +172,7 @@ impl Store {
             history_limit: history_limit.max(1),
             ids: Ids::new(),
             allow_loopback_endpoints: false,
+            v1beta1_crd_write: false,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let target = Target {
@@ -484,6 +488,12 @@ impl Store {
             let def = resources::from_crd(obj).map_err(|(field, why)| {
                 ApiError::invalid(&rt.group, &rt.kind, &name, field, &why)
             })?;
+            let causes = validation::crd_preserve_unknown_fields(obj, old, self.v1beta1_crd_write);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid_causes(
+                    &rt.group, &rt.kind, &name, &causes,
+                ));
+            }
             // A resource may be served by one CRD only, and never shadow a built-in one.
             if self.types.contains_key(&def.key()) && self.stored(&crd_key(), "", &name).is_none() {
                 return Err(ApiError::invalid(

@@ -366,6 +366,85 @@ pub(crate) fn pod_spec_resources(pod_spec: Option<&Value>, path: &str) -> Vec<Ca
     out
 }
 
+/// `spec.preserveUnknownFields` of an apiextensions v1 CRD (absent is false).
+pub(crate) fn preserves_unknown_fields(crd: &Value) -> bool {
+    crd.pointer("/spec/preserveUnknownFields")
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// Whether any version's schema sets `default` somewhere (a property *named* `default` is not
+/// one). Iterative, so a deep schema cannot exhaust the stack.
+pub(crate) fn crd_has_defaults(crd: &Value) -> bool {
+    let mut schemas: Vec<&Value> = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.pointer("/schema/openAPIV3Schema"))
+        .collect();
+    while let Some(schema) = schemas.pop() {
+        let Some(map) = schema.as_object() else {
+            continue;
+        };
+        if map.contains_key("default") {
+            return true;
+        }
+        for key in ["properties", "patternProperties", "definitions"] {
+            if let Some(children) = map.get(key).and_then(Value::as_object) {
+                schemas.extend(children.values());
+            }
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            if let Some(children) = map.get(key).and_then(Value::as_array) {
+                schemas.extend(children);
+            }
+        }
+        for key in ["items", "additionalProperties", "additionalItems", "not"] {
+            match map.get(key) {
+                Some(Value::Array(children)) => schemas.extend(children),
+                Some(child @ Value::Object(_)) => schemas.push(child),
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
+/// The `spec.preserveUnknownFields` rules of apiextensions v1 (`apiextensions/validation`
+/// `validatePreserveUnknownFields` and `validateCustomResourceDefinitionSpec`):
+/// - it cannot be set to true, unless the stored CRD already had it (a CRD created through
+///   apiextensions v1beta1, which defaulted it to true) or `legacy` says this write stands in for
+///   such a v1beta1 create;
+/// - while it is true, no schema may set `default`.
+///
+/// Setting it from true to false is accepted (the schema must then be structural, which this
+/// server does not check).
+pub(crate) fn crd_preserve_unknown_fields(
+    crd: &Value,
+    old: Option<&Value>,
+    legacy: bool,
+) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if !preserves_unknown_fields(crd) {
+        return causes;
+    }
+    let field = "spec.preserveUnknownFields".to_string();
+    if !legacy && !old.is_some_and(preserves_unknown_fields) {
+        causes.push((
+            field.clone(),
+            "Invalid value: true: cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead".into(),
+        ));
+    }
+    if crd_has_defaults(crd) {
+        causes.push((
+            field,
+            "Invalid value: true: must be false in order to use defaults in the schema".into(),
+        ));
+    }
+    causes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::api::IngressRoute;
 use crate::api::gateway::RouteCounts;
 use crate::api::ingressroute::IngressRouteStatus;
+use crate::controller::crds::{self, CrdState, INGRESSROUTES};
 use crate::controller::leader::Leadership;
 use crate::controller::status::combine_statuses;
 use crate::dag::{self, Dag, Selection, Validity};
@@ -51,6 +52,8 @@ pub struct RoutesContext {
     pub counts_changed: watch::Sender<u64>,
     /// Route to loopback endpoint addresses (`--allow-loopback-endpoints`, tests only).
     pub allow_loopback_endpoints: bool,
+    /// The CRDs as installed: whether IngressRoute statuses go through `/status`.
+    pub crds: CrdState,
 }
 
 /// One snapshot, numbered, as handed to the instance reconcilers.
@@ -319,25 +322,15 @@ async fn write_statuses(ctx: &RoutesContext, snapshot: &ClusterSnapshot, dags: V
             tracing::info!("no longer leading; the remaining statuses are left to the new leader");
             return;
         }
-        let api: Api<IngressRoute> = Api::namespaced(ctx.client.clone(), &key.namespace);
-        let body = json!({
-            "apiVersion": "contour.heptio.com/v1beta1",
-            "kind": "IngressRoute",
-            "status": status,
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api
-            .patch_status(&key.name, &params, &Patch::Apply(&body))
-            .await
-        {
-            Ok(_) => {
+        match write_status(ctx, &key, &status).await {
+            Ok(true) => {
                 ctx.metrics
                     .status_writes
                     .with_label_values(&["IngressRoute"])
                     .inc();
                 tracing::debug!(ingressroute = %key, status = %status.current_status, "status written");
             }
-            Err(kube::Error::Api(e)) if e.code == 404 => {} // Deleted meanwhile.
+            Ok(false) => {} // Deleted meanwhile.
             Err(e) => {
                 ctx.metrics
                     .reconcile_errors
@@ -347,6 +340,105 @@ async fn write_statuses(ctx: &RoutesContext, snapshot: &ClusterSnapshot, dags: V
             }
         }
     }
+}
+
+/// How one status write went wrong.
+#[derive(Debug, thiserror::Error)]
+enum StatusWriteError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("{0}")]
+    NotKept(&'static str),
+}
+
+/// Writes one IngressRoute's status: through `/status` when the CRD has the subresource, else
+/// through the main resource (a merge patch of `status`, as Contour wrote it, since without
+/// the subresource `status` is an ordinary field). When the outcome shows the CRD changed
+/// under it (`/status` not served for an object that exists; a main-resource write whose
+/// `status` the server dropped), the CRDs are looked at again and the write goes the other
+/// way. `Ok(false)`: the object is gone.
+async fn write_status(
+    ctx: &RoutesContext,
+    key: &ObjKey,
+    status: &IngressRouteStatus,
+) -> Result<bool, StatusWriteError> {
+    let resource = ApiResource::erase::<IngressRoute>(&());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &key.namespace, &resource);
+    let mut via_subresource = ctx.crds.status_subresource(INGRESSROUTES);
+    // At most one switch of route per write.
+    for attempt in 0..2 {
+        let recheck = attempt == 0;
+        if via_subresource {
+            let body = json!({
+                "apiVersion": "contour.heptio.com/v1beta1",
+                "kind": "IngressRoute",
+                "status": status,
+            });
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            match api
+                .patch_status(&key.name, &params, &Patch::Apply(&body))
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    // Deleted meanwhile, or `/status` is not served.
+                    if api.get_opt(&key.name).await?.is_none() {
+                        return Ok(false);
+                    }
+                    if !(recheck && switched(ctx).await) {
+                        return Err(StatusWriteError::NotKept(
+                            "the status subresource answers 404 for an IngressRoute that exists",
+                        ));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            // Both fields, so that a merge patch clears an old description.
+            let body = json!({"status": {
+                "currentStatus": status.current_status,
+                "description": status.description,
+            }});
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PatchParams::default()
+            };
+            match api.patch(&key.name, &params, &Patch::Merge(&body)).await {
+                Ok(stored) if kept(&stored, status) => return Ok(true),
+                Ok(_) => {
+                    // The server dropped `status`: the CRD has a status subresource now.
+                    if !(recheck && switched(ctx).await) {
+                        return Err(StatusWriteError::NotKept(
+                            "the API server did not keep the status written through the main resource",
+                        ));
+                    }
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        via_subresource = ctx.crds.status_subresource(INGRESSROUTES);
+    }
+    Err(StatusWriteError::NotKept(
+        "the IngressRoute CRD changed during the write",
+    ))
+}
+
+/// Looks at the CRDs again; whether the IngressRoute status route changed.
+async fn switched(ctx: &RoutesContext) -> bool {
+    let before = ctx.crds.status_subresource(INGRESSROUTES);
+    crds::check(&ctx.client, &ctx.crds, &ctx.metrics).await;
+    ctx.crds.status_subresource(INGRESSROUTES) != before
+}
+
+/// Whether a stored IngressRoute carries `want` as its status.
+fn kept(stored: &DynamicObject, want: &IngressRouteStatus) -> bool {
+    stored
+        .data
+        .get("status")
+        .and_then(|s| serde_json::from_value::<IngressRouteStatus>(s.clone()).ok())
+        .is_some_and(|s| s == *want)
 }
 
 #[cfg(test)]

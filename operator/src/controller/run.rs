@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use tokio::sync::watch;
 
-use crate::controller::{gateway, http, leader, routes};
+use crate::controller::{crds, gateway, http, leader, routes};
 use crate::metrics::Metrics;
 use crate::xds::cache::Cache;
 use crate::xds::translate::TranslateOptions;
@@ -115,6 +115,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => return Ok(()),
         _ = terminate.recv() => return Ok(()),
     }
+    // A cluster that ran Contour may still have Contour's CRDs: see what they are, say so, and
+    // look again from time to time (the status writer also looks when a write hints at a change).
+    let crd_state = crds::CrdState::default();
+    crds::check(&client, &crd_state, &metrics).await;
+    tasks.spawn({
+        let (c, s, m) = (client.clone(), crd_state.clone(), metrics.clone());
+        async move {
+            crds::recheck(c, s, m).await;
+            Ok(())
+        }
+    });
     let lease = leader::LeaseConfig {
         namespace: opts.namespace.clone(),
         name: opts.lease_name.clone(),
@@ -151,6 +162,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             dags: dags.clone(),
             counts_changed: counts_tx,
             allow_loopback_endpoints: opts.allow_loopback_endpoints,
+            crds: crd_state.clone(),
         };
         async move {
             routes::run(ctx, changed, ready_tx).await;
