@@ -991,6 +991,48 @@ async fn gateway_events(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<V
         .collect())
 }
 
+/// A Gateway this version cannot decode (stored under a newer CRD, say) stops no other: the
+/// good Gateway beside it is provisioned and gets its status, and the unreadable one gets a
+/// Warning event saying why. A real API server validates Gateways against the CRD schema and
+/// would refuse to store it, so there only the good Gateway is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_gateway_stops_no_other() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-u").await?;
+    cluster.apply(gateway(&ns, "good", json!({}))).await?;
+    let future = gateway(&ns, "future", json!({"publishing": {"type": "Teleport"}}));
+    match cluster.memory() {
+        Some(server) => {
+            server.create(future)?;
+        }
+        None => println!("real cluster: its CRD schema refuses the unknown enum value"),
+    }
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    eventually("the good Gateway's DaemonSet and status", async || {
+        op.check_running()?;
+        let ds = cluster
+            .get("apps/v1", "DaemonSet", Some(&ns), "good-envoy")
+            .await?;
+        let gw = cluster
+            .get("sluice.dev/v1alpha1", "Gateway", Some(&ns), "good")
+            .await?;
+        Ok((ds.is_some() && gw.is_some_and(|g| !g["status"].is_null())).then_some(()))
+    })
+    .await?;
+    if cluster.memory().is_some() {
+        let events = eventually("an event on the unreadable Gateway", async || {
+            let events = gateway_events(&cluster, &ns, "future").await?;
+            Ok((!events.is_empty()).then_some(events))
+        })
+        .await?;
+        assert_eq!(events[0]["reason"], "Undecodable", "{events:#?}");
+        let note = events[0]["note"].as_str().unwrap_or_default();
+        assert!(note.contains("spec.publishing.type"), "{note}");
+    }
+    Ok(())
+}
+
 /// Sluice never changes an object it did not create: a ConfigMap and a Service that already
 /// have the names it would provision stay as they are (no owner reference, same data), the
 /// Gateway is `Degraded` naming them (and nothing of it is applied), and deleting the Gateway

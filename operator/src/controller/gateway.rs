@@ -15,6 +15,8 @@ use k8s_openapi::jiff;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
+
+use crate::source::lenient::Lenient;
 use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -109,7 +111,9 @@ pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
             .filter(|l| futures::future::ready(*l))
             .map(|_| ()),
     );
-    Controller::new(Api::<Gateway>::all(client.clone()), everything)
+    // Decoded one by one: a Gateway stored under a newer CRD that this version cannot read
+    // stops no other Gateway (see `source::lenient`).
+    Controller::new(Api::<Lenient<Gateway>>::all(client.clone()), everything)
         .owns(Api::<DaemonSet>::all(client.clone()), ours.clone())
         .owns(Api::<Service>::all(client.clone()), ours.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
@@ -124,13 +128,20 @@ pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
         .await;
 }
 
-#[tracing::instrument(skip_all, fields(gateway = %format!("{}/{}", gw.namespace().unwrap_or_default(), gw.name_any())))]
-async fn reconcile(gw: Arc<Gateway>, ctx: Arc<GatewayContext>) -> Result<Action, GatewayError> {
+#[tracing::instrument(skip_all, fields(gateway = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())))]
+async fn reconcile(
+    obj: Arc<Lenient<Gateway>>,
+    ctx: Arc<GatewayContext>,
+) -> Result<Action, GatewayError> {
     if !ctx.leadership.is_leading() {
         return Ok(Action::await_change());
     }
+    let gw = match &obj.decoded {
+        Ok(gw) => gw,
+        Err(e) => return report_undecodable(&obj, &e.error, &ctx).await,
+    };
     let started = Instant::now();
-    let result = match reconcile_leader(&gw, &ctx).await {
+    let result = match reconcile_leader(gw, &ctx).await {
         // Gaining leadership again reconciles every Gateway.
         Err(GatewayError::NotLeading) => {
             tracing::info!("no longer leading; stopped before writing");
@@ -651,7 +662,40 @@ fn is_same_live_object(live: &Gateway, cached: &Gateway) -> bool {
         && live.metadata.deletion_timestamp.is_none()
 }
 
-fn error_policy(_gw: Arc<Gateway>, error: &GatewayError, ctx: Arc<GatewayContext>) -> Action {
+/// A Gateway this version cannot decode: nothing is provisioned or changed for it (its objects
+/// stay as they are), and a Warning event says why; it is looked at again when it changes.
+async fn report_undecodable(
+    obj: &Lenient<Gateway>,
+    error: &str,
+    ctx: &GatewayContext,
+) -> Result<Action, GatewayError> {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&["gateway", "undecodable"])
+        .inc();
+    tracing::warn!(error = %error, "cannot read this Gateway; leaving its objects as they are");
+    ensure_leading(&ctx.leadership)?;
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "Undecodable".into(),
+        note: Some(truncate_bytes(
+            &format!("this version of Sluice cannot read the Gateway: {error}"),
+            MAX_EVENT_NOTE_BYTES,
+        )),
+        action: EVENT_ACTION.to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing an event failed");
+    }
+    Ok(Action::await_change())
+}
+
+fn error_policy(
+    _gw: Arc<Lenient<Gateway>>,
+    error: &GatewayError,
+    ctx: Arc<GatewayContext>,
+) -> Action {
     ctx.metrics
         .reconcile_errors
         .with_label_values(&["gateway", error.label()])
