@@ -129,8 +129,8 @@ pub struct RunArgs {
         long,
         env = "SLUICE_ENVOY_RUN_AS_USER",
         value_name = "UID|auto",
-        default_value = "65534",
-        value_parser = crate::provision::images::parse_run_as_user
+        value_parser = crate::provision::images::parse_run_as_user,
+        default_value = "65534"
     )]
     pub envoy_run_as_user: crate::provision::images::RunAsUser,
     #[arg(long, default_value = "sluice-leader")]
