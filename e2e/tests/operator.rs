@@ -831,6 +831,93 @@ async fn gateway_children_follow_the_gateway() -> Result<()> {
     Ok(())
 }
 
+/// The operator's Envoy pod defaults (pull secrets, registry, user ID) reach the provisioned
+/// DaemonSet; a Gateway's own values replace them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_pods_get_pull_secrets_registry_and_user_id() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-a").await?;
+    let mut op = cluster
+        .operator("solo")?
+        .args([
+            "--image-registry=mirror.example.com",
+            "--envoy-image-pull-secrets=mirror-a,mirror-b",
+            "--envoy-run-as-user=auto",
+        ])
+        .start()?;
+    op.wait_ready(PATIENCE).await?;
+
+    cluster.apply(gateway(&ns, "plain", json!({}))).await?;
+    cluster
+        .apply(gateway(
+            &ns,
+            "own",
+            json!({"envoy": {
+                "image": "envoyproxy/envoy:v1.40.1",
+                "imageRegistry": "registry.team-a.example",
+                "imagePullSecrets": [{"name": "team-a-pull"}],
+                "runAsUser": 1000
+            }}),
+        ))
+        .await?;
+    let mut pods = Vec::new();
+    for name in ["plain-envoy", "own-envoy"] {
+        let ds = eventually(&format!("the DaemonSet {name}"), async || {
+            op.check_running()?;
+            cluster.get("apps/v1", "DaemonSet", Some(&ns), name).await
+        })
+        .await?;
+        pods.push(ds["spec"]["template"]["spec"].clone());
+    }
+    let images = |pod: &Value| -> Vec<String> {
+        pod["containers"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| c["image"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // Operator defaults: both images from the mirror, its pull secrets, no user ID.
+    let plain = &pods[0];
+    assert_eq!(
+        plain["imagePullSecrets"],
+        json!([{"name": "mirror-a"}, {"name": "mirror-b"}])
+    );
+    let plain_images = images(plain);
+    assert_eq!(
+        plain_images[0],
+        "mirror.example.com/envoyproxy/envoy:v1.40.0"
+    );
+    assert!(
+        plain_images[1].starts_with("mirror.example.com/"),
+        "{plain_images:?}"
+    );
+    let psc = &plain["securityContext"];
+    assert_eq!(psc["runAsNonRoot"], true, "{psc:#}");
+    for field in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert!(psc.get(field).is_none(), "{field}: {psc:#}");
+    }
+
+    // The Gateway's values win.
+    let own = &pods[1];
+    assert_eq!(own["imagePullSecrets"], json!([{"name": "team-a-pull"}]));
+    let own_images = images(own);
+    assert_eq!(
+        own_images[0],
+        "registry.team-a.example/envoyproxy/envoy:v1.40.1"
+    );
+    assert!(
+        own_images[1].starts_with("registry.team-a.example/"),
+        "{own_images:?}"
+    );
+    assert_eq!(own["securityContext"]["runAsUser"], 1000);
+    op.check_running()?;
+    Ok(())
+}
+
 /// The Gateway's status follows its Envoy pods. In memory a kubelet stand-in
 /// (`sluice_e2e::kubelet`) gives the DaemonSet one ready pod and writes the DaemonSet's status;
 /// in a real cluster its own kubelets run the pods.

@@ -100,6 +100,39 @@ pub struct RunArgs {
         default_value = "ghcr.io/sluice-dev/sluice:latest"
     )]
     pub operator_image: String,
+    /// Envoy image of Gateways that set no spec.envoy.image.
+    #[arg(
+        long,
+        env = "SLUICE_DEFAULT_ENVOY_IMAGE",
+        default_value = crate::api::gateway::DEFAULT_ENVOY_IMAGE
+    )]
+    pub default_envoy_image: String,
+    /// Registry (HOST[:PORT][/PATH]) to pull both images of Envoy pods from, Envoy's and the
+    /// shutdown-manager's: it replaces each image's registry. A Gateway's
+    /// spec.envoy.imageRegistry wins. Not applied to the operator's own pods.
+    #[arg(long, env = "SLUICE_IMAGE_REGISTRY", value_name = "REGISTRY")]
+    pub image_registry: Option<String>,
+    /// Image pull secrets of Envoy pods (comma-separated or repeated): names of Secrets that
+    /// must exist in each Gateway's namespace (the operator does not copy them). A Gateway's
+    /// spec.envoy.imagePullSecrets replaces them.
+    #[arg(
+        long,
+        env = "SLUICE_ENVOY_IMAGE_PULL_SECRETS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub envoy_image_pull_secrets: Vec<String>,
+    /// User ID Envoy pods run as (also their group and fsGroup), or `auto` to set none and let
+    /// the platform assign one (OpenShift's restricted-v2 SCC). A Gateway's spec.envoy.runAsUser
+    /// wins.
+    #[arg(
+        long,
+        env = "SLUICE_ENVOY_RUN_AS_USER",
+        value_name = "UID|auto",
+        value_parser = crate::provision::images::parse_run_as_user,
+        default_value = "65534"
+    )]
+    pub envoy_run_as_user: crate::provision::images::RunAsUser,
     #[arg(long, default_value = "sluice-leader")]
     pub lease_name: String,
     #[arg(long, default_value_t = 15)]
@@ -358,6 +391,14 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     let mut provision =
         crate::provision::ProvisionContext::new(args.operator_image, xds_host, xds_port);
     provision.xds_tls = !args.insecure_xds;
+    provision.default_envoy_image = args.default_envoy_image;
+    provision.image_registry = args.image_registry.filter(|r| !r.is_empty());
+    provision.envoy_image_pull_secrets = args
+        .envoy_image_pull_secrets
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .collect();
+    provision.envoy_run_as_user = args.envoy_run_as_user.0;
     // The pods' ports and the generated listeners must agree: both come from these flags.
     provision.envoy_ports = crate::provision::objects::EnvoyPorts {
         http: args.envoy_http_port,
@@ -431,5 +472,44 @@ fn shutdown_manager(args: &ShutdownManagerArgs) -> anyhow::Result<()> {
         crate::drain::DrainOutcome::Drained => Ok(()),
         // A failed hook is reported as an event on the pod; the kubelet stops Envoy either way.
         other => anyhow::bail!("{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let argv = ["sluice", "run"].iter().chain(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn envoy_pod_flags() {
+        let args = run_args(&[]);
+        assert_eq!(
+            args.default_envoy_image,
+            crate::api::gateway::DEFAULT_ENVOY_IMAGE
+        );
+        assert_eq!(args.image_registry, None);
+        assert!(args.envoy_image_pull_secrets.is_empty());
+        assert_eq!(args.envoy_run_as_user.0, Some(65_534));
+
+        let args = run_args(&[
+            "--default-envoy-image=envoy:x",
+            "--image-registry=mirror.example.com",
+            "--envoy-image-pull-secrets=a,b",
+            "--envoy-image-pull-secrets=c",
+            "--envoy-run-as-user=auto",
+        ]);
+        assert_eq!(args.default_envoy_image, "envoy:x");
+        assert_eq!(args.image_registry.as_deref(), Some("mirror.example.com"));
+        assert_eq!(args.envoy_image_pull_secrets, ["a", "b", "c"]);
+        assert_eq!(args.envoy_run_as_user.0, None);
+        assert!(Cli::try_parse_from(["sluice", "run", "--envoy-run-as-user=0"]).is_err());
     }
 }

@@ -19,6 +19,7 @@ from conftest import (
     load_docs,
     object_id,
     rule_grants,
+    rust_const,
     validate_builtin,
     validate_custom,
     workspace_version,
@@ -84,8 +85,13 @@ def test_deployment(objects):
     assert pod["serviceAccountName"] == "sluice"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    # No fixed user ID (OpenShift's restricted-v2 SCC assigns one; elsewhere the image's applies).
+    assert "runAsUser" not in pod["securityContext"] and "runAsGroup" not in pod["securityContext"]
     (c,) = pod["containers"]
     assert c["args"][0] == "run"
+    # The default Envoy image is passed explicitly (the CSV's relatedImages lists the same one).
+    i = c["args"].index("--default-envoy-image")
+    assert c["args"][i + 1] == rust_const("operator/src/api/gateway.rs", "DEFAULT_ENVOY_IMAGE")
     image = f"ghcr.io/sluice-dev/sluice:{workspace_version()}"
     assert c["image"] == image
     env = {e["name"]: e for e in c["env"]}

@@ -14,9 +14,11 @@ from conftest import (
     CHART,
     CRDS,
     ROOT,
+    cli_default,
     kustomize,
     load_docs,
     rule_grants,
+    rust_const,
     validate_builtin,
     workspace_version,
 )
@@ -36,6 +38,13 @@ EVERYTHING = {
     "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "infra", "operator": "Exists"}]}]}}},
     "priorityClassName": "system-cluster-critical",
+    "securityContext": {"runAsUser": 1000, "runAsGroup": 1001},
+    "envoy": {
+        "defaultImage": "registry.example.com/envoy:v1.41.0",
+        "imageRegistry": "mirror.example.com:5000/hub",
+        "imagePullSecrets": [{"name": "mirror-a"}, {"name": "mirror-b"}],
+        "runAsUser": 1000650000,
+    },
 }
 
 
@@ -154,11 +163,58 @@ def test_values_reach_the_objects(everything):
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["SLUICE_IMAGE"] == "registry.example.com/sluice:dev-1"
     assert env["RUST_LOG"] == "sluice=debug,info"
-    assert c["args"] == ["run", "--log-format", "text", "--xds-service-address", "sluice-xds.ingress.svc:18001"]
+    assert c["args"] == [
+        "run", "--log-format", "text", "--xds-service-address", "sluice-xds.ingress.svc:18001",
+        "--default-envoy-image", "registry.example.com/envoy:v1.41.0",
+        "--image-registry", "mirror.example.com:5000/hub",
+        "--envoy-image-pull-secrets", "mirror-a", "--envoy-image-pull-secrets", "mirror-b",
+        "--envoy-run-as-user", "1000650000",
+    ]  # fmt: skip
+    assert spec["securityContext"]["runAsUser"] == 1000
+    assert spec["securityContext"]["runAsGroup"] == 1001
+    assert spec["securityContext"]["runAsNonRoot"] is True
     assert everything.one("Service", "sluice-xds")["spec"]["ports"][0]["port"] == 18001
     assert everything.one("Service", "sluice-metrics")["spec"]["ports"][0]["port"] == 9100
     for kind, name in (("ClusterRoleBinding", "sluice"), ("RoleBinding", "sluice-leader-election")):
         assert everything.one(kind, name)["subjects"][0]["namespace"] == "ingress"
+
+
+def run_flags(args: list[str]) -> dict[str, list[str]]:
+    """`--flag value` pairs of `sluice run` arguments (every flag the chart passes takes a value)."""
+    assert args[0] == "run"
+    flags: dict[str, list[str]] = {}
+    for flag, value in zip(args[1::2], args[2::2]):
+        assert flag.startswith("--"), args
+        flags.setdefault(flag, []).append(value)
+    return flags
+
+
+def test_envoy_pod_defaults(default):
+    """Without values: the operator's default Envoy image and user ID, no registry, no pull
+    secrets; the operator's pod sets no user ID (the image's applies, OpenShift assigns one)."""
+    pod = default.one("Deployment", "sluice")["spec"]["template"]["spec"]
+    flags = run_flags(pod["containers"][0]["args"])
+    assert flags["--default-envoy-image"] == [rust_const("operator/src/api/gateway.rs", "DEFAULT_ENVOY_IMAGE")]
+    assert flags["--envoy-run-as-user"] == [cli_default("envoy_run_as_user")] == ["65534"]
+    assert "--image-registry" not in flags and "--envoy-image-pull-secrets" not in flags
+    assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def test_openshift_values():
+    """What the README tells OpenShift users to set: no user ID for Envoy pods (`auto`)."""
+    rendered = helm.template(CHART, {"envoy": {"runAsUser": None}})
+    assert validate_all(rendered) == []
+    pod = rendered.one("Deployment", "sluice")["spec"]["template"]["spec"]
+    assert run_flags(pod["containers"][0]["args"])["--envoy-run-as-user"] == ["auto"]
+    assert "runAsUser" not in pod["securityContext"]
+
+
+def test_every_flag_the_chart_passes_exists(everything):
+    text = (ROOT / "operator" / "src" / "cli.rs").read_text(encoding="utf-8")
+    run_args = text[text.index("pub struct RunArgs") : text.index("pub struct ShutdownManagerArgs")]
+    (c,) = everything.one("Deployment", "sluice")["spec"]["template"]["spec"]["containers"]
+    for flag in run_flags(c["args"]):
+        assert f"pub {flag[2:].replace('-', '_')}:" in run_args, flag
 
 
 def test_service_monitor(everything):
@@ -185,6 +241,13 @@ def test_service_monitor(everything):
         ({"rbac": {"secretsScope": "namespace"}}, "rbac"),
         ({"watchNamespaces": ["team-a"]}, "watchNamespaces"),
         ({"envoy": {"image": "envoy:1"}}, "envoy"),
+        ({"envoy": {"imagePullSecrets": ["registry"]}}, "imagePullSecrets"),
+        ({"envoy": {"imagePullSecrets": [{"name": "Registry_1"}]}}, "imagePullSecrets"),
+        ({"envoy": {"imageRegistry": "https://registry.example.com"}}, "imageRegistry"),
+        ({"envoy": {"runAsUser": 0}}, "runAsUser"),
+        ({"envoy": {"runAsUser": "nobody"}}, "runAsUser"),
+        ({"securityContext": {"runAsUser": 0}}, "runAsUser"),
+        ({"securityContext": {"fsGroup": 1}}, "securityContext"),
     ],
 )
 def test_schema_rejects_bad_values(values, field):

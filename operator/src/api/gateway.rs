@@ -1,7 +1,7 @@
 //! `sluice.dev/v1alpha1` Gateway: one team's ingress instance (its Envoy fleet and the
 //! IngressRoutes it selects).
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
@@ -58,9 +58,28 @@ pub struct GatewaySpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvoySpec {
-    /// Envoy container image; defaults to the operator's default image.
+    /// Envoy container image; defaults to the operator's default image (its
+    /// `--default-envoy-image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Registry to pull both images of the Envoy pods from (Envoy's and the shutdown-manager
+    /// sidecar's, the operator's image), e.g. `registry.example.com` or
+    /// `mirror.example.com:5000/hub`: it replaces each image's registry and keeps its path, tag
+    /// and digest. Defaults to the operator's `--image-registry`; when neither is set, the images
+    /// are pulled as named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_registry: Option<String>,
+    /// Secrets of this Gateway's namespace the kubelet uses to pull the Envoy pods' images.
+    /// The operator references them and never copies or creates them. Replaces the operator's
+    /// `--envoy-image-pull-secrets` when set (an empty list: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// User ID the Envoy pods run as (also their group and fsGroup). Defaults to the operator's
+    /// `--envoy-run-as-user` (65534; with `auto`, none is set and the platform assigns one, as
+    /// OpenShift's restricted-v2 SCC does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2_147_483_647))]
+    pub run_as_user: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

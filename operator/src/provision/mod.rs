@@ -2,6 +2,7 @@
 //! them to the API lives with the controller.
 
 pub mod bootstrap;
+pub mod images;
 pub mod names;
 pub mod objects;
 pub mod status;

@@ -40,9 +40,9 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
-    ServiceSpec, SleepAction, Volume, VolumeMount,
+    LocalObjectReference, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -52,6 +52,7 @@ use super::bootstrap::{
     ADMIN_SOCKET_DIR, AdsFlavour, BootstrapOptions, DEFAULT_ADMIN_SOCKET, XdsClientTls,
     build_bootstrap,
 };
+use super::images::{self, DEFAULT_RUN_AS_USER};
 use super::names::{label_value, object_name, sha256_hex};
 use crate::api::Gateway;
 use crate::api::gateway::{DEFAULT_ENVOY_IMAGE, ExternalTrafficPolicy, PublishingType};
@@ -115,8 +116,8 @@ pub const XDS_CERTS_DIR: &str = "/certs/xds";
 pub const ENVOY_CONTAINER: &str = "envoy";
 pub const SHUTDOWN_MANAGER_CONTAINER: &str = "shutdown-manager";
 
-/// Unprivileged user and group the containers run as (`nobody`).
-pub const RUN_AS_ID: i64 = 65_534;
+/// Unprivileged user and group the containers run as by default (`nobody`).
+pub const RUN_AS_ID: i64 = DEFAULT_RUN_AS_USER;
 
 /// The ports Envoy uses inside its pods. They must be the ports of the listeners the xDS
 /// translation generates (`TranslateOptions`): `sluice run` builds both from the same flags, so
@@ -156,6 +157,16 @@ pub struct ProvisionContext {
     pub xds_server_name: Option<String>,
     pub ads: AdsFlavour,
     pub envoy_ports: EnvoyPorts,
+    /// Envoy image of Gateways that set no `spec.envoy.image`.
+    pub default_envoy_image: String,
+    /// Registry both images of Envoy pods are pulled from when the Gateway sets none
+    /// (see [`images::with_registry`]); `None`: as named.
+    pub image_registry: Option<String>,
+    /// Pull secrets (names, in each Gateway's namespace) of Gateways that set none.
+    pub envoy_image_pull_secrets: Vec<String>,
+    /// User ID of Envoy pods whose Gateway sets none; `None`: no `runAsUser`, `runAsGroup` or
+    /// `fsGroup` (the platform assigns them, as OpenShift does).
+    pub envoy_run_as_user: Option<i64>,
 }
 
 impl ProvisionContext {
@@ -173,6 +184,10 @@ impl ProvisionContext {
             xds_server_name: None,
             ads: AdsFlavour::Delta,
             envoy_ports: EnvoyPorts::default(),
+            default_envoy_image: DEFAULT_ENVOY_IMAGE.to_owned(),
+            image_registry: None,
+            envoy_image_pull_secrets: Vec::new(),
+            envoy_run_as_user: Some(DEFAULT_RUN_AS_USER),
         }
     }
 }
@@ -252,7 +267,11 @@ struct Plan<'a> {
     ns: String,
     name: String,
     owner: OwnerReference,
-    image: &'a str,
+    /// Envoy's image and the sidecar's, registry override applied.
+    image: String,
+    sidecar_image: String,
+    image_pull_secrets: Vec<String>,
+    run_as_user: Option<i64>,
     log_level: &'a str,
     drain_seconds: i64,
     max_unavailable: IntOrString,
@@ -440,12 +459,80 @@ fn validate<'a>(gw: &'a Gateway, ctx: &ProvisionContext) -> Result<Plan<'a>, Pro
         ));
     }
 
+    if !is_image_reference(&ctx.default_envoy_image) {
+        return Err(context("defaultEnvoyImage", "not an image reference"));
+    }
+    if ctx
+        .image_registry
+        .as_deref()
+        .is_some_and(|r| !images::is_registry(r))
+    {
+        return Err(context("imageRegistry", "not a registry host"));
+    }
+    if let Some(bad) = ctx
+        .envoy_image_pull_secrets
+        .iter()
+        .find(|n| !images::is_secret_name(n))
+    {
+        return Err(ProvisionError::InvalidContext {
+            field: "envoyImagePullSecrets",
+            message: format!("{bad:?} is not a Secret name"),
+        });
+    }
+
     let spec = &gw.spec;
-    let image = spec.envoy.image.as_deref().unwrap_or(DEFAULT_ENVOY_IMAGE);
+    let image = spec
+        .envoy
+        .image
+        .as_deref()
+        .unwrap_or(&ctx.default_envoy_image);
     if !is_image_reference(image) {
         return Err(invalid(
             "spec.envoy.image",
             format!("{image:?} is not an image reference"),
+        ));
+    }
+    if let Some(r) = spec.envoy.image_registry.as_deref()
+        && !images::is_registry(r)
+    {
+        return Err(invalid(
+            "spec.envoy.imageRegistry",
+            format!("{r:?} is not a registry host (HOST[:PORT][/PATH])"),
+        ));
+    }
+    // The Gateway's registry and pull secrets replace the operator's.
+    let (image, sidecar_image) = match spec
+        .envoy
+        .image_registry
+        .as_deref()
+        .or(ctx.image_registry.as_deref())
+    {
+        Some(r) => (
+            images::with_registry(image, r),
+            images::with_registry(&ctx.operator_image, r),
+        ),
+        None => (image.to_owned(), ctx.operator_image.clone()),
+    };
+    let image_pull_secrets = match &spec.envoy.image_pull_secrets {
+        Some(refs) => refs.iter().map(|r| r.name.clone()).collect(),
+        None => ctx.envoy_image_pull_secrets.clone(),
+    };
+    if let Some(bad) = image_pull_secrets
+        .iter()
+        .find(|n| !images::is_secret_name(n))
+    {
+        return Err(invalid(
+            "spec.envoy.imagePullSecrets",
+            format!("{bad:?} is not a Secret name"),
+        ));
+    }
+    let run_as_user = spec.envoy.run_as_user.or(ctx.envoy_run_as_user);
+    if let Some(id) = run_as_user
+        && !(1..=images::MAX_USER_ID).contains(&id)
+    {
+        return Err(invalid(
+            "spec.envoy.runAsUser",
+            format!("{id} is not between 1 and {}", images::MAX_USER_ID),
         ));
     }
     let log_level = spec.envoy.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL);
@@ -506,6 +593,9 @@ fn validate<'a>(gw: &'a Gateway, ctx: &ProvisionContext) -> Result<Plan<'a>, Pro
         ns,
         name,
         image,
+        sidecar_image,
+        image_pull_secrets,
+        run_as_user,
         log_level,
         drain_seconds,
         max_unavailable,
@@ -630,7 +720,7 @@ fn pod_spec(
 
     let envoy = Container {
         name: ENVOY_CONTAINER.to_owned(),
-        image: Some(plan.image.to_owned()),
+        image: Some(plan.image.clone()),
         args: Some(vec![
             "-c".to_owned(),
             format!("{BOOTSTRAP_DIR}/{BOOTSTRAP_KEY}"),
@@ -670,7 +760,7 @@ fn pod_spec(
 
     let shutdown_manager = Container {
         name: SHUTDOWN_MANAGER_CONTAINER.to_owned(),
-        image: Some(ctx.operator_image.clone()),
+        image: Some(plan.sidecar_image.clone()),
         // Waits for SIGTERM; it exists so that the preStop `exec` has a container to run in.
         args: Some(vec!["shutdown-manager".to_owned()]),
         resources: Some(ResourceRequirements {
@@ -689,6 +779,10 @@ fn pod_spec(
 
     PodSpec {
         containers: vec![envoy, shutdown_manager],
+        image_pull_secrets: (!plan.image_pull_secrets.is_empty()).then(|| {
+            let secret = |name: &String| LocalObjectReference { name: name.clone() };
+            plan.image_pull_secrets.iter().map(secret).collect()
+        }),
         service_account_name: Some(service_account.to_owned()),
         automount_service_account_token: Some(false),
         // Envoy needs no Service environment variables; large namespaces would flood it.
@@ -702,9 +796,10 @@ fn pod_spec(
         ),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
-            run_as_user: Some(RUN_AS_ID),
-            run_as_group: Some(RUN_AS_ID),
-            fs_group: Some(RUN_AS_ID),
+            // Unset (`auto`): the platform picks them, as OpenShift's restricted-v2 SCC does.
+            run_as_user: plan.run_as_user,
+            run_as_group: plan.run_as_user,
+            fs_group: plan.run_as_user,
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".to_owned(),
                 ..SeccompProfile::default()
