@@ -1753,7 +1753,7 @@ async fn provisioned_bootstrap_runs_a_real_envoy() -> Result<()> {
     Ok(())
 }
 
-/// notAfter of the certificate (`tls.crt`) of Secret `ns/name`, and the Secret itself.
+/// notAfter of the certificate (`tls.crt`) of Secret `ns/name`, if it is there.
 async fn secret_not_after(
     cluster: &Cluster,
     ns: &str,
