@@ -2079,6 +2079,159 @@ async fn provisioned_bootstrap_runs_a_real_envoy() -> Result<()> {
     Ok(())
 }
 
+/// notAfter of the certificate (`tls.crt`) of Secret `ns/name`, if it is there.
+async fn secret_not_after(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+) -> Result<Option<std::time::SystemTime>> {
+    use base64::Engine;
+    let Some(secret) = cluster.get("v1", "Secret", Some(ns), name).await? else {
+        return Ok(None);
+    };
+    let Some(b64) = secret["data"]["tls.crt"].as_str() else {
+        return Ok(None);
+    };
+    let pem = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64)?)?;
+    Ok(Some(
+        sluice::xds::identity::CertificateInfo::from_pem(&pem)?.not_after,
+    ))
+}
+
+/// The xDS client hash annotation of Gateway `ns/edge`'s DaemonSet pod template.
+async fn xds_client_hash(cluster: &Cluster, ns: &str) -> Result<Option<String>> {
+    Ok(cluster
+        .get("apps/v1", "DaemonSet", Some(ns), "edge-envoy")
+        .await?
+        .and_then(|ds| {
+            ds["spec"]["template"]["metadata"]["annotations"]["sluice.dev/xds-client-hash"]
+                .as_str()
+                .map(str::to_owned)
+        }))
+}
+
+/// Opens an ADS stream to `xds` with `creds` (verifying the server's certificate, expiry
+/// included) as `instance`, and waits for its first response.
+async fn ads_answers(xds: &str, creds: &ClientCredentials, instance: &str) -> Result<()> {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&creds.ca))
+        .identity(tonic::transport::Identity::from_pem(
+            &creds.cert,
+            &creds.key,
+        ))
+        .domain_name("sluice-xds");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{xds}"))?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(DiscoveryRequest {
+        node: Some(Node {
+            id: "e2e-probe".into(),
+            cluster: instance.into(),
+            ..Node::default()
+        }),
+        type_url: "type.googleapis.com/envoy.config.listener.v3.Listener".into(),
+        ..DiscoveryRequest::default()
+    })
+    .await?;
+    let mut inbound = AggregatedDiscoveryServiceClient::new(channel)
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    tokio::time::timeout(PATIENCE, inbound.message())
+        .await
+        .context("waiting for an xDS response")??
+        .context("the xDS stream ended")?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xds_certificates_renew_themselves_without_a_restart() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("renew").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    // Certificates for 12 s: renewed about 8 s after they are issued.
+    let mut op = cluster
+        .operator("solo")?
+        .args(["--xds-cert-validity-seconds", "12"])
+        .start()?;
+    op.wait_ready(PATIENCE).await?;
+    let server_expiry = eventually("the xDS server certificate", async || {
+        secret_not_after(&cluster, OPERATOR_NAMESPACE, "sluice-xds-server").await
+    })
+    .await?;
+    let client_secret = "edge-xds-client";
+    let client_expiry = eventually("the xDS client certificate", async || {
+        op.check_running()?;
+        secret_not_after(&cluster, &ns, client_secret).await
+    })
+    .await?;
+    let hash = eventually("the DaemonSet's xDS client hash", async || {
+        xds_client_hash(&cluster, &ns).await
+    })
+    .await?;
+
+    // Past the first server certificate's expiry: both certificates were renewed, and the
+    // client's renewal rolled the pods (a new hash in the pod template).
+    let left = server_expiry
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_secs(1)).await;
+    op.check_running()?;
+    let renewed_server = secret_not_after(&cluster, OPERATOR_NAMESPACE, "sluice-xds-server")
+        .await?
+        .context("the server Secret is gone")?;
+    assert!(
+        renewed_server > server_expiry,
+        "server certificate not renewed: notAfter {renewed_server:?}, was {server_expiry:?}"
+    );
+    eventually("the client certificate's renewal", async || {
+        op.check_running()?;
+        Ok(secret_not_after(&cluster, &ns, client_secret)
+            .await?
+            .filter(|t| *t > client_expiry))
+    })
+    .await?;
+    eventually("a new xDS client hash on the DaemonSet", async || {
+        Ok(xds_client_hash(&cluster, &ns).await?.filter(|h| *h != hash))
+    })
+    .await?;
+
+    // A client connecting now, after the first server certificate expired, is served the
+    // renewed one by the same operator process (it verifies the server certificate's dates).
+    let creds = client_credentials(&cluster, &mut op, &ns, "edge").await?;
+    ads_answers(&op.xds_address(), &creds, &format!("{ns}/edge")).await?;
+
+    // The expiry metrics follow the Secrets.
+    let text = op.metrics().await?;
+    let metric = "sluice_xds_certificate_expiry_timestamp_seconds";
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let server_metric = metric_value(&text, metric, &[("certificate", "server"), ("gateway", "")])
+        .context("no server certificate expiry metric")?;
+    assert!(server_metric > unix(server_expiry), "{server_metric}");
+    let gw = format!("{ns}/edge");
+    let client_metric = metric_value(
+        &text,
+        metric,
+        &[("certificate", "client"), ("gateway", &gw)],
+    )
+    .context("no client certificate expiry metric")?;
+    assert!(client_metric > unix(client_expiry), "{client_metric}");
+    let ca_metric = metric_value(&text, metric, &[("certificate", "ca"), ("gateway", "")])
+        .context("no CA expiry metric")?;
+    assert!(ca_metric > unix(renewed_server), "{ca_metric}");
+    op.check_running()?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Leader election.
 

@@ -167,6 +167,10 @@ pub struct RunArgs {
     /// loopback endpoint can only mean the proxy itself, and kube-apiserver refuses them.
     #[arg(long, hide = true)]
     pub allow_loopback_endpoints: bool,
+    /// Lifetime of the xDS server and client certificates the operator issues (default one
+    /// year); they are renewed when a third of it is left. Short values are for tests.
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(3..))]
+    pub xds_cert_validity_seconds: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -433,6 +437,9 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         translate,
         insecure_xds: args.insecure_xds,
         allow_loopback_endpoints: args.allow_loopback_endpoints,
+        xds_cert_validity: args
+            .xds_cert_validity_seconds
+            .map_or(crate::xds::identity::LEAF_VALIDITY, Duration::from_secs),
         xds_server_names: vec![
             xds_service
                 .rsplit_once(':')

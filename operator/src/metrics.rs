@@ -1,7 +1,8 @@
 //! Prometheus metrics of the operator. One registry per process; handles are cheap clones.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric Sluice exports.
@@ -20,6 +21,9 @@ pub struct Metrics {
     pub status_writes: IntCounterVec,
     /// What the served CRDs look like in the cluster: 1 per CRD, its shape in the labels.
     pub crd_info: IntGaugeVec,
+    /// notAfter (Unix seconds) of the xDS certificates, by certificate (ca, server, client)
+    /// and gateway (`<namespace>/<name>`, empty for ca and server).
+    pub xds_certificate_expiry: GaugeVec,
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -81,6 +85,14 @@ impl Metrics {
                 "preserve_unknown_fields",
             ],
         )?;
+        let xds_certificate_expiry = GaugeVec::new(
+            Opts::new(
+                "sluice_xds_certificate_expiry_timestamp_seconds",
+                "When each xDS certificate expires (notAfter, Unix seconds), by certificate \
+                 (ca, server, client) and gateway (client certificates only)",
+            ),
+            &["certificate", "gateway"],
+        )?;
         registry.register(Box::new(routes.clone()))?;
         registry.register(Box::new(crd_info.clone()))?;
         registry.register(Box::new(dag_build_seconds.clone()))?;
@@ -88,6 +100,7 @@ impl Metrics {
         registry.register(Box::new(reconcile_seconds.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(status_writes.clone()))?;
+        registry.register(Box::new(xds_certificate_expiry.clone()))?;
         Ok(Self {
             registry,
             routes,
@@ -97,7 +110,24 @@ impl Metrics {
             reconcile_errors,
             status_writes,
             crd_info,
+            xds_certificate_expiry,
         })
+    }
+
+    /// Records when an xDS certificate expires: `certificate` is `ca`, `server` or `client`;
+    /// `gateway` is `<namespace>/<name>` for client certificates, empty otherwise.
+    pub fn set_xds_certificate_expiry(
+        &self,
+        certificate: &str,
+        gateway: &str,
+        not_after: std::time::SystemTime,
+    ) {
+        let secs = not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.xds_certificate_expiry
+            .with_label_values(&[certificate, gateway])
+            .set(secs);
     }
 
     /// The text exposition of every registered metric.

@@ -304,6 +304,147 @@ async fn a_certificate_for_a_asking_for_b_is_denied_on_sotw_and_delta() {
     server.shutdown().await;
 }
 
+/// The server certificate of `ca` for 127.0.0.1 and the default name, as server TLS material.
+fn server_tls(ca: &CertificateAuthority) -> XdsServerTls {
+    let cert = ca
+        .issue_server(
+            &[],
+            &[std::net::Ipv4Addr::LOCALHOST.into()],
+            SystemTime::now(),
+        )
+        .unwrap();
+    XdsServerTls {
+        cert_pem: cert.cert_pem,
+        key_pem: cert.key_pem,
+        client_ca_pem: ca.cert_pem().to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_renewed_server_certificate_serves_new_connections_without_a_restart() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A server certificate that expires in 3 s.
+    let ca = CertificateAuthority::generate(SystemTime::now())
+        .unwrap()
+        .with_leaf_validity(Duration::from_secs(3));
+    let first = server_tls(&ca);
+    let expiry = sluice::xds::identity::CertificateInfo::from_pem(&first.cert_pem)
+        .unwrap()
+        .not_after;
+    let (tls_tx, tls_rx) = tokio::sync::watch::channel(first);
+    let cache = Arc::new(Cache::new());
+    seed(&cache);
+    let metrics = Arc::new(ServerMetrics::new().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(
+        AdsServer::new(cache.clone(), metrics.clone())
+            .with_tls_updates(tls_rx)
+            .serve(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    // The same CA issuing for the default lifetime: the client's certificate, and the renewal.
+    let long_lived =
+        CertificateAuthority::from_pem(ca.cert_pem(), ca.key_pem(), SystemTime::now()).unwrap();
+    let client_cert = long_lived
+        .issue_gateway(&key(A), SystemTime::now())
+        .unwrap();
+    let connect = async || {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca.cert_pem()))
+            .identity(Identity::from_pem(
+                &client_cert.cert_pem,
+                &client_cert.key_pem,
+            ))
+            .domain_name(DEFAULT_SERVER_NAME);
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls)?
+            .connect()
+            .await?;
+        Ok::<_, tonic::transport::Error>(AggregatedDiscoveryServiceClient::new(channel))
+    };
+
+    // A stream opened with the first certificate.
+    let mut old = connect().await.unwrap();
+    let (old_tx, old_rx) = mpsc::channel(4);
+    old_tx
+        .send(DeltaDiscoveryRequest {
+            node: Some(node(A)),
+            type_url: C.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut old_stream = old
+        .delta_aggregated_resources(ReceiverStream::new(old_rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let cds = old_stream.message().await.unwrap().unwrap();
+    assert_eq!(cds.resources.len(), 1);
+
+    // Renewed (as the operator does: a new certificate from the same CA).
+    tls_tx.send(server_tls(&long_lived)).unwrap();
+
+    // Once the first certificate has expired, a new connection still succeeds: it is served the
+    // renewed one (a client verifying an expired certificate would fail the handshake).
+    let wait =
+        expiry.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_secs(1);
+    tokio::time::sleep(wait).await;
+    assert!(SystemTime::now() > expiry);
+    let mut new = connect()
+        .await
+        .expect("a new connection after the first certificate expired");
+    let sotw = first_sotw(&mut new, A, C, &[]).await.unwrap();
+    assert_eq!(sotw.resources.len(), 1);
+
+    // The stream opened before goes on: an ACK, then a change reaches it.
+    old_tx
+        .send(DeltaDiscoveryRequest {
+            type_url: C.into(),
+            response_nonce: cds.nonce.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut r = InstanceResources::default();
+    r.insert("a-cluster-2".to_owned(), res(C, "a-cluster-2"));
+    cache.set(A, r);
+    let update = tokio::time::timeout(Duration::from_secs(10), old_stream.message())
+        .await
+        .expect("an update on the stream opened before the renewal")
+        .unwrap()
+        .unwrap();
+    assert!(
+        update.resources.iter().any(|r| r.name == "a-cluster-2"),
+        "{update:?}"
+    );
+
+    // An unusable update is ignored: the server keeps serving the renewed certificate.
+    tls_tx
+        .send(XdsServerTls {
+            cert_pem: "junk".into(),
+            key_pem: "junk".into(),
+            client_ca_pem: ca.cert_pem().to_owned(),
+        })
+        .unwrap();
+    let mut after_junk = connect().await.expect("still serving after a bad update");
+    assert_eq!(
+        first_sotw(&mut after_junk, A, C, &[])
+            .await
+            .unwrap()
+            .resources
+            .len(),
+        1
+    );
+
+    drop((old_tx, old_stream, old, new, after_junk));
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn switching_instance_mid_stream_is_refused() {
     let server = Server::start(&[DEFAULT_SERVER_NAME]).await;

@@ -166,6 +166,10 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         .await
         .map_err(GatewayError::Read)?;
     let Some(gw) = live.filter(|g| is_same_live_object(g, cached)) else {
+        let _ = ctx
+            .metrics
+            .xds_certificate_expiry
+            .remove_label_values(&["client", &format!("{ns}/{}", cached.name_any())]);
         return Ok(Action::await_change());
     };
     let gw = &gw;
@@ -253,8 +257,13 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
     Ok(match error {
         // An invalid spec waits for a change to the Gateway.
         Some(_) => Action::await_change(),
-        // Follow the rollout; DaemonSet events also trigger a reconcile.
-        None => Action::requeue(Duration::from_secs(60)),
+        // Follow the rollout (DaemonSet events also trigger a reconcile), and renew the xDS
+        // client certificate when due.
+        None => Action::requeue(
+            provisioned
+                .xds_client_renewal
+                .map_or(RESYNC, |due| due.clamp(Duration::from_secs(1), RESYNC)),
+        ),
     })
 }
 
@@ -286,6 +295,9 @@ pub fn rejection_reports(rejections: Vec<Rejection>, dag: Option<&Dag>) -> Vec<R
         .collect()
 }
 
+/// How often a Gateway is reconciled without any change.
+const RESYNC: Duration = Duration::from_secs(60);
+
 /// How long to wait before trying again when an object could not be applied.
 const FAILURE_REQUEUE: Duration = Duration::from_secs(15);
 
@@ -299,6 +311,8 @@ struct Provisioned {
     daemon_set: Option<DaemonSet>,
     service: Option<Service>,
     failures: Vec<ObjectFailure>,
+    /// When the xDS client certificate is due for renewal.
+    xds_client_renewal: Option<Duration>,
 }
 
 /// Applies the Gateway's objects, only over objects the Gateway owns.
@@ -358,21 +372,28 @@ async fn provision_objects(
             daemon_set,
             service,
             failures,
+            xds_client_renewal: None,
         });
     }
 
+    let mut xds_client_renewal = None;
     if let Some(ca) = &ctx.xds_ca {
-        let desired_secret = provision::xds_tls::desired_xds_client_secret(
-            gw,
-            ca,
-            secret.as_ref(),
-            std::time::SystemTime::now(),
-        )
-        .map_err(|e| GatewayError::XdsCredentials(e.to_string()))?;
+        let now = std::time::SystemTime::now();
+        let desired_secret =
+            provision::xds_tls::desired_xds_client_secret(gw, ca, secret.as_ref(), now)
+                .map_err(|e| GatewayError::XdsCredentials(e.to_string()))?;
         if let Some(applied) = keep(
             apply_owned(client, &ctx.leadership, ns, &desired_secret, &uid, secret).await,
             &mut failures,
         ) {
+            xds_client_renewal = Some(provision::xds_tls::renewal_due_in(&applied, now));
+            if let Some(not_after) = provision::xds_tls::certificate_not_after(&applied) {
+                ctx.metrics.set_xds_certificate_expiry(
+                    "client",
+                    &format!("{ns}/{}", gw.name_any()),
+                    not_after,
+                );
+            }
             desired
                 .daemon_set
                 .spec
@@ -446,6 +467,7 @@ async fn provision_objects(
         daemon_set,
         service,
         failures,
+        xds_client_renewal,
     })
 }
 

@@ -49,6 +49,8 @@ pub struct RunOptions {
     /// Extra DNS names (or IPs) the xDS server certificate carries, e.g. a custom
     /// `--xds-service-address` host.
     pub xds_server_names: Vec<String>,
+    /// Lifetime of the xDS server and client certificates (`--xds-cert-validity-seconds`).
+    pub xds_cert_validity: Duration,
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -89,6 +91,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     });
     // The xDS PKI: the CA and server certificate live in Secrets of the operator's namespace,
     // shared by every replica.
+    let mut server_names = crate::provision::xds_tls::xds_server_names(&opts.namespace);
+    server_names.extend(opts.xds_server_names.iter().cloned());
     let (xds_tls, xds_ca) = if opts.insecure_xds {
         tracing::warn!(
             "--insecure-xds: Envoys connect to xDS without TLS; any client can fetch any Gateway's configuration"
@@ -96,17 +100,39 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         (None, None)
     } else {
         let (tls, ca) = tokio::select! {
-            r = ensure_xds_pki(&client, &opts.namespace, &opts.xds_server_names) => r?,
+            r = ensure_xds_pki(&client, &opts.namespace, &server_names, opts.xds_cert_validity) => r?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
             _ = terminate.recv() => return Ok(()),
         };
-        (Some(tls), Some(Arc::new(ca)))
+        (Some(watch::channel(tls)), Some(Arc::new(ca)))
     };
-    tasks.spawn({
+    let mut server = crate::xds::server::AdsServer::new(cache.clone(), {
         let xds_metrics = Arc::new(crate::xds::server::ServerMetrics::new()?);
         xds_metrics.register(&metrics.registry)?;
-        let server =
-            crate::xds::server::AdsServer::new(cache.clone(), xds_metrics).with_tls(xds_tls);
+        xds_metrics
+    });
+    if let (Some((tls_tx, tls_rx)), Some(ca)) = (xds_tls, &xds_ca) {
+        server = server.with_tls_updates(tls_rx);
+        // Renewal (by the leader) and reload (by every replica) of the server certificate.
+        let certs = ServerCertificate {
+            client: client.clone(),
+            namespace: opts.namespace.clone(),
+            names: server_names.clone(),
+            ca: ca.clone(),
+            leadership: leadership.clone(),
+            metrics: metrics.clone(),
+            tls: tls_tx,
+        };
+        let s = shutdown(shutdown_rx.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                () = certs.maintain() => {}
+                () = s => {}
+            }
+            Ok(())
+        });
+    }
+    tasks.spawn({
         let s = shutdown(shutdown_rx.clone());
         async move { server.serve(xds_listener, s).await.context("xDS server") }
     });
@@ -217,12 +243,110 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     result
 }
 
+/// The xDS server certificate kept current: the leader renews the shared Secret when a third of
+/// its lifetime is left; every replica re-reads it and serves what it holds.
+struct ServerCertificate {
+    client: kube::Client,
+    namespace: String,
+    names: Vec<String>,
+    ca: Arc<crate::xds::identity::CertificateAuthority>,
+    leadership: leader::Leadership,
+    metrics: Metrics,
+    /// What the xDS server accepts new connections with.
+    tls: watch::Sender<crate::xds::server::XdsServerTls>,
+}
+
+impl ServerCertificate {
+    /// Checks the Secret at least every [`Self::period`], and when renewal falls due. Never
+    /// returns.
+    async fn maintain(self) {
+        if let Some(not_after) = self.ca.not_after() {
+            self.metrics.set_xds_certificate_expiry("ca", "", not_after);
+        }
+        loop {
+            let next = match self.check().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the xDS server certificate; retrying");
+                    self.period()
+                }
+            };
+            tokio::time::sleep(next).await;
+        }
+    }
+
+    /// Every minute; more often for short-lived certificates (a sixth of their lifetime).
+    fn period(&self) -> Duration {
+        (self.ca.leaf_validity() / 6).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// One check: renew if leading and due, reload if the Secret changed. Returns when to check
+    /// again.
+    async fn check(&self) -> anyhow::Result<Duration> {
+        use crate::provision::xds_tls;
+        use k8s_openapi::api::core::v1::Secret;
+        use kube::api::{Patch, PatchParams};
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let now = std::time::SystemTime::now();
+        let mut secret = api.get_opt(xds_tls::XDS_SERVER_SECRET).await?;
+        if self.leadership.is_leading() {
+            let desired = xds_tls::desired_xds_server_secret(
+                &self.ca,
+                &self.namespace,
+                &self.names,
+                secret.as_ref(),
+                now,
+            )?;
+            let unchanged = secret
+                .as_ref()
+                .is_some_and(|s| s.data == desired.data && s.type_ == desired.type_);
+            // Asked again just before the write, as every provisioning write.
+            if !unchanged && self.leadership.is_leading() {
+                let applied = api
+                    .patch(
+                        xds_tls::XDS_SERVER_SECRET,
+                        &PatchParams::apply(crate::provision::FIELD_MANAGER).force(),
+                        &Patch::Apply(&desired),
+                    )
+                    .await?;
+                tracing::info!(
+                    secret = xds_tls::XDS_SERVER_SECRET,
+                    "renewed the xDS server certificate"
+                );
+                secret = Some(applied);
+            }
+        }
+        let Some(secret) = secret else {
+            anyhow::bail!("Secret {} is missing", xds_tls::XDS_SERVER_SECRET);
+        };
+        let tls = xds_tls::server_tls_from_secret(&secret)?;
+        self.tls.send_if_modified(|current| {
+            let changed = *current != tls;
+            if changed {
+                tracing::info!(
+                    secret = xds_tls::XDS_SERVER_SECRET,
+                    "the xDS server certificate changed; new connections use the new one"
+                );
+                *current = tls;
+            }
+            changed
+        });
+        if let Some(not_after) = xds_tls::certificate_not_after(&secret) {
+            self.metrics
+                .set_xds_certificate_expiry("server", "", not_after);
+        }
+        Ok(xds_tls::renewal_due_in(&secret, now).clamp(Duration::from_secs(1), self.period()))
+    }
+}
+
 /// Loads (or, first replica, creates) the xDS CA Secret and applies the server certificate
-/// Secret; retries until the API answers. Secret contents are never logged.
+/// Secret (certificates valid for `validity`); retries until the API answers. Secret contents
+/// are never logged.
 async fn ensure_xds_pki(
     client: &kube::Client,
     namespace: &str,
-    extra_names: &[String],
+    names: &[String],
+    validity: Duration,
 ) -> anyhow::Result<(
     crate::xds::server::XdsServerTls,
     crate::xds::identity::CertificateAuthority,
@@ -231,13 +355,12 @@ async fn ensure_xds_pki(
     use k8s_openapi::api::core::v1::Secret;
     use kube::api::{Patch, PatchParams, PostParams};
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut names = xds_tls::xds_server_names(namespace);
-    names.extend(extra_names.iter().cloned());
     loop {
         let attempt = async {
             let now = std::time::SystemTime::now();
             let existing = api.get_opt(xds_tls::XDS_CA_SECRET).await?;
-            let loaded = xds_tls::load_or_build_ca(existing.as_ref(), namespace, now)?;
+            let mut loaded = xds_tls::load_or_build_ca(existing.as_ref(), namespace, now)?;
+            loaded.ca = loaded.ca.with_leaf_validity(validity);
             if let Some(create) = &loaded.create {
                 match api.create(&PostParams::default(), create).await {
                     Ok(_) => tracing::info!(secret = xds_tls::XDS_CA_SECRET, "created the xDS CA"),
@@ -250,7 +373,7 @@ async fn ensure_xds_pki(
             let server = xds_tls::desired_xds_server_secret(
                 &loaded.ca,
                 namespace,
-                &names,
+                names,
                 existing.as_ref(),
                 now,
             )?;

@@ -287,6 +287,24 @@ pub fn xds_client_secret_hash(secret: &Secret) -> String {
     sha256_hex(&bytes)
 }
 
+/// The `notAfter` of a server or client Secret's certificate (`tls.crt`), for the expiry
+/// metric; `None` when it cannot be read.
+pub fn certificate_not_after(secret: &Secret) -> Option<SystemTime> {
+    let cert = pem_value(secret, XDS_CERT_KEY).ok()?;
+    CertificateInfo::from_pem(&cert).ok().map(|i| i.not_after)
+}
+
+/// How long until a server or client Secret's certificate is due for renewal (zero when it is
+/// due, or cannot be read): when to look at it again.
+pub fn renewal_due_in(secret: &Secret, now: SystemTime) -> std::time::Duration {
+    pem_value(secret, XDS_CERT_KEY)
+        .ok()
+        .and_then(|cert| CertificateInfo::from_pem(&cert).ok())
+        .and_then(|info| info.renewal_time())
+        .and_then(|at| at.duration_since(now).ok())
+        .unwrap_or_default()
+}
+
 /// A Secret's certificate and key, if they are still good: `ca.crt` is `ca`'s, the certificate
 /// is signed by it and matches the key, and renewal is not due.
 fn reusable_pair(
@@ -486,6 +504,56 @@ mod tests {
             &value(&fixed, "tls.crt"),
             &value(&fixed, "tls.key")
         ));
+    }
+
+    #[test]
+    fn short_lived_secrets_are_renewed_at_two_thirds() {
+        let ca = CertificateAuthority::generate(now())
+            .unwrap()
+            .with_leaf_validity(Duration::from_secs(30));
+        let names = xds_server_names("sluice-system");
+        let gw = gateway("team-a", "gw");
+        let server = desired_xds_server_secret(&ca, "sluice-system", &names, None, now()).unwrap();
+        let client = desired_xds_client_secret(&gw, &ca, None, now()).unwrap();
+        for secret in [&server, &client] {
+            // Issued backdated by 3 s for 30 s: 33 s of lifetime, renewal due 19 s from now.
+            assert_eq!(
+                certificate_not_after(secret),
+                Some(now() + Duration::from_secs(30))
+            );
+            assert_eq!(renewal_due_in(secret, now()), Duration::from_secs(19));
+            assert_eq!(
+                renewal_due_in(secret, now() + Duration::from_secs(25)),
+                Duration::ZERO
+            );
+        }
+        let before = now() + Duration::from_secs(18);
+        let kept =
+            desired_xds_server_secret(&ca, "sluice-system", &names, Some(&server), before).unwrap();
+        assert_eq!(kept, server);
+        assert_eq!(
+            desired_xds_client_secret(&gw, &ca, Some(&client), before).unwrap(),
+            client
+        );
+        let due = now() + Duration::from_secs(19);
+        let renewed =
+            desired_xds_server_secret(&ca, "sluice-system", &names, Some(&server), due).unwrap();
+        assert_eq!(
+            certificate_not_after(&renewed),
+            Some(due + Duration::from_secs(30))
+        );
+        let renewed = desired_xds_client_secret(&gw, &ca, Some(&client), due).unwrap();
+        assert_eq!(
+            certificate_not_after(&renewed),
+            Some(due + Duration::from_secs(30))
+        );
+        assert_ne!(
+            xds_client_secret_hash(&renewed),
+            xds_client_secret_hash(&client)
+        );
+        // Nothing readable: look again at once.
+        assert_eq!(renewal_due_in(&Secret::default(), now()), Duration::ZERO);
+        assert_eq!(certificate_not_after(&Secret::default()), None);
     }
 
     #[test]

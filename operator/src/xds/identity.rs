@@ -44,9 +44,11 @@ pub const CA_COMMON_NAME: &str = "Sluice xDS CA";
 const DAY: u64 = 24 * 60 * 60;
 /// Lifetime of a generated CA.
 pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * DAY);
-/// Lifetime of server and client certificates.
+/// Default lifetime of server and client certificates (see
+/// [`CertificateAuthority::with_leaf_validity`]).
 pub const LEAF_VALIDITY: Duration = Duration::from_secs(365 * DAY);
-/// How far back `not_before` is set, for clocks that lag the operator's.
+/// How far back `not_before` is set, for clocks that lag the operator's; at most a tenth of the
+/// certificate's lifetime, so that short-lived certificates (tests) are not born expired.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(60 * 60);
 
 /// Why certificates cannot be made or read.
@@ -167,6 +169,8 @@ pub struct CertificateAuthority {
     /// DER of the CA's SubjectPublicKeyInfo, to check what it signed.
     spki_der: Vec<u8>,
     issuer: Issuer<'static, KeyPair>,
+    /// Lifetime of the certificates it issues.
+    leaf_validity: Duration,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -197,6 +201,7 @@ impl CertificateAuthority {
             key_pem,
             spki_der: key.subject_public_key_info(),
             issuer: Issuer::new(params, key),
+            leaf_validity: LEAF_VALIDITY,
         })
     }
 
@@ -234,7 +239,28 @@ impl CertificateAuthority {
             key_pem: key_pem.to_owned(),
             spki_der,
             issuer,
+            leaf_validity: LEAF_VALIDITY,
         })
+    }
+
+    /// Issues certificates valid for `validity` ([`LEAF_VALIDITY`] by default; short ones are
+    /// for tests of renewal).
+    #[must_use]
+    pub fn with_leaf_validity(mut self, validity: Duration) -> Self {
+        self.leaf_validity = validity;
+        self
+    }
+
+    /// Lifetime of the certificates this CA issues.
+    pub fn leaf_validity(&self) -> Duration {
+        self.leaf_validity
+    }
+
+    /// When the CA certificate expires (`None` if it cannot be read).
+    pub fn not_after(&self) -> Option<SystemTime> {
+        CertificateInfo::from_pem(&self.cert_pem)
+            .ok()
+            .map(|i| i.not_after)
     }
 
     /// The CA certificate, PEM: what servers and clients trust.
@@ -310,7 +336,7 @@ impl CertificateAuthority {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
-        set_validity(&mut params, now, LEAF_VALIDITY)?;
+        set_validity(&mut params, now, self.leaf_validity)?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(CertifiedKey {
             cert_pem: cert.pem(),
@@ -391,12 +417,18 @@ impl CertificateInfo {
     /// True once less than a third of the certificate's lifetime is left (or it is not yet or
     /// no longer valid): time to issue a new one.
     pub fn needs_renewal(&self, now: SystemTime) -> bool {
+        let renew_at = self.renewal_time();
+        now < self.not_before || renew_at.is_none_or(|at| now >= at)
+    }
+
+    /// When renewal falls due: two thirds into the lifetime (a third of it left). `None` if
+    /// that cannot be computed (renew at once).
+    pub fn renewal_time(&self) -> Option<SystemTime> {
         let lifetime = self
             .not_after
             .duration_since(self.not_before)
             .unwrap_or_default();
-        let renew_at = self.not_after.checked_sub(lifetime / 3);
-        now < self.not_before || renew_at.is_none_or(|at| now >= at)
+        self.not_after.checked_sub(lifetime / 3)
     }
 }
 
@@ -426,7 +458,9 @@ fn set_validity(
     now: SystemTime,
     lifetime: Duration,
 ) -> Result<(), PkiError> {
-    let from = now.checked_sub(CLOCK_SKEW).unwrap_or(now);
+    let from = now
+        .checked_sub(CLOCK_SKEW.min(lifetime / 10))
+        .unwrap_or(now);
     let to = now
         .checked_add(lifetime)
         .ok_or(PkiError::InvalidTime(now))?;
@@ -631,6 +665,31 @@ mod tests {
         assert!(info.needs_renewal(renew_at));
         assert!(info.needs_renewal(info.not_after + Duration::from_secs(1)));
         assert!(info.needs_renewal(info.not_before - Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn short_lived_certificates_are_valid_now_and_renew_at_two_thirds() {
+        let ca = CertificateAuthority::generate(now())
+            .unwrap()
+            .with_leaf_validity(Duration::from_secs(30));
+        assert_eq!(ca.leaf_validity(), Duration::from_secs(30));
+        for issued in [
+            ca.issue_gateway(&ObjKey::new("a", "b"), now()).unwrap(),
+            ca.issue_server(&[], &[], now()).unwrap(),
+        ] {
+            let info = CertificateInfo::from_pem(&issued.cert_pem).unwrap();
+            // Backdated by a tenth of the lifetime only, not the full clock skew.
+            assert_eq!(info.not_before, now() - Duration::from_secs(3));
+            assert_eq!(info.not_after, now() + Duration::from_secs(30));
+            assert!(!info.needs_renewal(now()));
+            // 33 s of lifetime: renewal 11 s before the end.
+            let renew_at = now() + Duration::from_secs(19);
+            assert_eq!(info.renewal_time(), Some(renew_at));
+            assert!(!info.needs_renewal(renew_at - Duration::from_secs(1)));
+            assert!(info.needs_renewal(renew_at));
+        }
+        // The CA itself keeps its ten years.
+        assert_eq!(ca.not_after(), Some(now() + CA_VALIDITY));
     }
 
     #[test]

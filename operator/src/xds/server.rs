@@ -8,6 +8,8 @@
 //! the server requires a client certificate signed by the xDS CA, and a stream may only ask for
 //! the instance its certificate names ([`super::identity`]); anything else is refused before a
 //! single resource is sent. The server offers only the two ADS streams: no unary `Fetch*` calls.
+//! Its certificate can be replaced while it serves ([`AdsServer::with_tls_updates`]): each new
+//! connection is accepted with the latest one, open connections keep theirs.
 //!
 //! Each stream keeps its own protocol state (subscriptions, what the Envoy has, nonces) in a plain
 //! synchronous state machine (`SotwStream`, `DeltaStream`); the async driver only moves
@@ -51,7 +53,6 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
@@ -97,7 +98,7 @@ pub enum ServeError {
     #[error("xDS gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("xDS server TLS configuration: {0}")]
-    Tls(tonic::transport::Error),
+    Tls(String),
 }
 
 impl ServeError {
@@ -236,6 +237,100 @@ impl std::fmt::Debug for XdsServerTls {
     }
 }
 
+/// How long a client may take to finish its TLS handshake before it is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl XdsServerTls {
+    /// The rustls configuration serving this certificate and requiring client certificates
+    /// that chain to `client_ca_pem`; HTTP/2 only.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let err = |what: &str, e: &dyn std::fmt::Display| ServeError::Tls(format!("{what}: {e}"));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err("server certificate", &e))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map_err(|e| err("server key", &e))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.client_ca_pem.as_bytes()) {
+            let ca = ca.map_err(|e| err("client CA", &e))?;
+            roots.add(ca).map_err(|e| err("client CA", &e))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| err("client verifier", &e))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err("protocol versions", &e))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| err("server certificate", &e))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// A connection that finished its TLS handshake.
+type TlsConnection = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// Accepts TCP connections on `listener` and TLS handshakes (each in its own task, at most
+/// [`TLS_HANDSHAKE_TIMEOUT`]) with the latest configuration of `tls`: a new certificate there
+/// is used from the next connection on. An unusable update is logged and the previous one kept.
+/// Ends when the returned stream is dropped.
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    mut tls: watch::Receiver<XdsServerTls>,
+    mut config: Arc<rustls::ServerConfig>,
+) -> ReceiverStream<Result<TlsConnection, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = tx.closed() => return,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // E.g. out of file descriptors: wait a little rather than spin.
+                    warn!(error = %e, "accepting an xDS connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if tls.has_changed().unwrap_or(false) {
+                let update = tls.borrow_and_update().clone();
+                match update.server_config() {
+                    Ok(c) => {
+                        info!("xDS server certificate reloaded");
+                        config = c;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "new xDS server certificate unusable; keeping the previous one");
+                    }
+                }
+            }
+            let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(conn)) => {
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Ok(Err(e)) => debug!(%peer, error = %e, "xDS TLS handshake failed"),
+                    Err(_) => debug!(%peer, "xDS TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
 /// How a peer authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerAuth {
@@ -309,7 +404,7 @@ pub async fn serve(
 pub struct AdsServer {
     cache: Arc<Cache>,
     metrics: Arc<ServerMetrics>,
-    tls: Option<XdsServerTls>,
+    tls: Option<watch::Receiver<XdsServerTls>>,
 }
 
 impl AdsServer {
@@ -325,7 +420,14 @@ impl AdsServer {
     /// Requires client certificates signed by `tls.client_ca_pem` and serves each stream only
     /// the instance its certificate names. `None`: plaintext, every instance to anyone.
     pub fn with_tls(mut self, tls: Option<XdsServerTls>) -> Self {
-        self.tls = tls;
+        self.tls = tls.map(|t| watch::channel(t).1);
+        self
+    }
+
+    /// As [`AdsServer::with_tls`], with the TLS material the channel holds now; what is sent on
+    /// it later (a renewed certificate) is used for the connections accepted after that.
+    pub fn with_tls_updates(mut self, tls: watch::Receiver<XdsServerTls>) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -347,22 +449,23 @@ impl AdsServer {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = &self.tls {
-            let config = ServerTlsConfig::new()
-                .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
-                .client_ca_root(Certificate::from_pem(&tls.client_ca_pem))
-                .client_auth_optional(false)
-                // A client that connects and never finishes its handshake is dropped.
-                .timeout(Duration::from_secs(10));
-            builder = builder.tls_config(config).map_err(ServeError::Tls)?;
-        }
-        builder
+        let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(AggregatedDiscoveryServiceServer::new(service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
-            .await?;
+            .add_service(AggregatedDiscoveryServiceServer::new(service));
+        match self.tls {
+            Some(mut tls) => {
+                let config = tls.borrow_and_update().server_config()?;
+                router
+                    .serve_with_incoming_shutdown(tls_incoming(listener, tls, config), signal)
+                    .await?;
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+                    .await?;
+            }
+        }
         Ok(())
     }
 }
