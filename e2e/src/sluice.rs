@@ -275,9 +275,17 @@ pub struct OperatorBuilder {
     ports: Option<OperatorPorts>,
     envs: Vec<(OsString, OsString)>,
     args: Vec<OsString>,
+    ipv6: bool,
 }
 
 impl OperatorBuilder {
+    /// Listens on the IPv6 wildcard `[::]` (the operator's default, dual-stack) instead of
+    /// 127.0.0.1, and gives Envoys `[::1]:X` as the xDS address.
+    pub fn ipv6(mut self) -> Self {
+        self.ipv6 = true;
+        self
+    }
+
     /// `--identity` for leader election; default `sluice-e2e`.
     pub fn identity(mut self, identity: &str) -> Self {
         self.identity = identity.to_owned();
@@ -314,7 +322,8 @@ impl OperatorBuilder {
 
     /// Spawns `sluice run --kubeconfig FILE --namespace sluice-system --identity ID
     /// --xds-address 127.0.0.1:X --xds-service-address 127.0.0.1:X --http-address 127.0.0.1:H
-    /// --envoy-{http,https,stats,admin}-port ... ARGS`, logging to `operator.log` in a fresh
+    /// --envoy-{http,https,stats,admin}-port ... ARGS` (`[::]` and `[::1]` with [`Self::ipv6`]),
+    /// logging to `operator.log` in a fresh
     /// temporary directory. Returns once the process is started; see [`Operator::wait_ready`].
     pub fn start(self) -> Result<Operator> {
         let binary = sluice_binary()?;
@@ -323,7 +332,13 @@ impl OperatorBuilder {
             None => OperatorPorts::free()?,
         };
         let dir = temp_dir()?;
-        let xds = format!("127.0.0.1:{}", ports.xds);
+        let (listen, service) = if self.ipv6 {
+            ("[::]", "[::1]")
+        } else {
+            ("127.0.0.1", "127.0.0.1")
+        };
+        let xds = format!("{listen}:{}", ports.xds);
+        let xds_service = format!("{service}:{}", ports.xds);
         let mut command = Command::new(&binary);
         command
             .arg("run")
@@ -337,9 +352,9 @@ impl OperatorBuilder {
                 "--identity",
                 &self.identity,
             ])
-            .args(["--xds-address", &xds, "--xds-service-address", &xds])
+            .args(["--xds-address", &xds, "--xds-service-address", &xds_service])
             .arg("--http-address")
-            .arg(format!("127.0.0.1:{}", ports.http))
+            .arg(format!("{listen}:{}", ports.http))
             .arg("--envoy-http-port")
             .arg(ports.envoy_http.to_string())
             .arg("--envoy-https-port")
@@ -383,6 +398,7 @@ impl Operator {
             ports: None,
             envs: Vec::new(),
             args: Vec::new(),
+            ipv6: false,
         }
     }
 

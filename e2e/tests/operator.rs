@@ -2232,6 +2232,85 @@ async fn xds_certificates_renew_themselves_without_a_restart() -> Result<()> {
     Ok(())
 }
 
+/// With the operator on its default wildcard `[::]` and Envoys given `[::1]` for xDS, as in an
+/// IPv6-only cluster: `/readyz` and `/metrics` answer over IPv6 and IPv4, Envoy fetches its
+/// configuration (mutual TLS against the IP SAN `::1`), and its listeners (a Gateway's default
+/// `ipFamily: DualStack`) take the probe and traffic over both families.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_and_envoy_serve_over_ipv6() -> Result<()> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    let v6 = |port: u16| SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+    let v4 = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("six").await?;
+    let web = Backend::start("web").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    if !cluster.is_real() {
+        cluster.apply(endpoints(&ns, "web", web.port())).await?;
+    }
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "six",
+            None,
+            route_spec(Some("six.example.com"), "web"),
+        ))
+        .await?;
+
+    let mut op = cluster.operator("six")?.ipv6().start()?;
+    let ports = op.ports();
+    op.wait_ready(PATIENCE).await?;
+    for addr in [v6(ports.http), v4(ports.http)] {
+        let ready = Request::get("localhost", "/readyz").send_to(addr).await?;
+        assert_eq!(ready.status, 200, "/readyz over {addr}");
+        let metrics = Request::get("localhost", "/metrics").send_to(addr).await?;
+        assert_eq!(metrics.status, 200, "/metrics over {addr}");
+    }
+
+    let bootstrap = provisioned_bootstrap(&cluster, &mut op, &ns, "edge").await?;
+    let b: Value = serde_json::from_str(&bootstrap)?;
+    let xds = &b["static_resources"]["clusters"][0];
+    assert_eq!(xds["type"], "STATIC", "{xds}");
+    assert_eq!(
+        xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+            ["address"],
+        "::1",
+        "{xds}"
+    );
+    let envoy = Envoy::builder(bootstrap)
+        .local_admin_socket()
+        .start()
+        .await?;
+    // The readiness probe targets the pod IP, whichever its family.
+    for addr in [v6(ports.envoy_stats), v4(ports.envoy_stats)] {
+        eventually(&format!("Envoy's /ready over {addr}"), async || {
+            op.check_running()?;
+            let resp = Request::get("localhost", "/ready").send_to(addr).await;
+            Ok(resp.ok().filter(|r| r.status == 200))
+        })
+        .await?;
+    }
+    if cluster.is_real() {
+        eprintln!("skipping the traffic checks: kube-apiserver refuses Endpoints at 127.0.0.1");
+        return Ok(());
+    }
+    for addr in [v6(ports.envoy_http), v4(ports.envoy_http)] {
+        let answer = eventually(&format!("six.example.com over {addr}"), async || {
+            op.check_running()?;
+            let resp = Request::get("six.example.com", "/").send_to(addr).await;
+            Ok(resp
+                .ok()
+                .filter(|r| r.status == 200)
+                .and_then(|r| r.backend()))
+        })
+        .await?;
+        assert_eq!(answer, "web", "{addr}");
+    }
+    drop(envoy);
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Leader election.
 

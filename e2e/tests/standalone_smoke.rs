@@ -268,3 +268,57 @@ async fn an_edit_that_breaks_the_gateway_keeps_its_instance_serving() {
     assert_eq!(instance_names(&sluice), vec![EDGE.to_owned()]);
     sluice.check_running().unwrap();
 }
+
+/// `--listen-address ::` binds Envoy's listeners dual-stack (`ipv4_compat`): the same port
+/// answers over IPv6 and IPv4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ipv6_wildcard_listens_on_both_families() {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    let a = Backend::start("a").await.unwrap();
+    let dir = Manifests::new().unwrap();
+    dir.write(
+        "services.yaml",
+        &service("default", "svc-a", 80, &[a.port()]),
+    )
+    .unwrap();
+    dir.write(
+        "routes.yaml",
+        "apiVersion: contour.heptio.com/v1beta1\nkind: IngressRoute\nmetadata: {name: a, namespace: default}\n\
+         spec:\n  virtualhost: {fqdn: a.example.com}\n  routes:\n  - match: /\n    services: [{name: svc-a, port: 80}]\n",
+    )
+    .unwrap();
+    let mut sluice = Standalone::builder(dir.path())
+        .arg("--listen-address")
+        .arg("::")
+        .start()
+        .unwrap();
+    let ports = sluice.default_instance(WAIT).await.unwrap();
+    for addr in [
+        SocketAddr::from((Ipv6Addr::LOCALHOST, ports.http)),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, ports.http)),
+    ] {
+        let answered = wait_for(&format!("a.example.com over {addr}"), WAIT, async || {
+            sluice_e2e::client::Request::get("a.example.com", "/")
+                .send_to(addr)
+                .await
+                .ok()
+                .filter(|r| r.status == 200)
+                .and_then(|r| r.backend())
+        })
+        .await
+        .unwrap();
+        assert_eq!(answered, "a", "{addr}");
+    }
+    let metrics = sluice_e2e::client::Request::get("localhost", "/stats/prometheus")
+        .send_to(SocketAddr::from((Ipv6Addr::LOCALHOST, ports.stats)))
+        .await
+        .unwrap();
+    assert_eq!(metrics.status, 200);
+    // The drain counts connections by the `_PORT` suffix of these names (`[__]` is `[::]`).
+    let http_listener = format!("envoy_listener_address=\"[__]_{}\"", ports.http);
+    assert!(
+        metrics.text().contains(&http_listener),
+        "{}",
+        metrics.text()
+    );
+}

@@ -84,11 +84,12 @@ pub struct RunArgs {
     /// This replica's identity for leader election (default: POD_NAME, else host name and pid).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Where the xDS server listens.
-    #[arg(long, default_value = "0.0.0.0:8001")]
+    /// Where the xDS server listens. `[::]` is dual-stack (IPv6 and IPv4); on hosts without
+    /// IPv6 it falls back to `0.0.0.0`.
+    #[arg(long, default_value = "[::]:8001")]
     pub xds_address: std::net::SocketAddr,
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, default_value = "0.0.0.0:8000")]
+    /// Where /metrics, /healthz and /readyz are served (`[::]`: as for --xds-address).
+    #[arg(long, default_value = "[::]:8000")]
     pub http_address: std::net::SocketAddr,
     /// Address Envoys use to reach the xDS server (default: sluice-xds.NAMESPACE.svc:8001).
     #[arg(long)]
@@ -306,16 +307,7 @@ fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<String> {
         .split_once('/')
         .filter(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains('/'))
         .with_context(|| format!("--gateway {:?}: expected NAMESPACE/NAME", args.gateway))?;
-    let (host, port) = args
-        .xds_address
-        .rsplit_once(':')
-        .and_then(|(h, p)| {
-            Some((
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse::<u16>().ok()?,
-            ))
-        })
-        .filter(|(h, _)| !h.is_empty())
+    let (host, port) = split_host_port(&args.xds_address)
         .with_context(|| format!("--xds-address {:?}: expected HOST:PORT", args.xds_address))?;
     let mut opts = BootstrapOptions::new(crate::snapshot::ObjKey::new(ns, name), host, port);
     opts.ads = args.ads;
@@ -329,6 +321,16 @@ fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<String> {
         });
     }
     Ok(serde_json::to_string_pretty(&build_bootstrap(&opts))? + "\n")
+}
+
+/// `HOST:PORT` or `[IPV6]:PORT` as the host (without brackets) and the port.
+fn split_host_port(address: &str) -> Option<(&str, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Some((host, port.parse().ok()?)).filter(|(h, _)| !h.is_empty())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -386,12 +388,13 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     let xds_service = args
         .xds_service_address
         .unwrap_or_else(|| format!("sluice-xds.{}.svc:8001", args.namespace));
-    let (xds_host, xds_port) = xds_service
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+    // An IPv6 address comes bracketed (`[fd00::1]:8001`); Envoy's bootstrap wants it bare.
+    let (xds_host, xds_port) = split_host_port(&xds_service)
+        .map(|(h, p)| (h.to_owned(), p))
         .ok_or_else(|| {
             anyhow::anyhow!("--xds-service-address {xds_service:?}: expected HOST:PORT")
         })?;
+    let xds_host_name = xds_host.clone();
     let mut provision =
         crate::provision::ProvisionContext::new(args.operator_image, xds_host, xds_port);
     provision.xds_tls = !args.insecure_xds;
@@ -440,12 +443,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         xds_cert_validity: args
             .xds_cert_validity_seconds
             .map_or(crate::xds::identity::LEAF_VALIDITY, Duration::from_secs),
-        xds_server_names: vec![
-            xds_service
-                .rsplit_once(':')
-                .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
-                .unwrap_or_default(),
-        ],
+        xds_server_names: vec![xds_host_name],
     };
     runtime()?.block_on(crate::controller::run::run(opts))
 }
@@ -518,5 +516,34 @@ mod tests {
         assert_eq!(args.envoy_image_pull_secrets, ["a", "b", "c"]);
         assert_eq!(args.envoy_run_as_user.0, None);
         assert!(Cli::try_parse_from(["sluice", "run", "--envoy-run-as-user=0"]).is_err());
+    }
+
+    #[test]
+    fn the_operator_listens_on_the_ipv6_wildcard_by_default() {
+        let cli = Cli::try_parse_from(["sluice", "run"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not `run`: {:?}", cli.command);
+        };
+        assert_eq!(args.xds_address, "[::]:8001".parse().unwrap());
+        assert_eq!(args.http_address, "[::]:8000".parse().unwrap());
+    }
+
+    #[test]
+    fn host_port_splits_names_ipv4_and_bracketed_ipv6() {
+        for (address, want) in [
+            (
+                "sluice-xds.sluice-system.svc:8001",
+                Some(("sluice-xds.sluice-system.svc", 8001)),
+            ),
+            ("10.0.0.1:8001", Some(("10.0.0.1", 8001))),
+            ("[fd00::1]:8001", Some(("fd00::1", 8001))),
+            ("[::1]:18000", Some(("::1", 18000))),
+            ("[::1]", None),
+            ("[]:8001", None),
+            ("host", None),
+            ("host:port", None),
+        ] {
+            assert_eq!(split_host_port(address), want, "{address}");
+        }
     }
 }

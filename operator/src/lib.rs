@@ -10,6 +10,7 @@ pub mod controller;
 pub mod dag;
 pub mod drain;
 pub mod metrics;
+pub mod net;
 pub mod provision;
 pub mod render;
 pub mod snapshot;

@@ -353,6 +353,8 @@ impl State<'_> {
             stats_address: self.opts.listen_address.clone(),
             stats_port: ports.stats,
             admin_socket: self.admin_socket(ports).display().to_string(),
+            // `--listen-address ::` is dual-stack, as a Gateway's default `spec.ipFamily`.
+            ipv4_compat: true,
         };
         let resources = match translate::translate(&dag, &opts) {
             Ok(r) => r,
@@ -491,7 +493,10 @@ impl State<'_> {
             });
         match spawned {
             Ok(child) => {
-                let host = &self.opts.listen_address;
+                let host = match self.opts.listen_address.as_str() {
+                    ipv6 if ipv6.contains(':') => format!("[{ipv6}]"),
+                    other => other.to_owned(),
+                };
                 println!(
                     "gateway {name}: http://{host}:{} https://{host}:{} stats http://{host}:{}/stats/prometheus (Envoy pid {}, log {}, admin socket {})",
                     ports.http,

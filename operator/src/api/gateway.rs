@@ -53,6 +53,27 @@ pub struct GatewaySpec {
     /// link-local or unspecified addresses).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub enable_external_name_services: bool,
+    /// Address Envoy's listeners (HTTP, HTTPS, stats/health) bind: `DualStack` (default) `::`
+    /// accepting IPv4 too, for IPv4-only, IPv6-only and dual-stack clusters; `IPv6` `::` only;
+    /// `IPv4` `0.0.0.0`, for nodes whose kernel has IPv6 disabled.
+    #[serde(default)]
+    pub ip_family: IpFamily,
+}
+
+/// IP family of Envoy's listeners.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum IpFamily {
+    /// `0.0.0.0`: IPv4 only. For nodes whose kernel has IPv6 disabled, where binding `::`
+    /// fails and Envoy rejects the listeners.
+    #[serde(rename = "IPv4")]
+    Ipv4,
+    /// `::`, IPv6 only.
+    #[serde(rename = "IPv6")]
+    Ipv6,
+    /// `::` accepting IPv4 too (as IPv4-mapped addresses): IPv4-only, IPv6-only and
+    /// dual-stack clusters alike.
+    #[default]
+    DualStack,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -216,7 +216,8 @@ async fn reconcile_instance(
             .with_label_values(&[&gateway])
             .observe(started.elapsed().as_secs_f64());
         let started = Instant::now();
-        match translate(&dag, &ctx.translate) {
+        let opts = ctx.translate.clone().with_ip_family(gw.spec.ip_family);
+        match translate(&dag, &opts) {
             Ok(resources) => {
                 ctx.metrics
                     .translate_seconds

@@ -65,11 +65,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let _ = rx.wait_for(|v| *v).await;
     };
 
-    let http_listener = tokio::net::TcpListener::bind(opts.http_listen)
-        .await
+    let http_listener = crate::net::bind(opts.http_listen)
         .with_context(|| format!("binding the HTTP endpoint to {}", opts.http_listen))?;
-    let xds_listener = tokio::net::TcpListener::bind(opts.xds_listen)
-        .await
+    let xds_listener = crate::net::bind(opts.xds_listen)
         .with_context(|| format!("binding the xDS server to {}", opts.xds_listen))?;
     tracing::info!(http = %http_listener.local_addr()?, xds = %xds_listener.local_addr()?, identity = %opts.identity, "starting");
 

@@ -62,6 +62,25 @@ pub fn socket_address(ip: &str, port: u16) -> Address {
     }
 }
 
+/// The address a listener binds: `ip:port`, and when `ip` is the IPv6 wildcard `::` and
+/// `ipv4_compat`, accepting IPv4 connections too (IPv4-mapped); otherwise Envoy binds `::`
+/// IPv6-only.
+pub fn listen_address(ip: &str, port: u16, ipv4_compat: bool) -> Address {
+    let wildcard = ip
+        .parse::<std::net::Ipv6Addr>()
+        .is_ok_and(|a| a.is_unspecified());
+    Address {
+        address: Some(address::Address::SocketAddress(
+            envoy_types::pb::envoy::config::core::v3::SocketAddress {
+                address: ip.to_owned(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
+                ipv4_compat: ipv4_compat && wildcard,
+                ..Default::default()
+            },
+        )),
+    }
+}
+
 /// A Unix domain socket address (`mode` only matters where Envoy binds it).
 pub fn pipe_address(path: &str, mode: u32) -> Address {
     Address {

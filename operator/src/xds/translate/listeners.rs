@@ -32,8 +32,8 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 
 use super::envoy::{
-    ads_config_source, any, bool_value, http_filter, network_filter, sds_secret, seconds,
-    socket_address, transport_socket, u32_value,
+    ads_config_source, any, bool_value, http_filter, listen_address, network_filter, sds_secret,
+    seconds, transport_socket, u32_value,
 };
 use super::routes::serves_https_routes;
 use super::{
@@ -76,7 +76,11 @@ pub fn build_listeners(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<Liste
 fn http_listener(opts: &TranslateOptions) -> Listener {
     Listener {
         name: HTTP_LISTENER.to_owned(),
-        address: Some(socket_address(&opts.http_address, opts.http_port)),
+        address: Some(listen_address(
+            &opts.http_address,
+            opts.http_port,
+            opts.ipv4_compat,
+        )),
         filter_chains: vec![FilterChain {
             filters: vec![hcm_filter(&ingress_hcm(HTTP_LISTENER, HTTP_LISTENER))],
             ..Default::default()
@@ -88,7 +92,11 @@ fn http_listener(opts: &TranslateOptions) -> Listener {
 fn https_listener(opts: &TranslateOptions, hosts: &[&VirtualHost]) -> Listener {
     Listener {
         name: HTTPS_LISTENER.to_owned(),
-        address: Some(socket_address(&opts.https_address, opts.https_port)),
+        address: Some(listen_address(
+            &opts.https_address,
+            opts.https_port,
+            opts.ipv4_compat,
+        )),
         listener_filters: vec![ListenerFilter {
             name: "envoy.filters.listener.tls_inspector".to_owned(),
             config_type: Some(listener_filter::ConfigType::TypedConfig(any(
@@ -335,7 +343,11 @@ fn stats_listener(opts: &TranslateOptions) -> Listener {
     };
     Listener {
         name: STATS_LISTENER.to_owned(),
-        address: Some(socket_address(&opts.stats_address, opts.stats_port)),
+        address: Some(listen_address(
+            &opts.stats_address,
+            opts.stats_port,
+            opts.ipv4_compat,
+        )),
         filter_chains: vec![FilterChain {
             filters: vec![hcm_filter(&hcm)],
             ..Default::default()

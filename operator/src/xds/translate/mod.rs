@@ -37,6 +37,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
+use crate::api::gateway::IpFamily;
 use crate::dag::Dag;
 use crate::dag::model::{SecretKind, Upstream, WeightedCluster};
 
@@ -69,18 +70,41 @@ pub struct TranslateOptions {
     /// `/ready` and `/stats/prometheus` are exposed, through the stats listener. Admin has no
     /// TCP address, so no route, endpoint or ExternalName service can reach it.
     pub admin_socket: String,
+    /// Listeners bound to the IPv6 wildcard `::` accept IPv4 too (Envoy's `ipv4_compat`).
+    pub ipv4_compat: bool,
 }
 
 impl Default for TranslateOptions {
+    /// Contour's ports, on a dual-stack `::` (a Gateway's default `spec.ipFamily`).
     fn default() -> Self {
         Self {
-            http_address: "0.0.0.0".to_owned(),
+            http_address: "::".to_owned(),
             http_port: 8080,
-            https_address: "0.0.0.0".to_owned(),
+            https_address: "::".to_owned(),
             https_port: 8443,
-            stats_address: "0.0.0.0".to_owned(),
+            stats_address: "::".to_owned(),
             stats_port: 8002,
             admin_socket: crate::provision::bootstrap::DEFAULT_ADMIN_SOCKET.to_owned(),
+            ipv4_compat: true,
+        }
+    }
+}
+
+impl TranslateOptions {
+    /// These options with every listener on the wildcard address of a Gateway's
+    /// `spec.ipFamily`: `0.0.0.0` (IPv4), `::` (IPv6) or `::` with `ipv4_compat` (DualStack).
+    #[must_use]
+    pub fn with_ip_family(self, family: IpFamily) -> Self {
+        let address = match family {
+            IpFamily::Ipv4 => "0.0.0.0",
+            IpFamily::Ipv6 | IpFamily::DualStack => "::",
+        };
+        Self {
+            http_address: address.to_owned(),
+            https_address: address.to_owned(),
+            stats_address: address.to_owned(),
+            ipv4_compat: family == IpFamily::DualStack,
+            ..self
         }
     }
 }

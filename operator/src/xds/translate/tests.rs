@@ -29,6 +29,7 @@ use prost::{Message, Name};
 
 use super::fixture::{self, Pems, cluster_name, eds_name};
 use super::*;
+use crate::api::gateway::IpFamily;
 use crate::api::ingressroute::TlsVersion;
 use crate::dag::model::{SocketAddress, Timeout as DagTimeout};
 
@@ -167,23 +168,89 @@ fn every_list_is_sorted_by_name_and_names_match_messages() {
     assert!(r.secrets.iter().all(|l| l.name == l.message.name));
 }
 
+/// Each listener's address, port and `ipv4_compat`, by name.
+fn binds(r: &Resources) -> Vec<(String, String, u32, bool)> {
+    r.listeners
+        .iter()
+        .map(|l| {
+            let Some(address::Address::SocketAddress(sa)) =
+                &l.message.address.as_ref().unwrap().address
+            else {
+                panic!("no socket address");
+            };
+            let (ip, port) = port_of(&l.message);
+            (l.name.clone(), ip, port, sa.ipv4_compat)
+        })
+        .collect()
+}
+
 #[test]
 fn listeners_and_their_default_addresses() {
+    // Dual-stack by default: `::` accepting IPv4 too, so IPv4-only, IPv6-only and dual-stack
+    // clusters all reach Envoy (and the kubelet's probe reaches the stats listener on the pod IP).
     let r = resources();
-    let names: Vec<&str> = r.listeners.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["ingress_http", "ingress_https", "stats_health"]);
     assert_eq!(
-        port_of(listener(&r, "ingress_http")),
-        ("0.0.0.0".into(), 8080)
+        binds(&r),
+        [
+            ("ingress_http".into(), "::".into(), 8080, true),
+            ("ingress_https".into(), "::".into(), 8443, true),
+            ("stats_health".into(), "::".into(), 8002, true),
+        ]
     );
+}
+
+#[test]
+fn listener_addresses_follow_the_ip_family() {
+    let dag = fixture::dag(&Pems::placeholder());
+    let of = |family| {
+        let opts = TranslateOptions {
+            http_port: 18080,
+            ..TranslateOptions::default()
+        }
+        .with_ip_family(family);
+        binds(&translate(&dag, &opts).unwrap())
+    };
+    let all = |ip: &str, compat: bool| -> Vec<(String, String, u32, bool)> {
+        [
+            ("ingress_http", 18080),
+            ("ingress_https", 8443),
+            ("stats_health", 8002),
+        ]
+        .into_iter()
+        .map(|(n, p)| (n.to_owned(), ip.to_owned(), p, compat))
+        .collect()
+    };
+    assert_eq!(of(IpFamily::DualStack), all("::", true));
+    assert_eq!(of(IpFamily::Ipv6), all("::", false));
+    assert_eq!(of(IpFamily::Ipv4), all("0.0.0.0", false));
     assert_eq!(
-        port_of(listener(&r, "ingress_https")),
-        ("0.0.0.0".into(), 8443)
+        TranslateOptions::default().with_ip_family(IpFamily::DualStack),
+        TranslateOptions::default()
     );
-    assert_eq!(
-        port_of(listener(&r, "stats_health")),
-        ("0.0.0.0".into(), 8002)
-    );
+}
+
+#[test]
+fn ipv4_compat_applies_to_the_ipv6_wildcard_only() {
+    let dag = fixture::dag(&Pems::placeholder());
+    for (ip, compat) in [
+        ("::1", false),
+        ("127.0.0.1", false),
+        ("::", true),
+        ("0:0::0", true),
+    ] {
+        let opts = TranslateOptions {
+            http_address: ip.into(),
+            https_address: ip.into(),
+            stats_address: ip.into(),
+            ..TranslateOptions::default()
+        };
+        let r = translate(&dag, &opts).unwrap();
+        assert!(
+            binds(&r).iter().all(|b| b.1 == ip && b.3 == compat),
+            "{ip}: {:?}",
+            binds(&r)
+        );
+    }
 }
 
 #[test]
@@ -1150,4 +1217,24 @@ mod invariants {
         });
         assert_eq!(e.label(), "duplicate");
     }
+}
+
+#[test]
+fn ip_family_reads_as_in_the_crd() {
+    for (name, family) in [
+        ("IPv4", IpFamily::Ipv4),
+        ("IPv6", IpFamily::Ipv6),
+        ("DualStack", IpFamily::DualStack),
+    ] {
+        assert_eq!(
+            serde_json::from_value::<IpFamily>(serde_json::json!(name)).unwrap(),
+            family
+        );
+        assert_eq!(
+            serde_json::to_value(family).unwrap(),
+            serde_json::json!(name)
+        );
+    }
+    let spec: crate::api::gateway::GatewaySpec = serde_json::from_str("{}").unwrap();
+    assert_eq!(spec.ip_family, IpFamily::DualStack);
 }
