@@ -11,6 +11,7 @@ use super::apply;
 use super::error::ApiError;
 use super::meta::{self, Ids, meta_str, now_rfc3339, set_meta};
 use super::resources::{self, ResourceType, TypeKey};
+use super::schema;
 use super::selector::{FieldSelector, LabelSelector};
 use super::validation;
 
@@ -448,6 +449,7 @@ impl Store {
         rt: &ResourceType,
         obj: &mut Value,
         old: Option<&Value>,
+        status_only: bool,
     ) -> Result<(), ApiError> {
         Self::validate_metadata(rt, obj)?;
         // What kube-apiserver validates in the contents of the few kinds with rules here.
@@ -468,6 +470,7 @@ impl Store {
             let name = meta_str(obj, "name");
             return Err(ApiError::invalid_causes(&rt.group, &rt.kind, name, &causes));
         }
+        self.check_custom(rt, obj, old, status_only)?;
         let key = rt.key();
         if key == namespace_key()
             && let Some(map) = obj.as_object_mut()
@@ -523,6 +526,51 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// A custom object against the schema of its CRD's version: unknown fields pruned (unless
+    /// the CRD still has `spec.preserveUnknownFields: true`), then validated, with ratcheting
+    /// against `old` on updates. A `/status` write prunes only `status`: kube copies the rest
+    /// from the stored object, as it is.
+    fn check_custom(
+        &self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        old: Option<&Value>,
+        status_only: bool,
+    ) -> Result<(), ApiError> {
+        let crd_name = format!("{}.{}", rt.plural, rt.group);
+        let Some(crd) = self.stored(&crd_key(), "", &crd_name) else {
+            return Ok(());
+        };
+        let version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .and_then(|av| rt.version_of(av))
+            .or_else(|| rt.versions.first().cloned())
+            .unwrap_or_default();
+        let Some(schema) = schema::of_version(&crd.obj, &version) else {
+            return Ok(());
+        };
+        if !validation::preserves_unknown_fields(&crd.obj) {
+            let mut pruned = obj.clone();
+            schema::prune(schema, &mut pruned);
+            if !status_only {
+                *obj = pruned;
+            } else if let Some(map) = obj.as_object_mut() {
+                match pruned.get("status") {
+                    Some(s) => map.insert("status".into(), s.clone()),
+                    None => map.remove("status"),
+                };
+            }
+        }
+        let causes = schema::validate(schema, obj, old);
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            let name = meta_str(obj, "name");
+            Err(ApiError::invalid_custom(&rt.group, &rt.kind, name, &causes))
+        }
     }
 
     /// Effects after a write: a stored CRD serves its resource, and an object whose owners are
@@ -660,7 +708,7 @@ impl Store {
             Some(Value::String(now_rfc3339())),
         );
         set_meta(&mut obj, "generation", Some(json!(1)));
-        self.prepare(rt, &mut obj, None)?;
+        self.prepare(rt, &mut obj, None, false)?;
         let rv = self.next_rv();
         set_meta(
             &mut obj,
@@ -689,6 +737,7 @@ impl Store {
         ns: &str,
         name: &str,
         mut new: Value,
+        status_only: bool,
     ) -> Result<Value, ApiError> {
         let key = rt.key();
         let old = self
@@ -700,13 +749,12 @@ impl Store {
             .and_then(|m| m.get("generation"))
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        let generation = if generation_view(&new, rt.status) == generation_view(&old, rt.status) {
-            old_generation
-        } else {
-            old_generation + 1
-        };
-        set_meta(&mut new, "generation", Some(json!(generation)));
-        self.prepare(rt, &mut new, Some(&old))?;
+        set_meta(&mut new, "generation", Some(json!(old_generation)));
+        // Before judging generation: pruning may drop what the write added.
+        self.prepare(rt, &mut new, Some(&old), status_only)?;
+        if generation_view(&new, rt.status) != generation_view(&old, rt.status) {
+            set_meta(&mut new, "generation", Some(json!(old_generation + 1)));
+        }
         set_meta(
             &mut new,
             "resourceVersion",
@@ -807,7 +855,7 @@ impl Store {
             }
             n
         };
-        self.commit(rt, &t.namespace, name, new)
+        self.commit(rt, &t.namespace, name, new, status_subresource)
     }
 
     pub fn update(
@@ -1056,7 +1104,7 @@ impl Store {
                 Some(Value::String(now_rfc3339())),
             );
             set_meta(&mut new, "deletionGracePeriodSeconds", Some(json!(0)));
-            let new = self.commit(rt, ns, name, new)?;
+            let new = self.commit(rt, ns, name, new, false)?;
             return Ok((new, false));
         }
         let removed = self.remove(&key, ns, name, propagation).unwrap_or(obj);
@@ -1185,7 +1233,7 @@ impl Store {
             "ownerReferences",
             (!refs.is_empty()).then_some(Value::Array(refs)),
         );
-        let _ = self.commit(&rt, ns, name, new);
+        let _ = self.commit(&rt, ns, name, new, false);
     }
 
     fn orphan(&mut self, uid: &str) {
