@@ -2506,4 +2506,163 @@ mod strict {
         assert_invalid(code, &refused, port, "changed bad value");
         Ok(())
     }
+
+    /// `(manager, operation, subresource, fieldsV1)` of each managed fields entry.
+    fn managed(obj: &Value) -> Vec<(String, String, String, Value)> {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                assert_eq!(e["fieldsType"], "FieldsV1", "{e}");
+                assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+                let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (
+                    text("manager"),
+                    text("operation"),
+                    text("subresource"),
+                    e["fieldsV1"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// `metadata.managedFields`: per manager and operation, the fields it wrote, in kube's
+    /// `FieldsV1` form; an update takes fields from other updaters; an applier's entry is
+    /// replaced on its next apply; status writes are recorded apart; no-op writes change nothing.
+    #[tokio::test]
+    async fn managed_fields_record_who_wrote_what() -> Result<()> {
+        const CMS: &str = "/api/v1/namespaces/default/configmaps";
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "c", "labels": {"l": "x"}}, "data": {"a": "1"}});
+        let (code, created) = http
+            .post(&format!("{CMS}?fieldManager=creator"), &cm)
+            .await?;
+        assert_eq!(code, 201, "{created}");
+        let entry = &created["metadata"]["managedFields"][0];
+        assert_eq!(entry["apiVersion"], "v1", "{entry}");
+        assert_eq!(
+            managed(&created),
+            vec![(
+                "creator".into(),
+                "Update".into(),
+                String::new(),
+                json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:l": {}}}})
+            )]
+        );
+
+        // Another manager's patch takes the field it changes.
+        let (_, patched) = http
+            .merge(
+                &format!("{CMS}/c?fieldManager=editor"),
+                &json!({"data": {"a": "2"}}),
+            )
+            .await?;
+        assert_eq!(
+            managed(&patched),
+            vec![
+                (
+                    "creator".into(),
+                    "Update".into(),
+                    String::new(),
+                    json!({"f:metadata": {"f:labels": {"f:l": {}}}})
+                ),
+                (
+                    "editor".into(),
+                    "Update".into(),
+                    String::new(),
+                    json!({"f:data": {"f:a": {}}})
+                ),
+            ]
+        );
+        // A write that changes nothing changes nothing, managed fields included.
+        let (_, same) = http
+            .merge(
+                &format!("{CMS}/c?fieldManager=other"),
+                &json!({"data": {"a": "2"}}),
+            )
+            .await?;
+        assert_eq!(
+            same["metadata"]["resourceVersion"],
+            patched["metadata"]["resourceVersion"]
+        );
+        assert_eq!(
+            same["metadata"]["managedFields"],
+            patched["metadata"]["managedFields"]
+        );
+
+        // Apply: one entry per applier, replaced on its next apply.
+        let apply = async |data: Value| {
+            let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "c"}, "data": data});
+            http.patch(
+                &format!("{CMS}/c?fieldManager=ssa"),
+                "application/apply-patch+yaml",
+                &cfg.to_string(),
+            )
+            .await
+        };
+        let (code, applied) = apply(json!({"b": "1"})).await?;
+        assert_eq!(code, 200, "{applied}");
+        let ssa = |fields: Value| {
+            (
+                "ssa".to_string(),
+                "Apply".to_string(),
+                String::new(),
+                fields,
+            )
+        };
+        assert!(
+            managed(&applied).contains(&ssa(json!({"f:data": {"f:b": {}}}))),
+            "{applied}"
+        );
+        let (_, applied) = apply(json!({"c": "1"})).await?;
+        let entries = managed(&applied);
+        assert_eq!(
+            entries.iter().filter(|e| e.0 == "ssa").count(),
+            1,
+            "{entries:?}"
+        );
+        assert!(
+            entries.contains(&ssa(json!({"f:data": {"f:c": {}}}))),
+            "{entries:?}"
+        );
+        assert_eq!(applied["data"], json!({"a": "2", "c": "1"}));
+
+        // Status writes are recorded with their subresource.
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                         "spec": {"ports": [{"port": 80}]}});
+        let (code, _) = http
+            .post("/api/v1/namespaces/default/services?fieldManager=me", &svc)
+            .await?;
+        assert_eq!(code, 201);
+        let lb = json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}});
+        let (code, written) = http
+            .merge(
+                "/api/v1/namespaces/default/services/s/status?fieldManager=lb",
+                &lb,
+            )
+            .await?;
+        assert_eq!(code, 200, "{written}");
+        assert_eq!(
+            managed(&written),
+            vec![
+                (
+                    "lb".into(),
+                    "Update".into(),
+                    "status".into(),
+                    json!({"f:status": {"f:loadBalancer": {"f:ingress": {}}}})
+                ),
+                (
+                    "me".into(),
+                    "Update".into(),
+                    String::new(),
+                    json!({"f:spec": {"f:ports": {}}})
+                ),
+            ]
+        );
+        Ok(())
+    }
 }

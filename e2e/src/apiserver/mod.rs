@@ -63,6 +63,19 @@
 //!   that changes nothing bumps nothing and sends no event. `metadata.generation` starts at 1 and
 //!   grows when anything but metadata (and status, for resources with a status subresource)
 //!   changes. `uid` and `creationTimestamp` are set on create.
+//! - `metadata.managedFields` (apiserver `pkg/endpoints/handlers/fieldmanager`,
+//!   structured-merge-diff `fieldpath` for `FieldsV1`): one entry per field manager, operation
+//!   and subresource, with `manager`, `operation` (`Apply` for server-side apply, `Update` for
+//!   create, update and the other patches), `apiVersion` (of the request), `time` (of the
+//!   manager's last write), `fieldsType: FieldsV1`, `fieldsV1` (`{"f:spec": {"f:x": {}}}`) and
+//!   `subresource: status` for `/status` writes. The manager is the request's `fieldManager`,
+//!   else its `User-Agent` up to the first `/`; in-process [`ApiServer::create`] writes as
+//!   [`TEST_FIELD_MANAGER`]. An `Apply` entry holds the fields of the manager's last applied
+//!   configuration (replaced on its next apply); an `Update` entry gains the fields its write set
+//!   or changed, which leave every other `Update` entry; fields gone from the object leave every
+//!   entry, and an `Update` entry left empty goes. Writes the server makes itself (garbage
+//!   collection) are nobody's. Managed fields sent by clients are ignored; a write that changes
+//!   nothing but entry times changes nothing. See the Limits for the approximations.
 //! - Watches stream newline-delimited `ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK` events, one HTTP
 //!   chunk per event, from a bounded history of changes ([`ApiServerOptions::history_limit`]).
 //!   A resourceVersion older than the history gets an `ERROR` event carrying a 410 `Expired`
@@ -210,12 +223,15 @@
 //! - CRD versions share one stored object: a request through another version only rewrites
 //!   `apiVersion` (no conversion). CRD `status` is set at once to Established/NamesAccepted.
 //!   Schemas are not checked to be structural.
-//! - Server-side apply is approximated (see `apply.rs`): no `managedFields` are written;
-//!   ownership is tracked per field manager from the configurations it applied; maps merge, lists
+//! - Server-side apply is approximated (see `apply.rs`); ownership is tracked per field manager from the configurations it applied; maps merge, lists
 //!   are atomic (replaced whole, even where Kubernetes merges them by key such as containers,
 //!   ports, conditions, ownerReferences, finalizers); a field a manager stops applying is
 //!   removed unless another applier still sets it; conflicts are detected only between appliers,
-//!   never against fields written by update or patch. Strategic merge patch is a JSON merge patch.
+//!   never against fields written by update or patch (an update does not take a field from its
+//!   applier: it shows in both managers' entries). In `managedFields` a field is a leaf of
+//!   maps: a list is one field (no `k:`/`v:`/`i:` keys for items) and no map is owned as a whole
+//!   (no `"."` keys); identity fields (`apiVersion`, `kind`, `metadata.name`, ...) are nobody's.
+//!   Strategic merge patch is a JSON merge patch.
 //! - Deletion is immediate (no grace periods); `Foreground` propagation behaves like
 //!   `Background` (the owner goes first); namespace and CRD deletion ignore the finalizers of the
 //!   objects they sweep away. Owner references match by uid only.
@@ -231,6 +247,7 @@ mod apply;
 mod error;
 mod fault;
 mod http;
+mod managed;
 mod meta;
 mod resources;
 mod schema;
@@ -600,7 +617,7 @@ impl ApiServer {
     pub fn create(&self, obj: Value) -> Result<Value, ApiError> {
         self.shared.write(|store| {
             let (t, _) = Self::target_of(store, &obj)?;
-            let created = store.create(&t, obj)?;
+            let created = store.create(&t, obj, Some(TEST_FIELD_MANAGER))?;
             Ok(Self::show(store, &t, &created))
         })
     }
@@ -631,7 +648,7 @@ impl ApiServer {
         self.shared.write(|store| {
             let (t, _) = Self::target_of(store, &crd)?;
             store.v1beta1_crd_write = true;
-            let created = store.create(&t, crd);
+            let created = store.create(&t, crd, Some(TEST_FIELD_MANAGER));
             store.v1beta1_crd_write = false;
             let created = created?;
             Ok(Self::show(store, &t, &created))
