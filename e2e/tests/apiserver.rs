@@ -2346,4 +2346,323 @@ mod strict {
         assert_invalid(code, &refused, "spec.preserveUnknownFields", "back to true");
         Ok(())
     }
+
+    fn cause(status: &Value, field: &str) -> Value {
+        status["details"]["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["field"] == field)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Custom objects are pruned and validated against their CRD's schema on every write, with
+    /// kube's messages; unchanged values are not judged again (ratcheting), so an object stored
+    /// under Contour's schema-less CRD keeps getting statuses once Sluice's CRD replaces it.
+    #[tokio::test]
+    async fn custom_objects_follow_their_crd_schema() -> Result<()> {
+        const IRS: &str = "/apis/contour.heptio.com/v1beta1/namespaces/default/ingressroutes";
+        const GWS: &str = "/apis/sluice.dev/v1alpha1/namespaces/default/gateways";
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let route = |name: &str, port: Value| {
+            json!({"apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
+                   "metadata": {"name": name},
+                   "spec": {"virtualhost": {"fqdn": "web.example.com"},
+                            "routes": [{"match": "/", "services": [{"name": "web", "port": port}]}]}})
+        };
+        // Schema-less legacy CRD: anything is stored.
+        server.create_v1beta1_crd(legacy_ingressroute_crd())?;
+        let (code, old) = http.post(IRS, &route("old", json!("80"))).await?;
+        assert_eq!(code, 201, "{old}");
+        let mut extra = route("extra", json!(80));
+        extra["spec"]["bogus"] = json!(true);
+        let (code, kept) = http.post(IRS, &extra).await?;
+        assert_eq!(
+            (code, &kept["spec"]["bogus"]),
+            (201, &json!(true)),
+            "{kept}"
+        );
+
+        server.apply_yaml(&sluice::api::crds_yaml()?)?;
+
+        // Wrong type: refused, with the path and kube's message.
+        let (code, refused) = http.post(IRS, &route("bad", json!("80"))).await?;
+        let port = "spec.routes[0].services[0].port";
+        assert_invalid(code, &refused, port, "string port");
+        let why = "Invalid value: \"string\": spec.routes[0].services[0].port in body must be of type integer: \"string\"";
+        assert_eq!(
+            refused["message"],
+            format!("IngressRoute.contour.heptio.com \"bad\" is invalid: {port}: {why}")
+        );
+        assert_eq!(cause(&refused, port)["message"], why);
+        assert_eq!(cause(&refused, port)["reason"], "FieldValueInvalid");
+        // Required fields.
+        let mut nameless = route("nameless", json!(80));
+        nameless["spec"]["routes"][0]["services"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("name");
+        let (code, refused) = http.post(IRS, &nameless).await?;
+        assert_invalid(
+            code,
+            &refused,
+            "spec.routes[0].services[0].name",
+            "missing name",
+        );
+        assert_eq!(
+            cause(&refused, "spec.routes[0].services[0].name")["reason"],
+            "FieldValueRequired"
+        );
+
+        // Unknown fields are pruned on create and on patch; a patch adding only unknown
+        // fields changes nothing.
+        let mut unknown = route("pruned", json!(80));
+        unknown["spec"]["bogus"] = json!(true);
+        unknown["spec"]["routes"][0]["junk"] = json!(1);
+        unknown["toplevel"] = json!(1);
+        let (code, created) = http.post(IRS, &unknown).await?;
+        assert_eq!(code, 201, "{created}");
+        assert_eq!(created["spec"], route("pruned", json!(80))["spec"]);
+        assert!(created.get("toplevel").is_none(), "{created}");
+        let (code, patched) = http
+            .merge(&format!("{IRS}/pruned"), &json!({"spec": {"bogus": 1}}))
+            .await?;
+        assert_eq!(code, 200, "{patched}");
+        assert_eq!(
+            patched["metadata"]["resourceVersion"],
+            created["metadata"]["resourceVersion"]
+        );
+        // Wrong types through update, patch and apply too.
+        let mut put = created.clone();
+        put["spec"]["routes"][0]["services"][0]["port"] = json!(true);
+        let (code, refused) = http.put(&format!("{IRS}/pruned"), &put).await?;
+        assert_invalid(code, &refused, port, "update");
+        let bad_patch = json!({"spec": {"virtualhost": {"fqdn": 7}}});
+        let (code, refused) = http.merge(&format!("{IRS}/pruned"), &bad_patch).await?;
+        assert_invalid(code, &refused, "spec.virtualhost.fqdn", "merge patch");
+        let err = server.apply(route("pruned", json!([]))).unwrap_err();
+        assert_eq!(err.code, 422, "{err}");
+
+        // Enums, and status through the subresource.
+        let gw = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway",
+                        "metadata": {"name": "future"},
+                        "spec": {"publishing": {"type": "Teleport"}}});
+        let (code, refused) = http.post(GWS, &gw).await?;
+        assert_invalid(code, &refused, "spec.publishing.type", "enum");
+        assert_eq!(
+            cause(&refused, "spec.publishing.type")["message"],
+            "Unsupported value: \"Teleport\": supported values: \"LoadBalancer\", \"NodePort\", \"ClusterIP\""
+        );
+        assert_eq!(
+            cause(&refused, "spec.publishing.type")["reason"],
+            "FieldValueNotSupported"
+        );
+        let status = json!({"status": {"currentStatus": 5}});
+        let (code, refused) = http.merge(&format!("{IRS}/pruned/status"), &status).await?;
+        assert_invalid(code, &refused, "status.currentStatus", "status");
+
+        // Stored under the old CRD: kept as it is, its status can be written (the bad port is
+        // unchanged), other spec fields can change, the bad port cannot be changed to another
+        // bad value.
+        let (code, got) = http.get(&format!("{IRS}/old")).await?;
+        assert_eq!(
+            (code, &got["spec"]["routes"][0]["services"][0]["port"]),
+            (200, &json!("80"))
+        );
+        let status = json!({"status": {"currentStatus": "invalid", "description": "x"}});
+        let (code, written) = http.merge(&format!("{IRS}/old/status"), &status).await?;
+        assert_eq!(
+            (code, &written["status"]),
+            (200, &status["status"]),
+            "{written}"
+        );
+        let (code, patched) = http
+            .merge(
+                &format!("{IRS}/old"),
+                &json!({"spec": {"virtualhost": {"fqdn": "x.example.com"}}}),
+            )
+            .await?;
+        assert_eq!(code, 200, "{patched}");
+        // Unknown fields stored under the old CRD stay through status writes (kube copies the
+        // rest of the stored object) and go with the next write of the main resource.
+        let (code, written) = http.merge(&format!("{IRS}/extra/status"), &status).await?;
+        assert_eq!(
+            (code, &written["spec"]["bogus"]),
+            (200, &json!(true)),
+            "{written}"
+        );
+        assert_eq!(
+            written["metadata"]["generation"],
+            kept["metadata"]["generation"]
+        );
+        let relabel = json!({"metadata": {"labels": {"a": "b"}}});
+        let (code, written) = http.merge(&format!("{IRS}/extra"), &relabel).await?;
+        assert_eq!(code, 200, "{written}");
+        assert!(written["spec"].get("bogus").is_none(), "{written}");
+        let bad = json!({"spec": {"routes": [{"services": [{"name": "web", "port": "81"}]}]}});
+        let (code, refused) = http.merge(&format!("{IRS}/old"), &bad).await?;
+        assert_invalid(code, &refused, port, "changed bad value");
+        Ok(())
+    }
+
+    /// `(manager, operation, subresource, fieldsV1)` of each managed fields entry.
+    fn managed(obj: &Value) -> Vec<(String, String, String, Value)> {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                assert_eq!(e["fieldsType"], "FieldsV1", "{e}");
+                assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+                let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (
+                    text("manager"),
+                    text("operation"),
+                    text("subresource"),
+                    e["fieldsV1"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// `metadata.managedFields`: per manager and operation, the fields it wrote, in kube's
+    /// `FieldsV1` form; an update takes fields from other updaters; an applier's entry is
+    /// replaced on its next apply; status writes are recorded apart; no-op writes change nothing.
+    #[tokio::test]
+    async fn managed_fields_record_who_wrote_what() -> Result<()> {
+        const CMS: &str = "/api/v1/namespaces/default/configmaps";
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "c", "labels": {"l": "x"}}, "data": {"a": "1"}});
+        let (code, created) = http
+            .post(&format!("{CMS}?fieldManager=creator"), &cm)
+            .await?;
+        assert_eq!(code, 201, "{created}");
+        let entry = &created["metadata"]["managedFields"][0];
+        assert_eq!(entry["apiVersion"], "v1", "{entry}");
+        assert_eq!(
+            managed(&created),
+            vec![(
+                "creator".into(),
+                "Update".into(),
+                String::new(),
+                json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:l": {}}}})
+            )]
+        );
+
+        // Another manager's patch takes the field it changes.
+        let (_, patched) = http
+            .merge(
+                &format!("{CMS}/c?fieldManager=editor"),
+                &json!({"data": {"a": "2"}}),
+            )
+            .await?;
+        assert_eq!(
+            managed(&patched),
+            vec![
+                (
+                    "creator".into(),
+                    "Update".into(),
+                    String::new(),
+                    json!({"f:metadata": {"f:labels": {"f:l": {}}}})
+                ),
+                (
+                    "editor".into(),
+                    "Update".into(),
+                    String::new(),
+                    json!({"f:data": {"f:a": {}}})
+                ),
+            ]
+        );
+        // A write that changes nothing changes nothing, managed fields included.
+        let (_, same) = http
+            .merge(
+                &format!("{CMS}/c?fieldManager=other"),
+                &json!({"data": {"a": "2"}}),
+            )
+            .await?;
+        assert_eq!(
+            same["metadata"]["resourceVersion"],
+            patched["metadata"]["resourceVersion"]
+        );
+        assert_eq!(
+            same["metadata"]["managedFields"],
+            patched["metadata"]["managedFields"]
+        );
+
+        // Apply: one entry per applier, replaced on its next apply.
+        let apply = async |data: Value| {
+            let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "c"}, "data": data});
+            http.patch(
+                &format!("{CMS}/c?fieldManager=ssa"),
+                "application/apply-patch+yaml",
+                &cfg.to_string(),
+            )
+            .await
+        };
+        let (code, applied) = apply(json!({"b": "1"})).await?;
+        assert_eq!(code, 200, "{applied}");
+        let ssa = |fields: Value| {
+            (
+                "ssa".to_string(),
+                "Apply".to_string(),
+                String::new(),
+                fields,
+            )
+        };
+        assert!(
+            managed(&applied).contains(&ssa(json!({"f:data": {"f:b": {}}}))),
+            "{applied}"
+        );
+        let (_, applied) = apply(json!({"c": "1"})).await?;
+        let entries = managed(&applied);
+        assert_eq!(
+            entries.iter().filter(|e| e.0 == "ssa").count(),
+            1,
+            "{entries:?}"
+        );
+        assert!(
+            entries.contains(&ssa(json!({"f:data": {"f:c": {}}}))),
+            "{entries:?}"
+        );
+        assert_eq!(applied["data"], json!({"a": "2", "c": "1"}));
+
+        // Status writes are recorded with their subresource.
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                         "spec": {"ports": [{"port": 80}]}});
+        let (code, _) = http
+            .post("/api/v1/namespaces/default/services?fieldManager=me", &svc)
+            .await?;
+        assert_eq!(code, 201);
+        let lb = json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}});
+        let (code, written) = http
+            .merge(
+                "/api/v1/namespaces/default/services/s/status?fieldManager=lb",
+                &lb,
+            )
+            .await?;
+        assert_eq!(code, 200, "{written}");
+        assert_eq!(
+            managed(&written),
+            vec![
+                (
+                    "lb".into(),
+                    "Update".into(),
+                    "status".into(),
+                    json!({"f:status": {"f:loadBalancer": {"f:ingress": {}}}})
+                ),
+                (
+                    "me".into(),
+                    "Update".into(),
+                    String::new(),
+                    json!({"f:spec": {"f:ports": {}}})
+                ),
+            ]
+        );
+        Ok(())
+    }
 }

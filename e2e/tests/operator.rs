@@ -1078,10 +1078,12 @@ async fn gateway_events(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<V
         .collect())
 }
 
-/// A Gateway this version cannot decode (stored under a newer CRD, say) stops no other: the
-/// good Gateway beside it is provisioned and gets its status, and the unreadable one gets a
-/// Warning event saying why. A real API server validates Gateways against the CRD schema and
-/// would refuse to store it, so there only the good Gateway is checked.
+/// A Gateway this version cannot decode stops no other: the good Gateway beside it is
+/// provisioned and gets its status, and the unreadable one gets a Warning event saying why. In
+/// memory the unreadable Gateway is stored under a newer CRD whose schema allows
+/// `publishing.type: Teleport`, then the current CRD is applied back (a real server keeps
+/// stored objects when the schema changes, as after a downgrade). A real cluster's shared CRDs
+/// must not be replaced by a test, so there only the good Gateway is checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_gateway_stops_no_other() -> Result<()> {
     let cluster = Cluster::start(true).await?;
@@ -1090,7 +1092,28 @@ async fn an_undecodable_gateway_stops_no_other() -> Result<()> {
     let future = gateway(&ns, "future", json!({"publishing": {"type": "Teleport"}}));
     match cluster.memory() {
         Some(server) => {
+            let current = serde_json::to_value(
+                sluice::api::crds()
+                    .into_iter()
+                    .find(|c| c.metadata.name.as_deref() == Some("gateways.sluice.dev"))
+                    .context("no Gateway CRD")?,
+            )?;
+            let mut newer = current.clone();
+            let types = newer
+                .pointer_mut(
+                    "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/publishing/properties/type/enum",
+                )
+                .and_then(Value::as_array_mut)
+                .context("no publishing.type enum in the Gateway CRD")?;
+            types.push(json!("Teleport"));
+            // The current CRD refuses it; the newer one stores it; the current one comes back.
+            ensure!(
+                server.create(future.clone()).is_err(),
+                "stored under the current CRD"
+            );
+            server.apply(newer)?;
             server.create(future)?;
+            server.apply(current)?;
         }
         None => println!("real cluster: its CRD schema refuses the unknown enum value"),
     }
@@ -1502,12 +1525,28 @@ async fn ingressroute_statuses_follow_changes() -> Result<()> {
 
 /// An IngressRoute stored under an older, schema-less CRD (Contour <= 1.5) with a field of the
 /// wrong type is `invalid` with the decoder's message; the operator becomes ready and every
-/// other IngressRoute is judged as usual. A real cluster with Sluice's CRD refuses to store such
-/// an object, so there the test only checks the good route.
+/// other IngressRoute is judged as usual. In memory the route is created under Contour's legacy
+/// CRD, then Sluice's CRDs are applied over it (a real server keeps stored objects when the
+/// schema changes). A real cluster's CRDs cannot be made schema-less (apiextensions v1beta1 is
+/// gone), and with Sluice's CRD it refuses such an object, so there only the good route is
+/// checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_ingressroute_stops_nothing() -> Result<()> {
-    let cluster = Cluster::start(true).await?;
+    let cluster = Cluster::start(false).await?;
     let ns = cluster.namespace("team-a").await?;
+    let mut old = ingress_route(&ns, "old", None, route_spec(Some("old.example.com"), "web"));
+    old["spec"]["routes"][0]["services"][0]["port"] = json!("80");
+    old["spec"]["strategy"] = json!("RingHash");
+    match cluster.memory() {
+        Some(server) => {
+            server.create_v1beta1_crd(contour_legacy_crd("ingressroutes", "IngressRoute"))?;
+            server.create(old)?;
+        }
+        None => println!(
+            "real cluster: its CRD schema refuses port: \"80\"; checking the good route only"
+        ),
+    }
+    cluster.install_crds().await?;
     cluster.apply(gateway(&ns, "edge", json!({}))).await?;
     cluster.apply(service(&ns, "web")).await?;
     cluster
@@ -1518,17 +1557,6 @@ async fn an_undecodable_ingressroute_stops_nothing() -> Result<()> {
             route_spec(Some("good.example.com"), "web"),
         ))
         .await?;
-    let mut old = ingress_route(&ns, "old", None, route_spec(Some("old.example.com"), "web"));
-    old["spec"]["routes"][0]["services"][0]["port"] = json!("80");
-    old["spec"]["strategy"] = json!("RingHash");
-    match cluster.memory() {
-        Some(server) => {
-            server.create(old)?;
-        }
-        None => println!(
-            "real cluster: its CRD schema refuses port: \"80\"; checking the good route only"
-        ),
-    }
     let mut op = cluster.operator("solo")?.start()?;
     op.wait_ready(PATIENCE).await?;
     assert_eq!(

@@ -103,19 +103,40 @@ impl ApiError {
         name: &str,
         causes: &[(String, String)],
     ) -> Self {
+        Self::invalid_as(kind, group, kind, name, causes)
+    }
+
+    /// 422 Invalid for a custom object refused by its CRD's schema: kube names the kind with
+    /// its group in the message (`IngressRoute.contour.heptio.com "x" is invalid: ...`).
+    pub fn invalid_custom(
+        group: &str,
+        kind: &str,
+        name: &str,
+        causes: &[(String, String)],
+    ) -> Self {
+        Self::invalid_as(&format!("{kind}.{group}"), group, kind, name, causes)
+    }
+
+    fn invalid_as(
+        shown_kind: &str,
+        group: &str,
+        kind: &str,
+        name: &str,
+        causes: &[(String, String)],
+    ) -> Self {
         let listed: Vec<String> = causes
             .iter()
             .map(|(f, why)| format!("{f}: {why}"))
             .collect();
         let message = match listed.as_slice() {
-            [one] => format!("{kind} \"{name}\" is invalid: {one}"),
-            many => format!("{kind} \"{name}\" is invalid: [{}]", many.join(", ")),
+            [one] => format!("{shown_kind} \"{name}\" is invalid: {one}"),
+            many => format!("{shown_kind} \"{name}\" is invalid: [{}]", many.join(", ")),
         };
         let mut e = Self::new(422, "Invalid", message).with_details(group, kind, name);
         if let Some(Value::Object(d)) = &mut e.details {
             let causes: Vec<Value> = causes
                 .iter()
-                .map(|(f, why)| json!({"reason": "FieldValueInvalid", "message": why, "field": f}))
+                .map(|(f, why)| json!({"reason": cause_reason(why), "message": why, "field": f}))
                 .collect();
             d.insert("causes".into(), Value::Array(causes));
         }
@@ -164,6 +185,21 @@ impl ApiError {
         }
         status
     }
+}
+
+/// The `Status` cause reason of a field error, from the words it starts with (apimachinery
+/// `pkg/util/validation/field/errors.go` ErrorType).
+fn cause_reason(why: &str) -> &'static str {
+    [
+        ("Required value", "FieldValueRequired"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Too long", "FieldValueTooLong"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Duplicate value", "FieldValueDuplicate"),
+    ]
+    .iter()
+    .find(|(prefix, _)| why.starts_with(prefix))
+    .map_or("FieldValueInvalid", |(_, reason)| reason)
 }
 
 /// `plural` for the core group, `plural.group` otherwise, as in API server messages.

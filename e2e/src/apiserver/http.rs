@@ -19,6 +19,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::error::ApiError;
 use super::fault::{RequestTarget, failure_status};
+use super::managed::manager_from_user_agent;
 use super::resources::{self, ResourceType};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{
@@ -366,6 +367,16 @@ fn resource_request(
         }
     };
     let manager = q.get("fieldManager").map(String::as_str);
+    // Writes other than apply without `fieldManager` are the user agent's.
+    let user_agent = parts
+        .headers
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let updater = manager
+        .map(str::to_string)
+        .unwrap_or_else(|| manager_from_user_agent(user_agent));
+    let updater = Some(updater.as_str());
     let t = &a.target;
     match (&parts.method, a.name.as_deref()) {
         (&Method::GET, None) if truthy(q, "watch") => watch(shared, &a, q, metadata),
@@ -393,7 +404,7 @@ fn resource_request(
             if t.namespace.is_empty() && a.rt.namespaced {
                 return Err(ApiError::no_such_path());
             }
-            let obj = shared.write(|s| s.create(t, parse_json(body)?))?;
+            let obj = shared.write(|s| s.create(t, parse_json(body)?, updater))?;
             Ok(json_response(201, &show(&obj)))
         }
         (&Method::DELETE, None) => {
@@ -409,7 +420,7 @@ fn resource_request(
         }
         (&Method::GET, Some(name)) => Ok(json_response(200, &show(&shared.lock().get(t, name)?))),
         (&Method::PUT, Some(name)) => {
-            let obj = shared.write(|s| s.update(t, name, parse_json(body)?, a.status))?;
+            let obj = shared.write(|s| s.update(t, name, parse_json(body)?, a.status, updater))?;
             Ok(json_response(200, &show(&obj)))
         }
         (&Method::PATCH, Some(name)) => {
@@ -431,8 +442,13 @@ fn resource_request(
                     "force is only allowed for apply patches",
                 ));
             }
+            let who = if kind == PatchKind::Apply {
+                manager
+            } else {
+                updater
+            };
             let (obj, created) =
-                shared.write(|s| s.patch(t, name, kind, body, a.status, manager, force))?;
+                shared.write(|s| s.patch(t, name, kind, body, a.status, who, force))?;
             Ok(json_response(if created { 201 } else { 200 }, &show(&obj)))
         }
         (&Method::DELETE, Some(name)) if !a.status => {

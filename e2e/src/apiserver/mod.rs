@@ -63,6 +63,19 @@
 //!   that changes nothing bumps nothing and sends no event. `metadata.generation` starts at 1 and
 //!   grows when anything but metadata (and status, for resources with a status subresource)
 //!   changes. `uid` and `creationTimestamp` are set on create.
+//! - `metadata.managedFields` (apiserver `pkg/endpoints/handlers/fieldmanager`,
+//!   structured-merge-diff `fieldpath` for `FieldsV1`): one entry per field manager, operation
+//!   and subresource, with `manager`, `operation` (`Apply` for server-side apply, `Update` for
+//!   create, update and the other patches), `apiVersion` (of the request), `time` (of the
+//!   manager's last write), `fieldsType: FieldsV1`, `fieldsV1` (`{"f:spec": {"f:x": {}}}`) and
+//!   `subresource: status` for `/status` writes. The manager is the request's `fieldManager`,
+//!   else its `User-Agent` up to the first `/`; in-process [`ApiServer::create`] writes as
+//!   [`TEST_FIELD_MANAGER`]. An `Apply` entry holds the fields of the manager's last applied
+//!   configuration (replaced on its next apply); an `Update` entry gains the fields its write set
+//!   or changed, which leave every other `Update` entry; fields gone from the object leave every
+//!   entry, and an `Update` entry left empty goes. Writes the server makes itself (garbage
+//!   collection) are nobody's. Managed fields sent by clients are ignored; a write that changes
+//!   nothing but entry times changes nothing. See the Limits for the approximations.
 //! - Watches stream newline-delimited `ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK` events, one HTTP
 //!   chunk per event, from a bounded history of changes ([`ApiServerOptions::history_limit`]).
 //!   A resourceVersion older than the history gets an `ERROR` event carrying a 410 `Expired`
@@ -161,6 +174,31 @@
 //!   true, as Contour up to 1.5 installed its CRDs): the create-time refusal is skipped, the
 //!   defaults rule is not.
 //!
+//! - Custom objects, against the `openAPIV3Schema` of their CRD's version (the one named by the
+//!   object's `apiVersion`), on create, update, patch and apply, main resource and `/status`
+//!   alike (apiextensions-apiserver `pkg/apiserver/schema/pruning`,
+//!   `pkg/apiserver/schema/defaulting` PruneNonNullableNullsWithoutDefaults,
+//!   `pkg/apiserver/validation` with kube-openapi's validators). First pruning, unless the CRD
+//!   still has `spec.preserveUnknownFields: true` (a CRD kept from v1beta1 stores anything its
+//!   schema allows): fields neither in `properties` nor covered by an `additionalProperties`
+//!   schema are dropped silently, unless the object sets `x-kubernetes-preserve-unknown-fields`
+//!   or `additionalProperties: true`; `apiVersion`, `kind` and `metadata` at the top level (and in
+//!   `x-kubernetes-embedded-resource` objects) are kept; a `null` map value whose schema is not
+//!   `nullable` is dropped. A write left unchanged by pruning changes nothing. Then validation,
+//!   every error reported with its path (`spec.routes[0].services[0].port`, map keys after a
+//!   dot): `type` (`Invalid value: "string": <path> in body must be of type integer: "string"`;
+//!   `integer` also takes whole floats; `x-kubernetes-int-or-string` takes `integer,string`),
+//!   `nullable` (`null` passes every check), `enum` (`Unsupported value: "x": supported values:
+//!   "a", "b"`), `required` (`Required value` on the missing field), `minimum`/`maximum` and
+//!   their `exclusive` forms (`Invalid value: 0: <path> in body should be greater than or equal
+//!   to 1`), `minLength` (`should be at least N chars long`), `maxLength` (`Too long: may not be
+//!   more than N bytes`). Causes carry kube's reasons (`FieldValueInvalid`,
+//!   `FieldValueNotSupported`, `FieldValueRequired`, `FieldValueTooLong`) and the message names
+//!   the kind with its group (`IngressRoute.contour.heptio.com "x" is invalid: ...`). On
+//!   updates a value equal to the stored one at the same place is not judged again
+//!   (`pkg/apiserver/validation/ratcheting.go`, on by default since Kubernetes 1.30), so an
+//!   object stored under an older schema keeps taking status writes and changes elsewhere.
+//!
 //! [`ApiServerOptions::allow_loopback_endpoints`] (off by default) is the one deliberate
 //! departure: it accepts loopback addresses in Endpoints and EndpointSlices, for tests whose
 //! backends must listen on 127.0.0.1. Tests using it must skip those steps against a real cluster.
@@ -172,22 +210,28 @@
 //!   (rejected with 400), or `kubectl` table output.
 //! - No controllers: nothing schedules pods, fills endpoints, allocates cluster IPs, runs
 //!   DaemonSets or Deployments (tests may run `crate::kubelet` for DaemonSets), or defaults
-//!   fields. Beyond the rules under Validation, contents
-//!   are not validated against any schema (built-in or CRD OpenAPI), and unknown fields are kept.
+//!   fields. Beyond the rules under Validation, contents are not validated (built-in kinds have
+//!   no schema here; unknown fields of built-in objects are kept). Of CRD schemas, `default` is
+//!   not applied; `pattern`, `format`, `minItems`/`maxItems`, `uniqueItems`,
+//!   `minProperties`/`maxProperties`, `anyOf`/`oneOf`/`allOf`/`not`, `x-kubernetes-validations`
+//!   (CEL) and list types are not checked; `metadata` of custom objects is checked by the
+//!   metadata rules only; ratcheting correlates list items by index (kube only correlates
+//!   map-lists by key and sets).
 //!   Other metadata rules of Kubernetes (ownerReferences, finalizer names, immutable fields on
 //!   update) and the other fields of Endpoints and EndpointSlices (ports, hostnames, FQDNs) are
 //!   not checked.
 //! - CRD versions share one stored object: a request through another version only rewrites
 //!   `apiVersion` (no conversion). CRD `status` is set at once to Established/NamesAccepted.
-//!   `preserveUnknownFields` and `x-kubernetes-preserve-unknown-fields` are checked (see
-//!   Validation) but not acted on: nothing is ever pruned, and schemas are not checked to be
-//!   structural.
-//! - Server-side apply is approximated (see `apply.rs`): no `managedFields` are written;
-//!   ownership is tracked per field manager from the configurations it applied; maps merge, lists
+//!   Schemas are not checked to be structural.
+//! - Server-side apply is approximated (see `apply.rs`); ownership is tracked per field manager from the configurations it applied; maps merge, lists
 //!   are atomic (replaced whole, even where Kubernetes merges them by key such as containers,
 //!   ports, conditions, ownerReferences, finalizers); a field a manager stops applying is
 //!   removed unless another applier still sets it; conflicts are detected only between appliers,
-//!   never against fields written by update or patch. Strategic merge patch is a JSON merge patch.
+//!   never against fields written by update or patch (an update does not take a field from its
+//!   applier: it shows in both managers' entries). In `managedFields` a field is a leaf of
+//!   maps: a list is one field (no `k:`/`v:`/`i:` keys for items) and no map is owned as a whole
+//!   (no `"."` keys); identity fields (`apiVersion`, `kind`, `metadata.name`, ...) are nobody's.
+//!   Strategic merge patch is a JSON merge patch.
 //! - Deletion is immediate (no grace periods); `Foreground` propagation behaves like
 //!   `Background` (the owner goes first); namespace and CRD deletion ignore the finalizers of the
 //!   objects they sweep away. Owner references match by uid only.
@@ -203,8 +247,10 @@ mod apply;
 mod error;
 mod fault;
 mod http;
+mod managed;
 mod meta;
 mod resources;
+mod schema;
 mod selector;
 mod store;
 mod validation;
@@ -571,7 +617,7 @@ impl ApiServer {
     pub fn create(&self, obj: Value) -> Result<Value, ApiError> {
         self.shared.write(|store| {
             let (t, _) = Self::target_of(store, &obj)?;
-            let created = store.create(&t, obj)?;
+            let created = store.create(&t, obj, Some(TEST_FIELD_MANAGER))?;
             Ok(Self::show(store, &t, &created))
         })
     }
@@ -602,7 +648,7 @@ impl ApiServer {
         self.shared.write(|store| {
             let (t, _) = Self::target_of(store, &crd)?;
             store.v1beta1_crd_write = true;
-            let created = store.create(&t, crd);
+            let created = store.create(&t, crd, Some(TEST_FIELD_MANAGER));
             store.v1beta1_crd_write = false;
             let created = created?;
             Ok(Self::show(store, &t, &created))

@@ -9,8 +9,10 @@ use serde_json::{Map, Value, json};
 
 use super::apply;
 use super::error::ApiError;
+use super::managed::{Managed, Writer};
 use super::meta::{self, Ids, meta_str, now_rfc3339, set_meta};
 use super::resources::{self, ResourceType, TypeKey};
+use super::schema;
 use super::selector::{FieldSelector, LabelSelector};
 use super::validation;
 
@@ -89,6 +91,8 @@ struct Stored {
     obj: Value,
     /// Last applied configuration per `(field manager, status subresource)`.
     applied: BTreeMap<(String, bool), Value>,
+    /// What `metadata.managedFields` is made of.
+    managed: Managed,
     /// The propagation policy of a deletion waiting for finalizers.
     pending: Propagation,
 }
@@ -107,6 +111,9 @@ pub(crate) struct Store {
     /// The write under way stands in for a CRD created through apiextensions v1beta1
     /// (`ApiServer::create_v1beta1_crd`): `preserveUnknownFields: true` is accepted.
     pub v1beta1_crd_write: bool,
+    /// The field manager of the write under way, taken by the first object it stores (so
+    /// that garbage collection it sets off is nobody's).
+    writer: Option<Writer>,
 }
 
 fn crd_key() -> TypeKey {
@@ -137,6 +144,29 @@ fn generation_view(obj: &Value, status_subresource: bool) -> Value {
         m.remove("metadata");
         if status_subresource {
             m.remove("status");
+        }
+    }
+    v
+}
+
+/// `Some(list)` unless the list is empty (an object nobody wrote has no `managedFields`).
+fn non_empty(list: Value) -> Option<Value> {
+    list.as_array()
+        .is_some_and(|l| !l.is_empty())
+        .then_some(list)
+}
+
+/// The object without the times of its managed fields, to tell real changes.
+fn without_times(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(entries) = v
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    {
+        for e in entries {
+            if let Some(m) = e.as_object_mut() {
+                m.remove("time");
+            }
         }
     }
     v
@@ -173,6 +203,7 @@ impl Store {
             ids: Ids::new(),
             allow_loopback_endpoints: false,
             v1beta1_crd_write: false,
+            writer: None,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let target = Target {
@@ -182,7 +213,7 @@ impl Store {
             };
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             // Cannot fail: fixed, valid names in an empty store.
-            let _ = store.create(&target, obj);
+            let _ = store.create(&target, obj, None);
         }
         store
     }
@@ -448,6 +479,7 @@ impl Store {
         rt: &ResourceType,
         obj: &mut Value,
         old: Option<&Value>,
+        status_only: bool,
     ) -> Result<(), ApiError> {
         Self::validate_metadata(rt, obj)?;
         // What kube-apiserver validates in the contents of the few kinds with rules here.
@@ -468,6 +500,7 @@ impl Store {
             let name = meta_str(obj, "name");
             return Err(ApiError::invalid_causes(&rt.group, &rt.kind, name, &causes));
         }
+        self.check_custom(rt, obj, old, status_only)?;
         let key = rt.key();
         if key == namespace_key()
             && let Some(map) = obj.as_object_mut()
@@ -525,6 +558,51 @@ impl Store {
         Ok(())
     }
 
+    /// A custom object against the schema of its CRD's version: unknown fields pruned (unless
+    /// the CRD still has `spec.preserveUnknownFields: true`), then validated, with ratcheting
+    /// against `old` on updates. A `/status` write prunes only `status`: kube copies the rest
+    /// from the stored object, as it is.
+    fn check_custom(
+        &self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        old: Option<&Value>,
+        status_only: bool,
+    ) -> Result<(), ApiError> {
+        let crd_name = format!("{}.{}", rt.plural, rt.group);
+        let Some(crd) = self.stored(&crd_key(), "", &crd_name) else {
+            return Ok(());
+        };
+        let version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .and_then(|av| rt.version_of(av))
+            .or_else(|| rt.versions.first().cloned())
+            .unwrap_or_default();
+        let Some(schema) = schema::of_version(&crd.obj, &version) else {
+            return Ok(());
+        };
+        if !validation::preserves_unknown_fields(&crd.obj) {
+            let mut pruned = obj.clone();
+            schema::prune(schema, &mut pruned);
+            if !status_only {
+                *obj = pruned;
+            } else if let Some(map) = obj.as_object_mut() {
+                match pruned.get("status") {
+                    Some(s) => map.insert("status".into(), s.clone()),
+                    None => map.remove("status"),
+                };
+            }
+        }
+        let causes = schema::validate(schema, obj, old);
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            let name = meta_str(obj, "name");
+            Err(ApiError::invalid_custom(&rt.group, &rt.kind, name, &causes))
+        }
+    }
+
     /// Effects after a write: a stored CRD serves its resource, and an object whose owners are
     /// gone is garbage-collected.
     fn after_write(&mut self, key: &TypeKey, obj: &Value) {
@@ -566,8 +644,44 @@ impl Store {
         }
     }
 
-    pub fn create(&mut self, t: &Target, body: Value) -> Result<Value, ApiError> {
+    /// The writer of a request by `manager` (none for the server's own writes).
+    fn set_writer(
+        &mut self,
+        rt: &ResourceType,
+        t: &Target,
+        manager: Option<&str>,
+        apply: bool,
+        status: bool,
+    ) {
+        self.writer = manager.filter(|m| !m.is_empty()).map(|m| Writer {
+            manager: m.to_string(),
+            apply,
+            status,
+            api_version: rt.api_version(&t.version),
+        });
+    }
+
+    /// Creates an object written by `manager` (an `Update` in its managed fields).
+    pub fn create(
+        &mut self,
+        t: &Target,
+        body: Value,
+        manager: Option<&str>,
+    ) -> Result<Value, ApiError> {
         let rt = self.type_of(&t.key)?;
+        self.set_writer(&rt, t, manager, false, false);
+        let out = self.create_as_writer(&rt, t, body);
+        self.writer = None;
+        out
+    }
+
+    fn create_as_writer(
+        &mut self,
+        rt: &ResourceType,
+        t: &Target,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let rt = rt.clone();
         let mut obj = into_object(body)?;
         Self::check_type_meta(&rt, &t.version, &mut obj, false)?;
         if !meta_str(&obj, "resourceVersion").is_empty() {
@@ -575,14 +689,16 @@ impl Store {
                 "resourceVersion should not be set on objects to be created",
             ));
         }
-        self.insert_new(&rt, t, obj)
+        self.insert_new(&rt, t, obj, BTreeMap::new())
     }
 
+    /// Stores a new object; `applied` is the configuration of an apply that creates it.
     fn insert_new(
         &mut self,
         rt: &ResourceType,
         t: &Target,
         mut obj: Value,
+        applied: BTreeMap<(String, bool), Value>,
     ) -> Result<Value, ApiError> {
         Self::check_namespace(rt, t, &mut obj)?;
         let ns = meta_str(&obj, "namespace").to_string();
@@ -660,7 +776,11 @@ impl Store {
             Some(Value::String(now_rfc3339())),
         );
         set_meta(&mut obj, "generation", Some(json!(1)));
-        self.prepare(rt, &mut obj, None)?;
+        self.prepare(rt, &mut obj, None, false)?;
+        let mut managed = Managed::default();
+        let writer = self.writer.take();
+        let fields = managed.record(writer.as_ref(), None, &obj, &applied, &now_rfc3339());
+        set_meta(&mut obj, "managedFields", non_empty(fields));
         let rv = self.next_rv();
         set_meta(
             &mut obj,
@@ -671,7 +791,8 @@ impl Store {
             (ns, name),
             Stored {
                 obj: obj.clone(),
-                applied: BTreeMap::new(),
+                applied,
+                managed,
                 pending: Propagation::Background,
             },
         );
@@ -689,6 +810,7 @@ impl Store {
         ns: &str,
         name: &str,
         mut new: Value,
+        status_only: bool,
     ) -> Result<Value, ApiError> {
         let key = rt.key();
         let old = self
@@ -700,13 +822,12 @@ impl Store {
             .and_then(|m| m.get("generation"))
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        let generation = if generation_view(&new, rt.status) == generation_view(&old, rt.status) {
-            old_generation
-        } else {
-            old_generation + 1
-        };
-        set_meta(&mut new, "generation", Some(json!(generation)));
-        self.prepare(rt, &mut new, Some(&old))?;
+        set_meta(&mut new, "generation", Some(json!(old_generation)));
+        // Before judging generation: pruning may drop what the write added.
+        self.prepare(rt, &mut new, Some(&old), status_only)?;
+        if generation_view(&new, rt.status) != generation_view(&old, rt.status) {
+            set_meta(&mut new, "generation", Some(json!(old_generation + 1)));
+        }
         set_meta(
             &mut new,
             "resourceVersion",
@@ -714,7 +835,15 @@ impl Store {
                 .and_then(|m| m.get("resourceVersion"))
                 .cloned(),
         );
-        if new == old {
+        let writer = self.writer.take();
+        let (mut managed, applied) = self
+            .stored(&key, ns, name)
+            .map(|s| (s.managed.clone(), s.applied.clone()))
+            .ok_or_else(|| Self::not_found(rt, name))?;
+        let fields = managed.record(writer.as_ref(), Some(&old), &new, &applied, &now_rfc3339());
+        set_meta(&mut new, "managedFields", non_empty(fields));
+        // A write that changes nothing but the times of managed fields changes nothing.
+        if without_times(&new) == without_times(&old) {
             return Ok(old);
         }
         let rv = self.next_rv();
@@ -726,6 +855,7 @@ impl Store {
         let pending = match self.stored_mut(&key, ns, name) {
             Some(stored) => {
                 stored.obj = new.clone();
+                stored.managed = managed;
                 stored.pending
             }
             None => return Err(Self::not_found(rt, name)),
@@ -807,7 +937,7 @@ impl Store {
             }
             n
         };
-        self.commit(rt, &t.namespace, name, new)
+        self.commit(rt, &t.namespace, name, new, status_subresource)
     }
 
     pub fn update(
@@ -816,9 +946,13 @@ impl Store {
         name: &str,
         body: Value,
         status: bool,
+        manager: Option<&str>,
     ) -> Result<Value, ApiError> {
         let rt = self.type_of(&t.key)?;
-        self.write_existing(&rt, t, name, body, status)
+        self.set_writer(&rt, t, manager, false, status);
+        let out = self.write_existing(&rt, t, name, body, status);
+        self.writer = None;
+        out
     }
 
     /// Applies a patch; returns the object and whether it was created (apply only).
@@ -834,6 +968,25 @@ impl Store {
         force: bool,
     ) -> Result<(Value, bool), ApiError> {
         let rt = self.type_of(&t.key)?;
+        self.set_writer(&rt, t, manager, kind == PatchKind::Apply, status);
+        let out = self.patch_as_writer(&rt, t, name, kind, body, status, manager, force);
+        self.writer = None;
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn patch_as_writer(
+        &mut self,
+        rt: &ResourceType,
+        t: &Target,
+        name: &str,
+        kind: PatchKind,
+        body: &[u8],
+        status: bool,
+        manager: Option<&str>,
+        force: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        let rt = rt.clone();
         let bad =
             |e: &dyn std::fmt::Display| ApiError::bad_request(format!("error decoding patch: {e}"));
         match kind {
@@ -934,10 +1087,13 @@ impl Store {
             if status {
                 return Err(Self::not_found(rt, name));
             }
-            let obj = self.insert_new(rt, t, cfg.clone())?;
-            if let Some(s) = self.stored_mut(&t.key, &t.namespace, name) {
-                s.applied.insert((manager.to_string(), status), cfg);
-            }
+            let applied = BTreeMap::from([((manager.to_string(), status), cfg)]);
+            let obj = self.insert_new(
+                rt,
+                t,
+                applied.values().next().cloned().unwrap_or_default(),
+                applied,
+            )?;
             return Ok((obj, true));
         };
         let others: Vec<(&str, &Value)> = stored
@@ -974,8 +1130,11 @@ impl Store {
             precondition
         };
         set_meta(&mut live, "resourceVersion", Some(Value::String(rv)));
-        let result = self.write_existing(rt, t, name, live, status)?;
+        // The configurations after this apply, in place before the write so that its managed
+        // fields show them; put back if the write fails.
+        let mut saved = None;
         if let Some(s) = self.stored_mut(&t.key, &t.namespace, name) {
+            saved = Some(s.applied.clone());
             // A forced apply takes the contested fields over from their previous appliers.
             for (other, path) in &found {
                 if let Some(their_cfg) = s.applied.get_mut(&(other.clone(), status)) {
@@ -984,7 +1143,16 @@ impl Store {
             }
             s.applied.insert((manager.to_string(), status), cfg);
         }
-        Ok((result, false))
+        match self.write_existing(rt, t, name, live, status) {
+            Ok(result) => Ok((result, false)),
+            Err(e) => {
+                if let (Some(s), Some(saved)) = (self.stored_mut(&t.key, &t.namespace, name), saved)
+                {
+                    s.applied = saved;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Deletes an object: immediately without finalizers, otherwise by setting
@@ -1056,7 +1224,7 @@ impl Store {
                 Some(Value::String(now_rfc3339())),
             );
             set_meta(&mut new, "deletionGracePeriodSeconds", Some(json!(0)));
-            let new = self.commit(rt, ns, name, new)?;
+            let new = self.commit(rt, ns, name, new, false)?;
             return Ok((new, false));
         }
         let removed = self.remove(&key, ns, name, propagation).unwrap_or(obj);
@@ -1185,7 +1353,7 @@ impl Store {
             "ownerReferences",
             (!refs.is_empty()).then_some(Value::Array(refs)),
         );
-        let _ = self.commit(&rt, ns, name, new);
+        let _ = self.commit(&rt, ns, name, new, false);
     }
 
     fn orphan(&mut self, uid: &str) {
