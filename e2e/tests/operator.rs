@@ -1510,6 +1510,103 @@ async fn ingressroute_statuses_follow_changes() -> Result<()> {
     Ok(())
 }
 
+/// The events recorded on IngressRoute `ns/name`, oldest first, as `(type, reason, note)`.
+async fn route_events(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+) -> Result<Vec<(String, String, String)>> {
+    let api = cluster.api("events.k8s.io/v1", "Event", Some(ns)).await?;
+    let list = api.list(&Default::default()).await?;
+    let mut events: Vec<Value> = list
+        .items
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|e| e["regarding"]["kind"] == "IngressRoute" && e["regarding"]["name"] == name)
+        .collect();
+    events.sort_by_key(|e| e["eventTime"].as_str().unwrap_or_default().to_owned());
+    Ok(events
+        .iter()
+        .map(|e| {
+            let field = |f: &str| e[f].as_str().unwrap_or_default().to_owned();
+            (field("type"), field("reason"), field("note"))
+        })
+        .collect())
+}
+
+/// An IngressRoute's verdicts are announced with events: one per change of its status, with the
+/// description as the note (Normal `Valid`, Warning `Invalid`), and none when reconciles find
+/// nothing new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingressroute_verdict_changes_are_events() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-ev").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "app",
+            None,
+            route_spec(Some("app.example.com"), "web"),
+        ))
+        .await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    let valid = wait_status(&cluster, &mut op, &ns, "app", "valid").await?;
+    let want_valid = ("Normal".to_owned(), "Valid".to_owned(), valid.clone());
+    let wait_events = async |n: usize| {
+        eventually(&format!("{n} events on IngressRoute app"), async || {
+            let events = route_events(&cluster, &ns, "app").await?;
+            Ok((events.len() >= n).then_some(events))
+        })
+        .await
+    };
+    assert_eq!(wait_events(1).await?, vec![want_valid.clone()]);
+
+    // Its Service gone, the route is invalid.
+    cluster.delete("v1", "Service", Some(&ns), "web").await?;
+    let invalid = wait_status(&cluster, &mut op, &ns, "app", "invalid").await?;
+    let want_invalid = ("Warning".to_owned(), "Invalid".to_owned(), invalid);
+    assert_eq!(
+        wait_events(2).await?,
+        vec![want_valid.clone(), want_invalid.clone()]
+    );
+
+    // Back, valid again: a second Valid event, not merged into the first.
+    cluster.apply(service(&ns, "web")).await?;
+    wait_status(&cluster, &mut op, &ns, "app", "valid").await?;
+    let want = vec![want_valid.clone(), want_invalid, want_valid];
+    assert_eq!(wait_events(3).await?, want);
+
+    // Reconciles that change nothing of it add no event: another route judged twice.
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "other",
+            None,
+            route_spec(Some("other.example.com"), "web"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "other", "valid").await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "other",
+            None,
+            route_spec(Some("other.example.com"), "gone"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "other", "invalid").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(route_events(&cluster, &ns, "app").await?, want);
+    assert_eq!(route_events(&cluster, &ns, "other").await?.len(), 2);
+    op.check_running()?;
+    Ok(())
+}
+
 /// An IngressRoute stored under an older, schema-less CRD (Contour <= 1.5) with a field of the
 /// wrong type is `invalid` with the decoder's message; the operator becomes ready and every
 /// other IngressRoute is judged as usual. A real cluster with Sluice's CRD refuses to store such
