@@ -1465,11 +1465,10 @@ async fn ingressroute_statuses_follow_changes() -> Result<()> {
         let gw = cluster
             .get("sluice.dev/v1alpha1", "Gateway", Some(&ns), "edge")
             .await?;
-        Ok(
-            gw.filter(|g| {
-                g["status"]["routes"] == json!({"valid": 2, "invalid": 1, "orphaned": 1})
-            }),
-        )
+        Ok(gw.filter(|g| {
+            g["status"]["routes"] == json!({"valid": 2, "invalid": 1, "orphaned": 1})
+                && g["status"]["validRoutes"] == "2/4"
+        }))
     })
     .await?;
 
