@@ -1004,6 +1004,38 @@ async fn gateway_status_counts_ready_envoys() -> Result<()> {
         condition(&gw, "Degraded"),
         Some(("False".to_owned(), "AsExpected".to_owned()))
     );
+    assert_eq!(gw["status"]["validRoutes"], "0/0");
+    // Provisioning and the rollout are told once each, whatever the number of reconciles.
+    let reasons = async || -> Result<Vec<(String, String)>> {
+        let mut events = gateway_events(&cluster, &ns, "edge").await?;
+        events.sort_by_key(|e| e["eventTime"].as_str().unwrap_or_default().to_owned());
+        Ok(events
+            .iter()
+            .map(|e| {
+                let field = |f: &str| e[f].as_str().unwrap_or_default().to_owned();
+                (field("type"), field("reason"))
+            })
+            .collect())
+    };
+    let normal = |r: &str| ("Normal".to_owned(), r.to_owned());
+    let want = vec![
+        normal("Provisioned"),
+        normal("RolloutStarted"),
+        normal("RolloutFinished"),
+    ];
+    let mut seen = Vec::new();
+    eventually(
+        "the Gateway's provisioning and rollout events",
+        async || {
+            seen = reasons().await?;
+            Ok((seen.len() >= want.len()).then_some(()))
+        },
+    )
+    .await
+    .with_context(|| format!("events: {seen:?}"))?;
+    assert_eq!(seen, want);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(reasons().await?, want);
     // The pod the controller listed is the DaemonSet's own.
     let pod = cluster
         .get(
