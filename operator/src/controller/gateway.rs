@@ -240,6 +240,10 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         .collect();
     events.extend(status_events(gw.status.as_ref(), &status, &rejections));
     for event in events {
+        // Like every write, only while leading.
+        if !ctx.leadership.is_leading() {
+            break;
+        }
         let mut regarding = gw.object_ref(&());
         // The recorder merges events with the same reason about the same object into a series
         // that keeps the first note; a new event always follows a status write, so the

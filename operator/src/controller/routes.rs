@@ -361,7 +361,9 @@ async fn write_statuses(
                     .inc();
                 tracing::debug!(ingressroute = %key, status = %status.current_status, "status written");
                 let announcement = (stored.metadata.uid.clone(), status.clone());
-                if announced.get(&key) != Some(&announcement) {
+                // Like every write, only while leading (a write in flight when the lease was
+                // lost is not announced).
+                if announced.get(&key) != Some(&announcement) && ctx.leadership.is_leading() {
                     // The stored object's resourceVersion, new with every write, keeps the
                     // recorder from merging this event into an earlier one with the same
                     // reason (whose note it would keep).
