@@ -1004,6 +1004,38 @@ async fn gateway_status_counts_ready_envoys() -> Result<()> {
         condition(&gw, "Degraded"),
         Some(("False".to_owned(), "AsExpected".to_owned()))
     );
+    assert_eq!(gw["status"]["validRoutes"], "0/0");
+    // Provisioning and the rollout are told once each, whatever the number of reconciles.
+    let reasons = async || -> Result<Vec<(String, String)>> {
+        let mut events = gateway_events(&cluster, &ns, "edge").await?;
+        events.sort_by_key(|e| e["eventTime"].as_str().unwrap_or_default().to_owned());
+        Ok(events
+            .iter()
+            .map(|e| {
+                let field = |f: &str| e[f].as_str().unwrap_or_default().to_owned();
+                (field("type"), field("reason"))
+            })
+            .collect())
+    };
+    let normal = |r: &str| ("Normal".to_owned(), r.to_owned());
+    let want = vec![
+        normal("Provisioned"),
+        normal("RolloutStarted"),
+        normal("RolloutFinished"),
+    ];
+    let mut seen = Vec::new();
+    eventually(
+        "the Gateway's provisioning and rollout events",
+        async || {
+            seen = reasons().await?;
+            Ok((seen.len() >= want.len()).then_some(()))
+        },
+    )
+    .await
+    .with_context(|| format!("events: {seen:?}"))?;
+    assert_eq!(seen, want);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(reasons().await?, want);
     // The pod the controller listed is the DaemonSet's own.
     let pod = cluster
         .get(
@@ -1075,6 +1107,16 @@ async fn gateway_events(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<V
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .filter(|e| e["regarding"]["kind"] == "Gateway" && e["regarding"]["name"] == name)
+        .collect())
+}
+
+/// The Warning events recorded on Gateway `ns/name` (the failures; Normal events tell of
+/// provisioning and rollouts).
+async fn gateway_warnings(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<Value>> {
+    Ok(gateway_events(cluster, ns, name)
+        .await?
+        .into_iter()
+        .filter(|e| e["type"] == "Warning")
         .collect())
 }
 
@@ -1203,7 +1245,7 @@ async fn objects_sluice_did_not_create_are_left_alone() -> Result<()> {
     }
     // A Warning event on the Gateway says it too.
     let events = eventually("an event on the Gateway", async || {
-        let events = gateway_events(&cluster, &ns, "edge").await?;
+        let events = gateway_warnings(&cluster, &ns, "edge").await?;
         Ok((!events.is_empty()).then_some(events))
     })
     .await?;
@@ -1317,7 +1359,7 @@ async fn an_apply_error_reaches_the_gateway_status_and_an_event() -> Result<()> 
     );
 
     let events = eventually("an event on the Gateway", async || {
-        let events = gateway_events(&cluster, &ns, "edge").await?;
+        let events = gateway_warnings(&cluster, &ns, "edge").await?;
         Ok((!events.is_empty()).then_some(events))
     })
     .await?;
@@ -1345,7 +1387,7 @@ async fn an_apply_error_reaches_the_gateway_status_and_an_event() -> Result<()> 
         }
         None => tokio::time::sleep(Duration::from_secs(20)).await,
     }
-    let events = gateway_events(&cluster, &ns, "edge").await?;
+    let events = gateway_warnings(&cluster, &ns, "edge").await?;
     assert_eq!(events.len(), 1, "{events:#?}");
 
     // Another refusal, another message, another event: a CPU request above its limit refuses
@@ -1378,7 +1420,7 @@ async fn an_apply_error_reaches_the_gateway_status_and_an_event() -> Result<()> 
         "{message}"
     );
     let events = eventually("a second event on the Gateway", async || {
-        let events = gateway_events(&cluster, &ns, "edge").await?;
+        let events = gateway_warnings(&cluster, &ns, "edge").await?;
         Ok((events.len() >= 2).then_some(events))
     })
     .await?;
@@ -1478,11 +1520,10 @@ async fn ingressroute_statuses_follow_changes() -> Result<()> {
         let gw = cluster
             .get("sluice.dev/v1alpha1", "Gateway", Some(&ns), "edge")
             .await?;
-        Ok(
-            gw.filter(|g| {
-                g["status"]["routes"] == json!({"valid": 2, "invalid": 1, "orphaned": 1})
-            }),
-        )
+        Ok(gw.filter(|g| {
+            g["status"]["routes"] == json!({"valid": 2, "invalid": 1, "orphaned": 1})
+                && g["status"]["validRoutes"] == "2/4"
+        }))
     })
     .await?;
 
@@ -1520,6 +1561,103 @@ async fn ingressroute_statuses_follow_changes() -> Result<()> {
         .await?;
     wait_status(&cluster, &mut op, &ns, "stray", "valid").await?;
     assert_eq!(route_status(&cluster, &ns, "foreign").await?, None);
+    Ok(())
+}
+
+/// The events recorded on IngressRoute `ns/name`, oldest first, as `(type, reason, note)`.
+async fn route_events(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+) -> Result<Vec<(String, String, String)>> {
+    let api = cluster.api("events.k8s.io/v1", "Event", Some(ns)).await?;
+    let list = api.list(&Default::default()).await?;
+    let mut events: Vec<Value> = list
+        .items
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|e| e["regarding"]["kind"] == "IngressRoute" && e["regarding"]["name"] == name)
+        .collect();
+    events.sort_by_key(|e| e["eventTime"].as_str().unwrap_or_default().to_owned());
+    Ok(events
+        .iter()
+        .map(|e| {
+            let field = |f: &str| e[f].as_str().unwrap_or_default().to_owned();
+            (field("type"), field("reason"), field("note"))
+        })
+        .collect())
+}
+
+/// An IngressRoute's verdicts are announced with events: one per change of its status, with the
+/// description as the note (Normal `Valid`, Warning `Invalid`), and none when reconciles find
+/// nothing new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingressroute_verdict_changes_are_events() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-ev").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "app",
+            None,
+            route_spec(Some("app.example.com"), "web"),
+        ))
+        .await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    let valid = wait_status(&cluster, &mut op, &ns, "app", "valid").await?;
+    let want_valid = ("Normal".to_owned(), "Valid".to_owned(), valid.clone());
+    let wait_events = async |n: usize| {
+        eventually(&format!("{n} events on IngressRoute app"), async || {
+            let events = route_events(&cluster, &ns, "app").await?;
+            Ok((events.len() >= n).then_some(events))
+        })
+        .await
+    };
+    assert_eq!(wait_events(1).await?, vec![want_valid.clone()]);
+
+    // Its Service gone, the route is invalid.
+    cluster.delete("v1", "Service", Some(&ns), "web").await?;
+    let invalid = wait_status(&cluster, &mut op, &ns, "app", "invalid").await?;
+    let want_invalid = ("Warning".to_owned(), "Invalid".to_owned(), invalid);
+    assert_eq!(
+        wait_events(2).await?,
+        vec![want_valid.clone(), want_invalid.clone()]
+    );
+
+    // Back, valid again: a second Valid event, not merged into the first.
+    cluster.apply(service(&ns, "web")).await?;
+    wait_status(&cluster, &mut op, &ns, "app", "valid").await?;
+    let want = vec![want_valid.clone(), want_invalid, want_valid];
+    assert_eq!(wait_events(3).await?, want);
+
+    // Reconciles that change nothing of it add no event: another route judged twice.
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "other",
+            None,
+            route_spec(Some("other.example.com"), "web"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "other", "valid").await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "other",
+            None,
+            route_spec(Some("other.example.com"), "gone"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "other", "invalid").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(route_events(&cluster, &ns, "app").await?, want);
+    assert_eq!(route_events(&cluster, &ns, "other").await?.len(), 2);
+    op.check_running()?;
     Ok(())
 }
 

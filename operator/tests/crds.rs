@@ -250,3 +250,76 @@ fn defaults_are_applied_in_code() {
     let d = decode(serde_json::json!({"delegations": [{"secretName": "s"}]}));
     assert!(d.spec.delegations[0].target_namespaces.is_empty());
 }
+
+/// The additionalPrinterColumns of a CRD's only version, as `(name, jsonPath, priority)`.
+fn printer_columns<K: CustomResourceExt>() -> Vec<(String, String, i64)> {
+    let crd = serde_json::to_value(K::crd()).unwrap();
+    crd["spec"]["versions"][0]["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["jsonPath"].as_str().unwrap().to_owned(),
+                c["priority"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// `kubectl get sgw` shows readiness, valid/total routes and the address; the root namespaces
+/// only with `-o wide`. Every status column reads a field the schema has.
+#[test]
+fn gateway_printer_columns() {
+    let columns = printer_columns::<Gateway>();
+    let want = [
+        ("Class", ".spec.ingressClassName", 0),
+        (
+            "Available",
+            ".status.conditions[?(@.type==\"Available\")].status",
+            0,
+        ),
+        ("Envoys", ".status.envoys.ready", 0),
+        ("Routes", ".status.validRoutes", 0),
+        ("Address", ".status.addresses[0]", 0),
+        ("Root namespaces", ".spec.rootNamespaces", 1),
+        ("Age", ".metadata.creationTimestamp", 0),
+    ];
+    let want: Vec<(String, String, i64)> = want
+        .iter()
+        .map(|(n, p, pr)| ((*n).to_owned(), (*p).to_owned(), *pr))
+        .collect();
+    assert_eq!(columns, want);
+    let schema = schema::<Gateway>();
+    assert_eq!(at(&schema, "status.validRoutes")["type"], "string");
+    assert_eq!(at(&schema, "status.envoys.ready")["type"], "integer");
+    assert_eq!(at(&schema, "status.conditions[].status")["type"], "string");
+    assert_eq!(at(&schema, "status.conditions[].type")["type"], "string");
+    // The summary the Routes column shows.
+    let counts = sluice::api::gateway::RouteCounts {
+        valid: 3,
+        invalid: 1,
+        orphaned: 0,
+    };
+    assert_eq!(counts.summary(), "3/4");
+}
+
+/// `kubectl get ingressroute` keeps Contour's columns.
+#[test]
+fn ingressroute_printer_columns_are_contours() {
+    let names: Vec<String> = printer_columns::<IngressRoute>()
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "FQDN",
+            "TLS Secret",
+            "First route",
+            "Status",
+            "Status Description"
+        ]
+    );
+}

@@ -25,9 +25,11 @@ pub const DEFAULT_ENVOY_IMAGE: &str = "docker.io/envoyproxy/envoy:v1.40.0";
     namespaced,
     status = "GatewayStatus",
     printcolumn = r#"{"name":"Class","type":"string","jsonPath":".spec.ingressClassName","description":"Ingress class selected"}"#,
-    printcolumn = r#"{"name":"Root namespaces","type":"string","jsonPath":".spec.rootNamespaces","description":"Namespaces where root IngressRoutes are valid"}"#,
-    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.envoys.ready","description":"Ready Envoy pods"}"#,
+    printcolumn = r#"{"name":"Available","type":"string","jsonPath":".status.conditions[?(@.type==\"Available\")].status","description":"Whether at least one Envoy pod is ready (the Available condition)"}"#,
+    printcolumn = r#"{"name":"Envoys","type":"integer","jsonPath":".status.envoys.ready","description":"Ready Envoy pods"}"#,
+    printcolumn = r#"{"name":"Routes","type":"string","jsonPath":".status.validRoutes","description":"Valid IngressRoutes of all the IngressRoutes the Gateway selects (valid/total)"}"#,
     printcolumn = r#"{"name":"Address","type":"string","jsonPath":".status.addresses[0]","description":"First published address"}"#,
+    printcolumn = r#"{"name":"Root namespaces","type":"string","priority":1,"jsonPath":".spec.rootNamespaces","description":"Namespaces where root IngressRoutes are valid"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -194,6 +196,10 @@ pub struct GatewayStatus {
     pub envoys: EnvoyCounts,
     #[serde(default)]
     pub routes: RouteCounts,
+    /// `valid/total`: the valid IngressRoutes of all those the Gateway selects (valid, invalid
+    /// and orphaned), e.g. `3/4`; for `kubectl get`, whose columns show one field each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_routes: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
 }
@@ -212,4 +218,15 @@ pub struct RouteCounts {
     pub valid: i32,
     pub invalid: i32,
     pub orphaned: i32,
+}
+
+impl RouteCounts {
+    /// `valid/total`, e.g. `3/4`.
+    pub fn summary(&self) -> String {
+        let total = self
+            .valid
+            .saturating_add(self.invalid)
+            .saturating_add(self.orphaned);
+        format!("{}/{total}", self.valid)
+    }
 }

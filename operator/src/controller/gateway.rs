@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::jiff;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -31,8 +31,8 @@ use crate::controller::routes::{SharedDags, SharedRouteCounts};
 use crate::dag::Dag;
 use crate::metrics::Metrics;
 use crate::provision::status::{
-    CONDITION_DEGRADED, ObjectFailure, ObjectProblem, REASON_APPLY_FAILED, REASON_OBJECT_NOT_OWNED,
-    RejectionReport,
+    CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING, ObjectFailure, ObjectProblem,
+    REASON_APPLY_FAILED, REASON_OBJECT_NOT_OWNED, RejectionReport,
 };
 use crate::provision::{self, FIELD_MANAGER, ObservedState, ProvisionContext};
 use crate::xds::cache::{Cache, Rejection};
@@ -235,10 +235,18 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
             .with_label_values(&["Gateway"])
             .inc();
     }
-    if let Some(event) = failure_event(gw.status.as_ref(), &status, &provisioned.failures) {
+    let mut events: Vec<Event> = failure_event(gw.status.as_ref(), &status, &provisioned.failures)
+        .into_iter()
+        .collect();
+    events.extend(status_events(gw.status.as_ref(), &status, &rejections));
+    for event in events {
+        // Like every write, only while leading.
+        if !ctx.leadership.is_leading() {
+            break;
+        }
         let mut regarding = gw.object_ref(&());
         // The recorder merges events with the same reason about the same object into a series
-        // that keeps the first note; a new message always follows a status write, so the
+        // that keeps the first note; a new event always follows a status write, so the
         // Gateway's resourceVersion tells the new event apart.
         regarding.resource_version = gw.metadata.resource_version.clone();
         if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
@@ -650,6 +658,115 @@ fn failure_event(
     })
 }
 
+/// The condition `type_` of `status`, if it has one.
+fn condition<'a>(status: Option<&'a GatewayStatus>, type_: &str) -> Option<&'a Condition> {
+    status?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether `status` shows the Gateway provisioned: its DaemonSet exists and nothing kept its
+/// objects from being applied (an invalid spec, objects not owned or not applied).
+fn shows_provisioned(status: Option<&GatewayStatus>) -> bool {
+    let ds_exists = condition(status, CONDITION_AVAILABLE)
+        .is_some_and(|c| c.reason != REASON_DAEMON_SET_MISSING);
+    let blocked = condition(status, CONDITION_DEGRADED)
+        .is_some_and(|c| c.status == "True" && PROVISIONING_FAILURES.contains(&c.reason.as_str()));
+    ds_exists && !blocked
+}
+
+/// The Degraded reasons that mean the Gateway's objects were not all applied.
+const PROVISIONING_FAILURES: [&str; 4] = [
+    "InvalidSpec",
+    "OperatorMisconfigured",
+    REASON_OBJECT_NOT_OWNED,
+    REASON_APPLY_FAILED,
+];
+
+/// The `Progressing` reason while the Envoy DaemonSet does not exist.
+const REASON_PROVISIONING: &str = "Provisioning";
+
+/// The `Available` reason while the Envoy DaemonSet does not exist.
+const REASON_DAEMON_SET_MISSING: &str = "DaemonSetMissing";
+
+/// The events of a status change from `previous` (as stored) to `current`; none when the two
+/// agree on what they report, so a reconcile that changes nothing records nothing:
+/// - `Provisioned` (Normal): the Gateway shows provisioned (its DaemonSet exists, nothing kept
+///   its objects from being applied) and did not before;
+/// - `RolloutStarted` / `RolloutFinished` (Normal): `Progressing` became True / stopped being
+///   True once the DaemonSet exists (a Gateway without a status counts as not progressing);
+/// - `EnvoyRejectedConfiguration` (Warning): `Degraded` became True for that reason, or its
+///   message (what was rejected) changed.
+fn status_events(
+    previous: Option<&GatewayStatus>,
+    current: &GatewayStatus,
+    rejections: &[RejectionReport],
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    let normal = |reason: &str, note: &str| Event {
+        type_: EventType::Normal,
+        reason: reason.to_owned(),
+        note: Some(truncate_bytes(note, MAX_EVENT_NOTE_BYTES)),
+        action: EVENT_ACTION.to_owned(),
+        secondary: None,
+    };
+    if shows_provisioned(Some(current)) && !shows_provisioned(previous) {
+        events.push(normal(
+            REASON_PROVISIONED,
+            "the Envoy DaemonSet, its Service and configuration are applied",
+        ));
+    }
+    // Creating the DaemonSet (`Provisioning`) is no rollout yet: its pods start rolling out
+    // once it exists.
+    let rolling = |s: Option<&GatewayStatus>| {
+        condition(s, CONDITION_PROGRESSING)
+            .is_some_and(|c| c.status == "True" && c.reason != REASON_PROVISIONING)
+    };
+    match (
+        rolling(previous),
+        rolling(Some(current)),
+        condition(Some(current), CONDITION_PROGRESSING),
+    ) {
+        (false, true, Some(c)) => events.push(normal(REASON_ROLLOUT_STARTED, &c.message)),
+        (true, false, Some(c)) => events.push(normal(REASON_ROLLOUT_FINISHED, &c.message)),
+        _ => {}
+    }
+    if let Some(now) = condition(Some(current), CONDITION_DEGRADED)
+        && now.status == "True"
+        && now.reason == REASON_ENVOY_REJECTED
+        && !condition(previous, CONDITION_DEGRADED).is_some_and(|b| {
+            b.status == now.status && b.reason == now.reason && b.message == now.message
+        })
+    {
+        let secondary = rejections
+            .iter()
+            .find_map(|r| r.ingress_route.as_deref())
+            .and_then(|route| route.split_once('/'))
+            .map(|(namespace, name)| ObjectReference {
+                api_version: Some("contour.heptio.com/v1beta1".to_owned()),
+                kind: Some("IngressRoute".to_owned()),
+                namespace: Some(namespace.to_owned()),
+                name: Some(name.to_owned()),
+                ..ObjectReference::default()
+            });
+        events.push(Event {
+            type_: EventType::Warning,
+            reason: now.reason.clone(),
+            note: Some(truncate_bytes(&now.message, MAX_EVENT_NOTE_BYTES)),
+            action: EVENT_ACTION.to_owned(),
+            secondary,
+        });
+    }
+    events
+}
+
+/// Reason of the Normal event recorded when a Gateway is first provisioned.
+pub const REASON_PROVISIONED: &str = "Provisioned";
+/// Reason of the Normal event recorded when the Envoy pods start rolling out.
+pub const REASON_ROLLOUT_STARTED: &str = "RolloutStarted";
+/// Reason of the Normal event recorded when a rollout is complete.
+pub const REASON_ROLLOUT_FINISHED: &str = "RolloutFinished";
+/// The `Degraded` reason (and Warning event) of configuration Envoy rejected.
+pub const REASON_ENVOY_REJECTED: &str = "EnvoyRejectedConfiguration";
+
 /// The reporting controller of the events Sluice records on Gateways.
 pub const EVENT_REPORTER: &str = "sluice.dev/gateway-controller";
 
@@ -881,6 +998,137 @@ mod tests {
         let long = status_with_degraded("True", REASON_APPLY_FAILED, &"é".repeat(1000));
         let note = failure_event(None, &long, &failures).unwrap().note.unwrap();
         assert_eq!(note.len(), 1024);
+    }
+
+    fn status_of(conditions: &[(&str, &str, &str, &str)]) -> GatewayStatus {
+        GatewayStatus {
+            conditions: conditions
+                .iter()
+                .map(|(type_, status, reason, message)| Condition {
+                    type_: (*type_).into(),
+                    status: (*status).into(),
+                    reason: (*reason).into(),
+                    message: (*message).into(),
+                    last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+                    observed_generation: None,
+                })
+                .collect(),
+            ..GatewayStatus::default()
+        }
+    }
+
+    fn reasons(events: &[Event]) -> Vec<(EventType, &str, &str)> {
+        events
+            .iter()
+            .map(|e| (e.type_, e.reason.as_str(), e.note.as_deref().unwrap_or("")))
+            .collect()
+    }
+
+    #[test]
+    fn status_changes_record_provisioning_rollouts_and_rejections_once() {
+        let ok = ("Degraded", "False", "AsExpected", "m");
+        let missing = status_of(&[
+            ("Available", "False", "DaemonSetMissing", "m"),
+            ("Progressing", "True", "Provisioning", "creating"),
+            ok,
+        ]);
+        let rolling = status_of(&[
+            ("Available", "False", "NoEnvoyReady", "m"),
+            (
+                "Progressing",
+                "True",
+                "RollingOut",
+                "0 of 1 run the current template",
+            ),
+            ok,
+        ]);
+        let done = status_of(&[
+            ("Available", "True", "EnvoyReady", "m"),
+            ("Progressing", "False", "RolloutComplete", "all 1 run it"),
+            ok,
+        ]);
+        // Without a DaemonSet, nothing yet; once it exists, provisioned and rolling out.
+        assert!(status_events(None, &missing, &[]).is_empty());
+        let first = [
+            (
+                EventType::Normal,
+                "Provisioned",
+                "the Envoy DaemonSet, its Service and configuration are applied",
+            ),
+            (
+                EventType::Normal,
+                "RolloutStarted",
+                "0 of 1 run the current template",
+            ),
+        ];
+        assert_eq!(
+            reasons(&status_events(Some(&missing), &rolling, &[])),
+            first
+        );
+        assert_eq!(reasons(&status_events(None, &rolling, &[])), first);
+        assert_eq!(
+            reasons(&status_events(Some(&rolling), &done, &[])),
+            vec![(EventType::Normal, "RolloutFinished", "all 1 run it")]
+        );
+        // Nothing changed: nothing recorded, however often.
+        for s in [&missing, &rolling, &done] {
+            assert!(status_events(Some(s), s, &[]).is_empty());
+        }
+        // A new rollout.
+        assert_eq!(
+            reasons(&status_events(Some(&done), &rolling, &[])),
+            vec![(
+                EventType::Normal,
+                "RolloutStarted",
+                "0 of 1 run the current template"
+            )]
+        );
+        // Objects not applied, then applied again: provisioned again.
+        let blocked = status_of(&[
+            ("Available", "True", "EnvoyReady", "m"),
+            ("Progressing", "False", "RolloutComplete", "all 1 run it"),
+            ("Degraded", "True", REASON_APPLY_FAILED, "no"),
+        ]);
+        assert!(status_events(Some(&done), &blocked, &[]).is_empty());
+        assert_eq!(
+            reasons(&status_events(Some(&blocked), &done, &[]))[0].1,
+            "Provisioned"
+        );
+        // Envoy rejects configuration: one Warning naming the IngressRoute, again only when
+        // what was rejected changes.
+        let rejected = |m: &str| {
+            status_of(&[
+                ("Available", "True", "EnvoyReady", "m"),
+                ("Progressing", "False", "RolloutComplete", "all 1 run it"),
+                ("Degraded", "True", "EnvoyRejectedConfiguration", m),
+            ])
+        };
+        let report = [RejectionReport {
+            kind: "Cluster".into(),
+            resources: vec!["c".into()],
+            ingress_route: Some("team/web".into()),
+            error: "bad".into(),
+        }];
+        let events = status_events(Some(&done), &rejected("a"), &report);
+        assert_eq!(
+            reasons(&events),
+            vec![(EventType::Warning, "EnvoyRejectedConfiguration", "a")]
+        );
+        let related = events[0].secondary.clone().unwrap();
+        assert_eq!(
+            (
+                related.kind.as_deref(),
+                related.namespace.as_deref(),
+                related.name.as_deref()
+            ),
+            (Some("IngressRoute"), Some("team"), Some("web"))
+        );
+        assert!(status_events(Some(&rejected("a")), &rejected("a"), &report).is_empty());
+        assert_eq!(
+            status_events(Some(&rejected("a")), &rejected("b"), &[]).len(),
+            1
+        );
+        assert!(status_events(Some(&rejected("a")), &done, &[]).is_empty());
     }
 
     #[test]

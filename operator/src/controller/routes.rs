@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kube::Resource;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -54,7 +56,23 @@ pub struct RoutesContext {
     pub allow_loopback_endpoints: bool,
     /// The CRDs as installed: whether IngressRoute statuses go through `/status`.
     pub crds: CrdState,
+    /// Records an Event on an IngressRoute whose status the leader changed.
+    pub recorder: Recorder,
 }
+
+/// The reporting controller of the events Sluice records on IngressRoutes.
+pub const EVENT_REPORTER: &str = "sluice.dev/route-controller";
+
+/// Action of the events Sluice records on IngressRoutes.
+pub const EVENT_ACTION: &str = "Validate";
+
+/// The API server's limit on an event's note.
+const MAX_EVENT_NOTE_BYTES: usize = 1024;
+
+/// The statuses this replica wrote and announced with an event, by IngressRoute (with its uid):
+/// a status written again because the snapshot had not yet seen the first write is not
+/// announced twice. Forgotten when this replica stops leading.
+type Announced = BTreeMap<ObjKey, (Option<String>, IngressRouteStatus)>;
 
 /// One snapshot, numbered, as handed to the instance reconcilers.
 type Generation = (u64, Arc<ClusterSnapshot>);
@@ -84,6 +102,7 @@ pub async fn run(
     let reported_tx = Arc::new(reported_tx);
     let mut instances: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
     let mut generation = 0u64;
+    let mut announced = Announced::new();
     loop {
         changed.borrow_and_update();
         let started = Instant::now();
@@ -162,7 +181,9 @@ pub async fn run(
                         .iter()
                         .map(|d| blame_statuses(d, &ctx.cache.rejections(&d.gateway)))
                         .collect();
-                    write_statuses(&ctx, &snapshot, blamed.iter().collect()).await;
+                    write_statuses(&ctx, &snapshot, blamed.iter().collect(), &mut announced).await;
+                } else {
+                    announced.clear();
                 }
             }
             Ok(Err(_)) => return,
@@ -317,21 +338,52 @@ pub fn statuses_to_write<'a>(
 
 /// Writes the statuses that changed, one by one, each only while this replica still leads: a
 /// replica that lost the lease stops before its next write.
-async fn write_statuses(ctx: &RoutesContext, snapshot: &ClusterSnapshot, dags: Vec<&Dag>) {
+/// Each status written is announced with an Event on the IngressRoute (see [`status_event`]).
+async fn write_statuses(
+    ctx: &RoutesContext,
+    snapshot: &ClusterSnapshot,
+    dags: Vec<&Dag>,
+    announced: &mut Announced,
+) {
+    announced.retain(|key, _| {
+        snapshot.ingress_routes.contains_key(key) || snapshot.undecodable_routes.contains_key(key)
+    });
     for (key, status) in statuses_to_write(snapshot, dags) {
         if !ctx.leadership.is_leading() {
             tracing::info!("no longer leading; the remaining statuses are left to the new leader");
             return;
         }
         match write_status(ctx, &key, &status).await {
-            Ok(true) => {
+            Ok(Some(stored)) => {
                 ctx.metrics
                     .status_writes
                     .with_label_values(&["IngressRoute"])
                     .inc();
                 tracing::debug!(ingressroute = %key, status = %status.current_status, "status written");
+                let announcement = (stored.metadata.uid.clone(), status.clone());
+                // Like every write, only while leading (a write in flight when the lease was
+                // lost is not announced).
+                if announced.get(&key) != Some(&announcement) && ctx.leadership.is_leading() {
+                    // The stored object's resourceVersion, new with every write, keeps the
+                    // recorder from merging this event into an earlier one with the same
+                    // reason (whose note it would keep).
+                    let mut regarding = stored.object_ref(&ApiResource::erase::<IngressRoute>(&()));
+                    regarding.resource_version = stored.metadata.resource_version.clone();
+                    if let Err(e) = ctx
+                        .recorder
+                        .publish(&status_event(&status), &regarding)
+                        .await
+                    {
+                        ctx.metrics
+                            .reconcile_errors
+                            .with_label_values(&["routes", "event"])
+                            .inc();
+                        tracing::warn!(ingressroute = %key, error = %e, "cannot record an event on the IngressRoute");
+                    }
+                    announced.insert(key, announcement);
+                }
             }
-            Ok(false) => {} // Deleted meanwhile.
+            Ok(None) => {} // Deleted meanwhile.
             Err(e) => {
                 ctx.metrics
                     .reconcile_errors
@@ -340,6 +392,28 @@ async fn write_statuses(ctx: &RoutesContext, snapshot: &ClusterSnapshot, dags: V
                 tracing::warn!(ingressroute = %key, error = %e, "status write failed; will retry");
             }
         }
+    }
+}
+
+/// The event announcing an IngressRoute's new status: reason `Valid` (Normal), `Invalid` or
+/// `Orphaned` (Warning), the description as its note.
+pub fn status_event(status: &IngressRouteStatus) -> Event {
+    let (type_, reason) = match status.current_status.as_str() {
+        "valid" => (EventType::Normal, "Valid"),
+        "invalid" => (EventType::Warning, "Invalid"),
+        "orphaned" => (EventType::Warning, "Orphaned"),
+        _ => (EventType::Warning, "Unknown"),
+    };
+    let mut end = status.description.len().min(MAX_EVENT_NOTE_BYTES);
+    while !status.description.is_char_boundary(end) {
+        end -= 1;
+    }
+    Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(status.description[..end].to_owned()),
+        action: EVENT_ACTION.to_owned(),
+        secondary: None,
     }
 }
 
@@ -357,12 +431,12 @@ enum StatusWriteError {
 /// the subresource `status` is an ordinary field). When the outcome shows the CRD changed
 /// under it (`/status` not served for an object that exists; a main-resource write whose
 /// `status` the server dropped), the CRDs are looked at again and the write goes the other
-/// way. `Ok(false)`: the object is gone.
+/// way. `Ok(None)`: the object is gone; otherwise the object as stored.
 async fn write_status(
     ctx: &RoutesContext,
     key: &ObjKey,
     status: &IngressRouteStatus,
-) -> Result<bool, StatusWriteError> {
+) -> Result<Option<DynamicObject>, StatusWriteError> {
     let resource = ApiResource::erase::<IngressRoute>(&());
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &key.namespace, &resource);
@@ -381,11 +455,11 @@ async fn write_status(
                 .patch_status(&key.name, &params, &Patch::Apply(&body))
                 .await
             {
-                Ok(_) => return Ok(true),
+                Ok(stored) => return Ok(Some(stored)),
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     // Deleted meanwhile, or `/status` is not served.
                     if api.get_opt(&key.name).await?.is_none() {
-                        return Ok(false);
+                        return Ok(None);
                     }
                     if !(recheck && switched(ctx).await) {
                         return Err(StatusWriteError::NotKept(
@@ -406,7 +480,7 @@ async fn write_status(
                 ..PatchParams::default()
             };
             match api.patch(&key.name, &params, &Patch::Merge(&body)).await {
-                Ok(stored) if kept(&stored, status) => return Ok(true),
+                Ok(stored) if kept(&stored, status) => return Ok(Some(stored)),
                 Ok(_) => {
                     // The server dropped `status`: the CRD has a status subresource now.
                     if !(recheck && switched(ctx).await) {
@@ -415,7 +489,7 @@ async fn write_status(
                         ));
                     }
                 }
-                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -488,6 +562,36 @@ mod tests {
                 orphaned: 2
             }
         );
+    }
+
+    #[test]
+    fn status_events_name_the_verdict_and_carry_the_description() {
+        let event = |status: &str, description: &str| {
+            let e = status_event(&IngressRouteStatus {
+                current_status: status.into(),
+                description: description.into(),
+            });
+            (e.type_, e.reason, e.note.unwrap_or_default())
+        };
+        assert_eq!(
+            event("valid", "valid IngressRoute"),
+            (
+                EventType::Normal,
+                "Valid".into(),
+                "valid IngressRoute".into()
+            )
+        );
+        assert_eq!(
+            event("invalid", "Service x is missing"),
+            (
+                EventType::Warning,
+                "Invalid".into(),
+                "Service x is missing".into()
+            )
+        );
+        assert_eq!(event("orphaned", "o").1, "Orphaned");
+        // Within the API's limit, cut on a character boundary.
+        assert_eq!(event("invalid", &"é".repeat(1000)).2.len(), 1024);
     }
 
     /// An IngressRoute stored under a schema-less CRD that does not decode is `invalid` with the

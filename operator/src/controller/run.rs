@@ -187,6 +187,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             counts_changed: counts_tx,
             allow_loopback_endpoints: opts.allow_loopback_endpoints,
             crds: crd_state.clone(),
+            recorder: kube::runtime::events::Recorder::new(
+                client.clone(),
+                kube::runtime::events::Reporter {
+                    controller: routes::EVENT_REPORTER.to_owned(),
+                    instance: Some(opts.identity.clone()),
+                },
+            ),
         };
         async move {
             routes::run(ctx, changed, ready_tx).await;

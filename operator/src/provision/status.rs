@@ -214,6 +214,7 @@ pub fn gateway_status(gw: &Gateway, observed: &ObservedState<'_>, now: &Time) ->
         observed_generation: generation,
         envoys,
         routes: observed.routes.clone(),
+        valid_routes: Some(observed.routes.summary()),
         addresses: observed.service.map(addresses).unwrap_or_default(),
     }
 }
