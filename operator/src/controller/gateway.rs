@@ -70,7 +70,7 @@ pub enum GatewayError {
     #[error("Gateway has no namespace")]
     NoNamespace,
     #[error("issuing the xDS client certificate: {0}")]
-    XdsCredentials(String),
+    XdsCredentials(#[source] provision::xds_tls::XdsTlsError),
     /// This replica stopped leading: the reconcile stops before its next write.
     #[error("no longer leading")]
     NotLeading,
@@ -389,7 +389,7 @@ async fn provision_objects(
         let now = std::time::SystemTime::now();
         let desired_secret =
             provision::xds_tls::desired_xds_client_secret(gw, ca, secret.as_ref(), now)
-                .map_err(|e| GatewayError::XdsCredentials(e.to_string()))?;
+                .map_err(GatewayError::XdsCredentials)?;
         if let Some(applied) = keep(
             apply_owned(client, &ctx.leadership, ns, &desired_secret, &uid, secret).await,
             &mut failures,

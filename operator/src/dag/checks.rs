@@ -265,20 +265,22 @@ pub fn tls_key_pair(cert_chain: &[u8], private_key: &[u8]) -> Result<(), String>
         .chain_update(private_key)
         .finalize()
         .into();
-    if let Some(verdict) = KEY_PAIR_VERDICTS
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&digest).cloned())
-    {
+    // A panic while the map was held cannot leave a wrong verdict in it (insertions are whole),
+    // so a poisoned lock is used as it is.
+    let verdicts = || {
+        KEY_PAIR_VERDICTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(verdict) = verdicts().get(&digest).cloned() {
         return verdict;
     }
     let verdict = check_tls_key_pair(cert_chain, private_key);
-    if let Ok(mut m) = KEY_PAIR_VERDICTS.lock() {
-        if m.len() >= MAX_REMEMBERED_VERDICTS {
-            m.clear();
-        }
-        m.insert(digest, verdict.clone());
+    let mut m = verdicts();
+    if m.len() >= MAX_REMEMBERED_VERDICTS {
+        m.clear();
     }
+    m.insert(digest, verdict.clone());
     verdict
 }
 
