@@ -107,31 +107,26 @@ impl CrdState {
     /// Whether statuses of the CRD's objects go through `/status`. True until known otherwise
     /// (what Sluice's own CRDs have).
     pub fn status_subresource(&self, crd: &str) -> bool {
-        self.seen
-            .lock()
-            .ok()
-            .and_then(|seen| seen.get(crd).map(|i| i.status_subresource))
-            .unwrap_or(true)
+        crate::controller::routes::lock(&self.seen)
+            .get(crd)
+            .is_none_or(|i| i.status_subresource)
     }
 
     pub fn get(&self, crd: &str) -> Option<CrdInfo> {
-        self.seen
-            .lock()
-            .ok()
-            .and_then(|seen| seen.get(crd).cloned())
+        crate::controller::routes::lock(&self.seen)
+            .get(crd)
+            .cloned()
     }
 
     /// Records what a check found; when it differs from before, logs it and updates the
     /// metric. Returns whether anything changed.
     pub fn record(&self, info: CrdInfo, metrics: &Metrics) -> bool {
-        let previous = match self.seen.lock() {
-            Ok(mut seen) => {
-                if seen.get(&info.name) == Some(&info) {
-                    return false;
-                }
-                seen.insert(info.name.clone(), info.clone())
+        let previous = {
+            let mut seen = crate::controller::routes::lock(&self.seen);
+            if seen.get(&info.name) == Some(&info) {
+                return false;
             }
-            Err(_) => return false,
+            seen.insert(info.name.clone(), info.clone())
         };
         if let Some(old) = &previous {
             set_metric(metrics, old, None);

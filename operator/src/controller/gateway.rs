@@ -197,13 +197,13 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         .await
         .map_err(GatewayError::Observe)?
         .items;
-    let routes = ctx
-        .route_counts
-        .lock()
-        .ok()
-        .and_then(|c| c.get(&key).cloned())
+    let routes = crate::controller::routes::lock(&ctx.route_counts)
+        .get(&key)
+        .cloned()
         .unwrap_or_default();
-    let dag = ctx.dags.lock().ok().and_then(|d| d.get(&key).cloned());
+    let dag = crate::controller::routes::lock(&ctx.dags)
+        .get(&key)
+        .cloned();
     let rejections = rejection_reports(ctx.cache.rejections(&key), dag.as_deref());
     let observed = ObservedState {
         daemon_set: provisioned.daemon_set.as_ref(),

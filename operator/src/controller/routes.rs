@@ -127,9 +127,7 @@ pub async fn run(
             if !keep {
                 task.abort();
                 ctx.cache.remove(gateway);
-                if let Ok(mut r) = reports.lock() {
-                    r.remove(gateway);
-                }
+                lock(&reports).remove(gateway);
                 for status in ["valid", "invalid", "orphaned"] {
                     let _ = ctx.metrics.routes.remove_label_values(&[gateway, status]);
                 }
@@ -152,7 +150,7 @@ pub async fn run(
 
         // Statuses combine the verdicts of one snapshot only, so they never mix generations.
         let all_built = reported.wait_for(|_| {
-            let r = reports.lock().map(|r| r.clone()).unwrap_or_default();
+            let r = lock(&reports).clone();
             wanted
                 .iter()
                 .all(|g| r.get(g).is_some_and(|(built, _)| *built == generation))
@@ -163,15 +161,13 @@ pub async fn run(
             .map(|r| r.map(|_| ()));
         match built {
             Ok(Ok(())) => {
-                let dags: Vec<Arc<Dag>> = reports
-                    .lock()
-                    .map(|r| {
-                        wanted
-                            .iter()
-                            .filter_map(|g| r.get(g).map(|(_, d)| d.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let dags: Vec<Arc<Dag>> = {
+                    let r = lock(&reports);
+                    wanted
+                        .iter()
+                        .filter_map(|g| r.get(g).map(|(_, d)| d.clone()))
+                        .collect()
+                };
                 publish_counts(&ctx, &dags);
                 ready.send_replace(true);
                 leading.borrow_and_update();
@@ -256,14 +252,19 @@ async fn reconcile_instance(
                 tracing::error!(gateway = %gateway, error = %e, "translation failed; keeping the last good configuration");
             }
         }
-        if let Ok(mut r) = reports.lock() {
-            r.insert(gateway.clone(), (generation, Arc::new(dag)));
-        }
+        lock(&reports).insert(gateway.clone(), (generation, Arc::new(dag)));
         reported.send_modify(|n| *n = n.wrapping_add(1));
         if snapshots.changed().await.is_err() {
             return;
         }
     }
+}
+
+/// Locks one of the maps shared between tasks. Every change to them is a single insert,
+/// removal or replacement, so a task that panicked while holding one cannot have left it half
+/// written: a poisoned lock is used as it is instead of dropping the update.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Route counts: the metrics gauge, and the shared counts the Gateway statuses show.
@@ -283,21 +284,16 @@ fn publish_counts(ctx: &RoutesContext, dags: &[Arc<Dag>]) {
         }
         counts.insert(dag.gateway.clone(), c);
     }
-    if let Ok(mut shared) = ctx.dags.lock() {
-        *shared = dags
-            .iter()
-            .map(|d| (d.gateway.clone(), d.clone()))
-            .collect();
-    }
-    let counts_differ = ctx
-        .route_counts
-        .lock()
-        .map(|mut shared| {
-            let differ = *shared != counts;
-            *shared = counts;
-            differ
-        })
-        .unwrap_or(false);
+    *lock(&ctx.dags) = dags
+        .iter()
+        .map(|d| (d.gateway.clone(), d.clone()))
+        .collect();
+    let counts_differ = {
+        let mut shared = lock(&ctx.route_counts);
+        let differ = *shared != counts;
+        *shared = counts;
+        differ
+    };
     if counts_differ {
         ctx.counts_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
