@@ -957,25 +957,59 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Each instance's inline bootstrap (for `envoy --mode validate`), and what the output
-/// constraint checker finds in its resources.
-fn translate_all(dags: &[Dag]) -> Vec<(String, Result<String, String>, Vec<String>)> {
+/// What every instance's configuration meets on its way to Envoy: translation errors, what
+/// the output constraint checker finds, and what a real `envoy --mode validate` rejects (with
+/// every route, endpoint and certificate inlined), each naming the Gateway.
+#[derive(Debug, Default)]
+struct EnvoyVerdict {
+    translate_errors: Vec<String>,
+    violations: Vec<String>,
+    envoy_errors: Vec<String>,
+}
+
+impl EnvoyVerdict {
+    fn problems(&self) -> impl Iterator<Item = &String> {
+        self.translate_errors
+            .iter()
+            .chain(&self.violations)
+            .chain(&self.envoy_errors)
+    }
+}
+
+async fn envoy_verdict(dags: &[Dag]) -> EnvoyVerdict {
     let opts = TranslateOptions::default();
-    dags.iter()
-        .map(|dag| {
-            let resources =
-                translate(dag, &opts).unwrap_or_else(|e| panic!("{}: {e}", dag.gateway));
-            let violations = check_resources(&resources)
+    let mut out = EnvoyVerdict::default();
+    for dag in dags {
+        let gateway = &dag.gateway;
+        let resources = match translate(dag, &opts) {
+            Ok(r) => r,
+            Err(e) => {
+                out.translate_errors
+                    .push(format!("{gateway}: translation failed: {e}"));
+                continue;
+            }
+        };
+        out.violations.extend(
+            check_resources(&resources)
                 .iter()
-                .map(ToString::to_string)
-                .collect();
-            let bootstrap = inline_bootstrap(&resources, &opts).unwrap();
-            let json = message_to_json(&bootstrap)
-                .map(|j| j.to_string())
-                .map_err(|e| e.to_string());
-            (dag.gateway.clone(), json, violations)
-        })
-        .collect()
+                .map(|v| format!("{gateway}: constraint violation: {v}")),
+        );
+        let json = inline_bootstrap(&resources, &opts)
+            .map_err(|e| e.to_string())
+            .and_then(|b| message_to_json(&b).map_err(|e| e.to_string()));
+        match json {
+            Ok(json) => {
+                if let Err(e) = sluice_e2e::envoy::validate(&json.to_string()).await {
+                    out.envoy_errors
+                        .push(format!("Envoy rejects {gateway}'s configuration: {e}"));
+                }
+            }
+            Err(e) => out
+                .envoy_errors
+                .push(format!("{gateway}: no Envoy JSON: {e}")),
+        }
+    }
+    out
 }
 
 #[tokio::test]
@@ -1039,19 +1073,7 @@ async fn a_hostile_tenant_cannot_hurt_another() {
         }
         // Nothing the attacker wrote may reach an Envoy: every instance's whole configuration
         // passes Envoy's own validation.
-        for (gateway, bootstrap, violations) in translate_all(&dags) {
-            if !violations.is_empty() {
-                problems.push(format!("{gateway}: constraint violations: {violations:?}"));
-            }
-            match bootstrap {
-                Ok(json) => {
-                    if let Err(e) = sluice_e2e::envoy::validate(&json).await {
-                        problems.push(format!("Envoy rejects {gateway}'s configuration: {e}"));
-                    }
-                }
-                Err(e) => problems.push(format!("{gateway}: no Envoy JSON: {e}")),
-            }
-        }
+        problems.extend(envoy_verdict(&dags).await.problems().cloned());
         println!(
             "{:<60} build {:>8.2?}  {}",
             c.name,
@@ -1205,26 +1227,10 @@ async fn probe_with(base: Vec<Value>, extra: Vec<Value>) -> Outcome {
             out.attacker.push(line);
         }
     }
-    let opts = TranslateOptions::default();
-    for dag in &dags {
-        let resources = match translate(dag, &opts) {
-            Ok(r) => r,
-            Err(e) => {
-                out.translate_errors.push(format!("{}: {e}", dag.gateway));
-                continue;
-            }
-        };
-        out.violations.extend(
-            check_resources(&resources)
-                .iter()
-                .map(|v| format!("{}: {v}", dag.gateway)),
-        );
-        let bootstrap = inline_bootstrap(&resources, &opts).unwrap();
-        let json = message_to_json(&bootstrap).unwrap().to_string();
-        if let Err(e) = sluice_e2e::envoy::validate(&json).await {
-            out.envoy_errors.push(format!("{}: {e}", dag.gateway));
-        }
-    }
+    let verdict = envoy_verdict(&dags).await;
+    out.translate_errors = verdict.translate_errors;
+    out.violations = verdict.violations;
+    out.envoy_errors = verdict.envoy_errors;
     out
 }
 

@@ -774,10 +774,10 @@ pub const EVENT_REPORTER: &str = "sluice.dev/gateway-controller";
 pub const EVENT_ACTION: &str = "Provision";
 
 /// The API server's limit on an event's note.
-const MAX_EVENT_NOTE_BYTES: usize = 1024;
+pub(crate) const MAX_EVENT_NOTE_BYTES: usize = 1024;
 
 /// `s` cut to at most `max` bytes, on a character boundary.
-fn truncate_bytes(s: &str, max: usize) -> String {
+pub(crate) fn truncate_bytes(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -16,6 +16,7 @@ use crate::api::IngressRoute;
 use crate::api::gateway::RouteCounts;
 use crate::api::ingressroute::IngressRouteStatus;
 use crate::controller::crds::{self, CrdState, INGRESSROUTES};
+use crate::controller::gateway::{MAX_EVENT_NOTE_BYTES, truncate_bytes};
 use crate::controller::leader::Leadership;
 use crate::controller::status::combine_statuses;
 use crate::dag::{self, Dag, Selection, Validity};
@@ -65,9 +66,6 @@ pub const EVENT_REPORTER: &str = "sluice.dev/route-controller";
 
 /// Action of the events Sluice records on IngressRoutes.
 pub const EVENT_ACTION: &str = "Validate";
-
-/// The API server's limit on an event's note.
-const MAX_EVENT_NOTE_BYTES: usize = 1024;
 
 /// The statuses this replica wrote and announced with an event, by IngressRoute (with its uid):
 /// a status written again because the snapshot had not yet seen the first write is not
@@ -173,11 +171,17 @@ pub async fn run(
                 leading.borrow_and_update();
                 if ctx.leadership.is_leading() {
                     // An IngressRoute that alone caused a configuration Envoy rejected is told so.
-                    let blamed: Vec<Dag> = dags
+                    let rejections: Vec<_> = dags
                         .iter()
-                        .map(|d| blame_statuses(d, &ctx.cache.rejections(&d.gateway)))
+                        .map(|d| ctx.cache.rejections(&d.gateway))
                         .collect();
-                    write_statuses(&ctx, &snapshot, blamed.iter().collect(), &mut announced).await;
+                    let blamed: Vec<_> = dags
+                        .iter()
+                        .zip(&rejections)
+                        .map(|(d, r)| blame_statuses(d, r))
+                        .collect();
+                    let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
+                    write_statuses(&ctx, &snapshot, blamed, &mut announced).await;
                 } else {
                     announced.clear();
                 }
@@ -400,14 +404,10 @@ pub fn status_event(status: &IngressRouteStatus) -> Event {
         "orphaned" => (EventType::Warning, "Orphaned"),
         _ => (EventType::Warning, "Unknown"),
     };
-    let mut end = status.description.len().min(MAX_EVENT_NOTE_BYTES);
-    while !status.description.is_char_boundary(end) {
-        end -= 1;
-    }
     Event {
         type_,
         reason: reason.to_owned(),
-        note: Some(status.description[..end].to_owned()),
+        note: Some(truncate_bytes(&status.description, MAX_EVENT_NOTE_BYTES)),
         action: EVENT_ACTION.to_owned(),
         secondary: None,
     }

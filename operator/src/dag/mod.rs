@@ -8,7 +8,6 @@ pub mod model;
 mod select;
 
 pub use build::build;
-pub use checks::MAX_DELEGATION_DEPTH;
 pub use model::{Dag, RouteStatus, Validity};
 pub use select::{Selection, instances};
 

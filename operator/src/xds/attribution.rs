@@ -100,35 +100,38 @@ const MAX_ERROR_IN_STATUS: usize = 300;
 
 /// `dag`'s statuses, with every IngressRoute that alone is to blame for a rejection still in
 /// force marked `invalid`, saying that Envoy rejected its configuration and why. The DAG's
-/// resources are left as they are: what Envoys receive instead is the cache's business.
-pub fn blame_statuses(dag: &Dag, rejections: &[super::cache::Rejection]) -> Dag {
-    let mut out = dag.clone();
+/// resources are left as they are: what Envoys receive instead is the cache's business. The DAG
+/// is only copied when a status changes (rejections are rare; this runs on every rebuild).
+pub fn blame_statuses<'a>(
+    dag: &'a Dag,
+    rejections: &[super::cache::Rejection],
+) -> std::borrow::Cow<'a, Dag> {
+    let mut out = std::borrow::Cow::Borrowed(dag);
     for r in rejections {
-        let Some(owner) = single_owner(
-            dag,
-            &r.type_url,
-            r.changed_resources.keys().map(String::as_str),
-        ) else {
+        let changed = r.changed_resources.keys().map(String::as_str);
+        let Some(owner) = single_owner(dag, &r.type_url, changed) else {
             continue;
         };
         let Some((ns, name)) = owner.split_once('/') else {
+            continue;
+        };
+        let Some(i) = dag
+            .statuses
+            .iter()
+            .position(|s| s.namespace == ns && s.name == name)
+        else {
             continue;
         };
         let mut error: String = r.error.chars().take(MAX_ERROR_IN_STATUS).collect();
         if error.len() < r.error.len() {
             error.push('…');
         }
-        if let Some(status) = out
-            .statuses
-            .iter_mut()
-            .find(|s| s.namespace == ns && s.name == name)
-        {
-            status.current_status = crate::dag::Validity::Invalid;
-            status.description = format!(
-                "Envoy rejected the configuration made from this IngressRoute (the last \
-                 accepted one is served instead): {error}"
-            );
-        }
+        let status = &mut out.to_mut().statuses[i];
+        status.current_status = crate::dag::Validity::Invalid;
+        status.description = format!(
+            "Envoy rejected the configuration made from this IngressRoute (the last accepted \
+             one is served instead): {error}"
+        );
     }
     out
 }
@@ -230,6 +233,9 @@ mod tests {
             )],
         );
         assert_eq!(shared.statuses, dag.statuses);
-        assert_eq!(blame_statuses(&dag, &[]), dag);
+        assert!(matches!(
+            blame_statuses(&dag, &[]),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }
