@@ -33,6 +33,15 @@ pub enum Command {
     /// Load a directory of manifests once and print, per Gateway, the status of every
     /// IngressRoute and the xDS resources it would serve.
     Render(RenderArgs),
+    /// Print a shell completion script, e.g. `source <(sluice completions bash)`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(clap::Args, Debug)]
@@ -265,6 +274,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Standalone(args) => standalone(args),
         Command::Run(args) => run_operator(args),
         Command::ShutdownManager(args) => shutdown_manager(&args),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "sluice", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
