@@ -359,3 +359,21 @@ def test_samples_render_valid_with_their_backends(samples, sluice_binary, tmp_pa
         },
         "team-b/team-b": {("team-b", "app", "valid", "valid IngressRoute")},
     }
+
+
+def test_render_provision_prints_valid_objects(samples, sluice_binary, tmp_path):
+    """`sluice render --provision` on the samples: for each Gateway the objects the operator
+    applies, valid Kubernetes objects, and a comment naming what it leaves out."""
+    (tmp_path / "samples.yaml").write_text(yaml.safe_dump_all(samples))
+    out = subprocess.run(
+        [sluice_binary, "render", "--provision", "--manifests", str(tmp_path)], check=True, capture_output=True, text=True
+    )
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+    gateways = sorted(f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in samples if o["kind"] == "Gateway")
+    assert Counter(d["kind"] for d in docs) == {k: len(gateways) for k in ("ServiceAccount", "ConfigMap", "DaemonSet", "Service")}
+    for d in docs:
+        validate_builtin(d)
+    for gw in gateways:
+        ns, name = gw.split("/")
+        assert f"# Left out: Secret {ns}/{name}-xds-client" in out.stdout
+        assert {d["metadata"]["namespace"] for d in docs if d["metadata"]["labels"]["sluice.dev/gateway"] == name} == {ns}
