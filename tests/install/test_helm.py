@@ -20,6 +20,7 @@ from conftest import (
     rule_grants,
     rust_const,
     validate_builtin,
+    validate_custom,
     workspace_version,
 )
 
@@ -404,3 +405,75 @@ def test_namespaced_rbac_check_catches_a_cluster_wide_install(default):
     role = rendered.one("Role", "sluice")
     role["rules"] = [r for r in role["rules"] if "secrets" not in r["resources"]]
     assert any("differs" in p for p in namespaced_rbac_problems(rendered, ["team-a"], "sluice-system"))
+
+
+# --- Chart metadata and README --------------------------------------------------------------
+
+
+def _chart_readme_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("chart_readme", ROOT / "hack" / "chart-readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chart_readme_values_table_is_up_to_date():
+    gen = _chart_readme_module()
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    assert readme == gen.render(readme), "config/helm/sluice/README.md is out of date: run `make chart-readme`"
+
+
+def test_every_value_is_documented_and_no_stale_key():
+    gen = _chart_readme_module()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    keys = gen.documented_keys((CHART / "README.md").read_text(encoding="utf-8"))
+    # Every top-level key, and nothing that values.yaml does not have.
+    assert set(values) <= set(keys)
+    for key in keys:
+        node = values
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"README documents {key}, which values.yaml lacks"
+            node = node[part]
+    assert gen.undocumented() == [], "values without a comment in values.yaml"
+
+
+def test_readme_checks_catch_a_new_undocumented_key(tmp_path):
+    gen = _chart_readme_module()
+    chart = tmp_path / "sluice"
+    shutil.copytree(CHART, chart)
+    (chart / "values.yaml").write_text((CHART / "values.yaml").read_text() + "newKey: 1\n")
+    readme = (chart / "README.md").read_text(encoding="utf-8")
+    assert gen.render(readme, chart) != readme
+    assert "newKey" in gen.undocumented(chart)
+
+
+def test_chart_metadata_for_artifact_hub():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["home"].startswith("https://") and chart["sources"]
+    assert chart["icon"].startswith("https://") and chart["icon"].endswith("/olm/icon.svg")
+    assert (ROOT / "olm" / "icon.svg").is_file()
+    for m in chart["maintainers"]:
+        assert m["name"] and "@" in m["email"], m
+    notes = chart["annotations"]
+    cargo = (ROOT / "Cargo.toml").read_text()
+    assert f'license = "{notes["artifacthub.io/license"]}"' in cargo
+    assert notes["artifacthub.io/operator"] == "true"
+    for link in yaml.safe_load(notes["artifacthub.io/links"]):
+        assert link["name"] and link["url"].startswith("https://"), link
+    # The images are the chart's defaults.
+    images = {i["name"]: i["image"] for i in yaml.safe_load(notes["artifacthub.io/images"])}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert images == {
+        "sluice": f"{values['image']['repository']}:{chart['appVersion']}",
+        "envoy": values["envoy"]["defaultImage"],
+    }
+    assert values["envoy"]["defaultImage"] == rust_const("operator/src/api/gateway.rs", "DEFAULT_ENVOY_IMAGE")
+    # The CRDs are the chart's own, with their served version.
+    crds = load_docs(CHART / "crds" / "sluice-crds.yaml")
+    want = {(c["spec"]["names"]["kind"], c["metadata"]["name"], v["name"]) for c in crds for v in c["spec"]["versions"] if v.get("storage")}
+    got = {(c["kind"], c["name"], c["version"]) for c in yaml.safe_load(notes["artifacthub.io/crds"])}
+    assert got == want
+    for example in yaml.safe_load(notes["artifacthub.io/crdsExamples"]):
+        validate_custom(example)
