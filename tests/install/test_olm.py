@@ -101,7 +101,7 @@ def test_identity_and_versions(csv, config):
 
 
 def test_only_all_namespaces_is_supported(csv):
-    # The operator always watches every namespace.
+    # The bundle does not pass OLM's target namespaces to --watch-namespaces: it watches every namespace.
     modes = {m["type"]: m["supported"] for m in csv["spec"]["installModes"]}
     assert modes == {"OwnNamespace": False, "SingleNamespace": False, "MultiNamespace": False, "AllNamespaces": True}
 
