@@ -102,7 +102,8 @@ pub fn provision_yaml(
 ) -> (String, Vec<ProvisionError>) {
     let mut out = String::from(
         "# Objects `sluice run` would apply (server-side apply, field manager \"sluice\") for \
-         each Gateway.\n",
+         each Gateway.\n# No Role or RoleBinding: Envoy pods never call the Kubernetes API, so \
+         their ServiceAccount has no rights and mounts no token.\n",
     );
     let mut errors = Vec::new();
     for (key, gw) in &snapshot.gateways {
