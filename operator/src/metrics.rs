@@ -5,6 +5,8 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::provision::status::{CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING};
+
 /// Every metric Sluice exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -28,6 +30,13 @@ pub struct Metrics {
     /// series of the condition's status (True, False, Unknown), 0 on the other two.
     pub gateway_conditions: IntGaugeVec,
 }
+
+/// The condition types of a Gateway's status.
+const GATEWAY_CONDITIONS: [&str; 3] = [
+    CONDITION_AVAILABLE,
+    CONDITION_PROGRESSING,
+    CONDITION_DEGRADED,
+];
 
 /// The values a condition's status takes, each a series of `sluice_gateway_condition`.
 const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
@@ -161,13 +170,9 @@ impl Metrics {
         }
     }
 
-    /// Drops the condition series of a deleted Gateway, for each condition type given.
-    pub fn forget_gateway_conditions<'a>(
-        &self,
-        gateway: &str,
-        types: impl IntoIterator<Item = &'a str>,
-    ) {
-        for type_ in types {
+    /// Drops the condition series of a Gateway (deleted, or no longer reported here).
+    pub fn forget_gateway_conditions(&self, gateway: &str) {
+        for type_ in GATEWAY_CONDITIONS {
             for value in CONDITION_STATUSES {
                 let _ = self
                     .gateway_conditions
@@ -205,7 +210,7 @@ mod tests {
         m.set_gateway_conditions("ns/gw", [("Degraded", "False")]);
         assert_eq!(get("Degraded", "True"), 0);
         assert_eq!(get("Degraded", "False"), 1);
-        m.forget_gateway_conditions("ns/gw", ["Degraded", "Available"]);
+        m.forget_gateway_conditions("ns/gw");
         assert!(!m.render().contains("sluice_gateway_condition{"));
     }
 }

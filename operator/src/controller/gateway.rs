@@ -135,14 +135,11 @@ async fn reconcile(
 ) -> Result<Action, GatewayError> {
     if !ctx.leadership.is_leading() {
         // Only the leader reports conditions; a former leader drops what it reported.
-        ctx.metrics.forget_gateway_conditions(
-            &format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
-            [
-                CONDITION_AVAILABLE,
-                CONDITION_PROGRESSING,
-                CONDITION_DEGRADED,
-            ],
-        );
+        ctx.metrics.forget_gateway_conditions(&format!(
+            "{}/{}",
+            obj.namespace().unwrap_or_default(),
+            obj.name_any()
+        ));
         return Ok(Action::await_change());
     }
     let gw = match &obj.decoded {
@@ -179,14 +176,8 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
             .metrics
             .xds_certificate_expiry
             .remove_label_values(&["client", &format!("{ns}/{}", cached.name_any())]);
-        ctx.metrics.forget_gateway_conditions(
-            &format!("{ns}/{}", cached.name_any()),
-            [
-                CONDITION_AVAILABLE,
-                CONDITION_PROGRESSING,
-                CONDITION_DEGRADED,
-            ],
-        );
+        ctx.metrics
+            .forget_gateway_conditions(&format!("{ns}/{}", cached.name_any()));
         return Ok(Action::await_change());
     };
     let gw = &gw;
