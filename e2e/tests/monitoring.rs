@@ -554,6 +554,33 @@ async fn every_dashboard_and_alert_expression_returns_data() -> Result<()> {
         envoy_task.await
     );
     envoy_task.abort();
+
+    // A deleted Gateway's series go: its conditions and its client certificate's expiry.
+    let series = [
+        r#"sluice_gateway_condition{gateway="shop/edge""#,
+        r#"sluice_xds_certificate_expiry_timestamp_seconds{certificate="client",gateway="shop/edge"}"#,
+    ];
+    let before = op.metrics().await?;
+    for s in series {
+        ensure!(before.contains(s), "{s} is not exported:\n{before}");
+    }
+    let gateways: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "shop",
+        &kube::discovery::pinned_kind(
+            &client,
+            &GroupVersionKind::gvk("sluice.dev", "v1alpha1", "Gateway"),
+        )
+        .await?
+        .0,
+    );
+    gateways.delete("edge", &Default::default()).await?;
+    sluice_e2e::try_wait_for("shop/edge's series to go", PATIENCE, async || {
+        op.check_running()?;
+        let now = op.metrics().await?;
+        Ok(series.iter().all(|s| !now.contains(s)).then_some(()))
+    })
+    .await?;
     op.check_running()?;
     standalone.check_running()?;
     Ok(())
