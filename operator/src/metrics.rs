@@ -5,6 +5,8 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::provision::status::{CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING};
+
 /// Every metric Sluice exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -24,7 +26,20 @@ pub struct Metrics {
     /// notAfter (Unix seconds) of the xDS certificates, by certificate (ca, server, client)
     /// and gateway (`<namespace>/<name>`, empty for ca and server).
     pub xds_certificate_expiry: GaugeVec,
+    /// The conditions of each Gateway's status as the leader last computed them: 1 on the
+    /// series of the condition's status (True, False, Unknown), 0 on the other two.
+    pub gateway_conditions: IntGaugeVec,
 }
+
+/// The condition types of a Gateway's status.
+const GATEWAY_CONDITIONS: [&str; 3] = [
+    CONDITION_AVAILABLE,
+    CONDITION_PROGRESSING,
+    CONDITION_DEGRADED,
+];
+
+/// The values a condition's status takes, each a series of `sluice_gateway_condition`.
+const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
 
 const DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -93,7 +108,16 @@ impl Metrics {
             ),
             &["certificate", "gateway"],
         )?;
+        let gateway_conditions = IntGaugeVec::new(
+            Opts::new(
+                "sluice_gateway_condition",
+                "The conditions of each Gateway's status (written by the leader): 1 on the \
+                 series of the condition's current status, 0 on the others",
+            ),
+            &["gateway", "type", "status"],
+        )?;
         registry.register(Box::new(routes.clone()))?;
+        registry.register(Box::new(gateway_conditions.clone()))?;
         registry.register(Box::new(crd_info.clone()))?;
         registry.register(Box::new(dag_build_seconds.clone()))?;
         registry.register(Box::new(translate_seconds.clone()))?;
@@ -111,6 +135,7 @@ impl Metrics {
             status_writes,
             crd_info,
             xds_certificate_expiry,
+            gateway_conditions,
         })
     }
 
@@ -130,10 +155,62 @@ impl Metrics {
             .set(secs);
     }
 
+    /// Records the conditions of a Gateway's status; `gateway` is `<namespace>/<name>`.
+    pub fn set_gateway_conditions<'a>(
+        &self,
+        gateway: &str,
+        conditions: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        for (type_, status) in conditions {
+            for value in CONDITION_STATUSES {
+                self.gateway_conditions
+                    .with_label_values(&[gateway, type_, value])
+                    .set(i64::from(status == value));
+            }
+        }
+    }
+
+    /// Drops the condition series of a Gateway (deleted, or no longer reported here).
+    pub fn forget_gateway_conditions(&self, gateway: &str) {
+        for type_ in GATEWAY_CONDITIONS {
+            for value in CONDITION_STATUSES {
+                let _ = self
+                    .gateway_conditions
+                    .remove_label_values(&[gateway, type_, value]);
+            }
+        }
+    }
+
     /// The text exposition of every registered metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_conditions_mark_the_current_status_and_are_forgotten() {
+        let m = Metrics::new().unwrap();
+        m.set_gateway_conditions("ns/gw", [("Degraded", "True"), ("Available", "False")]);
+        let get = |t: &str, s: &str| {
+            m.gateway_conditions
+                .with_label_values(&["ns/gw", t, s])
+                .get()
+        };
+        assert_eq!(get("Degraded", "True"), 1);
+        assert_eq!(get("Degraded", "False"), 0);
+        assert_eq!(get("Available", "False"), 1);
+        assert_eq!(get("Available", "Unknown"), 0);
+        m.set_gateway_conditions("ns/gw", [("Degraded", "False")]);
+        assert_eq!(get("Degraded", "True"), 0);
+        assert_eq!(get("Degraded", "False"), 1);
+        m.forget_gateway_conditions("ns/gw");
+        assert!(!m.render().contains("sluice_gateway_condition{"));
     }
 }

@@ -41,7 +41,11 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool]]] = {
     ("discovery.k8s.io", "v1"): [("endpointslices", "EndpointSlice", True)],
     ("policy", "v1"): [("poddisruptionbudgets", "PodDisruptionBudget", True)],
     ("scheduling.k8s.io", "v1"): [("priorityclasses", "PriorityClass", False)],
-    ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", True)],
+    ("monitoring.coreos.com", "v1"): [
+        ("servicemonitors", "ServiceMonitor", True),
+        ("podmonitors", "PodMonitor", True),
+        ("prometheusrules", "PrometheusRule", True),
+    ],
     ("sluice.dev", "v1alpha1"): [("gateways", "Gateway", True)],
     ("contour.heptio.com", "v1beta1"): [
         ("ingressroutes", "IngressRoute", True),

@@ -157,6 +157,12 @@ async fn reconcile(
     ctx: Arc<GatewayContext>,
 ) -> Result<Action, GatewayError> {
     if !ctx.leadership.is_leading() {
+        // Only the leader reports conditions; a former leader drops what it reported.
+        ctx.metrics.forget_gateway_conditions(&format!(
+            "{}/{}",
+            obj.namespace().unwrap_or_default(),
+            obj.name_any()
+        ));
         return Ok(Action::await_change());
     }
     let gw = match &obj.decoded {
@@ -193,6 +199,8 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
             .metrics
             .xds_certificate_expiry
             .remove_label_values(&["client", &format!("{ns}/{}", cached.name_any())]);
+        ctx.metrics
+            .forget_gateway_conditions(&format!("{ns}/{}", cached.name_any()));
         return Ok(Action::await_change());
     };
     let gw = &gw;
@@ -238,6 +246,13 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         failures: &provisioned.failures,
     };
     let status = provision::gateway_status(gw, &observed, &Time(jiff::Timestamp::now()));
+    ctx.metrics.set_gateway_conditions(
+        &key,
+        status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str())),
+    );
     if gw.status.as_ref() != Some(&status) {
         let body = serde_json::json!({
             "apiVersion": "sluice.dev/v1alpha1",

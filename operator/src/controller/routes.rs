@@ -129,6 +129,12 @@ pub async fn run(
                 for status in ["valid", "invalid", "orphaned"] {
                     let _ = ctx.metrics.routes.remove_label_values(&[gateway, status]);
                 }
+                // The Gateway controller is not called for a deleted Gateway.
+                ctx.metrics.forget_gateway_conditions(gateway);
+                let _ = ctx
+                    .metrics
+                    .xds_certificate_expiry
+                    .remove_label_values(&["client", gateway]);
                 tracing::info!(gateway = %gateway, "instance removed");
             }
             keep
