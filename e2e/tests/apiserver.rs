@@ -1343,10 +1343,18 @@ mod kube_rs {
                 .map(String::as_str),
             Some("sluice")
         );
-        assert_eq!(
-            applied.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
-            8080
-        );
+        // Service ports merge by port and protocol: the creator's port 80 stays, owned by it.
+        let ports: Vec<i32> = applied
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(ports, vec![80, 8080]);
         assert_eq!(applied.metadata.generation, Some(2));
 
         let with_status = services
@@ -2659,9 +2667,298 @@ mod strict {
                     "me".into(),
                     "Update".into(),
                     String::new(),
-                    json!({"f:spec": {"f:ports": {}}})
+                    json!({"f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}}})
                 ),
             ]
+        );
+        Ok(())
+    }
+
+    /// Server-side apply merges the lists Kubernetes merges by key (containers, env, ports,
+    /// volumes, volumeMounts, conditions, ownerReferences; finalizers as a set), owns their items
+    /// as `k:{...}` in managedFields, conflicts on items' fields other managers own (appliers and
+    /// updaters alike), and keeps atomic lists (tolerations) whole.
+    #[tokio::test]
+    async fn server_side_apply_merges_lists_by_key() -> Result<()> {
+        const DS: &str = "/apis/apps/v1/namespaces/default/daemonsets/envoy";
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let apply = |manager: &'static str, force: bool, cfg: Value| {
+            let http = &http;
+            async move {
+                let force = if force { "&force=true" } else { "" };
+                http.patch(
+                    &format!("{DS}?fieldManager={manager}{force}"),
+                    "application/apply-patch+yaml",
+                    &cfg.to_string(),
+                )
+                .await
+            }
+        };
+        let ds = |containers: Value, volumes: Value, tolerations: Value| {
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "envoy"},
+                "spec": {"selector": {"matchLabels": {"app": "envoy"}}, "template": {
+                    "metadata": {"labels": {"app": "envoy"}},
+                    "spec": {"containers": containers, "volumes": volumes, "tolerations": tolerations}}}})
+        };
+        let envoy = |image: &str, env: Value| {
+            json!({"name": "envoy", "image": image, "env": env,
+                "ports": [{"containerPort": 8080}],
+                "volumeMounts": [{"name": "config", "mountPath": "/config"}]})
+        };
+        let (code, first) = apply(
+            "sluice",
+            false,
+            ds(
+                json!([envoy("e:1", json!([{"name": "A", "value": "1"}])),
+                       {"name": "shutdown-manager", "image": "s:1"}]),
+                json!([{"name": "config", "emptyDir": {}}]),
+                json!([{"key": "a", "operator": "Exists"}]),
+            ),
+        )
+        .await?;
+        assert_eq!(code, 201, "{first}");
+
+        // Another manager adds a container, an env var to envoy, a port, a mount and a volume.
+        let mut other_envoy = json!({"name": "envoy", "env": [{"name": "B", "value": "2"}],
+            "ports": [{"containerPort": 8080, "protocol": "UDP"}],
+            "volumeMounts": [{"name": "extra", "mountPath": "/extra"}]});
+        let (code, merged) = apply(
+            "other",
+            false,
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "envoy"},
+                "spec": {"template": {"spec": {
+                    "containers": [{"name": "sidecar", "image": "c:1"}, other_envoy.clone()],
+                    "volumes": [{"name": "extra", "emptyDir": {}}]}}}}),
+        )
+        .await?;
+        assert_eq!(code, 200, "{merged}");
+        let pod = &merged["spec"]["template"]["spec"];
+        let names = |list: &Value, key: &str| -> Vec<String> {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| i[key].to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(&pod["containers"], "name"),
+            [r#""envoy""#, r#""shutdown-manager""#, r#""sidecar""#]
+        );
+        let envoy_now = &pod["containers"][0];
+        assert_eq!(envoy_now["image"], "e:1");
+        assert_eq!(names(&envoy_now["env"], "name"), [r#""A""#, r#""B""#]);
+        assert_eq!(names(&envoy_now["ports"], "protocol"), ["null", r#""UDP""#]);
+        assert_eq!(
+            names(&envoy_now["volumeMounts"], "mountPath"),
+            [r#""/config""#, r#""/extra""#]
+        );
+        assert_eq!(
+            names(&pod["volumes"], "name"),
+            [r#""config""#, r#""extra""#]
+        );
+        let entry = managed(&merged)
+            .into_iter()
+            .find(|e| e.0 == "other")
+            .expect("an entry for other");
+        let containers = &entry.3["f:spec"]["f:template"]["f:spec"]["f:containers"];
+        assert_eq!(
+            containers[r#"k:{"name":"sidecar"}"#],
+            json!({".": {}, "f:name": {}, "f:image": {}}),
+            "{entry:?}"
+        );
+        assert_eq!(
+            containers[r#"k:{"name":"envoy"}"#]["f:env"][r#"k:{"name":"B"}"#],
+            json!({".": {}, "f:name": {}, "f:value": {}}),
+            "{entry:?}"
+        );
+        assert!(
+            containers[r#"k:{"name":"envoy"}"#]["f:ports"]
+                .get(r#"k:{"containerPort":8080,"protocol":"UDP"}"#)
+                .is_some(),
+            "{entry:?}"
+        );
+        assert!(
+            containers[r#"k:{"name":"envoy"}"#].get("f:image").is_none(),
+            "{entry:?}"
+        );
+
+        // A field of an item another manager applied conflicts, named by the item's key; so does
+        // an atomic list as a whole.
+        other_envoy["image"] = json!("e:2");
+        let conflicting = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "envoy"},
+            "spec": {"template": {"spec": {"containers": [other_envoy],
+                "tolerations": [{"key": "b", "operator": "Exists"}]}}}});
+        let (code, status) = apply("other", false, conflicting.clone()).await?;
+        assert_eq!(code, 409, "{status}");
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(
+                r#"conflict with "sluice": .spec.template.spec.containers[name="envoy"].image"#
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains(r#"conflict with "sluice": .spec.template.spec.tolerations"#),
+            "{message}"
+        );
+        assert!(
+            message.starts_with("Apply failed with 2 conflicts"),
+            "{message}"
+        );
+
+        // The first manager drops its shutdown-manager container and env A: they go; what the
+        // other manager owns (sidecar, env B, its port and mount) stays.
+        let (code, released) = apply(
+            "sluice",
+            false,
+            ds(
+                json!([envoy("e:1", json!([]))]),
+                json!([{"name": "config", "emptyDir": {}}]),
+                json!([{"key": "a", "operator": "Exists"}]),
+            ),
+        )
+        .await?;
+        assert_eq!(code, 200, "{released}");
+        let pod = &released["spec"]["template"]["spec"];
+        assert_eq!(
+            names(&pod["containers"], "name"),
+            [r#""envoy""#, r#""sidecar""#]
+        );
+        assert_eq!(names(&pod["containers"][0]["env"], "name"), [r#""B""#]);
+
+        // An update takes the field it changes: re-applying the old value then conflicts with
+        // the updater, and forcing takes it back.
+        let mut edited = released.clone();
+        edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("e:edited");
+        let (code, edited) = http
+            .put(&format!("{DS}?fieldManager=editor"), &edited)
+            .await?;
+        assert_eq!(code, 200, "{edited}");
+        let reapply = ds(
+            json!([envoy("e:1", json!([]))]),
+            json!([{"name": "config", "emptyDir": {}}]),
+            json!([{"key": "a", "operator": "Exists"}]),
+        );
+        let (code, status) = apply("sluice", false, reapply.clone()).await?;
+        assert_eq!(code, 409, "{status}");
+        assert!(
+            status["message"].as_str().unwrap_or_default().contains(
+                r#"conflict with "editor": .spec.template.spec.containers[name="envoy"].image"#
+            ),
+            "{status}"
+        );
+        let (code, forced) = apply("sluice", true, reapply).await?;
+        assert_eq!(code, 200, "{forced}");
+        assert_eq!(
+            forced["spec"]["template"]["spec"]["containers"][0]["image"],
+            "e:1"
+        );
+        assert!(
+            managed(&forced).iter().all(|e| e.0 != "editor"),
+            "the editor's only field was taken: {forced}"
+        );
+
+        // Service ports by port and protocol (TCP when left out).
+        const SVC: &str = "/api/v1/namespaces/default/services/dns";
+        let svc = |ports: Value| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns"}, "spec": {"ports": ports}})
+                .to_string()
+        };
+        let (code, _) = http
+            .patch(
+                &format!("{SVC}?fieldManager=a"),
+                "application/apply-patch+yaml",
+                &svc(json!([{"port": 53, "name": "tcp"}])),
+            )
+            .await?;
+        assert_eq!(code, 201);
+        let (code, both) = http
+            .patch(
+                &format!("{SVC}?fieldManager=b"),
+                "application/apply-patch+yaml",
+                &svc(json!([{"port": 53, "protocol": "UDP", "name": "udp"}])),
+            )
+            .await?;
+        assert_eq!(code, 200, "{both}");
+        assert_eq!(
+            names(&both["spec"]["ports"], "name"),
+            [r#""tcp""#, r#""udp""#]
+        );
+        let (code, status) = http
+            .patch(
+                &format!("{SVC}?fieldManager=b"),
+                "application/apply-patch+yaml",
+                &svc(json!([{"port": 53, "name": "mine"}])),
+            )
+            .await?;
+        assert_eq!(code, 409, "{status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(r#"conflict with "a": .spec.ports[port=53,protocol="TCP"].name"#),
+            "{status}"
+        );
+
+        // Owner references by uid, finalizers as a set, on any kind.
+        let mut uids = Vec::new();
+        for owner in ["o1", "o2"] {
+            let (code, cm) = http.post(CONFIGMAPS, &configmap(owner, json!({}))).await?;
+            assert_eq!(code, 201, "{cm}");
+            uids.push(cm["metadata"]["uid"].clone());
+        }
+        let meta = |uid: &Value, finalizer: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "child",
+                "finalizers": [finalizer],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": uid}]}})
+            .to_string()
+        };
+        let child = format!("{CONFIGMAPS}/child");
+        for (manager, uid, finalizer) in [("a", &uids[0], "x.dev/a"), ("b", &uids[1], "x.dev/b")] {
+            let (code, cm) = http
+                .patch(
+                    &format!("{child}?fieldManager={manager}"),
+                    "application/apply-patch+yaml",
+                    &meta(uid, finalizer),
+                )
+                .await?;
+            assert!(code == 200 || code == 201, "{cm}");
+        }
+        let (_, cm) = http.get(&child).await?;
+        assert_eq!(
+            names(&cm["metadata"]["ownerReferences"], "uid").len(),
+            2,
+            "{cm}"
+        );
+        assert_eq!(cm["metadata"]["finalizers"], json!(["x.dev/a", "x.dev/b"]));
+
+        // Conditions by type, through /status.
+        const PODS: &str = "/api/v1/namespaces/default/pods";
+        let (code, _) = http
+            .post(
+                PODS,
+                &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+            )
+            .await?;
+        assert_eq!(code, 201);
+        for (manager, type_) in [("kubelet", "Ready"), ("scheduler", "PodScheduled")] {
+            let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "status": {"conditions": [{"type": type_, "status": "True"}]}});
+            let (code, pod) = http
+                .patch(
+                    &format!("{PODS}/p/status?fieldManager={manager}"),
+                    "application/apply-patch+yaml",
+                    &body.to_string(),
+                )
+                .await?;
+            assert_eq!(code, 200, "{pod}");
+        }
+        let (_, pod) = http.get(&format!("{PODS}/p")).await?;
+        assert_eq!(
+            names(&pod["status"]["conditions"], "type"),
+            [r#""Ready""#, r#""PodScheduled""#]
         );
         Ok(())
     }

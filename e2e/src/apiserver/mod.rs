@@ -73,7 +73,10 @@
 //!   [`TEST_FIELD_MANAGER`]. An `Apply` entry holds the fields of the manager's last applied
 //!   configuration (replaced on its next apply); an `Update` entry gains the fields its write set
 //!   or changed, which leave every other `Update` entry; fields gone from the object leave every
-//!   entry, and an `Update` entry left empty goes. Writes the server makes itself (garbage
+//!   entry, and an `Update` entry left empty goes. Fields reach into lists as Kubernetes' do:
+//!   `k:{"name":"envoy"}` for a map-list item (with its own `"."`), `v:"x"` for a set member,
+//!   one field for an atomic list; an update also takes the fields it changes out of their
+//!   appliers' configurations. Writes the server makes itself (garbage
 //!   collection) are nobody's. Managed fields sent by clients are ignored; a write that changes
 //!   nothing but entry times changes nothing. See the Limits for the approximations.
 //! - Watches stream newline-delimited `ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK` events, one HTTP
@@ -223,14 +226,18 @@
 //! - CRD versions share one stored object: a request through another version only rewrites
 //!   `apiVersion` (no conversion). CRD `status` is set at once to Established/NamesAccepted.
 //!   Schemas are not checked to be structural.
-//! - Server-side apply is approximated (see `apply.rs`); ownership is tracked per field manager from the configurations it applied; maps merge, lists
-//!   are atomic (replaced whole, even where Kubernetes merges them by key such as containers,
-//!   ports, conditions, ownerReferences, finalizers); a field a manager stops applying is
-//!   removed unless another applier still sets it; conflicts are detected only between appliers,
-//!   never against fields written by update or patch (an update does not take a field from its
-//!   applier: it shows in both managers' entries). In `managedFields` a field is a leaf of
-//!   maps: a list is one field (no `k:`/`v:`/`i:` keys for items) and no map is owned as a whole
-//!   (no `"."` keys); identity fields (`apiVersion`, `kind`, `metadata.name`, ...) are nobody's.
+//! - Server-side apply is approximated (see `apply.rs`, `lists.rs`): maps merge; lists merge
+//!   as Kubernetes merges them (by key for containers, env, ports, volumes, volumeMounts,
+//!   conditions, ownerReferences and the other lists `lists.rs` names, or as a CRD's
+//!   `x-kubernetes-list-type` says; finalizers as a set; everything else atomic), new map-list
+//!   items appended in applied order (kube may interleave); a list with an item lacking its key
+//!   (and no default) or two items with one key is treated as atomic (kube refuses the apply).
+//!   A field a manager stops applying is removed unless another manager owns it or something
+//!   beneath it; conflicts (409 without `force`) are fields whose applied value differs from the
+//!   live one and that another manager owns, by apply or by update (a manager's own `Update`
+//!   entry never conflicts with its apply). In `managedFields` no map is owned as a whole (no
+//!   `"."` keys for maps; list items have theirs); identity fields (`apiVersion`, `kind`,
+//!   `metadata.name`, ...) are nobody's.
 //!   Strategic merge patch is a JSON merge patch.
 //! - Deletion is immediate (no grace periods); `Foreground` propagation behaves like
 //!   `Background` (the owner goes first); namespace and CRD deletion ignore the finalizers of the
@@ -247,6 +254,7 @@ mod apply;
 mod error;
 mod fault;
 mod http;
+mod lists;
 mod managed;
 mod meta;
 mod resources;
