@@ -2818,3 +2818,156 @@ async fn a_leader_whose_lease_writes_fail_steps_down_and_stops_writing() -> Resu
     );
     Ok(())
 }
+
+/// Watches answered 410 Gone while IngressRoutes and Endpoints change without pause: the operator
+/// re-lists, and once the storm is over every route's status, the route gauges and the running
+/// Envoy's routing are what the final objects say, with nothing created lost and nothing deleted
+/// kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_gone_under_load_lose_nothing() -> Result<()> {
+    use sluice_e2e::apiserver::Fault;
+    let cluster = Cluster::start(true).await?;
+    let Some(server) = cluster.memory() else {
+        eprintln!("skipped: fault injection needs the in-memory API server");
+        return Ok(());
+    };
+    const SERVICES: usize = 4;
+    const ROUTES: usize = 18;
+    let ns = cluster.namespace("storm").await?;
+    let web = Backend::start("web").await?;
+    let api = Backend::start("api").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    // Which backend each Service's Endpoints point at, as the test last wrote it.
+    let mut backend_of = ["web"; SERVICES];
+    for s in 0..SERVICES {
+        cluster.apply(service(&ns, &format!("s{s}"))).await?;
+        cluster
+            .apply(endpoints(&ns, &format!("s{s}"), web.port()))
+            .await?;
+    }
+    let route = |i: usize, service: usize| {
+        ingress_route(
+            &ns,
+            &format!("r{i}"),
+            None,
+            route_spec(Some(&format!("r{i}.example.com")), &format!("s{service}")),
+        )
+    };
+    cluster.apply(route(0, 0)).await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    let ports = op.ports();
+    op.wait_ready(PATIENCE).await?;
+    wait_status(&cluster, &mut op, &ns, "r0", "valid").await?;
+    let bootstrap = provisioned_bootstrap(&cluster, &mut op, &ns, "edge").await?;
+    let _envoy = Envoy::builder(bootstrap)
+        .local_admin_socket()
+        .start()
+        .await?;
+
+    // The storm: every watch of what the routes depend on ends at once with 410 Expired.
+    let mark = server.requests_arrived();
+    for resource in [
+        "ingressroutes",
+        "endpoints",
+        "endpointslices",
+        "services",
+        "gateways",
+    ] {
+        server.inject(Fault::watches(resource).failing_with(410));
+    }
+    // Route i goes to Service i % SERVICES; every third route deletes the one before it, every
+    // other one moves its Service's Endpoints to the other backend, and route 4 is re-pointed.
+    let mut live = vec![0usize];
+    let mut service_of = [0usize; ROUTES + 1];
+    for i in 1..=ROUTES {
+        service_of[i] = i % SERVICES;
+        cluster.apply(route(i, service_of[i])).await?;
+        live.push(i);
+        if i % 3 == 0 {
+            cluster
+                .delete(
+                    "contour.heptio.com/v1beta1",
+                    "IngressRoute",
+                    Some(&ns),
+                    &format!("r{}", i - 1),
+                )
+                .await?;
+            live.retain(|r| *r != i - 1);
+        }
+        if i % 2 == 0 {
+            let s = i % SERVICES;
+            let (name, port) = if backend_of[s] == "web" {
+                ("api", api.port())
+            } else {
+                ("web", web.port())
+            };
+            backend_of[s] = name;
+            cluster
+                .apply(endpoints(&ns, &format!("s{s}"), port))
+                .await?;
+        }
+        if i == 7 {
+            service_of[4] = 3;
+            cluster.apply(route(4, 3)).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "broken",
+            None,
+            route_spec(Some("broken.example.com"), "missing"),
+        ))
+        .await?;
+    // The operator did re-list during the storm (the scenario happened), then the storm ends.
+    eventually("re-lists of IngressRoutes during the storm", async || {
+        let relists = server
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.seq >= mark
+                    && r.method == "GET"
+                    && r.path.ends_with("/ingressroutes")
+                    && !r.query.contains("watch=true")
+            })
+            .count();
+        Ok((relists >= 2).then_some(()))
+    })
+    .await?;
+    server.clear_faults();
+
+    for i in &live {
+        wait_status(&cluster, &mut op, &ns, &format!("r{i}"), "valid").await?;
+    }
+    wait_status(&cluster, &mut op, &ns, "broken", "invalid").await?;
+    wait_route_metrics(
+        &mut op,
+        &format!("{ns}/edge"),
+        (live.len() as f64, 1.0, 0.0),
+    )
+    .await?;
+    for i in 0..=ROUTES {
+        let host = format!("r{i}.example.com");
+        if live.contains(&i) {
+            let want = backend_of[service_of[i]];
+            eventually(&format!("{host} to reach {want}"), async || {
+                op.check_running()?;
+                let resp = get(ports.envoy_http, &host, "/").await;
+                Ok(resp.ok().and_then(|r| r.backend()).filter(|b| b == want))
+            })
+            .await?;
+        } else {
+            eventually(
+                &format!("{host} (deleted) to be unknown to Envoy"),
+                async || {
+                    op.check_running()?;
+                    let resp = get(ports.envoy_http, &host, "/").await;
+                    Ok(resp.ok().filter(|r| r.status == 404))
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -52,11 +52,20 @@ pub(crate) async fn handle(
     let seq = shared.arrive();
     let user = bearer_user(&parts);
     let is_write = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let fault = shared.fault_effect(&RequestTarget::of(parts.uri.path(), is_write, &user));
+    let is_watch = truthy(&parse_query(parts.uri.query().unwrap_or_default()), "watch");
+    let target = RequestTarget::of(parts.uri.path(), is_write, &user).watching(is_watch);
+    let fault = shared.fault_effect(&target);
     if !fault.latency.is_zero() {
         tokio::time::sleep(fault.latency).await;
     }
     let response = match (fault.code, body.collect().await) {
+        // A watch from a compacted resourceVersion: 200, then one ERROR event, then the end.
+        (Some(410), _) if is_watch => {
+            let gone = ApiError::expired("too old resource version (injected fault)");
+            let mut resp = json_response(200, &Value::Null);
+            *resp.body_mut() = Full::new(Watcher::line("ERROR", gone.to_status())).boxed_unsync();
+            resp
+        }
         (Some(code), _) => injected_failure(code),
         (None, Ok(c)) => {
             route(&shared, &parts, &c.to_bytes()).unwrap_or_else(|e| error_response(&e))
@@ -379,7 +388,10 @@ fn resource_request(
     let updater = Some(updater.as_str());
     let t = &a.target;
     match (&parts.method, a.name.as_deref()) {
-        (&Method::GET, None) if truthy(q, "watch") => watch(shared, &a, q, metadata),
+        (&Method::GET, None) if truthy(q, "watch") => {
+            let origin = (parts.uri.path().to_owned(), bearer_user(parts));
+            watch(shared, &a, q, metadata, origin)
+        }
         (&Method::GET, None) => {
             let page = shared.lock().list(t, &list_options(q, &a.rt)?)?;
             let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
@@ -477,6 +489,7 @@ fn watch(
     a: &Addressed,
     q: &BTreeMap<String, String>,
     metadata: bool,
+    origin: (String, String),
 ) -> Result<Response<Body>, ApiError> {
     let list = list_options(q, &a.rt)?;
     let since = match q.get("resourceVersion").map(String::as_str) {
@@ -509,6 +522,7 @@ fn watch(
         target: a.target.clone(),
         metadata,
         tx,
+        origin,
     };
     tokio::spawn(watcher.run(start));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -529,6 +543,8 @@ struct Watcher {
     target: Target,
     metadata: bool,
     tx: mpsc::Sender<Bytes>,
+    /// The request's path and user, for the faults injected while it runs.
+    origin: (String, String),
 }
 
 impl Watcher {
@@ -595,6 +611,7 @@ impl Watcher {
 
     async fn run(self, start: WatchStart) {
         let mut changes = self.shared.changes.subscribe();
+        let mut faults = self.shared.fault_epoch.subscribe();
         let deadline = Instant::now() + start.timeout;
         let interval = self.shared.options.bookmark_interval;
         let mut next_bookmark = Instant::now() + interval;
@@ -657,6 +674,15 @@ impl Watcher {
                     }
                 }
                 () = self.tx.closed() => return,
+                _ = faults.changed() => {
+                    let (path, user) = &self.origin;
+                    let target = RequestTarget::of(path, false, user).watching(true);
+                    if self.shared.fault_effect(&target).code == Some(410) {
+                        let gone = ApiError::expired("too old resource version (injected fault)");
+                        let _ = self.send(Self::line("ERROR", gone.to_status())).await;
+                        return;
+                    }
+                }
             }
         }
     }

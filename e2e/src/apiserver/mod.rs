@@ -24,7 +24,9 @@
 //! [`ApiServer::inject`] puts a [`Fault`] in force: the requests it matches fail with an error
 //! code and a `Status` body (`InternalError` for 500, `TooManyRequests` with `Retry-After: 1`
 //! for 429, `ServiceUnavailable` for 503) without touching the store, or are answered late, or
-//! both. A fault matches a resource (`leases`, with its subresources, or `ingressroutes/status`
+//! both. [`Fault::watches`] with code 410 ends matching watches as kube-apiserver does when
+//! their resourceVersion is compacted (an `ERROR` event with a 410 `Expired` Status), the ones
+//! already open when it is injected included. A fault matches a resource (`leases`, with its subresources, or `ingressroutes/status`
 //! alone), only writes ([`Fault::writes`]: reads and watches keep working) or every request
 //! ([`Fault::requests`]), and optionally one user ([`Fault::by`], the bearer token of a
 //! [`ApiServer::write_kubeconfig_for`] kubeconfig). It lasts until [`ApiServer::clear_fault`] /
@@ -326,6 +328,8 @@ pub(crate) struct Shared {
     /// Injected faults in force (expired ones are dropped as requests come).
     faults: Mutex<Vec<fault::ActiveFault>>,
     next_fault: AtomicU64,
+    /// Bumped when a fault is injected, for open watches to check whether it ends them.
+    fault_epoch: watch::Sender<u64>,
 }
 
 /// One request the server answered, for tests that check who wrote what.
@@ -428,6 +432,7 @@ impl ApiServer {
             arrivals: AtomicU64::new(0),
             faults: Mutex::new(Vec::new()),
             next_fault: AtomicU64::new(0),
+            fault_epoch: watch::channel(0).0,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -516,6 +521,7 @@ impl ApiServer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(fault::ActiveFault { id, fault, until });
+        self.shared.fault_epoch.send_modify(|n| *n += 1);
         id
     }
 
