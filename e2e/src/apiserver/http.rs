@@ -20,6 +20,7 @@ use tokio::time::{Instant, sleep_until};
 use super::error::ApiError;
 use super::fault::{RequestTarget, failure_status};
 use super::managed::manager_from_user_agent;
+use super::rbac::Attributes;
 use super::resources::{self, ResourceType};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{
@@ -73,6 +74,7 @@ pub(crate) async fn handle(
         (None, Err(e)) => error_response(&ApiError::bad_request(format!("reading body: {e}"))),
     };
     shared.record(RequestRecord {
+        impersonated: impersonated_user(&parts).unwrap_or_default(),
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().unwrap_or_default().to_owned(),
@@ -91,6 +93,27 @@ fn injected_failure(code: u16) -> Response<Body> {
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     resp
+}
+
+/// The user a request impersonates (`Impersonate-User`), if any.
+fn impersonated_user(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The groups a request impersonates (`Impersonate-Group`, repeated).
+fn impersonated_groups(parts: &Parts) -> Vec<String> {
+    parts
+        .headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The user a request comes from: its bearer token, taken as the user's name unchecked (there is
@@ -362,6 +385,33 @@ fn resource_request(
     rest: &[&str],
 ) -> Result<Response<Body>, ApiError> {
     let a = address(shared, group, version, rest)?;
+    if let Some(user) = impersonated_user(parts) {
+        let groups = impersonated_groups(parts);
+        let verb = match (&parts.method, a.name.is_some()) {
+            (&Method::GET | &Method::HEAD, true) => "get",
+            (&Method::GET | &Method::HEAD, false) if truthy(q, "watch") => "watch",
+            (&Method::GET | &Method::HEAD, false) => "list",
+            (&Method::POST, _) => "create",
+            (&Method::PUT, _) => "update",
+            (&Method::PATCH, _) => "patch",
+            (&Method::DELETE, true) => "delete",
+            (&Method::DELETE, false) => "deletecollection",
+            _ => "",
+        };
+        let attrs = Attributes {
+            user: &user,
+            groups: &groups,
+            verb,
+            group: &a.rt.group,
+            resource: &a.rt.plural,
+            subresource: a.status.then_some("status"),
+            namespace: &a.target.namespace,
+            name: a.name.as_deref().unwrap_or_default(),
+        };
+        if !attrs.allowed(&shared.lock()) {
+            return Err(attrs.forbidden());
+        }
+    }
     if q.get("dryRun").is_some_and(|d| !d.is_empty()) {
         return Err(ApiError::bad_request(
             "dryRun is not supported by this test API server",

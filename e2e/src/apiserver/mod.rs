@@ -107,6 +107,20 @@
 //!   can only be created in an existing namespace; `default`, `kube-system`, `kube-public` and
 //!   `kube-node-lease` exist from the start.
 //!
+//! # Impersonation and RBAC
+//!
+//! A request with `Impersonate-User` (a kubeconfig user with `as:`, see
+//! [`ApiServer::write_kubeconfig_as`]) is recorded with that user
+//! ([`RequestRecord::impersonated`]) and authorized against the stored ClusterRoles, Roles and
+//! their bindings as kube-apiserver's RBAC authorizer does (`rbac.rs`): 403 `Forbidden`
+//! (`<resource>.<group> "<name>" is forbidden: User "<user>" cannot <verb> resource "<resource>"
+//! in API group "<group>" in the namespace "<ns>"`) unless a bound rule grants the verb on the
+//! resource (or `resource/status`) and, where the rule names them, the object. Discovery is
+//! open to everyone (as `system:discovery`). Requests that impersonate nobody are not
+//! authorized. Aggregated ClusterRoles and non-resource URL rules are not modelled, nor the
+//! `impersonate` right of the real user, nor admission plugins such as
+//! OwnerReferencesPermissionEnforcement.
+//!
 //! # Validation
 //!
 //! The double refuses what kube-apiserver refuses in these cases, with the same code and
@@ -210,8 +224,8 @@
 //!
 //! # Limits
 //!
-//! - No authentication (a bearer token is recorded as the user, never checked), authorization,
-//!   admission, TLS, HTTP/2, protobuf, YAML request bodies (except apply patches), `dryRun`
+//! - No authentication (a bearer token is recorded as the user, never checked), authorization
+//!   only of impersonated requests (below), admission, TLS, HTTP/2, protobuf, YAML request bodies (except apply patches), `dryRun`
 //!   (rejected with 400), or `kubectl` table output.
 //! - No controllers: nothing schedules pods, fills endpoints, allocates cluster IPs, runs
 //!   DaemonSets or Deployments (tests may run `crate::kubelet` for DaemonSets), or defaults
@@ -259,6 +273,7 @@ mod http;
 mod lists;
 mod managed;
 mod meta;
+mod rbac;
 mod resources;
 mod schema;
 mod selector;
@@ -344,6 +359,9 @@ pub struct RequestRecord {
     /// The bearer token of the request, taken as the user's name (see
     /// [`ApiServer::kubeconfig_yaml_for`]); empty without one.
     pub user: String,
+    /// The user the request impersonated (`Impersonate-User`, as kube-rs sends for a
+    /// kubeconfig user with `as:`); empty without impersonation.
+    pub impersonated: String,
     /// The response status code (200 for a watch that started).
     pub code: u16,
     /// The order in which the request arrived (from 0), before any injected latency; the
@@ -493,6 +511,20 @@ impl ApiServer {
     pub fn write_kubeconfig_for(&self, dir: &Path, user: &str) -> std::io::Result<PathBuf> {
         let path = dir.join(format!("kubeconfig-{user}"));
         std::fs::write(&path, self.kubeconfig_yaml_for(user))?;
+        Ok(path)
+    }
+
+    /// Writes `dir/kubeconfig-<user>-as` for bearer token `user` impersonating `as_user` (the
+    /// kubeconfig's `as:`), so that its requests are authorized by RBAC, and returns its path.
+    pub fn write_kubeconfig_as(
+        &self,
+        dir: &Path,
+        user: &str,
+        as_user: &str,
+    ) -> std::io::Result<PathBuf> {
+        let path = dir.join(format!("kubeconfig-{user}-as"));
+        let yaml = self.kubeconfig_with_user(&format!("{{token: {user}, as: {as_user:?}}}"));
+        std::fs::write(&path, yaml)?;
         Ok(path)
     }
 
