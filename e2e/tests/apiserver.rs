@@ -436,7 +436,7 @@ mod raw {
 
         // generateName
         let (code, generated) = http
-            .post(path, &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"generateName": "gen-"}}))
+            .post(path, &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"generateName": "gen-"}, "spec": {"ports": [{"port": 80}]}}))
             .await?;
         assert_eq!(code, 201);
         let generated_name = generated["metadata"]["name"].as_str().unwrap();
@@ -1199,15 +1199,15 @@ mod raw {
         let text = std::fs::read_to_string(&path)?;
         assert!(text.contains(&format!("server: {}", server.url())));
         std::fs::remove_dir_all(&dir)?;
-        server.apply(service("svc"))?;
-        let applied = server.apply(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "labels": {"x": "y"}}}))?;
+        server.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}}))?;
+        let applied = server.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "labels": {"x": "y"}}}))?;
         assert_eq!(applied["metadata"]["labels"]["x"], "y");
         assert_eq!(
-            applied["spec"],
+            applied["data"],
             json!({}),
-            "the test manager stopped applying spec"
+            "the test manager stopped applying data"
         );
-        let err = server.create(service("svc")).unwrap_err();
+        let err = server.create(configmap("cm", json!({}))).unwrap_err();
         assert_eq!(err.code, 409);
         let url = server.url();
         drop(server);
@@ -1332,7 +1332,7 @@ mod kube_rs {
                     "apiVersion": "v1",
                     "kind": "Service",
                     "metadata": {"name": "web", "labels": {"app.kubernetes.io/managed-by": "sluice"}},
-                    "spec": {"ports": [{"port": 8080}]},
+                    "spec": {"ports": [{"port": 80, "name": "http"}, {"port": 8080, "name": "alt"}]},
                 })),
             )
             .await?;
@@ -1343,7 +1343,8 @@ mod kube_rs {
                 .map(String::as_str),
             Some("sluice")
         );
-        // Service ports merge by port and protocol: the creator's port 80 stays, owned by it.
+        // Service ports merge by port and protocol: the creator's port 80 stays, owned by it
+        // (and, with two ports, each needs a name).
         let ports: Vec<i32> = applied
             .spec
             .as_ref()
@@ -3056,6 +3057,248 @@ mod strict {
             names(&pod["status"]["conditions"], "type"),
             [r#""Ready""#, r#""PodScheduled""#]
         );
+        Ok(())
+    }
+
+    /// What kube-apiserver refuses in the built-in kinds the operator writes: pod template
+    /// essentials (container names, images, ports, probes, tolerations), Services (types, ports
+    /// and their names, externalTrafficPolicy), DaemonSets (selector matching the template,
+    /// immutable), Secrets (type immutable, TLS keys, size), ConfigMaps (keys, size) and Leases.
+    #[tokio::test]
+    async fn built_in_kinds_the_operator_writes_are_validated() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let container = json!({"name": "envoy", "image": "envoy:1",
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8002}},
+            "livenessProbe": {"tcpSocket": {"port": "http"}}});
+        let ds = |containers: Value, tolerations: Value, labels: Value| {
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "envoy"},
+                "spec": {"selector": {"matchLabels": {"app": "envoy"}},
+                    "template": {"metadata": {"labels": labels},
+                        "spec": {"containers": containers, "tolerations": tolerations}}}})
+        };
+        const DSS: &str = "/apis/apps/v1/namespaces/default/daemonsets";
+        let good_tolerations = json!([{"operator": "Exists"},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+            {"key": "dedicated", "value": "edge", "effect": "NoSchedule"}]);
+        let refused = [
+            (
+                json!([{"name": "Envoy", "image": "e"}]),
+                "spec.template.spec.containers[0].name",
+            ),
+            (
+                json!([{"name": "envoy"}]),
+                "spec.template.spec.containers[0].image",
+            ),
+            (
+                json!([{"name": "a", "image": "e"}, {"name": "a", "image": "e"}]),
+                "spec.template.spec.containers[1].name",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "ports": [{"containerPort": 70000}]}]),
+                "spec.template.spec.containers[0].ports[0].containerPort",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "ports": [{"containerPort": 80, "protocol": "HTTP"}]}]),
+                "spec.template.spec.containers[0].ports[0].protocol",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "ports": [{"containerPort": 80, "name": "way-too-long-port-name"}]}]),
+                "spec.template.spec.containers[0].ports[0].name",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "readinessProbe": {"periodSeconds": 1}}]),
+                "spec.template.spec.containers[0].readinessProbe",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "livenessProbe": {"exec": {"command": ["x"]}, "tcpSocket": {"port": 1}}}]),
+                "spec.template.spec.containers[0].livenessProbe.tcpSocket",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "livenessProbe": {"exec": {"command": ["x"]}, "successThreshold": 2}}]),
+                "spec.template.spec.containers[0].livenessProbe.successThreshold",
+            ),
+            (json!([]), "spec.template.spec.containers"),
+        ];
+        for (containers, field) in refused {
+            let (code, status) = http
+                .post(DSS, &ds(containers, json!([]), json!({"app": "envoy"})))
+                .await?;
+            assert_invalid(code, &status, field, field);
+        }
+        for (toleration, field) in [
+            (
+                json!({"key": "a", "operator": "Exists", "value": "x"}),
+                "operator",
+            ),
+            (json!({"key": "a", "operator": "Maybe"}), "operator"),
+            (json!({"value": "x"}), "operator"),
+            (json!({"key": "a", "effect": "NoWay"}), "effect"),
+            (
+                json!({"key": "a", "effect": "NoSchedule", "tolerationSeconds": 5}),
+                "effect",
+            ),
+            (json!({"key": "bad key", "operator": "Exists"}), "key"),
+        ] {
+            let (code, status) = http
+                .post(
+                    DSS,
+                    &ds(
+                        json!([container]),
+                        json!([toleration]),
+                        json!({"app": "envoy"}),
+                    ),
+                )
+                .await?;
+            assert_invalid(
+                code,
+                &status,
+                &format!("spec.template.spec.tolerations[0].{field}"),
+                &toleration.to_string(),
+            );
+        }
+        let (code, status) = http
+            .post(
+                DSS,
+                &ds(json!([container]), json!([]), json!({"app": "other"})),
+            )
+            .await?;
+        assert_invalid(
+            code,
+            &status,
+            "spec.template.metadata.labels",
+            "selector mismatch",
+        );
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("`selector` does not match template `labels`"),
+            "{status}"
+        );
+        let (code, created) = http
+            .post(
+                DSS,
+                &ds(
+                    json!([container]),
+                    good_tolerations,
+                    json!({"app": "envoy"}),
+                ),
+            )
+            .await?;
+        assert_eq!(code, 201, "{created}");
+        let mut changed = created.clone();
+        changed["spec"]["selector"] = json!({"matchLabels": {"app": "envoy", "tier": "edge"}});
+        changed["spec"]["template"]["metadata"]["labels"]["tier"] = json!("edge");
+        let (code, status) = http.put(&format!("{DSS}/envoy"), &changed).await?;
+        assert_invalid(code, &status, "spec.selector", "selector immutable");
+
+        // Services.
+        const SVCS: &str = "/api/v1/namespaces/default/services";
+        let svc = |name: &str, spec: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec});
+        for (spec, field) in [
+            (
+                json!({"type": "Internal", "ports": [{"port": 80}]}),
+                "spec.type",
+            ),
+            (json!({"ports": []}), "spec.ports"),
+            (
+                json!({"ports": [{"port": 80}, {"port": 81, "name": "b"}]}),
+                "spec.ports[0].name",
+            ),
+            (
+                json!({"ports": [{"port": 80, "name": "a"}, {"port": 81, "name": "a"}]}),
+                "spec.ports[1].name",
+            ),
+            (
+                json!({"ports": [{"port": 80, "name": "Web"}]}),
+                "spec.ports[0].name",
+            ),
+            (json!({"ports": [{"port": 0}]}), "spec.ports[0].port"),
+            (
+                json!({"ports": [{"port": 80, "targetPort": 70000}]}),
+                "spec.ports[0].targetPort",
+            ),
+            (
+                json!({"ports": [{"port": 80, "nodePort": 30080}]}),
+                "spec.ports[0].nodePort",
+            ),
+            (
+                json!({"ports": [{"port": 80}], "externalTrafficPolicy": "Local"}),
+                "spec.externalTrafficPolicy",
+            ),
+            (
+                json!({"type": "LoadBalancer", "ports": [{"port": 80}], "externalTrafficPolicy": "Nearest"}),
+                "spec.externalTrafficPolicy",
+            ),
+        ] {
+            let (code, status) = http.post(SVCS, &svc("web", spec.clone())).await?;
+            assert_invalid(code, &status, field, &spec.to_string());
+        }
+        let (code, status) = http
+            .post(SVCS, &svc("lb", json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                "ports": [{"port": 80, "name": "http", "targetPort": "http"}, {"port": 443, "name": "https"}]})))
+            .await?;
+        assert_eq!(code, 201, "{status}");
+
+        // Secrets and ConfigMaps.
+        const SECRETS: &str = "/api/v1/namespaces/default/secrets";
+        let (code, status) = http
+            .post(
+                SECRETS,
+                &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls"},
+                "type": "kubernetes.io/tls", "data": {"tls.crt": "Y2VydA=="}}),
+            )
+            .await?;
+        assert_invalid(code, &status, "data[tls.key]", "TLS secret without its key");
+        let (code, opaque) = http
+            .post(SECRETS, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "YQ=="}}))
+            .await?;
+        assert_eq!(code, 201, "{opaque}");
+        let (code, status) = http
+            .merge(&format!("{SECRETS}/s"), &json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "YQ==", "tls.key": "YQ=="}}))
+            .await?;
+        assert_invalid(code, &status, "type", "Secret type immutable");
+        let big = "x".repeat(1024 * 1024);
+        let (code, status) = http
+            .post(SECRETS, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "big"}, "data": {"a": big}}))
+            .await?;
+        assert_invalid(code, &status, "data", "Secret over 1 MiB");
+        let (code, status) = http
+            .post(CONFIGMAPS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"a": big}}))
+            .await?;
+        assert_invalid(code, &status, "", "ConfigMap over 1 MiB");
+        let (code, status) = http
+            .post(CONFIGMAPS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keys"}, "data": {"a/b": "x"}}))
+            .await?;
+        assert_invalid(code, &status, "data[a/b]", "ConfigMap key");
+        let (code, _) = http
+            .post(CONFIGMAPS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fixed"}, "data": {"a": "1"}, "immutable": true}))
+            .await?;
+        assert_eq!(code, 201);
+        let (code, status) = http
+            .merge(&format!("{CONFIGMAPS}/fixed"), &json!({"data": {"a": "2"}}))
+            .await?;
+        assert_invalid(code, &status, "data", "immutable ConfigMap");
+
+        // Leases.
+        const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+        for (spec, field) in [
+            (
+                json!({"leaseDurationSeconds": 0}),
+                "spec.leaseDurationSeconds",
+            ),
+            (
+                json!({"leaseDurationSeconds": 15, "leaseTransitions": -1}),
+                "spec.leaseTransitions",
+            ),
+        ] {
+            let (code, status) = http
+                .post(LEASES, &json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": spec}))
+                .await?;
+            assert_invalid(code, &status, field, field);
+        }
         Ok(())
     }
 }

@@ -176,7 +176,41 @@
 //!   `spec[.template.spec].containers[i].resources.requests` with "must be less than or equal
 //!   to <resource> limit of <limit>" (`pkg/apis/core/validation/validation.go`
 //!   ValidateResourceRequirements). Quantities are compared exactly; one this server does not
-//!   parse is not judged. No other pod field is validated.
+//!   parse is not judged.
+//! - Pod specs (Pods, and DaemonSets' `spec.template.spec`; `builtin.rs`, from
+//!   `pkg/apis/core/validation/validation.go` validateContainers, validateContainerPorts,
+//!   validateProbe, ValidateTolerations): at least one container; each container (and init
+//!   container) has a name that is a DNS-1123 label, unique in the pod (`Duplicate value`), and
+//!   an image; container ports are 1..65535 (`hostPort` 0..65535), protocol `TCP`, `UDP` or
+//!   `SCTP`, names IANA service names (at most 15 characters of `[a-z0-9-]`, a letter, no
+//!   leading, trailing or doubled `-`) unique in the container; each probe has exactly one
+//!   handler (`exec`, `httpGet`, `tcpSocket`, `grpc`: `Required value: must specify a handler
+//!   type` / `Forbidden: may not specify more than 1 handler type`), `httpGet`/`tcpSocket` ports
+//!   are numbers 1..65535 or port names, counts are not negative, and liveness and startup
+//!   probes have `successThreshold` 1; tolerations have a qualified-name key or none (then
+//!   operator `Exists`), operator `Equal` (a label value) or `Exists` (no value: "value must be
+//!   empty when `operator` is 'Exists'"), effect empty, `NoSchedule`, `PreferNoSchedule` or
+//!   `NoExecute`, and `tolerationSeconds` only with `NoExecute`; a template's `restartPolicy` is
+//!   `Always`. Other pod fields (volumes, env, security contexts, ...) are not checked.
+//! - DaemonSets (`pkg/apis/apps/validation` ValidateDaemonSetSpec): `spec.selector` is required
+//!   and not empty, must match `spec.template.metadata.labels` (matchLabels and
+//!   matchExpressions; "`selector` does not match template `labels`") and is immutable
+//!   (`field is immutable`).
+//! - Services (ValidateService): `spec.type` is `ClusterIP` (default), `NodePort`,
+//!   `LoadBalancer` or `ExternalName`; ports are required (but for ExternalName), each with a
+//!   port 1..65535, protocol `TCP`/`UDP`/`SCTP`, a `targetPort` number or port name, and a name
+//!   (a DNS-1123 label, unique) required when there are several; `nodePort` and
+//!   `externalTrafficPolicy` ("may only be set when `type` is 'NodePort' or 'LoadBalancer'";
+//!   `Cluster` or `Local`) only for NodePort and LoadBalancer. IP families, cluster IPs and
+//!   session affinity are not checked.
+//! - Secrets and ConfigMaps (ValidateSecret, ValidateConfigMap): keys are config keys
+//!   (`[-._a-zA-Z0-9]+`, not `.`/`..`); contents at most 1 MiB (Secrets refused at `data`,
+//!   ConfigMaps at the empty path, as Kubernetes does); no key in both `data` and `binaryData`;
+//!   with `immutable: true` stored, `data` (and `binaryData`) and `immutable` cannot change;
+//!   a Secret's `type` is immutable (default `Opaque`) and `kubernetes.io/tls` needs `tls.crt` and
+//!   `tls.key` (`data[tls.key]: Required value`).
+//! - Leases (`pkg/apis/coordination/validation` ValidateLeaseSpec): `leaseDurationSeconds`
+//!   greater than 0 and `leaseTransitions` not negative, when set.
 //!
 //! - CustomResourceDefinitions (apiextensions v1): `spec.group`, `spec.names.plural` (lowercase)
 //!   and `kind` are required, `metadata.name` is `<plural>.<group>`, `spec.scope` is `Namespaced`
@@ -237,8 +271,9 @@
 //!   metadata rules only; ratcheting correlates list items by index (kube only correlates
 //!   map-lists by key and sets).
 //!   Other metadata rules of Kubernetes (ownerReferences, finalizer names, immutable fields on
-//!   update) and the other fields of Endpoints and EndpointSlices (ports, hostnames, FQDNs) are
-//!   not checked.
+//!   update), the other fields of Endpoints and EndpointSlices (ports, hostnames, FQDNs) and the
+//!   built-in kinds not listed under Validation (Deployments, RBAC objects, events, ...) are not
+//!   checked.
 //! - CRD versions share one stored object: a request through another version only rewrites
 //!   `apiVersion` (no conversion). CRD `status` is set at once to Established/NamesAccepted.
 //!   Schemas are not checked to be structural.
@@ -267,6 +302,7 @@
 //!   compared as text.
 
 mod apply;
+mod builtin;
 mod error;
 mod fault;
 mod http;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::apply;
+use super::builtin;
 use super::error::ApiError;
 use super::lists::{self, Lists};
 use super::managed::{Managed, Writer};
@@ -488,13 +489,25 @@ impl Store {
         let causes = match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "endpoints") => validation::endpoints(obj, loopback),
             ("discovery.k8s.io", "endpointslices") => validation::endpoint_slice(obj, loopback),
-            ("", "pods") => validation::pod_spec_resources(obj.get("spec"), "spec"),
-            ("apps", "daemonsets") => validation::pod_spec_resources(
-                obj.get("spec")
-                    .and_then(|s| s.get("template"))
-                    .and_then(|t| t.get("spec")),
-                "spec.template.spec",
-            ),
+            ("", "pods") => {
+                let mut causes = builtin::pod_spec(obj.get("spec"), "spec", false);
+                causes.extend(validation::pod_spec_resources(obj.get("spec"), "spec"));
+                causes
+            }
+            ("apps", "daemonsets") => {
+                let mut causes = builtin::daemon_set(obj, old);
+                causes.extend(validation::pod_spec_resources(
+                    obj.get("spec")
+                        .and_then(|s| s.get("template"))
+                        .and_then(|t| t.get("spec")),
+                    "spec.template.spec",
+                ));
+                causes
+            }
+            ("", "services") => builtin::service(obj),
+            ("", "configmaps") => builtin::config_map(obj, old),
+            ("", "secrets") => builtin::secret(obj, old),
+            ("coordination.k8s.io", "leases") => builtin::lease(obj),
             _ => Vec::new(),
         };
         if !causes.is_empty() {
