@@ -3301,4 +3301,50 @@ mod strict {
         }
         Ok(())
     }
+
+    /// `Fault::watches(..).failing_with(410)`: a watch open when the fault is injected ends with
+    /// an `ERROR` event carrying 410 Expired, so does every new one, while lists and writes work;
+    /// once cleared, watches work again.
+    #[tokio::test]
+    async fn injected_watch_faults_end_watches_with_410() -> Result<()> {
+        use sluice_e2e::apiserver::Fault;
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let path = "/api/v1/namespaces/default/configmaps";
+        server.create(configmap("a", json!({})))?;
+        let start = server.resource_version();
+        let mut open = http
+            .watch(&format!("{path}?watch=true&resourceVersion={start}"))
+            .await?;
+        let mut other = http
+            .watch(&format!(
+                "/api/v1/namespaces/default/secrets?watch=true&resourceVersion={start}"
+            ))
+            .await?;
+        let id = server.inject(Fault::watches("configmaps").failing_with(410));
+        let gone = open.next().await?.context("an event")?;
+        assert_eq!(gone["type"], "ERROR", "{gone}");
+        assert_eq!(
+            (&gone["object"]["code"], &gone["object"]["reason"]),
+            (&json!(410), &json!("Expired"))
+        );
+        assert!(open.next().await?.is_none(), "the stream ends");
+        let mut fresh = http.watch(&format!("{path}?watch=true")).await?;
+        let gone = fresh.next().await?.context("an event")?;
+        assert_eq!(gone["object"]["code"], 410, "{gone}");
+        assert!(fresh.next().await?.is_none());
+        // Lists, writes and other resources' watches are untouched.
+        let (code, list) = http.get(path).await?;
+        assert_eq!(code, 200, "{list}");
+        let (code, _) = http.post(path, &configmap("b", json!({}))).await?;
+        assert_eq!(code, 201);
+        server.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}))?;
+        assert_eq!(other.next_brief().await?.1, "s");
+        server.clear_fault(id);
+        let mut again = http
+            .watch(&format!("{path}?watch=true&resourceVersion={start}"))
+            .await?;
+        assert_eq!(again.next_brief().await?.1, "b");
+        Ok(())
+    }
 }
