@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: test test-install run render fmt lint crds golden setup setup-python fuzz
+.PHONY: test test-install run render fmt lint crds golden setup setup-python fuzz chart-readme
 
 ## test: install what is missing (`make setup`: Envoy, .venv), then the format check, clippy with
 ## warnings as errors, the install-package checks and every test of the workspace
@@ -37,6 +37,10 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## chart-readme: regenerate the values table of config/helm/sluice/README.md from values.yaml
+chart-readme: $(VENV)/.installed
+	$(VENV_PY) hack/chart-readme.py
 
 ## crds: regenerate crds/sluice-crds.yaml from the API types, and its copies in config/ and olm/
 crds:

@@ -3097,3 +3097,251 @@ async fn the_operator_runs_as_its_service_account_under_config_rbac() -> Result<
     op.check_running()?;
     Ok(())
 }
+
+/// Whether every field of `want` is in `got` with the same value (objects: `got` may have more
+/// keys, the API server's; arrays: same length, element by element).
+fn contained_in(want: &Value, got: &Value, path: &str, diffs: &mut Vec<String>) {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, v) in w {
+                match g.get(k) {
+                    Some(gv) => contained_in(v, gv, &format!("{path}.{k}"), diffs),
+                    None => diffs.push(format!("{path}.{k}: missing")),
+                }
+            }
+        }
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => {
+            for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
+                contained_in(wv, gv, &format!("{path}[{i}]"), diffs);
+            }
+        }
+        _ if want == got => {}
+        _ => diffs.push(format!("{path}: printed {want}, applied {got}")),
+    }
+}
+
+/// `sluice render --provision`, run offline on the Gateway's manifest with the operator's flags,
+/// prints the objects the operator applied: every printed field is in the applied object with
+/// the same value, and the only object the operator made beyond them is the one the output
+/// says is left out (the xDS client Secret).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn render_provision_prints_what_the_operator_applies() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-a").await?;
+    let flags = [
+        "--image-registry=mirror.example.com",
+        "--envoy-image-pull-secrets=mirror-a",
+    ];
+    let mut op = cluster.operator("solo")?.args(flags).start()?;
+    op.wait_ready(PATIENCE).await?;
+    let spec = json!({"envoy": {"logLevel": "debug"}, "rollout": {"drainSeconds": 30}});
+    let gw = cluster.apply(gateway(&ns, "edge", spec)).await?;
+    eventually("the DaemonSet edge-envoy", async || {
+        op.check_running()?;
+        let ds = cluster
+            .get("apps/v1", "DaemonSet", Some(&ns), "edge-envoy")
+            .await?;
+        // Complete once the client-credentials hash is there (the last thing applied).
+        Ok(ds.filter(|d| {
+            d["spec"]["template"]["metadata"]["annotations"]["sluice.dev/xds-client-hash"]
+                .is_string()
+        }))
+    })
+    .await?;
+
+    // The manifest a GitOps repository would hold: the Gateway with the uid it got here, so the
+    // owner references compare too.
+    let dir = cluster.dir.path().join("render-provision");
+    std::fs::create_dir_all(&dir)?;
+    let manifest = json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Gateway",
+        "metadata": {"name": "edge", "namespace": ns, "uid": gw["metadata"]["uid"]},
+        "spec": gw["spec"],
+    });
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        serde_norway::to_string(&manifest)?,
+    )?;
+    let ports = op.ports();
+    let out = tokio::process::Command::new(sluice_e2e::sluice::sluice_binary()?)
+        .args(["render", "--provision", "--manifests"])
+        .arg(&dir)
+        .args(flags)
+        .arg(format!("--xds-service-address=127.0.0.1:{}", ports.xds))
+        .arg(format!("--envoy-http-port={}", ports.envoy_http))
+        .arg(format!("--envoy-https-port={}", ports.envoy_https))
+        .arg(format!("--envoy-stats-port={}", ports.envoy_stats))
+        .output()
+        .await?;
+    let stdout = String::from_utf8(out.stdout)?;
+    ensure!(
+        out.status.success(),
+        "render --provision: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<Value> = serde_norway::Deserializer::from_str(&stdout)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).map_err(anyhow::Error::from))
+        .filter(|v| !matches!(v, Ok(Value::Null)))
+        .collect::<Result<_>>()?;
+    let kinds: Vec<&str> = printed
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["ServiceAccount", "ConfigMap", "DaemonSet", "Service"]
+    );
+    let secret = format!("Left out: Secret {ns}/edge-xds-client");
+    assert!(stdout.contains(&secret), "{stdout}");
+
+    let mut diffs = Vec::new();
+    for obj in &printed {
+        let (api_version, kind) = (
+            obj["apiVersion"].as_str().unwrap_or_default(),
+            obj["kind"].as_str().unwrap_or_default(),
+        );
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        let applied = cluster
+            .get(api_version, kind, Some(&ns), name)
+            .await?
+            .with_context(|| format!("the operator made no {kind} {name}"))?;
+        contained_in(obj, &applied, &format!("{kind} {name}"), &mut diffs);
+    }
+    assert!(diffs.is_empty(), "{diffs:#?}");
+
+    // Nothing else carries the Gateway's label but the Secret the output names.
+    if let Some(server) = cluster.memory() {
+        let mut made: Vec<String> = Vec::new();
+        for (api_version, kind) in [
+            ("v1", "ServiceAccount"),
+            ("v1", "ConfigMap"),
+            ("apps/v1", "DaemonSet"),
+            ("v1", "Service"),
+            ("v1", "Secret"),
+        ] {
+            for o in server.list(api_version, kind, Some(&ns)) {
+                if o["metadata"]["labels"]["sluice.dev/gateway"] == "edge" {
+                    made.push(format!(
+                        "{kind} {}",
+                        o["metadata"]["name"].as_str().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        made.sort();
+        assert_eq!(
+            made,
+            [
+                "ConfigMap edge-envoy-bootstrap",
+                "DaemonSet edge-envoy",
+                "Secret edge-xds-client",
+                "Service edge-envoy",
+                "ServiceAccount edge-envoy"
+            ]
+        );
+    }
+    op.check_running()?;
+    Ok(())
+}
+
+/// With `--watch-namespaces`, nothing outside the listed namespaces is read: the operator's
+/// requests name only them and its own namespace (and the CRDs it checks by name), a Gateway
+/// and an IngressRoute elsewhere are left alone, and a Gateway whose roots reach outside is
+/// reported in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_namespaces_reads_nothing_elsewhere() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let (a, b, c) = (
+        cluster.namespace("watched-a").await?,
+        cluster.namespace("watched-b").await?,
+        cluster.namespace("outside-c").await?,
+    );
+    // Objects in every namespace, the unwatched one included, before the operator starts.
+    let roots = json!({"rootNamespaces": [&a, &c]});
+    cluster.apply(gateway(&a, "edge", roots)).await?;
+    cluster.apply(gateway(&c, "hidden", json!({}))).await?;
+    for ns in [&a, &c] {
+        cluster.apply(service(ns, "web")).await?;
+        cluster
+            .apply(ingress_route(
+                ns,
+                "app",
+                None,
+                route_spec(Some(&format!("{ns}.example.com")), "web"),
+            ))
+            .await?;
+        cluster
+            .apply(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls", "namespace": ns},
+                "type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}}))
+            .await?;
+    }
+    let mut op = cluster
+        .operator("solo")?
+        .arg(format!("--watch-namespaces={a},{b}"))
+        .start()?;
+    op.wait_ready(PATIENCE).await?;
+
+    // Watched: the Gateway is provisioned and its IngressRoute judged.
+    eventually("the DaemonSet edge-envoy", async || {
+        op.check_running()?;
+        cluster
+            .get("apps/v1", "DaemonSet", Some(&a), "edge-envoy")
+            .await
+    })
+    .await?;
+    wait_status(&cluster, &mut op, &a, "app", "valid").await?;
+    let warning = eventually("the warning about roots outside", async || {
+        op.check_running()?;
+        Ok(op
+            .log()
+            .lines()
+            .find(|l| l.contains("rootNamespaces reach namespaces the operator does not watch"))
+            .map(str::to_owned))
+    })
+    .await?;
+    assert!(
+        warning.contains(&c) && warning.contains(&format!("{a}/edge")),
+        "{warning}"
+    );
+
+    // Not watched: left alone (checked after the watched side settled).
+    assert!(
+        cluster
+            .get("apps/v1", "DaemonSet", Some(&c), "hidden-envoy")
+            .await?
+            .is_none(),
+        "a Gateway outside the watched namespaces was provisioned"
+    );
+    assert_eq!(route_status(&cluster, &c, "app").await?, None);
+
+    let Some(server) = cluster.memory() else {
+        return Ok(());
+    };
+    let allowed = [a.as_str(), b.as_str(), OPERATOR_NAMESPACE];
+    let mut outside: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.user == op.identity())
+        .filter(|r| {
+            match r.path.split_once("/namespaces/") {
+                Some((_, rest)) => !allowed.contains(&rest.split('/').next().unwrap_or_default()),
+                // Cluster-scoped: only the CRDs it checks by name, and discovery.
+                None => {
+                    !(r.path.contains("/customresourcedefinitions/")
+                        || r.path == "/api"
+                        || r.path == "/apis")
+                }
+            }
+        })
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
+    outside.sort();
+    outside.dedup();
+    assert!(
+        outside.is_empty(),
+        "requests outside the watched namespaces: {outside:#?}"
+    );
+    op.check_running()?;
+    Ok(())
+}

@@ -33,6 +33,15 @@ pub enum Command {
     /// Load a directory of manifests once and print, per Gateway, the status of every
     /// IngressRoute and the xDS resources it would serve.
     Render(RenderArgs),
+    /// Print a shell completion script, e.g. `source <(sluice completions bash)`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(clap::Args, Debug)]
@@ -134,6 +143,16 @@ pub struct RunArgs {
         default_value = "65534"
     )]
     pub envoy_run_as_user: crate::provision::images::RunAsUser,
+    /// Watch only these namespaces (comma-separated or repeated): Gateways, IngressRoutes,
+    /// TLSCertificateDelegations, Services, Endpoints, EndpointSlices and Secrets elsewhere are
+    /// never read, so namespaced Roles there suffice. Empty: every namespace.
+    #[arg(
+        long,
+        env = "SLUICE_WATCH_NAMESPACES",
+        value_name = "NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub watch_namespaces: Vec<String>,
     #[arg(long, default_value = "sluice-leader")]
     pub lease_name: String,
     #[arg(long, default_value_t = 15)]
@@ -243,6 +262,13 @@ pub struct RenderArgs {
     /// Also print each instance's DAG (the input of the xDS translation).
     #[arg(long)]
     pub dag: bool,
+    /// Print instead, as YAML, the Kubernetes objects `sluice run` would apply for each Gateway
+    /// (ServiceAccount, bootstrap ConfigMap, DaemonSet, Service), offline; a comment says what
+    /// only a running operator makes (the xDS client credentials).
+    #[arg(long, conflicts_with = "dag")]
+    pub provision: bool,
+    #[command(flatten)]
+    pub provision_flags: crate::render_provision::ProvisionFlags,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +291,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Standalone(args) => standalone(args),
         Command::Run(args) => run_operator(args),
         Command::ShutdownManager(args) => shutdown_manager(&args),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "sluice", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
@@ -284,6 +315,9 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
              instance does not replace it"
         );
     }
+    if args.provision {
+        return render_provision(args, &loaded);
+    }
     let options = crate::render::RenderOptions {
         include_dag: args.dag,
     };
@@ -297,6 +331,26 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
         1 => anyhow::bail!("1 load error; the output covers what loaded"),
         n => anyhow::bail!("{n} load errors; the output covers what loaded"),
     }
+}
+
+/// `render --provision`: the objects of every Gateway that loaded; fails afterwards if a
+/// document did not load or a Gateway cannot be provisioned.
+fn render_provision(
+    args: &RenderArgs,
+    loaded: &crate::source::files::LoadReport,
+) -> anyhow::Result<()> {
+    let ctx = args.provision_flags.context()?;
+    let (yaml, errors) = crate::render_provision::provision_yaml(&loaded.snapshot, &ctx);
+    print!("{yaml}");
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let failed = loaded.errors.len() + errors.len();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} load or provisioning error(s); the output covers the rest"
+    );
+    Ok(())
 }
 
 fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<String> {
@@ -324,7 +378,7 @@ fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<String> {
 }
 
 /// `HOST:PORT` or `[IPV6]:PORT` as the host (without brackets) and the port.
-fn split_host_port(address: &str) -> Option<(&str, u16)> {
+pub(crate) fn split_host_port(address: &str) -> Option<(&str, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     let host = host
         .strip_prefix('[')
@@ -444,6 +498,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
             .xds_cert_validity_seconds
             .map_or(crate::xds::identity::LEAF_VALIDITY, Duration::from_secs),
         xds_server_names: vec![xds_host_name],
+        watch: crate::source::kube::WatchScope::new(&args.watch_namespaces),
     };
     runtime()?.block_on(crate::controller::run::run(opts))
 }
@@ -516,6 +571,13 @@ mod tests {
         assert_eq!(args.envoy_image_pull_secrets, ["a", "b", "c"]);
         assert_eq!(args.envoy_run_as_user.0, None);
         assert!(Cli::try_parse_from(["sluice", "run", "--envoy-run-as-user=0"]).is_err());
+    }
+
+    #[test]
+    fn watch_namespaces_flag() {
+        assert!(run_args(&[]).watch_namespaces.is_empty());
+        let args = run_args(&["--watch-namespaces=a,b", "--watch-namespaces", "c"]);
+        assert_eq!(args.watch_namespaces, ["a", "b", "c"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod net;
 pub mod provision;
 pub mod render;
+pub mod render_provision;
 pub mod snapshot;
 pub mod source;
 pub mod standalone;

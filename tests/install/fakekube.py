@@ -40,6 +40,7 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool]]] = {
     ("coordination.k8s.io", "v1"): [("leases", "Lease", True)],
     ("discovery.k8s.io", "v1"): [("endpointslices", "EndpointSlice", True)],
     ("policy", "v1"): [("poddisruptionbudgets", "PodDisruptionBudget", True)],
+    ("scheduling.k8s.io", "v1"): [("priorityclasses", "PriorityClass", False)],
     ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", True)],
     ("sluice.dev", "v1alpha1"): [("gateways", "Gateway", True)],
     ("contour.heptio.com", "v1beta1"): [

@@ -54,8 +54,11 @@ def test_the_install_has_every_piece_once(objects):
         "RoleBinding": 1,
         "Deployment": 1,
         "Service": 2,
+        "PodDisruptionBudget": 1,
+        "PriorityClass": 1,
     }
-    namespaced = [o for o in objects if o["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding")]
+    cluster_scoped = ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "PriorityClass")
+    namespaced = [o for o in objects if o["kind"] not in cluster_scoped]
     assert {o["metadata"].get("namespace") for o in namespaced} == {"sluice-system"}
 
 
@@ -113,6 +116,75 @@ def test_deployment(objects):
     }
     labels = spec["selector"]["matchLabels"]
     assert labels.items() <= spec["template"]["metadata"]["labels"].items()
+
+
+def placement_problems(dep: dict, pdb: dict | None, priority_class: dict | None) -> list[str]:
+    """What keeps the operator's placement from working as the README says: the PDB must select
+    exactly the Deployment's pods and let all but one of them be evicted; the spread constraints
+    must count the Deployment's pods and never block scheduling; the priority class must be the
+    shipped one, above ordinary pods, below the system classes, and no global default."""
+    problems = []
+    spec = dep["spec"]
+    replicas = spec.get("replicas", 1)
+    pod = spec["template"]["spec"]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    if pdb is not None:
+        if pdb["metadata"].get("namespace") != dep["metadata"].get("namespace"):
+            problems.append("the PDB is not in the Deployment's namespace")
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        if selector != spec["selector"]["matchLabels"] or not selector.items() <= pod_labels.items():
+            problems.append("the PDB does not select the Deployment's pods")
+        if "maxUnavailable" in pdb["spec"] or not isinstance(pdb["spec"].get("minAvailable"), int):
+            problems.append("the PDB should set minAvailable as a number")
+        else:
+            # Evictions the budget allows with every replica healthy.
+            allowed = replicas - pdb["spec"]["minAvailable"]
+            if pdb["spec"]["minAvailable"] < 1:
+                problems.append("the PDB keeps no replica up")
+            if allowed < 1:
+                problems.append(f"the PDB blocks every eviction with {replicas} replica(s)")
+    spread = pod.get("topologySpreadConstraints") or []
+    if {c["topologyKey"] for c in spread} != {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}:
+        problems.append("replicas are not spread over zones and nodes")
+    for c in spread:
+        if c.get("whenUnsatisfiable") != "ScheduleAnyway":
+            problems.append(f"spreading over {c['topologyKey']} can leave a replica unscheduled")
+        if not c["labelSelector"]["matchLabels"].items() <= pod_labels.items():
+            problems.append(f"spreading over {c['topologyKey']} does not count the operator's pods")
+    name = pod.get("priorityClassName")
+    if priority_class is None or name != priority_class["metadata"]["name"]:
+        problems.append(f"priorityClassName {name!r} is not the shipped PriorityClass")
+    elif not 0 < priority_class["value"] < 1_000_000_000 or priority_class.get("globalDefault"):
+        problems.append("the PriorityClass is not above ordinary pods, below system ones and no default")
+    return problems
+
+
+def test_placement(objects):
+    dep = one(objects, "Deployment", "sluice")
+    pdb = one(objects, "PodDisruptionBudget", "sluice")
+    pc = one(objects, "PriorityClass", "sluice-operator")
+    assert placement_problems(dep, pdb, pc) == []
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda d, p, c: p["spec"].update(minAvailable=2), "blocks every eviction"),
+        (lambda d, p, c: p["spec"].update(minAvailable=0), "keeps no replica up"),
+        (lambda d, p, c: p["spec"]["selector"]["matchLabels"].update(app="x"), "does not select"),
+        (lambda d, p, c: d["spec"].update(replicas=1), "blocks every eviction"),
+        (lambda d, p, c: d["spec"]["template"]["spec"]["topologySpreadConstraints"][0].update(whenUnsatisfiable="DoNotSchedule"), "unscheduled"),
+        (lambda d, p, c: d["spec"]["template"]["spec"]["topologySpreadConstraints"].pop(), "not spread"),
+        (lambda d, p, c: d["spec"]["template"]["spec"].update(priorityClassName="other"), "not the shipped"),
+        (lambda d, p, c: c.update(globalDefault=True), "no default"),
+    ],
+)
+def test_placement_checks_catch_mistakes(objects, change, problem):
+    dep = json.loads(json.dumps(one(objects, "Deployment", "sluice")))
+    pdb = json.loads(json.dumps(one(objects, "PodDisruptionBudget", "sluice")))
+    pc = json.loads(json.dumps(one(objects, "PriorityClass", "sluice-operator")))
+    change(dep, pdb, pc)
+    assert any(problem in p for p in placement_problems(dep, pdb, pc)), placement_problems(dep, pdb, pc)
 
 
 def test_services_reach_the_operator(objects):
@@ -287,3 +359,21 @@ def test_samples_render_valid_with_their_backends(samples, sluice_binary, tmp_pa
         },
         "team-b/team-b": {("team-b", "app", "valid", "valid IngressRoute")},
     }
+
+
+def test_render_provision_prints_valid_objects(samples, sluice_binary, tmp_path):
+    """`sluice render --provision` on the samples: for each Gateway the objects the operator
+    applies, valid Kubernetes objects, and a comment naming what it leaves out."""
+    (tmp_path / "samples.yaml").write_text(yaml.safe_dump_all(samples))
+    out = subprocess.run(
+        [sluice_binary, "render", "--provision", "--manifests", str(tmp_path)], check=True, capture_output=True, text=True
+    )
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+    gateways = sorted(f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in samples if o["kind"] == "Gateway")
+    assert Counter(d["kind"] for d in docs) == {k: len(gateways) for k in ("ServiceAccount", "ConfigMap", "DaemonSet", "Service")}
+    for d in docs:
+        validate_builtin(d)
+    for gw in gateways:
+        ns, name = gw.split("/")
+        assert f"# Left out: Secret {ns}/{name}-xds-client" in out.stdout
+        assert {d["metadata"]["namespace"] for d in docs if d["metadata"]["labels"]["sluice.dev/gateway"] == name} == {ns}

@@ -20,6 +20,7 @@ from conftest import (
     rule_grants,
     rust_const,
     validate_builtin,
+    validate_custom,
     workspace_version,
 )
 
@@ -95,8 +96,9 @@ def test_default_render_is_valid_kubernetes(default):
     assert validate_all(default) == []
     kinds = sorted(o["kind"] for o in default.manifest)
     assert kinds == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Service", "Deployment"]
-    )
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Service", "Deployment",
+         "PodDisruptionBudget", "PriorityClass"]
+    )  # fmt: skip
 
 
 def test_render_with_every_value_is_valid_kubernetes(everything):
@@ -132,8 +134,13 @@ def test_defaults_match_the_kustomize_install(default):
     got = default.one("Deployment", "sluice")
     assert got["spec"]["replicas"] == want["spec"]["replicas"]
     wpod, gpod = want["spec"]["template"]["spec"], got["spec"]["template"]["spec"]
-    for key in ("securityContext", "affinity", "serviceAccountName"):
+    for key in ("securityContext", "affinity", "serviceAccountName", "priorityClassName", "topologySpreadConstraints"):
         assert gpod[key] == wpod[key], key
+    for kind, name in (("PodDisruptionBudget", "sluice"), ("PriorityClass", "sluice-operator")):
+        (want_obj,) = [o for o in by_kind(config, kind) if o["metadata"]["name"] == name]
+        got_obj = default.one(kind, name)
+        strip = lambda o: {k: v for k, v in o.items() if k != "metadata"}  # noqa: E731
+        assert strip(got_obj) == strip(want_obj), kind
     (wc,), (gc,) = wpod["containers"], gpod["containers"]
     for key in ("image", "ports", "livenessProbe", "readinessProbe", "resources", "securityContext"):
         assert gc[key] == wc[key], key
@@ -239,7 +246,11 @@ def test_service_monitor(everything):
         ({"image": {"repository": "x", "pullPolicy": "Sometimes"}}, "pullPolicy"),
         # Options the operator does not support are rejected rather than silently ignored.
         ({"rbac": {"secretsScope": "namespace"}}, "rbac"),
-        ({"watchNamespaces": ["team-a"]}, "watchNamespaces"),
+        ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
+        ({"watchNamespaces": "team-a"}, "watchNamespaces"),
+        ({"podDisruptionBudget": {"minAvailable": 0}}, "minAvailable"),
+        ({"podDisruptionBudget": {"maxUnavailable": 1}}, "podDisruptionBudget"),
+        ({"priorityClass": {"value": 2000000000}}, "value"),
         ({"envoy": {"image": "envoy:1"}}, "envoy"),
         ({"envoy": {"imagePullSecrets": ["registry"]}}, "imagePullSecrets"),
         ({"envoy": {"imagePullSecrets": [{"name": "Registry_1"}]}}, "imagePullSecrets"),
@@ -286,8 +297,9 @@ def test_renders_as_a_subchart_with_global_values(tmp_path):
     assert validate_all(rendered) == []
     kinds = sorted(o["kind"] for o in rendered.manifest)
     assert kinds == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Service", "Deployment"]
-    )
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Service", "Deployment",
+         "PodDisruptionBudget", "PriorityClass"]
+    )  # fmt: skip
     # The subchart's values reached it, and its CRDs are installed with it.
     dep = rendered.one("Deployment", "sluice")
     assert dep["metadata"]["namespace"] == "platform"
@@ -305,5 +317,163 @@ def test_global_values_are_accepted_when_installed_alone():
 
 def test_schema_still_rejects_unknown_keys_as_a_subchart(tmp_path):
     with pytest.raises(helm.HelmError, match="schema") as err:
-        helm.template(umbrella(tmp_path), {"global": GLOBALS, "sluice": {"watchNamespaces": ["a"]}})
-    assert "watchNamespaces" in str(err.value)
+        helm.template(umbrella(tmp_path), {"global": GLOBALS, "sluice": {"watchNamespace": ["a"]}})
+    assert "watchNamespace" in str(err.value)
+
+
+# --- Placement and watched namespaces -----------------------------------------------------------
+
+
+def test_placement_defaults(default):
+    from test_config import placement_problems
+
+    dep = default.one("Deployment", "sluice")
+    pdb = default.one("PodDisruptionBudget", "sluice")
+    pc = default.one("PriorityClass", "sluice-operator")
+    assert placement_problems(dep, pdb, pc) == []
+
+
+def test_placement_values():
+    """One replica: no budget (it would block drains); an existing priority class replaces the
+    chart's; explicit spread constraints replace the default, [] removes them."""
+    one_replica = helm.template(CHART, {"replicas": 1, "priorityClassName": "infra", "topologySpreadConstraints": []})
+    kinds = {o["kind"] for o in one_replica.manifest}
+    assert "PodDisruptionBudget" not in kinds and "PriorityClass" not in kinds
+    pod = one_replica.one("Deployment", "sluice")["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "infra"
+    assert "topologySpreadConstraints" not in pod
+    spread = [{"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"a": "b"}}}]
+    custom = helm.template(CHART, {"replicas": 4, "podDisruptionBudget": {"minAvailable": 3}, "topologySpreadConstraints": spread,
+                                   "priorityClass": {"create": False}})  # fmt: skip
+    assert validate_all(custom) == []
+    assert custom.one("PodDisruptionBudget", "sluice")["spec"]["minAvailable"] == 3
+    pod = custom.one("Deployment", "sluice")["spec"]["template"]["spec"]
+    assert pod["topologySpreadConstraints"] == spread
+    assert "priorityClassName" not in pod
+    assert "PriorityClass" not in {o["kind"] for o in custom.manifest}
+
+
+def namespaced_rbac_problems(rendered: helm.Rendered, watched: list[str], release_ns: str) -> list[str]:
+    """With watchNamespaces: the ClusterRole grants only the CRD reads; each watched namespace has
+    a Role bound to the operator with every namespaced grant the cluster-wide install has; the
+    release namespace can keep the xDS certificates' Secrets; the operator is told the list."""
+    problems = []
+    config_rules = rule_grants([o for o in kustomize(ROOT / "config") if o["kind"] == "ClusterRole"][0]["rules"])
+    crd_reads = {g for g in config_rules if g[1] == "customresourcedefinitions"}
+    namespaced = config_rules - crd_reads
+    cluster = rule_grants(rendered.one("ClusterRole", "sluice")["rules"])
+    if cluster != crd_reads:
+        problems.append(f"the ClusterRole grants more than the CRD reads: {sorted(cluster - crd_reads)}")
+    roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in rendered.manifest if o["kind"] == "Role"}
+    bindings = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in rendered.manifest if o["kind"] == "RoleBinding"}
+    for ns in watched:
+        role, binding = roles.get((ns, "sluice")), bindings.get((ns, "sluice"))
+        if role is None or binding is None:
+            problems.append(f"no Role and RoleBinding in {ns}")
+            continue
+        if rule_grants(role["rules"]) != namespaced:
+            problems.append(f"the Role in {ns} differs from the cluster-wide rules")
+        if binding["roleRef"]["name"] != "sluice" or binding["subjects"] != [
+            {"kind": "ServiceAccount", "name": "sluice", "namespace": release_ns}
+        ]:
+            problems.append(f"the RoleBinding in {ns} does not bind the operator")
+    extra = {ns for ns, name in roles if name == "sluice"} - set(watched)
+    if extra:
+        problems.append(f"Roles in namespaces not watched: {sorted(extra)}")
+    pki = roles.get((release_ns, "sluice-xds-certificates"))
+    if pki is None or not {("", "secrets", v, "*") for v in ("get", "create", "patch")} <= rule_grants(pki["rules"]):
+        problems.append("the release namespace cannot keep the xDS certificates")
+    (c,) = rendered.one("Deployment", "sluice")["spec"]["template"]["spec"]["containers"]
+    if run_flags(c["args"]).get("--watch-namespaces") != [",".join(watched)]:
+        problems.append("the operator is not given --watch-namespaces")
+    return problems
+
+
+def test_watch_namespaces_grants_namespaced_roles():
+    watched = ["team-a", "team-b"]
+    rendered = helm.template(CHART, {"watchNamespaces": watched}, namespace="ingress")
+    assert validate_all(rendered) == []
+    assert namespaced_rbac_problems(rendered, watched, "ingress") == []
+
+
+def test_namespaced_rbac_check_catches_a_cluster_wide_install(default):
+    """The check above fails on the default (cluster-wide) render, and on a Role missing a rule."""
+    problems = namespaced_rbac_problems(default, ["team-a"], "sluice-system")
+    assert any("ClusterRole grants more" in p for p in problems), problems
+    assert any("no Role and RoleBinding in team-a" in p for p in problems), problems
+    rendered = helm.template(CHART, {"watchNamespaces": ["team-a"]})
+    role = rendered.one("Role", "sluice")
+    role["rules"] = [r for r in role["rules"] if "secrets" not in r["resources"]]
+    assert any("differs" in p for p in namespaced_rbac_problems(rendered, ["team-a"], "sluice-system"))
+
+
+# --- Chart metadata and README --------------------------------------------------------------
+
+
+def _chart_readme_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("chart_readme", ROOT / "hack" / "chart-readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chart_readme_values_table_is_up_to_date():
+    gen = _chart_readme_module()
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    assert readme == gen.render(readme), "config/helm/sluice/README.md is out of date: run `make chart-readme`"
+
+
+def test_every_value_is_documented_and_no_stale_key():
+    gen = _chart_readme_module()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    keys = gen.documented_keys((CHART / "README.md").read_text(encoding="utf-8"))
+    # Every top-level key, and nothing that values.yaml does not have.
+    assert set(values) <= set(keys)
+    for key in keys:
+        node = values
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"README documents {key}, which values.yaml lacks"
+            node = node[part]
+    assert gen.undocumented() == [], "values without a comment in values.yaml"
+
+
+def test_readme_checks_catch_a_new_undocumented_key(tmp_path):
+    gen = _chart_readme_module()
+    chart = tmp_path / "sluice"
+    shutil.copytree(CHART, chart)
+    (chart / "values.yaml").write_text((CHART / "values.yaml").read_text() + "newKey: 1\n")
+    readme = (chart / "README.md").read_text(encoding="utf-8")
+    assert gen.render(readme, chart) != readme
+    assert "newKey" in gen.undocumented(chart)
+
+
+def test_chart_metadata_for_artifact_hub():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["home"].startswith("https://") and chart["sources"]
+    assert chart["icon"].startswith("https://") and chart["icon"].endswith("/olm/icon.svg")
+    assert (ROOT / "olm" / "icon.svg").is_file()
+    for m in chart["maintainers"]:
+        assert m["name"] and "@" in m["email"], m
+    notes = chart["annotations"]
+    cargo = (ROOT / "Cargo.toml").read_text()
+    assert f'license = "{notes["artifacthub.io/license"]}"' in cargo
+    assert notes["artifacthub.io/operator"] == "true"
+    for link in yaml.safe_load(notes["artifacthub.io/links"]):
+        assert link["name"] and link["url"].startswith("https://"), link
+    # The images are the chart's defaults.
+    images = {i["name"]: i["image"] for i in yaml.safe_load(notes["artifacthub.io/images"])}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert images == {
+        "sluice": f"{values['image']['repository']}:{chart['appVersion']}",
+        "envoy": values["envoy"]["defaultImage"],
+    }
+    assert values["envoy"]["defaultImage"] == rust_const("operator/src/api/gateway.rs", "DEFAULT_ENVOY_IMAGE")
+    # The CRDs are the chart's own, with their served version.
+    crds = load_docs(CHART / "crds" / "sluice-crds.yaml")
+    want = {(c["spec"]["names"]["kind"], c["metadata"]["name"], v["name"]) for c in crds for v in c["spec"]["versions"] if v.get("storage")}
+    got = {(c["kind"], c["name"], c["version"]) for c in yaml.safe_load(notes["artifacthub.io/crds"])}
+    assert got == want
+    for example in yaml.safe_load(notes["artifacthub.io/crdsExamples"]):
+        validate_custom(example)

@@ -101,7 +101,7 @@ def test_identity_and_versions(csv, config):
 
 
 def test_only_all_namespaces_is_supported(csv):
-    # The operator always watches every namespace.
+    # The bundle does not pass OLM's target namespaces to --watch-namespaces: it watches every namespace.
     modes = {m["type"]: m["supported"] for m in csv["spec"]["installModes"]}
     assert modes == {"OwnNamespace": False, "SingleNamespace": False, "MultiNamespace": False, "AllNamespaces": True}
 
@@ -204,7 +204,18 @@ def test_every_manifest_is_one_supported_object():
     for path in MANIFESTS.iterdir():
         docs = load_docs(path)
         assert len(docs) == 1, f"{path.name}: a bundle manifest holds one object"
-        assert docs[0]["kind"] in {"ClusterServiceVersion", "CustomResourceDefinition", "Service"}, path.name
+        # operator-registry's supported bundle kinds include PodDisruptionBudget and PriorityClass.
+        supported = {"ClusterServiceVersion", "CustomResourceDefinition", "Service", "PodDisruptionBudget", "PriorityClass"}
+        assert docs[0]["kind"] in supported, path.name
+
+
+def test_placement_objects_equal_config(config):
+    for kind, file in (("PodDisruptionBudget", "sluice.poddisruptionbudget.yaml"), ("PriorityClass", "sluice-operator.priorityclass.yaml")):
+        want = json.loads(json.dumps(one(config, kind)))
+        want["metadata"].pop("namespace", None)  # OLM creates bundle objects in the install namespace
+        (bundled,) = load_docs(MANIFESTS / file)
+        assert bundled == want, file
+        validate_builtin(bundled)
 
 
 # What `operator-sdk bundle validate ./olm --select-optional suite=operatorframework` checks,
@@ -377,6 +388,17 @@ def operatorframework_problems(csv: dict, bundle_annotations: dict, manifests: l
         if m["kind"] == "ServiceAccount" and m["metadata"]["name"] in service_accounts:
             problems.append(f"ServiceAccount {m['metadata']['name']} of the bundle is the deployment's")
 
+    # object.go validatePDB, validatePriorityClass: a bundled PDB never forbids every eviction
+    # (maxUnavailable 0 or 0%, minAvailable 100%); a bundled PriorityClass is no global default.
+    for m in manifests:
+        if m["kind"] == "PodDisruptionBudget":
+            if m["spec"].get("maxUnavailable") in (0, "0%"):
+                problems.append("PodDisruptionBudget maxUnavailable field cannot be set to 0 or 0%")
+            if m["spec"].get("minAvailable") == "100%":
+                problems.append("PodDisruptionBudget minAvailable field cannot be set to 100%")
+        if m["kind"] == "PriorityClass" and m.get("globalDefault"):
+            problems.append("PriorityClass globalDefault field cannot be set to true")
+
     # good_practices.go validateHubChannels: the channels and the default channel follow the
     # naming convention (CHANNEL above). The default channel must be one of the channels for
     # OLM to resolve it (operator-registry's bundle annotations).
@@ -404,6 +426,11 @@ def test_bundle_passes_the_operatorframework_validators(csv, bundle_annotations,
     assert operatorframework_problems(csv, bundle_annotations, manifests) == []
 
 
+def _manifest(manifests: list[dict], kind: str) -> dict:
+    (found,) = [m for m in manifests if m["kind"] == kind]
+    return found
+
+
 def _first_container(csv: dict) -> dict:
     return csv["spec"]["install"]["spec"]["deployments"][0]["spec"]["template"]["spec"]["containers"][0]
 
@@ -428,10 +455,17 @@ def _first_container(csv: dict) -> dict:
         (lambda c, a: _first_container(c)["resources"]["requests"].pop("cpu"), "request both cpu and memory"),
         (lambda c, a: a.update({"operators.operatorframework.io.bundle.channels.v1": "alpha"}), "channel 'alpha'"),
         (lambda c, a: a.update({"operators.operatorframework.io.bundle.channel.default.v1": "stable"}), "default channel 'stable'"),
+        (lambda c, a, m: _manifest(m, "PodDisruptionBudget")["spec"].update(minAvailable="100%"), "minAvailable field"),
+        (lambda c, a, m: _manifest(m, "PodDisruptionBudget")["spec"].update(maxUnavailable=0), "maxUnavailable field"),
+        (lambda c, a, m: _manifest(m, "PriorityClass").update(globalDefault=True), "globalDefault field"),
     ],
 )
 def test_the_validator_rules_catch_mistakes(csv, bundle_annotations, manifests, change, problem):
     bad_csv, bad_annotations = json.loads(json.dumps(csv)), dict(bundle_annotations)
-    change(bad_csv, bad_annotations)
-    problems = operatorframework_problems(bad_csv, bad_annotations, manifests)
+    bad_manifests = json.loads(json.dumps(manifests))
+    if change.__code__.co_argcount == 3:
+        change(bad_csv, bad_annotations, bad_manifests)
+    else:
+        change(bad_csv, bad_annotations)
+    problems = operatorframework_problems(bad_csv, bad_annotations, bad_manifests)
     assert any(problem in p for p in problems), problems

@@ -89,9 +89,32 @@ impl GatewayError {
     }
 }
 
-/// Runs the controller until its streams end.
-pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
+/// Runs the controller until its streams end: one per watched namespace (`--watch-namespaces`),
+/// or one for the cluster.
+pub async fn run(
+    ctx: GatewayContext,
+    counts_changed: watch::Receiver<u64>,
+    scope: &crate::source::kube::WatchScope,
+) {
+    let ctx = Arc::new(ctx);
+    futures::future::join_all(
+        scope
+            .watches()
+            .into_iter()
+            .map(|ns| run_in(ctx.clone(), counts_changed.clone(), ns)),
+    )
+    .await;
+}
+
+/// The controller of the Gateways of `namespace` (`None`: every namespace).
+async fn run_in(
+    ctx: Arc<GatewayContext>,
+    counts_changed: watch::Receiver<u64>,
+    namespace: Option<String>,
+) {
+    use crate::source::kube::api_in;
     let client = ctx.client.clone();
+    let ns = namespace.as_deref();
     let everything = watcher::Config::default();
     // Only what Sluice provisioned: watching every ConfigMap and ServiceAccount of the cluster
     // would hold all of them in memory for nothing.
@@ -113,13 +136,13 @@ pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
     );
     // Decoded one by one: a Gateway stored under a newer CRD that this version cannot read
     // stops no other Gateway (see `source::lenient`).
-    Controller::new(Api::<Lenient<Gateway>>::all(client.clone()), everything)
-        .owns(Api::<DaemonSet>::all(client.clone()), ours.clone())
-        .owns(Api::<Service>::all(client.clone()), ours.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
-        .owns(Api::<ServiceAccount>::all(client), ours)
+    Controller::new(api_in::<Lenient<Gateway>>(&client, ns), everything)
+        .owns(api_in::<DaemonSet>(&client, ns), ours.clone())
+        .owns(api_in::<Service>(&client, ns), ours.clone())
+        .owns(api_in::<ConfigMap>(&client, ns), ours.clone())
+        .owns(api_in::<ServiceAccount>(&client, ns), ours)
         .reconcile_all_on(triggers)
-        .run(reconcile, error_policy, Arc::new(ctx))
+        .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "gateway reconcile");

@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub xds_server_names: Vec<String>,
     /// Lifetime of the xDS server and client certificates (`--xds-cert-validity-seconds`).
     pub xds_cert_validity: Duration,
+    /// Namespaces whose objects are watched (`--watch-namespaces`).
+    pub watch: crate::source::kube::WatchScope,
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -168,7 +170,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     });
 
-    let (stores, changed) = crate::source::kube::start(&client);
+    if let crate::source::kube::WatchScope::Namespaces(ns) = &opts.watch {
+        tracing::info!(namespaces = %ns.iter().cloned().collect::<Vec<_>>().join(","), "watching only these namespaces");
+    }
+    let (stores, changed) = crate::source::kube::start(&client, &opts.watch);
     let route_counts: routes::SharedRouteCounts = Arc::new(Mutex::new(BTreeMap::new()));
     let dags: routes::SharedDags = Arc::new(Mutex::new(BTreeMap::new()));
     let (counts_tx, counts_rx) = watch::channel(0u64);
@@ -201,6 +206,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     });
     tasks.spawn({
+        let watch = opts.watch.clone();
         let ctx = gateway::GatewayContext {
             xds_ca: xds_ca.clone(),
             client: client.clone(),
@@ -219,7 +225,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             ),
         };
         async move {
-            gateway::run(ctx, counts_rx).await;
+            gateway::run(ctx, counts_rx, &watch).await;
             Ok(())
         }
     });

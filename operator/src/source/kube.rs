@@ -1,11 +1,15 @@
 //! Reflectors over the Kubernetes API: one watch per kind, shared by every Gateway instance. Each
 //! event bumps a counter; consumers debounce and take a [`ClusterSnapshot`] of the stores.
+//!
+//! With `--watch-namespaces` ([`WatchScope::Namespaces`]) every watch is one per listed
+//! namespace instead, so nothing outside them is ever listed, watched or held.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
@@ -36,17 +40,167 @@ pub fn secret_field_selector() -> String {
         .join(",")
 }
 
+/// The namespaces the operator watches (`--watch-namespaces`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum WatchScope {
+    /// Every namespace (cluster-wide watches).
+    #[default]
+    All,
+    /// Only these (one watch per namespace and kind). Never empty.
+    Namespaces(BTreeSet<String>),
+}
+
+impl WatchScope {
+    /// The scope of a `--watch-namespaces` list; empty names are dropped, and no name at all
+    /// means every namespace.
+    pub fn new<S: AsRef<str>>(namespaces: impl IntoIterator<Item = S>) -> Self {
+        let set: BTreeSet<String> = namespaces
+            .into_iter()
+            .map(|n| n.as_ref().trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if set.is_empty() {
+            Self::All
+        } else {
+            Self::Namespaces(set)
+        }
+    }
+
+    /// One entry per watch a kind needs: `None` is every namespace.
+    pub fn watches(&self) -> Vec<Option<String>> {
+        match self {
+            Self::All => vec![None],
+            Self::Namespaces(ns) => ns.iter().cloned().map(Some).collect(),
+        }
+    }
+
+    /// The API handles of a namespaced kind covering this scope.
+    pub fn apis<K>(&self, client: &Client) -> Vec<Api<K>>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        self.watches()
+            .iter()
+            .map(|ns| api_in(client, ns.as_deref()))
+            .collect()
+    }
+
+    pub fn contains(&self, namespace: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Namespaces(ns) => ns.contains(namespace),
+        }
+    }
+
+    /// `scope` limited to the watched namespaces: Secrets are never read elsewhere.
+    pub fn restrict(&self, scope: SecretScope) -> SecretScope {
+        match (self, scope) {
+            (Self::All, scope) => scope,
+            (Self::Namespaces(watched), SecretScope::All) => {
+                SecretScope::Namespaces(watched.clone())
+            }
+            (Self::Namespaces(watched), SecretScope::Namespaces(ns)) => {
+                SecretScope::Namespaces(ns.intersection(watched).cloned().collect())
+            }
+        }
+    }
+
+    /// What each Gateway's `rootNamespaces` reaches outside the scope, by Gateway
+    /// (`namespace/name`): `*` for a Gateway accepting roots in every namespace. Pure.
+    pub fn unwatched_roots<'a>(
+        &self,
+        gateways: impl IntoIterator<Item = &'a Gateway>,
+    ) -> BTreeMap<String, Vec<String>> {
+        let Self::Namespaces(_) = self else {
+            return BTreeMap::new();
+        };
+        gateways
+            .into_iter()
+            .filter_map(|gw| {
+                let outside: Vec<String> = if gw.spec.root_namespaces.is_empty() {
+                    vec!["*".to_owned()]
+                } else {
+                    let mut o: Vec<String> = gw
+                        .spec
+                        .root_namespaces
+                        .iter()
+                        .filter(|ns| !self.contains(ns))
+                        .cloned()
+                        .collect();
+                    o.sort();
+                    o.dedup();
+                    o
+                };
+                (!outside.is_empty()).then(|| (ObjKey::of(gw).to_string(), outside))
+            })
+            .collect()
+    }
+}
+
+/// An API handle for `namespace`, or for every namespace.
+pub fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The stores of one kind: one per watched namespace, or one for the cluster.
+pub struct Reflected<K: Resource + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    stores: Vec<Store<K>>,
+}
+
+impl<K: Resource + Clone + 'static> Clone for Reflected<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn clone(&self) -> Self {
+        Self {
+            stores: self.stores.clone(),
+        }
+    }
+}
+
+impl<K: Resource + Clone + 'static> Reflected<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    /// Every object of every store.
+    pub fn state(&self) -> Vec<Arc<K>> {
+        self.stores.iter().flat_map(Store::state).collect()
+    }
+
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        for s in &self.stores {
+            s.wait_until_ready().await?;
+        }
+        Ok(())
+    }
+}
+
 /// Read handles of every watched kind.
 #[derive(Clone)]
 pub struct Stores {
     /// Decoded one by one ([`Lenient`]): one object that does not fit stops nothing else.
-    pub gateways: Store<Lenient<Gateway>>,
-    pub ingress_routes: Store<Lenient<IngressRoute>>,
-    pub delegations: Store<Lenient<TLSCertificateDelegation>>,
-    pub services: Store<Service>,
-    pub endpoints: Store<Endpoints>,
-    pub endpoint_slices: Store<EndpointSlice>,
+    pub gateways: Reflected<Lenient<Gateway>>,
+    pub ingress_routes: Reflected<Lenient<IngressRoute>>,
+    pub delegations: Reflected<Lenient<TLSCertificateDelegation>>,
+    pub services: Reflected<Service>,
+    pub endpoints: Reflected<Endpoints>,
+    pub endpoint_slices: Reflected<EndpointSlice>,
     pub secrets: SecretStores,
+    /// What is watched; Secrets too are read only there.
+    pub watch: WatchScope,
+    /// Gateways last reported for roots outside [`Self::watch`], to say it once per change.
+    unwatched_roots: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
 }
 
 /// Where Secrets are read: only where the instances may need them.
@@ -183,24 +337,45 @@ impl Stores {
         self.secrets.wait_until_ready().await
     }
 
-    /// The Secret scope the current Gateways, delegations and IngressRoutes call for.
+    /// The Secret scope the current Gateways, delegations and IngressRoutes call for, within
+    /// the watched namespaces. Logs a warning when the Gateways whose roots reach outside them
+    /// change (IngressRoutes and Secrets there are never seen).
     pub fn secret_scope(&self) -> SecretScope {
         let (gateways, delegations, routes) = (
             self.gateways.state(),
             self.delegations.state(),
             self.ingress_routes.state(),
         );
-        secret_scope(
+        let outside = self
+            .watch
+            .unwatched_roots(gateways.iter().filter_map(|o| o.ok()));
+        let mut reported = self
+            .unwatched_roots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *reported != outside {
+            for (gateway, namespaces) in &outside {
+                tracing::warn!(
+                    %gateway,
+                    namespaces = %namespaces.join(","),
+                    "rootNamespaces reach namespaces the operator does not watch \
+                     (--watch-namespaces): IngressRoutes and Secrets there are ignored"
+                );
+            }
+            *reported = outside;
+        }
+        drop(reported);
+        self.watch.restrict(secret_scope(
             gateways.iter().filter_map(|o| o.ok()),
             delegations.iter().filter_map(|o| o.ok()),
             routes.iter().filter_map(|o| o.ok()),
-        )
+        ))
     }
 
     /// An immutable copy of the current state.
     pub fn snapshot(&self) -> ClusterSnapshot {
         let mut snap = ClusterSnapshot::default();
-        fn copy<K>(store: &Store<K>, snap: &mut ClusterSnapshot, wrap: fn(K) -> Object)
+        fn copy<K>(store: &Reflected<K>, snap: &mut ClusterSnapshot, wrap: fn(K) -> Object)
         where
             K: Resource + Clone + 'static,
             K::DynamicType: Eq + std::hash::Hash + Clone,
@@ -255,20 +430,40 @@ impl Stores {
     }
 }
 
-/// Starts one reflector per kind (Secrets: per [`SecretScope`], see [`SecretStores::ensure`]).
-/// The returned receiver changes on every watch event.
-pub fn start(client: &Client) -> (Stores, watch::Receiver<u64>) {
+/// Starts one reflector per kind and watched namespace (Secrets: per [`SecretScope`], see
+/// [`SecretStores::ensure`]). The returned receiver changes on every watch event.
+pub fn start(client: &Client, scope: &WatchScope) -> (Stores, watch::Receiver<u64>) {
     let (tx, rx) = watch::channel(0u64);
     let tx = Arc::new(tx);
-    let all = watcher::Config::default;
+    fn each<K>(client: &Client, scope: &WatchScope, tx: &Arc<watch::Sender<u64>>) -> Reflected<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+    {
+        Reflected {
+            stores: scope
+                .apis(client)
+                .into_iter()
+                .map(|api| reflect(api, watcher::Config::default(), tx.clone(), |_| {}))
+                .collect(),
+        }
+    }
     let stores = Stores {
-        gateways: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
-        ingress_routes: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
-        delegations: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
-        services: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
-        endpoints: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
-        endpoint_slices: reflect(Api::all(client.clone()), all(), tx.clone(), |_| {}),
+        gateways: each(client, scope, &tx),
+        ingress_routes: each(client, scope, &tx),
+        delegations: each(client, scope, &tx),
+        services: each(client, scope, &tx),
+        endpoints: each(client, scope, &tx),
+        endpoint_slices: each(client, scope, &tx),
         secrets: SecretStores::new(client.clone(), tx),
+        watch: scope.clone(),
+        unwatched_roots: Arc::default(),
     };
     (stores, rx)
 }
@@ -403,5 +598,46 @@ mod tests {
             secret_scope([], [], []),
             SecretScope::Namespaces(BTreeSet::new())
         );
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn watched_namespaces_bound_the_secret_scope_and_name_unwatched_roots() {
+        assert_eq!(WatchScope::new(["", " "]), WatchScope::All);
+        assert_eq!(WatchScope::All.watches(), [None]);
+        let scope = WatchScope::new(["team-b", "team-a", "team-a"]);
+        assert_eq!(scope, WatchScope::Namespaces(set(&["team-a", "team-b"])));
+        assert_eq!(
+            scope.watches(),
+            [Some("team-a".to_owned()), Some("team-b".to_owned())]
+        );
+        // Secrets from everywhere become Secrets from the watched namespaces; a list is cut.
+        assert_eq!(
+            scope.restrict(SecretScope::All),
+            SecretScope::Namespaces(set(&["team-a", "team-b"]))
+        );
+        assert_eq!(
+            scope.restrict(SecretScope::Namespaces(set(&["team-a", "www-admin"]))),
+            SecretScope::Namespaces(set(&["team-a"]))
+        );
+        assert_eq!(WatchScope::All.restrict(SecretScope::All), SecretScope::All);
+
+        let inside = in_ns(gateway(&["team-a", "team-b"]), "team-a");
+        let mut reaching = in_ns(gateway(&["team-c", "team-a", "team-c"]), "team-a");
+        reaching.metadata.name = Some("reaching".into());
+        let mut open = in_ns(gateway(&[]), "team-b");
+        open.metadata.name = Some("open".into());
+        let outside = scope.unwatched_roots([&inside, &reaching, &open]);
+        assert_eq!(
+            outside,
+            BTreeMap::from([
+                ("team-a/reaching".to_owned(), vec!["team-c".to_owned()]),
+                ("team-b/open".to_owned(), vec!["*".to_owned()]),
+            ])
+        );
+        assert!(WatchScope::All.unwatched_roots([&open]).is_empty());
     }
 }

@@ -16,3 +16,44 @@ app.kubernetes.io/component: operator
 {{- define "sluice.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
+
+{{/*
+  Rules on the namespaced objects `sluice run` reads and writes: granted cluster-wide by the
+  ClusterRole, or with watchNamespaces by a Role in each watched namespace. Why each rule
+  exists: config/rbac/cluster_role.yaml.
+*/}}
+{{- define "sluice.namespacedRules" -}}
+- apiGroups: [contour.heptio.com]
+  resources: [ingressroutes, tlscertificatedelegations]
+  verbs: [get, list, watch]
+- apiGroups: [contour.heptio.com]
+  resources: [ingressroutes/status]
+  verbs: [get, patch]
+- apiGroups: [contour.heptio.com]
+  resources: [ingressroutes]
+  verbs: [patch]
+- apiGroups: [sluice.dev]
+  resources: [gateways]
+  verbs: [get, list, watch]
+- apiGroups: [sluice.dev]
+  resources: [gateways/status]
+  verbs: [get, patch]
+- apiGroups: [sluice.dev]
+  resources: [gateways/finalizers]
+  verbs: [update]
+- apiGroups: [""]
+  resources: [endpoints, pods]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [services, configmaps, serviceaccounts, secrets]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [apps]
+  resources: [daemonsets]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
