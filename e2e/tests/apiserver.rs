@@ -436,7 +436,7 @@ mod raw {
 
         // generateName
         let (code, generated) = http
-            .post(path, &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"generateName": "gen-"}}))
+            .post(path, &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"generateName": "gen-"}, "spec": {"ports": [{"port": 80}]}}))
             .await?;
         assert_eq!(code, 201);
         let generated_name = generated["metadata"]["name"].as_str().unwrap();
@@ -1199,15 +1199,15 @@ mod raw {
         let text = std::fs::read_to_string(&path)?;
         assert!(text.contains(&format!("server: {}", server.url())));
         std::fs::remove_dir_all(&dir)?;
-        server.apply(service("svc"))?;
-        let applied = server.apply(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "labels": {"x": "y"}}}))?;
+        server.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}}))?;
+        let applied = server.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "labels": {"x": "y"}}}))?;
         assert_eq!(applied["metadata"]["labels"]["x"], "y");
         assert_eq!(
-            applied["spec"],
+            applied["data"],
             json!({}),
-            "the test manager stopped applying spec"
+            "the test manager stopped applying data"
         );
-        let err = server.create(service("svc")).unwrap_err();
+        let err = server.create(configmap("cm", json!({}))).unwrap_err();
         assert_eq!(err.code, 409);
         let url = server.url();
         drop(server);
@@ -1332,7 +1332,7 @@ mod kube_rs {
                     "apiVersion": "v1",
                     "kind": "Service",
                     "metadata": {"name": "web", "labels": {"app.kubernetes.io/managed-by": "sluice"}},
-                    "spec": {"ports": [{"port": 8080}]},
+                    "spec": {"ports": [{"port": 80, "name": "http"}, {"port": 8080, "name": "alt"}]},
                 })),
             )
             .await?;
@@ -1343,10 +1343,19 @@ mod kube_rs {
                 .map(String::as_str),
             Some("sluice")
         );
-        assert_eq!(
-            applied.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
-            8080
-        );
+        // Service ports merge by port and protocol: the creator's port 80 stays, owned by it
+        // (and, with two ports, each needs a name).
+        let ports: Vec<i32> = applied
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(ports, vec![80, 8080]);
         assert_eq!(applied.metadata.generation, Some(2));
 
         let with_status = services
@@ -1896,6 +1905,102 @@ mod kube_rs {
             Some("pod-b")
         );
         assert_eq!(current.metadata.uid, created.metadata.uid);
+        Ok(())
+    }
+
+    /// A kubeconfig user with `as:` makes kube-rs send `Impersonate-User`; the server records it
+    /// and authorizes the request against the stored RBAC objects: what no bound rule grants is
+    /// 403 Forbidden, as kube-apiserver words it.
+    #[tokio::test]
+    async fn impersonated_requests_are_authorized_by_rbac() -> Result<()> {
+        let server = ApiServer::start()?;
+        for ns in ["a", "b"] {
+            server.create(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            )?;
+        }
+        let sa = "system:serviceaccount:a:op";
+        let dir = TempDir::new(&server)?;
+        let path = server.write_kubeconfig_as(&dir.0, "tok", sa)?;
+        let kubeconfig = Kubeconfig::read_from(&path)?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let client = Client::try_from(config)?;
+        let cms_a: Api<ConfigMap> = Api::namespaced(client.clone(), "a");
+        let cms_b: Api<ConfigMap> = Api::namespaced(client.clone(), "b");
+
+        // Nothing is granted yet.
+        let denied = cms_a.list(&ListParams::default()).await;
+        let Err(kube::Error::Api(status)) = denied else {
+            panic!("expected 403, got {denied:?}");
+        };
+        assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+        assert_eq!(
+            status.message,
+            r#"configmaps is forbidden: User "system:serviceaccount:a:op" cannot list resource "configmaps" in API group "" in the namespace "a""#
+        );
+        let last = server.requests().pop().expect("a request");
+        assert_eq!(
+            (last.user.as_str(), last.impersonated.as_str(), last.code),
+            ("tok", sa, 403)
+        );
+
+        // A ClusterRole bound cluster-wide to the service account: read everywhere.
+        for obj in [
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "read"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+                          {"apiGroups": [""], "resources": ["services/status"], "verbs": ["patch"]}]}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "read"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "read"},
+                "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "a"}]}),
+            // In namespace b only, and only the ConfigMap named "mine": update.
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "write", "namespace": "b"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+                          {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["mine"], "verbs": ["patch"]}]}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "write", "namespace": "b"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "write"},
+                "subjects": [{"kind": "Group", "name": "system:serviceaccounts:a"}]}),
+        ] {
+            server.create(obj)?;
+        }
+        assert!(cms_a.list(&ListParams::default()).await?.items.is_empty());
+        assert!(cms_b.list(&ListParams::default()).await?.items.is_empty());
+        let cm = |name: &str| -> ConfigMap {
+            serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
+        };
+        assert_eq!(
+            api_code(cms_a.create(&PostParams::default(), &cm("mine")).await),
+            403
+        );
+        cms_b.create(&PostParams::default(), &cm("mine")).await?;
+        cms_b.create(&PostParams::default(), &cm("other")).await?;
+        let patch = Patch::Merge(json!({"data": {"k": "w"}}));
+        cms_b.patch("mine", &PatchParams::default(), &patch).await?;
+        let denied = cms_b.patch("other", &PatchParams::default(), &patch).await;
+        let Err(kube::Error::Api(status)) = denied else {
+            panic!("expected 403, got {denied:?}");
+        };
+        assert_eq!(
+            status.message,
+            r#"configmaps "other" is forbidden: User "system:serviceaccount:a:op" cannot patch resource "configmaps" in API group "" in the namespace "b""#
+        );
+        assert_eq!(
+            api_code(cms_b.delete("mine", &DeleteParams::default()).await),
+            403
+        );
+        // A subresource is its own resource: services/status, not services.
+        server.create(service("web"))?;
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        assert_eq!(api_code(services.get("web").await), 403);
+        services
+            .patch_status(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"loadBalancer": {}}})),
+            )
+            .await?;
+        // Discovery needs no grant.
+        client.apiserver_version().await?;
         Ok(())
     }
 }
@@ -2659,10 +2764,587 @@ mod strict {
                     "me".into(),
                     "Update".into(),
                     String::new(),
-                    json!({"f:spec": {"f:ports": {}}})
+                    json!({"f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}}})
                 ),
             ]
         );
+        Ok(())
+    }
+
+    /// Server-side apply merges the lists Kubernetes merges by key (containers, env, ports,
+    /// volumes, volumeMounts, conditions, ownerReferences; finalizers as a set), owns their items
+    /// as `k:{...}` in managedFields, conflicts on items' fields other managers own (appliers and
+    /// updaters alike), and keeps atomic lists (tolerations) whole.
+    #[tokio::test]
+    async fn server_side_apply_merges_lists_by_key() -> Result<()> {
+        const DS: &str = "/apis/apps/v1/namespaces/default/daemonsets/envoy";
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let apply = |manager: &'static str, force: bool, cfg: Value| {
+            let http = &http;
+            async move {
+                let force = if force { "&force=true" } else { "" };
+                http.patch(
+                    &format!("{DS}?fieldManager={manager}{force}"),
+                    "application/apply-patch+yaml",
+                    &cfg.to_string(),
+                )
+                .await
+            }
+        };
+        let ds = |containers: Value, volumes: Value, tolerations: Value| {
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "envoy"},
+                "spec": {"selector": {"matchLabels": {"app": "envoy"}}, "template": {
+                    "metadata": {"labels": {"app": "envoy"}},
+                    "spec": {"containers": containers, "volumes": volumes, "tolerations": tolerations}}}})
+        };
+        let envoy = |image: &str, env: Value| {
+            json!({"name": "envoy", "image": image, "env": env,
+                "ports": [{"containerPort": 8080}],
+                "volumeMounts": [{"name": "config", "mountPath": "/config"}]})
+        };
+        let (code, first) = apply(
+            "sluice",
+            false,
+            ds(
+                json!([envoy("e:1", json!([{"name": "A", "value": "1"}])),
+                       {"name": "shutdown-manager", "image": "s:1"}]),
+                json!([{"name": "config", "emptyDir": {}}]),
+                json!([{"key": "a", "operator": "Exists"}]),
+            ),
+        )
+        .await?;
+        assert_eq!(code, 201, "{first}");
+
+        // Another manager adds a container, an env var to envoy, a port, a mount and a volume.
+        let mut other_envoy = json!({"name": "envoy", "env": [{"name": "B", "value": "2"}],
+            "ports": [{"containerPort": 8080, "protocol": "UDP"}],
+            "volumeMounts": [{"name": "extra", "mountPath": "/extra"}]});
+        let (code, merged) = apply(
+            "other",
+            false,
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "envoy"},
+                "spec": {"template": {"spec": {
+                    "containers": [{"name": "sidecar", "image": "c:1"}, other_envoy.clone()],
+                    "volumes": [{"name": "extra", "emptyDir": {}}]}}}}),
+        )
+        .await?;
+        assert_eq!(code, 200, "{merged}");
+        let pod = &merged["spec"]["template"]["spec"];
+        let names = |list: &Value, key: &str| -> Vec<String> {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| i[key].to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(&pod["containers"], "name"),
+            [r#""envoy""#, r#""shutdown-manager""#, r#""sidecar""#]
+        );
+        let envoy_now = &pod["containers"][0];
+        assert_eq!(envoy_now["image"], "e:1");
+        assert_eq!(names(&envoy_now["env"], "name"), [r#""A""#, r#""B""#]);
+        assert_eq!(names(&envoy_now["ports"], "protocol"), ["null", r#""UDP""#]);
+        assert_eq!(
+            names(&envoy_now["volumeMounts"], "mountPath"),
+            [r#""/config""#, r#""/extra""#]
+        );
+        assert_eq!(
+            names(&pod["volumes"], "name"),
+            [r#""config""#, r#""extra""#]
+        );
+        let entry = managed(&merged)
+            .into_iter()
+            .find(|e| e.0 == "other")
+            .expect("an entry for other");
+        let containers = &entry.3["f:spec"]["f:template"]["f:spec"]["f:containers"];
+        assert_eq!(
+            containers[r#"k:{"name":"sidecar"}"#],
+            json!({".": {}, "f:name": {}, "f:image": {}}),
+            "{entry:?}"
+        );
+        assert_eq!(
+            containers[r#"k:{"name":"envoy"}"#]["f:env"][r#"k:{"name":"B"}"#],
+            json!({".": {}, "f:name": {}, "f:value": {}}),
+            "{entry:?}"
+        );
+        assert!(
+            containers[r#"k:{"name":"envoy"}"#]["f:ports"]
+                .get(r#"k:{"containerPort":8080,"protocol":"UDP"}"#)
+                .is_some(),
+            "{entry:?}"
+        );
+        assert!(
+            containers[r#"k:{"name":"envoy"}"#].get("f:image").is_none(),
+            "{entry:?}"
+        );
+
+        // A field of an item another manager applied conflicts, named by the item's key; so does
+        // an atomic list as a whole.
+        other_envoy["image"] = json!("e:2");
+        let conflicting = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "envoy"},
+            "spec": {"template": {"spec": {"containers": [other_envoy],
+                "tolerations": [{"key": "b", "operator": "Exists"}]}}}});
+        let (code, status) = apply("other", false, conflicting.clone()).await?;
+        assert_eq!(code, 409, "{status}");
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(
+                r#"conflict with "sluice": .spec.template.spec.containers[name="envoy"].image"#
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains(r#"conflict with "sluice": .spec.template.spec.tolerations"#),
+            "{message}"
+        );
+        assert!(
+            message.starts_with("Apply failed with 2 conflicts"),
+            "{message}"
+        );
+
+        // The first manager drops its shutdown-manager container and env A: they go; what the
+        // other manager owns (sidecar, env B, its port and mount) stays.
+        let (code, released) = apply(
+            "sluice",
+            false,
+            ds(
+                json!([envoy("e:1", json!([]))]),
+                json!([{"name": "config", "emptyDir": {}}]),
+                json!([{"key": "a", "operator": "Exists"}]),
+            ),
+        )
+        .await?;
+        assert_eq!(code, 200, "{released}");
+        let pod = &released["spec"]["template"]["spec"];
+        assert_eq!(
+            names(&pod["containers"], "name"),
+            [r#""envoy""#, r#""sidecar""#]
+        );
+        assert_eq!(names(&pod["containers"][0]["env"], "name"), [r#""B""#]);
+
+        // An update takes the field it changes: re-applying the old value then conflicts with
+        // the updater, and forcing takes it back.
+        let mut edited = released.clone();
+        edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("e:edited");
+        let (code, edited) = http
+            .put(&format!("{DS}?fieldManager=editor"), &edited)
+            .await?;
+        assert_eq!(code, 200, "{edited}");
+        let reapply = ds(
+            json!([envoy("e:1", json!([]))]),
+            json!([{"name": "config", "emptyDir": {}}]),
+            json!([{"key": "a", "operator": "Exists"}]),
+        );
+        let (code, status) = apply("sluice", false, reapply.clone()).await?;
+        assert_eq!(code, 409, "{status}");
+        assert!(
+            status["message"].as_str().unwrap_or_default().contains(
+                r#"conflict with "editor": .spec.template.spec.containers[name="envoy"].image"#
+            ),
+            "{status}"
+        );
+        let (code, forced) = apply("sluice", true, reapply).await?;
+        assert_eq!(code, 200, "{forced}");
+        assert_eq!(
+            forced["spec"]["template"]["spec"]["containers"][0]["image"],
+            "e:1"
+        );
+        assert!(
+            managed(&forced).iter().all(|e| e.0 != "editor"),
+            "the editor's only field was taken: {forced}"
+        );
+
+        // Service ports by port and protocol (TCP when left out).
+        const SVC: &str = "/api/v1/namespaces/default/services/dns";
+        let svc = |ports: Value| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns"}, "spec": {"ports": ports}})
+                .to_string()
+        };
+        let (code, _) = http
+            .patch(
+                &format!("{SVC}?fieldManager=a"),
+                "application/apply-patch+yaml",
+                &svc(json!([{"port": 53, "name": "tcp"}])),
+            )
+            .await?;
+        assert_eq!(code, 201);
+        let (code, both) = http
+            .patch(
+                &format!("{SVC}?fieldManager=b"),
+                "application/apply-patch+yaml",
+                &svc(json!([{"port": 53, "protocol": "UDP", "name": "udp"}])),
+            )
+            .await?;
+        assert_eq!(code, 200, "{both}");
+        assert_eq!(
+            names(&both["spec"]["ports"], "name"),
+            [r#""tcp""#, r#""udp""#]
+        );
+        let (code, status) = http
+            .patch(
+                &format!("{SVC}?fieldManager=b"),
+                "application/apply-patch+yaml",
+                &svc(json!([{"port": 53, "name": "mine"}])),
+            )
+            .await?;
+        assert_eq!(code, 409, "{status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(r#"conflict with "a": .spec.ports[port=53,protocol="TCP"].name"#),
+            "{status}"
+        );
+
+        // Owner references by uid, finalizers as a set, on any kind.
+        let mut uids = Vec::new();
+        for owner in ["o1", "o2"] {
+            let (code, cm) = http.post(CONFIGMAPS, &configmap(owner, json!({}))).await?;
+            assert_eq!(code, 201, "{cm}");
+            uids.push(cm["metadata"]["uid"].clone());
+        }
+        let meta = |uid: &Value, finalizer: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "child",
+                "finalizers": [finalizer],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": uid}]}})
+            .to_string()
+        };
+        let child = format!("{CONFIGMAPS}/child");
+        for (manager, uid, finalizer) in [("a", &uids[0], "x.dev/a"), ("b", &uids[1], "x.dev/b")] {
+            let (code, cm) = http
+                .patch(
+                    &format!("{child}?fieldManager={manager}"),
+                    "application/apply-patch+yaml",
+                    &meta(uid, finalizer),
+                )
+                .await?;
+            assert!(code == 200 || code == 201, "{cm}");
+        }
+        let (_, cm) = http.get(&child).await?;
+        assert_eq!(
+            names(&cm["metadata"]["ownerReferences"], "uid").len(),
+            2,
+            "{cm}"
+        );
+        assert_eq!(cm["metadata"]["finalizers"], json!(["x.dev/a", "x.dev/b"]));
+
+        // Conditions by type, through /status.
+        const PODS: &str = "/api/v1/namespaces/default/pods";
+        let (code, _) = http
+            .post(
+                PODS,
+                &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+            )
+            .await?;
+        assert_eq!(code, 201);
+        for (manager, type_) in [("kubelet", "Ready"), ("scheduler", "PodScheduled")] {
+            let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "status": {"conditions": [{"type": type_, "status": "True"}]}});
+            let (code, pod) = http
+                .patch(
+                    &format!("{PODS}/p/status?fieldManager={manager}"),
+                    "application/apply-patch+yaml",
+                    &body.to_string(),
+                )
+                .await?;
+            assert_eq!(code, 200, "{pod}");
+        }
+        let (_, pod) = http.get(&format!("{PODS}/p")).await?;
+        assert_eq!(
+            names(&pod["status"]["conditions"], "type"),
+            [r#""Ready""#, r#""PodScheduled""#]
+        );
+        Ok(())
+    }
+
+    /// What kube-apiserver refuses in the built-in kinds the operator writes: pod template
+    /// essentials (container names, images, ports, probes, tolerations), Services (types, ports
+    /// and their names, externalTrafficPolicy), DaemonSets (selector matching the template,
+    /// immutable), Secrets (type immutable, TLS keys, size), ConfigMaps (keys, size) and Leases.
+    #[tokio::test]
+    async fn built_in_kinds_the_operator_writes_are_validated() -> Result<()> {
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let container = json!({"name": "envoy", "image": "envoy:1",
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8002}},
+            "livenessProbe": {"tcpSocket": {"port": "http"}}});
+        let ds = |containers: Value, tolerations: Value, labels: Value| {
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "envoy"},
+                "spec": {"selector": {"matchLabels": {"app": "envoy"}},
+                    "template": {"metadata": {"labels": labels},
+                        "spec": {"containers": containers, "tolerations": tolerations}}}})
+        };
+        const DSS: &str = "/apis/apps/v1/namespaces/default/daemonsets";
+        let good_tolerations = json!([{"operator": "Exists"},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+            {"key": "dedicated", "value": "edge", "effect": "NoSchedule"}]);
+        let refused = [
+            (
+                json!([{"name": "Envoy", "image": "e"}]),
+                "spec.template.spec.containers[0].name",
+            ),
+            (
+                json!([{"name": "envoy"}]),
+                "spec.template.spec.containers[0].image",
+            ),
+            (
+                json!([{"name": "a", "image": "e"}, {"name": "a", "image": "e"}]),
+                "spec.template.spec.containers[1].name",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "ports": [{"containerPort": 70000}]}]),
+                "spec.template.spec.containers[0].ports[0].containerPort",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "ports": [{"containerPort": 80, "protocol": "HTTP"}]}]),
+                "spec.template.spec.containers[0].ports[0].protocol",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "ports": [{"containerPort": 80, "name": "way-too-long-port-name"}]}]),
+                "spec.template.spec.containers[0].ports[0].name",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "readinessProbe": {"periodSeconds": 1}}]),
+                "spec.template.spec.containers[0].readinessProbe",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "livenessProbe": {"exec": {"command": ["x"]}, "tcpSocket": {"port": 1}}}]),
+                "spec.template.spec.containers[0].livenessProbe.tcpSocket",
+            ),
+            (
+                json!([{"name": "a", "image": "e", "livenessProbe": {"exec": {"command": ["x"]}, "successThreshold": 2}}]),
+                "spec.template.spec.containers[0].livenessProbe.successThreshold",
+            ),
+            (json!([]), "spec.template.spec.containers"),
+        ];
+        for (containers, field) in refused {
+            let (code, status) = http
+                .post(DSS, &ds(containers, json!([]), json!({"app": "envoy"})))
+                .await?;
+            assert_invalid(code, &status, field, field);
+        }
+        for (toleration, field) in [
+            (
+                json!({"key": "a", "operator": "Exists", "value": "x"}),
+                "operator",
+            ),
+            (json!({"key": "a", "operator": "Maybe"}), "operator"),
+            (json!({"value": "x"}), "operator"),
+            (json!({"key": "a", "effect": "NoWay"}), "effect"),
+            (
+                json!({"key": "a", "effect": "NoSchedule", "tolerationSeconds": 5}),
+                "effect",
+            ),
+            (json!({"key": "bad key", "operator": "Exists"}), "key"),
+        ] {
+            let (code, status) = http
+                .post(
+                    DSS,
+                    &ds(
+                        json!([container]),
+                        json!([toleration]),
+                        json!({"app": "envoy"}),
+                    ),
+                )
+                .await?;
+            assert_invalid(
+                code,
+                &status,
+                &format!("spec.template.spec.tolerations[0].{field}"),
+                &toleration.to_string(),
+            );
+        }
+        let (code, status) = http
+            .post(
+                DSS,
+                &ds(json!([container]), json!([]), json!({"app": "other"})),
+            )
+            .await?;
+        assert_invalid(
+            code,
+            &status,
+            "spec.template.metadata.labels",
+            "selector mismatch",
+        );
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("`selector` does not match template `labels`"),
+            "{status}"
+        );
+        let (code, created) = http
+            .post(
+                DSS,
+                &ds(
+                    json!([container]),
+                    good_tolerations,
+                    json!({"app": "envoy"}),
+                ),
+            )
+            .await?;
+        assert_eq!(code, 201, "{created}");
+        let mut changed = created.clone();
+        changed["spec"]["selector"] = json!({"matchLabels": {"app": "envoy", "tier": "edge"}});
+        changed["spec"]["template"]["metadata"]["labels"]["tier"] = json!("edge");
+        let (code, status) = http.put(&format!("{DSS}/envoy"), &changed).await?;
+        assert_invalid(code, &status, "spec.selector", "selector immutable");
+
+        // Services.
+        const SVCS: &str = "/api/v1/namespaces/default/services";
+        let svc = |name: &str, spec: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec});
+        for (spec, field) in [
+            (
+                json!({"type": "Internal", "ports": [{"port": 80}]}),
+                "spec.type",
+            ),
+            (json!({"ports": []}), "spec.ports"),
+            (
+                json!({"ports": [{"port": 80}, {"port": 81, "name": "b"}]}),
+                "spec.ports[0].name",
+            ),
+            (
+                json!({"ports": [{"port": 80, "name": "a"}, {"port": 81, "name": "a"}]}),
+                "spec.ports[1].name",
+            ),
+            (
+                json!({"ports": [{"port": 80, "name": "Web"}]}),
+                "spec.ports[0].name",
+            ),
+            (json!({"ports": [{"port": 0}]}), "spec.ports[0].port"),
+            (
+                json!({"ports": [{"port": 80, "targetPort": 70000}]}),
+                "spec.ports[0].targetPort",
+            ),
+            (
+                json!({"ports": [{"port": 80, "nodePort": 30080}]}),
+                "spec.ports[0].nodePort",
+            ),
+            (
+                json!({"ports": [{"port": 80}], "externalTrafficPolicy": "Local"}),
+                "spec.externalTrafficPolicy",
+            ),
+            (
+                json!({"type": "LoadBalancer", "ports": [{"port": 80}], "externalTrafficPolicy": "Nearest"}),
+                "spec.externalTrafficPolicy",
+            ),
+        ] {
+            let (code, status) = http.post(SVCS, &svc("web", spec.clone())).await?;
+            assert_invalid(code, &status, field, &spec.to_string());
+        }
+        let (code, status) = http
+            .post(SVCS, &svc("lb", json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                "ports": [{"port": 80, "name": "http", "targetPort": "http"}, {"port": 443, "name": "https"}]})))
+            .await?;
+        assert_eq!(code, 201, "{status}");
+
+        // Secrets and ConfigMaps.
+        const SECRETS: &str = "/api/v1/namespaces/default/secrets";
+        let (code, status) = http
+            .post(
+                SECRETS,
+                &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls"},
+                "type": "kubernetes.io/tls", "data": {"tls.crt": "Y2VydA=="}}),
+            )
+            .await?;
+        assert_invalid(code, &status, "data[tls.key]", "TLS secret without its key");
+        let (code, opaque) = http
+            .post(SECRETS, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "YQ=="}}))
+            .await?;
+        assert_eq!(code, 201, "{opaque}");
+        let (code, status) = http
+            .merge(&format!("{SECRETS}/s"), &json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "YQ==", "tls.key": "YQ=="}}))
+            .await?;
+        assert_invalid(code, &status, "type", "Secret type immutable");
+        let big = "x".repeat(1024 * 1024);
+        let (code, status) = http
+            .post(SECRETS, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "big"}, "data": {"a": big}}))
+            .await?;
+        assert_invalid(code, &status, "data", "Secret over 1 MiB");
+        let (code, status) = http
+            .post(CONFIGMAPS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"a": big}}))
+            .await?;
+        assert_invalid(code, &status, "", "ConfigMap over 1 MiB");
+        let (code, status) = http
+            .post(CONFIGMAPS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keys"}, "data": {"a/b": "x"}}))
+            .await?;
+        assert_invalid(code, &status, "data[a/b]", "ConfigMap key");
+        let (code, _) = http
+            .post(CONFIGMAPS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fixed"}, "data": {"a": "1"}, "immutable": true}))
+            .await?;
+        assert_eq!(code, 201);
+        let (code, status) = http
+            .merge(&format!("{CONFIGMAPS}/fixed"), &json!({"data": {"a": "2"}}))
+            .await?;
+        assert_invalid(code, &status, "data", "immutable ConfigMap");
+
+        // Leases.
+        const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+        for (spec, field) in [
+            (
+                json!({"leaseDurationSeconds": 0}),
+                "spec.leaseDurationSeconds",
+            ),
+            (
+                json!({"leaseDurationSeconds": 15, "leaseTransitions": -1}),
+                "spec.leaseTransitions",
+            ),
+        ] {
+            let (code, status) = http
+                .post(LEASES, &json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": spec}))
+                .await?;
+            assert_invalid(code, &status, field, field);
+        }
+        Ok(())
+    }
+
+    /// `Fault::watches(..).failing_with(410)`: a watch open when the fault is injected ends with
+    /// an `ERROR` event carrying 410 Expired, so does every new one, while lists and writes work;
+    /// once cleared, watches work again.
+    #[tokio::test]
+    async fn injected_watch_faults_end_watches_with_410() -> Result<()> {
+        use sluice_e2e::apiserver::Fault;
+        let server = ApiServer::start()?;
+        let http = Http::new(&server);
+        let path = "/api/v1/namespaces/default/configmaps";
+        server.create(configmap("a", json!({})))?;
+        let start = server.resource_version();
+        let mut open = http
+            .watch(&format!("{path}?watch=true&resourceVersion={start}"))
+            .await?;
+        let mut other = http
+            .watch(&format!(
+                "/api/v1/namespaces/default/secrets?watch=true&resourceVersion={start}"
+            ))
+            .await?;
+        let id = server.inject(Fault::watches("configmaps").failing_with(410));
+        let gone = open.next().await?.context("an event")?;
+        assert_eq!(gone["type"], "ERROR", "{gone}");
+        assert_eq!(
+            (&gone["object"]["code"], &gone["object"]["reason"]),
+            (&json!(410), &json!("Expired"))
+        );
+        assert!(open.next().await?.is_none(), "the stream ends");
+        let mut fresh = http.watch(&format!("{path}?watch=true")).await?;
+        let gone = fresh.next().await?.context("an event")?;
+        assert_eq!(gone["object"]["code"], 410, "{gone}");
+        assert!(fresh.next().await?.is_none());
+        // Lists, writes and other resources' watches are untouched.
+        let (code, list) = http.get(path).await?;
+        assert_eq!(code, 200, "{list}");
+        let (code, _) = http.post(path, &configmap("b", json!({}))).await?;
+        assert_eq!(code, 201);
+        server.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}))?;
+        assert_eq!(other.next_brief().await?.1, "s");
+        server.clear_fault(id);
+        let mut again = http
+            .watch(&format!("{path}?watch=true&resourceVersion={start}"))
+            .await?;
+        assert_eq!(again.next_brief().await?.1, "b");
         Ok(())
     }
 }

@@ -40,6 +40,9 @@ const TEST_MANAGER: &str = "sluice-e2e";
 /// Environment variable naming a kubeconfig of a real cluster to run against.
 const KUBECONFIG_ENV: &str = "SLUICE_E2E_KUBECONFIG";
 
+/// The user every operator process acts as: its ServiceAccount (`config/rbac`).
+const OPERATOR_USER: &str = "system:serviceaccount:sluice-system:sluice";
+
 /// Tests against a real cluster share it (each operator watches every namespace): one at a time.
 static REAL_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -124,7 +127,41 @@ impl Cluster {
         if crds {
             cluster.install_crds().await?;
         }
+        cluster.install_rbac().await?;
         Ok(cluster)
+    }
+
+    /// The operator's ServiceAccount and RBAC from `config/rbac`, which every operator process
+    /// is held to (it impersonates the ServiceAccount). The leader-election Role names this
+    /// run's Lease.
+    async fn install_rbac(&self) -> Result<()> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/rbac");
+        for file in [
+            "service_account.yaml",
+            "cluster_role.yaml",
+            "cluster_role_binding.yaml",
+            "leader_election_role.yaml",
+            "leader_election_role_binding.yaml",
+        ] {
+            let text = std::fs::read_to_string(dir.join(file))
+                .with_context(|| format!("reading config/rbac/{file}"))?;
+            let mut obj: Value = serde_norway::from_str(&text)?;
+            if obj["kind"] == "Role"
+                && let Some(rules) = obj["rules"].as_array_mut()
+            {
+                for rule in rules {
+                    if let Some(names) = rule["resourceNames"].as_array_mut() {
+                        for n in names.iter_mut() {
+                            if *n == "sluice-leader" {
+                                *n = json!(format!("{}sluice-leader", self.prefix));
+                            }
+                        }
+                    }
+                }
+            }
+            self.apply(obj).await?;
+        }
+        Ok(())
     }
 
     fn memory(&self) -> Option<&ApiServer> {
@@ -138,12 +175,34 @@ impl Cluster {
         self.memory().is_none()
     }
 
-    /// A kubeconfig for an operator process. In memory, its requests carry `user` so the
-    /// server's request log tells processes apart; a real cluster gets its own kubeconfig.
+    /// A kubeconfig for an operator process, impersonating the operator's ServiceAccount
+    /// ([`OPERATOR_USER`]) so that `config/rbac` is what it may do. In memory, its requests carry
+    /// `user` so the server's request log tells processes apart; for a real cluster it is a copy
+    /// of `SLUICE_E2E_KUBECONFIG` with `as:` on the current context's user.
     fn kubeconfig(&self, user: &str) -> Result<PathBuf> {
         Ok(match &self.backing {
-            Backing::Memory(s) => s.write_kubeconfig_for(self.dir.path(), user)?,
-            Backing::Real(path) => path.clone(),
+            Backing::Memory(s) => s.write_kubeconfig_as(self.dir.path(), user, OPERATOR_USER)?,
+            Backing::Real(path) => {
+                let mut kc = kube::config::Kubeconfig::read_from(path)?;
+                let context = kc.current_context.clone().unwrap_or_default();
+                let auth = kc
+                    .contexts
+                    .iter()
+                    .find(|c| c.name == context)
+                    .and_then(|c| c.context.as_ref())
+                    .map(|c| c.user.clone())
+                    .with_context(|| format!("no current context in {}", path.display()))?;
+                let info = kc
+                    .auth_infos
+                    .iter_mut()
+                    .find(|a| Some(&a.name) == auth.as_ref())
+                    .and_then(|a| a.auth_info.as_mut())
+                    .with_context(|| format!("no user {auth:?} in {}", path.display()))?;
+                info.impersonate = Some(OPERATOR_USER.to_owned());
+                let copy = self.dir.path().join(format!("kubeconfig-{user}-as"));
+                std::fs::write(&copy, serde_norway::to_string(&kc)?)?;
+                copy
+            }
         })
     }
 
@@ -2816,6 +2875,226 @@ async fn a_leader_whose_lease_writes_fail_steps_down_and_stops_writing() -> Resu
         "alpha wrote after it stepped down (all its writes since the change: {:#?})",
         alpha_status_writes(mark)
     );
+    Ok(())
+}
+
+/// Watches answered 410 Gone while IngressRoutes and Endpoints change without pause: the operator
+/// re-lists, and once the storm is over every route's status, the route gauges and the running
+/// Envoy's routing are what the final objects say, with nothing created lost and nothing deleted
+/// kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_gone_under_load_lose_nothing() -> Result<()> {
+    use sluice_e2e::apiserver::Fault;
+    let cluster = Cluster::start(true).await?;
+    let Some(server) = cluster.memory() else {
+        eprintln!("skipped: fault injection needs the in-memory API server");
+        return Ok(());
+    };
+    const SERVICES: usize = 4;
+    const ROUTES: usize = 18;
+    let ns = cluster.namespace("storm").await?;
+    let web = Backend::start("web").await?;
+    let api = Backend::start("api").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    // Which backend each Service's Endpoints point at, as the test last wrote it.
+    let mut backend_of = ["web"; SERVICES];
+    for s in 0..SERVICES {
+        cluster.apply(service(&ns, &format!("s{s}"))).await?;
+        cluster
+            .apply(endpoints(&ns, &format!("s{s}"), web.port()))
+            .await?;
+    }
+    let route = |i: usize, service: usize| {
+        ingress_route(
+            &ns,
+            &format!("r{i}"),
+            None,
+            route_spec(Some(&format!("r{i}.example.com")), &format!("s{service}")),
+        )
+    };
+    cluster.apply(route(0, 0)).await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    let ports = op.ports();
+    op.wait_ready(PATIENCE).await?;
+    wait_status(&cluster, &mut op, &ns, "r0", "valid").await?;
+    let bootstrap = provisioned_bootstrap(&cluster, &mut op, &ns, "edge").await?;
+    let _envoy = Envoy::builder(bootstrap)
+        .local_admin_socket()
+        .start()
+        .await?;
+
+    // The storm: every watch of what the routes depend on ends at once with 410 Expired.
+    let mark = server.requests_arrived();
+    for resource in [
+        "ingressroutes",
+        "endpoints",
+        "endpointslices",
+        "services",
+        "gateways",
+    ] {
+        server.inject(Fault::watches(resource).failing_with(410));
+    }
+    // Route i goes to Service i % SERVICES; every third route deletes the one before it, every
+    // other one moves its Service's Endpoints to the other backend, and route 4 is re-pointed.
+    let mut live = vec![0usize];
+    let mut service_of = [0usize; ROUTES + 1];
+    for i in 1..=ROUTES {
+        service_of[i] = i % SERVICES;
+        cluster.apply(route(i, service_of[i])).await?;
+        live.push(i);
+        if i % 3 == 0 {
+            cluster
+                .delete(
+                    "contour.heptio.com/v1beta1",
+                    "IngressRoute",
+                    Some(&ns),
+                    &format!("r{}", i - 1),
+                )
+                .await?;
+            live.retain(|r| *r != i - 1);
+        }
+        if i % 2 == 0 {
+            let s = i % SERVICES;
+            let (name, port) = if backend_of[s] == "web" {
+                ("api", api.port())
+            } else {
+                ("web", web.port())
+            };
+            backend_of[s] = name;
+            cluster
+                .apply(endpoints(&ns, &format!("s{s}"), port))
+                .await?;
+        }
+        if i == 7 {
+            service_of[4] = 3;
+            cluster.apply(route(4, 3)).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "broken",
+            None,
+            route_spec(Some("broken.example.com"), "missing"),
+        ))
+        .await?;
+    // The operator did re-list during the storm (the scenario happened), then the storm ends.
+    eventually("re-lists of IngressRoutes during the storm", async || {
+        let relists = server
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.seq >= mark
+                    && r.method == "GET"
+                    && r.path.ends_with("/ingressroutes")
+                    && !r.query.contains("watch=true")
+            })
+            .count();
+        Ok((relists >= 2).then_some(()))
+    })
+    .await?;
+    server.clear_faults();
+
+    for i in &live {
+        wait_status(&cluster, &mut op, &ns, &format!("r{i}"), "valid").await?;
+    }
+    wait_status(&cluster, &mut op, &ns, "broken", "invalid").await?;
+    wait_route_metrics(
+        &mut op,
+        &format!("{ns}/edge"),
+        (live.len() as f64, 1.0, 0.0),
+    )
+    .await?;
+    for i in 0..=ROUTES {
+        let host = format!("r{i}.example.com");
+        if live.contains(&i) {
+            let want = backend_of[service_of[i]];
+            eventually(&format!("{host} to reach {want}"), async || {
+                op.check_running()?;
+                let resp = get(ports.envoy_http, &host, "/").await;
+                Ok(resp.ok().and_then(|r| r.backend()).filter(|b| b == want))
+            })
+            .await?;
+        } else {
+            eventually(
+                &format!("{host} (deleted) to be unknown to Envoy"),
+                async || {
+                    op.check_running()?;
+                    let resp = get(ports.envoy_http, &host, "/").await;
+                    Ok(resp.ok().filter(|r| r.status == 404))
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The operator acts as its ServiceAccount, held to `config/rbac`: every request it makes
+/// impersonates it and none is refused; a rule taken out of the ClusterRole shows as 403s on
+/// exactly what it granted, and the operator keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_runs_as_its_service_account_under_config_rbac() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-a").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "app",
+            None,
+            route_spec(Some("app.example.com"), "web"),
+        ))
+        .await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    wait_status(&cluster, &mut op, &ns, "app", "valid").await?;
+    let Some(server) = cluster.memory() else {
+        eprintln!(
+            "the request log needs the in-memory API server: RBAC was exercised, not inspected"
+        );
+        return Ok(());
+    };
+    let ours: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.user == "solo")
+        .collect();
+    ensure!(!ours.is_empty(), "no request from the operator");
+    for r in &ours {
+        ensure!(r.impersonated == OPERATOR_USER, "not impersonated: {r:?}");
+        ensure!(r.code != 403, "refused by config/rbac: {r:?}");
+    }
+
+    // Without the rule for IngressRoute statuses, their writes are refused.
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/rbac/cluster_role.yaml"),
+    )?;
+    let mut role: Value = serde_norway::from_str(&text)?;
+    role["rules"]
+        .as_array_mut()
+        .context("rules")?
+        .retain(|r| r["resources"] != json!(["ingressroutes/status"]));
+    cluster.apply(role).await?;
+    let mark = server.requests_arrived();
+    cluster
+        .apply(ingress_route(&ns, "app", None, route_spec(None, "web")))
+        .await?;
+    eventually("a refused IngressRoute status write", async || {
+        op.check_running()?;
+        Ok(server.requests().into_iter().find(|r| {
+            r.seq >= mark && r.code == 403 && r.path.ends_with("/ingressroutes/app/status")
+        }))
+    })
+    .await?;
+    assert_eq!(
+        route_status(&cluster, &ns, "app").await?.map(|s| s.0),
+        Some("valid".to_owned()),
+        "the refused write changed nothing"
+    );
+    op.check_running()?;
     Ok(())
 }
 

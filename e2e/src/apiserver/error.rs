@@ -31,6 +31,11 @@ impl ApiError {
         self
     }
 
+    /// 403 Forbidden: RBAC refuses the request.
+    pub fn forbidden(group: &str, plural: &str, name: &str, message: String) -> Self {
+        Self::new(403, "Forbidden", message).with_details(group, plural, name)
+    }
+
     /// 404 for a named object (`qualified` is `plural` or `plural.group`).
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
         Self::new(

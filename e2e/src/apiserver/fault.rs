@@ -16,6 +16,8 @@ pub struct Fault {
     /// Only writes (anything but GET, HEAD, OPTIONS: watches and reads still work), or every
     /// request.
     pub writes_only: bool,
+    /// Only watch requests (`watch=true`; lists and gets still work).
+    pub watches_only: bool,
     /// Only requests of this user (bearer token, see [`super::ApiServer::kubeconfig_yaml_for`]).
     pub user: Option<String>,
     /// The error code the request fails with (`Status` reason `InternalError` for 500,
@@ -34,6 +36,7 @@ impl Fault {
         Self {
             resource: resource.to_owned(),
             writes_only: true,
+            watches_only: false,
             user: None,
             code: None,
             latency: Duration::ZERO,
@@ -45,6 +48,18 @@ impl Fault {
     pub fn requests(resource: &str) -> Self {
         Self {
             writes_only: false,
+            ..Self::writes(resource)
+        }
+    }
+
+    /// A fault on the watches of `resource` only. With [`Fault::failing_with`]`(410)` each
+    /// matching watch is answered as kube-apiserver answers a watch from a compacted
+    /// resourceVersion: HTTP 200 and one `ERROR` event carrying a 410 `Expired` Status, then the
+    /// end of the stream (clients must re-list).
+    pub fn watches(resource: &str) -> Self {
+        Self {
+            writes_only: false,
+            watches_only: true,
             ..Self::writes(resource)
         }
     }
@@ -86,6 +101,7 @@ impl Fault {
         };
         resource
             && (!self.writes_only || request.is_write)
+            && (!self.watches_only || request.is_watch)
             && self.user.as_deref().is_none_or(|u| u == request.user)
     }
 }
@@ -103,6 +119,8 @@ pub(crate) struct RequestTarget<'a> {
     pub(crate) plural: Option<&'a str>,
     pub(crate) subresource: Option<&'a str>,
     pub(crate) is_write: bool,
+    /// A `watch=true` request.
+    pub(crate) is_watch: bool,
     pub(crate) user: &'a str,
 }
 
@@ -130,8 +148,15 @@ impl<'a> RequestTarget<'a> {
             plural: rest.first().copied(),
             subresource: rest.get(2).copied(),
             is_write,
+            is_watch: false,
             user,
         }
+    }
+
+    /// The same target, as a watch request or not.
+    pub(crate) fn watching(mut self, is_watch: bool) -> Self {
+        self.is_watch = is_watch;
+        self
     }
 }
 
@@ -189,6 +214,9 @@ mod tests {
         assert!(!f.matches(&t(lease, true, "beta")));
         assert!(!f.matches(&t(status, true, "alpha")));
         assert!(Fault::requests("leases").matches(&t(lease, false, "")));
+        let w = Fault::watches("leases");
+        assert!(!w.matches(&t(lease, false, "")));
+        assert!(w.matches(&t(lease, false, "").watching(true)));
         assert!(Fault::writes("ingressroutes").matches(&t(status, true, "")));
         assert!(Fault::writes("ingressroutes/status").matches(&t(status, true, "")));
         let ir = "/apis/contour.heptio.com/v1beta1/namespaces/a/ingressroutes/x";

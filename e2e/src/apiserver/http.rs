@@ -20,6 +20,7 @@ use tokio::time::{Instant, sleep_until};
 use super::error::ApiError;
 use super::fault::{RequestTarget, failure_status};
 use super::managed::manager_from_user_agent;
+use super::rbac::Attributes;
 use super::resources::{self, ResourceType};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{
@@ -52,11 +53,20 @@ pub(crate) async fn handle(
     let seq = shared.arrive();
     let user = bearer_user(&parts);
     let is_write = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let fault = shared.fault_effect(&RequestTarget::of(parts.uri.path(), is_write, &user));
+    let is_watch = truthy(&parse_query(parts.uri.query().unwrap_or_default()), "watch");
+    let target = RequestTarget::of(parts.uri.path(), is_write, &user).watching(is_watch);
+    let fault = shared.fault_effect(&target);
     if !fault.latency.is_zero() {
         tokio::time::sleep(fault.latency).await;
     }
     let response = match (fault.code, body.collect().await) {
+        // A watch from a compacted resourceVersion: 200, then one ERROR event, then the end.
+        (Some(410), _) if is_watch => {
+            let gone = ApiError::expired("too old resource version (injected fault)");
+            let mut resp = json_response(200, &Value::Null);
+            *resp.body_mut() = Full::new(Watcher::line("ERROR", gone.to_status())).boxed_unsync();
+            resp
+        }
         (Some(code), _) => injected_failure(code),
         (None, Ok(c)) => {
             route(&shared, &parts, &c.to_bytes()).unwrap_or_else(|e| error_response(&e))
@@ -64,6 +74,7 @@ pub(crate) async fn handle(
         (None, Err(e)) => error_response(&ApiError::bad_request(format!("reading body: {e}"))),
     };
     shared.record(RequestRecord {
+        impersonated: impersonated_user(&parts).unwrap_or_default(),
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().unwrap_or_default().to_owned(),
@@ -82,6 +93,27 @@ fn injected_failure(code: u16) -> Response<Body> {
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     resp
+}
+
+/// The user a request impersonates (`Impersonate-User`), if any.
+fn impersonated_user(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The groups a request impersonates (`Impersonate-Group`, repeated).
+fn impersonated_groups(parts: &Parts) -> Vec<String> {
+    parts
+        .headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The user a request comes from: its bearer token, taken as the user's name unchecked (there is
@@ -353,6 +385,33 @@ fn resource_request(
     rest: &[&str],
 ) -> Result<Response<Body>, ApiError> {
     let a = address(shared, group, version, rest)?;
+    if let Some(user) = impersonated_user(parts) {
+        let groups = impersonated_groups(parts);
+        let verb = match (&parts.method, a.name.is_some()) {
+            (&Method::GET | &Method::HEAD, true) => "get",
+            (&Method::GET | &Method::HEAD, false) if truthy(q, "watch") => "watch",
+            (&Method::GET | &Method::HEAD, false) => "list",
+            (&Method::POST, _) => "create",
+            (&Method::PUT, _) => "update",
+            (&Method::PATCH, _) => "patch",
+            (&Method::DELETE, true) => "delete",
+            (&Method::DELETE, false) => "deletecollection",
+            _ => "",
+        };
+        let attrs = Attributes {
+            user: &user,
+            groups: &groups,
+            verb,
+            group: &a.rt.group,
+            resource: &a.rt.plural,
+            subresource: a.status.then_some("status"),
+            namespace: &a.target.namespace,
+            name: a.name.as_deref().unwrap_or_default(),
+        };
+        if !attrs.allowed(&shared.lock()) {
+            return Err(attrs.forbidden());
+        }
+    }
     if q.get("dryRun").is_some_and(|d| !d.is_empty()) {
         return Err(ApiError::bad_request(
             "dryRun is not supported by this test API server",
@@ -379,7 +438,10 @@ fn resource_request(
     let updater = Some(updater.as_str());
     let t = &a.target;
     match (&parts.method, a.name.as_deref()) {
-        (&Method::GET, None) if truthy(q, "watch") => watch(shared, &a, q, metadata),
+        (&Method::GET, None) if truthy(q, "watch") => {
+            let origin = (parts.uri.path().to_owned(), bearer_user(parts));
+            watch(shared, &a, q, metadata, origin)
+        }
         (&Method::GET, None) => {
             let page = shared.lock().list(t, &list_options(q, &a.rt)?)?;
             let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
@@ -477,6 +539,7 @@ fn watch(
     a: &Addressed,
     q: &BTreeMap<String, String>,
     metadata: bool,
+    origin: (String, String),
 ) -> Result<Response<Body>, ApiError> {
     let list = list_options(q, &a.rt)?;
     let since = match q.get("resourceVersion").map(String::as_str) {
@@ -509,6 +572,7 @@ fn watch(
         target: a.target.clone(),
         metadata,
         tx,
+        origin,
     };
     tokio::spawn(watcher.run(start));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -529,6 +593,8 @@ struct Watcher {
     target: Target,
     metadata: bool,
     tx: mpsc::Sender<Bytes>,
+    /// The request's path and user, for the faults injected while it runs.
+    origin: (String, String),
 }
 
 impl Watcher {
@@ -595,6 +661,7 @@ impl Watcher {
 
     async fn run(self, start: WatchStart) {
         let mut changes = self.shared.changes.subscribe();
+        let mut faults = self.shared.fault_epoch.subscribe();
         let deadline = Instant::now() + start.timeout;
         let interval = self.shared.options.bookmark_interval;
         let mut next_bookmark = Instant::now() + interval;
@@ -657,6 +724,15 @@ impl Watcher {
                     }
                 }
                 () = self.tx.closed() => return,
+                _ = faults.changed() => {
+                    let (path, user) = &self.origin;
+                    let target = RequestTarget::of(path, false, user).watching(true);
+                    if self.shared.fault_effect(&target).code == Some(410) {
+                        let gone = ApiError::expired("too old resource version (injected fault)");
+                        let _ = self.send(Self::line("ERROR", gone.to_status())).await;
+                        return;
+                    }
+                }
             }
         }
     }

@@ -7,19 +7,20 @@
 //! - an `Apply` entry holds the fields of the configuration the manager last applied (the one
 //!   server-side apply tracks in `apply.rs`), replaced on its next apply;
 //! - an `Update` entry (create, update, patch) gains the fields the write set or changed, which
-//!   then leave every other manager's `Update` entry;
+//!   then leave every other entry (an applier loses them from its applied configuration);
 //! - fields no longer in the object leave every `Update` entry; an entry left empty goes.
 //!
-//! Approximations: a field is a leaf of maps; lists and their items are one field (no `k:`,
-//! `v:` or `i:` keys), and a map is never owned as a whole (no `"."` entries); a field taken by
-//! an update stays in the `Apply` entry of its applier too (kube moves it), since apply
-//! ownership here does not know updates.
+//! Fields reach into lists as `lists.rs` says: an item of a map-list is `k:{"name":"envoy"}`
+//! with a `"."` of its own, a set member `v:"x"`, an atomic list one field. Approximations: a
+//! map is never owned as a whole (no `"."` for maps), and list items by index (`i:`) never
+//! appear (only atomic lists have no keys, and they are one field).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
 use super::apply;
+use super::lists::{Lists, Path, Seg};
 
 /// Who is writing, and how.
 #[derive(Clone, Debug)]
@@ -43,33 +44,48 @@ struct Entry {
     api_version: String,
     time: String,
     /// Fields of an `Update` entry; `Apply` entries read theirs off the applied configuration.
-    fields: Vec<Vec<String>>,
+    fields: Vec<Path>,
 }
 
 impl Managed {
     /// Records a write that turned `old` (none on create) into `new`, and returns the
     /// `managedFields` list for `new`. `applied` is the applied configuration per
-    /// `(manager, status subresource)` after the write.
+    /// `(manager, status subresource)` after the write; an update takes the fields it changed
+    /// out of them.
     pub fn record(
         &mut self,
         writer: Option<&Writer>,
         old: Option<&Value>,
         new: &Value,
-        applied: &BTreeMap<(String, bool), Value>,
+        applied: &mut BTreeMap<(String, bool), Value>,
+        lists: &Lists,
         now: &str,
     ) -> Value {
         if let Some(w) = writer {
             let key = (w.manager.clone(), w.status, w.apply);
             let mut changed = Vec::new();
             if !w.apply {
-                changed = apply::leaves(new)
+                changed = apply::leaves(new, lists)
                     .into_iter()
-                    .filter(|(path, value)| old.and_then(|o| apply::at(o, path)) != Some(value))
+                    .filter(|(path, value)| {
+                        let before = old.and_then(|o| apply::at(o, path));
+                        match value {
+                            Some(v) => before != Some(*v),
+                            None => before.is_none(),
+                        }
+                    })
                     .map(|(path, _)| path)
                     .collect::<Vec<_>>();
                 for (k, e) in &mut self.entries {
                     if *k != key && !k.2 {
                         e.fields.retain(|p| !changed.contains(p));
+                    }
+                }
+                for cfg in applied.values_mut() {
+                    for path in &changed {
+                        if apply::at(cfg, path).is_some() {
+                            apply::disown(cfg, path);
+                        }
                     }
                 }
             }
@@ -103,7 +119,7 @@ impl Managed {
                 let fields = if *is_apply {
                     applied
                         .get(&(manager.clone(), *status))
-                        .map(|cfg| apply::leaves(cfg).into_iter().map(|(p, _)| p).collect())
+                        .map(|cfg| paths(cfg, lists))
                         .unwrap_or_default()
                 } else {
                     e.fields.clone()
@@ -126,20 +142,67 @@ impl Managed {
     }
 }
 
-/// A set of field paths in the `FieldsV1` form: `{"f:a": {"f:b": {}}}`.
-pub(crate) fn fields_v1(paths: &[Vec<String>]) -> Value {
+/// The fields a configuration sets.
+fn paths(cfg: &Value, lists: &Lists) -> Vec<Path> {
+    apply::leaves(cfg, lists)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
+impl Managed {
+    /// Takes a field away from `manager`'s `Update` entries (lost to a forced apply).
+    pub fn disown(&mut self, manager: &str, path: &Path) {
+        for ((m, _, is_apply), e) in &mut self.entries {
+            if m == manager && !*is_apply {
+                e.fields.retain(|p| !p.starts_with(path));
+            }
+        }
+    }
+
+    /// The fields every other manager owns (by update, or by the configuration it applied), for
+    /// the conflicts and releases of an apply by `manager`.
+    pub fn owned_by_others(
+        &self,
+        manager: &str,
+        applied: &BTreeMap<(String, bool), Value>,
+        lists: &Lists,
+    ) -> Vec<(String, Vec<Path>)> {
+        let mut out: Vec<(String, Vec<Path>)> = Vec::new();
+        for ((m, _, is_apply), e) in &self.entries {
+            if m != manager && !*is_apply {
+                out.push((m.clone(), e.fields.clone()));
+            }
+        }
+        for ((m, _), cfg) in applied {
+            if m != manager {
+                out.push((m.clone(), paths(cfg, lists)));
+            }
+        }
+        out
+    }
+}
+
+/// A set of field paths in the `FieldsV1` form: `{"f:a": {"k:{\"name\":\"x\"}": {".": {}}}}`.
+pub(crate) fn fields_v1(paths: &[Path]) -> Value {
+    fn insert(node: &mut Map<String, Value>, path: &[Seg]) {
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        let child = node
+            .entry(first.fields_v1())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = child {
+            // A map-list item is owned as itself too.
+            if rest.is_empty() && matches!(first, Seg::Key(..)) {
+                m.insert(".".into(), Value::Object(Map::new()));
+            }
+            insert(m, rest);
+        }
+    }
     let mut root = Map::new();
     for path in paths {
-        let mut node = &mut root;
-        for seg in path {
-            let child = node
-                .entry(format!("f:{seg}"))
-                .or_insert_with(|| Value::Object(Map::new()));
-            let Value::Object(m) = child else {
-                break;
-            };
-            node = m;
-        }
+        insert(&mut root, path);
     }
     Value::Object(root)
 }
@@ -167,15 +230,32 @@ mod tests {
     #[test]
     fn updates_take_fields_from_other_updaters() {
         let mut m = Managed::default();
-        let none = BTreeMap::new();
+        let mut none = BTreeMap::new();
+        let lists = Lists::Builtin {
+            plural: "configmaps".into(),
+        };
         let a = json!({"metadata": {"name": "x", "labels": {"l": "1"}}, "data": {"k": "v"}});
-        let list = m.record(Some(&writer("one", false)), None, &a, &none, "t1");
+        let list = m.record(
+            Some(&writer("one", false)),
+            None,
+            &a,
+            &mut none,
+            &lists,
+            "t1",
+        );
         assert_eq!(
             list[0]["fieldsV1"],
             json!({"f:metadata": {"f:labels": {"f:l": {}}}, "f:data": {"f:k": {}}})
         );
         let b = json!({"metadata": {"name": "x", "labels": {"l": "1"}}, "data": {"k": "w"}});
-        let list = m.record(Some(&writer("two", false)), Some(&a), &b, &none, "t2");
+        let list = m.record(
+            Some(&writer("two", false)),
+            Some(&a),
+            &b,
+            &mut none,
+            &lists,
+            "t2",
+        );
         assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
         assert_eq!(list[0]["manager"], "one");
         assert_eq!(
@@ -189,7 +269,14 @@ mod tests {
         );
         // A field removed leaves its owner; an emptied entry goes.
         let c = json!({"metadata": {"name": "x", "labels": {"l": "1"}}});
-        let list = m.record(Some(&writer("one", false)), Some(&b), &c, &none, "t3");
+        let list = m.record(
+            Some(&writer("one", false)),
+            Some(&b),
+            &c,
+            &mut none,
+            &lists,
+            "t3",
+        );
         assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     }
 
@@ -198,8 +285,18 @@ mod tests {
         let mut m = Managed::default();
         let cfg =
             json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "x"}, "spec": {"a": 1}});
-        let applied = BTreeMap::from([(("ssa".to_string(), false), cfg.clone())]);
-        let list = m.record(Some(&writer("ssa", true)), None, &cfg, &applied, "t1");
+        let mut applied = BTreeMap::from([(("ssa".to_string(), false), cfg.clone())]);
+        let lists = Lists::Builtin {
+            plural: "configmaps".into(),
+        };
+        let list = m.record(
+            Some(&writer("ssa", true)),
+            None,
+            &cfg,
+            &mut applied,
+            &lists,
+            "t1",
+        );
         assert_eq!(list[0]["operation"], "Apply");
         assert_eq!(list[0]["fieldsV1"], json!({"f:spec": {"f:a": {}}}));
         assert_eq!(list[0]["fieldsType"], "FieldsV1");

@@ -24,7 +24,9 @@
 //! [`ApiServer::inject`] puts a [`Fault`] in force: the requests it matches fail with an error
 //! code and a `Status` body (`InternalError` for 500, `TooManyRequests` with `Retry-After: 1`
 //! for 429, `ServiceUnavailable` for 503) without touching the store, or are answered late, or
-//! both. A fault matches a resource (`leases`, with its subresources, or `ingressroutes/status`
+//! both. [`Fault::watches`] with code 410 ends matching watches as kube-apiserver does when
+//! their resourceVersion is compacted (an `ERROR` event with a 410 `Expired` Status), the ones
+//! already open when it is injected included. A fault matches a resource (`leases`, with its subresources, or `ingressroutes/status`
 //! alone), only writes ([`Fault::writes`]: reads and watches keep working) or every request
 //! ([`Fault::requests`]), and optionally one user ([`Fault::by`], the bearer token of a
 //! [`ApiServer::write_kubeconfig_for`] kubeconfig). It lasts until [`ApiServer::clear_fault`] /
@@ -73,7 +75,10 @@
 //!   [`TEST_FIELD_MANAGER`]. An `Apply` entry holds the fields of the manager's last applied
 //!   configuration (replaced on its next apply); an `Update` entry gains the fields its write set
 //!   or changed, which leave every other `Update` entry; fields gone from the object leave every
-//!   entry, and an `Update` entry left empty goes. Writes the server makes itself (garbage
+//!   entry, and an `Update` entry left empty goes. Fields reach into lists as Kubernetes' do:
+//!   `k:{"name":"envoy"}` for a map-list item (with its own `"."`), `v:"x"` for a set member,
+//!   one field for an atomic list; an update also takes the fields it changes out of their
+//!   appliers' configurations. Writes the server makes itself (garbage
 //!   collection) are nobody's. Managed fields sent by clients are ignored; a write that changes
 //!   nothing but entry times changes nothing. See the Limits for the approximations.
 //! - Watches stream newline-delimited `ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK` events, one HTTP
@@ -101,6 +106,20 @@
 //!   deleting a CRD deletes all its objects and stops serving the resource. Namespaced objects
 //!   can only be created in an existing namespace; `default`, `kube-system`, `kube-public` and
 //!   `kube-node-lease` exist from the start.
+//!
+//! # Impersonation and RBAC
+//!
+//! A request with `Impersonate-User` (a kubeconfig user with `as:`, see
+//! [`ApiServer::write_kubeconfig_as`]) is recorded with that user
+//! ([`RequestRecord::impersonated`]) and authorized against the stored ClusterRoles, Roles and
+//! their bindings as kube-apiserver's RBAC authorizer does (`rbac.rs`): 403 `Forbidden`
+//! (`<resource>.<group> "<name>" is forbidden: User "<user>" cannot <verb> resource "<resource>"
+//! in API group "<group>" in the namespace "<ns>"`) unless a bound rule grants the verb on the
+//! resource (or `resource/status`) and, where the rule names them, the object. Discovery is
+//! open to everyone (as `system:discovery`). Requests that impersonate nobody are not
+//! authorized. Aggregated ClusterRoles and non-resource URL rules are not modelled, nor the
+//! `impersonate` right of the real user, nor admission plugins such as
+//! OwnerReferencesPermissionEnforcement.
 //!
 //! # Validation
 //!
@@ -157,7 +176,41 @@
 //!   `spec[.template.spec].containers[i].resources.requests` with "must be less than or equal
 //!   to <resource> limit of <limit>" (`pkg/apis/core/validation/validation.go`
 //!   ValidateResourceRequirements). Quantities are compared exactly; one this server does not
-//!   parse is not judged. No other pod field is validated.
+//!   parse is not judged.
+//! - Pod specs (Pods, and DaemonSets' `spec.template.spec`; `builtin.rs`, from
+//!   `pkg/apis/core/validation/validation.go` validateContainers, validateContainerPorts,
+//!   validateProbe, ValidateTolerations): at least one container; each container (and init
+//!   container) has a name that is a DNS-1123 label, unique in the pod (`Duplicate value`), and
+//!   an image; container ports are 1..65535 (`hostPort` 0..65535), protocol `TCP`, `UDP` or
+//!   `SCTP`, names IANA service names (at most 15 characters of `[a-z0-9-]`, a letter, no
+//!   leading, trailing or doubled `-`) unique in the container; each probe has exactly one
+//!   handler (`exec`, `httpGet`, `tcpSocket`, `grpc`: `Required value: must specify a handler
+//!   type` / `Forbidden: may not specify more than 1 handler type`), `httpGet`/`tcpSocket` ports
+//!   are numbers 1..65535 or port names, counts are not negative, and liveness and startup
+//!   probes have `successThreshold` 1; tolerations have a qualified-name key or none (then
+//!   operator `Exists`), operator `Equal` (a label value) or `Exists` (no value: "value must be
+//!   empty when `operator` is 'Exists'"), effect empty, `NoSchedule`, `PreferNoSchedule` or
+//!   `NoExecute`, and `tolerationSeconds` only with `NoExecute`; a template's `restartPolicy` is
+//!   `Always`. Other pod fields (volumes, env, security contexts, ...) are not checked.
+//! - DaemonSets (`pkg/apis/apps/validation` ValidateDaemonSetSpec): `spec.selector` is required
+//!   and not empty, must match `spec.template.metadata.labels` (matchLabels and
+//!   matchExpressions; "`selector` does not match template `labels`") and is immutable
+//!   (`field is immutable`).
+//! - Services (ValidateService): `spec.type` is `ClusterIP` (default), `NodePort`,
+//!   `LoadBalancer` or `ExternalName`; ports are required (but for ExternalName), each with a
+//!   port 1..65535, protocol `TCP`/`UDP`/`SCTP`, a `targetPort` number or port name, and a name
+//!   (a DNS-1123 label, unique) required when there are several; `nodePort` and
+//!   `externalTrafficPolicy` ("may only be set when `type` is 'NodePort' or 'LoadBalancer'";
+//!   `Cluster` or `Local`) only for NodePort and LoadBalancer. IP families, cluster IPs and
+//!   session affinity are not checked.
+//! - Secrets and ConfigMaps (ValidateSecret, ValidateConfigMap): keys are config keys
+//!   (`[-._a-zA-Z0-9]+`, not `.`/`..`); contents at most 1 MiB (Secrets refused at `data`,
+//!   ConfigMaps at the empty path, as Kubernetes does); no key in both `data` and `binaryData`;
+//!   with `immutable: true` stored, `data` (and `binaryData`) and `immutable` cannot change;
+//!   a Secret's `type` is immutable (default `Opaque`) and `kubernetes.io/tls` needs `tls.crt` and
+//!   `tls.key` (`data[tls.key]: Required value`).
+//! - Leases (`pkg/apis/coordination/validation` ValidateLeaseSpec): `leaseDurationSeconds`
+//!   greater than 0 and `leaseTransitions` not negative, when set.
 //!
 //! - CustomResourceDefinitions (apiextensions v1): `spec.group`, `spec.names.plural` (lowercase)
 //!   and `kind` are required, `metadata.name` is `<plural>.<group>`, `spec.scope` is `Namespaced`
@@ -205,8 +258,8 @@
 //!
 //! # Limits
 //!
-//! - No authentication (a bearer token is recorded as the user, never checked), authorization,
-//!   admission, TLS, HTTP/2, protobuf, YAML request bodies (except apply patches), `dryRun`
+//! - No authentication (a bearer token is recorded as the user, never checked), authorization
+//!   only of impersonated requests (below), admission, TLS, HTTP/2, protobuf, YAML request bodies (except apply patches), `dryRun`
 //!   (rejected with 400), or `kubectl` table output.
 //! - No controllers: nothing schedules pods, fills endpoints, allocates cluster IPs, runs
 //!   DaemonSets or Deployments (tests may run `crate::kubelet` for DaemonSets), or defaults
@@ -218,19 +271,24 @@
 //!   metadata rules only; ratcheting correlates list items by index (kube only correlates
 //!   map-lists by key and sets).
 //!   Other metadata rules of Kubernetes (ownerReferences, finalizer names, immutable fields on
-//!   update) and the other fields of Endpoints and EndpointSlices (ports, hostnames, FQDNs) are
-//!   not checked.
+//!   update), the other fields of Endpoints and EndpointSlices (ports, hostnames, FQDNs) and the
+//!   built-in kinds not listed under Validation (Deployments, RBAC objects, events, ...) are not
+//!   checked.
 //! - CRD versions share one stored object: a request through another version only rewrites
 //!   `apiVersion` (no conversion). CRD `status` is set at once to Established/NamesAccepted.
 //!   Schemas are not checked to be structural.
-//! - Server-side apply is approximated (see `apply.rs`); ownership is tracked per field manager from the configurations it applied; maps merge, lists
-//!   are atomic (replaced whole, even where Kubernetes merges them by key such as containers,
-//!   ports, conditions, ownerReferences, finalizers); a field a manager stops applying is
-//!   removed unless another applier still sets it; conflicts are detected only between appliers,
-//!   never against fields written by update or patch (an update does not take a field from its
-//!   applier: it shows in both managers' entries). In `managedFields` a field is a leaf of
-//!   maps: a list is one field (no `k:`/`v:`/`i:` keys for items) and no map is owned as a whole
-//!   (no `"."` keys); identity fields (`apiVersion`, `kind`, `metadata.name`, ...) are nobody's.
+//! - Server-side apply is approximated (see `apply.rs`, `lists.rs`): maps merge; lists merge
+//!   as Kubernetes merges them (by key for containers, env, ports, volumes, volumeMounts,
+//!   conditions, ownerReferences and the other lists `lists.rs` names, or as a CRD's
+//!   `x-kubernetes-list-type` says; finalizers as a set; everything else atomic), new map-list
+//!   items appended in applied order (kube may interleave); a list with an item lacking its key
+//!   (and no default) or two items with one key is treated as atomic (kube refuses the apply).
+//!   A field a manager stops applying is removed unless another manager owns it or something
+//!   beneath it; conflicts (409 without `force`) are fields whose applied value differs from the
+//!   live one and that another manager owns, by apply or by update (a manager's own `Update`
+//!   entry never conflicts with its apply). In `managedFields` no map is owned as a whole (no
+//!   `"."` keys for maps; list items have theirs); identity fields (`apiVersion`, `kind`,
+//!   `metadata.name`, ...) are nobody's.
 //!   Strategic merge patch is a JSON merge patch.
 //! - Deletion is immediate (no grace periods); `Foreground` propagation behaves like
 //!   `Background` (the owner goes first); namespace and CRD deletion ignore the finalizers of the
@@ -244,11 +302,14 @@
 //!   compared as text.
 
 mod apply;
+mod builtin;
 mod error;
 mod fault;
 mod http;
+mod lists;
 mod managed;
 mod meta;
+mod rbac;
 mod resources;
 mod schema;
 mod selector;
@@ -318,6 +379,8 @@ pub(crate) struct Shared {
     /// Injected faults in force (expired ones are dropped as requests come).
     faults: Mutex<Vec<fault::ActiveFault>>,
     next_fault: AtomicU64,
+    /// Bumped when a fault is injected, for open watches to check whether it ends them.
+    fault_epoch: watch::Sender<u64>,
 }
 
 /// One request the server answered, for tests that check who wrote what.
@@ -332,6 +395,9 @@ pub struct RequestRecord {
     /// The bearer token of the request, taken as the user's name (see
     /// [`ApiServer::kubeconfig_yaml_for`]); empty without one.
     pub user: String,
+    /// The user the request impersonated (`Impersonate-User`, as kube-rs sends for a
+    /// kubeconfig user with `as:`); empty without impersonation.
+    pub impersonated: String,
     /// The response status code (200 for a watch that started).
     pub code: u16,
     /// The order in which the request arrived (from 0), before any injected latency; the
@@ -420,6 +486,7 @@ impl ApiServer {
             arrivals: AtomicU64::new(0),
             faults: Mutex::new(Vec::new()),
             next_fault: AtomicU64::new(0),
+            fault_epoch: watch::channel(0).0,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -483,6 +550,20 @@ impl ApiServer {
         Ok(path)
     }
 
+    /// Writes `dir/kubeconfig-<user>-as` for bearer token `user` impersonating `as_user` (the
+    /// kubeconfig's `as:`), so that its requests are authorized by RBAC, and returns its path.
+    pub fn write_kubeconfig_as(
+        &self,
+        dir: &Path,
+        user: &str,
+        as_user: &str,
+    ) -> std::io::Result<PathBuf> {
+        let path = dir.join(format!("kubeconfig-{user}-as"));
+        let yaml = self.kubeconfig_with_user(&format!("{{token: {user}, as: {as_user:?}}}"));
+        std::fs::write(&path, yaml)?;
+        Ok(path)
+    }
+
     /// Every request served so far, oldest first (requests made in-process are not included).
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared
@@ -508,6 +589,7 @@ impl ApiServer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(fault::ActiveFault { id, fault, until });
+        self.shared.fault_epoch.send_modify(|n| *n += 1);
         id
     }
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::apply;
+use super::builtin;
 use super::error::ApiError;
+use super::lists::{self, Lists};
 use super::managed::{Managed, Writer};
 use super::meta::{self, Ids, meta_str, now_rfc3339, set_meta};
 use super::resources::{self, ResourceType, TypeKey};
@@ -487,13 +489,25 @@ impl Store {
         let causes = match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "endpoints") => validation::endpoints(obj, loopback),
             ("discovery.k8s.io", "endpointslices") => validation::endpoint_slice(obj, loopback),
-            ("", "pods") => validation::pod_spec_resources(obj.get("spec"), "spec"),
-            ("apps", "daemonsets") => validation::pod_spec_resources(
-                obj.get("spec")
-                    .and_then(|s| s.get("template"))
-                    .and_then(|t| t.get("spec")),
-                "spec.template.spec",
-            ),
+            ("", "pods") => {
+                let mut causes = builtin::pod_spec(obj.get("spec"), "spec", false);
+                causes.extend(validation::pod_spec_resources(obj.get("spec"), "spec"));
+                causes
+            }
+            ("apps", "daemonsets") => {
+                let mut causes = builtin::daemon_set(obj, old);
+                causes.extend(validation::pod_spec_resources(
+                    obj.get("spec")
+                        .and_then(|s| s.get("template"))
+                        .and_then(|t| t.get("spec")),
+                    "spec.template.spec",
+                ));
+                causes
+            }
+            ("", "services") => builtin::service(obj),
+            ("", "configmaps") => builtin::config_map(obj, old),
+            ("", "secrets") => builtin::secret(obj, old),
+            ("coordination.k8s.io", "leases") => builtin::lease(obj),
             _ => Vec::new(),
         };
         if !causes.is_empty() {
@@ -644,6 +658,28 @@ impl Store {
         }
     }
 
+    /// Where the list types of `obj` come from: the schema of its CRD version for custom
+    /// objects, Kubernetes' markers for built-in ones.
+    fn lists(&self, rt: &ResourceType, obj: &Value) -> Lists {
+        let crd_name = format!("{}.{}", rt.plural, rt.group);
+        let Some(crd) = self.stored(&crd_key(), "", &crd_name) else {
+            return Lists::Builtin {
+                plural: rt.plural.clone(),
+            };
+        };
+        let version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .and_then(|av| rt.version_of(av))
+            .or_else(|| rt.versions.first().cloned())
+            .unwrap_or_default();
+        Lists::Custom(
+            schema::of_version(&crd.obj, &version)
+                .cloned()
+                .unwrap_or(Value::Null),
+        )
+    }
+
     /// The writer of a request by `manager` (none for the server's own writes).
     fn set_writer(
         &mut self,
@@ -779,7 +815,16 @@ impl Store {
         self.prepare(rt, &mut obj, None, false)?;
         let mut managed = Managed::default();
         let writer = self.writer.take();
-        let fields = managed.record(writer.as_ref(), None, &obj, &applied, &now_rfc3339());
+        let mut applied = applied;
+        let lists = self.lists(rt, &obj);
+        let fields = managed.record(
+            writer.as_ref(),
+            None,
+            &obj,
+            &mut applied,
+            &lists,
+            &now_rfc3339(),
+        );
         set_meta(&mut obj, "managedFields", non_empty(fields));
         let rv = self.next_rv();
         set_meta(
@@ -836,11 +881,19 @@ impl Store {
                 .cloned(),
         );
         let writer = self.writer.take();
-        let (mut managed, applied) = self
+        let (mut managed, mut applied) = self
             .stored(&key, ns, name)
             .map(|s| (s.managed.clone(), s.applied.clone()))
             .ok_or_else(|| Self::not_found(rt, name))?;
-        let fields = managed.record(writer.as_ref(), Some(&old), &new, &applied, &now_rfc3339());
+        let lists = self.lists(rt, &new);
+        let fields = managed.record(
+            writer.as_ref(),
+            Some(&old),
+            &new,
+            &mut applied,
+            &lists,
+            &now_rfc3339(),
+        );
         set_meta(&mut new, "managedFields", non_empty(fields));
         // A write that changes nothing but the times of managed fields changes nothing.
         if without_times(&new) == without_times(&old) {
@@ -856,6 +909,7 @@ impl Store {
             Some(stored) => {
                 stored.obj = new.clone();
                 stored.managed = managed;
+                stored.applied = applied;
                 stored.pending
             }
             None => return Err(Self::not_found(rt, name)),
@@ -1096,34 +1150,31 @@ impl Store {
             )?;
             return Ok((obj, true));
         };
-        let others: Vec<(&str, &Value)> = stored
-            .applied
-            .iter()
-            .filter(|((m, s), _)| *s == status && m != manager)
-            .map(|((m, _), v)| (m.as_str(), v))
-            .collect();
-        let found = apply::conflicts(&cfg, others.iter().copied());
+        let lists = self.lists(rt, &stored.obj);
+        let others = stored
+            .managed
+            .owned_by_others(manager, &stored.applied, &lists);
+        let found = apply::conflicts(&cfg, &stored.obj, &others, &lists);
         if !force && !found.is_empty() {
-            let lines: Vec<String> = found
-                .iter()
-                .map(|(m, p)| format!("conflict with {m:?}: .{}", p.join(".")))
-                .collect();
-            let message = format!(
-                "Apply failed with {} conflict{}: {}",
-                found.len(),
-                if found.len() == 1 { "" } else { "s" },
-                lines.join(", ")
-            );
             return Err(ApiError::apply_conflict(
-                &rt.group, &rt.plural, name, message,
+                &rt.group,
+                &rt.plural,
+                name,
+                apply::conflict_message(&found),
             ));
         }
         let mut live = stored.obj.clone();
         if let Some(previous) = stored.applied.get(&(manager.to_string(), status)) {
-            let other_cfgs: Vec<&Value> = others.iter().map(|(_, v)| *v).collect();
-            apply::release(&mut live, previous, &cfg, &other_cfgs);
+            // What others keep owning after this apply (a forced apply takes what it contested).
+            let kept: Vec<lists::Path> = others
+                .iter()
+                .flat_map(|(_, owned)| owned.iter())
+                .filter(|p| !found.iter().any(|(_, f)| f == *p))
+                .cloned()
+                .collect();
+            apply::release(&mut live, previous, &cfg, &kept, &lists);
         }
-        apply::merge_applied(&mut live, &cfg);
+        apply::merge_applied(&mut live, &cfg, &lists);
         let rv = if precondition.is_empty() {
             meta_str(&stored.obj, "resourceVersion").to_string()
         } else {
@@ -1134,12 +1185,15 @@ impl Store {
         // fields show them; put back if the write fails.
         let mut saved = None;
         if let Some(s) = self.stored_mut(&t.key, &t.namespace, name) {
-            saved = Some(s.applied.clone());
-            // A forced apply takes the contested fields over from their previous appliers.
+            saved = Some((s.applied.clone(), s.managed.clone()));
+            // A forced apply takes the contested fields over from their previous owners.
             for (other, path) in &found {
-                if let Some(their_cfg) = s.applied.get_mut(&(other.clone(), status)) {
-                    apply::disown(their_cfg, path);
+                for ((m, _), their_cfg) in s.applied.iter_mut() {
+                    if m == other {
+                        apply::disown(their_cfg, path);
+                    }
                 }
+                s.managed.disown(other, path);
             }
             s.applied.insert((manager.to_string(), status), cfg);
         }
@@ -1148,7 +1202,7 @@ impl Store {
             Err(e) => {
                 if let (Some(s), Some(saved)) = (self.stored_mut(&t.key, &t.namespace, name), saved)
                 {
-                    s.applied = saved;
+                    (s.applied, s.managed) = saved;
                 }
                 Err(e)
             }
