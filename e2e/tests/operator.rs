@@ -2242,6 +2242,26 @@ async fn provisioned_bootstrap_runs_a_real_envoy() -> Result<()> {
             .status,
         404
     );
+    // The operator's metrics name the Gateway: its one Envoy's (Delta) stream, and the push of
+    // the moved endpoints (a snapshot the stream had not seen), timed.
+    let text = op.metrics().await?;
+    let gw = format!("{ns}/edge");
+    assert_eq!(
+        metric_value(
+            &text,
+            "sluice_xds_streams",
+            &[("gateway", &gw), ("protocol", "delta")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let pushes = metric_value(
+        &text,
+        "sluice_xds_push_duration_seconds_count",
+        &[("gateway", &gw)],
+    )
+    .context("no push latency of the Gateway")?;
+    assert!(pushes >= 1.0, "{pushes}");
     Ok(())
 }
 
