@@ -432,11 +432,15 @@ mod tests {
         let secret = desired_xds_client_secret(&gw, &ca, None, now()).unwrap();
 
         // Where `desired` mounts it from, with the same owner reference as the other objects.
-        let objects = desired(&gw, &{
-            let mut c = ctx();
-            c.xds_tls = true;
-            c
-        })
+        let objects = desired(
+            &gw,
+            &{
+                let mut c = ctx();
+                c.xds_tls = true;
+                c
+            },
+            None,
+        )
         .unwrap();
         assert_eq!(secret.metadata.name, objects.xds_client_secret);
         assert_eq!(secret.metadata.namespace.as_deref(), Some("team-a"));
