@@ -2280,7 +2280,7 @@ async fn secret_not_after(
     };
     let pem = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64)?)?;
     Ok(Some(
-        sluice::xds::identity::CertificateInfo::from_pem(&pem)?.not_after,
+        sluice::pki::identity::CertificateInfo::from_pem(&pem)?.not_after,
     ))
 }
 

@@ -49,7 +49,7 @@ pub struct GatewayContext {
     /// The xDS cache, for the configuration each Gateway's Envoys rejected.
     pub cache: Arc<Cache>,
     /// The xDS CA issuing each Gateway's client certificate; `None` with `--insecure-xds`.
-    pub xds_ca: Option<Arc<crate::xds::identity::CertificateAuthority>>,
+    pub xds_ca: Option<Arc<crate::pki::identity::CertificateAuthority>>,
     /// Records Events on Gateways (objects that could not be applied).
     pub recorder: Recorder,
 }

@@ -10,66 +10,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Status};
 use tracing::{debug, info, warn};
 
-use super::{RESPONSE_BUFFER, ServeError};
+use super::RESPONSE_BUFFER;
+use crate::pki::XdsServerTls;
+use crate::pki::identity::{IdentityError, instance_from_peer_chain};
 use crate::snapshot::ObjKey;
-use crate::xds::identity::{IdentityError, instance_from_peer_chain};
-
-/// TLS material of the xDS server, all PEM.
-#[derive(Clone, PartialEq, Eq)]
-pub struct XdsServerTls {
-    /// The server's certificate (chain), leaf first.
-    pub cert_pem: String,
-    pub key_pem: String,
-    /// The CA client certificates must chain to.
-    pub client_ca_pem: String,
-}
-
-impl std::fmt::Debug for XdsServerTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XdsServerTls")
-            .field("cert_pem", &self.cert_pem)
-            .field("client_ca_pem", &self.client_ca_pem)
-            .finish_non_exhaustive()
-    }
-}
 
 /// How long a client may take to finish its TLS handshake before it is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl XdsServerTls {
-    /// The rustls configuration serving this certificate and requiring client certificates
-    /// that chain to `client_ca_pem`; HTTP/2 only.
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, ServeError> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let err = |what: &str, e: &dyn std::fmt::Display| ServeError::Tls(format!("{what}: {e}"));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| err("server certificate", &e))?;
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
-            .map_err(|e| err("server key", &e))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(self.client_ca_pem.as_bytes()) {
-            let ca = ca.map_err(|e| err("client CA", &e))?;
-            roots.add(ca).map_err(|e| err("client CA", &e))?;
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()
-        .map_err(|e| err("client verifier", &e))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| err("protocol versions", &e))?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| err("server certificate", &e))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Arc::new(config))
-    }
-}
 
 /// A connection that finished its TLS handshake.
 pub(super) type TlsConnection = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;

@@ -6,7 +6,7 @@
 //!
 //! With [`XdsServerTls`] (`sluice standalone`'s default; only `--insecure-xds` goes without),
 //! the server requires a client certificate signed by the xDS CA, and a stream may only ask for
-//! the instance its certificate names ([`super::identity`]); anything else is refused before a
+//! the instance its certificate names ([`crate::pki::identity`]); anything else is refused before a
 //! single resource is sent. The server offers only the two ADS streams: no unary `Fetch*` calls.
 //! Its certificate can be replaced while it serves ([`AdsServer::with_tls_updates`]): each new
 //! connection is accepted with the latest one, open connections keep theirs.
@@ -66,7 +66,8 @@ mod stream;
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
 
-pub use auth::{PeerAuth, PeerIdentity, XdsServerTls, authorize};
+use crate::pki::XdsServerTls;
+pub use auth::{PeerAuth, PeerIdentity, authorize};
 pub use metrics::ServerMetrics;
 
 use delta::DeltaStream;
@@ -84,7 +85,7 @@ pub enum ServeError {
     #[error("xDS gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("xDS server TLS configuration: {0}")]
-    Tls(String),
+    Tls(#[from] crate::pki::TlsConfigError),
 }
 
 impl ServeError {
