@@ -1,5 +1,5 @@
 //! Tests of the desired objects of a Gateway.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use super::*;
 use crate::api::gateway::ExternalTrafficPolicy;
 use crate::api::gateway::PublishingType;
@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use pretty_assertions::assert_eq;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn objects(gw: &Gateway) -> DesiredObjects {
     desired(gw, &ctx(), None).unwrap()
@@ -719,25 +719,6 @@ fn missing_metadata_and_bad_context_are_errors() {
 
 // --- the bootstrap in the ConfigMap is accepted by the real Envoy ---
 
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("sluice-provision-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Runs `envoy --mode validate` with the Envoy container's own arguments, the bootstrap read
 /// from `config` instead of the ConfigMap mount.
 fn envoy_validate(d: &DesiredObjects, config: &Path) {
@@ -752,11 +733,12 @@ fn envoy_validate(d: &DesiredObjects, config: &Path) {
             _ => a,
         })
         .collect();
-    let out = std::process::Command::new("envoy")
+    let envoy = std::env::var("SLUICE_ENVOY").unwrap_or_else(|_| "envoy".to_owned());
+    let out = std::process::Command::new(&envoy)
         .args(["--mode", "validate"])
         .args(&args)
         .output()
-        .expect("envoy on PATH");
+        .unwrap_or_else(|e| panic!("running {envoy} (install Envoy or set SLUICE_ENVOY): {e}"));
     assert!(
         out.status.success(),
         "envoy rejected {args:?}:\n{}",
@@ -766,51 +748,37 @@ fn envoy_validate(d: &DesiredObjects, config: &Path) {
 
 #[test]
 fn bootstrap_passes_envoy_validate() {
-    let dir = TempDir::new("plain");
+    let dir = tempfile::tempdir().unwrap();
     let d = objects(&gateway("team-a", "gw").with_log_level("warning"));
-    let path = dir.0.join(BOOTSTRAP_KEY);
+    let path = dir.path().join(BOOTSTRAP_KEY);
     std::fs::write(&path, &d.config_map.data.as_ref().unwrap()[BOOTSTRAP_KEY]).unwrap();
     envoy_validate(&d, &path);
 }
 
 #[test]
 fn bootstrap_with_xds_tls_passes_envoy_validate() {
-    let dir = TempDir::new("tls");
+    let dir = tempfile::tempdir().unwrap();
     // Envoy loads the files while validating: make real ones where the Secret would be.
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=test",
-        ])
-        .arg("-keyout")
-        .arg(dir.0.join(XDS_KEY_KEY))
-        .arg("-out")
-        .arg(dir.0.join(XDS_CERT_KEY))
-        .output()
-        .expect("openssl on PATH");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    std::fs::copy(dir.0.join(XDS_CERT_KEY), dir.0.join(XDS_CA_KEY)).unwrap();
+    let now = std::time::SystemTime::now();
+    let ca = crate::pki::identity::CertificateAuthority::generate(now).unwrap();
+    let client = ca
+        .issue_gateway(&crate::snapshot::ObjKey::new("team-a", "gw"), now)
+        .unwrap();
+    for (key, pem) in [
+        (XDS_CA_KEY, ca.cert_pem()),
+        (XDS_CERT_KEY, client.cert_pem.as_str()),
+        (XDS_KEY_KEY, client.key_pem.as_str()),
+    ] {
+        std::fs::write(dir.path().join(key), pem).unwrap();
+    }
 
     let mut c = ctx();
     c.xds_tls = true;
     let d = desired(&gateway("team-a", "gw"), &c, None).unwrap();
     let text = d.config_map.data.as_ref().unwrap()[BOOTSTRAP_KEY]
-        .replace(XDS_CERTS_DIR, dir.0.to_str().unwrap());
+        .replace(XDS_CERTS_DIR, dir.path().to_str().unwrap());
     assert_ne!(&text, &d.config_map.data.as_ref().unwrap()[BOOTSTRAP_KEY]);
-    let path = dir.0.join(BOOTSTRAP_KEY);
+    let path = dir.path().join(BOOTSTRAP_KEY);
     std::fs::write(&path, text).unwrap();
     envoy_validate(&d, &path);
 }
