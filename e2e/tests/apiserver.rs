@@ -1259,14 +1259,9 @@ mod kube_rs {
 
     /// Polls `f` until it holds; a hang guard, not a timing assertion.
     async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !f() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never happened: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        sluice_e2e::wait_until(what, PATIENCE, async || f())
+            .await
+            .unwrap();
     }
 
     async fn next_event<S, K>(stream: &mut S) -> Result<watcher::Event<K>>

@@ -312,17 +312,21 @@ impl Drop for Cluster {
     }
 }
 
-/// Polls `probe` until it returns `Some`; an `Err` ends the wait at once.
+/// Polls `probe` until it returns `Some`, at most [`PATIENCE`]; an `Err` ends the wait at once.
 async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Result<Option<T>>) -> Result<T> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = probe().await? {
-            return Ok(v);
+    let mut failure = None;
+    let found = sluice_e2e::wait_for(what, PATIENCE, async || match probe().await {
+        Ok(found) => found.map(Some),
+        Err(e) => {
+            failure = Some(e);
+            Some(None)
         }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out after {PATIENCE:?} waiting for {what}");
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
+    })
+    .await?;
+    match (found, failure) {
+        (Some(value), _) => Ok(value),
+        (None, Some(e)) => Err(e),
+        (None, None) => bail!("waiting for {what} ended without a value or an error"),
     }
 }
 
