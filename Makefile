@@ -52,9 +52,11 @@ crds:
 monitoring:
 	$(PYTHON) hack/sync-monitoring.py
 
-## golden: regenerate operator/tests/golden/*.json from examples/ (review the diff!)
+## golden: regenerate every golden file (operator/tests/golden from examples/ and the invalid
+## cases, and the translation fixture in operator/src/xds/translate/testdata); review the diff!
 golden:
-	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --test golden
+	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --test golden -- --nocapture
+	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --lib xds::translate::tests::golden_json -- --nocapture
 
 ## fuzz: a long, randomly seeded run of the pipeline fuzz target (CI runs a short seeded one);
 ## FUZZ_ITERATIONS and FUZZ_SEED override

@@ -1,7 +1,10 @@
 //! End-to-end harness for Sluice: real processes, real sockets, all on 127.0.0.1.
 //!
-//! This crate tests the `sluice` *binary* from the outside. It must not depend on the operator
-//! crate's internals; at most it may later take `sluice` as a dev-dependency for fixture types.
+//! This library drives the `sluice` *binary* from the outside and does not depend on the
+//! operator crate. Tests may take `sluice` as a dev-dependency, and some do: for CRDs and
+//! fixture types (`api`, `source`, `pki`), and, in `examples_validate` and `fuzz`, to run the
+//! pure pipeline (`dag::build`, `xds::translate`) and hand its output straight to a real Envoy,
+//! where going through the binary would only add a process.
 //!
 //! # Writing an e2e test
 //!

@@ -1219,7 +1219,6 @@ mod raw {
 }
 
 mod kube_rs {
-    use std::path::PathBuf;
     use std::sync::Arc;
 
     use futures::StreamExt;
@@ -1241,31 +1240,10 @@ mod kube_rs {
 
     use super::*;
 
-    /// A directory removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(server: &ApiServer) -> Result<Self> {
-            let dir = std::env::temp_dir().join(format!(
-                "sluice-e2e-apiserver-{}-{}",
-                std::process::id(),
-                server.addr().port()
-            ));
-            std::fs::create_dir_all(&dir)?;
-            Ok(Self(dir))
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     /// A kube client built the way the operator builds one: from a kubeconfig file.
     async fn client(server: &ApiServer) -> Result<Client> {
-        let dir = TempDir::new(server)?;
-        let path = server.write_kubeconfig(&dir.0)?;
+        let dir = sluice_e2e::temp_dir()?;
+        let path = server.write_kubeconfig(dir.path())?;
         let kubeconfig = Kubeconfig::read_from(&path)?;
         let config =
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
@@ -1281,14 +1259,9 @@ mod kube_rs {
 
     /// Polls `f` until it holds; a hang guard, not a timing assertion.
     async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !f() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never happened: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        sluice_e2e::wait_until(what, PATIENCE, async || f())
+            .await
+            .unwrap();
     }
 
     async fn next_event<S, K>(stream: &mut S) -> Result<watcher::Event<K>>
@@ -1920,8 +1893,8 @@ mod kube_rs {
             )?;
         }
         let sa = "system:serviceaccount:a:op";
-        let dir = TempDir::new(&server)?;
-        let path = server.write_kubeconfig_as(&dir.0, "tok", sa)?;
+        let dir = sluice_e2e::temp_dir()?;
+        let path = server.write_kubeconfig_as(dir.path(), "tok", sa)?;
         let kubeconfig = Kubeconfig::read_from(&path)?;
         let config =
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;

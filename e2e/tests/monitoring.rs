@@ -33,10 +33,10 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// What the dashboard's variables become here.
 const VARIABLES: [(&str, &str); 2] = [("$__rate_interval", "1m"), ("$gateway", ".*")];
 
-/// Operator metrics the dashboard shows before the operator exports them (the xDS push latency,
-/// added by another change). An expression using one may return nothing only while the running
-/// operator's /metrics lacks it.
-const PENDING_METRICS: &[&str] = &["sluice_xds_push_duration_seconds"];
+/// Operator metrics the dashboard may show before the operator exports them: an expression using
+/// one may return nothing only while the running operator's /metrics lacks it. Empty: every
+/// metric the dashboard and rules use is exported.
+const PENDING_METRICS: &[&str] = &[];
 
 fn monitoring_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/monitoring")

@@ -247,7 +247,7 @@ pub struct BootstrapArgs {
     #[arg(long, value_name = "FILE", requires = "xds_ca")]
     pub xds_key: Option<String>,
     /// Name the xDS server's certificate must carry (sent as SNI).
-    #[arg(long, default_value = crate::xds::identity::DEFAULT_SERVER_NAME, requires = "xds_ca")]
+    #[arg(long, default_value = crate::pki::identity::DEFAULT_SERVER_NAME, requires = "xds_ca")]
     pub xds_server_name: String,
 }
 
@@ -496,7 +496,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         allow_loopback_endpoints: args.allow_loopback_endpoints,
         xds_cert_validity: args
             .xds_cert_validity_seconds
-            .map_or(crate::xds::identity::LEAF_VALIDITY, Duration::from_secs),
+            .map_or(crate::pki::identity::LEAF_VALIDITY, Duration::from_secs),
         xds_server_names: vec![xds_host_name],
         watch: crate::source::kube::WatchScope::new(&args.watch_namespaces),
     };

@@ -112,7 +112,7 @@ pub fn provision_yaml(
         if placeholder_uid {
             gw.metadata.uid = Some(PLACEHOLDER_UID.to_owned());
         }
-        let desired = match provision::desired(&gw, ctx) {
+        let desired = match provision::desired(&gw, ctx, None) {
             Ok(d) => d,
             Err(e) => {
                 let _ = writeln!(out, "---\n# Gateway {key}: not provisioned: {e}");
@@ -206,7 +206,7 @@ mod tests {
             ]
         );
         // Exactly the operator's objects, apiVersion and kind included.
-        let d = provision::desired(&with_uid, &ctx).unwrap();
+        let d = provision::desired(&with_uid, &ctx, None).unwrap();
         let want = [
             serde_json::to_value(&d.service_account).unwrap(),
             serde_json::to_value(&d.config_map).unwrap(),

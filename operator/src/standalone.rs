@@ -19,12 +19,12 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::dag::{self, Selection};
+use crate::pki::XdsServerTls;
+use crate::pki::identity::{CertificateAuthority, DEFAULT_SERVER_NAME};
 use crate::provision::bootstrap::{AdsFlavour, BootstrapOptions, XdsClientTls, build_bootstrap};
 use crate::snapshot::ClusterSnapshot;
 use crate::source::files;
 use crate::xds::cache::{Cache, InstanceResources};
-use crate::xds::identity::{CertificateAuthority, DEFAULT_SERVER_NAME};
-use crate::xds::server::XdsServerTls;
 use crate::xds::translate::{self, TranslateOptions};
 
 /// How listener ports are chosen.

@@ -522,6 +522,65 @@ async fn shutdown_ends_open_streams() {
     assert!(!matches!(d.inbound.message().await, Ok(Some(_))));
 }
 
+/// The value of a series in the Prometheus text of `registry`, if it is there.
+fn series(registry: &prometheus::Registry, name_and_labels: &str) -> Option<f64> {
+    use prometheus::Encoder as _;
+    let mut text = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut text)
+        .unwrap();
+    String::from_utf8(text).unwrap().lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        (series == name_and_labels).then(|| value.parse().unwrap())
+    })
+}
+
+#[tokio::test]
+async fn metrics_name_the_gateway_of_each_stream_and_time_pushes() {
+    let server = Server::start().await;
+    let registry = prometheus::Registry::new();
+    server.metrics.register(&registry).unwrap();
+    let streams = |gateway: &str, protocol: &str| {
+        series(
+            &registry,
+            &format!("sluice_xds_streams{{gateway=\"{gateway}\",protocol=\"{protocol}\"}}"),
+        )
+    };
+    let pushes = |gateway: &str| {
+        series(
+            &registry,
+            &format!("sluice_xds_push_duration_seconds_count{{gateway=\"{gateway}\"}}"),
+        )
+    };
+    server.cache.set("ns/a", resources(&[(C, "c1", "c1")]));
+    server.cache.set("ns/b", resources(&[(C, "c1", "c1")]));
+    let mut s = server.sotw("ns/a").await;
+    s.request(C, &[], None).await;
+    let first = s.next().await;
+    let mut d = server.delta("ns/b").await;
+    d.subscribe(C, &[]).await;
+    d.next().await;
+    assert_eq!(streams("ns/a", "sotw"), Some(1.0));
+    assert_eq!(streams("ns/b", "delta"), Some(1.0));
+    assert_eq!(streams("ns/a", "delta"), None);
+    // Answering a stream's first request is no push of a new snapshot.
+    assert_eq!(pushes("ns/a"), None);
+
+    s.request(C, &[], Some(&first)).await;
+    server.cache.set("ns/a", resources(&[(C, "c1", "c1-v2")]));
+    assert_eq!(labels(&s.next().await), vec!["c1-v2"]);
+    // Observed when the response was handed to the transport, so before it arrived here.
+    assert_eq!(pushes("ns/a"), Some(1.0));
+    assert_eq!(pushes("ns/b"), None);
+
+    // The series of a Gateway without streams goes away.
+    let metrics = server.metrics.clone();
+    server.shutdown().await;
+    assert_eq!(streams("ns/a", "sotw"), None);
+    assert_eq!(streams("ns/b", "delta"), None);
+    assert_eq!(metrics.open_streams("sotw"), 0);
+}
+
 #[tokio::test]
 async fn first_request_without_node_cluster_is_refused() {
     let server = Server::start().await;

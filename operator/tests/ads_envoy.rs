@@ -338,8 +338,12 @@ async fn smoke(api_type: &str) {
     let backend_port = start_backend().await;
     let listener_port = free_port().await;
     cache.set(INSTANCE, resources(listener_port, backend_port, "v1"));
-    // Another instance's content must never reach this Envoy.
-    cache.set("team-b/gateway", InstanceResources::default());
+    // Another instance's content, on a port of its own, must never reach this Envoy.
+    let other_port = free_port().await;
+    cache.set(
+        "team-b/gateway",
+        resources(other_port, backend_port, "team-b only"),
+    );
     let envoy = Envoy::start(&bootstrap(api_type, xds_port), &api_type.to_lowercase());
 
     wait_for(&envoy, listener_port, "/direct", "v1").await;
@@ -357,6 +361,12 @@ async fn smoke(api_type: &str) {
     ] {
         assert_eq!(metrics.nacks(t), 0, "Envoy rejected {t}:\n{}", envoy.log());
     }
+    // Configured twice with this instance's content, and never listening for the other's.
+    assert_eq!(
+        get(other_port, "/direct").await,
+        None,
+        "team-b's listener reached this Envoy"
+    );
     drop(envoy);
     let _ = stop.send(());
     server.await.unwrap().unwrap();

@@ -40,8 +40,9 @@ use envoy_types::util::pack_any;
 use sluice::provision::bootstrap::{BootstrapOptions, XdsClientTls, build_bootstrap};
 use sluice::snapshot::ObjKey;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
-use sluice::xds::identity::{CertificateAuthority, CertifiedKey, DEFAULT_SERVER_NAME};
-use sluice::xds::server::{AdsServer, ServeError, ServerMetrics, XdsServerTls};
+use sluice::pki::identity::{CertificateAuthority, CertifiedKey, DEFAULT_SERVER_NAME};
+use sluice::pki::XdsServerTls;
+use sluice::xds::server::{AdsServer, ServeError, ServerMetrics};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -329,7 +330,7 @@ async fn a_renewed_server_certificate_serves_new_connections_without_a_restart()
         .unwrap()
         .with_leaf_validity(Duration::from_secs(3));
     let first = server_tls(&ca);
-    let expiry = sluice::xds::identity::CertificateInfo::from_pem(&first.cert_pem)
+    let expiry = sluice::pki::identity::CertificateInfo::from_pem(&first.cert_pem)
         .unwrap()
         .not_after;
     let (tls_tx, tls_rx) = tokio::sync::watch::channel(first);

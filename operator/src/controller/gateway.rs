@@ -1,5 +1,5 @@
 //! The Gateway controller: for each Gateway, server-side applies the desired Envoy fleet
-//! (`provision::desired`) and writes the Gateway's status. Only the leader acts; followers wait
+//! (`provision::plan`, then `Plan::objects` with the hash of the xDS client Secret it applied) and writes the Gateway's status. Only the leader acts; followers wait
 //! for leadership, which triggers a full reconcile.
 
 use std::sync::Arc;
@@ -49,14 +49,12 @@ pub struct GatewayContext {
     /// The xDS cache, for the configuration each Gateway's Envoys rejected.
     pub cache: Arc<Cache>,
     /// The xDS CA issuing each Gateway's client certificate; `None` with `--insecure-xds`.
-    pub xds_ca: Option<Arc<crate::xds::identity::CertificateAuthority>>,
+    pub xds_ca: Option<Arc<crate::pki::identity::CertificateAuthority>>,
     /// Records Events on Gateways (objects that could not be applied).
     pub recorder: Recorder,
 }
 
-/// Pod-template annotation carrying a hash of the xDS client credentials: Envoy reads them only
-/// at start, so a renewed certificate rolls the pods.
-pub const ANNOTATION_XDS_CLIENT_HASH: &str = "sluice.dev/xds-client-hash";
+pub use crate::provision::objects::ANNOTATION_XDS_CLIENT_HASH;
 
 /// One stage's failure; each has a short label for metrics.
 #[derive(Debug, thiserror::Error)]
@@ -205,8 +203,8 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
     };
     let gw = &gw;
     let key = format!("{ns}/{}", gw.name_any());
-    let (provisioned, error) = match provision::desired(gw, &ctx.provision) {
-        Ok(desired) => (provision_objects(ctx, &ns, gw, desired).await?, None),
+    let (provisioned, error) = match provision::plan(gw, &ctx.provision) {
+        Ok(plan) => (provision_objects(ctx, &ns, gw, &plan).await?, None),
         Err(e) => {
             ctx.metrics
                 .reconcile_errors
@@ -374,7 +372,7 @@ async fn provision_objects(
     ctx: &GatewayContext,
     ns: &str,
     gw: &Gateway,
-    mut desired: provision::DesiredObjects,
+    plan: &provision::Plan<'_>,
 ) -> Result<Provisioned, GatewayError> {
     let client = &ctx.client;
     // `is_same_live_object` made sure the Gateway has a uid.
@@ -382,34 +380,33 @@ async fn provision_objects(
     let mut failures = Vec::new();
     let secret = match &ctx.xds_ca {
         Some(_) => {
-            let named = Secret {
-                metadata: ObjectMeta {
-                    name: Some(provision::objects::xds_client_secret_name(&gw.name_any())),
-                    ..ObjectMeta::default()
-                },
-                ..Secret::default()
-            };
-            keep(read_owned(client, ns, &uid, &named).await, &mut failures).flatten()
+            let name = provision::objects::xds_client_secret_name(&gw.name_any());
+            keep(
+                read_owned::<Secret>(client, ns, &uid, &name).await,
+                &mut failures,
+            )
+            .flatten()
         }
         None => None,
     };
+    let envoy = &plan.envoy_name;
     let service_account = keep(
-        read_owned(client, ns, &uid, &desired.service_account).await,
+        read_owned::<ServiceAccount>(client, ns, &uid, envoy).await,
         &mut failures,
     )
     .flatten();
     let config_map = keep(
-        read_owned(client, ns, &uid, &desired.config_map).await,
+        read_owned::<ConfigMap>(client, ns, &uid, &plan.config_map_name).await,
         &mut failures,
     )
     .flatten();
     let daemon_set = keep(
-        read_owned(client, ns, &uid, &desired.daemon_set).await,
+        read_owned::<DaemonSet>(client, ns, &uid, envoy).await,
         &mut failures,
     )
     .flatten();
     let service = keep(
-        read_owned(client, ns, &uid, &desired.service).await,
+        read_owned::<Service>(client, ns, &uid, envoy).await,
         &mut failures,
     )
     .flatten();
@@ -423,6 +420,7 @@ async fn provision_objects(
     }
 
     let mut xds_client_renewal = None;
+    let mut xds_client_hash = None;
     if let Some(ca) = &ctx.xds_ca {
         let now = std::time::SystemTime::now();
         let desired_secret =
@@ -440,21 +438,10 @@ async fn provision_objects(
                     not_after,
                 );
             }
-            desired
-                .daemon_set
-                .spec
-                .get_or_insert_default()
-                .template
-                .metadata
-                .get_or_insert_default()
-                .annotations
-                .get_or_insert_default()
-                .insert(
-                    ANNOTATION_XDS_CLIENT_HASH.to_owned(),
-                    provision::xds_tls::xds_client_secret_hash(&applied),
-                );
+            xds_client_hash = Some(provision::xds_tls::xds_client_secret_hash(&applied));
         }
     }
+    let desired = plan.objects(xds_client_hash.as_deref());
     keep(
         apply_owned(
             client,
@@ -546,12 +533,21 @@ where
     K: Resource,
     K::DynamicType: Default,
 {
+    failure_named::<K>(&obj.name_any(), ns, problem)
+}
+
+/// A failure of the object of kind `K` named `name`.
+fn failure_named<K>(name: &str, ns: &str, problem: ObjectProblem) -> ObjectFailure
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
     let dt = K::DynamicType::default();
     ObjectFailure {
         api_version: K::api_version(&dt).into_owned(),
         kind: K::kind(&dt).into_owned(),
         namespace: ns.to_owned(),
-        name: obj.name_any(),
+        name: name.to_owned(),
         problem,
     }
 }
@@ -570,7 +566,7 @@ async fn read_owned<K>(
     client: &kube::Client,
     ns: &str,
     uid: &str,
-    like: &K,
+    name: &str,
 ) -> Result<Option<K>, ObjectFailure>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -579,15 +575,12 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    match Api::<K>::namespaced(client.clone(), ns)
-        .get_opt(&like.name_any())
-        .await
-    {
+    match Api::<K>::namespaced(client.clone(), ns).get_opt(name).await {
         Ok(Some(found)) if is_owned_by(found.meta(), uid) => Ok(Some(found)),
-        Ok(Some(_)) => Err(failure_of(like, ns, ObjectProblem::NotOwned)),
+        Ok(Some(_)) => Err(failure_named::<K>(name, ns, ObjectProblem::NotOwned)),
         Ok(None) => Ok(None),
-        Err(e) => Err(failure_of(
-            like,
+        Err(e) => Err(failure_named::<K>(
+            name,
             ns,
             ObjectProblem::ReadFailed(api_message(&e)),
         )),
@@ -641,7 +634,7 @@ where
             Ok(applied) => return Ok(applied),
             Err(kube::Error::Api(s)) if s.code == 409 && attempt < APPLY_ATTEMPTS => {
                 attempt += 1;
-                existing = read_owned(client, ns, uid, desired).await?;
+                existing = read_owned(client, ns, uid, &desired.name_any()).await?;
             }
             Err(e) => {
                 return Err(failure_of(
@@ -908,7 +901,7 @@ mod tests {
     #[test]
     fn the_pods_selector_selects_the_daemon_sets_pods() {
         let gw = crate::provision::fixtures::gateway("shop", "edge");
-        let desired = provision::desired(&gw, &crate::provision::fixtures::ctx()).unwrap();
+        let desired = provision::desired(&gw, &crate::provision::fixtures::ctx(), None).unwrap();
         let template = desired.daemon_set.spec.unwrap().template.metadata.unwrap();
         let pod_labels = template.labels.unwrap();
         let selector = pods_selector("edge");

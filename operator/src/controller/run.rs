@@ -260,11 +260,11 @@ struct ServerCertificate {
     client: kube::Client,
     namespace: String,
     names: Vec<String>,
-    ca: Arc<crate::xds::identity::CertificateAuthority>,
+    ca: Arc<crate::pki::identity::CertificateAuthority>,
     leadership: leader::Leadership,
     metrics: Metrics,
     /// What the xDS server accepts new connections with.
-    tls: watch::Sender<crate::xds::server::XdsServerTls>,
+    tls: watch::Sender<crate::pki::XdsServerTls>,
 }
 
 impl ServerCertificate {
@@ -359,8 +359,8 @@ async fn ensure_xds_pki(
     names: &[String],
     validity: Duration,
 ) -> anyhow::Result<(
-    crate::xds::server::XdsServerTls,
-    crate::xds::identity::CertificateAuthority,
+    crate::pki::XdsServerTls,
+    crate::pki::identity::CertificateAuthority,
 )> {
     use crate::provision::xds_tls;
     use k8s_openapi::api::core::v1::Secret;

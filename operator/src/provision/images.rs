@@ -96,7 +96,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{LocalObjectReference, PodSpec};
 
     fn pod(gw: &Gateway, c: &ProvisionContext) -> PodSpec {
-        let d = desired(gw, c).unwrap();
+        let d = desired(gw, c, None).unwrap();
         d.daemon_set.spec.unwrap().template.spec.unwrap()
     }
 
@@ -210,7 +210,7 @@ mod tests {
     fn invalid_values_are_reported() {
         let mut gw = gateway("team-a", "gw");
         gw.spec.envoy.image_registry = Some("https://registry.example.com".to_owned());
-        let err = desired(&gw, &ctx()).unwrap_err();
+        let err = desired(&gw, &ctx(), None).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -223,7 +223,7 @@ mod tests {
         );
         let mut gw = gateway("team-a", "gw");
         gw.spec.envoy.image_pull_secrets = refs(&["Not_A_Name"]);
-        let err = desired(&gw, &ctx()).unwrap_err();
+        let err = desired(&gw, &ctx(), None).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -236,7 +236,7 @@ mod tests {
         );
         let mut gw = gateway("team-a", "gw");
         gw.spec.envoy.run_as_user = Some(0);
-        let err = desired(&gw, &ctx()).unwrap_err();
+        let err = desired(&gw, &ctx(), None).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -249,7 +249,7 @@ mod tests {
         );
         let mut c = ctx();
         c.image_registry = Some(String::new());
-        let err = desired(&gateway("team-a", "gw"), &c).unwrap_err();
+        let err = desired(&gateway("team-a", "gw"), &c, None).unwrap_err();
         assert_eq!(err.label(), "invalid_context");
     }
 

@@ -11,5 +11,7 @@ pub mod xds_tls;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-pub use objects::{DesiredObjects, FIELD_MANAGER, ProvisionContext, ProvisionError, desired};
+pub use objects::{
+    DesiredObjects, FIELD_MANAGER, Plan, ProvisionContext, ProvisionError, desired, plan,
+};
 pub use status::{ObservedState, gateway_status};

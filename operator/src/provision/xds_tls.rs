@@ -9,7 +9,7 @@
 //! | `<gateway>-xds-client` ([`xds_client_secret_name`]) | the Gateway's | `ca.crt`, `tls.crt`, `tls.key` | [`desired_xds_client_secret`], owned by the Gateway |
 //!
 //! A client certificate names its Gateway (`spiffe://sluice.dev/gateway/<namespace>/<name>`, see
-//! [`crate::xds::identity`]); the xDS server serves it that Gateway's configuration only.
+//! [`crate::pki::identity`]); the xDS server serves it that Gateway's configuration only.
 //! Certificates are kept while they are signed by the current CA, name what they must, match
 //! their key and have more than a third of their lifetime left; otherwise a new one is issued.
 //! So calling these on every reconcile changes nothing until renewal is due.
@@ -30,11 +30,11 @@ use super::objects::{
     gateway_labels, gateway_ref, xds_client_secret_name,
 };
 use crate::api::Gateway;
-use crate::snapshot::ObjKey;
-use crate::xds::identity::{
+use crate::pki::XdsServerTls;
+use crate::pki::identity::{
     CertificateAuthority, CertificateInfo, DEFAULT_SERVER_NAME, PkiError, gateway_uri, key_matches,
 };
-use crate::xds::server::XdsServerTls;
+use crate::snapshot::ObjKey;
 
 /// The CA Secret, in the operator's namespace.
 pub const XDS_CA_SECRET: &str = "sluice-xds-ca";
@@ -370,9 +370,9 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+    use crate::pki::identity::{LEAF_VALIDITY, instance_from_certificate};
     use crate::provision::desired;
     use crate::provision::fixtures::{ctx, gateway};
-    use crate::xds::identity::{LEAF_VALIDITY, instance_from_certificate};
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_735_689_600)
@@ -432,11 +432,15 @@ mod tests {
         let secret = desired_xds_client_secret(&gw, &ca, None, now()).unwrap();
 
         // Where `desired` mounts it from, with the same owner reference as the other objects.
-        let objects = desired(&gw, &{
-            let mut c = ctx();
-            c.xds_tls = true;
-            c
-        })
+        let objects = desired(
+            &gw,
+            &{
+                let mut c = ctx();
+                c.xds_tls = true;
+                c
+            },
+            None,
+        )
         .unwrap();
         assert_eq!(secret.metadata.name, objects.xds_client_secret);
         assert_eq!(secret.metadata.namespace.as_deref(), Some("team-a"));

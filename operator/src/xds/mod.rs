@@ -2,6 +2,5 @@
 //! the cache and the ADS server that serve them.
 pub mod attribution;
 pub mod cache;
-pub mod identity;
 pub mod server;
 pub mod translate;

@@ -254,26 +254,6 @@ mod tests {
     use crate::xds::translate::json::message_to_json;
     use crate::xds::translate::translate;
 
-    /// A temporary directory removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let dir = std::env::temp_dir()
-                .join(format!("sluice-validate-{tag}-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     /// `SLUICE_ENVOY`, else `envoy` on PATH. Missing Envoy fails the test: CI installs it.
     fn envoy_binary() -> PathBuf {
         if let Some(path) = std::env::var_os("SLUICE_ENVOY") {
@@ -297,8 +277,8 @@ mod tests {
             let path = PathBuf::from(keep).join(format!("{tag}.json"));
             std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
         }
-        let dir = TempDir::new(tag);
-        let file = dir.0.join("bootstrap.json");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bootstrap.json");
         let json = message_to_json(bootstrap).unwrap();
         std::fs::write(&file, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
         run_validate(&file);
@@ -372,8 +352,8 @@ mod tests {
         let opts = TranslateOptions::default();
         let resources = translate(&fixture::dag(&Pems::placeholder()), &opts).unwrap();
         let bootstrap = inline_bootstrap(&resources, &opts).unwrap();
-        let dir = TempDir::new("broken");
-        let file = dir.0.join("bootstrap.json");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bootstrap.json");
         let json = message_to_json(&bootstrap).unwrap();
         std::fs::write(&file, serde_json::to_vec(&json).unwrap()).unwrap();
         let out = Command::new(envoy_binary())

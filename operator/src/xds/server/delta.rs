@@ -1,0 +1,331 @@
+//! Incremental xDS (`DeltaAggregatedResources`): responses carry what changed and what was
+//! removed since what the Envoy has.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+};
+use tonic::Status;
+
+use super::ordering::{
+    ADD_ORDER, REMOVE_ORDER, Subscription, WILDCARD, after_endpoints, legacy_wildcard, ordered,
+};
+use super::stream::{Protocol, StreamCore, Verdict};
+use crate::xds::cache::{Snapshot, VersionedResource, type_url};
+
+#[derive(Debug, Default)]
+struct DeltaType {
+    /// Whether the client sent its first request for this type.
+    requested: bool,
+    subscription: Subscription,
+    needs_response: bool,
+    /// What the client has or is being sent: name → version, or `None` when it was told the
+    /// name does not exist. A NACK takes the rejected response's resources back out (to their
+    /// ACKed versions), so that they are sent again.
+    known: BTreeMap<String, Option<String>>,
+    /// What the client ACKed (or had when it reconnected): name → version.
+    acked: BTreeMap<String, String>,
+    /// Resources of rejected responses (name → rejected version) that are not sent again while
+    /// every resource of that response still has its rejected version; once one changes, they
+    /// all are (with everything else the client has not ACKed).
+    held: Vec<BTreeMap<String, String>>,
+}
+
+/// At most this many Delta responses await their ACK per stream; beyond that, the oldest are
+/// forgotten (their verdicts then only count).
+const MAX_IN_FLIGHT: usize = 256;
+
+/// A Delta response awaiting its ACK or NACK.
+#[derive(Debug)]
+struct DeltaSent {
+    type_url: String,
+    version: String,
+    resources: Vec<Arc<VersionedResource>>,
+    removed: Vec<String>,
+}
+
+/// Per-stream state of `DeltaAggregatedResources`.
+#[derive(Debug)]
+pub(super) struct DeltaStream {
+    pub(super) core: StreamCore,
+    types: BTreeMap<String, DeltaType>,
+    /// Responses awaiting their ACK or NACK, by nonce.
+    in_flight: BTreeMap<u64, DeltaSent>,
+}
+
+impl DeltaStream {
+    fn response(
+        &mut self,
+        snapshot: &Snapshot,
+        type_url: &str,
+        added: Vec<Arc<VersionedResource>>,
+        removed_resources: Vec<String>,
+    ) -> DeltaDiscoveryResponse {
+        let nonce = self
+            .core
+            .responding(type_url, Self::NAME, !added.is_empty());
+        let resources = added
+            .iter()
+            .map(|r| Resource {
+                name: r.name.clone(),
+                version: r.version.clone(),
+                resource: Some(r.resource.clone()),
+                ..Default::default()
+            })
+            .collect();
+        self.in_flight.insert(
+            nonce,
+            DeltaSent {
+                type_url: type_url.to_owned(),
+                version: snapshot.version().to_owned(),
+                resources: added,
+                removed: removed_resources.clone(),
+            },
+        );
+        while self.in_flight.len() > MAX_IN_FLIGHT {
+            self.in_flight.pop_first();
+        }
+        DeltaDiscoveryResponse {
+            system_version_info: snapshot.version().to_owned(),
+            resources,
+            type_url: type_url.to_owned(),
+            removed_resources,
+            nonce: nonce.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The verdict of the client on the response `nonce`, if that is one awaiting it.
+    fn judge(&mut self, nonce: &str, error: Option<&str>) -> Option<Verdict> {
+        let sent = self.in_flight.remove(&nonce.parse::<u64>().ok()?)?;
+        let state = self.types.get_mut(&sent.type_url)?;
+        let Some(error) = error else {
+            for r in &sent.resources {
+                state.acked.insert(r.name.clone(), r.version.clone());
+            }
+            for name in &sent.removed {
+                state.acked.remove(name);
+            }
+            return Some(Verdict::Ack {
+                type_url: sent.type_url,
+                resources: sent.resources,
+                removed: sent.removed,
+                complete: false,
+            });
+        };
+        // The client keeps what it ACKed before: take the rejected versions back out of what it
+        // has (unless a later response already replaced them), and hold them until they change.
+        let mut held = BTreeMap::new();
+        for r in &sent.resources {
+            if state.known.get(&r.name) == Some(&Some(r.version.clone())) {
+                match state.acked.get(&r.name) {
+                    Some(v) => state.known.insert(r.name.clone(), Some(v.clone())),
+                    None => state.known.remove(&r.name),
+                };
+            }
+            if state.acked.get(&r.name) != Some(&r.version) {
+                held.insert(r.name.clone(), r.version.clone());
+            }
+        }
+        if !held.is_empty() {
+            state.held.push(held);
+        }
+        Some(Verdict::Nack {
+            type_url: sent.type_url,
+            version: sent.version,
+            error: error.to_owned(),
+            resources: sent.resources,
+        })
+    }
+
+    /// Whether the push waits for endpoint subscriptions; the clusters are those the client
+    /// subscribes to (everything just sent included).
+    fn awaits_endpoints(&self, snapshot: &Snapshot) -> bool {
+        let Some(cds) = self.types.get(type_url::CLUSTER) else {
+            return false;
+        };
+        let clusters = cds
+            .subscription
+            .select(snapshot.resources(type_url::CLUSTER));
+        let eds = self.types.get(type_url::ENDPOINT).map(|e| &e.subscription);
+        self.core.awaits_endpoints(Some(&clusters), eds)
+    }
+}
+
+impl DeltaType {
+    /// Applies the first request of this type in the stream: a reconnecting client says what it
+    /// has (`initial_resource_versions`, only meaningful then).
+    fn first_request(&mut self, request: &mut DeltaDiscoveryRequest) {
+        self.requested = true;
+        self.needs_response = true;
+        self.acked = std::mem::take(&mut request.initial_resource_versions)
+            .into_iter()
+            .collect();
+        self.known = self
+            .acked
+            .iter()
+            .map(|(name, version)| (name.clone(), Some(version.clone())))
+            .collect();
+        self.subscription.wildcard =
+            request.resource_names_subscribe.is_empty() && legacy_wildcard(&request.type_url);
+    }
+
+    /// Applies subscription changes.
+    fn subscribe(&mut self, subscribe: Vec<String>, unsubscribe: Vec<String>) {
+        let sub = &mut self.subscription;
+        for name in subscribe {
+            if name == WILDCARD {
+                sub.wildcard = true;
+            } else {
+                sub.names.insert(name);
+            }
+        }
+        for name in unsubscribe {
+            if name == WILDCARD {
+                sub.wildcard = false;
+                let names = &sub.names;
+                self.known.retain(|known, _| names.contains(known));
+                self.acked.retain(|acked, _| names.contains(acked));
+            } else {
+                sub.names.remove(&name);
+                if !sub.wildcard {
+                    self.known.remove(&name);
+                    self.acked.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// What goes out for this type: resources the client does not have (minus held rejected
+    /// ones), and names to remove: gone since the client got them, or subscribed to by name
+    /// and never existing. Records the additions as known.
+    fn diff(
+        &mut self,
+        snapshot: &Snapshot,
+        type_url: &str,
+    ) -> (Vec<Arc<VersionedResource>>, BTreeSet<String>) {
+        let all = snapshot.resources(type_url);
+        let selected = self.subscription.select(all);
+        // A rejected response is held while all of it is still what would be sent.
+        self.held.retain(|held| {
+            held.iter()
+                .all(|(name, version)| selected.get(name).is_some_and(|r| &r.version == version))
+        });
+        let held = &self.held;
+        let known = &self.known;
+        let added: Vec<Arc<VersionedResource>> = selected
+            .values()
+            .filter(|r| known.get(&r.name) != Some(&Some(r.version.clone())))
+            .filter(|r| !held.iter().any(|h| h.contains_key(&r.name)))
+            .cloned()
+            .collect();
+        let exists = |name: &String| all.is_some_and(|a| a.contains_key(name));
+        let mut removed: BTreeSet<String> = known
+            .iter()
+            .filter(|(name, version)| version.is_some() && !exists(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        removed.extend(
+            self.subscription
+                .names
+                .iter()
+                .filter(|name| !exists(name) && !known.contains_key(*name))
+                .cloned(),
+        );
+        for resource in &added {
+            self.known
+                .insert(resource.name.clone(), Some(resource.version.clone()));
+        }
+        (added, removed)
+    }
+
+    /// Records removals as sent: a name still subscribed to is known not to exist.
+    fn removed(&mut self, removed: &[String]) {
+        for name in removed {
+            if self.subscription.names.contains(name) {
+                self.known.insert(name.clone(), None);
+            } else {
+                self.known.remove(name);
+            }
+        }
+    }
+}
+
+impl Protocol for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const NAME: &'static str = "delta";
+
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn new(core: StreamCore) -> Self {
+        DeltaStream {
+            core,
+            types: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+        }
+    }
+
+    fn on_request(&mut self, mut request: DeltaDiscoveryRequest) -> Result<Vec<Verdict>, Status> {
+        StreamCore::check_type_url(&request.type_url)?;
+        let mut verdicts = Vec::new();
+        if !request.response_nonce.is_empty() {
+            let error = request.error_detail.as_ref().map(|e| e.message.as_str());
+            verdicts.extend(self.judge(&request.response_nonce, error));
+            if let Some(error) = &request.error_detail {
+                self.core
+                    .on_nack(&request.type_url, &request.response_nonce, error);
+            }
+        }
+        let state = self.types.entry(request.type_url.clone()).or_default();
+        if !state.requested {
+            state.first_request(&mut request);
+        }
+        state.subscribe(
+            request.resource_names_subscribe,
+            request.resource_names_unsubscribe,
+        );
+        Ok(verdicts)
+    }
+
+    fn push(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        let mut responses = Vec::new();
+        let mut removals: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut hold = None;
+        for type_url in ordered(self.types.keys(), &ADD_ORDER) {
+            if after_endpoints(&type_url)
+                && *hold.get_or_insert_with(|| self.awaits_endpoints(snapshot))
+            {
+                // The rest, and every removal, follows the EDS subscription; removals are
+                // recorded only once sent, so the next push finds them again.
+                return responses;
+            }
+            let Some(state) = self.types.get_mut(&type_url) else {
+                continue;
+            };
+            let (added, removed) = state.diff(snapshot, &type_url);
+            let answer_empty = std::mem::take(&mut state.needs_response) && removed.is_empty();
+            if !added.is_empty() || answer_empty {
+                responses.push(self.response(snapshot, &type_url, added, Vec::new()));
+            }
+            if !removed.is_empty() {
+                removals.insert(type_url, removed.into_iter().collect());
+            }
+        }
+        for type_url in ordered(removals.keys(), &REMOVE_ORDER) {
+            let Some(removed) = removals.remove(&type_url) else {
+                continue;
+            };
+            if let Some(state) = self.types.get_mut(&type_url) {
+                state.removed(&removed);
+            }
+            responses.push(self.response(snapshot, &type_url, Vec::new(), removed));
+        }
+        responses
+    }
+}
