@@ -14,6 +14,7 @@
 mod clusters;
 pub mod constraints;
 mod envoy;
+mod incremental;
 pub mod json;
 mod listeners;
 mod routes;
@@ -22,6 +23,8 @@ pub mod validate;
 
 #[cfg(test)]
 pub(crate) mod fixture;
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +44,7 @@ use crate::dag::model::{SecretKind, Upstream, WeightedCluster};
 use crate::xds::resource::{InstanceResources, VersionedResource, resource_version};
 
 pub use crate::xds::resource::ResourceType;
+pub use incremental::Translator;
 pub use json::to_json;
 
 /// Name of the plain HTTP listener and of its route configuration.
