@@ -306,6 +306,7 @@ pub fn desired(gw: &Gateway, ctx: &ProvisionContext) -> Result<DesiredObjects, P
     );
     opts.ads = ctx.ads;
     opts.admin_socket = DEFAULT_ADMIN_SOCKET.to_owned();
+    opts.stats = gw.spec.envoy.stats.unwrap_or_default();
     if ctx.xds_tls {
         opts.tls = Some(XdsClientTls {
             ca_file: format!("{XDS_CERTS_DIR}/{XDS_CA_KEY}"),
@@ -1385,6 +1386,17 @@ mod tests {
         patched["ds"]["spec"]["template"]["spec"]["containers"][0]["image"] =
             DEFAULT_ENVOY_IMAGE.into();
         assert_eq!(patched, as_json(&before));
+    }
+
+    #[test]
+    fn the_gateway_chooses_envoy_statistics() {
+        let mut gw = gateway("team-a", "gw");
+        let minimal = objects(&gw);
+        assert!(bootstrap(&minimal)["stats_config"]["stats_matcher"].is_object());
+        gw.spec.envoy.stats = Some(crate::api::gateway::EnvoyStats::Full);
+        let full = objects(&gw);
+        assert!(bootstrap(&full).get("stats_config").is_none());
+        assert_ne!(minimal.bootstrap_hash, full.bootstrap_hash);
     }
 
     #[test]
