@@ -112,6 +112,23 @@ pub struct EnvoySpec {
     /// Envoy log level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+    /// Which statistics Envoy keeps (default `Minimal`). See the README, "Envoy statistics".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<EnvoyStats>,
+}
+
+/// Which statistics a Gateway's Envoys keep: `Minimal` (default) keeps what dashboards and
+/// alerts use (server, listener and HTTP statistics; per cluster only request totals and classes,
+/// request time, connections and health) and drops the rest of the per-cluster statistics, which
+/// dominate Envoy's memory with many clusters; `Full` keeps every statistic.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum EnvoyStats {
+    /// Server, listener and HTTP statistics, and per cluster only request totals and classes,
+    /// request time, connections and health (the README lists them).
+    #[default]
+    Minimal,
+    /// Every statistic Envoy has.
+    Full,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+pub use crate::api::gateway::EnvoyStats;
 use crate::snapshot::ObjKey;
 
 /// Name of the static cluster that reaches Sluice's xDS server.
@@ -47,6 +48,8 @@ pub struct BootstrapOptions {
     /// Path of the Unix domain socket Envoy's admin interface binds.
     pub admin_socket: String,
     pub tls: Option<XdsClientTls>,
+    /// Which statistics Envoy keeps (a Gateway's `spec.envoy.stats`).
+    pub stats: EnvoyStats,
 }
 
 impl BootstrapOptions {
@@ -59,6 +62,7 @@ impl BootstrapOptions {
             ads: AdsFlavour::Delta,
             admin_socket: DEFAULT_ADMIN_SOCKET.to_owned(),
             tls: None,
+            stats: EnvoyStats::default(),
         }
     }
 }
@@ -97,6 +101,58 @@ fn xds_transport_socket(tls: &XdsClientTls) -> Value {
     json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
 }
 
+/// Top-level statistic families [`EnvoyStats::Minimal`] keeps whole: none of them grows with
+/// the number of clusters.
+pub const MINIMAL_STATS_PREFIXES: [&str; 16] = [
+    "server.",
+    "listener.",
+    "listener_manager.",
+    "http.",
+    "http1.",
+    "http2.",
+    "tcp.",
+    "tls_inspector.",
+    "cluster_manager.",
+    "control_plane.",
+    "runtime.",
+    "overload.",
+    "main_thread.",
+    "workers.",
+    "filesystem.",
+    "vhost.",
+];
+
+/// The per-cluster statistics [`EnvoyStats::Minimal`] keeps (of about 110 per cluster), matched
+/// on Envoy's own stat names, `cluster.<name>.<stat>`. Sluice's cluster names hold no dot.
+/// Requests: totals, classes (`upstream_rq_2xx`…, `envoy_cluster_upstream_rq_xx` in Prometheus),
+/// time, timeouts, retries, active and pending; connections: active, total, failed; health:
+/// membership and health-check outcomes; outlier ejections.
+pub const MINIMAL_CLUSTER_STATS: &str = concat!(
+    r"^cluster\.[^.]+\.(",
+    r"upstream_rq_(total|[1-5]xx|time|timeout|retry|active|pending_active|pending_overflow)",
+    r"|upstream_cx_(active|total|connect_fail|none_healthy)",
+    r"|membership_(healthy|degraded|total)",
+    r"|health_check\.(attempt|success|failure|network_failure|healthy)",
+    r"|outlier_detection\.ejections_active",
+    r")$"
+);
+
+/// Envoy's `stats_config` for `stats`: with [`EnvoyStats::Minimal`], an inclusion list, so the
+/// statistics it leaves out are never allocated.
+pub fn stats_config(stats: EnvoyStats) -> Option<Value> {
+    match stats {
+        EnvoyStats::Full => None,
+        EnvoyStats::Minimal => {
+            let mut patterns: Vec<Value> = MINIMAL_STATS_PREFIXES
+                .iter()
+                .map(|p| json!({"prefix": p}))
+                .collect();
+            patterns.push(json!({"safe_regex": {"regex": MINIMAL_CLUSTER_STATS}}));
+            Some(json!({"stats_matcher": {"inclusion_list": {"patterns": patterns}}}))
+        }
+    }
+}
+
 /// Builds the bootstrap. Everything but the xDS cluster arrives over ADS.
 pub fn build_bootstrap(opts: &BootstrapOptions) -> Value {
     let api_type = match opts.ads {
@@ -128,7 +184,7 @@ pub fn build_bootstrap(opts: &BootstrapOptions) -> Value {
     if let Some(tls) = &opts.tls {
         xds_cluster["transport_socket"] = xds_transport_socket(tls);
     }
-    json!({
+    let mut bootstrap = json!({
         "node": {"id": opts.node_id, "cluster": opts.gateway.to_string()},
         "admin": {"address": {"pipe": {"path": opts.admin_socket, "mode": ADMIN_SOCKET_MODE}}},
         "dynamic_resources": {
@@ -146,7 +202,14 @@ pub fn build_bootstrap(opts: &BootstrapOptions) -> Value {
             // An edge proxy should not accept unbounded downstream connections by default.
             "overload": {"global_downstream_max_connections": 50000}
         }}]}
-    })
+    });
+    if let Some(stats) = stats_config(opts.stats) {
+        bootstrap["stats_config"] = stats;
+        // A cluster's traffic statistics are created when it first carries traffic: an idle
+        // cluster costs none (its metrics appear with its first request).
+        bootstrap["deferred_stat_options"] = json!({"enable_deferred_creation_stats": true});
+    }
+    bootstrap
 }
 
 #[cfg(test)]
@@ -213,5 +276,31 @@ mod tests {
             tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0]["san_type"],
             "IP_ADDRESS"
         );
+    }
+
+    #[test]
+    fn minimal_statistics_are_the_default_and_full_keeps_all() {
+        let mut opts = BootstrapOptions::new(ObjKey::new("a", "b"), "10.0.0.5", 18000);
+        let minimal = build_bootstrap(&opts);
+        let patterns = minimal["stats_config"]["stats_matcher"]["inclusion_list"]["patterns"]
+            .as_array()
+            .unwrap();
+        assert!(patterns.contains(&json!({"prefix": "server."})));
+        assert!(patterns.contains(&json!({"prefix": "http."})));
+        assert!(patterns.contains(&json!({"safe_regex": {"regex": MINIMAL_CLUSTER_STATS}})));
+        // No pattern keeps every cluster statistic.
+        assert!(!patterns.iter().any(|p| {
+            p["prefix"]
+                .as_str()
+                .is_some_and(|p| "cluster.".starts_with(p))
+        }));
+        assert_eq!(
+            minimal["deferred_stat_options"]["enable_deferred_creation_stats"],
+            true
+        );
+        opts.stats = EnvoyStats::Full;
+        let full = build_bootstrap(&opts);
+        assert!(full.get("stats_config").is_none());
+        assert!(full.get("deferred_stat_options").is_none());
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use super::cache::type_url;
+use super::resource::type_url;
 use super::translate::https_route_config_name;
 use crate::dag::Dag;
 use crate::dag::model::Upstream;

@@ -1,9 +1,9 @@
 //! The xDS cache: the latest resources of every Gateway instance, keyed by the Envoy node cluster
 //! (`<namespace>/<name>`).
 //!
-//! The cache owns versioning (a stable hash of each resource's encoded bytes), change
-//! notification, and what the instance's Envoys accepted or rejected (so that rejected content
-//! is not served again; see [`Cache`]). It knows nothing about protocols or streams: the ADS server
+//! The cache owns snapshots (shared resources, each versioned once when it was encoded; see
+//! [`super::resource`]), change notification, and what the instance's Envoys accepted or rejected
+//! (so that rejected content is not served again; see [`Cache`]). It knows nothing about protocols or streams: the ADS server
 //! ([`super::server`]) subscribes to one instance and computes per-stream responses from the
 //! [`Snapshot`]s it sees. Setting an instance to identical content notifies nobody; setting one
 //! instance never wakes the streams of another.
@@ -11,50 +11,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use envoy_types::pb::google::protobuf::Any;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-/// Type URLs of the resources Sluice serves.
-pub mod type_url {
-    pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-    pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-    pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-    pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-    pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-}
-
-/// What a translation hands to the cache for one instance: per type URL, resources by name.
-///
-/// The encoded bytes are hashed for versions, so the encoding must be deterministic: protobuf
-/// `map` fields (prost `HashMap`s) with more than one entry would make equal content look changed.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct InstanceResources {
-    pub by_type: BTreeMap<String, BTreeMap<String, Any>>,
-}
-
-impl InstanceResources {
-    /// Adds a resource under its own `type_url`, replacing one of the same type and name.
-    pub fn insert(&mut self, name: impl Into<String>, resource: Any) {
-        self.by_type
-            .entry(resource.type_url.clone())
-            .or_default()
-            .insert(name.into(), resource);
-    }
-}
-
-/// One resource with its content version.
-#[derive(Clone, Debug, PartialEq)]
-pub struct VersionedResource {
-    pub name: String,
-    /// Hex prefix of the SHA-256 of type URL and encoded bytes: equal content, equal version,
-    /// on every replica and across restarts.
-    pub version: String,
-    pub resource: Any,
-}
-
-/// Resources by name, for one type.
-pub type TypeResources = BTreeMap<String, Arc<VersionedResource>>;
+// The vocabulary the cache's callers speak, re-exported so they need not know where it lives.
+pub use super::resource::{
+    InstanceResources, TypeResources, VersionedResource, hash_versions, type_url,
+};
 
 /// The immutable content of one instance at one point in time.
 #[derive(Clone, Debug)]
@@ -64,30 +26,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds a snapshot, computing per-resource versions. Types without resources are dropped,
-    /// so "no clusters" and "an empty cluster map" are the same content.
+    /// Builds a snapshot of resources whose versions were computed when they were encoded; the
+    /// resources are shared, not copied. Types without resources are dropped, so "no clusters"
+    /// and "an empty cluster map" are the same content.
     pub fn new(resources: InstanceResources) -> Self {
-        let by_type: BTreeMap<String, TypeResources> = resources
-            .by_type
-            .into_iter()
-            .filter(|(_, named)| !named.is_empty())
-            .map(|(type_url, named)| {
-                let named = named
-                    .into_iter()
-                    .map(|(name, resource)| {
-                        let version = resource_version(&resource);
-                        let versioned = VersionedResource {
-                            name: name.clone(),
-                            version,
-                            resource,
-                        };
-                        (name, Arc::new(versioned))
-                    })
-                    .collect();
-                (type_url, named)
-            })
-            .collect();
-        Self::from_types(by_type)
+        Self::from_types(resources.by_type)
     }
 
     /// A snapshot of resources whose versions are already computed.
@@ -118,53 +61,6 @@ impl Snapshot {
     pub fn version(&self) -> &str {
         &self.version
     }
-}
-
-impl From<&crate::xds::translate::Resources> for InstanceResources {
-    /// Everything a translation produced, packed for the wire.
-    fn from(resources: &crate::xds::translate::Resources) -> Self {
-        let mut out = Self::default();
-        for ty in crate::xds::translate::ResourceType::ALL {
-            for r in resources.of_type(ty) {
-                out.insert(r.name, r.resource);
-            }
-        }
-        out
-    }
-}
-
-/// The stable content version of one resource.
-pub fn resource_version(resource: &Any) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(resource.type_url.as_bytes());
-    hasher.update([0u8]);
-    hasher.update(&resource.value);
-    hex_prefix(&hasher.finalize())
-}
-
-/// A stable hash over a sequence of (type, name, version) triples, used for snapshot versions
-/// and SotW response versions.
-pub fn hash_versions<'a>(entries: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> String {
-    let mut hasher = Sha256::new();
-    for (type_url, name, version) in entries {
-        for part in [type_url, name, version] {
-            // Length-prefixed, so ("ab","c") and ("a","bc") differ.
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
-        }
-    }
-    hex_prefix(&hasher.finalize())
-}
-
-fn hex_prefix(digest: &[u8]) -> String {
-    use std::fmt::Write as _;
-    digest
-        .iter()
-        .take(8)
-        .fold(String::with_capacity(16), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// The configuration an instance's streams serve, or `None` while it is unknown (never set, or
@@ -570,6 +466,8 @@ impl Cache {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    use envoy_types::pb::google::protobuf::Any;
 
     fn any(type_url: &str, bytes: &[u8]) -> Any {
         Any {

@@ -516,6 +516,17 @@ fn changing_the_image_changes_only_the_envoy_image() {
 }
 
 #[test]
+fn the_gateway_chooses_envoy_statistics() {
+    let mut gw = gateway("team-a", "gw");
+    let minimal = objects(&gw);
+    assert!(bootstrap(&minimal)["stats_config"]["stats_matcher"].is_object());
+    gw.spec.envoy.stats = Some(crate::api::gateway::EnvoyStats::Full);
+    let full = objects(&gw);
+    assert!(bootstrap(&full).get("stats_config").is_none());
+    assert_ne!(minimal.bootstrap_hash, full.bootstrap_hash);
+}
+
+#[test]
 fn changing_the_bootstrap_changes_the_hash_annotation() {
     let gw = gateway("team-a", "gw");
     let before = objects(&gw);

@@ -12,6 +12,7 @@ use super::super::names::{object_name, sha256_hex};
 use super::ProvisionContext;
 use super::labels::*;
 use crate::api::Gateway;
+use crate::api::gateway::EnvoyStats;
 use crate::snapshot::ObjKey;
 
 /// Why a Gateway cannot be provisioned. Invalid specs wait for a change to the Gateway.
@@ -285,7 +286,7 @@ pub fn plan<'a>(gw: &'a Gateway, ctx: &'a ProvisionContext) -> Result<Plan<'a>, 
             format!("{} is also the HTTP port", spec.ports.https),
         ));
     }
-    let bootstrap = bootstrap(ctx, &ns, &name)?;
+    let bootstrap = bootstrap(ctx, &ns, &name, spec.envoy.stats.unwrap_or_default())?;
     Ok(Plan {
         gw,
         ctx,
@@ -310,7 +311,12 @@ pub fn plan<'a>(gw: &'a Gateway, ctx: &'a ProvisionContext) -> Result<Plan<'a>, 
 }
 
 /// The bootstrap of the Gateway's Envoys, as the ConfigMap holds it.
-fn bootstrap(ctx: &ProvisionContext, ns: &str, name: &str) -> Result<String, ProvisionError> {
+fn bootstrap(
+    ctx: &ProvisionContext,
+    ns: &str,
+    name: &str,
+    stats: EnvoyStats,
+) -> Result<String, ProvisionError> {
     let mut opts = BootstrapOptions::new(
         ObjKey::new(ns.to_owned(), name.to_owned()),
         ctx.xds_host.clone(),
@@ -318,6 +324,7 @@ fn bootstrap(ctx: &ProvisionContext, ns: &str, name: &str) -> Result<String, Pro
     );
     opts.ads = ctx.ads;
     opts.admin_socket = DEFAULT_ADMIN_SOCKET.to_owned();
+    opts.stats = stats;
     if ctx.xds_tls {
         opts.tls = Some(XdsClientTls {
             ca_file: format!("{XDS_CERTS_DIR}/{XDS_CA_KEY}"),

@@ -72,7 +72,7 @@ pub fn build_endpoints(dag: &Dag) -> Vec<Resource<ClusterLoadAssignment>> {
         .collect()
 }
 
-fn cluster(c: &Cluster) -> EnvoyCluster {
+pub(super) fn cluster(c: &Cluster) -> EnvoyCluster {
     let mut cluster = EnvoyCluster {
         name: c.name.clone(),
         connect_timeout: Some(millis(CONNECT_TIMEOUT_MS)),
@@ -210,7 +210,7 @@ fn validation_context(v: &UpstreamValidation) -> ValidationContextType {
     })
 }
 
-fn admin_cluster(opts: &TranslateOptions) -> EnvoyCluster {
+pub(super) fn admin_cluster(opts: &TranslateOptions) -> EnvoyCluster {
     EnvoyCluster {
         name: ADMIN_CLUSTER.to_owned(),
         connect_timeout: Some(millis(CONNECT_TIMEOUT_MS)),

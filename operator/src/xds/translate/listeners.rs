@@ -73,7 +73,7 @@ pub fn build_listeners(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<Liste
     listeners
 }
 
-fn http_listener(opts: &TranslateOptions) -> Listener {
+pub(super) fn http_listener(opts: &TranslateOptions) -> Listener {
     Listener {
         name: HTTP_LISTENER.to_owned(),
         address: Some(listen_address(
@@ -89,7 +89,7 @@ fn http_listener(opts: &TranslateOptions) -> Listener {
     }
 }
 
-fn https_listener(opts: &TranslateOptions, hosts: &[&VirtualHost]) -> Listener {
+pub(super) fn https_listener(opts: &TranslateOptions, hosts: &[&VirtualHost]) -> Listener {
     Listener {
         name: HTTPS_LISTENER.to_owned(),
         address: Some(listen_address(
@@ -117,7 +117,7 @@ fn https_listener(opts: &TranslateOptions, hosts: &[&VirtualHost]) -> Listener {
 
 /// The filter chain for one SNI name: an HTTP connection manager behind TLS, a TCP proxy behind
 /// TLS, or (passthrough) a TCP proxy forwarding the still encrypted session.
-fn sni_filter_chain(vh: &VirtualHost, tls: &VirtualHostTls) -> FilterChain {
+pub(super) fn sni_filter_chain(vh: &VirtualHost, tls: &VirtualHostTls) -> FilterChain {
     let filters: Vec<Filter> = match &vh.tcp_proxy {
         Some(tcp) => vec![tcp_proxy_filter(&tcp.clusters)],
         None => vec![hcm_filter(&ingress_hcm(
@@ -305,7 +305,7 @@ fn stdout_access_log() -> AccessLog {
 /// [`ADMIN_PATHS`] go to the admin cluster; everything else is a 404.
 /// Exact path matches (the query string is not part of the path) keep every other admin
 /// endpoint, including the mutating ones, out of reach.
-fn stats_listener(opts: &TranslateOptions) -> Listener {
+pub(super) fn stats_listener(opts: &TranslateOptions) -> Listener {
     let routes = ADMIN_PATHS
         .iter()
         .map(|path| EnvoyRoute {

@@ -14,9 +14,8 @@
 mod clusters;
 pub mod constraints;
 mod envoy;
+mod incremental;
 pub mod json;
-
-use crate::xds::cache::resource_version;
 mod listeners;
 mod routes;
 mod secrets;
@@ -24,6 +23,8 @@ pub mod validate;
 
 #[cfg(test)]
 pub(crate) mod fixture;
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod tests;
 
@@ -40,7 +41,10 @@ use prost::{Message, Name};
 use crate::api::gateway::IpFamily;
 use crate::dag::Dag;
 use crate::dag::model::{SecretKind, Upstream, WeightedCluster};
+use crate::xds::resource::{InstanceResources, VersionedResource, resource_version};
 
+pub use crate::xds::resource::ResourceType;
+pub use incremental::Translator;
 pub use json::to_json;
 
 /// Name of the plain HTTP listener and of its route configuration.
@@ -182,50 +186,6 @@ impl<T: Message + Name> Resource<T> {
     }
 }
 
-/// The kinds of resource the translation produces, with their xDS type URLs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ResourceType {
-    Cluster,
-    Endpoint,
-    Secret,
-    Listener,
-    Route,
-}
-
-impl ResourceType {
-    /// Every type, in the order a state-of-the-world push should send them so that what a
-    /// resource refers to warms first: clusters, endpoints, secrets, then listeners and routes.
-    pub const ALL: [ResourceType; 5] = [
-        ResourceType::Cluster,
-        ResourceType::Endpoint,
-        ResourceType::Secret,
-        ResourceType::Listener,
-        ResourceType::Route,
-    ];
-
-    pub fn type_url(self) -> &'static str {
-        match self {
-            Self::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-            Self::Endpoint => "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-            Self::Secret => "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
-            Self::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
-            Self::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-        }
-    }
-
-    pub fn from_type_url(url: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.type_url() == url)
-    }
-}
-
-/// A resource ready for the wire: its name, version and packed message.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AnyResource {
-    pub name: String,
-    pub version: String,
-    pub resource: Any,
-}
-
 /// Everything one Gateway instance serves. Every list is sorted by name, names are unique.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resources {
@@ -237,8 +197,8 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// The resources of one type, packed for xDS, in name order.
-    pub fn of_type(&self, ty: ResourceType) -> Vec<AnyResource> {
+    /// The resources of one type, encoded and versioned for xDS, in name order.
+    pub fn of_type(&self, ty: ResourceType) -> Vec<VersionedResource> {
         match ty {
             ResourceType::Cluster => packed(&self.clusters),
             ResourceType::Endpoint => packed(&self.endpoints),
@@ -249,17 +209,23 @@ impl Resources {
     }
 }
 
-fn packed<T: Message + Name>(list: &[Resource<T>]) -> Vec<AnyResource> {
+fn packed<T: Message + Name>(list: &[Resource<T>]) -> Vec<VersionedResource> {
     list.iter()
-        .map(|r| {
-            let resource = r.to_any();
-            AnyResource {
-                name: r.name.clone(),
-                version: resource_version(&resource),
-                resource,
-            }
-        })
+        .map(|r| VersionedResource::new(r.name.clone(), r.to_any()))
         .collect()
+}
+
+impl From<&Resources> for InstanceResources {
+    /// Everything a translation produced, encoded and versioned for the cache.
+    fn from(resources: &Resources) -> Self {
+        let mut out = Self::default();
+        for ty in ResourceType::ALL {
+            for r in resources.of_type(ty) {
+                out.insert_versioned(std::sync::Arc::new(r));
+            }
+        }
+        out
+    }
 }
 
 /// Translate one instance's DAG into Envoy resources.

@@ -62,7 +62,7 @@ pub fn serves_https_routes(vh: &VirtualHost) -> bool {
 ///
 /// A host left with no route gets no virtual host: plain HTTP requests for it get Envoy's 404
 /// like any unknown host.
-fn insecure_virtual_host(vh: &VirtualHost) -> Option<EnvoyVirtualHost> {
+pub(super) fn insecure_virtual_host(vh: &VirtualHost) -> Option<EnvoyVirtualHost> {
     let routes: Vec<EnvoyRoute> = match (&vh.tls, &vh.tcp_proxy) {
         (None, _) => forward_routes(&vh.routes, |_| true),
         (Some(tls), None) if !tls.passthrough => vh
@@ -84,7 +84,10 @@ fn insecure_virtual_host(vh: &VirtualHost) -> Option<EnvoyVirtualHost> {
     (!routes.is_empty()).then(|| virtual_host(&vh.fqdn, routes))
 }
 
-fn route_configuration(name: &str, virtual_hosts: Vec<EnvoyVirtualHost>) -> RouteConfiguration {
+pub(super) fn route_configuration(
+    name: &str,
+    virtual_hosts: Vec<EnvoyVirtualHost>,
+) -> RouteConfiguration {
     RouteConfiguration {
         name: name.to_owned(),
         virtual_hosts,
@@ -93,7 +96,7 @@ fn route_configuration(name: &str, virtual_hosts: Vec<EnvoyVirtualHost>) -> Rout
 }
 
 /// A virtual host matching `fqdn` with or without a port in the Host header.
-fn virtual_host(fqdn: &str, routes: Vec<EnvoyRoute>) -> EnvoyVirtualHost {
+pub(super) fn virtual_host(fqdn: &str, routes: Vec<EnvoyRoute>) -> EnvoyVirtualHost {
     EnvoyVirtualHost {
         name: fqdn.to_owned(),
         domains: vec![fqdn.to_owned(), format!("{fqdn}:*")],
@@ -124,7 +127,7 @@ fn https_redirect_route(prefix: &str) -> EnvoyRoute {
 }
 
 /// The Envoy routes forwarding those of `routes` that `keep` selects, in order.
-fn forward_routes(routes: &[Route], keep: impl Fn(&Route) -> bool) -> Vec<EnvoyRoute> {
+pub(super) fn forward_routes(routes: &[Route], keep: impl Fn(&Route) -> bool) -> Vec<EnvoyRoute> {
     let kept: Vec<&Route> = routes.iter().filter(|r| keep(r)).collect();
     let taken = |p: &str| kept.iter().any(|s| s.prefix == p);
     kept.iter().flat_map(|r| forward_route(r, taken)).collect()

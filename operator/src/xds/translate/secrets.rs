@@ -17,7 +17,7 @@ pub fn build_secrets(dag: &Dag) -> Vec<Resource<EnvoySecret>> {
         .collect()
 }
 
-fn envoy_secret(s: &Secret) -> EnvoySecret {
+pub(super) fn envoy_secret(s: &Secret) -> EnvoySecret {
     let kind = match &s.kind {
         SecretKind::Tls {
             cert_chain,

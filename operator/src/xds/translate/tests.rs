@@ -1038,7 +1038,7 @@ fn versions_change_only_with_content() {
     assert_eq!(ra[1].1, a.routes[1].version());
     assert_eq!(
         ra[1].1,
-        crate::xds::cache::resource_version(&a.routes[1].to_any())
+        crate::xds::resource::resource_version(&a.routes[1].to_any())
     );
 }
 

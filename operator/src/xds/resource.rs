@@ -1,0 +1,171 @@
+//! The xDS resource vocabulary: type URLs, the resource types, an encoded resource with its
+//! content version, and the set of them one Gateway instance serves.
+//!
+//! The translation produces these ([`super::translate`]) and the cache and ADS server serve them
+//! ([`super::cache`], [`super::server`]); both depend on this module, never on each other. A
+//! resource's version is computed once, when it is encoded, and travels with it in an `Arc`, so
+//! a snapshot that keeps a resource unchanged shares it with the previous one instead of
+//! re-hashing or copying its bytes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use envoy_types::pb::google::protobuf::Any;
+use sha2::{Digest, Sha256};
+
+/// Type URLs of the resources Sluice serves.
+pub mod type_url {
+    pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+    pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+    pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+    pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+}
+
+/// The kinds of resource Sluice serves, with their xDS type URLs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceType {
+    Cluster,
+    Endpoint,
+    Secret,
+    Listener,
+    Route,
+}
+
+impl ResourceType {
+    /// Every type, in the order a state-of-the-world push should send them so that what a
+    /// resource refers to warms first: clusters, endpoints, secrets, then listeners and routes.
+    pub const ALL: [ResourceType; 5] = [
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        ResourceType::Secret,
+        ResourceType::Listener,
+        ResourceType::Route,
+    ];
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            Self::Cluster => type_url::CLUSTER,
+            Self::Endpoint => type_url::ENDPOINT,
+            Self::Secret => type_url::SECRET,
+            Self::Listener => type_url::LISTENER,
+            Self::Route => type_url::ROUTE,
+        }
+    }
+
+    pub fn from_type_url(url: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.type_url() == url)
+    }
+}
+
+/// One encoded resource ready for the wire: its name, content version and packed message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionedResource {
+    pub name: String,
+    /// Hex prefix of the SHA-256 of type URL and encoded bytes: equal content, equal version,
+    /// on every replica and across restarts.
+    pub version: String,
+    pub resource: Any,
+}
+
+impl VersionedResource {
+    /// Wraps an encoded resource, computing its version.
+    pub fn new(name: impl Into<String>, resource: Any) -> Self {
+        Self {
+            name: name.into(),
+            version: resource_version(&resource),
+            resource,
+        }
+    }
+}
+
+/// Resources by name, for one type.
+pub type TypeResources = BTreeMap<String, Arc<VersionedResource>>;
+
+/// What a translation hands to the cache for one instance: per type URL, resources by name.
+///
+/// The encoded bytes are hashed for versions, so the encoding must be deterministic: protobuf
+/// `map` fields (prost `HashMap`s) with more than one entry would make equal content look changed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceResources {
+    pub by_type: BTreeMap<String, TypeResources>,
+}
+
+impl InstanceResources {
+    /// Adds a resource under its own `type_url`, replacing one of the same type and name.
+    pub fn insert(&mut self, name: impl Into<String>, resource: Any) {
+        self.insert_versioned(Arc::new(VersionedResource::new(name, resource)));
+    }
+
+    /// Adds an already versioned resource (shared, not copied).
+    pub fn insert_versioned(&mut self, resource: Arc<VersionedResource>) {
+        self.by_type
+            .entry(resource.resource.type_url.clone())
+            .or_default()
+            .insert(resource.name.clone(), resource);
+    }
+
+    /// The resources of one type, if any.
+    pub fn of_type(&self, ty: ResourceType) -> Option<&TypeResources> {
+        self.by_type.get(ty.type_url())
+    }
+}
+
+/// The stable content version of one resource.
+pub fn resource_version(resource: &Any) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(resource.type_url.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(&resource.value);
+    hex_prefix(&hasher.finalize())
+}
+
+/// A stable hash over a sequence of (type, name, version) triples, used for snapshot versions
+/// and SotW response versions.
+pub fn hash_versions<'a>(entries: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> String {
+    let mut hasher = Sha256::new();
+    for (type_url, name, version) in entries {
+        for part in [type_url, name, version] {
+            // Length-prefixed, so ("ab","c") and ("a","bc") differ.
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    hex_prefix(&hasher.finalize())
+}
+
+fn hex_prefix(digest: &[u8]) -> String {
+    use std::fmt::Write as _;
+    digest
+        .iter()
+        .take(8)
+        .fold(String::with_capacity(16), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_urls_round_trip_and_versions_follow_content() {
+        for ty in ResourceType::ALL {
+            assert_eq!(ResourceType::from_type_url(ty.type_url()), Some(ty));
+        }
+        assert_eq!(ResourceType::from_type_url("type.googleapis.com/x"), None);
+        let any = |v: &[u8]| Any {
+            type_url: type_url::CLUSTER.to_owned(),
+            value: v.to_vec(),
+        };
+        let a = VersionedResource::new("a", any(b"1"));
+        assert_eq!(a.version, VersionedResource::new("b", any(b"1")).version);
+        assert_ne!(a.version, VersionedResource::new("a", any(b"2")).version);
+        let mut r = InstanceResources::default();
+        r.insert("a", any(b"1"));
+        assert_eq!(r.of_type(ResourceType::Cluster).unwrap()["a"].as_ref(), &a);
+        assert!(r.of_type(ResourceType::Route).is_none());
+    }
+}

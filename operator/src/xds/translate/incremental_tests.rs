@@ -1,0 +1,229 @@
+//! The incremental [`Translator`] against the from-scratch [`translate`], on random edit
+//! sequences of a DAG.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use super::fixture::{self, Pems};
+use super::{TranslateOptions, Translator, translate};
+use crate::api::ingressroute::TlsVersion;
+use crate::dag::Dag;
+use crate::dag::model::{LbPolicy, SocketAddress, VirtualHost};
+use crate::xds::resource::{InstanceResources, type_url};
+
+/// A small deterministic generator (SplitMix64): reproducible sequences without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// Services of the fixture that have an EDS cluster on port 80 or a known port.
+const SERVICES: [(&str, u16); 6] = [
+    ("web", 80),
+    ("api-v1", 80),
+    ("api-v2", 80),
+    ("cart", 80),
+    ("chat", 80),
+    ("dark", 80),
+];
+
+fn random_host(rng: &mut Rng, fqdn: &str) -> VirtualHost {
+    let (a, pa) = SERVICES[rng.below(SERVICES.len())];
+    let (b, pb) = SERVICES[rng.below(SERVICES.len())];
+    let mut routes = vec![fixture::route("/", &[(a, pa, 1)])];
+    if rng.chance(50) {
+        let mut r = fixture::route("/api", &[(a, pa, 3), (b, pb, rng.below(3) as u32)]);
+        r.permit_insecure = rng.chance(50);
+        r.prefix_rewrite = rng.chance(30).then(|| "/".to_owned());
+        routes.insert(0, r);
+    }
+    let vh = fixture::vhost(fqdn, routes);
+    match rng.below(5) {
+        0 | 1 => vh,
+        2 => fixture::with_tls(vh, fixture::SECURE_SECRET, TlsVersion::V1_2),
+        3 => fixture::with_tcp_proxy(fixture::with_passthrough(vh), &[("tls-backend", 8443, 1)]),
+        _ => fixture::with_tcp_proxy(
+            fixture::with_tls(vh, fixture::TCP_SECRET, TlsVersion::V1_3),
+            &[("tcp-a", 9100, 1)],
+        ),
+    }
+}
+
+/// One random edit, the kind a user or the cluster makes; a few break the DAG's invariants.
+fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
+    match rng.below(12) {
+        0 | 1 => {
+            let fqdn = format!("h{}.example.com", rng.below(40));
+            let vh = random_host(rng, &fqdn);
+            match dag.virtual_hosts.binary_search_by(|v| v.fqdn.cmp(&fqdn)) {
+                Ok(i) => dag.virtual_hosts[i] = vh,
+                Err(i) => dag.virtual_hosts.insert(i, vh),
+            }
+        }
+        2 if !dag.virtual_hosts.is_empty() => {
+            let i = rng.below(dag.virtual_hosts.len());
+            dag.virtual_hosts.remove(i);
+        }
+        3 | 4 if !dag.virtual_hosts.is_empty() => {
+            let i = rng.below(dag.virtual_hosts.len());
+            let vh = &mut dag.virtual_hosts[i];
+            let j = rng.below(vh.routes.len());
+            let r = &mut vh.routes[j];
+            match rng.below(4) {
+                0 => r.permit_insecure = !r.permit_insecure,
+                1 => r.websocket = !r.websocket,
+                2 => {
+                    for c in &mut r.clusters {
+                        c.weight = rng.below(4) as u32;
+                    }
+                }
+                _ => r.prefix_rewrite = Some(format!("/v{step}/")),
+            }
+        }
+        5 if !dag.virtual_hosts.is_empty() => {
+            // TLS on or off (terminated, no tcpproxy).
+            let i = rng.below(dag.virtual_hosts.len());
+            let vh = dag.virtual_hosts[i].clone();
+            dag.virtual_hosts[i] = if vh.tls.is_some() {
+                VirtualHost {
+                    tls: None,
+                    tcp_proxy: None,
+                    ..vh
+                }
+            } else {
+                fixture::with_tls(vh, fixture::SECURE_SECRET, TlsVersion::V1_3)
+            };
+        }
+        6 | 7 if !dag.endpoints.is_empty() => {
+            let i = rng.below(dag.endpoints.len());
+            let addresses = &mut dag.endpoints[i].addresses;
+            if rng.chance(30) || addresses.is_empty() {
+                addresses.push(SocketAddress {
+                    ip: format!("10.9.{}.{}", step % 250, rng.below(250)),
+                    port: 8080,
+                });
+                addresses.sort();
+            } else if rng.chance(20) {
+                // No ready endpoint at all: the translation gives an empty assignment.
+                dag.endpoints.remove(i);
+            } else {
+                let j = rng.below(addresses.len());
+                addresses.remove(j);
+            }
+        }
+        8 if !dag.clusters.is_empty() => {
+            let i = rng.below(dag.clusters.len());
+            let c = &mut dag.clusters[i];
+            c.lb_policy =
+                [LbPolicy::RoundRobin, LbPolicy::Random, LbPolicy::RingHash][rng.below(3)];
+        }
+        9 => {
+            let i = rng.below(dag.secrets.len());
+            dag.secrets[i] = match &dag.secrets[i].kind {
+                crate::dag::model::SecretKind::Ca { .. } => {
+                    fixture::ca_secret(&dag.secrets[i].name, &format!("ca {step}"))
+                }
+                crate::dag::model::SecretKind::Tls { .. } => fixture::tls_secret(
+                    &dag.secrets[i].name,
+                    &format!("cert {step}"),
+                    &format!("key {step}"),
+                ),
+            };
+        }
+        10 if dag.virtual_hosts.len() > 1 => {
+            // Out of order: the HTTP route configuration follows the DAG's order.
+            let i = rng.below(dag.virtual_hosts.len() - 1);
+            dag.virtual_hosts.swap(i, i + 1);
+        }
+        11 => {
+            // Breaks an invariant (a route to a cluster the DAG lacks): both refuse.
+            if let Some(vh) = dag.virtual_hosts.first_mut() {
+                vh.routes[0].clusters[0].cluster = format!("missing/{step}");
+            }
+        }
+        _ => {}
+    }
+}
+
+fn reference(
+    dag: &Dag,
+    opts: &TranslateOptions,
+) -> Result<InstanceResources, super::TranslateError> {
+    translate(dag, opts).map(|r| InstanceResources::from(&r))
+}
+
+#[test]
+fn incremental_output_is_byte_identical_to_a_full_translation_after_every_edit() {
+    let opts = TranslateOptions::default();
+    for seed in 0..8 {
+        let mut rng = Rng(seed);
+        let mut translator = Translator::new(opts.clone());
+        let mut dag = fixture::dag(&Pems::placeholder());
+        let mut errors = 0;
+        for step in 0..150 {
+            let before = dag.clone();
+            edit(&mut rng, &mut dag, step);
+            let expected = reference(&dag, &opts);
+            let got = translator.translate(&dag);
+            assert_eq!(got, expected, "seed {seed}, step {step}");
+            if expected.is_err() {
+                // The last good DAG again: the failed translation changed nothing remembered.
+                errors += 1;
+                dag = before;
+            }
+        }
+        assert!(errors > 0, "seed {seed} never broke an invariant");
+    }
+}
+
+#[test]
+fn unchanged_resources_are_shared_not_re_encoded() {
+    let opts = TranslateOptions::default();
+    let mut translator = Translator::new(opts.clone());
+    let mut dag = fixture::dag(&Pems::placeholder());
+    let first = translator.translate(&dag).unwrap();
+    let again = translator.translate(&dag).unwrap();
+    let same = |a: &InstanceResources, b: &InstanceResources, ty: &str, name: &str| {
+        Arc::ptr_eq(&a.by_type[ty][name], &b.by_type[ty][name])
+    };
+    for (ty, named) in &first.by_type {
+        for name in named.keys() {
+            assert!(same(&first, &again, ty, name), "{ty} {name} re-encoded");
+        }
+    }
+    // One route of a plain-HTTP host changes: only `ingress_http` is new.
+    dag.virtual_hosts[0].routes[0].retry = None;
+    let edited = translator.translate(&dag).unwrap();
+    assert_eq!(edited, reference(&dag, &opts).unwrap());
+    for (ty, named) in &first.by_type {
+        for name in named.keys() {
+            let changed = ty == type_url::ROUTE && name == super::HTTP_LISTENER;
+            assert_eq!(!same(&first, &edited, ty, name), changed, "{ty} {name}");
+        }
+    }
+    // New options start afresh, with their own listeners.
+    translator.set_options(&TranslateOptions {
+        http_port: 9090,
+        ..opts.clone()
+    });
+    let moved = translator.translate(&dag).unwrap();
+    assert_ne!(
+        moved.by_type[type_url::LISTENER][super::HTTP_LISTENER],
+        edited.by_type[type_url::LISTENER][super::HTTP_LISTENER]
+    );
+}
