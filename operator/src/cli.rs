@@ -289,10 +289,17 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
     let options = crate::render::RenderOptions {
         include_dag: args.dag,
     };
-    let report = crate::render::render_report(&loaded.snapshot, options);
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Yaml => print!("{}", serde_norway::to_string(&report)?),
+        OutputFormat::Json => {
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::render::write_report_json(&loaded.snapshot, options, &mut out)?;
+            out.flush()?;
+        }
+        OutputFormat::Yaml => {
+            let report = crate::render::render_report(&loaded.snapshot, options);
+            print!("{}", serde_norway::to_string(&report)?);
+        }
     }
     match loaded.errors.len() {
         0 => Ok(()),
