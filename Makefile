@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: test test-install run render fmt lint crds golden setup setup-python fuzz
+.PHONY: test test-install run render fmt lint crds golden setup setup-python fuzz bench
 
 ## test: install what is missing (`make setup`: Envoy, .venv), then the format check, clippy with
 ## warnings as errors, the install-package checks and every test of the workspace
@@ -46,6 +46,12 @@ crds:
 ## golden: regenerate operator/tests/golden/*.json from examples/ (review the diff!)
 golden:
 	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --test golden
+
+## bench: the scale benchmark (README "Performance") on release builds, with a real Envoy;
+## SLUICE_BENCH_SIZES, SLUICE_BENCH_EDITS, SLUICE_BENCH_IDLE_SECS override
+bench: setup
+	$(CARGO) build --release -p sluice --bin sluice -p sluice-e2e --bin bench
+	./target/release/bench
 
 ## fuzz: a long, randomly seeded run of the pipeline fuzz target (CI runs a short seeded one);
 ## FUZZ_ITERATIONS and FUZZ_SEED override
