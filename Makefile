@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: test test-install run render fmt lint crds golden monitoring setup setup-python setup-prometheus fuzz chart-readme
+.PHONY: test test-install run render fmt lint crds golden monitoring setup setup-python setup-prometheus fuzz chart-readme bench
 
 ## test: install what is missing (`make setup`: Envoy, .venv), then the format check, clippy with
 ## warnings as errors, the install-package checks and every test of the workspace
@@ -57,6 +57,12 @@ monitoring:
 golden:
 	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --test golden -- --nocapture
 	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --lib xds::translate::tests::golden_json -- --nocapture
+
+## bench: the scale benchmark (README "Performance") on release builds, with a real Envoy;
+## SLUICE_BENCH_SIZES, SLUICE_BENCH_EDITS, SLUICE_BENCH_IDLE_SECS override
+bench: setup
+	$(CARGO) build --release -p sluice --bin sluice -p sluice-e2e --bin bench
+	./target/release/bench
 
 ## fuzz: a long, randomly seeded run of the pipeline fuzz target (CI runs a short seeded one);
 ## FUZZ_ITERATIONS and FUZZ_SEED override

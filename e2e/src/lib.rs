@@ -71,6 +71,7 @@
 
 pub mod apiserver;
 pub mod backend;
+pub mod bench;
 pub mod client;
 pub mod envoy;
 mod http1;
@@ -80,6 +81,7 @@ pub mod process;
 pub mod sluice;
 pub mod tls;
 pub mod tls_session;
+pub mod world;
 pub mod ws;
 
 use std::io;

@@ -322,3 +322,58 @@ async fn the_ipv6_wildcard_listens_on_both_families() {
         metrics.text()
     );
 }
+
+/// Changes are seen through inotify, not a poll: a route file written in place inside a
+/// subdirectory created after start, then edited, then removed, each reaches Envoy. (A poll is
+/// only a fallback; the log says when Sluice fell back to it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_in_a_new_subdirectory_reach_envoy_through_the_watcher() {
+    let backend = Backend::start("a").await.unwrap();
+    let dir = Manifests::new().unwrap();
+    dir.write(
+        "services.yaml",
+        &service("default", "svc-a", 80, &[backend.port()]),
+    )
+    .unwrap();
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let ports = sluice.default_instance(WAIT).await.unwrap();
+    let route = |path: &str| {
+        format!(
+            "apiVersion: contour.heptio.com/v1beta1\nkind: IngressRoute\nmetadata: {{name: a, namespace: default}}\n\
+             spec:\n  virtualhost: {{fqdn: a.example.com}}\n  routes:\n  - match: {path}\n    services: [{{name: svc-a, port: 80}}]\n"
+        )
+    };
+    let status = async |path: &str| {
+        get(ports.http, "a.example.com", path)
+            .await
+            .ok()
+            .map(|r| r.status)
+    };
+
+    // Written in place (not renamed into place), in a directory that did not exist at start.
+    let file = dir.path().join("team/routes/a.yaml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, route("/old")).unwrap();
+    wait_until("/old answers", WAIT, async || {
+        status("/old").await == Some(200)
+    })
+    .await
+    .unwrap();
+    std::fs::write(&file, route("/new")).unwrap();
+    wait_until("/new answers", WAIT, async || {
+        status("/new").await == Some(200)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status("/old").await, Some(404));
+    std::fs::remove_file(&file).unwrap();
+    wait_until("the route is gone", WAIT, async || {
+        status("/new").await == Some(404)
+    })
+    .await
+    .unwrap();
+
+    let log = sluice_log(&sluice);
+    assert!(!log.contains("cannot watch"), "{log}");
+    sluice.check_running().unwrap();
+}

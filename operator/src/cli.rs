@@ -71,9 +71,11 @@ pub struct StandaloneArgs {
     /// Write the xDS address and each Gateway's ports here as JSON (for scripts and tests).
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
-    /// How often to check the directory for changes, in milliseconds.
-    #[arg(long, default_value_t = 250)]
-    pub poll_ms: u64,
+    /// How long a burst of file changes may settle before the directory is read again, in
+    /// milliseconds. Changes are watched with inotify; a directory that cannot be watched is
+    /// polled every 5 s instead.
+    #[arg(long, visible_alias = "poll-ms", default_value_t = 50)]
+    pub debounce_ms: u64,
     /// Serve xDS in plaintext, without client certificates: any local process can then read
     /// every instance's configuration, private keys included. By default xDS is mutual TLS with
     /// a CA, a server certificate and one client certificate per instance, made at start in a
@@ -321,10 +323,17 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
     let options = crate::render::RenderOptions {
         include_dag: args.dag,
     };
-    let report = crate::render::render_report(&loaded.snapshot, options);
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Yaml => print!("{}", serde_norway::to_string(&report)?),
+        OutputFormat::Json => {
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::render::write_report_json(&loaded.snapshot, options, &mut out)?;
+            out.flush()?;
+        }
+        OutputFormat::Yaml => {
+            let report = crate::render::render_report(&loaded.snapshot, options);
+            print!("{}", serde_norway::to_string(&report)?);
+        }
     }
     match loaded.errors.len() {
         0 => Ok(()),
@@ -420,7 +429,7 @@ fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         ports: args.ports,
         ads: args.ads,
         state_file: args.state_file,
-        poll_interval: std::time::Duration::from_millis(args.poll_ms.max(10)),
+        debounce: std::time::Duration::from_millis(args.debounce_ms),
         insecure_xds: args.insecure_xds,
     };
     runtime()?.block_on(crate::standalone::run(opts))

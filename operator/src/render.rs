@@ -1,11 +1,20 @@
 //! The `sluice render` report: per Gateway instance, the status of every IngressRoute it judges
 //! and the xDS resources it would serve. A pure function of a snapshot; the CLI only prints it.
+//!
+//! [`render_report`] builds it as a `serde_json::Value` (for YAML and tests);
+//! [`write_report_json`] writes the same JSON text as it goes, one instance and one resource at
+//! a time, without the `Value` tree (`render -o json`).
 
+mod pretty;
+
+use std::io::{self, Write};
+
+use prost::{Message, Name};
 use serde_json::{Value, json};
 
 use crate::dag::{self, Dag};
 use crate::snapshot::ClusterSnapshot;
-use crate::xds::translate::json::to_json;
+use crate::xds::translate::json::{self, to_json};
 use crate::xds::translate::{TranslateOptions, translate};
 
 /// What to put in the report besides statuses and xDS.
@@ -53,6 +62,152 @@ pub fn render_xds(dag: &Dag) -> Value {
     }
 }
 
+/// Writes [`render_report`]'s JSON exactly as `serde_json::to_string_pretty` prints it, plus a
+/// line break, without building it first. A resource that cannot be shown as JSON (a bug in the
+/// bundled descriptors) fails the write where `render_report` would show `{"error": …}`.
+pub fn write_report_json<W: Write>(
+    snapshot: &ClusterSnapshot,
+    options: RenderOptions,
+    out: &mut W,
+) -> io::Result<()> {
+    out.write_all(b"{")?;
+    pretty::newline(out, 1)?;
+    pretty::key(out, "gateways")?;
+    let selections: Vec<_> = dag::instances(snapshot)
+        .into_iter()
+        .map(dag::Selection::local)
+        .collect();
+    if selections.is_empty() {
+        out.write_all(b"[]")?;
+    } else {
+        out.write_all(b"[")?;
+        for (i, selection) in selections.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            pretty::newline(out, 2)?;
+            let dag = dag::build(snapshot, selection);
+            write_instance(out, 2, &dag, options)?;
+        }
+        pretty::newline(out, 1)?;
+        out.write_all(b"]")?;
+    }
+    pretty::newline(out, 0)?;
+    out.write_all(b"}\n")
+}
+
+/// One instance's object, its keys in sorted order as a `Value` has them.
+fn write_instance<W: Write>(
+    out: &mut W,
+    indent: usize,
+    dag: &Dag,
+    options: RenderOptions,
+) -> io::Result<()> {
+    let mut first = true;
+    out.write_all(b"{")?;
+    if options.include_dag {
+        field(out, indent, &mut first, "dag")?;
+        pretty::write_value(out, indent + 1, dag)?;
+    }
+    field(out, indent, &mut first, "gateway")?;
+    pretty::write_value(out, indent + 1, &dag.gateway.to_string())?;
+    field(out, indent, &mut first, "ingressRoutes")?;
+    pretty::write_value(out, indent + 1, &dag.statuses)?;
+    field(out, indent, &mut first, "xds")?;
+    write_xds(out, indent + 1, dag)?;
+    pretty::newline(out, indent)?;
+    out.write_all(b"}")
+}
+
+/// Starts the next field of an object whose fields are at `indent + 1`.
+fn field<W: Write>(out: &mut W, indent: usize, first: &mut bool, name: &str) -> io::Result<()> {
+    if !std::mem::take(first) {
+        out.write_all(b",")?;
+    }
+    pretty::newline(out, indent + 1)?;
+    Ok(pretty::key(out, name)?)
+}
+
+/// [`render_xds`], written as it goes.
+fn write_xds<W: Write>(out: &mut W, indent: usize, dag: &Dag) -> io::Result<()> {
+    let resources = match translate(dag, &TranslateOptions::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(pretty::write_value(
+                out,
+                indent,
+                &json!({ "error": e.to_string() }),
+            )?);
+        }
+    };
+    let secrets: Vec<_> = resources
+        .secrets
+        .iter()
+        .map(|s| json::redacted(&s.message))
+        .collect();
+    let mut first = true;
+    out.write_all(b"{")?;
+    field(out, indent, &mut first, "clusters")?;
+    write_messages(
+        out,
+        indent + 1,
+        resources.clusters.iter().map(|r| &r.message),
+    )?;
+    field(out, indent, &mut first, "endpoints")?;
+    write_messages(
+        out,
+        indent + 1,
+        resources.endpoints.iter().map(|r| &r.message),
+    )?;
+    field(out, indent, &mut first, "listeners")?;
+    write_messages(
+        out,
+        indent + 1,
+        resources.listeners.iter().map(|r| &r.message),
+    )?;
+    field(out, indent, &mut first, "routes")?;
+    write_messages(out, indent + 1, resources.routes.iter().map(|r| &r.message))?;
+    field(out, indent, &mut first, "secrets")?;
+    write_messages(out, indent + 1, secrets.iter())?;
+    pretty::newline(out, indent)?;
+    out.write_all(b"}")
+}
+
+/// A list of messages in Envoy's JSON form, one message in memory at a time.
+fn write_messages<'a, W: Write, T: Message + Name + 'a>(
+    out: &mut W,
+    indent: usize,
+    messages: impl ExactSizeIterator<Item = &'a T>,
+) -> io::Result<()> {
+    if messages.len() == 0 {
+        return out.write_all(b"[]");
+    }
+    out.write_all(b"[")?;
+    let options = json::serialize_options();
+    for (i, message) in messages.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        pretty::newline(out, indent + 1)?;
+        let dynamic = json::to_dynamic(message).map_err(io::Error::other)?;
+        pretty::write_value(out, indent + 1, &WithOptions(&dynamic, &options))?;
+    }
+    pretty::newline(out, indent)?;
+    out.write_all(b"]")
+}
+
+/// A dynamic message serialised with options.
+struct WithOptions<'a>(
+    &'a prost_reflect::DynamicMessage,
+    &'a prost_reflect::SerializeOptions,
+);
+
+impl serde::Serialize for WithOptions<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_with_options(s, self.1)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -92,5 +247,52 @@ mod tests {
             report["gateways"][0]["dag"]["gateway"],
             json!("sluice-system/default")
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod stream_tests {
+    use super::*;
+
+    fn both(snapshot: &ClusterSnapshot, options: RenderOptions) -> (String, String) {
+        let mut out = Vec::new();
+        write_report_json(snapshot, options, &mut out).unwrap();
+        let reference =
+            serde_json::to_string_pretty(&render_report(snapshot, options)).unwrap() + "\n";
+        (String::from_utf8(out).unwrap(), reference)
+    }
+
+    /// Every example group, with and without the DAG: byte for byte what the `Value` gives.
+    #[test]
+    fn streamed_json_is_the_value_printed_pretty_for_every_example() {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut groups = 0;
+        for entry in std::fs::read_dir(examples).unwrap() {
+            let dir = entry.unwrap().path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let loaded = crate::source::load_dir(&dir).unwrap();
+            for include_dag in [false, true] {
+                let (ours, reference) = both(&loaded.snapshot, RenderOptions { include_dag });
+                assert!(
+                    ours == reference,
+                    "{}: streamed output differs",
+                    dir.display()
+                );
+            }
+            groups += 1;
+        }
+        assert!(groups >= 20, "{groups}");
+        let (ours, reference) = both(&ClusterSnapshot::default(), RenderOptions::default());
+        assert_eq!(ours, reference);
+        // No instance at all: a Gateway that did not load.
+        let unloaded = ClusterSnapshot {
+            unloaded_gateways: vec!["x".to_owned()],
+            ..ClusterSnapshot::default()
+        };
+        let (ours, reference) = both(&unloaded, RenderOptions::default());
+        assert_eq!(ours, reference);
     }
 }

@@ -1,5 +1,7 @@
 //! `sluice standalone`: no cluster. Reads a manifest directory, serves xDS, runs one Envoy per
-//! Gateway instance, and applies file changes live. The I/O shell around the pure pipeline
+//! Gateway instance, and applies file changes live: the directory is watched with inotify
+//! (polled every few seconds only when it cannot be watched), and a change re-reads only the
+//! files that changed (`source::incremental`). The I/O shell around the pure pipeline
 //! `source::files` → `dag::build` → `xds::translate` → `xds::cache`.
 //!
 //! xDS is mutual TLS unless `--insecure-xds`: at start Sluice makes a throwaway CA and a server
@@ -23,7 +25,7 @@ use crate::pki::XdsServerTls;
 use crate::pki::identity::{CertificateAuthority, DEFAULT_SERVER_NAME};
 use crate::provision::bootstrap::{AdsFlavour, BootstrapOptions, XdsClientTls, build_bootstrap};
 use crate::snapshot::ClusterSnapshot;
-use crate::source::files;
+use crate::source::{IncrementalLoader, LoadError, LoadWarning};
 use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{self, TranslateOptions};
 
@@ -48,7 +50,8 @@ pub struct StandaloneOptions {
     pub ports: PortMode,
     pub ads: AdsFlavour,
     pub state_file: Option<PathBuf>,
-    pub poll_interval: Duration,
+    /// How long a burst of file events may settle before the directory is read again.
+    pub debounce: Duration,
     /// Serve xDS in plaintext to anyone (`--insecure-xds`); otherwise mutual TLS.
     pub insecure_xds: bool,
 }
@@ -190,30 +193,48 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
         xds_addr,
         workdir: workdir.clone(),
         instances: BTreeMap::new(),
+        loader: IncrementalLoader::new(&opts.manifests),
         last_good: None,
+        last_problems: None,
         next_fixed_slot: 0,
         next_admin_id: 0,
     };
-    let mut fingerprint = dir_fingerprint(&opts.manifests);
+    // Changes arrive from inotify; without it, a slow poll of the file stamps finds them. The
+    // watch starts before the first read, so no change falls between the two.
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let watcher = watch_manifests(&opts.manifests, changed.clone());
     state.reload().await;
+    let fallback = match &watcher {
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!(
+                "sluice: warning: cannot watch {} ({e}); polling it every {} s instead",
+                opts.manifests.display(),
+                FALLBACK_POLL.as_secs()
+            );
+            Some(FALLBACK_POLL)
+        }
+    };
+    let mut poll = tokio::time::interval(fallback.unwrap_or(Duration::from_secs(3600)));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reap = tokio::time::interval(REAP_INTERVAL);
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut terminate = signal_terminate()?;
-    let mut tick = tokio::time::interval(opts.poll_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
-            _ = tick.tick() => {
-                let now = dir_fingerprint(&opts.manifests);
-                if now != fingerprint {
-                    fingerprint = now;
-                    state.reload().await;
-                }
-                state.reap_envoys();
+            () = changed.notified() => {
+                // Let a burst of writes (an editor's save, `kubectl`-style rewrites) settle.
+                tokio::time::sleep(opts.debounce).await;
+                state.reload().await;
             }
+            _ = poll.tick(), if fallback.is_some() => state.reload().await,
+            _ = reap.tick() => state.reap_envoys(),
         }
     }
+    drop(watcher);
     eprintln!("sluice: stopping");
     for (name, inst) in &mut state.instances {
         if let Some(child) = inst.envoy.as_mut() {
@@ -235,7 +256,10 @@ struct State<'a> {
     xds_addr: SocketAddr,
     workdir: PathBuf,
     instances: BTreeMap<String, Instance>,
+    loader: IncrementalLoader,
     last_good: Option<ClusterSnapshot>,
+    /// Warnings, errors and unloaded Gateways last reported.
+    last_problems: Option<Problems>,
     next_fixed_slot: u16,
     next_admin_id: u32,
 }
@@ -248,33 +272,53 @@ impl State<'_> {
             .join(format!("envoy-{}.admin.sock", ports.admin_id))
     }
 
-    /// Loads the directory and applies it, unless it has errors and a good state exists already.
+    /// Re-reads what changed in the directory and applies it, unless it has errors and a good
+    /// state exists already. Reports problems only when they changed, so the fallback poll is
+    /// quiet.
     async fn reload(&mut self) {
-        let report = match files::load_dir(&self.opts.manifests) {
+        let reload = match self.loader.reload() {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("sluice: error: {e}; keeping the last good configuration");
                 return;
             }
         };
-        for w in &report.warnings {
-            eprintln!("sluice: warning: {w}");
-        }
-        for e in &report.errors {
-            eprintln!("sluice: error: {e}");
-        }
-        for at in &report.snapshot.unloaded_gateways {
-            eprintln!(
-                "sluice: error: {at}: is or may be a Gateway and did not load; the default instance does not replace it"
-            );
-        }
-        if !report.errors.is_empty() && self.last_good.is_some() {
-            eprintln!(
-                "sluice: not applying this change; still serving the last good configuration"
-            );
+        let problems = (
+            reload.warnings.clone(),
+            reload.errors.clone(),
+            reload.unloaded_gateways.clone(),
+        );
+        let unchanged = self.last_problems.as_ref() == Some(&problems);
+        if unchanged && reload.delta.is_empty() && self.last_good.is_some() {
             return;
         }
-        let snapshot = report.snapshot;
+        if !unchanged {
+            for w in &reload.warnings {
+                eprintln!("sluice: warning: {w}");
+            }
+            for e in &reload.errors {
+                eprintln!("sluice: error: {e}");
+            }
+            for at in &reload.unloaded_gateways {
+                eprintln!(
+                    "sluice: error: {at}: is or may be a Gateway and did not load; the default instance does not replace it"
+                );
+            }
+        }
+        self.last_problems = Some(problems);
+        if !reload.errors.is_empty() && self.last_good.is_some() {
+            if !unchanged {
+                eprintln!(
+                    "sluice: not applying this change; still serving the last good configuration"
+                );
+            }
+            return;
+        }
+        // The change is applied in place: old and new snapshots never coexist.
+        let mut snapshot = self.last_good.take().unwrap_or_default();
+        reload.delta.apply_to(&mut snapshot);
+        snapshot.unloaded_gateways = reload.unloaded_gateways;
+        self.loader.accept();
         self.apply(&snapshot).await;
         self.last_good = Some(snapshot);
     }
@@ -577,26 +621,45 @@ impl State<'_> {
     }
 }
 
-/// Paths, sizes and modification times of every manifest file: changes when any file does.
-fn dir_fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
+/// How often the directory is polled when it cannot be watched.
+const FALLBACK_POLL: Duration = Duration::from_secs(5);
+/// How often Envoy children are checked for having exited.
+const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+type Problems = (Vec<LoadWarning>, Vec<LoadError>, Vec<String>);
+
+/// Watches the manifest directory (recursively; for one file, its directory) and wakes
+/// `changed` on anything but reads, Sluice's own included.
+fn watch_manifests(
+    path: &Path,
+    changed: Arc<tokio::sync::Notify>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    use notify::{RecursiveMode, Watcher as _};
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            // An error may mean lost events (a full queue): read the directory again.
+            Err(_) => true,
+            Ok(event) => match event.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                EventKind::Access(_) => false,
+                _ => true,
+            },
         };
-        for e in entries.flatten() {
-            let path = e.path();
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(path);
-            } else {
-                out.push((path, meta.len(), meta.modified().ok()));
-            }
+        if relevant {
+            changed.notify_one();
         }
+    })?;
+    if path.is_file() {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        watcher.watch(
+            parent.unwrap_or(Path::new(".")),
+            RecursiveMode::NonRecursive,
+        )?;
+    } else {
+        watcher.watch(path, RecursiveMode::Recursive)?;
     }
-    out.sort();
-    out
+    Ok(watcher)
 }
 
 fn log_tail(path: &Path) -> String {

@@ -183,7 +183,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
 /// Walks a directory. Entries whose name starts with `.` are skipped (editor files, `.git`,
 /// the `..data` links of a mounted ConfigMap); symbolic links to files are followed, symbolic
 /// links to directories are not (no loops).
-fn collect_manifest_paths(
+pub(crate) fn collect_manifest_paths(
     dir: &Path,
     entries: std::fs::ReadDir,
     paths: &mut Vec<PathBuf>,
@@ -238,23 +238,148 @@ where
     S: AsRef<str>,
     T: AsRef<str>,
 {
-    let mut loader = Loader::default();
+    let mut assembler = Assembler::default();
     for (name, text) in sources {
-        let (name, text) = (name.as_ref(), text.as_ref());
-        if name.to_ascii_lowercase().ends_with(".json") {
-            loader.load_json(name, text);
-        } else {
-            loader.load_yaml(name, text);
+        let file = parse_file(name.as_ref(), text.as_ref());
+        assembler.file_errors(&file);
+        for item in file.items {
+            match item {
+                Item::Warning(w) => assembler.report.warnings.push(w),
+                Item::Object(at, obj) => {
+                    assembler.object(at, &obj);
+                    assembler.report.snapshot.apply(obj);
+                }
+            }
         }
     }
-    loader.report
+    assembler.report
+}
+
+/// A change to a snapshot: objects added or replaced, and objects gone (by kind and
+/// namespace/name). What [`IncrementalLoader::reload`](super::incremental::IncrementalLoader::reload)
+/// returns; apply it with [`FileDelta::apply_to`] or by hand.
+#[derive(Clone, Debug, Default)]
+pub struct FileDelta {
+    pub upserts: Vec<Object>,
+    pub removals: Vec<(Kind, ObjKey)>,
+}
+
+impl FileDelta {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.removals.is_empty()
+    }
+
+    /// Applies the change to `snapshot` (its objects only; `unloaded_gateways` is the
+    /// caller's to set).
+    pub fn apply_to(self, snapshot: &mut ClusterSnapshot) {
+        for (kind, key) in &self.removals {
+            match kind {
+                Kind::Gateway => drop(snapshot.gateways.remove(key)),
+                Kind::IngressRoute => drop(snapshot.ingress_routes.remove(key)),
+                Kind::TLSCertificateDelegation => drop(snapshot.delegations.remove(key)),
+                Kind::Service => drop(snapshot.services.remove(key)),
+                Kind::Endpoints => drop(snapshot.endpoints.remove(key)),
+                Kind::EndpointSlice => drop(snapshot.endpoint_slices.remove(key)),
+                Kind::Secret => drop(snapshot.secrets.remove(key)),
+            }
+        }
+        for obj in self.upserts {
+            snapshot.apply(obj);
+        }
+    }
+}
+
+/// The kinds of object a manifest directory may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Gateway,
+    IngressRoute,
+    TLSCertificateDelegation,
+    Service,
+    Endpoints,
+    EndpointSlice,
+    Secret,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gateway => "Gateway",
+            Kind::IngressRoute => "IngressRoute",
+            Kind::TLSCertificateDelegation => "TLSCertificateDelegation",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Secret => "Secret",
+        }
+    }
+}
+
+/// One file's documents, parsed on their own: what [`load_sources`] assembles in path order,
+/// and what the incremental loader keeps per file.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ParsedFile {
+    /// Objects and warnings in document order. Whether an object replaces one of an earlier
+    /// file is only known when files are assembled.
+    pub(crate) items: Vec<Item>,
+    pub(crate) errors: Vec<LoadError>,
+    /// Documents that are, or may be, Gateways and did not load.
+    pub(crate) unloaded_gateways: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Item {
+    Warning(LoadWarning),
+    Object(DocRef, Object),
+}
+
+/// Parses one file: `*.json` as JSON, anything else as YAML.
+pub(crate) fn parse_file(name: &str, text: &str) -> ParsedFile {
+    let mut loader = Loader::default();
+    if name.to_ascii_lowercase().ends_with(".json") {
+        loader.load_json(name, text);
+    } else {
+        loader.load_yaml(name, text);
+    }
+    loader.file
+}
+
+/// Puts parsed files together in order: errors, warnings, and a warning for each object that
+/// replaces an earlier one of the same kind and name.
+#[derive(Default)]
+pub(crate) struct Assembler {
+    pub(crate) report: LoadReport,
+    /// Where each object came from, to report replacements.
+    origins: BTreeMap<(Kind, ObjKey), DocRef>,
+}
+
+impl Assembler {
+    pub(crate) fn file_errors(&mut self, file: &ParsedFile) {
+        self.report.errors.extend(file.errors.iter().cloned());
+        self.report
+            .snapshot
+            .unloaded_gateways
+            .extend(file.unloaded_gateways.iter().cloned());
+    }
+
+    /// Records an object (the caller puts it in the snapshot, or not).
+    pub(crate) fn object(&mut self, at: DocRef, obj: &Object) {
+        if let Some(earlier) = self.origins.insert(identity(obj), at.clone()) {
+            self.report.warnings.push(LoadWarning {
+                at,
+                message: format!(
+                    "replaces the object of the same kind and name from {}: document {}",
+                    earlier.file, earlier.document
+                ),
+            });
+        }
+    }
 }
 
 #[derive(Default)]
 struct Loader {
-    report: LoadReport,
-    /// Where each loaded object came from, to report replacements.
-    origins: BTreeMap<(&'static str, ObjKey), DocRef>,
+    file: ParsedFile,
 }
 
 impl Loader {
@@ -299,11 +424,11 @@ impl Loader {
         if text.contains(SLUICE_API_GROUP) {
             self.gateway_not_loaded(&at);
         }
-        self.report.errors.push(LoadError::Syntax { at, message });
+        self.file.errors.push(LoadError::Syntax { at, message });
     }
 
     fn gateway_not_loaded(&mut self, at: &DocRef) {
-        self.report.snapshot.unloaded_gateways.push(at.to_string());
+        self.file.unloaded_gateways.push(at.to_string());
     }
 
     fn load_json(&mut self, file: &str, text: &str) {
@@ -343,7 +468,7 @@ impl Loader {
             return;
         }
         let Some(map) = value.as_object() else {
-            self.report.errors.push(LoadError::Decode {
+            self.file.errors.push(LoadError::Decode {
                 at,
                 field: String::new(),
                 message: "expected a Kubernetes object (a mapping with apiVersion and kind)"
@@ -364,7 +489,7 @@ impl Loader {
             if may_be_gateway {
                 self.gateway_not_loaded(&at);
             }
-            self.report.errors.push(LoadError::Decode {
+            self.file.errors.push(LoadError::Decode {
                 at,
                 field: String::new(),
                 message: "apiVersion and kind must be set".to_owned(),
@@ -381,7 +506,7 @@ impl Loader {
             if may_be_gateway {
                 self.gateway_not_loaded(&at);
             }
-            self.report.errors.push(LoadError::Decode {
+            self.file.errors.push(LoadError::Decode {
                 at,
                 field: String::new(),
                 message: format!("{}; the document is not loaded", too_deep()),
@@ -405,7 +530,7 @@ impl Loader {
             }
             (_, "Gateway") if may_be_gateway => {
                 self.gateway_not_loaded(&at);
-                self.report.errors.push(LoadError::Decode {
+                self.file.errors.push(LoadError::Decode {
                     field: "apiVersion".to_owned(),
                     message: format!(
                         "{api_version} is not a version sluice reads (sluice.dev/v1alpha1)"
@@ -424,10 +549,10 @@ impl Loader {
                 .decode::<Secret>(&at, value)
                 .map(|s| Object::Secret(merge_string_data(s))),
             _ => {
-                self.report.warnings.push(LoadWarning {
+                self.file.items.push(Item::Warning(LoadWarning {
                     at,
                     message: format!("{api_version} {kind} is not read by sluice; skipped"),
-                });
+                }));
                 return;
             }
         };
@@ -452,7 +577,7 @@ impl Loader {
                 }
             }
             None | Some(Value::Null) => {}
-            Some(_) => self.report.errors.push(LoadError::Decode {
+            Some(_) => self.file.errors.push(LoadError::Decode {
                 at: DocRef {
                     object: Some("List".to_owned()),
                     ..at
@@ -480,16 +605,16 @@ impl Loader {
         match result {
             Ok(obj) => {
                 for field in ignored {
-                    self.report.warnings.push(LoadWarning {
+                    self.file.items.push(Item::Warning(LoadWarning {
                         at: at.clone(),
                         message: format!("{field}: unknown field, ignored"),
-                    });
+                    }));
                 }
                 Some(obj)
             }
             Err(e) => {
                 let field = e.path().to_string();
-                self.report.errors.push(LoadError::Decode {
+                self.file.errors.push(LoadError::Decode {
                     at: at.clone(),
                     field: if field == "." { String::new() } else { field },
                     message: e.into_inner().to_string(),
@@ -500,17 +625,7 @@ impl Loader {
     }
 
     fn apply(&mut self, at: DocRef, obj: Object) {
-        let id = identity(&obj);
-        if let Some(earlier) = self.origins.insert(id, at.clone()) {
-            self.report.warnings.push(LoadWarning {
-                at,
-                message: format!(
-                    "replaces the object of the same kind and name from {}: document {}",
-                    earlier.file, earlier.document
-                ),
-            });
-        }
-        self.report.snapshot.apply(obj);
+        self.file.items.push(Item::Object(at, obj));
     }
 }
 
@@ -575,15 +690,16 @@ fn format_path(path: &serde_ignored::Path<'_>) -> String {
     }
 }
 
-fn identity(obj: &Object) -> (&'static str, ObjKey) {
+/// Kind, namespace and name of an object.
+pub fn identity(obj: &Object) -> (Kind, ObjKey) {
     match obj {
-        Object::Gateway(o) => ("Gateway", ObjKey::of(o)),
-        Object::IngressRoute(o) => ("IngressRoute", ObjKey::of(o)),
-        Object::Delegation(o) => ("TLSCertificateDelegation", ObjKey::of(o)),
-        Object::Service(o) => ("Service", ObjKey::of(o)),
-        Object::Endpoints(o) => ("Endpoints", ObjKey::of(o)),
-        Object::EndpointSlice(o) => ("EndpointSlice", ObjKey::of(o)),
-        Object::Secret(o) => ("Secret", ObjKey::of(o)),
+        Object::Gateway(o) => (Kind::Gateway, ObjKey::of(o)),
+        Object::IngressRoute(o) => (Kind::IngressRoute, ObjKey::of(o)),
+        Object::Delegation(o) => (Kind::TLSCertificateDelegation, ObjKey::of(o)),
+        Object::Service(o) => (Kind::Service, ObjKey::of(o)),
+        Object::Endpoints(o) => (Kind::Endpoints, ObjKey::of(o)),
+        Object::EndpointSlice(o) => (Kind::EndpointSlice, ObjKey::of(o)),
+        Object::Secret(o) => (Kind::Secret, ObjKey::of(o)),
     }
 }
 

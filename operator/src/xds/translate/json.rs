@@ -80,6 +80,18 @@ fn list_json<T: Message + Name>(list: &[Resource<T>]) -> Result<Value, JsonError
 
 /// One message in Envoy's JSON form.
 pub fn message_to_json<T: Message + Name>(message: &T) -> Result<Value, JsonError> {
+    let dynamic = to_dynamic(message)?;
+    dynamic
+        .serialize_with_options(serde_json::value::Serializer, &serialize_options())
+        .map_err(|e| JsonError::Render {
+            type_name: T::full_name(),
+            message: e.to_string(),
+        })
+}
+
+/// A message re-read through its descriptor: serialising it (with [`serialize_options`]) with
+/// any serde serializer gives Envoy's JSON form. `render` streams it.
+pub fn to_dynamic<T: Message + Name>(message: &T) -> Result<DynamicMessage, JsonError> {
     let pool = POOL
         .as_ref()
         .map_err(|e| JsonError::Descriptors(e.clone()))?;
@@ -87,23 +99,21 @@ pub fn message_to_json<T: Message + Name>(message: &T) -> Result<Value, JsonErro
     let descriptor = pool
         .get_message_by_name(&type_name)
         .ok_or_else(|| JsonError::UnknownType(type_name.clone()))?;
-    let dynamic =
-        DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).map_err(|e| {
-            JsonError::Decode {
-                type_name: type_name.clone(),
-                message: e.to_string(),
-            }
-        })?;
-    let options = SerializeOptions::new().use_proto_field_name(true);
-    dynamic
-        .serialize_with_options(serde_json::value::Serializer, &options)
-        .map_err(|e| JsonError::Render {
+    DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).map_err(|e| {
+        JsonError::Decode {
             type_name,
             message: e.to_string(),
-        })
+        }
+    })
 }
 
-fn redacted(s: &Secret) -> Secret {
+/// Proto field names, as Envoy's own JSON form uses.
+pub fn serialize_options() -> SerializeOptions {
+    SerializeOptions::new().use_proto_field_name(true)
+}
+
+/// A Secret as `render` shows it: with [`REDACTED`] in place of a private key.
+pub fn redacted(s: &Secret) -> Secret {
     let mut s = s.clone();
     if let Some(secret::Type::TlsCertificate(cert)) = &mut s.r#type
         && cert.private_key.is_some()

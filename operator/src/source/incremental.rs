@@ -1,0 +1,388 @@
+//! A manifest directory kept parsed per file, for `sluice standalone`: a reload stats every
+//! file, re-reads and re-parses only those that changed, and returns the change to the snapshot
+//! as a [`FileDelta`] (objects upserted and removed), with the warnings and errors of the whole
+//! directory exactly as [`load_dir`](super::files::load_dir) gives them.
+//!
+//! A file counts as unchanged when its size, modification and change times, device and inode
+//! are those of the last read, and those times are older than the read by more than
+//! [`RACY_WINDOW`]. Within that window a write in the same clock tick could leave every stamp
+//! equal, so the file is read again and its content hash decides (git's "racy clean" rule).
+//!
+//! The delta is relative to the last state the caller [`accept`](IncrementalLoader::accept)ed:
+//! a caller that keeps its last good configuration when the directory has errors simply does
+//! not accept, and the next delta still covers every change since.
+//!
+//! [`load_dir`](super::files::load_dir) stays the from-scratch reference: after any sequence of
+//! reloads, the accepted deltas applied in order give its snapshot (a test checks this on random
+//! edit sequences). Tenant bounds are those of the parser: files are parsed by the same code.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use super::files::{
+    Assembler, FileDelta, Item, Kind, LoadError, LoadWarning, ParsedFile, collect_manifest_paths,
+    identity, parse_file,
+};
+use crate::snapshot::ObjKey;
+
+/// Files whose times are this close to (or after) the last read are hashed, not trusted.
+pub const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+type Id = (Kind, ObjKey);
+
+/// Which parse of which file, and which item of it: changes whenever the object may have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Version {
+    generation: u64,
+    item: usize,
+}
+
+/// What a stat tells about a file: equal stamps mean an unchanged file outside the racy window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    dev: u64,
+    ino: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+
+    /// The later of the two times, as a `SystemTime` (before the epoch counts as the epoch).
+    fn latest(&self) -> SystemTime {
+        let at = |(s, ns): (i64, i64)| {
+            SystemTime::UNIX_EPOCH
+                + Duration::new(
+                    u64::try_from(s).unwrap_or(0),
+                    u32::try_from(ns).unwrap_or(0),
+                )
+        };
+        at(self.mtime).max(at(self.ctime))
+    }
+}
+
+struct CachedFile {
+    /// `None` when the file could not be stat'ed: it is read again on every reload.
+    stamp: Option<Stamp>,
+    /// When the file was last read.
+    read_at: SystemTime,
+    hash: Option<[u8; 32]>,
+    generation: u64,
+    content: Content,
+}
+
+enum Content {
+    Parsed(ParsedFile),
+    /// The file could not be read (it may hold a Gateway: fail closed).
+    Unreadable(LoadError),
+}
+
+/// What one reload found.
+#[derive(Debug, Default)]
+pub struct Reload {
+    /// The change since the last accepted reload.
+    pub delta: FileDelta,
+    /// Warnings and errors of the whole directory, as [`load_dir`](super::files::load_dir)
+    /// reports them.
+    pub warnings: Vec<LoadWarning>,
+    pub errors: Vec<LoadError>,
+    /// The snapshot's new [`unloaded_gateways`](crate::snapshot::ClusterSnapshot::unloaded_gateways).
+    pub unloaded_gateways: Vec<String>,
+    /// Files read and parsed anew by this reload.
+    pub reparsed: usize,
+}
+
+impl Reload {
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// A manifest directory (or one file), parsed per file. See the module documentation.
+pub struct IncrementalLoader {
+    root: PathBuf,
+    files: BTreeMap<PathBuf, CachedFile>,
+    /// For every object, the files that hold it and the index of its last item there. The
+    /// last file in path order wins, as in `load_dir`.
+    holders: HashMap<Id, BTreeMap<PathBuf, usize>>,
+    /// The winner of every object as of the last accepted reload.
+    baseline: HashMap<Id, Version>,
+    /// Objects whose files changed since the last accepted reload.
+    dirty: BTreeSet<Id>,
+    next_generation: u64,
+}
+
+impl IncrementalLoader {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            files: BTreeMap::new(),
+            holders: HashMap::new(),
+            baseline: HashMap::new(),
+            dirty: BTreeSet::new(),
+            next_generation: 0,
+        }
+    }
+
+    /// Re-reads what changed. Fails, changing nothing, only when the root cannot be read.
+    pub fn reload(&mut self) -> Result<Reload, LoadError> {
+        let mut walk_errors = Vec::new();
+        let mut paths = Vec::new();
+        if self.root.is_file() {
+            paths.push(self.root.clone());
+        } else {
+            let top = std::fs::read_dir(&self.root).map_err(|e| LoadError::Read {
+                path: self.root.display().to_string(),
+                message: e.to_string(),
+            })?;
+            collect_manifest_paths(&self.root, top, &mut paths, &mut walk_errors);
+            paths.sort();
+        }
+
+        let mut reparsed = 0;
+        let present: BTreeSet<&PathBuf> = paths.iter().collect();
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            if let Some(old) = self.files.remove(&path) {
+                self.forget(&path, &old);
+            }
+        }
+        for path in &paths {
+            if self.refresh(path) {
+                reparsed += 1;
+            }
+        }
+
+        let delta = self.delta();
+        let mut reload = self.report(walk_errors);
+        reload.delta = delta;
+        reload.reparsed = reparsed;
+        Ok(reload)
+    }
+
+    /// Takes the state of the last reload as the base of the next delta.
+    pub fn accept(&mut self) {
+        for id in std::mem::take(&mut self.dirty) {
+            match self.winner(&id) {
+                Some((_, version)) => {
+                    self.baseline.insert(id, version);
+                }
+                None => {
+                    self.baseline.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Brings one file's cache entry up to date; true if it was parsed anew.
+    fn refresh(&mut self, path: &Path) -> bool {
+        let stamp = std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
+        if self
+            .files
+            .get(path)
+            .is_some_and(|c| unchanged(c.stamp, c.read_at, stamp))
+        {
+            return false;
+        }
+        let read_at = SystemTime::now();
+        let (hash, content) = match std::fs::read(path) {
+            Ok(bytes) => {
+                let hash: [u8; 32] = Sha256::digest(&bytes).into();
+                if let Some(cached) = self.files.get_mut(path)
+                    && cached.hash == Some(hash)
+                {
+                    cached.stamp = stamp;
+                    cached.read_at = read_at;
+                    return false;
+                }
+                let name = path.display().to_string();
+                let content = match String::from_utf8(bytes) {
+                    Ok(text) => Content::Parsed(parse_file(&name, &text)),
+                    // `load_dir`'s message for the same file.
+                    Err(_) => Content::Unreadable(read_error(path)),
+                };
+                (Some(hash), content)
+            }
+            Err(e) => (
+                None,
+                Content::Unreadable(LoadError::Read {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                }),
+            ),
+        };
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let file = CachedFile {
+            stamp,
+            read_at,
+            hash,
+            generation,
+            content,
+        };
+        if let Some(old) = self.files.remove(path) {
+            self.forget(path, &old);
+        }
+        if let Content::Parsed(parsed) = &file.content {
+            for (index, item) in parsed.items.iter().enumerate() {
+                if let Item::Object(_, obj) = item {
+                    let id = identity(obj);
+                    self.holders
+                        .entry(id.clone())
+                        .or_default()
+                        .insert(path.to_path_buf(), index);
+                    self.dirty.insert(id);
+                }
+            }
+        }
+        self.files.insert(path.to_path_buf(), file);
+        true
+    }
+
+    /// Drops a file's objects from the holders.
+    fn forget(&mut self, path: &Path, old: &CachedFile) {
+        let Content::Parsed(parsed) = &old.content else {
+            return;
+        };
+        for item in &parsed.items {
+            if let Item::Object(_, obj) = item {
+                let id = identity(obj);
+                if let Some(holders) = self.holders.get_mut(&id) {
+                    holders.remove(path);
+                    if holders.is_empty() {
+                        self.holders.remove(&id);
+                    }
+                }
+                self.dirty.insert(id);
+            }
+        }
+    }
+
+    /// The file and version of the object that wins for `id`.
+    fn winner(&self, id: &Id) -> Option<(&PathBuf, Version)> {
+        let (path, item) = self.holders.get(id)?.last_key_value()?;
+        let generation = self.files.get(path)?.generation;
+        Some((
+            path,
+            Version {
+                generation,
+                item: *item,
+            },
+        ))
+    }
+
+    /// Every dirty object whose winner differs from the baseline.
+    fn delta(&self) -> FileDelta {
+        let mut delta = FileDelta::default();
+        for id in &self.dirty {
+            let before = self.baseline.get(id);
+            match self.winner(id) {
+                Some((path, version)) => {
+                    if before == Some(&version) {
+                        continue;
+                    }
+                    let obj = self.files.get(path).and_then(|f| match &f.content {
+                        Content::Parsed(p) => match p.items.get(version.item) {
+                            Some(Item::Object(_, obj)) => Some(obj.clone()),
+                            _ => None,
+                        },
+                        Content::Unreadable(_) => None,
+                    });
+                    if let Some(obj) = obj {
+                        delta.upserts.push(obj);
+                    }
+                }
+                None => {
+                    if before.is_some() {
+                        delta.removals.push(id.clone());
+                    }
+                }
+            }
+        }
+        delta
+    }
+
+    /// Warnings, errors and unloaded Gateways of the whole directory, in `load_dir`'s order:
+    /// walk errors, unreadable files, then each file's documents in path order.
+    fn report(&self, walk_errors: Vec<LoadError>) -> Reload {
+        let mut errors = walk_errors;
+        for file in self.files.values() {
+            if let Content::Unreadable(e) = &file.content {
+                errors.push(e.clone());
+            }
+        }
+        let mut unloaded_gateways: Vec<String> = errors
+            .iter()
+            .filter_map(|e| match e {
+                LoadError::Read { path, .. } => Some(path.clone()),
+                LoadError::Syntax { .. } | LoadError::Decode { .. } => None,
+            })
+            .collect();
+        let mut assembler = Assembler::default();
+        for file in self.files.values() {
+            let Content::Parsed(parsed) = &file.content else {
+                continue;
+            };
+            assembler.file_errors(parsed);
+            for item in &parsed.items {
+                match item {
+                    Item::Warning(w) => assembler.report.warnings.push(w.clone()),
+                    Item::Object(at, obj) => assembler.object(at.clone(), obj),
+                }
+            }
+        }
+        let report = assembler.report;
+        errors.extend(report.errors);
+        unloaded_gateways.extend(report.snapshot.unloaded_gateways);
+        Reload {
+            delta: FileDelta::default(),
+            warnings: report.warnings,
+            errors,
+            unloaded_gateways,
+            reparsed: 0,
+        }
+    }
+}
+
+/// Whether a file last read at `read_at` with stamp `before` is surely unchanged now.
+fn unchanged(before: Option<Stamp>, read_at: SystemTime, now: Option<Stamp>) -> bool {
+    match (before, now) {
+        (Some(before), Some(now)) => before == now && now.latest() + RACY_WINDOW < read_at,
+        _ => false,
+    }
+}
+
+/// The error `load_dir` reports for a file it cannot read as text.
+fn read_error(path: &Path) -> LoadError {
+    let message = match std::fs::read_to_string(path) {
+        Err(e) => e.to_string(),
+        Ok(_) => "the file changed while it was read".to_owned(),
+    };
+    LoadError::Read {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+#[cfg(test)]
+#[path = "incremental_tests.rs"]
+mod tests;

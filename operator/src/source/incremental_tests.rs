@@ -1,0 +1,314 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::snapshot::ClusterSnapshot;
+use crate::source::files::load_dir;
+
+/// A small xorshift generator: the sequences are random but repeatable from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        usize::try_from(self.0 % n as u64).unwrap()
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// One random document: objects drawn from a small pool of names so that files collide, and
+/// now and then one that does not load.
+fn document(rng: &mut Rng) -> String {
+    let ns = ["a", "b"][rng.below(2)];
+    let name = rng.below(4);
+    let port = 80 + rng.below(10);
+    match rng.below(24) {
+        0..=7 => format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: s{name}\n  namespace: {ns}\nspec:\n  ports:\n  - port: {port}\n"
+        ),
+        8..=13 => format!(
+            "apiVersion: contour.heptio.com/v1beta1\nkind: IngressRoute\nmetadata:\n  name: r{name}\n  namespace: {ns}\nspec:\n  virtualhost:\n    fqdn: r{name}.example.com\n  routes:\n  - match: /p{port}\n    services:\n    - name: s{name}\n      port: {port}\n"
+        ),
+        14..=16 => format!(
+            "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: s{name}\n  namespace: {ns}\nsubsets:\n- addresses:\n  - ip: 127.0.0.{port}\n  ports:\n  - port: {port}\n"
+        ),
+        17..=19 => format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: Gateway\nmetadata:\n  name: g{name}\n  namespace: {ns}\nspec:\n  ingressClassName: c{port}\n"
+        ),
+        // A Gateway that does not load: fail closed.
+        20 => format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: Gateway\nmetadata:\n  name: g{name}\nspec:\n  rootNamespaces: {port}\n"
+        ),
+        21 => "kind: [unclosed\n".to_owned(),
+        _ => format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{name}\n  namespace: {ns}\n"
+        ),
+    }
+}
+
+fn documents(rng: &mut Rng, count: usize) -> String {
+    (0..count)
+        .map(|_| format!("---\n{}", document(rng)))
+        .collect()
+}
+
+const NAMES: [&str; 9] = [
+    "a.yaml",
+    "b.yml",
+    "c.yaml",
+    "sub/d.yaml",
+    "sub/e.yaml",
+    "sub/deeper/f.yaml",
+    "g.json",
+    "notes.txt",
+    ".hidden.yaml",
+];
+
+/// The multi-document file every sequence keeps editing.
+const ALL: &str = "all.yaml";
+
+fn write(dir: &Path, name: &str, text: &[u8]) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn json_documents(rng: &mut Rng) -> String {
+    let count = 1 + rng.below(3);
+    (0..count)
+        .map(|i| {
+            let port = 80 + rng.below(10);
+            format!(
+                "{{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{{\"name\":\"s{i}\",\"namespace\":\"b\"}},\"spec\":{{\"ports\":[{{\"port\":{port}}}]}}}}\n"
+            )
+        })
+        .collect()
+}
+
+/// One random change to the directory.
+fn mutate(rng: &mut Rng, dir: &Path) -> String {
+    let name = NAMES[rng.below(NAMES.len())];
+    let path = dir.join(name);
+    match rng.below(10) {
+        0..=2 => {
+            let text = if name.ends_with(".json") {
+                json_documents(rng)
+            } else {
+                let count = 1 + rng.below(3);
+                documents(rng, count)
+            };
+            write(dir, name, text.as_bytes());
+            format!("write {name}")
+        }
+        3 => {
+            let _ = std::fs::remove_file(&path);
+            format!("delete {name}")
+        }
+        4 => {
+            let to = NAMES[rng.below(NAMES.len())];
+            if path.exists() {
+                std::fs::create_dir_all(dir.join(to).parent().unwrap()).unwrap();
+                std::fs::rename(&path, dir.join(to)).unwrap();
+            }
+            format!("rename {name} {to}")
+        }
+        5 => {
+            // Same size, same modification time: only the content hash tells.
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                return format!("(no {name} to edit)");
+            };
+            let Some(at) = text.find(|c: char| c.is_ascii_digit()) else {
+                return format!("(nothing to edit in {name})");
+            };
+            let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+            let mut bytes = text.into_bytes();
+            bytes[at] = b'0' + u8::try_from(rng.below(10)).unwrap();
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            use std::io::Write as _;
+            (&file).write_all(&bytes).unwrap();
+            file.set_modified(mtime).unwrap();
+            format!("edit in place {name}")
+        }
+        6 if rng.chance(30) => {
+            write(dir, name, b"kind: Gateway\n\xff\xfe\n");
+            format!("not UTF-8 {name}")
+        }
+        _ => {
+            // Change, add or drop one document of the multi-document file.
+            let text = std::fs::read_to_string(dir.join(ALL)).unwrap_or_default();
+            let mut docs: Vec<String> = text
+                .split("---\n")
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect();
+            match rng.below(3) {
+                0 if !docs.is_empty() => {
+                    let at = rng.below(docs.len());
+                    docs[at] = document(rng);
+                }
+                1 if !docs.is_empty() => {
+                    docs.remove(rng.below(docs.len()));
+                }
+                _ => docs.push(document(rng)),
+            }
+            let text: String = docs.iter().map(|d| format!("---\n{d}")).collect();
+            write(dir, ALL, text.as_bytes());
+            format!("edit {ALL}")
+        }
+    }
+}
+
+fn same_snapshot(a: &ClusterSnapshot, b: &ClusterSnapshot) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+#[test]
+fn random_edit_sequences_give_the_from_scratch_snapshot_after_every_step() {
+    let mut compared = 0;
+    let mut with_errors = 0;
+    for seed in 1..=12u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491));
+        write(dir.path(), ALL, documents(&mut rng, 8).as_bytes());
+        let mut loader = IncrementalLoader::new(dir.path());
+        let mut served = ClusterSnapshot::default();
+        let mut steps = Vec::new();
+        for step in 0..80 {
+            if step > 0 {
+                steps.push(mutate(&mut rng, dir.path()));
+            }
+            let reference = load_dir(dir.path()).unwrap();
+            let reload = loader.reload().unwrap();
+            let context = || format!("seed {seed}, steps {steps:?}");
+            assert_eq!(reload.errors, reference.errors, "{}", context());
+            with_errors += usize::from(!reload.is_clean());
+            assert_eq!(reload.warnings, reference.warnings, "{}", context());
+            assert_eq!(
+                reload.unloaded_gateways,
+                reference.snapshot.unloaded_gateways,
+                "{}",
+                context()
+            );
+            // A caller may skip a change (standalone does when it has errors): the next
+            // delta must still cover it.
+            if rng.chance(75) {
+                compared += 1;
+                let unloaded = reload.unloaded_gateways;
+                reload.delta.apply_to(&mut served);
+                served.unloaded_gateways = unloaded;
+                loader.accept();
+                assert!(
+                    same_snapshot(&served, &reference.snapshot),
+                    "{}\nincremental: {served:#?}\nfrom scratch: {:#?}",
+                    context(),
+                    reference.snapshot
+                );
+            }
+        }
+    }
+    println!("{compared} comparisons, {with_errors} steps with errors");
+    // The sequences exercise both clean and broken directories.
+    assert!(compared > 600, "{compared}");
+    assert!(with_errors > 100 && with_errors < 900, "{with_errors}");
+}
+
+#[test]
+fn equal_stamps_are_trusted_only_outside_the_racy_window() {
+    let stamp = Stamp {
+        len: 10,
+        mtime: (1_000, 5),
+        ctime: (1_000, 5),
+        dev: 1,
+        ino: 2,
+    };
+    let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    assert!(unchanged(Some(stamp), at(1_003), Some(stamp)));
+    // Read within the window: a write in the same clock tick could leave the stamp equal.
+    assert!(!unchanged(Some(stamp), at(1_001), Some(stamp)));
+    let other = Stamp { ino: 3, ..stamp };
+    assert!(!unchanged(Some(stamp), at(1_003), Some(other)));
+    assert!(!unchanged(None, at(1_003), None));
+}
+
+#[test]
+fn only_changed_files_are_parsed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(7);
+    for name in ["a.yaml", "b.yaml", "c.yaml"] {
+        write(dir.path(), name, documents(&mut rng, 3).as_bytes());
+    }
+    let mut loader = IncrementalLoader::new(dir.path());
+    let first = loader.reload().unwrap();
+    assert_eq!(first.reparsed, 3);
+    loader.accept();
+
+    let again = loader.reload().unwrap();
+    assert_eq!(again.reparsed, 0);
+    assert!(again.delta.is_empty(), "{:?}", again.delta);
+
+    let route = "apiVersion: contour.heptio.com/v1beta1\nkind: IngressRoute\nmetadata:\n  name: only\n  namespace: x\nspec:\n  routes: []\n";
+    write(dir.path(), "b.yaml", route.as_bytes());
+    let edited = loader.reload().unwrap();
+    assert_eq!(edited.reparsed, 1);
+    assert!(
+        edited
+            .delta
+            .upserts
+            .iter()
+            .any(|o| identity(o) == (Kind::IngressRoute, ObjKey::new("x", "only"))),
+        "{:?}",
+        edited.delta
+    );
+    loader.accept();
+
+    std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+    let removed = loader.reload().unwrap();
+    assert_eq!(removed.reparsed, 0);
+    assert_eq!(
+        removed.delta.removals,
+        vec![(Kind::IngressRoute, ObjKey::new("x", "only"))]
+    );
+}
+
+#[test]
+fn a_delta_that_was_not_accepted_is_carried_into_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = |name: &str| format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n");
+    write(dir.path(), "a.yaml", svc("one").as_bytes());
+    let mut loader = IncrementalLoader::new(dir.path());
+    assert_eq!(loader.reload().unwrap().delta.upserts.len(), 1);
+    loader.accept();
+    write(dir.path(), "a.yaml", svc("two").as_bytes());
+    let skipped = loader.reload().unwrap();
+    assert_eq!(skipped.delta.upserts.len(), 1);
+    assert_eq!(skipped.delta.removals.len(), 1);
+    // Not accepted: a later reload still carries the whole change.
+    write(dir.path(), "b.yaml", svc("three").as_bytes());
+    let next = loader.reload().unwrap();
+    let mut names: Vec<String> = next
+        .delta
+        .upserts
+        .iter()
+        .map(|o| identity(o).1.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["three", "two"]);
+    assert_eq!(
+        next.delta.removals,
+        vec![(Kind::Service, ObjKey::new("default", "one"))]
+    );
+}
+
+#[test]
+fn a_missing_root_fails_like_load_dir() {
+    let mut loader = IncrementalLoader::new("/nonexistent/sluice-manifests");
+    let err = loader.reload().unwrap_err();
+    assert_eq!(
+        err,
+        load_dir(Path::new("/nonexistent/sluice-manifests")).unwrap_err()
+    );
+}
