@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print the CRD YAML (IngressRoute, TLSCertificateDelegation, Gateway).
-    Crds,
+    Crds(CrdsArgs),
     /// Print an Envoy bootstrap (JSON) pointing at Sluice's xDS server.
     Bootstrap(BootstrapArgs),
     /// Run without a cluster: serve a directory of manifests to one Envoy per Gateway, applying
@@ -33,6 +33,14 @@ pub enum Command {
     /// Load a directory of manifests once and print, per Gateway, the status of every
     /// IngressRoute and the xDS resources it would serve.
     Render(RenderArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CrdsArgs {
+    /// Print instead the `traefik.io/v1alpha1` CRDs (IngressRoute, IngressRouteTCP, Middleware,
+    /// TraefikService, TLSOption, TLSStore, ServersTransport), for clusters without Traefik's.
+    #[arg(long)]
+    pub traefik: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -253,8 +261,12 @@ pub enum OutputFormat {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Crds => {
-            print!("{}", crate::api::crds_yaml()?);
+        Command::Crds(args) => {
+            if args.traefik {
+                print!("{}", crate::api::traefik::crds_yaml()?);
+            } else {
+                print!("{}", crate::api::crds_yaml()?);
+            }
             Ok(())
         }
         Command::Bootstrap(args) => {
