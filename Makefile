@@ -38,9 +38,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## crds: regenerate crds/sluice-crds.yaml from the API types, and its copies in config/ and olm/
+## crds: regenerate crds/sluice-crds.yaml from the API types, and its copies in config/ and olm/;
+## also crds/traefik-crds.yaml (`sluice crds --traefik`, for clusters without Traefik's CRDs)
 crds:
 	$(CARGO) run -q -p sluice -- crds > crds/sluice-crds.yaml
+	$(CARGO) run -q -p sluice -- crds --traefik > crds/traefik-crds.yaml
 	$(PYTHON) hack/sync-crds.py
 
 ## golden: regenerate operator/tests/golden/*.json from examples/ (review the diff!)

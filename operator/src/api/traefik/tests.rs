@@ -309,3 +309,15 @@ fn traefik_io_wins_over_the_legacy_group() {
         ]
     );
 }
+
+#[test]
+fn checked_in_traefik_crds_match_generated() {
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds/traefik-crds.yaml");
+    let checked_in = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        checked_in == crds_yaml().unwrap(),
+        "crds/traefik-crds.yaml differs from `sluice crds --traefik`; regenerate it with \
+         `make crds`"
+    );
+}
