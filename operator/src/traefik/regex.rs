@@ -9,9 +9,10 @@
 //! are refused too, so the checker never accepts what it cannot read. Size is bounded by
 //! [`MAX_PATTERN`] and an estimate of the compiled program ([`MAX_COST`]).
 //!
-//! Envoy's default runtime refuses RE2 programs larger than 100 (`re2.max_program_size.
-//! error_level`); the bootstrap of an instance serving Traefik routes must raise it (Sluice's
-//! own bound here is what keeps regexes small).
+//! Envoy 1.40 sets no default RE2 program size limit (`re2.max_program_size.error_level`; older
+//! releases refused programs above 100): a bootstrap that sets one must set it above what
+//! [`MAX_COST`] lets through (`operator/tests/traefik_envoy.rs` checks both). Sluice's own bound
+//! is what keeps regexes small.
 
 use regex_syntax::ast::{self, Ast};
 use regex_syntax::hir::{self, Hir, HirKind, Look};
