@@ -67,6 +67,11 @@ fn envoy_accepts(routes: Vec<Value>, program_size_limit: Option<u64>) -> (bool, 
             "re2": {"max_program_size": {"error_level": limit}}
         }}]});
     }
+    validate(&bootstrap)
+}
+
+/// `envoy --mode validate` on a bootstrap: whether Envoy accepts it, and what it said.
+fn validate(bootstrap: &Value) -> (bool, String) {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("sluice-traefik-{}-{n}.json", std::process::id()));
@@ -172,5 +177,71 @@ fn envoys_program_size_limit_applies_only_when_set() {
     assert!(
         !ok,
         "a program size limit of 10 accepted the pattern:\n{out}"
+    );
+}
+
+#[test]
+fn envoy_accepts_every_cipher_suite_and_curve_name_of_a_tls_option() {
+    use sluice::api::traefik::TLSOptionSpec;
+    let spec: TLSOptionSpec = serde_json::from_value(json!({
+        "minVersion": "VersionTLS10", "maxVersion": "VersionTLS13",
+        "cipherSuites": [
+            "TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_RSA_WITH_AES_256_CBC_SHA",
+            "TLS_RSA_WITH_AES_128_GCM_SHA256", "TLS_RSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+            "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"
+        ],
+        "curvePreferences": ["CurveP256", "CurveP384", "CurveP521", "X25519", "X25519MLKEM768"]
+    }))
+    .unwrap();
+    let m = sluice::traefik::tls::build(&spec).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["a.example.com".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let bootstrap = json!({
+        "static_resources": {"listeners": [{
+            "name": "tls",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+            "filter_chains": [{
+                "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                    "common_tls_context": {
+                        "tls_params": {
+                            "tls_minimum_protocol_version": m.min_version.envoy(),
+                            "tls_maximum_protocol_version": m.max_version.unwrap().envoy(),
+                            "cipher_suites": m.cipher_suites,
+                            "ecdh_curves": m.ecdh_curves
+                        },
+                        "alpn_protocols": m.alpn_protocols,
+                        "tls_certificates": [{
+                            "certificate_chain": {"inline_string": cert.pem()},
+                            "private_key": {"inline_string": key.serialize_pem()}
+                        }]
+                    }
+                }},
+                "filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                    "stat_prefix": "t", "cluster": "c"}}]
+            }]
+        }],
+        "clusters": [{"name": "c", "type": "STATIC", "load_assignment": {"cluster_name": "c",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address":
+                {"address": "127.0.0.1", "port_value": 1}}}}]}]}}]}
+    });
+    let (ok, out) = validate(&bootstrap);
+    assert!(ok, "Envoy refused the TLS option's names:\n{out}");
+    let mut bad = bootstrap.clone();
+    bad["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]["typed_config"]
+        ["common_tls_context"]["tls_params"]["cipher_suites"] = json!(["NOT-A-CIPHER"]);
+    // Validation does build the TLS context: an unknown name is refused. (BoringSSL also accepts
+    // the standard names Go uses; Sluice sends the OpenSSL-style ones Envoy documents.)
+    assert!(
+        !validate(&bad).0,
+        "Envoy accepted an unknown cipher suite name"
     );
 }

@@ -14,6 +14,7 @@ pub mod middleware;
 pub mod regex;
 pub mod rule;
 pub mod tcp;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;
