@@ -341,9 +341,12 @@ fn leaves(call: &Call, syntax: Syntax, protocol: Protocol) -> Result<Expr<Locate
             let key = query_text(&args[0]).map_err(|m| fail(format!("{name}: the key {m}")))?;
             let value = match (name, args.get(1)) {
                 (_, None) => ValueMatch::Exact(String::new()),
-                ("Query", Some(v)) => ValueMatch::Exact(
-                    query_text(v).map_err(|m| fail(format!("{name}: the value {m}")))?,
-                ),
+                ("Query", Some(v)) => {
+                    nonempty(v)?;
+                    ValueMatch::Exact(
+                        query_text(v).map_err(|m| fail(format!("{name}: the value {m}")))?,
+                    )
+                }
                 (_, Some(v)) => {
                     nonempty(v)?;
                     ValueMatch::Regex(regex::check(v).map_err(|m| fail(format!("{name}: {m}")))?)

@@ -112,6 +112,7 @@ fn headers_query_method_client_ip() {
         StringMatch::Exact(String::new())
     );
     assert!(refused("Header(`Host`, `a`)", Syntax::V3).contains("Host()"));
+    assert!(refused("Query(`a`, ``)", Syntax::V3).contains("empty argument"));
     assert!(refused("Header(`X-A`, `a\nb`)", Syntax::V3).contains("visible"));
 }
 
