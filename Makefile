@@ -42,9 +42,11 @@ lint:
 chart-readme: $(VENV)/.installed
 	$(VENV_PY) hack/chart-readme.py
 
-## crds: regenerate crds/sluice-crds.yaml from the API types, and its copies in config/ and olm/
+## crds: regenerate crds/sluice-crds.yaml from the API types, and its copies in config/ and olm/;
+## also crds/traefik-crds.yaml (`sluice crds --traefik`, for clusters without Traefik's CRDs)
 crds:
 	$(CARGO) run -q -p sluice -- crds > crds/sluice-crds.yaml
+	$(CARGO) run -q -p sluice -- crds --traefik > crds/traefik-crds.yaml
 	$(PYTHON) hack/sync-crds.py
 
 ## monitoring: after editing config/monitoring/sluice-dashboard.json or prometheusrule.yaml, update

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print the CRD YAML (IngressRoute, TLSCertificateDelegation, Gateway).
-    Crds,
+    Crds(CrdsArgs),
     /// Print an Envoy bootstrap (JSON) pointing at Sluice's xDS server.
     Bootstrap(BootstrapArgs),
     /// Run without a cluster: serve a directory of manifests to one Envoy per Gateway, applying
@@ -42,6 +42,14 @@ pub struct CompletionsArgs {
     /// The shell to complete in.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CrdsArgs {
+    /// Print instead the `traefik.io/v1alpha1` CRDs (IngressRoute, IngressRouteTCP, Middleware,
+    /// TraefikService, TLSOption, TLSStore, ServersTransport), for clusters without Traefik's.
+    #[arg(long)]
+    pub traefik: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -281,8 +289,12 @@ pub enum OutputFormat {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Crds => {
-            print!("{}", crate::api::crds_yaml()?);
+        Command::Crds(args) => {
+            if args.traefik {
+                print!("{}", crate::api::traefik::crds_yaml()?);
+            } else {
+                print!("{}", crate::api::crds_yaml()?);
+            }
             Ok(())
         }
         Command::Bootstrap(args) => {

@@ -19,4 +19,5 @@ pub mod snapshot;
 pub mod source;
 pub mod standalone;
 pub mod telemetry;
+pub mod traefik;
 pub mod xds;

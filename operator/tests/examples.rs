@@ -72,7 +72,8 @@ fn every_example_ingressroute_deserializes_strictly() {
     let mut count = 0;
     for file in example_files() {
         for (index, doc) in documents(&file).into_iter().enumerate() {
-            if doc["kind"] != "IngressRoute" {
+            // Traefik's IngressRoutes (examples/traefik) are checked by traefik_examples.rs.
+            if doc["kind"] != "IngressRoute" || doc["apiVersion"] != "contour.heptio.com/v1beta1" {
                 continue;
             }
             count += 1;

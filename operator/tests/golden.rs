@@ -40,12 +40,13 @@ fn invalid_dir() -> PathBuf {
     golden_dir().join("invalid")
 }
 
-/// Every directory directly under `examples/`, sorted.
+/// Every directory directly under `examples/`, sorted; not `examples/traefik`, whose objects
+/// Sluice does not serve yet (`traefik_examples.rs` checks them).
 fn example_groups() -> Vec<(String, PathBuf)> {
     let mut groups: Vec<(String, PathBuf)> = std::fs::read_dir(repo_root().join("examples"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && !p.ends_with("traefik"))
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), p))
         .collect();
     groups.sort();

@@ -4,6 +4,7 @@
 
 pub mod gateway;
 pub mod ingressroute;
+pub mod traefik;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,

@@ -1,0 +1,20 @@
+//! Traefik's CRD dialect, the pure part: the rule grammar ([`rule`], [`matcher`]), the
+//! translation of a rule into Envoy-expressible route matches ([`matches`], [`tcp`]), regex
+//! checks ([`regex`]), durations ([`duration`]) and the Middleware model ([`middleware`]).
+//!
+//! Nothing here reads the cluster or builds Envoy resources: every function is a pure function
+//! of the decoded objects (`crate::api::traefik`), returning either a typed model or a message
+//! that names the field and the part of the value that is refused. Nothing is wired into the
+//! DAG yet.
+
+pub mod duration;
+pub mod matcher;
+pub mod matches;
+pub mod middleware;
+pub mod regex;
+pub mod rule;
+pub mod tcp;
+pub mod tls;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,413 @@
+//! Regular expressions written for Traefik (Go's `regexp`, RE2 syntax, unanchored search) and
+//! sent to Envoy (RE2, full match).
+//!
+//! A pattern is accepted only if it is in the syntax both engines share: it parses with
+//! `regex-syntax` (whose syntax is a superset of most of RE2's) and uses none of the constructs
+//! RE2 lacks (class set operations, nested classes, `\u` escapes, the `x`/`u`/`R` flags,
+//! `\b{start}`-style assertions, repetition counts above 1000, Unicode properties other than
+//! general categories and common scripts). Go constructs `regex-syntax` lacks (`\Q…\E`, `\C`)
+//! are refused too, so the checker never accepts what it cannot read. Size is bounded by
+//! [`MAX_PATTERN`] and an estimate of the compiled program ([`MAX_COST`]).
+//!
+//! Envoy 1.40 sets no default RE2 program size limit (`re2.max_program_size.error_level`; older
+//! releases refused programs above 100): a bootstrap that sets one must set it above what
+//! [`MAX_COST`] lets through (`operator/tests/traefik_envoy.rs` checks both). Sluice's own bound
+//! is what keeps regexes small.
+
+use regex_syntax::ast::{self, Ast};
+use regex_syntax::hir::{self, Hir, HirKind, Look};
+
+/// Longest pattern accepted, in bytes.
+pub const MAX_PATTERN: usize = 1024;
+/// Deepest nesting of groups and classes.
+const NEST_LIMIT: u32 = 32;
+/// RE2's limit on a repetition count.
+const RE2_MAX_REPEAT: u32 = 1000;
+/// Bound on [`cost`], a rough size of the compiled program.
+pub const MAX_COST: u64 = 5000;
+
+/// Unicode property names RE2 knows, besides one-letter categories.
+const RE2_UNICODE: &[&str] = &[
+    "Any",
+    "Cc",
+    "Cf",
+    "Co",
+    "Cs",
+    "Ll",
+    "Lm",
+    "Lo",
+    "Lt",
+    "Lu",
+    "Mc",
+    "Me",
+    "Mn",
+    "Nd",
+    "Nl",
+    "No",
+    "Pc",
+    "Pd",
+    "Pe",
+    "Pf",
+    "Pi",
+    "Po",
+    "Ps",
+    "Sc",
+    "Sk",
+    "Sm",
+    "So",
+    "Zl",
+    "Zp",
+    "Zs",
+    "Arabic",
+    "Armenian",
+    "Cyrillic",
+    "Devanagari",
+    "Georgian",
+    "Greek",
+    "Han",
+    "Hangul",
+    "Hebrew",
+    "Hiragana",
+    "Katakana",
+    "Latin",
+    "Thai",
+];
+
+/// A pattern checked to be valid in RE2 and in Go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern {
+    /// As written.
+    pub source: String,
+    /// Every match starts at the start of the text and ends at its end (`^…$`), so Envoy's
+    /// full match and Traefik's search agree without wrapping.
+    pub anchored: bool,
+}
+
+impl Pattern {
+    /// The RE2 regex that, matched against a whole value (Envoy's `safe_regex`), accepts
+    /// exactly the values in which Traefik's search finds a match.
+    pub fn envoy_full_match(&self) -> String {
+        if self.anchored {
+            self.source.clone()
+        } else {
+            format!("(?s:.*)(?:{})(?s:.*)", self.source)
+        }
+    }
+}
+
+/// Checks `source`; the error names the construct and its byte offset in the pattern.
+pub fn check(source: &str) -> Result<Pattern, String> {
+    let hir = parse(source)?;
+    let anchored = hir.properties().look_set_prefix().contains(Look::Start)
+        && hir.properties().look_set_suffix().contains(Look::End);
+    Ok(Pattern {
+        source: source.to_owned(),
+        anchored,
+    })
+}
+
+/// Parses `source` under the shared syntax and returns its HIR.
+pub fn parse(source: &str) -> Result<Hir, String> {
+    if source.len() > MAX_PATTERN {
+        return Err(format!("regex is longer than {MAX_PATTERN} bytes"));
+    }
+    let ast = ast::parse::ParserBuilder::new()
+        .nest_limit(NEST_LIMIT)
+        .build()
+        .parse(source)
+        .map_err(|e| format!("invalid regex: {}", first_line(&e.to_string())))?;
+    ast::visit(&ast, Re2Only)?;
+    let hir = hir::translate::TranslatorBuilder::new()
+        .build()
+        .translate(source, &ast)
+        .map_err(|e| format!("invalid regex: {}", first_line(&e.to_string())))?;
+    let cost = hir::visit(&hir, Cost::default())?;
+    if cost > MAX_COST {
+        return Err(format!(
+            "regex is too complex (estimated size {cost}, limit {MAX_COST}); simplify it"
+        ));
+    }
+    Ok(hir)
+}
+
+/// True when the pattern can match an upper-case ASCII letter only where it would also match
+/// its lower-case form: literals hold no upper-case letters, and each class that holds an
+/// upper-case letter holds its lower-case one too. Such a pattern, made case-insensitive,
+/// accepts a value exactly when the plain pattern accepts the value lower-cased — what Traefik
+/// does with the request host.
+pub fn lower_case_closed(hir: &Hir) -> bool {
+    hir::visit(hir, LowerClosed).is_ok()
+}
+
+fn first_line(s: &str) -> &str {
+    // regex-syntax's messages draw the pattern over several lines; the last line says what.
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+}
+
+/// Refuses AST constructs RE2 does not have.
+struct Re2Only;
+
+fn at(span: &ast::Span, what: &str) -> String {
+    format!(
+        "{what} at byte {} of the regex is not RE2 syntax (Envoy and Traefik use RE2)",
+        span.start.offset
+    )
+}
+
+impl ast::Visitor for Re2Only {
+    type Output = ();
+    type Err = String;
+
+    fn finish(self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn visit_pre(&mut self, node: &Ast) -> Result<(), String> {
+        match node {
+            Ast::Flags(f) => check_flags(&f.flags),
+            Ast::Group(g) => match &g.kind {
+                ast::GroupKind::NonCapturing(flags) => check_flags(flags),
+                _ => Ok(()),
+            },
+            Ast::Repetition(r) => match &r.op.kind {
+                ast::RepetitionKind::Range(range) => {
+                    let n = match *range {
+                        ast::RepetitionRange::Exactly(n) | ast::RepetitionRange::AtLeast(n) => n,
+                        ast::RepetitionRange::Bounded(m, n) => m.max(n),
+                    };
+                    if n > RE2_MAX_REPEAT {
+                        Err(format!(
+                            "repetition count {n} at byte {} of the regex is above RE2's \
+                             limit of {RE2_MAX_REPEAT}",
+                            r.op.span.start.offset
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                }
+                _ => Ok(()),
+            },
+            Ast::Assertion(a) => match a.kind {
+                ast::AssertionKind::StartLine
+                | ast::AssertionKind::EndLine
+                | ast::AssertionKind::StartText
+                | ast::AssertionKind::EndText
+                | ast::AssertionKind::WordBoundary
+                | ast::AssertionKind::NotWordBoundary => Ok(()),
+                _ => Err(at(&a.span, "this word-boundary assertion")),
+            },
+            Ast::Literal(l) => check_literal(l),
+            Ast::ClassUnicode(c) => check_unicode(c),
+            _ => Ok(()),
+        }
+    }
+
+    fn visit_class_set_item_pre(&mut self, item: &ast::ClassSetItem) -> Result<(), String> {
+        match item {
+            ast::ClassSetItem::Bracketed(b) => Err(at(&b.span, "a class nested in a class")),
+            ast::ClassSetItem::Literal(l) => check_literal(l),
+            ast::ClassSetItem::Range(r) => check_literal(&r.start).and(check_literal(&r.end)),
+            ast::ClassSetItem::Unicode(c) => check_unicode(c),
+            _ => Ok(()),
+        }
+    }
+
+    fn visit_class_set_binary_op_pre(&mut self, op: &ast::ClassSetBinaryOp) -> Result<(), String> {
+        Err(at(&op.span, "a class set operation (&&, --, ~~)"))
+    }
+}
+
+fn check_flags(flags: &ast::Flags) -> Result<(), String> {
+    for item in &flags.items {
+        if let ast::FlagsItemKind::Flag(
+            ast::Flag::Unicode | ast::Flag::CRLF | ast::Flag::IgnoreWhitespace,
+        ) = item.kind
+        {
+            return Err(at(&item.span, "this flag (RE2 knows i, m, s and U)"));
+        }
+    }
+    Ok(())
+}
+
+fn check_literal(l: &ast::Literal) -> Result<(), String> {
+    match l.kind {
+        ast::LiteralKind::HexFixed(ast::HexLiteralKind::UnicodeShort)
+        | ast::LiteralKind::HexFixed(ast::HexLiteralKind::UnicodeLong)
+        | ast::LiteralKind::HexBrace(ast::HexLiteralKind::UnicodeShort)
+        | ast::LiteralKind::HexBrace(ast::HexLiteralKind::UnicodeLong) => {
+            Err(at(&l.span, "a \\u or \\U escape (write \\x{…})"))
+        }
+        ast::LiteralKind::Special(ast::SpecialLiteralKind::Space) => {
+            Err(at(&l.span, "an escaped space"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_unicode(c: &ast::ClassUnicode) -> Result<(), String> {
+    match &c.kind {
+        ast::ClassUnicodeKind::OneLetter(_) => Ok(()),
+        ast::ClassUnicodeKind::Named(name) if RE2_UNICODE.contains(&name.as_str()) => Ok(()),
+        ast::ClassUnicodeKind::Named(name) if name.len() == 1 => Ok(()),
+        _ => Err(at(
+            &c.span,
+            "this Unicode class (only general categories and common scripts are shared)",
+        )),
+    }
+}
+
+/// Estimates the compiled size: repetitions multiply their body.
+#[derive(Default)]
+struct Cost {
+    /// Cost of the children of each open node.
+    stack: Vec<u64>,
+    total: u64,
+}
+
+impl hir::Visitor for Cost {
+    type Output = u64;
+    type Err = String;
+
+    fn finish(self) -> Result<u64, String> {
+        Ok(self.total)
+    }
+
+    fn visit_pre(&mut self, _hir: &Hir) -> Result<(), String> {
+        self.stack.push(0);
+        Ok(())
+    }
+
+    fn visit_post(&mut self, node: &Hir) -> Result<(), String> {
+        let children = self.stack.pop().unwrap_or(0);
+        let own = match node.kind() {
+            HirKind::Empty => 0,
+            HirKind::Literal(l) => l.0.len() as u64,
+            HirKind::Class(hir::Class::Unicode(c)) => 1 + c.ranges().len() as u64,
+            HirKind::Class(hir::Class::Bytes(c)) => 1 + c.ranges().len() as u64,
+            HirKind::Look(_) => 1,
+            HirKind::Repetition(r) => {
+                let copies = u64::from(r.max.unwrap_or(r.min).max(r.min).max(1));
+                children.saturating_mul(copies).saturating_add(1)
+            }
+            HirKind::Capture(_) => children.saturating_add(2),
+            HirKind::Concat(_) => children,
+            HirKind::Alternation(a) => children.saturating_add(a.len() as u64),
+        };
+        match self.stack.last_mut() {
+            Some(parent) => *parent = parent.saturating_add(own),
+            None => self.total = own,
+        }
+        if own > MAX_COST.saturating_mul(4) {
+            return Err(format!(
+                "regex is too complex (estimated size above {MAX_COST}); simplify it"
+            ));
+        }
+        Ok(())
+    }
+}
+
+struct LowerClosed;
+
+impl hir::Visitor for LowerClosed {
+    type Output = ();
+    type Err = ();
+
+    fn finish(self) -> Result<(), ()> {
+        Ok(())
+    }
+
+    fn visit_pre(&mut self, node: &Hir) -> Result<(), ()> {
+        let closed = |has: &dyn Fn(u8) -> bool| (b'A'..=b'Z').all(|u| !has(u) || has(u + 32));
+        match node.kind() {
+            HirKind::Literal(l) if l.0.iter().any(u8::is_ascii_uppercase) => Err(()),
+            HirKind::Class(hir::Class::Unicode(c)) => {
+                let has = |b: u8| {
+                    let ch = char::from(b);
+                    c.ranges().iter().any(|r| r.start() <= ch && ch <= r.end())
+                };
+                if closed(&has) { Ok(()) } else { Err(()) }
+            }
+            HirKind::Class(hir::Class::Bytes(c)) => {
+                let has = |b: u8| c.ranges().iter().any(|r| r.start() <= b && b <= r.end());
+                if closed(&has) { Ok(()) } else { Err(()) }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_syntax_is_accepted() {
+        for ok in [
+            "^/api/v[0-9]+$",
+            "[a-z]+\\.example\\.com",
+            "(?i)abc",
+            "(?P<id>\\d+)",
+            "\\pL\\p{Greek}\\PN",
+            "[[:alpha:]]{2,5}",
+            "a{1000}",
+            "\\x{41}",
+        ] {
+            assert!(check(ok).is_ok(), "{ok}: {:?}", check(ok));
+        }
+    }
+
+    #[test]
+    fn constructs_re2_lacks_are_refused_with_an_offset() {
+        for (bad, want) in [
+            ("[a-z&&[^aeiou]]", "class"),
+            ("[a[b]]", "nested"),
+            ("(?x)a b", "flag"),
+            ("(?u:a)", "flag"),
+            ("\\u0041", "\\u"),
+            ("a{1001}", "limit of 1000"),
+            ("\\b{start}x", "word-boundary"),
+            ("\\p{Alphabetic}", "Unicode class"),
+            ("(unclosed", "invalid regex"),
+            ("\\Qa.b\\E", "invalid regex"),
+        ] {
+            let err = check(bad).unwrap_err();
+            assert!(err.contains(want), "{bad}: {err}");
+        }
+        assert!(
+            check("xx[a-z&&b]")
+                .unwrap_err()
+                .contains("byte 3 of the regex")
+        );
+        assert!(check(&"a".repeat(MAX_PATTERN + 1)).is_err());
+        assert!(check("(a{100}){100}").unwrap_err().contains("too complex"));
+        assert!(check(&"(".repeat(40)).is_err());
+    }
+
+    #[test]
+    fn envoy_full_match_wraps_unless_anchored_at_both_ends() {
+        assert_eq!(check("^/a$").unwrap().envoy_full_match(), "^/a$");
+        assert_eq!(
+            check("/a").unwrap().envoy_full_match(),
+            "(?s:.*)(?:/a)(?s:.*)"
+        );
+        // Looks anchored, is not: (^a)|(b$).
+        assert!(!check("^a|b$").unwrap().anchored);
+        assert!(!check("^a").unwrap().anchored);
+        assert!(check("^(a|b)$").unwrap().anchored);
+    }
+
+    #[test]
+    fn lower_case_closed_patterns() {
+        let closed = |p: &str| lower_case_closed(&parse(p).unwrap());
+        assert!(closed("[a-z0-9-]+\\.example\\.com"));
+        assert!(closed("\\S+\\.\\w+"));
+        assert!(closed("[a-zA-Z]+"));
+        assert!(!closed("Example\\.com"));
+        assert!(!closed("[A-Z]+"));
+    }
+}

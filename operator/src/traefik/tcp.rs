@@ -1,0 +1,234 @@
+//! An IngressRouteTCP rule as Envoy filter-chain matches, and its priority.
+//!
+//! A filter chain matches on server names, source networks and ALPN, all positively; so every
+//! negation is refused, and each alternative of the rule's normal form becomes one filter
+//! chain match.
+
+use super::matcher::{Cidr, HostName, Leaf, Located, Protocol, Syntax, parse_rule};
+use super::matches::{MAX_ALTERNATIVES, first_offset, priority};
+use super::rule::{Expr, RuleError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SniMatch {
+    /// `HostSNI(`*`)`: every connection, TLS or not.
+    Any,
+    Exact(String),
+    /// One extra label under this name (Envoy `*.name` plus a check of the depth).
+    OneLabelUnder(String),
+    /// Full-match RE2 regex on the SNI: needs Envoy's `filter_chain_matcher` (the classic
+    /// `filter_chain_match` has no regex).
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpMatch {
+    pub sni: SniMatch,
+    pub source_ips: Vec<Cidr>,
+    pub alpn: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpRule {
+    pub matches: Vec<TcpMatch>,
+    pub priority: i64,
+}
+
+/// Parses and translates an IngressRouteTCP route's rule. A rule that is only
+/// ``HostSNI(`*`)`` gets priority -1 by default, as in Traefik, so catch-alls sort last.
+pub fn tcp_rule(rule: &str, syntax: Syntax, explicit: Option<i64>) -> Result<TcpRule, RuleError> {
+    let expr = parse_rule(rule, syntax, Protocol::Tcp)?;
+    let catch_all = matches!(
+        &expr,
+        Expr::Leaf(Located {
+            leaf: Leaf::HostSni(HostName::Any),
+            ..
+        })
+    );
+    let priority = match explicit {
+        None | Some(0) if catch_all => -1,
+        _ => priority(rule, explicit).map_err(|message| RuleError { offset: 0, message })?,
+    };
+    let mut matches = Vec::new();
+    for lits in dnf(&expr)? {
+        if let Some(m) = conjunct(rule, &lits)?
+            && !matches.contains(&m)
+        {
+            matches.push(m);
+        }
+    }
+    if matches.is_empty() {
+        return Err(RuleError {
+            offset: 0,
+            message: "the rule can never match (its conditions contradict each other)".into(),
+        });
+    }
+    Ok(TcpRule { matches, priority })
+}
+
+/// The normal form of a rule, refusing negations.
+fn dnf(e: &Expr<Located>) -> Result<Vec<Vec<&Located>>, RuleError> {
+    let too_many = RuleError {
+        offset: 0,
+        message: format!("the rule expands into more than {MAX_ALTERNATIVES} alternatives"),
+    };
+    match e {
+        Expr::Leaf(l) => Ok(vec![vec![l]]),
+        Expr::Not(inner) => Err(RuleError {
+            offset: first_offset(inner),
+            message: "a TCP rule cannot be negated: Envoy's filter chains only match positively"
+                .into(),
+        }),
+        Expr::Or(v) => {
+            let mut out = Vec::new();
+            for c in v {
+                out.extend(dnf(c)?);
+                if out.len() > MAX_ALTERNATIVES {
+                    return Err(too_many);
+                }
+            }
+            Ok(out)
+        }
+        Expr::And(v) => {
+            let mut out: Vec<Vec<&Located>> = vec![Vec::new()];
+            for c in v {
+                let alts = dnf(c)?;
+                if out.len().saturating_mul(alts.len()) > MAX_ALTERNATIVES {
+                    return Err(too_many);
+                }
+                out = out
+                    .iter()
+                    .flat_map(|l| {
+                        alts.iter().map(move |r| {
+                            let mut x = l.clone();
+                            x.extend(r.iter().copied());
+                            x
+                        })
+                    })
+                    .collect();
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// One alternative as a filter chain match; `None` when it can never be true.
+fn conjunct(rule: &str, lits: &[&Located]) -> Result<Option<TcpMatch>, RuleError> {
+    let mut m = TcpMatch {
+        sni: SniMatch::Any,
+        source_ips: Vec::new(),
+        alpn: Vec::new(),
+    };
+    let text = |l: &Located| {
+        rule.get(l.start..l.end)
+            .unwrap_or("this matcher")
+            .to_owned()
+    };
+    let mut network: Option<Cidr> = None;
+    for l in lits {
+        match &l.leaf {
+            Leaf::HostSni(HostName::Any) => {}
+            Leaf::HostSni(h) => {
+                let next = match h {
+                    HostName::Exact(x) => SniMatch::Exact(x.clone()),
+                    HostName::OneLabelUnder(p) => SniMatch::OneLabelUnder(p.clone()),
+                    HostName::Any => SniMatch::Any,
+                };
+                m.sni = match (m.sni.clone(), next) {
+                    (SniMatch::Any, n) => n,
+                    (a, n) if a == n => n,
+                    (SniMatch::OneLabelUnder(p), SniMatch::Exact(x))
+                    | (SniMatch::Exact(x), SniMatch::OneLabelUnder(p))
+                        if one_label_under(&x, &p) =>
+                    {
+                        SniMatch::Exact(x)
+                    }
+                    (SniMatch::Regex(_), _) => {
+                        return Err(RuleError {
+                            offset: l.start,
+                            message: format!(
+                                "{} together with HostSNIRegexp cannot be expressed in one \
+                                 Envoy filter chain match",
+                                text(l)
+                            ),
+                        });
+                    }
+                    _ => return Ok(None),
+                };
+            }
+            Leaf::HostSniRegexp(p) => {
+                if m.sni != SniMatch::Any {
+                    return Err(RuleError {
+                        offset: l.start,
+                        message: format!(
+                            "{} together with another HostSNI condition cannot be expressed in \
+                             one Envoy filter chain match",
+                            text(l)
+                        ),
+                    });
+                }
+                m.sni = SniMatch::Regex(p.envoy_full_match());
+            }
+            Leaf::ClientIp(c) => {
+                // Envoy's source ranges are alternatives: keep the intersection of all.
+                network = match network {
+                    None => Some(*c),
+                    Some(n) if contains(&n, c) => Some(*c),
+                    Some(n) if contains(c, &n) => Some(n),
+                    Some(_) => return Ok(None),
+                };
+            }
+            Leaf::Alpn(a) => {
+                if m.alpn.iter().any(|x| x != a) {
+                    return Err(RuleError {
+                        offset: l.start,
+                        message: format!(
+                            "{}: Envoy's ALPN match accepts any one of its protocols, so two \
+                             different ALPN conditions in one alternative cannot be expressed",
+                            text(l)
+                        ),
+                    });
+                }
+                if m.alpn.is_empty() {
+                    m.alpn.push(a.clone());
+                }
+            }
+            _ => {
+                return Err(RuleError {
+                    offset: l.start,
+                    message: format!("{} is not a TCP matcher", text(l)),
+                });
+            }
+        }
+    }
+    m.source_ips.extend(network);
+    Ok(Some(m))
+}
+
+fn one_label_under(name: &str, parent: &str) -> bool {
+    name.strip_suffix(parent)
+        .and_then(|s| s.strip_suffix('.'))
+        .is_some_and(|s| !s.is_empty() && !s.contains('.'))
+}
+
+/// True when every address of `inner` is in `outer`.
+pub fn contains(outer: &Cidr, inner: &Cidr) -> bool {
+    use std::net::IpAddr;
+    if outer.prefix_len > inner.prefix_len {
+        return false;
+    }
+    match (outer.addr, inner.addr) {
+        (IpAddr::V4(o), IpAddr::V4(i)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(outer.prefix_len))
+                .unwrap_or(0);
+            u32::from(o) == u32::from(i) & mask
+        }
+        (IpAddr::V6(o), IpAddr::V6(i)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(outer.prefix_len))
+                .unwrap_or(0);
+            u128::from(o) == u128::from(i) & mask
+        }
+        _ => false,
+    }
+}
