@@ -11,6 +11,7 @@ pub mod dag;
 pub mod drain;
 pub mod metrics;
 pub mod net;
+pub mod pipeline;
 pub mod provision;
 pub mod render;
 pub mod snapshot;

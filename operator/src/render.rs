@@ -3,10 +3,13 @@
 
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use crate::dag::{self, Dag};
+use crate::pipeline;
 use crate::snapshot::ClusterSnapshot;
 use crate::xds::translate::json::to_json;
-use crate::xds::translate::{TranslateOptions, translate};
+use crate::xds::translate::{Resources, TranslateError, TranslateOptions};
 
 /// What to put in the report besides statuses and xDS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -20,20 +23,22 @@ pub struct RenderOptions {
 /// namespace/name order.
 pub fn render_report(snapshot: &ClusterSnapshot, options: RenderOptions) -> Value {
     // Render shows what `sluice standalone` serves, loopback endpoints included.
+    let shared = Arc::new(snapshot.clone());
     let gateways: Vec<Value> = dag::instances(snapshot)
         .into_iter()
         .map(dag::Selection::local)
         .map(|selection| {
-            let dag = dag::build(snapshot, &selection);
+            let (dag, resources) =
+                pipeline::build_once(&shared, &selection, &TranslateOptions::default());
             let mut gateway = json!({
                 "gateway": selection.gateway.to_string(),
                 "ingressRoutes": dag.statuses,
-                "xds": render_xds(&dag),
+                "xds": render_resources(resources),
             });
             if options.include_dag
                 && let Some(obj) = gateway.as_object_mut()
             {
-                obj.insert("dag".to_owned(), json!(dag));
+                obj.insert("dag".to_owned(), json!(*dag));
             }
             gateway
         })
@@ -44,7 +49,12 @@ pub fn render_report(snapshot: &ClusterSnapshot, options: RenderOptions) -> Valu
 /// The xDS resources of one instance in Envoy's JSON form (proto3 JSON, `@type` on every Any),
 /// private keys redacted. A translation failure (a builder bug) is reported in place.
 pub fn render_xds(dag: &Dag) -> Value {
-    let rendered = translate(dag, &TranslateOptions::default())
+    render_resources(pipeline::translate_dag(dag, &TranslateOptions::default()))
+}
+
+/// [`render_xds`] of a translation already made.
+fn render_resources(resources: Result<Resources, TranslateError>) -> Value {
+    let rendered = resources
         .map_err(|e| e.to_string())
         .and_then(|r| to_json(&r, true).map_err(|e| e.to_string()));
     match rendered {

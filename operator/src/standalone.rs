@@ -1,6 +1,6 @@
 //! `sluice standalone`: no cluster. Reads a manifest directory, serves xDS, runs one Envoy per
 //! Gateway instance, and applies file changes live. The I/O shell around the pure pipeline
-//! `source::files` → `dag::build` → `xds::translate` → `xds::cache`.
+//! `source::files` → [`crate::pipeline`] (incremental DAG, translation) → `xds::cache`.
 //!
 //! xDS is mutual TLS unless `--insecure-xds`: at start Sluice makes a throwaway CA and a server
 //! certificate (names `sluice-xds` and `localhost`, the xDS IP, 127.0.0.1 and ::1), and for each
@@ -19,13 +19,14 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::dag::{self, Selection};
+use crate::pipeline::Pipelines;
 use crate::provision::bootstrap::{AdsFlavour, BootstrapOptions, XdsClientTls, build_bootstrap};
-use crate::snapshot::ClusterSnapshot;
+use crate::snapshot::{ChangeSet, ClusterSnapshot};
 use crate::source::files;
 use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::identity::{CertificateAuthority, DEFAULT_SERVER_NAME};
 use crate::xds::server::XdsServerTls;
-use crate::xds::translate::{self, TranslateOptions};
+use crate::xds::translate::TranslateOptions;
 
 /// How listener ports are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -190,7 +191,8 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
         xds_addr,
         workdir: workdir.clone(),
         instances: BTreeMap::new(),
-        last_good: None,
+        pipelines: Pipelines::default(),
+        has_good: false,
         next_fixed_slot: 0,
         next_admin_id: 0,
     };
@@ -235,7 +237,9 @@ struct State<'a> {
     xds_addr: SocketAddr,
     workdir: PathBuf,
     instances: BTreeMap<String, Instance>,
-    last_good: Option<ClusterSnapshot>,
+    /// The per-instance pipelines, and the snapshot last applied (the last good one).
+    pipelines: Pipelines,
+    has_good: bool,
     next_fixed_slot: u16,
     next_admin_id: u32,
 }
@@ -268,19 +272,19 @@ impl State<'_> {
                 "sluice: error: {at}: is or may be a Gateway and did not load; the default instance does not replace it"
             );
         }
-        if !report.errors.is_empty() && self.last_good.is_some() {
+        if !report.errors.is_empty() && self.has_good {
             eprintln!(
                 "sluice: not applying this change; still serving the last good configuration"
             );
             return;
         }
-        let snapshot = report.snapshot;
-        self.apply(&snapshot).await;
-        self.last_good = Some(snapshot);
+        self.apply(Arc::new(report.snapshot)).await;
+        self.has_good = true;
     }
 
-    async fn apply(&mut self, snapshot: &ClusterSnapshot) {
-        let selections: Vec<dag::Selection> = dag::instances(snapshot)
+    async fn apply(&mut self, snapshot: Arc<ClusterSnapshot>) {
+        let changes = self.pipelines.next_snapshot(snapshot.clone());
+        let selections: Vec<dag::Selection> = dag::instances(&snapshot)
             .into_iter()
             .map(dag::Selection::local)
             .collect();
@@ -321,18 +325,33 @@ impl State<'_> {
                     }
                 },
             };
-            self.publish(sel, snapshot, ports);
+            self.publish(sel, &snapshot, &changes, ports);
             if !self.instances.contains_key(&name) {
                 let inst = self.start_instance(sel, ports);
                 self.instances.insert(name, inst);
             }
         }
+        self.pipelines.retain(&wanted);
         self.write_state();
     }
 
-    /// Builds and translates one instance and hands the result to the cache.
-    fn publish(&self, sel: &Selection, snapshot: &ClusterSnapshot, ports: InstancePorts) {
-        let dag = dag::build(snapshot, sel);
+    /// Brings one instance up to the snapshot and hands new resources to the cache.
+    fn publish(
+        &mut self,
+        sel: &Selection,
+        snapshot: &Arc<ClusterSnapshot>,
+        changes: &ChangeSet,
+        ports: InstancePorts,
+    ) {
+        let opts = self.translate_options(ports);
+        let built = self
+            .pipelines
+            .instance(sel)
+            .update(snapshot, sel, changes, &opts);
+        if built.resources.is_none() {
+            return; // Nothing this instance serves changed.
+        }
+        let dag = &built.dag;
         for s in &dag.statuses {
             if s.current_status != dag::Validity::Valid {
                 eprintln!(
@@ -345,7 +364,24 @@ impl State<'_> {
                 );
             }
         }
-        let opts = TranslateOptions {
+        let resources = match built.resources {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                eprintln!(
+                    "sluice: error: {}: {e}; keeping its last good configuration",
+                    dag.gateway
+                );
+                return;
+            }
+            None => return,
+        };
+        self.cache
+            .set(&dag.gateway, InstanceResources::from(&resources));
+    }
+
+    /// Where an instance's listeners bind.
+    fn translate_options(&self, ports: InstancePorts) -> TranslateOptions {
+        TranslateOptions {
             http_address: self.opts.listen_address.clone(),
             http_port: ports.http,
             https_address: self.opts.listen_address.clone(),
@@ -355,19 +391,7 @@ impl State<'_> {
             admin_socket: self.admin_socket(ports).display().to_string(),
             // `--listen-address ::` is dual-stack, as a Gateway's default `spec.ipFamily`.
             ipv4_compat: true,
-        };
-        let resources = match translate::translate(&dag, &opts) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!(
-                    "sluice: error: {}: {e}; keeping its last good configuration",
-                    dag.gateway
-                );
-                return;
-            }
-        };
-        self.cache
-            .set(&dag.gateway, InstanceResources::from(&resources));
+        }
     }
 
     fn allocate_ports(&mut self) -> anyhow::Result<InstancePorts> {

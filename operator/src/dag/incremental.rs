@@ -55,7 +55,9 @@ pub struct IncrementalDag {
     secrets: BTreeMap<String, (Secret, usize)>,
     group_statuses: Statuses,
     statuses: Statuses,
-    dag: Dag,
+    /// Shared with readers (status writer, attribution); patched in place when nobody else
+    /// holds it, copied once otherwise.
+    dag: Arc<Dag>,
     /// Nothing built yet: the first update compares its snapshot with an empty one.
     fresh: bool,
 }
@@ -92,10 +94,10 @@ impl IncrementalDag {
     /// An instance that has built nothing yet: the first update builds everything.
     pub fn new(sel: Selection) -> Self {
         Self {
-            dag: Dag {
+            dag: Arc::new(Dag {
                 gateway: sel.gateway.to_string(),
                 ..Dag::default()
-            },
+            }),
             sel,
             snap: Arc::default(),
             selected: Selected::new(),
@@ -119,6 +121,11 @@ impl IncrementalDag {
     /// The current DAG.
     pub fn dag(&self) -> &Dag {
         &self.dag
+    }
+
+    /// The current DAG, shared.
+    pub fn shared_dag(&self) -> Arc<Dag> {
+        self.dag.clone()
     }
 
     pub fn selection(&self) -> &Selection {
@@ -435,6 +442,16 @@ impl IncrementalDag {
     /// anything differs.
     fn patch_dag(&mut self, dirty: Dirty) -> bool {
         let mut changed = false;
+        let nothing = dirty.statuses.is_empty()
+            && dirty.vhosts.is_empty()
+            && dirty.clusters.is_empty()
+            && dirty.endpoints.is_empty()
+            && dirty.secrets.is_empty();
+        if nothing {
+            return false;
+        }
+        let mut shared = std::mem::take(&mut self.dag);
+        let dag = Arc::make_mut(&mut shared);
         for key in &dirty.statuses {
             let status = self.status_of(key);
             let before = match &status {
@@ -444,7 +461,7 @@ impl IncrementalDag {
             if before != status {
                 changed = true;
                 let entry = status.map(|s| route_status((key.clone(), s)));
-                patch(&mut self.dag.statuses, key, entry, |s, k| {
+                patch(&mut dag.statuses, key, entry, |s, k| {
                     (s.namespace.as_str(), s.name.as_str())
                         .cmp(&(k.namespace.as_str(), k.name.as_str()))
                 });
@@ -452,7 +469,7 @@ impl IncrementalDag {
         }
         for fqdn in &dirty.vhosts {
             changed |= patch(
-                &mut self.dag.virtual_hosts,
+                &mut dag.virtual_hosts,
                 fqdn,
                 self.vhosts.get(fqdn).cloned(),
                 |v, f| v.fqdn.as_str().cmp(f),
@@ -460,22 +477,19 @@ impl IncrementalDag {
         }
         for name in &dirty.clusters {
             let c = self.clusters.get(name).map(|(c, _)| c.clone());
-            changed |= patch(&mut self.dag.clusters, name, c, |c, n| {
-                c.name.as_str().cmp(n)
-            });
+            changed |= patch(&mut dag.clusters, name, c, |c, n| c.name.as_str().cmp(n));
         }
         for name in &dirty.endpoints {
             let e = self.endpoints.get(name).map(|(e, _)| e.clone());
-            changed |= patch(&mut self.dag.endpoints, name, e, |e, n| {
+            changed |= patch(&mut dag.endpoints, name, e, |e, n| {
                 e.service_name.as_str().cmp(n)
             });
         }
         for name in &dirty.secrets {
             let s = self.secrets.get(name).map(|(s, _)| s.clone());
-            changed |= patch(&mut self.dag.secrets, name, s, |s, n| {
-                s.name.as_str().cmp(n)
-            });
+            changed |= patch(&mut dag.secrets, name, s, |s, n| s.name.as_str().cmp(n));
         }
+        self.dag = shared;
         changed
     }
 }
