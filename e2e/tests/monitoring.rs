@@ -342,8 +342,12 @@ type AdsStream =
     tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>;
 
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+/// The plain-HTTP route configuration: every route change reaches it.
+const HTTP_ROUTES: &str = "ingress_http";
 
-/// Opens an ADS stream to `xds` as an Envoy of `instance`, asking for every Listener.
+/// Opens an ADS stream to `xds` as an Envoy of `instance`, asking for every Listener and the
+/// plain-HTTP route configuration.
 async fn ads(xds: &str, creds: &[String; 3], instance: &str) -> Result<(AdsSender, AdsStream)> {
     use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
@@ -365,6 +369,12 @@ async fn ads(xds: &str, creds: &[String; 3], instance: &str) -> Result<(AdsSende
             ..Node::default()
         }),
         type_url: LISTENER.into(),
+        ..DiscoveryRequest::default()
+    })
+    .await?;
+    tx.send(DiscoveryRequest {
+        type_url: ROUTE.into(),
+        resource_names: vec![HTTP_ROUTES.into()],
         ..DiscoveryRequest::default()
     })
     .await?;
@@ -391,8 +401,14 @@ async fn nack_once_then_ack(tx: AdsSender, mut inbound: AdsStream) -> Result<()>
             resp.version_info
         };
         first = false;
+        let resource_names = if resp.type_url == ROUTE {
+            vec![HTTP_ROUTES.into()]
+        } else {
+            Vec::new()
+        };
         tx.send(DiscoveryRequest {
-            type_url: LISTENER.into(),
+            type_url: resp.type_url,
+            resource_names,
             version_info,
             response_nonce: resp.nonce,
             error_detail,
@@ -502,6 +518,18 @@ async fn every_dashboard_and_alert_expression_returns_data() -> Result<()> {
     };
     ensure!(refused.is_some(), "a stream as another Gateway was served");
     apply(&client, ingress_route("shop", "more", "more.example.com")).await?;
+    // Pushes keep coming while the expressions are checked (a rate over a window needs an
+    // increase inside it): the route's host changes every two seconds.
+    let churn = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for i in 0u64.. {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let host = format!("more-{}.example.com", i % 2);
+                let _ = apply(&client, ingress_route("shop", "more", &host)).await;
+            }
+        })
+    };
     for _ in 0..10 {
         let resp = sluice_e2e::wait_for("web.example.com answers", PATIENCE, async || {
             get(envoy.http, "web.example.com", "/")
@@ -540,6 +568,7 @@ async fn every_dashboard_and_alert_expression_returns_data() -> Result<()> {
         checked.push(inner);
     }
     assert!(checked.len() > 20, "{checked:#?}");
+    churn.abort();
     // The NACK and the blocked Gateway are there, by Gateway.
     let nacks = prometheus
         .wait_data(r#"sluice_xds_nacks_total{gateway="shop/edge"} > 0"#)

@@ -1,6 +1,8 @@
 //! `cargo bench -p sluice --bench scale`: DAG build and xDS translation time at scale, printed
 //! as figures (no timing is asserted anywhere). Generates N root IngressRoutes, each with a
-//! delegated child, its own Service and Endpoints, plus every 10th with TLS.
+//! delegated child, its own Service and Endpoints (every other one an EndpointSlice instead),
+//! plus every 10th with TLS. First table: the incremental DAG against a full rebuild, for one
+//! edit of each kind.
 #![allow(clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -11,11 +13,14 @@ use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Secret, Service, ServicePort,
     ServiceSpec,
 };
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort as EndpointPortV1, EndpointSlice};
 use kube::api::ObjectMeta;
 use sluice::api::ingressroute::{Delegate, Route, Service as IrService, Tls, VirtualHost};
 use sluice::api::{IngressRoute, IngressRouteSpec};
-use sluice::dag::{Selection, build};
-use sluice::snapshot::{ClusterSnapshot, Object};
+use std::sync::Arc;
+
+use sluice::dag::{IncrementalDag, Selection, build};
+use sluice::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, Object};
 use sluice::xds::translate::{TranslateOptions, translate};
 
 fn meta(ns: &str, name: &str) -> ObjectMeta {
@@ -54,25 +59,29 @@ fn snapshot(n: usize) -> ClusterSnapshot {
             }),
             ..Service::default()
         }));
-        snap.apply(Object::Endpoints(Endpoints {
-            metadata: meta(&ns, &svc),
-            subsets: Some(vec![EndpointSubset {
-                addresses: Some(
-                    (0..3)
-                        .map(|k| EndpointAddress {
-                            ip: format!("10.{}.{}.{k}", i / 250, i % 250),
-                            ..EndpointAddress::default()
-                        })
-                        .collect(),
-                ),
-                ports: Some(vec![EndpointPort {
-                    name: Some("http".into()),
-                    port: 8080,
-                    ..EndpointPort::default()
+        if i % 2 == 1 {
+            snap.apply(Object::EndpointSlice(slice(&ns, &svc, i, 0)));
+        } else {
+            snap.apply(Object::Endpoints(Endpoints {
+                metadata: meta(&ns, &svc),
+                subsets: Some(vec![EndpointSubset {
+                    addresses: Some(
+                        (0..3)
+                            .map(|k| EndpointAddress {
+                                ip: format!("10.{}.{}.{k}", i / 250, i % 250),
+                                ..EndpointAddress::default()
+                            })
+                            .collect(),
+                    ),
+                    ports: Some(vec![EndpointPort {
+                        name: Some("http".into()),
+                        port: 8080,
+                        ..EndpointPort::default()
+                    }]),
+                    ..EndpointSubset::default()
                 }]),
-                ..EndpointSubset::default()
-            }]),
-        }));
+            }));
+        }
         let tls = (i % 10 == 0).then(|| {
             snap.apply(Object::Secret(Secret {
                 metadata: meta(&ns, &format!("cert-{i}")),
@@ -135,6 +144,30 @@ fn snapshot(n: usize) -> ClusterSnapshot {
         snap.apply(Object::IngressRoute(child));
     }
     snap
+}
+
+/// The EndpointSlice of Service `svc` (number `i`); `generation` varies its last address.
+fn slice(ns: &str, svc: &str, i: usize, generation: usize) -> EndpointSlice {
+    let mut metadata = meta(ns, &format!("{svc}-abcde"));
+    metadata.labels = Some(BTreeMap::from([(
+        "kubernetes.io/service-name".to_owned(),
+        svc.to_owned(),
+    )]));
+    EndpointSlice {
+        metadata,
+        address_type: "IPv4".into(),
+        endpoints: (0..3)
+            .map(|k| Endpoint {
+                addresses: vec![format!("10.{}.{}.{}", i / 250, i % 250, k + generation)],
+                ..Endpoint::default()
+            })
+            .collect(),
+        ports: Some(vec![EndpointPortV1 {
+            name: Some("http".into()),
+            port: Some(8080),
+            ..EndpointPortV1::default()
+        }]),
+    }
 }
 
 /// A hostile delegation graph in one namespace: a root, then `depth` IngressRoutes each
@@ -206,7 +239,153 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (best, last.expect("at least one run"))
 }
 
+/// Resident memory of this process, from /proc (0 where there is none).
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// One kind of edit, applied to a snapshot: returns the edited snapshot and its change set.
+type Edit = fn(&ClusterSnapshot, usize, usize) -> (ClusterSnapshot, ChangeSet);
+
+/// Root `root-k`'s first route gets a new prefix rewrite.
+fn edit_route(snap: &ClusterSnapshot, n: usize, generation: usize) -> (ClusterSnapshot, ChangeSet) {
+    let k = n / 2;
+    let key = ObjKey::new(format!("team-{}", k % 50), format!("root-{k}"));
+    let mut route = (**snap.ingress_routes.get(&key).expect("root")).clone();
+    route.spec.routes[0].prefix_rewrite = Some(format!("/v{generation}"));
+    let mut next = snap.clone();
+    next.apply(Object::IngressRoute(route));
+    let mut changes = ChangeSet::default();
+    changes.insert(Kind::IngressRoute, key);
+    (next, changes)
+}
+
+/// The EndpointSlice of `svc-k` gets new addresses.
+fn edit_slice(snap: &ClusterSnapshot, n: usize, generation: usize) -> (ClusterSnapshot, ChangeSet) {
+    let k = n / 2 + 1; // odd: a Service with an EndpointSlice
+    let ns = format!("team-{}", k % 50);
+    let s = slice(&ns, &format!("svc-{k}"), k, generation);
+    let mut changes = ChangeSet::default();
+    changes.insert(
+        Kind::EndpointSlice,
+        ObjKey::new(&ns, format!("svc-{k}-abcde")),
+    );
+    let mut next = snap.clone();
+    next.apply(Object::EndpointSlice(s));
+    (next, changes)
+}
+
+/// An IngressRoute of another Gateway's class changes.
+fn edit_elsewhere(
+    snap: &ClusterSnapshot,
+    _: usize,
+    generation: usize,
+) -> (ClusterSnapshot, ChangeSet) {
+    let mut route = IngressRoute::new(
+        "elsewhere",
+        IngressRouteSpec {
+            virtualhost: Some(VirtualHost {
+                fqdn: format!("other-{generation}.example.com"),
+                tls: None,
+            }),
+            ..IngressRouteSpec::default()
+        },
+    );
+    route.metadata.namespace = Some("team-0".into());
+    route.metadata.annotations = Some(BTreeMap::from([(
+        "kubernetes.io/ingress.class".to_owned(),
+        "other".to_owned(),
+    )]));
+    let mut next = snap.clone();
+    next.apply(Object::IngressRoute(route));
+    let mut changes = ChangeSet::default();
+    changes.insert(Kind::IngressRoute, ObjKey::new("team-0", "elsewhere"));
+    (next, changes)
+}
+
+/// The median of a few runs of `edit` on an instance kept up to date incrementally: the
+/// snapshot step (a shared clone plus the edit) and the DAG update, with the roots rebuilt.
+fn incremental(
+    inc: &mut IncrementalDag,
+    snap: &mut Arc<ClusterSnapshot>,
+    sel: &Selection,
+    n: usize,
+    edit: Edit,
+) -> (Duration, Duration, usize) {
+    let (mut snaps, mut dags, mut rebuilt) = (Vec::new(), Vec::new(), 0);
+    for generation in 1..=7 {
+        let start = Instant::now();
+        let (next, changes) = edit(snap, n, generation);
+        let next = Arc::new(next);
+        snaps.push(start.elapsed());
+        let start = Instant::now();
+        rebuilt = inc.update(&next, sel, &changes).roots_rebuilt;
+        dags.push(start.elapsed());
+        *snap = next;
+    }
+    snaps.sort();
+    dags.sort();
+    (snaps[3], dags[3], rebuilt)
+}
+
+/// Full rebuild against incremental updates, at 1,000 and 10,000 roots, same run.
+fn incremental_table() {
+    let sel = Selection::default_instance();
+    println!();
+    println!(
+        "{:>7} {:<36} {:>12} {:>12} {:>8}",
+        "roots", "change", "snapshot", "dag", "rebuilt"
+    );
+    for n in [1_000, 10_000] {
+        let before = rss_bytes();
+        let world = snapshot(n);
+        let snapshot_mb = rss_bytes().saturating_sub(before) as f64 / 1e6;
+        let before = rss_bytes();
+        let shared = world.clone();
+        let shared_mb = rss_bytes().saturating_sub(before) as f64 / 1e6;
+        drop(shared);
+        let (full, _) = best_of(3, || build(&world, &sel));
+        println!(
+            "{n:>7} {:<36} {:>12} {:>10.2}ms {n:>8}",
+            "full rebuild (dag::build)",
+            "-",
+            full.as_secs_f64() * 1e3
+        );
+        let mut snap = Arc::new(world);
+        let mut inc = IncrementalDag::new(sel.clone());
+        let start = Instant::now();
+        inc.update(&snap, &sel, &ChangeSet::everything());
+        println!(
+            "{n:>7} {:<36} {:>12} {:>10.2}ms {n:>8}",
+            "first incremental build (all)",
+            "-",
+            start.elapsed().as_secs_f64() * 1e3
+        );
+        for (label, edit) in [
+            ("one IngressRoute edited", edit_route as Edit),
+            ("one EndpointSlice edited", edit_slice),
+            ("edit in an unrelated Gateway", edit_elsewhere),
+        ] {
+            let (s, d, rebuilt) = incremental(&mut inc, &mut snap, &sel, n, edit);
+            println!(
+                "{n:>7} {label:<36} {:>10.2}ms {:>10.3}ms {rebuilt:>8}",
+                s.as_secs_f64() * 1e3,
+                d.as_secs_f64() * 1e3
+            );
+        }
+        assert_eq!(*inc.dag(), build(&snap, &sel), "incremental equals full");
+        println!(
+            "{n:>7} snapshot memory: {snapshot_mb:.1} MB resident for the world; a shared clone \
+             (old and new snapshot together) adds {shared_mb:.1} MB"
+        );
+    }
+}
+
 fn main() {
+    incremental_table();
     let sel = Selection::default_instance();
     let opts = TranslateOptions::default();
     println!(

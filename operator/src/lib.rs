@@ -11,6 +11,7 @@ pub mod dag;
 pub mod drain;
 pub mod metrics;
 pub mod net;
+pub mod pipeline;
 pub mod pki;
 pub mod provision;
 pub mod render;

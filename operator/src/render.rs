@@ -11,11 +11,13 @@ use std::io::{self, Write};
 
 use prost::{Message, Name};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 use crate::dag::{self, Dag};
+use crate::pipeline;
 use crate::snapshot::ClusterSnapshot;
 use crate::xds::translate::json::{self, to_json};
-use crate::xds::translate::{TranslateOptions, translate};
+use crate::xds::translate::{Resources, TranslateError, TranslateOptions};
 
 /// What to put in the report besides statuses and xDS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,20 +31,22 @@ pub struct RenderOptions {
 /// namespace/name order.
 pub fn render_report(snapshot: &ClusterSnapshot, options: RenderOptions) -> Value {
     // Render shows what `sluice standalone` serves, loopback endpoints included.
+    let shared = Arc::new(snapshot.clone());
     let gateways: Vec<Value> = dag::instances(snapshot)
         .into_iter()
         .map(dag::Selection::local)
         .map(|selection| {
-            let dag = dag::build(snapshot, &selection);
+            let (dag, resources) =
+                pipeline::build_once(&shared, &selection, &TranslateOptions::default());
             let mut gateway = json!({
                 "gateway": selection.gateway.to_string(),
                 "ingressRoutes": dag.statuses,
-                "xds": render_xds(&dag),
+                "xds": render_resources(resources),
             });
             if options.include_dag
                 && let Some(obj) = gateway.as_object_mut()
             {
-                obj.insert("dag".to_owned(), json!(dag));
+                obj.insert("dag".to_owned(), json!(*dag));
             }
             gateway
         })
@@ -53,7 +57,12 @@ pub fn render_report(snapshot: &ClusterSnapshot, options: RenderOptions) -> Valu
 /// The xDS resources of one instance in Envoy's JSON form (proto3 JSON, `@type` on every Any),
 /// private keys redacted. A translation failure (a builder bug) is reported in place.
 pub fn render_xds(dag: &Dag) -> Value {
-    let rendered = translate(dag, &TranslateOptions::default())
+    render_resources(pipeline::translate_dag(dag, &TranslateOptions::default()))
+}
+
+/// [`render_xds`] of a translation already made.
+fn render_resources(resources: Result<Resources, TranslateError>) -> Value {
+    let rendered = resources
         .map_err(|e| e.to_string())
         .and_then(|r| to_json(&r, true).map_err(|e| e.to_string()));
     match rendered {
@@ -77,6 +86,7 @@ pub fn write_report_json<W: Write>(
         .into_iter()
         .map(dag::Selection::local)
         .collect();
+    let shared = Arc::new(snapshot.clone());
     if selections.is_empty() {
         out.write_all(b"[]")?;
     } else {
@@ -86,8 +96,9 @@ pub fn write_report_json<W: Write>(
                 out.write_all(b",")?;
             }
             pretty::newline(out, 2)?;
-            let dag = dag::build(snapshot, selection);
-            write_instance(out, 2, &dag, options)?;
+            let (dag, resources) =
+                pipeline::build_once(&shared, selection, &TranslateOptions::default());
+            write_instance(out, 2, &dag, resources, options)?;
         }
         pretty::newline(out, 1)?;
         out.write_all(b"]")?;
@@ -101,6 +112,7 @@ fn write_instance<W: Write>(
     out: &mut W,
     indent: usize,
     dag: &Dag,
+    resources: Result<Resources, TranslateError>,
     options: RenderOptions,
 ) -> io::Result<()> {
     let mut first = true;
@@ -114,7 +126,7 @@ fn write_instance<W: Write>(
     field(out, indent, &mut first, "ingressRoutes")?;
     pretty::write_value(out, indent + 1, &dag.statuses)?;
     field(out, indent, &mut first, "xds")?;
-    write_xds(out, indent + 1, dag)?;
+    write_xds(out, indent + 1, resources)?;
     pretty::newline(out, indent)?;
     out.write_all(b"}")
 }
@@ -129,8 +141,12 @@ fn field<W: Write>(out: &mut W, indent: usize, first: &mut bool, name: &str) -> 
 }
 
 /// [`render_xds`], written as it goes.
-fn write_xds<W: Write>(out: &mut W, indent: usize, dag: &Dag) -> io::Result<()> {
-    let resources = match translate(dag, &TranslateOptions::default()) {
+fn write_xds<W: Write>(
+    out: &mut W,
+    indent: usize,
+    resources: Result<Resources, TranslateError>,
+) -> io::Result<()> {
+    let resources = match resources {
         Ok(r) => r,
         Err(e) => {
             return Ok(pretty::write_value(
@@ -288,10 +304,8 @@ mod stream_tests {
         let (ours, reference) = both(&ClusterSnapshot::default(), RenderOptions::default());
         assert_eq!(ours, reference);
         // No instance at all: a Gateway that did not load.
-        let unloaded = ClusterSnapshot {
-            unloaded_gateways: vec!["x".to_owned()],
-            ..ClusterSnapshot::default()
-        };
+        let mut unloaded = ClusterSnapshot::default();
+        unloaded.unloaded_gateways = vec!["x".to_owned()];
         let (ours, reference) = both(&unloaded, RenderOptions::default());
         assert_eq!(ours, reference);
     }

@@ -107,7 +107,7 @@ pub fn provision_yaml(
     );
     let mut errors = Vec::new();
     for (key, gw) in &snapshot.gateways {
-        let mut gw: Gateway = gw.clone();
+        let mut gw: Gateway = (**gw).clone();
         let placeholder_uid = gw.metadata.uid.as_deref().is_none_or(str::is_empty);
         if placeholder_uid {
             gw.metadata.uid = Some(PLACEHOLDER_UID.to_owned());

@@ -20,6 +20,7 @@ pub const DEFAULT_ENVOY_IMAGE: &str = "docker.io/envoyproxy/envoy:v1.40.0";
     group = "sluice.dev",
     version = "v1alpha1",
     kind = "Gateway",
+    derive = "PartialEq",
     plural = "gateways",
     shortname = "sgw",
     namespaced,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
     group = "contour.heptio.com",
     version = "v1beta1",
     kind = "IngressRoute",
+    derive = "PartialEq",
     plural = "ingressroutes",
     namespaced,
     status = "IngressRouteStatus",
@@ -202,6 +203,7 @@ pub struct IngressRouteStatus {
     group = "contour.heptio.com",
     version = "v1beta1",
     kind = "TLSCertificateDelegation",
+    derive = "PartialEq",
     plural = "tlscertificatedelegations",
     namespaced
 )]

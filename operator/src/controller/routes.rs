@@ -19,14 +19,15 @@ use crate::controller::crds::{self, CrdState, INGRESSROUTES};
 use crate::controller::gateway::{MAX_EVENT_NOTE_BYTES, truncate_bytes};
 use crate::controller::leader::Leadership;
 use crate::controller::status::combine_statuses;
-use crate::dag::{self, Dag, Selection, Validity};
+use crate::dag::{Dag, Selection, Validity};
 use crate::metrics::Metrics;
+use crate::pipeline::InstancePipeline;
 use crate::provision::FIELD_MANAGER;
-use crate::snapshot::{ClusterSnapshot, ObjKey};
+use crate::snapshot::{ChangeSet, ClusterSnapshot, ObjKey};
 use crate::source::kube::Stores;
 use crate::xds::attribution::blame_statuses;
 use crate::xds::cache::{Cache, InstanceResources};
-use crate::xds::translate::{TranslateOptions, translate};
+use crate::xds::translate::{TranslateError, TranslateOptions};
 
 /// How long a rebuild waits for the Secrets of a newly needed namespace.
 const SECRET_LIST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,8 +73,9 @@ pub const EVENT_ACTION: &str = "Validate";
 /// announced twice. Forgotten when this replica stops leading.
 type Announced = BTreeMap<ObjKey, (Option<String>, IngressRouteStatus)>;
 
-/// One snapshot, numbered, as handed to the instance reconcilers.
-type Generation = (u64, Arc<ClusterSnapshot>);
+/// One snapshot, numbered, as handed to the instance reconcilers, with what changed since the
+/// previous one.
+type Generation = (u64, Arc<ClusterSnapshot>, Arc<ChangeSet>);
 
 /// What each instance reconciler concluded, by Gateway: the generation it built and its DAG.
 type Reports = Arc<Mutex<BTreeMap<String, (u64, Arc<Dag>)>>>;
@@ -94,52 +96,28 @@ pub async fn run(
     let ctx = Arc::new(ctx);
     let mut leading = ctx.leadership.changes();
     let mut rejections = ctx.cache.watch_rejections();
-    let (snapshots, _) = watch::channel::<Generation>((0, Arc::new(ClusterSnapshot::default())));
+    let (snapshots, _) = watch::channel::<Generation>((
+        0,
+        Arc::new(ClusterSnapshot::default()),
+        Arc::new(ChangeSet::everything()),
+    ));
     let reports: Reports = Arc::default();
     let (reported_tx, mut reported) = watch::channel(0u64);
     let reported_tx = Arc::new(reported_tx);
-    let mut instances: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let mut instances = Instances::new();
     let mut generation = 0u64;
     let mut announced = Announced::new();
     loop {
         changed.borrow_and_update();
         let started = Instant::now();
-        // Secrets are read only in the namespaces the instances may need; a new namespace's
-        // Secrets are listed before the rebuild, so no certificate is briefly missing.
-        if ctx.stores.secrets.ensure(&ctx.stores.secret_scope()) {
-            let listed =
-                tokio::time::timeout(SECRET_LIST_TIMEOUT, ctx.stores.secrets.wait_until_ready());
-            if !matches!(listed.await, Ok(Ok(()))) {
-                tracing::warn!(
-                    "Secrets of a newly needed namespace not listed yet; building without them"
-                );
-            }
-        }
+        watch_needed_secrets(&ctx).await;
         generation += 1;
+        // Changes first: an event landing in between is then listed twice, never lost.
+        let changes = Arc::new(ctx.stores.take_changes());
         let snapshot = Arc::new(ctx.stores.snapshot());
         let wanted: Vec<String> = snapshot.gateways.keys().map(ToString::to_string).collect();
-
-        // Instances that went away: stop their reconciler, forget their configuration.
-        instances.retain(|gateway, task| {
-            let keep = wanted.contains(gateway);
-            if !keep {
-                task.abort();
-                ctx.cache.remove(gateway);
-                lock(&reports).remove(gateway);
-                for status in ["valid", "invalid", "orphaned"] {
-                    let _ = ctx.metrics.routes.remove_label_values(&[gateway, status]);
-                }
-                // The Gateway controller is not called for a deleted Gateway.
-                ctx.metrics.forget_gateway_conditions(gateway);
-                let _ = ctx
-                    .metrics
-                    .xds_certificate_expiry
-                    .remove_label_values(&["client", gateway]);
-                tracing::info!(gateway = %gateway, "instance removed");
-            }
-            keep
-        });
-        snapshots.send_replace((generation, snapshot.clone()));
+        stop_removed_instances(&ctx, &mut instances, &reports, &wanted);
+        snapshots.send_replace((generation, snapshot.clone(), changes));
         for key in snapshot.gateways.keys() {
             instances.entry(key.to_string()).or_insert_with(|| {
                 tokio::spawn(reconcile_instance(
@@ -151,52 +129,19 @@ pub async fn run(
                 ))
             });
         }
-
-        // Statuses combine the verdicts of one snapshot only, so they never mix generations.
-        let all_built = reported.wait_for(|_| {
-            let r = lock(&reports).clone();
-            wanted
-                .iter()
-                .all(|g| r.get(g).is_some_and(|(built, _)| *built == generation))
-        });
-        // Drop the channel's read guard before anything else awaits.
-        let built = tokio::time::timeout(INSTANCE_BUILD_TIMEOUT, all_built)
-            .await
-            .map(|r| r.map(|_| ()));
-        match built {
-            Ok(Ok(())) => {
-                let dags: Vec<Arc<Dag>> = {
-                    let r = lock(&reports);
-                    wanted
-                        .iter()
-                        .filter_map(|g| r.get(g).map(|(_, d)| d.clone()))
-                        .collect()
-                };
-                publish_counts(&ctx, &dags);
-                ready.send_replace(true);
-                leading.borrow_and_update();
-                if ctx.leadership.is_leading() {
-                    // An IngressRoute that alone caused a configuration Envoy rejected is told so.
-                    let rejections: Vec<_> = dags
-                        .iter()
-                        .map(|d| ctx.cache.rejections(&d.gateway))
-                        .collect();
-                    let blamed: Vec<_> = dags
-                        .iter()
-                        .zip(&rejections)
-                        .map(|(d, r)| blame_statuses(d, r))
-                        .collect();
-                    let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
-                    write_statuses(&ctx, &snapshot, blamed, &mut announced).await;
-                } else {
-                    announced.clear();
-                }
+        let Some(dags) = wait_for_instances(&mut reported, &reports, &wanted, generation).await
+        else {
+            return;
+        };
+        if let Some(dags) = dags {
+            publish_counts(&ctx, &dags);
+            ready.send_replace(true);
+            leading.borrow_and_update();
+            if ctx.leadership.is_leading() {
+                write_verdicts(&ctx, &snapshot, &dags, &mut announced).await;
+            } else {
+                announced.clear();
             }
-            Ok(Err(_)) => return,
-            Err(_) => tracing::warn!(
-                generation,
-                "instances did not finish building in time; statuses wait for the next change"
-            ),
         }
         ctx.metrics
             .reconcile_seconds
@@ -211,6 +156,112 @@ pub async fn run(
         // Let a burst of events settle into one rebuild.
         tokio::time::sleep(ctx.debounce).await;
     }
+}
+
+/// The reconciler task of each instance, by Gateway (`namespace/name`).
+type Instances = BTreeMap<String, tokio::task::JoinHandle<()>>;
+
+/// Secrets are read only in the namespaces the instances may need; a new namespace's Secrets
+/// are listed before the rebuild, so no certificate is briefly missing.
+async fn watch_needed_secrets(ctx: &RoutesContext) {
+    if ctx.stores.secrets.ensure(&ctx.stores.secret_scope()) {
+        let listed =
+            tokio::time::timeout(SECRET_LIST_TIMEOUT, ctx.stores.secrets.wait_until_ready());
+        if !matches!(listed.await, Ok(Ok(()))) {
+            tracing::warn!(
+                "Secrets of a newly needed namespace not listed yet; building without them"
+            );
+        }
+    }
+}
+
+/// Instances that went away: stop their reconciler, forget their configuration.
+fn stop_removed_instances(
+    ctx: &RoutesContext,
+    instances: &mut Instances,
+    reports: &Reports,
+    wanted: &[String],
+) {
+    instances.retain(|gateway, task| {
+        let keep = wanted.contains(gateway);
+        if !keep {
+            task.abort();
+            ctx.cache.remove(gateway);
+            lock(reports).remove(gateway);
+            for status in ["valid", "invalid", "orphaned"] {
+                let _ = ctx.metrics.routes.remove_label_values(&[gateway, status]);
+            }
+            // The Gateway controller is not called for a deleted Gateway.
+            ctx.metrics.forget_gateway_conditions(gateway);
+            let _ = ctx
+                .metrics
+                .xds_certificate_expiry
+                .remove_label_values(&["client", gateway]);
+            tracing::info!(gateway = %gateway, "instance removed");
+        }
+        keep
+    });
+}
+
+/// Waits until every wanted instance has built `generation` and returns their DAGs (statuses
+/// combine the verdicts of one snapshot only, so they never mix generations). `Some(None)`:
+/// not in time; `None`: the reconcilers are gone.
+async fn wait_for_instances(
+    reported: &mut watch::Receiver<u64>,
+    reports: &Reports,
+    wanted: &[String],
+    generation: u64,
+) -> Option<Option<Vec<Arc<Dag>>>> {
+    let all_built = reported.wait_for(|_| {
+        let r = lock(reports);
+        wanted
+            .iter()
+            .all(|g| r.get(g).is_some_and(|(built, _)| *built == generation))
+    });
+    // Drop the channel's read guard before anything else awaits.
+    let built = tokio::time::timeout(INSTANCE_BUILD_TIMEOUT, all_built)
+        .await
+        .map(|r| r.map(|_| ()));
+    match built {
+        Ok(Ok(())) => {
+            let r = lock(reports);
+            Some(Some(
+                wanted
+                    .iter()
+                    .filter_map(|g| r.get(g).map(|(_, d)| d.clone()))
+                    .collect(),
+            ))
+        }
+        Ok(Err(_)) => None,
+        Err(_) => {
+            tracing::warn!(
+                generation,
+                "instances did not finish building in time; statuses wait for the next change"
+            );
+            Some(None)
+        }
+    }
+}
+
+/// The leader's part: statuses, with an IngressRoute that alone caused a configuration Envoy
+/// rejected told so.
+async fn write_verdicts(
+    ctx: &RoutesContext,
+    snapshot: &ClusterSnapshot,
+    dags: &[Arc<Dag>],
+    announced: &mut Announced,
+) {
+    let rejections: Vec<_> = dags
+        .iter()
+        .map(|d| ctx.cache.rejections(&d.gateway))
+        .collect();
+    let blamed: Vec<_> = dags
+        .iter()
+        .zip(&rejections)
+        .map(|(d, r)| blame_statuses(d, r))
+        .collect();
+    let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
+    write_statuses(ctx, snapshot, blamed, announced).await;
 }
 
 /// How long the coordinator waits for every instance to build a snapshot before giving up on
@@ -229,43 +280,67 @@ async fn reconcile_instance(
     reported: Arc<watch::Sender<u64>>,
 ) {
     let gateway = key.to_string();
+    let mut pipeline: Option<InstancePipeline> = None;
+    let mut last_generation = 0;
     loop {
-        let (generation, snapshot) = snapshots.borrow_and_update().clone();
+        let (generation, snapshot, changes) = snapshots.borrow_and_update().clone();
         let Some(gw) = snapshot.gateways.get(&key) else {
             return;
         };
         let mut sel = Selection::from_gateway(gw);
         sel.allow_loopback_endpoints = ctx.allow_loopback_endpoints;
-        let started = Instant::now();
-        let dag = dag::build(&snapshot, &sel);
+        // A skipped generation's changes are unknown here: the pipeline compares snapshots.
+        let everything = ChangeSet::everything();
+        let changes = if generation == last_generation + 1 {
+            &*changes
+        } else {
+            &everything
+        };
+        last_generation = generation;
+        let opts = ctx.translate.clone().with_ip_family(gw.spec.ip_family);
+        let built = pipeline
+            .get_or_insert_with(|| InstancePipeline::new(sel.clone()))
+            .update(&snapshot, &sel, changes, &opts);
         ctx.metrics
             .dag_build_seconds
             .with_label_values(&[&gateway])
-            .observe(started.elapsed().as_secs_f64());
-        let started = Instant::now();
-        let opts = ctx.translate.clone().with_ip_family(gw.spec.ip_family);
-        match translate(&dag, &opts) {
-            Ok(resources) => {
-                ctx.metrics
-                    .translate_seconds
-                    .with_label_values(&[&gateway])
-                    .observe(started.elapsed().as_secs_f64());
-                if ctx.cache.set(&gateway, InstanceResources::from(&resources)) {
-                    tracing::info!(gateway = %gateway, "published a new configuration");
-                }
-            }
-            Err(e) => {
-                ctx.metrics
-                    .reconcile_errors
-                    .with_label_values(&["routes", e.label()])
-                    .inc();
-                tracing::error!(gateway = %gateway, error = %e, "translation failed; keeping the last good configuration");
-            }
+            .observe(built.build_time.as_secs_f64());
+        if let Some(t) = built.translate_time {
+            ctx.metrics
+                .translate_seconds
+                .with_label_values(&[&gateway])
+                .observe(t.as_secs_f64());
         }
-        lock(&reports).insert(gateway.clone(), (generation, Arc::new(dag)));
+        publish_resources(&ctx, &gateway, built.resources);
+        lock(&reports).insert(gateway.clone(), (generation, built.dag));
         reported.send_modify(|n| *n = n.wrapping_add(1));
         if snapshots.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Hands an instance's new resources to the xDS cache; a failed translation keeps the last
+/// good configuration.
+fn publish_resources(
+    ctx: &RoutesContext,
+    gateway: &str,
+    resources: Option<Result<InstanceResources, TranslateError>>,
+) {
+    match resources {
+        None => {} // Nothing this instance serves changed.
+        Some(Ok(resources)) => {
+            let changed = ctx.cache.set(gateway, resources);
+            if changed {
+                tracing::info!(gateway = %gateway, "published a new configuration");
+            }
+        }
+        Some(Err(e)) => {
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&["routes", e.label()])
+                .inc();
+            tracing::error!(gateway = %gateway, error = %e, "translation failed; keeping the last good configuration");
         }
     }
 }
@@ -524,6 +599,7 @@ mod tests {
     use super::*;
     use crate::api::gateway::GatewaySpec;
     use crate::api::{Gateway, IngressRouteSpec};
+    use crate::dag;
     use crate::snapshot::Object;
 
     #[test]

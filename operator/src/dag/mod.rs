@@ -1,15 +1,34 @@
 //! Delegation walk, validation, class and root-namespace selection, and statuses: a pure function
 //! from a snapshot and one Gateway's selection rules to a [`Dag`]. No I/O, no clock.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `build.rs` | the builder and [`build`], the whole build from scratch |
+//! | `claims.rs` | host ownership: which root claims which fqdn, the oldest wins |
+//! | `walk.rs` | the delegation walk (routes and tcpproxy), its memo and depth limit |
+//! | `upstream.rs` | services to clusters (protocol, policies, health checks) and endpoints |
+//! | `vhost_tls.rs` | a virtual host's TLS: version floor, certificate, delegation |
+//! | `deps.rs`, `incremental.rs` | the dependency index and [`IncrementalDag`] |
 
 mod build;
 pub mod checks;
+mod claims;
+mod deps;
 mod durations;
+mod incremental;
 pub mod model;
 mod select;
+mod upstream;
+mod vhost_tls;
+mod walk;
 
-pub use build::build;
+pub use build::{DEFAULT_HEALTH_CHECK_HOST, build};
+pub use deps::Dep;
+pub use incremental::{IncrementalDag, UpdateStats};
 pub use model::{Dag, RouteStatus, Validity};
 pub use select::{Selection, instances};
 
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod tests;

@@ -92,7 +92,7 @@ pub fn instances(snapshot: &ClusterSnapshot) -> Vec<Selection> {
     snapshot
         .gateways
         .values()
-        .map(Selection::from_gateway)
+        .map(|g| Selection::from_gateway(g))
         .collect()
 }
 
@@ -141,10 +141,8 @@ spec:
         assert_eq!(names(&report.snapshot), vec!["sluice-system/good"]);
 
         // Any source that records an unloaded Gateway gets the same.
-        let snapshot = ClusterSnapshot {
-            unloaded_gateways: vec!["x.yaml: document 1".to_owned()],
-            ..ClusterSnapshot::default()
-        };
+        let mut snapshot = ClusterSnapshot::default();
+        snapshot.unloaded_gateways = vec!["x.yaml: document 1".to_owned()];
         assert!(instances(&snapshot).is_empty());
     }
 }

@@ -148,6 +148,8 @@ pub fn stats_config(stats: EnvoyStats) -> Option<Value> {
                 .map(|p| json!({"prefix": p}))
                 .collect();
             patterns.push(json!({"safe_regex": {"regex": MINIMAL_CLUSTER_STATS}}));
+            // The connection to Sluice itself, whole (TLS failures included): one cluster.
+            patterns.push(json!({"prefix": format!("cluster.{XDS_CLUSTER}.")}));
             Some(json!({"stats_matcher": {"inclusion_list": {"patterns": patterns}}}))
         }
     }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::lenient::Lenient;
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
-use crate::snapshot::{ClusterSnapshot, ObjKey, Object, UndecodableRoute};
+use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, SharedObject, UndecodableRoute};
 
 /// Secret keys the translation reads; everything else is dropped before it is stored, so
 /// unrelated credentials (service-account tokens, passwords) are never held in memory.
@@ -201,6 +201,41 @@ pub struct Stores {
     pub watch: WatchScope,
     /// Gateways last reported for roots outside [`Self::watch`], to say it once per change.
     unwatched_roots: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    /// What the watch events changed since [`Stores::take_changes`].
+    changes: Changes,
+}
+
+/// The change set the reflectors fill, shared with every watch task.
+type Changes = Arc<Mutex<ChangeSet>>;
+
+/// Where a watch records its events: the kinds its events change, and the shared counter and
+/// change set.
+#[derive(Clone)]
+struct Notify {
+    kinds: &'static [Kind],
+    counter: Arc<watch::Sender<u64>>,
+    changes: Changes,
+}
+
+impl Notify {
+    fn record<K: Resource>(&self, event: &watcher::Event<K>) {
+        let mut changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+                for kind in self.kinds {
+                    changes.insert(*kind, ObjKey::of(o));
+                }
+            }
+            // A relist: objects not listed again are dropped at its end.
+            watcher::Event::Init | watcher::Event::InitDone => {
+                for kind in self.kinds {
+                    changes.insert_kind(*kind);
+                }
+            }
+        }
+        drop(changes);
+        self.counter.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 /// Where Secrets are read: only where the instances may need them.
@@ -256,16 +291,16 @@ type ActiveSecretWatches = BTreeMap<Option<String>, (Store<Secret>, tokio::task:
 #[derive(Clone)]
 pub struct SecretStores {
     client: Client,
-    changed: Arc<watch::Sender<u64>>,
+    notify: Notify,
     /// Key `None`: all namespaces.
     active: Arc<Mutex<ActiveSecretWatches>>,
 }
 
 impl SecretStores {
-    fn new(client: Client, changed: Arc<watch::Sender<u64>>) -> Self {
+    fn new(client: Client, notify: Notify) -> Self {
         Self {
             client,
-            changed,
+            notify,
             active: Arc::default(),
         }
     }
@@ -296,10 +331,18 @@ impl SecretStores {
                 Some(ns) => Api::namespaced(self.client.clone(), ns),
             };
             let config = watcher::Config::default().fields(&secret_field_selector());
-            let (store, task) = reflect_task(api, config, self.changed.clone(), strip_secret);
+            let (store, task) = reflect_task(api, config, self.notify.clone(), strip_secret);
             tracing::info!(namespace = ns.as_deref().unwrap_or("*"), "watching Secrets");
             active.insert(ns, (store, task));
             changed = true;
+        }
+        if changed {
+            // A stopped watch drops its Secrets without an event.
+            self.notify
+                .changes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert_kind(Kind::Secret);
         }
         changed
     }
@@ -372,21 +415,19 @@ impl Stores {
         ))
     }
 
-    /// An immutable copy of the current state.
+    /// The changes seen since the last call, from the watch events. Take them before the
+    /// [`Self::snapshot`] they describe: an event that lands in between is then listed again
+    /// next time (harmless), never lost.
+    pub fn take_changes(&self) -> ChangeSet {
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The current state. Shares the stores' objects (`Arc`s): nothing is copied per object.
     pub fn snapshot(&self) -> ClusterSnapshot {
         let mut snap = ClusterSnapshot::default();
-        fn copy<K>(store: &Reflected<K>, snap: &mut ClusterSnapshot, wrap: fn(K) -> Object)
-        where
-            K: Resource + Clone + 'static,
-            K::DynamicType: Eq + std::hash::Hash + Clone,
-        {
-            for o in store.state() {
-                snap.apply(wrap(Arc::unwrap_or_clone(o)));
-            }
-        }
         for o in self.gateways.state() {
             match &o.decoded {
-                Ok(g) => snap.apply(Object::Gateway(g.clone())),
+                Ok(g) => snap.apply_shared(SharedObject::Gateway(g.clone())),
                 // Never the open default instance in its place (there is none in a cluster
                 // anyway); its own controller reports it.
                 Err(e) => snap.unloaded_gateways.push(format!(
@@ -396,9 +437,10 @@ impl Stores {
                 )),
             }
         }
+        snap.unloaded_gateways.sort();
         for o in self.ingress_routes.state() {
             match &o.decoded {
-                Ok(r) => snap.apply(Object::IngressRoute(r.clone())),
+                Ok(r) => snap.apply_shared(SharedObject::IngressRoute(r.clone())),
                 Err(e) => {
                     snap.undecodable_routes.insert(
                         ObjKey::of(o.as_ref()),
@@ -417,14 +459,20 @@ impl Stores {
         // A TLSCertificateDelegation that does not decode delegates nothing.
         for o in self.delegations.state() {
             if let Ok(d) = &o.decoded {
-                snap.apply(Object::Delegation(d.clone()));
+                snap.apply_shared(SharedObject::Delegation(d.clone()));
             }
         }
-        copy(&self.services, &mut snap, Object::Service);
-        copy(&self.endpoints, &mut snap, Object::Endpoints);
-        copy(&self.endpoint_slices, &mut snap, Object::EndpointSlice);
+        for o in self.services.state() {
+            snap.apply_shared(SharedObject::Service(o));
+        }
+        for o in self.endpoints.state() {
+            snap.apply_shared(SharedObject::Endpoints(o));
+        }
+        for o in self.endpoint_slices.state() {
+            snap.apply_shared(SharedObject::EndpointSlice(o));
+        }
         for secret in self.secrets.state() {
-            snap.apply(Object::Secret(Arc::unwrap_or_clone(secret)));
+            snap.apply_shared(SharedObject::Secret(secret));
         }
         snap
     }
@@ -434,8 +482,14 @@ impl Stores {
 /// [`SecretStores::ensure`]). The returned receiver changes on every watch event.
 pub fn start(client: &Client, scope: &WatchScope) -> (Stores, watch::Receiver<u64>) {
     let (tx, rx) = watch::channel(0u64);
-    let tx = Arc::new(tx);
-    fn each<K>(client: &Client, scope: &WatchScope, tx: &Arc<watch::Sender<u64>>) -> Reflected<K>
+    let counter = Arc::new(tx);
+    let changes = Changes::default();
+    let notify = |kinds: &'static [Kind]| Notify {
+        kinds,
+        counter: counter.clone(),
+        changes: changes.clone(),
+    };
+    fn each<K>(client: &Client, scope: &WatchScope, notify: Notify) -> Reflected<K>
     where
         K: Resource<Scope = NamespaceResourceScope>
             + Clone
@@ -450,20 +504,25 @@ pub fn start(client: &Client, scope: &WatchScope) -> (Stores, watch::Receiver<u6
             stores: scope
                 .apis(client)
                 .into_iter()
-                .map(|api| reflect(api, watcher::Config::default(), tx.clone(), |_| {}))
+                .map(|api| reflect(api, watcher::Config::default(), notify.clone(), |_| {}))
                 .collect(),
         }
     }
     let stores = Stores {
-        gateways: each(client, scope, &tx),
-        ingress_routes: each(client, scope, &tx),
-        delegations: each(client, scope, &tx),
-        services: each(client, scope, &tx),
-        endpoints: each(client, scope, &tx),
-        endpoint_slices: each(client, scope, &tx),
-        secrets: SecretStores::new(client.clone(), tx),
+        gateways: each(client, scope, notify(&[Kind::Gateway])),
+        ingress_routes: each(
+            client,
+            scope,
+            notify(&[Kind::IngressRoute, Kind::UndecodableRoute]),
+        ),
+        delegations: each(client, scope, notify(&[Kind::Delegation])),
+        services: each(client, scope, notify(&[Kind::Service])),
+        endpoints: each(client, scope, notify(&[Kind::Endpoints])),
+        endpoint_slices: each(client, scope, notify(&[Kind::EndpointSlice])),
+        secrets: SecretStores::new(client.clone(), notify(&[Kind::Secret])),
         watch: scope.clone(),
         unwatched_roots: Arc::default(),
+        changes,
     };
     (stores, rx)
 }
@@ -480,24 +539,19 @@ fn strip_secret(s: &mut Secret) {
     s.metadata.managed_fields = None;
 }
 
-fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    changed: Arc<watch::Sender<u64>>,
-    modify: fn(&mut K),
-) -> Store<K>
+fn reflect<K>(api: Api<K>, config: watcher::Config, notify: Notify, modify: fn(&mut K)) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    reflect_task(api, config, changed, modify).0
+    reflect_task(api, config, notify, modify).0
 }
 
 /// Like [`reflect`], also returning a handle that stops the watch.
 fn reflect_task<K>(
     api: Api<K>,
     config: watcher::Config,
-    changed: Arc<watch::Sender<u64>>,
+    notify: Notify,
     modify: fn(&mut K),
 ) -> (Store<K>, tokio::task::AbortHandle)
 where
@@ -517,9 +571,7 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => {
-                    changed.send_modify(|n| *n = n.wrapping_add(1));
-                }
+                Ok(event) => notify.record(&event),
                 Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
             }
         }

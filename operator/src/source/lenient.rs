@@ -7,6 +7,7 @@
 //! message with the field path.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -17,7 +18,8 @@ use serde::{Deserialize, Deserializer};
 #[derive(Clone, Debug)]
 pub struct Lenient<K> {
     pub metadata: ObjectMeta,
-    pub decoded: Result<K, Undecodable>,
+    /// Shared: a snapshot takes this `Arc`, never a copy of the object.
+    pub decoded: Result<Arc<K>, Undecodable>,
 }
 
 /// What could be read of an object that does not decode as its kind.
@@ -33,7 +35,7 @@ pub struct Undecodable {
 impl<K> Lenient<K> {
     /// The typed object, when it decoded.
     pub fn ok(&self) -> Option<&K> {
-        self.decoded.as_ref().ok()
+        self.decoded.as_deref().ok()
     }
 }
 
@@ -52,18 +54,20 @@ impl<K: DeserializeOwned> Lenient<K> {
             .and_then(|m| serde_json::from_value(m).ok())
             .unwrap_or_default();
         let status = value.get("status").cloned();
-        let decoded = serde_path_to_error::deserialize::<_, K>(value).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            Undecodable {
-                error: if path == "." {
-                    inner.to_string()
-                } else {
-                    format!("{path}: {inner}")
-                },
-                status,
-            }
-        });
+        let decoded = serde_path_to_error::deserialize::<_, K>(value)
+            .map(Arc::new)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                Undecodable {
+                    error: if path == "." {
+                        inner.to_string()
+                    } else {
+                        format!("{path}: {inner}")
+                    },
+                    status,
+                }
+            });
         Self { metadata, decoded }
     }
 }

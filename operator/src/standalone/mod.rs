@@ -2,7 +2,7 @@
 //! Gateway instance, and applies file changes live: the directory is watched with inotify
 //! (polled every few seconds only when it cannot be watched), and a change re-reads only the
 //! files that changed (`source::incremental`). The I/O shell around the pure pipeline
-//! `source::files` → `dag::build` → `xds::translate` → `xds::cache`.
+//! `source` → [`crate::pipeline`] (incremental DAG, translation) → `xds::cache`.
 //!
 //! xDS is mutual TLS unless `--insecure-xds`: at start Sluice makes a throwaway CA and a server
 //! certificate (names `sluice-xds` and `localhost`, the xDS IP, 127.0.0.1 and ::1), and for each
@@ -12,27 +12,32 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
-use tokio::process::{Child, Command};
 
 use crate::dag::{self, Selection};
-use crate::pki::XdsServerTls;
-use crate::pki::identity::{CertificateAuthority, DEFAULT_SERVER_NAME};
-use crate::provision::bootstrap::{AdsFlavour, BootstrapOptions, XdsClientTls, build_bootstrap};
-use crate::snapshot::ClusterSnapshot;
+use crate::pipeline::Pipelines;
+use crate::pki::identity::DEFAULT_SERVER_NAME;
+use crate::provision::bootstrap::AdsFlavour;
+use crate::provision::objects::EnvoyPorts;
+use crate::snapshot::{ChangeSet, ClusterSnapshot};
 use crate::source::{IncrementalLoader, LoadError, LoadWarning};
-use crate::xds::cache::{Cache, InstanceResources};
-use crate::xds::translate::{self, TranslateOptions};
+use crate::xds::cache::Cache;
+use crate::xds::translate::TranslateOptions;
+
+mod credentials;
+mod envoy;
+mod state_file;
+
+use credentials::{Pki, setup_pki};
+use envoy::{Instance, remove_envoy_shared_memory, stop_child};
 
 /// How listener ports are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PortMode {
-    /// 8080 (HTTP), 8443 (HTTPS), 8002 (stats) for the first instance; each further instance, in
+    /// Envoy's default ports (`EnvoyPorts`: 8080 HTTP, 8443 HTTPS, 8002 stats) for the first instance; each further instance, in
     /// namespace/name order of first appearance, adds 10. (Envoy's admin is a Unix socket in the
     /// private working directory, never a port.)
     Fixed,
@@ -56,87 +61,13 @@ pub struct StandaloneOptions {
     pub insecure_xds: bool,
 }
 
-/// The xDS CA of one standalone run and where its certificate is written.
-struct Pki {
-    ca: CertificateAuthority,
-    ca_file: PathBuf,
-}
-
-/// File paths of one instance's xDS client credentials.
-#[derive(Clone, Debug)]
-struct ClientFiles {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-/// Makes the CA and the server certificate, and writes the CA certificate to `workdir`.
-fn setup_pki(workdir: &Path, xds_addr: SocketAddr) -> anyhow::Result<(Pki, XdsServerTls)> {
-    let now = SystemTime::now();
-    let ca = CertificateAuthority::generate(now).context("creating the xDS CA")?;
-    let mut ips = vec![
-        std::net::IpAddr::from([127, 0, 0, 1]),
-        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-    ];
-    if !xds_addr.ip().is_unspecified() && !ips.contains(&xds_addr.ip()) {
-        ips.push(xds_addr.ip());
-    }
-    let server = ca
-        .issue_server(&["localhost".to_owned()], &ips, now)
-        .context("creating the xDS server certificate")?;
-    let ca_file = workdir.join("xds-ca.crt");
-    write_file(&ca_file, ca.cert_pem(), 0o644)?;
-    let tls = XdsServerTls {
-        cert_pem: server.cert_pem,
-        key_pem: server.key_pem,
-        client_ca_pem: ca.cert_pem().to_owned(),
-    };
-    Ok((Pki { ca, ca_file }, tls))
-}
-
-/// Writes a file readable as `mode` says (keys: 0600), replacing an existing one.
-fn write_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let _ = std::fs::remove_file(path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .and_then(|mut f| f.write_all(contents.as_bytes()))
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 /// Ports of one instance's Envoy, and the number naming its admin socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct InstancePorts {
-    http: u16,
-    https: u16,
-    stats: u16,
+    envoy: EnvoyPorts,
     /// Distinct per instance: Envoy's admin binds `envoy-{admin_id}.admin.sock` in the working
     /// directory (short, as Unix socket paths are limited to about 100 bytes).
     admin_id: u32,
-}
-
-struct Instance {
-    ports: InstancePorts,
-    envoy: Option<Child>,
-    log: Option<PathBuf>,
-    xds_client: Option<ClientFiles>,
-}
-
-/// Envoy's hot-restart shared memory outlives even a clean exit; its name comes from the base id
-/// Envoy wrote to `base_id_path` (`envoy_shared_memory_{base_id * 10 + epoch}`, epoch 0 here).
-fn remove_envoy_shared_memory(base_id_path: &Path) {
-    if let Some(id) = std::fs::read_to_string(base_id_path)
-        .ok()
-        .and_then(|t| t.trim().parse::<u64>().ok())
-    {
-        let _ = std::fs::remove_file(format!(
-            "/dev/shm/envoy_shared_memory_{}",
-            id.saturating_mul(10)
-        ));
-    }
 }
 
 /// Runs until Ctrl-C or SIGTERM, then stops Envoy children.
@@ -193,6 +124,7 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
         xds_addr,
         workdir: workdir.clone(),
         instances: BTreeMap::new(),
+        pipelines: Pipelines::default(),
         loader: IncrementalLoader::new(&opts.manifests),
         last_good: None,
         last_problems: None,
@@ -256,8 +188,11 @@ struct State<'a> {
     xds_addr: SocketAddr,
     workdir: PathBuf,
     instances: BTreeMap<String, Instance>,
+    /// The per-instance pipelines.
+    pipelines: Pipelines,
     loader: IncrementalLoader,
-    last_good: Option<ClusterSnapshot>,
+    /// The snapshot last applied (the last good one).
+    last_good: Option<Arc<ClusterSnapshot>>,
     /// Warnings, errors and unloaded Gateways last reported.
     last_problems: Option<Problems>,
     next_fixed_slot: u16,
@@ -314,17 +249,21 @@ impl State<'_> {
             }
             return;
         }
-        // The change is applied in place: old and new snapshots never coexist.
+        // The change is applied to the last good snapshot: unchanged objects stay the same
+        // `Arc`s, so the pipeline's comparison with the previous snapshot is a pointer check
+        // for them, and old and new snapshots share every object.
         let mut snapshot = self.last_good.take().unwrap_or_default();
-        reload.delta.apply_to(&mut snapshot);
-        snapshot.unloaded_gateways = reload.unloaded_gateways;
+        let snap = Arc::make_mut(&mut snapshot);
+        reload.delta.apply_to(snap);
+        snap.unloaded_gateways = reload.unloaded_gateways;
         self.loader.accept();
-        self.apply(&snapshot).await;
+        self.apply(snapshot.clone()).await;
         self.last_good = Some(snapshot);
     }
 
-    async fn apply(&mut self, snapshot: &ClusterSnapshot) {
-        let selections: Vec<dag::Selection> = dag::instances(snapshot)
+    async fn apply(&mut self, snapshot: Arc<ClusterSnapshot>) {
+        let changes = self.pipelines.next_snapshot(snapshot.clone());
+        let selections: Vec<dag::Selection> = dag::instances(&snapshot)
             .into_iter()
             .map(dag::Selection::local)
             .collect();
@@ -365,18 +304,33 @@ impl State<'_> {
                     }
                 },
             };
-            self.publish(sel, snapshot, ports);
+            self.publish(sel, &snapshot, &changes, ports);
             if !self.instances.contains_key(&name) {
                 let inst = self.start_instance(sel, ports);
                 self.instances.insert(name, inst);
             }
         }
+        self.pipelines.retain(&wanted);
         self.write_state();
     }
 
-    /// Builds and translates one instance and hands the result to the cache.
-    fn publish(&self, sel: &Selection, snapshot: &ClusterSnapshot, ports: InstancePorts) {
-        let dag = dag::build(snapshot, sel);
+    /// Brings one instance up to the snapshot and hands new resources to the cache.
+    fn publish(
+        &mut self,
+        sel: &Selection,
+        snapshot: &Arc<ClusterSnapshot>,
+        changes: &ChangeSet,
+        ports: InstancePorts,
+    ) {
+        let opts = self.translate_options(ports);
+        let built = self
+            .pipelines
+            .instance(sel)
+            .update(snapshot, sel, changes, &opts);
+        if built.resources.is_none() {
+            return; // Nothing this instance serves changed.
+        }
+        let dag = &built.dag;
         for s in &dag.statuses {
             if s.current_status != dag::Validity::Valid {
                 eprintln!(
@@ -389,29 +343,33 @@ impl State<'_> {
                 );
             }
         }
-        let opts = TranslateOptions {
-            http_address: self.opts.listen_address.clone(),
-            http_port: ports.http,
-            https_address: self.opts.listen_address.clone(),
-            https_port: ports.https,
-            stats_address: self.opts.listen_address.clone(),
-            stats_port: ports.stats,
-            admin_socket: self.admin_socket(ports).display().to_string(),
-            // `--listen-address ::` is dual-stack, as a Gateway's default `spec.ipFamily`.
-            ipv4_compat: true,
-        };
-        let resources = match translate::translate(&dag, &opts) {
-            Ok(r) => r,
-            Err(e) => {
+        let resources = match built.resources {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
                 eprintln!(
                     "sluice: error: {}: {e}; keeping its last good configuration",
                     dag.gateway
                 );
                 return;
             }
+            None => return,
         };
-        self.cache
-            .set(&dag.gateway, InstanceResources::from(&resources));
+        self.cache.set(&dag.gateway, resources);
+    }
+
+    /// Where an instance's listeners bind.
+    fn translate_options(&self, ports: InstancePorts) -> TranslateOptions {
+        TranslateOptions {
+            http_address: self.opts.listen_address.clone(),
+            http_port: ports.envoy.http,
+            https_address: self.opts.listen_address.clone(),
+            https_port: ports.envoy.https,
+            stats_address: self.opts.listen_address.clone(),
+            stats_port: ports.envoy.stats,
+            admin_socket: self.admin_socket(ports).display().to_string(),
+            // `--listen-address ::` is dual-stack, as a Gateway's default `spec.ipFamily`.
+            ipv4_compat: true,
+        }
     }
 
     fn allocate_ports(&mut self) -> anyhow::Result<InstancePorts> {
@@ -424,10 +382,14 @@ impl State<'_> {
                     .checked_mul(10)
                     .context("too many instances")?;
                 self.next_fixed_slot += 1;
+                let base = EnvoyPorts::default();
+                let port = |p: u16| p.checked_add(offset).context("too many instances");
                 Ok(InstancePorts {
-                    http: 8080 + offset,
-                    https: 8443 + offset,
-                    stats: 8002 + offset,
+                    envoy: EnvoyPorts {
+                        http: port(base.http)?,
+                        https: port(base.https)?,
+                        stats: port(base.stats)?,
+                    },
                     admin_id,
                 })
             }
@@ -439,184 +401,14 @@ impl State<'_> {
                     .context("picking free ports")?;
                 let port = |i: usize| listeners[i].local_addr().map(|a| a.port());
                 Ok(InstancePorts {
-                    http: port(0)?,
-                    https: port(1)?,
-                    stats: port(2)?,
+                    envoy: EnvoyPorts {
+                        http: port(0)?,
+                        https: port(1)?,
+                        stats: port(2)?,
+                    },
                     admin_id,
                 })
             }
-        }
-    }
-
-    /// Issues an instance's xDS client certificate and writes it (key mode 0600).
-    fn write_client_credentials(&self, pki: &Pki, sel: &Selection) -> anyhow::Result<ClientFiles> {
-        let slug = sel.gateway.to_string().replace('/', "_");
-        let issued = pki
-            .ca
-            .issue_gateway(&sel.gateway, SystemTime::now())
-            .context("issuing the xDS client certificate")?;
-        let files = ClientFiles {
-            cert: self.workdir.join(format!("{slug}.xds.crt")),
-            key: self.workdir.join(format!("{slug}.xds.key")),
-        };
-        write_file(&files.cert, &issued.cert_pem, 0o644)?;
-        write_file(&files.key, &issued.key_pem, 0o600)?;
-        Ok(files)
-    }
-
-    fn start_instance(&self, sel: &Selection, ports: InstancePorts) -> Instance {
-        let name = sel.gateway.to_string();
-        let xds_client = match self.pki {
-            None => None,
-            Some(pki) => match self.write_client_credentials(pki, sel) {
-                Ok(files) => Some((pki, files)),
-                Err(e) => {
-                    eprintln!("sluice: error: instance {name}: {e:#}");
-                    return Instance {
-                        ports,
-                        envoy: None,
-                        log: None,
-                        xds_client: None,
-                    };
-                }
-            },
-        };
-        let Some(envoy) = &self.opts.envoy else {
-            match &xds_client {
-                Some((pki, files)) => eprintln!(
-                    "sluice: instance {name}: serving xDS only (--no-envoy); client certificate {}, key {}, CA {}, server name {DEFAULT_SERVER_NAME}",
-                    files.cert.display(),
-                    files.key.display(),
-                    pki.ca_file.display()
-                ),
-                None => eprintln!("sluice: instance {name}: serving xDS only (--no-envoy)"),
-            }
-            return Instance {
-                ports,
-                envoy: None,
-                log: None,
-                xds_client: xds_client.map(|(_, f)| f),
-            };
-        };
-        let slug = name.replace('/', "_");
-        let mut bopts = BootstrapOptions::new(
-            sel.gateway.clone(),
-            self.xds_addr.ip().to_string(),
-            self.xds_addr.port(),
-        );
-        bopts.ads = self.opts.ads;
-        let admin_socket = self.admin_socket(ports);
-        bopts.admin_socket = admin_socket.display().to_string();
-        bopts.tls = xds_client.as_ref().map(|(pki, files)| XdsClientTls {
-            ca_file: pki.ca_file.display().to_string(),
-            cert_file: files.cert.display().to_string(),
-            key_file: files.key.display().to_string(),
-            server_name: DEFAULT_SERVER_NAME.to_owned(),
-        });
-        let xds_client = xds_client.map(|(_, f)| f);
-        let bootstrap_path = self.workdir.join(format!("{slug}.bootstrap.json"));
-        let log = self.workdir.join(format!("{slug}.envoy.log"));
-        let spawned = std::fs::write(&bootstrap_path, build_bootstrap(&bopts).to_string())
-            .context("writing the bootstrap")
-            .and_then(|()| {
-                let log_file = std::fs::File::create(&log).context("creating the Envoy log")?;
-                Command::new(envoy)
-                    .arg("-c")
-                    .arg(&bootstrap_path)
-                    .arg("--use-dynamic-base-id")
-                    .arg("--base-id-path")
-                    .arg(self.workdir.join(format!("{slug}.base-id")))
-                    .arg("--log-level")
-                    .arg("warn")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(log_file)
-                    .kill_on_drop(true)
-                    .spawn()
-                    .with_context(|| format!("starting {}", envoy.display()))
-            });
-        match spawned {
-            Ok(child) => {
-                let host = match self.opts.listen_address.as_str() {
-                    ipv6 if ipv6.contains(':') => format!("[{ipv6}]"),
-                    other => other.to_owned(),
-                };
-                println!(
-                    "gateway {name}: http://{host}:{} https://{host}:{} stats http://{host}:{}/stats/prometheus (Envoy pid {}, log {}, admin socket {})",
-                    ports.http,
-                    ports.https,
-                    ports.stats,
-                    child.id().unwrap_or_default(),
-                    log.display(),
-                    admin_socket.display()
-                );
-                Instance {
-                    ports,
-                    envoy: Some(child),
-                    log: Some(log),
-                    xds_client,
-                }
-            }
-            Err(e) => {
-                eprintln!("sluice: error: instance {name}: {e:#}");
-                Instance {
-                    ports,
-                    envoy: None,
-                    log: Some(log),
-                    xds_client,
-                }
-            }
-        }
-    }
-
-    /// Reports Envoys that exited on their own (a bad bootstrap, a port in use).
-    fn reap_envoys(&mut self) {
-        for (name, inst) in &mut self.instances {
-            let Some(child) = inst.envoy.as_mut() else {
-                continue;
-            };
-            if let Ok(Some(status)) = child.try_wait() {
-                let tail = inst.log.as_deref().map(log_tail).unwrap_or_default();
-                eprintln!("sluice: error: Envoy of {name} exited ({status}):\n{tail}");
-                inst.envoy = None;
-            }
-        }
-    }
-
-    fn write_state(&self) {
-        let Some(path) = &self.opts.state_file else {
-            return;
-        };
-        let gateways: Vec<_> = self
-            .instances
-            .iter()
-            .map(|(name, i)| {
-                json!({
-                    "gateway": name,
-                    "http": i.ports.http,
-                    "https": i.ports.https,
-                    "stats": i.ports.stats,
-                    "adminSocket": self.admin_socket(i.ports).display().to_string(),
-                    "envoyPid": i.envoy.as_ref().and_then(Child::id),
-                    "xdsClientCert": i.xds_client.as_ref().map(|f| f.cert.display().to_string()),
-                    "xdsClientKey": i.xds_client.as_ref().map(|f| f.key.display().to_string()),
-                })
-            })
-            .collect();
-        let xds_tls = self.pki.map(
-            |p| json!({"ca": p.ca_file.display().to_string(), "serverName": DEFAULT_SERVER_NAME}),
-        );
-        let state = json!({
-            "xds": self.xds_addr.to_string(),
-            "xdsTls": xds_tls,
-            "gateways": gateways,
-        });
-        // Write then rename, so readers never see half a file.
-        let tmp = path.with_extension("tmp");
-        if let Err(e) =
-            std::fs::write(&tmp, state.to_string()).and_then(|()| std::fs::rename(&tmp, path))
-        {
-            eprintln!("sluice: error: writing {}: {e}", path.display());
         }
     }
 }
@@ -662,27 +454,6 @@ fn watch_manifests(
     Ok(watcher)
 }
 
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-/// Asks a child to stop (SIGTERM), then kills it if it has not exited within five seconds.
-async fn stop_child(child: &mut Child) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM);
-        if tokio::time::timeout(Duration::from_secs(5), child.wait())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-    }
-    let _ = child.kill().await;
-}
-
-#[cfg(unix)]
 fn signal_terminate() -> anyhow::Result<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")

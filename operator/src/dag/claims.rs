@@ -1,0 +1,73 @@
+//! Host ownership: which root IngressRoute may claim which fqdn, and which claimant wins (the
+//! oldest: creationTimestamp, unknown counting as newest, then namespace/name).
+
+use std::cmp::Ordering;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::checks;
+use super::model::msg;
+use super::select::Selection;
+use crate::api::IngressRoute;
+use crate::snapshot::ObjKey;
+
+/// The fqdn a selected IngressRoute claims: `None` when it is not a root, `Err` with its status
+/// description when it may claim none (wrong namespace, no or a malformed fqdn).
+pub fn claim(
+    sel: &Selection,
+    key: &ObjKey,
+    route: &IngressRoute,
+) -> Option<Result<String, String>> {
+    let vh = route.spec.virtualhost.as_ref()?;
+    if !sel.root_allowed(&key.namespace) {
+        return Some(Err(msg::ROOT_NAMESPACE.to_owned()));
+    }
+    let fqdn = vh.fqdn.trim();
+    if fqdn.is_empty() {
+        return Some(Err(msg::FQDN_REQUIRED.to_owned()));
+    }
+    if fqdn.contains('*') {
+        return Some(Err(format!(
+            "Spec.VirtualHost.Fqdn {fqdn:?} cannot use wildcards"
+        )));
+    }
+    Some(checks::dns_name(fqdn).map_err(|e| format!("Spec.VirtualHost.Fqdn {fqdn:?}: {e}")))
+}
+
+/// The status of a claimant that lost `fqdn` to `owner`.
+pub fn taken(fqdn: &str, owner: &ObjKey) -> String {
+    format!("fqdn {fqdn:?} is already used by the older IngressRoute {owner}")
+}
+
+/// A root claiming an fqdn; orders oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimant {
+    pub created: Option<Time>,
+    pub key: ObjKey,
+}
+
+impl Claimant {
+    pub fn new(key: &ObjKey, route: &IngressRoute) -> Self {
+        Self {
+            created: route.metadata.creation_timestamp.clone(),
+            key: key.clone(),
+        }
+    }
+}
+
+impl Ord for Claimant {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (ta, tb) = (self.created.as_ref(), other.created.as_ref());
+        (ta.is_none(), ta.map(|t| &t.0), &self.key).cmp(&(
+            tb.is_none(),
+            tb.map(|t| &t.0),
+            &other.key,
+        ))
+    }
+}
+
+impl PartialOrd for Claimant {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}

@@ -1,0 +1,605 @@
+//! The incremental DAG: one Gateway instance's DAG kept up to date from change sets, rebuilding
+//! only the roots a change touches, with the same result as [`super::build`] from scratch.
+//!
+//! Why the result is the same. A full build does three things whose results depend on more than
+//! one root: host ownership (claims grouped by fqdn), the delegation walk's memo (keyed by
+//! prefix, child and depth, shared across roots, so a child's verdict can come from whichever
+//! root reached it first), and statuses (the first problem found wins, across roots). Ownership
+//! is kept per fqdn here and recomputed for every fqdn a change touches. For the other two, roots
+//! are kept in *groups*: roots whose walks reach a common IngressRoute are in one group, and a
+//! group is always built whole, its roots in fqdn order as the full build visits them. Two
+//! groups never share a reached IngressRoute, so they share no memo entry and no status, and a
+//! full build is the union of its groups' builds. Clusters, endpoints and secrets are named by
+//! what they contain (or by what the snapshot holds under that name), so the union of the
+//! groups' is the full build's.
+//!
+//! Which groups a change touches: each group records every key its build read ([`Dep`]:
+//! IngressRoutes, present or not; Services; Endpoints; EndpointSlices by Service; Secrets;
+//! delegations by Secret), and a reverse index maps each key to its groups. A touched group is
+//! rebuilt with the roots that now own an fqdn; if the rebuild reaches an IngressRoute another
+//! group reaches, that group joins and the build starts over, so groups stay disjoint. A change
+//! to the Gateway's selection rebuilds everything.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::build::{
+    Builder, Parts, RootTrace, Selected, Statuses, route_status, undecodable_status,
+};
+use super::claims::{self, Claimant};
+use super::deps::{self, Dep};
+use super::model::{Cluster, ClusterEndpoints, Dag, Secret, Upstream, Validity, VirtualHost, msg};
+use super::select::Selection;
+use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
+
+/// One Gateway instance's DAG, kept up to date by [`IncrementalDag::update`].
+#[derive(Debug)]
+pub struct IncrementalDag {
+    sel: Selection,
+    snap: Arc<ClusterSnapshot>,
+    selected: Selected,
+    /// Each selected root's claim, and its place among its fqdn's claimants.
+    claims: BTreeMap<ObjKey, (Result<String, String>, Claimant)>,
+    claimants: BTreeMap<String, BTreeSet<Claimant>>,
+    owners: BTreeMap<String, ObjKey>,
+    groups: HashMap<u64, Group>,
+    next_group: u64,
+    /// The group of each owner root and of each IngressRoute a group's walk reached.
+    group_of: HashMap<ObjKey, u64>,
+    /// The groups that read each dependency.
+    dep_index: HashMap<Dep, BTreeSet<u64>>,
+    /// The union of the groups' parts; shared entries are counted.
+    vhosts: BTreeMap<String, VirtualHost>,
+    clusters: BTreeMap<String, (Cluster, usize)>,
+    endpoints: BTreeMap<String, (ClusterEndpoints, usize)>,
+    secrets: BTreeMap<String, (Secret, usize)>,
+    group_statuses: Statuses,
+    statuses: Statuses,
+    /// Shared with readers (status writer, attribution); patched in place when nobody else
+    /// holds it, copied once otherwise.
+    dag: Arc<Dag>,
+    /// Nothing built yet: the first update compares its snapshot with an empty one.
+    fresh: bool,
+}
+
+/// Roots built together, with what they read and produced.
+#[derive(Debug)]
+struct Group {
+    roots: Vec<ObjKey>,
+    reached: BTreeSet<ObjKey>,
+    deps: BTreeSet<Dep>,
+    parts: Parts,
+}
+
+/// What one update did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateStats {
+    /// Root IngressRoutes built (walked and validated) again.
+    pub roots_rebuilt: usize,
+    /// Whether the DAG (or a status) differs from before.
+    pub changed: bool,
+}
+
+/// Names of entries of the DAG that may have changed.
+#[derive(Default)]
+struct Dirty {
+    vhosts: BTreeSet<String>,
+    clusters: BTreeSet<String>,
+    endpoints: BTreeSet<String>,
+    secrets: BTreeSet<String>,
+    statuses: BTreeSet<ObjKey>,
+}
+
+impl IncrementalDag {
+    /// An instance that has built nothing yet: the first update builds everything.
+    pub fn new(sel: Selection) -> Self {
+        Self {
+            dag: Arc::new(Dag {
+                gateway: sel.gateway.to_string(),
+                ..Dag::default()
+            }),
+            sel,
+            snap: Arc::default(),
+            selected: Selected::new(),
+            claims: BTreeMap::new(),
+            claimants: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            groups: HashMap::new(),
+            next_group: 0,
+            group_of: HashMap::new(),
+            dep_index: HashMap::new(),
+            vhosts: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            group_statuses: Statuses::new(),
+            statuses: Statuses::new(),
+            fresh: true,
+        }
+    }
+
+    /// The current DAG.
+    pub fn dag(&self) -> &Dag {
+        &self.dag
+    }
+
+    /// The current DAG, shared.
+    pub fn shared_dag(&self) -> Arc<Dag> {
+        self.dag.clone()
+    }
+
+    pub fn selection(&self) -> &Selection {
+        &self.sel
+    }
+
+    /// Brings the DAG up to `snap`, which differs from the previous snapshot by `changes` (a
+    /// change set may list more than changed, never less). A different selection rebuilds
+    /// everything.
+    pub fn update(
+        &mut self,
+        snap: &Arc<ClusterSnapshot>,
+        sel: &Selection,
+        changes: &ChangeSet,
+    ) -> UpdateStats {
+        let resolved;
+        let changes = if *sel != self.sel || self.fresh {
+            *self = Self::new(sel.clone());
+            self.fresh = false;
+            resolved = ChangeSet::diff(&ClusterSnapshot::default(), snap);
+            &resolved
+        } else if changes.has_whole_kinds() {
+            resolved = changes.resolve(&self.snap, snap);
+            &resolved
+        } else {
+            changes
+        };
+        let old = std::mem::replace(&mut self.snap, snap.clone());
+        let mut dirty = Dirty::default();
+        let mut roots = BTreeSet::new();
+        let mut touched_groups = BTreeSet::new();
+
+        let fqdns = self.apply_route_changes(changes, &mut dirty);
+        for fqdn in fqdns {
+            self.settle_owner(&fqdn, &mut roots, &mut touched_groups, &mut dirty);
+        }
+        for dep in deps::touched(changes, &old, snap) {
+            if let Some(groups) = self.dep_index.get(&dep) {
+                touched_groups.extend(groups.iter().copied());
+            }
+        }
+        let built = self.rebuild(touched_groups, roots, &mut dirty);
+        let changed = self.patch_dag(dirty);
+        UpdateStats {
+            roots_rebuilt: built,
+            changed,
+        }
+    }
+
+    /// Applies IngressRoute changes to the selection and the claims; returns the fqdns whose
+    /// claimants changed.
+    fn apply_route_changes(&mut self, changes: &ChangeSet, dirty: &mut Dirty) -> BTreeSet<String> {
+        let mut fqdns = BTreeSet::new();
+        for (kind, key) in changes.objects() {
+            match kind {
+                Kind::IngressRoute => {}
+                Kind::UndecodableRoute => {
+                    dirty.statuses.insert(key.clone());
+                    continue;
+                }
+                _ => continue,
+            }
+            dirty.statuses.insert(key.clone());
+            if let Some((Ok(fqdn), claimant)) = self.claims.remove(key) {
+                if let Some(set) = self.claimants.get_mut(&fqdn) {
+                    set.remove(&claimant);
+                    if set.is_empty() {
+                        self.claimants.remove(&fqdn);
+                    }
+                }
+                fqdns.insert(fqdn);
+            }
+            let route = self
+                .snap
+                .ingress_routes
+                .get(key)
+                .filter(|r| self.sel.selects(r));
+            let Some(route) = route else {
+                self.selected.remove(key);
+                continue;
+            };
+            self.selected.insert(key.clone(), route.clone());
+            if let Some(claim) = claims::claim(&self.sel, key, route) {
+                let claimant = Claimant::new(key, route);
+                if let Ok(fqdn) = &claim {
+                    self.claimants
+                        .entry(fqdn.clone())
+                        .or_default()
+                        .insert(claimant.clone());
+                    fqdns.insert(fqdn.clone());
+                }
+                self.claims.insert(key.clone(), (claim, claimant));
+            }
+        }
+        fqdns
+    }
+
+    /// Decides who owns `fqdn` now; a new owner is built, a former owner's group rebuilt.
+    fn settle_owner(
+        &mut self,
+        fqdn: &str,
+        roots: &mut BTreeSet<ObjKey>,
+        touched_groups: &mut BTreeSet<u64>,
+        dirty: &mut Dirty,
+    ) {
+        let claimants = self.claimants.get(fqdn);
+        let new_owner = claimants.and_then(|c| c.first()).map(|c| c.key.clone());
+        // A loser's status names the owner.
+        dirty
+            .statuses
+            .extend(claimants.into_iter().flatten().map(|c| c.key.clone()));
+        let old_owner = match &new_owner {
+            Some(o) => self.owners.insert(fqdn.to_owned(), o.clone()),
+            None => self.owners.remove(fqdn),
+        };
+        if old_owner == new_owner {
+            return;
+        }
+        if let Some(old) = old_owner {
+            dirty.statuses.insert(old.clone());
+            if let Some(g) = self.group_of.get(&old) {
+                touched_groups.insert(*g);
+            }
+        }
+        if let Some(new) = new_owner {
+            roots.insert(new);
+        }
+    }
+
+    /// The fqdn `root` owns, if it owns one.
+    fn owned_fqdn(&self, root: &ObjKey) -> Option<&str> {
+        match self.claims.get(root) {
+            Some((Ok(fqdn), _)) if self.owners.get(fqdn) == Some(root) => Some(fqdn),
+            _ => None,
+        }
+    }
+
+    /// Rebuilds the touched groups and the new owners together, widening to every group the
+    /// build reaches into, and installs the resulting groups. Returns the number of roots built.
+    fn rebuild(
+        &mut self,
+        mut touched_groups: BTreeSet<u64>,
+        mut roots: BTreeSet<ObjKey>,
+        dirty: &mut Dirty,
+    ) -> usize {
+        loop {
+            for id in std::mem::take(&mut touched_groups) {
+                if let Some(group) = self.remove_group(id, dirty) {
+                    roots.extend(group.roots);
+                }
+            }
+            let mut order: Vec<(String, ObjKey)> = roots
+                .iter()
+                .filter_map(|r| self.owned_fqdn(r).map(|f| (f.to_owned(), r.clone())))
+                .collect();
+            order.sort();
+            if order.is_empty() {
+                return 0;
+            }
+            let snap = self.snap.clone();
+            let mut b = Builder::new(&snap, &self.sel, &self.selected, true);
+            let traces: Vec<RootTrace> = order
+                .iter()
+                .map(|(fqdn, key)| b.build_owner_traced(key, fqdn))
+                .collect();
+            touched_groups = traces
+                .iter()
+                .zip(&order)
+                .flat_map(|(t, (_, root))| t.reached.iter().chain([root]))
+                .filter_map(|k| self.group_of.get(k).copied())
+                .collect();
+            if touched_groups.is_empty() {
+                let parts = b.into_parts();
+                let built = order.len();
+                self.install_groups(order, traces, parts, dirty);
+                return built;
+            }
+        }
+    }
+
+    /// Splits one build into groups (roots joined by a common reached IngressRoute) and adds
+    /// them.
+    fn install_groups(
+        &mut self,
+        order: Vec<(String, ObjKey)>,
+        traces: Vec<RootTrace>,
+        mut parts: Parts,
+        dirty: &mut Dirty,
+    ) {
+        let mut sets = DisjointSets::new(order.len());
+        let mut first_reacher: HashMap<&ObjKey, usize> = HashMap::new();
+        for (i, (t, (_, root))) in traces.iter().zip(&order).enumerate() {
+            for k in t.reached.iter().chain([root]) {
+                match first_reacher.get(k) {
+                    Some(j) => sets.union(i, *j),
+                    None => {
+                        first_reacher.insert(k, i);
+                    }
+                }
+            }
+        }
+        let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for i in 0..order.len() {
+            members.entry(sets.find(i)).or_default().push(i);
+        }
+        for indexes in members.into_values() {
+            let mut group = Group {
+                roots: Vec::new(),
+                reached: BTreeSet::new(),
+                deps: BTreeSet::new(),
+                parts: Parts::default(),
+            };
+            for i in indexes {
+                let (fqdn, root) = &order[i];
+                group.roots.push(root.clone());
+                group.reached.insert(root.clone());
+                group.reached.extend(traces[i].reached.iter().cloned());
+                group.deps.extend(traces[i].reads.iter().cloned());
+                if let Some(v) = parts.vhosts.remove(fqdn) {
+                    group.parts.vhosts.insert(fqdn.clone(), v);
+                }
+            }
+            for k in &group.reached {
+                if let Some(s) = parts.statuses.remove(k) {
+                    group.parts.statuses.insert(k.clone(), s);
+                }
+            }
+            take_used(&mut group.parts, &parts);
+            self.add_group(group, dirty);
+        }
+        debug_assert!(parts.statuses.is_empty(), "statuses outside every group");
+    }
+
+    fn add_group(&mut self, group: Group, dirty: &mut Dirty) {
+        let id = self.next_group;
+        self.next_group += 1;
+        for k in &group.reached {
+            self.group_of.insert(k.clone(), id);
+        }
+        for d in &group.deps {
+            self.dep_index.entry(d.clone()).or_default().insert(id);
+        }
+        let p = &group.parts;
+        for (fqdn, v) in &p.vhosts {
+            self.vhosts.insert(fqdn.clone(), v.clone());
+            dirty.vhosts.insert(fqdn.clone());
+        }
+        count_in(&mut self.clusters, &p.clusters, &mut dirty.clusters);
+        count_in(&mut self.endpoints, &p.endpoints, &mut dirty.endpoints);
+        count_in(&mut self.secrets, &p.secrets, &mut dirty.secrets);
+        for (k, s) in &p.statuses {
+            self.group_statuses.insert(k.clone(), s.clone());
+            dirty.statuses.insert(k.clone());
+        }
+        self.groups.insert(id, group);
+    }
+
+    fn remove_group(&mut self, id: u64, dirty: &mut Dirty) -> Option<Group> {
+        let group = self.groups.remove(&id)?;
+        for k in &group.reached {
+            if self.group_of.get(k) == Some(&id) {
+                self.group_of.remove(k);
+            }
+        }
+        for d in &group.deps {
+            if let Some(set) = self.dep_index.get_mut(d) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.dep_index.remove(d);
+                }
+            }
+        }
+        let p = &group.parts;
+        for fqdn in p.vhosts.keys() {
+            self.vhosts.remove(fqdn);
+            dirty.vhosts.insert(fqdn.clone());
+        }
+        count_out(&mut self.clusters, &p.clusters, &mut dirty.clusters);
+        count_out(&mut self.endpoints, &p.endpoints, &mut dirty.endpoints);
+        count_out(&mut self.secrets, &p.secrets, &mut dirty.secrets);
+        for k in p.statuses.keys() {
+            self.group_statuses.remove(k);
+            dirty.statuses.insert(k.clone());
+        }
+        Some(group)
+    }
+
+    /// The status of `key` as the full build decides it.
+    fn status_of(&self, key: &ObjKey) -> Option<(Validity, String)> {
+        if let Some(u) = self.snap.undecodable_routes.get(key)
+            && self.sel.selects_meta(&u.metadata)
+        {
+            return Some(undecodable_status(&u.error));
+        }
+        match self.claims.get(key) {
+            Some((Err(e), _)) => return Some((Validity::Invalid, e.clone())),
+            Some((Ok(fqdn), _)) => match self.owners.get(fqdn) {
+                Some(owner) if owner != key => {
+                    return Some((Validity::Invalid, claims::taken(fqdn, owner)));
+                }
+                _ => {}
+            },
+            None => {}
+        }
+        if let Some(s) = self.group_statuses.get(key) {
+            return Some(s.clone());
+        }
+        self.selected
+            .contains_key(key)
+            .then(|| (Validity::Orphaned, msg::ORPHANED.to_owned()))
+    }
+
+    /// Brings the DAG's lists in line with the maps for every dirty name; returns whether
+    /// anything differs.
+    fn patch_dag(&mut self, dirty: Dirty) -> bool {
+        let mut changed = false;
+        let nothing = dirty.statuses.is_empty()
+            && dirty.vhosts.is_empty()
+            && dirty.clusters.is_empty()
+            && dirty.endpoints.is_empty()
+            && dirty.secrets.is_empty();
+        if nothing {
+            return false;
+        }
+        let mut shared = std::mem::take(&mut self.dag);
+        let dag = Arc::make_mut(&mut shared);
+        for key in &dirty.statuses {
+            let status = self.status_of(key);
+            let before = match &status {
+                Some(s) => self.statuses.insert(key.clone(), s.clone()),
+                None => self.statuses.remove(key),
+            };
+            if before != status {
+                changed = true;
+                let entry = status.map(|s| route_status((key.clone(), s)));
+                patch(&mut dag.statuses, key, entry, |s, k| {
+                    (s.namespace.as_str(), s.name.as_str())
+                        .cmp(&(k.namespace.as_str(), k.name.as_str()))
+                });
+            }
+        }
+        for fqdn in &dirty.vhosts {
+            changed |= patch(
+                &mut dag.virtual_hosts,
+                fqdn,
+                self.vhosts.get(fqdn).cloned(),
+                |v, f| v.fqdn.as_str().cmp(f),
+            );
+        }
+        for name in &dirty.clusters {
+            let c = self.clusters.get(name).map(|(c, _)| c.clone());
+            changed |= patch(&mut dag.clusters, name, c, |c, n| c.name.as_str().cmp(n));
+        }
+        for name in &dirty.endpoints {
+            let e = self.endpoints.get(name).map(|(e, _)| e.clone());
+            changed |= patch(&mut dag.endpoints, name, e, |e, n| {
+                e.service_name.as_str().cmp(n)
+            });
+        }
+        for name in &dirty.secrets {
+            let s = self.secrets.get(name).map(|(s, _)| s.clone());
+            changed |= patch(&mut dag.secrets, name, s, |s, n| s.name.as_str().cmp(n));
+        }
+        self.dag = shared;
+        changed
+    }
+}
+
+/// Sets the entry of the sorted `list` at `key` to `value` (removing it when `None`); returns
+/// whether the list changed.
+fn patch<T: PartialEq, K: ?Sized>(
+    list: &mut Vec<T>,
+    key: &K,
+    value: Option<T>,
+    cmp: impl Fn(&T, &K) -> std::cmp::Ordering,
+) -> bool {
+    match (list.binary_search_by(|e| cmp(e, key)), value) {
+        (Ok(i), Some(v)) => {
+            if list[i] == v {
+                return false;
+            }
+            list[i] = v;
+        }
+        (Ok(i), None) => {
+            list.remove(i);
+        }
+        (Err(i), Some(v)) => list.insert(i, v),
+        (Err(_), None) => return false,
+    }
+    true
+}
+
+fn count_in<T: Clone>(
+    all: &mut BTreeMap<String, (T, usize)>,
+    add: &BTreeMap<String, T>,
+    dirty: &mut BTreeSet<String>,
+) {
+    for (name, v) in add {
+        let entry = all.entry(name.clone()).or_insert_with(|| (v.clone(), 0));
+        // Equal whoever built it last (a name stands for its content); the newest wins.
+        entry.0 = v.clone();
+        entry.1 += 1;
+        dirty.insert(name.clone());
+    }
+}
+
+fn count_out<T>(
+    all: &mut BTreeMap<String, (T, usize)>,
+    remove: &BTreeMap<String, T>,
+    dirty: &mut BTreeSet<String>,
+) {
+    for name in remove.keys() {
+        if let Some(entry) = all.get_mut(name) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                all.remove(name);
+            }
+        }
+        dirty.insert(name.clone());
+    }
+}
+
+/// Copies from `all` the clusters, endpoints and secrets `group`'s virtual hosts use.
+fn take_used(group: &mut Parts, all: &Parts) {
+    for v in group.vhosts.values() {
+        let clusters = v
+            .routes
+            .iter()
+            .flat_map(|r| &r.clusters)
+            .chain(v.tcp_proxy.iter().flat_map(|t| &t.clusters));
+        for c in clusters {
+            if let Some(cluster) = all.clusters.get(&c.cluster) {
+                group.clusters.insert(c.cluster.clone(), cluster.clone());
+            }
+        }
+        if let Some(name) = v.tls.as_ref().and_then(|t| t.secret.as_ref())
+            && let Some(s) = all.secrets.get(name)
+        {
+            group.secrets.insert(name.clone(), s.clone());
+        }
+    }
+    for c in group.clusters.values() {
+        if let Upstream::Eds { service_name } = &c.upstream
+            && let Some(e) = all.endpoints.get(service_name)
+        {
+            group.endpoints.insert(service_name.clone(), e.clone());
+        }
+        if let Some(v) = &c.validation
+            && let Some(s) = all.secrets.get(&v.ca_secret)
+        {
+            group.secrets.insert(v.ca_secret.clone(), s.clone());
+        }
+    }
+}
+
+/// Union-find over `0..n`.
+struct DisjointSets(Vec<usize>);
+
+impl DisjointSets {
+    fn new(n: usize) -> Self {
+        Self((0..n).collect())
+    }
+
+    fn find(&mut self, mut i: usize) -> usize {
+        while self.0[i] != i {
+            self.0[i] = self.0[self.0[i]];
+            i = self.0[i];
+        }
+        i
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        let (lo, hi) = (a.min(b), a.max(b));
+        self.0[hi] = lo;
+    }
+}

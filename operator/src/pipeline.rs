@@ -1,0 +1,193 @@
+//! The one pipeline from a snapshot to what an instance serves: snapshot + change set in, DAG
+//! with statuses and translated xDS resources out. `sluice standalone`, the controller's route
+//! reconcilers and `sluice render` all call it; publishing to the xDS cache is the caller's.
+//!
+//! Per Gateway instance an [`InstancePipeline`] keeps the incremental DAG ([`IncrementalDag`]):
+//! a change rebuilds only the roots it touches, and a change that touches none of the instance's
+//! dependencies does no work (no build, no translation). Its translation is incremental too
+//! ([`Translator`]: only changed virtual hosts, clusters, endpoints and secrets are encoded
+//! again); one-shot callers (`render`) translate from scratch with [`translate_dag`], the
+//! reference the incremental translation is tested against.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::dag::{Dag, IncrementalDag, Selection, UpdateStats};
+use crate::snapshot::{ChangeSet, ClusterSnapshot};
+use crate::xds::cache::InstanceResources;
+use crate::xds::translate::{self, Resources, TranslateError, TranslateOptions, Translator};
+
+/// Turns a DAG into Envoy resources from scratch (one-shot callers; the reference of
+/// [`Translator`]).
+pub fn translate_dag(dag: &Dag, opts: &TranslateOptions) -> Result<Resources, TranslateError> {
+    translate::translate(dag, opts)
+}
+
+/// One Gateway instance's state between changes.
+#[derive(Debug)]
+pub struct InstancePipeline {
+    dag: IncrementalDag,
+    /// Keeps the encoded resources of the previous translation; made at the first one.
+    translator: Option<Translator>,
+    /// Whether the last translation succeeded with the translator's options (a failed one is
+    /// retried with the next change; a change of ports translates again).
+    translated: bool,
+}
+
+/// What one update produced.
+#[derive(Debug)]
+pub struct Built {
+    /// The instance's DAG and statuses, current.
+    pub dag: Arc<Dag>,
+    pub stats: UpdateStats,
+    /// New resources, when the DAG or the options changed; `None` when what was published last
+    /// still holds. Unchanged resources are shared (`Arc`) with the previous translation.
+    pub resources: Option<Result<InstanceResources, TranslateError>>,
+    /// Time spent building the DAG, and translating (when it did), for the metrics only.
+    pub build_time: Duration,
+    pub translate_time: Option<Duration>,
+}
+
+impl InstancePipeline {
+    pub fn new(sel: Selection) -> Self {
+        Self {
+            dag: IncrementalDag::new(sel),
+            translator: None,
+            translated: false,
+        }
+    }
+
+    /// Brings the instance up to `snap`, which differs from the snapshot of the previous call
+    /// by `changes` ([`ChangeSet::everything`] when unknown). The first call, and a change of
+    /// selection, builds everything.
+    pub fn update(
+        &mut self,
+        snap: &Arc<ClusterSnapshot>,
+        sel: &Selection,
+        changes: &ChangeSet,
+        opts: &TranslateOptions,
+    ) -> Built {
+        let started = Instant::now();
+        let stats = self.dag.update(snap, sel, changes);
+        let build_time = started.elapsed();
+        let same_options = self.translator.as_ref().map(Translator::options) == Some(opts);
+        let translate = stats.changed || !same_options || !self.translated;
+        let started = Instant::now();
+        let resources = translate.then(|| {
+            let translator = self
+                .translator
+                .get_or_insert_with(|| Translator::new(opts.clone()));
+            translator.set_options(opts);
+            let result = translator.translate(self.dag.dag());
+            // A failed translation is retried with the next change.
+            self.translated = result.is_ok();
+            result
+        });
+        Built {
+            dag: self.dag.shared_dag(),
+            stats,
+            translate_time: resources.is_some().then(|| started.elapsed()),
+            resources,
+            build_time,
+        }
+    }
+
+    pub fn dag(&self) -> &Dag {
+        self.dag.dag()
+    }
+}
+
+/// The pipelines of every instance of a source that hands over whole snapshots (a manifest
+/// directory): the change set is what differs from the previous snapshot, until the loader
+/// reports its own.
+#[derive(Debug, Default)]
+pub struct Pipelines {
+    instances: BTreeMap<String, InstancePipeline>,
+    previous: Arc<ClusterSnapshot>,
+}
+
+impl Pipelines {
+    /// What changed since the snapshot of the previous call, which `snap` replaces.
+    pub fn next_snapshot(&mut self, snap: Arc<ClusterSnapshot>) -> ChangeSet {
+        let changes = ChangeSet::diff(&self.previous, &snap);
+        self.previous = snap;
+        changes
+    }
+
+    /// The pipeline of `sel`'s instance, new if it had none.
+    pub fn instance(&mut self, sel: &Selection) -> &mut InstancePipeline {
+        self.instances
+            .entry(sel.gateway.to_string())
+            .or_insert_with(|| InstancePipeline::new(sel.clone()))
+    }
+
+    /// Forgets instances not named in `wanted` (`namespace/name`).
+    pub fn retain(&mut self, wanted: &[String]) {
+        self.instances.retain(|k, _| wanted.contains(k));
+    }
+}
+
+/// One instance built once from scratch (`sluice render`): the same DAG and resources an
+/// [`InstancePipeline`] arrives at (property-tested), without keeping anything.
+pub fn build_once(
+    snap: &Arc<ClusterSnapshot>,
+    sel: &Selection,
+    opts: &TranslateOptions,
+) -> (Arc<Dag>, Result<Resources, TranslateError>) {
+    // From scratch: the full build is what the incremental one is tested against, and faster
+    // when nothing is kept for a next change.
+    let dag = Arc::new(crate::dag::build(snap, sel));
+    let resources = translate_dag(&dag, opts);
+    (dag, resources)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Kind, ObjKey};
+
+    const WORLD: &str = "apiVersion: contour.heptio.com/v1beta1
+kind: IngressRoute
+metadata: {name: root, namespace: ns}
+spec:
+  virtualhost: {fqdn: a.example.com}
+  routes: [{match: /, services: [{name: s, port: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s, namespace: ns}
+spec: {ports: [{port: 80}]}
+";
+
+    #[test]
+    fn an_unrelated_change_neither_builds_nor_translates() {
+        let loaded = crate::source::load_sources([("w.yaml", WORLD)]);
+        let snap = Arc::new(loaded.snapshot);
+        let sel = Selection::default_instance();
+        let opts = TranslateOptions::default();
+        let mut p = InstancePipeline::new(sel.clone());
+        let first = p.update(&snap, &sel, &ChangeSet::everything(), &opts);
+        assert_eq!(first.stats.roots_rebuilt, 1);
+        assert!(first.resources.unwrap().is_ok());
+
+        let mut next = (*snap).clone();
+        next.remove(Kind::Service, &ObjKey::new("other", "x"));
+        let mut changes = ChangeSet::default();
+        changes.insert(Kind::Service, ObjKey::new("other", "x"));
+        let again = p.update(&Arc::new(next), &sel, &changes, &opts);
+        assert_eq!(again.stats.roots_rebuilt, 0);
+        assert!(again.resources.is_none());
+        assert!(Arc::ptr_eq(&first.dag, &again.dag));
+
+        // New ports translate again, without a build.
+        let moved = TranslateOptions {
+            http_port: 9080,
+            ..opts
+        };
+        let moved = p.update(&snap, &sel, &ChangeSet::default(), &moved);
+        assert_eq!(moved.stats.roots_rebuilt, 0);
+        assert!(moved.resources.is_some());
+    }
+}

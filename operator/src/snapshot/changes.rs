@@ -1,0 +1,217 @@
+//! What changed between two snapshots: the objects, by kind and key, that were added, changed or
+//! removed. Produced by the sources (from the reflectors' watch events, or by comparing a
+//! manifest directory's new snapshot with the previous one) and read by the incremental DAG,
+//! which rebuilds only what these objects touch.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::{ClusterSnapshot, ObjKey};
+
+/// The kinds a snapshot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Gateway,
+    IngressRoute,
+    Delegation,
+    Service,
+    Endpoints,
+    EndpointSlice,
+    Secret,
+    /// An IngressRoute stored but not decodable ([`ClusterSnapshot::undecodable_routes`]).
+    UndecodableRoute,
+}
+
+/// Objects added, changed or removed since the previous snapshot, by kind and key. A change set
+/// may say more than what changed (a listed object may be equal to its previous version), never
+/// less; [`ChangeSet::everything`] says "compare it all".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    objects: BTreeSet<(Kind, ObjKey)>,
+    /// Kinds whose every object may have changed (a relist, a restarted watch).
+    whole_kinds: BTreeSet<Kind>,
+    /// The Gateways that did not load changed (they decide whether the default instance runs).
+    unloaded_gateways: bool,
+}
+
+impl ChangeSet {
+    /// Nothing known: every object may have changed.
+    pub fn everything() -> Self {
+        Self {
+            whole_kinds: ALL_KINDS.into_iter().collect(),
+            unloaded_gateways: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn insert(&mut self, kind: Kind, key: ObjKey) {
+        if !self.whole_kinds.contains(&kind) {
+            self.objects.insert((kind, key));
+        }
+    }
+
+    /// Every object of `kind` may have changed.
+    pub fn insert_kind(&mut self, kind: Kind) {
+        self.objects.retain(|(k, _)| *k != kind);
+        self.whole_kinds.insert(kind);
+    }
+
+    /// Adds everything `other` lists.
+    pub fn extend(&mut self, other: &ChangeSet) {
+        for kind in &other.whole_kinds {
+            self.insert_kind(*kind);
+        }
+        for (kind, key) in &other.objects {
+            self.insert(*kind, key.clone());
+        }
+        self.unloaded_gateways |= other.unloaded_gateways;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.whole_kinds.is_empty() && !self.unloaded_gateways
+    }
+
+    /// True when some kind is listed as a whole: the consumer compares the snapshots itself
+    /// ([`ChangeSet::resolve`]).
+    pub fn has_whole_kinds(&self) -> bool {
+        !self.whole_kinds.is_empty()
+    }
+
+    /// The objects listed one by one.
+    pub fn objects(&self) -> impl Iterator<Item = (Kind, &ObjKey)> {
+        self.objects.iter().map(|(k, key)| (*k, key))
+    }
+
+    /// Whether any object of `kind` is listed, or the kind as a whole.
+    pub fn touches_kind(&self, kind: Kind) -> bool {
+        self.whole_kinds.contains(&kind) || self.objects.iter().any(|(k, _)| *k == kind)
+    }
+
+    pub fn unloaded_gateways_changed(&self) -> bool {
+        self.unloaded_gateways
+    }
+
+    /// The same changes with every whole kind replaced by the objects of that kind that differ
+    /// between `old` and `new` ([`ChangeSet::diff`] restricted to those kinds).
+    pub fn resolve(&self, old: &ClusterSnapshot, new: &ClusterSnapshot) -> ChangeSet {
+        let mut out = ChangeSet {
+            objects: self.objects.clone(),
+            whole_kinds: BTreeSet::new(),
+            unloaded_gateways: (self.unloaded_gateways || self.touches_kind(Kind::Gateway))
+                && old.unloaded_gateways != new.unloaded_gateways,
+        };
+        for kind in &self.whole_kinds {
+            diff_kind(*kind, old, new, &mut out.objects);
+        }
+        out
+    }
+
+    /// The objects that differ between two snapshots: the same `Arc` is equal without a look;
+    /// otherwise the values are compared.
+    pub fn diff(old: &ClusterSnapshot, new: &ClusterSnapshot) -> ChangeSet {
+        Self::everything().resolve(old, new)
+    }
+}
+
+const ALL_KINDS: [Kind; 8] = [
+    Kind::Gateway,
+    Kind::IngressRoute,
+    Kind::Delegation,
+    Kind::Service,
+    Kind::Endpoints,
+    Kind::EndpointSlice,
+    Kind::Secret,
+    Kind::UndecodableRoute,
+];
+
+fn diff_kind(
+    kind: Kind,
+    old: &ClusterSnapshot,
+    new: &ClusterSnapshot,
+    out: &mut BTreeSet<(Kind, ObjKey)>,
+) {
+    match kind {
+        Kind::Gateway => diff_maps(kind, &old.gateways, &new.gateways, out),
+        Kind::IngressRoute => diff_maps(kind, &old.ingress_routes, &new.ingress_routes, out),
+        Kind::Delegation => diff_maps(kind, &old.delegations, &new.delegations, out),
+        Kind::Service => diff_maps(kind, &old.services, &new.services, out),
+        Kind::Endpoints => diff_maps(kind, &old.endpoints, &new.endpoints, out),
+        Kind::EndpointSlice => diff_maps(kind, &old.endpoint_slices, &new.endpoint_slices, out),
+        Kind::Secret => diff_maps(kind, &old.secrets, &new.secrets, out),
+        Kind::UndecodableRoute => {
+            let (a, b) = (&old.undecodable_routes, &new.undecodable_routes);
+            for (key, v) in a {
+                if b.get(key) != Some(v) {
+                    out.insert((kind, key.clone()));
+                }
+            }
+            for key in b.keys().filter(|k| !a.contains_key(*k)) {
+                out.insert((kind, key.clone()));
+            }
+        }
+    }
+}
+
+fn diff_maps<V: PartialEq>(
+    kind: Kind,
+    old: &std::collections::BTreeMap<ObjKey, Arc<V>>,
+    new: &std::collections::BTreeMap<ObjKey, Arc<V>>,
+    out: &mut BTreeSet<(Kind, ObjKey)>,
+) {
+    for (key, v) in old {
+        match new.get(key) {
+            Some(n) if Arc::ptr_eq(v, n) || **v == **n => {}
+            _ => {
+                out.insert((kind, key.clone()));
+            }
+        }
+    }
+    for key in new.keys().filter(|k| !old.contains_key(*k)) {
+        out.insert((kind, key.clone()));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Object;
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::ObjectMeta;
+
+    fn service(name: &str, port: i32) -> Object {
+        Object::Service(Service {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+                ports: Some(vec![k8s_openapi::api::core::v1::ServicePort {
+                    port,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Service::default()
+        })
+    }
+
+    #[test]
+    fn diff_lists_added_changed_and_removed_objects_only() {
+        let mut old = ClusterSnapshot::default();
+        for (name, port) in [("same", 1), ("edited", 2), ("gone", 3), ("equal-copy", 4)] {
+            old.apply(service(name, port));
+        }
+        let mut new = old.clone();
+        new.apply(service("edited", 20));
+        new.remove(Kind::Service, &ObjKey::new("ns", "gone"));
+        new.apply(service("added", 5));
+        // A new allocation with the same value is no change.
+        new.apply(service("equal-copy", 4));
+        let changes = ChangeSet::diff(&old, &new);
+        let listed: Vec<String> = changes.objects().map(|(_, k)| k.name.clone()).collect();
+        assert_eq!(listed, ["added", "edited", "gone"]);
+        assert!(ChangeSet::diff(&new, &new).is_empty());
+    }
+}
