@@ -2890,6 +2890,20 @@ async fn a_leader_whose_lease_writes_fail_steps_down_and_stops_writing() -> Resu
     for i in 0..ROUTES {
         wait_status(&cluster, &mut alpha, &ns, &route(i), "valid").await?;
     }
+    // The leader reports when the Gateway's xDS client certificate expires.
+    let gw = format!("{ns}/edge");
+    let client_expiry = async |op: &Operator| -> Result<Option<f64>> {
+        Ok(metric_value(
+            &op.metrics().await?,
+            "sluice_xds_certificate_expiry_timestamp_seconds",
+            &[("certificate", "client"), ("gateway", &gw)],
+        ))
+    };
+    eventually("alpha's client certificate expiry metric", async || {
+        alpha.check_running()?;
+        client_expiry(&alpha).await
+    })
+    .await?;
     let mut beta = start("beta")?;
     beta.wait_ready(PATIENCE).await?;
 
@@ -2992,6 +3006,22 @@ async fn a_leader_whose_lease_writes_fail_steps_down_and_stops_writing() -> Resu
         Vec::<String>::new(),
         "alpha wrote after it stepped down (all its writes since the change: {:#?})",
         alpha_status_writes(mark)
+    );
+    // The client certificate's expiry is reported by the new leader only: alpha, which no
+    // longer renews it, dropped its series rather than keep a notAfter that goes stale.
+    eventually("beta's client certificate expiry metric", async || {
+        beta.check_running()?;
+        client_expiry(&beta).await
+    })
+    .await?;
+    let alpha_metrics = alpha.metrics().await?;
+    assert!(
+        !alpha_metrics.contains("certificate=\"client\""),
+        "alpha still reports client certificates after stepping down:\n{alpha_metrics}"
+    );
+    assert!(
+        alpha_metrics.contains("certificate=\"ca\""),
+        "{alpha_metrics}"
     );
     Ok(())
 }
@@ -3366,7 +3396,7 @@ async fn render_provision_prints_what_the_operator_applies() -> Result<()> {
 /// With `--watch-namespaces`, nothing outside the listed namespaces is read: the operator's
 /// requests name only them and its own namespace (and the CRDs it checks by name), a Gateway
 /// and an IngressRoute elsewhere are left alone, and a Gateway whose roots reach outside is
-/// reported in the log.
+/// reported in the log and in its `Degraded` condition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_namespaces_reads_nothing_elsewhere() -> Result<()> {
     let cluster = Cluster::start(true).await?;
@@ -3422,6 +3452,29 @@ async fn watch_namespaces_reads_nothing_elsewhere() -> Result<()> {
         warning.contains(&c) && warning.contains(&format!("{a}/edge")),
         "{warning}"
     );
+    // ...and on the Gateway's status, until its roots are all watched.
+    let (_, _, message) = wait_degraded(
+        &cluster,
+        &mut op,
+        &a,
+        "edge",
+        "Degraded for its unwatched roots",
+        |(s, r, _)| s == "True" && r == "RootNamespacesNotWatched",
+    )
+    .await?;
+    assert!(message.contains(&c) && !message.contains(&b), "{message}");
+    cluster
+        .apply(gateway(&a, "edge", json!({"rootNamespaces": [&a, &b]})))
+        .await?;
+    wait_degraded(
+        &cluster,
+        &mut op,
+        &a,
+        "edge",
+        "no longer Degraded for its roots",
+        |(_, r, _)| r != "RootNamespacesNotWatched",
+    )
+    .await?;
 
     // Not watched: left alone (checked after the watched side settled).
     assert!(

@@ -599,6 +599,13 @@ mod tests {
         assert!(run_args(&[]).watch_namespaces.is_empty());
         let args = run_args(&["--watch-namespaces=a,b", "--watch-namespaces", "c"]);
         assert_eq!(args.watch_namespaces, ["a", "b", "c"]);
+        // OLM's `olm.targetNamespaces` is empty under AllNamespaces; its Downward API env var
+        // then holds "", parsed like this: every namespace.
+        let args = run_args(&["--watch-namespaces="]);
+        assert_eq!(
+            crate::source::kube::WatchScope::new(&args.watch_namespaces),
+            crate::source::kube::WatchScope::All
+        );
     }
 
     #[test]

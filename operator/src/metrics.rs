@@ -181,6 +181,34 @@ impl Metrics {
         }
     }
 
+    /// Drops every client certificate series (`certificate="client"`), keeping the CA's and the
+    /// server's. Only the leader renews client certificates and sets these series: a replica
+    /// that stops leading forgets them, or their notAfter would go stale once the new leader
+    /// renews and look like a certificate about to expire.
+    pub fn forget_xds_client_certificates(&self) {
+        use prometheus::core::Collector;
+        let label = |m: &prometheus::proto::Metric, name: &str| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == name)
+                .map(|l| l.value().to_owned())
+                .unwrap_or_default()
+        };
+        let gateways: Vec<String> = self
+            .xds_certificate_expiry
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|m| label(m, "certificate") == "client")
+            .map(|m| label(m, "gateway"))
+            .collect();
+        for gateway in gateways {
+            let _ = self
+                .xds_certificate_expiry
+                .remove_label_values(&["client", &gateway]);
+        }
+    }
+
     /// The text exposition of every registered metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -212,5 +240,40 @@ mod tests {
         assert_eq!(get("Degraded", "False"), 1);
         m.forget_gateway_conditions("ns/gw");
         assert!(!m.render().contains("sluice_gateway_condition{"));
+    }
+
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn a_replica_that_stops_leading_forgets_client_certificates_only()
+    -> Result<(), prometheus::Error> {
+        let m = Metrics::new()?;
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        m.set_xds_certificate_expiry("ca", "", at(3000));
+        m.set_xds_certificate_expiry("server", "", at(2000));
+        m.set_xds_certificate_expiry("client", "team-a/edge", at(1000));
+        m.set_xds_certificate_expiry("client", "team-b/edge", at(1001));
+        let name = "sluice_xds_certificate_expiry_timestamp_seconds";
+        let text = m.render();
+        assert!(
+            text.contains(&format!(
+                "{name}{{certificate=\"client\",gateway=\"team-b/edge\"}} 1001"
+            )),
+            "{text}"
+        );
+        m.forget_xds_client_certificates();
+        let text = m.render();
+        assert!(!text.contains("certificate=\"client\""), "{text}");
+        assert!(
+            text.contains(&format!("{name}{{certificate=\"ca\",gateway=\"\"}} 3000")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{name}{{certificate=\"server\",gateway=\"\"}} 2000"
+            )),
+            "{text}"
+        );
+        Ok(())
     }
 }

@@ -100,28 +100,117 @@ def test_identity_and_versions(csv, config):
         assert csv["spec"].get(key), key
 
 
-def test_only_all_namespaces_is_supported(csv):
-    # The bundle does not pass OLM's target namespaces to --watch-namespaces: it watches every namespace.
+WATCH_ENV = "SLUICE_WATCH_NAMESPACES"
+TARGET_NAMESPACES = "metadata.annotations['olm.targetNamespaces']"
+
+
+def cli_env(flag_field: str) -> str:
+    """The `env` clap attribute of `pub <flag_field>:` in cli.rs (RunArgs)."""
+    text = (ROOT / "operator" / "src" / "cli.rs").read_text(encoding="utf-8")
+    run_args = text[text.index("pub struct RunArgs") :]
+    match = re.search(rf'env = "([A-Z_]+)"[^\]]*\)\]\s*pub {flag_field}:', run_args)
+    assert match, f"cli.rs RunArgs: no env for {flag_field}"
+    return match.group(1)
+
+
+def install_mode_problems(csv: dict, config: list[dict]) -> list[str]:
+    """OLM's install modes against what the bundle grants and tells the operator.
+
+    With OwnNamespace, SingleNamespace or MultiNamespace, OLM grants `permissions` as Roles in
+    the operator's namespace and copies them into each target namespace (under AllNamespaces it
+    makes them cluster-wide), and it puts the comma-separated target namespaces on the pod
+    template as the `olm.targetNamespaces` annotation ("" for all namespaces). So a namespaced
+    mode is supported only if: the operator is told that annotation (--watch-namespaces through
+    its env var), `clusterPermissions` grant nothing namespaced (only the CRD reads, which cannot
+    be namespaced), and `permissions` grant every namespaced rule of config/."""
+    problems = []
     modes = {m["type"]: m["supported"] for m in csv["spec"]["installModes"]}
-    assert modes == {"OwnNamespace": False, "SingleNamespace": False, "MultiNamespace": False, "AllNamespaces": True}
+    if set(modes) != {"OwnNamespace", "SingleNamespace", "MultiNamespace", "AllNamespaces"}:
+        problems.append(f"install modes not all declared: {sorted(modes)}")
+    namespaced_modes = [m for m in ("OwnNamespace", "SingleNamespace", "MultiNamespace") if modes.get(m)]
+    if not namespaced_modes:
+        return problems
+    install = csv["spec"]["install"]["spec"]
+    (cluster,) = install["clusterPermissions"]
+    (ns,) = install["permissions"]
+    config_rules = rule_grants(one(config, "ClusterRole")["rules"])
+    crd_reads = {g for g in config_rules if g[1] == "customresourcedefinitions"}
+    if rule_grants(cluster["rules"]) != crd_reads:
+        problems.append(f"clusterPermissions grant more than the CRD reads: {sorted(rule_grants(cluster['rules']) - crd_reads)}")
+    missing = (config_rules - crd_reads) - rule_grants(ns["rules"])
+    if missing:
+        problems.append(f"permissions lack namespaced rules: {sorted(missing)}")
+    (dep,) = install["deployments"]
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container.get("env", [])}
+    source = ((env.get(cli_env("watch_namespaces")) or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+    if source != TARGET_NAMESPACES or any(a.startswith("--watch-namespaces") for a in container.get("args", [])):
+        problems.append(f"{namespaced_modes} supported but the operator is not told olm.targetNamespaces")
+    return problems
+
+
+def test_install_modes_match_permissions_and_env(csv, config):
+    modes = {m["type"]: m["supported"] for m in csv["spec"]["installModes"]}
+    assert all(modes.values()), modes
+    assert cli_env("watch_namespaces") == WATCH_ENV
+    assert install_mode_problems(csv, config) == []
+
+
+def _env(c: dict) -> list[dict]:
+    (dep,) = c["spec"]["install"]["spec"]["deployments"]
+    return dep["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
+def _widen(c: dict) -> None:
+    spec = c["spec"]["install"]["spec"]
+    spec["clusterPermissions"][0]["rules"] += spec["permissions"][0]["rules"]
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        # A fixed value instead of the annotation.
+        (lambda c: [e for e in _env(c) if e["name"] == WATCH_ENV][0].update(value="", valueFrom=None), "not told olm.targetNamespaces"),
+        (lambda c: _env(c).__setitem__(slice(None), [e for e in _env(c) if e["name"] != WATCH_ENV]), "not told"),
+        (
+            lambda c: [e for e in _env(c) if e["name"] == WATCH_ENV][0]["valueFrom"]["fieldRef"].update(
+                fieldPath="metadata.annotations['olm.operatorNamespace']"
+            ),
+            "not told",
+        ),
+        (_widen, "clusterPermissions grant more"),
+        (lambda c: c["spec"]["install"]["spec"]["permissions"][0]["rules"].pop(0), "permissions lack"),
+    ],
+)
+def test_install_mode_check_catches_mistakes(csv, config, change, problem):
+    bad = json.loads(json.dumps(csv))
+    change(bad)
+    problems = install_mode_problems(bad, config)
+    assert any(problem in p for p in problems), problems
 
 
 def test_rbac_equals_config(csv, config):
+    """Together, the bundle grants exactly what config/ grants (its ClusterRole and the leader
+    election Role); install_mode_problems checks how they are split."""
     install = csv["spec"]["install"]
     assert install["strategy"] == "deployment"
     (cluster,) = install["spec"]["clusterPermissions"]
     (ns,) = install["spec"]["permissions"]
     sa = one(config, "ServiceAccount")["metadata"]["name"]
     assert cluster["serviceAccountName"] == ns["serviceAccountName"] == sa
-    assert rule_grants(cluster["rules"]) == rule_grants(one(config, "ClusterRole")["rules"])
-    assert rule_grants(ns["rules"]) == rule_grants(one(config, "Role")["rules"])
+    want = rule_grants(one(config, "ClusterRole")["rules"]) | rule_grants(one(config, "Role")["rules"])
+    assert rule_grants(cluster["rules"]) | rule_grants(ns["rules"]) == want
 
 
 def test_deployment_equals_config(csv, config):
+    """The bundle's Deployment is config/'s, plus the env var carrying OLM's target namespaces."""
     (dep,) = csv["spec"]["install"]["spec"]["deployments"]
     want = one(config, "Deployment")
     assert dep["name"] == want["metadata"]["name"]
-    assert dep["spec"] == want["spec"]
+    spec = json.loads(json.dumps(dep["spec"]))
+    (container,) = spec["template"]["spec"]["containers"]
+    container["env"] = [e for e in container["env"] if e["name"] != WATCH_ENV]
+    assert spec == want["spec"]
     validate_builtin({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": dep["name"]}, "spec": dep["spec"]})
 
 

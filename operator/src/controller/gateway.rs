@@ -52,6 +52,9 @@ pub struct GatewayContext {
     pub xds_ca: Option<Arc<crate::pki::identity::CertificateAuthority>>,
     /// Records Events on Gateways (objects that could not be applied).
     pub recorder: Recorder,
+    /// The namespaces watched (`--watch-namespaces`): one controller stream each, and the
+    /// Gateway roots outside them are shown in the status.
+    pub watch: crate::source::kube::WatchScope,
 }
 
 pub use crate::provision::objects::ANNOTATION_XDS_CLIENT_HASH;
@@ -89,14 +92,10 @@ impl GatewayError {
 
 /// Runs the controller until its streams end: one per watched namespace (`--watch-namespaces`),
 /// or one for the cluster.
-pub async fn run(
-    ctx: GatewayContext,
-    counts_changed: watch::Receiver<u64>,
-    scope: &crate::source::kube::WatchScope,
-) {
+pub async fn run(ctx: GatewayContext, counts_changed: watch::Receiver<u64>) {
     let ctx = Arc::new(ctx);
     futures::future::join_all(
-        scope
+        ctx.watch
             .watches()
             .into_iter()
             .map(|ns| run_in(ctx.clone(), counts_changed.clone(), ns)),
@@ -234,6 +233,12 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         .get(&key)
         .cloned();
     let rejections = rejection_reports(ctx.cache.rejections(&key), dag.as_deref());
+    let unwatched_roots = ctx
+        .watch
+        .unwatched_roots([gw])
+        .into_values()
+        .next()
+        .unwrap_or_default();
     let observed = ObservedState {
         daemon_set: provisioned.daemon_set.as_ref(),
         service: provisioned.service.as_ref(),
@@ -242,6 +247,7 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         error: error.as_ref(),
         rejections: &rejections,
         failures: &provisioned.failures,
+        unwatched_roots: &unwatched_roots,
     };
     let status = provision::gateway_status(gw, &observed, &Time(jiff::Timestamp::now()));
     ctx.metrics.set_gateway_conditions(

@@ -205,9 +205,25 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             Ok(())
         }
     });
+    // Only the leader sets the client certificates' expiry (it renews them): forget them on
+    // stepping down, before they go stale.
     tasks.spawn({
-        let watch = opts.watch.clone();
+        let mut changes = leadership.changes();
+        let metrics = metrics.clone();
+        async move {
+            while changes.changed().await.is_ok() {
+                if !*changes.borrow_and_update() {
+                    metrics.forget_xds_client_certificates();
+                }
+            }
+            // The election task ended: that one reports it.
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+    tasks.spawn({
         let ctx = gateway::GatewayContext {
+            watch: opts.watch.clone(),
             xds_ca: xds_ca.clone(),
             client: client.clone(),
             metrics: metrics.clone(),
@@ -225,7 +241,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             ),
         };
         async move {
-            gateway::run(ctx, counts_rx, &watch).await;
+            gateway::run(ctx, counts_rx).await;
             Ok(())
         }
     });

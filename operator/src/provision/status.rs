@@ -28,6 +28,11 @@
 //!      ([`ObservedState::rejections`]): reason `EnvoyRejectedConfiguration`, the message names
 //!      the blamed resources, the IngressRoute they all come from if there is one, and Envoy's
 //!      error. The Envoys keep being served the last accepted versions meanwhile.
+//!   6. otherwise, the Gateway's `rootNamespaces` reach namespaces the operator does not watch
+//!      (`--watch-namespaces`; [`ObservedState::unwatched_roots`]): reason
+//!      [`REASON_ROOT_NAMESPACES_NOT_WATCHED`]; IngressRoutes (and Secrets) there are never seen,
+//!      so the Gateway serves fewer routes than its spec asks for. The message names those
+//!      namespaces (only the Gateway's own, never the watched ones).
 //!
 //!   Case 4 needs the pods: when the controller passes none, it is not detected. Pod state
 //!   changes do not always change the DaemonSet's status, so the controller should requeue
@@ -128,6 +133,12 @@ impl std::fmt::Display for ObjectFailure {
 pub const REASON_OBJECT_NOT_OWNED: &str = "ObjectNotOwned";
 pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
 
+/// `Degraded` reason of [`ObservedState::unwatched_roots`].
+pub const REASON_ROOT_NAMESPACES_NOT_WATCHED: &str = "RootNamespacesNotWatched";
+
+/// At most this many unwatched root namespaces are named in the `Degraded` message.
+const MAX_UNWATCHED_IN_MESSAGE: usize = 10;
+
 /// At most this many failed objects, of at most this many characters each, are named in the
 /// `Degraded` message.
 const MAX_FAILURES_IN_MESSAGE: usize = 3;
@@ -150,6 +161,10 @@ pub struct ObservedState<'a> {
     pub rejections: &'a [RejectionReport],
     /// The provisioned objects that could not be applied in the last attempt.
     pub failures: &'a [ObjectFailure],
+    /// The Gateway's `rootNamespaces` outside the namespaces the operator watches, sorted;
+    /// `["*"]` when the Gateway accepts roots in every namespace and the operator watches only
+    /// some. Empty when the operator watches every namespace.
+    pub unwatched_roots: &'a [String],
 }
 
 /// The Gateway's status. `now` stamps conditions whose status changed.
@@ -178,9 +193,10 @@ pub fn gateway_status(gw: &Gateway, observed: &ObservedState<'_>, now: &Time) ->
     };
     let mut conditions = conditions;
     if conditions[2].0 == "False"
-        && let Some(rejected) = degraded_by_rejections(observed.rejections)
+        && let Some(degraded) = degraded_by_rejections(observed.rejections)
+            .or_else(|| degraded_by_unwatched_roots(observed.unwatched_roots))
     {
-        conditions[2] = rejected;
+        conditions[2] = degraded;
     }
     let previous = gw
         .status
@@ -271,6 +287,31 @@ fn degraded_by_rejections(rejections: &[RejectionReport]) -> Option<Cond> {
         message.push_str(&format!("; and {more} more rejections"));
     }
     Some(("True", "EnvoyRejectedConfiguration", message))
+}
+
+fn degraded_by_unwatched_roots(unwatched: &[String]) -> Option<Cond> {
+    let first = unwatched.first()?;
+    let message = if first == "*" {
+        "rootNamespaces is empty (roots in every namespace), but the operator watches only some \
+         namespaces (--watch-namespaces): IngressRoutes and Secrets in the others are ignored"
+            .to_owned()
+    } else {
+        let mut names = unwatched
+            .iter()
+            .take(MAX_UNWATCHED_IN_MESSAGE)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = unwatched.len().saturating_sub(MAX_UNWATCHED_IN_MESSAGE);
+        if more > 0 {
+            names.push_str(&format!(" and {more} more"));
+        }
+        truncated(&format!(
+            "rootNamespaces name namespaces the operator does not watch (--watch-namespaces): \
+             {names}; IngressRoutes and Secrets there are ignored"
+        ))
+    };
+    Some(("True", REASON_ROOT_NAMESPACES_NOT_WATCHED, message))
 }
 
 fn degraded_by_error(error: Option<&ProvisionError>) -> Option<Cond> {
@@ -842,6 +883,68 @@ mod tests {
         };
         let s = gateway_status(&gw, &observed, &time(100));
         assert_ne!(cond(&s, "Degraded").reason, "EnvoyRejectedConfiguration");
+    }
+
+    #[test]
+    fn roots_outside_the_watched_namespaces_degrade_last() {
+        let gw = gateway("team-a", "gw");
+        let ds = daemon_set(1, 1, 1, 1, 1);
+        let named: Vec<String> = (0..12).map(|i| format!("ns-{i:02}")).collect();
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            unwatched_roots: &named,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        let d = cond(&s, "Degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", REASON_ROOT_NAMESPACES_NOT_WATCHED)
+        );
+        assert!(
+            d.message.contains("ns-00, ns-01") && d.message.contains("ns-09 and 2 more;"),
+            "{}",
+            d.message
+        );
+        assert!(!d.message.contains("ns-10"), "{}", d.message);
+        // Available and Progressing say what the Envoys do, as without it.
+        assert_eq!(cond(&s, "Available").status, "True");
+
+        let every = ["*".to_owned()];
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            unwatched_roots: &every,
+            ..ObservedState::default()
+        };
+        let d = gateway_status(&gw, &observed, &time(100)).conditions[2].clone();
+        assert_eq!(d.reason, REASON_ROOT_NAMESPACES_NOT_WATCHED);
+        assert!(d.message.contains("every namespace"), "{}", d.message);
+
+        // Anything else that degrades the Gateway comes first.
+        let rejections = [RejectionReport {
+            kind: "Cluster".into(),
+            resources: vec!["a".into()],
+            ingress_route: None,
+            error: "bad".into(),
+        }];
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            unwatched_roots: &every,
+            rejections: &rejections,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        assert_eq!(cond(&s, "Degraded").reason, "EnvoyRejectedConfiguration");
+        let observed = ObservedState {
+            daemon_set: None,
+            unwatched_roots: &every,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        assert_eq!(
+            cond(&s, "Degraded").reason,
+            REASON_ROOT_NAMESPACES_NOT_WATCHED
+        );
     }
 
     fn failure(kind: &str, name: &str, problem: ObjectProblem) -> ObjectFailure {
