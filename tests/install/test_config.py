@@ -237,7 +237,7 @@ KIND_RESOURCES = {
 
 def test_rbac_covers_every_kind_the_code_uses(objects):
     used = set()
-    for path in [*(ROOT / "operator/src/source").glob("*.rs"), *(ROOT / "operator/src/controller").glob("*.rs")]:
+    for path in [*(ROOT / "operator/src/source").rglob("*.rs"), *(ROOT / "operator/src/controller").rglob("*.rs")]:
         text = path.read_text()
         used |= set(re.findall(r"\b(?:Store|Api)(?:::)?<(?:Lenient<)?(\w+)>", text))
         used |= set(re.findall(r"\bApiResource::erase::<(\w+)>", text))
@@ -250,7 +250,7 @@ def test_rbac_covers_every_kind_the_code_uses(objects):
         group, resource = KIND_RESOURCES[kind]
         assert any(g[:3] == (group, resource, "get") for g in grants), f"no get on {kind}"
     # kube-runtime's event recorder creates events.k8s.io Events, and patches them on repeats.
-    records = any("Recorder" in path.read_text() for path in (ROOT / "operator/src/controller").glob("*.rs"))
+    records = any("Recorder" in path.read_text() for path in (ROOT / "operator/src/controller").rglob("*.rs"))
     if records:
         for verb in ("create", "patch"):
             assert ("events.k8s.io", "events", verb, "*") in grants, f"no {verb} on events.k8s.io events"
