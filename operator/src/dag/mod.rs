@@ -14,7 +14,7 @@ mod build;
 pub mod checks;
 mod claims;
 mod deps;
-mod durations;
+pub(crate) mod durations;
 mod incremental;
 pub mod model;
 mod select;

@@ -1,5 +1,5 @@
 //! Durations as Traefik's CRDs write them: an integer is seconds, a string is a Go duration
-//! (`1m30s`, `250ms`). (`dag::durations` has a Go-duration parser too, private to the DAG.)
+//! (`1m30s`, `250ms`), read with `dag::durations`' Go-duration parser.
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -20,40 +20,14 @@ pub fn millis(v: &IntOrString) -> Result<u64, String> {
     Ok(ms)
 }
 
-/// A Go duration (`300ms`, `2h45m`, `0`), non-negative, in whole milliseconds.
-pub fn go_duration_ms(s: &str) -> Option<u64> {
-    let s = s.strip_prefix('+').unwrap_or(s);
-    if s == "0" {
-        return Some(0);
-    }
-    if s.is_empty() || s.len() > 64 {
+/// A Go duration (`300ms`, `2h45m`, `0`), non-negative, in whole milliseconds: the DAG's
+/// parser, bounded in length here (Traefik's values are short; a longer one is refused before
+/// it is read).
+fn go_duration_ms(s: &str) -> Option<u64> {
+    if s.len() > 64 {
         return None;
     }
-    let mut rest = s;
-    let mut ns: f64 = 0.0;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest.get(..n).filter(|v| !v.is_empty())?.parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        ns += value * unit;
-    }
-    let ms = (ns / 1e6).ceil();
-    (ms.is_finite() && (0.0..1e18).contains(&ms)).then_some(ms as u64)
+    crate::dag::durations::parse_go_duration_ms(s)
 }
 
 #[cfg(test)]
