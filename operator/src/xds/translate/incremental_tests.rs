@@ -250,3 +250,34 @@ fn unchanged_resources_are_shared_not_re_encoded() {
         edited.by_type[type_url::LISTENER][super::HTTP_LISTENER]
     );
 }
+
+#[test]
+fn the_shared_http_route_configuration_is_rebuilt_after_a_spell_of_scopes() {
+    // Shared (a wildcard host), scoped (it goes), a host goes while scoped, then shared again
+    // with no plain-HTTP host at all: `ingress_http` must not be the one from before.
+    let opts = TranslateOptions::default();
+    let mut translator = Translator::new(opts.clone());
+    let mut dag = fixture::dag(&Pems::placeholder());
+    let wild = |fqdn: &str| {
+        fixture::with_tcp_proxy(
+            fixture::with_passthrough(fixture::vhost(fqdn, vec![fixture::route("/", &[])])),
+            &[("tls-backend", 8443, 1)],
+        )
+    };
+    dag.virtual_hosts.insert(0, wild("*.a.example.com"));
+    let steps: [&dyn Fn(&mut Dag); 3] = [
+        &|d| {
+            d.virtual_hosts.remove(0);
+        },
+        &|d| {
+            d.virtual_hosts
+                .retain(|v| v.tls.as_ref().is_some_and(|t| t.passthrough))
+        },
+        &|d| d.virtual_hosts.insert(0, wild("*.b.example.com")),
+    ];
+    assert_eq!(translator.translate(&dag), reference(&dag, &opts));
+    for step in steps {
+        step(&mut dag);
+        assert_eq!(translator.translate(&dag), reference(&dag, &opts));
+    }
+}
