@@ -9,7 +9,7 @@
 //!
 //! A measurement, ignored by default: `cargo test -p sluice-e2e --release --test
 //! route_config_cost -- --ignored --nocapture`. `SLUICE_BENCH_EDITS` sets the edits per
-//! world (default 100).
+//! world (default 100); `SLUICE_BENCH_ADS=sotw` feeds Envoy over SotW ADS instead of Delta.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use sluice::dag::model::{
     Cluster, ClusterEndpoints, LbPolicy, Route, SocketAddress, Upstream, UpstreamProtocol,
     VirtualHost, WeightedCluster,
 };
-use sluice::provision::bootstrap::{BootstrapOptions, build_bootstrap};
+use sluice::provision::bootstrap::{AdsFlavour, BootstrapOptions, build_bootstrap};
 use sluice::snapshot::ObjKey;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
 use sluice::xds::server::{AdsServer, ServerMetrics};
@@ -138,7 +138,11 @@ async fn http_route_configuration_edit_cost() {
         .unwrap_or(100);
     let a = Backend::start("a").await.unwrap();
     let b = Backend::start("b").await.unwrap();
-    println!("{edits} edits per world; load average at start: {}", load());
+    println!(
+        "{edits} edits per world, ADS {}; load average at start: {}",
+        std::env::var("SLUICE_BENCH_ADS").unwrap_or_else(|_| "delta".to_owned()),
+        load()
+    );
     println!(
         "| plain HTTP | virtual hosts | route config resent, bytes | full translate+encode ms | incremental ms | edit to traffic p50 / p90 / p99 / max ms | first route after start s | Envoy RSS MiB |"
     );
@@ -181,11 +185,11 @@ async fn measure(hosts: usize, shared: bool, edits: usize, a: &Backend, b: &Back
     let first = translator.translate(&dag).unwrap();
     assert_eq!(first.by_type.contains_key(type_url::SCOPED_ROUTE), !shared);
     cache.set(INSTANCE, first);
-    let bootstrap = build_bootstrap(&BootstrapOptions::new(
-        ObjKey::new("team-a", "gw"),
-        "127.0.0.1",
-        xds_port,
-    ));
+    let mut options = BootstrapOptions::new(ObjKey::new("team-a", "gw"), "127.0.0.1", xds_port);
+    if std::env::var("SLUICE_BENCH_ADS").is_ok_and(|v| v.eq_ignore_ascii_case("sotw")) {
+        options.ads = AdsFlavour::Sotw;
+    }
+    let bootstrap = build_bootstrap(&options);
     let started = Instant::now();
     let mut envoy = Envoy::builder(bootstrap.to_string())
         .local_admin_socket()
