@@ -2,16 +2,14 @@
 //! cluster, its endpoints, a listener and a route configuration over ADS (Delta and SotW),
 //! serves traffic with them, and picks up an update. Then NACKs: a cluster only Envoy rejects
 //! must not reach new Envoys, and everything its rejected responses carried must arrive once it
-//! is gone. Traffic alone tells what an Envoy has (no admin interface).
+//! is gone. Traffic alone tells what an Envoy has (its admin interface only says it is ready).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 use common::{free_port, get};
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
@@ -46,11 +44,16 @@ use envoy_types::pb::google::protobuf::Duration as PbDuration;
 use envoy_types::util::pack_any;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
 use sluice::xds::server::{AdsServer, ServerMetrics};
+use sluice_e2e::envoy::Envoy;
+use sluice_e2e::process::TAIL_LINES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const INSTANCE: &str = "team-a/gateway";
+
+/// How long a wait may take before the setup counts as broken; no assertion depends on it.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 fn socket(port: u16) -> Address {
     Address {
@@ -195,7 +198,12 @@ fn resources_with(
 
 fn bootstrap(api_type: &str, xds_port: u16) -> String {
     format!(
-        r#"node:
+        r#"admin:
+  address:
+    socket_address:
+      address: 127.0.0.1
+      port_value: 0
+node:
   id: smoke
   cluster: {INSTANCE}
 dynamic_resources:
@@ -234,45 +242,10 @@ static_resources:
     )
 }
 
-/// Envoy, killed on drop; its working directory removed.
-struct Envoy {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Envoy {
-    fn start(bootstrap: &str, name: &str) -> Envoy {
-        let binary = std::env::var("SLUICE_ENVOY").unwrap_or_else(|_| "envoy".into());
-        let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("bootstrap.yaml");
-        std::fs::write(&config, bootstrap).unwrap();
-        let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg("-c")
-            .arg(&config)
-            .args(["--disable-hot-restart", "--log-level", "info"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run Envoy ({binary}): {e}; install envoy or set SLUICE_ENVOY")
-            });
-        Envoy { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Starts Envoy (the workspace's one test launcher: `SLUICE_ENVOY` or PATH, admin on a port the
+/// OS chooses, `/ready` awaited, killed on drop).
+async fn start_envoy(bootstrap: String) -> Envoy {
+    Envoy::start(bootstrap).await.unwrap()
 }
 
 /// A backend answering every request with `backend`.
@@ -308,19 +281,19 @@ async fn start_backend_with(body: &'static str) -> u16 {
 
 /// Polls until `path` answers 200 with `body`. The deadline only bounds a broken setup.
 async fn wait_for(envoy: &Envoy, port: u16, path: &str, body: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = None;
-    while Instant::now() < deadline {
+    let what = format!("GET {path} to return 200 {body:?}");
+    let found = sluice_e2e::wait_until(&what, PATIENCE, async || {
         last = get(port, path).await;
-        if last.as_ref().is_some_and(|(s, b)| *s == 200 && b == body) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        last.as_ref().is_some_and(|(s, b)| *s == 200 && b == body)
+    })
+    .await;
+    if let Err(e) = found {
+        panic!(
+            "{e}; last: {last:?}\nEnvoy log:\n{}",
+            envoy.log_tail(TAIL_LINES)
+        );
     }
-    panic!(
-        "GET {path} never returned 200 {body:?}; last: {last:?}\nEnvoy log:\n{}",
-        envoy.log()
-    );
 }
 
 async fn smoke(api_type: &str) {
@@ -344,7 +317,7 @@ async fn smoke(api_type: &str) {
         "team-b/gateway",
         resources(other_port, backend_port, "team-b only"),
     );
-    let envoy = Envoy::start(&bootstrap(api_type, xds_port), &api_type.to_lowercase());
+    let envoy = start_envoy(bootstrap(api_type, xds_port)).await;
 
     wait_for(&envoy, listener_port, "/direct", "v1").await;
     wait_for(&envoy, listener_port, "/", "backend").await;
@@ -359,7 +332,12 @@ async fn smoke(api_type: &str) {
         type_url::LISTENER,
         type_url::ROUTE,
     ] {
-        assert_eq!(metrics.nacks(t), 0, "Envoy rejected {t}:\n{}", envoy.log());
+        assert_eq!(
+            metrics.nacks(t),
+            0,
+            "Envoy rejected {t}:\n{}",
+            envoy.log_tail(TAIL_LINES)
+        );
     }
     // Configured twice with this instance's content, and never listening for the other's.
     assert_eq!(
@@ -444,25 +422,24 @@ fn with_clusters(
 
 /// Waits until the cache records a rejection of clusters blaming exactly `blamed`.
 async fn wait_for_rejection(cache: &Cache, envoy: &Envoy, blamed: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let rejections = cache.rejections(INSTANCE);
-        if rejections.iter().any(|r| {
+    let what = format!("a rejection of {blamed:?}");
+    let found = sluice_e2e::wait_until(&what, PATIENCE, async || {
+        cache.rejections(INSTANCE).iter().any(|r| {
             r.type_url == type_url::CLUSTER
                 && r.changed_resources
                     .keys()
                     .map(String::as_str)
                     .eq(blamed.iter().copied())
-        }) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        })
+    })
+    .await;
+    if let Err(e) = found {
+        panic!(
+            "{e}; rejections: {:?}\nEnvoy log:\n{}",
+            cache.rejections(INSTANCE),
+            envoy.log_tail(TAIL_LINES)
+        );
     }
-    panic!(
-        "no rejection of {blamed:?}; rejections: {:?}\nEnvoy log:\n{}",
-        cache.rejections(INSTANCE),
-        envoy.log()
-    );
 }
 
 async fn nack(api_type: &str) {
@@ -480,10 +457,9 @@ async fn nack(api_type: &str) {
     let victim = start_backend_with("victim").await;
     let other = start_backend_with("other").await;
     let port = free_port().await;
-    let name = format!("nack-{}", api_type.to_lowercase());
 
     cache.set(INSTANCE, resources(port, backend, "v1"));
-    let first = Envoy::start(&bootstrap(api_type, xds_port), &format!("{name}-1"));
+    let first = start_envoy(bootstrap(api_type, xds_port)).await;
     wait_for(&first, port, "/direct", "v1").await;
     wait_for(&first, port, "/", "backend").await;
 
@@ -522,7 +498,7 @@ async fn nack(api_type: &str) {
     wait_for_rejection(&cache, &first, &["bad", "other"]).await;
     wait_for(&first, port, "/direct", "v4").await;
     drop(first);
-    let second = Envoy::start(&bootstrap(api_type, xds_port), &format!("{name}-2"));
+    let second = start_envoy(bootstrap(api_type, xds_port)).await;
     wait_for(&second, port, "/direct", "v4").await;
     wait_for(&second, port, "/", "backend").await;
     wait_for(&second, port, "/victim", "victim").await;

@@ -40,12 +40,6 @@ pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     get_over(conn, path).await
 }
 
-/// [`get`] over a Unix domain socket (Envoy's admin interface).
-pub async fn get_unix(socket: &std::path::Path, path: &str) -> Option<(u16, String)> {
-    let conn = tokio::net::UnixStream::connect(socket).await.ok()?;
-    get_over(conn, path).await
-}
-
 async fn get_over(
     mut conn: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     path: &str,
