@@ -233,20 +233,10 @@ impl Store {
         old: Option<&Value>,
         status_only: bool,
     ) -> Result<(), ApiError> {
-        let crd_name = format!("{}.{}", rt.plural, rt.group);
-        let Some(crd) = self.stored(&crd_key(), "", &crd_name) else {
+        let Some((crd, Some(schema))) = self.crd_and_schema(rt, obj) else {
             return Ok(());
         };
-        let version = obj
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .and_then(|av| rt.version_of(av))
-            .or_else(|| rt.versions.first().cloned())
-            .unwrap_or_default();
-        let Some(schema) = schema::of_version(&crd.obj, &version) else {
-            return Ok(());
-        };
-        if !validation::preserves_unknown_fields(&crd.obj) {
+        if !validation::preserves_unknown_fields(crd) {
             let mut pruned = obj.clone();
             schema::prune(schema, &mut pruned);
             if !status_only {
@@ -267,25 +257,28 @@ impl Store {
         }
     }
 
-    /// Where the list types of `obj` come from: the schema of its CRD version for custom
-    /// objects, Kubernetes' markers for built-in ones.
-    pub(super) fn lists(&self, rt: &ResourceType, obj: &Value) -> Lists {
+    /// The stored CRD serving `rt`, if any, and the schema of the version `obj` names (the
+    /// CRD's first version if it names none).
+    fn crd_and_schema(&self, rt: &ResourceType, obj: &Value) -> Option<(&Value, Option<&Value>)> {
         let crd_name = format!("{}.{}", rt.plural, rt.group);
-        let Some(crd) = self.stored(&crd_key(), "", &crd_name) else {
-            return Lists::Builtin {
-                plural: rt.plural.clone(),
-            };
-        };
+        let crd = &self.stored(&crd_key(), "", &crd_name)?.obj;
         let version = obj
             .get("apiVersion")
             .and_then(Value::as_str)
             .and_then(|av| rt.version_of(av))
             .or_else(|| rt.versions.first().cloned())
             .unwrap_or_default();
-        Lists::Custom(
-            schema::of_version(&crd.obj, &version)
-                .cloned()
-                .unwrap_or(Value::Null),
-        )
+        Some((crd, schema::of_version(crd, &version)))
+    }
+
+    /// Where the list types of `obj` come from: the schema of its CRD version for custom
+    /// objects, Kubernetes' markers for built-in ones.
+    pub(super) fn lists(&self, rt: &ResourceType, obj: &Value) -> Lists {
+        match self.crd_and_schema(rt, obj) {
+            None => Lists::Builtin {
+                plural: rt.plural.clone(),
+            },
+            Some((_, schema)) => Lists::Custom(schema.cloned().unwrap_or(Value::Null)),
+        }
     }
 }
