@@ -1,10 +1,25 @@
-//! End-to-end harness for Sluice: real processes, real sockets, all on 127.0.0.1.
+//! End-to-end harness for Sluice: real processes, real sockets, all on 127.0.0.1; and the
+//! workspace's test-support crate.
 //!
-//! This library drives the `sluice` *binary* from the outside and does not depend on the
-//! operator crate. Tests may take `sluice` as a dev-dependency, and some do: for CRDs and
-//! fixture types (`api`, `source`, `pki`), and, in `examples_validate` and `fuzz`, to run the
-//! pure pipeline (`dag::build`, `xds::translate`) and hand its output straight to a real Envoy,
-//! where going through the binary would only add a process.
+//! The library itself does not depend on the operator crate: it drives the `sluice` *binary*
+//! from the outside. It is also what the operator crate's own tests use to run Envoy
+//! ([`envoy`]: the one launcher of every test, `envoy --mode validate` included), to wait
+//! ([`wait_for`]), for ports, backends and HTTP; the operator takes it as a dev-dependency,
+//! which makes no cycle because this library never uses `sluice`.
+//!
+//! The *tests* in `e2e/tests/` take `sluice` as a dev-dependency, and these use its internals,
+//! each where going through the binary would only add a process or could not reach the part
+//! under test:
+//! - CRDs and fixture types (`api`, `snapshot::ObjKey`, `pki`): `apiserver`, `monitoring`,
+//!   `operator`;
+//! - the pure pipeline (`source::load_*`, `dag::build`, `xds::translate`, and
+//!   `validate::inline_bootstrap`), its output handed straight to a real Envoy:
+//!   `examples_validate`, `fuzz`, `adversarial`;
+//! - bootstraps (`provision::bootstrap`): `envoy_stats`; and, in the ignored measurement
+//!   `route_config_cost`, the DAG model, the `Translator` and the in-process ADS server.
+//!
+//! Everything else (routing, TLS, policies, drain, the operator against the API server double)
+//! goes through the binary.
 //!
 //! # Writing an e2e test
 //!
