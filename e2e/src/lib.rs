@@ -221,6 +221,29 @@ pub async fn wait_for<T>(
     try_wait_for(what, timeout, async || Ok(probe().await)).await
 }
 
+/// [`try_wait_for`] for probes that fail with the tests' own `anyhow::Error`s (a Kubernetes
+/// client's, a parse): the first error ends the wait with it; a timeout names `what`.
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let mut failure = None;
+    let found = wait_for(what, timeout, async || match probe().await {
+        Ok(found) => found.map(Some),
+        Err(e) => {
+            failure = Some(e);
+            Some(None)
+        }
+    })
+    .await?;
+    match (found, failure) {
+        (Some(value), _) => Ok(value),
+        (None, Some(e)) => Err(e),
+        (None, None) => anyhow::bail!("waiting for {what} ended without a value or an error"),
+    }
+}
+
 /// Like [`wait_for`], but an `Err` from `probe` ends the wait at once with that error: put
 /// checks that can never recover there (a crashed process, see
 /// [`process::ChildProcess::check_running`]).
@@ -285,6 +308,33 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, Error::Protocol(_)), "{err}");
         assert_eq!(calls, 2);
+    }
+
+    #[tokio::test]
+    async fn eventually_returns_the_value_or_the_first_error_or_a_timeout() {
+        let mut calls = 0;
+        let value = eventually("third call", Duration::from_secs(10), async || {
+            calls += 1;
+            Ok((calls == 3).then_some(calls))
+        })
+        .await
+        .unwrap();
+        assert_eq!((value, calls), (3, 3));
+
+        let mut calls = 0;
+        let err = eventually("an error", Duration::from_secs(30), async || {
+            calls += 1;
+            anyhow::ensure!(calls < 2, "gave up");
+            Ok(None::<()>)
+        })
+        .await
+        .unwrap_err();
+        assert_eq!((err.to_string().as_str(), calls), ("gave up", 2));
+
+        let err = eventually("never", Duration::from_millis(120), async || Ok(None::<()>))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("never"), "{err}");
     }
 
     #[tokio::test]
