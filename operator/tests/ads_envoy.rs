@@ -44,12 +44,13 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
 use envoy_types::util::pack_any;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
-use sluice::xds::server::{AdsServer, ServerMetrics};
+use sluice::xds::server::{AdsServer, ServeError, ServerMetrics};
 use sluice_e2e::backend::{Backend, Echo};
 use sluice_e2e::envoy::Envoy;
 use sluice_e2e::process::TAIL_LINES;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 const INSTANCE: &str = "team-a/gateway";
 
@@ -279,17 +280,46 @@ async fn wait_for(envoy: &Envoy, port: u16, path: &str, who: &str) {
     }
 }
 
+/// Sluice's ADS server on a port the OS chooses, until `stop` is sent.
+struct Xds {
+    port: u16,
+    cache: Arc<Cache>,
+    metrics: Arc<ServerMetrics>,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Xds {
+    async fn start() -> Xds {
+        let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = xds.local_addr().unwrap().port();
+        let cache = Arc::new(Cache::new());
+        let metrics = Arc::new(ServerMetrics::new().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(AdsServer::new(cache.clone(), metrics.clone()).serve(
+            xds,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Xds {
+            port,
+            cache,
+            metrics,
+            stop,
+            server,
+        }
+    }
+}
+
 async fn smoke(api_type: &str) {
-    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let xds_port = xds.local_addr().unwrap().port();
-    let cache = Arc::new(Cache::new());
-    let metrics = Arc::new(ServerMetrics::new().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        AdsServer::new(cache.clone(), metrics.clone()).serve(xds, async {
-            let _ = stopped.await;
-        }),
-    );
+    let Xds {
+        port: xds_port,
+        cache,
+        metrics,
+        stop,
+        server,
+    } = Xds::start().await;
 
     let backend = start_backend("backend").await;
     let backend_port = backend.port();
@@ -427,16 +457,13 @@ async fn wait_for_rejection(cache: &Cache, envoy: &Envoy, blamed: &[&str]) {
 }
 
 async fn nack(api_type: &str) {
-    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let xds_port = xds.local_addr().unwrap().port();
-    let cache = Arc::new(Cache::new());
-    let metrics = Arc::new(ServerMetrics::new().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        AdsServer::new(cache.clone(), metrics.clone()).serve(xds, async {
-            let _ = stopped.await;
-        }),
-    );
+    let Xds {
+        port: xds_port,
+        cache,
+        metrics,
+        stop,
+        server,
+    } = Xds::start().await;
     let backends = [
         start_backend("backend").await,
         start_backend("victim").await,
