@@ -198,15 +198,21 @@ pub struct Backend {
     task: JoinHandle<()>,
 }
 
+/// A listener for backend `name` on 127.0.0.1, on a port the OS chooses.
+async fn bind(name: &str) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(Error::io(format!("binding backend {name}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("reading a backend's address"))?;
+    Ok((listener, addr))
+}
+
 impl Backend {
     /// Starts a backend called `name` on an ephemeral port.
     pub async fn start(name: &str) -> Result<Backend> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(Error::io(format!("binding backend {name}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(Error::io("reading a backend's address"))?;
+        let (listener, addr) = bind(name).await?;
         let control = BackendControl::new(name);
         let served = control.clone();
         let task = tokio::spawn(accept_loop(listener, move |stream| {
@@ -227,12 +233,7 @@ impl Backend {
     /// `http/1.1`); the SNI name each connection sent is reported in [`Echo::tls_sni`].
     pub async fn start_tls(name: &str, cert: &CertKey) -> Result<Backend> {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(cert)?);
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(Error::io(format!("binding TLS backend {name}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(Error::io("reading a backend's address"))?;
+        let (listener, addr) = bind(name).await?;
         let control = BackendControl::new(name);
         let served = control.clone();
         let task = tokio::spawn(accept_loop(listener, move |stream| {

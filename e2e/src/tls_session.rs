@@ -4,7 +4,6 @@
 //! ([`client_with_versions`]), usable with [`crate::client::Request::send_tls`].
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
@@ -36,23 +35,7 @@ pub fn client_with_versions(
     ca_pem: &str,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<TlsClient> {
-    let mut roots = rustls::RootCertStore::empty();
-    for der in certificates_der(ca_pem)? {
-        roots
-            .add(CertificateDer::from(der))
-            .map_err(|e| Error::Tls(format!("trusting a CA: {e}")))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .map_err(|e| Error::Tls(format!("TLS versions {versions:?}: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsClient {
-        config: Arc::new(config),
-        sni: None,
-    })
+    TlsClient::trusting_versions(ca_pem, versions)
 }
 
 /// A client TLS session to 127.0.0.1 after a successful handshake.

@@ -1114,7 +1114,8 @@ fn loopback_endpoints_only_in_standalone() {
 
 /// Manifest bombs (standalone and render read files a tenant may have written): a file of
 /// 40,000 small documents loads whole, a flood of `---` lines loads as nothing, and nesting
-/// past the loader's limit is refused with an error while the other documents still load.
+/// past the loader's limit and alias bombs are refused with an error while the other documents
+/// still load.
 #[test]
 fn manifest_bombs_are_loaded_or_refused_not_fatal() {
     let many: String = (0..40_000)
@@ -1150,6 +1151,27 @@ fn manifest_bombs_are_loaded_or_refused_not_fatal() {
         report.snapshot.services.len(),
         1,
         "the document after the bomb loads"
+    );
+
+    // An alias bomb ("billion laughs": nine levels of nine aliases, 9^9 strings) is refused by
+    // the parser's repetition limit, naming the file and document; the next document loads.
+    let mut laughs = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for pair in ["ab", "bc", "cd", "de", "ef", "fg", "gh", "hi"].map(str::as_bytes) {
+        let (prev, next) = (char::from(pair[0]), char::from(pair[1]));
+        laughs.push_str(&format!(
+            "{next}: &{next} [{}]\n",
+            vec![format!("*{prev}"); 9].join(", ")
+        ));
+    }
+    let report = sluice::source::load_sources([("laughs.yaml", format!("{laughs}{fine}"))]);
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    let error = report.errors[0].to_string();
+    assert!(error.contains("laughs.yaml"), "{error}");
+    assert!(error.contains("repetition limit"), "{error}");
+    assert_eq!(
+        report.snapshot.services.len(),
+        1,
+        "the document after the alias bomb loads"
     );
 }
 

@@ -1192,13 +1192,10 @@ mod raw {
     #[test]
     fn usable_without_an_async_runtime() -> Result<()> {
         let server = ApiServer::start()?;
-        let dir =
-            std::env::temp_dir().join(format!("apiserver-kubeconfig-{}", server.addr().port()));
-        std::fs::create_dir_all(&dir)?;
-        let path = server.write_kubeconfig(&dir)?;
+        let dir = sluice_e2e::temp_dir()?;
+        let path = server.write_kubeconfig(dir.path())?;
         let text = std::fs::read_to_string(&path)?;
         assert!(text.contains(&format!("server: {}", server.url())));
-        std::fs::remove_dir_all(&dir)?;
         server.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}}))?;
         let applied = server.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "labels": {"x": "y"}}}))?;
         assert_eq!(applied["metadata"]["labels"]["x"], "y");

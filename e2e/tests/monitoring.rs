@@ -217,23 +217,20 @@ impl Prometheus {
 
     /// Polls until `expr` returns a sample with a number (not NaN), and returns the samples.
     async fn wait_data(&mut self, expr: &str) -> Result<Vec<Value>> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let samples = self.query(expr).await?;
-            let numbers = samples.iter().any(|s| {
+        let mut last = Vec::new();
+        let what = format!("data for {expr}");
+        let found = sluice_e2e::eventually(&what, PATIENCE, async || {
+            last = self.query(expr).await?;
+            let numbers = last.iter().any(|s| {
                 s["value"][1]
                     .as_str()
                     .and_then(|v| v.parse::<f64>().ok())
                     .is_some_and(|v| !v.is_nan())
             });
-            if numbers {
-                return Ok(samples);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("no data for {expr} after {PATIENCE:?}: {samples:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+            Ok(numbers.then(|| last.clone()))
+        })
+        .await;
+        found.with_context(|| format!("last samples: {last:?}"))
     }
 }
 
@@ -312,23 +309,18 @@ fn ingress_route(ns: &str, name: &str, fqdn: &str) -> Value {
 async fn client_credentials(client: &kube::Client, ns: &str, gateway: &str) -> Result<[String; 3]> {
     let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
     let name = format!("{gateway}-xds-client");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(data) = api.get_opt(&name).await?.and_then(|s| s.data) {
-            let field = |key: &str| -> Result<String> {
-                let bytes = data
-                    .get(key)
-                    .with_context(|| format!("{name} has no {key}"))?;
-                Ok(String::from_utf8(bytes.0.clone())?)
-            };
-            return Ok([field("ca.crt")?, field("tls.crt")?, field("tls.key")?]);
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "no Secret {ns}/{name}"
-        );
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    let what = format!("Secret {ns}/{name}");
+    let data = sluice_e2e::eventually(&what, PATIENCE, async || {
+        Ok(api.get_opt(&name).await?.and_then(|s| s.data))
+    })
+    .await?;
+    let field = |key: &str| -> Result<String> {
+        let bytes = data
+            .get(key)
+            .with_context(|| format!("{name} has no {key}"))?;
+        Ok(String::from_utf8(bytes.0.clone())?)
+    };
+    Ok([field("ca.crt")?, field("tls.crt")?, field("tls.key")?])
 }
 
 type AdsSender =

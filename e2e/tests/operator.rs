@@ -372,21 +372,8 @@ impl Drop for Cluster {
 }
 
 /// Polls `probe` until it returns `Some`, at most [`PATIENCE`]; an `Err` ends the wait at once.
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Result<Option<T>>) -> Result<T> {
-    let mut failure = None;
-    let found = sluice_e2e::wait_for(what, PATIENCE, async || match probe().await {
-        Ok(found) => found.map(Some),
-        Err(e) => {
-            failure = Some(e);
-            Some(None)
-        }
-    })
-    .await?;
-    match (found, failure) {
-        (Some(value), _) => Ok(value),
-        (None, Some(e)) => Err(e),
-        (None, None) => bail!("waiting for {what} ended without a value or an error"),
-    }
+async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Result<Option<T>>) -> Result<T> {
+    sluice_e2e::eventually(what, PATIENCE, probe).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -460,33 +460,23 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let xds_service = args
-        .xds_service_address
-        .unwrap_or_else(|| format!("sluice-xds.{}.svc:8001", args.namespace));
-    // An IPv6 address comes bracketed (`[fd00::1]:8001`); Envoy's bootstrap wants it bare.
-    let (xds_host, xds_port) = split_host_port(&xds_service)
-        .map(|(h, p)| (h.to_owned(), p))
-        .ok_or_else(|| {
-            anyhow::anyhow!("--xds-service-address {xds_service:?}: expected HOST:PORT")
-        })?;
-    let xds_host_name = xds_host.clone();
-    let mut provision =
-        crate::provision::ProvisionContext::new(args.operator_image, xds_host, xds_port);
-    provision.xds_tls = !args.insecure_xds;
-    provision.default_envoy_image = args.default_envoy_image;
-    provision.image_registry = args.image_registry.filter(|r| !r.is_empty());
-    provision.envoy_image_pull_secrets = args
-        .envoy_image_pull_secrets
-        .into_iter()
-        .filter(|n| !n.is_empty())
-        .collect();
-    provision.envoy_run_as_user = args.envoy_run_as_user.0;
-    // The pods' ports and the generated listeners must agree: both come from these flags.
-    provision.envoy_ports = crate::provision::objects::EnvoyPorts {
-        http: args.envoy_http_port,
-        https: args.envoy_https_port,
-        stats: args.envoy_stats_port,
-    };
+    // The same flags, read the same way, as `sluice render --provision`. The pods' ports and
+    // the generated listeners must agree: both come from the port flags.
+    let provision = crate::render_provision::ProvisionFlags {
+        namespace: args.namespace.clone(),
+        operator_image: args.operator_image,
+        xds_service_address: args.xds_service_address,
+        default_envoy_image: args.default_envoy_image,
+        image_registry: args.image_registry,
+        envoy_image_pull_secrets: args.envoy_image_pull_secrets,
+        envoy_run_as_user: args.envoy_run_as_user,
+        insecure_xds: args.insecure_xds,
+        envoy_http_port: args.envoy_http_port,
+        envoy_https_port: args.envoy_https_port,
+        envoy_stats_port: args.envoy_stats_port,
+    }
+    .context()?;
+    let xds_host_name = provision.xds_host.clone();
     let translate = crate::xds::translate::TranslateOptions {
         http_port: args.envoy_http_port,
         https_port: args.envoy_https_port,

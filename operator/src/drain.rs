@@ -204,10 +204,8 @@ http.ingress_http.downstream_cx_active: 3
 
     #[tokio::test]
     async fn drains_over_the_admin_unix_socket() {
-        let dir = std::env::temp_dir().join(format!("sluice-drain-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("admin.sock");
-        let _ = std::fs::remove_file(&socket);
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("admin.sock");
         let admin = fake_admin(
             &socket,
             vec![
@@ -240,7 +238,6 @@ http.ingress_http.downstream_cx_active: 3
             drain(opts).await,
             DrainOutcome::AdminUnreachable(_)
         ));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

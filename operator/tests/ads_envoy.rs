@@ -2,16 +2,15 @@
 //! cluster, its endpoints, a listener and a route configuration over ADS (Delta and SotW),
 //! serves traffic with them, and picks up an update. Then NACKs: a cluster only Envoy rejects
 //! must not reach new Envoys, and everything its rejected responses carried must arrive once it
-//! is gone. Traffic alone tells what an Envoy has (no admin interface).
+//! is gone. Traffic alone tells what an Envoy has (its admin interface only says it is ready).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{free_port, get};
+use common::get;
+use sluice_e2e::free_port;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
@@ -45,12 +44,18 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
 use envoy_types::util::pack_any;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
-use sluice::xds::server::{AdsServer, ServerMetrics};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sluice::xds::server::{AdsServer, ServeError, ServerMetrics};
+use sluice_e2e::backend::{Backend, Echo};
+use sluice_e2e::envoy::Envoy;
+use sluice_e2e::process::TAIL_LINES;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 const INSTANCE: &str = "team-a/gateway";
+
+/// How long a wait may take before the setup counts as broken; no assertion depends on it.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 fn socket(port: u16) -> Address {
     Address {
@@ -195,7 +200,12 @@ fn resources_with(
 
 fn bootstrap(api_type: &str, xds_port: u16) -> String {
     format!(
-        r#"node:
+        r#"admin:
+  address:
+    socket_address:
+      address: 127.0.0.1
+      port_value: 0
+node:
   id: smoke
   cluster: {INSTANCE}
 dynamic_resources:
@@ -234,117 +244,94 @@ static_resources:
     )
 }
 
-/// Envoy, killed on drop; its working directory removed.
-struct Envoy {
-    child: Child,
-    dir: PathBuf,
+/// Starts Envoy (the workspace's one test launcher: `SLUICE_ENVOY` or PATH, admin on a port the
+/// OS chooses, `/ready` awaited, killed on drop).
+async fn start_envoy(bootstrap: String) -> Envoy {
+    Envoy::start(bootstrap).await.unwrap()
 }
 
-impl Envoy {
-    fn start(bootstrap: &str, name: &str) -> Envoy {
-        let binary = std::env::var("SLUICE_ENVOY").unwrap_or_else(|_| "envoy".into());
-        let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("bootstrap.yaml");
-        std::fs::write(&config, bootstrap).unwrap();
-        let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg("-c")
-            .arg(&config)
-            .args(["--disable-hot-restart", "--log-level", "info"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run Envoy ({binary}): {e}; install envoy or set SLUICE_ENVOY")
-            });
-        Envoy { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
-    }
+/// A backend (sluice-e2e's) called `name`, on a port the OS chooses; stops on drop.
+async fn start_backend(name: &str) -> Backend {
+    Backend::start(name).await.unwrap()
 }
 
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Who answered a body: a backend's name (backends answer with a JSON echo naming themselves),
+/// else the body itself (a direct response).
+fn answered_by(body: &str) -> String {
+    serde_json::from_str::<Echo>(body).map_or_else(|_| body.to_owned(), |echo| echo.backend)
 }
 
-/// A backend answering every request with `backend`.
-async fn start_backend() -> u16 {
-    start_backend_with("backend").await
-}
-
-/// A backend answering every request with `body`.
-async fn start_backend_with(body: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
-
-/// Polls until `path` answers 200 with `body`. The deadline only bounds a broken setup.
-async fn wait_for(envoy: &Envoy, port: u16, path: &str, body: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Polls until `path` answers 200 from `who` (see [`answered_by`]). The deadline only bounds a
+/// broken setup.
+async fn wait_for(envoy: &Envoy, port: u16, path: &str, who: &str) {
     let mut last = None;
-    while Instant::now() < deadline {
+    let what = format!("GET {path} to return 200 from {who:?}");
+    let found = sluice_e2e::wait_until(&what, PATIENCE, async || {
         last = get(port, path).await;
-        if last.as_ref().is_some_and(|(s, b)| *s == 200 && b == body) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        last.as_ref()
+            .is_some_and(|(s, b)| *s == 200 && answered_by(b) == who)
+    })
+    .await;
+    if let Err(e) = found {
+        panic!(
+            "{e}; last: {last:?}\nEnvoy log:\n{}",
+            envoy.log_tail(TAIL_LINES)
+        );
     }
-    panic!(
-        "GET {path} never returned 200 {body:?}; last: {last:?}\nEnvoy log:\n{}",
-        envoy.log()
-    );
+}
+
+/// Sluice's ADS server on a port the OS chooses, until `stop` is sent.
+struct Xds {
+    port: u16,
+    cache: Arc<Cache>,
+    metrics: Arc<ServerMetrics>,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Xds {
+    async fn start() -> Xds {
+        let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = xds.local_addr().unwrap().port();
+        let cache = Arc::new(Cache::new());
+        let metrics = Arc::new(ServerMetrics::new().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(AdsServer::new(cache.clone(), metrics.clone()).serve(
+            xds,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Xds {
+            port,
+            cache,
+            metrics,
+            stop,
+            server,
+        }
+    }
 }
 
 async fn smoke(api_type: &str) {
-    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let xds_port = xds.local_addr().unwrap().port();
-    let cache = Arc::new(Cache::new());
-    let metrics = Arc::new(ServerMetrics::new().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        AdsServer::new(cache.clone(), metrics.clone()).serve(xds, async {
-            let _ = stopped.await;
-        }),
-    );
+    let Xds {
+        port: xds_port,
+        cache,
+        metrics,
+        stop,
+        server,
+    } = Xds::start().await;
 
-    let backend_port = start_backend().await;
-    let listener_port = free_port().await;
+    let backend = start_backend("backend").await;
+    let backend_port = backend.port();
+    let listener_port = free_port().unwrap();
     cache.set(INSTANCE, resources(listener_port, backend_port, "v1"));
     // Another instance's content, on a port of its own, must never reach this Envoy.
-    let other_port = free_port().await;
+    let other_port = free_port().unwrap();
     cache.set(
         "team-b/gateway",
         resources(other_port, backend_port, "team-b only"),
     );
-    let envoy = Envoy::start(&bootstrap(api_type, xds_port), &api_type.to_lowercase());
+    let envoy = start_envoy(bootstrap(api_type, xds_port)).await;
 
     wait_for(&envoy, listener_port, "/direct", "v1").await;
     wait_for(&envoy, listener_port, "/", "backend").await;
@@ -359,7 +346,12 @@ async fn smoke(api_type: &str) {
         type_url::LISTENER,
         type_url::ROUTE,
     ] {
-        assert_eq!(metrics.nacks(t), 0, "Envoy rejected {t}:\n{}", envoy.log());
+        assert_eq!(
+            metrics.nacks(t),
+            0,
+            "Envoy rejected {t}:\n{}",
+            envoy.log_tail(TAIL_LINES)
+        );
     }
     // Configured twice with this instance's content, and never listening for the other's.
     assert_eq!(
@@ -444,46 +436,44 @@ fn with_clusters(
 
 /// Waits until the cache records a rejection of clusters blaming exactly `blamed`.
 async fn wait_for_rejection(cache: &Cache, envoy: &Envoy, blamed: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let rejections = cache.rejections(INSTANCE);
-        if rejections.iter().any(|r| {
+    let what = format!("a rejection of {blamed:?}");
+    let found = sluice_e2e::wait_until(&what, PATIENCE, async || {
+        cache.rejections(INSTANCE).iter().any(|r| {
             r.type_url == type_url::CLUSTER
                 && r.changed_resources
                     .keys()
                     .map(String::as_str)
                     .eq(blamed.iter().copied())
-        }) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        })
+    })
+    .await;
+    if let Err(e) = found {
+        panic!(
+            "{e}; rejections: {:?}\nEnvoy log:\n{}",
+            cache.rejections(INSTANCE),
+            envoy.log_tail(TAIL_LINES)
+        );
     }
-    panic!(
-        "no rejection of {blamed:?}; rejections: {:?}\nEnvoy log:\n{}",
-        cache.rejections(INSTANCE),
-        envoy.log()
-    );
 }
 
 async fn nack(api_type: &str) {
-    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let xds_port = xds.local_addr().unwrap().port();
-    let cache = Arc::new(Cache::new());
-    let metrics = Arc::new(ServerMetrics::new().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        AdsServer::new(cache.clone(), metrics.clone()).serve(xds, async {
-            let _ = stopped.await;
-        }),
-    );
-    let backend = start_backend().await;
-    let victim = start_backend_with("victim").await;
-    let other = start_backend_with("other").await;
-    let port = free_port().await;
-    let name = format!("nack-{}", api_type.to_lowercase());
+    let Xds {
+        port: xds_port,
+        cache,
+        metrics,
+        stop,
+        server,
+    } = Xds::start().await;
+    let backends = [
+        start_backend("backend").await,
+        start_backend("victim").await,
+        start_backend("other").await,
+    ];
+    let [backend, victim, other] = backends.each_ref().map(Backend::port);
+    let port = free_port().unwrap();
 
     cache.set(INSTANCE, resources(port, backend, "v1"));
-    let first = Envoy::start(&bootstrap(api_type, xds_port), &format!("{name}-1"));
+    let first = start_envoy(bootstrap(api_type, xds_port)).await;
     wait_for(&first, port, "/direct", "v1").await;
     wait_for(&first, port, "/", "backend").await;
 
@@ -522,14 +512,13 @@ async fn nack(api_type: &str) {
     wait_for_rejection(&cache, &first, &["bad", "other"]).await;
     wait_for(&first, port, "/direct", "v4").await;
     drop(first);
-    let second = Envoy::start(&bootstrap(api_type, xds_port), &format!("{name}-2"));
+    let second = start_envoy(bootstrap(api_type, xds_port)).await;
     wait_for(&second, port, "/direct", "v4").await;
     wait_for(&second, port, "/", "backend").await;
     wait_for(&second, port, "/victim", "victim").await;
     let held = get(port, "/other").await;
-    assert_ne!(
-        held,
-        Some((200, "other".into())),
+    assert!(
+        !held.is_some_and(|(status, body)| status == 200 && answered_by(&body) == "other"),
         "a rejected cluster was served"
     );
 

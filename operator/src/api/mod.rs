@@ -39,10 +39,17 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 
 /// All CRDs Sluice installs, as one multi-document YAML string.
 pub fn crds_yaml() -> Result<String, serde_norway::Error> {
+    yaml_stream(&crds())
+}
+
+/// CRDs as one multi-document YAML string, each document opened by `---`.
+pub(crate) fn yaml_stream(
+    crds: &[CustomResourceDefinition],
+) -> Result<String, serde_norway::Error> {
     let mut out = String::new();
-    for crd in crds() {
+    for crd in crds {
         out.push_str("---\n");
-        out.push_str(&serde_norway::to_string(&crd)?);
+        out.push_str(&serde_norway::to_string(crd)?);
     }
     Ok(out)
 }

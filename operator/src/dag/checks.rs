@@ -682,77 +682,109 @@ mod tests {
         );
     }
 
-    /// Keys as openssl writes them by default for `genrsa -traditional` (PKCS#1) and `ecparam
-    /// -genkey` (SEC1 with parameters), which cert-manager and older tooling also produce.
+    /// The header and content lengths of the DER element at the start of `der`.
+    fn der_header(der: &[u8]) -> (usize, usize) {
+        match der[1] {
+            n if n < 0x80 => (2, usize::from(n)),
+            0x81 => (3, usize::from(der[2])),
+            0x82 => (4, (usize::from(der[2]) << 8) | usize::from(der[3])),
+            n => panic!("unexpected DER length byte {n:#x}"),
+        }
+    }
+
+    /// Splits the first DER element off `der`: (the element, what follows it).
+    fn der_element(der: &[u8]) -> (&[u8], &[u8]) {
+        let (header, len) = der_header(der);
+        der.split_at(header + len)
+    }
+
+    /// A P-256 key as `openssl ecparam -name prime256v1 -genkey -noout` writes it: SEC1
+    /// (`EC PRIVATE KEY`) naming its curve in `[0] parameters`, a field the SEC1 key inside
+    /// PKCS#8 leaves out. Made from rcgen's PKCS#8 by adding that field.
+    fn openssl_style_sec1(key: &rcgen::KeyPair) -> String {
+        // [0] { OID 1.2.840.10045.3.1.7 (prime256v1) }
+        const PARAMETERS: [u8; 12] = [
+            0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+        ];
+        let pkcs8 = key.serialize_der();
+        let (_, info) = x509_parser::der_parser::parse_der(&pkcs8).unwrap();
+        let sec1 = info.as_sequence().unwrap()[2].as_slice().unwrap();
+        let (header, _) = der_header(sec1);
+        // SEQ { version, privateKey, [1] publicKey }
+        let (version, rest) = der_element(&sec1[header..]);
+        let (private, public) = der_element(rest);
+        assert_eq!(public.first(), Some(&0xa1), "expected [1] publicKey next");
+        let body = [version, private, &PARAMETERS, public].concat();
+        let mut der = vec![0x30];
+        match u8::try_from(body.len()).unwrap() {
+            n if n < 0x80 => der.push(n),
+            n => der.extend([0x81, n]),
+        }
+        der.extend_from_slice(&body);
+        format!(
+            "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+            base64_lines(&der)
+        )
+    }
+
+    /// EC keys as openssl writes them by default for `ecparam -genkey` (SEC1 naming its curve,
+    /// after an `EC PARAMETERS` block unless `-noout`), which cert-manager and older tooling
+    /// also produce. Made with rcgen.
     #[test]
-    fn openssl_pkcs1_and_sec1_keys() {
-        let dir = std::env::temp_dir().join(format!("sluice-checks-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn openssl_style_sec1_keys() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.example.com".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let sec1 = openssl_style_sec1(&key);
+        assert_eq!(tls_key_pair(cert.as_bytes(), sec1.as_bytes()), Ok(()));
+        let with_parameters = format!(
+            "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{sec1}"
+        );
+        assert_eq!(
+            tls_key_pair(cert.as_bytes(), with_parameters.as_bytes()),
+            Ok(())
+        );
+        let (other_cert, _) = pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert!(tls_key_pair(other_cert.as_bytes(), sec1.as_bytes()).is_err());
+    }
+
+    /// RSA keys as openssl writes them for `genrsa -traditional` (PKCS#1). Made with openssl:
+    /// rcgen's ring backend cannot generate RSA keys (ring has no RSA key generation).
+    #[test]
+    fn openssl_pkcs1_rsa_keys() {
+        let dir = tempfile::tempdir().unwrap();
         let openssl = |args: &[&str]| {
             let out = std::process::Command::new("openssl")
                 .args(args)
-                .current_dir(&dir)
+                .current_dir(dir.path())
                 .output()
                 .expect("openssl (Debian's openssl package) is needed by this test");
             assert!(out.status.success(), "openssl {args:?}: {out:?}");
         };
-        openssl(&["genrsa", "-traditional", "-out", "rsa.key", "2048"]);
-        openssl(&[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "ec.key",
-        ]);
-        for key in ["rsa", "ec"] {
+        let self_signed = |key: &str, cert: &str| {
             openssl(&[
-                "req",
-                "-new",
-                "-x509",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=a.example.com",
-                "-key",
-                &format!("{key}.key"),
-                "-out",
-                &format!("{key}.crt"),
+                "req", "-new", "-x509", "-days", "1", "-subj", "/CN=a", "-key", key, "-out", cert,
             ]);
-        }
-        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        };
+        openssl(&["genrsa", "-traditional", "-out", "rsa.key", "2048"]);
+        self_signed("rsa.key", "rsa.crt");
+        let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
         assert!(
             String::from_utf8(read("rsa.key"))
                 .unwrap()
                 .contains("BEGIN RSA PRIVATE KEY")
         );
-        assert!(
-            String::from_utf8(read("ec.key"))
-                .unwrap()
-                .contains("BEGIN EC PRIVATE KEY")
-        );
         assert_eq!(tls_key_pair(&read("rsa.crt"), &read("rsa.key")), Ok(()));
-        assert_eq!(tls_key_pair(&read("ec.crt"), &read("ec.key")), Ok(()));
-        assert!(tls_key_pair(&read("rsa.crt"), &read("ec.key")).is_err());
-        assert!(tls_key_pair(&read("ec.crt"), &read("rsa.key")).is_err());
+        let (ec_cert, ec_key) = pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert!(tls_key_pair(&read("rsa.crt"), ec_key.as_bytes()).is_err());
+        assert!(tls_key_pair(ec_cert.as_bytes(), &read("rsa.key")).is_err());
         // RSA below 2048 bits: Envoy refuses it, so does the check.
         openssl(&["genrsa", "-traditional", "-out", "small.key", "1024"]);
-        openssl(&[
-            "req",
-            "-new",
-            "-x509",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=a",
-            "-key",
-            "small.key",
-            "-out",
-            "small.crt",
-        ]);
+        self_signed("small.key", "small.crt");
         assert!(tls_key_pair(&read("small.crt"), &read("small.key")).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn base64_lines(der: &[u8]) -> String {

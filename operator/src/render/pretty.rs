@@ -314,49 +314,28 @@ impl<'a, W: Write> ser::Serializer for Pretty<'a, W> {
     }
 }
 
-impl<W: Write> ser::SerializeSeq for Seq<'_, W> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
+/// serde's four sequence traits differ only in a method's name: each writes one array element.
+macro_rules! impl_seq {
+    ($($trait:ident :: $method:ident),+) => {$(
+        impl<W: Write> ser::$trait for Seq<'_, W> {
+            type Ok = ();
+            type Error = Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Error> {
+                self.finish()
+            }
+        }
+    )+};
 }
 
-impl<W: Write> ser::SerializeTuple for Seq<'_, W> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
-
-impl<W: Write> ser::SerializeTupleStruct for Seq<'_, W> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
-
-impl<W: Write> ser::SerializeTupleVariant for Seq<'_, W> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
+impl_seq!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl<W: Write> ser::SerializeMap for Object<'_, W> {
     type Ok = ();
@@ -377,35 +356,27 @@ impl<W: Write> ser::SerializeMap for Object<'_, W> {
     }
 }
 
-impl<W: Write> ser::SerializeStruct for Object<'_, W> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        self.entry(key.to_owned(), value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
+/// Struct fields and struct-variant fields are both one object entry.
+macro_rules! impl_struct {
+    ($($trait:ident),+) => {$(
+        impl<W: Write> ser::$trait for Object<'_, W> {
+            type Ok = ();
+            type Error = Error;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Error> {
+                self.entry(key.to_owned(), value)
+            }
+            fn end(self) -> Result<(), Error> {
+                self.finish()
+            }
+        }
+    )+};
 }
 
-impl<W: Write> ser::SerializeStructVariant for Object<'_, W> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        self.entry(key.to_owned(), value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
+impl_struct!(SerializeStruct, SerializeStructVariant);
 
 /// Map keys as `serde_json::Value` makes them: strings, and numbers, booleans and unit
 /// variants written as strings.

@@ -1,10 +1,10 @@
-//! Helpers shared by the ADS integration tests (`ads.rs`, `ads_mtls.rs`, `ads_envoy.rs`).
+//! Helpers shared by the ADS integration tests (`ads.rs`, `ads_mtls.rs`, `ads_envoy.rs`); the
+//! rest (Envoy, ports, waits, HTTP) comes from the test-support crate `sluice-e2e`.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::Any;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use sluice_e2e::client::Request;
 
 /// The node of a test client asking for `instance`.
 pub fn node(instance: &str) -> Node {
@@ -28,37 +28,9 @@ pub fn label(any: &Any) -> String {
     String::from_utf8(any.value.clone()).unwrap()
 }
 
-/// A port nothing listens on right now (bound, then released).
-pub async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// GET over HTTP/1.1; (status, body), or None if the connection failed.
+/// GET over HTTP/1.1 to 127.0.0.1 (sluice-e2e's client); (status, body), or None if the
+/// connection failed.
 pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let conn = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    get_over(conn, path).await
-}
-
-/// [`get`] over a Unix domain socket (Envoy's admin interface).
-pub async fn get_unix(socket: &std::path::Path, path: &str) -> Option<(u16, String)> {
-    let conn = tokio::net::UnixStream::connect(socket).await.ok()?;
-    get_over(conn, path).await
-}
-
-async fn get_over(
-    mut conn: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    path: &str,
-) -> Option<(u16, String)> {
-    conn.write_all(
-        format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut response = Vec::new();
-    conn.read_to_end(&mut response).await.ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
+    let response = Request::get("test", path).send(port).await.ok()?;
+    Some((response.status, response.text()))
 }

