@@ -108,13 +108,15 @@ impl Stack {
     }
 }
 
-/// The routes (Envoy JSON) of virtual host `fqdn` in route configuration `ingress_http`, by
-/// prefix, from `routes` (a list of route configurations).
+/// The routes (Envoy JSON) of virtual host `fqdn` on plain HTTP (route configuration
+/// `http/<fqdn>`, or the shared `ingress_http`), by prefix, from `routes` (a list of route
+/// configurations).
 fn routes_of(route_configs: &[Value], fqdn: &str) -> BTreeMap<String, Value> {
+    let scoped = format!("http/{fqdn}");
     let config = route_configs
         .iter()
-        .find(|c| c["name"] == "ingress_http")
-        .unwrap_or_else(|| panic!("no ingress_http in {route_configs:?}"));
+        .find(|c| c["name"] == scoped.as_str() || c["name"] == "ingress_http")
+        .unwrap_or_else(|| panic!("no {scoped} nor ingress_http in {route_configs:?}"));
     let vhost = config["virtual_hosts"]
         .as_array()
         .unwrap()

@@ -330,11 +330,13 @@ type AdsStream =
 
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-/// The plain-HTTP route configuration: every route change reaches it.
+const SCOPED_ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration";
+/// The shared plain-HTTP route configuration, served when a Gateway's hosts cannot be scoped.
 const HTTP_ROUTES: &str = "ingress_http";
 
-/// Opens an ADS stream to `xds` as an Envoy of `instance`, asking for every Listener and the
-/// plain-HTTP route configuration.
+/// Opens an ADS stream to `xds` as an Envoy of `instance`, asking for every Listener, every
+/// plain-HTTP scope (a host's change of name reaches them) and the shared plain-HTTP route
+/// configuration.
 async fn ads(xds: &str, creds: &[String; 3], instance: &str) -> Result<(AdsSender, AdsStream)> {
     use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
@@ -348,7 +350,7 @@ async fn ads(xds: &str, creds: &[String; 3], instance: &str) -> Result<(AdsSende
         .tls_config(tls)?
         .connect()
         .await?;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (tx, rx) = tokio::sync::mpsc::channel(5);
     tx.send(DiscoveryRequest {
         node: Some(Node {
             id: "e2e-monitoring".into(),
@@ -356,6 +358,11 @@ async fn ads(xds: &str, creds: &[String; 3], instance: &str) -> Result<(AdsSende
             ..Node::default()
         }),
         type_url: LISTENER.into(),
+        ..DiscoveryRequest::default()
+    })
+    .await?;
+    tx.send(DiscoveryRequest {
+        type_url: SCOPED_ROUTE.into(),
         ..DiscoveryRequest::default()
     })
     .await?;

@@ -1,10 +1,15 @@
-//! What the shared HTTP route configuration (`ingress_http`, every plain-HTTP virtual host)
-//! costs when one virtual host changes: encoding (from scratch and with the incremental
-//! `Translator`), its size on the wire, and the time until a real Envoy, fed over Delta ADS by
-//! Sluice's server, routes by the change. Measured at 10 and 10,000 virtual hosts in one run.
+//! What one plain-HTTP virtual host's edit costs: encoding (from scratch and with the
+//! incremental `Translator`), the size of the route configuration resent, and the time until a
+//! real Envoy, fed over Delta ADS by Sluice's server, routes by the change; with Envoy's resident
+//! memory and the time until a fresh Envoy first routes. Measured at 10 and 10,000 virtual hosts
+//! in one run, in both ways Sluice serves plain HTTP: scoped (one `http/<fqdn>` route
+//! configuration per host, the default) and shared (every host in `ingress_http`, what a Gateway
+//! falls back to when a host cannot be keyed; here forced by one extra wildcard host, which
+//! nothing requests), so the shared figures are the same-run baseline.
 //!
 //! A measurement, ignored by default: `cargo test -p sluice-e2e --release --test
-//! route_config_cost -- --ignored --nocapture`.
+//! route_config_cost -- --ignored --nocapture`. `SLUICE_BENCH_EDITS` sets the edits per
+//! world (default 100); `SLUICE_BENCH_ADS=sotw` feeds Envoy over SotW ADS instead of Delta.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use sluice::dag::model::{
     Cluster, ClusterEndpoints, LbPolicy, Route, SocketAddress, Upstream, UpstreamProtocol,
     VirtualHost, WeightedCluster,
 };
-use sluice::provision::bootstrap::{BootstrapOptions, build_bootstrap};
+use sluice::provision::bootstrap::{AdsFlavour, BootstrapOptions, build_bootstrap};
 use sluice::snapshot::ObjKey;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
 use sluice::xds::server::{AdsServer, ServerMetrics};
@@ -24,6 +29,7 @@ use sluice_e2e::backend::{BACKEND_HEADER, Backend};
 use sluice_e2e::client::Request;
 use sluice_e2e::envoy::Envoy;
 use sluice_e2e::free_port;
+use sluice_e2e::process::ChildProcess;
 
 const INSTANCE: &str = "team-a/gw";
 
@@ -43,8 +49,12 @@ fn cluster(service: &str) -> Cluster {
 }
 
 fn host(i: usize, service: &str) -> VirtualHost {
+    named_host(&format!("h{i:05}.example.com"), i, service)
+}
+
+fn named_host(fqdn: &str, i: usize, service: &str) -> VirtualHost {
     VirtualHost {
-        fqdn: format!("h{i:05}.example.com"),
+        fqdn: fqdn.to_owned(),
         owner: format!("team-a/root-{i}"),
         tls: None,
         routes: vec![Route {
@@ -66,7 +76,9 @@ fn host(i: usize, service: &str) -> VirtualHost {
 }
 
 /// `hosts` plain-HTTP virtual hosts all routed to backend `a`; backends `a` and `b` as EDS.
-fn world(hosts: usize, a: &Backend, b: &Backend) -> Dag {
+/// `shared` adds a wildcard host, which cannot be a scope key: every host then shares
+/// `ingress_http`.
+fn world(hosts: usize, shared: bool, a: &Backend, b: &Backend) -> Dag {
     let endpoints = |service: &str, backend: &Backend| ClusterEndpoints {
         service_name: format!("team-a/{service}/http"),
         addresses: vec![SocketAddress {
@@ -74,9 +86,13 @@ fn world(hosts: usize, a: &Backend, b: &Backend) -> Dag {
             port: backend.port(),
         }],
     };
+    let mut virtual_hosts: Vec<VirtualHost> = (0..hosts).map(|i| host(i, "a")).collect();
+    if shared {
+        virtual_hosts.insert(0, named_host("*.unkeyable.example.com", hosts, "b"));
+    }
     Dag {
         gateway: INSTANCE.to_owned(),
-        virtual_hosts: (0..hosts).map(|i| host(i, "a")).collect(),
+        virtual_hosts,
         clusters: vec![cluster("a"), cluster("b")],
         endpoints: vec![endpoints("a", a), endpoints("b", b)],
         ..Dag::default()
@@ -96,98 +112,155 @@ async fn answered_by(port: u16, fqdn: &str) -> Option<String> {
     resp.header(BACKEND_HEADER).map(str::to_owned)
 }
 
+/// Resident memory of a process, in MiB.
+fn rss_mib(process: &mut ChildProcess) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.pid())).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+/// The value below which `p` of the sorted `v` lie (nearest rank).
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
 #[tokio::test]
 #[ignore = "measurement: prints figures, asserts nothing about speed or size"]
-async fn shared_http_route_configuration_cost() {
-    const EDITS: usize = 9;
+async fn http_route_configuration_edit_cost() {
+    let edits: usize = std::env::var("SLUICE_BENCH_EDITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let a = Backend::start("a").await.unwrap();
     let b = Backend::start("b").await.unwrap();
     println!(
-        "| virtual hosts | ingress_http bytes | full translate+encode ms | incremental ms | edit to traffic p50 ms | max ms |"
+        "{edits} edits per world, ADS {}; load average at start: {}",
+        std::env::var("SLUICE_BENCH_ADS").unwrap_or_else(|_| "delta".to_owned()),
+        load()
     );
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| plain HTTP | virtual hosts | route config resent, bytes | full translate+encode ms | incremental ms | edit to traffic p50 / p90 / p99 / max ms | first route after start s | Envoy RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for hosts in [10, 10_000] {
-        let xds = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let xds_port = xds.local_addr().unwrap().port();
-        let cache = Arc::new(Cache::new());
-        let metrics = Arc::new(ServerMetrics::new().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(AdsServer::new(cache.clone(), metrics).serve(xds, async {
-            let _ = stopped.await;
-        }));
-        let opts = TranslateOptions {
-            http_address: "127.0.0.1".to_owned(),
-            http_port: free_port().unwrap(),
-            https_address: "127.0.0.1".to_owned(),
-            https_port: free_port().unwrap(),
-            stats_address: "127.0.0.1".to_owned(),
-            stats_port: free_port().unwrap(),
-            ipv4_compat: false,
-            ..TranslateOptions::default()
-        };
-        let mut dag = world(hosts, &a, &b);
-        let mut translator = Translator::new(opts.clone());
-        cache.set(INSTANCE, translator.translate(&dag).unwrap());
-        let bootstrap = build_bootstrap(&BootstrapOptions::new(
-            ObjKey::new("team-a", "gw"),
-            "127.0.0.1",
-            xds_port,
-        ));
-        let envoy = Envoy::builder(bootstrap.to_string())
-            .local_admin_socket()
-            .log_level("warn")
-            .ready_timeout(Duration::from_secs(300))
-            .start()
-            .await
-            .unwrap();
-        let edited = hosts / 2;
-        let fqdn = dag.virtual_hosts[edited].fqdn.clone();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while answered_by(opts.http_port, &fqdn).await.as_deref() != Some("a") {
-            assert!(Instant::now() < deadline, "{fqdn} never answered");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        for shared in [true, false] {
+            measure(hosts, shared, edits, &a, &b).await;
         }
+    }
+    println!("load average at end: {}", load());
+}
 
-        let mut full = Vec::new();
-        let mut incremental = Vec::new();
-        let mut latency = Vec::new();
-        let mut size = 0;
-        for edit in 0..EDITS {
-            let target = if edit % 2 == 0 { "b" } else { "a" };
-            dag.virtual_hosts[edited] = host(edited, target);
-            let started = Instant::now();
-            let resources = translator.translate(&dag).unwrap();
-            incremental.push(millis(started.elapsed()));
-            size = resources.by_type[type_url::ROUTE][HTTP_LISTENER]
-                .resource
-                .value
-                .len();
-            cache.set(INSTANCE, resources);
-            while answered_by(opts.http_port, &fqdn).await.as_deref() != Some(target) {
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "edit {edit} never reached Envoy"
-                );
-            }
-            latency.push(millis(started.elapsed()));
-            // The reference, for comparison (not on the measured path).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+async fn measure(hosts: usize, shared: bool, edits: usize, a: &Backend, b: &Backend) {
+    let xds = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let xds_port = xds.local_addr().unwrap().port();
+    let cache = Arc::new(Cache::new());
+    let metrics = Arc::new(ServerMetrics::new().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(AdsServer::new(cache.clone(), metrics).serve(xds, async {
+        let _ = stopped.await;
+    }));
+    let opts = TranslateOptions {
+        http_address: "127.0.0.1".to_owned(),
+        http_port: free_port().unwrap(),
+        https_address: "127.0.0.1".to_owned(),
+        https_port: free_port().unwrap(),
+        stats_address: "127.0.0.1".to_owned(),
+        stats_port: free_port().unwrap(),
+        ipv4_compat: false,
+        ..TranslateOptions::default()
+    };
+    let mut dag = world(hosts, shared, a, b);
+    let mut translator = Translator::new(opts.clone());
+    let first = translator.translate(&dag).unwrap();
+    assert_eq!(first.by_type.contains_key(type_url::SCOPED_ROUTE), !shared);
+    cache.set(INSTANCE, first);
+    let mut options = BootstrapOptions::new(ObjKey::new("team-a", "gw"), "127.0.0.1", xds_port);
+    if std::env::var("SLUICE_BENCH_ADS").is_ok_and(|v| v.eq_ignore_ascii_case("sotw")) {
+        options.ads = AdsFlavour::Sotw;
+    }
+    let bootstrap = build_bootstrap(&options);
+    let started = Instant::now();
+    let mut envoy = Envoy::builder(bootstrap.to_string())
+        .local_admin_socket()
+        .log_level("warn")
+        .ready_timeout(Duration::from_secs(300))
+        .start()
+        .await
+        .unwrap();
+    let edited_index = usize::from(shared) + hosts / 2;
+    let fqdn = dag.virtual_hosts[edited_index].fqdn.clone();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while answered_by(opts.http_port, &fqdn).await.as_deref() != Some("a") {
+        assert!(Instant::now() < deadline, "{fqdn} never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let startup = started.elapsed().as_secs_f64();
+    let resent = if shared {
+        HTTP_LISTENER.to_owned()
+    } else {
+        format!("http/{fqdn}")
+    };
+
+    let mut full = Vec::new();
+    let mut incremental = Vec::new();
+    let mut latency = Vec::new();
+    let mut size = 0;
+    for edit in 0..edits {
+        let target = if edit % 2 == 0 { "b" } else { "a" };
+        dag.virtual_hosts[edited_index] = named_host(&fqdn, edited_index, target);
+        let started = Instant::now();
+        let resources = translator.translate(&dag).unwrap();
+        incremental.push(millis(started.elapsed()));
+        size = resources.by_type[type_url::ROUTE][&resent]
+            .resource
+            .value
+            .len();
+        cache.set(INSTANCE, resources);
+        while answered_by(opts.http_port, &fqdn).await.as_deref() != Some(target) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "edit {edit} never reached Envoy"
+            );
+        }
+        latency.push(millis(started.elapsed()));
+        // The reference, for comparison (not on the measured path), every tenth edit.
+        if edit % 10 == 0 {
             let started = Instant::now();
             let reference = InstanceResources::from(&translate(&dag, &opts).unwrap());
             full.push(millis(started.elapsed()));
             assert_eq!(reference, translator.translate(&dag).unwrap());
         }
-        for v in [&mut full, &mut incremental, &mut latency] {
-            v.sort_by(f64::total_cmp);
-        }
-        println!(
-            "| {hosts} | {size} | {:.1} | {:.2} | {:.1} | {:.1} |",
-            full[EDITS / 2],
-            incremental[EDITS / 2],
-            latency[EDITS / 2],
-            latency[EDITS - 1]
-        );
-        drop(envoy);
-        let _ = stop.send(());
-        let _ = server.await;
     }
+    for v in [&mut full, &mut incremental, &mut latency] {
+        v.sort_by(f64::total_cmp);
+    }
+    let rss = rss_mib(envoy.process());
+    println!(
+        "| {} | {hosts} | {size} | {:.1} | {:.2} | {:.1} / {:.1} / {:.1} / {:.1} | {startup:.1} | {rss:.0} |",
+        if shared {
+            "shared `ingress_http`"
+        } else {
+            "scoped"
+        },
+        percentile(&full, 50.0),
+        percentile(&incremental, 50.0),
+        percentile(&latency, 50.0),
+        percentile(&latency, 90.0),
+        percentile(&latency, 99.0),
+        latency[latency.len() - 1],
+    );
+    drop(envoy);
+    let _ = stop.send(());
+    let _ = server.await;
 }

@@ -183,6 +183,12 @@ fn write_xds<W: Write>(
     )?;
     field(out, indent, &mut first, "routes")?;
     write_messages(out, indent + 1, resources.routes.iter().map(|r| &r.message))?;
+    field(out, indent, &mut first, "scoped_routes")?;
+    write_messages(
+        out,
+        indent + 1,
+        resources.scoped_routes.iter().map(|r| &r.message),
+    )?;
     field(out, indent, &mut first, "secrets")?;
     write_messages(out, indent + 1, secrets.iter())?;
     pretty::newline(out, indent)?;
@@ -235,7 +241,14 @@ mod tests {
         let gw = &report["gateways"][0];
         assert_eq!(gw["gateway"], "sluice-system/default");
         assert_eq!(gw["ingressRoutes"], json!([]));
-        for kind in ["listeners", "routes", "clusters", "endpoints", "secrets"] {
+        for kind in [
+            "listeners",
+            "routes",
+            "scoped_routes",
+            "clusters",
+            "endpoints",
+            "secrets",
+        ] {
             assert!(gw["xds"][kind].is_array(), "{kind}: {}", gw["xds"]);
         }
         // An instance with no routes still has its HTTP and stats listeners, and no secrets.

@@ -19,6 +19,8 @@ pub mod type_url {
     pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
     pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
     pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+    pub const SCOPED_ROUTE: &str =
+        "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration";
     pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 }
 
@@ -29,17 +31,21 @@ pub enum ResourceType {
     Endpoint,
     Secret,
     Listener,
+    /// Scoped route configurations (SRDS): one per plain-HTTP virtual host, keyed on its name.
+    ScopedRoute,
     Route,
 }
 
 impl ResourceType {
     /// Every type, in the order a state-of-the-world push should send them so that what a
-    /// resource refers to warms first: clusters, endpoints, secrets, then listeners and routes.
-    pub const ALL: [ResourceType; 5] = [
+    /// resource refers to warms first: clusters, endpoints, secrets, then listeners, scopes and
+    /// routes.
+    pub const ALL: [ResourceType; 6] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Secret,
         ResourceType::Listener,
+        ResourceType::ScopedRoute,
         ResourceType::Route,
     ];
 
@@ -49,6 +55,7 @@ impl ResourceType {
             Self::Endpoint => type_url::ENDPOINT,
             Self::Secret => type_url::SECRET,
             Self::Listener => type_url::LISTENER,
+            Self::ScopedRoute => type_url::SCOPED_ROUTE,
             Self::Route => type_url::ROUTE,
         }
     }

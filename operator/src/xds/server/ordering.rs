@@ -6,26 +6,33 @@ use std::collections::BTreeSet;
 use crate::xds::cache::{TypeResources, type_url};
 
 /// Order in which added or changed resources are sent within one push.
-pub(super) const ADD_ORDER: [&str; 5] = [
+pub(super) const ADD_ORDER: [&str; 6] = [
     type_url::CLUSTER,
     type_url::ENDPOINT,
     type_url::LISTENER,
+    type_url::SCOPED_ROUTE,
     type_url::ROUTE,
     type_url::SECRET,
 ];
 
 /// Order in which removals are sent, after every addition: first what refers to others
-/// (listeners, then route configurations), then what is referred to.
-pub(super) const REMOVE_ORDER: [&str; 5] = [
+/// (listeners, then scopes, then route configurations), then what is referred to.
+pub(super) const REMOVE_ORDER: [&str; 6] = [
     type_url::LISTENER,
+    type_url::SCOPED_ROUTE,
     type_url::ROUTE,
     type_url::CLUSTER,
     type_url::ENDPOINT,
     type_url::SECRET,
 ];
 
-/// Types for which a request without names means "everything" (legacy wildcard).
-const WILDCARD_TYPES: [&str; 2] = [type_url::CLUSTER, type_url::LISTENER];
+/// Types for which a request without names means "everything" (legacy wildcard). Envoy
+/// subscribes to scoped route configurations that way, like to listeners and clusters.
+const WILDCARD_TYPES: [&str; 3] = [
+    type_url::CLUSTER,
+    type_url::LISTENER,
+    type_url::SCOPED_ROUTE,
+];
 
 /// The explicit wildcard resource name.
 pub(super) const WILDCARD: &str = "*";

@@ -11,6 +11,8 @@
 //! - durations lie in 0 to 9,223,372,036 s (Envoy refuses longer ones);
 //! - `sni` is at most 255 bytes; health-check paths are not empty;
 //! - domains are unique within a route configuration and server names within a listener;
+//! - scope keys are unique among the scoped route configurations (Envoy refuses an SRDS update
+//!   where two scopes share a key), and each scope names a route configuration of the set;
 //! - weighted clusters weigh more than 0 and at most 2^32-1 in total;
 //! - endpoint addresses are IP literals with a port in 1-65535;
 //! - TLS certificates parse and match their key; CA bundles parse.
@@ -18,6 +20,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+
+use envoy_types::pb::envoy::config::route::v3::scoped_route_configuration;
 
 use super::Resources;
 use super::json::message_to_json;
@@ -66,6 +70,13 @@ pub fn check_resources(resources: &Resources) -> Vec<Violation> {
             j(message_to_json(&r.message)),
         );
     }
+    for r in &resources.scoped_routes {
+        each(
+            "scoped route configuration",
+            &r.name,
+            j(message_to_json(&r.message)),
+        );
+    }
     for r in &resources.clusters {
         each("cluster", &r.name, j(message_to_json(&r.message)));
     }
@@ -75,7 +86,41 @@ pub fn check_resources(resources: &Resources) -> Vec<Violation> {
     for r in &resources.secrets {
         each("secret", &r.name, j(message_to_json(&r.message)));
     }
+    check_scopes(resources, &mut out);
     out
+}
+
+/// Scope keys unique, and each scope's route configuration present.
+fn check_scopes(resources: &Resources, out: &mut Vec<Violation>) {
+    let mut keys: BTreeMap<Vec<String>, &str> = BTreeMap::new();
+    for r in &resources.scoped_routes {
+        let resource = format!("scoped route configuration {:?}", r.name);
+        let key: Vec<String> = r
+            .message
+            .key
+            .iter()
+            .flat_map(|k| &k.fragments)
+            .map(|f| match &f.r#type {
+                Some(scoped_route_configuration::key::fragment::Type::StringKey(s)) => s.clone(),
+                None => String::new(),
+            })
+            .collect();
+        if let Some(first) = keys.insert(key.clone(), &r.name) {
+            out.push(Violation {
+                resource: resource.clone(),
+                at: ".key".to_owned(),
+                rule: format!("key {key:?} also used by scope {first:?}"),
+            });
+        }
+        let route = &r.message.route_configuration_name;
+        if !resources.routes.iter().any(|rc| &rc.name == route) {
+            out.push(Violation {
+                resource,
+                at: ".route_configuration_name".to_owned(),
+                rule: format!("route configuration {route:?} is not in the set"),
+            });
+        }
+    }
 }
 
 fn check_value(resource: &str, root: &Value, out: &mut Vec<Violation>) {

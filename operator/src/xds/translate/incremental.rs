@@ -5,6 +5,8 @@
 //! - A DAG element equal (by value) to the previous one with the same name reuses the previous
 //!   encoded resource: the same `Arc`, so the cache's old and new snapshots share its bytes and
 //!   its version, which is computed once, when the resource is encoded.
+//! - Plain HTTP's per-host scopes and route configurations (see [`super::scopes`]) are memoized
+//!   with their virtual host, so an edit to one host re-encodes only that host's resources.
 //! - Route configurations and the TLS listener are assembled from encoded parts: protobuf
 //!   encodes a repeated message field as one tag-and-length record per element, so the cached
 //!   bytes of each virtual host (or filter chain) are written between the encoded fields that
@@ -26,7 +28,8 @@ use prost::{Message, Name};
 use super::envoy::{any, load_assignment};
 use super::{
     ADMIN_CLUSTER, HTTP_LISTENER, HTTPS_LISTENER, STATS_LISTENER, TranslateError, TranslateOptions,
-    check, clusters, eds_service_names, https_route_config_name, listeners, routes, secrets,
+    check, clusters, eds_service_names, https_route_config_name, listeners, routes, scopes,
+    secrets,
 };
 use crate::dag::Dag;
 use crate::dag::model::{Cluster, Secret, SocketAddress, VirtualHost};
@@ -42,8 +45,10 @@ const LISTENER_FILTER_CHAINS: u32 = 3;
 #[derive(Debug)]
 pub struct Translator {
     opts: TranslateOptions,
-    /// What depends on the options only: the HTTP and stats listeners, the admin cluster.
-    fixed: [Arc<VersionedResource>; 3],
+    /// What depends on the options only: the stats listener, the admin cluster.
+    fixed: [Arc<VersionedResource>; 2],
+    /// The HTTP listener with the shared `ingress_http` and with scoped routes.
+    http_listeners: [Arc<VersionedResource>; 2],
     hosts: HashMap<String, HostEntry>,
     clusters: HashMap<String, Memo<Cluster>>,
     endpoints: HashMap<String, Memo<Vec<SocketAddress>>>,
@@ -70,19 +75,26 @@ struct HostEntry {
     filter_chain: Option<(Vec<u8>, usize)>,
     /// Its `https/<fqdn>` route configuration, if it serves HTTP routes behind TLS.
     https_routes: Option<Arc<VersionedResource>>,
+    /// Whether it was encoded for scoped plain-HTTP routes.
+    scoped: bool,
+    /// Its plain-HTTP scope and `http/<fqdn>` route configuration, when scoped and it serves
+    /// anything over plain HTTP.
+    http_scope: Option<[Arc<VersionedResource>; 2]>,
 }
 
 impl Translator {
     /// A translator with nothing remembered; the first translation encodes everything.
     pub fn new(opts: TranslateOptions) -> Self {
         let fixed = [
-            versioned(HTTP_LISTENER, &listeners::http_listener(&opts)),
             versioned(STATS_LISTENER, &listeners::stats_listener(&opts)),
             versioned(ADMIN_CLUSTER, &clusters::admin_cluster(&opts)),
         ];
+        let http_listeners = [false, true]
+            .map(|scoped| versioned(HTTP_LISTENER, &listeners::http_listener(&opts, scoped)));
         Self {
             opts,
             fixed,
+            http_listeners,
             hosts: HashMap::new(),
             clusters: HashMap::new(),
             endpoints: HashMap::new(),
@@ -151,9 +163,16 @@ impl Translator {
         Ok(out)
     }
 
-    /// Virtual hosts: `ingress_http`, the `https/<fqdn>` route configurations and
+    /// Virtual hosts: the HTTP listener with `ingress_http` or the per-host scopes and
+    /// `http/<fqdn>` route configurations, the `https/<fqdn>` route configurations and
     /// `ingress_https`.
     fn translate_hosts(&mut self, dag: &Dag, out: &mut InstanceResources) {
+        let scoped = scopes::scoped(dag);
+        out.insert_versioned(self.http_listeners[usize::from(scoped)].clone());
+        if scoped {
+            // Rebuilt from scratch if the Gateway falls back to it later.
+            self.http_routes = None;
+        }
         let mut old = std::mem::take(&mut self.hosts);
         let mut http_changed = self.http_routes.is_none();
         let mut https_changed = false;
@@ -173,11 +192,19 @@ impl Translator {
         for vh in &dag.virtual_hosts {
             let previous = old.remove(&vh.fqdn);
             let mut entry = match previous {
-                Some(p) if p.input == *vh => p,
+                Some(p) if p.input == *vh && p.scoped == scoped => p,
                 previous => {
                     // Re-encoded; a part whose bytes did not change needs no reassembly.
-                    let fresh = HostEntry::encode(vh);
+                    let mut fresh = HostEntry::encode(vh, scoped);
                     let old = previous.as_ref();
+                    // A scope depends on the name only: keep sharing it.
+                    if let (Some(new), Some(old)) = (
+                        &mut fresh.http_scope,
+                        old.and_then(|o| o.http_scope.as_ref()),
+                    ) && new[0] == old[0]
+                    {
+                        new[0] = old[0].clone();
+                    }
                     http_changed |=
                         old.and_then(HostEntry::insecure_bytes) != fresh.insecure_bytes();
                     https_changed |= old.and_then(HostEntry::chain_bytes) != fresh.chain_bytes();
@@ -200,6 +227,9 @@ impl Translator {
             if let Some(r) = &entry.https_routes {
                 out.insert_versioned(r.clone());
             }
+            for r in entry.http_scope.iter().flatten() {
+                out.insert_versioned(r.clone());
+            }
             hosts.insert(vh.fqdn.clone(), entry);
         }
         // Removed hosts take their parts with them.
@@ -209,13 +239,15 @@ impl Translator {
         }
         self.hosts = hosts;
 
-        if http_changed {
+        if scoped {
+            // Plain HTTP is served by the scopes added with their hosts.
+        } else if http_changed || self.http_routes.is_none() {
             let parts = http_parts
                 .iter()
                 .filter_map(|fqdn| self.hosts.get(*fqdn).and_then(HostEntry::insecure_bytes));
             self.http_routes = Some(http_route_configuration(parts));
         }
-        if let Some(r) = &self.http_routes {
+        if let Some(r) = self.http_routes.as_ref().filter(|_| !scoped) {
             out.insert_versioned(r.clone());
         }
 
@@ -236,7 +268,15 @@ impl Translator {
 }
 
 impl HostEntry {
-    fn encode(vh: &VirtualHost) -> Self {
+    fn encode(vh: &VirtualHost, scoped: bool) -> Self {
+        let insecure = routes::insecure_virtual_host(vh).map(|h| h.encode_to_vec());
+        let http_scope = insecure.as_deref().filter(|_| scoped).map(|host| {
+            let name = scopes::http_scope_name(&vh.fqdn);
+            [
+                versioned(&name, &scopes::scope(&vh.fqdn)),
+                route_configuration(&name, std::iter::once(host)),
+            ]
+        });
         let https_routes = routes::serves_https_routes(vh).then(|| {
             let name = https_route_config_name(&vh.fqdn);
             let host = routes::virtual_host(&vh.fqdn, routes::forward_routes(&vh.routes, |_| true));
@@ -244,7 +284,7 @@ impl HostEntry {
         });
         Self {
             input: vh.clone(),
-            insecure: routes::insecure_virtual_host(vh).map(|h| (h.encode_to_vec(), usize::MAX)),
+            insecure: insecure.map(|h| (h, usize::MAX)),
             filter_chain: vh.tls.as_ref().map(|tls| {
                 (
                     listeners::sni_filter_chain(vh, tls).encode_to_vec(),
@@ -252,6 +292,8 @@ impl HostEntry {
                 )
             }),
             https_routes,
+            scoped,
+            http_scope,
         }
     }
 
@@ -266,7 +308,15 @@ impl HostEntry {
 
 /// `ingress_http` with the given encoded virtual hosts, in order.
 fn http_route_configuration<'a>(hosts: impl Iterator<Item = &'a [u8]>) -> Arc<VersionedResource> {
-    let template = routes::route_configuration(HTTP_LISTENER, Vec::new());
+    route_configuration(HTTP_LISTENER, hosts)
+}
+
+/// The route configuration `name` with the given encoded virtual hosts, in order.
+fn route_configuration<'a>(
+    name: &str,
+    hosts: impl Iterator<Item = &'a [u8]>,
+) -> Arc<VersionedResource> {
+    let template = routes::route_configuration(name, Vec::new());
     let head = RouteConfiguration {
         name: template.name.clone(),
         ..Default::default()
@@ -275,13 +325,7 @@ fn http_route_configuration<'a>(hosts: impl Iterator<Item = &'a [u8]>) -> Arc<Ve
         name: String::new(),
         ..template
     };
-    assembled(
-        HTTP_LISTENER,
-        &head,
-        ROUTE_CONFIGURATION_VIRTUAL_HOSTS,
-        hosts,
-        &tail,
-    )
+    assembled(name, &head, ROUTE_CONFIGURATION_VIRTUAL_HOSTS, hosts, &tail)
 }
 
 /// `ingress_https` with the given encoded filter chains, in order.

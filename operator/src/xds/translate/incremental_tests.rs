@@ -66,7 +66,7 @@ fn random_host(rng: &mut Rng, fqdn: &str) -> VirtualHost {
 
 /// One random edit, the kind a user or the cluster makes; a few break the DAG's invariants.
 fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
-    match rng.below(12) {
+    match rng.below(13) {
         0 | 1 => {
             let fqdn = format!("h{}.example.com", rng.below(40));
             let vh = random_host(rng, &fqdn);
@@ -150,6 +150,20 @@ fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
             let i = rng.below(dag.virtual_hosts.len() - 1);
             dag.virtual_hosts.swap(i, i + 1);
         }
+        12 => {
+            // A name plain HTTP cannot be scoped by (a wildcard, upper case): the Gateway falls
+            // back to the shared `ingress_http` until the host goes again (edit 2).
+            let fqdn = if rng.chance(50) {
+                format!("*.w{}.example.com", rng.below(3))
+            } else {
+                format!("W{}.example.com", rng.below(3))
+            };
+            let vh = random_host(rng, &fqdn);
+            match dag.virtual_hosts.binary_search_by(|v| v.fqdn.cmp(&fqdn)) {
+                Ok(i) => dag.virtual_hosts[i] = vh,
+                Err(i) => dag.virtual_hosts.insert(i, vh),
+            }
+        }
         11 => {
             // Breaks an invariant (a route to a cluster the DAG lacks): both refuse.
             if let Some(vh) = dag.virtual_hosts.first_mut() {
@@ -175,12 +189,16 @@ fn incremental_output_is_byte_identical_to_a_full_translation_after_every_edit()
         let mut translator = Translator::new(opts.clone());
         let mut dag = fixture::dag(&Pems::placeholder());
         let mut errors = 0;
+        let mut modes = std::collections::BTreeSet::new();
         for step in 0..150 {
             let before = dag.clone();
             edit(&mut rng, &mut dag, step);
             let expected = reference(&dag, &opts);
             let got = translator.translate(&dag);
             assert_eq!(got, expected, "seed {seed}, step {step}");
+            if let Ok(r) = &expected {
+                modes.insert(r.by_type.contains_key(type_url::SCOPED_ROUTE));
+            }
             if expected.is_err() {
                 // The last good DAG again: the failed translation changed nothing remembered.
                 errors += 1;
@@ -188,6 +206,10 @@ fn incremental_output_is_byte_identical_to_a_full_translation_after_every_edit()
             }
         }
         assert!(errors > 0, "seed {seed} never broke an invariant");
+        assert!(
+            modes.len() == 2,
+            "seed {seed} did not go through both plain-HTTP modes"
+        );
     }
 }
 
@@ -206,13 +228,14 @@ fn unchanged_resources_are_shared_not_re_encoded() {
             assert!(same(&first, &again, ty, name), "{ty} {name} re-encoded");
         }
     }
-    // One route of a plain-HTTP host changes: only `ingress_http` is new.
+    // One route of a plain-HTTP host changes: only its `http/<fqdn>` is new.
     dag.virtual_hosts[0].routes[0].retry = None;
     let edited = translator.translate(&dag).unwrap();
     assert_eq!(edited, reference(&dag, &opts).unwrap());
+    let scope = format!("http/{}", dag.virtual_hosts[0].fqdn);
     for (ty, named) in &first.by_type {
         for name in named.keys() {
-            let changed = ty == type_url::ROUTE && name == super::HTTP_LISTENER;
+            let changed = ty == type_url::ROUTE && *name == scope;
             assert_eq!(!same(&first, &edited, ty, name), changed, "{ty} {name}");
         }
     }
@@ -226,4 +249,35 @@ fn unchanged_resources_are_shared_not_re_encoded() {
         moved.by_type[type_url::LISTENER][super::HTTP_LISTENER],
         edited.by_type[type_url::LISTENER][super::HTTP_LISTENER]
     );
+}
+
+#[test]
+fn the_shared_http_route_configuration_is_rebuilt_after_a_spell_of_scopes() {
+    // Shared (a wildcard host), scoped (it goes), a host goes while scoped, then shared again
+    // with no plain-HTTP host at all: `ingress_http` must not be the one from before.
+    let opts = TranslateOptions::default();
+    let mut translator = Translator::new(opts.clone());
+    let mut dag = fixture::dag(&Pems::placeholder());
+    let wild = |fqdn: &str| {
+        fixture::with_tcp_proxy(
+            fixture::with_passthrough(fixture::vhost(fqdn, vec![fixture::route("/", &[])])),
+            &[("tls-backend", 8443, 1)],
+        )
+    };
+    dag.virtual_hosts.insert(0, wild("*.a.example.com"));
+    let steps: [&dyn Fn(&mut Dag); 3] = [
+        &|d| {
+            d.virtual_hosts.remove(0);
+        },
+        &|d| {
+            d.virtual_hosts
+                .retain(|v| v.tls.as_ref().is_some_and(|t| t.passthrough))
+        },
+        &|d| d.virtual_hosts.insert(0, wild("*.b.example.com")),
+    ];
+    assert_eq!(translator.translate(&dag), reference(&dag, &opts));
+    for step in steps {
+        step(&mut dag);
+        assert_eq!(translator.translate(&dag), reference(&dag, &opts));
+    }
 }

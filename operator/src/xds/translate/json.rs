@@ -46,7 +46,8 @@ impl JsonError {
     }
 }
 
-/// Every resource as `{"listeners":[],"routes":[],"clusters":[],"endpoints":[],"secrets":[]}`,
+/// Every resource as `{"listeners":[],"routes":[],"scoped_routes":[],"clusters":[],
+/// "endpoints":[],"secrets":[]}`,
 /// each list in name order. With `redact_private_keys`, every private key reads
 /// [`REDACTED`].
 pub fn to_json(resources: &Resources, redact_private_keys: bool) -> Result<Value, JsonError> {
@@ -65,6 +66,7 @@ pub fn to_json(resources: &Resources, redact_private_keys: bool) -> Result<Value
     let mut out = Map::new();
     out.insert("listeners".into(), list_json(&resources.listeners)?);
     out.insert("routes".into(), list_json(&resources.routes)?);
+    out.insert("scoped_routes".into(), list_json(&resources.scoped_routes)?);
     out.insert("clusters".into(), list_json(&resources.clusters)?);
     out.insert("endpoints".into(), list_json(&resources.endpoints)?);
     out.insert("secrets".into(), list_json(&secrets)?);

@@ -1,4 +1,5 @@
-//! Listeners: `ingress_http` (plain HTTP, every virtual host through RDS), `ingress_https` (one
+//! Listeners: `ingress_http` (plain HTTP, a route configuration per virtual host through scoped
+//! RDS, or all of them in one through RDS), `ingress_https` (one
 //! filter chain per SNI name: HTTP behind TLS, or a TCP proxy), and `stats_health` exposing only
 //! Envoy's readiness and Prometheus stats from the admin interface.
 
@@ -36,6 +37,7 @@ use super::envoy::{
     seconds, transport_socket, u32_value,
 };
 use super::routes::serves_https_routes;
+use super::scopes;
 use super::{
     ADMIN_CLUSTER, HTTP_LISTENER, HTTPS_LISTENER, Resource, STATS_LISTENER, TranslateOptions,
     https_route_config_name,
@@ -53,9 +55,13 @@ pub const ADMIN_PATHS: [&str; 1] = ["/stats/prometheus"];
 /// drain) or while the server drains.
 pub const READY_PATH: &str = "/ready";
 
-pub fn build_listeners(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<Listener>> {
+pub fn build_listeners(
+    dag: &Dag,
+    opts: &TranslateOptions,
+    http_scoped: bool,
+) -> Vec<Resource<Listener>> {
     let mut listeners = vec![
-        Resource::new(HTTP_LISTENER, http_listener(opts)),
+        Resource::new(HTTP_LISTENER, http_listener(opts, http_scoped)),
         Resource::new(STATS_LISTENER, stats_listener(opts)),
     ];
     let mut tls_hosts: Vec<&VirtualHost> = dag
@@ -73,7 +79,17 @@ pub fn build_listeners(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<Liste
     listeners
 }
 
-pub(super) fn http_listener(opts: &TranslateOptions) -> Listener {
+/// The plain HTTP listener: routes from the scopes of [`super::scopes`] when `scoped`, else from
+/// the shared `ingress_http`.
+pub(super) fn http_listener(opts: &TranslateOptions, scoped: bool) -> Listener {
+    let hcm = if scoped {
+        let mut hcm = ingress_hcm(HTTP_LISTENER, HTTP_LISTENER);
+        hcm.route_specifier = Some(scopes::scoped_routes_specifier());
+        hcm.http_filters.insert(0, scopes::lowercase_host_filter());
+        hcm
+    } else {
+        ingress_hcm(HTTP_LISTENER, HTTP_LISTENER)
+    };
     Listener {
         name: HTTP_LISTENER.to_owned(),
         address: Some(listen_address(
@@ -82,7 +98,7 @@ pub(super) fn http_listener(opts: &TranslateOptions) -> Listener {
             opts.ipv4_compat,
         )),
         filter_chains: vec![FilterChain {
-            filters: vec![hcm_filter(&ingress_hcm(HTTP_LISTENER, HTTP_LISTENER))],
+            filters: vec![hcm_filter(&hcm)],
             ..Default::default()
         }],
         ..Default::default()

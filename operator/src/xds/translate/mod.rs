@@ -7,7 +7,8 @@
 //! DAG's own invariants (a reference to a cluster or secret it does not hold), so a builder bug
 //! becomes a clear error and the last good configuration keeps being served.
 //!
-//! Layout: `listeners`, `routes`, `clusters` (with endpoints) and `secrets` build the messages,
+//! Layout: `listeners`, `routes`, `scopes` (plain HTTP's per-host scoped routes), `clusters`
+//! (with endpoints) and `secrets` build the messages,
 //! `envoy` holds tiny proto constructors, `json` renders resources in Envoy's JSON form, and
 //! `validate` builds a self-contained bootstrap so real Envoy can check the output.
 
@@ -18,6 +19,7 @@ mod incremental;
 pub mod json;
 mod listeners;
 mod routes;
+pub mod scopes;
 mod secrets;
 pub mod validate;
 
@@ -26,6 +28,8 @@ pub(crate) mod fixture;
 #[cfg(test)]
 mod incremental_tests;
 #[cfg(test)]
+mod scopes_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeSet;
@@ -33,7 +37,7 @@ use std::collections::BTreeSet;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, ScopedRouteConfiguration};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
@@ -47,7 +51,8 @@ pub use crate::xds::resource::ResourceType;
 pub use incremental::Translator;
 pub use json::to_json;
 
-/// Name of the plain HTTP listener and of its route configuration.
+/// Name of the plain HTTP listener, of its shared route configuration (when not scoped) and of
+/// its scoped routes.
 pub const HTTP_LISTENER: &str = "ingress_http";
 /// Name of the TLS listener (one filter chain per SNI name).
 pub const HTTPS_LISTENER: &str = "ingress_https";
@@ -191,6 +196,8 @@ impl<T: Message + Name> Resource<T> {
 pub struct Resources {
     pub listeners: Vec<Resource<Listener>>,
     pub routes: Vec<Resource<RouteConfiguration>>,
+    /// Plain HTTP's scopes, one per virtual host, when the Gateway's hosts can all be keyed.
+    pub scoped_routes: Vec<Resource<ScopedRouteConfiguration>>,
     pub clusters: Vec<Resource<Cluster>>,
     pub endpoints: Vec<Resource<ClusterLoadAssignment>>,
     pub secrets: Vec<Resource<Secret>>,
@@ -204,6 +211,7 @@ impl Resources {
             ResourceType::Endpoint => packed(&self.endpoints),
             ResourceType::Secret => packed(&self.secrets),
             ResourceType::Listener => packed(&self.listeners),
+            ResourceType::ScopedRoute => packed(&self.scoped_routes),
             ResourceType::Route => packed(&self.routes),
         }
     }
@@ -231,15 +239,22 @@ impl From<&Resources> for InstanceResources {
 /// Translate one instance's DAG into Envoy resources.
 pub fn translate(dag: &Dag, opts: &TranslateOptions) -> Result<Resources, TranslateError> {
     check(dag)?;
+    let scoped = scopes::scoped(dag);
     let mut resources = Resources {
-        listeners: listeners::build_listeners(dag, opts),
-        routes: routes::build_route_configs(dag),
+        listeners: listeners::build_listeners(dag, opts, scoped),
+        routes: routes::build_route_configs(dag, scoped),
+        scoped_routes: if scoped {
+            scopes::build_scopes(dag).0
+        } else {
+            Vec::new()
+        },
         clusters: clusters::build_clusters(dag, opts),
         endpoints: clusters::build_endpoints(dag),
         secrets: secrets::build_secrets(dag),
     };
     sort_by_name(&mut resources.listeners);
     sort_by_name(&mut resources.routes);
+    sort_by_name(&mut resources.scoped_routes);
     sort_by_name(&mut resources.clusters);
     sort_by_name(&mut resources.endpoints);
     sort_by_name(&mut resources.secrets);

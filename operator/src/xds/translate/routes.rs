@@ -1,5 +1,7 @@
-//! Route configurations: `ingress_http` with every virtual host reachable over plain HTTP, and one
-//! `https/<fqdn>` per TLS virtual host that terminates HTTP.
+//! Route configurations: for plain HTTP, one `http/<fqdn>` per virtual host (scoped, see
+//! [`super::scopes`]) or, when a Gateway's hosts cannot all be keyed, `ingress_http` with every
+//! virtual host reachable over plain HTTP; and one `https/<fqdn>` per TLS virtual host that
+//! terminates HTTP.
 
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, RedirectAction, RetryPolicy, Route as EnvoyRoute, RouteAction,
@@ -16,16 +18,22 @@ use crate::dag::model::{Route, Timeout, VirtualHost};
 /// Cookie Envoy generates for session affinity (Contour's name, kept for compatibility).
 pub const SESSION_AFFINITY_COOKIE: &str = "X-Contour-Session-Affinity";
 
-pub fn build_route_configs(dag: &Dag) -> Vec<Resource<RouteConfiguration>> {
-    let http_hosts = dag
-        .virtual_hosts
-        .iter()
-        .filter_map(insecure_virtual_host)
-        .collect();
-    let mut configs = vec![Resource::new(
-        HTTP_LISTENER,
-        route_configuration(HTTP_LISTENER, http_hosts),
-    )];
+/// The route configurations; `http_scoped` gives plain HTTP one per host (see [`super::scopes`])
+/// instead of the shared `ingress_http`.
+pub fn build_route_configs(dag: &Dag, http_scoped: bool) -> Vec<Resource<RouteConfiguration>> {
+    let mut configs = if http_scoped {
+        super::scopes::build_scopes(dag).1
+    } else {
+        let http_hosts = dag
+            .virtual_hosts
+            .iter()
+            .filter_map(insecure_virtual_host)
+            .collect();
+        vec![Resource::new(
+            HTTP_LISTENER,
+            route_configuration(HTTP_LISTENER, http_hosts),
+        )]
+    };
     for vh in dag
         .virtual_hosts
         .iter()

@@ -102,6 +102,18 @@ fn vhost<'a>(rc: &'a RouteConfiguration, fqdn: &str) -> Option<&'a VirtualHost> 
     rc.virtual_hosts.iter().find(|v| v.name == fqdn)
 }
 
+/// The virtual host `fqdn` serves over plain HTTP: the only one of its scope's route
+/// configuration `http/<fqdn>`.
+fn http_vhost<'a>(r: &'a Resources, fqdn: &str) -> Option<&'a VirtualHost> {
+    let rc = &r
+        .routes
+        .iter()
+        .find(|x| x.name == format!("http/{fqdn}"))?
+        .message;
+    assert_eq!(rc.virtual_hosts.len(), 1, "{fqdn}");
+    vhost(rc, fqdn)
+}
+
 fn prefix(r: &EnvoyRoute) -> &str {
     match &r.r#match.as_ref().unwrap().path_specifier {
         Some(route_match::PathSpecifier::Prefix(p)) => p,
@@ -272,16 +284,39 @@ fn listener_addresses_follow_the_options() {
 }
 
 #[test]
-fn http_listener_is_an_edge_connection_manager_using_rds() {
+fn http_listener_is_an_edge_connection_manager_using_scoped_rds() {
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::scoped_routes::{
+        ConfigSpecifier, scope_key_builder::fragment_builder,
+    };
     let r = resources();
     let l = listener(&r, "ingress_http");
     assert_eq!(l.filter_chains.len(), 1);
     let hcm: HttpConnectionManager = typed(&l.filter_chains[0]);
-    let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier else {
-        panic!("not RDS");
+    let Some(RouteSpecifier::ScopedRoutes(scoped)) = &hcm.route_specifier else {
+        panic!("not scoped RDS");
     };
-    assert_eq!(rds.route_config_name, "ingress_http");
-    assert!(is_ads(&rds.config_source));
+    assert_eq!(scoped.name, "ingress_http");
+    assert!(is_ads(&scoped.rds_config_source));
+    let Some(ConfigSpecifier::ScopedRds(srds)) = &scoped.config_specifier else {
+        panic!("scopes not from SRDS");
+    };
+    assert!(is_ads(&srds.scoped_rds_config_source));
+    // The key is the Host header up to the port.
+    let fragments = &scoped.scope_key_builder.as_ref().unwrap().fragments;
+    assert_eq!(fragments.len(), 1);
+    let Some(fragment_builder::Type::HeaderValueExtractor(host)) = &fragments[0].r#type else {
+        panic!("not a header value");
+    };
+    assert_eq!(
+        (host.name.as_str(), host.element_separator.as_str()),
+        (":authority", ":")
+    );
+    assert_eq!(
+        host.extract_type,
+        Some(fragment_builder::header_value_extractor::ExtractType::Index(0))
+    );
+    // Lower-casing the host comes first.
+    assert_eq!(hcm.http_filters[0].name, "envoy.filters.http.lua");
     assert_eq!(hcm.use_remote_address.unwrap().value, true);
     assert_eq!(hcm.normalize_path.unwrap().value, true);
     assert!(hcm.merge_slashes);
@@ -454,7 +489,10 @@ fn no_https_listener_without_tls_hosts() {
     let names: Vec<&str> = r.listeners.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["ingress_http", "stats_health"]);
     let routes: Vec<&str> = r.routes.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(routes, ["ingress_http"]);
+    assert_eq!(
+        routes,
+        ["http/app.example.com", "http/external.example.com"]
+    );
 }
 
 #[test]
@@ -527,26 +565,26 @@ fn no_ingress_route_reaches_the_admin_cluster() {
 #[test]
 fn insecure_route_config_holds_every_http_reachable_host() {
     let r = resources();
-    let rc = route_config(&r, "ingress_http");
-    let names: Vec<&str> = rc.virtual_hosts.iter().map(|v| v.name.as_str()).collect();
+    let names: Vec<&str> = r.scoped_routes.iter().map(|v| v.name.as_str()).collect();
     // passthrough.example.com keeps TLS at its backend: nothing of it is served in clear.
     assert_eq!(
         names,
         [
-            "app.example.com",
-            "external.example.com",
-            "secure.example.com",
-            "tcp.example.com"
+            "http/app.example.com",
+            "http/external.example.com",
+            "http/secure.example.com",
+            "http/tcp.example.com"
         ]
     );
-    let app = vhost(rc, "app.example.com").unwrap();
+    assert!(http_vhost(&r, "passthrough.example.com").is_none());
+    let app = http_vhost(&r, "app.example.com").unwrap();
     assert_eq!(app.domains, ["app.example.com", "app.example.com:*"]);
 }
 
 #[test]
 fn tls_host_redirects_to_https_except_permit_insecure() {
     let r = resources();
-    let secure = vhost(route_config(&r, "ingress_http"), "secure.example.com").unwrap();
+    let secure = http_vhost(&r, "secure.example.com").unwrap();
     for p in ["/grpc", "/h2c", "/tls", "/"] {
         assert!(is_https_redirect(action(secure, p)), "{p} must redirect");
     }
@@ -559,7 +597,7 @@ fn tls_host_redirects_to_https_except_permit_insecure() {
 #[test]
 fn tcp_proxy_host_serves_only_permit_insecure_routes_in_clear() {
     let r = resources();
-    let tcp = vhost(route_config(&r, "ingress_http"), "tcp.example.com").unwrap();
+    let tcp = http_vhost(&r, "tcp.example.com").unwrap();
     let prefixes: Vec<&str> = tcp.routes.iter().map(prefix).collect();
     assert_eq!(prefixes, ["/public"]);
     assert!(matches!(action(tcp, "/public"), route::Action::Route(_)));
@@ -568,8 +606,13 @@ fn tcp_proxy_host_serves_only_permit_insecure_routes_in_clear() {
 #[test]
 fn https_route_configs_exist_only_for_terminated_http_hosts() {
     let r = resources();
-    let names: Vec<&str> = r.routes.iter().map(|x| x.name.as_str()).collect();
-    assert_eq!(names, ["https/secure.example.com", "ingress_http"]);
+    let names: Vec<&str> = r
+        .routes
+        .iter()
+        .map(|x| x.name.as_str())
+        .filter(|x| !x.starts_with("http/"))
+        .collect();
+    assert_eq!(names, ["https/secure.example.com"]);
     let rc = route_config(&r, "https/secure.example.com");
     assert_eq!(rc.virtual_hosts.len(), 1);
     let vh = &rc.virtual_hosts[0];
@@ -590,7 +633,7 @@ fn https_route_configs_exist_only_for_terminated_http_hosts() {
 #[test]
 fn routes_keep_the_dag_order() {
     let r = resources();
-    let app = vhost(route_config(&r, "ingress_http"), "app.example.com").unwrap();
+    let app = http_vhost(&r, "app.example.com").unwrap();
     let prefixes: Vec<&str> = app.routes.iter().map(prefix).collect();
     assert_eq!(prefixes, ["/api/v2", "/cart", "/chat", "/dark", "/"]);
 }
@@ -598,7 +641,7 @@ fn routes_keep_the_dag_order() {
 #[test]
 fn route_policies() {
     let r = resources();
-    let app = vhost(route_config(&r, "ingress_http"), "app.example.com").unwrap();
+    let app = http_vhost(&r, "app.example.com").unwrap();
 
     let api = forward(app, "/api/v2");
     let Some(route_action::ClusterSpecifier::WeightedClusters(wc)) = &api.cluster_specifier else {
@@ -673,7 +716,7 @@ fn prefix_rewrite_to_a_slash_also_replaces_the_slash_after_the_prefix() {
         fixture::route("/", &[("web", 80, 1)]),
     ];
     let r = translate(&dag, &TranslateOptions::default()).unwrap();
-    let app = vhost(route_config(&r, "ingress_http"), "app.example.com").unwrap();
+    let app = http_vhost(&r, "app.example.com").unwrap();
     let prefixes: Vec<&str> = app.routes.iter().map(prefix).collect();
     assert_eq!(
         prefixes,
@@ -743,7 +786,7 @@ fn prefix_rewrite_slash_route_on_tls_hosts() {
     );
 
     // Over plain HTTP the permitInsecure route is forwarded, the others redirect (once each).
-    let http = vhost(route_config(&r, "ingress_http"), "secure.example.com").unwrap();
+    let http = http_vhost(&r, "secure.example.com").unwrap();
     let prefixes: Vec<&str> = http.routes.iter().map(prefix).collect();
     assert_eq!(
         prefixes,
@@ -756,7 +799,7 @@ fn prefix_rewrite_slash_route_on_tls_hosts() {
 #[test]
 fn all_zero_weights_answer_503() {
     let r = resources();
-    let app = vhost(route_config(&r, "ingress_http"), "app.example.com").unwrap();
+    let app = http_vhost(&r, "app.example.com").unwrap();
     let route::Action::DirectResponse(d) = action(app, "/dark") else {
         panic!("not a direct response");
     };
@@ -769,7 +812,7 @@ fn timeout_set_disabled_and_absent() {
     let app = &mut dag.virtual_hosts[0];
     app.routes[0].timeout = Some(DagTimeout::Millis(15_000));
     let r = translate(&dag, &TranslateOptions::default()).unwrap();
-    let app = vhost(route_config(&r, "ingress_http"), "app.example.com").unwrap();
+    let app = http_vhost(&r, "app.example.com").unwrap();
     assert_eq!(forward(app, "/api/v2").timeout, duration(15, 0));
 }
 
@@ -1032,8 +1075,17 @@ fn versions_change_only_with_content() {
         versions(&a, ResourceType::Route),
         versions(&b, ResourceType::Route),
     );
-    assert_eq!(ra[0], rb[0], "https/secure.example.com is unchanged");
-    assert_ne!(ra[1], rb[1], "ingress_http changed");
+    // Only the edited host's plain-HTTP route configuration changed.
+    let edited = format!("http/{}", dag.virtual_hosts[0].fqdn);
+    assert_eq!(ra.len(), rb.len());
+    for (x, y) in ra.iter().zip(&rb) {
+        assert_eq!(x.0, y.0);
+        assert_eq!(x.1 != y.1, x.0 == edited, "{}", x.0);
+    }
+    assert_eq!(
+        versions(&a, ResourceType::ScopedRoute),
+        versions(&b, ResourceType::ScopedRoute)
+    );
     // The packed version is the one the xDS cache computes for the same resource.
     assert_eq!(ra[1].1, a.routes[1].version());
     assert_eq!(
@@ -1075,7 +1127,14 @@ fn json_has_the_render_shape_and_type_annotations() {
     sorted.sort();
     assert_eq!(
         sorted,
-        ["clusters", "endpoints", "listeners", "routes", "secrets"]
+        [
+            "clusters",
+            "endpoints",
+            "listeners",
+            "routes",
+            "scoped_routes",
+            "secrets"
+        ]
     );
     let l = &json["listeners"][0];
     assert_eq!(l["name"], "ingress_http");
@@ -1084,7 +1143,7 @@ fn json_has_the_render_shape_and_type_annotations() {
         "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
     );
     assert_eq!(
-        l["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["route_config_name"],
+        l["filter_chains"][0]["filters"][0]["typed_config"]["scoped_routes"]["name"],
         "ingress_http"
     );
     assert_eq!(l["address"]["socket_address"]["port_value"], 8080);

@@ -2,7 +2,7 @@
 //! check exactly what Sluice would serve.
 //!
 //! [`inline_bootstrap`] makes every resource static: RDS references become inline route
-//! configurations, EDS clusters become static clusters carrying their load assignment, and SDS
+//! configurations, scoped RDS a static list of scopes with their route configurations inline, EDS clusters become static clusters carrying their load assignment, and SDS
 //! references name the static secrets. Envoy then parses and builds every listener, route,
 //! cluster, endpoint and secret, including the certificates. [`ads_bootstrap`] keeps the
 //! resources as served (references over ADS) beside a placeholder ADS cluster, to check that the
@@ -14,12 +14,15 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     cluster::{ClusterDiscoveryType, DiscoveryType},
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    ApiConfigSource, ApiVersion, GrpcService, Node, TransportSocket, api_config_source,
-    grpc_service, transport_socket,
+    ApiConfigSource, ApiVersion, ConfigSource, GrpcService, Node, SelfConfigSource,
+    TransportSocket, api_config_source, config_source::ConfigSourceSpecifier, grpc_service,
+    transport_socket,
 };
 use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::ScopedRouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager::RouteSpecifier,
+    HttpConnectionManager, ScopedRouteConfigurationsList, http_connection_manager::RouteSpecifier,
+    scoped_routes::ConfigSpecifier,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, DownstreamTlsContext, UpstreamTlsContext,
@@ -168,6 +171,26 @@ fn inline_listener(l: &Listener, resources: &Resources) -> Result<Listener, Boot
                     })?;
                 hcm.route_specifier = Some(RouteSpecifier::RouteConfig(rc.message.clone()));
             }
+            if let Some(RouteSpecifier::ScopedRoutes(scoped)) = &mut hcm.route_specifier {
+                if resources.scoped_routes.is_empty() {
+                    // A static list may not be empty; no scope answers like an empty table.
+                    hcm.route_specifier = Some(RouteSpecifier::RouteConfig(
+                        super::routes::route_configuration(&scoped.name, Vec::new()),
+                    ));
+                } else {
+                    scoped.config_specifier = Some(ConfigSpecifier::ScopedRouteConfigurationsList(
+                        inline_scopes(&l.name, resources)?,
+                    ));
+                    // Required, and unused: every route configuration is inline.
+                    scoped.rds_config_source = Some(ConfigSource {
+                        resource_api_version: ApiVersion::V3 as i32,
+                        config_source_specifier: Some(ConfigSourceSpecifier::Self_(
+                            SelfConfigSource::default(),
+                        )),
+                        ..Default::default()
+                    });
+                }
+            }
             *cfg = any(&hcm);
         }
         if let Some(ts) = &mut chain.transport_socket {
@@ -177,6 +200,36 @@ fn inline_listener(l: &Listener, resources: &Resources) -> Result<Listener, Boot
         }
     }
     Ok(l)
+}
+
+/// Every scope with its route configuration inline.
+fn inline_scopes(
+    listener: &str,
+    resources: &Resources,
+) -> Result<ScopedRouteConfigurationsList, BootstrapError> {
+    let scoped_route_configurations = resources
+        .scoped_routes
+        .iter()
+        .map(|scope| {
+            let name = &scope.message.route_configuration_name;
+            let rc = resources
+                .routes
+                .iter()
+                .find(|r| &r.name == name)
+                .ok_or_else(|| BootstrapError::UnknownRouteConfig {
+                    listener: listener.to_owned(),
+                    route: name.clone(),
+                })?;
+            Ok(ScopedRouteConfiguration {
+                route_configuration_name: String::new(),
+                route_configuration: Some(rc.message.clone()),
+                ..scope.message.clone()
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ScopedRouteConfigurationsList {
+        scoped_route_configurations,
+    })
 }
 
 fn inline_cluster(c: &Cluster, resources: &Resources) -> Result<Cluster, BootstrapError> {
