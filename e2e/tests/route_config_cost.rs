@@ -60,6 +60,7 @@ fn host(i: usize, service: &str) -> VirtualHost {
             timeout: None,
             retry: None,
             session_affinity: false,
+            extra: None,
         }],
         tcp_proxy: None,
     }

@@ -17,6 +17,7 @@ mod envoy;
 mod incremental;
 pub mod json;
 mod listeners;
+mod matching;
 mod routes;
 mod secrets;
 pub mod validate;
