@@ -153,7 +153,12 @@ impl IncrementalDag {
         if has_traefik(snap) {
             let dag = super::build(snap, sel);
             let changed = *self.dag != dag;
-            let roots_rebuilt = dag.virtual_hosts.len();
+            let roots_rebuilt = dag.object_statuses.len()
+                + snap
+                    .ingress_routes
+                    .values()
+                    .filter(|r| r.spec.virtualhost.is_some())
+                    .count();
             *self = Self::new(sel.clone());
             self.dag = Arc::new(dag);
             return UpdateStats {

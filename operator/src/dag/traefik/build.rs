@@ -282,6 +282,13 @@ fn effective_redirect(f: &Filters, tls: bool) -> Result<Option<Redirect>, String
     }))
 }
 
+fn value_text(v: &StringMatch) -> &str {
+    match v {
+        StringMatch::Exact(s) | StringMatch::Regex(s) => s,
+        StringMatch::Present => "",
+    }
+}
+
 /// What every alternative of a route does.
 struct Action<'a> {
     filters: &'a Filters,
@@ -314,6 +321,25 @@ fn dag_routes(
     };
     if path != PathKind::Regex {
         checks::path(&prefix).map_err(|e| format!("{at}.match: path {prefix:?} {e}"))?;
+    }
+    // Go escapes in double-quoted rule strings can write any byte; Envoy takes none of these.
+    let strings = std::iter::once(prefix.as_str())
+        .chain(
+            m.headers
+                .iter()
+                .flat_map(|h| [h.name.as_str(), value_text(&h.value)]),
+        )
+        .chain(
+            m.query
+                .iter()
+                .flat_map(|q| [q.key.as_str(), value_text(&q.value)]),
+        );
+    for s in strings {
+        if let Some(b) = s.bytes().find(|b| b.is_ascii_control()) {
+            return Err(format!(
+                "{at}.match: {s:?} holds the control character 0x{b:02x}, which Envoy refuses"
+            ));
+        }
     }
     let value = |v: &StringMatch| match v {
         StringMatch::Exact(s) => ValueCondition::Exact(s.clone()),

@@ -66,36 +66,71 @@ pub(super) fn resolve(
     at: &str,
 ) -> Result<Filters, String> {
     let mut filters = Filters::default();
+    let mut chain = Vec::new();
     for (i, r) in refs.iter().enumerate() {
         let field = format!("{at}.middlewares[{i}]");
-        mw::reference(r).map_err(|e| format!("{field}{e}"))?;
-        let namespace = r
-            .namespace
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or(&route.namespace);
-        let key = ObjKey::new(namespace, r.name.clone());
-        if key.namespace != route.namespace {
-            return Err(format!(
-                "{field}: Middleware {key} is in another namespace: cross-namespace references \
-                 are refused (a Gateway has no setting to allow them)"
-            ));
-        }
-        let obj = snap
-            .traefik_middlewares
-            .get(&key)
-            .ok_or_else(|| format!("{field}: Middleware {key} not found"))?;
-        let spec = obj
-            .decoded
-            .as_ref()
-            .map_err(|e| format!("{field}: Middleware {key} could not be read: {e}"))?;
-        let model = mw::build(&spec.spec, &obj.ignored)
-            .map_err(|e| format!("{field}: Middleware {key} is invalid: {e}"))?;
-        filters
-            .apply(&model)
-            .map_err(|e| format!("{field}: Middleware {key} ({}): {e}", kind_name(&model)))?;
+        add(snap, route, r, &field, &mut chain, &mut filters)?;
     }
     Ok(filters)
+}
+
+/// How deep chains may nest.
+const MAX_CHAIN_DEPTH: usize = 8;
+
+/// Resolves one reference (from the IngressRoute or from a chain) and adds what it does;
+/// `chain` holds the chains being expanded, to refuse cycles.
+fn add(
+    snap: &ClusterSnapshot,
+    route: &ObjKey,
+    r: &ObjectRef,
+    field: &str,
+    chain: &mut Vec<ObjKey>,
+    filters: &mut Filters,
+) -> Result<(), String> {
+    mw::reference(r).map_err(|e| format!("{field}{e}"))?;
+    let namespace = r
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&route.namespace);
+    let key = ObjKey::new(namespace, r.name.clone());
+    if key.namespace != route.namespace {
+        return Err(format!(
+            "{field}: Middleware {key} is in another namespace: cross-namespace references \
+                 are refused (a Gateway has no setting to allow them)"
+        ));
+    }
+    let obj = snap
+        .traefik_middlewares
+        .get(&key)
+        .ok_or_else(|| format!("{field}: Middleware {key} not found"))?;
+    let spec = obj
+        .decoded
+        .as_ref()
+        .map_err(|e| format!("{field}: Middleware {key} could not be read: {e}"))?;
+    let model = mw::build(&spec.spec, &obj.ignored)
+        .map_err(|e| format!("{field}: Middleware {key} is invalid: {e}"))?;
+    if let Middleware::Chain(refs) = &model {
+        if chain.contains(&key) {
+            return Err(format!("{field}: Middleware {key}: chain cycle"));
+        }
+        if chain.len() >= MAX_CHAIN_DEPTH {
+            return Err(format!(
+                "{field}: Middleware {key}: chains nest deeper than {MAX_CHAIN_DEPTH}"
+            ));
+        }
+        chain.push(key.clone());
+        for (j, inner) in refs.iter().enumerate() {
+            let field = format!("{field} (chain {key}, middlewares[{j}])");
+            add(snap, route, inner, &field, chain, filters)?;
+        }
+        chain.pop();
+        return Ok(());
+    }
+    filters
+        .apply(&model)
+        .map_err(|e| format!("{field}: Middleware {key} ({}): {e}", kind_name(&model)))?;
+    Ok(())
 }
 
 impl Filters {

@@ -258,3 +258,6 @@ fn tls_secret(tls: &tr::Tls) -> Result<String, String> {
     }
     Ok(name.to_owned())
 }
+
+#[cfg(test)]
+mod tests;
