@@ -17,7 +17,7 @@ use crate::dag::model::{
     self, Cluster, HeaderCondition, LbPolicy, PathKind, QueryCondition, Redirect, RouteExtra,
     UpstreamProtocol, ValueCondition, VirtualHost, WeightedCluster,
 };
-use crate::dag::upstream::{check_weight_sum, policy_hash, port_identity, upstream_protocol};
+use crate::dag::upstream::{check_weight_sum, policy_hash, upstream_protocol};
 use crate::snapshot::ObjKey;
 use crate::traefik::matches::{HostMatch, HttpMatch, PathMatch, StringMatch};
 
@@ -209,7 +209,6 @@ impl Builder<'_> {
         };
         let hash = policy_hash(&cluster)
             .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;
-        debug_assert!(!port_identity(svc_port).is_empty());
         cluster.name = format!("{svc_key}/{port}/{hash}");
         Ok(cluster)
     }
