@@ -15,6 +15,17 @@ fn example_groups() -> Vec<PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir())
+        .flat_map(|p| {
+            // One directory per feature: each Traefik example on its own.
+            if p.ends_with("traefik") {
+                std::fs::read_dir(&p)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect()
+            } else {
+                vec![p]
+            }
+        })
         .collect();
     groups.sort();
     groups

@@ -70,6 +70,7 @@ fn named_host(fqdn: &str, i: usize, service: &str) -> VirtualHost {
             timeout: None,
             retry: None,
             session_affinity: false,
+            extra: None,
         }],
         tcp_proxy: None,
     }

@@ -40,7 +40,7 @@ pub fn render_report(snapshot: &ClusterSnapshot, options: RenderOptions) -> Valu
                 pipeline::build_once(&shared, &selection, &TranslateOptions::default());
             let mut gateway = json!({
                 "gateway": selection.gateway.to_string(),
-                "ingressRoutes": dag.statuses,
+                "ingressRoutes": route_entries(&dag),
                 "xds": render_resources(resources),
             });
             if options.include_dag
@@ -52,6 +52,23 @@ pub fn render_report(snapshot: &ClusterSnapshot, options: RenderOptions) -> Valu
         })
         .collect();
     json!({ "gateways": gateways })
+}
+
+/// One entry of an instance's `ingressRoutes`: a Contour IngressRoute's status as it always was,
+/// then the verdicts on other kinds (Traefik's), each naming its `kind` and `apiVersion`.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum RouteEntry<'a> {
+    Contour(&'a dag::RouteStatus),
+    Other(&'a dag::model::ObjectStatus),
+}
+
+fn route_entries(dag: &Dag) -> Vec<RouteEntry<'_>> {
+    dag.statuses
+        .iter()
+        .map(RouteEntry::Contour)
+        .chain(dag.object_statuses.iter().map(RouteEntry::Other))
+        .collect()
 }
 
 /// The xDS resources of one instance in Envoy's JSON form (proto3 JSON, `@type` on every Any),
@@ -124,7 +141,7 @@ fn write_instance<W: Write>(
     field(out, indent, &mut first, "gateway")?;
     pretty::write_value(out, indent + 1, &dag.gateway.to_string())?;
     field(out, indent, &mut first, "ingressRoutes")?;
-    pretty::write_value(out, indent + 1, &dag.statuses)?;
+    pretty::write_value(out, indent + 1, &route_entries(dag))?;
     field(out, indent, &mut first, "xds")?;
     write_xds(out, indent + 1, resources)?;
     pretty::newline(out, indent)?;

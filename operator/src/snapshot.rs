@@ -12,8 +12,10 @@ use kube::ResourceExt;
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 
 mod changes;
+mod traefik;
 
 pub use changes::{ChangeSet, Kind};
+pub use traefik::{TraefikKind, TraefikMiddleware, TraefikObjects, TraefikRoute, traefik_key};
 
 /// Namespace and name of an object; orders by namespace, then name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -73,6 +75,10 @@ pub struct ClusterSnapshot {
     /// IngressRoutes that are stored but do not decode (a cluster's older, schema-less CRD let
     /// anything in): each is `invalid` with the decoder's message; nothing else is held up.
     pub undecodable_routes: BTreeMap<ObjKey, UndecodableRoute>,
+    /// Traefik IngressRoutes (both API groups), decoded or not.
+    pub traefik_routes: TraefikObjects<crate::api::traefik::IngressRoute>,
+    /// Traefik Middlewares (both API groups), decoded or not.
+    pub traefik_middlewares: TraefikObjects<crate::api::traefik::Middleware>,
     /// EndpointSlices by the Service their `kubernetes.io/service-name` label names.
     slices_by_service: BTreeMap<ObjKey, BTreeSet<ObjKey>>,
     /// TLSCertificateDelegations by the Secret they delegate (`namespace/secretName`).
@@ -101,6 +107,8 @@ pub enum Object {
     Endpoints(Endpoints),
     EndpointSlice(EndpointSlice),
     Secret(Secret),
+    TraefikRoute(TraefikRoute),
+    TraefikMiddleware(TraefikMiddleware),
 }
 
 /// Any object a snapshot holds, shared with whoever else holds it (a reflector store).
@@ -114,6 +122,8 @@ pub enum SharedObject {
     Endpoints(Arc<Endpoints>),
     EndpointSlice(Arc<EndpointSlice>),
     Secret(Arc<Secret>),
+    TraefikRoute(Arc<TraefikRoute>),
+    TraefikMiddleware(Arc<TraefikMiddleware>),
 }
 
 impl From<Object> for SharedObject {
@@ -126,6 +136,8 @@ impl From<Object> for SharedObject {
             Object::Endpoints(o) => Self::Endpoints(Arc::new(o)),
             Object::EndpointSlice(o) => Self::EndpointSlice(Arc::new(o)),
             Object::Secret(o) => Self::Secret(Arc::new(o)),
+            Object::TraefikRoute(o) => Self::TraefikRoute(Arc::new(o)),
+            Object::TraefikMiddleware(o) => Self::TraefikMiddleware(Arc::new(o)),
         }
     }
 }
@@ -191,6 +203,18 @@ impl ClusterSnapshot {
             SharedObject::Secret(o) => {
                 self.secrets.insert(ObjKey::of(&*o), o);
             }
+            SharedObject::TraefikRoute(o) => {
+                let group = o.group;
+                self.traefik_routes
+                    .group_mut(group)
+                    .insert(traefik_key(&o), o);
+            }
+            SharedObject::TraefikMiddleware(o) => {
+                let group = o.group;
+                self.traefik_middlewares
+                    .group_mut(group)
+                    .insert(traefik_key(&o), o);
+            }
         }
     }
 
@@ -211,6 +235,14 @@ impl ClusterSnapshot {
             }
             Kind::Secret => self.secrets.remove(key).is_some(),
             Kind::UndecodableRoute => self.undecodable_routes.remove(key).is_some(),
+            Kind::Traefik(TraefikKind::IngressRoute, group) => {
+                self.traefik_routes.group_mut(group).remove(key).is_some()
+            }
+            Kind::Traefik(TraefikKind::Middleware, group) => self
+                .traefik_middlewares
+                .group_mut(group)
+                .remove(key)
+                .is_some(),
         }
     }
 

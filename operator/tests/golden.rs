@@ -40,8 +40,20 @@ fn invalid_dir() -> PathBuf {
     golden_dir().join("invalid")
 }
 
-/// Every directory directly under `examples/`, sorted; not `examples/traefik`, whose objects
-/// Sluice does not serve yet (`traefik_examples.rs` checks them).
+/// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
+/// kinds not served yet; `traefik_examples.rs` checks those decode).
+const TRAEFIK_GROUPS: [&str; 7] = [
+    "basic",
+    "https",
+    "middlewares",
+    "ownership",
+    "priority-weights",
+    "rewrites",
+    "v2-syntax",
+];
+
+/// Every directory directly under `examples/`, sorted, then the served ones of
+/// `examples/traefik/` as `traefik/<dir>`.
 fn example_groups() -> Vec<(String, PathBuf)> {
     let mut groups: Vec<(String, PathBuf)> = std::fs::read_dir(repo_root().join("examples"))
         .unwrap()
@@ -50,6 +62,10 @@ fn example_groups() -> Vec<(String, PathBuf)> {
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), p))
         .collect();
     groups.sort();
+    for dir in TRAEFIK_GROUPS {
+        let path = repo_root().join("examples/traefik").join(dir);
+        groups.push((format!("traefik/{dir}"), path));
+    }
     groups
 }
 

@@ -150,8 +150,9 @@ fn envoy_refuses_what_the_checker_refuses() {
 
 #[test]
 fn envoys_program_size_limit_applies_only_when_set() {
-    // Envoy 1.40 sets no default for `re2.max_program_size.error_level` (older releases used
-    // 100); a bootstrap that sets one must set it above what Sluice's own bound lets through.
+    // Envoy's default `re2.max_program_size.error_level` is 100: a small pattern passes
+    // without a limit set, a lower limit refuses it. Sluice's bootstraps raise the limit to
+    // `ENVOY_MAX_PROGRAM_SIZE` (see `e2e/tests/traefik_hostile.rs` for larger patterns).
     let m = &http_rule("PathRegexp(`^/api/v[0-9]+/users`)", Syntax::V3, None)
         .unwrap()
         .matches[0];

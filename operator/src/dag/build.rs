@@ -22,6 +22,7 @@ use super::model::{
     self, Cluster, ClusterEndpoints, Dag, RouteStatus, Secret, Upstream, Validity, VirtualHost, msg,
 };
 use super::select::Selection;
+use super::traefik;
 use super::walk::WalkError;
 use crate::api::IngressRoute;
 use crate::snapshot::{ClusterSnapshot, ObjKey};
@@ -51,13 +52,50 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
                 .push(Claimant::new(key, route)),
         }
     }
+    let traefik_roots = traefik::select(snapshot, sel);
+    for root in &traefik_roots {
+        for host in root.parsed.iter().flat_map(|p| &p.hosts) {
+            let created = root.obj.metadata.creation_timestamp.clone();
+            fqdns
+                .entry(host.clone())
+                .or_default()
+                .push(Claimant::traefik(&root.key, created));
+        }
+    }
+    // A Traefik IngressRoute that loses one of its hosts is refused whole.
+    let mut traefik_lost: BTreeMap<ObjKey, String> = BTreeMap::new();
     for (fqdn, mut claimants) in fqdns {
         claimants.sort();
-        let owner = &claimants[0].key;
+        let owner = &claimants[0];
         for other in &claimants[1..] {
-            b.invalid(&other.key, claims::taken(&fqdn, owner));
+            if other.traefik {
+                let owner = traefik::describe_owner(&owner.key, owner.traefik);
+                traefik_lost
+                    .entry(other.key.clone())
+                    .or_insert_with(|| traefik::taken(&fqdn, &owner));
+            } else if owner.traefik {
+                let owner = traefik::describe_owner(&owner.key, true);
+                b.invalid(&other.key, traefik::taken(&fqdn, &owner));
+            } else {
+                b.invalid(&other.key, claims::taken(&fqdn, &owner.key));
+            }
         }
-        b.build_owner(owner, &fqdn);
+        if !owner.traefik {
+            b.build_owner(&owner.key, &fqdn);
+        }
+    }
+    let mut object_statuses = Vec::with_capacity(traefik_roots.len());
+    for root in &traefik_roots {
+        let verdict = match (&root.parsed, traefik_lost.remove(&root.key)) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(_), Some(lost)) => Err(lost),
+            (Ok(parsed), None) => b.build_traefik(&root.key, parsed),
+        };
+        let (validity, description) = match verdict {
+            Ok(()) => (Validity::Valid, msg::VALID.to_owned()),
+            Err(e) => (Validity::Invalid, e),
+        };
+        object_statuses.push(traefik::status(&root.key, root.obj, validity, description));
     }
 
     let mut parts = b.into_parts();
@@ -78,6 +116,7 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
         endpoints: parts.endpoints.into_values().collect(),
         secrets: parts.secrets.into_values().collect(),
         statuses: statuses.into_iter().map(route_status).collect(),
+        object_statuses,
     }
 }
 
@@ -188,7 +227,7 @@ pub(super) struct Builder<'a> {
     /// IngressRoutes this instance judges.
     pub(super) selected: &'a Selected,
     statuses: Statuses,
-    vhosts: BTreeMap<String, VirtualHost>,
+    pub(super) vhosts: BTreeMap<String, VirtualHost>,
     pub(super) clusters: BTreeMap<String, Cluster>,
     pub(super) endpoints: BTreeMap<String, ClusterEndpoints>,
     pub(super) secrets: BTreeMap<String, Secret>,

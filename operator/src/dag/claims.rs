@@ -44,6 +44,8 @@ pub fn taken(fqdn: &str, owner: &ObjKey) -> String {
 pub struct Claimant {
     pub created: Option<Time>,
     pub key: ObjKey,
+    /// A Traefik IngressRoute (else a Contour root): on a full tie, Contour's comes first.
+    pub traefik: bool,
 }
 
 impl Claimant {
@@ -51,6 +53,16 @@ impl Claimant {
         Self {
             created: route.metadata.creation_timestamp.clone(),
             key: key.clone(),
+            traefik: false,
+        }
+    }
+
+    /// A Traefik IngressRoute claiming hosts.
+    pub fn traefik(key: &ObjKey, created: Option<Time>) -> Self {
+        Self {
+            created,
+            key: key.clone(),
+            traefik: true,
         }
     }
 }
@@ -58,10 +70,11 @@ impl Claimant {
 impl Ord for Claimant {
     fn cmp(&self, other: &Self) -> Ordering {
         let (ta, tb) = (self.created.as_ref(), other.created.as_ref());
-        (ta.is_none(), ta.map(|t| &t.0), &self.key).cmp(&(
+        (ta.is_none(), ta.map(|t| &t.0), &self.key, self.traefik).cmp(&(
             tb.is_none(),
             tb.map(|t| &t.0),
             &other.key,
+            other.traefik,
         ))
     }
 }

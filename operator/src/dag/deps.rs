@@ -45,7 +45,7 @@ pub fn touched(changes: &ChangeSet, old: &ClusterSnapshot, new: &ClusterSnapshot
                     }
                 }
             }
-            Kind::Gateway | Kind::UndecodableRoute => {}
+            Kind::Gateway | Kind::UndecodableRoute | Kind::Traefik(..) => {}
         }
     }
     out

@@ -62,6 +62,12 @@ pub struct IncrementalDag {
     fresh: bool,
 }
 
+/// Whether a snapshot holds Traefik objects: their roots are not in the dependency index yet,
+/// so every update then builds the whole DAG (see [`IncrementalDag::update`]).
+fn has_traefik(snap: &ClusterSnapshot) -> bool {
+    !snap.traefik_routes.is_empty() || !snap.traefik_middlewares.is_empty()
+}
+
 /// Roots built together, with what they read and produced.
 #[derive(Debug)]
 struct Group {
@@ -141,6 +147,25 @@ impl IncrementalDag {
         sel: &Selection,
         changes: &ChangeSet,
     ) -> UpdateStats {
+        // Traefik IngressRoutes claim hosts against Contour roots and are not tracked by the
+        // groups: while any Traefik object exists, each update is a full build (the same
+        // result by construction), and the next update without them starts afresh.
+        if has_traefik(snap) {
+            let dag = super::build(snap, sel);
+            let changed = *self.dag != dag;
+            let roots_rebuilt = dag.object_statuses.len()
+                + snap
+                    .ingress_routes
+                    .values()
+                    .filter(|r| r.spec.virtualhost.is_some())
+                    .count();
+            *self = Self::new(sel.clone());
+            self.dag = Arc::new(dag);
+            return UpdateStats {
+                roots_rebuilt,
+                changed,
+            };
+        }
         let resolved;
         let changes = if *sel != self.sel || self.fresh {
             *self = Self::new(sel.clone());

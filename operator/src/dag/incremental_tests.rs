@@ -7,7 +7,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{IncrementalDag, Selection, build};
-use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, Object};
+use crate::api::traefik::Group;
+use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, Object, TraefikKind};
 
 /// xorshift64*: small, deterministic, enough for test worlds.
 struct Rng(u64);
@@ -146,6 +147,48 @@ fn random_route(ns: &str, name: &str, rng: &mut Rng) -> Object {
     ir(json!({"metadata": meta(ns, name, rng), "spec": spec}))
 }
 
+/// Traefik IngressRoutes `t0`..`t2` claim the Contour roots' hosts too.
+const TRAEFIK_ROUTES: usize = 3;
+
+fn random_traefik_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Object {
+    let mut routes = Vec::new();
+    for _ in 0..1 + rng.below(2) {
+        let host = format!("h{}.example.com", rng.below(5));
+        let rule = match rng.below(4) {
+            0 => format!("Host(`{host}`)"),
+            1 => format!("Host(`{host}`) && PathPrefix(`/a`)"),
+            2 => format!("Host(`{host}`) && Header(`x-k`, `v`)"),
+            _ => "PathPrefix(`/`)".to_owned(), // refused: no Host
+        };
+        let mut route = json!({
+            "match": rule,
+            "services": [{"name": format!("svc{}", rng.below(SERVICES)), "port": *rng.pick(&[80, 8080])}],
+        });
+        if rng.chance(30) {
+            route["middlewares"] = json!([{"name": format!("m{}", rng.below(2))}]);
+        }
+        routes.push(route);
+    }
+    let mut spec = json!({"routes": routes});
+    if rng.chance(30) {
+        spec["tls"] = json!({"secretName": format!("s{}", rng.below(SECRETS))});
+    }
+    let v = json!({"apiVersion": group.api_version(), "kind": "IngressRoute",
+                   "metadata": meta(ns, name, rng), "spec": spec});
+    Object::TraefikRoute(crate::api::traefik::decode(v).unwrap())
+}
+
+fn random_middleware(ns: &str, name: &str, rng: &mut Rng) -> Object {
+    let spec = match rng.below(3) {
+        0 => json!({"addPrefix": {"prefix": "/p"}}),
+        1 => json!({"headers": {"customRequestHeaders": {"x-a": "b"}}}),
+        _ => json!({"rateLimit": {"average": 1}}),
+    };
+    let v = json!({"apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
+                   "metadata": {"namespace": ns, "name": name}, "spec": spec});
+    Object::TraefikMiddleware(crate::api::traefik::decode(v).unwrap())
+}
+
 fn ir(v: Value) -> Object {
     let mut v = v;
     v["apiVersion"] = json!("contour.heptio.com/v1beta1");
@@ -260,7 +303,16 @@ fn random_selection(rng: &mut Rng) -> Selection {
 /// One random edit: an object of a random kind and key is written anew or deleted.
 fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet) {
     let ns = *rng.pick(&NAMESPACES);
-    let (kind, name) = match rng.below(8) {
+    let traefik_group = *rng.pick(&[Group::TraefikIo, Group::ContainoUs]);
+    let (kind, name) = match rng.below(9) {
+        8 if rng.chance(30) => (
+            Kind::Traefik(TraefikKind::Middleware, Group::TraefikIo),
+            format!("m{}", rng.below(2)),
+        ),
+        8 => (
+            Kind::Traefik(TraefikKind::IngressRoute, traefik_group),
+            format!("t{}", rng.below(TRAEFIK_ROUTES)),
+        ),
         0..=2 => (Kind::IngressRoute, format!("r{}", rng.below(ROUTES))),
         3 => (Kind::Service, format!("svc{}", rng.below(SERVICES))),
         4 => (Kind::Endpoints, format!("svc{}", rng.below(SERVICES))),
@@ -289,6 +341,10 @@ fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet) {
         Kind::Endpoints => random_endpoints(ns, &name, rng),
         Kind::EndpointSlice => random_slice(ns, &name, rng),
         Kind::Secret => random_secret(ns, &name, rng),
+        Kind::Traefik(TraefikKind::IngressRoute, group) => {
+            random_traefik_route(ns, &name, group, rng)
+        }
+        Kind::Traefik(TraefikKind::Middleware, _) => random_middleware(ns, &name, rng),
         _ => random_delegation(ns, &name, rng),
     };
     snap.apply(obj);
@@ -317,6 +373,16 @@ fn world(rng: &mut Rng) -> ClusterSnapshot {
     for i in 0..CHAIN {
         snap.apply(chain_route(i, rng));
     }
+    // A third of the worlds start with Traefik objects; edits add and remove them in all.
+    if rng.chance(33) {
+        for ns in NAMESPACES {
+            for i in 0..TRAEFIK_ROUTES {
+                let group = *rng.pick(&[Group::TraefikIo, Group::ContainoUs]);
+                snap.apply(random_traefik_route(ns, &format!("t{i}"), group, rng));
+            }
+            snap.apply(random_middleware(ns, "m0", rng));
+        }
+    }
     snap
 }
 
@@ -339,7 +405,7 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
     let mut rng = Rng(seed);
     let mut rebuilt = 0usize;
     let mut full = 0usize;
-    let (mut vhosts, mut valid, mut clusters) = (0, 0, 0);
+    let (mut vhosts, mut valid, mut clusters, mut traefik_valid) = (0, 0, 0, 0);
     for world_no in 0..24 {
         let mut snap = world(&mut rng);
         let mut sel = random_selection(&mut rng);
@@ -368,7 +434,8 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
                 .ingress_routes
                 .values()
                 .filter(|r| r.spec.virtualhost.is_some())
-                .count();
+                .count()
+                + snap.traefik_routes.effective().len();
             let want = build(&snap, &sel);
             vhosts += want.virtual_hosts.len();
             valid += want
@@ -377,6 +444,11 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
                 .filter(|s| s.current_status == super::Validity::Valid)
                 .count();
             clusters += want.clusters.len();
+            traefik_valid += want
+                .object_statuses
+                .iter()
+                .filter(|s| s.current_status == super::Validity::Valid)
+                .count();
             pretty_assertions::assert_eq!(
                 *inc.dag(),
                 want,
@@ -388,14 +460,21 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
         }
     }
     println!("roots rebuilt: {rebuilt} incremental, {full} with full rebuilds");
-    println!("checked: {vhosts} virtual hosts, {valid} valid routes, {clusters} clusters");
+    println!(
+        "checked: {vhosts} virtual hosts, {valid} valid routes, {clusters} clusters, \
+         {traefik_valid} valid Traefik IngressRoutes"
+    );
+    assert!(traefik_valid > 0, "no world served a Traefik IngressRoute");
     assert!(rebuilt < full, "the incremental builds rebuilt everything");
 }
 
 #[test]
 fn an_unrelated_change_rebuilds_nothing() {
     let mut rng = Rng(7);
-    let snap = world(&mut rng);
+    let mut snap = world(&mut rng);
+    // Traefik objects make every update a full build (see `IncrementalDag::update`).
+    snap.traefik_routes = Default::default();
+    snap.traefik_middlewares = Default::default();
     let sel = Selection::default_instance();
     let mut inc = IncrementalDag::new(sel.clone());
     inc.update(&Arc::new(snap.clone()), &sel, &ChangeSet::everything());

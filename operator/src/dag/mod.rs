@@ -18,6 +18,7 @@ pub(crate) mod durations;
 mod incremental;
 pub mod model;
 mod select;
+mod traefik;
 mod upstream;
 mod vhost_tls;
 mod walk;

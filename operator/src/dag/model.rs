@@ -21,6 +21,10 @@ pub struct Dag {
     pub secrets: Vec<Secret>,
     /// Every selected IngressRoute, sorted by namespace/name.
     pub statuses: Vec<RouteStatus>,
+    /// Verdicts on selected objects of other kinds (Traefik's), which have no status subresource:
+    /// reported, never written to the cluster. Sorted by kind, namespace and name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub object_statuses: Vec<ObjectStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -69,6 +73,97 @@ pub struct Route {
     pub retry: Option<Retry>,
     /// Some service uses the Cookie strategy: hash on the session-affinity cookie.
     pub session_affinity: bool,
+    /// Conditions and filters beyond a path prefix (Traefik routes); `None` for Contour's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Box<RouteExtra>>,
+}
+
+/// What a route matches and does beyond Contour's model. With it, [`Route::prefix`] is the path,
+/// matched as [`RouteExtra::path`] says, and the virtual host's routes are in priority order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteExtra {
+    pub path: PathKind,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderCondition>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<QueryCondition>,
+    /// Higher first; ties keep the order the builder gave.
+    pub priority: i64,
+    /// Answer with a redirect instead of forwarding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// Rewrite the path (without the query) before forwarding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_rewrite: Option<RegexRewrite>,
+    /// Lower-case name and value, set (replacing any value), sorted by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_set: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_remove: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_set: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_remove: Vec<String>,
+    /// Host header sent upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rewrite: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PathKind {
+    #[default]
+    Prefix,
+    Exact,
+    /// RE2, matching the whole path without the query.
+    Regex,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderCondition {
+    /// Lower case; `:authority` and `:method` included.
+    pub name: String,
+    pub value: ValueCondition,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub invert: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryCondition {
+    pub name: String,
+    pub value: ValueCondition,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ValueCondition {
+    Exact(String),
+    /// RE2, matching the whole value.
+    Regex(String),
+    Present,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redirect {
+    /// `http` or `https`.
+    pub scheme: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// 301, 302, 307 or 308.
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegexRewrite {
+    /// RE2.
+    pub pattern: String,
+    /// RE2 rewrite (`\1`).
+    pub substitution: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -216,6 +311,18 @@ pub enum SecretKind {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteStatus {
+    pub namespace: String,
+    pub name: String,
+    pub current_status: Validity,
+    pub description: String,
+}
+
+/// The verdict on a selected object other than a Contour IngressRoute.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    pub kind: String,
+    pub api_version: String,
     pub namespace: String,
     pub name: String,
     pub current_status: Validity,

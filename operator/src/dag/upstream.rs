@@ -89,6 +89,7 @@ impl Builder<'_> {
             timeout,
             retry,
             session_affinity,
+            extra: None,
         })
     }
 

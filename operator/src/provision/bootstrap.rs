@@ -202,7 +202,11 @@ pub fn build_bootstrap(opts: &BootstrapOptions) -> Value {
         "static_resources": {"clusters": [xds_cluster]},
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {
             // An edge proxy should not accept unbounded downstream connections by default.
-            "overload": {"global_downstream_max_connections": 50000}
+            "overload": {"global_downstream_max_connections": 50000},
+            // Envoy's default (100) refuses regexes Sluice accepts from Traefik rules.
+            "re2": {"max_program_size": {
+                "error_level": crate::traefik::regex::ENVOY_MAX_PROGRAM_SIZE
+            }}
         }}]}
     });
     if let Some(stats) = stats_config(opts.stats) {

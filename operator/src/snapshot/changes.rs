@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{ClusterSnapshot, ObjKey};
+use super::{ClusterSnapshot, ObjKey, TraefikKind};
+use crate::api::traefik::Group;
 
 /// The kinds a snapshot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -20,6 +21,8 @@ pub enum Kind {
     Secret,
     /// An IngressRoute stored but not decodable ([`ClusterSnapshot::undecodable_routes`]).
     UndecodableRoute,
+    /// A Traefik object of one API group.
+    Traefik(TraefikKind, Group),
 }
 
 /// Objects added, changed or removed since the previous snapshot, by kind and key. A change set
@@ -113,7 +116,7 @@ impl ChangeSet {
     }
 }
 
-const ALL_KINDS: [Kind; 8] = [
+const ALL_KINDS: [Kind; 12] = [
     Kind::Gateway,
     Kind::IngressRoute,
     Kind::Delegation,
@@ -122,6 +125,10 @@ const ALL_KINDS: [Kind; 8] = [
     Kind::EndpointSlice,
     Kind::Secret,
     Kind::UndecodableRoute,
+    Kind::Traefik(TraefikKind::IngressRoute, Group::TraefikIo),
+    Kind::Traefik(TraefikKind::IngressRoute, Group::ContainoUs),
+    Kind::Traefik(TraefikKind::Middleware, Group::TraefikIo),
+    Kind::Traefik(TraefikKind::Middleware, Group::ContainoUs),
 ];
 
 fn diff_kind(
@@ -138,6 +145,18 @@ fn diff_kind(
         Kind::Endpoints => diff_maps(kind, &old.endpoints, &new.endpoints, out),
         Kind::EndpointSlice => diff_maps(kind, &old.endpoint_slices, &new.endpoint_slices, out),
         Kind::Secret => diff_maps(kind, &old.secrets, &new.secrets, out),
+        Kind::Traefik(TraefikKind::IngressRoute, g) => diff_maps(
+            kind,
+            old.traefik_routes.group(g),
+            new.traefik_routes.group(g),
+            out,
+        ),
+        Kind::Traefik(TraefikKind::Middleware, g) => diff_maps(
+            kind,
+            old.traefik_middlewares.group(g),
+            new.traefik_middlewares.group(g),
+            out,
+        ),
         Kind::UndecodableRoute => {
             let (a, b) = (&old.undecodable_routes, &new.undecodable_routes);
             for (key, v) in a {

@@ -343,6 +343,20 @@ impl State<'_> {
                 );
             }
         }
+        for s in &dag.object_statuses {
+            if s.current_status != dag::Validity::Valid {
+                eprintln!(
+                    "sluice: {}: {} {}/{} ({}) is {}: {}",
+                    dag.gateway,
+                    s.kind,
+                    s.namespace,
+                    s.name,
+                    s.api_version,
+                    s.current_status.as_str(),
+                    s.description
+                );
+            }
+        }
         let resources = match built.resources {
             Some(Ok(r)) => r,
             Some(Err(e)) => {

@@ -9,10 +9,12 @@
 //! are refused too, so the checker never accepts what it cannot read. Size is bounded by
 //! [`MAX_PATTERN`] and an estimate of the compiled program ([`MAX_COST`]).
 //!
-//! Envoy 1.40 sets no default RE2 program size limit (`re2.max_program_size.error_level`; older
-//! releases refused programs above 100): a bootstrap that sets one must set it above what
-//! [`MAX_COST`] lets through (`operator/tests/traefik_envoy.rs` checks both). Sluice's own bound
-//! is what keeps regexes small.
+//! Envoy refuses a regex whose RE2 program is larger than its runtime key
+//! `re2.max_program_size.error_level`, 100 by default (Envoy 1.40 included: a pattern such as
+//! `^[0-9]{1,1000}$` has 2001 instructions). Every bootstrap Sluice writes raises it to
+//! [`ENVOY_MAX_PROGRAM_SIZE`], far above what [`MAX_COST`] lets through; Sluice's own bound is
+//! what keeps regexes small (`e2e/tests/traefik_hostile.rs` sends such patterns to a real
+//! Envoy with that bootstrap).
 
 use regex_syntax::ast::{self, Ast};
 use regex_syntax::hir::{self, Hir, HirKind, Look};
@@ -25,6 +27,11 @@ const NEST_LIMIT: u32 = 32;
 const RE2_MAX_REPEAT: u32 = 1000;
 /// Bound on [`cost`], a rough size of the compiled program.
 pub const MAX_COST: u64 = 5000;
+/// `re2.max_program_size.error_level` in every bootstrap Sluice writes: Envoy's default (100)
+/// would refuse patterns the checker accepts. Unicode classes compile to many more RE2
+/// instructions than their ranges count in [`MAX_COST`], hence the wide margin; RE2's own
+/// memory budget still bounds each program.
+pub const ENVOY_MAX_PROGRAM_SIZE: u64 = 1_000_000;
 
 /// Unicode property names RE2 knows, besides one-letter categories.
 const RE2_UNICODE: &[&str] = &[

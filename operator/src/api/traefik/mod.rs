@@ -64,7 +64,7 @@ impl Group {
 
 /// One stored Traefik object: its metadata, its group, and the typed object or why it did not
 /// decode.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Decoded<K> {
     pub metadata: ObjectMeta,
     pub group: Group,

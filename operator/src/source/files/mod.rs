@@ -25,7 +25,8 @@
 
 use std::fmt;
 
-use crate::snapshot::{ClusterSnapshot, ObjKey, Object};
+use crate::api::traefik::Group;
+use crate::snapshot::{ClusterSnapshot, ObjKey, Object, TraefikKind, traefik_key};
 
 pub use super::nesting::MAX_NESTING_DEPTH;
 
@@ -169,6 +170,9 @@ impl FileDelta {
                 Kind::Endpoints => drop(snapshot.endpoints.remove(key)),
                 Kind::EndpointSlice => drop(snapshot.endpoint_slices.remove(key)),
                 Kind::Secret => drop(snapshot.secrets.remove(key)),
+                Kind::Traefik(kind, group) => {
+                    snapshot.remove(crate::snapshot::Kind::Traefik(*kind, *group), key);
+                }
             }
         }
         for obj in self.upserts {
@@ -187,6 +191,8 @@ pub enum Kind {
     Endpoints,
     EndpointSlice,
     Secret,
+    /// A Traefik object of one API group.
+    Traefik(TraefikKind, Group),
 }
 
 impl Kind {
@@ -199,6 +205,7 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
+            Kind::Traefik(kind, _) => kind.as_str(),
         }
     }
 }
@@ -213,5 +220,13 @@ pub fn identity(obj: &Object) -> (Kind, ObjKey) {
         Object::Endpoints(o) => (Kind::Endpoints, ObjKey::of(o)),
         Object::EndpointSlice(o) => (Kind::EndpointSlice, ObjKey::of(o)),
         Object::Secret(o) => (Kind::Secret, ObjKey::of(o)),
+        Object::TraefikRoute(o) => (
+            Kind::Traefik(TraefikKind::IngressRoute, o.group),
+            traefik_key(o),
+        ),
+        Object::TraefikMiddleware(o) => (
+            Kind::Traefik(TraefikKind::Middleware, o.group),
+            traefik_key(o),
+        ),
     }
 }

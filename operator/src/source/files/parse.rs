@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::api::traefik;
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 use crate::snapshot::Object;
 use crate::source::nesting::{check_yaml_depth, value_depth};
@@ -220,6 +221,14 @@ impl Loader {
             ("v1", "Secret") => self
                 .decode::<Secret>(&at, value)
                 .map(|s| Object::Secret(merge_string_data(s))),
+            // Decoded even when they do not fit the types: such an object is `invalid` with the
+            // decoder's message, and unknown fields make it invalid too (the DAG names them).
+            (_, "IngressRoute") if traefik::Group::of_api_version(&api_version).is_some() => {
+                traefik::decode::<traefik::IngressRoute>(value).map(Object::TraefikRoute)
+            }
+            (_, "Middleware") if traefik::Group::of_api_version(&api_version).is_some() => {
+                traefik::decode::<traefik::Middleware>(value).map(Object::TraefikMiddleware)
+            }
             _ => {
                 self.file.items.push(Item::Warning(LoadWarning {
                     at,
@@ -376,6 +385,8 @@ pub(super) fn with_default_namespace(mut obj: Object) -> Object {
         Object::Endpoints(o) => set(&mut o.metadata),
         Object::EndpointSlice(o) => set(&mut o.metadata),
         Object::Secret(o) => set(&mut o.metadata),
+        Object::TraefikRoute(o) => set(&mut o.metadata),
+        Object::TraefikMiddleware(o) => set(&mut o.metadata),
     }
     obj
 }

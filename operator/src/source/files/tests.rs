@@ -560,3 +560,57 @@ fn load_dir_of_missing_directory_fails() {
             .starts_with("/nonexistent/sluice-manifests: ")
     );
 }
+
+#[test]
+fn traefik_routes_and_middlewares_of_both_groups_load_and_traefik_io_wins() {
+    let doc = |group: &str, kind: &str, name: &str, spec: &str| {
+        format!(
+            "---\napiVersion: {group}/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}}}\n\
+             spec: {spec}\n"
+        )
+    };
+    let text = doc("traefik.containo.us", "IngressRoute", "r", "{routes: []}")
+        + &doc("traefik.io", "IngressRoute", "r", "{entryPoints: [web]}")
+        + &doc("traefik.containo.us", "IngressRoute", "old", "{routes: 3}")
+        + &doc("traefik.io", "Middleware", "m", "{addPrefix: {prefix: /x}}")
+        + &doc("traefik.io", "TLSOption", "o", "{}");
+    let report = load(&text);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    // Kinds not served yet are still skipped, with a warning naming them.
+    let warnings: Vec<String> = report.warnings.iter().map(|w| w.message.clone()).collect();
+    assert_eq!(
+        warnings,
+        ["traefik.io/v1alpha1 TLSOption is not read by sluice; skipped"]
+    );
+    let snap = &report.snapshot;
+    let key = ObjKey::new("default", "r");
+    assert_eq!(snap.traefik_routes.current.len(), 1);
+    assert_eq!(snap.traefik_routes.legacy.len(), 2);
+    let r = snap.traefik_routes.get(&key).unwrap();
+    assert_eq!(r.group, crate::api::traefik::Group::TraefikIo);
+    assert_eq!(r.decoded.as_ref().unwrap().spec.entry_points, ["web"]);
+    // An object that does not decode is kept, with the decoder's message, to be reported.
+    let old = snap
+        .traefik_routes
+        .get(&ObjKey::new("default", "old"))
+        .unwrap();
+    assert!(old.decoded.as_ref().unwrap_err().contains("spec.routes"));
+    assert_eq!(snap.traefik_routes.effective().len(), 2);
+    assert!(
+        snap.traefik_middlewares
+            .get(&ObjKey::new("default", "m"))
+            .is_some()
+    );
+
+    // Removing the traefik.io object brings the legacy one back.
+    let mut snap = snap.clone();
+    snap.remove(
+        crate::snapshot::Kind::Traefik(
+            crate::snapshot::TraefikKind::IngressRoute,
+            crate::api::traefik::Group::TraefikIo,
+        ),
+        &key,
+    );
+    let r = snap.traefik_routes.get(&key).unwrap();
+    assert_eq!(r.group, crate::api::traefik::Group::ContainoUs);
+}

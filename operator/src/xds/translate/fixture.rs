@@ -120,6 +120,7 @@ pub fn route(prefix: &str, clusters: &[(&str, u16, u32)]) -> Route {
         timeout: None,
         retry: None,
         session_affinity: false,
+        extra: None,
     }
 }
 
@@ -215,6 +216,7 @@ pub fn dag(pems: &Pems) -> Dag {
             },
             Route {
                 session_affinity: true,
+                extra: None,
                 timeout: Some(Timeout::Disabled),
                 ..route("/cart", &[("cart", 80, 1)])
             },
@@ -322,5 +324,6 @@ pub fn dag(pems: &Pems) -> Dag {
             tls_secret(TCP_SECRET, &pems.tcp_cert, &pems.tcp_key),
         ],
         statuses: Vec::new(),
+        object_statuses: Vec::new(),
     }
 }

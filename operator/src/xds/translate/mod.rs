@@ -18,6 +18,7 @@ mod envoy;
 mod incremental;
 pub mod json;
 mod listeners;
+mod matching;
 mod routes;
 pub mod scopes;
 mod secrets;

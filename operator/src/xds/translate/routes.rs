@@ -5,13 +5,13 @@
 
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, RedirectAction, RetryPolicy, Route as EnvoyRoute, RouteAction,
-    RouteConfiguration, RouteMatch, VirtualHost as EnvoyVirtualHost, WeightedCluster,
-    redirect_action, route, route_action, route_match, weighted_cluster,
+    RouteConfiguration, VirtualHost as EnvoyVirtualHost, WeightedCluster, redirect_action, route,
+    route_action, weighted_cluster,
 };
 use envoy_types::pb::google::protobuf::Duration;
 
 use super::envoy::{bool_value, millis, u32_value};
-use super::{HTTP_LISTENER, Resource, https_route_config_name};
+use super::{HTTP_LISTENER, Resource, https_route_config_name, matching};
 use crate::dag::Dag;
 use crate::dag::model::{Route, Timeout, VirtualHost};
 
@@ -80,7 +80,7 @@ pub(super) fn insecure_virtual_host(vh: &VirtualHost) -> Option<EnvoyVirtualHost
                 if r.permit_insecure {
                     forward_route(r, |p| vh.routes.iter().any(|s| s.prefix == p))
                 } else {
-                    vec![https_redirect_route(&r.prefix)]
+                    vec![https_redirect_route(r)]
                 }
             })
             .collect(),
@@ -113,16 +113,10 @@ pub(super) fn virtual_host(fqdn: &str, routes: Vec<EnvoyRoute>) -> EnvoyVirtualH
     }
 }
 
-fn prefix_match(prefix: &str) -> RouteMatch {
-    RouteMatch {
-        path_specifier: Some(route_match::PathSpecifier::Prefix(prefix.to_owned())),
-        ..Default::default()
-    }
-}
-
-fn https_redirect_route(prefix: &str) -> EnvoyRoute {
+/// Redirects what `r` matches to HTTPS.
+fn https_redirect_route(r: &Route) -> EnvoyRoute {
     EnvoyRoute {
-        r#match: Some(prefix_match(prefix)),
+        r#match: Some(matching::route_match(r, &r.prefix)),
         action: Some(route::Action::Redirect(RedirectAction {
             response_code: redirect_action::RedirectResponseCode::MovedPermanently as i32,
             scheme_rewrite_specifier: Some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(
@@ -203,11 +197,13 @@ fn forward_route_at(r: &Route, prefix: &str) -> EnvoyRoute {
             ..Default::default()
         }),
     };
-    EnvoyRoute {
-        r#match: Some(prefix_match(prefix)),
+    let mut route = EnvoyRoute {
+        r#match: Some(matching::route_match(r, prefix)),
         action: Some(action),
         ..Default::default()
-    }
+    };
+    matching::decorate(r, &mut route);
+    route
 }
 
 /// The cluster or weighted clusters of a route; `None` when no cluster has a positive weight.

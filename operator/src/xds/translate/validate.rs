@@ -8,7 +8,9 @@
 //! resources as served (references over ADS) beside a placeholder ADS cluster, to check that the
 //! references themselves are well formed.
 
-use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap, bootstrap};
+use envoy_types::pb::envoy::config::bootstrap::v3::{
+    Admin, Bootstrap, LayeredRuntime, RuntimeLayer, bootstrap, runtime_layer,
+};
 use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster,
     cluster::{ClusterDiscoveryType, DiscoveryType},
@@ -76,8 +78,35 @@ pub fn inline_bootstrap(
                 .map(|s| s.message.clone())
                 .collect(),
         }),
+        layered_runtime: Some(runtime()),
         ..Default::default()
     })
+}
+
+/// The runtime every Sluice bootstrap sets that changes what Envoy accepts: the RE2 program
+/// size limit (see `traefik::regex::ENVOY_MAX_PROGRAM_SIZE`).
+fn runtime() -> LayeredRuntime {
+    use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+    let object = |key: &str, value: Value| Value {
+        kind: Some(Kind::StructValue(Struct {
+            fields: std::collections::HashMap::from([(key.to_owned(), value)]),
+        })),
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let limit = Value {
+        kind: Some(Kind::NumberValue(
+            crate::traefik::regex::ENVOY_MAX_PROGRAM_SIZE as f64,
+        )),
+    };
+    let re2 = object("max_program_size", object("error_level", limit));
+    LayeredRuntime {
+        layers: vec![RuntimeLayer {
+            name: "static".to_owned(),
+            layer_specifier: Some(runtime_layer::LayerSpecifier::StaticLayer(Struct {
+                fields: std::collections::HashMap::from([("re2".to_owned(), re2)]),
+            })),
+        }],
+    }
 }
 
 /// Listeners and clusters as served (RDS, EDS and SDS over ADS) with a placeholder ADS server.
@@ -127,6 +156,7 @@ pub fn ads_bootstrap(resources: &Resources, opts: &TranslateOptions) -> Bootstra
             }),
             ..Default::default()
         }),
+        layered_runtime: Some(runtime()),
         ..Default::default()
     }
 }

@@ -1,0 +1,254 @@
+//! A Traefik route's middlewares, resolved and turned into what an Envoy route does: a path
+//! rewrite, a scheme redirect, header edits. Kinds this slice does not serve make the route
+//! invalid, naming the Middleware and its kind.
+
+use std::collections::BTreeMap;
+
+use crate::api::traefik::routes::ObjectRef;
+use crate::dag::model::RegexRewrite;
+use crate::snapshot::{ClusterSnapshot, ObjKey};
+use crate::traefik::middleware::{self as mw, HeadersModel, Middleware};
+use crate::traefik::regex;
+
+/// A `redirectScheme` middleware.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct SchemeRedirect {
+    pub https: bool,
+    pub port: Option<u16>,
+    pub permanent: bool,
+}
+
+/// What a route's middlewares do, in list order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Filters {
+    pub redirect: Option<SchemeRedirect>,
+    pub path_rewrite: Option<RegexRewrite>,
+    /// A path rewrite that may be prefixed by a later `addPrefix`.
+    rewrite_composable: bool,
+    pub request_set: BTreeMap<String, String>,
+    pub request_remove: Vec<String>,
+    pub response_set: BTreeMap<String, String>,
+    pub response_remove: Vec<String>,
+    /// `Strict-Transport-Security` from a `headers` middleware, sent over HTTPS only unless
+    /// `forceSTSHeader`.
+    pub sts: Option<(String, bool)>,
+    pub host_rewrite: Option<String>,
+}
+
+/// The kind name of a Middleware, as written in its spec.
+fn kind_name(m: &Middleware) -> &'static str {
+    match m {
+        Middleware::StripPrefix { .. } => "stripPrefix",
+        Middleware::StripPrefixRegex { .. } => "stripPrefixRegex",
+        Middleware::AddPrefix { .. } => "addPrefix",
+        Middleware::ReplacePath { .. } => "replacePath",
+        Middleware::ReplacePathRegex { .. } => "replacePathRegex",
+        Middleware::RedirectScheme { .. } => "redirectScheme",
+        Middleware::RedirectRegex { .. } => "redirectRegex",
+        Middleware::Headers(_) => "headers",
+        Middleware::BasicAuth(_) => "basicAuth",
+        Middleware::IpAllowList(_) => "ipAllowList",
+        Middleware::RateLimit(_) => "rateLimit",
+        Middleware::Retry(_) => "retry",
+        Middleware::Compress(_) => "compress",
+        Middleware::Buffering(_) => "buffering",
+        Middleware::Chain(_) => "chain",
+        Middleware::ForwardAuth(_) => "forwardAuth",
+    }
+}
+
+/// Resolves the middlewares of a route of the IngressRoute `route` (`at` is the route's field
+/// path) and combines them.
+pub(super) fn resolve(
+    snap: &ClusterSnapshot,
+    route: &ObjKey,
+    refs: &[ObjectRef],
+    at: &str,
+) -> Result<Filters, String> {
+    let mut filters = Filters::default();
+    let mut chain = Vec::new();
+    for (i, r) in refs.iter().enumerate() {
+        let field = format!("{at}.middlewares[{i}]");
+        add(snap, route, r, &field, &mut chain, &mut filters)?;
+    }
+    Ok(filters)
+}
+
+/// How deep chains may nest.
+const MAX_CHAIN_DEPTH: usize = 8;
+
+/// Resolves one reference (from the IngressRoute or from a chain) and adds what it does;
+/// `chain` holds the chains being expanded, to refuse cycles.
+fn add(
+    snap: &ClusterSnapshot,
+    route: &ObjKey,
+    r: &ObjectRef,
+    field: &str,
+    chain: &mut Vec<ObjKey>,
+    filters: &mut Filters,
+) -> Result<(), String> {
+    mw::reference(r).map_err(|e| format!("{field}{e}"))?;
+    let namespace = r
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&route.namespace);
+    let key = ObjKey::new(namespace, r.name.clone());
+    if key.namespace != route.namespace {
+        return Err(format!(
+            "{field}: Middleware {key} is in another namespace: cross-namespace references \
+                 are refused (a Gateway has no setting to allow them)"
+        ));
+    }
+    let obj = snap
+        .traefik_middlewares
+        .get(&key)
+        .ok_or_else(|| format!("{field}: Middleware {key} not found"))?;
+    let spec = obj
+        .decoded
+        .as_ref()
+        .map_err(|e| format!("{field}: Middleware {key} could not be read: {e}"))?;
+    let model = mw::build(&spec.spec, &obj.ignored)
+        .map_err(|e| format!("{field}: Middleware {key} is invalid: {e}"))?;
+    if let Middleware::Chain(refs) = &model {
+        if chain.contains(&key) {
+            return Err(format!("{field}: Middleware {key}: chain cycle"));
+        }
+        if chain.len() >= MAX_CHAIN_DEPTH {
+            return Err(format!(
+                "{field}: Middleware {key}: chains nest deeper than {MAX_CHAIN_DEPTH}"
+            ));
+        }
+        chain.push(key.clone());
+        for (j, inner) in refs.iter().enumerate() {
+            let field = format!("{field} (chain {key}, middlewares[{j}])");
+            add(snap, route, inner, &field, chain, filters)?;
+        }
+        chain.pop();
+        return Ok(());
+    }
+    filters
+        .apply(&model)
+        .map_err(|e| format!("{field}: Middleware {key} ({}): {e}", kind_name(&model)))?;
+    Ok(())
+}
+
+impl Filters {
+    fn apply(&mut self, m: &Middleware) -> Result<(), String> {
+        match m {
+            Middleware::StripPrefix { prefixes } => {
+                let [prefix] = prefixes.as_slice() else {
+                    return Err(
+                        "several prefixes are not served yet; use one per Middleware \
+                                and route"
+                            .into(),
+                    );
+                };
+                if self.path_rewrite.is_some() {
+                    return Err(self.second_rewrite());
+                }
+                self.path_rewrite = Some(checked(RegexRewrite {
+                    pattern: format!("^{}/?(.*)$", regex_syntax::escape(prefix)),
+                    substitution: "/\\1".to_owned(),
+                })?);
+                self.rewrite_composable = true;
+                self.request_set
+                    .insert("x-forwarded-prefix".to_owned(), prefix.clone());
+            }
+            Middleware::AddPrefix { prefix } => {
+                let escaped = rewrite_literal(prefix);
+                self.path_rewrite = match self.path_rewrite.take() {
+                    None => Some(RegexRewrite {
+                        pattern: "^(.*)$".to_owned(),
+                        substitution: format!("{escaped}\\1"),
+                    }),
+                    Some(r) if self.rewrite_composable => Some(RegexRewrite {
+                        pattern: r.pattern,
+                        substitution: format!("{escaped}{}", r.substitution),
+                    }),
+                    Some(_) => return Err(self.second_rewrite()),
+                };
+                self.rewrite_composable = true;
+            }
+            Middleware::ReplacePath { path } => {
+                // Whatever came before, the whole path is replaced.
+                self.path_rewrite = Some(RegexRewrite {
+                    pattern: "^.*$".to_owned(),
+                    substitution: rewrite_literal(path),
+                });
+                self.rewrite_composable = true;
+            }
+            Middleware::RedirectScheme {
+                https,
+                port,
+                permanent,
+            } => {
+                if self.redirect.is_none() {
+                    self.redirect = Some(SchemeRedirect {
+                        https: *https,
+                        port: *port,
+                        permanent: *permanent,
+                    });
+                }
+            }
+            Middleware::Headers(h) => self.headers(h)?,
+            other => return Err(format!("kind {} is not served yet", kind_name(other))),
+        }
+        Ok(())
+    }
+
+    fn second_rewrite(&self) -> String {
+        "this path change cannot follow the route's earlier one in a single Envoy rewrite (only \
+         addPrefix or replacePath may follow another)"
+            .to_owned()
+    }
+
+    fn headers(&mut self, h: &HeadersModel) -> Result<(), String> {
+        if h.cors.is_some() {
+            return Err("CORS is not served yet".into());
+        }
+        if !h.allowed_hosts.is_empty() {
+            return Err("allowedHosts is not served yet".into());
+        }
+        for (name, value) in &h.request_set {
+            self.request_remove.retain(|n| n != name);
+            self.request_set.insert(name.clone(), value.clone());
+        }
+        for name in &h.request_remove {
+            self.request_set.remove(name);
+            if !self.request_remove.contains(name) {
+                self.request_remove.push(name.clone());
+            }
+        }
+        for (name, value) in h.response_set.iter().chain(&h.security) {
+            if name == "strict-transport-security" {
+                self.sts = Some((value.clone(), h.sts_on_plain_http));
+                continue;
+            }
+            self.response_remove.retain(|n| n != name);
+            self.response_set.insert(name.clone(), value.clone());
+        }
+        for name in &h.response_remove {
+            self.response_set.remove(name);
+            if !self.response_remove.contains(name) {
+                self.response_remove.push(name.clone());
+            }
+        }
+        if let Some(host) = &h.host_rewrite {
+            self.host_rewrite = Some(host.clone());
+        }
+        Ok(())
+    }
+}
+
+/// A literal as an RE2 rewrite string (`\` escapes).
+fn rewrite_literal(s: &str) -> String {
+    s.replace('\\', "\\\\")
+}
+
+/// A generated rewrite whose pattern stays within the regex bounds every pattern Sluice sends
+/// to Envoy keeps.
+fn checked(r: RegexRewrite) -> Result<RegexRewrite, String> {
+    regex::parse(&r.pattern).map_err(|e| format!("the prefix makes a rewrite regex that {e}"))?;
+    Ok(r)
+}

@@ -1,0 +1,263 @@
+//! Traefik IngressRoutes as DAG roots: which ones an instance judges, the hosts each claims, and
+//! (in `build`) the virtual hosts it serves. A Traefik IngressRoute is always a root: the
+//! Gateway's class and root namespaces apply to it as to a Contour root, and it claims every
+//! host its rules name, against Contour roots and other Traefik IngressRoutes alike (the oldest
+//! claimant keeps a host).
+//!
+//! What this slice serves: HTTP rules whose every alternative names a `Host`, on the `web`
+//! (plain HTTP) or `websecure` (HTTPS, with `tls.secretName`) entry points; Kubernetes Services
+//! of the IngressRoute's namespace by port number or name, with weights; the `stripPrefix`,
+//! `addPrefix`, `replacePath`, `redirectScheme` and `headers` (custom headers) middlewares.
+//! Everything else is refused with a message naming the field or the kind, never ignored.
+
+mod build;
+mod filters;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::checks;
+use super::model::{ObjectStatus, Validity, msg};
+use super::select::Selection;
+use crate::api::traefik::routes as tr;
+use crate::snapshot::{ClusterSnapshot, ObjKey, TraefikRoute};
+use crate::traefik::matcher::Syntax;
+use crate::traefik::matches::{HostMatch, HttpRule, http_rule};
+
+/// The kind reported for a Traefik IngressRoute.
+pub const KIND: &str = "IngressRoute";
+
+/// Owners of DAG entries built from a Traefik IngressRoute are named `traefik:namespace/name`,
+/// never to be taken for a Contour IngressRoute's `namespace/name`.
+pub fn owner_name(key: &ObjKey) -> String {
+    format!("traefik:{key}")
+}
+
+/// A selected Traefik IngressRoute, checked as far as it can be without other objects.
+#[derive(Debug)]
+pub(super) struct Root<'s> {
+    pub key: ObjKey,
+    pub obj: &'s Arc<TraefikRoute>,
+    /// What it asks for, or its status description.
+    pub parsed: Result<Parsed<'s>, String>,
+}
+
+#[derive(Debug)]
+pub(super) struct Parsed<'s> {
+    /// Every host its rules name, lower case.
+    pub hosts: BTreeSet<String>,
+    /// The TLS Secret (in its namespace) when its routes are served over HTTPS.
+    pub tls_secret: Option<String>,
+    pub routes: Vec<ParsedRoute<'s>>,
+}
+
+#[derive(Debug)]
+pub(super) struct ParsedRoute<'s> {
+    /// Index in `spec.routes`.
+    pub index: usize,
+    pub route: &'s tr::Route,
+    pub rule: HttpRule,
+}
+
+/// Whether `sel`'s instance judges this object: `spec.ingressClassName` when set (it wins over
+/// the annotation, as in Traefik 3.7+), else the class annotations as for Contour.
+pub(super) fn selects(sel: &Selection, obj: &TraefikRoute) -> bool {
+    let spec_class = obj
+        .decoded
+        .as_ref()
+        .ok()
+        .and_then(|r| r.spec.ingress_class_name.as_deref())
+        .filter(|c| !c.is_empty());
+    match spec_class {
+        Some(class) => sel.ingress_class.as_deref() == Some(class),
+        None => sel.selects_meta(&obj.metadata),
+    }
+}
+
+/// The Traefik IngressRoutes `sel` judges, in key order.
+pub(super) fn select<'s>(snapshot: &'s ClusterSnapshot, sel: &Selection) -> Vec<Root<'s>> {
+    snapshot
+        .traefik_routes
+        .effective()
+        .into_iter()
+        .filter(|(_, obj)| selects(sel, obj))
+        .map(|(key, obj)| Root {
+            key: key.clone(),
+            obj,
+            parsed: parse(sel, key, obj),
+        })
+        .collect()
+}
+
+/// The status entry of a Traefik IngressRoute.
+pub(super) fn status(
+    key: &ObjKey,
+    obj: &TraefikRoute,
+    validity: Validity,
+    description: String,
+) -> ObjectStatus {
+    ObjectStatus {
+        kind: KIND.to_owned(),
+        api_version: obj.group.api_version().to_owned(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        current_status: validity,
+        description,
+    }
+}
+
+/// The status of a claimant that lost `fqdn` to `owner` (described by [`describe_owner`]).
+pub(super) fn taken(fqdn: &str, owner: &str) -> String {
+    format!("host {fqdn:?} is already used by the older {owner}")
+}
+
+/// How an owner is named in a loser's status.
+pub(super) fn describe_owner(key: &ObjKey, traefik: bool) -> String {
+    if traefik {
+        format!("Traefik IngressRoute {key}")
+    } else {
+        format!("IngressRoute {key}")
+    }
+}
+
+fn parse<'s>(sel: &Selection, key: &ObjKey, obj: &'s TraefikRoute) -> Result<Parsed<'s>, String> {
+    let route = obj
+        .decoded
+        .as_ref()
+        .map_err(|e| format!("this IngressRoute could not be read: {e}"))?;
+    if let Some(field) = obj.ignored.iter().find(|f| f.starts_with("spec.")) {
+        return Err(format!("{field}: field not supported by Sluice"));
+    }
+    if !sel.root_allowed(&key.namespace) {
+        return Err(msg::ROOT_NAMESPACE.to_owned());
+    }
+    let spec = &route.spec;
+    let (web, websecure) = entry_points(&spec.entry_points)?;
+    let tls_secret = match &spec.tls {
+        None if !web => {
+            return Err(
+                "spec.entryPoints: `websecure` without spec.tls: Sluice serves routes \
+                        without TLS on `web` only; set spec.tls.secretName"
+                    .into(),
+            );
+        }
+        None => None,
+        Some(_) if !websecure => {
+            return Err("spec.tls: routes with TLS are served on `websecure`, but \
+                        spec.entryPoints names only `web`"
+                .into());
+        }
+        Some(tls) => Some(tls_secret(tls)?),
+    };
+    let mut hosts = BTreeSet::new();
+    let mut routes: Vec<ParsedRoute<'s>> = Vec::with_capacity(spec.routes.len());
+    for (index, r) in spec.routes.iter().enumerate() {
+        let at = format!("spec.routes[{index}]");
+        match r.kind.as_deref() {
+            None | Some("" | "Rule") => {}
+            Some(other) => return Err(format!("{at}.kind: {other:?}: only \"Rule\" is supported")),
+        }
+        if r.match_.trim().is_empty() {
+            return Err(format!("{at}.match: must not be empty"));
+        }
+        let (syntax, _) = Syntax::select(r.syntax.as_deref(), Syntax::V3);
+        let rule =
+            http_rule(&r.match_, syntax, r.priority).map_err(|e| format!("{at}.match: {e}"))?;
+        for m in &rule.matches {
+            match &m.host {
+                HostMatch::Exact(h) => {
+                    let host =
+                        checks::dns_name(h).map_err(|e| format!("{at}.match: host {h:?} {e}"))?;
+                    hosts.insert(host);
+                }
+                HostMatch::Any => {
+                    return Err(format!(
+                        "{at}.match: a rule (or an alternative of it) without Host() applies to \
+                         every host; Sluice serves Traefik rules only when each alternative names \
+                         a Host() (catch-all and HostRegexp-only rules are not served yet)"
+                    ));
+                }
+                HostMatch::OneLabelUnder(parent) => {
+                    return Err(format!(
+                        "{at}.match: the wildcard host *.{parent} is not served yet; name the \
+                         hosts with Host()"
+                    ));
+                }
+            }
+            if !m.source_ips.is_empty() {
+                return Err(format!("{at}.match: ClientIP() is not served yet"));
+            }
+        }
+        // Routes with the same rule are one router in Traefik; the later one wins.
+        routes.retain(|p| p.route.match_ != r.match_);
+        routes.push(ParsedRoute {
+            index,
+            route: r,
+            rule,
+        });
+    }
+    Ok(Parsed {
+        hosts,
+        tls_secret,
+        routes,
+    })
+}
+
+/// Whether the routes are on `web` and on `websecure`; empty means both, as Traefik's default
+/// entry points are with its Helm chart.
+fn entry_points(names: &[String]) -> Result<(bool, bool), String> {
+    if names.is_empty() {
+        return Ok((true, true));
+    }
+    let (mut web, mut websecure) = (false, false);
+    for (i, name) in names.iter().enumerate() {
+        match name.as_str() {
+            "web" => web = true,
+            "websecure" => websecure = true,
+            other => {
+                return Err(format!(
+                    "spec.entryPoints[{i}]: entry point {other:?} is not served: Sluice serves \
+                     \"web\" (the Gateway's HTTP listener) and \"websecure\" (its HTTPS listener)"
+                ));
+            }
+        }
+    }
+    Ok((web, websecure))
+}
+
+fn tls_secret(tls: &tr::Tls) -> Result<String, String> {
+    if tls.cert_resolver.is_some() {
+        return Err(
+            "spec.tls.certResolver: ACME certificate resolvers are not supported by \
+                    Sluice; use spec.tls.secretName (a Secret cert-manager can issue)"
+                .into(),
+        );
+    }
+    if !tls.domains.is_empty() {
+        return Err("spec.tls.domains: not supported by Sluice (it serves ACME)".into());
+    }
+    if tls.options.is_some() {
+        return Err("spec.tls.options: TLSOptions are not served yet".into());
+    }
+    if tls.store.is_some() {
+        return Err("spec.tls.store: TLSStores are not served yet".into());
+    }
+    let name = tls
+        .secret_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or(
+            "spec.tls.secretName: required by Sluice (a default certificate from a TLSStore is \
+             not served)",
+        )?;
+    if name.contains('/') {
+        return Err(format!(
+            "spec.tls.secretName: {name:?} must name a Secret of the IngressRoute's namespace"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

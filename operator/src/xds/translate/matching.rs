@@ -1,0 +1,151 @@
+//! Routes with conditions and filters beyond a path prefix ([`RouteExtra`], Traefik's): their
+//! Envoy match (exact, prefix or regex path; headers; query parameters) and what they add to
+//! the route (a redirect instead of forwarding, a path rewrite, header edits, a host rewrite).
+
+use envoy_types::pb::envoy::config::core::v3::{
+    HeaderValue, HeaderValueOption, header_value_option,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    HeaderMatcher, QueryParameterMatcher, RedirectAction, Route as EnvoyRoute, RouteMatch,
+    header_matcher, query_parameter_matcher, redirect_action, route, route_action, route_match,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    RegexMatchAndSubstitute, RegexMatcher, StringMatcher, string_matcher,
+};
+
+use crate::dag::model::{PathKind, Redirect, Route, RouteExtra, ValueCondition};
+
+/// The Envoy match of `r` at `prefix` (the route's own path, or a variant of it).
+pub(super) fn route_match(r: &Route, prefix: &str) -> RouteMatch {
+    let Some(extra) = r.extra.as_deref() else {
+        return RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix(prefix.to_owned())),
+            ..Default::default()
+        };
+    };
+    let path = match extra.path {
+        PathKind::Prefix => route_match::PathSpecifier::Prefix(prefix.to_owned()),
+        PathKind::Exact => route_match::PathSpecifier::Path(prefix.to_owned()),
+        PathKind::Regex => route_match::PathSpecifier::SafeRegex(regex(prefix)),
+    };
+    RouteMatch {
+        path_specifier: Some(path),
+        headers: extra
+            .headers
+            .iter()
+            .map(|h| HeaderMatcher {
+                name: h.name.clone(),
+                invert_match: h.invert,
+                header_match_specifier: Some(match &h.value {
+                    ValueCondition::Present => {
+                        header_matcher::HeaderMatchSpecifier::PresentMatch(true)
+                    }
+                    v => header_matcher::HeaderMatchSpecifier::StringMatch(string_matcher(v)),
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        query_parameters: extra
+            .query
+            .iter()
+            .map(|q| QueryParameterMatcher {
+                name: q.name.clone(),
+                query_parameter_match_specifier: Some(match &q.value {
+                    ValueCondition::Present => {
+                        query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true)
+                    }
+                    v => query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
+                        string_matcher(v),
+                    ),
+                }),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Adds `r`'s filters to a forwarding route: a redirect replaces the action; a path or host
+/// rewrite goes into it; header edits go on the route.
+pub(super) fn decorate(r: &Route, envoy: &mut EnvoyRoute) {
+    let Some(extra) = r.extra.as_deref() else {
+        return;
+    };
+    if let Some(redirect) = &extra.redirect {
+        envoy.action = Some(route::Action::Redirect(redirect_action_of(redirect)));
+        return;
+    }
+    if let Some(route::Action::Route(action)) = &mut envoy.action {
+        if let Some(rw) = &extra.path_rewrite {
+            action.regex_rewrite = Some(RegexMatchAndSubstitute {
+                pattern: Some(regex(&rw.pattern)),
+                substitution: rw.substitution.clone(),
+            });
+        }
+        if let Some(host) = &extra.host_rewrite {
+            action.host_rewrite_specifier = Some(
+                route_action::HostRewriteSpecifier::HostRewriteLiteral(host.clone()),
+            );
+        }
+    }
+    edit_headers(extra, envoy);
+}
+
+fn edit_headers(extra: &RouteExtra, envoy: &mut EnvoyRoute) {
+    envoy.request_headers_to_add = set_headers(&extra.request_headers_set);
+    envoy.request_headers_to_remove = extra.request_headers_remove.clone();
+    envoy.response_headers_to_add = set_headers(&extra.response_headers_set);
+    envoy.response_headers_to_remove = extra.response_headers_remove.clone();
+}
+
+fn set_headers(list: &[(String, String)]) -> Vec<HeaderValueOption> {
+    list.iter()
+        .map(|(key, value)| HeaderValueOption {
+            header: Some(HeaderValue {
+                key: key.clone(),
+                value: value.clone(),
+                ..Default::default()
+            }),
+            append_action: header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn redirect_action_of(r: &Redirect) -> RedirectAction {
+    use redirect_action::RedirectResponseCode as Code;
+    let code = match r.status {
+        302 => Code::Found,
+        307 => Code::TemporaryRedirect,
+        308 => Code::PermanentRedirect,
+        _ => Code::MovedPermanently,
+    };
+    RedirectAction {
+        response_code: code as i32,
+        port_redirect: r.port.map_or(0, u32::from),
+        scheme_rewrite_specifier: Some(if r.scheme == "https" {
+            redirect_action::SchemeRewriteSpecifier::HttpsRedirect(true)
+        } else {
+            redirect_action::SchemeRewriteSpecifier::SchemeRedirect(r.scheme.clone())
+        }),
+        ..Default::default()
+    }
+}
+
+fn regex(source: &str) -> RegexMatcher {
+    RegexMatcher {
+        regex: source.to_owned(),
+        ..Default::default()
+    }
+}
+
+fn string_matcher(v: &ValueCondition) -> StringMatcher {
+    let pattern = match v {
+        ValueCondition::Exact(s) => string_matcher::MatchPattern::Exact(s.clone()),
+        ValueCondition::Regex(r) => string_matcher::MatchPattern::SafeRegex(regex(r)),
+        ValueCondition::Present => string_matcher::MatchPattern::SafeRegex(regex("(?s:.*)")),
+    };
+    StringMatcher {
+        match_pattern: Some(pattern),
+        ignore_case: false,
+    }
+}
