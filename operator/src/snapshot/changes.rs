@@ -6,9 +6,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{ClusterSnapshot, ObjKey};
+use super::{ClusterSnapshot, ObjKey, PMap};
 
-/// The kinds a snapshot holds.
+/// The kinds a snapshot holds: the one vocabulary of the sources (watches, manifest files), the
+/// change sets and the DAG's dependencies. A new kind is added here, to [`Kind::ALL`], and to
+/// the snapshot's maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Gateway,
@@ -20,6 +22,32 @@ pub enum Kind {
     Secret,
     /// An IngressRoute stored but not decodable ([`ClusterSnapshot::undecodable_routes`]).
     UndecodableRoute,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::Gateway,
+        Kind::IngressRoute,
+        Kind::Delegation,
+        Kind::Service,
+        Kind::Endpoints,
+        Kind::EndpointSlice,
+        Kind::Secret,
+        Kind::UndecodableRoute,
+    ];
+
+    /// The Kubernetes kind (an undecodable IngressRoute is an IngressRoute).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gateway => "Gateway",
+            Kind::IngressRoute | Kind::UndecodableRoute => "IngressRoute",
+            Kind::Delegation => "TLSCertificateDelegation",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Secret => "Secret",
+        }
+    }
 }
 
 /// Objects added, changed or removed since the previous snapshot, by kind and key. A change set
@@ -38,7 +66,7 @@ impl ChangeSet {
     /// Nothing known: every object may have changed.
     pub fn everything() -> Self {
         Self {
-            whole_kinds: ALL_KINDS.into_iter().collect(),
+            whole_kinds: Kind::ALL.into_iter().collect(),
             unloaded_gateways: true,
             ..Self::default()
         }
@@ -91,6 +119,16 @@ impl ChangeSet {
         self.unloaded_gateways
     }
 
+    /// The Gateways that did not load changed.
+    pub fn insert_unloaded_gateways(&mut self) {
+        self.unloaded_gateways = true;
+    }
+
+    /// Whether the object is listed, by itself or with its whole kind.
+    pub fn lists(&self, kind: Kind, key: &ObjKey) -> bool {
+        self.whole_kinds.contains(&kind) || self.objects.contains(&(kind, key.clone()))
+    }
+
     /// The same changes with every whole kind replaced by the objects of that kind that differ
     /// between `old` and `new` ([`ChangeSet::diff`] restricted to those kinds).
     pub fn resolve(&self, old: &ClusterSnapshot, new: &ClusterSnapshot) -> ChangeSet {
@@ -113,17 +151,6 @@ impl ChangeSet {
     }
 }
 
-const ALL_KINDS: [Kind; 8] = [
-    Kind::Gateway,
-    Kind::IngressRoute,
-    Kind::Delegation,
-    Kind::Service,
-    Kind::Endpoints,
-    Kind::EndpointSlice,
-    Kind::Secret,
-    Kind::UndecodableRoute,
-];
-
 fn diff_kind(
     kind: Kind,
     old: &ClusterSnapshot,
@@ -140,6 +167,9 @@ fn diff_kind(
         Kind::Secret => diff_maps(kind, &old.secrets, &new.secrets, out),
         Kind::UndecodableRoute => {
             let (a, b) = (&old.undecodable_routes, &new.undecodable_routes);
+            if a.ptr_eq(b) {
+                return;
+            }
             for (key, v) in a {
                 if b.get(key) != Some(v) {
                     out.insert((kind, key.clone()));
@@ -152,12 +182,16 @@ fn diff_kind(
     }
 }
 
+/// Same tree: nothing to compare. Otherwise the same `Arc` is equal without a look.
 fn diff_maps<V: PartialEq>(
     kind: Kind,
-    old: &std::collections::BTreeMap<ObjKey, Arc<V>>,
-    new: &std::collections::BTreeMap<ObjKey, Arc<V>>,
+    old: &PMap<ObjKey, Arc<V>>,
+    new: &PMap<ObjKey, Arc<V>>,
     out: &mut BTreeSet<(Kind, ObjKey)>,
 ) {
+    if old.ptr_eq(new) {
+        return;
+    }
     for (key, v) in old {
         match new.get(key) {
             Some(n) if Arc::ptr_eq(v, n) || **v == **n => {}
