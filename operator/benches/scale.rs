@@ -578,6 +578,26 @@ fn event_table() {
     let (used, used_rebuilt) = whole(used_slice, &mut state);
     let (unused_t, unused_rebuilt) = whole(unused_slice, &mut state);
 
+    // What the persistent maps cost the readers: every IngressRoute looked up, and iterated,
+    // in the snapshot's map and in a `BTreeMap` of the same entries (the maps before).
+    let tree: std::collections::BTreeMap<ObjKey, Arc<IngressRoute>> = world
+        .ingress_routes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let keys: Vec<ObjKey> = tree.keys().cloned().collect();
+    let routes =
+        |get: &dyn Fn(&ObjKey) -> Option<usize>| -> usize { keys.iter().filter_map(get).sum() };
+    let (pmap_get, found) = best_of(5, || {
+        routes(&|k| world.ingress_routes.get(k).map(|r| r.spec.routes.len()))
+    });
+    let (btree_get, found_too) =
+        best_of(5, || routes(&|k| tree.get(k).map(|r| r.spec.routes.len())));
+    assert_eq!(found, found_too);
+    let roots = |r: &&Arc<IngressRoute>| r.spec.virtualhost.is_some();
+    let (pmap_iter, _) = best_of(5, || world.ingress_routes.values().filter(roots).count());
+    let (btree_iter, _) = best_of(5, || tree.values().filter(roots).count());
+
     println!();
     println!(
         "one change at {N} roots (median)            {:>12} {:>12} {:>9}",
@@ -596,6 +616,20 @@ fn event_table() {
         ms(file_now),
         ms(file_before),
         file_before.as_secs_f64() / file_now.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>10.3}ms {:>10.3}ms {:>8.2}x  (persistent map / BTreeMap)",
+        format!("get every IngressRoute ({})", keys.len()),
+        ms(pmap_get),
+        ms(btree_get),
+        pmap_get.as_secs_f64() / btree_get.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>10.3}ms {:>10.3}ms {:>8.2}x  (persistent map / BTreeMap)",
+        "iterate every IngressRoute",
+        ms(pmap_iter),
+        ms(btree_iter),
+        pmap_iter.as_secs_f64() / btree_iter.as_secs_f64()
     );
     println!(
         "{:<44} {:>10.3}ms {:>12} {:>9}  ({used_rebuilt} root rebuilt)",

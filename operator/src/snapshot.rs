@@ -1,5 +1,5 @@
 //! The indexed, immutable view of every object the translation reads. Built by a source (kube
-//! reflectors or a manifest directory); read by `dag::build`. No I/O here.
+//! watches or a manifest directory); read by `dag::build`. No I/O here.
 
 use std::fmt;
 use std::sync::Arc;
@@ -112,7 +112,7 @@ pub enum Object {
     Secret(Secret),
 }
 
-/// Any object a snapshot holds, shared with whoever else holds it (a reflector store).
+/// Any object a snapshot holds, shared with whoever else holds it (a watch's decoded object).
 #[derive(Clone, Debug)]
 pub enum SharedObject {
     Gateway(Arc<Gateway>),

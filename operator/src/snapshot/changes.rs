@@ -1,7 +1,7 @@
 //! What changed between two snapshots: the objects, by kind and key, that were added, changed or
-//! removed. Produced by the sources (from the reflectors' watch events, or by comparing a
-//! manifest directory's new snapshot with the previous one) and read by the incremental DAG,
-//! which rebuilds only what these objects touch.
+//! removed. Produced with the snapshot itself, by the step that applies each change to it
+//! ([`LiveSnapshot`](super::LiveSnapshot): a watch event, a manifest file's delta), and read by
+//! the incremental DAG, which rebuilds only what these objects touch.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
