@@ -54,6 +54,7 @@ fn route(prefix: &str, service: &str, websocket: bool) -> Route {
         timeout: None,
         retry: None,
         session_affinity: false,
+        extra: None,
     }
 }
 

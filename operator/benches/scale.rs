@@ -2,7 +2,8 @@
 //! as figures (no timing is asserted anywhere). Generates N root IngressRoutes, each with a
 //! delegated child, its own Service and Endpoints (every other one an EndpointSlice instead),
 //! plus every 10th with TLS. First table: the incremental DAG against a full rebuild, for one
-//! edit of each kind.
+//! edit of each kind. Second: one watch event (or one file's delta) applied to the kept
+//! snapshot against rebuilding (or diffing) the snapshot, the way it was done before, same run.
 #![allow(clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -20,7 +21,12 @@ use sluice::api::{IngressRoute, IngressRouteSpec};
 use std::sync::Arc;
 
 use sluice::dag::{IncrementalDag, Selection, build};
-use sluice::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, Object};
+use sluice::pipeline::InstancePipeline;
+use sluice::snapshot::{
+    ChangeSet, ClusterSnapshot, Kind, LiveSnapshot, ObjKey, Object, SharedObject,
+};
+use sluice::source::FileDelta;
+use sluice::source::watched::{WatchEvent, WatchId, Watched, WatchedSnapshot};
 use sluice::xds::translate::{TranslateOptions, translate};
 
 fn meta(ns: &str, name: &str) -> ObjectMeta {
@@ -278,6 +284,20 @@ fn edit_slice(snap: &ClusterSnapshot, n: usize, generation: usize) -> (ClusterSn
     (next, changes)
 }
 
+/// The EndpointSlice of a Service no IngressRoute uses gets new addresses.
+fn edit_unused_slice(
+    snap: &ClusterSnapshot,
+    _: usize,
+    generation: usize,
+) -> (ClusterSnapshot, ChangeSet) {
+    let s = slice("team-0", "unused", 0, generation);
+    let mut changes = ChangeSet::default();
+    changes.insert(Kind::EndpointSlice, ObjKey::new("team-0", "unused-abcde"));
+    let mut next = snap.clone();
+    next.apply(Object::EndpointSlice(s));
+    (next, changes)
+}
+
 /// An IngressRoute of another Gateway's class changes.
 fn edit_elsewhere(
     snap: &ClusterSnapshot,
@@ -367,6 +387,7 @@ fn incremental_table() {
         for (label, edit) in [
             ("one IngressRoute edited", edit_route as Edit),
             ("one EndpointSlice edited", edit_slice),
+            ("EndpointSlice of an unused Service", edit_unused_slice),
             ("edit in an unrelated Gateway", edit_elsewhere),
         ] {
             let (s, d, rebuilt) = incremental(&mut inc, &mut snap, &sel, n, edit);
@@ -384,8 +405,260 @@ fn incremental_table() {
     }
 }
 
+/// Every object of a snapshot, as the watches deliver them.
+fn objects(snap: &ClusterSnapshot) -> Vec<SharedObject> {
+    let mut out = Vec::new();
+    out.extend(snap.gateways.values().cloned().map(SharedObject::Gateway));
+    out.extend(
+        snap.ingress_routes
+            .values()
+            .cloned()
+            .map(SharedObject::IngressRoute),
+    );
+    out.extend(
+        snap.delegations
+            .values()
+            .cloned()
+            .map(SharedObject::Delegation),
+    );
+    out.extend(snap.services.values().cloned().map(SharedObject::Service));
+    out.extend(
+        snap.endpoints
+            .values()
+            .cloned()
+            .map(SharedObject::Endpoints),
+    );
+    out.extend(
+        snap.endpoint_slices
+            .values()
+            .cloned()
+            .map(SharedObject::EndpointSlice),
+    );
+    out.extend(snap.secrets.values().cloned().map(SharedObject::Secret));
+    out
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// One change on a 10,000-root world: the snapshot step as it is now (the event, or the file's
+/// delta, applied to the one kept snapshot, which lists the change) against how it was before
+/// (the snapshot rebuilt from every stored object per change in `sluice run`; the delta applied
+/// to a copy and the two snapshots compared in standalone), same run. Then the whole in-process
+/// cost of the event for one Gateway instance (snapshot step + DAG + translation).
+fn event_table() {
+    const N: usize = 10_000;
+    let world = snapshot(N);
+    let all = objects(&world);
+    let k = N / 2 + 1; // a Service with an EndpointSlice
+    let ns = format!("team-{}", k % 50);
+    let event = |generation: usize| slice(&ns, &format!("svc-{k}"), k, generation);
+
+    // sluice run: the watches' state, listed once.
+    let mut state = WatchedSnapshot::default();
+    let mut ids = BTreeMap::new();
+    for obj in &all {
+        let kind = obj.kind();
+        let id = ids.entry(kind).or_insert_with(|| {
+            let id = WatchId::new(kind, None, 0);
+            state.add_watch(id.clone());
+            state.apply(&id, WatchEvent::Init);
+            id
+        });
+        state.apply(id, WatchEvent::InitApply(Watched::Object(obj.clone())));
+    }
+    for id in ids.values() {
+        state.apply(id, WatchEvent::InitDone);
+    }
+    let slices = ids[&Kind::EndpointSlice].clone();
+    let (first, _) = state.take();
+    assert_eq!(*first, world, "the listed snapshot is the world");
+
+    let mut generation = 100;
+    let apply_event = |state: &mut WatchedSnapshot, slice: EndpointSlice| {
+        let start = Instant::now();
+        state.apply(
+            &slices,
+            WatchEvent::Apply(Watched::Object(SharedObject::EndpointSlice(Arc::new(
+                slice,
+            )))),
+        );
+        let (snap, changes) = state.take();
+        (start.elapsed(), snap, changes)
+    };
+    let now = median(
+        (0..9)
+            .map(|_| {
+                generation += 1;
+                apply_event(&mut state, event(generation)).0
+            })
+            .collect(),
+    );
+    let (before, rebuilt) = best_of(3, || {
+        // What `Stores::snapshot` did per change: every stored object into new maps.
+        let mut snap = ClusterSnapshot::default();
+        for obj in &all {
+            snap.apply_shared(obj.clone());
+        }
+        snap
+    });
+    assert_eq!(rebuilt.services.len(), world.services.len());
+
+    // sluice standalone: one file's object changed.
+    let mut live = LiveSnapshot::default();
+    for obj in &all {
+        live.upsert(obj.clone());
+    }
+    let mut previous = live.take().0;
+    let delta = |generation: usize| FileDelta {
+        upserts: vec![Object::EndpointSlice(event(generation))],
+        removals: Vec::new(),
+    };
+    let file_now = median(
+        (0..9)
+            .map(|_| {
+                generation += 1;
+                let start = Instant::now();
+                delta(generation).apply_to(&mut live);
+                let taken = live.take();
+                let t = start.elapsed();
+                assert_eq!(taken.1.objects().count(), 1);
+                t
+            })
+            .collect(),
+    );
+    let file_before = median(
+        (0..5)
+            .map(|_| {
+                generation += 1;
+                let start = Instant::now();
+                // What standalone did: the delta applied to the last snapshot (a copy while the
+                // pipelines held the previous one), then the two compared.
+                let mut next = (*previous).clone();
+                for obj in delta(generation).upserts {
+                    next.apply(obj);
+                }
+                let next = Arc::new(next);
+                let changes = ChangeSet::diff(&previous, &next);
+                let t = start.elapsed();
+                assert_eq!(changes.objects().count(), 1);
+                previous = next;
+                t
+            })
+            .collect(),
+    );
+
+    // The whole event for one instance: snapshot step, DAG, translation.
+    let sel = Selection::default_instance();
+    let opts = TranslateOptions::default();
+    let mut pipeline = InstancePipeline::new(sel.clone());
+    let (snap, _) = state.take();
+    pipeline.update(&snap, &sel, &ChangeSet::everything(), &opts);
+    // Median of the whole, and of its DAG and translation parts.
+    let mut whole = |slice: fn(usize) -> EndpointSlice, state: &mut WatchedSnapshot| {
+        let (mut times, mut dags, mut xds) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rebuilt = 0;
+        for _ in 0..7 {
+            generation += 1;
+            let start = Instant::now();
+            let (_, snap, changes) = apply_event(state, slice(generation));
+            let built = pipeline.update(&snap, &sel, &changes, &opts);
+            times.push(start.elapsed());
+            dags.push(built.build_time);
+            xds.push(built.translate_time.unwrap_or_default());
+            rebuilt = built.stats.roots_rebuilt;
+        }
+        (median(times), median(dags), median(xds), rebuilt)
+    };
+    let used_slice: fn(usize) -> EndpointSlice = |g| slice("team-1", "svc-5001", 5001, g);
+    let unused_slice: fn(usize) -> EndpointSlice = |g| slice("team-0", "unused", 0, g);
+    let (used, used_dag, used_xds, used_rebuilt) = whole(used_slice, &mut state);
+    let (unused_t, unused_dag, unused_xds, unused_rebuilt) = whole(unused_slice, &mut state);
+
+    // What the persistent maps cost the readers: every IngressRoute looked up, and iterated,
+    // in the snapshot's map and in a `BTreeMap` of the same entries (the maps before).
+    let tree: std::collections::BTreeMap<ObjKey, Arc<IngressRoute>> = world
+        .ingress_routes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let keys: Vec<ObjKey> = tree.keys().cloned().collect();
+    let routes =
+        |get: &dyn Fn(&ObjKey) -> Option<usize>| -> usize { keys.iter().filter_map(get).sum() };
+    let (pmap_get, found) = best_of(5, || {
+        routes(&|k| world.ingress_routes.get(k).map(|r| r.spec.routes.len()))
+    });
+    let (btree_get, found_too) =
+        best_of(5, || routes(&|k| tree.get(k).map(|r| r.spec.routes.len())));
+    assert_eq!(found, found_too);
+    let roots = |r: &&Arc<IngressRoute>| r.spec.virtualhost.is_some();
+    let (pmap_iter, _) = best_of(5, || world.ingress_routes.values().filter(roots).count());
+    let (btree_iter, _) = best_of(5, || tree.values().filter(roots).count());
+
+    println!();
+    println!(
+        "one change at {N} roots (median)            {:>12} {:>12} {:>9}",
+        "now", "before", "ratio"
+    );
+    println!(
+        "{:<44} {:>10.3}ms {:>10.2}ms {:>8.0}x",
+        "sluice run: one watch event -> snapshot",
+        ms(now),
+        ms(before),
+        before.as_secs_f64() / now.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>10.3}ms {:>10.2}ms {:>8.0}x",
+        "standalone: one file's object -> snapshot",
+        ms(file_now),
+        ms(file_before),
+        file_before.as_secs_f64() / file_now.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>10.3}ms {:>10.3}ms {:>8.2}x  (persistent map / BTreeMap)",
+        format!("get every IngressRoute ({})", keys.len()),
+        ms(pmap_get),
+        ms(btree_get),
+        pmap_get.as_secs_f64() / btree_get.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>10.3}ms {:>10.3}ms {:>8.2}x  (persistent map / BTreeMap)",
+        "iterate every IngressRoute",
+        ms(pmap_iter),
+        ms(btree_iter),
+        pmap_iter.as_secs_f64() / btree_iter.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>10.3}ms {:>12} {:>9}  ({used_rebuilt} root rebuilt; DAG {:.3} ms, xDS {:.3} ms)",
+        "event + DAG + xDS, slice of a used Service",
+        ms(used),
+        "-",
+        "-",
+        ms(used_dag),
+        ms(used_xds)
+    );
+    println!(
+        "{:<44} {:>10.3}ms {:>12} {:>9}  ({unused_rebuilt} roots rebuilt; DAG {:.3} ms, xDS {:.3} ms)",
+        "event + DAG + xDS, slice of an unused Service",
+        ms(unused_t),
+        "-",
+        "-",
+        ms(unused_dag),
+        ms(unused_xds)
+    );
+}
+
 fn main() {
+    // First: its memory figures are resident-set differences, which memory freed by an earlier
+    // table would hide.
     incremental_table();
+    event_table();
     let sel = Selection::default_instance();
     let opts = TranslateOptions::default();
     println!(

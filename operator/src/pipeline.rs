@@ -98,23 +98,14 @@ impl InstancePipeline {
     }
 }
 
-/// The pipelines of every instance of a source that hands over whole snapshots (a manifest
-/// directory): the change set is what differs from the previous snapshot, until the loader
-/// reports its own.
+/// The pipelines of every instance of one source (a manifest directory), each updated with the
+/// same snapshot and change set.
 #[derive(Debug, Default)]
 pub struct Pipelines {
     instances: BTreeMap<String, InstancePipeline>,
-    previous: Arc<ClusterSnapshot>,
 }
 
 impl Pipelines {
-    /// What changed since the snapshot of the previous call, which `snap` replaces.
-    pub fn next_snapshot(&mut self, snap: Arc<ClusterSnapshot>) -> ChangeSet {
-        let changes = ChangeSet::diff(&self.previous, &snap);
-        self.previous = snap;
-        changes
-    }
-
     /// The pipeline of `sel`'s instance, new if it had none.
     pub fn instance(&mut self, sel: &Selection) -> &mut InstancePipeline {
         self.instances

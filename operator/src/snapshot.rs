@@ -1,7 +1,6 @@
 //! The indexed, immutable view of every object the translation reads. Built by a source (kube
-//! reflectors or a manifest directory); read by `dag::build`. No I/O here.
+//! watches or a manifest directory); read by `dag::build`. No I/O here.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -12,9 +11,13 @@ use kube::ResourceExt;
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 
 mod changes;
+mod live;
+mod pmap;
 mod traefik;
 
 pub use changes::{ChangeSet, Kind};
+pub use live::LiveSnapshot;
+pub use pmap::PMap;
 pub use traefik::{TraefikKind, TraefikMiddleware, TraefikObjects, TraefikRoute, traefik_key};
 
 /// Namespace and name of an object; orders by namespace, then name.
@@ -50,40 +53,46 @@ impl fmt::Display for ObjKey {
 /// Label on an EndpointSlice naming its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Every object the translation reads, keyed by namespace/name. Objects are shared (`Arc`): a
-/// snapshot taken from the reflector stores, or the next snapshot of a manifest directory, holds
-/// the same allocations as the previous one for everything that did not change, and a clone of a
-/// snapshot copies pointers, never objects.
+/// Every object the translation reads, keyed by namespace/name. Objects are shared (`Arc`) and
+/// the maps are persistent ([`PMap`]): a clone of a snapshot is a few pointer copies, and a
+/// snapshot updated by one object ([`LiveSnapshot`]) shares every other object, and every map
+/// node off the path to it, with the one before.
 ///
 /// The maps are read directly; they are written only through [`Self::apply`] and
-/// [`Self::remove`], which keep the indexes ([`Self::slices_of`], [`Self::delegations_of`]) in
-/// step.
-#[derive(Clone, Debug, Default)]
+/// [`Self::remove`] (or a [`LiveSnapshot`]), which keep the indexes ([`Self::slices_of`],
+/// [`Self::delegations_of`]) in step. Equality compares objects and indexes.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClusterSnapshot {
-    pub gateways: BTreeMap<ObjKey, Arc<Gateway>>,
-    pub ingress_routes: BTreeMap<ObjKey, Arc<IngressRoute>>,
-    pub delegations: BTreeMap<ObjKey, Arc<TLSCertificateDelegation>>,
-    pub services: BTreeMap<ObjKey, Arc<Service>>,
+    pub gateways: ObjMap<Gateway>,
+    pub ingress_routes: ObjMap<IngressRoute>,
+    pub delegations: ObjMap<TLSCertificateDelegation>,
+    pub services: ObjMap<Service>,
     #[allow(deprecated)]
-    pub endpoints: BTreeMap<ObjKey, Arc<Endpoints>>,
-    pub endpoint_slices: BTreeMap<ObjKey, Arc<EndpointSlice>>,
-    pub secrets: BTreeMap<ObjKey, Arc<Secret>>,
+    pub endpoints: ObjMap<Endpoints>,
+    pub endpoint_slices: ObjMap<EndpointSlice>,
+    pub secrets: ObjMap<Secret>,
     /// Documents that are, or may be, Gateways and did not load (`file: document N (…)`).
     /// While any is listed the snapshot counts as having Gateways: the open default instance is
     /// never used in their place.
     pub unloaded_gateways: Vec<String>,
     /// IngressRoutes that are stored but do not decode (a cluster's older, schema-less CRD let
     /// anything in): each is `invalid` with the decoder's message; nothing else is held up.
-    pub undecodable_routes: BTreeMap<ObjKey, UndecodableRoute>,
+    pub undecodable_routes: PMap<ObjKey, UndecodableRoute>,
     /// Traefik IngressRoutes (both API groups), decoded or not.
     pub traefik_routes: TraefikObjects<crate::api::traefik::IngressRoute>,
     /// Traefik Middlewares (both API groups), decoded or not.
     pub traefik_middlewares: TraefikObjects<crate::api::traefik::Middleware>,
     /// EndpointSlices by the Service their `kubernetes.io/service-name` label names.
-    slices_by_service: BTreeMap<ObjKey, BTreeSet<ObjKey>>,
+    slices_by_service: Index,
     /// TLSCertificateDelegations by the Secret they delegate (`namespace/secretName`).
-    delegations_by_secret: BTreeMap<ObjKey, BTreeSet<ObjKey>>,
+    delegations_by_secret: Index,
 }
+
+/// The objects of one kind, by namespace/name.
+pub type ObjMap<T> = PMap<ObjKey, Arc<T>>;
+
+/// Objects (values) by the key they point at.
+type Index = PMap<ObjKey, PMap<ObjKey, ()>>;
 
 /// What is known of an IngressRoute that does not decode.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,7 +120,7 @@ pub enum Object {
     TraefikMiddleware(TraefikMiddleware),
 }
 
-/// Any object a snapshot holds, shared with whoever else holds it (a reflector store).
+/// Any object a snapshot holds, shared with whoever else holds it (a watch's decoded object).
 #[derive(Clone, Debug)]
 pub enum SharedObject {
     Gateway(Arc<Gateway>),
@@ -138,6 +147,59 @@ impl From<Object> for SharedObject {
             Object::Secret(o) => Self::Secret(Arc::new(o)),
             Object::TraefikRoute(o) => Self::TraefikRoute(Arc::new(o)),
             Object::TraefikMiddleware(o) => Self::TraefikMiddleware(Arc::new(o)),
+        }
+    }
+}
+
+impl Object {
+    /// Kind, namespace and name.
+    pub fn identity(&self) -> (Kind, ObjKey) {
+        match self {
+            Object::Gateway(o) => (Kind::Gateway, ObjKey::of(o)),
+            Object::IngressRoute(o) => (Kind::IngressRoute, ObjKey::of(o)),
+            Object::Delegation(o) => (Kind::Delegation, ObjKey::of(o)),
+            Object::Service(o) => (Kind::Service, ObjKey::of(o)),
+            Object::Endpoints(o) => (Kind::Endpoints, ObjKey::of(o)),
+            Object::EndpointSlice(o) => (Kind::EndpointSlice, ObjKey::of(o)),
+            Object::Secret(o) => (Kind::Secret, ObjKey::of(o)),
+            Object::TraefikRoute(o) => (
+                Kind::Traefik(TraefikKind::IngressRoute, o.group),
+                traefik_key(o),
+            ),
+            Object::TraefikMiddleware(o) => (
+                Kind::Traefik(TraefikKind::Middleware, o.group),
+                traefik_key(o),
+            ),
+        }
+    }
+}
+
+impl SharedObject {
+    pub fn kind(&self) -> Kind {
+        match self {
+            SharedObject::Gateway(_) => Kind::Gateway,
+            SharedObject::IngressRoute(_) => Kind::IngressRoute,
+            SharedObject::Delegation(_) => Kind::Delegation,
+            SharedObject::Service(_) => Kind::Service,
+            SharedObject::Endpoints(_) => Kind::Endpoints,
+            SharedObject::EndpointSlice(_) => Kind::EndpointSlice,
+            SharedObject::Secret(_) => Kind::Secret,
+            SharedObject::TraefikRoute(o) => Kind::Traefik(TraefikKind::IngressRoute, o.group),
+            SharedObject::TraefikMiddleware(o) => Kind::Traefik(TraefikKind::Middleware, o.group),
+        }
+    }
+
+    pub fn key(&self) -> ObjKey {
+        match self {
+            SharedObject::Gateway(o) => ObjKey::of(&**o),
+            SharedObject::IngressRoute(o) => ObjKey::of(&**o),
+            SharedObject::Delegation(o) => ObjKey::of(&**o),
+            SharedObject::Service(o) => ObjKey::of(&**o),
+            SharedObject::Endpoints(o) => ObjKey::of(&**o),
+            SharedObject::EndpointSlice(o) => ObjKey::of(&**o),
+            SharedObject::Secret(o) => ObjKey::of(&**o),
+            SharedObject::TraefikRoute(o) => traefik_key(o),
+            SharedObject::TraefikMiddleware(o) => traefik_key(o),
         }
     }
 }
@@ -176,10 +238,7 @@ impl ClusterSnapshot {
                 let key = ObjKey::of(&*o);
                 self.unindex_delegation(&key);
                 for secret in delegated_secrets(&o) {
-                    self.delegations_by_secret
-                        .entry(secret)
-                        .or_default()
-                        .insert(key.clone());
+                    index(&mut self.delegations_by_secret, secret, key.clone());
                 }
                 self.delegations.insert(key, o);
             }
@@ -193,10 +252,7 @@ impl ClusterSnapshot {
                 let key = ObjKey::of(&*o);
                 self.unindex_slice(&key);
                 if let Some(svc) = slice_service(&o) {
-                    self.slices_by_service
-                        .entry(svc)
-                        .or_default()
-                        .insert(key.clone());
+                    index(&mut self.slices_by_service, svc, key.clone());
                 }
                 self.endpoint_slices.insert(key, o);
             }
@@ -221,40 +277,32 @@ impl ClusterSnapshot {
     /// Removes an object of `kind`; returns whether there was one.
     pub fn remove(&mut self, kind: Kind, key: &ObjKey) -> bool {
         match kind {
-            Kind::Gateway => self.gateways.remove(key).is_some(),
-            Kind::IngressRoute => self.ingress_routes.remove(key).is_some(),
+            Kind::Gateway => self.gateways.remove(key),
+            Kind::IngressRoute => self.ingress_routes.remove(key),
             Kind::Delegation => {
                 self.unindex_delegation(key);
-                self.delegations.remove(key).is_some()
+                self.delegations.remove(key)
             }
-            Kind::Service => self.services.remove(key).is_some(),
-            Kind::Endpoints => self.endpoints.remove(key).is_some(),
+            Kind::Service => self.services.remove(key),
+            Kind::Endpoints => self.endpoints.remove(key),
             Kind::EndpointSlice => {
                 self.unindex_slice(key);
-                self.endpoint_slices.remove(key).is_some()
+                self.endpoint_slices.remove(key)
             }
-            Kind::Secret => self.secrets.remove(key).is_some(),
-            Kind::UndecodableRoute => self.undecodable_routes.remove(key).is_some(),
+            Kind::Secret => self.secrets.remove(key),
+            Kind::UndecodableRoute => self.undecodable_routes.remove(key),
             Kind::Traefik(TraefikKind::IngressRoute, group) => {
-                self.traefik_routes.group_mut(group).remove(key).is_some()
+                self.traefik_routes.group_mut(group).remove(key)
             }
-            Kind::Traefik(TraefikKind::Middleware, group) => self
-                .traefik_middlewares
-                .group_mut(group)
-                .remove(key)
-                .is_some(),
+            Kind::Traefik(TraefikKind::Middleware, group) => {
+                self.traefik_middlewares.group_mut(group).remove(key)
+            }
         }
     }
 
     fn unindex_slice(&mut self, key: &ObjKey) {
-        let Some(svc) = self.endpoint_slices.get(key).and_then(|s| slice_service(s)) else {
-            return;
-        };
-        if let Some(set) = self.slices_by_service.get_mut(&svc) {
-            set.remove(key);
-            if set.is_empty() {
-                self.slices_by_service.remove(&svc);
-            }
+        if let Some(svc) = self.endpoint_slices.get(key).and_then(|s| slice_service(s)) {
+            unindex(&mut self.slices_by_service, &svc, key);
         }
     }
 
@@ -263,12 +311,7 @@ impl ClusterSnapshot {
             return;
         };
         for secret in delegated_secrets(&old) {
-            if let Some(set) = self.delegations_by_secret.get_mut(&secret) {
-                set.remove(key);
-                if set.is_empty() {
-                    self.delegations_by_secret.remove(&secret);
-                }
-            }
+            unindex(&mut self.delegations_by_secret, &secret, key);
         }
     }
 
@@ -277,7 +320,7 @@ impl ClusterSnapshot {
         self.slices_by_service
             .get(svc)
             .into_iter()
-            .flatten()
+            .flat_map(PMap::keys)
             .filter_map(|k| self.endpoint_slices.get(k).map(|s| &**s))
     }
 
@@ -289,7 +332,7 @@ impl ClusterSnapshot {
         self.delegations_by_secret
             .get(secret)
             .into_iter()
-            .flatten()
+            .flat_map(PMap::keys)
             .filter_map(|k| self.delegations.get(k).map(|d| &**d))
     }
 
@@ -297,5 +340,25 @@ impl ClusterSnapshot {
     pub fn secret_data(&self, secret: &ObjKey, key: &str) -> Option<&[u8]> {
         let s = self.secrets.get(secret)?;
         s.data.as_ref()?.get(key).map(|b| b.0.as_slice())
+    }
+}
+
+/// Records that `value` points at `target`.
+fn index(index: &mut Index, target: ObjKey, value: ObjKey) {
+    let mut set = index.get(&target).cloned().unwrap_or_default();
+    set.insert(value, ());
+    index.insert(target, set);
+}
+
+/// Forgets that `value` points at `target`; an empty entry goes.
+fn unindex(index: &mut Index, target: &ObjKey, value: &ObjKey) {
+    let Some(mut set) = index.get(target).cloned() else {
+        return;
+    };
+    set.remove(value);
+    if set.is_empty() {
+        index.remove(target);
+    } else {
+        index.insert(target.clone(), set);
     }
 }

@@ -1,4 +1,4 @@
-//! The route reconcilers: after a short debounce, one snapshot of the shared reflectors goes to
+//! The route reconcilers: after a short debounce, one snapshot of the shared watches goes to
 //! one reconciler per Gateway instance, which builds, translates and hands its resources to the
 //! xDS cache; once all have built it, the leader writes the IngressRoute statuses that changed.
 
@@ -90,7 +90,7 @@ pub async fn run(
     ready: watch::Sender<bool>,
 ) {
     if ctx.stores.wait_until_ready().await.is_err() {
-        tracing::error!("reflectors stopped before their initial list");
+        tracing::error!("watches stopped before their initial list");
         return;
     }
     let ctx = Arc::new(ctx);
@@ -112,9 +112,9 @@ pub async fn run(
         let started = Instant::now();
         watch_needed_secrets(&ctx).await;
         generation += 1;
-        // Changes first: an event landing in between is then listed twice, never lost.
-        let changes = Arc::new(ctx.stores.take_changes());
-        let snapshot = Arc::new(ctx.stores.snapshot());
+        // One step: the snapshot and exactly the changes that led to it (O(1)).
+        let (snapshot, changes) = ctx.stores.take();
+        let changes = Arc::new(changes);
         let wanted: Vec<String> = snapshot.gateways.keys().map(ToString::to_string).collect();
         stop_removed_instances(&ctx, &mut instances, &reports, &wanted);
         snapshots.send_replace((generation, snapshot.clone(), changes));

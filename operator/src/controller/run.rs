@@ -1,4 +1,4 @@
-//! `sluice run`: wires the reflectors, the route reconciler, the Gateway controller, leader
+//! `sluice run`: wires the watches, the route reconciler, the Gateway controller, leader
 //! election, the xDS server and the HTTP endpoint together.
 
 use std::collections::BTreeMap;

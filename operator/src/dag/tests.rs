@@ -1047,7 +1047,7 @@ spec: {ingressClassName: b, rootNamespaces: [team-b]}
     assert_eq!(secrets(&b), ["team-b/cert"]);
     // No Gateway: one default instance judging only class-less IngressRoutes.
     let mut no_gw = snap.clone();
-    no_gw.gateways.clear();
+    no_gw.gateways = Default::default();
     let d = build(&no_gw, &super::instances(&no_gw)[0]);
     assert_eq!(d.gateway, "sluice-system/default");
     assert_eq!(keys(&d), ["team-a/classless"]);

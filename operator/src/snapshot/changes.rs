@@ -1,15 +1,17 @@
 //! What changed between two snapshots: the objects, by kind and key, that were added, changed or
-//! removed. Produced by the sources (from the reflectors' watch events, or by comparing a
-//! manifest directory's new snapshot with the previous one) and read by the incremental DAG,
-//! which rebuilds only what these objects touch.
+//! removed. Produced with the snapshot itself, by the step that applies each change to it
+//! ([`LiveSnapshot`](super::LiveSnapshot): a watch event, a manifest file's delta), and read by
+//! the incremental DAG, which rebuilds only what these objects touch.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{ClusterSnapshot, ObjKey, TraefikKind};
+use super::{ClusterSnapshot, ObjKey, PMap, TraefikKind};
 use crate::api::traefik::Group;
 
-/// The kinds a snapshot holds.
+/// The kinds a snapshot holds: the one vocabulary of the sources (watches, manifest files), the
+/// change sets and the DAG's dependencies. A new kind is added here, to [`Kind::ALL`], and to
+/// the snapshot's maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Gateway,
@@ -23,6 +25,37 @@ pub enum Kind {
     UndecodableRoute,
     /// A Traefik object of one API group.
     Traefik(TraefikKind, Group),
+}
+
+impl Kind {
+    pub const ALL: [Kind; 12] = [
+        Kind::Gateway,
+        Kind::IngressRoute,
+        Kind::Delegation,
+        Kind::Service,
+        Kind::Endpoints,
+        Kind::EndpointSlice,
+        Kind::Secret,
+        Kind::UndecodableRoute,
+        Kind::Traefik(TraefikKind::IngressRoute, Group::TraefikIo),
+        Kind::Traefik(TraefikKind::IngressRoute, Group::ContainoUs),
+        Kind::Traefik(TraefikKind::Middleware, Group::TraefikIo),
+        Kind::Traefik(TraefikKind::Middleware, Group::ContainoUs),
+    ];
+
+    /// The Kubernetes kind (an undecodable IngressRoute is an IngressRoute).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gateway => "Gateway",
+            Kind::IngressRoute | Kind::UndecodableRoute => "IngressRoute",
+            Kind::Delegation => "TLSCertificateDelegation",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Secret => "Secret",
+            Kind::Traefik(kind, _) => kind.as_str(),
+        }
+    }
 }
 
 /// Objects added, changed or removed since the previous snapshot, by kind and key. A change set
@@ -41,7 +74,7 @@ impl ChangeSet {
     /// Nothing known: every object may have changed.
     pub fn everything() -> Self {
         Self {
-            whole_kinds: ALL_KINDS.into_iter().collect(),
+            whole_kinds: Kind::ALL.into_iter().collect(),
             unloaded_gateways: true,
             ..Self::default()
         }
@@ -94,6 +127,16 @@ impl ChangeSet {
         self.unloaded_gateways
     }
 
+    /// The Gateways that did not load changed.
+    pub fn insert_unloaded_gateways(&mut self) {
+        self.unloaded_gateways = true;
+    }
+
+    /// Whether the object is listed, by itself or with its whole kind.
+    pub fn lists(&self, kind: Kind, key: &ObjKey) -> bool {
+        self.whole_kinds.contains(&kind) || self.objects.contains(&(kind, key.clone()))
+    }
+
     /// The same changes with every whole kind replaced by the objects of that kind that differ
     /// between `old` and `new` ([`ChangeSet::diff`] restricted to those kinds).
     pub fn resolve(&self, old: &ClusterSnapshot, new: &ClusterSnapshot) -> ChangeSet {
@@ -115,21 +158,6 @@ impl ChangeSet {
         Self::everything().resolve(old, new)
     }
 }
-
-const ALL_KINDS: [Kind; 12] = [
-    Kind::Gateway,
-    Kind::IngressRoute,
-    Kind::Delegation,
-    Kind::Service,
-    Kind::Endpoints,
-    Kind::EndpointSlice,
-    Kind::Secret,
-    Kind::UndecodableRoute,
-    Kind::Traefik(TraefikKind::IngressRoute, Group::TraefikIo),
-    Kind::Traefik(TraefikKind::IngressRoute, Group::ContainoUs),
-    Kind::Traefik(TraefikKind::Middleware, Group::TraefikIo),
-    Kind::Traefik(TraefikKind::Middleware, Group::ContainoUs),
-];
 
 fn diff_kind(
     kind: Kind,
@@ -159,6 +187,9 @@ fn diff_kind(
         ),
         Kind::UndecodableRoute => {
             let (a, b) = (&old.undecodable_routes, &new.undecodable_routes);
+            if a.ptr_eq(b) {
+                return;
+            }
             for (key, v) in a {
                 if b.get(key) != Some(v) {
                     out.insert((kind, key.clone()));
@@ -171,12 +202,16 @@ fn diff_kind(
     }
 }
 
+/// Same tree: nothing to compare. Otherwise the same `Arc` is equal without a look.
 fn diff_maps<V: PartialEq>(
     kind: Kind,
-    old: &std::collections::BTreeMap<ObjKey, Arc<V>>,
-    new: &std::collections::BTreeMap<ObjKey, Arc<V>>,
+    old: &PMap<ObjKey, Arc<V>>,
+    new: &PMap<ObjKey, Arc<V>>,
     out: &mut BTreeSet<(Kind, ObjKey)>,
 ) {
+    if old.ptr_eq(new) {
+        return;
+    }
     for (key, v) in old {
         match new.get(key) {
             Some(n) if Arc::ptr_eq(v, n) || **v == **n => {}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::api::traefik::{self as t, Decoded, Group};
 
-use super::ObjKey;
+use super::{ObjKey, PMap};
 
 /// A Traefik IngressRoute as stored: decoded, or why it did not decode.
 pub type TraefikRoute = Decoded<t::IngressRoute>;
@@ -32,33 +32,33 @@ impl TraefikKind {
 }
 
 /// The objects of one Traefik kind, by group and namespace/name.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TraefikObjects<T> {
     /// `traefik.io/v1alpha1`.
-    pub current: BTreeMap<ObjKey, Arc<Decoded<T>>>,
+    pub current: PMap<ObjKey, Arc<Decoded<T>>>,
     /// `traefik.containo.us/v1alpha1`.
-    pub legacy: BTreeMap<ObjKey, Arc<Decoded<T>>>,
+    pub legacy: PMap<ObjKey, Arc<Decoded<T>>>,
 }
 
 impl<T> Default for TraefikObjects<T> {
     fn default() -> Self {
         Self {
-            current: BTreeMap::new(),
-            legacy: BTreeMap::new(),
+            current: PMap::default(),
+            legacy: PMap::default(),
         }
     }
 }
 
 impl<T> TraefikObjects<T> {
     /// The objects of one group.
-    pub fn group(&self, group: Group) -> &BTreeMap<ObjKey, Arc<Decoded<T>>> {
+    pub fn group(&self, group: Group) -> &PMap<ObjKey, Arc<Decoded<T>>> {
         match group {
             Group::TraefikIo => &self.current,
             Group::ContainoUs => &self.legacy,
         }
     }
 
-    pub(super) fn group_mut(&mut self, group: Group) -> &mut BTreeMap<ObjKey, Arc<Decoded<T>>> {
+    pub(super) fn group_mut(&mut self, group: Group) -> &mut PMap<ObjKey, Arc<Decoded<T>>> {
         match group {
             Group::TraefikIo => &mut self.current,
             Group::ContainoUs => &mut self.legacy,

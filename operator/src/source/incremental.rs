@@ -24,10 +24,10 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::files::{
-    Assembler, FileDelta, Item, Kind, LoadError, LoadWarning, ParsedFile, collect_manifest_paths,
+    Assembler, FileDelta, Item, LoadError, LoadWarning, ParsedFile, collect_manifest_paths,
     identity, parse_file,
 };
-use crate::snapshot::ObjKey;
+use crate::snapshot::{Kind, ObjKey};
 
 /// Files whose times are this close to (or after) the last read are hashed, not trusted.
 pub const RACY_WINDOW: Duration = Duration::from_secs(2);

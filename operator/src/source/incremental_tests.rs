@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
-use crate::snapshot::ClusterSnapshot;
+use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, LiveSnapshot, ObjKey};
 use crate::source::files::load_dir;
 
 /// A small xorshift generator: the sequences are random but repeatable from the seed.
@@ -26,7 +26,7 @@ fn document(rng: &mut Rng) -> String {
     let ns = ["a", "b"][rng.below(2)];
     let name = rng.below(4);
     let port = 80 + rng.below(10);
-    match rng.below(24) {
+    match rng.below(28) {
         0..=7 => format!(
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: s{name}\n  namespace: {ns}\nspec:\n  ports:\n  - port: {port}\n"
         ),
@@ -44,6 +44,15 @@ fn document(rng: &mut Rng) -> String {
             "apiVersion: sluice.dev/v1alpha1\nkind: Gateway\nmetadata:\n  name: g{name}\nspec:\n  rootNamespaces: {port}\n"
         ),
         21 => "kind: [unclosed\n".to_owned(),
+        // Indexed kinds: a slice moving between Services, a delegation between Secrets.
+        22 | 23 => format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: sl{name}\n  namespace: {ns}\n  labels:\n    kubernetes.io/service-name: s{}\naddressType: IPv4\nendpoints: []\n",
+            port % 4
+        ),
+        24 | 25 => format!(
+            "apiVersion: contour.heptio.com/v1beta1\nkind: TLSCertificateDelegation\nmetadata:\n  name: d{name}\n  namespace: {ns}\nspec:\n  delegations:\n  - secretName: c{}\n    targetNamespaces: [\"*\"]\n",
+            port % 3
+        ),
         _ => format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{name}\n  namespace: {ns}\n"
         ),
@@ -162,8 +171,17 @@ fn mutate(rng: &mut Rng, dir: &Path) -> String {
     }
 }
 
-fn same_snapshot(a: &ClusterSnapshot, b: &ClusterSnapshot) -> bool {
-    format!("{a:?}") == format!("{b:?}")
+/// Every object that differs between `before` and `after` is listed in `changes`.
+fn lists_every_change(changes: &ChangeSet, before: &ClusterSnapshot, after: &ClusterSnapshot) {
+    for (kind, key) in ChangeSet::diff(before, after).objects() {
+        assert!(
+            changes.lists(kind, key),
+            "{kind:?} {key} changed, not listed"
+        );
+    }
+    if before.unloaded_gateways != after.unloaded_gateways {
+        assert!(changes.unloaded_gateways_changed());
+    }
 }
 
 #[test]
@@ -175,7 +193,7 @@ fn random_edit_sequences_give_the_from_scratch_snapshot_after_every_step() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491));
         write(dir.path(), ALL, documents(&mut rng, 8).as_bytes());
         let mut loader = IncrementalLoader::new(dir.path());
-        let mut served = ClusterSnapshot::default();
+        let mut served = LiveSnapshot::default();
         let mut steps = Vec::new();
         for step in 0..80 {
             if step > 0 {
@@ -197,16 +215,20 @@ fn random_edit_sequences_give_the_from_scratch_snapshot_after_every_step() {
             // delta must still cover it.
             if rng.chance(75) {
                 compared += 1;
-                let unloaded = reload.unloaded_gateways;
+                let before = served.snapshot().clone();
                 reload.delta.apply_to(&mut served);
-                served.unloaded_gateways = unloaded;
+                served.set_unloaded_gateways(reload.unloaded_gateways);
                 loader.accept();
+                // Objects and indexes.
                 assert!(
-                    same_snapshot(&served, &reference.snapshot),
-                    "{}\nincremental: {served:#?}\nfrom scratch: {:#?}",
+                    *served.snapshot() == reference.snapshot,
+                    "{}\nincremental: {:#?}\nfrom scratch: {:#?}",
                     context(),
+                    served.snapshot(),
                     reference.snapshot
                 );
+                let (_, changes) = served.take();
+                lists_every_change(&changes, &before, &reference.snapshot);
             }
         }
     }

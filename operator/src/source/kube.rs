@@ -1,24 +1,27 @@
-//! Reflectors over the Kubernetes API: one watch per kind, shared by every Gateway instance. Each
-//! event bumps a counter; consumers debounce and take a [`ClusterSnapshot`] of the stores.
+//! Watches over the Kubernetes API: one per kind, shared by every Gateway instance. Each event
+//! is applied to one snapshot kept up to date ([`WatchedSnapshot`]: O(log n) per event, with the
+//! change set), and bumps a counter; consumers debounce and [`Stores::take`] the snapshot and
+//! what changed, in one step, so every instance builds the same consistent state.
 //!
 //! With `--watch-namespaces` ([`WatchScope::Namespaces`]) every watch is one per listed
 //! namespace instead, so nothing outside them is ever listed, watched or held.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::lenient::Lenient;
+use super::watched::{WatchEvent, WatchId, Watched, WatchedSnapshot, validates};
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, SharedObject, UndecodableRoute};
 
@@ -150,91 +153,115 @@ where
     }
 }
 
-/// The stores of one kind: one per watched namespace, or one for the cluster.
-pub struct Reflected<K: Resource + 'static>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    stores: Vec<Store<K>>,
-}
-
-impl<K: Resource + Clone + 'static> Clone for Reflected<K>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    fn clone(&self) -> Self {
-        Self {
-            stores: self.stores.clone(),
-        }
-    }
-}
-
-impl<K: Resource + Clone + 'static> Reflected<K>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    /// Every object of every store.
-    pub fn state(&self) -> Vec<Arc<K>> {
-        self.stores.iter().flat_map(Store::state).collect()
-    }
-
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        for s in &self.stores {
-            s.wait_until_ready().await?;
-        }
-        Ok(())
-    }
-}
-
-/// Read handles of every watched kind.
+/// Read handles of the watched state.
 #[derive(Clone)]
 pub struct Stores {
-    /// Decoded one by one ([`Lenient`]): one object that does not fit stops nothing else.
-    pub gateways: Reflected<Lenient<Gateway>>,
-    pub ingress_routes: Reflected<Lenient<IngressRoute>>,
-    pub delegations: Reflected<Lenient<TLSCertificateDelegation>>,
-    pub services: Reflected<Service>,
-    pub endpoints: Reflected<Endpoints>,
-    pub endpoint_slices: Reflected<EndpointSlice>,
+    state: Shared,
+    /// Bumped by every event (and what readiness waits on).
+    counter: Arc<watch::Sender<u64>>,
     pub secrets: SecretStores,
     /// What is watched; Secrets too are read only there.
     pub watch: WatchScope,
     /// Gateways last reported for roots outside [`Self::watch`], to say it once per change.
     unwatched_roots: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
-    /// What the watch events changed since [`Stores::take_changes`].
-    changes: Changes,
 }
 
-/// The change set the reflectors fill, shared with every watch task.
-type Changes = Arc<Mutex<ChangeSet>>;
+/// The snapshot every watch task writes to.
+type Shared = Arc<Mutex<WatchedSnapshot>>;
 
-/// Where a watch records its events: the kinds its events change, and the shared counter and
-/// change set.
+fn lock(state: &Shared) -> std::sync::MutexGuard<'_, WatchedSnapshot> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The watch tasks stopped (the runtime is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the watches stopped")]
+pub struct WatchesStopped;
+
+/// Where a watch applies its events: the shared snapshot and counter.
 #[derive(Clone)]
 struct Notify {
-    kinds: &'static [Kind],
+    state: Shared,
     counter: Arc<watch::Sender<u64>>,
-    changes: Changes,
 }
 
 impl Notify {
-    fn record<K: Resource>(&self, event: &watcher::Event<K>) {
-        let mut changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
-        match event {
-            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
-                for kind in self.kinds {
-                    changes.insert(*kind, ObjKey::of(o));
-                }
+    fn record(&self, id: &WatchId, event: WatchEvent) {
+        lock(&self.state).apply(id, event);
+        self.counter.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Waits until every running watch (of `kind`, when given) has completed a list.
+    async fn listed(&self, kind: Option<Kind>) -> Result<(), WatchesStopped> {
+        let mut events = self.counter.subscribe();
+        loop {
+            if lock(&self.state).all_listed(kind) {
+                return Ok(());
             }
-            // A relist: objects not listed again are dropped at its end.
-            watcher::Event::Init | watcher::Event::InitDone => {
-                for kind in self.kinds {
-                    changes.insert_kind(*kind);
-                }
+            events.changed().await.map_err(|_| WatchesStopped)?;
+        }
+    }
+}
+
+/// A watched type: which snapshot kind it fills, and how one object goes in.
+trait Watchable: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
+    const KIND: Kind;
+    fn watched(self) -> Watched;
+}
+
+macro_rules! watchable {
+    ($($ty:ty => $kind:ident),* $(,)?) => {$(
+        impl Watchable for $ty {
+            const KIND: Kind = Kind::$kind;
+            fn watched(self) -> Watched {
+                Watched::Object(SharedObject::$kind(Arc::new(self)))
             }
         }
-        drop(changes);
-        self.counter.send_modify(|n| *n = n.wrapping_add(1));
+    )*};
+}
+
+watchable!(Service => Service, Endpoints => Endpoints, EndpointSlice => EndpointSlice, Secret => Secret);
+
+impl Watchable for Lenient<Gateway> {
+    const KIND: Kind = Kind::Gateway;
+    fn watched(self) -> Watched {
+        let key = ObjKey::of(&self);
+        match self.decoded {
+            Ok(g) => Watched::Object(SharedObject::Gateway(g)),
+            // Never the open default instance in its place (there is none in a cluster
+            // anyway); its own controller reports it.
+            Err(e) => Watched::UnloadedGateway(key, e.error),
+        }
+    }
+}
+
+impl Watchable for Lenient<IngressRoute> {
+    const KIND: Kind = Kind::IngressRoute;
+    fn watched(self) -> Watched {
+        let key = ObjKey::of(&self);
+        match self.decoded {
+            Ok(r) => Watched::Object(SharedObject::IngressRoute(r)),
+            Err(e) => Watched::UndecodableRoute(
+                key,
+                Box::new(UndecodableRoute {
+                    metadata: self.metadata,
+                    error: e.error,
+                    status: e.status.and_then(|s| serde_json::from_value(s).ok()),
+                }),
+            ),
+        }
+    }
+}
+
+impl Watchable for Lenient<TLSCertificateDelegation> {
+    const KIND: Kind = Kind::Delegation;
+    fn watched(self) -> Watched {
+        let key = ObjKey::of(&self);
+        match self.decoded {
+            Ok(d) => Watched::Object(SharedObject::Delegation(d)),
+            // A TLSCertificateDelegation that does not decode delegates nothing.
+            Err(_) => Watched::Absent(key),
+        }
     }
 }
 
@@ -249,7 +276,8 @@ pub enum SecretScope {
     Namespaces(BTreeSet<String>),
 }
 
-/// The Secret scope the current objects call for. Pure.
+/// The Secret scope the current objects call for. Pure: the reference of
+/// [`WatchedSnapshot::secret_scope`], which keeps it per event.
 pub fn secret_scope<'a>(
     gateways: impl IntoIterator<Item = &'a Gateway>,
     delegations: impl IntoIterator<Item = &'a TLSCertificateDelegation>,
@@ -267,13 +295,6 @@ pub fn secret_scope<'a>(
             .into_iter()
             .filter_map(|d| d.metadata.namespace.clone()),
     );
-    let validates = |ir: &IngressRoute| {
-        ir.spec
-            .routes
-            .iter()
-            .flat_map(|r| &r.services)
-            .any(|s| s.validation.is_some())
-    };
     namespaces.extend(
         ingress_routes
             .into_iter()
@@ -283,10 +304,10 @@ pub fn secret_scope<'a>(
     SecretScope::Namespaces(namespaces)
 }
 
-/// Running Secret reflectors by namespace (`None`: all namespaces), with the handle stopping each.
-type ActiveSecretWatches = BTreeMap<Option<String>, (Store<Secret>, tokio::task::AbortHandle)>;
+/// Running Secret watches by namespace (`None`: all namespaces), with the handle stopping each.
+type ActiveSecretWatches = BTreeMap<Option<String>, (WatchId, tokio::task::AbortHandle)>;
 
-/// Secret reflectors for the current [`SecretScope`]: one for the whole cluster, or one per
+/// Secret watches for the current [`SecretScope`]: one for the whole cluster, or one per
 /// namespace, started and stopped as the scope changes.
 #[derive(Clone)]
 pub struct SecretStores {
@@ -294,6 +315,8 @@ pub struct SecretStores {
     notify: Notify,
     /// Key `None`: all namespaces.
     active: Arc<Mutex<ActiveSecretWatches>>,
+    /// Tells a restarted namespace watch from the one it replaces.
+    serial: Arc<AtomicU64>,
 }
 
 impl SecretStores {
@@ -302,11 +325,13 @@ impl SecretStores {
             client,
             notify,
             active: Arc::default(),
+            serial: Arc::default(),
         }
     }
 
-    /// Starts the reflectors `scope` needs and stops the others. Returns true if anything
-    /// changed (new stores start empty: wait for them with [`Self::wait_until_ready`]).
+    /// Starts the watches `scope` needs and stops the others; Secrets outside `scope` leave the
+    /// snapshot. Returns true if anything changed (new watches list first: wait for them with
+    /// [`Self::wait_until_ready`]).
     pub fn ensure(&self, scope: &SecretScope) -> bool {
         let wanted: BTreeSet<Option<String>> = match scope {
             SecretScope::All => BTreeSet::from([None]),
@@ -314,10 +339,12 @@ impl SecretStores {
         };
         let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
         let before = active.len();
-        active.retain(|ns, (_, task)| {
+        active.retain(|ns, (id, task)| {
             let keep = wanted.contains(ns);
             if !keep {
                 task.abort();
+                // Its events from now on are ignored, even one already on its way.
+                lock(&self.notify.state).stop_watch(id);
             }
             keep
         });
@@ -331,67 +358,47 @@ impl SecretStores {
                 Some(ns) => Api::namespaced(self.client.clone(), ns),
             };
             let config = watcher::Config::default().fields(&secret_field_selector());
-            let (store, task) = reflect_task(api, config, self.notify.clone(), strip_secret);
+            let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+            let id = WatchId::new(Kind::Secret, ns.clone(), serial);
+            let task = watch_task(api, config, id.clone(), self.notify.clone(), strip_secret);
             tracing::info!(namespace = ns.as_deref().unwrap_or("*"), "watching Secrets");
-            active.insert(ns, (store, task));
+            active.insert(ns, (id, task));
             changed = true;
         }
         if changed {
-            // A stopped watch drops its Secrets without an event.
-            self.notify
-                .changes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert_kind(Kind::Secret);
+            // A stopped watch's Secrets go, unless a running one lists them again.
+            lock(&self.notify.state).remove_secrets_outside(scope);
         }
         changed
     }
 
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        let stores: Vec<Store<Secret>> = self
-            .active
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .map(|(s, _)| s.clone())
-            .collect();
-        for s in stores {
-            s.wait_until_ready().await?;
-        }
-        Ok(())
-    }
-
-    fn state(&self) -> Vec<Arc<Secret>> {
-        let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        active.values().flat_map(|(s, _)| s.state()).collect()
+    /// Waits until every Secret watch has completed its list.
+    pub async fn wait_until_ready(&self) -> Result<(), WatchesStopped> {
+        self.notify.listed(Some(Kind::Secret)).await
     }
 }
 
 impl Stores {
-    /// Waits until every store has completed its initial list.
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.gateways.wait_until_ready().await?;
-        self.ingress_routes.wait_until_ready().await?;
-        self.delegations.wait_until_ready().await?;
-        self.services.wait_until_ready().await?;
-        self.endpoints.wait_until_ready().await?;
-        self.endpoint_slices.wait_until_ready().await?;
+    /// Waits until every watch has completed its initial list.
+    pub async fn wait_until_ready(&self) -> Result<(), WatchesStopped> {
+        let notify = Notify {
+            state: self.state.clone(),
+            counter: self.counter.clone(),
+        };
+        notify.listed(None).await?;
         self.secrets.ensure(&self.secret_scope());
         self.secrets.wait_until_ready().await
     }
 
     /// The Secret scope the current Gateways, delegations and IngressRoutes call for, within
     /// the watched namespaces. Logs a warning when the Gateways whose roots reach outside them
-    /// change (IngressRoutes and Secrets there are never seen).
+    /// change (IngressRoutes and Secrets there are never seen). O(Gateways + namespaces).
     pub fn secret_scope(&self) -> SecretScope {
-        let (gateways, delegations, routes) = (
-            self.gateways.state(),
-            self.delegations.state(),
-            self.ingress_routes.state(),
-        );
-        let outside = self
-            .watch
-            .unwatched_roots(gateways.iter().filter_map(|o| o.ok()));
+        let (scope, outside) = {
+            let state = lock(&self.state);
+            let gateways = state.snapshot().gateways.values().map(|g| &**g);
+            (state.secret_scope(), self.watch.unwatched_roots(gateways))
+        };
         let mut reported = self
             .unwatched_roots
             .lock()
@@ -408,121 +415,48 @@ impl Stores {
             *reported = outside;
         }
         drop(reported);
-        self.watch.restrict(secret_scope(
-            gateways.iter().filter_map(|o| o.ok()),
-            delegations.iter().filter_map(|o| o.ok()),
-            routes.iter().filter_map(|o| o.ok()),
-        ))
+        self.watch.restrict(scope)
     }
 
-    /// The changes seen since the last call, from the watch events. Take them before the
-    /// [`Self::snapshot`] they describe: an event that lands in between is then listed again
-    /// next time (harmless), never lost.
-    pub fn take_changes(&self) -> ChangeSet {
-        std::mem::take(&mut *self.changes.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// The current state. Shares the stores' objects (`Arc`s): nothing is copied per object.
-    pub fn snapshot(&self) -> ClusterSnapshot {
-        let mut snap = ClusterSnapshot::default();
-        for o in self.gateways.state() {
-            match &o.decoded {
-                Ok(g) => snap.apply_shared(SharedObject::Gateway(g.clone())),
-                // Never the open default instance in its place (there is none in a cluster
-                // anyway); its own controller reports it.
-                Err(e) => snap.unloaded_gateways.push(format!(
-                    "Gateway {}: {}",
-                    ObjKey::of(o.as_ref()),
-                    e.error
-                )),
-            }
-        }
-        snap.unloaded_gateways.sort();
-        for o in self.ingress_routes.state() {
-            match &o.decoded {
-                Ok(r) => snap.apply_shared(SharedObject::IngressRoute(r.clone())),
-                Err(e) => {
-                    snap.undecodable_routes.insert(
-                        ObjKey::of(o.as_ref()),
-                        UndecodableRoute {
-                            metadata: o.metadata.clone(),
-                            error: e.error.clone(),
-                            status: e
-                                .status
-                                .clone()
-                                .and_then(|s| serde_json::from_value(s).ok()),
-                        },
-                    );
-                }
-            }
-        }
-        // A TLSCertificateDelegation that does not decode delegates nothing.
-        for o in self.delegations.state() {
-            if let Ok(d) = &o.decoded {
-                snap.apply_shared(SharedObject::Delegation(d.clone()));
-            }
-        }
-        for o in self.services.state() {
-            snap.apply_shared(SharedObject::Service(o));
-        }
-        for o in self.endpoints.state() {
-            snap.apply_shared(SharedObject::Endpoints(o));
-        }
-        for o in self.endpoint_slices.state() {
-            snap.apply_shared(SharedObject::EndpointSlice(o));
-        }
-        for secret in self.secrets.state() {
-            snap.apply_shared(SharedObject::Secret(secret));
-        }
-        snap
+    /// The current snapshot and what changed since the previous call, taken together (O(1)):
+    /// every event is in exactly one change set, and the snapshot holds exactly the events
+    /// listed up to now.
+    pub fn take(&self) -> (Arc<ClusterSnapshot>, ChangeSet) {
+        lock(&self.state).take()
     }
 }
 
-/// Starts one reflector per kind and watched namespace (Secrets: per [`SecretScope`], see
+/// Starts one watch per kind and watched namespace (Secrets: per [`SecretScope`], see
 /// [`SecretStores::ensure`]). The returned receiver changes on every watch event.
 pub fn start(client: &Client, scope: &WatchScope) -> (Stores, watch::Receiver<u64>) {
     let (tx, rx) = watch::channel(0u64);
-    let counter = Arc::new(tx);
-    let changes = Changes::default();
-    let notify = |kinds: &'static [Kind]| Notify {
-        kinds,
-        counter: counter.clone(),
-        changes: changes.clone(),
+    let notify = Notify {
+        state: Shared::default(),
+        counter: Arc::new(tx),
     };
-    fn each<K>(client: &Client, scope: &WatchScope, notify: Notify) -> Reflected<K>
+    fn each<K>(client: &Client, scope: &WatchScope, notify: &Notify)
     where
-        K: Resource<Scope = NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug
-            + Send
-            + Sync
-            + 'static,
+        K: Watchable + Resource<Scope = NamespaceResourceScope>,
         K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
     {
-        Reflected {
-            stores: scope
-                .apis(client)
-                .into_iter()
-                .map(|api| reflect(api, watcher::Config::default(), notify.clone(), |_| {}))
-                .collect(),
+        for ns in scope.watches() {
+            let api = api_in(client, ns.as_deref());
+            let id = WatchId::new(K::KIND, ns, 0);
+            watch_task::<K>(api, watcher::Config::default(), id, notify.clone(), |_| {});
         }
     }
+    each::<Lenient<Gateway>>(client, scope, &notify);
+    each::<Lenient<IngressRoute>>(client, scope, &notify);
+    each::<Lenient<TLSCertificateDelegation>>(client, scope, &notify);
+    each::<Service>(client, scope, &notify);
+    each::<Endpoints>(client, scope, &notify);
+    each::<EndpointSlice>(client, scope, &notify);
     let stores = Stores {
-        gateways: each(client, scope, notify(&[Kind::Gateway])),
-        ingress_routes: each(
-            client,
-            scope,
-            notify(&[Kind::IngressRoute, Kind::UndecodableRoute]),
-        ),
-        delegations: each(client, scope, notify(&[Kind::Delegation])),
-        services: each(client, scope, notify(&[Kind::Service])),
-        endpoints: each(client, scope, notify(&[Kind::Endpoints])),
-        endpoint_slices: each(client, scope, notify(&[Kind::EndpointSlice])),
-        secrets: SecretStores::new(client.clone(), notify(&[Kind::Secret])),
+        state: notify.state.clone(),
+        counter: notify.counter.clone(),
+        secrets: SecretStores::new(client.clone(), notify),
         watch: scope.clone(),
         unwatched_roots: Arc::default(),
-        changes,
     };
     (stores, rx)
 }
@@ -539,44 +473,43 @@ fn strip_secret(s: &mut Secret) {
     s.metadata.managed_fields = None;
 }
 
-fn reflect<K>(api: Api<K>, config: watcher::Config, notify: Notify, modify: fn(&mut K)) -> Store<K>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    reflect_task(api, config, notify, modify).0
-}
-
-/// Like [`reflect`], also returning a handle that stops the watch.
-fn reflect_task<K>(
+/// Runs one watch, applying its events to the shared snapshot; returns the handle stopping it.
+fn watch_task<K>(
     api: Api<K>,
     config: watcher::Config,
+    id: WatchId,
     notify: Notify,
     modify: fn(&mut K),
-) -> (Store<K>, tokio::task::AbortHandle)
+) -> tokio::task::AbortHandle
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Watchable,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    let (reader, writer) = reflector::store();
-    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    lock(&notify.state).add_watch(id.clone());
     let stream = watcher(api, config)
         .modify(move |o| {
             modify(o);
             o.meta_mut().managed_fields = None;
         })
-        .default_backoff()
-        .reflect(writer);
+        .default_backoff();
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            match event {
-                Ok(event) => notify.record(&event),
-                Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
-            }
+            let event = match event {
+                Ok(watcher::Event::Apply(o)) => WatchEvent::Apply(o.watched()),
+                Ok(watcher::Event::Delete(o)) => WatchEvent::Delete(ObjKey::of(&o)),
+                Ok(watcher::Event::Init) => WatchEvent::Init,
+                Ok(watcher::Event::InitApply(o)) => WatchEvent::InitApply(o.watched()),
+                Ok(watcher::Event::InitDone) => WatchEvent::InitDone,
+                Err(e) => {
+                    tracing::warn!(kind = K::KIND.as_str(), error = %e, "watch failed; retrying");
+                    continue;
+                }
+            };
+            notify.record(&id, event);
         }
     });
-    (reader, task.abort_handle())
+    task.abort_handle()
 }
 
 #[cfg(test)]

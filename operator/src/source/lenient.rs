@@ -1,8 +1,8 @@
 //! Objects decoded one by one, so that one that does not fit the types stops nothing else.
 //!
 //! A typed watch fails as a whole when a single stored object does not decode (an IngressRoute
-//! written under Contour's schema-less CRD with `port: "80"`, say): the reflector retries
-//! forever and no Gateway gets configuration. [`Lenient`] wraps a kind for the reflectors: it
+//! written under Contour's schema-less CRD with `port: "80"`, say): the watch retries
+//! forever and no Gateway gets configuration. [`Lenient`] wraps a kind for the watches: it
 //! always decodes, keeping the object's metadata and either the typed object or the decoder's
 //! message with the field path.
 

@@ -5,7 +5,8 @@
 //!   files.
 //! - [`incremental`]: the same directory kept parsed per file; a reload re-reads only files
 //!   that changed and returns the change to the snapshot (`sluice standalone`).
-//! - [`kube`]: reflectors over the Kubernetes API (`sluice run`).
+//! - [`kube`]: watches over the Kubernetes API (`sluice run`), applied event by event to one
+//!   snapshot ([`watched`]).
 //!
 //! Sources own I/O and decoding; they must not judge objects (that is `dag`'s job): an
 //! IngressRoute with a negative weight loads fine and gets an `invalid` status later.
@@ -15,8 +16,7 @@ pub mod incremental;
 pub mod kube;
 pub mod lenient;
 pub mod nesting;
+pub mod watched;
 
-pub use files::{
-    DocRef, FileDelta, Kind, LoadError, LoadReport, LoadWarning, load_dir, load_sources,
-};
+pub use files::{DocRef, FileDelta, LoadError, LoadReport, LoadWarning, load_dir, load_sources};
 pub use incremental::{IncrementalLoader, Reload};

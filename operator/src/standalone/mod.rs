@@ -22,7 +22,7 @@ use crate::pipeline::Pipelines;
 use crate::pki::identity::DEFAULT_SERVER_NAME;
 use crate::provision::bootstrap::AdsFlavour;
 use crate::provision::objects::EnvoyPorts;
-use crate::snapshot::{ChangeSet, ClusterSnapshot};
+use crate::snapshot::{ChangeSet, ClusterSnapshot, LiveSnapshot};
 use crate::source::{IncrementalLoader, LoadError, LoadWarning};
 use crate::xds::cache::Cache;
 use crate::xds::translate::TranslateOptions;
@@ -126,7 +126,8 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
         instances: BTreeMap::new(),
         pipelines: Pipelines::default(),
         loader: IncrementalLoader::new(&opts.manifests),
-        last_good: None,
+        live: LiveSnapshot::default(),
+        applied: false,
         last_problems: None,
         next_fixed_slot: 0,
         next_admin_id: 0,
@@ -191,8 +192,11 @@ struct State<'a> {
     /// The per-instance pipelines.
     pipelines: Pipelines,
     loader: IncrementalLoader,
-    /// The snapshot last applied (the last good one).
-    last_good: Option<Arc<ClusterSnapshot>>,
+    /// The snapshot last applied (the last good one), updated in place by each accepted delta,
+    /// which also lists what changed for the pipelines.
+    live: LiveSnapshot,
+    /// Whether a snapshot was applied yet.
+    applied: bool,
     /// Warnings, errors and unloaded Gateways last reported.
     last_problems: Option<Problems>,
     next_fixed_slot: u16,
@@ -224,7 +228,7 @@ impl State<'_> {
             reload.unloaded_gateways.clone(),
         );
         let unchanged = self.last_problems.as_ref() == Some(&problems);
-        if unchanged && reload.delta.is_empty() && self.last_good.is_some() {
+        if unchanged && reload.delta.is_empty() && self.applied {
             return;
         }
         if !unchanged {
@@ -241,7 +245,7 @@ impl State<'_> {
             }
         }
         self.last_problems = Some(problems);
-        if !reload.errors.is_empty() && self.last_good.is_some() {
+        if !reload.errors.is_empty() && self.applied {
             if !unchanged {
                 eprintln!(
                     "sluice: not applying this change; still serving the last good configuration"
@@ -249,20 +253,18 @@ impl State<'_> {
             }
             return;
         }
-        // The change is applied to the last good snapshot: unchanged objects stay the same
-        // `Arc`s, so the pipeline's comparison with the previous snapshot is a pointer check
-        // for them, and old and new snapshots share every object.
-        let mut snapshot = self.last_good.take().unwrap_or_default();
-        let snap = Arc::make_mut(&mut snapshot);
-        reload.delta.apply_to(snap);
-        snap.unloaded_gateways = reload.unloaded_gateways;
+        // The delta is applied to the last good snapshot in place (O(delta × log n)), which
+        // lists what it changed: nothing compares whole snapshots, and old and new snapshots
+        // share every object and map node the delta did not touch.
+        reload.delta.apply_to(&mut self.live);
+        self.live.set_unloaded_gateways(reload.unloaded_gateways);
         self.loader.accept();
-        self.apply(snapshot.clone()).await;
-        self.last_good = Some(snapshot);
+        let (snapshot, changes) = self.live.take();
+        self.apply(snapshot, changes).await;
+        self.applied = true;
     }
 
-    async fn apply(&mut self, snapshot: Arc<ClusterSnapshot>) {
-        let changes = self.pipelines.next_snapshot(snapshot.clone());
+    async fn apply(&mut self, snapshot: Arc<ClusterSnapshot>, changes: ChangeSet) {
         let selections: Vec<dag::Selection> = dag::instances(&snapshot)
             .into_iter()
             .map(dag::Selection::local)

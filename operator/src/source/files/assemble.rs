@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use crate::snapshot::{ObjKey, Object};
 
 use super::parse::{Item, ParsedFile, parse_file};
-use super::{DocRef, Kind, LoadReport, LoadWarning, identity};
+use super::{DocRef, LoadReport, LoadWarning, identity};
+use crate::snapshot::Kind;
 
 /// Loads `(file name, text)` pairs in the given order; a later object with the same kind,
 /// namespace and name replaces an earlier one (with a warning). Files named `*.json` are read

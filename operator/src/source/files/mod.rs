@@ -25,8 +25,7 @@
 
 use std::fmt;
 
-use crate::api::traefik::Group;
-use crate::snapshot::{ClusterSnapshot, ObjKey, Object, TraefikKind, traefik_key};
+use crate::snapshot::{ClusterSnapshot, Kind, LiveSnapshot, ObjKey, Object};
 
 pub use super::nesting::MAX_NESTING_DEPTH;
 
@@ -146,7 +145,7 @@ impl LoadReport {
 
 /// A change to a snapshot: objects added or replaced, and objects gone (by kind and
 /// namespace/name). What [`IncrementalLoader::reload`](super::incremental::IncrementalLoader::reload)
-/// returns; apply it with [`FileDelta::apply_to`] or by hand.
+/// returns; [`FileDelta::apply_to`] writes it to a [`LiveSnapshot`], which lists what it changed.
 #[derive(Clone, Debug, Default)]
 pub struct FileDelta {
     pub upserts: Vec<Object>,
@@ -158,75 +157,19 @@ impl FileDelta {
         self.upserts.is_empty() && self.removals.is_empty()
     }
 
-    /// Applies the change to `snapshot` (its objects only; `unloaded_gateways` is the
-    /// caller's to set).
-    pub fn apply_to(self, snapshot: &mut ClusterSnapshot) {
+    /// Applies the change to `live` (its objects only; `unloaded_gateways` is the caller's to
+    /// set). O(size of the delta × log n).
+    pub fn apply_to(self, live: &mut LiveSnapshot) {
         for (kind, key) in &self.removals {
-            match kind {
-                Kind::Gateway => drop(snapshot.gateways.remove(key)),
-                Kind::IngressRoute => drop(snapshot.ingress_routes.remove(key)),
-                Kind::TLSCertificateDelegation => drop(snapshot.delegations.remove(key)),
-                Kind::Service => drop(snapshot.services.remove(key)),
-                Kind::Endpoints => drop(snapshot.endpoints.remove(key)),
-                Kind::EndpointSlice => drop(snapshot.endpoint_slices.remove(key)),
-                Kind::Secret => drop(snapshot.secrets.remove(key)),
-                Kind::Traefik(kind, group) => {
-                    snapshot.remove(crate::snapshot::Kind::Traefik(*kind, *group), key);
-                }
-            }
+            live.remove(*kind, key);
         }
         for obj in self.upserts {
-            snapshot.apply(obj);
-        }
-    }
-}
-
-/// The kinds of object a manifest directory may hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    Gateway,
-    IngressRoute,
-    TLSCertificateDelegation,
-    Service,
-    Endpoints,
-    EndpointSlice,
-    Secret,
-    /// A Traefik object of one API group.
-    Traefik(TraefikKind, Group),
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Gateway => "Gateway",
-            Kind::IngressRoute => "IngressRoute",
-            Kind::TLSCertificateDelegation => "TLSCertificateDelegation",
-            Kind::Service => "Service",
-            Kind::Endpoints => "Endpoints",
-            Kind::EndpointSlice => "EndpointSlice",
-            Kind::Secret => "Secret",
-            Kind::Traefik(kind, _) => kind.as_str(),
+            live.upsert(obj.into());
         }
     }
 }
 
 /// Kind, namespace and name of an object.
 pub fn identity(obj: &Object) -> (Kind, ObjKey) {
-    match obj {
-        Object::Gateway(o) => (Kind::Gateway, ObjKey::of(o)),
-        Object::IngressRoute(o) => (Kind::IngressRoute, ObjKey::of(o)),
-        Object::Delegation(o) => (Kind::TLSCertificateDelegation, ObjKey::of(o)),
-        Object::Service(o) => (Kind::Service, ObjKey::of(o)),
-        Object::Endpoints(o) => (Kind::Endpoints, ObjKey::of(o)),
-        Object::EndpointSlice(o) => (Kind::EndpointSlice, ObjKey::of(o)),
-        Object::Secret(o) => (Kind::Secret, ObjKey::of(o)),
-        Object::TraefikRoute(o) => (
-            Kind::Traefik(TraefikKind::IngressRoute, o.group),
-            traefik_key(o),
-        ),
-        Object::TraefikMiddleware(o) => (
-            Kind::Traefik(TraefikKind::Middleware, o.group),
-            traefik_key(o),
-        ),
-    }
+    obj.identity()
 }

@@ -35,7 +35,7 @@ fn loads_multi_document_yaml_into_default_namespace() {
     assert_eq!(report.errors, vec![]);
     assert_eq!(report.warnings, vec![]);
     let key = ObjKey::new("default", "foo");
-    let ir = &report.snapshot.ingress_routes[&key];
+    let ir = &report.snapshot.ingress_routes.get(&key).unwrap();
     assert_eq!(ir.metadata.namespace.as_deref(), Some("default"));
     assert_eq!(ir.spec.routes[0].services[0].port, 80);
     assert!(
@@ -120,7 +120,7 @@ fn secret_string_data_overrides_data() {
     assert_eq!(s.secret_data(&key, "a"), Some(&b"x"[..]));
     assert_eq!(s.secret_data(&key, "b"), Some(&b"y"[..]));
     assert_eq!(s.secret_data(&key, "c"), Some(&b"z"[..]));
-    assert_eq!(s.secrets[&key].string_data, None);
+    assert_eq!(s.secrets.get(&key).unwrap().string_data, None);
 }
 
 #[test]
@@ -162,7 +162,11 @@ fn later_duplicate_replaces_earlier_with_a_warning() {
     let other = ROUTE.replace("foo.example.com", "bar.example.com");
     let report = load_sources([("a.yaml", ROUTE), ("b.yaml", other.as_str())]);
     let key = ObjKey::new("default", "foo");
-    let vhost = report.snapshot.ingress_routes[&key]
+    let vhost = report
+        .snapshot
+        .ingress_routes
+        .get(&key)
+        .unwrap()
         .spec
         .virtualhost
         .clone();
@@ -509,7 +513,9 @@ fn load_dir_reads_sorted_recursive_and_skips_hidden_and_other_files() {
     let names: Vec<&str> = services.keys().map(|k| k.name.as_str()).collect();
     assert_eq!(names, vec!["s", "t"]);
     let port = |name: &str| {
-        services[&ObjKey::new("default", name)]
+        services
+            .get(&ObjKey::new("default", name))
+            .unwrap()
             .spec
             .as_ref()
             .unwrap()
