@@ -157,8 +157,14 @@ async fn rules_priorities_and_middlewares_route_as_in_traefik() {
         + &middleware(
             "hdr",
             json!({"headers": {
-                "customRequestHeaders": {"X-Team": "api", "X-Secret": ""},
-                "customResponseHeaders": {"X-Served-By": "sluice"},
+                "customRequestHeaders": {
+                    "X-Team": "api", "X-Secret": "",
+                    "X-Literal": "%DOWNSTREAM_REMOTE_ADDRESS% 100%",
+                },
+                "customResponseHeaders": {
+                    "X-Served-By": "sluice",
+                    "X-Percent": "50% %ENVIRONMENT(HOME)% %REQ(:path)%",
+                },
             }}),
         )
         + &middleware("https", json!({"redirectScheme": {"scheme": "https"}}));
@@ -199,7 +205,16 @@ async fn rules_priorities_and_middlewares_route_as_in_traefik() {
         .await
         .unwrap();
     assert_eq!(resp.header("x-served-by"), Some("sluice"));
+    // Tenants' `%` are literal, never Envoy substitution commands.
+    assert_eq!(
+        resp.header("x-percent"),
+        Some("50% %ENVIRONMENT(HOME)% %REQ(:path)%")
+    );
     let echo = resp.echo().unwrap();
+    assert_eq!(
+        echo.header("x-literal"),
+        Some("%DOWNSTREAM_REMOTE_ADDRESS% 100%")
+    );
     assert_eq!(echo.backend, "api");
     assert_eq!(echo.path, "/v2/items?q=1");
     assert_eq!(echo.header("x-team"), Some("api"));

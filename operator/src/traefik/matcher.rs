@@ -338,7 +338,7 @@ fn leaves(call: &Call, syntax: Syntax, protocol: Protocol) -> Result<Expr<Locate
         }
         "Query" | "QueryRegexp" if syntax == Syntax::V3 => {
             nonempty(&args[0])?;
-            let key = query_text(&args[0]).map_err(|m| fail(format!("{name}: the key {m}")))?;
+            let key = query_key(&args[0]).map_err(|m| fail(format!("{name}: the key {m}")))?;
             let value = match (name, args.get(1)) {
                 (_, None) => ValueMatch::Exact(String::new()),
                 ("Query", Some(v)) => {
@@ -363,7 +363,7 @@ fn leaves(call: &Call, syntax: Syntax, protocol: Protocol) -> Result<Expr<Locate
                     )));
                 };
                 nonempty(k)?;
-                let key = query_text(k).map_err(|m| fail(format!("Query: the key {m}")))?;
+                let key = query_key(k).map_err(|m| fail(format!("Query: the key {m}")))?;
                 let value = if v.is_empty() {
                     ValueMatch::Present
                 } else if v.contains('{') {
@@ -418,6 +418,12 @@ fn is_tchar(b: u8) -> bool {
 }
 
 fn header_name(arg: &str) -> Result<String, String> {
+    if arg.len() > super::MAX_NAME_LEN {
+        return Err(format!(
+            "a header name is at most {} bytes long",
+            super::MAX_NAME_LEN
+        ));
+    }
     if !arg.bytes().all(is_tchar) {
         return Err(format!("{arg:?} is not a header name"));
     }
@@ -443,6 +449,14 @@ fn query_text(arg: &str) -> Result<String, String> {
         )),
         None => Ok(arg.to_owned()),
     }
+}
+
+/// A query key: [`query_text`], at most [`super::MAX_NAME_LEN`] bytes.
+fn query_key(arg: &str) -> Result<String, String> {
+    if arg.len() > super::MAX_NAME_LEN {
+        return Err(format!("is longer than {} bytes", super::MAX_NAME_LEN));
+    }
+    query_text(arg)
 }
 
 /// An IP or CIDR, host bits cleared.

@@ -4,8 +4,8 @@
 //!
 //! Nothing here reads the cluster or builds Envoy resources: every function is a pure function
 //! of the decoded objects (`crate::api::traefik`), returning either a typed model or a message
-//! that names the field and the part of the value that is refused. Nothing is wired into the
-//! DAG yet.
+//! that names the field and the part of the value that is refused. The DAG adapter
+//! (`dag::traefik`) builds on it.
 
 pub mod duration;
 pub mod matcher;
@@ -18,3 +18,7 @@ pub mod tls;
 
 #[cfg(test)]
 mod tests;
+
+/// The longest header name or query key a rule or Middleware may name. Envoy refuses query
+/// parameter names over 1 KiB and header names over 16 KiB; real ones are short.
+pub const MAX_NAME_LEN: usize = 256;

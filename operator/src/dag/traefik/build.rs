@@ -21,6 +21,11 @@ use crate::dag::upstream::{check_weight_sum, policy_hash, upstream_protocol};
 use crate::snapshot::ObjKey;
 use crate::traefik::matches::{HostMatch, HttpMatch, PathMatch, StringMatch};
 
+/// How many Envoy routes one Traefik IngressRoute may make (its rules' alternatives, for every
+/// host they name): each carries its own copy of the route's header edits, so this bounds what
+/// one object can make the Gateway's configuration cost.
+const MAX_ENVOY_ROUTES: usize = 1024;
+
 /// Traefik's minimum TLS version when no TLSOption says otherwise.
 const TRAEFIK_MIN_TLS: TlsVersion = TlsVersion::V1_2;
 
@@ -48,6 +53,7 @@ impl Builder<'_> {
         };
         let mut hosts: BTreeMap<String, Vec<model::Route>> = BTreeMap::new();
         let mut clusters: Vec<Cluster> = Vec::new();
+        let mut total_routes = 0usize;
         for p in &parsed.routes {
             let at = format!("spec.routes[{}]", p.index);
             let filters = filters::resolve(self.snap, key, &p.route.middlewares, &at)?;
@@ -82,7 +88,15 @@ impl Builder<'_> {
                     clusters: &weighted,
                     tls: tls.is_some(),
                 };
-                routes.extend(dag_routes(key, p, m, &action, &at)?);
+                let made = dag_routes(key, p, m, &action, &at)?;
+                total_routes += made.len();
+                if total_routes > MAX_ENVOY_ROUTES {
+                    return Err(format!(
+                        "{at}.match: the IngressRoute's rules make more than {MAX_ENVOY_ROUTES} \
+                         Envoy routes (each alternative of a rule is one per host)"
+                    ));
+                }
+                routes.extend(made);
             }
         }
         for routes in hosts.values_mut() {

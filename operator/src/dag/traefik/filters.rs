@@ -66,10 +66,17 @@ pub(super) fn resolve(
     at: &str,
 ) -> Result<Filters, String> {
     let mut filters = Filters::default();
-    let mut chain = Vec::new();
+    let mut expansion = Expansion::default();
     for (i, r) in refs.iter().enumerate() {
         let field = format!("{at}.middlewares[{i}]");
-        add(snap, route, r, &field, &mut chain, &mut filters)?;
+        add(snap, route, r, &field, &mut expansion, &mut filters)?;
+    }
+    let bytes = filters.header_bytes();
+    if bytes > MAX_HEADER_EDIT_BYTES {
+        return Err(format!(
+            "{at}.middlewares: the header edits add up to {bytes} bytes; at most \
+             {MAX_HEADER_EDIT_BYTES} are served per route"
+        ));
     }
     Ok(filters)
 }
@@ -77,16 +84,39 @@ pub(super) fn resolve(
 /// How deep chains may nest.
 const MAX_CHAIN_DEPTH: usize = 8;
 
-/// Resolves one reference (from the IngressRoute or from a chain) and adds what it does;
-/// `chain` holds the chains being expanded, to refuse cycles.
+/// How many Middleware references one route may resolve, chains and what they list included:
+/// without a bound, chains listing chains several times each grow exponentially with depth.
+pub(super) const MAX_EXPANDED_MIDDLEWARES: usize = 64;
+
+/// How many bytes of header names and values one route's middlewares may set (every DAG route
+/// made from a Traefik route carries its own copy; Envoy refuses requests whose headers exceed
+/// 60 KiB by default anyway).
+pub(super) const MAX_HEADER_EDIT_BYTES: usize = 8 * 1024;
+
+/// The state of one route's middleware expansion: the chains being expanded (to refuse
+/// cycles) and how many references were resolved so far.
+#[derive(Default)]
+struct Expansion {
+    chain: Vec<ObjKey>,
+    resolved: usize,
+}
+
+/// Resolves one reference (from the IngressRoute or from a chain) and adds what it does.
 fn add(
     snap: &ClusterSnapshot,
     route: &ObjKey,
     r: &ObjectRef,
     field: &str,
-    chain: &mut Vec<ObjKey>,
+    expansion: &mut Expansion,
     filters: &mut Filters,
 ) -> Result<(), String> {
+    expansion.resolved += 1;
+    if expansion.resolved > MAX_EXPANDED_MIDDLEWARES {
+        return Err(format!(
+            "{field}: the route's middlewares, chains expanded, are more than \
+             {MAX_EXPANDED_MIDDLEWARES}"
+        ));
+    }
     mw::reference(r).map_err(|e| format!("{field}{e}"))?;
     let namespace = r
         .namespace
@@ -111,20 +141,20 @@ fn add(
     let model = mw::build(&spec.spec, &obj.ignored)
         .map_err(|e| format!("{field}: Middleware {key} is invalid: {e}"))?;
     if let Middleware::Chain(refs) = &model {
-        if chain.contains(&key) {
+        if expansion.chain.contains(&key) {
             return Err(format!("{field}: Middleware {key}: chain cycle"));
         }
-        if chain.len() >= MAX_CHAIN_DEPTH {
+        if expansion.chain.len() >= MAX_CHAIN_DEPTH {
             return Err(format!(
                 "{field}: Middleware {key}: chains nest deeper than {MAX_CHAIN_DEPTH}"
             ));
         }
-        chain.push(key.clone());
+        expansion.chain.push(key.clone());
         for (j, inner) in refs.iter().enumerate() {
             let field = format!("{field} (chain {key}, middlewares[{j}])");
-            add(snap, route, inner, &field, chain, filters)?;
+            add(snap, route, inner, &field, expansion, filters)?;
         }
-        chain.pop();
+        expansion.chain.pop();
         return Ok(());
     }
     filters
@@ -134,6 +164,15 @@ fn add(
 }
 
 impl Filters {
+    /// Bytes of the header names and values the route sets.
+    fn header_bytes(&self) -> usize {
+        let set = self.request_set.iter().chain(&self.response_set);
+        let removed = self.request_remove.iter().chain(&self.response_remove);
+        set.map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + removed.map(String::len).sum::<usize>()
+            + self.sts.as_ref().map_or(0, |(v, _)| v.len())
+    }
+
     fn apply(&mut self, m: &Middleware) -> Result<(), String> {
         match m {
             Middleware::StripPrefix { prefixes } => {

@@ -456,3 +456,91 @@ fn unserved_or_missing_middlewares_make_the_route_invalid() {
     );
     assert!(verdict(&dag, "apps/r").1.contains("cross-namespace"));
 }
+
+/// Hostile sizes are refused by the object, never paid for by the Gateway: chains that list
+/// chains many times (exponential without a bound), header edits too large to copy into every
+/// Envoy route, rules that make too many Envoy routes, names Envoy refuses.
+#[test]
+fn hostile_sizes_make_the_route_invalid() {
+    // c1 lists c2 ten times, …, c8 lists the headers middleware ten times: 10^8 leaves.
+    let mut chains = String::new();
+    for i in 1..=8 {
+        let next = if i == 8 {
+            "h".to_owned()
+        } else {
+            format!("c{}", i + 1)
+        };
+        let refs = vec![format!("{{name: {next}}}"); 10].join(", ");
+        chains += &middleware(
+            "apps",
+            &format!("c{i}"),
+            &format!("  chain: {{middlewares: [{refs}]}}\n"),
+        );
+    }
+    chains += &middleware("apps", "h", "  headers: {customRequestHeaders: {X-A: b}}\n");
+    let big = "v".repeat(3000);
+    let long_name = "x".repeat(300);
+    let cases = [
+        (chains, "[{name: c1}]", "chains expanded, are more than 64"),
+        (
+            middleware(
+                "apps",
+                "m",
+                &format!(
+                    "  headers: {{customRequestHeaders: {{X-A: {big}, X-B: {big}, X-C: {big}}}}}\n"
+                ),
+            ),
+            "[{name: m}]",
+            "the header edits add up to",
+        ),
+        (
+            middleware(
+                "apps",
+                "m",
+                &format!("  headers: {{customResponseHeaders: {{{long_name}: v}}}}\n"),
+            ),
+            "[{name: m}]",
+            "a header name is at most 256 bytes long",
+        ),
+    ];
+    for (mw, refs, expected) in cases {
+        let spec = one_route(
+            "Host(`a.example.com`)",
+            &format!("    middlewares: {refs}\n"),
+        );
+        let dag = dag_of(&(svc("apps", "s") + &mw + &io("apps", "r", &spec)));
+        let (status, description) = verdict(&dag, "apps/r");
+        assert_eq!(status, "invalid", "{expected}");
+        assert!(description.contains(expected), "{description}");
+    }
+
+    for rule in [
+        format!("Host(`a.example.com`) && Query(`{long_name}`, `1`)"),
+        format!("Host(`a.example.com`) && Header(`{long_name}`, `1`)"),
+    ] {
+        let dag = dag_of(&(svc("apps", "s") + &io("apps", "r", &one_route(&rule, ""))));
+        let (status, description) = verdict(&dag, "apps/r");
+        assert_eq!(status, "invalid", "{rule}");
+        assert!(description.contains("256 bytes"), "{description}");
+    }
+
+    // 17 rules of 64 hosts each: 1,088 Envoy routes.
+    let hosts = (0..64)
+        .map(|i| format!("Host(`h{i}.example.com`)"))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let mut spec = "  entryPoints: [web]\n  routes:\n".to_owned();
+    for i in 0..17 {
+        spec += &format!(
+            "  - match: ({hosts}) && PathPrefix(`/p{i}`)\n    services: [{{name: s, port: 80}}]\n"
+        );
+    }
+    let dag = dag_of(&(svc("apps", "s") + &io("apps", "r", &spec)));
+    let (status, description) = verdict(&dag, "apps/r");
+    assert_eq!(status, "invalid");
+    assert!(
+        description.contains("more than 1024 Envoy routes"),
+        "{description}"
+    );
+    assert!(dag.virtual_hosts.is_empty());
+}

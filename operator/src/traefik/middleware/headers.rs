@@ -50,6 +50,12 @@ pub struct Cors {
 }
 
 fn token(what: &str, v: &str) -> Result<String, String> {
+    if v.len() > crate::traefik::MAX_NAME_LEN {
+        return Err(format!(
+            "{what} a header name is at most {} bytes long",
+            crate::traefik::MAX_NAME_LEN
+        ));
+    }
     let ok = !v.is_empty()
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));

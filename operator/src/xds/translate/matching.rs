@@ -97,18 +97,26 @@ fn edit_headers(extra: &RouteExtra, envoy: &mut EnvoyRoute) {
     envoy.response_headers_to_remove = extra.response_headers_remove.clone();
 }
 
+/// Header edits, each value literal: Envoy reads `%…%` in a header value as a substitution
+/// command (`%ENVIRONMENT(X)%` would copy Envoy's environment into responses, a lone `%` makes
+/// it refuse the route configuration), so every `%` a tenant wrote is escaped as `%%`.
 fn set_headers(list: &[(String, String)]) -> Vec<HeaderValueOption> {
     list.iter()
         .map(|(key, value)| HeaderValueOption {
             header: Some(HeaderValue {
                 key: key.clone(),
-                value: value.clone(),
+                value: literal_header_value(value),
                 ..Default::default()
             }),
             append_action: header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
             ..Default::default()
         })
         .collect()
+}
+
+/// `value` as Envoy's header formatter reads it literally.
+fn literal_header_value(value: &str) -> String {
+    value.replace('%', "%%")
 }
 
 fn redirect_action_of(r: &Redirect) -> RedirectAction {
