@@ -177,33 +177,49 @@ impl Figures {
     }
 }
 
-/// Runs every part at every size, prints the table as it goes and at the end; returns the
-/// figures.
+/// Runs every part at every size and prints the table after each size and at the end. A part
+/// that fails is reported and the others still run; the run then fails, naming every failure.
 pub async fn run(config: &Config) -> anyhow::Result<Figures> {
     let backend = Backend::start("bench").await?;
     let ca = TestCa::new("bench CA")?;
     let binary = sluice_binary()?;
     println!("sluice: {}", binary.display());
     let mut figures = Figures::default();
+    let mut failures = Vec::new();
+    let mut failed = |what: String, result: anyhow::Result<()>| {
+        if let Err(e) = result {
+            eprintln!("FAILED: {what}: {e:#}");
+            failures.push(format!("{what}: {e:#}"));
+        }
+    };
     for &roots in &config.sizes {
         for variant in &config.variants {
+            let name = variant.name();
             if config.parts.contains(&Part::Render) {
-                files::render(roots, *variant, backend.port(), &ca, &mut figures)?;
+                let result = files::render(roots, *variant, backend.port(), &ca, &mut figures);
+                failed(format!("render, {roots} roots, {name}"), result);
             }
             if config.parts.contains(&Part::Standalone) {
-                files::standalone(config, roots, *variant, backend.port(), &ca, &mut figures)
-                    .await
-                    .with_context(|| format!("standalone, {} roots, {}", roots, variant.name()))?;
+                let result =
+                    files::standalone(config, roots, *variant, backend.port(), &ca, &mut figures)
+                        .await;
+                failed(format!("standalone, {roots} roots, {name}"), result);
             }
         }
         if config.parts.contains(&Part::Run) {
-            operator::run(config, roots, &backend, &ca, &mut figures)
-                .await
-                .with_context(|| format!("sluice run, {roots} roots"))?;
+            let result = operator::run(config, roots, &backend, &ca, &mut figures).await;
+            failed(format!("sluice run, {roots} roots"), result);
         }
         eprintln!("--- after {roots} roots ---\n{}", figures.table());
     }
     println!("{}", figures.table());
+    if !failures.is_empty() {
+        bail!(
+            "{} part(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
     Ok(figures)
 }
 

@@ -121,6 +121,12 @@ pub(super) async fn run(
     );
     figures.record(figure("half of the statuses"), "ms", roots, ms(settle.half));
     figures.record(figure("status settle (all)"), "ms", roots, ms(settled));
+    figures.record(
+        figure("status poll resolution"),
+        "ms",
+        roots,
+        ms(settle.resolution),
+    );
     for (what, used) in [
         ("operator", op_used),
         ("API server thread", api_used),
@@ -337,10 +343,12 @@ async fn wait_until(
     }
 }
 
-/// When the first and half of the IngressRoutes had a status (from the start of the wait).
+/// When the first and half of the IngressRoutes had a status (from the start of the wait), and
+/// the longest pause between two polls (the resolution of these times).
 struct Settle {
     first: Duration,
     half: Duration,
+    resolution: Duration,
 }
 
 /// Waits until `want` IngressRoutes carry a status (`status.currentStatus`). Each poll lists
@@ -354,6 +362,7 @@ async fn wait_statuses(
 ) -> anyhow::Result<Settle> {
     let started = Instant::now();
     let (mut first, mut half) = (None, None);
+    let mut resolution = Duration::ZERO;
     loop {
         let poll = Instant::now();
         let routes = server.list(IR_API, "IngressRoute", None);
@@ -376,6 +385,7 @@ async fn wait_statuses(
             return Ok(Settle {
                 first: first.unwrap_or_default(),
                 half: half.unwrap_or_default(),
+                resolution,
             });
         }
         op.check_running()?;
@@ -385,7 +395,9 @@ async fn wait_statuses(
                 routes.len()
             );
         }
-        tokio::time::sleep((cost * 4).max(Duration::from_millis(20))).await;
+        let pause = (cost * 4).max(Duration::from_millis(20));
+        resolution = resolution.max(pause + cost);
+        tokio::time::sleep(pause).await;
     }
 }
 
