@@ -1437,6 +1437,14 @@ impl Store {
         }
     }
 
+    /// The stored form of every object of a resource, borrowed (for counting without copies).
+    pub fn each(&self, key: &TypeKey) -> impl Iterator<Item = &Value> {
+        self.objects
+            .get(key)
+            .into_iter()
+            .flat_map(|m| m.values().map(|s| &s.obj))
+    }
+
     /// The stored form of every object of a resource, for in-process inspection.
     pub fn all(&self, key: &TypeKey) -> Vec<Value> {
         self.objects

@@ -9,8 +9,9 @@
 //!   answers it from the backend.
 //! - **EndpointSlice churn**: at a fixed rate, a child Service's EndpointSlice is moved between
 //!   two backends; each update is timed until a request through Envoy reaches the new backend
-//!   (one kept-alive connection per update, polled every 10 ms). A Service is not updated again
-//!   while its previous update is not visible, so the rate reached is printed too.
+//!   (one kept-alive connection per update, polled every 10 ms for 250 ms, then every tenth of
+//!   the time waited). A Service is not updated again while its previous update is not
+//!   visible, so the rate reached is printed too.
 //! - **Memory and CPU**: the operator's RSS after settling and peak (`VmHWM`), its CPU during
 //!   settle, idle and churn; the in-memory API server's thread CPU (it is a test double, so
 //!   where it is the bottleneck the figures say so) and Envoy's.
@@ -45,8 +46,9 @@ const IR_API: &str = "contour.heptio.com/v1beta1";
 const XDS_CERTS_DIR: &str = "/certs/xds";
 /// How long one EndpointSlice update may take to be visible before it counts as lost.
 const CHURN_PATIENCE: Duration = Duration::from_secs(30);
-/// How often an update's connection asks Envoy.
+/// How often an update's connection asks Envoy, for the first [`CHURN_FINE`] (the target).
 const CHURN_POLL: Duration = Duration::from_millis(10);
+const CHURN_FINE: Duration = Duration::from_millis(250);
 
 pub(super) async fn run(
     config: &Config,
@@ -204,11 +206,16 @@ pub(super) async fn run(
             alternate: &alternate,
             envoy_http,
         };
-        let op_cpu = CpuWindow::process(op_pid)?;
-        let api_cpu = CpuWindow::at(api_thread)?;
-        let churned = churn(config, &server, &targets).await?;
-        let (_, op_share) = op_cpu.end()?;
-        let (_, api_share) = api_cpu.end()?;
+        let cpu = vec![
+            ("operator", CpuWindow::process(op_pid)?),
+            ("API server thread", CpuWindow::at(api_thread)?),
+            ("Envoy", CpuWindow::process(envoy_pid)?),
+            (
+                "bench process (API server, probes)",
+                CpuWindow::process(std::process::id())?,
+            ),
+        ];
+        let churned = churn(config, &server, &targets, cpu).await?;
         figures.record(figure("churn updates sent"), "", roots, churned.sent as f64);
         figures.record(figure("churn rate reached"), "/s", roots, churned.rate);
         figures.record(
@@ -222,18 +229,14 @@ pub(super) async fn run(
             roots,
             &churned.latencies,
         );
-        figures.record(
-            figure("operator CPU during churn"),
-            "%",
-            roots,
-            op_share * 100.0,
-        );
-        figures.record(
-            figure("API server thread CPU during churn"),
-            "%",
-            roots,
-            api_share * 100.0,
-        );
+        for (what, share) in &churned.cpu {
+            figures.record(
+                figure(&format!("{what} CPU during churn")),
+                "%",
+                roots,
+                share * 100.0,
+            );
+        }
     }
     if let Some(kib) = status_kib(op_pid, "VmRSS") {
         figures.record(figure("operator RSS at the end"), "MiB", roots, mib(kib));
@@ -351,9 +354,9 @@ struct Settle {
     resolution: Duration,
 }
 
-/// Waits until `want` IngressRoutes carry a status (`status.currentStatus`). Each poll lists
-/// them in process under the store's lock, so polls are spaced by four times the last poll's
-/// cost (at least 20 ms): the settle time is known to within that spacing.
+/// Waits until `want` IngressRoutes carry a status (`status.currentStatus`), counted in process
+/// under the store's lock (no copies); polls are spaced by four times the last poll's cost (at
+/// least 10 ms), so the times are known to within that spacing (printed).
 async fn wait_statuses(
     server: &ApiServer,
     op: &mut Operator,
@@ -365,15 +368,11 @@ async fn wait_statuses(
     let mut resolution = Duration::ZERO;
     loop {
         let poll = Instant::now();
-        let routes = server.list(IR_API, "IngressRoute", None);
-        let with_status = routes
-            .iter()
-            .filter(|r| {
-                r["status"]["currentStatus"]
-                    .as_str()
-                    .is_some_and(|s| !s.is_empty())
-            })
-            .count();
+        let with_status = server.count(IR_API, "IngressRoute", |r| {
+            r["status"]["currentStatus"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        });
         let cost = poll.elapsed();
         if with_status > 0 {
             first.get_or_insert(started.elapsed());
@@ -390,12 +389,9 @@ async fn wait_statuses(
         }
         op.check_running()?;
         if started.elapsed() > timeout {
-            bail!(
-                "{with_status} of {want} IngressRoutes ({} stored) had a status after {timeout:?}",
-                routes.len()
-            );
+            bail!("{with_status} of {want} IngressRoutes had a status after {timeout:?}");
         }
-        let pause = (cost * 4).max(Duration::from_millis(20));
+        let pause = (cost * 4).max(Duration::from_millis(10));
         resolution = resolution.max(pause + cost);
         tokio::time::sleep(pause).await;
     }
@@ -416,16 +412,19 @@ struct Churned {
     latencies: Vec<Duration>,
     /// Updates not visible within [`CHURN_PATIENCE`].
     lost: usize,
+    /// CPU of each process measured over the window of updates, as a fraction of one core.
+    cpu: Vec<(&'static str, f64)>,
 }
 
 /// Moves child Services' EndpointSlices between the two backends at `config.churn_rate` per
 /// second for `config.churn`, each update timed until Envoy routes `/child` of its root to the
 /// new backend. Only plain-HTTP roots' children are updated, and never one whose previous update
-/// is still in flight.
+/// is still in flight. The `cpu` windows end when the last update is sent.
 async fn churn(
     config: &Config,
     server: &ApiServer,
     targets: &Targets<'_>,
+    cpu: Vec<(&'static str, CpuWindow)>,
 ) -> anyhow::Result<Churned> {
     let candidates: Vec<usize> = (0..targets.roots).filter(|i| !world::is_tls(*i)).collect();
     if candidates.is_empty() {
@@ -483,6 +482,10 @@ async fn churn(
         });
     }
     let window = started.elapsed();
+    let cpu = cpu
+        .into_iter()
+        .map(|(what, w)| Ok((what, w.end()?.1)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut latencies = Vec::with_capacity(sent);
     let mut lost = 0;
     while let Some(done) = tasks.join_next().await {
@@ -496,13 +499,17 @@ async fn churn(
         rate: sent as f64 / window.as_secs_f64(),
         latencies,
         lost,
+        cpu,
     })
 }
 
 /// Polls `host``path` on one kept-alive connection (reopened if Envoy closes it) until
-/// `backend` answers; false after [`CHURN_PATIENCE`].
+/// `backend` answers; false after [`CHURN_PATIENCE`]. Every [`CHURN_POLL`] for the first
+/// [`CHURN_FINE`], then every tenth of the time waited so far (at most a second): slow updates
+/// are timed to within 10 %, and a backlog of them does not flood Envoy with probes.
 async fn wait_backend(port: u16, host: &str, path: &str, backend: &str) -> bool {
-    let deadline = Instant::now() + CHURN_PATIENCE;
+    let started = Instant::now();
+    let deadline = started + CHURN_PATIENCE;
     let request = Request::get(host, path);
     let mut conn: Option<Connection> = None;
     while Instant::now() < deadline {
@@ -518,7 +525,13 @@ async fn wait_backend(port: u16, host: &str, path: &str, backend: &str) -> bool 
                 Err(_) => conn = None,
             }
         }
-        tokio::time::sleep(CHURN_POLL).await;
+        let waited = started.elapsed();
+        let pause = if waited < CHURN_FINE {
+            CHURN_POLL
+        } else {
+            (waited / 10).min(Duration::from_secs(1))
+        };
+        tokio::time::sleep(pause).await;
     }
     false
 }
