@@ -75,6 +75,17 @@ async fn the_benchmark_runs_at_a_tiny_size() {
         }
     }
     for roots in [10, 30] {
+        // The operator's own timings were read: passes ran and every IngressRoute's status
+        // was written.
+        let settle = |what: &str| figures.get(&format!("run settle: operator {what}"), roots);
+        assert!(
+            settle("reconcile passes").is_some_and(|n| n >= 1.0),
+            "{table}"
+        );
+        assert!(
+            settle("status writes").is_some_and(|n| n >= 2.0 * roots as f64),
+            "{table}"
+        );
         // Every churn update was seen through Envoy, and there were some.
         assert_eq!(
             figures.get("run churn updates not visible within 30 s", roots),

@@ -1,8 +1,12 @@
-//! What the benchmark reads from `/proc` (CPU time, resident memory) and the latency summary.
+//! What the benchmark reads from `/proc` (CPU time, resident memory) and from the operator's
+//! `/metrics` (its own timings), and the latency summary.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use super::Figures;
+use crate::sluice::{Operator, metric_value};
 
 /// Clock ticks per second of `/proc/*/stat` (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -72,6 +76,66 @@ impl CpuWindow {
             Duration::from_secs_f64(used),
             if wall > 0.0 { used / wall } else { 0.0 },
         ))
+    }
+}
+
+/// Totals of the operator's own timings, from its `/metrics`: where its time goes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// Passes of the route reconciler (snapshot, build and translate of every instance,
+    /// statuses), and their total time.
+    passes: f64,
+    pass_seconds: f64,
+    build_seconds: f64,
+    translate_seconds: f64,
+    status_writes: f64,
+}
+
+impl Timings {
+    pub async fn of(op: &Operator) -> anyhow::Result<Timings> {
+        let text = op.metrics().await?;
+        let sum = |name: &str| {
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| {
+                    let (series, value) = l.rsplit_once(' ')?;
+                    let metric = series.split('{').next()?;
+                    (metric == name).then(|| value.parse::<f64>().ok())?
+                })
+                .sum::<f64>()
+        };
+        let routes = |name: &str| metric_value(&text, name, &[("controller", "routes")]);
+        Ok(Timings {
+            passes: routes("sluice_reconcile_duration_seconds_count").unwrap_or_default(),
+            pass_seconds: routes("sluice_reconcile_duration_seconds_sum").unwrap_or_default(),
+            build_seconds: sum("sluice_dag_build_duration_seconds_sum"),
+            translate_seconds: sum("sluice_translate_duration_seconds_sum"),
+            status_writes: sum("sluice_status_writes_total"),
+        })
+    }
+
+    pub fn since(self, before: Timings) -> Timings {
+        Timings {
+            passes: self.passes - before.passes,
+            pass_seconds: self.pass_seconds - before.pass_seconds,
+            build_seconds: self.build_seconds - before.build_seconds,
+            translate_seconds: self.translate_seconds - before.translate_seconds,
+            status_writes: self.status_writes - before.status_writes,
+        }
+    }
+
+    pub fn record(self, figures: &mut Figures, phase: &str, roots: usize) {
+        let name = |what: &str| format!("run {phase}: operator {what}");
+        figures.record(name("reconcile passes"), "", roots, self.passes);
+        let seconds = [
+            ("time in reconcile passes", self.pass_seconds),
+            ("DAG build time", self.build_seconds),
+            ("translate time", self.translate_seconds),
+        ];
+        for (what, s) in seconds {
+            figures.record(name(what), "ms", roots, s * 1000.0);
+        }
+        figures.record(name("status writes"), "", roots, self.status_writes);
     }
 }
 

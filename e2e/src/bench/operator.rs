@@ -12,6 +12,8 @@
 //!   (one kept-alive connection per update, polled every 10 ms for 250 ms, then every tenth of
 //!   the time waited). A Service is not updated again while its previous update is not
 //!   visible, so the rate reached is printed too.
+//! - **Where the time goes**: the operator's own timings (`/metrics`: reconcile passes, DAG
+//!   build, translation, status writes) over the settle and the churn.
 //! - **Memory and CPU**: the operator's RSS after settling and peak (`VmHWM`), its CPU during
 //!   settle, idle and churn; the in-memory API server's thread CPU (it is a test double, so
 //!   where it is the bottleneck the figures say so) and Envoy's.
@@ -27,7 +29,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use super::files::{answers, plain_root};
-use super::measure::{CpuWindow, mib, ms, own_thread, status_kib};
+use super::measure::{CpuWindow, Timings, mib, ms, own_thread, status_kib};
 use super::{Config, Figures};
 use crate::apiserver::{ApiServer, ApiServerOptions};
 use crate::backend::Backend;
@@ -89,6 +91,7 @@ pub(super) async fn run(
         slices: true,
     };
     let docs = world::documents(&world, ca)?;
+    let before = Timings::of(&op).await?;
     let op_cpu = CpuWindow::process(op_pid)?;
     let api_cpu = CpuWindow::at(api_thread.clone())?;
     let envoy_cpu = CpuWindow::process(envoy_pid)?;
@@ -104,11 +107,15 @@ pub(super) async fn run(
             .map_err(|e| anyhow::anyhow!("creating {file}: {e}"))?;
     }
     let created = started.elapsed();
-    let settle = wait_statuses(&server, &mut op, 2 * roots, config.timeout).await?;
+    let settle = wait_statuses(&server, &mut op, 2 * roots, started, config.timeout).await?;
     let settled = started.elapsed();
     let (op_used, _) = op_cpu.end()?;
     let (api_used, _) = api_cpu.end()?;
     let (envoy_used, _) = envoy_cpu.end()?;
+    Timings::of(&op)
+        .await?
+        .since(before)
+        .record(figures, "settle", roots);
     figures.record(
         figure("create every object (in process)"),
         "ms",
@@ -215,7 +222,12 @@ pub(super) async fn run(
                 CpuWindow::process(std::process::id())?,
             ),
         ];
+        let before = Timings::of(&op).await?;
         let churned = churn(config, &server, &targets, cpu).await?;
+        Timings::of(&op)
+            .await?
+            .since(before)
+            .record(figures, "churn", roots);
         figures.record(figure("churn updates sent"), "", roots, churned.sent as f64);
         figures.record(figure("churn rate reached"), "/s", roots, churned.rate);
         figures.record(
@@ -346,7 +358,7 @@ async fn wait_until(
     }
 }
 
-/// When the first and half of the IngressRoutes had a status (from the start of the wait), and
+/// When the first and half of the IngressRoutes had a status (from the first create), and
 /// the longest pause between two polls (the resolution of these times).
 struct Settle {
     first: Duration,
@@ -361,9 +373,9 @@ async fn wait_statuses(
     server: &ApiServer,
     op: &mut Operator,
     want: usize,
+    started: Instant,
     timeout: Duration,
 ) -> anyhow::Result<Settle> {
-    let started = Instant::now();
     let (mut first, mut half) = (None, None);
     let mut resolution = Duration::ZERO;
     loop {
