@@ -84,7 +84,7 @@ impl CpuWindow {
 pub struct Timings {
     /// Passes of the route reconciler (snapshot, build and translate of every instance,
     /// statuses), and their total time.
-    passes: f64,
+    pub passes: f64,
     pass_seconds: f64,
     build_seconds: f64,
     translate_seconds: f64,
