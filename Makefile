@@ -60,8 +60,10 @@ golden:
 	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --test golden -- --nocapture
 	SLUICE_UPDATE_GOLDEN=1 $(CARGO) test -p sluice --lib xds::translate::tests::golden_json -- --nocapture
 
-## bench: the scale benchmark (README "Performance") on release builds, with a real Envoy;
-## SLUICE_BENCH_SIZES, SLUICE_BENCH_EDITS, SLUICE_BENCH_IDLE_SECS override
+## bench: the scale benchmark (README "Performance") on release builds, with a real Envoy and
+## the in-memory API server; SLUICE_BENCH_SIZES, SLUICE_BENCH_PARTS (render,standalone,run),
+## SLUICE_BENCH_WORLDS, SLUICE_BENCH_EDITS, SLUICE_BENCH_IDLE_SECS, SLUICE_BENCH_CHURN_SECS and
+## SLUICE_BENCH_CHURN_RATE override
 bench: setup
 	$(CARGO) build --release -p sluice --bin sluice -p sluice-e2e --bin bench
 	./target/release/bench

@@ -33,7 +33,8 @@ pub fn host(i: usize) -> String {
     format!("r{i}.bench.local")
 }
 
-fn is_tls(i: usize) -> bool {
+/// Whether root `i` is TLS (every tenth; plain HTTP to it redirects to HTTPS).
+pub fn is_tls(i: usize) -> bool {
     i.is_multiple_of(10)
 }
 
@@ -77,7 +78,9 @@ fn service(namespace: &str, name: &str) -> String {
     .to_string()
 }
 
-fn endpoints(world: &World, namespace: &str, name: &str) -> String {
+/// The Endpoints (or, with `world.slices`, the EndpointSlice `<name>-1`) of Service
+/// `namespace/name`: 127.0.0.1 on `world.backend_port`.
+pub fn endpoints(world: &World, namespace: &str, name: &str) -> String {
     if world.slices {
         json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -134,6 +137,13 @@ pub fn documents(world: &World, ca: &TestCa) -> Result<Vec<(String, String)>> {
         ));
     }
     Ok(docs)
+}
+
+/// The namespaces of the world (`root-I`, `child-I`), for an API server that needs them.
+pub fn namespaces(world: &World) -> Vec<String> {
+    (0..world.roots)
+        .flat_map(|i| [format!("root-{i}"), format!("child-{i}")])
+        .collect()
 }
 
 /// Writes the world under `dir` in `layout`.
