@@ -2842,7 +2842,9 @@ async fn a_leader_whose_lease_writes_fail_steps_down_and_stops_writing() -> Resu
     let ns = cluster.namespace("team-a").await?;
     cluster.apply(gateway(&ns, "edge", json!({}))).await?;
     cluster.apply(service(&ns, "web")).await?;
-    const ROUTES: usize = 10;
+    // Four rounds of the operator's concurrent status writes, each slowed to 3 s below: the
+    // batch outlasts the 6 s renew deadline.
+    const ROUTES: usize = 4 * sluice::controller::routes::STATUS_WRITES_IN_FLIGHT;
     let route = |i: usize| format!("r{i}");
     for i in 0..ROUTES {
         cluster
@@ -2934,7 +2936,7 @@ async fn a_leader_whose_lease_writes_fail_steps_down_and_stops_writing() -> Resu
     server.inject(
         Fault::writes("ingressroutes/status")
             .by("alpha")
-            .delayed(Duration::from_secs(1)),
+            .delayed(Duration::from_secs(3)),
     );
     let mark = server.requests_arrived();
     cluster.delete("v1", "Service", Some(&ns), "web").await?;
