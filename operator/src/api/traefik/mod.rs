@@ -180,22 +180,7 @@ pub fn crds_yaml() -> Result<String, serde_norway::Error> {
 
 /// An ignored field's path, written like `serde_path_to_error` writes one.
 fn format_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path as P;
-    match path {
-        P::Root => String::new(),
-        P::Seq { parent, index } => format!("{}[{index}]", format_path(parent)),
-        P::Map { parent, key } => {
-            let parent = format_path(parent);
-            if parent.is_empty() {
-                key.clone()
-            } else {
-                format!("{parent}.{key}")
-            }
-        }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            format_path(parent)
-        }
-    }
+    crate::source::files::format_ignored_path(path)
 }
 
 #[cfg(test)]

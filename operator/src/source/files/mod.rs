@@ -38,7 +38,7 @@ mod walk;
 
 pub(crate) use assemble::Assembler;
 pub use assemble::load_sources;
-pub(crate) use parse::{Item, ParsedFile, parse_file};
+pub(crate) use parse::{Item, ParsedFile, format_path as format_ignored_path, parse_file};
 pub(crate) use walk::collect_manifest_paths;
 pub use walk::load_dir;
 

@@ -352,7 +352,7 @@ pub(super) fn describe(kind: &str, metadata: Option<&Value>) -> String {
 }
 
 /// Formats an ignored field's path like `serde_path_to_error` does: `spec.routes[0].foo`.
-pub(super) fn format_path(path: &serde_ignored::Path<'_>) -> String {
+pub(crate) fn format_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path as P;
     match path {
         P::Root => String::new(),

@@ -178,12 +178,7 @@ impl Translator {
         let mut https_changed = false;
         let mut hosts = HashMap::with_capacity(dag.virtual_hosts.len());
         let mut http_parts = Vec::new();
-        let mut tls_hosts: Vec<&VirtualHost> = dag
-            .virtual_hosts
-            .iter()
-            .filter(|vh| vh.tls.is_some())
-            .collect();
-        tls_hosts.sort_by(|a, b| a.fqdn.cmp(&b.fqdn));
+        let tls_hosts = super::listeners::tls_hosts(dag);
         let chain_position: HashMap<&str, usize> = tls_hosts
             .iter()
             .enumerate()

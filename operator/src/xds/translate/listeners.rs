@@ -64,12 +64,7 @@ pub fn build_listeners(
         Resource::new(HTTP_LISTENER, http_listener(opts, http_scoped)),
         Resource::new(STATS_LISTENER, stats_listener(opts)),
     ];
-    let mut tls_hosts: Vec<&VirtualHost> = dag
-        .virtual_hosts
-        .iter()
-        .filter(|vh| vh.tls.is_some())
-        .collect();
-    tls_hosts.sort_by(|a, b| a.fqdn.cmp(&b.fqdn));
+    let tls_hosts = tls_hosts(dag);
     if !tls_hosts.is_empty() {
         listeners.push(Resource::new(
             HTTPS_LISTENER,
@@ -370,4 +365,15 @@ pub(super) fn stats_listener(opts: &TranslateOptions) -> Listener {
         }],
         ..Default::default()
     }
+}
+
+/// The virtual hosts served over TLS, in fqdn order: the HTTPS listener's filter chains.
+pub(super) fn tls_hosts(dag: &Dag) -> Vec<&VirtualHost> {
+    let mut hosts: Vec<&VirtualHost> = dag
+        .virtual_hosts
+        .iter()
+        .filter(|vh| vh.tls.is_some())
+        .collect();
+    hosts.sort_by(|a, b| a.fqdn.cmp(&b.fqdn));
+    hosts
 }
