@@ -97,9 +97,19 @@ pub fn priority(rule: &str, explicit: Option<i64>) -> Result<i64, String> {
 pub fn http_rule(rule: &str, syntax: Syntax, explicit: Option<i64>) -> Result<HttpRule, RuleError> {
     let expr = parse_rule(rule, syntax, Protocol::Http)?;
     let priority = priority(rule, explicit).map_err(|message| RuleError { offset: 0, message })?;
+    let matches = distinct_matches(dnf(&expr, false)?, |c| http_conjunct(rule, c))?;
+    Ok(HttpRule { matches, priority })
+}
+
+/// The matches of a rule's alternatives (`None`: an alternative that can never match), each
+/// once, in order; an error if no alternative can match.
+pub(super) fn distinct_matches<C, M: PartialEq>(
+    alternatives: Vec<C>,
+    mut translate: impl FnMut(&C) -> Result<Option<M>, RuleError>,
+) -> Result<Vec<M>, RuleError> {
     let mut matches = Vec::new();
-    for conjunct in dnf(&expr, false)? {
-        if let Some(m) = http_conjunct(rule, &conjunct)?
+    for alternative in &alternatives {
+        if let Some(m) = translate(alternative)?
             && !matches.contains(&m)
         {
             matches.push(m);
@@ -111,7 +121,7 @@ pub fn http_rule(rule: &str, syntax: Syntax, explicit: Option<i64>) -> Result<Ht
             message: "the rule can never match (its conditions contradict each other)".into(),
         });
     }
-    Ok(HttpRule { matches, priority })
+    Ok(matches)
 }
 
 /// A leaf, possibly negated.

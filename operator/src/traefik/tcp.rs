@@ -5,7 +5,7 @@
 //! chain match.
 
 use super::matcher::{Cidr, HostName, Leaf, Located, Protocol, Syntax, parse_rule};
-use super::matches::{MAX_ALTERNATIVES, first_offset, priority};
+use super::matches::{MAX_ALTERNATIVES, distinct_matches, first_offset, priority};
 use super::rule::{Expr, RuleError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,20 +48,7 @@ pub fn tcp_rule(rule: &str, syntax: Syntax, explicit: Option<i64>) -> Result<Tcp
         None | Some(0) if catch_all => -1,
         _ => priority(rule, explicit).map_err(|message| RuleError { offset: 0, message })?,
     };
-    let mut matches = Vec::new();
-    for lits in dnf(&expr)? {
-        if let Some(m) = conjunct(rule, &lits)?
-            && !matches.contains(&m)
-        {
-            matches.push(m);
-        }
-    }
-    if matches.is_empty() {
-        return Err(RuleError {
-            offset: 0,
-            message: "the rule can never match (its conditions contradict each other)".into(),
-        });
-    }
+    let matches = distinct_matches(dnf(&expr)?, |lits| conjunct(rule, lits))?;
     Ok(TcpRule { matches, priority })
 }
 
