@@ -62,10 +62,15 @@ pub struct IncrementalDag {
     fresh: bool,
 }
 
-/// Whether a snapshot holds Traefik objects: their roots are not in the dependency index yet,
-/// so every update then builds the whole DAG (see [`IncrementalDag::update`]).
-fn has_traefik(snap: &ClusterSnapshot) -> bool {
-    !snap.traefik_routes.is_empty() || !snap.traefik_middlewares.is_empty()
+/// Whether `sel` judges some Traefik IngressRoute of the snapshot: their roots are not in the
+/// dependency index yet, so every update then builds the whole DAG (see
+/// [`IncrementalDag::update`]). Traefik objects no selected route can read (routes of another
+/// class, Middlewares alone) change nothing the DAG holds and keep updates incremental.
+fn has_traefik(snap: &ClusterSnapshot, sel: &Selection) -> bool {
+    snap.traefik_routes
+        .effective()
+        .values()
+        .any(|route| super::traefik::selects(sel, route))
 }
 
 /// Roots built together, with what they read and produced.
@@ -148,9 +153,9 @@ impl IncrementalDag {
         changes: &ChangeSet,
     ) -> UpdateStats {
         // Traefik IngressRoutes claim hosts against Contour roots and are not tracked by the
-        // groups: while any Traefik object exists, each update is a full build (the same
+        // groups: while this instance selects any, each update is a full build (the same
         // result by construction), and the next update without them starts afresh.
-        if has_traefik(snap) {
+        if has_traefik(snap, sel) {
             let dag = super::build(snap, sel);
             let changed = *self.dag != dag;
             let roots_rebuilt = dag.object_statuses.len()
