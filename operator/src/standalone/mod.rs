@@ -341,10 +341,12 @@ impl State<'_> {
                     s.namespace,
                     s.name,
                     s.current_status.as_str(),
-                    s.description
+                    printable(&s.description)
                 );
             }
         }
+        // Descriptions quote what tenants wrote (a Traefik rule may carry escape sequences):
+        // escaped, so that no manifest can write control sequences to the terminal.
         for s in &dag.object_statuses {
             if s.current_status != dag::Validity::Valid {
                 eprintln!(
@@ -355,7 +357,7 @@ impl State<'_> {
                     s.name,
                     s.api_version,
                     s.current_status.as_str(),
-                    s.description
+                    printable(&s.description)
                 );
             }
         }
@@ -473,4 +475,28 @@ fn watch_manifests(
 fn signal_terminate() -> anyhow::Result<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")
+}
+
+/// `text` with control characters escaped (`\u{1b}`), everything else as it is.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        assert_eq!(
+            super::printable("rule \"Host(`a`)\" \u{1b}[2J\nnext é"),
+            "rule \"Host(`a`)\" \\u{1b}[2J\\nnext é"
+        );
+    }
 }
