@@ -6,23 +6,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::Resource;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
-use serde_json::json;
+use kube::runtime::events::Recorder;
 use tokio::sync::watch;
 
-use crate::api::IngressRoute;
 use crate::api::gateway::RouteCounts;
 use crate::api::ingressroute::IngressRouteStatus;
-use crate::controller::crds::{self, CrdState, INGRESSROUTES};
-use crate::controller::gateway::{MAX_EVENT_NOTE_BYTES, truncate_bytes};
+use crate::controller::crds::CrdState;
 use crate::controller::leader::Leadership;
-use crate::controller::status::combine_statuses;
 use crate::dag::{Dag, Selection, Validity};
 use crate::metrics::Metrics;
 use crate::pipeline::InstancePipeline;
-use crate::provision::FIELD_MANAGER;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, ObjKey};
 use crate::source::kube::Stores;
 use crate::xds::attribution::blame_statuses;
@@ -30,6 +23,11 @@ use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{TranslateError, TranslateOptions};
 
 /// How long a rebuild waits for the Secrets of a newly needed namespace.
+mod writes;
+
+use writes::write_statuses;
+pub use writes::{STATUS_WRITES_IN_FLIGHT, status_event, statuses_to_write};
+
 const SECRET_LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Route counts per Gateway (`namespace/name`), read by the Gateway controller for its status.
@@ -396,240 +394,16 @@ pub fn route_counts(dag: &Dag) -> RouteCounts {
     c
 }
 
-/// The statuses to write: combined across instances, and only where they differ from what the
-/// object carries. IngressRoutes no instance judges are left alone.
-pub fn statuses_to_write<'a>(
-    snapshot: &ClusterSnapshot,
-    dags: impl IntoIterator<Item = &'a Dag>,
-) -> Vec<(ObjKey, IngressRouteStatus)> {
-    combine_statuses(dags)
-        .into_iter()
-        .filter(|(key, want)| {
-            let current = match snapshot.ingress_routes.get(key) {
-                Some(ir) => ir.status.as_ref(),
-                None => match snapshot.undecodable_routes.get(key) {
-                    Some(u) => u.status.as_ref(),
-                    None => return false,
-                },
-            };
-            current != Some(want)
-        })
-        .collect()
-}
-
-/// Writes the statuses that changed, one by one, each only while this replica still leads: a
-/// replica that lost the lease stops before its next write.
-/// Each status written is announced with an Event on the IngressRoute (see [`status_event`]).
-async fn write_statuses(
-    ctx: &RoutesContext,
-    snapshot: &ClusterSnapshot,
-    dags: Vec<&Dag>,
-    announced: &mut Announced,
-) {
-    use futures::StreamExt;
-
-    announced.retain(|key, _| {
-        snapshot.ingress_routes.contains_key(key) || snapshot.undecodable_routes.contains_key(key)
-    });
-    // Each write (and its event) is a round trip to the API server: a few are in flight at once,
-    // so that 10,000 new IngressRoutes are not 10,000 sequential round trips. Keys are distinct,
-    // so writes never race each other; what they announced is recorded once all are done.
-    let seen: &Announced = announced;
-    let announcements: Vec<(ObjKey, (Option<String>, IngressRouteStatus))> =
-        futures::stream::iter(statuses_to_write(snapshot, dags))
-            .map(|(key, status)| write_and_announce(ctx, seen, key, status))
-            .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
-            .filter_map(|announcement| async move { announcement })
-            .collect()
-            .await;
-    announced.extend(announcements);
-}
-
-/// How many status writes (each with its event) are in flight at once. kube-apiserver's default
-/// client rate limits do not apply to in-cluster clients; 16 keeps a burst of new routes quick
-/// without flooding the API server.
-pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
-
-/// Writes one status and, when it differs from what was announced for the object, records an
-/// event on it; returns the new announcement to remember, if one was made.
-async fn write_and_announce(
-    ctx: &RoutesContext,
-    announced: &Announced,
-    key: ObjKey,
-    status: IngressRouteStatus,
-) -> Option<(ObjKey, (Option<String>, IngressRouteStatus))> {
-    if !ctx.leadership.is_leading() {
-        tracing::debug!(ingressroute = %key, "no longer leading; the status is left to the new leader");
-        return None;
-    }
-    match write_status(ctx, &key, &status).await {
-        Ok(Some(stored)) => {
-            ctx.metrics
-                .status_writes
-                .with_label_values(&["IngressRoute"])
-                .inc();
-            tracing::debug!(ingressroute = %key, status = %status.current_status, "status written");
-            let announcement = (stored.metadata.uid.clone(), status.clone());
-            // Like every write, only while leading (a write in flight when the lease was lost
-            // is not announced).
-            if announced.get(&key) == Some(&announcement) || !ctx.leadership.is_leading() {
-                return None;
-            }
-            // The stored object's resourceVersion, new with every write, keeps the recorder
-            // from merging this event into an earlier one with the same reason (whose note it
-            // would keep).
-            let mut regarding = stored.object_ref(&ApiResource::erase::<IngressRoute>(&()));
-            regarding.resource_version = stored.metadata.resource_version.clone();
-            if let Err(e) = ctx
-                .recorder
-                .publish(&status_event(&status), &regarding)
-                .await
-            {
-                ctx.metrics
-                    .reconcile_errors
-                    .with_label_values(&["routes", "event"])
-                    .inc();
-                tracing::warn!(ingressroute = %key, error = %e, "cannot record an event on the IngressRoute");
-            }
-            Some((key, announcement))
-        }
-        Ok(None) => None, // Deleted meanwhile.
-        Err(e) => {
-            ctx.metrics
-                .reconcile_errors
-                .with_label_values(&["routes", "status_write"])
-                .inc();
-            tracing::warn!(ingressroute = %key, error = %e, "status write failed; will retry");
-            None
-        }
-    }
-}
-
-/// The event announcing an IngressRoute's new status: reason `Valid` (Normal), `Invalid` or
-/// `Orphaned` (Warning), the description as its note.
-pub fn status_event(status: &IngressRouteStatus) -> Event {
-    let (type_, reason) = match status.current_status.as_str() {
-        "valid" => (EventType::Normal, "Valid"),
-        "invalid" => (EventType::Warning, "Invalid"),
-        "orphaned" => (EventType::Warning, "Orphaned"),
-        _ => (EventType::Warning, "Unknown"),
-    };
-    Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(truncate_bytes(&status.description, MAX_EVENT_NOTE_BYTES)),
-        action: EVENT_ACTION.to_owned(),
-        secondary: None,
-    }
-}
-
-/// How one status write went wrong.
-#[derive(Debug, thiserror::Error)]
-enum StatusWriteError {
-    #[error(transparent)]
-    Api(#[from] kube::Error),
-    #[error("{0}")]
-    NotKept(&'static str),
-}
-
-/// Writes one IngressRoute's status: through `/status` when the CRD has the subresource, else
-/// through the main resource (a merge patch of `status`, as Contour wrote it, since without
-/// the subresource `status` is an ordinary field). When the outcome shows the CRD changed
-/// under it (`/status` not served for an object that exists; a main-resource write whose
-/// `status` the server dropped), the CRDs are looked at again and the write goes the other
-/// way. `Ok(None)`: the object is gone; otherwise the object as stored.
-async fn write_status(
-    ctx: &RoutesContext,
-    key: &ObjKey,
-    status: &IngressRouteStatus,
-) -> Result<Option<DynamicObject>, StatusWriteError> {
-    let resource = ApiResource::erase::<IngressRoute>(&());
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &key.namespace, &resource);
-    let mut via_subresource = ctx.crds.status_subresource(INGRESSROUTES);
-    // At most one switch of route per write.
-    for attempt in 0..2 {
-        let recheck = attempt == 0;
-        if via_subresource {
-            let body = json!({
-                "apiVersion": "contour.heptio.com/v1beta1",
-                "kind": "IngressRoute",
-                "status": status,
-            });
-            let params = PatchParams::apply(FIELD_MANAGER).force();
-            match api
-                .patch_status(&key.name, &params, &Patch::Apply(&body))
-                .await
-            {
-                Ok(stored) => return Ok(Some(stored)),
-                Err(kube::Error::Api(e)) if e.code == 404 => {
-                    // Deleted meanwhile, or `/status` is not served.
-                    if api.get_opt(&key.name).await?.is_none() {
-                        return Ok(None);
-                    }
-                    if !(recheck && switched(ctx).await) {
-                        return Err(StatusWriteError::NotKept(
-                            "the status subresource answers 404 for an IngressRoute that exists",
-                        ));
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            // Both fields, so that a merge patch clears an old description.
-            let body = json!({"status": {
-                "currentStatus": status.current_status,
-                "description": status.description,
-            }});
-            let params = PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PatchParams::default()
-            };
-            match api.patch(&key.name, &params, &Patch::Merge(&body)).await {
-                Ok(stored) if kept(&stored, status) => return Ok(Some(stored)),
-                Ok(_) => {
-                    // The server dropped `status`: the CRD has a status subresource now.
-                    if !(recheck && switched(ctx).await) {
-                        return Err(StatusWriteError::NotKept(
-                            "the API server did not keep the status written through the main resource",
-                        ));
-                    }
-                }
-                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        via_subresource = ctx.crds.status_subresource(INGRESSROUTES);
-    }
-    Err(StatusWriteError::NotKept(
-        "the IngressRoute CRD changed during the write",
-    ))
-}
-
-/// Looks at the CRDs again; whether the IngressRoute status route changed.
-async fn switched(ctx: &RoutesContext) -> bool {
-    let before = ctx.crds.status_subresource(INGRESSROUTES);
-    crds::check(&ctx.client, &ctx.crds, &ctx.metrics).await;
-    ctx.crds.status_subresource(INGRESSROUTES) != before
-}
-
-/// Whether a stored IngressRoute carries `want` as its status.
-fn kept(stored: &DynamicObject, want: &IngressRouteStatus) -> bool {
-    stored
-        .data
-        .get("status")
-        .and_then(|s| serde_json::from_value::<IngressRouteStatus>(s.clone()).ok())
-        .is_some_and(|s| s == *want)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::api::gateway::GatewaySpec;
-    use crate::api::{Gateway, IngressRouteSpec};
+    use crate::api::{Gateway, IngressRoute, IngressRouteSpec};
     use crate::dag;
     use crate::snapshot::Object;
+    use kube::runtime::events::EventType;
+    use serde_json::json;
 
     #[test]
     fn only_changed_statuses_of_judged_routes_are_written() {
