@@ -1,0 +1,117 @@
+//! The incremental DAG's bookkeeping helpers: patching sorted lists in place, counting the
+//! groups that use a shared part, and grouping roots (disjoint sets).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::dag::build::Parts;
+use crate::dag::model::Upstream;
+
+/// Sets the entry of the sorted `list` at `key` to `value` (removing it when `None`); returns
+/// whether the list changed.
+pub(super) fn patch<T: PartialEq, K: ?Sized>(
+    list: &mut Vec<T>,
+    key: &K,
+    value: Option<T>,
+    cmp: impl Fn(&T, &K) -> std::cmp::Ordering,
+) -> bool {
+    match (list.binary_search_by(|e| cmp(e, key)), value) {
+        (Ok(i), Some(v)) => {
+            if list[i] == v {
+                return false;
+            }
+            list[i] = v;
+        }
+        (Ok(i), None) => {
+            list.remove(i);
+        }
+        (Err(i), Some(v)) => list.insert(i, v),
+        (Err(_), None) => return false,
+    }
+    true
+}
+
+pub(super) fn count_in<T: Clone>(
+    all: &mut BTreeMap<String, (T, usize)>,
+    add: &BTreeMap<String, T>,
+    dirty: &mut BTreeSet<String>,
+) {
+    for (name, v) in add {
+        let entry = all.entry(name.clone()).or_insert_with(|| (v.clone(), 0));
+        // Equal whoever built it last (a name stands for its content); the newest wins.
+        entry.0 = v.clone();
+        entry.1 += 1;
+        dirty.insert(name.clone());
+    }
+}
+
+pub(super) fn count_out<T>(
+    all: &mut BTreeMap<String, (T, usize)>,
+    remove: &BTreeMap<String, T>,
+    dirty: &mut BTreeSet<String>,
+) {
+    for name in remove.keys() {
+        if let Some(entry) = all.get_mut(name) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                all.remove(name);
+            }
+        }
+        dirty.insert(name.clone());
+    }
+}
+
+/// Copies from `all` the clusters, endpoints and secrets `group`'s virtual hosts use.
+pub(super) fn take_used(group: &mut Parts, all: &Parts) {
+    for v in group.vhosts.values() {
+        let clusters = v
+            .routes
+            .iter()
+            .flat_map(|r| &r.clusters)
+            .chain(v.tcp_proxy.iter().flat_map(|t| &t.clusters));
+        for c in clusters {
+            if let Some(cluster) = all.clusters.get(&c.cluster) {
+                group.clusters.insert(c.cluster.clone(), cluster.clone());
+            }
+        }
+        if let Some(name) = v.tls.as_ref().and_then(|t| t.secret.as_ref())
+            && let Some(s) = all.secrets.get(name)
+        {
+            group.secrets.insert(name.clone(), s.clone());
+        }
+    }
+    for c in group.clusters.values() {
+        if let Upstream::Eds { service_name } = &c.upstream
+            && let Some(e) = all.endpoints.get(service_name)
+        {
+            group.endpoints.insert(service_name.clone(), e.clone());
+        }
+        if let Some(v) = &c.validation
+            && let Some(s) = all.secrets.get(&v.ca_secret)
+        {
+            group.secrets.insert(v.ca_secret.clone(), s.clone());
+        }
+    }
+}
+
+/// Union-find over `0..n`.
+pub(super) struct DisjointSets(Vec<usize>);
+
+impl DisjointSets {
+    pub(super) fn new(n: usize) -> Self {
+        Self((0..n).collect())
+    }
+
+    pub(super) fn find(&mut self, mut i: usize) -> usize {
+        while self.0[i] != i {
+            self.0[i] = self.0[self.0[i]];
+            i = self.0[i];
+        }
+        i
+    }
+
+    pub(super) fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        let (lo, hi) = (a.min(b), a.max(b));
+        self.0[hi] = lo;
+    }
+}
