@@ -37,9 +37,10 @@ pub fn statuses_to_write<'a>(
         .collect()
 }
 
-/// Writes the statuses that changed, one by one, each only while this replica still leads: a
-/// replica that lost the lease stops before its next write.
-/// Each status written is announced with an Event on the IngressRoute (see [`status_event`]).
+/// Writes the statuses that changed, [`STATUS_WRITES_IN_FLIGHT`] at a time, each started only
+/// while this replica still leads. Each status written is announced with an Event on the
+/// IngressRoute (see [`status_event`]); a write that completes after the lease was lost is not
+/// announced, so the new leader, finding the status already written, records no event for it.
 pub(super) async fn write_statuses(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
@@ -65,9 +66,10 @@ pub(super) async fn write_statuses(
     announced.extend(announcements);
 }
 
-/// How many status writes (each with its event) are in flight at once. kube-apiserver's default
-/// client rate limits do not apply to in-cluster clients; 16 keeps a burst of new routes quick
-/// without flooding the API server.
+/// How many status writes (each with its event) are in flight at once: enough that a burst of new
+/// routes is not one round trip after another, few enough not to crowd the API server (whose
+/// priority and fairness limits apply to the operator like to any client). A replica that loses
+/// its lease starts no new write; up to this many already under way still complete.
 pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
 /// Writes one status and, when it differs from what was announced for the object, records an
@@ -187,7 +189,7 @@ async fn write_status(
                     if api.get_opt(&key.name).await?.is_none() {
                         return Ok(None);
                     }
-                    if !(recheck && switched(ctx).await) {
+                    if !(recheck && switched(ctx, via_subresource).await) {
                         return Err(StatusWriteError::NotKept(
                             "the status subresource answers 404 for an IngressRoute that exists",
                         ));
@@ -209,7 +211,7 @@ async fn write_status(
                 Ok(stored) if kept(&stored, status) => return Ok(Some(stored)),
                 Ok(_) => {
                     // The server dropped `status`: the CRD has a status subresource now.
-                    if !(recheck && switched(ctx).await) {
+                    if !(recheck && switched(ctx, via_subresource).await) {
                         return Err(StatusWriteError::NotKept(
                             "the API server did not keep the status written through the main resource",
                         ));
@@ -226,11 +228,15 @@ async fn write_status(
     ))
 }
 
-/// Looks at the CRDs again; whether the IngressRoute status route changed.
-async fn switched(ctx: &RoutesContext) -> bool {
-    let before = ctx.crds.status_subresource(INGRESSROUTES);
-    crds::check(&ctx.client, &ctx.crds, &ctx.metrics).await;
-    ctx.crds.status_subresource(INGRESSROUTES) != before
+/// Looks at the CRDs again; whether the IngressRoute status route now differs from the one the
+/// failed attempt used (`used_subresource`). Compared with that attempt's route, not with the
+/// shared state before this check: with several writes in flight, another write's check may
+/// have recorded the change already.
+async fn switched(ctx: &RoutesContext, used_subresource: bool) -> bool {
+    if ctx.crds.status_subresource(INGRESSROUTES) == used_subresource {
+        crds::check(&ctx.client, &ctx.crds, &ctx.metrics).await;
+    }
+    ctx.crds.status_subresource(INGRESSROUTES) != used_subresource
 }
 
 /// Whether a stored IngressRoute carries `want` as its status.
