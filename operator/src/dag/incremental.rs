@@ -71,9 +71,18 @@ pub struct IncrementalDag {
 /// [`IncrementalDag::update`]). Traefik objects no selected route can read (routes of another
 /// class, Middlewares alone) change nothing the DAG holds and keep updates incremental.
 fn has_traefik(snap: &ClusterSnapshot, sel: &Selection) -> bool {
-    snap.traefik_routes
-        .effective()
+    // The objects read: every `traefik.io` one, and the legacy ones it does not shadow.
+    let routes = &snap.traefik_routes;
+    routes
+        .current
         .values()
+        .chain(
+            routes
+                .legacy
+                .iter()
+                .filter(|(key, _)| !routes.current.contains_key(*key))
+                .map(|(_, route)| route),
+        )
         .any(|route| super::traefik::selects(sel, route))
 }
 
