@@ -93,6 +93,7 @@ mod http1;
 pub mod kubelet;
 pub mod manifests;
 pub mod process;
+pub mod rng;
 pub mod sluice;
 pub mod tls;
 pub mod tls_session;

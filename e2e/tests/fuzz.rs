@@ -22,31 +22,11 @@ use sluice::xds::translate::constraints::check_resources;
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
+use sluice_e2e::rng::Rng;
 use sluice_e2e::tls::{CertKey, TestCa};
 
 /// A hang, not a speed target: the slowest input of a long run is far below this.
 const HANG_GUARD: Duration = Duration::from_secs(20);
-
-/// xorshift64*: small, seeded, good enough to pick from tables.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 const NAMESPACES: &[&str] = &["team-a", "team-b", "team-c", "default"];
 const NAMES: &[&str] = &["a", "b", "c", "d", "e", "root", "web", "api"];

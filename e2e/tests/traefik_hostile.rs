@@ -12,25 +12,9 @@ use sluice::xds::translate::constraints::check_resources;
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
+use sluice_e2e::rng::Rng;
 
 const WORLDS: usize = 24;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 fn doc(v: &Value) -> String {
     format!("---\n{v}\n")
@@ -81,12 +65,12 @@ fn hostile_rule(owner: &str, rng: &mut Rng) -> String {
     ];
     // Mostly a host of the attacker's own, so that the values below reach Envoy.
     let host = if rng.chance(85) {
-        format!("{owner}-{}.example.com", rng.next() % 2)
+        format!("{owner}-{}.example.com", rng.next_u64() % 2)
     } else {
         rng.pick(&hosts).clone()
     };
     let mut rule = format!("Host(`{host}`)");
-    for _ in 0..(rng.next() % 3) {
+    for _ in 0..(rng.next_u64() % 3) {
         rule.push_str(" && ");
         let list = if rng.chance(85) {
             &accepted[..]
@@ -96,7 +80,10 @@ fn hostile_rule(owner: &str, rng: &mut Rng) -> String {
         rule.push_str(rng.pick(list).as_str());
     }
     if rng.chance(10) {
-        rule = format!("({rule}) || Host(`other{}.example.com`)", rng.next() % 3);
+        rule = format!(
+            "({rule}) || Host(`other{}.example.com`)",
+            rng.next_u64() % 3
+        );
     }
     rule
 }
@@ -131,7 +118,7 @@ fn hostile_middleware(name: &str, rng: &mut Rng) -> String {
 
 fn hostile_route(name: &str, rng: &mut Rng) -> String {
     let mut routes = Vec::new();
-    for _ in 0..1 + rng.next() % 3 {
+    for _ in 0..1 + rng.next_u64() % 3 {
         let weights = [
             json!(u32::MAX),
             Value::Null,
@@ -190,7 +177,7 @@ fn hostile_route(name: &str, rng: &mut Rng) -> String {
             route["priority"] = priority;
         }
         if rng.chance(40) {
-            route["middlewares"] = json!([{"name": format!("m{}", rng.next() % 3)}]);
+            route["middlewares"] = json!([{"name": format!("m{}", rng.next_u64() % 3)}]);
         }
         routes.push(route);
     }

@@ -9,27 +9,7 @@ use serde_json::{Value, json};
 use super::{IncrementalDag, Selection, build};
 use crate::api::traefik::Group;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, Object, TraefikKind};
-
-/// xorshift64*: small, deterministic, enough for test worlds.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+use sluice_e2e::rng::Rng;
 
 const NAMESPACES: [&str; 3] = ["a", "b", "c"];
 const ROUTES: usize = 8;

@@ -24,24 +24,7 @@ use crate::api::ingressroute::{
 use crate::api::{Gateway, IngressRouteSpec, TLSCertificateDelegation};
 use crate::snapshot::{Object, SERVICE_NAME_LABEL};
 use crate::source::kube::secret_scope;
-
-/// xorshift64*: small, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
+use sluice_e2e::rng::Rng;
 
 const NAMESPACES: [&str; 2] = ["a", "b"];
 const KINDS: [Kind; 7] = [
