@@ -107,6 +107,16 @@ fn hostile_middleware(name: &str, rng: &mut Rng) -> String {
         json!({"headers": {"customResponseHeaders": {"X-A\u{0}": "v"}}}),
         json!({"headers": {"customResponseHeaders": {"Transfer-Encoding": "chunked"}}}),
         json!({"headers": {"stsSeconds": 9_223_372_036_854_775_807_i64}}),
+        // Envoy reads `%` in header values as substitution commands: a lone one is refused,
+        // `%ENVIRONMENT(…)%` would leak Envoy's environment.
+        json!({"headers": {"customRequestHeaders": {"X-A": "100%"}}}),
+        json!({"headers": {"customResponseHeaders": {"X-A": "%ENVIRONMENT(HOME)% %REQ(:path)%"}}}),
+        json!({"stripPrefix": {"prefixes": ["/%7Ejoe"]}}),
+        // Names Envoy refuses past its limits, and more header bytes than a route may carry.
+        json!({"headers": {"customResponseHeaders": {"x".repeat(20_000): "v"}}}),
+        json!({"headers": {"customRequestHeaders": {
+            "X-A": "v".repeat(3000), "X-B": "v".repeat(3000), "X-C": "v".repeat(3000),
+        }}}),
         json!({"chain": {"middlewares": [{"name": "m0"}, {"name": "m1"}]}}),
     ];
     doc(&json!({
