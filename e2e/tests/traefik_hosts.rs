@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use sluice_e2e::backend::Backend;
-use sluice_e2e::client::{Request, Response};
+use sluice_e2e::client::{Request, Response, WebSocket};
 use sluice_e2e::manifests::{Manifests, service, tls_secret};
 use sluice_e2e::sluice::{InstancePorts, Standalone};
 use sluice_e2e::tls::{TestCa, TlsClient};
@@ -166,6 +166,13 @@ async fn catch_all_and_wildcard_get_only_names_nobody_holds() {
         "{:?}",
         catch.control().received()
     );
+    // WebSocket upgrades reach the catch-all and the wildcard (Traefik proxies upgrades),
+    // whatever the Host's case: the shared table needs no Lua lower-casing.
+    for host in ["nobody.test", "B.Example.com"] {
+        let mut ws = WebSocket::connect(p, host, "/ws").await.unwrap();
+        assert_eq!(ws.round_trip("ping").await.unwrap(), "ping", "{host}");
+        ws.close().await.unwrap();
+    }
     // The port stays in the Host header the backend sees.
     let (_, _) = http(p, "b.example.com:8080", "/port").await;
     let last = wild.control().received().pop().unwrap();
