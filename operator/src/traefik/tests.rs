@@ -161,7 +161,7 @@ fn host_wildcards_and_catch_all() {
     assert_eq!(m.host, HostMatch::OneLabelUnder("example.com".into()));
     assert_eq!(
         m.headers[0].value,
-        StringMatch::Regex("(?i)[^.]+\\.example\\.com\\.?".into())
+        StringMatch::Regex("(?i)[^.:]+\\.example\\.com\\.?(?::[0-9]*)?".into())
     );
     assert_eq!(
         one("Host(`*.example.com`) && Host(`a.example.com`)").host,

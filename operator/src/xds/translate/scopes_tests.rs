@@ -169,9 +169,19 @@ fn a_host_that_cannot_be_keyed_puts_the_gateway_back_on_the_shared_route_configu
             "*.wild.example.com",
             "app.example.com",
             "external.example.com",
+            "passthrough.example.com",
             "secure.example.com",
             "tcp.example.com"
         ]
+    );
+    // A host serving nothing over plain HTTP answers 404 instead of reaching the wildcard, and
+    // a wildcard cannot carry a port pattern: hosts match without their port.
+    let passthrough = &shared.virtual_hosts[3];
+    assert!(passthrough.routes.is_empty());
+    assert!(shared.ignore_port_in_host_matching);
+    assert_eq!(
+        shared.virtual_hosts[0].domains,
+        ["*.wild.example.com", "*.wild.example.com."]
     );
     assert!(r.routes.iter().all(|rc| !rc.name.starts_with("http/")));
     assert_eq!(violations(&r), Vec::<String>::new());
