@@ -37,71 +37,101 @@ fn traefik(kind: &str, name: &str, created: &str, spec: Value) -> String {
     }))
 }
 
+/// A value for each TLSOption field: mostly one that is valid but at an edge (so that it
+/// reaches Envoy), sometimes one that must be refused.
 fn hostile_tls_option(name: &str, rng: &mut Rng) -> String {
-    let versions = [
-        json!("VersionTLS10"),
-        json!("VersionTLS11"),
-        json!("VersionTLS12"),
-        json!("VersionTLS13"),
-        json!("VersionTLS14"),
-        json!("TLSv1.2"),
-        json!(""),
-        Value::Null,
-    ];
-    let ciphers = [
-        json!([
-            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-            "TLS_AES_128_GCM_SHA256"
-        ]),
-        json!(["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"]),
-        json!(["TLS_RSA_WITH_RC4_128_SHA"]),
-        json!(["ECDHE-RSA-AES128-GCM-SHA256"]),
-        json!(["TLS_AES_256_GCM_SHA384"]),
-        json!(["ALL:!aNULL"]),
-        json!([""]),
-        json!([]),
-    ];
-    let curves = [
-        json!(["CurveP521", "X25519MLKEM768"]),
-        json!(["secp256r1"]),
-        json!(["P-256"]),
-        json!(["X448"]),
-        json!([]),
-    ];
-    let alpn = [
-        json!(["h2"]),
-        json!(["acme-tls/1"]),
-        json!(["http/1.1", "acme-tls/1"]),
-        json!(["h3", "spdy/3"]),
-        json!([""]),
-        json!(["a b\u{7f}"]),
-        json!(["x".repeat(300)]),
-        json!([]),
-    ];
-    let auth = [
-        json!({"secretNames": ["evil-ca"], "clientAuthType": "RequireAndVerifyClientCert"}),
-        json!({"secretNames": ["evil-ca", "evil-ca"]}),
-        json!({"secretNames": ["evil-cert"], "clientAuthType": "VerifyClientCertIfGiven"}),
-        json!({"secretNames": ["../victim/victim-ca"]}),
-        json!({"secretNames": ["victim-ca"]}),
-        json!({"secretNames": [""]}),
-        json!({"clientAuthType": "RequireAnyClientCert"}),
-        json!({"secretNames": ["evil-ca"], "clientAuthType": "RequestClientCert"}),
-        json!({"clientAuthType": "Sometimes"}),
-        Value::Null,
+    let v = |a: &[&str]| json!(a);
+    #[allow(clippy::type_complexity)]
+    let fields: [(&str, Vec<Value>, Vec<Value>); 6] = [
+        (
+            "minVersion",
+            vec![
+                json!("VersionTLS11"),
+                json!("VersionTLS12"),
+                json!("VersionTLS13"),
+                json!(""),
+            ],
+            vec![
+                json!("VersionTLS10"),
+                json!("VersionTLS14"),
+                json!("TLSv1.2"),
+            ],
+        ),
+        (
+            "maxVersion",
+            vec![
+                json!("VersionTLS12"),
+                json!("VersionTLS13"),
+                json!("VersionTLS11"),
+            ],
+            vec![json!("VersionTLS10"), json!("1.3")],
+        ),
+        (
+            "cipherSuites",
+            vec![
+                v(&[
+                    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                    "TLS_AES_128_GCM_SHA256",
+                ]),
+                v(&["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"]),
+                v(&["TLS_AES_256_GCM_SHA384"]),
+                v(&[
+                    "TLS_RSA_WITH_AES_128_CBC_SHA",
+                    "TLS_RSA_WITH_AES_128_CBC_SHA",
+                ]),
+                v(&[]),
+            ],
+            vec![
+                v(&["TLS_RSA_WITH_RC4_128_SHA"]),
+                v(&["ECDHE-RSA-AES128-GCM-SHA256"]),
+                v(&["ALL:!aNULL"]),
+                v(&[""]),
+            ],
+        ),
+        (
+            "curvePreferences",
+            vec![
+                v(&["CurveP521", "X25519MLKEM768"]),
+                v(&["secp256r1", "CurveP256"]),
+                v(&[]),
+            ],
+            vec![v(&["P-256"]), v(&["X448"])],
+        ),
+        (
+            "alpnProtocols",
+            vec![
+                v(&["h2"]),
+                v(&["acme-tls/1"]),
+                v(&["http/1.1", "acme-tls/1"]),
+                v(&["h3", "spdy/3"]),
+                json!(["x".repeat(255)]),
+            ],
+            vec![v(&[""]), v(&["a b\u{7f}"]), json!(["x".repeat(300)])],
+        ),
+        (
+            "clientAuth",
+            vec![
+                json!({"secretNames": ["evil-ca"], "clientAuthType": "RequireAndVerifyClientCert"}),
+                json!({"secretNames": ["evil-ca", "evil-ca"]}),
+                json!({"secretNames": ["evil-ca"], "clientAuthType": "RequestClientCert"}),
+                json!({"secretNames": ["evil-ca"], "clientAuthType": "RequireAnyClientCert"}),
+                json!({"secretNames": ["evil-ca"], "clientAuthType": "NoClientCert"}),
+            ],
+            vec![
+                json!({"secretNames": ["evil-cert"], "clientAuthType": "VerifyClientCertIfGiven"}),
+                json!({"secretNames": ["../victim/victim-ca"]}),
+                json!({"secretNames": ["victim-ca"]}),
+                json!({"secretNames": [""]}),
+                json!({"clientAuthType": "RequireAnyClientCert"}),
+                json!({"clientAuthType": "Sometimes"}),
+            ],
+        ),
     ];
     let mut spec = json!({});
-    for (field, list) in [
-        ("minVersion", &versions[..]),
-        ("maxVersion", &versions[..]),
-        ("cipherSuites", &ciphers[..]),
-        ("curvePreferences", &curves[..]),
-        ("alpnProtocols", &alpn[..]),
-        ("clientAuth", &auth[..]),
-    ] {
-        let v = rng.pick(list).clone();
-        if rng.chance(60) && !v.is_null() {
-            spec[field] = v;
+    for (field, accepted, refused) in &fields {
+        if rng.chance(50) {
+            let list = if rng.chance(85) { accepted } else { refused };
+            spec[*field] = rng.pick(list).clone();
         }
     }
     for field in [
@@ -113,7 +143,7 @@ fn hostile_tls_option(name: &str, rng: &mut Rng) -> String {
             spec[field] = json!(rng.chance(50));
         }
     }
-    if rng.chance(5) {
+    if rng.chance(3) {
         spec["unknown"] = json!(1);
     }
     traefik("TLSOption", name, "2020-01-02T00:00:00Z", spec)
@@ -138,8 +168,12 @@ fn hostile_store(rng: &mut Rng) -> String {
 
 fn hostile_tls(rng: &mut Rng) -> Value {
     let mut tls = json!({});
-    if rng.chance(70) {
+    if rng.chance(85) {
         tls["secretName"] = json!(rng.pick(&[
+            "evil-cert",
+            "evil-cert",
+            "evil-cert",
+            "evil-cert",
             "evil-cert",
             "evil-ca",
             "../victim/victim-cert",
@@ -148,18 +182,20 @@ fn hostile_tls(rng: &mut Rng) -> Value {
         ]));
     }
     if rng.chance(60) {
-        tls["options"] = rng
-            .pick(&[
-                json!({"name": "o0"}),
-                json!({"name": "o1"}),
-                json!({"name": "default"}),
-                json!({"name": "o0", "namespace": "victim"}),
-                json!({"name": "o0@file"}),
-                json!({"name": "missing"}),
-            ])
-            .clone();
+        let valid = [
+            json!({"name": "o0"}),
+            json!({"name": "o1"}),
+            json!({"name": "default"}),
+        ];
+        let hostile = [
+            json!({"name": "o0", "namespace": "victim"}),
+            json!({"name": "o0@file"}),
+            json!({"name": "missing"}),
+        ];
+        let list = if rng.chance(85) { &valid } else { &hostile };
+        tls["options"] = rng.pick(list).clone();
     }
-    if rng.chance(10) {
+    if rng.chance(5) {
         tls["store"] = json!({"name": rng.pick(&["default", "mine"])});
     }
     tls
@@ -189,6 +225,9 @@ fn hostile_tcp_route(name: &str, rng: &mut Rng) -> String {
     let rules = [
         format!("HostSNI(`{own}`)"),
         format!("HostSNI(`{own}`)"),
+        format!("HostSNI(`{own}`)"),
+        format!("HostSNI(`{own}`)"),
+        format!("HostSNI(`{own}`)"),
         format!("HostSNI(`{}`) || HostSNI(`{own}`)", own.to_uppercase()),
         format!("HostSNI(`{own}.`)"),
         "HostSNI(`victim.example.com`)".to_owned(),
@@ -204,8 +243,10 @@ fn hostile_tcp_route(name: &str, rng: &mut Rng) -> String {
     let mut services = Vec::new();
     for _ in 0..1 + rng.next_u64() % 3 {
         let mut s = json!({
-            "name": rng.pick(&["web", "web", "web", "web@k8s", "../web"]),
-            "port": rng.pick(&[json!(80), json!(80), json!("http"), json!(0), json!(70000)]).clone(),
+            "name": rng.pick(&["web", "web", "web", "web", "web", "web@k8s", "../web"]),
+            "port": rng
+                .pick(&[json!(80), json!(80), json!(80), json!("http"), json!(0), json!(70000)])
+                .clone(),
         });
         if rng.chance(50) {
             s["weight"] = rng
@@ -233,7 +274,12 @@ fn hostile_tcp_route(name: &str, rng: &mut Rng) -> String {
         }
         services.push(s);
     }
-    let mut route = json!({"match": rng.pick(&rules), "services": services});
+    let rule = if rng.chance(60) {
+        &rules[0]
+    } else {
+        rng.pick(&rules)
+    };
+    let mut route = json!({"match": rule, "services": services});
     if rng.chance(20) {
         route["priority"] = rng
             .pick(&[json!(i64::MAX), json!(i64::MIN), json!(-1)])
