@@ -486,11 +486,18 @@ async fn tcp_routes_pass_through_or_terminate_with_weights_and_proxy_protocol() 
         json!([{"name": "pass", "port": 9000}]),
         json!({"passthrough": true}),
     );
+    // A TLSOption on a terminated TCP route: TLS 1.3 only, and the ALPN it names.
+    objects += &traefik(
+        "TLSOption",
+        "apps",
+        "tcp13",
+        json!({"minVersion": "VersionTLS13", "alpnProtocols": ["x-echo"]}),
+    );
     objects += &tcp(
         "tcp",
         "tcp.example.com",
         json!([{"name": "a", "port": 9000, "weight": 1}, {"name": "b", "port": 9000, "weight": 0}]),
-        edge_tls.clone(),
+        json!({"secretName": "edge", "options": {"name": "tcp13"}}),
     );
     objects += &tcp(
         "w",
@@ -538,6 +545,23 @@ async fn tcp_routes_pass_through_or_terminate_with_weights_and_proxy_protocol() 
         (6, 0),
         "weight 0 excludes"
     );
+    let x_echo = Client::trusting(&ca).alpn(&["x-echo"]);
+    let s = x_echo
+        .connect(ports.https, "tcp.example.com")
+        .await
+        .unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"x-echo"[..]));
+    let tls12 = Client::trusting(&ca).versions(&[&rustls::version::TLS12]);
+    assert!(
+        tls12.connect(ports.https, "tcp.example.com").await.is_err(),
+        "the route's TLSOption allows TLS 1.3 only"
+    );
+    let s = tls12.connect(ports.https, "pp2.example.com").await.unwrap();
+    assert_eq!(
+        s.get_ref().1.protocol_version(),
+        Some(ProtocolVersion::TLSv1_2)
+    );
+    drop(s);
 
     // Passthrough: the backend completes the handshake with its own certificate.
     let backend_client = Client::trusting(&backend_ca);
