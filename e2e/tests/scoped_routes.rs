@@ -37,6 +37,7 @@ fn cluster(service: &str) -> Cluster {
         lb_policy: LbPolicy::RoundRobin,
         health_check: None,
         validation: None,
+        proxy_protocol: None,
     }
 }
 

@@ -18,7 +18,10 @@ mod traefik;
 pub use changes::{ChangeSet, Kind};
 pub use live::LiveSnapshot;
 pub use pmap::PMap;
-pub use traefik::{TraefikKind, TraefikMiddleware, TraefikObjects, TraefikRoute, traefik_key};
+pub use traefik::{
+    TraefikKind, TraefikMiddleware, TraefikObjects, TraefikRoute, TraefikTcpRoute,
+    TraefikTlsOption, TraefikTlsStore, traefik_key,
+};
 
 /// Namespace and name of an object; orders by namespace, then name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -82,6 +85,12 @@ pub struct ClusterSnapshot {
     pub traefik_routes: TraefikObjects<crate::api::traefik::IngressRoute>,
     /// Traefik Middlewares (both API groups), decoded or not.
     pub traefik_middlewares: TraefikObjects<crate::api::traefik::Middleware>,
+    /// Traefik IngressRouteTCPs (both API groups), decoded or not.
+    pub traefik_tcp_routes: TraefikObjects<crate::api::traefik::IngressRouteTCP>,
+    /// Traefik TLSOptions (both API groups), decoded or not.
+    pub traefik_tls_options: TraefikObjects<crate::api::traefik::TLSOption>,
+    /// Traefik TLSStores (both API groups), decoded or not.
+    pub traefik_tls_stores: TraefikObjects<crate::api::traefik::TLSStore>,
     /// EndpointSlices by the Service their `kubernetes.io/service-name` label names.
     slices_by_service: Index,
     /// TLSCertificateDelegations by the Secret they delegate (`namespace/secretName`).
@@ -118,6 +127,9 @@ pub enum Object {
     Secret(Secret),
     TraefikRoute(TraefikRoute),
     TraefikMiddleware(TraefikMiddleware),
+    TraefikTcpRoute(TraefikTcpRoute),
+    TraefikTlsOption(TraefikTlsOption),
+    TraefikTlsStore(TraefikTlsStore),
 }
 
 /// Any object a snapshot holds, shared with whoever else holds it (a watch's decoded object).
@@ -133,6 +145,9 @@ pub enum SharedObject {
     Secret(Arc<Secret>),
     TraefikRoute(Arc<TraefikRoute>),
     TraefikMiddleware(Arc<TraefikMiddleware>),
+    TraefikTcpRoute(Arc<TraefikTcpRoute>),
+    TraefikTlsOption(Arc<TraefikTlsOption>),
+    TraefikTlsStore(Arc<TraefikTlsStore>),
 }
 
 impl From<Object> for SharedObject {
@@ -147,6 +162,9 @@ impl From<Object> for SharedObject {
             Object::Secret(o) => Self::Secret(Arc::new(o)),
             Object::TraefikRoute(o) => Self::TraefikRoute(Arc::new(o)),
             Object::TraefikMiddleware(o) => Self::TraefikMiddleware(Arc::new(o)),
+            Object::TraefikTcpRoute(o) => Self::TraefikTcpRoute(Arc::new(o)),
+            Object::TraefikTlsOption(o) => Self::TraefikTlsOption(Arc::new(o)),
+            Object::TraefikTlsStore(o) => Self::TraefikTlsStore(Arc::new(o)),
         }
     }
 }
@@ -170,6 +188,18 @@ impl Object {
                 Kind::Traefik(TraefikKind::Middleware, o.group),
                 traefik_key(o),
             ),
+            Object::TraefikTcpRoute(o) => (
+                Kind::Traefik(TraefikKind::IngressRouteTcp, o.group),
+                traefik_key(o),
+            ),
+            Object::TraefikTlsOption(o) => (
+                Kind::Traefik(TraefikKind::TlsOption, o.group),
+                traefik_key(o),
+            ),
+            Object::TraefikTlsStore(o) => (
+                Kind::Traefik(TraefikKind::TlsStore, o.group),
+                traefik_key(o),
+            ),
         }
     }
 }
@@ -186,6 +216,11 @@ impl SharedObject {
             SharedObject::Secret(_) => Kind::Secret,
             SharedObject::TraefikRoute(o) => Kind::Traefik(TraefikKind::IngressRoute, o.group),
             SharedObject::TraefikMiddleware(o) => Kind::Traefik(TraefikKind::Middleware, o.group),
+            SharedObject::TraefikTcpRoute(o) => {
+                Kind::Traefik(TraefikKind::IngressRouteTcp, o.group)
+            }
+            SharedObject::TraefikTlsOption(o) => Kind::Traefik(TraefikKind::TlsOption, o.group),
+            SharedObject::TraefikTlsStore(o) => Kind::Traefik(TraefikKind::TlsStore, o.group),
         }
     }
 
@@ -200,6 +235,9 @@ impl SharedObject {
             SharedObject::Secret(o) => ObjKey::of(&**o),
             SharedObject::TraefikRoute(o) => traefik_key(o),
             SharedObject::TraefikMiddleware(o) => traefik_key(o),
+            SharedObject::TraefikTcpRoute(o) => traefik_key(o),
+            SharedObject::TraefikTlsOption(o) => traefik_key(o),
+            SharedObject::TraefikTlsStore(o) => traefik_key(o),
         }
     }
 }
@@ -271,6 +309,24 @@ impl ClusterSnapshot {
                     .group_mut(group)
                     .insert(traefik_key(&o), o);
             }
+            SharedObject::TraefikTcpRoute(o) => {
+                let group = o.group;
+                self.traefik_tcp_routes
+                    .group_mut(group)
+                    .insert(traefik_key(&o), o);
+            }
+            SharedObject::TraefikTlsOption(o) => {
+                let group = o.group;
+                self.traefik_tls_options
+                    .group_mut(group)
+                    .insert(traefik_key(&o), o);
+            }
+            SharedObject::TraefikTlsStore(o) => {
+                let group = o.group;
+                self.traefik_tls_stores
+                    .group_mut(group)
+                    .insert(traefik_key(&o), o);
+            }
         }
     }
 
@@ -296,6 +352,15 @@ impl ClusterSnapshot {
             }
             Kind::Traefik(TraefikKind::Middleware, group) => {
                 self.traefik_middlewares.group_mut(group).remove(key)
+            }
+            Kind::Traefik(TraefikKind::IngressRouteTcp, group) => {
+                self.traefik_tcp_routes.group_mut(group).remove(key)
+            }
+            Kind::Traefik(TraefikKind::TlsOption, group) => {
+                self.traefik_tls_options.group_mut(group).remove(key)
+            }
+            Kind::Traefik(TraefikKind::TlsStore, group) => {
+                self.traefik_tls_stores.group_mut(group).remove(key)
             }
         }
     }

@@ -63,34 +63,54 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
                 .push(Claimant::traefik(&root.key, created));
         }
     }
-    // A Traefik IngressRoute that loses one of its hosts is refused whole.
+    let tcp_roots = traefik::tcp::select(snapshot, sel);
+    for root in &tcp_roots {
+        for host in root.parsed.iter().flat_map(|p| p.hosts.keys()) {
+            let created = root.obj.metadata.creation_timestamp.clone();
+            fqdns
+                .entry(host.clone())
+                .or_default()
+                .push(Claimant::traefik_tcp(&root.key, created));
+        }
+    }
+    // A Traefik IngressRoute or IngressRouteTCP that loses one of its hosts is refused whole.
     let mut traefik_lost: BTreeMap<ObjKey, String> = BTreeMap::new();
+    let mut tcp_lost: BTreeMap<ObjKey, String> = BTreeMap::new();
     fqdns.values_mut().for_each(|c| c.sort());
     let wildcards = open_hosts::wildcard_owners(&fqdns);
     let mut owned = Vec::with_capacity(fqdns.len());
     for (fqdn, claimants) in &fqdns {
         let owner = &claimants[0];
         if let Some((wildcard, w)) = open_hosts::covered_by(fqdn, owner, &wildcards) {
-            let by = traefik::describe_owner(&w.key, w.traefik);
+            let by = traefik::describe_claimant(w);
             for c in claimants {
                 let lost = open_hosts::covered(fqdn, wildcard, &by, !c.traefik);
-                if c.traefik {
-                    traefik_lost.entry(c.key.clone()).or_insert(lost);
-                } else {
+                if !c.traefik {
                     b.invalid(&c.key, lost);
+                    continue;
                 }
+                let map = if c.tcp {
+                    &mut tcp_lost
+                } else {
+                    &mut traefik_lost
+                };
+                map.entry(c.key.clone()).or_insert(lost);
             }
             continue;
         }
         owned.push((fqdn.clone(), owner_name(owner)));
         for other in &claimants[1..] {
             if other.traefik {
-                let owner = traefik::describe_owner(&owner.key, owner.traefik);
-                traefik_lost
-                    .entry(other.key.clone())
+                let owner = traefik::describe_claimant(owner);
+                let lost = if other.tcp {
+                    &mut tcp_lost
+                } else {
+                    &mut traefik_lost
+                };
+                lost.entry(other.key.clone())
                     .or_insert_with(|| traefik::taken(fqdn, &owner));
             } else if owner.traefik {
-                let owner = traefik::describe_owner(&owner.key, true);
+                let owner = traefik::describe_claimant(owner);
                 b.invalid(&other.key, traefik::taken(fqdn, &owner));
             } else {
                 b.invalid(&other.key, claims::taken(fqdn, &owner.key));
@@ -112,6 +132,14 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
             Err(e) => (Validity::Invalid, e),
         };
         object_statuses.push(traefik::status(&root.key, root.obj, validity, description));
+    }
+    for root in &tcp_roots {
+        let verdict = match (&root.parsed, tcp_lost.remove(&root.key)) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(_), Some(lost)) => Err(lost),
+            (Ok(parsed), None) => b.build_traefik_tcp(&root.key, parsed),
+        };
+        object_statuses.push(traefik::tcp::status(&root.key, root.obj, verdict));
     }
 
     let mut parts = b.into_parts();
@@ -217,7 +245,17 @@ impl Parts {
         let used_secrets: BTreeSet<&str> = self
             .vhosts
             .values()
-            .filter_map(|v| v.tls.as_ref().and_then(|t| t.secret.as_deref()))
+            .filter_map(|v| v.tls.as_ref())
+            .flat_map(|t| {
+                let client_ca = t
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.client_validation.as_ref());
+                t.secret
+                    .as_deref()
+                    .into_iter()
+                    .chain(client_ca.map(|c| c.ca_secret.as_str()))
+            })
             .chain(
                 self.clusters
                     .values()

@@ -46,6 +46,8 @@ pub struct Claimant {
     pub key: ObjKey,
     /// A Traefik IngressRoute (else a Contour root): on a full tie, Contour's comes first.
     pub traefik: bool,
+    /// A Traefik IngressRouteTCP (`traefik` is set too): on a full tie, it comes last.
+    pub tcp: bool,
 }
 
 impl Claimant {
@@ -54,6 +56,7 @@ impl Claimant {
             created: route.metadata.creation_timestamp.clone(),
             key: key.clone(),
             traefik: false,
+            tcp: false,
         }
     }
 
@@ -63,6 +66,15 @@ impl Claimant {
             created,
             key: key.clone(),
             traefik: true,
+            tcp: false,
+        }
+    }
+
+    /// A Traefik IngressRouteTCP claiming hosts.
+    pub fn traefik_tcp(key: &ObjKey, created: Option<Time>) -> Self {
+        Self {
+            tcp: true,
+            ..Self::traefik(key, created)
         }
     }
 }
@@ -70,12 +82,20 @@ impl Claimant {
 impl Ord for Claimant {
     fn cmp(&self, other: &Self) -> Ordering {
         let (ta, tb) = (self.created.as_ref(), other.created.as_ref());
-        (ta.is_none(), ta.map(|t| &t.0), &self.key, self.traefik).cmp(&(
-            tb.is_none(),
-            tb.map(|t| &t.0),
-            &other.key,
-            other.traefik,
-        ))
+        (
+            ta.is_none(),
+            ta.map(|t| &t.0),
+            &self.key,
+            self.traefik,
+            self.tcp,
+        )
+            .cmp(&(
+                tb.is_none(),
+                tb.map(|t| &t.0),
+                &other.key,
+                other.traefik,
+                other.tcp,
+            ))
     }
 }
 

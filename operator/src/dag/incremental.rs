@@ -84,6 +84,7 @@ fn has_traefik(snap: &ClusterSnapshot, sel: &Selection) -> bool {
                 .map(|(_, route)| route),
         )
         .any(|route| super::traefik::selects(sel, route))
+        || super::traefik::tcp::any_selected(snap, sel)
 }
 
 /// Roots built together, with what they read and produced.

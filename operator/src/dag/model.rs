@@ -52,6 +52,45 @@ pub struct VirtualHostTls {
     /// Effective minimum: the virtual host's, raised to the Gateway's floor.
     pub minimum_protocol_version: TlsVersion,
     pub passthrough: bool,
+    /// What a Traefik TLSOption adds (`None`: Envoy's defaults as Contour set them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Box<TlsOptions>>,
+}
+
+/// A Traefik TLSOption applied to one virtual host, in Envoy's terms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsOptions {
+    /// The TLSOption (`namespace/name`).
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_protocol_version: Option<TlsVersion>,
+    /// BoringSSL names; empty means Envoy's defaults.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cipher_suites: Vec<String>,
+    /// Envoy `ecdh_curves` names; empty means Envoy's defaults.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ecdh_curves: Vec<String>,
+    /// ALPN protocols advertised; `None` keeps what the filter chain would advertise anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpn_protocols: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_validation: Option<ClientValidation>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disable_session_tickets: bool,
+}
+
+/// Client certificates: asked for with the CAs of `ca_secret`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientValidation {
+    /// CA bundle, an entry of `Dag::secrets`.
+    pub ca_secret: String,
+    /// Refuse the handshake without a client certificate.
+    pub require: bool,
+    /// Accept a certificate that does not chain to the CAs (Go's `RequestClientCert`,
+    /// `RequireAnyClientCert`).
+    pub accept_untrusted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -216,6 +255,9 @@ pub struct Cluster {
     pub health_check: Option<HealthCheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation: Option<UpstreamValidation>,
+    /// PROXY protocol version (1 or 2) sent to the upstream before the stream (Traefik TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

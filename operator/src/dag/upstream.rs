@@ -183,6 +183,7 @@ impl Builder<'_> {
             lb_policy,
             health_check,
             validation,
+            proxy_protocol: None,
         };
         let hash = policy_hash(&cluster)
             .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;

@@ -63,6 +63,7 @@ impl Builder<'_> {
             secret: secret.as_ref().map(|s| s.name.clone()),
             minimum_protocol_version,
             passthrough: tls.passthrough,
+            options: None,
         };
         Ok((vhost_tls, secret))
     }

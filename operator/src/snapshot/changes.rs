@@ -28,7 +28,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Gateway,
         Kind::IngressRoute,
         Kind::Delegation,
@@ -41,6 +41,12 @@ impl Kind {
         Kind::Traefik(TraefikKind::IngressRoute, Group::ContainoUs),
         Kind::Traefik(TraefikKind::Middleware, Group::TraefikIo),
         Kind::Traefik(TraefikKind::Middleware, Group::ContainoUs),
+        Kind::Traefik(TraefikKind::IngressRouteTcp, Group::TraefikIo),
+        Kind::Traefik(TraefikKind::IngressRouteTcp, Group::ContainoUs),
+        Kind::Traefik(TraefikKind::TlsOption, Group::TraefikIo),
+        Kind::Traefik(TraefikKind::TlsOption, Group::ContainoUs),
+        Kind::Traefik(TraefikKind::TlsStore, Group::TraefikIo),
+        Kind::Traefik(TraefikKind::TlsStore, Group::ContainoUs),
     ];
 
     /// The Kubernetes kind (an undecodable IngressRoute is an IngressRoute).
@@ -183,6 +189,24 @@ fn diff_kind(
             kind,
             old.traefik_middlewares.group(g),
             new.traefik_middlewares.group(g),
+            out,
+        ),
+        Kind::Traefik(TraefikKind::IngressRouteTcp, g) => diff_maps(
+            kind,
+            old.traefik_tcp_routes.group(g),
+            new.traefik_tcp_routes.group(g),
+            out,
+        ),
+        Kind::Traefik(TraefikKind::TlsOption, g) => diff_maps(
+            kind,
+            old.traefik_tls_options.group(g),
+            new.traefik_tls_options.group(g),
+            out,
+        ),
+        Kind::Traefik(TraefikKind::TlsStore, g) => diff_maps(
+            kind,
+            old.traefik_tls_stores.group(g),
+            new.traefik_tls_stores.group(g),
             out,
         ),
         Kind::UndecodableRoute => {

@@ -53,6 +53,9 @@ impl LiveSnapshot {
             SharedObject::Secret(o) => holds(&self.snap.secrets, o),
             SharedObject::TraefikRoute(o) => holds_traefik(&self.snap.traefik_routes, o),
             SharedObject::TraefikMiddleware(o) => holds_traefik(&self.snap.traefik_middlewares, o),
+            SharedObject::TraefikTcpRoute(o) => holds_traefik(&self.snap.traefik_tcp_routes, o),
+            SharedObject::TraefikTlsOption(o) => holds_traefik(&self.snap.traefik_tls_options, o),
+            SharedObject::TraefikTlsStore(o) => holds_traefik(&self.snap.traefik_tls_stores, o),
         };
         if held {
             return false;
@@ -107,6 +110,15 @@ impl LiveSnapshot {
             }
             Kind::Traefik(TraefikKind::Middleware, group) => {
                 keys_in(s.traefik_middlewares.group(group), namespace)
+            }
+            Kind::Traefik(TraefikKind::IngressRouteTcp, group) => {
+                keys_in(s.traefik_tcp_routes.group(group), namespace)
+            }
+            Kind::Traefik(TraefikKind::TlsOption, group) => {
+                keys_in(s.traefik_tls_options.group(group), namespace)
+            }
+            Kind::Traefik(TraefikKind::TlsStore, group) => {
+                keys_in(s.traefik_tls_stores.group(group), namespace)
             }
         }
     }

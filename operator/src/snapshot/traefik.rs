@@ -14,12 +14,21 @@ use super::{ObjKey, PMap};
 pub type TraefikRoute = Decoded<t::IngressRoute>;
 /// A Traefik Middleware as stored.
 pub type TraefikMiddleware = Decoded<t::Middleware>;
+/// A Traefik IngressRouteTCP as stored.
+pub type TraefikTcpRoute = Decoded<t::IngressRouteTCP>;
+/// A Traefik TLSOption as stored.
+pub type TraefikTlsOption = Decoded<t::TLSOption>;
+/// A Traefik TLSStore as stored.
+pub type TraefikTlsStore = Decoded<t::TLSStore>;
 
 /// The Traefik kinds a snapshot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TraefikKind {
     IngressRoute,
     Middleware,
+    IngressRouteTcp,
+    TlsOption,
+    TlsStore,
 }
 
 impl TraefikKind {
@@ -27,6 +36,9 @@ impl TraefikKind {
         match self {
             TraefikKind::IngressRoute => "IngressRoute",
             TraefikKind::Middleware => "Middleware",
+            TraefikKind::IngressRouteTcp => "IngressRouteTCP",
+            TraefikKind::TlsOption => "TLSOption",
+            TraefikKind::TlsStore => "TLSStore",
         }
     }
 }

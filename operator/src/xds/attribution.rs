@@ -32,10 +32,14 @@ pub fn owners(dag: &Dag, type_url: &str, name: &str) -> BTreeSet<String> {
                 .virtual_hosts
                 .iter()
                 .filter(|vh| {
-                    vh.tls
-                        .as_ref()
-                        .and_then(|t| t.secret.as_deref())
-                        .is_some_and(|s| s == name)
+                    vh.tls.as_ref().is_some_and(|t| {
+                        let client_ca = t
+                            .options
+                            .as_ref()
+                            .and_then(|o| o.client_validation.as_ref());
+                        t.secret.as_deref() == Some(name)
+                            || client_ca.is_some_and(|c| c.ca_secret == name)
+                    })
                 })
                 .map(|vh| vh.owner.clone())
                 .collect();

@@ -11,7 +11,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::filters::{self, Filters};
 use super::{Parsed, ParsedRoute, owner_name};
-use crate::api::ingressroute::{self as ir, TlsVersion};
 use crate::api::traefik::routes as tr;
 use crate::dag::build::Builder;
 use crate::dag::checks;
@@ -28,9 +27,6 @@ use crate::traefik::matches::{HttpMatch, PathMatch, StringMatch};
 /// one object can make the Gateway's configuration cost.
 const MAX_ENVOY_ROUTES: usize = 1024;
 
-/// Traefik's minimum TLS version when no TLSOption says otherwise.
-const TRAEFIK_MIN_TLS: TlsVersion = TlsVersion::V1_2;
-
 impl Builder<'_> {
     /// Builds every virtual host of the Traefik IngressRoute `key`, which owns all the hosts it
     /// claims. Returns its status description when it is invalid (then nothing is added).
@@ -39,18 +35,11 @@ impl Builder<'_> {
         key: &ObjKey,
         parsed: &Parsed<'_>,
     ) -> Result<(), String> {
-        let (tls, secret) = match &parsed.tls_secret {
-            None => (None, None),
-            Some(name) => {
-                let spec = ir::Tls {
-                    secret_name: Some(name.clone()),
-                    minimum_protocol_version: Some(TRAEFIK_MIN_TLS),
-                    passthrough: false,
-                };
-                let (tls, secret) = self
-                    .build_vhost_tls(key, &spec)
-                    .map_err(|e| format!("spec.tls.secretName: {e}"))?;
-                (Some(tls), secret)
+        let (tls, tls_secrets) = match &parsed.tls {
+            None => (None, Vec::new()),
+            Some(req) => {
+                let (tls, secrets) = self.traefik_tls(key, req, false, true)?;
+                (Some(tls), secrets)
             }
         };
         let mut hosts: BTreeMap<String, Vec<model::Route>> = BTreeMap::new();
@@ -110,7 +99,7 @@ impl Builder<'_> {
         for c in clusters {
             self.clusters.insert(c.name.clone(), c);
         }
-        if let Some(secret) = secret {
+        for secret in tls_secrets {
             self.secrets.insert(secret.name.clone(), secret);
         }
         let owner = owner_name(key);
@@ -224,6 +213,7 @@ impl Builder<'_> {
             lb_policy: LbPolicy::RoundRobin,
             health_check: None,
             validation: None,
+            proxy_protocol: None,
         };
         let hash = policy_hash(&cluster)
             .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;

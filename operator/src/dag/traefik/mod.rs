@@ -14,6 +14,8 @@
 mod build;
 mod filters;
 pub(super) mod hosts;
+pub(super) mod tcp;
+mod tls;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -48,8 +50,8 @@ pub(super) struct Parsed<'s> {
     /// Every host its rules name, lower case: exact names, `*.parent` wildcards and `*` (the
     /// catch-all, for alternatives without `Host()`).
     pub hosts: BTreeSet<String>,
-    /// The TLS Secret (in its namespace) when its routes are served over HTTPS.
-    pub tls_secret: Option<String>,
+    /// Its certificate and TLSOption when its routes are served over HTTPS.
+    pub tls: Option<tls::TlsRequest>,
     pub routes: Vec<ParsedRoute<'s>>,
 }
 
@@ -118,6 +120,15 @@ pub(super) fn taken(fqdn: &str, owner: &str) -> String {
     format!("host {fqdn:?} is already used by the older {owner}")
 }
 
+/// How a claimant that owns a host is named in a loser's status.
+pub(super) fn describe_claimant(c: &super::claims::Claimant) -> String {
+    if c.tcp {
+        tcp::describe_owner(&c.key)
+    } else {
+        describe_owner(&c.key, c.traefik)
+    }
+}
+
 /// How an owner is named in a loser's status.
 pub(super) fn describe_owner(key: &ObjKey, traefik: bool) -> String {
     if traefik {
@@ -140,7 +151,7 @@ fn parse<'s>(sel: &Selection, key: &ObjKey, obj: &'s TraefikRoute) -> Result<Par
     }
     let spec = &route.spec;
     let (web, websecure) = entry_points(&spec.entry_points)?;
-    let tls_secret = match &spec.tls {
+    let tls = match &spec.tls {
         None if !web => {
             return Err(
                 "spec.entryPoints: `websecure` without spec.tls: Sluice serves routes \
@@ -154,7 +165,16 @@ fn parse<'s>(sel: &Selection, key: &ObjKey, obj: &'s TraefikRoute) -> Result<Par
                         spec.entryPoints names only `web`"
                 .into());
         }
-        Some(tls) => Some(tls_secret(tls)?),
+        Some(t) => Some(tls::request(
+            &key.namespace,
+            &tls::TlsFields {
+                secret_name: t.secret_name.as_deref(),
+                options: t.options.as_ref(),
+                store: t.store.as_ref(),
+                cert_resolver: t.cert_resolver.as_deref(),
+                domains: &t.domains,
+            },
+        )?),
     };
     let mut hosts = BTreeSet::new();
     let mut routes: Vec<ParsedRoute<'s>> = Vec::with_capacity(spec.routes.len());
@@ -171,8 +191,8 @@ fn parse<'s>(sel: &Selection, key: &ObjKey, obj: &'s TraefikRoute) -> Result<Par
         let rule =
             http_rule(&r.match_, syntax, r.priority).map_err(|e| format!("{at}.match: {e}"))?;
         for m in &rule.matches {
-            let host = hosts::claim(&m.host, tls_secret.is_some())
-                .map_err(|e| format!("{at}.match: {e}"))?;
+            let host =
+                hosts::claim(&m.host, tls.is_some()).map_err(|e| format!("{at}.match: {e}"))?;
             hosts.insert(host);
             if !m.source_ips.is_empty() {
                 return Err(format!("{at}.match: {}", hosts::CLIENT_IP_REFUSED));
@@ -186,11 +206,7 @@ fn parse<'s>(sel: &Selection, key: &ObjKey, obj: &'s TraefikRoute) -> Result<Par
             rule,
         });
     }
-    Ok(Parsed {
-        hosts,
-        tls_secret,
-        routes,
-    })
+    Ok(Parsed { hosts, tls, routes })
 }
 
 /// Whether the routes are on `web` and on `websecure`; empty means both, as Traefik's default
@@ -215,41 +231,9 @@ fn entry_points(names: &[String]) -> Result<(bool, bool), String> {
     Ok((web, websecure))
 }
 
-fn tls_secret(tls: &tr::Tls) -> Result<String, String> {
-    if tls.cert_resolver.is_some() {
-        return Err(
-            "spec.tls.certResolver: ACME certificate resolvers are not supported by \
-                    Sluice; use spec.tls.secretName (a Secret cert-manager can issue)"
-                .into(),
-        );
-    }
-    if !tls.domains.is_empty() {
-        return Err("spec.tls.domains: not supported by Sluice (it serves ACME)".into());
-    }
-    if tls.options.is_some() {
-        return Err("spec.tls.options: TLSOptions are not served yet".into());
-    }
-    if tls.store.is_some() {
-        return Err("spec.tls.store: TLSStores are not served yet".into());
-    }
-    let name = tls
-        .secret_name
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or(
-            "spec.tls.secretName: required by Sluice (a default certificate from a TLSStore is \
-             not served)",
-        )?;
-    if name.contains('/') {
-        return Err(format!(
-            "spec.tls.secretName: {name:?} must name a Secret of the IngressRoute's namespace"
-        ));
-    }
-    Ok(name.to_owned())
-}
-
 #[cfg(test)]
 mod hosts_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tcp_tests;

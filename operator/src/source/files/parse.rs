@@ -229,6 +229,15 @@ impl Loader {
             (_, "Middleware") if traefik::Group::of_api_version(&api_version).is_some() => {
                 traefik::decode::<traefik::Middleware>(value).map(Object::TraefikMiddleware)
             }
+            (_, "IngressRouteTCP") if traefik::Group::of_api_version(&api_version).is_some() => {
+                traefik::decode::<traefik::IngressRouteTCP>(value).map(Object::TraefikTcpRoute)
+            }
+            (_, "TLSOption") if traefik::Group::of_api_version(&api_version).is_some() => {
+                traefik::decode::<traefik::TLSOption>(value).map(Object::TraefikTlsOption)
+            }
+            (_, "TLSStore") if traefik::Group::of_api_version(&api_version).is_some() => {
+                traefik::decode::<traefik::TLSStore>(value).map(Object::TraefikTlsStore)
+            }
             _ => {
                 self.file.items.push(Item::Warning(LoadWarning {
                     at,
@@ -387,6 +396,9 @@ pub(super) fn with_default_namespace(mut obj: Object) -> Object {
         Object::Secret(o) => set(&mut o.metadata),
         Object::TraefikRoute(o) => set(&mut o.metadata),
         Object::TraefikMiddleware(o) => set(&mut o.metadata),
+        Object::TraefikTcpRoute(o) => set(&mut o.metadata),
+        Object::TraefikTlsOption(o) => set(&mut o.metadata),
+        Object::TraefikTlsStore(o) => set(&mut o.metadata),
     }
     obj
 }

@@ -579,15 +579,35 @@ fn traefik_routes_and_middlewares_of_both_groups_load_and_traefik_io_wins() {
         + &doc("traefik.io", "IngressRoute", "r", "{entryPoints: [web]}")
         + &doc("traefik.containo.us", "IngressRoute", "old", "{routes: 3}")
         + &doc("traefik.io", "Middleware", "m", "{addPrefix: {prefix: /x}}")
-        + &doc("traefik.io", "TLSOption", "o", "{}");
+        + &doc("traefik.io", "TLSOption", "o", "{}")
+        + &doc(
+            "traefik.containo.us",
+            "IngressRouteTCP",
+            "t",
+            "{routes: []}",
+        )
+        + &doc("traefik.io", "TLSStore", "default", "{}")
+        + &doc("traefik.io", "TraefikService", "s", "{}");
     let report = load(&text);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     // Kinds not served yet are still skipped, with a warning naming them.
     let warnings: Vec<String> = report.warnings.iter().map(|w| w.message.clone()).collect();
     assert_eq!(
         warnings,
-        ["traefik.io/v1alpha1 TLSOption is not read by sluice; skipped"]
+        ["traefik.io/v1alpha1 TraefikService is not read by sluice; skipped"]
     );
+    let snap = &report.snapshot;
+    assert!(
+        snap.traefik_tls_options
+            .get(&ObjKey::new("default", "o"))
+            .is_some()
+    );
+    assert!(
+        snap.traefik_tls_stores
+            .get(&ObjKey::new("default", "default"))
+            .is_some()
+    );
+    assert_eq!(snap.traefik_tcp_routes.legacy.len(), 1);
     let snap = &report.snapshot;
     let key = ObjKey::new("default", "r");
     assert_eq!(snap.traefik_routes.current.len(), 1);

@@ -112,6 +112,10 @@ pub(super) fn cluster(c: &Cluster) -> EnvoyCluster {
             &upstream_tls_context(c),
         ));
     }
+    if let Some(version) = c.proxy_protocol {
+        let inner = cluster.transport_socket.take();
+        cluster.transport_socket = Some(super::upstream_proxy::wrap(version, inner));
+    }
     cluster
 }
 

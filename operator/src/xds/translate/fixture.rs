@@ -65,6 +65,7 @@ pub fn eds_cluster(service: &str, port: u16) -> Cluster {
         lb_policy: LbPolicy::RoundRobin,
         health_check: None,
         validation: None,
+        proxy_protocol: None,
     }
 }
 
@@ -149,6 +150,7 @@ pub fn with_tls(mut vh: VirtualHost, secret: &str, minimum: TlsVersion) -> Virtu
         secret: Some(secret.to_owned()),
         minimum_protocol_version: minimum,
         passthrough: false,
+        options: None,
     });
     vh
 }
@@ -158,6 +160,7 @@ pub fn with_passthrough(mut vh: VirtualHost) -> VirtualHost {
         secret: None,
         minimum_protocol_version: TlsVersion::V1_1,
         passthrough: true,
+        options: None,
     });
     vh
 }

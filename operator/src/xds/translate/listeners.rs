@@ -144,10 +144,13 @@ pub(super) fn sni_filter_chain(vh: &VirtualHost, tls: &VirtualHostTls) -> Filter
         &[]
     };
     let transport_socket = match (&tls.secret, tls.passthrough) {
-        (Some(secret), false) => Some(transport_socket(
-            "envoy.transport_sockets.tls",
-            &downstream_tls_context(secret, tls.minimum_protocol_version, alpn),
-        )),
+        (Some(secret), false) => {
+            let mut ctx = downstream_tls_context(secret, tls.minimum_protocol_version, alpn);
+            if let Some(options) = &tls.options {
+                super::tls_options::apply(&mut ctx, options);
+            }
+            Some(transport_socket("envoy.transport_sockets.tls", &ctx))
+        }
         _ => None,
     };
     FilterChain {
@@ -182,7 +185,7 @@ fn downstream_tls_context(
     }
 }
 
-fn tls_protocol(version: TlsVersion) -> TlsProtocol {
+pub(super) fn tls_protocol(version: TlsVersion) -> TlsProtocol {
     match version {
         TlsVersion::V1_1 => TlsProtocol::TlSv11,
         TlsVersion::V1_2 => TlsProtocol::TlSv12,

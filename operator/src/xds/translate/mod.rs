@@ -24,6 +24,8 @@ pub mod open_hosts;
 mod routes;
 pub mod scopes;
 mod secrets;
+mod tls_options;
+mod upstream_proxy;
 pub mod validate;
 
 #[cfg(test)]
@@ -327,6 +329,14 @@ fn check(dag: &Dag) -> Result<(), TranslateError> {
                         fqdn: vh.fqdn.clone(),
                     })?;
             check_secret(dag, &format!("virtual host {:?}", vh.fqdn), secret, true)?;
+            if let Some(v) = tls
+                .options
+                .as_ref()
+                .and_then(|o| o.client_validation.as_ref())
+            {
+                let user = format!("client validation of {:?}", vh.fqdn);
+                check_secret(dag, &user, &v.ca_secret, false)?;
+            }
         }
     }
     for cluster in &dag.clusters {

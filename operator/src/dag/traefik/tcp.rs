@@ -1,0 +1,402 @@
+//! Traefik IngressRouteTCPs as SNI filter chains of the Gateway's HTTPS listener, as Contour's
+//! `tcpproxy` is: each name a route's `HostSNI()` gives is a host the IngressRouteTCP claims
+//! (ownership spans both dialects and HTTP, the oldest claimant keeping a name), served either
+//! by forwarding the TLS session untouched (`tls.passthrough`) or by terminating it with the
+//! route's certificate and TLSOption, then proxying to its weighted Services, optionally with
+//! a PROXY protocol header.
+//!
+//! What a filter chain cannot express exactly is refused, naming the part: `HostSNI(`*`)` (a
+//! chain without server names would take every TLS connection no other chain matches,
+//! including those for other tenants' hosts while their configuration is invalid),
+//! `HostSNI(`*.name`)` and `HostSNIRegexp` (hosts are owned by name), `ClientIP`, `ALPN`,
+//! TCP middlewares, and plain TCP without TLS.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::tls::{self, TlsRequest};
+use crate::api::traefik::routes::{RouteTCP, ServiceTCP};
+use crate::dag::build::Builder;
+use crate::dag::checks;
+use crate::dag::model::{
+    Cluster, LbPolicy, ObjectStatus, TcpProxy, UpstreamProtocol, Validity, VirtualHost,
+    WeightedCluster, msg,
+};
+use crate::dag::select::Selection;
+use crate::dag::upstream::{check_weight_sum, policy_hash};
+use crate::snapshot::{ClusterSnapshot, ObjKey, TraefikTcpRoute};
+use crate::traefik::matcher::Syntax;
+use crate::traefik::tcp::{SniMatch, tcp_rule};
+
+/// The kind reported for a Traefik IngressRouteTCP.
+pub const KIND: &str = "IngressRouteTCP";
+
+/// Owners of DAG entries built from an IngressRouteTCP: `traefik-tcp:namespace/name`.
+pub fn owner_name(key: &ObjKey) -> String {
+    format!("traefik-tcp:{key}")
+}
+
+/// How an IngressRouteTCP owner is named in a loser's status.
+pub fn describe_owner(key: &ObjKey) -> String {
+    format!("Traefik IngressRouteTCP {key}")
+}
+
+/// A selected IngressRouteTCP, checked as far as it can be without other objects.
+#[derive(Debug)]
+pub(in crate::dag) struct TcpRoot<'s> {
+    pub key: ObjKey,
+    pub obj: &'s Arc<TraefikTcpRoute>,
+    pub parsed: Result<TcpParsed<'s>, String>,
+}
+
+#[derive(Debug)]
+pub(in crate::dag) struct TcpParsed<'s> {
+    /// Each host it claims, lower case, and the index of the route serving it.
+    pub hosts: BTreeMap<String, usize>,
+    pub routes: &'s [RouteTCP],
+    pub tls: TlsRequest,
+    pub passthrough: bool,
+}
+
+/// Whether `sel`'s instance judges this IngressRouteTCP (as for an IngressRoute).
+pub(in crate::dag) fn selects(sel: &Selection, obj: &TraefikTcpRoute) -> bool {
+    let spec_class = obj
+        .decoded
+        .as_ref()
+        .ok()
+        .and_then(|r| r.spec.ingress_class_name.as_deref())
+        .filter(|c| !c.is_empty());
+    match spec_class {
+        Some(class) => sel.ingress_class.as_deref() == Some(class),
+        None => sel.selects_meta(&obj.metadata),
+    }
+}
+
+/// The IngressRouteTCPs `sel` judges, in key order.
+pub(in crate::dag) fn select<'s>(
+    snapshot: &'s ClusterSnapshot,
+    sel: &Selection,
+) -> Vec<TcpRoot<'s>> {
+    snapshot
+        .traefik_tcp_routes
+        .effective()
+        .into_iter()
+        .filter(|(_, obj)| selects(sel, obj))
+        .map(|(key, obj)| TcpRoot {
+            key: key.clone(),
+            obj,
+            parsed: parse(sel, key, obj),
+        })
+        .collect()
+}
+
+/// Whether `sel` judges any IngressRouteTCP of the snapshot.
+pub(in crate::dag) fn any_selected(snapshot: &ClusterSnapshot, sel: &Selection) -> bool {
+    snapshot
+        .traefik_tcp_routes
+        .effective()
+        .values()
+        .any(|obj| selects(sel, obj))
+}
+
+/// The status entry of an IngressRouteTCP.
+pub(in crate::dag) fn status(
+    key: &ObjKey,
+    obj: &TraefikTcpRoute,
+    verdict: Result<(), String>,
+) -> ObjectStatus {
+    let (current_status, description) = match verdict {
+        Ok(()) => (Validity::Valid, msg::VALID.to_owned()),
+        Err(e) => (Validity::Invalid, e),
+    };
+    ObjectStatus {
+        kind: KIND.to_owned(),
+        api_version: obj.group.api_version().to_owned(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        current_status,
+        description,
+    }
+}
+
+fn parse<'s>(
+    sel: &Selection,
+    key: &ObjKey,
+    obj: &'s TraefikTcpRoute,
+) -> Result<TcpParsed<'s>, String> {
+    let route = obj
+        .decoded
+        .as_ref()
+        .map_err(|e| format!("this IngressRouteTCP could not be read: {e}"))?;
+    if let Some(field) = obj.ignored.iter().find(|f| f.starts_with("spec.")) {
+        return Err(format!("{field}: field not supported by Sluice"));
+    }
+    if !sel.root_allowed(&key.namespace) {
+        return Err(msg::ROOT_NAMESPACE.to_owned());
+    }
+    let spec = &route.spec;
+    for (i, name) in spec.entry_points.iter().enumerate() {
+        if name != "websecure" {
+            return Err(format!(
+                "spec.entryPoints[{i}]: entry point {name:?} is not served: Sluice serves TCP \
+                 routes on \"websecure\" only (SNI filter chains of the Gateway's HTTPS listener)"
+            ));
+        }
+    }
+    let Some(t) = &spec.tls else {
+        return Err(
+            "spec.tls: required: Sluice routes TCP by SNI on the Gateway's HTTPS \
+                    listener, so plain TCP (without TLS) is not served"
+                .into(),
+        );
+    };
+    let tls = tls::request(
+        &key.namespace,
+        &tls::TlsFields {
+            secret_name: t.secret_name.as_deref(),
+            options: t.options.as_ref(),
+            store: t.store.as_ref(),
+            cert_resolver: t.cert_resolver.as_deref(),
+            domains: &t.domains,
+        },
+    )?;
+    if spec.routes.is_empty() {
+        return Err("spec.routes: at least one route is required".into());
+    }
+    // Each host goes to the route of highest priority naming it.
+    let mut best: BTreeMap<String, (i64, usize)> = BTreeMap::new();
+    for (index, r) in spec.routes.iter().enumerate() {
+        let at = format!("spec.routes[{index}]");
+        if !r.middlewares.is_empty() {
+            return Err(format!(
+                "{at}.middlewares: MiddlewareTCP is not served by Sluice"
+            ));
+        }
+        if r.match_.trim().is_empty() {
+            return Err(format!("{at}.match: must not be empty"));
+        }
+        let (syntax, _) = Syntax::select(r.syntax.as_deref(), Syntax::V3);
+        let rule =
+            tcp_rule(&r.match_, syntax, r.priority).map_err(|e| format!("{at}.match: {e}"))?;
+        for m in &rule.matches {
+            if !m.source_ips.is_empty() {
+                return Err(format!("{at}.match: ClientIP() is not served yet"));
+            }
+            if !m.alpn.is_empty() {
+                return Err(format!("{at}.match: ALPN() is not served yet"));
+            }
+            let host = match &m.sni {
+                SniMatch::Exact(h) => {
+                    checks::dns_name(h).map_err(|e| format!("{at}.match: host {h:?} {e}"))?
+                }
+                SniMatch::Any => {
+                    return Err(format!(
+                        "{at}.match: HostSNI(`*`) is not served: as an Envoy filter chain without \
+                         server names it would take every TLS connection no other chain \
+                         matches, including those for other tenants' hosts while their \
+                         configuration is invalid; name the hosts with HostSNI()"
+                    ));
+                }
+                SniMatch::OneLabelUnder(parent) => {
+                    return Err(format!(
+                        "{at}.match: HostSNI(`*.{parent}`) is not served: hosts are owned by \
+                         name; name them with HostSNI()"
+                    ));
+                }
+                SniMatch::Regex(_) => {
+                    return Err(format!(
+                        "{at}.match: HostSNIRegexp() is not served: hosts are owned by name; \
+                         name them with HostSNI()"
+                    ));
+                }
+            };
+            match best.get(&host) {
+                Some((p, i)) if *p == rule.priority && *i != index => {
+                    return Err(format!(
+                        "{at}.match: host {host:?} is also named by spec.routes[{i}] with the \
+                         same priority {p}; Traefik's choice between them is not defined, so \
+                         give one a higher priority"
+                    ));
+                }
+                Some((p, _)) if *p >= rule.priority => {}
+                _ => {
+                    best.insert(host, (rule.priority, index));
+                }
+            }
+        }
+    }
+    Ok(TcpParsed {
+        hosts: best.into_iter().map(|(h, (_, i))| (h, i)).collect(),
+        routes: &spec.routes,
+        tls,
+        passthrough: t.passthrough,
+    })
+}
+
+impl Builder<'_> {
+    /// Builds the SNI filter chains of the IngressRouteTCP `key`, which owns every host it
+    /// claims. Returns its status description when it is invalid (then nothing is added).
+    pub(in crate::dag) fn build_traefik_tcp(
+        &mut self,
+        key: &ObjKey,
+        parsed: &TcpParsed<'_>,
+    ) -> Result<(), String> {
+        let (tls, secrets) = self.traefik_tls(key, &parsed.tls, parsed.passthrough, false)?;
+        let mut clusters: Vec<Cluster> = Vec::new();
+        let mut per_route: BTreeMap<usize, Vec<WeightedCluster>> = BTreeMap::new();
+        for &index in parsed.hosts.values() {
+            if per_route.contains_key(&index) {
+                continue;
+            }
+            let at = format!("spec.routes[{index}]");
+            let route = parsed
+                .routes
+                .get(index)
+                .ok_or_else(|| format!("{at}: missing"))?;
+            if route.services.is_empty() {
+                return Err(format!("{at}.services: a route needs a service"));
+            }
+            let mut weighted: Vec<WeightedCluster> = Vec::with_capacity(route.services.len());
+            for (i, s) in route.services.iter().enumerate() {
+                let context = format!("{at}.services[{i}]");
+                let weight = match s.weight {
+                    None => 1,
+                    Some(w) => u32::try_from(w).map_err(|_| {
+                        format!("{context}.weight: {w} must be between 0 and {}", u32::MAX)
+                    })?,
+                };
+                let cluster = self.traefik_tcp_cluster(key, s, &context)?;
+                match weighted.iter_mut().find(|w| w.cluster == cluster.name) {
+                    Some(w) => w.weight = w.weight.saturating_add(weight),
+                    None => weighted.push(WeightedCluster {
+                        cluster: cluster.name.clone(),
+                        weight,
+                    }),
+                }
+                clusters.push(cluster);
+            }
+            check_weight_sum(&at, &weighted)?;
+            if weighted.iter().all(|w| w.weight == 0) {
+                return Err(format!(
+                    "{at}.services: every weight is 0, so no service would receive connections"
+                ));
+            }
+            per_route.insert(index, weighted);
+        }
+        for c in clusters {
+            self.clusters.insert(c.name.clone(), c);
+        }
+        for s in secrets {
+            self.secrets.insert(s.name.clone(), s);
+        }
+        let owner = owner_name(key);
+        for (host, index) in &parsed.hosts {
+            let clusters = per_route.get(index).cloned().unwrap_or_default();
+            self.vhosts.insert(
+                host.clone(),
+                VirtualHost {
+                    fqdn: host.clone(),
+                    owner: owner.clone(),
+                    tls: Some(tls.clone()),
+                    routes: Vec::new(),
+                    tcp_proxy: Some(TcpProxy {
+                        owner: owner.clone(),
+                        clusters,
+                    }),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// A Kubernetes Service of the IngressRouteTCP's namespace as a cluster.
+    fn traefik_tcp_cluster(
+        &mut self,
+        key: &ObjKey,
+        s: &ServiceTCP,
+        context: &str,
+    ) -> Result<Cluster, String> {
+        let unserved = [
+            ("tls", s.tls == Some(true)),
+            ("serversTransport", s.servers_transport.is_some()),
+            ("nativeLB", s.native_lb == Some(true)),
+            ("nodePortLB", s.node_port_lb == Some(true)),
+            ("terminationDelay", s.termination_delay.is_some()),
+        ];
+        if let Some((field, _)) = unserved.iter().find(|(_, set)| *set) {
+            return Err(format!("{context}.{field}: not served yet"));
+        }
+        if s.name.is_empty() || s.name.contains('@') {
+            return Err(format!(
+                "{context}.name: {:?} must name a Service (name@provider references do not exist \
+                 in Sluice)",
+                s.name
+            ));
+        }
+        if let Some(ns) = s.namespace.as_deref().filter(|n| !n.is_empty())
+            && ns != key.namespace
+        {
+            return Err(format!(
+                "{context}.namespace: Service {ns}/{} is in another namespace: cross-namespace \
+                 references are refused (a Gateway has no setting to allow them)",
+                s.name
+            ));
+        }
+        let proxy_protocol = match s.proxy_protocol.as_ref().map(|p| p.version) {
+            None => None,
+            Some(None | Some(2)) => Some(2),
+            Some(Some(1)) => Some(1),
+            Some(Some(v)) => {
+                return Err(format!(
+                    "{context}.proxyProtocol.version: {v} must be 1 or 2"
+                ));
+            }
+        };
+        let svc_key = ObjKey::new(key.namespace.clone(), s.name.clone());
+        let port_text = match &s.port {
+            None => return Err(format!("{context}.port: required")),
+            Some(IntOrString::Int(n)) => n.to_string(),
+            Some(IntOrString::String(n)) => n.clone(),
+        };
+        let missing = || format!("{context}: Service {svc_key} port {port_text} not found");
+        self.read(crate::dag::Dep::Service(svc_key.clone()));
+        let svc = self.snap.services.get(&svc_key).ok_or_else(missing)?;
+        let svc_port = svc
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|p| match s.port.as_ref() {
+                Some(IntOrString::Int(n)) => *n != 0 && p.port == *n,
+                Some(IntOrString::String(name)) => p.name.as_deref() == Some(name.as_str()),
+                None => false,
+            })
+            .ok_or_else(missing)?;
+        let port = u16::try_from(svc_port.port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(missing)?;
+        let upstream = self.build_upstream(&svc_key, svc, svc_port, context)?;
+        let mut cluster = Cluster {
+            name: String::new(),
+            service: svc_key.to_string(),
+            port,
+            upstream,
+            protocol: UpstreamProtocol::Http1,
+            lb_policy: LbPolicy::RoundRobin,
+            health_check: None,
+            validation: None,
+            proxy_protocol,
+        };
+        let hash = policy_hash(&cluster)
+            .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;
+        cluster.name = match proxy_protocol {
+            None => format!("{svc_key}/{port}/{hash}"),
+            Some(v) => format!("{svc_key}/{port}/{hash}/proxy-v{v}"),
+        };
+        Ok(cluster)
+    }
+}

@@ -1,0 +1,343 @@
+//! The TLS of a Traefik IngressRoute or IngressRouteTCP: its certificate (`tls.secretName`, or
+//! the default certificate of its namespace's `default` TLSStore) and its TLSOption
+//! (`tls.options`, or its namespace's `default` TLSOption), checked and put in Envoy's terms.
+//!
+//! Where Traefik is global, Sluice is per namespace: a TLSOption or TLSStore named `default`
+//! applies only to the Traefik routes of its own namespace, never to another tenant's hosts, and
+//! a store's certificate is served only for the hosts of the routes that ask for it.
+
+use super::super::build::Builder;
+use super::super::checks;
+use super::super::deps::Dep;
+use super::super::model::{ClientValidation, Secret, SecretKind, TlsOptions, VirtualHostTls};
+use crate::api::ingressroute::{self as ir, TlsVersion};
+use crate::api::traefik::routes::{Domain, ObjectRef};
+use crate::snapshot::ObjKey;
+use crate::traefik::tls::{self as ttls, ClientAuthType, TlsOptionModel};
+
+/// The name Traefik gives the default TLSOption and TLSStore.
+const DEFAULT: &str = "default";
+/// Keys of a client CA Secret, in the order Traefik reads them.
+const CA_KEYS: [&str; 2] = ["tls.ca", "ca.crt"];
+
+/// What a route's `tls` block asks for, checked without reading other objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(in crate::dag) struct TlsRequest {
+    /// A Secret of the route's namespace; `None`: the namespace's TLSStore default certificate.
+    pub secret: Option<String>,
+    /// A TLSOption of the route's namespace; `None`: its `default` TLSOption, when there is one.
+    pub options: Option<String>,
+}
+
+/// The `tls` fields both route kinds share.
+pub(in crate::dag) struct TlsFields<'a> {
+    pub secret_name: Option<&'a str>,
+    pub options: Option<&'a ObjectRef>,
+    pub store: Option<&'a ObjectRef>,
+    pub cert_resolver: Option<&'a str>,
+    pub domains: &'a [Domain],
+}
+
+/// Checks a `tls` block of a route in `namespace`; errors name the field.
+pub(in crate::dag) fn request(namespace: &str, f: &TlsFields<'_>) -> Result<TlsRequest, String> {
+    if f.cert_resolver.is_some() {
+        return Err(
+            "spec.tls.certResolver: ACME certificate resolvers are not supported by Sluice; use \
+             spec.tls.secretName (a Secret cert-manager can issue)"
+                .into(),
+        );
+    }
+    if !f.domains.is_empty() {
+        return Err(
+            "spec.tls.domains: not supported by Sluice (it names the certificates of an ACME \
+             resolver)"
+                .into(),
+        );
+    }
+    if let Some(store) = f.store {
+        same_namespace("spec.tls.store", namespace, store)?;
+        if store.name != DEFAULT {
+            return Err(format!(
+                "spec.tls.store.name: {:?}: only the TLSStore named \"default\" is used, as in \
+                 Traefik",
+                store.name
+            ));
+        }
+    }
+    let options = match f.options {
+        None => None,
+        Some(r) => {
+            same_namespace("spec.tls.options", namespace, r)?;
+            Some(r.name.clone())
+        }
+    };
+    let secret = match f.secret_name.map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(name) if name.contains('/') => {
+            return Err(format!(
+                "spec.tls.secretName: {name:?} must name a Secret of the route's namespace"
+            ));
+        }
+        Some(name) => Some(name.to_owned()),
+    };
+    Ok(TlsRequest { secret, options })
+}
+
+/// A reference must stay in the route's namespace (cross-namespace references are refused: a
+/// Gateway has no setting to allow them yet) and name no provider.
+fn same_namespace(field: &str, namespace: &str, r: &ObjectRef) -> Result<(), String> {
+    if r.name.is_empty() || r.name.contains('@') {
+        return Err(format!(
+            "{field}.name: {:?} must name an object of the route's namespace (name@provider \
+             references do not exist in Sluice)",
+            r.name
+        ));
+    }
+    match r.namespace.as_deref().filter(|n| !n.is_empty()) {
+        Some(ns) if ns != namespace => Err(format!(
+            "{field}.namespace: {ns}/{} is in another namespace: cross-namespace references are \
+             refused (a Gateway has no setting to allow them)",
+            r.name
+        )),
+        _ => Ok(()),
+    }
+}
+
+// Traefik objects are not dependencies of the incremental build: while an instance selects a
+// Traefik route, every update is a full build (`dag::incremental`).
+impl Builder<'_> {
+    /// The TLS of the Traefik route `key` (its certificate, unless `passthrough`, and its
+    /// TLSOption), with the Secrets it needs; `http` says whether the filter chain serves HTTP
+    /// (ALPN `h2` and `http/1.1` by default) or a TCP proxy (no ALPN unless the option names
+    /// some).
+    pub(in crate::dag) fn traefik_tls(
+        &self,
+        key: &ObjKey,
+        req: &TlsRequest,
+        passthrough: bool,
+        http: bool,
+    ) -> Result<(VirtualHostTls, Vec<Secret>), String> {
+        let mut secrets = Vec::new();
+        if passthrough {
+            if req.secret.is_some() || req.options.is_some() {
+                return Err(
+                    "spec.tls: passthrough forwards the TLS session as it is, so \
+                            secretName and options cannot apply"
+                        .into(),
+                );
+            }
+            let tls = VirtualHostTls {
+                secret: None,
+                minimum_protocol_version: self.sel.minimum_tls_version.unwrap_or(TlsVersion::V1_2),
+                passthrough: true,
+                options: None,
+            };
+            return Ok((tls, secrets));
+        }
+        let (secret_name, field) = match &req.secret {
+            Some(name) => (name.clone(), "spec.tls.secretName".to_owned()),
+            None => self.store_certificate(key)?,
+        };
+        let spec = ir::Tls {
+            secret_name: Some(secret_name),
+            minimum_protocol_version: Some(TlsVersion::V1_2),
+            passthrough: false,
+        };
+        let (mut tls, secret) = self
+            .build_vhost_tls(key, &spec)
+            .map_err(|e| format!("{field}: {e}"))?;
+        secrets.extend(secret);
+        let Some((option_key, model, explicit_alpn)) = self.tls_option(key, req)? else {
+            return Ok((tls, secrets));
+        };
+        let at = describe_option(&option_key, req.options.is_some());
+        if model.min_version == ttls::TlsVersion::V1_0
+            || model.max_version == Some(ttls::TlsVersion::V1_0)
+        {
+            return Err(format!(
+                "{at}: TLS 1.0 is not served by Sluice (its lowest version is TLS 1.1)"
+            ));
+        }
+        let min = ir_version(model.min_version);
+        tls.minimum_protocol_version = match self.sel.minimum_tls_version {
+            Some(floor) if floor > min => floor,
+            _ => min,
+        };
+        let max = model.max_version.map(ir_version);
+        if let Some(max) = max
+            && max < tls.minimum_protocol_version
+        {
+            return Err(format!(
+                "{at}: spec.maxVersion is below the Gateway's minimum TLS version"
+            ));
+        }
+        let client_validation = self.client_validation(&option_key, &model, &at, &mut secrets)?;
+        let alpn_protocols = (http || explicit_alpn).then(|| model.alpn_protocols.clone());
+        tls.options = Some(Box::new(TlsOptions {
+            source: option_key.to_string(),
+            maximum_protocol_version: max,
+            cipher_suites: model
+                .cipher_suites
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect(),
+            ecdh_curves: model.ecdh_curves.iter().map(|c| (*c).to_owned()).collect(),
+            alpn_protocols,
+            client_validation,
+            disable_session_tickets: model.disable_session_tickets,
+        }));
+        Ok((tls, secrets))
+    }
+
+    /// The Secret of the namespace's `default` TLSStore's default certificate, and the field
+    /// its errors name.
+    fn store_certificate(&self, key: &ObjKey) -> Result<(String, String), String> {
+        let store_key = ObjKey::new(key.namespace.clone(), DEFAULT);
+        let missing = || {
+            format!(
+                "spec.tls.secretName: required, since TLSStore {store_key} has no \
+                 defaultCertificate (Sluice serves a store's default certificate only to the \
+                 routes of its namespace that name no Secret)"
+            )
+        };
+        let store = self
+            .snap
+            .traefik_tls_stores
+            .get(&store_key)
+            .ok_or_else(missing)?;
+        let at = format!("TLSStore {store_key}");
+        let spec = &store
+            .decoded
+            .as_ref()
+            .map_err(|e| format!("spec.tls: {at} could not be read: {e}"))?
+            .spec;
+        if let Some(field) = store.ignored.iter().find(|f| f.starts_with("spec.")) {
+            return Err(format!(
+                "spec.tls: {at}: {field}: field not supported by Sluice"
+            ));
+        }
+        if !spec.certificates.is_empty() {
+            return Err(format!(
+                "spec.tls: {at}: spec.certificates is not served (Traefik picks those \
+                 certificates by SNI for any host, whoever owns it)"
+            ));
+        }
+        if spec.default_generated_cert.is_some() {
+            return Err(format!(
+                "spec.tls: {at}: spec.defaultGeneratedCert is not supported (ACME)"
+            ));
+        }
+        let name = spec
+            .default_certificate
+            .as_ref()
+            .map(|c| c.secret_name.trim())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(missing)?;
+        if name.contains('/') {
+            return Err(format!(
+                "spec.tls: {at}: spec.defaultCertificate.secretName {name:?} must name a Secret \
+                 of its namespace"
+            ));
+        }
+        Ok((
+            name.to_owned(),
+            format!("spec.tls: {at}: spec.defaultCertificate.secretName"),
+        ))
+    }
+
+    /// The TLSOption that applies: the one named, else the namespace's `default` one (if any),
+    /// with whether it names ALPN protocols itself.
+    fn tls_option(
+        &self,
+        key: &ObjKey,
+        req: &TlsRequest,
+    ) -> Result<Option<(ObjKey, TlsOptionModel, bool)>, String> {
+        let name = req.options.as_deref().unwrap_or(DEFAULT);
+        let option_key = ObjKey::new(key.namespace.clone(), name);
+        let at = describe_option(&option_key, req.options.is_some());
+        let Some(obj) = self.snap.traefik_tls_options.get(&option_key) else {
+            return match req.options {
+                Some(_) => Err(format!("{at} not found")),
+                None => Ok(None),
+            };
+        };
+        let option = obj
+            .decoded
+            .as_ref()
+            .map_err(|e| format!("{at} could not be read: {e}"))?;
+        if let Some(field) = obj.ignored.iter().find(|f| f.starts_with("spec.")) {
+            return Err(format!("{at}: {field}: field not supported by Sluice"));
+        }
+        let model = ttls::build(&option.spec).map_err(|e| format!("{at}: {e}"))?;
+        let explicit_alpn = !option.spec.alpn_protocols.is_empty();
+        Ok(Some((option_key, model, explicit_alpn)))
+    }
+
+    /// The client CAs of a TLSOption as one CA bundle, in the option's namespace.
+    fn client_validation(
+        &self,
+        option_key: &ObjKey,
+        model: &TlsOptionModel,
+        at: &str,
+        secrets: &mut Vec<Secret>,
+    ) -> Result<Option<ClientValidation>, String> {
+        let (require, accept_untrusted) = match model.client_auth {
+            ClientAuthType::NoClientCert => return Ok(None),
+            ClientAuthType::RequestClientCert => (false, true),
+            ClientAuthType::RequireAnyClientCert => (true, true),
+            ClientAuthType::VerifyClientCertIfGiven => (false, false),
+            ClientAuthType::RequireAndVerifyClientCert => (true, false),
+        };
+        if model.client_ca_secrets.is_empty() {
+            return Err(format!(
+                "{at}: spec.clientAuth.secretNames: Envoy asks for a client certificate only \
+                 with CAs to name, so this clientAuthType needs at least one CA Secret"
+            ));
+        }
+        let mut bundle = String::new();
+        for (i, name) in model.client_ca_secrets.iter().enumerate() {
+            let secret_key = ObjKey::new(option_key.namespace.clone(), name.clone());
+            self.read(Dep::Secret(secret_key.clone()));
+            let field = format!("{at}: spec.clientAuth.secretNames[{i}]");
+            let pem = CA_KEYS
+                .iter()
+                .find_map(|k| self.snap.secret_data(&secret_key, k))
+                .ok_or_else(|| {
+                    format!("{field}: Secret {secret_key} not found or has no tls.ca or ca.crt")
+                })?;
+            checks::ca_bundle(pem).map_err(|e| format!("{field}: Secret {secret_key}: {e}"))?;
+            let pem = std::str::from_utf8(pem)
+                .map_err(|_| format!("{field}: Secret {secret_key}: not UTF-8 PEM"))?;
+            bundle.push_str(pem);
+            if !bundle.ends_with('\n') {
+                bundle.push('\n');
+            }
+        }
+        let name = format!("{option_key}/client-ca");
+        secrets.push(Secret {
+            name: name.clone(),
+            kind: SecretKind::Ca { ca: bundle },
+        });
+        Ok(Some(ClientValidation {
+            ca_secret: name,
+            require,
+            accept_untrusted,
+        }))
+    }
+}
+
+fn describe_option(key: &ObjKey, named: bool) -> String {
+    if named {
+        format!("spec.tls.options: TLSOption {key}")
+    } else {
+        format!("TLSOption {key} (the namespace's default)")
+    }
+}
+
+fn ir_version(v: ttls::TlsVersion) -> TlsVersion {
+    match v {
+        ttls::TlsVersion::V1_0 | ttls::TlsVersion::V1_1 => TlsVersion::V1_1,
+        ttls::TlsVersion::V1_2 => TlsVersion::V1_2,
+        ttls::TlsVersion::V1_3 => TlsVersion::V1_3,
+    }
+}
