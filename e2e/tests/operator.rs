@@ -487,13 +487,19 @@ async fn wait_status(
     .with_context(|| format!("last status: {last:?}"))
 }
 
-/// The value of `sluice_ingressroutes{gateway, status}` on the operator's `/metrics`.
+/// The value of `sluice_ingressroutes{gateway, kind, group, status}` for Contour's IngressRoutes
+/// on the operator's `/metrics`.
 async fn route_metric(op: &Operator, gateway: &str, status: &str) -> Result<Option<f64>> {
     let text = op.metrics().await?;
     Ok(metric_value(
         &text,
         "sluice_ingressroutes",
-        &[("gateway", gateway), ("status", status)],
+        &[
+            ("gateway", gateway),
+            ("kind", "IngressRoute"),
+            ("group", "contour.heptio.com"),
+            ("status", status),
+        ],
     ))
 }
 
