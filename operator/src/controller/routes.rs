@@ -139,9 +139,8 @@ pub async fn run(
             ready.send_replace(true);
             leading.borrow_and_update();
             if ctx.leadership.is_leading() {
-                write_verdicts(&ctx, &snapshot, &dags, &mut announced).await;
-                let blamed: Vec<&Dag> = dags.iter().map(|d| &**d).collect();
-                traefik::announce(&ctx, &snapshot, &blamed, &mut traefik_announced).await;
+                let announced = (&mut announced, &mut traefik_announced);
+                write_verdicts(&ctx, &snapshot, &dags, announced).await;
             } else {
                 announced.clear();
                 traefik_announced.clear();
@@ -256,7 +255,7 @@ async fn write_verdicts(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: &[Arc<Dag>],
-    announced: &mut Announced,
+    (announced, traefik_announced): (&mut Announced, &mut TraefikAnnounced),
 ) {
     let rejections: Vec<_> = dags
         .iter()
@@ -268,6 +267,7 @@ async fn write_verdicts(
         .map(|(d, r)| blame_statuses(d, r))
         .collect();
     let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
+    traefik::announce(ctx, snapshot, &blamed, traefik_announced).await;
     write_statuses(ctx, snapshot, blamed, announced).await;
 }
 
