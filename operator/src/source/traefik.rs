@@ -188,6 +188,8 @@ struct State {
     /// What was last said in the log (`None`: nothing yet), and the last notes.
     reported: Option<BTreeSet<Resource>>,
     notes: Vec<String>,
+    /// Tells a restarted watch (a resource served again) from the one it replaces.
+    serial: u64,
 }
 
 /// The Traefik watches of `sluice run`, started and stopped as discovery says. Cheap to clone.
@@ -267,11 +269,13 @@ impl TraefikWatches {
             if state.active.contains_key(resource) {
                 continue;
             }
+            state.serial += 1;
+            let serial = state.serial;
             let tasks = self
                 .scope
                 .watches()
                 .into_iter()
-                .map(|ns| self.start(*resource, ns))
+                .map(|ns| self.start(*resource, ns, serial))
                 .collect();
             state.active.insert(*resource, tasks);
             changed = true;
@@ -287,13 +291,18 @@ impl TraefikWatches {
         changed
     }
 
-    fn start(&self, resource: Resource, ns: Option<String>) -> (WatchId, tokio::task::AbortHandle) {
+    fn start(
+        &self,
+        resource: Resource,
+        ns: Option<String>,
+        serial: u64,
+    ) -> (WatchId, tokio::task::AbortHandle) {
         let ar = api_resource(resource);
         let api: Api<DynamicObject> = match &ns {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
             None => Api::all_with(self.client.clone(), &ar),
         };
-        let id = WatchId::new(Kind::Traefik(resource.0, resource.1), ns, 0);
+        let id = WatchId::new(Kind::Traefik(resource.0, resource.1), ns, serial);
         let task = watch_task(
             api,
             watcher::Config::default(),
