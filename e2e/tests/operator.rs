@@ -487,13 +487,19 @@ async fn wait_status(
     .with_context(|| format!("last status: {last:?}"))
 }
 
-/// The value of `sluice_ingressroutes{gateway, status}` on the operator's `/metrics`.
+/// The value of `sluice_ingressroutes{gateway, kind, group, status}` for Contour's IngressRoutes
+/// on the operator's `/metrics`.
 async fn route_metric(op: &Operator, gateway: &str, status: &str) -> Result<Option<f64>> {
     let text = op.metrics().await?;
     Ok(metric_value(
         &text,
         "sluice_ingressroutes",
-        &[("gateway", gateway), ("status", status)],
+        &[
+            ("gateway", gateway),
+            ("kind", "IngressRoute"),
+            ("group", "contour.heptio.com"),
+            ("status", status),
+        ],
     ))
 }
 
@@ -3486,11 +3492,16 @@ async fn watch_namespaces_reads_nothing_elsewhere() -> Result<()> {
         .filter(|r| {
             match r.path.split_once("/namespaces/") {
                 Some((_, rest)) => !allowed.contains(&rest.split('/').next().unwrap_or_default()),
-                // Cluster-scoped: only the CRDs it checks by name, and discovery.
+                // Cluster-scoped: only the CRDs it checks by name, and discovery (of a group
+                // version too: Traefik's, `/apis/traefik.io/v1alpha1`).
                 None => {
+                    let discovery = r.path.strip_prefix("/apis/").is_some_and(|gv| {
+                        gv.split('/').count() == 2 && !gv.contains("/namespaces")
+                    });
                     !(r.path.contains("/customresourcedefinitions/")
                         || r.path == "/api"
-                        || r.path == "/apis")
+                        || r.path == "/apis"
+                        || discovery)
                 }
             }
         })

@@ -201,6 +201,10 @@ pub struct RunArgs {
     /// year); they are renewed when a third of it is left. Short values are for tests.
     #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(3..))]
     pub xds_cert_validity_seconds: Option<u64>,
+    /// How often API discovery is asked whether Traefik's CRDs are served (CRDs installed or
+    /// removed later are picked up within this time). Short values are for tests.
+    #[arg(long, hide = true, default_value_t = crate::source::traefik::DISCOVERY_INTERVAL.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub traefik_discovery_interval_seconds: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -510,6 +514,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
             .map_or(crate::pki::identity::LEAF_VALIDITY, Duration::from_secs),
         xds_server_names: vec![xds_host_name],
         watch: crate::source::kube::WatchScope::new(&args.watch_namespaces),
+        traefik_discovery: Duration::from_secs(args.traefik_discovery_interval_seconds),
     };
     runtime()?.block_on(crate::controller::run::run(opts))
 }

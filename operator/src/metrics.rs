@@ -11,7 +11,8 @@ use crate::provision::status::{CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITIO
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    /// IngressRoutes by gateway and status (valid, invalid, orphaned).
+    /// Verdicts by gateway, kind, API group (`contour.heptio.com`, `traefik.io`,
+    /// `traefik.containo.us`) and status (valid, invalid, orphaned).
     pub routes: IntGaugeVec,
     pub dag_build_seconds: HistogramVec,
     pub translate_seconds: HistogramVec,
@@ -51,9 +52,10 @@ impl Metrics {
         let routes = IntGaugeVec::new(
             Opts::new(
                 "sluice_ingressroutes",
-                "IngressRoutes judged by each Gateway, by status",
+                "IngressRoutes (Contour's and Traefik's) judged by each Gateway, by kind, API \
+                 group and status",
             ),
-            &["gateway", "status"],
+            &["gateway", "kind", "group", "status"],
         )?;
         let histogram = |name: &str, help: &str, labels: &[&str]| {
             HistogramVec::new(

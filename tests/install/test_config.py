@@ -235,6 +235,9 @@ KIND_RESOURCES = {
 }
 
 
+TRAEFIK_GROUPS = ("traefik.io", "traefik.containo.us")
+
+
 def test_rbac_covers_every_kind_the_code_uses(objects):
     used = set()
     for path in [*(ROOT / "operator/src/source").rglob("*.rs"), *(ROOT / "operator/src/controller").rglob("*.rs")]:
@@ -249,6 +252,14 @@ def test_rbac_covers_every_kind_the_code_uses(objects):
     for kind in sorted(k for k in used if KIND_RESOURCES[k]):
         group, resource = KIND_RESOURCES[kind]
         assert any(g[:3] == (group, resource, "get") for g in grants), f"no get on {kind}"
+    # Traefik's kinds are watched untyped (`Api<DynamicObject>` on an `ApiResource` made from
+    # `plural()` in source/traefik.rs), in both groups: read, and nothing else.
+    traefik = re.findall(r'TraefikKind::\w+ => "(\w+)"', (ROOT / "operator/src/source/traefik.rs").read_text())
+    assert traefik, "no Traefik resource found in operator/src/source/traefik.rs"
+    for group in TRAEFIK_GROUPS:
+        for resource in traefik:
+            verbs = {g[2] for g in grants if g[:2] == (group, resource)}
+            assert verbs == {"get", "list", "watch"}, f"{resource}.{group}: {sorted(verbs)}"
     # kube-runtime's event recorder creates events.k8s.io Events, and patches them on repeats.
     records = any("Recorder" in path.read_text() for path in (ROOT / "operator/src/controller").rglob("*.rs"))
     if records:
@@ -266,6 +277,9 @@ def test_rbac_is_what_the_operator_needs_and_no_more(objects):
         ("contour.heptio.com", ["ingressroutes/status"], {"get", "patch"}),
         # Statuses through the object under Contour's legacy CRD (no status subresource).
         ("contour.heptio.com", ["ingressroutes"], {"patch"}),
+        # Traefik's objects: read only (no status; verdicts are events).
+        ("traefik.io", ["ingressroutes", "middlewares"], read),
+        ("traefik.containo.us", ["ingressroutes", "middlewares"], read),
         ("sluice.dev", ["gateways"], read),
         ("sluice.dev", ["gateways/status"], {"get", "patch"}),
         ("sluice.dev", ["gateways/finalizers"], {"update"}),

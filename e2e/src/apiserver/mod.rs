@@ -16,6 +16,7 @@ mod resources;
 mod schema;
 mod selector;
 mod store;
+mod structural;
 mod validation;
 
 use std::net::SocketAddr;

@@ -23,8 +23,10 @@ use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{TranslateError, TranslateOptions};
 
 /// How long a rebuild waits for the Secrets of a newly needed namespace.
+mod traefik;
 mod writes;
 
+pub use traefik::{ROUTE_SERIES, TraefikAnnounced, series_counts, traefik_verdicts};
 use writes::write_statuses;
 pub use writes::{STATUS_WRITES_IN_FLIGHT, status_event, statuses_to_write};
 
@@ -105,6 +107,7 @@ pub async fn run(
     let mut instances = Instances::new();
     let mut generation = 0u64;
     let mut announced = Announced::new();
+    let mut traefik_announced = TraefikAnnounced::new();
     loop {
         changed.borrow_and_update();
         let started = Instant::now();
@@ -136,9 +139,11 @@ pub async fn run(
             ready.send_replace(true);
             leading.borrow_and_update();
             if ctx.leadership.is_leading() {
-                write_verdicts(&ctx, &snapshot, &dags, &mut announced).await;
+                let announced = (&mut announced, &mut traefik_announced);
+                write_verdicts(&ctx, &snapshot, &dags, announced).await;
             } else {
                 announced.clear();
+                traefik_announced.clear();
             }
         }
         ctx.metrics
@@ -186,8 +191,11 @@ fn stop_removed_instances(
             task.abort();
             ctx.cache.remove(gateway);
             lock(reports).remove(gateway);
-            for status in ["valid", "invalid", "orphaned"] {
-                let _ = ctx.metrics.routes.remove_label_values(&[gateway, status]);
+            for (kind, group) in ROUTE_SERIES {
+                for status in ["valid", "invalid", "orphaned"] {
+                    let labels = [gateway.as_str(), kind, group, status];
+                    let _ = ctx.metrics.routes.remove_label_values(&labels);
+                }
             }
             // The Gateway controller is not called for a deleted Gateway.
             ctx.metrics.forget_gateway_conditions(gateway);
@@ -247,7 +255,7 @@ async fn write_verdicts(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: &[Arc<Dag>],
-    announced: &mut Announced,
+    (announced, traefik_announced): (&mut Announced, &mut TraefikAnnounced),
 ) {
     let rejections: Vec<_> = dags
         .iter()
@@ -259,6 +267,7 @@ async fn write_verdicts(
         .map(|(d, r)| blame_statuses(d, r))
         .collect();
     let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
+    traefik::announce(ctx, snapshot, &blamed, traefik_announced).await;
     write_statuses(ctx, snapshot, blamed, announced).await;
 }
 
@@ -354,18 +363,19 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn publish_counts(ctx: &RoutesContext, dags: &[Arc<Dag>]) {
     let mut counts = BTreeMap::new();
     for dag in dags {
-        let c = route_counts(dag);
-        for (status, n) in [
-            ("valid", c.valid),
-            ("invalid", c.invalid),
-            ("orphaned", c.orphaned),
-        ] {
-            ctx.metrics
-                .routes
-                .with_label_values(&[&dag.gateway, status])
-                .set(i64::from(n));
+        for ((kind, group), c) in series_counts(dag) {
+            for (status, n) in [
+                ("valid", c.valid),
+                ("invalid", c.invalid),
+                ("orphaned", c.orphaned),
+            ] {
+                ctx.metrics
+                    .routes
+                    .with_label_values(&[&dag.gateway, kind, group, status])
+                    .set(i64::from(n));
+            }
         }
-        counts.insert(dag.gateway.clone(), c);
+        counts.insert(dag.gateway.clone(), route_counts(dag));
     }
     *lock(&ctx.dags) = dags
         .iter()
@@ -382,10 +392,13 @@ fn publish_counts(ctx: &RoutesContext, dags: &[Arc<Dag>]) {
     }
 }
 
+/// Every verdict of one Gateway, Contour IngressRoutes and Traefik objects alike (the Gateway
+/// status's route counts).
 pub fn route_counts(dag: &Dag) -> RouteCounts {
     let mut c = RouteCounts::default();
-    for s in &dag.statuses {
-        match s.current_status {
+    let verdicts = dag.statuses.iter().map(|s| s.current_status);
+    for v in verdicts.chain(dag.object_statuses.iter().map(|s| s.current_status)) {
+        match v {
             Validity::Valid => c.valid += 1,
             Validity::Invalid => c.invalid += 1,
             Validity::Orphaned => c.orphaned += 1,

@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub xds_cert_validity: Duration,
     /// Namespaces whose objects are watched (`--watch-namespaces`).
     pub watch: crate::source::kube::WatchScope,
+    /// How often API discovery is asked whether Traefik's CRDs are served.
+    pub traefik_discovery: Duration,
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -174,6 +176,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tracing::info!(namespaces = %ns.iter().cloned().collect::<Vec<_>>().join(","), "watching only these namespaces");
     }
     let (stores, changed) = crate::source::kube::start(&client, &opts.watch);
+    // Traefik's CRDs are optional: watched where discovery finds them served, before the first
+    // build (so readiness waits for their lists too), then looked for again periodically.
+    stores.traefik.discover().await;
+    tasks.spawn({
+        let (traefik, interval) = (stores.traefik.clone(), opts.traefik_discovery);
+        async move {
+            traefik.maintain(interval).await;
+            Ok(())
+        }
+    });
     let route_counts: routes::SharedRouteCounts = Arc::new(Mutex::new(BTreeMap::new()));
     let dags: routes::SharedDags = Arc::new(Mutex::new(BTreeMap::new()));
     let (counts_tx, counts_rx) = watch::channel(0u64);

@@ -18,17 +18,29 @@ use crate::snapshot::ObjKey;
 pub fn combine_statuses<'a>(
     dags: impl IntoIterator<Item = &'a Dag>,
 ) -> BTreeMap<ObjKey, IngressRouteStatus> {
-    let mut seen: BTreeMap<ObjKey, Vec<(&'a str, Validity, &'a str)>> = BTreeMap::new();
-    for dag in dags {
-        for s in &dag.statuses {
-            seen.entry(ObjKey::new(s.namespace.clone(), s.name.clone()))
-                .or_default()
-                .push((
-                    dag.gateway.as_str(),
-                    s.current_status,
-                    s.description.as_str(),
-                ));
-        }
+    combine_verdicts(dags.into_iter().flat_map(|dag| {
+        dag.statuses.iter().map(|s| {
+            (
+                ObjKey::new(s.namespace.clone(), s.name.clone()),
+                dag.gateway.as_str(),
+                s.current_status,
+                s.description.as_str(),
+            )
+        })
+    }))
+}
+
+/// The combination of [`combine_statuses`] over any verdicts: `(object, gateway, verdict,
+/// description)`, by object. Used for Traefik objects too, whose verdicts are announced in
+/// events (they have no status).
+pub fn combine_verdicts<'a, K: Ord>(
+    verdicts: impl IntoIterator<Item = (K, &'a str, Validity, &'a str)>,
+) -> BTreeMap<K, IngressRouteStatus> {
+    let mut seen: BTreeMap<K, Vec<(&'a str, Validity, &'a str)>> = BTreeMap::new();
+    for (key, gateway, validity, description) in verdicts {
+        seen.entry(key)
+            .or_default()
+            .push((gateway, validity, description));
     }
     seen.into_iter()
         .map(|(key, mut verdicts)| {

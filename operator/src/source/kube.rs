@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::lenient::Lenient;
+use super::traefik::TraefikWatches;
 use super::watched::{WatchEvent, WatchId, Watched, WatchedSnapshot, validates};
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, SharedObject, UndecodableRoute};
@@ -160,6 +161,8 @@ pub struct Stores {
     /// Bumped by every event (and what readiness waits on).
     counter: Arc<watch::Sender<u64>>,
     pub secrets: SecretStores,
+    /// Traefik's kinds, watched where discovery says they are served.
+    pub traefik: TraefikWatches,
     /// What is watched; Secrets too are read only there.
     pub watch: WatchScope,
     /// Gateways last reported for roots outside [`Self::watch`], to say it once per change.
@@ -180,7 +183,7 @@ pub struct WatchesStopped;
 
 /// Where a watch applies its events: the shared snapshot and counter.
 #[derive(Clone)]
-struct Notify {
+pub(super) struct Notify {
     state: Shared,
     counter: Arc<watch::Sender<u64>>,
 }
@@ -188,6 +191,17 @@ struct Notify {
 impl Notify {
     fn record(&self, id: &WatchId, event: WatchEvent) {
         lock(&self.state).apply(id, event);
+        self.counter.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A watch stopped: its later events are ignored.
+    pub(super) fn stop_watch(&self, id: &WatchId) {
+        lock(&self.state).stop_watch(id);
+    }
+
+    /// Every object of `kind` leaves the snapshot (its resource is no longer served).
+    pub(super) fn forget_kind(&self, kind: Kind) {
+        lock(&self.state).forget_kind(kind);
         self.counter.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -360,7 +374,14 @@ impl SecretStores {
             let config = watcher::Config::default().fields(&secret_field_selector());
             let serial = self.serial.fetch_add(1, Ordering::Relaxed);
             let id = WatchId::new(Kind::Secret, ns.clone(), serial);
-            let task = watch_task(api, config, id.clone(), self.notify.clone(), strip_secret);
+            let task = watch_task(
+                api,
+                config,
+                id.clone(),
+                self.notify.clone(),
+                strip_secret,
+                Watchable::watched,
+            );
             tracing::info!(namespace = ns.as_deref().unwrap_or("*"), "watching Secrets");
             active.insert(ns, (id, task));
             changed = true;
@@ -442,7 +463,8 @@ pub fn start(client: &Client, scope: &WatchScope) -> (Stores, watch::Receiver<u6
         for ns in scope.watches() {
             let api = api_in(client, ns.as_deref());
             let id = WatchId::new(K::KIND, ns, 0);
-            watch_task::<K>(api, watcher::Config::default(), id, notify.clone(), |_| {});
+            let config = watcher::Config::default();
+            watch_task::<K>(api, config, id, notify.clone(), |_| {}, K::watched);
         }
     }
     each::<Lenient<Gateway>>(client, scope, &notify);
@@ -454,6 +476,7 @@ pub fn start(client: &Client, scope: &WatchScope) -> (Stores, watch::Receiver<u6
     let stores = Stores {
         state: notify.state.clone(),
         counter: notify.counter.clone(),
+        traefik: TraefikWatches::new(client.clone(), notify.clone(), scope.clone()),
         secrets: SecretStores::new(client.clone(), notify),
         watch: scope.clone(),
         unwatched_roots: Arc::default(),
@@ -473,17 +496,19 @@ fn strip_secret(s: &mut Secret) {
     s.metadata.managed_fields = None;
 }
 
-/// Runs one watch, applying its events to the shared snapshot; returns the handle stopping it.
-fn watch_task<K>(
+/// Runs one watch, applying its events (each object turned into what the snapshot holds by
+/// `convert`) to the shared snapshot; returns the handle stopping it.
+pub(super) fn watch_task<K>(
     api: Api<K>,
     config: watcher::Config,
     id: WatchId,
     notify: Notify,
     modify: fn(&mut K),
+    convert: impl Fn(K) -> Watched + Send + 'static,
 ) -> tokio::task::AbortHandle
 where
-    K: Watchable,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     lock(&notify.state).add_watch(id.clone());
     let stream = watcher(api, config)
@@ -496,13 +521,13 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             let event = match event {
-                Ok(watcher::Event::Apply(o)) => WatchEvent::Apply(o.watched()),
+                Ok(watcher::Event::Apply(o)) => WatchEvent::Apply(convert(o)),
                 Ok(watcher::Event::Delete(o)) => WatchEvent::Delete(ObjKey::of(&o)),
                 Ok(watcher::Event::Init) => WatchEvent::Init,
-                Ok(watcher::Event::InitApply(o)) => WatchEvent::InitApply(o.watched()),
+                Ok(watcher::Event::InitApply(o)) => WatchEvent::InitApply(convert(o)),
                 Ok(watcher::Event::InitDone) => WatchEvent::InitDone,
                 Err(e) => {
-                    tracing::warn!(kind = K::KIND.as_str(), error = %e, "watch failed; retrying");
+                    tracing::warn!(kind = id.kind.as_str(), watch = ?id.kind, error = %e, "watch failed; retrying");
                     continue;
                 }
             };

@@ -16,6 +16,7 @@ pub mod incremental;
 pub mod kube;
 pub mod lenient;
 pub mod nesting;
+pub mod traefik;
 pub mod watched;
 
 pub use files::{DocRef, FileDelta, LoadError, LoadReport, LoadWarning, load_dir, load_sources};

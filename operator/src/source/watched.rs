@@ -108,6 +108,14 @@ impl WatchedSnapshot {
         self.watches.remove(id);
     }
 
+    /// Every object of `kind` leaves the snapshot (its resource is no longer served; its watches
+    /// were stopped).
+    pub fn forget_kind(&mut self, kind: Kind) {
+        for key in self.held(kind, None) {
+            self.delete(kind, &key);
+        }
+    }
+
     /// Whether every running watch (of `kind`, when given) has completed a list.
     pub fn all_listed(&self, kind: Option<Kind>) -> bool {
         self.watches

@@ -99,6 +99,9 @@ pub fn single_owner<'a>(
     }
 }
 
+/// The prefix of a Traefik IngressRoute's owner name (`dag::traefik::owner_name`).
+const TRAEFIK_OWNER: &str = "traefik:";
+
 /// Longest part of Envoy's error message copied into an IngressRoute's status.
 const MAX_ERROR_IN_STATUS: usize = 300;
 
@@ -116,26 +119,44 @@ pub fn blame_statuses<'a>(
         let Some(owner) = single_owner(dag, &r.type_url, changed) else {
             continue;
         };
+        // Traefik IngressRoutes own their resources as `traefik:namespace/name`.
+        let (traefik, owner) = match owner.strip_prefix(TRAEFIK_OWNER) {
+            Some(rest) => (true, rest),
+            None => (false, owner.as_str()),
+        };
         let Some((ns, name)) = owner.split_once('/') else {
             continue;
         };
-        let Some(i) = dag
-            .statuses
-            .iter()
-            .position(|s| s.namespace == ns && s.name == name)
-        else {
+        let found = if traefik {
+            dag.object_statuses
+                .iter()
+                .position(|s| s.namespace == ns && s.name == name)
+        } else {
+            dag.statuses
+                .iter()
+                .position(|s| s.namespace == ns && s.name == name)
+        };
+        let Some(i) = found else {
             continue;
         };
         let mut error: String = r.error.chars().take(MAX_ERROR_IN_STATUS).collect();
         if error.len() < r.error.len() {
             error.push('…');
         }
-        let status = &mut out.to_mut().statuses[i];
-        status.current_status = crate::dag::Validity::Invalid;
-        status.description = format!(
+        let description = format!(
             "Envoy rejected the configuration made from this IngressRoute (the last accepted \
              one is served instead): {error}"
         );
+        let out = out.to_mut();
+        let (current, text) = if traefik {
+            let s = &mut out.object_statuses[i];
+            (&mut s.current_status, &mut s.description)
+        } else {
+            let s = &mut out.statuses[i];
+            (&mut s.current_status, &mut s.description)
+        };
+        *current = crate::dag::Validity::Invalid;
+        *text = description;
     }
     out
 }
@@ -241,5 +262,42 @@ mod tests {
             blame_statuses(&dag, &[]),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn a_rejection_one_traefik_ingressroute_caused_makes_it_invalid() {
+        use crate::dag::Validity;
+        use crate::dag::model::ObjectStatus;
+        use crate::xds::cache::Rejection;
+        let mut r = route("/", &[("a", 80, 1)]);
+        // As `dag::traefik::owner_name` names it.
+        r.owner = "traefik:default/t".into();
+        let status = ObjectStatus {
+            kind: "IngressRoute".into(),
+            api_version: "traefik.io/v1alpha1".into(),
+            namespace: "default".into(),
+            name: "t".into(),
+            current_status: Validity::Valid,
+            description: "valid".into(),
+        };
+        let dag = Dag {
+            virtual_hosts: vec![vhost("a.example.com", vec![r])],
+            clusters: vec![eds_cluster("a", 80)],
+            object_statuses: vec![status],
+            ..Dag::default()
+        };
+        let a = cluster_name("a", 80);
+        let blamed = blame_statuses(
+            &dag,
+            &[Rejection::for_test(type_url::CLUSTER, &[a.as_str()], "bad")],
+        );
+        assert_eq!(blamed.object_statuses[0].current_status, Validity::Invalid);
+        assert!(
+            blamed.object_statuses[0]
+                .description
+                .starts_with("Envoy rejected"),
+            "{}",
+            blamed.object_statuses[0].description
+        );
     }
 }

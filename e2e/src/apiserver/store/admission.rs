@@ -9,6 +9,7 @@ use super::super::lists::Lists;
 use super::super::meta::{meta_str, set_meta};
 use super::super::resources::{self, ResourceType};
 use super::super::schema;
+use super::super::structural;
 use super::super::validation;
 use super::{Store, Target, crd_key, namespace_key};
 
@@ -185,7 +186,15 @@ impl Store {
             let def = resources::from_crd(obj).map_err(|(field, why)| {
                 ApiError::invalid(&rt.group, &rt.kind, &name, field, &why)
             })?;
-            let causes = validation::crd_preserve_unknown_fields(obj, old, self.v1beta1_crd_write);
+            let mut causes =
+                validation::crd_preserve_unknown_fields(obj, old, self.v1beta1_crd_write);
+            // Schemas must be structural, unless the CRD comes from v1beta1 or already was not.
+            let judged = !self.v1beta1_crd_write
+                && !validation::preserves_unknown_fields(obj)
+                && old.is_none_or(|o| structural::crd(o).is_empty());
+            if judged {
+                causes.extend(structural::crd(obj));
+            }
             if !causes.is_empty() {
                 return Err(ApiError::invalid_causes(
                     &rt.group, &rt.kind, &name, &causes,

@@ -1,0 +1,172 @@
+//! Verdicts on Traefik objects in `sluice run`. Traefik's CRDs have no status, and the operator
+//! has no write permission on Traefik objects: a verdict is announced by a Kubernetes Event on
+//! the object when it changes (valid ↔ invalid, or another reason), and counted in the route
+//! gauge and the Gateways' route counts, labelled by kind and API group.
+//!
+//! What was announced is remembered by the leader in memory, per object (with its uid): a pass
+//! that finds the same verdict records nothing. A new leader (or a restarted operator) does not
+//! know what its predecessor announced, so it announces each Traefik object's current verdict
+//! once.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+
+use super::{RoutesContext, STATUS_WRITES_IN_FLIGHT, status_event};
+use crate::api::gateway::RouteCounts;
+use crate::api::ingressroute::IngressRouteStatus;
+use crate::api::traefik::Group;
+use crate::controller::status::combine_verdicts;
+use crate::dag::{Dag, Validity};
+use crate::snapshot::{ClusterSnapshot, ObjKey};
+
+/// One Traefik object a verdict is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TraefikRef {
+    pub api_version: String,
+    pub kind: String,
+    pub key: ObjKey,
+}
+
+/// What the leader announced, by object: its uid and the verdict.
+pub type TraefikAnnounced = BTreeMap<TraefikRef, (Option<String>, IngressRouteStatus)>;
+
+/// The verdict each Traefik object should be announced with, combined across Gateways as
+/// IngressRoute statuses are. Pure.
+pub fn traefik_verdicts<'a>(
+    dags: impl IntoIterator<Item = &'a Dag>,
+) -> BTreeMap<TraefikRef, IngressRouteStatus> {
+    combine_verdicts(dags.into_iter().flat_map(|dag| {
+        dag.object_statuses.iter().map(|s| {
+            (
+                TraefikRef {
+                    api_version: s.api_version.clone(),
+                    kind: s.kind.clone(),
+                    key: ObjKey::new(s.namespace.clone(), s.name.clone()),
+                },
+                dag.gateway.as_str(),
+                s.current_status,
+                s.description.as_str(),
+            )
+        })
+    }))
+}
+
+/// The series of the route gauge: `(kind, group)`, Contour's first. Every series is set on each
+/// pass (0 when empty), so none goes stale.
+pub const ROUTE_SERIES: [(&str, &str); 3] = [
+    ("IngressRoute", "contour.heptio.com"),
+    ("IngressRoute", "traefik.io"),
+    ("IngressRoute", "traefik.containo.us"),
+];
+
+/// One DAG's verdict counts per [`ROUTE_SERIES`] entry. Pure.
+pub fn series_counts(dag: &Dag) -> BTreeMap<(&'static str, &'static str), RouteCounts> {
+    let mut out: BTreeMap<_, RouteCounts> = ROUTE_SERIES
+        .iter()
+        .map(|s| (*s, RouteCounts::default()))
+        .collect();
+    let mut count = |series: (&'static str, &'static str), v: Validity| {
+        let c = out.entry(series).or_default();
+        match v {
+            Validity::Valid => c.valid += 1,
+            Validity::Invalid => c.invalid += 1,
+            Validity::Orphaned => c.orphaned += 1,
+        }
+    };
+    for s in &dag.statuses {
+        count(ROUTE_SERIES[0], s.current_status);
+    }
+    for s in &dag.object_statuses {
+        let series = ROUTE_SERIES[1..]
+            .iter()
+            .find(|(kind, group)| {
+                *kind == s.kind && s.api_version.split('/').next() == Some(*group)
+            })
+            .copied()
+            .unwrap_or(ROUTE_SERIES[1]);
+        count(series, s.current_status);
+    }
+    out
+}
+
+/// The reference an event on the object names: the object as the snapshot holds it (uid and
+/// resourceVersion), `None` when it is gone.
+fn reference(snapshot: &ClusterSnapshot, r: &TraefikRef) -> Option<ObjectReference> {
+    let group = Group::of_api_version(&r.api_version)?;
+    let held = snapshot.traefik_routes.group(group).get(&r.key)?;
+    Some(ObjectReference {
+        api_version: Some(r.api_version.clone()),
+        kind: Some(r.kind.clone()),
+        namespace: Some(r.key.namespace.clone()),
+        name: Some(r.key.name.clone()),
+        uid: held.metadata.uid.clone(),
+        resource_version: held.metadata.resource_version.clone(),
+        field_path: None,
+    })
+}
+
+/// The announcements to make: verdicts that differ from what was announced for the object (by
+/// uid), with the reference to record them on. Pure.
+pub fn to_announce(
+    snapshot: &ClusterSnapshot,
+    verdicts: BTreeMap<TraefikRef, IngressRouteStatus>,
+    announced: &TraefikAnnounced,
+) -> Vec<(TraefikRef, ObjectReference, IngressRouteStatus)> {
+    verdicts
+        .into_iter()
+        .filter_map(|(r, status)| {
+            let reference = reference(snapshot, &r)?;
+            let seen = announced.get(&r);
+            if seen.is_some_and(|(uid, s)| *uid == reference.uid && *s == status) {
+                return None;
+            }
+            Some((r, reference, status))
+        })
+        .collect()
+}
+
+/// The leader's part: an Event on each Traefik object whose verdict is new, a few at a time.
+pub(super) async fn announce(
+    ctx: &RoutesContext,
+    snapshot: &ClusterSnapshot,
+    dags: &[&Dag],
+    announced: &mut TraefikAnnounced,
+) {
+    use futures::StreamExt;
+    announced.retain(|r, _| reference(snapshot, r).is_some());
+    let todo = to_announce(snapshot, traefik_verdicts(dags.iter().copied()), announced);
+    let done: Vec<(TraefikRef, (Option<String>, IngressRouteStatus))> = futures::stream::iter(todo)
+        .map(|(r, reference, status)| async move {
+            if !ctx.leadership.is_leading() {
+                return None;
+            }
+            match ctx
+                .recorder
+                .publish(&status_event(&status), &reference)
+                .await
+            {
+                Ok(()) => Some((r, (reference.uid, status))),
+                Err(e) => {
+                    ctx.metrics
+                        .reconcile_errors
+                        .with_label_values(&["routes", "event"])
+                        .inc();
+                    tracing::warn!(
+                        object = %r.key, kind = %r.kind, api_version = %r.api_version,
+                        error = %e, "cannot record an event on the Traefik object; will retry"
+                    );
+                    None
+                }
+            }
+        })
+        .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+        .filter_map(|a| async move { a })
+        .collect()
+        .await;
+    announced.extend(done);
+}
+
+#[cfg(test)]
+#[path = "traefik_tests.rs"]
+mod tests;

@@ -1,0 +1,161 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+use crate::dag::RouteStatus;
+use crate::dag::model::ObjectStatus;
+use crate::snapshot::Object;
+
+fn object(group: Group, name: &str, v: Validity, d: &str) -> ObjectStatus {
+    ObjectStatus {
+        kind: "IngressRoute".into(),
+        api_version: group.api_version().into(),
+        namespace: "ns".into(),
+        name: name.into(),
+        current_status: v,
+        description: d.into(),
+    }
+}
+
+fn dag(gateway: &str, contour: &[Validity], traefik: Vec<ObjectStatus>) -> Dag {
+    Dag {
+        gateway: gateway.into(),
+        statuses: contour
+            .iter()
+            .enumerate()
+            .map(|(i, v)| RouteStatus {
+                namespace: "ns".into(),
+                name: format!("c{i}"),
+                current_status: *v,
+                description: String::new(),
+            })
+            .collect(),
+        object_statuses: traefik,
+        ..Dag::default()
+    }
+}
+
+#[test]
+fn counts_and_series_include_traefik_objects_by_group() {
+    let d = dag(
+        "a/gw",
+        &[Validity::Valid, Validity::Orphaned],
+        vec![
+            object(Group::TraefikIo, "t1", Validity::Valid, "ok"),
+            object(Group::TraefikIo, "t2", Validity::Invalid, "bad"),
+            object(Group::ContainoUs, "t3", Validity::Invalid, "bad"),
+        ],
+    );
+    assert_eq!(
+        super::super::route_counts(&d),
+        RouteCounts {
+            valid: 2,
+            invalid: 2,
+            orphaned: 1
+        }
+    );
+    let series = series_counts(&d);
+    let get = |group| series[&("IngressRoute", group)].clone();
+    assert_eq!(
+        get("contour.heptio.com"),
+        RouteCounts {
+            valid: 1,
+            invalid: 0,
+            orphaned: 1
+        }
+    );
+    assert_eq!(
+        get("traefik.io"),
+        RouteCounts {
+            valid: 1,
+            invalid: 1,
+            orphaned: 0
+        }
+    );
+    assert_eq!(
+        get("traefik.containo.us"),
+        RouteCounts {
+            valid: 0,
+            invalid: 1,
+            orphaned: 0
+        }
+    );
+    // Every series is there, even empty.
+    assert_eq!(series_counts(&Dag::default()).len(), ROUTE_SERIES.len());
+}
+
+fn snapshot_with(group: Group, name: &str, uid: &str) -> ClusterSnapshot {
+    let value = serde_json::json!({
+        "apiVersion": group.api_version(), "kind": "IngressRoute",
+        "metadata": {"namespace": "ns", "name": name, "uid": uid, "resourceVersion": "7"},
+        "spec": {"routes": []},
+    });
+    let mut snap = ClusterSnapshot::default();
+    snap.apply(Object::TraefikRoute(
+        crate::api::traefik::decode(value).unwrap(),
+    ));
+    snap
+}
+
+#[test]
+fn a_verdict_is_announced_once_per_change_and_again_for_a_new_object() {
+    let snap = snapshot_with(Group::TraefikIo, "r", "u1");
+    let invalid = dag(
+        "a/gw",
+        &[],
+        vec![object(Group::TraefikIo, "r", Validity::Invalid, "bad")],
+    );
+    let mut announced = TraefikAnnounced::new();
+    let todo = to_announce(&snap, traefik_verdicts([&invalid]), &announced);
+    assert_eq!(todo.len(), 1);
+    let (r, reference, status) = &todo[0];
+    assert_eq!(reference.uid.as_deref(), Some("u1"));
+    assert_eq!(
+        reference.api_version.as_deref(),
+        Some("traefik.io/v1alpha1")
+    );
+    assert_eq!(reference.resource_version.as_deref(), Some("7"));
+    assert_eq!(status.current_status, "invalid");
+    announced.insert(r.clone(), (reference.uid.clone(), status.clone()));
+    // The same verdict again: nothing.
+    assert!(to_announce(&snap, traefik_verdicts([&invalid]), &announced).is_empty());
+    // Another reason: announced.
+    let worse = dag(
+        "a/gw",
+        &[],
+        vec![object(Group::TraefikIo, "r", Validity::Invalid, "worse")],
+    );
+    assert_eq!(
+        to_announce(&snap, traefik_verdicts([&worse]), &announced).len(),
+        1
+    );
+    // The object deleted and created again (new uid): announced.
+    let again = snapshot_with(Group::TraefikIo, "r", "u2");
+    assert_eq!(
+        to_announce(&again, traefik_verdicts([&invalid]), &announced).len(),
+        1
+    );
+    // An object the snapshot no longer holds: nothing to record an event on.
+    let other = snapshot_with(Group::ContainoUs, "r", "u1");
+    assert!(to_announce(&other, traefik_verdicts([&invalid]), &announced).is_empty());
+}
+
+#[test]
+fn verdicts_of_several_gateways_combine_like_statuses() {
+    let a = dag(
+        "a/gw",
+        &[],
+        vec![object(Group::TraefikIo, "r", Validity::Valid, "ok")],
+    );
+    let b = dag(
+        "b/gw",
+        &[],
+        vec![object(Group::TraefikIo, "r", Validity::Invalid, "bad")],
+    );
+    let v = traefik_verdicts([&a, &b]);
+    assert_eq!(v.len(), 1);
+    let status = v.values().next().unwrap();
+    assert_eq!(
+        (status.current_status.as_str(), status.description.as_str()),
+        ("invalid", "bad")
+    );
+    assert_eq!(traefik_verdicts([&b, &a]), v);
+}
