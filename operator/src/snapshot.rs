@@ -18,7 +18,10 @@ mod traefik;
 pub use changes::{ChangeSet, Kind};
 pub use live::LiveSnapshot;
 pub use pmap::PMap;
-pub use traefik::{TraefikKind, TraefikMiddleware, TraefikObjects, TraefikRoute, traefik_key};
+pub use traefik::{
+    TraefikKind, TraefikMiddleware, TraefikObjects, TraefikRoute, TraefikServiceObj,
+    TraefikTransport, traefik_key,
+};
 
 /// Namespace and name of an object; orders by namespace, then name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -82,6 +85,10 @@ pub struct ClusterSnapshot {
     pub traefik_routes: TraefikObjects<crate::api::traefik::IngressRoute>,
     /// Traefik Middlewares (both API groups), decoded or not.
     pub traefik_middlewares: TraefikObjects<crate::api::traefik::Middleware>,
+    /// TraefikServices (both API groups), decoded or not.
+    pub traefik_services: TraefikObjects<crate::api::traefik::TraefikService>,
+    /// Traefik ServersTransports (both API groups), decoded or not.
+    pub traefik_transports: TraefikObjects<crate::api::traefik::ServersTransport>,
     /// EndpointSlices by the Service their `kubernetes.io/service-name` label names.
     slices_by_service: Index,
     /// TLSCertificateDelegations by the Secret they delegate (`namespace/secretName`).
@@ -118,6 +125,8 @@ pub enum Object {
     Secret(Secret),
     TraefikRoute(TraefikRoute),
     TraefikMiddleware(TraefikMiddleware),
+    TraefikService(TraefikServiceObj),
+    TraefikTransport(TraefikTransport),
 }
 
 /// Any object a snapshot holds, shared with whoever else holds it (a watch's decoded object).
@@ -133,6 +142,8 @@ pub enum SharedObject {
     Secret(Arc<Secret>),
     TraefikRoute(Arc<TraefikRoute>),
     TraefikMiddleware(Arc<TraefikMiddleware>),
+    TraefikService(Arc<TraefikServiceObj>),
+    TraefikTransport(Arc<TraefikTransport>),
 }
 
 impl From<Object> for SharedObject {
@@ -147,6 +158,8 @@ impl From<Object> for SharedObject {
             Object::Secret(o) => Self::Secret(Arc::new(o)),
             Object::TraefikRoute(o) => Self::TraefikRoute(Arc::new(o)),
             Object::TraefikMiddleware(o) => Self::TraefikMiddleware(Arc::new(o)),
+            Object::TraefikService(o) => Self::TraefikService(Arc::new(o)),
+            Object::TraefikTransport(o) => Self::TraefikTransport(Arc::new(o)),
         }
     }
 }
@@ -170,6 +183,14 @@ impl Object {
                 Kind::Traefik(TraefikKind::Middleware, o.group),
                 traefik_key(o),
             ),
+            Object::TraefikService(o) => (
+                Kind::Traefik(TraefikKind::TraefikService, o.group),
+                traefik_key(o),
+            ),
+            Object::TraefikTransport(o) => (
+                Kind::Traefik(TraefikKind::ServersTransport, o.group),
+                traefik_key(o),
+            ),
         }
     }
 }
@@ -186,6 +207,10 @@ impl SharedObject {
             SharedObject::Secret(_) => Kind::Secret,
             SharedObject::TraefikRoute(o) => Kind::Traefik(TraefikKind::IngressRoute, o.group),
             SharedObject::TraefikMiddleware(o) => Kind::Traefik(TraefikKind::Middleware, o.group),
+            SharedObject::TraefikService(o) => Kind::Traefik(TraefikKind::TraefikService, o.group),
+            SharedObject::TraefikTransport(o) => {
+                Kind::Traefik(TraefikKind::ServersTransport, o.group)
+            }
         }
     }
 
@@ -200,6 +225,8 @@ impl SharedObject {
             SharedObject::Secret(o) => ObjKey::of(&**o),
             SharedObject::TraefikRoute(o) => traefik_key(o),
             SharedObject::TraefikMiddleware(o) => traefik_key(o),
+            SharedObject::TraefikService(o) => traefik_key(o),
+            SharedObject::TraefikTransport(o) => traefik_key(o),
         }
     }
 }
@@ -271,6 +298,18 @@ impl ClusterSnapshot {
                     .group_mut(group)
                     .insert(traefik_key(&o), o);
             }
+            SharedObject::TraefikService(o) => {
+                let group = o.group;
+                self.traefik_services
+                    .group_mut(group)
+                    .insert(traefik_key(&o), o);
+            }
+            SharedObject::TraefikTransport(o) => {
+                let group = o.group;
+                self.traefik_transports
+                    .group_mut(group)
+                    .insert(traefik_key(&o), o);
+            }
         }
     }
 
@@ -296,6 +335,12 @@ impl ClusterSnapshot {
             }
             Kind::Traefik(TraefikKind::Middleware, group) => {
                 self.traefik_middlewares.group_mut(group).remove(key)
+            }
+            Kind::Traefik(TraefikKind::TraefikService, group) => {
+                self.traefik_services.group_mut(group).remove(key)
+            }
+            Kind::Traefik(TraefikKind::ServersTransport, group) => {
+                self.traefik_transports.group_mut(group).remove(key)
             }
         }
     }

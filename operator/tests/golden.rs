@@ -42,13 +42,14 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 7] = [
+const TRAEFIK_GROUPS: [&str; 8] = [
     "basic",
     "https",
     "middlewares",
     "ownership",
     "priority-weights",
     "rewrites",
+    "services",
     "v2-syntax",
 ];
 

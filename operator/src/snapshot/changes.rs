@@ -28,7 +28,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Gateway,
         Kind::IngressRoute,
         Kind::Delegation,
@@ -41,6 +41,10 @@ impl Kind {
         Kind::Traefik(TraefikKind::IngressRoute, Group::ContainoUs),
         Kind::Traefik(TraefikKind::Middleware, Group::TraefikIo),
         Kind::Traefik(TraefikKind::Middleware, Group::ContainoUs),
+        Kind::Traefik(TraefikKind::TraefikService, Group::TraefikIo),
+        Kind::Traefik(TraefikKind::TraefikService, Group::ContainoUs),
+        Kind::Traefik(TraefikKind::ServersTransport, Group::TraefikIo),
+        Kind::Traefik(TraefikKind::ServersTransport, Group::ContainoUs),
     ];
 
     /// The Kubernetes kind (an undecodable IngressRoute is an IngressRoute).
@@ -183,6 +187,18 @@ fn diff_kind(
             kind,
             old.traefik_middlewares.group(g),
             new.traefik_middlewares.group(g),
+            out,
+        ),
+        Kind::Traefik(TraefikKind::TraefikService, g) => diff_maps(
+            kind,
+            old.traefik_services.group(g),
+            new.traefik_services.group(g),
+            out,
+        ),
+        Kind::Traefik(TraefikKind::ServersTransport, g) => diff_maps(
+            kind,
+            old.traefik_transports.group(g),
+            new.traefik_transports.group(g),
             out,
         ),
         Kind::UndecodableRoute => {

@@ -53,6 +53,8 @@ impl LiveSnapshot {
             SharedObject::Secret(o) => holds(&self.snap.secrets, o),
             SharedObject::TraefikRoute(o) => holds_traefik(&self.snap.traefik_routes, o),
             SharedObject::TraefikMiddleware(o) => holds_traefik(&self.snap.traefik_middlewares, o),
+            SharedObject::TraefikService(o) => holds_traefik(&self.snap.traefik_services, o),
+            SharedObject::TraefikTransport(o) => holds_traefik(&self.snap.traefik_transports, o),
         };
         if held {
             return false;
@@ -107,6 +109,12 @@ impl LiveSnapshot {
             }
             Kind::Traefik(TraefikKind::Middleware, group) => {
                 keys_in(s.traefik_middlewares.group(group), namespace)
+            }
+            Kind::Traefik(TraefikKind::TraefikService, group) => {
+                keys_in(s.traefik_services.group(group), namespace)
+            }
+            Kind::Traefik(TraefikKind::ServersTransport, group) => {
+                keys_in(s.traefik_transports.group(group), namespace)
             }
         }
     }

@@ -14,12 +14,18 @@ use super::{ObjKey, PMap};
 pub type TraefikRoute = Decoded<t::IngressRoute>;
 /// A Traefik Middleware as stored.
 pub type TraefikMiddleware = Decoded<t::Middleware>;
+/// A TraefikService as stored.
+pub type TraefikServiceObj = Decoded<t::TraefikService>;
+/// A Traefik ServersTransport as stored.
+pub type TraefikTransport = Decoded<t::ServersTransport>;
 
 /// The Traefik kinds a snapshot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TraefikKind {
     IngressRoute,
     Middleware,
+    TraefikService,
+    ServersTransport,
 }
 
 impl TraefikKind {
@@ -27,6 +33,8 @@ impl TraefikKind {
         match self {
             TraefikKind::IngressRoute => "IngressRoute",
             TraefikKind::Middleware => "Middleware",
+            TraefikKind::TraefikService => "TraefikService",
+            TraefikKind::ServersTransport => "ServersTransport",
         }
     }
 }

@@ -12,6 +12,8 @@
 
 mod build;
 mod filters;
+mod services;
+mod upstream;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

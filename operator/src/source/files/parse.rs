@@ -229,6 +229,12 @@ impl Loader {
             (_, "Middleware") if traefik::Group::of_api_version(&api_version).is_some() => {
                 traefik::decode::<traefik::Middleware>(value).map(Object::TraefikMiddleware)
             }
+            (_, "TraefikService") if traefik::Group::of_api_version(&api_version).is_some() => {
+                traefik::decode::<traefik::TraefikService>(value).map(Object::TraefikService)
+            }
+            (_, "ServersTransport") if traefik::Group::of_api_version(&api_version).is_some() => {
+                traefik::decode::<traefik::ServersTransport>(value).map(Object::TraefikTransport)
+            }
             _ => {
                 self.file.items.push(Item::Warning(LoadWarning {
                     at,
@@ -387,6 +393,8 @@ pub(super) fn with_default_namespace(mut obj: Object) -> Object {
         Object::Secret(o) => set(&mut o.metadata),
         Object::TraefikRoute(o) => set(&mut o.metadata),
         Object::TraefikMiddleware(o) => set(&mut o.metadata),
+        Object::TraefikService(o) => set(&mut o.metadata),
+        Object::TraefikTransport(o) => set(&mut o.metadata),
     }
     obj
 }
