@@ -311,9 +311,9 @@ fn refuse_unserved_fields(s: &tr::Service) -> Result<(), String> {
     }
     if s.sticky.is_some() {
         return Err(
-            "sticky: not served: Traefik's cookie names the server it pinned, and \
-                    Envoy's generated affinity cookies (ring hash or stateful session) always \
-                    carry HttpOnly and cannot carry SameSite or Secure as written"
+            "sticky: not served yet: the nearest Envoy construct (a cookie-based stateful \
+             session) always marks its cookie HttpOnly, where Traefik's cookie is not unless \
+             httpOnly is set"
                 .into(),
         );
     }
