@@ -266,7 +266,8 @@ async fn scoped_routes_with_envoy(ads: AdsFlavour) {
         Some("a")
     );
 
-    // No plain-HTTP host at all: no scope, every host is unknown.
+    // No plain-HTTP host at all: the listener stays on scoped routes (an empty name set is
+    // keyable), but there is no scope resource to send, so every host is unknown.
     assert!(!publish(&dag(Vec::new(), &a, &b)));
     wait_for(&envoy, port, "one.example.com", None).await;
     assert_eq!(unknown_host_answer(port).await, unknown_scoped);

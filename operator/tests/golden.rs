@@ -42,8 +42,9 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 8] = [
+const TRAEFIK_GROUPS: [&str; 9] = [
     "basic",
+    "hosts",
     "https",
     "middlewares",
     "ownership",

@@ -21,6 +21,7 @@ use super::deps::Dep;
 use super::model::{
     self, Cluster, ClusterEndpoints, Dag, RouteStatus, Secret, Upstream, Validity, VirtualHost, msg,
 };
+use super::open_hosts;
 use super::select::Selection;
 use super::traefik;
 use super::walk::WalkError;
@@ -64,24 +65,39 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
     }
     // A Traefik IngressRoute that loses one of its hosts is refused whole.
     let mut traefik_lost: BTreeMap<ObjKey, String> = BTreeMap::new();
-    for (fqdn, mut claimants) in fqdns {
-        claimants.sort();
+    fqdns.values_mut().for_each(|c| c.sort());
+    let wildcards = open_hosts::wildcard_owners(&fqdns);
+    let mut owned = Vec::with_capacity(fqdns.len());
+    for (fqdn, claimants) in &fqdns {
         let owner = &claimants[0];
+        if let Some((wildcard, w)) = open_hosts::covered_by(fqdn, owner, &wildcards) {
+            let by = traefik::describe_owner(&w.key, w.traefik);
+            for c in claimants {
+                let lost = open_hosts::covered(fqdn, wildcard, &by, !c.traefik);
+                if c.traefik {
+                    traefik_lost.entry(c.key.clone()).or_insert(lost);
+                } else {
+                    b.invalid(&c.key, lost);
+                }
+            }
+            continue;
+        }
+        owned.push((fqdn.clone(), owner_name(owner)));
         for other in &claimants[1..] {
             if other.traefik {
                 let owner = traefik::describe_owner(&owner.key, owner.traefik);
                 traefik_lost
                     .entry(other.key.clone())
-                    .or_insert_with(|| traefik::taken(&fqdn, &owner));
+                    .or_insert_with(|| traefik::taken(fqdn, &owner));
             } else if owner.traefik {
                 let owner = traefik::describe_owner(&owner.key, true);
-                b.invalid(&other.key, traefik::taken(&fqdn, &owner));
+                b.invalid(&other.key, traefik::taken(fqdn, &owner));
             } else {
-                b.invalid(&other.key, claims::taken(&fqdn, &owner.key));
+                b.invalid(&other.key, claims::taken(fqdn, &owner.key));
             }
         }
         if !owner.traefik {
-            b.build_owner(&owner.key, &fqdn);
+            b.build_owner(&owner.key, fqdn);
         }
     }
     let mut object_statuses = Vec::with_capacity(traefik_roots.len());
@@ -99,6 +115,7 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
     }
 
     let mut parts = b.into_parts();
+    open_hosts::hold_unserved(&mut parts.vhosts, owned);
     let mut statuses = std::mem::take(&mut parts.statuses);
     for (key, status) in snapshot_only_statuses(snapshot, sel) {
         statuses.insert(key, status);
@@ -373,5 +390,14 @@ impl<'a> Builder<'a> {
             endpoints: self.endpoints,
             secrets: self.secrets,
         }
+    }
+}
+
+/// The DAG name of a claimant: `namespace/name`, or `traefik:namespace/name`.
+fn owner_name(c: &Claimant) -> String {
+    if c.traefik {
+        traefik::owner_name(&c.key)
+    } else {
+        c.key.to_string()
     }
 }

@@ -3,22 +3,7 @@
 use super::*;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, LiveSnapshot, ObjKey};
 use crate::source::files::load_dir;
-
-/// A small xorshift generator: the sequences are random but repeatable from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        usize::try_from(self.0 % n as u64).unwrap()
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
+use sluice_e2e::rng::Rng;
 
 /// One random document: objects drawn from a small pool of names so that files collide, and
 /// now and then one that does not load.

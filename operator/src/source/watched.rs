@@ -149,8 +149,13 @@ impl WatchedSnapshot {
                 watch.relist.get_or_insert_default().insert(obj.key(), obj);
             }
             WatchEvent::InitDone => {
+                // The end of a relist that never started says nothing about what is gone:
+                // taking it as an empty list would delete every object the watch holds.
+                let Some(listed) = watch.relist.take() else {
+                    tracing::warn!(kind = ?id.kind, namespace = ?id.namespace, "watch: end of a relist that did not start; ignored");
+                    return;
+                };
                 watch.listed = true;
-                let listed = watch.relist.take().unwrap_or_default();
                 for key in self.held(id.kind, id.namespace.as_deref()) {
                     if !listed.contains_key(&key) {
                         self.delete(id.kind, &key);

@@ -405,3 +405,28 @@ fn watch_events_applied_one_by_one_give_the_from_scratch_snapshot() {
     println!("{compared} comparisons with the from-scratch snapshot, {relists} relists");
     assert!(compared > 0 && relists > 0);
 }
+
+#[test]
+fn the_end_of_a_relist_that_never_started_deletes_nothing() {
+    let mut state = WatchedSnapshot::default();
+    let id = WatchId::new(Kind::IngressRoute, Some("a".into()), 1);
+    state.add_watch(id.clone());
+    let mut rng = Rng(7);
+    let obj = random_object(&mut rng, Kind::IngressRoute, "a");
+    let key = obj.key();
+    state.apply(&id, WatchEvent::Init);
+    state.apply(&id, WatchEvent::InitApply(obj));
+    state.apply(&id, WatchEvent::InitDone);
+    let held = |s: &WatchedSnapshot| {
+        let snap = s.snapshot();
+        snap.ingress_routes.contains_key(&key) || snap.undecodable_routes.contains_key(&key)
+    };
+    assert!(held(&state));
+    // An InitDone with no Init before it is ignored, not taken as an empty list.
+    state.apply(&id, WatchEvent::InitDone);
+    assert!(held(&state));
+    // A relist that lists nothing does delete.
+    state.apply(&id, WatchEvent::Init);
+    state.apply(&id, WatchEvent::InitDone);
+    assert!(!held(&state));
+}

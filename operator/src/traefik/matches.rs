@@ -319,10 +319,11 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
         Some(HostName::Any) => HostMatch::Any,
         Some(HostName::Exact(h)) => HostMatch::Exact(h),
         Some(HostName::OneLabelUnder(parent)) => {
+            // Traefik compares the host without the port; Envoy's `:authority` keeps it.
             m.headers.push(HeaderMatch {
                 name: ":authority".into(),
                 value: StringMatch::Regex(format!(
-                    "(?i)[^.]+\\.{}\\.?",
+                    "(?i)[^.:]+\\.{}\\.?(?::[0-9]*)?",
                     regex_syntax::escape(&parent)
                 )),
                 invert: false,

@@ -1,5 +1,7 @@
 //! The virtual hosts of a Traefik IngressRoute that owns its hosts: each alternative of each
-//! rule becomes a DAG route in the virtual host of its `Host`, in Traefik's priority order
+//! rule becomes a DAG route in the virtual host of its `Host` (a host-less alternative in each
+//! of the IngressRoute's hosts, a wildcard one in the wildcard's and those one label under it,
+//! see `hosts::targets`), in Traefik's priority order
 //! (higher first; ties in the order of `spec.routes`), with the route's middlewares and its
 //! services resolved. The whole IngressRoute is served or, at its first problem, nothing of it.
 
@@ -15,7 +17,7 @@ use crate::dag::model::{
     VirtualHost, WeightedCluster,
 };
 use crate::snapshot::ObjKey;
-use crate::traefik::matches::{HostMatch, HttpMatch, PathMatch, StringMatch};
+use crate::traefik::matches::{HttpMatch, PathMatch, StringMatch};
 
 /// How many Envoy routes one Traefik IngressRoute may make (its rules' alternatives, for every
 /// host they name): each carries its own copy of the route's header edits, so this bounds what
@@ -66,10 +68,7 @@ impl Builder<'_> {
                 ));
             }
             for m in &p.rule.matches {
-                let HostMatch::Exact(host) = &m.host else {
-                    continue; // Refused when parsed.
-                };
-                let routes = hosts.entry(host.clone()).or_default();
+                let targets = super::hosts::targets(&m.host, &parsed.hosts);
                 let action = Action {
                     filters: &filters,
                     redirect: redirect.as_ref(),
@@ -78,14 +77,19 @@ impl Builder<'_> {
                     tls: tls.is_some(),
                 };
                 let made = dag_routes(key, p, m, &action, &at)?;
-                total_routes += made.len();
+                total_routes += made.len() * targets.len();
                 if total_routes > MAX_ENVOY_ROUTES {
                     return Err(format!(
                         "{at}.match: the IngressRoute's rules make more than {MAX_ENVOY_ROUTES} \
                          Envoy routes (each alternative of a rule is one per host)"
                     ));
                 }
-                routes.extend(made);
+                for host in targets {
+                    hosts
+                        .entry(host.clone())
+                        .or_default()
+                        .extend(made.iter().cloned());
+                }
             }
         }
         for routes in hosts.values_mut() {

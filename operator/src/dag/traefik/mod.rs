@@ -4,27 +4,28 @@
 //! host its rules name, against Contour roots and other Traefik IngressRoutes alike (the oldest
 //! claimant keeps a host).
 //!
-//! What this slice serves: HTTP rules whose every alternative names a `Host`, on the `web`
-//! (plain HTTP) or `websecure` (HTTPS, with `tls.secretName`) entry points; Kubernetes Services
+//! What this slice serves: HTTP rules on the `web` (plain HTTP) or `websecure` (HTTPS, with
+//! `tls.secretName`) entry points, their hosts exact names, wildcards or (plain HTTP only) the
+//! catch-all (see `hosts`); Kubernetes Services
 //! of the IngressRoute's namespace by port number or name, with weights; the `stripPrefix`,
 //! `addPrefix`, `replacePath`, `redirectScheme` and `headers` (custom headers) middlewares.
 //! Everything else is refused with a message naming the field or the kind, never ignored.
 
 mod build;
 mod filters;
+pub(super) mod hosts;
 mod services;
 mod upstream;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::checks;
 use super::model::{ObjectStatus, Validity, msg};
 use super::select::Selection;
 use crate::api::traefik::routes as tr;
 use crate::snapshot::{ClusterSnapshot, ObjKey, TraefikRoute};
 use crate::traefik::matcher::Syntax;
-use crate::traefik::matches::{HostMatch, HttpRule, http_rule};
+use crate::traefik::matches::{HttpRule, http_rule};
 
 /// The kind reported for a Traefik IngressRoute.
 pub const KIND: &str = "IngressRoute";
@@ -46,7 +47,8 @@ pub(super) struct Root<'s> {
 
 #[derive(Debug)]
 pub(super) struct Parsed<'s> {
-    /// Every host its rules name, lower case.
+    /// Every host its rules name, lower case: exact names, `*.parent` wildcards and `*` (the
+    /// catch-all, for alternatives without `Host()`).
     pub hosts: BTreeSet<String>,
     /// The TLS Secret (in its namespace) when its routes are served over HTTPS.
     pub tls_secret: Option<String>,
@@ -110,6 +112,11 @@ pub(super) fn status(
 
 /// The status of a claimant that lost `fqdn` to `owner` (described by [`describe_owner`]).
 pub(super) fn taken(fqdn: &str, owner: &str) -> String {
+    if fqdn == hosts::CATCH_ALL {
+        return format!(
+            "the catch-all host \"*\" (rules without Host()) is already used by the older {owner}"
+        );
+    }
     format!("host {fqdn:?} is already used by the older {owner}")
 }
 
@@ -166,28 +173,11 @@ fn parse<'s>(sel: &Selection, key: &ObjKey, obj: &'s TraefikRoute) -> Result<Par
         let rule =
             http_rule(&r.match_, syntax, r.priority).map_err(|e| format!("{at}.match: {e}"))?;
         for m in &rule.matches {
-            match &m.host {
-                HostMatch::Exact(h) => {
-                    let host =
-                        checks::dns_name(h).map_err(|e| format!("{at}.match: host {h:?} {e}"))?;
-                    hosts.insert(host);
-                }
-                HostMatch::Any => {
-                    return Err(format!(
-                        "{at}.match: a rule (or an alternative of it) without Host() applies to \
-                         every host; Sluice serves Traefik rules only when each alternative names \
-                         a Host() (catch-all and HostRegexp-only rules are not served yet)"
-                    ));
-                }
-                HostMatch::OneLabelUnder(parent) => {
-                    return Err(format!(
-                        "{at}.match: the wildcard host *.{parent} is not served yet; name the \
-                         hosts with Host()"
-                    ));
-                }
-            }
+            let host = hosts::claim(&m.host, tls_secret.is_some())
+                .map_err(|e| format!("{at}.match: {e}"))?;
+            hosts.insert(host);
             if !m.source_ips.is_empty() {
-                return Err(format!("{at}.match: ClientIP() is not served yet"));
+                return Err(format!("{at}.match: {}", hosts::CLIENT_IP_REFUSED));
             }
         }
         // Routes with the same rule are one router in Traefik; the later one wins.
@@ -261,5 +251,7 @@ fn tls_secret(tls: &tr::Tls) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
+#[cfg(test)]
+mod hosts_tests;
 #[cfg(test)]
 mod tests;

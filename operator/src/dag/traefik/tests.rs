@@ -280,20 +280,22 @@ fn what_is_not_served_is_refused_by_name() {
             "spec.entryPoints[0]: entry point \"metrics\" is not served",
         ),
         (
-            "",
+            "  tls: {secretName: cert}\n",
             "PathPrefix(`/`)",
-            "spec.routes[0].match: a rule (or an alternative of it) without Host()",
+            "spec.routes[0].match: a rule (or an alternative of it) without Host() is served in \
+             the catch-all virtual host, which is plain HTTP only",
         ),
         (
-            "",
+            "  tls: {secretName: cert}\n",
             "Host(`a.example.com`) || HostRegexp(`.+`)",
             "without Host()",
         ),
         (
             "",
             "Host(`a.example.com`) && ClientIP(`10.0.0.0/8`)",
-            "ClientIP() is not served yet",
+            "ClientIP() cannot be served exactly",
         ),
+        ("", "Host(`*.com`)", "directly under a top-level domain"),
         (
             "  entryPoints: [websecure]\n",
             "Host(`a.example.com`)",

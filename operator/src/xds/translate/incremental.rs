@@ -119,6 +119,13 @@ impl Translator {
     /// Translates `dag`: the same resources as [`super::translate`], encoded and versioned, each
     /// shared with the previous translation when its DAG input did not change.
     pub fn translate(&mut self, dag: &Dag) -> Result<InstanceResources, TranslateError> {
+        if super::open_hosts::open(dag) {
+            // Route configurations depend on several hosts each (see `open_hosts`): translated
+            // from scratch, and the next translation starts afresh.
+            let resources = super::translate(dag, &self.opts)?;
+            *self = Self::new(self.opts.clone());
+            return Ok(InstanceResources::from(&resources));
+        }
         check(dag)?;
         let mut out = InstanceResources::default();
         for r in &self.fixed {

@@ -7,7 +7,8 @@
 //! DAG's own invariants (a reference to a cluster or secret it does not hold), so a builder bug
 //! becomes a clear error and the last good configuration keeps being served.
 //!
-//! Layout: `listeners`, `routes`, `scopes` (plain HTTP's per-host scoped routes), `clusters`
+//! Layout: `listeners`, `routes`, `scopes` (plain HTTP's per-host scoped routes), `open_hosts`
+//! (the shared plain-HTTP table of a Gateway with a catch-all or wildcard host), `clusters`
 //! (with endpoints) and `secrets` build the messages,
 //! `envoy` holds tiny proto constructors, `json` renders resources in Envoy's JSON form, and
 //! `validate` builds a self-contained bootstrap so real Envoy can check the output.
@@ -20,6 +21,7 @@ pub mod json;
 mod listeners;
 mod matching;
 mod mirrors;
+pub mod open_hosts;
 mod routes;
 pub mod scopes;
 mod secrets;

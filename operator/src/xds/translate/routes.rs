@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::google::protobuf::Duration;
 
 use super::envoy::{bool_value, millis, u32_value};
-use super::{HTTP_LISTENER, Resource, https_route_config_name, matching};
+use super::{HTTP_LISTENER, Resource, https_route_config_name, matching, open_hosts};
 use crate::dag::Dag;
 use crate::dag::model::{Route, Timeout, VirtualHost};
 
@@ -23,6 +23,11 @@ pub const SESSION_AFFINITY_COOKIE: &str = "X-Contour-Session-Affinity";
 pub fn build_route_configs(dag: &Dag, http_scoped: bool) -> Vec<Resource<RouteConfiguration>> {
     let mut configs = if http_scoped {
         super::scopes::build_scopes(dag).1
+    } else if open_hosts::open(dag) {
+        vec![Resource::new(
+            HTTP_LISTENER,
+            open_hosts::http_route_configuration(dag),
+        )]
     } else {
         let http_hosts = dag
             .virtual_hosts
@@ -41,10 +46,9 @@ pub fn build_route_configs(dag: &Dag, http_scoped: bool) -> Vec<Resource<RouteCo
     {
         let name = https_route_config_name(&vh.fqdn);
         let host = virtual_host(&vh.fqdn, forward_routes(&vh.routes, |_| true));
-        configs.push(Resource::new(
-            name.clone(),
-            route_configuration(&name, vec![host]),
-        ));
+        let mut config = route_configuration(&name, vec![host]);
+        open_hosts::guard_https(dag, vh, &mut config);
+        configs.push(Resource::new(name.clone(), config));
     }
     configs
 }
@@ -103,11 +107,18 @@ pub(super) fn route_configuration(
     }
 }
 
-/// A virtual host matching `fqdn` with or without a port in the Host header.
+/// A virtual host matching `fqdn` with or without a port in the Host header. A catch-all or
+/// wildcard name is its only domain: a port pattern cannot follow a wildcard in Envoy, so their
+/// route configurations ignore the port instead (see [`open_hosts`]).
 pub(super) fn virtual_host(fqdn: &str, routes: Vec<EnvoyRoute>) -> EnvoyVirtualHost {
+    let domains = if open_hosts::is_open(fqdn) {
+        vec![fqdn.to_owned()]
+    } else {
+        vec![fqdn.to_owned(), format!("{fqdn}:*")]
+    };
     EnvoyVirtualHost {
         name: fqdn.to_owned(),
-        domains: vec![fqdn.to_owned(), format!("{fqdn}:*")],
+        domains,
         routes,
         ..Default::default()
     }

@@ -19,8 +19,9 @@
 //! - A key must be matched exactly by what Envoy computes, so scoping is used only when every
 //!   virtual host of the Gateway has a name made of `a-z`, `0-9`, `.` and `-` (what the DAG's
 //!   hostname checks accept). Any other name (a wildcard such as `*.example.com`, a catch-all,
-//!   a name with a `:`) could not be keyed exactly, so the whole Gateway falls back to the shared
-//!   `ingress_http` route configuration, as before. Distinct names give distinct keys, so no
+//!   a name with a `:`) could not be keyed exactly (Envoy has no default scope and no wildcard
+//!   key), so the whole Gateway falls back to the shared `ingress_http` route configuration
+//!   (see [`super::open_hosts`] for what it holds then). Distinct names give distinct keys, so no
 //!   tenant can make two scopes collide (Envoy would refuse the update).
 
 use envoy_types::pb::envoy::config::core::v3::DataSource;

@@ -88,6 +88,48 @@ fn each_plain_http_host_gets_a_scope_keyed_on_its_name_and_its_own_route_configu
     }
     assert!(r.routes.iter().all(|rc| rc.name != HTTP_LISTENER));
     assert_eq!(violations(&r), Vec::<String>::new());
+
+    // Every host the shared table would hold has its scope, holding the same virtual host: the
+    // same DAG with one unkeyable host more is served from the shared table.
+    let mut dag = fixture::dag(&Pems::placeholder());
+    let routes = vec![fixture::route("/", &[("web", 80, 1)])];
+    dag.virtual_hosts
+        .insert(0, fixture::vhost("*.wild.example.com", routes));
+    let shared = translate(&dag, &TranslateOptions::default()).unwrap();
+    let shared_hosts: Vec<_> = shared
+        .routes
+        .iter()
+        .find(|rc| rc.name == HTTP_LISTENER)
+        .unwrap()
+        .message
+        .virtual_hosts
+        .iter()
+        .filter(|vh| vh.name != "*.wild.example.com")
+        .cloned()
+        .collect();
+    let scoped_hosts: Vec<_> = r
+        .routes
+        .iter()
+        .filter(|rc| rc.name.starts_with("http/"))
+        .flat_map(|rc| rc.message.virtual_hosts.clone())
+        .collect();
+    assert_eq!(shared_hosts.len(), 4);
+    assert_eq!(scoped_hosts, shared_hosts);
+    assert_eq!(r.scoped_routes.len(), shared_hosts.len());
+}
+
+#[test]
+fn a_scope_naming_a_route_configuration_not_in_the_set_is_a_violation() {
+    let mut r = translate(
+        &fixture::dag(&Pems::placeholder()),
+        &TranslateOptions::default(),
+    )
+    .unwrap();
+    let name = r.scoped_routes[0].name.clone();
+    r.routes.retain(|rc| rc.name != name);
+    let v = violations(&r);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("is not in the set"), "{}", v[0]);
 }
 
 #[test]
@@ -127,9 +169,19 @@ fn a_host_that_cannot_be_keyed_puts_the_gateway_back_on_the_shared_route_configu
             "*.wild.example.com",
             "app.example.com",
             "external.example.com",
+            "passthrough.example.com",
             "secure.example.com",
             "tcp.example.com"
         ]
+    );
+    // A host serving nothing over plain HTTP answers 404 instead of reaching the wildcard, and
+    // a wildcard cannot carry a port pattern: hosts match without their port.
+    let passthrough = &shared.virtual_hosts[3];
+    assert!(passthrough.routes.is_empty());
+    assert!(shared.ignore_port_in_host_matching);
+    assert_eq!(
+        shared.virtual_hosts[0].domains,
+        ["*.wild.example.com", "*.wild.example.com."]
     );
     assert!(r.routes.iter().all(|rc| !rc.name.starts_with("http/")));
     assert_eq!(violations(&r), Vec::<String>::new());
