@@ -596,23 +596,36 @@ async fn traefik_crds_absent_then_installed_then_removed() -> Result<()> {
     .await?;
 
     // Removed: the route goes (a CRD's deletion deletes its objects), the rest stays.
-    for crd in ["ingressroutes.traefik.io", "middlewares.traefik.io"] {
+    // Every Traefik kind Sluice reads, in the order the log names them (the operator's kinds).
+    const PLURALS: [&str; 7] = [
+        "ingressroutes",
+        "middlewares",
+        "ingressroutetcps",
+        "tlsoptions",
+        "tlsstores",
+        "traefikservices",
+        "serverstransports",
+    ];
+    for crd in PLURALS.map(|p| format!("{p}.traefik.io")) {
         world
             .server
             .delete(
                 "apiextensions.k8s.io/v1",
                 "CustomResourceDefinition",
                 None,
-                crd,
+                &crd,
             )
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     }
     not_served(&mut op, port, "late.example.com").await?;
     reaches(&mut op, port, "site.example.com", "/", "web").await?;
     eventually("the legacy group alone to be watched", async || {
+        let legacy = PLURALS
+            .map(|p| format!("{p}.traefik.containo.us"))
+            .join(", ");
         Ok(op
             .log()
-            .contains("watching Traefik objects: ingressroutes.traefik.containo.us, middlewares.traefik.containo.us; not served")
+            .contains(&format!("watching Traefik objects: {legacy}; not served"))
             .then_some(()))
     })
     .await?;

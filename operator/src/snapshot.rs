@@ -19,8 +19,8 @@ pub use changes::{ChangeSet, Kind};
 pub use live::LiveSnapshot;
 pub use pmap::PMap;
 pub use traefik::{
-    TraefikKind, TraefikMiddleware, TraefikObjects, TraefikRoute, TraefikTcpRoute,
-    TraefikTlsOption, TraefikTlsStore, traefik_key,
+    TraefikKind, TraefikMiddleware, TraefikObjects, TraefikRoute, TraefikServiceObj,
+    TraefikTcpRoute, TraefikTlsOption, TraefikTlsStore, TraefikTransport, traefik_key,
 };
 
 /// Namespace and name of an object; orders by namespace, then name.
@@ -91,6 +91,10 @@ pub struct ClusterSnapshot {
     pub traefik_tls_options: TraefikObjects<crate::api::traefik::TLSOption>,
     /// Traefik TLSStores (both API groups), decoded or not.
     pub traefik_tls_stores: TraefikObjects<crate::api::traefik::TLSStore>,
+    /// TraefikServices (both API groups), decoded or not.
+    pub traefik_services: TraefikObjects<crate::api::traefik::TraefikService>,
+    /// Traefik ServersTransports (both API groups), decoded or not.
+    pub traefik_transports: TraefikObjects<crate::api::traefik::ServersTransport>,
     /// EndpointSlices by the Service their `kubernetes.io/service-name` label names.
     slices_by_service: Index,
     /// TLSCertificateDelegations by the Secret they delegate (`namespace/secretName`).
@@ -130,6 +134,8 @@ pub enum Object {
     TraefikTcpRoute(TraefikTcpRoute),
     TraefikTlsOption(TraefikTlsOption),
     TraefikTlsStore(TraefikTlsStore),
+    TraefikService(TraefikServiceObj),
+    TraefikTransport(TraefikTransport),
 }
 
 /// Any object a snapshot holds, shared with whoever else holds it (a watch's decoded object).
@@ -148,6 +154,8 @@ pub enum SharedObject {
     TraefikTcpRoute(Arc<TraefikTcpRoute>),
     TraefikTlsOption(Arc<TraefikTlsOption>),
     TraefikTlsStore(Arc<TraefikTlsStore>),
+    TraefikService(Arc<TraefikServiceObj>),
+    TraefikTransport(Arc<TraefikTransport>),
 }
 
 impl From<Object> for SharedObject {
@@ -165,6 +173,8 @@ impl From<Object> for SharedObject {
             Object::TraefikTcpRoute(o) => Self::TraefikTcpRoute(Arc::new(o)),
             Object::TraefikTlsOption(o) => Self::TraefikTlsOption(Arc::new(o)),
             Object::TraefikTlsStore(o) => Self::TraefikTlsStore(Arc::new(o)),
+            Object::TraefikService(o) => Self::TraefikService(Arc::new(o)),
+            Object::TraefikTransport(o) => Self::TraefikTransport(Arc::new(o)),
         }
     }
 }
@@ -200,6 +210,14 @@ impl Object {
                 Kind::Traefik(TraefikKind::TlsStore, o.group),
                 traefik_key(o),
             ),
+            Object::TraefikService(o) => (
+                Kind::Traefik(TraefikKind::TraefikService, o.group),
+                traefik_key(o),
+            ),
+            Object::TraefikTransport(o) => (
+                Kind::Traefik(TraefikKind::ServersTransport, o.group),
+                traefik_key(o),
+            ),
         }
     }
 }
@@ -221,6 +239,10 @@ impl SharedObject {
             }
             SharedObject::TraefikTlsOption(o) => Kind::Traefik(TraefikKind::TlsOption, o.group),
             SharedObject::TraefikTlsStore(o) => Kind::Traefik(TraefikKind::TlsStore, o.group),
+            SharedObject::TraefikService(o) => Kind::Traefik(TraefikKind::TraefikService, o.group),
+            SharedObject::TraefikTransport(o) => {
+                Kind::Traefik(TraefikKind::ServersTransport, o.group)
+            }
         }
     }
 
@@ -238,6 +260,8 @@ impl SharedObject {
             SharedObject::TraefikTcpRoute(o) => traefik_key(o),
             SharedObject::TraefikTlsOption(o) => traefik_key(o),
             SharedObject::TraefikTlsStore(o) => traefik_key(o),
+            SharedObject::TraefikService(o) => traefik_key(o),
+            SharedObject::TraefikTransport(o) => traefik_key(o),
         }
     }
 }
@@ -327,6 +351,18 @@ impl ClusterSnapshot {
                     .group_mut(group)
                     .insert(traefik_key(&o), o);
             }
+            SharedObject::TraefikService(o) => {
+                let group = o.group;
+                self.traefik_services
+                    .group_mut(group)
+                    .insert(traefik_key(&o), o);
+            }
+            SharedObject::TraefikTransport(o) => {
+                let group = o.group;
+                self.traefik_transports
+                    .group_mut(group)
+                    .insert(traefik_key(&o), o);
+            }
         }
     }
 
@@ -361,6 +397,12 @@ impl ClusterSnapshot {
             }
             Kind::Traefik(TraefikKind::TlsStore, group) => {
                 self.traefik_tls_stores.group_mut(group).remove(key)
+            }
+            Kind::Traefik(TraefikKind::TraefikService, group) => {
+                self.traefik_services.group_mut(group).remove(key)
+            }
+            Kind::Traefik(TraefikKind::ServersTransport, group) => {
+                self.traefik_transports.group_mut(group).remove(key)
             }
         }
     }

@@ -236,6 +236,15 @@ KIND_RESOURCES = {
 
 
 TRAEFIK_GROUPS = ("traefik.io", "traefik.containo.us")
+TRAEFIK_RESOURCES = [
+    "ingressroutes",
+    "ingressroutetcps",
+    "middlewares",
+    "traefikservices",
+    "serverstransports",
+    "tlsoptions",
+    "tlsstores",
+]
 
 
 def test_rbac_covers_every_kind_the_code_uses(objects):
@@ -278,8 +287,7 @@ def test_rbac_is_what_the_operator_needs_and_no_more(objects):
         # Statuses through the object under Contour's legacy CRD (no status subresource).
         ("contour.heptio.com", ["ingressroutes"], {"patch"}),
         # Traefik's objects: read only (no status; verdicts are events).
-        ("traefik.io", ["ingressroutes", "middlewares"], read),
-        ("traefik.containo.us", ["ingressroutes", "middlewares"], read),
+        *((g, TRAEFIK_RESOURCES, read) for g in TRAEFIK_GROUPS),
         ("sluice.dev", ["gateways"], read),
         ("sluice.dev", ["gateways/status"], {"get", "patch"}),
         ("sluice.dev", ["gateways/finalizers"], {"update"}),

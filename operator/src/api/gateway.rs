@@ -56,6 +56,12 @@ pub struct GatewaySpec {
     /// link-local or unspecified addresses).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub enable_external_name_services: bool,
+    /// Let Traefik objects (IngressRoutes, TraefikServices) reference Services, TraefikServices,
+    /// Middlewares, TLSOptions and Secrets of other namespaces, as Traefik's
+    /// `providers.kubernetesCRD.allowCrossNamespace` does. Off by default: a tenant's route then
+    /// reaches only its own namespace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_cross_namespace: bool,
     /// Address Envoy's listeners (HTTP, HTTPS, stats/health) bind: `DualStack` (default) `::`
     /// accepting IPv4 too, for IPv4-only, IPv6-only and dual-stack clusters; `IPv6` `::` only;
     /// `IPv4` `0.0.0.0`, for nodes whose kernel has IPv6 disabled.

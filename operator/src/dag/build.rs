@@ -223,12 +223,13 @@ impl Parts {
             .vhosts
             .values()
             .flat_map(|v| {
-                v.routes
-                    .iter()
-                    .flat_map(|r| &r.clusters)
-                    .chain(v.tcp_proxy.iter().flat_map(|t| &t.clusters))
+                v.routes.iter().flat_map(model::Route::cluster_names).chain(
+                    v.tcp_proxy
+                        .iter()
+                        .flat_map(|t| &t.clusters)
+                        .map(|c| c.cluster.as_str()),
+                )
             })
-            .map(|c| c.cluster.as_str())
             .collect();
         self.clusters
             .retain(|name, _| used_clusters.contains(name.as_str()));

@@ -117,6 +117,18 @@ pub struct Route {
     pub extra: Option<Box<RouteExtra>>,
 }
 
+impl Route {
+    /// Every cluster the route sends to: its weighted clusters, then its mirrors.
+    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
+        self.clusters.iter().map(|c| c.cluster.as_str()).chain(
+            self.extra
+                .iter()
+                .flat_map(|e| &e.mirrors)
+                .map(|m| m.cluster.as_str()),
+        )
+    }
+}
+
 /// What a route matches and does beyond Contour's model. With it, [`Route::prefix`] is the path,
 /// matched as [`RouteExtra::path`] says, and the virtual host's routes are in priority order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -147,6 +159,18 @@ pub struct RouteExtra {
     /// Host header sent upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_rewrite: Option<String>,
+    /// Clusters a copy of each request goes to (responses dropped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<Mirror>,
+}
+
+/// A cluster that gets a copy of `percent` % of a route's requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mirror {
+    pub cluster: String,
+    /// 1 to 100.
+    pub percent: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

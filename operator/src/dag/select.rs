@@ -15,6 +15,9 @@ pub struct Selection {
     /// Empty: roots are valid in every namespace.
     pub root_namespaces: Vec<String>,
     pub enable_external_name_services: bool,
+    /// Traefik objects may reference objects of other namespaces (the Gateway's
+    /// `allowCrossNamespace`); see [`Selection::cross_namespace`].
+    pub allow_cross_namespace: bool,
     pub minimum_tls_version: Option<TlsVersion>,
     /// Route to loopback endpoint addresses: only for a local `sluice standalone` (and `render`,
     /// which shows what standalone serves), whose Envoy has no admin port on TCP. In a cluster a
@@ -30,6 +33,7 @@ impl Selection {
             ingress_class: None,
             root_namespaces: Vec::new(),
             enable_external_name_services: false,
+            allow_cross_namespace: false,
             minimum_tls_version: None,
             allow_loopback_endpoints: false,
         }
@@ -44,6 +48,7 @@ impl Selection {
             ingress_class: gw.spec.ingress_class_name.clone().filter(|c| !c.is_empty()),
             root_namespaces,
             enable_external_name_services: gw.spec.enable_external_name_services,
+            allow_cross_namespace: gw.spec.allow_cross_namespace,
             minimum_tls_version: gw
                 .spec
                 .tls
@@ -51,6 +56,20 @@ impl Selection {
                 .and_then(|t| t.minimum_protocol_version),
             allow_loopback_endpoints: false,
         }
+    }
+
+    /// Whether an object of `from` (a Traefik route or TraefikService) may reference `what`
+    /// (`"Service"`, `"Middleware"`, `"TLSOption"`, …) in namespace `to`: always in its own
+    /// namespace, in another only when the Gateway sets `allowCrossNamespace`. The message names
+    /// the reference and the setting.
+    pub fn cross_namespace(&self, from: &str, what: &str, to: &ObjKey) -> Result<(), String> {
+        if to.namespace == from || self.allow_cross_namespace {
+            return Ok(());
+        }
+        Err(format!(
+            "{what} {to} is in another namespace: cross-namespace references are refused unless \
+             the Gateway sets spec.allowCrossNamespace"
+        ))
     }
 
     /// The same selection for a local `sluice standalone`: loopback endpoints are routed.

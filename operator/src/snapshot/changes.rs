@@ -28,7 +28,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 22] = [
         Kind::Gateway,
         Kind::IngressRoute,
         Kind::Delegation,
@@ -47,6 +47,10 @@ impl Kind {
         Kind::Traefik(TraefikKind::TlsOption, Group::ContainoUs),
         Kind::Traefik(TraefikKind::TlsStore, Group::TraefikIo),
         Kind::Traefik(TraefikKind::TlsStore, Group::ContainoUs),
+        Kind::Traefik(TraefikKind::TraefikService, Group::TraefikIo),
+        Kind::Traefik(TraefikKind::TraefikService, Group::ContainoUs),
+        Kind::Traefik(TraefikKind::ServersTransport, Group::TraefikIo),
+        Kind::Traefik(TraefikKind::ServersTransport, Group::ContainoUs),
     ];
 
     /// The Kubernetes kind (an undecodable IngressRoute is an IngressRoute).
@@ -207,6 +211,18 @@ fn diff_kind(
             kind,
             old.traefik_tls_stores.group(g),
             new.traefik_tls_stores.group(g),
+            out,
+        ),
+        Kind::Traefik(TraefikKind::TraefikService, g) => diff_maps(
+            kind,
+            old.traefik_services.group(g),
+            new.traefik_services.group(g),
+            out,
+        ),
+        Kind::Traefik(TraefikKind::ServersTransport, g) => diff_maps(
+            kind,
+            old.traefik_transports.group(g),
+            new.traefik_transports.group(g),
             out,
         ),
         Kind::UndecodableRoute => {

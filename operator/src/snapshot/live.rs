@@ -56,6 +56,8 @@ impl LiveSnapshot {
             SharedObject::TraefikTcpRoute(o) => holds_traefik(&self.snap.traefik_tcp_routes, o),
             SharedObject::TraefikTlsOption(o) => holds_traefik(&self.snap.traefik_tls_options, o),
             SharedObject::TraefikTlsStore(o) => holds_traefik(&self.snap.traefik_tls_stores, o),
+            SharedObject::TraefikService(o) => holds_traefik(&self.snap.traefik_services, o),
+            SharedObject::TraefikTransport(o) => holds_traefik(&self.snap.traefik_transports, o),
         };
         if held {
             return false;
@@ -119,6 +121,12 @@ impl LiveSnapshot {
             }
             Kind::Traefik(TraefikKind::TlsStore, group) => {
                 keys_in(s.traefik_tls_stores.group(group), namespace)
+            }
+            Kind::Traefik(TraefikKind::TraefikService, group) => {
+                keys_in(s.traefik_services.group(group), namespace)
+            }
+            Kind::Traefik(TraefikKind::ServersTransport, group) => {
+                keys_in(s.traefik_transports.group(group), namespace)
             }
         }
     }

@@ -20,6 +20,10 @@ pub type TraefikTcpRoute = Decoded<t::IngressRouteTCP>;
 pub type TraefikTlsOption = Decoded<t::TLSOption>;
 /// A Traefik TLSStore as stored.
 pub type TraefikTlsStore = Decoded<t::TLSStore>;
+/// A TraefikService as stored.
+pub type TraefikServiceObj = Decoded<t::TraefikService>;
+/// A Traefik ServersTransport as stored.
+pub type TraefikTransport = Decoded<t::ServersTransport>;
 
 /// The Traefik kinds a snapshot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,6 +33,8 @@ pub enum TraefikKind {
     IngressRouteTcp,
     TlsOption,
     TlsStore,
+    TraefikService,
+    ServersTransport,
 }
 
 impl TraefikKind {
@@ -39,6 +45,8 @@ impl TraefikKind {
             TraefikKind::IngressRouteTcp => "IngressRouteTCP",
             TraefikKind::TlsOption => "TLSOption",
             TraefikKind::TlsStore => "TLSStore",
+            TraefikKind::TraefikService => "TraefikService",
+            TraefikKind::ServersTransport => "ServersTransport",
         }
     }
 }

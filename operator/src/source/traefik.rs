@@ -31,7 +31,15 @@ use crate::snapshot::{Kind, ObjKey, SharedObject, TraefikKind};
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The Traefik kinds the operator watches (those the snapshot holds).
-pub const WATCHED_KINDS: [TraefikKind; 2] = [TraefikKind::IngressRoute, TraefikKind::Middleware];
+pub const WATCHED_KINDS: [TraefikKind; 7] = [
+    TraefikKind::IngressRoute,
+    TraefikKind::Middleware,
+    TraefikKind::IngressRouteTcp,
+    TraefikKind::TlsOption,
+    TraefikKind::TlsStore,
+    TraefikKind::TraefikService,
+    TraefikKind::ServersTransport,
+];
 
 /// Both groups, `traefik.io` first.
 pub const GROUPS: [Group; 2] = [Group::TraefikIo, Group::ContainoUs];
@@ -44,6 +52,11 @@ pub fn plural(kind: TraefikKind) -> &'static str {
     match kind {
         TraefikKind::IngressRoute => "ingressroutes",
         TraefikKind::Middleware => "middlewares",
+        TraefikKind::IngressRouteTcp => "ingressroutetcps",
+        TraefikKind::TlsOption => "tlsoptions",
+        TraefikKind::TlsStore => "tlsstores",
+        TraefikKind::TraefikService => "traefikservices",
+        TraefikKind::ServersTransport => "serverstransports",
     }
 }
 
@@ -329,14 +342,25 @@ pub fn watched((kind, group): Resource, obj: DynamicObject) -> Watched {
         serde_json::to_value(&obj.metadata).unwrap_or_default(),
     );
     let value = serde_json::Value::Object(value);
-    let shared = match kind {
-        TraefikKind::IngressRoute => {
-            t::decode::<t::IngressRoute>(value).map(|d| SharedObject::TraefikRoute(Arc::new(d)))
-        }
-        TraefikKind::Middleware => {
-            t::decode::<t::Middleware>(value).map(|d| SharedObject::TraefikMiddleware(Arc::new(d)))
-        }
-    };
+    let shared =
+        match kind {
+            TraefikKind::IngressRoute => {
+                t::decode::<t::IngressRoute>(value).map(|d| SharedObject::TraefikRoute(Arc::new(d)))
+            }
+            TraefikKind::Middleware => t::decode::<t::Middleware>(value)
+                .map(|d| SharedObject::TraefikMiddleware(Arc::new(d))),
+            TraefikKind::IngressRouteTcp => t::decode::<t::IngressRouteTCP>(value)
+                .map(|d| SharedObject::TraefikTcpRoute(Arc::new(d))),
+            TraefikKind::TlsOption => t::decode::<t::TLSOption>(value)
+                .map(|d| SharedObject::TraefikTlsOption(Arc::new(d))),
+            TraefikKind::TlsStore => {
+                t::decode::<t::TLSStore>(value).map(|d| SharedObject::TraefikTlsStore(Arc::new(d)))
+            }
+            TraefikKind::TraefikService => t::decode::<t::TraefikService>(value)
+                .map(|d| SharedObject::TraefikService(Arc::new(d))),
+            TraefikKind::ServersTransport => t::decode::<t::ServersTransport>(value)
+                .map(|d| SharedObject::TraefikTransport(Arc::new(d))),
+        };
     match shared {
         Some(o) => Watched::Object(o),
         None => Watched::Absent(key),

@@ -40,12 +40,18 @@ fn each_kind_is_served_on_its_own() {
             entry("ingressroutes/status", "IngressRoute", true, &["get"]),
             entry("middlewares", "Middleware", true, &ALL_VERBS),
             entry("tlsoptions", "TLSOption", true, &ALL_VERBS),
+            // A kind Sluice does not read.
+            entry("ingressrouteudps", "IngressRouteUDP", true, &ALL_VERBS),
         ],
     );
     let (kinds, notes) = served_kinds(Group::TraefikIo, &both);
     assert_eq!(
         kinds,
-        BTreeSet::from([TraefikKind::IngressRoute, TraefikKind::Middleware])
+        BTreeSet::from([
+            TraefikKind::IngressRoute,
+            TraefikKind::Middleware,
+            TraefikKind::TlsOption
+        ])
     );
     assert!(notes.is_empty(), "{notes:?}");
     // Only IngressRoutes installed: Middlewares are not watched.
@@ -208,4 +214,18 @@ fn watched_objects_are_decoded_per_group_and_leave_with_their_kind() {
         changes.objects().collect::<Vec<_>>(),
         [(kind, &ObjKey::new("team", "r"))]
     );
+}
+
+#[test]
+fn every_watched_kind_decodes_into_its_own_kind_of_both_groups() {
+    for kind in WATCHED_KINDS {
+        for group in GROUPS {
+            let obj = dynamic("team", "x", serde_json::json!({}));
+            let Watched::Object(o) = watched((kind, group), obj) else {
+                panic!("{kind:?} of {group:?} was not held");
+            };
+            assert_eq!(o.kind(), Kind::Traefik(kind, group));
+            assert_eq!(o.key(), ObjKey::new("team", "x"));
+        }
+    }
 }

@@ -65,7 +65,7 @@ fn cluster_owners(dag: &Dag, cluster: &str) -> BTreeSet<String> {
     let mut owners = BTreeSet::new();
     for vh in &dag.virtual_hosts {
         for route in &vh.routes {
-            if route.clusters.iter().any(|c| c.cluster == cluster) {
+            if route.cluster_names().any(|c| c == cluster) {
                 owners.insert(route.owner.clone());
             }
         }

@@ -33,7 +33,7 @@ app.kubernetes.io/component: operator
   resources: [ingressroutes]
   verbs: [patch]
 - apiGroups: [traefik.io, traefik.containo.us]
-  resources: [ingressroutes, middlewares]
+  resources: [ingressroutes, ingressroutetcps, middlewares, traefikservices, serverstransports, tlsoptions, tlsstores]
   verbs: [get, list, watch]
 - apiGroups: [sluice.dev]
   resources: [gateways]

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dag::build::Parts;
-use crate::dag::model::Upstream;
+use crate::dag::model::{Route, Upstream};
 
 /// Sets the entry of the sorted `list` at `key` to `value` (removing it when `None`); returns
 /// whether the list changed.
@@ -63,14 +63,15 @@ pub(super) fn count_out<T>(
 /// Copies from `all` the clusters, endpoints and secrets `group`'s virtual hosts use.
 pub(super) fn take_used(group: &mut Parts, all: &Parts) {
     for v in group.vhosts.values() {
-        let clusters = v
-            .routes
-            .iter()
-            .flat_map(|r| &r.clusters)
-            .chain(v.tcp_proxy.iter().flat_map(|t| &t.clusters));
-        for c in clusters {
-            if let Some(cluster) = all.clusters.get(&c.cluster) {
-                group.clusters.insert(c.cluster.clone(), cluster.clone());
+        let clusters = v.routes.iter().flat_map(Route::cluster_names).chain(
+            v.tcp_proxy
+                .iter()
+                .flat_map(|t| &t.clusters)
+                .map(|c| c.cluster.as_str()),
+        );
+        for name in clusters {
+            if let Some(cluster) = all.clusters.get(name) {
+                group.clusters.insert(name.to_owned(), cluster.clone());
             }
         }
         if let Some(name) = v.tls.as_ref().and_then(|t| t.secret.as_ref())

@@ -7,18 +7,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
 use super::filters::{self, Filters};
 use super::{Parsed, ParsedRoute, owner_name};
-use crate::api::traefik::routes as tr;
 use crate::dag::build::Builder;
 use crate::dag::checks;
 use crate::dag::model::{
-    self, Cluster, HeaderCondition, LbPolicy, PathKind, QueryCondition, Redirect, RouteExtra,
-    UpstreamProtocol, ValueCondition, VirtualHost, WeightedCluster,
+    self, Cluster, HeaderCondition, PathKind, QueryCondition, Redirect, RouteExtra, ValueCondition,
+    VirtualHost, WeightedCluster,
 };
-use crate::dag::upstream::{check_weight_sum, policy_hash, upstream_protocol};
 use crate::snapshot::ObjKey;
 use crate::traefik::matches::{HttpMatch, PathMatch, StringMatch};
 
@@ -44,25 +40,17 @@ impl Builder<'_> {
         };
         let mut hosts: BTreeMap<String, Vec<model::Route>> = BTreeMap::new();
         let mut clusters: Vec<Cluster> = Vec::new();
+        let mut secrets: Vec<model::Secret> = Vec::new();
         let mut total_routes = 0usize;
         for p in &parsed.routes {
             let at = format!("spec.routes[{}]", p.index);
-            let filters = filters::resolve(self.snap, key, &p.route.middlewares, &at)?;
+            let filters = filters::resolve(self.snap, self.sel, key, &p.route.middlewares, &at)?;
             let redirect = effective_redirect(&filters, tls.is_some())
                 .map_err(|e| format!("{at}.middlewares: {e}"))?;
-            let mut weighted = Vec::with_capacity(p.route.services.len());
-            for (i, s) in p.route.services.iter().enumerate() {
-                let context = format!("{at}.services[{i}]");
-                let weight = service_weight(s).map_err(|e| format!("{context}: {e}"))?;
-                let cluster = self.traefik_cluster(key, s, &context)?;
-                weighted.push(WeightedCluster {
-                    cluster: cluster.name.clone(),
-                    weight,
-                });
-                clusters.push(cluster);
-            }
-            let weighted = merge_weights(weighted);
-            check_weight_sum(&at, &weighted)?;
+            let backend = self.traefik_backend(key, &p.route.services, &at)?;
+            let weighted = backend.weighted;
+            clusters.extend(backend.clusters);
+            secrets.extend(backend.secrets);
             if weighted.is_empty() && redirect.is_none() {
                 return Err(format!(
                     "{at}.services: a route needs a service (or a redirectScheme middleware)"
@@ -74,6 +62,7 @@ impl Builder<'_> {
                     filters: &filters,
                     redirect: redirect.as_ref(),
                     clusters: &weighted,
+                    mirrors: &backend.mirrors,
                     tls: tls.is_some(),
                 };
                 let made = dag_routes(key, p, m, &action, &at)?;
@@ -99,7 +88,7 @@ impl Builder<'_> {
         for c in clusters {
             self.clusters.insert(c.name.clone(), c);
         }
-        for secret in tls_secrets {
+        for secret in tls_secrets.into_iter().chain(secrets) {
             self.secrets.insert(secret.name.clone(), secret);
         }
         let owner = owner_name(key);
@@ -118,152 +107,6 @@ impl Builder<'_> {
         }
         Ok(())
     }
-
-    /// A Kubernetes Service of the IngressRoute's namespace, by port number or name, as a
-    /// cluster (its endpoints recorded); `context` names the field in errors.
-    fn traefik_cluster(
-        &mut self,
-        key: &ObjKey,
-        s: &tr::Service,
-        context: &str,
-    ) -> Result<Cluster, String> {
-        refuse_unserved_fields(s).map_err(|e| format!("{context}.{e}"))?;
-        match s.kind.as_deref() {
-            None | Some("" | "Service") => {}
-            Some("TraefikService") => {
-                return Err(format!("{context}.kind: TraefikService is not served yet"));
-            }
-            Some(other) => return Err(format!("{context}.kind: {other:?} is not a service kind")),
-        }
-        if s.name.is_empty() || s.name.contains('@') {
-            return Err(format!(
-                "{context}.name: {:?} must name a Service (name@provider references do not exist \
-                 in Sluice)",
-                s.name
-            ));
-        }
-        if let Some(ns) = s.namespace.as_deref().filter(|n| !n.is_empty())
-            && ns != key.namespace
-        {
-            return Err(format!(
-                "{context}.namespace: Service {ns}/{} is in another namespace: cross-namespace \
-                 references are refused (a Gateway has no setting to allow them)",
-                s.name
-            ));
-        }
-        let svc_key = ObjKey::new(key.namespace.clone(), s.name.clone());
-        let port_text = match &s.port {
-            None => return Err(format!("{context}.port: required")),
-            Some(IntOrString::Int(n)) => n.to_string(),
-            Some(IntOrString::String(n)) => n.clone(),
-        };
-        let missing = || format!("{context}: Service {svc_key} port {port_text} not found");
-        self.read(crate::dag::Dep::Service(svc_key.clone()));
-        let svc = self.snap.services.get(&svc_key).ok_or_else(missing)?;
-        let ports = svc.spec.as_ref().and_then(|sp| sp.ports.as_ref());
-        let svc_port = ports
-            .into_iter()
-            .flatten()
-            .find(|p| match s.port.as_ref() {
-                Some(IntOrString::Int(n)) => *n != 0 && p.port == *n,
-                Some(IntOrString::String(name)) => p.name.as_deref() == Some(name.as_str()),
-                None => false,
-            })
-            .ok_or_else(missing)?;
-        let port = u16::try_from(svc_port.port)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(missing)?;
-        let name = svc_port.name.as_deref().unwrap_or("");
-        let scheme = match s.scheme.as_deref() {
-            Some(scheme) => scheme,
-            // Traefik's default: https on port 443 or a port named https*.
-            None if port == 443 || name.starts_with("https") => "https",
-            None => "http",
-        };
-        let protocol = match (scheme, upstream_protocol(svc, svc_port)) {
-            ("http", UpstreamProtocol::Http1) => UpstreamProtocol::Http1,
-            ("h2c", UpstreamProtocol::Http1 | UpstreamProtocol::H2c) => UpstreamProtocol::H2c,
-            ("https", _) => {
-                return Err(format!(
-                    "{context}: scheme https (TLS to the backend, Traefik's default for port 443 \
-                     or a port named https*) is not served yet; set scheme: http if the backend \
-                     speaks plain HTTP"
-                ));
-            }
-            ("http" | "h2c", other) => {
-                return Err(format!(
-                    "{context}: Service {svc_key} port {port} is annotated as {other:?}, which \
-                     contradicts scheme {scheme}"
-                ));
-            }
-            (other, _) => {
-                return Err(format!(
-                    "{context}.scheme: {other:?} must be http, https or h2c"
-                ));
-            }
-        };
-        let upstream = self.build_upstream(&svc_key, svc, svc_port, context)?;
-        let mut cluster = Cluster {
-            name: String::new(),
-            service: svc_key.to_string(),
-            port,
-            upstream,
-            protocol,
-            lb_policy: LbPolicy::RoundRobin,
-            health_check: None,
-            validation: None,
-            proxy_protocol: None,
-        };
-        let hash = policy_hash(&cluster)
-            .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;
-        cluster.name = format!("{svc_key}/{port}/{hash}");
-        Ok(cluster)
-    }
-}
-
-/// Fields of a service this slice does not serve; their defaults are accepted.
-fn refuse_unserved_fields(s: &tr::Service) -> Result<(), String> {
-    let unserved = [
-        (
-            "strategy",
-            s.strategy
-                .as_deref()
-                .is_some_and(|v| !matches!(v, "" | "RoundRobin" | "wrr")),
-        ),
-        ("passHostHeader", s.pass_host_header == Some(false)),
-        ("serversTransport", s.servers_transport.is_some()),
-        ("sticky", s.sticky.is_some()),
-        ("healthCheck", s.health_check.is_some()),
-        ("nativeLB", s.native_lb == Some(true)),
-        ("nodePortLB", s.node_port_lb == Some(true)),
-    ];
-    match unserved.iter().find(|(_, set)| *set) {
-        Some((field, _)) => Err(format!("{field}: not served yet")),
-        None => Ok(()),
-    }
-}
-
-/// A service's weight: unset counts as 1, as in Traefik.
-fn service_weight(s: &tr::Service) -> Result<u32, String> {
-    match s.weight {
-        None => Ok(1),
-        Some(w) => {
-            u32::try_from(w).map_err(|_| format!("weight {w} must be between 0 and {}", u32::MAX))
-        }
-    }
-}
-
-/// Services sharing a cluster add up their weights.
-fn merge_weights(list: Vec<WeightedCluster>) -> Vec<WeightedCluster> {
-    let mut out: Vec<WeightedCluster> = Vec::with_capacity(list.len());
-    for c in list {
-        match out.iter_mut().find(|o| o.cluster == c.cluster) {
-            Some(o) => o.weight = o.weight.saturating_add(c.weight),
-            None => out.push(c),
-        }
-    }
-    out
 }
 
 /// The redirect a route really makes. Traefik passes a request through when the redirect would
@@ -301,6 +144,7 @@ struct Action<'a> {
     filters: &'a Filters,
     redirect: Option<&'a Redirect>,
     clusters: &'a [WeightedCluster],
+    mirrors: &'a [model::Mirror],
     /// Served over HTTPS.
     tls: bool,
 }
@@ -318,6 +162,7 @@ fn dag_routes(
         filters: f,
         redirect,
         clusters,
+        mirrors,
         tls,
     } = *action;
     let (path, prefix) = match &m.path {
@@ -395,6 +240,7 @@ fn dag_routes(
         response_headers_set: response_set,
         response_headers_remove: f.response_remove.clone(),
         host_rewrite: f.host_rewrite.clone(),
+        mirrors: mirrors.to_vec(),
     };
     let route = |extra: RouteExtra| model::Route {
         prefix: prefix.clone(),

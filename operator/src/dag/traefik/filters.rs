@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::api::traefik::routes::ObjectRef;
 use crate::dag::model::RegexRewrite;
+use crate::dag::select::Selection;
 use crate::snapshot::{ClusterSnapshot, ObjKey};
 use crate::traefik::middleware::{self as mw, HeadersModel, Middleware};
 use crate::traefik::regex;
@@ -58,15 +59,20 @@ fn kind_name(m: &Middleware) -> &'static str {
 }
 
 /// Resolves the middlewares of a route of the IngressRoute `route` (`at` is the route's field
-/// path) and combines them.
+/// path) and combines them. References to other namespaces need `sel`'s `allowCrossNamespace`.
 pub(super) fn resolve(
     snap: &ClusterSnapshot,
+    sel: &Selection,
     route: &ObjKey,
     refs: &[ObjectRef],
     at: &str,
 ) -> Result<Filters, String> {
     let mut filters = Filters::default();
-    let mut expansion = Expansion::default();
+    let mut expansion = Expansion {
+        chain: Vec::new(),
+        resolved: 0,
+        sel,
+    };
     for (i, r) in refs.iter().enumerate() {
         let field = format!("{at}.middlewares[{i}]");
         add(snap, route, r, &field, &mut expansion, &mut filters)?;
@@ -95,10 +101,10 @@ pub(super) const MAX_HEADER_EDIT_BYTES: usize = 8 * 1024;
 
 /// The state of one route's middleware expansion: the chains being expanded (to refuse
 /// cycles) and how many references were resolved so far.
-#[derive(Default)]
-struct Expansion {
+struct Expansion<'s> {
     chain: Vec<ObjKey>,
     resolved: usize,
+    sel: &'s Selection,
 }
 
 /// Resolves one reference (from the IngressRoute or from a chain) and adds what it does.
@@ -107,7 +113,7 @@ fn add(
     route: &ObjKey,
     r: &ObjectRef,
     field: &str,
-    expansion: &mut Expansion,
+    expansion: &mut Expansion<'_>,
     filters: &mut Filters,
 ) -> Result<(), String> {
     expansion.resolved += 1;
@@ -124,12 +130,10 @@ fn add(
         .filter(|n| !n.is_empty())
         .unwrap_or(&route.namespace);
     let key = ObjKey::new(namespace, r.name.clone());
-    if key.namespace != route.namespace {
-        return Err(format!(
-            "{field}: Middleware {key} is in another namespace: cross-namespace references \
-                 are refused (a Gateway has no setting to allow them)"
-        ));
-    }
+    expansion
+        .sel
+        .cross_namespace(&route.namespace, "Middleware", &key)
+        .map_err(|e| format!("{field}: {e}"))?;
     let obj = snap
         .traefik_middlewares
         .get(&key)
@@ -152,7 +156,8 @@ fn add(
         expansion.chain.push(key.clone());
         for (j, inner) in refs.iter().enumerate() {
             let field = format!("{field} (chain {key}, middlewares[{j}])");
-            add(snap, route, inner, &field, expansion, filters)?;
+            // A chain's references are relative to the chain's namespace, as in Traefik.
+            add(snap, &key, inner, &field, expansion, filters)?;
         }
         expansion.chain.pop();
         return Ok(());

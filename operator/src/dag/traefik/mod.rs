@@ -14,8 +14,10 @@
 mod build;
 mod filters;
 pub(super) mod hosts;
+mod services;
 pub(super) mod tcp;
 mod tls;
+mod upstream;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

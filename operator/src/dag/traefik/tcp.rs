@@ -335,15 +335,14 @@ impl Builder<'_> {
                 s.name
             ));
         }
-        if let Some(ns) = s.namespace.as_deref().filter(|n| !n.is_empty())
-            && ns != key.namespace
-        {
-            return Err(format!(
-                "{context}.namespace: Service {ns}/{} is in another namespace: cross-namespace \
-                 references are refused (a Gateway has no setting to allow them)",
-                s.name
-            ));
-        }
+        let svc_ns = s
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&key.namespace);
+        self.sel
+            .cross_namespace(&key.namespace, "Service", &ObjKey::new(svc_ns, &s.name))
+            .map_err(|e| format!("{context}.namespace: {e}"))?;
         let proxy_protocol = match s.proxy_protocol.as_ref().map(|p| p.version) {
             None => None,
             Some(None | Some(2)) => Some(2),
@@ -354,7 +353,7 @@ impl Builder<'_> {
                 ));
             }
         };
-        let svc_key = ObjKey::new(key.namespace.clone(), s.name.clone());
+        let svc_key = ObjKey::new(svc_ns, &s.name);
         let port_text = match &s.port {
             None => return Err(format!("{context}.port: required")),
             Some(IntOrString::Int(n)) => n.to_string(),

@@ -331,13 +331,13 @@ fn services_of_other_namespaces_or_kinds_are_refused() {
         ),
         (
             "{name: s, kind: TraefikService}",
-            "TraefikService is not served yet",
+            "TraefikService apps/s not found",
         ),
         ("{name: s, port: 81}", "Service apps/s port 81 not found"),
         ("{name: s, port: web}", "Service apps/s port web not found"),
         (
             "{name: s, port: 80, sticky: {cookie: {}}}",
-            "sticky: not served yet",
+            "sticky: not served",
         ),
         ("{name: s, port: 80, scheme: https}", "scheme https"),
         ("{name: s, port: 80, weight: -1}", "weight -1"),

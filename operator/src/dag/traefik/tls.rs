@@ -83,8 +83,8 @@ pub(in crate::dag) fn request(namespace: &str, f: &TlsFields<'_>) -> Result<TlsR
     Ok(TlsRequest { secret, options })
 }
 
-/// A reference must stay in the route's namespace (cross-namespace references are refused: a
-/// Gateway has no setting to allow them yet) and name no provider.
+/// A reference must stay in the route's namespace and name no provider: a namespace's TLS
+/// settings are its own, even on a Gateway that sets `allowCrossNamespace`.
 fn same_namespace(field: &str, namespace: &str, r: &ObjectRef) -> Result<(), String> {
     if r.name.is_empty() || r.name.contains('@') {
         return Err(format!(
@@ -95,8 +95,8 @@ fn same_namespace(field: &str, namespace: &str, r: &ObjectRef) -> Result<(), Str
     }
     match r.namespace.as_deref().filter(|n| !n.is_empty()) {
         Some(ns) if ns != namespace => Err(format!(
-            "{field}.namespace: {ns}/{} is in another namespace: cross-namespace references are \
-             refused (a Gateway has no setting to allow them)",
+            "{field}.namespace: {ns}/{} is in another namespace: TLSOptions and TLSStores are \
+             per namespace in Sluice (spec.allowCrossNamespace does not extend to them)",
             r.name
         )),
         _ => Ok(()),

@@ -238,6 +238,12 @@ impl Loader {
             (_, "TLSStore") if traefik::Group::of_api_version(&api_version).is_some() => {
                 traefik::decode::<traefik::TLSStore>(value).map(Object::TraefikTlsStore)
             }
+            (_, "TraefikService") if traefik::Group::of_api_version(&api_version).is_some() => {
+                traefik::decode::<traefik::TraefikService>(value).map(Object::TraefikService)
+            }
+            (_, "ServersTransport") if traefik::Group::of_api_version(&api_version).is_some() => {
+                traefik::decode::<traefik::ServersTransport>(value).map(Object::TraefikTransport)
+            }
             _ => {
                 self.file.items.push(Item::Warning(LoadWarning {
                     at,
@@ -399,6 +405,8 @@ pub(super) fn with_default_namespace(mut obj: Object) -> Object {
         Object::TraefikTcpRoute(o) => set(&mut o.metadata),
         Object::TraefikTlsOption(o) => set(&mut o.metadata),
         Object::TraefikTlsStore(o) => set(&mut o.metadata),
+        Object::TraefikService(o) => set(&mut o.metadata),
+        Object::TraefikTransport(o) => set(&mut o.metadata),
     }
     obj
 }

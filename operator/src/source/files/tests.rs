@@ -587,14 +587,15 @@ fn traefik_routes_and_middlewares_of_both_groups_load_and_traefik_io_wins() {
             "{routes: []}",
         )
         + &doc("traefik.io", "TLSStore", "default", "{}")
-        + &doc("traefik.io", "TraefikService", "s", "{}");
+        + &doc("traefik.io", "TraefikService", "s", "{}")
+        + &doc("traefik.io", "MiddlewareTCP", "mt", "{}");
     let report = load(&text);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     // Kinds not served yet are still skipped, with a warning naming them.
     let warnings: Vec<String> = report.warnings.iter().map(|w| w.message.clone()).collect();
     assert_eq!(
         warnings,
-        ["traefik.io/v1alpha1 TraefikService is not read by sluice; skipped"]
+        ["traefik.io/v1alpha1 MiddlewareTCP is not read by sluice; skipped"]
     );
     let snap = &report.snapshot;
     assert!(

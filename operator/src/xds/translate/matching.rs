@@ -86,6 +86,7 @@ pub(super) fn decorate(r: &Route, envoy: &mut EnvoyRoute) {
                 route_action::HostRewriteSpecifier::HostRewriteLiteral(host.clone()),
             );
         }
+        action.request_mirror_policies = super::mirrors::policies(&extra.mirrors);
     }
     edit_headers(extra, envoy);
 }

@@ -20,6 +20,7 @@ mod incremental;
 pub mod json;
 mod listeners;
 mod matching;
+mod mirrors;
 pub mod open_hosts;
 mod routes;
 pub mod scopes;
@@ -295,10 +296,19 @@ fn check(dag: &Dag) -> Result<(), TranslateError> {
     };
     for vh in &dag.virtual_hosts {
         for route in &vh.routes {
-            check_clusters(
-                &format!("route {:?} of {:?}", route.prefix, vh.fqdn),
-                &route.clusters,
-            )?;
+            let user = format!("route {:?} of {:?}", route.prefix, vh.fqdn);
+            check_clusters(&user, &route.clusters)?;
+            if let Some(m) = route
+                .extra
+                .iter()
+                .flat_map(|e| &e.mirrors)
+                .find(|m| !clusters.contains(m.cluster.as_str()))
+            {
+                return Err(TranslateError::UnknownCluster {
+                    user,
+                    cluster: m.cluster.clone(),
+                });
+            }
         }
         if let Some(tcp) = &vh.tcp_proxy {
             if tcp.clusters.is_empty() {

@@ -1,0 +1,336 @@
+//! A Kubernetes Service named by a Traefik route or TraefikService, as an Envoy cluster: its
+//! port (number or name), its scheme (http, h2c, https; Traefik's default https for port 443
+//! and ports named `https*`), the balancing `strategy`, and the `serversTransport` that makes
+//! upstream TLS verifiable (server name, root CAs). Options Envoy cannot give exactly are refused
+//! with a message saying what differs.
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::api::traefik::objects::ServersTransportSpec;
+use crate::api::traefik::routes as tr;
+use crate::dag::build::Builder;
+use crate::dag::checks;
+use crate::dag::model::{
+    Cluster, LbPolicy, Secret, SecretKind, UpstreamProtocol, UpstreamValidation,
+};
+use crate::dag::upstream::{policy_hash, upstream_protocol};
+use crate::snapshot::ObjKey;
+
+/// Keys of a Secret holding a CA bundle, in the order Traefik reads them.
+const CA_KEYS: [&str; 2] = ["tls.ca", "ca.crt"];
+
+/// How many root CA sources one ServersTransport may list.
+const MAX_ROOT_CAS: usize = 16;
+
+impl Builder<'_> {
+    /// A Kubernetes Service of namespace `from` (or, when the Gateway allows it, of the
+    /// namespace `s` names) by port number or name, as a cluster (its endpoints recorded);
+    /// `context` names the field in errors. A CA bundle it needs is pushed on `secrets`.
+    pub(super) fn traefik_cluster(
+        &mut self,
+        from: &str,
+        s: &tr::Service,
+        context: &str,
+        secrets: &mut Vec<Secret>,
+    ) -> Result<Cluster, String> {
+        refuse_unserved_fields(s).map_err(|e| format!("{context}.{e}"))?;
+        if s.name.is_empty() || s.name.contains('@') {
+            return Err(format!(
+                "{context}.name: {:?} must name a Service (name@provider references do not exist \
+                 in Sluice)",
+                s.name
+            ));
+        }
+        let namespace = s
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(from);
+        let svc_key = ObjKey::new(namespace, s.name.clone());
+        self.sel
+            .cross_namespace(from, "Service", &svc_key)
+            .map_err(|e| format!("{context}.namespace: {e}"))?;
+        let port_text = match &s.port {
+            None => return Err(format!("{context}.port: required")),
+            Some(IntOrString::Int(n)) => n.to_string(),
+            Some(IntOrString::String(n)) => n.clone(),
+        };
+        let missing = || format!("{context}: Service {svc_key} port {port_text} not found");
+        self.read(crate::dag::Dep::Service(svc_key.clone()));
+        let svc = self.snap.services.get(&svc_key).ok_or_else(missing)?;
+        let ports = svc.spec.as_ref().and_then(|sp| sp.ports.as_ref());
+        let svc_port = ports
+            .into_iter()
+            .flatten()
+            .find(|p| match s.port.as_ref() {
+                Some(IntOrString::Int(n)) => *n != 0 && p.port == *n,
+                Some(IntOrString::String(name)) => p.name.as_deref() == Some(name.as_str()),
+                None => false,
+            })
+            .ok_or_else(missing)?;
+        let port = u16::try_from(svc_port.port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(missing)?;
+        let name = svc_port.name.as_deref().unwrap_or("");
+        let scheme = match s.scheme.as_deref() {
+            Some(scheme) => scheme,
+            // Traefik's default: https on port 443 or a port named https*.
+            None if port == 443 || name.starts_with("https") => "https",
+            None => "http",
+        };
+        let transport = match s.servers_transport.as_deref() {
+            None => None,
+            Some(t) => Some(
+                self.servers_transport(from, t)
+                    .map_err(|e| format!("{context}.serversTransport: {e}"))?,
+            ),
+        };
+        let protocol = match (scheme, upstream_protocol(svc, svc_port)) {
+            ("http", UpstreamProtocol::Http1) => UpstreamProtocol::Http1,
+            ("h2c", UpstreamProtocol::Http1 | UpstreamProtocol::H2c) => UpstreamProtocol::H2c,
+            ("https", UpstreamProtocol::Http1 | UpstreamProtocol::Tls) => UpstreamProtocol::Tls,
+            ("http" | "h2c" | "https", other) => {
+                return Err(format!(
+                    "{context}: Service {svc_key} port {port} is annotated as {other:?}, which \
+                     contradicts scheme {scheme}"
+                ));
+            }
+            (other, _) => {
+                return Err(format!(
+                    "{context}.scheme: {other:?} must be http, https or h2c"
+                ));
+            }
+        };
+        let validation = match (protocol, transport) {
+            (UpstreamProtocol::Tls, Some(Transport { validation, ca })) => {
+                secrets.push(ca);
+                Some(validation)
+            }
+            (UpstreamProtocol::Tls, None) => {
+                return Err(format!(
+                    "{context}: scheme https (TLS to the backend; Traefik's default for port 443 \
+                     and ports named https*) needs a serversTransport with serverName and rootCAs: \
+                     without them Traefik checks the certificate against the pod's IP address \
+                     and the system CAs, which Sluice does not do; set scheme: http if the \
+                     backend speaks plain HTTP"
+                ));
+            }
+            // The transport's TLS settings mean nothing to a plain-text backend (as in Traefik).
+            _ => None,
+        };
+        let lb_policy = match s.strategy.as_deref() {
+            None | Some("" | "RoundRobin" | "wrr") => LbPolicy::RoundRobin,
+            // Power of two choices: the less loaded of two random servers, which is what
+            // Envoy's least-request policy does with its default choice count of 2.
+            Some("p2c") => LbPolicy::LeastRequest,
+            Some(other) => {
+                return Err(format!(
+                    "{context}.strategy: {other:?} is not served: Sluice serves wrr (RoundRobin) \
+                     and p2c"
+                ));
+            }
+        };
+        let upstream = self.build_upstream(&svc_key, svc, svc_port, context)?;
+        let mut cluster = Cluster {
+            name: String::new(),
+            service: svc_key.to_string(),
+            port,
+            upstream,
+            protocol,
+            lb_policy,
+            health_check: None,
+            validation,
+            proxy_protocol: None,
+        };
+        let hash = policy_hash(&cluster)
+            .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;
+        cluster.name = format!("{svc_key}/{port}/{hash}");
+        Ok(cluster)
+    }
+
+    /// The ServersTransport `name` of namespace `from`, checked, with its CA bundle.
+    fn servers_transport(&mut self, from: &str, name: &str) -> Result<Transport, String> {
+        if name.is_empty() || name.contains('@') || name.contains('/') {
+            return Err(format!(
+                "{name:?} must name a ServersTransport of the same namespace (name@provider \
+                 references do not exist in Sluice)"
+            ));
+        }
+        let key = ObjKey::new(from, name);
+        let obj = self
+            .snap
+            .traefik_transports
+            .get(&key)
+            .ok_or_else(|| format!("ServersTransport {key} not found"))?;
+        let spec = &obj
+            .decoded
+            .as_ref()
+            .map_err(|e| format!("ServersTransport {key} could not be read: {e}"))?
+            .spec;
+        if let Some(field) = obj.ignored.first() {
+            return Err(format!(
+                "ServersTransport {key}: {field}: field not supported by Sluice"
+            ));
+        }
+        refuse_unserved_transport(spec).map_err(|e| format!("ServersTransport {key}: {e}"))?;
+        let server_name = spec
+            .server_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "ServersTransport {key}: spec.serverName is required: without it Traefik \
+                     checks the backend's certificate against the pod's IP address, which \
+                     Sluice does not do"
+                )
+            })?;
+        checks::subject_name(server_name)
+            .map_err(|e| format!("ServersTransport {key}: spec.serverName {e}"))?;
+        let mut bundle = String::new();
+        let sources =
+            spec.root_cas
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    (
+                        format!("spec.rootCAs[{i}]"),
+                        r.secret.clone(),
+                        &r.config_map,
+                    )
+                })
+                .chain(
+                    spec.root_cas_secrets.iter().enumerate().map(|(i, s)| {
+                        (format!("spec.rootCAsSecrets[{i}]"), Some(s.clone()), &None)
+                    }),
+                );
+        let mut count = 0;
+        for (field, secret, config_map) in sources {
+            count += 1;
+            if count > MAX_ROOT_CAS {
+                return Err(format!(
+                    "ServersTransport {key}: more than {MAX_ROOT_CAS} root CA sources"
+                ));
+            }
+            let secret = match (secret, config_map) {
+                (Some(s), None) if !s.is_empty() && !s.contains('/') => s,
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "ServersTransport {key}: {field}.configMap: CA bundles from ConfigMaps \
+                         are not served; put the bundle in a Secret (key tls.ca or ca.crt)"
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "ServersTransport {key}: {field}: name exactly one Secret of the \
+                         namespace"
+                    ));
+                }
+            };
+            let secret_key = ObjKey::new(from, secret);
+            self.read(crate::dag::Dep::Secret(secret_key.clone()));
+            let pem = CA_KEYS
+                .iter()
+                .find_map(|k| self.snap.secret_data(&secret_key, k))
+                .ok_or_else(|| {
+                    format!(
+                        "ServersTransport {key}: {field}: Secret {secret_key} not found or \
+                         without a tls.ca or ca.crt key"
+                    )
+                })?;
+            checks::ca_bundle(pem).map_err(|e| {
+                format!("ServersTransport {key}: {field}: Secret {secret_key}: {e}")
+            })?;
+            let pem = std::str::from_utf8(pem).map_err(|_| {
+                format!("ServersTransport {key}: {field}: Secret {secret_key} is not PEM text")
+            })?;
+            bundle.push_str(pem.trim_end());
+            bundle.push('\n');
+        }
+        if bundle.is_empty() {
+            return Err(format!(
+                "ServersTransport {key}: spec.rootCAs is required: Sluice does not trust the \
+                 system CAs for backends"
+            ));
+        }
+        // Named apart from the `namespace/secret/ca` bundles of Contour roots.
+        let ca_secret = format!("traefik:{key}/ca");
+        Ok(Transport {
+            ca: Secret {
+                name: ca_secret.clone(),
+                kind: SecretKind::Ca { ca: bundle },
+            },
+            validation: UpstreamValidation {
+                ca_secret,
+                subject_name: server_name.to_owned(),
+            },
+        })
+    }
+}
+
+/// A checked ServersTransport.
+struct Transport {
+    /// The root CAs, concatenated.
+    ca: Secret,
+    /// Trust the root CAs; send and check `serverName`.
+    validation: UpstreamValidation,
+}
+
+/// Fields of a ServersTransport that Sluice does not serve.
+fn refuse_unserved_transport(t: &ServersTransportSpec) -> Result<(), String> {
+    if t.insecure_skip_verify == Some(true) {
+        return Err(
+            "spec.insecureSkipVerify: not served: Sluice always verifies backends' certificates \
+             (no Gateway setting allows skipping it)"
+                .into(),
+        );
+    }
+    let unserved = [
+        ("certificatesSecrets", !t.certificates_secrets.is_empty()),
+        ("maxIdleConnsPerHost", t.max_idle_conns_per_host.is_some()),
+        ("forwardingTimeouts", t.forwarding_timeouts.is_some()),
+        ("disableHTTP2", t.disable_http2.is_some()),
+        ("peerCertURI", !t.peer_cert_uri.is_empty()),
+        ("spiffe", t.spiffe.is_some()),
+    ];
+    match unserved.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(format!("spec.{field}: not served yet")),
+        None => Ok(()),
+    }
+}
+
+/// Fields of a service Sluice does not serve, with why; their defaults are accepted.
+fn refuse_unserved_fields(s: &tr::Service) -> Result<(), String> {
+    if s.pass_host_header == Some(false) {
+        return Err(
+            "passHostHeader: false is not served: Traefik then sends the backend \
+                    server's address (pod IP and port) as Host, which Envoy cannot write for \
+                    endpoints it learns by EDS"
+                .into(),
+        );
+    }
+    if s.sticky.is_some() {
+        return Err(
+            "sticky: not served yet: the nearest Envoy construct (a cookie-based stateful \
+             session) always marks its cookie HttpOnly, where Traefik's cookie is not unless \
+             httpOnly is set"
+                .into(),
+        );
+    }
+    if s.health_check.is_some() {
+        return Err(
+            "healthCheck: not served yet (Traefik applies it to ExternalName \
+                    Services only)"
+                .into(),
+        );
+    }
+    let unserved = [
+        ("nativeLB", s.native_lb == Some(true)),
+        ("nodePortLB", s.node_port_lb == Some(true)),
+    ];
+    match unserved.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(format!("{field}: not served yet")),
+        None => Ok(()),
+    }
+}
