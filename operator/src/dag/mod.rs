@@ -17,6 +17,7 @@ mod deps;
 pub(crate) mod durations;
 mod incremental;
 pub mod model;
+pub mod policy;
 mod select;
 mod traefik;
 mod upstream;

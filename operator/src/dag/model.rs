@@ -108,6 +108,9 @@ pub struct RouteExtra {
     /// Host header sent upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_rewrite: Option<String>,
+    /// HTTP filters enabled on this route, and its retry policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Box<super::policy::RoutePolicy>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

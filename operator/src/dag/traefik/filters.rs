@@ -10,6 +10,8 @@ use crate::snapshot::{ClusterSnapshot, ObjKey};
 use crate::traefik::middleware::{self as mw, HeadersModel, Middleware};
 use crate::traefik::regex;
 
+use super::policy::Policies;
+
 /// A `redirectScheme` middleware.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct SchemeRedirect {
@@ -33,6 +35,8 @@ pub(super) struct Filters {
     /// `forceSTSHeader`.
     pub sts: Option<(String, bool)>,
     pub host_rewrite: Option<String>,
+    /// What HTTP filters and the retry policy do (see [`super::policy`]).
+    pub policies: Policies,
 }
 
 /// The kind name of a Middleware, as written in its spec.
@@ -157,9 +161,11 @@ fn add(
         expansion.chain.pop();
         return Ok(());
     }
-    filters
-        .apply(&model)
-        .map_err(|e| format!("{field}: Middleware {key} ({}): {e}", kind_name(&model)))?;
+    let at = |e: String| format!("{field}: Middleware {key} ({}): {e}", kind_name(&model));
+    if filters.policies.add(snap, &key, &model).map_err(at)? {
+        return Ok(());
+    }
+    filters.apply(&model).map_err(at)?;
     Ok(())
 }
 
@@ -223,6 +229,7 @@ impl Filters {
                 permanent,
             } => {
                 if self.redirect.is_none() {
+                    self.policies.redirect_seen();
                     self.redirect = Some(SchemeRedirect {
                         https: *https,
                         port: *port,
@@ -243,9 +250,6 @@ impl Filters {
     }
 
     fn headers(&mut self, h: &HeadersModel) -> Result<(), String> {
-        if h.cors.is_some() {
-            return Err("CORS is not served yet".into());
-        }
         if !h.allowed_hosts.is_empty() {
             return Err("allowedHosts is not served yet".into());
         }

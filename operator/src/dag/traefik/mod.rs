@@ -12,6 +12,7 @@
 
 mod build;
 mod filters;
+mod policy;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -259,5 +260,7 @@ fn tls_secret(tls: &tr::Tls) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;

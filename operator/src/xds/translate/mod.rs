@@ -19,6 +19,7 @@ mod incremental;
 pub mod json;
 mod listeners;
 mod matching;
+pub mod policies;
 mod routes;
 pub mod scopes;
 mod secrets;
@@ -28,6 +29,8 @@ pub mod validate;
 pub(crate) mod fixture;
 #[cfg(test)]
 mod incremental_tests;
+#[cfg(test)]
+mod policies_tests;
 #[cfg(test)]
 mod scopes_tests;
 #[cfg(test)]
