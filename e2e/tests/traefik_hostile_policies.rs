@@ -28,8 +28,9 @@ fn b64(bytes: &[u8]) -> String {
 
 const SHA: &str = "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
 
-/// A users Secret `evil/users`: valid, at a limit, or hostile to Envoy's htpasswd reader.
-fn hostile_users(rng: &mut Rng) -> String {
+/// Every users Secret `evil/users` tried: valid, at a limit, or hostile to Envoy's htpasswd
+/// reader.
+fn all_users() -> Vec<String> {
     let many: String = (0..1100).map(|i| format!("u{i}:{SHA}\n")).collect();
     let htpasswd: Vec<Vec<u8>> = vec![
         format!("alice:{SHA}\n").into_bytes(),
@@ -47,26 +48,28 @@ fn hostile_users(rng: &mut Rng) -> String {
         many.into_bytes(),
         vec![b'a'; 70_000],
     ];
-    let (type_, data) = if rng.chance(30) {
-        let user = rng.pick(&["alice", "al:ice", "", "#x", "bob\u{e9}"]);
-        let password = rng.pick(&["s3cret", "", "p\u{0}w", "%ENVIRONMENT(HOME)%"]);
-        (
-            "kubernetes.io/basic-auth",
-            json!({"username": b64(user.as_bytes()), "password": b64(password.as_bytes())}),
-        )
-    } else if rng.chance(10) {
-        ("Opaque", json!({"a": b64(b"x:y"), "b": b64(b"z")}))
-    } else {
-        (
-            "Opaque",
-            json!({"users": b64(rng.pick::<Vec<u8>>(&htpasswd))}),
-        )
+    let secret = |type_: &str, data: Value| {
+        doc(&json!({"apiVersion": "v1", "kind": "Secret", "type": type_,
+                    "metadata": {"namespace": "evil", "name": "users"}, "data": data}))
     };
-    doc(&json!({"apiVersion": "v1", "kind": "Secret", "type": type_,
-                "metadata": {"namespace": "evil", "name": "users"}, "data": data}))
+    let mut out: Vec<String> = htpasswd
+        .iter()
+        .map(|text| secret("Opaque", json!({"users": b64(text)})))
+        .collect();
+    out.push(secret("Opaque", json!({"a": b64(b"x:y"), "b": b64(b"z")})));
+    for user in ["alice", "al:ice", "", "#x", "bob\u{e9}"] {
+        for password in ["s3cret", "", "p\u{0}w", "%ENVIRONMENT(HOME)%"] {
+            out.push(secret(
+                "kubernetes.io/basic-auth",
+                json!({"username": b64(user.as_bytes()), "password": b64(password.as_bytes())}),
+            ));
+        }
+    }
+    out
 }
 
-fn hostile_middleware(name: &str, rng: &mut Rng) -> String {
+/// Every Middleware spec tried.
+fn all_specs() -> Vec<Value> {
     let ranges: Vec<String> = (0..300).map(|i| format!("10.{}.0.0/16", i % 256)).collect();
     let specs = [
         json!({"basicAuth": {"secret": "users"}}),
@@ -106,17 +109,20 @@ fn hostile_middleware(name: &str, rng: &mut Rng) -> String {
                            "accessControlExposeHeaders": vec!["X-A"; 65]}}),
         json!({"redirectScheme": {"scheme": "https"}}),
     ];
+    specs.to_vec()
+}
+
+fn middleware(name: &str, spec: &Value) -> String {
     doc(&json!({
         "apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
-        "metadata": {"namespace": "evil", "name": name},
-        "spec": rng.pick(&specs).clone(),
+        "metadata": {"namespace": "evil", "name": name}, "spec": spec,
     }))
 }
 
 fn hostile_route(name: &str, rng: &mut Rng) -> String {
     let mut routes = Vec::new();
     for i in 0..1 + rng.next_u64() % 3 {
-        let mws: Vec<Value> = (0..rng.next_u64() % 4)
+        let mws: Vec<Value> = (0..rng.next_u64() % 3)
             .map(|_| json!({"name": format!("m{}", rng.next_u64() % 5)}))
             .collect();
         let host = if rng.chance(90) {
@@ -164,6 +170,117 @@ fn victim() -> String {
         }))
 }
 
+/// What every world is checked against: the victim alone.
+struct Judge {
+    sel: sluice::dag::Selection,
+    expected: sluice::dag::model::VirtualHost,
+    listeners: Vec<
+        sluice::xds::translate::Resource<envoy_types::pb::envoy::config::listener::v3::Listener>,
+    >,
+    opts: TranslateOptions,
+}
+
+impl Judge {
+    fn new() -> Judge {
+        let alone = sluice::source::load_sources([("v.yaml", victim())]).snapshot;
+        let sel = instances(&alone).remove(0).local();
+        let dag = build(&alone, &sel);
+        let opts = TranslateOptions::default();
+        Judge {
+            expected: victim_vhost(&dag).unwrap(),
+            listeners: translate(&dag, &opts).unwrap().listeners,
+            sel,
+            opts,
+        }
+    }
+
+    /// Checks one world; returns how many of the attacker's IngressRoutes are valid and how
+    /// many invalid.
+    async fn check(&self, text: &str, what: &str) -> (usize, usize) {
+        let snapshot = sluice::source::load_sources([("w.yaml", text)]).snapshot;
+        let dag = build(&snapshot, &self.sel);
+        assert_eq!(
+            victim_vhost(&dag).as_ref(),
+            Some(&self.expected),
+            "{what}: the victim's host changed\n{text}"
+        );
+        let (mut served, mut refused) = (0, 0);
+        for s in dag.object_statuses.iter().filter(|s| s.namespace == "evil") {
+            if s.current_status == sluice::dag::Validity::Valid {
+                served += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        let resources = translate(&dag, &self.opts).unwrap();
+        assert_eq!(
+            resources.listeners, self.listeners,
+            "{what}: a Middleware changed the listeners"
+        );
+        let violations = check_resources(&resources);
+        assert!(violations.is_empty(), "{what}: {violations:#?}\n{text}");
+        let bootstrap = inline_bootstrap(&resources, &self.opts).unwrap();
+        let json = serde_json::to_string(&message_to_json(&bootstrap).unwrap()).unwrap();
+        if let Err(e) = sluice_e2e::envoy::validate(&json).await {
+            panic!("{what}: Envoy rejected it: {e}\n{text}");
+        }
+        (served, refused)
+    }
+}
+
+fn victim_vhost(dag: &sluice::dag::Dag) -> Option<sluice::dag::model::VirtualHost> {
+    dag.virtual_hosts
+        .iter()
+        .find(|v| v.fqdn == "victim.example.com")
+        .cloned()
+}
+
+/// One route using `m0` (and basicAuth `auth` first when `with_auth`).
+fn single(with_auth: bool) -> String {
+    let mws = if with_auth {
+        json!([{"name": "auth"}])
+    } else {
+        json!([{"name": "m0"}])
+    };
+    doc(&json!({
+        "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+        "metadata": {"namespace": "evil", "name": "one",
+                     "creationTimestamp": "2030-01-01T00:00:00Z"},
+        "spec": {"routes": [{"match": "Host(`one.example.com`)", "middlewares": mws,
+                             "services": [{"name": "web", "port": 80}]}]},
+    }))
+}
+
+/// Each hostile value alone, so that every one is seen by Envoy or refused: each users Secret
+/// behind a basicAuth, each Middleware spec on a route.
+#[tokio::test]
+async fn each_hostile_value_is_refused_or_accepted_by_envoy() {
+    let judge = Judge::new();
+    let (mut served, mut refused) = (0, 0);
+    let auth = middleware("auth", &json!({"basicAuth": {"secret": "users"}}));
+    for (i, users) in all_users().iter().enumerate() {
+        let text = victim() + users + &auth + &single(true);
+        let (s, r) = judge.check(&text, &format!("users Secret {i}")).await;
+        served += s;
+        refused += r;
+    }
+    let users = all_users().remove(0);
+    for (i, spec) in all_specs().iter().enumerate() {
+        let text = victim() + &users + &middleware("m0", spec) + &single(false);
+        let (s, r) = judge
+            .check(&text, &format!("Middleware spec {i}: {spec}"))
+            .await;
+        served += s;
+        refused += r;
+    }
+    println!("{served} served, {refused} refused");
+    assert!(
+        served >= 10 && refused >= 20,
+        "{served} served, {refused} refused"
+    );
+}
+
+/// Random worlds: several hostile Middlewares in random orders on several routes.
 #[tokio::test]
 async fn hostile_filter_middlewares_never_reach_the_victim_or_break_envoy() {
     let seed: u64 = std::env::var("SLUICE_TRAEFIK_SEED")
@@ -177,56 +294,22 @@ async fn hostile_filter_middlewares_never_reach_the_victim_or_break_envoy() {
         });
     println!("SLUICE_TRAEFIK_SEED={seed}");
     let mut rng = Rng(seed);
-    let alone = sluice::source::load_sources([("v.yaml", victim())]).snapshot;
-    let sel = instances(&alone).remove(0).local();
-    let victim_vhost = |dag: &sluice::dag::Dag| {
-        dag.virtual_hosts
-            .iter()
-            .find(|v| v.fqdn == "victim.example.com")
-            .cloned()
-    };
-    let alone_dag = build(&alone, &sel);
-    let expected = victim_vhost(&alone_dag).unwrap();
-    let opts = TranslateOptions::default();
-    let alone_listeners = translate(&alone_dag, &opts).unwrap().listeners;
+    let judge = Judge::new();
+    let (users, specs) = (all_users(), all_specs());
     let (mut served, mut refused) = (0, 0);
     for world in 0..WORLDS {
-        let mut text = victim() + &hostile_users(&mut rng);
+        let mut text = victim() + rng.pick::<String>(&users);
         for i in 0..5 {
-            text.push_str(&hostile_middleware(&format!("m{i}"), &mut rng));
+            text.push_str(&middleware(&format!("m{i}"), rng.pick(&specs)));
         }
         for i in 0..3 {
             text.push_str(&hostile_route(&format!("r{i}"), &mut rng));
         }
-        let snapshot = sluice::source::load_sources([("w.yaml", text.as_str())]).snapshot;
-        let dag = build(&snapshot, &sel);
-        assert_eq!(
-            victim_vhost(&dag).as_ref(),
-            Some(&expected),
-            "seed {seed} world {world}: the victim's host changed\n{text}"
-        );
-        for s in dag.object_statuses.iter().filter(|s| s.namespace == "evil") {
-            if s.current_status == sluice::dag::Validity::Valid {
-                served += 1;
-            } else {
-                refused += 1;
-            }
-        }
-        let resources = translate(&dag, &opts).unwrap();
-        assert_eq!(
-            resources.listeners, alone_listeners,
-            "seed {seed} world {world}: a Middleware changed the listeners"
-        );
-        let violations = check_resources(&resources);
-        assert!(
-            violations.is_empty(),
-            "seed {seed} world {world}: {violations:#?}\n{text}"
-        );
-        let bootstrap = inline_bootstrap(&resources, &opts).unwrap();
-        let json = serde_json::to_string(&message_to_json(&bootstrap).unwrap()).unwrap();
-        if let Err(e) = sluice_e2e::envoy::validate(&json).await {
-            panic!("seed {seed} world {world}: Envoy rejected it: {e}\n{text}");
-        }
+        let (s, r) = judge
+            .check(&text, &format!("seed {seed} world {world}"))
+            .await;
+        served += s;
+        refused += r;
     }
     println!("{served} hostile IngressRoutes served, {refused} refused");
     assert!(refused > 0, "nothing hostile was refused");
