@@ -182,23 +182,39 @@ impl Filters {
     fn apply(&mut self, m: &Middleware) -> Result<(), String> {
         match m {
             Middleware::StripPrefix { prefixes } => {
-                let [prefix] = prefixes.as_slice() else {
-                    return Err(
-                        "several prefixes are not served yet; use one per Middleware \
-                                and route"
-                            .into(),
-                    );
-                };
+                let literal: Vec<String> =
+                    prefixes.iter().map(|p| regex_syntax::escape(p)).collect();
+                self.strip(&literal, 0)?;
+                // One prefix: the header names it. Several: which one was stripped is known
+                // only per request, and Envoy cannot set a header from a rewrite.
+                if let [prefix] = prefixes.as_slice() {
+                    self.request_set
+                        .insert("x-forwarded-prefix".to_owned(), prefix.clone());
+                }
+            }
+            Middleware::StripPrefixRegex { regexes } => {
+                let sources: Vec<String> = regexes.iter().map(|r| r.source.clone()).collect();
+                let groups = regexes
+                    .iter()
+                    .map(|r| {
+                        regex::parse(&r.source)
+                            .map_or(0, |h| h.properties().explicit_captures_len())
+                    })
+                    .sum();
+                self.strip(&sources, groups)?;
+            }
+            Middleware::ReplacePathRegex { regex, replacement } => {
                 if self.path_rewrite.is_some() {
                     return Err(self.second_rewrite());
                 }
+                // Go's ReplaceAllString and Envoy's (RE2's GlobalReplace) both replace every
+                // leftmost-first match, and leave a path without one unchanged.
                 self.path_rewrite = Some(checked(RegexRewrite {
-                    pattern: format!("^{}/?(.*)$", regex_syntax::escape(prefix)),
-                    substitution: "/\\1".to_owned(),
+                    pattern: regex.source.clone(),
+                    substitution: replacement.clone(),
                 })?);
-                self.rewrite_composable = true;
-                self.request_set
-                    .insert("x-forwarded-prefix".to_owned(), prefix.clone());
+                // A later addPrefix cannot be folded into a rewrite of every match.
+                self.rewrite_composable = false;
             }
             Middleware::AddPrefix { prefix } => {
                 let escaped = rewrite_literal(prefix);
@@ -240,6 +256,37 @@ impl Filters {
             Middleware::Headers(h) => self.headers(h)?,
             other => return Err(format!("kind {} is not served yet", kind_name(other))),
         }
+        Ok(())
+    }
+
+    /// Strips the first of `alternatives` (RE2, in order, `groups` capturing groups among
+    /// them) that matches at the start of the path, and a `/` after it, keeping a leading `/`.
+    fn strip(&mut self, alternatives: &[String], groups: usize) -> Result<(), String> {
+        if self.path_rewrite.is_some() {
+            return Err(self.second_rewrite());
+        }
+        // RE2 rewrites name groups 0 to 9 only: the rest of the path is group `groups + 1`.
+        let rest = groups + 1;
+        if rest > 9 {
+            return Err(format!(
+                "the regexes have {groups} capturing groups; Envoy's rewrite can keep the rest \
+                 of the path only with at most 8 (use (?:...) groups)"
+            ));
+        }
+        self.path_rewrite = Some(checked(RegexRewrite {
+            pattern: match alternatives {
+                [one] if groups == 0 && regex_syntax::escape(one) == *one => {
+                    format!("^{one}/?(.*)$")
+                }
+                _ => {
+                    let wrapped: Vec<String> =
+                        alternatives.iter().map(|a| format!("(?:{a})")).collect();
+                    format!("^(?:{})/?(.*)$", wrapped.join("|"))
+                }
+            },
+            substitution: format!("/\\{rest}"),
+        })?);
+        self.rewrite_composable = true;
         Ok(())
     }
 

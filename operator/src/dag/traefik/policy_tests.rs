@@ -345,3 +345,54 @@ fn a_redirect_answers_before_the_middlewares_listed_after_it() {
     let (_, after) = judge(&format!("{defs}{}", route("web", &["https", "auth"])));
     assert_eq!(after, [None, None]);
 }
+
+/// The path rewrites of several prefixes and of regexes: one Envoy `regex_rewrite` each.
+#[test]
+fn regex_path_middlewares_become_one_rewrite() {
+    let rewrite = |spec: &str, more: &[&str]| {
+        let mut names = vec!["p"];
+        names.extend_from_slice(more);
+        let defs = middleware("p", spec) + &middleware("add", "addPrefix: {prefix: /v2}");
+        let dag = dag_of(&(SVC.to_owned() + &defs + &route("web", &names)));
+        let status = &dag.object_statuses[0].description;
+        let extra = dag
+            .virtual_hosts
+            .first()
+            .map(|v| v.routes[0].extra.as_deref().unwrap().clone());
+        (status.clone(), extra)
+    };
+    let (_, e) = rewrite("stripPrefix: {prefixes: [/api, /v1]}", &[]);
+    let e = e.unwrap();
+    let rw = e.path_rewrite.unwrap();
+    assert_eq!(rw.pattern, "^(?:(?:/api)|(?:/v1))/?(.*)$");
+    assert_eq!(rw.substitution, "/\\1");
+    // Which prefix went is known per request only: no X-Forwarded-Prefix.
+    assert!(e.request_headers_set.is_empty());
+    let (_, e) = rewrite(
+        "stripPrefixRegex: {regex: [\"/u/([0-9]+)\", \"/t\"]}",
+        &["add"],
+    );
+    let rw = e.unwrap().path_rewrite.unwrap();
+    assert_eq!(rw.pattern, "^(?:(?:/u/([0-9]+))|(?:/t))/?(.*)$");
+    assert_eq!(rw.substitution, "/v2/\\2");
+    let (_, e) = rewrite(
+        "replacePathRegex: {regex: \"^/old/(.*)\", replacement: \"/new/$1\"}",
+        &[],
+    );
+    let rw = e.unwrap().path_rewrite.unwrap();
+    assert_eq!(
+        (rw.pattern.as_str(), rw.substitution.as_str()),
+        ("^/old/(.*)", "/new/\\1")
+    );
+    let (status, _) = rewrite(
+        "replacePathRegex: {regex: \"^/old/(.*)\", replacement: \"/new/$1\"}",
+        &["add"],
+    );
+    assert!(
+        status.contains("cannot follow the route's earlier one"),
+        "{status}"
+    );
+    let nine = "(a)(b)(c)(d)(e)(f)(g)(h)(i)";
+    let (status, _) = rewrite(&format!("stripPrefixRegex: {{regex: [\"/{nine}\"]}}"), &[]);
+    assert!(status.contains("9 capturing groups"), "{status}");
+}
