@@ -108,6 +108,15 @@ fn all_specs() -> Vec<Value> {
         json!({"headers": {"accessControlAllowOriginList": ["https://a.example.com"],
                            "accessControlExposeHeaders": vec!["X-A"; 65]}}),
         json!({"redirectScheme": {"scheme": "https"}}),
+        // Path rewrites with several prefixes and regexes.
+        json!({"stripPrefix": {"prefixes": ["/a", "/(", "/\\1", "/%41", "/a|b"]}}),
+        json!({"stripPrefixRegex": {"regex": ["(a)(b)(c)(d)(e)(f)(g)(h)", "/x$", "^"]}}),
+        json!({"stripPrefixRegex": {"regex": ["(a)(b)(c)(d)(e)(f)(g)(h)(i)"]}}),
+        json!({"stripPrefixRegex": {"regex": ["(?P<n>x)", "\\Q/a\\E"]}}),
+        json!({"replacePathRegex": {"regex": "x*", "replacement": "/$1"}}),
+        json!({"replacePathRegex": {"regex": "(a)", "replacement": "/${1}$$\\9%"}}),
+        json!({"replacePathRegex": {"regex": "^/(.*)", "replacement": "/\r\n$1"}}),
+        json!({"replacePathRegex": {"regex": "(a+)+$", "replacement": ""}}),
     ];
     specs.to_vec()
 }

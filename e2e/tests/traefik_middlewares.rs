@@ -394,3 +394,70 @@ async fn futures_statuses(request: &Request, port: u16, n: usize) -> Vec<u16> {
     }
     out
 }
+
+/// stripPrefix with several prefixes (the first that matches goes), stripPrefixRegex and
+/// replacePathRegex (every match replaced, the query kept), seen at the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regex_path_middlewares_rewrite_as_traefik() {
+    let web = Backend::start("web").await.unwrap();
+    let dir = Manifests::new().unwrap();
+    let mws = middleware("multi", json!({"stripPrefix": {"prefixes": ["/a", "/ab"]}}))
+        + &middleware(
+            "by-regex",
+            json!({"stripPrefixRegex": {"regex": ["/u/[0-9]+"]}}),
+        )
+        + &middleware(
+            "swap",
+            json!({"replacePathRegex": {"regex": "o+", "replacement": "0"}}),
+        );
+    let h = "paths.example.com";
+    let route = ingress_route(
+        "paths",
+        &[
+            (
+                "Host(`paths.example.com`) && PathPrefix(`/a`)",
+                &["multi"],
+                "web",
+            ),
+            (
+                "Host(`paths.example.com`) && PathPrefix(`/u`)",
+                &["by-regex"],
+                "web",
+            ),
+            (
+                "Host(`paths.example.com`) && PathPrefix(`/swap`)",
+                &["swap"],
+                "web",
+            ),
+        ],
+    );
+    dir.write(
+        "all.yaml",
+        &(service("apps", "web", 80, &[web.port()]) + &mws + &route),
+    )
+    .unwrap();
+    let (mut sluice, ports) = start(&dir).await;
+    let http = ports.http;
+    wait(&mut sluice, http, &Request::get(h, "/a/x"), |r| {
+        r.status == 200
+    })
+    .await;
+    for (sent, received) in [
+        ("/a/x?q=1", "/x?q=1"),
+        // "/a" comes first in the list: "/ab/x" loses "/a" only, as in Traefik.
+        ("/ab/x", "/b/x"),
+        ("/a", "/"),
+        ("/u/42/items", "/items"),
+        ("/u/x", "/u/x"),
+        ("/swap/foo/boo?o=1", "/swap/f0/b0?o=1"),
+    ] {
+        let echo = Request::get(h, sent)
+            .send(http)
+            .await
+            .unwrap()
+            .echo()
+            .unwrap();
+        assert_eq!(echo.path, received, "{sent}");
+    }
+    sluice.check_running().unwrap();
+}

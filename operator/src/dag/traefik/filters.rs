@@ -1,6 +1,7 @@
 //! A Traefik route's middlewares, resolved and turned into what an Envoy route does: a path
-//! rewrite, a scheme redirect, header edits. Kinds this slice does not serve make the route
-//! invalid, naming the Middleware and its kind.
+//! rewrite, a scheme redirect, header edits, and (through [`super::policy`]) per-route HTTP
+//! filters and a retry policy. Kinds this slice does not serve make the route invalid, naming
+//! the Middleware and its kind.
 
 use std::collections::BTreeMap;
 

@@ -7,7 +7,9 @@
 //! What this slice serves: HTTP rules whose every alternative names a `Host`, on the `web`
 //! (plain HTTP) or `websecure` (HTTPS, with `tls.secretName`) entry points; Kubernetes Services
 //! of the IngressRoute's namespace by port number or name, with weights; the `stripPrefix`,
-//! `addPrefix`, `replacePath`, `redirectScheme` and `headers` (custom headers) middlewares.
+//! `stripPrefixRegex`, `addPrefix`, `replacePath`, `replacePathRegex`, `redirectScheme` and
+//! `headers` middlewares, and (in `policy`) those served by HTTP filters: `basicAuth`,
+//! `ipAllowList`, `rateLimit`, `buffering`, CORS, and `retry`.
 //! Everything else is refused with a message naming the field or the kind, never ignored.
 
 mod build;
