@@ -19,6 +19,7 @@ pub(crate) mod durations;
 mod incremental;
 pub mod model;
 mod open_hosts;
+pub mod policy;
 mod select;
 mod traefik;
 mod upstream;

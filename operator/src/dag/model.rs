@@ -162,6 +162,9 @@ pub struct RouteExtra {
     /// Clusters a copy of each request goes to (responses dropped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<Mirror>,
+    /// HTTP filters enabled on this route, and its retry policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Box<super::policy::RoutePolicy>>,
 }
 
 /// A cluster that gets a copy of `percent` % of a route's requests.

@@ -241,6 +241,7 @@ fn dag_routes(
         response_headers_remove: f.response_remove.clone(),
         host_rewrite: f.host_rewrite.clone(),
         mirrors: mirrors.to_vec(),
+        policy: f.policies.route_policy(false),
     };
     let route = |extra: RouteExtra| model::Route {
         prefix: prefix.clone(),
@@ -265,7 +266,9 @@ fn dag_routes(
         invert: false,
     });
     get.redirect = Some(redirect.clone());
+    get.policy = f.policies.route_policy(true);
     let mut other = extra;
+    other.policy = f.policies.route_policy(true);
     other.redirect = Some(Redirect {
         status: if redirect.status == 301 { 308 } else { 307 },
         ..redirect.clone()

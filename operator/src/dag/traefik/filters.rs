@@ -1,6 +1,7 @@
 //! A Traefik route's middlewares, resolved and turned into what an Envoy route does: a path
-//! rewrite, a scheme redirect, header edits. Kinds this slice does not serve make the route
-//! invalid, naming the Middleware and its kind.
+//! rewrite, a scheme redirect, header edits, and (through [`super::policy`]) per-route HTTP
+//! filters and a retry policy. Kinds this slice does not serve make the route invalid, naming
+//! the Middleware and its kind.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,8 @@ use crate::dag::select::Selection;
 use crate::snapshot::{ClusterSnapshot, ObjKey};
 use crate::traefik::middleware::{self as mw, HeadersModel, Middleware};
 use crate::traefik::regex;
+
+use super::policy::Policies;
 
 /// A `redirectScheme` middleware.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub(super) struct Filters {
     /// `forceSTSHeader`.
     pub sts: Option<(String, bool)>,
     pub host_rewrite: Option<String>,
+    /// What HTTP filters and the retry policy do (see [`super::policy`]).
+    pub policies: Policies,
 }
 
 /// The kind name of a Middleware, as written in its spec.
@@ -162,9 +167,11 @@ fn add(
         expansion.chain.pop();
         return Ok(());
     }
-    filters
-        .apply(&model)
-        .map_err(|e| format!("{field}: Middleware {key} ({}): {e}", kind_name(&model)))?;
+    let at = |e: String| format!("{field}: Middleware {key} ({}): {e}", kind_name(&model));
+    if filters.policies.add(snap, &key, &model).map_err(at)? {
+        return Ok(());
+    }
+    filters.apply(&model).map_err(at)?;
     Ok(())
 }
 
@@ -181,23 +188,39 @@ impl Filters {
     fn apply(&mut self, m: &Middleware) -> Result<(), String> {
         match m {
             Middleware::StripPrefix { prefixes } => {
-                let [prefix] = prefixes.as_slice() else {
-                    return Err(
-                        "several prefixes are not served yet; use one per Middleware \
-                                and route"
-                            .into(),
-                    );
-                };
+                let literal: Vec<String> =
+                    prefixes.iter().map(|p| regex_syntax::escape(p)).collect();
+                self.strip(&literal, 0)?;
+                // One prefix: the header names it. Several: which one was stripped is known
+                // only per request, and Envoy cannot set a header from a rewrite.
+                if let [prefix] = prefixes.as_slice() {
+                    self.request_set
+                        .insert("x-forwarded-prefix".to_owned(), prefix.clone());
+                }
+            }
+            Middleware::StripPrefixRegex { regexes } => {
+                let sources: Vec<String> = regexes.iter().map(|r| r.source.clone()).collect();
+                let groups = regexes
+                    .iter()
+                    .map(|r| {
+                        regex::parse(&r.source)
+                            .map_or(0, |h| h.properties().explicit_captures_len())
+                    })
+                    .sum();
+                self.strip(&sources, groups)?;
+            }
+            Middleware::ReplacePathRegex { regex, replacement } => {
                 if self.path_rewrite.is_some() {
                     return Err(self.second_rewrite());
                 }
+                // Go's ReplaceAllString and Envoy's (RE2's GlobalReplace) both replace every
+                // leftmost-first match, and leave a path without one unchanged.
                 self.path_rewrite = Some(checked(RegexRewrite {
-                    pattern: format!("^{}/?(.*)$", regex_syntax::escape(prefix)),
-                    substitution: "/\\1".to_owned(),
+                    pattern: regex.source.clone(),
+                    substitution: replacement.clone(),
                 })?);
-                self.rewrite_composable = true;
-                self.request_set
-                    .insert("x-forwarded-prefix".to_owned(), prefix.clone());
+                // A later addPrefix cannot be folded into a rewrite of every match.
+                self.rewrite_composable = false;
             }
             Middleware::AddPrefix { prefix } => {
                 let escaped = rewrite_literal(prefix);
@@ -228,6 +251,7 @@ impl Filters {
                 permanent,
             } => {
                 if self.redirect.is_none() {
+                    self.policies.redirect_seen();
                     self.redirect = Some(SchemeRedirect {
                         https: *https,
                         port: *port,
@@ -241,6 +265,37 @@ impl Filters {
         Ok(())
     }
 
+    /// Strips the first of `alternatives` (RE2, in order, `groups` capturing groups among
+    /// them) that matches at the start of the path, and a `/` after it, keeping a leading `/`.
+    fn strip(&mut self, alternatives: &[String], groups: usize) -> Result<(), String> {
+        if self.path_rewrite.is_some() {
+            return Err(self.second_rewrite());
+        }
+        // RE2 rewrites name groups 0 to 9 only: the rest of the path is group `groups + 1`.
+        let rest = groups + 1;
+        if rest > 9 {
+            return Err(format!(
+                "the regexes have {groups} capturing groups; Envoy's rewrite can keep the rest \
+                 of the path only with at most 8 (use (?:...) groups)"
+            ));
+        }
+        self.path_rewrite = Some(checked(RegexRewrite {
+            pattern: match alternatives {
+                [one] if groups == 0 && regex_syntax::escape(one) == *one => {
+                    format!("^{one}/?(.*)$")
+                }
+                _ => {
+                    let wrapped: Vec<String> =
+                        alternatives.iter().map(|a| format!("(?:{a})")).collect();
+                    format!("^(?:{})/?(.*)$", wrapped.join("|"))
+                }
+            },
+            substitution: format!("/\\{rest}"),
+        })?);
+        self.rewrite_composable = true;
+        Ok(())
+    }
+
     fn second_rewrite(&self) -> String {
         "this path change cannot follow the route's earlier one in a single Envoy rewrite (only \
          addPrefix or replacePath may follow another)"
@@ -248,9 +303,6 @@ impl Filters {
     }
 
     fn headers(&mut self, h: &HeadersModel) -> Result<(), String> {
-        if h.cors.is_some() {
-            return Err("CORS is not served yet".into());
-        }
         if !h.allowed_hosts.is_empty() {
             return Err("allowedHosts is not served yet".into());
         }

@@ -8,12 +8,15 @@
 //! `tls.secretName`) entry points, their hosts exact names, wildcards or (plain HTTP only) the
 //! catch-all (see `hosts`); Kubernetes Services
 //! of the IngressRoute's namespace by port number or name, with weights; the `stripPrefix`,
-//! `addPrefix`, `replacePath`, `redirectScheme` and `headers` (custom headers) middlewares.
+//! `stripPrefixRegex`, `addPrefix`, `replacePath`, `replacePathRegex`, `redirectScheme` and
+//! `headers` middlewares, and (in `policy`) those served by HTTP filters: `basicAuth`,
+//! `ipAllowList`, `rateLimit`, `buffering`, CORS, and `retry`.
 //! Everything else is refused with a message naming the field or the kind, never ignored.
 
 mod build;
 mod filters;
 pub(super) mod hosts;
+mod policy;
 mod services;
 pub(super) mod tcp;
 mod tls;
@@ -235,6 +238,8 @@ fn entry_points(names: &[String]) -> Result<(bool, bool), String> {
 
 #[cfg(test)]
 mod hosts_tests;
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

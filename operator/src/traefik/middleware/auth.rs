@@ -76,15 +76,14 @@ pub fn basic_auth_users(
     if secret_type == Some("kubernetes.io/basic-auth") {
         let field = |k: &str| {
             data.get(k)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| format!("the Secret has no {k}"))
         };
-        let user = field("username")?;
+        let user = String::from_utf8_lossy(field("username")?).into_owned();
+        // The password's bytes as they are: the client sends them, not a UTF-8 repair of them.
         let password = field("password")?;
         check_user(&user)?;
-        let digest =
-            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, password.as_bytes());
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, password);
         let hash = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
         return Ok(vec![format!("{user}:{{SHA}}{hash}")]);
     }
@@ -105,7 +104,16 @@ pub fn basic_auth_users(
         };
         check_user(user).map_err(|e| format!("line {n}: {e}"))?;
         match HashFormat::of(hash) {
-            HashFormat::Sha1 => out.push(format!("{user}:{hash}")),
+            HashFormat::Sha1 => {
+                sha1_hash(hash).map_err(|e| format!("line {n} (user {user:?}): {e}"))?;
+                if out
+                    .iter()
+                    .any(|l: &String| l.split_once(':').is_some_and(|(u, _)| u == user))
+                {
+                    return Err(format!("line {n}: user {user:?} is listed twice"));
+                }
+                out.push(format!("{user}:{hash}"));
+            }
             HashFormat::Apr1 | HashFormat::Bcrypt | HashFormat::Other => {
                 return Err(format!(
                     "line {n} (user {user:?}): Envoy checks only {{SHA}} hashes (htpasswd -s); \
@@ -121,13 +129,29 @@ pub fn basic_auth_users(
     Ok(out)
 }
 
+/// Envoy reads a line starting with `#` as a comment: such a user could never log in.
 fn check_user(user: &str) -> Result<(), String> {
-    if user.is_empty() || user.contains(':') || !user.bytes().all(|b| b.is_ascii_graphic()) {
+    if user.is_empty()
+        || user.contains(':')
+        || user.starts_with('#')
+        || !user.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(format!(
-            "user name {user:?} must be visible ASCII without ':'"
+            "user name {user:?} must be visible ASCII without ':', not starting with '#'"
         ));
     }
     Ok(())
+}
+
+/// `{SHA}` and the base64 of a 20-byte SHA-1 digest (28 characters), which Envoy requires of
+/// every line or refuses the whole configuration.
+fn sha1_hash(hash: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let b64 = hash.strip_prefix("{SHA}").unwrap_or(hash);
+    match base64::engine::general_purpose::STANDARD.decode(b64) {
+        Ok(digest) if digest.len() == 20 && b64.len() == 28 => Ok(()),
+        _ => Err("the {SHA} hash is not the base64 of a 20-byte SHA-1 digest".into()),
+    }
 }
 
 fn header_name(v: &str) -> Result<String, String> {

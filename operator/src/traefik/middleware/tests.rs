@@ -297,7 +297,7 @@ fn basic_auth_users_in_both_secret_formats() {
         users("bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n\n"),
         Ok(vec!["bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=".to_owned()])
     );
-    let e = users("a:{SHA}x\nbob:$apr1$abc$def").unwrap_err();
+    let e = users("a:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\nbob:$apr1$abc$def").unwrap_err();
     assert!(e.contains("line 2") && e.contains("Apr1"), "{e}");
     assert!(users("bob:$2y$05$abc").unwrap_err().contains("Bcrypt"));
     assert!(basic_auth_users(None, &BTreeMap::new()).is_err());

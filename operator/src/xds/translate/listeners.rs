@@ -243,20 +243,24 @@ fn ingress_hcm(stat_prefix: &str, route_config_name: &str) -> HttpConnectionMana
             config_source: Some(ads_config_source()),
             route_config_name: route_config_name.to_owned(),
         })),
-        http_filters: vec![
-            http_filter(
-                "envoy.filters.http.compressor",
-                &Compressor {
-                    compressor_library: Some(TypedExtensionConfig {
-                        name: "envoy.compression.gzip.compressor".to_owned(),
-                        typed_config: Some(any(&Gzip::default())),
-                    }),
-                    ..Default::default()
-                },
-            ),
-            http_filter("envoy.filters.http.grpc_web", &GrpcWeb::default()),
-            router_filter(),
-        ],
+        http_filters: [
+            super::policies::listener_filters(),
+            vec![
+                http_filter(
+                    "envoy.filters.http.compressor",
+                    &Compressor {
+                        compressor_library: Some(TypedExtensionConfig {
+                            name: "envoy.compression.gzip.compressor".to_owned(),
+                            typed_config: Some(any(&Gzip::default())),
+                        }),
+                        ..Default::default()
+                    },
+                ),
+                http_filter("envoy.filters.http.grpc_web", &GrpcWeb::default()),
+                router_filter(),
+            ],
+        ]
+        .concat(),
         access_log: vec![stdout_access_log()],
         // The client address Envoy sees is the real one: this is the edge.
         use_remote_address: Some(bool_value(true)),

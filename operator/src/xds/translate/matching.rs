@@ -72,6 +72,7 @@ pub(super) fn decorate(r: &Route, envoy: &mut EnvoyRoute) {
     };
     if let Some(redirect) = &extra.redirect {
         envoy.action = Some(route::Action::Redirect(redirect_action_of(redirect)));
+        super::policies::apply(extra, envoy);
         return;
     }
     if let Some(route::Action::Route(action)) = &mut envoy.action {
@@ -89,6 +90,7 @@ pub(super) fn decorate(r: &Route, envoy: &mut EnvoyRoute) {
         action.request_mirror_policies = super::mirrors::policies(&extra.mirrors);
     }
     edit_headers(extra, envoy);
+    super::policies::apply(extra, envoy);
 }
 
 fn edit_headers(extra: &RouteExtra, envoy: &mut EnvoyRoute) {

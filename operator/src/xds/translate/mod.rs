@@ -22,6 +22,7 @@ mod listeners;
 mod matching;
 mod mirrors;
 pub mod open_hosts;
+pub mod policies;
 mod routes;
 pub mod scopes;
 mod secrets;
@@ -33,6 +34,8 @@ pub mod validate;
 pub(crate) mod fixture;
 #[cfg(test)]
 mod incremental_tests;
+#[cfg(test)]
+mod policies_tests;
 #[cfg(test)]
 mod scopes_tests;
 #[cfg(test)]

@@ -16,6 +16,9 @@
 //!   A WebSocket upgrade with such a host is refused (403): Envoy decides whether a route allows
 //!   upgrades before any filter runs, from the route found then (none here), and would let the
 //!   upgrade through on any route; refusing keeps routes that do not enable WebSockets closed.
+//!   For the same reason a route whose per-route filters are disabled by default (basic auth,
+//!   buffering: see `policies`) would be served without them; the Lua filter answers such a
+//!   request with a 308 redirect to the lower-cased host instead.
 //! - A key must be matched exactly by what Envoy computes, so scoping is used only when every
 //!   virtual host of the Gateway has a name made of `a-z`, `0-9`, `.` and `-` (what the DAG's
 //!   hostname checks accept). Any other name (a wildcard such as `*.example.com`, a catch-all,
@@ -61,8 +64,12 @@ pub const LOWERCASE_HOST_LUA: &str = r#"function envoy_on_request(request)
     request:respond({[":status"] = "403"}, "")
     return
   end
-  headers:replace(":authority", string.lower(host))
+  local lower = string.lower(host)
+  headers:replace(":authority", lower)
   request:clearRouteCache()
+  if request:metadata():get("sluice_route_at_start") then
+    request:respond({[":status"] = "308", ["location"] = "http://" .. lower .. headers:get(":path")}, "")
+  end
 end
 "#;
 

@@ -1,0 +1,157 @@
+//! The per-route filters of Traefik middlewares: inert in every listener, configured on the
+//! routes that use them, byte-identical from one translation to the next.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::json::message_to_json;
+use super::policies::*;
+use super::scopes::LOWERCASE_HOST_LUA;
+use super::{Resources, TranslateOptions, translate};
+use crate::dag::{Selection, build};
+
+const SHA: &str = "alice:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
+
+fn resources() -> Resources {
+    let users = base64::engine::general_purpose::STANDARD.encode(SHA);
+    let yaml = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s, namespace: apps}}\n\
+         spec:\n  ports: [{{port: 80, name: http}}]\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: users, namespace: apps}}\n\
+         data: {{users: {users}}}\n\
+         ---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {{name: all, \
+         namespace: apps}}\nspec:\n  chain:\n    middlewares: [{{name: cors}}, {{name: ips}}, \
+         {{name: rl}}, {{name: auth}}, {{name: buf}}, {{name: retry}}]\n\
+         ---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {{name: cors, \
+         namespace: apps}}\nspec:\n  headers: {{accessControlAllowOriginList: [\"*\"]}}\n\
+         ---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {{name: ips, \
+         namespace: apps}}\nspec:\n  ipAllowList: {{sourceRange: [10.0.0.0/8]}}\n\
+         ---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {{name: rl, \
+         namespace: apps}}\nspec:\n  rateLimit: {{average: 2, burst: 2}}\n\
+         ---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {{name: auth, \
+         namespace: apps}}\nspec:\n  basicAuth: {{secret: users}}\n\
+         ---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {{name: buf, \
+         namespace: apps}}\nspec:\n  buffering: {{maxRequestBodyBytes: 10}}\n\
+         ---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {{name: retry, \
+         namespace: apps}}\nspec:\n  retry: {{attempts: 2}}\n\
+         ---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata: {{name: r, \
+         namespace: apps}}\nspec:\n  routes:\n  - match: Host(`a.example.com`) && \
+         PathPrefix(`/guarded`)\n    middlewares: [{{name: all}}]\n    services: [{{name: s, \
+         port: 80}}]\n  - match: Host(`a.example.com`)\n    services: [{{name: s, port: 80}}]\n"
+    );
+    let report = crate::source::load_sources([("f.yaml", yaml.as_str())]);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let dag = build(&report.snapshot, &Selection::default_instance());
+    assert_eq!(dag.object_statuses[0].description, "valid IngressRoute");
+    translate(&dag, &TranslateOptions::default()).unwrap()
+}
+
+fn routes_json(res: &Resources) -> Vec<Value> {
+    let config = res
+        .routes
+        .iter()
+        .find(|r| r.name == "http/a.example.com")
+        .unwrap();
+    let json = message_to_json(&config.message).unwrap();
+    json["virtual_hosts"][0]["routes"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn every_listener_carries_the_filters_inert_or_disabled() {
+    let res = resources();
+    for listener in ["ingress_http", "ingress_https"] {
+        let Some(l) = res.listeners.iter().find(|l| l.name == listener) else {
+            continue;
+        };
+        let json = message_to_json(&l.message).unwrap();
+        let filters = json["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+            .as_array()
+            .unwrap();
+        let names: Vec<(&str, bool)> = filters
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap(),
+                    f["disabled"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        let at = names.iter().position(|(n, _)| *n == CORS_FILTER).unwrap();
+        assert_eq!(
+            names[at..at + 5],
+            [
+                (CORS_FILTER, false),
+                (RBAC_FILTER, false),
+                (RATE_LIMIT_FILTER, false),
+                (BASIC_AUTH_FILTER, true),
+                (BUFFER_FILTER, true)
+            ]
+        );
+        // Inert: no CORS policy, no RBAC rules, no token bucket.
+        for f in &filters[at..at + 3] {
+            let config = f["typed_config"].as_object().unwrap();
+            let keys: Vec<&String> = config
+                .keys()
+                .filter(|k| *k != "@type" && *k != "stat_prefix")
+                .collect();
+            assert!(keys.is_empty(), "{f}");
+        }
+    }
+}
+
+#[test]
+fn routes_enable_exactly_their_filters() {
+    let res = resources();
+    let routes = routes_json(&res);
+    assert_eq!(routes.len(), 2);
+    let guarded = &routes[0];
+    let config = guarded["typed_per_filter_config"].as_object().unwrap();
+    let mut keys: Vec<&str> = config.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut expected = [
+        CORS_FILTER,
+        RBAC_FILTER,
+        RATE_LIMIT_FILTER,
+        BASIC_AUTH_FILTER,
+        BUFFER_FILTER,
+    ];
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
+    let auth = &config[BASIC_AUTH_FILTER];
+    assert_eq!(
+        auth["@type"],
+        "type.googleapis.com/envoy.config.route.v3.FilterConfig"
+    );
+    assert_eq!(auth["config"]["users"]["inline_string"], SHA);
+    let rl = &config[RATE_LIMIT_FILTER];
+    assert_eq!(rl["token_bucket"]["max_tokens"], 2);
+    assert_eq!(rl["descriptors"][0]["entries"][0]["key"], "remote_address");
+    assert_eq!(
+        guarded["metadata"]["filter_metadata"][LUA_NAMESPACE][ROUTE_AT_START_KEY],
+        true
+    );
+    assert_eq!(guarded["route"]["retry_policy"]["num_retries"], 1);
+    let open = &routes[1];
+    assert!(open.get("typed_per_filter_config").is_none(), "{open}");
+    assert!(open.get("metadata").is_none(), "{open}");
+    assert!(open["route"].get("retry_policy").is_none(), "{open}");
+    // The Lua guard reads the key the routes carry.
+    assert!(LOWERCASE_HOST_LUA.contains(&format!("\"{ROUTE_AT_START_KEY}\"")));
+}
+
+/// prost encodes a map in iteration order: the same DAG must still give the same bytes (and
+/// so the same resource versions) every time.
+#[test]
+fn translations_are_byte_identical() {
+    let first = resources();
+    for _ in 0..20 {
+        let again = resources();
+        for (a, b) in first.routes.iter().zip(&again.routes) {
+            assert_eq!(a.encode(), b.encode(), "{}", a.name);
+        }
+    }
+}
