@@ -3,8 +3,8 @@
 //! per-cluster statistics; a real Envoy accepts it and still reports the kept metrics.
 //!
 //! `envoy_memory_per_cluster` (ignored; `cargo test -p sluice-e2e --test envoy_stats --release
-//! -- --ignored --nocapture`) prints Envoy's resident memory per cluster with and without the
-//! matcher, measured in one run.
+//! -- --ignored --nocapture`, `SLUICE_ENVOY_CONCURRENCY` workers, default 1) prints Envoy's
+//! resident memory per cluster with `Full` and `Minimal` bootstraps, measured in one run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -191,8 +191,15 @@ fn resident_bytes(pid: u32) -> u64 {
 #[ignore = "measurement: prints figures, asserts nothing about speed or size"]
 async fn envoy_memory_per_cluster() {
     const SIZES: [usize; 2] = [2_000, 10_000];
+    // Worker threads (`SLUICE_ENVOY_CONCURRENCY`, default 1): each worker holds its own copy of
+    // every cluster it has built.
+    let workers: u32 = std::env::var("SLUICE_ENVOY_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let backend = Backend::start("web").await.unwrap();
     let mut per_cluster = Vec::new();
+    println!("--concurrency {workers}");
     println!("| stats | clusters | Envoy RSS (MiB) | stats of cluster 0 |");
     println!("|---|---|---|---|");
     for stats in [EnvoyStats::Full, EnvoyStats::Minimal] {
@@ -202,6 +209,7 @@ async fn envoy_memory_per_cluster() {
             let mut envoy = Envoy::builder(bootstrap(stats, port, backend.port(), n))
                 .local_admin_socket()
                 .log_level("warn")
+                .concurrency(workers)
                 .ready_timeout(Duration::from_secs(300))
                 .start()
                 .await

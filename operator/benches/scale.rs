@@ -517,7 +517,7 @@ fn event_table() {
     }
     let mut previous = live.take().0;
     let delta = |generation: usize| FileDelta {
-        upserts: vec![Object::EndpointSlice(event(generation))],
+        upserts: vec![Object::EndpointSlice(event(generation)).into()],
         removals: Vec::new(),
     };
     let file_now = median(
@@ -542,7 +542,7 @@ fn event_table() {
                 // pipelines held the previous one), then the two compared.
                 let mut next = (*previous).clone();
                 for obj in delta(generation).upserts {
-                    next.apply(obj);
+                    next.apply_shared(obj);
                 }
                 let next = Arc::new(next);
                 let changes = ChangeSet::diff(&previous, &next);

@@ -320,7 +320,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// Prints the report for everything that loaded, even when some documents did not; fails
 /// afterwards if any did not.
 fn render(args: &RenderArgs) -> anyhow::Result<()> {
-    let loaded = crate::source::load_dir(&args.manifests)?;
+    let mut loaded = crate::source::load_dir(&args.manifests)?;
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
@@ -343,7 +343,8 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
         OutputFormat::Json => {
             use std::io::Write as _;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            crate::render::write_report_json(&loaded.snapshot, options, &mut out)?;
+            let snapshot = std::mem::take(&mut loaded.snapshot);
+            crate::render::write_report_json(snapshot, options, &mut out)?;
             out.flush()?;
         }
         OutputFormat::Yaml => {

@@ -223,6 +223,11 @@ impl Object {
 }
 
 impl SharedObject {
+    /// Kind, namespace and name.
+    pub fn identity(&self) -> (Kind, ObjKey) {
+        (self.kind(), self.key())
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             SharedObject::Gateway(_) => Kind::Gateway,

@@ -87,13 +87,38 @@ fn has_traefik(snap: &ClusterSnapshot, sel: &Selection) -> bool {
         || super::traefik::tcp::any_selected(snap, sel)
 }
 
-/// Roots built together, with what they read and produced.
+/// Roots built together, with what they read and the names of what they produced. The parts
+/// themselves are held once, in the instance's union maps: a group keeps names only, in boxed
+/// sorted slices (a small `BTreeMap` reserves a node of eleven entries, kilobytes for virtual
+/// hosts and clusters, for every group).
 #[derive(Debug)]
 struct Group {
     roots: Vec<ObjKey>,
-    reached: BTreeSet<ObjKey>,
-    deps: BTreeSet<Dep>,
-    parts: Parts,
+    reached: Box<[ObjKey]>,
+    deps: Box<[Dep]>,
+    names: PartNames,
+}
+
+/// The names of a group's parts (sorted, no duplicates).
+#[derive(Debug)]
+struct PartNames {
+    vhosts: Box<[String]>,
+    clusters: Box<[String]>,
+    endpoints: Box<[String]>,
+    secrets: Box<[String]>,
+    statuses: Box<[ObjKey]>,
+}
+
+impl PartNames {
+    fn of(p: &Parts) -> Self {
+        Self {
+            vhosts: p.vhosts.keys().cloned().collect(),
+            clusters: p.clusters.keys().cloned().collect(),
+            endpoints: p.endpoints.keys().cloned().collect(),
+            secrets: p.secrets.keys().cloned().collect(),
+            statuses: p.statuses.keys().cloned().collect(),
+        }
+    }
 }
 
 /// What one update did.
@@ -376,34 +401,39 @@ impl IncrementalDag {
             members.entry(sets.find(i)).or_default().push(i);
         }
         for indexes in members.into_values() {
-            let mut group = Group {
-                roots: Vec::new(),
-                reached: BTreeSet::new(),
-                deps: BTreeSet::new(),
-                parts: Parts::default(),
-            };
+            let mut roots = Vec::new();
+            let mut reached = BTreeSet::new();
+            let mut deps = BTreeSet::new();
+            let mut group_parts = Parts::default();
             for i in indexes {
                 let (fqdn, root) = &order[i];
-                group.roots.push(root.clone());
-                group.reached.insert(root.clone());
-                group.reached.extend(traces[i].reached.iter().cloned());
-                group.deps.extend(traces[i].reads.iter().cloned());
+                roots.push(root.clone());
+                reached.insert(root.clone());
+                reached.extend(traces[i].reached.iter().cloned());
+                deps.extend(traces[i].reads.iter().cloned());
                 if let Some(v) = parts.vhosts.remove(fqdn) {
-                    group.parts.vhosts.insert(fqdn.clone(), v);
+                    group_parts.vhosts.insert(fqdn.clone(), v);
                 }
             }
-            for k in &group.reached {
+            for k in &reached {
                 if let Some(s) = parts.statuses.remove(k) {
-                    group.parts.statuses.insert(k.clone(), s);
+                    group_parts.statuses.insert(k.clone(), s);
                 }
             }
-            take_used(&mut group.parts, &parts);
-            self.add_group(group, dirty);
+            take_used(&mut group_parts, &parts);
+            let group = Group {
+                roots,
+                reached: reached.into_iter().collect(),
+                deps: deps.into_iter().collect(),
+                names: PartNames::of(&group_parts),
+            };
+            self.add_group(group, group_parts, dirty);
         }
         debug_assert!(parts.statuses.is_empty(), "statuses outside every group");
     }
 
-    fn add_group(&mut self, group: Group, dirty: &mut Dirty) {
+    /// Adds `group`, whose parts are `p`, to the union maps and the indexes.
+    fn add_group(&mut self, group: Group, p: Parts, dirty: &mut Dirty) {
         let id = self.next_group;
         self.next_group += 1;
         for k in &group.reached {
@@ -412,17 +442,16 @@ impl IncrementalDag {
         for d in &group.deps {
             self.dep_index.entry(d.clone()).or_default().insert(id);
         }
-        let p = &group.parts;
-        for (fqdn, v) in &p.vhosts {
-            self.vhosts.insert(fqdn.clone(), v.clone());
+        for (fqdn, v) in p.vhosts {
             dirty.vhosts.insert(fqdn.clone());
+            self.vhosts.insert(fqdn, v);
         }
-        count_in(&mut self.clusters, &p.clusters, &mut dirty.clusters);
-        count_in(&mut self.endpoints, &p.endpoints, &mut dirty.endpoints);
-        count_in(&mut self.secrets, &p.secrets, &mut dirty.secrets);
-        for (k, s) in &p.statuses {
-            self.group_statuses.insert(k.clone(), s.clone());
+        count_in(&mut self.clusters, p.clusters, &mut dirty.clusters);
+        count_in(&mut self.endpoints, p.endpoints, &mut dirty.endpoints);
+        count_in(&mut self.secrets, p.secrets, &mut dirty.secrets);
+        for (k, s) in p.statuses {
             dirty.statuses.insert(k.clone());
+            self.group_statuses.insert(k, s);
         }
         self.groups.insert(id, group);
     }
@@ -442,15 +471,15 @@ impl IncrementalDag {
                 }
             }
         }
-        let p = &group.parts;
-        for fqdn in p.vhosts.keys() {
+        let p = &group.names;
+        for fqdn in &p.vhosts {
             self.vhosts.remove(fqdn);
             dirty.vhosts.insert(fqdn.clone());
         }
         count_out(&mut self.clusters, &p.clusters, &mut dirty.clusters);
         count_out(&mut self.endpoints, &p.endpoints, &mut dirty.endpoints);
         count_out(&mut self.secrets, &p.secrets, &mut dirty.secrets);
-        for k in p.statuses.keys() {
+        for k in &p.statuses {
             self.group_statuses.remove(k);
             dirty.statuses.insert(k.clone());
         }

@@ -214,6 +214,11 @@ pub fn build_bootstrap(opts: &BootstrapOptions) -> Value {
         // A cluster's traffic statistics are created when it first carries traffic: an idle
         // cluster costs none (its metrics appear with its first request).
         bootstrap["deferred_stat_options"] = json!({"enable_deferred_creation_stats": true});
+        // A worker builds its copy of a cluster (load balancer, host sets) when a request first
+        // needs it: measured 2.5 KiB less per cluster and worker on Envoy 1.40
+        // (README "Envoy statistics"). Sluice's clusters are EDS and static, the kinds Envoy
+        // defers.
+        bootstrap["cluster_manager"] = json!({"enable_deferred_cluster_creation": true});
     }
     bootstrap
 }
@@ -304,9 +309,14 @@ mod tests {
             minimal["deferred_stat_options"]["enable_deferred_creation_stats"],
             true
         );
+        assert_eq!(
+            minimal["cluster_manager"]["enable_deferred_cluster_creation"],
+            true
+        );
         opts.stats = EnvoyStats::Full;
         let full = build_bootstrap(&opts);
         assert!(full.get("stats_config").is_none());
         assert!(full.get("deferred_stat_options").is_none());
+        assert!(full.get("cluster_manager").is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! The incremental DAG's bookkeeping helpers: patching sorted lists in place, counting the
 //! groups that use a shared part, and grouping roots (disjoint sets).
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dag::build::Parts;
@@ -30,26 +31,33 @@ pub(super) fn patch<T: PartialEq, K: ?Sized>(
     true
 }
 
-pub(super) fn count_in<T: Clone>(
+pub(super) fn count_in<T>(
     all: &mut BTreeMap<String, (T, usize)>,
-    add: &BTreeMap<String, T>,
+    add: BTreeMap<String, T>,
     dirty: &mut BTreeSet<String>,
 ) {
     for (name, v) in add {
-        let entry = all.entry(name.clone()).or_insert_with(|| (v.clone(), 0));
-        // Equal whoever built it last (a name stands for its content); the newest wins.
-        entry.0 = v.clone();
-        entry.1 += 1;
         dirty.insert(name.clone());
+        match all.entry(name) {
+            // Equal whoever built it last (a name stands for its content); the newest wins.
+            Entry::Occupied(mut e) => {
+                let entry = e.get_mut();
+                entry.0 = v;
+                entry.1 += 1;
+            }
+            Entry::Vacant(e) => {
+                e.insert((v, 1));
+            }
+        }
     }
 }
 
 pub(super) fn count_out<T>(
     all: &mut BTreeMap<String, (T, usize)>,
-    remove: &BTreeMap<String, T>,
+    remove: &[String],
     dirty: &mut BTreeSet<String>,
 ) {
-    for name in remove.keys() {
+    for name in remove {
         if let Some(entry) = all.get_mut(name) {
             entry.1 -= 1;
             if entry.1 == 0 {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::snapshot::{ObjKey, Object};
+use crate::snapshot::{ObjKey, SharedObject};
 
 use super::parse::{Item, ParsedFile, parse_file};
 use super::{DocRef, LoadReport, LoadWarning, identity};
@@ -26,7 +26,7 @@ where
                 Item::Warning(w) => assembler.report.warnings.push(w),
                 Item::Object(at, obj) => {
                     assembler.object(at, &obj);
-                    assembler.report.snapshot.apply(obj);
+                    assembler.report.snapshot.apply_shared(obj);
                 }
             }
         }
@@ -53,7 +53,7 @@ impl Assembler {
     }
 
     /// Records an object (the caller puts it in the snapshot, or not).
-    pub(crate) fn object(&mut self, at: DocRef, obj: &Object) {
+    pub(crate) fn object(&mut self, at: DocRef, obj: &SharedObject) {
         if let Some(earlier) = self.origins.insert(identity(obj), at.clone()) {
             self.report.warnings.push(LoadWarning {
                 at,

@@ -25,7 +25,7 @@
 
 use std::fmt;
 
-use crate::snapshot::{ClusterSnapshot, Kind, LiveSnapshot, ObjKey, Object};
+use crate::snapshot::{ClusterSnapshot, Kind, LiveSnapshot, ObjKey, SharedObject};
 
 pub use super::nesting::MAX_NESTING_DEPTH;
 
@@ -148,7 +148,8 @@ impl LoadReport {
 /// returns; [`FileDelta::apply_to`] writes it to a [`LiveSnapshot`], which lists what it changed.
 #[derive(Clone, Debug, Default)]
 pub struct FileDelta {
-    pub upserts: Vec<Object>,
+    /// Shared with the loader's parsed files: the snapshot holds the same objects, not copies.
+    pub upserts: Vec<SharedObject>,
     pub removals: Vec<(Kind, ObjKey)>,
 }
 
@@ -164,12 +165,12 @@ impl FileDelta {
             live.remove(*kind, key);
         }
         for obj in self.upserts {
-            live.upsert(obj.into());
+            live.upsert(obj);
         }
     }
 }
 
 /// Kind, namespace and name of an object.
-pub fn identity(obj: &Object) -> (Kind, ObjKey) {
+pub fn identity(obj: &SharedObject) -> (Kind, ObjKey) {
     obj.identity()
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::api::traefik;
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
-use crate::snapshot::Object;
+use crate::snapshot::{Object, SharedObject};
 use crate::source::nesting::{check_yaml_depth, value_depth};
 
 use super::documents::split_yaml_documents;
@@ -32,11 +32,13 @@ pub(crate) struct ParsedFile {
     pub(crate) unloaded_gateways: Vec<String>,
 }
 
+/// An object is kept as the snapshot will hold it (`Arc`): the incremental loader's parsed
+/// files and the snapshot share one copy, and an item is a few words, not the size of the
+/// largest kind (a `Vec<Object>` reserves that for every object).
 #[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Item {
     Warning(LoadWarning),
-    Object(DocRef, Object),
+    Object(DocRef, SharedObject),
 }
 
 /// Parses one file: `*.json` as JSON, anything else as YAML.
@@ -321,7 +323,7 @@ impl Loader {
     }
 
     fn apply(&mut self, at: DocRef, obj: Object) {
-        self.file.items.push(Item::Object(at, obj));
+        self.file.items.push(Item::Object(at, obj.into()));
     }
 }
 

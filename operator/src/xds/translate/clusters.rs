@@ -38,11 +38,14 @@ const CONNECT_TIMEOUT_MS: u64 = 250;
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 pub fn build_clusters(dag: &Dag, opts: &TranslateOptions) -> Vec<Resource<EnvoyCluster>> {
-    let mut clusters: Vec<_> = dag
-        .clusters
-        .iter()
-        .map(|c| Resource::new(c.name.clone(), cluster(c)))
-        .collect();
+    // Reserved exactly: an Envoy `Cluster` message is kilobytes, and pushing the admin cluster
+    // onto a vector collected to the DAG's length would double its capacity.
+    let mut clusters = Vec::with_capacity(dag.clusters.len() + 1);
+    clusters.extend(
+        dag.clusters
+            .iter()
+            .map(|c| Resource::new(c.name.clone(), cluster(c))),
+    );
     clusters.push(Resource::new(ADMIN_CLUSTER, admin_cluster(opts)));
     clusters
 }
