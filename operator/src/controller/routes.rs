@@ -16,7 +16,7 @@ use crate::controller::leader::Leadership;
 use crate::dag::{Dag, Selection, Validity};
 use crate::metrics::Metrics;
 use crate::pipeline::InstancePipeline;
-use crate::snapshot::{ChangeSet, ClusterSnapshot, ObjKey};
+use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 use crate::source::kube::Stores;
 use crate::xds::attribution::blame_statuses;
 use crate::xds::cache::{Cache, InstanceResources};
@@ -105,6 +105,8 @@ pub async fn run(
     let mut instances = Instances::new();
     let mut generation = 0u64;
     let mut announced = Announced::new();
+    // The DAGs of the last status round that found every status in step, while leading.
+    let mut in_step: Option<Vec<Arc<Dag>>> = None;
     loop {
         changed.borrow_and_update();
         let started = Instant::now();
@@ -112,6 +114,9 @@ pub async fn run(
         generation += 1;
         // One step: the snapshot and exactly the changes that led to it (O(1)).
         let (snapshot, changes) = ctx.stores.take();
+        let statuses_touched = changes.has_whole_kinds()
+            || changes.touches_kind(Kind::IngressRoute)
+            || changes.touches_kind(Kind::UndecodableRoute);
         let changes = Arc::new(changes);
         let wanted: Vec<String> = snapshot.gateways.keys().map(ToString::to_string).collect();
         stop_removed_instances(&ctx, &mut instances, &reports, &wanted);
@@ -135,10 +140,21 @@ pub async fn run(
             publish_counts(&ctx, &dags);
             ready.send_replace(true);
             leading.borrow_and_update();
-            if ctx.leadership.is_leading() {
-                write_verdicts(&ctx, &snapshot, &dags, &mut announced).await;
-            } else {
+            if !ctx.leadership.is_leading() {
                 announced.clear();
+                in_step = None;
+            } else if statuses_touched
+                || !in_step
+                    .as_ref()
+                    .is_some_and(|last| same_statuses(last, &dags))
+                || dags
+                    .iter()
+                    .any(|d| !ctx.cache.rejections(&d.gateway).is_empty())
+            {
+                // Otherwise every status is still in step: the objects' statuses did not
+                // change, nor did any verdict, so the O(routes) combination is skipped.
+                let differed = write_verdicts(&ctx, &snapshot, &dags, &mut announced).await;
+                in_step = (differed == 0).then(|| dags.clone());
             }
         }
         ctx.metrics
@@ -241,14 +257,25 @@ async fn wait_for_instances(
     }
 }
 
+/// Whether two generations' DAGs, Gateway by Gateway, judge every IngressRoute the same.
+fn same_statuses(a: &[Arc<Dag>], b: &[Arc<Dag>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            Arc::ptr_eq(a, b)
+                || (a.gateway == b.gateway
+                    && a.statuses == b.statuses
+                    && a.object_statuses == b.object_statuses)
+        })
+}
+
 /// The leader's part: statuses, with an IngressRoute that alone caused a configuration Envoy
-/// rejected told so.
+/// rejected told so. Returns how many statuses differed from what the objects carry.
 async fn write_verdicts(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: &[Arc<Dag>],
     announced: &mut Announced,
-) {
+) -> usize {
     let rejections: Vec<_> = dags
         .iter()
         .map(|d| ctx.cache.rejections(&d.gateway))
@@ -259,7 +286,7 @@ async fn write_verdicts(
         .map(|(d, r)| blame_statuses(d, r))
         .collect();
     let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
-    write_statuses(ctx, snapshot, blamed, announced).await;
+    write_statuses(ctx, snapshot, blamed, announced).await
 }
 
 /// How long the coordinator waits for every instance to build a snapshot before giving up on
