@@ -279,12 +279,14 @@ fn check(dag: &Dag) -> Result<(), TranslateError> {
     )?;
     unique("secret", dag.secrets.iter().map(|s| s.name.as_str()))?;
     let clusters: BTreeSet<&str> = dag.clusters.iter().map(|c| c.name.as_str()).collect();
-    let check_clusters = |user: &str, list: &[WeightedCluster]| {
+    let sorted = dag.secrets.windows(2).all(|w| w[0].name < w[1].name);
+    // The user's name is only made for an error (this runs over every route of every pass).
+    let check_clusters = |user: &dyn Fn() -> String, list: &[WeightedCluster]| {
         list.iter()
             .find(|wc| !clusters.contains(wc.cluster.as_str()))
             .map_or(Ok(()), |wc| {
                 Err(TranslateError::UnknownCluster {
-                    user: user.to_owned(),
+                    user: user(),
                     cluster: wc.cluster.clone(),
                 })
             })
@@ -292,7 +294,7 @@ fn check(dag: &Dag) -> Result<(), TranslateError> {
     for vh in &dag.virtual_hosts {
         for route in &vh.routes {
             check_clusters(
-                &format!("route {:?} of {:?}", route.prefix, vh.fqdn),
+                &|| format!("route {:?} of {:?}", route.prefix, vh.fqdn),
                 &route.clusters,
             )?;
         }
@@ -302,7 +304,7 @@ fn check(dag: &Dag) -> Result<(), TranslateError> {
                     fqdn: vh.fqdn.clone(),
                 });
             }
-            check_clusters(&format!("tcpproxy of {:?}", vh.fqdn), &tcp.clusters)?;
+            check_clusters(&|| format!("tcpproxy of {:?}", vh.fqdn), &tcp.clusters)?;
         }
         match (&vh.tls, &vh.tcp_proxy) {
             (None, Some(_)) => {
@@ -324,13 +326,20 @@ fn check(dag: &Dag) -> Result<(), TranslateError> {
                     .ok_or_else(|| TranslateError::MissingCertificate {
                         fqdn: vh.fqdn.clone(),
                     })?;
-            check_secret(dag, &format!("virtual host {:?}", vh.fqdn), secret, true)?;
+            check_secret(
+                dag,
+                sorted,
+                &format!("virtual host {:?}", vh.fqdn),
+                secret,
+                true,
+            )?;
         }
     }
     for cluster in &dag.clusters {
         if let Some(v) = &cluster.validation {
             check_secret(
                 dag,
+                sorted,
                 &format!("cluster {:?}", cluster.name),
                 &v.ca_secret,
                 false,
@@ -356,12 +365,26 @@ fn unique<'a>(
     Ok(())
 }
 
-fn check_secret(dag: &Dag, user: &str, name: &str, tls: bool) -> Result<(), TranslateError> {
-    let secret = dag.secrets.iter().find(|s| s.name == name).ok_or_else(|| {
-        TranslateError::UnknownSecret {
-            user: user.to_owned(),
-            secret: name.to_owned(),
-        }
+/// `sorted`: the DAG's secrets are in name order (as the builder makes them), so they are found
+/// by binary search; otherwise by a full search.
+fn check_secret(
+    dag: &Dag,
+    sorted: bool,
+    user: &str,
+    name: &str,
+    tls: bool,
+) -> Result<(), TranslateError> {
+    let found = if sorted {
+        dag.secrets
+            .binary_search_by(|s| s.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &dag.secrets[i])
+    } else {
+        dag.secrets.iter().find(|s| s.name == name)
+    };
+    let secret = found.ok_or_else(|| TranslateError::UnknownSecret {
+        user: user.to_owned(),
+        secret: name.to_owned(),
     })?;
     match (&secret.kind, tls) {
         (SecretKind::Tls { .. }, true) | (SecretKind::Ca { .. }, false) => Ok(()),
