@@ -372,3 +372,29 @@ fn the_shared_http_route_configuration_is_rebuilt_after_a_spell_of_scopes() {
         assert_eq!(translator.translate(&dag), reference(&dag, &opts));
     }
 }
+
+#[test]
+fn a_name_ordered_dag_with_a_missing_cluster_or_secret_is_refused() {
+    // The checks' fast path (lists in name order, searched by bisection) refuses what the
+    // slow path does.
+    let mut dag = fixture::dag(&Pems::placeholder());
+    sort(&mut dag);
+    assert!(translate(&dag, &TranslateOptions::default()).is_ok());
+    let mut missing_cluster = dag.clone();
+    missing_cluster.virtual_hosts[0].routes[0].clusters[0].cluster = "missing".to_owned();
+    assert!(matches!(
+        translate(&missing_cluster, &TranslateOptions::default()),
+        Err(super::TranslateError::UnknownCluster { .. })
+    ));
+    let mut missing_secret = dag.clone();
+    let tls = missing_secret
+        .virtual_hosts
+        .iter_mut()
+        .find_map(|v| v.tls.as_mut().filter(|t| t.secret.is_some()))
+        .unwrap();
+    tls.secret = Some("missing".to_owned());
+    assert!(matches!(
+        translate(&missing_secret, &TranslateOptions::default()),
+        Err(super::TranslateError::UnknownSecret { .. })
+    ));
+}
