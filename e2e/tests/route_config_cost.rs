@@ -185,7 +185,10 @@ async fn measure(hosts: usize, shared: bool, edits: usize, a: &Backend, b: &Back
     let mut dag = world(hosts, shared, a, b);
     let mut translator = Translator::new(opts.clone());
     let first = translator.translate(&dag).unwrap();
-    assert_eq!(first.by_type.contains_key(type_url::SCOPED_ROUTE), !shared);
+    assert_eq!(
+        first.by_type().contains_key(type_url::SCOPED_ROUTE),
+        !shared
+    );
     cache.set(INSTANCE, first);
     let mut options = BootstrapOptions::new(ObjKey::new("team-a", "gw"), "127.0.0.1", xds_port);
     if std::env::var("SLUICE_BENCH_ADS").is_ok_and(|v| v.eq_ignore_ascii_case("sotw")) {
@@ -224,7 +227,7 @@ async fn measure(hosts: usize, shared: bool, edits: usize, a: &Backend, b: &Back
         let started = Instant::now();
         let resources = translator.translate(&dag).unwrap();
         incremental.push(millis(started.elapsed()));
-        size = resources.by_type[type_url::ROUTE][&resent]
+        size = resources.by_type()[type_url::ROUTE][&resent]
             .resource
             .value
             .len();

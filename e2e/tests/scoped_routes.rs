@@ -171,7 +171,7 @@ async fn scoped_routes_with_envoy(ads: AdsFlavour) {
     let mut translator = Translator::new(opts);
     let mut publish = |d: &Dag| {
         let resources = translator.translate(d).unwrap();
-        let scoped = resources.by_type.contains_key(type_url::SCOPED_ROUTE);
+        let scoped = resources.by_type().contains_key(type_url::SCOPED_ROUTE);
         cache.set(INSTANCE, resources);
         scoped
     };

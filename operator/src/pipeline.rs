@@ -79,7 +79,13 @@ impl InstancePipeline {
                 .translator
                 .get_or_insert_with(|| Translator::new(opts.clone()));
             translator.set_options(opts);
-            let result = translator.translate(self.dag.dag());
+            // Only what the DAG update touched, when the translator holds the previous DAG's
+            // translation (same options, and it succeeded).
+            let result = if same_options && self.translated {
+                translator.translate_changes(self.dag.dag(), self.dag.last_diff())
+            } else {
+                translator.translate(self.dag.dag())
+            };
             // A failed translation is retried with the next change.
             self.translated = result.is_ok();
             result

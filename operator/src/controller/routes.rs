@@ -16,7 +16,7 @@ use crate::controller::leader::Leadership;
 use crate::dag::{Dag, Selection, Validity};
 use crate::metrics::Metrics;
 use crate::pipeline::InstancePipeline;
-use crate::snapshot::{ChangeSet, ClusterSnapshot, ObjKey};
+use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, TraefikKind};
 use crate::source::kube::Stores;
 use crate::xds::attribution::blame_statuses;
 use crate::xds::cache::{Cache, InstanceResources};
@@ -108,6 +108,8 @@ pub async fn run(
     let mut generation = 0u64;
     let mut announced = Announced::new();
     let mut traefik_announced = TraefikAnnounced::new();
+    // The DAGs of the last status round that found every status in step, while leading.
+    let mut in_step: Option<Vec<Arc<Dag>>> = None;
     loop {
         changed.borrow_and_update();
         let started = Instant::now();
@@ -115,6 +117,16 @@ pub async fn run(
         generation += 1;
         // One step: the snapshot and exactly the changes that led to it (O(1)).
         let (snapshot, changes) = ctx.stores.take();
+        // Traefik routes count too: their verdicts are announced per object and uid.
+        let statuses_touched = changes.has_whole_kinds()
+            || changes.touches_kind(Kind::IngressRoute)
+            || changes.touches_kind(Kind::UndecodableRoute)
+            || Kind::ALL.into_iter().any(|k| {
+                matches!(
+                    k,
+                    Kind::Traefik(TraefikKind::IngressRoute | TraefikKind::IngressRouteTcp, _)
+                ) && changes.touches_kind(k)
+            });
         let changes = Arc::new(changes);
         let wanted: Vec<String> = snapshot.gateways.keys().map(ToString::to_string).collect();
         stop_removed_instances(&ctx, &mut instances, &reports, &wanted);
@@ -138,12 +150,23 @@ pub async fn run(
             publish_counts(&ctx, &dags);
             ready.send_replace(true);
             leading.borrow_and_update();
-            if ctx.leadership.is_leading() {
-                let announced = (&mut announced, &mut traefik_announced);
-                write_verdicts(&ctx, &snapshot, &dags, announced).await;
-            } else {
+            if !ctx.leadership.is_leading() {
                 announced.clear();
                 traefik_announced.clear();
+                in_step = None;
+            } else if statuses_touched
+                || !in_step
+                    .as_ref()
+                    .is_some_and(|last| same_statuses(last, &dags))
+                || dags
+                    .iter()
+                    .any(|d| !ctx.cache.rejections(&d.gateway).is_empty())
+            {
+                // Otherwise every status is still in step: the objects' statuses did not
+                // change, nor did any verdict, so the O(routes) combination is skipped.
+                let announced = (&mut announced, &mut traefik_announced);
+                let differed = write_verdicts(&ctx, &snapshot, &dags, announced).await;
+                in_step = (differed == 0).then(|| dags.clone());
             }
         }
         ctx.metrics
@@ -249,14 +272,25 @@ async fn wait_for_instances(
     }
 }
 
+/// Whether two generations' DAGs, Gateway by Gateway, judge every IngressRoute the same.
+fn same_statuses(a: &[Arc<Dag>], b: &[Arc<Dag>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            Arc::ptr_eq(a, b)
+                || (a.gateway == b.gateway
+                    && a.statuses == b.statuses
+                    && a.object_statuses == b.object_statuses)
+        })
+}
+
 /// The leader's part: statuses, with an IngressRoute that alone caused a configuration Envoy
-/// rejected told so.
+/// rejected told so. Returns how many statuses differed from what the objects carry.
 async fn write_verdicts(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: &[Arc<Dag>],
     (announced, traefik_announced): (&mut Announced, &mut TraefikAnnounced),
-) {
+) -> usize {
     let rejections: Vec<_> = dags
         .iter()
         .map(|d| ctx.cache.rejections(&d.gateway))
@@ -268,7 +302,7 @@ async fn write_verdicts(
         .collect();
     let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
     traefik::announce(ctx, snapshot, &blamed, traefik_announced).await;
-    write_statuses(ctx, snapshot, blamed, announced).await;
+    write_statuses(ctx, snapshot, blamed, announced).await
 }
 
 /// How long the coordinator waits for every instance to build a snapshot before giving up on

@@ -64,6 +64,30 @@ pub struct IncrementalDag {
     dag: Arc<Dag>,
     /// Nothing built yet: the first update compares its snapshot with an empty one.
     fresh: bool,
+    /// What the last update may have changed.
+    diff: DagDiff,
+}
+
+/// The entries of the DAG an update may have changed, by name (never fewer than changed): what
+/// an incremental translation must look at again ([`crate::xds::translate::Translator`]).
+/// `full`: the DAG was built from scratch, so any entry may differ.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DagDiff {
+    pub full: bool,
+    pub vhosts: BTreeSet<String>,
+    pub clusters: BTreeSet<String>,
+    pub endpoints: BTreeSet<String>,
+    pub secrets: BTreeSet<String>,
+}
+
+impl DagDiff {
+    /// Any entry may have changed.
+    pub fn full() -> Self {
+        Self {
+            full: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// Whether `sel` judges some Traefik IngressRoute of the snapshot: their roots are not in the
@@ -165,6 +189,7 @@ impl IncrementalDag {
             group_statuses: Statuses::new(),
             statuses: Statuses::new(),
             fresh: true,
+            diff: DagDiff::full(),
         }
     }
 
@@ -180,6 +205,11 @@ impl IncrementalDag {
 
     pub fn selection(&self) -> &Selection {
         &self.sel
+    }
+
+    /// What the last update may have changed in the DAG.
+    pub fn last_diff(&self) -> &DagDiff {
+        &self.diff
     }
 
     /// Brings the DAG up to `snap`, which differs from the previous snapshot by `changes` (a
@@ -211,7 +241,8 @@ impl IncrementalDag {
             };
         }
         let resolved;
-        let changes = if *sel != self.sel || self.fresh {
+        let from_scratch = *sel != self.sel || self.fresh;
+        let changes = if from_scratch {
             *self = Self::new(sel.clone());
             self.fresh = false;
             resolved = ChangeSet::diff(&ClusterSnapshot::default(), snap);
@@ -237,6 +268,17 @@ impl IncrementalDag {
             }
         }
         let built = self.rebuild(touched_groups, roots, &mut dirty);
+        self.diff = if from_scratch {
+            DagDiff::full()
+        } else {
+            DagDiff {
+                full: false,
+                vhosts: dirty.vhosts.clone(),
+                clusters: dirty.clusters.clone(),
+                endpoints: dirty.endpoints.clone(),
+                secrets: dirty.secrets.clone(),
+            }
+        };
         let changed = self.patch_dag(dirty);
         UpdateStats {
             roots_rebuilt: built,

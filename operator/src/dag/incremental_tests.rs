@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use super::{IncrementalDag, Selection, build};
 use crate::api::traefik::Group;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, Object, TraefikKind};
+use crate::xds::resource::InstanceResources;
+use crate::xds::translate::{TranslateOptions, Translator, translate};
 use sluice_e2e::rng::Rng;
 
 const NAMESPACES: [&str; 3] = ["a", "b", "c"];
@@ -386,11 +388,16 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
     let mut rebuilt = 0usize;
     let mut full = 0usize;
     let (mut vhosts, mut valid, mut clusters, mut traefik_valid) = (0, 0, 0, 0);
+    let mut diffs = 0usize;
     for world_no in 0..24 {
         let mut snap = world(&mut rng);
         let mut sel = random_selection(&mut rng);
         let mut inc = IncrementalDag::new(sel.clone());
         inc.update(&Arc::new(snap.clone()), &sel, &ChangeSet::everything());
+        // The translation of each update's diff, as the pipeline makes it.
+        let opts = TranslateOptions::default();
+        let mut translator = Translator::new(opts.clone());
+        let mut translated = translator.translate(inc.dag()).is_ok();
         assert_eq!(
             *inc.dag(),
             build(&snap, &sel),
@@ -437,6 +444,20 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
             // Private keys do not serialise: compare them too.
             let keys = |d: &super::Dag| format!("{:?}", d.secrets);
             assert_eq!(keys(inc.dag()), keys(&want), "seed {seed}: secrets");
+            if stats.changed || !translated {
+                let got = if translated {
+                    diffs += usize::from(!inc.last_diff().full);
+                    translator.translate_changes(inc.dag(), inc.last_diff())
+                } else {
+                    translator.translate(inc.dag())
+                };
+                translated = got.is_ok();
+                let expected = translate(&want, &opts).map(|r| InstanceResources::from(&r));
+                assert!(
+                    got == expected,
+                    "seed {seed}: world {world_no}, step {step}: translation of the diff differs"
+                );
+            }
         }
     }
     println!("roots rebuilt: {rebuilt} incremental, {full} with full rebuilds");
@@ -446,6 +467,8 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
     );
     assert!(traefik_valid > 0, "no world served a Traefik IngressRoute");
     assert!(rebuilt < full, "the incremental builds rebuilt everything");
+    println!("translations of a diff: {diffs}");
+    assert!(diffs > 10, "only {diffs} translations of a diff");
 }
 
 #[test]

@@ -28,7 +28,7 @@ mod walk;
 
 pub use build::{DEFAULT_HEALTH_CHECK_HOST, build};
 pub use deps::Dep;
-pub use incremental::{IncrementalDag, UpdateStats};
+pub use incremental::{DagDiff, IncrementalDag, UpdateStats};
 pub use model::{Dag, RouteStatus, Validity};
 pub use select::{Selection, instances};
 

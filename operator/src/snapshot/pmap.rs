@@ -138,6 +138,16 @@ impl<K: Ord, V> FromIterator<(K, V)> for PMap<K, V> {
     }
 }
 
+impl<K: Ord + Borrow<Q>, Q: Ord + ?Sized, V> std::ops::Index<&Q> for PMap<K, V> {
+    type Output = V;
+
+    /// The value of `key`; panics if there is none, as `BTreeMap`'s does.
+    fn index(&self, key: &Q) -> &V {
+        #[allow(clippy::expect_used)]
+        self.get(key).expect("no entry found for key")
+    }
+}
+
 impl<'a, K: Ord, V> IntoIterator for &'a PMap<K, V> {
     type Item = (&'a K, &'a V);
     type IntoIter = <&'a RedBlackTreeMapSync<K, V> as IntoIterator>::IntoIter;

@@ -124,6 +124,8 @@ pub struct IncrementalLoader {
     /// Objects whose files changed since the last accepted reload.
     dirty: BTreeSet<Id>,
     next_generation: u64,
+    /// What the last walk of the directory could not read.
+    walk_errors: Vec<LoadError>,
 }
 
 impl IncrementalLoader {
@@ -135,6 +137,7 @@ impl IncrementalLoader {
             baseline: HashMap::new(),
             dirty: BTreeSet::new(),
             next_generation: 0,
+            walk_errors: Vec::new(),
         }
     }
 
@@ -152,6 +155,7 @@ impl IncrementalLoader {
             collect_manifest_paths(&self.root, top, &mut paths, &mut walk_errors);
             paths.sort();
         }
+        self.walk_errors.clone_from(&walk_errors);
 
         let mut reparsed = 0;
         let present: BTreeSet<&PathBuf> = paths.iter().collect();
@@ -177,6 +181,40 @@ impl IncrementalLoader {
         reload.delta = delta;
         reload.reparsed = reparsed;
         Ok(reload)
+    }
+
+    /// Like [`IncrementalLoader::reload`], when the file-system events since the last reload
+    /// named only `paths`: if each is a regular file this loader already holds (edited in place
+    /// or rewritten), only those files are looked at, and the directory is not walked. Anything
+    /// else (a new or deleted file, a directory, a symlink, no path at all, a root that is a
+    /// file) reads the whole directory as `reload` does, so the result is always `reload`'s.
+    pub fn reload_paths(&mut self, paths: &BTreeSet<PathBuf>) -> Result<Reload, LoadError> {
+        let known_files = !paths.is_empty()
+            && !self.root.is_file()
+            && paths.iter().all(|p| {
+                self.files.contains_key(p)
+                    && std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file())
+            });
+        if !known_files {
+            return self.reload();
+        }
+        let mut reparsed = 0;
+        for path in paths {
+            if self.refresh(path) {
+                reparsed += 1;
+            }
+        }
+        let delta = self.delta();
+        // The directory was not walked: its walk errors are those of the last walk.
+        let mut reload = self.report(self.walk_errors.clone());
+        reload.delta = delta;
+        reload.reparsed = reparsed;
+        Ok(reload)
+    }
+
+    /// Whether `path` was a file of the last reload.
+    pub fn holds(&self, path: &Path) -> bool {
+        self.files.contains_key(path)
     }
 
     /// Takes the state of the last reload as the base of the next delta.

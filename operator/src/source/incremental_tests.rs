@@ -173,6 +173,7 @@ fn lists_every_change(changes: &ChangeSet, before: &ClusterSnapshot, after: &Clu
 fn random_edit_sequences_give_the_from_scratch_snapshot_after_every_step() {
     let mut compared = 0;
     let mut with_errors = 0;
+    let mut fast = 0;
     for seed in 1..=12u64 {
         let dir = tempfile::tempdir().unwrap();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491));
@@ -181,11 +182,27 @@ fn random_edit_sequences_give_the_from_scratch_snapshot_after_every_step() {
         let mut served = LiveSnapshot::default();
         let mut steps = Vec::new();
         for step in 0..80 {
+            // What the file-system events would name: the files the step touched.
+            let mut touched = BTreeSet::new();
             if step > 0 {
-                steps.push(mutate(&mut rng, dir.path()));
+                let step = mutate(&mut rng, dir.path());
+                touched.extend(
+                    step.split(' ')
+                        .filter(|w| NAMES.contains(w) || *w == ALL)
+                        .map(|w| dir.path().join(w)),
+                );
+                steps.push(step);
             }
             let reference = load_dir(dir.path()).unwrap();
-            let reload = loader.reload().unwrap();
+            // Every other reload is told the touched files (as standalone is by inotify).
+            let reload = if rng.chance(50) {
+                fast += usize::from(
+                    !touched.is_empty() && touched.iter().all(|p| p.is_file() && loader.holds(p)),
+                );
+                loader.reload_paths(&touched).unwrap()
+            } else {
+                loader.reload().unwrap()
+            };
             let context = || format!("seed {seed}, steps {steps:?}");
             assert_eq!(reload.errors, reference.errors, "{}", context());
             with_errors += usize::from(!reload.is_clean());
@@ -217,7 +234,10 @@ fn random_edit_sequences_give_the_from_scratch_snapshot_after_every_step() {
             }
         }
     }
-    println!("{compared} comparisons, {with_errors} steps with errors");
+    println!(
+        "{compared} comparisons, {with_errors} steps with errors, {fast} reloads of the touched files only"
+    );
+    assert!(fast > 100, "{fast}");
     // The sequences exercise both clean and broken directories.
     assert!(compared > 600, "{compared}");
     assert!(with_errors > 100 && with_errors < 900, "{with_errors}");

@@ -9,7 +9,7 @@
 //! instance a client certificate naming it, all in its private working directory (mode 0700,
 //! removed on exit). Each Envoy's bootstrap points at its own instance's certificate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -135,8 +135,9 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
     // Changes arrive from inotify; without it, a slow poll of the file stamps finds them. The
     // watch starts before the first read, so no change falls between the two.
     let changed = Arc::new(tokio::sync::Notify::new());
-    let watcher = watch_manifests(&opts.manifests, changed.clone());
-    state.reload().await;
+    let hints = Arc::new(std::sync::Mutex::new(Some(BTreeSet::new())));
+    let watcher = watch_manifests(&opts.manifests, changed.clone(), hints.clone());
+    state.reload(None).await;
     let fallback = match &watcher {
         Ok(_) => None,
         Err(e) => {
@@ -161,9 +162,13 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
             () = changed.notified() => {
                 // Let a burst of writes (an editor's save, `kubectl`-style rewrites) settle.
                 tokio::time::sleep(opts.debounce).await;
-                state.reload().await;
+                let paths = hints
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .replace(BTreeSet::new());
+                state.reload(paths).await;
             }
-            _ = poll.tick(), if fallback.is_some() => state.reload().await,
+            _ = poll.tick(), if fallback.is_some() => state.reload(None).await,
             _ = reap.tick() => state.reap_envoys(),
         }
     }
@@ -214,8 +219,14 @@ impl State<'_> {
     /// Re-reads what changed in the directory and applies it, unless it has errors and a good
     /// state exists already. Reports problems only when they changed, so the fallback poll is
     /// quiet.
-    async fn reload(&mut self) {
-        let reload = match self.loader.reload() {
+    /// Reads the changes: of `paths` only when the file-system events named them all (see
+    /// [`IncrementalLoader::reload_paths`]), of the whole directory when `None`.
+    async fn reload(&mut self, paths: Option<BTreeSet<PathBuf>>) {
+        let reloaded = match &paths {
+            Some(paths) => self.loader.reload_paths(paths),
+            None => self.loader.reload(),
+        };
+        let reload = match reloaded {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("sluice: error: {e}; keeping the last good configuration");
@@ -440,9 +451,17 @@ type Problems = (Vec<LoadWarning>, Vec<LoadError>, Vec<String>);
 
 /// Watches the manifest directory (recursively; for one file, its directory) and wakes
 /// `changed` on anything but reads, Sluice's own included.
+/// Paths named by the file-system events since the last reload; `None`: some event named none
+/// (or was lost), so the whole directory is read again.
+type Hints = Arc<std::sync::Mutex<Option<BTreeSet<PathBuf>>>>;
+
+/// At most this many paths are remembered between reloads; past it, the directory is read again.
+const MAX_HINTS: usize = 1024;
+
 fn watch_manifests(
     path: &Path,
     changed: Arc<tokio::sync::Notify>,
+    hints: Hints,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::event::{AccessKind, AccessMode, EventKind};
     use notify::{RecursiveMode, Watcher as _};
@@ -457,6 +476,21 @@ fn watch_manifests(
             },
         };
         if relevant {
+            let mut hints = hints
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &event {
+                Ok(event) if !event.paths.is_empty() && !event.need_rescan() => {
+                    if let Some(paths) = hints.as_mut() {
+                        paths.extend(event.paths.iter().cloned());
+                        if paths.len() > MAX_HINTS {
+                            *hints = None;
+                        }
+                    }
+                }
+                _ => *hints = None,
+            }
+            drop(hints);
             changed.notify_one();
         }
     })?;

@@ -21,40 +21,30 @@ pub use super::resource::{
 /// The immutable content of one instance at one point in time.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    by_type: BTreeMap<String, TypeResources>,
+    resources: InstanceResources,
     version: String,
 }
 
 impl Snapshot {
     /// Builds a snapshot of resources whose versions were computed when they were encoded; the
-    /// resources are shared, not copied. Types without resources are dropped, so "no clusters"
-    /// and "an empty cluster map" are the same content.
+    /// resources are shared, not copied, and the snapshot's version comes from the digests the
+    /// resources keep (O(types), not O(resources)). Types without resources are absent, so "no
+    /// clusters" and "an empty cluster map" are the same content.
     pub fn new(resources: InstanceResources) -> Self {
-        Self::from_types(resources.by_type)
-    }
-
-    /// A snapshot of resources whose versions are already computed.
-    fn from_types(by_type: BTreeMap<String, TypeResources>) -> Self {
-        let by_type: BTreeMap<String, TypeResources> = by_type
-            .into_iter()
-            .filter(|(_, named)| !named.is_empty())
-            .collect();
-        let version = hash_versions(by_type.iter().flat_map(|(type_url, named)| {
-            named
-                .values()
-                .map(move |r| (type_url.as_str(), r.name.as_str(), r.version.as_str()))
-        }));
-        Snapshot { by_type, version }
+        Snapshot {
+            version: resources.version(),
+            resources,
+        }
     }
 
     /// The resources of one type; empty if the instance has none.
     pub fn resources(&self, type_url: &str) -> Option<&TypeResources> {
-        self.by_type.get(type_url)
+        self.resources.by_type().get(type_url)
     }
 
     /// Type URLs that have at least one resource.
     pub fn type_urls(&self) -> impl Iterator<Item = &str> {
-        self.by_type.keys().map(String::as_str)
+        self.resources.by_type().keys().map(String::as_str)
     }
 
     /// A hash over every (type, name, version): equal iff the content is equal.
@@ -183,7 +173,7 @@ impl Entry {
 /// version an Envoy of the instance accepted, or left out if none was. A type nothing was ever
 /// accepted of is served as it is: there is nothing better to fall back to.
 fn served_view(latest: &Arc<Snapshot>, verdicts: &BTreeMap<String, TypeVerdicts>) -> Arc<Snapshot> {
-    let mut by_type = None::<BTreeMap<String, TypeResources>>;
+    let mut served = None::<InstanceResources>;
     for (type_url, v) in verdicts {
         let Some(accepted) = &v.accepted else {
             continue;
@@ -196,22 +186,21 @@ fn served_view(latest: &Arc<Snapshot>, verdicts: &BTreeMap<String, TypeVerdicts>
             // `Cache::ack`).
             .filter(|(name, version)| accepted.get(*name).is_none_or(|a| &a.version != *version))
             .collect();
-        if held.is_empty() {
+        if held.is_empty() || latest.resources(type_url).is_none() {
             continue;
         }
-        let by_type = by_type.get_or_insert_with(|| latest.by_type.clone());
-        let Some(resources) = by_type.get_mut(type_url) else {
-            continue;
-        };
+        let served = served.get_or_insert_with(|| latest.resources.clone());
         for name in held.into_keys() {
             match accepted.get(name) {
-                Some(good) => resources.insert(name.clone(), good.clone()),
-                None => resources.remove(name),
-            };
+                Some(good) => served.insert_versioned(good.clone()),
+                None => {
+                    served.remove(type_url, name);
+                }
+            }
         }
     }
-    match by_type {
-        Some(by_type) => Arc::new(Snapshot::from_types(by_type)),
+    match served {
+        Some(served) => Arc::new(Snapshot::new(served)),
         None => latest.clone(),
     }
 }
@@ -372,7 +361,7 @@ impl Cache {
         let verdicts = entry.verdicts.entry(type_url.to_owned()).or_default();
         let accepted = verdicts.accepted.get_or_insert_with(TypeResources::new);
         if complete {
-            accepted.clear();
+            *accepted = TypeResources::new();
         }
         for r in resources {
             accepted.insert(r.name.clone(), r.clone());
@@ -496,10 +485,9 @@ mod tests {
         assert_ne!(ra.version, rc.version);
         assert_eq!(ra.version.len(), 16);
         // Empty type maps are no content.
-        let mut empty = InstanceResources::default();
-        empty
-            .by_type
-            .insert(type_url::LISTENER.into(), BTreeMap::new());
+        let mut empty = resources(&[(type_url::LISTENER, "l", b"1")]);
+        assert!(empty.remove(type_url::LISTENER, "l"));
+        assert!(!empty.remove(type_url::LISTENER, "l"));
         assert_eq!(
             Snapshot::new(empty).version(),
             Snapshot::new(InstanceResources::default()).version()

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
+
+use crate::snapshot::PMap;
 
 /// Type URLs of the resources Sluice serves.
 pub mod type_url {
@@ -86,16 +88,54 @@ impl VersionedResource {
     }
 }
 
-/// Resources by name, for one type.
-pub type TypeResources = BTreeMap<String, Arc<VersionedResource>>;
+/// Resources by name, for one type: a persistent map, so a translation that changes a few
+/// resources copies only their paths and shares every other entry with the previous one.
+pub type TypeResources = PMap<String, Arc<VersionedResource>>;
 
 /// What a translation hands to the cache for one instance: per type URL, resources by name.
+///
+/// A clone is O(number of types); [`InstanceResources::insert_versioned`] and
+/// [`InstanceResources::remove`] keep, per type, a digest of every (name, version) it holds, so
+/// the content version of the whole ([`InstanceResources::version`]) costs nothing per resource.
 ///
 /// The encoded bytes are hashed for versions, so the encoding must be deterministic: protobuf
 /// `map` fields (prost `HashMap`s) with more than one entry would make equal content look changed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceResources {
-    pub by_type: BTreeMap<String, TypeResources>,
+    by_type: BTreeMap<String, TypeResources>,
+    digests: BTreeMap<String, Digest>,
+}
+
+/// The digest of one type's resources: how many, and the sum (mod 2^128) of a 128-bit hash of
+/// each (name, version). Equal sets give equal digests whatever the order they were built in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Digest {
+    count: u64,
+    sum: u128,
+}
+
+impl Digest {
+    fn entry(name: &str, version: &str) -> u128 {
+        let mut hasher = Sha256::new();
+        for part in [name, version] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let digest = hasher.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        u128::from_be_bytes(bytes)
+    }
+
+    fn add(&mut self, r: &VersionedResource) {
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(Self::entry(&r.name, &r.version));
+    }
+
+    fn subtract(&mut self, r: &VersionedResource) {
+        self.count -= 1;
+        self.sum = self.sum.wrapping_sub(Self::entry(&r.name, &r.version));
+    }
 }
 
 impl InstanceResources {
@@ -104,17 +144,71 @@ impl InstanceResources {
         self.insert_versioned(Arc::new(VersionedResource::new(name, resource)));
     }
 
-    /// Adds an already versioned resource (shared, not copied).
+    /// Adds an already versioned resource (shared, not copied), replacing one of the same type
+    /// and name.
     pub fn insert_versioned(&mut self, resource: Arc<VersionedResource>) {
-        self.by_type
-            .entry(resource.resource.type_url.clone())
-            .or_default()
-            .insert(resource.name.clone(), resource);
+        let type_url = &resource.resource.type_url;
+        let named = match self.by_type.get_mut(type_url) {
+            Some(named) => named,
+            None => self.by_type.entry(type_url.clone()).or_default(),
+        };
+        let digest = match self.digests.get_mut(type_url) {
+            Some(digest) => digest,
+            None => self.digests.entry(type_url.clone()).or_default(),
+        };
+        if let Some(old) = named.get(&resource.name) {
+            if Arc::ptr_eq(old, &resource) {
+                return;
+            }
+            digest.subtract(old);
+        }
+        digest.add(&resource);
+        named.insert(resource.name.clone(), resource);
+    }
+
+    /// Removes the resource of `type_url` named `name`; returns whether there was one. A type
+    /// left without resources is dropped.
+    pub fn remove(&mut self, type_url: &str, name: &str) -> bool {
+        let Some(named) = self.by_type.get_mut(type_url) else {
+            return false;
+        };
+        let Some(old) = named.get(name).cloned() else {
+            return false;
+        };
+        named.remove(name);
+        if named.is_empty() {
+            self.by_type.remove(type_url);
+            self.digests.remove(type_url);
+        } else if let Some(digest) = self.digests.get_mut(type_url) {
+            digest.subtract(&old);
+        }
+        true
     }
 
     /// The resources of one type, if any.
     pub fn of_type(&self, ty: ResourceType) -> Option<&TypeResources> {
         self.by_type.get(ty.type_url())
+    }
+
+    /// Every type's resources, by type URL.
+    pub fn by_type(&self) -> &BTreeMap<String, TypeResources> {
+        &self.by_type
+    }
+
+    /// A version of the whole content, from the per-type digests (O(types)): equal content
+    /// gives an equal version. Types without resources count as absent.
+    pub fn version(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (type_url, digest) in &self.digests {
+            if digest.count == 0 {
+                continue;
+            }
+            hasher.update((type_url.len() as u64).to_be_bytes());
+            hasher.update(type_url.as_bytes());
+            hasher.update(digest.count.to_be_bytes());
+            hasher.update(digest.sum.to_be_bytes());
+        }
+        hex_prefix(&hasher.finalize())
     }
 }
 

@@ -41,12 +41,13 @@ pub fn statuses_to_write<'a>(
 /// while this replica still leads. Each status written is announced with an Event on the
 /// IngressRoute (see [`status_event`]); a write that completes after the lease was lost is not
 /// announced, so the new leader, finding the status already written, records no event for it.
+/// Returns how many statuses differed from what the objects carry (0: all were in step).
 pub(super) async fn write_statuses(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: Vec<&Dag>,
     announced: &mut Announced,
-) {
+) -> usize {
     use futures::StreamExt;
 
     announced.retain(|key, _| {
@@ -56,14 +57,17 @@ pub(super) async fn write_statuses(
     // so that 10,000 new IngressRoutes are not 10,000 sequential round trips. Keys are distinct,
     // so writes never race each other; what they announced is recorded once all are done.
     let seen: &Announced = announced;
+    let writes = statuses_to_write(snapshot, dags);
+    let differed = writes.len();
     let announcements: Vec<(ObjKey, (Option<String>, IngressRouteStatus))> =
-        futures::stream::iter(statuses_to_write(snapshot, dags))
+        futures::stream::iter(writes)
             .map(|(key, status)| write_and_announce(ctx, seen, key, status))
             .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
             .filter_map(|announcement| async move { announcement })
             .collect()
             .await;
     announced.extend(announcements);
+    differed
 }
 
 /// How many status writes (each with its event) are in flight at once: enough that a burst of new

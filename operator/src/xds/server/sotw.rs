@@ -192,9 +192,9 @@ impl Protocol for SotwStream {
             {
                 let before = content.len();
                 for (name, resource) in &sent.resources {
-                    content
-                        .entry(name.clone())
-                        .or_insert_with(|| resource.clone());
+                    if !content.contains_key(name) {
+                        content.insert(name.clone(), resource.clone());
+                    }
                 }
                 if content.len() != before {
                     trim_later.push(type_url.clone());

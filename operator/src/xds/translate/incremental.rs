@@ -20,12 +20,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod changes;
+
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
-use super::envoy::{any, load_assignment};
+use super::envoy::any;
 use super::{
     ADMIN_CLUSTER, HTTP_LISTENER, HTTPS_LISTENER, STATS_LISTENER, TranslateError, TranslateOptions,
     check, clusters, eds_service_names, https_route_config_name, listeners, routes, scopes,
@@ -55,6 +57,12 @@ pub struct Translator {
     secrets: HashMap<String, Memo<Secret>>,
     http_routes: Option<Arc<VersionedResource>>,
     https_listener: Option<Arc<VersionedResource>>,
+    /// How many clusters read each EDS service name (one with none has no load assignment).
+    eds_users: HashMap<String, usize>,
+    /// The last successful translation and whether its plain HTTP was scoped: what
+    /// [`Translator::translate_changes`] updates in place.
+    resources: Option<InstanceResources>,
+    scoped: Option<bool>,
 }
 
 /// A DAG element and the resource encoded from it.
@@ -101,6 +109,9 @@ impl Translator {
             secrets: HashMap::new(),
             http_routes: None,
             https_listener: None,
+            eds_users: HashMap::new(),
+            resources: None,
+            scoped: None,
         }
     }
 
@@ -131,7 +142,8 @@ impl Translator {
         for r in &self.fixed {
             out.insert_versioned(r.clone());
         }
-        self.translate_hosts(dag, &mut out);
+        let scoped = scopes::scoped(dag);
+        self.translate_hosts(dag, scoped, &mut out);
         self.clusters = memoize(
             std::mem::take(&mut self.clusters),
             dag.clusters.iter().map(|c| (c.name.as_str(), c)),
@@ -155,10 +167,7 @@ impl Translator {
         self.endpoints = memoize(
             std::mem::take(&mut self.endpoints),
             endpoints.into_iter(),
-            |name, addresses| {
-                let addresses = addresses.iter().map(|a| (a.ip.as_str(), a.port));
-                versioned(name, &load_assignment(name, addresses))
-            },
+            changes::encode_assignment,
             &mut out,
         );
         self.secrets = memoize(
@@ -167,14 +176,19 @@ impl Translator {
             |name, s| versioned(name, &secrets::envoy_secret(s)),
             &mut out,
         );
+        self.eds_users.clear();
+        for service in dag.clusters.iter().filter_map(changes::eds_service) {
+            *self.eds_users.entry(service.to_owned()).or_default() += 1;
+        }
+        self.resources = Some(out.clone());
+        self.scoped = Some(scoped);
         Ok(out)
     }
 
     /// Virtual hosts: the HTTP listener with `ingress_http` or the per-host scopes and
     /// `http/<fqdn>` route configurations, the `https/<fqdn>` route configurations and
     /// `ingress_https`.
-    fn translate_hosts(&mut self, dag: &Dag, out: &mut InstanceResources) {
-        let scoped = scopes::scoped(dag);
+    fn translate_hosts(&mut self, dag: &Dag, scoped: bool, out: &mut InstanceResources) {
         out.insert_versioned(self.http_listeners[usize::from(scoped)].clone());
         if scoped {
             // Rebuilt from scratch if the Gateway falls back to it later.

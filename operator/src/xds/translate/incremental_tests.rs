@@ -2,13 +2,15 @@
 //! sequences of a DAG.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::fixture::{self, Pems};
 use super::{TranslateOptions, Translator, translate};
 use crate::api::ingressroute::TlsVersion;
-use crate::dag::Dag;
 use crate::dag::model::{LbPolicy, SocketAddress, VirtualHost};
+use crate::dag::{Dag, DagDiff};
+use crate::xds::cache::Snapshot;
 use crate::xds::resource::{InstanceResources, type_url};
 
 /// A small deterministic generator (SplitMix64): reproducible sequences without a dependency.
@@ -174,6 +176,70 @@ fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
     }
 }
 
+/// Every list of the DAG in name order.
+fn sort(dag: &mut Dag) {
+    dag.virtual_hosts.sort_by(|a, b| a.fqdn.cmp(&b.fqdn));
+    dag.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    dag.endpoints
+        .sort_by(|a, b| a.service_name.cmp(&b.service_name));
+    dag.secrets.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
+/// The names of the entries that differ between two DAGs, plus a few that do not; `full` when
+/// a list is out of name order.
+fn diff(before: &Dag, after: &Dag, rng: &mut Rng) -> DagDiff {
+    fn changed<T: PartialEq>(
+        a: &[T],
+        b: &[T],
+        name: impl Fn(&T) -> &str,
+        rng: &mut Rng,
+    ) -> BTreeSet<String> {
+        let index = |l: &[T]| -> BTreeMap<String, usize> {
+            l.iter()
+                .enumerate()
+                .map(|(i, e)| (name(e).to_owned(), i))
+                .collect()
+        };
+        let (ia, ib) = (index(a), index(b));
+        ia.keys()
+            .chain(ib.keys())
+            .filter(|n| {
+                let same = matches!((ia.get(*n), ib.get(*n)), (Some(x), Some(y)) if a[*x] == b[*y]);
+                !same || rng.chance(5)
+            })
+            .cloned()
+            .collect()
+    }
+    let sorted = |d: &Dag| {
+        d.virtual_hosts.windows(2).all(|w| w[0].fqdn < w[1].fqdn)
+            && d.clusters.windows(2).all(|w| w[0].name < w[1].name)
+            && d.endpoints
+                .windows(2)
+                .all(|w| w[0].service_name < w[1].service_name)
+            && d.secrets.windows(2).all(|w| w[0].name < w[1].name)
+    };
+    if !sorted(before) || !sorted(after) {
+        return DagDiff::full();
+    }
+    DagDiff {
+        full: false,
+        vhosts: changed(
+            &before.virtual_hosts,
+            &after.virtual_hosts,
+            |v| &v.fqdn,
+            rng,
+        ),
+        clusters: changed(&before.clusters, &after.clusters, |c| &c.name, rng),
+        endpoints: changed(
+            &before.endpoints,
+            &after.endpoints,
+            |e| &e.service_name,
+            rng,
+        ),
+        secrets: changed(&before.secrets, &after.secrets, |s| &s.name, rng),
+    }
+}
+
 fn reference(
     dag: &Dag,
     opts: &TranslateOptions,
@@ -189,15 +255,36 @@ fn incremental_output_is_byte_identical_to_a_full_translation_after_every_edit()
         let mut translator = Translator::new(opts.clone());
         let mut dag = fixture::dag(&Pems::placeholder());
         let mut errors = 0;
+        let mut diffs = 0;
         let mut modes = std::collections::BTreeSet::new();
+        sort(&mut dag);
         for step in 0..150 {
             let before = dag.clone();
+            if rng.chance(30) {
+                // Back in name order after a swap (edit 10), as every real DAG is.
+                sort(&mut dag);
+            }
             edit(&mut rng, &mut dag, step);
             let expected = reference(&dag, &opts);
-            let got = translator.translate(&dag);
+            // Every other translation goes through the diff of the two DAGs (sometimes naming
+            // more than changed); a DAG out of name order (edit 10) is never handed a diff.
+            let got = if step % 2 == 0 {
+                translator.translate(&dag)
+            } else {
+                let diff = diff(&before, &dag, &mut rng);
+                diffs += usize::from(!diff.full);
+                translator.translate_changes(&dag, &diff)
+            };
             assert_eq!(got, expected, "seed {seed}, step {step}");
+            if let Ok(got) = &got {
+                assert_eq!(
+                    Snapshot::new(got.clone()).version(),
+                    Snapshot::new(expected.clone().unwrap()).version(),
+                    "seed {seed}, step {step}: snapshot version"
+                );
+            }
             if let Ok(r) = &expected {
-                modes.insert(r.by_type.contains_key(type_url::SCOPED_ROUTE));
+                modes.insert(r.by_type().contains_key(type_url::SCOPED_ROUTE));
             }
             if expected.is_err() {
                 // The last good DAG again: the failed translation changed nothing remembered.
@@ -206,6 +293,10 @@ fn incremental_output_is_byte_identical_to_a_full_translation_after_every_edit()
             }
         }
         assert!(errors > 0, "seed {seed} never broke an invariant");
+        assert!(
+            diffs > 40,
+            "seed {seed}: only {diffs} translations of a diff"
+        );
         assert!(
             modes.len() == 2,
             "seed {seed} did not go through both plain-HTTP modes"
@@ -221,9 +312,9 @@ fn unchanged_resources_are_shared_not_re_encoded() {
     let first = translator.translate(&dag).unwrap();
     let again = translator.translate(&dag).unwrap();
     let same = |a: &InstanceResources, b: &InstanceResources, ty: &str, name: &str| {
-        Arc::ptr_eq(&a.by_type[ty][name], &b.by_type[ty][name])
+        Arc::ptr_eq(&a.by_type()[ty][name], &b.by_type()[ty][name])
     };
-    for (ty, named) in &first.by_type {
+    for (ty, named) in first.by_type() {
         for name in named.keys() {
             assert!(same(&first, &again, ty, name), "{ty} {name} re-encoded");
         }
@@ -233,7 +324,7 @@ fn unchanged_resources_are_shared_not_re_encoded() {
     let edited = translator.translate(&dag).unwrap();
     assert_eq!(edited, reference(&dag, &opts).unwrap());
     let scope = format!("http/{}", dag.virtual_hosts[0].fqdn);
-    for (ty, named) in &first.by_type {
+    for (ty, named) in first.by_type() {
         for name in named.keys() {
             let changed = ty == type_url::ROUTE && *name == scope;
             assert_eq!(!same(&first, &edited, ty, name), changed, "{ty} {name}");
@@ -246,8 +337,8 @@ fn unchanged_resources_are_shared_not_re_encoded() {
     });
     let moved = translator.translate(&dag).unwrap();
     assert_ne!(
-        moved.by_type[type_url::LISTENER][super::HTTP_LISTENER],
-        edited.by_type[type_url::LISTENER][super::HTTP_LISTENER]
+        moved.by_type()[type_url::LISTENER][super::HTTP_LISTENER],
+        edited.by_type()[type_url::LISTENER][super::HTTP_LISTENER]
     );
 }
 
@@ -280,4 +371,30 @@ fn the_shared_http_route_configuration_is_rebuilt_after_a_spell_of_scopes() {
         step(&mut dag);
         assert_eq!(translator.translate(&dag), reference(&dag, &opts));
     }
+}
+
+#[test]
+fn a_name_ordered_dag_with_a_missing_cluster_or_secret_is_refused() {
+    // The checks' fast path (lists in name order, searched by bisection) refuses what the
+    // slow path does.
+    let mut dag = fixture::dag(&Pems::placeholder());
+    sort(&mut dag);
+    assert!(translate(&dag, &TranslateOptions::default()).is_ok());
+    let mut missing_cluster = dag.clone();
+    missing_cluster.virtual_hosts[0].routes[0].clusters[0].cluster = "missing".to_owned();
+    assert!(matches!(
+        translate(&missing_cluster, &TranslateOptions::default()),
+        Err(super::TranslateError::UnknownCluster { .. })
+    ));
+    let mut missing_secret = dag.clone();
+    let tls = missing_secret
+        .virtual_hosts
+        .iter_mut()
+        .find_map(|v| v.tls.as_mut().filter(|t| t.secret.is_some()))
+        .unwrap();
+    tls.secret = Some("missing".to_owned());
+    assert!(matches!(
+        translate(&missing_secret, &TranslateOptions::default()),
+        Err(super::TranslateError::UnknownSecret { .. })
+    ));
 }

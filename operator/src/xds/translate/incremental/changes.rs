@@ -1,0 +1,253 @@
+//! The [`Translator`]'s pass over a DAG diff: only the virtual hosts, clusters, load
+//! assignments and secrets the diff names are compared and re-encoded, and the previous
+//! translation's resources (a persistent map, see [`InstanceResources`]) are updated in place,
+//! so a change costs in proportion to what it touched, not to the instance. The route
+//! configuration `ingress_http` (when not scoped) and the listener `ingress_https` are
+//! re-assembled from cached parts when one of their parts changed.
+//!
+//! The result is the one [`Translator::translate`] (and so [`super::super::translate`]) gives for
+//! the same DAG; the property test in `incremental_tests.rs` checks it after every step of
+//! random edit sequences.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::{HostEntry, Memo, Translator, http_route_configuration, https_listener, versioned};
+use crate::dag::model::{Cluster, SocketAddress, Upstream};
+use crate::dag::{Dag, DagDiff};
+use crate::xds::resource::{InstanceResources, VersionedResource, type_url};
+use crate::xds::translate::envoy::load_assignment;
+use crate::xds::translate::{
+    HTTPS_LISTENER, TranslateError, check, clusters, listeners, scopes, secrets,
+};
+
+impl Translator {
+    /// Translates `dag`, which differs from the DAG of this translator's previous successful
+    /// translation by at most the entries `diff` names. Falls back to [`Translator::translate`]
+    /// when the diff is `full`, nothing was translated yet, or plain HTTP switches between scoped
+    /// and shared routes. Like it, a failed translation leaves the remembered state as it was.
+    pub fn translate_changes(
+        &mut self,
+        dag: &Dag,
+        diff: &DagDiff,
+    ) -> Result<InstanceResources, TranslateError> {
+        let scoped = scopes::scoped(dag);
+        let previous = self
+            .resources
+            .as_ref()
+            .filter(|_| !diff.full && self.scoped == Some(scoped))
+            // A catch-all or wildcard host: always from scratch (see `translate`).
+            .filter(|_| !super::super::open_hosts::open(dag));
+        let Some(previous) = previous else {
+            return self.translate(dag);
+        };
+        check(dag)?;
+        let mut out = previous.clone();
+        let (http_changed, https_changed) = self.patch_hosts(dag, &diff.vhosts, scoped, &mut out);
+        if http_changed && !scoped {
+            let parts = dag
+                .virtual_hosts
+                .iter()
+                .filter_map(|vh| self.hosts.get(&vh.fqdn).and_then(HostEntry::insecure_bytes));
+            let routes = http_route_configuration(parts);
+            out.insert_versioned(routes.clone());
+            self.http_routes = Some(routes);
+        }
+        if https_changed {
+            let tls_hosts = listeners::tls_hosts(dag);
+            if tls_hosts.is_empty() {
+                self.https_listener = None;
+                out.remove(type_url::LISTENER, HTTPS_LISTENER);
+            } else {
+                let parts = tls_hosts
+                    .iter()
+                    .filter_map(|vh| self.hosts.get(&vh.fqdn).and_then(HostEntry::chain_bytes));
+                let listener = https_listener(&self.opts, parts);
+                out.insert_versioned(listener.clone());
+                self.https_listener = Some(listener);
+            }
+        }
+        let services = self.patch_clusters(dag, &diff.clusters, &mut out);
+        let no_addresses = Vec::new();
+        for name in diff.endpoints.iter().chain(&services) {
+            let now = find(&dag.endpoints, name, |e| &e.service_name)
+                .map(|e| &e.addresses)
+                .or_else(|| self.eds_users.contains_key(name).then_some(&no_addresses));
+            patch_memo(
+                &mut self.endpoints,
+                name,
+                now,
+                encode_assignment,
+                type_url::ENDPOINT,
+                &mut out,
+            );
+        }
+        for name in &diff.secrets {
+            let now = find(&dag.secrets, name, |s| &s.name);
+            patch_memo(
+                &mut self.secrets,
+                name,
+                now,
+                |name, s| versioned(name, &secrets::envoy_secret(s)),
+                type_url::SECRET,
+                &mut out,
+            );
+        }
+        self.resources = Some(out.clone());
+        Ok(out)
+    }
+
+    /// Re-encodes the named virtual hosts that changed, replacing their resources in `out`;
+    /// returns whether `ingress_http` and `ingress_https` must be assembled again.
+    fn patch_hosts(
+        &mut self,
+        dag: &Dag,
+        names: &BTreeSet<String>,
+        scoped: bool,
+        out: &mut InstanceResources,
+    ) -> (bool, bool) {
+        let (mut http_changed, mut https_changed) = (false, false);
+        for fqdn in names {
+            let now = find(&dag.virtual_hosts, fqdn, |v| &v.fqdn);
+            let before = match (self.hosts.remove(fqdn), now) {
+                (Some(b), Some(vh)) if b.input == *vh && b.scoped == scoped => {
+                    self.hosts.insert(fqdn.clone(), b);
+                    continue;
+                }
+                (before, _) => before,
+            };
+            if let Some(b) = &before {
+                for r in b.resources() {
+                    out.remove(&r.resource.type_url, &r.name);
+                }
+            }
+            let mut fresh = now.map(|vh| HostEntry::encode(vh, scoped));
+            if let Some(fresh) = &mut fresh {
+                // A scope depends on the name only: keep sharing it.
+                if let (Some(new), Some(old)) = (
+                    &mut fresh.http_scope,
+                    before.as_ref().and_then(|o| o.http_scope.as_ref()),
+                ) && new[0] == old[0]
+                {
+                    new[0] = old[0].clone();
+                }
+                for r in fresh.resources() {
+                    out.insert_versioned(r.clone());
+                }
+            }
+            let (before_ref, fresh_ref) = (before.as_ref(), fresh.as_ref());
+            http_changed |= before_ref.and_then(HostEntry::insecure_bytes)
+                != fresh_ref.and_then(HostEntry::insecure_bytes);
+            https_changed |= before_ref.and_then(HostEntry::chain_bytes)
+                != fresh_ref.and_then(HostEntry::chain_bytes);
+            if let Some(fresh) = fresh {
+                self.hosts.insert(fqdn.clone(), fresh);
+            }
+        }
+        (http_changed, https_changed)
+    }
+
+    /// Re-encodes the named clusters that changed, replacing them in `out`; returns the EDS
+    /// service names whose users changed (their empty load assignment may come or go).
+    fn patch_clusters(
+        &mut self,
+        dag: &Dag,
+        names: &BTreeSet<String>,
+        out: &mut InstanceResources,
+    ) -> BTreeSet<String> {
+        let mut services = BTreeSet::new();
+        for name in names {
+            let now = find(&dag.clusters, name, |c| &c.name);
+            if let Some(service) = self.clusters.get(name).and_then(|m| eds_service(&m.input)) {
+                services.insert(service.to_owned());
+                forget_user(&mut self.eds_users, service);
+            }
+            if let Some(service) = now.and_then(eds_service) {
+                services.insert(service.to_owned());
+                *self.eds_users.entry(service.to_owned()).or_default() += 1;
+            }
+            patch_memo(
+                &mut self.clusters,
+                name,
+                now,
+                |name, c| versioned(name, &clusters::cluster(c)),
+                type_url::CLUSTER,
+                out,
+            );
+        }
+        services
+    }
+}
+
+impl HostEntry {
+    /// The resources this virtual host has of its own (not the parts it adds to shared ones).
+    fn resources(&self) -> impl Iterator<Item = &Arc<VersionedResource>> {
+        self.https_routes
+            .iter()
+            .chain(self.http_scope.iter().flatten())
+    }
+}
+
+/// The EDS service name a cluster reads its endpoints from.
+pub(super) fn eds_service(c: &Cluster) -> Option<&str> {
+    match &c.upstream {
+        Upstream::Eds { service_name } => Some(service_name),
+        Upstream::Dns { .. } => None,
+    }
+}
+
+fn forget_user(users: &mut HashMap<String, usize>, service: &str) {
+    if let Some(n) = users.get_mut(service) {
+        *n -= 1;
+        if *n == 0 {
+            users.remove(service);
+        }
+    }
+}
+
+/// The load assignment of `name` (its input is the memo's, a `Vec`, hence the `&Vec`).
+#[allow(clippy::ptr_arg)]
+pub(super) fn encode_assignment(
+    name: &str,
+    addresses: &Vec<SocketAddress>,
+) -> Arc<VersionedResource> {
+    let addresses = addresses.iter().map(|a| (a.ip.as_str(), a.port));
+    versioned(name, &load_assignment(name, addresses))
+}
+
+/// The entry named `name` of a list sorted by name (every DAG list is).
+fn find<'a, T>(list: &'a [T], name: &str, key: impl Fn(&T) -> &String) -> Option<&'a T> {
+    list.binary_search_by(|e| key(e).as_str().cmp(name))
+        .ok()
+        .map(|i| &list[i])
+}
+
+/// Brings the memo and `out`'s resource named `name` in line with `now` (gone when `None`),
+/// encoding only when the input changed.
+fn patch_memo<I: Clone + PartialEq>(
+    memos: &mut HashMap<String, Memo<I>>,
+    name: &str,
+    now: Option<&I>,
+    encode: impl Fn(&str, &I) -> Arc<VersionedResource>,
+    type_url: &str,
+    out: &mut InstanceResources,
+) {
+    match now {
+        Some(input) => {
+            if memos.get(name).is_some_and(|m| m.input == *input) {
+                return;
+            }
+            let memo = Memo {
+                input: input.clone(),
+                output: encode(name, input),
+            };
+            out.insert_versioned(memo.output.clone());
+            memos.insert(name.to_owned(), memo);
+        }
+        None => {
+            if memos.remove(name).is_some() {
+                out.remove(type_url, name);
+            }
+        }
+    }
+}
