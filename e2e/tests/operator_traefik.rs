@@ -379,6 +379,40 @@ async fn traefik_objects_are_served_by_the_operator() -> Result<()> {
     assert_eq!(echo.path, "/v1/cart");
     let echo = reaches(&mut op, port, "legacy.example.com", "/", "web").await?;
     assert_eq!(echo.header("x-dialect"), Some("traefik"));
+    // basicAuth from a kubernetes.io/basic-auth Secret the operator watches (its username
+    // and password keys must survive the operator's Secret filtering).
+    world.apply(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
+                       "metadata": {"namespace": ns, "name": "auth"},
+                       "data": {"username": "YWxpY2U=", "password": "czNjcmV0"}}),
+    )?;
+    world.apply(json!({"apiVersion": TRAEFIK, "kind": "Middleware",
+                       "metadata": {"namespace": ns, "name": "auth"},
+                       "spec": {"basicAuth": {"secret": "auth"}}}))?;
+    world.apply(traefik_route(
+        TRAEFIK,
+        ns,
+        "private",
+        "Host(`private.example.com`)",
+        "web",
+        &["auth"],
+    ))?;
+    eventually("private.example.com to ask for credentials", async || {
+        op.check_running()?;
+        let resp = get(port, "private.example.com", "/").await;
+        Ok(resp.ok().filter(|r| r.status == 401).map(|_| ()))
+    })
+    .await?;
+    let resp = sluice_e2e::client::Request::get("private.example.com", "/")
+        .header("Authorization", "Basic YWxpY2U6czNjcmV0")
+        .send(port)
+        .await?;
+    assert_eq!(
+        (resp.status, resp.backend().as_deref()),
+        (200, Some("web")),
+        "{}",
+        resp.text()
+    );
     // Ownership: the older claimant serves, the younger is invalid naming it.
     reaches(&mut op, port, "blog.example.com", "/", "web").await?;
     reaches(&mut op, port, "docs.example.com", "/", "api").await?;
@@ -448,8 +482,8 @@ async fn traefik_objects_are_served_by_the_operator() -> Result<()> {
             verdicts(&op, &gw, "contour.heptio.com", "valid").await?,
             verdicts(&op, &gw, "contour.heptio.com", "invalid").await?,
         );
-        // traefik.io: shop and docs valid; blog-copy, evil and steal invalid.
-        Ok((got == (Some(2.0), Some(3.0), Some(1.0), Some(1.0), Some(1.0))).then_some(()))
+        // traefik.io: shop, docs and private valid; blog-copy, evil and steal invalid.
+        Ok((got == (Some(3.0), Some(3.0), Some(1.0), Some(1.0), Some(1.0))).then_some(()))
     })
     .await?;
 
@@ -477,8 +511,9 @@ async fn traefik_objects_are_served_by_the_operator() -> Result<()> {
             .server
             .get("sluice.dev/v1alpha1", "Gateway", Some(ns), "edge")
             .map(|g| g["status"]["routes"].clone());
-        // Valid: shop, docs, legacy, blog; invalid: blog-copy, evil, steal, broken, docs-copy.
-        let want = json!({"valid": 4, "invalid": 5, "orphaned": 0});
+        // Valid: shop, docs, legacy, blog, private; invalid: blog-copy, evil, steal, broken,
+        // docs-copy.
+        let want = json!({"valid": 5, "invalid": 5, "orphaned": 0});
         Ok((invalid == Some(4.0) && status.as_ref() == Some(&want)).then_some(()))
     })
     .await?;

@@ -452,3 +452,107 @@ async fn host_ownership_spans_contour_and_traefik() {
     .await;
     sluice.check_running().unwrap();
 }
+
+/// Live edits of a Traefik IngressRoute and its Middleware while requests keep coming: the
+/// route moves from one backend to a weighted split, then to the other backend behind a new
+/// middleware, and not one request in between fails (every answer a 200 from a backend).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_edits_fail_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let blue = Backend::start("blue").await.unwrap();
+    let green = Backend::start("green").await.unwrap();
+    let dir = Manifests::new().unwrap();
+    dir.write("services.yaml", &services(&[&blue, &green]))
+        .unwrap();
+    let host = "live.example.com";
+    let route = |services: Value, middlewares: Value| {
+        traefik_route(
+            "live",
+            "2024-01-01T00:00:00Z",
+            json!({"entryPoints": ["web"], "routes": [{
+                "match": format!("Host(`{host}`) && PathPrefix(`/`)"),
+                "services": services, "middlewares": middlewares,
+            }]}),
+        )
+    };
+    dir.write("route.yaml", &route(to("blue"), json!([])))
+        .unwrap();
+    let (mut sluice, ports) = start(&dir).await;
+    let http = ports.http;
+    wait_backend(&mut sluice, http, host, "/", &[], "blue").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut answers: Vec<(u16, String)> = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let resp = Request::get(host, "/").send(http).await;
+                answers.push(match resp {
+                    Ok(r) => (
+                        r.status,
+                        r.echo().map(|e| e.backend).unwrap_or_else(|_| r.text()),
+                    ),
+                    Err(e) => (0, e.to_string()),
+                });
+            }
+            answers
+        })
+    };
+
+    // A weighted split, then green alone behind a header middleware.
+    let split = json!([
+        {"name": "blue", "port": 80, "weight": 1},
+        {"name": "green", "port": 80, "weight": 1},
+    ]);
+    dir.write("route.yaml", &route(split, json!([]))).unwrap();
+    wait_backend(&mut sluice, http, host, "/", &[], "green").await;
+    dir.write(
+        "mw.yaml",
+        &middleware(
+            "tag",
+            json!({"headers": {"customRequestHeaders": {"X-Tag": "live"}}}),
+        ),
+    )
+    .unwrap();
+    dir.write("route.yaml", &route(to("green"), json!([{"name": "tag"}])))
+        .unwrap();
+    let echo = wait_http(
+        &mut sluice,
+        http,
+        &Request::get(host, "/"),
+        "green with the middleware's header",
+        |r| {
+            r.echo()
+                .is_ok_and(|e| e.backend == "green" && e.header("x-tag") == Some("live"))
+        },
+    )
+    .await;
+    assert_eq!(echo.status, 200);
+    // A few more requests on the final configuration, then stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let answers = load.await.unwrap();
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(status, backend)| {
+            *status != 200 || !["blue", "green"].contains(&backend.as_str())
+        })
+        .collect();
+    assert!(answers.len() > 20, "too few requests: {}", answers.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the edits: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(10)]
+    );
+    for backend in ["blue", "green"] {
+        assert!(
+            answers.iter().any(|(_, b)| b == backend),
+            "{backend} never answered"
+        );
+    }
+}

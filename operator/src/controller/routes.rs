@@ -166,7 +166,12 @@ pub async fn run(
                 // change, nor did any verdict, so the O(routes) combination is skipped.
                 let announced = (&mut announced, &mut traefik_announced);
                 let differed = write_verdicts(&ctx, &snapshot, &dags, announced).await;
-                in_step = (differed == 0).then(|| dags.clone());
+                // Never in step while a rejection is blamed: the statuses written then are
+                // not the DAGs' own, and must be written again once the rejection clears.
+                let rejected = dags
+                    .iter()
+                    .any(|d| !ctx.cache.rejections(&d.gateway).is_empty());
+                in_step = (differed == 0 && !rejected).then(|| dags.clone());
             }
         }
         ctx.metrics
@@ -301,8 +306,9 @@ async fn write_verdicts(
         .map(|(d, r)| blame_statuses(d, r))
         .collect();
     let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
-    traefik::announce(ctx, snapshot, &blamed, traefik_announced).await;
-    write_statuses(ctx, snapshot, blamed, announced).await
+    // Events not recorded (they are retried) count as differences, like statuses not written.
+    let missed = traefik::announce(ctx, snapshot, &blamed, traefik_announced).await;
+    missed + write_statuses(ctx, snapshot, blamed, announced).await
 }
 
 /// How long the coordinator waits for every instance to build a snapshot before giving up on

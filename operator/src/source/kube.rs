@@ -27,8 +27,13 @@ use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, SharedObject, UndecodableRoute};
 
 /// Secret keys the translation reads; everything else is dropped before it is stored, so
-/// unrelated credentials (service-account tokens, passwords) are never held in memory.
-const SECRET_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+/// unrelated credentials (service-account tokens, passwords) are never held in memory:
+/// certificates and keys, CA bundles (`ca.crt`, and Traefik's `tls.ca`), and the htpasswd
+/// lines of a Traefik basicAuth users Secret (`users`).
+const SECRET_KEYS: [&str; 5] = ["tls.crt", "tls.key", "ca.crt", "tls.ca", "users"];
+
+/// Keys kept only in a `kubernetes.io/basic-auth` Secret (a Traefik basicAuth user).
+const BASIC_AUTH_KEYS: [&str; 2] = ["username", "password"];
 
 /// Secret types never read: service-account tokens, and Helm's release records (large, and
 /// numerous in clusters that use Helm). Filtered by the API server, so they are never received.
@@ -485,8 +490,12 @@ pub fn start(client: &Client, scope: &WatchScope) -> (Stores, watch::Receiver<u6
 }
 
 fn strip_secret(s: &mut Secret) {
+    let basic_auth = s.type_.as_deref() == Some("kubernetes.io/basic-auth");
     if let Some(data) = s.data.as_mut() {
-        data.retain(|k, _| SECRET_KEYS.contains(&k.as_str()));
+        data.retain(|k, _| {
+            SECRET_KEYS.contains(&k.as_str())
+                || (basic_auth && BASIC_AUTH_KEYS.contains(&k.as_str()))
+        });
     }
     s.string_data = None;
     if let Some(meta) = s.metadata.annotations.as_mut() {
@@ -649,5 +658,47 @@ mod tests {
             ])
         );
         assert!(WatchScope::All.unwatched_roots([&open]).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod strip_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    fn secret(type_: &str, keys: &[&str]) -> Secret {
+        Secret {
+            type_: Some(type_.to_owned()),
+            data: Some(
+                keys.iter()
+                    .map(|k| ((*k).to_owned(), ByteString(b"x".to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        }
+    }
+
+    fn kept(mut s: Secret) -> Vec<String> {
+        strip_secret(&mut s);
+        s.data.unwrap().into_keys().collect()
+    }
+
+    #[test]
+    fn secrets_keep_only_what_the_translation_reads() {
+        let all = [
+            "tls.crt", "tls.key", "ca.crt", "tls.ca", "users", "username", "password", "token",
+        ];
+        assert_eq!(
+            kept(secret("Opaque", &all)),
+            ["ca.crt", "tls.ca", "tls.crt", "tls.key", "users"]
+        );
+        // A basicAuth user Secret keeps its user name and password, and only that type does.
+        assert_eq!(
+            kept(secret("kubernetes.io/basic-auth", &all)),
+            [
+                "ca.crt", "password", "tls.ca", "tls.crt", "tls.key", "username", "users"
+            ]
+        );
     }
 }

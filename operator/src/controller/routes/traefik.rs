@@ -127,15 +127,17 @@ pub fn to_announce(
 }
 
 /// The leader's part: an Event on each Traefik object whose verdict is new, a few at a time.
+/// Returns how many were due but not recorded (retried on a later round).
 pub(super) async fn announce(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: &[&Dag],
     announced: &mut TraefikAnnounced,
-) {
+) -> usize {
     use futures::StreamExt;
     announced.retain(|r, _| reference(snapshot, r).is_some());
     let todo = to_announce(snapshot, traefik_verdicts(dags.iter().copied()), announced);
+    let wanted = todo.len();
     let done: Vec<(TraefikRef, (Option<String>, IngressRouteStatus))> = futures::stream::iter(todo)
         .map(|(r, reference, status)| async move {
             if !ctx.leadership.is_leading() {
@@ -164,7 +166,9 @@ pub(super) async fn announce(
         .filter_map(|a| async move { a })
         .collect()
         .await;
+    let missed = wanted - done.len();
     announced.extend(done);
+    missed
 }
 
 #[cfg(test)]
