@@ -14,8 +14,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
 use super::tls::{self, TlsRequest};
 use crate::api::traefik::routes::{RouteTCP, ServiceTCP};
 use crate::dag::build::Builder;
@@ -328,21 +326,6 @@ impl Builder<'_> {
         if let Some((field, _)) = unserved.iter().find(|(_, set)| *set) {
             return Err(format!("{context}.{field}: not served yet"));
         }
-        if s.name.is_empty() || s.name.contains('@') {
-            return Err(format!(
-                "{context}.name: {:?} must name a Service (name@provider references do not exist \
-                 in Sluice)",
-                s.name
-            ));
-        }
-        let svc_ns = s
-            .namespace
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or(&key.namespace);
-        self.sel
-            .cross_namespace(&key.namespace, "Service", &ObjKey::new(svc_ns, &s.name))
-            .map_err(|e| format!("{context}.namespace: {e}"))?;
         let proxy_protocol = match s.proxy_protocol.as_ref().map(|p| p.version) {
             None => None,
             Some(None | Some(2)) => Some(2),
@@ -353,31 +336,18 @@ impl Builder<'_> {
                 ));
             }
         };
-        let svc_key = ObjKey::new(svc_ns, &s.name);
-        let port_text = match &s.port {
-            None => return Err(format!("{context}.port: required")),
-            Some(IntOrString::Int(n)) => n.to_string(),
-            Some(IntOrString::String(n)) => n.clone(),
-        };
-        let missing = || format!("{context}: Service {svc_key} port {port_text} not found");
-        self.read(crate::dag::Dep::Service(svc_key.clone()));
-        let svc = self.snap.services.get(&svc_key).ok_or_else(missing)?;
-        let svc_port = svc
-            .spec
-            .as_ref()
-            .and_then(|sp| sp.ports.as_ref())
-            .into_iter()
-            .flatten()
-            .find(|p| match s.port.as_ref() {
-                Some(IntOrString::Int(n)) => *n != 0 && p.port == *n,
-                Some(IntOrString::String(name)) => p.name.as_deref() == Some(name.as_str()),
-                None => false,
-            })
-            .ok_or_else(missing)?;
-        let port = u16::try_from(svc_port.port)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(missing)?;
+        let super::upstream::TraefikServicePort {
+            key: svc_key,
+            service: svc,
+            port: svc_port,
+            number: port,
+        } = self.traefik_service_port(
+            &key.namespace,
+            &s.name,
+            s.namespace.as_deref(),
+            s.port.as_ref(),
+            context,
+        )?;
         let upstream = self.build_upstream(&svc_key, svc, svc_port, context)?;
         let mut cluster = Cluster {
             name: String::new(),

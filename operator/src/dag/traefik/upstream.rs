@@ -4,6 +4,7 @@
 //! upstream TLS verifiable (server name, root CAs). Options Envoy cannot give exactly are refused
 //! with a message saying what differs.
 
+use k8s_openapi::api::core::v1::{Service as KubeService, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::traefik::objects::ServersTransportSpec;
@@ -22,6 +23,71 @@ const CA_KEYS: [&str; 2] = ["tls.ca", "ca.crt"];
 /// How many root CA sources one ServersTransport may list.
 const MAX_ROOT_CAS: usize = 16;
 
+/// A Service port a Traefik route or TraefikService names, found (see
+/// [`Builder::traefik_service_port`]).
+pub(super) struct TraefikServicePort<'s> {
+    pub key: ObjKey,
+    pub service: &'s KubeService,
+    pub port: &'s ServicePort,
+    pub number: u16,
+}
+
+impl<'s> Builder<'s> {
+    /// The port `port` (number or name) of the Service `name`, of namespace `from` or, when the
+    /// Gateway allows it, of `namespace`; recorded as read. Errors name the field (`context`).
+    pub(super) fn traefik_service_port(
+        &mut self,
+        from: &str,
+        name: &str,
+        namespace: Option<&str>,
+        port: Option<&IntOrString>,
+        context: &str,
+    ) -> Result<TraefikServicePort<'s>, String> {
+        if name.is_empty() || name.contains('@') {
+            return Err(format!(
+                "{context}.name: {name:?} must name a Service (name@provider references do not \
+                 exist in Sluice)"
+            ));
+        }
+        let namespace = namespace.filter(|n| !n.is_empty()).unwrap_or(from);
+        let key = ObjKey::new(namespace, name);
+        self.sel
+            .cross_namespace(from, "Service", &key)
+            .map_err(|e| format!("{context}.namespace: {e}"))?;
+        let port_text = match port {
+            None => return Err(format!("{context}.port: required")),
+            Some(IntOrString::Int(n)) => n.to_string(),
+            Some(IntOrString::String(n)) => n.clone(),
+        };
+        let missing = || format!("{context}: Service {key} port {port_text} not found");
+        self.read(crate::dag::Dep::Service(key.clone()));
+        let snap = self.snap;
+        let service = snap.services.get(&key).ok_or_else(missing)?;
+        let found = service
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|p| match port {
+                Some(IntOrString::Int(n)) => *n != 0 && p.port == *n,
+                Some(IntOrString::String(name)) => p.name.as_deref() == Some(name.as_str()),
+                None => false,
+            })
+            .ok_or_else(missing)?;
+        let number = u16::try_from(found.port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(missing)?;
+        Ok(TraefikServicePort {
+            key,
+            service,
+            port: found,
+            number,
+        })
+    }
+}
+
 impl Builder<'_> {
     /// A Kubernetes Service of namespace `from` (or, when the Gateway allows it, of the
     /// namespace `s` names) by port number or name, as a cluster (its endpoints recorded);
@@ -34,44 +100,19 @@ impl Builder<'_> {
         secrets: &mut Vec<Secret>,
     ) -> Result<Cluster, String> {
         refuse_unserved_fields(s).map_err(|e| format!("{context}.{e}"))?;
-        if s.name.is_empty() || s.name.contains('@') {
-            return Err(format!(
-                "{context}.name: {:?} must name a Service (name@provider references do not exist \
-                 in Sluice)",
-                s.name
-            ));
-        }
-        let namespace = s
-            .namespace
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or(from);
-        let svc_key = ObjKey::new(namespace, s.name.clone());
-        self.sel
-            .cross_namespace(from, "Service", &svc_key)
-            .map_err(|e| format!("{context}.namespace: {e}"))?;
-        let port_text = match &s.port {
-            None => return Err(format!("{context}.port: required")),
-            Some(IntOrString::Int(n)) => n.to_string(),
-            Some(IntOrString::String(n)) => n.clone(),
-        };
-        let missing = || format!("{context}: Service {svc_key} port {port_text} not found");
-        self.read(crate::dag::Dep::Service(svc_key.clone()));
-        let svc = self.snap.services.get(&svc_key).ok_or_else(missing)?;
-        let ports = svc.spec.as_ref().and_then(|sp| sp.ports.as_ref());
-        let svc_port = ports
-            .into_iter()
-            .flatten()
-            .find(|p| match s.port.as_ref() {
-                Some(IntOrString::Int(n)) => *n != 0 && p.port == *n,
-                Some(IntOrString::String(name)) => p.name.as_deref() == Some(name.as_str()),
-                None => false,
-            })
-            .ok_or_else(missing)?;
-        let port = u16::try_from(svc_port.port)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(missing)?;
+        let found = self.traefik_service_port(
+            from,
+            &s.name,
+            s.namespace.as_deref(),
+            s.port.as_ref(),
+            context,
+        )?;
+        let TraefikServicePort {
+            key: svc_key,
+            service: svc,
+            port: svc_port,
+            number: port,
+        } = found;
         let name = svc_port.name.as_deref().unwrap_or("");
         let scheme = match s.scheme.as_deref() {
             Some(scheme) => scheme,
