@@ -95,18 +95,8 @@ impl DagDiff {
 /// [`IncrementalDag::update`]). Traefik objects no selected route can read (routes of another
 /// class, Middlewares alone) change nothing the DAG holds and keep updates incremental.
 fn has_traefik(snap: &ClusterSnapshot, sel: &Selection) -> bool {
-    // The objects read: every `traefik.io` one, and the legacy ones it does not shadow.
-    let routes = &snap.traefik_routes;
-    routes
-        .current
-        .values()
-        .chain(
-            routes
-                .legacy
-                .iter()
-                .filter(|(key, _)| !routes.current.contains_key(*key))
-                .map(|(_, route)| route),
-        )
+    snap.traefik_routes
+        .read()
         .any(|route| super::traefik::selects(sel, route))
         || super::traefik::tcp::any_selected(snap, sel)
 }

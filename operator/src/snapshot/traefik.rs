@@ -97,6 +97,17 @@ impl<T> TraefikObjects<T> {
         out
     }
 
+    /// Every object read, like [`Self::effective`] but unordered and without building a map:
+    /// the `traefik.io` ones, then the legacy ones they do not shadow.
+    pub fn read(&self) -> impl Iterator<Item = &Arc<Decoded<T>>> {
+        self.current.values().chain(
+            self.legacy
+                .iter()
+                .filter(|(key, _)| !self.current.contains_key(*key))
+                .map(|(_, obj)| obj),
+        )
+    }
+
     pub fn is_empty(&self) -> bool {
         self.current.is_empty() && self.legacy.is_empty()
     }

@@ -94,8 +94,7 @@ pub(in crate::dag) fn select<'s>(
 pub(in crate::dag) fn any_selected(snapshot: &ClusterSnapshot, sel: &Selection) -> bool {
     snapshot
         .traefik_tcp_routes
-        .effective()
-        .values()
+        .read()
         .any(|obj| selects(sel, obj))
 }
 
