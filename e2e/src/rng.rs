@@ -28,3 +28,19 @@ impl Rng {
         &items[self.below(items.len())]
     }
 }
+
+/// The seed of a randomized test: `var` when set (to replay a failure), else one from the clock
+/// (never 0); printed as `var=<seed>` so a failing run says how to replay it.
+pub fn seed_from_env(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    println!("{var}={seed}");
+    seed
+}

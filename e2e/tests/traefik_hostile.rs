@@ -242,16 +242,7 @@ fn victim() -> String {
 
 #[tokio::test]
 async fn hostile_traefik_objects_never_break_the_configuration_or_the_victim() {
-    let seed: u64 = std::env::var("SLUICE_TRAEFIK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
-    println!("SLUICE_TRAEFIK_SEED={seed}");
+    let seed = sluice_e2e::rng::seed_from_env("SLUICE_TRAEFIK_SEED");
     let mut rng = Rng(seed);
     let alone = sluice::source::load_sources([("v.yaml", victim())]).snapshot;
     let sel = instances(&alone).remove(0).local();

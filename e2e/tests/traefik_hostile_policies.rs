@@ -292,16 +292,7 @@ async fn each_hostile_value_is_refused_or_accepted_by_envoy() {
 /// Random worlds: several hostile Middlewares in random orders on several routes.
 #[tokio::test]
 async fn hostile_filter_middlewares_never_reach_the_victim_or_break_envoy() {
-    let seed: u64 = std::env::var("SLUICE_TRAEFIK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
-    println!("SLUICE_TRAEFIK_SEED={seed}");
+    let seed = sluice_e2e::rng::seed_from_env("SLUICE_TRAEFIK_SEED");
     let mut rng = Rng(seed);
     let judge = Judge::new();
     let (users, specs) = (all_users(), all_specs());

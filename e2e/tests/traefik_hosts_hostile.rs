@@ -36,17 +36,7 @@ fn doc(v: &Value) -> String {
 }
 
 fn seed() -> u64 {
-    let seed = std::env::var("SLUICE_TRAEFIK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
-    println!("SLUICE_TRAEFIK_SEED={seed}");
-    seed
+    sluice_e2e::rng::seed_from_env("SLUICE_TRAEFIK_SEED")
 }
 
 /// The victims: a Contour root and a Traefik IngressRoute serving their names, and a Contour

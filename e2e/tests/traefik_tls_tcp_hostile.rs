@@ -353,16 +353,7 @@ fn victim_vhosts(dag: &Dag) -> Vec<VirtualHost> {
 
 #[tokio::test]
 async fn hostile_tls_options_stores_and_tcp_routes_never_break_the_configuration_or_the_victims() {
-    let seed: u64 = std::env::var("SLUICE_TRAEFIK_TLS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
-    println!("SLUICE_TRAEFIK_TLS_SEED={seed}");
+    let seed = sluice_e2e::rng::seed_from_env("SLUICE_TRAEFIK_TLS_SEED");
     let mut rng = Rng(seed);
     let ca = TestCa::new("hostile ca").unwrap();
     let base = world_base(&ca);
