@@ -6,6 +6,7 @@
 //! | `build.rs` | the builder and [`build`], the whole build from scratch |
 //! | `claims.rs` | host ownership: which root claims which fqdn, the oldest wins |
 //! | `open_hosts.rs` | ownership of the catch-all and wildcard hosts Traefik rules claim |
+//! | `owner.rs` | owner names of DAG entries and the object (and kind) each names |
 //! | `walk.rs` | the delegation walk (routes and tcpproxy), its memo and depth limit |
 //! | `upstream.rs` | services to clusters (protocol, policies, health checks) and endpoints |
 //! | `vhost_tls.rs` | a virtual host's TLS: version floor, certificate, delegation |
@@ -19,6 +20,7 @@ pub(crate) mod durations;
 mod incremental;
 pub mod model;
 mod open_hosts;
+pub mod owner;
 pub mod policy;
 mod select;
 mod traefik;

@@ -13,6 +13,7 @@ use super::resource::type_url;
 use super::translate::https_route_config_name;
 use crate::dag::Dag;
 use crate::dag::model::Upstream;
+use crate::dag::owner::Owner;
 
 /// The IngressRoutes (`namespace/name`) a resource of `type_url` named `name` comes from; empty
 /// when it is shared or unknown.
@@ -99,9 +100,6 @@ pub fn single_owner<'a>(
     }
 }
 
-/// The prefix of a Traefik IngressRoute's owner name (`dag::traefik::owner_name`).
-const TRAEFIK_OWNER: &str = "traefik:";
-
 /// Longest part of Envoy's error message copied into an IngressRoute's status.
 const MAX_ERROR_IN_STATUS: usize = 300;
 
@@ -119,22 +117,21 @@ pub fn blame_statuses<'a>(
         let Some(owner) = single_owner(dag, &r.type_url, changed) else {
             continue;
         };
-        // Traefik IngressRoutes own their resources as `traefik:namespace/name`.
-        let (traefik, owner) = match owner.strip_prefix(TRAEFIK_OWNER) {
-            Some(rest) => (true, rest),
-            None => (false, owner.as_str()),
-        };
-        let Some((ns, name)) = owner.split_once('/') else {
+        // Traefik objects own their resources as `traefik:namespace/name` (IngressRoute) or
+        // `traefik-tcp:namespace/name` (IngressRouteTCP): the status blamed is of that kind.
+        let Some(owner) = Owner::parse(&owner) else {
             continue;
         };
-        let found = if traefik {
-            dag.object_statuses
+        let traefik = matches!(owner, Owner::Traefik { .. });
+        let found = match owner {
+            Owner::Traefik { .. } => dag
+                .object_statuses
                 .iter()
-                .position(|s| s.namespace == ns && s.name == name)
-        } else {
-            dag.statuses
+                .position(|s| owner.is_status_of(s)),
+            Owner::Contour { namespace, name } => dag
+                .statuses
                 .iter()
-                .position(|s| s.namespace == ns && s.name == name)
+                .position(|s| s.namespace == namespace && s.name == name),
         };
         let Some(i) = found else {
             continue;
@@ -299,5 +296,88 @@ mod tests {
             "{}",
             blamed.object_statuses[0].description
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod kind_tests {
+    use super::*;
+    use crate::dag::Validity;
+    use crate::dag::model::ObjectStatus;
+    use crate::xds::cache::Rejection;
+    use crate::xds::translate::fixture::{
+        cluster_name, eds_cluster, route, vhost, with_passthrough, with_tcp_proxy,
+    };
+
+    /// An IngressRoute and an IngressRouteTCP with the same namespace and name: a rejection of
+    /// the TCP route's cluster is blamed on the IngressRouteTCP alone, one of the HTTP route's
+    /// cluster on the IngressRoute alone.
+    #[test]
+    fn a_rejection_is_blamed_on_the_traefik_object_of_the_owning_kind() {
+        let mut r = route("/", &[("web", 80, 1)]);
+        r.owner = crate::dag::owner::TRAEFIK_PREFIX.to_owned() + "apps/same";
+        let mut http = vhost("a.example.com", vec![r]);
+        http.owner = "traefik:apps/same".into();
+        let mut tcp = with_tcp_proxy(
+            with_passthrough(vhost("b.example.com", vec![])),
+            &[("db", 5432, 1)],
+        );
+        tcp.owner = "traefik-tcp:apps/same".into();
+        if let Some(p) = tcp.tcp_proxy.as_mut() {
+            p.owner = "traefik-tcp:apps/same".into();
+        }
+        let status = |kind: &str| ObjectStatus {
+            kind: kind.into(),
+            api_version: "traefik.io/v1alpha1".into(),
+            namespace: "apps".into(),
+            name: "same".into(),
+            current_status: Validity::Valid,
+            description: "valid".into(),
+        };
+        let dag = Dag {
+            virtual_hosts: vec![http, tcp],
+            clusters: vec![eds_cluster("web", 80), eds_cluster("db", 5432)],
+            object_statuses: vec![status("IngressRoute"), status("IngressRouteTCP")],
+            ..Dag::default()
+        };
+        let verdicts = |cluster: &str| {
+            let blamed = blame_statuses(
+                &dag,
+                &[Rejection::for_test(type_url::CLUSTER, &[cluster], "bad")],
+            );
+            blamed
+                .object_statuses
+                .iter()
+                .map(|s| (s.kind.clone(), s.current_status))
+                .collect::<Vec<_>>()
+        };
+        let both = |http, tcp| {
+            vec![
+                ("IngressRoute".to_owned(), http),
+                ("IngressRouteTCP".to_owned(), tcp),
+            ]
+        };
+        assert_eq!(
+            verdicts(&cluster_name("db", 5432)),
+            both(Validity::Valid, Validity::Invalid)
+        );
+        assert_eq!(
+            verdicts(&cluster_name("web", 80)),
+            both(Validity::Invalid, Validity::Valid)
+        );
+        // The TCP route listed first: still its own status that is blamed.
+        let mut reversed = dag.clone();
+        reversed.object_statuses.reverse();
+        let blamed = blame_statuses(
+            &reversed,
+            &[Rejection::for_test(
+                type_url::CLUSTER,
+                &[cluster_name("web", 80).as_str()],
+                "bad",
+            )],
+        );
+        assert_eq!(blamed.object_statuses[0].current_status, Validity::Valid);
+        assert_eq!(blamed.object_statuses[1].current_status, Validity::Invalid);
     }
 }

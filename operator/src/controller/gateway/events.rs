@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::{Event, EventType};
 
 use crate::api::gateway::GatewayStatus;
+use crate::dag::owner::Owner;
 use crate::provision::status::{
     CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING, ObjectFailure,
     REASON_APPLY_FAILED, REASON_OBJECT_NOT_OWNED, RejectionReport,
@@ -136,7 +137,12 @@ pub(super) fn status_events(
         let secondary = rejections
             .iter()
             .find_map(|r| r.ingress_route.as_deref())
-            .and_then(|route| route.split_once('/'))
+            .and_then(Owner::parse)
+            // A Traefik owner's API group is not in its name: it is named in the note only.
+            .and_then(|owner| match owner {
+                Owner::Contour { namespace, name } => Some((namespace, name)),
+                Owner::Traefik { .. } => None,
+            })
             .map(|(namespace, name)| ObjectReference {
                 api_version: Some("contour.heptio.com/v1beta1".to_owned()),
                 kind: Some("IngressRoute".to_owned()),

@@ -273,6 +273,16 @@ fn status_changes_record_provisioning_rollouts_and_rejections_once() {
         (Some("IngressRoute"), Some("team"), Some("web"))
     );
     assert!(status_events(Some(&rejected("a")), &rejected("a"), &report).is_empty());
+    // A Traefik owner is no Contour IngressRoute: no related object rather than a wrong one.
+    for owner in ["traefik:team/web", "traefik-tcp:team/web"] {
+        let traefik = [RejectionReport {
+            ingress_route: Some(owner.into()),
+            ..report[0].clone()
+        }];
+        let events = status_events(Some(&done), &rejected("a"), &traefik);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].secondary, None, "{owner}");
+    }
     assert_eq!(
         status_events(Some(&rejected("a")), &rejected("b"), &[]).len(),
         1

@@ -17,6 +17,7 @@ use crate::api::gateway::RouteCounts;
 use crate::api::ingressroute::IngressRouteStatus;
 use crate::api::traefik::Group;
 use crate::controller::status::combine_verdicts;
+use crate::dag::owner::{TRAEFIK_KIND, TRAEFIK_TCP_KIND};
 use crate::dag::{Dag, Validity};
 use crate::snapshot::{ClusterSnapshot, ObjKey};
 
@@ -54,10 +55,12 @@ pub fn traefik_verdicts<'a>(
 
 /// The series of the route gauge: `(kind, group)`, Contour's first. Every series is set on each
 /// pass (0 when empty), so none goes stale.
-pub const ROUTE_SERIES: [(&str, &str); 3] = [
+pub const ROUTE_SERIES: [(&str, &str); 5] = [
     ("IngressRoute", "contour.heptio.com"),
     ("IngressRoute", "traefik.io"),
     ("IngressRoute", "traefik.containo.us"),
+    ("IngressRouteTCP", "traefik.io"),
+    ("IngressRouteTCP", "traefik.containo.us"),
 ];
 
 /// One DAG's verdict counts per [`ROUTE_SERIES`] entry. Pure.
@@ -94,14 +97,26 @@ pub fn series_counts(dag: &Dag) -> BTreeMap<(&'static str, &'static str), RouteC
 /// resourceVersion), `None` when it is gone.
 fn reference(snapshot: &ClusterSnapshot, r: &TraefikRef) -> Option<ObjectReference> {
     let group = Group::of_api_version(&r.api_version)?;
-    let held = snapshot.traefik_routes.group(group).get(&r.key)?;
+    // The object of the verdict's kind: an IngressRoute and an IngressRouteTCP may share a
+    // namespace and name.
+    let held = match r.kind.as_str() {
+        TRAEFIK_KIND => &snapshot.traefik_routes.group(group).get(&r.key)?.metadata,
+        TRAEFIK_TCP_KIND => {
+            &snapshot
+                .traefik_tcp_routes
+                .group(group)
+                .get(&r.key)?
+                .metadata
+        }
+        _ => return None,
+    };
     Some(ObjectReference {
         api_version: Some(r.api_version.clone()),
         kind: Some(r.kind.clone()),
         namespace: Some(r.key.namespace.clone()),
         name: Some(r.key.name.clone()),
-        uid: held.metadata.uid.clone(),
-        resource_version: held.metadata.resource_version.clone(),
+        uid: held.uid.clone(),
+        resource_version: held.resource_version.clone(),
         field_path: None,
     })
 }

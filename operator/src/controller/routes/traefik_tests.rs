@@ -159,3 +159,70 @@ fn verdicts_of_several_gateways_combine_like_statuses() {
     );
     assert_eq!(traefik_verdicts([&b, &a]), v);
 }
+
+/// An IngressRoute and an IngressRouteTCP with the same namespace and name: each verdict is
+/// recorded on the object of its kind (by uid), and counted in the series of its kind.
+#[test]
+fn an_ingressroutetcp_verdict_goes_to_the_tcp_object_and_its_own_series() {
+    let mut snap = snapshot_with(Group::TraefikIo, "r", "http-uid");
+    let tcp = serde_json::json!({
+        "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRouteTCP",
+        "metadata": {"namespace": "ns", "name": "r", "uid": "tcp-uid", "resourceVersion": "9"},
+        "spec": {"routes": []},
+    });
+    snap.apply(Object::TraefikTcpRoute(
+        crate::api::traefik::decode(tcp).unwrap(),
+    ));
+    let mut tcp_status = object(Group::TraefikIo, "r", Validity::Invalid, "tcp bad");
+    tcp_status.kind = "IngressRouteTCP".into();
+    let d = dag(
+        "a/gw",
+        &[],
+        vec![
+            object(Group::TraefikIo, "r", Validity::Valid, "ok"),
+            tcp_status,
+        ],
+    );
+    let todo = to_announce(&snap, traefik_verdicts([&d]), &TraefikAnnounced::new());
+    let got: Vec<_> = todo
+        .iter()
+        .map(|(r, reference, status)| {
+            (
+                r.kind.as_str(),
+                reference.kind.as_deref(),
+                reference.uid.as_deref(),
+                status.current_status.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "IngressRoute",
+                Some("IngressRoute"),
+                Some("http-uid"),
+                "valid"
+            ),
+            (
+                "IngressRouteTCP",
+                Some("IngressRouteTCP"),
+                Some("tcp-uid"),
+                "invalid"
+            ),
+        ]
+    );
+    // Without the IngressRouteTCP in the snapshot, nothing to record its verdict on.
+    let only_http = snapshot_with(Group::TraefikIo, "r", "http-uid");
+    let todo = to_announce(&only_http, traefik_verdicts([&d]), &TraefikAnnounced::new());
+    assert_eq!(todo.len(), 1);
+    assert_eq!(todo[0].0.kind, "IngressRoute");
+    let series = series_counts(&d);
+    let ones = |valid, invalid| RouteCounts {
+        valid,
+        invalid,
+        orphaned: 0,
+    };
+    assert_eq!(series[&("IngressRoute", "traefik.io")], ones(1, 0));
+    assert_eq!(series[&("IngressRouteTCP", "traefik.io")], ones(0, 1));
+}
