@@ -291,7 +291,8 @@ pub enum SecretScope {
     All,
     /// The Gateways' root namespaces, the namespaces of TLSCertificateDelegations (delegated
     /// certificates live there), and the namespaces of IngressRoutes that ask for upstream
-    /// validation (their CA Secret lives beside them).
+    /// validation (their CA Secret lives beside them); while a Gateway allows cross-namespace
+    /// references, those of Traefik objects that read Secrets ([`super::secret_reach`]).
     Namespaces(BTreeSet<String>),
 }
 

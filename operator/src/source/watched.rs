@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::kube::SecretScope;
+use super::secret_reach;
 use crate::api::IngressRoute;
 use crate::snapshot::{
     ChangeSet, ClusterSnapshot, Kind, LiveSnapshot, ObjKey, SharedObject, UndecodableRoute,
@@ -94,6 +95,10 @@ pub struct WatchedSnapshot {
     /// Namespaces holding TLSCertificateDelegations or IngressRoutes that ask for upstream
     /// validation, with how many: Secrets are read there.
     secret_namespaces: BTreeMap<String, usize>,
+    /// Namespaces holding Traefik Middlewares or ServersTransports that read Secrets, with how
+    /// many: Secrets are read there while a Gateway allows cross-namespace references
+    /// ([`super::secret_reach`]).
+    reached_namespaces: BTreeMap<String, usize>,
 }
 
 impl WatchedSnapshot {
@@ -191,17 +196,24 @@ impl WatchedSnapshot {
 
     /// Where Secrets may be needed: everywhere if a Gateway accepts roots in every namespace,
     /// else its root namespaces, and those of TLSCertificateDelegations and of IngressRoutes
-    /// that ask for upstream validation. O(Gateways + such namespaces); equal to
-    /// [`secret_scope`](super::kube::secret_scope) over every object.
+    /// that ask for upstream validation, and (while a Gateway allows cross-namespace references)
+    /// those of Traefik objects that read Secrets ([`secret_reach`]). O(Gateways + such
+    /// namespaces); equal to [`secret_scope`](super::kube::secret_scope) then
+    /// [`secret_reach::reached_scope`] over every object.
     pub fn secret_scope(&self) -> SecretScope {
         let mut namespaces = BTreeSet::new();
+        let mut cross = false;
         for gw in self.snapshot().gateways.values() {
             if gw.spec.root_namespaces.is_empty() {
                 return SecretScope::All;
             }
             namespaces.extend(gw.spec.root_namespaces.iter().cloned());
+            cross |= secret_reach::allows_cross_namespace(gw);
         }
         namespaces.extend(self.secret_namespaces.keys().cloned());
+        if cross {
+            namespaces.extend(self.reached_namespaces.keys().cloned());
+        }
         SecretScope::Namespaces(namespaces)
     }
 
@@ -270,23 +282,22 @@ impl WatchedSnapshot {
     /// there.
     fn count_secret_namespace(&mut self, kind: Kind, key: &ObjKey, add: bool) {
         let snap = self.live.snapshot();
-        let needs = match kind {
-            Kind::Delegation => snap.delegations.contains_key(key),
-            Kind::IngressRoute => snap.ingress_routes.get(key).is_some_and(|r| validates(r)),
-            _ => false,
+        let counts = match kind {
+            Kind::Delegation if snap.delegations.contains_key(key) => &mut self.secret_namespaces,
+            Kind::IngressRoute if snap.ingress_routes.get(key).is_some_and(|r| validates(r)) => {
+                &mut self.secret_namespaces
+            }
+            Kind::Traefik(..) if secret_reach::names_secret(snap, kind, key) => {
+                &mut self.reached_namespaces
+            }
+            _ => return,
         };
-        if !needs {
-            return;
-        }
         if add {
-            *self
-                .secret_namespaces
-                .entry(key.namespace.clone())
-                .or_default() += 1;
-        } else if let Some(n) = self.secret_namespaces.get_mut(&key.namespace) {
+            *counts.entry(key.namespace.clone()).or_default() += 1;
+        } else if let Some(n) = counts.get_mut(&key.namespace) {
             *n -= 1;
             if *n == 0 {
-                self.secret_namespaces.remove(&key.namespace);
+                counts.remove(&key.namespace);
             }
         }
     }

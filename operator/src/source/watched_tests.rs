@@ -21,14 +21,16 @@ use crate::api::ingressroute::{
     CertificateDelegation, Route, Service as IrService, TLSCertificateDelegationSpec,
     UpstreamValidation,
 };
+use crate::api::traefik::Group;
 use crate::api::{Gateway, IngressRouteSpec, TLSCertificateDelegation};
-use crate::snapshot::{Object, SERVICE_NAME_LABEL};
+use crate::snapshot::{Object, SERVICE_NAME_LABEL, TraefikKind};
 use crate::source::kube::secret_scope;
 use sluice_e2e::rng::Rng;
 
 const NAMESPACES: [&str; 2] = ["a", "b"];
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 8] = [
     Kind::Gateway,
+    Kind::Traefik(TraefikKind::Middleware, Group::TraefikIo),
     Kind::IngressRoute,
     Kind::Delegation,
     Kind::Service,
@@ -65,6 +67,7 @@ fn random_object(rng: &mut Rng, kind: Kind, ns: &str) -> Watched {
                     } else {
                         vec![format!("root-{v}")]
                     },
+                    allow_cross_namespace: rng.chance(50),
                     ..GatewaySpec::default()
                 },
             );
@@ -159,6 +162,18 @@ fn random_object(rng: &mut Rng, kind: Kind, ns: &str) -> Watched {
             )])),
             ..Secret::default()
         }),
+        Kind::Traefik(TraefikKind::Middleware, group) => {
+            // Reading a Secret (basicAuth) or not.
+            let spec = if rng.chance(50) {
+                serde_json::json!({"basicAuth": {"secret": format!("users{v}")}})
+            } else {
+                serde_json::json!({"addPrefix": {"prefix": format!("/{v}")}})
+            };
+            let value = serde_json::json!({"apiVersion": group.api_version(), "kind": "Middleware",
+                                           "metadata": {"namespace": ns, "name": name},
+                                           "spec": spec});
+            Object::TraefikMiddleware(crate::api::traefik::decode(value).unwrap())
+        }
         Kind::UndecodableRoute | Kind::Traefik(..) => unreachable!("not a watched kind"),
     };
     Watched::Object(object.into())
@@ -226,6 +241,7 @@ impl World {
             snap.delegations.values().map(|d| &**d),
             snap.ingress_routes.values().map(|r| &**r),
         );
+        let scope = crate::source::secret_reach::reached_scope(scope, &snap);
         (snap, scope)
     }
 }
