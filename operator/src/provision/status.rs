@@ -83,6 +83,9 @@ pub struct RejectionReport {
     pub resources: Vec<String>,
     /// The IngressRoute (`namespace/name`) all the blamed resources come from, if only one.
     pub ingress_route: Option<String>,
+    /// That object's `apiVersion` when it is a Traefik object (`traefik:`, `traefik-tcp:`),
+    /// whose owner name does not say its API group.
+    pub ingress_route_api_version: Option<String>,
     /// Envoy's error message.
     pub error: String,
 }
@@ -840,12 +843,14 @@ mod tests {
                 kind: "Cluster".into(),
                 resources: vec!["a".into(), "b".into(), "c".into(), "d".into()],
                 ingress_route: Some("team/web".into()),
+                ingress_route_api_version: None,
                 error: long_error,
             },
             RejectionReport {
                 kind: "Secret".into(),
                 resources: vec!["team/tls".into()],
                 ingress_route: None,
+                ingress_route_api_version: None,
                 error: "key mismatch".into(),
             },
         ];
@@ -925,6 +930,7 @@ mod tests {
             kind: "Cluster".into(),
             resources: vec!["a".into()],
             ingress_route: None,
+            ingress_route_api_version: None,
             error: "bad".into(),
         }];
         let observed = ObservedState {
@@ -967,6 +973,7 @@ mod tests {
             kind: "Cluster".into(),
             resources: vec!["a".into()],
             ingress_route: None,
+            ingress_route_api_version: None,
             error: "bad".into(),
         }];
         let failures = [

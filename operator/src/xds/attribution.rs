@@ -100,6 +100,16 @@ pub fn single_owner<'a>(
     }
 }
 
+/// The `apiVersion` of the Traefik object that owner name `owner` names, from its status in
+/// `dag` (the name does not say the API group); `None` for a Contour owner or an unknown one.
+pub fn traefik_api_version(dag: &Dag, owner: &str) -> Option<String> {
+    let owner = Owner::parse(owner).filter(|o| matches!(o, Owner::Traefik { .. }))?;
+    dag.object_statuses
+        .iter()
+        .find(|s| owner.is_status_of(s))
+        .map(|s| s.api_version.clone())
+}
+
 /// Longest part of Envoy's error message copied into an IngressRoute's status.
 const MAX_ERROR_IN_STATUS: usize = 300;
 
@@ -379,5 +389,19 @@ mod kind_tests {
         );
         assert_eq!(blamed.object_statuses[0].current_status, Validity::Valid);
         assert_eq!(blamed.object_statuses[1].current_status, Validity::Invalid);
+        // The API version a rejection's related object is named with: the owner's kind's.
+        let mut legacy_tcp = dag.clone();
+        legacy_tcp.object_statuses[1].api_version = "traefik.containo.us/v1alpha1".into();
+        let version = |owner: &str| traefik_api_version(&legacy_tcp, owner);
+        assert_eq!(
+            version("traefik-tcp:apps/same").as_deref(),
+            Some("traefik.containo.us/v1alpha1")
+        );
+        assert_eq!(
+            version("traefik:apps/same").as_deref(),
+            Some("traefik.io/v1alpha1")
+        );
+        assert_eq!(version("apps/same"), None);
+        assert_eq!(version("traefik:apps/other"), None);
     }
 }

@@ -136,16 +136,29 @@ pub(super) fn status_events(
     {
         let secondary = rejections
             .iter()
-            .find_map(|r| r.ingress_route.as_deref())
-            .and_then(Owner::parse)
-            // A Traefik owner's API group is not in its name: it is named in the note only.
-            .and_then(|owner| match owner {
-                Owner::Contour { namespace, name } => Some((namespace, name)),
-                Owner::Traefik { .. } => None,
+            .find_map(|r| Some((r.ingress_route.as_deref()?, r)))
+            .and_then(|(owner, r)| match Owner::parse(owner)? {
+                Owner::Contour { namespace, name } => Some((
+                    "contour.heptio.com/v1beta1",
+                    "IngressRoute",
+                    namespace,
+                    name,
+                )),
+                // A Traefik owner's name does not say its API group: related only when known.
+                Owner::Traefik {
+                    kind,
+                    namespace,
+                    name,
+                } => Some((
+                    r.ingress_route_api_version.as_deref()?,
+                    kind,
+                    namespace,
+                    name,
+                )),
             })
-            .map(|(namespace, name)| ObjectReference {
-                api_version: Some("contour.heptio.com/v1beta1".to_owned()),
-                kind: Some("IngressRoute".to_owned()),
+            .map(|(api_version, kind, namespace, name)| ObjectReference {
+                api_version: Some(api_version.to_owned()),
+                kind: Some(kind.to_owned()),
                 namespace: Some(namespace.to_owned()),
                 name: Some(name.to_owned()),
                 ..ObjectReference::default()

@@ -338,6 +338,9 @@ pub fn rejection_reports(rejections: Vec<Rejection>, dag: Option<&Dag>) -> Vec<R
                     r.changed_resources.keys().map(String::as_str),
                 )
             });
+            let ingress_route_api_version = dag
+                .zip(ingress_route.as_deref())
+                .and_then(|(dag, owner)| crate::xds::attribution::traefik_api_version(dag, owner));
             RejectionReport {
                 kind: r
                     .type_url
@@ -347,6 +350,7 @@ pub fn rejection_reports(rejections: Vec<Rejection>, dag: Option<&Dag>) -> Vec<R
                     .to_owned(),
                 resources: r.changed_resources.into_keys().collect(),
                 ingress_route,
+                ingress_route_api_version,
                 error: r.error,
             }
         })

@@ -90,6 +90,7 @@ fn rejections_name_the_one_ingressroute_they_come_from() {
             kind: "Cluster".into(),
             resources: vec![name],
             ingress_route: Some("default/root".into()),
+            ingress_route_api_version: None,
             error: "bad lb_policy".into(),
         }]
     );
@@ -256,6 +257,7 @@ fn status_changes_record_provisioning_rollouts_and_rejections_once() {
         kind: "Cluster".into(),
         resources: vec!["c".into()],
         ingress_route: Some("team/web".into()),
+        ingress_route_api_version: None,
         error: "bad".into(),
     }];
     let events = status_events(Some(&done), &rejected("a"), &report);
@@ -273,15 +275,37 @@ fn status_changes_record_provisioning_rollouts_and_rejections_once() {
         (Some("IngressRoute"), Some("team"), Some("web"))
     );
     assert!(status_events(Some(&rejected("a")), &rejected("a"), &report).is_empty());
-    // A Traefik owner is no Contour IngressRoute: no related object rather than a wrong one.
-    for owner in ["traefik:team/web", "traefik-tcp:team/web"] {
-        let traefik = [RejectionReport {
+    // A Traefik owner is no Contour IngressRoute: the related object is of its kind and API
+    // version, or none when that is not known, never a wrong one.
+    for (owner, kind) in [
+        ("traefik:team/web", "IngressRoute"),
+        ("traefik-tcp:team/web", "IngressRouteTCP"),
+    ] {
+        let mut traefik = [RejectionReport {
             ingress_route: Some(owner.into()),
             ..report[0].clone()
         }];
         let events = status_events(Some(&done), &rejected("a"), &traefik);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].secondary, None, "{owner}");
+        traefik[0].ingress_route_api_version = Some("traefik.containo.us/v1alpha1".into());
+        let events = status_events(Some(&done), &rejected("a"), &traefik);
+        let related = events[0].secondary.clone().unwrap();
+        assert_eq!(
+            (
+                related.api_version.as_deref(),
+                related.kind.as_deref(),
+                related.namespace.as_deref(),
+                related.name.as_deref()
+            ),
+            (
+                Some("traefik.containo.us/v1alpha1"),
+                Some(kind),
+                Some("team"),
+                Some("web")
+            ),
+            "{owner}"
+        );
     }
     assert_eq!(
         status_events(Some(&rejected("a")), &rejected("b"), &[]).len(),
