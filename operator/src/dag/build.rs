@@ -431,9 +431,12 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// The DAG name of a claimant: `namespace/name`, or `traefik:namespace/name`.
+/// The DAG name of a claimant (see `super::owner`): `namespace/name`, `traefik:namespace/name`
+/// or, for an IngressRouteTCP, `traefik-tcp:namespace/name`.
 fn owner_name(c: &Claimant) -> String {
-    if c.traefik {
+    if c.tcp {
+        traefik::tcp::owner_name(&c.key)
+    } else if c.traefik {
         traefik::owner_name(&c.key)
     } else {
         c.key.to_string()

@@ -54,6 +54,18 @@ impl<'a> Owner<'a> {
         Some(Owner::Contour { namespace, name })
     }
 
+    /// The object's kind and `namespace/name`, as messages name it (`IngressRouteTCP team/db`).
+    pub fn describe(&self) -> String {
+        match self {
+            Owner::Contour { namespace, name } => format!("IngressRoute {namespace}/{name}"),
+            Owner::Traefik {
+                kind,
+                namespace,
+                name,
+            } => format!("{kind} {namespace}/{name}"),
+        }
+    }
+
     /// Whether `status` is the status of this (Traefik) object: same kind, namespace and name.
     pub fn is_status_of(&self, status: &ObjectStatus) -> bool {
         match self {

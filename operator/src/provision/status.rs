@@ -48,6 +48,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::objects::ProvisionError;
 use crate::api::Gateway;
 use crate::api::gateway::{EnvoyCounts, GatewayStatus, RouteCounts};
+use crate::dag::owner::Owner;
 
 pub const CONDITION_AVAILABLE: &str = "Available";
 pub const CONDITION_PROGRESSING: &str = "Progressing";
@@ -265,7 +266,10 @@ fn degraded_by_rejections(rejections: &[RejectionReport]) -> Option<Cond> {
         let owner = r
             .ingress_route
             .as_ref()
-            .map(|o| format!(" of IngressRoute {o}"))
+            .map(|o| match Owner::parse(o) {
+                Some(owner) => format!(" of {}", owner.describe()),
+                None => format!(" of {o}"),
+            })
             .unwrap_or_default();
         let mut error: String = r.error.chars().take(MAX_ERROR_CHARS).collect();
         if r.error.chars().count() > MAX_ERROR_CHARS {
@@ -873,6 +877,28 @@ mod tests {
         );
         assert!(d.message.contains("...; Secret team/tls: key mismatch"));
         assert!(d.message.len() < 600, "{}", d.message);
+
+        // A Traefik owner is named with its kind.
+        let tcp = [RejectionReport {
+            kind: "Listener".into(),
+            resources: vec!["https".into()],
+            ingress_route: Some("traefik-tcp:team/db".into()),
+            ingress_route_api_version: Some("traefik.io/v1alpha1".into()),
+            error: "bad".into(),
+        }];
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            rejections: &tcp,
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        let d = cond(&s, "Degraded");
+        assert!(
+            d.message
+                .contains("Listener https of IngressRouteTCP team/db: bad"),
+            "{}",
+            d.message
+        );
 
         // An invalid spec says more: it stays the reason.
         let error = ProvisionError::InvalidSpec {

@@ -136,8 +136,7 @@ pub(super) fn status_events(
     {
         let secondary = rejections
             .iter()
-            .find_map(|r| Some((r.ingress_route.as_deref()?, r)))
-            .and_then(|(owner, r)| match Owner::parse(owner)? {
+            .find_map(|r| match Owner::parse(r.ingress_route.as_deref()?)? {
                 Owner::Contour { namespace, name } => Some((
                     "contour.heptio.com/v1beta1",
                     "IngressRoute",

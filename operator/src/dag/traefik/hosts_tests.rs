@@ -210,3 +210,32 @@ fn an_invalid_owner_keeps_its_name_from_the_catch_all() {
     let dag = dag_of(&broken);
     assert!(dag.virtual_hosts.is_empty());
 }
+
+#[test]
+fn an_invalid_tcp_owner_keeps_its_name_under_its_own_kind() {
+    // An IngressRouteTCP with the catch-all's namespace and name: its held name must be owned
+    // as `traefik-tcp:`, or blame and Events would go to the IngressRoute.
+    let tcp = "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRouteTCP\nmetadata:\n  \
+               name: r\n  namespace: c\n  creationTimestamp: \"2024-01-01T00:00:00Z\"\nspec:\n  \
+               routes:\n  - match: HostSNI(`db.example.com`)\n    \
+               services: [{name: missing, port: 80}]\n  tls: {passthrough: true}\n";
+    let catch_all = traefik("c", "r", 2025, &["PathPrefix(`/`)"]);
+    let dag = dag_of(&(svc("c") + tcp + &catch_all));
+    let tcp_status = dag
+        .object_statuses
+        .iter()
+        .find(|s| s.kind == "IngressRouteTCP")
+        .unwrap();
+    assert_eq!(
+        tcp_status.current_status,
+        Validity::Invalid,
+        "{tcp_status:?}"
+    );
+    assert_eq!(
+        hosts(&dag),
+        [
+            ("*", "traefik:c/r", 1),
+            ("db.example.com", "traefik-tcp:c/r", 0)
+        ]
+    );
+}
