@@ -1,11 +1,14 @@
 //! The `sluice render` report: per Gateway instance, the status of every IngressRoute it judges
 //! and the xDS resources it would serve. A pure function of a snapshot; the CLI only prints it.
 //!
-//! [`render_report`] builds it as a `serde_json::Value` (for YAML and tests);
-//! [`write_report_json`] writes the same JSON text as it goes, one instance and one resource at
-//! a time, without the `Value` tree (`render -o json`).
+//! [`render_report`] builds it as a `serde_json::Value` (the reference, for tests);
+//! [`write_report_json`] and [`write_report_yaml`] write the same JSON and YAML text as they go,
+//! one instance, one resource type and one resource at a time, without the `Value` tree.
 
 mod pretty;
+mod yaml;
+
+pub use yaml::write_report_yaml;
 
 use std::io::{self, Write};
 
@@ -335,6 +338,43 @@ mod stream_tests {
         let mut unloaded = ClusterSnapshot::default();
         unloaded.unloaded_gateways = vec!["x".to_owned()];
         let (ours, reference) = both(&unloaded, RenderOptions::default());
+        assert_eq!(ours, reference);
+    }
+
+    fn both_yaml(snapshot: &ClusterSnapshot, options: RenderOptions) -> (String, String) {
+        let mut out = Vec::new();
+        write_report_yaml(snapshot.clone(), options, &mut out).unwrap();
+        let reference = serde_norway::to_string(&render_report(snapshot, options)).unwrap();
+        (String::from_utf8(out).unwrap(), reference)
+    }
+
+    /// The same for YAML: byte for byte what `serde_norway` prints for the `Value`.
+    #[test]
+    fn streamed_yaml_is_the_value_printed_for_every_example() {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut groups = 0;
+        for entry in std::fs::read_dir(examples).unwrap() {
+            let dir = entry.unwrap().path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let loaded = crate::source::load_dir(&dir).unwrap();
+            for include_dag in [false, true] {
+                let (ours, reference) = both_yaml(&loaded.snapshot, RenderOptions { include_dag });
+                assert!(
+                    ours == reference,
+                    "{}: streamed YAML differs",
+                    dir.display()
+                );
+            }
+            groups += 1;
+        }
+        assert!(groups >= 20, "{groups}");
+        let (ours, reference) = both_yaml(&ClusterSnapshot::default(), RenderOptions::default());
+        assert_eq!(ours, reference);
+        let mut unloaded = ClusterSnapshot::default();
+        unloaded.unloaded_gateways = vec!["x".to_owned()];
+        let (ours, reference) = both_yaml(&unloaded, RenderOptions::default());
         assert_eq!(ours, reference);
     }
 }
