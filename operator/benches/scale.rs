@@ -486,7 +486,7 @@ fn event_table() {
         state.apply(
             &slices,
             WatchEvent::Apply(Watched::Object(SharedObject::EndpointSlice(Arc::new(
-                slice,
+                slice.into(),
             )))),
         );
         let (snap, changes) = state.take();

@@ -348,8 +348,11 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
             out.flush()?;
         }
         OutputFormat::Yaml => {
-            let report = crate::render::render_report(&loaded.snapshot, options);
-            print!("{}", serde_norway::to_string(&report)?);
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let snapshot = std::mem::take(&mut loaded.snapshot);
+            crate::render::write_report_yaml(snapshot, options, &mut out)?;
+            out.flush()?;
         }
     }
     match loaded.errors.len() {

@@ -24,6 +24,14 @@ pub fn translate_dag(dag: &Dag, opts: &TranslateOptions) -> Result<Resources, Tr
     translate::translate(dag, opts)
 }
 
+/// [`translate_dag`] one resource type at a time (`sluice render` writes each and drops it).
+pub fn translate_by_type<'a>(
+    dag: &'a Dag,
+    opts: &'a TranslateOptions,
+) -> Result<translate::ByType<'a>, TranslateError> {
+    translate::ByType::new(dag, opts)
+}
+
 /// One Gateway instance's state between changes.
 #[derive(Debug)]
 pub struct InstancePipeline {

@@ -1,11 +1,14 @@
 //! The `sluice render` report: per Gateway instance, the status of every IngressRoute it judges
 //! and the xDS resources it would serve. A pure function of a snapshot; the CLI only prints it.
 //!
-//! [`render_report`] builds it as a `serde_json::Value` (for YAML and tests);
-//! [`write_report_json`] writes the same JSON text as it goes, one instance and one resource at
-//! a time, without the `Value` tree (`render -o json`).
+//! [`render_report`] builds it as a `serde_json::Value` (the reference, for tests);
+//! [`write_report_json`] and [`write_report_yaml`] write the same JSON and YAML text as they go,
+//! one instance, one resource type and one resource at a time, without the `Value` tree.
 
 mod pretty;
+mod yaml;
+
+pub use yaml::write_report_yaml;
 
 use std::io::{self, Write};
 
@@ -17,7 +20,7 @@ use crate::dag::{self, Dag};
 use crate::pipeline;
 use crate::snapshot::ClusterSnapshot;
 use crate::xds::translate::json::{self, to_json};
-use crate::xds::translate::{Resources, TranslateError, TranslateOptions};
+use crate::xds::translate::{Resource, Resources, TranslateError, TranslateOptions};
 
 /// What to put in the report besides statuses and xDS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,8 +116,7 @@ pub fn write_report_json<W: Write>(
             out.write_all(b"[")?;
             let translated = |out: &mut W, dag: Dag| {
                 pretty::newline(out, 2)?;
-                let resources = pipeline::translate_dag(&dag, &TranslateOptions::default());
-                write_instance(out, 2, &dag, resources, options)
+                write_instance(out, 2, &dag, options)
             };
             for selection in others {
                 translated(out, dag::build(&snapshot, selection))?;
@@ -136,7 +138,6 @@ fn write_instance<W: Write>(
     out: &mut W,
     indent: usize,
     dag: &Dag,
-    resources: Result<Resources, TranslateError>,
     options: RenderOptions,
 ) -> io::Result<()> {
     let mut first = true;
@@ -150,7 +151,7 @@ fn write_instance<W: Write>(
     field(out, indent, &mut first, "ingressRoutes")?;
     pretty::write_value(out, indent + 1, &route_entries(dag))?;
     field(out, indent, &mut first, "xds")?;
-    write_xds(out, indent + 1, resources)?;
+    write_xds(out, indent + 1, dag)?;
     pretty::newline(out, indent)?;
     out.write_all(b"}")
 }
@@ -164,14 +165,13 @@ fn field<W: Write>(out: &mut W, indent: usize, first: &mut bool, name: &str) -> 
     Ok(pretty::key(out, name)?)
 }
 
-/// [`render_xds`], written as it goes.
-fn write_xds<W: Write>(
-    out: &mut W,
-    indent: usize,
-    resources: Result<Resources, TranslateError>,
-) -> io::Result<()> {
-    let resources = match resources {
-        Ok(r) => r,
+/// [`render_xds`], written as it goes: each type is translated just before it is written and
+/// dropped after, and clusters are made one at a time, so the instance's resources are never
+/// all in memory at once.
+fn write_xds<W: Write>(out: &mut W, indent: usize, dag: &Dag) -> io::Result<()> {
+    let opts = TranslateOptions::default();
+    let by_type = match pipeline::translate_by_type(dag, &opts) {
+        Ok(t) => t,
         Err(e) => {
             return Ok(pretty::write_value(
                 out,
@@ -180,52 +180,46 @@ fn write_xds<W: Write>(
             )?);
         }
     };
-    let secrets: Vec<_> = resources
-        .secrets
-        .iter()
-        .map(|s| json::redacted(&s.message))
-        .collect();
     let mut first = true;
     out.write_all(b"{")?;
     field(out, indent, &mut first, "clusters")?;
     write_messages(
         out,
         indent + 1,
-        resources.clusters.iter().map(|r| &r.message),
+        by_type.clusters_one_by_one().map(|r| r.message),
     )?;
     field(out, indent, &mut first, "endpoints")?;
-    write_messages(
-        out,
-        indent + 1,
-        resources.endpoints.iter().map(|r| &r.message),
-    )?;
+    write_messages(out, indent + 1, messages(by_type.endpoints()))?;
     field(out, indent, &mut first, "listeners")?;
-    write_messages(
-        out,
-        indent + 1,
-        resources.listeners.iter().map(|r| &r.message),
-    )?;
+    write_messages(out, indent + 1, messages(by_type.listeners()))?;
     field(out, indent, &mut first, "routes")?;
-    write_messages(out, indent + 1, resources.routes.iter().map(|r| &r.message))?;
+    write_messages(out, indent + 1, messages(by_type.routes()))?;
     field(out, indent, &mut first, "scoped_routes")?;
+    write_messages(out, indent + 1, messages(by_type.scoped_routes()))?;
+    field(out, indent, &mut first, "secrets")?;
+    let secrets = by_type.secrets();
     write_messages(
         out,
         indent + 1,
-        resources.scoped_routes.iter().map(|r| &r.message),
+        secrets.iter().map(|s| json::redacted(&s.message)),
     )?;
-    field(out, indent, &mut first, "secrets")?;
-    write_messages(out, indent + 1, secrets.iter())?;
     pretty::newline(out, indent)?;
     out.write_all(b"}")
 }
 
+/// The messages of a list of resources.
+fn messages<T>(list: Vec<Resource<T>>) -> impl Iterator<Item = T> {
+    list.into_iter().map(|r| r.message)
+}
+
 /// A list of messages in Envoy's JSON form, one message in memory at a time.
-fn write_messages<'a, W: Write, T: Message + Name + 'a>(
+fn write_messages<W: Write, T: Message + Name>(
     out: &mut W,
     indent: usize,
-    messages: impl ExactSizeIterator<Item = &'a T>,
+    messages: impl Iterator<Item = T>,
 ) -> io::Result<()> {
-    if messages.len() == 0 {
+    let mut messages = messages.peekable();
+    if messages.peek().is_none() {
         return out.write_all(b"[]");
     }
     out.write_all(b"[")?;
@@ -235,7 +229,7 @@ fn write_messages<'a, W: Write, T: Message + Name + 'a>(
             out.write_all(b",")?;
         }
         pretty::newline(out, indent + 1)?;
-        let dynamic = json::to_dynamic(message).map_err(io::Error::other)?;
+        let dynamic = json::to_dynamic(&message).map_err(io::Error::other)?;
         pretty::write_value(out, indent + 1, &WithOptions(&dynamic, &options))?;
     }
     pretty::newline(out, indent)?;
@@ -344,6 +338,43 @@ mod stream_tests {
         let mut unloaded = ClusterSnapshot::default();
         unloaded.unloaded_gateways = vec!["x".to_owned()];
         let (ours, reference) = both(&unloaded, RenderOptions::default());
+        assert_eq!(ours, reference);
+    }
+
+    fn both_yaml(snapshot: &ClusterSnapshot, options: RenderOptions) -> (String, String) {
+        let mut out = Vec::new();
+        write_report_yaml(snapshot.clone(), options, &mut out).unwrap();
+        let reference = serde_norway::to_string(&render_report(snapshot, options)).unwrap();
+        (String::from_utf8(out).unwrap(), reference)
+    }
+
+    /// The same for YAML: byte for byte what `serde_norway` prints for the `Value`.
+    #[test]
+    fn streamed_yaml_is_the_value_printed_for_every_example() {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut groups = 0;
+        for entry in std::fs::read_dir(examples).unwrap() {
+            let dir = entry.unwrap().path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let loaded = crate::source::load_dir(&dir).unwrap();
+            for include_dag in [false, true] {
+                let (ours, reference) = both_yaml(&loaded.snapshot, RenderOptions { include_dag });
+                assert!(
+                    ours == reference,
+                    "{}: streamed YAML differs",
+                    dir.display()
+                );
+            }
+            groups += 1;
+        }
+        assert!(groups >= 20, "{groups}");
+        let (ours, reference) = both_yaml(&ClusterSnapshot::default(), RenderOptions::default());
+        assert_eq!(ours, reference);
+        let mut unloaded = ClusterSnapshot::default();
+        unloaded.unloaded_gateways = vec!["x".to_owned()];
+        let (ours, reference) = both_yaml(&unloaded, RenderOptions::default());
         assert_eq!(ours, reference);
     }
 }

@@ -8,6 +8,8 @@ use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
+pub mod slim;
+
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 
 mod changes;
@@ -24,7 +26,7 @@ pub use traefik::{
 };
 
 /// Namespace and name of an object; orders by namespace, then name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct ObjKey {
     pub namespace: String,
     pub name: String,
@@ -69,11 +71,12 @@ pub struct ClusterSnapshot {
     pub gateways: ObjMap<Gateway>,
     pub ingress_routes: ObjMap<IngressRoute>,
     pub delegations: ObjMap<TLSCertificateDelegation>,
-    pub services: ObjMap<Service>,
-    #[allow(deprecated)]
-    pub endpoints: ObjMap<Endpoints>,
-    pub endpoint_slices: ObjMap<EndpointSlice>,
-    pub secrets: ObjMap<Secret>,
+    /// Services, Endpoints, EndpointSlices and Secrets as the DAG reads them ([`slim`]), not
+    /// as decoded.
+    pub services: ObjMap<slim::Service>,
+    pub endpoints: ObjMap<slim::Endpoints>,
+    pub endpoint_slices: ObjMap<slim::EndpointSlice>,
+    pub secrets: ObjMap<slim::Secret>,
     /// Documents that are, or may be, Gateways and did not load (`file: document N (…)`).
     /// While any is listed the snapshot counts as having Gateways: the open default instance is
     /// never used in their place.
@@ -117,7 +120,8 @@ pub struct UndecodableRoute {
     pub status: Option<crate::api::ingressroute::IngressRouteStatus>,
 }
 
-/// Any object a snapshot holds.
+/// Any object a snapshot holds, as decoded (Services, Endpoints, EndpointSlices and Secrets are
+/// held in their [`slim`] form: see [`SharedObject`]).
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Object {
@@ -138,17 +142,17 @@ pub enum Object {
     TraefikTransport(TraefikTransport),
 }
 
-/// Any object a snapshot holds, shared with whoever else holds it (a watch's decoded object).
+/// Any object a snapshot holds, as it holds it, shared with whoever else holds it (the
+/// loader's parsed files).
 #[derive(Clone, Debug)]
 pub enum SharedObject {
     Gateway(Arc<Gateway>),
     IngressRoute(Arc<IngressRoute>),
     Delegation(Arc<TLSCertificateDelegation>),
-    Service(Arc<Service>),
-    #[allow(deprecated)]
-    Endpoints(Arc<Endpoints>),
-    EndpointSlice(Arc<EndpointSlice>),
-    Secret(Arc<Secret>),
+    Service(Arc<slim::Service>),
+    Endpoints(Arc<slim::Endpoints>),
+    EndpointSlice(Arc<slim::EndpointSlice>),
+    Secret(Arc<slim::Secret>),
     TraefikRoute(Arc<TraefikRoute>),
     TraefikMiddleware(Arc<TraefikMiddleware>),
     TraefikTcpRoute(Arc<TraefikTcpRoute>),
@@ -164,10 +168,10 @@ impl From<Object> for SharedObject {
             Object::Gateway(o) => Self::Gateway(Arc::new(o)),
             Object::IngressRoute(o) => Self::IngressRoute(Arc::new(o)),
             Object::Delegation(o) => Self::Delegation(Arc::new(o)),
-            Object::Service(o) => Self::Service(Arc::new(o)),
-            Object::Endpoints(o) => Self::Endpoints(Arc::new(o)),
-            Object::EndpointSlice(o) => Self::EndpointSlice(Arc::new(o)),
-            Object::Secret(o) => Self::Secret(Arc::new(o)),
+            Object::Service(o) => Self::Service(Arc::new(o.into())),
+            Object::Endpoints(o) => Self::Endpoints(Arc::new(o.into())),
+            Object::EndpointSlice(o) => Self::EndpointSlice(Arc::new(o.into())),
+            Object::Secret(o) => Self::Secret(Arc::new(o.into())),
             Object::TraefikRoute(o) => Self::TraefikRoute(Arc::new(o)),
             Object::TraefikMiddleware(o) => Self::TraefikMiddleware(Arc::new(o)),
             Object::TraefikTcpRoute(o) => Self::TraefikTcpRoute(Arc::new(o)),
@@ -256,10 +260,10 @@ impl SharedObject {
             SharedObject::Gateway(o) => ObjKey::of(&**o),
             SharedObject::IngressRoute(o) => ObjKey::of(&**o),
             SharedObject::Delegation(o) => ObjKey::of(&**o),
-            SharedObject::Service(o) => ObjKey::of(&**o),
-            SharedObject::Endpoints(o) => ObjKey::of(&**o),
-            SharedObject::EndpointSlice(o) => ObjKey::of(&**o),
-            SharedObject::Secret(o) => ObjKey::of(&**o),
+            SharedObject::Service(o) => o.key.clone(),
+            SharedObject::Endpoints(o) => o.key.clone(),
+            SharedObject::EndpointSlice(o) => o.key.clone(),
+            SharedObject::Secret(o) => o.key.clone(),
             SharedObject::TraefikRoute(o) => traefik_key(o),
             SharedObject::TraefikMiddleware(o) => traefik_key(o),
             SharedObject::TraefikTcpRoute(o) => traefik_key(o),
@@ -272,9 +276,9 @@ impl SharedObject {
 }
 
 /// The Service an EndpointSlice belongs to, by its label.
-pub fn slice_service(slice: &EndpointSlice) -> Option<ObjKey> {
-    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    Some(ObjKey::new(ObjKey::of(slice).namespace, name.clone()))
+pub fn slice_service(slice: &slim::EndpointSlice) -> Option<ObjKey> {
+    let name = slice.service_name.as_ref()?;
+    Some(ObjKey::new(slice.key.namespace.clone(), name.clone()))
 }
 
 /// The Secrets a TLSCertificateDelegation delegates (in its own namespace).
@@ -310,13 +314,13 @@ impl ClusterSnapshot {
                 self.delegations.insert(key, o);
             }
             SharedObject::Service(o) => {
-                self.services.insert(ObjKey::of(&*o), o);
+                self.services.insert(o.key.clone(), o);
             }
             SharedObject::Endpoints(o) => {
-                self.endpoints.insert(ObjKey::of(&*o), o);
+                self.endpoints.insert(o.key.clone(), o);
             }
             SharedObject::EndpointSlice(o) => {
-                let key = ObjKey::of(&*o);
+                let key = o.key.clone();
                 self.unindex_slice(&key);
                 if let Some(svc) = slice_service(&o) {
                     index(&mut self.slices_by_service, svc, key.clone());
@@ -324,7 +328,7 @@ impl ClusterSnapshot {
                 self.endpoint_slices.insert(key, o);
             }
             SharedObject::Secret(o) => {
-                self.secrets.insert(ObjKey::of(&*o), o);
+                self.secrets.insert(o.key.clone(), o);
             }
             SharedObject::TraefikRoute(o) => {
                 let group = o.group;
@@ -428,7 +432,10 @@ impl ClusterSnapshot {
     }
 
     /// EndpointSlices of one Service, in name order (from the index: no scan).
-    pub fn slices_of<'a>(&'a self, svc: &ObjKey) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+    pub fn slices_of<'a>(
+        &'a self,
+        svc: &ObjKey,
+    ) -> impl Iterator<Item = &'a slim::EndpointSlice> + 'a {
         self.slices_by_service
             .get(svc)
             .into_iter()

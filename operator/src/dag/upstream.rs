@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{Service as KubeService, ServicePort};
+use crate::snapshot::slim::{Service as KubeService, ServicePort, UPSTREAM_PROTOCOL_PREFIXES};
 
 use super::build::Builder;
 use super::checks;
@@ -23,12 +23,6 @@ const DEFAULT_HEALTH_CHECK_INTERVAL: u32 = 5;
 const DEFAULT_HEALTH_CHECK_TIMEOUT: u32 = 2;
 const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
-
-/// Service annotation prefixes naming ports spoken as TLS, HTTP/2 or cleartext HTTP/2.
-const UPSTREAM_PROTOCOL_PREFIXES: [&str; 2] = [
-    "contour.heptio.com/upstream-protocol.",
-    "projectcontour.io/upstream-protocol.",
-];
 
 /// The key of a CA bundle in a Secret.
 const CA_CERT_KEY: &str = "ca.crt";

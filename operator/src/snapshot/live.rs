@@ -43,14 +43,15 @@ impl LiveSnapshot {
     /// Adds or replaces an object; returns whether anything changed. An object equal to the one
     /// held changes nothing, and the held `Arc` stays (still shared with older snapshots).
     pub fn upsert(&mut self, obj: SharedObject) -> bool {
+        let key = obj.key();
         let held = match &obj {
-            SharedObject::Gateway(o) => holds(&self.snap.gateways, o),
-            SharedObject::IngressRoute(o) => holds(&self.snap.ingress_routes, o),
-            SharedObject::Delegation(o) => holds(&self.snap.delegations, o),
-            SharedObject::Service(o) => holds(&self.snap.services, o),
-            SharedObject::Endpoints(o) => holds(&self.snap.endpoints, o),
-            SharedObject::EndpointSlice(o) => holds(&self.snap.endpoint_slices, o),
-            SharedObject::Secret(o) => holds(&self.snap.secrets, o),
+            SharedObject::Gateway(o) => holds(&self.snap.gateways, &key, o),
+            SharedObject::IngressRoute(o) => holds(&self.snap.ingress_routes, &key, o),
+            SharedObject::Delegation(o) => holds(&self.snap.delegations, &key, o),
+            SharedObject::Service(o) => holds(&self.snap.services, &key, o),
+            SharedObject::Endpoints(o) => holds(&self.snap.endpoints, &key, o),
+            SharedObject::EndpointSlice(o) => holds(&self.snap.endpoint_slices, &key, o),
+            SharedObject::Secret(o) => holds(&self.snap.secrets, &key, o),
             SharedObject::TraefikRoute(o) => holds_traefik(&self.snap.traefik_routes, o),
             SharedObject::TraefikMiddleware(o) => holds_traefik(&self.snap.traefik_middlewares, o),
             SharedObject::TraefikTcpRoute(o) => holds_traefik(&self.snap.traefik_tcp_routes, o),
@@ -62,7 +63,7 @@ impl LiveSnapshot {
         if held {
             return false;
         }
-        self.changes.insert(obj.kind(), obj.key());
+        self.changes.insert(obj.kind(), key);
         self.snap.apply_shared(obj);
         true
     }
@@ -133,8 +134,8 @@ impl LiveSnapshot {
 }
 
 /// Whether `map` holds `obj` already (the same `Arc`, or an equal value).
-fn holds<T: PartialEq + kube::ResourceExt>(map: &ObjMap<T>, obj: &Arc<T>) -> bool {
-    map.get(&ObjKey::of(&**obj))
+fn holds<T: PartialEq>(map: &ObjMap<T>, key: &ObjKey, obj: &Arc<T>) -> bool {
+    map.get(key)
         .is_some_and(|held| Arc::ptr_eq(held, obj) || **held == **obj)
 }
 

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -75,6 +76,8 @@ impl Stamp {
     }
 }
 
+/// One file as last read. Boxed in the loader's map: a map node holds eleven entries, most of
+/// them empty, and an entry is then a pointer, not the whole record.
 struct CachedFile {
     /// `None` when the file could not be stat'ed: it is read again on every reload.
     stamp: Option<Stamp>,
@@ -83,12 +86,98 @@ struct CachedFile {
     hash: Option<[u8; 32]>,
     generation: u64,
     content: Content,
+    /// Whether some object appears more than once in the file.
+    repeats: bool,
 }
 
 enum Content {
     Parsed(ParsedFile),
     /// The file could not be read (it may hold a Gateway: fail closed).
-    Unreadable(LoadError),
+    Unreadable(Box<LoadError>),
+}
+
+/// What the loader knows of one object: the files that hold it, and the winner of the last
+/// accepted reload. One map entry per object (not a map per object, nor a second map for the
+/// baseline), and the files' paths are the `Arc`s the file map holds, not copies.
+#[derive(Debug, Default)]
+struct Entry {
+    holders: Holders,
+    /// The winner as of the last accepted reload.
+    baseline: Option<Version>,
+}
+
+/// The files holding one object, in path order, each with the index of its last item there.
+/// Nearly every object is in exactly one file: that case takes no allocation.
+#[derive(Debug, Default)]
+enum Holders {
+    #[default]
+    None,
+    One(Arc<Path>, usize),
+    /// Two or more, in path order.
+    Many(Vec<(Arc<Path>, usize)>),
+}
+
+impl Holders {
+    /// Records that `path` holds the object, its last item at `index`; true if `path` held it
+    /// already (the object appears twice in the file).
+    fn insert(&mut self, path: &Arc<Path>, index: usize) -> bool {
+        match self {
+            Holders::None => *self = Holders::One(path.clone(), index),
+            Holders::One(p, i) if **p == **path => {
+                *i = index;
+                return true;
+            }
+            Holders::One(p, i) => {
+                let mut many = vec![(p.clone(), *i), (path.clone(), index)];
+                many.sort_by(|a, b| a.0.cmp(&b.0));
+                *self = Holders::Many(many);
+            }
+            Holders::Many(many) => match many.binary_search_by(|(p, _)| (**p).cmp(&**path)) {
+                Ok(at) => {
+                    many[at].1 = index;
+                    return true;
+                }
+                Err(at) => many.insert(at, (path.clone(), index)),
+            },
+        }
+        false
+    }
+
+    fn remove(&mut self, path: &Path) {
+        match self {
+            Holders::None => {}
+            Holders::One(p, _) => {
+                if **p == *path {
+                    *self = Holders::None;
+                }
+            }
+            Holders::Many(many) => {
+                many.retain(|(p, _)| **p != *path);
+                if let [(p, i)] = many.as_slice() {
+                    *self = Holders::One(p.clone(), *i);
+                }
+            }
+        }
+    }
+
+    /// The holder that wins: the last in path order.
+    fn last(&self) -> Option<(&Arc<Path>, usize)> {
+        match self {
+            Holders::None => None,
+            Holders::One(p, i) => Some((p, *i)),
+            Holders::Many(many) => many.last().map(|(p, i)| (p, *i)),
+        }
+    }
+
+    /// Whether `path` is the only file holding the object, its last item there at `index`
+    /// (the caller knows whether the file holds it twice).
+    fn only_at(&self, path: &Path, index: usize) -> bool {
+        matches!(self, Holders::One(p, i) if **p == *path && *i == index)
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Holders::None)
+    }
 }
 
 /// What one reload found.
@@ -115,12 +204,10 @@ impl Reload {
 /// A manifest directory (or one file), parsed per file. See the module documentation.
 pub struct IncrementalLoader {
     root: PathBuf,
-    files: BTreeMap<PathBuf, CachedFile>,
-    /// For every object, the files that hold it and the index of its last item there. The
-    /// last file in path order wins, as in `load_dir`.
-    holders: HashMap<Id, BTreeMap<PathBuf, usize>>,
-    /// The winner of every object as of the last accepted reload.
-    baseline: HashMap<Id, Version>,
+    files: BTreeMap<Arc<Path>, Box<CachedFile>>,
+    /// For every object, the files that hold it (the last file in path order wins, as in
+    /// `load_dir`), and its winner as of the last accepted reload.
+    objects: HashMap<Id, Entry>,
     /// Objects whose files changed since the last accepted reload.
     dirty: BTreeSet<Id>,
     next_generation: u64,
@@ -133,8 +220,7 @@ impl IncrementalLoader {
         Self {
             root: root.into(),
             files: BTreeMap::new(),
-            holders: HashMap::new(),
-            baseline: HashMap::new(),
+            objects: HashMap::new(),
             dirty: BTreeSet::new(),
             next_generation: 0,
             walk_errors: Vec::new(),
@@ -158,11 +244,11 @@ impl IncrementalLoader {
         self.walk_errors.clone_from(&walk_errors);
 
         let mut reparsed = 0;
-        let present: BTreeSet<&PathBuf> = paths.iter().collect();
-        let gone: Vec<PathBuf> = self
+        let present: BTreeSet<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let gone: Vec<Arc<Path>> = self
             .files
             .keys()
-            .filter(|p| !present.contains(p))
+            .filter(|p| !present.contains(&***p))
             .cloned()
             .collect();
         for path in gone {
@@ -192,7 +278,7 @@ impl IncrementalLoader {
         let known_files = !paths.is_empty()
             && !self.root.is_file()
             && paths.iter().all(|p| {
-                self.files.contains_key(p)
+                self.files.contains_key(p.as_path())
                     && std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file())
             });
         if !known_files {
@@ -220,12 +306,11 @@ impl IncrementalLoader {
     /// Takes the state of the last reload as the base of the next delta.
     pub fn accept(&mut self) {
         for id in std::mem::take(&mut self.dirty) {
-            match self.winner(&id) {
-                Some((_, version)) => {
-                    self.baseline.insert(id, version);
-                }
-                None => {
-                    self.baseline.remove(&id);
+            let version = self.winner(&id).map(|(_, version)| version);
+            if let Some(entry) = self.objects.get_mut(&id) {
+                entry.baseline = version;
+                if entry.holders.is_empty() {
+                    self.objects.remove(&id);
                 }
             }
         }
@@ -256,43 +341,53 @@ impl IncrementalLoader {
                 let content = match String::from_utf8(bytes) {
                     Ok(text) => Content::Parsed(parse_file(&name, &text)),
                     // `load_dir`'s message for the same file.
-                    Err(_) => Content::Unreadable(read_error(path)),
+                    Err(_) => Content::Unreadable(Box::new(read_error(path))),
                 };
                 (Some(hash), content)
             }
             Err(e) => (
                 None,
-                Content::Unreadable(LoadError::Read {
+                Content::Unreadable(Box::new(LoadError::Read {
                     path: path.display().to_string(),
                     message: e.to_string(),
-                }),
+                })),
             ),
         };
         let generation = self.next_generation;
         self.next_generation += 1;
-        let file = CachedFile {
+        let mut file = CachedFile {
             stamp,
             read_at,
             hash,
             generation,
             content,
+            repeats: false,
         };
-        if let Some(old) = self.files.remove(path) {
-            self.forget(path, &old);
-        }
+        // The path is allocated once, shared by the file map and every object's holders.
+        let key: Arc<Path> = match self.files.remove_entry(path) {
+            Some((key, old)) => {
+                self.forget(path, &old);
+                key
+            }
+            None => Arc::from(path),
+        };
         if let Content::Parsed(parsed) = &file.content {
             for (index, item) in parsed.items.iter().enumerate() {
                 if let Item::Object(_, obj) = item {
                     let id = identity(obj);
-                    self.holders
-                        .entry(id.clone())
-                        .or_default()
-                        .insert(path.to_path_buf(), index);
+                    match self.objects.get_mut(&id) {
+                        Some(entry) => file.repeats |= entry.holders.insert(&key, index),
+                        None => {
+                            let mut entry = Entry::default();
+                            entry.holders.insert(&key, index);
+                            self.objects.insert(id.clone(), entry);
+                        }
+                    }
                     self.dirty.insert(id);
                 }
             }
         }
-        self.files.insert(path.to_path_buf(), file);
+        self.files.insert(key, Box::new(file));
         true
     }
 
@@ -304,10 +399,10 @@ impl IncrementalLoader {
         for item in &parsed.items {
             if let Item::Object(_, obj) = item {
                 let id = identity(obj);
-                if let Some(holders) = self.holders.get_mut(&id) {
-                    holders.remove(path);
-                    if holders.is_empty() {
-                        self.holders.remove(&id);
+                if let Some(entry) = self.objects.get_mut(&id) {
+                    entry.holders.remove(path);
+                    if entry.holders.is_empty() && entry.baseline.is_none() {
+                        self.objects.remove(&id);
                     }
                 }
                 self.dirty.insert(id);
@@ -316,29 +411,23 @@ impl IncrementalLoader {
     }
 
     /// The file and version of the object that wins for `id`.
-    fn winner(&self, id: &Id) -> Option<(&PathBuf, Version)> {
-        let (path, item) = self.holders.get(id)?.last_key_value()?;
-        let generation = self.files.get(path)?.generation;
-        Some((
-            path,
-            Version {
-                generation,
-                item: *item,
-            },
-        ))
+    fn winner(&self, id: &Id) -> Option<(&Arc<Path>, Version)> {
+        let (path, item) = self.objects.get(id)?.holders.last()?;
+        let generation = self.files.get(&**path)?.generation;
+        Some((path, Version { generation, item }))
     }
 
     /// Every dirty object whose winner differs from the baseline.
     fn delta(&self) -> FileDelta {
         let mut delta = FileDelta::default();
         for id in &self.dirty {
-            let before = self.baseline.get(id);
+            let before = self.objects.get(id).and_then(|e| e.baseline.as_ref());
             match self.winner(id) {
                 Some((path, version)) => {
                     if before == Some(&version) {
                         continue;
                     }
-                    let obj = self.files.get(path).and_then(|f| match &f.content {
+                    let obj = self.files.get(&**path).and_then(|f| match &f.content {
                         Content::Parsed(p) => match p.items.get(version.item) {
                             Some(Item::Object(_, obj)) => Some(obj.clone()),
                             _ => None,
@@ -365,7 +454,7 @@ impl IncrementalLoader {
         let mut errors = walk_errors;
         for file in self.files.values() {
             if let Content::Unreadable(e) = &file.content {
-                errors.push(e.clone());
+                errors.push((**e).clone());
             }
         }
         let mut unloaded_gateways: Vec<String> = errors
@@ -376,15 +465,27 @@ impl IncrementalLoader {
             })
             .collect();
         let mut assembler = Assembler::default();
-        for file in self.files.values() {
+        for (path, file) in &self.files {
             let Content::Parsed(parsed) = &file.content else {
                 continue;
             };
             assembler.file_errors(parsed);
-            for item in &parsed.items {
+            for (index, item) in parsed.items.iter().enumerate() {
                 match item {
                     Item::Warning(w) => assembler.report.warnings.push(w.clone()),
-                    Item::Object(at, obj) => assembler.object(at.clone(), obj),
+                    // An object held once replaces nothing and is replaced by nothing: only
+                    // the others are given to the assembler, which keeps where each came from
+                    // (a map of every object, on every reload, otherwise).
+                    Item::Object(at, obj) => {
+                        let once = !file.repeats
+                            && self
+                                .objects
+                                .get(&identity(obj))
+                                .is_some_and(|e| e.holders.only_at(path, index));
+                        if !once {
+                            assembler.object(at.clone(), obj);
+                        }
+                    }
                 }
             }
         }

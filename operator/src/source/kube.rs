@@ -233,7 +233,7 @@ macro_rules! watchable {
         impl Watchable for $ty {
             const KIND: Kind = Kind::$kind;
             fn watched(self) -> Watched {
-                Watched::Object(SharedObject::$kind(Arc::new(self)))
+                Watched::Object(SharedObject::$kind(Arc::new(self.into())))
             }
         }
     )*};

@@ -4,7 +4,7 @@
 //! upstream TLS verifiable (server name, root CAs). Options Envoy cannot give exactly are refused
 //! with a message saying what differs.
 
-use k8s_openapi::api::core::v1::{Service as KubeService, ServicePort};
+use crate::snapshot::slim::{Service as KubeService, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::traefik::objects::ServersTransportSpec;

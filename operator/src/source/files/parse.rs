@@ -49,7 +49,11 @@ pub(crate) fn parse_file(name: &str, text: &str) -> ParsedFile {
     } else {
         loader.load_yaml(name, text);
     }
-    loader.file
+    // Kept for as long as the file is unchanged: without its spare capacity (a file of one
+    // object would otherwise keep room for four items).
+    let mut file = loader.file;
+    file.items.shrink_to_fit();
+    file
 }
 
 #[derive(Default)]

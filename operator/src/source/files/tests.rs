@@ -120,7 +120,8 @@ fn secret_string_data_overrides_data() {
     assert_eq!(s.secret_data(&key, "a"), Some(&b"x"[..]));
     assert_eq!(s.secret_data(&key, "b"), Some(&b"y"[..]));
     assert_eq!(s.secret_data(&key, "c"), Some(&b"z"[..]));
-    assert_eq!(s.secrets.get(&key).unwrap().string_data, None);
+    let held = s.secrets.get(&key).unwrap();
+    assert_eq!(held.data.as_ref().unwrap().len(), 3);
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! `envoy` holds tiny proto constructors, `json` renders resources in Envoy's JSON form, and
 //! `validate` builds a self-contained bootstrap so real Envoy can check the output.
 
+mod by_type;
 mod clusters;
 pub mod constraints;
 mod envoy;
@@ -57,6 +58,7 @@ use crate::dag::model::{SecretKind, Upstream, WeightedCluster};
 use crate::xds::resource::{InstanceResources, VersionedResource, resource_version};
 
 pub use crate::xds::resource::ResourceType;
+pub use by_type::ByType;
 pub use incremental::Translator;
 pub use json::to_json;
 
@@ -247,27 +249,15 @@ impl From<&Resources> for InstanceResources {
 
 /// Translate one instance's DAG into Envoy resources.
 pub fn translate(dag: &Dag, opts: &TranslateOptions) -> Result<Resources, TranslateError> {
-    check(dag)?;
-    let scoped = scopes::scoped(dag);
-    let mut resources = Resources {
-        listeners: listeners::build_listeners(dag, opts, scoped),
-        routes: routes::build_route_configs(dag, scoped),
-        scoped_routes: if scoped {
-            scopes::build_scopes(dag).0
-        } else {
-            Vec::new()
-        },
-        clusters: clusters::build_clusters(dag, opts),
-        endpoints: clusters::build_endpoints(dag),
-        secrets: secrets::build_secrets(dag),
-    };
-    sort_by_name(&mut resources.listeners);
-    sort_by_name(&mut resources.routes);
-    sort_by_name(&mut resources.scoped_routes);
-    sort_by_name(&mut resources.clusters);
-    sort_by_name(&mut resources.endpoints);
-    sort_by_name(&mut resources.secrets);
-    Ok(resources)
+    let by_type = ByType::new(dag, opts)?;
+    Ok(Resources {
+        listeners: by_type.listeners(),
+        routes: by_type.routes(),
+        scoped_routes: by_type.scoped_routes(),
+        clusters: by_type.clusters(),
+        endpoints: by_type.endpoints(),
+        secrets: by_type.secrets(),
+    })
 }
 
 fn sort_by_name<T>(list: &mut [Resource<T>]) {
