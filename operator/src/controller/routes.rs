@@ -180,8 +180,12 @@ pub async fn run(
             r = rejections.changed() => if r.is_err() { return },
             () = tokio::time::sleep(ctx.resync) => {}
         }
-        // Let a burst of events settle into one rebuild.
-        tokio::time::sleep(ctx.debounce).await;
+        // Let the events that come with this change arrive too (a tenth of the debounce),
+        // and start passes at most once per debounce, so a burst is a few passes, not one per
+        // event; a change after a quiet spell is built almost at once.
+        let gathered = tokio::time::Instant::now() + ctx.debounce / 10;
+        let next_pass = tokio::time::Instant::from_std(started + ctx.debounce);
+        tokio::time::sleep_until(gathered.max(next_pass)).await;
     }
 }
 
