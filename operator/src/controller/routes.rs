@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::runtime::events::Recorder;
 use tokio::sync::watch;
 
 use crate::api::gateway::RouteCounts;
@@ -23,10 +22,12 @@ use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{TranslateError, TranslateOptions};
 
 /// How long a rebuild waits for the Secrets of a newly needed namespace.
+mod events;
 mod rounds;
 mod traefik;
 mod writes;
 
+pub use events::EventSink;
 use rounds::{RoundOutcome, StatusRounds};
 
 pub use traefik::{ROUTE_SERIES, TraefikAnnounced, series_counts, traefik_verdicts};
@@ -61,8 +62,9 @@ pub struct RoutesContext {
     pub allow_loopback_endpoints: bool,
     /// The CRDs as installed: whether IngressRoute statuses go through `/status`.
     pub crds: CrdState,
-    /// Records an Event on an IngressRoute whose status the leader changed.
-    pub recorder: Recorder,
+    /// Records an Event on an IngressRoute whose status the leader changed (and on a Traefik
+    /// object whose verdict changed).
+    pub recorder: EventSink,
 }
 
 /// The reporting controller of the events Sluice records on IngressRoutes.
