@@ -174,7 +174,8 @@ pub struct RunArgs {
     /// shorter than the lease duration. Default: two thirds of it.
     #[arg(long)]
     pub lease_renew_deadline_seconds: Option<u64>,
-    /// Debounce between a watched change and the rebuild, in milliseconds.
+    /// Debounce of rebuilds, in milliseconds: reconcile passes start at most this far apart,
+    /// and a change after a quiet spell waits a tenth of it for the events that come with it.
     #[arg(long, default_value_t = 100)]
     pub debounce_ms: u64,
     /// Ports Envoy's listeners use inside its pods (its admin is a Unix socket, no port).

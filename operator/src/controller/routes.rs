@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::runtime::events::Recorder;
 use tokio::sync::watch;
 
 use crate::api::gateway::RouteCounts;
@@ -23,8 +22,13 @@ use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{TranslateError, TranslateOptions};
 
 /// How long a rebuild waits for the Secrets of a newly needed namespace.
+mod events;
+mod rounds;
 mod traefik;
 mod writes;
+
+pub use events::EventSink;
+use rounds::{RoundOutcome, StatusRounds};
 
 pub use traefik::{ROUTE_SERIES, TraefikAnnounced, series_counts, traefik_verdicts};
 use writes::write_statuses;
@@ -58,8 +62,9 @@ pub struct RoutesContext {
     pub allow_loopback_endpoints: bool,
     /// The CRDs as installed: whether IngressRoute statuses go through `/status`.
     pub crds: CrdState,
-    /// Records an Event on an IngressRoute whose status the leader changed.
-    pub recorder: Recorder,
+    /// Records an Event on an IngressRoute whose status the leader changed (and on a Traefik
+    /// object whose verdict changed).
+    pub recorder: EventSink,
 }
 
 /// The reporting controller of the events Sluice records on IngressRoutes.
@@ -108,8 +113,7 @@ pub async fn run(
     let mut generation = 0u64;
     let mut announced = Announced::new();
     let mut traefik_announced = TraefikAnnounced::new();
-    // The DAGs of the last status round that found every status in step, while leading.
-    let mut in_step: Option<Vec<Arc<Dag>>> = None;
+    let mut rounds = StatusRounds::default();
     loop {
         changed.borrow_and_update();
         let started = Instant::now();
@@ -153,25 +157,19 @@ pub async fn run(
             if !ctx.leadership.is_leading() {
                 announced.clear();
                 traefik_announced.clear();
-                in_step = None;
-            } else if statuses_touched
-                || !in_step
-                    .as_ref()
-                    .is_some_and(|last| same_statuses(last, &dags))
-                || dags
-                    .iter()
-                    .any(|d| !ctx.cache.rejections(&d.gateway).is_empty())
-            {
+                rounds.forget();
+            } else if rounds.due(statuses_touched, &dags, rejected(&ctx, &dags)) {
                 // Otherwise every status is still in step: the objects' statuses did not
                 // change, nor did any verdict, so the O(routes) combination is skipped.
                 let announced = (&mut announced, &mut traefik_announced);
-                let differed = write_verdicts(&ctx, &snapshot, &dags, announced).await;
-                // Never in step while a rejection is blamed: the statuses written then are
-                // not the DAGs' own, and must be written again once the rejection clears.
-                let rejected = dags
-                    .iter()
-                    .any(|d| !ctx.cache.rejections(&d.gateway).is_empty());
-                in_step = (differed == 0 && !rejected).then(|| dags.clone());
+                let (statuses_differed, events_missed) =
+                    write_verdicts(&ctx, &snapshot, &dags, announced).await;
+                let outcome = RoundOutcome {
+                    statuses_differed,
+                    events_missed,
+                    rejected: rejected(&ctx, &dags),
+                };
+                rounds.finished(&dags, outcome);
             }
         }
         ctx.metrics
@@ -184,8 +182,12 @@ pub async fn run(
             r = rejections.changed() => if r.is_err() { return },
             () = tokio::time::sleep(ctx.resync) => {}
         }
-        // Let a burst of events settle into one rebuild.
-        tokio::time::sleep(ctx.debounce).await;
+        // Let the events that come with this change arrive too (a tenth of the debounce),
+        // and start passes at most once per debounce, so a burst is a few passes, not one per
+        // event; a change after a quiet spell is built almost at once.
+        let gathered = tokio::time::Instant::now() + ctx.debounce / 10;
+        let next_pass = tokio::time::Instant::from_std(started + ctx.debounce);
+        tokio::time::sleep_until(gathered.max(next_pass)).await;
     }
 }
 
@@ -277,25 +279,21 @@ async fn wait_for_instances(
     }
 }
 
-/// Whether two generations' DAGs, Gateway by Gateway, judge every IngressRoute the same.
-fn same_statuses(a: &[Arc<Dag>], b: &[Arc<Dag>]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(a, b)| {
-            Arc::ptr_eq(a, b)
-                || (a.gateway == b.gateway
-                    && a.statuses == b.statuses
-                    && a.object_statuses == b.object_statuses)
-        })
+/// Whether a rejection is blamed on some instance's configuration.
+fn rejected(ctx: &RoutesContext, dags: &[Arc<Dag>]) -> bool {
+    dags.iter()
+        .any(|d| !ctx.cache.rejections(&d.gateway).is_empty())
 }
 
 /// The leader's part: statuses, with an IngressRoute that alone caused a configuration Envoy
-/// rejected told so. Returns how many statuses differed from what the objects carry.
+/// rejected told so. Returns how many statuses differed from what the objects carry, and how
+/// many Traefik Events were due and not recorded.
 async fn write_verdicts(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: &[Arc<Dag>],
     (announced, traefik_announced): (&mut Announced, &mut TraefikAnnounced),
-) -> usize {
+) -> (usize, usize) {
     let rejections: Vec<_> = dags
         .iter()
         .map(|d| ctx.cache.rejections(&d.gateway))
@@ -306,9 +304,12 @@ async fn write_verdicts(
         .map(|(d, r)| blame_statuses(d, r))
         .collect();
     let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
-    // Events not recorded (they are retried) count as differences, like statuses not written.
+    // Events not recorded are retried by a later round, like statuses not written.
     let missed = traefik::announce(ctx, snapshot, &blamed, traefik_announced).await;
-    missed + write_statuses(ctx, snapshot, blamed, announced).await
+    (
+        write_statuses(ctx, snapshot, blamed, announced).await,
+        missed,
+    )
 }
 
 /// How long the coordinator waits for every instance to build a snapshot before giving up on

@@ -204,7 +204,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             counts_changed: counts_tx,
             allow_loopback_endpoints: opts.allow_loopback_endpoints,
             crds: crd_state.clone(),
-            recorder: kube::runtime::events::Recorder::new(
+            recorder: routes::EventSink::new(
                 client.clone(),
                 kube::runtime::events::Reporter {
                     controller: routes::EVENT_REPORTER.to_owned(),

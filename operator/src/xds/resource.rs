@@ -75,6 +75,9 @@ pub struct VersionedResource {
     /// on every replica and across restarts.
     pub version: String,
     pub resource: Any,
+    /// For a cluster, the load assignment it reads over EDS; decoded once, when first asked
+    /// (every push of every stream asks it of every cluster).
+    eds: std::sync::OnceLock<Option<String>>,
 }
 
 impl VersionedResource {
@@ -84,8 +87,36 @@ impl VersionedResource {
             name: name.into(),
             version: resource_version(&resource),
             resource,
+            eds: std::sync::OnceLock::new(),
         }
     }
+
+    /// Taken as a cluster: the name of the load assignment it reads over EDS (its
+    /// `service_name`, or else its own name); `None` when it is not an EDS cluster or does not
+    /// decode as a cluster.
+    pub fn eds_service_name(&self) -> Option<&str> {
+        self.eds
+            .get_or_init(|| eds_service_name(&self.resource))
+            .as_deref()
+    }
+}
+
+fn eds_service_name(resource: &Any) -> Option<String> {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        ClusterDiscoveryType, DiscoveryType,
+    };
+    use prost::Message as _;
+    let cluster = Cluster::decode(resource.value.as_slice()).ok()?;
+    let eds = cluster.cluster_discovery_type
+        == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+    eds.then(|| {
+        cluster
+            .eds_cluster_config
+            .map(|c| c.service_name)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(cluster.name)
+    })
 }
 
 /// Resources by name, for one type: a persistent map, so a translation that changes a few

@@ -14,7 +14,7 @@ use super::ordering::{
     ADD_ORDER, REMOVE_ORDER, Subscription, WILDCARD, after_endpoints, legacy_wildcard, ordered,
 };
 use super::stream::{Protocol, StreamCore, Verdict};
-use crate::xds::cache::{Snapshot, VersionedResource, type_url};
+use crate::xds::cache::{Snapshot, TypeResources, VersionedResource, type_url};
 
 #[derive(Debug, Default)]
 struct DeltaType {
@@ -32,6 +32,14 @@ struct DeltaType {
     /// every resource of that response still has its rejected version; once one changes, they
     /// all are (with everything else the client has not ACKed).
     held: Vec<BTreeMap<String, String>>,
+    /// The resources the last diff was made against, once everything it found was recorded
+    /// (additions as known, removals as sent), while nothing else the diff reads changed since
+    /// (subscription, held versions, what the client has): a diff against the same map (the
+    /// same persistent map, compared by pointer) would find nothing. It is the type an update
+    /// did not touch, skipped without comparing every name.
+    diffed: Option<TypeResources>,
+    /// The map of a diff whose removals are not sent yet: `diffed` once they are.
+    removing: Option<TypeResources>,
 }
 
 /// At most this many Delta responses await their ACK per stream; beyond that, the oldest are
@@ -54,6 +62,9 @@ pub(super) struct DeltaStream {
     types: BTreeMap<String, DeltaType>,
     /// Responses awaiting their ACK or NACK, by nonce.
     in_flight: BTreeMap<u64, DeltaSent>,
+    /// A request since the last push changed what a push sends: a first request of a type, a
+    /// subscription change or a NACK (an ACK changes nothing a push reads).
+    request_changed: bool,
 }
 
 impl DeltaStream {
@@ -118,6 +129,7 @@ impl DeltaStream {
         };
         // The client keeps what it ACKed before: take the rejected versions back out of what it
         // has (unless a later response already replaced them), and hold them until they change.
+        state.forget_diff();
         let mut held = BTreeMap::new();
         for r in &sent.resources {
             if state.known.get(&r.name) == Some(&Some(r.version.clone())) {
@@ -159,6 +171,7 @@ impl DeltaType {
     /// Applies the first request of this type in the stream: a reconnecting client says what it
     /// has (`initial_resource_versions`, only meaningful then).
     fn first_request(&mut self, request: &mut DeltaDiscoveryRequest) {
+        self.forget_diff();
         self.requested = true;
         self.needs_response = true;
         self.acked = std::mem::take(&mut request.initial_resource_versions)
@@ -175,6 +188,9 @@ impl DeltaType {
 
     /// Applies subscription changes.
     fn subscribe(&mut self, subscribe: Vec<String>, unsubscribe: Vec<String>) {
+        if !subscribe.is_empty() || !unsubscribe.is_empty() {
+            self.forget_diff();
+        }
         let sub = &mut self.subscription;
         for name in subscribe {
             if name == WILDCARD {
@@ -208,6 +224,12 @@ impl DeltaType {
         type_url: &str,
     ) -> (Vec<Arc<VersionedResource>>, BTreeSet<String>) {
         let all = snapshot.resources(type_url);
+        if let (Some(diffed), Some(all)) = (&self.diffed, all)
+            && diffed.ptr_eq(all)
+        {
+            return (Vec::new(), BTreeSet::new());
+        }
+        self.forget_diff();
         let selected = self.subscription.select(all);
         // A rejected response is held while all of it is still what would be sent.
         self.held.retain(|held| {
@@ -218,7 +240,11 @@ impl DeltaType {
         let known = &self.known;
         let added: Vec<Arc<VersionedResource>> = selected
             .values()
-            .filter(|r| known.get(&r.name) != Some(&Some(r.version.clone())))
+            .filter(|r| {
+                known
+                    .get(&r.name)
+                    .is_none_or(|v| v.as_deref() != Some(r.version.as_str()))
+            })
             .filter(|r| !held.iter().any(|h| h.contains_key(&r.name)))
             .cloned()
             .collect();
@@ -239,11 +265,23 @@ impl DeltaType {
             self.known
                 .insert(resource.name.clone(), Some(resource.version.clone()));
         }
+        if removed.is_empty() {
+            self.diffed = all.cloned();
+        } else {
+            self.removing = all.cloned();
+        }
         (added, removed)
+    }
+
+    /// Something a diff reads other than the resources changed: the next diff compares again.
+    fn forget_diff(&mut self) {
+        self.diffed = None;
+        self.removing = None;
     }
 
     /// Records removals as sent: a name still subscribed to is known not to exist.
     fn removed(&mut self, removed: &[String]) {
+        self.diffed = self.removing.take();
         for name in removed {
             if self.subscription.names.contains(name) {
                 self.known.insert(name.clone(), None);
@@ -268,6 +306,7 @@ impl Protocol for DeltaStream {
             core,
             types: BTreeMap::new(),
             in_flight: BTreeMap::new(),
+            request_changed: false,
         }
     }
 
@@ -283,6 +322,10 @@ impl Protocol for DeltaStream {
             }
         }
         let state = self.types.entry(request.type_url.clone()).or_default();
+        self.request_changed |= !state.requested
+            || request.error_detail.is_some()
+            || !request.resource_names_subscribe.is_empty()
+            || !request.resource_names_unsubscribe.is_empty();
         if !state.requested {
             state.first_request(&mut request);
         }
@@ -291,6 +334,10 @@ impl Protocol for DeltaStream {
             request.resource_names_unsubscribe,
         );
         Ok(verdicts)
+    }
+
+    fn push_after_request(&mut self) -> bool {
+        std::mem::take(&mut self.request_changed)
     }
 
     fn push(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {

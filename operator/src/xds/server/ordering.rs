@@ -105,34 +105,16 @@ pub(super) fn awaits_endpoint_subscriptions(
     clusters: Option<&TypeResources>,
     eds: Option<&Subscription>,
 ) -> bool {
-    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-        ClusterDiscoveryType, DiscoveryType,
-    };
-    use prost::Message as _;
-
     if eds.is_some_and(|e| e.wildcard) {
         return false;
     }
     let Some(clusters) = clusters else {
         return false;
     };
+    // Each cluster is decoded once in its life (the name is kept with the resource).
     clusters.values().any(|r| {
-        let Ok(cluster) = Cluster::decode(r.resource.value.as_slice()) else {
-            return false;
-        };
-        let eds_cluster = cluster.cluster_discovery_type
-            == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
-        if !eds_cluster {
-            return false;
-        }
-        // An EDS cluster without a service name reads the endpoints named after itself.
-        let name = cluster
-            .eds_cluster_config
-            .map(|c| c.service_name)
-            .filter(|n| !n.is_empty())
-            .unwrap_or(cluster.name);
-        !eds.is_some_and(|e| e.names.contains(&name))
+        r.eds_service_name()
+            .is_some_and(|name| !eds.is_some_and(|e| e.names.contains(name)))
     })
 }
 

@@ -34,6 +34,12 @@ pub(super) trait Protocol: Send + Sized + 'static {
     fn on_request(&mut self, request: Self::Request) -> Result<Vec<Verdict>, Status>;
     /// The responses that bring the Envoy from what it has to `snapshot`, in send order.
     fn push(&mut self, snapshot: &Snapshot) -> Vec<Self::Response>;
+    /// Whether the requests since the last push may change what a push of the same snapshot
+    /// sends (false after a mere ACK: the push would find nothing, after comparing every
+    /// resource). Asked once per request; answering resets it.
+    fn push_after_request(&mut self) -> bool {
+        true
+    }
 }
 
 /// What an Envoy said about one response.
@@ -285,7 +291,8 @@ impl<R: Send> Wire<'_, R> {
                 record_verdicts(self.cache, self.instance, self.node_id, verdicts);
                 // A snapshot that arrived meanwhile is new to the stream.
                 let fresh = self.snapshots.has_changed().unwrap_or(false);
-                if !self.push(state, fresh).await {
+                let wanted = state.push_after_request();
+                if (fresh || wanted) && !self.push(state, fresh).await {
                     return Ok(());
                 }
             }

@@ -1,0 +1,148 @@
+//! When the leader's status round can be skipped. A round combines every instance's verdicts
+//! (O(routes)) and writes what differs from what the objects carry; once a round found
+//! everything in step, the next ones are skipped until something can have changed a status:
+//! the IngressRoutes themselves (their `status` included), a verdict of some DAG, or a
+//! rejection blamed on a route. Pure: the coordinator asks and reports.
+
+use std::sync::Arc;
+
+use crate::dag::Dag;
+
+/// What one status round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct RoundOutcome {
+    /// Statuses that differed from what the objects carry (written or not).
+    pub statuses_differed: usize,
+    /// Traefik Events that were due and not recorded (retried by a later round).
+    pub events_missed: usize,
+    /// Whether a rejection was blamed when the round ended: the statuses written then are not
+    /// the DAGs' own, and must be written again once the rejection clears.
+    pub rejected: bool,
+}
+
+/// The DAGs of the last round that found every status in step, while leading.
+#[derive(Debug, Default)]
+pub(super) struct StatusRounds {
+    in_step: Option<Vec<Arc<Dag>>>,
+}
+
+impl StatusRounds {
+    /// Forgets the last round (this replica stopped leading: the next leader's first round is
+    /// always due).
+    pub fn forget(&mut self) {
+        self.in_step = None;
+    }
+
+    /// Whether a round is due for `dags`: `touched` when the change set touched the route
+    /// kinds (statuses live there), `rejected` while a rejection is blamed on some instance.
+    pub fn due(&self, touched: bool, dags: &[Arc<Dag>], rejected: bool) -> bool {
+        touched
+            || rejected
+            || !self
+                .in_step
+                .as_ref()
+                .is_some_and(|last| same_statuses(last, dags))
+    }
+
+    /// Records the outcome of a round over `dags`: in step only when nothing differed, no
+    /// Event was missed and no rejection was blamed.
+    pub fn finished(&mut self, dags: &[Arc<Dag>], outcome: RoundOutcome) {
+        let in_step =
+            outcome.statuses_differed == 0 && outcome.events_missed == 0 && !outcome.rejected;
+        self.in_step = in_step.then(|| dags.to_vec());
+    }
+}
+
+/// Whether two generations' DAGs, Gateway by Gateway, judge every IngressRoute the same.
+fn same_statuses(a: &[Arc<Dag>], b: &[Arc<Dag>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            Arc::ptr_eq(a, b)
+                || (a.gateway == b.gateway
+                    && a.statuses == b.statuses
+                    && a.object_statuses == b.object_statuses)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dag(gateway: &str) -> Arc<Dag> {
+        Arc::new(Dag {
+            gateway: gateway.to_owned(),
+            ..Dag::default()
+        })
+    }
+
+    const IN_STEP: RoundOutcome = RoundOutcome {
+        statuses_differed: 0,
+        events_missed: 0,
+        rejected: false,
+    };
+
+    #[test]
+    fn a_round_in_step_is_skipped_until_something_can_change_a_status() {
+        let dags = vec![dag("ns/gw")];
+        let mut rounds = StatusRounds::default();
+        assert!(rounds.due(false, &dags, false), "the first round is due");
+        rounds.finished(&dags, IN_STEP);
+        assert!(!rounds.due(false, &dags, false));
+        // Equal verdicts in a new DAG: still skipped.
+        assert!(!rounds.due(false, &[dag("ns/gw")], false));
+        // A touched route kind, another Gateway, a new leader: due.
+        assert!(rounds.due(true, &dags, false));
+        assert!(rounds.due(false, &[dag("ns/other")], false));
+        rounds.forget();
+        assert!(rounds.due(false, &dags, false));
+    }
+
+    /// A blamed rejection rewrites statuses that are not the DAGs' own: every round is due
+    /// while it lasts, and the round after it clears too, although the DAGs did not change
+    /// (the fix may be to a Secret or a Service, which touches no route).
+    #[test]
+    fn no_round_is_skipped_while_or_after_a_rejection_is_blamed() {
+        let dags = vec![dag("ns/gw")];
+        let mut rounds = StatusRounds::default();
+        rounds.finished(&dags, IN_STEP);
+        assert!(rounds.due(false, &dags, true), "a rejection is blamed now");
+        // The blamed status was written (one difference)...
+        rounds.finished(
+            &dags,
+            RoundOutcome {
+                statuses_differed: 1,
+                rejected: true,
+                ..IN_STEP
+            },
+        );
+        // ...and the next round, rejection still blamed, finds it in place.
+        assert!(rounds.due(false, &dags, true));
+        rounds.finished(
+            &dags,
+            RoundOutcome {
+                rejected: true,
+                ..IN_STEP
+            },
+        );
+        // The rejection clears without any DAG change: the own statuses go back.
+        assert!(rounds.due(false, &dags, false));
+    }
+
+    /// Traefik objects have no status: a missed Event is known only from the round's count, so
+    /// it keeps the next round due although every status was in step.
+    #[test]
+    fn a_missed_event_keeps_the_next_round_due() {
+        let dags = vec![dag("ns/gw")];
+        let mut rounds = StatusRounds::default();
+        rounds.finished(
+            &dags,
+            RoundOutcome {
+                events_missed: 1,
+                ..IN_STEP
+            },
+        );
+        assert!(rounds.due(false, &dags, false));
+        rounds.finished(&dags, IN_STEP);
+        assert!(!rounds.due(false, &dags, false));
+    }
+}
