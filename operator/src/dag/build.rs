@@ -359,6 +359,13 @@ impl<'a> Builder<'a> {
         self.trace.take()
     }
 
+    /// Runs `f` on this builder and returns what it read (when tracking).
+    pub(super) fn traced<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> (T, RootTrace) {
+        self.trace.replace(RootTrace::default());
+        let out = f(self);
+        (out, self.trace.take())
+    }
+
     /// Builds the virtual host of the root `key`, which owns `fqdn`.
     pub(super) fn build_owner(&mut self, key: &ObjKey, fqdn: &str) {
         let selected = self.selected;

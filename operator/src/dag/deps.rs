@@ -1,6 +1,8 @@
 //! What a build reads from the snapshot, as keys a change set can be matched against.
 
-use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, delegated_secrets, slice_service};
+use crate::snapshot::{
+    ChangeSet, ClusterSnapshot, Kind, ObjKey, TraefikKind, delegated_secrets, slice_service,
+};
 
 /// One thing a root's build read. Absent objects are read too (a delegation to an IngressRoute
 /// that does not exist yet depends on it appearing).
@@ -16,6 +18,9 @@ pub enum Dep {
     Secret(ObjKey),
     /// The TLSCertificateDelegations naming this Secret.
     Delegation(ObjKey),
+    /// The Traefik object of this kind and key that is read (of either API group), present or
+    /// not: a namespace's `default` TLSOption and TLSStore are read even when absent.
+    Traefik(TraefikKind, ObjKey),
 }
 
 /// The dependencies a change set touches, judged against the snapshot before (`old`) and after
@@ -45,7 +50,9 @@ pub fn touched(changes: &ChangeSet, old: &ClusterSnapshot, new: &ClusterSnapshot
                     }
                 }
             }
-            Kind::Gateway | Kind::UndecodableRoute | Kind::Traefik(..) => {}
+            // Either group's object may be the one read (`traefik.io` wins while it exists).
+            Kind::Traefik(kind, _) => out.push(Dep::Traefik(kind, key.clone())),
+            Kind::Gateway | Kind::UndecodableRoute => {}
         }
     }
     out

@@ -19,6 +19,9 @@
 //! rebuilt with the roots that now own an fqdn; if the rebuild reaches an IngressRoute another
 //! group reaches, that group joins and the build starts over, so groups stay disjoint. A change
 //! to the Gateway's selection rebuilds everything.
+//!
+//! Traefik IngressRoutes and IngressRouteTCPs claim fqdns beside the Contour roots and are
+//! built one by one, with an index of their own (see `traefik`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use super::select::Selection;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 
 mod parts;
+mod traefik;
 
 use parts::{DisjointSets, count_in, count_out, patch, take_used};
 
@@ -45,7 +49,7 @@ pub struct IncrementalDag {
     /// Each selected root's claim, and its place among its fqdn's claimants.
     claims: BTreeMap<ObjKey, (Result<String, String>, Claimant)>,
     claimants: BTreeMap<String, BTreeSet<Claimant>>,
-    owners: BTreeMap<String, ObjKey>,
+    owners: BTreeMap<String, Claimant>,
     groups: HashMap<u64, Group>,
     next_group: u64,
     /// The group of each owner root and of each IngressRoute a group's walk reached.
@@ -66,6 +70,8 @@ pub struct IncrementalDag {
     fresh: bool,
     /// What the last update may have changed.
     diff: DagDiff,
+    /// The Traefik roots.
+    traefik: traefik::TraefikRoots,
 }
 
 /// The entries of the DAG an update may have changed, by name (never fewer than changed): what
@@ -88,17 +94,6 @@ impl DagDiff {
             ..Self::default()
         }
     }
-}
-
-/// Whether `sel` judges some Traefik IngressRoute of the snapshot: their roots are not in the
-/// dependency index yet, so every update then builds the whole DAG (see
-/// [`IncrementalDag::update`]). Traefik objects no selected route can read (routes of another
-/// class, Middlewares alone) change nothing the DAG holds and keep updates incremental.
-fn has_traefik(snap: &ClusterSnapshot, sel: &Selection) -> bool {
-    snap.traefik_routes
-        .read()
-        .any(|route| super::traefik::selects(sel, route))
-        || super::traefik::tcp::any_selected(snap, sel)
 }
 
 /// Roots built together, with what they read and the names of what they produced. The parts
@@ -180,6 +175,7 @@ impl IncrementalDag {
             statuses: Statuses::new(),
             fresh: true,
             diff: DagDiff::full(),
+            traefik: traefik::TraefikRoots::default(),
         }
     }
 
@@ -211,24 +207,9 @@ impl IncrementalDag {
         sel: &Selection,
         changes: &ChangeSet,
     ) -> UpdateStats {
-        // Traefik IngressRoutes claim hosts against Contour roots and are not tracked by the
-        // groups: while this instance selects any, each update is a full build (the same
-        // result by construction), and the next update without them starts afresh.
-        if has_traefik(snap, sel) {
-            let dag = super::build(snap, sel);
-            let changed = *self.dag != dag;
-            let roots_rebuilt = dag.object_statuses.len()
-                + snap
-                    .ingress_routes
-                    .values()
-                    .filter(|r| r.spec.virtualhost.is_some())
-                    .count();
-            *self = Self::new(sel.clone());
-            self.dag = Arc::new(dag);
-            return UpdateStats {
-                roots_rebuilt,
-                changed,
-            };
+        // While a Traefik route claims a catch-all or wildcard host, a full build.
+        if let Some(stats) = self.open_host_update(snap, sel, changes) {
+            return stats;
         }
         let resolved;
         let from_scratch = *sel != self.sel || self.fresh;
@@ -248,16 +229,25 @@ impl IncrementalDag {
         let mut roots = BTreeSet::new();
         let mut touched_groups = BTreeSet::new();
 
-        let fqdns = self.apply_route_changes(changes, &mut dirty);
-        for fqdn in fqdns {
-            self.settle_owner(&fqdn, &mut roots, &mut touched_groups, &mut dirty);
+        let mut fqdns = self.apply_route_changes(changes, &mut dirty);
+        let traefik_changed = self.apply_traefik_changes(changes, &mut fqdns);
+        if self.open_hosts_claimed() {
+            return self.build_whole(snap, sel);
         }
-        for dep in deps::touched(changes, &old, snap) {
-            if let Some(groups) = self.dep_index.get(&dep) {
+        for fqdn in &fqdns {
+            self.settle_owner(fqdn, &mut roots, &mut touched_groups, &mut dirty);
+        }
+        let touched = deps::touched(changes, &old, snap);
+        for dep in &touched {
+            if let Some(groups) = self.dep_index.get(dep) {
                 touched_groups.extend(groups.iter().copied());
             }
         }
-        let built = self.rebuild(touched_groups, roots, &mut dirty);
+        // Traefik parts out before the groups' rebuild, in after it: an fqdn may change hands.
+        let traefik_roots =
+            self.remove_traefik_roots(traefik_changed, &fqdns, &touched, &mut dirty);
+        let built = self.rebuild(touched_groups, roots, &mut dirty)
+            + self.build_traefik_roots(traefik_roots, &mut dirty);
         self.diff = if from_scratch {
             DagDiff::full()
         } else {
@@ -269,7 +259,7 @@ impl IncrementalDag {
                 secrets: dirty.secrets.clone(),
             }
         };
-        let changed = self.patch_dag(dirty);
+        let changed = self.patch_dag(dirty) | self.patch_object_statuses();
         UpdateStats {
             roots_rebuilt: built,
             changed,
@@ -333,7 +323,7 @@ impl IncrementalDag {
         dirty: &mut Dirty,
     ) {
         let claimants = self.claimants.get(fqdn);
-        let new_owner = claimants.and_then(|c| c.first()).map(|c| c.key.clone());
+        let new_owner = claimants.and_then(|c| c.first()).cloned();
         // A loser's status names the owner.
         dirty
             .statuses
@@ -345,21 +335,29 @@ impl IncrementalDag {
         if old_owner == new_owner {
             return;
         }
-        if let Some(old) = old_owner {
-            dirty.statuses.insert(old.clone());
-            if let Some(g) = self.group_of.get(&old) {
+        // A Traefik owner is rebuilt with the Traefik roots.
+        if let Some(old) = old_owner.filter(|o| !o.traefik) {
+            dirty.statuses.insert(old.key.clone());
+            if let Some(g) = self.group_of.get(&old.key) {
                 touched_groups.insert(*g);
             }
         }
-        if let Some(new) = new_owner {
-            roots.insert(new);
+        if let Some(new) = new_owner.filter(|o| !o.traefik) {
+            roots.insert(new.key);
         }
     }
 
     /// The fqdn `root` owns, if it owns one.
     fn owned_fqdn(&self, root: &ObjKey) -> Option<&str> {
         match self.claims.get(root) {
-            Some((Ok(fqdn), _)) if self.owners.get(fqdn) == Some(root) => Some(fqdn),
+            Some((Ok(fqdn), _))
+                if self
+                    .owners
+                    .get(fqdn)
+                    .is_some_and(|o| !o.traefik && o.key == *root) =>
+            {
+                Some(fqdn)
+            }
             _ => None,
         }
     }
@@ -528,8 +526,8 @@ impl IncrementalDag {
         match self.claims.get(key) {
             Some((Err(e), _)) => return Some((Validity::Invalid, e.clone())),
             Some((Ok(fqdn), _)) => match self.owners.get(fqdn) {
-                Some(owner) if owner != key => {
-                    return Some((Validity::Invalid, claims::taken(fqdn, owner)));
+                Some(owner) if owner.traefik || owner.key != *key => {
+                    return Some((Validity::Invalid, traefik::taken_by(fqdn, owner)));
                 }
                 _ => {}
             },

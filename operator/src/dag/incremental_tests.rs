@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::incremental_traefik_gen as tgen;
 use super::{IncrementalDag, Selection, build};
 use crate::api::traefik::Group;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, Object, TraefikKind};
@@ -13,11 +14,11 @@ use crate::xds::resource::InstanceResources;
 use crate::xds::translate::{TranslateOptions, Translator, translate};
 use sluice_e2e::rng::Rng;
 
-const NAMESPACES: [&str; 3] = ["a", "b", "c"];
+pub(super) const NAMESPACES: [&str; 3] = ["a", "b", "c"];
 const ROUTES: usize = 8;
-const SERVICES: usize = 4;
+pub(super) const SERVICES: usize = 4;
 const SLICES: usize = 4;
-const SECRETS: usize = 3;
+pub(super) const SECRETS: usize = 3;
 /// A chain longer than the delegation depth limit lives in namespace `c`.
 const CHAIN: usize = 34;
 
@@ -25,6 +26,7 @@ const CHAIN: usize = 34;
 struct Pem {
     cert: String,
     key: String,
+    ca: String,
 }
 
 fn pem() -> &'static Pem {
@@ -35,9 +37,13 @@ fn pem() -> &'static Pem {
             .unwrap()
             .self_signed(&key)
             .unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         Pem {
             cert: cert.pem(),
             key: key.serialize_pem(),
+            ca: ca.self_signed(&ca_key).unwrap().pem(),
         }
     })
 }
@@ -47,7 +53,7 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-fn meta(ns: &str, name: &str, rng: &mut Rng) -> Value {
+pub(super) fn meta(ns: &str, name: &str, rng: &mut Rng) -> Value {
     let mut m = json!({"namespace": ns, "name": name});
     if rng.chance(70) {
         m["creationTimestamp"] = json!(format!("2024-01-0{}T00:00:00Z", 1 + rng.below(3)));
@@ -129,48 +135,6 @@ fn random_route(ns: &str, name: &str, rng: &mut Rng) -> Object {
     ir(json!({"metadata": meta(ns, name, rng), "spec": spec}))
 }
 
-/// Traefik IngressRoutes `t0`..`t2` claim the Contour roots' hosts too.
-const TRAEFIK_ROUTES: usize = 3;
-
-fn random_traefik_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Object {
-    let mut routes = Vec::new();
-    for _ in 0..1 + rng.below(2) {
-        let host = format!("h{}.example.com", rng.below(5));
-        let rule = match rng.below(4) {
-            0 => format!("Host(`{host}`)"),
-            1 => format!("Host(`{host}`) && PathPrefix(`/a`)"),
-            2 => format!("Host(`{host}`) && Header(`x-k`, `v`)"),
-            _ => "PathPrefix(`/`)".to_owned(), // refused: no Host
-        };
-        let mut route = json!({
-            "match": rule,
-            "services": [{"name": format!("svc{}", rng.below(SERVICES)), "port": *rng.pick(&[80, 8080])}],
-        });
-        if rng.chance(30) {
-            route["middlewares"] = json!([{"name": format!("m{}", rng.below(2))}]);
-        }
-        routes.push(route);
-    }
-    let mut spec = json!({"routes": routes});
-    if rng.chance(30) {
-        spec["tls"] = json!({"secretName": format!("s{}", rng.below(SECRETS))});
-    }
-    let v = json!({"apiVersion": group.api_version(), "kind": "IngressRoute",
-                   "metadata": meta(ns, name, rng), "spec": spec});
-    Object::TraefikRoute(crate::api::traefik::decode(v).unwrap())
-}
-
-fn random_middleware(ns: &str, name: &str, rng: &mut Rng) -> Object {
-    let spec = match rng.below(3) {
-        0 => json!({"addPrefix": {"prefix": "/p"}}),
-        1 => json!({"headers": {"customRequestHeaders": {"x-a": "b"}}}),
-        _ => json!({"rateLimit": {"average": 1}}),
-    };
-    let v = json!({"apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
-                   "metadata": {"namespace": ns, "name": name}, "spec": spec});
-    Object::TraefikMiddleware(crate::api::traefik::decode(v).unwrap())
-}
-
 fn ir(v: Value) -> Object {
     let mut v = v;
     v["apiVersion"] = json!("contour.heptio.com/v1beta1");
@@ -247,10 +211,12 @@ fn random_slice(ns: &str, name: &str, rng: &mut Rng) -> Object {
 
 fn random_secret(ns: &str, name: &str, rng: &mut Rng) -> Object {
     let p = pem();
-    let data = match rng.below(4) {
+    let data = match rng.below(6) {
         0 => json!({"tls.crt": b64(&p.cert), "tls.key": b64("junk")}),
-        1 => json!({"ca.crt": b64(&p.cert)}),
-        _ => json!({"tls.crt": b64(&p.cert), "tls.key": b64(&p.key), "ca.crt": b64(&p.cert)}),
+        1 => json!({"ca.crt": b64(&p.ca)}),
+        // htpasswd users for a basicAuth Middleware ({SHA} of "password").
+        2 | 3 => json!({"users": b64("alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=")}),
+        _ => json!({"tls.crt": b64(&p.cert), "tls.key": b64(&p.key), "ca.crt": b64(&p.ca)}),
     };
     let type_ = if rng.chance(85) {
         "kubernetes.io/tls"
@@ -279,22 +245,26 @@ fn random_selection(rng: &mut Rng) -> Selection {
         2 => vec!["a".into(), "c".into()],
         _ => vec!["b".into(), "c".into()],
     };
+    sel.allow_cross_namespace = rng.chance(30);
     sel
 }
 
+/// How a property test's worlds and edits are made.
+#[derive(Clone, Copy)]
+struct Mix {
+    worlds: usize,
+    /// Out of ten edits, how many touch a Traefik object.
+    traefik_edits: usize,
+    /// Percent of the worlds that start with Traefik objects.
+    traefik_worlds: u64,
+}
+
 /// One random edit: an object of a random kind and key is written anew or deleted.
-fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet) {
+fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet, mix: Mix) {
     let ns = *rng.pick(&NAMESPACES);
-    let traefik_group = *rng.pick(&[Group::TraefikIo, Group::ContainoUs]);
-    let (kind, name) = match rng.below(9) {
-        8 if rng.chance(30) => (
-            Kind::Traefik(TraefikKind::Middleware, Group::TraefikIo),
-            format!("m{}", rng.below(2)),
-        ),
-        8 => (
-            Kind::Traefik(TraefikKind::IngressRoute, traefik_group),
-            format!("t{}", rng.below(TRAEFIK_ROUTES)),
-        ),
+    let traefik = rng.below(10) < mix.traefik_edits;
+    let (kind, name) = match rng.below(8) {
+        _ if traefik => tgen::random_edit(rng),
         0..=2 => (Kind::IngressRoute, format!("r{}", rng.below(ROUTES))),
         3 => (Kind::Service, format!("svc{}", rng.below(SERVICES))),
         4 => (Kind::Endpoints, format!("svc{}", rng.below(SERVICES))),
@@ -323,16 +293,13 @@ fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet) {
         Kind::Endpoints => random_endpoints(ns, &name, rng),
         Kind::EndpointSlice => random_slice(ns, &name, rng),
         Kind::Secret => random_secret(ns, &name, rng),
-        Kind::Traefik(TraefikKind::IngressRoute, group) => {
-            random_traefik_route(ns, &name, group, rng)
-        }
-        Kind::Traefik(TraefikKind::Middleware, _) => random_middleware(ns, &name, rng),
+        Kind::Traefik(..) => tgen::random_object(kind, ns, &name, rng),
         _ => random_delegation(ns, &name, rng),
     };
     snap.apply(obj);
 }
 
-fn world(rng: &mut Rng) -> ClusterSnapshot {
+fn world(rng: &mut Rng, mix: Mix) -> ClusterSnapshot {
     let mut snap = ClusterSnapshot::default();
     for ns in NAMESPACES {
         for i in 0..ROUTES {
@@ -355,15 +322,9 @@ fn world(rng: &mut Rng) -> ClusterSnapshot {
     for i in 0..CHAIN {
         snap.apply(chain_route(i, rng));
     }
-    // A third of the worlds start with Traefik objects; edits add and remove them in all.
-    if rng.chance(33) {
-        for ns in NAMESPACES {
-            for i in 0..TRAEFIK_ROUTES {
-                let group = *rng.pick(&[Group::TraefikIo, Group::ContainoUs]);
-                snap.apply(random_traefik_route(ns, &format!("t{i}"), group, rng));
-            }
-            snap.apply(random_middleware(ns, "m0", rng));
-        }
+    // Some worlds start with Traefik objects; edits add and remove them in all.
+    if rng.chance(mix.traefik_worlds) {
+        tgen::populate(&mut snap, rng);
     }
     snap
 }
@@ -380,17 +341,31 @@ fn seed() -> u64 {
     }
 }
 
-#[test]
-fn incremental_equals_full_rebuild_after_every_random_edit() {
+/// What a property run saw.
+#[derive(Default)]
+struct Seen {
+    /// Roots built by the incremental updates, and by full rebuilds of the same steps.
+    rebuilt: usize,
+    full: usize,
+    traefik_valid: usize,
+    /// Translations of an incremental diff.
+    diffs: usize,
+    /// Updates of an instance judging Traefik routes: incremental (a diff), or whole builds.
+    traefik_incremental: usize,
+    traefik_whole: usize,
+    features: std::collections::BTreeSet<&'static str>,
+}
+
+/// Random worlds and edit sequences; the incremental DAG (and the translation of its diffs)
+/// against a full build after every step.
+fn property(mix: Mix) -> Seen {
     let seed = seed();
     println!("SLUICE_DAG_SEED={seed}");
     let mut rng = Rng(seed);
-    let mut rebuilt = 0usize;
-    let mut full = 0usize;
-    let (mut vhosts, mut valid, mut clusters, mut traefik_valid) = (0, 0, 0, 0);
-    let mut diffs = 0usize;
-    for world_no in 0..24 {
-        let mut snap = world(&mut rng);
+    let mut seen = Seen::default();
+    let (mut vhosts, mut valid, mut clusters) = (0, 0, 0);
+    for world_no in 0..mix.worlds {
+        let mut snap = world(&mut rng, mix);
         let mut sel = random_selection(&mut rng);
         let mut inc = IncrementalDag::new(sel.clone());
         inc.update(&Arc::new(snap.clone()), &sel, &ChangeSet::everything());
@@ -406,7 +381,7 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
         for step in 0..100 {
             let mut changes = ChangeSet::default();
             for _ in 0..1 + rng.below(3) {
-                edit(&mut snap, &mut rng, &mut changes);
+                edit(&mut snap, &mut rng, &mut changes, mix);
             }
             if rng.chance(5) {
                 sel = random_selection(&mut rng);
@@ -416,13 +391,14 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
                 changes = ChangeSet::everything();
             }
             let stats = inc.update(&Arc::new(snap.clone()), &sel, &changes);
-            rebuilt += stats.roots_rebuilt;
-            full += snap
+            seen.rebuilt += stats.roots_rebuilt;
+            seen.full += snap
                 .ingress_routes
                 .values()
                 .filter(|r| r.spec.virtualhost.is_some())
                 .count()
-                + snap.traefik_routes.effective().len();
+                + snap.traefik_routes.effective().len()
+                + snap.traefik_tcp_routes.effective().len();
             let want = build(&snap, &sel);
             vhosts += want.virtual_hosts.len();
             valid += want
@@ -431,11 +407,19 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
                 .filter(|s| s.current_status == super::Validity::Valid)
                 .count();
             clusters += want.clusters.len();
-            traefik_valid += want
+            seen.traefik_valid += want
                 .object_statuses
                 .iter()
                 .filter(|s| s.current_status == super::Validity::Valid)
                 .count();
+            tgen::features_seen(&want, &mut seen.features);
+            if !want.object_statuses.is_empty() {
+                if inc.last_diff().full {
+                    seen.traefik_whole += 1;
+                } else {
+                    seen.traefik_incremental += 1;
+                }
+            }
             pretty_assertions::assert_eq!(
                 *inc.dag(),
                 want,
@@ -446,7 +430,7 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
             assert_eq!(keys(inc.dag()), keys(&want), "seed {seed}: secrets");
             if stats.changed || !translated {
                 let got = if translated {
-                    diffs += usize::from(!inc.last_diff().full);
+                    seen.diffs += usize::from(!inc.last_diff().full);
                     translator.translate_changes(inc.dag(), inc.last_diff())
                 } else {
                     translator.translate(inc.dag())
@@ -460,27 +444,101 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
             }
         }
     }
-    println!("roots rebuilt: {rebuilt} incremental, {full} with full rebuilds");
     println!(
-        "checked: {vhosts} virtual hosts, {valid} valid routes, {clusters} clusters, \
-         {traefik_valid} valid Traefik IngressRoutes"
+        "roots rebuilt: {} incremental, {} with full rebuilds",
+        seen.rebuilt, seen.full
     );
-    assert!(traefik_valid > 0, "no world served a Traefik IngressRoute");
-    assert!(rebuilt < full, "the incremental builds rebuilt everything");
-    println!("translations of a diff: {diffs}");
-    assert!(diffs > 10, "only {diffs} translations of a diff");
+    println!(
+        "checked: {vhosts} virtual hosts, {valid} valid routes, {clusters} clusters, {} valid \
+         Traefik routes",
+        seen.traefik_valid
+    );
+    println!("translations of a diff: {}", seen.diffs);
+    println!(
+        "updates judging Traefik routes: {} incremental, {} whole (selection changes, open \
+         hosts)",
+        seen.traefik_incremental, seen.traefik_whole
+    );
+    println!("Traefik features seen: {:?}", seen.features);
+    seen
+}
+
+#[test]
+fn incremental_equals_full_rebuild_after_every_random_edit() {
+    let seen = property(Mix {
+        worlds: 24,
+        traefik_edits: 2,
+        traefik_worlds: 50,
+    });
+    assert!(seen.traefik_valid > 0, "no world served a Traefik route");
+    assert!(
+        seen.rebuilt < seen.full,
+        "the incremental builds rebuilt everything"
+    );
+    assert!(
+        seen.diffs > 10,
+        "only {} translations of a diff",
+        seen.diffs
+    );
+}
+
+/// Traefik worlds: every kind a Traefik route reads edited (see `incremental_traefik_gen.rs`),
+/// beside the Contour roots contending for the same hosts.
+#[test]
+fn incremental_equals_full_rebuild_in_traefik_worlds() {
+    let seen = property(Mix {
+        worlds: 24,
+        traefik_edits: 7,
+        traefik_worlds: 100,
+    });
+    let features = &seen.features;
+    assert_eq!(
+        features.len(),
+        tgen::FEATURES,
+        "features seen: {features:?}"
+    );
+    println!("features: {features:?}");
+    assert!(
+        seen.traefik_incremental > 3 * seen.traefik_whole,
+        "Traefik updates were mostly whole builds"
+    );
+    assert!(
+        seen.rebuilt * 2 < seen.full,
+        "the incremental builds rebuilt half of everything"
+    );
 }
 
 #[test]
 fn an_unrelated_change_rebuilds_nothing() {
     let mut rng = Rng(7);
-    let mut snap = world(&mut rng);
-    // Traefik objects make every update a full build (see `IncrementalDag::update`).
-    snap.traefik_routes = Default::default();
-    snap.traefik_middlewares = Default::default();
+    let mut snap = world(
+        &mut rng,
+        Mix {
+            worlds: 1,
+            traefik_edits: 0,
+            traefik_worlds: 100,
+        },
+    );
+    // Without the catch-all and wildcard hosts, whose claims make every update a full build.
+    let open: Vec<ObjKey> = snap
+        .traefik_routes
+        .effective()
+        .into_iter()
+        .filter(|(_, r)| {
+            let spec = &r.decoded.as_ref().unwrap().spec;
+            spec.routes.iter().any(|x| !x.match_.contains("Host(`h"))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in open {
+        for group in [Group::TraefikIo, Group::ContainoUs] {
+            snap.remove(Kind::Traefik(TraefikKind::IngressRoute, group), &key);
+        }
+    }
     let sel = Selection::default_instance();
     let mut inc = IncrementalDag::new(sel.clone());
     inc.update(&Arc::new(snap.clone()), &sel, &ChangeSet::everything());
+    assert!(!inc.dag().object_statuses.is_empty());
     let mut next = snap.clone();
     let mut changes = ChangeSet::default();
     // A slice of a Service no route uses, in a namespace of its own.
@@ -489,5 +547,95 @@ fn an_unrelated_change_rebuilds_nothing() {
     let stats = inc.update(&Arc::new(next.clone()), &sel, &changes);
     assert_eq!(stats.roots_rebuilt, 0);
     assert!(!stats.changed);
+    assert!(!inc.last_diff().full);
     assert_eq!(*inc.dag(), build(&next, &sel));
+}
+
+fn traefik_object(kind: &str, ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "traefik.io/v1alpha1", "kind": kind,
+           "metadata": {"namespace": ns, "name": name}, "spec": spec})
+}
+
+/// Ten Traefik IngressRoutes in each of namespaces `a` and `b`, every one through the
+/// namespace's Middleware `m`, the even ones with TLS.
+fn traefik_world() -> ClusterSnapshot {
+    use crate::api::traefik::decode;
+    let p = pem();
+    let mut snap = ClusterSnapshot::default();
+    for ns in ["a", "b"] {
+        let svc = json!({"metadata": {"namespace": ns, "name": "svc"},
+                         "spec": {"ports": [{"name": "http", "port": 80}]}});
+        snap.apply(Object::Service(serde_json::from_value(svc).unwrap()));
+        let secret = json!({"metadata": {"namespace": ns, "name": "cert"},
+                            "type": "kubernetes.io/tls",
+                            "data": {"tls.crt": b64(&p.cert), "tls.key": b64(&p.key)}});
+        snap.apply(Object::Secret(serde_json::from_value(secret).unwrap()));
+        let m = json!({"headers": {"customRequestHeaders": {"x-ns": ns}}});
+        snap.apply(Object::TraefikMiddleware(
+            decode(traefik_object("Middleware", ns, "m", m)).unwrap(),
+        ));
+        for i in 0..10 {
+            let mut spec = json!({"routes": [{
+                "match": format!("Host(`{ns}{i}.example.com`)"),
+                "middlewares": [{"name": "m"}],
+                "services": [{"name": "svc", "port": 80}],
+            }]});
+            if i % 2 == 0 {
+                spec["tls"] = json!({"secretName": "cert"});
+            }
+            let v = traefik_object("IngressRoute", ns, &format!("t{i}"), spec);
+            snap.apply(Object::TraefikRoute(decode(v).unwrap()));
+        }
+    }
+    snap
+}
+
+#[test]
+fn a_traefik_object_change_rebuilds_only_the_routes_that_read_it() {
+    use crate::api::traefik::decode;
+    let sel = Selection::default_instance();
+    let snap = traefik_world();
+    let mut inc = IncrementalDag::new(sel.clone());
+    inc.update(&Arc::new(snap.clone()), &sel, &ChangeSet::everything());
+    let valid = |d: &super::Dag| {
+        d.object_statuses
+            .iter()
+            .filter(|s| s.current_status == super::Validity::Valid)
+            .count()
+    };
+    assert_eq!(valid(inc.dag()), 20, "{:#?}", inc.dag().object_statuses);
+    let mut step = |snap: &mut ClusterSnapshot, kind: TraefikKind, obj: Value| {
+        let key = ObjKey::new(
+            obj["metadata"]["namespace"].as_str().unwrap(),
+            obj["metadata"]["name"].as_str().unwrap(),
+        );
+        snap.apply(match kind {
+            TraefikKind::Middleware => Object::TraefikMiddleware(decode(obj).unwrap()),
+            _ => Object::TraefikTlsOption(decode(obj).unwrap()),
+        });
+        let mut changes = ChangeSet::default();
+        changes.insert(Kind::Traefik(kind, Group::TraefikIo), key);
+        let stats = inc.update(&Arc::new(snap.clone()), &sel, &changes);
+        assert!(!inc.last_diff().full);
+        assert_eq!(*inc.dag(), build(snap, &sel));
+        stats.roots_rebuilt
+    };
+    let mut snap = snap;
+    // The Middleware of namespace `a`: its ten routes.
+    let m = json!({"headers": {"customRequestHeaders": {"x-ns": "changed"}}});
+    let mw = traefik_object("Middleware", "a", "m", m);
+    assert_eq!(step(&mut snap, TraefikKind::Middleware, mw), 10);
+    // A Middleware nobody names.
+    let m = json!({"addPrefix": {"prefix": "/p"}});
+    let mw = traefik_object("Middleware", "a", "unused", m);
+    assert_eq!(step(&mut snap, TraefikKind::Middleware, mw), 0);
+    // Namespace `b`'s default TLSOption appears: its five TLS routes, now refused (TLS 1.0).
+    let o = traefik_object(
+        "TLSOption",
+        "b",
+        "default",
+        json!({"minVersion": "VersionTLS10"}),
+    );
+    assert_eq!(step(&mut snap, TraefikKind::TlsOption, o), 5);
+    assert_eq!(valid(inc.dag()), 15);
 }

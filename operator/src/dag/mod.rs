@@ -37,4 +37,6 @@ pub use select::{Selection, instances};
 #[cfg(test)]
 mod incremental_tests;
 #[cfg(test)]
+mod incremental_traefik_gen;
+#[cfg(test)]
 mod tests;

@@ -44,7 +44,9 @@ impl Builder<'_> {
         let mut total_routes = 0usize;
         for p in &parsed.routes {
             let at = format!("spec.routes[{}]", p.index);
-            let filters = filters::resolve(self.snap, self.sel, key, &p.route.middlewares, &at)?;
+            let read = |d| self.read(d);
+            let filters =
+                filters::resolve(self.snap, self.sel, &read, key, &p.route.middlewares, &at)?;
             let redirect = effective_redirect(&filters, tls.is_some())
                 .map_err(|e| format!("{at}.middlewares: {e}"))?;
             let backend = self.traefik_backend(key, &p.route.services, &at)?;

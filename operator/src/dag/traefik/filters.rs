@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 
 use crate::api::traefik::routes::ObjectRef;
+use crate::dag::deps::Dep;
 use crate::dag::model::RegexRewrite;
 use crate::dag::select::Selection;
-use crate::snapshot::{ClusterSnapshot, ObjKey};
+use crate::snapshot::{ClusterSnapshot, ObjKey, TraefikKind};
 use crate::traefik::middleware::{self as mw, HeadersModel, Middleware};
 use crate::traefik::regex;
 
@@ -65,9 +66,11 @@ fn kind_name(m: &Middleware) -> &'static str {
 
 /// Resolves the middlewares of a route of the IngressRoute `route` (`at` is the route's field
 /// path) and combines them. References to other namespaces need `sel`'s `allowCrossNamespace`.
+/// `read` records each Middleware and Secret looked up (the incremental DAG's dependencies).
 pub(super) fn resolve(
     snap: &ClusterSnapshot,
     sel: &Selection,
+    read: &dyn Fn(Dep),
     route: &ObjKey,
     refs: &[ObjectRef],
     at: &str,
@@ -77,6 +80,7 @@ pub(super) fn resolve(
         chain: Vec::new(),
         resolved: 0,
         sel,
+        read,
     };
     for (i, r) in refs.iter().enumerate() {
         let field = format!("{at}.middlewares[{i}]");
@@ -110,6 +114,7 @@ struct Expansion<'s> {
     chain: Vec<ObjKey>,
     resolved: usize,
     sel: &'s Selection,
+    read: &'s dyn Fn(Dep),
 }
 
 /// Resolves one reference (from the IngressRoute or from a chain) and adds what it does.
@@ -139,6 +144,7 @@ fn add(
         .sel
         .cross_namespace(&route.namespace, "Middleware", &key)
         .map_err(|e| format!("{field}: {e}"))?;
+    (expansion.read)(Dep::Traefik(TraefikKind::Middleware, key.clone()));
     let obj = snap
         .traefik_middlewares
         .get(&key)
@@ -168,6 +174,13 @@ fn add(
         return Ok(());
     }
     let at = |e: String| format!("{field}: Middleware {key} ({}): {e}", kind_name(&model));
+    if let Middleware::BasicAuth(b) = &model {
+        // Its users Secret, read by `policy`.
+        (expansion.read)(Dep::Secret(ObjKey::new(
+            key.namespace.clone(),
+            b.secret.clone(),
+        )));
+    }
     if filters.policies.add(snap, &key, &model).map_err(at)? {
         return Ok(());
     }

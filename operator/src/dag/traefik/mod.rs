@@ -98,6 +98,23 @@ pub(super) fn select<'s>(snapshot: &'s ClusterSnapshot, sel: &Selection) -> Vec<
         .collect()
 }
 
+/// The Traefik IngressRoute `key` (the one read, of either group), when `sel` judges it.
+pub(super) fn root<'s>(
+    snapshot: &'s ClusterSnapshot,
+    sel: &Selection,
+    key: &ObjKey,
+) -> Option<Root<'s>> {
+    let obj = snapshot
+        .traefik_routes
+        .get(key)
+        .filter(|o| selects(sel, o))?;
+    Some(Root {
+        key: key.clone(),
+        obj,
+        parsed: parse(sel, key, obj),
+    })
+}
+
 /// The status entry of a Traefik IngressRoute.
 pub(super) fn status(
     key: &ObjKey,

@@ -170,6 +170,10 @@ impl Builder<'_> {
                 "{context}: TraefikService {key} is nested more than {MAX_DEPTH} deep"
             ));
         }
+        self.read(crate::dag::Dep::Traefik(
+            crate::snapshot::TraefikKind::TraefikService,
+            key.clone(),
+        ));
         let snap = self.snap;
         let obj = snap
             .traefik_services

@@ -90,12 +90,21 @@ pub(in crate::dag) fn select<'s>(
         .collect()
 }
 
-/// Whether `sel` judges any IngressRouteTCP of the snapshot.
-pub(in crate::dag) fn any_selected(snapshot: &ClusterSnapshot, sel: &Selection) -> bool {
-    snapshot
+/// The IngressRouteTCP `key` (the one read, of either group), when `sel` judges it.
+pub(in crate::dag) fn root<'s>(
+    snapshot: &'s ClusterSnapshot,
+    sel: &Selection,
+    key: &ObjKey,
+) -> Option<TcpRoot<'s>> {
+    let obj = snapshot
         .traefik_tcp_routes
-        .read()
-        .any(|obj| selects(sel, obj))
+        .get(key)
+        .filter(|o| selects(sel, o))?;
+    Some(TcpRoot {
+        key: key.clone(),
+        obj,
+        parsed: parse(sel, key, obj),
+    })
 }
 
 /// The status entry of an IngressRouteTCP.

@@ -12,7 +12,7 @@ use super::super::deps::Dep;
 use super::super::model::{ClientValidation, Secret, SecretKind, TlsOptions, VirtualHostTls};
 use crate::api::ingressroute::{self as ir, TlsVersion};
 use crate::api::traefik::routes::{Domain, ObjectRef};
-use crate::snapshot::ObjKey;
+use crate::snapshot::{ObjKey, TraefikKind};
 use crate::traefik::tls::{self as ttls, ClientAuthType, TlsOptionModel};
 
 /// The name Traefik gives the default TLSOption and TLSStore.
@@ -103,8 +103,6 @@ fn same_namespace(field: &str, namespace: &str, r: &ObjectRef) -> Result<(), Str
     }
 }
 
-// Traefik objects are not dependencies of the incremental build: while an instance selects a
-// Traefik route, every update is a full build (`dag::incremental`).
 impl Builder<'_> {
     /// The TLS of the Traefik route `key` (its certificate, unless `passthrough`, and its
     /// TLSOption), with the Secrets it needs; `http` says whether the filter chain serves HTTP
@@ -200,6 +198,7 @@ impl Builder<'_> {
                  routes of its namespace that name no Secret)"
             )
         };
+        self.read(Dep::Traefik(TraefikKind::TlsStore, store_key.clone()));
         let store = self
             .snap
             .traefik_tls_stores
@@ -255,6 +254,8 @@ impl Builder<'_> {
         let name = req.options.as_deref().unwrap_or(DEFAULT);
         let option_key = ObjKey::new(key.namespace.clone(), name);
         let at = describe_option(&option_key, req.options.is_some());
+        // Read even when absent: a namespace's `default` TLSOption may appear.
+        self.read(Dep::Traefik(TraefikKind::TlsOption, option_key.clone()));
         let Some(obj) = self.snap.traefik_tls_options.get(&option_key) else {
             return match req.options {
                 Some(_) => Err(format!("{at} not found")),

@@ -199,6 +199,10 @@ impl Builder<'_> {
             ));
         }
         let key = ObjKey::new(from, name);
+        self.read(crate::dag::Dep::Traefik(
+            crate::snapshot::TraefikKind::ServersTransport,
+            key.clone(),
+        ));
         let obj = self
             .snap
             .traefik_transports

@@ -398,3 +398,91 @@ fn a_name_ordered_dag_with_a_missing_cluster_or_secret_is_refused() {
         Err(super::TranslateError::UnknownSecret { .. })
     ));
 }
+
+/// Every `.yaml` under `examples/traefik/`, by path, in path order.
+fn traefik_example_files() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/traefik");
+    let mut out = Vec::new();
+    walk(&dir, &mut out);
+    out
+}
+
+/// A Traefik world (the manifests of `examples/traefik/`, files taken out and put back at
+/// random): the DAG kept by the incremental DAG, each update translated through its diff as the
+/// pipeline does, against a translation from scratch.
+#[test]
+fn a_traefik_world_translates_through_the_dag_diffs_as_from_scratch() {
+    use crate::dag::{IncrementalDag, Selection, build};
+    use crate::snapshot::{ChangeSet, ClusterSnapshot};
+
+    let files = traefik_example_files();
+    assert!(files.len() > 10, "examples/traefik: {} files", files.len());
+    let load = |included: &[bool]| -> Arc<ClusterSnapshot> {
+        let chosen = files
+            .iter()
+            .zip(included)
+            .filter(|(_, on)| **on)
+            .map(|((name, text), _)| (name.as_str(), text.as_str()));
+        let report = crate::source::load_sources(chosen);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        Arc::new(report.snapshot)
+    };
+    let opts = TranslateOptions::default();
+    let sel = Selection::default_instance();
+    let (mut diffs, mut traefik_valid) = (0, 0);
+    for seed in 0..4 {
+        let mut rng = Rng(seed);
+        let mut included = vec![true; files.len()];
+        let mut snap = load(&included);
+        let mut dag = IncrementalDag::new(sel.clone());
+        dag.update(&snap, &sel, &ChangeSet::everything());
+        let mut translator = Translator::new(opts.clone());
+        let mut translated = translator.translate(dag.dag()).is_ok();
+        for step in 0..40 {
+            for _ in 0..1 + rng.below(2) {
+                let i = rng.below(files.len());
+                included[i] = !included[i];
+            }
+            let next = load(&included);
+            let changes = ChangeSet::diff(&snap, &next);
+            dag.update(&next, &sel, &changes);
+            snap = next;
+            assert_eq!(*dag.dag(), build(&snap, &sel), "seed {seed}, step {step}");
+            traefik_valid += dag
+                .dag()
+                .object_statuses
+                .iter()
+                .filter(|s| s.current_status == crate::dag::Validity::Valid)
+                .count();
+            let got = if translated {
+                diffs += usize::from(!dag.last_diff().full);
+                translator.translate_changes(dag.dag(), dag.last_diff())
+            } else {
+                translator.translate(dag.dag())
+            };
+            translated = got.is_ok();
+            assert_eq!(
+                got,
+                reference(dag.dag(), &opts),
+                "seed {seed}, step {step}: translation of the diff differs"
+            );
+        }
+    }
+    assert!(traefik_valid > 100, "{traefik_valid} valid Traefik routes");
+    assert!(diffs > 40, "only {diffs} translations of a diff");
+}

@@ -1,0 +1,397 @@
+//! Traefik IngressRoutes and IngressRouteTCPs in the incremental DAG.
+//!
+//! Why the result is the full build's. A Traefik root claims each of its hosts beside the
+//! Contour roots (one claimant set per fqdn, the oldest owns it); it is served when it owns all
+//! of them, refused naming the first host (in name order) it lost otherwise. Its build reads the
+//! snapshot only (no walk memo, no status of another root: its verdict is its own object status),
+//! so each Traefik root is built alone, with a builder of its own, and its parts (named by what
+//! they contain) join the instance's union maps beside the Contour groups'. What its build read
+//! is in an index of its own: Services, Endpoints, EndpointSlices and Secrets as for Contour, and
+//! each Traefik object looked up by kind and key ([`Dep::Traefik`]), present or not (a
+//! namespace's `default` TLSOption and TLSStore included). A root is built again when it
+//! changed, when something it read changed, or when the host it lost first (or that it lost
+//! none) changed with the claimants of one of its hosts.
+//!
+//! The one exception: a catch-all (`*`) or wildcard host claimed by any selected IngressRoute.
+//! Its ownership and the virtual hosts held for unserved names (`dag::open_hosts`) depend on
+//! every name the Gateway holds, so while one is claimed every update is a full build
+//! ([`crate::dag::build`], [`DagDiff::full`]); only which routes claim one is kept up to date,
+//! and the first update without any starts afresh.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::parts::{count_in, count_out, patch};
+use super::{DagDiff, Dirty, IncrementalDag, PartNames, UpdateStats};
+use crate::dag::build::Builder;
+use crate::dag::claims::{self, Claimant};
+use crate::dag::deps::Dep;
+use crate::dag::model::{ObjectStatus, Validity, msg};
+use crate::dag::select::Selection;
+use crate::dag::traefik::{self, hosts::is_open, tcp};
+use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, TraefikKind};
+
+/// A Traefik root; orders as the full build reports their statuses (IngressRoutes, then
+/// IngressRouteTCPs, each by key).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct RootId {
+    tcp: bool,
+    key: ObjKey,
+}
+
+/// The Traefik roots of one instance.
+#[derive(Debug, Default)]
+pub(super) struct TraefikRoots {
+    /// Each selected root's claimant and the hosts it claims (sorted; none when refused).
+    claims: HashMap<RootId, (Claimant, Box<[String]>)>,
+    /// IngressRoutes claiming a catch-all or wildcard host.
+    open: BTreeSet<ObjKey>,
+    /// The DAG was built whole because of `open`: nothing but `open` is up to date.
+    fallback: bool,
+    built: HashMap<RootId, Built>,
+    /// The roots that read each dependency.
+    dep_index: HashMap<Dep, BTreeSet<RootId>>,
+    statuses: BTreeMap<RootId, ObjectStatus>,
+    /// Roots whose status entry may differ from the DAG's.
+    dirty: BTreeSet<RootId>,
+}
+
+/// What the last build of a selected root found.
+#[derive(Debug)]
+struct Built {
+    /// Its status description when it lost a host (then it read nothing).
+    lost: Option<String>,
+    deps: Box<[Dep]>,
+    names: PartNames,
+}
+
+/// The claimant and claimed hosts of the root `id`, when `sel` judges it.
+fn claim_of(
+    snap: &ClusterSnapshot,
+    sel: &Selection,
+    id: &RootId,
+) -> Option<(Claimant, Box<[String]>)> {
+    if id.tcp {
+        let root = tcp::root(snap, sel, &id.key)?;
+        let created = root.obj.metadata.creation_timestamp.clone();
+        let hosts = root
+            .parsed
+            .as_ref()
+            .map_or_else(|_| Box::default(), |p| p.hosts.keys().cloned().collect());
+        Some((Claimant::traefik_tcp(&id.key, created), hosts))
+    } else {
+        let root = traefik::root(snap, sel, &id.key)?;
+        let created = root.obj.metadata.creation_timestamp.clone();
+        let hosts = root
+            .parsed
+            .as_ref()
+            .map_or_else(|_| Box::default(), |p| p.hosts.iter().cloned().collect());
+        Some((Claimant::traefik(&id.key, created), hosts))
+    }
+}
+
+/// Whether the IngressRoute `key` is selected and claims a catch-all or wildcard host.
+fn claims_open(snap: &ClusterSnapshot, sel: &Selection, key: &ObjKey) -> bool {
+    traefik::root(snap, sel, key)
+        .and_then(|r| r.parsed.ok())
+        .is_some_and(|p| p.hosts.iter().any(|h| is_open(h)))
+}
+
+/// The Traefik root a change lists, if it lists one.
+fn changed_root(kind: Kind, key: &ObjKey) -> Option<RootId> {
+    let tcp = match kind {
+        Kind::Traefik(TraefikKind::IngressRoute, _) => false,
+        Kind::Traefik(TraefikKind::IngressRouteTcp, _) => true,
+        _ => return None,
+    };
+    Some(RootId {
+        tcp,
+        key: key.clone(),
+    })
+}
+
+/// The status of a Contour root that lost `fqdn` to `owner`, as the full build words it.
+pub(super) fn taken_by(fqdn: &str, owner: &Claimant) -> String {
+    if owner.traefik {
+        traefik::taken(fqdn, &traefik::describe_claimant(owner))
+    } else {
+        claims::taken(fqdn, &owner.key)
+    }
+}
+
+impl IncrementalDag {
+    /// While a catch-all or wildcard host is claimed (see the module documentation): keeps
+    /// which IngressRoutes claim one up to date and builds the whole DAG; `None` when the update
+    /// goes the incremental way (from scratch when open hosts were just given up).
+    pub(super) fn open_host_update(
+        &mut self,
+        snap: &Arc<ClusterSnapshot>,
+        sel: &Selection,
+        changes: &ChangeSet,
+    ) -> Option<UpdateStats> {
+        if !self.traefik.fallback || *sel != self.sel {
+            return None;
+        }
+        let resolved;
+        let changes = if changes.has_whole_kinds() {
+            resolved = changes.resolve(&self.snap, snap);
+            &resolved
+        } else {
+            changes
+        };
+        for (kind, key) in changes.objects() {
+            if matches!(kind, Kind::Traefik(TraefikKind::IngressRoute, _)) {
+                self.traefik.open.remove(key);
+                if claims_open(snap, sel, key) {
+                    self.traefik.open.insert(key.clone());
+                }
+            }
+        }
+        self.snap = snap.clone();
+        if self.traefik.open.is_empty() {
+            self.traefik.fallback = false;
+            return None;
+        }
+        Some(self.build_whole(snap, sel))
+    }
+
+    /// Whether a catch-all or wildcard host is claimed now.
+    pub(super) fn open_hosts_claimed(&self) -> bool {
+        !self.traefik.open.is_empty()
+    }
+
+    /// Builds the whole DAG (see [`Self::open_host_update`]); the next update that finds no
+    /// open host claimed starts from scratch.
+    pub(super) fn build_whole(&mut self, snap: &ClusterSnapshot, sel: &Selection) -> UpdateStats {
+        let dag = crate::dag::build(snap, sel);
+        let changed = *self.dag != dag;
+        let roots_rebuilt = dag.object_statuses.len()
+            + snap
+                .ingress_routes
+                .values()
+                .filter(|r| r.spec.virtualhost.is_some())
+                .count();
+        self.dag = Arc::new(dag);
+        self.diff = DagDiff::full();
+        self.fresh = true;
+        self.traefik.fallback = true;
+        UpdateStats {
+            roots_rebuilt,
+            changed,
+        }
+    }
+
+    /// Applies changes of Traefik IngressRoutes and IngressRouteTCPs to the claims; adds the
+    /// fqdns whose claimants changed to `fqdns` and returns the roots that changed.
+    pub(super) fn apply_traefik_changes(
+        &mut self,
+        changes: &ChangeSet,
+        fqdns: &mut BTreeSet<String>,
+    ) -> BTreeSet<RootId> {
+        let mut changed = BTreeSet::new();
+        for (kind, key) in changes.objects() {
+            let Some(id) = changed_root(kind, key) else {
+                continue;
+            };
+            if !changed.insert(id.clone()) {
+                continue;
+            }
+            if let Some((claimant, hosts)) = self.traefik.claims.remove(&id) {
+                for host in hosts {
+                    if let Some(set) = self.claimants.get_mut(&host) {
+                        set.remove(&claimant);
+                        if set.is_empty() {
+                            self.claimants.remove(&host);
+                        }
+                    }
+                    fqdns.insert(host);
+                }
+            }
+            if !id.tcp {
+                self.traefik.open.remove(key);
+            }
+            let Some((claimant, hosts)) = claim_of(&self.snap, &self.sel, &id) else {
+                continue;
+            };
+            for host in &hosts {
+                self.claimants
+                    .entry(host.clone())
+                    .or_default()
+                    .insert(claimant.clone());
+                fqdns.insert(host.clone());
+            }
+            if !id.tcp && hosts.iter().any(|h| is_open(h)) {
+                self.traefik.open.insert(key.clone());
+            }
+            self.traefik.claims.insert(id, (claimant, hosts));
+        }
+        changed
+    }
+
+    /// The status description of the root `id` when another claimant owns one of its hosts:
+    /// the first such host in name order, as the full build finds it.
+    fn lost_host(&self, id: &RootId) -> Option<String> {
+        let (claimant, hosts) = self.traefik.claims.get(id)?;
+        hosts.iter().find_map(|host| {
+            let owner = self.claimants.get(host).and_then(|c| c.first())?;
+            (owner != claimant).then(|| traefik::taken(host, &traefik::describe_claimant(owner)))
+        })
+    }
+
+    /// Takes out the parts of the Traefik roots to build again, and returns them: those
+    /// `changed`, those that read a dependency in `deps`, and the claimants of `fqdns` whose
+    /// lost host differs now.
+    pub(super) fn remove_traefik_roots(
+        &mut self,
+        mut ids: BTreeSet<RootId>,
+        fqdns: &BTreeSet<String>,
+        deps: &[Dep],
+        dirty: &mut Dirty,
+    ) -> BTreeSet<RootId> {
+        for dep in deps {
+            if let Some(roots) = self.traefik.dep_index.get(dep) {
+                ids.extend(roots.iter().cloned());
+            }
+        }
+        let claimants = fqdns
+            .iter()
+            .filter_map(|f| self.claimants.get(f))
+            .flatten()
+            .filter(|c| c.traefik);
+        let mut rejudged = BTreeSet::new();
+        for c in claimants {
+            let id = RootId {
+                tcp: c.tcp,
+                key: c.key.clone(),
+            };
+            if ids.contains(&id) || rejudged.contains(&id) {
+                continue;
+            }
+            let lost = self.lost_host(&id);
+            if self.traefik.built.get(&id).map(|b| &b.lost) != Some(&lost) {
+                rejudged.insert(id);
+            }
+        }
+        ids.extend(rejudged);
+        for id in &ids {
+            if let Some(built) = self.traefik.built.remove(id) {
+                self.remove_built(id, built, dirty);
+            }
+        }
+        ids
+    }
+
+    fn remove_built(&mut self, id: &RootId, built: Built, dirty: &mut Dirty) {
+        for d in built.deps.iter() {
+            if let Some(set) = self.traefik.dep_index.get_mut(d) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.traefik.dep_index.remove(d);
+                }
+            }
+        }
+        let p = &built.names;
+        for fqdn in &p.vhosts {
+            self.vhosts.remove(fqdn);
+            dirty.vhosts.insert(fqdn.clone());
+        }
+        count_out(&mut self.clusters, &p.clusters, &mut dirty.clusters);
+        count_out(&mut self.endpoints, &p.endpoints, &mut dirty.endpoints);
+        count_out(&mut self.secrets, &p.secrets, &mut dirty.secrets);
+    }
+
+    /// Builds the roots `ids` (whose parts are out) and adds their parts; returns how many
+    /// were built.
+    pub(super) fn build_traefik_roots(
+        &mut self,
+        ids: BTreeSet<RootId>,
+        dirty: &mut Dirty,
+    ) -> usize {
+        let snap = self.snap.clone();
+        let mut count = 0;
+        for id in ids {
+            let lost = self.lost_host(&id);
+            let mut b = Builder::new(&snap, &self.sel, &self.selected, true);
+            let built = if id.tcp {
+                tcp::root(&snap, &self.sel, &id.key).map(|root| {
+                    let (verdict, trace) = b.traced(|b| match (&root.parsed, &lost) {
+                        (Err(e), _) => Err(e.clone()),
+                        (Ok(_), Some(lost)) => Err(lost.clone()),
+                        (Ok(parsed), None) => b.build_traefik_tcp(&id.key, parsed),
+                    });
+                    (tcp::status(&id.key, root.obj, verdict), trace.reads)
+                })
+            } else {
+                traefik::root(&snap, &self.sel, &id.key).map(|root| {
+                    let (verdict, trace) = b.traced(|b| match (&root.parsed, &lost) {
+                        (Err(e), _) => Err(e.clone()),
+                        (Ok(_), Some(lost)) => Err(lost.clone()),
+                        (Ok(parsed), None) => b.build_traefik(&id.key, parsed),
+                    });
+                    let (validity, description) = match verdict {
+                        Ok(()) => (Validity::Valid, msg::VALID.to_owned()),
+                        Err(e) => (Validity::Invalid, e),
+                    };
+                    let status = traefik::status(&id.key, root.obj, validity, description);
+                    (status, trace.reads)
+                })
+            };
+            let Some((status, reads)) = built else {
+                if self.traefik.statuses.remove(&id).is_some() {
+                    self.traefik.dirty.insert(id);
+                }
+                continue;
+            };
+            count += 1;
+            let mut parts = b.into_parts();
+            parts.retain_used();
+            let deps: BTreeSet<Dep> = reads.into_iter().collect();
+            for d in &deps {
+                self.traefik
+                    .dep_index
+                    .entry(d.clone())
+                    .or_default()
+                    .insert(id.clone());
+            }
+            let names = PartNames::of(&parts);
+            for (fqdn, v) in parts.vhosts {
+                dirty.vhosts.insert(fqdn.clone());
+                self.vhosts.insert(fqdn, v);
+            }
+            count_in(&mut self.clusters, parts.clusters, &mut dirty.clusters);
+            count_in(&mut self.endpoints, parts.endpoints, &mut dirty.endpoints);
+            count_in(&mut self.secrets, parts.secrets, &mut dirty.secrets);
+            let built = Built {
+                lost,
+                deps: deps.into_iter().collect(),
+                names,
+            };
+            self.traefik.built.insert(id.clone(), built);
+            if self.traefik.statuses.get(&id) != Some(&status) {
+                self.traefik.statuses.insert(id.clone(), status);
+                self.traefik.dirty.insert(id);
+            }
+        }
+        count
+    }
+
+    /// Brings the DAG's object statuses in line; returns whether any differs.
+    pub(super) fn patch_object_statuses(&mut self) -> bool {
+        if self.traefik.dirty.is_empty() {
+            return false;
+        }
+        let dag = Arc::make_mut(&mut self.dag);
+        let mut changed = false;
+        for id in std::mem::take(&mut self.traefik.dirty) {
+            let entry = self.traefik.statuses.get(&id).cloned();
+            changed |= patch(&mut dag.object_statuses, &id, entry, |s, id| {
+                (s.kind == tcp::KIND, s.namespace.as_str(), s.name.as_str()).cmp(&(
+                    id.tcp,
+                    id.key.namespace.as_str(),
+                    id.key.name.as_str(),
+                ))
+            });
+        }
+        changed
+    }
+}

@@ -1,0 +1,356 @@
+//! Random Traefik objects for the incremental DAG's property test (`incremental_tests.rs`):
+//! every kind a Traefik root reads, with names drawn from small sets so that edits collide:
+//! IngressRoutes `t0`..`t2` and IngressRouteTCPs `u0`, `u1` claim the Contour roots' hosts
+//! `h0`..`h4.example.com` and `h5`..`h11` (one route several), Middlewares `m0`..`m3` (chains, basicAuth),
+//! TraefikServices `ts0`..`ts2` (nested, mirroring), TLSOptions `o0` and `default`, the TLSStore
+//! `default`, the ServersTransport `st0`; references sometimes cross namespaces.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{Value, json};
+
+use crate::api::traefik::{Group, decode};
+use crate::snapshot::{Kind, Object, TraefikKind};
+use sluice_e2e::rng::Rng;
+
+use super::incremental_tests::{NAMESPACES, SECRETS, SERVICES, meta};
+
+pub const TRAEFIK_ROUTES: usize = 3;
+pub const TCP_ROUTES: usize = 2;
+const MIDDLEWARES: usize = 4;
+const TRAEFIK_SERVICES: usize = 3;
+
+/// One of `h0`..`h11`: the Contour roots claim `h0`..`h4`.
+fn host(rng: &mut Rng) -> String {
+    format!("h{}.example.com", rng.below(12))
+}
+
+fn object(kind: &str, group: Group, metadata: Value, spec: Value) -> Value {
+    json!({"apiVersion": group.api_version(), "kind": kind, "metadata": metadata, "spec": spec})
+}
+
+fn plain_meta(ns: &str, name: &str) -> Value {
+    json!({"namespace": ns, "name": name})
+}
+
+/// A reference to `name`, sometimes in another namespace.
+fn reference(name: String, rng: &mut Rng) -> Value {
+    let mut r = json!({"name": name});
+    if rng.chance(10) {
+        r["namespace"] = json!(*rng.pick(&NAMESPACES));
+    }
+    r
+}
+
+fn service_ref(rng: &mut Rng) -> Value {
+    if rng.chance(20) {
+        let mut s = reference(format!("ts{}", rng.below(TRAEFIK_SERVICES)), rng);
+        s["kind"] = json!("TraefikService");
+        return s;
+    }
+    let mut s = reference(format!("svc{}", rng.below(SERVICES)), rng);
+    s["port"] = match rng.below(4) {
+        0 => json!(8080),
+        1 => json!("alt"),
+        _ => json!(80),
+    };
+    if rng.chance(10) {
+        s["scheme"] = json!("https");
+        s["serversTransport"] = json!("st0");
+    }
+    if rng.chance(15) {
+        s["weight"] = json!(rng.below(3));
+    }
+    s
+}
+
+fn tls_block(rng: &mut Rng) -> Value {
+    let mut tls = json!({});
+    if rng.chance(70) {
+        tls["secretName"] = json!(format!("s{}", rng.below(SECRETS)));
+    }
+    if rng.chance(50) {
+        tls["options"] = json!({"name": *rng.pick(&["o0", "default"])});
+    }
+    tls
+}
+
+pub fn random_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Object {
+    let mut routes = Vec::new();
+    for _ in 0..1 + rng.below(2) {
+        let h = host(rng);
+        let rule = match rng.below(80) {
+            0 => "PathPrefix(`/`)".to_owned(),       // the catch-all
+            1 => "Host(`*.example.com`)".to_owned(), // a wildcard
+            2..=9 => format!("Host(`{h}`) && PathPrefix(`/a`)"),
+            10..=15 => format!("Host(`{h}`) && Header(`x-k`, `v`)"),
+            16..=21 => format!("Host(`{h}`) || Host(`{}`)", host(rng)),
+            _ => format!("Host(`{h}`)"),
+        };
+        let mut route = json!({"match": rule, "services": [service_ref(rng)]});
+        if rng.chance(20) {
+            route["services"]
+                .as_array_mut()
+                .unwrap()
+                .push(service_ref(rng));
+        }
+        if rng.chance(40) {
+            route["middlewares"] = json!([reference(format!("m{}", rng.below(MIDDLEWARES)), rng)]);
+        }
+        routes.push(route);
+    }
+    let mut spec = json!({"routes": routes});
+    if rng.chance(45) {
+        spec["tls"] = tls_block(rng);
+    }
+    let v = object("IngressRoute", group, meta(ns, name, rng), spec);
+    Object::TraefikRoute(decode(v).unwrap())
+}
+
+pub fn random_tcp_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Object {
+    let mut rule = format!("HostSNI(`{}`)", host(rng));
+    if rng.chance(30) {
+        rule = format!("{rule} || HostSNI(`{}`)", host(rng));
+    }
+    let mut svc = json!({"name": format!("svc{}", rng.below(SERVICES)), "port": 80});
+    if rng.chance(20) {
+        svc["proxyProtocol"] = json!({"version": 1 + rng.below(2)});
+    }
+    let tls = if rng.chance(40) {
+        json!({"passthrough": true})
+    } else {
+        tls_block(rng)
+    };
+    let spec = json!({"routes": [{"match": rule, "services": [svc]}], "tls": tls});
+    let v = object("IngressRouteTCP", group, meta(ns, name, rng), spec);
+    Object::TraefikTcpRoute(decode(v).unwrap())
+}
+
+pub fn random_middleware(ns: &str, name: &str, rng: &mut Rng) -> Object {
+    let spec = match rng.below(8) {
+        0 => json!({"addPrefix": {"prefix": "/p"}}),
+        1 => json!({"headers": {"customRequestHeaders": {"x-a": "b"}}}),
+        2 => json!({"rateLimit": {"average": 1}}),
+        3 | 4 => {
+            let inner = reference(format!("m{}", rng.below(MIDDLEWARES)), rng);
+            json!({"chain": {"middlewares": [inner]}})
+        }
+        5 | 6 => json!({"basicAuth": {"secret": format!("s{}", rng.below(SECRETS))}}),
+        _ => json!({"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}}),
+    };
+    let v = object("Middleware", Group::TraefikIo, plain_meta(ns, name), spec);
+    Object::TraefikMiddleware(decode(v).unwrap())
+}
+
+pub fn random_traefik_service(ns: &str, name: &str, rng: &mut Rng) -> Object {
+    let spec = if rng.chance(25) {
+        json!({"mirroring": {
+            "name": format!("svc{}", rng.below(SERVICES)), "port": 80,
+            "mirrors": [{"name": format!("svc{}", rng.below(SERVICES)), "port": 80, "percent": 10}],
+        }})
+    } else {
+        let services: Vec<Value> = (0..1 + rng.below(2)).map(|_| service_ref(rng)).collect();
+        json!({"weighted": {"services": services}})
+    };
+    let v = object(
+        "TraefikService",
+        Group::TraefikIo,
+        plain_meta(ns, name),
+        spec,
+    );
+    Object::TraefikService(decode(v).unwrap())
+}
+
+pub fn random_tls_option(ns: &str, name: &str, rng: &mut Rng) -> Object {
+    let mut spec =
+        json!({"minVersion": *rng.pick(&["VersionTLS12", "VersionTLS13", "VersionTLS10"])});
+    if rng.chance(50) {
+        spec["clientAuth"] = json!({
+            "secretNames": [format!("s{}", rng.below(SECRETS))],
+            "clientAuthType": "RequireAndVerifyClientCert",
+        });
+    }
+    let group = *rng.pick(&[Group::TraefikIo, Group::ContainoUs]);
+    let v = object("TLSOption", group, plain_meta(ns, name), spec);
+    Object::TraefikTlsOption(decode(v).unwrap())
+}
+
+pub fn random_tls_store(ns: &str, name: &str, rng: &mut Rng) -> Object {
+    let spec = if rng.chance(80) {
+        json!({"defaultCertificate": {"secretName": format!("s{}", rng.below(SECRETS))}})
+    } else {
+        json!({})
+    };
+    let v = object("TLSStore", Group::TraefikIo, plain_meta(ns, name), spec);
+    Object::TraefikTlsStore(decode(v).unwrap())
+}
+
+pub fn random_transport(ns: &str, name: &str, rng: &mut Rng) -> Object {
+    let spec = json!({"serverName": "backend.internal",
+                      "rootCAsSecrets": [format!("s{}", rng.below(SECRETS))]});
+    let v = object(
+        "ServersTransport",
+        Group::TraefikIo,
+        plain_meta(ns, name),
+        spec,
+    );
+    Object::TraefikTransport(decode(v).unwrap())
+}
+
+/// The kind and name of a random Traefik edit.
+pub fn random_edit(rng: &mut Rng) -> (Kind, String) {
+    let group = *rng.pick(&[Group::TraefikIo, Group::ContainoUs]);
+    let t = |k| Kind::Traefik(k, Group::TraefikIo);
+    match rng.below(10) {
+        0..=2 => (
+            Kind::Traefik(TraefikKind::IngressRoute, group),
+            format!("t{}", rng.below(TRAEFIK_ROUTES)),
+        ),
+        3 => (
+            Kind::Traefik(TraefikKind::IngressRouteTcp, group),
+            format!("u{}", rng.below(TCP_ROUTES)),
+        ),
+        4 | 5 => (
+            t(TraefikKind::Middleware),
+            format!("m{}", rng.below(MIDDLEWARES)),
+        ),
+        6 => (
+            t(TraefikKind::TraefikService),
+            format!("ts{}", rng.below(TRAEFIK_SERVICES)),
+        ),
+        7 => (
+            Kind::Traefik(TraefikKind::TlsOption, group),
+            (*rng.pick(&["o0", "default"])).to_owned(),
+        ),
+        8 => (t(TraefikKind::TlsStore), "default".to_owned()),
+        _ => (t(TraefikKind::ServersTransport), "st0".to_owned()),
+    }
+}
+
+/// A random object of a Traefik `kind`.
+pub fn random_object(kind: Kind, ns: &str, name: &str, rng: &mut Rng) -> Object {
+    match kind {
+        Kind::Traefik(TraefikKind::IngressRoute, g) => random_route(ns, name, g, rng),
+        Kind::Traefik(TraefikKind::IngressRouteTcp, g) => random_tcp_route(ns, name, g, rng),
+        Kind::Traefik(TraefikKind::Middleware, _) => random_middleware(ns, name, rng),
+        Kind::Traefik(TraefikKind::TraefikService, _) => random_traefik_service(ns, name, rng),
+        Kind::Traefik(TraefikKind::TlsOption, _) => random_tls_option(ns, name, rng),
+        Kind::Traefik(TraefikKind::TlsStore, _) => random_tls_store(ns, name, rng),
+        Kind::Traefik(TraefikKind::ServersTransport, _) => random_transport(ns, name, rng),
+        other => panic!("not a Traefik kind: {other:?}"),
+    }
+}
+
+/// Traefik objects of every kind in every namespace.
+pub fn populate(snap: &mut crate::snapshot::ClusterSnapshot, rng: &mut Rng) {
+    for ns in NAMESPACES {
+        for i in 0..TRAEFIK_ROUTES {
+            let group = *rng.pick(&[Group::TraefikIo, Group::ContainoUs]);
+            snap.apply(random_route(ns, &format!("t{i}"), group, rng));
+        }
+        for i in 0..TCP_ROUTES {
+            if rng.chance(50) {
+                snap.apply(random_tcp_route(
+                    ns,
+                    &format!("u{i}"),
+                    Group::TraefikIo,
+                    rng,
+                ));
+            }
+        }
+        for i in 0..MIDDLEWARES {
+            snap.apply(random_middleware(ns, &format!("m{i}"), rng));
+        }
+        for i in 0..TRAEFIK_SERVICES {
+            snap.apply(random_traefik_service(ns, &format!("ts{i}"), rng));
+        }
+        snap.apply(random_tls_option(ns, "o0", rng));
+        if rng.chance(50) {
+            snap.apply(random_tls_option(ns, "default", rng));
+        }
+        if rng.chance(50) {
+            snap.apply(random_tls_store(ns, "default", rng));
+        }
+        snap.apply(random_transport(ns, "st0", rng));
+    }
+}
+
+/// What a DAG shows of the Traefik features the generator aims at (see [`FEATURES`]).
+pub fn features_seen(dag: &crate::dag::Dag, seen: &mut std::collections::BTreeSet<&'static str>) {
+    let traefik_hosts = dag
+        .virtual_hosts
+        .iter()
+        .filter(|v| v.owner.starts_with("traefik"));
+    for v in traefik_hosts {
+        if v.owner.starts_with("traefik-tcp:") {
+            seen.insert("IngressRouteTCP served");
+        }
+        if let Some(o) = v.tls.as_ref().and_then(|t| t.options.as_ref()) {
+            seen.insert("TLSOption applied");
+            if o.client_validation.is_some() {
+                seen.insert("client CA of a TLSOption");
+            }
+        }
+        for extra in v.routes.iter().filter_map(|r| r.extra.as_ref()) {
+            if !extra.mirrors.is_empty() {
+                seen.insert("mirroring TraefikService served");
+            }
+            if extra
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.basic_auth.is_some())
+            {
+                seen.insert("basicAuth served");
+            }
+            if !extra.request_headers_set.is_empty() {
+                seen.insert("headers Middleware served");
+            }
+        }
+    }
+    if dag.clusters.iter().any(|c| {
+        c.validation
+            .as_ref()
+            .is_some_and(|v| v.ca_secret.starts_with("traefik:"))
+    }) {
+        seen.insert("ServersTransport served");
+    }
+    if dag
+        .statuses
+        .iter()
+        .any(|s| s.description.contains("already used by the older Traefik"))
+    {
+        seen.insert("Contour root lost a host to a Traefik route");
+    }
+    for s in &dag.object_statuses {
+        let d = &s.description;
+        let checks = [
+            (
+                "already used by the older IngressRoute ",
+                "Traefik route lost a host to a Contour root",
+            ),
+            (
+                "already used by the older Traefik",
+                "Traefik route lost a host to a Traefik route",
+            ),
+            ("not found", "a referenced object missing"),
+            ("chain ", "a Middleware chain"),
+            ("TraefikService ", "a TraefikService read"),
+            ("TLSStore", "a TLSStore read"),
+            (
+                "(the namespace's default)",
+                "a namespace's default TLSOption read",
+            ),
+            (
+                "cross-namespace references are refused",
+                "a cross-namespace reference refused",
+            ),
+        ];
+        for (text, feature) in checks {
+            if d.contains(text) {
+                seen.insert(feature);
+            }
+        }
+    }
+}
+
+/// Every feature [`features_seen`] looks for.
+pub const FEATURES: usize = 16;
