@@ -42,7 +42,7 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 11] = [
+const TRAEFIK_GROUPS: [&str; 12] = [
     "basic",
     "hosts",
     "https",
@@ -50,6 +50,7 @@ const TRAEFIK_GROUPS: [&str; 11] = [
     "ownership",
     "priority-weights",
     "rewrites",
+    "service-options",
     "services",
     "tcp",
     "tls-options",

@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use crate::api::ingressroute::TlsVersion;
 
+pub mod service_options;
+
 /// What one Gateway instance serves, and the status of every IngressRoute it selects.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -165,6 +167,9 @@ pub struct RouteExtra {
     /// HTTP filters enabled on this route, and its retry policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<Box<super::policy::RoutePolicy>>,
+    /// Options of the route's Traefik services (upstream Host, sticky cookie).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_options: Option<Box<service_options::RouteServiceOptions>>,
 }
 
 /// A cluster that gets a copy of `percent` % of a route's requests.
@@ -285,6 +290,9 @@ pub struct Cluster {
     /// PROXY protocol version (1 or 2) sent to the upstream before the stream (Traefik TCP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<u8>,
+    /// A Traefik service's active health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_health_check: Option<Box<service_options::ActiveHealthCheck>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

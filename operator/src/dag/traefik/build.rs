@@ -11,6 +11,7 @@ use super::filters::{self, Filters};
 use super::{Parsed, ParsedRoute, owner_name};
 use crate::dag::build::Builder;
 use crate::dag::checks;
+use crate::dag::model::service_options::RouteServiceOptions;
 use crate::dag::model::{
     self, Cluster, HeaderCondition, PathKind, QueryCondition, Redirect, RouteExtra, ValueCondition,
     VirtualHost, WeightedCluster,
@@ -48,6 +49,8 @@ impl Builder<'_> {
             let redirect = effective_redirect(&filters, tls.is_some())
                 .map_err(|e| format!("{at}.middlewares: {e}"))?;
             let backend = self.traefik_backend(key, &p.route.services, &at)?;
+            let service_options = super::service_options::for_route(&backend)
+                .map_err(|e| format!("{at}.services: {e}"))?;
             let weighted = backend.weighted;
             clusters.extend(backend.clusters);
             secrets.extend(backend.secrets);
@@ -64,6 +67,7 @@ impl Builder<'_> {
                     clusters: &weighted,
                     mirrors: &backend.mirrors,
                     tls: tls.is_some(),
+                    service_options: service_options.as_deref(),
                 };
                 let made = dag_routes(key, p, m, &action, &at)?;
                 total_routes += made.len() * targets.len();
@@ -147,6 +151,7 @@ struct Action<'a> {
     mirrors: &'a [model::Mirror],
     /// Served over HTTPS.
     tls: bool,
+    service_options: Option<&'a RouteServiceOptions>,
 }
 
 /// The DAG routes of one alternative of a rule: one, or two with a redirect (Traefik answers
@@ -164,6 +169,7 @@ fn dag_routes(
         clusters,
         mirrors,
         tls,
+        service_options,
     } = *action;
     let (path, prefix) = match &m.path {
         PathMatch::Any => (PathKind::Prefix, "/".to_owned()),
@@ -242,6 +248,7 @@ fn dag_routes(
         host_rewrite: f.host_rewrite.clone(),
         mirrors: mirrors.to_vec(),
         policy: f.policies.route_policy(false),
+        service_options: service_options.cloned().map(Box::new),
     };
     let route = |extra: RouteExtra| model::Route {
         prefix: prefix.clone(),

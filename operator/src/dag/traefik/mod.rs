@@ -17,6 +17,7 @@ mod build;
 mod filters;
 pub(super) mod hosts;
 mod policy;
+mod service_options;
 mod services;
 pub(super) mod tcp;
 mod tls;
@@ -240,6 +241,8 @@ fn entry_points(names: &[String]) -> Result<(bool, bool), String> {
 mod hosts_tests;
 #[cfg(test)]
 mod policy_tests;
+#[cfg(test)]
+mod service_options_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -336,8 +336,8 @@ fn services_of_other_namespaces_or_kinds_are_refused() {
         ("{name: s, port: 81}", "Service apps/s port 81 not found"),
         ("{name: s, port: web}", "Service apps/s port web not found"),
         (
-            "{name: s, port: 80, sticky: {cookie: {}}}",
-            "sticky: not served",
+            "{name: s, port: 80, strategy: p2c, sticky: {cookie: {}}}",
+            "sticky: not served with strategy p2c",
         ),
         ("{name: s, port: 80, scheme: https}", "scheme https"),
         ("{name: s, port: 80, weight: -1}", "weight -1"),

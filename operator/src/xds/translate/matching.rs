@@ -88,6 +88,9 @@ pub(super) fn decorate(r: &Route, envoy: &mut EnvoyRoute) {
             );
         }
         action.request_mirror_policies = super::mirrors::policies(&extra.mirrors);
+        if let Some(options) = &extra.service_options {
+            super::service_options::route(options, action);
+        }
     }
     edit_headers(extra, envoy);
     super::policies::apply(extra, envoy);
