@@ -266,3 +266,51 @@ async fn health_checks_take_failing_servers_out() {
     )
     .await;
 }
+
+/// `headers.allowedHosts`: a Host in none of the names gets Traefik's `500 Bad Host` (the
+/// backend never sees it); the names compare case-insensitively.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_hosts_answer_other_hosts_500_bad_host() {
+    let a = Backend::start("a").await.unwrap();
+    let objects = service("apps", "a", 80, &[a.port()])
+        + &traefik(
+            "Middleware",
+            "only-allowed",
+            json!({"headers": {"allowedHosts": ["allowed.example.com"]}}),
+        )
+        + &traefik(
+            "IngressRoute",
+            "hosts",
+            json!({"entryPoints": ["web"], "routes": [{
+                "match": "Host(`allowed.example.com`) || Host(`other.example.com`)",
+                "middlewares": [{"name": "only-allowed"}],
+                "services": [{"name": "a", "port": 80}],
+            }]}),
+        );
+    let (_dir, mut sluice, http) = start(&objects).await;
+    wait_http(
+        &mut sluice,
+        http,
+        &Request::get("allowed.example.com", "/"),
+        "the allowed host served",
+        |r| r.status == 200,
+    )
+    .await;
+    let upper = Request::get("ALLOWED.example.com", "/")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(upper.status, 200, "{}", upper.text());
+    a.control().reset_counts();
+    let other = Request::get("other.example.com", "/x")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(other.status, 500);
+    assert_eq!(other.text(), "Bad Host\n");
+    assert_eq!(
+        other.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(a.control().request_count(), 0, "the backend saw it");
+}

@@ -257,12 +257,48 @@ fn route(name: &str, rng: &mut Rng) -> String {
     }))
 }
 
-/// Every option at its bound at once, which must be served.
-fn at_the_limits() -> String {
+/// `n` distinct host names of 253 bytes.
+fn long_hosts(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let label = format!("h{i:03}{}", "a".repeat(59));
+            format!(
+                "{label}.{}.{}.{}",
+                "b".repeat(63),
+                "c".repeat(63),
+                "d".repeat(61)
+            )
+        })
+        .collect()
+}
+
+fn middleware(name: &str, spec: Value) -> String {
     doc(&json!({
+        "apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
+        "metadata": {"namespace": "evil", "name": name}, "spec": spec,
+    }))
+}
+
+/// Every option at its bound at once, which must be served: service options, and 64
+/// `allowedHosts` of 253 bytes (and one list too many, refused).
+fn at_the_limits() -> String {
+    middleware(
+        "hosts",
+        json!({"headers": {"allowedHosts": long_hosts(64)}}),
+    ) + &middleware(
+        "too-many",
+        json!({"headers": {"allowedHosts": long_hosts(65)}}),
+    ) + &doc(&json!({
+        "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+        "metadata": {"namespace": "evil", "name": "too-many"},
+        "spec": {"routes": [{"match": "Host(`too-many.example.com`)",
+                             "middlewares": [{"name": "too-many"}],
+                             "services": [{"name": "web", "port": 80}]}]},
+    })) + &doc(&json!({
         "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
         "metadata": {"namespace": "evil", "name": "limits"},
-        "spec": {"routes": [{"match": "Host(`limits.example.com`)", "services": [{
+        "spec": {"routes": [{"match": "Host(`limits.example.com`)",
+                             "middlewares": [{"name": "hosts"}], "services": [{
             "name": "web", "port": 80, "passHostHeader": false,
             "sticky": {"cookie": {"name": "c".repeat(256), "path": format!("/{}", "p".repeat(255)),
                                   "domain": "d".repeat(256), "maxAge": 2147483647,
@@ -337,6 +373,12 @@ async fn hostile_service_options_never_break_the_configuration_or_the_victim() {
         for s in &dag.object_statuses {
             if s.current_status == Validity::Valid {
                 served += 1;
+            } else if s.name == "too-many" {
+                assert!(
+                    s.description.contains("allowedHosts: more than 64 names"),
+                    "{}",
+                    s.description
+                );
             } else {
                 refused += 1;
                 assert!(
@@ -359,6 +401,16 @@ async fn hostile_service_options_never_break_the_configuration_or_the_victim() {
             Validity::Valid,
             "seed {seed} world {world}: {}",
             limits.description
+        );
+        let too_many = dag
+            .object_statuses
+            .iter()
+            .find(|s| s.name == "too-many")
+            .unwrap();
+        assert_eq!(
+            too_many.current_status,
+            Validity::Invalid,
+            "65 allowedHosts served"
         );
         checked += dag
             .clusters

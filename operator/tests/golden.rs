@@ -42,7 +42,8 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 12] = [
+const TRAEFIK_GROUPS: [&str; 13] = [
+    "allowed-hosts",
     "basic",
     "hosts",
     "https",

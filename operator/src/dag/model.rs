@@ -5,7 +5,9 @@ use serde::Serialize;
 
 use crate::api::ingressroute::TlsVersion;
 
-pub mod service_options;
+pub mod traefik_options;
+
+pub use traefik_options::DirectResponse;
 
 /// What one Gateway instance serves, and the status of every IngressRoute it selects.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -169,7 +171,10 @@ pub struct RouteExtra {
     pub policy: Option<Box<super::policy::RoutePolicy>>,
     /// Options of the route's Traefik services (upstream Host, sticky cookie).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_options: Option<Box<service_options::RouteServiceOptions>>,
+    pub service_options: Option<Box<traefik_options::RouteServiceOptions>>,
+    /// Answer directly instead of forwarding (a Host `allowedHosts` refuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<traefik_options::DirectResponse>,
 }
 
 /// A cluster that gets a copy of `percent` % of a route's requests.
@@ -292,7 +297,7 @@ pub struct Cluster {
     pub proxy_protocol: Option<u8>,
     /// A Traefik service's active health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_health_check: Option<Box<service_options::ActiveHealthCheck>>,
+    pub active_health_check: Option<Box<traefik_options::ActiveHealthCheck>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

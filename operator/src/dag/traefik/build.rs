@@ -11,7 +11,7 @@ use super::filters::{self, Filters};
 use super::{Parsed, ParsedRoute, owner_name};
 use crate::dag::build::Builder;
 use crate::dag::checks;
-use crate::dag::model::service_options::RouteServiceOptions;
+use crate::dag::model::traefik_options::RouteServiceOptions;
 use crate::dag::model::{
     self, Cluster, HeaderCondition, PathKind, QueryCondition, Redirect, RouteExtra, ValueCondition,
     VirtualHost, WeightedCluster,
@@ -249,6 +249,7 @@ fn dag_routes(
         mirrors: mirrors.to_vec(),
         policy: f.policies.route_policy(false),
         service_options: service_options.cloned().map(Box::new),
+        direct_response: None,
     };
     let route = |extra: RouteExtra| model::Route {
         prefix: prefix.clone(),
@@ -263,8 +264,15 @@ fn dag_routes(
         session_affinity: false,
         extra: Some(Box::new(extra)),
     };
+    // Requests for a Host `allowedHosts` refuses are answered first, unless a redirect listed
+    // before it answers them.
+    let bad_host = f
+        .allowed_hosts
+        .as_ref()
+        .filter(|a| redirect.is_none() || !a.after_redirect)
+        .map(|a| route(super::allowed_hosts::bad_host_route(&extra, a)));
     let Some(redirect) = redirect else {
-        return Ok(vec![route(extra)]);
+        return Ok(bad_host.into_iter().chain([route(extra)]).collect());
     };
     let mut get = extra.clone();
     get.headers.push(HeaderCondition {
@@ -280,5 +288,8 @@ fn dag_routes(
         status: if redirect.status == 301 { 308 } else { 307 },
         ..redirect.clone()
     });
-    Ok(vec![route(get), route(other)])
+    Ok(bad_host
+        .into_iter()
+        .chain([route(get), route(other)])
+        .collect())
 }

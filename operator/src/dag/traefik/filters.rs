@@ -12,6 +12,7 @@ use crate::snapshot::{ClusterSnapshot, ObjKey};
 use crate::traefik::middleware::{self as mw, HeadersModel, Middleware};
 use crate::traefik::regex;
 
+use super::allowed_hosts::{self, AllowedHosts};
 use super::policy::Policies;
 
 /// A `redirectScheme` middleware.
@@ -39,6 +40,8 @@ pub(super) struct Filters {
     pub host_rewrite: Option<String>,
     /// What HTTP filters and the retry policy do (see [`super::policy`]).
     pub policies: Policies,
+    /// The hosts `headers.allowedHosts` allows (see [`super::allowed_hosts`]).
+    pub allowed_hosts: Option<AllowedHosts>,
 }
 
 /// The kind name of a Middleware, as written in its spec.
@@ -82,6 +85,8 @@ pub(super) fn resolve(
         let field = format!("{at}.middlewares[{i}]");
         add(snap, route, r, &field, &mut expansion, &mut filters)?;
     }
+    allowed_hosts::check_order(filters.allowed_hosts.as_ref(), &filters.policies.policy)
+        .map_err(|e| format!("{at}.middlewares: {e}"))?;
     let bytes = filters.header_bytes();
     if bytes > MAX_HEADER_EDIT_BYTES {
         return Err(format!(
@@ -304,7 +309,12 @@ impl Filters {
 
     fn headers(&mut self, h: &HeadersModel) -> Result<(), String> {
         if !h.allowed_hosts.is_empty() {
-            return Err("allowedHosts is not served yet".into());
+            self.allowed_hosts = Some(allowed_hosts::add(
+                self.allowed_hosts.take(),
+                &h.allowed_hosts,
+                &self.policies.policy,
+                self.redirect.is_some(),
+            )?);
         }
         for (name, value) in &h.request_set {
             self.request_remove.retain(|n| n != name);

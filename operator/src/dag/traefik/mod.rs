@@ -13,6 +13,7 @@
 //! `ipAllowList`, `rateLimit`, `buffering`, CORS, and `retry`.
 //! Everything else is refused with a message naming the field or the kind, never ignored.
 
+mod allowed_hosts;
 mod build;
 mod filters;
 pub(super) mod hosts;

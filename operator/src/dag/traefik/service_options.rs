@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::api::traefik::routes as tr;
 use crate::dag::checks;
-use crate::dag::model::service_options::{
+use crate::dag::model::traefik_options::{
     ActiveHealthCheck, EndpointVariant, RouteServiceOptions, StickyCookie,
 };
 use crate::dag::model::{Cluster, LbPolicy, Upstream, UpstreamProtocol};

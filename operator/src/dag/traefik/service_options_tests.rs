@@ -2,7 +2,7 @@
 //! them refused per route, naming the field, with a neighbour left as it was.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::dag::model::service_options::{EndpointVariant, StickyCookie};
+use crate::dag::model::traefik_options::{EndpointVariant, StickyCookie};
 use crate::dag::model::*;
 use crate::dag::{Selection, build};
 

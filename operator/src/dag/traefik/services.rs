@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use crate::api::traefik::objects::{Mirroring, TraefikServiceSpec, Weighted};
 use crate::api::traefik::routes as tr;
 use crate::dag::build::Builder;
-use crate::dag::model::service_options::StickyCookie;
+use crate::dag::model::traefik_options::StickyCookie;
 use crate::dag::model::{Cluster, Mirror, Secret, WeightedCluster};
 use crate::snapshot::ObjKey;
 

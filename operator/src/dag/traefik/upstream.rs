@@ -12,7 +12,7 @@ use crate::api::traefik::objects::ServersTransportSpec;
 use crate::api::traefik::routes as tr;
 use crate::dag::build::Builder;
 use crate::dag::checks;
-use crate::dag::model::service_options::{EndpointVariant, StickyCookie};
+use crate::dag::model::traefik_options::{EndpointVariant, StickyCookie};
 use crate::dag::model::{
     Cluster, ClusterEndpoints, LbPolicy, Secret, SecretKind, Upstream, UpstreamProtocol,
     UpstreamValidation,

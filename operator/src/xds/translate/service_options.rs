@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::config::route::v3::{RouteAction, route_action};
 use envoy_types::pb::envoy::r#type::v3::{CodecClientType, Int64Range, Percent};
 
 use super::envoy::{bool_value, millis, u32_value};
-use crate::dag::model::service_options::{
+use crate::dag::model::traefik_options::{
     ActiveHealthCheck, EndpointVariant, RouteServiceOptions, StickyCookie, address_host,
 };
 use crate::dag::model::{Cluster, Upstream, UpstreamProtocol};

@@ -1,6 +1,7 @@
-//! Options of a Traefik service beyond Contour's model: what a cluster adds (Traefik's active
-//! health check) and what a route adds (the upstream Host from the backend's address, a sticky
-//! cookie), plus the names of the EDS assignments that carry per-endpoint settings.
+//! What Traefik routes add to Contour's model: what a service's options add to a cluster
+//! (Traefik's active health check) and to a route (the upstream Host from the backend's
+//! address, a sticky cookie), the names of the EDS assignments that carry per-endpoint
+//! settings, and routes that answer directly (`allowedHosts`' 500).
 //!
 //! Envoy keeps the backend address Host (`auto_host_rewrite`) and the health-check port on each
 //! endpoint of a load assignment, not on the cluster, and one assignment is shared by every
@@ -95,6 +96,14 @@ pub struct ActiveHealthCheck {
     /// Lower-case names, sorted, values sent literally.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
+}
+
+/// A route that answers by itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectResponse {
+    pub status: u16,
+    pub body: String,
 }
 
 /// What a Traefik route adds to its forwarding action.
