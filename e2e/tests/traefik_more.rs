@@ -314,3 +314,52 @@ async fn allowed_hosts_answer_other_hosts_500_bad_host() {
     );
     assert_eq!(a.control().request_count(), 0, "the backend saw it");
 }
+
+/// `compress`: the route listing it answers gzip to a client that accepts it; a Traefik route
+/// without it is not compressed (the Gateway's compressor is off there, as Traefik does not
+/// compress unless asked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compress_switches_the_gateways_compressor_per_route() {
+    let a = Backend::start("a").await.unwrap();
+    let objects = service("apps", "a", 80, &[a.port()])
+        + &traefik("Middleware", "gzip", json!({"compress": {}}))
+        + &traefik(
+            "IngressRoute",
+            "docs",
+            json!({"entryPoints": ["web"], "routes": [
+                {"match": "Host(`docs.example.com`) && PathPrefix(`/static`)",
+                 "middlewares": [{"name": "gzip"}], "services": [{"name": "a", "port": 80}]},
+                {"match": "Host(`docs.example.com`)", "services": [{"name": "a", "port": 80}]},
+            ]}),
+        );
+    let (_dir, mut sluice, http) = start(&objects).await;
+    let get = |path: &str| {
+        Request::get("docs.example.com", path)
+            .header("accept-encoding", "gzip")
+            // Long enough for any threshold.
+            .header("x-pad", &"p".repeat(2048))
+    };
+    let compressed = wait_http(
+        &mut sluice,
+        http,
+        &get("/static/app.js"),
+        "the compress route answered",
+        |r| r.status == 200,
+    )
+    .await;
+    assert_eq!(
+        compressed.header("content-encoding"),
+        Some("gzip"),
+        "{:?}",
+        compressed.headers
+    );
+    let plain = get("/page").send(http).await.unwrap();
+    assert_eq!(plain.status, 200);
+    assert_eq!(
+        plain.header("content-encoding"),
+        None,
+        "{:?}",
+        plain.headers
+    );
+    assert!(plain.echo().is_ok(), "a plain JSON echo");
+}

@@ -172,6 +172,9 @@ pub struct RouteExtra {
     /// Options of the route's Traefik services (upstream Host, sticky cookie).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_options: Option<Box<traefik_options::RouteServiceOptions>>,
+    /// The Gateway's compressor stays on (a `compress` middleware); off otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compress: bool,
     /// Answer directly instead of forwarding (a Host `allowedHosts` refuses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct_response: Option<traefik_options::DirectResponse>,

@@ -250,6 +250,7 @@ fn dag_routes(
         policy: f.policies.route_policy(false),
         service_options: service_options.cloned().map(Box::new),
         direct_response: None,
+        compress: f.compress,
     };
     let route = |extra: RouteExtra| model::Route {
         prefix: prefix.clone(),

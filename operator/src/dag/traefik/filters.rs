@@ -42,6 +42,8 @@ pub(super) struct Filters {
     pub policies: Policies,
     /// The hosts `headers.allowedHosts` allows (see [`super::allowed_hosts`]).
     pub allowed_hosts: Option<AllowedHosts>,
+    /// A `compress` middleware is listed: the Gateway's compressor stays on.
+    pub compress: bool,
 }
 
 /// The kind name of a Middleware, as written in its spec.
@@ -265,6 +267,10 @@ impl Filters {
                 }
             }
             Middleware::Headers(h) => self.headers(h)?,
+            Middleware::Compress(c) => {
+                super::compress::check(c)?;
+                self.compress = true;
+            }
             other => return Err(format!("kind {} is not served yet", kind_name(other))),
         }
         Ok(())

@@ -15,6 +15,7 @@
 
 mod allowed_hosts;
 mod build;
+mod compress;
 mod filters;
 pub(super) mod hosts;
 mod policy;

@@ -369,3 +369,47 @@ spec:
         verdict(&dag, "zero").1
     );
 }
+
+#[test]
+fn compress_options_the_gateways_compressor_cannot_take_are_refused() {
+    let mw = |spec: &str| {
+        format!(
+            "---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {{name: c, \
+             namespace: apps}}\nspec: {{compress: {spec}}}\n"
+        )
+    };
+    let ir = |name: &str| {
+        format!(
+            "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata: {{name: {name}, \
+             namespace: apps}}\nspec:\n  routes:\n  - match: Host(`{name}.example.com`)\n    \
+             middlewares: [{{name: c}}]\n    services: [{{name: web, port: 80}}]\n"
+        )
+    };
+    for (spec, expected) in [
+        ("{encodings: [br]}", "encodings: must include gzip"),
+        (
+            "{encodings: [gzip, br], defaultEncoding: br}",
+            "defaultEncoding",
+        ),
+        (
+            "{excludedContentTypes: [text/css]}",
+            "excludedContentTypes: not served",
+        ),
+        (
+            "{includedContentTypes: [text/css]}",
+            "includedContentTypes: not served",
+        ),
+        ("{minResponseBodyBytes: 10}", "minResponseBodyBytes"),
+    ] {
+        let dag = dag_of(&(SERVICE.to_owned() + &mw(spec) + &ir("z")));
+        let (status, description) = verdict(&dag, "z");
+        assert_eq!(status, "invalid", "{spec}");
+        assert!(
+            description.contains("spec.routes[0].middlewares[0]") && description.contains(expected),
+            "{spec}: {description}"
+        );
+    }
+    let dag = dag_of(&(SERVICE.to_owned() + &mw("{encodings: [zstd, gzip]}") + &ir("ok")));
+    assert_eq!(verdict(&dag, "ok").0, "valid", "{}", verdict(&dag, "ok").1);
+    assert!(first_route(&dag, "ok").extra.as_ref().unwrap().compress);
+}

@@ -427,8 +427,8 @@ fn middlewares_become_rewrites_redirects_and_header_edits() {
 fn unserved_or_missing_middlewares_make_the_route_invalid() {
     let cases = [
         (
-            middleware("apps", "m", "  compress: {}\n"),
-            "Middleware apps/m (compress): kind compress is not served yet",
+            middleware("apps", "m", "  redirectRegex: {regex: a, replacement: b}\n"),
+            "Middleware apps/m (redirectRegex): kind redirectRegex is not served yet",
         ),
         (String::new(), "Middleware apps/m not found"),
         (

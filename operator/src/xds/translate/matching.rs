@@ -108,6 +108,7 @@ pub(super) fn decorate(r: &Route, envoy: &mut EnvoyRoute) {
     }
     edit_headers(extra, envoy);
     super::policies::apply(extra, envoy);
+    super::service_options::compression(extra, envoy);
 }
 
 fn edit_headers(extra: &RouteExtra, envoy: &mut EnvoyRoute) {

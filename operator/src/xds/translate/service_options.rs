@@ -11,14 +11,17 @@ use envoy_types::pb::envoy::config::core::v3::{
     header_value_option, health_check,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, endpoint::HealthCheckConfig};
-use envoy_types::pb::envoy::config::route::v3::{RouteAction, route_action};
+use envoy_types::pb::envoy::config::route::v3::{Route as EnvoyRoute, RouteAction, route_action};
 use envoy_types::pb::envoy::r#type::v3::{CodecClientType, Int64Range, Percent};
 
-use super::envoy::{bool_value, millis, u32_value};
+use super::envoy::{any, bool_value, millis, u32_value};
 use crate::dag::model::traefik_options::{
     ActiveHealthCheck, EndpointVariant, RouteServiceOptions, StickyCookie, address_host,
 };
-use crate::dag::model::{Cluster, Upstream, UpstreamProtocol};
+use crate::dag::model::{Cluster, RouteExtra, Upstream, UpstreamProtocol};
+
+/// The name of the Gateway's compressor in every HTTP connection manager.
+pub(super) const COMPRESSOR_FILTER: &str = "envoy.filters.http.compressor";
 
 /// Sets what a route's Traefik services ask of its forwarding action.
 pub(super) fn route(options: &RouteServiceOptions, action: &mut RouteAction) {
@@ -173,4 +176,20 @@ fn health_check(hc: &ActiveHealthCheck, protocol: UpstreamProtocol) -> EnvoyHeal
         )),
         ..Default::default()
     }
+}
+
+/// The Gateway's compressor, off on a Traefik route without a `compress` middleware.
+pub(super) fn compression(extra: &RouteExtra, envoy: &mut EnvoyRoute) {
+    use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::{
+        CompressorPerRoute, compressor_per_route,
+    };
+    if extra.compress {
+        return;
+    }
+    envoy.typed_per_filter_config.insert(
+        COMPRESSOR_FILTER.to_owned(),
+        any(&CompressorPerRoute {
+            r#override: Some(compressor_per_route::Override::Disabled(true)),
+        }),
+    );
 }
