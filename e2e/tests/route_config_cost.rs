@@ -46,6 +46,7 @@ fn cluster(service: &str) -> Cluster {
         health_check: None,
         validation: None,
         proxy_protocol: None,
+        active_health_check: None,
     }
 }
 

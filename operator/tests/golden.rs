@@ -42,14 +42,17 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 11] = [
+const TRAEFIK_GROUPS: [&str; 14] = [
+    "allowed-hosts",
     "basic",
+    "compress",
     "hosts",
     "https",
     "middlewares",
     "ownership",
     "priority-weights",
     "rewrites",
+    "service-options",
     "services",
     "tcp",
     "tls-options",

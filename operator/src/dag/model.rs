@@ -5,6 +5,10 @@ use serde::Serialize;
 
 use crate::api::ingressroute::TlsVersion;
 
+pub mod traefik_options;
+
+pub use traefik_options::DirectResponse;
+
 /// What one Gateway instance serves, and the status of every IngressRoute it selects.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -165,6 +169,15 @@ pub struct RouteExtra {
     /// HTTP filters enabled on this route, and its retry policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<Box<super::policy::RoutePolicy>>,
+    /// Options of the route's Traefik services (upstream Host, sticky cookie).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_options: Option<Box<traefik_options::RouteServiceOptions>>,
+    /// The Gateway's compressor stays on (a `compress` middleware); off otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compress: bool,
+    /// Answer directly instead of forwarding (a Host `allowedHosts` refuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<traefik_options::DirectResponse>,
 }
 
 /// A cluster that gets a copy of `percent` % of a route's requests.
@@ -285,6 +298,9 @@ pub struct Cluster {
     /// PROXY protocol version (1 or 2) sent to the upstream before the stream (Traefik TCP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<u8>,
+    /// A Traefik service's active health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_health_check: Option<Box<traefik_options::ActiveHealthCheck>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -178,6 +178,7 @@ impl Builder<'_> {
             health_check,
             validation,
             proxy_protocol: None,
+            active_health_check: None,
         };
         let hash = policy_hash(&cluster)
             .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;
@@ -446,13 +447,17 @@ pub(super) fn build_health_check(hc: &ir::HealthCheck) -> Result<HealthCheck, St
 /// reported rather than hashed as empty, since equal names would merge different clusters.
 pub(super) fn policy_hash(c: &Cluster) -> Result<String, serde_json::Error> {
     use sha2::{Digest, Sha256};
-    let canonical = serde_json::to_vec(&(
+    let mut canonical = serde_json::to_vec(&(
         &c.upstream,
         c.protocol,
         c.lb_policy,
         &c.health_check,
         &c.validation,
     ))?;
+    // Only when set, so that clusters without one keep their names.
+    if let Some(hc) = &c.active_health_check {
+        canonical.extend(serde_json::to_vec(hc)?);
+    }
     let digest = Sha256::digest(&canonical);
     Ok(digest.iter().take(5).map(|b| format!("{b:02x}")).collect())
 }

@@ -11,6 +11,7 @@ use super::filters::{self, Filters};
 use super::{Parsed, ParsedRoute, owner_name};
 use crate::dag::build::Builder;
 use crate::dag::checks;
+use crate::dag::model::traefik_options::RouteServiceOptions;
 use crate::dag::model::{
     self, Cluster, HeaderCondition, PathKind, QueryCondition, Redirect, RouteExtra, ValueCondition,
     VirtualHost, WeightedCluster,
@@ -50,6 +51,8 @@ impl Builder<'_> {
             let redirect = effective_redirect(&filters, tls.is_some())
                 .map_err(|e| format!("{at}.middlewares: {e}"))?;
             let backend = self.traefik_backend(key, &p.route.services, &at)?;
+            let service_options = super::service_options::for_route(&backend)
+                .map_err(|e| format!("{at}.services: {e}"))?;
             let weighted = backend.weighted;
             clusters.extend(backend.clusters);
             secrets.extend(backend.secrets);
@@ -66,6 +69,7 @@ impl Builder<'_> {
                     clusters: &weighted,
                     mirrors: &backend.mirrors,
                     tls: tls.is_some(),
+                    service_options: service_options.as_deref(),
                 };
                 let made = dag_routes(key, p, m, &action, &at)?;
                 total_routes += made.len() * targets.len();
@@ -149,6 +153,7 @@ struct Action<'a> {
     mirrors: &'a [model::Mirror],
     /// Served over HTTPS.
     tls: bool,
+    service_options: Option<&'a RouteServiceOptions>,
 }
 
 /// The DAG routes of one alternative of a rule: one, or two with a redirect (Traefik answers
@@ -166,6 +171,7 @@ fn dag_routes(
         clusters,
         mirrors,
         tls,
+        service_options,
     } = *action;
     let (path, prefix) = match &m.path {
         PathMatch::Any => (PathKind::Prefix, "/".to_owned()),
@@ -244,6 +250,9 @@ fn dag_routes(
         host_rewrite: f.host_rewrite.clone(),
         mirrors: mirrors.to_vec(),
         policy: f.policies.route_policy(false),
+        service_options: service_options.cloned().map(Box::new),
+        direct_response: None,
+        compress: f.compress,
     };
     let route = |extra: RouteExtra| model::Route {
         prefix: prefix.clone(),
@@ -258,8 +267,15 @@ fn dag_routes(
         session_affinity: false,
         extra: Some(Box::new(extra)),
     };
+    // Requests for a Host `allowedHosts` refuses are answered first, unless a redirect listed
+    // before it answers them.
+    let bad_host = f
+        .allowed_hosts
+        .as_ref()
+        .filter(|a| redirect.is_none() || !a.after_redirect)
+        .map(|a| route(super::allowed_hosts::bad_host_route(&extra, a)));
     let Some(redirect) = redirect else {
-        return Ok(vec![route(extra)]);
+        return Ok(bad_host.into_iter().chain([route(extra)]).collect());
     };
     let mut get = extra.clone();
     get.headers.push(HeaderCondition {
@@ -275,5 +291,8 @@ fn dag_routes(
         status: if redirect.status == 301 { 308 } else { 307 },
         ..redirect.clone()
     });
-    Ok(vec![route(get), route(other)])
+    Ok(bad_host
+        .into_iter()
+        .chain([route(get), route(other)])
+        .collect())
 }

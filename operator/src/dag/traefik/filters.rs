@@ -13,6 +13,7 @@ use crate::snapshot::{ClusterSnapshot, ObjKey, TraefikKind};
 use crate::traefik::middleware::{self as mw, HeadersModel, Middleware};
 use crate::traefik::regex;
 
+use super::allowed_hosts::{self, AllowedHosts};
 use super::policy::Policies;
 
 /// A `redirectScheme` middleware.
@@ -40,6 +41,10 @@ pub(super) struct Filters {
     pub host_rewrite: Option<String>,
     /// What HTTP filters and the retry policy do (see [`super::policy`]).
     pub policies: Policies,
+    /// The hosts `headers.allowedHosts` allows (see [`super::allowed_hosts`]).
+    pub allowed_hosts: Option<AllowedHosts>,
+    /// A `compress` middleware is listed: the Gateway's compressor stays on.
+    pub compress: bool,
 }
 
 /// The kind name of a Middleware, as written in its spec.
@@ -86,6 +91,8 @@ pub(super) fn resolve(
         let field = format!("{at}.middlewares[{i}]");
         add(snap, route, r, &field, &mut expansion, &mut filters)?;
     }
+    allowed_hosts::check_order(filters.allowed_hosts.as_ref(), &filters.policies.policy)
+        .map_err(|e| format!("{at}.middlewares: {e}"))?;
     let bytes = filters.header_bytes();
     if bytes > MAX_HEADER_EDIT_BYTES {
         return Err(format!(
@@ -273,6 +280,10 @@ impl Filters {
                 }
             }
             Middleware::Headers(h) => self.headers(h)?,
+            Middleware::Compress(c) => {
+                super::compress::check(c)?;
+                self.compress = true;
+            }
             other => return Err(format!("kind {} is not served yet", kind_name(other))),
         }
         Ok(())
@@ -317,7 +328,12 @@ impl Filters {
 
     fn headers(&mut self, h: &HeadersModel) -> Result<(), String> {
         if !h.allowed_hosts.is_empty() {
-            return Err("allowedHosts is not served yet".into());
+            self.allowed_hosts = Some(allowed_hosts::add(
+                self.allowed_hosts.take(),
+                &h.allowed_hosts,
+                &self.policies.policy,
+                self.redirect.is_some(),
+            )?);
         }
         for (name, value) in &h.request_set {
             self.request_remove.retain(|n| n != name);

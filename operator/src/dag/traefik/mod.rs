@@ -9,14 +9,19 @@
 //! catch-all (see `hosts`); Kubernetes Services
 //! of the IngressRoute's namespace by port number or name, with weights; the `stripPrefix`,
 //! `stripPrefixRegex`, `addPrefix`, `replacePath`, `replacePathRegex`, `redirectScheme` and
-//! `headers` middlewares, and (in `policy`) those served by HTTP filters: `basicAuth`,
-//! `ipAllowList`, `rateLimit`, `buffering`, CORS, and `retry`.
+//! `headers` middlewares (`allowedHosts` in `allowed_hosts`), `compress` (in `compress`), and
+//! (in `policy`) those served by HTTP filters: `basicAuth`, `ipAllowList`, `rateLimit`,
+//! `buffering`, CORS, and `retry`; the services' `passHostHeader`, `sticky` and `healthCheck`
+//! (in `service_options`).
 //! Everything else is refused with a message naming the field or the kind, never ignored.
 
+mod allowed_hosts;
 mod build;
+mod compress;
 mod filters;
 pub(super) mod hosts;
 mod policy;
+mod service_options;
 mod services;
 pub(super) mod tcp;
 mod tls;
@@ -257,6 +262,8 @@ fn entry_points(names: &[String]) -> Result<(bool, bool), String> {
 mod hosts_tests;
 #[cfg(test)]
 mod policy_tests;
+#[cfg(test)]
+mod service_options_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -12,9 +12,12 @@
 //! where every request of the route reaches it (at the top, or under a split whose other
 //! branches all weigh 0), and a mirror must be one Kubernetes Service.
 
+use std::collections::BTreeMap;
+
 use crate::api::traefik::objects::{Mirroring, TraefikServiceSpec, Weighted};
 use crate::api::traefik::routes as tr;
 use crate::dag::build::Builder;
+use crate::dag::model::traefik_options::StickyCookie;
 use crate::dag::model::{Cluster, Mirror, Secret, WeightedCluster};
 use crate::snapshot::ObjKey;
 
@@ -37,6 +40,8 @@ pub(super) struct Backend {
     pub mirrors: Vec<Mirror>,
     /// CA bundles of the upstream TLS its clusters verify.
     pub secrets: Vec<Secret>,
+    /// The sticky cookie of each cluster (by name), if any.
+    pub sticky: BTreeMap<String, Option<StickyCookie>>,
 }
 
 /// A resolved subtree: leaf clusters with weights whose sum is `total`.
@@ -106,8 +111,19 @@ impl Builder<'_> {
         }
         match s.kind.as_deref() {
             None | Some("" | "Service") => {
-                let cluster = self.traefik_cluster(from, s, context, &mut walk.out.secrets)?;
+                let (cluster, sticky) =
+                    self.traefik_cluster(from, s, context, &mut walk.out.secrets)?;
                 let name = cluster.name.clone();
+                match walk.out.sticky.get(&name) {
+                    Some(known) if *known != sticky => {
+                        return Err(format!(
+                            "{context}.sticky: Service port {name} is reached with two                              different sticky settings"
+                        ));
+                    }
+                    _ => {
+                        walk.out.sticky.insert(name.clone(), sticky);
+                    }
+                }
                 if !walk.out.clusters.iter().any(|c| c.name == name) {
                     if walk.out.clusters.len() >= MAX_CLUSTERS {
                         return Err(format!(

@@ -517,12 +517,8 @@ fn https_backends_need_a_transport_with_server_name_and_root_cas() {
             "\"leastconn\" is not served",
         ),
         (
-            "[{name: s, port: 80, passHostHeader: false}]",
-            "passHostHeader: false is not served",
-        ),
-        (
-            "[{name: s, port: 80, healthCheck: {path: /}}]",
-            "healthCheck: not served",
+            "[{name: s, port: 80, healthCheck: {path: /, mode: grpc}}]",
+            "healthCheck.mode: \"grpc\" is not served",
         ),
     ];
     let bad = transport(

@@ -367,6 +367,7 @@ impl Builder<'_> {
             health_check: None,
             validation: None,
             proxy_protocol,
+            active_health_check: None,
         };
         let hash = policy_hash(&cluster)
             .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;

@@ -336,8 +336,8 @@ fn services_of_other_namespaces_or_kinds_are_refused() {
         ("{name: s, port: 81}", "Service apps/s port 81 not found"),
         ("{name: s, port: web}", "Service apps/s port web not found"),
         (
-            "{name: s, port: 80, sticky: {cookie: {}}}",
-            "sticky: not served",
+            "{name: s, port: 80, strategy: p2c, sticky: {cookie: {}}}",
+            "sticky: not served with strategy p2c",
         ),
         ("{name: s, port: 80, scheme: https}", "scheme https"),
         ("{name: s, port: 80, weight: -1}", "weight -1"),
@@ -427,8 +427,8 @@ fn middlewares_become_rewrites_redirects_and_header_edits() {
 fn unserved_or_missing_middlewares_make_the_route_invalid() {
     let cases = [
         (
-            middleware("apps", "m", "  compress: {}\n"),
-            "Middleware apps/m (compress): kind compress is not served yet",
+            middleware("apps", "m", "  redirectRegex: {regex: a, replacement: b}\n"),
+            "Middleware apps/m (redirectRegex): kind redirectRegex is not served yet",
         ),
         (String::new(), "Middleware apps/m not found"),
         (

@@ -7,12 +7,15 @@
 use crate::snapshot::slim::{Service as KubeService, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::service_options;
 use crate::api::traefik::objects::ServersTransportSpec;
 use crate::api::traefik::routes as tr;
 use crate::dag::build::Builder;
 use crate::dag::checks;
+use crate::dag::model::traefik_options::{EndpointVariant, StickyCookie};
 use crate::dag::model::{
-    Cluster, LbPolicy, Secret, SecretKind, UpstreamProtocol, UpstreamValidation,
+    Cluster, ClusterEndpoints, LbPolicy, Secret, SecretKind, Upstream, UpstreamProtocol,
+    UpstreamValidation,
 };
 use crate::dag::upstream::{policy_hash, upstream_protocol};
 use crate::snapshot::ObjKey;
@@ -98,7 +101,7 @@ impl Builder<'_> {
         s: &tr::Service,
         context: &str,
         secrets: &mut Vec<Secret>,
-    ) -> Result<Cluster, String> {
+    ) -> Result<(Cluster, Option<StickyCookie>), String> {
         refuse_unserved_fields(s).map_err(|e| format!("{context}.{e}"))?;
         let found = self.traefik_service_port(
             from,
@@ -172,22 +175,57 @@ impl Builder<'_> {
                 ));
             }
         };
-        let upstream = self.build_upstream(&svc_key, svc, svc_port, context)?;
+        let mut upstream = self.build_upstream(&svc_key, svc, svc_port, context)?;
+        let options = service_options::cluster_options(
+            s,
+            &svc_key.to_string(),
+            port,
+            &upstream,
+            protocol,
+            context,
+        )?;
+        self.endpoint_variant(&mut upstream, options.variant);
         let mut cluster = Cluster {
             name: String::new(),
             service: svc_key.to_string(),
             port,
             upstream,
             protocol,
-            lb_policy,
+            lb_policy: service_options::sticky_policy(options.sticky.is_some(), lb_policy),
             health_check: None,
             validation,
             proxy_protocol: None,
+            active_health_check: options.health.map(Box::new),
         };
         let hash = policy_hash(&cluster)
             .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;
         cluster.name = format!("{svc_key}/{port}/{hash}");
-        Ok(cluster)
+        Ok((cluster, options.sticky))
+    }
+
+    /// Moves an EDS `upstream` to an assignment of its own whose endpoints carry `variant`'s
+    /// settings (the same addresses as the shared one).
+    fn endpoint_variant(&mut self, upstream: &mut Upstream, variant: EndpointVariant) {
+        let Upstream::Eds { service_name } = upstream else {
+            return;
+        };
+        let name = variant.name(service_name);
+        if name == *service_name {
+            return;
+        }
+        let addresses = self
+            .endpoints
+            .get(service_name.as_str())
+            .map(|e| e.addresses.clone())
+            .unwrap_or_default();
+        self.endpoints.insert(
+            name.clone(),
+            ClusterEndpoints {
+                service_name: name.clone(),
+                addresses,
+            },
+        );
+        *service_name = name;
     }
 
     /// The ServersTransport `name` of namespace `from`, checked, with its CA bundle.
@@ -345,31 +383,9 @@ fn refuse_unserved_transport(t: &ServersTransportSpec) -> Result<(), String> {
     }
 }
 
-/// Fields of a service Sluice does not serve, with why; their defaults are accepted.
+/// Fields of a service Sluice does not serve, with why; their defaults are accepted
+/// (`passHostHeader`, `sticky` and `healthCheck` are checked in `service_options`).
 fn refuse_unserved_fields(s: &tr::Service) -> Result<(), String> {
-    if s.pass_host_header == Some(false) {
-        return Err(
-            "passHostHeader: false is not served: Traefik then sends the backend \
-                    server's address (pod IP and port) as Host, which Envoy cannot write for \
-                    endpoints it learns by EDS"
-                .into(),
-        );
-    }
-    if s.sticky.is_some() {
-        return Err(
-            "sticky: not served yet: the nearest Envoy construct (a cookie-based stateful \
-             session) always marks its cookie HttpOnly, where Traefik's cookie is not unless \
-             httpOnly is set"
-                .into(),
-        );
-    }
-    if s.health_check.is_some() {
-        return Err(
-            "healthCheck: not served yet (Traefik applies it to ExternalName \
-                    Services only)"
-                .into(),
-        );
-    }
     let unserved = [
         ("nativeLB", s.native_lb == Some(true)),
         ("nodePortLB", s.node_port_lb == Some(true)),

@@ -115,6 +115,7 @@ pub(super) fn cluster(c: &Cluster) -> EnvoyCluster {
             &upstream_tls_context(c),
         ));
     }
+    super::service_options::cluster(c, &mut cluster);
     if let Some(version) = c.proxy_protocol {
         let inner = cluster.transport_socket.take();
         cluster.transport_socket = Some(super::upstream_proxy::wrap(version, inner));

@@ -147,12 +147,16 @@ pub fn load_assignment<'a>(
 ) -> ClusterLoadAssignment {
     let lb_endpoints: Vec<LbEndpoint> = addresses
         .into_iter()
-        .map(|(host, port)| LbEndpoint {
-            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+        .map(|(host, port)| {
+            let mut endpoint = Endpoint {
                 address: Some(socket_address(host, port)),
                 ..Default::default()
-            })),
-            ..Default::default()
+            };
+            super::service_options::endpoint(cluster_name, host, port, &mut endpoint);
+            LbEndpoint {
+                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)),
+                ..Default::default()
+            }
         })
         .collect();
     ClusterLoadAssignment {

@@ -66,6 +66,7 @@ pub fn eds_cluster(service: &str, port: u16) -> Cluster {
         health_check: None,
         validation: None,
         proxy_protocol: None,
+        active_health_check: None,
     }
 }
 

@@ -247,7 +247,7 @@ fn ingress_hcm(stat_prefix: &str, route_config_name: &str) -> HttpConnectionMana
             super::policies::listener_filters(),
             vec![
                 http_filter(
-                    "envoy.filters.http.compressor",
+                    super::service_options::COMPRESSOR_FILTER,
                     &Compressor {
                         compressor_library: Some(TypedExtensionConfig {
                             name: "envoy.compression.gzip.compressor".to_owned(),

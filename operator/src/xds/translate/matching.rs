@@ -3,11 +3,12 @@
 //! the route (a redirect instead of forwarding, a path rewrite, header edits, a host rewrite).
 
 use envoy_types::pb::envoy::config::core::v3::{
-    HeaderValue, HeaderValueOption, header_value_option,
+    DataSource, HeaderValue, HeaderValueOption, data_source, header_value_option,
 };
 use envoy_types::pb::envoy::config::route::v3::{
-    HeaderMatcher, QueryParameterMatcher, RedirectAction, Route as EnvoyRoute, RouteMatch,
-    header_matcher, query_parameter_matcher, redirect_action, route, route_action, route_match,
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
+    Route as EnvoyRoute, RouteMatch, header_matcher, query_parameter_matcher, redirect_action,
+    route, route_action, route_match,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatchAndSubstitute, RegexMatcher, StringMatcher, string_matcher,
@@ -70,6 +71,19 @@ pub(super) fn decorate(r: &Route, envoy: &mut EnvoyRoute) {
     let Some(extra) = r.extra.as_deref() else {
         return;
     };
+    if let Some(direct) = &extra.direct_response {
+        envoy.action = Some(route::Action::DirectResponse(DirectResponseAction {
+            status: u32::from(direct.status),
+            body: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(direct.body.clone())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        edit_headers(extra, envoy);
+        super::policies::apply(extra, envoy);
+        return;
+    }
     if let Some(redirect) = &extra.redirect {
         envoy.action = Some(route::Action::Redirect(redirect_action_of(redirect)));
         super::policies::apply(extra, envoy);
@@ -88,9 +102,13 @@ pub(super) fn decorate(r: &Route, envoy: &mut EnvoyRoute) {
             );
         }
         action.request_mirror_policies = super::mirrors::policies(&extra.mirrors);
+        if let Some(options) = &extra.service_options {
+            super::service_options::route(options, action);
+        }
     }
     edit_headers(extra, envoy);
     super::policies::apply(extra, envoy);
+    super::service_options::compression(extra, envoy);
 }
 
 fn edit_headers(extra: &RouteExtra, envoy: &mut EnvoyRoute) {

@@ -27,6 +27,7 @@ pub mod policies;
 mod routes;
 pub mod scopes;
 mod secrets;
+mod service_options;
 mod tls_options;
 mod upstream_proxy;
 pub mod validate;

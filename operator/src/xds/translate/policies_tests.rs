@@ -118,6 +118,8 @@ fn routes_enable_exactly_their_filters() {
         RATE_LIMIT_FILTER,
         BASIC_AUTH_FILTER,
         BUFFER_FILTER,
+        // Off: the route lists no `compress` middleware.
+        super::service_options::COMPRESSOR_FILTER,
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected);
@@ -136,7 +138,15 @@ fn routes_enable_exactly_their_filters() {
     );
     assert_eq!(guarded["route"]["retry_policy"]["num_retries"], 1);
     let open = &routes[1];
-    assert!(open.get("typed_per_filter_config").is_none(), "{open}");
+    let open_filters: Vec<&String> = open["typed_per_filter_config"]
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        open_filters,
+        [super::service_options::COMPRESSOR_FILTER],
+        "only the compressor, off: {open}"
+    );
     assert!(open.get("metadata").is_none(), "{open}");
     assert!(open["route"].get("retry_policy").is_none(), "{open}");
     // The Lua guard reads the key the routes carry.

@@ -1,0 +1,365 @@
+//! Traefik service options through `sluice standalone` and a real Envoy, observed at the
+//! backends and the client: `passHostHeader: false` (the backend's `ip:port` as Host), sticky
+//! cookies (the cookie's attributes, and a client pinned to one server), and active health
+//! checks (failing servers taken out, no server healthy answering 503, the checks' method,
+//! headers, Host and port).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use sluice_e2e::backend::Backend;
+use sluice_e2e::client::{Request, Response};
+use sluice_e2e::manifests::{Manifests, service};
+use sluice_e2e::sluice::Standalone;
+use sluice_e2e::try_wait_for;
+
+/// Bound on waiting for configuration or health to reach Envoy (only bounds a broken test).
+const WAIT: Duration = Duration::from_secs(30);
+
+fn traefik(kind: &str, name: &str, spec: Value) -> String {
+    let doc = json!({
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"namespace": "apps", "name": name},
+        "spec": spec,
+    });
+    format!("---\n{doc}\n")
+}
+
+/// An IngressRoute `apps/<name>` for `<name>.example.com` on `web` with one route to `services`.
+fn route(name: &str, services: Value) -> String {
+    traefik(
+        "IngressRoute",
+        name,
+        json!({"entryPoints": ["web"], "routes": [
+            {"match": format!("Host(`{name}.example.com`)"), "services": services}
+        ]}),
+    )
+}
+
+/// Polls until `request` on `port` gets a response `accept` takes.
+async fn wait_http(
+    sluice: &mut Standalone,
+    port: u16,
+    request: &Request,
+    what: &str,
+    accept: impl Fn(&Response) -> bool,
+) -> Response {
+    let mut last = String::from("nothing yet");
+    let result = try_wait_for(what, WAIT, async || {
+        sluice.check_running()?;
+        match request.send(port).await {
+            Ok(resp) if accept(&resp) => return Ok(Some(resp)),
+            Ok(resp) => last = format!("{} {}", resp.status, resp.text()),
+            Err(e) => last = e.to_string(),
+        }
+        Ok(None)
+    })
+    .await;
+    result
+        .with_context(|| format!("last answer: {last}\n{}", sluice.process().log_tail(40)))
+        .unwrap()
+}
+
+async fn start(objects: &str) -> (Manifests, Standalone, u16) {
+    let dir = Manifests::new().unwrap();
+    dir.write("objects.yaml", objects).unwrap();
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let http = sluice.default_instance(WAIT).await.unwrap().http;
+    (dir, sluice, http)
+}
+
+/// Traefik sends the server's URL host (`ip:port`) as Host with `passHostHeader: false`; the
+/// route without it keeps the client's Host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_host_header_false_sends_the_backend_address() {
+    let a = Backend::start("a").await.unwrap();
+    let objects = service("apps", "a", 80, &[a.port()])
+        + &route(
+            "addr",
+            json!([{"name": "a", "port": 80, "passHostHeader": false}]),
+        )
+        + &route("kept", json!([{"name": "a", "port": 80}]));
+    let (_dir, mut sluice, http) = start(&objects).await;
+    for (host, expected) in [
+        ("addr.example.com", format!("127.0.0.1:{}", a.port())),
+        ("kept.example.com", "kept.example.com".to_owned()),
+    ] {
+        let resp = wait_http(
+            &mut sluice,
+            http,
+            &Request::get(host, "/x"),
+            &format!("{host} answered"),
+            |r| r.status == 200,
+        )
+        .await;
+        assert_eq!(
+            resp.echo().unwrap().header("host"),
+            Some(expected.as_str()),
+            "{host}"
+        );
+    }
+}
+
+/// The cookie Envoy issues carries the attributes asked for, and a client sending it back keeps
+/// reaching one server; other cookie values reach the other server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_cookie_pins_a_client_to_one_server() {
+    let a = Backend::start("a").await.unwrap();
+    let b = Backend::start("b").await.unwrap();
+    let objects = service("apps", "ab", 80, &[a.port(), b.port()])
+        + &route(
+            "sticky",
+            json!([{"name": "ab", "port": 80, "sticky": {"cookie": {
+                "name": "pin", "secure": true, "sameSite": "lax", "maxAge": 60,
+            }}}]),
+        );
+    let (_dir, mut sluice, http) = start(&objects).await;
+    let first = wait_http(
+        &mut sluice,
+        http,
+        &Request::get("sticky.example.com", "/"),
+        "the sticky route to answer with a cookie",
+        |r| r.status == 200 && r.header("set-cookie").is_some(),
+    )
+    .await;
+    let set_cookie = first.header("set-cookie").unwrap().to_owned();
+    let attributes: BTreeSet<String> = set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect();
+    for expected in ["max-age=60", "path=/", "secure", "samesite=lax"] {
+        assert!(attributes.contains(expected), "{expected} in {set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with("pin="), "{set_cookie}");
+    let pinned = first.echo().unwrap().backend;
+    for _ in 0..30 {
+        let resp = Request::get("sticky.example.com", "/")
+            .cookie(&cookie)
+            .send(http)
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.echo().unwrap().backend, pinned, "with {cookie}");
+        assert!(
+            resp.header("set-cookie").is_none(),
+            "a client with the cookie gets no new one"
+        );
+    }
+    // Other values pin to both servers: it is the cookie, not the connection, that decides.
+    let mut seen = BTreeSet::new();
+    for i in 0..64 {
+        let resp = Request::get("sticky.example.com", "/")
+            .cookie(&format!("pin=client-{i}"))
+            .send(http)
+            .await
+            .unwrap();
+        seen.insert(resp.echo().unwrap().backend);
+    }
+    assert_eq!(seen.len(), 2, "64 cookie values all reached {seen:?}");
+}
+
+/// A server failing its checks gets no traffic; with none healthy the route answers 503 (as
+/// Traefik does, no "panic" spreading); healed, it serves again. The checks carry the method,
+/// headers and Host asked for, and go to the health port when one is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_take_failing_servers_out() {
+    let a = Backend::start("a").await.unwrap();
+    let b = Backend::start("b").await.unwrap();
+    let probe = Backend::start("probe").await.unwrap();
+    let served = Backend::start("served").await.unwrap();
+    let health = Backend::start("health").await.unwrap();
+    for x in [&a, &b, &health] {
+        x.control().set_health_path("/health");
+    }
+    let objects = service("apps", "ab", 80, &[a.port(), b.port()])
+        + &service("apps", "probe", 80, &[probe.port()])
+        + &service("apps", "served", 80, &[served.port()])
+        + &route(
+            "checked",
+            json!([{"name": "ab", "port": 80, "healthCheck": {
+                "path": "/health", "interval": "200ms", "timeout": "1s",
+            }}]),
+        )
+        + &route(
+            "probed",
+            json!([{"name": "probe", "port": 80, "healthCheck": {
+                "path": "/probe?full=1", "method": "POST", "interval": "200ms",
+                "headers": {"X-Check": "yes %d"},
+            }}]),
+        )
+        + &route(
+            "named",
+            json!([{"name": "probe", "port": 80, "healthCheck": {
+                "path": "/named", "interval": "200ms", "hostname": "check.internal",
+            }}]),
+        )
+        + &route(
+            "ported",
+            json!([{"name": "served", "port": 80, "healthCheck": {
+                "path": "/health", "interval": "200ms", "port": health.port(),
+            }}]),
+        );
+    let (_dir, mut sluice, http) = start(&objects).await;
+    let answered_by = |want: &'static str| move |r: &Response| r.backend().as_deref() == Some(want);
+    let get = Request::get("checked.example.com", "/");
+    wait_http(&mut sluice, http, &get, "a to answer", answered_by("a")).await;
+    wait_http(&mut sluice, http, &get, "b to answer", answered_by("b")).await;
+
+    b.control().set_healthy(false);
+    // Once b is out, every request goes to a.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..20 {
+        let resp = get.send(http).await.unwrap();
+        assert_eq!(resp.backend().as_deref(), Some("a"), "{}", resp.text());
+    }
+    a.control().set_healthy(false);
+    wait_http(&mut sluice, http, &get, "503 with no server healthy", |r| {
+        r.status == 503
+    })
+    .await;
+    b.control().set_healthy(true);
+    wait_http(&mut sluice, http, &get, "b back", answered_by("b")).await;
+
+    // The checks as the backend saw them (its health path is elsewhere, so they are recorded).
+    let seen = try_wait_for("probe checks", WAIT, async || {
+        let all = probe.control().received();
+        let by_path = |p: &str| all.iter().find(|e| e.path == p).cloned();
+        Ok(by_path("/probe?full=1").zip(by_path("/named")))
+    })
+    .await
+    .unwrap();
+    let (probed, named) = seen;
+    assert_eq!(probed.method, "POST");
+    assert_eq!(probed.header("x-check"), Some("yes %d"));
+    assert_eq!(
+        probed.header("host"),
+        Some(format!("127.0.0.1:{}", probe.port()).as_str()),
+        "Traefik's checks carry the server's address"
+    );
+    assert_eq!(named.method, "GET");
+    assert_eq!(named.header("host"), Some("check.internal"));
+
+    // Checks go to the health port: its answer decides for the server on the traffic port.
+    let ported = Request::get("ported.example.com", "/");
+    wait_http(&mut sluice, http, &ported, "served", answered_by("served")).await;
+    assert!(health.control().health_check_count() > 0);
+    assert_eq!(served.control().health_check_count(), 0);
+    health.control().set_healthy(false);
+    wait_http(&mut sluice, http, &ported, "503 once the port fails", |r| {
+        r.status == 503
+    })
+    .await;
+    health.control().set_healthy(true);
+    wait_http(
+        &mut sluice,
+        http,
+        &ported,
+        "served again",
+        answered_by("served"),
+    )
+    .await;
+}
+
+/// `headers.allowedHosts`: a Host in none of the names gets Traefik's `500 Bad Host` (the
+/// backend never sees it); the names compare case-insensitively.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_hosts_answer_other_hosts_500_bad_host() {
+    let a = Backend::start("a").await.unwrap();
+    let objects = service("apps", "a", 80, &[a.port()])
+        + &traefik(
+            "Middleware",
+            "only-allowed",
+            json!({"headers": {"allowedHosts": ["allowed.example.com"]}}),
+        )
+        + &traefik(
+            "IngressRoute",
+            "hosts",
+            json!({"entryPoints": ["web"], "routes": [{
+                "match": "Host(`allowed.example.com`) || Host(`other.example.com`)",
+                "middlewares": [{"name": "only-allowed"}],
+                "services": [{"name": "a", "port": 80}],
+            }]}),
+        );
+    let (_dir, mut sluice, http) = start(&objects).await;
+    wait_http(
+        &mut sluice,
+        http,
+        &Request::get("allowed.example.com", "/"),
+        "the allowed host served",
+        |r| r.status == 200,
+    )
+    .await;
+    let upper = Request::get("ALLOWED.example.com", "/")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(upper.status, 200, "{}", upper.text());
+    a.control().reset_counts();
+    let other = Request::get("other.example.com", "/x")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(other.status, 500);
+    assert_eq!(other.text(), "Bad Host\n");
+    assert_eq!(
+        other.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(a.control().request_count(), 0, "the backend saw it");
+}
+
+/// `compress`: the route listing it answers gzip to a client that accepts it; a Traefik route
+/// without it is not compressed (the Gateway's compressor is off there, as Traefik does not
+/// compress unless asked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compress_switches_the_gateways_compressor_per_route() {
+    let a = Backend::start("a").await.unwrap();
+    let objects = service("apps", "a", 80, &[a.port()])
+        + &traefik("Middleware", "gzip", json!({"compress": {}}))
+        + &traefik(
+            "IngressRoute",
+            "docs",
+            json!({"entryPoints": ["web"], "routes": [
+                {"match": "Host(`docs.example.com`) && PathPrefix(`/static`)",
+                 "middlewares": [{"name": "gzip"}], "services": [{"name": "a", "port": 80}]},
+                {"match": "Host(`docs.example.com`)", "services": [{"name": "a", "port": 80}]},
+            ]}),
+        );
+    let (_dir, mut sluice, http) = start(&objects).await;
+    let get = |path: &str| {
+        Request::get("docs.example.com", path)
+            .header("accept-encoding", "gzip")
+            // Long enough for any threshold.
+            .header("x-pad", &"p".repeat(2048))
+    };
+    let compressed = wait_http(
+        &mut sluice,
+        http,
+        &get("/static/app.js"),
+        "the compress route answered",
+        |r| r.status == 200,
+    )
+    .await;
+    assert_eq!(
+        compressed.header("content-encoding"),
+        Some("gzip"),
+        "{:?}",
+        compressed.headers
+    );
+    let plain = get("/page").send(http).await.unwrap();
+    assert_eq!(plain.status, 200);
+    assert_eq!(
+        plain.header("content-encoding"),
+        None,
+        "{:?}",
+        plain.headers
+    );
+    assert!(plain.echo().is_ok(), "a plain JSON echo");
+}
