@@ -34,7 +34,7 @@ use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 
 mod parts;
 
-use parts::{DisjointSets, count_in, count_out, patch, take_used};
+use parts::{DisjointSets, count_in, count_out, patch, patch_shared, take_used};
 
 /// One Gateway instance's DAG, kept up to date by [`IncrementalDag::update`].
 #[derive(Debug)]
@@ -53,14 +53,15 @@ pub struct IncrementalDag {
     /// The groups that read each dependency.
     dep_index: HashMap<Dep, BTreeSet<u64>>,
     /// The union of the groups' parts; shared entries are counted.
-    vhosts: BTreeMap<String, VirtualHost>,
-    clusters: BTreeMap<String, (Cluster, usize)>,
-    endpoints: BTreeMap<String, (ClusterEndpoints, usize)>,
-    secrets: BTreeMap<String, (Secret, usize)>,
+    /// Entries are the DAG's own (`Arc`s), so patching the DAG copies pointers.
+    vhosts: BTreeMap<String, Arc<VirtualHost>>,
+    clusters: BTreeMap<String, (Arc<Cluster>, usize)>,
+    endpoints: BTreeMap<String, (Arc<ClusterEndpoints>, usize)>,
+    secrets: BTreeMap<String, (Arc<Secret>, usize)>,
     group_statuses: Statuses,
     statuses: Statuses,
     /// Shared with readers (status writer, attribution); patched in place when nobody else
-    /// holds it, copied once otherwise.
+    /// holds it, copied otherwise: a copy of pointers, its entries being shared.
     dag: Arc<Dag>,
     /// Nothing built yet: the first update compares its snapshot with an empty one.
     fresh: bool,
@@ -476,7 +477,7 @@ impl IncrementalDag {
         }
         for (fqdn, v) in p.vhosts {
             dirty.vhosts.insert(fqdn.clone());
-            self.vhosts.insert(fqdn, v);
+            self.vhosts.insert(fqdn, Arc::new(v));
         }
         count_in(&mut self.clusters, p.clusters, &mut dirty.clusters);
         count_in(&mut self.endpoints, p.endpoints, &mut dirty.endpoints);
@@ -565,34 +566,36 @@ impl IncrementalDag {
             };
             if before != status {
                 changed = true;
-                let entry = status.map(|s| route_status((key.clone(), s)));
-                patch(&mut dag.statuses, key, entry, |s, k| {
+                let entry = status.map(|s| Arc::new(route_status((key.clone(), s))));
+                patch(dag.statuses.entries_mut(), key, entry, |s, k| {
                     (s.namespace.as_str(), s.name.as_str())
                         .cmp(&(k.namespace.as_str(), k.name.as_str()))
                 });
             }
         }
         for fqdn in &dirty.vhosts {
-            changed |= patch(
-                &mut dag.virtual_hosts,
-                fqdn,
-                self.vhosts.get(fqdn).cloned(),
-                |v, f| v.fqdn.as_str().cmp(f),
-            );
+            let v = self.vhosts.get_mut(fqdn);
+            changed |= patch_shared(dag.virtual_hosts.entries_mut(), fqdn, v, |v, f| {
+                v.fqdn.as_str().cmp(f)
+            });
         }
         for name in &dirty.clusters {
-            let c = self.clusters.get(name).map(|(c, _)| c.clone());
-            changed |= patch(&mut dag.clusters, name, c, |c, n| c.name.as_str().cmp(n));
+            let c = self.clusters.get_mut(name).map(|(c, _)| c);
+            changed |= patch_shared(dag.clusters.entries_mut(), name, c, |c, n| {
+                c.name.as_str().cmp(n)
+            });
         }
         for name in &dirty.endpoints {
-            let e = self.endpoints.get(name).map(|(e, _)| e.clone());
-            changed |= patch(&mut dag.endpoints, name, e, |e, n| {
+            let e = self.endpoints.get_mut(name).map(|(e, _)| e);
+            changed |= patch_shared(dag.endpoints.entries_mut(), name, e, |e, n| {
                 e.service_name.as_str().cmp(n)
             });
         }
         for name in &dirty.secrets {
-            let s = self.secrets.get(name).map(|(s, _)| s.clone());
-            changed |= patch(&mut dag.secrets, name, s, |s, n| s.name.as_str().cmp(n));
+            let s = self.secrets.get_mut(name).map(|(s, _)| s);
+            changed |= patch_shared(dag.secrets.entries_mut(), name, s, |s, n| {
+                s.name.as_str().cmp(n)
+            });
         }
         self.dag = shared;
         changed

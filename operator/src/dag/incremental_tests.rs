@@ -283,7 +283,7 @@ fn random_selection(rng: &mut Rng) -> Selection {
 }
 
 /// One random edit: an object of a random kind and key is written anew or deleted.
-fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet) {
+pub(super) fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet) {
     let ns = *rng.pick(&NAMESPACES);
     let traefik_group = *rng.pick(&[Group::TraefikIo, Group::ContainoUs]);
     let (kind, name) = match rng.below(9) {
@@ -332,7 +332,7 @@ fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet) {
     snap.apply(obj);
 }
 
-fn world(rng: &mut Rng) -> ClusterSnapshot {
+pub(super) fn world(rng: &mut Rng) -> ClusterSnapshot {
     let mut snap = ClusterSnapshot::default();
     for ns in NAMESPACES {
         for i in 0..ROUTES {
@@ -368,7 +368,7 @@ fn world(rng: &mut Rng) -> ClusterSnapshot {
     snap
 }
 
-fn seed() -> u64 {
+pub(super) fn seed() -> u64 {
     match std::env::var("SLUICE_DAG_SEED") {
         Ok(s) => s.parse().expect("SLUICE_DAG_SEED is a number"),
         Err(_) => {

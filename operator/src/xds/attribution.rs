@@ -149,10 +149,10 @@ pub fn blame_statuses<'a>(
         );
         let out = out.to_mut();
         let (current, text) = if traefik {
-            let s = &mut out.object_statuses[i];
+            let s = out.object_statuses.make_mut(i);
             (&mut s.current_status, &mut s.description)
         } else {
-            let s = &mut out.statuses[i];
+            let s = out.statuses.make_mut(i);
             (&mut s.current_status, &mut s.description)
         };
         *current = crate::dag::Validity::Invalid;
@@ -180,8 +180,8 @@ mod tests {
             TlsVersion::V1_2,
         );
         let dag = Dag {
-            virtual_hosts: vec![root],
-            clusters: vec![eds_cluster("a", 80), eds_cluster("b", 80)],
+            virtual_hosts: vec![root].into(),
+            clusters: vec![eds_cluster("a", 80), eds_cluster("b", 80)].into(),
             ..Dag::default()
         };
         let a = cluster_name("a", 80);
@@ -231,9 +231,10 @@ mod tests {
             virtual_hosts: vec![vhost(
                 "a.example.com",
                 vec![route("/", &[("a", 80, 1)]), child],
-            )],
-            clusters: vec![eds_cluster("a", 80), eds_cluster("b", 80)],
-            statuses: vec![status("child"), status("root")],
+            )]
+            .into(),
+            clusters: vec![eds_cluster("a", 80), eds_cluster("b", 80)].into(),
+            statuses: vec![status("child"), status("root")].into(),
             ..Dag::default()
         };
         let b = cluster_name("b", 80);
@@ -281,9 +282,9 @@ mod tests {
             description: "valid".into(),
         };
         let dag = Dag {
-            virtual_hosts: vec![vhost("a.example.com", vec![r])],
-            clusters: vec![eds_cluster("a", 80)],
-            object_statuses: vec![status],
+            virtual_hosts: vec![vhost("a.example.com", vec![r])].into(),
+            clusters: vec![eds_cluster("a", 80)].into(),
+            object_statuses: vec![status].into(),
             ..Dag::default()
         };
         let a = cluster_name("a", 80);

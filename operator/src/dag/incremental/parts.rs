@@ -3,6 +3,7 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::dag::build::Parts;
 use crate::dag::model::{Route, Upstream};
@@ -31,12 +32,41 @@ pub(super) fn patch<T: PartialEq, K: ?Sized>(
     true
 }
 
+/// Adds a group's parts to the union, shared (`Arc`) with the DAG that lists them.
+/// Sets the entry of the sorted `list` at `key` to the union map's entry `value` (removing it
+/// when `None`); returns whether the list changed. An entry equal to the listed one keeps the
+/// listed allocation, in the list and in the map: readers holding an earlier DAG, and the
+/// translator's memo, share it, and the rebuilt copy is freed.
+pub(super) fn patch_shared<T: PartialEq, K: ?Sized>(
+    list: &mut Vec<Arc<T>>,
+    key: &K,
+    value: Option<&mut Arc<T>>,
+    cmp: impl Fn(&T, &K) -> std::cmp::Ordering,
+) -> bool {
+    match (list.binary_search_by(|e| cmp(e, key)), value) {
+        (Ok(i), Some(v)) => {
+            if Arc::ptr_eq(&list[i], v) || list[i] == *v {
+                *v = list[i].clone();
+                return false;
+            }
+            list[i] = v.clone();
+        }
+        (Ok(i), None) => {
+            list.remove(i);
+        }
+        (Err(i), Some(v)) => list.insert(i, v.clone()),
+        (Err(_), None) => return false,
+    }
+    true
+}
+
 pub(super) fn count_in<T>(
-    all: &mut BTreeMap<String, (T, usize)>,
+    all: &mut BTreeMap<String, (Arc<T>, usize)>,
     add: BTreeMap<String, T>,
     dirty: &mut BTreeSet<String>,
 ) {
     for (name, v) in add {
+        let v = Arc::new(v);
         dirty.insert(name.clone());
         match all.entry(name) {
             // Equal whoever built it last (a name stands for its content); the newest wins.
