@@ -34,7 +34,9 @@ use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 
 mod parts;
 
-use parts::{DisjointSets, count_in, count_out, patch, patch_shared, take_used};
+use parts::{
+    DisjointSets, GroupSet, SortedVec, count_in, count_out, patch, patch_shared, take_used,
+};
 
 /// One Gateway instance's DAG, kept up to date by [`IncrementalDag::update`].
 #[derive(Debug)]
@@ -44,14 +46,15 @@ pub struct IncrementalDag {
     selected: Selected,
     /// Each selected root's claim, and its place among its fqdn's claimants.
     claims: BTreeMap<ObjKey, (Result<String, String>, Claimant)>,
-    claimants: BTreeMap<String, BTreeSet<Claimant>>,
+    /// Sorted vectors: one claimant per fqdn is the rule.
+    claimants: BTreeMap<String, SortedVec<Claimant>>,
     owners: BTreeMap<String, ObjKey>,
     groups: HashMap<u64, Group>,
     next_group: u64,
     /// The group of each owner root and of each IngressRoute a group's walk reached.
     group_of: HashMap<ObjKey, u64>,
     /// The groups that read each dependency.
-    dep_index: HashMap<Dep, BTreeSet<u64>>,
+    dep_index: HashMap<Dep, GroupSet>,
     /// The union of the groups' parts; shared entries are counted.
     /// Entries are the DAG's own (`Arc`s), so patching the DAG copies pointers.
     vhosts: BTreeMap<String, Arc<VirtualHost>>,
@@ -59,7 +62,6 @@ pub struct IncrementalDag {
     endpoints: BTreeMap<String, (Arc<ClusterEndpoints>, usize)>,
     secrets: BTreeMap<String, (Arc<Secret>, usize)>,
     group_statuses: Statuses,
-    statuses: Statuses,
     /// Shared with readers (status writer, attribution); patched in place when nobody else
     /// holds it, copied otherwise: a copy of pointers, its entries being shared.
     dag: Arc<Dag>,
@@ -178,7 +180,6 @@ impl IncrementalDag {
             endpoints: BTreeMap::new(),
             secrets: BTreeMap::new(),
             group_statuses: Statuses::new(),
-            statuses: Statuses::new(),
             fresh: true,
             diff: DagDiff::full(),
         }
@@ -255,7 +256,7 @@ impl IncrementalDag {
         }
         for dep in deps::touched(changes, &old, snap) {
             if let Some(groups) = self.dep_index.get(&dep) {
-                touched_groups.extend(groups.iter().copied());
+                touched_groups.extend(groups.iter());
             }
         }
         let built = self.rebuild(touched_groups, roots, &mut dirty);
@@ -473,7 +474,12 @@ impl IncrementalDag {
             self.group_of.insert(k.clone(), id);
         }
         for d in &group.deps {
-            self.dep_index.entry(d.clone()).or_default().insert(id);
+            match self.dep_index.get_mut(d) {
+                Some(set) => set.insert(id),
+                None => {
+                    self.dep_index.insert(d.clone(), GroupSet::new(id));
+                }
+            }
         }
         for (fqdn, v) in p.vhosts {
             dirty.vhosts.insert(fqdn.clone());
@@ -497,11 +503,8 @@ impl IncrementalDag {
             }
         }
         for d in &group.deps {
-            if let Some(set) = self.dep_index.get_mut(d) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.dep_index.remove(d);
-                }
+            if self.dep_index.get_mut(d).is_some_and(|set| set.remove(id)) {
+                self.dep_index.remove(d);
             }
         }
         let p = &group.names;
@@ -559,19 +562,13 @@ impl IncrementalDag {
         let mut shared = std::mem::take(&mut self.dag);
         let dag = Arc::make_mut(&mut shared);
         for key in &dirty.statuses {
-            let status = self.status_of(key);
-            let before = match &status {
-                Some(s) => self.statuses.insert(key.clone(), s.clone()),
-                None => self.statuses.remove(key),
-            };
-            if before != status {
-                changed = true;
-                let entry = status.map(|s| Arc::new(route_status((key.clone(), s))));
-                patch(dag.statuses.entries_mut(), key, entry, |s, k| {
-                    (s.namespace.as_str(), s.name.as_str())
-                        .cmp(&(k.namespace.as_str(), k.name.as_str()))
-                });
-            }
+            let entry = self
+                .status_of(key)
+                .map(|s| Arc::new(route_status((key.clone(), s))));
+            changed |= patch(dag.statuses.entries_mut(), key, entry, |s, k| {
+                (s.namespace.as_str(), s.name.as_str())
+                    .cmp(&(k.namespace.as_str(), k.name.as_str()))
+            });
         }
         for fqdn in &dirty.vhosts {
             let v = self.vhosts.get_mut(fqdn);
