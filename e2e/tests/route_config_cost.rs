@@ -95,9 +95,9 @@ fn world(hosts: usize, shared: bool, a: &Backend, b: &Backend) -> Dag {
     }
     Dag {
         gateway: INSTANCE.to_owned(),
-        virtual_hosts,
-        clusters: vec![cluster("a"), cluster("b")],
-        endpoints: vec![endpoints("a", a), endpoints("b", b)],
+        virtual_hosts: virtual_hosts.into(),
+        clusters: vec![cluster("a"), cluster("b")].into(),
+        endpoints: vec![endpoints("a", a), endpoints("b", b)].into(),
         ..Dag::default()
     }
 }
@@ -224,7 +224,7 @@ async fn measure(hosts: usize, shared: bool, edits: usize, a: &Backend, b: &Back
     let mut size = 0;
     for edit in 0..edits {
         let target = if edit % 2 == 0 { "b" } else { "a" };
-        dag.virtual_hosts[edited_index] = named_host(&fqdn, edited_index, target);
+        dag.virtual_hosts[edited_index] = named_host(&fqdn, edited_index, target).into();
         let started = Instant::now();
         let resources = translator.translate(&dag).unwrap();
         incremental.push(millis(started.elapsed()));

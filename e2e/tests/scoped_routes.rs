@@ -83,9 +83,9 @@ fn dag(hosts: Vec<VirtualHost>, a: &Backend, b: &Backend) -> Dag {
     virtual_hosts.sort_by(|x, y| x.fqdn.cmp(&y.fqdn));
     Dag {
         gateway: INSTANCE.to_owned(),
-        virtual_hosts,
-        clusters: vec![cluster("a"), cluster("b")],
-        endpoints: vec![endpoints("a", a), endpoints("b", b)],
+        virtual_hosts: virtual_hosts.into(),
+        clusters: vec![cluster("a"), cluster("b")].into(),
+        endpoints: vec![endpoints("a", a), endpoints("b", b)].into(),
         ..Dag::default()
     }
 }

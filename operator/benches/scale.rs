@@ -2,7 +2,8 @@
 //! as figures (no timing is asserted anywhere). Generates N root IngressRoutes, each with a
 //! delegated child, its own Service and Endpoints (every other one an EndpointSlice instead),
 //! plus every 10th with TLS. First table: the incremental DAG against a full rebuild, for one
-//! edit of each kind. Second: one watch event (or one file's delta) applied to the kept
+//! edit of each kind. Then one route edit while a reader holds the previous DAG
+//! (`scale/held.rs`). Then one watch event (or one file's delta) applied to the kept
 //! snapshot against rebuilding (or diffing) the snapshot, the way it was done before, same run.
 #![allow(clippy::expect_used)]
 
@@ -28,6 +29,9 @@ use sluice::snapshot::{
 use sluice::source::FileDelta;
 use sluice::source::watched::{WatchEvent, WatchId, Watched, WatchedSnapshot};
 use sluice::xds::translate::{TranslateOptions, translate};
+
+#[path = "scale/held.rs"]
+mod held;
 
 fn meta(ns: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
@@ -655,9 +659,14 @@ fn event_table() {
 }
 
 fn main() {
+    if std::env::var("SLUICE_SCALE_ONLY").as_deref() == Ok("held") {
+        held::table();
+        return;
+    }
     // First: its memory figures are resident-set differences, which memory freed by an earlier
     // table would hide.
     incremental_table();
+    held::table();
     event_table();
     let sel = Selection::default_instance();
     let opts = TranslateOptions::default();

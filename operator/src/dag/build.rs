@@ -161,7 +161,7 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
         endpoints: parts.endpoints.into_values().collect(),
         secrets: parts.secrets.into_values().collect(),
         statuses: statuses.into_iter().map(route_status).collect(),
-        object_statuses,
+        object_statuses: object_statuses.into(),
     }
 }
 

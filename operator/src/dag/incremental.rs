@@ -38,7 +38,9 @@ use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 mod parts;
 mod traefik;
 
-use parts::{DisjointSets, count_in, count_out, patch, take_used};
+use parts::{
+    DisjointSets, GroupSet, SortedVec, count_in, count_out, patch, patch_shared, take_used,
+};
 
 /// One Gateway instance's DAG, kept up to date by [`IncrementalDag::update`].
 #[derive(Debug)]
@@ -48,23 +50,24 @@ pub struct IncrementalDag {
     selected: Selected,
     /// Each selected root's claim, and its place among its fqdn's claimants.
     claims: BTreeMap<ObjKey, (Result<String, String>, Claimant)>,
-    claimants: BTreeMap<String, BTreeSet<Claimant>>,
+    /// Sorted vectors: one claimant per fqdn is the rule.
+    claimants: BTreeMap<String, SortedVec<Claimant>>,
     owners: BTreeMap<String, Claimant>,
     groups: HashMap<u64, Group>,
     next_group: u64,
     /// The group of each owner root and of each IngressRoute a group's walk reached.
     group_of: HashMap<ObjKey, u64>,
     /// The groups that read each dependency.
-    dep_index: HashMap<Dep, BTreeSet<u64>>,
+    dep_index: HashMap<Dep, GroupSet>,
     /// The union of the groups' parts; shared entries are counted.
-    vhosts: BTreeMap<String, VirtualHost>,
-    clusters: BTreeMap<String, (Cluster, usize)>,
-    endpoints: BTreeMap<String, (ClusterEndpoints, usize)>,
-    secrets: BTreeMap<String, (Secret, usize)>,
+    /// Entries are the DAG's own (`Arc`s), so patching the DAG copies pointers.
+    vhosts: BTreeMap<String, Arc<VirtualHost>>,
+    clusters: BTreeMap<String, (Arc<Cluster>, usize)>,
+    endpoints: BTreeMap<String, (Arc<ClusterEndpoints>, usize)>,
+    secrets: BTreeMap<String, (Arc<Secret>, usize)>,
     group_statuses: Statuses,
-    statuses: Statuses,
     /// Shared with readers (status writer, attribution); patched in place when nobody else
-    /// holds it, copied once otherwise.
+    /// holds it, copied otherwise: a copy of pointers, its entries being shared.
     dag: Arc<Dag>,
     /// Nothing built yet: the first update compares its snapshot with an empty one.
     fresh: bool,
@@ -172,7 +175,6 @@ impl IncrementalDag {
             endpoints: BTreeMap::new(),
             secrets: BTreeMap::new(),
             group_statuses: Statuses::new(),
-            statuses: Statuses::new(),
             fresh: true,
             diff: DagDiff::full(),
             traefik: traefik::TraefikRoots::default(),
@@ -240,7 +242,7 @@ impl IncrementalDag {
         let touched = deps::touched(changes, &old, snap);
         for dep in &touched {
             if let Some(groups) = self.dep_index.get(dep) {
-                touched_groups.extend(groups.iter().copied());
+                touched_groups.extend(groups.iter());
             }
         }
         // Traefik parts out before the groups' rebuild, in after it: an fqdn may change hands.
@@ -470,11 +472,16 @@ impl IncrementalDag {
             self.group_of.insert(k.clone(), id);
         }
         for d in &group.deps {
-            self.dep_index.entry(d.clone()).or_default().insert(id);
+            match self.dep_index.get_mut(d) {
+                Some(set) => set.insert(id),
+                None => {
+                    self.dep_index.insert(d.clone(), GroupSet::new(id));
+                }
+            }
         }
         for (fqdn, v) in p.vhosts {
             dirty.vhosts.insert(fqdn.clone());
-            self.vhosts.insert(fqdn, v);
+            self.vhosts.insert(fqdn, Arc::new(v));
         }
         count_in(&mut self.clusters, p.clusters, &mut dirty.clusters);
         count_in(&mut self.endpoints, p.endpoints, &mut dirty.endpoints);
@@ -494,11 +501,8 @@ impl IncrementalDag {
             }
         }
         for d in &group.deps {
-            if let Some(set) = self.dep_index.get_mut(d) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.dep_index.remove(d);
-                }
+            if self.dep_index.get_mut(d).is_some_and(|set| set.remove(id)) {
+                self.dep_index.remove(d);
             }
         }
         let p = &group.names;
@@ -556,41 +560,37 @@ impl IncrementalDag {
         let mut shared = std::mem::take(&mut self.dag);
         let dag = Arc::make_mut(&mut shared);
         for key in &dirty.statuses {
-            let status = self.status_of(key);
-            let before = match &status {
-                Some(s) => self.statuses.insert(key.clone(), s.clone()),
-                None => self.statuses.remove(key),
-            };
-            if before != status {
-                changed = true;
-                let entry = status.map(|s| route_status((key.clone(), s)));
-                patch(&mut dag.statuses, key, entry, |s, k| {
-                    (s.namespace.as_str(), s.name.as_str())
-                        .cmp(&(k.namespace.as_str(), k.name.as_str()))
-                });
-            }
+            let entry = self
+                .status_of(key)
+                .map(|s| Arc::new(route_status((key.clone(), s))));
+            changed |= patch(dag.statuses.entries_mut(), key, entry, |s, k| {
+                (s.namespace.as_str(), s.name.as_str())
+                    .cmp(&(k.namespace.as_str(), k.name.as_str()))
+            });
         }
         for fqdn in &dirty.vhosts {
-            changed |= patch(
-                &mut dag.virtual_hosts,
-                fqdn,
-                self.vhosts.get(fqdn).cloned(),
-                |v, f| v.fqdn.as_str().cmp(f),
-            );
+            let v = self.vhosts.get_mut(fqdn);
+            changed |= patch_shared(dag.virtual_hosts.entries_mut(), fqdn, v, |v, f| {
+                v.fqdn.as_str().cmp(f)
+            });
         }
         for name in &dirty.clusters {
-            let c = self.clusters.get(name).map(|(c, _)| c.clone());
-            changed |= patch(&mut dag.clusters, name, c, |c, n| c.name.as_str().cmp(n));
+            let c = self.clusters.get_mut(name).map(|(c, _)| c);
+            changed |= patch_shared(dag.clusters.entries_mut(), name, c, |c, n| {
+                c.name.as_str().cmp(n)
+            });
         }
         for name in &dirty.endpoints {
-            let e = self.endpoints.get(name).map(|(e, _)| e.clone());
-            changed |= patch(&mut dag.endpoints, name, e, |e, n| {
+            let e = self.endpoints.get_mut(name).map(|(e, _)| e);
+            changed |= patch_shared(dag.endpoints.entries_mut(), name, e, |e, n| {
                 e.service_name.as_str().cmp(n)
             });
         }
         for name in &dirty.secrets {
-            let s = self.secrets.get(name).map(|(s, _)| s.clone());
-            changed |= patch(&mut dag.secrets, name, s, |s, n| s.name.as_str().cmp(n));
+            let s = self.secrets.get_mut(name).map(|(s, _)| s);
+            changed |= patch_shared(dag.secrets.entries_mut(), name, s, |s, n| {
+                s.name.as_str().cmp(n)
+            });
         }
         self.dag = shared;
         changed

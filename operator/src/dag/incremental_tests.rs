@@ -251,7 +251,7 @@ fn random_selection(rng: &mut Rng) -> Selection {
 
 /// How a property test's worlds and edits are made.
 #[derive(Clone, Copy)]
-struct Mix {
+pub(super) struct Mix {
     worlds: usize,
     /// Out of ten edits, how many touch a Traefik object.
     traefik_edits: usize,
@@ -263,8 +263,18 @@ struct Mix {
     min_features: usize,
 }
 
+impl Mix {
+    /// Contour and Traefik objects, as the first property test makes them.
+    pub(super) const MIXED: Mix = Mix {
+        worlds: 0,
+        traefik_edits: 2,
+        traefik_worlds: 50,
+        min_features: 0,
+    };
+}
+
 /// One random edit: an object of a random kind and key is written anew or deleted.
-fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet, mix: Mix) {
+pub(super) fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet, mix: Mix) {
     let ns = *rng.pick(&NAMESPACES);
     let traefik = rng.below(10) < mix.traefik_edits;
     let (kind, name) = match rng.below(8) {
@@ -303,7 +313,7 @@ fn edit(snap: &mut ClusterSnapshot, rng: &mut Rng, changes: &mut ChangeSet, mix:
     snap.apply(obj);
 }
 
-fn world(rng: &mut Rng, mix: Mix) -> ClusterSnapshot {
+pub(super) fn world(rng: &mut Rng, mix: Mix) -> ClusterSnapshot {
     let mut snap = ClusterSnapshot::default();
     for ns in NAMESPACES {
         for i in 0..ROUTES {
@@ -333,7 +343,7 @@ fn world(rng: &mut Rng, mix: Mix) -> ClusterSnapshot {
     snap
 }
 
-fn seed() -> u64 {
+pub(super) fn seed() -> u64 {
     match std::env::var("SLUICE_DAG_SEED") {
         Ok(s) => s.parse().expect("SLUICE_DAG_SEED is a number"),
         Err(_) => {

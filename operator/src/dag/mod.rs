@@ -35,6 +35,8 @@ pub use model::{Dag, RouteStatus, Validity};
 pub use select::{Selection, instances};
 
 #[cfg(test)]
+mod held_tests;
+#[cfg(test)]
 mod incremental_tests;
 #[cfg(test)]
 mod incremental_traefik_gen;

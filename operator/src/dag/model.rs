@@ -1,12 +1,15 @@
 //! The DAG: what one Gateway instance serves, after selection, delegation and validation. Plain
-//! data in a deterministic order; `xds::translate` turns it into Envoy resources.
+//! data in a deterministic order; `xds::translate` turns it into Envoy resources. Its lists hold
+//! shared entries ([`SharedList`]), so a copy of a DAG shares every entry with the original.
 
 use serde::Serialize;
 
 use crate::api::ingressroute::TlsVersion;
 
+mod shared;
 pub mod traefik_options;
 
+pub use shared::SharedList;
 pub use traefik_options::DirectResponse;
 
 /// What one Gateway instance serves, and the status of every IngressRoute it selects.
@@ -16,19 +19,19 @@ pub struct Dag {
     /// `namespace/name` of the Gateway (the Envoy node cluster).
     pub gateway: String,
     /// Sorted by fqdn.
-    pub virtual_hosts: Vec<VirtualHost>,
+    pub virtual_hosts: SharedList<VirtualHost>,
     /// Every cluster a route or tcpproxy uses, sorted by name, no duplicates.
-    pub clusters: Vec<Cluster>,
+    pub clusters: SharedList<Cluster>,
     /// Endpoints of every EDS cluster, sorted by service name.
-    pub endpoints: Vec<ClusterEndpoints>,
+    pub endpoints: SharedList<ClusterEndpoints>,
     /// TLS certificates and CA bundles the configuration references, sorted by name.
-    pub secrets: Vec<Secret>,
+    pub secrets: SharedList<Secret>,
     /// Every selected IngressRoute, sorted by namespace/name.
-    pub statuses: Vec<RouteStatus>,
+    pub statuses: SharedList<RouteStatus>,
     /// Verdicts on selected objects of other kinds (Traefik's), which have no status subresource:
     /// reported, never written to the cluster. Sorted by kind, namespace and name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub object_statuses: Vec<ObjectStatus>,
+    #[serde(default, skip_serializing_if = "SharedList::is_empty")]
+    pub object_statuses: SharedList<ObjectStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -279,7 +282,7 @@ pub struct TcpProxy {
     pub clusters: Vec<WeightedCluster>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Cluster {
     /// `namespace/service/port/<hash of policy>`.
@@ -303,7 +306,7 @@ pub struct Cluster {
     pub active_health_check: Option<Box<traefik_options::ActiveHealthCheck>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Upstream {
     /// Endpoints by EDS under this service name (`namespace/service/portname`), an entry of

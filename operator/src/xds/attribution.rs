@@ -156,10 +156,10 @@ pub fn blame_statuses<'a>(
         );
         let out = out.to_mut();
         let (current, text) = if traefik {
-            let s = &mut out.object_statuses[i];
+            let s = out.object_statuses.make_mut(i);
             (&mut s.current_status, &mut s.description)
         } else {
-            let s = &mut out.statuses[i];
+            let s = out.statuses.make_mut(i);
             (&mut s.current_status, &mut s.description)
         };
         *current = crate::dag::Validity::Invalid;
@@ -187,8 +187,8 @@ mod tests {
             TlsVersion::V1_2,
         );
         let dag = Dag {
-            virtual_hosts: vec![root],
-            clusters: vec![eds_cluster("a", 80), eds_cluster("b", 80)],
+            virtual_hosts: vec![root].into(),
+            clusters: vec![eds_cluster("a", 80), eds_cluster("b", 80)].into(),
             ..Dag::default()
         };
         let a = cluster_name("a", 80);
@@ -238,9 +238,10 @@ mod tests {
             virtual_hosts: vec![vhost(
                 "a.example.com",
                 vec![route("/", &[("a", 80, 1)]), child],
-            )],
-            clusters: vec![eds_cluster("a", 80), eds_cluster("b", 80)],
-            statuses: vec![status("child"), status("root")],
+            )]
+            .into(),
+            clusters: vec![eds_cluster("a", 80), eds_cluster("b", 80)].into(),
+            statuses: vec![status("child"), status("root")].into(),
             ..Dag::default()
         };
         let b = cluster_name("b", 80);
@@ -288,9 +289,9 @@ mod tests {
             description: "valid".into(),
         };
         let dag = Dag {
-            virtual_hosts: vec![vhost("a.example.com", vec![r])],
-            clusters: vec![eds_cluster("a", 80)],
-            object_statuses: vec![status],
+            virtual_hosts: vec![vhost("a.example.com", vec![r])].into(),
+            clusters: vec![eds_cluster("a", 80)].into(),
+            object_statuses: vec![status].into(),
             ..Dag::default()
         };
         let a = cluster_name("a", 80);
@@ -346,9 +347,9 @@ mod kind_tests {
             description: "valid".into(),
         };
         let dag = Dag {
-            virtual_hosts: vec![http, tcp],
-            clusters: vec![eds_cluster("web", 80), eds_cluster("db", 5432)],
-            object_statuses: vec![status("IngressRoute"), status("IngressRouteTCP")],
+            virtual_hosts: vec![http, tcp].into(),
+            clusters: vec![eds_cluster("web", 80), eds_cluster("db", 5432)].into(),
+            object_statuses: vec![status("IngressRoute"), status("IngressRouteTCP")].into(),
             ..Dag::default()
         };
         let verdicts = |cluster: &str| {
@@ -391,7 +392,7 @@ mod kind_tests {
         assert_eq!(blamed.object_statuses[1].current_status, Validity::Invalid);
         // The API version a rejection's related object is named with: the owner's kind's.
         let mut legacy_tcp = dag.clone();
-        legacy_tcp.object_statuses[1].api_version = "traefik.containo.us/v1alpha1".into();
+        legacy_tcp.object_statuses.make_mut(1).api_version = "traefik.containo.us/v1alpha1".into();
         let version = |owner: &str| traefik_api_version(&legacy_tcp, owner);
         assert_eq!(
             version("traefik-tcp:apps/same").as_deref(),

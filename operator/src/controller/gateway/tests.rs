@@ -52,8 +52,8 @@ fn rejections_name_the_one_ingressroute_they_come_from() {
     use envoy_types::pb::google::protobuf::Any;
 
     let dag = Dag {
-        virtual_hosts: vec![vhost("a.example.com", vec![route("/", &[("a", 80, 1)])])],
-        clusters: vec![eds_cluster("a", 80)],
+        virtual_hosts: vec![vhost("a.example.com", vec![route("/", &[("a", 80, 1)])])].into(),
+        clusters: vec![eds_cluster("a", 80)].into(),
         ..Dag::default()
     };
     let cache = Cache::new();

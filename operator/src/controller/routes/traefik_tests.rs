@@ -28,7 +28,7 @@ fn dag(gateway: &str, contour: &[Validity], traefik: Vec<ObjectStatus>) -> Dag {
                 description: String::new(),
             })
             .collect(),
-        object_statuses: traefik,
+        object_statuses: traefik.into(),
         ..Dag::default()
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::dag::build::Parts;
 use crate::dag::model::{Route, Upstream};
@@ -31,12 +32,41 @@ pub(super) fn patch<T: PartialEq, K: ?Sized>(
     true
 }
 
+/// Adds a group's parts to the union, shared (`Arc`) with the DAG that lists them.
+/// Sets the entry of the sorted `list` at `key` to the union map's entry `value` (removing it
+/// when `None`); returns whether the list changed. An entry equal to the listed one keeps the
+/// listed allocation, in the list and in the map: readers holding an earlier DAG, and the
+/// translator's memo, share it, and the rebuilt copy is freed.
+pub(super) fn patch_shared<T: PartialEq, K: ?Sized>(
+    list: &mut Vec<Arc<T>>,
+    key: &K,
+    value: Option<&mut Arc<T>>,
+    cmp: impl Fn(&T, &K) -> std::cmp::Ordering,
+) -> bool {
+    match (list.binary_search_by(|e| cmp(e, key)), value) {
+        (Ok(i), Some(v)) => {
+            if Arc::ptr_eq(&list[i], v) || list[i] == *v {
+                *v = list[i].clone();
+                return false;
+            }
+            list[i] = v.clone();
+        }
+        (Ok(i), None) => {
+            list.remove(i);
+        }
+        (Err(i), Some(v)) => list.insert(i, v.clone()),
+        (Err(_), None) => return false,
+    }
+    true
+}
+
 pub(super) fn count_in<T>(
-    all: &mut BTreeMap<String, (T, usize)>,
+    all: &mut BTreeMap<String, (Arc<T>, usize)>,
     add: BTreeMap<String, T>,
     dirty: &mut BTreeSet<String>,
 ) {
     for (name, v) in add {
+        let v = Arc::new(v);
         dirty.insert(name.clone());
         match all.entry(name) {
             // Equal whoever built it last (a name stands for its content); the newest wins.
@@ -122,5 +152,112 @@ impl DisjointSets {
         let (a, b) = (self.find(a), self.find(b));
         let (lo, hi) = (a.min(b), a.max(b));
         self.0[hi] = lo;
+    }
+}
+
+/// The groups that read one dependency: nearly always one (a root's own Service, its child
+/// IngressRoute), so held inline; a `BTreeSet` would allocate a node of eleven ids for each of the
+/// tens of thousands of dependencies an instance at 10,000 roots has.
+#[derive(Debug)]
+pub(super) enum GroupSet {
+    One(u64),
+    /// Sorted, no duplicates, at least two.
+    Many(Vec<u64>),
+}
+
+impl GroupSet {
+    pub(super) fn new(id: u64) -> Self {
+        Self::One(id)
+    }
+
+    pub(super) fn insert(&mut self, id: u64) {
+        match self {
+            Self::One(one) if *one == id => {}
+            Self::One(one) => {
+                let (a, b) = ((*one).min(id), (*one).max(id));
+                *self = Self::Many(vec![a, b]);
+            }
+            Self::Many(ids) => {
+                if let Err(i) = ids.binary_search(&id) {
+                    ids.insert(i, id);
+                }
+            }
+        }
+    }
+
+    /// Removes `id`; returns whether the set is now empty.
+    pub(super) fn remove(&mut self, id: u64) -> bool {
+        match self {
+            Self::One(one) => *one == id,
+            Self::Many(ids) => {
+                if let Ok(i) = ids.binary_search(&id) {
+                    ids.remove(i);
+                }
+                if let [last] = ids[..] {
+                    *self = Self::One(last);
+                }
+                false
+            }
+        }
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        let (one, many) = match self {
+            Self::One(id) => (Some(*id), &[][..]),
+            Self::Many(ids) => (None, &ids[..]),
+        };
+        one.into_iter().chain(many.iter().copied())
+    }
+}
+
+/// A small ordered set as a sorted vector, with the `BTreeSet` calls the incremental DAG makes:
+/// an fqdn nearly always has one claimant, and a `BTreeSet` allocates a node of eleven for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct SortedVec<T>(Vec<T>);
+
+impl<T> Default for SortedVec<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: Ord> SortedVec<T> {
+    /// Returns whether `value` was not there yet.
+    pub(super) fn insert(&mut self, value: T) -> bool {
+        match self.0.binary_search(&value) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, value);
+                true
+            }
+        }
+    }
+
+    /// Returns whether `value` was there.
+    pub(super) fn remove(&mut self, value: &T) -> bool {
+        match self.0.binary_search(value) {
+            Ok(i) => {
+                self.0.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub(super) fn first(&self) -> Option<&T> {
+        self.0.first()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a SortedVec<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
     }
 }

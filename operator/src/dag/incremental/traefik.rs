@@ -356,7 +356,7 @@ impl IncrementalDag {
             let names = PartNames::of(&parts);
             for (fqdn, v) in parts.vhosts {
                 dirty.vhosts.insert(fqdn.clone());
-                self.vhosts.insert(fqdn, v);
+                self.vhosts.insert(fqdn, Arc::new(v));
             }
             count_in(&mut self.clusters, parts.clusters, &mut dirty.clusters);
             count_in(&mut self.endpoints, parts.endpoints, &mut dirty.endpoints);
@@ -383,8 +383,8 @@ impl IncrementalDag {
         let dag = Arc::make_mut(&mut self.dag);
         let mut changed = false;
         for id in std::mem::take(&mut self.traefik.dirty) {
-            let entry = self.traefik.statuses.get(&id).cloned();
-            changed |= patch(&mut dag.object_statuses, &id, entry, |s, id| {
+            let entry = self.traefik.statuses.get(&id).cloned().map(Arc::new);
+            changed |= patch(dag.object_statuses.entries_mut(), &id, entry, |s, id| {
                 (s.kind == tcp::KIND, s.namespace.as_str(), s.name.as_str()).cmp(&(
                     id.tcp,
                     id.key.namespace.as_str(),

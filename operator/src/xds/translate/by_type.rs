@@ -118,7 +118,7 @@ mod tests {
         for extra in extras {
             let mut d = dag.clone();
             for name in extra {
-                let mut c = d.clusters[0].clone();
+                let mut c = (*d.clusters[0]).clone();
                 c.name = (*name).to_owned();
                 d.clusters.push(c);
             }

@@ -306,8 +306,8 @@ pub fn dag(pems: &Pems) -> Dag {
 
     Dag {
         gateway: "sluice/default".to_owned(),
-        virtual_hosts: vec![app, external, passthrough, secure, tcp],
-        clusters,
+        virtual_hosts: vec![app, external, passthrough, secure, tcp].into(),
+        clusters: clusters.into(),
         endpoints: vec![
             endpoints("api-v1", &[("10.0.0.1", 8080)]),
             endpoints("api-v2", &[("10.0.0.2", 8080), ("10.0.0.3", 8080)]),
@@ -321,13 +321,15 @@ pub fn dag(pems: &Pems) -> Dag {
             endpoints("tcp-b", &[("10.0.6.2", 9100)]),
             endpoints("tls-backend", &[("10.0.7.1", 8443)]),
             endpoints("web", &[("10.0.8.1", 8080), ("10.0.8.2", 8080)]),
-        ],
+        ]
+        .into(),
         secrets: vec![
             ca_secret(CA_SECRET, &pems.ca),
             tls_secret(SECURE_SECRET, &pems.secure_cert, &pems.secure_key),
             tls_secret(TCP_SECRET, &pems.tcp_cert, &pems.tcp_key),
-        ],
-        statuses: Vec::new(),
-        object_statuses: Vec::new(),
+        ]
+        .into(),
+        statuses: Default::default(),
+        object_statuses: Default::default(),
     }
 }

@@ -52,9 +52,9 @@ pub struct Translator {
     /// The HTTP listener with the shared `ingress_http` and with scoped routes.
     http_listeners: [Arc<VersionedResource>; 2],
     hosts: HashMap<String, HostEntry>,
-    clusters: HashMap<String, Memo<Cluster>>,
+    clusters: HashMap<String, Memo<Arc<Cluster>>>,
     endpoints: HashMap<String, Memo<Vec<SocketAddress>>>,
-    secrets: HashMap<String, Memo<Secret>>,
+    secrets: HashMap<String, Memo<Arc<Secret>>>,
     http_routes: Option<Arc<VersionedResource>>,
     https_listener: Option<Arc<VersionedResource>>,
     /// How many clusters read each EDS service name (one with none has no load assignment).
@@ -65,7 +65,9 @@ pub struct Translator {
     scoped: Option<bool>,
 }
 
-/// A DAG element and the resource encoded from it.
+/// A DAG element and the resource encoded from it. The element is the DAG's own (`Arc`), not a
+/// copy: the translator holds no second copy of the instance, and an element a DAG update did
+/// not change is recognized without a look inside.
 #[derive(Debug)]
 struct Memo<I> {
     input: I,
@@ -75,7 +77,7 @@ struct Memo<I> {
 /// One virtual host and what it contributes to each resource.
 #[derive(Debug)]
 struct HostEntry {
-    input: VirtualHost,
+    input: Arc<VirtualHost>,
     /// Its encoded `VirtualHost` in `ingress_http`, if it serves anything over plain HTTP, and
     /// its position there.
     insecure: Option<(Vec<u8>, usize)>,
@@ -146,7 +148,7 @@ impl Translator {
         self.translate_hosts(dag, scoped, &mut out);
         self.clusters = memoize(
             std::mem::take(&mut self.clusters),
-            dag.clusters.iter().map(|c| (c.name.as_str(), c)),
+            dag.clusters.entries().iter().map(|c| (c.name.as_str(), c)),
             |name, c| versioned(name, &clusters::cluster(c)),
             &mut out,
         );
@@ -172,7 +174,7 @@ impl Translator {
         );
         self.secrets = memoize(
             std::mem::take(&mut self.secrets),
-            dag.secrets.iter().map(|s| (s.name.as_str(), s)),
+            dag.secrets.entries().iter().map(|s| (s.name.as_str(), s)),
             |name, s| versioned(name, &secrets::envoy_secret(s)),
             &mut out,
         );
@@ -205,10 +207,10 @@ impl Translator {
             .enumerate()
             .map(|(i, vh)| (vh.fqdn.as_str(), i))
             .collect();
-        for vh in &dag.virtual_hosts {
+        for vh in dag.virtual_hosts.entries() {
             let previous = old.remove(&vh.fqdn);
             let mut entry = match previous {
-                Some(p) if p.input == *vh && p.scoped == scoped => p,
+                Some(p) if same(&p.input, vh) && p.scoped == scoped => p,
                 previous => {
                     // Re-encoded; a part whose bytes did not change needs no reassembly.
                     let mut fresh = HostEntry::encode(vh, scoped);
@@ -284,7 +286,7 @@ impl Translator {
 }
 
 impl HostEntry {
-    fn encode(vh: &VirtualHost, scoped: bool) -> Self {
+    fn encode(vh: &Arc<VirtualHost>, scoped: bool) -> Self {
         let insecure = routes::insecure_virtual_host(vh).map(|h| h.encode_to_vec());
         let http_scope = insecure.as_deref().filter(|_| scoped).map(|host| {
             let name = scopes::http_scope_name(&vh.fqdn);
@@ -405,6 +407,11 @@ fn versioned<T: Message + Name>(name: &str, message: &T) -> Arc<VersionedResourc
 
 /// Reuses the previous resource of every `(name, input)` whose input did not change, encodes
 /// the others with `encode`, adds all to `out`, and returns what to remember next time.
+/// The same DAG element: the same allocation, or equal.
+fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
 fn memoize<'a, I: Clone + PartialEq + 'a>(
     mut previous: HashMap<String, Memo<I>>,
     current: impl Iterator<Item = (&'a str, &'a I)>,

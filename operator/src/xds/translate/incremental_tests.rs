@@ -73,7 +73,7 @@ fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
             let fqdn = format!("h{}.example.com", rng.below(40));
             let vh = random_host(rng, &fqdn);
             match dag.virtual_hosts.binary_search_by(|v| v.fqdn.cmp(&fqdn)) {
-                Ok(i) => dag.virtual_hosts[i] = vh,
+                Ok(i) => dag.virtual_hosts[i] = vh.into(),
                 Err(i) => dag.virtual_hosts.insert(i, vh),
             }
         }
@@ -83,7 +83,7 @@ fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
         }
         3 | 4 if !dag.virtual_hosts.is_empty() => {
             let i = rng.below(dag.virtual_hosts.len());
-            let vh = &mut dag.virtual_hosts[i];
+            let vh = dag.virtual_hosts.make_mut(i);
             let j = rng.below(vh.routes.len());
             let r = &mut vh.routes[j];
             match rng.below(4) {
@@ -100,8 +100,8 @@ fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
         5 if !dag.virtual_hosts.is_empty() => {
             // TLS on or off (terminated, no tcpproxy).
             let i = rng.below(dag.virtual_hosts.len());
-            let vh = dag.virtual_hosts[i].clone();
-            dag.virtual_hosts[i] = if vh.tls.is_some() {
+            let vh = VirtualHost::clone(&dag.virtual_hosts[i]);
+            dag.virtual_hosts[i] = Arc::new(if vh.tls.is_some() {
                 VirtualHost {
                     tls: None,
                     tcp_proxy: None,
@@ -109,11 +109,11 @@ fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
                 }
             } else {
                 fixture::with_tls(vh, fixture::SECURE_SECRET, TlsVersion::V1_3)
-            };
+            });
         }
         6 | 7 if !dag.endpoints.is_empty() => {
             let i = rng.below(dag.endpoints.len());
-            let addresses = &mut dag.endpoints[i].addresses;
+            let addresses = &mut dag.endpoints.make_mut(i).addresses;
             if rng.chance(30) || addresses.is_empty() {
                 addresses.push(SocketAddress {
                     ip: format!("10.9.{}.{}", step % 250, rng.below(250)),
@@ -130,13 +130,13 @@ fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
         }
         8 if !dag.clusters.is_empty() => {
             let i = rng.below(dag.clusters.len());
-            let c = &mut dag.clusters[i];
+            let c = dag.clusters.make_mut(i);
             c.lb_policy =
                 [LbPolicy::RoundRobin, LbPolicy::Random, LbPolicy::RingHash][rng.below(3)];
         }
         9 => {
             let i = rng.below(dag.secrets.len());
-            dag.secrets[i] = match &dag.secrets[i].kind {
+            dag.secrets[i] = Arc::new(match &dag.secrets[i].kind {
                 crate::dag::model::SecretKind::Ca { .. } => {
                     fixture::ca_secret(&dag.secrets[i].name, &format!("ca {step}"))
                 }
@@ -145,7 +145,7 @@ fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
                     &format!("cert {step}"),
                     &format!("key {step}"),
                 ),
-            };
+            });
         }
         10 if dag.virtual_hosts.len() > 1 => {
             // Out of order: the HTTP route configuration follows the DAG's order.
@@ -162,13 +162,13 @@ fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
             };
             let vh = random_host(rng, &fqdn);
             match dag.virtual_hosts.binary_search_by(|v| v.fqdn.cmp(&fqdn)) {
-                Ok(i) => dag.virtual_hosts[i] = vh,
+                Ok(i) => dag.virtual_hosts[i] = vh.into(),
                 Err(i) => dag.virtual_hosts.insert(i, vh),
             }
         }
         11 => {
             // Breaks an invariant (a route to a cluster the DAG lacks): both refuse.
-            if let Some(vh) = dag.virtual_hosts.first_mut() {
+            if let Some(vh) = dag.virtual_hosts.first_mut().map(Arc::make_mut) {
                 vh.routes[0].clusters[0].cluster = format!("missing/{step}");
             }
         }
@@ -320,7 +320,7 @@ fn unchanged_resources_are_shared_not_re_encoded() {
         }
     }
     // One route of a plain-HTTP host changes: only its `http/<fqdn>` is new.
-    dag.virtual_hosts[0].routes[0].retry = None;
+    dag.virtual_hosts.make_mut(0).routes[0].retry = None;
     let edited = translator.translate(&dag).unwrap();
     assert_eq!(edited, reference(&dag, &opts).unwrap());
     let scope = format!("http/{}", dag.virtual_hosts[0].fqdn);
@@ -381,7 +381,7 @@ fn a_name_ordered_dag_with_a_missing_cluster_or_secret_is_refused() {
     sort(&mut dag);
     assert!(translate(&dag, &TranslateOptions::default()).is_ok());
     let mut missing_cluster = dag.clone();
-    missing_cluster.virtual_hosts[0].routes[0].clusters[0].cluster = "missing".to_owned();
+    missing_cluster.virtual_hosts.make_mut(0).routes[0].clusters[0].cluster = "missing".to_owned();
     assert!(matches!(
         translate(&missing_cluster, &TranslateOptions::default()),
         Err(super::TranslateError::UnknownCluster { .. })

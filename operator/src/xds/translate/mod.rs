@@ -417,7 +417,7 @@ fn check_secret(
         dag.secrets
             .binary_search_by(|s| s.name.as_str().cmp(name))
             .ok()
-            .map(|i| &dag.secrets[i])
+            .map(|i| &*dag.secrets[i])
     } else {
         dag.secrets.iter().find(|s| s.name == name)
     };

@@ -706,7 +706,7 @@ fn rewrite(prefix: &str, to: &str) -> crate::dag::model::Route {
 #[test]
 fn prefix_rewrite_to_a_slash_also_replaces_the_slash_after_the_prefix() {
     let mut dag = fixture::dag(&Pems::placeholder());
-    dag.virtual_hosts[0].routes = vec![
+    dag.virtual_hosts.make_mut(0).routes = vec![
         rewrite("/service2", "/"),
         rewrite("/trailing/", "/"),
         fixture::route("/own/", &[("chat", 80, 1)]),
@@ -809,7 +809,7 @@ fn all_zero_weights_answer_503() {
 #[test]
 fn timeout_set_disabled_and_absent() {
     let mut dag = fixture::dag(&Pems::placeholder());
-    let app = &mut dag.virtual_hosts[0];
+    let app = dag.virtual_hosts.make_mut(0);
     app.routes[0].timeout = Some(DagTimeout::Millis(15_000));
     let r = translate(&dag, &TranslateOptions::default()).unwrap();
     let app = http_vhost(&r, "app.example.com").unwrap();
@@ -969,7 +969,7 @@ fn loopback_backends_are_served_and_only_the_admin_cluster_uses_a_unix_socket() 
     // how `sluice standalone` reaches local services), whatever its port.
     let opts = TranslateOptions::default();
     let mut dag = fixture::dag(&Pems::placeholder());
-    dag.endpoints[0].addresses.push(SocketAddress {
+    dag.endpoints.make_mut(0).addresses.push(SocketAddress {
         ip: "127.0.0.1".into(),
         port: 9001,
     });
@@ -1055,7 +1055,7 @@ fn translation_is_deterministic() {
 fn versions_change_only_with_content() {
     let a = resources();
     let mut dag = fixture::dag(&Pems::placeholder());
-    dag.virtual_hosts[0].routes[0].retry = None;
+    dag.virtual_hosts.make_mut(0).routes[0].retry = None;
     let b = translate(&dag, &TranslateOptions::default()).unwrap();
     let versions = |r: &Resources, ty| -> Vec<(String, String)> {
         r.of_type(ty)
@@ -1227,7 +1227,7 @@ mod invariants {
         let e = err(|d| d.secrets.retain(|s| s.name != fixture::CA_SECRET));
         assert_eq!(e.label(), "unknown_secret");
         let e = err(|d| {
-            for s in &mut d.secrets {
+            for s in d.secrets.iter_mut() {
                 if s.name == fixture::CA_SECRET {
                     s.kind = SecretKind::Tls {
                         cert_chain: String::new(),
@@ -1241,14 +1241,15 @@ mod invariants {
 
     #[test]
     fn tls_shapes() {
-        let e = err(|d| d.virtual_hosts[3].tls.as_mut().unwrap().secret = None);
+        let e = err(|d| d.virtual_hosts.make_mut(3).tls.as_mut().unwrap().secret = None);
         assert_eq!(e.label(), "missing_certificate");
-        let e = err(|d| d.virtual_hosts[2].tcp_proxy = None);
+        let e = err(|d| d.virtual_hosts.make_mut(2).tcp_proxy = None);
         assert_eq!(e.label(), "passthrough_without_tcpproxy");
-        let e = err(|d| d.virtual_hosts[4].tls = None);
+        let e = err(|d| d.virtual_hosts.make_mut(4).tls = None);
         assert_eq!(e.label(), "tcpproxy_without_tls");
         let e = err(|d| {
-            d.virtual_hosts[4]
+            d.virtual_hosts
+                .make_mut(4)
                 .tcp_proxy
                 .as_mut()
                 .unwrap()
@@ -1262,7 +1263,7 @@ mod invariants {
     fn duplicates() {
         let e = err(|d| {
             let again = d.virtual_hosts[0].clone();
-            d.virtual_hosts.push(again);
+            d.virtual_hosts.entries_mut().push(again);
         });
         assert_eq!(
             e,
@@ -1273,7 +1274,7 @@ mod invariants {
         );
         let e = err(|d| {
             let again = d.secrets[0].clone();
-            d.secrets.push(again);
+            d.secrets.entries_mut().push(again);
         });
         assert_eq!(e.label(), "duplicate");
     }

@@ -110,7 +110,7 @@ impl Translator {
         for fqdn in names {
             let now = find(&dag.virtual_hosts, fqdn, |v| &v.fqdn);
             let before = match (self.hosts.remove(fqdn), now) {
-                (Some(b), Some(vh)) if b.input == *vh && b.scoped == scoped => {
+                (Some(b), Some(vh)) if super::same(&b.input, vh) && b.scoped == scoped => {
                     self.hosts.insert(fqdn.clone(), b);
                     continue;
                 }
@@ -162,7 +162,7 @@ impl Translator {
                 services.insert(service.to_owned());
                 forget_user(&mut self.eds_users, service);
             }
-            if let Some(service) = now.and_then(eds_service) {
+            if let Some(service) = now.and_then(|c| eds_service(c)) {
                 services.insert(service.to_owned());
                 *self.eds_users.entry(service.to_owned()).or_default() += 1;
             }
