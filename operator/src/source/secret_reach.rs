@@ -1,8 +1,9 @@
 //! Secrets of Traefik objects reached from other namespaces. A Gateway that sets
 //! `allowCrossNamespace` lets its Traefik routes use Middlewares and TraefikServices of any
 //! namespace, and those read Secrets of their *own* namespace: a basicAuth users list, a
-//! forwardAuth TLS Secret, a ServersTransport's CAs (named by a service of a TraefikService of
-//! that namespace). Such a namespace need not be a root namespace, so the Secret scope (see
+//! ServersTransport's CAs (named by a service of a TraefikService of that namespace). Secrets
+//! the DAG refuses to read (forwardAuth's TLS Secrets, a ServersTransport's client
+//! `certificatesSecrets`) widen nothing. Such a namespace need not be a root namespace, so the Secret scope (see
 //! [`SecretScope`]) also holds, while at least one Gateway sets `allowCrossNamespace`, the
 //! namespaces of the Middlewares and ServersTransports that name a Secret. Only those: never the
 //! whole cluster, so a tenant widens the watch only to a namespace where it can write Traefik
@@ -25,25 +26,18 @@ pub fn allows_cross_namespace(gateway: &Gateway) -> bool {
     gateway.spec.allow_cross_namespace
 }
 
-/// Whether a Middleware reads a Secret of its namespace.
+/// Whether a Middleware reads a Secret of its namespace (basicAuth's users: the only
+/// Middleware Secret the DAG reads; forwardAuth is refused).
 pub fn middleware_names_secret(spec: &MiddlewareSpec) -> bool {
-    let basic = spec
-        .basic_auth
+    spec.basic_auth
         .as_ref()
-        .is_some_and(|b| !b.secret.is_empty());
-    let forward = spec
-        .forward_auth
-        .as_ref()
-        .and_then(|f| f.tls.as_ref())
-        .is_some_and(|t| t.ca_secret.is_some() || t.cert_secret.is_some());
-    basic || forward
+        .is_some_and(|b| !b.secret.is_empty())
 }
 
-/// Whether a ServersTransport reads a Secret of its namespace.
+/// Whether a ServersTransport reads a Secret of its namespace (its CAs; client
+/// `certificatesSecrets` are refused, so they widen nothing).
 pub fn transport_names_secret(spec: &ServersTransportSpec) -> bool {
-    spec.root_cas.iter().any(|ca| ca.secret.is_some())
-        || !spec.root_cas_secrets.is_empty()
-        || !spec.certificates_secrets.is_empty()
+    spec.root_cas.iter().any(|ca| ca.secret.is_some()) || !spec.root_cas_secrets.is_empty()
 }
 
 /// Whether the object of `kind` that `snap` holds under `key` reads a Secret of its namespace
@@ -129,6 +123,14 @@ mod tests {
             json!({"apiVersion": "traefik.io/v1alpha1", "kind": "ServersTransport",
                    "metadata": {"namespace": "nosecret", "name": "tr"},
                    "spec": {"serverName": "x"}}),
+            // Secrets the DAG refuses to read widen nothing.
+            json!({"apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
+                   "metadata": {"namespace": "forward", "name": "auth"},
+                   "spec": {"forwardAuth": {"address": "http://a",
+                                            "tls": {"caSecret": "ca", "certSecret": "c"}}}}),
+            json!({"apiVersion": "traefik.io/v1alpha1", "kind": "ServersTransport",
+                   "metadata": {"namespace": "client", "name": "tr"},
+                   "spec": {"serverName": "x", "certificatesSecrets": ["c"]}}),
         ];
         for v in objects {
             let obj = if v["kind"] == "Middleware" {
