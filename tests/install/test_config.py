@@ -229,6 +229,9 @@ KIND_RESOURCES = {
     "Lease": ("coordination.k8s.io", "leases"),
     "CustomResourceDefinition": ("apiextensions.k8s.io", "customresourcedefinitions"),
     "K": None,  # generic helpers (`Api::<K>`)
+    # events.k8s.io Events written directly (`controller/routes/events.rs`): created only,
+    # checked below.
+    "K8sEvent": None,
     # Untyped access (`Api<DynamicObject>`) to a kind named by `ApiResource::erase::<Kind>`,
     # which is counted below as that kind.
     "DynamicObject": None,
@@ -270,6 +273,8 @@ def test_rbac_covers_every_kind_the_code_uses(objects):
             verbs = {g[2] for g in grants if g[:2] == (group, resource)}
             assert verbs == {"get", "list", "watch"}, f"{resource}.{group}: {sorted(verbs)}"
     # kube-runtime's event recorder creates events.k8s.io Events, and patches them on repeats.
+    if "K8sEvent" in used:
+        assert ("events.k8s.io", "events", "create", "*") in grants, "no create on events.k8s.io events"
     records = any("Recorder" in path.read_text() for path in (ROOT / "operator/src/controller").rglob("*.rs"))
     if records:
         for verb in ("create", "patch"):
