@@ -518,9 +518,13 @@ fn incremental_equals_full_rebuild_in_traefik_worlds() {
         "features seen: {features:?}"
     );
     println!("features: {features:?}");
+    // Open hosts and selection changes come at random: over ten clock seeds the ratio was 2.7
+    // to 7.9, so only a majority is asserted (a regression to whole builds makes it about 0).
     assert!(
-        seen.traefik_incremental > 3 * seen.traefik_whole,
-        "Traefik updates were mostly whole builds"
+        seen.traefik_incremental > seen.traefik_whole,
+        "Traefik updates were mostly whole builds: {} incremental, {} whole",
+        seen.traefik_incremental,
+        seen.traefik_whole
     );
     assert!(
         seen.rebuilt * 2 < seen.full,
