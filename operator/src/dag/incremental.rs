@@ -29,6 +29,7 @@ use std::sync::Arc;
 use super::build::{
     Builder, Parts, RootTrace, Selected, Statuses, route_status, undecodable_status,
 };
+use super::claim_ages::ClaimAges;
 use super::claims::{self, Claimant};
 use super::deps::{self, Dep};
 use super::model::{Cluster, ClusterEndpoints, Dag, Secret, Validity, VirtualHost, msg};
@@ -75,6 +76,8 @@ pub struct IncrementalDag {
     diff: DagDiff,
     /// The Traefik roots.
     traefik: traefik::TraefikRoots,
+    /// When each standing host claim was first seen; kept across selection changes.
+    ages: ClaimAges,
 }
 
 /// The entries of the DAG an update may have changed, by name (never fewer than changed): what
@@ -178,6 +181,7 @@ impl IncrementalDag {
             fresh: true,
             diff: DagDiff::full(),
             traefik: traefik::TraefikRoots::default(),
+            ages: ClaimAges::default(),
         }
     }
 
@@ -195,6 +199,12 @@ impl IncrementalDag {
         &self.sel
     }
 
+    /// When each standing host claim was first seen: with it, [`super::build_aged`] builds
+    /// the same DAG from scratch.
+    pub fn claim_ages(&self) -> &ClaimAges {
+        &self.ages
+    }
+
     /// What the last update may have changed in the DAG.
     pub fn last_diff(&self) -> &DagDiff {
         &self.diff
@@ -209,6 +219,10 @@ impl IncrementalDag {
         sel: &Selection,
         changes: &ChangeSet,
     ) -> UpdateStats {
+        // Claims date from when they were first seen, whichever way the DAG is built.
+        let everything = *sel != self.sel;
+        self.ages
+            .observe((&self.snap, &self.sel), (snap, sel), changes, everything);
         // While a Traefik route claims a catch-all or wildcard host, a full build.
         if let Some(stats) = self.open_host_update(snap, sel, changes) {
             return stats;
@@ -216,7 +230,9 @@ impl IncrementalDag {
         let resolved;
         let from_scratch = *sel != self.sel || self.fresh;
         let changes = if from_scratch {
+            let ages = std::mem::take(&mut self.ages);
             *self = Self::new(sel.clone());
+            self.ages = ages;
             self.fresh = false;
             resolved = ChangeSet::diff(&ClusterSnapshot::default(), snap);
             &resolved
@@ -302,7 +318,10 @@ impl IncrementalDag {
             };
             self.selected.insert(key.clone(), route.clone());
             if let Some(claim) = claims::claim(&self.sel, key, route) {
-                let claimant = Claimant::new(key, route);
+                let claimant = match &claim {
+                    Ok(fqdn) => self.ages.aged(fqdn, Claimant::new(key, route)),
+                    Err(_) => Claimant::new(key, route),
+                };
                 if let Ok(fqdn) = &claim {
                     self.claimants
                         .entry(fqdn.clone())

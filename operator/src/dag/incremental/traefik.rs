@@ -163,7 +163,7 @@ impl IncrementalDag {
     /// Builds the whole DAG (see [`Self::open_host_update`]); the next update that finds no
     /// open host claimed starts from scratch.
     pub(super) fn build_whole(&mut self, snap: &ClusterSnapshot, sel: &Selection) -> UpdateStats {
-        let dag = crate::dag::build(snap, sel);
+        let dag = crate::dag::build::build_aged(snap, sel, &self.ages);
         let changed = *self.dag != dag;
         let roots_rebuilt = dag.object_statuses.len()
             + snap
@@ -199,7 +199,11 @@ impl IncrementalDag {
             if let Some((claimant, hosts)) = self.traefik.claims.remove(&id) {
                 for host in hosts {
                     if let Some(set) = self.claimants.get_mut(&host) {
-                        set.remove(&claimant);
+                        // Dated per host: taken out as it was put in.
+                        let claimant = set.into_iter().find(|c| c.same_root(&claimant)).cloned();
+                        if let Some(claimant) = claimant {
+                            set.remove(&claimant);
+                        }
                         if set.is_empty() {
                             self.claimants.remove(&host);
                         }
@@ -217,7 +221,7 @@ impl IncrementalDag {
                 self.claimants
                     .entry(host.clone())
                     .or_default()
-                    .insert(claimant.clone());
+                    .insert(self.ages.aged(host, claimant.clone()));
                 fqdns.insert(host.clone());
             }
             if !id.tcp && hosts.iter().any(|h| is_open(h)) {
@@ -234,7 +238,8 @@ impl IncrementalDag {
         let (claimant, hosts) = self.traefik.claims.get(id)?;
         hosts.iter().find_map(|host| {
             let owner = self.claimants.get(host).and_then(|c| c.first())?;
-            (owner != claimant).then(|| traefik::taken(host, &traefik::describe_claimant(owner)))
+            (!owner.same_root(claimant))
+                .then(|| traefik::taken(host, &traefik::describe_claimant(owner)))
         })
     }
 
