@@ -12,8 +12,10 @@
 //!
 //! The record is kept in memory per instance, by [`IncrementalDag`](super::IncrementalDag),
 //! across updates and selection changes; a full build is given it ([`super::build::build_aged`]).
-//! It is not persisted: after a restart of `sluice run` or `sluice standalone` every standing
-//! claim counts from its creation time again (see README, "Multi-tenant security").
+//! It is kept in memory only. After a restart of `sluice run` or `sluice standalone`, standing
+//! claims count from their creation time again, except that a Contour root whose status says
+//! it lost the name stays behind (see `seed_from_statuses` and README, "Multi-tenant
+//! security").
 //!
 //! Pure: the caller passes the snapshots and the changed roots; the clock is an update counter.
 
@@ -96,6 +98,7 @@ impl ClaimAges {
     ) {
         self.epoch += 1;
         if self.epoch == 1 {
+            self.seed_from_statuses(new, sel);
             return;
         }
         let ids: BTreeSet<ClaimId> = if everything {
@@ -114,6 +117,37 @@ impl ClaimAges {
             }
             for added in after.difference(&before) {
                 self.since.insert((added.clone(), id.clone()), self.epoch);
+            }
+        }
+    }
+}
+
+impl ClaimAges {
+    /// At the first build, a Contour root whose status (written by Sluice before a restart or
+    /// a change of leader) says it lost the name it claims keeps losing it: its claim is dated
+    /// after every other standing claim. Only the status subresource carries that, which
+    /// tenants are not normally allowed to write; a tenant who may write their own statuses can
+    /// only erase the record of their own lost claims. Traefik objects have no status: their
+    /// standing claims are ordered by creation time at the first build.
+    fn seed_from_statuses(&mut self, snap: &ClusterSnapshot, sel: &Selection) {
+        for (key, route) in snap.ingress_routes.iter() {
+            let Some(status) = route.status.as_ref() else {
+                continue;
+            };
+            if status.current_status != "invalid" {
+                continue;
+            }
+            let id = ClaimId {
+                key: key.clone(),
+                dialect: Dialect::Contour,
+            };
+            for fqdn in claimed(snap, sel, &id) {
+                let taken = format!("fqdn {fqdn:?} is already used by the older ");
+                let covered = format!("fqdn {fqdn:?} is covered by the wildcard host ");
+                let d = &status.description;
+                if d.starts_with(&taken) || d.starts_with(&covered) {
+                    self.since.insert((fqdn, id.clone()), 1);
+                }
             }
         }
     }

@@ -180,3 +180,43 @@ fn an_old_traefik_route_edited_to_a_wildcard_or_a_held_host_takes_nothing() {
     let (v, d) = verdict(&s, "victim/second");
     assert_eq!(v, Validity::Invalid, "{d}");
 }
+
+/// After a restart the dates are gone, but a Contour root whose status says it lost the name
+/// keeps losing it to the root that held it, older or not.
+#[test]
+fn a_restart_keeps_a_contour_root_that_lost_a_name_behind() {
+    let mut evil: Value = json!({
+        "apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
+        "metadata": {"namespace": "evil", "name": "old", "creationTimestamp": OLD},
+        "spec": {"virtualhost": {"fqdn": "h.example.com"}, "routes": []},
+        "status": {"currentStatus": "invalid",
+                   "description": "fqdn \"h.example.com\" is already used by the older IngressRoute victim/site"},
+    });
+    let sel = Selection::default_instance();
+    let mut inc = IncrementalDag::new(sel);
+    let mut snap = ClusterSnapshot::default();
+    let s = step(
+        &mut inc,
+        &mut snap,
+        vec![
+            contour_root("victim", "site", NEW, "h.example.com"),
+            Object::IngressRoute(serde_json::from_value(evil.clone()).unwrap()),
+        ],
+    );
+    assert_eq!(owner(&inc, "h.example.com"), "victim/site");
+    assert_eq!(verdict(&s, "evil/old").0, Validity::Invalid);
+
+    // Without that status (it never lost the name), the older root holds it.
+    evil["status"] = json!({"currentStatus": "valid", "description": "valid IngressRoute"});
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    let mut snap = ClusterSnapshot::default();
+    step(
+        &mut inc,
+        &mut snap,
+        vec![
+            contour_root("victim", "site", NEW, "h.example.com"),
+            Object::IngressRoute(serde_json::from_value(evil).unwrap()),
+        ],
+    );
+    assert_eq!(owner(&inc, "h.example.com"), "evil/old");
+}
