@@ -8,7 +8,7 @@
 //! [`Snapshot`]s it sees. Setting an instance to identical content notifies nobody; setting one
 //! instance never wakes the streams of another.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -40,6 +40,13 @@ impl Snapshot {
     /// The resources of one type; empty if the instance has none.
     pub fn resources(&self, type_url: &str) -> Option<&TypeResources> {
         self.resources.by_type().get(type_url)
+    }
+
+    /// What changed in one type since the snapshot these resources were made from: that
+    /// snapshot's resources of the type and every name changed since (see
+    /// [`InstanceResources::changed_since`]). `None` when not known.
+    pub fn changed_since(&self, type_url: &str) -> Option<(&TypeResources, &BTreeSet<String>)> {
+        self.resources.changed_since(type_url)
     }
 
     /// Type URLs that have at least one resource.

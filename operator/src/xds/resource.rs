@@ -7,7 +7,7 @@
 //! a snapshot that keeps a resource unchanged shares it with the previous one instead of
 //! re-hashing or copying its bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
@@ -131,10 +131,31 @@ pub type TypeResources = PMap<String, Arc<VersionedResource>>;
 ///
 /// The encoded bytes are hashed for versions, so the encoding must be deterministic: protobuf
 /// `map` fields (prost `HashMap`s) with more than one entry would make equal content look changed.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// From [`InstanceResources::record_changes`] on, it also records which names of each type it
+/// changed ([`InstanceResources::changed_since`]), so that a Delta stream that has the previous
+/// resources looks at those names only instead of comparing every resource. Equality is of the
+/// content only, not of what was recorded.
+#[derive(Clone, Debug, Default)]
 pub struct InstanceResources {
     by_type: BTreeMap<String, TypeResources>,
     digests: BTreeMap<String, Digest>,
+    changes: Option<Box<Changes>>,
+}
+
+impl PartialEq for InstanceResources {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_type == other.by_type && self.digests == other.digests
+    }
+}
+
+/// The names changed since recording started, and each type's map as it was then.
+#[derive(Clone, Debug, Default)]
+struct Changes {
+    /// Every type's resources when recording started (shared maps: O(types) to take).
+    base: BTreeMap<String, TypeResources>,
+    /// Per type URL, every name inserted (as another resource) or removed since.
+    names: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The digest of one type's resources: how many, and the sum (mod 2^128) of a 128-bit hash of
@@ -194,6 +215,9 @@ impl InstanceResources {
             digest.subtract(old);
         }
         digest.add(&resource);
+        if let Some(changes) = &mut self.changes {
+            changes.record(type_url, &resource.name);
+        }
         named.insert(resource.name.clone(), resource);
     }
 
@@ -207,6 +231,9 @@ impl InstanceResources {
             return false;
         };
         named.remove(name);
+        if let Some(changes) = &mut self.changes {
+            changes.record(type_url, name);
+        }
         if named.is_empty() {
             self.by_type.remove(type_url);
             self.digests.remove(type_url);
@@ -226,6 +253,31 @@ impl InstanceResources {
         &self.by_type
     }
 
+    /// Starts recording changes from the content as it is now (forgetting what was recorded
+    /// before): O(types).
+    pub fn record_changes(&mut self) {
+        self.changes = Some(Box::new(Changes {
+            base: self.by_type.clone(),
+            names: BTreeMap::new(),
+        }));
+    }
+
+    /// Stops recording changes and forgets what was recorded (and the maps it was recorded
+    /// against).
+    pub fn forget_changes(&mut self) {
+        self.changes = None;
+    }
+
+    /// What changed in one type since [`InstanceResources::record_changes`]: the type's
+    /// resources then, and every name inserted or removed since (a superset of the names whose
+    /// resource differs). `None` when nothing is recorded or the type had no resources then.
+    pub fn changed_since(&self, type_url: &str) -> Option<(&TypeResources, &BTreeSet<String>)> {
+        static NONE: BTreeSet<String> = BTreeSet::new();
+        let changes = self.changes.as_ref()?;
+        let base = changes.base.get(type_url)?;
+        Some((base, changes.names.get(type_url).unwrap_or(&NONE)))
+    }
+
     /// A version of the whole content, from the per-type digests (O(types)): equal content
     /// gives an equal version. Types without resources count as absent.
     pub fn version(&self) -> String {
@@ -240,6 +292,18 @@ impl InstanceResources {
             hasher.update(digest.sum.to_be_bytes());
         }
         hex_prefix(&hasher.finalize())
+    }
+}
+
+impl Changes {
+    fn record(&mut self, type_url: &str, name: &str) {
+        let names = match self.names.get_mut(type_url) {
+            Some(names) => names,
+            None => self.names.entry(type_url.to_owned()).or_default(),
+        };
+        if !names.contains(name) {
+            names.insert(name.to_owned());
+        }
     }
 }
 
@@ -299,5 +363,45 @@ mod tests {
         r.insert("a", any(b"1"));
         assert_eq!(r.of_type(ResourceType::Cluster).unwrap()["a"].as_ref(), &a);
         assert!(r.of_type(ResourceType::Route).is_none());
+    }
+
+    /// From `record_changes` on, every name inserted (as another resource) or removed is
+    /// recorded with the type's map as it was; equality ignores the record.
+    #[test]
+    fn changes_are_recorded_by_name_against_the_maps_they_started_from() {
+        let any = |t: &str, v: &[u8]| Any {
+            type_url: t.to_owned(),
+            value: v.to_vec(),
+        };
+        let mut r = InstanceResources::default();
+        r.insert("a", any(type_url::CLUSTER, b"1"));
+        r.insert("b", any(type_url::CLUSTER, b"1"));
+        r.insert("s", any(type_url::SECRET, b"1"));
+        assert!(
+            r.changed_since(type_url::CLUSTER).is_none(),
+            "not recording"
+        );
+        let before = r.clone();
+        r.record_changes();
+        assert_eq!(r, before);
+        let same = r.of_type(ResourceType::Cluster).unwrap()["b"].clone();
+        r.insert_versioned(same); // the same resource: no change
+        r.insert("a", any(type_url::CLUSTER, b"2"));
+        r.insert("c", any(type_url::CLUSTER, b"1"));
+        r.remove(type_url::SECRET, "s");
+        r.insert("l", any(type_url::LISTENER, b"1"));
+        let (base, names) = r.changed_since(type_url::CLUSTER).unwrap();
+        assert!(base.ptr_eq(before.of_type(ResourceType::Cluster).unwrap()));
+        assert_eq!(names.iter().collect::<Vec<_>>(), vec!["a", "c"]);
+        let (_, names) = r.changed_since(type_url::SECRET).unwrap();
+        assert_eq!(names.iter().collect::<Vec<_>>(), vec!["s"]);
+        assert!(
+            r.changed_since(type_url::LISTENER).is_none(),
+            "a type that had no resources has no base"
+        );
+        let mut recorded = r.clone();
+        recorded.forget_changes();
+        assert!(recorded.changed_since(type_url::CLUSTER).is_none());
+        assert_eq!(recorded, r, "equal content, whatever was recorded");
     }
 }

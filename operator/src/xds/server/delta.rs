@@ -11,7 +11,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use tonic::Status;
 
 use super::ordering::{
-    ADD_ORDER, REMOVE_ORDER, Subscription, WILDCARD, after_endpoints, legacy_wildcard, ordered,
+    ADD_ORDER, REMOVE_ORDER, Subscription, WILDCARD, after_endpoints, awaits_endpoints_of,
+    legacy_wildcard, ordered,
 };
 use super::stream::{Protocol, StreamCore, Verdict};
 use crate::xds::cache::{Snapshot, TypeResources, VersionedResource, type_url};
@@ -40,6 +41,12 @@ struct DeltaType {
     diffed: Option<TypeResources>,
     /// The map of a diff whose removals are not sent yet: `diffed` once they are.
     removing: Option<TypeResources>,
+    /// Whether the last diff that found changes compared every resource (what the client has
+    /// may then have changed beyond the names the snapshot changed: held resources released).
+    diffed_all: bool,
+    /// How many names the diffs of this type looked at.
+    #[cfg(test)]
+    compared: usize,
 }
 
 /// At most this many Delta responses await their ACK per stream; beyond that, the oldest are
@@ -65,6 +72,9 @@ pub(super) struct DeltaStream {
     /// A request since the last push changed what a push sends: a first request of a type, a
     /// subscription change or a NACK (an ACK changes nothing a push reads).
     request_changed: bool,
+    /// The clusters (of a wildcard CDS subscription) last found to need no endpoint
+    /// subscription the client has not made; forgotten when a request changes subscriptions.
+    endpoints_ready: Option<TypeResources>,
 }
 
 impl DeltaStream {
@@ -157,21 +167,52 @@ impl DeltaStream {
     /// has or was just sent, in the version served. Not the others it subscribes to: a cluster
     /// it rejected (held until it changes, while the cache serves it because another Envoy
     /// took it) would never get its subscription, and would hold every later push back.
-    fn awaits_endpoints(&self, snapshot: &Snapshot) -> bool {
+    ///
+    /// With a wildcard CDS subscription, clusters found not to wait are remembered, and the
+    /// next snapshot's are looked at only where they changed (see [`Snapshot::changed_since`]),
+    /// as long as what the client has of the others did not change either: the last CDS diff
+    /// looked at changed names only, and no request changed a subscription or NACKed since.
+    fn awaits_endpoints(&mut self, snapshot: &Snapshot) -> bool {
         let Some(cds) = self.types.get(type_url::CLUSTER) else {
             return false;
         };
-        let clusters = cds
-            .subscription
-            .select(snapshot.resources(type_url::CLUSTER));
+        let all = snapshot.resources(type_url::CLUSTER);
         let has = |r: &&Arc<VersionedResource>| {
             cds.known
                 .get(&r.name)
                 .is_some_and(|v| v.as_deref() == Some(r.version.as_str()))
         };
         let eds = self.types.get(type_url::ENDPOINT).map(|e| &e.subscription);
-        self.core
-            .awaits_endpoints_of(clusters.values().filter(has).map(|r| &**r), eds)
+        let ready = self.endpoints_ready.take().filter(|_| !cds.diffed_all);
+        if let (true, Some(all), Some(ready)) = (cds.subscription.wildcard, all, ready) {
+            let unchanged = ready.ptr_eq(all)
+                || snapshot
+                    .changed_since(type_url::CLUSTER)
+                    .filter(|(base, _)| base.ptr_eq(&ready))
+                    .is_some_and(|(_, names)| {
+                        let changed = names.iter().filter_map(|n| all.get(n)).filter(has);
+                        !awaits_endpoints_of(changed.map(|r| &**r), eds)
+                    });
+            if unchanged {
+                self.endpoints_ready = Some(all.clone());
+                return false;
+            }
+        }
+        let clusters = cds.subscription.select(all);
+        let sent = || clusters.values().filter(has).map(|r| &**r);
+        if cds.subscription.wildcard && !awaits_endpoints_of(sent(), eds) {
+            self.endpoints_ready = all.cloned();
+            return false;
+        }
+        self.core.awaits_endpoints_of(sent(), eds)
+    }
+}
+
+#[cfg(test)]
+impl DeltaStream {
+    /// How many names the diffs of every type looked at so far.
+    pub(super) fn compared(&self) -> usize {
+        self.types.values().map(|t| t.compared).sum()
     }
 }
 
@@ -226,6 +267,10 @@ impl DeltaType {
     /// What goes out for this type: resources the client does not have (minus held rejected
     /// ones), and names to remove: gone since the client got them, or subscribed to by name
     /// and never existing. Records the additions as known.
+    ///
+    /// When the snapshot says which names changed since the resources this type was last
+    /// diffed against (the stream is at most one snapshot behind), only those names are looked
+    /// at; otherwise every selected resource is compared.
     fn diff(
         &mut self,
         snapshot: &Snapshot,
@@ -237,8 +282,40 @@ impl DeltaType {
         {
             return (Vec::new(), BTreeSet::new());
         }
+        let since_diffed = match (&self.diffed, all, snapshot.changed_since(type_url)) {
+            (Some(diffed), Some(all), Some((base, names))) if diffed.ptr_eq(base) => {
+                self.diff_names(all, names)
+            }
+            _ => None,
+        };
+        self.diffed_all = since_diffed.is_none();
+        let (added, removed) = match since_diffed {
+            Some(found) => found,
+            None => self.diff_all(all),
+        };
+        for resource in &added {
+            self.known
+                .insert(resource.name.clone(), Some(resource.version.clone()));
+        }
+        if removed.is_empty() {
+            self.diffed = all.cloned();
+        } else {
+            self.removing = all.cloned();
+        }
+        (added, removed)
+    }
+
+    /// The diff against every selected resource.
+    fn diff_all(
+        &mut self,
+        all: Option<&TypeResources>,
+    ) -> (Vec<Arc<VersionedResource>>, BTreeSet<String>) {
         self.forget_diff();
         let selected = self.subscription.select(all);
+        #[cfg(test)]
+        {
+            self.compared += selected.len();
+        }
         // A rejected response is held while all of it is still what would be sent.
         self.held.retain(|held| {
             held.iter()
@@ -269,16 +346,59 @@ impl DeltaType {
                 .filter(|name| !exists(name) && !known.contains_key(*name))
                 .cloned(),
         );
-        for resource in &added {
-            self.known
-                .insert(resource.name.clone(), Some(resource.version.clone()));
-        }
-        if removed.is_empty() {
-            self.diffed = all.cloned();
-        } else {
-            self.removing = all.cloned();
-        }
         (added, removed)
+    }
+
+    /// The diff of `all` against the resources last diffed, of which it differs at most in
+    /// `names`: the same answer as [`DeltaType::diff_all`] (every other name is as the last
+    /// diff left it: selected or not, known at its version, removed, held), found by looking at
+    /// `names` only. `None` when a held rejected response would be released: then everything
+    /// the client has not ACKed goes out again, which takes the whole comparison.
+    fn diff_names(
+        &mut self,
+        all: &TypeResources,
+        names: &BTreeSet<String>,
+    ) -> Option<(Vec<Arc<VersionedResource>>, BTreeSet<String>)> {
+        #[cfg(test)]
+        {
+            self.compared += names.len();
+        }
+        let sub = &self.subscription;
+        let selected = |name: &String| {
+            (sub.wildcard || sub.names.contains(name))
+                .then(|| all.get(name))
+                .flatten()
+        };
+        let released = self.held.iter().any(|held| {
+            held.iter().any(|(name, version)| {
+                names.contains(name) && selected(name).is_none_or(|r| &r.version != version)
+            })
+        });
+        if released {
+            return None;
+        }
+        let known = &self.known;
+        let mut added = Vec::new();
+        let mut removed = BTreeSet::new();
+        for name in names {
+            if let Some(r) = selected(name) {
+                let has = known
+                    .get(name)
+                    .is_some_and(|v| v.as_deref() == Some(r.version.as_str()));
+                if !has && !self.held.iter().any(|h| h.contains_key(name)) {
+                    added.push(r.clone());
+                }
+            } else if !all.contains_key(name) {
+                let gone = match known.get(name) {
+                    Some(version) => version.is_some(),
+                    None => sub.names.contains(name),
+                };
+                if gone {
+                    removed.insert(name.clone());
+                }
+            }
+        }
+        Some((added, removed))
     }
 
     /// Something a diff reads other than the resources changed: the next diff compares again.
@@ -315,6 +435,7 @@ impl Protocol for DeltaStream {
             types: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             request_changed: false,
+            endpoints_ready: None,
         }
     }
 
@@ -330,10 +451,14 @@ impl Protocol for DeltaStream {
             }
         }
         let state = self.types.entry(request.type_url.clone()).or_default();
-        self.request_changed |= !state.requested
+        let changes = !state.requested
             || request.error_detail.is_some()
             || !request.resource_names_subscribe.is_empty()
             || !request.resource_names_unsubscribe.is_empty();
+        if changes {
+            self.request_changed = true;
+            self.endpoints_ready = None;
+        }
         if !state.requested {
             state.first_request(&mut request);
         }

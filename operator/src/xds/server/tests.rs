@@ -650,3 +650,190 @@ fn delta_a_rejected_cluster_still_served_does_not_hold_later_pushes() {
         ]
     );
 }
+
+/// `count` load assignments `e000`, `e001`, ... with content `tag`.
+fn assignments(count: usize, tag: &str) -> InstanceResources {
+    let mut r = InstanceResources::default();
+    for i in 0..count {
+        r.insert(format!("e{i:03}"), endpoint_any(&format!("{tag}-{i}")));
+    }
+    r
+}
+
+fn endpoint_any(content: &str) -> Any {
+    Any {
+        type_url: type_url::ENDPOINT.to_owned(),
+        value: content.as_bytes().to_vec(),
+    }
+}
+
+/// A Delta stream subscribed to the load assignments `e000`..`e{count-1}` by name (as Envoy
+/// subscribes to them) that was sent and ACKed `first`.
+fn delta_with_assignments(count: usize, first: &Snapshot) -> DeltaStream {
+    let names: Vec<String> = (0..count).map(|i| format!("e{i:03}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut d = delta();
+    d.on_request(delta_request(type_url::ENDPOINT, &names, &[]))
+        .unwrap();
+    let sent = d.push(first);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].resources.len(), count);
+    delta_verdict(&mut d, &sent[0], None);
+    d
+}
+
+/// (added, removed) names of each response.
+fn delta_changes(responses: &[DeltaDiscoveryResponse]) -> Vec<(Vec<String>, Vec<String>)> {
+    responses
+        .iter()
+        .map(|r| {
+            (
+                r.resources.iter().map(|x| x.name.clone()).collect(),
+                r.removed_resources.clone(),
+            )
+        })
+        .collect()
+}
+
+/// A snapshot that says which names changed since the one the stream has: a changed load
+/// assignment is sent, an unchanged one is not (not even one replaced by equal content), a
+/// removed one is removed, and only the names the snapshot changed are looked at, not all of
+/// them.
+#[test]
+fn delta_push_looks_only_at_the_names_a_snapshot_changed() {
+    const N: usize = 500;
+    let r1 = assignments(N, "v1");
+    let s1 = Snapshot::new(r1.clone());
+    let mut d = delta_with_assignments(N, &s1);
+    let compared = d.compared();
+    assert_eq!(compared, N, "the first push compares everything");
+
+    let mut r2 = r1.clone();
+    r2.record_changes();
+    r2.insert("e005", endpoint_any("v2-5"));
+    // Equal content in a new resource: recorded as a change, but the Envoy has it.
+    r2.insert("e006", endpoint_any("v1-6"));
+    r2.remove(type_url::ENDPOINT, "e010");
+    let s2 = Snapshot::new(r2.clone());
+    let sent = d.push(&s2);
+    assert_eq!(
+        delta_changes(&sent),
+        vec![
+            (vec!["e005".to_owned()], vec![]),
+            (vec![], vec!["e010".to_owned()]),
+        ]
+    );
+    assert_eq!(
+        d.compared() - compared,
+        3,
+        "the three names changed, not {N}"
+    );
+    assert!(d.push(&s2).is_empty());
+
+    // The next snapshot, made from this one, again by its changes only.
+    let compared = d.compared();
+    let mut r3 = r2.clone();
+    r3.record_changes();
+    r3.insert("e007", endpoint_any("v3-7"));
+    let sent = d.push(&Snapshot::new(r3));
+    assert_eq!(
+        delta_changes(&sent),
+        vec![(vec!["e007".to_owned()], vec![])]
+    );
+    assert_eq!(d.compared() - compared, 1);
+}
+
+/// A stream that skipped a snapshot (it saw only the one after) gets everything that changed
+/// in both: the latest snapshot's change record is relative to the skipped one, not to what the
+/// stream has, so every resource is compared.
+#[test]
+fn delta_stream_behind_by_a_snapshot_gets_everything_that_changed() {
+    const N: usize = 50;
+    let r1 = assignments(N, "v1");
+    let mut d = delta_with_assignments(N, &Snapshot::new(r1.clone()));
+    let mut r2 = r1.clone();
+    r2.record_changes();
+    r2.insert("e001", endpoint_any("v2-1"));
+    r2.remove(type_url::ENDPOINT, "e003");
+    let mut r3 = r2.clone();
+    r3.record_changes();
+    r3.insert("e002", endpoint_any("v3-2"));
+    let compared = d.compared();
+    let sent = d.push(&Snapshot::new(r3));
+    assert_eq!(
+        delta_changes(&sent),
+        vec![
+            (vec!["e001".to_owned(), "e002".to_owned()], vec![]),
+            (vec![], vec!["e003".to_owned()]),
+        ]
+    );
+    assert_eq!(d.compared() - compared, N - 1, "a full comparison");
+}
+
+/// A new cluster that reads a load assignment the Envoy has not subscribed to holds the route
+/// back, also when the snapshot names its changes (the clusters found ready before are not
+/// looked at again, the new one is).
+#[test]
+fn delta_new_cluster_in_a_snapshot_of_changes_waits_for_its_endpoints() {
+    let mut r1 = InstanceResources::default();
+    r1.insert("ns/a/80", eds_cluster("ns/a/80", "ns/a/http"));
+    r1.insert("ns/a/http", endpoint_any("a"));
+    r1.insert(
+        "r",
+        Any {
+            type_url: type_url::ROUTE.to_owned(),
+            value: b"r1".to_vec(),
+        },
+    );
+    let mut d = delta();
+    d.on_request(delta_request(type_url::CLUSTER, &[], &[]))
+        .unwrap();
+    d.on_request(delta_request(type_url::ENDPOINT, &["ns/a/http"], &[]))
+        .unwrap();
+    d.on_request(delta_request(type_url::ROUTE, &["r"], &[]))
+        .unwrap();
+    let s1 = Snapshot::new(r1.clone());
+    assert_eq!(d.push(&s1).len(), 3);
+
+    // A route change alone goes out at once.
+    let mut r2 = r1.clone();
+    r2.record_changes();
+    r2.insert(
+        "r",
+        Any {
+            type_url: type_url::ROUTE.to_owned(),
+            value: b"r2".to_vec(),
+        },
+    );
+    assert_eq!(
+        delta_names(&d.push(&Snapshot::new(r2.clone()))),
+        vec![(type_url::ROUTE.to_owned(), vec!["r".to_owned()])]
+    );
+
+    // A new cluster with a route to it: the route waits for the endpoint subscription.
+    let mut r3 = r2.clone();
+    r3.record_changes();
+    r3.insert("ns/b/80", eds_cluster("ns/b/80", "ns/b/http"));
+    r3.insert("ns/b/http", endpoint_any("b"));
+    r3.insert(
+        "r",
+        Any {
+            type_url: type_url::ROUTE.to_owned(),
+            value: b"r3".to_vec(),
+        },
+    );
+    let s3 = Snapshot::new(r3);
+    assert_eq!(
+        delta_names(&d.push(&s3)),
+        vec![(type_url::CLUSTER.to_owned(), vec!["ns/b/80".to_owned()])]
+    );
+    d.on_request(delta_request(type_url::ENDPOINT, &["ns/b/http"], &[]))
+        .unwrap();
+    assert_eq!(
+        delta_names(&d.push(&s3)),
+        vec![
+            (type_url::ENDPOINT.to_owned(), vec!["ns/b/http".to_owned()]),
+            (type_url::ROUTE.to_owned(), vec!["r".to_owned()]),
+        ]
+    );
+}

@@ -43,6 +43,9 @@ impl Translator {
         };
         check(dag)?;
         let mut out = previous.clone();
+        // The names changed from here on travel with the result, so that a Delta stream that
+        // has `previous` compares only those (see `InstanceResources::changed_since`).
+        out.record_changes();
         let (http_changed, https_changed) = self.patch_hosts(dag, &diff.vhosts, scoped, &mut out);
         if http_changed && !scoped {
             let parts = dag
@@ -93,7 +96,9 @@ impl Translator {
                 &mut out,
             );
         }
-        self.resources = Some(out.clone());
+        let mut kept = out.clone();
+        kept.forget_changes();
+        self.resources = Some(kept);
         Ok(out)
     }
 
