@@ -12,7 +12,11 @@
 //!
 //! An Event whose creation fails is tried again on a back-off, not only at the next change.
 //!
-//! Memory only: the checks need the API server double's request log and fault injection.
+//! A rejected HTTPS listener is blamed on the IngressRouteTCP whose filter chain changed (the
+//! Envoy is a scripted ADS client refusing that chain).
+//!
+//! The first two tests run in memory only: they need the API server double's request log and
+//! fault injection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -326,6 +330,164 @@ async fn a_refused_event_is_retried_without_waiting_for_a_change() -> Result<()>
     })
     .await?;
     assert_eq!(reason, "Valid");
+    op.check_running()?;
+    Ok(())
+}
+
+type AdsSender =
+    tokio::sync::mpsc::Sender<envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest>;
+
+const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+/// Plays an Envoy of `instance` over ADS that subscribes to every Listener and rejects each
+/// response holding a filter chain named `refused` (accepting the others).
+async fn envoy_refusing_chain(
+    xds: &str,
+    creds: &cluster::ClientCredentials,
+    instance: &str,
+    refused: &str,
+) -> Result<tokio::task::JoinHandle<Result<()>>> {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use prost::Message;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&creds.ca))
+        .identity(tonic::transport::Identity::from_pem(
+            &creds.cert,
+            &creds.key,
+        ))
+        .domain_name("sluice-xds");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{xds}"))?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    let (tx, rx): (AdsSender, _) = tokio::sync::mpsc::channel(5);
+    tx.send(DiscoveryRequest {
+        node: Some(Node {
+            id: "e2e-refusing".into(),
+            cluster: instance.into(),
+            ..Node::default()
+        }),
+        type_url: LISTENER.into(),
+        ..DiscoveryRequest::default()
+    })
+    .await?;
+    let mut inbound = AggregatedDiscoveryServiceClient::new(channel)
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let refused = refused.to_owned();
+    Ok(tokio::spawn(async move {
+        let mut accepted = String::new();
+        while let Some(resp) = inbound.message().await? {
+            let bad = resp.resources.iter().any(|any| {
+                Listener::decode(any.value.as_slice())
+                    .is_ok_and(|l| l.filter_chains.iter().any(|c| c.name == refused))
+            });
+            let error_detail = bad.then(|| envoy_types::pb::google::rpc::Status {
+                code: 3,
+                message: format!("e2e: filter chain {refused} refused"),
+                ..Default::default()
+            });
+            if !bad {
+                accepted.clone_from(&resp.version_info);
+            }
+            tx.send(DiscoveryRequest {
+                type_url: resp.type_url,
+                version_info: accepted.clone(),
+                response_nonce: resp.nonce,
+                error_detail,
+                ..DiscoveryRequest::default()
+            })
+            .await?;
+        }
+        Ok(())
+    }))
+}
+
+/// A listener an Envoy rejects because of the filter chain an IngressRouteTCP added is blamed
+/// on that IngressRouteTCP (Event `Invalid`, naming Envoy's error), not on the IngressRoute whose
+/// TLS filter chain shares the listener. The Envoy is a scripted ADS client refusing that chain
+/// (no value found that passes Sluice's checks and that a real Envoy refuses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_rejected_for_an_ingressroutetcps_chain_is_blamed_on_it() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    cluster.install_traefik_crds().await?;
+    let ns = cluster.namespace("sw-blame").await?;
+    backed_service(&cluster, &ns, "web", 9).await?;
+    let ca = sluice_e2e::tls::TestCa::new("edge ca")?;
+    let cert = ca.issue(&["web.example.com"])?;
+    cluster
+        .apply(serde_json::from_str(&sluice_e2e::manifests::tls_secret(
+            &ns, "cert", &cert,
+        ))?)
+        .await?;
+    cluster
+        .apply(
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway",
+                      "metadata": {"namespace": &ns, "name": "edge"},
+                      "spec": {"rootNamespaces": [&ns]}}),
+        )
+        .await?;
+    cluster
+        .apply(traefik(
+            "IngressRoute",
+            &ns,
+            "web",
+            json!({"entryPoints": ["websecure"],
+                   "routes": [{"match": "Host(`web.example.com`)", "kind": "Rule",
+                               "services": [{"name": "web", "port": 80}]}],
+                   "tls": {"secretName": "cert"}}),
+        ))
+        .await?;
+    let mut op = Operator::builder(&cluster.kubeconfig("solo")?)
+        .identity("solo")
+        .arg("--debounce-ms")
+        .arg("50")
+        .start()?;
+    op.wait_ready(PATIENCE).await?;
+    let creds = cluster::client_credentials(&cluster, &mut op, &ns, "edge").await?;
+    let instance = format!("{ns}/edge");
+    let envoy =
+        envoy_refusing_chain(&op.xds_address(), &creds, &instance, "db.example.com").await?;
+    eventually("the IngressRoute's Valid Event", async || {
+        op.check_running()?;
+        Ok(latest_event(&cluster, &ns, "web")
+            .await?
+            .filter(|(reason, _)| reason == "Valid"))
+    })
+    .await?;
+    cluster
+        .apply(traefik(
+            "IngressRouteTCP",
+            &ns,
+            "db",
+            json!({"entryPoints": ["websecure"],
+                   "routes": [{"match": "HostSNI(`db.example.com`)",
+                               "services": [{"name": "web", "port": 80}]}],
+                   "tls": {"passthrough": true}}),
+        ))
+        .await?;
+    let note = eventually("the IngressRouteTCP's Invalid Event", async || {
+        op.check_running()?;
+        Ok(latest_event(&cluster, &ns, "db")
+            .await?
+            .filter(|(reason, _)| reason == "Invalid")
+            .map(|(_, note)| note))
+    })
+    .await?;
+    assert!(note.contains("Envoy rejected"), "{note}");
+    assert!(
+        note.contains("filter chain db.example.com refused"),
+        "{note}"
+    );
+    // The IngressRoute sharing the listener is not blamed.
+    let web = latest_event(&cluster, &ns, "web").await?;
+    assert_eq!(web.map(|(reason, _)| reason).as_deref(), Some("Valid"));
+    assert!(!envoy.is_finished(), "the scripted Envoy's stream ended");
+    envoy.abort();
     op.check_running()?;
     Ok(())
 }
