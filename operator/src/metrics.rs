@@ -30,6 +30,9 @@ pub struct Metrics {
     /// The conditions of each Gateway's status as the leader last computed them: 1 on the
     /// series of the condition's status (True, False, Unknown), 0 on the other two.
     pub gateway_conditions: IntGaugeVec,
+    /// Secret watches running, by state: `needed` (the scope calls for them) or `grace` (left
+    /// the scope, kept for a while); the cluster-wide watch counts one.
+    pub secret_watches: IntGaugeVec,
 }
 
 /// The condition types of a Gateway's status.
@@ -118,7 +121,16 @@ impl Metrics {
             ),
             &["gateway", "type", "status"],
         )?;
+        let secret_watches = IntGaugeVec::new(
+            Opts::new(
+                "sluice_secret_watches",
+                "Secret watches running (one per namespace, or one cluster-wide), by state: \
+                 needed, or grace (no longer needed, kept for a grace period)",
+            ),
+            &["state"],
+        )?;
         registry.register(Box::new(routes.clone()))?;
+        registry.register(Box::new(secret_watches.clone()))?;
         registry.register(Box::new(gateway_conditions.clone()))?;
         registry.register(Box::new(crd_info.clone()))?;
         registry.register(Box::new(dag_build_seconds.clone()))?;
@@ -138,6 +150,7 @@ impl Metrics {
             crd_info,
             xds_certificate_expiry,
             gateway_conditions,
+            secret_watches,
         })
     }
 

@@ -21,8 +21,8 @@ use crate::xds::attribution::blame_statuses;
 use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{TranslateError, TranslateOptions};
 
-/// How long a rebuild waits for the Secrets of a newly needed namespace.
 mod events;
+mod retry;
 mod round_task;
 mod rounds;
 mod traefik;
@@ -35,8 +35,6 @@ use rounds::{RoundOutcome, StatusRounds};
 pub use traefik::{ROUTE_SERIES, TraefikAnnounced, series_counts, traefik_verdicts};
 use writes::write_statuses;
 pub use writes::{STATUS_WRITES_IN_FLIGHT, status_event, statuses_to_write};
-
-const SECRET_LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Route counts per Gateway (`namespace/name`), read by the Gateway controller for its status.
 pub type SharedRouteCounts = Arc<Mutex<BTreeMap<String, RouteCounts>>>;
@@ -122,10 +120,15 @@ pub async fn run(
     // A round fell due while another was being written: started once that one ends.
     let mut round_waiting = false;
     let mut joined: Option<Written> = None;
+    let mut event_retry = retry::EventRetry::default();
+    // When a round that missed Events runs again, without waiting for a change.
+    let mut retry_round: Option<tokio::time::Instant>;
     loop {
         changed.borrow_and_update();
+        // Scheduled again below if this pass's round misses Events too.
+        retry_round = None;
         let started = Instant::now();
-        watch_needed_secrets(&ctx).await;
+        let grace_ends = watch_needed_secrets(&ctx);
         generation += 1;
         // One step: the snapshot and exactly the changes that led to it (O(1)).
         let (snapshot, changes) = ctx.stores.take();
@@ -170,6 +173,19 @@ pub async fn run(
                 ..written.outcome
             };
             rounds.finished(&written.dags, outcome);
+            let missed = written.outcome.events_missed;
+            retry_round = event_retry
+                .after_round(missed, Instant::now())
+                .map(tokio::time::Instant::from_std);
+            if let Some(at) = retry_round {
+                tracing::info!(
+                    missed,
+                    in_ms = at
+                        .saturating_duration_since(tokio::time::Instant::now())
+                        .as_millis(),
+                    "Events not recorded; the status round runs again"
+                );
+            }
         }
         if let Some(dags) = dags {
             publish_counts(&ctx, &dags);
@@ -183,6 +199,8 @@ pub async fn run(
                 announced.clear();
                 traefik_announced.clear();
                 rounds.forget();
+                event_retry.forget();
+                retry_round = None;
             } else if std::mem::take(&mut round_waiting)
                 || rounds.due(statuses_touched, &dags, rejected(&ctx, &dags))
             {
@@ -212,8 +230,11 @@ pub async fn run(
             r = changed.changed() => if r.is_err() { return },
             r = leading.changed() => if r.is_err() { return },
             r = rejections.changed() => if r.is_err() { return },
-            w = join_round(&mut writing), if round_waiting => joined = w,
+            // A round that ends is taken in by a pass: its outcome decides the next one.
+            w = join_round(&mut writing), if writing.is_some() => joined = w,
             () = tokio::time::sleep(ctx.resync) => {}
+            () = sleep_until_some(grace_ends) => {}
+            () = sleep_until_some(retry_round) => {}
         }
         // Let the events that come with this change arrive too (a tenth of the debounce),
         // and start passes at most once per debounce, so a burst is a few passes, not one per
@@ -224,21 +245,34 @@ pub async fn run(
     }
 }
 
+/// Sleeps until `when`, or forever without one.
+async fn sleep_until_some(when: Option<tokio::time::Instant>) {
+    match when {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The reconciler task of each instance, by Gateway (`namespace/name`).
 type Instances = BTreeMap<String, tokio::task::JoinHandle<()>>;
 
-/// Secrets are read only in the namespaces the instances may need; a new namespace's Secrets
-/// are listed before the rebuild, so no certificate is briefly missing.
-async fn watch_needed_secrets(ctx: &RoutesContext) {
-    if ctx.stores.secrets.ensure(&ctx.stores.secret_scope()) {
-        let listed =
-            tokio::time::timeout(SECRET_LIST_TIMEOUT, ctx.stores.secrets.wait_until_ready());
-        if !matches!(listed.await, Ok(Ok(()))) {
-            tracing::warn!(
-                "Secrets of a newly needed namespace not listed yet; building without them"
-            );
-        }
-    }
+/// Secrets are read only in the namespaces the instances may need. Never waits for a new
+/// namespace's list: its Secrets arrive as events and trigger a pass of their own, so a tenant
+/// moving the scope never holds up everyone else's changes. Returns when a namespace's grace
+/// period ends (the scope must be looked at again then).
+fn watch_needed_secrets(ctx: &RoutesContext) -> Option<tokio::time::Instant> {
+    let ensured = ctx.stores.secrets.ensure(&ctx.stores.secret_scope());
+    let plan = &ensured.plan;
+    let gauge = |state: &str, n: usize| {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        ctx.metrics
+            .secret_watches
+            .with_label_values(&[state])
+            .set(n);
+    };
+    gauge("needed", plan.needed);
+    gauge("grace", plan.in_grace);
+    plan.next_expiry.map(tokio::time::Instant::from_std)
 }
 
 /// Instances that went away: stop their reconciler, forget their configuration.

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::lenient::Lenient;
+use super::secret_grace::{GraceScope, SECRET_WATCH_GRACE, WatchPlan};
 use super::traefik::TraefikWatches;
 use super::watched::{WatchEvent, WatchId, Watched, WatchedSnapshot, validates};
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
@@ -337,6 +338,17 @@ pub struct SecretStores {
     active: Arc<Mutex<ActiveSecretWatches>>,
     /// Tells a restarted namespace watch from the one it replaces.
     serial: Arc<AtomicU64>,
+    /// Namespaces that left the scope and keep their watch for a while.
+    grace: Arc<Mutex<GraceScope>>,
+}
+
+/// What [`SecretStores::ensure`] did.
+#[derive(Debug)]
+pub struct Ensured {
+    /// Whether a watch started or stopped.
+    pub changed: bool,
+    /// The watches running now, and when a grace period ends.
+    pub plan: WatchPlan,
 }
 
 impl SecretStores {
@@ -346,34 +358,43 @@ impl SecretStores {
             notify,
             active: Arc::default(),
             serial: Arc::default(),
+            grace: Arc::new(Mutex::new(GraceScope::new(SECRET_WATCH_GRACE))),
         }
     }
 
-    /// Starts the watches `scope` needs and stops the others; Secrets outside `scope` leave the
-    /// snapshot. Returns true if anything changed (new watches list first: wait for them with
-    /// [`Self::wait_until_ready`]).
-    pub fn ensure(&self, scope: &SecretScope) -> bool {
-        let wanted: BTreeSet<Option<String>> = match scope {
-            SecretScope::All => BTreeSet::from([None]),
-            SecretScope::Namespaces(ns) => ns.iter().cloned().map(Some).collect(),
-        };
+    /// Starts the watches `scope` needs and stops the others once their grace period is over
+    /// ([`super::secret_grace`]); Secrets outside the watched namespaces leave the snapshot.
+    /// Never waits: a new watch lists concurrently and its Secrets arrive as events (wait for
+    /// them with [`Self::wait_until_ready`] if needed).
+    pub fn ensure(&self, scope: &SecretScope) -> Ensured {
         let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let running = active.keys().cloned().collect();
+        let plan = self
+            .grace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .plan(scope, &running, std::time::Instant::now());
         let before = active.len();
         active.retain(|ns, (id, task)| {
-            let keep = wanted.contains(ns);
+            let keep = plan.watches.contains(ns);
             if !keep {
                 task.abort();
                 // Its events from now on are ignored, even one already on its way.
                 lock(&self.notify.state).stop_watch(id);
+                tracing::info!(
+                    namespace = ns.as_deref().unwrap_or("*"),
+                    "no longer watching Secrets"
+                );
             }
             keep
         });
-        let mut changed = active.len() != before;
-        for ns in wanted {
-            if active.contains_key(&ns) {
+        let stopped = before - active.len();
+        let mut started = 0;
+        for ns in &plan.watches {
+            if active.contains_key(ns) {
                 continue;
             }
-            let api: Api<Secret> = match &ns {
+            let api: Api<Secret> = match ns {
                 None => Api::all(self.client.clone()),
                 Some(ns) => Api::namespaced(self.client.clone(), ns),
             };
@@ -389,14 +410,23 @@ impl SecretStores {
                 Watchable::watched,
             );
             tracing::info!(namespace = ns.as_deref().unwrap_or("*"), "watching Secrets");
-            active.insert(ns, (id, task));
-            changed = true;
+            active.insert(ns.clone(), (id, task));
+            started += 1;
         }
+        let changed = started + stopped > 0;
         if changed {
             // A stopped watch's Secrets go, unless a running one lists them again.
-            lock(&self.notify.state).remove_secrets_outside(scope);
+            lock(&self.notify.state).remove_secrets_outside(&plan.scope);
+            tracing::info!(
+                watches = active.len(),
+                needed = plan.needed,
+                in_grace = plan.in_grace,
+                started,
+                stopped,
+                "Secret watches changed"
+            );
         }
-        changed
+        Ensured { changed, plan }
     }
 
     /// Waits until every Secret watch has completed its list.

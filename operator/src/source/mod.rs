@@ -16,6 +16,7 @@ pub mod incremental;
 pub mod kube;
 pub mod lenient;
 pub mod nesting;
+pub mod secret_grace;
 pub mod secret_reach;
 pub mod traefik;
 pub mod watched;

@@ -5,7 +5,9 @@
 //! the owners of their clusters; TLS secrets by the root IngressRoutes of the virtual hosts
 //! serving them, CA secrets by the owners of the clusters validating with them; the route
 //! configuration of one TLS virtual host by its root IngressRoute. The shared listeners and the
-//! plain HTTP route configuration belong to no single IngressRoute.
+//! plain HTTP route configuration belong to no single IngressRoute, but a rejected HTTPS
+//! listener is blamed on the owner of the filter chains that changed (an IngressRouteTCP's
+//! passthrough or termination, a TLS virtual host's root; [`super::listener_blame`]).
 
 use std::collections::BTreeSet;
 
@@ -100,6 +102,21 @@ pub fn single_owner<'a>(
     }
 }
 
+/// The one object a rejection is blamed on, if there is exactly one: for a listener, the owner
+/// of the filter chains that changed ([`super::listener_blame`]); otherwise the owner of every
+/// changed resource ([`single_owner`]).
+pub fn rejection_owner(dag: &Dag, rejection: &super::cache::Rejection) -> Option<String> {
+    if rejection.type_url == type_url::LISTENER {
+        let mut owners = super::listener_blame::owners(dag, &rejection.changed_filter_chains);
+        return match owners.len() {
+            1 => owners.pop_first(),
+            _ => None,
+        };
+    }
+    let changed = rejection.changed_resources.keys().map(String::as_str);
+    single_owner(dag, &rejection.type_url, changed)
+}
+
 /// The `apiVersion` of the Traefik object that owner name `owner` names, from its status in
 /// `dag` (the name does not say the API group); `None` for a Contour owner or an unknown one.
 pub fn traefik_api_version(dag: &Dag, owner: &str) -> Option<String> {
@@ -123,8 +140,7 @@ pub fn blame_statuses<'a>(
 ) -> std::borrow::Cow<'a, Dag> {
     let mut out = std::borrow::Cow::Borrowed(dag);
     for r in rejections {
-        let changed = r.changed_resources.keys().map(String::as_str);
-        let Some(owner) = single_owner(dag, &r.type_url, changed) else {
+        let Some(owner) = rejection_owner(dag, r) else {
             continue;
         };
         // Traefik objects own their resources as `traefik:namespace/name` (IngressRoute) or
@@ -404,5 +420,38 @@ mod kind_tests {
         );
         assert_eq!(version("apps/same"), None);
         assert_eq!(version("traefik:apps/other"), None);
+
+        // A rejected HTTPS listener whose changed filter chain is the TCP route's SNI name: the
+        // IngressRouteTCP alone is blamed; with no changed chain known, nobody.
+        let listener = |chains: &[&str]| {
+            let mut r = Rejection::for_test(
+                type_url::LISTENER,
+                &[crate::xds::translate::HTTPS_LISTENER],
+                "bad listener",
+            );
+            r.changed_filter_chains = std::collections::BTreeMap::from([(
+                crate::xds::translate::HTTPS_LISTENER.to_owned(),
+                chains.iter().map(|c| (*c).to_owned()).collect(),
+            )]);
+            r
+        };
+        let verdicts = |r: Rejection| {
+            let blamed = blame_statuses(&dag, &[r]);
+            (blamed.object_statuses.iter())
+                .map(|s| (s.kind.clone(), s.current_status))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            verdicts(listener(&["b.example.com"])),
+            both(Validity::Valid, Validity::Invalid)
+        );
+        assert_eq!(
+            rejection_owner(&dag, &listener(&["b.example.com"])).as_deref(),
+            Some("traefik-tcp:apps/same")
+        );
+        assert_eq!(
+            verdicts(listener(&[])),
+            both(Validity::Valid, Validity::Valid)
+        );
     }
 }

@@ -81,6 +81,9 @@ pub struct Rejection {
     /// that version: name → rejected version. The cause is among them. Empty when every resource
     /// of the response had been accepted by another Envoy of the instance (they disagree).
     pub changed_resources: BTreeMap<String, String>,
+    /// For a rejected listener response, the filter chains of each changed listener that
+    /// differ from its accepted version ([`super::listener_blame`]).
+    pub changed_filter_chains: super::listener_blame::ChangedChains,
     /// The latest snapshot's version when it was recorded (ends a rejection without changes).
     latest_version: String,
 }
@@ -98,6 +101,7 @@ impl Rejection {
                 .iter()
                 .map(|n| ((*n).to_owned(), "v".to_owned()))
                 .collect(),
+            changed_filter_chains: Default::default(),
             latest_version: "v".to_owned(),
         }
     }
@@ -402,13 +406,28 @@ impl Cache {
         };
         let verdicts = entry.verdicts.entry(type_url.to_owned()).or_default();
         let accepted = verdicts.accepted.as_ref();
-        let changed_resources: BTreeMap<String, String> = resources
+        let changed: Vec<&Arc<VersionedResource>> = resources
             .into_iter()
             .filter(|r| {
                 accepted
                     .and_then(|a| a.get(&r.name))
                     .is_none_or(|a| a.version != r.version)
             })
+            .collect();
+        let changed_filter_chains = if type_url == super::resource::type_url::LISTENER {
+            changed
+                .iter()
+                .map(|r| {
+                    let before = accepted.and_then(|a| a.get(&r.name)).map(|a| &a.resource);
+                    let chains = super::listener_blame::changed_filter_chains(&r.resource, before);
+                    (r.name.clone(), chains)
+                })
+                .collect()
+        } else {
+            Default::default()
+        };
+        let changed_resources: BTreeMap<String, String> = changed
+            .iter()
             .map(|r| (r.name.clone(), r.version.clone()))
             .collect();
         let rejection = Rejection {
@@ -417,6 +436,7 @@ impl Cache {
             node_id: node_id.to_owned(),
             error: error.to_owned(),
             changed_resources,
+            changed_filter_chains,
             latest_version: latest.version().to_owned(),
         };
         // Several Envoys rejecting the same content make one rejection (the latest words).

@@ -3,6 +3,7 @@
 //! the arrows point one way: `translate` → `resource` ← `cache` ← `server`.
 pub mod attribution;
 pub mod cache;
+pub mod listener_blame;
 pub mod resource;
 pub mod server;
 pub mod translate;

@@ -331,13 +331,8 @@ pub fn rejection_reports(rejections: Vec<Rejection>, dag: Option<&Dag>) -> Vec<R
     rejections
         .into_iter()
         .map(|r| {
-            let ingress_route = dag.and_then(|dag| {
-                crate::xds::attribution::single_owner(
-                    dag,
-                    &r.type_url,
-                    r.changed_resources.keys().map(String::as_str),
-                )
-            });
+            let ingress_route =
+                dag.and_then(|dag| crate::xds::attribution::rejection_owner(dag, &r));
             let ingress_route_api_version = dag
                 .zip(ingress_route.as_deref())
                 .and_then(|(dag, owner)| crate::xds::attribution::traefik_api_version(dag, owner));
