@@ -25,6 +25,7 @@ mod service_options;
 mod services;
 pub(super) mod tcp;
 mod tls;
+mod transport;
 mod upstream;
 
 use std::collections::BTreeSet;
@@ -268,3 +269,5 @@ mod service_options_tests;
 mod tests;
 #[cfg(test)]
 mod tls_tcp_tests;
+#[cfg(test)]
+mod transport_tests;
