@@ -238,6 +238,12 @@ pub struct Redirect {
     pub port: Option<u16>,
     /// 301, 302, 307 or 308.
     pub status: u16,
+    /// The new host (a Traefik `redirectRegex`); unset, the request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The new path, rewritten from the request's (the query kept after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<RegexRewrite>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

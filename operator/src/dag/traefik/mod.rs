@@ -21,6 +21,7 @@ mod compress;
 mod filters;
 pub(super) mod hosts;
 mod policy;
+mod redirect_regex;
 mod service_options;
 mod services;
 pub(super) mod tcp;
@@ -263,6 +264,8 @@ fn entry_points(names: &[String]) -> Result<(bool, bool), String> {
 mod hosts_tests;
 #[cfg(test)]
 mod policy_tests;
+#[cfg(test)]
+mod redirect_regex_tests;
 #[cfg(test)]
 mod service_options_tests;
 #[cfg(test)]
