@@ -380,7 +380,11 @@ async fn redirect_regex_answers_as_traefik_does() {
         + &redirect_regex("search", "old", "new", false)
         + &web_route("moved", "Host(`old.example.com`)", "moved")
         + &web_route("v2", "Host(`api.example.com`)", "v2")
-        + &web_route("bare", "Host(`example.com`) || Host(`www.example.com`)", "bare")
+        + &web_route(
+            "bare",
+            "Host(`example.com`) || Host(`www.example.com`)",
+            "bare",
+        )
         + &web_route("page", "Host(`docs.example.com`)", "page")
         + &web_route("search", "Host(`search.example.com`)", "search");
     dir.write("objects.yaml", &objects).unwrap();
@@ -400,12 +404,48 @@ async fn redirect_regex_answers_as_traefik_does() {
     wait_ok(&mut sluice, http, "example.com").await;
 
     let expect = [
-        ("GET", "old.example.com", "/a/b?q=1&r=%20", 302, "https://new.example.com/a/b?q=1&r=%20"),
-        ("POST", "old.example.com", "/", 307, "https://new.example.com/"),
-        ("GET", "api.example.com", "/v1/users/7?full=1", 301, "http://api.example.com:8080/v2/users/7?full=1"),
-        ("PUT", "api.example.com", "/v1/teams/", 308, "http://api.example.com:8080/v2/teams/"),
-        ("GET", "www.example.com", "/x?y=2", 302, "http://example.com/x?y=2"),
-        ("GET", "docs.example.com", "/old", 302, "http://docs.example.com/new"),
+        (
+            "GET",
+            "old.example.com",
+            "/a/b?q=1&r=%20",
+            302,
+            "https://new.example.com/a/b?q=1&r=%20",
+        ),
+        (
+            "POST",
+            "old.example.com",
+            "/",
+            307,
+            "https://new.example.com/",
+        ),
+        (
+            "GET",
+            "api.example.com",
+            "/v1/users/7?full=1",
+            301,
+            "http://api.example.com:8080/v2/users/7?full=1",
+        ),
+        (
+            "PUT",
+            "api.example.com",
+            "/v1/teams/",
+            308,
+            "http://api.example.com:8080/v2/teams/",
+        ),
+        (
+            "GET",
+            "www.example.com",
+            "/x?y=2",
+            302,
+            "http://example.com/x?y=2",
+        ),
+        (
+            "GET",
+            "docs.example.com",
+            "/old",
+            302,
+            "http://docs.example.com/new",
+        ),
     ];
     for (method, host, path, status, location) in expect {
         assert_eq!(
