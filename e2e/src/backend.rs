@@ -232,7 +232,14 @@ impl Backend {
     /// Starts a backend called `name` serving HTTPS with `cert` (HTTP/1.1 over TLS, ALPN
     /// `http/1.1`); the SNI name each connection sent is reported in [`Echo::tls_sni`].
     pub async fn start_tls(name: &str, cert: &CertKey) -> Result<Backend> {
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(cert)?);
+        Backend::start_tls_with(name, tls::server_config(cert)?).await
+    }
+
+    /// Starts a backend called `name` serving HTTPS with `config` (as [`Backend::start_tls`]);
+    /// e.g. [`tls::server_config_requiring_clients`] for a backend that requires a client
+    /// certificate. Connections whose handshake fails serve nothing.
+    pub async fn start_tls_with(name: &str, config: Arc<rustls::ServerConfig>) -> Result<Backend> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let (listener, addr) = bind(name).await?;
         let control = BackendControl::new(name);
         let served = control.clone();

@@ -110,6 +110,34 @@ pub fn server_config(cert: &CertKey) -> Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(config))
 }
 
+/// A rustls server configuration serving `cert` (HTTP/1.1 only) that requires every client to
+/// present a certificate issued by the CA `client_ca_pem`: a handshake without one, or with one
+/// from another CA, fails.
+pub fn server_config_requiring_clients(
+    cert: &CertKey,
+    client_ca_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in parse_certs(client_ca_pem)? {
+        roots.add(ca).map_err(tls_error("client CA"))?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(tls_error("client certificate verifier"))?;
+    let chain = parse_certs(&cert.cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
+        .map_err(|e| Error::Tls(format!("parsing private key PEM: {e}")))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error("TLS versions"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(tls_error("server certificate"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Client side of HTTPS tests: which CA to trust and, optionally, a fixed SNI name.
 #[derive(Debug, Clone)]
 pub struct TlsClient {

@@ -39,6 +39,7 @@ fn cluster(service: &str) -> Cluster {
         validation: None,
         proxy_protocol: None,
         active_health_check: None,
+        transport: None,
     }
 }
 

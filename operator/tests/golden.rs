@@ -42,7 +42,7 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 14] = [
+const TRAEFIK_GROUPS: [&str; 16] = [
     "allowed-hosts",
     "basic",
     "compress",
@@ -51,7 +51,9 @@ const TRAEFIK_GROUPS: [&str; 14] = [
     "middlewares",
     "ownership",
     "priority-weights",
+    "redirect-regex",
     "rewrites",
+    "servers-transport-mtls",
     "service-options",
     "services",
     "tcp",

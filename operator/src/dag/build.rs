@@ -264,12 +264,7 @@ impl Parts {
                     .into_iter()
                     .chain(client_ca.map(|c| c.ca_secret.as_str()))
             })
-            .chain(
-                self.clusters
-                    .values()
-                    .filter_map(|c| c.validation.as_ref())
-                    .map(|v| v.ca_secret.as_str()),
-            )
+            .chain(self.clusters.values().flat_map(Cluster::secret_names))
             .collect();
         self.secrets
             .retain(|name, _| used_secrets.contains(name.as_str()));

@@ -8,6 +8,7 @@ use crate::api::ingressroute::TlsVersion;
 
 mod shared;
 pub mod traefik_options;
+pub mod transport;
 
 pub use shared::SharedList;
 pub use traefik_options::DirectResponse;
@@ -237,6 +238,12 @@ pub struct Redirect {
     pub port: Option<u16>,
     /// 301, 302, 307 or 308.
     pub status: u16,
+    /// The new host (a Traefik `redirectRegex`); unset, the request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The new path, rewritten from the request's (the query kept after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<RegexRewrite>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -304,6 +311,21 @@ pub struct Cluster {
     /// A Traefik service's active health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_health_check: Option<Box<traefik_options::ActiveHealthCheck>>,
+    /// A Traefik ServersTransport's timeouts, connection reuse and client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Box<transport::TransportOptions>>,
+}
+
+impl Cluster {
+    /// The entries of `Dag::secrets` the cluster uses: its CA bundle and client certificate.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        let ca = self.validation.as_ref().map(|v| v.ca_secret.as_str());
+        let client = self
+            .transport
+            .as_ref()
+            .and_then(|t| t.client_certificate.as_deref());
+        ca.into_iter().chain(client)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

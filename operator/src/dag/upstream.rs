@@ -179,6 +179,7 @@ impl Builder<'_> {
             validation,
             proxy_protocol: None,
             active_health_check: None,
+            transport: None,
         };
         let hash = policy_hash(&cluster)
             .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;
@@ -457,6 +458,9 @@ pub(super) fn policy_hash(c: &Cluster) -> Result<String, serde_json::Error> {
     // Only when set, so that clusters without one keep their names.
     if let Some(hc) = &c.active_health_check {
         canonical.extend(serde_json::to_vec(hc)?);
+    }
+    if let Some(t) = &c.transport {
+        canonical.extend(serde_json::to_vec(t)?);
     }
     let digest = Sha256::digest(&canonical);
     Ok(digest.iter().take(5).map(|b| format!("{b:02x}")).collect())

@@ -1,9 +1,8 @@
 //! Secrets of Traefik objects reached from other namespaces. A Gateway that sets
 //! `allowCrossNamespace` lets its Traefik routes use Middlewares and TraefikServices of any
 //! namespace, and those read Secrets of their *own* namespace: a basicAuth users list, a
-//! ServersTransport's CAs (named by a service of a TraefikService of that namespace). Secrets
-//! the DAG refuses to read (forwardAuth's TLS Secrets, a ServersTransport's client
-//! `certificatesSecrets`) widen nothing. Such a namespace need not be a root namespace, so the Secret scope (see
+//! ServersTransport's CAs and client certificate (named by a service of a TraefikService of that
+//! namespace). Secrets the DAG refuses to read (forwardAuth's TLS Secrets) widen nothing. Such a namespace need not be a root namespace, so the Secret scope (see
 //! [`SecretScope`]) also holds, while at least one Gateway sets `allowCrossNamespace`, the
 //! namespaces of the Middlewares and ServersTransports that name a Secret. Only those: never the
 //! whole cluster, so a tenant widens the watch only to a namespace where it can write Traefik
@@ -34,10 +33,12 @@ pub fn middleware_names_secret(spec: &MiddlewareSpec) -> bool {
         .is_some_and(|b| !b.secret.is_empty())
 }
 
-/// Whether a ServersTransport reads a Secret of its namespace (its CAs; client
-/// `certificatesSecrets` are refused, so they widen nothing).
+/// Whether a ServersTransport reads a Secret of its namespace (its CAs, its client
+/// `certificatesSecrets`).
 pub fn transport_names_secret(spec: &ServersTransportSpec) -> bool {
-    spec.root_cas.iter().any(|ca| ca.secret.is_some()) || !spec.root_cas_secrets.is_empty()
+    spec.root_cas.iter().any(|ca| ca.secret.is_some())
+        || !spec.root_cas_secrets.is_empty()
+        || !spec.certificates_secrets.is_empty()
 }
 
 /// Whether the object of `kind` that `snap` holds under `key` reads a Secret of its namespace
@@ -128,6 +129,7 @@ mod tests {
                    "metadata": {"namespace": "forward", "name": "auth"},
                    "spec": {"forwardAuth": {"address": "http://a",
                                             "tls": {"caSecret": "ca", "certSecret": "c"}}}}),
+            // A client certificate is read (as the CAs are).
             json!({"apiVersion": "traefik.io/v1alpha1", "kind": "ServersTransport",
                    "metadata": {"namespace": "client", "name": "tr"},
                    "spec": {"serverName": "x", "certificatesSecrets": ["c"]}}),
@@ -152,7 +154,7 @@ mod tests {
         let roots = set(&["team-a"]);
         assert_eq!(
             reached_scope(roots.clone(), &snapshot(true)),
-            set(&["auth", "team-a", "upstream"])
+            set(&["auth", "client", "team-a", "upstream"])
         );
         assert_eq!(reached_scope(roots.clone(), &snapshot(false)), roots);
         assert_eq!(

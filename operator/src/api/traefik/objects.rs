@@ -189,8 +189,13 @@ pub struct ServersTransportSpec {
         rename = "disableHTTP2"
     )]
     pub disable_http2: Option<bool>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "peerCertURI")]
-    pub peer_cert_uri: Vec<String>,
+    /// A string, as in Traefik's CRD.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "peerCertURI"
+    )]
+    pub peer_cert_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spiffe: Option<Spiffe>,
 }

@@ -119,7 +119,7 @@ spec:
   certificatesSecrets: [client]
   disableHTTP2: true
   forwardingTimeouts: {dialTimeout: 42s, responseHeaderTimeout: 0, idleConnTimeout: 90}
-  peerCertURI: [spiffe://a]
+  peerCertURI: spiffe://a
 "#;
     serde_norway::Deserializer::from_str(yaml)
         .map(|d| Value::deserialize(d).unwrap())

@@ -124,10 +124,10 @@ pub(super) fn take_used(group: &mut Parts, all: &Parts) {
         {
             group.endpoints.insert(service_name.clone(), e.clone());
         }
-        if let Some(v) = &c.validation
-            && let Some(s) = all.secrets.get(&v.ca_secret)
-        {
-            group.secrets.insert(v.ca_secret.clone(), s.clone());
+        for name in c.secret_names() {
+            if let Some(s) = all.secrets.get(name) {
+                group.secrets.insert(name.to_owned(), s.clone());
+            }
         }
     }
 }

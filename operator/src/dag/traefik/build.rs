@@ -50,6 +50,9 @@ impl Builder<'_> {
                 filters::resolve(self.snap, self.sel, &read, key, &p.route.middlewares, &at)?;
             let redirect = effective_redirect(&filters, tls.is_some())
                 .map_err(|e| format!("{at}.middlewares: {e}"))?;
+            let regex_redirect = filters
+                .regex_redirect(tls.is_some())
+                .map_err(|e| format!("{at}.middlewares: {e}"))?;
             let backend = self.traefik_backend(key, &p.route.services, &at)?;
             let service_options = super::service_options::for_route(&backend)
                 .map_err(|e| format!("{at}.services: {e}"))?;
@@ -66,6 +69,7 @@ impl Builder<'_> {
                 let action = Action {
                     filters: &filters,
                     redirect: redirect.as_ref(),
+                    regex_redirect: regex_redirect.as_ref(),
                     clusters: &weighted,
                     mirrors: &backend.mirrors,
                     tls: tls.is_some(),
@@ -135,6 +139,8 @@ fn effective_redirect(f: &Filters, tls: bool) -> Result<Option<Redirect>, String
         scheme: if r.https { "https" } else { "http" }.to_owned(),
         port,
         status: if r.permanent { 301 } else { 302 },
+        host: None,
+        path: None,
     }))
 }
 
@@ -149,6 +155,8 @@ fn value_text(v: &StringMatch) -> &str {
 struct Action<'a> {
     filters: &'a Filters,
     redirect: Option<&'a Redirect>,
+    /// A `redirectRegex`: redirect routes ahead of the route (see `redirect_regex.rs`).
+    regex_redirect: Option<&'a super::redirect_regex::RegexRedirect>,
     clusters: &'a [WeightedCluster],
     mirrors: &'a [model::Mirror],
     /// Served over HTTPS.
@@ -168,6 +176,7 @@ fn dag_routes(
     let Action {
         filters: f,
         redirect,
+        regex_redirect,
         clusters,
         mirrors,
         tls,
@@ -274,6 +283,14 @@ fn dag_routes(
         .as_ref()
         .filter(|a| redirect.is_none() || !a.after_redirect)
         .map(|a| route(super::allowed_hosts::bad_host_route(&extra, a)));
+    if let Some(r) = regex_redirect {
+        let redirects = super::redirect_regex::routes(&extra, r, f.policies.route_policy(true));
+        return Ok(bad_host
+            .into_iter()
+            .chain(redirects.into_iter().map(&route))
+            .chain([route(extra)])
+            .collect());
+    }
     let Some(redirect) = redirect else {
         return Ok(bad_host.into_iter().chain([route(extra)]).collect());
     };

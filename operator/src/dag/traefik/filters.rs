@@ -15,6 +15,7 @@ use crate::traefik::regex;
 
 use super::allowed_hosts::{self, AllowedHosts};
 use super::policy::Policies;
+use super::redirect_regex::{self, RegexRedirect, RegexRedirectSpec};
 
 /// A `redirectScheme` middleware.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub(super) struct Filters {
     pub allowed_hosts: Option<AllowedHosts>,
     /// A `compress` middleware is listed: the Gateway's compressor stays on.
     pub compress: bool,
+    /// A `redirectRegex` middleware (see [`super::redirect_regex`]).
+    pub redirect_regex: Option<RegexRedirectSpec>,
 }
 
 /// The kind name of a Middleware, as written in its spec.
@@ -191,6 +194,22 @@ fn add(
     if filters.policies.add(snap, &key, &model).map_err(at)? {
         return Ok(());
     }
+    if let Middleware::RedirectRegex {
+        regex,
+        replacement,
+        permanent,
+    } = &model
+    {
+        let spec = RegexRedirectSpec {
+            label: format!("Middleware {key} (redirectRegex)"),
+            regex: regex.source.clone(),
+            replacement: replacement.clone(),
+            permanent: *permanent,
+        };
+        spec.check().map_err(at)?;
+        filters.redirect_regex_seen(spec).map_err(at)?;
+        return Ok(());
+    }
     filters.apply(&model).map_err(at)?;
     Ok(())
 }
@@ -270,6 +289,9 @@ impl Filters {
                 port,
                 permanent,
             } => {
+                if self.redirect_regex.is_some() {
+                    return Err(ONE_REDIRECT.into());
+                }
                 if self.redirect.is_none() {
                     self.policies.redirect_seen();
                     self.redirect = Some(SchemeRedirect {
@@ -320,6 +342,34 @@ impl Filters {
         Ok(())
     }
 
+    /// Records a `redirectRegex`: the route's only redirect, seeing the URL as the client sent it.
+    fn redirect_regex_seen(&mut self, spec: RegexRedirectSpec) -> Result<(), String> {
+        if self.redirect.is_some() || self.redirect_regex.is_some() {
+            return Err(ONE_REDIRECT.into());
+        }
+        if self.path_rewrite.is_some()
+            || self.host_rewrite.is_some()
+            || self.allowed_hosts.is_some()
+        {
+            return Err(
+                "a redirectRegex after a path rewrite, a Host header or allowedHosts is not                  served: Traefik matches the changed URL, Envoy's redirect the request's"
+                    .into(),
+            );
+        }
+        self.policies.redirect_seen();
+        self.redirect_regex = Some(spec);
+        Ok(())
+    }
+
+    /// The route's `redirectRegex` on routes served over `tls` (or plain HTTP), planned.
+    pub(super) fn regex_redirect(&self, tls: bool) -> Result<Option<RegexRedirect>, String> {
+        let Some(s) = &self.redirect_regex else {
+            return Ok(None);
+        };
+        redirect_regex::plan(&s.regex, &s.replacement, s.permanent, tls)
+            .map_err(|e| format!("{}: {e}", s.label))
+    }
+
     fn second_rewrite(&self) -> String {
         "this path change cannot follow the route's earlier one in a single Envoy rewrite (only \
          addPrefix or replacePath may follow another)"
@@ -327,6 +377,11 @@ impl Filters {
     }
 
     fn headers(&mut self, h: &HeadersModel) -> Result<(), String> {
+        if self.redirect_regex.is_some()
+            && (!h.allowed_hosts.is_empty() || h.host_rewrite.is_some())
+        {
+            return Err("allowedHosts or a Host header after a redirectRegex is not served".into());
+        }
         if !h.allowed_hosts.is_empty() {
             self.allowed_hosts = Some(allowed_hosts::add(
                 self.allowed_hosts.take(),
@@ -365,6 +420,10 @@ impl Filters {
         Ok(())
     }
 }
+
+/// Why a second redirect middleware is refused.
+const ONE_REDIRECT: &str = "a route serves one redirect middleware (redirectScheme or \
+                            redirectRegex); Envoy answers with the first";
 
 /// A literal as an RE2 rewrite string (`\` escapes).
 fn rewrite_literal(s: &str) -> String {

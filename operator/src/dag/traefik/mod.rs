@@ -21,10 +21,12 @@ mod compress;
 mod filters;
 pub(super) mod hosts;
 mod policy;
+mod redirect_regex;
 mod service_options;
 mod services;
 pub(super) mod tcp;
 mod tls;
+mod transport;
 mod upstream;
 
 use std::collections::BTreeSet;
@@ -263,8 +265,12 @@ mod hosts_tests;
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
+mod redirect_regex_tests;
+#[cfg(test)]
 mod service_options_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tls_tcp_tests;
+#[cfg(test)]
+mod transport_tests;

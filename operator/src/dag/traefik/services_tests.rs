@@ -502,7 +502,7 @@ fn https_backends_need_a_transport_with_server_name_and_root_cas() {
         ),
         (
             "[{name: s, port: 443, serversTransport: bad6}]",
-            "spec.forwardingTimeouts: not served",
+            "spec.forwardingTimeouts.responseHeaderTimeout: not served",
         ),
         (
             "[{name: s, port: 443, serversTransport: gone}]",
@@ -537,7 +537,7 @@ fn https_backends_need_a_transport_with_server_name_and_root_cas() {
         + &transport(
             "bad6",
             "{serverName: a.internal, rootCAs: [{secret: ca}], forwardingTimeouts: \
-             {dialTimeout: 1s}}",
+             {responseHeaderTimeout: 1s}}",
         )
         + &transport(
             "bad7",

@@ -368,6 +368,7 @@ impl Builder<'_> {
             validation: None,
             proxy_protocol,
             active_health_check: None,
+            transport: None,
         };
         let hash = policy_hash(&cluster)
             .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;

@@ -428,7 +428,7 @@ fn unserved_or_missing_middlewares_make_the_route_invalid() {
     let cases = [
         (
             middleware("apps", "m", "  redirectRegex: {regex: a, replacement: b}\n"),
-            "Middleware apps/m (redirectRegex): kind redirectRegex is not served yet",
+            "Middleware apps/m (redirectRegex): regex: must start with ^",
         ),
         (String::new(), "Middleware apps/m not found"),
         (

@@ -13,6 +13,7 @@ use crate::api::traefik::routes as tr;
 use crate::dag::build::Builder;
 use crate::dag::checks;
 use crate::dag::model::traefik_options::{EndpointVariant, StickyCookie};
+use crate::dag::model::transport::TransportOptions;
 use crate::dag::model::{
     Cluster, ClusterEndpoints, LbPolicy, Secret, SecretKind, Upstream, UpstreamProtocol,
     UpstreamValidation,
@@ -146,10 +147,27 @@ impl Builder<'_> {
                 ));
             }
         };
+        let mut transport_options = None;
         let validation = match (protocol, transport) {
-            (UpstreamProtocol::Tls, Some(Transport { validation, ca })) => {
+            (
+                UpstreamProtocol::Tls,
+                Some(Transport {
+                    validation,
+                    ca,
+                    options,
+                    client_certificate,
+                }),
+            ) => {
                 secrets.push(ca);
+                secrets.extend(client_certificate);
+                transport_options = Some(options);
                 Some(validation)
+            }
+            (_, Some(Transport { mut options, .. })) => {
+                // A client certificate means nothing to a plain-text backend (as in Traefik).
+                options.client_certificate = None;
+                transport_options = Some(options);
+                None
             }
             (UpstreamProtocol::Tls, None) => {
                 return Err(format!(
@@ -196,6 +214,7 @@ impl Builder<'_> {
             validation,
             proxy_protocol: None,
             active_health_check: options.health.map(Box::new),
+            transport: transport_options.filter(|t| !t.is_empty()).map(Box::new),
         };
         let hash = policy_hash(&cluster)
             .map_err(|e| format!("{context}: cannot name its cluster: {e}"))?;
@@ -257,6 +276,9 @@ impl Builder<'_> {
             ));
         }
         refuse_unserved_transport(spec).map_err(|e| format!("ServersTransport {key}: {e}"))?;
+        let (options, client_certificate) = self
+            .transport_options(&key, spec)
+            .map_err(|e| format!("ServersTransport {key}: {e}"))?;
         let server_name = spec
             .server_name
             .as_deref()
@@ -340,6 +362,8 @@ impl Builder<'_> {
         // Named apart from the `namespace/secret/ca` bundles of Contour roots.
         let ca_secret = format!("traefik:{key}/ca");
         Ok(Transport {
+            options,
+            client_certificate,
             ca: Secret {
                 name: ca_secret.clone(),
                 kind: SecretKind::Ca { ca: bundle },
@@ -358,6 +382,10 @@ struct Transport {
     ca: Secret,
     /// Trust the root CAs; send and check `serverName`.
     validation: UpstreamValidation,
+    /// Timeouts, connection reuse, and the client certificate's name (see `transport.rs`).
+    options: TransportOptions,
+    /// The client certificate, recorded when the backend speaks TLS.
+    client_certificate: Option<Secret>,
 }
 
 /// Fields of a ServersTransport that Sluice does not serve.
@@ -369,16 +397,9 @@ fn refuse_unserved_transport(t: &ServersTransportSpec) -> Result<(), String> {
                 .into(),
         );
     }
-    let unserved = [
-        ("certificatesSecrets", !t.certificates_secrets.is_empty()),
-        ("maxIdleConnsPerHost", t.max_idle_conns_per_host.is_some()),
-        ("forwardingTimeouts", t.forwarding_timeouts.is_some()),
-        ("disableHTTP2", t.disable_http2.is_some()),
-        ("peerCertURI", !t.peer_cert_uri.is_empty()),
-        ("spiffe", t.spiffe.is_some()),
-    ];
-    match unserved.iter().find(|(_, set)| *set) {
-        Some((field, _)) => Err(format!("spec.{field}: not served yet")),
+    // The other fields are checked in `transport.rs`.
+    match t.spiffe {
+        Some(_) => Err("spec.spiffe: not served yet".into()),
         None => Ok(()),
     }
 }

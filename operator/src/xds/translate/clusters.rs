@@ -116,6 +116,7 @@ pub(super) fn cluster(c: &Cluster) -> EnvoyCluster {
         ));
     }
     super::service_options::cluster(c, &mut cluster);
+    super::transport::cluster(c, &mut cluster);
     if let Some(version) = c.proxy_protocol {
         let inner = cluster.transport_socket.take();
         cluster.transport_socket = Some(super::upstream_proxy::wrap(version, inner));
@@ -186,7 +187,7 @@ fn upstream_tls_context(c: &Cluster) -> UpstreamTlsContext {
         UpstreamProtocol::H2 => vec!["h2".to_owned()],
         _ => Vec::new(),
     };
-    UpstreamTlsContext {
+    let mut context = UpstreamTlsContext {
         sni,
         common_tls_context: Some(CommonTlsContext {
             alpn_protocols: alpn,
@@ -194,7 +195,9 @@ fn upstream_tls_context(c: &Cluster) -> UpstreamTlsContext {
             ..Default::default()
         }),
         ..Default::default()
-    }
+    };
+    super::transport::tls(c, &mut context);
+    context
 }
 
 /// Trust the CA bundle fetched over SDS and require the subject name among the DNS SANs.

@@ -67,6 +67,7 @@ pub fn eds_cluster(service: &str, port: u16) -> Cluster {
         validation: None,
         proxy_protocol: None,
         active_health_check: None,
+        transport: None,
     }
 }
 

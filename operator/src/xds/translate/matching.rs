@@ -151,6 +151,14 @@ fn redirect_action_of(r: &Redirect) -> RedirectAction {
     RedirectAction {
         response_code: code as i32,
         port_redirect: r.port.map_or(0, u32::from),
+        host_redirect: r.host.clone().unwrap_or_default(),
+        // A Traefik redirectRegex's path; Envoy keeps the query after it.
+        path_rewrite_specifier: r.path.as_ref().map(|rw| {
+            redirect_action::PathRewriteSpecifier::RegexRewrite(RegexMatchAndSubstitute {
+                pattern: Some(regex(&rw.pattern)),
+                substitution: rw.substitution.clone(),
+            })
+        }),
         scheme_rewrite_specifier: Some(if r.scheme == "https" {
             redirect_action::SchemeRewriteSpecifier::HttpsRedirect(true)
         } else {

@@ -29,6 +29,7 @@ pub mod scopes;
 mod secrets;
 mod service_options;
 mod tls_options;
+mod transport;
 mod upstream_proxy;
 pub mod validate;
 

@@ -1,0 +1,469 @@
+//! More Traefik HTTP features through a real Envoy: a ServersTransport's client certificate
+//! (mutual TLS to a backend that requires one, with certificates the test generates), its
+//! timeouts and connection reuse; and hostile values of them refused before Envoy sees them
+//! (Envoy keeps accepting the configuration, checked with Envoy's own validation).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use sluice::dag::{Validity, build, instances};
+use sluice::xds::translate::constraints::check_resources;
+use sluice::xds::translate::json::message_to_json;
+use sluice::xds::translate::validate::inline_bootstrap;
+use sluice::xds::translate::{TranslateOptions, translate};
+use sluice_e2e::backend::{Backend, Echo};
+use sluice_e2e::client::{Request, Response};
+use sluice_e2e::manifests::{Manifests, ca_secret, service, tls_secret};
+use sluice_e2e::sluice::Standalone;
+use sluice_e2e::tls::{TestCa, server_config_requiring_clients};
+use sluice_e2e::try_wait_for;
+
+/// Bound on waiting for configuration to reach Envoy (only bounds a broken test).
+const WAIT: Duration = Duration::from_secs(30);
+
+fn doc(value: &Value) -> String {
+    format!("---\n{value}\n")
+}
+
+fn traefik(kind: &str, name: &str, spec: Value) -> String {
+    doc(&json!({
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"namespace": "apps", "name": name},
+        "spec": spec,
+    }))
+}
+
+/// An IngressRoute `apps/<name>` for `<name>.example.com` on `web` to the Service `mtls` on
+/// port 443 through the ServersTransport `transport`.
+fn tls_route(name: &str, transport: &str) -> String {
+    traefik(
+        "IngressRoute",
+        name,
+        json!({"entryPoints": ["web"], "routes": [{
+            "match": format!("Host(`{name}.example.com`)"),
+            "services": [{"name": "mtls", "port": 443, "serversTransport": transport}],
+        }]}),
+    )
+}
+
+/// A ServersTransport `apps/<name>` trusting `backend-ca` for `backend.internal`, with `extra`.
+fn transport(name: &str, extra: Value) -> String {
+    let mut spec = json!({"serverName": "backend.internal", "rootCAs": [{"secret": "backend-ca"}]});
+    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
+        spec.extend(extra);
+    }
+    traefik("ServersTransport", name, spec)
+}
+
+/// `(namespace/name → (status, description))` of the objects `sluice render` reports.
+async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
+    let path = dir.path().display().to_string();
+    let out = sluice_e2e::sluice::run(&["render", "--manifests", &path])
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let mut all = BTreeMap::new();
+    for g in report["gateways"].as_array().unwrap() {
+        for e in g["ingressRoutes"].as_array().unwrap() {
+            let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            all.insert(
+                format!("{}/{}", f("namespace"), f("name")),
+                (f("currentStatus"), f("description")),
+            );
+        }
+    }
+    all
+}
+
+/// Polls until `request` on `port` is answered by a response `accept` takes.
+async fn wait_http(
+    sluice: &mut Standalone,
+    port: u16,
+    request: &Request,
+    what: &str,
+    accept: impl Fn(&Response) -> bool,
+) -> Response {
+    let mut last = String::from("nothing yet");
+    let result = try_wait_for(what, WAIT, async || {
+        sluice.check_running()?;
+        match request.send(port).await {
+            Ok(resp) if accept(&resp) => return Ok(Some(resp)),
+            Ok(resp) => last = format!("{} {}", resp.status, resp.text()),
+            Err(e) => last = e.to_string(),
+        }
+        Ok(None)
+    })
+    .await;
+    result
+        .with_context(|| format!("last answer: {last}\n{}", sluice.process().log_tail(40)))
+        .unwrap()
+}
+
+async fn wait_ok(sluice: &mut Standalone, port: u16, host: &str) -> Echo {
+    let request = Request::get(host, "/");
+    let what = format!("http://{host}/ to be answered 200");
+    wait_http(sluice, port, &request, &what, |r| r.status == 200)
+        .await
+        .echo()
+        .unwrap()
+}
+
+/// A backend that requires a client certificate from `client CA`: reached through the
+/// transport naming one (`certificatesSecrets`), with the longest timeouts Sluice accepts and
+/// one request per connection (`maxIdleConnsPerHost: -1`); the same backend through a transport
+/// without a client certificate, or with one another CA issued, fails the handshake (503) and
+/// no request reaches it. Hostile values of the same fields are refused, naming the field, and
+/// the routes beside them keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_mutual_tls_presents_the_transport_client_certificate() {
+    let server_ca = TestCa::new("backend CA").unwrap();
+    let client_ca = TestCa::new("client CA").unwrap();
+    let rogue_ca = TestCa::new("rogue CA").unwrap();
+    let config = server_config_requiring_clients(
+        &server_ca.issue(&["backend.internal"]).unwrap(),
+        &client_ca.cert_pem(),
+    )
+    .unwrap();
+    let backend = Backend::start_tls_with("mtls", config).await.unwrap();
+    let dir = Manifests::new().unwrap();
+    let objects = service("apps", "mtls", 443, &[backend.port()])
+        + "---\n"
+        + &ca_secret("apps", "backend-ca", &server_ca.cert_pem())
+        + "---\n"
+        + &tls_secret(
+            "apps",
+            "client",
+            &client_ca.issue(&["client.internal"]).unwrap(),
+        )
+        + "---\n"
+        + &tls_secret(
+            "apps",
+            "rogue",
+            &rogue_ca.issue(&["client.internal"]).unwrap(),
+        )
+        + &transport(
+            "with-cert",
+            json!({"certificatesSecrets": ["client"], "disableHTTP2": true,
+                   "maxIdleConnsPerHost": -1,
+                   "forwardingTimeouts": {"dialTimeout": "876000h", "idleConnTimeout": "876000h",
+                                          "pingTimeout": "876000h"}}),
+        )
+        + &transport("no-cert", json!({}))
+        + &transport("rogue-cert", json!({"certificatesSecrets": ["rogue"]}))
+        + &transport(
+            "huge",
+            json!({"forwardingTimeouts": {"dialTimeout": "999999h"}}),
+        )
+        + &transport(
+            "negative",
+            json!({"forwardingTimeouts": {"idleConnTimeout": -1}}),
+        )
+        + &transport("opaque", json!({"certificatesSecrets": ["backend-ca"]}))
+        + &tls_route("mtls", "with-cert")
+        + &tls_route("nocert", "no-cert")
+        + &tls_route("rogue", "rogue-cert")
+        + &tls_route("huge", "huge")
+        + &tls_route("negative", "negative")
+        + &tls_route("opaque", "opaque");
+    dir.write("objects.yaml", &objects).unwrap();
+    let v = verdicts(&dir).await;
+    for valid in ["mtls", "nocert", "rogue"] {
+        assert_eq!(v[&format!("apps/{valid}")].0, "valid", "{v:?}");
+    }
+    for (name, expected) in [
+        (
+            "huge",
+            "spec.forwardingTimeouts.dialTimeout: is longer than 100 years",
+        ),
+        (
+            "negative",
+            "spec.forwardingTimeouts.idleConnTimeout: -1 is negative",
+        ),
+        (
+            "opaque",
+            "spec.certificatesSecrets[0]: TLS Secret [apps/backend-ca] not found or is \
+             malformed: its type is \"Opaque\"",
+        ),
+    ] {
+        let (status, description) = &v[&format!("apps/{name}")];
+        assert_eq!(status, "invalid", "{name}: {description}");
+        assert!(description.contains(expected), "{name}: {description}");
+    }
+
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let http = sluice.default_instance(WAIT).await.unwrap().http;
+    let echo = wait_ok(&mut sluice, http, "mtls.example.com").await;
+    assert_eq!(echo.backend, "mtls");
+    assert_eq!(echo.tls_sni.as_deref(), Some("backend.internal"));
+
+    // One request per connection: every request opens its own.
+    let connections = backend.control().connection_count();
+    for _ in 0..3 {
+        let echo = wait_ok(&mut sluice, http, "mtls.example.com").await;
+        assert_eq!(echo.backend, "mtls");
+    }
+    let opened = backend.control().connection_count() - connections;
+    assert!(opened >= 3, "{opened} connections for 3 requests");
+
+    let requests = backend.control().request_count();
+    for host in ["nocert.example.com", "rogue.example.com"] {
+        let resp = Request::get(host, "/").send(http).await.unwrap();
+        assert_eq!(resp.status, 503, "{host}: {}", resp.text());
+    }
+    assert_eq!(
+        backend.control().request_count(),
+        requests,
+        "a request passed a handshake without the right client certificate"
+    );
+    // The refused routes serve nothing; Envoy still serves the rest.
+    let resp = Request::get("huge.example.com", "/")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 404, "{}", resp.text());
+    wait_ok(&mut sluice, http, "mtls.example.com").await;
+}
+
+/// Every served value of the new ServersTransport fields at its bounds, beside hostile ones, in
+/// one configuration that Envoy itself validates: what is served Envoy accepts, what it would
+/// refuse never reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_values_at_the_bounds_pass_envoy_validation() {
+    let ca = TestCa::new("backend CA").unwrap();
+    let client = ca.issue(&["client.internal"]).unwrap();
+    let served = [
+        json!({"certificatesSecrets": ["client"], "forwardingTimeouts": {
+            "dialTimeout": "876000h", "idleConnTimeout": "876000h", "pingTimeout": "876000h",
+            "responseHeaderTimeout": 0, "readIdleTimeout": "0s"}}),
+        json!({"forwardingTimeouts": {"dialTimeout": "1ns", "idleConnTimeout": 0}}),
+        json!({"forwardingTimeouts": {"dialTimeout": 2147483647, "idleConnTimeout": "1us"}}),
+        json!({"maxIdleConnsPerHost": -9223372036854775807i64, "disableHTTP2": true}),
+    ];
+    let hostile = [
+        json!({"forwardingTimeouts": {"dialTimeout": "9223372036s"}}),
+        json!({"forwardingTimeouts": {"dialTimeout": "-1ns"}}),
+        json!({"forwardingTimeouts": {"dialTimeout": "0s"}}),
+        json!({"forwardingTimeouts": {"idleConnTimeout": "1e9h"}}),
+        json!({"forwardingTimeouts": {"idleConnTimeout": "1h".repeat(40)}}),
+        json!({"forwardingTimeouts": {"idleConnTimeout": -2147483648i64}}),
+        json!({"forwardingTimeouts": {"responseHeaderTimeout": "1ns"}}),
+        json!({"forwardingTimeouts": {"readIdleTimeout": "15s"}}),
+        json!({"certificatesSecrets": ["client", "client"]}),
+        json!({"certificatesSecrets": ["../client"]}),
+        json!({"certificatesSecrets": [""]}),
+        json!({"maxIdleConnsPerHost": 9223372036854775807i64}),
+        json!({"disableHTTP2": false}),
+        json!({"peerCertURI": "spiffe://example.org/backend"}),
+    ];
+    let mut text = service("apps", "mtls", 443, &[8443])
+        + "---\n"
+        + &ca_secret("apps", "backend-ca", &ca.cert_pem())
+        + "---\n"
+        + &tls_secret("apps", "client", &client);
+    let mut expected = BTreeMap::new();
+    for (i, spec) in served.iter().enumerate() {
+        let name = format!("served{i}");
+        text += &transport(&name, spec.clone());
+        text += &tls_route(&name, &name);
+        expected.insert(name, true);
+    }
+    for (i, spec) in hostile.iter().enumerate() {
+        let name = format!("hostile{i}");
+        text += &transport(&name, spec.clone());
+        text += &tls_route(&name, &name);
+        expected.insert(name, false);
+    }
+    let snapshot = sluice::source::load_sources([("w.yaml", text.as_str())]).snapshot;
+    let sel = instances(&snapshot).remove(0).local();
+    let dag = build(&snapshot, &sel);
+    for (name, valid) in &expected {
+        let s = dag
+            .object_statuses
+            .iter()
+            .find(|s| &s.name == name)
+            .unwrap_or_else(|| panic!("no verdict for {name}"));
+        assert_eq!(
+            s.current_status == Validity::Valid,
+            *valid,
+            "{name}: {}",
+            s.description
+        );
+        if !valid {
+            assert!(
+                s.description.contains("ServersTransport apps/"),
+                "{name}: {}",
+                s.description
+            );
+        }
+    }
+    assert_eq!(dag.clusters.iter().count(), served.len());
+    let opts = TranslateOptions::default();
+    let resources = translate(&dag, &opts).unwrap();
+    let violations = check_resources(&resources);
+    assert!(violations.is_empty(), "{violations:#?}");
+    let bootstrap = inline_bootstrap(&resources, &opts).unwrap();
+    let json = serde_json::to_string(&message_to_json(&bootstrap).unwrap()).unwrap();
+    sluice_e2e::envoy::validate(&json)
+        .await
+        .unwrap_or_else(|e| panic!("Envoy rejected the served values: {e}"));
+}
+
+/// A `redirectRegex` Middleware `apps/<name>`.
+fn redirect_regex(name: &str, regex: &str, replacement: &str, permanent: bool) -> String {
+    traefik(
+        "Middleware",
+        name,
+        json!({"redirectRegex": {"regex": regex, "replacement": replacement,
+                                 "permanent": permanent}}),
+    )
+}
+
+/// An IngressRoute `apps/<name>` on `web` for `rule`, through `middleware`, to `web`.
+fn web_route(name: &str, rule: &str, middleware: &str) -> String {
+    traefik(
+        "IngressRoute",
+        name,
+        json!({"entryPoints": ["web"], "routes": [{
+            "match": rule,
+            "middlewares": [{"name": middleware}],
+            "services": [{"name": "web", "port": 80}],
+        }]}),
+    )
+}
+
+/// `(status, Location)` of `method` `path` on `host`.
+async fn answer(http: u16, method: &str, host: &str, path: &str) -> (u16, String) {
+    let resp = Request::new(method, host, path).send(http).await.unwrap();
+    let location = resp.header("location").unwrap_or_default().to_owned();
+    (resp.status, location)
+}
+
+/// redirectRegex through a real Envoy: the host moved (path and query kept, GET 302 and POST
+/// 307), a prefix moved to another port (permanent: 301 and 308), `www.` to the bare name (the
+/// bare name itself passes through: Traefik's URL would come back unchanged), a literal path
+/// (a query, or another path, passes through), and a Middleware Sluice cannot express refused
+/// naming the part while the rest is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_regex_answers_as_traefik_does() {
+    let web = Backend::start("web").await.unwrap();
+    let dir = Manifests::new().unwrap();
+    let objects = service("apps", "web", 80, &[web.port()])
+        + &redirect_regex(
+            "moved",
+            r"^http://old\.example\.com/(.*)",
+            "https://new.example.com/${1}",
+            false,
+        )
+        + &redirect_regex(
+            "v2",
+            r"^https?://api\.example\.com/v1/(users|teams)/(.*)$",
+            "http://api.example.com:8080/v2/$1/${2}",
+            true,
+        )
+        + &redirect_regex(
+            "bare",
+            r"^http://(?:www\.)?example\.com/(.*)",
+            "http://example.com/${1}",
+            false,
+        )
+        + &redirect_regex(
+            "page",
+            r"^http://docs\.example\.com/old$",
+            "http://docs.example.com/new",
+            false,
+        )
+        + &redirect_regex("search", "old", "new", false)
+        + &web_route("moved", "Host(`old.example.com`)", "moved")
+        + &web_route("v2", "Host(`api.example.com`)", "v2")
+        + &web_route(
+            "bare",
+            "Host(`example.com`) || Host(`www.example.com`)",
+            "bare",
+        )
+        + &web_route("page", "Host(`docs.example.com`)", "page")
+        + &web_route("search", "Host(`search.example.com`)", "search");
+    dir.write("objects.yaml", &objects).unwrap();
+    let v = verdicts(&dir).await;
+    for name in ["moved", "v2", "bare", "page"] {
+        assert_eq!(v[&format!("apps/{name}")].0, "valid", "{v:?}");
+    }
+    let (status, description) = &v["apps/search"];
+    assert_eq!(status, "invalid");
+    assert!(
+        description.contains("Middleware apps/search (redirectRegex): regex: must start with ^"),
+        "{description}"
+    );
+
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let http = sluice.default_instance(WAIT).await.unwrap().http;
+    wait_ok(&mut sluice, http, "example.com").await;
+
+    let expect = [
+        (
+            "GET",
+            "old.example.com",
+            "/a/b?q=1&r=%20",
+            302,
+            "https://new.example.com/a/b?q=1&r=%20",
+        ),
+        (
+            "POST",
+            "old.example.com",
+            "/",
+            307,
+            "https://new.example.com/",
+        ),
+        (
+            "GET",
+            "api.example.com",
+            "/v1/users/7?full=1",
+            301,
+            "http://api.example.com:8080/v2/users/7?full=1",
+        ),
+        (
+            "PUT",
+            "api.example.com",
+            "/v1/teams/",
+            308,
+            "http://api.example.com:8080/v2/teams/",
+        ),
+        (
+            "GET",
+            "www.example.com",
+            "/x?y=2",
+            302,
+            "http://example.com/x?y=2",
+        ),
+        (
+            "GET",
+            "docs.example.com",
+            "/old",
+            302,
+            "http://docs.example.com/new",
+        ),
+    ];
+    for (method, host, path, status, location) in expect {
+        assert_eq!(
+            answer(http, method, host, path).await,
+            (status, location.to_owned()),
+            "{method} http://{host}{path}"
+        );
+    }
+    // Passed through to the backend.
+    let passed = [
+        ("api.example.com", "/v1/other/7"),
+        ("example.com", "/x?y=2"),
+        ("docs.example.com", "/old?x=1"),
+        ("docs.example.com", "/older"),
+    ];
+    for (host, path) in passed {
+        let resp = Request::get(host, path).send(http).await.unwrap();
+        assert_eq!(resp.status, 200, "http://{host}{path}: {}", resp.text());
+        assert_eq!(resp.echo().unwrap().backend, "web");
+    }
+}
