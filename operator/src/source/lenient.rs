@@ -46,8 +46,49 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
     }
 }
 
+/// Metadata fields nothing in Sluice reads, removed before an object is decoded so the decoded
+/// object never holds them: `managedFields` (a JSON tree per field manager, several kilobytes
+/// per object: 57 MB of the operator's heap at 10,000 roots when the decoded IngressRoutes kept
+/// them), and kubectl's last-applied annotation (a copy of the whole object as applied).
+const UNREAD_METADATA: [&str; 1] = ["managedFields"];
+const UNREAD_ANNOTATIONS: [&str; 1] = ["kubectl.kubernetes.io/last-applied-configuration"];
+
+/// Removes [`UNREAD_METADATA`] and [`UNREAD_ANNOTATIONS`] from a stored object.
+fn strip_unread(value: &mut serde_json::Value) {
+    let Some(meta) = value
+        .get_mut("metadata")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for field in UNREAD_METADATA {
+        meta.remove(field);
+    }
+    if let Some(annotations) = meta
+        .get_mut("annotations")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for a in UNREAD_ANNOTATIONS {
+            annotations.remove(a);
+        }
+    }
+}
+
+/// Removes [`UNREAD_METADATA`] and [`UNREAD_ANNOTATIONS`] from decoded metadata (the manifest
+/// loader's objects, decoded first so its warnings do not change).
+pub fn strip_unread_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        for a in UNREAD_ANNOTATIONS {
+            annotations.remove(a);
+        }
+    }
+}
+
 impl<K: DeserializeOwned> Lenient<K> {
-    pub fn from_value(value: serde_json::Value) -> Self {
+    /// Decodes a stored object, without the metadata nothing reads ([`strip_unread`]).
+    pub fn from_value(mut value: serde_json::Value) -> Self {
+        strip_unread(&mut value);
         let metadata: ObjectMeta = value
             .get("metadata")
             .cloned()
@@ -133,5 +174,48 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(good.ok().unwrap().metadata.name.as_deref(), Some("new"));
+    }
+
+    /// The decoded object and the kept metadata hold no managed fields and no last-applied
+    /// copy; every other field, the class annotation included, decodes as before.
+    #[test]
+    fn unread_metadata_is_not_held() {
+        let stored = json!({
+            "apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
+            "metadata": {
+                "name": "r", "namespace": "ns", "uid": "u1", "resourceVersion": "7",
+                "generation": 3, "creationTimestamp": "2026-01-01T00:00:00Z",
+                "annotations": {"kubernetes.io/ingress.class": "team-a",
+                                "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply",
+                                   "apiVersion": "contour.heptio.com/v1beta1",
+                                   "fieldsType": "FieldsV1",
+                                   "fieldsV1": {"f:spec": {"f:routes": {}}}}]
+            },
+            "spec": {"virtualhost": {"fqdn": "a.example.com"},
+                     "routes": [{"match": "/", "services": [{"name": "s", "port": 80}]}]},
+            "status": {"currentStatus": "valid", "description": "valid IngressRoute"}
+        });
+        let lenient = Lenient::<IngressRoute>::from_value(stored.clone());
+        let decoded = lenient.ok().unwrap();
+        let mut want: IngressRoute = serde_json::from_value(stored).unwrap();
+        want.metadata.managed_fields = None;
+        want.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove("kubectl.kubernetes.io/last-applied-configuration");
+        assert_eq!(decoded, &want);
+        assert_eq!(
+            decoded
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["kubernetes.io/ingress.class"]
+        );
+        assert_eq!(lenient.metadata, want.metadata);
     }
 }

@@ -196,10 +196,10 @@ impl Loader {
         let decoded = match (api_version.as_str(), kind.as_str()) {
             ("contour.heptio.com/v1beta1", "IngressRoute") => self
                 .decode::<IngressRoute>(&at, value)
-                .map(Object::IngressRoute),
+                .map(|ir| Object::IngressRoute(without_unread(ir))),
             ("contour.heptio.com/v1beta1", "TLSCertificateDelegation") => self
                 .decode::<TLSCertificateDelegation>(&at, value)
-                .map(Object::Delegation),
+                .map(|d| Object::Delegation(without_unread(d))),
             ("sluice.dev/v1alpha1", "Gateway") => {
                 let gateway = self.decode::<Gateway>(&at, value).map(Object::Gateway);
                 if gateway.is_none() {
@@ -426,4 +426,11 @@ pub(super) fn merge_string_data(mut secret: Secret) -> Secret {
         }
     }
     secret
+}
+
+/// `obj` without the metadata nothing reads (managed fields, kubectl's last-applied copy:
+/// manifests exported with `kubectl get -o yaml` carry both).
+fn without_unread<K: kube::Resource>(mut obj: K) -> K {
+    crate::source::lenient::strip_unread_meta(obj.meta_mut());
+    obj
 }

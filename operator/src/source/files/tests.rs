@@ -642,3 +642,38 @@ fn traefik_routes_and_middlewares_of_both_groups_load_and_traefik_io_wins() {
     let r = snap.traefik_routes.get(&key).unwrap();
     assert_eq!(r.group, crate::api::traefik::Group::ContainoUs);
 }
+
+/// A manifest exported with `kubectl get -o yaml` loads as before (no new warning), without
+/// its managed fields and last-applied copy.
+#[test]
+fn exported_manifests_do_not_hold_managed_fields() {
+    let text =
+        format!("{ROUTE}status:\n  currentStatus: valid\n  description: valid IngressRoute\n")
+            .replace(
+                "  name: foo\n",
+                "  name: foo\n  annotations:\n    kubernetes.io/ingress.class: team-a\n    \
+         kubectl.kubernetes.io/last-applied-configuration: '{\"spec\":{}}'\n  \
+         managedFields:\n  - manager: kubectl\n    operation: Apply\n    \
+         apiVersion: contour.heptio.com/v1beta1\n    fieldsType: FieldsV1\n    \
+         fieldsV1:\n      f:spec:\n        f:routes: {}\n",
+            );
+    let report = load(&text);
+    assert_eq!(report.errors, vec![]);
+    assert_eq!(report.warnings, vec![]);
+    let ir = report
+        .snapshot
+        .ingress_routes
+        .get(&ObjKey::new("default", "foo"))
+        .unwrap();
+    assert_eq!(ir.metadata.managed_fields, None);
+    assert_eq!(
+        ir.metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["kubernetes.io/ingress.class"]
+    );
+    assert_eq!(ir.spec.routes[0].services[0].port, 80);
+}
