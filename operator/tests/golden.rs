@@ -42,7 +42,7 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 14] = [
+const TRAEFIK_GROUPS: [&str; 15] = [
     "allowed-hosts",
     "basic",
     "compress",
@@ -55,6 +55,7 @@ const TRAEFIK_GROUPS: [&str; 14] = [
     "service-options",
     "services",
     "tcp",
+    "tcp-client-ip",
     "tls-options",
     "v2-syntax",
 ];

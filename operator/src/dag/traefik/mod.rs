@@ -24,6 +24,7 @@ mod policy;
 mod service_options;
 mod services;
 pub(super) mod tcp;
+mod tcp_match;
 mod tls;
 mod upstream;
 

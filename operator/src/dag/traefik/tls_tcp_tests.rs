@@ -456,14 +456,24 @@ fn tcp_rules_and_fields_that_cannot_be_served_are_refused_by_name() {
             "HostSNIRegexp() is not served",
         ),
         (
-            "HostSNI(`a.example.com`) && ClientIP(`10.0.0.0/8`)",
+            "HostSNI(`a.example.com`) && ClientIP(`::ffff:10.0.0.0/104`)",
             "{passthrough: true}",
-            "ClientIP() is not served yet",
+            "ClientIP(`::ffff:10.0.0.0/104`): an IPv4-mapped IPv6 network is not served",
         ),
         (
-            "HostSNI(`a.example.com`) && ALPN(`h2`)",
+            "HostSNI(`a.example.com`) && ClientIP(`10.0.0.0/33`)",
             "{passthrough: true}",
-            "ALPN() is not served yet",
+            "prefix length must be 0 to 32",
+        ),
+        (
+            "HostSNI(`a.example.com`) && ClientIP(`10.0.0.300`)",
+            "{passthrough: true}",
+            "is not an IP address or CIDR",
+        ),
+        (
+            "(HostSNI(`a.example.com`) && ALPN(`h2`)) || (HostSNI(`a.example.com`) && ALPN(`x`) && ClientIP(`10.0.0.0/8`))",
+            "{passthrough: true}",
+            "ALPN(`h2`) and ALPN(`x`) lead to different routes or client addresses",
         ),
         (
             "!HostSNI(`a.example.com`)",
@@ -570,7 +580,10 @@ fn the_highest_priority_route_serves_a_host_and_ties_are_refused() {
     let (status, description) = verdict(&dag, "IngressRouteTCP", "apps/t");
     assert_eq!(status, "invalid");
     assert!(
-        description.contains("with the same priority 24"),
+        description.contains("have the same priority 24 and overlapping conditions"),
         "{description}"
     );
 }
+
+#[path = "tcp_more_tests.rs"]
+mod more;
