@@ -26,6 +26,7 @@ mod services;
 pub(super) mod tcp;
 mod tcp_match;
 mod tls;
+pub(super) mod tls_store;
 mod upstream;
 
 use std::collections::BTreeSet;

@@ -251,7 +251,13 @@ impl Builder<'_> {
         key: &ObjKey,
         parsed: &TcpParsed<'_>,
     ) -> Result<(), String> {
-        let (tls, secrets) = self.traefik_tls(key, &parsed.tls, parsed.passthrough, false)?;
+        let mut host_tls = BTreeMap::new();
+        let mut secrets = Vec::new();
+        for host in parsed.hosts.keys() {
+            let (tls, s) = self.traefik_tls(key, &parsed.tls, parsed.passthrough, false, host)?;
+            host_tls.insert(host.as_str(), tls);
+            secrets.extend(s);
+        }
         let mut clusters: Vec<Cluster> = Vec::new();
         let mut per_route: BTreeMap<usize, Vec<WeightedCluster>> = BTreeMap::new();
         for chain in parsed.hosts.values().flatten() {
@@ -304,7 +310,7 @@ impl Builder<'_> {
                 VirtualHost {
                     fqdn: host.clone(),
                     owner: owner.clone(),
-                    tls: Some(tls.clone()),
+                    tls: host_tls.remove(host.as_str()),
                     routes: Vec::new(),
                     tcp_proxy: Some(proxy),
                 },

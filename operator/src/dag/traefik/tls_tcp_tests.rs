@@ -238,7 +238,10 @@ fn a_namespaces_default_store_certificate_serves_its_routes_without_a_secret() {
     let (status, description) = verdict(&dag, "IngressRoute", "team-b/r");
     assert_eq!(status, "invalid");
     assert!(
-        description.contains("spec.tls.secretName: required, since TLSStore team-b/default"),
+        description.contains(
+            "spec.tls.secretName: required for host \"b.example.com\", since TLSStore \
+             team-b/default"
+        ),
         "{description}"
     );
     assert!(!dag.virtual_hosts.iter().any(|v| v.fqdn == "b.example.com"));
@@ -587,3 +590,6 @@ fn the_highest_priority_route_serves_a_host_and_ties_are_refused() {
 
 #[path = "tcp_more_tests.rs"]
 mod more;
+
+#[path = "tls_store_tests.rs"]
+mod store;
