@@ -243,3 +243,95 @@ async fn client_ip_and_alpn_choose_the_chain_as_traefiks_priorities_do() {
     assert_eq!(thief.connection_count(), 0);
     sluice.check_running().unwrap();
 }
+
+/// The leaf certificate a TLS session was served.
+fn served_leaf(s: &TlsStream<TcpStream>) -> Vec<u8> {
+    s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn leaf_of(pem: &str) -> Vec<u8> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespaces_store_serves_its_certificates_by_host_to_its_own_routes() {
+    let ca = TestCa::new("edge ca").unwrap();
+    let other_ca = TestCa::new("another tenant's ca").unwrap();
+    let exact = ca.issue(&["x.store.example.com"]).unwrap();
+    let wild = ca.issue(&["*.store.example.com"]).unwrap();
+    let fallback = ca.issue(&["other.test"]).unwrap();
+    // Another tenant's store holds a certificate for a host of `apps`.
+    let stolen = other_ca.issue(&["x.store.example.com"]).unwrap();
+    let backend = TcpEchoBackend::start().await.unwrap();
+    let dir = Manifests::new().unwrap();
+    let mut objects = String::new();
+    for (ns, name, cert) in [
+        ("apps", "exact", &exact),
+        ("apps", "wild", &wild),
+        ("apps", "fallback", &fallback),
+        ("evil", "stolen", &stolen),
+    ] {
+        objects += &format!("---\n{}", tls_secret(ns, name, cert));
+    }
+    objects += &service("apps", "echo", 9000, &[backend.port()]);
+    let created = "2024-01-01T00:00:00Z";
+    objects += &traefik(
+        "TLSStore",
+        "apps",
+        "default",
+        created,
+        json!({"certificates": [{"secretName": "wild"}, {"secretName": "exact"}],
+               "defaultCertificate": {"secretName": "fallback"}}),
+    );
+    objects += &traefik(
+        "TLSStore",
+        "evil",
+        "default",
+        created,
+        json!({"certificates": [{"secretName": "stolen"}]}),
+    );
+    objects += &tcp_route(
+        "apps",
+        "store",
+        created,
+        json!([{"match": "HostSNI(`x.store.example.com`) || HostSNI(`y.store.example.com`) \
+                          || HostSNI(`other.test`)",
+                "services": [{"name": "echo", "port": 9000}]}]),
+        json!({}),
+    );
+    dir.write("objects.yaml", &objects).unwrap();
+
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let ports = sluice.default_instance(WAIT).await.unwrap();
+    let local = Ipv4Addr::LOCALHOST;
+    let mut s = try_wait_for("a TLS session for x.store.example.com", WAIT, async || {
+        sluice.check_running()?;
+        Ok(connect(&ca, local, ports.https, "x.store.example.com", &[])
+            .await
+            .ok())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        served_leaf(&s),
+        leaf_of(&exact.cert_pem),
+        "the exact name before the wildcard listed first"
+    );
+    assert!(echo(&mut s, b"x\n").await.is_some());
+    for (sni, cert) in [("y.store.example.com", &wild), ("other.test", &fallback)] {
+        let mut s = connect(&ca, local, ports.https, sni, &[]).await.unwrap();
+        assert_eq!(served_leaf(&s), leaf_of(&cert.cert_pem), "{sni}");
+        assert!(echo(&mut s, b"y\n").await.is_some(), "{sni}");
+    }
+    // The other tenant's certificate for x.store.example.com is never served.
+    assert!(
+        connect(&other_ca, local, ports.https, "x.store.example.com", &[])
+            .await
+            .is_err()
+    );
+    sluice.check_running().unwrap();
+}

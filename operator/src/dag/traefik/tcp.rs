@@ -5,11 +5,12 @@
 //! route's certificate and TLSOption, then proxying to its weighted Services, optionally with
 //! a PROXY protocol header.
 //!
-//! What a filter chain cannot express exactly is refused, naming the part: `HostSNI(`*`)` (a
-//! chain without server names would take every TLS connection no other chain matches,
-//! including those for other tenants' hosts while their configuration is invalid),
-//! `HostSNI(`*.name`)` and `HostSNIRegexp` (hosts are owned by name), `ClientIP`, `ALPN`,
-//! TCP middlewares, and plain TCP without TLS.
+//! `ClientIP()` and `ALPN()` add conditional chains of a name (see `tcp_match`). What a filter
+//! chain cannot express exactly is refused, naming the part: `HostSNI(`*`)` (a chain without
+//! server names would take every TLS connection no other chain matches, including those for
+//! other tenants' hosts while their configuration is invalid), `HostSNI(`*.name`)` and
+//! `HostSNIRegexp` (hosts are owned by name; server_names have no regex), TCP middlewares, and
+//! plain TCP without TLS.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -208,8 +209,9 @@ fn parse<'s>(
                 }
                 SniMatch::Regex(_) => {
                     return Err(format!(
-                        "{at}.match: HostSNIRegexp() is not served: hosts are owned by name; \
-                         name them with HostSNI()"
+                        "{at}.match: HostSNIRegexp() is not served: Envoy's filter chain \
+                         server_names have no regex (exact names and *.suffix only), and hosts \
+                         are owned by name; name them with HostSNI()"
                     ));
                 }
             };
