@@ -159,6 +159,21 @@ fn resolve(host: &str, alternatives: &[&Alternative]) -> Result<Vec<(usize, Vec<
         }
         kept.push(a);
     }
+    // Envoy files a chain without source ranges under 0.0.0.0/0 and ::/0: a /0 network of
+    // another route beside it would be the same match, and Envoy's choice between them is
+    // not defined.
+    if let Some(any) = kept.iter().find(|a| a.source.is_none())
+        && let Some(zero) = kept
+            .iter()
+            .find(|a| a.source.is_some_and(|c| c.prefix_len == 0))
+    {
+        return Err(format!(
+            "host {host:?}: spec.routes[{}] has a ClientIP() network of prefix length 0 and \
+             spec.routes[{}] none: Envoy cannot tell these apart; write the route without \
+             ClientIP() or narrow the network",
+            zero.route, any.route
+        ));
+    }
     let mut chains: Vec<(usize, Vec<Cidr>)> = Vec::new();
     kept.sort_by_key(|a| a.route);
     for a in kept {
@@ -344,6 +359,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("ALPN(`h2`) and ALPN(`x`)"), "{e}");
+    }
+
+    #[test]
+    fn a_whole_family_beside_a_route_without_client_ip_is_refused() {
+        let e = plan(
+            "a",
+            &[alt(0, 50, None, Some("0.0.0.0/0")), alt(1, 10, None, None)],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("spec.routes[0] has a ClientIP() network of prefix length 0"),
+            "{e}"
+        );
+        // Alone, or shadowed by the route without ClientIP, it is served.
+        assert!(plan("a", &[alt(0, 50, None, Some("::/0"))]).is_ok());
+        let chains = plan(
+            "a",
+            &[alt(0, 5, None, Some("0.0.0.0/0")), alt(1, 10, None, None)],
+        )
+        .unwrap();
+        assert_eq!(show(&chains), [(vec![], vec![], 1)]);
     }
 
     #[test]
