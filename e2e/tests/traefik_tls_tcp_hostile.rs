@@ -229,6 +229,16 @@ fn hostile_tcp_route(name: &str, rng: &mut Rng) -> String {
         "HostSNIRegexp(`.+`)".to_owned(),
         format!("HostSNI(`{own}`) && ClientIP(`0.0.0.0/0`)"),
         format!("HostSNI(`{own}`) && ALPN(`h2`)"),
+        format!(
+            "HostSNI(`{own}`) && (ClientIP(`::/0`) || ClientIP(`0.0.0.0/0`) || ClientIP(`::1`))"
+        ),
+        format!("HostSNI(`{own}`) && ClientIP(`::ffff:1.2.3.4`)"),
+        format!(
+            "HostSNI(`{own}`) && ClientIP(`10.0.0.0/8`) && ClientIP(`10.1.0.0/16`) && ALPN(`x`)"
+        ),
+        format!("(HostSNI(`{own}`) && ALPN(`a`)) || (HostSNI(`{own}`) && ALPN(`b`))"),
+        format!("HostSNI(`{own}`) && ClientIP(`1.2.3.4/33`)"),
+        "HostSNI(`victim.example.com`) && ClientIP(`127.0.0.1`)".to_owned(),
         "HostSNI(`127.0.0.1`)".to_owned(),
         format!("HostSNI(`{}.example.com`)", "b".repeat(64)),
     ];

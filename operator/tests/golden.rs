@@ -57,7 +57,9 @@ const TRAEFIK_GROUPS: [&str; 16] = [
     "service-options",
     "services",
     "tcp",
+    "tcp-client-ip",
     "tls-options",
+    "tls-store",
     "v2-syntax",
 ];
 

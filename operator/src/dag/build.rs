@@ -230,12 +230,10 @@ impl Parts {
             .vhosts
             .values()
             .flat_map(|v| {
-                v.routes.iter().flat_map(model::Route::cluster_names).chain(
-                    v.tcp_proxy
-                        .iter()
-                        .flat_map(|t| &t.clusters)
-                        .map(|c| c.cluster.as_str()),
-                )
+                v.routes
+                    .iter()
+                    .flat_map(model::Route::cluster_names)
+                    .chain(v.tcp_proxy.iter().flat_map(model::TcpProxy::cluster_names))
             })
             .collect();
         self.clusters

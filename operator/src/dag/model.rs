@@ -286,7 +286,43 @@ pub struct Retry {
 pub struct TcpProxy {
     /// The IngressRoute whose tcpproxy services are used (`namespace/name`).
     pub owner: String,
+    /// The connections no branch takes; empty (with branches) when every chain of the name has
+    /// a condition.
     pub clusters: Vec<WeightedCluster>,
+    /// Filter chains of the same name with conditions (Traefik `ALPN()`, `ClientIP()`; see
+    /// `dag::traefik::tcp_match`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<TcpBranch>,
+}
+
+impl TcpProxy {
+    /// Every cluster it sends connections to.
+    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
+        self.clusters
+            .iter()
+            .chain(self.branches.iter().flat_map(|b| &b.clusters))
+            .map(|c| c.cluster.as_str())
+    }
+}
+
+/// A filter chain of a TCP proxy's name taking only some connections: those offering one of
+/// `alpn` (when not empty) from one of `sources` (when not empty).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpBranch {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceRange>,
+    pub clusters: Vec<WeightedCluster>,
+}
+
+/// A client network: address (host bits cleared) and prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRange {
+    pub address: std::net::IpAddr,
+    pub prefix_len: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

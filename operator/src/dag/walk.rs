@@ -221,6 +221,7 @@ impl<'a> Builder<'a> {
         Ok(model::TcpProxy {
             owner: key.to_string(),
             clusters,
+            branches: Vec::new(),
         })
     }
 }

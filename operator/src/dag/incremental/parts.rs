@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::dag::build::Parts;
-use crate::dag::model::{Route, Upstream};
+use crate::dag::model::{Route, TcpProxy, Upstream};
 
 /// Sets the entry of the sorted `list` at `key` to `value` (removing it when `None`); returns
 /// whether the list changed.
@@ -101,12 +101,11 @@ pub(super) fn count_out<T>(
 /// Copies from `all` the clusters, endpoints and secrets `group`'s virtual hosts use.
 pub(super) fn take_used(group: &mut Parts, all: &Parts) {
     for v in group.vhosts.values() {
-        let clusters = v.routes.iter().flat_map(Route::cluster_names).chain(
-            v.tcp_proxy
-                .iter()
-                .flat_map(|t| &t.clusters)
-                .map(|c| c.cluster.as_str()),
-        );
+        let clusters = v
+            .routes
+            .iter()
+            .flat_map(Route::cluster_names)
+            .chain(v.tcp_proxy.iter().flat_map(TcpProxy::cluster_names));
         for name in clusters {
             if let Some(cluster) = all.clusters.get(name) {
                 group.clusters.insert(name.to_owned(), cluster.clone());

@@ -32,13 +32,16 @@ impl Builder<'_> {
         key: &ObjKey,
         parsed: &Parsed<'_>,
     ) -> Result<(), String> {
-        let (tls, tls_secrets) = match &parsed.tls {
-            None => (None, Vec::new()),
-            Some(req) => {
-                let (tls, secrets) = self.traefik_tls(key, req, false, true)?;
-                (Some(tls), secrets)
-            }
-        };
+        // Each host's TLS: the certificate of a TLSStore may differ per host.
+        let mut host_tls = BTreeMap::new();
+        let mut tls_secrets = Vec::new();
+        for host in parsed.tls.iter().flat_map(|_| &parsed.hosts) {
+            let req = parsed.tls.as_ref().ok_or("spec.tls: missing")?;
+            let (tls, secrets) = self.traefik_tls(key, req, false, true, host)?;
+            host_tls.insert(host.as_str(), tls);
+            tls_secrets.extend(secrets);
+        }
+        let tls = parsed.tls.as_ref();
         let mut hosts: BTreeMap<String, Vec<model::Route>> = BTreeMap::new();
         let mut clusters: Vec<Cluster> = Vec::new();
         let mut secrets: Vec<model::Secret> = Vec::new();
@@ -109,7 +112,7 @@ impl Builder<'_> {
                 VirtualHost {
                     fqdn: host.clone(),
                     owner: owner.clone(),
-                    tls: tls.clone(),
+                    tls: host_tls.remove(host.as_str()),
                     routes,
                     tcp_proxy: None,
                 },

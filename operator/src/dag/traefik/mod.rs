@@ -25,7 +25,9 @@ mod redirect_regex;
 mod service_options;
 mod services;
 pub(super) mod tcp;
+mod tcp_match;
 mod tls;
+pub(super) mod tls_store;
 mod transport;
 mod upstream;
 

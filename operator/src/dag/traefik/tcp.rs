@@ -5,22 +5,24 @@
 //! route's certificate and TLSOption, then proxying to its weighted Services, optionally with
 //! a PROXY protocol header.
 //!
-//! What a filter chain cannot express exactly is refused, naming the part: `HostSNI(`*`)` (a
-//! chain without server names would take every TLS connection no other chain matches,
-//! including those for other tenants' hosts while their configuration is invalid),
-//! `HostSNI(`*.name`)` and `HostSNIRegexp` (hosts are owned by name), `ClientIP`, `ALPN`,
-//! TCP middlewares, and plain TCP without TLS.
+//! `ClientIP()` and `ALPN()` add conditional chains of a name (see `tcp_match`). What a filter
+//! chain cannot express exactly is refused, naming the part: `HostSNI(`*`)` (a chain without
+//! server names would take every TLS connection no other chain matches, including those for
+//! other tenants' hosts while their configuration is invalid), `HostSNI(`*.name`)` and
+//! `HostSNIRegexp` (hosts are owned by name; server_names have no regex), TCP middlewares, and
+//! plain TCP without TLS.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::tcp_match::{self, Alternative, Chain};
 use super::tls::{self, TlsRequest};
 use crate::api::traefik::routes::{RouteTCP, ServiceTCP};
 use crate::dag::build::Builder;
 use crate::dag::checks;
 use crate::dag::model::{
-    Cluster, LbPolicy, ObjectStatus, TcpProxy, UpstreamProtocol, Validity, VirtualHost,
-    WeightedCluster, msg,
+    Cluster, LbPolicy, ObjectStatus, SourceRange, TcpBranch, TcpProxy, UpstreamProtocol, Validity,
+    VirtualHost, WeightedCluster, msg,
 };
 use crate::dag::select::Selection;
 use crate::dag::upstream::{check_weight_sum, policy_hash};
@@ -51,8 +53,8 @@ pub(in crate::dag) struct TcpRoot<'s> {
 
 #[derive(Debug)]
 pub(in crate::dag) struct TcpParsed<'s> {
-    /// Each host it claims, lower case, and the index of the route serving it.
-    pub hosts: BTreeMap<String, usize>,
+    /// Each host it claims, lower case, and its filter chains (which route serves what).
+    pub hosts: BTreeMap<String, Vec<Chain>>,
     pub routes: &'s [RouteTCP],
     pub tls: TlsRequest,
     pub passthrough: bool,
@@ -171,8 +173,8 @@ fn parse<'s>(
     if spec.routes.is_empty() {
         return Err("spec.routes: at least one route is required".into());
     }
-    // Each host goes to the route of highest priority naming it.
-    let mut best: BTreeMap<String, (i64, usize)> = BTreeMap::new();
+    // Each host's alternatives, planned into filter chains once all are known.
+    let mut alternatives: BTreeMap<String, Vec<Alternative>> = BTreeMap::new();
     for (index, r) in spec.routes.iter().enumerate() {
         let at = format!("spec.routes[{index}]");
         if !r.middlewares.is_empty() {
@@ -187,12 +189,6 @@ fn parse<'s>(
         let rule =
             tcp_rule(&r.match_, syntax, r.priority).map_err(|e| format!("{at}.match: {e}"))?;
         for m in &rule.matches {
-            if !m.source_ips.is_empty() {
-                return Err(format!("{at}.match: ClientIP() is not served yet"));
-            }
-            if !m.alpn.is_empty() {
-                return Err(format!("{at}.match: ALPN() is not served yet"));
-            }
             let host = match &m.sni {
                 SniMatch::Exact(h) => {
                     checks::dns_name(h).map_err(|e| format!("{at}.match: host {h:?} {e}"))?
@@ -213,28 +209,36 @@ fn parse<'s>(
                 }
                 SniMatch::Regex(_) => {
                     return Err(format!(
-                        "{at}.match: HostSNIRegexp() is not served: hosts are owned by name; \
-                         name them with HostSNI()"
+                        "{at}.match: HostSNIRegexp() is not served: Envoy's filter chain \
+                         server_names have no regex (exact names and *.suffix only), and hosts \
+                         are owned by name; name them with HostSNI()"
                     ));
                 }
             };
-            match best.get(&host) {
-                Some((p, i)) if *p == rule.priority && *i != index => {
+            let source = match m.source_ips.as_slice() {
+                [] => None,
+                [one] => Some(tcp_match::source(one).map_err(|e| format!("{at}.match: {e}"))?),
+                _ => {
                     return Err(format!(
-                        "{at}.match: host {host:?} is also named by spec.routes[{i}] with the \
-                         same priority {p}; Traefik's choice between them is not defined, so \
-                         give one a higher priority"
+                        "{at}.match: one alternative with several ClientIP() networks"
                     ));
                 }
-                Some((p, _)) if *p >= rule.priority => {}
-                _ => {
-                    best.insert(host, (rule.priority, index));
-                }
-            }
+            };
+            alternatives.entry(host).or_default().push(Alternative {
+                route: index,
+                priority: rule.priority,
+                alpn: m.alpn.first().cloned(),
+                source,
+            });
         }
     }
+    let mut hosts = BTreeMap::new();
+    for (host, alts) in alternatives {
+        let chains = tcp_match::plan(&host, &alts).map_err(|e| format!("spec.routes: {e}"))?;
+        hosts.insert(host, chains);
+    }
     Ok(TcpParsed {
-        hosts: best.into_iter().map(|(h, (_, i))| (h, i)).collect(),
+        hosts,
         routes: &spec.routes,
         tls,
         passthrough: t.passthrough,
@@ -249,10 +253,17 @@ impl Builder<'_> {
         key: &ObjKey,
         parsed: &TcpParsed<'_>,
     ) -> Result<(), String> {
-        let (tls, secrets) = self.traefik_tls(key, &parsed.tls, parsed.passthrough, false)?;
+        let mut host_tls = BTreeMap::new();
+        let mut secrets = Vec::new();
+        for host in parsed.hosts.keys() {
+            let (tls, s) = self.traefik_tls(key, &parsed.tls, parsed.passthrough, false, host)?;
+            host_tls.insert(host.as_str(), tls);
+            secrets.extend(s);
+        }
         let mut clusters: Vec<Cluster> = Vec::new();
         let mut per_route: BTreeMap<usize, Vec<WeightedCluster>> = BTreeMap::new();
-        for &index in parsed.hosts.values() {
+        for chain in parsed.hosts.values().flatten() {
+            let index = chain.route;
             if per_route.contains_key(&index) {
                 continue;
             }
@@ -261,34 +272,7 @@ impl Builder<'_> {
                 .routes
                 .get(index)
                 .ok_or_else(|| format!("{at}: missing"))?;
-            if route.services.is_empty() {
-                return Err(format!("{at}.services: a route needs a service"));
-            }
-            let mut weighted: Vec<WeightedCluster> = Vec::with_capacity(route.services.len());
-            for (i, s) in route.services.iter().enumerate() {
-                let context = format!("{at}.services[{i}]");
-                let weight = match s.weight {
-                    None => 1,
-                    Some(w) => u32::try_from(w).map_err(|_| {
-                        format!("{context}.weight: {w} must be between 0 and {}", u32::MAX)
-                    })?,
-                };
-                let cluster = self.traefik_tcp_cluster(key, s, &context)?;
-                match weighted.iter_mut().find(|w| w.cluster == cluster.name) {
-                    Some(w) => w.weight = w.weight.saturating_add(weight),
-                    None => weighted.push(WeightedCluster {
-                        cluster: cluster.name.clone(),
-                        weight,
-                    }),
-                }
-                clusters.push(cluster);
-            }
-            check_weight_sum(&at, &weighted)?;
-            if weighted.iter().all(|w| w.weight == 0) {
-                return Err(format!(
-                    "{at}.services: every weight is 0, so no service would receive connections"
-                ));
-            }
+            let weighted = self.traefik_tcp_services(key, route, &at, &mut clusters)?;
             per_route.insert(index, weighted);
         }
         for c in clusters {
@@ -298,23 +282,82 @@ impl Builder<'_> {
             self.secrets.insert(s.name.clone(), s);
         }
         let owner = owner_name(key);
-        for (host, index) in &parsed.hosts {
-            let clusters = per_route.get(index).cloned().unwrap_or_default();
+        for (host, chains) in &parsed.hosts {
+            let weighted = |route: usize| per_route.get(&route).cloned().unwrap_or_default();
+            let mut proxy = TcpProxy {
+                owner: owner.clone(),
+                clusters: Vec::new(),
+                branches: Vec::new(),
+            };
+            for chain in chains {
+                if chain.alpn.is_empty() && chain.sources.is_empty() {
+                    proxy.clusters = weighted(chain.route);
+                } else {
+                    proxy.branches.push(TcpBranch {
+                        alpn: chain.alpn.clone(),
+                        sources: chain
+                            .sources
+                            .iter()
+                            .map(|c| SourceRange {
+                                address: c.addr,
+                                prefix_len: c.prefix_len,
+                            })
+                            .collect(),
+                        clusters: weighted(chain.route),
+                    });
+                }
+            }
             self.vhosts.insert(
                 host.clone(),
                 VirtualHost {
                     fqdn: host.clone(),
                     owner: owner.clone(),
-                    tls: Some(tls.clone()),
+                    tls: host_tls.remove(host.as_str()),
                     routes: Vec::new(),
-                    tcp_proxy: Some(TcpProxy {
-                        owner: owner.clone(),
-                        clusters,
-                    }),
+                    tcp_proxy: Some(proxy),
                 },
             );
         }
         Ok(())
+    }
+
+    /// The weighted clusters of one route (`at`), adding them to `clusters`.
+    fn traefik_tcp_services(
+        &mut self,
+        key: &ObjKey,
+        route: &RouteTCP,
+        at: &str,
+        clusters: &mut Vec<Cluster>,
+    ) -> Result<Vec<WeightedCluster>, String> {
+        if route.services.is_empty() {
+            return Err(format!("{at}.services: a route needs a service"));
+        }
+        let mut weighted: Vec<WeightedCluster> = Vec::with_capacity(route.services.len());
+        for (i, s) in route.services.iter().enumerate() {
+            let context = format!("{at}.services[{i}]");
+            let weight = match s.weight {
+                None => 1,
+                Some(w) => u32::try_from(w).map_err(|_| {
+                    format!("{context}.weight: {w} must be between 0 and {}", u32::MAX)
+                })?,
+            };
+            let cluster = self.traefik_tcp_cluster(key, s, &context)?;
+            match weighted.iter_mut().find(|w| w.cluster == cluster.name) {
+                Some(w) => w.weight = w.weight.saturating_add(weight),
+                None => weighted.push(WeightedCluster {
+                    cluster: cluster.name.clone(),
+                    weight,
+                }),
+            }
+            clusters.push(cluster);
+        }
+        check_weight_sum(at, &weighted)?;
+        if weighted.iter().all(|w| w.weight == 0) {
+            return Err(format!(
+                "{at}.services: every weight is 0, so no service would receive connections"
+            ));
+        }
+        Ok(weighted)
     }
 
     /// A Kubernetes Service of the IngressRouteTCP's namespace as a cluster.

@@ -1,5 +1,5 @@
 //! The TLS of a Traefik IngressRoute or IngressRouteTCP: its certificate (`tls.secretName`, or
-//! the default certificate of its namespace's `default` TLSStore) and its TLSOption
+//! a certificate of its namespace's `default` TLSStore, see `tls_store`) and its TLSOption
 //! (`tls.options`, or its namespace's `default` TLSOption), checked and put in Envoy's terms.
 //!
 //! Where Traefik is global, Sluice is per namespace: a TLSOption or TLSStore named `default`
@@ -114,6 +114,7 @@ impl Builder<'_> {
         req: &TlsRequest,
         passthrough: bool,
         http: bool,
+        host: &str,
     ) -> Result<(VirtualHostTls, Vec<Secret>), String> {
         let mut secrets = Vec::new();
         if passthrough {
@@ -134,7 +135,7 @@ impl Builder<'_> {
         }
         let (secret_name, field) = match &req.secret {
             Some(name) => (name.clone(), "spec.tls.secretName".to_owned()),
-            None => self.store_certificate(key)?,
+            None => self.store_certificate(key, host)?,
         };
         let spec = ir::Tls {
             secret_name: Some(secret_name),
@@ -187,15 +188,15 @@ impl Builder<'_> {
         Ok((tls, secrets))
     }
 
-    /// The Secret of the namespace's `default` TLSStore's default certificate, and the field
-    /// its errors name.
-    fn store_certificate(&self, key: &ObjKey) -> Result<(String, String), String> {
+    /// The Secret of the namespace's `default` TLSStore for `host` (see `tls_store`), and the
+    /// field its errors name.
+    fn store_certificate(&self, key: &ObjKey, host: &str) -> Result<(String, String), String> {
         let store_key = ObjKey::new(key.namespace.clone(), DEFAULT);
         let missing = || {
             format!(
-                "spec.tls.secretName: required, since TLSStore {store_key} has no \
-                 defaultCertificate (Sluice serves a store's default certificate only to the \
-                 routes of its namespace that name no Secret)"
+                "spec.tls.secretName: required for host {host:?}, since TLSStore {store_key} has \
+                 no certificate for it and no defaultCertificate (Sluice serves a store's \
+                 certificates only to the routes of its namespace that name no Secret)"
             )
         };
         self.read(Dep::Traefik(TraefikKind::TlsStore, store_key.clone()));
@@ -215,16 +216,15 @@ impl Builder<'_> {
                 "spec.tls: {at}: {field}: field not supported by Sluice"
             ));
         }
-        if !spec.certificates.is_empty() {
-            return Err(format!(
-                "spec.tls: {at}: spec.certificates is not served (Traefik picks those \
-                 certificates by SNI for any host, whoever owns it)"
-            ));
-        }
         if spec.default_generated_cert.is_some() {
             return Err(format!(
                 "spec.tls: {at}: spec.defaultGeneratedCert is not supported (ACME)"
             ));
+        }
+        if let Some(found) =
+            self.store_certificate_for(&store_key, &spec.certificates, host, &at)?
+        {
+            return Ok(found);
         }
         let name = spec
             .default_certificate

@@ -238,7 +238,10 @@ fn a_namespaces_default_store_certificate_serves_its_routes_without_a_secret() {
     let (status, description) = verdict(&dag, "IngressRoute", "team-b/r");
     assert_eq!(status, "invalid");
     assert!(
-        description.contains("spec.tls.secretName: required, since TLSStore team-b/default"),
+        description.contains(
+            "spec.tls.secretName: required for host \"b.example.com\", since TLSStore \
+             team-b/default"
+        ),
         "{description}"
     );
     assert!(!dag.virtual_hosts.iter().any(|v| v.fqdn == "b.example.com"));
@@ -456,14 +459,24 @@ fn tcp_rules_and_fields_that_cannot_be_served_are_refused_by_name() {
             "HostSNIRegexp() is not served",
         ),
         (
-            "HostSNI(`a.example.com`) && ClientIP(`10.0.0.0/8`)",
+            "HostSNI(`a.example.com`) && ClientIP(`::ffff:10.0.0.0/104`)",
             "{passthrough: true}",
-            "ClientIP() is not served yet",
+            "ClientIP(`::ffff:10.0.0.0/104`): an IPv4-mapped IPv6 network is not served",
         ),
         (
-            "HostSNI(`a.example.com`) && ALPN(`h2`)",
+            "HostSNI(`a.example.com`) && ClientIP(`10.0.0.0/33`)",
             "{passthrough: true}",
-            "ALPN() is not served yet",
+            "prefix length must be 0 to 32",
+        ),
+        (
+            "HostSNI(`a.example.com`) && ClientIP(`10.0.0.300`)",
+            "{passthrough: true}",
+            "is not an IP address or CIDR",
+        ),
+        (
+            "(HostSNI(`a.example.com`) && ALPN(`h2`)) || (HostSNI(`a.example.com`) && ALPN(`x`) && ClientIP(`10.0.0.0/8`))",
+            "{passthrough: true}",
+            "ALPN(`h2`) and ALPN(`x`) lead to different routes or client addresses",
         ),
         (
             "!HostSNI(`a.example.com`)",
@@ -570,7 +583,13 @@ fn the_highest_priority_route_serves_a_host_and_ties_are_refused() {
     let (status, description) = verdict(&dag, "IngressRouteTCP", "apps/t");
     assert_eq!(status, "invalid");
     assert!(
-        description.contains("with the same priority 24"),
+        description.contains("have the same priority 24 and overlapping conditions"),
         "{description}"
     );
 }
+
+#[path = "tcp_more_tests.rs"]
+mod more;
+
+#[path = "tls_store_tests.rs"]
+mod store;

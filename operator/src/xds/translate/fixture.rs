@@ -171,6 +171,7 @@ pub fn with_tcp_proxy(mut vh: VirtualHost, clusters: &[(&str, u16, u32)]) -> Vir
     vh.tcp_proxy = Some(TcpProxy {
         owner: vh.owner.clone(),
         clusters: weighted(clusters),
+        branches: Vec::new(),
     });
     vh
 }

@@ -82,7 +82,7 @@ struct HostEntry {
     /// its position there.
     insecure: Option<(Vec<u8>, usize)>,
     /// Its encoded `FilterChain` in `ingress_https`, if it has TLS, and its position there.
-    filter_chain: Option<(Vec<u8>, usize)>,
+    filter_chain: Option<(Vec<Vec<u8>>, usize)>,
     /// Its `https/<fqdn>` route configuration, if it serves HTTP routes behind TLS.
     https_routes: Option<Arc<VersionedResource>>,
     /// Whether it was encoded for scoped plain-HTTP routes.
@@ -225,7 +225,7 @@ impl Translator {
                     }
                     http_changed |=
                         old.and_then(HostEntry::insecure_bytes) != fresh.insecure_bytes();
-                    https_changed |= old.and_then(HostEntry::chain_bytes) != fresh.chain_bytes();
+                    https_changed |= old.and_then(HostEntry::chains) != fresh.chains();
                     fresh
                 }
             };
@@ -275,7 +275,8 @@ impl Translator {
             if https_changed || self.https_listener.is_none() {
                 let parts = tls_hosts
                     .iter()
-                    .filter_map(|vh| self.hosts.get(&vh.fqdn).and_then(HostEntry::chain_bytes));
+                    .filter_map(|vh| self.hosts.get(&vh.fqdn))
+                    .flat_map(HostEntry::chain_bytes);
                 self.https_listener = Some(https_listener(&self.opts, parts));
             }
             if let Some(r) = &self.https_listener {
@@ -304,10 +305,9 @@ impl HostEntry {
             input: vh.clone(),
             insecure: insecure.map(|h| (h, usize::MAX)),
             filter_chain: vh.tls.as_ref().map(|tls| {
-                (
-                    listeners::sni_filter_chain(vh, tls).encode_to_vec(),
-                    usize::MAX,
-                )
+                let chains = listeners::sni_filter_chains(vh, tls);
+                let bytes = chains.iter().map(Message::encode_to_vec).collect();
+                (bytes, usize::MAX)
             }),
             https_routes,
             scoped,
@@ -319,8 +319,15 @@ impl HostEntry {
         self.insecure.as_ref().map(|(b, _)| b.as_slice())
     }
 
-    fn chain_bytes(&self) -> Option<&[u8]> {
-        self.filter_chain.as_ref().map(|(b, _)| b.as_slice())
+    fn chains(&self) -> Option<&[Vec<u8>]> {
+        self.filter_chain.as_ref().map(|(c, _)| c.as_slice())
+    }
+
+    /// Its encoded filter chains (none without TLS).
+    fn chain_bytes(&self) -> impl Iterator<Item = &[u8]> {
+        self.filter_chain
+            .iter()
+            .flat_map(|(chains, _)| chains.iter().map(Vec::as_slice))
     }
 }
 

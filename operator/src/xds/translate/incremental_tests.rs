@@ -445,7 +445,13 @@ fn a_traefik_world_translates_through_the_dag_diffs_as_from_scratch() {
     let opts = TranslateOptions::default();
     let sel = Selection::default_instance();
     let (mut diffs, mut traefik_valid) = (0, 0);
-    for seed in 0..4 {
+    // At least 4 seeds, more (up to 12) until the diff path ran 40 times: a world with a
+    // catch-all or wildcard host is built whole, and how long the random walk keeps the file
+    // claiming one depends on how many files examples/traefik has.
+    for seed in 0..12 {
+        if seed >= 4 && diffs > 40 {
+            break;
+        }
         let mut rng = Rng(seed);
         let mut included = vec![true; files.len()];
         let mut snap = load(&included);

@@ -5,7 +5,7 @@
 
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::core::v3::{
-    Http2ProtocolOptions, HttpProtocolOptions, TypedExtensionConfig,
+    CidrRange, Http2ProtocolOptions, HttpProtocolOptions, TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
@@ -44,7 +44,7 @@ use super::{
 };
 use crate::api::ingressroute::TlsVersion;
 use crate::dag::Dag;
-use crate::dag::model::{VirtualHost, VirtualHostTls, WeightedCluster};
+use crate::dag::model::{SourceRange, TcpBranch, VirtualHost, VirtualHostTls, WeightedCluster};
 
 /// Contour's TCP proxy idle timeout, kept for compatibility.
 const TCP_PROXY_IDLE_TIMEOUT_SECONDS: u32 = 9001;
@@ -119,23 +119,19 @@ pub(super) fn https_listener(opts: &TranslateOptions, hosts: &[&VirtualHost]) ->
             .iter()
             .filter_map(|vh| {
                 let tls = vh.tls.as_ref()?;
-                Some(sni_filter_chain(vh, tls))
+                Some(sni_filter_chains(vh, tls))
             })
+            .flatten()
             .collect(),
         ..Default::default()
     }
 }
 
-/// The filter chain for one SNI name: an HTTP connection manager behind TLS, a TCP proxy behind
-/// TLS, or (passthrough) a TCP proxy forwarding the still encrypted session.
-pub(super) fn sni_filter_chain(vh: &VirtualHost, tls: &VirtualHostTls) -> FilterChain {
-    let filters: Vec<Filter> = match &vh.tcp_proxy {
-        Some(tcp) => vec![tcp_proxy_filter(&tcp.clusters)],
-        None => vec![hcm_filter(&ingress_hcm(
-            HTTPS_LISTENER,
-            &https_route_config_name(&vh.fqdn),
-        ))],
-    };
+/// The filter chains for one SNI name: an HTTP connection manager behind TLS, a TCP proxy behind
+/// TLS, or (passthrough) a TCP proxy forwarding the still encrypted session; a TCP proxy with
+/// branches (Traefik `ALPN()`, `ClientIP()`) has a chain per branch, and one for the rest when
+/// it has clusters for the rest.
+pub(super) fn sni_filter_chains(vh: &VirtualHost, tls: &VirtualHostTls) -> Vec<FilterChain> {
     // HTTP gets ALPN h2 and http/1.1; a TCP proxy's backend may speak anything, so none is
     // advertised for it.
     let alpn: &[&str] = if serves_https_routes(vh) {
@@ -153,15 +149,47 @@ pub(super) fn sni_filter_chain(vh: &VirtualHost, tls: &VirtualHostTls) -> Filter
         }
         _ => None,
     };
-    FilterChain {
-        name: vh.fqdn.clone(),
+    let chain = |name: String, filters: Vec<Filter>, branch: Option<&TcpBranch>| FilterChain {
+        name,
         filter_chain_match: Some(FilterChainMatch {
             server_names: vec![vh.fqdn.clone()],
+            application_protocols: branch.map(|b| b.alpn.clone()).unwrap_or_default(),
+            source_prefix_ranges: branch
+                .map(|b| b.sources.iter().map(cidr_range).collect())
+                .unwrap_or_default(),
             ..Default::default()
         }),
         filters,
-        transport_socket,
+        transport_socket: transport_socket.clone(),
         ..Default::default()
+    };
+    let Some(tcp) = &vh.tcp_proxy else {
+        let hcm = ingress_hcm(HTTPS_LISTENER, &https_route_config_name(&vh.fqdn));
+        return vec![chain(vh.fqdn.clone(), vec![hcm_filter(&hcm)], None)];
+    };
+    let mut chains: Vec<FilterChain> = tcp
+        .branches
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let name = format!("{}#{i}", vh.fqdn);
+            chain(name, vec![tcp_proxy_filter(&b.clusters)], Some(b))
+        })
+        .collect();
+    if tcp.branches.is_empty() || !tcp.clusters.is_empty() {
+        chains.push(chain(
+            vh.fqdn.clone(),
+            vec![tcp_proxy_filter(&tcp.clusters)],
+            None,
+        ));
+    }
+    chains
+}
+
+fn cidr_range(r: &SourceRange) -> CidrRange {
+    CidrRange {
+        address_prefix: r.address.to_string(),
+        prefix_len: Some(u32_value(u32::from(r.prefix_len))),
     }
 }
 

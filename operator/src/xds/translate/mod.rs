@@ -327,12 +327,18 @@ fn check(dag: &Dag) -> Result<(), TranslateError> {
             }
         }
         if let Some(tcp) = &vh.tcp_proxy {
-            if tcp.clusters.is_empty() {
+            if (tcp.clusters.is_empty() && tcp.branches.is_empty())
+                || tcp.branches.iter().any(|b| b.clusters.is_empty())
+            {
                 return Err(TranslateError::EmptyTcpProxy {
                     fqdn: vh.fqdn.clone(),
                 });
             }
-            check_clusters(&|| format!("tcpproxy of {:?}", vh.fqdn), &tcp.clusters)?;
+            for clusters in
+                std::iter::once(&tcp.clusters).chain(tcp.branches.iter().map(|b| &b.clusters))
+            {
+                check_clusters(&|| format!("tcpproxy of {:?}", vh.fqdn), clusters)?;
+            }
         }
         match (&vh.tls, &vh.tcp_proxy) {
             (None, Some(_)) => {

@@ -64,7 +64,8 @@ impl Translator {
             } else {
                 let parts = tls_hosts
                     .iter()
-                    .filter_map(|vh| self.hosts.get(&vh.fqdn).and_then(HostEntry::chain_bytes));
+                    .filter_map(|vh| self.hosts.get(&vh.fqdn))
+                    .flat_map(HostEntry::chain_bytes);
                 let listener = https_listener(&self.opts, parts);
                 out.insert_versioned(listener.clone());
                 self.https_listener = Some(listener);
@@ -143,8 +144,8 @@ impl Translator {
             let (before_ref, fresh_ref) = (before.as_ref(), fresh.as_ref());
             http_changed |= before_ref.and_then(HostEntry::insecure_bytes)
                 != fresh_ref.and_then(HostEntry::insecure_bytes);
-            https_changed |= before_ref.and_then(HostEntry::chain_bytes)
-                != fresh_ref.and_then(HostEntry::chain_bytes);
+            https_changed |=
+                before_ref.and_then(HostEntry::chains) != fresh_ref.and_then(HostEntry::chains);
             if let Some(fresh) = fresh {
                 self.hosts.insert(fqdn.clone(), fresh);
             }

@@ -1,0 +1,136 @@
+//! The certificate a namespace's TLSStore `default` gives one host of a Traefik route that
+//! names no Secret: the first of the store's `certificates` whose names hold the host exactly,
+//! else the first holding it under a `*.` wildcard (one label, as TLS clients match), else the
+//! store's `defaultCertificate`.
+//!
+//! Traefik puts every store's certificates in one pool chosen by SNI for any host, whoever
+//! serves it. Sluice keeps a store to its own namespace: its certificates are only offered to
+//! the hosts of that namespace's routes that ask for the store (`tls` without `secretName`),
+//! and each is checked as every TLS Secret is (type, PEM, key pair) before its names are read.
+
+use x509_parser::extensions::GeneralName;
+
+use super::super::build::Builder;
+use crate::api::traefik::objects::SecretRef;
+use crate::snapshot::ObjKey;
+
+/// At most this many `certificates` in one store.
+pub const MAX_STORE_CERTIFICATES: usize = 64;
+
+/// The DNS names a PEM certificate chain's first certificate is for (its subject alternative
+/// names and, as Traefik counts it, its common name), lower case.
+pub fn certificate_names(chain: &str) -> Result<Vec<String>, String> {
+    let der = x509_parser::pem::Pem::iter_from_buffer(chain.as_bytes())
+        .next()
+        .ok_or("tls.crt holds no certificate")?
+        .map_err(|e| format!("tls.crt: {e}"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der.contents)
+        .map_err(|e| format!("tls.crt: the first certificate does not parse: {e}"))?;
+    let mut names: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        names.extend(san.value.general_names.iter().filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        }));
+    }
+    Ok(names)
+}
+
+/// Whether a certificate name covers `host` exactly.
+fn exact(name: &str, host: &str) -> bool {
+    name.trim_end_matches('.') == host
+}
+
+/// Whether a certificate name `*.parent` covers `host` (one label under `parent`).
+fn wildcard(name: &str, host: &str) -> bool {
+    let Some(parent) = name.trim_end_matches('.').strip_prefix("*.") else {
+        return false;
+    };
+    host.strip_suffix(parent)
+        .and_then(|l| l.strip_suffix('.'))
+        .is_some_and(|l| !l.is_empty() && !l.contains('.') && l != "*")
+}
+
+impl Builder<'_> {
+    /// The Secret of `store_key`'s `certificates` for `host`, checked, with the field its
+    /// errors name; `None` when none covers it. `at` names the store in errors.
+    pub(super) fn store_certificate_for(
+        &self,
+        store_key: &ObjKey,
+        certificates: &[SecretRef],
+        host: &str,
+        at: &str,
+    ) -> Result<Option<(String, String)>, String> {
+        if certificates.len() > MAX_STORE_CERTIFICATES {
+            return Err(format!(
+                "spec.tls: {at}: spec.certificates: {} entries, more than the \
+                 {MAX_STORE_CERTIFICATES} Sluice serves",
+                certificates.len()
+            ));
+        }
+        let mut candidates = Vec::with_capacity(certificates.len());
+        for (i, c) in certificates.iter().enumerate() {
+            let field = format!("spec.tls: {at}: spec.certificates[{i}].secretName");
+            let name = c.secret_name.trim();
+            if name.is_empty() || name.contains('/') {
+                return Err(format!(
+                    "{field}: {name:?} must name a Secret of the store's namespace"
+                ));
+            }
+            let secret = ObjKey::new(store_key.namespace.clone(), name);
+            let (chain, _) = self
+                .tls_secret_pem(&secret)
+                .map_err(|e| format!("{field}: {e}"))?;
+            let names = certificate_names(&chain).map_err(|e| format!("{field}: {e}"))?;
+            candidates.push((name.to_owned(), field, names));
+        }
+        let pick = |covers: fn(&str, &str) -> bool| {
+            candidates
+                .iter()
+                .find(|(_, _, names)| names.iter().any(|n| covers(n, host)))
+                .map(|(secret, field, _)| (secret.clone(), field.clone()))
+        };
+        Ok(pick(exact).or_else(|| pick(wildcard)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn names_cover_hosts_exactly_or_one_label_under_a_wildcard() {
+        assert!(exact("a.example.com", "a.example.com"));
+        assert!(!exact("a.example.com", "b.example.com"));
+        assert!(exact("*.example.com", "*.example.com"));
+        assert!(wildcard("*.example.com", "a.example.com"));
+        assert!(!wildcard("*.example.com", "a.b.example.com"));
+        assert!(!wildcard("*.example.com", "example.com"));
+        assert!(!wildcard("*.example.com", "*.example.com"));
+        assert!(!wildcard("a.example.com", "a.example.com"));
+    }
+
+    #[test]
+    fn a_certificates_names_are_its_common_name_and_dns_names() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["A.example.com".into(), "*.b.example.com".into()])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cn.example.com");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            certificate_names(&cert.pem()).unwrap(),
+            ["cn.example.com", "a.example.com", "*.b.example.com"]
+        );
+        assert!(certificate_names("nothing").is_err());
+    }
+}
