@@ -56,10 +56,14 @@ pub fn owners(dag: &Dag, listeners: &ChangedChains) -> BTreeSet<String> {
             return BTreeSet::new();
         }
         for chain in chains {
+            // A name's chains with conditions (Traefik `ClientIP()`, `ALPN()`) are `name#i`.
+            let fqdn = chain
+                .split_once('#')
+                .map_or(chain.as_str(), |(name, _)| name);
             let Some(vh) = dag
                 .virtual_hosts
                 .iter()
-                .find(|vh| vh.tls.is_some() && vh.fqdn == *chain)
+                .find(|vh| vh.tls.is_some() && vh.fqdn == fqdn)
             else {
                 return BTreeSet::new();
             };
@@ -177,6 +181,7 @@ mod tests {
         tcp.tcp_proxy = Some(TcpProxy {
             owner: "traefik-tcp:team/db".into(),
             clusters: Vec::new(),
+            branches: Vec::new(),
         });
         let plain = vhost("plain.example.com", vec![route("/", &[("a", 80, 1)])]);
         Dag {
@@ -203,6 +208,11 @@ mod tests {
         assert_eq!(
             owned(&changed(HTTPS_LISTENER, &["db.example.com"])),
             ["traefik-tcp:team/db"]
+        );
+        assert_eq!(
+            owned(&changed(HTTPS_LISTENER, &["db.example.com#1"])),
+            ["traefik-tcp:team/db"],
+            "a chain with conditions is its name's"
         );
         assert_eq!(
             owned(&changed(
