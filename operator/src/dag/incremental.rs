@@ -237,7 +237,7 @@ impl IncrementalDag {
         let touched = deps::touched(changes, &old, snap);
         for dep in &touched {
             if let Some(groups) = self.dep_index.get(dep) {
-                touched_groups.extend(groups.iter());
+                touched_groups.extend(groups.iter().copied());
             }
         }
         // Traefik parts out before the groups' rebuild, in after it: an fqdn may change hands.
@@ -502,7 +502,7 @@ impl IncrementalDag {
             }
         }
         for d in &group.deps {
-            if self.dep_index.get_mut(d).is_some_and(|set| set.remove(id)) {
+            if self.dep_index.get_mut(d).is_some_and(|set| set.remove(&id)) {
                 self.dep_index.remove(d);
             }
         }

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::parts::{count_in, count_out, patch};
+use super::parts::{GroupSet, count_in, count_out, patch};
 use super::{Dirty, IncrementalDag, PartNames};
 use crate::dag::build::Builder;
 use crate::dag::claims::{self, Claimant};
@@ -43,7 +43,7 @@ pub(super) struct TraefikRoots {
     claims: HashMap<RootId, (Claimant, Box<[String]>)>,
     built: HashMap<RootId, Built>,
     /// The roots that read each dependency.
-    dep_index: HashMap<Dep, BTreeSet<RootId>>,
+    dep_index: HashMap<Dep, GroupSet<RootId>>,
     statuses: BTreeMap<RootId, ObjectStatus>,
     /// Roots whose status entry may differ from the DAG's.
     dirty: BTreeSet<RootId>,
@@ -207,11 +207,13 @@ impl IncrementalDag {
 
     fn remove_built(&mut self, id: &RootId, built: Built, dirty: &mut Dirty) {
         for d in built.deps.iter() {
-            if let Some(set) = self.traefik.dep_index.get_mut(d) {
-                set.remove(id);
-                if set.is_empty() {
-                    self.traefik.dep_index.remove(d);
-                }
+            if self
+                .traefik
+                .dep_index
+                .get_mut(d)
+                .is_some_and(|s| s.remove(id))
+            {
+                self.traefik.dep_index.remove(d);
             }
         }
         let p = &built.names;
@@ -271,11 +273,14 @@ impl IncrementalDag {
             parts.retain_used();
             let deps: BTreeSet<Dep> = reads.into_iter().collect();
             for d in &deps {
-                self.traefik
-                    .dep_index
-                    .entry(d.clone())
-                    .or_default()
-                    .insert(id.clone());
+                match self.traefik.dep_index.get_mut(d) {
+                    Some(set) => set.insert(id.clone()),
+                    None => {
+                        self.traefik
+                            .dep_index
+                            .insert(d.clone(), GroupSet::new(id.clone()));
+                    }
+                }
             }
             let names = PartNames::of(&parts);
             for (fqdn, v) in parts.vhosts {
