@@ -52,6 +52,34 @@ impl Manifests {
     }
 }
 
+/// `value` as one document of a YAML stream: a `---` line, then the value (JSON is YAML), so that
+/// several of these concatenate into one valid stream.
+pub fn doc(value: &serde_json::Value) -> String {
+    format!("---\n{value}\n")
+}
+
+/// A `traefik.io/v1alpha1` object of `kind` (`IngressRoute`, `Middleware`, `TraefikService`…)
+/// named `namespace/name` with `spec`, as one [`doc`]. `created`, when given, is its
+/// `creationTimestamp`, which decides host ownership between claimants.
+pub fn traefik(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    created: Option<&str>,
+    spec: serde_json::Value,
+) -> String {
+    let mut metadata = json!({"namespace": namespace, "name": name});
+    if let Some(created) = created {
+        metadata["creationTimestamp"] = json!(created);
+    }
+    doc(&json!({
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": kind,
+        "metadata": metadata,
+        "spec": spec,
+    }))
+}
+
 /// Name of the single port of services built by [`service`].
 pub const SERVICE_PORT_NAME: &str = "http";
 

@@ -221,6 +221,36 @@ impl Standalone {
         }
     }
 
+    /// Polls until `request` sent to `port` (plain HTTP) gets a response `accept` takes, for at
+    /// most `timeout`; the error names `what`, the last answer and the log's tail.
+    pub async fn wait_answer(
+        &mut self,
+        port: u16,
+        request: &Request,
+        what: &str,
+        timeout: Duration,
+        accept: impl Fn(&Response) -> bool,
+    ) -> Result<Response> {
+        let mut last = String::from("nothing yet");
+        let result = crate::try_wait_for(what, timeout, async || {
+            self.check_running()?;
+            match request.send(port).await {
+                Ok(resp) if accept(&resp) => return Ok(Some(resp)),
+                Ok(resp) => last = format!("{} {}", resp.status, resp.text()),
+                Err(e) => last = e.to_string(),
+            }
+            Ok(None)
+        })
+        .await;
+        result.map_err(|e| match e {
+            Error::Timeout { what, after } => Error::Timeout {
+                what: format!("{what}; last answer: {last}\n{}", self.process.log_tail(40)),
+                after,
+            },
+            other => other,
+        })
+    }
+
     /// The default instance's ports (manifests without a Gateway).
     pub async fn default_instance(&mut self, timeout: Duration) -> Result<InstancePorts> {
         self.instance(DEFAULT_INSTANCE, timeout).await

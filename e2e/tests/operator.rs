@@ -1310,6 +1310,63 @@ async fn ingressroute_statuses_follow_changes() -> Result<()> {
     Ok(())
 }
 
+/// Status writes go beside the passes: while a round of status writes is slow (here the API
+/// server holds every status write), later changes are still judged and published (the route
+/// gauges count a route created meanwhile before the slow status has been written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_status_writes_hold_back_no_later_change() -> Result<()> {
+    use sluice_e2e::apiserver::Fault;
+    let cluster = Cluster::start(true).await?;
+    let Some(server) = cluster.memory() else {
+        // Needs fault injection: only against the in-memory API server.
+        return Ok(());
+    };
+    let ns = cluster.namespace("team-a").await?;
+    let instance = format!("{ns}/edge");
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "first",
+            None,
+            route_spec(Some("first.example.com"), "web"),
+        ))
+        .await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    wait_status(&cluster, &mut op, &ns, "first", "valid").await?;
+    wait_route_metrics(&mut op, &instance, (1.0, 0.0, 0.0)).await?;
+
+    // Every status write now waits far longer than the test does.
+    server.inject(Fault::writes("ingressroutes/status").delayed(Duration::from_secs(120)));
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "broken",
+            None,
+            route_spec(Some("broken.example.com"), "missing"),
+        ))
+        .await?;
+    wait_route_metrics(&mut op, &instance, (1.0, 1.0, 0.0)).await?;
+    // The round writing `broken`'s status is stuck; a later route is judged all the same.
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "second",
+            None,
+            route_spec(Some("second.example.com"), "web"),
+        ))
+        .await?;
+    wait_route_metrics(&mut op, &instance, (2.0, 1.0, 0.0)).await?;
+    assert_eq!(
+        route_status(&cluster, &ns, "broken").await?,
+        None,
+        "the slow status write finished first"
+    );
+    Ok(())
+}
+
 /// The events recorded on IngressRoute `ns/name`, oldest first, as `(type, reason, note)`.
 async fn route_events(
     cluster: &Cluster,

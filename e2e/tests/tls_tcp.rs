@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sluice_e2e::backend::{Backend, TcpEchoBackend};
 use sluice_e2e::client::{Request, Response, get};
-use sluice_e2e::manifests::{Manifests, ca_secret, service, tls_secret};
+use sluice_e2e::manifests::{Manifests, ca_secret, doc, service, tls_secret};
 use sluice_e2e::sluice::{InstancePorts, Standalone};
 use sluice_e2e::tls::{CertKey, TestCa, TlsClient};
 use sluice_e2e::tls_session::{TlsSession, certificates_der, client_with_versions};
@@ -21,17 +21,13 @@ use sluice_e2e::{Error, try_wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn doc(value: Value) -> String {
-    format!("---\n{value}\n")
-}
-
 /// An IngressRoute `namespace/name` with `spec`, optionally with an ingress class.
 fn ingressroute(namespace: &str, name: &str, class: Option<&str>, spec: Value) -> String {
     let mut metadata = json!({"namespace": namespace, "name": name});
     if let Some(class) = class {
         metadata["annotations"] = json!({"kubernetes.io/ingress.class": class});
     }
-    doc(json!({
+    doc(&json!({
         "apiVersion": "contour.heptio.com/v1beta1",
         "kind": "IngressRoute",
         "metadata": metadata,
@@ -56,7 +52,7 @@ fn tls_service(
     backend_port: u16,
 ) -> String {
     let ports = json!([{"name": port_name, "protocol": "TCP", "port": port}]);
-    doc(json!({
+    doc(&json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
@@ -65,7 +61,7 @@ fn tls_service(
             "annotations": {"contour.heptio.com/upstream-protocol.tls": tls_annotation},
         },
         "spec": {"ports": ports},
-    })) + &doc(json!({
+    })) + &doc(&json!({
         "apiVersion": "v1",
         "kind": "Endpoints",
         "metadata": {"namespace": namespace, "name": name},
@@ -274,7 +270,7 @@ async fn minimum_protocol_version_refuses_older_clients() {
     // Two instances: `edge` serves unclassed IngressRoutes with no floor; `strict` serves class
     // `strict` with a TLS 1.3 floor.
     let gateway = |name: &str, spec: Value| {
-        doc(json!({
+        doc(&json!({
             "apiVersion": "sluice.dev/v1alpha1",
             "kind": "Gateway",
             "metadata": {"namespace": "sluice-system", "name": name},
@@ -447,7 +443,7 @@ async fn certificate_delegation_is_required_across_namespaces() {
     .unwrap();
     dir.write(
         "delegation.yaml",
-        &doc(json!({
+        &doc(&json!({
             "apiVersion": "contour.heptio.com/v1beta1",
             "kind": "TLSCertificateDelegation",
             "metadata": {"namespace": "www-admin", "name": "example-com-wildcard"},

@@ -7,12 +7,11 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::{Value, json};
 
 use sluice_e2e::backend::{Backend, Echo};
 use sluice_e2e::client::{Request, Response, get};
-use sluice_e2e::manifests::{Manifests, service, tls_secret};
+use sluice_e2e::manifests::{self, Manifests, doc, service, tls_secret};
 use sluice_e2e::sluice::{InstancePorts, Standalone};
 use sluice_e2e::tls::{TestCa, TlsClient};
 use sluice_e2e::try_wait_for;
@@ -20,27 +19,13 @@ use sluice_e2e::try_wait_for;
 /// Bound on waiting for configuration to reach Envoy (only bounds a broken test).
 const WAIT: Duration = Duration::from_secs(30);
 
-fn doc(value: &Value) -> String {
-    format!("---\n{value}\n")
-}
-
-/// A `traefik.io/v1alpha1` IngressRoute in namespace `apps`.
+/// A Traefik IngressRoute `apps/<name>`, created at `created`.
 fn traefik_route(name: &str, created: &str, spec: Value) -> String {
-    doc(&json!({
-        "apiVersion": "traefik.io/v1alpha1",
-        "kind": "IngressRoute",
-        "metadata": {"namespace": "apps", "name": name, "creationTimestamp": created},
-        "spec": spec,
-    }))
+    manifests::traefik("IngressRoute", "apps", name, Some(created), spec)
 }
 
 fn middleware(name: &str, spec: Value) -> String {
-    doc(&json!({
-        "apiVersion": "traefik.io/v1alpha1",
-        "kind": "Middleware",
-        "metadata": {"namespace": "apps", "name": name},
-        "spec": spec,
-    }))
+    manifests::traefik("Middleware", "apps", name, None, spec)
 }
 
 /// Services `apps/<name>` on port 80, each with its backend as the one endpoint.
@@ -63,19 +48,9 @@ async fn wait_http(
     what: &str,
     accept: impl Fn(&Response) -> bool,
 ) -> Response {
-    let mut last = String::from("nothing yet");
-    let result = try_wait_for(what, WAIT, async || {
-        sluice.check_running()?;
-        match request.send(port).await {
-            Ok(resp) if accept(&resp) => return Ok(Some(resp)),
-            Ok(resp) => last = format!("{} {}", resp.status, resp.text()),
-            Err(e) => last = e.to_string(),
-        }
-        Ok(None)
-    })
-    .await;
-    result
-        .with_context(|| format!("last answer: {last}\n{}", sluice.process().log_tail(40)))
+    sluice
+        .wait_answer(port, request, what, WAIT, accept)
+        .await
         .unwrap()
 }
 

@@ -12,13 +12,10 @@ use sluice::xds::translate::constraints::check_resources;
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
+use sluice_e2e::manifests::doc;
 use sluice_e2e::rng::Rng;
 
 const WORLDS: usize = 24;
-
-fn doc(v: &Value) -> String {
-    format!("---\n{v}\n")
-}
 
 /// Rule parts at or past every limit the parser, the checks and Envoy have.
 fn hostile_rule(owner: &str, rng: &mut Rng) -> String {

@@ -14,13 +14,10 @@ use sluice::xds::translate::constraints::check_resources;
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
+use sluice_e2e::manifests::{self, doc};
 use sluice_e2e::rng::Rng;
 
 const WORLDS: usize = 16;
-
-fn doc(v: &Value) -> String {
-    format!("---\n{v}\n")
-}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -122,10 +119,7 @@ fn all_specs() -> Vec<Value> {
 }
 
 fn middleware(name: &str, spec: &Value) -> String {
-    doc(&json!({
-        "apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
-        "metadata": {"namespace": "evil", "name": name}, "spec": spec,
-    }))
+    manifests::traefik("Middleware", "evil", name, None, spec.clone())
 }
 
 fn hostile_route(name: &str, rng: &mut Rng) -> String {

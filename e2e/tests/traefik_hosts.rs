@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use sluice_e2e::backend::Backend;
 use sluice_e2e::client::{Request, Response, WebSocket};
-use sluice_e2e::manifests::{Manifests, service, tls_secret};
+use sluice_e2e::manifests::{self, Manifests, doc, service, tls_secret};
 use sluice_e2e::sluice::{InstancePorts, Standalone};
 use sluice_e2e::tls::{TestCa, TlsClient};
 use sluice_e2e::try_wait_for;
@@ -20,18 +20,8 @@ use sluice_e2e::try_wait_for;
 /// Bound on waiting for configuration to reach Envoy (only bounds a broken test).
 const WAIT: Duration = Duration::from_secs(30);
 
-fn doc(value: &Value) -> String {
-    format!("---\n{value}\n")
-}
-
-/// A Traefik IngressRoute `ns/name` created at `created`.
 fn traefik_route(ns: &str, name: &str, created: &str, spec: Value) -> String {
-    doc(&json!({
-        "apiVersion": "traefik.io/v1alpha1",
-        "kind": "IngressRoute",
-        "metadata": {"namespace": ns, "name": name, "creationTimestamp": created},
-        "spec": spec,
-    }))
+    manifests::traefik("IngressRoute", ns, name, Some(created), spec)
 }
 
 /// A Contour root `ns/name` for `fqdn`, routing `/` to Service `service`.

@@ -20,7 +20,7 @@ use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
 use sluice_e2e::backend::Backend;
 use sluice_e2e::client::Request;
-use sluice_e2e::manifests::{Manifests, service};
+use sluice_e2e::manifests::{Manifests, doc, service};
 use sluice_e2e::rng::Rng;
 use sluice_e2e::sluice::Standalone;
 use sluice_e2e::try_wait_for;
@@ -30,10 +30,6 @@ const LIVE_WORLDS: usize = 8;
 const WAIT: Duration = Duration::from_secs(30);
 /// Names the victims hold: two served, one whose owner is invalid.
 const VICTIM_NAMES: [&str; 3] = ["victim.example.com", "shop.example.com", "held.example.com"];
-
-fn doc(v: &Value) -> String {
-    format!("---\n{v}\n")
-}
 
 fn seed() -> u64 {
     sluice_e2e::rng::seed_from_env("SLUICE_TRAEFIK_SEED")

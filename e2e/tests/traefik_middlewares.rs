@@ -14,21 +14,14 @@ use serde_json::{Value, json};
 
 use sluice_e2e::backend::{BACKEND_HEADER, Backend};
 use sluice_e2e::client::{Request, Response};
-use sluice_e2e::manifests::{Manifests, service};
+use sluice_e2e::manifests::{self, Manifests, doc, service};
 use sluice_e2e::sluice::{InstancePorts, Standalone};
 use sluice_e2e::try_wait_for;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn doc(value: &Value) -> String {
-    format!("---\n{value}\n")
-}
-
 fn middleware(name: &str, spec: Value) -> String {
-    doc(&json!({
-        "apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
-        "metadata": {"namespace": "apps", "name": name}, "spec": spec,
-    }))
+    manifests::traefik("Middleware", "apps", name, None, spec)
 }
 
 fn b64(s: &str) -> String {

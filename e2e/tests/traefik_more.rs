@@ -8,26 +8,20 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::{Value, json};
 
 use sluice_e2e::backend::Backend;
 use sluice_e2e::client::{Request, Response};
-use sluice_e2e::manifests::{Manifests, service};
+use sluice_e2e::manifests::{self, Manifests, service};
 use sluice_e2e::sluice::Standalone;
 use sluice_e2e::try_wait_for;
 
 /// Bound on waiting for configuration or health to reach Envoy (only bounds a broken test).
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A Traefik object of `kind` named `apps/<name>`.
 fn traefik(kind: &str, name: &str, spec: Value) -> String {
-    let doc = json!({
-        "apiVersion": "traefik.io/v1alpha1",
-        "kind": kind,
-        "metadata": {"namespace": "apps", "name": name},
-        "spec": spec,
-    });
-    format!("---\n{doc}\n")
+    manifests::traefik(kind, "apps", name, None, spec)
 }
 
 /// An IngressRoute `apps/<name>` for `<name>.example.com` on `web` with one route to `services`.
@@ -49,19 +43,9 @@ async fn wait_http(
     what: &str,
     accept: impl Fn(&Response) -> bool,
 ) -> Response {
-    let mut last = String::from("nothing yet");
-    let result = try_wait_for(what, WAIT, async || {
-        sluice.check_running()?;
-        match request.send(port).await {
-            Ok(resp) if accept(&resp) => return Ok(Some(resp)),
-            Ok(resp) => last = format!("{} {}", resp.status, resp.text()),
-            Err(e) => last = e.to_string(),
-        }
-        Ok(None)
-    })
-    .await;
-    result
-        .with_context(|| format!("last answer: {last}\n{}", sluice.process().log_tail(40)))
+    sluice
+        .wait_answer(port, request, what, WAIT, accept)
+        .await
         .unwrap()
 }
 

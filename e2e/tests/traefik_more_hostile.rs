@@ -14,13 +14,10 @@ use sluice::xds::translate::constraints::check_resources;
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
+use sluice_e2e::manifests::{self, doc};
 use sluice_e2e::rng::Rng;
 
 const WORLDS: usize = 12;
-
-fn doc(v: &Value) -> String {
-    format!("---\n{v}\n")
-}
 
 fn pick(rng: &mut Rng, values: &[Value]) -> Value {
     rng.pick(values).clone()
@@ -273,10 +270,7 @@ fn long_hosts(n: usize) -> Vec<String> {
 }
 
 fn middleware(name: &str, spec: Value) -> String {
-    doc(&json!({
-        "apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
-        "metadata": {"namespace": "evil", "name": name}, "spec": spec,
-    }))
+    manifests::traefik("Middleware", "evil", name, None, spec)
 }
 
 /// Every option at its bound at once, which must be served: service options, and 64

@@ -15,20 +15,14 @@ use sluice::xds::translate::constraints::check_resources;
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
+use sluice_e2e::manifests::{self, doc};
 use sluice_e2e::rng::Rng;
 use sluice_e2e::tls::TestCa;
 
 const WORLDS: usize = 16;
 
-fn doc(v: &Value) -> String {
-    format!("---\n{v}\n")
-}
-
 fn traefik(kind: &str, name: &str, spec: Value) -> String {
-    doc(&json!({
-        "apiVersion": "traefik.io/v1alpha1", "kind": kind,
-        "metadata": {"namespace": "evil", "name": name}, "spec": spec,
-    }))
+    manifests::traefik(kind, "evil", name, None, spec)
 }
 
 fn weight(rng: &mut Rng) -> Value {

@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ProtocolVersion, SupportedCipherSuite, SupportedProtocolVersion};
 use serde_json::{Value, json};
 use sluice_e2e::backend::{Backend, TcpEchoBackend};
-use sluice_e2e::manifests::{Manifests, ca_secret, service, tls_secret};
+use sluice_e2e::manifests::{self, Manifests, ca_secret, service, tls_secret};
 use sluice_e2e::sluice::{InstancePorts, Standalone};
 use sluice_e2e::tls::{CertKey, TestCa};
 use sluice_e2e::try_wait_for;
@@ -29,21 +29,12 @@ use tokio_rustls::client::TlsStream;
 const WAIT: Duration = Duration::from_secs(30);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn doc(value: Value) -> String {
-    format!("---\n{value}\n")
-}
-
 fn secret_doc(s: String) -> String {
     format!("---\n{s}")
 }
 
-/// A Traefik object of `kind` in `namespace`.
 fn traefik(kind: &str, namespace: &str, name: &str, spec: Value) -> String {
-    doc(json!({
-        "apiVersion": "traefik.io/v1alpha1", "kind": kind,
-        "metadata": {"namespace": namespace, "name": name},
-        "spec": spec,
-    }))
+    manifests::traefik(kind, namespace, name, None, spec)
 }
 
 /// An HTTPS IngressRoute for `host` to the Service `web`, with `tls`.

@@ -16,7 +16,7 @@ use sluice::xds::translate::constraints::check_resources;
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
-use sluice_e2e::manifests::{ca_secret, tls_secret};
+use sluice_e2e::manifests::{self, ca_secret, doc, tls_secret};
 use sluice_e2e::rng::Rng;
 use sluice_e2e::tls::TestCa;
 
@@ -25,16 +25,8 @@ const VICTIM_HOSTS: [&str; 2] = ["victim.example.com", "traefik-victim.example.c
 /// Creation times of the attacker's objects: never before the victims' (the API server sets them).
 const CREATED: [&str; 2] = ["2030-01-01T00:00:00Z", "2020-01-02T00:00:00Z"];
 
-fn doc(v: &Value) -> String {
-    format!("---\n{v}\n")
-}
-
 fn traefik(kind: &str, name: &str, created: &str, spec: Value) -> String {
-    doc(&json!({
-        "apiVersion": "traefik.io/v1alpha1", "kind": kind,
-        "metadata": {"namespace": "evil", "name": name, "creationTimestamp": created},
-        "spec": spec,
-    }))
+    manifests::traefik(kind, "evil", name, Some(created), spec)
 }
 
 /// A value for each TLSOption field: mostly one that is valid but at an edge (so that it

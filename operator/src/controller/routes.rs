@@ -23,11 +23,13 @@ use crate::xds::translate::{TranslateError, TranslateOptions};
 
 /// How long a rebuild waits for the Secrets of a newly needed namespace.
 mod events;
+mod round_task;
 mod rounds;
 mod traefik;
 mod writes;
 
 pub use events::EventSink;
+use round_task::{Written, finished_round, join_round, write_round};
 use rounds::{RoundOutcome, StatusRounds};
 
 pub use traefik::{ROUTE_SERIES, TraefikAnnounced, series_counts, traefik_verdicts};
@@ -114,6 +116,12 @@ pub async fn run(
     let mut announced = Announced::new();
     let mut traefik_announced = TraefikAnnounced::new();
     let mut rounds = StatusRounds::default();
+    // The status round in progress: written beside the passes, never in their way, so one
+    // tenant's thousands of status writes do not hold back every Gateway's configuration.
+    let mut writing: Option<tokio::task::JoinHandle<Written>> = None;
+    // A round fell due while another was being written: started once that one ends.
+    let mut round_waiting = false;
+    let mut joined: Option<Written> = None;
     loop {
         changed.borrow_and_update();
         let started = Instant::now();
@@ -150,26 +158,50 @@ pub async fn run(
         else {
             return;
         };
+        let written = match joined.take() {
+            Some(written) => Some(written),
+            None => finished_round(&mut writing).await,
+        };
+        if let Some(written) = written {
+            announced = written.announced;
+            traefik_announced = written.traefik_announced;
+            let outcome = RoundOutcome {
+                rejected: rejected(&ctx, &written.dags),
+                ..written.outcome
+            };
+            rounds.finished(&written.dags, outcome);
+        }
         if let Some(dags) = dags {
             publish_counts(&ctx, &dags);
             ready.send_replace(true);
             leading.borrow_and_update();
             if !ctx.leadership.is_leading() {
+                if let Some(round) = writing.take() {
+                    round.abort();
+                }
+                round_waiting = false;
                 announced.clear();
                 traefik_announced.clear();
                 rounds.forget();
-            } else if rounds.due(statuses_touched, &dags, rejected(&ctx, &dags)) {
+            } else if std::mem::take(&mut round_waiting)
+                || rounds.due(statuses_touched, &dags, rejected(&ctx, &dags))
+            {
                 // Otherwise every status is still in step: the objects' statuses did not
                 // change, nor did any verdict, so the O(routes) combination is skipped.
-                let announced = (&mut announced, &mut traefik_announced);
-                let (statuses_differed, events_missed) =
-                    write_verdicts(&ctx, &snapshot, &dags, announced).await;
-                let outcome = RoundOutcome {
-                    statuses_differed,
-                    events_missed,
-                    rejected: rejected(&ctx, &dags),
-                };
-                rounds.finished(&dags, outcome);
+                if writing.is_some() {
+                    round_waiting = true;
+                } else {
+                    let announced = (
+                        std::mem::take(&mut announced),
+                        std::mem::take(&mut traefik_announced),
+                    );
+                    writing = Some(tokio::spawn(write_round(
+                        ctx.clone(),
+                        snapshot.clone(),
+                        dags,
+                        announced,
+                    )));
+                }
             }
         }
         ctx.metrics
@@ -180,6 +212,7 @@ pub async fn run(
             r = changed.changed() => if r.is_err() { return },
             r = leading.changed() => if r.is_err() { return },
             r = rejections.changed() => if r.is_err() { return },
+            w = join_round(&mut writing), if round_waiting => joined = w,
             () = tokio::time::sleep(ctx.resync) => {}
         }
         // Let the events that come with this change arrive too (a tenth of the debounce),

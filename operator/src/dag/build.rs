@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::claim_ages::ClaimAges;
 use super::claims::{self, Claimant};
 use super::deps::Dep;
 use super::model::{
@@ -38,6 +39,12 @@ pub type Statuses = BTreeMap<ObjKey, (Validity, String)>;
 
 /// Builds what `sel`'s instance serves from `snapshot`. Pure and deterministic.
 pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
+    build_aged(snapshot, sel, &ClaimAges::default())
+}
+
+/// [`build`] with host claims dated by `ages` (see `claim_ages`): what an instance that has seen
+/// the claims come and go serves.
+pub fn build_aged(snapshot: &ClusterSnapshot, sel: &Selection, ages: &ClaimAges) -> Dag {
     let selected = select_routes(snapshot, sel);
     let mut b = Builder::new(snapshot, sel, &selected, false);
 
@@ -47,10 +54,10 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
         match claims::claim(sel, key, route) {
             None => {}
             Some(Err(e)) => b.invalid(key, e),
-            Some(Ok(fqdn)) => fqdns
-                .entry(fqdn)
-                .or_default()
-                .push(Claimant::new(key, route)),
+            Some(Ok(fqdn)) => {
+                let claimant = ages.aged(&fqdn, Claimant::new(key, route));
+                fqdns.entry(fqdn).or_default().push(claimant);
+            }
         }
     }
     let traefik_roots = traefik::select(snapshot, sel);
@@ -60,7 +67,7 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
             fqdns
                 .entry(host.clone())
                 .or_default()
-                .push(Claimant::traefik(&root.key, created));
+                .push(ages.aged(host, Claimant::traefik(&root.key, created)));
         }
     }
     let tcp_roots = traefik::tcp::select(snapshot, sel);
@@ -70,7 +77,7 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
             fqdns
                 .entry(host.clone())
                 .or_default()
-                .push(Claimant::traefik_tcp(&root.key, created));
+                .push(ages.aged(host, Claimant::traefik_tcp(&root.key, created)));
         }
     }
     // A Traefik IngressRoute or IngressRouteTCP that loses one of its hosts is refused whole.

@@ -1,5 +1,6 @@
 //! Host ownership: which root IngressRoute may claim which fqdn, and which claimant wins (the
-//! oldest: creationTimestamp, unknown counting as newest, then namespace/name).
+//! oldest claim: first when it was first seen, see `claim_ages`; then creationTimestamp,
+//! unknown counting as newest; then namespace/name).
 
 use std::cmp::Ordering;
 
@@ -42,6 +43,9 @@ pub fn taken(fqdn: &str, owner: &ObjKey) -> String {
 /// A root claiming an fqdn; orders oldest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claimant {
+    /// The update at which this claim on this fqdn was first seen (0: it stood at the
+    /// instance's first build); see `claim_ages`.
+    pub since: u64,
     pub created: Option<Time>,
     pub key: ObjKey,
     /// A Traefik IngressRoute (else a Contour root): on a full tie, Contour's comes first.
@@ -53,6 +57,7 @@ pub struct Claimant {
 impl Claimant {
     pub fn new(key: &ObjKey, route: &IngressRoute) -> Self {
         Self {
+            since: 0,
             created: route.metadata.creation_timestamp.clone(),
             key: key.clone(),
             traefik: false,
@@ -63,6 +68,7 @@ impl Claimant {
     /// A Traefik IngressRoute claiming hosts.
     pub fn traefik(key: &ObjKey, created: Option<Time>) -> Self {
         Self {
+            since: 0,
             created,
             key: key.clone(),
             traefik: true,
@@ -83,6 +89,7 @@ impl Ord for Claimant {
     fn cmp(&self, other: &Self) -> Ordering {
         let (ta, tb) = (self.created.as_ref(), other.created.as_ref());
         (
+            self.since,
             ta.is_none(),
             ta.map(|t| &t.0),
             &self.key,
@@ -90,12 +97,20 @@ impl Ord for Claimant {
             self.tcp,
         )
             .cmp(&(
+                other.since,
                 tb.is_none(),
                 tb.map(|t| &t.0),
                 &other.key,
                 other.traefik,
                 other.tcp,
             ))
+    }
+}
+
+impl Claimant {
+    /// The same root (whatever the claim's dates).
+    pub fn same_root(&self, other: &Self) -> bool {
+        self.key == other.key && self.traefik == other.traefik && self.tcp == other.tcp
     }
 }
 

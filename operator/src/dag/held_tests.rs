@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::incremental_tests::{Mix, edit, seed, world};
 use super::model::SharedList;
-use super::{Dag, IncrementalDag, Selection, build};
+use super::{Dag, IncrementalDag, Selection, build_aged};
 use crate::snapshot::ChangeSet;
 use sluice_e2e::rng::Rng;
 
@@ -52,7 +52,7 @@ fn a_held_dag_is_unchanged_by_an_update_and_shares_every_unchanged_entry() {
         let mut inc = IncrementalDag::new(sel.clone());
         inc.update(&Arc::new(snap.clone()), &sel, &ChangeSet::everything());
         for step in 0..60 {
-            let previous = build(&snap, &sel);
+            let previous = build_aged(&snap, &sel, inc.claim_ages());
             let mut changes = ChangeSet::default();
             for _ in 0..1 + rng.below(2) {
                 edit(&mut snap, &mut rng, &mut changes, Mix::MIXED);
@@ -70,7 +70,7 @@ fn a_held_dag_is_unchanged_by_an_update_and_shares_every_unchanged_entry() {
             let now = inc.dag();
             assert_eq!(
                 *now,
-                build(&snap, &sel),
+                build_aged(&snap, &sel, inc.claim_ages()),
                 "{at}: incremental differs from full"
             );
             let counts = [

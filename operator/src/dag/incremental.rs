@@ -29,6 +29,7 @@ use std::sync::Arc;
 use super::build::{
     Builder, Parts, RootTrace, Selected, Statuses, route_status, undecodable_status,
 };
+use super::claim_ages::ClaimAges;
 use super::claims::{self, Claimant};
 use super::deps::{self, Dep};
 use super::model::{Cluster, ClusterEndpoints, Dag, Secret, Validity, VirtualHost, msg};
@@ -78,6 +79,8 @@ pub struct IncrementalDag {
     traefik: traefik::TraefikRoots,
     /// Names covered by wildcards, and names held while an open host is served.
     open: open::OpenHosts,
+    /// When each standing host claim was first seen; kept across selection changes.
+    ages: ClaimAges,
 }
 
 /// The entries of the DAG an update may have changed, by name (never fewer than changed): what
@@ -182,6 +185,7 @@ impl IncrementalDag {
             diff: DagDiff::full(),
             traefik: traefik::TraefikRoots::default(),
             open: open::OpenHosts::default(),
+            ages: ClaimAges::default(),
         }
     }
 
@@ -199,6 +203,12 @@ impl IncrementalDag {
         &self.sel
     }
 
+    /// When each standing host claim was first seen: with it, [`super::build_aged`] builds
+    /// the same DAG from scratch.
+    pub fn claim_ages(&self) -> &ClaimAges {
+        &self.ages
+    }
+
     /// What the last update may have changed in the DAG.
     pub fn last_diff(&self) -> &DagDiff {
         &self.diff
@@ -213,10 +223,16 @@ impl IncrementalDag {
         sel: &Selection,
         changes: &ChangeSet,
     ) -> UpdateStats {
+        // Claims date from when they were first seen, whichever way the DAG is built.
+        let everything = *sel != self.sel;
+        self.ages
+            .observe((&self.snap, &self.sel), (snap, sel), changes, everything);
         let resolved;
         let from_scratch = *sel != self.sel || self.fresh;
         let changes = if from_scratch {
+            let ages = std::mem::take(&mut self.ages);
             *self = Self::new(sel.clone());
+            self.ages = ages;
             self.fresh = false;
             resolved = ChangeSet::diff(&ClusterSnapshot::default(), snap);
             &resolved
@@ -298,7 +314,10 @@ impl IncrementalDag {
             };
             self.selected.insert(key.clone(), route.clone());
             if let Some(claim) = claims::claim(&self.sel, key, route) {
-                let claimant = Claimant::new(key, route);
+                let claimant = match &claim {
+                    Ok(fqdn) => self.ages.aged(fqdn, Claimant::new(key, route)),
+                    Err(_) => Claimant::new(key, route),
+                };
                 if let Ok(fqdn) = &claim {
                     self.claimants
                         .entry(fqdn.clone())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::incremental_traefik_gen as tgen;
-use super::{IncrementalDag, Selection, build};
+use super::{ClaimAges, IncrementalDag, Selection, build, build_aged};
 use crate::api::traefik::Group;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, Object, TraefikKind};
 use crate::xds::resource::InstanceResources;
@@ -387,6 +387,15 @@ fn property(mix: Mix) -> Seen {
         let mut sel = random_selection(&mut rng);
         let mut inc = IncrementalDag::new(sel.clone());
         inc.update(&Arc::new(snap.clone()), &sel, &ChangeSet::everything());
+        // Claim dates kept the naive way: every root compared at every step.
+        let mut ages = ClaimAges::default();
+        let mut aged = (snap.clone(), sel.clone());
+        ages.observe(
+            (&aged.0, &aged.1),
+            (&snap, &sel),
+            &ChangeSet::everything(),
+            true,
+        );
         // The translation of each update's diff, as the pipeline makes it.
         let opts = TranslateOptions::default();
         let mut translator = Translator::new(opts.clone());
@@ -410,6 +419,13 @@ fn property(mix: Mix) -> Seen {
                 changes = ChangeSet::everything();
             }
             let stats = inc.update(&Arc::new(snap.clone()), &sel, &changes);
+            ages.observe((&aged.0, &aged.1), (&snap, &sel), &changes, true);
+            aged = (snap.clone(), sel.clone());
+            assert_eq!(
+                inc.claim_ages(),
+                &ages,
+                "seed {seed}: world {world_no}, step {step}: claim dates differ"
+            );
             seen.rebuilt += stats.roots_rebuilt;
             seen.full += snap
                 .ingress_routes
@@ -418,7 +434,7 @@ fn property(mix: Mix) -> Seen {
                 .count()
                 + snap.traefik_routes.effective().len()
                 + snap.traefik_tcp_routes.effective().len();
-            let want = build(&snap, &sel);
+            let want = build_aged(&snap, &sel, &ages);
             vhosts += want.virtual_hosts.len();
             valid += want
                 .statuses

@@ -14,6 +14,7 @@
 
 mod build;
 pub mod checks;
+mod claim_ages;
 mod claims;
 mod deps;
 pub(crate) mod durations;
@@ -28,12 +29,15 @@ mod upstream;
 mod vhost_tls;
 mod walk;
 
-pub use build::{DEFAULT_HEALTH_CHECK_HOST, build};
+pub use build::{DEFAULT_HEALTH_CHECK_HOST, build, build_aged};
+pub use claim_ages::ClaimAges;
 pub use deps::Dep;
 pub use incremental::{DagDiff, IncrementalDag, UpdateStats};
 pub use model::{Dag, RouteStatus, Validity};
 pub use select::{Selection, instances};
 
+#[cfg(test)]
+mod claim_ages_tests;
 #[cfg(test)]
 mod held_tests;
 #[cfg(test)]

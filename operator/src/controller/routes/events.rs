@@ -58,7 +58,7 @@ fn k8s_event(
         note: event.note.clone(),
         metadata: ObjectMeta {
             namespace: regarding.namespace.clone(),
-            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+            name: Some(event_name(name, now)),
             ..ObjectMeta::default()
         },
         reporting_controller: Some(reporter.controller.clone()),
@@ -79,9 +79,51 @@ fn k8s_event(
     }
 }
 
+/// Longest name the API server takes for an Event (a DNS subdomain).
+const MAX_NAME: usize = 253;
+
+/// `<object>.<nanoseconds in hex>`, the object's name cut so the whole stays a valid name: an
+/// object may be named up to 253 characters, and the API server refuses a longer Event name
+/// every time (the Event would be retried forever).
+fn event_name(object: &str, now: Timestamp) -> String {
+    let suffix = format!(".{:x}", now.as_nanosecond());
+    let room = MAX_NAME.saturating_sub(suffix.len());
+    let mut cut = object.get(..room.min(object.len())).unwrap_or("event");
+    // A subdomain ends with a letter or digit; the suffix's dot follows.
+    cut = cut.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    if cut.is_empty() {
+        cut = "event";
+    }
+    format!("{cut}{suffix}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_about_a_long_named_object_gets_a_valid_name() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap_or(Timestamp::UNIX_EPOCH);
+        let suffix = format!(".{:x}", now.as_nanosecond());
+        // Objects named up to 253 characters, cut where a dot or dash would end the prefix.
+        for object in [
+            "a".repeat(253),
+            format!("{}-{}", "a".repeat(235), "b".repeat(17)),
+            format!("{}.x", "a".repeat(236 - suffix.len() + 16)),
+            "web".to_owned(),
+        ] {
+            let name = event_name(&object, now);
+            assert!(name.len() <= MAX_NAME, "{} characters", name.len());
+            assert!(name.ends_with(&suffix), "{name}");
+            let prefix = &name[..name.len() - suffix.len()];
+            assert!(object.starts_with(prefix), "{name}");
+            assert!(
+                prefix.ends_with(|c: char| c.is_ascii_alphanumeric()),
+                "{name}"
+            );
+        }
+        assert_eq!(event_name("web", now), format!("web{suffix}"));
+    }
 
     #[test]
     fn an_event_carries_the_reporter_the_object_and_the_verdict() {

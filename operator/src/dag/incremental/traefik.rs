@@ -124,7 +124,11 @@ impl IncrementalDag {
             if let Some((claimant, hosts)) = self.traefik.claims.remove(&id) {
                 for host in hosts {
                     if let Some(set) = self.claimants.get_mut(&host) {
-                        set.remove(&claimant);
+                        // Dated per host: taken out as it was put in.
+                        let claimant = set.into_iter().find(|c| c.same_root(&claimant)).cloned();
+                        if let Some(claimant) = claimant {
+                            set.remove(&claimant);
+                        }
                         if set.is_empty() {
                             self.claimants.remove(&host);
                         }
@@ -139,7 +143,7 @@ impl IncrementalDag {
                 self.claimants
                     .entry(host.clone())
                     .or_default()
-                    .insert(claimant.clone());
+                    .insert(self.ages.aged(host, claimant.clone()));
                 fqdns.insert(host.clone());
             }
             self.traefik.claims.insert(id, (claimant, hosts));
@@ -158,7 +162,8 @@ impl IncrementalDag {
                 return Some(open_hosts::covered(host, &wildcard, &by, false));
             }
             let owner = self.claimants.get(host).and_then(|c| c.first())?;
-            (owner != claimant).then(|| traefik::taken(host, &traefik::describe_claimant(owner)))
+            (!owner.same_root(claimant))
+                .then(|| traefik::taken(host, &traefik::describe_claimant(owner)))
         })
     }
 

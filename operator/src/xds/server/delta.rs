@@ -154,7 +154,9 @@ impl DeltaStream {
     }
 
     /// Whether the push waits for endpoint subscriptions; the clusters are those the client
-    /// subscribes to (everything just sent included).
+    /// has or was just sent, in the version served. Not the others it subscribes to: a cluster
+    /// it rejected (held until it changes, while the cache serves it because another Envoy
+    /// took it) would never get its subscription, and would hold every later push back.
     fn awaits_endpoints(&self, snapshot: &Snapshot) -> bool {
         let Some(cds) = self.types.get(type_url::CLUSTER) else {
             return false;
@@ -162,8 +164,14 @@ impl DeltaStream {
         let clusters = cds
             .subscription
             .select(snapshot.resources(type_url::CLUSTER));
+        let has = |r: &&Arc<VersionedResource>| {
+            cds.known
+                .get(&r.name)
+                .is_some_and(|v| v.as_deref() == Some(r.version.as_str()))
+        };
         let eds = self.types.get(type_url::ENDPOINT).map(|e| &e.subscription);
-        self.core.awaits_endpoints(Some(&clusters), eds)
+        self.core
+            .awaits_endpoints_of(clusters.values().filter(has).map(|r| &**r), eds)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::xds::cache::{TypeResources, type_url};
+use crate::xds::cache::{TypeResources, VersionedResource, type_url};
 
 /// Order in which added or changed resources are sent within one push.
 pub(super) const ADD_ORDER: [&str; 6] = [
@@ -105,14 +105,20 @@ pub(super) fn awaits_endpoint_subscriptions(
     clusters: Option<&TypeResources>,
     eds: Option<&Subscription>,
 ) -> bool {
+    let clusters = clusters.into_iter().flat_map(|c| c.values());
+    awaits_endpoints_of(clusters.map(|r| &**r), eds)
+}
+
+/// [`awaits_endpoint_subscriptions`] over the clusters `clusters`.
+pub(super) fn awaits_endpoints_of<'a>(
+    mut clusters: impl Iterator<Item = &'a VersionedResource>,
+    eds: Option<&Subscription>,
+) -> bool {
     if eds.is_some_and(|e| e.wildcard) {
         return false;
     }
-    let Some(clusters) = clusters else {
-        return false;
-    };
     // Each cluster is decoded once in its life (the name is kept with the resource).
-    clusters.values().any(|r| {
+    clusters.any(|r| {
         r.eds_service_name()
             .is_some_and(|name| !eds.is_some_and(|e| e.names.contains(name)))
     })

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::auth::{PeerIdentity, authorize};
 use super::metrics::{PushTimer, ServerMetrics};
-use super::ordering::{Subscription, awaits_endpoint_subscriptions};
+use super::ordering::{Subscription, awaits_endpoint_subscriptions, awaits_endpoints_of};
 use super::{AdsService, RESPONSE_BUFFER};
 use crate::xds::cache::{
     Cache, Snapshot, SnapshotReceiver, TypeResources, VersionedResource, type_url,
@@ -136,6 +136,15 @@ impl StreamCore {
         eds: Option<&Subscription>,
     ) -> bool {
         !self.cds_nacked && awaits_endpoint_subscriptions(clusters, eds)
+    }
+
+    /// [`Self::awaits_endpoints`] over the clusters `clusters`.
+    pub fn awaits_endpoints_of<'a>(
+        &self,
+        clusters: impl Iterator<Item = &'a VersionedResource>,
+        eds: Option<&Subscription>,
+    ) -> bool {
+        !self.cds_nacked && awaits_endpoints_of(clusters, eds)
     }
 }
 

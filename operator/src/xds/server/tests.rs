@@ -585,3 +585,68 @@ fn sotw_verdicts_follow_the_version_envoy_reports() {
     assert_eq!(s.core.metrics.gateway_nacks("ns/gw", type_url::LISTENER), 1);
     assert_eq!(s.core.metrics.nacks(type_url::LISTENER), 1);
 }
+
+/// A cluster this Envoy rejected, still served because another Envoy of the instance took it,
+/// is never subscribed to: later pushes must not wait for its endpoints (review F5).
+#[test]
+fn delta_a_rejected_cluster_still_served_does_not_hold_later_pushes() {
+    let mut d = delta();
+    d.on_request(delta_request(type_url::CLUSTER, &[], &[]))
+        .unwrap();
+    d.on_request(delta_request(type_url::ENDPOINT, &["ns/ok/http"], &[]))
+        .unwrap();
+    d.on_request(delta_request(type_url::ROUTE, &["r"], &[]))
+        .unwrap();
+    let ok = ("ns/ok/80", "ns/ok/http");
+    let s1 = snapshot_with_clusters(
+        &[
+            (type_url::ENDPOINT, "ns/ok/http", "e-ok"),
+            (type_url::ROUTE, "r", "r1"),
+        ],
+        &[ok],
+    );
+    for response in d.push(&s1) {
+        delta_verdict(&mut d, &response, None);
+    }
+    // A new cluster X: this Envoy rejects it.
+    let x = ("ns/x/80", "ns/x/http");
+    let s2 = snapshot_with_clusters(
+        &[
+            (type_url::ENDPOINT, "ns/ok/http", "e-ok"),
+            (type_url::ROUTE, "r", "r1"),
+        ],
+        &[ok, x],
+    );
+    let sent = d.push(&s2);
+    assert_eq!(
+        delta_names(&sent),
+        vec![(type_url::CLUSTER.to_owned(), vec!["ns/x/80".to_owned()])]
+    );
+    delta_verdict(&mut d, &sent[0], Some("rejected"));
+    // X is still served (unchanged), a cluster Y and a new route come: Y waits for its
+    // endpoint subscription, and once it has it the route goes out.
+    let y = ("ns/y/80", "ns/y/http");
+    let s3 = snapshot_with_clusters(
+        &[
+            (type_url::ENDPOINT, "ns/ok/http", "e-ok"),
+            (type_url::ENDPOINT, "ns/y/http", "e-y"),
+            (type_url::ROUTE, "r", "r2"),
+        ],
+        &[ok, x, y],
+    );
+    let sent = d.push(&s3);
+    assert_eq!(
+        delta_names(&sent),
+        vec![(type_url::CLUSTER.to_owned(), vec!["ns/y/80".to_owned()])]
+    );
+    delta_verdict(&mut d, &sent[0], None);
+    d.on_request(delta_request(type_url::ENDPOINT, &["ns/y/http"], &[]))
+        .unwrap();
+    assert_eq!(
+        delta_names(&d.push(&s3)),
+        vec![
+            (type_url::ENDPOINT.to_owned(), vec!["ns/y/http".to_owned()]),
+            (type_url::ROUTE.to_owned(), vec!["r".to_owned()]),
+        ]
+    );
+}

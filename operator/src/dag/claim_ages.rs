@@ -1,0 +1,215 @@
+//! How long each claim on a host has stood, so that editing an old object cannot take a name
+//! another root holds.
+//!
+//! The oldest claimant keeps a host (`claims`). "Oldest" by `creationTimestamp` alone would let
+//! a tenant edit a year-old root to claim a name another team has served for months (or a
+//! wildcard covering it) and take it over, since an edit keeps the creation time. So a claim is
+//! dated from when its object was first seen claiming that name: claims standing at an
+//! instance's first build are ordered by creation time, as before; a claim that appears later
+//! (a new object, or an existing one claiming one more name) is younger than every claim seen
+//! before it. Ties among claims that appeared in the same update fall back to creation time,
+//! then names.
+//!
+//! The record is kept in memory per instance, by [`IncrementalDag`](super::IncrementalDag),
+//! across updates and selection changes; a full build is given it ([`super::build::build_aged`]).
+//! It is kept in memory only. After a restart of `sluice run` or `sluice standalone`, standing
+//! claims count from their creation time again, except that a Contour root whose status says
+//! it lost the name stays behind (see `seed_from_statuses` and README, "Multi-tenant
+//! security").
+//!
+//! Pure: the caller passes the snapshots and the changed roots; the clock is an update counter.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::claims::{self, Claimant};
+use super::select::Selection;
+use super::traefik::{self, tcp};
+use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, TraefikKind};
+
+/// A root that may claim hosts, by dialect.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClaimId {
+    pub key: ObjKey,
+    pub dialect: Dialect,
+}
+
+/// The kind of a root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dialect {
+    Contour,
+    Traefik,
+    TraefikTcp,
+}
+
+impl ClaimId {
+    pub fn of(c: &Claimant) -> Self {
+        let dialect = match (c.traefik, c.tcp) {
+            (false, _) => Dialect::Contour,
+            (true, false) => Dialect::Traefik,
+            (true, true) => Dialect::TraefikTcp,
+        };
+        Self {
+            key: c.key.clone(),
+            dialect,
+        }
+    }
+}
+
+/// The update at which each standing claim was first seen, for claims that appeared after the
+/// first build (those standing then are at 0 and not stored).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimAges {
+    since: BTreeMap<(String, ClaimId), u64>,
+    /// Updates observed; 0 until the first build.
+    epoch: u64,
+}
+
+impl ClaimAges {
+    /// When the claim of `c` on `fqdn` was first seen (0: standing at the first build).
+    pub fn since(&self, fqdn: &str, c: &Claimant) -> u64 {
+        if self.since.is_empty() {
+            return 0;
+        }
+        self.since
+            .get(&(fqdn.to_owned(), ClaimId::of(c)))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// `c` as a claimant of `fqdn`, dated.
+    pub fn aged(&self, fqdn: &str, c: Claimant) -> Claimant {
+        Claimant {
+            since: self.since(fqdn, &c),
+            ..c
+        }
+    }
+
+    /// Records an update from `old` (judged by `old_sel`) to `new` (by `sel`): each root whose
+    /// claims may have changed is compared, a name it claims now and did not before is dated
+    /// now, a name it no longer claims is forgotten. `changes` lists the changed objects; with
+    /// `everything`, every root of both snapshots is compared (a selection change). The first
+    /// call (nothing built yet) dates nothing.
+    pub fn observe(
+        &mut self,
+        (old, old_sel): (&ClusterSnapshot, &Selection),
+        (new, sel): (&ClusterSnapshot, &Selection),
+        changes: &ChangeSet,
+        everything: bool,
+    ) {
+        self.epoch += 1;
+        if self.epoch == 1 {
+            self.seed_from_statuses(new, sel);
+            return;
+        }
+        let ids: BTreeSet<ClaimId> = if everything {
+            all_roots(old).chain(all_roots(new)).collect()
+        } else if changes.has_whole_kinds() {
+            let resolved = changes.resolve(old, new);
+            changed_roots(&resolved).collect()
+        } else {
+            changed_roots(changes).collect()
+        };
+        for id in ids {
+            let before = claimed(old, old_sel, &id);
+            let after = claimed(new, sel, &id);
+            for gone in before.difference(&after) {
+                self.since.remove(&(gone.clone(), id.clone()));
+            }
+            for added in after.difference(&before) {
+                self.since.insert((added.clone(), id.clone()), self.epoch);
+            }
+        }
+    }
+}
+
+impl ClaimAges {
+    /// At the first build, a Contour root whose status (written by Sluice before a restart or
+    /// a change of leader) says it lost the name it claims keeps losing it: its claim is dated
+    /// after every other standing claim. Only the status subresource carries that, which
+    /// tenants are not normally allowed to write; a tenant who may write their own statuses can
+    /// only erase the record of their own lost claims. Traefik objects have no status: their
+    /// standing claims are ordered by creation time at the first build.
+    fn seed_from_statuses(&mut self, snap: &ClusterSnapshot, sel: &Selection) {
+        for (key, route) in snap.ingress_routes.iter() {
+            let Some(status) = route.status.as_ref() else {
+                continue;
+            };
+            if status.current_status != "invalid" {
+                continue;
+            }
+            let id = ClaimId {
+                key: key.clone(),
+                dialect: Dialect::Contour,
+            };
+            for fqdn in claimed(snap, sel, &id) {
+                let taken = format!("fqdn {fqdn:?} is already used by the older ");
+                let covered = format!("fqdn {fqdn:?} is covered by the wildcard host ");
+                let d = &status.description;
+                if d.starts_with(&taken) || d.starts_with(&covered) {
+                    self.since.insert((fqdn, id.clone()), 1);
+                }
+            }
+        }
+    }
+}
+
+fn changed_roots(changes: &ChangeSet) -> impl Iterator<Item = ClaimId> + '_ {
+    changes.objects().filter_map(|(kind, key)| {
+        let dialect = match kind {
+            Kind::IngressRoute => Dialect::Contour,
+            Kind::Traefik(TraefikKind::IngressRoute, _) => Dialect::Traefik,
+            Kind::Traefik(TraefikKind::IngressRouteTcp, _) => Dialect::TraefikTcp,
+            _ => return None,
+        };
+        Some(ClaimId {
+            key: key.clone(),
+            dialect,
+        })
+    })
+}
+
+fn all_roots(snap: &ClusterSnapshot) -> impl Iterator<Item = ClaimId> + '_ {
+    let id = |dialect| {
+        move |key: &ObjKey| ClaimId {
+            key: key.clone(),
+            dialect,
+        }
+    };
+    snap.ingress_routes
+        .keys()
+        .map(id(Dialect::Contour))
+        .chain(
+            snap.traefik_routes
+                .effective()
+                .into_keys()
+                .map(id(Dialect::Traefik)),
+        )
+        .chain(
+            snap.traefik_tcp_routes
+                .effective()
+                .into_keys()
+                .map(id(Dialect::TraefikTcp)),
+        )
+}
+
+/// The hosts the root `id` claims in `snap` when `sel` judges it.
+fn claimed(snap: &ClusterSnapshot, sel: &Selection, id: &ClaimId) -> BTreeSet<String> {
+    match id.dialect {
+        Dialect::Contour => snap
+            .ingress_routes
+            .get(&id.key)
+            .filter(|r| sel.selects(r))
+            .and_then(|r| claims::claim(sel, &id.key, r))
+            .and_then(Result::ok)
+            .into_iter()
+            .collect(),
+        Dialect::Traefik => traefik::root(snap, sel, &id.key)
+            .and_then(|r| r.parsed.ok())
+            .map(|p| p.hosts)
+            .unwrap_or_default(),
+        Dialect::TraefikTcp => tcp::root(snap, sel, &id.key)
+            .and_then(|r| r.parsed.ok())
+            .map(|p| p.hosts.into_keys().collect())
+            .unwrap_or_default(),
+    }
+}
