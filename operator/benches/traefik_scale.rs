@@ -4,7 +4,9 @@
 //! every 10th route with TLS (a Secret of its namespace, the namespace's `default` TLSOption),
 //! every 5th through a TraefikService, and N/10 IngressRouteTCPs. Baseline, same run: the full
 //! build (`dag::build`), which is what every update cost while an instance selected any
-//! Traefik route.
+//! Traefik route. Then a catch-all route and a wildcard `*.example.com` (younger than every
+//! route, so each keeps its name) are claimed and the edits run again: what every update cost
+//! while an open host was claimed was the full build too.
 #![allow(clippy::expect_used)]
 
 use std::sync::Arc;
@@ -43,6 +45,19 @@ fn route(i: usize, generation: usize) -> Object {
         spec["tls"] = json!({"secretName": "cert"});
     }
     let v = traefik("IngressRoute", &ns(i), &format!("route-{i}"), spec);
+    Object::TraefikRoute(decode(v).expect("IngressRoute"))
+}
+
+/// An open-host contender in `team-0`: the catch-all, or the wildcard `*.example.com` created
+/// after every other route.
+fn open_route(name: &str, rule: &str, created: &str) -> Object {
+    let mut v = traefik(
+        "IngressRoute",
+        "team-0",
+        name,
+        json!({"routes": [{"match": rule, "services": [{"name": "svc-0", "port": 80}]}]}),
+    );
+    v["metadata"]["creationTimestamp"] = json!(created);
     Object::TraefikRoute(decode(v).expect("IngressRoute"))
 }
 
@@ -217,7 +232,13 @@ fn main() {
         "{:>7} {:<40} {:>12} {:>12} {:>8}",
         "routes", "change", "full build", "incremental", "rebuilt"
     );
-    for n in [1_000, 10_000] {
+    // `SLUICE_TRAEFIK_SIZES=1000,10000` (the default) chooses the sizes.
+    let sizes: Vec<usize> = std::env::var("SLUICE_TRAEFIK_SIZES")
+        .unwrap_or_else(|_| "1000,10000".to_owned())
+        .split(',')
+        .map(|s| s.trim().parse().expect("SLUICE_TRAEFIK_SIZES: numbers"))
+        .collect();
+    for n in sizes {
         let world = world(n);
         let before = rss_bytes();
         let (full, dag) = {
@@ -240,6 +261,26 @@ fn main() {
         inc.update(&snap, &sel, &ChangeSet::everything());
         let first = start.elapsed();
         let inc_mb = rss_bytes().saturating_sub(before) as f64 / 1e6;
+        // `SLUICE_TRAEFIK_FIRST=1`: the first build only (to profile it), as many times.
+        if let Some(times) = std::env::var("SLUICE_TRAEFIK_FIRST")
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+        {
+            for _ in 0..times {
+                let start = Instant::now();
+                drop(build(&snap, &sel));
+                let full = start.elapsed();
+                let start = Instant::now();
+                IncrementalDag::new(sel.clone()).update(&snap, &sel, &ChangeSet::everything());
+                let first = start.elapsed();
+                println!(
+                    "{n:>7} again: full build {:>10.2}ms, first build {:>10.2}ms",
+                    ms(full),
+                    ms(first)
+                );
+            }
+            continue;
+        }
         println!(
             "{n:>7} {:<40} {:>10.2}ms {:>10.2}ms {:>8}",
             "first build (everything)",
@@ -251,12 +292,50 @@ fn main() {
             "{n:>7} resident memory: one full DAG {dag_mb:.1} MB; the incremental instance \
              (DAG, parts, claims, indexes) {inc_mb:.1} MB"
         );
-        for (label, edit) in [
+        let edits = [
             ("one Traefik IngressRoute edited", edit_route as Edit),
             ("one EndpointSlice edited", edit_slice),
             ("a namespace's Middleware edited", edit_middleware),
             ("a namespace's default TLSOption edited", edit_tls_option),
-        ] {
+        ];
+        let open = [
+            ("(open hosts) IngressRoute edited", edit_route as Edit),
+            ("(open hosts) Middleware edited", edit_middleware),
+        ];
+        for (round, (label, edit)) in edits.into_iter().chain(open).enumerate() {
+            if round == edits.len() {
+                let mut next = (*snap).clone();
+                let catch_all = open_route("catch-all", "PathPrefix(`/`)", "2024-01-01T00:00:00Z");
+                next.apply(catch_all);
+                let wildcard = "Host(`*.example.com`)";
+                next.apply(open_route("wildcard", wildcard, "2025-01-01T00:00:00Z"));
+                let mut changes = ChangeSet::default();
+                let kind = Kind::Traefik(
+                    TraefikKind::IngressRoute,
+                    sluice::api::traefik::Group::TraefikIo,
+                );
+                for name in ["catch-all", "wildcard"] {
+                    changes.insert(kind, ObjKey::new("team-0", name));
+                }
+                snap = Arc::new(next);
+                let start = Instant::now();
+                let rebuilt = inc.update(&snap, &sel, &changes).roots_rebuilt;
+                let took = start.elapsed();
+                let served = inc
+                    .dag()
+                    .virtual_hosts
+                    .iter()
+                    .filter(|v| v.fqdn.starts_with('*'))
+                    .count();
+                assert_eq!(served, 2, "the catch-all and the wildcard are served");
+                assert!(*inc.dag() == build(&snap, &sel), "incremental equals full");
+                println!(
+                    "{n:>7} {:<40} {:>12} {:>10.3}ms {rebuilt:>8}",
+                    "catch-all and wildcard claimed",
+                    "",
+                    ms(took)
+                );
+            }
             let (mut full, mut incremental, mut rebuilt) = (Vec::new(), Vec::new(), 0);
             for generation in 1..=5 {
                 let (next, changes) = edit(&snap, n, generation);

@@ -42,7 +42,7 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 16] = [
+const TRAEFIK_GROUPS: [&str; 18] = [
     "allowed-hosts",
     "basic",
     "compress",

@@ -440,7 +440,7 @@ impl<'a> Builder<'a> {
 
 /// The DAG name of a claimant (see `super::owner`): `namespace/name`, `traefik:namespace/name`
 /// or, for an IngressRouteTCP, `traefik-tcp:namespace/name`.
-fn owner_name(c: &Claimant) -> String {
+pub(super) fn owner_name(c: &Claimant) -> String {
     if c.tcp {
         traefik::tcp::owner_name(&c.key)
     } else if c.traefik {

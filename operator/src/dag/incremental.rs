@@ -36,6 +36,7 @@ use super::model::{Cluster, ClusterEndpoints, Dag, Secret, Validity, VirtualHost
 use super::select::Selection;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 
+mod open;
 mod parts;
 mod traefik;
 
@@ -76,6 +77,8 @@ pub struct IncrementalDag {
     diff: DagDiff,
     /// The Traefik roots.
     traefik: traefik::TraefikRoots,
+    /// Names covered by wildcards, and names held while an open host is served.
+    open: open::OpenHosts,
     /// When each standing host claim was first seen; kept across selection changes.
     ages: ClaimAges,
 }
@@ -181,6 +184,7 @@ impl IncrementalDag {
             fresh: true,
             diff: DagDiff::full(),
             traefik: traefik::TraefikRoots::default(),
+            open: open::OpenHosts::default(),
             ages: ClaimAges::default(),
         }
     }
@@ -223,10 +227,6 @@ impl IncrementalDag {
         let everything = *sel != self.sel;
         self.ages
             .observe((&self.snap, &self.sel), (snap, sel), changes, everything);
-        // While a Traefik route claims a catch-all or wildcard host, a full build.
-        if let Some(stats) = self.open_host_update(snap, sel, changes) {
-            return stats;
-        }
         let resolved;
         let from_scratch = *sel != self.sel || self.fresh;
         let changes = if from_scratch {
@@ -249,16 +249,11 @@ impl IncrementalDag {
 
         let mut fqdns = self.apply_route_changes(changes, &mut dirty);
         let traefik_changed = self.apply_traefik_changes(changes, &mut fqdns);
-        if self.open_hosts_claimed() {
-            return self.build_whole(snap, sel);
-        }
-        for fqdn in &fqdns {
-            self.settle_owner(fqdn, &mut roots, &mut touched_groups, &mut dirty);
-        }
+        self.settle_owners(&mut fqdns, &mut roots, &mut touched_groups, &mut dirty);
         let touched = deps::touched(changes, &old, snap);
         for dep in &touched {
             if let Some(groups) = self.dep_index.get(dep) {
-                touched_groups.extend(groups.iter());
+                touched_groups.extend(groups.iter().copied());
             }
         }
         // Traefik parts out before the groups' rebuild, in after it: an fqdn may change hands.
@@ -266,6 +261,7 @@ impl IncrementalDag {
             self.remove_traefik_roots(traefik_changed, &fqdns, &touched, &mut dirty);
         let built = self.rebuild(touched_groups, roots, &mut dirty)
             + self.build_traefik_roots(traefik_roots, &mut dirty);
+        self.settle_held(&fqdns, &mut dirty);
         self.diff = if from_scratch {
             DagDiff::full()
         } else {
@@ -335,16 +331,20 @@ impl IncrementalDag {
         fqdns
     }
 
-    /// Decides who owns `fqdn` now; a new owner is built, a former owner's group rebuilt.
+    /// Decides who owns `fqdn` now (nobody when an older wildcard covers it); a new owner is
+    /// built, a former owner's group rebuilt. Returns whether the owner changed.
     fn settle_owner(
         &mut self,
         fqdn: &str,
         roots: &mut BTreeSet<ObjKey>,
         touched_groups: &mut BTreeSet<u64>,
         dirty: &mut Dirty,
-    ) {
+    ) -> bool {
         let claimants = self.claimants.get(fqdn);
-        let new_owner = claimants.and_then(|c| c.first()).cloned();
+        let new_owner = claimants
+            .and_then(|c| c.first())
+            .filter(|_| self.cover(fqdn).is_none())
+            .cloned();
         // A loser's status names the owner.
         dirty
             .statuses
@@ -354,7 +354,7 @@ impl IncrementalDag {
             None => self.owners.remove(fqdn),
         };
         if old_owner == new_owner {
-            return;
+            return false;
         }
         // A Traefik owner is rebuilt with the Traefik roots.
         if let Some(old) = old_owner.filter(|o| !o.traefik) {
@@ -366,6 +366,7 @@ impl IncrementalDag {
         if let Some(new) = new_owner.filter(|o| !o.traefik) {
             roots.insert(new.key);
         }
+        true
     }
 
     /// The fqdn `root` owns, if it owns one.
@@ -520,7 +521,7 @@ impl IncrementalDag {
             }
         }
         for d in &group.deps {
-            if self.dep_index.get_mut(d).is_some_and(|set| set.remove(id)) {
+            if self.dep_index.get_mut(d).is_some_and(|set| set.remove(&id)) {
                 self.dep_index.remove(d);
             }
         }
@@ -548,6 +549,11 @@ impl IncrementalDag {
         }
         match self.claims.get(key) {
             Some((Err(e), _)) => return Some((Validity::Invalid, e.clone())),
+            Some((Ok(fqdn), _)) if let Some((wildcard, w)) = self.cover(fqdn) => {
+                let by = super::traefik::describe_claimant(w);
+                let lost = super::open_hosts::covered(fqdn, &wildcard, &by, true);
+                return Some((Validity::Invalid, lost));
+            }
             Some((Ok(fqdn), _)) => match self.owners.get(fqdn) {
                 Some(owner) if owner.traefik || owner.key != *key => {
                     return Some((Validity::Invalid, traefik::taken_by(fqdn, owner)));
@@ -588,7 +594,10 @@ impl IncrementalDag {
             });
         }
         for fqdn in &dirty.vhosts {
-            let v = self.vhosts.get_mut(fqdn);
+            let v = match self.vhosts.get_mut(fqdn) {
+                Some(v) => Some(v),
+                None => self.open.held.get_mut(fqdn),
+            };
             changed |= patch_shared(dag.virtual_hosts.entries_mut(), fqdn, v, |v, f| {
                 v.fqdn.as_str().cmp(f)
             });

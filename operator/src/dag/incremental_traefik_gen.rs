@@ -1,7 +1,9 @@
 //! Random Traefik objects for the incremental DAG's property test (`incremental_tests.rs`):
 //! every kind a Traefik root reads, with names drawn from small sets so that edits collide:
 //! IngressRoutes `t0`..`t2` and IngressRouteTCPs `u0`, `u1` claim the Contour roots' hosts
-//! `h0`..`h4.example.com` and `h5`..`h11` (one route several), Middlewares `m0`..`m3` (chains, basicAuth),
+//! `h0`..`h4.example.com` and `h5`..`h11` (one route several), the catch-all `*` and the wildcards
+//! `*.example.com` (covering every `hN` name and `x.example.com`) and `*.x.example.com` (covering
+//! `w0`..`w2.x.example.com`), Middlewares `m0`..`m3` (chains, basicAuth),
 //! TraefikServices `ts0`..`ts2` (nested, mirroring), TLSOptions `o0` and `default`, the TLSStore
 //! `default`, the ServersTransport `st0`; references sometimes cross namespaces.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -19,9 +21,14 @@ pub const TCP_ROUTES: usize = 2;
 const MIDDLEWARES: usize = 4;
 const TRAEFIK_SERVICES: usize = 3;
 
-/// One of `h0`..`h11`: the Contour roots claim `h0`..`h4`.
+/// Mostly one of `h0`..`h11` (the Contour roots claim `h0`..`h4`), sometimes a name under the
+/// wildcard `*.x.example.com` or `x.example.com` itself.
 fn host(rng: &mut Rng) -> String {
-    format!("h{}.example.com", rng.below(12))
+    match rng.below(14) {
+        0 => format!("w{}.x.example.com", rng.below(3)),
+        1 => "x.example.com".to_owned(),
+        _ => format!("h{}.example.com", rng.below(12)),
+    }
 }
 
 fn object(kind: &str, group: Group, metadata: Value, spec: Value) -> Value {
@@ -75,15 +82,32 @@ fn tls_block(rng: &mut Rng) -> Value {
 }
 
 pub fn random_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Object {
+    if rng.chance(15) {
+        // A plain contender for an open host, so that their claims move between tenants.
+        let rule = *rng.pick(&[
+            "PathPrefix(`/`)",
+            "Host(`*.example.com`)",
+            "Host(`*.x.example.com`)",
+        ]);
+        let spec = json!({"routes": [{"match": rule, "services": [{"name": "svc0", "port": 80}]}]});
+        let v = object("IngressRoute", group, meta(ns, name, rng), spec);
+        return Object::TraefikRoute(decode(v).unwrap());
+    }
     let mut routes = Vec::new();
     for _ in 0..1 + rng.below(2) {
         let h = host(rng);
-        let rule = match rng.below(80) {
-            0 => "PathPrefix(`/`)".to_owned(),       // the catch-all
-            1 => "Host(`*.example.com`)".to_owned(), // a wildcard
-            2..=9 => format!("Host(`{h}`) && PathPrefix(`/a`)"),
-            10..=15 => format!("Host(`{h}`) && Header(`x-k`, `v`)"),
-            16..=21 => format!("Host(`{h}`) || Host(`{}`)", host(rng)),
+        let rule = match rng.below(90) {
+            // The catch-all, three ways.
+            0 => "PathPrefix(`/`)".to_owned(),
+            1 => "Host(`*`) && PathPrefix(`/c`)".to_owned(),
+            2 => "HostRegexp(`.+`)".to_owned(),
+            // Wildcards, alone or beside an exact name.
+            3..=5 => "Host(`*.example.com`)".to_owned(),
+            6 => "Host(`*.x.example.com`) && PathPrefix(`/x`)".to_owned(),
+            7 => format!("Host(`*.example.com`) || Host(`{h}`)"),
+            8..=15 => format!("Host(`{h}`) && PathPrefix(`/a`)"),
+            16..=21 => format!("Host(`{h}`) && Header(`x-k`, `v`)"),
+            22..=27 => format!("Host(`{h}`) || Host(`{}`)", host(rng)),
             _ => format!("Host(`{h}`)"),
         };
         let mut route = json!({"match": rule, "services": [service_ref(rng)]});
@@ -320,6 +344,25 @@ pub fn features_seen(dag: &crate::dag::Dag, seen: &mut std::collections::BTreeSe
     {
         seen.insert("Contour root lost a host to a Traefik route");
     }
+    if dag
+        .statuses
+        .iter()
+        .any(|s| s.description.contains("is covered by the wildcard host"))
+    {
+        seen.insert("Contour root covered by an older wildcard");
+    }
+    let open = |v: &crate::dag::model::VirtualHost| v.fqdn.starts_with('*');
+    for v in dag.virtual_hosts.iter().filter(|v| open(v)) {
+        seen.insert(if v.fqdn == "*" {
+            "catch-all served"
+        } else {
+            "wildcard served"
+        });
+    }
+    let held = |v: &crate::dag::model::VirtualHost| v.routes.is_empty() && v.tcp_proxy.is_none();
+    if dag.virtual_hosts.iter().any(open) && dag.virtual_hosts.iter().any(held) {
+        seen.insert("a name held (404) beside an open host");
+    }
     for s in &dag.object_statuses {
         let d = &s.description;
         let checks = [
@@ -343,6 +386,18 @@ pub fn features_seen(dag: &crate::dag::Dag, seen: &mut std::collections::BTreeSe
                 "cross-namespace references are refused",
                 "a cross-namespace reference refused",
             ),
+            (
+                "is covered by the wildcard host",
+                "Traefik route covered by an older wildcard",
+            ),
+            (
+                "the catch-all host \"*\" (rules without Host()) is already used",
+                "catch-all lost to an older claimant",
+            ),
+            (
+                "host \"*.example.com\" is already used",
+                "wildcard lost to an older claimant",
+            ),
         ];
         for (text, feature) in checks {
             if d.contains(text) {
@@ -352,5 +407,20 @@ pub fn features_seen(dag: &crate::dag::Dag, seen: &mut std::collections::BTreeSe
     }
 }
 
-/// Every feature [`features_seen`] looks for.
-pub const FEATURES: usize = 16;
+/// Seen by the property test itself: the owner of an open host changed between two steps.
+pub const OPEN_HOST_MOVED: &str = "an open host changed hands";
+/// Seen by the property test itself: an open host's owner was deleted and another claimant
+/// took it.
+pub const OLDEST_DELETED: &str = "an open host's owner deleted, a younger claimant took it";
+
+/// The owner of every open virtual host of `dag`.
+pub fn open_owners(dag: &crate::dag::Dag) -> std::collections::BTreeMap<String, String> {
+    dag.virtual_hosts
+        .iter()
+        .filter(|v| v.fqdn.starts_with('*') && !v.routes.is_empty())
+        .map(|v| (v.fqdn.clone(), v.owner.clone()))
+        .collect()
+}
+
+/// Every feature [`features_seen`] and the property test look for.
+pub const FEATURES: usize = 25;

@@ -154,27 +154,31 @@ impl DisjointSets {
     }
 }
 
-/// The groups that read one dependency: nearly always one (a root's own Service, its child
-/// IngressRoute), so held inline; a `BTreeSet` would allocate a node of eleven ids for each of the
-/// tens of thousands of dependencies an instance at 10,000 roots has.
+/// The groups (or Traefik roots) that read one dependency: nearly always one (a root's own
+/// Service, its child IngressRoute), so held inline; a `BTreeSet` would allocate a node of eleven
+/// ids for each of the tens of thousands of dependencies an instance at 10,000 roots has.
 #[derive(Debug)]
-pub(super) enum GroupSet {
-    One(u64),
+pub(super) enum GroupSet<T = u64> {
+    One(T),
     /// Sorted, no duplicates, at least two.
-    Many(Vec<u64>),
+    Many(Vec<T>),
 }
 
-impl GroupSet {
-    pub(super) fn new(id: u64) -> Self {
+impl<T: Ord + Clone> GroupSet<T> {
+    pub(super) fn new(id: T) -> Self {
         Self::One(id)
     }
 
-    pub(super) fn insert(&mut self, id: u64) {
+    pub(super) fn insert(&mut self, id: T) {
         match self {
             Self::One(one) if *one == id => {}
             Self::One(one) => {
-                let (a, b) = ((*one).min(id), (*one).max(id));
-                *self = Self::Many(vec![a, b]);
+                let one = one.clone();
+                *self = Self::Many(if one < id {
+                    vec![one, id]
+                } else {
+                    vec![id, one]
+                });
             }
             Self::Many(ids) => {
                 if let Err(i) = ids.binary_search(&id) {
@@ -185,14 +189,15 @@ impl GroupSet {
     }
 
     /// Removes `id`; returns whether the set is now empty.
-    pub(super) fn remove(&mut self, id: u64) -> bool {
+    pub(super) fn remove(&mut self, id: &T) -> bool {
         match self {
-            Self::One(one) => *one == id,
+            Self::One(one) => one == id,
             Self::Many(ids) => {
-                if let Ok(i) = ids.binary_search(&id) {
+                if let Ok(i) = ids.binary_search(id) {
                     ids.remove(i);
                 }
-                if let [last] = ids[..] {
+                if ids.len() == 1 {
+                    let last = ids.remove(0);
                     *self = Self::One(last);
                 }
                 false
@@ -200,12 +205,12 @@ impl GroupSet {
         }
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         let (one, many) = match self {
-            Self::One(id) => (Some(*id), &[][..]),
+            Self::One(id) => (Some(id), &[][..]),
             Self::Many(ids) => (None, &ids[..]),
         };
-        one.into_iter().chain(many.iter().copied())
+        one.into_iter().chain(many.iter())
     }
 }
 

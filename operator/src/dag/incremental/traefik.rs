@@ -10,25 +10,22 @@
 //! each Traefik object looked up by kind and key ([`Dep::Traefik`]), present or not (a
 //! namespace's `default` TLSOption and TLSStore included). A root is built again when it
 //! changed, when something it read changed, or when the host it lost first (or that it lost
-//! none) changed with the claimants of one of its hosts.
-//!
-//! The one exception: a catch-all (`*`) or wildcard host claimed by any selected IngressRoute.
-//! Its ownership and the virtual hosts held for unserved names (`dag::open_hosts`) depend on
-//! every name the Gateway holds, so while one is claimed every update is a full build
-//! ([`crate::dag::build`], [`DagDiff::full`]); only which routes claim one is kept up to date,
-//! and the first update without any starts afresh.
+//! none) changed with the claimants of one of its hosts, or with the owner of the wildcard
+//! covering one of its hosts (see `open`). A root claiming the catch-all `*` or a wildcard is
+//! built the same way: its virtual hosts are its own routes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::parts::{count_in, count_out, patch};
-use super::{DagDiff, Dirty, IncrementalDag, PartNames, UpdateStats};
+use super::parts::{GroupSet, count_in, count_out, patch};
+use super::{Dirty, IncrementalDag, PartNames};
 use crate::dag::build::Builder;
 use crate::dag::claims::{self, Claimant};
 use crate::dag::deps::Dep;
 use crate::dag::model::{ObjectStatus, Validity, msg};
+use crate::dag::open_hosts;
 use crate::dag::select::Selection;
-use crate::dag::traefik::{self, hosts::is_open, tcp};
+use crate::dag::traefik::{self, tcp};
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, TraefikKind};
 
 /// A Traefik root; orders as the full build reports their statuses (IngressRoutes, then
@@ -44,13 +41,9 @@ pub(super) struct RootId {
 pub(super) struct TraefikRoots {
     /// Each selected root's claimant and the hosts it claims (sorted; none when refused).
     claims: HashMap<RootId, (Claimant, Box<[String]>)>,
-    /// IngressRoutes claiming a catch-all or wildcard host.
-    open: BTreeSet<ObjKey>,
-    /// The DAG was built whole because of `open`: nothing but `open` is up to date.
-    fallback: bool,
     built: HashMap<RootId, Built>,
     /// The roots that read each dependency.
-    dep_index: HashMap<Dep, BTreeSet<RootId>>,
+    dep_index: HashMap<Dep, GroupSet<RootId>>,
     statuses: BTreeMap<RootId, ObjectStatus>,
     /// Roots whose status entry may differ from the DAG's.
     dirty: BTreeSet<RootId>,
@@ -90,13 +83,6 @@ fn claim_of(
     }
 }
 
-/// Whether the IngressRoute `key` is selected and claims a catch-all or wildcard host.
-fn claims_open(snap: &ClusterSnapshot, sel: &Selection, key: &ObjKey) -> bool {
-    traefik::root(snap, sel, key)
-        .and_then(|r| r.parsed.ok())
-        .is_some_and(|p| p.hosts.iter().any(|h| is_open(h)))
-}
-
 /// The Traefik root a change lists, if it lists one.
 fn changed_root(kind: Kind, key: &ObjKey) -> Option<RootId> {
     let tcp = match kind {
@@ -120,67 +106,6 @@ pub(super) fn taken_by(fqdn: &str, owner: &Claimant) -> String {
 }
 
 impl IncrementalDag {
-    /// While a catch-all or wildcard host is claimed (see the module documentation): keeps
-    /// which IngressRoutes claim one up to date and builds the whole DAG; `None` when the update
-    /// goes the incremental way (from scratch when open hosts were just given up).
-    pub(super) fn open_host_update(
-        &mut self,
-        snap: &Arc<ClusterSnapshot>,
-        sel: &Selection,
-        changes: &ChangeSet,
-    ) -> Option<UpdateStats> {
-        if !self.traefik.fallback || *sel != self.sel {
-            return None;
-        }
-        let resolved;
-        let changes = if changes.has_whole_kinds() {
-            resolved = changes.resolve(&self.snap, snap);
-            &resolved
-        } else {
-            changes
-        };
-        for (kind, key) in changes.objects() {
-            if matches!(kind, Kind::Traefik(TraefikKind::IngressRoute, _)) {
-                self.traefik.open.remove(key);
-                if claims_open(snap, sel, key) {
-                    self.traefik.open.insert(key.clone());
-                }
-            }
-        }
-        self.snap = snap.clone();
-        if self.traefik.open.is_empty() {
-            self.traefik.fallback = false;
-            return None;
-        }
-        Some(self.build_whole(snap, sel))
-    }
-
-    /// Whether a catch-all or wildcard host is claimed now.
-    pub(super) fn open_hosts_claimed(&self) -> bool {
-        !self.traefik.open.is_empty()
-    }
-
-    /// Builds the whole DAG (see [`Self::open_host_update`]); the next update that finds no
-    /// open host claimed starts from scratch.
-    pub(super) fn build_whole(&mut self, snap: &ClusterSnapshot, sel: &Selection) -> UpdateStats {
-        let dag = crate::dag::build::build_aged(snap, sel, &self.ages);
-        let changed = *self.dag != dag;
-        let roots_rebuilt = dag.object_statuses.len()
-            + snap
-                .ingress_routes
-                .values()
-                .filter(|r| r.spec.virtualhost.is_some())
-                .count();
-        self.dag = Arc::new(dag);
-        self.diff = DagDiff::full();
-        self.fresh = true;
-        self.traefik.fallback = true;
-        UpdateStats {
-            roots_rebuilt,
-            changed,
-        }
-    }
-
     /// Applies changes of Traefik IngressRoutes and IngressRouteTCPs to the claims; adds the
     /// fqdns whose claimants changed to `fqdns` and returns the roots that changed.
     pub(super) fn apply_traefik_changes(
@@ -211,9 +136,6 @@ impl IncrementalDag {
                     fqdns.insert(host);
                 }
             }
-            if !id.tcp {
-                self.traefik.open.remove(key);
-            }
             let Some((claimant, hosts)) = claim_of(&self.snap, &self.sel, &id) else {
                 continue;
             };
@@ -224,19 +146,21 @@ impl IncrementalDag {
                     .insert(self.ages.aged(host, claimant.clone()));
                 fqdns.insert(host.clone());
             }
-            if !id.tcp && hosts.iter().any(|h| is_open(h)) {
-                self.traefik.open.insert(key.clone());
-            }
             self.traefik.claims.insert(id, (claimant, hosts));
         }
         changed
     }
 
-    /// The status description of the root `id` when another claimant owns one of its hosts:
-    /// the first such host in name order, as the full build finds it.
+    /// The status description of the root `id` when another claimant owns one of its hosts or
+    /// an older wildcard covers one: the first such host in name order, as the full build finds
+    /// it.
     fn lost_host(&self, id: &RootId) -> Option<String> {
         let (claimant, hosts) = self.traefik.claims.get(id)?;
         hosts.iter().find_map(|host| {
+            if let Some((wildcard, w)) = self.cover(host) {
+                let by = traefik::describe_claimant(w);
+                return Some(open_hosts::covered(host, &wildcard, &by, false));
+            }
             let owner = self.claimants.get(host).and_then(|c| c.first())?;
             (!owner.same_root(claimant))
                 .then(|| traefik::taken(host, &traefik::describe_claimant(owner)))
@@ -288,11 +212,13 @@ impl IncrementalDag {
 
     fn remove_built(&mut self, id: &RootId, built: Built, dirty: &mut Dirty) {
         for d in built.deps.iter() {
-            if let Some(set) = self.traefik.dep_index.get_mut(d) {
-                set.remove(id);
-                if set.is_empty() {
-                    self.traefik.dep_index.remove(d);
-                }
+            if self
+                .traefik
+                .dep_index
+                .get_mut(d)
+                .is_some_and(|s| s.remove(id))
+            {
+                self.traefik.dep_index.remove(d);
             }
         }
         let p = &built.names;
@@ -352,11 +278,14 @@ impl IncrementalDag {
             parts.retain_used();
             let deps: BTreeSet<Dep> = reads.into_iter().collect();
             for d in &deps {
-                self.traefik
-                    .dep_index
-                    .entry(d.clone())
-                    .or_default()
-                    .insert(id.clone());
+                match self.traefik.dep_index.get_mut(d) {
+                    Some(set) => set.insert(id.clone()),
+                    None => {
+                        self.traefik
+                            .dep_index
+                            .insert(d.clone(), GroupSet::new(id.clone()));
+                    }
+                }
             }
             let names = PartNames::of(&parts);
             for (fqdn, v) in parts.vhosts {
