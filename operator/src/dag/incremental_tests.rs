@@ -379,7 +379,7 @@ fn property(mix: Mix) -> Seen {
     let mut seen = Seen::default();
     let (mut vhosts, mut valid, mut clusters) = (0, 0, 0);
     for world_no in 0.. {
-        let enough = world_no >= 4 * mix.worlds || seen.features.len() >= mix.min_features;
+        let enough = world_no >= 12 * mix.worlds || seen.features.len() >= mix.min_features;
         if world_no >= mix.worlds && enough {
             break;
         }
