@@ -258,7 +258,10 @@ fn split_top<'a>(s: &'a str, sep: &str) -> Option<(&'a str, &'a str)> {
             b']' if class => class = false,
             b'(' if !class => depth += 1,
             b')' if !class => depth = depth.saturating_sub(1),
-            _ if !class && depth == 0 && s[i..].starts_with(sep) => {
+            // Compared as bytes: `i` may be inside a multi-byte character (a tenant's regex
+            // may hold any), where slicing the string would panic. The separators are ASCII,
+            // so where one starts is a character boundary.
+            _ if !class && depth == 0 && bytes[i..].starts_with(sep.as_bytes()) => {
                 return Some((&s[..i], &s[i + sep.len()..]));
             }
             _ => {}

@@ -378,3 +378,63 @@ spec:
     assert_eq!(redirect.path.as_ref().unwrap().substitution, "/new/\\1");
     assert!(!vhost.routes[2].clusters.is_empty());
 }
+
+/// A tenant's regex and replacement may hold any character: never a panic (a panic in a build
+/// stops the Gateway for every tenant), whatever is served or refused.
+#[test]
+fn any_characters_are_served_or_refused_never_a_panic() {
+    let pieces = [
+        "^",
+        "$",
+        "https?",
+        "://",
+        "http://",
+        "https://",
+        "é",
+        "ü.example",
+        "a.example",
+        "/",
+        "/é",
+        "(.*)",
+        "(",
+        ")",
+        "|",
+        "\\",
+        "\\é",
+        "[é]",
+        "[",
+        "]",
+        "(?i)",
+        "?",
+        "#",
+        "💡",
+        "${1}",
+        "$1",
+        "{",
+        "}",
+        ".",
+        "*",
+    ];
+    let mut rng = sluice_e2e::rng::Rng(0x5eed_7e57);
+    for _ in 0..20_000 {
+        let mut regex = String::new();
+        let mut replacement = String::new();
+        for _ in 0..rng.below(8) {
+            regex.push_str(pieces[rng.below(pieces.len())]);
+        }
+        for _ in 0..rng.below(6) {
+            replacement.push_str(pieces[rng.below(pieces.len())]);
+        }
+        for tls in [false, true] {
+            let _ = plan(&regex, &replacement, false, tls);
+        }
+    }
+    // The two inputs that panicked.
+    for regex in [
+        "^https://a.example/é",
+        "^https://é.example/",
+        "^http://a.example/\\é(.*)",
+    ] {
+        let _ = plan(regex, "https://b.example/$1", false, true);
+    }
+}
