@@ -50,8 +50,8 @@ pub(super) async fn finished_round(
 }
 
 /// Waits for the round `writing` to end and takes it; pending forever while none is written.
-/// A round that failed (a panic) is logged and its records are lost: the next round announces
-/// again.
+/// A round that failed (a panic) is logged and taken as one that found statuses to write, so
+/// the next pass writes a round again.
 pub(super) async fn join_round(
     writing: &mut Option<tokio::task::JoinHandle<Written>>,
 ) -> Option<Written> {
@@ -64,7 +64,17 @@ pub(super) async fn join_round(
         Ok(written) => Some(written),
         Err(e) => {
             tracing::error!(error = %e, "status round failed");
-            None
+            // Nothing is known in step: the next pass writes a round again (its announcement
+            // records are lost with the task, so Events may be announced twice).
+            Some(Written {
+                dags: Vec::new(),
+                outcome: RoundOutcome {
+                    statuses_differed: 1,
+                    ..RoundOutcome::default()
+                },
+                announced: Announced::new(),
+                traefik_announced: TraefikAnnounced::new(),
+            })
         }
     }
 }

@@ -352,7 +352,8 @@ impl Filters {
             || self.allowed_hosts.is_some()
         {
             return Err(
-                "a redirectRegex after a path rewrite, a Host header or allowedHosts is not                  served: Traefik matches the changed URL, Envoy's redirect the request's"
+                "a redirectRegex after a path rewrite, a Host header or allowedHosts is not \
+                 served: Traefik matches the changed URL, Envoy's redirect the request's"
                     .into(),
             );
         }
