@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::{Value, json};
 
 use sluice::dag::{Validity, build, instances};
@@ -17,25 +16,15 @@ use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
 use sluice_e2e::backend::{Backend, Echo};
 use sluice_e2e::client::{Request, Response};
-use sluice_e2e::manifests::{Manifests, ca_secret, service, tls_secret};
+use sluice_e2e::manifests::{self, Manifests, ca_secret, service, tls_secret};
 use sluice_e2e::sluice::Standalone;
 use sluice_e2e::tls::{TestCa, server_config_requiring_clients};
-use sluice_e2e::try_wait_for;
 
 /// Bound on waiting for configuration to reach Envoy (only bounds a broken test).
 const WAIT: Duration = Duration::from_secs(30);
 
-fn doc(value: &Value) -> String {
-    format!("---\n{value}\n")
-}
-
 fn traefik(kind: &str, name: &str, spec: Value) -> String {
-    doc(&json!({
-        "apiVersion": "traefik.io/v1alpha1",
-        "kind": kind,
-        "metadata": {"namespace": "apps", "name": name},
-        "spec": spec,
-    }))
+    manifests::traefik(kind, "apps", name, None, spec)
 }
 
 /// An IngressRoute `apps/<name>` for `<name>.example.com` on `web` to the Service `mtls` on
@@ -88,19 +77,9 @@ async fn wait_http(
     what: &str,
     accept: impl Fn(&Response) -> bool,
 ) -> Response {
-    let mut last = String::from("nothing yet");
-    let result = try_wait_for(what, WAIT, async || {
-        sluice.check_running()?;
-        match request.send(port).await {
-            Ok(resp) if accept(&resp) => return Ok(Some(resp)),
-            Ok(resp) => last = format!("{} {}", resp.status, resp.text()),
-            Err(e) => last = e.to_string(),
-        }
-        Ok(None)
-    })
-    .await;
-    result
-        .with_context(|| format!("last answer: {last}\n{}", sluice.process().log_tail(40)))
+    sluice
+        .wait_answer(port, request, what, WAIT, accept)
+        .await
         .unwrap()
 }
 
