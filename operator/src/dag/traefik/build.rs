@@ -33,14 +33,10 @@ impl Builder<'_> {
         parsed: &Parsed<'_>,
     ) -> Result<(), String> {
         // Each host's TLS: the certificate of a TLSStore may differ per host.
-        let mut host_tls = BTreeMap::new();
-        let mut tls_secrets = Vec::new();
-        for host in parsed.tls.iter().flat_map(|_| &parsed.hosts) {
-            let req = parsed.tls.as_ref().ok_or("spec.tls: missing")?;
-            let (tls, secrets) = self.traefik_tls(key, req, false, true, host)?;
-            host_tls.insert(host.as_str(), tls);
-            tls_secrets.extend(secrets);
-        }
+        let (mut host_tls, tls_secrets) = match &parsed.tls {
+            Some(req) => self.traefik_tls_per_host(key, req, false, true, &parsed.hosts)?,
+            None => (BTreeMap::new(), Vec::new()),
+        };
         let tls = parsed.tls.as_ref();
         let mut hosts: BTreeMap<String, Vec<model::Route>> = BTreeMap::new();
         let mut clusters: Vec<Cluster> = Vec::new();

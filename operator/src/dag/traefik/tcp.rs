@@ -253,13 +253,13 @@ impl Builder<'_> {
         key: &ObjKey,
         parsed: &TcpParsed<'_>,
     ) -> Result<(), String> {
-        let mut host_tls = BTreeMap::new();
-        let mut secrets = Vec::new();
-        for host in parsed.hosts.keys() {
-            let (tls, s) = self.traefik_tls(key, &parsed.tls, parsed.passthrough, false, host)?;
-            host_tls.insert(host.as_str(), tls);
-            secrets.extend(s);
-        }
+        let (mut host_tls, secrets) = self.traefik_tls_per_host(
+            key,
+            &parsed.tls,
+            parsed.passthrough,
+            false,
+            parsed.hosts.keys(),
+        )?;
         let mut clusters: Vec<Cluster> = Vec::new();
         let mut per_route: BTreeMap<usize, Vec<WeightedCluster>> = BTreeMap::new();
         for chain in parsed.hosts.values().flatten() {

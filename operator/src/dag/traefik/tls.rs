@@ -6,6 +6,8 @@
 //! applies only to the Traefik routes of its own namespace, never to another tenant's hosts, and
 //! a store's certificate is served only for the hosts of the routes that ask for it.
 
+use std::collections::BTreeMap;
+
 use super::super::build::Builder;
 use super::super::checks;
 use super::super::deps::Dep;
@@ -104,6 +106,39 @@ fn same_namespace(field: &str, namespace: &str, r: &ObjectRef) -> Result<(), Str
 }
 
 impl Builder<'_> {
+    /// [`Self::traefik_tls`] for each of `hosts`, with the Secrets they need. Worked out once
+    /// when it cannot depend on the host (a named Secret, or passthrough): checking a Secret per
+    /// host would cost a route with hundreds of hosts that many checks of one certificate.
+    /// Per host only when the namespace's TLSStore picks the certificate by name.
+    pub(in crate::dag) fn traefik_tls_per_host<'h>(
+        &self,
+        key: &ObjKey,
+        req: &TlsRequest,
+        passthrough: bool,
+        http: bool,
+        hosts: impl IntoIterator<Item = &'h String>,
+    ) -> Result<(BTreeMap<&'h str, VirtualHostTls>, Vec<Secret>), String> {
+        let mut by_host = BTreeMap::new();
+        let mut secrets = Vec::new();
+        let mut shared: Option<VirtualHostTls> = None;
+        let host_independent = passthrough || req.secret.is_some();
+        for host in hosts {
+            let tls = match &shared {
+                Some(tls) => tls.clone(),
+                None => {
+                    let (tls, s) = self.traefik_tls(key, req, passthrough, http, host)?;
+                    secrets.extend(s);
+                    if host_independent {
+                        shared = Some(tls.clone());
+                    }
+                    tls
+                }
+            };
+            by_host.insert(host.as_str(), tls);
+        }
+        Ok((by_host, secrets))
+    }
+
     /// The TLS of the Traefik route `key` (its certificate, unless `passthrough`, and its
     /// TLSOption), with the Secrets it needs; `http` says whether the filter chain serves HTTP
     /// (ALPN `h2` and `http/1.1` by default) or a TCP proxy (no ALPN unless the option names
