@@ -346,7 +346,10 @@ async fn envoy_refusing_chain(
     creds: &cluster::ClientCredentials,
     instance: &str,
     refused: &str,
-) -> Result<tokio::task::JoinHandle<Result<()>>> {
+) -> Result<(
+    tokio::task::JoinHandle<Result<()>>,
+    tokio::sync::watch::Receiver<Vec<String>>,
+)> {
     use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::envoy::config::listener::v3::Listener;
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
@@ -379,13 +382,21 @@ async fn envoy_refusing_chain(
         .await?
         .into_inner();
     let refused = refused.to_owned();
-    Ok(tokio::spawn(async move {
+    // The filter chains of the listeners last accepted.
+    let (chains_tx, chains) = tokio::sync::watch::channel(Vec::new());
+    let task = tokio::spawn(async move {
         let mut accepted = String::new();
         while let Some(resp) = inbound.message().await? {
-            let bad = resp.resources.iter().any(|any| {
-                Listener::decode(any.value.as_slice())
-                    .is_ok_and(|l| l.filter_chains.iter().any(|c| c.name == refused))
-            });
+            let names: Vec<String> = resp
+                .resources
+                .iter()
+                .filter_map(|any| Listener::decode(any.value.as_slice()).ok())
+                .flat_map(|l| l.filter_chains.into_iter().map(|c| c.name))
+                .collect();
+            let bad = names.contains(&refused);
+            if !bad {
+                chains_tx.send_replace(names);
+            }
             let error_detail = bad.then(|| envoy_types::pb::google::rpc::Status {
                 code: 3,
                 message: format!("e2e: filter chain {refused} refused"),
@@ -404,7 +415,8 @@ async fn envoy_refusing_chain(
             .await?;
         }
         Ok(())
-    }))
+    });
+    Ok((task, chains))
 }
 
 /// A listener an Envoy rejects because of the filter chain an IngressRouteTCP added is blamed
@@ -450,7 +462,7 @@ async fn a_listener_rejected_for_an_ingressroutetcps_chain_is_blamed_on_it() -> 
     op.wait_ready(PATIENCE).await?;
     let creds = cluster::client_credentials(&cluster, &mut op, &ns, "edge").await?;
     let instance = format!("{ns}/edge");
-    let envoy =
+    let (envoy, mut accepted) =
         envoy_refusing_chain(&op.xds_address(), &creds, &instance, "db.example.com").await?;
     eventually("the IngressRoute's Valid Event", async || {
         op.check_running()?;
@@ -459,6 +471,14 @@ async fn a_listener_rejected_for_an_ingressroutetcps_chain_is_blamed_on_it() -> 
             .filter(|(reason, _)| reason == "Valid"))
     })
     .await?;
+    // The scripted Envoy has accepted the IngressRoute's chain before the IngressRouteTCP comes:
+    // otherwise its first listener could hold both chains, and the rejection name no one object.
+    tokio::time::timeout(
+        PATIENCE,
+        accepted.wait_for(|chains| chains.iter().any(|c| c == "web.example.com")),
+    )
+    .await
+    .context("the scripted Envoy to accept the IngressRoute's filter chain")??;
     cluster
         .apply(traefik(
             "IngressRouteTCP",
