@@ -115,6 +115,11 @@ fn hostile_middleware(name: &str, rng: &mut Rng) -> String {
             "X-A": "v".repeat(3000), "X-B": "v".repeat(3000), "X-C": "v".repeat(3000),
         }}}),
         json!({"chain": {"middlewares": [{"name": "m0"}, {"name": "m1"}]}}),
+        // redirectRegex: non-ASCII (once a panic in the build), unbounded and odd patterns.
+        json!({"redirectRegex": {"regex": "^https://a.example/é(.*)", "replacement": "https://b.example/$1"}}),
+        json!({"redirectRegex": {"regex": "^https?://é.example/\\é(.*)", "replacement": "https://💡.example/$1"}}),
+        json!({"redirectRegex": {"regex": format!("^https?://victim.example.com/{}", "(a*)*".repeat(500)), "replacement": "https://evil.example.com/$1"}}),
+        json!({"redirectRegex": {"regex": "^http://x.example/(?i)A(.*)", "replacement": "http://y.example/${1}x%ENVIRONMENT(HOME)%"}}),
     ];
     doc(&json!({
         "apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
