@@ -96,9 +96,12 @@ impl ClaimAges {
         changes: &ChangeSet,
         everything: bool,
     ) {
-        self.epoch += 1;
-        if self.epoch == 1 {
+        // Nothing is recorded until every root was compared: an update that panics part way
+        // (a bug) leaves the record as it was, and it is observed again from there.
+        let epoch = self.epoch + 1;
+        if epoch == 1 {
             self.seed_from_statuses(new, sel);
+            self.epoch = epoch;
             return;
         }
         let ids: BTreeSet<ClaimId> = if everything {
@@ -109,16 +112,21 @@ impl ClaimAges {
         } else {
             changed_roots(changes).collect()
         };
+        let (mut gone, mut added) = (Vec::new(), Vec::new());
         for id in ids {
+            #[cfg(test)]
+            super::faults::hit(super::faults::Stage::ClaimAges);
             let before = claimed(old, old_sel, &id);
             let after = claimed(new, sel, &id);
-            for gone in before.difference(&after) {
-                self.since.remove(&(gone.clone(), id.clone()));
-            }
-            for added in after.difference(&before) {
-                self.since.insert((added.clone(), id.clone()), self.epoch);
-            }
+            gone.extend(before.difference(&after).map(|f| (f.clone(), id.clone())));
+            added.extend(after.difference(&before).map(|f| (f.clone(), id.clone())));
         }
+        for claim in gone {
+            self.since.remove(&claim);
+        }
+        self.since
+            .extend(added.into_iter().map(|claim| (claim, epoch)));
+        self.epoch = epoch;
     }
 }
 

@@ -39,6 +39,8 @@ pub use select::{Selection, instances};
 #[cfg(test)]
 mod claim_ages_tests;
 #[cfg(test)]
+pub(crate) mod faults;
+#[cfg(test)]
 mod held_tests;
 #[cfg(test)]
 mod incremental_tests;

@@ -336,10 +336,22 @@ impl State<'_> {
         ports: InstancePorts,
     ) {
         let opts = self.translate_options(ports);
-        let built = self
+        let built = match self
             .pipelines
             .instance(sel)
-            .update(snapshot, sel, changes, &opts);
+            .update_guarded(snapshot, sel, changes, &opts)
+        {
+            Ok(built) => built,
+            Err(e) => {
+                // A bug, but it must not stop the other instances: this one keeps its last
+                // good configuration and builds everything again at the next change.
+                eprintln!(
+                    "sluice: error: {}: {e}; keeping its last good configuration",
+                    sel.gateway
+                );
+                return;
+            }
+        };
         if built.resources.is_none() {
             return; // Nothing this instance serves changed.
         }
