@@ -1464,6 +1464,71 @@ async fn ingressroute_verdict_changes_are_events() -> Result<()> {
     Ok(())
 }
 
+/// An Event that could not be recorded when its status was written is owed, not lost: while
+/// Event writes fail, an IngressRoute turns invalid (its status is written, its Event refused);
+/// once they work again, a later round records it, although the status is already in step.
+/// In memory only (faults are injected by the API server double).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingressroute_event_refused_once_is_recorded_later() -> Result<()> {
+    use sluice_e2e::apiserver::Fault;
+    let cluster = Cluster::start(true).await?;
+    let Some(server) = cluster.memory() else {
+        eprintln!("skipped against a real cluster: it takes faults injected by the API server");
+        return Ok(());
+    };
+    let ns = cluster.namespace("team-owed").await?;
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    let route = |service: &str| {
+        ingress_route(
+            &ns,
+            "app",
+            None,
+            route_spec(Some("app.example.com"), service),
+        )
+    };
+    cluster.apply(route("web")).await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    wait_status(&cluster, &mut op, &ns, "app", "valid").await?;
+    eventually("the Valid event", async || {
+        Ok((route_events(&cluster, &ns, "app").await?.len() == 1).then_some(()))
+    })
+    .await?;
+
+    // Event writes fail while the route turns invalid: the status is written all the same.
+    let fault = server.inject(Fault::writes("events").failing_with(500));
+    let mark = server.requests_arrived();
+    cluster.apply(route("gone")).await?;
+    let invalid = wait_status(&cluster, &mut op, &ns, "app", "invalid").await?;
+    eventually("a refused Event write", async || {
+        op.check_running()?;
+        let refused = server
+            .requests()
+            .into_iter()
+            .any(|r| r.seq >= mark && r.is_write() && r.path.contains("/events") && r.code == 500);
+        Ok(refused.then_some(()))
+    })
+    .await?;
+    assert_eq!(route_events(&cluster, &ns, "app").await?.len(), 1);
+
+    // Writes work again: with no change to the route, its Invalid event comes.
+    server.clear_fault(fault);
+    let events = eventually("the owed Invalid event", async || {
+        op.check_running()?;
+        let events = route_events(&cluster, &ns, "app").await?;
+        Ok((events.len() >= 2).then_some(events))
+    })
+    .await?;
+    let want = ("Warning".to_owned(), "Invalid".to_owned(), invalid);
+    assert_eq!(events[1], want, "{events:?}");
+    // Once: no more after it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(route_events(&cluster, &ns, "app").await?.len(), 2);
+    op.check_running()?;
+    Ok(())
+}
+
 /// An IngressRoute stored under an older, schema-less CRD (Contour <= 1.5) with a field of the
 /// wrong type is `invalid` with the decoder's message; the operator becomes ready and every
 /// other IngressRoute is judged as usual. In memory the route is created under Contour's legacy

@@ -235,13 +235,7 @@ fn main() {
     let sel = Selection::default_instance();
     println!(
         "{:>7} {:<40} {:>12} {:>12} {:>8}   {:>14} {:>14}",
-        "routes",
-        "change",
-        "full build",
-        "incremental",
-        "rebuilt",
-        "translate full",
-        "incremental"
+        "routes", "change", "full build", "incremental", "rebuilt", "translate full", "incremental"
     );
     let opts = TranslateOptions::default();
     // `SLUICE_TRAEFIK_SIZES=1000,10000` (the default) chooses the sizes.

@@ -75,8 +75,13 @@ pub const EVENT_ACTION: &str = "Validate";
 
 /// The statuses this replica wrote and announced with an event, by IngressRoute (with its uid):
 /// a status written again because the snapshot had not yet seen the first write is not
-/// announced twice. Forgotten when this replica stops leading.
-type Announced = BTreeMap<ObjKey, (Option<String>, IngressRouteStatus)>;
+/// announced twice. `owed`: statuses written whose Event could not be recorded, retried by
+/// later rounds while the status stands. Forgotten when this replica stops leading.
+#[derive(Debug, Default)]
+struct Announced {
+    done: BTreeMap<ObjKey, (Option<String>, IngressRouteStatus)>,
+    owed: BTreeMap<ObjKey, (Option<String>, IngressRouteStatus)>,
+}
 
 /// One snapshot, numbered, as handed to the instance reconcilers, with what changed since the
 /// previous one.
@@ -111,7 +116,7 @@ pub async fn run(
     let reported_tx = Arc::new(reported_tx);
     let mut instances = Instances::new();
     let mut generation = 0u64;
-    let mut announced = Announced::new();
+    let mut announced = Announced::default();
     let mut traefik_announced = TraefikAnnounced::new();
     let mut rounds = StatusRounds::default();
     // The status round in progress: written beside the passes, never in their way, so one
@@ -207,7 +212,7 @@ pub async fn run(
                     round.abort();
                 }
                 round_waiting = false;
-                announced.clear();
+                announced = Announced::default();
                 traefik_announced.clear();
                 rounds.forget();
                 event_retry.forget();
@@ -365,7 +370,7 @@ fn rejected(ctx: &RoutesContext, dags: &[Arc<Dag>]) -> bool {
 
 /// The leader's part: statuses, with an IngressRoute that alone caused a configuration Envoy
 /// rejected told so. Returns how many statuses differed from what the objects carry, and how
-/// many Traefik Events were due and not recorded.
+/// many Events were due and not recorded.
 async fn write_verdicts(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
@@ -384,10 +389,8 @@ async fn write_verdicts(
     let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
     // Events not recorded are retried by a later round, like statuses not written.
     let missed = traefik::announce(ctx, snapshot, &blamed, traefik_announced).await;
-    (
-        write_statuses(ctx, snapshot, blamed, announced).await,
-        missed,
-    )
+    let (differed, owed) = write_statuses(ctx, snapshot, blamed, announced).await;
+    (differed, missed + owed)
 }
 
 /// How long the coordinator waits for every instance to build a snapshot before giving up on

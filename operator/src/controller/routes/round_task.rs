@@ -72,7 +72,7 @@ pub(super) async fn join_round(
                     statuses_differed: 1,
                     ..RoundOutcome::default()
                 },
-                announced: Announced::new(),
+                announced: Announced::default(),
                 traefik_announced: TraefikAnnounced::new(),
             })
         }

@@ -13,7 +13,7 @@ use crate::dag::Dag;
 pub(super) struct RoundOutcome {
     /// Statuses that differed from what the objects carry (written or not).
     pub statuses_differed: usize,
-    /// Traefik Events that were due and not recorded (retried by a later round).
+    /// Events that were due and not recorded (retried by a later round).
     pub events_missed: usize,
     /// Whether a rejection was blamed when the round ended: the statuses written then are not
     /// the DAGs' own, and must be written again once the rejection clears.

@@ -1,6 +1,10 @@
 //! Writing the IngressRoutes' statuses the pipelines computed, a few at a time, each with an
 //! event when the verdict is new; only while leading.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -41,33 +45,61 @@ pub fn statuses_to_write<'a>(
 /// while this replica still leads. Each status written is announced with an Event on the
 /// IngressRoute (see [`status_event`]); a write that completes after the lease was lost is not
 /// announced, so the new leader, finding the status already written, records no event for it.
-/// Returns how many statuses differed from what the objects carry (0: all were in step).
+/// An Event that could not be recorded is owed: later rounds record it while the object still
+/// carries that status (a status written again is announced by its own write).
+/// Returns how many statuses differed from what the objects carry (0: all were in step), and
+/// how many Events are owed.
 pub(super) async fn write_statuses(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: Vec<&Dag>,
     announced: &mut Announced,
-) -> usize {
+) -> (usize, usize) {
     use futures::StreamExt;
 
-    announced.retain(|key, _| {
-        snapshot.ingress_routes.contains_key(key) || snapshot.undecodable_routes.contains_key(key)
-    });
+    announced
+        .done
+        .retain(|key, _| stored(snapshot, key).is_some());
     // Each write (and its event) is a round trip to the API server: a few are in flight at once,
     // so that 10,000 new IngressRoutes are not 10,000 sequential round trips. Keys are distinct,
     // so writes never race each other; what they announced is recorded once all are done.
-    let seen: &Announced = announced;
     let writes = statuses_to_write(snapshot, dags);
     let differed = writes.len();
-    let announcements: Vec<(ObjKey, (Option<String>, IngressRouteStatus))> =
-        futures::stream::iter(writes)
-            .map(|(key, status)| write_and_announce(ctx, seen, key, status))
-            .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
-            .filter_map(|announcement| async move { announcement })
-            .collect()
-            .await;
-    announced.extend(announcements);
-    differed
+    let rewritten: BTreeSet<&ObjKey> = writes.iter().map(|(key, _)| key).collect();
+    let retries: Vec<(ObjKey, ObjectReference, Announcement)> = std::mem::take(&mut announced.owed)
+        .into_iter()
+        .filter(|(key, _)| !rewritten.contains(key))
+        .filter_map(|(key, (uid, status))| {
+            let (meta, current) = stored(snapshot, &key)?;
+            (meta.uid == uid && current == Some(&status))
+                .then(|| (key, regarding(meta), (uid, status)))
+        })
+        .collect();
+    let seen = &announced.done;
+    let mut outcomes: Vec<Announce> = futures::stream::iter(writes)
+        .map(|(key, status)| write_and_announce(ctx, seen, key, status))
+        .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+        .filter_map(|outcome| async move { outcome })
+        .collect()
+        .await;
+    let retried: Vec<Announce> = futures::stream::iter(retries)
+        .filter(|_| std::future::ready(ctx.leadership.is_leading()))
+        .map(|(key, regarding, announcement)| record_event(ctx, key, regarding, announcement))
+        .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+    outcomes.extend(retried);
+    for outcome in outcomes {
+        match outcome {
+            Announce::Recorded(key, a) => {
+                announced.done.insert(key, a);
+            }
+            Announce::Owed(key, a) => {
+                announced.owed.insert(key, a);
+            }
+        }
+    }
+    (differed, announced.owed.len())
 }
 
 /// How many status writes (each with its event) are in flight at once: enough that a burst of new
@@ -76,14 +108,53 @@ pub(super) async fn write_statuses(
 /// its lease starts no new write; up to this many already under way still complete.
 pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
+/// The uid of an IngressRoute and the status its Event announced.
+type Announcement = (Option<String>, IngressRouteStatus);
+
+/// How the Event announcing a status went.
+enum Announce {
+    Recorded(ObjKey, Announcement),
+    /// Not recorded: retried by a later round.
+    Owed(ObjKey, Announcement),
+}
+
+/// An IngressRoute of the snapshot (decodable or not): its metadata and stored status.
+fn stored<'a>(
+    snapshot: &'a ClusterSnapshot,
+    key: &ObjKey,
+) -> Option<(&'a ObjectMeta, Option<&'a IngressRouteStatus>)> {
+    match snapshot.ingress_routes.get(key) {
+        Some(ir) => Some((&ir.metadata, ir.status.as_ref())),
+        None => snapshot
+            .undecodable_routes
+            .get(key)
+            .map(|u| (&u.metadata, u.status.as_ref())),
+    }
+}
+
+/// The reference of an Event about the IngressRoute `meta` describes. Its resourceVersion, new
+/// with every write, keeps the recorder from merging this event into an earlier one with the
+/// same reason (whose note it would keep).
+fn regarding(meta: &ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(IngressRoute::api_version(&()).into_owned()),
+        kind: Some(IngressRoute::kind(&()).into_owned()),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..ObjectReference::default()
+    }
+}
+
 /// Writes one status and, when it differs from what was announced for the object, records an
-/// event on it; returns the new announcement to remember, if one was made.
+/// event on it; returns how the announcement went, if one was made.
 async fn write_and_announce(
     ctx: &RoutesContext,
-    announced: &Announced,
+    announced: &BTreeMap<ObjKey, Announcement>,
     key: ObjKey,
     status: IngressRouteStatus,
-) -> Option<(ObjKey, (Option<String>, IngressRouteStatus))> {
+) -> Option<Announce> {
     if !ctx.leadership.is_leading() {
         tracing::debug!(ingressroute = %key, "no longer leading; the status is left to the new leader");
         return None;
@@ -95,29 +166,14 @@ async fn write_and_announce(
                 .with_label_values(&["IngressRoute"])
                 .inc();
             tracing::debug!(ingressroute = %key, status = %status.current_status, "status written");
-            let announcement = (stored.metadata.uid.clone(), status.clone());
+            let announcement = (stored.metadata.uid.clone(), status);
             // Like every write, only while leading (a write in flight when the lease was lost
             // is not announced).
             if announced.get(&key) == Some(&announcement) || !ctx.leadership.is_leading() {
                 return None;
             }
-            // The stored object's resourceVersion, new with every write, keeps the recorder
-            // from merging this event into an earlier one with the same reason (whose note it
-            // would keep).
-            let mut regarding = stored.object_ref(&ApiResource::erase::<IngressRoute>(&()));
-            regarding.resource_version = stored.metadata.resource_version.clone();
-            if let Err(e) = ctx
-                .recorder
-                .publish(&status_event(&status), &regarding)
-                .await
-            {
-                ctx.metrics
-                    .reconcile_errors
-                    .with_label_values(&["routes", "event"])
-                    .inc();
-                tracing::warn!(ingressroute = %key, error = %e, "cannot record an event on the IngressRoute");
-            }
-            Some((key, announcement))
+            let regarding = regarding(&stored.metadata);
+            Some(record_event(ctx, key, regarding, announcement).await)
         }
         Ok(None) => None, // Deleted meanwhile.
         Err(e) => {
@@ -127,6 +183,30 @@ async fn write_and_announce(
                 .inc();
             tracing::warn!(ingressroute = %key, error = %e, "status write failed; will retry");
             None
+        }
+    }
+}
+
+/// Records the Event announcing `announcement` on the IngressRoute `regarding`.
+async fn record_event(
+    ctx: &RoutesContext,
+    key: ObjKey,
+    regarding: ObjectReference,
+    announcement: Announcement,
+) -> Announce {
+    match ctx
+        .recorder
+        .publish(&status_event(&announcement.1), &regarding)
+        .await
+    {
+        Ok(()) => Announce::Recorded(key, announcement),
+        Err(e) => {
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&["routes", "event"])
+                .inc();
+            tracing::warn!(ingressroute = %key, error = %e, "cannot record an event on the IngressRoute; a later round retries");
+            Announce::Owed(key, announcement)
         }
     }
 }

@@ -225,9 +225,11 @@ impl Translator {
                 .iter()
                 .map(|vh| vh.fqdn.as_str())
                 .filter(|n| !old.contains_key(*n))
-                .chain(old.keys().map(String::as_str).filter(|n| {
-                    find_host(dag, n).is_none()
-                })),
+                .chain(
+                    old.keys()
+                        .map(String::as_str)
+                        .filter(|n| find_host(dag, n).is_none()),
+                ),
         );
         let mut http_changed = self.http_routes.is_none();
         let mut https_changed = false;
@@ -242,9 +244,7 @@ impl Translator {
         for vh in dag.virtual_hosts.entries() {
             let previous = old.remove(&vh.fqdn);
             let mut entry = match previous {
-                Some(p) if same(&p.input, vh) && p.mode == mode && !regard.contains(&vh.fqdn) => {
-                    p
-                }
+                Some(p) if same(&p.input, vh) && p.mode == mode && !regard.contains(&vh.fqdn) => p,
                 previous => {
                     // Re-encoded; a part whose bytes did not change needs no reassembly.
                     let mut fresh = HostEntry::encode(dag, vh, mode);
@@ -409,7 +409,13 @@ fn assembled_route_configuration<'a>(
         name: String::new(),
         ..template
     };
-    assembled(&name, &head, ROUTE_CONFIGURATION_VIRTUAL_HOSTS, hosts, &tail)
+    assembled(
+        &name,
+        &head,
+        ROUTE_CONFIGURATION_VIRTUAL_HOSTS,
+        hosts,
+        &tail,
+    )
 }
 
 /// `ingress_https` with the given encoded filter chains, in order.

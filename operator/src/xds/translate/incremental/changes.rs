@@ -20,9 +20,7 @@ use crate::dag::model::{Cluster, SocketAddress, Upstream};
 use crate::dag::{Dag, DagDiff};
 use crate::xds::resource::{InstanceResources, VersionedResource, type_url};
 use crate::xds::translate::envoy::load_assignment;
-use crate::xds::translate::{
-    HTTPS_LISTENER, TranslateError, check, clusters, listeners, secrets,
-};
+use crate::xds::translate::{HTTPS_LISTENER, TranslateError, check, clusters, listeners, secrets};
 
 impl Translator {
     /// Translates `dag`, which differs from the DAG of this translator's previous successful
