@@ -93,7 +93,20 @@ pub struct Timings {
 
 impl Timings {
     pub async fn of(op: &Operator) -> anyhow::Result<Timings> {
-        let text = op.metrics().await?;
+        // Under load (a settle of 10,000 routes on two cores) one scrape can take longer than
+        // the client's 5 s: a few tries before the run is given up.
+        let mut tries = 0;
+        let text = loop {
+            match op.metrics().await {
+                Ok(text) => break text,
+                Err(e) if tries < 4 => {
+                    tries += 1;
+                    eprintln!("bench: /metrics: {e}; trying again");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let sum = |name: &str| {
             text.lines()
                 .filter(|l| !l.starts_with('#'))
