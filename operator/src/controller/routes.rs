@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::api::gateway::RouteCounts;
 use crate::api::ingressroute::IngressRouteStatus;
+use crate::controller::claims;
 use crate::controller::crds::CrdState;
 use crate::controller::leader::Leadership;
 use crate::dag::{Dag, Selection, Validity};
@@ -396,6 +397,7 @@ async fn reconcile_instance(
 ) {
     let gateway = key.to_string();
     let mut pipeline: Option<InstancePipeline> = None;
+    let mut claims_writer = claims::ClaimsWriter::default();
     let mut last_generation = 0;
     loop {
         let (generation, snapshot, changes) = snapshots.borrow_and_update().clone();
@@ -413,9 +415,19 @@ async fn reconcile_instance(
         };
         last_generation = generation;
         let opts = ctx.translate.clone().with_ip_family(gw.spec.ip_family);
-        let built = pipeline
-            .get_or_insert_with(|| InstancePipeline::new(sel.clone()))
-            .update(&snapshot, &sel, changes, &opts);
+        if pipeline.is_none() {
+            // Before the first build: the claim dates the leader kept (`claims`).
+            let mut fresh = InstancePipeline::new(sel.clone());
+            if let Some(record) = claims::read(&ctx.client, gw).await {
+                fresh.import_claims(record);
+            }
+            pipeline = Some(fresh);
+        }
+        let Some(pipeline) = pipeline.as_mut() else {
+            return;
+        };
+        let built = pipeline.update(&snapshot, &sel, changes, &opts);
+        let changed = built.stats.changed;
         ctx.metrics
             .dag_build_seconds
             .with_label_values(&[&gateway])
@@ -429,6 +441,8 @@ async fn reconcile_instance(
         publish_resources(&ctx, &gateway, built.resources);
         lock(&reports).insert(gateway.clone(), (generation, built.dag));
         reported.send_modify(|n| *n = n.wrapping_add(1));
+        // After the report: the leader's write never holds back the status round.
+        (claims_writer.sync(&ctx.client, &ctx.leadership, gw, pipeline, changed)).await;
         if snapshots.changed().await.is_err() {
             return;
         }
