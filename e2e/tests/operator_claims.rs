@@ -181,7 +181,7 @@ async fn a_refused_claim_stays_refused_when_the_leader_dies_and_another_takes_ov
     answers(&mut alpha, port, "h.example.com", Some("victim")).await?;
     let cm = eventually("the claims ConfigMap", async || {
         alpha.check_running()?;
-        Ok(claims_config_map(&cluster, &infra).await?)
+        claims_config_map(&cluster, &infra).await
     })
     .await?;
     let data = cm["data"]["claims.json"].as_str().unwrap();
@@ -228,5 +228,108 @@ async fn a_refused_claim_stays_refused_when_the_leader_dies_and_another_takes_ov
     let mut gamma = start("gamma")?;
     gamma.wait_ready(PATIENCE).await?;
     answers(&mut gamma, port, "h.example.com", Some("evil")).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claims_config_map_the_gateway_does_not_own_is_neither_read_nor_written() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let Some(server) = cluster.memory() else {
+        eprintln!("in memory only (request log)");
+        return Ok(());
+    };
+    let infra = cluster.namespace("infra").await?;
+    let team = cluster.namespace("team").await?;
+    cluster
+        .apply(
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway",
+                      "metadata": {"namespace": infra, "name": "edge"},
+                      "spec": {"rootNamespaces": [team]}}),
+        )
+        .await?;
+    // Someone else's ConfigMap under the name, naming the younger root as the holder.
+    let forged = json!({"format": "sluice.dev/claims/v1", "gateway": format!("{infra}/edge"),
+        "record": {"names": {"h.example.com": [
+            {"kind": "contour", "namespace": team, "name": "young", "since": 0},
+            {"kind": "contour", "namespace": team, "name": "old", "since": 9}]}}});
+    let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"namespace": infra, "name": "edge-claims"},
+                        "data": {"claims.json": forged.to_string()}});
+    cluster.apply(theirs.clone()).await?;
+    // Three roots a second apart (creationTimestamp counts seconds): `ancient` on a name of its
+    // own, then `old` and `young` on h.example.com.
+    cluster
+        .apply(contour_route(&team, "ancient", "a.example.com"))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    cluster
+        .apply(contour_route(&team, "old", "h.example.com"))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    cluster
+        .apply(contour_route(&team, "young", "h.example.com"))
+        .await?;
+
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    // Routes without a Service are invalid anyway: what counts is who lost the name to whom.
+    let lost_to = async |name: &str| -> Result<Option<String>> {
+        let r = cluster
+            .get(
+                "contour.heptio.com/v1beta1",
+                "IngressRoute",
+                Some(&team),
+                name,
+            )
+            .await?;
+        let description = r.and_then(|r| r["status"]["description"].as_str().map(str::to_owned));
+        Ok(description.map(|d| {
+            let holder =
+                d.strip_prefix("fqdn \"h.example.com\" is already used by the older IngressRoute ");
+            holder.unwrap_or("").to_owned()
+        }))
+    };
+    // The forged record is not read: the older root holds the name.
+    let holder = eventually("the younger root to be refused", async || {
+        op.check_running()?;
+        Ok(lost_to("young").await?.filter(|h| !h.is_empty()))
+    })
+    .await?;
+    assert_eq!(holder, format!("{team}/old"));
+    // `ancient` edited to claim it: refused, a contest that needs recording.
+    cluster
+        .apply(contour_route(&team, "ancient", "h.example.com"))
+        .await?;
+    let holder = eventually("the edited root to be refused", async || {
+        op.check_running()?;
+        Ok(lost_to("ancient").await?.filter(|h| !h.is_empty()))
+    })
+    .await?;
+    assert_eq!(holder, format!("{team}/old"));
+    // One more change judged: the pass that saw the edit is over, its record write included.
+    cluster
+        .apply(contour_route(&team, "probe", "p.example.com"))
+        .await?;
+    eventually("the next change to be judged", async || {
+        op.check_running()?;
+        lost_to("probe").await
+    })
+    .await?;
+    // Nothing is written over it.
+    let cm = cluster
+        .get("v1", "ConfigMap", Some(&infra), "edge-claims")
+        .await?
+        .unwrap();
+    assert_eq!(cm["data"], theirs["data"]);
+    let writes: Vec<String> = (server.requests().iter())
+        .filter(|r| r.is_write() && r.path.contains("/configmaps/edge-claims"))
+        .map(|r| format!("{} {} {}", r.user, r.method, r.path))
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(
+        op.log().contains("not owned by this Gateway"),
+        "{}",
+        op.log()
+    );
     Ok(())
 }

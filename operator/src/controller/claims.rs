@@ -11,8 +11,9 @@
 //! - Bounded: a record over [`RECORD_BUDGET`] bytes leaves names out (logged, see
 //!   `dag::claim_record` for which), so the ConfigMap stays under the API server's 1 MiB.
 //! - Not trusted blindly: a ConfigMap not owned by this Gateway (by uid), of another format or
-//!   Gateway, or unreadable is logged and ignored; a recorded claim of an object that no longer
-//!   claims the name is ignored by the DAG.
+//!   Gateway, or unreadable is logged and ignored; one not owned by this Gateway is not written
+//!   either (until this replica leads again and finds the name free); a recorded claim of an
+//!   object that no longer claims the name is ignored by the DAG.
 //!
 //! The Gateway's namespace holds the Envoy bootstrap the operator provisions too: whoever may
 //! write there already controls the Gateway's Envoys, so it is trusted with the record.
@@ -65,18 +66,30 @@ pub fn config_map_name(gateway: &str) -> String {
     names::object_name(gateway, NAME_SUFFIX)
 }
 
-/// The record the ConfigMap of `gw` holds: `Ok(None)` when there is none or it cannot be used
-/// (logged), `Err` when the API could not be asked.
-async fn read_once(client: &kube::Client, gw: &Gateway) -> Result<Option<ClaimRecord>, String> {
+/// What the name of `gw`'s claims ConfigMap holds.
+#[derive(Debug)]
+enum Found {
+    /// No ConfigMap: an empty record.
+    Absent,
+    Record(ClaimRecord),
+    /// A ConfigMap that cannot be used (logged); `owned`: by this Gateway, so it may be
+    /// written over; otherwise it is left alone.
+    Unusable {
+        owned: bool,
+    },
+}
+
+/// What the ConfigMap of `gw` holds; `Err` when the API could not be asked.
+async fn read_once(client: &kube::Client, gw: &Gateway) -> Result<Found, String> {
     let Ok(r) = gateway_ref(gw) else {
-        return Ok(None);
+        return Ok(Found::Unusable { owned: false });
     };
     let gateway = format!("{}/{}", r.namespace, r.name);
     let name = config_map_name(&r.name);
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &r.namespace);
     let cm = match api.get_opt(&name).await {
         Ok(Some(cm)) => cm,
-        Ok(None) => return Ok(None),
+        Ok(None) => return Ok(Found::Absent),
         Err(e) => return Err(e.to_string()),
     };
     let owned = (cm.metadata.owner_references.iter().flatten()).any(|o| o.uid == r.owner.uid);
@@ -91,16 +104,16 @@ async fn read_once(client: &kube::Client, gw: &Gateway) -> Result<Option<ClaimRe
             Some(Ok(s)) if s.gateway != gateway => {
                 Some(format!("{DATA_KEY}: the record of another Gateway"))
             }
-            Some(Ok(s)) => return Ok(Some(s.record)),
+            Some(Ok(s)) => return Ok(Found::Record(s.record)),
         }
     } else {
-        Some("not owned by this Gateway".to_owned())
+        Some("not owned by this Gateway, so never written either".to_owned())
     };
     if let Some(problem) = problem {
         tracing::warn!(gateway = %gateway, config_map = %name, problem = %problem,
             "claims ConfigMap ignored: contested host claims are ordered by creation time");
     }
-    Ok(None)
+    Ok(Found::Unusable { owned })
 }
 
 /// The record of `gw`, for its instance's first build; `None` when there is none, or it could
@@ -108,7 +121,8 @@ async fn read_once(client: &kube::Client, gw: &Gateway) -> Result<Option<ClaimRe
 pub async fn read(client: &kube::Client, gw: &Gateway) -> Option<ClaimRecord> {
     for attempt in 1..=READ_ATTEMPTS {
         match read_once(client, gw).await {
-            Ok(record) => return record,
+            Ok(Found::Record(record)) => return Some(record),
+            Ok(_) => return None,
             Err(e) if attempt == READ_ATTEMPTS => {
                 tracing::warn!(error = %e, "claims ConfigMap not read: contested host claims are ordered by creation time");
             }
@@ -123,6 +137,8 @@ pub async fn read(client: &kube::Client, gw: &Gateway) -> Option<ClaimRecord> {
 pub struct ClaimsWriter {
     /// What the ConfigMap holds, as far as this replica knows (`None`: unknown, write).
     stored: Option<ClaimRecord>,
+    /// The name is taken by a ConfigMap this Gateway does not own: nothing is written.
+    foreign: bool,
     /// This replica led at the last pass.
     leading: bool,
     /// A pass changed the DAG since the record was last compared.
@@ -150,12 +166,15 @@ impl ClaimsWriter {
         if !self.leading {
             self.leading = true;
             self.dirty = true;
-            self.stored = read_once(client, gw)
-                .await
-                .ok()
-                .map(Option::unwrap_or_default);
+            let found = read_once(client, gw).await;
+            self.foreign = matches!(found, Ok(Found::Unusable { owned: false }));
+            self.stored = match found {
+                Ok(Found::Absent) => Some(ClaimRecord::default()),
+                Ok(Found::Record(record)) => Some(record),
+                Ok(Found::Unusable { .. }) | Err(_) => None,
+            };
         }
-        if !self.dirty {
+        if !self.dirty || self.foreign {
             return;
         }
         let (record, dropped) = pipeline.claim_record(RECORD_BUDGET);
