@@ -6,7 +6,10 @@
 //! build (`dag::build`), which is what every update cost while an instance selected any
 //! Traefik route. Then a catch-all route and a wildcard `*.example.com` (younger than every
 //! route, so each keeps its name) are claimed and the edits run again: what every update cost
-//! while an open host was claimed was the full build too.
+//! while an open host was claimed was the full build too. Each update is also translated, as
+//! the pipeline does: the incremental `Translator` given the DAG's diff, against a translation
+//! from scratch (what every change cost while an open host was served, before it was
+//! incremental).
 #![allow(clippy::expect_used)]
 
 use std::sync::Arc;
@@ -16,6 +19,8 @@ use serde_json::{Value, json};
 use sluice::api::traefik::decode;
 use sluice::dag::{IncrementalDag, Selection, build};
 use sluice::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, Object, TraefikKind};
+use sluice::xds::resource::InstanceResources;
+use sluice::xds::translate::{TranslateOptions, Translator, translate};
 
 const NAMESPACES: usize = 50;
 
@@ -229,9 +234,10 @@ fn ms(d: Duration) -> f64 {
 fn main() {
     let sel = Selection::default_instance();
     println!(
-        "{:>7} {:<40} {:>12} {:>12} {:>8}",
-        "routes", "change", "full build", "incremental", "rebuilt"
+        "{:>7} {:<40} {:>12} {:>12} {:>8}   {:>14} {:>14}",
+        "routes", "change", "full build", "incremental", "rebuilt", "translate full", "incremental"
     );
+    let opts = TranslateOptions::default();
     // `SLUICE_TRAEFIK_SIZES=1000,10000` (the default) chooses the sizes.
     let sizes: Vec<usize> = std::env::var("SLUICE_TRAEFIK_SIZES")
         .unwrap_or_else(|_| "1000,10000".to_owned())
@@ -261,6 +267,8 @@ fn main() {
         inc.update(&snap, &sel, &ChangeSet::everything());
         let first = start.elapsed();
         let inc_mb = rss_bytes().saturating_sub(before) as f64 / 1e6;
+        let mut translator = Translator::new(opts.clone());
+        translator.translate(inc.dag()).expect("translates");
         // `SLUICE_TRAEFIK_FIRST=1`: the first build only (to profile it), as many times.
         if let Some(times) = std::env::var("SLUICE_TRAEFIK_FIRST")
             .ok()
@@ -321,6 +329,9 @@ fn main() {
                 let start = Instant::now();
                 let rebuilt = inc.update(&snap, &sel, &changes).roots_rebuilt;
                 let took = start.elapsed();
+                translator
+                    .translate_changes(inc.dag(), inc.last_diff())
+                    .expect("translates");
                 let served = inc
                     .dag()
                     .virtual_hosts
@@ -337,6 +348,7 @@ fn main() {
                 );
             }
             let (mut full, mut incremental, mut rebuilt) = (Vec::new(), Vec::new(), 0);
+            let (mut tr_full, mut tr_inc) = (Vec::new(), Vec::new());
             for generation in 1..=5 {
                 let (next, changes) = edit(&snap, n, generation);
                 let next = Arc::new(next);
@@ -347,14 +359,28 @@ fn main() {
                 rebuilt = inc.update(&next, &sel, &changes).roots_rebuilt;
                 incremental.push(start.elapsed());
                 assert!(*inc.dag() == want, "incremental equals full");
+                let start = Instant::now();
+                let reference = translate(&want, &opts).expect("translates");
+                tr_full.push(start.elapsed());
+                let start = Instant::now();
+                let got = translator
+                    .translate_changes(inc.dag(), inc.last_diff())
+                    .expect("translates");
+                tr_inc.push(start.elapsed());
+                assert!(
+                    got == InstanceResources::from(&reference),
+                    "incremental translation equals a translation from scratch"
+                );
                 snap = next;
             }
             let (f, i) = (median(full), median(incremental));
+            let (tf, ti) = (median(tr_full), median(tr_inc));
             println!(
-                "{n:>7} {label:<40} {:>10.2}ms {:>10.3}ms {rebuilt:>8}   ({:.0}x)",
+                "{n:>7} {label:<40} {:>10.2}ms {:>10.3}ms {rebuilt:>8}   {:>12.2}ms {:>12.3}ms",
                 ms(f),
                 ms(i),
-                f.as_secs_f64() / i.as_secs_f64().max(1e-9)
+                ms(tf),
+                ms(ti)
             );
         }
     }

@@ -10,6 +10,7 @@
 //! reference the incremental translation is tested against.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,6 +108,29 @@ impl InstancePipeline {
         }
     }
 
+    /// [`Self::update`], kept going when it panics (a bug: no input may make a build panic, but
+    /// one that still could must not stop every other Gateway, nor leave this one's state half
+    /// updated). After a panic the next update builds and translates everything again; the
+    /// claim dates are kept ([`IncrementalDag::resume`]); the caller keeps serving the last
+    /// good configuration.
+    pub fn update_guarded(
+        &mut self,
+        snap: &Arc<ClusterSnapshot>,
+        sel: &Selection,
+        changes: &ChangeSet,
+        opts: &TranslateOptions,
+    ) -> Result<Built, BuildPanicked> {
+        let update = AssertUnwindSafe(|| self.update(snap, sel, changes, opts));
+        std::panic::catch_unwind(update).map_err(|payload| {
+            self.dag = IncrementalDag::resume(&self.dag);
+            self.translator = None;
+            self.translated = false;
+            BuildPanicked {
+                message: panic_message(payload.as_ref()),
+            }
+        })
+    }
+
     pub fn dag(&self) -> &Dag {
         self.dag.dag()
     }
@@ -117,9 +141,31 @@ impl InstancePipeline {
     }
 
     /// The record of contested claims to keep across restarts, and how many names `budget`
-    /// left out (see [`IncrementalDag::claim_record`]).
-    pub fn claim_record(&self, budget: usize) -> (ClaimRecord, usize) {
+    /// left out; `None` while nothing is built (see [`IncrementalDag::claim_record`]).
+    pub fn claim_record(&self, budget: usize) -> Option<(ClaimRecord, usize)> {
         self.dag.claim_record(budget)
+    }
+}
+
+/// An update that panicked, with the panic's message.
+#[derive(Debug)]
+pub struct BuildPanicked {
+    pub message: String,
+}
+
+impl std::fmt::Display for BuildPanicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "building the configuration panicked: {}", self.message)
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
     }
 }
 
@@ -210,5 +256,123 @@ spec: {ports: [{port: 80}]}
         let moved = p.update(&snap, &sel, &ChangeSet::default(), &moved);
         assert_eq!(moved.stats.roots_rebuilt, 0);
         assert!(moved.resources.is_some());
+    }
+
+    /// A Traefik route `ns/name` for `host`, created at `created`.
+    fn traefik_route(ns: &str, name: &str, created: &str, host: &str) -> crate::snapshot::Object {
+        let v = serde_json::json!({
+            "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+            "metadata": {"namespace": ns, "name": name, "creationTimestamp": created},
+            "spec": {"routes": [{"match": format!("Host(`{host}`)"), "kind": "Rule",
+                                 "services": [{"name": "web", "port": 80}]}]},
+        });
+        crate::snapshot::Object::TraefikRoute(crate::api::traefik::decode(v).unwrap())
+    }
+
+    /// A Contour root `ns/name` for `fqdn`, created at `created`.
+    fn contour_root(ns: &str, name: &str, created: &str, fqdn: &str) -> crate::snapshot::Object {
+        crate::snapshot::Object::IngressRoute(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
+                "metadata": {"namespace": ns, "name": name, "creationTimestamp": created},
+                "spec": {"virtualhost": {"fqdn": fqdn}, "routes": []},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn owner_of(dag: &Dag, fqdn: &str) -> String {
+        let vh = dag.virtual_hosts.iter().find(|v| v.fqdn == fqdn);
+        vh.map_or_else(String::new, |v| v.owner.clone())
+    }
+
+    /// A build that panics (a bug) is caught: the instance keeps its claim dates, so an old
+    /// route edited to claim a held host stays refused after the panic, wherever it happened
+    /// (while the claims were compared, or after), and the next update builds again.
+    #[test]
+    fn a_panicking_build_is_caught_and_keeps_who_holds_which_host() {
+        use crate::dag::faults::{self, Stage};
+        let sel = Selection::default_instance();
+        let opts = TranslateOptions::default();
+        for stage in [Stage::ClaimAges, Stage::Build] {
+            let mut snap = ClusterSnapshot::default();
+            snap.apply(contour_root(
+                "victim",
+                "v",
+                "2025-06-01T00:00:00Z",
+                "shop.example.com",
+            ));
+            snap.apply(traefik_route(
+                "att",
+                "a",
+                "2020-01-01T00:00:00Z",
+                "att.example.com",
+            ));
+            let mut p = InstancePipeline::new(sel.clone());
+            let step = |p: &mut InstancePipeline, next: ClusterSnapshot, prev: &ClusterSnapshot| {
+                let changes = ChangeSet::diff(prev, &next);
+                p.update_guarded(&Arc::new(next), &sel, &changes, &opts)
+            };
+            let first = step(&mut p, snap.clone(), &ClusterSnapshot::default()).unwrap();
+            assert_eq!(owner_of(&first.dag, "shop.example.com"), "victim/v");
+
+            // The old route is edited to claim the held host; the update panics.
+            let mut edited = snap.clone();
+            edited.apply(traefik_route(
+                "att",
+                "a",
+                "2020-01-01T00:00:00Z",
+                "shop.example.com",
+            ));
+            if stage == Stage::Build {
+                // The edit is seen (and refused) first; a later update panics.
+                let seen = step(&mut p, edited.clone(), &snap).unwrap();
+                assert_eq!(owner_of(&seen.dag, "shop.example.com"), "victim/v");
+                snap = edited.clone();
+                edited.apply(contour_root(
+                    "other",
+                    "o",
+                    "2025-07-01T00:00:00Z",
+                    "o.example.com",
+                ));
+            }
+            faults::arm(stage);
+            let err = step(&mut p, edited.clone(), &snap).unwrap_err();
+            assert!(err.message.contains("fault injected"), "{err}");
+
+            // Going on: everything built again, the holder kept.
+            let mut later = edited.clone();
+            later.apply(contour_root(
+                "more",
+                "m",
+                "2025-08-01T00:00:00Z",
+                "m.example.com",
+            ));
+            let after = step(&mut p, later.clone(), &edited).unwrap();
+            assert_eq!(
+                owner_of(&after.dag, "shop.example.com"),
+                "victim/v",
+                "{stage:?}"
+            );
+            assert_eq!(owner_of(&after.dag, "m.example.com"), "more/m");
+            assert!(after.resources.unwrap().is_ok());
+            let refused = after
+                .dag
+                .object_statuses
+                .iter()
+                .find(|s| s.name == "a")
+                .unwrap();
+            assert_eq!(
+                refused.current_status,
+                crate::dag::Validity::Invalid,
+                "{stage:?}"
+            );
+            // And it is what a full build with those dates gives.
+            assert_eq!(
+                *after.dag,
+                crate::dag::build_aged(&later, &sel, p.dag.claim_ages()),
+                "{stage:?}"
+            );
+        }
     }
 }

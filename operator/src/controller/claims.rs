@@ -177,7 +177,9 @@ impl ClaimsWriter {
         if !self.dirty || self.foreign {
             return;
         }
-        let (record, dropped) = pipeline.claim_record(RECORD_BUDGET);
+        let Some((record, dropped)) = pipeline.claim_record(RECORD_BUDGET) else {
+            return;
+        };
         if dropped != self.dropped && dropped > 0 {
             tracing::warn!(
                 dropped,

@@ -148,7 +148,18 @@ pub async fn run(
         stop_removed_instances(&ctx, &mut instances, &reports, &wanted);
         snapshots.send_replace((generation, snapshot.clone(), changes));
         for key in snapshot.gateways.keys() {
-            instances.entry(key.to_string()).or_insert_with(|| {
+            let gateway = key.to_string();
+            // An instance's task ends only when its Gateway is gone. One that ended otherwise (a
+            // panic outside its guarded build) is started again, from scratch.
+            if instances.get(&gateway).is_some_and(|t| t.is_finished()) {
+                tracing::error!(gateway = %gateway, "the Gateway's reconciler stopped; starting it again");
+                ctx.metrics
+                    .reconcile_errors
+                    .with_label_values(&["routes", "panic"])
+                    .inc();
+                instances.remove(&gateway);
+            }
+            instances.entry(gateway).or_insert_with(|| {
                 tokio::spawn(reconcile_instance(
                     ctx.clone(),
                     key.clone(),
@@ -426,23 +437,49 @@ async fn reconcile_instance(
         let Some(pipeline) = pipeline.as_mut() else {
             return;
         };
-        let built = pipeline.update(&snapshot, &sel, changes, &opts);
-        let changed = built.stats.changed;
-        ctx.metrics
-            .dag_build_seconds
-            .with_label_values(&[&gateway])
-            .observe(built.build_time.as_secs_f64());
-        if let Some(t) = built.translate_time {
-            ctx.metrics
-                .translate_seconds
-                .with_label_values(&[&gateway])
-                .observe(t.as_secs_f64());
-        }
-        publish_resources(&ctx, &gateway, built.resources);
-        lock(&reports).insert(gateway.clone(), (generation, built.dag));
+        let built = pipeline.update_guarded(&snapshot, &sel, changes, &opts);
+        // Whether the DAG changed (`None`: the build panicked, nothing to record).
+        let mut changed = None;
+        let dag = match built {
+            Ok(built) => {
+                changed = Some(built.stats.changed);
+                ctx.metrics
+                    .dag_build_seconds
+                    .with_label_values(&[&gateway])
+                    .observe(built.build_time.as_secs_f64());
+                if let Some(t) = built.translate_time {
+                    ctx.metrics
+                        .translate_seconds
+                        .with_label_values(&[&gateway])
+                        .observe(t.as_secs_f64());
+                }
+                publish_resources(&ctx, &gateway, built.resources);
+                built.dag
+            }
+            Err(e) => {
+                // A bug, but one Gateway's must not stop the others: this one keeps its last
+                // good configuration, and its last verdicts stand for this snapshot's statuses
+                // (none before its first build), so the status round goes on for everyone.
+                ctx.metrics
+                    .reconcile_errors
+                    .with_label_values(&["routes", "panic"])
+                    .inc();
+                tracing::error!(gateway = %gateway, error = %e, "keeping the last good configuration; the next change builds this Gateway again from scratch");
+                let last = lock(&reports).get(&gateway).map(|(_, dag)| dag.clone());
+                last.unwrap_or_else(|| {
+                    Arc::new(Dag {
+                        gateway: gateway.clone(),
+                        ..Dag::default()
+                    })
+                })
+            }
+        };
+        lock(&reports).insert(gateway.clone(), (generation, dag));
         reported.send_modify(|n| *n = n.wrapping_add(1));
         // After the report: the leader's write never holds back the status round.
-        (claims_writer.sync(&ctx.client, &ctx.leadership, gw, pipeline, changed)).await;
+        if let Some(changed) = changed {
+            (claims_writer.sync(&ctx.client, &ctx.leadership, gw, pipeline, changed)).await;
+        }
         if snapshots.changed().await.is_err() {
             return;
         }

@@ -106,14 +106,20 @@ impl ClaimAges {
         everything: bool,
     ) {
         if !self.started {
-            self.started = true;
-            let recorded = self.apply_record(new, sel);
-            let after = self.epoch.saturating_add(1);
-            self.seed_from_statuses(new, sel, &recorded, after);
-            self.epoch = after;
+            // On a copy: a first build that panics part way leaves everything as it was (the
+            // record still pending), and the next update starts it again.
+            let mut next = self.clone();
+            next.started = true;
+            let recorded = next.apply_record(new, sel);
+            let after = next.epoch.saturating_add(1);
+            next.seed_from_statuses(new, sel, &recorded, after);
+            next.epoch = after;
+            *self = next;
             return;
         }
-        self.epoch = self.epoch.saturating_add(1);
+        // Nothing is recorded until every root was compared: an update that panics part way
+        // (a bug) leaves the record as it was, and it is observed again from there.
+        let epoch = self.epoch.saturating_add(1);
         let ids: BTreeSet<ClaimId> = if everything {
             all_roots(old).chain(all_roots(new)).collect()
         } else if changes.has_whole_kinds() {
@@ -122,16 +128,21 @@ impl ClaimAges {
         } else {
             changed_roots(changes).collect()
         };
+        let (mut gone, mut added) = (Vec::new(), Vec::new());
         for id in ids {
+            #[cfg(test)]
+            super::faults::hit(super::faults::Stage::ClaimAges);
             let before = claimed(old, old_sel, &id);
             let after = claimed(new, sel, &id);
-            for gone in before.difference(&after) {
-                self.since.remove(&(gone.clone(), id.clone()));
-            }
-            for added in after.difference(&before) {
-                self.since.insert((added.clone(), id.clone()), self.epoch);
-            }
+            gone.extend(before.difference(&after).map(|f| (f.clone(), id.clone())));
+            added.extend(after.difference(&before).map(|f| (f.clone(), id.clone())));
         }
+        for claim in gone {
+            self.since.remove(&claim);
+        }
+        self.since
+            .extend(added.into_iter().map(|claim| (claim, epoch)));
+        self.epoch = epoch;
     }
 }
 

@@ -65,7 +65,7 @@ fn a_refused_contour_claim_stays_refused_after_a_restart_with_the_record() {
         contour_root("evil", "old", OLD, "mine.example.com"),
         contour_root("evil", "old", OLD, "h.example.com"),
     );
-    let (record, dropped) = inc.claim_record(BUDGET);
+    let (record, dropped) = inc.claim_record(BUDGET).unwrap();
     assert_eq!(dropped, 0);
     assert_eq!(record.names.len(), 1, "{record:?}");
     let claims = &record.names["h.example.com"];
@@ -78,7 +78,7 @@ fn a_refused_contour_claim_stays_refused_after_a_restart_with_the_record() {
     assert_eq!(validity(&after, "evil/old"), Validity::Invalid);
     assert_eq!(validity(&after, "victim/site"), Validity::Valid);
     // The restarted process records the same thing: nothing to write again.
-    assert_eq!(after.claim_record(BUDGET).0, record);
+    assert_eq!(after.claim_record(BUDGET).unwrap().0, record);
     // Without the record (no status either), the older object takes the name.
     let bare = restart(&snap, None);
     assert_eq!(owner(&bare, "h.example.com"), "evil/old");
@@ -95,7 +95,7 @@ fn a_refused_traefik_claim_stays_refused_after_a_restart_with_the_record() {
             "Host(`h.example.com`) || Host(`mine.example.com`)",
         ),
     );
-    let (record, _) = inc.claim_record(BUDGET);
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
     // `mine.example.com` is evil's alone: not recorded.
     assert_eq!(record.names.keys().collect::<Vec<_>>(), ["h.example.com"]);
     let after = restart(&snap, Some(&record));
@@ -124,7 +124,7 @@ fn a_wildcard_edited_over_a_held_name_stays_behind_it_after_a_restart() {
         vec![traefik_route("evil", "old", OLD, "Host(`*.example.com`)")],
     );
     assert_eq!(owner(&inc, "h.example.com"), "victim/site");
-    let (record, _) = inc.claim_record(BUDGET);
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
     // Nobody else claims either name: only their comparison needs the dates.
     assert_eq!(
         record.names.keys().collect::<Vec<_>>(),
@@ -143,7 +143,7 @@ fn a_claim_made_while_no_process_watched_comes_after_the_recorded_ones() {
         contour_root("evil", "old", OLD, "mine.example.com"),
         contour_root("evil", "old", OLD, "h.example.com"),
     );
-    let (record, _) = inc.claim_record(BUDGET);
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
     // While down, another old object of evil's claims the name too.
     snap.apply(traefik_route(
         "evil",
@@ -156,7 +156,7 @@ fn a_claim_made_while_no_process_watched_comes_after_the_recorded_ones() {
     assert_eq!(validity(&after, "evil/older"), Validity::Invalid);
     assert_eq!(validity(&after, "evil/old"), Validity::Invalid);
     // The waiting order is kept too: `old` waited first.
-    let names = &after.claim_record(BUDGET).0.names["h.example.com"];
+    let names = &after.claim_record(BUDGET).unwrap().0.names["h.example.com"];
     let order: Vec<&str> = names.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(order, ["site", "old", "older"]);
 }
@@ -167,7 +167,7 @@ fn a_recorded_claim_of_an_object_that_no_longer_claims_the_name_is_ignored() {
         contour_root("evil", "old", OLD, "mine.example.com"),
         contour_root("evil", "old", OLD, "h.example.com"),
     );
-    let (record, _) = inc.claim_record(BUDGET);
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
     // While down, evil withdrew its claim; later it claims the name again.
     snap.apply(contour_root("evil", "old", OLD, "mine.example.com"));
     let mut after = restart(&snap, Some(&record));
@@ -202,7 +202,10 @@ fn names_whose_order_needs_no_dates_are_not_recorded() {
         &mut snap,
         vec![traefik_route("c", "third", NEW, "Host(`h.example.com`)")],
     );
-    assert_eq!(inc.claim_record(BUDGET), (ClaimRecord::default(), 0));
+    assert_eq!(
+        inc.claim_record(BUDGET).unwrap(),
+        (ClaimRecord::default(), 0)
+    );
 }
 
 #[test]
@@ -225,11 +228,11 @@ fn a_tenant_making_thousands_of_contests_crowds_out_only_its_own() {
         .collect();
     edits.push(contour_root("other", "old", OLD, "h.example.com"));
     step(&mut inc, &mut snap, edits);
-    let (full, dropped) = inc.claim_record(BUDGET);
+    let (full, dropped) = inc.claim_record(BUDGET).unwrap();
     assert_eq!((full.names.len(), dropped), (301, 0));
     let size = |r: &ClaimRecord| serde_json::to_string(r).unwrap().len();
     let budget = size(&full) / 3;
-    let (capped, dropped) = inc.claim_record(budget);
+    let (capped, dropped) = inc.claim_record(budget).unwrap();
     assert!(size(&capped) <= budget, "{} > {budget}", size(&capped));
     assert!(dropped > 150, "{dropped}");
     assert_eq!(capped.names.len() + dropped, 301);
@@ -276,7 +279,7 @@ fn a_restart_with_the_record_builds_what_the_running_process_built() {
                 objects.push(object);
             }
             step(&mut inc, &mut snap, objects);
-            let (record, dropped) = inc.claim_record(BUDGET);
+            let (record, dropped) = inc.claim_record(BUDGET).unwrap();
             assert_eq!(dropped, 0);
             recorded += usize::from(!record.is_empty());
             let after = restart(&snap, Some(&record));

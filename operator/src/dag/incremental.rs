@@ -82,6 +82,11 @@ pub struct IncrementalDag {
     open: open::OpenHosts,
     /// When each standing host claim was first seen; kept across selection changes.
     ages: ClaimAges,
+    /// The snapshot `ages` was last brought up to.
+    ages_at: Arc<ClusterSnapshot>,
+    /// Rebuilt after an update panicked ([`Self::resume`]): the next update compares every
+    /// root's claims with `ages_at`.
+    resumed: bool,
 }
 
 /// The entries of the DAG an update may have changed, by name (never fewer than changed): what
@@ -187,7 +192,22 @@ impl IncrementalDag {
             traefik: traefik::TraefikRoots::default(),
             open: open::OpenHosts::default(),
             ages: ClaimAges::default(),
+            ages_at: Arc::default(),
+            resumed: false,
         }
+    }
+
+    /// A DAG to go on with after an update of `broken` panicked part way (a bug: no input
+    /// may make a build panic), leaving its state unknown: the next update builds everything
+    /// again. The claim dates are kept, as of the last snapshot they were brought up to, so
+    /// that whoever can make a build panic cannot reset who holds which host.
+    pub fn resume(broken: &Self) -> Self {
+        let mut dag = Self::new(broken.sel.clone());
+        dag.ages = broken.ages.clone();
+        dag.ages_at = broken.ages_at.clone();
+        dag.snap = broken.ages_at.clone();
+        dag.resumed = true;
+        dag
     }
 
     /// The current DAG.
@@ -217,9 +237,10 @@ impl IncrementalDag {
     }
 
     /// The record of the contested claims' dates, within `budget` bytes of JSON, and how many
-    /// names the budget left out (see `claim_record`).
-    pub fn claim_record(&self, budget: usize) -> (ClaimRecord, usize) {
-        ClaimRecord::of(&self.claimants, budget)
+    /// names the budget left out (see `claim_record`); `None` until something was built (since
+    /// the start, or since a build that panicked): no claimant is known then.
+    pub fn claim_record(&self, budget: usize) -> Option<(ClaimRecord, usize)> {
+        (!self.fresh).then(|| ClaimRecord::of(&self.claimants, budget))
     }
 
     /// What the last update may have changed in the DAG.
@@ -237,15 +258,20 @@ impl IncrementalDag {
         changes: &ChangeSet,
     ) -> UpdateStats {
         // Claims date from when they were first seen, whichever way the DAG is built.
-        let everything = *sel != self.sel;
+        let everything = *sel != self.sel || self.resumed;
         self.ages
             .observe((&self.snap, &self.sel), (snap, sel), changes, everything);
+        self.ages_at = snap.clone();
+        #[cfg(test)]
+        super::faults::hit(super::faults::Stage::Build);
         let resolved;
         let from_scratch = *sel != self.sel || self.fresh;
         let changes = if from_scratch {
             let ages = std::mem::take(&mut self.ages);
+            let ages_at = std::mem::take(&mut self.ages_at);
             *self = Self::new(sel.clone());
             self.ages = ages;
+            self.ages_at = ages_at;
             self.fresh = false;
             resolved = ChangeSet::diff(&ClusterSnapshot::default(), snap);
             &resolved

@@ -92,7 +92,13 @@ impl ClaimsFile {
         };
         let mut records = self.pending.clone();
         for (gateway, pipeline) in pipelines.iter() {
-            let (record, dropped) = pipeline.claim_record(RECORD_BUDGET);
+            // Nothing built (a build that panicked): what the file holds stands.
+            let Some((record, dropped)) = pipeline.claim_record(RECORD_BUDGET) else {
+                if let Some(kept) = written.get(gateway) {
+                    records.insert(gateway.to_owned(), kept.clone());
+                }
+                continue;
+            };
             let before = self.dropped.insert(gateway.to_owned(), dropped);
             if dropped > 0 && before != Some(dropped) {
                 eprintln!(
@@ -214,6 +220,7 @@ mod tests {
                 .unwrap()
                 .1
                 .claim_record(RECORD_BUDGET)
+                .unwrap()
                 .0
                 .is_empty()
         );

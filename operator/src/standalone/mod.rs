@@ -357,7 +357,18 @@ impl State<'_> {
         {
             pipeline.import_claims(record);
         }
-        let built = pipeline.update(snapshot, sel, changes, &opts);
+        let built = match pipeline.update_guarded(snapshot, sel, changes, &opts) {
+            Ok(built) => built,
+            Err(e) => {
+                // A bug, but it must not stop the other instances: this one keeps its last
+                // good configuration and builds everything again at the next change.
+                eprintln!(
+                    "sluice: error: {}: {e}; keeping its last good configuration",
+                    sel.gateway
+                );
+                return;
+            }
+        };
         if built.resources.is_none() {
             return; // Nothing this instance serves changed.
         }

@@ -7,6 +7,9 @@
 //!   its version, which is computed once, when the resource is encoded.
 //! - Plain HTTP's per-host scopes and route configurations (see [`super::scopes`]) are memoized
 //!   with their virtual host, so an edit to one host re-encodes only that host's resources.
+//! - While a catch-all or wildcard host is served ([`super::open_hosts`]), each host's part of
+//!   `ingress_http` is encoded for it, and a wildcard's `https/` route configuration, which lists
+//!   the other names under it, is encoded again when one of them comes or goes.
 //! - Route configurations and the TLS listener are assembled from encoded parts: protobuf
 //!   encodes a repeated message field as one tag-and-length record per element, so the cached
 //!   bytes of each virtual host (or filter chain) are written between the encoded fields that
@@ -30,8 +33,8 @@ use prost::{Message, Name};
 use super::envoy::any;
 use super::{
     ADMIN_CLUSTER, HTTP_LISTENER, HTTPS_LISTENER, STATS_LISTENER, TranslateError, TranslateOptions,
-    check, clusters, eds_service_names, https_route_config_name, listeners, routes, scopes,
-    secrets,
+    check, clusters, eds_service_names, https_route_config_name, listeners, open_hosts, routes,
+    scopes, secrets,
 };
 use crate::dag::Dag;
 use crate::dag::model::{Cluster, Secret, SocketAddress, VirtualHost};
@@ -59,10 +62,35 @@ pub struct Translator {
     https_listener: Option<Arc<VersionedResource>>,
     /// How many clusters read each EDS service name (one with none has no load assignment).
     eds_users: HashMap<String, usize>,
-    /// The last successful translation and whether its plain HTTP was scoped: what
+    /// The last successful translation and how it served plain HTTP: what
     /// [`Translator::translate_changes`] updates in place.
     resources: Option<InstanceResources>,
-    scoped: Option<bool>,
+    mode: Option<HttpMode>,
+}
+
+/// How a Gateway serves plain HTTP, which decides how each virtual host is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HttpMode {
+    /// One `ingress_http` with the virtual hosts that serve plain HTTP.
+    Shared,
+    /// One scope and `http/<fqdn>` route configuration per host (see [`scopes`]).
+    Scoped,
+    /// A catch-all or wildcard host is served: one `ingress_http` with every virtual host,
+    /// matched without the port, and wildcards' `https/` route configurations listing the
+    /// other names under them (see [`open_hosts`]).
+    Open,
+}
+
+impl HttpMode {
+    fn of(dag: &Dag) -> Self {
+        if scopes::scoped(dag) {
+            Self::Scoped
+        } else if open_hosts::open(dag) {
+            Self::Open
+        } else {
+            Self::Shared
+        }
+    }
 }
 
 /// A DAG element and the resource encoded from it. The element is the DAG's own (`Arc`), not a
@@ -85,8 +113,8 @@ struct HostEntry {
     filter_chain: Option<(Vec<Vec<u8>>, usize)>,
     /// Its `https/<fqdn>` route configuration, if it serves HTTP routes behind TLS.
     https_routes: Option<Arc<VersionedResource>>,
-    /// Whether it was encoded for scoped plain-HTTP routes.
-    scoped: bool,
+    /// How plain HTTP was served when it was encoded.
+    mode: HttpMode,
     /// Its plain-HTTP scope and `http/<fqdn>` route configuration, when scoped and it serves
     /// anything over plain HTTP.
     http_scope: Option<[Arc<VersionedResource>; 2]>,
@@ -113,7 +141,7 @@ impl Translator {
             https_listener: None,
             eds_users: HashMap::new(),
             resources: None,
-            scoped: None,
+            mode: None,
         }
     }
 
@@ -132,20 +160,13 @@ impl Translator {
     /// Translates `dag`: the same resources as [`super::translate`], encoded and versioned, each
     /// shared with the previous translation when its DAG input did not change.
     pub fn translate(&mut self, dag: &Dag) -> Result<InstanceResources, TranslateError> {
-        if super::open_hosts::open(dag) {
-            // Route configurations depend on several hosts each (see `open_hosts`): translated
-            // from scratch, and the next translation starts afresh.
-            let resources = super::translate(dag, &self.opts)?;
-            *self = Self::new(self.opts.clone());
-            return Ok(InstanceResources::from(&resources));
-        }
         check(dag)?;
         let mut out = InstanceResources::default();
         for r in &self.fixed {
             out.insert_versioned(r.clone());
         }
-        let scoped = scopes::scoped(dag);
-        self.translate_hosts(dag, scoped, &mut out);
+        let mode = HttpMode::of(dag);
+        self.translate_hosts(dag, mode, &mut out);
         self.clusters = memoize(
             std::mem::take(&mut self.clusters),
             dag.clusters.entries().iter().map(|c| (c.name.as_str(), c)),
@@ -183,20 +204,33 @@ impl Translator {
             *self.eds_users.entry(service.to_owned()).or_default() += 1;
         }
         self.resources = Some(out.clone());
-        self.scoped = Some(scoped);
+        self.mode = Some(mode);
         Ok(out)
     }
 
     /// Virtual hosts: the HTTP listener with `ingress_http` or the per-host scopes and
     /// `http/<fqdn>` route configurations, the `https/<fqdn>` route configurations and
     /// `ingress_https`.
-    fn translate_hosts(&mut self, dag: &Dag, scoped: bool, out: &mut InstanceResources) {
+    fn translate_hosts(&mut self, dag: &Dag, mode: HttpMode, out: &mut InstanceResources) {
+        let scoped = mode == HttpMode::Scoped;
         out.insert_versioned(self.http_listeners[usize::from(scoped)].clone());
         if scoped {
             // Rebuilt from scratch if the Gateway falls back to it later.
             self.http_routes = None;
         }
         let mut old = std::mem::take(&mut self.hosts);
+        let regard = regarded_wildcards(
+            dag,
+            dag.virtual_hosts
+                .iter()
+                .map(|vh| vh.fqdn.as_str())
+                .filter(|n| !old.contains_key(*n))
+                .chain(
+                    old.keys()
+                        .map(String::as_str)
+                        .filter(|n| find_host(dag, n).is_none()),
+                ),
+        );
         let mut http_changed = self.http_routes.is_none();
         let mut https_changed = false;
         let mut hosts = HashMap::with_capacity(dag.virtual_hosts.len());
@@ -210,10 +244,10 @@ impl Translator {
         for vh in dag.virtual_hosts.entries() {
             let previous = old.remove(&vh.fqdn);
             let mut entry = match previous {
-                Some(p) if same(&p.input, vh) && p.scoped == scoped => p,
+                Some(p) if same(&p.input, vh) && p.mode == mode && !regard.contains(&vh.fqdn) => p,
                 previous => {
                     // Re-encoded; a part whose bytes did not change needs no reassembly.
-                    let mut fresh = HostEntry::encode(vh, scoped);
+                    let mut fresh = HostEntry::encode(dag, vh, mode);
                     let old = previous.as_ref();
                     // A scope depends on the name only: keep sharing it.
                     if let (Some(new), Some(old)) = (
@@ -263,7 +297,7 @@ impl Translator {
             let parts = http_parts
                 .iter()
                 .filter_map(|fqdn| self.hosts.get(*fqdn).and_then(HostEntry::insecure_bytes));
-            self.http_routes = Some(http_route_configuration(parts));
+            self.http_routes = Some(http_route_configuration(parts, mode));
         }
         if let Some(r) = self.http_routes.as_ref().filter(|_| !scoped) {
             out.insert_versioned(r.clone());
@@ -287,8 +321,15 @@ impl Translator {
 }
 
 impl HostEntry {
-    fn encode(vh: &Arc<VirtualHost>, scoped: bool) -> Self {
-        let insecure = routes::insecure_virtual_host(vh).map(|h| h.encode_to_vec());
+    /// `vh` encoded for `mode`. `dag` is read for a wildcard's `https/` route configuration
+    /// only.
+    fn encode(dag: &Dag, vh: &Arc<VirtualHost>, mode: HttpMode) -> Self {
+        let scoped = mode == HttpMode::Scoped;
+        let insecure = if mode == HttpMode::Open {
+            Some(open_hosts::http_virtual_host(vh).encode_to_vec())
+        } else {
+            routes::insecure_virtual_host(vh).map(|h| h.encode_to_vec())
+        };
         let http_scope = insecure.as_deref().filter(|_| scoped).map(|host| {
             let name = scopes::http_scope_name(&vh.fqdn);
             [
@@ -299,7 +340,9 @@ impl HostEntry {
         let https_routes = routes::serves_https_routes(vh).then(|| {
             let name = https_route_config_name(&vh.fqdn);
             let host = routes::virtual_host(&vh.fqdn, routes::forward_routes(&vh.routes, |_| true));
-            versioned(&name, &routes::route_configuration(&name, vec![host]))
+            let mut config = routes::route_configuration(&name, vec![host]);
+            open_hosts::guard_https(dag, vh, &mut config);
+            versioned(&name, &config)
         });
         Self {
             input: vh.clone(),
@@ -310,7 +353,7 @@ impl HostEntry {
                 (bytes, usize::MAX)
             }),
             https_routes,
-            scoped,
+            mode,
             http_scope,
         }
     }
@@ -332,8 +375,16 @@ impl HostEntry {
 }
 
 /// `ingress_http` with the given encoded virtual hosts, in order.
-fn http_route_configuration<'a>(hosts: impl Iterator<Item = &'a [u8]>) -> Arc<VersionedResource> {
-    route_configuration(HTTP_LISTENER, hosts)
+fn http_route_configuration<'a>(
+    hosts: impl Iterator<Item = &'a [u8]>,
+    mode: HttpMode,
+) -> Arc<VersionedResource> {
+    let template = if mode == HttpMode::Open {
+        open_hosts::open_route_configuration(HTTP_LISTENER, Vec::new())
+    } else {
+        routes::route_configuration(HTTP_LISTENER, Vec::new())
+    };
+    assembled_route_configuration(template, hosts)
 }
 
 /// The route configuration `name` with the given encoded virtual hosts, in order.
@@ -341,7 +392,15 @@ fn route_configuration<'a>(
     name: &str,
     hosts: impl Iterator<Item = &'a [u8]>,
 ) -> Arc<VersionedResource> {
-    let template = routes::route_configuration(name, Vec::new());
+    assembled_route_configuration(routes::route_configuration(name, Vec::new()), hosts)
+}
+
+/// `template` (without virtual hosts) with the given encoded virtual hosts, in order.
+fn assembled_route_configuration<'a>(
+    template: RouteConfiguration,
+    hosts: impl Iterator<Item = &'a [u8]>,
+) -> Arc<VersionedResource> {
+    let name = template.name.clone();
     let head = RouteConfiguration {
         name: template.name.clone(),
         ..Default::default()
@@ -350,7 +409,13 @@ fn route_configuration<'a>(
         name: String::new(),
         ..template
     };
-    assembled(name, &head, ROUTE_CONFIGURATION_VIRTUAL_HOSTS, hosts, &tail)
+    assembled(
+        &name,
+        &head,
+        ROUTE_CONFIGURATION_VIRTUAL_HOSTS,
+        hosts,
+        &tail,
+    )
 }
 
 /// `ingress_https` with the given encoded filter chains, in order.
@@ -414,6 +479,39 @@ fn versioned<T: Message + Name>(name: &str, message: &T) -> Arc<VersionedResourc
 
 /// Reuses the previous resource of every `(name, input)` whose input did not change, encodes
 /// the others with `encode`, adds all to `out`, and returns what to remember next time.
+/// The wildcards of `dag` whose `https/` route configuration lists one of the `names` (which
+/// came or went), so it must be encoded again though the wildcard itself did not change.
+fn regarded_wildcards<'a>(
+    dag: &Dag,
+    names: impl Iterator<Item = &'a str>,
+) -> std::collections::BTreeSet<String> {
+    let mut regard = std::collections::BTreeSet::new();
+    let wildcards: Vec<&str> = open_hosts::open_hosts(dag)
+        .filter(|vh| routes::serves_https_routes(vh))
+        .map(|vh| vh.fqdn.as_str())
+        .collect();
+    if wildcards.is_empty() {
+        return regard;
+    }
+    for name in names {
+        for w in &wildcards {
+            if open_hosts::guarded_by(w, name) {
+                regard.insert((*w).to_owned());
+            }
+        }
+    }
+    regard
+}
+
+/// The virtual host `fqdn` of `dag` (sorted by name).
+fn find_host<'a>(dag: &'a Dag, fqdn: &str) -> Option<&'a Arc<VirtualHost>> {
+    let hosts = dag.virtual_hosts.entries();
+    hosts
+        .binary_search_by(|vh| vh.fqdn.as_str().cmp(fqdn))
+        .ok()
+        .map(|i| &hosts[i])
+}
+
 /// The same DAG element: the same allocation, or equal.
 fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
     Arc::ptr_eq(a, b) || a == b

@@ -70,7 +70,12 @@ fn random_host(rng: &mut Rng, fqdn: &str) -> VirtualHost {
 fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
     match rng.below(13) {
         0 | 1 => {
-            let fqdn = format!("h{}.example.com", rng.below(40));
+            // Some under a wildcard of edit 12, whose `https/` route configuration lists them.
+            let fqdn = if rng.chance(25) {
+                format!("h{}.w{}.example.com", rng.below(10), rng.below(3))
+            } else {
+                format!("h{}.example.com", rng.below(40))
+            };
             let vh = random_host(rng, &fqdn);
             match dag.virtual_hosts.binary_search_by(|v| v.fqdn.cmp(&fqdn)) {
                 Ok(i) => dag.virtual_hosts[i] = vh.into(),

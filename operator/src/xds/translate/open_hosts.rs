@@ -39,33 +39,54 @@ pub fn is_open(name: &str) -> bool {
 
 /// Whether `dag` serves an open host.
 pub fn open(dag: &Dag) -> bool {
-    dag.virtual_hosts.iter().any(|vh| is_open(&vh.fqdn))
+    open_hosts(dag).next().is_some()
+}
+
+/// The open hosts of `dag`.
+pub fn open_hosts(dag: &Dag) -> impl Iterator<Item = &VirtualHost> {
+    dag.virtual_hosts.iter().filter(|vh| is_open(&vh.fqdn))
 }
 
 /// `ingress_http` of a Gateway serving an open host: every virtual host, those serving nothing
 /// over plain HTTP without routes.
 pub fn http_route_configuration(dag: &Dag) -> RouteConfiguration {
-    let hosts = dag
-        .virtual_hosts
-        .iter()
-        .map(|vh| insecure_virtual_host(vh).unwrap_or_else(|| virtual_host(&vh.fqdn, Vec::new())))
-        .map(with_trailing_dots)
-        .collect();
-    let mut config = route_configuration(HTTP_LISTENER, hosts);
+    let hosts = dag.virtual_hosts.iter().map(http_virtual_host).collect();
+    open_route_configuration(HTTP_LISTENER, hosts)
+}
+
+/// `vh` in the `ingress_http` of a Gateway serving an open host.
+pub fn http_virtual_host(vh: &VirtualHost) -> EnvoyVirtualHost {
+    with_trailing_dots(
+        insecure_virtual_host(vh).unwrap_or_else(|| virtual_host(&vh.fqdn, Vec::new())),
+    )
+}
+
+/// A route configuration of a Gateway serving an open host, picking virtual hosts without the
+/// port.
+pub fn open_route_configuration(name: &str, hosts: Vec<EnvoyVirtualHost>) -> RouteConfiguration {
+    let mut config = route_configuration(name, hosts);
     config.ignore_port_in_host_matching = true;
     config
+}
+
+/// Whether `name` is one of the other names under the wildcard `wildcard` (whose `https/`
+/// route configuration lists them, see [`guard_https`]).
+pub fn guarded_by(wildcard: &str, name: &str) -> bool {
+    wildcard
+        .strip_prefix('*')
+        .is_some_and(|suffix| name != wildcard && name.ends_with(suffix))
 }
 
 /// Completes the `https/<fqdn>` route configuration of `vh` when it is a wildcard: the other
 /// names under its parent, without routes, and host matching without the port.
 pub fn guard_https(dag: &Dag, vh: &VirtualHost, config: &mut RouteConfiguration) {
-    let Some(suffix) = vh.fqdn.strip_prefix('*') else {
+    if !vh.fqdn.starts_with('*') {
         return;
-    };
+    }
     config.virtual_hosts.extend(
         dag.virtual_hosts
             .iter()
-            .filter(|other| other.fqdn != vh.fqdn && other.fqdn.ends_with(suffix))
+            .filter(|other| guarded_by(&vh.fqdn, &other.fqdn))
             .map(|other| virtual_host(&other.fqdn, Vec::new())),
     );
     config.virtual_hosts = std::mem::take(&mut config.virtual_hosts)

@@ -12,32 +12,31 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::{HostEntry, Memo, Translator, http_route_configuration, https_listener, versioned};
+use super::{
+    HostEntry, HttpMode, Memo, Translator, http_route_configuration, https_listener,
+    regarded_wildcards, versioned,
+};
 use crate::dag::model::{Cluster, SocketAddress, Upstream};
 use crate::dag::{Dag, DagDiff};
 use crate::xds::resource::{InstanceResources, VersionedResource, type_url};
 use crate::xds::translate::envoy::load_assignment;
-use crate::xds::translate::{
-    HTTPS_LISTENER, TranslateError, check, clusters, listeners, scopes, secrets,
-};
+use crate::xds::translate::{HTTPS_LISTENER, TranslateError, check, clusters, listeners, secrets};
 
 impl Translator {
     /// Translates `dag`, which differs from the DAG of this translator's previous successful
     /// translation by at most the entries `diff` names. Falls back to [`Translator::translate`]
-    /// when the diff is `full`, nothing was translated yet, or plain HTTP switches between scoped
-    /// and shared routes. Like it, a failed translation leaves the remembered state as it was.
+    /// when the diff is `full`, nothing was translated yet, or plain HTTP switches between scoped,
+    /// shared and open routes (see `HttpMode`). Like it, a failed translation leaves the remembered state as it was.
     pub fn translate_changes(
         &mut self,
         dag: &Dag,
         diff: &DagDiff,
     ) -> Result<InstanceResources, TranslateError> {
-        let scoped = scopes::scoped(dag);
+        let mode = HttpMode::of(dag);
         let previous = self
             .resources
             .as_ref()
-            .filter(|_| !diff.full && self.scoped == Some(scoped))
-            // A catch-all or wildcard host: always from scratch (see `translate`).
-            .filter(|_| !super::super::open_hosts::open(dag));
+            .filter(|_| !diff.full && self.mode == Some(mode));
         let Some(previous) = previous else {
             return self.translate(dag);
         };
@@ -46,13 +45,13 @@ impl Translator {
         // The names changed from here on travel with the result, so that a Delta stream that
         // has `previous` compares only those (see `InstanceResources::changed_since`).
         out.record_changes();
-        let (http_changed, https_changed) = self.patch_hosts(dag, &diff.vhosts, scoped, &mut out);
-        if http_changed && !scoped {
+        let (http_changed, https_changed) = self.patch_hosts(dag, &diff.vhosts, mode, &mut out);
+        if http_changed && mode != HttpMode::Scoped {
             let parts = dag
                 .virtual_hosts
                 .iter()
                 .filter_map(|vh| self.hosts.get(&vh.fqdn).and_then(HostEntry::insecure_bytes));
-            let routes = http_route_configuration(parts);
+            let routes = http_route_configuration(parts, mode);
             out.insert_versioned(routes.clone());
             self.http_routes = Some(routes);
         }
@@ -103,20 +102,27 @@ impl Translator {
         Ok(out)
     }
 
-    /// Re-encodes the named virtual hosts that changed, replacing their resources in `out`;
-    /// returns whether `ingress_http` and `ingress_https` must be assembled again.
+    /// Re-encodes the named virtual hosts that changed, and the wildcards listing a name that
+    /// came or went, replacing their resources in `out`; returns whether `ingress_http` and
+    /// `ingress_https` must be assembled again.
     fn patch_hosts(
         &mut self,
         dag: &Dag,
         names: &BTreeSet<String>,
-        scoped: bool,
+        mode: HttpMode,
         out: &mut InstanceResources,
     ) -> (bool, bool) {
+        let came_or_went = names.iter().map(String::as_str).filter(|fqdn| {
+            self.hosts.contains_key(*fqdn) != find(&dag.virtual_hosts, fqdn, |v| &v.fqdn).is_some()
+        });
+        let regard = regarded_wildcards(dag, came_or_went);
         let (mut http_changed, mut https_changed) = (false, false);
-        for fqdn in names {
+        for fqdn in names.iter().chain(regard.difference(names)) {
             let now = find(&dag.virtual_hosts, fqdn, |v| &v.fqdn);
             let before = match (self.hosts.remove(fqdn), now) {
-                (Some(b), Some(vh)) if super::same(&b.input, vh) && b.scoped == scoped => {
+                (Some(b), Some(vh))
+                    if super::same(&b.input, vh) && b.mode == mode && !regard.contains(fqdn) =>
+                {
                     self.hosts.insert(fqdn.clone(), b);
                     continue;
                 }
@@ -127,7 +133,7 @@ impl Translator {
                     out.remove(&r.resource.type_url, &r.name);
                 }
             }
-            let mut fresh = now.map(|vh| HostEntry::encode(vh, scoped));
+            let mut fresh = now.map(|vh| HostEntry::encode(dag, vh, mode));
             if let Some(fresh) = &mut fresh {
                 // A scope depends on the name only: keep sharing it.
                 if let (Some(new), Some(old)) = (
