@@ -79,6 +79,11 @@ pub struct StandaloneArgs {
     /// Write the xDS address and each Gateway's ports here as JSON (for scripts and tests).
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
+    /// Keep host claim dates here across restarts (JSON, written atomically when it changes):
+    /// without it, an old object edited to claim a name another holds, refused, takes the name
+    /// at the next start. A file that is not a claims file is reported and left alone.
+    #[arg(long, value_name = "FILE")]
+    pub claims_file: Option<PathBuf>,
     /// How long a burst of file changes may settle before the directory is read again, in
     /// milliseconds. Changes are watched with inotify; a directory that cannot be watched is
     /// polled every 5 s instead.
@@ -450,6 +455,7 @@ fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         ports: args.ports,
         ads: args.ads,
         state_file: args.state_file,
+        claims_file: args.claims_file,
         debounce: std::time::Duration::from_millis(args.debounce_ms),
         insecure_xds: args.insecure_xds,
     };

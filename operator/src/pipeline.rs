@@ -14,7 +14,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::dag::{Dag, IncrementalDag, Selection, UpdateStats};
+use crate::dag::{ClaimRecord, Dag, IncrementalDag, Selection, UpdateStats};
 use crate::snapshot::{ChangeSet, ClusterSnapshot};
 use crate::xds::cache::InstanceResources;
 use crate::xds::translate::{self, Resources, TranslateError, TranslateOptions, Translator};
@@ -134,6 +134,17 @@ impl InstancePipeline {
     pub fn dag(&self) -> &Dag {
         self.dag.dag()
     }
+
+    /// Claim dates for the first build (see [`IncrementalDag::import_claims`]).
+    pub fn import_claims(&mut self, record: ClaimRecord) -> bool {
+        self.dag.import_claims(record)
+    }
+
+    /// The record of contested claims to keep across restarts, and how many names `budget`
+    /// left out; `None` while nothing is built (see [`IncrementalDag::claim_record`]).
+    pub fn claim_record(&self, budget: usize) -> Option<(ClaimRecord, usize)> {
+        self.dag.claim_record(budget)
+    }
 }
 
 /// An update that panicked, with the panic's message.
@@ -171,6 +182,11 @@ impl Pipelines {
         self.instances
             .entry(sel.gateway.to_string())
             .or_insert_with(|| InstancePipeline::new(sel.clone()))
+    }
+
+    /// Each instance's pipeline, by Gateway (`namespace/name`).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &InstancePipeline)> {
+        self.instances.iter().map(|(k, p)| (k.as_str(), p))
     }
 
     /// Forgets instances not named in `wanted` (`namespace/name`).

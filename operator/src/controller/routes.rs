@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::api::gateway::RouteCounts;
 use crate::api::ingressroute::IngressRouteStatus;
+use crate::controller::claims;
 use crate::controller::crds::CrdState;
 use crate::controller::leader::Leadership;
 use crate::dag::{Dag, Selection, Validity};
@@ -410,6 +411,7 @@ async fn reconcile_instance(
 ) {
     let gateway = key.to_string();
     let mut pipeline: Option<InstancePipeline> = None;
+    let mut claims_writer = claims::ClaimsWriter::default();
     let mut last_generation = 0;
     loop {
         let (generation, snapshot, changes) = snapshots.borrow_and_update().clone();
@@ -427,11 +429,23 @@ async fn reconcile_instance(
         };
         last_generation = generation;
         let opts = ctx.translate.clone().with_ip_family(gw.spec.ip_family);
-        let built = pipeline
-            .get_or_insert_with(|| InstancePipeline::new(sel.clone()))
-            .update_guarded(&snapshot, &sel, changes, &opts);
+        if pipeline.is_none() {
+            // Before the first build: the claim dates the leader kept (`claims`).
+            let mut fresh = InstancePipeline::new(sel.clone());
+            if let Some(record) = claims::read(&ctx.client, gw).await {
+                fresh.import_claims(record);
+            }
+            pipeline = Some(fresh);
+        }
+        let Some(pipeline) = pipeline.as_mut() else {
+            return;
+        };
+        let built = pipeline.update_guarded(&snapshot, &sel, changes, &opts);
+        // Whether the DAG changed (`None`: the build panicked, nothing to record).
+        let mut changed = None;
         let dag = match built {
             Ok(built) => {
+                changed = Some(built.stats.changed);
                 ctx.metrics
                     .dag_build_seconds
                     .with_label_values(&[&gateway])
@@ -465,6 +479,10 @@ async fn reconcile_instance(
         };
         lock(&reports).insert(gateway.clone(), (generation, dag));
         reported.send_modify(|n| *n = n.wrapping_add(1));
+        // After the report: the leader's write never holds back the status round.
+        if let Some(changed) = changed {
+            (claims_writer.sync(&ctx.client, &ctx.leadership, gw, pipeline, changed)).await;
+        }
         if snapshots.changed().await.is_err() {
             return;
         }

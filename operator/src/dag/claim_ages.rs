@@ -12,15 +12,20 @@
 //!
 //! The record is kept in memory per instance, by [`IncrementalDag`](super::IncrementalDag),
 //! across updates and selection changes; a full build is given it ([`super::build::build_aged`]).
-//! It is kept in memory only. After a restart of `sluice run` or `sluice standalone`, standing
-//! claims count from their creation time again, except that a Contour root whose status says
-//! it lost the name stays behind (see `seed_from_statuses` and README, "Multi-tenant
-//! security").
+//! What outlives the process is a [`ClaimRecord`] (`claim_record`): exported by the caller after
+//! an update, kept by `sluice run` in a ConfigMap per Gateway and by `sluice standalone` in its
+//! `--claims-file`, and imported ([`ClaimAges::import`]) before the first build. At that build
+//! each recorded claim that still stands gets its recorded date, a claim on a recorded name that
+//! the record does not hold (it came while no process was watching) is dated after every
+//! recorded one, and later claims after that. Without a record, standing claims count from
+//! their creation time, except that a Contour root whose status says it lost the name stays
+//! behind (see `seed_from_statuses` and README, "Multi-tenant security").
 //!
 //! Pure: the caller passes the snapshots and the changed roots; the clock is an update counter.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::claim_record::ClaimRecord;
 use super::claims::{self, Claimant};
 use super::select::Selection;
 use super::traefik::{self, tcp};
@@ -56,12 +61,16 @@ impl ClaimId {
 }
 
 /// The update at which each standing claim was first seen, for claims that appeared after the
-/// first build (those standing then are at 0 and not stored).
+/// first build (those standing then are at 0 and not stored), or its imported date.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClaimAges {
     since: BTreeMap<(String, ClaimId), u64>,
-    /// Updates observed; 0 until the first build.
+    /// The date of the last update; after an import, above every imported date.
     epoch: u64,
+    /// The first build is done.
+    started: bool,
+    /// A record to apply at the first build.
+    pending: Option<ClaimRecord>,
 }
 
 impl ClaimAges {
@@ -88,7 +97,7 @@ impl ClaimAges {
     /// claims may have changed is compared, a name it claims now and did not before is dated
     /// now, a name it no longer claims is forgotten. `changes` lists the changed objects; with
     /// `everything`, every root of both snapshots is compared (a selection change). The first
-    /// call (nothing built yet) dates nothing.
+    /// call (nothing built yet) dates nothing but what an imported record says.
     pub fn observe(
         &mut self,
         (old, old_sel): (&ClusterSnapshot, &Selection),
@@ -96,14 +105,21 @@ impl ClaimAges {
         changes: &ChangeSet,
         everything: bool,
     ) {
-        // Nothing is recorded until every root was compared: an update that panics part way
-        // (a bug) leaves the record as it was, and it is observed again from there.
-        let epoch = self.epoch + 1;
-        if epoch == 1 {
-            self.seed_from_statuses(new, sel);
-            self.epoch = epoch;
+        if !self.started {
+            // On a copy: a first build that panics part way leaves everything as it was (the
+            // record still pending), and the next update starts it again.
+            let mut next = self.clone();
+            next.started = true;
+            let recorded = next.apply_record(new, sel);
+            let after = next.epoch.saturating_add(1);
+            next.seed_from_statuses(new, sel, &recorded, after);
+            next.epoch = after;
+            *self = next;
             return;
         }
+        // Nothing is recorded until every root was compared: an update that panics part way
+        // (a bug) leaves the record as it was, and it is observed again from there.
+        let epoch = self.epoch.saturating_add(1);
         let ids: BTreeSet<ClaimId> = if everything {
             all_roots(old).chain(all_roots(new)).collect()
         } else if changes.has_whole_kinds() {
@@ -131,13 +147,79 @@ impl ClaimAges {
 }
 
 impl ClaimAges {
+    /// Keeps `record` for the first build (see the module documentation); `false` (and nothing
+    /// kept) once that build is done.
+    pub fn import(&mut self, record: ClaimRecord) -> bool {
+        if self.started {
+            return false;
+        }
+        self.pending = Some(record);
+        true
+    }
+
+    /// At the first build, gives each recorded claim that `snap` still holds its date, and
+    /// every other claim on a recorded name a date after all of them; sets the epoch to the
+    /// latest date given. Returns the recorded names. A recorded claim of a root that is gone
+    /// or no longer claims the name is ignored.
+    fn apply_record(&mut self, snap: &ClusterSnapshot, sel: &Selection) -> BTreeSet<String> {
+        let Some(record) = self.pending.take() else {
+            return BTreeSet::new();
+        };
+        let mut claims_of: BTreeMap<ClaimId, BTreeSet<String>> = BTreeMap::new();
+        let mut recorded: BTreeSet<(String, ClaimId)> = BTreeSet::new();
+        for (fqdn, claimants) in &record.names {
+            for c in claimants {
+                let id = c.id();
+                let hosts = claims_of
+                    .entry(id.clone())
+                    .or_insert_with(|| claimed(snap, sel, &id));
+                if !hosts.contains(fqdn) {
+                    continue;
+                }
+                self.epoch = self.epoch.max(c.since);
+                if c.since > 0 {
+                    self.since.insert((fqdn.clone(), id.clone()), c.since);
+                }
+                recorded.insert((fqdn.clone(), id));
+            }
+        }
+        let names: BTreeSet<String> = record.names.into_keys().collect();
+        if names.is_empty() {
+            return names;
+        }
+        let after = self.epoch.saturating_add(1);
+        for id in all_roots(snap) {
+            let hosts = match claims_of.remove(&id) {
+                Some(hosts) => hosts,
+                None => claimed(snap, sel, &id),
+            };
+            for fqdn in hosts.intersection(&names) {
+                let key = (fqdn.clone(), id.clone());
+                if !recorded.contains(&key) {
+                    self.since.insert(key, after);
+                }
+            }
+        }
+        if self.since.values().any(|&v| v == after) {
+            self.epoch = after;
+        }
+        names
+    }
+
     /// At the first build, a Contour root whose status (written by Sluice before a restart or
     /// a change of leader) says it lost the name it claims keeps losing it: its claim is dated
     /// after every other standing claim. Only the status subresource carries that, which
     /// tenants are not normally allowed to write; a tenant who may write their own statuses can
     /// only erase the record of their own lost claims. Traefik objects have no status: their
     /// standing claims are ordered by creation time at the first build.
-    fn seed_from_statuses(&mut self, snap: &ClusterSnapshot, sel: &Selection) {
+    /// Names an imported record holds are not seeded; a seeded claim is dated `at`.
+    fn seed_from_statuses(
+        &mut self,
+        snap: &ClusterSnapshot,
+        sel: &Selection,
+        recorded: &BTreeSet<String>,
+        at: u64,
+    ) {
         for (key, route) in snap.ingress_routes.iter() {
             let Some(status) = route.status.as_ref() else {
                 continue;
@@ -150,11 +232,14 @@ impl ClaimAges {
                 dialect: Dialect::Contour,
             };
             for fqdn in claimed(snap, sel, &id) {
+                if recorded.contains(&fqdn) {
+                    continue;
+                }
                 let taken = format!("fqdn {fqdn:?} is already used by the older ");
                 let covered = format!("fqdn {fqdn:?} is covered by the wildcard host ");
                 let d = &status.description;
                 if d.starts_with(&taken) || d.starts_with(&covered) {
-                    self.since.insert((fqdn, id.clone()), 1);
+                    self.since.insert((fqdn, id.clone()), at);
                 }
             }
         }

@@ -11,7 +11,7 @@ use crate::api::traefik::decode;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Object};
 
 /// A Contour root `ns/name` for `fqdn`, created at `created`.
-fn contour_root(ns: &str, name: &str, created: &str, fqdn: &str) -> Object {
+pub(super) fn contour_root(ns: &str, name: &str, created: &str, fqdn: &str) -> Object {
     Object::IngressRoute(
         serde_json::from_value(json!({
             "apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
@@ -23,7 +23,7 @@ fn contour_root(ns: &str, name: &str, created: &str, fqdn: &str) -> Object {
 }
 
 /// A Traefik IngressRoute `ns/name` matching `rule`, created at `created`.
-fn traefik_route(ns: &str, name: &str, created: &str, rule: &str) -> Object {
+pub(super) fn traefik_route(ns: &str, name: &str, created: &str, rule: &str) -> Object {
     let v: Value = json!({
         "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
         "metadata": {"namespace": ns, "name": name, "creationTimestamp": created},
@@ -33,12 +33,12 @@ fn traefik_route(ns: &str, name: &str, created: &str, rule: &str) -> Object {
     Object::TraefikRoute(decode(v).unwrap())
 }
 
-const OLD: &str = "2024-01-01T00:00:00Z";
-const NEW: &str = "2025-06-01T00:00:00Z";
+pub(super) const OLD: &str = "2024-01-01T00:00:00Z";
+pub(super) const NEW: &str = "2025-06-01T00:00:00Z";
 
 /// Applies `objects` to `snap` and updates `inc`; returns the DAG's statuses by `ns/name`
 /// (Contour and Traefik), checking the incremental DAG against a full build with its dates.
-fn step(
+pub(super) fn step(
     inc: &mut IncrementalDag,
     snap: &mut ClusterSnapshot,
     objects: Vec<Object>,
@@ -64,7 +64,7 @@ fn step(
         .collect()
 }
 
-fn verdict(statuses: &[(String, Validity, String)], key: &str) -> (Validity, String) {
+pub(super) fn verdict(statuses: &[(String, Validity, String)], key: &str) -> (Validity, String) {
     statuses
         .iter()
         .find(|(k, ..)| k == key)
@@ -72,7 +72,7 @@ fn verdict(statuses: &[(String, Validity, String)], key: &str) -> (Validity, Str
         .unwrap_or_else(|| panic!("no status for {key}: {statuses:?}"))
 }
 
-fn owner(inc: &IncrementalDag, fqdn: &str) -> String {
+pub(super) fn owner(inc: &IncrementalDag, fqdn: &str) -> String {
     let vh = inc.dag().virtual_hosts.iter().find(|v| v.fqdn == fqdn);
     vh.map_or_else(String::new, |v| v.owner.clone())
 }

@@ -30,6 +30,7 @@ use super::build::{
     Builder, Parts, RootTrace, Selected, Statuses, route_status, undecodable_status,
 };
 use super::claim_ages::ClaimAges;
+use super::claim_record::ClaimRecord;
 use super::claims::{self, Claimant};
 use super::deps::{self, Dep};
 use super::model::{Cluster, ClusterEndpoints, Dag, Secret, Validity, VirtualHost, msg};
@@ -227,6 +228,19 @@ impl IncrementalDag {
     /// the same DAG from scratch.
     pub fn claim_ages(&self) -> &ClaimAges {
         &self.ages
+    }
+
+    /// Gives the first build the claim dates of `record` (see `claim_ages`); `false` once
+    /// something was built.
+    pub fn import_claims(&mut self, record: ClaimRecord) -> bool {
+        self.ages.import(record)
+    }
+
+    /// The record of the contested claims' dates, within `budget` bytes of JSON, and how many
+    /// names the budget left out (see `claim_record`); `None` until something was built (since
+    /// the start, or since a build that panicked): no claimant is known then.
+    pub fn claim_record(&self, budget: usize) -> Option<(ClaimRecord, usize)> {
+        (!self.fresh).then(|| ClaimRecord::of(&self.claimants, budget))
     }
 
     /// What the last update may have changed in the DAG.

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `build.rs` | the builder and [`build`], the whole build from scratch |
 //! | `claims.rs` | host ownership: which root claims which fqdn, the oldest wins |
+//! | `claim_ages.rs`, `claim_record.rs` | when each claim was first seen; its record across restarts |
 //! | `open_hosts.rs` | ownership of the catch-all and wildcard hosts Traefik rules claim |
 //! | `owner.rs` | owner names of DAG entries and the object (and kind) each names |
 //! | `walk.rs` | the delegation walk (routes and tcpproxy), its memo and depth limit |
@@ -15,6 +16,7 @@
 mod build;
 pub mod checks;
 mod claim_ages;
+mod claim_record;
 mod claims;
 mod deps;
 pub(crate) mod durations;
@@ -31,6 +33,7 @@ mod walk;
 
 pub use build::{DEFAULT_HEALTH_CHECK_HOST, build, build_aged};
 pub use claim_ages::ClaimAges;
+pub use claim_record::{ClaimRecord, RecordedClaim, RecordedKind};
 pub use deps::Dep;
 pub use incremental::{DagDiff, IncrementalDag, UpdateStats};
 pub use model::{Dag, RouteStatus, Validity};
@@ -38,6 +41,8 @@ pub use select::{Selection, instances};
 
 #[cfg(test)]
 mod claim_ages_tests;
+#[cfg(test)]
+mod claim_record_tests;
 #[cfg(test)]
 pub(crate) mod faults;
 #[cfg(test)]

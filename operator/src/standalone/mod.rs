@@ -27,6 +27,7 @@ use crate::source::{IncrementalLoader, LoadError, LoadWarning};
 use crate::xds::cache::Cache;
 use crate::xds::translate::TranslateOptions;
 
+mod claims_file;
 mod credentials;
 mod envoy;
 mod state_file;
@@ -55,6 +56,8 @@ pub struct StandaloneOptions {
     pub ports: PortMode,
     pub ads: AdsFlavour,
     pub state_file: Option<PathBuf>,
+    /// Where host claim dates are kept across restarts (`--claims-file`).
+    pub claims_file: Option<PathBuf>,
     /// How long a burst of file events may settle before the directory is read again.
     pub debounce: Duration,
     /// Serve xDS in plaintext to anyone (`--insecure-xds`); otherwise mutual TLS.
@@ -131,6 +134,10 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
         last_problems: None,
         next_fixed_slot: 0,
         next_admin_id: 0,
+        claims: opts
+            .claims_file
+            .as_deref()
+            .map(claims_file::ClaimsFile::load),
     };
     // Changes arrive from inotify; without it, a slow poll of the file stamps finds them. The
     // watch starts before the first read, so no change falls between the two.
@@ -206,6 +213,8 @@ struct State<'a> {
     last_problems: Option<Problems>,
     next_fixed_slot: u16,
     next_admin_id: u32,
+    /// The claims file, when one was asked for.
+    claims: Option<claims_file::ClaimsFile>,
 }
 
 impl State<'_> {
@@ -324,6 +333,9 @@ impl State<'_> {
             }
         }
         self.pipelines.retain(&wanted);
+        if let Some(claims) = &mut self.claims {
+            claims.save(&self.pipelines);
+        }
         self.write_state();
     }
 
@@ -336,11 +348,16 @@ impl State<'_> {
         ports: InstancePorts,
     ) {
         let opts = self.translate_options(ports);
-        let built = match self
-            .pipelines
-            .instance(sel)
-            .update_guarded(snapshot, sel, changes, &opts)
+        let pipeline = self.pipelines.instance(sel);
+        // Before its first build: the claim dates kept from the last run.
+        if let Some(record) = self
+            .claims
+            .as_mut()
+            .and_then(|c| c.take(&sel.gateway.to_string()))
         {
+            pipeline.import_claims(record);
+        }
+        let built = match pipeline.update_guarded(snapshot, sel, changes, &opts) {
             Ok(built) => built,
             Err(e) => {
                 // A bug, but it must not stop the other instances: this one keeps its last

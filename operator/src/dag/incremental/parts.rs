@@ -257,6 +257,12 @@ impl<T: Ord> SortedVec<T> {
     }
 }
 
+impl<T> AsRef<[T]> for SortedVec<T> {
+    fn as_ref(&self) -> &[T] {
+        &self.0
+    }
+}
+
 impl<'a, T> IntoIterator for &'a SortedVec<T> {
     type Item = &'a T;
     type IntoIter = std::slice::Iter<'a, T>;

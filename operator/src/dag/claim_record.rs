@@ -1,0 +1,192 @@
+//! The record of host claim dates that outlives a process (see `claim_ages`): what `sluice run`
+//! keeps in a ConfigMap per Gateway and `sluice standalone` in its `--claims-file`, so that a
+//! restart, a change of leader or a new replica orders contested claims as before.
+//!
+//! What is recorded: every name whose claimants would be ordered differently without their
+//! dates, that is by `creationTimestamp` alone (claims dated 0, as a process that just started
+//! dates its standing claims), with all its claimants and their dates; and both sides of every
+//! wildcard and exact name it covers whose comparison would change the same way. Other names
+//! need nothing: their order is the same from creation times, and every claim seen after the
+//! record is read is dated after every recorded one. So a record is small whatever the number
+//! of routes: it grows with the names whose holder is not their oldest object.
+//!
+//! Bounded: a record larger than its budget keeps the names of the holder namespaces that have
+//! the fewest recorded names first (so a tenant who makes thousands of contests crowds out only
+//! its own), then by name; the names left out are counted for the caller to report.
+//!
+//! Pure and deterministic: [`ClaimRecord::of`] reads the claimants of each name, in their order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::claim_ages::{ClaimId, Dialect};
+use super::claims::Claimant;
+use super::traefik::hosts::covering_wildcard;
+use crate::snapshot::ObjKey;
+
+/// Contested names, each with its claimants in order, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRecord {
+    pub names: BTreeMap<String, Vec<RecordedClaim>>,
+}
+
+/// One claimant of a recorded name: the root, and the date of its claim (0: it stood when the
+/// process that dated it started, and is ordered by creation time).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedClaim {
+    pub kind: RecordedKind,
+    pub namespace: String,
+    pub name: String,
+    pub since: u64,
+}
+
+/// The kind of root a recorded claim is from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RecordedKind {
+    /// A Contour IngressRoute.
+    Contour,
+    /// A Traefik IngressRoute.
+    Traefik,
+    /// A Traefik IngressRouteTCP.
+    TraefikTcp,
+}
+
+impl RecordedClaim {
+    fn of(c: &Claimant) -> Self {
+        let kind = match ClaimId::of(c).dialect {
+            Dialect::Contour => RecordedKind::Contour,
+            Dialect::Traefik => RecordedKind::Traefik,
+            Dialect::TraefikTcp => RecordedKind::TraefikTcp,
+        };
+        Self {
+            kind,
+            namespace: c.key.namespace.clone(),
+            name: c.key.name.clone(),
+            since: c.since,
+        }
+    }
+
+    /// The root this claim is from.
+    pub(super) fn id(&self) -> ClaimId {
+        let dialect = match self.kind {
+            RecordedKind::Contour => Dialect::Contour,
+            RecordedKind::Traefik => Dialect::Traefik,
+            RecordedKind::TraefikTcp => Dialect::TraefikTcp,
+        };
+        ClaimId {
+            key: ObjKey::new(self.namespace.clone(), self.name.clone()),
+            dialect,
+        }
+    }
+}
+
+impl ClaimRecord {
+    /// The record of `names` (each name's claimants sorted, oldest first), within `budget`
+    /// bytes of JSON; returns it and how many names were left out for the budget.
+    pub fn of<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>, budget: usize) -> (Self, usize) {
+        let needed = needed(names);
+        // The fewest recorded names per holder namespace first.
+        let mut per_namespace: BTreeMap<&str, usize> = BTreeMap::new();
+        let holder_ns = |name: &str| {
+            let first = names.get(name).and_then(|c| c.as_ref().first());
+            first.map_or("", |c| c.key.namespace.as_str())
+        };
+        for name in &needed {
+            *per_namespace.entry(holder_ns(name)).or_default() += 1;
+        }
+        let mut order: Vec<(usize, &str)> = needed
+            .iter()
+            .map(|name| (per_namespace[holder_ns(name)], *name))
+            .collect();
+        order.sort_unstable();
+        let mut record = Self::default();
+        let (mut used, mut dropped) = (EMPTY_SIZE, 0);
+        for (_, name) in order {
+            let claims: Vec<RecordedClaim> = names
+                .get(name)
+                .map(|c| c.as_ref().iter().map(RecordedClaim::of).collect())
+                .unwrap_or_default();
+            let size = entry_size(name, &claims);
+            if used + size > budget {
+                dropped += 1;
+                continue;
+            }
+            used += size;
+            record.names.insert(name.to_owned(), claims);
+        }
+        (record, dropped)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// The JSON of an empty record (`{"names":{}}`), for the budget.
+const EMPTY_SIZE: usize = 12;
+
+/// The bytes one name adds to the record's JSON (an upper bound: escapes counted).
+fn entry_size(name: &str, claims: &[RecordedClaim]) -> usize {
+    let text = serde_json::to_string(&(name, claims)).map_or(0, |t| t.len());
+    // `"name":[...]` and a comma instead of the tuple's brackets and comma.
+    text + 1
+}
+
+/// The names whose order needs their dates (see the module documentation).
+fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> BTreeSet<&str> {
+    let mut rec: BTreeSet<&str> = names
+        .iter()
+        .filter(|(_, c)| !creation_order_holds(c.as_ref()))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    // A wildcard and the exact names it covers are compared by their oldest claimants.
+    let pairs: Vec<(&str, &str)> = if names.keys().any(|n| n.starts_with("*.")) {
+        names
+            .keys()
+            .filter_map(|exact| {
+                let wildcard = covering_wildcard(exact)?;
+                let (wildcard, _) = names.get_key_value(wildcard.as_str())?;
+                Some((wildcard.as_str(), exact.as_str()))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let first = |name: &str| names.get(name).and_then(|c| c.as_ref().first());
+    loop {
+        let mut grew = false;
+        for &(wildcard, exact) in &pairs {
+            let (Some(w), Some(e)) = (first(wildcard), first(exact)) else {
+                continue;
+            };
+            let (kw, ke) = (rec.contains(wildcard), rec.contains(exact));
+            if (kw && ke) || (w < e) == (dated(w, kw) < dated(e, ke)) {
+                continue;
+            }
+            grew |= rec.insert(wildcard);
+            grew |= rec.insert(exact);
+        }
+        if !grew {
+            return rec;
+        }
+    }
+}
+
+/// Whether `claimants` (sorted by their dates) are in the same order without them.
+fn creation_order_holds(claimants: &[Claimant]) -> bool {
+    claimants
+        .windows(2)
+        .all(|w| dated(&w[0], false) < dated(&w[1], false))
+}
+
+/// `c` with its date (`kept`), or as a process that just started dates it.
+fn dated(c: &Claimant, kept: bool) -> Claimant {
+    Claimant {
+        since: if kept { c.since } else { 0 },
+        ..c.clone()
+    }
+}

@@ -1,0 +1,295 @@
+//! Claim dates across a restart: the record a process exports, imported by the next one before
+//! its first build, keeps every refused claim refused and every holder holding.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use super::claim_ages_tests::{NEW, OLD, contour_root, owner, step, traefik_route, verdict};
+use super::{ClaimRecord, IncrementalDag, Selection, Validity, build_aged};
+use crate::snapshot::{ChangeSet, ClusterSnapshot, Object};
+
+const BUDGET: usize = 900 * 1024;
+
+/// A process that starts on `snap`, having read `record` (through its JSON) or none.
+fn restart(snap: &ClusterSnapshot, record: Option<&ClaimRecord>) -> IncrementalDag {
+    let sel = Selection::default_instance();
+    let mut inc = IncrementalDag::new(sel.clone());
+    if let Some(record) = record {
+        let text = serde_json::to_string(record).unwrap();
+        assert!(inc.import_claims(serde_json::from_str(&text).unwrap()));
+    }
+    let changes = ChangeSet::diff(&ClusterSnapshot::default(), snap);
+    inc.update(&Arc::new(snap.clone()), &sel, &changes);
+    assert_eq!(*inc.dag(), build_aged(snap, &sel, inc.claim_ages()));
+    // A record imported after the first build is refused.
+    assert!(!inc.import_claims(ClaimRecord::default()));
+    inc
+}
+
+fn validity(inc: &IncrementalDag, key: &str) -> Validity {
+    let dag = inc.dag();
+    let routes = dag
+        .statuses
+        .iter()
+        .map(|s| (&s.namespace, &s.name, s.current_status));
+    let objects = (dag.object_statuses.iter()).map(|s| (&s.namespace, &s.name, s.current_status));
+    routes
+        .chain(objects)
+        .map(|(ns, name, v)| (format!("{ns}/{name}"), v))
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no status for {key}"))
+}
+
+/// A victim holding `h.example.com` and an older object of `evil` edited to claim it: refused.
+fn hijack_refused(evil_before: Object, evil_after: Object) -> (IncrementalDag, ClusterSnapshot) {
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    let mut snap = ClusterSnapshot::default();
+    step(
+        &mut inc,
+        &mut snap,
+        vec![
+            contour_root("victim", "site", NEW, "h.example.com"),
+            evil_before,
+        ],
+    );
+    let s = step(&mut inc, &mut snap, vec![evil_after]);
+    assert_eq!(owner(&inc, "h.example.com"), "victim/site");
+    assert_eq!(verdict(&s, "evil/old").0, Validity::Invalid, "{s:?}");
+    (inc, snap)
+}
+
+#[test]
+fn a_refused_contour_claim_stays_refused_after_a_restart_with_the_record() {
+    let (inc, snap) = hijack_refused(
+        contour_root("evil", "old", OLD, "mine.example.com"),
+        contour_root("evil", "old", OLD, "h.example.com"),
+    );
+    let (record, dropped) = inc.claim_record(BUDGET).unwrap();
+    assert_eq!(dropped, 0);
+    assert_eq!(record.names.len(), 1, "{record:?}");
+    let claims = &record.names["h.example.com"];
+    assert_eq!(claims[0].name, "site");
+    assert_eq!(claims[1].name, "old");
+    assert!(claims[1].since > claims[0].since);
+
+    let after = restart(&snap, Some(&record));
+    assert_eq!(owner(&after, "h.example.com"), "victim/site");
+    assert_eq!(validity(&after, "evil/old"), Validity::Invalid);
+    assert_eq!(validity(&after, "victim/site"), Validity::Valid);
+    // The restarted process records the same thing: nothing to write again.
+    assert_eq!(after.claim_record(BUDGET).unwrap().0, record);
+    // Without the record (no status either), the older object takes the name.
+    let bare = restart(&snap, None);
+    assert_eq!(owner(&bare, "h.example.com"), "evil/old");
+}
+
+#[test]
+fn a_refused_traefik_claim_stays_refused_after_a_restart_with_the_record() {
+    let (inc, snap) = hijack_refused(
+        traefik_route("evil", "old", OLD, "Host(`mine.example.com`)"),
+        traefik_route(
+            "evil",
+            "old",
+            OLD,
+            "Host(`h.example.com`) || Host(`mine.example.com`)",
+        ),
+    );
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
+    // `mine.example.com` is evil's alone: not recorded.
+    assert_eq!(record.names.keys().collect::<Vec<_>>(), ["h.example.com"]);
+    let after = restart(&snap, Some(&record));
+    assert_eq!(owner(&after, "h.example.com"), "victim/site");
+    assert_eq!(validity(&after, "evil/old"), Validity::Invalid);
+    let bare = restart(&snap, None);
+    // Without the record, the older object takes the name.
+    assert_eq!(validity(&bare, "victim/site"), Validity::Invalid);
+}
+
+#[test]
+fn a_wildcard_edited_over_a_held_name_stays_behind_it_after_a_restart() {
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    let mut snap = ClusterSnapshot::default();
+    step(
+        &mut inc,
+        &mut snap,
+        vec![
+            contour_root("victim", "site", NEW, "h.example.com"),
+            traefik_route("evil", "old", OLD, "Host(`mine.example.com`)"),
+        ],
+    );
+    step(
+        &mut inc,
+        &mut snap,
+        vec![traefik_route("evil", "old", OLD, "Host(`*.example.com`)")],
+    );
+    assert_eq!(owner(&inc, "h.example.com"), "victim/site");
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
+    // Nobody else claims either name: only their comparison needs the dates.
+    assert_eq!(
+        record.names.keys().collect::<Vec<_>>(),
+        ["*.example.com", "h.example.com"]
+    );
+    let after = restart(&snap, Some(&record));
+    assert_eq!(owner(&after, "h.example.com"), "victim/site");
+    assert_eq!(validity(&after, "victim/site"), Validity::Valid);
+    let bare = restart(&snap, None);
+    assert_eq!(validity(&bare, "victim/site"), Validity::Invalid);
+}
+
+#[test]
+fn a_claim_made_while_no_process_watched_comes_after_the_recorded_ones() {
+    let (inc, mut snap) = hijack_refused(
+        contour_root("evil", "old", OLD, "mine.example.com"),
+        contour_root("evil", "old", OLD, "h.example.com"),
+    );
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
+    // While down, another old object of evil's claims the name too.
+    snap.apply(traefik_route(
+        "evil",
+        "older",
+        "2020-01-01T00:00:00Z",
+        "Host(`h.example.com`)",
+    ));
+    let after = restart(&snap, Some(&record));
+    assert_eq!(owner(&after, "h.example.com"), "victim/site");
+    assert_eq!(validity(&after, "evil/older"), Validity::Invalid);
+    assert_eq!(validity(&after, "evil/old"), Validity::Invalid);
+    // The waiting order is kept too: `old` waited first.
+    let names = &after.claim_record(BUDGET).unwrap().0.names["h.example.com"];
+    let order: Vec<&str> = names.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(order, ["site", "old", "older"]);
+}
+
+#[test]
+fn a_recorded_claim_of_an_object_that_no_longer_claims_the_name_is_ignored() {
+    let (inc, mut snap) = hijack_refused(
+        contour_root("evil", "old", OLD, "mine.example.com"),
+        contour_root("evil", "old", OLD, "h.example.com"),
+    );
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
+    // While down, evil withdrew its claim; later it claims the name again.
+    snap.apply(contour_root("evil", "old", OLD, "mine.example.com"));
+    let mut after = restart(&snap, Some(&record));
+    let mut clean = restart(&snap, None);
+    assert_eq!(after.claim_ages(), clean.claim_ages());
+    for inc in [&mut after, &mut clean] {
+        let mut s = snap.clone();
+        let v = step(
+            inc,
+            &mut s,
+            vec![contour_root("evil", "old", OLD, "h.example.com")],
+        );
+        assert_eq!(verdict(&v, "evil/old").0, Validity::Invalid);
+    }
+}
+
+#[test]
+fn names_whose_order_needs_no_dates_are_not_recorded() {
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    let mut snap = ClusterSnapshot::default();
+    // Standing contests, and a younger object claiming a held name: creation order agrees.
+    step(
+        &mut inc,
+        &mut snap,
+        vec![
+            contour_root("a", "first", OLD, "h.example.com"),
+            contour_root("b", "second", NEW, "h.example.com"),
+        ],
+    );
+    step(
+        &mut inc,
+        &mut snap,
+        vec![traefik_route("c", "third", NEW, "Host(`h.example.com`)")],
+    );
+    assert_eq!(
+        inc.claim_record(BUDGET).unwrap(),
+        (ClaimRecord::default(), 0)
+    );
+}
+
+#[test]
+fn a_tenant_making_thousands_of_contests_crowds_out_only_its_own() {
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    let mut snap = ClusterSnapshot::default();
+    let names: Vec<String> = (0..300).map(|i| format!("n{i}.evil.example")).collect();
+    let mut objects: Vec<Object> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| contour_root("evil", &format!("holder{i}"), NEW, n))
+        .collect();
+    let old = |i: usize, host: &str| traefik_route("evil", &format!("old{i}"), OLD, host);
+    objects.extend((0..names.len()).map(|i| old(i, &format!("Host(`x{i}.evil.example`)"))));
+    objects.push(contour_root("victim", "site", NEW, "h.example.com"));
+    objects.push(contour_root("other", "old", OLD, "other.example.com"));
+    step(&mut inc, &mut snap, objects);
+    let mut edits: Vec<Object> = (names.iter().enumerate())
+        .map(|(i, n)| old(i, &format!("Host(`{n}`)")))
+        .collect();
+    edits.push(contour_root("other", "old", OLD, "h.example.com"));
+    step(&mut inc, &mut snap, edits);
+    let (full, dropped) = inc.claim_record(BUDGET).unwrap();
+    assert_eq!((full.names.len(), dropped), (301, 0));
+    let size = |r: &ClaimRecord| serde_json::to_string(r).unwrap().len();
+    let budget = size(&full) / 3;
+    let (capped, dropped) = inc.claim_record(budget).unwrap();
+    assert!(size(&capped) <= budget, "{} > {budget}", size(&capped));
+    assert!(dropped > 150, "{dropped}");
+    assert_eq!(capped.names.len() + dropped, 301);
+    assert!(capped.names.contains_key("h.example.com"));
+}
+
+/// Random edits of a few roots of both dialects over a few names (a wildcard among them): after
+/// every step, a process started on the same objects with the record builds the same DAG.
+#[test]
+fn a_restart_with_the_record_builds_what_the_running_process_built() {
+    let hosts = [
+        "h1.ex.com",
+        "h2.ex.com",
+        "a.h1.ex.com",
+        "*.ex.com",
+        "*.h1.ex.com",
+    ];
+    let created = [OLD, NEW, "2023-03-03T00:00:00Z"];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        usize::try_from(seed % n as u64).unwrap()
+    };
+    let mut recorded = 0;
+    for _run in 0..30 {
+        let mut inc = IncrementalDag::new(Selection::default_instance());
+        let mut snap = ClusterSnapshot::default();
+        for step_no in 0..12 {
+            let mut objects = Vec::new();
+            for _ in 0..1 + next(2) {
+                let name = format!("r{}", next(5));
+                let ns = ["a", "b"][next(2)];
+                let when = created[next(created.len())];
+                let host = hosts[next(hosts.len())];
+                let object = if next(2) == 0 && !host.starts_with('*') {
+                    contour_root(ns, &name, when, host)
+                } else {
+                    let other = hosts[next(hosts.len())];
+                    let rule = format!("Host(`{host}`) || Host(`{other}`)");
+                    traefik_route(ns, &format!("t{name}"), when, &rule)
+                };
+                objects.push(object);
+            }
+            step(&mut inc, &mut snap, objects);
+            let (record, dropped) = inc.claim_record(BUDGET).unwrap();
+            assert_eq!(dropped, 0);
+            recorded += usize::from(!record.is_empty());
+            let after = restart(&snap, Some(&record));
+            assert_eq!(
+                *after.dag(),
+                *inc.dag(),
+                "step {step_no}, record {record:?}"
+            );
+        }
+    }
+    // Not vacuous: many steps had contests to record.
+    assert!(recorded > 30, "{recorded}");
+}
