@@ -77,19 +77,47 @@ pub const EVENT_ACTION: &str = "Validate";
 /// The statuses this replica wrote and announced with an event, by IngressRoute (with its uid):
 /// a status written again because the snapshot had not yet seen the first write is not
 /// announced twice. `owed`: statuses written whose Event could not be recorded, retried by
-/// later rounds while the status stands. Forgotten when this replica stops leading.
+/// later rounds while the status stands (up to a few times). Forgotten when this replica stops
+/// leading.
 #[derive(Debug, Default)]
 struct Announced {
     done: BTreeMap<ObjKey, (Option<String>, IngressRouteStatus)>,
-    owed: BTreeMap<ObjKey, (Option<String>, IngressRouteStatus)>,
+    /// With how many times it was tried.
+    owed: BTreeMap<ObjKey, ((Option<String>, IngressRouteStatus), u32)>,
 }
 
 /// One snapshot, numbered, as handed to the instance reconcilers, with what changed since the
 /// previous one.
 type Generation = (u64, Arc<ClusterSnapshot>, Arc<ChangeSet>);
 
-/// What each instance reconciler concluded, by Gateway: the generation it built and its DAG.
-type Reports = Arc<Mutex<BTreeMap<String, (u64, Arc<Dag>)>>>;
+/// What each instance reconciler concluded, by Gateway.
+type Reports = Arc<Mutex<BTreeMap<String, Report>>>;
+
+/// What one instance reconciler concluded.
+#[derive(Clone, Debug)]
+struct Report {
+    /// The generation it built ([`STOPPED`]: its task ended in a panic).
+    generation: u64,
+    /// Its DAG: the generation's, or the last good one.
+    dag: Arc<Dag>,
+    state: BuildState,
+}
+
+/// Whether a report's DAG is the generation's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BuildState {
+    /// Built from the generation.
+    Current,
+    /// The build panicked (a bug): the last good DAG, still served. Its verdicts are kept out
+    /// of the status round (they may be about objects since recreated), its counts kept.
+    Stale,
+    /// The build panicked before any good one: nothing served; the replica is not ready.
+    Never,
+}
+
+/// The generation of an instance whose reconciler task ended in a panic: it counts as having
+/// built every generation until the coordinator starts it again.
+const STOPPED: u64 = u64::MAX;
 
 /// Runs forever. After each debounced change it takes one snapshot and hands it to one
 /// reconciler task per Gateway (they build, translate and publish in parallel); once every
@@ -163,6 +191,10 @@ pub async fn run(
                     .with_label_values(&["routes", "panic"])
                     .inc();
                 instances.remove(&gateway);
+                // Wait for the new task's build, not the dead one's report.
+                if let Some(r) = lock(&reports).get_mut(&gateway) {
+                    r.generation = 0;
+                }
             }
             instances.entry(gateway).or_insert_with(|| {
                 tokio::spawn(reconcile_instance(
@@ -204,9 +236,19 @@ pub async fn run(
                 );
             }
         }
-        if let Some(dags) = dags {
-            publish_counts(&ctx, &dags);
-            ready.send_replace(true);
+        if let Some(built) = dags {
+            let all: Vec<Arc<Dag>> = built.iter().map(|(d, _)| d.clone()).collect();
+            publish_counts(&ctx, &all);
+            // Every instance serves a configuration (the last good one, after a panic).
+            if built.iter().all(|(_, s)| *s != BuildState::Never) {
+                ready.send_replace(true);
+            }
+            // Statuses from the DAGs built from this snapshot only.
+            let dags: Vec<Arc<Dag>> = built
+                .into_iter()
+                .filter(|(_, s)| *s == BuildState::Current)
+                .map(|(d, _)| d)
+                .collect();
             leading.borrow_and_update();
             if !ctx.leadership.is_leading() {
                 if let Some(round) = writing.take() {
@@ -323,20 +365,22 @@ fn stop_removed_instances(
     });
 }
 
-/// Waits until every wanted instance has built `generation` and returns their DAGs (statuses
-/// combine the verdicts of one snapshot only, so they never mix generations). `Some(None)`:
-/// not in time; `None`: the reconcilers are gone.
+/// Waits until every wanted instance has built `generation` (or its task stopped) and returns
+/// their DAGs and whether each is the generation's own (statuses combine the verdicts of one
+/// snapshot only, so they never mix generations). `Some(None)`: not in time; `None`: the
+/// reconcilers are gone.
 async fn wait_for_instances(
     reported: &mut watch::Receiver<u64>,
     reports: &Reports,
     wanted: &[String],
     generation: u64,
-) -> Option<Option<Vec<Arc<Dag>>>> {
+) -> Option<Option<Vec<(Arc<Dag>, BuildState)>>> {
     let all_built = reported.wait_for(|_| {
         let r = lock(reports);
-        wanted
-            .iter()
-            .all(|g| r.get(g).is_some_and(|(built, _)| *built == generation))
+        wanted.iter().all(|g| {
+            r.get(g)
+                .is_some_and(|r| r.generation == generation || r.generation == STOPPED)
+        })
     });
     // Drop the channel's read guard before anything else awaits.
     let built = tokio::time::timeout(INSTANCE_BUILD_TIMEOUT, all_built)
@@ -348,7 +392,7 @@ async fn wait_for_instances(
             Some(Some(
                 wanted
                     .iter()
-                    .filter_map(|g| r.get(g).map(|(_, d)| d.clone()))
+                    .filter_map(|g| r.get(g).map(|r| (r.dag.clone(), r.state)))
                     .collect(),
             ))
         }
@@ -410,6 +454,13 @@ async fn reconcile_instance(
     reported: Arc<watch::Sender<u64>>,
 ) {
     let gateway = key.to_string();
+    // A panic anywhere in this task (outside the guarded build) still reports, so that the
+    // coordinator does not wait for it; the coordinator starts the task again.
+    let _stopped = StoppedReport {
+        gateway: gateway.clone(),
+        reports: reports.clone(),
+        reported: reported.clone(),
+    };
     let mut pipeline: Option<InstancePipeline> = None;
     let mut claims_writer = claims::ClaimsWriter::default();
     let mut last_generation = 0;
@@ -443,7 +494,7 @@ async fn reconcile_instance(
         let built = pipeline.update_guarded(&snapshot, &sel, changes, &opts);
         // Whether the DAG changed (`None`: the build panicked, nothing to record).
         let mut changed = None;
-        let dag = match built {
+        let report = match built {
             Ok(built) => {
                 changed = Some(built.stats.changed);
                 ctx.metrics
@@ -457,27 +508,28 @@ async fn reconcile_instance(
                         .observe(t.as_secs_f64());
                 }
                 publish_resources(&ctx, &gateway, built.resources);
-                built.dag
+                Report {
+                    generation,
+                    dag: built.dag,
+                    state: BuildState::Current,
+                }
             }
             Err(e) => {
                 // A bug, but one Gateway's must not stop the others: this one keeps its last
-                // good configuration, and its last verdicts stand for this snapshot's statuses
-                // (none before its first build), so the status round goes on for everyone.
+                // good configuration, the status round goes on without its verdicts, and the
+                // next change builds it again from scratch.
                 ctx.metrics
                     .reconcile_errors
                     .with_label_values(&["routes", "panic"])
                     .inc();
-                tracing::error!(gateway = %gateway, error = %e, "keeping the last good configuration; the next change builds this Gateway again from scratch");
-                let last = lock(&reports).get(&gateway).map(|(_, dag)| dag.clone());
-                last.unwrap_or_else(|| {
-                    Arc::new(Dag {
-                        gateway: gateway.clone(),
-                        ..Dag::default()
-                    })
-                })
+                // Debug-quoted: a panic message may quote what a tenant wrote.
+                tracing::error!(gateway = %gateway, panic = ?e.message, "building the configuration panicked; keeping the last good configuration; the next change builds this Gateway again from scratch");
+                let mut report = panicked_report(&reports, &gateway);
+                report.generation = generation;
+                report
             }
         };
-        lock(&reports).insert(gateway.clone(), (generation, dag));
+        lock(&reports).insert(gateway.clone(), report);
         reported.send_modify(|n| *n = n.wrapping_add(1));
         // After the report: the leader's write never holds back the status round.
         if let Some(changed) = changed {
@@ -486,6 +538,44 @@ async fn reconcile_instance(
         if snapshots.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// The report of an instance whose build panicked: its last good DAG (stale), or an empty one
+/// if it never built.
+fn panicked_report(reports: &Reports, gateway: &str) -> Report {
+    match lock(reports).get(gateway) {
+        Some(r) if r.state != BuildState::Never => Report {
+            state: BuildState::Stale,
+            ..r.clone()
+        },
+        _ => Report {
+            generation: 0,
+            dag: Arc::new(Dag {
+                gateway: gateway.to_owned(),
+                ..Dag::default()
+            }),
+            state: BuildState::Never,
+        },
+    }
+}
+
+/// Reports an instance's task that ends in a panic as [`STOPPED`] (see [`reconcile_instance`]).
+struct StoppedReport {
+    gateway: String,
+    reports: Reports,
+    reported: Arc<watch::Sender<u64>>,
+}
+
+impl Drop for StoppedReport {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return; // The Gateway is gone.
+        }
+        let mut report = panicked_report(&self.reports, &self.gateway);
+        report.generation = STOPPED;
+        lock(&self.reports).insert(self.gateway.clone(), report);
+        self.reported.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

@@ -82,8 +82,8 @@ pub struct IncrementalDag {
     open: open::OpenHosts,
     /// When each standing host claim was first seen; kept across selection changes.
     ages: ClaimAges,
-    /// The snapshot `ages` was last brought up to.
-    ages_at: Arc<ClusterSnapshot>,
+    /// The snapshot `ages` was last brought up to, and the selection that judged it.
+    ages_at: (Arc<ClusterSnapshot>, Selection),
     /// Rebuilt after an update panicked ([`Self::resume`]): the next update compares every
     /// root's claims with `ages_at`.
     resumed: bool,
@@ -167,6 +167,7 @@ struct Dirty {
 impl IncrementalDag {
     /// An instance that has built nothing yet: the first update builds everything.
     pub fn new(sel: Selection) -> Self {
+        let ages_sel = sel.clone();
         Self {
             dag: Arc::new(Dag {
                 gateway: sel.gateway.to_string(),
@@ -192,7 +193,7 @@ impl IncrementalDag {
             traefik: traefik::TraefikRoots::default(),
             open: open::OpenHosts::default(),
             ages: ClaimAges::default(),
-            ages_at: Arc::default(),
+            ages_at: (Arc::default(), ages_sel),
             resumed: false,
         }
     }
@@ -202,10 +203,11 @@ impl IncrementalDag {
     /// again. The claim dates are kept, as of the last snapshot they were brought up to, so
     /// that whoever can make a build panic cannot reset who holds which host.
     pub fn resume(broken: &Self) -> Self {
-        let mut dag = Self::new(broken.sel.clone());
+        let (snap, sel) = broken.ages_at.clone();
+        let mut dag = Self::new(sel.clone());
         dag.ages = broken.ages.clone();
-        dag.ages_at = broken.ages_at.clone();
-        dag.snap = broken.ages_at.clone();
+        dag.snap = snap.clone();
+        dag.ages_at = (snap, sel);
         dag.resumed = true;
         dag
     }
@@ -261,14 +263,14 @@ impl IncrementalDag {
         let everything = *sel != self.sel || self.resumed;
         self.ages
             .observe((&self.snap, &self.sel), (snap, sel), changes, everything);
-        self.ages_at = snap.clone();
+        self.ages_at = (snap.clone(), sel.clone());
         #[cfg(test)]
         super::faults::hit(super::faults::Stage::Build);
         let resolved;
         let from_scratch = *sel != self.sel || self.fresh;
         let changes = if from_scratch {
             let ages = std::mem::take(&mut self.ages);
-            let ages_at = std::mem::take(&mut self.ages_at);
+            let ages_at = self.ages_at.clone();
             *self = Self::new(sel.clone());
             self.ages = ages;
             self.ages_at = ages_at;

@@ -363,8 +363,9 @@ impl State<'_> {
                 // A bug, but it must not stop the other instances: this one keeps its last
                 // good configuration and builds everything again at the next change.
                 eprintln!(
-                    "sluice: error: {}: {e}; keeping its last good configuration",
-                    sel.gateway
+                    "sluice: error: {}: building the configuration panicked: {}; keeping its last good configuration",
+                    sel.gateway,
+                    printable(&e.message)
                 );
                 return;
             }

@@ -66,37 +66,56 @@ pub(super) async fn write_statuses(
     let writes = statuses_to_write(snapshot, dags);
     let differed = writes.len();
     let rewritten: BTreeSet<&ObjKey> = writes.iter().map(|(key, _)| key).collect();
-    let retries: Vec<(ObjKey, ObjectReference, Announcement)> = std::mem::take(&mut announced.owed)
+    // An object written again announces itself; if that write fails, what it owed stays owed.
+    let (held, owed): (Vec<_>, Vec<_>) = std::mem::take(&mut announced.owed)
         .into_iter()
-        .filter(|(key, _)| !rewritten.contains(key))
-        .filter_map(|(key, (uid, status))| {
+        .partition(|(key, _)| rewritten.contains(key));
+    let retries: Vec<(ObjKey, ObjectReference, Announcement, u32)> = owed
+        .into_iter()
+        .filter_map(|(key, ((uid, status), tries))| {
             let (meta, current) = stored(snapshot, &key)?;
             (meta.uid == uid && current == Some(&status))
-                .then(|| (key, regarding(meta), (uid, status)))
+                .then(|| (key, regarding(meta), (uid, status), tries))
         })
         .collect();
     let seen = &announced.done;
-    let mut outcomes: Vec<Announce> = futures::stream::iter(writes)
+    let outcomes: Vec<Announce> = futures::stream::iter(writes)
         .map(|(key, status)| write_and_announce(ctx, seen, key, status))
         .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
         .filter_map(|outcome| async move { outcome })
         .collect()
         .await;
-    let retried: Vec<Announce> = futures::stream::iter(retries)
+    let mut outcomes: Vec<(Announce, u32)> = outcomes.into_iter().map(|o| (o, 0)).collect();
+    let retried: Vec<(Announce, u32)> = futures::stream::iter(retries)
         .filter(|_| std::future::ready(ctx.leadership.is_leading()))
-        .map(|(key, regarding, announcement)| record_event(ctx, key, regarding, announcement))
+        .map(async |(key, regarding, announcement, tries)| {
+            (record_event(ctx, key, regarding, announcement).await, tries)
+        })
         .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
         .collect()
         .await;
     outcomes.extend(retried);
-    for outcome in outcomes {
+    let mut announced_now = BTreeSet::new();
+    for (outcome, tries) in outcomes {
         match outcome {
             Announce::Recorded(key, a) => {
+                announced_now.insert(key.clone());
                 announced.done.insert(key, a);
             }
-            Announce::Owed(key, a) => {
-                announced.owed.insert(key, a);
+            Announce::Owed(key, _) if tries + 1 >= EVENT_TRIES => {
+                // Refused every time (a quota, a namespace being deleted): given up, so that
+                // rounds do not run forever for it.
+                tracing::warn!(ingressroute = %key, tries = tries + 1, "the Event announcing its status was refused every time; giving up");
             }
+            Announce::Owed(key, a) => {
+                announced_now.insert(key.clone());
+                announced.owed.insert(key, (a, tries + 1));
+            }
+        }
+    }
+    for (key, owed) in held {
+        if !announced_now.contains(&key) {
+            announced.owed.insert(key, owed);
         }
     }
     (differed, announced.owed.len())
@@ -107,6 +126,9 @@ pub(super) async fn write_statuses(
 /// priority and fairness limits apply to the operator like to any client). A replica that loses
 /// its lease starts no new write; up to this many already under way still complete.
 pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
+
+/// How many times an owed Event is tried before it is given up.
+const EVENT_TRIES: u32 = 8;
 
 /// The uid of an IngressRoute and the status its Event announced.
 type Announcement = (Option<String>, IngressRouteStatus);

@@ -477,8 +477,6 @@ fn versioned<T: Message + Name>(name: &str, message: &T) -> Arc<VersionedResourc
     Arc::new(VersionedResource::new(name, any(message)))
 }
 
-/// Reuses the previous resource of every `(name, input)` whose input did not change, encodes
-/// the others with `encode`, adds all to `out`, and returns what to remember next time.
 /// The wildcards of `dag` whose `https/` route configuration lists one of the `names` (which
 /// came or went), so it must be encoded again though the wildcard itself did not change.
 fn regarded_wildcards<'a>(
@@ -486,6 +484,10 @@ fn regarded_wildcards<'a>(
     names: impl Iterator<Item = &'a str>,
 ) -> std::collections::BTreeSet<String> {
     let mut regard = std::collections::BTreeSet::new();
+    let mut names = names.peekable();
+    if names.peek().is_none() {
+        return regard;
+    }
     let wildcards: Vec<&str> = open_hosts::open_hosts(dag)
         .filter(|vh| routes::serves_https_routes(vh))
         .map(|vh| vh.fqdn.as_str())
@@ -517,6 +519,8 @@ fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
     Arc::ptr_eq(a, b) || a == b
 }
 
+/// Reuses the previous resource of every `(name, input)` whose input did not change, encodes
+/// the others with `encode`, adds all to `out`, and returns what to remember next time.
 fn memoize<'a, I: Clone + PartialEq + 'a>(
     mut previous: HashMap<String, Memo<I>>,
     current: impl Iterator<Item = (&'a str, &'a I)>,

@@ -83,11 +83,19 @@ pub fn guard_https(dag: &Dag, vh: &VirtualHost, config: &mut RouteConfiguration)
     if !vh.fqdn.starts_with('*') {
         return;
     }
+    // In name order whatever the DAG's order: the incremental translator encodes this again
+    // only when a name under the wildcard comes or goes.
+    let mut others: Vec<&str> = dag
+        .virtual_hosts
+        .iter()
+        .map(|other| other.fqdn.as_str())
+        .filter(|other| guarded_by(&vh.fqdn, other))
+        .collect();
+    others.sort_unstable();
     config.virtual_hosts.extend(
-        dag.virtual_hosts
-            .iter()
-            .filter(|other| guarded_by(&vh.fqdn, &other.fqdn))
-            .map(|other| virtual_host(&other.fqdn, Vec::new())),
+        others
+            .into_iter()
+            .map(|other| virtual_host(other, Vec::new())),
     );
     config.virtual_hosts = std::mem::take(&mut config.virtual_hosts)
         .into_iter()
