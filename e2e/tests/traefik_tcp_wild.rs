@@ -156,7 +156,12 @@ async fn a_tcp_catch_all_and_wildcard_take_only_the_names_nobody_holds() {
     let any = Backend::start_tls(
         "any",
         &backend_ca
-            .issue(&["other.test", "held.wild.example.com", "broken.test"])
+            .issue(&[
+                "other.test",
+                "held.wild.example.com",
+                "broken.test",
+                "ip.test",
+            ])
             .unwrap(),
     )
     .await
@@ -216,6 +221,17 @@ async fn a_tcp_catch_all_and_wildcard_take_only_the_names_nobody_holds() {
         "own",
         json!({"secretName": "own"}),
     );
+    // Held with chains for some clients only (10.0.0.0/8): Envoy never goes back from a name's
+    // chains to the catch-all.
+    objects += &object(
+        "IngressRouteTCP",
+        "team-c",
+        "some-clients",
+        old,
+        json!({"entryPoints": ["websecure"], "tls": {"passthrough": true},
+               "routes": [{"match": "HostSNI(`ip.test`) && ClientIP(`10.0.0.0/8`)",
+                           "services": [{"name": "own", "port": 9000}]}]}),
+    );
     let web_route = object(
         "IngressRoute",
         "team-b",
@@ -274,10 +290,11 @@ async fn a_tcp_catch_all_and_wildcard_take_only_the_names_nobody_holds() {
         .collect();
     assert_eq!(snis, [Some("other.test".to_owned()), None]);
 
-    // A held name with a chain of its own keeps it; held names without one are closed.
+    // A held name with a chain of its own keeps it; held names without one are closed, and so
+    // is a name whose chains do not take this client.
     assert!(echoes(&ca, port, "c.wild.example.com").await);
     assert_eq!(own.connection_count(), 1);
-    for name in ["held.wild.example.com", "broken.test"] {
+    for name in ["held.wild.example.com", "broken.test", "ip.test"] {
         assert!(!echoes(&ca, port, name).await, "{name}");
         assert!(
             !passes_through(&backend_ca, port, name, true).await,
