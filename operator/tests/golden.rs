@@ -42,7 +42,7 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 18] = [
+const TRAEFIK_GROUPS: [&str; 19] = [
     "allowed-hosts",
     "basic",
     "compress",
@@ -58,6 +58,7 @@ const TRAEFIK_GROUPS: [&str; 18] = [
     "services",
     "tcp",
     "tcp-client-ip",
+    "tcp-wild",
     "tls-options",
     "tls-store",
     "v2-syntax",

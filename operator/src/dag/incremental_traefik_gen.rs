@@ -2,6 +2,7 @@
 //! every kind a Traefik root reads, with names drawn from small sets so that edits collide:
 //! IngressRoutes `t0`..`t2` and IngressRouteTCPs `u0`, `u1` claim the Contour roots' hosts
 //! `h0`..`h4.example.com` and `h5`..`h11` (one route several), the catch-all `*` and the wildcards
+//! (IngressRouteTCPs too, with `HostSNI()`)
 //! `*.example.com` (covering every `hN` name and `x.example.com`) and `*.x.example.com` (covering
 //! `w0`..`w2.x.example.com`), Middlewares `m0`..`m3` (chains, basicAuth),
 //! TraefikServices `ts0`..`ts2` (nested, mirroring), TLSOptions `o0` and `default`, the TLSStore
@@ -131,9 +132,17 @@ pub fn random_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Object
 }
 
 pub fn random_tcp_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Object {
-    let mut rule = format!("HostSNI(`{}`)", host(rng));
+    // Sometimes the catch-all or a wildcard (claimed against the IngressRoutes' open hosts).
+    let sni = |rng: &mut Rng| {
+        if rng.chance(20) {
+            (*rng.pick(&["*", "*.example.com", "*.x.example.com"])).to_owned()
+        } else {
+            host(rng)
+        }
+    };
+    let mut rule = format!("HostSNI(`{}`)", sni(rng));
     if rng.chance(30) {
-        rule = format!("{rule} || HostSNI(`{}`)", host(rng));
+        rule = format!("{rule} || HostSNI(`{}`)", sni(rng));
     }
     let mut svc = json!({"name": format!("svc{}", rng.below(SERVICES)), "port": 80});
     if rng.chance(20) {
@@ -307,6 +316,9 @@ pub fn features_seen(dag: &crate::dag::Dag, seen: &mut std::collections::BTreeSe
     for v in traefik_hosts {
         if v.owner.starts_with("traefik-tcp:") {
             seen.insert("IngressRouteTCP served");
+            if v.fqdn.starts_with('*') {
+                seen.insert("IngressRouteTCP catch-all or wildcard served");
+            }
         }
         if let Some(o) = v.tls.as_ref().and_then(|t| t.options.as_ref()) {
             seen.insert("TLSOption applied");
@@ -423,4 +435,4 @@ pub fn open_owners(dag: &crate::dag::Dag) -> std::collections::BTreeMap<String, 
 }
 
 /// Every feature [`features_seen`] and the property test look for.
-pub const FEATURES: usize = 25;
+pub const FEATURES: usize = 26;

@@ -26,6 +26,7 @@ mod service_options;
 mod services;
 pub(super) mod tcp;
 mod tcp_match;
+mod tcp_open;
 mod tls;
 pub(super) mod tls_store;
 mod transport;
@@ -270,6 +271,8 @@ mod policy_tests;
 mod redirect_regex_tests;
 #[cfg(test)]
 mod service_options_tests;
+#[cfg(test)]
+mod tcp_open_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -5,21 +5,20 @@
 //! route's certificate and TLSOption, then proxying to its weighted Services, optionally with
 //! a PROXY protocol header.
 //!
-//! `ClientIP()` and `ALPN()` add conditional chains of a name (see `tcp_match`). What a filter
-//! chain cannot express exactly is refused, naming the part: `HostSNI(`*`)` (a chain without
-//! server names would take every TLS connection no other chain matches, including those for
-//! other tenants' hosts while their configuration is invalid), `HostSNI(`*.name`)` and
+//! `ClientIP()` and `ALPN()` add conditional chains of a name (see `tcp_match`);
+//! `HostSNI(`*`)` and `HostSNI(`*.name`)` claim the catch-all and wildcard hosts (see
+//! `tcp_open`). What a filter chain cannot express exactly is refused, naming the part:
 //! `HostSNIRegexp` (hosts are owned by name; server_names have no regex), TCP middlewares, and
-//! plain TCP without TLS.
+//! plain TCP without TLS ([`PLAIN_TCP`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::tcp_match::{self, Alternative, Chain};
+use super::tcp_open;
 use super::tls::{self, TlsRequest};
 use crate::api::traefik::routes::{RouteTCP, ServiceTCP};
 use crate::dag::build::Builder;
-use crate::dag::checks;
 use crate::dag::model::{
     Cluster, LbPolicy, ObjectStatus, SourceRange, TcpBranch, TcpProxy, UpstreamProtocol, Validity,
     VirtualHost, WeightedCluster, msg,
@@ -28,7 +27,15 @@ use crate::dag::select::Selection;
 use crate::dag::upstream::{check_weight_sum, policy_hash};
 use crate::snapshot::{ClusterSnapshot, ObjKey, TraefikTcpRoute};
 use crate::traefik::matcher::Syntax;
-use crate::traefik::tcp::{SniMatch, tcp_rule};
+use crate::traefik::tcp::tcp_rule;
+
+/// Why an IngressRouteTCP without `tls` (plain TCP, Traefik's `HostSNI(`*`)` without TLS) is
+/// refused.
+pub const PLAIN_TCP: &str = "spec.tls: required: Sluice serves TCP routes as filter chains \
+     of the Gateway's HTTPS listener, chosen by TLS SNI; plain TCP (HostSNI(`*`) without tls) \
+     would be a chain for the connections that are not TLS, which Envoy tells apart only once \
+     its TLS inspector has read the client's first bytes: server-first protocols (MySQL, SMTP) \
+     would stall until the listener closes them, so plain TCP is not served";
 
 /// The kind reported for a Traefik IngressRouteTCP.
 pub const KIND: &str = "IngressRouteTCP";
@@ -154,11 +161,7 @@ fn parse<'s>(
         }
     }
     let Some(t) = &spec.tls else {
-        return Err(
-            "spec.tls: required: Sluice routes TCP by SNI on the Gateway's HTTPS \
-                    listener, so plain TCP (without TLS) is not served"
-                .into(),
-        );
+        return Err(PLAIN_TCP.into());
     };
     let tls = tls::request(
         &key.namespace,
@@ -189,32 +192,7 @@ fn parse<'s>(
         let rule =
             tcp_rule(&r.match_, syntax, r.priority).map_err(|e| format!("{at}.match: {e}"))?;
         for m in &rule.matches {
-            let host = match &m.sni {
-                SniMatch::Exact(h) => {
-                    checks::dns_name(h).map_err(|e| format!("{at}.match: host {h:?} {e}"))?
-                }
-                SniMatch::Any => {
-                    return Err(format!(
-                        "{at}.match: HostSNI(`*`) is not served: as an Envoy filter chain without \
-                         server names it would take every TLS connection no other chain \
-                         matches, including those for other tenants' hosts while their \
-                         configuration is invalid; name the hosts with HostSNI()"
-                    ));
-                }
-                SniMatch::OneLabelUnder(parent) => {
-                    return Err(format!(
-                        "{at}.match: HostSNI(`*.{parent}`) is not served: hosts are owned by \
-                         name; name them with HostSNI()"
-                    ));
-                }
-                SniMatch::Regex(_) => {
-                    return Err(format!(
-                        "{at}.match: HostSNIRegexp() is not served: Envoy's filter chain \
-                         server_names have no regex (exact names and *.suffix only), and hosts \
-                         are owned by name; name them with HostSNI()"
-                    ));
-                }
-            };
+            let host = tcp_open::claim(&m.sni).map_err(|e| format!("{at}.match: {e}"))?;
             let source = match m.source_ips.as_slice() {
                 [] => None,
                 [one] => Some(tcp_match::source(one).map_err(|e| format!("{at}.match: {e}"))?),
@@ -232,6 +210,7 @@ fn parse<'s>(
             });
         }
     }
+    tcp_open::spread(&mut alternatives);
     let mut hosts = BTreeMap::new();
     for (host, alts) in alternatives {
         let chains = tcp_match::plan(&host, &alts).map_err(|e| format!("spec.routes: {e}"))?;

@@ -12,13 +12,14 @@ use super::super::build::Builder;
 use super::super::checks;
 use super::super::deps::Dep;
 use super::super::model::{ClientValidation, Secret, SecretKind, TlsOptions, VirtualHostTls};
+use super::tls_store::StoreCandidates;
 use crate::api::ingressroute::{self as ir, TlsVersion};
 use crate::api::traefik::routes::{Domain, ObjectRef};
 use crate::snapshot::{ObjKey, TraefikKind};
 use crate::traefik::tls::{self as ttls, ClientAuthType, TlsOptionModel};
 
 /// The name Traefik gives the default TLSOption and TLSStore.
-const DEFAULT: &str = "default";
+pub(super) const DEFAULT: &str = "default";
 /// Keys of a client CA Secret, in the order Traefik reads them.
 const CA_KEYS: [&str; 2] = ["tls.ca", "ca.crt"];
 
@@ -109,7 +110,9 @@ impl Builder<'_> {
     /// [`Self::traefik_tls`] for each of `hosts`, with the Secrets they need. Worked out once
     /// when it cannot depend on the host (a named Secret, or passthrough): checking a Secret per
     /// host would cost a route with hundreds of hosts that many checks of one certificate.
-    /// Per host only when the namespace's TLSStore picks the certificate by name.
+    /// Where the namespace's TLSStore picks the certificate by name, the store is read and its
+    /// certificates checked once for the route, each host picks from them, and the TLS of each
+    /// certificate picked is worked out once.
     pub(in crate::dag) fn traefik_tls_per_host<'h>(
         &self,
         key: &ObjKey,
@@ -120,17 +123,30 @@ impl Builder<'_> {
     ) -> Result<(BTreeMap<&'h str, VirtualHostTls>, Vec<Secret>), String> {
         let mut by_host = BTreeMap::new();
         let mut secrets = Vec::new();
-        let mut shared: Option<VirtualHostTls> = None;
-        let host_independent = passthrough || req.secret.is_some();
+        let mut store: Option<StoreCandidates> = None;
+        // The TLS of each certificate (Secret name) worked out so far; `None`: passthrough.
+        let mut by_certificate: BTreeMap<Option<String>, VirtualHostTls> = BTreeMap::new();
         for host in hosts {
-            let tls = match &shared {
+            let certificate = match (&req.secret, passthrough) {
+                (_, true) => None,
+                (Some(name), false) => Some((name.clone(), "spec.tls.secretName".to_owned())),
+                (None, false) => {
+                    let candidates = match store.take() {
+                        Some(s) => s,
+                        None => self.store_candidates(key)?,
+                    };
+                    let picked = candidates.pick(host);
+                    store = Some(candidates);
+                    Some(picked?)
+                }
+            };
+            let name = certificate.as_ref().map(|(name, _)| name.clone());
+            let tls = match by_certificate.get(&name) {
                 Some(tls) => tls.clone(),
                 None => {
-                    let (tls, s) = self.traefik_tls(key, req, passthrough, http, host)?;
+                    let (tls, s) = self.traefik_tls(key, req, passthrough, http, certificate)?;
                     secrets.extend(s);
-                    if host_independent {
-                        shared = Some(tls.clone());
-                    }
+                    by_certificate.insert(name, tls.clone());
                     tls
                 }
             };
@@ -142,14 +158,15 @@ impl Builder<'_> {
     /// The TLS of the Traefik route `key` (its certificate, unless `passthrough`, and its
     /// TLSOption), with the Secrets it needs; `http` says whether the filter chain serves HTTP
     /// (ALPN `h2` and `http/1.1` by default) or a TCP proxy (no ALPN unless the option names
-    /// some).
-    pub(in crate::dag) fn traefik_tls(
+    /// some); `certificate`: the Secret to serve and the field its errors name (`None` when
+    /// passing through).
+    fn traefik_tls(
         &self,
         key: &ObjKey,
         req: &TlsRequest,
         passthrough: bool,
         http: bool,
-        host: &str,
+        certificate: Option<(String, String)>,
     ) -> Result<(VirtualHostTls, Vec<Secret>), String> {
         let mut secrets = Vec::new();
         if passthrough {
@@ -168,10 +185,8 @@ impl Builder<'_> {
             };
             return Ok((tls, secrets));
         }
-        let (secret_name, field) = match &req.secret {
-            Some(name) => (name.clone(), "spec.tls.secretName".to_owned()),
-            None => self.store_certificate(key, host)?,
-        };
+        let (secret_name, field) =
+            certificate.ok_or("spec.tls: no certificate (secretName or TLSStore) to serve")?;
         let spec = ir::Tls {
             secret_name: Some(secret_name),
             minimum_protocol_version: Some(TlsVersion::V1_2),
@@ -221,62 +236,6 @@ impl Builder<'_> {
             disable_session_tickets: model.disable_session_tickets,
         }));
         Ok((tls, secrets))
-    }
-
-    /// The Secret of the namespace's `default` TLSStore for `host` (see `tls_store`), and the
-    /// field its errors name.
-    fn store_certificate(&self, key: &ObjKey, host: &str) -> Result<(String, String), String> {
-        let store_key = ObjKey::new(key.namespace.clone(), DEFAULT);
-        let missing = || {
-            format!(
-                "spec.tls.secretName: required for host {host:?}, since TLSStore {store_key} has \
-                 no certificate for it and no defaultCertificate (Sluice serves a store's \
-                 certificates only to the routes of its namespace that name no Secret)"
-            )
-        };
-        self.read(Dep::Traefik(TraefikKind::TlsStore, store_key.clone()));
-        let store = self
-            .snap
-            .traefik_tls_stores
-            .get(&store_key)
-            .ok_or_else(missing)?;
-        let at = format!("TLSStore {store_key}");
-        let spec = &store
-            .decoded
-            .as_ref()
-            .map_err(|e| format!("spec.tls: {at} could not be read: {e}"))?
-            .spec;
-        if let Some(field) = store.ignored.iter().find(|f| f.starts_with("spec.")) {
-            return Err(format!(
-                "spec.tls: {at}: {field}: field not supported by Sluice"
-            ));
-        }
-        if spec.default_generated_cert.is_some() {
-            return Err(format!(
-                "spec.tls: {at}: spec.defaultGeneratedCert is not supported (ACME)"
-            ));
-        }
-        if let Some(found) =
-            self.store_certificate_for(&store_key, &spec.certificates, host, &at)?
-        {
-            return Ok(found);
-        }
-        let name = spec
-            .default_certificate
-            .as_ref()
-            .map(|c| c.secret_name.trim())
-            .filter(|n| !n.is_empty())
-            .ok_or_else(missing)?;
-        if name.contains('/') {
-            return Err(format!(
-                "spec.tls: {at}: spec.defaultCertificate.secretName {name:?} must name a Secret \
-                 of its namespace"
-            ));
-        }
-        Ok((
-            name.to_owned(),
-            format!("spec.tls: {at}: spec.defaultCertificate.secretName"),
-        ))
     }
 
     /// The TLSOption that applies: the one named, else the namespace's `default` one (if any),

@@ -11,8 +11,10 @@
 use x509_parser::extensions::GeneralName;
 
 use super::super::build::Builder;
+use super::super::deps::Dep;
+use super::tls::DEFAULT;
 use crate::api::traefik::objects::SecretRef;
-use crate::snapshot::ObjKey;
+use crate::snapshot::{ObjKey, TraefikKind};
 
 /// At most this many `certificates` in one store.
 pub const MAX_STORE_CERTIFICATES: usize = 64;
@@ -56,16 +58,113 @@ fn wildcard(name: &str, host: &str) -> bool {
         .is_some_and(|l| !l.is_empty() && !l.contains('.') && l != "*")
 }
 
+/// A namespace's TLSStore `default` as one route's hosts pick from it: read, and each of its
+/// `certificates` checked and its names read, once for the route.
+pub(super) struct StoreCandidates {
+    key: ObjKey,
+    /// `None`: the namespace has no store.
+    store: Option<Store>,
+}
+
+struct Store {
+    /// How errors name the store.
+    at: String,
+    /// Each certificate: its Secret, the field errors name, the names it holds.
+    certificates: Vec<(String, String, Vec<String>)>,
+    default: Option<String>,
+}
+
+impl StoreCandidates {
+    /// The Secret `host` gets (see the module documentation) and the field its errors name.
+    pub(super) fn pick(&self, host: &str) -> Result<(String, String), String> {
+        let missing = || {
+            format!(
+                "spec.tls.secretName: required for host {host:?}, since TLSStore {} has \
+                 no certificate for it and no defaultCertificate (Sluice serves a store's \
+                 certificates only to the routes of its namespace that name no Secret)",
+                self.key
+            )
+        };
+        let store = self.store.as_ref().ok_or_else(missing)?;
+        let pick = |covers: fn(&str, &str) -> bool| {
+            store
+                .certificates
+                .iter()
+                .find(|(_, _, names)| names.iter().any(|n| covers(n, host)))
+                .map(|(secret, field, _)| (secret.clone(), field.clone()))
+        };
+        if let Some(found) = pick(exact).or_else(|| pick(wildcard)) {
+            return Ok(found);
+        }
+        let name = store
+            .default
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(missing)?;
+        if name.contains('/') {
+            return Err(format!(
+                "spec.tls: {}: spec.defaultCertificate.secretName {name:?} must name a Secret \
+                 of its namespace",
+                store.at
+            ));
+        }
+        Ok((
+            name.to_owned(),
+            format!("spec.tls: {}: spec.defaultCertificate.secretName", store.at),
+        ))
+    }
+}
+
 impl Builder<'_> {
-    /// The Secret of `store_key`'s `certificates` for `host`, checked, with the field its
-    /// errors name; `None` when none covers it. `at` names the store in errors.
-    pub(super) fn store_certificate_for(
+    /// The `default` TLSStore of `key`'s namespace, its certificates checked.
+    pub(super) fn store_candidates(&self, key: &ObjKey) -> Result<StoreCandidates, String> {
+        let store_key = ObjKey::new(key.namespace.clone(), DEFAULT);
+        self.read(Dep::Traefik(TraefikKind::TlsStore, store_key.clone()));
+        let Some(store) = self.snap.traefik_tls_stores.get(&store_key) else {
+            return Ok(StoreCandidates {
+                key: store_key,
+                store: None,
+            });
+        };
+        let at = format!("TLSStore {store_key}");
+        let spec = &store
+            .decoded
+            .as_ref()
+            .map_err(|e| format!("spec.tls: {at} could not be read: {e}"))?
+            .spec;
+        if let Some(field) = store.ignored.iter().find(|f| f.starts_with("spec.")) {
+            return Err(format!(
+                "spec.tls: {at}: {field}: field not supported by Sluice"
+            ));
+        }
+        if spec.default_generated_cert.is_some() {
+            return Err(format!(
+                "spec.tls: {at}: spec.defaultGeneratedCert is not supported (ACME)"
+            ));
+        }
+        let certificates = self.store_certificates(&store_key, &spec.certificates, &at)?;
+        Ok(StoreCandidates {
+            key: store_key,
+            store: Some(Store {
+                at,
+                certificates,
+                default: spec
+                    .default_certificate
+                    .as_ref()
+                    .map(|c| c.secret_name.clone()),
+            }),
+        })
+    }
+
+    /// Each of `store_key`'s `certificates`, checked: its Secret, the field its errors name,
+    /// and its names. `at` names the store in errors.
+    fn store_certificates(
         &self,
         store_key: &ObjKey,
         certificates: &[SecretRef],
-        host: &str,
         at: &str,
-    ) -> Result<Option<(String, String)>, String> {
+    ) -> Result<Vec<(String, String, Vec<String>)>, String> {
         if certificates.len() > MAX_STORE_CERTIFICATES {
             return Err(format!(
                 "spec.tls: {at}: spec.certificates: {} entries, more than the \
@@ -89,13 +188,7 @@ impl Builder<'_> {
             let names = certificate_names(&chain).map_err(|e| format!("{field}: {e}"))?;
             candidates.push((name.to_owned(), field, names));
         }
-        let pick = |covers: fn(&str, &str) -> bool| {
-            candidates
-                .iter()
-                .find(|(_, _, names)| names.iter().any(|n| covers(n, host)))
-                .map(|(secret, field, _)| (secret.clone(), field.clone()))
-        };
-        Ok(pick(exact).or_else(|| pick(wildcard)))
+        Ok(candidates)
     }
 }
 

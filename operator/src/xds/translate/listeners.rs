@@ -66,10 +66,11 @@ pub fn build_listeners(
     ];
     let tls_hosts = tls_hosts(dag);
     if !tls_hosts.is_empty() {
-        listeners.push(Resource::new(
-            HTTPS_LISTENER,
-            https_listener(opts, &tls_hosts),
-        ));
+        let mut https = https_listener(opts, &tls_hosts);
+        https
+            .filter_chains
+            .extend(super::listeners_hold::hold_chains(dag, &tls_hosts));
+        listeners.push(Resource::new(HTTPS_LISTENER, https));
     }
     listeners
 }
@@ -152,7 +153,8 @@ pub(super) fn sni_filter_chains(vh: &VirtualHost, tls: &VirtualHostTls) -> Vec<F
     let chain = |name: String, filters: Vec<Filter>, branch: Option<&TcpBranch>| FilterChain {
         name,
         filter_chain_match: Some(FilterChainMatch {
-            server_names: vec![vh.fqdn.clone()],
+            server_names: super::listeners_hold::server_names(&vh.fqdn),
+            transport_protocol: super::listeners_hold::transport_protocol(&vh.fqdn),
             application_protocols: branch.map(|b| b.alpn.clone()).unwrap_or_default(),
             source_prefix_ranges: branch
                 .map(|b| b.sources.iter().map(cidr_range).collect())

@@ -20,6 +20,7 @@ mod envoy;
 mod incremental;
 pub mod json;
 mod listeners;
+mod listeners_hold;
 mod matching;
 mod mirrors;
 pub mod open_hosts;

@@ -1,0 +1,338 @@
+//! IngressRouteTCP `HostSNI(`*`)` and `HostSNI(`*.name`)` end to end, through
+//! `sluice standalone` and a real Envoy, with certificates made by the test and real sockets:
+//! the wildcard terminates TLS for the names under it, the catch-all passes TLS sessions through
+//! to a TLS backend (with SNI and without), and names other tenants hold (with a chain of their
+//! own, over plain HTTP only, or through an invalid route) never reach either.
+//!
+//! Every refusal is checked after a success on the same listener, so it cannot pass merely
+//! because Envoy has not got its configuration yet.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use sluice_e2e::backend::{Backend, TcpEchoBackend};
+use sluice_e2e::manifests::{Manifests, service, tls_secret};
+use sluice_e2e::sluice::Standalone;
+use sluice_e2e::tls::TestCa;
+use sluice_e2e::try_wait_for;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+const WAIT: Duration = Duration::from_secs(30);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn object(kind: &str, namespace: &str, name: &str, created: &str, spec: Value) -> String {
+    format!(
+        "---\n{}\n",
+        json!({
+            "apiVersion": "traefik.io/v1alpha1", "kind": kind,
+            "metadata": {"namespace": namespace, "name": name, "creationTimestamp": created},
+            "spec": spec,
+        })
+    )
+}
+
+fn tcp_route(
+    namespace: &str,
+    name: &str,
+    created: &str,
+    rule: &str,
+    svc: &str,
+    tls: Value,
+) -> String {
+    object(
+        "IngressRouteTCP",
+        namespace,
+        name,
+        created,
+        json!({"entryPoints": ["websecure"], "tls": tls,
+               "routes": [{"match": rule, "services": [{"name": svc, "port": 9000}]}]}),
+    )
+}
+
+fn client_config(ca_pem: &str, sni: bool) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.enable_sni = sni;
+    Arc::new(config)
+}
+
+/// A TLS session to Envoy's HTTPS port for `name` (sent as SNI when `sni`), the certificate
+/// checked against `ca` for `name`.
+async fn connect(
+    ca: &TestCa,
+    port: u16,
+    name: &str,
+    sni: bool,
+) -> Result<TlsStream<TcpStream>, String> {
+    let server = ServerName::try_from(name.to_owned()).unwrap();
+    let config = client_config(&ca.cert_pem(), sni);
+    tokio::time::timeout(IO_TIMEOUT, async {
+        let tcp = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(server, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))
+    })
+    .await
+    .map_err(|_| "timed out".to_owned())?
+}
+
+/// Writes `data` and reads until the answer ends with `until`; `None` when the connection
+/// closes first.
+async fn exchange(s: &mut TlsStream<TcpStream>, data: &[u8], until: &[u8]) -> Option<Vec<u8>> {
+    s.write_all(data).await.ok()?;
+    s.flush().await.ok()?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(IO_TIMEOUT, async {
+        let mut buf = [0u8; 4096];
+        while !answer.windows(until.len()).any(|w| w == until) {
+            match s.read(&mut buf).await {
+                Ok(n) if n > 0 => answer.extend_from_slice(&buf[..n]),
+                _ => return None,
+            }
+        }
+        Some(answer)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Whether a terminated session for `sni` (trusting `ca`) echoes through.
+async fn echoes(ca: &TestCa, port: u16, sni: &str) -> bool {
+    let Ok(mut s) = connect(ca, port, sni, true).await else {
+        return false;
+    };
+    exchange(&mut s, b"ping\n", b"ping\n").await.is_some()
+}
+
+/// Whether a passed-through session for `name` (trusting the backend's `ca`) gets an HTTP
+/// answer from the TLS backend.
+async fn passes_through(ca: &TestCa, port: u16, name: &str, sni: bool) -> bool {
+    let Ok(mut s) = connect(ca, port, name, sni).await else {
+        return false;
+    };
+    let request = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+    exchange(&mut s, request.as_bytes(), b"\r\n\r\n")
+        .await
+        .is_some_and(|a| a.starts_with(b"HTTP/1.1 200"))
+}
+
+fn leaf_of(pem: &str) -> Vec<u8> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_catch_all_and_wildcard_take_only_the_names_nobody_holds() {
+    let ca = TestCa::new("edge ca").unwrap();
+    let backend_ca = TestCa::new("backend ca").unwrap();
+    let wild_cert = ca.issue(&["*.wild.example.com"]).unwrap();
+    // Every name a held-name test sends, so that only Envoy's routing can refuse it.
+    let all = ca
+        .issue(&["c.wild.example.com", "held.wild.example.com", "broken.test"])
+        .unwrap();
+    let any = Backend::start_tls(
+        "any",
+        &backend_ca
+            .issue(&[
+                "other.test",
+                "held.wild.example.com",
+                "broken.test",
+                "ip.test",
+            ])
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let web = Backend::start("web").await.unwrap();
+    let [wild, own, thief] = [(); 3].map(|()| TcpEchoBackend::start());
+    let (wild, own, thief) = (
+        wild.await.unwrap(),
+        own.await.unwrap(),
+        thief.await.unwrap(),
+    );
+
+    let dir = Manifests::new().unwrap();
+    let mut objects = String::new();
+    for (ns, name, cert) in [
+        ("team-a", "wild", &wild_cert),
+        ("team-c", "own", &all),
+        ("evil", "all", &all),
+    ] {
+        objects += &format!("---\n{}", tls_secret(ns, name, cert));
+    }
+    for (ns, name, port) in [
+        ("team-a", "any", any.port()),
+        ("team-a", "wild", wild.port()),
+        ("team-b", "web", web.port()),
+        ("team-c", "own", own.port()),
+        ("evil", "thief", thief.port()),
+    ] {
+        objects += &service(ns, name, 9000, &[port]);
+    }
+    let old = "2020-01-01T00:00:00Z";
+    let mid = "2024-01-01T00:00:00Z";
+    let young = "2025-01-01T00:00:00Z";
+    let passthrough = json!({"passthrough": true});
+    objects += &tcp_route(
+        "team-a",
+        "any",
+        mid,
+        "HostSNI(`*`)",
+        "any",
+        passthrough.clone(),
+    );
+    objects += &tcp_route(
+        "team-a",
+        "wild",
+        mid,
+        "HostSNI(`*.wild.example.com`)",
+        "wild",
+        json!({"secretName": "wild"}),
+    );
+    // Held by older claimants: a chain of its own, plain HTTP only, an invalid route.
+    objects += &tcp_route(
+        "team-c",
+        "own",
+        old,
+        "HostSNI(`c.wild.example.com`)",
+        "own",
+        json!({"secretName": "own"}),
+    );
+    // Held with chains for some clients only (10.0.0.0/8): Envoy never goes back from a name's
+    // chains to the catch-all.
+    objects += &object(
+        "IngressRouteTCP",
+        "team-c",
+        "some-clients",
+        old,
+        json!({"entryPoints": ["websecure"], "tls": {"passthrough": true},
+               "routes": [{"match": "HostSNI(`ip.test`) && ClientIP(`10.0.0.0/8`)",
+                           "services": [{"name": "own", "port": 9000}]}]}),
+    );
+    let web_route = object(
+        "IngressRoute",
+        "team-b",
+        "web",
+        old,
+        json!({"entryPoints": ["web"],
+               "routes": [{"match": "Host(`held.wild.example.com`)",
+                           "services": [{"name": "web", "port": 9000}]}]}),
+    );
+    objects += &tcp_route(
+        "team-b",
+        "broken",
+        old,
+        "HostSNI(`broken.test`)",
+        "missing",
+        passthrough.clone(),
+    );
+    // A younger tenant's catch-all and wildcard: refused, the names are taken.
+    objects += &tcp_route("evil", "any", young, "HostSNI(`*`)", "thief", passthrough);
+    objects += &tcp_route(
+        "evil",
+        "wild",
+        young,
+        "HostSNI(`*.wild.example.com`)",
+        "thief",
+        json!({"secretName": "all"}),
+    );
+    dir.write("objects.yaml", &format!("{objects}{web_route}"))
+        .unwrap();
+
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let ports = sluice.default_instance(WAIT).await.unwrap();
+    let port = ports.https;
+    // The wildcard terminates with its certificate for a name under it.
+    let s = try_wait_for("a TLS session for x.wild.example.com", WAIT, async || {
+        sluice.check_running()?;
+        Ok(connect(&ca, port, "x.wild.example.com", true).await.ok())
+    })
+    .await
+    .unwrap();
+    let served = s.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    assert_eq!(served, leaf_of(&wild_cert.cert_pem));
+    drop(s);
+    assert!(echoes(&ca, port, "y.wild.example.com").await);
+    // Envoy connects upstream once the handshake is done: both sessions reached it.
+    let wild_seen = wild.connection_count();
+    assert_eq!(wild_seen, 2);
+    // The catch-all passes other names through, and sessions without SNI.
+    assert!(passes_through(&backend_ca, port, "other.test", true).await);
+    assert!(passes_through(&backend_ca, port, "other.test", false).await);
+    let snis: Vec<Option<String>> = any
+        .control()
+        .received()
+        .into_iter()
+        .map(|e| e.tls_sni)
+        .collect();
+    assert_eq!(snis, [Some("other.test".to_owned()), None]);
+
+    // A held name with a chain of its own keeps it; held names without one are closed, and so
+    // is a name whose chains do not take this client.
+    assert!(echoes(&ca, port, "c.wild.example.com").await);
+    assert_eq!(own.connection_count(), 1);
+    for name in ["held.wild.example.com", "broken.test", "ip.test"] {
+        assert!(!echoes(&ca, port, name).await, "{name}");
+        assert!(
+            !passes_through(&backend_ca, port, name, true).await,
+            "{name}"
+        );
+    }
+    // A connection that is not TLS reaches no chain.
+    let mut raw = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: other.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(IO_TIMEOUT, raw.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "{read:?}");
+    assert_eq!(wild.connection_count(), wild_seen);
+    assert_eq!(any.control().connection_count(), 2);
+    assert_eq!(thief.connection_count(), 0);
+
+    // team-b lets held.wild.example.com go: the wildcard takes it, live.
+    dir.write("objects.yaml", &objects).unwrap();
+    try_wait_for(
+        "the wildcard serving held.wild.example.com",
+        WAIT,
+        async || {
+            sluice.check_running()?;
+            Ok(connect(&ca, port, "held.wild.example.com", true)
+                .await
+                .ok()
+                .map(|s| s.get_ref().1.peer_certificates().unwrap()[0].to_vec()))
+            .map(|leaf| leaf.filter(|l| *l == leaf_of(&wild_cert.cert_pem)))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(echoes(&ca, port, "held.wild.example.com").await);
+    assert!(!echoes(&ca, port, "broken.test").await);
+    assert_eq!(thief.connection_count(), 0);
+    sluice.check_running().unwrap();
+}

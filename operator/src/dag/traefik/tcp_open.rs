@@ -1,0 +1,112 @@
+//! The catch-all `HostSNI(`*`)` and wildcards `HostSNI(`*.name`)` of IngressRouteTCPs: the
+//! host names they claim and how their routes reach the IngressRouteTCP's other names.
+//!
+//! - `HostSNI(`*`)` claims the catch-all host `*` and `HostSNI(`*.name`)` the wildcard
+//!   `*.name` (one label under `name`, as Traefik matches), the same names an IngressRoute's
+//!   host-less and wildcard rules claim (see `hosts`): one owner per name across dialects and
+//!   listeners, the oldest claimant keeping it, and a younger exact name under an older
+//!   wildcard refused (`dag::open_hosts`).
+//! - Envoy picks a filter chain by server name before anything else (the exact name, then the
+//!   longest `*.suffix`, then the chains without server names), so names another claimant holds
+//!   never reach the catch-all or a wildcard; the HTTPS listener closes the connections of held
+//!   names that have no chain of their own instead of letting them fall through (see
+//!   `xds::translate::listeners_hold`).
+//! - Within one IngressRouteTCP, Traefik tries every route whose rule matches in priority
+//!   order, whatever its `HostSNI()`: so the catch-all's routes also belong to each of the
+//!   object's names, and a wildcard's to the object's names one label under its parent, where
+//!   the filter-chain plan (`tcp_match`) resolves priorities.
+
+use std::collections::BTreeMap;
+
+use super::hosts::{self, CATCH_ALL, covering_wildcard};
+use super::tcp_match::Alternative;
+use crate::dag::checks;
+use crate::traefik::matches::HostMatch;
+use crate::traefik::tcp::SniMatch;
+
+/// The host name an alternative's `HostSNI()` claims: an exact name, `*.parent` or `*`.
+pub fn claim(sni: &SniMatch) -> Result<String, String> {
+    match sni {
+        SniMatch::Exact(h) => checks::dns_name(h).map_err(|e| format!("host {h:?} {e}")),
+        SniMatch::Any => Ok(CATCH_ALL.to_owned()),
+        SniMatch::OneLabelUnder(parent) => {
+            hosts::claim(&HostMatch::OneLabelUnder(parent.clone()), false)
+        }
+        SniMatch::Regex(_) => Err(
+            "HostSNIRegexp() is not served: Envoy's filter chain server_names have no regex \
+             (exact names and *.suffix only), and hosts are owned by name; name them with \
+             HostSNI()"
+                .into(),
+        ),
+    }
+}
+
+/// Adds to each host of one IngressRouteTCP the alternatives of its catch-all and of the
+/// wildcard covering it (see the module documentation).
+pub fn spread(alternatives: &mut BTreeMap<String, Vec<Alternative>>) {
+    let any = alternatives.get(CATCH_ALL).cloned().unwrap_or_default();
+    let wildcards: BTreeMap<String, Vec<Alternative>> = alternatives
+        .iter()
+        .filter(|(name, _)| name.starts_with("*."))
+        .map(|(name, alts)| (name.clone(), alts.clone()))
+        .collect();
+    for (host, alts) in alternatives.iter_mut() {
+        if host == CATCH_ALL {
+            continue;
+        }
+        if let Some(w) = covering_wildcard(host).and_then(|w| wildcards.get(&w)) {
+            alts.extend(w.iter().cloned());
+        }
+        alts.extend(any.iter().cloned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn alt(route: usize, priority: i64) -> Alternative {
+        Alternative {
+            route,
+            priority,
+            alpn: None,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn claims_the_catch_all_and_wildcards_and_refuses_regexes_and_tlds() {
+        assert_eq!(claim(&SniMatch::Any).unwrap(), "*");
+        assert_eq!(
+            claim(&SniMatch::OneLabelUnder("Example.com".into())).unwrap(),
+            "*.example.com"
+        );
+        assert_eq!(
+            claim(&SniMatch::Exact("A.example.com".into())).unwrap(),
+            "a.example.com"
+        );
+        let e = claim(&SniMatch::OneLabelUnder("com".into())).unwrap_err();
+        assert!(e.contains("top-level domain"), "{e}");
+        let e = claim(&SniMatch::Regex("a".into())).unwrap_err();
+        assert!(e.contains("HostSNIRegexp"), "{e}");
+    }
+
+    #[test]
+    fn the_catch_all_and_a_covering_wildcard_reach_the_objects_own_names() {
+        let mut alts = BTreeMap::from([
+            ("*".to_owned(), vec![alt(0, -1)]),
+            ("*.example.com".to_owned(), vec![alt(1, 20)]),
+            ("a.example.com".to_owned(), vec![alt(2, 10)]),
+            ("a.b.example.com".to_owned(), vec![alt(3, 10)]),
+        ]);
+        spread(&mut alts);
+        let routes = |h: &str| alts[h].iter().map(|a| a.route).collect::<Vec<_>>();
+        assert_eq!(routes("*"), [0]);
+        assert_eq!(routes("*.example.com"), [1, 0]);
+        assert_eq!(routes("a.example.com"), [2, 1, 0]);
+        // Two labels under the parent: not the wildcard's, as in Traefik.
+        assert_eq!(routes("a.b.example.com"), [3, 0]);
+    }
+}
