@@ -449,3 +449,73 @@ impl Store {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// What the comparisons replaced: copies without the ignored parts, compared whole.
+    fn copy_without(obj: &Value, top: &[&str], times: bool) -> Value {
+        let mut v = obj.clone();
+        if let Some(m) = v.as_object_mut() {
+            for k in top {
+                m.remove(*k);
+            }
+        }
+        if times
+            && let Some(entries) = v
+                .pointer_mut("/metadata/managedFields")
+                .and_then(Value::as_array_mut)
+        {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn in_place_comparisons_answer_what_comparing_copies_answered() {
+        let entry = |t: &str, f: Value| json!({"manager": "m", "time": t, "fieldsV1": f});
+        let objects = [
+            json!({"metadata": {"name": "a", "managedFields": [entry("1", json!({"f:spec": {}}))]},
+                "spec": {"x": 1}, "status": {"s": 1}}),
+            json!({"metadata": {"name": "a", "managedFields": [entry("2", json!({"f:spec": {}}))]},
+                "spec": {"x": 1}, "status": {"s": 1}}),
+            json!({"metadata": {"name": "a", "managedFields": [entry("2", json!({}))]},
+                "spec": {"x": 1}, "status": {"s": 2}}),
+            json!({"metadata": {"name": "a", "managedFields": [entry("1", json!({})), "odd"]},
+                "spec": {"x": 1}}),
+            json!({"metadata": {"name": "b"}, "spec": {"x": 1}, "status": {"s": 1}}),
+            json!({"metadata": {"name": "a", "managedFields": 3}, "spec": {"x": 2}}),
+            json!({"spec": {"x": 1}, "status": {"s": 1}}),
+            json!({"metadata": {}, "spec": {"x": 1}, "status": {"s": 1}}),
+            json!({"metadata": "odd", "spec": {"x": 1}, "status": {"s": 1}, "extra": null}),
+            json!([1, 2]),
+            Value::Null,
+        ];
+        for a in &objects {
+            for b in &objects {
+                assert_eq!(
+                    equal_but_times(a, b),
+                    copy_without(a, &[], true) == copy_without(b, &[], true),
+                    "{a} {b}"
+                );
+                for status in [false, true] {
+                    let skip: &[&str] = if status {
+                        &["metadata", "status"]
+                    } else {
+                        &["metadata"]
+                    };
+                    assert_eq!(
+                        generation_changes(a, b, status),
+                        copy_without(a, skip, false) != copy_without(b, skip, false),
+                        "{a} {b} {status}"
+                    );
+                }
+            }
+        }
+    }
+}
