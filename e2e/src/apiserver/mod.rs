@@ -427,13 +427,18 @@ impl ApiServer {
     }
 
     /// How many objects of a kind (in every namespace) satisfy `f`, which sees their stored
-    /// form; nothing is copied, so this is cheap enough to poll with thousands of objects.
+    /// form; nothing is copied (the store is locked only to take pointers to the objects, and
+    /// `f` runs after), so this is cheap enough to poll with thousands of objects while the
+    /// server serves.
     pub fn count(&self, api_version: &str, kind: &str, f: impl Fn(&Value) -> bool) -> usize {
-        let store = self.shared.lock();
-        let Ok(t) = Self::target(&store, api_version, kind, None) else {
-            return 0;
+        let objects: Vec<Arc<Value>> = {
+            let store = self.shared.lock();
+            let Ok(t) = Self::target(&store, api_version, kind, None) else {
+                return 0;
+            };
+            store.each(&t.key).cloned().collect()
         };
-        store.each(&t.key).filter(|o| f(o)).count()
+        objects.iter().filter(|o| f(o)).count()
     }
 
     /// Creates an object (its `apiVersion`, `kind`, `metadata.namespace` say where).

@@ -281,13 +281,13 @@ impl Store {
             .ok_or_else(|| Self::not_found(&rt, name))
     }
 
-    /// The stored form of every object of a resource, borrowed (for counting without copies).
-    pub fn each(&self, key: &TypeKey) -> impl Iterator<Item = &Value> {
+    /// The stored form of every object of a resource, shared (for counting without copies).
+    pub fn each(&self, key: &TypeKey) -> impl Iterator<Item = &Arc<Value>> {
         self.objects
             .get(key)
             .into_iter()
             .flatten()
-            .map(|(_, s)| &*s.obj)
+            .map(|(_, s)| &s.obj)
     }
 
     /// The stored form of every object of a resource, for in-process inspection.
