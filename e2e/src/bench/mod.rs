@@ -1,12 +1,14 @@
 //! The scale benchmark (`make bench`; a tiny run in CI): a generated [`world`](crate::world)
 //! of N roots, measured with the real `sluice` binary (`$SLUICE_BIN` to measure another build)
-//! and a real Envoy, in three parts:
+//! and a real Envoy, in three parts, and a fourth on request:
 //!
 //! - `render`: `sluice render -o json` of each world variant ([`files`]);
 //! - `standalone`: `sluice standalone` on each world variant: start to traffic, memory, idle
 //!   CPU, edit to traffic ([`files`]);
 //! - `run`: `sluice run` against the in-memory API server with a real Envoy from the bootstrap
-//!   it provisions: status settle, edit to traffic, EndpointSlice churn, memory ([`operator`]).
+//!   it provisions: status settle, edit to traffic, EndpointSlice churn, memory ([`operator`]);
+//! - `apiserver` (only when named): the in-memory API server alone, the writes of a status
+//!   settle in process, timed by its thread's CPU ([`apiserver`]).
 //!
 //! Every figure is printed with the same run's figure for the first (smallest) size, the
 //! baseline, and the ratio between them. Nothing is asserted about speed.
