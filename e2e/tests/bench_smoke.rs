@@ -1,8 +1,8 @@
 //! The scale benchmark at a tiny size, so that `make bench` keeps working: every part runs
 //! (render and standalone on two world variants that between them cover Endpoints and
 //! EndpointSlices, one file per object and one file; `sluice run` against the in-memory API
-//! server with a short EndpointSlice churn) and every figure is measured. None is asserted:
-//! speed is for the benchmark to print.
+//! server with a short EndpointSlice churn; the in-memory API server alone) and every figure
+//! is measured. None is asserted: speed is for the benchmark to print.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -18,7 +18,7 @@ async fn the_benchmark_runs_at_a_tiny_size() {
     ];
     let config = Config {
         sizes: vec![10, 30],
-        parts: vec![Part::Render, Part::Standalone, Part::Run],
+        parts: vec![Part::Render, Part::Standalone, Part::Run, Part::ApiServer],
         variants: variants.clone(),
         edits: 3,
         idle: Duration::from_secs(1),
@@ -66,6 +66,14 @@ async fn the_benchmark_runs_at_a_tiny_size() {
     ] {
         want.push(format!("run {figure}"));
     }
+    for figure in [
+        "create the world: CPU",
+        "status writes + Events: time",
+        "status writes + Events: CPU",
+        "CPU per status write + Event",
+    ] {
+        want.push(format!("apiserver {figure}"));
+    }
     for figure in &want {
         for roots in [10, 30] {
             assert!(
@@ -84,6 +92,12 @@ async fn the_benchmark_runs_at_a_tiny_size() {
         );
         assert!(
             settle("status writes").is_some_and(|n| n >= 2.0 * roots as f64),
+            "{table}"
+        );
+        // The API server alone took a status for every IngressRoute (roots and children).
+        assert_eq!(
+            figures.get("apiserver status writes + Events", roots),
+            Some(2.0 * roots as f64),
             "{table}"
         );
         // Every churn update was seen through Envoy, and there were some.

@@ -20,6 +20,7 @@
 //! - every `status.conditions` of a built-in kind by `type`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -166,7 +167,7 @@ pub(crate) enum Lists {
         plural: String,
     },
     /// The `openAPIV3Schema` of the object's CRD version (`Null` when it has none).
-    Custom(Value),
+    Custom(Arc<Value>),
 }
 
 impl Lists {
@@ -343,7 +344,7 @@ mod tests {
                 "x-kubernetes-list-map-keys": ["type"], "items": {"type": "object"}},
             "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
             "plain": {"type": "array", "items": {"type": "object"}}}}}});
-        let l = Lists::Custom(schema);
+        let l = Lists::Custom(Arc::new(schema));
         assert_eq!(l.of(&["status", "conditions"]), ListType::keys(&["type"]));
         assert_eq!(l.of(&["status", "tags"]), ListType::Set);
         assert_eq!(l.of(&["status", "plain"]), ListType::Atomic);

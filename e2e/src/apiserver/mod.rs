@@ -19,6 +19,7 @@ mod store;
 mod structural;
 mod validation;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use error::ApiError;
 pub use fault::Fault;
+use resources::TypeKey;
 use store::{DeleteOptions, PatchKind, Store, Target, present};
 
 /// The field manager of [`ApiServer::apply`] and [`ApiServer::apply_status`].
@@ -69,8 +71,11 @@ impl Default for ApiServerOptions {
 /// State shared by the HTTP tasks and the in-process accessors.
 pub(crate) struct Shared {
     store: Mutex<Store>,
-    /// The latest resourceVersion, for watches to wake on.
+    /// The latest resourceVersion, for in-process waits to wake on.
     changes: watch::Sender<u64>,
+    /// The latest resourceVersion that changed objects of a resource, for its watches to
+    /// wake on (a write wakes only the watches of the resources it changed).
+    kind_changes: Mutex<BTreeMap<TypeKey, watch::Sender<u64>>>,
     options: ApiServerOptions,
     address: String,
     /// Watch requests accepted so far.
@@ -143,17 +148,39 @@ impl Shared {
             .push(r);
     }
 
-    /// Runs a write and wakes watches if it changed anything.
+    /// Runs a write and wakes the watches of the resources it changed, if any.
     fn write<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         let mut store = self.lock();
         let before = store.resource_version();
         let out = f(&mut store);
         let after = store.resource_version();
+        let touched = store.take_touched();
         drop(store);
         if after != before {
+            let kinds = self.kind_senders();
+            for key in &touched {
+                if let Some(tx) = kinds.get(key) {
+                    tx.send_replace(after);
+                }
+            }
+            drop(kinds);
             self.changes.send_replace(after);
         }
         out
+    }
+
+    fn kind_senders(&self) -> MutexGuard<'_, BTreeMap<TypeKey, watch::Sender<u64>>> {
+        self.kind_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes on every change to objects of resource `key`.
+    fn kind_changes(&self, key: &TypeKey) -> watch::Receiver<u64> {
+        self.kind_senders()
+            .entry(key.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 }
 
@@ -182,6 +209,7 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             changes,
+            kind_changes: Mutex::new(BTreeMap::new()),
             options,
             address: addr.to_string(),
             watches: watch::channel(0).0,
@@ -354,11 +382,11 @@ impl ApiServer {
         Ok((t, meta::meta_str(obj, "name").to_string()))
     }
 
-    fn show(store: &Store, t: &Target, obj: &Value) -> Value {
-        store
-            .types()
-            .find(|rt| rt.key() == t.key)
-            .map_or_else(|| obj.clone(), |rt| present(rt, &t.version, obj))
+    fn show(store: &Store, t: &Target, obj: Value) -> Value {
+        match store.types().find(|rt| rt.key() == t.key) {
+            Some(rt) => present(rt, &t.version, obj),
+            None => obj,
+        }
     }
 
     /// How many watch requests the server has accepted (to see clients re-watch).
@@ -378,7 +406,7 @@ impl ApiServer {
         let store = self.shared.lock();
         let t = Self::target(&store, api_version, kind, namespace).ok()?;
         let obj = store.get(&t, name).ok()?;
-        Some(Self::show(&store, &t, &obj))
+        Some(Self::show(&store, &t, obj))
     }
 
     /// All objects of a kind, in one namespace or (`None`) across all namespaces.
@@ -392,20 +420,25 @@ impl ApiServer {
         }
         store
             .all(&t.key)
-            .iter()
+            .into_iter()
             .filter(|o| t.namespace.is_empty() || meta::meta_str(o, "namespace") == t.namespace)
             .map(|o| Self::show(&store, &t, o))
             .collect()
     }
 
     /// How many objects of a kind (in every namespace) satisfy `f`, which sees their stored
-    /// form; nothing is copied, so this is cheap enough to poll with thousands of objects.
+    /// form; nothing is copied (the store is locked only to take pointers to the objects, and
+    /// `f` runs after), so this is cheap enough to poll with thousands of objects while the
+    /// server serves.
     pub fn count(&self, api_version: &str, kind: &str, f: impl Fn(&Value) -> bool) -> usize {
-        let store = self.shared.lock();
-        let Ok(t) = Self::target(&store, api_version, kind, None) else {
-            return 0;
+        let objects: Vec<Arc<Value>> = {
+            let store = self.shared.lock();
+            let Ok(t) = Self::target(&store, api_version, kind, None) else {
+                return 0;
+            };
+            store.each(&t.key).cloned().collect()
         };
-        store.each(&t.key).filter(|o| f(o)).count()
+        objects.iter().filter(|o| f(o)).count()
     }
 
     /// Creates an object (its `apiVersion`, `kind`, `metadata.namespace` say where).
@@ -413,7 +446,7 @@ impl ApiServer {
         self.shared.write(|store| {
             let (t, _) = Self::target_of(store, &obj)?;
             let created = store.create(&t, obj, Some(TEST_FIELD_MANAGER))?;
-            Ok(Self::show(store, &t, &created))
+            Ok(Self::show(store, &t, created))
         })
     }
 
@@ -430,7 +463,7 @@ impl ApiServer {
                 Some(TEST_FIELD_MANAGER),
                 true,
             )?;
-            Ok(Self::show(store, &t, &applied))
+            Ok(Self::show(store, &t, applied))
         })
     }
 
@@ -446,7 +479,7 @@ impl ApiServer {
             let created = store.create(&t, crd, Some(TEST_FIELD_MANAGER));
             store.v1beta1_crd_write = false;
             let created = created?;
-            Ok(Self::show(store, &t, &created))
+            Ok(Self::show(store, &t, created))
         })
     }
 
@@ -485,7 +518,7 @@ impl ApiServer {
         self.shared.write(|store| {
             let t = Self::target(store, api_version, kind, namespace)?;
             let (obj, _) = store.delete(&t, name, &DeleteOptions::default())?;
-            Ok(Self::show(store, &t, &obj))
+            Ok(Self::show(store, &t, obj))
         })
     }
 

@@ -38,6 +38,49 @@ pub(crate) fn prune(schema: &Value, obj: &mut Value) {
     prune_node(schema, obj, true);
 }
 
+/// Prunes one top-level field of `obj` as [`prune`] would, leaving the others as they are (a
+/// `/status` write prunes only `status`, without copying the rest of the object).
+pub(crate) fn prune_field(schema: &Value, obj: &mut Value, key: &str) {
+    if matches!(key, "apiVersion" | "kind" | "metadata") {
+        return;
+    }
+    if let Value::Object(map) = obj
+        && map.contains_key(key)
+    {
+        let props = schema.get("properties").and_then(Value::as_object);
+        let additional = schema.get("additionalProperties");
+        let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+        prune_key(map, key, props, additional, preserve);
+    }
+}
+
+/// Prunes `map[key]` against the properties of the schema of `map`.
+fn prune_key(
+    map: &mut Map<String, Value>,
+    key: &str,
+    props: Option<&Map<String, Value>>,
+    additional: Option<&Value>,
+    preserve: bool,
+) {
+    let child_schema = props
+        .and_then(|p| p.get(key))
+        .or(additional.filter(|a| a.is_object()));
+    match child_schema {
+        Some(s) => {
+            let null = map.get(key).is_some_and(Value::is_null);
+            if null && !flag(s, "nullable") {
+                map.remove(key);
+            } else if let Some(child) = map.get_mut(key) {
+                prune_node(s, child, false);
+            }
+        }
+        None if preserve || additional == Some(&Value::Bool(true)) => {}
+        None => {
+            map.remove(key);
+        }
+    }
+}
+
 fn prune_node(schema: &Value, value: &mut Value, root: bool) {
     match value {
         Value::Object(map) => {
@@ -50,23 +93,7 @@ fn prune_node(schema: &Value, value: &mut Value, root: bool) {
                 if embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                     continue;
                 }
-                let child_schema = props
-                    .and_then(|p| p.get(&key))
-                    .or(additional.filter(|a| a.is_object()));
-                match child_schema {
-                    Some(s) => {
-                        let null = map.get(&key).is_some_and(Value::is_null);
-                        if null && !flag(s, "nullable") {
-                            map.remove(&key);
-                        } else if let Some(child) = map.get_mut(&key) {
-                            prune_node(s, child, false);
-                        }
-                    }
-                    None if preserve || additional == Some(&Value::Bool(true)) => {}
-                    None => {
-                        map.remove(&key);
-                    }
-                }
+                prune_key(map, &key, props, additional, preserve);
             }
         }
         Value::Array(items) => {
@@ -314,6 +341,46 @@ mod tests {
                 "spec": {"name": "a", "maybe": null, "list": [{"port": 1}], "labels": {"a": "b"},
                          "free": {"anything": {"deep": 1}}}})
         );
+    }
+
+    /// A `/status` write prunes only `status`: what pruning the whole object gives there, the
+    /// rest untouched, for fields with a schema, without one, null and preserved.
+    #[test]
+    fn pruning_one_field_is_pruning_the_object_there_only() {
+        let with_status = |extra: Value| {
+            let mut s = schema();
+            s["properties"]["status"] = extra;
+            s
+        };
+        let schemas = [
+            schema(),
+            with_status(json!({"type": "object", "properties": {"a": {"type": "string"}}})),
+            with_status(json!({"type": "object", "nullable": true})),
+            with_status(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})),
+        ];
+        let statuses = [
+            json!({"a": "x", "junk": 1}),
+            Value::Null,
+            json!({"deep": {"junk": 1}}),
+        ];
+        for s in &schemas {
+            for status in &statuses {
+                let obj = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},
+                    "spec": {"name": "a", "unknown": 1}, "extra": 2, "status": status});
+                let mut whole = obj.clone();
+                prune(s, &mut whole);
+                let mut want = obj.clone();
+                match whole.get("status") {
+                    Some(v) => want["status"] = v.clone(),
+                    None => {
+                        want.as_object_mut().map(|m| m.remove("status"));
+                    }
+                }
+                let mut got = obj.clone();
+                prune_field(s, &mut got, "status");
+                assert_eq!(got, want, "{s} {status}");
+            }
+        }
     }
 
     #[test]

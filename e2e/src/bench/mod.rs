@@ -1,16 +1,19 @@
 //! The scale benchmark (`make bench`; a tiny run in CI): a generated [`world`](crate::world)
 //! of N roots, measured with the real `sluice` binary (`$SLUICE_BIN` to measure another build)
-//! and a real Envoy, in three parts:
+//! and a real Envoy, in three parts, and a fourth on request:
 //!
 //! - `render`: `sluice render -o json` of each world variant ([`files`]);
 //! - `standalone`: `sluice standalone` on each world variant: start to traffic, memory, idle
 //!   CPU, edit to traffic ([`files`]);
 //! - `run`: `sluice run` against the in-memory API server with a real Envoy from the bootstrap
-//!   it provisions: status settle, edit to traffic, EndpointSlice churn, memory ([`operator`]).
+//!   it provisions: status settle, edit to traffic, EndpointSlice churn, memory ([`operator`]);
+//! - `apiserver` (only when named): the in-memory API server alone, the writes of a status
+//!   settle in process, timed by its thread's CPU ([`apiserver`]).
 //!
 //! Every figure is printed with the same run's figure for the first (smallest) size, the
 //! baseline, and the ratio between them. Nothing is asserted about speed.
 
+mod apiserver;
 mod files;
 pub mod measure;
 mod operator;
@@ -31,6 +34,8 @@ pub enum Part {
     Render,
     Standalone,
     Run,
+    /// The in-memory API server alone: the writes of a status settle, in process.
+    ApiServer,
 }
 
 /// How a world is written for `render` and `standalone` (`SLUICE_BENCH_WORLDS`).
@@ -206,6 +211,10 @@ pub async fn run(config: &Config) -> anyhow::Result<Figures> {
                 failed(format!("standalone, {roots} roots, {name}"), result);
             }
         }
+        if config.parts.contains(&Part::ApiServer) {
+            let result = apiserver::run(roots, backend.port(), &ca, &mut figures).await;
+            failed(format!("apiserver, {roots} roots"), result);
+        }
         if config.parts.contains(&Part::Run) {
             let result = operator::run(config, roots, &backend, &ca, &mut figures).await;
             failed(format!("sluice run, {roots} roots"), result);
@@ -225,7 +234,8 @@ pub async fn run(config: &Config) -> anyhow::Result<Figures> {
 
 /// The configuration from the environment:
 /// - `SLUICE_BENCH_SIZES`: comma-separated root counts, default `10,1000,10000`;
-/// - `SLUICE_BENCH_PARTS`: any of `render,standalone,run` (default all);
+/// - `SLUICE_BENCH_PARTS`: any of `render,standalone,run` (default all) and `apiserver` (the
+///   in-memory API server alone, not in the default);
 /// - `SLUICE_BENCH_WORLDS`: the variants of render and standalone, any of `endpoints-files`,
 ///   `slices-files`, `endpoints-onefile`, `slices-onefile` (default all);
 /// - `SLUICE_BENCH_EDITS` (20), `SLUICE_BENCH_IDLE_SECS` (10), `SLUICE_BENCH_CHURN_SECS` (60),
@@ -253,7 +263,10 @@ pub fn config_from_env() -> anyhow::Result<Config> {
             "render" => Ok(Part::Render),
             "standalone" => Ok(Part::Standalone),
             "run" => Ok(Part::Run),
-            other => bail!("SLUICE_BENCH_PARTS: unknown part {other:?} (render, standalone, run)"),
+            "apiserver" => Ok(Part::ApiServer),
+            other => bail!(
+                "SLUICE_BENCH_PARTS: unknown part {other:?} (render, standalone, run, apiserver)"
+            ),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let all = Variant::ALL.map(Variant::name).join(",");

@@ -258,9 +258,9 @@ fn resource_request(
         ));
     }
     let metadata = wants_metadata(parts);
-    let show = |obj: &Value| {
+    let show = |obj: Value| {
         if metadata {
-            metadata_only(obj)
+            metadata_only(&obj)
         } else {
             present(&a.rt, version, obj)
         }
@@ -296,7 +296,7 @@ fn resource_request(
             } else {
                 (a.rt.api_version(version), a.rt.list_kind.clone())
             };
-            let items: Vec<Value> = page.items.iter().map(show).collect();
+            let items: Vec<Value> = page.items.into_iter().map(show).collect();
             Ok(json_response(
                 200,
                 &json!({"apiVersion": api_version, "kind": kind, "metadata": meta, "items": items}),
@@ -307,23 +307,26 @@ fn resource_request(
                 return Err(ApiError::no_such_path());
             }
             let obj = shared.write(|s| s.create(t, parse_json(body)?, updater))?;
-            Ok(json_response(201, &show(&obj)))
+            Ok(json_response(201, &show(obj)))
         }
         (&Method::DELETE, None) => {
             let list = list_options(q, &a.rt)?;
             let opts = delete_options(q, body)?;
             let deleted = shared.write(|s| s.delete_collection(t, &list, &opts))?;
             let rv = shared.lock().resource_version();
-            let items: Vec<Value> = deleted.iter().map(show).collect();
+            let items: Vec<Value> = deleted.into_iter().map(show).collect();
             Ok(json_response(
                 200,
                 &json!({"apiVersion": a.rt.api_version(version), "kind": a.rt.list_kind, "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
             ))
         }
-        (&Method::GET, Some(name)) => Ok(json_response(200, &show(&shared.lock().get(t, name)?))),
+        (&Method::GET, Some(name)) => {
+            let obj = shared.lock().get(t, name)?;
+            Ok(json_response(200, &show(obj)))
+        }
         (&Method::PUT, Some(name)) => {
             let obj = shared.write(|s| s.update(t, name, parse_json(body)?, a.status, updater))?;
-            Ok(json_response(200, &show(&obj)))
+            Ok(json_response(200, &show(obj)))
         }
         (&Method::PATCH, Some(name)) => {
             let content_type = parts
@@ -351,12 +354,12 @@ fn resource_request(
             };
             let (obj, created) =
                 shared.write(|s| s.patch(t, name, kind, body, a.status, who, force))?;
-            Ok(json_response(if created { 201 } else { 200 }, &show(&obj)))
+            Ok(json_response(if created { 201 } else { 200 }, &show(obj)))
         }
         (&Method::DELETE, Some(name)) if !a.status => {
             let opts = delete_options(q, body)?;
             let (obj, gone) = shared.write(|s| s.delete(t, name, &opts))?;
-            Ok(json_response(if gone { 200 } else { 202 }, &show(&obj)))
+            Ok(json_response(if gone { 200 } else { 202 }, &show(obj)))
         }
         (method, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"

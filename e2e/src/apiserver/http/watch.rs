@@ -20,7 +20,7 @@ use super::super::error::ApiError;
 use super::super::fault::RequestTarget;
 use super::super::resources::ResourceType;
 use super::super::selector::{FieldSelector, LabelSelector};
-use super::super::store::{Event, EventType, Target, metadata_only, present};
+use super::super::store::{Event, EventType, Presented, Target, metadata_only};
 use super::request::{list_options, truthy};
 use super::{Addressed, Body};
 
@@ -99,17 +99,33 @@ pub(super) struct Watcher {
 
 impl Watcher {
     pub(super) fn line(event_type: &str, object: Value) -> Bytes {
-        let mut line =
-            serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+        Self::line_of(event_type, &object)
+    }
+
+    fn line_of(event_type: &str, object: &impl serde::Serialize) -> Bytes {
+        #[derive(serde::Serialize)]
+        struct Line<'a, T> {
+            #[serde(rename = "type")]
+            event_type: &'a str,
+            object: &'a T,
+        }
+        let mut line = serde_json::to_vec(&Line { event_type, object }).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
 
-    fn show(&self, obj: &Value) -> Value {
+    /// The event's object as this watch shows it, serialized without copying it.
+    fn show(&self, event_type: &str, obj: &Value) -> Bytes {
         if self.metadata {
-            metadata_only(obj)
+            Self::line(event_type, metadata_only(obj))
         } else {
-            present(&self.rt, &self.target.version, obj)
+            let api_version = self.rt.api_version(&self.target.version);
+            let presented = Presented {
+                api_version: &api_version,
+                kind: &self.rt.kind,
+                obj,
+            };
+            Self::line_of(event_type, &presented)
         }
     }
 
@@ -144,7 +160,7 @@ impl Watcher {
         let event_type = match e.kind {
             EventType::Added if now => "ADDED",
             EventType::Deleted if now => "DELETED",
-            EventType::Modified => match (e.old.as_ref().is_some_and(matches), now) {
+            EventType::Modified => match (e.old.as_deref().is_some_and(matches), now) {
                 (true, true) => "MODIFIED",
                 (false, true) => "ADDED",
                 (true, false) => "DELETED",
@@ -152,7 +168,7 @@ impl Watcher {
             },
             _ => return None,
         };
-        Some(Self::line(event_type, self.show(&e.object)))
+        Some(self.show(event_type, &e.object))
     }
 
     async fn send(&self, b: Bytes) -> bool {
@@ -160,7 +176,7 @@ impl Watcher {
     }
 
     async fn run(self, start: WatchStart) {
-        let mut changes = self.shared.changes.subscribe();
+        let mut changes = self.shared.kind_changes(&self.target.key);
         let mut faults = self.shared.fault_epoch.subscribe();
         let deadline = Instant::now() + start.timeout;
         let interval = self.shared.options.bookmark_interval;
@@ -176,7 +192,7 @@ impl Watcher {
             }
         };
         for obj in &initial {
-            if !self.send(Self::line("ADDED", self.show(obj))).await {
+            if !self.send(self.show("ADDED", obj)).await {
                 return;
             }
         }
@@ -184,9 +200,9 @@ impl Watcher {
             return;
         }
         loop {
-            let events = self.shared.lock().events_since(cursor);
-            let events = match events {
-                Ok(events) => events,
+            let events = self.shared.lock().events_since(cursor, &self.target.key);
+            let (events, upto) = match events {
+                Ok(read) => read,
                 Err(floor) => {
                     let _ = self.send(Self::gone(cursor, floor)).await;
                     return;
@@ -200,6 +216,7 @@ impl Watcher {
                 }
                 cursor = e.rv;
             }
+            cursor = cursor.max(upto);
             // Mark the changes seen so far; a change after this point wakes the loop again.
             changes.borrow_and_update();
             if self.shared.lock().resource_version() > cursor {

@@ -1,6 +1,8 @@
 //! What every write goes through before it is stored: type meta, namespace, metadata shape,
 //! built-in and CRD-schema validation, and the list types a write merges by.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::super::builtin;
@@ -246,15 +248,10 @@ impl Store {
             return Ok(());
         };
         if !validation::preserves_unknown_fields(crd) {
-            let mut pruned = obj.clone();
-            schema::prune(schema, &mut pruned);
-            if !status_only {
-                *obj = pruned;
-            } else if let Some(map) = obj.as_object_mut() {
-                match pruned.get("status") {
-                    Some(s) => map.insert("status".into(), s.clone()),
-                    None => map.remove("status"),
-                };
+            if status_only {
+                schema::prune_field(schema, obj, "status");
+            } else {
+                schema::prune(schema, obj);
             }
         }
         let causes = schema::validate(schema, obj, old);
@@ -267,17 +264,25 @@ impl Store {
     }
 
     /// The stored CRD serving `rt`, if any, and the schema of the version `obj` names (the
-    /// CRD's first version if it names none).
-    fn crd_and_schema(&self, rt: &ResourceType, obj: &Value) -> Option<(&Value, Option<&Value>)> {
+    /// CRD's first version if it names none), shared with the CRD's other objects.
+    fn crd_and_schema(
+        &self,
+        rt: &ResourceType,
+        obj: &Value,
+    ) -> Option<(&Value, Option<&Arc<Value>>)> {
         let crd_name = format!("{}.{}", rt.plural, rt.group);
-        let crd = &self.stored(&crd_key(), "", &crd_name)?.obj;
+        let crd: &Value = &self.stored(&crd_key(), "", &crd_name)?.obj;
         let version = obj
             .get("apiVersion")
             .and_then(Value::as_str)
             .and_then(|av| rt.version_of(av))
             .or_else(|| rt.versions.first().cloned())
             .unwrap_or_default();
-        Some((crd, schema::of_version(crd, &version)))
+        let schema = self
+            .schemas
+            .get(&crd_name)
+            .and_then(|s| s.version(&version));
+        Some((crd, schema))
     }
 
     /// Where the list types of `obj` come from: the schema of its CRD version for custom
@@ -287,7 +292,9 @@ impl Store {
             None => Lists::Builtin {
                 plural: rt.plural.clone(),
             },
-            Some((_, schema)) => Lists::Custom(schema.cloned().unwrap_or(Value::Null)),
+            Some((_, schema)) => {
+                Lists::Custom(schema.cloned().unwrap_or_else(|| Arc::new(Value::Null)))
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Deletion: preconditions, finalizers, propagation and owner-reference garbage collection.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -62,7 +63,7 @@ impl Store {
         let key = rt.key();
         let obj = self
             .stored(&key, ns, name)
-            .map(|s| s.obj.clone())
+            .map(|s| Value::clone(&s.obj))
             .ok_or_else(|| Self::not_found(rt, name))?;
         if meta::has_finalizers(&obj) {
             if obj
@@ -124,6 +125,9 @@ impl Store {
         if propagation == Propagation::Orphan {
             self.orphan(&uid);
         }
+        if *key == crd_key() {
+            self.schemas.remove(name);
+        }
         if *key == crd_key()
             && let Ok(def) = resources::from_crd(&obj)
         {
@@ -152,22 +156,24 @@ impl Store {
                 self.remove(&k, &ons, &oname, Propagation::Background);
             }
         }
-        let mut obj = self
+        let stored = self
             .objects
             .get_mut(key)
             .and_then(|m| m.remove(&(ns.to_string(), name.to_string())))?
             .obj;
+        let mut obj = Value::clone(&stored);
         let rv = self.next_rv();
         set_meta(
             &mut obj,
             "resourceVersion",
             Some(Value::String(rv.to_string())),
         );
+        let obj = Arc::new(obj);
         self.record(key, EventType::Deleted, &obj, None);
         if propagation != Propagation::Orphan {
             self.collect_dependents(&uid);
         }
-        Some(obj)
+        Some(Arc::unwrap_or_clone(obj))
     }
 
     fn uid_exists(&self, uid: &str) -> bool {
@@ -191,7 +197,7 @@ impl Store {
     /// Rewrites an object's owner references to those `keep` accepts.
     fn retain_owners(&mut self, key: &TypeKey, ns: &str, name: &str, keep: impl Fn(&str) -> bool) {
         let (Some(obj), Ok(rt)) = (
-            self.stored(key, ns, name).map(|s| s.obj.clone()),
+            self.stored(key, ns, name).map(|s| Value::clone(&s.obj)),
             self.type_of(key),
         ) else {
             return;
@@ -224,7 +230,7 @@ impl Store {
     /// deleted (recursively); others lose the dangling references.
     fn collect_dependents(&mut self, uid: &str) {
         for (key, (ns, name)) in self.dependents_of(uid) {
-            let Some(obj) = self.stored(&key, &ns, &name).map(|s| s.obj.clone()) else {
+            let Some(obj) = self.stored(&key, &ns, &name).map(|s| Value::clone(&s.obj)) else {
                 continue;
             };
             let live: Vec<String> = meta::owner_uids(&obj)

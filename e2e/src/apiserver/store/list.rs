@@ -30,7 +30,7 @@ impl Store {
             .into_iter()
             .flatten()
             .filter(|((ns, _), _)| t.namespace.is_empty() || *ns == t.namespace)
-            .map(|(_, s)| &s.obj)
+            .map(|(_, s)| &*s.obj)
             .filter(|o| label.matches(o) && field.matches(o))
             .cloned()
             .collect()
@@ -77,7 +77,7 @@ impl Store {
                 continue_token = Some(hex(&format!("{rv}\0{}\0{}", last.0, last.1)));
                 break;
             }
-            items.push(s.obj.clone());
+            items.push(Value::clone(&s.obj));
         }
         Ok(Page {
             items,

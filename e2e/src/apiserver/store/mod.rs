@@ -12,9 +12,10 @@ mod admission;
 mod delete;
 mod list;
 mod patch;
+mod schemas;
 mod write;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -90,14 +91,16 @@ pub(crate) struct Event {
     pub key: TypeKey,
     pub namespace: String,
     pub kind: EventType,
-    pub object: Value,
+    /// The object as stored (shared with the store while it is the current version).
+    pub object: Arc<Value>,
     /// The object before a modification, to turn selector transitions into ADDED/DELETED.
-    pub old: Option<Value>,
+    pub old: Option<Arc<Value>>,
 }
 
 #[derive(Debug)]
 struct Stored {
-    obj: Value,
+    /// Shared with the history's events: a write replaces it, never changes it in place.
+    obj: Arc<Value>,
     /// Last applied configuration per `(field manager, status subresource)`.
     applied: BTreeMap<(String, bool), Value>,
     /// What `metadata.managedFields` is made of.
@@ -123,6 +126,11 @@ pub(crate) struct Store {
     /// The field manager of the write under way, taken by the first object it stores (so
     /// that garbage collection it sets off is nobody's).
     writer: Option<Writer>,
+    /// The schemas of every stored CRD, by CRD name (kept with the stored CRDs).
+    schemas: BTreeMap<String, schemas::CrdSchemas>,
+    /// The resources whose objects changed since [`Store::take_touched`] was last called
+    /// (which watches to wake).
+    touched: BTreeSet<TypeKey>,
 }
 
 fn crd_key() -> TypeKey {
@@ -153,6 +161,8 @@ impl Store {
             allow_loopback_endpoints: false,
             v1beta1_crd_write: false,
             writer: None,
+            schemas: BTreeMap::new(),
+            touched: BTreeSet::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let target = Target {
@@ -214,15 +224,22 @@ impl Store {
         self.rv
     }
 
-    fn record(&mut self, key: &TypeKey, kind: EventType, object: &Value, old: Option<Value>) {
+    fn record(
+        &mut self,
+        key: &TypeKey,
+        kind: EventType,
+        object: &Arc<Value>,
+        old: Option<Arc<Value>>,
+    ) {
         let event = Event {
             rv: self.rv,
             key: key.clone(),
             namespace: meta_str(object, "namespace").to_string(),
             kind,
-            object: object.clone(),
+            object: Arc::clone(object),
             old,
         };
+        self.touched.insert(key.clone());
         self.history.push_back(Arc::new(event));
         while self.history.len() > self.history_limit {
             if let Some(e) = self.history.pop_front() {
@@ -231,13 +248,26 @@ impl Store {
         }
     }
 
-    /// Every event after `since`, or the oldest resourceVersion a watch may still start from.
-    pub fn events_since(&self, since: u64) -> Result<Vec<Arc<Event>>, u64> {
+    /// The resources changed since the last call.
+    pub fn take_touched(&mut self) -> BTreeSet<TypeKey> {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// Every event of resource `key` after `since`, and the resourceVersion the history was
+    /// read up to; or the oldest resourceVersion a watch may still start from.
+    pub fn events_since(&self, since: u64, key: &TypeKey) -> Result<(Vec<Arc<Event>>, u64), u64> {
         if since < self.history_floor {
             return Err(self.history_floor);
         }
         let start = self.history.partition_point(|e| e.rv <= since);
-        Ok(self.history.range(start..).cloned().collect())
+        let events = self
+            .history
+            .range(start..)
+            .filter(|e| e.key == *key)
+            .cloned()
+            .collect();
+        let upto = self.history.back().map_or(since, |e| e.rv.max(since));
+        Ok((events, upto))
     }
 
     fn not_found(rt: &ResourceType, name: &str) -> ApiError {
@@ -247,12 +277,12 @@ impl Store {
     pub fn get(&self, t: &Target, name: &str) -> Result<Value, ApiError> {
         let rt = self.type_of(&t.key)?;
         self.stored(&t.key, &t.namespace, name)
-            .map(|s| s.obj.clone())
+            .map(|s| Value::clone(&s.obj))
             .ok_or_else(|| Self::not_found(&rt, name))
     }
 
-    /// The stored form of every object of a resource, borrowed (for counting without copies).
-    pub fn each(&self, key: &TypeKey) -> impl Iterator<Item = &Value> {
+    /// The stored form of every object of a resource, shared (for counting without copies).
+    pub fn each(&self, key: &TypeKey) -> impl Iterator<Item = &Arc<Value>> {
         self.objects
             .get(key)
             .into_iter()
@@ -266,19 +296,43 @@ impl Store {
             .get(key)
             .into_iter()
             .flatten()
-            .map(|(_, s)| s.obj.clone())
+            .map(|(_, s)| Value::clone(&s.obj))
             .collect()
     }
 }
 
 /// Rewrites `apiVersion`/`kind` to the version a request used (no schema conversion).
-pub(crate) fn present(rt: &ResourceType, version: &str, obj: &Value) -> Value {
-    let mut out = obj.clone();
-    if let Some(map) = out.as_object_mut() {
+pub(crate) fn present(rt: &ResourceType, version: &str, mut obj: Value) -> Value {
+    if let Some(map) = obj.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(rt.api_version(version)));
         map.insert("kind".into(), Value::String(rt.kind.clone()));
     }
-    out
+    obj
+}
+
+/// A shared object as [`present`] shows it, serialized in place instead of copied first (each
+/// watch sends every event of its resource).
+pub(crate) struct Presented<'a> {
+    pub api_version: &'a str,
+    pub kind: &'a str,
+    pub obj: &'a Value,
+}
+
+impl serde::Serialize for Presented<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(map) = self.obj.as_object() else {
+            return self.obj.serialize(s);
+        };
+        let replaced = |k: &String| k == "apiVersion" || k == "kind";
+        let mut out = s.serialize_map(Some(2 + map.keys().filter(|k| !replaced(k)).count()))?;
+        out.serialize_entry("apiVersion", self.api_version)?;
+        out.serialize_entry("kind", self.kind)?;
+        for (k, v) in map.iter().filter(|(k, _)| !replaced(k)) {
+            out.serialize_entry(k, v)?;
+        }
+        out.end()
+    }
 }
 
 /// `PartialObjectMetadata` for metadata-only requests.

@@ -167,7 +167,7 @@ impl Store {
                 apply::conflict_message(&found),
             ));
         }
-        let mut live = stored.obj.clone();
+        let mut live = Value::clone(&stored.obj);
         if let Some(previous) = stored.applied.get(&(manager.to_string(), status)) {
             // What others keep owning after this apply (a forced apply takes what it contested).
             let kept: Vec<lists::Path> = others

@@ -2,6 +2,7 @@
 //! fields.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -10,6 +11,7 @@ use super::super::managed::{Managed, Writer};
 use super::super::meta::{self, meta_str, now_rfc3339, set_meta};
 use super::super::resources::{self, ResourceType, TypeKey};
 use super::super::validation;
+use super::schemas::CrdSchemas;
 use super::{EventType, Propagation, Store, Stored, Target, crd_key, namespace_key};
 
 pub(super) fn into_object(v: Value) -> Result<Value, ApiError> {
@@ -22,16 +24,34 @@ pub(super) fn into_object(v: Value) -> Result<Value, ApiError> {
     }
 }
 
-/// The object without what does not count for `metadata.generation`.
-fn generation_view(obj: &Value, status_subresource: bool) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        if status_subresource {
-            m.remove("status");
+/// Whether two objects are equal but for the top-level fields `skip` names (compared in
+/// place, without copies).
+fn equal_but(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let kept = |m: &'_ serde_json::Map<String, Value>| {
+                m.iter()
+                    .filter(|(k, _)| !skip.contains(&k.as_str()))
+                    .count()
+            };
+            kept(a) == kept(b)
+                && a.iter()
+                    .filter(|(k, _)| !skip.contains(&k.as_str()))
+                    .all(|(k, v)| b.get(k) == Some(v))
         }
+        _ => a == b,
     }
-    v
+}
+
+/// Whether the two objects differ in what counts for `metadata.generation` (everything but
+/// metadata, and status where it is a subresource).
+fn generation_changes(new: &Value, old: &Value, status_subresource: bool) -> bool {
+    let skip: &[&str] = if status_subresource {
+        &["metadata", "status"]
+    } else {
+        &["metadata"]
+    };
+    !equal_but(new, old, skip)
 }
 
 /// `Some(list)` unless the list is empty (an object nobody wrote has no `managedFields`).
@@ -41,30 +61,41 @@ fn non_empty(list: Value) -> Option<Value> {
         .then_some(list)
 }
 
-/// The object without the times of its managed fields, to tell real changes.
-fn without_times(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(entries) = v
-        .pointer_mut("/metadata/managedFields")
-        .and_then(Value::as_array_mut)
-    {
-        for e in entries {
-            if let Some(m) = e.as_object_mut() {
-                m.remove("time");
-            }
-        }
+/// Whether two objects are equal but for the times of their managed fields (a write that
+/// changes only those changes nothing), compared in place.
+fn equal_but_times(a: &Value, b: &Value) -> bool {
+    if !equal_but(a, b, &["metadata"]) {
+        return false;
     }
-    v
+    let (ma, mb) = (a.get("metadata"), b.get("metadata"));
+    if !equal_but(
+        ma.unwrap_or(&Value::Null),
+        mb.unwrap_or(&Value::Null),
+        &["managedFields"],
+    ) {
+        return false;
+    }
+    match (
+        ma.and_then(|m| m.get("managedFields")),
+        mb.and_then(|m| m.get("managedFields")),
+    ) {
+        (Some(Value::Array(ea)), Some(Value::Array(eb))) => {
+            ea.len() == eb.len() && ea.iter().zip(eb).all(|(x, y)| equal_but(x, y, &["time"]))
+        }
+        (fa, fb) => fa == fb,
+    }
 }
 
 impl Store {
     /// Effects after a write: a stored CRD serves its resource, and an object whose owners are
     /// gone is garbage-collected.
     fn after_write(&mut self, key: &TypeKey, obj: &Value) {
-        if *key == crd_key()
-            && let Ok(def) = resources::from_crd(obj)
-        {
-            self.types.insert(def.key(), def);
+        if *key == crd_key() {
+            let name = meta_str(obj, "name").to_string();
+            self.schemas.insert(name, CrdSchemas::of(obj));
+            if let Ok(def) = resources::from_crd(obj) {
+                self.types.insert(def.key(), def);
+            }
         }
         self.collect_if_owners_gone(key, obj);
     }
@@ -221,10 +252,11 @@ impl Store {
             "resourceVersion",
             Some(Value::String(rv.to_string())),
         );
+        let obj = Arc::new(obj);
         self.objects.entry(t.key.clone()).or_default().insert(
             (ns, name),
             Stored {
-                obj: obj.clone(),
+                obj: Arc::clone(&obj),
                 applied,
                 managed,
                 pending: Propagation::Background,
@@ -232,7 +264,7 @@ impl Store {
         );
         self.record(&t.key, EventType::Added, &obj, None);
         self.after_write(&t.key, &obj);
-        Ok(obj)
+        Ok(Value::clone(&obj))
     }
 
     /// Stores a new version of an existing object: no-op writes change nothing, `generation`
@@ -243,14 +275,27 @@ impl Store {
         rt: &ResourceType,
         ns: &str,
         name: &str,
+        new: Value,
+        status_only: bool,
+    ) -> Result<Value, ApiError> {
+        let old = self
+            .stored(&rt.key(), ns, name)
+            .map(|s| Arc::clone(&s.obj))
+            .ok_or_else(|| Self::not_found(rt, name))?;
+        self.commit_over(rt, ns, name, old, new, status_only)
+    }
+
+    /// [`Self::commit`] with the stored object already at hand (`old`, as stored now).
+    fn commit_over(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        old: Arc<Value>,
         mut new: Value,
         status_only: bool,
     ) -> Result<Value, ApiError> {
         let key = rt.key();
-        let old = self
-            .stored(&key, ns, name)
-            .map(|s| s.obj.clone())
-            .ok_or_else(|| Self::not_found(rt, name))?;
         let old_generation = old
             .get("metadata")
             .and_then(|m| m.get("generation"))
@@ -259,7 +304,7 @@ impl Store {
         set_meta(&mut new, "generation", Some(json!(old_generation)));
         // Before judging generation: pruning may drop what the write added.
         self.prepare(rt, &mut new, Some(&old), status_only)?;
-        if generation_view(&new, rt.status) != generation_view(&old, rt.status) {
+        if generation_changes(&new, &old, rt.status) {
             set_meta(&mut new, "generation", Some(json!(old_generation + 1)));
         }
         set_meta(
@@ -285,8 +330,8 @@ impl Store {
         );
         set_meta(&mut new, "managedFields", non_empty(fields));
         // A write that changes nothing but the times of managed fields changes nothing.
-        if without_times(&new) == without_times(&old) {
-            return Ok(old);
+        if equal_but_times(&new, &old) {
+            return Ok(Value::clone(&old));
         }
         let rv = self.next_rv();
         set_meta(
@@ -294,9 +339,10 @@ impl Store {
             "resourceVersion",
             Some(Value::String(rv.to_string())),
         );
+        let new = Arc::new(new);
         let pending = match self.stored_mut(&key, ns, name) {
             Some(stored) => {
-                stored.obj = new.clone();
+                stored.obj = Arc::clone(&new);
                 stored.managed = managed;
                 stored.applied = applied;
                 stored.pending
@@ -310,9 +356,11 @@ impl Store {
             .and_then(|m| m.get("deletionTimestamp"))
             .is_some();
         if deleting && !meta::has_finalizers(&new) {
-            return Ok(self.remove(&key, ns, name, pending).unwrap_or(new));
+            return Ok(self
+                .remove(&key, ns, name, pending)
+                .unwrap_or_else(|| Value::clone(&new)));
         }
-        Ok(new)
+        Ok(Value::clone(&new))
     }
 
     /// Writes a candidate full object over an existing one, as PUT and patches do.
@@ -324,7 +372,10 @@ impl Store {
         candidate: Value,
         status_subresource: bool,
     ) -> Result<Value, ApiError> {
-        let old = self.get(t, name)?;
+        let old = self
+            .stored(&t.key, &t.namespace, name)
+            .map(|s| Arc::clone(&s.obj))
+            .ok_or_else(|| Self::not_found(rt, name))?;
         let mut cand = into_object(candidate)?;
         Self::check_type_meta(rt, &t.version, &mut cand, false)?;
         let body_name = meta_str(&cand, "name");
@@ -344,7 +395,7 @@ impl Store {
             ));
         }
         let new = if status_subresource {
-            let mut n = old.clone();
+            let mut n = Value::clone(&old);
             if let Some(map) = n.as_object_mut() {
                 match cand.get("status") {
                     Some(s) if !s.is_null() => map.insert("status".into(), s.clone()),
@@ -380,7 +431,7 @@ impl Store {
             }
             n
         };
-        self.commit(rt, &t.namespace, name, new, status_subresource)
+        self.commit_over(rt, &t.namespace, name, old, new, status_subresource)
     }
 
     pub fn update(
@@ -396,5 +447,75 @@ impl Store {
         let out = self.write_existing(&rt, t, name, body, status);
         self.writer = None;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// What the comparisons replaced: copies without the ignored parts, compared whole.
+    fn copy_without(obj: &Value, top: &[&str], times: bool) -> Value {
+        let mut v = obj.clone();
+        if let Some(m) = v.as_object_mut() {
+            for k in top {
+                m.remove(*k);
+            }
+        }
+        if times
+            && let Some(entries) = v
+                .pointer_mut("/metadata/managedFields")
+                .and_then(Value::as_array_mut)
+        {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn in_place_comparisons_answer_what_comparing_copies_answered() {
+        let entry = |t: &str, f: Value| json!({"manager": "m", "time": t, "fieldsV1": f});
+        let objects = [
+            json!({"metadata": {"name": "a", "managedFields": [entry("1", json!({"f:spec": {}}))]},
+                "spec": {"x": 1}, "status": {"s": 1}}),
+            json!({"metadata": {"name": "a", "managedFields": [entry("2", json!({"f:spec": {}}))]},
+                "spec": {"x": 1}, "status": {"s": 1}}),
+            json!({"metadata": {"name": "a", "managedFields": [entry("2", json!({}))]},
+                "spec": {"x": 1}, "status": {"s": 2}}),
+            json!({"metadata": {"name": "a", "managedFields": [entry("1", json!({})), "odd"]},
+                "spec": {"x": 1}}),
+            json!({"metadata": {"name": "b"}, "spec": {"x": 1}, "status": {"s": 1}}),
+            json!({"metadata": {"name": "a", "managedFields": 3}, "spec": {"x": 2}}),
+            json!({"spec": {"x": 1}, "status": {"s": 1}}),
+            json!({"metadata": {}, "spec": {"x": 1}, "status": {"s": 1}}),
+            json!({"metadata": "odd", "spec": {"x": 1}, "status": {"s": 1}, "extra": null}),
+            json!([1, 2]),
+            Value::Null,
+        ];
+        for a in &objects {
+            for b in &objects {
+                assert_eq!(
+                    equal_but_times(a, b),
+                    copy_without(a, &[], true) == copy_without(b, &[], true),
+                    "{a} {b}"
+                );
+                for status in [false, true] {
+                    let skip: &[&str] = if status {
+                        &["metadata", "status"]
+                    } else {
+                        &["metadata"]
+                    };
+                    assert_eq!(
+                        generation_changes(a, b, status),
+                        copy_without(a, skip, false) != copy_without(b, skip, false),
+                        "{a} {b} {status}"
+                    );
+                }
+            }
+        }
     }
 }

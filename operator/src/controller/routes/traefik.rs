@@ -63,34 +63,28 @@ pub const ROUTE_SERIES: [(&str, &str); 5] = [
     ("IngressRouteTCP", "traefik.containo.us"),
 ];
 
-/// One DAG's verdict counts per [`ROUTE_SERIES`] entry. Pure.
+/// One DAG's verdict counts per [`ROUTE_SERIES`] entry. Pure. Counted by series index, not
+/// looked up by name per route: this runs on every pass, over every route.
 pub fn series_counts(dag: &Dag) -> BTreeMap<(&'static str, &'static str), RouteCounts> {
-    let mut out: BTreeMap<_, RouteCounts> = ROUTE_SERIES
-        .iter()
-        .map(|s| (*s, RouteCounts::default()))
-        .collect();
-    let mut count = |series: (&'static str, &'static str), v: Validity| {
-        let c = out.entry(series).or_default();
-        match v {
-            Validity::Valid => c.valid += 1,
-            Validity::Invalid => c.invalid += 1,
-            Validity::Orphaned => c.orphaned += 1,
-        }
+    let mut counts: [RouteCounts; ROUTE_SERIES.len()] =
+        std::array::from_fn(|_| RouteCounts::default());
+    let count = |c: &mut RouteCounts, v: Validity| match v {
+        Validity::Valid => c.valid += 1,
+        Validity::Invalid => c.invalid += 1,
+        Validity::Orphaned => c.orphaned += 1,
     };
     for s in &dag.statuses {
-        count(ROUTE_SERIES[0], s.current_status);
+        count(&mut counts[0], s.current_status);
     }
     for s in &dag.object_statuses {
+        let group = s.api_version.split('/').next();
         let series = ROUTE_SERIES[1..]
             .iter()
-            .find(|(kind, group)| {
-                *kind == s.kind && s.api_version.split('/').next() == Some(*group)
-            })
-            .copied()
-            .unwrap_or(ROUTE_SERIES[1]);
-        count(series, s.current_status);
+            .position(|(kind, g)| *kind == s.kind && group == Some(*g))
+            .map_or(1, |i| i + 1);
+        count(&mut counts[series], s.current_status);
     }
-    out
+    ROUTE_SERIES.into_iter().zip(counts).collect()
 }
 
 /// The reference an event on the object names: the object as the snapshot holds it (uid and
