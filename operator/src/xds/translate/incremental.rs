@@ -60,6 +60,8 @@ pub struct Translator {
     secrets: HashMap<String, Memo<Arc<Secret>>>,
     http_routes: Option<Arc<VersionedResource>>,
     https_listener: Option<Arc<VersionedResource>>,
+    /// The encoded hold chains at the end of `ingress_https` (see `listeners_hold`).
+    hold: Vec<Vec<u8>>,
     /// How many clusters read each EDS service name (one with none has no load assignment).
     eds_users: HashMap<String, usize>,
     /// The last successful translation and how it served plain HTTP: what
@@ -139,6 +141,7 @@ impl Translator {
             secrets: HashMap::new(),
             http_routes: None,
             https_listener: None,
+            hold: Vec::new(),
             eds_users: HashMap::new(),
             resources: None,
             mode: None,
@@ -303,20 +306,55 @@ impl Translator {
             out.insert_versioned(r.clone());
         }
 
+        https_changed |= self.update_hold(dag, Some(&tls_hosts));
         if tls_hosts.is_empty() {
             self.https_listener = None;
         } else {
             if https_changed || self.https_listener.is_none() {
-                let parts = tls_hosts
-                    .iter()
-                    .filter_map(|vh| self.hosts.get(&vh.fqdn))
-                    .flat_map(HostEntry::chain_bytes);
-                self.https_listener = Some(https_listener(&self.opts, parts));
+                self.https_listener = Some(self.assemble_https(&tls_hosts));
             }
             if let Some(r) = &self.https_listener {
                 out.insert_versioned(r.clone());
             }
         }
+    }
+}
+
+impl Translator {
+    /// Brings the hold chains up to `dag` (`tls_hosts`: its hosts with chains, when known);
+    /// returns whether they changed. They exist only while a TCP catch-all or wildcard is
+    /// served, and are then worked out from every host.
+    fn update_hold(&mut self, dag: &Dag, tls_hosts: Option<&[&VirtualHost]>) -> bool {
+        let tcp_open = open_hosts::open_hosts(dag).any(|vh| vh.tcp_proxy.is_some());
+        let hold: Vec<Vec<u8>> = if tcp_open {
+            let found;
+            let tls_hosts = match tls_hosts {
+                Some(t) => t,
+                None => {
+                    found = listeners::tls_hosts(dag);
+                    &found
+                }
+            };
+            super::listeners_hold::hold_chains(dag, tls_hosts)
+                .iter()
+                .map(Message::encode_to_vec)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let changed = hold != self.hold;
+        self.hold = hold;
+        changed
+    }
+
+    /// `ingress_https` from the cached chains of `tls_hosts`, then the hold chains.
+    fn assemble_https(&self, tls_hosts: &[&VirtualHost]) -> Arc<VersionedResource> {
+        let parts = tls_hosts
+            .iter()
+            .filter_map(|vh| self.hosts.get(&vh.fqdn))
+            .flat_map(HostEntry::chain_bytes)
+            .chain(self.hold.iter().map(Vec::as_slice));
+        https_listener(&self.opts, parts)
     }
 }
 

@@ -13,8 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::{
-    HostEntry, HttpMode, Memo, Translator, http_route_configuration, https_listener,
-    regarded_wildcards, versioned,
+    HostEntry, HttpMode, Memo, Translator, http_route_configuration, regarded_wildcards, versioned,
 };
 use crate::dag::model::{Cluster, SocketAddress, Upstream};
 use crate::dag::{Dag, DagDiff};
@@ -45,7 +44,8 @@ impl Translator {
         // The names changed from here on travel with the result, so that a Delta stream that
         // has `previous` compares only those (see `InstanceResources::changed_since`).
         out.record_changes();
-        let (http_changed, https_changed) = self.patch_hosts(dag, &diff.vhosts, mode, &mut out);
+        let (http_changed, mut https_changed) = self.patch_hosts(dag, &diff.vhosts, mode, &mut out);
+        https_changed |= self.update_hold(dag, None);
         if http_changed && mode != HttpMode::Scoped {
             let parts = dag
                 .virtual_hosts
@@ -61,11 +61,7 @@ impl Translator {
                 self.https_listener = None;
                 out.remove(type_url::LISTENER, HTTPS_LISTENER);
             } else {
-                let parts = tls_hosts
-                    .iter()
-                    .filter_map(|vh| self.hosts.get(&vh.fqdn))
-                    .flat_map(HostEntry::chain_bytes);
-                let listener = https_listener(&self.opts, parts);
+                let listener = self.assemble_https(&tls_hosts);
                 out.insert_versioned(listener.clone());
                 self.https_listener = Some(listener);
             }
