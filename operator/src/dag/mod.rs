@@ -18,6 +18,7 @@ mod claim_ages;
 mod claims;
 mod deps;
 pub(crate) mod durations;
+pub mod ext_authz;
 mod incremental;
 pub mod model;
 mod open_hosts;

@@ -26,7 +26,7 @@ pub fn allows_cross_namespace(gateway: &Gateway) -> bool {
 }
 
 /// Whether a Middleware reads a Secret of its namespace (basicAuth's users: the only
-/// Middleware Secret the DAG reads; forwardAuth is refused).
+/// Middleware Secret the DAG reads; forwardAuth's TLS Secrets are refused).
 pub fn middleware_names_secret(spec: &MiddlewareSpec) -> bool {
     spec.basic_auth
         .as_ref()

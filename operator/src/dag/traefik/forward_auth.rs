@@ -1,0 +1,233 @@
+//! Traefik's `forwardAuth` as Envoy's HTTP `ext_authz`: the listener carries one `ext_authz`
+//! filter, disabled, and each route listing a `forwardAuth` enables it with its own auth
+//! service (`check_settings.service_override`), so a Middleware costs one route setting, never a
+//! filter or a listener change.
+//!
+//! The auth server must be a Service of the cluster, named by the address's host as a pod's DNS
+//! would resolve it, but against the Middleware's namespace:
+//! `name`, `name.namespace`, `name.namespace.svc` or `name.namespace.svc.cluster.local`. Another
+//! namespace needs the Gateway's `allowCrossNamespace`, and an ExternalName Service its
+//! `enableExternalNameServices` (the only way to an auth server outside the cluster): an IP
+//! literal or any other host is refused, since it could reach whatever the Gateway's Envoy can.
+//!
+//! What Envoy cannot do as Traefik does is refused, naming the field; what differs in every case
+//! (the method and the Host header of the auth request, 2xx other than 200) is in the README.
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::filters::Filters;
+use super::policy::Policies;
+use crate::api::traefik::routes as tr;
+use crate::dag::build::Builder;
+use crate::dag::ext_authz::ExtAuthzPolicy;
+use crate::dag::model::{Cluster, Secret};
+use crate::snapshot::ObjKey;
+use crate::traefik::middleware::ForwardAuth;
+
+/// Largest request body a `forwardAuth` may send to its auth server: Envoy holds it in memory,
+/// shared with every other tenant's traffic (as `buffering`'s bound).
+pub(super) const MAX_AUTH_BODY_BYTES: u32 = super::policy::MAX_BUFFER_BYTES;
+
+/// How many `authResponseHeaders` one Middleware may list.
+pub(super) const MAX_RESPONSE_HEADERS: usize = 64;
+
+/// A route's `forwardAuth` waiting for its auth Service's cluster (see
+/// [`Builder::traefik_forward_auth`]).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct PendingAuth {
+    /// `{field}: Middleware {key} (forwardAuth)`, to prefix errors with.
+    pub label: String,
+    pub middleware: ObjKey,
+    pub service: String,
+    /// `None`: the Middleware's namespace.
+    pub namespace: Option<String>,
+    pub port: u16,
+}
+
+/// The policy of a `forwardAuth` (its cluster still empty) and the Service it names; errors
+/// name the field under `spec.forwardAuth`.
+pub(super) fn policy(
+    key: &ObjKey,
+    label: String,
+    f: &ForwardAuth,
+) -> Result<(ExtAuthzPolicy, PendingAuth), String> {
+    const AT: &str = "spec.forwardAuth";
+    if f.https || f.ca_secret.is_some() || f.cert_secret.is_some() || f.insecure_skip_verify {
+        return Err(format!(
+            "{AT}.tls: an https auth server is not served yet (use http:// to a Service of the \
+             cluster)"
+        ));
+    }
+    if f.trust_forward_header {
+        return Err(format!(
+            "{AT}.trustForwardHeader: not served: the Gateway does not trust the client's \
+             X-Forwarded-* headers; the auth server always gets the Gateway's own"
+        ));
+    }
+    if !f.auth_request_headers.is_empty() {
+        return Err(format!(
+            "{AT}.authRequestHeaders: not served: Envoy chooses the request headers sent to \
+             auth servers once per listener, not per route; Sluice sends them all (Traefik's \
+             default without this field)"
+        ));
+    }
+    if f.auth_response_headers.len() > MAX_RESPONSE_HEADERS {
+        return Err(format!(
+            "{AT}.authResponseHeaders: lists {} headers; at most {MAX_RESPONSE_HEADERS} are \
+             served",
+            f.auth_response_headers.len()
+        ));
+    }
+    if let Some(h) = f
+        .auth_response_headers
+        .iter()
+        .find(|h| h.as_str() == "host" || h.starts_with(':'))
+    {
+        return Err(format!(
+            "{AT}.authResponseHeaders: {h:?} cannot be copied onto the request (the Host header \
+             chose the route)"
+        ));
+    }
+    if f.path.contains('#') {
+        return Err(format!(
+            "{AT}.address: the path {:?} holds a fragment ('#'), which is never sent",
+            f.path
+        ));
+    }
+    let body_limit = match (f.forward_body, f.max_body_size) {
+        (false, _) => None,
+        (true, Some(n)) if n > 0 && n <= u64::from(MAX_AUTH_BODY_BYTES) => u32::try_from(n).ok(),
+        (true, _) => {
+            return Err(format!(
+                "{AT}.maxBodySize: with forwardBody, set 1 to {MAX_AUTH_BODY_BYTES} bytes: \
+                 Envoy holds the body in memory shared with every route (Traefik's default is \
+                 no limit)"
+            ));
+        }
+    };
+    let (service, namespace) = service_of(&f.host).map_err(|e| format!("{AT}.address: {e}"))?;
+    let upstream_headers_regex = match &f.auth_response_headers_regex {
+        None => None,
+        Some(p) => {
+            // Traefik searches canonical names (X-Auth-User); Envoy's names are lower case.
+            let regex = format!("(?i:{})", p.envoy_full_match());
+            crate::traefik::regex::parse(&regex)
+                .map_err(|e| format!("{AT}.authResponseHeadersRegex: {e}"))?;
+            Some(regex)
+        }
+    };
+    let mut upstream_headers = f.auth_response_headers.clone();
+    upstream_headers.sort();
+    upstream_headers.dedup();
+    let ns = namespace.as_deref().unwrap_or(&key.namespace);
+    let policy = ExtAuthzPolicy {
+        source: key.to_string(),
+        cluster: String::new(),
+        uri: format!("http://{service}.{ns}:{}", f.port),
+        path: f.path.clone(),
+        upstream_headers,
+        upstream_headers_regex,
+        body_limit,
+    };
+    let pending = PendingAuth {
+        label,
+        middleware: key.clone(),
+        service,
+        namespace,
+        port: f.port,
+    };
+    Ok((policy, pending))
+}
+
+/// The Service (and its namespace, when named) of an address's lower-case host.
+fn service_of(host: &str) -> Result<(String, Option<String>), String> {
+    const FORMS: &str = "the host must name a Service of the cluster (name, name.namespace, \
+                         name.namespace.svc or name.namespace.svc.cluster.local; an \
+                         ExternalName Service reaches a server outside the cluster when the \
+                         Gateway sets enableExternalNameServices)";
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("{host:?} is an IP address: {FORMS}"));
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels.as_slice() {
+        [name] => Ok(((*name).to_owned(), None)),
+        [name, ns] | [name, ns, "svc"] | [name, ns, "svc", "cluster", "local"] => {
+            Ok(((*name).to_owned(), Some((*ns).to_owned())))
+        }
+        _ => Err(format!("{host:?}: {FORMS}")),
+    }
+}
+
+/// Refuses a `forwardAuth` after a middleware that changed the request: Envoy asks the auth
+/// server before any route edit is made, so it would see the request as the client sent it
+/// where Traefik shows it the changed one.
+pub(super) fn check_position(f: &Filters) -> Result<(), String> {
+    if f.path_rewrite.is_some()
+        || f.host_rewrite.is_some()
+        || !f.request_set.is_empty()
+        || !f.request_remove.is_empty()
+    {
+        return Err(
+            "a forwardAuth after a middleware that rewrites the path or edits request headers \
+             is not served: Envoy asks the auth server about the request as the client sent it, \
+             Traefik about the edited one; list forwardAuth first"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+impl Policies {
+    /// Adds the `forwardAuth` Middleware `key` (`label` names it in errors).
+    pub(super) fn forward_auth(
+        &mut self,
+        key: &ObjKey,
+        label: String,
+        f: &ForwardAuth,
+    ) -> Result<(), String> {
+        self.stage(crate::dag::policy::Stage::ExtAuthz, key)?;
+        let (policy, pending) = policy(key, label, f)?;
+        self.policy.ext_authz = Some(Box::new(policy));
+        self.forward_auth = Some(pending);
+        Ok(())
+    }
+}
+
+impl Builder<'_> {
+    /// Resolves the auth Service of the route's `forwardAuth`, if any, into a cluster (pushed on
+    /// `clusters`), and names it in the route's policies.
+    pub(super) fn traefik_forward_auth(
+        &mut self,
+        policies: &mut Policies,
+        clusters: &mut Vec<Cluster>,
+        secrets: &mut Vec<Secret>,
+    ) -> Result<(), String> {
+        let Some(p) = policies.forward_auth.take() else {
+            return Ok(());
+        };
+        let service = tr::Service {
+            name: p.service.clone(),
+            namespace: p.namespace.clone(),
+            port: Some(IntOrString::Int(i32::from(p.port))),
+            scheme: Some("http".to_owned()),
+            ..Default::default()
+        };
+        let context = format!("{}: spec.forwardAuth.address", p.label);
+        let (cluster, _) =
+            self.traefik_cluster(&p.middleware.namespace, &service, &context, secrets)?;
+        for policy in [Some(&mut policies.policy), policies.at_redirect.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(e) = policy.ext_authz.as_mut() {
+                e.cluster = cluster.name.clone();
+            }
+        }
+        clusters.push(cluster);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "forward_auth_tests.rs"]
+mod tests;
