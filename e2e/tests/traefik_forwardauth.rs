@@ -34,7 +34,8 @@ struct Seen {
 }
 
 /// An HTTP/1.1 auth server: `X-Token: good` gets 200 with `X-Auth-User`, `X-Auth-Role` and
-/// `X-Not-Listed`; anything else 401 with `WWW-Authenticate`, `X-Auth-Reason` and a body.
+/// `X-Not-Listed`, `X-Token: empty` 204; anything else 401 with `WWW-Authenticate`,
+/// `X-Auth-Reason` and a body.
 struct AuthServer {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -114,9 +115,11 @@ async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) -> anyhow::Res
             buf.extend_from_slice(&chunk[..n]);
         }
         buf.drain(..used);
-        let good = seen.headers.get("x-token").map(String::as_str) == Some("good");
+        let token = seen.headers.get("x-token").cloned().unwrap_or_default();
         log.lock().unwrap().push(seen);
-        let response = if good {
+        let response = if token == "empty" {
+            "HTTP/1.1 204 No Content\r\nx-auth-user: nobody\r\n\r\n".to_owned()
+        } else if token == "good" {
             "HTTP/1.1 200 OK\r\nx-auth-user: alice\r\nx-auth-role: admin\r\n\
              x-not-listed: no\r\ncontent-length: 2\r\n\r\nok"
                 .to_owned()
@@ -266,6 +269,25 @@ async fn forward_auth_allows_refuses_and_checks_only_its_routes() {
     );
     assert_eq!(resp.header("x-auth-reason"), Some("no-token"));
     assert_eq!(resp.header(BACKEND_HEADER), None);
+    assert_eq!(web.control().request_count(), reached);
+
+    // Envoy lets a request through on 200 only: Traefik would forward on a 204.
+    let resp = Request::get(host, "/private/cart")
+        .header("X-Token", "empty")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    assert_eq!(web.control().request_count(), reached);
+
+    // A host in upper case finds its route only after the Lua filter lower-cased it, too late
+    // for the filters Envoy enables per route: redirected, never forwarded unchecked.
+    let resp = Request::get("SHOP.Example.com", "/private/cart")
+        .header("X-Token", "bad")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 308, "{}", resp.text());
     assert_eq!(web.control().request_count(), reached);
 
     // An auth server that cannot be reached: 500, as Traefik answers.

@@ -3,7 +3,7 @@
 //! IngressRoutes `t0`..`t2` and IngressRouteTCPs `u0`, `u1` claim the Contour roots' hosts
 //! `h0`..`h4.example.com` and `h5`..`h11` (one route several), the catch-all `*` and the wildcards
 //! `*.example.com` (covering every `hN` name and `x.example.com`) and `*.x.example.com` (covering
-//! `w0`..`w2.x.example.com`), Middlewares `m0`..`m3` (chains, basicAuth),
+//! `w0`..`w2.x.example.com`), Middlewares `m0`..`m3` (chains, basicAuth, forwardAuth),
 //! TraefikServices `ts0`..`ts2` (nested, mirroring), TLSOptions `o0` and `default`, the TLSStore
 //! `default`, the ServersTransport `st0`; references sometimes cross namespaces.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -150,7 +150,8 @@ pub fn random_tcp_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Ob
 }
 
 pub fn random_middleware(ns: &str, name: &str, rng: &mut Rng) -> Object {
-    let spec = match rng.below(8) {
+    let spec = match rng.below(9) {
+        7 => json!({"forwardAuth": {"address": format!("http://svc{}/auth", rng.below(SERVICES))}}),
         0 => json!({"addPrefix": {"prefix": "/p"}}),
         1 => json!({"headers": {"customRequestHeaders": {"x-a": "b"}}}),
         2 => json!({"rateLimit": {"average": 1}}),
@@ -328,6 +329,9 @@ pub fn features_seen(dag: &crate::dag::Dag, seen: &mut std::collections::BTreeSe
             if !extra.request_headers_set.is_empty() {
                 seen.insert("headers Middleware served");
             }
+            if extra.policy.as_ref().is_some_and(|p| p.ext_authz.is_some()) {
+                seen.insert("forwardAuth served");
+            }
         }
     }
     if dag.clusters.iter().any(|c| {
@@ -423,4 +427,4 @@ pub fn open_owners(dag: &crate::dag::Dag) -> std::collections::BTreeMap<String, 
 }
 
 /// Every feature [`features_seen`] and the property test look for.
-pub const FEATURES: usize = 25;
+pub const FEATURES: usize = 26;

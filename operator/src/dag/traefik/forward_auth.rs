@@ -31,6 +31,22 @@ pub(super) const MAX_AUTH_BODY_BYTES: u32 = super::policy::MAX_BUFFER_BYTES;
 /// How many `authResponseHeaders` one Middleware may list.
 pub(super) const MAX_RESPONSE_HEADERS: usize = 64;
 
+/// Headers Envoy must never copy from an auth response onto the request.
+const FRAMING: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+];
+const WHY_FRAMING: &str = "change where the request goes or how its body is framed (Envoy \
+                           copies it; Go's client does not frame by it)";
+
 /// A route's `forwardAuth` waiting for its auth Service's cluster (see
 /// [`Builder::traefik_forward_auth`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -81,11 +97,11 @@ pub(super) fn policy(
     if let Some(h) = f
         .auth_response_headers
         .iter()
-        .find(|h| h.as_str() == "host" || h.starts_with(':'))
+        .find(|h| FRAMING.contains(&h.as_str()))
     {
         return Err(format!(
-            "{AT}.authResponseHeaders: {h:?} cannot be copied onto the request (the Host header \
-             chose the route)"
+            "{AT}.authResponseHeaders: {h:?} is not served: copied from the auth response onto \
+             the request, it would {WHY_FRAMING}"
         ));
     }
     if f.path.contains('#') {
@@ -113,6 +129,14 @@ pub(super) fn policy(
             let regex = format!("(?i:{})", p.envoy_full_match());
             crate::traefik::regex::parse(&regex)
                 .map_err(|e| format!("{AT}.authResponseHeadersRegex: {e}"))?;
+            let whole = regex::Regex::new(&format!("^(?:{regex})$"))
+                .map_err(|e| format!("{AT}.authResponseHeadersRegex: {e}"))?;
+            if let Some(h) = FRAMING.iter().find(|h| whole.is_match(h)) {
+                return Err(format!(
+                    "{AT}.authResponseHeadersRegex: matches {h:?}: copied from the auth \
+                     response onto the request, it would {WHY_FRAMING}; narrow the regex"
+                ));
+            }
             Some(regex)
         }
     };

@@ -214,7 +214,30 @@ fn fields_envoy_cannot_serve_are_refused_by_name() {
             "forwardBody: true, maxBodySize: 999999999",
             "spec.forwardAuth.maxBodySize",
         ),
-        ("authResponseHeaders: [Host]", "authResponseHeaders"),
+        (
+            "authResponseHeaders: [Host]",
+            "authResponseHeaders: \"host\"",
+        ),
+        (
+            "authResponseHeaders: [X-User, Content-Length]",
+            "authResponseHeaders: \"content-length\" is not served",
+        ),
+        (
+            "authResponseHeaders: [Transfer-Encoding]",
+            "\"transfer-encoding\" is not served",
+        ),
+        (
+            "authResponseHeadersRegex: '.*'",
+            "authResponseHeadersRegex: matches \"host\"",
+        ),
+        (
+            "authResponseHeadersRegex: '^Content-'",
+            "authResponseHeadersRegex: matches \"content-length\"",
+        ),
+        (
+            "authResponseHeadersRegex: 'ENCODING'",
+            "matches \"transfer-encoding\"",
+        ),
         ("authResponseHeaders: ['a b']", "authResponseHeaders[0]"),
         ("authResponseHeadersRegex: '(a'", "authResponseHeadersRegex"),
         (
