@@ -3,8 +3,9 @@
 //! request carrying `X-Token: good` and refuses the others: an allowed request reaches the
 //! backend with the auth response headers the Middleware lists (replacing the client's), a
 //! refused one gets the auth server's status, headers and body, the auth server learns the
-//! original request from X-Forwarded-* headers the client cannot forge, an auth server that
-//! cannot be reached means 500, and routes without the middleware are never checked.
+//! original request from X-Forwarded-* headers the client cannot forge, `forwardBody` sends the
+//! body (413 past `maxBodySize`), an auth server that cannot be reached means 500, and routes
+//! without the middleware are never checked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ struct Seen {
     path: String,
     /// Lower-case names; repeated headers joined with ", ".
     headers: BTreeMap<String, String>,
+    body: String,
 }
 
 /// An HTTP/1.1 auth server: `X-Token: good` gets 200 with `X-Auth-User`, `X-Auth-Role` and
@@ -70,11 +72,11 @@ impl Drop for AuthServer {
     }
 }
 
-/// Answers the requests of one connection (Envoy reuses them), bodies ignored.
+/// Answers the requests of one connection (Envoy reuses them).
 async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     loop {
-        let (seen, used) = loop {
+        let (mut seen, head, len) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut req = httparse::Request::new(&mut headers);
             if let httparse::Status::Complete(n) = req.parse(&buf)? {
@@ -96,8 +98,9 @@ async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) -> anyhow::Res
                     method: req.method.unwrap_or("").to_owned(),
                     path: req.path.unwrap_or("").to_owned(),
                     headers: map,
+                    body: String::new(),
                 };
-                break (seen, n + len);
+                break (seen, n, len);
             }
             let mut chunk = [0u8; 4096];
             let n = stream.read(&mut chunk).await?;
@@ -106,6 +109,7 @@ async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) -> anyhow::Res
             }
             buf.extend_from_slice(&chunk[..n]);
         };
+        let used = head + len;
         while buf.len() < used {
             let mut chunk = [0u8; 4096];
             let n = stream.read(&mut chunk).await?;
@@ -114,6 +118,7 @@ async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) -> anyhow::Res
             }
             buf.extend_from_slice(&chunk[..n]);
         }
+        seen.body = String::from_utf8_lossy(&buf[head..used]).into_owned();
         buf.drain(..used);
         let token = seen.headers.get("x-token").cloned().unwrap_or_default();
         log.lock().unwrap().push(seen);
@@ -182,6 +187,10 @@ async fn forward_auth_allows_refuses_and_checks_only_its_routes() {
             "authResponseHeadersRegex": "^X-Auth-R",
         }}),
     ) + &middleware(
+        "body",
+        json!({"forwardAuth": {"address": "http://auth:8080/body",
+                               "forwardBody": true, "maxBodySize": 16}}),
+    ) + &middleware(
         "down",
         json!({"forwardAuth": {"address": "http://gone:8080/"}}),
     );
@@ -192,6 +201,9 @@ async fn forward_auth_allows_refuses_and_checks_only_its_routes() {
         "spec": {"entryPoints": ["web"], "routes": [
             {"match": "Host(`shop.example.com`) && PathPrefix(`/private`)",
              "middlewares": [{"name": "check"}],
+             "services": [{"name": "web", "port": 80}]},
+            {"match": "Host(`shop.example.com`) && PathPrefix(`/body`)",
+             "middlewares": [{"name": "body"}],
              "services": [{"name": "web", "port": 80}]},
             {"match": "Host(`shop.example.com`) && PathPrefix(`/down`)",
              "middlewares": [{"name": "down"}],
@@ -288,6 +300,28 @@ async fn forward_auth_allows_refuses_and_checks_only_its_routes() {
         .await
         .unwrap();
     assert_eq!(resp.status, 308, "{}", resp.text());
+    assert_eq!(web.control().request_count(), reached);
+
+    // forwardBody: the auth server gets the body (up to maxBodySize); a larger one is 413.
+    let resp = Request::new("PUT", host, "/body")
+        .header("X-Token", "good")
+        .body("0123456789")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.echo().unwrap().body, "0123456789");
+    let check = auth.seen().last().unwrap().clone();
+    assert_eq!(check.path, "/body");
+    assert_eq!(check.body, "0123456789");
+    let reached = web.control().request_count();
+    let resp = Request::new("PUT", host, "/body")
+        .header("X-Token", "good")
+        .body("x".repeat(17))
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 413, "{}", resp.text());
     assert_eq!(web.control().request_count(), reached);
 
     // An auth server that cannot be reached: 500, as Traefik answers.
