@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use sluice_e2e::backend::{BACKEND_HEADER, Backend};
 use sluice_e2e::client::{Request, Response};
 use sluice_e2e::manifests::{self, Manifests, doc, service};
 use sluice_e2e::sluice::Standalone;
+use sluice_e2e::tls::{TestCa, server_config_requiring_clients};
 use sluice_e2e::try_wait_for;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -46,15 +47,28 @@ struct AuthServer {
 
 impl AuthServer {
     async fn start() -> AuthServer {
+        AuthServer::start_with(None).await
+    }
+
+    /// Over TLS with `config` when given.
+    async fn start_with(config: Option<Arc<rustls::ServerConfig>>) -> AuthServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
+        let acceptor = config.map(tokio_rustls::TlsAcceptor::from);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let log = log.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let _ = serve(stream, log).await;
+                    let _ = match acceptor {
+                        None => serve(stream, log).await,
+                        Some(a) => match a.accept(stream).await {
+                            Ok(tls) => serve(tls, log).await,
+                            Err(_) => Ok(()),
+                        },
+                    };
                 });
             }
         });
@@ -73,7 +87,10 @@ impl Drop for AuthServer {
 }
 
 /// Answers the requests of one connection (Envoy reuses them).
-async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) -> anyhow::Result<()> {
+async fn serve(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    log: Arc<Mutex<Vec<Seen>>>,
+) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     loop {
         let (mut seen, head, len) = loop {
@@ -346,5 +363,82 @@ async fn forward_auth_allows_refuses_and_checks_only_its_routes() {
         assert_eq!(resp.echo().unwrap().header("x-auth-user"), None);
     }
     assert_eq!(auth.seen().len(), asked);
+    sluice.check_running().unwrap();
+}
+
+/// An https auth server: verified against the Middleware's CA and the address's host, and
+/// given the Middleware's client certificate (the server requires one); an address whose host
+/// the certificate does not name is never trusted (500, the backend not asked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_over_tls_verifies_the_auth_server_and_presents_a_client_certificate() {
+    let web = Backend::start("web").await.unwrap();
+    let ca = TestCa::new("auth CA").unwrap();
+    let server = ca.issue(&["auth.apps.svc"]).unwrap();
+    let clients = TestCa::new("client CA").unwrap();
+    let client = clients.issue(&["sluice.gateway"]).unwrap();
+    let config = server_config_requiring_clients(&server, &clients.cert_pem()).unwrap();
+    let auth = AuthServer::start_with(Some(config)).await;
+    let dir = Manifests::new().unwrap();
+    let tls = json!({"caSecret": "auth-ca", "certSecret": "auth-client"});
+    let mws = middleware(
+        "tls",
+        json!({"forwardAuth": {"address": "https://auth.apps.svc:8443/verify",
+                               "authResponseHeaders": ["X-Auth-User"], "tls": tls}}),
+    ) + &middleware(
+        "wrong-name",
+        json!({"forwardAuth": {"address": "https://other.apps.svc:8443/verify", "tls": tls}}),
+    );
+    let route = doc(&json!({
+        "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+        "metadata": {"namespace": "apps", "name": "shop",
+                     "creationTimestamp": "2024-01-01T00:00:00Z"},
+        "spec": {"entryPoints": ["web"], "routes": [
+            {"match": "Host(`shop.example.com`) && PathPrefix(`/tls`)",
+             "middlewares": [{"name": "tls"}],
+             "services": [{"name": "web", "port": 80}]},
+            {"match": "Host(`shop.example.com`) && PathPrefix(`/wrong`)",
+             "middlewares": [{"name": "wrong-name"}],
+             "services": [{"name": "web", "port": 80}]},
+        ]},
+    }));
+    dir.write(
+        "all.yaml",
+        &(service("apps", "web", 80, &[web.port()])
+            + &service("apps", "auth", 8443, &[auth.port])
+            + &service("apps", "other", 8443, &[auth.port])
+            + "---\n"
+            + &manifests::ca_secret("apps", "auth-ca", &ca.cert_pem())
+            + "---\n"
+            + &manifests::tls_secret("apps", "auth-client", &client)
+            + &mws
+            + &route),
+    )
+    .unwrap();
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let http = sluice.default_instance(WAIT).await.unwrap().http;
+    let host = "shop.example.com";
+    let allowed = Request::get(host, "/tls/x").header("X-Token", "good");
+    wait(&mut sluice, http, &allowed, |r| r.status == 200).await;
+    let resp = allowed.send(http).await.unwrap();
+    assert_eq!(resp.echo().unwrap().header("x-auth-user"), Some("alice"));
+    let check = auth.seen().last().unwrap().clone();
+    assert_eq!(check.path, "/verify");
+    let resp = Request::get(host, "/tls/x")
+        .header("X-Token", "bad")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 401, "{}", resp.text());
+
+    let asked = auth.seen().len();
+    let reached = web.control().request_count();
+    let resp = Request::get(host, "/wrong/x")
+        .header("X-Token", "good")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 500, "{}", resp.text());
+    assert_eq!(auth.seen().len(), asked);
+    assert_eq!(web.control().request_count(), reached);
     sluice.check_running().unwrap();
 }

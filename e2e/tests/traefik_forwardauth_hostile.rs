@@ -11,7 +11,8 @@ use sluice::xds::translate::constraints::check_resources;
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
-use sluice_e2e::manifests::doc;
+use sluice_e2e::manifests::{self, doc};
+use sluice_e2e::tls::{CertKey, TestCa};
 
 fn service(ns: &str, name: &str, port: u16) -> String {
     doc(&json!({"apiVersion": "v1", "kind": "Service",
@@ -28,6 +29,7 @@ fn victim() -> String {
         + &service("victim", "auth", 80)
         + &service("evil", "web", 80)
         + &service("evil", "auth", 80)
+        + &tls_secrets()
         + &doc(&json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"namespace": "evil", "name": "outside"},
@@ -40,6 +42,21 @@ fn victim() -> String {
             "spec": {"virtualhost": {"fqdn": "victim.example.com"},
                      "routes": [{"match": "/", "services": [{"name": "web", "port": 80}]}]},
         }))
+}
+
+/// A CA bundle `evil/ca` and a client certificate `evil/client`.
+fn tls_secrets() -> String {
+    static PEMS: std::sync::LazyLock<(String, CertKey)> = std::sync::LazyLock::new(|| {
+        let ca = TestCa::new("evil CA").unwrap();
+        let client = ca.issue(&["client.evil"]).unwrap();
+        (ca.cert_pem(), client)
+    });
+    let (ca, client) = &*PEMS;
+    format!(
+        "---\n{}---\n{}",
+        manifests::ca_secret("evil", "ca", ca),
+        manifests::tls_secret("evil", "client", client)
+    )
 }
 
 /// The attacker's IngressRoute: its own host and one on the victim's, both with `m`.
@@ -87,6 +104,12 @@ async fn hostile_forward_auth_middlewares_never_break_the_configuration_or_the_v
         (
             json!({"forwardAuth": {"address": "http://auth", "authResponseHeadersRegex":
                    "(a*)*(b+)+[^\\x00-\\x{10FFFF}]?é"}}),
+            None,
+        ),
+        // Mutual TLS to the tenant's own auth server: served.
+        (
+            json!({"forwardAuth": {"address": "https://auth.evil.svc:80/",
+                   "tls": {"caSecret": "ca", "certSecret": "client"}}}),
             None,
         ),
         // Another tenant's auth server, outside the cluster, metadata endpoints, odd hosts.
@@ -144,7 +167,16 @@ async fn hostile_forward_auth_middlewares_never_break_the_configuration_or_the_v
         ),
         (
             json!({"forwardAuth": {"address": "https://auth/"}}),
-            Some("spec.forwardAuth.tls"),
+            Some("spec.forwardAuth.tls.caSecret: required"),
+        ),
+        (
+            json!({"forwardAuth": {"address": "https://auth:80/", "tls": {"caSecret": "victim-ca"}}}),
+            Some("Secret evil/victim-ca not found"),
+        ),
+        (
+            json!({"forwardAuth": {"address": "https://auth:80/",
+                   "tls": {"caSecret": "ca", "insecureSkipVerify": true}}}),
+            Some("insecureSkipVerify"),
         ),
         (
             json!({"forwardAuth": {"address": "file:///etc/passwd"}}),

@@ -19,8 +19,10 @@ use super::filters::Filters;
 use super::policy::Policies;
 use crate::api::traefik::routes as tr;
 use crate::dag::build::Builder;
+use crate::dag::checks;
 use crate::dag::ext_authz::ExtAuthzPolicy;
-use crate::dag::model::{Cluster, Secret};
+use crate::dag::model::{Cluster, Secret, SecretKind, UpstreamProtocol, UpstreamValidation};
+use crate::dag::upstream::policy_hash;
 use crate::snapshot::ObjKey;
 use crate::traefik::middleware::ForwardAuth;
 
@@ -58,6 +60,16 @@ pub(super) struct PendingAuth {
     /// `None`: the Middleware's namespace.
     pub namespace: Option<String>,
     pub port: u16,
+    pub tls: Option<AuthTls>,
+}
+
+/// An https auth server's TLS, its Secrets in the Middleware's namespace.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct AuthTls {
+    pub ca_secret: String,
+    pub cert_secret: Option<String>,
+    /// The address's host: sent as SNI and checked in the certificate.
+    pub server_name: String,
 }
 
 /// The policy of a `forwardAuth` (its cluster still empty) and the Service it names; errors
@@ -68,12 +80,7 @@ pub(super) fn policy(
     f: &ForwardAuth,
 ) -> Result<(ExtAuthzPolicy, PendingAuth), String> {
     const AT: &str = "spec.forwardAuth";
-    if f.https || f.ca_secret.is_some() || f.cert_secret.is_some() || f.insecure_skip_verify {
-        return Err(format!(
-            "{AT}.tls: an https auth server is not served yet (use http:// to a Service of the \
-             cluster)"
-        ));
-    }
+    let tls = auth_tls(f)?;
     if f.trust_forward_header {
         return Err(format!(
             "{AT}.trustForwardHeader: not served: the Gateway does not trust the client's \
@@ -147,7 +154,11 @@ pub(super) fn policy(
     let policy = ExtAuthzPolicy {
         source: key.to_string(),
         cluster: String::new(),
-        uri: format!("http://{service}.{ns}:{}", f.port),
+        uri: format!(
+            "{}://{service}.{ns}:{}",
+            if tls.is_some() { "https" } else { "http" },
+            f.port
+        ),
         path: f.path.clone(),
         upstream_headers,
         upstream_headers_regex,
@@ -159,8 +170,54 @@ pub(super) fn policy(
         service,
         namespace,
         port: f.port,
+        tls,
     };
     Ok((policy, pending))
+}
+
+/// The TLS of an `https://` address: the auth server's certificate is checked against the CA
+/// bundle of `tls.caSecret` and the address's host (Sluice trusts no system CAs), and
+/// `tls.certSecret` is the client certificate.
+fn auth_tls(f: &ForwardAuth) -> Result<Option<AuthTls>, String> {
+    const AT: &str = "spec.forwardAuth.tls";
+    if f.insecure_skip_verify {
+        return Err(format!(
+            "{AT}.insecureSkipVerify: not served: Sluice always verifies the auth server's \
+             certificate"
+        ));
+    }
+    let name = |field: &str, v: &Option<String>| -> Result<Option<String>, String> {
+        match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(n) if n.contains('/') || n.contains('@') => Err(format!(
+                "{AT}.{field}: {n:?} must name a Secret of the Middleware's namespace"
+            )),
+            Some(n) => Ok(Some(n.to_owned())),
+        }
+    };
+    let ca_secret = name("caSecret", &f.ca_secret)?;
+    let cert_secret = name("certSecret", &f.cert_secret)?;
+    if !f.https {
+        if ca_secret.is_some() || cert_secret.is_some() {
+            return Err(format!(
+                "{AT}: applies to an https:// address only (this one is http://)"
+            ));
+        }
+        return Ok(None);
+    }
+    let ca_secret = ca_secret.ok_or_else(|| {
+        format!(
+            "{AT}.caSecret: required with an https:// address: Sluice does not trust the system \
+             CAs for auth servers"
+        )
+    })?;
+    checks::subject_name(&f.host)
+        .map_err(|e| format!("spec.forwardAuth.address: host {:?} {e}", f.host))?;
+    Ok(Some(AuthTls {
+        ca_secret,
+        cert_secret,
+        server_name: f.host.clone(),
+    }))
 }
 
 /// The Service (and its namespace, when named) of an address's lower-case host.
@@ -237,8 +294,12 @@ impl Builder<'_> {
             ..Default::default()
         };
         let context = format!("{}: spec.forwardAuth.address", p.label);
-        let (cluster, _) =
+        let (mut cluster, _) =
             self.traefik_cluster(&p.middleware.namespace, &service, &context, secrets)?;
+        if let Some(tls) = &p.tls {
+            self.auth_cluster_tls(&p.middleware, tls, &mut cluster, secrets)
+                .map_err(|e| format!("{}: spec.forwardAuth.tls.{e}", p.label))?;
+        }
         for policy in [Some(&mut policies.policy), policies.at_redirect.as_mut()]
             .into_iter()
             .flatten()
@@ -250,7 +311,66 @@ impl Builder<'_> {
         clusters.push(cluster);
         Ok(())
     }
+
+    /// Makes `cluster` speak TLS to the auth server: its certificate checked against the CA
+    /// bundle of `tls.ca_secret` and the server name, `tls.cert_secret` presented. Errors start
+    /// with the field (`caSecret`, `certSecret`).
+    fn auth_cluster_tls(
+        &mut self,
+        middleware: &ObjKey,
+        tls: &AuthTls,
+        cluster: &mut Cluster,
+        secrets: &mut Vec<Secret>,
+    ) -> Result<(), String> {
+        let ca_key = ObjKey::new(middleware.namespace.clone(), tls.ca_secret.clone());
+        self.read(crate::dag::Dep::Secret(ca_key.clone()));
+        let pem = CA_KEYS
+            .iter()
+            .find_map(|k| self.snap.secret_data(&ca_key, k))
+            .ok_or_else(|| {
+                format!("caSecret: Secret {ca_key} not found or without a tls.ca or ca.crt key")
+            })?;
+        checks::ca_bundle(pem).map_err(|e| format!("caSecret: Secret {ca_key}: {e}"))?;
+        let pem = std::str::from_utf8(pem)
+            .map_err(|_| format!("caSecret: Secret {ca_key} is not PEM text"))?;
+        // Named apart from the other CA bundles (`namespace/secret/ca`, `traefik:<transport>/ca`).
+        let ca_name = format!("traefik:{middleware}/forwardauth-ca");
+        secrets.push(Secret {
+            name: ca_name.clone(),
+            kind: SecretKind::Ca {
+                ca: format!("{}\n", pem.trim_end()),
+            },
+        });
+        let mut options = cluster.transport.take().map(|t| *t).unwrap_or_default();
+        if let Some(name) = &tls.cert_secret {
+            let key = ObjKey::new(middleware.namespace.clone(), name.clone());
+            let (cert_chain, private_key) = self
+                .tls_secret_pem(&key)
+                .map_err(|e| format!("certSecret: {e}"))?;
+            options.client_certificate = Some(key.to_string());
+            secrets.push(Secret {
+                name: key.to_string(),
+                kind: SecretKind::Tls {
+                    cert_chain,
+                    private_key,
+                },
+            });
+        }
+        cluster.protocol = UpstreamProtocol::Tls;
+        cluster.validation = Some(UpstreamValidation {
+            ca_secret: ca_name,
+            subject_name: tls.server_name.clone(),
+        });
+        cluster.transport = (!options.is_empty()).then(|| Box::new(options));
+        let hash =
+            policy_hash(cluster).map_err(|e| format!("caSecret: cannot name the cluster: {e}"))?;
+        cluster.name = format!("{}/{}/{hash}", cluster.service, cluster.port);
+        Ok(())
+    }
 }
+
+/// Keys of a Secret holding a CA bundle, in the order Traefik reads them.
+const CA_KEYS: [&str; 2] = ["tls.ca", "ca.crt"];
 
 #[cfg(test)]
 #[path = "forward_auth_tests.rs"]

@@ -183,7 +183,10 @@ fn another_namespace_or_host_needs_the_gateways_consent() {
         ("http://auth:4181/a#b", "fragment"),
         ("http://auth:4181/a b", "spec.forwardAuth.address"),
         ("http://user@auth:4181/", "spec.forwardAuth.address"),
-        ("https://auth:4181/", "spec.forwardAuth.tls"),
+        (
+            "https://auth:4181/",
+            "spec.forwardAuth.tls.caSecret: required",
+        ),
         ("ftp://auth/", "http:// or https://"),
     ] {
         refused(&format!("{{address: '{address}'}}"), expected);
@@ -201,8 +204,18 @@ fn fields_envoy_cannot_serve_are_refused_by_name() {
             "authRequestHeaders: [Cookie]",
             "spec.forwardAuth.authRequestHeaders",
         ),
-        ("tls: {caSecret: ca}", "spec.forwardAuth.tls"),
-        ("tls: {insecureSkipVerify: true}", "spec.forwardAuth.tls"),
+        (
+            "tls: {caSecret: ca}",
+            "spec.forwardAuth.tls: applies to an https:// address only",
+        ),
+        (
+            "tls: {certSecret: c}",
+            "applies to an https:// address only",
+        ),
+        (
+            "tls: {insecureSkipVerify: true}",
+            "spec.forwardAuth.tls.insecureSkipVerify",
+        ),
         ("addAuthCookiesToResponse: [a]", "addAuthCookiesToResponse"),
         ("headerField: X-User", "headerField"),
         ("forwardBody: true", "spec.forwardAuth.maxBodySize"),
@@ -354,5 +367,114 @@ fn a_forward_auth_before_a_redirect_also_checks_the_redirected_requests() {
                 assert!(a.cluster.starts_with("apps/auth/4181/"), "{a:?}");
             }
         }
+    }
+}
+
+static CA: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).unwrap().pem()
+});
+
+static CLIENT: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["client.internal".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+});
+
+/// Secrets of `apps`: `ca` (a CA bundle under `ca.crt`), `client` (a TLS key pair), `junk`.
+fn tls_secrets() -> String {
+    let (cert, key) = &*CLIENT;
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca, namespace: apps}}\n\
+         stringData:\n  ca.crt: {ca:?}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: client, namespace: apps}}\n\
+         type: kubernetes.io/tls\nstringData:\n  tls.crt: {cert:?}\n  tls.key: {key:?}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: junk, namespace: apps}}\n\
+         stringData:\n  ca.crt: not a certificate\n",
+        ca = &*CA
+    )
+}
+
+#[test]
+fn an_https_auth_server_is_verified_with_the_middlewares_ca_and_name() {
+    let sel = Selection::default_instance();
+    let judge = |spec: &str| {
+        let yaml = format!(
+            "{SERVICES}{}{}{}",
+            tls_secrets(),
+            middleware(spec),
+            routes(&[&["fa"]])
+        );
+        dag_with(&yaml, &sel)
+    };
+    let dag =
+        judge("{address: 'https://auth.apps.svc:4181/v', tls: {caSecret: ca, certSecret: client}}");
+    assert_eq!(verdict(&dag, "r"), "valid IngressRoute");
+    let auth = dag
+        .virtual_hosts
+        .iter()
+        .flat_map(|v| &v.routes)
+        .find_map(auth_of)
+        .unwrap()
+        .clone();
+    assert_eq!(auth.uri, "https://auth.apps:4181");
+    let cluster = dag
+        .clusters
+        .iter()
+        .find(|c| c.name == auth.cluster)
+        .unwrap();
+    assert_eq!(cluster.protocol, UpstreamProtocol::Tls);
+    let v = cluster.validation.as_ref().unwrap();
+    assert_eq!(v.subject_name, "auth.apps.svc");
+    assert_eq!(v.ca_secret, "traefik:apps/fa/forwardauth-ca");
+    let client = cluster
+        .transport
+        .as_ref()
+        .unwrap()
+        .client_certificate
+        .clone();
+    assert_eq!(client.as_deref(), Some("apps/client"));
+    for name in cluster.secret_names() {
+        assert!(dag.secrets.iter().any(|s| s.name == name), "{name}");
+    }
+    // The plain-text cluster of the same Service is another one.
+    let plain = judge("{address: 'http://auth.apps.svc:4181/v'}");
+    let plain_auth = plain
+        .virtual_hosts
+        .iter()
+        .flat_map(|v| &v.routes)
+        .find_map(auth_of)
+        .unwrap();
+    assert_ne!(plain_auth.cluster, auth.cluster);
+
+    for (spec, expected) in [
+        (
+            "{address: 'https://auth:4181', tls: {caSecret: missing}}",
+            "spec.forwardAuth.tls.caSecret: Secret apps/missing not found",
+        ),
+        (
+            "{address: 'https://auth:4181', tls: {caSecret: junk}}",
+            "spec.forwardAuth.tls.caSecret: Secret apps/junk",
+        ),
+        (
+            "{address: 'https://auth:4181', tls: {caSecret: ca, certSecret: junk}}",
+            "spec.forwardAuth.tls.certSecret",
+        ),
+        (
+            "{address: 'https://auth:4181', tls: {caSecret: ../other/ca}}",
+            "must name a Secret of the Middleware's namespace",
+        ),
+        (
+            "{address: 'https://auth:4181', tls: {caSecret: ca, caOptional: true}}",
+            "caOptional",
+        ),
+    ] {
+        let v = verdict(&judge(spec), "r");
+        assert!(v.contains(expected), "{spec}: {v}");
     }
 }
