@@ -120,6 +120,11 @@ fn hostile_middleware(name: &str, rng: &mut Rng) -> String {
         json!({"redirectRegex": {"regex": "^https?://é.example/\\é(.*)", "replacement": "https://💡.example/$1"}}),
         json!({"redirectRegex": {"regex": format!("^https?://victim.example.com/{}", "(a*)*".repeat(500)), "replacement": "https://evil.example.com/$1"}}),
         json!({"redirectRegex": {"regex": "^http://x.example/(?i)A(.*)", "replacement": "http://y.example/${1}x%ENVIRONMENT(HOME)%"}}),
+        // forwardAuth (every value in traefik_forwardauth_hostile.rs): formatter commands in
+        // the path are literal; another namespace's or an outside server is refused.
+        json!({"forwardAuth": {"address": "http://web/%ENVIRONMENT(HOME)%", "authResponseHeadersRegex": "(a*)*"}}),
+        json!({"forwardAuth": {"address": "http://web.victim/", "authResponseHeaders": ["Content-Length"]}}),
+        json!({"forwardAuth": {"address": "http://169.254.169.254/"}}),
     ];
     doc(&json!({
         "apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",

@@ -42,10 +42,11 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 19] = [
+const TRAEFIK_GROUPS: [&str; 20] = [
     "allowed-hosts",
     "basic",
     "compress",
+    "forwardauth",
     "hosts",
     "https",
     "middlewares",

@@ -4,7 +4,7 @@
 //! `h0`..`h4.example.com` and `h5`..`h11` (one route several), the catch-all `*` and the wildcards
 //! (IngressRouteTCPs too, with `HostSNI()`)
 //! `*.example.com` (covering every `hN` name and `x.example.com`) and `*.x.example.com` (covering
-//! `w0`..`w2.x.example.com`), Middlewares `m0`..`m3` (chains, basicAuth),
+//! `w0`..`w2.x.example.com`), Middlewares `m0`..`m3` (chains, basicAuth, forwardAuth),
 //! TraefikServices `ts0`..`ts2` (nested, mirroring), TLSOptions `o0` and `default`, the TLSStore
 //! `default`, the ServersTransport `st0`; references sometimes cross namespaces.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -159,7 +159,8 @@ pub fn random_tcp_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Ob
 }
 
 pub fn random_middleware(ns: &str, name: &str, rng: &mut Rng) -> Object {
-    let spec = match rng.below(8) {
+    let spec = match rng.below(9) {
+        7 => json!({"forwardAuth": {"address": format!("http://svc{}/auth", rng.below(SERVICES))}}),
         0 => json!({"addPrefix": {"prefix": "/p"}}),
         1 => json!({"headers": {"customRequestHeaders": {"x-a": "b"}}}),
         2 => json!({"rateLimit": {"average": 1}}),
@@ -340,6 +341,9 @@ pub fn features_seen(dag: &crate::dag::Dag, seen: &mut std::collections::BTreeSe
             if !extra.request_headers_set.is_empty() {
                 seen.insert("headers Middleware served");
             }
+            if extra.policy.as_ref().is_some_and(|p| p.ext_authz.is_some()) {
+                seen.insert("forwardAuth served");
+            }
         }
     }
     if dag.clusters.iter().any(|c| {
@@ -435,4 +439,4 @@ pub fn open_owners(dag: &crate::dag::Dag) -> std::collections::BTreeMap<String, 
 }
 
 /// Every feature [`features_seen`] and the property test look for.
-pub const FEATURES: usize = 26;
+pub const FEATURES: usize = 27;

@@ -20,6 +20,7 @@ mod claim_record;
 mod claims;
 mod deps;
 pub(crate) mod durations;
+pub mod ext_authz;
 mod incremental;
 pub mod model;
 mod open_hosts;

@@ -126,14 +126,24 @@ pub struct Route {
 }
 
 impl Route {
-    /// Every cluster the route sends to: its weighted clusters, then its mirrors.
+    /// Every cluster the route sends to: its weighted clusters, then its mirrors, then its
+    /// auth server's.
     pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
-        self.clusters.iter().map(|c| c.cluster.as_str()).chain(
-            self.extra
-                .iter()
-                .flat_map(|e| &e.mirrors)
-                .map(|m| m.cluster.as_str()),
-        )
+        self.clusters
+            .iter()
+            .map(|c| c.cluster.as_str())
+            .chain(
+                self.extra
+                    .iter()
+                    .flat_map(|e| &e.mirrors)
+                    .map(|m| m.cluster.as_str()),
+            )
+            .chain(
+                self.extra
+                    .iter()
+                    .filter_map(|e| e.policy.as_ref()?.ext_authz.as_ref())
+                    .map(|a| a.cluster.as_str()),
+            )
     }
 }
 

@@ -21,6 +21,8 @@ pub struct RoutePolicy {
     pub rate_limit: Option<RateLimitPolicy>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuthPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_authz: Option<Box<ExtAuthzPolicy>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buffer: Option<BufferPolicy>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,11 +35,11 @@ impl RoutePolicy {
     }
 
     /// Whether a filter that is disabled unless the route enables it serves this route
-    /// (`basic_auth`, `buffer`): Envoy decides which such filters run from the route found
+    /// (`basic_auth`, `ext_authz`, `buffer`): Envoy decides which such filters run from the route found
     /// before any filter ran, so the translation guards these routes (see
     /// `xds::translate::policies`).
     pub fn needs_route_at_start(&self) -> bool {
-        self.basic_auth.is_some() || self.buffer.is_some()
+        self.basic_auth.is_some() || self.ext_authz.is_some() || self.buffer.is_some()
     }
 }
 
@@ -49,6 +51,7 @@ pub enum Stage {
     IpAllow,
     RateLimit,
     BasicAuth,
+    ExtAuthz,
     Buffer,
 }
 
@@ -60,6 +63,7 @@ impl Stage {
             Stage::IpAllow => "ipAllowList",
             Stage::RateLimit => "rateLimit",
             Stage::BasicAuth => "basicAuth",
+            Stage::ExtAuthz => "forwardAuth",
             Stage::Buffer => "buffering",
         }
     }
@@ -76,6 +80,8 @@ pub struct BasicAuthPolicy {
     /// Drop the `Authorization` header before forwarding (`removeHeader`).
     pub remove_header: bool,
 }
+
+pub use super::ext_authz::ExtAuthzPolicy;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

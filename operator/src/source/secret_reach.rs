@@ -2,7 +2,9 @@
 //! `allowCrossNamespace` lets its Traefik routes use Middlewares and TraefikServices of any
 //! namespace, and those read Secrets of their *own* namespace: a basicAuth users list, a
 //! ServersTransport's CAs and client certificate (named by a service of a TraefikService of that
-//! namespace). Secrets the DAG refuses to read (forwardAuth's TLS Secrets) widen nothing. Such a namespace need not be a root namespace, so the Secret scope (see
+//! namespace), an https forwardAuth's CA and client certificate. Secrets the DAG refuses to read
+//! (an http forwardAuth's TLS Secrets) widen nothing. Such a namespace need not be a root
+//! namespace, so the Secret scope (see
 //! [`SecretScope`]) also holds, while at least one Gateway sets `allowCrossNamespace`, the
 //! namespaces of the Middlewares and ServersTransports that name a Secret. Only those: never the
 //! whole cluster, so a tenant widens the watch only to a namespace where it can write Traefik
@@ -25,12 +27,19 @@ pub fn allows_cross_namespace(gateway: &Gateway) -> bool {
     gateway.spec.allow_cross_namespace
 }
 
-/// Whether a Middleware reads a Secret of its namespace (basicAuth's users: the only
-/// Middleware Secret the DAG reads; forwardAuth is refused).
+/// Whether a Middleware reads a Secret of its namespace: basicAuth's users, an https
+/// forwardAuth's CA and client certificate (the DAG refuses them with an http address).
 pub fn middleware_names_secret(spec: &MiddlewareSpec) -> bool {
+    let named = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
     spec.basic_auth
         .as_ref()
         .is_some_and(|b| !b.secret.is_empty())
+        || spec.forward_auth.as_ref().is_some_and(|f| {
+            f.address.starts_with("https://")
+                && f.tls
+                    .as_ref()
+                    .is_some_and(|t| named(&t.ca_secret) || named(&t.cert_secret))
+        })
 }
 
 /// Whether a ServersTransport reads a Secret of its namespace (its CAs, its client
@@ -129,6 +138,11 @@ mod tests {
                    "metadata": {"namespace": "forward", "name": "auth"},
                    "spec": {"forwardAuth": {"address": "http://a",
                                             "tls": {"caSecret": "ca", "certSecret": "c"}}}}),
+            // An https forwardAuth's are read.
+            json!({"apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
+                   "metadata": {"namespace": "forward-tls", "name": "auth"},
+                   "spec": {"forwardAuth": {"address": "https://a",
+                                            "tls": {"caSecret": "ca"}}}}),
             // A client certificate is read (as the CAs are).
             json!({"apiVersion": "traefik.io/v1alpha1", "kind": "ServersTransport",
                    "metadata": {"namespace": "client", "name": "tr"},
@@ -154,7 +168,7 @@ mod tests {
         let roots = set(&["team-a"]);
         assert_eq!(
             reached_scope(roots.clone(), &snapshot(true)),
-            set(&["auth", "client", "team-a", "upstream"])
+            set(&["auth", "client", "forward-tls", "team-a", "upstream"])
         );
         assert_eq!(reached_scope(roots.clone(), &snapshot(false)), roots);
         assert_eq!(

@@ -45,8 +45,9 @@ impl Builder<'_> {
         for p in &parsed.routes {
             let at = format!("spec.routes[{}]", p.index);
             let read = |d| self.read(d);
-            let filters =
+            let mut filters =
                 filters::resolve(self.snap, self.sel, &read, key, &p.route.middlewares, &at)?;
+            self.traefik_forward_auth(&mut filters.policies, &mut clusters, &mut secrets)?;
             let redirect = effective_redirect(&filters, tls.is_some())
                 .map_err(|e| format!("{at}.middlewares: {e}"))?;
             let regex_redirect = filters

@@ -191,6 +191,11 @@ fn add(
             b.secret.clone(),
         )));
     }
+    if let Middleware::ForwardAuth(f) = &model {
+        super::forward_auth::check_position(filters).map_err(at)?;
+        let label = format!("{field}: Middleware {key} (forwardAuth)");
+        return filters.policies.forward_auth(&key, label, f).map_err(at);
+    }
     if filters.policies.add(snap, &key, &model).map_err(at)? {
         return Ok(());
     }

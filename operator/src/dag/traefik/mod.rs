@@ -19,6 +19,7 @@ mod allowed_hosts;
 mod build;
 mod compress;
 mod filters;
+mod forward_auth;
 pub(super) mod hosts;
 mod policy;
 mod redirect_regex;

@@ -43,6 +43,8 @@ pub(super) struct Policies {
     /// The policy as it was when the route's first `redirectScheme` came: what applies to the
     /// requests the redirect answers.
     pub at_redirect: Option<RoutePolicy>,
+    /// A `forwardAuth` whose auth Service is still to be found (see `forward_auth`).
+    pub forward_auth: Option<super::forward_auth::PendingAuth>,
 }
 
 impl Policies {
@@ -122,7 +124,7 @@ impl Policies {
     }
 
     /// Checks that `stage` may come now: once per route, and in Envoy's filter order.
-    fn stage(&mut self, stage: Stage, key: &ObjKey) -> Result<(), String> {
+    pub(super) fn stage(&mut self, stage: Stage, key: &ObjKey) -> Result<(), String> {
         if let Some((last, last_key)) = &self.last {
             if *last == stage {
                 return Err(format!(

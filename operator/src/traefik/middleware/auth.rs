@@ -258,6 +258,8 @@ pub struct ForwardAuth {
     pub forward_body: bool,
     pub max_body_size: Option<u64>,
     pub preserve_request_method: bool,
+    /// A relative `Location` of a refusal stays as it is (Envoy never rewrites it).
+    pub preserve_location_header: bool,
 }
 
 pub(super) fn forward_auth(f: &api::ForwardAuth) -> Result<ForwardAuth, String> {
@@ -311,9 +313,6 @@ pub(super) fn forward_auth(f: &api::ForwardAuth) -> Result<ForwardAuth, String> 
     if f.header_field.as_ref().is_some_and(|h| !h.is_empty()) {
         return Err(".headerField: not supported by Sluice".into());
     }
-    if f.preserve_location_header.unwrap_or(false) {
-        return Err(".preserveLocationHeader: not supported by Sluice".into());
-    }
     let tls = f.tls.as_ref();
     if tls.is_some_and(|t| t.ca_optional.is_some()) {
         return Err(".tls.caOptional: not supported by Sluice".into());
@@ -344,5 +343,6 @@ pub(super) fn forward_auth(f: &api::ForwardAuth) -> Result<ForwardAuth, String> 
         forward_body: f.forward_body.unwrap_or(false),
         max_body_size,
         preserve_request_method: f.preserve_request_method.unwrap_or(false),
+        preserve_location_header: f.preserve_location_header.unwrap_or(false),
     })
 }

@@ -78,7 +78,7 @@ pub const ENVOY_MAPPING: &[(&str, &str)] = &[
     ),
     (
         "forwardAuth",
-        "ext_authz filter with an http_service (original method forwarded)",
+        "the listener's one ext_authz filter (disabled), enabled per route with an http_service override (original method forwarded)",
     ),
 ];
 

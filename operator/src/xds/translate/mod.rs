@@ -17,6 +17,7 @@ mod by_type;
 mod clusters;
 pub mod constraints;
 mod envoy;
+mod ext_authz;
 mod incremental;
 pub mod json;
 mod listeners;

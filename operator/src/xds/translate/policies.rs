@@ -94,6 +94,7 @@ pub(super) fn listener_filters() -> Vec<HttpFilter> {
                 ..Default::default()
             },
         )),
+        super::ext_authz::listener_filter(),
         disabled(http_filter(
             BUFFER_FILTER,
             &Buffer {
@@ -177,6 +178,12 @@ pub(super) fn apply(extra: &RouteExtra, envoy: &mut EnvoyRoute) {
                 .request_headers_to_remove
                 .push("authorization".to_owned());
         }
+    }
+    if let Some(a) = &p.ext_authz {
+        config.insert(
+            super::ext_authz::EXT_AUTHZ_FILTER.to_owned(),
+            super::ext_authz::route_config(a),
+        );
     }
     if let Some(b) = &p.buffer {
         let per_route = BufferPerRoute {

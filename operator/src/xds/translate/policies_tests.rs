@@ -82,12 +82,13 @@ fn every_listener_carries_the_filters_inert_or_disabled() {
             .collect();
         let at = names.iter().position(|(n, _)| *n == CORS_FILTER).unwrap();
         assert_eq!(
-            names[at..at + 5],
+            names[at..at + 6],
             [
                 (CORS_FILTER, false),
                 (RBAC_FILTER, false),
                 (RATE_LIMIT_FILTER, false),
                 (BASIC_AUTH_FILTER, true),
+                (super::ext_authz::EXT_AUTHZ_FILTER, true),
                 (BUFFER_FILTER, true)
             ]
         );
