@@ -214,6 +214,28 @@ impl DeltaStream {
     pub(super) fn compared(&self) -> usize {
         self.types.values().map(|t| t.compared).sum()
     }
+
+    /// How many of the records of what the client has (`known`) and ACKed (`acked`) point at
+    /// the name and version strings of `snapshot`'s resource itself (not at copies).
+    pub(super) fn records_sharing(&self, snapshot: &Snapshot) -> (usize, usize) {
+        let (mut known, mut acked) = (0, 0);
+        for (type_url, t) in &self.types {
+            let Some(all) = snapshot.resources(type_url) else {
+                continue;
+            };
+            let shares = |name: &Arc<str>, version: &Arc<str>| {
+                all.get(&**name)
+                    .is_some_and(|r| Arc::ptr_eq(&r.name, name) && Arc::ptr_eq(&r.version, version))
+            };
+            known += t
+                .known
+                .iter()
+                .filter(|(n, v)| v.as_ref().is_some_and(|v| shares(n, v)))
+                .count();
+            acked += t.acked.iter().filter(|(n, v)| shares(n, v)).count();
+        }
+        (known, acked)
+    }
 }
 
 impl DeltaType {
