@@ -229,7 +229,7 @@ async fn measure(hosts: usize, shared: bool, edits: usize, a: &Backend, b: &Back
         let started = Instant::now();
         let resources = translator.translate(&dag).unwrap();
         incremental.push(millis(started.elapsed()));
-        size = resources.by_type()[type_url::ROUTE][&resent]
+        size = resources.by_type()[type_url::ROUTE][resent.as_str()]
             .resource
             .value
             .len();

@@ -281,7 +281,7 @@ fn edit_slice(snap: &ClusterSnapshot, n: usize, generation: usize) -> (ClusterSn
     let mut changes = ChangeSet::default();
     changes.insert(
         Kind::EndpointSlice,
-        ObjKey::new(&ns, format!("svc-{k}-abcde")),
+        ObjKey::new(ns.as_str(), format!("svc-{k}-abcde")),
     );
     let mut next = snap.clone();
     next.apply(Object::EndpointSlice(s));

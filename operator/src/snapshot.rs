@@ -26,14 +26,34 @@ pub use traefik::{
 };
 
 /// Namespace and name of an object; orders by namespace, then name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+///
+/// Both are shared strings: the many copies of a key (the snapshot's map, the object's own
+/// record, the DAG's groups, claims and dependency index, statuses) are pointers to one
+/// allocation, not copies of it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjKey {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl serde::Serialize for ObjKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut s = serializer.serialize_struct("ObjKey", 2)?;
+        s.serialize_field("namespace", &*self.namespace)?;
+        s.serialize_field("name", &*self.name)?;
+        s.end()
+    }
+}
+
+impl Default for ObjKey {
+    fn default() -> Self {
+        Self::new("", "")
+    }
 }
 
 impl ObjKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
         Self {
             namespace: namespace.into(),
             name: name.into(),

@@ -205,8 +205,8 @@ pub(super) fn route_status(
     (k, (current_status, description)): (ObjKey, (Validity, String)),
 ) -> RouteStatus {
     RouteStatus {
-        namespace: k.namespace,
-        name: k.name,
+        namespace: k.namespace.to_string(),
+        name: k.name.to_string(),
         current_status,
         description,
     }

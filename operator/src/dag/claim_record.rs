@@ -64,8 +64,8 @@ impl RecordedClaim {
         };
         Self {
             kind,
-            namespace: c.key.namespace.clone(),
-            name: c.key.name.clone(),
+            namespace: c.key.namespace.to_string(),
+            name: c.key.name.to_string(),
             since: c.since,
         }
     }
@@ -93,7 +93,7 @@ impl ClaimRecord {
         let mut per_namespace: BTreeMap<&str, usize> = BTreeMap::new();
         let holder_ns = |name: &str| {
             let first = names.get(name).and_then(|c| c.as_ref().first());
-            first.map_or("", |c| c.key.namespace.as_str())
+            first.map_or("", |c| &*c.key.namespace)
         };
         for name in &needed {
             *per_namespace.entry(holder_ns(name)).or_default() += 1;

@@ -630,8 +630,7 @@ impl IncrementalDag {
                 .status_of(key)
                 .map(|s| Arc::new(route_status((key.clone(), s))));
             changed |= patch(dag.statuses.entries_mut(), key, entry, |s, k| {
-                (s.namespace.as_str(), s.name.as_str())
-                    .cmp(&(k.namespace.as_str(), k.name.as_str()))
+                (s.namespace.as_str(), s.name.as_str()).cmp(&(&*k.namespace, &*k.name))
             });
         }
         for fqdn in &dirty.vhosts {

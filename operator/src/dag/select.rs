@@ -63,7 +63,7 @@ impl Selection {
     /// namespace, in another only when the Gateway sets `allowCrossNamespace`. The message names
     /// the reference and the setting.
     pub fn cross_namespace(&self, from: &str, what: &str, to: &ObjKey) -> Result<(), String> {
-        if to.namespace == from || self.allow_cross_namespace {
+        if *to.namespace == *from || self.allow_cross_namespace {
             return Ok(());
         }
         Err(format!(

@@ -75,7 +75,7 @@ impl Builder<'_> {
             .delegations_of(secret)
             .flat_map(|d| &d.spec.delegations)
             .any(|d| {
-                d.secret_name == secret.name
+                *d.secret_name == *secret.name
                     && d.target_namespaces
                         .iter()
                         .any(|t| t == "*" || t == target_ns)

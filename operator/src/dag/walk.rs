@@ -228,11 +228,10 @@ impl<'a> Builder<'a> {
 
 /// The IngressRoute a delegation names: its namespace defaults to the delegating one's.
 pub(super) fn delegate_key(from: &ObjKey, d: &ir::Delegate) -> ObjKey {
-    let namespace = d.namespace.clone().filter(|n| !n.is_empty());
-    ObjKey::new(
-        namespace.unwrap_or_else(|| from.namespace.clone()),
-        d.name.clone(),
-    )
+    match d.namespace.as_deref().filter(|n| !n.is_empty()) {
+        Some(namespace) => ObjKey::new(namespace, d.name.as_str()),
+        None => ObjKey::new(from.namespace.clone(), d.name.as_str()),
+    }
 }
 
 /// The walk from the root, `r -> a -> b -> a`, when following an edge to `target` closes a cycle.

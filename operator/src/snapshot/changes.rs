@@ -304,7 +304,7 @@ mod tests {
         // A new allocation with the same value is no change.
         new.apply(service("equal-copy", 4));
         let changes = ChangeSet::diff(&old, &new);
-        let listed: Vec<String> = changes.objects().map(|(_, k)| k.name.clone()).collect();
+        let listed: Vec<String> = changes.objects().map(|(_, k)| k.name.to_string()).collect();
         assert_eq!(listed, ["added", "edited", "gone"]);
         assert!(ChangeSet::diff(&new, &new).is_empty());
     }

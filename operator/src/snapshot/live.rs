@@ -153,7 +153,7 @@ fn keys_in<V>(map: &PMap<ObjKey, V>, namespace: Option<&str>) -> Vec<ObjKey> {
         Some(ns) => map
             .range(ObjKey::new(ns, "")..)
             .map(|(k, _)| k)
-            .take_while(|k| k.namespace == ns)
+            .take_while(|k| *k.namespace == *ns)
             .cloned()
             .collect(),
     }

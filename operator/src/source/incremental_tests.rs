@@ -320,7 +320,7 @@ fn a_delta_that_was_not_accepted_is_carried_into_the_next() {
         .delta
         .upserts
         .iter()
-        .map(|o| identity(o).1.name)
+        .map(|o| identity(o).1.name.to_string())
         .collect();
     names.sort();
     assert_eq!(names, vec!["three", "two"]);

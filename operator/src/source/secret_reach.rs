@@ -88,7 +88,7 @@ pub fn reached_scope(scope: SecretScope, snap: &ClusterSnapshot) -> SecretScope 
             .chain(transports.map(|k| (Kind::Traefik(TraefikKind::ServersTransport, group), k)));
         for (kind, key) in kinds {
             if names_secret(snap, kind, key) {
-                reached.insert(key.namespace.clone());
+                reached.insert(key.namespace.to_string());
             }
         }
     }

@@ -188,7 +188,7 @@ impl WatchedSnapshot {
             return;
         };
         for key in self.live.keys_in(Kind::Secret, None) {
-            if !keep.contains(&key.namespace) {
+            if !keep.contains(&*key.namespace) {
                 self.delete(Kind::Secret, &key);
             }
         }
@@ -224,7 +224,7 @@ impl WatchedSnapshot {
             Kind::Gateway => keys.extend(
                 self.unloaded
                     .keys()
-                    .filter(|k| namespace.is_none_or(|ns| k.namespace == ns))
+                    .filter(|k| namespace.is_none_or(|ns| *k.namespace == *ns))
                     .cloned(),
             ),
             Kind::IngressRoute => {
@@ -293,11 +293,11 @@ impl WatchedSnapshot {
             _ => return,
         };
         if add {
-            *counts.entry(key.namespace.clone()).or_default() += 1;
-        } else if let Some(n) = counts.get_mut(&key.namespace) {
+            *counts.entry(key.namespace.to_string()).or_default() += 1;
+        } else if let Some(n) = counts.get_mut(&*key.namespace) {
             *n -= 1;
             if *n == 0 {
-                counts.remove(&key.namespace);
+                counts.remove(&*key.namespace);
             }
         }
     }

@@ -51,7 +51,7 @@ fn meta(ns: &str, name: &str) -> ObjectMeta {
 /// that upserts replace, and sometimes repeat, what is there.
 fn random_object(rng: &mut Rng, kind: Kind, ns: &str) -> Watched {
     let name = format!("{}{}", kind.as_str().to_lowercase(), rng.below(4));
-    let key = ObjKey::new(ns, &name);
+    let key = ObjKey::new(ns, name.as_str());
     let v = rng.below(3);
     let object = match kind {
         Kind::Gateway if rng.chance(15) => {
@@ -200,7 +200,9 @@ impl World {
     }
 
     fn in_scope(id: &WatchId, key: &ObjKey) -> bool {
-        id.namespace.as_deref().is_none_or(|ns| ns == key.namespace)
+        id.namespace
+            .as_deref()
+            .is_none_or(|ns| *ns == *key.namespace)
     }
 
     /// A full relist of `id`, now.
@@ -220,7 +222,7 @@ impl World {
         let mut snap = ClusterSnapshot::default();
         for ((kind, key), obj) in &self.objects {
             if *kind == Kind::Secret
-                && matches!(&self.secret_scope, SecretScope::Namespaces(ns) if !ns.contains(&key.namespace))
+                && matches!(&self.secret_scope, SecretScope::Namespaces(ns) if !ns.contains(&*key.namespace))
             {
                 continue;
             }

@@ -45,7 +45,7 @@ impl Snapshot {
     /// What changed in one type since the snapshot these resources were made from: that
     /// snapshot's resources of the type and every name changed since (see
     /// [`InstanceResources::changed_since`]). `None` when not known.
-    pub fn changed_since(&self, type_url: &str) -> Option<(&TypeResources, &BTreeSet<String>)> {
+    pub fn changed_since(&self, type_url: &str) -> Option<(&TypeResources, &BTreeSet<Arc<str>>)> {
         self.resources.changed_since(type_url)
     }
 
@@ -116,8 +116,8 @@ impl Rejection {
         let current = latest.resources(&self.type_url);
         self.changed_resources.iter().all(|(name, version)| {
             current
-                .and_then(|c| c.get(name))
-                .is_some_and(|r| &r.version == version)
+                .and_then(|c| c.get(name.as_str()))
+                .is_some_and(|r| *r.version == **version)
         })
     }
 }
@@ -195,14 +195,18 @@ fn served_view(latest: &Arc<Snapshot>, verdicts: &BTreeMap<String, TypeVerdicts>
             .flat_map(|r| r.changed_resources.iter())
             // A version some Envoy of the instance accepted is not held back (see
             // `Cache::ack`).
-            .filter(|(name, version)| accepted.get(*name).is_none_or(|a| &a.version != *version))
+            .filter(|(name, version)| {
+                accepted
+                    .get(name.as_str())
+                    .is_none_or(|a| *a.version != ***version)
+            })
             .collect();
         if held.is_empty() || latest.resources(type_url).is_none() {
             continue;
         }
         let served = served.get_or_insert_with(|| latest.resources.clone());
         for name in held.into_keys() {
-            match accepted.get(name) {
+            match accepted.get(name.as_str()) {
                 Some(good) => served.insert_versioned(good.clone()),
                 None => {
                     served.remove(type_url, name);
@@ -378,7 +382,7 @@ impl Cache {
             accepted.insert(r.name.clone(), r.clone());
         }
         for name in removed {
-            accepted.remove(name);
+            accepted.remove(name.as_str());
         }
         if !verdicts.rejections.is_empty() {
             entry.publish();
@@ -420,7 +424,7 @@ impl Cache {
                 .map(|r| {
                     let before = accepted.and_then(|a| a.get(&r.name)).map(|a| &a.resource);
                     let chains = super::listener_blame::changed_filter_chains(&r.resource, before);
-                    (r.name.clone(), chains)
+                    (r.name.to_string(), chains)
                 })
                 .collect()
         } else {
@@ -428,7 +432,7 @@ impl Cache {
         };
         let changed_resources: BTreeMap<String, String> = changed
             .iter()
-            .map(|r| (r.name.clone(), r.version.clone()))
+            .map(|r| (r.name.to_string(), r.version.to_string()))
             .collect();
         let rejection = Rejection {
             type_url: type_url.to_owned(),
@@ -586,7 +590,7 @@ mod tests {
                 r.values()
                     .map(|v| {
                         (
-                            v.name.clone(),
+                            v.name.to_string(),
                             String::from_utf8(v.resource.value.clone()).unwrap(),
                         )
                     })
@@ -628,8 +632,8 @@ mod tests {
         assert_eq!((r.node_id.as_str(), r.error.as_str()), ("envoy-1", "bad x"));
         assert_eq!(r.changed_resources.keys().collect::<Vec<_>>(), vec!["x"]);
         assert_eq!(
-            r.changed_resources["x"],
-            v2.resources(C).unwrap()["x"].version
+            *r.changed_resources["x"],
+            *v2.resources(C).unwrap()["x"].version
         );
 
         // Another resource's change is served while x stays held back; a rejected new resource

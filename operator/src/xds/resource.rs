@@ -68,12 +68,16 @@ impl ResourceType {
 }
 
 /// One encoded resource ready for the wire: its name, content version and packed message.
+///
+/// Name and version are shared strings: every map that holds a resource by name (the
+/// snapshot's, the translator's memo, each Delta stream's record of what its Envoy has and
+/// acked, the cache's accepted versions) holds a pointer to these, not a copy of them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VersionedResource {
-    pub name: String,
+    pub name: Arc<str>,
     /// Hex prefix of the SHA-256 of type URL and encoded bytes: equal content, equal version,
     /// on every replica and across restarts.
-    pub version: String,
+    pub version: Arc<str>,
     pub resource: Any,
     /// For a cluster, the load assignment it reads over EDS; decoded once, when first asked
     /// (every push of every stream asks it of every cluster).
@@ -82,10 +86,10 @@ pub struct VersionedResource {
 
 impl VersionedResource {
     /// Wraps an encoded resource, computing its version.
-    pub fn new(name: impl Into<String>, resource: Any) -> Self {
+    pub fn new(name: impl Into<Arc<str>>, resource: Any) -> Self {
         Self {
             name: name.into(),
-            version: resource_version(&resource),
+            version: resource_version(&resource).into(),
             resource,
             eds: std::sync::OnceLock::new(),
         }
@@ -121,7 +125,7 @@ fn eds_service_name(resource: &Any) -> Option<String> {
 
 /// Resources by name, for one type: a persistent map, so a translation that changes a few
 /// resources copies only their paths and shares every other entry with the previous one.
-pub type TypeResources = PMap<String, Arc<VersionedResource>>;
+pub type TypeResources = PMap<Arc<str>, Arc<VersionedResource>>;
 
 /// What a translation hands to the cache for one instance: per type URL, resources by name.
 ///
@@ -155,7 +159,7 @@ struct Changes {
     /// Every type's resources when recording started (shared maps: O(types) to take).
     base: BTreeMap<String, TypeResources>,
     /// Per type URL, every name inserted (as another resource) or removed since.
-    names: BTreeMap<String, BTreeSet<String>>,
+    names: BTreeMap<String, BTreeSet<Arc<str>>>,
 }
 
 /// The digest of one type's resources: how many, and the sum (mod 2^128) of a 128-bit hash of
@@ -192,7 +196,7 @@ impl Digest {
 
 impl InstanceResources {
     /// Adds a resource under its own `type_url`, replacing one of the same type and name.
-    pub fn insert(&mut self, name: impl Into<String>, resource: Any) {
+    pub fn insert(&mut self, name: impl Into<Arc<str>>, resource: Any) {
         self.insert_versioned(Arc::new(VersionedResource::new(name, resource)));
     }
 
@@ -232,7 +236,7 @@ impl InstanceResources {
         };
         named.remove(name);
         if let Some(changes) = &mut self.changes {
-            changes.record(type_url, name);
+            changes.record(type_url, &old.name);
         }
         if named.is_empty() {
             self.by_type.remove(type_url);
@@ -271,8 +275,8 @@ impl InstanceResources {
     /// What changed in one type since [`InstanceResources::record_changes`]: the type's
     /// resources then, and every name inserted or removed since (a superset of the names whose
     /// resource differs). `None` when nothing is recorded or the type had no resources then.
-    pub fn changed_since(&self, type_url: &str) -> Option<(&TypeResources, &BTreeSet<String>)> {
-        static NONE: BTreeSet<String> = BTreeSet::new();
+    pub fn changed_since(&self, type_url: &str) -> Option<(&TypeResources, &BTreeSet<Arc<str>>)> {
+        static NONE: BTreeSet<Arc<str>> = BTreeSet::new();
         let changes = self.changes.as_ref()?;
         let base = changes.base.get(type_url)?;
         Some((base, changes.names.get(type_url).unwrap_or(&NONE)))
@@ -296,13 +300,13 @@ impl InstanceResources {
 }
 
 impl Changes {
-    fn record(&mut self, type_url: &str, name: &str) {
+    fn record(&mut self, type_url: &str, name: &Arc<str>) {
         let names = match self.names.get_mut(type_url) {
             Some(names) => names,
             None => self.names.entry(type_url.to_owned()).or_default(),
         };
         if !names.contains(name) {
-            names.insert(name.to_owned());
+            names.insert(name.clone());
         }
     }
 }
@@ -392,9 +396,12 @@ mod tests {
         r.insert("l", any(type_url::LISTENER, b"1"));
         let (base, names) = r.changed_since(type_url::CLUSTER).unwrap();
         assert!(base.ptr_eq(before.of_type(ResourceType::Cluster).unwrap()));
-        assert_eq!(names.iter().collect::<Vec<_>>(), vec!["a", "c"]);
+        assert_eq!(
+            names.iter().map(|n| &**n).collect::<Vec<_>>(),
+            vec!["a", "c"]
+        );
         let (_, names) = r.changed_since(type_url::SECRET).unwrap();
-        assert_eq!(names.iter().collect::<Vec<_>>(), vec!["s"]);
+        assert_eq!(names.iter().map(|n| &**n).collect::<Vec<_>>(), vec!["s"]);
         assert!(
             r.changed_since(type_url::LISTENER).is_none(),
             "a type that had no resources has no base"

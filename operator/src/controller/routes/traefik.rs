@@ -107,8 +107,8 @@ fn reference(snapshot: &ClusterSnapshot, r: &TraefikRef) -> Option<ObjectReferen
     Some(ObjectReference {
         api_version: Some(r.api_version.clone()),
         kind: Some(r.kind.clone()),
-        namespace: Some(r.key.namespace.clone()),
-        name: Some(r.key.name.clone()),
+        namespace: Some(r.key.namespace.to_string()),
+        name: Some(r.key.name.to_string()),
         uid: held.uid.clone(),
         resource_version: held.resource_version.clone(),
         field_path: None,

@@ -321,8 +321,8 @@ impl IncrementalDag {
             changed |= patch(dag.object_statuses.entries_mut(), &id, entry, |s, id| {
                 (s.kind == tcp::KIND, s.namespace.as_str(), s.name.as_str()).cmp(&(
                     id.tcp,
-                    id.key.namespace.as_str(),
-                    id.key.name.as_str(),
+                    &*id.key.namespace,
+                    &*id.key.name,
                 ))
             });
         }

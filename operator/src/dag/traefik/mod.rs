@@ -136,8 +136,8 @@ pub(super) fn status(
     ObjectStatus {
         kind: KIND.to_owned(),
         api_version: obj.group.api_version().to_owned(),
-        namespace: key.namespace.clone(),
-        name: key.name.clone(),
+        namespace: key.namespace.to_string(),
+        name: key.name.to_string(),
         current_status: validity,
         description,
     }

@@ -129,8 +129,8 @@ pub(in crate::dag) fn status(
     ObjectStatus {
         kind: KIND.to_owned(),
         api_version: obj.group.api_version().to_owned(),
-        namespace: key.namespace.clone(),
-        name: key.name.clone(),
+        namespace: key.namespace.to_string(),
+        name: key.name.to_string(),
         current_status,
         description,
     }

@@ -149,12 +149,7 @@ fn lists_json_streams_and_non_objects() {
                 .to_owned(),
         ]
     );
-    let names: Vec<&str> = report
-        .snapshot
-        .services
-        .keys()
-        .map(|k| k.name.as_str())
-        .collect();
+    let names: Vec<&str> = report.snapshot.services.keys().map(|k| &*k.name).collect();
     assert_eq!(names, vec!["a", "c"]);
 }
 
@@ -379,12 +374,7 @@ fn json_nesting_is_bounded() {
                 .to_owned()
         ]
     );
-    let names: Vec<&str> = report
-        .snapshot
-        .services
-        .keys()
-        .map(|k| k.name.as_str())
-        .collect();
+    let names: Vec<&str> = report.snapshot.services.keys().map(|k| &*k.name).collect();
     assert_eq!(names, vec!["after"]);
     // serde_json stops at 128 levels before building anything; the stream cannot go on.
     let text = format!("{svc}\n{}", deep(100_000));
@@ -511,7 +501,7 @@ fn load_dir_reads_sorted_recursive_and_skips_hidden_and_other_files() {
 
     assert_eq!(report.errors, vec![]);
     let services = &report.snapshot.services;
-    let names: Vec<&str> = services.keys().map(|k| k.name.as_str()).collect();
+    let names: Vec<&str> = services.keys().map(|k| &*k.name).collect();
     assert_eq!(names, vec!["s", "t"]);
     let port = |name: &str| {
         services

@@ -26,13 +26,13 @@ struct DeltaType {
     /// What the client has or is being sent: name → version, or `None` when it was told the
     /// name does not exist. A NACK takes the rejected response's resources back out (to their
     /// ACKed versions), so that they are sent again.
-    known: BTreeMap<String, Option<String>>,
+    known: BTreeMap<Arc<str>, Option<Arc<str>>>,
     /// What the client ACKed (or had when it reconnected): name → version.
-    acked: BTreeMap<String, String>,
+    acked: BTreeMap<Arc<str>, Arc<str>>,
     /// Resources of rejected responses (name → rejected version) that are not sent again while
     /// every resource of that response still has its rejected version; once one changes, they
     /// all are (with everything else the client has not ACKed).
-    held: Vec<BTreeMap<String, String>>,
+    held: Vec<BTreeMap<Arc<str>, Arc<str>>>,
     /// The resources the last diff was made against, once everything it found was recorded
     /// (additions as known, removals as sent), while nothing else the diff reads changed since
     /// (subscription, held versions, what the client has): a diff against the same map (the
@@ -91,8 +91,8 @@ impl DeltaStream {
         let resources = added
             .iter()
             .map(|r| Resource {
-                name: r.name.clone(),
-                version: r.version.clone(),
+                name: r.name.to_string(),
+                version: r.version.to_string(),
                 resource: Some(r.resource.clone()),
                 ..Default::default()
             })
@@ -128,7 +128,7 @@ impl DeltaStream {
                 state.acked.insert(r.name.clone(), r.version.clone());
             }
             for name in &sent.removed {
-                state.acked.remove(name);
+                state.acked.remove(name.as_str());
             }
             return Some(Verdict::Ack {
                 type_url: sent.type_url,
@@ -180,7 +180,7 @@ impl DeltaStream {
         let has = |r: &&Arc<VersionedResource>| {
             cds.known
                 .get(&r.name)
-                .is_some_and(|v| v.as_deref() == Some(r.version.as_str()))
+                .is_some_and(|v| v.as_deref() == Some(&*r.version))
         };
         let eds = self.types.get(type_url::ENDPOINT).map(|e| &e.subscription);
         let ready = self.endpoints_ready.take().filter(|_| !cds.diffed_all);
@@ -214,6 +214,28 @@ impl DeltaStream {
     pub(super) fn compared(&self) -> usize {
         self.types.values().map(|t| t.compared).sum()
     }
+
+    /// How many of the records of what the client has (`known`) and ACKed (`acked`) point at
+    /// the name and version strings of `snapshot`'s resource itself (not at copies).
+    pub(super) fn records_sharing(&self, snapshot: &Snapshot) -> (usize, usize) {
+        let (mut known, mut acked) = (0, 0);
+        for (type_url, t) in &self.types {
+            let Some(all) = snapshot.resources(type_url) else {
+                continue;
+            };
+            let shares = |name: &Arc<str>, version: &Arc<str>| {
+                all.get(&**name)
+                    .is_some_and(|r| Arc::ptr_eq(&r.name, name) && Arc::ptr_eq(&r.version, version))
+            };
+            known += t
+                .known
+                .iter()
+                .filter(|(n, v)| v.as_ref().is_some_and(|v| shares(n, v)))
+                .count();
+            acked += t.acked.iter().filter(|(n, v)| shares(n, v)).count();
+        }
+        (known, acked)
+    }
 }
 
 impl DeltaType {
@@ -225,6 +247,7 @@ impl DeltaType {
         self.needs_response = true;
         self.acked = std::mem::take(&mut request.initial_resource_versions)
             .into_iter()
+            .map(|(name, version)| (name.into(), version.into()))
             .collect();
         self.known = self
             .acked
@@ -252,13 +275,13 @@ impl DeltaType {
             if name == WILDCARD {
                 sub.wildcard = false;
                 let names = &sub.names;
-                self.known.retain(|known, _| names.contains(known));
-                self.acked.retain(|acked, _| names.contains(acked));
+                self.known.retain(|known, _| names.contains(&**known));
+                self.acked.retain(|acked, _| names.contains(&**acked));
             } else {
                 sub.names.remove(&name);
                 if !sub.wildcard {
-                    self.known.remove(&name);
-                    self.acked.remove(&name);
+                    self.known.remove(name.as_str());
+                    self.acked.remove(name.as_str());
                 }
             }
         }
@@ -319,7 +342,7 @@ impl DeltaType {
         // A rejected response is held while all of it is still what would be sent.
         self.held.retain(|held| {
             held.iter()
-                .all(|(name, version)| selected.get(name).is_some_and(|r| &r.version == version))
+                .all(|(name, version)| selected.get(name).is_some_and(|r| r.version == *version))
         });
         let held = &self.held;
         let known = &self.known;
@@ -328,22 +351,22 @@ impl DeltaType {
             .filter(|r| {
                 known
                     .get(&r.name)
-                    .is_none_or(|v| v.as_deref() != Some(r.version.as_str()))
+                    .is_none_or(|v| v.as_deref() != Some(&*r.version))
             })
             .filter(|r| !held.iter().any(|h| h.contains_key(&r.name)))
             .cloned()
             .collect();
-        let exists = |name: &String| all.is_some_and(|a| a.contains_key(name));
+        let exists = |name: &str| all.is_some_and(|a| a.contains_key(name));
         let mut removed: BTreeSet<String> = known
             .iter()
             .filter(|(name, version)| version.is_some() && !exists(name))
-            .map(|(name, _)| name.clone())
+            .map(|(name, _)| name.to_string())
             .collect();
         removed.extend(
             self.subscription
                 .names
                 .iter()
-                .filter(|name| !exists(name) && !known.contains_key(*name))
+                .filter(|name| !exists(name) && !known.contains_key(name.as_str()))
                 .cloned(),
         );
         (added, removed)
@@ -357,21 +380,21 @@ impl DeltaType {
     fn diff_names(
         &mut self,
         all: &TypeResources,
-        names: &BTreeSet<String>,
+        names: &BTreeSet<Arc<str>>,
     ) -> Option<(Vec<Arc<VersionedResource>>, BTreeSet<String>)> {
         #[cfg(test)]
         {
             self.compared += names.len();
         }
         let sub = &self.subscription;
-        let selected = |name: &String| {
+        let selected = |name: &str| {
             (sub.wildcard || sub.names.contains(name))
                 .then(|| all.get(name))
                 .flatten()
         };
         let released = self.held.iter().any(|held| {
             held.iter().any(|(name, version)| {
-                names.contains(name) && selected(name).is_none_or(|r| &r.version != version)
+                names.contains(name) && selected(name).is_none_or(|r| r.version != *version)
             })
         });
         if released {
@@ -384,17 +407,17 @@ impl DeltaType {
             if let Some(r) = selected(name) {
                 let has = known
                     .get(name)
-                    .is_some_and(|v| v.as_deref() == Some(r.version.as_str()));
+                    .is_some_and(|v| v.as_deref() == Some(&*r.version));
                 if !has && !self.held.iter().any(|h| h.contains_key(name)) {
                     added.push(r.clone());
                 }
             } else if !all.contains_key(name) {
                 let gone = match known.get(name) {
                     Some(version) => version.is_some(),
-                    None => sub.names.contains(name),
+                    None => sub.names.contains(&**name),
                 };
                 if gone {
-                    removed.insert(name.clone());
+                    removed.insert(name.to_string());
                 }
             }
         }
@@ -412,9 +435,9 @@ impl DeltaType {
         self.diffed = self.removing.take();
         for name in removed {
             if self.subscription.names.contains(name) {
-                self.known.insert(name.clone(), None);
+                self.known.insert(name.as_str().into(), None);
             } else {
-                self.known.remove(name);
+                self.known.remove(name.as_str());
             }
         }
     }

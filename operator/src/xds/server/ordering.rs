@@ -2,6 +2,7 @@
 //! shared by both protocols (see the module documentation of [`super`]). Pure.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::xds::cache::{TypeResources, VersionedResource, type_url};
 
@@ -64,23 +65,23 @@ impl Subscription {
             return self
                 .names
                 .iter()
-                .filter_map(|name| all.get(name).map(|r| (name.clone(), r.clone())))
+                .filter_map(|name| all.get(name.as_str()).map(|r| (r.name.clone(), r.clone())))
                 .collect();
         }
         // Most of them (an Envoy subscribes to the load assignment of every cluster and the
         // route configuration of every scope by name): the shared map minus the others, found
         // by one walk of both sorted lists, instead of a new map entry by entry.
         let mut names = self.names.iter().peekable();
-        let unsubscribed: Vec<&String> = all
+        let unsubscribed: Vec<&Arc<str>> = all
             .keys()
             .filter(|key| {
-                while names.next_if(|n| n < key).is_some() {}
-                names.next_if(|n| n == key).is_none()
+                while names.next_if(|n| n.as_str() < &***key).is_some() {}
+                names.next_if(|n| n.as_str() == &***key).is_none()
             })
             .collect();
         let mut selected = all.clone();
         for name in unsubscribed {
-            selected.remove(name);
+            selected.remove(&**name);
         }
         selected
     }
@@ -154,7 +155,10 @@ mod tests {
                         type_url: type_url::ENDPOINT.to_owned(),
                         value: vec![],
                     };
-                    (name.clone(), Arc::new(VersionedResource::new(name, any)))
+                    (
+                        name.as_str().into(),
+                        Arc::new(VersionedResource::new(name, any)),
+                    )
                 })
                 .collect();
             let wanted = rng.below(101) as u64;
@@ -167,13 +171,17 @@ mod tests {
             } else {
                 most += 1;
             }
-            let expected: Vec<&String> = all.keys().filter(|k| names.contains(*k)).collect();
+            let expected: Vec<&str> = all
+                .keys()
+                .map(|k| &**k)
+                .filter(|k| names.contains(*k))
+                .collect();
             let sub = Subscription {
                 wildcard: false,
                 names,
             };
             let selected = sub.select(Some(&all));
-            let got: Vec<&String> = selected.keys().collect();
+            let got: Vec<&str> = selected.keys().map(|k| &**k).collect();
             assert_eq!(got, expected, "round {round}");
         }
         assert!(few > 20 && most > 20, "{few} {most}");

@@ -47,11 +47,7 @@ pub(super) struct SotwStream {
 impl SotwStream {
     /// A response for `type_url` with `content`, unless the Envoy already has exactly that.
     fn respond(&mut self, type_url: &str, content: TypeResources) -> Option<DiscoveryResponse> {
-        let version = hash_versions(
-            content
-                .values()
-                .map(|r| (type_url, r.name.as_str(), r.version.as_str())),
-        );
+        let version = hash_versions(content.values().map(|r| (type_url, &*r.name, &*r.version)));
         let state = self.types.get_mut(type_url)?;
         if !state.needs_response && state.sent.as_ref().is_some_and(|s| s.version == version) {
             return None;

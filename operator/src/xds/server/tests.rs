@@ -837,3 +837,13 @@ fn delta_new_cluster_in_a_snapshot_of_changes_waits_for_its_endpoints() {
         ]
     );
 }
+
+/// What a Delta stream records of what its Envoy has and ACKed (a name and a version per
+/// resource, per connected Envoy) points at the served resources' own strings, not at copies.
+#[test]
+fn delta_records_share_the_resources_names_and_versions() {
+    const N: usize = 20;
+    let s1 = Snapshot::new(assignments(N, "v1"));
+    let d = delta_with_assignments(N, &s1);
+    assert_eq!(d.records_sharing(&s1), (N, N));
+}

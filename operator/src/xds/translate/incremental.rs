@@ -55,9 +55,10 @@ pub struct Translator {
     /// The HTTP listener with the shared `ingress_http` and with scoped routes.
     http_listeners: [Arc<VersionedResource>; 2],
     hosts: HashMap<String, HostEntry>,
-    clusters: HashMap<String, Memo<Arc<Cluster>>>,
-    endpoints: HashMap<String, Memo<Vec<SocketAddress>>>,
-    secrets: HashMap<String, Memo<Arc<Secret>>>,
+    /// Keyed by the name their resource holds (shared, not copied).
+    clusters: HashMap<Arc<str>, Memo<Arc<Cluster>>>,
+    endpoints: HashMap<Arc<str>, Memo<Vec<SocketAddress>>>,
+    secrets: HashMap<Arc<str>, Memo<Arc<Secret>>>,
     http_routes: Option<Arc<VersionedResource>>,
     https_listener: Option<Arc<VersionedResource>>,
     /// The encoded hold chains at the end of `ingress_https` (see `listeners_hold`).
@@ -109,7 +110,8 @@ struct Memo<I> {
 struct HostEntry {
     input: Arc<VirtualHost>,
     /// Its encoded `VirtualHost` in `ingress_http`, if it serves anything over plain HTTP, and
-    /// its position there.
+    /// its position there. When scoped, the bytes are in its `http/<fqdn>` route configuration
+    /// only (nothing assembles `ingress_http` from them), and this holds none.
     insecure: Option<(Vec<u8>, usize)>,
     /// Its encoded `FilterChain` in `ingress_https`, if it has TLS, and its position there.
     filter_chain: Option<(Vec<Vec<u8>>, usize)>,
@@ -384,7 +386,7 @@ impl HostEntry {
         });
         Self {
             input: vh.clone(),
-            insecure: insecure.map(|h| (h, usize::MAX)),
+            insecure: insecure.map(|h| (if scoped { Vec::new() } else { h }, usize::MAX)),
             filter_chain: vh.tls.as_ref().map(|tls| {
                 let chains = listeners::sni_filter_chains(vh, tls);
                 let bytes = chains.iter().map(Message::encode_to_vec).collect();
@@ -560,11 +562,11 @@ fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
 /// Reuses the previous resource of every `(name, input)` whose input did not change, encodes
 /// the others with `encode`, adds all to `out`, and returns what to remember next time.
 fn memoize<'a, I: Clone + PartialEq + 'a>(
-    mut previous: HashMap<String, Memo<I>>,
+    mut previous: HashMap<Arc<str>, Memo<I>>,
     current: impl Iterator<Item = (&'a str, &'a I)>,
     encode: impl Fn(&str, &I) -> Arc<VersionedResource>,
     out: &mut InstanceResources,
-) -> HashMap<String, Memo<I>> {
+) -> HashMap<Arc<str>, Memo<I>> {
     current
         .map(|(name, input)| {
             let memo = match previous.remove(name) {
@@ -575,7 +577,7 @@ fn memoize<'a, I: Clone + PartialEq + 'a>(
                 },
             };
             out.insert_versioned(memo.output.clone());
-            (name.to_owned(), memo)
+            (memo.output.name.clone(), memo)
         })
         .collect()
 }

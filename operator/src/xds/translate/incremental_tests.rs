@@ -331,7 +331,7 @@ fn unchanged_resources_are_shared_not_re_encoded() {
     let scope = format!("http/{}", dag.virtual_hosts[0].fqdn);
     for (ty, named) in first.by_type() {
         for name in named.keys() {
-            let changed = ty == type_url::ROUTE && *name == scope;
+            let changed = ty == type_url::ROUTE && **name == *scope;
             assert_eq!(!same(&first, &edited, ty, name), changed, "{ty} {name}");
         }
     }

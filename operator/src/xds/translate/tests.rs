@@ -1060,7 +1060,7 @@ fn versions_change_only_with_content() {
     let versions = |r: &Resources, ty| -> Vec<(String, String)> {
         r.of_type(ty)
             .into_iter()
-            .map(|x| (x.name, x.version))
+            .map(|x| (x.name.to_string(), x.version.to_string()))
             .collect()
     };
     assert_eq!(

@@ -166,7 +166,11 @@ impl Translator {
         let mut services = BTreeSet::new();
         for name in names {
             let now = find(&dag.clusters, name, |c| &c.name);
-            if let Some(service) = self.clusters.get(name).and_then(|m| eds_service(&m.input)) {
+            if let Some(service) = self
+                .clusters
+                .get(name.as_str())
+                .and_then(|m| eds_service(&m.input))
+            {
                 services.insert(service.to_owned());
                 forget_user(&mut self.eds_users, service);
             }
@@ -233,7 +237,7 @@ fn find<'a, T>(list: &'a [T], name: &str, key: impl Fn(&T) -> &String) -> Option
 /// Brings the memo and `out`'s resource named `name` in line with `now` (gone when `None`),
 /// encoding only when the input changed.
 fn patch_memo<I: Clone + PartialEq>(
-    memos: &mut HashMap<String, Memo<I>>,
+    memos: &mut HashMap<Arc<str>, Memo<I>>,
     name: &str,
     now: Option<&I>,
     encode: impl Fn(&str, &I) -> Arc<VersionedResource>,
@@ -250,7 +254,7 @@ fn patch_memo<I: Clone + PartialEq>(
                 output: encode(name, input),
             };
             out.insert_versioned(memo.output.clone());
-            memos.insert(name.to_owned(), memo);
+            memos.insert(memo.output.name.clone(), memo);
         }
         None => {
             if memos.remove(name).is_some() {
