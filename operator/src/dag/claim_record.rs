@@ -4,15 +4,22 @@
 //!
 //! What is recorded: every name whose claimants would be ordered differently without their
 //! dates, that is by `creationTimestamp` alone (claims dated 0, as a process that just started
-//! dates its standing claims), with all its claimants and their dates; and both sides of every
-//! wildcard and exact name it covers whose comparison would change the same way. Other names
-//! need nothing: their order is the same from creation times, and every claim seen after the
-//! record is read is dated after every recorded one. So a record is small whatever the number
-//! of routes: it grows with the names whose holder is not their oldest object.
+//! dates its standing claims), with its first [`MAX_CLAIMANTS`] claimants in order (the holder
+//! first) and their dates (a claimant the record does not hold is dated after every recorded
+//! one at the next start, so the holder and those first in line keep their places: thousands
+//! of objects claiming one held name cannot push the record of that name over the budget); and
+//! both sides of every wildcard and exact name it covers whose comparison would change the same
+//! way. Other names need nothing: their order is the same from creation times, and every claim
+//! seen after the record is read is dated after every recorded one. So a record is small
+//! whatever the number of routes: it grows with the names whose holder is not their oldest
+//! object.
 //!
-//! Bounded: a record larger than its budget keeps the names of the holder namespaces that have
-//! the fewest recorded names first (so a tenant who makes thousands of contests crowds out only
-//! its own), then by name; the names left out are counted for the caller to report.
+//! Bounded: each name is charged to the namespace of the claimant that made it need a record
+//! (the first one its creation time would put ahead of a claim dated before it: an old object
+//! edited to claim a held name is charged, not the holder), and a record larger than its budget
+//! keeps the names of the namespaces charged the least first (so a tenant who makes thousands of
+//! contests, on its own names or on others', crowds out only its own), then by name; the names
+//! left out are counted for the caller to report.
 //!
 //! Pure and deterministic: [`ClaimRecord::of`] reads the claimants of each name, in their order.
 
@@ -89,27 +96,28 @@ impl ClaimRecord {
     /// bytes of JSON; returns it and how many names were left out for the budget.
     pub fn of<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>, budget: usize) -> (Self, usize) {
         let needed = needed(names);
-        // The fewest recorded names per holder namespace first.
+        // The fewest recorded names per charged namespace first.
         let mut per_namespace: BTreeMap<&str, usize> = BTreeMap::new();
-        let holder_ns = |name: &str| {
-            let first = names.get(name).and_then(|c| c.as_ref().first());
-            first.map_or("", |c| &*c.key.namespace)
+        let charged_ns = |name: &str| {
+            let claimants = names.get(name).map_or(&[][..], |c| c.as_ref());
+            charged(claimants).map_or("", |c| &*c.key.namespace)
         };
         for name in &needed {
-            *per_namespace.entry(holder_ns(name)).or_default() += 1;
+            *per_namespace.entry(charged_ns(name)).or_default() += 1;
         }
         let mut order: Vec<(usize, &str)> = needed
             .iter()
-            .map(|name| (per_namespace[holder_ns(name)], *name))
+            .map(|name| (per_namespace[charged_ns(name)], *name))
             .collect();
         order.sort_unstable();
         let mut record = Self::default();
         let (mut used, mut dropped) = (EMPTY_SIZE, 0);
         for (_, name) in order {
-            let claims: Vec<RecordedClaim> = names
-                .get(name)
-                .map(|c| c.as_ref().iter().map(RecordedClaim::of).collect())
-                .unwrap_or_default();
+            let claimants = names.get(name).map_or(&[][..], |c| c.as_ref());
+            let claims: Vec<RecordedClaim> = claimants[..kept(claimants)]
+                .iter()
+                .map(RecordedClaim::of)
+                .collect();
             let size = entry_size(name, &claims);
             if used + size > budget {
                 dropped += 1;
@@ -124,6 +132,34 @@ impl ClaimRecord {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+}
+
+/// The most claimants recorded for one name: beyond them, a tenant's own pile of claims may be
+/// ordered differently after a restart, never ahead of the ones recorded.
+pub const MAX_CLAIMANTS: usize = 16;
+
+/// How many of `claimants` (in order, the holder first) to record: the first
+/// [`MAX_CLAIMANTS`]. A claimant the record does not hold is dated after every recorded one
+/// at the next start, so the holder and the first in line keep their places.
+fn kept(claimants: &[Claimant]) -> usize {
+    claimants.len().min(MAX_CLAIMANTS)
+}
+
+/// The claimant a recorded name is charged to: the first one its creation time alone would put
+/// ahead of a claimant dated before it (the holder if none: the name is recorded for a wildcard
+/// comparison).
+fn charged(claimants: &[Claimant]) -> Option<&Claimant> {
+    let mut latest: Option<Claimant> = None;
+    for c in claimants {
+        let undated = dated(c, false);
+        if latest.as_ref().is_some_and(|l| undated < *l) {
+            return Some(c);
+        }
+        if latest.as_ref().is_none_or(|l| undated > *l) {
+            latest = Some(undated);
+        }
+    }
+    claimants.first()
 }
 
 /// The JSON of an empty record (`{"names":{}}`), for the budget.

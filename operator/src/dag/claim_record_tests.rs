@@ -293,3 +293,78 @@ fn a_restart_with_the_record_builds_what_the_running_process_built() {
     // Not vacuous: many steps had contests to record.
     assert!(recorded > 30, "{recorded}");
 }
+
+/// A tenant cannot push another tenant's contested name out of the record: neither by piling
+/// claimants onto it (only the first `MAX_CLAIMANTS` are recorded, the holder and the refused
+/// old object among them), nor by contesting many of the victim's names (each is charged to
+/// the namespace whose claim made it need a record, not to the holder's).
+#[test]
+fn a_tenant_cannot_push_another_tenants_name_out_of_the_record() {
+    let (mut inc, mut snap) = hijack_refused(
+        contour_root("evil", "old", OLD, "mine.example.com"),
+        contour_root("evil", "old", OLD, "h.example.com"),
+    );
+    // Many younger claimants of the victim's name.
+    let pile: Vec<Object> = (0..60)
+        .map(|i| {
+            contour_root(
+                "evil",
+                &format!("pile{i}"),
+                "2026-01-01T00:00:00Z",
+                "h.example.com",
+            )
+        })
+        .collect();
+    step(&mut inc, &mut snap, pile);
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
+    let claims = &record.names["h.example.com"];
+    assert!(
+        claims.len() <= super::claim_record::MAX_CLAIMANTS,
+        "{}",
+        claims.len()
+    );
+    assert_eq!(
+        (claims[0].name.as_str(), claims[1].name.as_str()),
+        ("site", "old")
+    );
+    let after = restart(&snap, Some(&record));
+    assert_eq!(owner(&after, "h.example.com"), "victim/site");
+    assert_eq!(validity(&after, "evil/old"), Validity::Invalid);
+
+    // The victim also holds 100 names that evil's old objects were edited to claim, and one
+    // contested by another team (`z.example.com`, last by name).
+    let mut objects = Vec::new();
+    for i in 0..100 {
+        objects.push(contour_root(
+            "victim",
+            &format!("v{i}"),
+            NEW,
+            &format!("v{i}.example.com"),
+        ));
+        objects.push(contour_root(
+            "evil",
+            &format!("e{i}"),
+            OLD,
+            &format!("e{i}.evil.example"),
+        ));
+    }
+    objects.push(contour_root("victim", "z", NEW, "z.example.com"));
+    objects.push(contour_root("other", "z", OLD, "o.example.com"));
+    step(&mut inc, &mut snap, objects);
+    let mut edits: Vec<Object> = (0..100)
+        .map(|i| contour_root("evil", &format!("e{i}"), OLD, &format!("v{i}.example.com")))
+        .collect();
+    edits.push(contour_root("other", "z", OLD, "z.example.com"));
+    step(&mut inc, &mut snap, edits);
+    let (full, dropped) = inc.claim_record(BUDGET).unwrap();
+    assert_eq!(dropped, 0);
+    assert_eq!(full.names.len(), 102);
+    let size = |r: &ClaimRecord| serde_json::to_string(r).unwrap().len();
+    let (capped, dropped) = inc.claim_record(size(&full) / 2).unwrap();
+    assert!(dropped > 40, "{dropped}");
+    assert!(
+        capped.names.contains_key("z.example.com"),
+        "{:?}",
+        capped.names.keys()
+    );
+}
