@@ -249,6 +249,9 @@ async fn forward_auth_allows_refuses_and_checks_only_its_routes() {
         .header("X-Forwarded-Proto", "https")
         .header("X-Forwarded-For", "10.1.2.3")
         .header("X-Forwarded-Uri", "/forged")
+        .header("X-Real-Ip", "10.0.0.1")
+        .header("X-Forwarded-Port", "8443")
+        .header("X-Forwarded-Prefix", "/admin")
         .body("payload");
     wait(&mut sluice, http, &allowed, |r| r.status == 200).await;
 
@@ -279,6 +282,13 @@ async fn forward_auth_allows_refuses_and_checks_only_its_routes() {
     assert_eq!(h("x-forwarded-host"), Some(host));
     assert_eq!(h("x-forwarded-proto"), Some("http"));
     assert_eq!(h("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(h("x-real-ip"), Some("127.0.0.1"), "the client's X-Real-Ip");
+    assert_eq!(h("x-forwarded-port"), None, "the client's X-Forwarded-Port");
+    assert_eq!(
+        h("x-forwarded-prefix"),
+        None,
+        "the client's X-Forwarded-Prefix"
+    );
     // Envoy sends the original method (Traefik a GET), without the body.
     assert_eq!(check.method, "POST");
     assert_eq!(h("content-length"), Some("0"));

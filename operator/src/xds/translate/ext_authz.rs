@@ -37,8 +37,9 @@ const NO_CLUSTER: &str = "sluice-no-auth-server";
 /// How long an auth request may take (Traefik's forwardAuth client gives up after 30 s).
 const AUTH_TIMEOUT_MS: u64 = 30_000;
 
-/// The headers Traefik describes the original request with, as Envoy formatters.
-const FORWARDED: [(&str, &str); 5] = [
+/// The headers Traefik describes the original request with, as Envoy formatters (the client's
+/// own copies are replaced), and `x-real-ip`, which Traefik also sets for every request.
+const FORWARDED: [(&str, &str); 6] = [
     ("x-forwarded-method", "%REQ(:METHOD)%"),
     ("x-forwarded-proto", "%REQ(X-FORWARDED-PROTO)%"),
     ("x-forwarded-host", "%REQ(:AUTHORITY)%"),
@@ -47,6 +48,18 @@ const FORWARDED: [(&str, &str); 5] = [
         "x-forwarded-for",
         "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%",
     ),
+    (
+        "x-real-ip",
+        "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%",
+    ),
+];
+
+/// Forwarding headers Traefik strips from untrusted clients and Sluice does not set: a client's
+/// copy never reaches the auth server (it could pass for the Gateway's word).
+const NOT_FORWARDED: [&str; 3] = [
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-prefix",
 ];
 
 /// The `ext_authz` filter of every HTTP connection manager, disabled.
@@ -64,6 +77,15 @@ pub(super) fn listener_filter() -> HttpFilter {
         // Every request header, as Traefik sends without `authRequestHeaders`.
         allowed_headers: Some(ListStringMatcher {
             patterns: vec![regex_matcher("(?s:.*)")],
+        }),
+        disallowed_headers: Some(ListStringMatcher {
+            patterns: NOT_FORWARDED
+                .iter()
+                .map(|h| StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::Exact((*h).to_owned())),
+                    ignore_case: true,
+                })
+                .collect(),
         }),
         ..Default::default()
     };
