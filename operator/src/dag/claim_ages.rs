@@ -165,10 +165,20 @@ impl ClaimAges {
         let Some(record) = self.pending.take() else {
             return BTreeSet::new();
         };
+        // Only the order of the recorded dates matters: they are renumbered 1, 2, … so that no
+        // value a record holds (a forged `u64::MAX`) can use up the dates of later claims.
+        let ranks: BTreeMap<u64, u64> = (record.names.values().flatten())
+            .map(|c| c.since)
+            .filter(|&since| since > 0)
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
+            .zip(1..)
+            .collect();
         let mut claims_of: BTreeMap<ClaimId, BTreeSet<String>> = BTreeMap::new();
         let mut recorded: BTreeSet<(String, ClaimId)> = BTreeSet::new();
         for (fqdn, claimants) in &record.names {
             for c in claimants {
+                let since = ranks.get(&c.since).copied().unwrap_or(0);
                 let id = c.id();
                 let hosts = claims_of
                     .entry(id.clone())
@@ -176,9 +186,9 @@ impl ClaimAges {
                 if !hosts.contains(fqdn) {
                     continue;
                 }
-                self.epoch = self.epoch.max(c.since);
-                if c.since > 0 {
-                    self.since.insert((fqdn.clone(), id.clone()), c.since);
+                self.epoch = self.epoch.max(since);
+                if since > 0 {
+                    self.since.insert((fqdn.clone(), id.clone()), since);
                 }
                 recorded.insert((fqdn.clone(), id));
             }

@@ -126,7 +126,24 @@ impl ClaimRecord {
             used += size;
             record.names.insert(name.to_owned(), claims);
         }
+        record.renumber();
         (record, dropped)
+    }
+
+    /// Its dates renumbered 1, 2, … in their order (0 kept): only their order matters, and a
+    /// record read back renumbers them the same way (see `ClaimAges::import`), so a process
+    /// started from a record records the same thing.
+    fn renumber(&mut self) {
+        let ranks: BTreeMap<u64, u64> = (self.names.values().flatten())
+            .map(|c| c.since)
+            .filter(|&since| since > 0)
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
+            .zip(1..)
+            .collect();
+        for c in self.names.values_mut().flatten() {
+            c.since = ranks.get(&c.since).copied().unwrap_or(0);
+        }
     }
 
     pub fn is_empty(&self) -> bool {

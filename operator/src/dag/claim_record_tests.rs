@@ -368,3 +368,34 @@ fn a_tenant_cannot_push_another_tenants_name_out_of_the_record() {
         capped.names.keys()
     );
 }
+
+/// A record's dates count by their order only: a forged one (`u64::MAX`) cannot make every
+/// later claim tie with every other, which would let an old object edited to claim a name held
+/// since the start win by creation time again.
+#[test]
+fn a_forged_date_in_the_record_does_not_switch_dating_off() {
+    let (inc, mut snap) = hijack_refused(
+        contour_root("evil", "old", OLD, "mine.example.com"),
+        contour_root("evil", "old", OLD, "h.example.com"),
+    );
+    let (mut record, _) = inc.claim_record(BUDGET).unwrap();
+    for c in record.names.values_mut().flatten().filter(|c| c.since > 0) {
+        c.since = u64::MAX;
+    }
+    snap.apply(contour_root("evil", "old2", OLD, "other.evil.example"));
+    let mut after = restart(&snap, Some(&record));
+    assert_eq!(owner(&after, "h.example.com"), "victim/site");
+    // A name claimed after the start, then an old object edited to claim it: refused.
+    step(
+        &mut after,
+        &mut snap,
+        vec![contour_root("victim", "fresh", NEW, "fresh.example.com")],
+    );
+    let s = step(
+        &mut after,
+        &mut snap,
+        vec![contour_root("evil", "old2", OLD, "fresh.example.com")],
+    );
+    assert_eq!(owner(&after, "fresh.example.com"), "victim/fresh");
+    assert_eq!(verdict(&s, "evil/old2").0, Validity::Invalid, "{s:?}");
+}
