@@ -46,6 +46,27 @@ const FRAMING: &[&str] = &[
     "trailer",
     "expect",
 ];
+/// Headers Envoy's router acts on (retries, timeouts, tracing, statistics): an auth server
+/// setting them would steer the shared proxy's handling of the request. Any `x-envoy-` name is
+/// refused in `authResponseHeaders`; a regex is refused if it matches one of these.
+const ENVOY_CONTROL: &[&str] = &[
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-stream-duration-ms",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-force-trace",
+    "x-envoy-original-path",
+    "x-envoy-ip-tags",
+];
+const WHY_ENVOY: &str = "steer how the shared Envoy retries, times out or counts the request";
+
 const WHY_FRAMING: &str = "change where the request goes or how its body is framed (Envoy \
                            copies it; Go's client does not frame by it)";
 
@@ -111,6 +132,16 @@ pub(super) fn policy(
              the request, it would {WHY_FRAMING}"
         ));
     }
+    if let Some(h) = f
+        .auth_response_headers
+        .iter()
+        .find(|h| h.to_ascii_lowercase().starts_with("x-envoy-"))
+    {
+        return Err(format!(
+            "{AT}.authResponseHeaders: {h:?} is not served: copied from the auth response onto \
+             the request, it would {WHY_ENVOY}"
+        ));
+    }
     if f.path.contains('#') {
         return Err(format!(
             "{AT}.address: the path {:?} holds a fragment ('#'), which is never sent",
@@ -142,6 +173,12 @@ pub(super) fn policy(
                 return Err(format!(
                     "{AT}.authResponseHeadersRegex: matches {h:?}: copied from the auth \
                      response onto the request, it would {WHY_FRAMING}; narrow the regex"
+                ));
+            }
+            if let Some(h) = ENVOY_CONTROL.iter().find(|h| whole.is_match(h)) {
+                return Err(format!(
+                    "{AT}.authResponseHeadersRegex: matches {h:?}: copied from the auth \
+                     response onto the request, it would {WHY_ENVOY}; narrow the regex"
                 ));
             }
             Some(regex)

@@ -248,6 +248,14 @@ fn fields_envoy_cannot_serve_are_refused_by_name() {
             "authResponseHeadersRegex: matches \"content-length\"",
         ),
         (
+            "authResponseHeaders: [X-User, X-Envoy-Retry-On]",
+            "authResponseHeaders: \"x-envoy-retry-on\" is not served",
+        ),
+        (
+            "authResponseHeadersRegex: '^X-Envoy-'",
+            "authResponseHeadersRegex: matches \"x-envoy-retry-on\"",
+        ),
+        (
             "authResponseHeadersRegex: 'ENCODING'",
             "matches \"transfer-encoding\"",
         ),
