@@ -147,6 +147,9 @@ pub struct ClaimsWriter {
     dropped: usize,
 }
 
+/// How long a claims read or write may hold the Gateway's build loop.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl ClaimsWriter {
     /// Writes `pipeline`'s record for `gw` if this replica leads and the ConfigMap holds
     /// another; `changed`: the pass changed the DAG. A failed write is tried again next pass.
@@ -166,7 +169,10 @@ impl ClaimsWriter {
         if !self.leading {
             self.leading = true;
             self.dirty = true;
-            let found = read_once(client, gw).await;
+            let found = match tokio::time::timeout(SYNC_TIMEOUT, read_once(client, gw)).await {
+                Ok(found) => found,
+                Err(_) => Err("the claims ConfigMap did not answer in time".into()),
+            };
             self.foreign = matches!(found, Ok(Found::Unusable { owned: false }));
             self.stored = match found {
                 Ok(Found::Absent) => Some(ClaimRecord::default()),
@@ -192,7 +198,12 @@ impl ClaimsWriter {
             self.dirty = false;
             return;
         }
-        match write(client, leadership, gw, &record).await {
+        // Bounded: the write is awaited in the Gateway's build loop, and a slow API server must
+        // not hold back its configuration for long (a write that times out is tried again).
+        let written = tokio::time::timeout(SYNC_TIMEOUT, write(client, leadership, gw, &record))
+            .await
+            .unwrap_or_else(|_| Err("timed out".to_owned()));
+        match written {
             Ok(()) => {
                 self.stored = Some(record);
                 self.dirty = false;
