@@ -152,6 +152,12 @@ impl TlsClient {
         TlsClient::trusting_versions(ca_pem, rustls::DEFAULT_VERSIONS)
     }
 
+    /// A copy of its rustls configuration, for a test that changes what the client offers
+    /// (SNI, ALPN) and drives the handshake itself.
+    pub fn rustls_config(&self) -> rustls::ClientConfig {
+        rustls::ClientConfig::clone(&self.config)
+    }
+
     /// [`TlsClient::trusting`], offering only `versions` (e.g. `&[&rustls::version::TLS12]`
     /// for a client that cannot speak TLS 1.3).
     pub fn trusting_versions(

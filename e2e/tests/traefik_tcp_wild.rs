@@ -12,13 +12,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use sluice_e2e::backend::{Backend, TcpEchoBackend};
 use sluice_e2e::manifests::{Manifests, service, tls_secret};
 use sluice_e2e::sluice::Standalone;
-use sluice_e2e::tls::TestCa;
+use sluice_e2e::tls::{TestCa, TlsClient};
+use sluice_e2e::tls_session::certificates_der;
 use sluice_e2e::try_wait_for;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -57,17 +57,8 @@ fn tcp_route(
 }
 
 fn client_config(ca_pem: &str, sni: bool) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut config = TlsClient::trusting(ca_pem).unwrap().rustls_config();
+    config.alpn_protocols = Vec::new();
     config.enable_sni = sni;
     Arc::new(config)
 }
@@ -137,11 +128,7 @@ async fn passes_through(ca: &TestCa, port: u16, name: &str, sni: bool) -> bool {
 }
 
 fn leaf_of(pem: &str) -> Vec<u8> {
-    CertificateDer::pem_slice_iter(pem.as_bytes())
-        .next()
-        .unwrap()
-        .unwrap()
-        .to_vec()
+    certificates_der(pem).unwrap().swap_remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
