@@ -94,7 +94,7 @@ pub(super) fn http_listener(opts: &TranslateOptions, scoped: bool) -> Listener {
             opts.ipv4_compat,
         )),
         filter_chains: vec![FilterChain {
-            filters: vec![hcm_filter(&hcm)],
+            filters: vec![super::client_ip::record_filter(), hcm_filter(&hcm)],
             ..Default::default()
         }],
         ..Default::default()
@@ -167,7 +167,8 @@ pub(super) fn sni_filter_chains(vh: &VirtualHost, tls: &VirtualHostTls) -> Vec<F
     };
     let Some(tcp) = &vh.tcp_proxy else {
         let hcm = ingress_hcm(HTTPS_LISTENER, &https_route_config_name(&vh.fqdn));
-        return vec![chain(vh.fqdn.clone(), vec![hcm_filter(&hcm)], None)];
+        let filters = vec![super::client_ip::record_filter(), hcm_filter(&hcm)];
+        return vec![chain(vh.fqdn.clone(), filters, None)];
     };
     let mut chains: Vec<FilterChain> = tcp
         .branches

@@ -14,6 +14,7 @@
 //! `validate` builds a self-contained bootstrap so real Envoy can check the output.
 
 mod by_type;
+mod client_ip;
 mod clusters;
 pub mod constraints;
 mod envoy;
