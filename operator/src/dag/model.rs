@@ -315,6 +315,11 @@ pub struct TcpProxy {
     /// `dag::traefik::tcp_match`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branches: Vec<TcpBranch>,
+    /// Plain TCP (Traefik `HostSNI(`*`)` without `tls`): the connections that are not TLS, on
+    /// the catch-all host only (its `tls` is a passthrough without certificate); see
+    /// `dag::traefik::tcp_plain`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain: bool,
 }
 
 impl TcpProxy {

@@ -182,6 +182,7 @@ mod tests {
             owner: "traefik-tcp:team/db".into(),
             clusters: Vec::new(),
             branches: Vec::new(),
+            plain: false,
         });
         let plain = vhost("plain.example.com", vec![route("/", &[("a", 80, 1)])]);
         Dag {

@@ -29,6 +29,7 @@ mod services;
 pub(super) mod tcp;
 mod tcp_match;
 mod tcp_open;
+mod tcp_plain;
 mod tls;
 pub(super) mod tls_store;
 mod transport;
@@ -273,6 +274,8 @@ mod redirect_regex_tests;
 mod service_options_tests;
 #[cfg(test)]
 mod tcp_open_tests;
+#[cfg(test)]
+mod tcp_plain_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod incremental;
 pub mod json;
 mod listeners;
 mod listeners_hold;
+mod listeners_plain;
 mod matching;
 mod mirrors;
 pub mod open_hosts;
