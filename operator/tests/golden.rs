@@ -42,7 +42,7 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 21] = [
+const TRAEFIK_GROUPS: [&str; 22] = [
     "allowed-hosts",
     "basic",
     "client-ip",
@@ -60,6 +60,7 @@ const TRAEFIK_GROUPS: [&str; 21] = [
     "services",
     "tcp",
     "tcp-client-ip",
+    "tcp-plain",
     "tcp-wild",
     "tls-options",
     "tls-store",
