@@ -98,7 +98,9 @@ async fn served_after_speaking(from: Ipv4Addr, port: u16) -> bool {
     if s.write_all(b"hello\n").await.is_err() {
         return false;
     }
-    reads(&mut s, GREETING, IO_TIMEOUT).await && reads(&mut s, b"hello\n", IO_TIMEOUT).await
+    // The greeting, then the echo (possibly in one read).
+    let expected = [GREETING, b"hello\n"].concat();
+    reads(&mut s, &expected, IO_TIMEOUT).await
 }
 
 async fn echoes<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, data: &[u8]) -> bool {
@@ -180,5 +182,86 @@ async fn plain_tcp_serves_the_connections_that_are_not_tls() {
         "the TLS inspector waits for the client's first bytes"
     );
     assert_eq!(tls_backend.connection_count(), 1);
+    sluice.check_running().unwrap();
+}
+
+/// Which of `backends` a TLS session for `sni` from `from` reaches (by their connection
+/// counts); `None` when the handshake fails or the connection closes.
+async fn reached(
+    ca: &TestCa,
+    port: u16,
+    backends: &[(&str, &TcpEchoBackend)],
+    from: Ipv4Addr,
+    sni: &str,
+) -> Option<String> {
+    let before: Vec<u64> = backends.iter().map(|(_, b)| b.connection_count()).collect();
+    let config = Arc::new(TlsClient::trusting(&ca.cert_pem()).unwrap().rustls_config());
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    let mut s = tokio::time::timeout(IO_TIMEOUT, async {
+        let tcp = tcp_from(from, port).await.ok()?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .ok()
+    })
+    .await
+    .ok()
+    .flatten()?;
+    if !echoes(&mut s, b"ping\n").await {
+        return None;
+    }
+    let moved: Vec<&str> = backends
+        .iter()
+        .zip(&before)
+        .filter(|((_, b), n)| b.connection_count() > **n)
+        .map(|((name, _), _)| *name)
+        .collect();
+    assert_eq!(moved.len(), 1, "{sni} from {from}: {moved:?}");
+    Some(moved[0].to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ip_alone_is_a_catch_all_condition_and_or_spreads_it() {
+    let ca = TestCa::new("edge ca").unwrap();
+    let edge = ca.issue(&["a.example.com", "unheld.example.net"]).unwrap();
+    let inside = TcpEchoBackend::start().await.unwrap();
+    let named = TcpEchoBackend::start().await.unwrap();
+    let dir = Manifests::new().unwrap();
+    let mut objects = format!("---\n{}", tls_secret("apps", "edge", &edge));
+    objects += &service("apps", "inside", 9000, &[inside.port()]);
+    objects += &service("apps", "named", 9000, &[named.port()]);
+    // `ClientIP()` alone claims the catch-all; `||` puts the network's alternative there too
+    // and, within the object, on its own name (where the longer rule's priority wins).
+    objects += &tcp_route(
+        "apps",
+        "ip",
+        "2024-01-01T00:00:00Z",
+        json!({"routes": [
+            {"match": "ClientIP(`127.0.0.2`)", "services": [{"name": "inside", "port": 9000}]},
+            {"match": "HostSNI(`a.example.com`) || ClientIP(`10.0.0.0/8`)",
+             "services": [{"name": "named", "port": 9000}]},
+        ], "tls": {"secretName": "edge"}}),
+    );
+    dir.write("objects.yaml", &objects).unwrap();
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let ports = sluice.default_instance(WAIT).await.unwrap();
+    let backends = [("inside", &inside), ("named", &named)];
+    let first = try_wait_for("the catch-all for 127.0.0.2", WAIT, async || {
+        sluice.check_running()?;
+        Ok(reached(&ca, ports.https, &backends, OTHER, "unheld.example.net").await)
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, "inside");
+    let cases: &[(Ipv4Addr, &str, Option<&str>)] = &[
+        // No chain of the catch-all takes 127.0.0.1: closed.
+        (LOCAL, "unheld.example.net", None),
+        (LOCAL, "a.example.com", Some("named")),
+        (OTHER, "a.example.com", Some("named")),
+    ];
+    for (from, sni, expected) in cases {
+        let got = reached(&ca, ports.https, &backends, *from, sni).await;
+        assert_eq!(got.as_deref(), *expected, "{sni} from {from}");
+    }
     sluice.check_running().unwrap();
 }
