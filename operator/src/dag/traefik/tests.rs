@@ -296,6 +296,16 @@ fn what_is_not_served_is_refused_by_name() {
             "spec.routes[0].match: ClientIP(`::ffff:10.0.0.0/104`): an IPv4-mapped IPv6 network \
              is not served",
         ),
+        (
+            "",
+            "Host(`a.example.com`) && ClientIP(`10.0.0.0/33`)",
+            "prefix length must be 0 to 32",
+        ),
+        (
+            "",
+            "Host(`a.example.com`) && (ClientIP(`::1`) || ClientIP(`10.0.0.300`))",
+            "is not an IP address or CIDR",
+        ),
         ("", "Host(`*.com`)", "directly under a top-level domain"),
         (
             "  entryPoints: [websecure]\n",
