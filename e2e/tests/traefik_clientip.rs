@@ -139,6 +139,7 @@ async fn client_ip_routes_fall_through_as_traefiks_routers_do() {
     // Another tenant: every IPv4 client at the highest priority, without Host() (the catch-all
     // only), and a younger claim on a held name for one client (refused).
     let young = "2025-01-01T00:00:00Z";
+    let without_catch_all = objects.clone();
     objects += &ingress_route(
         "evil",
         "everyone",
@@ -212,5 +213,24 @@ async fn client_ip_routes_fall_through_as_traefiks_routers_do() {
         .filter(|e| e.header("host") != Some("unheld.example.net"))
         .collect();
     assert!(stolen.is_empty(), "{stolen:?}");
+    // Without a catch-all the Gateway serves plain HTTP through scoped route configurations
+    // (one per host): the address conditions hold there too.
+    dir.write("objects.yaml", &without_catch_all).unwrap();
+    try_wait_for("the catch-all gone", WAIT, async || {
+        sluice.check_running()?;
+        let got = http_from(LOCAL, http, "unheld.example.net", "/", "").await;
+        Ok((got == "status 404").then_some(()))
+    })
+    .await
+    .unwrap();
+    for (from, path, expected) in [
+        (OTHER, "/admin", "inside"),
+        (LOCAL, "/admin", "public"),
+        (OTHER, "/beta", "public"),
+        (LOCAL, "/beta", "beta"),
+    ] {
+        let got = http_from(from, http, "ip.example.com", path, "").await;
+        assert_eq!(got, expected, "scoped: {path} from {from}");
+    }
     sluice.check_running().unwrap();
 }
