@@ -42,9 +42,10 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 20] = [
+const TRAEFIK_GROUPS: [&str; 22] = [
     "allowed-hosts",
     "basic",
+    "client-ip",
     "compress",
     "forwardauth",
     "hosts",
@@ -59,6 +60,7 @@ const TRAEFIK_GROUPS: [&str; 20] = [
     "services",
     "tcp",
     "tcp-client-ip",
+    "tcp-plain",
     "tcp-wild",
     "tls-options",
     "tls-store",

@@ -157,6 +157,9 @@ pub struct RouteExtra {
     pub headers: Vec<HeaderCondition>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub query: Vec<QueryCondition>,
+    /// Conditions on the client's address (the TCP peer), all true.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceCondition>,
     /// Higher first; ties keep the order the builder gave.
     pub priority: i64,
     /// Answer with a redirect instead of forwarding.
@@ -219,6 +222,15 @@ pub struct HeaderCondition {
     /// Lower case; `:authority` and `:method` included.
     pub name: String,
     pub value: ValueCondition,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub invert: bool,
+}
+
+/// The client's address in a network (`invert`: not in it); Traefik `ClientIP()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceCondition {
+    pub range: SourceRange,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub invert: bool,
 }
@@ -303,6 +315,11 @@ pub struct TcpProxy {
     /// `dag::traefik::tcp_match`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branches: Vec<TcpBranch>,
+    /// Plain TCP (Traefik `HostSNI(`*`)` without `tls`): the connections that are not TLS, on
+    /// the catch-all host only (its `tls` is a passthrough without certificate); see
+    /// `dag::traefik::tcp_plain`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain: bool,
 }
 
 impl TcpProxy {

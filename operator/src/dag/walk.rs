@@ -222,6 +222,7 @@ impl<'a> Builder<'a> {
             owner: key.to_string(),
             clusters,
             branches: Vec::new(),
+            plain: false,
         })
     }
 }

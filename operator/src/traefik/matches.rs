@@ -5,8 +5,8 @@
 //! chosen by name first; so the rule is put in disjunctive normal form (negations pushed to the
 //! leaves) and each conjunct becomes one [`HttpMatch`], all sharing the route's action. What
 //! cannot be expressed exactly is refused, naming the call: `!Host`, a negated path or query,
-//! a negated `ClientIP`, two path conditions one of which is a regex, a host regex that relies
-//! on upper case, and rules whose normal form exceeds [`MAX_ALTERNATIVES`].
+//! two path conditions one of which is a regex, a host regex that relies on upper case, and
+//! rules whose normal form exceeds [`MAX_ALTERNATIVES`].
 
 use super::matcher::{Cidr, HostName, Leaf, Located, Protocol, Syntax, ValueMatch, parse_rule};
 use super::regex::Pattern;
@@ -69,9 +69,11 @@ pub struct HttpMatch {
     pub path: PathMatch,
     pub headers: Vec<HeaderMatch>,
     pub query: Vec<QueryMatch>,
-    /// The client's address must be in every one of these networks. Envoy's `RouteMatch` has no
-    /// such field: the wiring needs the unified matcher (source-IP input) or must refuse.
+    /// The client's address must be in every one of these networks (Envoy: a filter-state
+    /// address matcher per network, see `xds::translate::client_ip`).
     pub source_ips: Vec<Cidr>,
+    /// ... and in none of these (`!ClientIP()`: the same matcher, inverted).
+    pub not_source_ips: Vec<Cidr>,
 }
 
 /// An IngressRoute route's rule, ready to become Envoy routes.
@@ -216,6 +218,7 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
         headers: Vec::new(),
         query: Vec::new(),
         source_ips: Vec::new(),
+        not_source_ips: Vec::new(),
     };
     for &(l, neg) in lits {
         match (&l.leaf, neg) {
@@ -295,15 +298,14 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
                 key: key.clone(),
                 value: string_match(value),
             }),
-            (Leaf::ClientIp(_), true) => {
-                return Err(refuse(
-                    l,
-                    "a route cannot match on the absence of a client network",
-                ));
-            }
-            (Leaf::ClientIp(c), false) => {
-                if !m.source_ips.contains(c) {
-                    m.source_ips.push(*c);
+            (Leaf::ClientIp(c), neg) => {
+                let list = if neg {
+                    &mut m.not_source_ips
+                } else {
+                    &mut m.source_ips
+                };
+                if !list.contains(c) {
+                    list.push(*c);
                 }
             }
             (Leaf::HostSni(_) | Leaf::HostSniRegexp(_) | Leaf::Alpn(_), _) => {
@@ -364,6 +366,7 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
         m.path = PathMatch::Regex(p.envoy_full_match());
     }
     m.source_ips.sort();
+    m.not_source_ips.sort();
     Ok(Some(m))
 }
 

@@ -141,7 +141,6 @@ fn what_envoy_cannot_express_is_refused_naming_the_part() {
         ("Host(`a.com`) && !Path(`/admin`)", "!Path(`/admin`)"),
         ("!PathPrefix(`/a`)", "!PathPrefix(`/a`)"),
         ("!Query(`a`, `b`)", "!Query(`a`, `b`)"),
-        ("!ClientIP(`10.0.0.0/8`)", "!ClientIP"),
         ("PathRegexp(`a`) && PathPrefix(`/b`)", "PathRegexp(`a`)"),
     ] {
         let e = refused(rule, Syntax::V3);
@@ -153,6 +152,28 @@ fn what_envoy_cannot_express_is_refused_naming_the_part() {
         .collect::<Vec<_>>()
         .join(" && ");
     assert!(refused(&blowup, Syntax::V3).contains(&MAX_ALTERNATIVES.to_string()));
+}
+
+#[test]
+fn client_ip_is_a_condition_and_its_negation_an_inverted_one() {
+    let m = one("ClientIP(`10.1.2.3/8`) && !ClientIP(`10.9.0.0/16`) && ClientIP(`10.0.0.0/8`)");
+    let show = |v: &[Cidr]| {
+        v.iter()
+            .map(|c| format!("{}/{}", c.addr, c.prefix_len))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(show(&m.source_ips), ["10.0.0.0/8"]);
+    assert_eq!(show(&m.not_source_ips), ["10.9.0.0/16"]);
+    // De Morgan: two alternatives, each with one inverted network.
+    let r = http_rule(
+        "!(ClientIP(`10.0.0.0/8`) && ClientIP(`::1`))",
+        Syntax::V3,
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.matches.len(), 2);
+    assert!(r.matches.iter().all(|m| m.source_ips.is_empty()));
+    assert_eq!(show(&r.matches[1].not_source_ips), ["::1/128"]);
 }
 
 #[test]

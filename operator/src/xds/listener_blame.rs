@@ -196,6 +196,7 @@ mod tests {
             owner: "traefik-tcp:team/db".into(),
             clusters: Vec::new(),
             branches: Vec::new(),
+            plain: false,
         });
         let mut plain = vhost("plain.example.com", vec![route("/", &[("a", 80, 1)])]);
         plain.owner = "plain".into();

@@ -245,6 +245,7 @@ fn dag_routes(
                 value: value(&q.value),
             })
             .collect(),
+        sources: super::client_ip::conditions(m),
         priority: p.rule.priority,
         redirect: None,
         path_rewrite: f.path_rewrite.clone(),

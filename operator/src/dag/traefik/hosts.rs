@@ -17,12 +17,6 @@ use crate::traefik::matches::HostMatch;
 /// The name of the catch-all virtual host.
 pub const CATCH_ALL: &str = "*";
 
-/// Why `ClientIP()` is refused.
-pub const CLIENT_IP_REFUSED: &str = "ClientIP() cannot be served exactly: an Envoy route has no \
-     client-address condition, and the nearest constructs change which route answers (an RBAC \
-     policy on the route answers 403 instead of trying the next route; a virtual host's \
-     matcher tree replaces Envoy's path matching); restrict by address in the backend instead";
-
 /// The virtual host name an alternative's host condition claims (lower case): an exact name,
 /// `*.parent`, or [`CATCH_ALL`]. `tls`: the IngressRoute is served over HTTPS.
 pub fn claim(host: &HostMatch, tls: bool) -> Result<String, String> {

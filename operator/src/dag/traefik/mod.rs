@@ -17,6 +17,7 @@
 
 mod allowed_hosts;
 mod build;
+mod client_ip;
 mod compress;
 mod filters;
 mod forward_auth;
@@ -28,6 +29,7 @@ mod services;
 pub(super) mod tcp;
 mod tcp_match;
 mod tcp_open;
+mod tcp_plain;
 mod tls;
 pub(super) mod tls_store;
 mod transport;
@@ -231,9 +233,7 @@ fn parse<'s>(sel: &Selection, key: &ObjKey, obj: &'s TraefikRoute) -> Result<Par
             let host =
                 hosts::claim(&m.host, tls.is_some()).map_err(|e| format!("{at}.match: {e}"))?;
             hosts.insert(host);
-            if !m.source_ips.is_empty() {
-                return Err(format!("{at}.match: {}", hosts::CLIENT_IP_REFUSED));
-            }
+            client_ip::check(m).map_err(|e| format!("{at}.match: {e}"))?;
         }
         // Routes with the same rule are one router in Traefik; the later one wins.
         routes.retain(|p| p.route.match_ != r.match_);
@@ -278,6 +278,8 @@ mod redirect_regex_tests;
 mod service_options_tests;
 #[cfg(test)]
 mod tcp_open_tests;
+#[cfg(test)]
+mod tcp_plain_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

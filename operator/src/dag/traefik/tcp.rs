@@ -7,15 +7,16 @@
 //!
 //! `ClientIP()` and `ALPN()` add conditional chains of a name (see `tcp_match`);
 //! `HostSNI(`*`)` and `HostSNI(`*.name`)` claim the catch-all and wildcard hosts (see
-//! `tcp_open`). What a filter chain cannot express exactly is refused, naming the part:
-//! `HostSNIRegexp` (hosts are owned by name; server_names have no regex), TCP middlewares, and
-//! plain TCP without TLS ([`PLAIN_TCP`]).
+//! `tcp_open`); without `tls`, `HostSNI(`*`)` is plain TCP (see `tcp_plain`). What a filter
+//! chain cannot express exactly is refused, naming the part: `HostSNIRegexp` (hosts are owned
+//! by name; server_names have no regex) and TCP middlewares.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::tcp_match::{self, Alternative, Chain};
 use super::tcp_open;
+use super::tcp_plain;
 use super::tls::{self, TlsRequest};
 use crate::api::traefik::routes::{RouteTCP, ServiceTCP};
 use crate::dag::build::Builder;
@@ -28,14 +29,6 @@ use crate::dag::upstream::{check_weight_sum, policy_hash};
 use crate::snapshot::{ClusterSnapshot, ObjKey, TraefikTcpRoute};
 use crate::traefik::matcher::Syntax;
 use crate::traefik::tcp::tcp_rule;
-
-/// Why an IngressRouteTCP without `tls` (plain TCP, Traefik's `HostSNI(`*`)` without TLS) is
-/// refused.
-pub const PLAIN_TCP: &str = "spec.tls: required: Sluice serves TCP routes as filter chains \
-     of the Gateway's HTTPS listener, chosen by TLS SNI; plain TCP (HostSNI(`*`) without tls) \
-     would be a chain for the connections that are not TLS, which Envoy tells apart only once \
-     its TLS inspector has read the client's first bytes: server-first protocols (MySQL, SMTP) \
-     would stall until the listener closes them, so plain TCP is not served";
 
 /// The kind reported for a Traefik IngressRouteTCP.
 pub const KIND: &str = "IngressRouteTCP";
@@ -65,6 +58,8 @@ pub(in crate::dag) struct TcpParsed<'s> {
     pub routes: &'s [RouteTCP],
     pub tls: TlsRequest,
     pub passthrough: bool,
+    /// No `tls`: plain TCP (then `passthrough` too, without certificate).
+    pub plain: bool,
 }
 
 /// Whether `sel`'s instance judges this IngressRouteTCP (as for an IngressRoute).
@@ -160,19 +155,23 @@ fn parse<'s>(
             ));
         }
     }
-    let Some(t) = &spec.tls else {
-        return Err(PLAIN_TCP.into());
+    let (tls, passthrough) = match &spec.tls {
+        None => (tcp_plain::request(), true),
+        Some(t) => {
+            let tls = tls::request(
+                &key.namespace,
+                &tls::TlsFields {
+                    secret_name: t.secret_name.as_deref(),
+                    options: t.options.as_ref(),
+                    store: t.store.as_ref(),
+                    cert_resolver: t.cert_resolver.as_deref(),
+                    domains: &t.domains,
+                },
+            )?;
+            (tls, t.passthrough)
+        }
     };
-    let tls = tls::request(
-        &key.namespace,
-        &tls::TlsFields {
-            secret_name: t.secret_name.as_deref(),
-            options: t.options.as_ref(),
-            store: t.store.as_ref(),
-            cert_resolver: t.cert_resolver.as_deref(),
-            domains: &t.domains,
-        },
-    )?;
+    let plain = spec.tls.is_none();
     if spec.routes.is_empty() {
         return Err("spec.routes: at least one route is required".into());
     }
@@ -192,6 +191,9 @@ fn parse<'s>(
         let rule =
             tcp_rule(&r.match_, syntax, r.priority).map_err(|e| format!("{at}.match: {e}"))?;
         for m in &rule.matches {
+            if plain {
+                tcp_plain::check(m).map_err(|e| format!("{at}.match: {e}"))?;
+            }
             let host = tcp_open::claim(&m.sni).map_err(|e| format!("{at}.match: {e}"))?;
             let source = match m.source_ips.as_slice() {
                 [] => None,
@@ -220,7 +222,8 @@ fn parse<'s>(
         hosts,
         routes: &spec.routes,
         tls,
-        passthrough: t.passthrough,
+        passthrough,
+        plain,
     })
 }
 
@@ -267,6 +270,7 @@ impl Builder<'_> {
                 owner: owner.clone(),
                 clusters: Vec::new(),
                 branches: Vec::new(),
+                plain: parsed.plain,
             };
             for chain in chains {
                 if chain.alpn.is_empty() && chain.sources.is_empty() {

@@ -34,8 +34,9 @@ pub fn claim(sni: &SniMatch) -> Result<String, String> {
         }
         SniMatch::Regex(_) => Err(
             "HostSNIRegexp() is not served: Envoy's filter chain server_names have no regex \
-             (exact names and *.suffix only), and hosts are owned by name; name them with \
-             HostSNI()"
+             (exact names and *.suffix only), and its regex-capable filter_chain_matcher \
+             replaces filter_chain_match for the whole listener, which every tenant on the \
+             Gateway shares; hosts are owned by name: name them with HostSNI()"
                 .into(),
         ),
     }

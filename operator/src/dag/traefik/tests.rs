@@ -292,8 +292,19 @@ fn what_is_not_served_is_refused_by_name() {
         ),
         (
             "",
-            "Host(`a.example.com`) && ClientIP(`10.0.0.0/8`)",
-            "ClientIP() cannot be served exactly",
+            "Host(`a.example.com`) && !ClientIP(`::ffff:10.0.0.0/104`)",
+            "spec.routes[0].match: ClientIP(`::ffff:10.0.0.0/104`): an IPv4-mapped IPv6 network \
+             is not served",
+        ),
+        (
+            "",
+            "Host(`a.example.com`) && ClientIP(`10.0.0.0/33`)",
+            "prefix length must be 0 to 32",
+        ),
+        (
+            "",
+            "Host(`a.example.com`) && (ClientIP(`::1`) || ClientIP(`10.0.0.300`))",
+            "is not an IP address or CIDR",
         ),
         ("", "Host(`*.com`)", "directly under a top-level domain"),
         (
@@ -545,4 +556,48 @@ fn hostile_sizes_make_the_route_invalid() {
         "{description}"
     );
     assert!(dag.virtual_hosts.is_empty());
+}
+
+#[test]
+fn client_ip_becomes_address_conditions_of_the_route_in_its_own_host() {
+    let spec = concat!(
+        "  entryPoints: [web]\n  routes:\n",
+        "  - match: Host(`a.example.com`) && (ClientIP(`10.0.0.0/8`) || !ClientIP(`::1`))\n",
+        "    services: [{name: s, port: 80}]\n",
+        "  - match: ClientIP(`0.0.0.0/0`)\n    services: [{name: s, port: 80}]\n",
+    );
+    let dag = dag_of(&(svc("apps", "s") + &io("apps", "r", spec)));
+    assert_eq!(verdict(&dag, "apps/r").0, "valid");
+    let sources = |fqdn: &str| -> Vec<Vec<(String, bool)>> {
+        vhost(&dag, fqdn)
+            .routes
+            .iter()
+            .map(|r| {
+                r.extra
+                    .as_ref()
+                    .unwrap()
+                    .sources
+                    .iter()
+                    .map(|s| {
+                        (
+                            format!("{}/{}", s.range.address, s.range.prefix_len),
+                            s.invert,
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    // The host-less rule claims only the catch-all (and reaches the object's own host, as in
+    // Traefik), never another name.
+    assert_eq!(
+        sources("a.example.com"),
+        [
+            vec![("10.0.0.0/8".to_owned(), false)],
+            vec![("::1/128".to_owned(), true)],
+            vec![("0.0.0.0/0".to_owned(), false)],
+        ]
+    );
+    assert_eq!(sources("*"), [vec![("0.0.0.0/0".to_owned(), false)]]);
+    assert_eq!(dag.virtual_hosts.len(), 2);
 }

@@ -444,9 +444,14 @@ fn host_ownership_spans_http_and_tcp_routes() {
 fn tcp_rules_and_fields_that_cannot_be_served_are_refused_by_name() {
     let cases: &[(&str, &str, &str)] = &[
         (
-            "HostSNI(`*`)",
+            "HostSNI(`a.example.com`)",
             "null",
-            "plain TCP (HostSNI(`*`) without tls) would be a chain",
+            "spec.routes[0].match: HostSNI(`a.example.com`) needs spec.tls",
+        ),
+        (
+            "HostSNI(`*`) && ALPN(`h2`)",
+            "null",
+            "spec.routes[0].match: ALPN(`h2`) needs spec.tls",
         ),
         (
             "HostSNI(`*.com`)",
@@ -483,7 +488,6 @@ fn tcp_rules_and_fields_that_cannot_be_served_are_refused_by_name() {
             "{passthrough: true}",
             "cannot be negated",
         ),
-        ("HostSNI(`a.example.com`)", "null", "spec.tls: required"),
         (
             "HostSNI(`a.example.com`)",
             "{passthrough: true, secretName: cert}",

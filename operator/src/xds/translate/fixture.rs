@@ -172,6 +172,7 @@ pub fn with_tcp_proxy(mut vh: VirtualHost, clusters: &[(&str, u16, u32)]) -> Vir
         owner: vh.owner.clone(),
         clusters: weighted(clusters),
         branches: Vec::new(),
+        plain: false,
     });
     vh
 }

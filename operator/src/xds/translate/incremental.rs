@@ -356,7 +356,8 @@ impl Translator {
             .filter_map(|vh| self.hosts.get(&vh.fqdn))
             .flat_map(HostEntry::chain_bytes)
             .chain(self.hold.iter().map(Vec::as_slice));
-        https_listener(&self.opts, parts)
+        let inspect = super::listeners_plain::inspects(tls_hosts);
+        https_listener(&self.opts, inspect, parts)
     }
 }
 
@@ -461,9 +462,10 @@ fn assembled_route_configuration<'a>(
 /// `ingress_https` with the given encoded filter chains, in order.
 fn https_listener<'a>(
     opts: &TranslateOptions,
+    inspect: bool,
     chains: impl Iterator<Item = &'a [u8]>,
 ) -> Arc<VersionedResource> {
-    let template = listeners::https_listener(opts, &[]);
+    let template = listeners::https_listener_template(opts, inspect);
     let head = Listener {
         name: template.name.clone(),
         address: template.address.clone(),

@@ -94,7 +94,7 @@ pub(super) fn http_listener(opts: &TranslateOptions, scoped: bool) -> Listener {
             opts.ipv4_compat,
         )),
         filter_chains: vec![FilterChain {
-            filters: vec![hcm_filter(&hcm)],
+            filters: vec![super::client_ip::record_filter(), hcm_filter(&hcm)],
             ..Default::default()
         }],
         ..Default::default()
@@ -103,19 +103,6 @@ pub(super) fn http_listener(opts: &TranslateOptions, scoped: bool) -> Listener {
 
 pub(super) fn https_listener(opts: &TranslateOptions, hosts: &[&VirtualHost]) -> Listener {
     Listener {
-        name: HTTPS_LISTENER.to_owned(),
-        address: Some(listen_address(
-            &opts.https_address,
-            opts.https_port,
-            opts.ipv4_compat,
-        )),
-        listener_filters: vec![ListenerFilter {
-            name: "envoy.filters.listener.tls_inspector".to_owned(),
-            config_type: Some(listener_filter::ConfigType::TypedConfig(any(
-                &TlsInspector::default(),
-            ))),
-            ..Default::default()
-        }],
         filter_chains: hosts
             .iter()
             .filter_map(|vh| {
@@ -124,6 +111,28 @@ pub(super) fn https_listener(opts: &TranslateOptions, hosts: &[&VirtualHost]) ->
             })
             .flatten()
             .collect(),
+        ..https_listener_template(opts, super::listeners_plain::inspects(hosts))
+    }
+}
+
+/// `ingress_https` without filter chains; `inspect`: with the TLS inspector (see
+/// [`super::listeners_plain::inspects`]).
+pub(super) fn https_listener_template(opts: &TranslateOptions, inspect: bool) -> Listener {
+    let inspector = ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".to_owned(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(any(
+            &TlsInspector::default(),
+        ))),
+        ..Default::default()
+    };
+    Listener {
+        name: HTTPS_LISTENER.to_owned(),
+        address: Some(listen_address(
+            &opts.https_address,
+            opts.https_port,
+            opts.ipv4_compat,
+        )),
+        listener_filters: if inspect { vec![inspector] } else { Vec::new() },
         ..Default::default()
     }
 }
@@ -154,7 +163,7 @@ pub(super) fn sni_filter_chains(vh: &VirtualHost, tls: &VirtualHostTls) -> Vec<F
         name,
         filter_chain_match: Some(FilterChainMatch {
             server_names: super::listeners_hold::server_names(&vh.fqdn),
-            transport_protocol: super::listeners_hold::transport_protocol(&vh.fqdn),
+            transport_protocol: super::listeners_plain::transport_protocol(vh),
             application_protocols: branch.map(|b| b.alpn.clone()).unwrap_or_default(),
             source_prefix_ranges: branch
                 .map(|b| b.sources.iter().map(cidr_range).collect())
@@ -167,7 +176,8 @@ pub(super) fn sni_filter_chains(vh: &VirtualHost, tls: &VirtualHostTls) -> Vec<F
     };
     let Some(tcp) = &vh.tcp_proxy else {
         let hcm = ingress_hcm(HTTPS_LISTENER, &https_route_config_name(&vh.fqdn));
-        return vec![chain(vh.fqdn.clone(), vec![hcm_filter(&hcm)], None)];
+        let filters = vec![super::client_ip::record_filter(), hcm_filter(&hcm)];
+        return vec![chain(vh.fqdn.clone(), filters, None)];
     };
     let mut chains: Vec<FilterChain> = tcp
         .branches

@@ -55,7 +55,11 @@ pub(super) fn hold_chains(dag: &Dag, tls_hosts: &[&VirtualHost]) -> Vec<FilterCh
     // Each name with chains, and whether they proxy TCP.
     let chained: BTreeMap<&str, bool> = tls_hosts
         .iter()
-        .map(|vh| (vh.fqdn.as_str(), vh.tcp_proxy.is_some()))
+        .map(|vh| {
+            // Plain TCP takes no TLS connection: nothing to hold from it.
+            let tls_tcp = vh.tcp_proxy.as_ref().is_some_and(|t| !t.plain);
+            (vh.fqdn.as_str(), tls_tcp)
+        })
         .collect();
     if !chained.iter().any(|(name, tcp)| *tcp && is_open(name)) {
         return Vec::new();

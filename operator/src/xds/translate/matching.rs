@@ -61,6 +61,7 @@ pub(super) fn route_match(r: &Route, prefix: &str) -> RouteMatch {
                 }),
             })
             .collect(),
+        filter_state: super::client_ip::matchers(&extra.sources),
         ..Default::default()
     }
 }

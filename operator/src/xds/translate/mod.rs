@@ -14,6 +14,7 @@
 //! `validate` builds a self-contained bootstrap so real Envoy can check the output.
 
 mod by_type;
+mod client_ip;
 mod clusters;
 pub mod constraints;
 mod envoy;
@@ -22,6 +23,7 @@ mod incremental;
 pub mod json;
 mod listeners;
 mod listeners_hold;
+mod listeners_plain;
 mod matching;
 mod mirrors;
 pub mod open_hosts;

@@ -68,7 +68,7 @@ fn every_listener_carries_the_filters_inert_or_disabled() {
             continue;
         };
         let json = message_to_json(&l.message).unwrap();
-        let filters = json["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        let filters = json["filter_chains"][0]["filters"][1]["typed_config"]["http_filters"]
             .as_array()
             .unwrap();
         let names: Vec<(&str, bool)> = filters

@@ -20,7 +20,7 @@ fn http_hcm(r: &Resources) -> HttpConnectionManager {
         .find(|l| l.name == HTTP_LISTENER)
         .unwrap()
         .message;
-    let Some(filter::ConfigType::TypedConfig(cfg)) = &l.filter_chains[0].filters[0].config_type
+    let Some(filter::ConfigType::TypedConfig(cfg)) = &l.filter_chains[0].filters[1].config_type
     else {
         panic!("untyped filter");
     };

@@ -74,8 +74,15 @@ fn chain<'a>(l: &'a Listener, sni: &str) -> &'a FilterChain {
 }
 
 fn typed<T: Message + Name + Default>(c: &FilterChain) -> T {
-    assert_eq!(c.filters.len(), 1);
-    let Some(filter::ConfigType::TypedConfig(cfg)) = &c.filters[0].config_type else {
+    // The terminal filter, after at most the client-address recorder of HTTP chains.
+    let (last, before) = c.filters.split_last().unwrap();
+    assert!(before.len() <= 1);
+    assert!(
+        before
+            .iter()
+            .all(|f| f.name == "envoy.filters.network.set_filter_state")
+    );
+    let Some(filter::ConfigType::TypedConfig(cfg)) = &last.config_type else {
         panic!("untyped filter");
     };
     unpack(cfg)
@@ -1139,11 +1146,11 @@ fn json_has_the_render_shape_and_type_annotations() {
     let l = &json["listeners"][0];
     assert_eq!(l["name"], "ingress_http");
     assert_eq!(
-        l["filter_chains"][0]["filters"][0]["typed_config"]["@type"],
+        l["filter_chains"][0]["filters"][1]["typed_config"]["@type"],
         "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
     );
     assert_eq!(
-        l["filter_chains"][0]["filters"][0]["typed_config"]["scoped_routes"]["name"],
+        l["filter_chains"][0]["filters"][1]["typed_config"]["scoped_routes"]["name"],
         "ingress_http"
     );
     assert_eq!(l["address"]["socket_address"]["port_value"], 8080);
