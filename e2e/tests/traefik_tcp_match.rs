@@ -1,13 +1,14 @@
 //! IngressRouteTCP matchers end to end, through `sluice standalone` and a real Envoy with real
 //! sockets: plain TCP (`HostSNI(`*`)` without `tls`, with and without `ClientIP()`) on the
-//! Gateway's HTTPS port, alone (a server-first protocol works: nothing is read before the
-//! connection is handed over) and, after a live edit, beside another tenant's TLS route (the
-//! TLS inspector is back: TLS connections go to the TLS route, the others to plain TCP once the
-//! client has spoken). Clients connect from 127.0.0.1 and 127.0.0.2 (both loopback).
+//! Gateway's HTTPS port, alone and, after a live edit, beside another tenant's TLS route. The
+//! listener always reads the client's first bytes to tell TLS apart: a client that speaks first
+//! is served, one that waits for the server is not, and a TLS connection never reaches the
+//! plain route, whatever its name. Clients connect from 127.0.0.1 and 127.0.0.2 (both loopback).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -37,12 +38,16 @@ fn tcp_route(namespace: &str, name: &str, created: &str, spec: Value) -> String 
     )
 }
 
-/// A backend that greets each connection at once, then echoes what it reads; the port.
-async fn server_first() -> u16 {
+/// A backend that greets each connection at once, then echoes what it reads; the port and
+/// the count of connections it accepted.
+async fn server_first() -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind((LOCAL, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 if s.write_all(GREETING).await.is_err() {
                     return;
@@ -56,7 +61,7 @@ async fn server_first() -> u16 {
             });
         }
     });
-    port
+    (port, accepted)
 }
 
 async fn tcp_from(from: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
@@ -111,7 +116,7 @@ async fn echoes<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, data: &[u8]) -> bo
 async fn plain_tcp_serves_the_connections_that_are_not_tls() {
     let ca = TestCa::new("edge ca").unwrap();
     let edge = ca.issue(&["a.example.com"]).unwrap();
-    let database = server_first().await;
+    let (database, accepted) = server_first().await;
     let tls_backend = TcpEchoBackend::start().await.unwrap();
     let dir = Manifests::new().unwrap();
     let mut base = service("db", "mysql", 3306, &[database]);
@@ -131,18 +136,36 @@ async fn plain_tcp_serves_the_connections_that_are_not_tls() {
     let mut sluice = Standalone::start(dir.path()).unwrap();
     let ports = sluice.default_instance(WAIT).await.unwrap();
     let https = ports.https;
-    // Alone: the server speaks first and is heard at once; only from the route's network.
+    // Alone: a client that speaks first is served, only from the route's network.
     try_wait_for("the plain TCP route", WAIT, async || {
         sluice.check_running()?;
-        Ok(greeted_at_once(OTHER, https).await.then_some(()))
+        Ok(served_after_speaking(OTHER, https).await.then_some(()))
     })
     .await
     .unwrap();
     assert!(
-        !greeted_at_once(LOCAL, https).await,
+        !served_after_speaking(LOCAL, https).await,
         "127.0.0.1 is outside ClientIP()"
     );
-    assert!(served_after_speaking(OTHER, https).await);
+    // The listener reads the client's first bytes even with nothing else on the port, so what
+    // other tenants serve never changes it: a silent client is not handed over.
+    assert!(
+        !greeted_at_once(OTHER, https).await,
+        "the TLS inspector waits for the client's first bytes"
+    );
+    // A TLS connection, for a name nobody serves over TLS, never reaches the plain route.
+    let before = accepted.load(Ordering::SeqCst);
+    let config = Arc::new(TlsClient::trusting(&ca.cert_pem()).unwrap().rustls_config());
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    let held = ServerName::try_from("held.example.com").unwrap();
+    let tcp = tcp_from(OTHER, https).await.unwrap();
+    let handshake = tokio::time::timeout(IO_TIMEOUT, connector.connect(held, tcp)).await;
+    assert!(!matches!(handshake, Ok(Ok(_))), "no chain takes it");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        before,
+        "TLS reached plain TCP"
+    );
 
     // Live edit: another tenant serves a TLS name on the same port.
     let tls = tcp_route(
@@ -154,7 +177,6 @@ async fn plain_tcp_serves_the_connections_that_are_not_tls() {
                "tls": {"secretName": "edge"}}),
     );
     dir.write("objects.yaml", &(base + &plain + &tls)).unwrap();
-    let config = Arc::new(TlsClient::trusting(&ca.cert_pem()).unwrap().rustls_config());
     let name = ServerName::try_from("a.example.com").unwrap();
     let mut session = try_wait_for("the TLS route beside plain TCP", WAIT, async || {
         sluice.check_running()?;

@@ -1,5 +1,5 @@
 //! Plain TCP IngressRouteTCPs (no `tls`): the catch-all's chain for connections that are not
-//! TLS, whether `ingress_https` inspects connections, and the claim on the catch-all.
+//! TLS, the TLS inspector it keeps, and the claim on the catch-all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
@@ -52,7 +52,7 @@ fn inspectors(l: &Listener) -> Vec<&str> {
 }
 
 #[test]
-fn alone_it_is_a_raw_chain_of_a_listener_that_reads_nothing_first() {
+fn alone_it_is_a_raw_chain_of_a_listener_that_still_inspects() {
     let dag = dag_of(&(base("db") + &plain("db", "mysql", 2020, "HostSNI(`*`)")));
     assert_eq!(verdict(&dag, "IngressRouteTCP", "db/mysql").0, "valid");
     let proxy = vhost(&dag, "*").tcp_proxy.clone().unwrap();
@@ -63,7 +63,9 @@ fn alone_it_is_a_raw_chain_of_a_listener_that_reads_nothing_first() {
         [("*".to_owned(), vec![], "raw_buffer".to_owned(), vec![])]
     );
     assert!(l.filter_chains[0].transport_socket.is_none());
-    assert_eq!(inspectors(&l), Vec::<&str>::new());
+    // Always inspected: what other tenants serve never changes the listener's filters, and a
+    // TLS connection is never `raw_buffer`.
+    assert_eq!(inspectors(&l), ["envoy.filters.listener.tls_inspector"]);
 }
 
 #[test]

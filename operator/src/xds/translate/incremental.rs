@@ -356,8 +356,7 @@ impl Translator {
             .filter_map(|vh| self.hosts.get(&vh.fqdn))
             .flat_map(HostEntry::chain_bytes)
             .chain(self.hold.iter().map(Vec::as_slice));
-        let inspect = super::listeners_plain::inspects(tls_hosts);
-        https_listener(&self.opts, inspect, parts)
+        https_listener(&self.opts, parts)
     }
 }
 
@@ -462,10 +461,9 @@ fn assembled_route_configuration<'a>(
 /// `ingress_https` with the given encoded filter chains, in order.
 fn https_listener<'a>(
     opts: &TranslateOptions,
-    inspect: bool,
     chains: impl Iterator<Item = &'a [u8]>,
 ) -> Arc<VersionedResource> {
-    let template = listeners::https_listener_template(opts, inspect);
+    let template = listeners::https_listener_template(opts);
     let head = Listener {
         name: template.name.clone(),
         address: template.address.clone(),

@@ -111,13 +111,13 @@ pub(super) fn https_listener(opts: &TranslateOptions, hosts: &[&VirtualHost]) ->
             })
             .flatten()
             .collect(),
-        ..https_listener_template(opts, super::listeners_plain::inspects(hosts))
+        ..https_listener_template(opts)
     }
 }
 
-/// `ingress_https` without filter chains; `inspect`: with the TLS inspector (see
-/// [`super::listeners_plain::inspects`]).
-pub(super) fn https_listener_template(opts: &TranslateOptions, inspect: bool) -> Listener {
+/// `ingress_https` without filter chains. It always reads the client's first bytes with the TLS
+/// inspector (see [`super::listeners_plain`]).
+pub(super) fn https_listener_template(opts: &TranslateOptions) -> Listener {
     let inspector = ListenerFilter {
         name: "envoy.filters.listener.tls_inspector".to_owned(),
         config_type: Some(listener_filter::ConfigType::TypedConfig(any(
@@ -132,7 +132,7 @@ pub(super) fn https_listener_template(opts: &TranslateOptions, inspect: bool) ->
             opts.https_port,
             opts.ipv4_compat,
         )),
-        listener_filters: if inspect { vec![inspector] } else { Vec::new() },
+        listener_filters: vec![inspector],
         ..Default::default()
     }
 }

@@ -1,18 +1,19 @@
 //! Plain TCP on `ingress_https` (Traefik `HostSNI(`*`)` without `tls`, see
-//! `dag::traefik::tcp_plain`): the catch-all's chain for the connections that are not TLS, and
-//! whether the listener inspects connections at all.
+//! `dag::traefik::tcp_plain`): the catch-all's chain for the connections that are not TLS.
 //!
-//! - The chain has no server names and `transport_protocol: raw_buffer`, which Envoy gives a
-//!   connection when no listener filter found another protocol: with the TLS inspector, a
-//!   connection whose first bytes are not a ClientHello; without it, every connection.
-//! - The listener has the TLS inspector unless plain TCP is all it serves. Then nothing is
-//!   read before the chain is chosen, so protocols where the server speaks first work, as on a
-//!   Traefik entry point with only non-TLS TCP routers. Beside TLS chains, the inspector waits
-//!   for the client's first bytes (Envoy's listener filter timeout, 15 s, then the connection
-//!   is closed), as Traefik waits for them (its read timeout) on such an entry point.
-//! - Adding or removing the inspector changes the listener's filters, so Envoy replaces the
-//!   listener and drains its connections: only when the first TLS chain arrives beside plain
-//!   TCP, or the last one leaves.
+//! - The chain has no server names and `transport_protocol: raw_buffer`, which the TLS
+//!   inspector gives a connection whose first bytes are not a ClientHello: TLS connections never
+//!   reach it, whatever their server name (a name another tenant holds without a chain of its
+//!   own is closed, not handed to plain TCP).
+//! - The listener always has the TLS inspector, so it reads the client's first bytes before
+//!   choosing a chain: protocols where the server speaks first (SMTP, MySQL, …) are not served
+//!   (the client waits, and Envoy closes it after its listener filter timeout, 15 s), as on a
+//!   Traefik entry point that also has TLS routers. Traefik skips the wait when only non-TLS
+//!   routers use the entry point; Sluice does not, because the port is shared: whether it reads
+//!   first would then depend on whether another tenant serves a TLS name, every such change
+//!   would replace the listener (Envoy cannot change listener filters in place) and drain every
+//!   tenant's connections, and without the inspector every TLS connection, for any name, would
+//!   be handed to the plain TCP route.
 
 use crate::dag::model::VirtualHost;
 
@@ -28,10 +29,4 @@ pub(super) fn transport_protocol(vh: &VirtualHost) -> String {
     } else {
         super::listeners_hold::transport_protocol(&vh.fqdn)
     }
-}
-
-/// Whether `ingress_https` with the chains of `hosts` needs the TLS inspector: unless every
-/// one of them is plain TCP.
-pub(super) fn inspects(hosts: &[&VirtualHost]) -> bool {
-    hosts.is_empty() || hosts.iter().any(|vh| !is_plain(vh))
 }
