@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{Value, json};
 use sluice_e2e::apiserver::Fault;
-use sluice_e2e::sluice::Operator;
+use sluice_e2e::sluice::{OPERATOR_NAMESPACE, Operator};
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -55,6 +55,19 @@ async fn judged(cluster: &Cluster, op: &mut Operator, ns: &str, name: &str) -> R
         description(cluster, ns, name).await
     })
     .await
+}
+
+/// The operator's Lease, once it exists.
+async fn lease(cluster: &Cluster) -> Result<Option<Value>> {
+    let name = format!("{}sluice-leader", cluster.prefix);
+    cluster
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            Some(OPERATOR_NAMESPACE),
+            &name,
+        )
+        .await
 }
 
 /// The Gateway `ns/edge`'s `Degraded` condition as `(status, reason, message)`.
@@ -214,5 +227,94 @@ async fn a_foreign_claims_config_map_shows_in_the_gateway_status_until_it_is_gon
         },
     )
     .await?;
+    Ok(())
+}
+
+/// The record names the lease term it was written in: a leader whose term is older than the
+/// stored record's (a former leader that has not yet seen it lost the lease) never writes over
+/// it, though the record it holds differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_a_later_lease_term_is_not_written_over() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let Some(server) = cluster.memory() else {
+        eprintln!("in memory only (request log)");
+        return Ok(());
+    };
+    let infra = cluster.namespace("infra").await?;
+    let team = cluster.namespace("team").await?;
+    let gw = cluster.apply(gateway(&infra, &[&team])).await?;
+    cluster
+        .apply(contour_route(&team, "ancient", "a.example.com"))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    cluster
+        .apply(contour_route(&team, "site", "h.example.com"))
+        .await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    judged(&cluster, &mut op, &team, "site").await?;
+    let lease = eventually("solo to hold the lease", async || {
+        op.check_running()?;
+        let l = lease(&cluster).await?;
+        Ok(l.filter(|l| l["spec"]["holderIdentity"] == "solo"))
+    })
+    .await?;
+    assert_eq!(lease["spec"]["leaseTransitions"], 0);
+    // The record of a later term of the same Lease (another holder, since gone), in the
+    // Gateway's own ConfigMap.
+    let later = json!({"format": "sluice.dev/claims/v1", "gateway": format!("{infra}/edge"),
+        "writtenBy": {"leaseUid": lease["metadata"]["uid"], "holder": "newer",
+                      "leaseTransitions": 7},
+        "record": {"names": {"x.example.com": [
+            {"kind": "contour", "namespace": team, "name": "x", "since": 1}]}}});
+    let owner = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway", "name": "edge",
+                       "uid": gw["metadata"]["uid"], "controller": true,
+                       "blockOwnerDeletion": true});
+    let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"namespace": infra, "name": "edge-claims",
+                                     "ownerReferences": [owner]},
+                        "data": {"claims.json": later.to_string()}});
+    cluster.apply(theirs.clone()).await?;
+    let mark = server.requests_arrived();
+    // A contest solo would record: `ancient` edited to claim the held name.
+    cluster
+        .apply(contour_route(&team, "ancient", "h.example.com"))
+        .await?;
+    eventually("the edited root to be refused", async || {
+        op.check_running()?;
+        let d = description(&cluster, &team, "ancient").await?;
+        Ok(d.filter(|d| d.contains("is already used by the older IngressRoute")))
+    })
+    .await?;
+    // Solo read the ConfigMap for that record (and decided), then a later change was judged.
+    eventually("solo to read the claims ConfigMap", async || {
+        op.check_running()?;
+        Ok(server
+            .requests()
+            .iter()
+            .find(|r| {
+                r.seq >= mark
+                    && r.user == "solo"
+                    && r.method == "GET"
+                    && r.path.ends_with("/configmaps/edge-claims")
+            })
+            .map(|_| ()))
+    })
+    .await?;
+    cluster
+        .apply(contour_route(&team, "later", "later.example.com"))
+        .await?;
+    judged(&cluster, &mut op, &team, "later").await?;
+    let cm = cluster
+        .get("v1", "ConfigMap", Some(&infra), "edge-claims")
+        .await?
+        .unwrap();
+    assert_eq!(cm["data"], theirs["data"]);
+    let writes: Vec<String> = (server.requests().iter())
+        .filter(|r| r.seq >= mark && r.user == "solo" && r.is_write())
+        .filter(|r| r.path.ends_with("/configmaps") || r.path.ends_with("/configmaps/edge-claims"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
     Ok(())
 }
