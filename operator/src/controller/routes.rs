@@ -468,6 +468,7 @@ async fn reconcile_instance(
     // The leader's writes of the claims record, beside this loop (never awaited by it).
     let mut claims_writer =
         claims::ClaimsWriter::start(claims_writer_context(&ctx), gateway.clone());
+    let mut leading = ctx.leadership.changes();
     let mut last_generation = 0;
     loop {
         let (generation, snapshot, changes) = snapshots.borrow_and_update().clone();
@@ -540,8 +541,20 @@ async fn reconcile_instance(
         if let Some(changed) = changed {
             claims_writer.offer(gw, pipeline, changed);
         }
-        if snapshots.changed().await.is_err() {
-            return;
+        // Until the next snapshot; a replica that starts leading meanwhile offers its record
+        // at once (a follower computes none).
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => match changed {
+                    Ok(()) => break,
+                    Err(_) => return,
+                },
+                Ok(()) = leading.changed() => {
+                    if *leading.borrow_and_update() {
+                        claims_writer.offer(gw, pipeline, false);
+                    }
+                }
+            }
         }
     }
 }

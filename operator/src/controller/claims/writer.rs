@@ -49,11 +49,12 @@ pub struct ClaimsWriter {
     wanted: watch::Sender<Option<Wanted>>,
     task: tokio::task::JoinHandle<()>,
     problems: SharedClaimsProblems,
+    leadership: Leadership,
     gateway: String,
     /// Names left out, as last logged.
     dropped: usize,
-    /// A record was offered since the start.
-    offered: bool,
+    /// The DAG changed since a record was last offered (or none was).
+    dirty: bool,
 }
 
 impl std::fmt::Debug for ClaimsWriter {
@@ -68,28 +69,36 @@ impl ClaimsWriter {
     /// Starts the writer of Gateway `gateway` (`namespace/name`).
     pub fn start(ctx: WriterContext, gateway: String) -> Self {
         let (tx, rx) = watch::channel(None);
-        let problems = ctx.problems.clone();
+        let (problems, leadership) = (ctx.problems.clone(), ctx.leadership.clone());
         let task = tokio::spawn(run(ctx, gateway.clone(), rx));
         Self {
             wanted: tx,
             task,
             problems,
+            leadership,
             gateway,
             dropped: 0,
-            offered: false,
+            dirty: true,
         }
     }
 
     /// Hands the writer `pipeline`'s record for `gw` after a pass; `changed`: the pass changed
-    /// the DAG (otherwise the record is the one offered last). Never waits.
+    /// the DAG (otherwise the record is the one offered last). Never waits. A follower
+    /// computes no record: the first pass after it starts leading does.
     pub fn offer(&mut self, gw: &Arc<Gateway>, pipeline: &InstancePipeline, changed: bool) {
-        if self.offered && !changed {
+        self.dirty |= changed;
+        if !self.dirty {
+            return;
+        }
+        if !self.leadership.is_leading() {
+            // What was offered before is stale by now: nothing to write until the next pass.
+            self.wanted.send_if_modified(|w| w.take().is_some());
             return;
         }
         let Some((record, dropped)) = pipeline.claim_record(RECORD_BUDGET) else {
             return;
         };
-        self.offered = true;
+        self.dirty = false;
         if dropped != self.dropped && dropped > 0 {
             tracing::warn!(
                 gateway = %self.gateway,
@@ -144,8 +153,13 @@ async fn run(ctx: WriterContext, gateway: String, mut wanted: watch::Receiver<Op
     let mut backoff = Duration::ZERO;
     loop {
         let latest = wanted.borrow_and_update().clone();
+        let term = ctx.leadership.term();
+        if term.is_none() {
+            // Only the leader's finding stands (looked at again when this replica leads).
+            report_foreign(&ctx, &gateway, None);
+        }
         let mut retry = None;
-        if let (Some(w), Some(term)) = (latest, ctx.leadership.term()) {
+        if let (Some(w), Some(term)) = (latest, term) {
             let known = settled
                 .as_ref()
                 .is_some_and(|(t, r)| *t == term && *r == w.record);
