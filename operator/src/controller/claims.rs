@@ -14,7 +14,9 @@
 //!   read (409 if it changed meanwhile); on a 409 it reads again and decides again. The record
 //!   names the term it was written in (the Lease's uid, holder and `leaseTransitions`): a writer
 //!   whose term is older than the stored one's (a former leader, stuck, that has not yet seen
-//!   that it lost the lease) never writes over it.
+//!   that it lost the lease) never writes over it, and a new leader stamps the record with its
+//!   term once even if it holds the same record (so a write of the former leader still in
+//!   flight, based on what it read before, fails with a 409).
 //! - Bounded: a record over [`RECORD_BUDGET`] bytes leaves names out (logged, see
 //!   `dag::claim_record` for which), so the ConfigMap stays under the API server's 1 MiB.
 //! - Not trusted blindly: a ConfigMap not owned by this Gateway (by uid), of another format or
@@ -166,9 +168,12 @@ fn decide(found: &Found, record: &ClaimRecord, term: &LeaseTerm) -> Decision {
             let newer = written_by.as_ref().is_some_and(|w| {
                 w.lease_uid == term.lease_uid && w.lease_transitions > term.transitions
             });
+            // The same record stamped with an earlier term is stamped again with this one: a
+            // write of that earlier term still in flight (read before) then fails with a 409.
+            let mine = written_by.as_ref() == Some(&WrittenBy::of(term));
             if newer {
                 Decision::Newer
-            } else if stored == record {
+            } else if stored == record && mine {
                 Decision::Stored
             } else {
                 Decision::Replace(resource_version.clone())

@@ -54,9 +54,15 @@ fn a_leader_writes_over_a_record_of_its_own_or_an_earlier_term_only() {
     // A former leader (term 3) never writes over the record of term 4.
     let found = stored(record("b"), Some(&new));
     assert_eq!(decide(&found, &mine, &old), Decision::Newer);
-    // Same record: nothing to write.
+    // Same record of the same term: nothing to write.
     let found = stored(mine.clone(), Some(&old));
     assert_eq!(decide(&found, &mine, &old), Decision::Stored);
+    // Same record of an earlier term (or of none): stamped with this term once, so that a
+    // write of the earlier term still in flight fails.
+    let found = stored(mine.clone(), Some(&old));
+    assert_eq!(decide(&found, &mine, &new), Decision::Replace("7".into()));
+    let found = stored(mine.clone(), None);
+    assert_eq!(decide(&found, &mine, &new), Decision::Replace("7".into()));
     // Terms of another Lease (deleted and created again: transitions restart) do not compare.
     let other_lease = LeaseTerm {
         lease_uid: "lease-2".into(),
