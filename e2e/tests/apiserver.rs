@@ -1923,6 +1923,53 @@ mod kube_rs {
         Ok(())
     }
 
+    /// Server-side apply carrying `metadata.resourceVersion` is conditional, as in kube-apiserver
+    /// (the applied object's resourceVersion must be the stored one's): a stale one is a 409
+    /// Conflict even when forced, and the object stays as it was; the current one applies. A
+    /// create of a name that exists is a 409 AlreadyExists. (How the claims record is written.)
+    #[tokio::test]
+    async fn apply_carrying_a_stale_resource_version_conflicts() -> Result<()> {
+        let server = ApiServer::start()?;
+        let client = client(&server).await?;
+        let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+        let cm = |value: &str, rv: Option<String>| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("c".into()),
+                resource_version: rv,
+                ..ObjectMeta::default()
+            },
+            data: Some([("k".to_owned(), value.to_owned())].into()),
+            ..ConfigMap::default()
+        };
+        let created = cms.create(&PostParams::default(), &cm("1", None)).await?;
+        let again = cms.create(&PostParams::default(), &cm("x", None)).await;
+        assert_eq!(api_code(again), 409);
+        let apply = PatchParams::apply("writer").force();
+        let read = created.resource_version();
+        let applied = cms
+            .patch("c", &apply, &Patch::Apply(&cm("2", read.clone())))
+            .await?;
+        assert_ne!(applied.resource_version(), read);
+        match cms.patch("c", &apply, &Patch::Apply(&cm("3", read))).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+                assert!(
+                    status.message.contains("the object has been modified"),
+                    "{}",
+                    status.message
+                );
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        let now = cms.get("c").await?;
+        assert_eq!(now.data.unwrap()["k"], "2");
+        assert_eq!(
+            now.metadata.resource_version,
+            applied.metadata.resource_version
+        );
+        Ok(())
+    }
+
     /// A kubeconfig user with `as:` makes kube-rs send `Impersonate-User`; the server records it
     /// and authorizes the request against the stored RBAC objects: what no bound rule grants is
     /// 403 Forbidden, as kube-apiserver words it.

@@ -213,12 +213,29 @@ async fn a_refused_claim_stays_refused_when_the_leader_dies_and_another_takes_ov
     let mine = get(port, "mine.example.com", "/").await?;
     assert_eq!(mine.status, 404, "{}", mine.text());
     assert_eq!(invalid_traefik(&beta, &gateway).await?, Some(1.0));
-    // The record beta read is the one it would write: it wrote nothing.
+    // The record beta read is the one it would write: it only stamps it with its lease term,
+    // once (so that a write alpha might still have had in flight would fail with a 409).
+    let record = |cm: &Value| -> Value {
+        let stored: Value =
+            serde_json::from_str(cm["data"]["claims.json"].as_str().unwrap()).unwrap();
+        stored["record"].clone()
+    };
+    let stamped = eventually("beta to stamp the record with its term", async || {
+        beta.check_running()?;
+        let cm = claims_config_map(&cluster, &infra).await?;
+        Ok(cm.filter(|cm| {
+            let stored: Value =
+                serde_json::from_str(cm["data"]["claims.json"].as_str().unwrap()).unwrap();
+            stored["writtenBy"]["holder"] == "beta"
+        }))
+    })
+    .await?;
+    assert_eq!(record(&stamped), record(&cm));
     let claims_writes: Vec<String> = (server.requests().iter())
         .filter(|r| r.user == "beta" && r.is_write() && r.path.contains("/configmaps/edge-claims"))
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
-    assert_eq!(claims_writes, Vec::<String>::new());
+    assert_eq!(claims_writes.len(), 1, "{claims_writes:?}");
 
     // Without the record, the next operator orders the claims by creation: the old route wins.
     cluster

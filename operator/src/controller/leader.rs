@@ -75,6 +75,7 @@ struct Record {
     transitions: Option<i32>,
     duration_seconds: Option<i32>,
     resource_version: Option<String>,
+    uid: Option<String>,
 }
 
 impl Record {
@@ -87,6 +88,7 @@ impl Record {
             transitions: spec.lease_transitions,
             duration_seconds: spec.lease_duration_seconds,
             resource_version: lease.metadata.resource_version.clone(),
+            uid: lease.metadata.uid.clone(),
         }
     }
 }
@@ -194,24 +196,63 @@ impl Election {
     pub fn is_leading(&self, now: Instant) -> bool {
         self.leading_until().is_some_and(|until| now < until)
     }
+
+    /// The term of the Lease this replica took or renewed last, if it did (see [`LeaseTerm`]).
+    pub fn term(&self) -> Option<LeaseTerm> {
+        self.renewed?;
+        let (record, _) = self.observed.as_ref()?;
+        Some(LeaseTerm {
+            lease_uid: record.uid.clone().unwrap_or_default(),
+            holder: record.holder.clone()?,
+            transitions: record.transitions.unwrap_or(0),
+        })
+    }
+}
+
+/// Which term of leadership a write is from: the Lease (by uid), its holder and its
+/// `leaseTransitions`, which every change of holder increments. Of two writers of the same
+/// Lease, the one with more transitions leads now (or did more recently).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseTerm {
+    pub lease_uid: String,
+    pub holder: String,
+    pub transitions: i32,
 }
 
 /// Whether this replica leads, for the writers: ask [`Leadership::is_leading`] right before
 /// every write; [`Leadership::changes`] tells when it starts or stops leading.
 #[derive(Clone, Debug)]
 pub struct Leadership {
-    until: Arc<Mutex<Option<Instant>>>,
+    held: Arc<Mutex<Held>>,
     changes: watch::Receiver<bool>,
+}
+
+/// Until when this replica leads, and in which term.
+#[derive(Debug, Default)]
+struct Held {
+    until: Option<Instant>,
+    term: Option<LeaseTerm>,
 }
 
 impl Leadership {
     /// Whether this replica leads now (its renew deadline has not passed).
     pub fn is_leading(&self) -> bool {
-        let until = *self
-            .until
+        let until = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .until;
+        until.is_some_and(|u| Instant::now() < u)
+    }
+
+    /// The term this replica leads in, if it leads now (its renew deadline has not passed).
+    pub fn term(&self) -> Option<LeaseTerm> {
+        let held = self
+            .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        until.is_some_and(|u| Instant::now() < u)
+        let leading = held.until.is_some_and(|u| Instant::now() < u);
+        held.term.clone().filter(|_| leading)
     }
 
     /// A receiver that changes when this replica starts or stops leading.
@@ -223,40 +264,41 @@ impl Leadership {
 /// The election task's side of [`Leadership`].
 #[derive(Debug)]
 pub struct LeadershipPublisher {
-    until: Arc<Mutex<Option<Instant>>>,
+    held: Arc<Mutex<Held>>,
     changes: watch::Sender<bool>,
 }
 
 /// A new leadership (not leading) and its publisher.
 pub fn leadership() -> (LeadershipPublisher, Leadership) {
-    let until = Arc::new(Mutex::new(None));
+    let held = Arc::new(Mutex::new(Held::default()));
     let (tx, rx) = watch::channel(false);
     (
         LeadershipPublisher {
-            until: until.clone(),
+            held: held.clone(),
             changes: tx,
         },
-        Leadership { until, changes: rx },
+        Leadership { held, changes: rx },
     )
 }
 
 impl LeadershipPublisher {
-    /// Leads until `until` (`None`: not leading); tells watchers if that changed whether it leads
-    /// now.
-    fn publish(&self, until: Option<Instant>, identity: &str) {
+    /// Leads until `until` (`None`: not leading) in `term`; tells watchers if that changed
+    /// whether it leads now.
+    fn publish(&self, until: Option<Instant>, term: Option<LeaseTerm>, identity: &str) {
         *self
-            .until
+            .held
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = until;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Held { until, term };
         self.refresh(identity);
     }
 
     /// Tells watchers whether this replica leads now (call when the deadline passes).
     fn refresh(&self, identity: &str) {
-        let until = *self
-            .until
+        let until = self
+            .held
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .until;
         let leading = until.is_some_and(|u| Instant::now() < u);
         self.changes.send_if_modified(|v| {
             let changed = *v != leading;
@@ -271,10 +313,11 @@ impl LeadershipPublisher {
     /// Awaits `work`; if this replica's leadership deadline passes meanwhile, tells watchers at
     /// once.
     async fn meanwhile<T>(&self, identity: &str, work: impl Future<Output = T>) -> T {
-        let until = *self
-            .until
+        let until = self
+            .held
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .until;
         tokio::pin!(work);
         if let Some(until) = until.filter(|u| Instant::now() < *u) {
             tokio::select! {
@@ -316,7 +359,7 @@ pub async fn run(client: kube::Client, cfg: LeaseConfig, leadership: LeadershipP
             ),
             Err(_) => tracing::warn!(lease = %cfg.name, after = ?bound, "lease update timed out"),
         }
-        leadership.publish(election.leading_until(), &cfg.identity);
+        leadership.publish(election.leading_until(), election.term(), &cfg.identity);
         if !retry_now {
             leadership
                 .meanwhile(&cfg.identity, tokio::time::sleep(cfg.retry_period))
@@ -488,6 +531,30 @@ mod tests {
         assert!(check_config(&bad).is_err());
     }
 
+    /// The term a leader writes with: its identity and the Lease's transitions, which a takeover
+    /// increments; a replica that saw another holder has none.
+    #[test]
+    fn each_takeover_starts_a_later_term() {
+        let mut w = World::new();
+        let mut a = Election::new(&cfg("a"));
+        let mut b = Election::new(&cfg("b"));
+        assert_eq!(a.term(), None);
+        assert_eq!(w.attempt(&mut a, 0, false), Did::Wrote);
+        let first = a.term().unwrap();
+        assert_eq!((first.holder.as_str(), first.transitions), ("a", 0));
+        assert_eq!(w.attempt(&mut b, 0, false), Did::Waited);
+        assert_eq!(b.term(), None);
+        w.advance(LEASE + RETRY);
+        assert_eq!(w.attempt(&mut b, 0, false), Did::Wrote);
+        let second = b.term().unwrap();
+        assert_eq!((second.holder.as_str(), second.transitions), ("b", 1));
+        // The former leader, stuck meanwhile, still thinks it leads in its old term until it
+        // reads the Lease again; then it has none.
+        assert_eq!(a.term(), Some(first));
+        assert_eq!(w.attempt(&mut a, 0, false), Did::Waited);
+        assert_eq!(a.term(), None);
+    }
+
     /// The holder's clock runs an hour behind: its renewTime always looks an hour old. As long
     /// as it keeps renewing, a second candidate never takes over (the old rule, renewTime +
     /// duration < local now, let it in at once).
@@ -652,7 +719,11 @@ mod tests {
         let (publisher, leadership) = leadership();
         let mut changes = leadership.changes();
         assert!(!leadership.is_leading());
-        publisher.publish(Some(Instant::now() + Duration::from_millis(200)), "me");
+        publisher.publish(
+            Some(Instant::now() + Duration::from_millis(200)),
+            None,
+            "me",
+        );
         assert!(leadership.is_leading());
         assert!(*changes.borrow_and_update());
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -664,7 +735,7 @@ mod tests {
         publisher.refresh("me");
         assert!(!*changes.borrow_and_update());
         // A deadline passing while the task waits is told at once.
-        publisher.publish(Some(Instant::now() + Duration::from_millis(50)), "me");
+        publisher.publish(Some(Instant::now() + Duration::from_millis(50)), None, "me");
         assert!(*changes.borrow_and_update());
         let waited = Instant::now();
         publisher

@@ -57,8 +57,11 @@ pub struct RoutesContext {
     pub resync: Duration,
     pub route_counts: SharedRouteCounts,
     pub dags: SharedDags,
-    /// Bumped when route counts change, so Gateway statuses follow.
+    /// Bumped when route counts change, so Gateway statuses follow (and when a claims
+    /// ConfigMap not owned by its Gateway is found or gone: `claims_problems`).
     pub counts_changed: watch::Sender<u64>,
+    /// Claims ConfigMaps taken by one their Gateway does not own (see `claims`).
+    pub claims_problems: claims::SharedClaimsProblems,
     /// Route to loopback endpoint addresses (`--allow-loopback-endpoints`, tests only).
     pub allow_loopback_endpoints: bool,
     /// The CRDs as installed: whether IngressRoute statuses go through `/status`.
@@ -462,7 +465,10 @@ async fn reconcile_instance(
         reported: reported.clone(),
     };
     let mut pipeline: Option<InstancePipeline> = None;
-    let mut claims_writer = claims::ClaimsWriter::default();
+    // The leader's writes of the claims record, beside this loop (never awaited by it).
+    let mut claims_writer =
+        claims::ClaimsWriter::start(claims_writer_context(&ctx), gateway.clone());
+    let mut leading = ctx.leadership.changes();
     let mut last_generation = 0;
     loop {
         let (generation, snapshot, changes) = snapshots.borrow_and_update().clone();
@@ -531,13 +537,39 @@ async fn reconcile_instance(
         };
         lock(&reports).insert(gateway.clone(), report);
         reported.send_modify(|n| *n = n.wrapping_add(1));
-        // After the report: the leader's write never holds back the status round.
+        // After the report; handed to the writer task, never awaited here.
         if let Some(changed) = changed {
-            (claims_writer.sync(&ctx.client, &ctx.leadership, gw, pipeline, changed)).await;
+            claims_writer.offer(gw, pipeline, changed);
         }
-        if snapshots.changed().await.is_err() {
-            return;
+        // Until the next snapshot; a replica that starts leading meanwhile offers its record
+        // at once (a follower computes none).
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => match changed {
+                    Ok(()) => break,
+                    Err(_) => return,
+                },
+                Ok(()) = leading.changed() => {
+                    if *leading.borrow_and_update() {
+                        claims_writer.offer(gw, pipeline, false);
+                    }
+                }
+            }
         }
+    }
+}
+
+/// What an instance's claims writer needs from the controller.
+fn claims_writer_context(ctx: &Arc<RoutesContext>) -> claims::WriterContext {
+    let notify = {
+        let ctx = ctx.clone();
+        Arc::new(move || ctx.counts_changed.send_modify(|n| *n = n.wrapping_add(1)))
+    };
+    claims::WriterContext {
+        client: ctx.client.clone(),
+        leadership: ctx.leadership.clone(),
+        problems: ctx.claims_problems.clone(),
+        notify,
     }
 }
 

@@ -188,6 +188,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     });
     let route_counts: routes::SharedRouteCounts = Arc::new(Mutex::new(BTreeMap::new()));
     let dags: routes::SharedDags = Arc::new(Mutex::new(BTreeMap::new()));
+    let claims_problems: crate::controller::claims::SharedClaimsProblems = Arc::default();
     let (counts_tx, counts_rx) = watch::channel(0u64);
     tasks.spawn({
         let ctx = routes::RoutesContext {
@@ -202,6 +203,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             route_counts: route_counts.clone(),
             dags: dags.clone(),
             counts_changed: counts_tx,
+            claims_problems: claims_problems.clone(),
             allow_loopback_endpoints: opts.allow_loopback_endpoints,
             crds: crd_state.clone(),
             recorder: routes::EventSink::new(
@@ -243,6 +245,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             provision: opts.provision.clone(),
             route_counts,
             dags,
+            claims_problems,
             cache: cache.clone(),
             recorder: kube::runtime::events::Recorder::new(
                 client.clone(),

@@ -132,8 +132,16 @@ impl ClaimAges {
         for id in ids {
             #[cfg(test)]
             super::faults::hit(super::faults::Stage::ClaimAges);
-            let before = claimed(old, old_sel, &id);
+            // An object deleted and created again under its name (another uid) is a new
+            // claimant: every name it claims is dated now.
+            let recreated = uid(old, &id) != uid(new, &id);
             let after = claimed(new, sel, &id);
+            let before = claimed(old, old_sel, &id);
+            if recreated {
+                gone.extend(before.iter().map(|f| (f.clone(), id.clone())));
+                added.extend(after.iter().map(|f| (f.clone(), id.clone())));
+                continue;
+            }
             gone.extend(before.difference(&after).map(|f| (f.clone(), id.clone())));
             added.extend(after.difference(&before).map(|f| (f.clone(), id.clone())));
         }
@@ -159,8 +167,9 @@ impl ClaimAges {
 
     /// At the first build, gives each recorded claim that `snap` still holds its date, and
     /// every other claim on a recorded name a date after all of them; sets the epoch to the
-    /// latest date given. Returns the recorded names. A recorded claim of a root that is gone
-    /// or no longer claims the name is ignored.
+    /// latest date given. Returns the recorded names. A recorded claim of a root that is gone,
+    /// no longer claims the name, or has another uid than the one recorded (deleted and
+    /// created again) is ignored.
     fn apply_record(&mut self, snap: &ClusterSnapshot, sel: &Selection) -> BTreeSet<String> {
         let Some(record) = self.pending.take() else {
             return BTreeSet::new();
@@ -180,6 +189,11 @@ impl ClaimAges {
             for c in claimants {
                 let since = ranks.get(&c.since).copied().unwrap_or(0);
                 let id = c.id();
+                // Another object under the recorded name (deleted and created again): a new
+                // claimant, dated like every claim the record does not hold.
+                if c.uid.is_some() && c.uid.as_deref() != uid(snap, &id) {
+                    continue;
+                }
                 let hosts = claims_of
                     .entry(id.clone())
                     .or_insert_with(|| claimed(snap, sel, &id));
@@ -293,6 +307,21 @@ fn all_roots(snap: &ClusterSnapshot) -> impl Iterator<Item = ClaimId> + '_ {
                 .into_keys()
                 .map(id(Dialect::TraefikTcp)),
         )
+}
+
+/// The `metadata.uid` of the root `id` in `snap`, if it is there and has one.
+pub(super) fn uid<'a>(snap: &'a ClusterSnapshot, id: &ClaimId) -> Option<&'a str> {
+    match id.dialect {
+        Dialect::Contour => {
+            (snap.ingress_routes.get(&id.key)).and_then(|r| r.metadata.uid.as_deref())
+        }
+        Dialect::Traefik => {
+            (snap.traefik_routes.get(&id.key)).and_then(|r| r.metadata.uid.as_deref())
+        }
+        Dialect::TraefikTcp => {
+            (snap.traefik_tcp_routes.get(&id.key)).and_then(|r| r.metadata.uid.as_deref())
+        }
+    }
 }
 
 /// The hosts the root `id` claims in `snap` when `sel` judges it.

@@ -14,6 +14,11 @@
 //! whatever the number of routes: it grows with the names whose holder is not their oldest
 //! object.
 //!
+//! Each claimant is recorded with its object's `metadata.uid`: an object deleted and created
+//! again under the same namespace/name is a new claimant, whose claim is dated when it is seen
+//! (a recorded entry whose uid is not the live object's is ignored at the import; the running
+//! process dates every claim of a recreated object anew, see `claim_ages`).
+//!
 //! Bounded: each name is charged to the namespace of the claimant that made it need a record
 //! (the first one its creation time would put ahead of a claim dated before it: an old object
 //! edited to claim a held name is charged, not the holder), and a record larger than its budget
@@ -39,14 +44,20 @@ pub struct ClaimRecord {
     pub names: BTreeMap<String, Vec<RecordedClaim>>,
 }
 
-/// One claimant of a recorded name: the root, and the date of its claim (0: it stood when the
-/// process that dated it started, and is ordered by creation time).
+/// One claimant of a recorded name: the root (with its `metadata.uid`, if it had one), and the
+/// date of its claim (0: it stood when the process that dated it started, and is ordered by
+/// creation time).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedClaim {
     pub kind: RecordedKind,
     pub namespace: String,
     pub name: String,
+    /// The object's uid: an object deleted and created again under the same name is another
+    /// claimant, and the recorded date is not its own (see `ClaimAges::import`). Absent from
+    /// records written before uids were recorded (then the name alone is matched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     pub since: u64,
 }
 
@@ -63,7 +74,7 @@ pub enum RecordedKind {
 }
 
 impl RecordedClaim {
-    fn of(c: &Claimant) -> Self {
+    fn of(c: &Claimant, uid: Option<String>) -> Self {
         let kind = match ClaimId::of(c).dialect {
             Dialect::Contour => RecordedKind::Contour,
             Dialect::Traefik => RecordedKind::Traefik,
@@ -73,6 +84,7 @@ impl RecordedClaim {
             kind,
             namespace: c.key.namespace.to_string(),
             name: c.key.name.to_string(),
+            uid,
             since: c.since,
         }
     }
@@ -93,8 +105,13 @@ impl RecordedClaim {
 
 impl ClaimRecord {
     /// The record of `names` (each name's claimants sorted, oldest first), within `budget`
-    /// bytes of JSON; returns it and how many names were left out for the budget.
-    pub fn of<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>, budget: usize) -> (Self, usize) {
+    /// bytes of JSON, each claimant with its uid (`uid`); returns it and how many names were
+    /// left out for the budget.
+    pub fn of<S: AsRef<[Claimant]>>(
+        names: &BTreeMap<String, S>,
+        budget: usize,
+        uid: &dyn Fn(&ClaimId) -> Option<String>,
+    ) -> (Self, usize) {
         let needed = needed(names);
         // The fewest recorded names per charged namespace first.
         let mut per_namespace: BTreeMap<&str, usize> = BTreeMap::new();
@@ -116,7 +133,7 @@ impl ClaimRecord {
             let claimants = names.get(name).map_or(&[][..], |c| c.as_ref());
             let claims: Vec<RecordedClaim> = claimants[..kept(claimants)]
                 .iter()
-                .map(RecordedClaim::of)
+                .map(|c| RecordedClaim::of(c, uid(&ClaimId::of(c))))
                 .collect();
             let size = entry_size(name, &claims);
             if used + size > budget {

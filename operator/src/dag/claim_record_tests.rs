@@ -8,10 +8,10 @@ use super::claim_ages_tests::{NEW, OLD, contour_root, owner, step, traefik_route
 use super::{ClaimRecord, IncrementalDag, Selection, Validity, build_aged};
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Object};
 
-const BUDGET: usize = 900 * 1024;
+pub(super) const BUDGET: usize = 900 * 1024;
 
 /// A process that starts on `snap`, having read `record` (through its JSON) or none.
-fn restart(snap: &ClusterSnapshot, record: Option<&ClaimRecord>) -> IncrementalDag {
+pub(super) fn restart(snap: &ClusterSnapshot, record: Option<&ClaimRecord>) -> IncrementalDag {
     let sel = Selection::default_instance();
     let mut inc = IncrementalDag::new(sel.clone());
     if let Some(record) = record {
@@ -26,7 +26,7 @@ fn restart(snap: &ClusterSnapshot, record: Option<&ClaimRecord>) -> IncrementalD
     inc
 }
 
-fn validity(inc: &IncrementalDag, key: &str) -> Validity {
+pub(super) fn validity(inc: &IncrementalDag, key: &str) -> Validity {
     let dag = inc.dag();
     let routes = dag
         .statuses

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use super::build::{
     Builder, Parts, RootTrace, Selected, Statuses, route_status, undecodable_status,
 };
-use super::claim_ages::ClaimAges;
+use super::claim_ages::{ClaimAges, ClaimId};
 use super::claim_record::ClaimRecord;
 use super::claims::{self, Claimant};
 use super::deps::{self, Dep};
@@ -242,7 +242,8 @@ impl IncrementalDag {
     /// names the budget left out (see `claim_record`); `None` until something was built (since
     /// the start, or since a build that panicked): no claimant is known then.
     pub fn claim_record(&self, budget: usize) -> Option<(ClaimRecord, usize)> {
-        (!self.fresh).then(|| ClaimRecord::of(&self.claimants, budget))
+        let uid = |id: &ClaimId| super::claim_ages::uid(&self.snap, id).map(str::to_owned);
+        (!self.fresh).then(|| ClaimRecord::of(&self.claimants, budget, &uid))
     }
 
     /// What the last update may have changed in the DAG.

@@ -45,6 +45,8 @@ mod claim_ages_tests;
 #[cfg(test)]
 mod claim_record_tests;
 #[cfg(test)]
+mod claim_record_uid_tests;
+#[cfg(test)]
 pub(crate) mod faults;
 #[cfg(test)]
 mod held_tests;

@@ -33,6 +33,10 @@
 //!      [`REASON_ROOT_NAMESPACES_NOT_WATCHED`]; IngressRoutes (and Secrets) there are never seen,
 //!      so the Gateway serves fewer routes than its spec asks for. The message names those
 //!      namespaces (only the Gateway's own, never the watched ones).
+//!   7. otherwise, the Gateway's `<gateway>-claims` ConfigMap is taken by one the Gateway does
+//!      not own ([`ObservedState::claims_config_map_not_owned`]): reason
+//!      [`REASON_CLAIMS_CONFIG_MAP_NOT_OWNED`], naming it. Traffic is served as usual; only the
+//!      record of host claim dates is not kept (see `controller::claims`).
 //!
 //!   Case 4 needs the pods: when the controller passes none, it is not detected. Pod state
 //!   changes do not always change the DaemonSet's status, so the controller should requeue
@@ -140,6 +144,9 @@ pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
 /// `Degraded` reason of [`ObservedState::unwatched_roots`].
 pub const REASON_ROOT_NAMESPACES_NOT_WATCHED: &str = "RootNamespacesNotWatched";
 
+/// `Degraded` reason: the Gateway's `<gateway>-claims` ConfigMap is taken by one it does not own.
+pub const REASON_CLAIMS_CONFIG_MAP_NOT_OWNED: &str = "ClaimsConfigMapNotOwned";
+
 /// At most this many unwatched root namespaces are named in the `Degraded` message.
 const MAX_UNWATCHED_IN_MESSAGE: usize = 10;
 
@@ -169,6 +176,9 @@ pub struct ObservedState<'a> {
     /// `["*"]` when the Gateway accepts roots in every namespace and the operator watches only
     /// some. Empty when the operator watches every namespace.
     pub unwatched_roots: &'a [String],
+    /// `namespace/name` of the Gateway's claims ConfigMap when a ConfigMap the Gateway does not
+    /// own has its name (the host claim record is then not written).
+    pub claims_config_map_not_owned: Option<&'a str>,
 }
 
 /// The Gateway's status. `now` stamps conditions whose status changed.
@@ -199,6 +209,7 @@ pub fn gateway_status(gw: &Gateway, observed: &ObservedState<'_>, now: &Time) ->
     if conditions[2].0 == "False"
         && let Some(degraded) = degraded_by_rejections(observed.rejections)
             .or_else(|| degraded_by_unwatched_roots(observed.unwatched_roots))
+            .or_else(|| degraded_by_claims_config_map(observed.claims_config_map_not_owned))
     {
         conditions[2] = degraded;
     }
@@ -319,6 +330,19 @@ fn degraded_by_unwatched_roots(unwatched: &[String]) -> Option<Cond> {
         ))
     };
     Some(("True", REASON_ROOT_NAMESPACES_NOT_WATCHED, message))
+}
+
+fn degraded_by_claims_config_map(not_owned: Option<&str>) -> Option<Cond> {
+    let name = not_owned?;
+    Some((
+        "True",
+        REASON_CLAIMS_CONFIG_MAP_NOT_OWNED,
+        truncated(&format!(
+            "ConfigMap {name} exists and is not owned by this Gateway: the dates of contested \
+             host claims are not recorded in it, so a restart or a change of leader orders them \
+             by creation time; delete or rename that ConfigMap and Sluice creates its own"
+        )),
+    ))
 }
 
 fn degraded_by_error(error: Option<&ProvisionError>) -> Option<Cond> {
@@ -914,6 +938,41 @@ mod tests {
         };
         let s = gateway_status(&gw, &observed, &time(100));
         assert_ne!(cond(&s, "Degraded").reason, "EnvoyRejectedConfiguration");
+    }
+
+    #[test]
+    fn a_claims_config_map_not_owned_by_the_gateway_degrades_it_naming_the_config_map() {
+        let gw = gateway("team-a", "gw");
+        let ds = daemon_set(1, 1, 1, 1, 1);
+        let observed = ObservedState {
+            daemon_set: Some(&ds),
+            claims_config_map_not_owned: Some("team-a/gw-claims"),
+            ..ObservedState::default()
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        let d = cond(&s, "Degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", REASON_CLAIMS_CONFIG_MAP_NOT_OWNED)
+        );
+        assert!(
+            d.message
+                .starts_with("ConfigMap team-a/gw-claims exists and is not owned by this Gateway"),
+            "{}",
+            d.message
+        );
+        assert_eq!(cond(&s, "Available").status, "True");
+        // Anything else that degrades the Gateway comes first.
+        let every = ["*".to_owned()];
+        let observed = ObservedState {
+            unwatched_roots: &every,
+            ..observed
+        };
+        let s = gateway_status(&gw, &observed, &time(100));
+        assert_eq!(
+            cond(&s, "Degraded").reason,
+            REASON_ROOT_NAMESPACES_NOT_WATCHED
+        );
     }
 
     #[test]

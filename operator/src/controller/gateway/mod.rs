@@ -54,6 +54,8 @@ pub struct GatewayContext {
     pub route_counts: SharedRouteCounts,
     /// The latest DAG of each Gateway, to attribute rejected configuration to IngressRoutes.
     pub dags: SharedDags,
+    /// Claims ConfigMaps taken by one their Gateway does not own (`controller::claims`).
+    pub claims_problems: crate::controller::claims::SharedClaimsProblems,
     /// The xDS cache, for the configuration each Gateway's Envoys rejected.
     pub cache: Arc<Cache>,
     /// The xDS CA issuing each Gateway's client certificate; `None` with `--insecure-xds`.
@@ -247,6 +249,9 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         .into_values()
         .next()
         .unwrap_or_default();
+    let claims_not_owned = crate::controller::routes::lock(&ctx.claims_problems)
+        .get(&key)
+        .cloned();
     let observed = ObservedState {
         daemon_set: provisioned.daemon_set.as_ref(),
         service: provisioned.service.as_ref(),
@@ -256,6 +261,7 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         rejections: &rejections,
         failures: &provisioned.failures,
         unwatched_roots: &unwatched_roots,
+        claims_config_map_not_owned: claims_not_owned.as_deref(),
     };
     let status = provision::gateway_status(gw, &observed, &Time(jiff::Timestamp::now()));
     ctx.metrics.set_gateway_conditions(
