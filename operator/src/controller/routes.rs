@@ -166,10 +166,12 @@ pub async fn run(
         generation += 1;
         // One step: the snapshot and exactly the changes that led to it (O(1)).
         let (snapshot, changes) = ctx.stores.take();
-        // Traefik routes count too: their verdicts are announced per object and uid.
+        // Traefik routes count too: their verdicts are announced per object and uid. A status
+        // changed alone (ours coming back, or someone else's) counts: it is compared with the
+        // verdicts, and written again if it is not theirs.
         let statuses_touched = changes.has_whole_kinds()
-            || changes.touches_kind(Kind::IngressRoute)
-            || changes.touches_kind(Kind::UndecodableRoute)
+            || changes.touches_statuses_of(Kind::IngressRoute)
+            || changes.touches_statuses_of(Kind::UndecodableRoute)
             || Kind::ALL.into_iter().any(|k| {
                 matches!(
                     k,
