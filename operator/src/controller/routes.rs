@@ -500,6 +500,10 @@ async fn reconcile_instance(
             Ok(built) => {
                 changed = Some(built.stats.changed);
                 ctx.metrics
+                    .roots_rebuilt
+                    .with_label_values(&[&gateway])
+                    .inc_by(u64::try_from(built.stats.roots_rebuilt).unwrap_or(u64::MAX));
+                ctx.metrics
                     .dag_build_seconds
                     .with_label_values(&[&gateway])
                     .observe(built.build_time.as_secs_f64());
