@@ -23,6 +23,7 @@ use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{TranslateError, TranslateOptions};
 
 mod events;
+mod pending;
 mod retry;
 mod round_task;
 mod rounds;
@@ -84,6 +85,8 @@ struct Announced {
     done: BTreeMap<ObjKey, (Option<String>, IngressRouteStatus)>,
     /// With how many times it was tried.
     owed: BTreeMap<ObjKey, ((Option<String>, IngressRouteStatus), u32)>,
+    /// Statuses written whose watch event has not come back yet: not written again meanwhile.
+    pending: pending::PendingWrites,
 }
 
 /// One snapshot, numbered, as handed to the instance reconcilers, with what changed since the
