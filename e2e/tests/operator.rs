@@ -1310,6 +1310,76 @@ async fn ingressroute_statuses_follow_changes() -> Result<()> {
     Ok(())
 }
 
+/// Root IngressRoutes the operator's DAG updates built again (`sluice_dag_roots_rebuilt_total`).
+async fn roots_rebuilt(op: &Operator, gateway: &str) -> Result<f64> {
+    let text = op.metrics().await?;
+    metric_value(
+        &text,
+        "sluice_dag_roots_rebuilt_total",
+        &[("gateway", gateway)],
+    )
+    .context("no sluice_dag_roots_rebuilt_total for the Gateway")
+}
+
+/// A status written back (the operator's own, or someone else's) changes nothing the DAG reads:
+/// no root is built again for it, and a status someone else wrote is written over with the
+/// verdict. Counted, not timed: every root is built once per change of its own (the first
+/// build, then the marker's creation), and the status writes add nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_written_back_rebuild_no_root() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let ns = cluster.namespace("team-a").await?;
+    let instance = format!("{ns}/edge");
+    cluster.apply(gateway(&ns, "edge", json!({}))).await?;
+    cluster.apply(service(&ns, "web")).await?;
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "root",
+            None,
+            route_spec(Some("app.example.com"), "web"),
+        ))
+        .await?;
+    let mut op = cluster.operator("solo")?.start()?;
+    op.wait_ready(PATIENCE).await?;
+    wait_status(&cluster, &mut op, &ns, "root", "valid").await?;
+
+    // Someone else writes another status: it is written over.
+    let api = cluster
+        .api("contour.heptio.com/v1beta1", "IngressRoute", Some(&ns))
+        .await?;
+    let forged = json!({"apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
+                        "status": {"currentStatus": "invalid", "description": "forged"}});
+    api.patch_status(
+        "root",
+        &PatchParams::apply("someone-else").force(),
+        &Patch::Apply(&forged),
+    )
+    .await?;
+    eventually("the forged status to be written over", async || {
+        op.check_running()?;
+        let now = route_status(&cluster, &ns, "root").await?;
+        Ok(now.filter(|(s, d)| s == "valid" && d == "valid IngressRoute"))
+    })
+    .await?;
+
+    // A second root, created after every status above came back: once its status is written,
+    // the operator has taken in those (the watch delivers them in order).
+    cluster
+        .apply(ingress_route(
+            &ns,
+            "marker",
+            None,
+            route_spec(Some("marker.example.com"), "web"),
+        ))
+        .await?;
+    wait_status(&cluster, &mut op, &ns, "marker", "valid").await?;
+    // Two roots, each built once: the three statuses written back and the forged one built
+    // nothing (each would build its root again).
+    assert_eq!(roots_rebuilt(&op, &instance).await?, 2.0);
+    Ok(())
+}
+
 /// Status writes go beside the passes: while a round of status writes is slow (here the API
 /// server holds every status write), later changes are still judged and published (the route
 /// gauges count a route created meanwhile before the slow status has been written).

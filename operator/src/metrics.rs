@@ -16,6 +16,8 @@ pub struct Metrics {
     pub routes: IntGaugeVec,
     pub dag_build_seconds: HistogramVec,
     pub translate_seconds: HistogramVec,
+    /// Root IngressRoutes (Contour's) whose virtual host a DAG update built again, by Gateway.
+    pub roots_rebuilt: IntCounterVec,
     /// Reconcile durations by controller (gateway, routes).
     pub reconcile_seconds: HistogramVec,
     /// Reconcile errors by controller and error category.
@@ -74,6 +76,13 @@ impl Metrics {
         let translate_seconds = histogram(
             "sluice_translate_duration_seconds",
             "Time to translate one Gateway's DAG into Envoy resources",
+            &["gateway"],
+        )?;
+        let roots_rebuilt = IntCounterVec::new(
+            Opts::new(
+                "sluice_dag_roots_rebuilt_total",
+                "Root IngressRoutes whose virtual host a DAG update built again, by Gateway",
+            ),
             &["gateway"],
         )?;
         let reconcile_seconds = histogram(
@@ -135,6 +144,7 @@ impl Metrics {
         registry.register(Box::new(crd_info.clone()))?;
         registry.register(Box::new(dag_build_seconds.clone()))?;
         registry.register(Box::new(translate_seconds.clone()))?;
+        registry.register(Box::new(roots_rebuilt.clone()))?;
         registry.register(Box::new(reconcile_seconds.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(status_writes.clone()))?;
@@ -144,6 +154,7 @@ impl Metrics {
             routes,
             dag_build_seconds,
             translate_seconds,
+            roots_rebuilt,
             reconcile_seconds,
             reconcile_errors,
             status_writes,

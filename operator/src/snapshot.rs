@@ -15,6 +15,7 @@ use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 mod changes;
 mod live;
 mod pmap;
+pub mod status_only;
 mod traefik;
 
 pub use changes::{ChangeSet, Kind};

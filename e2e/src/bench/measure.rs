@@ -88,6 +88,10 @@ pub struct Timings {
     pass_seconds: f64,
     build_seconds: f64,
     translate_seconds: f64,
+    /// Translations (only instances whose DAG changed translate).
+    translations: f64,
+    /// Root IngressRoutes built again by the DAG updates (`None`: a binary without the metric).
+    roots_rebuilt: Option<f64>,
     status_writes: f64,
 }
 
@@ -123,6 +127,10 @@ impl Timings {
             pass_seconds: routes("sluice_reconcile_duration_seconds_sum").unwrap_or_default(),
             build_seconds: sum("sluice_dag_build_duration_seconds_sum"),
             translate_seconds: sum("sluice_translate_duration_seconds_sum"),
+            translations: sum("sluice_translate_duration_seconds_count"),
+            roots_rebuilt: text
+                .contains("sluice_dag_roots_rebuilt_total")
+                .then(|| sum("sluice_dag_roots_rebuilt_total")),
             status_writes: sum("sluice_status_writes_total"),
         })
     }
@@ -133,6 +141,10 @@ impl Timings {
             pass_seconds: self.pass_seconds - before.pass_seconds,
             build_seconds: self.build_seconds - before.build_seconds,
             translate_seconds: self.translate_seconds - before.translate_seconds,
+            translations: self.translations - before.translations,
+            roots_rebuilt: self
+                .roots_rebuilt
+                .map(|n| n - before.roots_rebuilt.unwrap_or_default()),
             status_writes: self.status_writes - before.status_writes,
         }
     }
@@ -147,6 +159,10 @@ impl Timings {
         ];
         for (what, s) in seconds {
             figures.record(name(what), "ms", roots, s * 1000.0);
+        }
+        figures.record(name("translations"), "", roots, self.translations);
+        if let Some(n) = self.roots_rebuilt {
+            figures.record(name("roots rebuilt"), "", roots, n);
         }
         figures.record(name("status writes"), "", roots, self.status_writes);
     }

@@ -23,6 +23,7 @@ use crate::xds::cache::{Cache, InstanceResources};
 use crate::xds::translate::{TranslateError, TranslateOptions};
 
 mod events;
+mod pending;
 mod retry;
 mod round_task;
 mod rounds;
@@ -87,6 +88,8 @@ struct Announced {
     done: BTreeMap<ObjKey, (Option<String>, IngressRouteStatus)>,
     /// With how many times it was tried.
     owed: BTreeMap<ObjKey, ((Option<String>, IngressRouteStatus), u32)>,
+    /// Statuses written whose watch event has not come back yet: not written again meanwhile.
+    pending: pending::PendingWrites,
 }
 
 /// One snapshot, numbered, as handed to the instance reconcilers, with what changed since the
@@ -169,10 +172,12 @@ pub async fn run(
         generation += 1;
         // One step: the snapshot and exactly the changes that led to it (O(1)).
         let (snapshot, changes) = ctx.stores.take();
-        // Traefik routes count too: their verdicts are announced per object and uid.
+        // Traefik routes count too: their verdicts are announced per object and uid. A status
+        // changed alone (ours coming back, or someone else's) counts: it is compared with the
+        // verdicts, and written again if it is not theirs.
         let statuses_touched = changes.has_whole_kinds()
-            || changes.touches_kind(Kind::IngressRoute)
-            || changes.touches_kind(Kind::UndecodableRoute)
+            || changes.touches_statuses_of(Kind::IngressRoute)
+            || changes.touches_statuses_of(Kind::UndecodableRoute)
             || Kind::ALL.into_iter().any(|k| {
                 matches!(
                     k,
@@ -503,6 +508,10 @@ async fn reconcile_instance(
         let report = match built {
             Ok(built) => {
                 changed = Some(built.stats.changed);
+                ctx.metrics
+                    .roots_rebuilt
+                    .with_label_values(&[&gateway])
+                    .inc_by(u64::try_from(built.stats.roots_rebuilt).unwrap_or(u64::MAX));
                 ctx.metrics
                     .dag_build_seconds
                     .with_label_values(&[&gateway])

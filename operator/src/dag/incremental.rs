@@ -212,6 +212,12 @@ impl IncrementalDag {
         dag
     }
 
+    /// The IngressRoute the selection holds under `key` (tests: it is the snapshot's).
+    #[cfg(test)]
+    pub(super) fn selected_route(&self, key: &ObjKey) -> Option<&Arc<crate::api::IngressRoute>> {
+        self.selected.get(key)
+    }
+
     /// The current DAG.
     pub fn dag(&self) -> &Dag {
         &self.dag
@@ -290,6 +296,7 @@ impl IncrementalDag {
         let mut touched_groups = BTreeSet::new();
 
         let mut fqdns = self.apply_route_changes(changes, &mut dirty);
+        self.refresh_selected(changes);
         let traefik_changed = self.apply_traefik_changes(changes, &mut fqdns);
         self.settle_owners(&mut fqdns, &mut roots, &mut touched_groups, &mut dirty);
         let touched = deps::touched(changes, &old, snap);
@@ -371,6 +378,23 @@ impl IncrementalDag {
             }
         }
         fqdns
+    }
+
+    /// IngressRoutes whose status alone changed are not rebuilt (the DAG reads nothing of it);
+    /// the selection takes the snapshot's object all the same, so that the one it replaces is
+    /// not kept alive beside it.
+    fn refresh_selected(&mut self, changes: &ChangeSet) {
+        for (kind, key) in changes.statuses() {
+            if kind != Kind::IngressRoute {
+                continue;
+            }
+            if let (Some(held), Some(now)) = (
+                self.selected.get_mut(key),
+                self.snap.ingress_routes.get(key),
+            ) {
+                *held = now.clone();
+            }
+        }
     }
 
     /// Decides who owns `fqdn` now (nobody when an older wildcard covers it); a new owner is

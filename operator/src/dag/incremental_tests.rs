@@ -64,7 +64,7 @@ pub(super) fn meta(ns: &str, name: &str, rng: &mut Rng) -> Value {
     m
 }
 
-fn random_route(ns: &str, name: &str, rng: &mut Rng) -> Object {
+pub(super) fn random_route(ns: &str, name: &str, rng: &mut Rng) -> Object {
     let prefixes = ["/", "/", "/a", "/a/b", "/b"];
     let mut spec = json!({"routes": []});
     // Mostly r0-r2 are roots and the others their children.

@@ -55,4 +55,6 @@ mod incremental_tests;
 #[cfg(test)]
 mod incremental_traefik_gen;
 #[cfg(test)]
+mod status_writes_tests;
+#[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{ClusterSnapshot, ObjKey, PMap, TraefikKind};
+use super::{ClusterSnapshot, ObjKey, PMap, TraefikKind, status_only};
 use crate::api::traefik::Group;
 
 /// The kinds a snapshot holds: the one vocabulary of the sources (watches, manifest files), the
@@ -71,9 +71,16 @@ impl Kind {
 /// Objects added, changed or removed since the previous snapshot, by kind and key. A change set
 /// may say more than what changed (a listed object may be equal to its previous version), never
 /// less; [`ChangeSet::everything`] says "compare it all".
+///
+/// IngressRoutes whose stored status alone changed (with their `resourceVersion`: every status
+/// the leader writes comes back so) are kept apart ([`ChangeSet::statuses`], see
+/// `status_only`): the DAG reads nothing of that, the status round does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeSet {
     objects: BTreeSet<(Kind, ObjKey)>,
+    /// Objects (IngressRoutes, decodable or not) whose change the DAG cannot see: their status.
+    /// Never listed in `objects` too.
+    statuses: BTreeSet<(Kind, ObjKey)>,
     /// Kinds whose every object may have changed (a relist, a restarted watch).
     whole_kinds: BTreeSet<Kind>,
     /// The Gateways that did not load changed (they decide whether the default instance runs).
@@ -92,13 +99,25 @@ impl ChangeSet {
 
     pub fn insert(&mut self, kind: Kind, key: ObjKey) {
         if !self.whole_kinds.contains(&kind) {
-            self.objects.insert((kind, key));
+            let key = (kind, key);
+            self.statuses.remove(&key);
+            self.objects.insert(key);
+        }
+    }
+
+    /// The object changed in nothing the DAG reads (its status, see `status_only`): listed for
+    /// the status round only, unless it is listed as changed already.
+    pub fn insert_status(&mut self, kind: Kind, key: ObjKey) {
+        let key = (kind, key);
+        if !self.objects.contains(&key) {
+            self.statuses.insert(key);
         }
     }
 
     /// Every object of `kind` may have changed.
     pub fn insert_kind(&mut self, kind: Kind) {
         self.objects.retain(|(k, _)| *k != kind);
+        self.statuses.retain(|(k, _)| *k != kind);
         self.whole_kinds.insert(kind);
     }
 
@@ -110,11 +129,26 @@ impl ChangeSet {
         for (kind, key) in &other.objects {
             self.insert(*kind, key.clone());
         }
+        for (kind, key) in &other.statuses {
+            if !self.whole_kinds.contains(kind) {
+                self.insert_status(*kind, key.clone());
+            }
+        }
         self.unloaded_gateways |= other.unloaded_gateways;
     }
 
+    /// Nothing changed, not even a status.
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty() && self.whole_kinds.is_empty() && !self.unloaded_gateways
+        self.objects.is_empty()
+            && self.statuses.is_empty()
+            && self.whole_kinds.is_empty()
+            && !self.unloaded_gateways
+    }
+
+    /// The objects whose status alone changed (the DAG has nothing to do for them; the status
+    /// round compares them with its verdicts).
+    pub fn statuses(&self) -> impl Iterator<Item = (Kind, &ObjKey)> {
+        self.statuses.iter().map(|(k, key)| (*k, key))
     }
 
     /// True when some kind is listed as a whole: the consumer compares the snapshots itself
@@ -128,9 +162,16 @@ impl ChangeSet {
         self.objects.iter().map(|(k, key)| (*k, key))
     }
 
-    /// Whether any object of `kind` is listed, or the kind as a whole.
+    /// Whether any object of `kind` is listed, or the kind as a whole (status-only changes
+    /// do not count: see [`Self::touches_statuses_of`]).
     pub fn touches_kind(&self, kind: Kind) -> bool {
         self.whole_kinds.contains(&kind) || self.objects.iter().any(|(k, _)| *k == kind)
+    }
+
+    /// Whether any object of `kind` is listed, its status alone or more, or the kind as a whole:
+    /// what the status round must look at again.
+    pub fn touches_statuses_of(&self, kind: Kind) -> bool {
+        self.touches_kind(kind) || self.statuses.iter().any(|(k, _)| *k == kind)
     }
 
     pub fn unloaded_gateways_changed(&self) -> bool {
@@ -152,13 +193,16 @@ impl ChangeSet {
     pub fn resolve(&self, old: &ClusterSnapshot, new: &ClusterSnapshot) -> ChangeSet {
         let mut out = ChangeSet {
             objects: self.objects.clone(),
+            statuses: self.statuses.clone(),
             whole_kinds: BTreeSet::new(),
             unloaded_gateways: (self.unloaded_gateways || self.touches_kind(Kind::Gateway))
                 && old.unloaded_gateways != new.unloaded_gateways,
         };
         for kind in &self.whole_kinds {
-            diff_kind(*kind, old, new, &mut out.objects);
+            diff_kind(*kind, old, new, &mut out);
         }
+        let objects = &out.objects;
+        out.statuses.retain(|k| !objects.contains(k));
         out
     }
 
@@ -169,15 +213,30 @@ impl ChangeSet {
     }
 }
 
-fn diff_kind(
-    kind: Kind,
-    old: &ClusterSnapshot,
-    new: &ClusterSnapshot,
-    out: &mut BTreeSet<(Kind, ObjKey)>,
-) {
+fn diff_kind(kind: Kind, old: &ClusterSnapshot, new: &ClusterSnapshot, changes: &mut ChangeSet) {
+    let out = &mut changes.objects;
     match kind {
         Kind::Gateway => diff_maps(kind, &old.gateways, &new.gateways, out),
-        Kind::IngressRoute => diff_maps(kind, &old.ingress_routes, &new.ingress_routes, out),
+        Kind::IngressRoute => {
+            let (a, b) = (&old.ingress_routes, &new.ingress_routes);
+            if a.ptr_eq(b) {
+                return;
+            }
+            for (key, v) in a {
+                match b.get(key) {
+                    Some(n) if Arc::ptr_eq(v, n) || **v == **n => {}
+                    Some(n) if status_only::same_for_dag(v, n) => {
+                        changes.statuses.insert((kind, key.clone()));
+                    }
+                    _ => {
+                        out.insert((kind, key.clone()));
+                    }
+                }
+            }
+            for key in b.keys().filter(|k| !a.contains_key(*k)) {
+                out.insert((kind, key.clone()));
+            }
+        }
         Kind::Delegation => diff_maps(kind, &old.delegations, &new.delegations, out),
         Kind::Service => diff_maps(kind, &old.services, &new.services, out),
         Kind::Endpoints => diff_maps(kind, &old.endpoints, &new.endpoints, out),
@@ -231,8 +290,14 @@ fn diff_kind(
                 return;
             }
             for (key, v) in a {
-                if b.get(key) != Some(v) {
-                    out.insert((kind, key.clone()));
+                match b.get(key) {
+                    Some(n) if n == v => {}
+                    Some(n) if status_only::same_undecodable_for_dag(v, n) => {
+                        changes.statuses.insert((kind, key.clone()));
+                    }
+                    _ => {
+                        out.insert((kind, key.clone()));
+                    }
                 }
             }
             for key in b.keys().filter(|k| !a.contains_key(*k)) {

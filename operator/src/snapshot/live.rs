@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{
     ChangeSet, ClusterSnapshot, Kind, ObjKey, ObjMap, PMap, SharedObject, TraefikKind,
-    TraefikObjects, UndecodableRoute, traefik_key,
+    TraefikObjects, UndecodableRoute, status_only, traefik_key,
 };
 use crate::api::traefik::Decoded;
 
@@ -21,6 +21,14 @@ pub struct LiveSnapshot {
 }
 
 impl LiveSnapshot {
+    /// Goes on from `snap`, which is all changed (as far as the next [`Self::take`] tells).
+    pub fn from_snapshot(snap: ClusterSnapshot) -> Self {
+        Self {
+            snap,
+            changes: ChangeSet::everything(),
+        }
+    }
+
     /// The current state.
     pub fn snapshot(&self) -> &ClusterSnapshot {
         &self.snap
@@ -63,7 +71,21 @@ impl LiveSnapshot {
         if held {
             return false;
         }
-        self.changes.insert(obj.kind(), key);
+        // A status written (by the leader, mostly) comes back with nothing else changed: the
+        // snapshot takes it, the DAG is not told.
+        let status_only = match &obj {
+            SharedObject::IngressRoute(o) => self
+                .snap
+                .ingress_routes
+                .get(&key)
+                .is_some_and(|held| status_only::same_for_dag(held, o)),
+            _ => false,
+        };
+        if status_only {
+            self.changes.insert_status(obj.kind(), key);
+        } else {
+            self.changes.insert(obj.kind(), key);
+        }
         self.snap.apply_shared(obj);
         true
     }
@@ -79,10 +101,16 @@ impl LiveSnapshot {
 
     /// Adds or replaces an IngressRoute that does not decode; returns whether anything changed.
     pub fn upsert_undecodable_route(&mut self, key: ObjKey, route: UndecodableRoute) -> bool {
-        if self.snap.undecodable_routes.get(&key) == Some(&route) {
+        let held = self.snap.undecodable_routes.get(&key);
+        if held == Some(&route) {
             return false;
         }
-        self.changes.insert(Kind::UndecodableRoute, key.clone());
+        if held.is_some_and(|h| status_only::same_undecodable_for_dag(h, &route)) {
+            self.changes
+                .insert_status(Kind::UndecodableRoute, key.clone());
+        } else {
+            self.changes.insert(Kind::UndecodableRoute, key.clone());
+        }
         self.snap.undecodable_routes.insert(key, route);
         true
     }

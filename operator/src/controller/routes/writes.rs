@@ -60,12 +60,19 @@ pub(super) async fn write_statuses(
     announced
         .done
         .retain(|key, _| stored(snapshot, key).is_some());
+    announced.pending.settle(snapshot);
     // Each write (and its event) is a round trip to the API server: a few are in flight at once,
     // so that 10,000 new IngressRoutes are not 10,000 sequential round trips. Keys are distinct,
     // so writes never race each other; what they announced is recorded once all are done.
-    let writes = statuses_to_write(snapshot, dags);
-    let differed = writes.len();
-    let rewritten: BTreeSet<&ObjKey> = writes.iter().map(|(key, _)| key).collect();
+    let differing = statuses_to_write(snapshot, dags);
+    let differed = differing.len();
+    // A status written by the last round and not yet seen back is not written twice (it still
+    // counts as differing: the round is not in step until its echo is seen).
+    let rewritten: BTreeSet<ObjKey> = differing.iter().map(|(key, _)| key.clone()).collect();
+    let writes: Vec<(ObjKey, IngressRouteStatus)> = differing
+        .into_iter()
+        .filter(|(key, want)| !announced.pending.in_flight(key, want))
+        .collect();
     // An object written again announces itself; if that write fails, what it owed stays owed.
     let (held, owed): (Vec<_>, Vec<_>) = std::mem::take(&mut announced.owed)
         .into_iter()
@@ -79,13 +86,18 @@ pub(super) async fn write_statuses(
         })
         .collect();
     let seen = &announced.done;
-    let outcomes: Vec<Announce> = futures::stream::iter(writes)
+    let results: Vec<(Option<StatusWrite>, Option<Announce>)> = futures::stream::iter(writes)
         .map(|(key, status)| write_and_announce(ctx, seen, key, status))
         .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
-        .filter_map(|outcome| async move { outcome })
         .collect()
         .await;
-    let mut outcomes: Vec<(Announce, u32)> = outcomes.into_iter().map(|o| (o, 0)).collect();
+    let mut outcomes: Vec<(Announce, u32)> = Vec::with_capacity(results.len());
+    for (written, outcome) in results {
+        if let Some((key, status)) = written {
+            announced.pending.record(snapshot, key, status);
+        }
+        outcomes.extend(outcome.map(|o| (o, 0)));
+    }
     let retried: Vec<(Announce, u32)> = futures::stream::iter(retries)
         .filter(|_| std::future::ready(ctx.leadership.is_leading()))
         .map(async |(key, regarding, announcement, tries)| {
@@ -130,6 +142,9 @@ pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
 /// How many times an owed Event is tried before it is given up.
 const EVENT_TRIES: u32 = 8;
 
+/// A status written, and to which IngressRoute.
+type StatusWrite = (ObjKey, IngressRouteStatus);
+
 /// The uid of an IngressRoute and the status its Event announced.
 type Announcement = (Option<String>, IngressRouteStatus);
 
@@ -170,16 +185,17 @@ fn regarding(meta: &ObjectMeta) -> ObjectReference {
 }
 
 /// Writes one status and, when it differs from what was announced for the object, records an
-/// event on it; returns how the announcement went, if one was made.
+/// event on it; returns the status if it was written, and how the announcement went, if one
+/// was made.
 async fn write_and_announce(
     ctx: &RoutesContext,
     announced: &BTreeMap<ObjKey, Announcement>,
     key: ObjKey,
     status: IngressRouteStatus,
-) -> Option<Announce> {
+) -> (Option<StatusWrite>, Option<Announce>) {
     if !ctx.leadership.is_leading() {
         tracing::debug!(ingressroute = %key, "no longer leading; the status is left to the new leader");
-        return None;
+        return (None, None);
     }
     match write_status(ctx, &key, &status).await {
         Ok(Some(stored)) => {
@@ -188,23 +204,27 @@ async fn write_and_announce(
                 .with_label_values(&["IngressRoute"])
                 .inc();
             tracing::debug!(ingressroute = %key, status = %status.current_status, "status written");
+            let written = Some((key.clone(), status.clone()));
             let announcement = (stored.metadata.uid.clone(), status);
             // Like every write, only while leading (a write in flight when the lease was lost
             // is not announced).
             if announced.get(&key) == Some(&announcement) || !ctx.leadership.is_leading() {
-                return None;
+                return (written, None);
             }
             let regarding = regarding(&stored.metadata);
-            Some(record_event(ctx, key, regarding, announcement).await)
+            (
+                written,
+                Some(record_event(ctx, key, regarding, announcement).await),
+            )
         }
-        Ok(None) => None, // Deleted meanwhile.
+        Ok(None) => (None, None), // Deleted meanwhile.
         Err(e) => {
             ctx.metrics
                 .reconcile_errors
                 .with_label_values(&["routes", "status_write"])
                 .inc();
             tracing::warn!(ingressroute = %key, error = %e, "status write failed; will retry");
-            None
+            (None, None)
         }
     }
 }
