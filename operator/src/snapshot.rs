@@ -13,12 +13,14 @@ pub mod slim;
 use crate::api::{Gateway, IngressRoute, TLSCertificateDelegation};
 
 mod changes;
+mod intern;
 mod live;
 mod pmap;
 pub mod status_only;
 mod traefik;
 
 pub use changes::{ChangeSet, Kind};
+pub use intern::KeyPart;
 pub use live::LiveSnapshot;
 pub use pmap::PMap;
 pub use traefik::{
@@ -30,7 +32,8 @@ pub use traefik::{
 ///
 /// Both are shared strings: the many copies of a key (the snapshot's map, the object's own
 /// record, the DAG's groups, claims and dependency index, statuses) are pointers to one
-/// allocation, not copies of it.
+/// allocation, not copies of it; and keys made apart from each other share their equal parts
+/// (a namespace is held once, not once per object in it: see `intern`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjKey {
     pub namespace: Arc<str>,
@@ -54,18 +57,21 @@ impl Default for ObjKey {
 }
 
 impl ObjKey {
-    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
+    pub fn new(namespace: impl KeyPart, name: impl KeyPart) -> Self {
         Self {
-            namespace: namespace.into(),
-            name: name.into(),
+            namespace: intern::intern(namespace),
+            name: intern::intern(name),
         }
     }
 
     /// Key of a namespaced object; objects without a namespace are in `default`.
     pub fn of<K: ResourceExt>(obj: &K) -> Self {
+        // As `namespace()` and `name_any()`, without copying either first.
+        let meta = obj.meta();
+        let name = meta.name.as_deref().or(meta.generate_name.as_deref());
         Self::new(
-            obj.namespace().unwrap_or_else(|| "default".to_owned()),
-            obj.name_any(),
+            meta.namespace.as_deref().unwrap_or("default"),
+            name.unwrap_or_default(),
         )
     }
 }
@@ -299,7 +305,7 @@ impl SharedObject {
 /// The Service an EndpointSlice belongs to, by its label.
 pub fn slice_service(slice: &slim::EndpointSlice) -> Option<ObjKey> {
     let name = slice.service_name.as_ref()?;
-    Some(ObjKey::new(slice.key.namespace.clone(), name.clone()))
+    Some(ObjKey::new(&slice.key.namespace, name))
 }
 
 /// The Secrets a TLSCertificateDelegation delegates (in its own namespace).
@@ -308,7 +314,7 @@ pub fn delegated_secrets(d: &TLSCertificateDelegation) -> impl Iterator<Item = O
     d.spec
         .delegations
         .iter()
-        .map(move |s| ObjKey::new(namespace.clone(), s.secret_name.clone()))
+        .map(move |s| ObjKey::new(&namespace, &s.secret_name))
 }
 
 impl ClusterSnapshot {

@@ -1,5 +1,9 @@
 //! `contour.heptio.com/v1beta1` IngressRoute and TLSCertificateDelegation, field for field as in
 //! the IngressRoute reference. Existing manifests must deserialize unchanged.
+//!
+//! Optional parts most routes leave out (health checks, upstream validation, retry policies, a
+//! tcpproxy) are boxed: held inline, each made every decoded route and service larger by its
+//! whole size, present or not, for every IngressRoute the operator holds.
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -31,10 +35,10 @@ pub struct IngressRouteSpec {
     pub routes: Vec<Route>,
     /// TCP proxying of TLS-encapsulated sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcpproxy: Option<TcpProxy>,
+    pub tcpproxy: Option<Box<TcpProxy>>,
     /// Default health check for every service of this IngressRoute (a service's own wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_check: Option<HealthCheck>,
+    pub health_check: Option<Box<HealthCheck>>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -92,7 +96,7 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_policy: Option<TimeoutPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_policy: Option<RetryPolicy>,
+    pub retry_policy: Option<Box<RetryPolicy>>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -117,9 +121,9 @@ pub struct Service {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<LbStrategy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_check: Option<HealthCheck>,
+    pub health_check: Option<Box<HealthCheck>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation: Option<UpstreamValidation>,
+    pub validation: Option<Box<UpstreamValidation>>,
 }
 
 /// Load-balancing strategy for one upstream service.
@@ -220,4 +224,46 @@ pub struct CertificateDelegation {
     /// Namespaces allowed to use the secret; `*` for all.
     #[serde(default)]
     pub target_namespaces: Vec<String>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Decoded routes and services are held by the thousand: the optional parts they usually
+    /// leave out take a pointer each, not their size.
+    #[test]
+    fn routes_and_services_stay_small() {
+        assert!(size_of::<Service>() <= 80, "{}", size_of::<Service>());
+        assert!(size_of::<Route>() <= 168, "{}", size_of::<Route>());
+        assert!(
+            size_of::<IngressRouteSpec>() <= 128,
+            "{}",
+            size_of::<IngressRouteSpec>()
+        );
+    }
+
+    /// Boxed parts read and write as before.
+    #[test]
+    fn boxed_parts_decode_and_encode_unchanged() {
+        let spec = serde_json::json!({
+            "healthCheck": {"path": "/healthz", "intervalSeconds": 5},
+            "routes": [{"match": "/", "retryPolicy": {"count": 3, "perTryTimeout": "1s"},
+                        "services": [{"name": "s", "port": 80,
+                                      "healthCheck": {"path": "/h"},
+                                      "validation": {"caSecret": "ca", "subjectName": "s.example"}}]}],
+            "tcpproxy": {"services": [{"name": "t", "port": 443}]}
+        });
+        let decoded: IngressRouteSpec = serde_json::from_value(spec.clone()).unwrap();
+        assert_eq!(decoded.health_check.as_ref().unwrap().path, "/healthz");
+        let svc = &decoded.routes[0].services[0];
+        assert_eq!(svc.validation.as_ref().unwrap().subject_name, "s.example");
+        assert_eq!(
+            decoded.routes[0].retry_policy.as_ref().unwrap().count,
+            Some(3)
+        );
+        assert_eq!(decoded.tcpproxy.as_ref().unwrap().services[0].name, "t");
+        assert_eq!(serde_json::to_value(&decoded).unwrap(), spec);
+    }
 }

@@ -194,7 +194,7 @@ impl<'a> Builder<'a> {
         for s in &tcp.services {
             let context = format!("tcpproxy: service {:?}", s.name);
             let port = check_port_and_weight(&context, s).map_err(WalkError::Own)?;
-            let svc_key = ObjKey::new(key.namespace.clone(), s.name.clone());
+            let svc_key = ObjKey::new(&key.namespace, s.name.as_str());
             self.read(Dep::Service(svc_key.clone()));
             let found = self
                 .snap

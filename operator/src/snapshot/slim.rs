@@ -111,6 +111,22 @@ pub struct Secret {
     pub data: Option<BTreeMap<String, ByteString>>,
 }
 
+/// `v`'s elements mapped by `f`, in a vector of exactly their number. Not `into_iter().map()
+/// .collect()`: that collects in place, keeping the decoded vector's whole allocation (its
+/// larger elements, and the room the decoder's growth left), which made a slim EndpointSlice
+/// hold over a kilobyte for one endpoint.
+fn each<T, U>(v: Vec<T>, f: impl FnMut(T) -> U) -> Vec<U> {
+    let mut out = Vec::with_capacity(v.len());
+    out.extend(v.into_iter().map(f));
+    out
+}
+
+/// `v` without the room the decoder's growth left.
+fn fitted<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
+}
+
 impl From<core::Service> for Service {
     fn from(o: core::Service) -> Self {
         let key = ObjKey::of(&o);
@@ -121,13 +137,10 @@ impl From<core::Service> for Service {
         });
         let spec = o.spec.map(|s| ServiceSpec {
             ports: s.ports.map(|ports| {
-                ports
-                    .into_iter()
-                    .map(|p| ServicePort {
-                        name: p.name,
-                        port: p.port,
-                    })
-                    .collect()
+                each(ports, |p| ServicePort {
+                    name: p.name,
+                    port: p.port,
+                })
             }),
             type_: s.type_,
             external_name: s.external_name,
@@ -145,24 +158,17 @@ impl From<core::Endpoints> for Endpoints {
     fn from(o: core::Endpoints) -> Self {
         let key = ObjKey::of(&o);
         let subsets = o.subsets.map(|subsets| {
-            subsets
-                .into_iter()
-                .map(|s| EndpointSubset {
-                    addresses: s.addresses.map(|a| {
-                        a.into_iter()
-                            .map(|a| EndpointAddress { ip: a.ip })
-                            .collect()
-                    }),
-                    ports: s.ports.map(|p| {
-                        p.into_iter()
-                            .map(|p| EndpointPort {
-                                name: p.name,
-                                port: p.port,
-                            })
-                            .collect()
-                    }),
-                })
-                .collect()
+            each(subsets, |s| EndpointSubset {
+                addresses: s
+                    .addresses
+                    .map(|a| each(a, |a| EndpointAddress { ip: a.ip })),
+                ports: s.ports.map(|p| {
+                    each(p, |p| EndpointPort {
+                        name: p.name,
+                        port: p.port,
+                    })
+                }),
+            })
         });
         Self { key, subsets }
     }
@@ -176,22 +182,15 @@ impl From<discovery::EndpointSlice> for EndpointSlice {
             .labels
             .and_then(|mut l| l.remove(SERVICE_NAME_LABEL));
         let ports = o.ports.map(|ports| {
-            ports
-                .into_iter()
-                .map(|p| SlicePort {
-                    name: p.name,
-                    port: p.port,
-                })
-                .collect()
-        });
-        let endpoints = o
-            .endpoints
-            .into_iter()
-            .map(|e| SliceEndpoint {
-                addresses: e.addresses,
-                conditions: e.conditions.map(|c| EndpointConditions { ready: c.ready }),
+            each(ports, |p| SlicePort {
+                name: p.name,
+                port: p.port,
             })
-            .collect();
+        });
+        let endpoints = each(o.endpoints, |e| SliceEndpoint {
+            addresses: fitted(e.addresses),
+            conditions: e.conditions.map(|c| EndpointConditions { ready: c.ready }),
+        });
         Self {
             key,
             service_name,
@@ -245,6 +244,7 @@ mod tests {
             )]))
         );
         let spec = held.spec.as_ref().unwrap();
+        assert_eq!(spec.ports.as_ref().map(Vec::capacity), Some(1));
         assert_eq!(
             spec.ports,
             Some(vec![ServicePort {
@@ -282,16 +282,25 @@ mod tests {
 
     #[test]
     fn a_slice_keeps_its_service_ports_addresses_and_readiness() {
-        let slice: discovery::EndpointSlice = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "s-1", "namespace": "ns",
-                         "labels": {SERVICE_NAME_LABEL: "s", "other": "x"}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": false},
-                           "nodeName": "n1", "targetRef": {"kind": "Pod", "name": "p"}}],
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
-        }))
+        // From text, as a watch decodes it (no length known ahead, so vectors grow).
+        let slice: discovery::EndpointSlice = serde_json::from_str(
+            &serde_json::json!({
+                "metadata": {"name": "s-1", "namespace": "ns",
+                             "labels": {SERVICE_NAME_LABEL: "s", "other": "x"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": false},
+                               "nodeName": "n1", "targetRef": {"kind": "Pod", "name": "p"}}],
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+            })
+            .to_string(),
+        )
         .unwrap();
         let slim = EndpointSlice::from(slice);
+        // The decoded vectors are not reused: each holds its own elements, not the room of
+        // the larger decoded ones (a `Vec` collected in place keeps its source's allocation).
+        assert_eq!(slim.endpoints.capacity(), slim.endpoints.len());
+        assert_eq!(slim.endpoints[0].addresses.capacity(), 1);
+        assert_eq!(slim.ports.as_ref().map(Vec::capacity), Some(1));
         assert_eq!(
             slim,
             EndpointSlice {
@@ -306,6 +315,31 @@ mod tests {
                     conditions: Some(EndpointConditions { ready: Some(false) }),
                 }],
             }
+        );
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn endpoints_keep_their_addresses_and_ports_in_vectors_of_their_own() {
+        let endpoints: core::Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "s", "namespace": "ns"},
+            "subsets": [{"addresses": [{"ip": "10.0.0.1", "nodeName": "n1",
+                                        "targetRef": {"kind": "Pod", "name": "p"}}],
+                         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]
+        }))
+        .unwrap();
+        let slim = Endpoints::from(endpoints);
+        let subsets = slim.subsets.as_ref().unwrap();
+        assert_eq!(subsets.capacity(), 1);
+        assert_eq!(subsets[0].addresses.as_ref().map(Vec::capacity), Some(1));
+        assert_eq!(subsets[0].ports.as_ref().map(Vec::capacity), Some(1));
+        assert_eq!(
+            subsets[0].addresses.as_deref(),
+            Some(
+                &[EndpointAddress {
+                    ip: "10.0.0.1".to_owned()
+                }][..]
+            )
         );
     }
 }

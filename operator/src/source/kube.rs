@@ -614,7 +614,7 @@ mod tests {
                 IngressRouteSpec {
                     routes: vec![Route {
                         services: vec![IrService {
-                            validation: Some(UpstreamValidation::default()),
+                            validation: Some(Box::new(UpstreamValidation::default())),
                             ..IrService::default()
                         }],
                         ..Route::default()

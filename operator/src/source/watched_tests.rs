@@ -93,7 +93,9 @@ fn random_object(rng: &mut Rng, kind: Kind, ns: &str) -> Watched {
                         services: vec![IrService {
                             name: "service0".into(),
                             port: 80,
-                            validation: rng.chance(40).then(UpstreamValidation::default),
+                            validation: rng
+                                .chance(40)
+                                .then(|| Box::new(UpstreamValidation::default())),
                             ..IrService::default()
                         }],
                         ..Route::default()

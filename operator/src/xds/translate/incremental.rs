@@ -28,6 +28,7 @@ mod changes;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::Any;
+use prost::encoding::encoded_len_varint;
 use prost::{Message, Name};
 
 use super::envoy::any;
@@ -488,14 +489,23 @@ fn assembled<'a, T: Message + Name>(
     parts: impl Iterator<Item = &'a [u8]>,
     tail: &T,
 ) -> Arc<VersionedResource> {
-    let mut value = head.encode_to_vec();
+    // Key: field number and wire type 2 (length-delimited).
+    let key = u64::from(field << 3 | 2);
+    let (head, tail) = (head.encode_to_vec(), tail.encode_to_vec());
+    let parts: Vec<&[u8]> = parts.collect();
+    // Sized exactly: grown by doubling, the listener of every TLS chain kept up to twice its
+    // size for as long as it is served.
+    let len = parts.iter().fold(head.len() + tail.len(), |n, p| {
+        n + encoded_len_varint(key) + encoded_len_varint(p.len() as u64) + p.len()
+    });
+    let mut value = Vec::with_capacity(len);
+    value.extend_from_slice(&head);
     for part in parts {
-        // Key: field number and wire type 2 (length-delimited).
-        put_varint(&mut value, u64::from(field << 3 | 2));
+        put_varint(&mut value, key);
         put_varint(&mut value, part.len() as u64);
         value.extend_from_slice(part);
     }
-    value.extend_from_slice(&tail.encode_to_vec());
+    value.extend_from_slice(&tail);
     Arc::new(VersionedResource::new(
         name,
         Any {
@@ -580,4 +590,37 @@ fn memoize<'a, I: Clone + PartialEq + 'a>(
             (memo.output.name.clone(), memo)
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// An assembled resource holds its bytes in a buffer of their size, and they are what
+    /// encoding the whole message gives.
+    #[test]
+    fn assembled_bytes_are_exactly_sized() {
+        let chains: Vec<Vec<u8>> = (0..40)
+            .map(|i| vec![u8::try_from(i).unwrap(); 100 + 37 * i])
+            .collect();
+        let head = RouteConfiguration {
+            name: "head".into(),
+            ..Default::default()
+        };
+        let tail = RouteConfiguration {
+            internal_only_headers: vec!["x-internal".into()],
+            ..Default::default()
+        };
+        let r = assembled("r", &head, 2, chains.iter().map(Vec::as_slice), &tail);
+        let value = &r.resource.value;
+        assert_eq!(value.capacity(), value.len());
+        let mut whole = Vec::new();
+        head.encode(&mut whole).unwrap();
+        for c in &chains {
+            prost::encoding::bytes::encode(2, c, &mut whole);
+        }
+        tail.encode(&mut whole).unwrap();
+        assert_eq!(*value, whole);
+    }
 }
