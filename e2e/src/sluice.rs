@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::backend::Echo;
 use crate::client::{Request, Response};
 use crate::envoy::envoy_binary;
 use crate::process::ChildProcess;
@@ -251,11 +252,36 @@ impl Standalone {
         })
     }
 
+    /// [`Standalone::wait_answer`] for [`TRAFFIC_WAIT`], the tests' usual wait.
+    pub async fn answer(
+        &mut self,
+        port: u16,
+        request: &Request,
+        what: &str,
+        accept: impl Fn(&Response) -> bool,
+    ) -> Result<Response> {
+        self.wait_answer(port, request, what, TRAFFIC_WAIT, accept)
+            .await
+    }
+
+    /// Waits until `GET http://host/` through `port` is answered 200 by an echo backend, and
+    /// returns what the backend saw.
+    pub async fn echo_ok(&mut self, port: u16, host: &str) -> Result<Echo> {
+        let request = Request::get(host, "/");
+        let what = format!("http://{host}/ to be answered 200");
+        self.answer(port, &request, &what, |r| r.status == 200)
+            .await?
+            .echo()
+    }
+
     /// The default instance's ports (manifests without a Gateway).
     pub async fn default_instance(&mut self, timeout: Duration) -> Result<InstancePorts> {
         self.instance(DEFAULT_INSTANCE, timeout).await
     }
 }
+
+/// How long tests wait for traffic to be answered as expected.
+pub const TRAFFIC_WAIT: Duration = Duration::from_secs(30);
 
 /// Namespace `sluice run` is told it runs in (its Lease lives there).
 pub const OPERATOR_NAMESPACE: &str = "sluice-system";

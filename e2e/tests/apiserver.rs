@@ -1066,6 +1066,51 @@ mod raw {
         Ok(())
     }
 
+    /// A watch already streaming is not expired by writes of other resources, however many:
+    /// kube-apiserver keeps a watch cache per resource.
+    #[tokio::test]
+    async fn a_quiet_watch_outlives_other_resources_writes() -> Result<()> {
+        let server = ApiServer::start_with(ApiServerOptions {
+            history_limit: 4,
+            ..ApiServerOptions::default()
+        })?;
+        let http = Http::new(&server);
+        let path = "/api/v1/namespaces/default/configmaps";
+        server.create(configmap("quiet", json!({})))?;
+        let start = server.resource_version();
+        let mut w = http
+            .watch(&format!("{path}?watch=true&resourceVersion={start}"))
+            .await?;
+        // Let the watch take its first read before the history moves past `start`.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for i in 0..10 {
+            server.create(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": format!("filler-{i}"), "namespace": "default"},
+            }))?;
+        }
+        http.merge(
+            &format!("{path}/quiet"),
+            &json!({"metadata": {"labels": {"app": "web"}}}),
+        )
+        .await?;
+        assert_eq!(
+            w.next_brief().await?,
+            (
+                "MODIFIED".into(),
+                "quiet".into(),
+                server.resource_version().to_string()
+            )
+        );
+        // A new watch from before those writes is still too old.
+        let mut old = http
+            .watch(&format!("{path}?watch=true&resourceVersion={start}"))
+            .await?;
+        let error = old.next().await?.context("error event")?;
+        assert_eq!(error["object"]["code"], 410);
+        Ok(())
+    }
+
     #[tokio::test]
     async fn watch_selector_transitions_bookmarks_timeout_and_gone() -> Result<()> {
         let server = ApiServer::start_with(ApiServerOptions {

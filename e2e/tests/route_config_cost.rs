@@ -16,10 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::dag::Dag;
-use sluice::dag::model::{
-    Cluster, ClusterEndpoints, LbPolicy, Route, SocketAddress, Upstream, UpstreamProtocol,
-    VirtualHost, WeightedCluster,
-};
+use sluice::dag::model::VirtualHost;
 use sluice::provision::bootstrap::{AdsFlavour, BootstrapOptions, build_bootstrap};
 use sluice::snapshot::ObjKey;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
@@ -31,76 +28,28 @@ use sluice_e2e::envoy::Envoy;
 use sluice_e2e::free_port;
 use sluice_e2e::process::ChildProcess;
 
-const INSTANCE: &str = "team-a/gw";
-
-fn cluster(service: &str) -> Cluster {
-    Cluster {
-        name: format!("team-a/{service}/80/c0ffee"),
-        service: format!("team-a/{service}"),
-        port: 80,
-        upstream: Upstream::Eds {
-            service_name: format!("team-a/{service}/http"),
-        },
-        protocol: UpstreamProtocol::Http1,
-        lb_policy: LbPolicy::RoundRobin,
-        health_check: None,
-        validation: None,
-        proxy_protocol: None,
-        active_health_check: None,
-        transport: None,
-    }
-}
+#[path = "support/dag_fixture.rs"]
+mod dag_fixture;
+use dag_fixture::{INSTANCE, dag, plain_host, route};
 
 fn host(i: usize, service: &str) -> VirtualHost {
     named_host(&format!("h{i:05}.example.com"), i, service)
 }
 
 fn named_host(fqdn: &str, i: usize, service: &str) -> VirtualHost {
-    VirtualHost {
-        fqdn: fqdn.to_owned(),
-        owner: format!("team-a/root-{i}"),
-        tls: None,
-        routes: vec![Route {
-            prefix: "/".to_owned(),
-            owner: format!("team-a/root-{i}"),
-            clusters: vec![WeightedCluster {
-                cluster: cluster(service).name,
-                weight: 1,
-            }],
-            permit_insecure: false,
-            websocket: false,
-            prefix_rewrite: None,
-            timeout: None,
-            retry: None,
-            session_affinity: false,
-            extra: None,
-        }],
-        tcp_proxy: None,
-    }
+    let owner = format!("team-a/root-{i}");
+    plain_host(fqdn, &owner, vec![route("/", &owner, service, false)])
 }
 
 /// `hosts` plain-HTTP virtual hosts all routed to backend `a`; backends `a` and `b` as EDS.
 /// `shared` adds a wildcard host, which cannot be a scope key: every host then shares
 /// `ingress_http`.
 fn world(hosts: usize, shared: bool, a: &Backend, b: &Backend) -> Dag {
-    let endpoints = |service: &str, backend: &Backend| ClusterEndpoints {
-        service_name: format!("team-a/{service}/http"),
-        addresses: vec![SocketAddress {
-            ip: "127.0.0.1".to_owned(),
-            port: backend.port(),
-        }],
-    };
     let mut virtual_hosts: Vec<VirtualHost> = (0..hosts).map(|i| host(i, "a")).collect();
     if shared {
         virtual_hosts.insert(0, named_host("*.unkeyable.example.com", hosts, "b"));
     }
-    Dag {
-        gateway: INSTANCE.to_owned(),
-        virtual_hosts: virtual_hosts.into(),
-        clusters: vec![cluster("a"), cluster("b")].into(),
-        endpoints: vec![endpoints("a", a), endpoints("b", b)].into(),
-        ..Dag::default()
-    }
+    dag(virtual_hosts, a, b)
 }
 
 fn millis(d: Duration) -> f64 {

@@ -9,10 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::dag::Dag;
-use sluice::dag::model::{
-    Cluster, ClusterEndpoints, LbPolicy, Route, SocketAddress, Upstream, UpstreamProtocol,
-    VirtualHost, WeightedCluster,
-};
+use sluice::dag::model::VirtualHost;
 use sluice::provision::bootstrap::{AdsFlavour, BootstrapOptions, build_bootstrap};
 use sluice::snapshot::ObjKey;
 use sluice::xds::cache::{Cache, type_url};
@@ -23,72 +20,24 @@ use sluice_e2e::client::{Request, Response, WebSocket};
 use sluice_e2e::envoy::Envoy;
 use sluice_e2e::free_port;
 
-const INSTANCE: &str = "team-a/gw";
-
-fn cluster(service: &str) -> Cluster {
-    Cluster {
-        name: format!("team-a/{service}/80/c0ffee"),
-        service: format!("team-a/{service}"),
-        port: 80,
-        upstream: Upstream::Eds {
-            service_name: format!("team-a/{service}/http"),
-        },
-        protocol: UpstreamProtocol::Http1,
-        lb_policy: LbPolicy::RoundRobin,
-        health_check: None,
-        validation: None,
-        proxy_protocol: None,
-        active_health_check: None,
-        transport: None,
-    }
-}
-
-fn route(prefix: &str, service: &str, websocket: bool) -> Route {
-    Route {
-        prefix: prefix.to_owned(),
-        owner: "team-a/root".to_owned(),
-        clusters: vec![WeightedCluster {
-            cluster: cluster(service).name,
-            weight: 1,
-        }],
-        permit_insecure: false,
-        websocket,
-        prefix_rewrite: None,
-        timeout: None,
-        retry: None,
-        session_affinity: false,
-        extra: None,
-    }
-}
-
 /// `fqdn` to `service`, with a WebSocket route at `/ws`.
+#[path = "support/dag_fixture.rs"]
+mod dag_fixture;
+use dag_fixture::{INSTANCE, plain_host, route};
+
 fn host(fqdn: &str, service: &str) -> VirtualHost {
-    VirtualHost {
-        fqdn: fqdn.to_owned(),
-        owner: "team-a/root".to_owned(),
-        tls: None,
-        routes: vec![route("/ws", service, true), route("/", service, false)],
-        tcp_proxy: None,
-    }
+    let owner = "team-a/root";
+    let routes = vec![
+        route("/ws", owner, service, true),
+        route("/", owner, service, false),
+    ];
+    plain_host(fqdn, owner, routes)
 }
 
-fn dag(hosts: Vec<VirtualHost>, a: &Backend, b: &Backend) -> Dag {
-    let endpoints = |service: &str, backend: &Backend| ClusterEndpoints {
-        service_name: format!("team-a/{service}/http"),
-        addresses: vec![SocketAddress {
-            ip: "127.0.0.1".to_owned(),
-            port: backend.port(),
-        }],
-    };
-    let mut virtual_hosts = hosts;
-    virtual_hosts.sort_by(|x, y| x.fqdn.cmp(&y.fqdn));
-    Dag {
-        gateway: INSTANCE.to_owned(),
-        virtual_hosts: virtual_hosts.into(),
-        clusters: vec![cluster("a"), cluster("b")].into(),
-        endpoints: vec![endpoints("a", a), endpoints("b", b)].into(),
-        ..Dag::default()
-    }
+/// The DAG of `hosts`, in name order.
+fn dag(mut hosts: Vec<VirtualHost>, a: &Backend, b: &Backend) -> Dag {
+    hosts.sort_by(|x, y| x.fqdn.cmp(&y.fqdn));
+    dag_fixture::dag(hosts, a, b)
 }
 
 async fn send(port: u16, host: &str, path: &str) -> Response {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use sluice_e2e::backend::{Backend, Echo};
-use sluice_e2e::client::{Request, Response, get};
+use sluice_e2e::client::{Request, get};
 use sluice_e2e::manifests::{self, Manifests, doc, service, tls_secret};
 use sluice_e2e::sluice::{InstancePorts, Standalone};
 use sluice_e2e::tls::{TestCa, TlsClient};
@@ -41,19 +41,6 @@ fn to(service: &str) -> Value {
 }
 
 /// Polls until `request` on the HTTP port is answered by a response `accept` takes.
-async fn wait_http(
-    sluice: &mut Standalone,
-    port: u16,
-    request: &Request,
-    what: &str,
-    accept: impl Fn(&Response) -> bool,
-) -> Response {
-    sluice
-        .wait_answer(port, request, what, WAIT, accept)
-        .await
-        .unwrap()
-}
-
 /// Polls until `GET http://host{path}` (with `headers`) is answered 200 by backend `expected`.
 async fn wait_backend(
     sluice: &mut Standalone,
@@ -68,10 +55,12 @@ async fn wait_backend(
         request = request.header(k, v);
     }
     let what = format!("http://{host}{path} {headers:?} to reach {expected}");
-    let resp = wait_http(sluice, port, &request, &what, |r| {
-        r.status == 200 && r.echo().is_ok_and(|e| e.backend == expected)
-    })
-    .await;
+    let resp = sluice
+        .answer(port, &request, &what, |r| {
+            r.status == 200 && r.echo().is_ok_and(|e| e.backend == expected)
+        })
+        .await
+        .unwrap();
     resp.echo().unwrap()
 }
 
@@ -494,17 +483,18 @@ async fn live_edits_fail_no_request() {
     .unwrap();
     dir.write("route.yaml", &route(to("green"), json!([{"name": "tag"}])))
         .unwrap();
-    let echo = wait_http(
-        &mut sluice,
-        http,
-        &Request::get(host, "/"),
-        "green with the middleware's header",
-        |r| {
-            r.echo()
-                .is_ok_and(|e| e.backend == "green" && e.header("x-tag") == Some("live"))
-        },
-    )
-    .await;
+    let echo = sluice
+        .answer(
+            http,
+            &Request::get(host, "/"),
+            "green with the middleware's header",
+            |r| {
+                r.echo()
+                    .is_ok_and(|e| e.backend == "green" && e.header("x-tag") == Some("live"))
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(echo.status, 200);
     // A few more requests on the final configuration, then stop.
     tokio::time::sleep(Duration::from_millis(300)).await;

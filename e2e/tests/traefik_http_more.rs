@@ -14,8 +14,8 @@ use sluice::xds::translate::constraints::check_resources;
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
-use sluice_e2e::backend::{Backend, Echo};
-use sluice_e2e::client::{Request, Response};
+use sluice_e2e::backend::Backend;
+use sluice_e2e::client::Request;
 use sluice_e2e::manifests::{self, Manifests, ca_secret, service, tls_secret};
 use sluice_e2e::sluice::Standalone;
 use sluice_e2e::tls::{TestCa, server_config_requiring_clients};
@@ -70,28 +70,6 @@ async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
 }
 
 /// Polls until `request` on `port` is answered by a response `accept` takes.
-async fn wait_http(
-    sluice: &mut Standalone,
-    port: u16,
-    request: &Request,
-    what: &str,
-    accept: impl Fn(&Response) -> bool,
-) -> Response {
-    sluice
-        .wait_answer(port, request, what, WAIT, accept)
-        .await
-        .unwrap()
-}
-
-async fn wait_ok(sluice: &mut Standalone, port: u16, host: &str) -> Echo {
-    let request = Request::get(host, "/");
-    let what = format!("http://{host}/ to be answered 200");
-    wait_http(sluice, port, &request, &what, |r| r.status == 200)
-        .await
-        .echo()
-        .unwrap()
-}
-
 /// A backend that requires a client certificate from `client CA`: reached through the
 /// transport naming one (`certificatesSecrets`), with the longest timeouts Sluice accepts and
 /// one request per connection (`maxIdleConnsPerHost: -1`); the same backend through a transport
@@ -176,14 +154,14 @@ async fn upstream_mutual_tls_presents_the_transport_client_certificate() {
 
     let mut sluice = Standalone::start(dir.path()).unwrap();
     let http = sluice.default_instance(WAIT).await.unwrap().http;
-    let echo = wait_ok(&mut sluice, http, "mtls.example.com").await;
+    let echo = sluice.echo_ok(http, "mtls.example.com").await.unwrap();
     assert_eq!(echo.backend, "mtls");
     assert_eq!(echo.tls_sni.as_deref(), Some("backend.internal"));
 
     // One request per connection: every request opens its own.
     let connections = backend.control().connection_count();
     for _ in 0..3 {
-        let echo = wait_ok(&mut sluice, http, "mtls.example.com").await;
+        let echo = sluice.echo_ok(http, "mtls.example.com").await.unwrap();
         assert_eq!(echo.backend, "mtls");
     }
     let opened = backend.control().connection_count() - connections;
@@ -205,7 +183,7 @@ async fn upstream_mutual_tls_presents_the_transport_client_certificate() {
         .await
         .unwrap();
     assert_eq!(resp.status, 404, "{}", resp.text());
-    wait_ok(&mut sluice, http, "mtls.example.com").await;
+    sluice.echo_ok(http, "mtls.example.com").await.unwrap();
 }
 
 /// Every served value of the new ServersTransport fields at its bounds, beside hostile ones, in
@@ -380,7 +358,7 @@ async fn redirect_regex_answers_as_traefik_does() {
 
     let mut sluice = Standalone::start(dir.path()).unwrap();
     let http = sluice.default_instance(WAIT).await.unwrap().http;
-    wait_ok(&mut sluice, http, "example.com").await;
+    sluice.echo_ok(http, "example.com").await.unwrap();
 
     let expect = [
         (

@@ -36,19 +36,6 @@ fn route(name: &str, services: Value) -> String {
 }
 
 /// Polls until `request` on `port` gets a response `accept` takes.
-async fn wait_http(
-    sluice: &mut Standalone,
-    port: u16,
-    request: &Request,
-    what: &str,
-    accept: impl Fn(&Response) -> bool,
-) -> Response {
-    sluice
-        .wait_answer(port, request, what, WAIT, accept)
-        .await
-        .unwrap()
-}
-
 async fn start(objects: &str) -> (Manifests, Standalone, u16) {
     let dir = Manifests::new().unwrap();
     dir.write("objects.yaml", objects).unwrap();
@@ -73,14 +60,15 @@ async fn pass_host_header_false_sends_the_backend_address() {
         ("addr.example.com", format!("127.0.0.1:{}", a.port())),
         ("kept.example.com", "kept.example.com".to_owned()),
     ] {
-        let resp = wait_http(
-            &mut sluice,
-            http,
-            &Request::get(host, "/x"),
-            &format!("{host} answered"),
-            |r| r.status == 200,
-        )
-        .await;
+        let resp = sluice
+            .answer(
+                http,
+                &Request::get(host, "/x"),
+                &format!("{host} answered"),
+                |r| r.status == 200,
+            )
+            .await
+            .unwrap();
         assert_eq!(
             resp.echo().unwrap().header("host"),
             Some(expected.as_str()),
@@ -103,14 +91,15 @@ async fn sticky_cookie_pins_a_client_to_one_server() {
             }}}]),
         );
     let (_dir, mut sluice, http) = start(&objects).await;
-    let first = wait_http(
-        &mut sluice,
-        http,
-        &Request::get("sticky.example.com", "/"),
-        "the sticky route to answer with a cookie",
-        |r| r.status == 200 && r.header("set-cookie").is_some(),
-    )
-    .await;
+    let first = sluice
+        .answer(
+            http,
+            &Request::get("sticky.example.com", "/"),
+            "the sticky route to answer with a cookie",
+            |r| r.status == 200 && r.header("set-cookie").is_some(),
+        )
+        .await
+        .unwrap();
     let set_cookie = first.header("set-cookie").unwrap().to_owned();
     let attributes: BTreeSet<String> = set_cookie
         .split(';')
@@ -193,8 +182,14 @@ async fn health_checks_take_failing_servers_out() {
     let (_dir, mut sluice, http) = start(&objects).await;
     let answered_by = |want: &'static str| move |r: &Response| r.backend().as_deref() == Some(want);
     let get = Request::get("checked.example.com", "/");
-    wait_http(&mut sluice, http, &get, "a to answer", answered_by("a")).await;
-    wait_http(&mut sluice, http, &get, "b to answer", answered_by("b")).await;
+    sluice
+        .answer(http, &get, "a to answer", answered_by("a"))
+        .await
+        .unwrap();
+    sluice
+        .answer(http, &get, "b to answer", answered_by("b"))
+        .await
+        .unwrap();
 
     b.control().set_healthy(false);
     // Once b is out, every request goes to a.
@@ -204,12 +199,17 @@ async fn health_checks_take_failing_servers_out() {
         assert_eq!(resp.backend().as_deref(), Some("a"), "{}", resp.text());
     }
     a.control().set_healthy(false);
-    wait_http(&mut sluice, http, &get, "503 with no server healthy", |r| {
-        r.status == 503
-    })
-    .await;
+    sluice
+        .answer(http, &get, "503 with no server healthy", |r| {
+            r.status == 503
+        })
+        .await
+        .unwrap();
     b.control().set_healthy(true);
-    wait_http(&mut sluice, http, &get, "b back", answered_by("b")).await;
+    sluice
+        .answer(http, &get, "b back", answered_by("b"))
+        .await
+        .unwrap();
 
     // The checks as the backend saw them (its health path is elsewhere, so they are recorded).
     let seen = try_wait_for("probe checks", WAIT, async || {
@@ -232,23 +232,24 @@ async fn health_checks_take_failing_servers_out() {
 
     // Checks go to the health port: its answer decides for the server on the traffic port.
     let ported = Request::get("ported.example.com", "/");
-    wait_http(&mut sluice, http, &ported, "served", answered_by("served")).await;
+    sluice
+        .answer(http, &ported, "served", answered_by("served"))
+        .await
+        .unwrap();
     assert!(health.control().health_check_count() > 0);
     assert_eq!(served.control().health_check_count(), 0);
     health.control().set_healthy(false);
-    wait_http(&mut sluice, http, &ported, "503 once the port fails", |r| {
-        r.status == 503
-    })
-    .await;
+    sluice
+        .answer(http, &ported, "503 once the port fails", |r| {
+            r.status == 503
+        })
+        .await
+        .unwrap();
     health.control().set_healthy(true);
-    wait_http(
-        &mut sluice,
-        http,
-        &ported,
-        "served again",
-        answered_by("served"),
-    )
-    .await;
+    sluice
+        .answer(http, &ported, "served again", answered_by("served"))
+        .await
+        .unwrap();
 }
 
 /// `headers.allowedHosts`: a Host in none of the names gets Traefik's `500 Bad Host` (the
@@ -272,14 +273,15 @@ async fn allowed_hosts_answer_other_hosts_500_bad_host() {
             }]}),
         );
     let (_dir, mut sluice, http) = start(&objects).await;
-    wait_http(
-        &mut sluice,
-        http,
-        &Request::get("allowed.example.com", "/"),
-        "the allowed host served",
-        |r| r.status == 200,
-    )
-    .await;
+    sluice
+        .answer(
+            http,
+            &Request::get("allowed.example.com", "/"),
+            "the allowed host served",
+            |r| r.status == 200,
+        )
+        .await
+        .unwrap();
     let upper = Request::get("ALLOWED.example.com", "/")
         .send(http)
         .await
@@ -323,14 +325,15 @@ async fn compress_switches_the_gateways_compressor_per_route() {
             // Long enough for any threshold.
             .header("x-pad", &"p".repeat(2048))
     };
-    let compressed = wait_http(
-        &mut sluice,
-        http,
-        &get("/static/app.js"),
-        "the compress route answered",
-        |r| r.status == 200,
-    )
-    .await;
+    let compressed = sluice
+        .answer(
+            http,
+            &get("/static/app.js"),
+            "the compress route answered",
+            |r| r.status == 200,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         compressed.header("content-encoding"),
         Some("gzip"),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use sluice_e2e::backend::{Backend, Echo};
-use sluice_e2e::client::{Request, Response};
+use sluice_e2e::backend::Backend;
+use sluice_e2e::client::Request;
 use sluice_e2e::manifests::{self, Manifests, ca_secret, doc, service};
 use sluice_e2e::sluice::Standalone;
 use sluice_e2e::tls::TestCa;
@@ -44,28 +44,6 @@ fn services(ns: &str, backends: &[&Backend]) -> String {
 }
 
 /// Polls until `request` on `port` is answered by a response `accept` takes.
-async fn wait_http(
-    sluice: &mut Standalone,
-    port: u16,
-    request: &Request,
-    what: &str,
-    accept: impl Fn(&Response) -> bool,
-) -> Response {
-    sluice
-        .wait_answer(port, request, what, WAIT, accept)
-        .await
-        .unwrap()
-}
-
-async fn wait_ok(sluice: &mut Standalone, port: u16, host: &str) -> Echo {
-    let request = Request::get(host, "/");
-    let what = format!("http://{host}/ to be answered 200");
-    wait_http(sluice, port, &request, &what, |r| r.status == 200)
-        .await
-        .echo()
-        .unwrap()
-}
-
 /// `(namespace/name → (status, description))` of the Traefik objects `sluice render` reports.
 async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
     let path = dir.path().display().to_string();
@@ -152,7 +130,7 @@ async fn nested_weights_split_and_mirrors_receive_copies() {
     let mut sluice = Standalone::start(dir.path()).unwrap();
     let http = sluice.default_instance(WAIT).await.unwrap().http;
 
-    wait_ok(&mut sluice, http, "split.example.com").await;
+    sluice.echo_ok(http, "split.example.com").await.unwrap();
     const N: u64 = 800;
     for x in [&a, &b, &c] {
         x.control().reset_counts();
@@ -173,7 +151,7 @@ async fn nested_weights_split_and_mirrors_receive_copies() {
         "a, b, c got {counts:?} of {N}; expected 600, 50, 150"
     );
 
-    wait_ok(&mut sluice, http, "mirror.example.com").await;
+    sluice.echo_ok(http, "mirror.example.com").await.unwrap();
     // Mirrors are sent after the first answer: let them settle, then count from zero.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for x in [&main, &shadow, &half] {
@@ -256,7 +234,7 @@ async fn upstream_tls_is_verified_against_server_name_and_root_cas() {
     let mut sluice = Standalone::start(dir.path()).unwrap();
     let http = sluice.default_instance(WAIT).await.unwrap().http;
 
-    let echo = wait_ok(&mut sluice, http, "tls.example.com").await;
+    let echo = sluice.echo_ok(http, "tls.example.com").await.unwrap();
     assert_eq!(echo.backend, "secure");
     assert_eq!(echo.tls_sni.as_deref(), Some("backend.internal"));
     let resp = Request::get("mismatch.example.com", "/")
@@ -332,7 +310,7 @@ async fn cross_namespace_references_wait_for_the_gateway_opt_in() {
     }
     let mut sluice = Standalone::start(dir.path()).unwrap();
     let http = sluice.instance("ingress/gw", WAIT).await.unwrap().http;
-    wait_ok(&mut sluice, http, "own.example.com").await;
+    sluice.echo_ok(http, "own.example.com").await.unwrap();
     for host in ["svc.example.com", "ts.example.com"] {
         let resp = Request::get(host, "/").send(http).await.unwrap();
         assert_eq!(resp.status, 404, "{host} is not served");
@@ -344,11 +322,19 @@ async fn cross_namespace_references_wait_for_the_gateway_opt_in() {
 
     dir.write("gateway.yaml", &gateway(true)).unwrap();
     assert_eq!(
-        wait_ok(&mut sluice, http, "svc.example.com").await.backend,
+        sluice
+            .echo_ok(http, "svc.example.com")
+            .await
+            .unwrap()
+            .backend,
         "other"
     );
     assert_eq!(
-        wait_ok(&mut sluice, http, "ts.example.com").await.backend,
+        sluice
+            .echo_ok(http, "ts.example.com")
+            .await
+            .unwrap()
+            .backend,
         "split"
     );
     let v = verdicts(&dir).await;

@@ -115,10 +115,10 @@ pub fn build_aged(snapshot: &ClusterSnapshot, sel: &Selection, ages: &ClaimAges)
                     &mut traefik_lost
                 };
                 lost.entry(other.key.clone())
-                    .or_insert_with(|| traefik::taken(fqdn, &owner));
+                    .or_insert_with(|| traefik::taken(fqdn, &owner, other.tcp));
             } else if owner.traefik {
                 let owner = traefik::describe_claimant(owner);
-                b.invalid(&other.key, traefik::taken(fqdn, &owner));
+                b.invalid(&other.key, traefik::taken(fqdn, &owner, false));
             } else {
                 b.invalid(&other.key, claims::taken(fqdn, &owner.key));
             }

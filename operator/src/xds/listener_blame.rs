@@ -3,7 +3,8 @@
 //! named after its SNI name ([`sni_filter_chain`](super::translate)). When Envoy rejects it,
 //! the filter chains that differ from the version an Envoy of the instance last accepted hold
 //! the cause, and the objects owning them are blamed: an IngressRouteTCP whose chain alone
-//! changed gets the rejection (owner `traefik-tcp:namespace/name`).
+//! changed gets the rejection (owner `traefik-tcp:namespace/name`); a *hold* chain
+//! (`hold/name`) is blamed on the holder of its name.
 //!
 //! Pure: the cache records which chains changed ([`changed_filter_chains`]), attribution maps
 //! them to owners ([`owners`]).
@@ -14,7 +15,7 @@ use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
-use super::translate::HTTPS_LISTENER;
+use super::translate::{HOLD_PREFIX, HTTPS_LISTENER};
 use crate::dag::Dag;
 
 /// The filter chains of each listener of a rejected response, by listener name.
@@ -56,6 +57,19 @@ pub fn owners(dag: &Dag, listeners: &ChangedChains) -> BTreeSet<String> {
             return BTreeSet::new();
         }
         for chain in chains {
+            // A hold chain keeps a name served over plain HTTP only away from a TCP catch-all
+            // or wildcard (`translate::listeners_hold`): it is that name's holder's.
+            if let Some(held) = chain.strip_prefix(HOLD_PREFIX) {
+                let Some(vh) = dag
+                    .virtual_hosts
+                    .iter()
+                    .find(|vh| vh.tls.is_none() && vh.fqdn == held)
+                else {
+                    return BTreeSet::new();
+                };
+                owners.insert(vh.owner.clone());
+                continue;
+            }
             // A name's chains with conditions (Traefik `ClientIP()`, `ALPN()`) are `name#i`.
             let fqdn = chain
                 .split_once('#')
@@ -183,7 +197,8 @@ mod tests {
             clusters: Vec::new(),
             branches: Vec::new(),
         });
-        let plain = vhost("plain.example.com", vec![route("/", &[("a", 80, 1)])]);
+        let mut plain = vhost("plain.example.com", vec![route("/", &[("a", 80, 1)])]);
+        plain.owner = "plain".into();
         Dag {
             virtual_hosts: vec![http, tcp, plain].into(),
             ..Dag::default()
@@ -221,9 +236,20 @@ mod tests {
             )),
             ["traefik-tcp:team/db", "traefik:team/web"]
         );
-        // A chain of no TLS virtual host, another listener, or no chain: nobody.
+        assert_eq!(
+            owned(&changed(
+                HTTPS_LISTENER,
+                &["hold/plain.example.com", "db.example.com"]
+            )),
+            ["plain", "traefik-tcp:team/db"],
+            "a hold chain is its name's holder's"
+        );
+        // A chain of no TLS virtual host, a hold chain of a name nobody holds over plain HTTP,
+        // another listener, or no chain: nobody.
         for c in [
             changed(HTTPS_LISTENER, &["plain.example.com"]),
+            changed(HTTPS_LISTENER, &["hold/web.example.com"]),
+            changed(HTTPS_LISTENER, &["hold/gone.example.com", "db.example.com"]),
             changed(HTTPS_LISTENER, &["gone.example.com"]),
             changed(HTTPS_LISTENER, &[]),
             changed("ingress_http", &["db.example.com"]),

@@ -199,8 +199,14 @@ impl Watcher {
         if start.initial_events && !self.send(self.bookmark(cursor, true)).await {
             return;
         }
+        // The first read is a watch starting from `cursor`; later ones continue the stream.
+        let mut established = false;
         loop {
-            let events = self.shared.lock().events_since(cursor, &self.target.key);
+            let events = self
+                .shared
+                .lock()
+                .events_since(cursor, &self.target.key, established);
+            established = true;
             let (events, upto) = match events {
                 Ok(read) => read,
                 Err(floor) => {

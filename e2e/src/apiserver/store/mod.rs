@@ -116,6 +116,9 @@ pub(crate) struct Store {
     history: VecDeque<Arc<Event>>,
     /// Every event with `rv > history_floor` is still in `history`.
     history_floor: u64,
+    /// Per resource: every event of it with `rv >` this is still in `history` (what an
+    /// established watch of that resource can miss; a new watch is held to `history_floor`).
+    kind_floor: BTreeMap<TypeKey, u64>,
     history_limit: usize,
     ids: Ids,
     /// Accept loopback addresses in Endpoints and EndpointSlices (kube-apiserver never does).
@@ -156,6 +159,7 @@ impl Store {
             objects: BTreeMap::new(),
             history: VecDeque::new(),
             history_floor: 0,
+            kind_floor: BTreeMap::new(),
             history_limit: history_limit.max(1),
             ids: Ids::new(),
             allow_loopback_endpoints: false,
@@ -244,6 +248,7 @@ impl Store {
         while self.history.len() > self.history_limit {
             if let Some(e) = self.history.pop_front() {
                 self.history_floor = e.rv;
+                self.kind_floor.insert(e.key.clone(), e.rv);
             }
         }
     }
@@ -255,9 +260,24 @@ impl Store {
 
     /// Every event of resource `key` after `since`, and the resourceVersion the history was
     /// read up to; or the oldest resourceVersion a watch may still start from.
-    pub fn events_since(&self, since: u64, key: &TypeKey) -> Result<(Vec<Arc<Event>>, u64), u64> {
-        if since < self.history_floor {
-            return Err(self.history_floor);
+    ///
+    /// A watch starting (`established: false`) from before the history's floor is too old,
+    /// whatever changed since. A watch already streaming (`established: true`) is too old only
+    /// when an event of its own resource was dropped before it read it: kube-apiserver keeps
+    /// a watch cache per resource, so writes of other resources never expire it.
+    pub fn events_since(
+        &self,
+        since: u64,
+        key: &TypeKey,
+        established: bool,
+    ) -> Result<(Vec<Arc<Event>>, u64), u64> {
+        let floor = if established {
+            self.kind_floor.get(key).copied().unwrap_or(0)
+        } else {
+            self.history_floor
+        };
+        if since < floor {
+            return Err(floor);
         }
         let start = self.history.partition_point(|e| e.rv <= since);
         let events = self

@@ -99,7 +99,7 @@ fn changed_root(kind: Kind, key: &ObjKey) -> Option<RootId> {
 /// The status of a Contour root that lost `fqdn` to `owner`, as the full build words it.
 pub(super) fn taken_by(fqdn: &str, owner: &Claimant) -> String {
     if owner.traefik {
-        traefik::taken(fqdn, &traefik::describe_claimant(owner))
+        traefik::taken(fqdn, &traefik::describe_claimant(owner), false)
     } else {
         claims::taken(fqdn, &owner.key)
     }
@@ -163,7 +163,7 @@ impl IncrementalDag {
             }
             let owner = self.claimants.get(host).and_then(|c| c.first())?;
             (!owner.same_root(claimant))
-                .then(|| traefik::taken(host, &traefik::describe_claimant(owner)))
+                .then(|| traefik::taken(host, &traefik::describe_claimant(owner), id.tcp))
         })
     }
 

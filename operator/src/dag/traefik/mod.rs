@@ -143,12 +143,16 @@ pub(super) fn status(
     }
 }
 
-/// The status of a claimant that lost `fqdn` to `owner` (described by [`describe_owner`]).
-pub(super) fn taken(fqdn: &str, owner: &str) -> String {
+/// The status of a claimant that lost `fqdn` to `owner` (described by [`describe_owner`]);
+/// `tcp`: the loser is an IngressRouteTCP (its catch-all is `HostSNI(`*`)`).
+pub(super) fn taken(fqdn: &str, owner: &str, tcp: bool) -> String {
     if fqdn == hosts::CATCH_ALL {
-        return format!(
-            "the catch-all host \"*\" (rules without Host()) is already used by the older {owner}"
-        );
+        let how = if tcp {
+            "HostSNI(`*`)"
+        } else {
+            "rules without Host()"
+        };
+        return format!("the catch-all host \"*\" ({how}) is already used by the older {owner}");
     }
     format!("host {fqdn:?} is already used by the older {owner}")
 }

@@ -107,8 +107,8 @@ fn the_oldest_claimant_of_an_open_name_keeps_it_across_dialects() {
         verdict(&dag, "IngressRouteTCP", "team-b/any"),
         (
             "invalid",
-            "the catch-all host \"*\" (rules without Host()) is already used by the older \
-             Traefik IngressRoute team-a/web"
+            "the catch-all host \"*\" (HostSNI(`*`)) is already used by the older Traefik \
+             IngressRoute team-a/web"
         )
     );
     // An older TCP wildcard covers a younger exact name of another tenant, of either kind.

@@ -27,6 +27,9 @@ use crate::dag::model::VirtualHost;
 /// The name of the catch-all host.
 const CATCH_ALL: &str = "*";
 
+/// What the name of a hold chain starts with (then the held name).
+pub const HOLD_PREFIX: &str = "hold/";
+
 /// The `server_names` of the chains of the virtual host `fqdn`: none for the catch-all.
 pub(super) fn server_names(fqdn: &str) -> Vec<String> {
     if fqdn == CATCH_ALL {
@@ -67,7 +70,7 @@ pub(super) fn hold_chains(dag: &Dag, tls_hosts: &[&VirtualHost]) -> Vec<FilterCh
     held.sort_unstable();
     held.into_iter()
         .map(|name| FilterChain {
-            name: format!("hold/{name}"),
+            name: format!("{HOLD_PREFIX}{name}"),
             filter_chain_match: Some(FilterChainMatch {
                 server_names: vec![name.to_owned()],
                 ..Default::default()

@@ -67,6 +67,7 @@ pub use crate::xds::resource::ResourceType;
 pub use by_type::ByType;
 pub use incremental::Translator;
 pub use json::to_json;
+pub use listeners_hold::HOLD_PREFIX;
 
 /// Name of the plain HTTP listener, of its shared route configuration (when not scoped) and of
 /// its scoped routes.
