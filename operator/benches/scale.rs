@@ -3,7 +3,8 @@
 //! delegated child, its own Service and Endpoints (every other one an EndpointSlice instead),
 //! plus every 10th with TLS. First table: the incremental DAG against a full rebuild, for one
 //! edit of each kind. Then one route edit while a reader holds the previous DAG
-//! (`scale/held.rs`). Then one watch event (or one file's delta) applied to the kept
+//! (`scale/held.rs`), and one reconcile pass split into DAG, translation and cache
+//! (`scale/pass.rs`, `SLUICE_SCALE_ONLY=pass` alone). Then one watch event (or one file's delta) applied to the kept
 //! snapshot against rebuilding (or diffing) the snapshot, the way it was done before, same run.
 #![allow(clippy::expect_used)]
 
@@ -32,6 +33,8 @@ use sluice::xds::translate::{TranslateOptions, translate};
 
 #[path = "scale/held.rs"]
 mod held;
+#[path = "scale/pass.rs"]
+mod pass;
 
 fn meta(ns: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
@@ -659,14 +662,16 @@ fn event_table() {
 }
 
 fn main() {
-    if std::env::var("SLUICE_SCALE_ONLY").as_deref() == Ok("held") {
-        held::table();
-        return;
+    match std::env::var("SLUICE_SCALE_ONLY").as_deref() {
+        Ok("held") => return held::table(),
+        Ok("pass") => return pass::table(),
+        _ => {}
     }
     // First: its memory figures are resident-set differences, which memory freed by an earlier
     // table would hide.
     incremental_table();
     held::table();
+    pass::table();
     event_table();
     let sel = Selection::default_instance();
     let opts = TranslateOptions::default();

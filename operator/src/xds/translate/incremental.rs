@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 mod changes;
+mod checked;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
@@ -70,6 +71,9 @@ pub struct Translator {
     /// [`Translator::translate_changes`] updates in place.
     resources: Option<InstanceResources>,
     mode: Option<HttpMode>,
+    /// What the DAG of the last successful translation refers to, and the shape of its host
+    /// names: what a diff is checked against (see `checked`).
+    refs: checked::Refs,
 }
 
 /// How a Gateway serves plain HTTP, which decides how each virtual host is encoded.
@@ -90,6 +94,17 @@ impl HttpMode {
         if scopes::scoped(dag) {
             Self::Scoped
         } else if open_hosts::open(dag) {
+            Self::Open
+        } else {
+            Self::Shared
+        }
+    }
+
+    /// The same as [`HttpMode::of`], from the counts of the DAG's host names.
+    fn of_shape(shape: &checked::Shape) -> Self {
+        if shape.unkeyable == 0 {
+            Self::Scoped
+        } else if shape.open > 0 {
             Self::Open
         } else {
             Self::Shared
@@ -148,6 +163,7 @@ impl Translator {
             eds_users: HashMap::new(),
             resources: None,
             mode: None,
+            refs: checked::Refs::default(),
         }
     }
 
@@ -211,6 +227,7 @@ impl Translator {
         }
         self.resources = Some(out.clone());
         self.mode = Some(mode);
+        self.refs = checked::Refs::of(dag);
         Ok(out)
     }
 
@@ -309,7 +326,8 @@ impl Translator {
             out.insert_versioned(r.clone());
         }
 
-        https_changed |= self.update_hold(dag, Some(&tls_hosts));
+        let tcp_open = open_hosts::open_hosts(dag).any(|vh| vh.tcp_proxy.is_some());
+        https_changed |= self.update_hold(dag, Some(&tls_hosts), tcp_open);
         if tls_hosts.is_empty() {
             self.https_listener = None;
         } else {
@@ -326,9 +344,13 @@ impl Translator {
 impl Translator {
     /// Brings the hold chains up to `dag` (`tls_hosts`: its hosts with chains, when known);
     /// returns whether they changed. They exist only while a TCP catch-all or wildcard is
-    /// served, and are then worked out from every host.
-    fn update_hold(&mut self, dag: &Dag, tls_hosts: Option<&[&VirtualHost]>) -> bool {
-        let tcp_open = open_hosts::open_hosts(dag).any(|vh| vh.tcp_proxy.is_some());
+    /// served (`tcp_open`), and are then worked out from every host.
+    fn update_hold(
+        &mut self,
+        dag: &Dag,
+        tls_hosts: Option<&[&VirtualHost]>,
+        tcp_open: bool,
+    ) -> bool {
         let hold: Vec<Vec<u8>> = if tcp_open {
             let found;
             let tls_hosts = match tls_hosts {

@@ -68,7 +68,7 @@ fn random_host(rng: &mut Rng, fqdn: &str) -> VirtualHost {
 
 /// One random edit, the kind a user or the cluster makes; a few break the DAG's invariants.
 fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
-    match rng.below(13) {
+    match rng.below(15) {
         0 | 1 => {
             // Some under a wildcard of edit 12, whose `https/` route configuration lists them.
             let fqdn = if rng.chance(25) {
@@ -169,6 +169,27 @@ fn edit(rng: &mut Rng, dag: &mut Dag, step: usize) {
             match dag.virtual_hosts.binary_search_by(|v| v.fqdn.cmp(&fqdn)) {
                 Ok(i) => dag.virtual_hosts[i] = vh.into(),
                 Err(i) => dag.virtual_hosts.insert(i, vh),
+            }
+        }
+        13 if !dag.clusters.is_empty() => {
+            // A cluster goes; if some unchanged host or mirror still names it, the invariant
+            // breaks where the diff does not name the host (the diff's check counts references).
+            let i = rng.below(dag.clusters.len());
+            dag.clusters.remove(i);
+        }
+        14 if !dag.secrets.is_empty() => {
+            // A secret goes or changes kind under the hosts and clusters naming it.
+            let i = rng.below(dag.secrets.len());
+            let name = dag.secrets[i].name.clone();
+            if rng.chance(50) {
+                dag.secrets.remove(i);
+            } else {
+                dag.secrets[i] = Arc::new(match &dag.secrets[i].kind {
+                    crate::dag::model::SecretKind::Tls { .. } => fixture::ca_secret(&name, "ca"),
+                    crate::dag::model::SecretKind::Ca { .. } => {
+                        fixture::tls_secret(&name, "cert", "key")
+                    }
+                });
             }
         }
         11 => {

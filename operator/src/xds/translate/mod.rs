@@ -60,7 +60,9 @@ use prost::{Message, Name};
 
 use crate::api::gateway::IpFamily;
 use crate::dag::Dag;
-use crate::dag::model::{SecretKind, Upstream, WeightedCluster};
+use crate::dag::model::{
+    Cluster as DagCluster, SecretKind, Upstream, VirtualHost, WeightedCluster,
+};
 use crate::xds::resource::{InstanceResources, VersionedResource, resource_version};
 
 pub use crate::xds::resource::ResourceType;
@@ -304,6 +306,24 @@ fn check(dag: &Dag) -> Result<(), TranslateError> {
         }
     };
     let sorted = dag.secrets.windows(2).all(|w| w[0].name < w[1].name);
+    for vh in &dag.virtual_hosts {
+        check_host(dag, vh, &has_cluster, sorted)?;
+    }
+    for cluster in &dag.clusters {
+        check_cluster(dag, cluster, sorted)?;
+    }
+    Ok(())
+}
+
+/// One virtual host's part of [`check`]: its own consistency, and that every cluster and secret
+/// it names is in `dag` (`has_cluster`), of the right kind. The incremental translation checks
+/// the hosts a diff names with it (`incremental/checked.rs`).
+fn check_host(
+    dag: &Dag,
+    vh: &VirtualHost,
+    has_cluster: &dyn Fn(&str) -> bool,
+    sorted: bool,
+) -> Result<(), TranslateError> {
     // The user's name is only made for an error (this runs over every route of every pass).
     let check_clusters = |user: &dyn Fn() -> String, list: &[WeightedCluster]| {
         list.iter()
@@ -315,83 +335,84 @@ fn check(dag: &Dag) -> Result<(), TranslateError> {
                 })
             })
     };
-    for vh in &dag.virtual_hosts {
-        for route in &vh.routes {
-            let user = || format!("route {:?} of {:?}", route.prefix, vh.fqdn);
-            check_clusters(&user, &route.clusters)?;
-            if let Some(m) = route
-                .extra
-                .iter()
-                .flat_map(|e| &e.mirrors)
-                .find(|m| !has_cluster(m.cluster.as_str()))
-            {
-                return Err(TranslateError::UnknownCluster {
-                    user: user(),
-                    cluster: m.cluster.clone(),
-                });
-            }
-        }
-        if let Some(tcp) = &vh.tcp_proxy {
-            if (tcp.clusters.is_empty() && tcp.branches.is_empty())
-                || tcp.branches.iter().any(|b| b.clusters.is_empty())
-            {
-                return Err(TranslateError::EmptyTcpProxy {
-                    fqdn: vh.fqdn.clone(),
-                });
-            }
-            for clusters in
-                std::iter::once(&tcp.clusters).chain(tcp.branches.iter().map(|b| &b.clusters))
-            {
-                check_clusters(&|| format!("tcpproxy of {:?}", vh.fqdn), clusters)?;
-            }
-        }
-        match (&vh.tls, &vh.tcp_proxy) {
-            (None, Some(_)) => {
-                return Err(TranslateError::TcpProxyWithoutTls {
-                    fqdn: vh.fqdn.clone(),
-                });
-            }
-            (Some(tls), None) if tls.passthrough => {
-                return Err(TranslateError::PassthroughWithoutTcpProxy {
-                    fqdn: vh.fqdn.clone(),
-                });
-            }
-            _ => {}
-        }
-        if let Some(tls) = vh.tls.as_ref().filter(|t| !t.passthrough) {
-            let secret =
-                tls.secret
-                    .as_deref()
-                    .ok_or_else(|| TranslateError::MissingCertificate {
-                        fqdn: vh.fqdn.clone(),
-                    })?;
-            check_secret(
-                dag,
-                sorted,
-                &format!("virtual host {:?}", vh.fqdn),
-                secret,
-                true,
-            )?;
-            if let Some(v) = tls
-                .options
-                .as_ref()
-                .and_then(|o| o.client_validation.as_ref())
-            {
-                let user = format!("client validation of {:?}", vh.fqdn);
-                check_secret(dag, sorted, &user, &v.ca_secret, false)?;
-            }
+    for route in &vh.routes {
+        let user = || format!("route {:?} of {:?}", route.prefix, vh.fqdn);
+        check_clusters(&user, &route.clusters)?;
+        if let Some(m) = route
+            .extra
+            .iter()
+            .flat_map(|e| &e.mirrors)
+            .find(|m| !has_cluster(m.cluster.as_str()))
+        {
+            return Err(TranslateError::UnknownCluster {
+                user: user(),
+                cluster: m.cluster.clone(),
+            });
         }
     }
-    for cluster in &dag.clusters {
-        if let Some(v) = &cluster.validation {
-            check_secret(
-                dag,
-                sorted,
-                &format!("cluster {:?}", cluster.name),
-                &v.ca_secret,
-                false,
-            )?;
+    if let Some(tcp) = &vh.tcp_proxy {
+        if (tcp.clusters.is_empty() && tcp.branches.is_empty())
+            || tcp.branches.iter().any(|b| b.clusters.is_empty())
+        {
+            return Err(TranslateError::EmptyTcpProxy {
+                fqdn: vh.fqdn.clone(),
+            });
         }
+        for clusters in
+            std::iter::once(&tcp.clusters).chain(tcp.branches.iter().map(|b| &b.clusters))
+        {
+            check_clusters(&|| format!("tcpproxy of {:?}", vh.fqdn), clusters)?;
+        }
+    }
+    match (&vh.tls, &vh.tcp_proxy) {
+        (None, Some(_)) => {
+            return Err(TranslateError::TcpProxyWithoutTls {
+                fqdn: vh.fqdn.clone(),
+            });
+        }
+        (Some(tls), None) if tls.passthrough => {
+            return Err(TranslateError::PassthroughWithoutTcpProxy {
+                fqdn: vh.fqdn.clone(),
+            });
+        }
+        _ => {}
+    }
+    if let Some(tls) = vh.tls.as_ref().filter(|t| !t.passthrough) {
+        let secret = tls
+            .secret
+            .as_deref()
+            .ok_or_else(|| TranslateError::MissingCertificate {
+                fqdn: vh.fqdn.clone(),
+            })?;
+        check_secret(
+            dag,
+            sorted,
+            &format!("virtual host {:?}", vh.fqdn),
+            secret,
+            true,
+        )?;
+        if let Some(v) = tls
+            .options
+            .as_ref()
+            .and_then(|o| o.client_validation.as_ref())
+        {
+            let user = format!("client validation of {:?}", vh.fqdn);
+            check_secret(dag, sorted, &user, &v.ca_secret, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// One cluster's part of [`check`]: the CA bundle it validates its upstream with is in `dag`.
+fn check_cluster(dag: &Dag, cluster: &DagCluster, sorted: bool) -> Result<(), TranslateError> {
+    if let Some(v) = &cluster.validation {
+        check_secret(
+            dag,
+            sorted,
+            &format!("cluster {:?}", cluster.name),
+            &v.ca_secret,
+            false,
+        )?;
     }
     Ok(())
 }

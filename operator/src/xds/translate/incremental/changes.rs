@@ -19,7 +19,7 @@ use crate::dag::model::{Cluster, SocketAddress, Upstream};
 use crate::dag::{Dag, DagDiff};
 use crate::xds::resource::{InstanceResources, VersionedResource, type_url};
 use crate::xds::translate::envoy::load_assignment;
-use crate::xds::translate::{HTTPS_LISTENER, TranslateError, check, clusters, listeners, secrets};
+use crate::xds::translate::{HTTPS_LISTENER, TranslateError, clusters, listeners, secrets};
 
 impl Translator {
     /// Translates `dag`, which differs from the DAG of this translator's previous successful
@@ -31,21 +31,36 @@ impl Translator {
         dag: &Dag,
         diff: &DagDiff,
     ) -> Result<InstanceResources, TranslateError> {
-        let mode = HttpMode::of(dag);
-        let previous = self
+        // The DAG's invariants and the host names' shape, from what the diff names only; a
+        // diff that may break an invariant is judged by the whole check.
+        let change = self
             .resources
             .as_ref()
-            .filter(|_| !diff.full && self.mode == Some(mode));
+            .filter(|_| !diff.full)
+            .and_then(|_| {
+                self.refs.check_diff(
+                    dag,
+                    diff,
+                    |name| self.hosts.get(name).map(|h| &h.input),
+                    |name| self.clusters.get(name).map(|m| &m.input),
+                )
+            });
+        let Some(change) = change else {
+            return self.translate(dag);
+        };
+        let mode = HttpMode::of_shape(&change.shape);
+        let previous = self.resources.as_ref().filter(|_| self.mode == Some(mode));
         let Some(previous) = previous else {
             return self.translate(dag);
         };
-        check(dag)?;
         let mut out = previous.clone();
         // The names changed from here on travel with the result, so that a Delta stream that
         // has `previous` compares only those (see `InstanceResources::changed_since`).
         out.record_changes();
-        let (http_changed, mut https_changed) = self.patch_hosts(dag, &diff.vhosts, mode, &mut out);
-        https_changed |= self.update_hold(dag, None);
+        let open = change.shape.open > 0;
+        let (http_changed, mut https_changed) =
+            self.patch_hosts(dag, &diff.vhosts, mode, open, &mut out);
+        https_changed |= self.update_hold(dag, None, change.shape.open_tcp > 0);
         if http_changed && mode != HttpMode::Scoped {
             let parts = dag
                 .virtual_hosts
@@ -95,21 +110,24 @@ impl Translator {
         let mut kept = out.clone();
         kept.forget_changes();
         self.resources = Some(kept);
+        self.refs.apply(change);
         Ok(out)
     }
 
     /// Re-encodes the named virtual hosts that changed, and the wildcards listing a name that
-    /// came or went, replacing their resources in `out`; returns whether `ingress_http` and
-    /// `ingress_https` must be assembled again.
+    /// came or went (`open`: the DAG has catch-all or wildcard hosts), replacing their resources
+    /// in `out`; returns whether `ingress_http` and `ingress_https` must be assembled again.
     fn patch_hosts(
         &mut self,
         dag: &Dag,
         names: &BTreeSet<String>,
         mode: HttpMode,
+        open: bool,
         out: &mut InstanceResources,
     ) -> (bool, bool) {
         let came_or_went = names.iter().map(String::as_str).filter(|fqdn| {
-            self.hosts.contains_key(*fqdn) != find(&dag.virtual_hosts, fqdn, |v| &v.fqdn).is_some()
+            open && self.hosts.contains_key(*fqdn)
+                != find(&dag.virtual_hosts, fqdn, |v| &v.fqdn).is_some()
         });
         let regard = regarded_wildcards(dag, came_or_went);
         let (mut http_changed, mut https_changed) = (false, false);
