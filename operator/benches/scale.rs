@@ -171,7 +171,14 @@ fn slice(ns: &str, svc: &str, i: usize, generation: usize) -> EndpointSlice {
         address_type: "IPv4".into(),
         endpoints: (0..3)
             .map(|k| Endpoint {
-                addresses: vec![format!("10.{}.{}.{}", i / 250, i % 250, k + generation)],
+                // An octet whatever the generation (an invalid address is no endpoint); modulo
+                // 251, so that generation 1,000 and on differ from generation 0.
+                addresses: vec![format!(
+                    "10.{}.{}.{}",
+                    i / 250,
+                    i % 250,
+                    (k + generation) % 251
+                )],
                 ..Endpoint::default()
             })
             .collect(),
