@@ -144,6 +144,9 @@ enum Outcome {
     Failed(String),
 }
 
+/// How soon a write refused for a term change is tried again while this replica leads.
+const TERM_RETRY: Duration = Duration::from_millis(500);
+
 /// The writer task: stores the latest record offered whenever this replica leads and the
 /// ConfigMap may hold another; ends when its handle is dropped.
 async fn run(ctx: WriterContext, gateway: String, mut wanted: watch::Receiver<Option<Wanted>>) {
@@ -179,7 +182,13 @@ async fn run(ctx: WriterContext, gateway: String, mut wanted: watch::Receiver<Op
                         settled = Some((term, w.record));
                         retry = Some(FOREIGN_RECHECK);
                     }
-                    Outcome::NotLeading => {}
+                    Outcome::NotLeading => {
+                        // Still leading, in another term (the Lease was recreated): no
+                        // leadership flip will come, so write again soon, stamped with it.
+                        if ctx.leadership.term().is_some() {
+                            retry = Some(TERM_RETRY);
+                        }
+                    }
                     Outcome::Failed(e) => {
                         backoff = (backoff * 2).clamp(Duration::from_millis(500), MAX_BACKOFF);
                         tracing::warn!(gateway = %gateway, error = %e, retry_in = ?backoff, "claims ConfigMap not written; tried again");
