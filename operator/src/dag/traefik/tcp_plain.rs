@@ -7,15 +7,15 @@
 //! server speaks first (MySQL, SMTP) work. Otherwise it waits for those bytes (until its read
 //! timeout) to tell TLS from the rest.
 //!
-//! Sluice does the same on the Gateway's HTTPS listener: the object claims the catch-all host
-//! `*` (owned like every catch-all: one owner across dialects and listeners, the oldest
-//! keeping it), served by a filter chain without server names for `transport_protocol:
-//! raw_buffer`, so Envoy gives it exactly the connections its TLS inspector finds not to be
-//! TLS; `ClientIP()` adds source ranges as for TLS routes (`tcp_match`). While that is the only
-//! kind of chain the listener has, it has no TLS inspector and the connection is handed over at
-//! once; with TLS chains beside it, Envoy waits for the client's first bytes up to its listener
-//! filter timeout (15 s) and then closes the connection, where Traefik waits its read timeout
-//! (60 s by default) and closes it too (see `xds::translate::listeners_plain`).
+//! Sluice serves it on the Gateway's HTTPS listener: the object claims the catch-all host `*`
+//! (owned like every catch-all: one owner across dialects and listeners, the oldest keeping
+//! it), served by a filter chain without server names for `transport_protocol: raw_buffer`, so
+//! Envoy gives it exactly the connections its TLS inspector finds not to be TLS; `ClientIP()`
+//! adds source ranges as for TLS routes (`tcp_match`). The listener always inspects, so Envoy
+//! waits for the client's first bytes up to its listener filter timeout (15 s) and then closes
+//! the connection, as Traefik does on an entry point with TLS routers: server-first protocols
+//! are not served, even when plain TCP is all the port serves (the port is shared between
+//! tenants; see `xds::translate::listeners_plain` for why).
 //!
 //! Refused: `HostSNI()` with a name and `ALPN()` (a connection without TLS has neither; Traefik
 //! refuses such a router too).
