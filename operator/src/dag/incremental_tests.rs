@@ -379,7 +379,7 @@ fn property(mix: Mix) -> Seen {
     let mut seen = Seen::default();
     let (mut vhosts, mut valid, mut clusters) = (0, 0, 0);
     for world_no in 0.. {
-        let enough = world_no >= 12 * mix.worlds || seen.features.len() >= mix.min_features;
+        let enough = world_no >= 40 * mix.worlds || seen.features.len() >= mix.min_features;
         if world_no >= mix.worlds && enough {
             break;
         }
@@ -454,12 +454,22 @@ fn property(mix: Mix) -> Seen {
                     continue;
                 };
                 seen.features.insert(tgen::OPEN_HOST_MOVED);
-                let gone = before
-                    .strip_prefix("traefik:")
-                    .and_then(|k| k.split_once('/'))
-                    .is_some_and(|(ns, name)| {
-                        snap.traefik_routes.get(&ObjKey::new(ns, name)).is_none()
-                    });
+                // The owner is an IngressRoute or an IngressRouteTCP (TCP catch-alls and
+                // wildcards, plain TCP included, own open hosts too).
+                let gone = |prefix: &str, tcp: bool| {
+                    before
+                        .strip_prefix(prefix)
+                        .and_then(|k| k.split_once('/'))
+                        .is_some_and(|(ns, name)| {
+                            let key = ObjKey::new(ns, name);
+                            if tcp {
+                                snap.traefik_tcp_routes.get(&key).is_none()
+                            } else {
+                                snap.traefik_routes.get(&key).is_none()
+                            }
+                        })
+                };
+                let gone = gone("traefik:", false) || gone("traefik-tcp:", true);
                 if gone {
                     seen.features.insert(tgen::OLDEST_DELETED);
                 }
