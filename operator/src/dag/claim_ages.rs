@@ -171,23 +171,17 @@ impl ClaimAges {
     /// no longer claims the name, or has another uid than the one recorded (deleted and
     /// created again) is ignored.
     fn apply_record(&mut self, snap: &ClusterSnapshot, sel: &Selection) -> BTreeSet<String> {
-        let Some(record) = self.pending.take() else {
+        let Some(mut record) = self.pending.take() else {
             return BTreeSet::new();
         };
-        // Only the order of the recorded dates matters: they are renumbered 1, 2, … so that no
-        // value a record holds (a forged `u64::MAX`) can use up the dates of later claims.
-        let ranks: BTreeMap<u64, u64> = (record.names.values().flatten())
-            .map(|c| c.since)
-            .filter(|&since| since > 0)
-            .collect::<BTreeSet<u64>>()
-            .into_iter()
-            .zip(1..)
-            .collect();
+        // Only the order of the recorded dates matters: renumbered 1, 2, … so that no value a
+        // record holds (a forged `u64::MAX`) can use up the dates of later claims.
+        record.renumber();
         let mut claims_of: BTreeMap<ClaimId, BTreeSet<String>> = BTreeMap::new();
         let mut recorded: BTreeSet<(String, ClaimId)> = BTreeSet::new();
         for (fqdn, claimants) in &record.names {
             for c in claimants {
-                let since = ranks.get(&c.since).copied().unwrap_or(0);
+                let since = c.since;
                 let id = c.id();
                 // Another object under the recorded name (deleted and created again): a new
                 // claimant, dated like every claim the record does not hold.

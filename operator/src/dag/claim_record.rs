@@ -150,7 +150,7 @@ impl ClaimRecord {
     /// Its dates renumbered 1, 2, … in their order (0 kept): only their order matters, and a
     /// record read back renumbers them the same way (see `ClaimAges::import`), so a process
     /// started from a record records the same thing.
-    fn renumber(&mut self) {
+    pub(super) fn renumber(&mut self) {
         let ranks: BTreeMap<u64, u64> = (self.names.values().flatten())
             .map(|c| c.since)
             .filter(|&since| since > 0)
