@@ -19,6 +19,8 @@ pub(super) struct Instance {
     pub(super) envoy: Option<Child>,
     pub(super) log: Option<PathBuf>,
     pub(super) xds_client: Option<ClientFiles>,
+    /// Sockets holding the instance's picked ports while it lives (`--ports auto`).
+    pub(super) reserved: Vec<tokio::net::TcpSocket>,
 }
 
 /// Envoy's hot-restart shared memory outlives even a clean exit; its name comes from the base id
@@ -49,6 +51,7 @@ impl State<'_> {
                         envoy: None,
                         log: None,
                         xds_client: None,
+                        reserved: Vec::new(),
                     };
                 }
             },
@@ -68,6 +71,7 @@ impl State<'_> {
                 envoy: None,
                 log: None,
                 xds_client: xds_client.map(|(_, f)| f),
+                reserved: Vec::new(),
             };
         };
         let slug = name.replace('/', "_");
@@ -127,6 +131,7 @@ impl State<'_> {
                     envoy: Some(child),
                     log: Some(log),
                     xds_client,
+                    reserved: Vec::new(),
                 }
             }
             Err(e) => {
@@ -136,6 +141,7 @@ impl State<'_> {
                     envoy: None,
                     log: Some(log),
                     xds_client,
+                    reserved: Vec::new(),
                 }
             }
         }

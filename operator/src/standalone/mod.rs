@@ -316,8 +316,8 @@ impl State<'_> {
 
         for sel in &selections {
             let name = sel.gateway.to_string();
-            let ports = match self.instances.get(&name) {
-                Some(i) => i.ports,
+            let (ports, reserved) = match self.instances.get(&name) {
+                Some(i) => (i.ports, Vec::new()),
                 None => match self.allocate_ports() {
                     Ok(p) => p,
                     Err(e) => {
@@ -328,7 +328,8 @@ impl State<'_> {
             };
             self.publish(sel, &snapshot, &changes, ports);
             if !self.instances.contains_key(&name) {
-                let inst = self.start_instance(sel, ports);
+                let mut inst = self.start_instance(sel, ports);
+                inst.reserved = reserved;
                 self.instances.insert(name, inst);
             }
         }
@@ -431,7 +432,8 @@ impl State<'_> {
         }
     }
 
-    fn allocate_ports(&mut self) -> anyhow::Result<InstancePorts> {
+    /// The instance's ports, and the sockets holding them (none for fixed ports).
+    fn allocate_ports(&mut self) -> anyhow::Result<(InstancePorts, Vec<tokio::net::TcpSocket>)> {
         let admin_id = self.next_admin_id;
         self.next_admin_id = admin_id.checked_add(1).context("too many instances")?;
         match self.opts.ports {
@@ -443,33 +445,63 @@ impl State<'_> {
                 self.next_fixed_slot += 1;
                 let base = EnvoyPorts::default();
                 let port = |p: u16| p.checked_add(offset).context("too many instances");
-                Ok(InstancePorts {
-                    envoy: EnvoyPorts {
-                        http: port(base.http)?,
-                        https: port(base.https)?,
-                        stats: port(base.stats)?,
+                Ok((
+                    InstancePorts {
+                        envoy: EnvoyPorts {
+                            http: port(base.http)?,
+                            https: port(base.https)?,
+                            stats: port(base.stats)?,
+                        },
+                        admin_id,
                     },
-                    admin_id,
-                })
+                    Vec::new(),
+                ))
             }
             PortMode::Auto => {
-                // Bind all three at once so they are distinct, then release them for Envoy.
-                let listeners = (0..3)
-                    .map(|_| std::net::TcpListener::bind((self.opts.listen_address.as_str(), 0)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .context("picking free ports")?;
-                let port = |i: usize| listeners[i].local_addr().map(|a| a.port());
-                Ok(InstancePorts {
-                    envoy: EnvoyPorts {
-                        http: port(0)?,
-                        https: port(1)?,
-                        stats: port(2)?,
+                let reserved = reserve_ports(&self.opts.listen_address)?;
+                let port = |i: usize| reserved[i].local_addr().map(|a| a.port());
+                Ok((
+                    InstancePorts {
+                        envoy: EnvoyPorts {
+                            http: port(0)?,
+                            https: port(1)?,
+                            stats: port(2)?,
+                        },
+                        admin_id,
                     },
-                    admin_id,
-                })
+                    reserved,
+                ))
             }
         }
     }
+}
+
+/// Three distinct ports picked by the OS, each held by a bound, never listening socket with
+/// `SO_REUSEPORT` for as long as the instance lives. Envoy binds its listeners with
+/// `SO_REUSEPORT` too (its default on Linux), so it can take the held ports; and the OS never
+/// hands a held port to anyone else's `bind(0)`. Releasing the ports before Envoy bound them
+/// let two instances (two standalones, as in parallel tests) get the same port, and Envoy's
+/// `SO_REUSEPORT` then shared it between the two Envoys: some connections reached the other.
+fn reserve_ports(listen_address: &str) -> anyhow::Result<Vec<tokio::net::TcpSocket>> {
+    use std::net::ToSocketAddrs as _;
+    let addr = (listen_address, 0)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving the listen address {listen_address}"))?
+        .next()
+        .with_context(|| format!("the listen address {listen_address} resolves to nothing"))?;
+    (0..3)
+        .map(|_| {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }?;
+            socket.set_reuseport(true)?;
+            socket.bind(addr)?;
+            Ok(socket)
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("picking free ports")
 }
 
 /// How often the directory is polled when it cannot be watched.
@@ -562,5 +594,36 @@ mod printable_tests {
             super::printable("rule \"Host(`a`)\" \u{1b}[2J\nnext é"),
             "rule \"Host(`a`)\" \\u{1b}[2J\\nnext é"
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod port_tests {
+    /// The picked ports stay taken for anyone without `SO_REUSEPORT` (and so for every other
+    /// `bind(0)`), while Envoy, which binds with `SO_REUSEPORT`, can still take them.
+    #[tokio::test]
+    async fn picked_ports_stay_held_until_the_instance_goes() {
+        let reserved = super::reserve_ports("127.0.0.1").unwrap();
+        let ports: Vec<u16> = reserved
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(
+            ports
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            3
+        );
+        for &port in &ports {
+            let err = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "port {port}");
+            let envoy_like = tokio::net::TcpSocket::new_v4().unwrap();
+            envoy_like.set_reuseport(true).unwrap();
+            envoy_like.bind(([127, 0, 0, 1], port).into()).unwrap();
+            envoy_like.listen(1).unwrap();
+        }
+        drop(reserved);
     }
 }
