@@ -189,9 +189,10 @@ pub fn temp_dir() -> Result<TempDir> {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 ///
-/// Only for configs that need a fixed port up front (an Envoy listener); anything the harness
-/// binds itself uses port 0. The port is released before returning, so another process could in
-/// principle take it first; that window is small and accepted.
+/// Only for a process that must be told its port up front and binds it without `SO_REUSEPORT`
+/// (Sluice's own servers, Prometheus); anything the harness binds itself uses port 0, and
+/// Envoy's listeners use [`envoy_port`]. The port is released before returning, so another
+/// process could take it first; it then fails to bind, loudly.
 pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
         .map_err(Error::io("binding 127.0.0.1:0 to find a free port"))?;
@@ -199,6 +200,33 @@ pub fn free_port() -> Result<u16> {
         .local_addr()
         .map_err(Error::io("reading the local address of a free port"))?;
     Ok(addr.port())
+}
+
+/// A TCP port on 127.0.0.1 for a listener only Envoy binds, held for the rest of the test
+/// process.
+///
+/// A port released before Envoy binds it may be picked again by a parallel test, and since Envoy
+/// binds its listeners with `SO_REUSEPORT` (its default on Linux), both tests' Envoys would then
+/// share it and answer each other's requests. Here a bound, never listening socket with
+/// `SO_REUSEPORT` keeps the port: no `bind(0)` gets it again, and Envoy (same user, same option)
+/// still can. Not for ports bound by anything without `SO_REUSEPORT`: use [`free_port`].
+pub fn envoy_port() -> Result<u16> {
+    static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().map_err(Error::io("creating a socket"))?;
+    socket
+        .set_reuseport(true)
+        .map_err(Error::io("setting SO_REUSEPORT"))?;
+    socket
+        .bind(([127, 0, 0, 1], 0).into())
+        .map_err(Error::io("binding 127.0.0.1:0 to hold a port"))?;
+    let port = socket
+        .local_addr()
+        .map_err(Error::io("reading the local address of a held port"))?
+        .port();
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(socket);
+    Ok(port)
 }
 
 /// Polls `condition` every [`POLL_INTERVAL`] until it returns true, or fails after `timeout`.
@@ -345,6 +373,17 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         assert!(err.to_string().contains("never"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_envoy_port_is_never_handed_out_again() {
+        let port = envoy_port().unwrap();
+        let err = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        let envoy_like = tokio::net::TcpSocket::new_v4().unwrap();
+        envoy_like.set_reuseport(true).unwrap();
+        envoy_like.bind(([127, 0, 0, 1], port).into()).unwrap();
+        envoy_like.listen(1).unwrap();
     }
 
     #[test]

@@ -304,14 +304,18 @@ pub struct OperatorPorts {
 }
 
 impl OperatorPorts {
-    /// Ports that were free a moment ago (see [`free_port`]), all distinct.
+    /// Ports for the operator that were free a moment ago (see [`free_port`]), and ports held
+    /// for Envoy's listeners (see [`envoy_port`](crate::envoy_port)), all distinct.
     pub fn free() -> Result<OperatorPorts> {
         let mut ports: Vec<u16> = Vec::with_capacity(5);
-        while ports.len() < 5 {
+        while ports.len() < 2 {
             let p = free_port()?;
             if !ports.contains(&p) {
                 ports.push(p);
             }
+        }
+        for _ in 0..3 {
+            ports.push(crate::envoy_port()?);
         }
         Ok(OperatorPorts {
             xds: ports[0],

@@ -15,7 +15,7 @@ use sluice::snapshot::ObjKey;
 use sluice_e2e::backend::Backend;
 use sluice_e2e::client::Request;
 use sluice_e2e::envoy::Envoy;
-use sluice_e2e::{free_port, wait_for};
+use sluice_e2e::{envoy_port, wait_for};
 
 /// What the Grafana dashboard and the alerts read (Prometheus names).
 const DASHBOARD_METRICS: [&str; 7] = [
@@ -135,7 +135,7 @@ async fn minimal_statistics_keep_what_dashboards_read() {
     let backend = Backend::start("web").await.unwrap();
     let mut per_cluster = Vec::new();
     for stats in [EnvoyStats::Minimal, EnvoyStats::Full] {
-        let port = free_port().unwrap();
+        let port = envoy_port().unwrap();
         let envoy = Envoy::builder(bootstrap(stats, port, backend.port(), 1))
             .local_admin_socket()
             .start()
@@ -205,7 +205,7 @@ async fn envoy_memory_per_cluster() {
     for stats in [EnvoyStats::Full, EnvoyStats::Minimal] {
         let mut rss = Vec::new();
         for n in SIZES {
-            let port = free_port().unwrap();
+            let port = envoy_port().unwrap();
             let mut envoy = Envoy::builder(bootstrap(stats, port, backend.port(), n))
                 .local_admin_socket()
                 .log_level("warn")

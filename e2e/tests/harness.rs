@@ -9,7 +9,7 @@ use sluice_e2e::client::{Connection, Request, WebSocket, get};
 use sluice_e2e::envoy::{self, Envoy};
 use sluice_e2e::sluice::Standalone;
 use sluice_e2e::tls::{TestCa, TlsClient};
-use sluice_e2e::{Error, free_port, try_wait_for, wait_for};
+use sluice_e2e::{Error, envoy_port, try_wait_for, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -252,7 +252,7 @@ fn static_bootstrap(listener_port: u16, backend_port: u16) -> String {
 #[tokio::test]
 async fn envoy_forwards_http_and_websocket_to_a_static_backend() -> Result<()> {
     let backend = Backend::start("beta").await?;
-    let listener = free_port()?;
+    let listener = envoy_port()?;
     let envoy = Envoy::start(static_bootstrap(listener, backend.port())).await?;
 
     let resp = get(listener, "shop.example.com", "/cart").await?;
@@ -321,7 +321,7 @@ async fn envoy_terminates_tls_and_originates_tls_with_harness_certificates() -> 
     let front = ca.issue(&["shop.example.com"])?;
     let upstream = ca.issue(&["backend.test"])?;
     let backend = Backend::start_tls("secure-upstream", &upstream).await?;
-    let listener = free_port()?;
+    let listener = envoy_port()?;
 
     let mut bootstrap: serde_json::Value =
         serde_json::from_str(&static_bootstrap(listener, backend.port()))?;
@@ -384,7 +384,7 @@ async fn envoy_that_cannot_start_reports_its_log() -> Result<()> {
 
 #[tokio::test]
 async fn validate_accepts_a_good_config_and_rejects_a_broken_one() -> Result<()> {
-    let output = envoy::validate(&static_bootstrap(free_port()?, 1)).await?;
+    let output = envoy::validate(&static_bootstrap(envoy_port()?, 1)).await?;
     assert!(output.contains("OK"), "{output}");
 
     let broken = r#"{"static_resources": {"clusters": [{"name": "c", "type": "NO_SUCH_TYPE"}]}}"#;

@@ -25,7 +25,7 @@ use sluice::xds::translate::{HTTP_LISTENER, TranslateOptions, Translator, transl
 use sluice_e2e::backend::{BACKEND_HEADER, Backend};
 use sluice_e2e::client::Request;
 use sluice_e2e::envoy::Envoy;
-use sluice_e2e::free_port;
+use sluice_e2e::envoy_port;
 use sluice_e2e::process::ChildProcess;
 
 #[path = "support/dag_fixture.rs"]
@@ -125,11 +125,11 @@ async fn measure(hosts: usize, shared: bool, edits: usize, a: &Backend, b: &Back
     }));
     let opts = TranslateOptions {
         http_address: "127.0.0.1".to_owned(),
-        http_port: free_port().unwrap(),
+        http_port: envoy_port().unwrap(),
         https_address: "127.0.0.1".to_owned(),
-        https_port: free_port().unwrap(),
+        https_port: envoy_port().unwrap(),
         stats_address: "127.0.0.1".to_owned(),
-        stats_port: free_port().unwrap(),
+        stats_port: envoy_port().unwrap(),
         ipv4_compat: false,
         ..TranslateOptions::default()
     };

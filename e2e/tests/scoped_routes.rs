@@ -18,7 +18,7 @@ use sluice::xds::translate::{TranslateOptions, Translator};
 use sluice_e2e::backend::Backend;
 use sluice_e2e::client::{Request, Response, WebSocket};
 use sluice_e2e::envoy::Envoy;
-use sluice_e2e::free_port;
+use sluice_e2e::envoy_port;
 
 /// `fqdn` to `service`, with a WebSocket route at `/ws`.
 #[path = "support/dag_fixture.rs"]
@@ -110,11 +110,11 @@ async fn scoped_routes_with_envoy(ads: AdsFlavour) {
     );
     let opts = TranslateOptions {
         http_address: "127.0.0.1".to_owned(),
-        http_port: free_port().unwrap(),
+        http_port: envoy_port().unwrap(),
         https_address: "127.0.0.1".to_owned(),
-        https_port: free_port().unwrap(),
+        https_port: envoy_port().unwrap(),
         stats_address: "127.0.0.1".to_owned(),
-        stats_port: free_port().unwrap(),
+        stats_port: envoy_port().unwrap(),
         ipv4_compat: false,
         ..TranslateOptions::default()
     };

@@ -7,7 +7,7 @@
 
 mod common;
 use common::get;
-use sluice_e2e::free_port;
+use sluice_e2e::envoy_port;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -323,10 +323,10 @@ async fn smoke(api_type: &str) {
 
     let backend = start_backend("backend").await;
     let backend_port = backend.port();
-    let listener_port = free_port().unwrap();
+    let listener_port = envoy_port().unwrap();
     cache.set(INSTANCE, resources(listener_port, backend_port, "v1"));
     // Another instance's content, on a port of its own, must never reach this Envoy.
-    let other_port = free_port().unwrap();
+    let other_port = envoy_port().unwrap();
     cache.set(
         "team-b/gateway",
         resources(other_port, backend_port, "team-b only"),
@@ -470,7 +470,7 @@ async fn nack(api_type: &str) {
         start_backend("other").await,
     ];
     let [backend, victim, other] = backends.each_ref().map(Backend::port);
-    let port = free_port().unwrap();
+    let port = envoy_port().unwrap();
 
     cache.set(INSTANCE, resources(port, backend, "v1"));
     let first = start_envoy(bootstrap(api_type, xds_port)).await;

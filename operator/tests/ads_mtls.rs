@@ -8,7 +8,7 @@
 
 mod common;
 use common::{get, label, node, res};
-use sluice_e2e::free_port;
+use sluice_e2e::envoy_port;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -638,7 +638,7 @@ async fn wait_until(what: &str, envoy: &TlsEnvoy, check: impl AsyncFnMut() -> bo
 #[tokio::test]
 async fn envoy_gets_only_the_instance_its_certificate_names() {
     let server = Server::start(&[DEFAULT_SERVER_NAME]).await;
-    let (port_a, port_b) = (free_port().unwrap(), free_port().unwrap());
+    let (port_a, port_b) = (envoy_port().unwrap(), envoy_port().unwrap());
     server.cache.set(A, listener_resources(port_a, "a"));
     server.cache.set(B, listener_resources(port_b, "b"));
     let cert_a = server.client_cert(A);
@@ -694,7 +694,7 @@ async fn envoy_refuses_a_server_without_the_expected_name() {
     let server = Server::start(&["not-sluice"]).await;
     server
         .cache
-        .set(A, listener_resources(free_port().unwrap(), "a"));
+        .set(A, listener_resources(envoy_port().unwrap(), "a"));
     let cert_a = server.client_cert(A);
     let envoy = TlsEnvoy::start(
         server.addr,
