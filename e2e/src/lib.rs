@@ -212,13 +212,15 @@ pub fn free_port() -> Result<u16> {
 /// still can. Not for ports bound by anything without `SO_REUSEPORT`: use [`free_port`].
 pub fn envoy_port() -> Result<u16> {
     static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
-    let socket = tokio::net::TcpSocket::new_v4().map_err(Error::io("creating a socket"))?;
-    socket
-        .set_reuseport(true)
-        .map_err(Error::io("setting SO_REUSEPORT"))?;
-    socket
-        .bind(([127, 0, 0, 1], 0).into())
-        .map_err(Error::io("binding 127.0.0.1:0 to hold a port"))?;
+    // Held on the dual-stack wildcard where there is IPv6, so neither 127.0.0.1 nor ::1 (nor a
+    // wildcard) can be picked again; 127.0.0.1 only where there is not.
+    let socket = hold_dual_stack().or_else(|_| {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseport(true)?;
+        socket.bind(([127, 0, 0, 1], 0).into())?;
+        Ok(socket)
+    });
+    let socket = socket.map_err(Error::io("binding a port to hold"))?;
     let port = socket
         .local_addr()
         .map_err(Error::io("reading the local address of a held port"))?
@@ -227,6 +229,14 @@ pub fn envoy_port() -> Result<u16> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(socket);
     Ok(port)
+}
+
+fn hold_dual_stack() -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = tokio::net::TcpSocket::new_v6()?;
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv6V6Only, &false)?;
+    socket.set_reuseport(true)?;
+    socket.bind((std::net::Ipv6Addr::UNSPECIFIED, 0).into())?;
+    Ok(socket)
 }
 
 /// Polls `condition` every [`POLL_INTERVAL`] until it returns true, or fails after `timeout`.
@@ -380,6 +390,10 @@ mod tests {
         let port = envoy_port().unwrap();
         let err = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(
+            std::net::TcpListener::bind(("::1", port)).is_err(),
+            "::1 port {port} was free"
+        );
         let envoy_like = tokio::net::TcpSocket::new_v4().unwrap();
         envoy_like.set_reuseport(true).unwrap();
         envoy_like.bind(([127, 0, 0, 1], port).into()).unwrap();

@@ -442,20 +442,20 @@ impl State<'_> {
                     .next_fixed_slot
                     .checked_mul(10)
                     .context("too many instances")?;
-                self.next_fixed_slot += 1;
                 let base = EnvoyPorts::default();
                 let port = |p: u16| p.checked_add(offset).context("too many instances");
-                Ok((
-                    InstancePorts {
-                        envoy: EnvoyPorts {
-                            http: port(base.http)?,
-                            https: port(base.https)?,
-                            stats: port(base.stats)?,
-                        },
-                        admin_id,
-                    },
-                    Vec::new(),
-                ))
+                let envoy = EnvoyPorts {
+                    http: port(base.http)?,
+                    https: port(base.https)?,
+                    stats: port(base.stats)?,
+                };
+                // A port in use leaves the slot free: the next reload tries the same ports.
+                let held = hold_fixed_ports(
+                    &self.opts.listen_address,
+                    [envoy.http, envoy.https, envoy.stats],
+                )?;
+                self.next_fixed_slot += 1;
+                Ok((InstancePorts { envoy, admin_id }, held))
             }
             PortMode::Auto => {
                 let reserved = reserve_ports(&self.opts.listen_address)?;
@@ -476,32 +476,67 @@ impl State<'_> {
     }
 }
 
-/// Three distinct ports picked by the OS, each held by a bound, never listening socket with
-/// `SO_REUSEPORT` for as long as the instance lives. Envoy binds its listeners with
-/// `SO_REUSEPORT` too (its default on Linux), so it can take the held ports; and the OS never
-/// hands a held port to anyone else's `bind(0)`. Releasing the ports before Envoy bound them
-/// let two instances (two standalones, as in parallel tests) get the same port, and Envoy's
-/// `SO_REUSEPORT` then shared it between the two Envoys: some connections reached the other.
-fn reserve_ports(listen_address: &str) -> anyhow::Result<Vec<tokio::net::TcpSocket>> {
+/// The socket address `listen_address` names, with port 0.
+fn listen_socket_address(listen_address: &str) -> anyhow::Result<std::net::SocketAddr> {
     use std::net::ToSocketAddrs as _;
-    let addr = (listen_address, 0)
+    (listen_address, 0)
         .to_socket_addrs()
         .with_context(|| format!("resolving the listen address {listen_address}"))?
         .next()
-        .with_context(|| format!("the listen address {listen_address} resolves to nothing"))?;
+        .with_context(|| format!("the listen address {listen_address} resolves to nothing"))
+}
+
+/// A bound, never listening socket with `SO_REUSEPORT` (and without `SO_REUSEADDR`) on `addr`.
+/// Envoy binds its listeners with `SO_REUSEPORT` too (its default on Linux), so it can take
+/// the port; the OS never hands it to anyone's `bind(0)` while the socket lives, and a plain
+/// bind of it (another standalone's check below) fails.
+fn hold_port(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// Three distinct ports picked by the OS, each held by [`hold_port`] for as long as the
+/// instance lives. Releasing the ports before Envoy bound them let two instances (two
+/// standalones, as in parallel tests) get the same port, and Envoy's `SO_REUSEPORT` then shared
+/// it between the two Envoys: some connections reached the other.
+fn reserve_ports(listen_address: &str) -> anyhow::Result<Vec<tokio::net::TcpSocket>> {
+    let addr = listen_socket_address(listen_address)?;
     (0..3)
-        .map(|_| {
-            let socket = if addr.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()
-            } else {
-                tokio::net::TcpSocket::new_v6()
-            }?;
-            socket.set_reuseport(true)?;
-            socket.bind(addr)?;
-            Ok(socket)
-        })
+        .map(|_| hold_port(addr))
         .collect::<std::io::Result<Vec<_>>>()
         .context("picking free ports")
+}
+
+/// Checks that nobody uses the fixed `ports` on `listen_address`, then holds them (as
+/// [`reserve_ports`] does). Without the check, a second Envoy on the same ports (another
+/// standalone still running, any Envoy of the same user) would share them through
+/// `SO_REUSEPORT` without an error, each answering part of the other's connections. The check
+/// is a plain bind (`SO_REUSEADDR`, as Envoy's, so connections of a previous run waiting in
+/// `TIME_WAIT` do not count); where a port passes it but cannot be held, it goes unheld.
+fn hold_fixed_ports(
+    listen_address: &str,
+    ports: [u16; 3],
+) -> anyhow::Result<Vec<tokio::net::TcpSocket>> {
+    let addr = listen_socket_address(listen_address)?;
+    let mut held = Vec::with_capacity(ports.len());
+    for port in ports {
+        let addr = std::net::SocketAddr::new(addr.ip(), port);
+        std::net::TcpListener::bind(addr).with_context(|| {
+            format!(
+                "port {port} on {} is in use (another sluice standalone or Envoy?); \
+                 stop it, or use --ports auto",
+                addr.ip()
+            )
+        })?;
+        held.extend(hold_port(addr).ok());
+    }
+    Ok(held)
 }
 
 /// How often the directory is polled when it cannot be watched.
@@ -625,5 +660,35 @@ mod port_tests {
             envoy_like.listen(1).unwrap();
         }
         drop(reserved);
+    }
+
+    /// Fixed ports someone listens on are refused, naming the port; free ones are held.
+    #[tokio::test]
+    async fn fixed_ports_in_use_are_refused_and_free_ones_held() {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy_port = busy.local_addr().unwrap().port();
+        let free = super::reserve_ports("127.0.0.1").unwrap();
+        let free_ports: Vec<u16> = free
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        drop(free);
+        let err = super::hold_fixed_ports("127.0.0.1", [free_ports[0], busy_port, free_ports[1]])
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("port {busy_port} on 127.0.0.1 is in use")),
+            "{err:#}"
+        );
+        let held =
+            super::hold_fixed_ports("127.0.0.1", [free_ports[0], free_ports[1], free_ports[2]])
+                .unwrap();
+        assert_eq!(held.len(), 3);
+        // A second standalone's check sees them taken.
+        assert!(super::hold_fixed_ports("127.0.0.1", [free_ports[2], 0, 0]).is_err());
+        // An Envoy of the same user listening with SO_REUSEPORT (what the check must catch).
+        drop(held);
+        let envoy_like = super::hold_port(([127, 0, 0, 1], free_ports[0]).into()).unwrap();
+        let _listening = envoy_like.listen(1).unwrap();
+        assert!(super::hold_fixed_ports("127.0.0.1", [free_ports[0], 0, 0]).is_err());
     }
 }
