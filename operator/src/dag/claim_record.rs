@@ -21,10 +21,15 @@
 //!
 //! Bounded: each name is charged to the namespace of the claimant that made it need a record
 //! (the first one its creation time would put ahead of a claim dated before it: an old object
-//! edited to claim a held name is charged, not the holder), and a record larger than its budget
-//! keeps the names of the namespaces charged the least first (so a tenant who makes thousands of
-//! contests, on its own names or on others', crowds out only its own), then by name; the names
-//! left out are counted for the caller to report.
+//! edited to claim a held name is charged, not the holder). A record larger than its budget
+//! first records every name's holder alone, then the rest of each line, each time keeping the
+//! names of the namespaces charged the least first (so a tenant who makes thousands of
+//! contests, on its own names or on others', crowds out only its own), among those the names
+//! whose holder's namespace holds the fewest recorded names (so that the same tenant's contest
+//! on another tenant's name goes before its contests on its own names, whatever they are
+//! called), then by name. A name recorded with its holder alone keeps its holder at the next
+//! start; the names left out, or recorded with their holder alone, are counted for the caller
+//! to report.
 //!
 //! Pure and deterministic: [`ClaimRecord::of`] reads the claimants of each name, in their order.
 
@@ -106,35 +111,48 @@ impl RecordedClaim {
 impl ClaimRecord {
     /// The record of `names` (each name's claimants sorted, oldest first), within `budget`
     /// bytes of JSON, each claimant with its uid (`uid`); returns it and how many names were
-    /// left out for the budget.
+    /// left out for the budget or recorded with their holder alone.
     pub fn of<S: AsRef<[Claimant]>>(
         names: &BTreeMap<String, S>,
         budget: usize,
         uid: &dyn Fn(&ClaimId) -> Option<String>,
     ) -> (Self, usize) {
         let needed = needed(names);
-        // The fewest recorded names per charged namespace first.
-        let mut per_namespace: BTreeMap<&str, usize> = BTreeMap::new();
-        let charged_ns = |name: &str| {
-            let claimants = names.get(name).map_or(&[][..], |c| c.as_ref());
-            charged(claimants).map_or("", |c| &*c.key.namespace)
-        };
+        let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
+        let charged_ns = |name: &str| charged(claimants_of(name)).map_or("", |c| &*c.key.namespace);
+        let holder_ns = |name: &str| claimants_of(name).first().map_or("", |c| &*c.key.namespace);
+        // Kept first: the names charged to the namespaces charged the least; among the names
+        // charged to one namespace, those whose holder's namespace holds the fewest recorded
+        // names (a tenant charged for thousands of contests on its own names cannot push out
+        // its contest on another tenant's name by naming its own names to sort first); then
+        // by name.
+        let mut per_charged: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut per_holder: BTreeMap<&str, usize> = BTreeMap::new();
         for name in &needed {
-            *per_namespace.entry(charged_ns(name)).or_default() += 1;
+            *per_charged.entry(charged_ns(name)).or_default() += 1;
+            *per_holder.entry(holder_ns(name)).or_default() += 1;
         }
-        let mut order: Vec<(usize, &str)> = needed
+        let mut order: Vec<(usize, usize, &str)> = needed
             .iter()
-            .map(|name| (per_namespace[charged_ns(name)], *name))
+            .map(|name| {
+                let (c, h) = (charged_ns(name), holder_ns(name));
+                (per_charged[c], per_holder[h], *name)
+            })
             .collect();
         order.sort_unstable();
+        let recorded = |name: &str, n: usize| -> Vec<RecordedClaim> {
+            (claimants_of(name)[..n].iter())
+                .map(|c| RecordedClaim::of(c, uid(&ClaimId::of(c))))
+                .collect()
+        };
+        // First every name's holder alone, in that order, as far as the budget goes: a name
+        // recorded with its holder keeps its holder at the next start (a claimant the record
+        // does not hold is dated after every recorded one). Then, in the same order, the rest
+        // of each line (up to `MAX_CLAIMANTS`) where the budget still allows.
         let mut record = Self::default();
         let (mut used, mut dropped) = (EMPTY_SIZE, 0);
-        for (_, name) in order {
-            let claimants = names.get(name).map_or(&[][..], |c| c.as_ref());
-            let claims: Vec<RecordedClaim> = claimants[..kept(claimants)]
-                .iter()
-                .map(|c| RecordedClaim::of(c, uid(&ClaimId::of(c))))
-                .collect();
+        for &(_, _, name) in &order {
+            let claims = recorded(name, kept(claimants_of(name)).min(1));
             let size = entry_size(name, &claims);
             if used + size > budget {
                 dropped += 1;
@@ -142,6 +160,20 @@ impl ClaimRecord {
             }
             used += size;
             record.names.insert(name.to_owned(), claims);
+        }
+        for &(_, _, name) in &order {
+            let n = kept(claimants_of(name));
+            let Some(holder_only) = record.names.get_mut(name).filter(|_| n > 1) else {
+                continue;
+            };
+            let claims = recorded(name, n);
+            let (before, after) = (entry_size(name, holder_only), entry_size(name, &claims));
+            if used + after - before > budget {
+                dropped += 1;
+                continue;
+            }
+            used += after - before;
+            *holder_only = claims;
         }
         record.renumber();
         (record, dropped)

@@ -103,7 +103,7 @@ impl ClaimsFile {
             if dropped > 0 && before != Some(dropped) {
                 eprintln!(
                     "sluice: warning: {gateway}: {dropped} contested host name(s) left out of the \
-                     claims file (over {RECORD_BUDGET} bytes)"
+                     claims file or kept with their holder alone (over {RECORD_BUDGET} bytes)"
                 );
             }
             if !record.is_empty() {

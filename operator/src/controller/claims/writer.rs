@@ -104,7 +104,7 @@ impl ClaimsWriter {
                 gateway = %self.gateway,
                 dropped,
                 budget = RECORD_BUDGET,
-                "contested host names left out of the claims ConfigMap (over its budget)"
+                "contested host names left out of the claims ConfigMap or kept with their holder alone (over its budget)"
             );
         }
         self.dropped = dropped;
