@@ -172,6 +172,19 @@ fn ip_allow(a: &IpAllowList) -> Result<IpAllowPolicy, String> {
             a.source_ranges.len()
         ));
     }
+    // Traefik unmaps an IPv4-mapped network and matches IPv4 clients with it; Envoy's RBAC
+    // compares an IPv4 peer as IPv4, so such a network would answer every client 403.
+    if let Some(c) = a
+        .source_ranges
+        .iter()
+        .find(|c| super::tcp_match::ipv4_mapped(c))
+    {
+        return Err(format!(
+            "sourceRange `{}/{}`: an IPv4-mapped IPv6 network is not served; write the IPv4 \
+             network",
+            c.addr, c.prefix_len
+        ));
+    }
     let mut ranges: Vec<(String, u8)> = a
         .source_ranges
         .iter()

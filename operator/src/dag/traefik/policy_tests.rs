@@ -165,6 +165,10 @@ fn ip_allow_lists_serve_the_peer_address_only() {
             "ipAllowList: {sourceRange: [10.0.0.0/8], rejectStatusCode: 401}",
             "rejectStatusCode 401",
         ),
+        (
+            "ipAllowList: {sourceRange: [10.0.0.0/8, \"::ffff:10.0.0.0/104\"]}",
+            "sourceRange `::ffff:10.0.0.0/104`: an IPv4-mapped IPv6 network is not served",
+        ),
     ] {
         refused(&format!("{}{r}", middleware("ips", spec)), expected);
     }

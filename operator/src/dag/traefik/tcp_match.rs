@@ -34,10 +34,7 @@ pub const MAX_SOURCES_PER_NAME: usize = 64;
 /// Envoy sees an IPv4 client on a dual-stack listener as IPv4 or mapped depends on the
 /// listener, and Traefik (Go) compares the IPv4 form; write the IPv4 network instead.
 pub fn source(c: &Cidr) -> Result<Cidr, String> {
-    if let std::net::IpAddr::V6(v6) = c.addr
-        && c.prefix_len >= 96
-        && v6.to_ipv4_mapped().is_some()
-    {
+    if ipv4_mapped(c) {
         return Err(format!(
             "ClientIP(`{}/{}`): an IPv4-mapped IPv6 network is not served; write the IPv4 \
              network",
@@ -45,6 +42,12 @@ pub fn source(c: &Cidr) -> Result<Cidr, String> {
         ));
     }
     Ok(*c)
+}
+
+/// Whether `c` is an IPv4-mapped IPv6 network (`::ffff:a.b.c.d/96` or longer), which Envoy
+/// never matches against an IPv4 client.
+pub fn ipv4_mapped(c: &Cidr) -> bool {
+    matches!(c.addr, std::net::IpAddr::V6(v6) if c.prefix_len >= 96 && v6.to_ipv4_mapped().is_some())
 }
 
 /// One alternative of a rule for a name: a route, its priority and its conditions.
