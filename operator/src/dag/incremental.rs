@@ -42,7 +42,8 @@ mod parts;
 mod traefik;
 
 use parts::{
-    DisjointSets, GroupSet, SortedVec, count_in, count_out, patch, patch_shared, take_used,
+    DisjointSets, GroupSet, SortedVec, count_in, count_in_named, count_out, patch, patch_shared,
+    take_used,
 };
 
 /// One Gateway instance's DAG, kept up to date by [`IncrementalDag::update`].
@@ -569,7 +570,7 @@ impl IncrementalDag {
             dirty.vhosts.insert(fqdn.clone());
             self.vhosts.insert(fqdn, Arc::new(v));
         }
-        count_in(&mut self.clusters, p.clusters, &mut dirty.clusters);
+        count_in_named(&mut self.clusters, p.clusters, &mut dirty.clusters);
         count_in(&mut self.endpoints, p.endpoints, &mut dirty.endpoints);
         count_in(&mut self.secrets, p.secrets, &mut dirty.secrets);
         for (k, s) in p.statuses {

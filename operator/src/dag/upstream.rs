@@ -442,33 +442,63 @@ pub(super) fn build_health_check(hc: &ir::HealthCheck) -> Result<HealthCheck, St
     })
 }
 
-/// Short stable hash of everything but the name, so that one Service port used with different
-/// policies gives different clusters.
-/// Errs only if the policy does not serialise, which plain data never fails to; a failure is
+/// Stable hash of everything but the name (128 bits of SHA-256 of the cluster's JSON, its name
+/// left empty), so that one Service port used with different policies gives different clusters.
+/// A cluster's name stands for its content, so the hash covers every field, present and future:
+/// a tenant allowed to reference another tenant's Service must not find a value of its own
+/// route (a health-check path, a cookie name) that gives its cluster the other's name (a
+/// second preimage on the 40 bits used before took about 2⁴⁰ hashes).
+/// Errs only if the cluster does not serialise, which plain data never fails to; a failure is
 /// reported rather than hashed as empty, since equal names would merge different clusters.
 pub(super) fn policy_hash(c: &Cluster) -> Result<String, serde_json::Error> {
     use sha2::{Digest, Sha256};
-    let mut canonical = serde_json::to_vec(&(
-        &c.upstream,
-        c.protocol,
-        c.lb_policy,
-        &c.health_check,
-        &c.validation,
-    ))?;
-    // Only when set, so that clusters without one keep their names.
-    if let Some(hc) = &c.active_health_check {
-        canonical.extend(serde_json::to_vec(hc)?);
-    }
-    if let Some(t) = &c.transport {
-        canonical.extend(serde_json::to_vec(t)?);
-    }
+    let canonical = serde_json::to_vec(&Cluster {
+        name: String::new(),
+        ..c.clone()
+    })?;
     let digest = Sha256::digest(&canonical);
-    Ok(digest.iter().take(5).map(|b| format!("{b:02x}")).collect())
+    Ok(digest.iter().take(16).map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod unit_tests {
     use super::*;
+
+    /// 128 bits, over every field but the name: a field that differs (here the PROXY protocol
+    /// version, which the 40-bit hash of a few fields left out) gives another name.
+    #[test]
+    fn cluster_names_hash_every_field_in_128_bits() {
+        let base = Cluster {
+            name: "ignored".into(),
+            service: "team/web".into(),
+            port: 80,
+            upstream: Upstream::Eds {
+                service_name: "team/web/http".into(),
+            },
+            protocol: UpstreamProtocol::Http1,
+            lb_policy: LbPolicy::RoundRobin,
+            health_check: None,
+            validation: None,
+            proxy_protocol: None,
+            active_health_check: None,
+            transport: None,
+        };
+        let hash = policy_hash(&base).unwrap();
+        assert_eq!(hash.len(), 32, "{hash}");
+        let renamed = Cluster {
+            name: "other".into(),
+            ..base.clone()
+        };
+        assert_eq!(policy_hash(&renamed).unwrap(), hash);
+        let proxied = Cluster {
+            proxy_protocol: Some(2),
+            ..base.clone()
+        };
+        assert_ne!(policy_hash(&proxied).unwrap(), hash);
+        let other_port = Cluster { port: 81, ..base };
+        assert_ne!(policy_hash(&other_port).unwrap(), hash);
+    }
 
     #[test]
     fn weights_follow_the_reference() {

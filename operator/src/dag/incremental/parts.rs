@@ -60,6 +60,24 @@ pub(super) fn patch_shared<T: PartialEq, K: ?Sized>(
     true
 }
 
+/// [`count_in`] for entries whose name stands for their whole content (clusters: the name
+/// carries a hash of the rest), where a second entry of one name with other content is a bug
+/// (checked in debug builds: the property tests compare with full builds).
+pub(super) fn count_in_named<T: PartialEq + std::fmt::Debug>(
+    all: &mut BTreeMap<String, (Arc<T>, usize)>,
+    add: BTreeMap<String, T>,
+    dirty: &mut BTreeSet<String>,
+) {
+    if cfg!(debug_assertions) {
+        for (name, v) in &add {
+            if let Some((old, _)) = all.get(name) {
+                assert_eq!(**old, *v, "two different entries named {name}");
+            }
+        }
+    }
+    count_in(all, add, dirty);
+}
+
 pub(super) fn count_in<T>(
     all: &mut BTreeMap<String, (Arc<T>, usize)>,
     add: BTreeMap<String, T>,

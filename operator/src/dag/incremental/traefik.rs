@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::parts::{GroupSet, count_in, count_out, patch};
+use super::parts::{GroupSet, count_in, count_in_named, count_out, patch};
 use super::{Dirty, IncrementalDag, PartNames};
 use crate::dag::build::Builder;
 use crate::dag::claims::{self, Claimant};
@@ -292,7 +292,7 @@ impl IncrementalDag {
                 dirty.vhosts.insert(fqdn.clone());
                 self.vhosts.insert(fqdn, Arc::new(v));
             }
-            count_in(&mut self.clusters, parts.clusters, &mut dirty.clusters);
+            count_in_named(&mut self.clusters, parts.clusters, &mut dirty.clusters);
             count_in(&mut self.endpoints, parts.endpoints, &mut dirty.endpoints);
             count_in(&mut self.secrets, parts.secrets, &mut dirty.secrets);
             let built = Built {
