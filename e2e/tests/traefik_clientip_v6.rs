@@ -1,9 +1,9 @@
 //! Traefik `ClientIP()` with IPv6 clients, end to end through `sluice standalone` and a real
 //! Envoy whose listeners are on the IPv6 wildcard `::` (so they take IPv4 clients too):
-//! an IngressRoute and an IngressRouteTCP answer `ClientIP(`::1/128`)` for a client connecting
-//! from `::1` and not for one connecting from 127.0.0.1, and an IPv4 network for 127.0.0.1 and
-//! not for `::1` (Envoy must see an IPv4 client of the dual-stack socket as IPv4, never as the
-//! mapped `::ffff:127.0.0.1`).
+//! IngressRoutes (HTTP and HTTPS) and an IngressRouteTCP answer `ClientIP(`::1/128`)` for a
+//! client connecting from `::1` and not for one connecting from 127.0.0.1, and an IPv4 network
+//! for 127.0.0.1 and not for `::1` (Envoy must see an IPv4 client of the dual-stack socket as
+//! IPv4, never as the mapped `::ffff:127.0.0.1`).
 //!
 //! A machine without an IPv6 loopback cannot run this: each test then says so on stderr and
 //! returns (the message is the visible trace of the skip).
@@ -85,6 +85,40 @@ async fn get_from(from: IpAddr, port: u16, host: &str, path: &str) -> String {
         .unwrap_or_else(|| "no answer".to_owned())
 }
 
+/// One GET over TLS for `host` (certificate checked against `ca`), as [`get_from`].
+async fn https_get_from(ca: &TestCa, from: IpAddr, port: u16, host: &str) -> String {
+    let config = Arc::new(TlsClient::trusting(&ca.cert_pem()).unwrap().rustls_config());
+    let name = ServerName::try_from(host.to_owned()).unwrap();
+    let answer = tokio::time::timeout(IO_TIMEOUT, async {
+        let tcp = TcpStream::connect(SocketAddr::new(from, port)).await.ok()?;
+        assert_eq!(
+            tcp.local_addr().ok()?.ip(),
+            from,
+            "the client's own address"
+        );
+        let mut s = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .ok()?;
+        let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        // Envoy may close without a TLS close_notify: keep what came.
+        let _ = s.read_to_end(&mut answer).await;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let backend = text
+            .split_once("\"backend\":\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(name, _)| name.to_owned());
+        backend.or_else(|| Some(format!("status {}", text.split(' ').nth(1)?)))
+    })
+    .await;
+    answer
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "no answer".to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_client_ip_tells_ipv6_from_ipv4_clients() {
     if !ipv6_loopback("http_client_ip_tells_ipv6_from_ipv4_clients") {
@@ -95,8 +129,10 @@ async fn http_client_ip_tells_ipv6_from_ipv4_clients() {
     for name in names {
         backends.push(Backend::start(name).await.unwrap());
     }
+    let ca = TestCa::new("edge ca").unwrap();
+    let edge = ca.issue(&["tls.example.com"]).unwrap();
     let dir = Manifests::new().unwrap();
-    let mut objects = String::new();
+    let mut objects = format!("---\n{}", tls_secret("apps", "edge", &edge));
     for b in &backends {
         objects += &service("apps", b.name(), 80, &[b.port()]);
     }
@@ -117,9 +153,20 @@ async fn http_client_ip_tells_ipv6_from_ipv4_clients() {
             {"match": "Host(`ip.example.com`)", "services": svc("rest")},
         ]}),
     );
+    objects += &traefik(
+        "IngressRoute",
+        "apps",
+        "tls",
+        json!({"entryPoints": ["websecure"], "tls": {"secretName": "edge"}, "routes": [
+            {"match": "Host(`tls.example.com`) && ClientIP(`::1`)", "priority": 10,
+             "services": svc("six")},
+            {"match": "Host(`tls.example.com`)", "priority": 1, "services": svc("rest")},
+        ]}),
+    );
     dir.write("objects.yaml", &objects).unwrap();
     let mut sluice = start(&dir);
-    let http = sluice.default_instance(WAIT).await.unwrap().http;
+    let ports = sluice.default_instance(WAIT).await.unwrap();
+    let http = ports.http;
     try_wait_for("ip.example.com served over IPv6", WAIT, async || {
         sluice.check_running()?;
         let got = get_from(V6, http, "ip.example.com", "/").await;
@@ -139,6 +186,11 @@ async fn http_client_ip_tells_ipv6_from_ipv4_clients() {
     for (from, path, expected) in cases {
         let got = get_from(from, http, "ip.example.com", path).await;
         assert_eq!(got, expected, "{path} from {from}");
+    }
+    // HTTPS: the address is recorded on the SNI chains too.
+    for (from, expected) in [(V6, "six"), (V4, "rest")] {
+        let got = https_get_from(&ca, from, ports.https, "tls.example.com").await;
+        assert_eq!(got, expected, "https from {from}");
     }
     sluice.check_running().unwrap();
 }
