@@ -42,12 +42,13 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 22] = [
+const TRAEFIK_GROUPS: [&str; 23] = [
     "allowed-hosts",
     "basic",
     "client-ip",
     "compress",
     "forwardauth",
+    "forwardauth-trust",
     "hosts",
     "https",
     "middlewares",

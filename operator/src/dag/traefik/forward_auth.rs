@@ -102,17 +102,11 @@ pub(super) fn policy(
 ) -> Result<(ExtAuthzPolicy, PendingAuth), String> {
     const AT: &str = "spec.forwardAuth";
     let tls = auth_tls(f)?;
-    if f.trust_forward_header {
-        return Err(format!(
-            "{AT}.trustForwardHeader: not served: the Gateway does not trust the client's \
-             X-Forwarded-* headers; the auth server always gets the Gateway's own"
-        ));
-    }
+    // `trustForwardHeader: true` is served as `false`: see [`super::forward_auth_more`].
     if !f.auth_request_headers.is_empty() {
         return Err(format!(
-            "{AT}.authRequestHeaders: not served: Envoy chooses the request headers sent to \
-             auth servers once per listener, not per route; Sluice sends them all (Traefik's \
-             default without this field)"
+            "{AT}.authRequestHeaders: {}",
+            super::forward_auth_more::WHY_NO_REQUEST_HEADERS
         ));
     }
     if f.auth_response_headers.len() > MAX_RESPONSE_HEADERS {

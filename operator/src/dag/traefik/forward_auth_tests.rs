@@ -197,12 +197,8 @@ fn another_namespace_or_host_needs_the_gateways_consent() {
 fn fields_envoy_cannot_serve_are_refused_by_name() {
     for (fields, expected) in [
         (
-            "trustForwardHeader: true",
-            "spec.forwardAuth.trustForwardHeader",
-        ),
-        (
             "authRequestHeaders: [Cookie]",
-            "spec.forwardAuth.authRequestHeaders",
+            "spec.forwardAuth.authRequestHeaders: not served: Envoy's ext_authz",
         ),
         (
             "tls: {caSecret: ca}",
@@ -216,7 +212,10 @@ fn fields_envoy_cannot_serve_are_refused_by_name() {
             "tls: {insecureSkipVerify: true}",
             "spec.forwardAuth.tls.insecureSkipVerify",
         ),
-        ("addAuthCookiesToResponse: [a]", "addAuthCookiesToResponse"),
+        (
+            "addAuthCookiesToResponse: [a]",
+            "addAuthCookiesToResponse: not served: Envoy passes auth response headers",
+        ),
         ("headerField: X-User", "headerField"),
         ("forwardBody: true", "spec.forwardAuth.maxBodySize"),
         (
@@ -485,4 +484,15 @@ fn an_https_auth_server_is_verified_with_the_middlewares_ca_and_name() {
         let v = verdict(&judge(spec), "r");
         assert!(v.contains(expected), "{spec}: {v}");
     }
+}
+
+/// The Gateway, like Traefik's entry point without trusted IPs, has replaced the client's
+/// X-Forwarded-* before any middleware sees them: trusting them serves what not trusting does.
+#[test]
+fn trust_forward_header_serves_what_not_trusting_serves() {
+    let base = "address: 'http://auth:4181/verify', authResponseHeaders: [X-User]";
+    let trusting = served(&format!("{{{base}, trustForwardHeader: true}}"));
+    let not = served(&format!("{{{base}, trustForwardHeader: false}}"));
+    assert_eq!(trusting, not);
+    assert_eq!(trusting.0.path, "/verify");
 }

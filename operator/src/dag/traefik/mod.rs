@@ -21,6 +21,7 @@ mod client_ip;
 mod compress;
 mod filters;
 mod forward_auth;
+mod forward_auth_more;
 pub(super) mod hosts;
 mod policy;
 mod redirect_regex;

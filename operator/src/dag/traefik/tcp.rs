@@ -358,7 +358,13 @@ impl Builder<'_> {
             ("terminationDelay", s.termination_delay.is_some()),
         ];
         if let Some((field, _)) = unserved.iter().find(|(_, set)| *set) {
-            return Err(format!("{context}.{field}: not served yet"));
+            let why = if *field == "serversTransport" {
+                " (it names a ServersTransportTCP, a kind Sluice does not read: no TLS to TCP \
+                 backends)"
+            } else {
+                ""
+            };
+            return Err(format!("{context}.{field}: not served yet{why}"));
         }
         let proxy_protocol = match s.proxy_protocol.as_ref().map(|p| p.version) {
             None => None,

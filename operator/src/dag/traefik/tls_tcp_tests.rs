@@ -538,6 +538,11 @@ fn tcp_rules_and_fields_that_cannot_be_served_are_refused_by_name() {
             "terminationDelay: not served yet",
         ),
         (
+            "{name: s, port: 80, serversTransport: tr}",
+            "services[0].serversTransport: not served yet (it names a ServersTransportTCP, a \
+             kind Sluice does not read",
+        ),
+        (
             "{name: s, namespace: other, port: 80}",
             "in another namespace",
         ),

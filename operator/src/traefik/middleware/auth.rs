@@ -308,7 +308,13 @@ pub(super) fn forward_auth(f: &api::ForwardAuth) -> Result<ForwardAuth, String> 
         .as_ref()
         .is_some_and(|c| !c.is_empty())
     {
-        return Err(".addAuthCookiesToResponse: not supported by Sluice".into());
+        return Err(
+            ".addAuthCookiesToResponse: not served: Envoy passes auth response headers to \
+             the client by header name, so it would pass every Set-Cookie the auth server \
+             sends, not only the named cookies, and beside the backend's cookies of the same \
+             names (Traefik replaces them)"
+                .into(),
+        );
     }
     if f.header_field.as_ref().is_some_and(|h| !h.is_empty()) {
         return Err(".headerField: not supported by Sluice".into());
