@@ -329,13 +329,12 @@ fn claimed(snap: &ClusterSnapshot, sel: &Selection, id: &ClaimId) -> BTreeSet<St
             .and_then(Result::ok)
             .into_iter()
             .collect(),
+        // A refused root claims the names its rules name (`traefik::refused_hosts`).
         Dialect::Traefik => traefik::root(snap, sel, &id.key)
-            .and_then(|r| r.parsed.ok())
-            .map(|p| p.hosts)
+            .map(|r| traefik::refused_hosts::of_route(sel, &r).0)
             .unwrap_or_default(),
         Dialect::TraefikTcp => tcp::root(snap, sel, &id.key)
-            .and_then(|r| r.parsed.ok())
-            .map(|p| p.hosts.into_keys().collect())
+            .map(|r| traefik::refused_hosts::of_tcp(sel, &r).0)
             .unwrap_or_default(),
     }
 }

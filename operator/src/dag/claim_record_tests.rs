@@ -330,7 +330,11 @@ fn a_restart_with_the_record_builds_what_the_running_process_built() {
                     contour_root(ns, &name, when, host)
                 } else {
                     let other = hosts[next(hosts.len())];
-                    let rule = format!("Host(`{host}`) || Host(`{other}`)");
+                    let mut rule = format!("Host(`{host}`) || Host(`{other}`)");
+                    if next(4) == 0 {
+                        // Refused while parsing: it still claims both hosts.
+                        rule = format!("({rule}) && SomeFutureMatcher(`x`)");
+                    }
                     traefik_route(ns, &format!("t{name}"), when, &rule)
                 };
                 objects.push(object);
