@@ -76,9 +76,11 @@ pub const RECORD_BUDGET: usize = 900 * 1024;
 /// Reads that fail (not a 404) are tried this many times before the instance builds without.
 const READ_ATTEMPTS: u32 = 3;
 
-/// What the ConfigMap's [`DATA_KEY`] holds.
+/// What the ConfigMap's [`DATA_KEY`] holds. Fields a newer version adds are ignored (a
+/// version rolled back to still reads the record); one that changes what the known fields mean
+/// changes [`FORMAT`], and a record of another format is not used (logged).
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct Stored {
     format: String,
     /// `namespace/name` of the Gateway.
@@ -91,7 +93,7 @@ struct Stored {
 
 /// The term of leadership a record was written in (see [`LeaseTerm`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct WrittenBy {
     lease_uid: String,
     holder: String,

@@ -182,7 +182,10 @@ impl ClaimAges {
         for (fqdn, claimants) in &record.names {
             for c in claimants {
                 let since = c.since;
-                let id = c.id();
+                // A kind of root a newer version records: none claims anything here.
+                let Some(id) = c.id() else {
+                    continue;
+                };
                 // Another object under the recorded name (deleted and created again): a new
                 // claimant, dated like every claim the record does not hold.
                 if c.uid.is_some() && c.uid.as_deref() != uid(snap, &id) {

@@ -119,3 +119,20 @@ fn the_stored_record_names_its_writer_and_reads_back() {
     assert_eq!(back.written_by, None);
     assert_eq!(back.record.names["h"][0].uid, None);
 }
+
+/// A version rolled back to reads a record a newer one wrote: unknown fields at every level
+/// are ignored, known ones keep their types.
+#[test]
+fn a_record_written_by_a_newer_version_reads_back() {
+    let newer = r#"{"format":"sluice.dev/claims/v1","gateway":"ns/gw","schema":3,
+        "writtenBy":{"leaseUid":"l","holder":"p","leaseTransitions":1,"renewedAt":"x"},
+        "record":{"names":{"h":[{"kind":"contour","namespace":"ns","name":"a","since":1,
+            "uid":"u","origin":"y"},
+            {"kind":"someNewKind","namespace":"ns","name":"b","since":2}]},"extra":{}}}"#;
+    let back: Stored = serde_json::from_str(newer).unwrap();
+    assert_eq!(back.written_by.unwrap().lease_uid, "l");
+    assert_eq!(back.record.names["h"].len(), 2);
+    assert_eq!(back.record.names["h"][1].kind, RecordedKind::Unknown);
+    let mistyped = newer.replace(r#""leaseTransitions":1"#, r#""leaseTransitions":"1""#);
+    assert!(serde_json::from_str::<Stored>(&mistyped).is_err());
+}
