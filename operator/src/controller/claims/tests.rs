@@ -71,8 +71,15 @@ fn a_leader_writes_over_a_record_of_its_own_or_an_earlier_term_only() {
     let found = stored(record("b"), Some(&new));
     assert_eq!(
         decide(&found, &mine, &other_lease),
-        Decision::Replace("7".into())
+        Decision::OtherLease("7".into())
     );
+    // Nor the other way round: a leader of a deleted Lease, whatever its transitions, never
+    // takes a record stamped under another Lease for one it may write over without reading
+    // the Lease (which tells whether its own or the record's was deleted).
+    let found = stored(mine.clone(), Some(&other_lease));
+    for t in [old.clone(), new.clone(), term("pod-a", 1000)] {
+        assert_eq!(decide(&found, &mine, &t), Decision::OtherLease("7".into()));
+    }
 }
 
 #[test]
