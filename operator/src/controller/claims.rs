@@ -16,7 +16,10 @@
 //!   whose term is older than the stored one's (a former leader, stuck, that has not yet seen
 //!   that it lost the lease) never writes over it, and a new leader stamps the record with its
 //!   term once even if it holds the same record (so a write of the former leader still in
-//!   flight, based on what it read before, fails with a 409).
+//!   flight, based on what it read before, fails with a 409). Terms of two Leases do not
+//!   compare: a record stamped under another Lease than the writer's is written over only once
+//!   the writer has read the Lease and found its own (the other one was deleted); a Lease of
+//!   another uid, or none, means the writer's Lease was deleted and it no longer leads.
 //! - Bounded: a record over [`RECORD_BUDGET`] bytes leaves names out (logged, see
 //!   `dag::claim_record` for which), so the ConfigMap stays under the API server's 1 MiB.
 //! - Not trusted blindly: a ConfigMap not owned by this Gateway (by uid), of another format or
@@ -76,9 +79,11 @@ pub const RECORD_BUDGET: usize = 900 * 1024;
 /// Reads that fail (not a 404) are tried this many times before the instance builds without.
 const READ_ATTEMPTS: u32 = 3;
 
-/// What the ConfigMap's [`DATA_KEY`] holds.
+/// What the ConfigMap's [`DATA_KEY`] holds. Fields a newer version adds are ignored (a
+/// version rolled back to still reads the record); one that changes what the known fields mean
+/// changes [`FORMAT`], and a record of another format is not used (logged).
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct Stored {
     format: String,
     /// `namespace/name` of the Gateway.
@@ -91,7 +96,7 @@ struct Stored {
 
 /// The term of leadership a record was written in (see [`LeaseTerm`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct WrittenBy {
     lease_uid: String,
     holder: String,
@@ -145,6 +150,11 @@ enum Decision {
     Create,
     /// Write over it, on condition that it still has this `resourceVersion`.
     Replace(String),
+    /// It was written under another Lease (by uid): either one deleted since (write over it,
+    /// on condition, as for [`Decision::Replace`]) or the current one, this writer's Lease being
+    /// the deleted one (then this replica no longer leads: write nothing). Which, only the
+    /// Lease tells: the writer reads it (see `writer::store`).
+    OtherLease(String),
 }
 
 /// Decides what to do with `found` to store `record` in `term` (see [`Decision`]).
@@ -168,6 +178,9 @@ fn decide(found: &Found, record: &ClaimRecord, term: &LeaseTerm) -> Decision {
             let newer = written_by.as_ref().is_some_and(|w| {
                 w.lease_uid == term.lease_uid && w.lease_transitions > term.transitions
             });
+            let other_lease = written_by
+                .as_ref()
+                .is_some_and(|w| w.lease_uid != term.lease_uid);
             // The same record stamped with an earlier term is stamped again with this one: a
             // write of that earlier term still in flight (read before) then fails with a 409.
             let mine = written_by.as_ref() == Some(&WrittenBy::of(term));
@@ -175,6 +188,8 @@ fn decide(found: &Found, record: &ClaimRecord, term: &LeaseTerm) -> Decision {
                 Decision::Newer
             } else if stored == record && mine {
                 Decision::Stored
+            } else if other_lease {
+                Decision::OtherLease(resource_version.clone())
             } else {
                 Decision::Replace(resource_version.clone())
             }

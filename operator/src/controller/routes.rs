@@ -70,6 +70,8 @@ pub struct RoutesContext {
     /// Records an Event on an IngressRoute whose status the leader changed (and on a Traefik
     /// object whose verdict changed).
     pub recorder: EventSink,
+    /// The operator's Lease (namespace, name), for the claims writer.
+    pub lease: (String, String),
 }
 
 /// The reporting controller of the events Sluice records on IngressRoutes.
@@ -579,6 +581,7 @@ fn claims_writer_context(ctx: &Arc<RoutesContext>) -> claims::WriterContext {
         leadership: ctx.leadership.clone(),
         problems: ctx.claims_problems.clone(),
         notify,
+        lease: ctx.lease.clone(),
     }
 }
 

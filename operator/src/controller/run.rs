@@ -204,6 +204,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             dags: dags.clone(),
             counts_changed: counts_tx,
             claims_problems: claims_problems.clone(),
+            lease: (lease.namespace.clone(), lease.name.clone()),
             allow_loopback_endpoints: opts.allow_loopback_endpoints,
             crds: crd_state.clone(),
             recorder: routes::EventSink::new(

@@ -61,23 +61,24 @@ pub fn build_aged(snapshot: &ClusterSnapshot, sel: &Selection, ages: &ClaimAges)
         }
     }
     let traefik_roots = traefik::select(snapshot, sel);
+    // A root refused while parsing still claims the names its rules name (`refused_hosts`).
     for root in &traefik_roots {
-        for host in root.parsed.iter().flat_map(|p| &p.hosts) {
-            let created = root.obj.metadata.creation_timestamp.clone();
-            fqdns
-                .entry(host.clone())
-                .or_default()
-                .push(ages.aged(host, Claimant::traefik(&root.key, created)));
+        let (hosts, refused) = traefik::refused_hosts::of_route(sel, root);
+        let created = &root.obj.metadata.creation_timestamp;
+        let claimant = Claimant::traefik(&root.key, created.clone()).refused(refused);
+        for host in hosts {
+            let aged = ages.aged(&host, claimant.clone());
+            fqdns.entry(host).or_default().push(aged);
         }
     }
     let tcp_roots = traefik::tcp::select(snapshot, sel);
     for root in &tcp_roots {
-        for host in root.parsed.iter().flat_map(|p| p.hosts.keys()) {
-            let created = root.obj.metadata.creation_timestamp.clone();
-            fqdns
-                .entry(host.clone())
-                .or_default()
-                .push(ages.aged(host, Claimant::traefik_tcp(&root.key, created)));
+        let (hosts, refused) = traefik::refused_hosts::of_tcp(sel, root);
+        let created = &root.obj.metadata.creation_timestamp;
+        let claimant = Claimant::traefik_tcp(&root.key, created.clone()).refused(refused);
+        for host in hosts {
+            let aged = ages.aged(&host, claimant.clone());
+            fqdns.entry(host).or_default().push(aged);
         }
     }
     // A Traefik IngressRoute or IngressRouteTCP that loses one of its hosts is refused whole.

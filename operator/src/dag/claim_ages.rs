@@ -182,7 +182,10 @@ impl ClaimAges {
         for (fqdn, claimants) in &record.names {
             for c in claimants {
                 let since = c.since;
-                let id = c.id();
+                // A kind of root a newer version records: none claims anything here.
+                let Some(id) = c.id() else {
+                    continue;
+                };
                 // Another object under the recorded name (deleted and created again): a new
                 // claimant, dated like every claim the record does not hold.
                 if c.uid.is_some() && c.uid.as_deref() != uid(snap, &id) {
@@ -329,13 +332,12 @@ fn claimed(snap: &ClusterSnapshot, sel: &Selection, id: &ClaimId) -> BTreeSet<St
             .and_then(Result::ok)
             .into_iter()
             .collect(),
+        // A refused root claims the names its rules name (`traefik::refused_hosts`).
         Dialect::Traefik => traefik::root(snap, sel, &id.key)
-            .and_then(|r| r.parsed.ok())
-            .map(|p| p.hosts)
+            .map(|r| traefik::refused_hosts::of_route(sel, &r).0)
             .unwrap_or_default(),
         Dialect::TraefikTcp => tcp::root(snap, sel, &id.key)
-            .and_then(|r| r.parsed.ok())
-            .map(|p| p.hosts.into_keys().collect())
+            .map(|r| traefik::refused_hosts::of_tcp(sel, &r).0)
             .unwrap_or_default(),
     }
 }

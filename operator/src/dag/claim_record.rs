@@ -43,8 +43,14 @@ use super::traefik::hosts::covering_wildcard;
 use crate::snapshot::ObjKey;
 
 /// Contested names, each with its claimants in order, oldest first.
+///
+/// Read tolerantly, so that a version rolled back to can read what a newer one wrote: fields
+/// it does not know are ignored, and so is a claim of a kind of root it does not know (no such
+/// root claims anything in it); the fields it knows keep their strict types. A newer layout
+/// whose known fields change meaning must change the format its container names
+/// (`sluice.dev/claims/v1`, see `controller::claims` and `standalone::claims_file`), which
+/// every reader refuses, loudly, when it is not the one it knows.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ClaimRecord {
     pub names: BTreeMap<String, Vec<RecordedClaim>>,
 }
@@ -53,7 +59,6 @@ pub struct ClaimRecord {
 /// date of its claim (0: it stood when the process that dated it started, and is ordered by
 /// creation time).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RecordedClaim {
     pub kind: RecordedKind,
     pub namespace: String,
@@ -76,6 +81,10 @@ pub enum RecordedKind {
     Traefik,
     /// A Traefik IngressRouteTCP.
     TraefikTcp,
+    /// A kind a newer version records and this one does not know: ignored when read, never
+    /// written.
+    #[serde(other)]
+    Unknown,
 }
 
 impl RecordedClaim {
@@ -94,17 +103,18 @@ impl RecordedClaim {
         }
     }
 
-    /// The root this claim is from.
-    pub(super) fn id(&self) -> ClaimId {
+    /// The root this claim is from; `None` for a kind this version does not know.
+    pub(super) fn id(&self) -> Option<ClaimId> {
         let dialect = match self.kind {
             RecordedKind::Contour => Dialect::Contour,
             RecordedKind::Traefik => Dialect::Traefik,
             RecordedKind::TraefikTcp => Dialect::TraefikTcp,
+            RecordedKind::Unknown => return None,
         };
-        ClaimId {
+        Some(ClaimId {
             key: ObjKey::new(self.namespace.clone(), self.name.clone()),
             dialect,
-        }
+        })
     }
 }
 

@@ -330,7 +330,11 @@ fn a_restart_with_the_record_builds_what_the_running_process_built() {
                     contour_root(ns, &name, when, host)
                 } else {
                     let other = hosts[next(hosts.len())];
-                    let rule = format!("Host(`{host}`) || Host(`{other}`)");
+                    let mut rule = format!("Host(`{host}`) || Host(`{other}`)");
+                    if next(4) == 0 {
+                        // Refused while parsing: it still claims both hosts.
+                        rule = format!("({rule}) && SomeFutureMatcher(`x`)");
+                    }
                     traefik_route(ns, &format!("t{name}"), when, &rule)
                 };
                 objects.push(object);
@@ -455,4 +459,26 @@ fn a_forged_date_in_the_record_does_not_switch_dating_off() {
     );
     assert_eq!(owner(&after, "fresh.example.com"), "victim/fresh");
     assert_eq!(verdict(&s, "evil/old2").0, Validity::Invalid, "{s:?}");
+}
+
+/// A record a newer version wrote may hold claims of a kind of root this version does not
+/// know: they are ignored, and the known claims keep their order.
+#[test]
+fn a_recorded_claim_of_an_unknown_kind_is_ignored() {
+    let (inc, snap) = hijack_refused(
+        contour_root("evil", "old", OLD, "mine.example.com"),
+        contour_root("evil", "old", OLD, "h.example.com"),
+    );
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
+    let mut text: serde_json::Value = serde_json::to_value(&record).unwrap();
+    let claims = text["names"]["h.example.com"].as_array_mut().unwrap();
+    claims.insert(
+        0,
+        serde_json::json!({"kind": "someNewKind", "namespace": "evil", "name": "old",
+                           "since": 1, "note": "from a newer version"}),
+    );
+    let newer: ClaimRecord = serde_json::from_value(text).unwrap();
+    let after = restart(&snap, Some(&newer));
+    assert_eq!(owner(&after, "h.example.com"), "victim/site");
+    assert_eq!(validity(&after, "evil/old"), Validity::Invalid);
 }

@@ -52,6 +52,9 @@ pub struct Claimant {
     pub traefik: bool,
     /// A Traefik IngressRouteTCP (`traefik` is set too): on a full tie, it comes last.
     pub tcp: bool,
+    /// Refused while parsing: it claims the names its rules name (see
+    /// `traefik::refused_hosts`) and holds them unserved while it is the oldest.
+    pub refused: bool,
 }
 
 impl Claimant {
@@ -62,6 +65,7 @@ impl Claimant {
             key: key.clone(),
             traefik: false,
             tcp: false,
+            refused: false,
         }
     }
 
@@ -73,6 +77,7 @@ impl Claimant {
             key: key.clone(),
             traefik: true,
             tcp: false,
+            refused: false,
         }
     }
 
@@ -82,6 +87,11 @@ impl Claimant {
             tcp: true,
             ..Self::traefik(key, created)
         }
+    }
+
+    /// This claimant, refused while parsing when `refused`.
+    pub fn refused(self, refused: bool) -> Self {
+        Self { refused, ..self }
     }
 }
 
@@ -95,6 +105,7 @@ impl Ord for Claimant {
             &self.key,
             self.traefik,
             self.tcp,
+            self.refused,
         )
             .cmp(&(
                 other.since,
@@ -103,6 +114,7 @@ impl Ord for Claimant {
                 &other.key,
                 other.traefik,
                 other.tcp,
+                other.refused,
             ))
     }
 }

@@ -109,6 +109,8 @@ pub fn random_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Object
             8..=15 => format!("Host(`{h}`) && PathPrefix(`/a`)"),
             16..=21 => format!("Host(`{h}`) && Header(`x-k`, `v`)"),
             22..=27 => format!("Host(`{h}`) || Host(`{}`)", host(rng)),
+            // Refused while parsing (a matcher not served): still claims its host.
+            28..=30 => format!("Host(`{h}`) && SomeFutureMatcher(`x`)"),
             _ => format!("Host(`{h}`)"),
         };
         let mut route = json!({"match": rule, "services": [service_ref(rng)]});
@@ -143,6 +145,10 @@ pub fn random_tcp_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Ob
     let mut rule = format!("HostSNI(`{}`)", sni(rng));
     if rng.chance(30) {
         rule = format!("{rule} || HostSNI(`{}`)", sni(rng));
+    }
+    if rng.chance(8) {
+        // Refused while parsing: still claims its names.
+        rule = format!("({rule}) && SomeFutureTcpMatcher(`x`)");
     }
     let mut svc = json!({"name": format!("svc{}", rng.below(SERVICES)), "port": 80});
     if rng.chance(20) {
@@ -390,6 +396,10 @@ pub fn features_seen(dag: &crate::dag::Dag, seen: &mut std::collections::BTreeSe
                 "already used by the older Traefik",
                 "Traefik route lost a host to a Traefik route",
             ),
+            (
+                ", which is invalid (the name is held",
+                "a host held by a root refused while parsing",
+            ),
             ("not found", "a referenced object missing"),
             ("chain ", "a Middleware chain"),
             ("TraefikService ", "a TraefikService read"),
@@ -439,4 +449,4 @@ pub fn open_owners(dag: &crate::dag::Dag) -> std::collections::BTreeMap<String, 
 }
 
 /// Every feature [`features_seen`] and the property test look for.
-pub const FEATURES: usize = 27;
+pub const FEATURES: usize = 28;

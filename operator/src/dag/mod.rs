@@ -55,6 +55,8 @@ mod incremental_tests;
 #[cfg(test)]
 mod incremental_traefik_gen;
 #[cfg(test)]
+mod refused_claims_tests;
+#[cfg(test)]
 mod status_writes_tests;
 #[cfg(test)]
 mod tests;

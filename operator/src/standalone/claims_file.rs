@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::dag::ClaimRecord;
 use crate::pipeline::Pipelines;
 
-/// What the file holds.
+/// What the file holds. Fields a newer version adds are ignored, so that a version rolled
+/// back to still reads the file; one that changes what the known fields mean changes
+/// [`FORMAT`], and a file of another format is reported and left alone.
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ClaimsFileBody {
     /// [`FORMAT`].
     format: String,
@@ -234,6 +235,8 @@ mod tests {
         for (n, text) in [
             "not json at all".as_bytes(),
             br#"{"format":"other/v1","gateways":{}}"#,
+            // A newer layout that changes meaning: refused, not misread.
+            br#"{"format":"sluice.dev/claims/v2","gateways":{"a/b":{"names":{}}}}"#,
             br#"{"format":"sluice.dev/claims/v1","gateways":{"a/b":{"names":{"h":[{"kind":"x"}]}}}}"#,
             &[0xff, 0xfe, 0x00],
         ]
@@ -247,6 +250,39 @@ mod tests {
             file.save(&pipelines);
             assert_eq!(std::fs::read(&path).unwrap(), text, "file {n} was overwritten");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A version rolled back to reads what a newer one wrote: the fields it does not know,
+    /// and claims of a kind of root it does not know, are ignored.
+    #[test]
+    fn a_file_written_by_a_newer_version_is_read_ignoring_what_it_does_not_know() {
+        let dir = temp_dir("newer");
+        let path = dir.join("claims.json");
+        let text = serde_json::json!({
+            "format": FORMAT, "writtenAt": "2031-01-01T00:00:00Z",
+            "gateways": {"gw/one": {"names": {"h.example.com": [
+                {"kind": "gatewayHTTPRoute", "namespace": "x", "name": "y", "since": 1},
+                {"kind": "contour", "namespace": "victim", "name": "site", "since": 2,
+                 "uid": "u1", "generation": 4},
+                {"kind": "traefik", "namespace": "evil", "name": "old", "since": 3},
+            ]}, "budget": 1}},
+        });
+        std::fs::write(&path, text.to_string()).unwrap();
+        let mut file = ClaimsFile::load(&path);
+        let record = file.take("gw/one").unwrap();
+        let claims = &record.names["h.example.com"];
+        assert_eq!(claims.len(), 3);
+        assert_eq!(claims[0].kind, crate::dag::RecordedKind::Unknown);
+        assert_eq!(
+            (claims[1].name.as_str(), claims[1].uid.as_deref()),
+            ("site", Some("u1"))
+        );
+        // Known fields keep their types: a date that is not a number is refused.
+        let bad = text.to_string().replace("\"since\":2", "\"since\":\"2\"");
+        assert_ne!(bad, text.to_string());
+        std::fs::write(&path, &bad).unwrap();
+        assert!(ClaimsFile::load(&path).take("gw/one").is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -71,8 +71,15 @@ fn a_leader_writes_over_a_record_of_its_own_or_an_earlier_term_only() {
     let found = stored(record("b"), Some(&new));
     assert_eq!(
         decide(&found, &mine, &other_lease),
-        Decision::Replace("7".into())
+        Decision::OtherLease("7".into())
     );
+    // Nor the other way round: a leader of a deleted Lease, whatever its transitions, never
+    // takes a record stamped under another Lease for one it may write over without reading
+    // the Lease (which tells whether its own or the record's was deleted).
+    let found = stored(mine.clone(), Some(&other_lease));
+    for t in [old.clone(), new.clone(), term("pod-a", 1000)] {
+        assert_eq!(decide(&found, &mine, &t), Decision::OtherLease("7".into()));
+    }
 }
 
 #[test]
@@ -118,4 +125,21 @@ fn the_stored_record_names_its_writer_and_reads_back() {
     let back: Stored = serde_json::from_str(old).unwrap();
     assert_eq!(back.written_by, None);
     assert_eq!(back.record.names["h"][0].uid, None);
+}
+
+/// A version rolled back to reads a record a newer one wrote: unknown fields at every level
+/// are ignored, known ones keep their types.
+#[test]
+fn a_record_written_by_a_newer_version_reads_back() {
+    let newer = r#"{"format":"sluice.dev/claims/v1","gateway":"ns/gw","schema":3,
+        "writtenBy":{"leaseUid":"l","holder":"p","leaseTransitions":1,"renewedAt":"x"},
+        "record":{"names":{"h":[{"kind":"contour","namespace":"ns","name":"a","since":1,
+            "uid":"u","origin":"y"},
+            {"kind":"someNewKind","namespace":"ns","name":"b","since":2}]},"extra":{}}}"#;
+    let back: Stored = serde_json::from_str(newer).unwrap();
+    assert_eq!(back.written_by.unwrap().lease_uid, "l");
+    assert_eq!(back.record.names["h"].len(), 2);
+    assert_eq!(back.record.names["h"][1].kind, RecordedKind::Unknown);
+    let mistyped = newer.replace(r#""leaseTransitions":1"#, r#""leaseTransitions":"1""#);
+    assert!(serde_json::from_str::<Stored>(&mistyped).is_err());
 }

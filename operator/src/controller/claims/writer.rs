@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
 use tokio::sync::watch;
 
 use super::{
@@ -35,6 +37,9 @@ pub struct WriterContext {
     pub problems: SharedClaimsProblems,
     /// Bumped when `problems` changes, so the Gateway controller writes the status.
     pub notify: Arc<dyn Fn() + Send + Sync>,
+    /// The operator's Lease (namespace, name): read before writing over a record stamped
+    /// under another Lease (see [`Decision::OtherLease`]).
+    pub lease: (String, String),
 }
 
 /// The record to store, and the Gateway it is for.
@@ -135,7 +140,7 @@ impl Drop for ClaimsWriter {
 enum Outcome {
     /// The ConfigMap holds the record (written now, or already).
     Stored,
-    /// A leader of a later term wrote it.
+    /// A leader of a later term wrote it (or of a Lease created after this writer's).
     Newer,
     /// The name is taken by a ConfigMap the Gateway does not own.
     Foreign,
@@ -243,6 +248,16 @@ async fn store(ctx: &WriterContext, w: &Wanted, term: &LeaseTerm) -> Outcome {
             Decision::Foreign => return Outcome::Foreign,
             Decision::Create => None,
             Decision::Replace(rv) => Some(rv),
+            Decision::OtherLease(rv) => match current_lease_uid(ctx).await {
+                // The record's Lease was deleted since: this writer's is the current one.
+                Ok(Some(uid)) if uid == term.lease_uid => Some(rv),
+                // This writer's Lease was deleted: it no longer leads, whatever its deadline.
+                Ok(_) => {
+                    tracing::info!(lease_uid = %term.lease_uid, "the claims ConfigMap was written under another Lease and this replica's is gone: not written");
+                    return Outcome::Newer;
+                }
+                Err(e) => return Outcome::Failed(format!("reading the Lease: {e}")),
+            },
         };
         // Asked right before the write: a replica that lost the lease (or leads in another
         // term) writes nothing more.
@@ -258,6 +273,17 @@ async fn store(ctx: &WriterContext, w: &Wanted, term: &LeaseTerm) -> Outcome {
         }
     }
     Outcome::Failed("the ConfigMap kept changing while it was written".to_owned())
+}
+
+/// The uid of the operator's Lease as it stands now; `None` when there is none.
+async fn current_lease_uid(ctx: &WriterContext) -> Result<Option<String>, String> {
+    let (ns, name) = &ctx.lease;
+    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), ns);
+    match tokio::time::timeout(CALL_TIMEOUT, api.get_opt(name)).await {
+        Ok(Ok(lease)) => Ok(lease.map(|l| l.metadata.uid.unwrap_or_default())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    }
 }
 
 /// Records (`Some`) or clears the report of Gateway `gateway`'s ConfigMap taken by one it does

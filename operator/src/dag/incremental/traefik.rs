@@ -39,7 +39,8 @@ pub(super) struct RootId {
 /// The Traefik roots of one instance.
 #[derive(Debug, Default)]
 pub(super) struct TraefikRoots {
-    /// Each selected root's claimant and the hosts it claims (sorted; none when refused).
+    /// Each selected root's claimant and the hosts it claims (sorted; when refused, those its
+    /// rules name, see `traefik::refused_hosts`).
     claims: HashMap<RootId, (Claimant, Box<[String]>)>,
     built: HashMap<RootId, Built>,
     /// The roots that read each dependency.
@@ -64,22 +65,19 @@ fn claim_of(
     sel: &Selection,
     id: &RootId,
 ) -> Option<(Claimant, Box<[String]>)> {
+    // A refused root claims the names its rules name, as in the full build.
     if id.tcp {
         let root = tcp::root(snap, sel, &id.key)?;
         let created = root.obj.metadata.creation_timestamp.clone();
-        let hosts = root
-            .parsed
-            .as_ref()
-            .map_or_else(|_| Box::default(), |p| p.hosts.keys().cloned().collect());
-        Some((Claimant::traefik_tcp(&id.key, created), hosts))
+        let (hosts, refused) = traefik::refused_hosts::of_tcp(sel, &root);
+        let claimant = Claimant::traefik_tcp(&id.key, created).refused(refused);
+        Some((claimant, hosts.into_iter().collect()))
     } else {
         let root = traefik::root(snap, sel, &id.key)?;
         let created = root.obj.metadata.creation_timestamp.clone();
-        let hosts = root
-            .parsed
-            .as_ref()
-            .map_or_else(|_| Box::default(), |p| p.hosts.iter().cloned().collect());
-        Some((Claimant::traefik(&id.key, created), hosts))
+        let (hosts, refused) = traefik::refused_hosts::of_route(sel, &root);
+        let claimant = Claimant::traefik(&id.key, created).refused(refused);
+        Some((claimant, hosts.into_iter().collect()))
     }
 }
 

@@ -25,6 +25,7 @@ mod forward_auth_more;
 pub(super) mod hosts;
 mod policy;
 mod redirect_regex;
+pub(super) mod refused_hosts;
 mod service_options;
 mod services;
 pub(super) mod tcp;
@@ -161,12 +162,19 @@ pub(super) fn taken(fqdn: &str, owner: &str, tcp: bool) -> String {
 }
 
 /// How a claimant that owns a host is named in a loser's status.
+/// A refused owner (see `refused_hosts`) is said to be invalid and to serve nothing.
 pub(super) fn describe_claimant(c: &super::claims::Claimant) -> String {
-    if c.tcp {
+    let owner = if c.tcp {
         tcp::describe_owner(&c.key)
     } else {
         describe_owner(&c.key, c.traefik)
+    };
+    if c.refused {
+        return format!(
+            "{owner}, which is invalid (the name is held unserved until it is fixed or deleted)"
+        );
     }
+    owner
 }
 
 /// How an owner is named in a loser's status.
