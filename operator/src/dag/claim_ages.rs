@@ -19,7 +19,8 @@
 //! the record does not hold (it came while no process was watching) is dated after every
 //! recorded one, and later claims after that. Without a record, standing claims count from
 //! their creation time, except that a Contour root whose status says it lost the name stays
-//! behind (see `seed_from_statuses` and README, "Multi-tenant security").
+//! behind (see `seed_from_statuses` and README, "Multi-tenant security"), and so does a root
+//! refused while parsing wherever a root that is not claims the name (`seed_refused`).
 //!
 //! Pure: the caller passes the snapshots and the changed roots; the clock is an update counter.
 
@@ -113,6 +114,7 @@ impl ClaimAges {
             let recorded = next.apply_record(new, sel);
             let after = next.epoch.saturating_add(1);
             next.seed_from_statuses(new, sel, &recorded, after);
+            next.seed_refused(new, sel, &recorded, after);
             next.epoch = after;
             *self = next;
             return;
@@ -267,6 +269,53 @@ impl ClaimAges {
     }
 }
 
+impl ClaimAges {
+    /// At the first build, a claim of a root refused while parsing goes behind the claims of
+    /// roots that are not, on every name the record does not hold (dated `at`): on the name
+    /// itself, on a wildcard covering it, or on an exact name under it (a wildcard). Without
+    /// this, the first build of a version that starts claiming for refused roots (or any
+    /// start without a record) would order an old, deliberately broken object by its creation
+    /// time ahead of the root serving the name, which would then be held unserved. While a
+    /// process runs, a refused root ahead of one that is not is recorded (`claim_record`), so
+    /// a restart keeps it there.
+    fn seed_refused(
+        &mut self,
+        snap: &ClusterSnapshot,
+        sel: &Selection,
+        recorded: &BTreeSet<String>,
+        at: u64,
+    ) {
+        let mut served: BTreeSet<String> = BTreeSet::new();
+        let mut refused: Vec<(String, ClaimId)> = Vec::new();
+        for id in all_roots(snap) {
+            let (hosts, is_refused) = claimed_refused(snap, sel, &id);
+            for fqdn in hosts.into_iter().filter(|f| !recorded.contains(f)) {
+                if is_refused {
+                    refused.push((fqdn, id.clone()));
+                } else {
+                    served.insert(fqdn);
+                }
+            }
+        }
+        if refused.is_empty() {
+            return;
+        }
+        // Wildcards covering a name served.
+        let covering: BTreeSet<String> = served
+            .iter()
+            .filter_map(|f| traefik::hosts::covering_wildcard(f))
+            .collect();
+        for (fqdn, id) in refused {
+            let behind = served.contains(&fqdn)
+                || covering.contains(&fqdn)
+                || traefik::hosts::covering_wildcard(&fqdn).is_some_and(|w| served.contains(&w));
+            if behind {
+                self.since.insert((fqdn, id), at);
+            }
+        }
+    }
+}
+
 fn changed_roots(changes: &ChangeSet) -> impl Iterator<Item = ClaimId> + '_ {
     changes.objects().filter_map(|(kind, key)| {
         let dialect = match kind {
@@ -323,7 +372,17 @@ pub(super) fn uid<'a>(snap: &'a ClusterSnapshot, id: &ClaimId) -> Option<&'a str
 
 /// The hosts the root `id` claims in `snap` when `sel` judges it.
 fn claimed(snap: &ClusterSnapshot, sel: &Selection, id: &ClaimId) -> BTreeSet<String> {
-    match id.dialect {
+    claimed_refused(snap, sel, id).0
+}
+
+/// The hosts the root `id` claims in `snap` when `sel` judges it, and whether it is refused
+/// while parsing.
+fn claimed_refused(
+    snap: &ClusterSnapshot,
+    sel: &Selection,
+    id: &ClaimId,
+) -> (BTreeSet<String>, bool) {
+    let hosts = match id.dialect {
         Dialect::Contour => snap
             .ingress_routes
             .get(&id.key)
@@ -333,11 +392,16 @@ fn claimed(snap: &ClusterSnapshot, sel: &Selection, id: &ClaimId) -> BTreeSet<St
             .into_iter()
             .collect(),
         // A refused root claims the names its rules name (`traefik::refused_hosts`).
-        Dialect::Traefik => traefik::root(snap, sel, &id.key)
-            .map(|r| traefik::refused_hosts::of_route(sel, &r).0)
-            .unwrap_or_default(),
-        Dialect::TraefikTcp => tcp::root(snap, sel, &id.key)
-            .map(|r| traefik::refused_hosts::of_tcp(sel, &r).0)
-            .unwrap_or_default(),
-    }
+        Dialect::Traefik => {
+            return traefik::root(snap, sel, &id.key)
+                .map(|r| traefik::refused_hosts::of_route(sel, &r))
+                .unwrap_or_default();
+        }
+        Dialect::TraefikTcp => {
+            return tcp::root(snap, sel, &id.key)
+                .map(|r| traefik::refused_hosts::of_tcp(sel, &r))
+                .unwrap_or_default();
+        }
+    };
+    (hosts, false)
 }

@@ -252,7 +252,7 @@ fn entry_size(name: &str, claims: &[RecordedClaim]) -> usize {
 fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> BTreeSet<&str> {
     let mut rec: BTreeSet<&str> = names
         .iter()
-        .filter(|(_, c)| !creation_order_holds(c.as_ref()))
+        .filter(|(_, c)| !creation_order_holds(c.as_ref()) || refused_ahead(c.as_ref()))
         .map(|(name, _)| name.as_str())
         .collect();
     // A wildcard and the exact names it covers are compared by their oldest claimants.
@@ -276,7 +276,14 @@ fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> BTreeSet<&str> {
                 continue;
             };
             let (kw, ke) = (rec.contains(wildcard), rec.contains(exact));
-            if (kw && ke) || (w < e) == (dated(w, kw) < dated(e, ke)) {
+            // A refused first claimant ahead of one that is not: a process that starts without
+            // the record puts it behind (`ClaimAges::seed_refused`).
+            let refused_wins = if w < e {
+                w.refused && !e.refused
+            } else {
+                e.refused && !w.refused
+            };
+            if (kw && ke) || ((w < e) == (dated(w, kw) < dated(e, ke)) && !refused_wins) {
                 continue;
             }
             grew |= rec.insert(wildcard);
@@ -286,6 +293,15 @@ fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> BTreeSet<&str> {
             return rec;
         }
     }
+}
+
+/// Whether a claimant refused while parsing comes before one that is not: a process that starts
+/// without the record would put it behind them (see `ClaimAges::seed_refused`), so the name is
+/// recorded.
+fn refused_ahead(claimants: &[Claimant]) -> bool {
+    let first_refused = claimants.iter().position(|c| c.refused);
+    let last_served = claimants.iter().rposition(|c| !c.refused);
+    matches!((first_refused, last_served), (Some(r), Some(v)) if r < v)
 }
 
 /// Whether `claimants` (sorted by their dates) are in the same order without them.

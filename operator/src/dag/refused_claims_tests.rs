@@ -82,13 +82,19 @@ fn an_older_refused_root_holds_the_name_and_a_later_version_keeps_it() {
         traefik_route("b", "new", NEW, SERVED),
         contour_root("b", "new", NEW, H),
     ] {
+        let younger_owner = match &younger {
+            Object::TraefikRoute(_) => "traefik:b/new",
+            _ => "b/new",
+        };
         let (inc, mut snap) = contest(younger);
         let (record, _) = inc.claim_record(BUDGET).unwrap();
-        // A restart of this version, with or without the record: the same.
-        for r in [Some(&record), None] {
-            let after = restart(&snap, r);
-            assert_eq!(*after.dag(), *inc.dag(), "record {r:?}");
-        }
+        // A restart of this version with the record: the same.
+        let after = restart(&snap, Some(&record));
+        assert_eq!(*after.dag(), *inc.dag(), "record {record:?}");
+        // Without it (lost, or the upgrade from a version that did not record refused roots),
+        // a refused root goes behind the one serving: review 4 F2.1.
+        let after = restart(&snap, None);
+        assert_eq!(owner(&after, H), younger_owner);
         // A later version that serves the rule: the old object serves the name it held,
         // the younger one stays refused (no silent change of holder).
         snap.apply(traefik_route("a", "old", OLD, SERVED));
@@ -96,6 +102,33 @@ fn an_older_refused_root_holds_the_name_and_a_later_version_keeps_it() {
             let after = restart(&snap, r);
             assert_eq!(served_by(&after, H).as_deref(), Some("traefik:a/old"));
         }
+    }
+}
+
+/// Review 4 F2.1: the upgrade from a version under which a refused root claimed nothing (so
+/// nothing was recorded): an old object edited to a refused rule naming another tenant's host,
+/// or a wildcard over it, must not take it at the first build by its creation time.
+#[test]
+fn at_a_first_start_without_a_record_refused_roots_go_behind_served_ones() {
+    for refused in [REFUSED, "Host(`*.example.com`) && SomeFutureMatcher(`x`)"] {
+        let mut snap = ClusterSnapshot::default();
+        for o in services() {
+            snap.apply(o);
+        }
+        snap.apply(traefik_route("b", "new", NEW, SERVED));
+        snap.apply(traefik_route("a", "old", OLD, refused));
+        snap.apply(contour_root("c", "other", NEW, "other.example.com"));
+        let first = restart(&snap, None);
+        assert_eq!(
+            served_by(&first, H).as_deref(),
+            Some("traefik:b/new"),
+            "{refused}"
+        );
+        assert_eq!(owner(&first, "other.example.com"), "c/other", "{refused}");
+        // And the record that process writes keeps it so at the next start.
+        let (record, _) = first.claim_record(BUDGET).unwrap();
+        let next = restart(&snap, Some(&record));
+        assert_eq!(*next.dag(), *first.dag(), "{refused}: {record:?}");
     }
 }
 
