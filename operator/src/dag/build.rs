@@ -37,9 +37,14 @@ pub type Selected = BTreeMap<ObjKey, Arc<IngressRoute>>;
 /// Status of each IngressRoute, by key.
 pub type Statuses = BTreeMap<ObjKey, (Validity, String)>;
 
-/// Builds what `sel`'s instance serves from `snapshot`. Pure and deterministic.
+/// Builds what `sel`'s instance serves from `snapshot`, as a process that just started (no
+/// claims record) would. Pure and deterministic.
 pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
-    build_aged(snapshot, sel, &ClaimAges::default())
+    // Claims dated as a process that just started dates them (no record).
+    let mut ages = ClaimAges::default();
+    let none = crate::snapshot::ChangeSet::default();
+    ages.observe((snapshot, sel), (snapshot, sel), &none, false);
+    build_aged(snapshot, sel, &ages)
 }
 
 /// [`build`] with host claims dated by `ages` (see `claim_ages`): what an instance that has seen

@@ -289,11 +289,13 @@ impl ClaimAges {
         let mut refused: Vec<(String, ClaimId)> = Vec::new();
         for id in all_roots(snap) {
             let (hosts, is_refused) = claimed_refused(snap, sel, &id);
-            for fqdn in hosts.into_iter().filter(|f| !recorded.contains(f)) {
-                if is_refused {
-                    refused.push((fqdn, id.clone()));
-                } else {
+            for fqdn in hosts {
+                // Served names count recorded or not (a recorded wildcard covers the unrecorded
+                // names under it); refused claims are moved only on names not recorded.
+                if !is_refused {
                     served.insert(fqdn);
+                } else if !recorded.contains(&fqdn) {
+                    refused.push((fqdn, id.clone()));
                 }
             }
         }

@@ -132,6 +132,36 @@ fn at_a_first_start_without_a_record_refused_roots_go_behind_served_ones() {
     }
 }
 
+/// Review 4 F2.3: a served wildcard the record holds still covers an unrecorded refused
+/// claim on a name under it at a start with that record.
+#[test]
+fn a_recorded_wildcard_keeps_a_refused_name_under_it_behind() {
+    let (mut inc, mut snap) = start();
+    let wildcard = "Host(`*.example.com`)";
+    step(
+        &mut inc,
+        &mut snap,
+        vec![
+            traefik_route("b", "new", NEW, wildcard),
+            traefik_route("c", "older", OLD, "Host(`c.example.org`)"),
+        ],
+    );
+    // An older object edited to claim the wildcard: a contest, so the wildcard is recorded.
+    step(
+        &mut inc,
+        &mut snap,
+        vec![traefik_route("c", "older", OLD, wildcard)],
+    );
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
+    assert!(record.names.contains_key("*.example.com"), "{record:?}");
+    assert!(!record.names.contains_key(H), "{record:?}");
+    // While no process runs, an old object is edited to a refused rule under the wildcard.
+    snap.apply(traefik_route("a", "old", OLD, REFUSED));
+    let after = restart(&snap, Some(&record));
+    assert_eq!(owner(&after, "*.example.com"), "traefik:b/new");
+    assert_eq!(owner(&after, H), "", "the wildcard covers it");
+}
+
 #[test]
 fn a_younger_claim_made_while_the_old_object_was_refused_never_gets_the_name() {
     // B serves first; the 2024 object is then edited to a refused rule naming B's host: it is
