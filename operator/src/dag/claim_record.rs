@@ -269,6 +269,30 @@ fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> BTreeSet<&str> {
         Vec::new()
     };
     let first = |name: &str| names.get(name).and_then(|c| c.as_ref().first());
+    // How a process that starts with the record dates the first claimant of an unrecorded name:
+    // 0, except a refused one on a name a wildcard or an exact name of a served root covers
+    // (`ClaimAges::seed_refused`), which goes after every dated claim. (A refused first
+    // claimant of a name some root that is not also claims is recorded: `refused_ahead`.)
+    let served: BTreeSet<&str> = (names.iter())
+        .filter(|(_, c)| c.as_ref().iter().any(|c| !c.refused))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let covering_served: BTreeSet<String> =
+        served.iter().filter_map(|n| covering_wildcard(n)).collect();
+    let at_start = |name: &str, c: &Claimant, kept: bool| {
+        let seeded = !kept
+            && c.refused
+            && (covering_served.contains(name)
+                || covering_wildcard(name).is_some_and(|w| served.contains(w.as_str())));
+        if seeded {
+            Claimant {
+                since: u64::MAX,
+                ..c.clone()
+            }
+        } else {
+            dated(c, kept)
+        }
+    };
     loop {
         let mut grew = false;
         for &(wildcard, exact) in &pairs {
@@ -276,14 +300,8 @@ fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> BTreeSet<&str> {
                 continue;
             };
             let (kw, ke) = (rec.contains(wildcard), rec.contains(exact));
-            // A refused first claimant ahead of one that is not: a process that starts without
-            // the record puts it behind (`ClaimAges::seed_refused`).
-            let refused_wins = if w < e {
-                w.refused && !e.refused
-            } else {
-                e.refused && !w.refused
-            };
-            if (kw && ke) || ((w < e) == (dated(w, kw) < dated(e, ke)) && !refused_wins) {
+            let restarted = at_start(wildcard, w, kw) < at_start(exact, e, ke);
+            if (kw && ke) || (w < e) == restarted {
                 continue;
             }
             grew |= rec.insert(wildcard);
