@@ -4,7 +4,8 @@
 //! plus every 10th with TLS. First table: the incremental DAG against a full rebuild, for one
 //! edit of each kind. Then one route edit while a reader holds the previous DAG
 //! (`scale/held.rs`), and one reconcile pass split into DAG, translation and cache
-//! (`scale/pass.rs`, `SLUICE_SCALE_ONLY=pass` alone). Then one watch event (or one file's delta) applied to the kept
+//! (`scale/pass.rs`, `SLUICE_SCALE_ONLY=pass` alone), and `sluice standalone`'s loader reading
+//! one edited file again (`scale/loader.rs`, `SLUICE_SCALE_ONLY=loader`). Then one watch event (or one file's delta) applied to the kept
 //! snapshot against rebuilding (or diffing) the snapshot, the way it was done before, same run.
 #![allow(clippy::expect_used)]
 
@@ -33,6 +34,8 @@ use sluice::xds::translate::{TranslateOptions, translate};
 
 #[path = "scale/held.rs"]
 mod held;
+#[path = "scale/loader.rs"]
+mod loader;
 #[path = "scale/pass.rs"]
 mod pass;
 
@@ -672,6 +675,7 @@ fn main() {
     match std::env::var("SLUICE_SCALE_ONLY").as_deref() {
         Ok("held") => return held::table(),
         Ok("pass") => return pass::table(),
+        Ok("loader") => return loader::table(),
         _ => {}
     }
     // First: its memory figures are resident-set differences, which memory freed by an earlier
@@ -679,6 +683,7 @@ fn main() {
     incremental_table();
     held::table();
     pass::table();
+    loader::table();
     event_table();
     let sel = Selection::default_instance();
     let opts = TranslateOptions::default();

@@ -45,12 +45,15 @@ fn a_held_dag_is_unchanged_by_an_update_and_shares_every_unchanged_entry() {
     let mut rng = Rng(seed);
     let sel = Selection::default_instance();
     let (mut shared_entries, mut passes) = (0, 0);
+    let (mut reused, mut copied, mut unheld) = (0, 0, 0);
     for world_no in 0..12 {
         let mut snap = world(&mut rng, Mix::MIXED);
         // Traefik routes make every update a full build (a new DAG, nothing to share).
         snap.traefik_routes = Default::default();
         let mut inc = IncrementalDag::new(sel.clone());
         inc.update(&Arc::new(snap.clone()), &sel, &ChangeSet::everything());
+        // An older DAG a second reader still holds (two passes in flight), and its text.
+        let mut older: Option<(Arc<Dag>, String)> = None;
         for step in 0..60 {
             let previous = build_aged(&snap, &sel, inc.claim_ages());
             let mut changes = ChangeSet::default();
@@ -58,11 +61,31 @@ fn a_held_dag_is_unchanged_by_an_update_and_shares_every_unchanged_entry() {
                 edit(&mut snap, &mut rng, &mut changes, Mix::MIXED);
             }
             snap.traefik_routes = Default::default();
+            // Now and then nobody holds the current DAG (patched in place), or the previous
+            // reader keeps its DAG one more update (the spare is held: copied).
+            if rng.chance(15) {
+                let at = format!("seed {seed}: world {world_no}, step {step}");
+                inc.update(&Arc::new(snap.clone()), &sel, &changes);
+                unheld += 1;
+                assert_eq!(
+                    *inc.dag(),
+                    build_aged(&snap, &sel, inc.claim_ages()),
+                    "{at}: incremental differs from full (nothing held)"
+                );
+                if let Some((dag, text)) = &older {
+                    assert_eq!(deep(dag), *text, "{at}: an older held DAG changed");
+                }
+                continue;
+            }
             let held = inc.shared_dag();
             let before = deep(&held);
             inc.update(&Arc::new(snap.clone()), &sel, &changes);
             let at = format!("seed {seed}: world {world_no}, step {step}");
             assert_eq!(deep(&held), before, "{at}: the held DAG changed");
+            if let Some((dag, text)) = &older {
+                assert_eq!(deep(dag), *text, "{at}: an older held DAG changed");
+            }
+            older = rng.chance(25).then(|| (held.clone(), before.clone()));
             assert_eq!(
                 *held, previous,
                 "{at}: the held DAG is not the previous one"
@@ -96,7 +119,15 @@ fn a_held_dag_is_unchanged_by_an_update_and_shares_every_unchanged_entry() {
             }
             passes += 1;
         }
+        let (r, c) = inc.spare_counts();
+        (reused, copied) = (reused + r, copied + c);
     }
+    println!("{reused} updates patched the spare, {copied} copied a held DAG, {unheld} held none");
+    // The spare is what most held updates patch; the others copy (the spare held too).
+    assert!(
+        reused > 150 && copied > 50 && unheld > 50,
+        "{reused} {copied} {unheld}"
+    );
     println!("{passes} updates with the previous DAG held, {shared_entries} entries shared");
     assert!(shared_entries > 1000, "too few shared entries checked");
 }

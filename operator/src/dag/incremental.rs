@@ -39,6 +39,7 @@ use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 
 mod open;
 mod parts;
+mod spare;
 mod traefik;
 
 use parts::{
@@ -71,8 +72,10 @@ pub struct IncrementalDag {
     secrets: BTreeMap<String, (Arc<Secret>, usize)>,
     group_statuses: Statuses,
     /// Shared with readers (status writer, attribution); patched in place when nobody else
-    /// holds it, copied otherwise: a copy of pointers, its entries being shared.
+    /// holds it; otherwise the spare becomes the next DAG (see `spare`).
     dag: Arc<Dag>,
+    /// The DAG the last update replaced while a reader held it, to patch into the next one.
+    spare: spare::Spare,
     /// Nothing built yet: the first update compares its snapshot with an empty one.
     fresh: bool,
     /// What the last update may have changed.
@@ -174,6 +177,7 @@ impl IncrementalDag {
                 gateway: sel.gateway.to_string(),
                 ..Dag::default()
             }),
+            spare: spare::Spare::default(),
             sel,
             snap: Arc::default(),
             selected: Selected::new(),
@@ -323,7 +327,7 @@ impl IncrementalDag {
                 secrets: dirty.secrets.clone(),
             }
         };
-        let changed = self.patch_dag(dirty) | self.patch_object_statuses();
+        let changed = self.patch_dag(dirty);
         UpdateStats {
             roots_rebuilt: built,
             changed,
@@ -637,19 +641,21 @@ impl IncrementalDag {
             .then(|| (Validity::Orphaned, msg::ORPHANED.to_owned()))
     }
 
-    /// Brings the DAG's lists in line with the maps for every dirty name; returns whether
-    /// anything differs.
+    /// Brings the DAG's lists in line with the maps for every dirty name (and the Traefik
+    /// objects' statuses); returns whether anything differs.
     fn patch_dag(&mut self, dirty: Dirty) -> bool {
         let mut changed = false;
         let nothing = dirty.statuses.is_empty()
             && dirty.vhosts.is_empty()
             && dirty.clusters.is_empty()
             && dirty.endpoints.is_empty()
-            && dirty.secrets.is_empty();
+            && dirty.secrets.is_empty()
+            && self.traefik.dirty.is_empty();
         if nothing {
             return false;
         }
-        let mut shared = std::mem::take(&mut self.dag);
+        let mut shared = self.writable();
+        // Nobody else holds it (`writable`): no copy.
         let dag = Arc::make_mut(&mut shared);
         for key in &dirty.statuses {
             let entry = self
@@ -686,7 +692,10 @@ impl IncrementalDag {
                 s.name.as_str().cmp(n)
             });
         }
+        let objects = std::mem::take(&mut self.traefik.dirty);
+        changed |= self.patch_object_statuses(dag, &objects);
         self.dag = shared;
+        self.patched(spare::Lag::of(dirty, objects));
         changed
     }
 }

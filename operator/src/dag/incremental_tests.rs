@@ -367,6 +367,8 @@ struct Seen {
     /// Updates of an instance judging Traefik routes: incremental (a diff), or whole builds.
     traefik_incremental: usize,
     traefik_whole: usize,
+    /// Updates that patched the spare DAG while a reader held the current one.
+    spare_reused: usize,
     features: std::collections::BTreeSet<&'static str>,
 }
 
@@ -406,7 +408,19 @@ fn property(mix: Mix) -> Seen {
             "seed {seed}: world {world_no}: first build"
         );
         let mut open_owners = tgen::open_owners(inc.dag());
+        // DAGs readers still hold, as the route coordinator does (none, one, or two passes
+        // in flight): the update patches in place, patches the spare, or copies.
+        let mut held: Vec<Arc<super::Dag>> = Vec::new();
         for step in 0..100 {
+            if rng.below(4) == 0 {
+                let older = held.len().saturating_sub(1);
+                held.drain(..older);
+            } else {
+                held.clear();
+            }
+            if rng.below(4) != 0 {
+                held.push(inc.shared_dag());
+            }
             let mut changes = ChangeSet::default();
             for _ in 0..1 + rng.below(3) {
                 edit(&mut snap, &mut rng, &mut changes, mix);
@@ -418,7 +432,10 @@ fn property(mix: Mix) -> Seen {
             if rng.chance(5) {
                 changes = ChangeSet::everything();
             }
+            let reused = inc.spare_counts().0;
             let stats = inc.update(&Arc::new(snap.clone()), &sel, &changes);
+            // (A selection change starts a new instance, and its counts.)
+            seen.spare_reused += usize::from(inc.spare_counts().0 > reused);
             ages.observe((&aged.0, &aged.1), (&snap, &sel), &changes, true);
             aged = (snap.clone(), sel.clone());
             assert_eq!(
@@ -516,6 +533,7 @@ fn property(mix: Mix) -> Seen {
         seen.traefik_valid
     );
     println!("translations of a diff: {}", seen.diffs);
+    println!("updates that patched the spare DAG: {}", seen.spare_reused);
     println!(
         "updates judging Traefik routes: {} incremental, {} whole (selection changes)",
         seen.traefik_incremental, seen.traefik_whole
@@ -542,6 +560,7 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
         "only {} translations of a diff",
         seen.diffs
     );
+    assert!(seen.spare_reused > 100, "{}", seen.spare_reused);
 }
 
 /// Traefik worlds: every kind a Traefik route reads edited (see `incremental_traefik_gen.rs`),
@@ -574,6 +593,7 @@ fn incremental_equals_full_rebuild_in_traefik_worlds() {
         seen.rebuilt * 2 < seen.full,
         "the incremental builds rebuilt half of everything"
     );
+    assert!(seen.spare_reused > 100, "{}", seen.spare_reused);
 }
 
 #[test]

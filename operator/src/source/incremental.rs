@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::files::{
-    Assembler, FileDelta, Item, LoadError, LoadWarning, ParsedFile, collect_manifest_paths,
-    identity, parse_file,
+    FileDelta, Item, LoadError, LoadWarning, ParsedFile, collect_manifest_paths, identity,
+    parse_file,
 };
 use crate::snapshot::{Kind, ObjKey};
 
@@ -169,10 +169,26 @@ impl Holders {
         }
     }
 
-    /// Whether `path` is the only file holding the object, its last item there at `index`
-    /// (the caller knows whether the file holds it twice).
-    fn only_at(&self, path: &Path, index: usize) -> bool {
-        matches!(self, Holders::One(p, i) if **p == *path && *i == index)
+    /// The holder just before `path` in path order (whose last item `path`'s first replaces).
+    fn before(&self, path: &Path) -> Option<(&Arc<Path>, usize)> {
+        match self {
+            Holders::None | Holders::One(..) => None,
+            Holders::Many(many) => {
+                let at = many.iter().position(|(p, _)| **p == *path)?;
+                let (p, i) = many.get(at.checked_sub(1)?)?;
+                Some((p, *i))
+            }
+        }
+    }
+
+    /// Every holder's path.
+    fn paths(&self) -> impl Iterator<Item = &Arc<Path>> {
+        let (one, many) = match self {
+            Holders::None => (None, &[][..]),
+            Holders::One(p, _) => (Some(p), &[][..]),
+            Holders::Many(many) => (None, many.as_slice()),
+        };
+        one.into_iter().chain(many.iter().map(|(p, _)| p))
     }
 
     fn is_empty(&self) -> bool {
@@ -213,6 +229,8 @@ pub struct IncrementalLoader {
     next_generation: u64,
     /// What the last walk of the directory could not read.
     walk_errors: Vec<LoadError>,
+    /// Each file's share of the report, kept between reloads (see `report`).
+    reports: report::Reports,
 }
 
 impl IncrementalLoader {
@@ -224,6 +242,7 @@ impl IncrementalLoader {
             dirty: BTreeSet::new(),
             next_generation: 0,
             walk_errors: Vec::new(),
+            reports: report::Reports::default(),
         }
     }
 
@@ -254,6 +273,7 @@ impl IncrementalLoader {
         for path in gone {
             if let Some(old) = self.files.remove(&path) {
                 self.forget(&path, &old);
+                self.reports.gone(&path);
             }
         }
         for path in &paths {
@@ -371,17 +391,16 @@ impl IncrementalLoader {
             }
             None => Arc::from(path),
         };
+        self.reports.stale(&key);
         if let Content::Parsed(parsed) = &file.content {
             for (index, item) in parsed.items.iter().enumerate() {
                 if let Item::Object(_, obj) = item {
                     let id = identity(obj);
-                    match self.objects.get_mut(&id) {
-                        Some(entry) => file.repeats |= entry.holders.insert(&key, index),
-                        None => {
-                            let mut entry = Entry::default();
-                            entry.holders.insert(&key, index);
-                            self.objects.insert(id.clone(), entry);
-                        }
+                    let entry = self.objects.entry(id.clone()).or_default();
+                    file.repeats |= entry.holders.insert(&key, index);
+                    // The other files holding the object may now replace another.
+                    if matches!(entry.holders, Holders::Many(_)) {
+                        self.reports.stale_holders(&entry.holders);
                     }
                     self.dirty.insert(id);
                 }
@@ -401,6 +420,8 @@ impl IncrementalLoader {
                 let id = identity(obj);
                 if let Some(entry) = self.objects.get_mut(&id) {
                     entry.holders.remove(path);
+                    // The files still holding the object may now replace another, or none.
+                    self.reports.stale_holders(&entry.holders);
                     if entry.holders.is_empty() && entry.baseline.is_none() {
                         self.objects.remove(&id);
                     }
@@ -447,59 +468,6 @@ impl IncrementalLoader {
         }
         delta
     }
-
-    /// Warnings, errors and unloaded Gateways of the whole directory, in `load_dir`'s order:
-    /// walk errors, unreadable files, then each file's documents in path order.
-    fn report(&self, walk_errors: Vec<LoadError>) -> Reload {
-        let mut errors = walk_errors;
-        for file in self.files.values() {
-            if let Content::Unreadable(e) = &file.content {
-                errors.push((**e).clone());
-            }
-        }
-        let mut unloaded_gateways: Vec<String> = errors
-            .iter()
-            .filter_map(|e| match e {
-                LoadError::Read { path, .. } => Some(path.clone()),
-                LoadError::Syntax { .. } | LoadError::Decode { .. } => None,
-            })
-            .collect();
-        let mut assembler = Assembler::default();
-        for (path, file) in &self.files {
-            let Content::Parsed(parsed) = &file.content else {
-                continue;
-            };
-            assembler.file_errors(parsed);
-            for (index, item) in parsed.items.iter().enumerate() {
-                match item {
-                    Item::Warning(w) => assembler.report.warnings.push(w.clone()),
-                    // An object held once replaces nothing and is replaced by nothing: only
-                    // the others are given to the assembler, which keeps where each came from
-                    // (a map of every object, on every reload, otherwise).
-                    Item::Object(at, obj) => {
-                        let once = !file.repeats
-                            && self
-                                .objects
-                                .get(&identity(obj))
-                                .is_some_and(|e| e.holders.only_at(path, index));
-                        if !once {
-                            assembler.object(at.clone(), obj);
-                        }
-                    }
-                }
-            }
-        }
-        let report = assembler.report;
-        errors.extend(report.errors);
-        unloaded_gateways.extend(report.snapshot.unloaded_gateways);
-        Reload {
-            delta: FileDelta::default(),
-            warnings: report.warnings,
-            errors,
-            unloaded_gateways,
-            reparsed: 0,
-        }
-    }
 }
 
 /// Whether a file last read at `read_at` with stamp `before` is surely unchanged now.
@@ -522,6 +490,8 @@ fn read_error(path: &Path) -> LoadError {
     }
 }
 
+#[path = "incremental_report.rs"]
+mod report;
 #[cfg(test)]
 #[path = "incremental_tests.rs"]
 mod tests;

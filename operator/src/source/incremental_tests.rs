@@ -339,3 +339,50 @@ fn a_missing_root_fails_like_load_dir() {
         load_dir(Path::new("/nonexistent/sluice-manifests")).unwrap_err()
     );
 }
+
+#[test]
+fn a_reload_works_out_the_report_of_the_changed_files_and_their_objects_holders_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = |name: &str, port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ports:\n  - port: {port}\n"
+        )
+    };
+    for i in 0..40 {
+        write(
+            dir.path(),
+            &format!("f{i:02}.yaml"),
+            svc(&format!("s{i}"), 80).as_bytes(),
+        );
+    }
+    // Two files holding one object: the later one replaces the earlier.
+    write(dir.path(), "z1.yaml", svc("shared", 80).as_bytes());
+    write(dir.path(), "z2.yaml", svc("shared", 81).as_bytes());
+    let mut loader = IncrementalLoader::new(dir.path());
+    let first = loader.reload().unwrap();
+    assert_eq!(loader.reports.reworked, 42);
+    assert_eq!(first.warnings.len(), 1, "{:?}", first.warnings);
+    loader.accept();
+
+    let again = loader.reload().unwrap();
+    assert_eq!(loader.reports.reworked, 0);
+    assert_eq!(again.warnings, first.warnings);
+
+    write(dir.path(), "f07.yaml", svc("s7", 82).as_bytes());
+    let touched = BTreeSet::from([dir.path().join("f07.yaml")]);
+    let edited = loader.reload_paths(&touched).unwrap();
+    assert_eq!(edited.reparsed, 1);
+    assert_eq!(loader.reports.reworked, 1);
+    assert_eq!(edited.warnings, first.warnings);
+
+    // The earlier holder changes: the later one's warning names it again.
+    write(
+        dir.path(),
+        "z1.yaml",
+        format!("---\n{}", svc("shared", 83)).as_bytes(),
+    );
+    let touched = BTreeSet::from([dir.path().join("z1.yaml")]);
+    let edited = loader.reload_paths(&touched).unwrap();
+    assert_eq!(loader.reports.reworked, 2);
+    assert_eq!(edited.warnings, load_dir(dir.path()).unwrap().warnings);
+}

@@ -22,7 +22,7 @@ use super::{Dirty, IncrementalDag, PartNames};
 use crate::dag::build::Builder;
 use crate::dag::claims::{self, Claimant};
 use crate::dag::deps::Dep;
-use crate::dag::model::{ObjectStatus, Validity, msg};
+use crate::dag::model::{Dag, ObjectStatus, Validity, msg};
 use crate::dag::open_hosts;
 use crate::dag::select::Selection;
 use crate::dag::traefik::{self, tcp};
@@ -47,7 +47,7 @@ pub(super) struct TraefikRoots {
     dep_index: HashMap<Dep, GroupSet<RootId>>,
     statuses: BTreeMap<RootId, ObjectStatus>,
     /// Roots whose status entry may differ from the DAG's.
-    dirty: BTreeSet<RootId>,
+    pub(super) dirty: BTreeSet<RootId>,
 }
 
 /// What the last build of a selected root found.
@@ -308,22 +308,23 @@ impl IncrementalDag {
     }
 
     /// Brings the DAG's object statuses in line; returns whether any differs.
-    pub(super) fn patch_object_statuses(&mut self) -> bool {
-        if self.traefik.dirty.is_empty() {
-            return false;
-        }
-        let dag = Arc::make_mut(&mut self.dag);
+    pub(super) fn patch_object_statuses(&self, dag: &mut Dag, ids: &BTreeSet<RootId>) -> bool {
         let mut changed = false;
-        for id in std::mem::take(&mut self.traefik.dirty) {
-            let entry = self.traefik.statuses.get(&id).cloned().map(Arc::new);
-            changed |= patch(dag.object_statuses.entries_mut(), &id, entry, |s, id| {
-                (s.kind == tcp::KIND, s.namespace.as_str(), s.name.as_str()).cmp(&(
-                    id.tcp,
-                    &*id.key.namespace,
-                    &*id.key.name,
-                ))
+        for id in ids {
+            let entry = self.traefik.statuses.get(id).cloned().map(Arc::new);
+            changed |= patch(dag.object_statuses.entries_mut(), id, entry, |s, id| {
+                object_status_order(s, id)
             });
         }
         changed
     }
+}
+
+/// Where the status of `id` sorts against `s` in the DAG's object statuses.
+pub(super) fn object_status_order(s: &ObjectStatus, id: &RootId) -> std::cmp::Ordering {
+    (s.kind == tcp::KIND, s.namespace.as_str(), s.name.as_str()).cmp(&(
+        id.tcp,
+        &*id.key.namespace,
+        &*id.key.name,
+    ))
 }

@@ -37,14 +37,14 @@ where
 /// Puts parsed files together in order: errors, warnings, and a warning for each object that
 /// replaces an earlier one of the same kind and name.
 #[derive(Default)]
-pub(crate) struct Assembler {
-    pub(crate) report: LoadReport,
+struct Assembler {
+    report: LoadReport,
     /// Where each object came from, to report replacements.
     origins: BTreeMap<(Kind, ObjKey), DocRef>,
 }
 
 impl Assembler {
-    pub(crate) fn file_errors(&mut self, file: &ParsedFile) {
+    fn file_errors(&mut self, file: &ParsedFile) {
         self.report.errors.extend(file.errors.iter().cloned());
         self.report
             .snapshot
@@ -53,15 +53,20 @@ impl Assembler {
     }
 
     /// Records an object (the caller puts it in the snapshot, or not).
-    pub(crate) fn object(&mut self, at: DocRef, obj: &SharedObject) {
+    fn object(&mut self, at: DocRef, obj: &SharedObject) {
         if let Some(earlier) = self.origins.insert(identity(obj), at.clone()) {
-            self.report.warnings.push(LoadWarning {
-                at,
-                message: format!(
-                    "replaces the object of the same kind and name from {}: document {}",
-                    earlier.file, earlier.document
-                ),
-            });
+            self.report.warnings.push(replacement(at, &earlier));
         }
+    }
+}
+
+/// The warning for the object at `at`, which replaces the one at `earlier`.
+pub(crate) fn replacement(at: DocRef, earlier: &DocRef) -> LoadWarning {
+    LoadWarning {
+        at,
+        message: format!(
+            "replaces the object of the same kind and name from {}: document {}",
+            earlier.file, earlier.document
+        ),
     }
 }

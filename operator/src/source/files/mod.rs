@@ -36,8 +36,8 @@ mod parse;
 mod tests;
 mod walk;
 
-pub(crate) use assemble::Assembler;
 pub use assemble::load_sources;
+pub(crate) use assemble::replacement;
 pub(crate) use parse::{Item, ParsedFile, format_path as format_ignored_path, parse_file};
 pub(crate) use walk::collect_manifest_paths;
 pub use walk::load_dir;
