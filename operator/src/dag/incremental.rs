@@ -37,6 +37,7 @@ use super::model::{Cluster, ClusterEndpoints, Dag, Secret, Validity, VirtualHost
 use super::select::Selection;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 
+mod fit;
 mod open;
 mod parts;
 mod traefik;
@@ -567,7 +568,7 @@ impl IncrementalDag {
         }
         for (fqdn, v) in p.vhosts {
             dirty.vhosts.insert(fqdn.clone());
-            self.vhosts.insert(fqdn, Arc::new(v));
+            self.vhosts.insert(fqdn, Arc::new(fit::fitted(v)));
         }
         count_in(&mut self.clusters, p.clusters, &mut dirty.clusters);
         count_in(&mut self.endpoints, p.endpoints, &mut dirty.endpoints);
