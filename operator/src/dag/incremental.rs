@@ -118,7 +118,7 @@ impl DagDiff {
 /// hosts and clusters, for every group).
 #[derive(Debug)]
 struct Group {
-    roots: Vec<ObjKey>,
+    roots: Box<[ObjKey]>,
     reached: Box<[ObjKey]>,
     deps: Box<[Dep]>,
     names: PartNames,
@@ -541,7 +541,7 @@ impl IncrementalDag {
             }
             take_used(&mut group_parts, &parts);
             let group = Group {
-                roots,
+                roots: roots.into_boxed_slice(),
                 reached: reached.into_iter().collect(),
                 deps: deps.into_iter().collect(),
                 names: PartNames::of(&group_parts),
