@@ -37,6 +37,7 @@ use super::model::{Cluster, ClusterEndpoints, Dag, Secret, Validity, VirtualHost
 use super::select::Selection;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 
+mod fit;
 mod open;
 mod parts;
 mod spare;
@@ -121,7 +122,7 @@ impl DagDiff {
 /// hosts and clusters, for every group).
 #[derive(Debug)]
 struct Group {
-    roots: Vec<ObjKey>,
+    roots: Box<[ObjKey]>,
     reached: Box<[ObjKey]>,
     deps: Box<[Dep]>,
     names: PartNames,
@@ -545,7 +546,7 @@ impl IncrementalDag {
             }
             take_used(&mut group_parts, &parts);
             let group = Group {
-                roots,
+                roots: roots.into_boxed_slice(),
                 reached: reached.into_iter().collect(),
                 deps: deps.into_iter().collect(),
                 names: PartNames::of(&group_parts),
@@ -572,7 +573,7 @@ impl IncrementalDag {
         }
         for (fqdn, v) in p.vhosts {
             dirty.vhosts.insert(fqdn.clone());
-            self.vhosts.insert(fqdn, Arc::new(v));
+            self.vhosts.insert(fqdn, Arc::new(fit::fitted(v)));
         }
         count_in_named(&mut self.clusters, p.clusters, &mut dirty.clusters);
         count_in(&mut self.endpoints, p.endpoints, &mut dirty.endpoints);

@@ -237,6 +237,9 @@ impl<T: Ord + Clone> GroupSet<T> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct SortedVec<T>(Vec<T>);
 
+/// Up to how many entries a [`SortedVec`] grows one entry at a time.
+const EXACT_UP_TO: usize = 4;
+
 impl<T> Default for SortedVec<T> {
     fn default() -> Self {
         Self(Vec::new())
@@ -249,6 +252,13 @@ impl<T: Ord> SortedVec<T> {
         match self.0.binary_search(&value) {
             Ok(_) => false,
             Err(i) => {
+                // Most fqdns have one claimant for as long as the instance runs: grown by
+                // `insert`, its vector would keep room for four (`Vec`'s smallest capacity).
+                // Exact up to `EXACT_UP_TO`, doubling beyond (no quadratic copying when many
+                // roots claim one name).
+                if self.0.len() == self.0.capacity() && self.0.len() < EXACT_UP_TO {
+                    self.0.reserve_exact(1);
+                }
                 self.0.insert(i, value);
                 true
             }
@@ -272,6 +282,13 @@ impl<T: Ord> SortedVec<T> {
 
     pub(super) fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+impl<T> SortedVec<T> {
+    pub(super) fn capacity(&self) -> usize {
+        self.0.capacity()
     }
 }
 

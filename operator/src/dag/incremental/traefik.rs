@@ -288,7 +288,7 @@ impl IncrementalDag {
             let names = PartNames::of(&parts);
             for (fqdn, v) in parts.vhosts {
                 dirty.vhosts.insert(fqdn.clone());
-                self.vhosts.insert(fqdn, Arc::new(v));
+                self.vhosts.insert(fqdn, Arc::new(super::fit::fitted(v)));
             }
             count_in_named(&mut self.clusters, parts.clusters, &mut dirty.clusters);
             count_in(&mut self.endpoints, parts.endpoints, &mut dirty.endpoints);

@@ -25,6 +25,8 @@ use std::sync::Arc;
 
 mod changes;
 mod checked;
+#[cfg(test)]
+mod memo_tests;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
@@ -39,7 +41,7 @@ use super::{
     scopes, secrets,
 };
 use crate::dag::Dag;
-use crate::dag::model::{Cluster, Secret, SocketAddress, VirtualHost};
+use crate::dag::model::{Cluster, ClusterEndpoints, Secret, VirtualHost};
 use crate::xds::resource::{InstanceResources, VersionedResource};
 
 /// Field number of `RouteConfiguration.virtual_hosts`.
@@ -59,7 +61,7 @@ pub struct Translator {
     hosts: HashMap<String, HostEntry>,
     /// Keyed by the name their resource holds (shared, not copied).
     clusters: HashMap<Arc<str>, Memo<Arc<Cluster>>>,
-    endpoints: HashMap<Arc<str>, Memo<Vec<SocketAddress>>>,
+    endpoints: HashMap<Arc<str>, Memo<Addresses>>,
     secrets: HashMap<Arc<str>, Memo<Arc<Secret>>>,
     http_routes: Option<Arc<VersionedResource>>,
     https_listener: Option<Arc<VersionedResource>>,
@@ -120,6 +122,11 @@ struct Memo<I> {
     input: I,
     output: Arc<VersionedResource>,
 }
+
+/// A load assignment's input: the DAG's entry, shared with it (`None`: no address, as for a
+/// service name a cluster uses without endpoints). Held by pointer, not copied: the DAG holds
+/// the same addresses.
+type Addresses = Option<Arc<ClusterEndpoints>>;
 
 /// One virtual host and what it contributes to each resource.
 #[derive(Debug)]
@@ -195,23 +202,23 @@ impl Translator {
             |name, c| versioned(name, &clusters::cluster(c)),
             &mut out,
         );
-        let no_addresses = Vec::new();
-        let mut endpoints: Vec<(&str, &Vec<SocketAddress>)> = dag
+        let mut endpoints: Vec<(&str, Addresses)> = dag
             .endpoints
+            .entries()
             .iter()
-            .map(|e| (e.service_name.as_str(), &e.addresses))
+            .map(|e| (e.service_name.as_str(), changes::addresses(e)))
             .collect();
         // A service name a cluster uses without endpoints gets an empty assignment.
         let with_endpoints: std::collections::BTreeSet<&str> =
             endpoints.iter().map(|(name, _)| *name).collect();
         for name in eds_service_names(dag) {
             if !with_endpoints.contains(name) {
-                endpoints.push((name, &no_addresses));
+                endpoints.push((name, None));
             }
         }
         self.endpoints = memoize(
             std::mem::take(&mut self.endpoints),
-            endpoints.into_iter(),
+            endpoints.iter().map(|(name, a)| (*name, a)),
             changes::encode_assignment,
             &mut out,
         );
@@ -602,7 +609,11 @@ fn memoize<'a, I: Clone + PartialEq + 'a>(
     current
         .map(|(name, input)| {
             let memo = match previous.remove(name) {
-                Some(p) if p.input == *input => p,
+                // The DAG's allocation, not an equal one it no longer holds.
+                Some(p) if p.input == *input => Memo {
+                    input: input.clone(),
+                    output: p.output,
+                },
                 _ => Memo {
                     input: input.clone(),
                     output: encode(name, input),

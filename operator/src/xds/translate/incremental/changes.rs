@@ -13,9 +13,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::{
-    HostEntry, HttpMode, Memo, Translator, http_route_configuration, regarded_wildcards, versioned,
+    Addresses, HostEntry, HttpMode, Memo, Translator, http_route_configuration, regarded_wildcards,
+    versioned,
 };
-use crate::dag::model::{Cluster, SocketAddress, Upstream};
+use crate::dag::model::{Cluster, ClusterEndpoints, Upstream};
 use crate::dag::{Dag, DagDiff};
 use crate::xds::resource::{InstanceResources, VersionedResource, type_url};
 use crate::xds::translate::envoy::load_assignment;
@@ -82,15 +83,15 @@ impl Translator {
             }
         }
         let services = self.patch_clusters(dag, &diff.clusters, &mut out);
-        let no_addresses = Vec::new();
         for name in diff.endpoints.iter().chain(&services) {
-            let now = find(&dag.endpoints, name, |e| &e.service_name)
-                .map(|e| &e.addresses)
-                .or_else(|| self.eds_users.contains_key(name).then_some(&no_addresses));
+            let now = match find(dag.endpoints.entries(), name, |e| &e.service_name) {
+                Some(e) => Some(addresses(e)),
+                None => self.eds_users.contains_key(name).then_some(None),
+            };
             patch_memo(
                 &mut self.endpoints,
                 name,
-                now,
+                now.as_ref(),
                 encode_assignment,
                 type_url::ENDPOINT,
                 &mut out,
@@ -237,12 +238,18 @@ fn forget_user(users: &mut HashMap<String, usize>, service: &str) {
 
 /// The load assignment of `name` (its input is the memo's, a `Vec`, hence the `&Vec`).
 #[allow(clippy::ptr_arg)]
-pub(super) fn encode_assignment(
-    name: &str,
-    addresses: &Vec<SocketAddress>,
-) -> Arc<VersionedResource> {
-    let addresses = addresses.iter().map(|a| (a.ip.as_str(), a.port));
+pub(super) fn encode_assignment(name: &str, input: &Addresses) -> Arc<VersionedResource> {
+    let addresses = input
+        .iter()
+        .flat_map(|e| &e.addresses)
+        .map(|a| (a.ip.as_str(), a.port));
     versioned(name, &load_assignment(name, addresses))
+}
+
+/// The memo input of an entry of `Dag::endpoints`: shared, and `None` when it has no address
+/// (as for a service name without endpoints, which encodes the same).
+pub(super) fn addresses(e: &Arc<ClusterEndpoints>) -> Addresses {
+    (!e.addresses.is_empty()).then(|| e.clone())
 }
 
 /// The entry named `name` of a list sorted by name (every DAG list is).
@@ -264,7 +271,11 @@ fn patch_memo<I: Clone + PartialEq>(
 ) {
     match now {
         Some(input) => {
-            if memos.get(name).is_some_and(|m| m.input == *input) {
+            if let Some(m) = memos.get_mut(name)
+                && m.input == *input
+            {
+                // The DAG's allocation, not an equal one it no longer holds.
+                m.input = input.clone();
                 return;
             }
             let memo = Memo {
