@@ -43,9 +43,10 @@ pub fn statuses_to_write<'a>(
 }
 
 /// Writes the statuses that changed, `--status-writes-in-flight` at a time (default
-/// [`STATUS_WRITES_IN_FLIGHT`]), each started only while this replica still leads. Each status written is announced with an Event on the
-/// IngressRoute (see [`status_event`]); a write that completes after the lease was lost is not
-/// announced, so the new leader, finding the status already written, records no event for it.
+/// [`STATUS_WRITES_IN_FLIGHT`]), each started only while this replica still leads. Each status
+/// written is announced with an Event on the IngressRoute (see [`status_event`]); a write that
+/// completes after the lease was lost is not announced, so the new leader, finding the status
+/// already written, records no event for it.
 /// An Event that could not be recorded is owed: later rounds record it while the object still
 /// carries that status (a status written again is announced by its own write).
 /// Returns how many statuses differed from what the objects carry (0: all were in step), and
