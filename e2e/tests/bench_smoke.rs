@@ -25,6 +25,8 @@ async fn the_benchmark_runs_at_a_tiny_size() {
         churn: Duration::from_secs(2),
         churn_rate: 20,
         timeout: Duration::from_secs(60),
+        // Few status writes in flight: the flag is taken, and the settle still completes.
+        run_args: vec!["--status-writes-in-flight".into(), "2".into()],
     };
     let figures = run(&config).await.unwrap();
     let table = figures.table();
@@ -50,6 +52,8 @@ async fn the_benchmark_runs_at_a_tiny_size() {
         "create every object (in process)",
         "first IngressRoute status",
         "status settle (all)",
+        "status settle from the last create",
+        "statuses already written at the last create",
         "CPU during settle: operator",
         "CPU during settle: API server thread",
         "create to traffic (last root)",

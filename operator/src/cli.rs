@@ -183,6 +183,11 @@ pub struct RunArgs {
     /// and a change after a quiet spell waits a tenth of it for the events that come with it.
     #[arg(long, default_value_t = 100)]
     pub debounce_ms: u64,
+    /// How many IngressRoute status writes (each with its Event) the leader has in flight at
+    /// once: a burst of new routes is not one round trip after another, and the API server's
+    /// priority and fairness limits still see a bounded client.
+    #[arg(long, default_value_t = crate::controller::routes::STATUS_WRITES_IN_FLIGHT as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub status_writes_in_flight: u16,
     /// Ports Envoy's listeners use inside its pods (its admin is a Unix socket, no port).
     #[arg(long, default_value_t = 8080)]
     pub envoy_http_port: u16,
@@ -516,6 +521,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         ),
         lease_renew: Duration::from_secs(args.lease_renew_seconds.max(1)),
         debounce: Duration::from_millis(args.debounce_ms),
+        status_writes_in_flight: usize::from(args.status_writes_in_flight),
         provision,
         translate,
         insecure_xds: args.insecure_xds,

@@ -20,6 +20,8 @@ pub struct Fault {
     pub watches_only: bool,
     /// Only requests of this user (bearer token, see [`super::ApiServer::kubeconfig_yaml_for`]).
     pub user: Option<String>,
+    /// Only requests addressing the object of this name (its path's name segment).
+    pub name: Option<String>,
     /// The error code the request fails with (`Status` reason `InternalError` for 500,
     /// `TooManyRequests` with `Retry-After: 1` for 429, `ServiceUnavailable` for 503, otherwise
     /// `InternalError`), without touching the store; `None` only delays.
@@ -38,6 +40,7 @@ impl Fault {
             writes_only: true,
             watches_only: false,
             user: None,
+            name: None,
             code: None,
             latency: Duration::ZERO,
             lasting: None,
@@ -68,6 +71,13 @@ impl Fault {
     #[must_use]
     pub fn by(mut self, user: &str) -> Self {
         self.user = Some(user.to_owned());
+        self
+    }
+
+    /// Only the requests addressing the object named `name` (in any namespace).
+    #[must_use]
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
         self
     }
 
@@ -103,6 +113,7 @@ impl Fault {
             && (!self.writes_only || request.is_write)
             && (!self.watches_only || request.is_watch)
             && self.user.as_deref().is_none_or(|u| u == request.user)
+            && self.name.as_deref().is_none_or(|n| request.name == Some(n))
     }
 }
 
@@ -118,6 +129,8 @@ pub(crate) struct ActiveFault {
 pub(crate) struct RequestTarget<'a> {
     pub(crate) plural: Option<&'a str>,
     pub(crate) subresource: Option<&'a str>,
+    /// The object's name, for a path that names one.
+    pub(crate) name: Option<&'a str>,
     pub(crate) is_write: bool,
     /// A `watch=true` request.
     pub(crate) is_watch: bool,
@@ -146,6 +159,7 @@ impl<'a> RequestTarget<'a> {
         };
         Self {
             plural: rest.first().copied(),
+            name: rest.get(1).copied(),
             subresource: rest.get(2).copied(),
             is_write,
             is_watch: false,
@@ -229,6 +243,15 @@ mod tests {
             ""
         )));
         assert!(!Fault::requests("leases").matches(&t("/apis", false, "")));
+        let named = Fault::writes("ingressroutes/status").named("x");
+        assert!(named.matches(&t(status, true, "")));
+        let other = "/apis/contour.heptio.com/v1beta1/namespaces/a/ingressroutes/y/status";
+        assert!(!named.matches(&t(other, true, "")));
+        assert!(!named.matches(&t(
+            "/apis/contour.heptio.com/v1beta1/namespaces/a/ingressroutes",
+            true,
+            ""
+        )));
     }
 
     #[test]

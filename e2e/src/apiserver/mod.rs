@@ -84,6 +84,11 @@ pub(crate) struct Shared {
     requests: Mutex<Vec<RequestRecord>>,
     /// Requests received so far (the next one's [`RequestRecord::seq`]).
     arrivals: AtomicU64,
+    /// Requests received and not answered yet, by `seq` (code 0); a request whose client went
+    /// away before its answer moves to `dropped`.
+    in_flight: Mutex<BTreeMap<u64, RequestRecord>>,
+    /// Requests whose client went away before they were answered (they changed nothing).
+    dropped: Mutex<Vec<RequestRecord>>,
     /// Injected faults in force (expired ones are dropped as requests come).
     faults: Mutex<Vec<fault::ActiveFault>>,
     next_fault: AtomicU64,
@@ -215,6 +220,8 @@ impl ApiServer {
             watches: watch::channel(0).0,
             requests: Mutex::new(Vec::new()),
             arrivals: AtomicU64::new(0),
+            in_flight: Mutex::new(BTreeMap::new()),
+            dropped: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
             next_fault: AtomicU64::new(0),
             fault_epoch: watch::channel(0).0,
@@ -302,6 +309,18 @@ impl ApiServer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Requests that arrived and are not answered yet (held by an injected latency, or being
+    /// served), with code 0, in arrival order.
+    pub fn requests_in_flight(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.in_flight).values().cloned().collect()
+    }
+
+    /// Requests whose client went away before the answer (an injected latency held them):
+    /// they were never served, so they changed nothing. Code 0, in the order they were dropped.
+    pub fn requests_dropped(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.dropped).clone()
     }
 
     /// How many requests have arrived so far: requests whose [`RequestRecord::seq`] is at least
@@ -584,4 +603,10 @@ async fn serve(
             }
         }
     }
+}
+
+/// Locks one of the server's logs (a poisoned lock is used as it is: every change to them is
+/// one insert or removal).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -98,6 +98,8 @@ pub struct Config {
     pub churn_rate: u32,
     /// Longest wait for one edit, one update or the first load to reach Envoy.
     pub timeout: Duration,
+    /// Extra arguments of `sluice run` (`SLUICE_BENCH_RUN_ARGS`, split on spaces).
+    pub run_args: Vec<String>,
 }
 
 /// One figure at every size measured: `(roots, value)` in the order measured.
@@ -239,7 +241,9 @@ pub async fn run(config: &Config) -> anyhow::Result<Figures> {
 /// - `SLUICE_BENCH_WORLDS`: the variants of render and standalone, any of `endpoints-files`,
 ///   `slices-files`, `endpoints-onefile`, `slices-onefile` (default all);
 /// - `SLUICE_BENCH_EDITS` (20), `SLUICE_BENCH_IDLE_SECS` (10), `SLUICE_BENCH_CHURN_SECS` (60),
-///   `SLUICE_BENCH_CHURN_RATE` (100 updates per second).
+///   `SLUICE_BENCH_CHURN_RATE` (100 updates per second);
+/// - `SLUICE_BENCH_RUN_ARGS`: extra arguments of `sluice run`, separated by spaces (e.g.
+///   `--status-writes-in-flight 32`).
 pub fn config_from_env() -> anyhow::Result<Config> {
     let var =
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
@@ -290,6 +294,10 @@ pub fn config_from_env() -> anyhow::Result<Config> {
         churn: Duration::from_secs(number("SLUICE_BENCH_CHURN_SECS", "60")?),
         churn_rate: u32::try_from(churn_rate)?,
         timeout: Duration::from_secs(300),
+        run_args: var("SLUICE_BENCH_RUN_ARGS", "")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
     })
 }
 

@@ -54,6 +54,8 @@ pub struct RoutesContext {
     pub leadership: Leadership,
     pub translate: TranslateOptions,
     pub debounce: Duration,
+    /// How many status writes (and Events) are in flight at once (at least one).
+    pub status_writes_in_flight: usize,
     /// Statuses are rechecked this often even without changes (a failed write is retried).
     pub resync: Duration,
     pub route_counts: SharedRouteCounts,
@@ -163,7 +165,8 @@ pub async fn run(
     let mut round_waiting = false;
     let mut joined: Option<Written> = None;
     let mut event_retry = retry::EventRetry::default();
-    // When a round that missed Events runs again, without waiting for a change.
+    // When a round that missed Events or status writes runs again, without waiting for a
+    // change.
     let mut retry_round: Option<tokio::time::Instant>;
     loop {
         changed.borrow_and_update();
@@ -232,7 +235,7 @@ pub async fn run(
                 ..written.outcome
             };
             rounds.finished(&written.dags, outcome);
-            let missed = written.outcome.events_missed;
+            let missed = written.outcome.missed;
             retry_round = event_retry
                 .after_round(missed, Instant::now())
                 .map(tokio::time::Instant::from_std);
@@ -242,7 +245,7 @@ pub async fn run(
                     in_ms = at
                         .saturating_duration_since(tokio::time::Instant::now())
                         .as_millis(),
-                    "Events not recorded; the status round runs again"
+                    "Events not recorded or statuses not written; the status round runs again"
                 );
             }
         }
@@ -425,7 +428,7 @@ fn rejected(ctx: &RoutesContext, dags: &[Arc<Dag>]) -> bool {
 
 /// The leader's part: statuses, with an IngressRoute that alone caused a configuration Envoy
 /// rejected told so. Returns how many statuses differed from what the objects carry, and how
-/// many Events were due and not recorded.
+/// many Events were due and not recorded or status writes failed.
 async fn write_verdicts(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,

@@ -39,6 +39,8 @@ pub struct RunOptions {
     /// How often the Lease is read and (by the leader) renewed.
     pub lease_renew: Duration,
     pub debounce: Duration,
+    /// IngressRoute status writes in flight at once (`--status-writes-in-flight`).
+    pub status_writes_in_flight: usize,
     pub provision: crate::provision::ProvisionContext,
     pub translate: TranslateOptions,
     /// Serve xDS without TLS (`--insecure-xds`); otherwise the operator keeps a CA and a server
@@ -199,6 +201,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             leadership: leadership.clone(),
             translate: opts.translate.clone(),
             debounce: opts.debounce,
+            status_writes_in_flight: opts.status_writes_in_flight,
             resync: Duration::from_secs(30),
             route_counts: route_counts.clone(),
             dags: dags.clone(),

@@ -58,6 +58,18 @@ pub(crate) async fn handle(
     let is_watch = truthy(&parse_query(parts.uri.query().unwrap_or_default()), "watch");
     let target = RequestTarget::of(parts.uri.path(), is_write, &user).watching(is_watch);
     let fault = shared.fault_effect(&target);
+    let record = |code: u16| RequestRecord {
+        impersonated: impersonated_user(&parts).unwrap_or_default(),
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        user: user.clone(),
+        code,
+        seq,
+    };
+    // Known in flight until answered; if the client goes away first, hyper drops this future
+    // and the guard moves the request to the dropped ones.
+    let in_flight = InFlight::start(&shared, record(0));
     if !fault.latency.is_zero() {
         tokio::time::sleep(fault.latency).await;
     }
@@ -75,16 +87,41 @@ pub(crate) async fn handle(
         }
         (None, Err(e)) => error_response(&ApiError::bad_request(format!("reading body: {e}"))),
     };
-    shared.record(RequestRecord {
-        impersonated: impersonated_user(&parts).unwrap_or_default(),
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or_default().to_owned(),
-        user,
-        code: response.status().as_u16(),
-        seq,
-    });
+    in_flight.answered();
+    shared.record(record(response.status().as_u16()));
     Ok(response)
+}
+
+/// A request being served (see [`super::ApiServer::requests_in_flight`]).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    seq: u64,
+    answered: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(shared: &'a Shared, record: RequestRecord) -> Self {
+        let seq = record.seq;
+        super::lock(&shared.in_flight).insert(seq, record);
+        Self {
+            shared,
+            seq,
+            answered: false,
+        }
+    }
+
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let gone = super::lock(&self.shared.in_flight).remove(&self.seq);
+        if let Some(record) = gone.filter(|_| !self.answered) {
+            super::lock(&self.shared.dropped).push(record);
+        }
+    }
 }
 
 /// The answer to a request an injected fault fails: a `Status`, with `Retry-After` for 429.

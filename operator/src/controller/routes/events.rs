@@ -36,7 +36,15 @@ impl EventSink {
         let event = k8s_event(&self.reporter, event, regarding, Timestamp::now());
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
-        api.create(&PostParams::default(), &event).await.map(|_| ())
+        // The Event created is not read back: its answer is checked for an error and skipped.
+        let body = serde_json::to_vec(&event).map_err(kube::Error::SerdeError)?;
+        let request = kube::core::Request::new(api.resource_url())
+            .create(&PostParams::default(), body)
+            .map_err(kube::Error::BuildRequest)?;
+        self.client
+            .request::<serde::de::IgnoredAny>(request)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -1,4 +1,5 @@
-//! When a status round that missed Events (the API refused or failed a write) runs again: soon,
+//! When a status round that missed Events or status writes (the API refused or failed a write)
+//! runs again: soon,
 //! then less and less often, a bounded number of times; after that, with the next change or
 //! the periodic resync, as before. Nothing is queued: a round recomputes what is still to be
 //! announced (what was announced is remembered per object), so the state is one counter and one

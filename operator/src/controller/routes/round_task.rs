@@ -18,24 +18,63 @@ pub(super) struct Written {
     pub traefik_announced: TraefikAnnounced,
 }
 
-/// Writes one status round (see [`write_verdicts`]) as a task of its own.
+/// Writes one status round (see [`write_verdicts`]) as a task of its own. The round stops as
+/// soon as this replica stops leading: the writes and Events under way are dropped with it
+/// (a request the API server already took may still land; it is harmless: the new leader
+/// compares every status it sees with its own verdicts and writes over it), and none is
+/// announced.
 pub(super) async fn write_round(
     ctx: Arc<RoutesContext>,
     snapshot: Arc<ClusterSnapshot>,
     dags: Vec<Arc<Dag>>,
     (mut announced, mut traefik_announced): (Announced, TraefikAnnounced),
 ) -> Written {
-    let records = (&mut announced, &mut traefik_announced);
-    let (statuses_differed, events_missed) = write_verdicts(&ctx, &snapshot, &dags, records).await;
+    let mut leading = ctx.leadership.changes();
+    let written = {
+        let records = (&mut announced, &mut traefik_announced);
+        let round = write_verdicts(&ctx, &snapshot, &dags, records);
+        tokio::select! {
+            counts = round => Some(counts),
+            () = stepped_down(&mut leading) => None,
+        }
+    };
+    let Some((statuses_differed, missed)) = written else {
+        tracing::info!("no longer leading; the status round stopped with its writes under way");
+        return unknown_round();
+    };
     Written {
         dags,
         outcome: RoundOutcome {
             statuses_differed,
-            events_missed,
+            missed,
             rejected: false,
         },
         announced,
         traefik_announced,
+    }
+}
+
+/// Returns once `leading` says this replica does not lead (pending forever if the election
+/// is gone: every write still asks [`crate::controller::leader::Leadership::is_leading`]).
+async fn stepped_down(leading: &mut tokio::sync::watch::Receiver<bool>) {
+    if leading.wait_for(|l| !*l).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A round whose outcome is not known (stopped, or failed): taken as one that found statuses
+/// to write, so the next pass writes a round again; its announcement records are lost with it
+/// (a replica that stopped leading forgets them anyway; otherwise Events may be announced
+/// twice).
+fn unknown_round() -> Written {
+    Written {
+        dags: Vec::new(),
+        outcome: RoundOutcome {
+            statuses_differed: 1,
+            ..RoundOutcome::default()
+        },
+        announced: Announced::default(),
+        traefik_announced: TraefikAnnounced::new(),
     }
 }
 
@@ -64,17 +103,7 @@ pub(super) async fn join_round(
         Ok(written) => Some(written),
         Err(e) => {
             tracing::error!(error = %e, "status round failed");
-            // Nothing is known in step: the next pass writes a round again (its announcement
-            // records are lost with the task, so Events may be announced twice).
-            Some(Written {
-                dags: Vec::new(),
-                outcome: RoundOutcome {
-                    statuses_differed: 1,
-                    ..RoundOutcome::default()
-                },
-                announced: Announced::default(),
-                traefik_announced: TraefikAnnounced::new(),
-            })
+            Some(unknown_round())
         }
     }
 }

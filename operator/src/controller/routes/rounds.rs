@@ -13,8 +13,9 @@ use crate::dag::Dag;
 pub(super) struct RoundOutcome {
     /// Statuses that differed from what the objects carry (written or not).
     pub statuses_differed: usize,
-    /// Events that were due and not recorded (retried by a later round).
-    pub events_missed: usize,
+    /// Events that were due and not recorded, and status writes that failed (both retried by
+    /// a later round, scheduled soon: see `retry`).
+    pub missed: usize,
     /// Whether a rejection was blamed when the round ended: the statuses written then are not
     /// the DAGs' own, and must be written again once the rejection clears.
     pub rejected: bool,
@@ -47,8 +48,7 @@ impl StatusRounds {
     /// Records the outcome of a round over `dags`: in step only when nothing differed, no
     /// Event was missed and no rejection was blamed.
     pub fn finished(&mut self, dags: &[Arc<Dag>], outcome: RoundOutcome) {
-        let in_step =
-            outcome.statuses_differed == 0 && outcome.events_missed == 0 && !outcome.rejected;
+        let in_step = outcome.statuses_differed == 0 && outcome.missed == 0 && !outcome.rejected;
         self.in_step = in_step.then(|| dags.to_vec());
     }
 }
@@ -77,7 +77,7 @@ mod tests {
 
     const IN_STEP: RoundOutcome = RoundOutcome {
         statuses_differed: 0,
-        events_missed: 0,
+        missed: 0,
         rejected: false,
     };
 
@@ -137,7 +137,7 @@ mod tests {
         rounds.finished(
             &dags,
             RoundOutcome {
-                events_missed: 1,
+                missed: 1,
                 ..IN_STEP
             },
         );

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 
-use super::{RoutesContext, STATUS_WRITES_IN_FLIGHT, status_event};
+use super::{RoutesContext, status_event};
 use crate::api::gateway::RouteCounts;
 use crate::api::ingressroute::IngressRouteStatus;
 use crate::api::traefik::Group;
@@ -171,7 +171,7 @@ pub(super) async fn announce(
                 }
             }
         })
-        .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+        .buffer_unordered(ctx.status_writes_in_flight.max(1))
         .filter_map(|a| async move { a })
         .collect()
         .await;

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{Announced, EVENT_ACTION, RoutesContext};
@@ -41,14 +42,16 @@ pub fn statuses_to_write<'a>(
         .collect()
 }
 
-/// Writes the statuses that changed, [`STATUS_WRITES_IN_FLIGHT`] at a time, each started only
-/// while this replica still leads. Each status written is announced with an Event on the
-/// IngressRoute (see [`status_event`]); a write that completes after the lease was lost is not
-/// announced, so the new leader, finding the status already written, records no event for it.
+/// Writes the statuses that changed, `--status-writes-in-flight` at a time (default
+/// [`STATUS_WRITES_IN_FLIGHT`]), each started only while this replica still leads. Each status
+/// written is announced with an Event on the IngressRoute (see [`status_event`]); a write that
+/// completes after the lease was lost is not announced, so the new leader, finding the status
+/// already written, records no event for it.
 /// An Event that could not be recorded is owed: later rounds record it while the object still
 /// carries that status (a status written again is announced by its own write).
 /// Returns how many statuses differed from what the objects carry (0: all were in step), and
-/// how many Events are owed.
+/// how many Events are owed or status writes failed (the round is then tried again soon; a
+/// failed write was not recorded as pending, so it is written again).
 pub(super) async fn write_statuses(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
@@ -81,20 +84,25 @@ pub(super) async fn write_statuses(
         .into_iter()
         .filter_map(|(key, ((uid, status), tries))| {
             let (meta, current) = stored(snapshot, &key)?;
-            (meta.uid == uid && current == Some(&status))
-                .then(|| (key, regarding(meta), (uid, status), tries))
+            (meta.uid == uid && current == Some(&status)).then(|| {
+                let reference = regarding(&key, meta.uid.clone(), meta.resource_version.clone());
+                (key, reference, (uid, status), tries)
+            })
         })
         .collect();
     let seen = &announced.done;
-    let results: Vec<(Option<StatusWrite>, Option<Announce>)> = futures::stream::iter(writes)
+    let results: Vec<WriteOutcome> = futures::stream::iter(writes)
         .map(|(key, status)| write_and_announce(ctx, seen, key, status))
-        .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+        .buffer_unordered(ctx.status_writes_in_flight.max(1))
         .collect()
         .await;
     let mut outcomes: Vec<(Announce, u32)> = Vec::with_capacity(results.len());
+    let mut failed = 0;
     for (written, outcome) in results {
-        if let Some((key, status)) = written {
-            announced.pending.record(snapshot, key, status);
+        match written {
+            Written::Yes(key, status) => announced.pending.record(snapshot, key, status),
+            Written::Failed => failed += 1,
+            Written::No => {}
         }
         outcomes.extend(outcome.map(|o| (o, 0)));
     }
@@ -103,7 +111,7 @@ pub(super) async fn write_statuses(
         .map(async |(key, regarding, announcement, tries)| {
             (record_event(ctx, key, regarding, announcement).await, tries)
         })
-        .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+        .buffer_unordered(ctx.status_writes_in_flight.max(1))
         .collect()
         .await;
     outcomes.extend(retried);
@@ -130,20 +138,31 @@ pub(super) async fn write_statuses(
             announced.owed.insert(key, owed);
         }
     }
-    (differed, announced.owed.len())
+    (differed, announced.owed.len() + failed)
 }
 
-/// How many status writes (each with its event) are in flight at once: enough that a burst of new
-/// routes is not one round trip after another, few enough not to crowd the API server (whose
-/// priority and fairness limits apply to the operator like to any client). A replica that loses
-/// its lease starts no new write; up to this many already under way still complete.
+/// How many status writes (each with its event) are in flight at once by default
+/// (`--status-writes-in-flight`): enough that a burst of new routes is not one round trip after
+/// another, few enough not to crowd the API server (whose priority and fairness limits apply to
+/// the operator like to any client). A replica that loses its lease starts no new write, and
+/// the round stops at once: the writes under way are dropped (see [`super::round_task`]).
 pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
 /// How many times an owed Event is tried before it is given up.
 const EVENT_TRIES: u32 = 8;
 
-/// A status written, and to which IngressRoute.
-type StatusWrite = (ObjKey, IngressRouteStatus);
+/// Whether a status was written.
+enum Written {
+    /// To this IngressRoute.
+    Yes(ObjKey, IngressRouteStatus),
+    /// The write failed: tried again by a later round.
+    Failed,
+    /// Not tried (no longer leading) or the object is gone.
+    No,
+}
+
+/// How one status write went, and its announcement, if one was made.
+type WriteOutcome = (Written, Option<Announce>);
 
 /// The uid of an IngressRoute and the status its Event announced.
 type Announcement = (Option<String>, IngressRouteStatus);
@@ -169,33 +188,37 @@ fn stored<'a>(
     }
 }
 
-/// The reference of an Event about the IngressRoute `meta` describes. Its resourceVersion, new
-/// with every write, keeps the recorder from merging this event into an earlier one with the
-/// same reason (whose note it would keep).
-fn regarding(meta: &ObjectMeta) -> ObjectReference {
+/// The reference of an Event about the IngressRoute `key` (its `uid`, at `resource_version`).
+/// The resourceVersion, new with every write, tells this Event from an earlier one with the
+/// same reason about the same object.
+fn regarding(
+    key: &ObjKey,
+    uid: Option<String>,
+    resource_version: Option<String>,
+) -> ObjectReference {
     ObjectReference {
         api_version: Some(IngressRoute::api_version(&()).into_owned()),
         kind: Some(IngressRoute::kind(&()).into_owned()),
-        namespace: meta.namespace.clone(),
-        name: meta.name.clone(),
-        uid: meta.uid.clone(),
-        resource_version: meta.resource_version.clone(),
+        namespace: Some(key.namespace.to_string()),
+        name: Some(key.name.to_string()),
+        uid,
+        resource_version,
         ..ObjectReference::default()
     }
 }
 
 /// Writes one status and, when it differs from what was announced for the object, records an
-/// event on it; returns the status if it was written, and how the announcement went, if one
+/// event on it; returns whether the status was written, and how the announcement went, if one
 /// was made.
 async fn write_and_announce(
     ctx: &RoutesContext,
     announced: &BTreeMap<ObjKey, Announcement>,
     key: ObjKey,
     status: IngressRouteStatus,
-) -> (Option<StatusWrite>, Option<Announce>) {
+) -> WriteOutcome {
     if !ctx.leadership.is_leading() {
         tracing::debug!(ingressroute = %key, "no longer leading; the status is left to the new leader");
-        return (None, None);
+        return (Written::No, None);
     }
     match write_status(ctx, &key, &status).await {
         Ok(Some(stored)) => {
@@ -204,27 +227,31 @@ async fn write_and_announce(
                 .with_label_values(&["IngressRoute"])
                 .inc();
             tracing::debug!(ingressroute = %key, status = %status.current_status, "status written");
-            let written = Some((key.clone(), status.clone()));
+            let written = Written::Yes(key.clone(), status.clone());
             let announcement = (stored.metadata.uid.clone(), status);
+            let StoredMeta {
+                uid,
+                resource_version,
+            } = stored.metadata;
             // Like every write, only while leading (a write in flight when the lease was lost
             // is not announced).
             if announced.get(&key) == Some(&announcement) || !ctx.leadership.is_leading() {
                 return (written, None);
             }
-            let regarding = regarding(&stored.metadata);
+            let regarding = regarding(&key, uid, resource_version);
             (
                 written,
                 Some(record_event(ctx, key, regarding, announcement).await),
             )
         }
-        Ok(None) => (None, None), // Deleted meanwhile.
+        Ok(None) => (Written::No, None), // Deleted meanwhile.
         Err(e) => {
             ctx.metrics
                 .reconcile_errors
                 .with_label_values(&["routes", "status_write"])
                 .inc();
             tracing::warn!(ingressroute = %key, error = %e, "status write failed; will retry");
-            (None, None)
+            (Written::Failed, None)
         }
     }
 }
@@ -285,15 +312,19 @@ enum StatusWriteError {
 /// the subresource `status` is an ordinary field). When the outcome shows the CRD changed
 /// under it (`/status` not served for an object that exists; a main-resource write whose
 /// `status` the server dropped), the CRDs are looked at again and the write goes the other
-/// way. `Ok(None)`: the object is gone; otherwise the object as stored.
+/// way. `Ok(None)`: the object is gone; otherwise what the write needs of the object as stored.
 async fn write_status(
     ctx: &RoutesContext,
     key: &ObjKey,
     status: &IngressRouteStatus,
-) -> Result<Option<DynamicObject>, StatusWriteError> {
+) -> Result<Option<StoredRoute>, StatusWriteError> {
     let resource = ApiResource::erase::<IngressRoute>(&());
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &key.namespace, &resource);
+    // The answers are read into what is used of them (uid, resourceVersion, status), not
+    // decoded into a whole object: at 10,000 new routes that decoding was most of a write's
+    // cost in the operator.
+    let request = kube::core::Request::new(api.resource_url());
     let mut via_subresource = ctx.crds.status_subresource(INGRESSROUTES);
     // At most one switch of route per write.
     for attempt in 0..2 {
@@ -305,10 +336,10 @@ async fn write_status(
                 "status": status,
             });
             let params = PatchParams::apply(FIELD_MANAGER).force();
-            match api
-                .patch_status(&key.name, &params, &Patch::Apply(&body))
-                .await
-            {
+            let patch = request
+                .patch_subresource("status", &key.name, &params, &Patch::Apply(&body))
+                .map_err(kube::Error::BuildRequest)?;
+            match ctx.client.request::<StoredRoute>(patch).await {
                 Ok(stored) => return Ok(Some(stored)),
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     // Deleted meanwhile, or `/status` is not served.
@@ -333,7 +364,10 @@ async fn write_status(
                 field_manager: Some(FIELD_MANAGER.to_owned()),
                 ..PatchParams::default()
             };
-            match api.patch(&key.name, &params, &Patch::Merge(&body)).await {
+            let patch = request
+                .patch(&key.name, &params, &Patch::Merge(&body))
+                .map_err(kube::Error::BuildRequest)?;
+            match ctx.client.request::<StoredRoute>(patch).await {
                 Ok(stored) if kept(&stored, status) => return Ok(Some(stored)),
                 Ok(_) => {
                     // The server dropped `status`: the CRD has a status subresource now.
@@ -365,11 +399,27 @@ async fn switched(ctx: &RoutesContext, used_subresource: bool) -> bool {
     ctx.crds.status_subresource(INGRESSROUTES) != used_subresource
 }
 
+/// What a status write reads of the IngressRoute the API server answers with; the rest of the
+/// object (its spec, its managed fields) is skipped unread.
+#[derive(Debug, serde::Deserialize)]
+struct StoredRoute {
+    metadata: StoredMeta,
+    #[serde(default)]
+    status: Option<serde_json::Value>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredMeta {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
 /// Whether a stored IngressRoute carries `want` as its status.
-fn kept(stored: &DynamicObject, want: &IngressRouteStatus) -> bool {
+fn kept(stored: &StoredRoute, want: &IngressRouteStatus) -> bool {
     stored
-        .data
-        .get("status")
-        .and_then(|s| serde_json::from_value::<IngressRouteStatus>(s.clone()).ok())
+        .status
+        .as_ref()
+        .and_then(|s| IngressRouteStatus::deserialize(s).ok())
         .is_some_and(|s| s == *want)
 }
