@@ -22,12 +22,13 @@ use crate::provision::FIELD_MANAGER;
 use crate::snapshot::{ClusterSnapshot, ObjKey};
 
 /// The statuses to write: combined across instances, and only where they differ from what the
-/// object carries. IngressRoutes no instance judges are left alone.
+/// object carries. IngressRoutes no instance judges are left alone. In the order they are
+/// written: one namespace after another in turn (see [`fair_order`]).
 pub fn statuses_to_write<'a>(
     snapshot: &ClusterSnapshot,
     dags: impl IntoIterator<Item = &'a Dag>,
 ) -> Vec<(ObjKey, IngressRouteStatus)> {
-    combine_statuses(dags)
+    let differing = combine_statuses(dags)
         .into_iter()
         .filter(|(key, want)| {
             let current = match snapshot.ingress_routes.get(key) {
@@ -39,7 +40,61 @@ pub fn statuses_to_write<'a>(
             };
             current != Some(want)
         })
-        .collect()
+        .collect();
+    fair_order(differing)
+}
+
+/// `writes` (sorted by key) taken one per namespace in turn: the first write of each namespace,
+/// then the second of each, and so on. A tenant whose thousands of statuses flip (a Service
+/// they all use toggled) would otherwise go first in every round when its namespace sorts
+/// first, and every other tenant's one new IngressRoute would wait behind all of them (review
+/// 4 F3.3).
+fn fair_order<T>(writes: Vec<(ObjKey, T)>) -> Vec<(ObjKey, T)> {
+    let mut queues: Vec<std::collections::VecDeque<(ObjKey, T)>> = Vec::new();
+    for w in writes {
+        match queues.last_mut() {
+            Some(q) if q.back().is_some_and(|(k, _)| k.namespace == w.0.namespace) => {
+                q.push_back(w);
+            }
+            _ => queues.push(std::collections::VecDeque::from([w])),
+        }
+    }
+    let mut out = Vec::with_capacity(queues.iter().map(|q| q.len()).sum());
+    while !queues.is_empty() {
+        queues.retain_mut(|q| match q.pop_front() {
+            Some(w) => {
+                out.push(w);
+                true
+            }
+            None => false,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod fair_order_tests {
+    use super::*;
+
+    #[test]
+    fn one_write_per_namespace_in_turn() {
+        let mut writes: Vec<(ObjKey, u32)> = (0..1000)
+            .map(|i| (ObjKey::new("aaa", format!("r{i:04}")), i))
+            .collect();
+        writes.push((ObjKey::new("mmm", "one"), 1000));
+        writes.push((ObjKey::new("zzz", "a"), 1001));
+        writes.push((ObjKey::new("zzz", "b"), 1002));
+        let ordered = fair_order(writes);
+        assert_eq!(ordered.len(), 1003);
+        let first: Vec<u32> = ordered.iter().take(6).map(|(_, v)| *v).collect();
+        assert_eq!(first, [0, 1000, 1001, 1, 1002, 2]);
+        // Within a namespace, still in key order.
+        let aaa: Vec<u32> = (ordered.iter())
+            .filter(|(k, _)| &*k.namespace == "aaa")
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(aaa, (0..1000).collect::<Vec<_>>());
+    }
 }
 
 /// Writes the statuses that changed, `--status-writes-in-flight` at a time (default
