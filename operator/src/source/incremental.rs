@@ -174,7 +174,9 @@ impl Holders {
         match self {
             Holders::None | Holders::One(..) => None,
             Holders::Many(many) => {
-                let at = many.iter().position(|(p, _)| **p == *path)?;
+                // Sorted by path (`insert`): one object in N files costs log N per file here,
+                // not N (review 4 F4.1).
+                let at = many.binary_search_by(|(p, _)| (**p).cmp(path)).ok()?;
                 let (p, i) = many.get(at.checked_sub(1)?)?;
                 Some((p, *i))
             }
