@@ -20,7 +20,7 @@ use sluice_e2e::sluice::{OPERATOR_NAMESPACE, Operator, OperatorPorts, metric_val
 
 #[path = "support/cluster.rs"]
 mod cluster;
-use cluster::{Cluster, provisioned_bootstrap};
+use cluster::{Cluster, contour_route, provisioned_bootstrap};
 
 /// Bound on one wait: a hang guard, never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(40);
@@ -56,13 +56,6 @@ fn traefik_route(ns: &str, name: &str, rule: &str) -> Value {
            "metadata": {"namespace": ns, "name": name},
            "spec": {"routes": [{"match": rule, "kind": "Rule",
                                 "services": [{"name": "web", "port": "http"}]}]}})
-}
-
-fn contour_route(ns: &str, name: &str, fqdn: &str) -> Value {
-    json!({"apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
-           "metadata": {"namespace": ns, "name": name},
-           "spec": {"virtualhost": {"fqdn": fqdn},
-                    "routes": [{"match": "/", "services": [{"name": "web", "port": 80}]}]}})
 }
 
 /// Waits until `host` answers 200 from `backend` (`None`: answers 404).

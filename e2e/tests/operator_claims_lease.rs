@@ -16,7 +16,7 @@ use sluice_e2e::sluice::OPERATOR_NAMESPACE;
 
 #[path = "support/cluster.rs"]
 mod cluster;
-use cluster::Cluster;
+use cluster::{Cluster, contour_route};
 
 /// Bound on one wait: a hang guard, never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(40);
@@ -27,20 +27,6 @@ const HOLD: Duration = Duration::from_secs(8);
 
 async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Result<Option<T>>) -> Result<T> {
     sluice_e2e::eventually(what, PATIENCE, probe).await
-}
-
-fn contour_route(ns: &str, name: &str, fqdn: &str) -> Value {
-    json!({"apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
-           "metadata": {"namespace": ns, "name": name},
-           "spec": {"virtualhost": {"fqdn": fqdn},
-                    "routes": [{"match": "/", "services": [{"name": "web", "port": 80}]}]}})
-}
-
-async fn description(cluster: &Cluster, ns: &str, name: &str) -> Result<Option<String>> {
-    let r = cluster
-        .get("contour.heptio.com/v1beta1", "IngressRoute", Some(ns), name)
-        .await?;
-    Ok(r.and_then(|r| r["status"]["description"].as_str().map(str::to_owned)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +82,7 @@ async fn a_leader_of_a_deleted_lease_never_writes_over_the_new_leases_record() -
     .await?;
     eventually("site to be judged", async || {
         op.check_running()?;
-        description(&cluster, &team, "site").await
+        cluster.route_description(&team, "site").await
     })
     .await?;
 
@@ -148,7 +134,7 @@ async fn a_leader_of_a_deleted_lease_never_writes_over_the_new_leases_record() -
         .await?;
     eventually("the edited root to be refused", async || {
         op.check_running()?;
-        let d = description(&cluster, &team, "ancient").await?;
+        let d = cluster.route_description(&team, "ancient").await?;
         Ok(d.filter(|d| d.contains("is already used by the older IngressRoute")))
     })
     .await?;

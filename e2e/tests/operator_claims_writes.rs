@@ -14,7 +14,7 @@ use sluice_e2e::sluice::{OPERATOR_NAMESPACE, Operator};
 
 #[path = "support/cluster.rs"]
 mod cluster;
-use cluster::Cluster;
+use cluster::{Cluster, contour_route};
 
 /// Bound on one wait: a hang guard, never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(40);
@@ -27,32 +27,17 @@ async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Result<Option<T>>
     sluice_e2e::eventually(what, PATIENCE, probe).await
 }
 
-fn contour_route(ns: &str, name: &str, fqdn: &str) -> Value {
-    json!({"apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
-           "metadata": {"namespace": ns, "name": name},
-           "spec": {"virtualhost": {"fqdn": fqdn},
-                    "routes": [{"match": "/", "services": [{"name": "web", "port": 80}]}]}})
-}
-
 fn gateway(ns: &str, roots: &[&str]) -> Value {
     json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway",
            "metadata": {"namespace": ns, "name": "edge"},
            "spec": {"rootNamespaces": roots}})
 }
 
-/// The status description of IngressRoute `ns/name`, once it has one.
-async fn description(cluster: &Cluster, ns: &str, name: &str) -> Result<Option<String>> {
-    let r = cluster
-        .get("contour.heptio.com/v1beta1", "IngressRoute", Some(ns), name)
-        .await?;
-    Ok(r.and_then(|r| r["status"]["description"].as_str().map(str::to_owned)))
-}
-
 /// Waits until IngressRoute `ns/name` has a status (it was judged).
 async fn judged(cluster: &Cluster, op: &mut Operator, ns: &str, name: &str) -> Result<String> {
     eventually(&format!("{ns}/{name} to be judged"), async || {
         op.check_running()?;
-        description(cluster, ns, name).await
+        cluster.route_description(ns, name).await
     })
     .await
 }
@@ -122,7 +107,7 @@ async fn a_hung_claims_write_holds_back_no_later_change() -> Result<()> {
         .await?;
     eventually("the edited root to be refused", async || {
         op.check_running()?;
-        let d = description(&cluster, &team, "ancient").await?;
+        let d = cluster.route_description(&team, "ancient").await?;
         Ok(d.filter(|d| d.contains("is already used by the older IngressRoute")))
     })
     .await?;
@@ -282,7 +267,7 @@ async fn a_record_of_a_later_lease_term_is_not_written_over() -> Result<()> {
         .await?;
     eventually("the edited root to be refused", async || {
         op.check_running()?;
-        let d = description(&cluster, &team, "ancient").await?;
+        let d = cluster.route_description(&team, "ancient").await?;
         Ok(d.filter(|d| d.contains("is already used by the older IngressRoute")))
     })
     .await?;

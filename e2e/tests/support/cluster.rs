@@ -1,7 +1,7 @@
 //! The cluster the operator end-to-end tests run against: an in-memory API server
 //! (`sluice_e2e::apiserver`), or, with `SLUICE_E2E_KUBECONFIG=FILE`, that real cluster (one test
-//! at a time, objects in namespaces named `e2e-<run>-*` deleted afterwards). Shared by
-//! `tests/operator.rs` and `tests/operator_traefik_more.rs` (`#[path]` module): operator
+//! at a time, objects in namespaces named `e2e-<run>-*` deleted afterwards). Shared by the
+//! operator e2e tests (`tests/operator*.rs`, a `#[path]` module): operator
 //! processes impersonate the operator's ServiceAccount, so `config/rbac` is what they may do.
 #![allow(dead_code)]
 
@@ -474,4 +474,22 @@ pub(crate) async fn client_credentials(
         cert: field("tls.crt")?,
         key: field("tls.key")?,
     })
+}
+
+/// A Contour root IngressRoute `ns/name` for `fqdn`, routing `/` to Service `web` port 80.
+pub fn contour_route(ns: &str, name: &str, fqdn: &str) -> Value {
+    json!({"apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
+           "metadata": {"namespace": ns, "name": name},
+           "spec": {"virtualhost": {"fqdn": fqdn},
+                    "routes": [{"match": "/", "services": [{"name": "web", "port": 80}]}]}})
+}
+
+impl Cluster {
+    /// The status description of the Contour IngressRoute `ns/name`, once it has one.
+    pub async fn route_description(&self, ns: &str, name: &str) -> Result<Option<String>> {
+        let r = self
+            .get("contour.heptio.com/v1beta1", "IngressRoute", Some(ns), name)
+            .await?;
+        Ok(r.and_then(|r| r["status"]["description"].as_str().map(str::to_owned)))
+    }
 }
