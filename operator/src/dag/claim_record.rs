@@ -22,14 +22,20 @@
 //! Bounded: each name is charged to the namespace of the claimant that made it need a record
 //! (the first one its creation time would put ahead of a claim dated before it: an old object
 //! edited to claim a held name is charged, not the holder). A record larger than its budget
-//! first records every name's holder alone, then the rest of each line, each time keeping the
-//! names of the namespaces charged the least first (so a tenant who makes thousands of
-//! contests, on its own names or on others', crowds out only its own), among those the names
-//! whose holder's namespace holds the fewest recorded names (so that the same tenant's contest
-//! on another tenant's name goes before its contests on its own names, whatever they are
-//! called), then by name. A name recorded with its holder alone keeps its holder at the next
-//! start; the names left out, or recorded with their holder alone, are counted for the caller
-//! to report.
+//! first records every name's holder alone, then the rest of each line. Each time, the names
+//! whose absence would hand a name to another namespace at the next start go first (a name
+//! whose oldest object by creation time is of another namespace than its holder, and both sides
+//! of a wildcard and an exact name under it held in two namespaces whose comparison would
+//! turn), in turns by holder namespace: each namespace's first such name, then each one's
+//! second, so a tenant's volume of contests or names buys it one place per turn and per
+//! namespace it holds names in, never the places of others. Then the other names: those
+//! charged to the namespaces charged the least first (a tenant who makes thousands of contests
+//! among its own names crowds out only its own), among those the names whose holder's
+//! namespace holds the fewest recorded names, then by name. A name recorded with its holder
+//! alone keeps its holder at the next start; the names left out, or recorded with their holder
+//! alone, are counted for the caller to report. What a budget cannot protect: when the names
+//! contested across namespaces alone outgrow it (about 6,000 holder lines fit in 900 KiB), the
+//! last turns are left out and those names go to their oldest object at the next start.
 //!
 //! Pure and deterministic: [`ClaimRecord::of`] reads the claimants of each name, in their order.
 
@@ -127,26 +133,38 @@ impl ClaimRecord {
         budget: usize,
         uid: &dyn Fn(&ClaimId) -> Option<String>,
     ) -> (Self, usize) {
-        let needed = needed(names);
+        let Needed {
+            names: needed,
+            crossing,
+        } = needed(names);
         let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
         let charged_ns = |name: &str| charged(claimants_of(name)).map_or("", |c| &*c.key.namespace);
         let holder_ns = |name: &str| claimants_of(name).first().map_or("", |c| &*c.key.namespace);
-        // Kept first: the names charged to the namespaces charged the least; among the names
-        // charged to one namespace, those whose holder's namespace holds the fewest recorded
-        // names (a tenant charged for thousands of contests on its own names cannot push out
-        // its contest on another tenant's name by naming its own names to sort first); then
-        // by name.
+        // Kept first: the names whose loss would hand a name to another namespace at the next
+        // start (`crossing`), in turns by holder and charged namespace (the first such name of
+        // each pair of namespaces, in name order, then each pair's second, ...): a tenant's
+        // volume, of contests or of names, buys it one place per turn for each pair of
+        // namespaces it holds names in or contests from, never the places of others. Then the rest: the names charged to the namespaces charged the
+        // least; among the names charged to one namespace, those whose holder's namespace holds
+        // the fewest recorded names; then by name.
         let mut per_charged: BTreeMap<&str, usize> = BTreeMap::new();
         let mut per_holder: BTreeMap<&str, usize> = BTreeMap::new();
         for name in &needed {
             *per_charged.entry(charged_ns(name)).or_default() += 1;
             *per_holder.entry(holder_ns(name)).or_default() += 1;
         }
-        let mut order: Vec<(usize, usize, &str)> = needed
+        let mut turn_of: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        let mut order: Vec<(bool, usize, usize, usize, &str)> = needed
             .iter()
             .map(|name| {
                 let (c, h) = (charged_ns(name), holder_ns(name));
-                (per_charged[c], per_holder[h], *name)
+                if crossing.contains(name) {
+                    let turn = turn_of.entry((h, c)).or_default();
+                    *turn += 1;
+                    (false, *turn, 0, 0, *name)
+                } else {
+                    (true, 0, per_charged[c], per_holder[h], *name)
+                }
             })
             .collect();
         order.sort_unstable();
@@ -161,7 +179,7 @@ impl ClaimRecord {
         // of each line (up to `MAX_CLAIMANTS`) where the budget still allows.
         let mut record = Self::default();
         let (mut used, mut dropped) = (EMPTY_SIZE, 0);
-        for &(_, _, name) in &order {
+        for &(_, _, _, _, name) in &order {
             let claims = recorded(name, kept(claimants_of(name)).min(1));
             let size = entry_size(name, &claims);
             if used + size > budget {
@@ -171,7 +189,7 @@ impl ClaimRecord {
             used += size;
             record.names.insert(name.to_owned(), claims);
         }
-        for &(_, _, name) in &order {
+        for &(_, _, _, _, name) in &order {
             let n = kept(claimants_of(name));
             let Some(holder_only) = record.names.get_mut(name).filter(|_| n > 1) else {
                 continue;
@@ -249,7 +267,7 @@ fn entry_size(name: &str, claims: &[RecordedClaim]) -> usize {
 }
 
 /// The names whose order needs their dates (see the module documentation).
-fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> BTreeSet<&str> {
+fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> Needed<'_> {
     let mut rec: BTreeSet<&str> = names
         .iter()
         .filter(|(_, c)| !creation_order_holds(c.as_ref()) || refused_ahead(c.as_ref()))
@@ -269,21 +287,66 @@ fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> BTreeSet<&str> {
         Vec::new()
     };
     let first = |name: &str| names.get(name).and_then(|c| c.as_ref().first());
-    // How a process that starts with the record dates the first claimant of an unrecorded name:
-    // 0, except a refused one on a name a wildcard or an exact name of a served root covers
-    // (`ClaimAges::seed_refused`), which goes after every dated claim. (A refused first
-    // claimant of a name some root that is not also claims is recorded: `refused_ahead`.)
-    let served: BTreeSet<&str> = (names.iter())
-        .filter(|(_, c)| c.as_ref().iter().any(|c| !c.refused))
-        .map(|(name, _)| name.as_str())
-        .collect();
-    let covering_served: BTreeSet<String> =
-        served.iter().filter_map(|n| covering_wildcard(n)).collect();
-    let at_start = |name: &str, c: &Claimant, kept: bool| {
+    let start = Start::of(names);
+    loop {
+        let mut grew = false;
+        for &(wildcard, exact) in &pairs {
+            let (Some(w), Some(e)) = (first(wildcard), first(exact)) else {
+                continue;
+            };
+            let (kw, ke) = (rec.contains(wildcard), rec.contains(exact));
+            let restarted = start.dated(wildcard, w, kw) < start.dated(exact, e, ke);
+            if (kw && ke) || (w < e) == restarted {
+                continue;
+            }
+            grew |= rec.insert(wildcard);
+            grew |= rec.insert(exact);
+        }
+        if !grew {
+            return Needed {
+                crossing: crossing(names, &rec, &pairs, &start),
+                names: rec,
+            };
+        }
+    }
+}
+
+/// The names a record needs, and among them those whose loss would hand a name to another
+/// namespace at the next start.
+struct Needed<'a> {
+    names: BTreeSet<&'a str>,
+    crossing: BTreeSet<&'a str>,
+}
+
+/// How a process that starts with the record dates the first claimant of an unrecorded name:
+/// 0, except a refused one on a name a wildcard or an exact name of a served root covers
+/// (`ClaimAges::seed_refused`), which goes after every dated claim. (A refused first claimant
+/// of a name some root that is not also claims is recorded: `refused_ahead`.)
+struct Start<'a> {
+    served: BTreeSet<&'a str>,
+    covering_served: BTreeSet<String>,
+}
+
+impl<'a> Start<'a> {
+    fn of<S: AsRef<[Claimant]>>(names: &'a BTreeMap<String, S>) -> Self {
+        let served: BTreeSet<&str> = (names.iter())
+            .filter(|(_, c)| c.as_ref().iter().any(|c| !c.refused))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let covering_served = served.iter().filter_map(|n| covering_wildcard(n)).collect();
+        Self {
+            served,
+            covering_served,
+        }
+    }
+
+    /// `c`, a claimant of `name`, dated as a process that starts with a record that holds
+    /// `name` (`kept`) or not.
+    fn dated(&self, name: &str, c: &Claimant, kept: bool) -> Claimant {
         let seeded = !kept
             && c.refused
-            && (covering_served.contains(name)
-                || covering_wildcard(name).is_some_and(|w| served.contains(w.as_str())));
+            && (self.covering_served.contains(name)
+                || covering_wildcard(name).is_some_and(|w| self.served.contains(w.as_str())));
         if seeded {
             Claimant {
                 since: u64::MAX,
@@ -292,25 +355,54 @@ fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> BTreeSet<&str> {
         } else {
             dated(c, kept)
         }
-    };
-    loop {
-        let mut grew = false;
-        for &(wildcard, exact) in &pairs {
-            let (Some(w), Some(e)) = (first(wildcard), first(exact)) else {
-                continue;
+    }
+}
+
+/// The needed names whose absence from the record would change, at the next start, which
+/// namespace serves a name: a name whose first claimant by creation time is of another
+/// namespace than its holder, and both sides of a wildcard and an exact name under it, held in
+/// two namespaces, whose comparison would turn if either side were left out. A record over its
+/// budget keeps these first: a tenant's contests among its own names (whatever they are
+/// called, however many) cannot push out the line that keeps another tenant's name.
+fn crossing<'a, S: AsRef<[Claimant]>>(
+    names: &'a BTreeMap<String, S>,
+    needed: &BTreeSet<&'a str>,
+    pairs: &[(&'a str, &'a str)],
+    start: &Start,
+) -> BTreeSet<&'a str> {
+    let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
+    let mut crossing: BTreeSet<&str> = (needed.iter().copied())
+        .filter(|&name| {
+            let claimants = claimants_of(name);
+            let Some(holder) = claimants.first() else {
+                return false;
             };
-            let (kw, ke) = (rec.contains(wildcard), rec.contains(exact));
-            let restarted = at_start(wildcard, w, kw) < at_start(exact, e, ke);
-            if (kw && ke) || (w < e) == restarted {
-                continue;
-            }
-            grew |= rec.insert(wildcard);
-            grew |= rec.insert(exact);
+            let restarted = claimants
+                .iter()
+                .min_by(|a, b| (start.dated(name, a, false)).cmp(&start.dated(name, b, false)));
+            restarted.is_some_and(|r| r.key.namespace != holder.key.namespace)
+        })
+        .collect();
+    for &(wildcard, exact) in pairs {
+        if !(needed.contains(wildcard) && needed.contains(exact)) {
+            continue;
         }
-        if !grew {
-            return rec;
+        let (Some(w), Some(e)) = (claimants_of(wildcard).first(), claimants_of(exact).first())
+        else {
+            continue;
+        };
+        if w.key.namespace == e.key.namespace {
+            continue;
+        }
+        let now = w < e;
+        let turns =
+            |kw: bool, ke: bool| (start.dated(wildcard, w, kw) < start.dated(exact, e, ke)) != now;
+        if turns(false, true) || turns(true, false) || turns(false, false) {
+            crossing.insert(wildcard);
+            crossing.insert(exact);
         }
     }
+    crossing
 }
 
 /// Whether a claimant refused while parsing comes before one that is not: a process that starts

@@ -482,3 +482,129 @@ fn a_recorded_claim_of_an_unknown_kind_is_ignored() {
     assert_eq!(owner(&after, "h.example.com"), "victim/site");
     assert_eq!(validity(&after, "evil/old"), Validity::Invalid);
 }
+
+/// review5 R5.1: the lost contest need not be on the victim's name. An old object of `evil`
+/// edited to claim a wildcard over a name the victim serves (`*.example.com` over
+/// `h.example.com`) is recorded as a pair; the wildcard's line is charged to `evil` and its
+/// holder is `evil`, so `evil`'s self-contests named to sort before `*.example.com` push the
+/// wildcard out of a record over its budget, and at the next start the wildcard, older by
+/// creation time, covers the victim's name.
+#[test]
+fn self_contests_cannot_push_out_a_wildcard_over_another_tenants_name() {
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    let mut snap = ClusterSnapshot::default();
+    step(
+        &mut inc,
+        &mut snap,
+        vec![
+            contour_root("victim", "site", NEW, "h.example.com"),
+            traefik_route("evil", "old", OLD, "Host(`mine.example.com`)"),
+        ],
+    );
+    step(
+        &mut inc,
+        &mut snap,
+        vec![traefik_route("evil", "old", OLD, "Host(`*.example.com`)")],
+    );
+    assert_eq!(owner(&inc, "h.example.com"), "victim/site");
+    assert_eq!(validity(&inc, "victim/site"), Validity::Valid);
+    // Self-contests on wildcards of evil's own, sorting before `*.example.com`.
+    let names: Vec<String> = (0..300).map(|i| format!("*.a{i}.e")).collect();
+    let new = |i: usize, host: &str| traefik_route("evil", &format!("h{i}"), NEW, host);
+    let old = |i: usize, host: &str| traefik_route("evil", &format!("o{i}"), OLD, host);
+    let mut objects: Vec<Object> = (names.iter().enumerate())
+        .map(|(i, n)| new(i, &format!("Host(`{n}`)")))
+        .collect();
+    objects.extend((0..names.len()).map(|i| old(i, &format!("Host(`x{i}.e`)"))));
+    step(&mut inc, &mut snap, objects);
+    let edits: Vec<Object> = (names.iter().enumerate())
+        .map(|(i, n)| old(i, &format!("Host(`{n}`)")))
+        .collect();
+    step(&mut inc, &mut snap, edits);
+    let (full, dropped) = inc.claim_record(BUDGET).unwrap();
+    assert_eq!(dropped, 0);
+    assert!(
+        full.names.contains_key("*.example.com"),
+        "{:?}",
+        full.names.keys().last()
+    );
+    // With the whole record, the victim keeps its name at the next start.
+    let after = restart(&snap, Some(&full));
+    assert_eq!(validity(&after, "victim/site"), Validity::Valid);
+    let size = |r: &ClaimRecord| serde_json::to_string(r).unwrap().len();
+    let (capped, dropped) = inc.claim_record(size(&full) / 5).unwrap();
+    assert!(dropped > 200, "{dropped}");
+    let after = restart(&snap, Some(&capped));
+    let victim = verdict_of(&after, "victim/site");
+    assert!(
+        capped.names.contains_key("*.example.com") && victim.0 == Validity::Valid,
+        "wildcard recorded: {}; the victim after a restart: {victim:?}; h.example.com served by {:?}",
+        capped.names.contains_key("*.example.com"),
+        owner(&after, "h.example.com"),
+    );
+}
+
+fn verdict_of(inc: &IncrementalDag, key: &str) -> (Validity, String) {
+    let dag = inc.dag();
+    (dag.statuses.iter())
+        .find(|s| format!("{}/{}", s.namespace, s.name) == key)
+        .map(|s| (s.current_status, s.description.clone()))
+        .unwrap_or_else(|| panic!("no status for {key}"))
+}
+
+/// review5 R5.2: a tenant that contests every name of the Gateway (old objects edited to claim
+/// them: refused, harmless while running) made the tenant holding the most names sort last, so
+/// a record over its budget dropped exactly that tenant's names, and at the next start the
+/// older objects took them. A budget too small for every contested name must lose some; it
+/// keeps each holder namespace's names in turns, so no tenant keeps a second name while
+/// another loses its first.
+#[test]
+fn a_record_too_small_for_every_contested_name_keeps_each_tenants_names_in_turns() {
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    let mut snap = ClusterSnapshot::default();
+    let small: Vec<String> = (0..30).map(|i| format!("s{i}.small.example")).collect();
+    let big: Vec<String> = (0..3).map(|i| format!("b{i}.big.example")).collect();
+    let mut objects: Vec<Object> = (small.iter().enumerate())
+        .map(|(i, n)| contour_root(&format!("t{i}"), "site", NEW, n))
+        .collect();
+    objects.extend(
+        (big.iter().enumerate()).map(|(i, n)| contour_root("big", &format!("site{i}"), NEW, n)),
+    );
+    let all: Vec<&String> = small.iter().chain(big.iter()).collect();
+    let old = |i: usize, host: &str| traefik_route("evil", &format!("o{i}"), OLD, host);
+    objects.extend((0..all.len()).map(|i| old(i, &format!("Host(`x{i}.evil.example`)"))));
+    step(&mut inc, &mut snap, objects);
+    let edits: Vec<Object> = (all.iter().enumerate())
+        .map(|(i, n)| old(i, &format!("Host(`{n}`)")))
+        .collect();
+    step(&mut inc, &mut snap, edits);
+    for n in &big {
+        assert!(owner(&inc, n).starts_with("big/"), "{n}");
+    }
+    let (full, dropped) = inc.claim_record(BUDGET).unwrap();
+    assert_eq!((full.names.len(), dropped), (all.len(), 0));
+    let size = |r: &ClaimRecord| serde_json::to_string(r).unwrap().len();
+    let (capped, dropped) = inc.claim_record(size(&full) / 3).unwrap();
+    assert!(dropped > 0);
+    let after = restart(&snap, Some(&capped));
+    let kept = |names: &[String], prefix: char| {
+        (names.iter())
+            .filter(|n| owner(&after, n).starts_with(prefix))
+            .count()
+    };
+    let (big_kept, small_kept) = (kept(&big, 'b'), kept(&small, 't'));
+    assert!(small_kept > 0 && small_kept < small.len(), "{small_kept}");
+    assert_eq!(
+        big_kept,
+        1,
+        "the tenant holding three names keeps its first one, and only that one while \
+         {} one-name tenants lose theirs",
+        small.len() - small_kept
+    );
+    // Exactly the names the record left out were lost.
+    for (n, tenant) in (small.iter().map(|n| (n, 't'))).chain(big.iter().map(|n| (n, 'b'))) {
+        let lost = !owner(&after, n).starts_with(tenant);
+        assert_eq!(lost, !capped.names.contains_key(n.as_str()), "{n}");
+    }
+    assert!(dropped >= small.len() - small_kept + big.len() - big_kept);
+}
