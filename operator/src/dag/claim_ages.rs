@@ -258,10 +258,15 @@ impl ClaimAges {
                 if recorded.contains(&fqdn) {
                     continue;
                 }
-                let taken = format!("fqdn {fqdn:?} is already used by the older ");
-                let covered = format!("fqdn {fqdn:?} is covered by the wildcard host ");
+                // Every status a Contour root that lost `fqdn` is given: to an older Contour
+                // root, to a Traefik route (valid or refused), or to a wildcard covering it.
+                let lost = [
+                    format!("fqdn {fqdn:?} is already used by the older "),
+                    traefik::taken(&fqdn, "", false),
+                    format!("fqdn {fqdn:?} is covered by the wildcard host "),
+                ];
                 let d = &status.description;
-                if d.starts_with(&taken) || d.starts_with(&covered) {
+                if lost.iter().any(|prefix| d.starts_with(prefix.as_str())) {
                     self.since.insert((fqdn, id.clone()), at);
                 }
             }

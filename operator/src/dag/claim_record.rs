@@ -9,7 +9,8 @@
 //! one at the next start, so the holder and those first in line keep their places: thousands
 //! of objects claiming one held name cannot push the record of that name over the budget); and
 //! both sides of every wildcard and exact name it covers whose comparison would change the same
-//! way. Other names need nothing: their order is the same from creation times, and every claim
+//! way, for any of their first claimants, not only the holders (the holder of either may leave
+//! and the next in line take over). Other names need nothing: their order is the same from creation times, and every claim
 //! seen after the record is read is dated after every recorded one. So a record is small
 //! whatever the number of routes: it grows with the names whose holder is not their oldest
 //! object.
@@ -286,17 +287,12 @@ fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> Needed<'_> {
     } else {
         Vec::new()
     };
-    let first = |name: &str| names.get(name).and_then(|c| c.as_ref().first());
     let start = Start::of(names);
     loop {
         let mut grew = false;
         for &(wildcard, exact) in &pairs {
-            let (Some(w), Some(e)) = (first(wildcard), first(exact)) else {
-                continue;
-            };
             let (kw, ke) = (rec.contains(wildcard), rec.contains(exact));
-            let restarted = start.dated(wildcard, w, kw) < start.dated(exact, e, ke);
-            if (kw && ke) || (w < e) == restarted {
+            if (kw && ke) || !start.turns(names, (wildcard, exact), (kw, ke)).0 {
                 continue;
             }
             grew |= rec.insert(wildcard);
@@ -356,6 +352,34 @@ impl<'a> Start<'a> {
             dated(c, kept)
         }
     }
+
+    /// Whether some claimant of `wildcard` and some claimant of `exact` (among the first
+    /// [`MAX_CLAIMANTS`] of each, those a record holds) would compare otherwise at the next
+    /// start, the record holding each name or not (`kept`): not only their first claimants,
+    /// since each claimant may become the first (the holder leaves, the next in line takes
+    /// over). Also whether some such pair is of two namespaces.
+    fn turns<S: AsRef<[Claimant]>>(
+        &self,
+        names: &BTreeMap<String, S>,
+        (wildcard, exact): (&str, &str),
+        (kw, ke): (bool, bool),
+    ) -> (bool, bool) {
+        let claimants_of = |name: &str| {
+            let c = names.get(name).map_or(&[][..], |c| c.as_ref());
+            &c[..kept(c)]
+        };
+        let (mut turns, mut across) = (false, false);
+        for w in claimants_of(wildcard) {
+            let dw = self.dated(wildcard, w, kw);
+            for e in claimants_of(exact) {
+                if (w < e) != (dw < self.dated(exact, e, ke)) {
+                    turns = true;
+                    across |= w.key.namespace != e.key.namespace;
+                }
+            }
+        }
+        (turns, across)
+    }
 }
 
 /// The needed names whose absence from the record would change, at the next start, which
@@ -387,17 +411,10 @@ fn crossing<'a, S: AsRef<[Claimant]>>(
         if !(needed.contains(wildcard) && needed.contains(exact)) {
             continue;
         }
-        let (Some(w), Some(e)) = (claimants_of(wildcard).first(), claimants_of(exact).first())
-        else {
-            continue;
-        };
-        if w.key.namespace == e.key.namespace {
-            continue;
-        }
-        let now = w < e;
-        let turns =
-            |kw: bool, ke: bool| (start.dated(wildcard, w, kw) < start.dated(exact, e, ke)) != now;
-        if turns(false, true) || turns(true, false) || turns(false, false) {
+        let across = [(false, true), (true, false), (false, false)]
+            .into_iter()
+            .any(|kept| start.turns(names, (wildcard, exact), kept).1);
+        if across {
             crossing.insert(wildcard);
             crossing.insert(exact);
         }

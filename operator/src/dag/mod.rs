@@ -57,6 +57,8 @@ mod incremental_traefik_gen;
 #[cfg(test)]
 mod refused_claims_tests;
 #[cfg(test)]
+mod restart_chain_tests;
+#[cfg(test)]
 mod status_writes_tests;
 #[cfg(test)]
 mod tests;
