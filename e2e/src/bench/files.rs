@@ -88,6 +88,12 @@ pub(super) async fn standalone(
         figures.record(figure("Envoy RSS after load"), "MiB", roots, mib(kib));
     }
 
+    // The first window after the last root answers still holds the end of the load (Envoy
+    // taking the last resources and acknowledging them, the claims file); idle is the next one.
+    let after_load = CpuWindow::process(pid)?;
+    tokio::time::sleep(config.idle).await;
+    let (_, share) = after_load.end()?;
+    figures.record(figure("CPU just after load"), "%", roots, share * 100.0);
     let idle = CpuWindow::process(pid)?;
     tokio::time::sleep(config.idle).await;
     let (_, share) = idle.end()?;
