@@ -5,6 +5,7 @@
 //! rejection blamed on a route. Pure: the coordinator asks and reports.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::dag::Dag;
 
@@ -14,11 +15,13 @@ pub(super) struct RoundOutcome {
     /// Statuses that differed from what the objects carry (written or not).
     pub statuses_differed: usize,
     /// Events that were due and not recorded, and status writes that failed (both retried by
-    /// a later round, scheduled soon: see `retry`).
+    /// a later round, each object on its own schedule: see `retry`).
     pub missed: usize,
     /// Whether a rejection was blamed when the round ended: the statuses written then are not
     /// the DAGs' own, and must be written again once the rejection clears.
     pub rejected: bool,
+    /// When the first of the `missed` objects is due to be tried again.
+    pub retry_at: Option<Instant>,
 }
 
 /// The DAGs of the last round that found every status in step, while leading.
@@ -79,6 +82,7 @@ mod tests {
         statuses_differed: 0,
         missed: 0,
         rejected: false,
+        retry_at: None,
     };
 
     #[test]
