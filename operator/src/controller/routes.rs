@@ -247,13 +247,10 @@ pub async fn run(
             };
             rounds.finished(&written.dags, outcome);
             let missed = written.outcome.missed;
-            retry_round = written.outcome.retry_at.map(tokio::time::Instant::from_std);
-            if let Some(at) = retry_round {
+            if let Some(at) = written.outcome.retry_at {
                 tracing::info!(
                     missed,
-                    in_ms = at
-                        .saturating_duration_since(tokio::time::Instant::now())
-                        .as_millis(),
+                    in_ms = at.saturating_duration_since(Instant::now()).as_millis(),
                     "Events not recorded or statuses not written; the status round runs again"
                 );
             }
@@ -282,7 +279,12 @@ pub async fn run(
                 rounds.forget();
                 retry_round = None;
             } else if std::mem::take(&mut round_waiting)
-                || rounds.due(statuses_touched, &dags, rejected(&ctx, &dags))
+                || rounds.due(
+                    statuses_touched,
+                    &dags,
+                    rejected(&ctx, &dags),
+                    Instant::now(),
+                )
             {
                 // Otherwise every status is still in step: the objects' statuses did not
                 // change, nor did any verdict, so the O(routes) combination is skipped.
@@ -301,6 +303,11 @@ pub async fn run(
                     )));
                 }
             }
+        }
+        // The next retry of a failed write or Event, unless a round is under way (its end
+        // starts a pass).
+        if writing.is_none() {
+            retry_round = rounds.retry_at().map(tokio::time::Instant::from_std);
         }
         ctx.metrics
             .reconcile_seconds
@@ -459,6 +466,7 @@ async fn write_verdicts(
     let statuses_differed = write_statuses(ctx, snapshot, blamed, announced).await;
     RoundOutcome {
         statuses_differed,
+        waiting: announced.write_backoff.len(),
         missed: announced.write_backoff.len()
             + announced.owed.len()
             + announced.traefik_backoff.len(),

@@ -178,7 +178,10 @@ pub(super) async fn announce(
                 .publish(&status_event(&status), &reference)
                 .await
             {
-                Ok(()) => Some(Ok((r, (reference.uid, status)))),
+                Ok(()) => {
+                    let key = versioned(&r, &reference);
+                    Some(Ok((key, (reference.uid, status))))
+                }
                 Err(e) => {
                     ctx.metrics
                         .reconcile_errors
@@ -199,9 +202,9 @@ pub(super) async fn announce(
     let now = Instant::now();
     for result in results {
         match result {
-            Ok((r, a)) => {
-                backoff.retain(|(k, _)| *k != r);
-                announced.insert(r, a);
+            Ok((key, a)) => {
+                backoff.succeeded(&key);
+                announced.insert(key.0, a);
             }
             Err(key) => backoff.failed(key, now),
         }
