@@ -328,3 +328,50 @@ async fn a_namespace_flooding_holds_back_no_other_tenant() -> Result<()> {
     op.check_running()?;
     Ok(())
 }
+
+/// The valid route count in Gateway `ns/edge`'s status.
+async fn gateway_valid_routes(cluster: &Cluster, ns: &str) -> Result<Option<i64>> {
+    let gw = cluster
+        .get("sluice.dev/v1alpha1", "Gateway", Some(ns), "edge")
+        .await?;
+    Ok(gw.and_then(|g| g["status"]["routes"]["valid"].as_i64()))
+}
+
+/// The Gateway's status write is never answered (the first one is held): it is given up, the
+/// reconcile fails and is retried, and once the server answers again the status shows the
+/// route counts. Without a bound the reconcile of that Gateway would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_status_write_never_answered_is_given_up() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let Some(server) = cluster.memory() else {
+        eprintln!("in memory only (fault injection, request log)");
+        return Ok(());
+    };
+    let ns = cluster.namespace("team-g").await?;
+    let hung = server.inject(Fault::writes("gateways/status").delayed(NEVER));
+    world(&cluster, &ns, &[&ns]).await?;
+    cluster.apply(route(&ns, "web")).await?;
+    let mut op = cluster
+        .operator("solo")?
+        .args(["--status-call-timeout-seconds", "3"])
+        .start()?;
+    op.wait_ready(PATIENCE).await?;
+    valid(&cluster, &mut op, &ns, "web").await?;
+    eventually("the Gateway's status write to hang", async || {
+        op.check_running()?;
+        Ok((server.requests_in_flight().iter())
+            .any(|r| r.method == "PATCH" && r.path.ends_with("/gateways/edge/status"))
+            .then_some(()))
+    })
+    .await?;
+    server.clear_fault(hung);
+    eventually("the Gateway's status to count the route", async || {
+        op.check_running()?;
+        Ok(gateway_valid_routes(&cluster, &ns)
+            .await?
+            .filter(|n| *n == 1))
+    })
+    .await?;
+    op.check_running()?;
+    Ok(())
+}

@@ -255,6 +255,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             dags,
             claims_problems,
             cache: cache.clone(),
+            call_timeout: opts.status_call_timeout,
             recorder: kube::runtime::events::Recorder::new(
                 client.clone(),
                 kube::runtime::events::Reporter {
