@@ -321,6 +321,11 @@ async fn a_namespace_flooding_holds_back_no_other_tenant() -> Result<()> {
         .filter_map(|i| arrived(&a, &format!("r{i:03}")))
         .max()
         .expect("team A's writes");
+    let before = (0..FLOOD)
+        .filter_map(|i| arrived(&a, &format!("r{i:03}")))
+        .filter(|seq| *seq < late)
+        .count();
+    eprintln!("team B's write came after {before} of team A's {FLOOD}");
     assert!(
         late < last_of_a,
         "team B's write (request {late}) waited behind all of team A's (the last: {last_of_a})"
