@@ -188,6 +188,11 @@ pub struct RunArgs {
     /// priority and fairness limits still see a bounded client.
     #[arg(long, default_value_t = crate::controller::routes::STATUS_WRITES_IN_FLIGHT as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub status_writes_in_flight: u16,
+    /// How long one IngressRoute status write or Event (and each Traefik object's Event) may
+    /// take before it counts as failed and is tried again later: the API client has no read
+    /// timeout, and a call never answered would otherwise hold every tenant's status round.
+    #[arg(long, default_value_t = crate::controller::routes::STATUS_CALL_TIMEOUT_SECONDS, value_parser = clap::value_parser!(u16).range(1..=600))]
+    pub status_call_timeout_seconds: u16,
     /// Ports Envoy's listeners use inside its pods (its admin is a Unix socket, no port).
     #[arg(long, default_value_t = 8080)]
     pub envoy_http_port: u16,
@@ -522,6 +527,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         lease_renew: Duration::from_secs(args.lease_renew_seconds.max(1)),
         debounce: Duration::from_millis(args.debounce_ms),
         status_writes_in_flight: usize::from(args.status_writes_in_flight),
+        status_call_timeout: Duration::from_secs(u64::from(args.status_call_timeout_seconds)),
         provision,
         translate,
         insecure_xds: args.insecure_xds,

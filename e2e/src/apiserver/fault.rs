@@ -22,6 +22,8 @@ pub struct Fault {
     pub user: Option<String>,
     /// Only requests addressing the object of this name (its path's name segment).
     pub name: Option<String>,
+    /// Only requests in this namespace (its path's `namespaces/NS/...` segment).
+    pub namespace: Option<String>,
     /// The error code the request fails with (`Status` reason `InternalError` for 500,
     /// `TooManyRequests` with `Retry-After: 1` for 429, `ServiceUnavailable` for 503, otherwise
     /// `InternalError`), without touching the store; `None` only delays.
@@ -41,6 +43,7 @@ impl Fault {
             watches_only: false,
             user: None,
             name: None,
+            namespace: None,
             code: None,
             latency: Duration::ZERO,
             lasting: None,
@@ -81,6 +84,13 @@ impl Fault {
         self
     }
 
+    /// Only the requests to resources in namespace `namespace` (a creation included).
+    #[must_use]
+    pub fn in_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = Some(namespace.to_owned());
+        self
+    }
+
     /// Matching requests fail with `code` (e.g. 500 or 429).
     #[must_use]
     pub fn failing_with(mut self, code: u16) -> Self {
@@ -114,6 +124,7 @@ impl Fault {
             && (!self.watches_only || request.is_watch)
             && self.user.as_deref().is_none_or(|u| u == request.user)
             && self.name.as_deref().is_none_or(|n| request.name == Some(n))
+            && (self.namespace.as_deref()).is_none_or(|n| request.namespace == Some(n))
     }
 }
 
@@ -131,6 +142,8 @@ pub(crate) struct RequestTarget<'a> {
     pub(crate) subresource: Option<&'a str>,
     /// The object's name, for a path that names one.
     pub(crate) name: Option<&'a str>,
+    /// The namespace of a namespaced resource's path.
+    pub(crate) namespace: Option<&'a str>,
     pub(crate) is_write: bool,
     /// A `watch=true` request.
     pub(crate) is_watch: bool,
@@ -149,18 +162,19 @@ impl<'a> RequestTarget<'a> {
         };
         // `namespaces/NS/PLURAL...` is a namespaced resource; `namespaces/NS[/status]` the
         // Namespace itself.
-        let rest = match rest {
-            ["namespaces", _, plural, tail @ ..] if !matches!(*plural, "status" | "finalize") => {
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, plural, tail @ ..] if !matches!(*plural, "status" | "finalize") => {
                 let mut r = vec![*plural];
                 r.extend(tail);
-                r
+                (Some(*ns), r)
             }
-            _ => rest.to_vec(),
+            _ => (None, rest.to_vec()),
         };
         Self {
             plural: rest.first().copied(),
             name: rest.get(1).copied(),
             subresource: rest.get(2).copied(),
+            namespace,
             is_write,
             is_watch: false,
             user,
@@ -252,6 +266,10 @@ mod tests {
             true,
             ""
         )));
+        let events = Fault::writes("events").in_namespace("a");
+        assert!(events.matches(&t("/apis/events.k8s.io/v1/namespaces/a/events", true, "")));
+        assert!(!events.matches(&t("/apis/events.k8s.io/v1/namespaces/b/events", true, "")));
+        assert!(!events.matches(&t("/apis/events.k8s.io/v1/events", true, "")));
     }
 
     #[test]

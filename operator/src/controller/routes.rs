@@ -34,9 +34,12 @@ pub use events::EventSink;
 use round_task::{Written, finished_round, join_round, write_round};
 use rounds::{RoundOutcome, StatusRounds};
 
-pub use traefik::{ROUTE_SERIES, TraefikAnnounced, series_counts, traefik_verdicts};
+pub use traefik::{ROUTE_SERIES, TraefikAnnounced, TraefikRef, series_counts, traefik_verdicts};
 use writes::write_statuses;
-pub use writes::{STATUS_WRITES_IN_FLIGHT, status_event, statuses_to_write};
+pub use writes::{
+    NAMESPACE_ROUND_TRIPS, STATUS_CALL_TIMEOUT_SECONDS, STATUS_WRITES_IN_FLIGHT, status_event,
+    statuses_to_write,
+};
 
 /// Route counts per Gateway (`namespace/name`), read by the Gateway controller for its status.
 pub type SharedRouteCounts = Arc<Mutex<BTreeMap<String, RouteCounts>>>;
@@ -56,6 +59,9 @@ pub struct RoutesContext {
     pub debounce: Duration,
     /// How many status writes (and Events) are in flight at once (at least one).
     pub status_writes_in_flight: usize,
+    /// How long one status write or Event may take before it counts as failed
+    /// (`--status-call-timeout-seconds`).
+    pub call_timeout: Duration,
     /// Statuses are rechecked this often even without changes (a failed write is retried).
     pub resync: Duration,
     pub route_counts: SharedRouteCounts,
@@ -94,6 +100,12 @@ struct Announced {
     owed: BTreeMap<ObjKey, ((Option<String>, IngressRouteStatus), u32)>,
     /// Statuses written whose watch event has not come back yet: not written again meanwhile.
     pending: pending::PendingWrites,
+    /// Status writes that failed, by object and the version the write was decided on (an edit
+    /// is written at once), and owed Events, by object: each tried again on its own schedule.
+    write_backoff: retry::Backoff<(ObjKey, Option<String>)>,
+    event_backoff: retry::Backoff<ObjKey>,
+    /// Traefik verdicts whose Event failed, by object and version.
+    traefik_backoff: retry::Backoff<(TraefikRef, Option<String>)>,
 }
 
 /// One snapshot, numbered, as handed to the instance reconcilers, with what changed since the
@@ -164,9 +176,8 @@ pub async fn run(
     // A round fell due while another was being written: started once that one ends.
     let mut round_waiting = false;
     let mut joined: Option<Written> = None;
-    let mut event_retry = retry::EventRetry::default();
     // When a round that missed Events or status writes runs again, without waiting for a
-    // change.
+    // change: when the first failed object is due (each has its own back-off, see `retry`).
     let mut retry_round: Option<tokio::time::Instant>;
     loop {
         changed.borrow_and_update();
@@ -236,15 +247,10 @@ pub async fn run(
             };
             rounds.finished(&written.dags, outcome);
             let missed = written.outcome.missed;
-            retry_round = event_retry
-                .after_round(missed, Instant::now())
-                .map(tokio::time::Instant::from_std);
-            if let Some(at) = retry_round {
+            if let Some(at) = written.outcome.retry_at {
                 tracing::info!(
                     missed,
-                    in_ms = at
-                        .saturating_duration_since(tokio::time::Instant::now())
-                        .as_millis(),
+                    in_ms = at.saturating_duration_since(Instant::now()).as_millis(),
                     "Events not recorded or statuses not written; the status round runs again"
                 );
             }
@@ -271,10 +277,14 @@ pub async fn run(
                 announced = Announced::default();
                 traefik_announced.clear();
                 rounds.forget();
-                event_retry.forget();
                 retry_round = None;
             } else if std::mem::take(&mut round_waiting)
-                || rounds.due(statuses_touched, &dags, rejected(&ctx, &dags))
+                || rounds.due(
+                    statuses_touched,
+                    &dags,
+                    rejected(&ctx, &dags),
+                    Instant::now(),
+                )
             {
                 // Otherwise every status is still in step: the objects' statuses did not
                 // change, nor did any verdict, so the O(routes) combination is skipped.
@@ -293,6 +303,11 @@ pub async fn run(
                     )));
                 }
             }
+        }
+        // The next retry of a failed write or Event, unless a round is under way (its end
+        // starts a pass).
+        if writing.is_none() {
+            retry_round = rounds.retry_at().map(tokio::time::Instant::from_std);
         }
         ctx.metrics
             .reconcile_seconds
@@ -427,14 +442,14 @@ fn rejected(ctx: &RoutesContext, dags: &[Arc<Dag>]) -> bool {
 }
 
 /// The leader's part: statuses, with an IngressRoute that alone caused a configuration Envoy
-/// rejected told so. Returns how many statuses differed from what the objects carry, and how
-/// many Events were due and not recorded or status writes failed.
+/// rejected told so. Returns how many statuses differed from what the objects carry, how many
+/// Events or status writes failed and are to be tried again, and when the first is due.
 async fn write_verdicts(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: &[Arc<Dag>],
     (announced, traefik_announced): (&mut Announced, &mut TraefikAnnounced),
-) -> (usize, usize) {
+) -> RoundOutcome {
     let rejections: Vec<_> = dags
         .iter()
         .map(|d| ctx.cache.rejections(&d.gateway))
@@ -446,9 +461,22 @@ async fn write_verdicts(
         .collect();
     let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
     // Events not recorded are retried by a later round, like statuses not written.
-    let missed = traefik::announce(ctx, snapshot, &blamed, traefik_announced).await;
-    let (differed, owed) = write_statuses(ctx, snapshot, blamed, announced).await;
-    (differed, missed + owed)
+    let traefik_backoff = &mut announced.traefik_backoff;
+    traefik::announce(ctx, snapshot, &blamed, traefik_announced, traefik_backoff).await;
+    let statuses_differed = write_statuses(ctx, snapshot, blamed, announced).await;
+    RoundOutcome {
+        statuses_differed,
+        waiting: announced.write_backoff.len(),
+        missed: announced.write_backoff.len()
+            + announced.owed.len()
+            + announced.traefik_backoff.len(),
+        rejected: false,
+        retry_at: retry::earliest([
+            announced.write_backoff.next_due(),
+            announced.event_backoff.next_due(),
+            announced.traefik_backoff.next_due(),
+        ]),
+    }
 }
 
 /// How long the coordinator waits for every instance to build a snapshot before giving up on

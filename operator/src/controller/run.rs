@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub debounce: Duration,
     /// IngressRoute status writes in flight at once (`--status-writes-in-flight`).
     pub status_writes_in_flight: usize,
+    /// How long one IngressRoute status write or Event may take (`--status-call-timeout-seconds`).
+    pub status_call_timeout: Duration,
     pub provision: crate::provision::ProvisionContext,
     pub translate: TranslateOptions,
     /// Serve xDS without TLS (`--insecure-xds`); otherwise the operator keeps a CA and a server
@@ -202,6 +204,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             translate: opts.translate.clone(),
             debounce: opts.debounce,
             status_writes_in_flight: opts.status_writes_in_flight,
+            call_timeout: opts.status_call_timeout,
             resync: Duration::from_secs(30),
             route_counts: route_counts.clone(),
             dags: dags.clone(),
@@ -216,6 +219,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     controller: routes::EVENT_REPORTER.to_owned(),
                     instance: Some(opts.identity.clone()),
                 },
+                opts.status_call_timeout,
             ),
         };
         async move {
@@ -251,6 +255,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             dags,
             claims_problems,
             cache: cache.clone(),
+            call_timeout: opts.status_call_timeout,
             recorder: kube::runtime::events::Recorder::new(
                 client.clone(),
                 kube::runtime::events::Reporter {

@@ -62,6 +62,10 @@ pub struct GatewayContext {
     pub xds_ca: Option<Arc<crate::pki::identity::CertificateAuthority>>,
     /// Records Events on Gateways (objects that could not be applied).
     pub recorder: Recorder,
+    /// How long the Gateway's status write or one of its Events may take
+    /// (`--status-call-timeout-seconds`): a call never answered fails the reconcile, which is
+    /// retried, instead of holding it.
+    pub call_timeout: std::time::Duration,
     /// The namespaces watched (`--watch-namespaces`): one controller stream each, and the
     /// Gateway roots outside them are shown in the status.
     pub watch: crate::source::kube::WatchScope,
@@ -78,6 +82,8 @@ pub enum GatewayError {
     Observe(kube::Error),
     #[error("writing the Gateway status: {0}")]
     Status(kube::Error),
+    #[error("writing the Gateway status: the API server did not answer within {0:?}")]
+    StatusTimedOut(std::time::Duration),
     #[error("Gateway has no namespace")]
     NoNamespace,
     #[error("issuing the xDS client certificate: {0}")]
@@ -92,7 +98,7 @@ impl GatewayError {
         match self {
             Self::Read(_) => "read",
             Self::Observe(_) => "observe",
-            Self::Status(_) => "status",
+            Self::Status(_) | Self::StatusTimedOut(_) => "status",
             Self::NoNamespace => "invalid",
             Self::XdsCredentials(_) => "xds_credentials",
             Self::NotLeading => "not_leading",
@@ -278,13 +284,14 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
             "status": status,
         });
         ensure_leading(&ctx.leadership)?;
-        Api::<Gateway>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &gw.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
+        let api = Api::<Gateway>::namespaced(ctx.client.clone(), &ns);
+        let name = gw.name_any();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(&body);
+        let written = api.patch_status(&name, &params, &patch);
+        tokio::time::timeout(ctx.call_timeout, written)
             .await
+            .map_err(|_| GatewayError::StatusTimedOut(ctx.call_timeout))?
             .map_err(GatewayError::Status)?;
         ctx.metrics
             .status_writes
@@ -305,7 +312,12 @@ async fn reconcile_leader(cached: &Gateway, ctx: &GatewayContext) -> Result<Acti
         // that keeps the first note; a new event always follows a status write, so the
         // Gateway's resourceVersion tells the new event apart.
         regarding.resource_version = gw.metadata.resource_version.clone();
-        if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
+        let published = ctx.recorder.publish(&event, &regarding);
+        let published = tokio::time::timeout(ctx.call_timeout, published).await;
+        if let Err(e) = published
+            .map_err(|_| "the API server did not answer in time".to_owned())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             ctx.metrics
                 .reconcile_errors
                 .with_label_values(&["gateway", "event"])
@@ -403,8 +415,14 @@ async fn report_undecodable(
         action: EVENT_ACTION.to_owned(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, "publishing an event failed");
+    let regarding = obj.object_ref(&());
+    let published = ctx.recorder.publish(&event, &regarding);
+    match tokio::time::timeout(ctx.call_timeout, published).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "publishing an event failed"),
+        Err(_) => {
+            tracing::warn!("publishing an event failed: the API server did not answer in time")
+        }
     }
     Ok(Action::await_change())
 }

@@ -7,6 +7,12 @@
 //! with perf). These Events never repeat: each regards one object at one resourceVersion, and
 //! what was announced is remembered per object by the caller, so there is no series to make
 //! and nothing to remember here.
+//!
+//! Each creation is bounded in time (`--status-call-timeout-seconds`): the client has no read
+//! timeout of its own, and one Event the API server never answers must not hold the status
+//! round (every tenant's statuses and Events) any longer than that.
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
@@ -20,19 +26,41 @@ use kube::runtime::events::{Event, EventType, Reporter};
 pub struct EventSink {
     client: kube::Client,
     reporter: Reporter,
+    /// How long one creation may take before it counts as failed.
+    timeout: Duration,
+}
+
+/// Why an Event was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("the API server did not answer within {0:?}")]
+    TimedOut(Duration),
 }
 
 impl EventSink {
-    pub fn new(client: kube::Client, reporter: Reporter) -> Self {
-        Self { client, reporter }
+    pub fn new(client: kube::Client, reporter: Reporter, timeout: Duration) -> Self {
+        Self {
+            client,
+            reporter,
+            timeout,
+        }
     }
 
-    /// Creates one Event about `regarding`, in its namespace.
+    /// Creates one Event about `regarding`, in its namespace, within the sink's timeout.
     pub async fn publish(
         &self,
         event: &Event,
         regarding: &ObjectReference,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<(), EventError> {
+        tokio::time::timeout(self.timeout, self.create(event, regarding))
+            .await
+            .map_err(|_| EventError::TimedOut(self.timeout))?
+            .map_err(EventError::Api)
+    }
+
+    async fn create(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let event = k8s_event(&self.reporter, event, regarding, Timestamp::now());
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);

@@ -1,50 +1,88 @@
-//! When a status round that missed Events or status writes (the API refused or failed a write)
-//! runs again: soon,
-//! then less and less often, a bounded number of times; after that, with the next change or
-//! the periodic resync, as before. Nothing is queued: a round recomputes what is still to be
-//! announced (what was announced is remembered per object), so the state is one counter and one
-//! instant whatever the number of Events missed. Pure: the caller passes the time.
+//! When a status write or an Event that failed (refused, or not answered within
+//! `--status-call-timeout-seconds`) is tried again: per object, soon, then less and less often,
+//! up to a capped interval, for as long as it is due (never given up here). Each object keeps
+//! its own schedule, so one that always fails (a status the API server refuses every time, a
+//! namespace whose admission hangs) is tried once per [`MAX_DELAY`] and never makes the rounds
+//! run again for everyone: the next retry round is the earliest instant some object is due, and
+//! the rounds in between leave the failing object alone. Pure: the caller passes the time.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The delay before the first retry; each next one doubles it.
 const FIRST_DELAY: Duration = Duration::from_secs(1);
-/// The longest delay between two retries.
-const MAX_DELAY: Duration = Duration::from_secs(16);
-/// Retries after as many rounds in a row that missed Events; then only changes and the resync
-/// bring the next round.
-const MAX_ATTEMPTS: u32 = 6;
+/// The longest delay between two tries of one object.
+pub(super) const MAX_DELAY: Duration = Duration::from_secs(60);
 
-/// The retry schedule of missed Events.
-#[derive(Debug, Default)]
-pub(super) struct EventRetry {
-    /// Rounds in a row that missed Events.
-    failed_rounds: u32,
+/// The delay after `failures` failures in a row (at least one).
+fn delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    FIRST_DELAY
+        .checked_mul(1 << doublings)
+        .map_or(MAX_DELAY, |d| d.min(MAX_DELAY))
 }
 
-impl EventRetry {
-    /// A round ended at `now` with `missed` Events not recorded: when to run a round again
-    /// (`None`: no retry scheduled, because nothing was missed or the attempts are spent).
-    pub fn after_round(&mut self, missed: usize, now: Instant) -> Option<Instant> {
-        if missed == 0 {
-            self.failed_rounds = 0;
-            return None;
+/// One failing object: failures in a row, and when it is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Failing {
+    failures: u32,
+    next: Instant,
+}
+
+/// The retry schedule of failing objects, by key (an object, at a version where it matters).
+#[derive(Debug)]
+pub(super) struct Backoff<K> {
+    failing: BTreeMap<K, Failing>,
+}
+
+impl<K> Default for Backoff<K> {
+    fn default() -> Self {
+        Self {
+            failing: BTreeMap::new(),
         }
-        self.failed_rounds = self.failed_rounds.saturating_add(1);
-        if self.failed_rounds > MAX_ATTEMPTS {
-            return None;
-        }
-        let doublings = self.failed_rounds - 1;
-        let delay = FIRST_DELAY
-            .checked_mul(1 << doublings.min(16))
-            .map_or(MAX_DELAY, |d| d.min(MAX_DELAY));
-        Some(now + delay)
+    }
+}
+
+impl<K: Ord> Backoff<K> {
+    /// Whether `key` may be tried at `now` (it is not failing, or its delay has passed).
+    pub fn ready(&self, key: &K, now: Instant) -> bool {
+        self.failing.get(key).is_none_or(|f| f.next <= now)
     }
 
-    /// This replica stopped leading: the next leader starts afresh.
-    pub fn forget(&mut self) {
-        self.failed_rounds = 0;
+    /// `key` failed at `now`: tried again after a delay twice the last one (capped).
+    pub fn failed(&mut self, key: K, now: Instant) {
+        let f = self.failing.entry(key).or_insert(Failing {
+            failures: 0,
+            next: now,
+        });
+        f.failures = f.failures.saturating_add(1);
+        f.next = now + delay(f.failures);
     }
+
+    /// `key` succeeded (or is no longer to be tried): its schedule is forgotten.
+    pub fn succeeded(&mut self, key: &K) {
+        self.failing.remove(key);
+    }
+
+    /// Keeps the schedules of the keys `keep` says are still to be tried.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.failing.retain(|k, _| keep(k));
+    }
+
+    /// When the first failing object is due again.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.failing.values().map(|f| f.next).min()
+    }
+
+    /// How many objects are failing.
+    pub fn len(&self) -> usize {
+        self.failing.len()
+    }
+}
+
+/// The earliest of some instants.
+pub(super) fn earliest(instants: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+    instants.into_iter().flatten().min()
 }
 
 #[cfg(test)]
@@ -52,30 +90,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missed_events_are_retried_with_a_growing_delay_a_bounded_number_of_times() {
+    fn a_failing_object_is_retried_with_a_growing_delay_capped_and_never_dropped() {
         let t = Instant::now();
-        let mut r = EventRetry::default();
-        let delays: Vec<Option<Duration>> = (0..8)
-            .map(|_| r.after_round(3, t).map(|at| at - t))
-            .collect();
-        let s = Duration::from_secs;
+        let mut b = Backoff::default();
+        let mut delays = Vec::new();
+        let mut now = t;
+        for _ in 0..10 {
+            assert!(b.ready(&"doomed", now));
+            b.failed("doomed", now);
+            let next = b.next_due().unwrap_or(now);
+            assert!(!b.ready(&"doomed", next - Duration::from_millis(1)));
+            delays.push((next - now).as_secs());
+            now = next;
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
+        assert_eq!(b.len(), 1, "still scheduled after ten failures");
+        b.succeeded(&"doomed");
+        assert_eq!(b.next_due(), None);
+        assert!(b.ready(&"doomed", t));
+    }
+
+    /// One object failing for a long time does not delay another's first retry: each has its
+    /// own schedule, and the next retry round is the earliest of them.
+    #[test]
+    fn one_failing_object_does_not_delay_another() {
+        let t = Instant::now();
+        let mut b = Backoff::default();
+        let mut now = t;
+        for _ in 0..8 {
+            b.failed("doomed", now);
+            now += Duration::from_secs(60);
+        }
+        // Just after the doomed object's last failure, another fails for the first time: it is
+        // due after its own first delay, not the doomed object's.
+        let last = now - Duration::from_secs(60);
+        let doomed_next = b.next_due();
+        assert_eq!(doomed_next, Some(last + Duration::from_secs(60)));
+        b.failed("other", last);
+        assert_eq!(b.next_due(), Some(last + Duration::from_secs(1)));
+        assert!(b.ready(&"other", last + Duration::from_secs(1)));
+        assert!(!b.ready(&"doomed", last + Duration::from_secs(1)));
+        b.retain(|k| *k == "other");
+        assert_eq!(b.len(), 1);
+        assert_ne!(b.next_due(), doomed_next);
         assert_eq!(
-            delays,
-            [
-                Some(s(1)),
-                Some(s(2)),
-                Some(s(4)),
-                Some(s(8)),
-                Some(s(16)),
-                Some(s(16)),
-                None,
-                None
-            ]
+            earliest([None, Some(now), Some(t)]),
+            Some(t),
+            "the earliest schedule"
         );
-        // A round that missed nothing resets the schedule.
-        assert_eq!(r.after_round(0, t), None);
-        assert_eq!(r.after_round(1, t), Some(t + s(1)));
-        r.forget();
-        assert_eq!(r.after_round(1, t), Some(t + s(1)));
     }
 }

@@ -38,17 +38,13 @@ pub(super) async fn write_round(
             () = stepped_down(&mut leading) => None,
         }
     };
-    let Some((statuses_differed, missed)) = written else {
+    let Some(outcome) = written else {
         tracing::info!("no longer leading; the status round stopped with its writes under way");
         return unknown_round();
     };
     Written {
         dags,
-        outcome: RoundOutcome {
-            statuses_differed,
-            missed,
-            rejected: false,
-        },
+        outcome,
         announced,
         traefik_announced,
     }

@@ -8,10 +8,13 @@
 //! know what its predecessor announced, so it announces each Traefik object's current verdict
 //! once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 
+use super::retry::Backoff;
+use super::writes::{NAMESPACE_ROUND_TRIPS, fair_order, per_namespace_share};
 use super::{RoutesContext, status_event};
 use crate::api::gateway::RouteCounts;
 use crate::api::ingressroute::IngressRouteStatus;
@@ -135,19 +138,37 @@ pub fn to_announce(
         .collect()
 }
 
-/// The leader's part: an Event on each Traefik object whose verdict is new, a few at a time.
-/// Returns how many were due but not recorded (retried on a later round).
+/// The leader's part: an Event on each Traefik object whose verdict is new, a few at a time,
+/// one namespace after another in turn and at most a share of each namespace per round (as
+/// status writes, see [`super::writes::NAMESPACE_ROUND_TRIPS`]). An Event that failed is tried
+/// again on its object's own schedule (`backoff`, by object and version; see [`super::retry`]).
 pub(super) async fn announce(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: &[&Dag],
     announced: &mut TraefikAnnounced,
-) -> usize {
+    backoff: &mut Backoff<(TraefikRef, Option<String>)>,
+) {
     use futures::StreamExt;
     announced.retain(|r, _| reference(snapshot, r).is_some());
     let todo = to_announce(snapshot, traefik_verdicts(dags.iter().copied()), announced);
-    let wanted = todo.len();
-    let done: Vec<(TraefikRef, (Option<String>, IngressRouteStatus))> = futures::stream::iter(todo)
+    let versioned = |r: &TraefikRef, reference: &ObjectReference| {
+        (r.clone(), reference.resource_version.clone())
+    };
+    let due: BTreeSet<(TraefikRef, Option<String>)> = todo
+        .iter()
+        .map(|(r, reference, _)| versioned(r, reference))
+        .collect();
+    backoff.retain(|k| due.contains(k));
+    let now = Instant::now();
+    let todo: Vec<_> = todo
+        .into_iter()
+        .filter(|(r, reference, _)| backoff.ready(&versioned(r, reference), now))
+        .collect();
+    let todo = fair_order(todo, |(r, _, _)| &r.key.namespace);
+    let share = NAMESPACE_ROUND_TRIPS.saturating_mul(ctx.status_writes_in_flight.max(1));
+    let (todo, _deferred) = per_namespace_share(todo, share, |(r, _, _)| &r.key.namespace);
+    let results: Vec<_> = futures::stream::iter(todo)
         .map(|(r, reference, status)| async move {
             if !ctx.leadership.is_leading() {
                 return None;
@@ -157,7 +178,10 @@ pub(super) async fn announce(
                 .publish(&status_event(&status), &reference)
                 .await
             {
-                Ok(()) => Some((r, (reference.uid, status))),
+                Ok(()) => {
+                    let key = versioned(&r, &reference);
+                    Some(Ok((key, (reference.uid, status))))
+                }
                 Err(e) => {
                     ctx.metrics
                         .reconcile_errors
@@ -167,7 +191,7 @@ pub(super) async fn announce(
                         object = %r.key, kind = %r.kind, api_version = %r.api_version,
                         error = %e, "cannot record an event on the Traefik object; will retry"
                     );
-                    None
+                    Some(Err(versioned(&r, &reference)))
                 }
             }
         })
@@ -175,9 +199,16 @@ pub(super) async fn announce(
         .filter_map(|a| async move { a })
         .collect()
         .await;
-    let missed = wanted - done.len();
-    announced.extend(done);
-    missed
+    let now = Instant::now();
+    for result in results {
+        match result {
+            Ok((key, a)) => {
+                backoff.succeeded(&key);
+                announced.insert(key.0, a);
+            }
+            Err(key) => backoff.failed(key, now),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! event when the verdict is new; only while leading.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -41,22 +42,24 @@ pub fn statuses_to_write<'a>(
             current != Some(want)
         })
         .collect();
-    fair_order(differing)
+    fair_order(differing, |(key, _)| &key.namespace)
 }
 
-/// `writes` (sorted by key) taken one per namespace in turn: the first write of each namespace,
-/// then the second of each, and so on. A tenant whose thousands of statuses flip (a Service
-/// they all use toggled) would otherwise go first in every round when its namespace sorts
-/// first, and every other tenant's one new IngressRoute would wait behind all of them (review
-/// 4 F3.3).
-fn fair_order<T>(writes: Vec<(ObjKey, T)>) -> Vec<(ObjKey, T)> {
-    let mut queues: Vec<std::collections::VecDeque<(ObjKey, T)>> = Vec::new();
+/// `writes` taken one per namespace in turn: the first write of each namespace, then the
+/// second of each, and so on (namespaces in the order they first appear, each one's writes in
+/// their order). A tenant whose thousands of statuses flip (a Service they all use toggled)
+/// would otherwise go first in every round when its namespace sorts first, and every other
+/// tenant's one new IngressRoute would wait behind all of them (review 4 F3.3).
+pub(super) fn fair_order<T>(writes: Vec<T>, namespace: impl Fn(&T) -> &str) -> Vec<T> {
+    let mut queues: Vec<std::collections::VecDeque<T>> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for w in writes {
-        match queues.last_mut() {
-            Some(q) if q.back().is_some_and(|(k, _)| k.namespace == w.0.namespace) => {
-                q.push_back(w);
+        match index.get(namespace(&w)) {
+            Some(&i) => queues[i].push_back(w),
+            None => {
+                index.insert(namespace(&w).to_owned(), queues.len());
+                queues.push(std::collections::VecDeque::from([w]));
             }
-            _ => queues.push(std::collections::VecDeque::from([w])),
         }
     }
     let mut out = Vec::with_capacity(queues.iter().map(|q| q.len()).sum());
@@ -84,7 +87,7 @@ mod fair_order_tests {
         writes.push((ObjKey::new("mmm", "one"), 1000));
         writes.push((ObjKey::new("zzz", "a"), 1001));
         writes.push((ObjKey::new("zzz", "b"), 1002));
-        let ordered = fair_order(writes);
+        let ordered = fair_order(writes, |(k, _)| &k.namespace);
         assert_eq!(ordered.len(), 1003);
         let first: Vec<u32> = ordered.iter().take(6).map(|(_, v)| *v).collect();
         assert_eq!(first, [0, 1000, 1001, 1, 1002, 2]);
@@ -95,30 +98,107 @@ mod fair_order_tests {
             .collect();
         assert_eq!(aaa, (0..1000).collect::<Vec<_>>());
     }
+
+    /// A namespace with thousands of writes due takes at most its share of a round; the rest
+    /// waits for the next round (which starts as soon as this one ends), so another tenant's
+    /// write, due after this round started, waits behind at most that share.
+    #[test]
+    fn a_round_takes_at_most_a_share_of_each_namespace() {
+        let mut writes: Vec<(ObjKey, u32)> = (0..1000)
+            .map(|i| (ObjKey::new("aaa", format!("r{i:04}")), i))
+            .collect();
+        writes.extend((0..3).map(|i| (ObjKey::new("zzz", format!("r{i}")), 1000 + i)));
+        let ordered = fair_order(writes, |(k, _)| &k.namespace);
+        let (taken, deferred) = per_namespace_share(ordered, 64, |(k, _)| &k.namespace);
+        assert_eq!(deferred, 1000 - 64);
+        assert_eq!(taken.len(), 64 + 3);
+        let aaa: Vec<u32> = (taken.iter())
+            .filter(|(k, _)| &*k.namespace == "aaa")
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(aaa, (0..64).collect::<Vec<_>>(), "the first in key order");
+        // Every write of the small namespace is among the first of the round.
+        let zzz: Vec<usize> = (taken.iter().enumerate())
+            .filter(|(_, (k, _))| &*k.namespace == "zzz")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(zzz, [1, 3, 5]);
+        // Under the share, nothing is deferred.
+        let few = vec![(ObjKey::new("aaa", "a"), 0), (ObjKey::new("bbb", "b"), 1)];
+        assert_eq!(per_namespace_share(few, 1, |(k, _)| &k.namespace).1, 0);
+    }
+
+    /// Traefik announcements arrive sorted by API version and kind first: the namespaces are
+    /// interleaved all the same.
+    #[test]
+    fn namespaces_take_turns_whatever_the_input_order() {
+        let items = vec![("b", 0), ("a", 1), ("b", 2), ("a", 3), ("c", 4)];
+        let ordered = fair_order(items, |(ns, _)| ns);
+        assert_eq!(ordered, [("b", 0), ("a", 1), ("c", 4), ("b", 2), ("a", 3)]);
+    }
+}
+
+/// How many writes of one namespace a status round makes, in round trips per write in flight:
+/// the round's share of each namespace is this times `--status-writes-in-flight` (1,024 by
+/// default). A round ends when all its writes are done, and whatever falls due meanwhile (another
+/// tenant's new IngressRoute) waits for the next round: without a share, a tenant with 10,000
+/// flipping statuses would make everyone wait for all of them. With it, a round lasts at most
+/// this many round trips per namespace with writes due, and the next one starts as soon as it
+/// ends with the rest (in turn with everyone else's).
+pub const NAMESPACE_ROUND_TRIPS: usize = 64;
+
+/// The first `share` items of each namespace of `items` (in their order), and how many were
+/// left out.
+pub(super) fn per_namespace_share<T>(
+    items: Vec<T>,
+    share: usize,
+    namespace: impl Fn(&T) -> &str,
+) -> (Vec<T>, usize) {
+    let mut taken: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut deferred = 0;
+    let kept = items
+        .into_iter()
+        .filter(|item| {
+            let n = match taken.get_mut(namespace(item)) {
+                Some(n) => n,
+                None => taken.entry(namespace(item).to_owned()).or_insert(0),
+            };
+            *n += 1;
+            let keep = *n <= share;
+            deferred += usize::from(!keep);
+            keep
+        })
+        .collect();
+    (kept, deferred)
 }
 
 /// Writes the statuses that changed, `--status-writes-in-flight` at a time (default
-/// [`STATUS_WRITES_IN_FLIGHT`]), each started only while this replica still leads. Each status
+/// [`STATUS_WRITES_IN_FLIGHT`]), each started only while this replica still leads, and at most
+/// a share of each namespace per round (see [`NAMESPACE_ROUND_TRIPS`]). Each status
 /// written is announced with an Event on the IngressRoute (see [`status_event`]); a write that
 /// completes after the lease was lost is not announced, so the new leader, finding the status
 /// already written, records no event for it.
 /// An Event that could not be recorded is owed: later rounds record it while the object still
 /// carries that status (a status written again is announced by its own write).
-/// Returns how many statuses differed from what the objects carry (0: all were in step), and
-/// how many Events are owed or status writes failed (the round is then tried again soon; a
-/// failed write was not recorded as pending, so it is written again).
+/// A write or an Event that failed (or was not answered within `--status-call-timeout-seconds`)
+/// is tried again on its object's own schedule (see [`super::retry`]): rounds before then leave
+/// it alone, so one object the API server always refuses costs one call per interval, not one
+/// per round, and never holds back the others'.
+/// Returns how many statuses differed from what the objects carry (0: all were in step); the
+/// failures are in `announced`'s back-offs.
 pub(super) async fn write_statuses(
     ctx: &RoutesContext,
     snapshot: &ClusterSnapshot,
     dags: Vec<&Dag>,
     announced: &mut Announced,
-) -> (usize, usize) {
+) -> usize {
     use futures::StreamExt;
 
     announced
         .done
         .retain(|key, _| stored(snapshot, key).is_some());
     announced.pending.settle(snapshot);
+    let now = Instant::now();
     // Each write (and its event) is a round trip to the API server: a few are in flight at once,
     // so that 10,000 new IngressRoutes are not 10,000 sequential round trips. Keys are distinct,
     // so writes never race each other; what they announced is recorded once all are done.
@@ -127,22 +207,45 @@ pub(super) async fn write_statuses(
     // A status written by the last round and not yet seen back is not written twice (it still
     // counts as differing: the round is not in step until its echo is seen).
     let rewritten: BTreeSet<ObjKey> = differing.iter().map(|(key, _)| key.clone()).collect();
+    // A failed write's schedule, by object and the version it was decided on; forgotten once
+    // the object no longer differs or moved on (an edit is written at once).
+    let versioned = |key: &ObjKey| (key.clone(), stored_version(snapshot, key));
+    let due: BTreeSet<(ObjKey, Option<String>)> = rewritten.iter().map(versioned).collect();
+    announced.write_backoff.retain(|k| due.contains(k));
+    let backoff = &announced.write_backoff;
     let writes: Vec<(ObjKey, IngressRouteStatus)> = differing
         .into_iter()
         .filter(|(key, want)| !announced.pending.in_flight(key, want))
+        .filter(|(key, _)| backoff.ready(&versioned(key), now))
         .collect();
+    let share = NAMESPACE_ROUND_TRIPS.saturating_mul(ctx.status_writes_in_flight.max(1));
+    let (writes, deferred) = per_namespace_share(writes, share, |(key, _)| &key.namespace);
+    if deferred > 0 {
+        tracing::debug!(
+            deferred,
+            "status writes beyond their namespace's share of the round; the next round writes them"
+        );
+    }
     // An object written again announces itself; if that write fails, what it owed stays owed.
     let (held, owed): (Vec<_>, Vec<_>) = std::mem::take(&mut announced.owed)
         .into_iter()
         .partition(|(key, _)| rewritten.contains(key));
+    // Owed Events whose retry is not due yet stay owed, untried.
+    let mut waiting = Vec::new();
+    let event_backoff = &announced.event_backoff;
     let retries: Vec<(ObjKey, ObjectReference, Announcement, u32)> = owed
         .into_iter()
         .filter_map(|(key, ((uid, status), tries))| {
             let (meta, current) = stored(snapshot, &key)?;
-            (meta.uid == uid && current == Some(&status)).then(|| {
-                let reference = regarding(&key, meta.uid.clone(), meta.resource_version.clone());
-                (key, reference, (uid, status), tries)
-            })
+            if meta.uid != uid || current != Some(&status) {
+                return None;
+            }
+            if !event_backoff.ready(&key, now) {
+                waiting.push((key, ((uid, status), tries)));
+                return None;
+            }
+            let reference = regarding(&key, meta.uid.clone(), meta.resource_version.clone());
+            Some((key, reference, (uid, status), tries))
         })
         .collect();
     let seen = &announced.done;
@@ -151,12 +254,15 @@ pub(super) async fn write_statuses(
         .buffer_unordered(ctx.status_writes_in_flight.max(1))
         .collect()
         .await;
+    let now = Instant::now();
     let mut outcomes: Vec<(Announce, u32)> = Vec::with_capacity(results.len());
-    let mut failed = 0;
     for (written, outcome) in results {
         match written {
-            Written::Yes(key, status) => announced.pending.record(snapshot, key, status),
-            Written::Failed => failed += 1,
+            Written::Yes(key, status) => {
+                announced.write_backoff.succeeded(&versioned(&key));
+                announced.pending.record(snapshot, key, status);
+            }
+            Written::Failed(key) => announced.write_backoff.failed(versioned(&key), now),
             Written::No => {}
         }
         outcomes.extend(outcome.map(|o| (o, 0)));
@@ -170,10 +276,12 @@ pub(super) async fn write_statuses(
         .collect()
         .await;
     outcomes.extend(retried);
+    let now = Instant::now();
     let mut announced_now = BTreeSet::new();
     for (outcome, tries) in outcomes {
         match outcome {
             Announce::Recorded(key, a) => {
+                announced.event_backoff.succeeded(&key);
                 announced_now.insert(key.clone());
                 announced.done.insert(key, a);
             }
@@ -181,19 +289,23 @@ pub(super) async fn write_statuses(
                 // Refused every time (a quota, a namespace being deleted): given up, so that
                 // rounds do not run forever for it.
                 tracing::warn!(ingressroute = %key, tries = tries + 1, "the Event announcing its status was refused every time; giving up");
+                announced.event_backoff.succeeded(&key);
             }
             Announce::Owed(key, a) => {
+                announced.event_backoff.failed(key.clone(), now);
                 announced_now.insert(key.clone());
                 announced.owed.insert(key, (a, tries + 1));
             }
         }
     }
-    for (key, owed) in held {
+    for (key, owed) in held.into_iter().chain(waiting) {
         if !announced_now.contains(&key) {
             announced.owed.insert(key, owed);
         }
     }
-    (differed, announced.owed.len() + failed)
+    let owed = &announced.owed;
+    announced.event_backoff.retain(|key| owed.contains_key(key));
+    differed
 }
 
 /// How many status writes (each with its event) are in flight at once by default
@@ -203,6 +315,15 @@ pub(super) async fn write_statuses(
 /// the round stops at once: the writes under way are dropped (see [`super::round_task`]).
 pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
+/// How long one status write (all its calls: the write, and a read and the CRDs' check when
+/// the write shows the CRD changed) or one Event may take by default
+/// (`--status-call-timeout-seconds`) before it counts as failed and is tried again later. The
+/// API client has no read timeout: without this, one call the API server never answers (an
+/// admission webhook that hangs on one tenant's objects) would hold the status round, and so
+/// every tenant's statuses and Events, until the lease changed. Longer than the API server's
+/// own admission webhook timeout (10 s by default), so a slow webhook still gets its answer.
+pub const STATUS_CALL_TIMEOUT_SECONDS: u16 = 15;
+
 /// How many times an owed Event is tried before it is given up.
 const EVENT_TRIES: u32 = 8;
 
@@ -210,8 +331,9 @@ const EVENT_TRIES: u32 = 8;
 enum Written {
     /// To this IngressRoute.
     Yes(ObjKey, IngressRouteStatus),
-    /// The write failed: tried again by a later round.
-    Failed,
+    /// The write to this IngressRoute failed (or was not answered in time): tried again by
+    /// a later round, on its own schedule.
+    Failed(ObjKey),
     /// Not tried (no longer leading) or the object is gone.
     No,
 }
@@ -241,6 +363,11 @@ fn stored<'a>(
             .get(key)
             .map(|u| (&u.metadata, u.status.as_ref())),
     }
+}
+
+/// The stored version (`resourceVersion`) of an IngressRoute of the snapshot.
+fn stored_version(snapshot: &ClusterSnapshot, key: &ObjKey) -> Option<String> {
+    stored(snapshot, key).and_then(|(meta, _)| meta.resource_version.clone())
 }
 
 /// The reference of an Event about the IngressRoute `key` (its `uid`, at `resource_version`).
@@ -275,7 +402,10 @@ async fn write_and_announce(
         tracing::debug!(ingressroute = %key, "no longer leading; the status is left to the new leader");
         return (Written::No, None);
     }
-    match write_status(ctx, &key, &status).await {
+    let written = tokio::time::timeout(ctx.call_timeout, write_status(ctx, &key, &status))
+        .await
+        .unwrap_or(Err(StatusWriteError::TimedOut(ctx.call_timeout)));
+    match written {
         Ok(Some(stored)) => {
             ctx.metrics
                 .status_writes
@@ -306,7 +436,7 @@ async fn write_and_announce(
                 .with_label_values(&["routes", "status_write"])
                 .inc();
             tracing::warn!(ingressroute = %key, error = %e, "status write failed; will retry");
-            (Written::Failed, None)
+            (Written::Failed(key), None)
         }
     }
 }
@@ -360,6 +490,8 @@ enum StatusWriteError {
     Api(#[from] kube::Error),
     #[error("{0}")]
     NotKept(&'static str),
+    #[error("the API server did not answer within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// Writes one IngressRoute's status: through `/status` when the CRD has the subresource, else
