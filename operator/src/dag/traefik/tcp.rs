@@ -28,7 +28,7 @@ use crate::dag::select::Selection;
 use crate::dag::upstream::{check_weight_sum, policy_hash};
 use crate::snapshot::{ClusterSnapshot, ObjKey, TraefikTcpRoute};
 use crate::traefik::matcher::Syntax;
-use crate::traefik::tcp::tcp_rule;
+use crate::traefik::tcp::{SniMatch, tcp_rule};
 
 /// The kind reported for a Traefik IngressRouteTCP.
 pub const KIND: &str = "IngressRouteTCP";
@@ -204,11 +204,16 @@ fn parse<'s>(
                     ));
                 }
             };
+            let regex = match &m.sni {
+                SniMatch::Regex(r) => Some(r.clone()),
+                _ => None,
+            };
             alternatives.entry(host).or_default().push(Alternative {
                 route: index,
                 priority: rule.priority,
                 alpn: m.alpn.first().cloned(),
                 source,
+                regex,
             });
         }
     }
@@ -271,8 +276,11 @@ impl Builder<'_> {
                 clusters: Vec::new(),
                 branches: Vec::new(),
                 plain: parsed.plain,
+                sni_regexes: Vec::new(),
             };
             for chain in chains {
+                // Only a host with a single chain has patterns (see `tcp_match::plan`).
+                proxy.sni_regexes.extend(chain.sni.iter().cloned());
                 if chain.alpn.is_empty() && chain.sources.is_empty() {
                     proxy.clusters = weighted(chain.route);
                 } else {
