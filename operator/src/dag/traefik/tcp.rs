@@ -6,10 +6,10 @@
 //! a PROXY protocol header.
 //!
 //! `ClientIP()` and `ALPN()` add conditional chains of a name (see `tcp_match`);
-//! `HostSNI(`*`)` and `HostSNI(`*.name`)` claim the catch-all and wildcard hosts (see
-//! `tcp_open`); without `tls`, `HostSNI(`*`)` is plain TCP (see `tcp_plain`). What a filter
-//! chain cannot express exactly is refused, naming the part: `HostSNIRegexp` (hosts are owned
-//! by name; server_names have no regex) and TCP middlewares.
+//! `HostSNI(`*`)`, `HostSNI(`*.name`)` and `HostSNIRegexp()` claim the catch-all and wildcard
+//! hosts (see `tcp_open`); without `tls`, `HostSNI(`*`)` is plain TCP (see `tcp_plain`). What a
+//! filter chain cannot express exactly is refused, naming the part (TCP middlewares, and the
+//! combinations `tcp_match` cannot plan).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! The catch-all `HostSNI(`*`)` and wildcards `HostSNI(`*.name`)` of IngressRouteTCPs: the
-//! host names they claim and how their routes reach the IngressRouteTCP's other names.
+//! The catch-all `HostSNI(`*`)`, wildcards `HostSNI(`*.name`)` and `HostSNIRegexp()` of
+//! IngressRouteTCPs: the host names they claim and how their routes reach the
+//! IngressRouteTCP's other names.
 //!
 //! - `HostSNI(`*`)` claims the catch-all host `*` and `HostSNI(`*.name`)` the wildcard
 //!   `*.name` (one label under `name`, as Traefik matches), the same names an IngressRoute's
@@ -11,10 +12,15 @@
 //!   never reach the catch-all or a wildcard; the HTTPS listener closes the connections of held
 //!   names that have no chain of their own instead of letting them fall through (see
 //!   `xds::translate::listeners_hold`).
+//! - `HostSNIRegexp()` claims `*.parent` when its pattern is proved to match only names one
+//!   label under `parent` (`traefik::regex::one_label_parent`), else `*` (it could match any
+//!   name): so it only ever receives names nobody else holds, and its chain closes those the
+//!   pattern does not match (`xds::translate::listeners_sni`).
 //! - Within one IngressRouteTCP, Traefik tries every route whose rule matches in priority
 //!   order, whatever its `HostSNI()`: so the catch-all's routes also belong to each of the
 //!   object's names, and a wildcard's to the object's names one label under its parent, where
-//!   the filter-chain plan (`tcp_match`) resolves priorities.
+//!   the filter-chain plan (`tcp_match`) resolves priorities. A pattern's route reaches an
+//!   exact name only where the pattern matches it (decided here, with the `regex` crate).
 
 use std::collections::BTreeMap;
 
