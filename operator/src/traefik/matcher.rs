@@ -271,8 +271,7 @@ fn leaves(call: &Call, syntax: Syntax, protocol: Protocol) -> Result<Expr<Locate
                     Leaf::HostSniRegexp {
                         lower_closed: regex::lower_case_closed(&hir),
                         parent: regex::one_label_parent(&hir),
-                        searcher: regex::Searcher::new(&source)
-                            .map_err(|m| fail(format!("{name}: {m}")))?,
+                        searcher: regex::Searcher::new(&source),
                         pattern,
                     }
                 })

@@ -17,7 +17,7 @@
 //! what keeps regexes small (`e2e/tests/traefik_hostile.rs` sends such patterns to a real
 //! Envoy with that bootstrap).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use regex_syntax::ast::{self, Ast};
 use regex_syntax::hir::{self, Hir, HirKind, Look};
@@ -105,30 +105,45 @@ impl Pattern {
     }
 }
 
-/// A pattern compiled once for Sluice's own searches (Go's unanchored search), compared by its
-/// source.
+/// A pattern for Sluice's own searches (Go's unanchored search), compiled on first use and
+/// then shared by every clone (compiling costs milliseconds, and most patterns never meet an
+/// exact name); compared by its source.
 #[derive(Clone, Debug)]
-pub struct Searcher(Arc<::regex::Regex>);
+pub struct Searcher(Arc<SearcherInner>);
+
+#[derive(Debug)]
+struct SearcherInner {
+    source: String,
+    compiled: OnceLock<Result<::regex::Regex, String>>,
+}
 
 impl Searcher {
-    pub fn new(source: &str) -> Result<Self, String> {
-        ::regex::RegexBuilder::new(source)
-            .size_limit(SEARCH_SIZE_LIMIT)
-            .build()
-            .map(|re| Self(Arc::new(re)))
-            .map_err(|e| format!("regex cannot be evaluated: {}", first_line(&e.to_string())))
+    pub fn new(source: &str) -> Self {
+        Self(Arc::new(SearcherInner {
+            source: source.to_owned(),
+            compiled: OnceLock::new(),
+        }))
     }
 
     /// Whether Go's search finds the pattern in `text`, a lower-case DNS name (ASCII, where
     /// Rust's Unicode-aware classes agree with Go's ASCII ones).
-    pub fn is_match(&self, text: &str) -> bool {
-        self.0.is_match(text)
+    pub fn is_match(&self, text: &str) -> Result<bool, String> {
+        let compiled = self.0.compiled.get_or_init(|| {
+            ::regex::RegexBuilder::new(&self.0.source)
+                .size_limit(SEARCH_SIZE_LIMIT)
+                .build()
+                .map_err(|e| format!("regex cannot be evaluated: {}", first_line(&e.to_string())))
+        });
+        match compiled {
+            Ok(re) => Ok(re.is_match(text)),
+            Err(e) => Err(e.clone()),
+        }
     }
 }
 
 impl PartialEq for Searcher {
     fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
+        self.0.source == other.0.source
     }
 }
 
@@ -558,11 +573,11 @@ mod tests {
 
     #[test]
     fn search_is_gos_unanchored_search() {
-        let p = Searcher::new("db\\.example").unwrap();
-        assert!(p.is_match("a.db.example.com"));
-        assert!(!p.is_match("a.dbxexample.com"));
-        assert!(!Searcher::new("^db").unwrap().is_match("a.db"));
-        assert_eq!(p, Searcher::new("db\\.example").unwrap());
+        let p = Searcher::new("db\\.example");
+        assert!(p.is_match("a.db.example.com").unwrap());
+        assert!(!p.is_match("a.dbxexample.com").unwrap());
+        assert!(!Searcher::new("^db").is_match("a.db").unwrap());
+        assert_eq!(p, Searcher::new("db\\.example"));
     }
 
     #[test]

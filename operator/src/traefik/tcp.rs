@@ -148,10 +148,12 @@ fn conjunct(rule: &str, lits: &[&Located]) -> Result<Option<TcpMatch>, RuleError
                     {
                         SniMatch::Exact(x)
                     }
-                    (SniMatch::Regex(r), SniMatch::Exact(x)) if r.searcher.is_match(&x) => {
+                    (SniMatch::Regex(r), SniMatch::Exact(x)) => {
+                        if !searched(&r, &x, l)? {
+                            return Ok(None);
+                        }
                         SniMatch::Exact(x)
                     }
-                    (SniMatch::Regex(_), SniMatch::Exact(_)) => return Ok(None),
                     (SniMatch::Regex(_), _) => {
                         return Err(RuleError {
                             offset: l.start,
@@ -190,11 +192,10 @@ fn conjunct(rule: &str, lits: &[&Located]) -> Result<Option<TcpMatch>, RuleError
                     SniMatch::Any => SniMatch::Regex(r),
                     SniMatch::Regex(prev) if prev == r => SniMatch::Regex(r),
                     SniMatch::Exact(x) => {
-                        if r.searcher.is_match(&x) {
-                            SniMatch::Exact(x)
-                        } else {
+                        if !searched(&r, &x, l)? {
                             return Ok(None);
                         }
+                        SniMatch::Exact(x)
                     }
                     SniMatch::Regex(_) | SniMatch::OneLabelUnder(_) => {
                         return Err(RuleError {
@@ -243,6 +244,14 @@ fn conjunct(rule: &str, lits: &[&Located]) -> Result<Option<TcpMatch>, RuleError
     }
     m.source_ips.extend(network);
     Ok(Some(m))
+}
+
+/// Whether the pattern's search finds the exact name `name`.
+fn searched(r: &SniRegex, name: &str, at: &Located) -> Result<bool, RuleError> {
+    r.searcher.is_match(name).map_err(|message| RuleError {
+        offset: at.start,
+        message,
+    })
 }
 
 fn one_label_under(name: &str, parent: &str) -> bool {

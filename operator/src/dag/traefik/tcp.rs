@@ -217,7 +217,7 @@ fn parse<'s>(
             });
         }
     }
-    tcp_open::spread(&mut alternatives);
+    tcp_open::spread(&mut alternatives)?;
     let mut hosts = BTreeMap::new();
     for (host, alts) in alternatives {
         let chains = tcp_match::plan(&host, &alts).map_err(|e| format!("spec.routes: {e}"))?;

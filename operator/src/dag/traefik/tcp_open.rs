@@ -54,7 +54,7 @@ pub fn claim(sni: &SniMatch) -> Result<String, String> {
 /// wildcard covering it (see the module documentation). On an exact name, a `HostSNIRegexp()`
 /// alternative is decided now: kept without its pattern where the pattern's search finds the
 /// name, dropped elsewhere.
-pub fn spread(alternatives: &mut BTreeMap<String, Vec<Alternative>>) {
+pub fn spread(alternatives: &mut BTreeMap<String, Vec<Alternative>>) -> Result<(), String> {
     let any = alternatives.get(CATCH_ALL).cloned().unwrap_or_default();
     let wildcards: BTreeMap<String, Vec<Alternative>> = alternatives
         .iter()
@@ -75,14 +75,19 @@ pub fn spread(alternatives: &mut BTreeMap<String, Vec<Alternative>>) {
             continue;
         }
         for mut a in added {
-            if let Some(r) = a.regex.take()
-                && !r.searcher.is_match(host)
-            {
-                continue;
+            if let Some(r) = a.regex.take() {
+                let found = r
+                    .searcher
+                    .is_match(host)
+                    .map_err(|e| format!("spec.routes[{}].match: HostSNIRegexp(): {e}", a.route))?;
+                if !found {
+                    continue;
+                }
             }
             alts.push(a);
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -121,7 +126,7 @@ mod tests {
             SniMatch::Regex(SniRegex {
                 pattern,
                 parent: crate::traefik::regex::one_label_parent(&hir),
-                searcher: crate::traefik::regex::Searcher::new(p).unwrap(),
+                searcher: crate::traefik::regex::Searcher::new(p),
             })
         };
         assert_eq!(
@@ -143,7 +148,7 @@ mod tests {
             ("a.example.com".to_owned(), vec![alt(2, 10)]),
             ("a.b.example.com".to_owned(), vec![alt(3, 10)]),
         ]);
-        spread(&mut alts);
+        spread(&mut alts).unwrap();
         let routes = |h: &str| alts[h].iter().map(|a| a.route).collect::<Vec<_>>();
         assert_eq!(routes("*"), [0]);
         assert_eq!(routes("*.example.com"), [1, 0]);
