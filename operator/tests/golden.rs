@@ -42,7 +42,7 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 23] = [
+const TRAEFIK_GROUPS: [&str; 24] = [
     "allowed-hosts",
     "basic",
     "client-ip",
@@ -62,6 +62,7 @@ const TRAEFIK_GROUPS: [&str; 23] = [
     "tcp",
     "tcp-client-ip",
     "tcp-plain",
+    "tcp-regexp",
     "tcp-wild",
     "tls-options",
     "tls-store",

@@ -320,6 +320,11 @@ pub struct TcpProxy {
     /// `dag::traefik::tcp_plain`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub plain: bool,
+    /// Traefik `HostSNIRegexp()` on a wildcard or catch-all host: RE2 regexes matched against
+    /// the whole server name, one of which must match or the connection is closed before any
+    /// upstream connection (see `dag::traefik::tcp_open`); empty: no such condition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sni_regexes: Vec<String>,
 }
 
 impl TcpProxy {

@@ -223,6 +223,7 @@ impl<'a> Builder<'a> {
             clusters,
             branches: Vec::new(),
             plain: false,
+            sni_regexes: Vec::new(),
         })
     }
 }

@@ -93,7 +93,14 @@ pub enum Leaf {
     Method(String),
     ClientIp(Cidr),
     HostSni(HostName),
-    HostSniRegexp(Pattern),
+    /// Search on the lower-cased SNI; `lower_closed` as [`regex::lower_case_closed`], `parent`
+    /// as [`regex::one_label_parent`].
+    HostSniRegexp {
+        pattern: Pattern,
+        lower_closed: bool,
+        parent: Option<String>,
+        searcher: regex::Searcher,
+    },
     Alpn(String),
 }
 
@@ -242,6 +249,11 @@ fn leaves(call: &Call, syntax: Syntax, protocol: Protocol) -> Result<Expr<Locate
             }
             "HostRegexp" | "HostSNIRegexp" => {
                 nonempty(arg)?;
+                if name == "HostSNIRegexp" && !arg.is_ascii() {
+                    return Err(fail(format!(
+                        "{name}: the pattern must be ASCII (as Traefik requires)"
+                    )));
+                }
                 let source = match syntax {
                     Syntax::V3 => arg.to_owned(),
                     Syntax::V2 => {
@@ -256,7 +268,12 @@ fn leaves(call: &Call, syntax: Syntax, protocol: Protocol) -> Result<Expr<Locate
                         pattern,
                     }
                 } else {
-                    Leaf::HostSniRegexp(pattern)
+                    Leaf::HostSniRegexp {
+                        lower_closed: regex::lower_case_closed(&hir),
+                        parent: regex::one_label_parent(&hir),
+                        searcher: regex::Searcher::new(&source),
+                        pattern,
+                    }
                 })
             }
             "Path" | "PathPrefix" => {

@@ -308,7 +308,7 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
                     list.push(*c);
                 }
             }
-            (Leaf::HostSni(_) | Leaf::HostSniRegexp(_) | Leaf::Alpn(_), _) => {
+            (Leaf::HostSni(_) | Leaf::HostSniRegexp { .. } | Leaf::Alpn(_), _) => {
                 return Err(RuleError {
                     offset: l.start,
                     message: "TCP matchers are not allowed in an HTTP rule".into(),

@@ -5,7 +5,8 @@
 //! `regex-syntax` (whose syntax is a superset of most of RE2's) and uses none of the constructs
 //! RE2 lacks (class set operations, nested classes, `\u` escapes, the `x`/`u`/`R` flags,
 //! `\b{start}`-style assertions, repetition counts above 1000, Unicode properties other than
-//! general categories and common scripts). Go constructs `regex-syntax` lacks (`\Q…\E`, `\C`)
+//! general categories and common scripts), and hex escapes above `\x{FF}`, which Envoy's RE2
+//! refuses ("invalid escape sequence", Envoy 1.40). Go constructs `regex-syntax` lacks (`\Q…\E`, `\C`)
 //! are refused too, so the checker never accepts what it cannot read. Size is bounded by
 //! [`MAX_PATTERN`] and an estimate of the compiled program ([`MAX_COST`]).
 //!
@@ -15,6 +16,8 @@
 //! [`ENVOY_MAX_PROGRAM_SIZE`], far above what [`MAX_COST`] lets through; Sluice's own bound is
 //! what keeps regexes small (`e2e/tests/traefik_hostile.rs` sends such patterns to a real
 //! Envoy with that bootstrap).
+
+use std::sync::{Arc, OnceLock};
 
 use regex_syntax::ast::{self, Ast};
 use regex_syntax::hir::{self, Hir, HirKind, Look};
@@ -99,6 +102,119 @@ impl Pattern {
         } else {
             format!("(?s:.*)(?:{})(?s:.*)", self.source)
         }
+    }
+}
+
+/// A pattern for Sluice's own searches (Go's unanchored search), compiled on first use and
+/// then shared by every clone (compiling costs milliseconds, and most patterns never meet an
+/// exact name); compared by its source.
+#[derive(Clone, Debug)]
+pub struct Searcher(Arc<SearcherInner>);
+
+#[derive(Debug)]
+struct SearcherInner {
+    source: String,
+    compiled: OnceLock<Result<::regex::Regex, String>>,
+}
+
+impl Searcher {
+    pub fn new(source: &str) -> Self {
+        Self(Arc::new(SearcherInner {
+            source: source.to_owned(),
+            compiled: OnceLock::new(),
+        }))
+    }
+
+    /// Whether Go's search finds the pattern in `text`, a lower-case DNS name (ASCII, where
+    /// Rust's Unicode-aware classes agree with Go's ASCII ones).
+    pub fn is_match(&self, text: &str) -> Result<bool, String> {
+        let compiled = self.0.compiled.get_or_init(|| {
+            ::regex::RegexBuilder::new(&self.0.source)
+                .size_limit(SEARCH_SIZE_LIMIT)
+                .build()
+                .map_err(|e| format!("regex cannot be evaluated: {}", first_line(&e.to_string())))
+        });
+        match compiled {
+            Ok(re) => Ok(re.is_match(text)),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+impl PartialEq for Searcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.source == other.0.source
+    }
+}
+
+impl Eq for Searcher {}
+
+/// Compiled size allowed when Sluice evaluates a pattern itself ([`Pattern::search`]).
+const SEARCH_SIZE_LIMIT: usize = 1 << 22;
+
+/// The parent `p` when the pattern provably matches only names exactly one label under the
+/// literal name `p` (`^label\.p$`, where `label` is non-empty and can never contain a dot),
+/// as in `^[a-z0-9-]+\.db\.example\.com$` or a v2 template `{sub:[a-z]+}.db.example.com`.
+/// `None` says nothing: the pattern may match any name. The proof reads the HIR: the whole
+/// pattern is the concatenation of a start anchor, items none of which can match a dot, a
+/// literal whose part after its first dot is the parent, and an end anchor.
+pub fn one_label_parent(hir: &Hir) -> Option<String> {
+    let mut top = hir;
+    while let HirKind::Capture(c) = top.kind() {
+        top = &c.sub;
+    }
+    let HirKind::Concat(items) = top.kind() else {
+        return None;
+    };
+    let (first, rest) = items.split_first()?;
+    let (last, middle) = rest.split_last()?;
+    if *first.kind() != HirKind::Look(Look::Start) || *last.kind() != HirKind::Look(Look::End) {
+        return None;
+    }
+    let (suffix, label) = middle.split_last()?;
+    let HirKind::Literal(hir::Literal(bytes)) = suffix.kind() else {
+        return None;
+    };
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (head, parent) = text.split_once('.')?;
+    let shortest = label
+        .iter()
+        .map(|h| h.properties().minimum_len().unwrap_or(0))
+        .fold(head.len(), usize::saturating_add);
+    if shortest == 0 || parent.is_empty() {
+        return None;
+    }
+    if label.iter().any(|h| hir::visit(h, NoDot).is_err()) {
+        return None;
+    }
+    Some(parent.to_owned())
+}
+
+/// Fails on any literal or class that can match a dot.
+struct NoDot;
+
+impl hir::Visitor for NoDot {
+    type Output = ();
+    type Err = ();
+
+    fn finish(self) -> Result<(), ()> {
+        Ok(())
+    }
+
+    fn visit_pre(&mut self, node: &Hir) -> Result<(), ()> {
+        let dot = match node.kind() {
+            HirKind::Literal(l) => l.0.contains(&b'.'),
+            HirKind::Class(hir::Class::Unicode(c)) => c
+                .ranges()
+                .iter()
+                .any(|r| r.start() <= '.' && '.' <= r.end()),
+            HirKind::Class(hir::Class::Bytes(c)) => c
+                .ranges()
+                .iter()
+                .any(|r| r.start() <= b'.' && b'.' <= r.end()),
+            _ => false,
+        };
+        if dot { Err(()) } else { Ok(()) }
     }
 }
 
@@ -251,6 +367,15 @@ fn check_literal(l: &ast::Literal) -> Result<(), String> {
         ast::LiteralKind::Special(ast::SpecialLiteralKind::Space) => {
             Err(at(&l.span, "an escaped space"))
         }
+        // Envoy 1.40's RE2 refuses these ("invalid escape sequence"), which would make it
+        // reject the whole listener or route configuration.
+        ast::LiteralKind::HexFixed(_) | ast::LiteralKind::HexBrace(_) if u32::from(l.c) > 0xFF => {
+            Err(format!(
+                "the escape at byte {} of the regex names a code point above \\x{{FF}}, which \
+                 Envoy's RE2 refuses",
+                l.span.start.offset
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -376,6 +501,8 @@ mod tests {
             ("(?x)a b", "flag"),
             ("(?u:a)", "flag"),
             ("\\u0041", "\\u"),
+            ("[\\x{80}-\\x{10FFFF}]", "above \\x{FF}"),
+            ("\\x{100}", "above \\x{FF}"),
             ("a{1001}", "limit of 1000"),
             ("\\b{start}x", "word-boundary"),
             ("\\p{Alphabetic}", "Unicode class"),
@@ -406,6 +533,51 @@ mod tests {
         assert!(!check("^a|b$").unwrap().anchored);
         assert!(!check("^a").unwrap().anchored);
         assert!(check("^(a|b)$").unwrap().anchored);
+    }
+
+    #[test]
+    fn one_label_parents_are_proved_from_the_hir() {
+        let parent = |p: &str| one_label_parent(&parse(p).unwrap());
+        for (p, want) in [
+            ("^[a-z0-9-]+\\.db\\.example\\.com$", "db.example.com"),
+            ("^(?:[a-z]+)\\.db\\.example\\.com$", "db.example.com"),
+            ("^(pg|my)-[0-9]+\\.db\\.example\\.com$", "db.example.com"),
+            ("^www\\.example\\.com$", "example.com"),
+            ("\\A[^.]+\\.example\\.com\\z", "example.com"),
+            ("^\\w+\\.example\\.com$", "example.com"),
+        ] {
+            assert_eq!(parent(p).as_deref(), Some(want), "{p}");
+        }
+        for p in [
+            // Unanchored, or anchored at one end only: a search matches longer names.
+            "[a-z]+\\.db\\.example\\.com",
+            "^[a-z]+\\.db\\.example\\.com",
+            "[a-z]+\\.db\\.example\\.com$",
+            // The label may hold a dot, or be empty.
+            "^.+\\.example\\.com$",
+            "^[a-z.]+\\.example\\.com$",
+            "^[^a]+\\.example\\.com$",
+            "^[a-z]*\\.example\\.com$",
+            "^(a|b\\.c)\\.example\\.com$",
+            // Not a literal parent, or none at all.
+            "^[a-z]+\\.example\\.(com|org)$",
+            "^[a-z]+$",
+            "^[a-z]+\\.example\\.com\\.?$",
+            "(?m)^[a-z]+\\.example\\.com$",
+            "^a\\.b$|^c\\.d$",
+            ".*",
+        ] {
+            assert_eq!(parent(p), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn search_is_gos_unanchored_search() {
+        let p = Searcher::new("db\\.example");
+        assert!(p.is_match("a.db.example.com").unwrap());
+        assert!(!p.is_match("a.dbxexample.com").unwrap());
+        assert!(!Searcher::new("^db").is_match("a.db").unwrap());
+        assert_eq!(p, Searcher::new("db\\.example"));
     }
 
     #[test]

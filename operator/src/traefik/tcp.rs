@@ -6,6 +6,7 @@
 
 use super::matcher::{Cidr, HostName, Leaf, Located, Protocol, Syntax, parse_rule};
 use super::matches::{MAX_ALTERNATIVES, distinct_matches, first_offset, priority};
+use super::regex::{Pattern, Searcher};
 use super::rule::{Expr, RuleError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,9 +16,27 @@ pub enum SniMatch {
     Exact(String),
     /// One extra label under this name (Envoy `*.name` plus a check of the depth).
     OneLabelUnder(String),
-    /// Full-match RE2 regex on the SNI: needs Envoy's `filter_chain_matcher` (the classic
-    /// `filter_chain_match` has no regex).
-    Regex(String),
+    /// `HostSNIRegexp()`: a search on the lower-cased SNI (see `dag::traefik::tcp_open`).
+    Regex(SniRegex),
+}
+
+/// A `HostSNIRegexp()` pattern (lower-case closed, see [`super::regex::lower_case_closed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SniRegex {
+    pub pattern: Pattern,
+    /// The literal parent when the pattern provably matches only names one label under it
+    /// (see [`super::regex::one_label_parent`]).
+    pub parent: Option<String>,
+    pub searcher: Searcher,
+}
+
+impl SniRegex {
+    /// The RE2 regex Envoy matches against the whole SNI (`requested_server_name`), accepting
+    /// exactly the names in which Traefik's search on the lower-cased SNI finds the pattern:
+    /// the pattern is lower-case closed, so ignoring case is matching the lower-cased name.
+    pub fn envoy_regex(&self) -> String {
+        format!("(?i){}", self.pattern.envoy_full_match())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +148,12 @@ fn conjunct(rule: &str, lits: &[&Located]) -> Result<Option<TcpMatch>, RuleError
                     {
                         SniMatch::Exact(x)
                     }
+                    (SniMatch::Regex(r), SniMatch::Exact(x)) => {
+                        if !searched(&r, &x, l)? {
+                            return Ok(None);
+                        }
+                        SniMatch::Exact(x)
+                    }
                     (SniMatch::Regex(_), _) => {
                         return Err(RuleError {
                             offset: l.start,
@@ -142,18 +167,48 @@ fn conjunct(rule: &str, lits: &[&Located]) -> Result<Option<TcpMatch>, RuleError
                     _ => return Ok(None),
                 };
             }
-            Leaf::HostSniRegexp(p) => {
-                if m.sni != SniMatch::Any {
+            Leaf::HostSniRegexp {
+                pattern,
+                lower_closed,
+                parent,
+                searcher,
+            } => {
+                if !lower_closed {
                     return Err(RuleError {
                         offset: l.start,
                         message: format!(
-                            "{} together with another HostSNI condition cannot be expressed in \
-                             one Envoy filter chain match",
+                            "{}: Traefik matches the lower-cased server name, so upper-case \
+                             letters in the pattern never match; write it in lower case",
                             text(l)
                         ),
                     });
                 }
-                m.sni = SniMatch::Regex(p.envoy_full_match());
+                let r = SniRegex {
+                    pattern: pattern.clone(),
+                    parent: parent.clone(),
+                    searcher: searcher.clone(),
+                };
+                m.sni = match m.sni.clone() {
+                    SniMatch::Any => SniMatch::Regex(r),
+                    SniMatch::Regex(prev) if prev == r => SniMatch::Regex(r),
+                    SniMatch::Exact(x) => {
+                        if !searched(&r, &x, l)? {
+                            return Ok(None);
+                        }
+                        SniMatch::Exact(x)
+                    }
+                    SniMatch::Regex(_) | SniMatch::OneLabelUnder(_) => {
+                        return Err(RuleError {
+                            offset: l.start,
+                            message: format!(
+                                "{} together with another HostSNI or HostSNIRegexp condition \
+                                 other than an exact name cannot be expressed in one Envoy \
+                                 filter chain",
+                                text(l)
+                            ),
+                        });
+                    }
+                };
             }
             Leaf::ClientIp(c) => {
                 // Envoy's source ranges are alternatives: keep the intersection of all.
@@ -189,6 +244,14 @@ fn conjunct(rule: &str, lits: &[&Located]) -> Result<Option<TcpMatch>, RuleError
     }
     m.source_ips.extend(network);
     Ok(Some(m))
+}
+
+/// Whether the pattern's search finds the exact name `name`.
+fn searched(r: &SniRegex, name: &str, at: &Located) -> Result<bool, RuleError> {
+    r.searcher.is_match(name).map_err(|message| RuleError {
+        offset: at.start,
+        message,
+    })
 }
 
 fn one_label_under(name: &str, parent: &str) -> bool {

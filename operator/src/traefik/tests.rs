@@ -292,6 +292,66 @@ fn tcp_rules() {
     assert_eq!(r.matches[0].source_ips[0].prefix_len, 16);
 }
 
+#[test]
+fn tcp_host_sni_regexp_rules() {
+    let parent = |rule: &str, syntax: Syntax| -> Vec<Option<String>> {
+        tcp_rule(rule, syntax, None)
+            .unwrap()
+            .matches
+            .into_iter()
+            .map(|m| match m.sni {
+                SniMatch::Regex(r) => r.parent,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(
+        parent("HostSNIRegexp(`^[a-z]+\\.db\\.example\\.com$`)", Syntax::V3),
+        [Some("db.example.com".to_owned())]
+    );
+    assert_eq!(parent("HostSNIRegexp(`db`)", Syntax::V3), [None]);
+    // v2: anchored templates, several arguments ORed.
+    assert_eq!(
+        parent(
+            "HostSNIRegexp(`{sub:[a-z]+}.db.example.com`, `{x}.other.org`)",
+            Syntax::V2
+        ),
+        [
+            Some("db.example.com".to_owned()),
+            Some("other.org".to_owned())
+        ]
+    );
+    // With an exact name: the name where the pattern's search finds it.
+    let r = tcp_rule(
+        "(HostSNI(`pg.a.com`) || HostSNI(`my.a.com`)) && HostSNIRegexp(`^pg`)",
+        Syntax::V3,
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.matches.len(), 1);
+    assert_eq!(r.matches[0].sni, SniMatch::Exact("pg.a.com".into()));
+    assert!(
+        tcp_rule(
+            "HostSNI(`my.a.com`) && HostSNIRegexp(`^pg`)",
+            Syntax::V3,
+            None
+        )
+        .is_err()
+    );
+    for (rule, want) in [
+        ("HostSNIRegexp(`^PG`)", "lower case"),
+        ("HostSNIRegexp(`\u{e9}`)", "ASCII"),
+        (
+            "HostSNIRegexp(`a`) && HostSNIRegexp(`b`)",
+            "cannot be expressed",
+        ),
+        ("!HostSNIRegexp(`a`)", "negated"),
+    ] {
+        let e = tcp_rule(rule, Syntax::V3, None).unwrap_err();
+        assert!(e.message.contains(want), "{rule}: {}", e.message);
+    }
+}
+
 const SEEDS: &[&str] = &[
     "Host(`a.example.com`) && PathPrefix(`/api`)",
     "(Host(`a.com`) || HostRegexp(`^[a-z]+\\.b\\.com$`)) && !Method(`POST`)",

@@ -197,6 +197,7 @@ mod tests {
             clusters: Vec::new(),
             branches: Vec::new(),
             plain: false,
+            sni_regexes: Vec::new(),
         });
         let mut plain = vhost("plain.example.com", vec![route("/", &[("a", 80, 1)])]);
         plain.owner = "plain".into();

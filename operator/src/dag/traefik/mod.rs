@@ -290,6 +290,8 @@ mod tcp_open_tests;
 #[cfg(test)]
 mod tcp_plain_tests;
 #[cfg(test)]
+mod tcp_regex_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tls_tcp_tests;

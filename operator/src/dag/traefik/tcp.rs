@@ -6,10 +6,10 @@
 //! a PROXY protocol header.
 //!
 //! `ClientIP()` and `ALPN()` add conditional chains of a name (see `tcp_match`);
-//! `HostSNI(`*`)` and `HostSNI(`*.name`)` claim the catch-all and wildcard hosts (see
-//! `tcp_open`); without `tls`, `HostSNI(`*`)` is plain TCP (see `tcp_plain`). What a filter
-//! chain cannot express exactly is refused, naming the part: `HostSNIRegexp` (hosts are owned
-//! by name; server_names have no regex) and TCP middlewares.
+//! `HostSNI(`*`)`, `HostSNI(`*.name`)` and `HostSNIRegexp()` claim the catch-all and wildcard
+//! hosts (see `tcp_open`); without `tls`, `HostSNI(`*`)` is plain TCP (see `tcp_plain`). What a
+//! filter chain cannot express exactly is refused, naming the part (TCP middlewares, and the
+//! combinations `tcp_match` cannot plan).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use crate::dag::select::Selection;
 use crate::dag::upstream::{check_weight_sum, policy_hash};
 use crate::snapshot::{ClusterSnapshot, ObjKey, TraefikTcpRoute};
 use crate::traefik::matcher::Syntax;
-use crate::traefik::tcp::tcp_rule;
+use crate::traefik::tcp::{SniMatch, tcp_rule};
 
 /// The kind reported for a Traefik IngressRouteTCP.
 pub const KIND: &str = "IngressRouteTCP";
@@ -204,15 +204,20 @@ fn parse<'s>(
                     ));
                 }
             };
+            let regex = match &m.sni {
+                SniMatch::Regex(r) => Some(r.clone()),
+                _ => None,
+            };
             alternatives.entry(host).or_default().push(Alternative {
                 route: index,
                 priority: rule.priority,
                 alpn: m.alpn.first().cloned(),
                 source,
+                regex,
             });
         }
     }
-    tcp_open::spread(&mut alternatives);
+    tcp_open::spread(&mut alternatives)?;
     let mut hosts = BTreeMap::new();
     for (host, alts) in alternatives {
         let chains = tcp_match::plan(&host, &alts).map_err(|e| format!("spec.routes: {e}"))?;
@@ -271,8 +276,11 @@ impl Builder<'_> {
                 clusters: Vec::new(),
                 branches: Vec::new(),
                 plain: parsed.plain,
+                sni_regexes: Vec::new(),
             };
             for chain in chains {
+                // Only a host with a single chain has patterns (see `tcp_match::plan`).
+                proxy.sni_regexes.extend(chain.sni.iter().cloned());
                 if chain.alpn.is_empty() && chain.sources.is_empty() {
                     proxy.clusters = weighted(chain.route);
                 } else {

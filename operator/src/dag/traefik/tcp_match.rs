@@ -25,7 +25,7 @@
 use std::collections::BTreeSet;
 
 use crate::traefik::matcher::Cidr;
-use crate::traefik::tcp::contains;
+use crate::traefik::tcp::{SniRegex, contains};
 
 /// At most this many source networks per SNI name (across its chains).
 pub const MAX_SOURCES_PER_NAME: usize = 64;
@@ -58,6 +58,8 @@ pub struct Alternative {
     pub alpn: Option<String>,
     /// `None`: any client address.
     pub source: Option<Cidr>,
+    /// `HostSNIRegexp()`, on a wildcard or catch-all host: the server names it takes there.
+    pub regex: Option<SniRegex>,
 }
 
 /// One Envoy filter chain of a name: its ALPN values (empty: a client offering none of the
@@ -67,10 +69,16 @@ pub struct Chain {
     pub alpn: Vec<String>,
     pub sources: Vec<Cidr>,
     pub route: usize,
+    /// Envoy regexes (see [`SniRegex::envoy_regex`]), one of which the server name must match
+    /// or the connection is closed; empty: any name the chain receives.
+    pub sni: Vec<String>,
 }
 
 /// The chains of `host` from its alternatives, or why Envoy cannot choose as Traefik does.
 pub fn plan(host: &str, alternatives: &[Alternative]) -> Result<Vec<Chain>, String> {
+    if alternatives.iter().any(|a| a.regex.is_some()) {
+        return plan_regex(host, alternatives);
+    }
     let values: BTreeSet<&str> = alternatives
         .iter()
         .filter_map(|a| a.alpn.as_deref())
@@ -107,6 +115,7 @@ pub fn plan(host: &str, alternatives: &[Alternative]) -> Result<Vec<Chain>, Stri
                     alpn: alpn.clone(),
                     sources,
                     route,
+                    sni: Vec::new(),
                 }),
         );
     }
@@ -117,6 +126,7 @@ pub fn plan(host: &str, alternatives: &[Alternative]) -> Result<Vec<Chain>, Stri
                 alpn: Vec::new(),
                 sources,
                 route,
+                sni: Vec::new(),
             }),
     );
     let sources = chains.iter().map(|c| c.sources.len()).sum::<usize>();
@@ -127,6 +137,72 @@ pub fn plan(host: &str, alternatives: &[Alternative]) -> Result<Vec<Chain>, Stri
         ));
     }
     Ok(chains)
+}
+
+/// The chain of a wildcard or catch-all `host` some of whose alternatives are
+/// `HostSNIRegexp()`. Envoy picks one filter chain by server name, ALPN and client address
+/// before the pattern is checked (by an RBAC filter closing the connection), so a connection
+/// the pattern does not match can never go on to another route as in Traefik. So: a pattern
+/// alternative that a route of higher priority without pattern takes in full (same or no ALPN,
+/// a network containing its own) is dropped; what remains is served only when it is the
+/// patterns of one route under one condition (their union), or has no pattern at all.
+fn plan_regex(host: &str, alternatives: &[Alternative]) -> Result<Vec<Chain>, String> {
+    let shadowed = |r: &Alternative| {
+        alternatives.iter().any(|p| {
+            p.regex.is_none()
+                && p.priority > r.priority
+                && (p.alpn.is_none() || p.alpn == r.alpn)
+                && within(r.source.as_ref(), p.source.as_ref())
+        })
+    };
+    let kept: Vec<&Alternative> = alternatives
+        .iter()
+        .filter(|a| a.regex.is_none() || !shadowed(a))
+        .collect();
+    let Some(first) = kept.iter().find(|a| a.regex.is_some()) else {
+        let plain: Vec<Alternative> = kept.into_iter().cloned().collect();
+        return plan(host, &plain);
+    };
+    if let Some(other) = kept
+        .iter()
+        .find(|a| a.regex.is_none() || a.route != first.route)
+    {
+        let (a, b) = (first.route.min(other.route), first.route.max(other.route));
+        let what = if a == b {
+            "a HostSNIRegexp() and a condition without it".to_owned()
+        } else {
+            format!("spec.routes[{a}] and spec.routes[{b}]")
+        };
+        return Err(format!(
+            "host {host:?}: {what} share it: Envoy picks one filter chain per server name \
+             (then ALPN and client address) before the HostSNIRegexp() pattern is checked, so a \
+             connection the pattern does not match cannot go on to the other as in Traefik; give \
+             the pattern's route the higher priority over a HostSNI() covering it, or split them \
+             into separate hosts"
+        ));
+    }
+    if let Some(other) = kept
+        .iter()
+        .find(|a| a.alpn != first.alpn || a.source != first.source)
+    {
+        return Err(format!(
+            "host {host:?}: spec.routes[{}] has HostSNIRegexp() alternatives with different \
+             ALPN() or ClientIP() conditions: Envoy chooses by those before the pattern is \
+             checked; write one condition for all of them",
+            other.route
+        ));
+    }
+    let sni: BTreeSet<String> = kept
+        .iter()
+        .filter_map(|a| a.regex.as_ref())
+        .map(SniRegex::envoy_regex)
+        .collect();
+    Ok(vec![Chain {
+        alpn: first.alpn.iter().cloned().collect(),
+        sources: first.source.iter().copied().collect(),
+        route: first.route,
+        sni: sni.into_iter().collect(),
+    }])
 }
 
 /// The alternatives of one ALPN group as chains (route and its networks, in route order),
@@ -220,6 +296,7 @@ mod tests {
             priority,
             alpn: alpn.map(str::to_owned),
             source: source.map(|s| cidr(s).unwrap()),
+            regex: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The catch-all `HostSNI(`*`)` and wildcards `HostSNI(`*.name`)` of IngressRouteTCPs: the
-//! host names they claim and how their routes reach the IngressRouteTCP's other names.
+//! The catch-all `HostSNI(`*`)`, wildcards `HostSNI(`*.name`)` and `HostSNIRegexp()` of
+//! IngressRouteTCPs: the host names they claim and how their routes reach the
+//! IngressRouteTCP's other names.
 //!
 //! - `HostSNI(`*`)` claims the catch-all host `*` and `HostSNI(`*.name`)` the wildcard
 //!   `*.name` (one label under `name`, as Traefik matches), the same names an IngressRoute's
@@ -11,10 +12,15 @@
 //!   never reach the catch-all or a wildcard; the HTTPS listener closes the connections of held
 //!   names that have no chain of their own instead of letting them fall through (see
 //!   `xds::translate::listeners_hold`).
+//! - `HostSNIRegexp()` claims `*.parent` when its pattern is proved to match only names one
+//!   label under `parent` (`traefik::regex::one_label_parent`), else `*` (it could match any
+//!   name): so it only ever receives names nobody else holds, and its chain closes those the
+//!   pattern does not match (`xds::translate::listeners_sni`).
 //! - Within one IngressRouteTCP, Traefik tries every route whose rule matches in priority
 //!   order, whatever its `HostSNI()`: so the catch-all's routes also belong to each of the
 //!   object's names, and a wildcard's to the object's names one label under its parent, where
-//!   the filter-chain plan (`tcp_match`) resolves priorities.
+//!   the filter-chain plan (`tcp_match`) resolves priorities. A pattern's route reaches an
+//!   exact name only where the pattern matches it (decided here, with the `regex` crate).
 
 use std::collections::BTreeMap;
 
@@ -24,7 +30,8 @@ use crate::dag::checks;
 use crate::traefik::matches::HostMatch;
 use crate::traefik::tcp::SniMatch;
 
-/// The host name an alternative's `HostSNI()` claims: an exact name, `*.parent` or `*`.
+/// The host name an alternative's `HostSNI()` or `HostSNIRegexp()` claims: an exact name,
+/// `*.parent` or `*`.
 pub fn claim(sni: &SniMatch) -> Result<String, String> {
     match sni {
         SniMatch::Exact(h) => checks::dns_name(h).map_err(|e| format!("host {h:?} {e}")),
@@ -32,19 +39,22 @@ pub fn claim(sni: &SniMatch) -> Result<String, String> {
         SniMatch::OneLabelUnder(parent) => {
             hosts::claim(&HostMatch::OneLabelUnder(parent.clone()), false)
         }
-        SniMatch::Regex(_) => Err(
-            "HostSNIRegexp() is not served: Envoy's filter chain server_names have no regex \
-             (exact names and *.suffix only), and its regex-capable filter_chain_matcher \
-             replaces filter_chain_match for the whole listener, which every tenant on the \
-             Gateway shares; hosts are owned by name: name them with HostSNI()"
-                .into(),
-        ),
+        // A pattern proved to match only names one label under a parent claims the wildcard;
+        // any other (or one under a top-level domain, which no wildcard may claim) could
+        // match any name: the catch-all.
+        SniMatch::Regex(r) => Ok(r
+            .parent
+            .as_ref()
+            .and_then(|p| hosts::claim(&HostMatch::OneLabelUnder(p.clone()), false).ok())
+            .unwrap_or_else(|| CATCH_ALL.to_owned())),
     }
 }
 
 /// Adds to each host of one IngressRouteTCP the alternatives of its catch-all and of the
-/// wildcard covering it (see the module documentation).
-pub fn spread(alternatives: &mut BTreeMap<String, Vec<Alternative>>) {
+/// wildcard covering it (see the module documentation). On an exact name, a `HostSNIRegexp()`
+/// alternative is decided now: kept without its pattern where the pattern's search finds the
+/// name, dropped elsewhere.
+pub fn spread(alternatives: &mut BTreeMap<String, Vec<Alternative>>) -> Result<(), String> {
     let any = alternatives.get(CATCH_ALL).cloned().unwrap_or_default();
     let wildcards: BTreeMap<String, Vec<Alternative>> = alternatives
         .iter()
@@ -55,11 +65,29 @@ pub fn spread(alternatives: &mut BTreeMap<String, Vec<Alternative>>) {
         if host == CATCH_ALL {
             continue;
         }
+        let mut added: Vec<Alternative> = Vec::new();
         if let Some(w) = covering_wildcard(host).and_then(|w| wildcards.get(&w)) {
-            alts.extend(w.iter().cloned());
+            added.extend(w.iter().cloned());
         }
-        alts.extend(any.iter().cloned());
+        added.extend(any.iter().cloned());
+        if host.starts_with("*.") {
+            alts.extend(added);
+            continue;
+        }
+        for mut a in added {
+            if let Some(r) = a.regex.take() {
+                let found = r
+                    .searcher
+                    .is_match(host)
+                    .map_err(|e| format!("spec.routes[{}].match: HostSNIRegexp(): {e}", a.route))?;
+                if !found {
+                    continue;
+                }
+            }
+            alts.push(a);
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -67,6 +95,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+    use crate::traefik::tcp::SniRegex;
 
     fn alt(route: usize, priority: i64) -> Alternative {
         Alternative {
@@ -74,6 +103,7 @@ mod tests {
             priority,
             alpn: None,
             source: None,
+            regex: None,
         }
     }
 
@@ -90,8 +120,24 @@ mod tests {
         );
         let e = claim(&SniMatch::OneLabelUnder("com".into())).unwrap_err();
         assert!(e.contains("top-level domain"), "{e}");
-        let e = claim(&SniMatch::Regex("a".into())).unwrap_err();
-        assert!(e.contains("HostSNIRegexp"), "{e}");
+        let regex = |p: &str| {
+            let pattern = crate::traefik::regex::check(p).unwrap();
+            let hir = crate::traefik::regex::parse(p).unwrap();
+            SniMatch::Regex(SniRegex {
+                pattern,
+                parent: crate::traefik::regex::one_label_parent(&hir),
+                searcher: crate::traefik::regex::Searcher::new(p),
+            })
+        };
+        assert_eq!(
+            claim(&regex("^[a-z0-9-]+\\.db\\.example\\.com$")).unwrap(),
+            "*.db.example.com"
+        );
+        // It could match any name: the catch-all.
+        assert_eq!(claim(&regex("db\\.example\\.com")).unwrap(), "*");
+        assert_eq!(claim(&regex("^[a-z]+\\.example\\.com\\.?$")).unwrap(), "*");
+        // No wildcard directly under a top-level domain: the catch-all.
+        assert_eq!(claim(&regex("^[a-z]+\\.com$")).unwrap(), "*");
     }
 
     #[test]
@@ -102,7 +148,7 @@ mod tests {
             ("a.example.com".to_owned(), vec![alt(2, 10)]),
             ("a.b.example.com".to_owned(), vec![alt(3, 10)]),
         ]);
-        spread(&mut alts);
+        spread(&mut alts).unwrap();
         let routes = |h: &str| alts[h].iter().map(|a| a.route).collect::<Vec<_>>();
         assert_eq!(routes("*"), [0]);
         assert_eq!(routes("*.example.com"), [1, 0]);

@@ -459,9 +459,9 @@ fn tcp_rules_and_fields_that_cannot_be_served_are_refused_by_name() {
             "a wildcard directly under a top-level domain is refused",
         ),
         (
-            "HostSNIRegexp(`^a.+$`)",
+            "HostSNIRegexp(`^A.+$`)",
             "{passthrough: true}",
-            "HostSNIRegexp() is not served",
+            "write it in lower case",
         ),
         (
             "HostSNI(`a.example.com`) && ClientIP(`::ffff:10.0.0.0/104`)",

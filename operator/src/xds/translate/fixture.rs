@@ -173,6 +173,7 @@ pub fn with_tcp_proxy(mut vh: VirtualHost, clusters: &[(&str, u16, u32)]) -> Vir
         clusters: weighted(clusters),
         branches: Vec::new(),
         plain: false,
+        sni_regexes: Vec::new(),
     });
     vh
 }

@@ -25,7 +25,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
-    TcpProxy as EnvoyTcpProxy, tcp_proxy,
+    TcpProxy as EnvoyTcpProxy, UpstreamConnectMode, tcp_proxy,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, DownstreamTlsContext, TlsParameters, tls_parameters::TlsProtocol,
@@ -179,21 +179,27 @@ pub(super) fn sni_filter_chains(vh: &VirtualHost, tls: &VirtualHostTls) -> Vec<F
         let filters = vec![super::client_ip::record_filter(), hcm_filter(&hcm)];
         return vec![chain(vh.fqdn.clone(), filters, None)];
     };
+    let filters = |clusters: &[WeightedCluster]| {
+        if tcp.sni_regexes.is_empty() {
+            vec![tcp_proxy_filter(clusters, false)]
+        } else {
+            vec![
+                super::listeners_sni::sni_rbac_filter(&tcp.sni_regexes),
+                tcp_proxy_filter(clusters, true),
+            ]
+        }
+    };
     let mut chains: Vec<FilterChain> = tcp
         .branches
         .iter()
         .enumerate()
         .map(|(i, b)| {
             let name = format!("{}#{i}", vh.fqdn);
-            chain(name, vec![tcp_proxy_filter(&b.clusters)], Some(b))
+            chain(name, filters(&b.clusters), Some(b))
         })
         .collect();
     if tcp.branches.is_empty() || !tcp.clusters.is_empty() {
-        chains.push(chain(
-            vh.fqdn.clone(),
-            vec![tcp_proxy_filter(&tcp.clusters)],
-            None,
-        ));
+        chains.push(chain(vh.fqdn.clone(), filters(&tcp.clusters), None));
     }
     chains
 }
@@ -235,7 +241,8 @@ pub(super) fn tls_protocol(version: TlsVersion) -> TlsProtocol {
 
 /// A TCP proxy to the weighted clusters. Envoy requires positive weights here: zero weights are
 /// dropped, and if every weight is zero the clusters share evenly (Contour treated 0 as 1).
-fn tcp_proxy_filter(clusters: &[WeightedCluster]) -> Filter {
+/// `deferred`: connect upstream only on the client's first bytes (see `listeners_sni`).
+fn tcp_proxy_filter(clusters: &[WeightedCluster], deferred: bool) -> Filter {
     let live: Vec<(&str, u32)> = if clusters.iter().all(|c| c.weight == 0) {
         clusters.iter().map(|c| (c.cluster.as_str(), 1)).collect()
     } else {
@@ -266,6 +273,13 @@ fn tcp_proxy_filter(clusters: &[WeightedCluster]) -> Filter {
             stat_prefix: HTTPS_LISTENER.to_owned(),
             idle_timeout: Some(seconds(TCP_PROXY_IDLE_TIMEOUT_SECONDS)),
             cluster_specifier: Some(cluster_specifier),
+            upstream_connect_mode: if deferred {
+                UpstreamConnectMode::OnDownstreamData as i32
+            } else {
+                UpstreamConnectMode::Immediate as i32
+            },
+            max_early_data_bytes: deferred
+                .then(|| u32_value(super::listeners_sni::EARLY_DATA_BYTES)),
             ..Default::default()
         },
     )

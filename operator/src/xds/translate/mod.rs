@@ -24,6 +24,7 @@ pub mod json;
 mod listeners;
 mod listeners_hold;
 mod listeners_plain;
+mod listeners_sni;
 mod matching;
 mod mirrors;
 pub mod open_hosts;
