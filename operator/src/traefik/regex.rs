@@ -114,7 +114,7 @@ pub struct Searcher(Arc<SearcherInner>);
 #[derive(Debug)]
 struct SearcherInner {
     source: String,
-    compiled: OnceLock<Result<::regex::Regex, String>>,
+    compiled: OnceLock<Result<::regex::bytes::Regex, String>>,
 }
 
 impl Searcher {
@@ -129,13 +129,23 @@ impl Searcher {
     /// Rust's Unicode-aware classes agree with Go's ASCII ones).
     pub fn is_match(&self, text: &str) -> Result<bool, String> {
         let compiled = self.0.compiled.get_or_init(|| {
-            ::regex::RegexBuilder::new(&self.0.source)
+            // The names are ASCII and the patterns too (others are refused), where Go's classes
+            // (`\w`, `\d`, `[^.]`, `.`) match what byte classes match: compiled without Unicode,
+            // `[^.]{1000}` is a thousand byte classes, not a thousand UTF-8 automata (tens of
+            // milliseconds and megabytes each). Unicode classes (`\pL`) need the Unicode build.
+            ::regex::bytes::RegexBuilder::new(&self.0.source)
+                .unicode(false)
                 .size_limit(SEARCH_SIZE_LIMIT)
                 .build()
+                .or_else(|_| {
+                    ::regex::bytes::RegexBuilder::new(&self.0.source)
+                        .size_limit(SEARCH_SIZE_LIMIT)
+                        .build()
+                })
                 .map_err(|e| format!("regex cannot be evaluated: {}", first_line(&e.to_string())))
         });
         match compiled {
-            Ok(re) => Ok(re.is_match(text)),
+            Ok(re) => Ok(re.is_match(text.as_bytes())),
             Err(e) => Err(e.clone()),
         }
     }
@@ -150,7 +160,7 @@ impl PartialEq for Searcher {
 impl Eq for Searcher {}
 
 /// Compiled size allowed when Sluice evaluates a pattern itself ([`Pattern::search`]).
-const SEARCH_SIZE_LIMIT: usize = 1 << 22;
+const SEARCH_SIZE_LIMIT: usize = 1 << 18;
 
 /// The parent `p` when the pattern provably matches only names exactly one label under the
 /// literal name `p` (`^label\.p$`, where `label` is non-empty and can never contain a dot),
@@ -578,6 +588,24 @@ mod tests {
         assert!(!p.is_match("a.dbxexample.com").unwrap());
         assert!(!Searcher::new("^db").is_match("a.db").unwrap());
         assert_eq!(p, Searcher::new("db\\.example"));
+    }
+
+    /// review 5 R5.8: a class repeated a thousand times compiles as byte classes, within the
+    /// small size limit; Unicode classes still work; a pattern too large to evaluate is refused
+    /// with a message, not compiled at any cost.
+    #[test]
+    fn searches_compile_as_byte_classes_within_a_small_limit() {
+        for p in ["[^.]{1000}", ".{1000}", "[^a]{1000}"] {
+            let long = "b".repeat(1000);
+            assert!(Searcher::new(p).is_match(&long).unwrap(), "{p}");
+            assert!(!Searcher::new(p).is_match("b.b").unwrap(), "{p}");
+        }
+        assert!(Searcher::new("^\\pL+\\.x$").is_match("ab.x").unwrap());
+        assert!(!Searcher::new("^\\pL+\\.x$").is_match("a1.x").unwrap());
+        let e = Searcher::new("(?:[a-z]{1000}){1000}")
+            .is_match("a")
+            .unwrap_err();
+        assert!(e.starts_with("regex cannot be evaluated"), "{e}");
     }
 
     #[test]
