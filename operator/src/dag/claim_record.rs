@@ -127,7 +127,17 @@ impl ClaimRecord {
         budget: usize,
         uid: &dyn Fn(&ClaimId) -> Option<String>,
     ) -> (Self, usize) {
-        let needed = needed(names);
+        Self::of_needed(names, &needed(names), budget, uid)
+    }
+
+    /// [`Self::of`], given the names that need a record (`needed`, as `needed(names)` finds
+    /// them: the incremental DAG keeps them per change, see [`NeededNames`]).
+    pub(super) fn of_needed<S: AsRef<[Claimant]>>(
+        names: &BTreeMap<String, S>,
+        needed: &BTreeSet<&str>,
+        budget: usize,
+        uid: &dyn Fn(&ClaimId) -> Option<String>,
+    ) -> (Self, usize) {
         let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
         let charged_ns = |name: &str| charged(claimants_of(name)).map_or("", |c| &*c.key.namespace);
         let holder_ns = |name: &str| claimants_of(name).first().map_or("", |c| &*c.key.namespace);
@@ -138,7 +148,7 @@ impl ClaimRecord {
         // by name.
         let mut per_charged: BTreeMap<&str, usize> = BTreeMap::new();
         let mut per_holder: BTreeMap<&str, usize> = BTreeMap::new();
-        for name in &needed {
+        for name in needed {
             *per_charged.entry(charged_ns(name)).or_default() += 1;
             *per_holder.entry(holder_ns(name)).or_default() += 1;
         }
@@ -334,5 +344,194 @@ fn dated(c: &Claimant, kept: bool) -> Claimant {
     Claimant {
         since: if kept { c.since } else { 0 },
         ..c.clone()
+    }
+}
+
+/// Whether one name's claimants (in order) need a record whatever the wildcard comparisons:
+/// the first step of `needed`.
+fn needed_alone(claimants: &[Claimant]) -> bool {
+    !creation_order_holds(claimants) || refused_ahead(claimants)
+}
+
+/// Whether the comparison of a wildcard's oldest claimant `w` with the oldest claimant `e` of
+/// an exact name under it would come out otherwise after a restart, `recorded` saying which of
+/// the two names the record holds and `seeded` which of the two a process starting without
+/// their dates puts behind every dated claim (`ClaimAges::seed_refused`): the comparison of
+/// `needed`'s fixed point.
+fn compared_otherwise(
+    (w, e): (&Claimant, &Claimant),
+    recorded: (bool, bool),
+    seeded: (bool, bool),
+) -> bool {
+    let at_start = |c: &Claimant, kept: bool, seeded: bool| {
+        if !kept && seeded {
+            Claimant {
+                since: u64::MAX,
+                ..c.clone()
+            }
+        } else {
+            dated(c, kept)
+        }
+    };
+    let restarted = at_start(w, recorded.0, seeded.0) < at_start(e, recorded.1, seeded.1);
+    (w < e) != restarted
+}
+
+/// The names a record needs (what `needed` finds from every claimed name), kept per change by
+/// the incremental DAG: a name's claimants changing looks at that name, and at the comparisons
+/// of the wildcard covering it; only a change of a wildcard's own claimants, or of whether any
+/// name under it is served, looks at every name under that wildcard.
+///
+/// Why that is `needed`'s fixed point. Each exact name is compared with one wildcard only (the
+/// one covering it; a wildcard is covered by none), so the fixed point is one per claimed
+/// wildcard, over the names claimed under it, in name order. If the wildcard is recorded on its
+/// own, each name under it that is not is added when its comparison with the wildcard recorded
+/// comes out otherwise (`recorded` below). If not, the first name (in order) whose comparison
+/// with the wildcard unrecorded comes out otherwise adds the wildcard and itself, after which
+/// every name is compared with the wildcard recorded: the same set again. None: nothing added.
+/// A property test compares it with `needed` on random edits (`dag/incremental_tests.rs`).
+#[derive(Debug, Default)]
+pub(super) struct NeededNames {
+    /// The names whose own claimants need their dates (`needed_alone`).
+    alone: BTreeSet<String>,
+    /// Each claimed wildcard's comparisons with the names claimed under it.
+    stars: BTreeMap<String, Star>,
+}
+
+/// One claimed wildcard's comparisons (see [`NeededNames`]).
+#[derive(Debug, Default)]
+struct Star {
+    /// The names under it some root that is not refused claims.
+    served: BTreeSet<String>,
+    /// The names under it whose comparison with the wildcard unrecorded comes out otherwise.
+    unrecorded: BTreeSet<String>,
+    /// The names under it, not recorded on their own, whose comparison with the wildcard
+    /// recorded comes out otherwise.
+    recorded: BTreeSet<String>,
+}
+
+/// Whether some root that is not refused claims the name.
+fn served(claimants: &[Claimant]) -> bool {
+    claimants.iter().any(|c| !c.refused)
+}
+
+impl NeededNames {
+    /// Brings the index up to `names` after the claimants of the names `changed` changed (it
+    /// may list more); `under` gives the exact names claimed one label under a wildcard.
+    pub(super) fn refresh<S: AsRef<[Claimant]>>(
+        &mut self,
+        names: &BTreeMap<String, S>,
+        changed: &BTreeSet<String>,
+        under: &dyn Fn(&str) -> Vec<String>,
+    ) {
+        let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
+        for name in changed {
+            if needed_alone(claimants_of(name)) {
+                self.alone.insert(name.clone());
+            } else {
+                self.alone.remove(name);
+            }
+        }
+        let mut rebuild: BTreeSet<String> = (changed.iter())
+            .filter(|n| n.starts_with("*."))
+            .cloned()
+            .collect();
+        for name in changed {
+            let Some(wildcard) = covering_wildcard(name) else {
+                continue;
+            };
+            if rebuild.contains(&wildcard) {
+                continue;
+            }
+            let claimants = claimants_of(name);
+            let Some(star) = self.stars.get_mut(&wildcard) else {
+                continue; // The wildcard is not claimed: no comparison.
+            };
+            let was_served = !star.served.is_empty();
+            star.served.remove(name);
+            star.unrecorded.remove(name);
+            star.recorded.remove(name);
+            if served(claimants) {
+                star.served.insert(name.clone());
+            }
+            if star.served.is_empty() == was_served {
+                // Whether the wildcard's oldest claimant goes behind at a start changed.
+                rebuild.insert(wildcard);
+                continue;
+            }
+            let (un, rec) = self.compare(names, &wildcard, &self.stars[&wildcard], name);
+            if let Some(star) = self.stars.get_mut(&wildcard) {
+                if un {
+                    star.unrecorded.insert(name.clone());
+                }
+                if rec {
+                    star.recorded.insert(name.clone());
+                }
+            }
+        }
+        for wildcard in &rebuild {
+            self.stars.remove(wildcard);
+            if claimants_of(wildcard).is_empty() {
+                continue;
+            }
+            let names_under = under(wildcard);
+            let mut star = Star {
+                served: (names_under.iter())
+                    .filter(|n| served(claimants_of(n)))
+                    .cloned()
+                    .collect(),
+                ..Star::default()
+            };
+            for name in &names_under {
+                let (un, rec) = self.compare(names, wildcard, &star, name);
+                if un {
+                    star.unrecorded.insert(name.clone());
+                }
+                if rec {
+                    star.recorded.insert(name.clone());
+                }
+            }
+            self.stars.insert(wildcard.clone(), star);
+        }
+    }
+
+    /// How the exact name `name` compares with `wildcard` (whose `star` has its `served`
+    /// names up to date): otherwise with the wildcard unrecorded; otherwise with it recorded
+    /// and the name not recorded on its own.
+    fn compare<S: AsRef<[Claimant]>>(
+        &self,
+        names: &BTreeMap<String, S>,
+        wildcard: &str,
+        star: &Star,
+        name: &str,
+    ) -> (bool, bool) {
+        let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
+        let (Some(w), Some(e)) = (claimants_of(wildcard).first(), claimants_of(name).first())
+        else {
+            return (false, false);
+        };
+        let seeded = (
+            w.refused && !star.served.is_empty(),
+            e.refused && served(claimants_of(wildcard)),
+        );
+        let alone = self.alone.contains(name);
+        let un = compared_otherwise((w, e), (false, alone), seeded);
+        let rec = !alone && compared_otherwise((w, e), (true, false), seeded);
+        (un, rec)
+    }
+
+    /// The names a record needs: `needed(names)` of the names it was brought up to.
+    pub(super) fn names(&self) -> BTreeSet<&str> {
+        let mut out: BTreeSet<&str> = self.alone.iter().map(String::as_str).collect();
+        for (wildcard, star) in &self.stars {
+            if self.alone.contains(wildcard) {
+                out.extend(star.recorded.iter().map(String::as_str));
+            } else if let Some(first) = star.unrecorded.first() {
+                out.insert(wildcard);
+                out.insert(first);
+                out.extend(star.recorded.iter().map(String::as_str));
+            }
+        }
+        out
     }
 }

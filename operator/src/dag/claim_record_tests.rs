@@ -482,3 +482,34 @@ fn a_recorded_claim_of_an_unknown_kind_is_ignored() {
     assert_eq!(owner(&after, "h.example.com"), "victim/site");
     assert_eq!(validity(&after, "evil/old"), Validity::Invalid);
 }
+
+/// The names a record needs are kept per change (`claim_record::NeededNames`): a name under a
+/// wildcard whose oldest claimant is refused becoming served changes how that claimant goes at
+/// a start (behind every dated claim), so how it compares with every other name under it.
+#[test]
+fn a_name_served_under_a_refused_wildcard_compares_every_other_name_again() {
+    let refused = |host: &str| format!("Host(`{host}`) && SomeFutureMatcher(`x`)");
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    let mut snap = ClusterSnapshot::default();
+    let record = |inc: &IncrementalDag| {
+        let record = inc.claim_record(BUDGET);
+        assert_eq!(record, inc.claim_record_from_scratch(BUDGET));
+        record.unwrap().0
+    };
+    step(
+        &mut inc,
+        &mut snap,
+        vec![
+            traefik_route("w", "wild", OLD, &refused("*.example.com")),
+            traefik_route("b", "refused", NEW, &refused("b.example.com")),
+        ],
+    );
+    assert!(record(&inc).is_empty());
+    step(
+        &mut inc,
+        &mut snap,
+        vec![contour_root("z", "served", NEW, "z.example.com")],
+    );
+    let names: Vec<String> = record(&inc).names.into_keys().collect();
+    assert_eq!(names, ["*.example.com", "b.example.com"]);
+}
