@@ -35,6 +35,7 @@ use super::claims::{self, Claimant};
 use super::deps::{self, Dep};
 use super::model::{Cluster, ClusterEndpoints, Dag, Secret, Validity, VirtualHost, msg};
 use super::select::Selection;
+use super::tally::StatusTally;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 
 mod fit;
@@ -60,6 +61,8 @@ pub struct IncrementalDag {
     claimants: BTreeMap<String, SortedVec<Claimant>>,
     /// The names of `claimants` a claim record needs, kept per change.
     needed: NeededNames,
+    /// The DAG's statuses counted, kept as they are patched.
+    tally: StatusTally,
     owners: BTreeMap<String, Claimant>,
     groups: HashMap<u64, Group>,
     next_group: u64,
@@ -187,6 +190,7 @@ impl IncrementalDag {
             claims: BTreeMap::new(),
             claimants: BTreeMap::new(),
             needed: NeededNames::default(),
+            tally: StatusTally::default(),
             owners: BTreeMap::new(),
             groups: HashMap::new(),
             next_group: 0,
@@ -268,6 +272,11 @@ impl IncrementalDag {
     pub fn claim_record_from_scratch(&self, budget: usize) -> Option<(ClaimRecord, usize)> {
         let uid = |id: &ClaimId| super::claim_ages::uid(&self.snap, id).map(str::to_owned);
         (!self.fresh).then(|| ClaimRecord::of(&self.claimants, budget, &uid))
+    }
+
+    /// The current DAG's statuses counted (kept as they are patched).
+    pub fn status_tally(&self) -> &StatusTally {
+        &self.tally
     }
 
     /// What the last update may have changed in the DAG.
@@ -676,9 +685,13 @@ impl IncrementalDag {
             let entry = self
                 .status_of(key)
                 .map(|s| Arc::new(route_status((key.clone(), s))));
-            changed |= patch(dag.statuses.entries_mut(), key, entry, |s, k| {
+            let order = |s: &Arc<super::RouteStatus>, k: &ObjKey| {
                 (s.namespace.as_str(), s.name.as_str()).cmp(&(&*k.namespace, &*k.name))
-            });
+            };
+            let list = dag.statuses.entries_mut();
+            let old = (list.binary_search_by(|s| order(s, key)).ok()).and_then(|i| list.get(i));
+            self.tally.route(old.map(|s| &**s), entry.as_deref());
+            changed |= patch(list, key, entry, order);
         }
         for fqdn in &dirty.vhosts {
             let v = match self.vhosts.get_mut(fqdn) {
@@ -708,7 +721,9 @@ impl IncrementalDag {
             });
         }
         let objects = std::mem::take(&mut self.traefik.dirty);
-        changed |= self.patch_object_statuses(dag, &objects);
+        let mut tally = std::mem::take(&mut self.tally);
+        changed |= self.patch_object_statuses(dag, &objects, &mut tally);
+        self.tally = tally;
         self.dag = shared;
         self.patched(spare::Lag::of(dirty, objects));
         changed

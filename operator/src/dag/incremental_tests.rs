@@ -446,6 +446,28 @@ fn property(mix: Mix) -> Seen {
                 &ages,
                 "seed {seed}: world {world_no}, step {step}: claim dates differ"
             );
+            // The statuses counted as they were patched, against every status counted.
+            let tally = inc.status_tally();
+            assert_eq!(
+                tally,
+                &super::StatusTally::of(inc.dag()),
+                "seed {seed}: world {world_no}, step {step}: status counts differ"
+            );
+            let (routes, objects) = tally.not_valid(inc.dag());
+            let not_valid = |v: &super::Validity| *v != super::Validity::Valid;
+            assert!(
+                routes.eq(inc
+                    .dag()
+                    .statuses
+                    .iter()
+                    .filter(|s| not_valid(&s.current_status))),
+                "seed {seed}: world {world_no}, step {step}: statuses not valid differ"
+            );
+            assert!(
+                objects.eq((inc.dag().object_statuses.iter())
+                    .filter(|s| not_valid(&s.current_status))),
+                "seed {seed}: world {world_no}, step {step}: object statuses not valid differ"
+            );
             // The claims record from the names kept per change, against every name looked at.
             let record = inc.claim_record(1 << 20);
             assert_eq!(

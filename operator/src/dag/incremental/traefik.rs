@@ -25,6 +25,7 @@ use crate::dag::deps::Dep;
 use crate::dag::model::{Dag, ObjectStatus, Validity, msg};
 use crate::dag::open_hosts;
 use crate::dag::select::Selection;
+use crate::dag::tally::StatusTally;
 use crate::dag::traefik::{self, tcp};
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, TraefikKind};
 
@@ -308,13 +309,20 @@ impl IncrementalDag {
     }
 
     /// Brings the DAG's object statuses in line; returns whether any differs.
-    pub(super) fn patch_object_statuses(&self, dag: &mut Dag, ids: &BTreeSet<RootId>) -> bool {
+    pub(super) fn patch_object_statuses(
+        &self,
+        dag: &mut Dag,
+        ids: &BTreeSet<RootId>,
+        tally: &mut StatusTally,
+    ) -> bool {
         let mut changed = false;
         for id in ids {
             let entry = self.traefik.statuses.get(id).cloned().map(Arc::new);
-            changed |= patch(dag.object_statuses.entries_mut(), id, entry, |s, id| {
-                object_status_order(s, id)
-            });
+            let list = dag.object_statuses.entries_mut();
+            let old = (list.binary_search_by(|s| object_status_order(s, id)).ok())
+                .and_then(|i| list.get(i));
+            tally.object(old.map(|s| &**s), entry.as_deref());
+            changed |= patch(list, id, entry, |s, id| object_status_order(s, id));
         }
         changed
     }
