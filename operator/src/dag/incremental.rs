@@ -295,8 +295,20 @@ impl IncrementalDag {
     ) -> UpdateStats {
         // Claims date from when they were first seen, whichever way the DAG is built.
         let everything = *sel != self.sel || self.resumed;
-        self.ages
-            .observe((&self.snap, &self.sel), (snap, sel), changes, everything);
+        // The first build reads every Traefik root's claims once, for the dates and the DAG.
+        let mut known = if self.ages.started() {
+            traefik::KnownRoots::new()
+        } else {
+            traefik::all_claims(snap, sel)
+        };
+        let read = |id: &ClaimId| traefik::known_claim(&known, id);
+        (self.ages).observe_known(
+            (&self.snap, &self.sel),
+            (snap, sel),
+            changes,
+            everything,
+            &read,
+        );
         self.ages_at = (snap.clone(), sel.clone());
         #[cfg(test)]
         super::faults::hit(super::faults::Stage::Build);
@@ -324,7 +336,7 @@ impl IncrementalDag {
 
         let mut fqdns = self.apply_route_changes(changes, &mut dirty);
         self.refresh_selected(changes);
-        let traefik_changed = self.apply_traefik_changes(changes, &mut fqdns);
+        let traefik_changed = self.apply_traefik_changes(changes, &mut fqdns, &mut known);
         self.settle_owners(&mut fqdns, &mut roots, &mut touched_groups, &mut dirty);
         let touched = deps::touched(changes, &old, snap);
         for dep in &touched {
