@@ -32,6 +32,8 @@ use sluice::source::FileDelta;
 use sluice::source::watched::{WatchEvent, WatchId, Watched, WatchedSnapshot};
 use sluice::xds::translate::{TranslateOptions, translate};
 
+#[path = "scale/bookkeeping.rs"]
+mod bookkeeping;
 #[path = "scale/held.rs"]
 mod held;
 #[path = "scale/loader.rs"]
@@ -676,6 +678,7 @@ fn main() {
         Ok("held") => return held::table(),
         Ok("pass") => return pass::table(),
         Ok("loader") => return loader::table(),
+        Ok("bookkeeping") => return bookkeeping::table(),
         _ => {}
     }
     // First: its memory figures are resident-set differences, which memory freed by an earlier
@@ -684,6 +687,7 @@ fn main() {
     held::table();
     pass::table();
     loader::table();
+    bookkeeping::table();
     event_table();
     let sel = Selection::default_instance();
     let opts = TranslateOptions::default();

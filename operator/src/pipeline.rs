@@ -145,6 +145,17 @@ impl InstancePipeline {
     pub fn claim_record(&self, budget: usize) -> Option<(ClaimRecord, usize)> {
         self.dag.claim_record(budget)
     }
+
+    /// The current DAG's statuses counted, and those not valid (kept per change).
+    pub fn status_tally(&self) -> &crate::dag::StatusTally {
+        self.dag.status_tally()
+    }
+
+    /// The same record worked out from every claimed name (the benchmark's baseline).
+    #[doc(hidden)]
+    pub fn claim_record_from_scratch(&self, budget: usize) -> Option<(ClaimRecord, usize)> {
+        self.dag.claim_record_from_scratch(budget)
+    }
 }
 
 /// An update that panicked, with the panic's message.

@@ -13,7 +13,7 @@ use crate::api::ingressroute::IngressRouteStatus;
 use crate::controller::claims;
 use crate::controller::crds::CrdState;
 use crate::controller::leader::Leadership;
-use crate::dag::{Dag, Selection, Validity};
+use crate::dag::{Dag, Selection, StatusCounts, StatusTally};
 use crate::metrics::Metrics;
 use crate::pipeline::InstancePipeline;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, TraefikKind};
@@ -34,7 +34,9 @@ pub use events::EventSink;
 use round_task::{Written, finished_round, join_round, write_round};
 use rounds::{RoundOutcome, StatusRounds};
 
-pub use traefik::{ROUTE_SERIES, TraefikAnnounced, TraefikRef, series_counts, traefik_verdicts};
+pub use traefik::{
+    ROUTE_SERIES, TraefikAnnounced, TraefikRef, series_counts, series_of, traefik_verdicts,
+};
 use writes::write_statuses;
 pub use writes::{
     NAMESPACE_ROUND_TRIPS, STATUS_CALL_TIMEOUT_SECONDS, STATUS_WRITES_IN_FLIGHT, status_event,
@@ -123,6 +125,8 @@ struct Report {
     /// Its DAG: the generation's, or the last good one.
     dag: Arc<Dag>,
     state: BuildState,
+    /// Its DAG's verdict counts (kept by the pipeline as it patches the statuses).
+    counts: Arc<StatusCounts>,
 }
 
 /// Whether a report's DAG is the generation's own.
@@ -256,17 +260,20 @@ pub async fn run(
             }
         }
         if let Some(built) = dags {
-            let all: Vec<Arc<Dag>> = built.iter().map(|(d, _)| d.clone()).collect();
+            let all: Vec<(Arc<Dag>, Arc<StatusCounts>)> = built
+                .iter()
+                .map(|(d, _, c)| (d.clone(), c.clone()))
+                .collect();
             publish_counts(&ctx, &all);
             // Every instance serves a configuration (the last good one, after a panic).
-            if built.iter().all(|(_, s)| *s != BuildState::Never) {
+            if built.iter().all(|(_, s, _)| *s != BuildState::Never) {
                 ready.send_replace(true);
             }
             // Statuses from the DAGs built from this snapshot only.
             let dags: Vec<Arc<Dag>> = built
                 .into_iter()
-                .filter(|(_, s)| *s == BuildState::Current)
-                .map(|(d, _)| d)
+                .filter(|(_, s, _)| *s == BuildState::Current)
+                .map(|(d, _, _)| d)
                 .collect();
             leading.borrow_and_update();
             if !ctx.leadership.is_leading() {
@@ -402,7 +409,7 @@ async fn wait_for_instances(
     reports: &Reports,
     wanted: &[String],
     generation: u64,
-) -> Option<Option<Vec<(Arc<Dag>, BuildState)>>> {
+) -> Option<Option<Vec<(Arc<Dag>, BuildState, Arc<StatusCounts>)>>> {
     let all_built = reported.wait_for(|_| {
         let r = lock(reports);
         wanted.iter().all(|g| {
@@ -420,7 +427,7 @@ async fn wait_for_instances(
             Some(Some(
                 wanted
                     .iter()
-                    .filter_map(|g| r.get(g).map(|r| (r.dag.clone(), r.state)))
+                    .filter_map(|g| r.get(g).map(|r| (r.dag.clone(), r.state, r.counts.clone())))
                     .collect(),
             ))
         }
@@ -560,6 +567,7 @@ async fn reconcile_instance(
                     generation,
                     dag: built.dag,
                     state: BuildState::Current,
+                    counts: Arc::new(pipeline.status_tally().counts.clone()),
                 }
             }
             Err(e) => {
@@ -631,6 +639,7 @@ fn panicked_report(reports: &Reports, gateway: &str) -> Report {
                 ..Dag::default()
             }),
             state: BuildState::Never,
+            counts: Arc::default(),
         },
     }
 }
@@ -686,11 +695,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Route counts: the metrics gauge, and the shared counts the Gateway statuses show.
-fn publish_counts(ctx: &RoutesContext, dags: &[Arc<Dag>]) {
+/// Route counts: the metrics gauge, and the shared counts the Gateway statuses show. Each
+/// Gateway's counts come kept by its pipeline: nothing here looks at a status.
+fn publish_counts(ctx: &RoutesContext, dags: &[(Arc<Dag>, Arc<StatusCounts>)]) {
     let mut counts = BTreeMap::new();
-    for dag in dags {
-        for ((kind, group), c) in series_counts(dag) {
+    for (dag, kept) in dags {
+        for ((kind, group), c) in series_of(kept) {
             for (status, n) in [
                 ("valid", c.valid),
                 ("invalid", c.invalid),
@@ -702,11 +712,11 @@ fn publish_counts(ctx: &RoutesContext, dags: &[Arc<Dag>]) {
                     .set(i64::from(n));
             }
         }
-        counts.insert(dag.gateway.clone(), route_counts(dag));
+        counts.insert(dag.gateway.clone(), total_of(kept));
     }
     *lock(&ctx.dags) = dags
         .iter()
-        .map(|d| (d.gateway.clone(), d.clone()))
+        .map(|(d, _)| (d.gateway.clone(), d.clone()))
         .collect();
     let counts_differ = {
         let mut shared = lock(&ctx.route_counts);
@@ -720,18 +730,21 @@ fn publish_counts(ctx: &RoutesContext, dags: &[Arc<Dag>]) {
 }
 
 /// Every verdict of one Gateway, Contour IngressRoutes and Traefik objects alike (the Gateway
-/// status's route counts).
+/// status's route counts), from every status of `dag` (passes read the counts the pipeline
+/// keeps: [`total_of`]).
 pub fn route_counts(dag: &Dag) -> RouteCounts {
-    let mut c = RouteCounts::default();
-    let verdicts = dag.statuses.iter().map(|s| s.current_status);
-    for v in verdicts.chain(dag.object_statuses.iter().map(|s| s.current_status)) {
-        match v {
-            Validity::Valid => c.valid += 1,
-            Validity::Invalid => c.invalid += 1,
-            Validity::Orphaned => c.orphaned += 1,
-        }
+    total_of(&StatusTally::of(dag).counts)
+}
+
+/// The Gateway status's route counts of verdict counts `c`.
+pub fn total_of(c: &StatusCounts) -> RouteCounts {
+    let mut total = c.routes.clone();
+    for n in c.objects.values() {
+        total.valid = total.valid.saturating_add(n.valid);
+        total.invalid = total.invalid.saturating_add(n.invalid);
+        total.orphaned = total.orphaned.saturating_add(n.orphaned);
     }
-    c
+    total
 }
 
 #[cfg(test)]

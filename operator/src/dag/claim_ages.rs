@@ -61,6 +61,10 @@ impl ClaimId {
     }
 }
 
+/// The hosts a root claims and whether it is refused while parsing, when the caller read them
+/// already (`None`: not read).
+pub(super) type KnownClaims<'a> = &'a dyn Fn(&ClaimId) -> Option<(BTreeSet<String>, bool)>;
+
 /// The update at which each standing claim was first seen, for claims that appeared after the
 /// first build (those standing then are at 0 and not stored), or its imported date.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,10 +105,29 @@ impl ClaimAges {
     /// call (nothing built yet) dates nothing but what an imported record says.
     pub fn observe(
         &mut self,
+        old: (&ClusterSnapshot, &Selection),
+        new: (&ClusterSnapshot, &Selection),
+        changes: &ChangeSet,
+        everything: bool,
+    ) {
+        self.observe_known(old, new, changes, everything, &|_| None);
+    }
+
+    /// Whether the first build is done (the next [`Self::observe`] dates by what it finds).
+    pub(super) fn started(&self) -> bool {
+        self.started
+    }
+
+    /// [`Self::observe`], given what the caller read already of some Traefik roots in `new`
+    /// (`known`: the hosts a root claims and whether it is refused, `None` when not read), so
+    /// that the first build reads each root's rules once for the dates and the DAG.
+    pub(super) fn observe_known(
+        &mut self,
         (old, old_sel): (&ClusterSnapshot, &Selection),
         (new, sel): (&ClusterSnapshot, &Selection),
         changes: &ChangeSet,
         everything: bool,
+        known: KnownClaims<'_>,
     ) {
         if !self.started {
             // On a copy: a first build that panics part way leaves everything as it was (the
@@ -114,7 +137,7 @@ impl ClaimAges {
             let recorded = next.apply_record(new, sel);
             let after = next.epoch.saturating_add(1);
             next.seed_from_statuses(new, sel, &recorded, after);
-            next.seed_refused(new, sel, &recorded, after);
+            next.seed_refused(new, sel, &recorded, after, known);
             next.epoch = after;
             *self = next;
             return;
@@ -289,11 +312,12 @@ impl ClaimAges {
         sel: &Selection,
         recorded: &BTreeSet<String>,
         at: u64,
+        known: KnownClaims<'_>,
     ) {
         let mut served: BTreeSet<String> = BTreeSet::new();
         let mut refused: Vec<(String, ClaimId)> = Vec::new();
         for id in all_roots(snap) {
-            let (hosts, is_refused) = claimed_refused(snap, sel, &id);
+            let (hosts, is_refused) = known(&id).unwrap_or_else(|| claimed_refused(snap, sel, &id));
             for fqdn in hosts {
                 // Served names count recorded or not (a recorded wildcard covers the unrecorded
                 // names under it); refused claims are moved only on names not recorded.

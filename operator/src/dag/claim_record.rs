@@ -136,8 +136,27 @@ impl ClaimRecord {
     ) -> (Self, usize) {
         let Needed {
             names: needed,
-            crossing,
+            covering_served,
         } = needed(names);
+        let served_under = |name: &str| covering_served.contains(name);
+        Self::of_needed(names, &needed, &served_under, budget, uid)
+    }
+
+    /// [`Self::of`], given the names that need a record (`needed`, as `needed(names)` finds
+    /// them: the incremental DAG keeps them per change, see [`NeededNames`]) and whether a
+    /// root that is not refused claims a name one label under each wildcard (`served_under`).
+    pub(super) fn of_needed<S: AsRef<[Claimant]>>(
+        names: &BTreeMap<String, S>,
+        needed: &BTreeSet<&str>,
+        served_under: &dyn Fn(&str) -> bool,
+        budget: usize,
+        uid: &dyn Fn(&ClaimId) -> Option<String>,
+    ) -> (Self, usize) {
+        let start = Start {
+            served_under,
+            names,
+        };
+        let crossing = crossing(names, needed, &start);
         let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
         let charged_ns = |name: &str| charged(claimants_of(name)).map_or("", |c| &*c.key.namespace);
         let holder_ns = |name: &str| claimants_of(name).first().map_or("", |c| &*c.key.namespace);
@@ -145,12 +164,13 @@ impl ClaimRecord {
         // start (`crossing`), in turns by holder and charged namespace (the first such name of
         // each pair of namespaces, in name order, then each pair's second, ...): a tenant's
         // volume, of contests or of names, buys it one place per turn for each pair of
-        // namespaces it holds names in or contests from, never the places of others. Then the rest: the names charged to the namespaces charged the
-        // least; among the names charged to one namespace, those whose holder's namespace holds
-        // the fewest recorded names; then by name.
+        // namespaces it holds names in or contests from, never the places of others. Then the
+        // rest: the names charged to the namespaces charged the least; among the names charged
+        // to one namespace, those whose holder's namespace holds the fewest recorded names;
+        // then by name.
         let mut per_charged: BTreeMap<&str, usize> = BTreeMap::new();
         let mut per_holder: BTreeMap<&str, usize> = BTreeMap::new();
-        for name in &needed {
+        for name in needed {
             *per_charged.entry(charged_ns(name)).or_default() += 1;
             *per_holder.entry(holder_ns(name)).or_default() += 1;
         }
@@ -287,70 +307,67 @@ fn needed<S: AsRef<[Claimant]>>(names: &BTreeMap<String, S>) -> Needed<'_> {
     } else {
         Vec::new()
     };
-    let start = Start::of(names);
+    let covering_served: BTreeSet<String> = (names.iter())
+        .filter(|(_, c)| served(c.as_ref()))
+        .filter_map(|(name, _)| covering_wildcard(name))
+        .collect();
+    let served_under = |name: &str| covering_served.contains(name);
+    let start = Start {
+        served_under: &served_under,
+        names,
+    };
     loop {
         let mut grew = false;
         for &(wildcard, exact) in &pairs {
             let (kw, ke) = (rec.contains(wildcard), rec.contains(exact));
-            if (kw && ke) || !start.turns(names, (wildcard, exact), (kw, ke)).0 {
+            if (kw && ke) || !start.turns((wildcard, exact), (kw, ke)).0 {
                 continue;
             }
             grew |= rec.insert(wildcard);
             grew |= rec.insert(exact);
         }
         if !grew {
-            return Needed {
-                crossing: crossing(names, &rec, &pairs, &start),
-                names: rec,
-            };
+            break;
         }
+    }
+    Needed {
+        names: rec,
+        covering_served,
     }
 }
 
-/// The names a record needs, and among them those whose loss would hand a name to another
-/// namespace at the next start.
+/// The names a record needs, and the wildcards one label over a name some root that is not
+/// refused claims (for [`Start`]).
 struct Needed<'a> {
     names: BTreeSet<&'a str>,
-    crossing: BTreeSet<&'a str>,
-}
-
-/// How a process that starts with the record dates the first claimant of an unrecorded name:
-/// 0, except a refused one on a name a wildcard or an exact name of a served root covers
-/// (`ClaimAges::seed_refused`), which goes after every dated claim. (A refused first claimant
-/// of a name some root that is not also claims is recorded: `refused_ahead`.)
-struct Start<'a> {
-    served: BTreeSet<&'a str>,
     covering_served: BTreeSet<String>,
 }
 
-impl<'a> Start<'a> {
-    fn of<S: AsRef<[Claimant]>>(names: &'a BTreeMap<String, S>) -> Self {
-        let served: BTreeSet<&str> = (names.iter())
-            .filter(|(_, c)| c.as_ref().iter().any(|c| !c.refused))
-            .map(|(name, _)| name.as_str())
-            .collect();
-        let covering_served = served.iter().filter_map(|n| covering_wildcard(n)).collect();
-        Self {
-            served,
-            covering_served,
-        }
+/// How a process that starts with the record dates the claimants of an unrecorded name: 0,
+/// except a refused one on a name a wildcard or an exact name of a served root covers
+/// (`ClaimAges::seed_refused`), which goes after every dated claim. (A refused first claimant
+/// of a name some root that is not also claims is recorded: `refused_ahead`.)
+struct Start<'a, S> {
+    /// Whether a root that is not refused claims a name one label under a wildcard.
+    served_under: &'a dyn Fn(&str) -> bool,
+    names: &'a BTreeMap<String, S>,
+}
+
+impl<S: AsRef<[Claimant]>> Start<'_, S> {
+    fn claimants(&self, name: &str) -> &[Claimant] {
+        self.names.get(name).map_or(&[][..], |c| c.as_ref())
+    }
+
+    /// Whether a refused claimant of `name` goes behind at a start without its date.
+    fn seeds(&self, name: &str) -> bool {
+        (self.served_under)(name)
+            || covering_wildcard(name).is_some_and(|w| served(self.claimants(&w)))
     }
 
     /// `c`, a claimant of `name`, dated as a process that starts with a record that holds
     /// `name` (`kept`) or not.
     fn dated(&self, name: &str, c: &Claimant, kept: bool) -> Claimant {
-        let seeded = !kept
-            && c.refused
-            && (self.covering_served.contains(name)
-                || covering_wildcard(name).is_some_and(|w| self.served.contains(w.as_str())));
-        if seeded {
-            Claimant {
-                since: u64::MAX,
-                ..c.clone()
-            }
-        } else {
-            dated(c, kept)
-        }
+        at_start(c, kept, c.refused && self.seeds(name))
     }
 
     /// Whether some claimant of `wildcard` and some claimant of `exact` (among the first
@@ -358,28 +375,36 @@ impl<'a> Start<'a> {
     /// start, the record holding each name or not (`kept`): not only their first claimants,
     /// since each claimant may become the first (the holder leaves, the next in line takes
     /// over). Also whether some such pair is of two namespaces.
-    fn turns<S: AsRef<[Claimant]>>(
-        &self,
-        names: &BTreeMap<String, S>,
-        (wildcard, exact): (&str, &str),
-        (kw, ke): (bool, bool),
-    ) -> (bool, bool) {
-        let claimants_of = |name: &str| {
-            let c = names.get(name).map_or(&[][..], |c| c.as_ref());
-            &c[..kept(c)]
-        };
-        let (mut turns, mut across) = (false, false);
-        for w in claimants_of(wildcard) {
-            let dw = self.dated(wildcard, w, kw);
-            for e in claimants_of(exact) {
-                if (w < e) != (dw < self.dated(exact, e, ke)) {
-                    turns = true;
-                    across |= w.key.namespace != e.key.namespace;
-                }
+    fn turns(&self, (wildcard, exact): (&str, &str), (kw, ke): (bool, bool)) -> (bool, bool) {
+        let (ws, es) = (self.claimants(wildcard), self.claimants(exact));
+        any_turns(
+            (&ws[..kept(ws)], &es[..kept(es)]),
+            (kw, ke),
+            (self.seeds(wildcard), self.seeds(exact)),
+        )
+    }
+}
+
+/// Whether some claimant in `ws` (of a wildcard) and some in `es` (of an exact name under it)
+/// would compare otherwise at the next start, `recorded` saying which of the two names the
+/// record holds and `seeds` on which of the two a refused claimant goes behind without its
+/// date; and whether some such pair is of two namespaces.
+fn any_turns(
+    (ws, es): (&[Claimant], &[Claimant]),
+    recorded: (bool, bool),
+    seeds: (bool, bool),
+) -> (bool, bool) {
+    let (mut turns, mut across) = (false, false);
+    for w in ws {
+        for e in es {
+            let seeded = (w.refused && seeds.0, e.refused && seeds.1);
+            if compared_otherwise((w, e), recorded, seeded) {
+                turns = true;
+                across |= w.key.namespace != e.key.namespace;
             }
         }
-        (turns, across)
     }
+    (turns, across)
 }
 
 /// The needed names whose absence from the record would change, at the next start, which
@@ -391,8 +416,7 @@ impl<'a> Start<'a> {
 fn crossing<'a, S: AsRef<[Claimant]>>(
     names: &'a BTreeMap<String, S>,
     needed: &BTreeSet<&'a str>,
-    pairs: &[(&'a str, &'a str)],
-    start: &Start,
+    start: &Start<'_, S>,
 ) -> BTreeSet<&'a str> {
     let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
     let mut crossing: BTreeSet<&str> = (needed.iter().copied())
@@ -407,13 +431,18 @@ fn crossing<'a, S: AsRef<[Claimant]>>(
             restarted.is_some_and(|r| r.key.namespace != holder.key.namespace)
         })
         .collect();
-    for &(wildcard, exact) in pairs {
-        if !(needed.contains(wildcard) && needed.contains(exact)) {
+    // A wildcard and an exact name under it are compared only when both are claimed; both are
+    // needed when their comparison matters.
+    for &exact in needed {
+        let Some(wildcard) = covering_wildcard(exact) else {
             continue;
-        }
+        };
+        let Some(&wildcard) = needed.get(wildcard.as_str()) else {
+            continue;
+        };
         let across = [(false, true), (true, false), (false, false)]
             .into_iter()
-            .any(|kept| start.turns(names, (wildcard, exact), kept).1);
+            .any(|kept| start.turns((wildcard, exact), kept).1);
         if across {
             crossing.insert(wildcard);
             crossing.insert(exact);
@@ -443,5 +472,199 @@ fn dated(c: &Claimant, kept: bool) -> Claimant {
     Claimant {
         since: if kept { c.since } else { 0 },
         ..c.clone()
+    }
+}
+
+/// Whether one name's claimants (in order) need a record whatever the wildcard comparisons:
+/// the first step of `needed`.
+fn needed_alone(claimants: &[Claimant]) -> bool {
+    !creation_order_holds(claimants) || refused_ahead(claimants)
+}
+
+/// Whether the comparison of a wildcard's oldest claimant `w` with the oldest claimant `e` of
+/// an exact name under it would come out otherwise after a restart, `recorded` saying which of
+/// the two names the record holds and `seeded` which of the two a process starting without
+/// their dates puts behind every dated claim (`ClaimAges::seed_refused`): the comparison of
+/// `needed`'s fixed point.
+fn compared_otherwise(
+    (w, e): (&Claimant, &Claimant),
+    recorded: (bool, bool),
+    seeded: (bool, bool),
+) -> bool {
+    let restarted = at_start(w, recorded.0, seeded.0) < at_start(e, recorded.1, seeded.1);
+    (w < e) != restarted
+}
+
+/// `c` as a process that starts dates it: with its date when the record holds its name
+/// (`kept`), else 0, or after every dated claim when it is `seeded` behind.
+fn at_start(c: &Claimant, kept: bool, seeded: bool) -> Claimant {
+    if !kept && seeded {
+        Claimant {
+            since: u64::MAX,
+            ..c.clone()
+        }
+    } else {
+        dated(c, kept)
+    }
+}
+
+/// The names a record needs (what `needed` finds from every claimed name), kept per change by
+/// the incremental DAG: a name's claimants changing looks at that name, and at the comparisons
+/// of the wildcard covering it; only a change of a wildcard's own claimants, or of whether any
+/// name under it is served, looks at every name under that wildcard.
+///
+/// Why that is `needed`'s fixed point. Each exact name is compared with one wildcard only (the
+/// one covering it; a wildcard is covered by none), so the fixed point is one per claimed
+/// wildcard, over the names claimed under it, in name order. If the wildcard is recorded on its
+/// own, each name under it that is not is added when its comparison with the wildcard recorded
+/// comes out otherwise (`recorded` below). If not, the first name (in order) whose comparison
+/// with the wildcard unrecorded comes out otherwise adds the wildcard and itself, after which
+/// every name is compared with the wildcard recorded: the same set again. None: nothing added.
+/// A property test compares it with `needed` on random edits (`dag/incremental_tests.rs`).
+#[derive(Debug, Default)]
+pub(super) struct NeededNames {
+    /// The names whose own claimants need their dates (`needed_alone`).
+    alone: BTreeSet<String>,
+    /// Each claimed wildcard's comparisons with the names claimed under it.
+    stars: BTreeMap<String, Star>,
+}
+
+/// One claimed wildcard's comparisons (see [`NeededNames`]).
+#[derive(Debug, Default)]
+struct Star {
+    /// The names under it some root that is not refused claims.
+    served: BTreeSet<String>,
+    /// The names under it whose comparison with the wildcard unrecorded comes out otherwise.
+    unrecorded: BTreeSet<String>,
+    /// The names under it, not recorded on their own, whose comparison with the wildcard
+    /// recorded comes out otherwise.
+    recorded: BTreeSet<String>,
+}
+
+/// Whether some root that is not refused claims the name.
+fn served(claimants: &[Claimant]) -> bool {
+    claimants.iter().any(|c| !c.refused)
+}
+
+impl NeededNames {
+    /// Brings the index up to `names` after the claimants of the names `changed` changed (it
+    /// may list more); `under` gives the exact names claimed one label under a wildcard.
+    pub(super) fn refresh<S: AsRef<[Claimant]>>(
+        &mut self,
+        names: &BTreeMap<String, S>,
+        changed: &BTreeSet<String>,
+        under: &dyn Fn(&str) -> Vec<String>,
+    ) {
+        let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
+        for name in changed {
+            if needed_alone(claimants_of(name)) {
+                self.alone.insert(name.clone());
+            } else {
+                self.alone.remove(name);
+            }
+        }
+        let mut rebuild: BTreeSet<String> = (changed.iter())
+            .filter(|n| n.starts_with("*."))
+            .cloned()
+            .collect();
+        for name in changed {
+            let Some(wildcard) = covering_wildcard(name) else {
+                continue;
+            };
+            if rebuild.contains(&wildcard) {
+                continue;
+            }
+            let claimants = claimants_of(name);
+            let Some(star) = self.stars.get_mut(&wildcard) else {
+                continue; // The wildcard is not claimed: no comparison.
+            };
+            let was_served = !star.served.is_empty();
+            star.served.remove(name);
+            star.unrecorded.remove(name);
+            star.recorded.remove(name);
+            if served(claimants) {
+                star.served.insert(name.clone());
+            }
+            if star.served.is_empty() == was_served {
+                // Whether the wildcard's oldest claimant goes behind at a start changed.
+                rebuild.insert(wildcard);
+                continue;
+            }
+            let (un, rec) = self.compare(names, &wildcard, &self.stars[&wildcard], name);
+            if let Some(star) = self.stars.get_mut(&wildcard) {
+                if un {
+                    star.unrecorded.insert(name.clone());
+                }
+                if rec {
+                    star.recorded.insert(name.clone());
+                }
+            }
+        }
+        for wildcard in &rebuild {
+            self.stars.remove(wildcard);
+            if claimants_of(wildcard).is_empty() {
+                continue;
+            }
+            let names_under = under(wildcard);
+            let mut star = Star {
+                served: (names_under.iter())
+                    .filter(|n| served(claimants_of(n)))
+                    .cloned()
+                    .collect(),
+                ..Star::default()
+            };
+            for name in &names_under {
+                let (un, rec) = self.compare(names, wildcard, &star, name);
+                if un {
+                    star.unrecorded.insert(name.clone());
+                }
+                if rec {
+                    star.recorded.insert(name.clone());
+                }
+            }
+            self.stars.insert(wildcard.clone(), star);
+        }
+    }
+
+    /// How the exact name `name` compares with `wildcard` (whose `star` has its `served`
+    /// names up to date): otherwise with the wildcard unrecorded; otherwise with it recorded
+    /// and the name not recorded on its own.
+    fn compare<S: AsRef<[Claimant]>>(
+        &self,
+        names: &BTreeMap<String, S>,
+        wildcard: &str,
+        star: &Star,
+        name: &str,
+    ) -> (bool, bool) {
+        let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
+        let (ws, es) = (claimants_of(wildcard), claimants_of(name));
+        let pairs = (&ws[..kept(ws)], &es[..kept(es)]);
+        let seeds = (!star.served.is_empty(), served(ws));
+        let alone = self.alone.contains(name);
+        let un = any_turns(pairs, (false, alone), seeds).0;
+        let rec = !alone && any_turns(pairs, (true, false), seeds).0;
+        (un, rec)
+    }
+
+    /// Whether a root that is not refused claims a name one label under `wildcard`.
+    pub(super) fn served_under(&self, wildcard: &str) -> bool {
+        self.stars
+            .get(wildcard)
+            .is_some_and(|s| !s.served.is_empty())
+    }
+
+    /// The names a record needs: `needed(names)` of the names it was brought up to.
+    pub(super) fn names(&self) -> BTreeSet<&str> {
+        let mut out: BTreeSet<&str> = self.alone.iter().map(String::as_str).collect();
+        for (wildcard, star) in &self.stars {
+            if self.alone.contains(wildcard) {
+                out.extend(star.recorded.iter().map(String::as_str));
+            } else if let Some(first) = star.unrecorded.first() {
+                out.insert(wildcard);
+                out.insert(first);
+                out.extend(star.recorded.iter().map(String::as_str));
+            }
+        }
+        out
     }
 }

@@ -608,3 +608,34 @@ fn a_record_too_small_for_every_contested_name_keeps_each_tenants_names_in_turns
     }
     assert!(dropped >= small.len() - small_kept + big.len() - big_kept);
 }
+
+/// The names a record needs are kept per change (`claim_record::NeededNames`): a name under a
+/// wildcard whose oldest claimant is refused becoming served changes how that claimant goes at
+/// a start (behind every dated claim), so how it compares with every other name under it.
+#[test]
+fn a_name_served_under_a_refused_wildcard_compares_every_other_name_again() {
+    let refused = |host: &str| format!("Host(`{host}`) && SomeFutureMatcher(`x`)");
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    let mut snap = ClusterSnapshot::default();
+    let record = |inc: &IncrementalDag| {
+        let record = inc.claim_record(BUDGET);
+        assert_eq!(record, inc.claim_record_from_scratch(BUDGET));
+        record.unwrap().0
+    };
+    step(
+        &mut inc,
+        &mut snap,
+        vec![
+            traefik_route("w", "wild", OLD, &refused("*.example.com")),
+            traefik_route("b", "refused", NEW, &refused("b.example.com")),
+        ],
+    );
+    assert!(record(&inc).is_empty());
+    step(
+        &mut inc,
+        &mut snap,
+        vec![contour_root("z", "served", NEW, "z.example.com")],
+    );
+    let names: Vec<String> = record(&inc).names.into_keys().collect();
+    assert_eq!(names, ["*.example.com", "b.example.com"]);
+}

@@ -30,11 +30,12 @@ use super::build::{
     Builder, Parts, RootTrace, Selected, Statuses, route_status, undecodable_status,
 };
 use super::claim_ages::{ClaimAges, ClaimId};
-use super::claim_record::ClaimRecord;
+use super::claim_record::{ClaimRecord, NeededNames};
 use super::claims::{self, Claimant};
 use super::deps::{self, Dep};
 use super::model::{Cluster, ClusterEndpoints, Dag, Secret, Validity, VirtualHost, msg};
 use super::select::Selection;
+use super::tally::StatusTally;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 
 mod fit;
@@ -58,6 +59,10 @@ pub struct IncrementalDag {
     claims: BTreeMap<ObjKey, (Result<String, String>, Claimant)>,
     /// Sorted vectors: one claimant per fqdn is the rule.
     claimants: BTreeMap<String, SortedVec<Claimant>>,
+    /// The names of `claimants` a claim record needs, kept per change.
+    needed: NeededNames,
+    /// The DAG's statuses counted, kept as they are patched.
+    tally: StatusTally,
     owners: BTreeMap<String, Claimant>,
     groups: HashMap<u64, Group>,
     next_group: u64,
@@ -184,6 +189,8 @@ impl IncrementalDag {
             selected: Selected::new(),
             claims: BTreeMap::new(),
             claimants: BTreeMap::new(),
+            needed: NeededNames::default(),
+            tally: StatusTally::default(),
             owners: BTreeMap::new(),
             groups: HashMap::new(),
             next_group: 0,
@@ -255,7 +262,23 @@ impl IncrementalDag {
     /// the start, or since a build that panicked): no claimant is known then.
     pub fn claim_record(&self, budget: usize) -> Option<(ClaimRecord, usize)> {
         let uid = |id: &ClaimId| super::claim_ages::uid(&self.snap, id).map(str::to_owned);
+        let needed = self.needed.names();
+        let served_under = |wildcard: &str| self.needed.served_under(wildcard);
+        (!self.fresh)
+            .then(|| ClaimRecord::of_needed(&self.claimants, &needed, &served_under, budget, &uid))
+    }
+
+    /// [`Self::claim_record`] worked out from every claimed name (what it was before the
+    /// names it needs were kept per change): the reference of the tests and the benchmark.
+    #[doc(hidden)]
+    pub fn claim_record_from_scratch(&self, budget: usize) -> Option<(ClaimRecord, usize)> {
+        let uid = |id: &ClaimId| super::claim_ages::uid(&self.snap, id).map(str::to_owned);
         (!self.fresh).then(|| ClaimRecord::of(&self.claimants, budget, &uid))
+    }
+
+    /// The current DAG's statuses counted (kept as they are patched).
+    pub fn status_tally(&self) -> &StatusTally {
+        &self.tally
     }
 
     /// What the last update may have changed in the DAG.
@@ -274,8 +297,20 @@ impl IncrementalDag {
     ) -> UpdateStats {
         // Claims date from when they were first seen, whichever way the DAG is built.
         let everything = *sel != self.sel || self.resumed;
-        self.ages
-            .observe((&self.snap, &self.sel), (snap, sel), changes, everything);
+        // The first build reads every Traefik root's claims once, for the dates and the DAG.
+        let mut known = if self.ages.started() {
+            traefik::KnownRoots::new()
+        } else {
+            traefik::all_claims(snap, sel)
+        };
+        let read = |id: &ClaimId| traefik::known_claim(&known, id);
+        (self.ages).observe_known(
+            (&self.snap, &self.sel),
+            (snap, sel),
+            changes,
+            everything,
+            &read,
+        );
         self.ages_at = (snap.clone(), sel.clone());
         #[cfg(test)]
         super::faults::hit(super::faults::Stage::Build);
@@ -303,7 +338,7 @@ impl IncrementalDag {
 
         let mut fqdns = self.apply_route_changes(changes, &mut dirty);
         self.refresh_selected(changes);
-        let traefik_changed = self.apply_traefik_changes(changes, &mut fqdns);
+        let traefik_changed = self.apply_traefik_changes(changes, &mut fqdns, &mut known);
         self.settle_owners(&mut fqdns, &mut roots, &mut touched_groups, &mut dirty);
         let touched = deps::touched(changes, &old, snap);
         for dep in &touched {
@@ -317,6 +352,8 @@ impl IncrementalDag {
         let built = self.rebuild(touched_groups, roots, &mut dirty)
             + self.build_traefik_roots(traefik_roots, &mut dirty);
         self.settle_held(&fqdns, &mut dirty);
+        let open = &self.open;
+        (self.needed).refresh(&self.claimants, &fqdns, &|w| open.names_under(w));
         self.diff = if from_scratch {
             DagDiff::full()
         } else {
@@ -662,9 +699,13 @@ impl IncrementalDag {
             let entry = self
                 .status_of(key)
                 .map(|s| Arc::new(route_status((key.clone(), s))));
-            changed |= patch(dag.statuses.entries_mut(), key, entry, |s, k| {
+            let order = |s: &Arc<super::RouteStatus>, k: &ObjKey| {
                 (s.namespace.as_str(), s.name.as_str()).cmp(&(&*k.namespace, &*k.name))
-            });
+            };
+            let list = dag.statuses.entries_mut();
+            let old = (list.binary_search_by(|s| order(s, key)).ok()).and_then(|i| list.get(i));
+            self.tally.route(old.map(|s| &**s), entry.as_deref());
+            changed |= patch(list, key, entry, order);
         }
         for fqdn in &dirty.vhosts {
             let v = match self.vhosts.get_mut(fqdn) {
@@ -694,7 +735,9 @@ impl IncrementalDag {
             });
         }
         let objects = std::mem::take(&mut self.traefik.dirty);
-        changed |= self.patch_object_statuses(dag, &objects);
+        let mut tally = std::mem::take(&mut self.tally);
+        changed |= self.patch_object_statuses(dag, &objects, &mut tally);
+        self.tally = tally;
         self.dag = shared;
         self.patched(spare::Lag::of(dirty, objects));
         changed

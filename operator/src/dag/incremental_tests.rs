@@ -369,6 +369,9 @@ struct Seen {
     traefik_whole: usize,
     /// Updates that patched the spare DAG while a reader held the current one.
     spare_reused: usize,
+    /// Names in the claims records compared, and wildcards among them.
+    recorded: usize,
+    recorded_wildcards: usize,
     features: std::collections::BTreeSet<&'static str>,
 }
 
@@ -443,6 +446,41 @@ fn property(mix: Mix) -> Seen {
                 &ages,
                 "seed {seed}: world {world_no}, step {step}: claim dates differ"
             );
+            // The statuses counted as they were patched, against every status counted.
+            let tally = inc.status_tally();
+            assert_eq!(
+                tally,
+                &super::StatusTally::of(inc.dag()),
+                "seed {seed}: world {world_no}, step {step}: status counts differ"
+            );
+            let (routes, objects) = tally.not_valid(inc.dag());
+            let not_valid = |v: &super::Validity| *v != super::Validity::Valid;
+            assert!(
+                routes.eq(inc
+                    .dag()
+                    .statuses
+                    .iter()
+                    .filter(|s| not_valid(&s.current_status))),
+                "seed {seed}: world {world_no}, step {step}: statuses not valid differ"
+            );
+            assert!(
+                objects.eq((inc.dag().object_statuses.iter())
+                    .filter(|s| not_valid(&s.current_status))),
+                "seed {seed}: world {world_no}, step {step}: object statuses not valid differ"
+            );
+            // The claims record from the names kept per change, against every name looked at.
+            let record = inc.claim_record(1 << 20);
+            assert_eq!(
+                record,
+                inc.claim_record_from_scratch(1 << 20),
+                "seed {seed}: world {world_no}, step {step}: claims record differs"
+            );
+            if let Some((record, _)) = record {
+                seen.recorded += record.names.len();
+                seen.recorded_wildcards += (record.names.keys())
+                    .filter(|n| n.starts_with("*."))
+                    .count();
+            }
             seen.rebuilt += stats.roots_rebuilt;
             seen.full += snap
                 .ingress_routes
@@ -535,6 +573,10 @@ fn property(mix: Mix) -> Seen {
     println!("translations of a diff: {}", seen.diffs);
     println!("updates that patched the spare DAG: {}", seen.spare_reused);
     println!(
+        "claims records compared: {} names, {} of them wildcards",
+        seen.recorded, seen.recorded_wildcards
+    );
+    println!(
         "updates judging Traefik routes: {} incremental, {} whole (selection changes)",
         seen.traefik_incremental, seen.traefik_whole
     );
@@ -594,6 +636,8 @@ fn incremental_equals_full_rebuild_in_traefik_worlds() {
         "the incremental builds rebuilt half of everything"
     );
     assert!(seen.spare_reused > 100, "{}", seen.spare_reused);
+    // Records holding wildcard comparisons were compared, not only empty ones.
+    assert!(seen.recorded_wildcards > 10, "{}", seen.recorded_wildcards);
 }
 
 #[test]

@@ -27,6 +27,7 @@ mod open_hosts;
 pub mod owner;
 pub mod policy;
 mod select;
+mod tally;
 mod traefik;
 mod upstream;
 mod vhost_tls;
@@ -39,6 +40,7 @@ pub use deps::Dep;
 pub use incremental::{DagDiff, IncrementalDag, UpdateStats};
 pub use model::{Dag, RouteStatus, Validity};
 pub use select::{Selection, instances};
+pub use tally::{StatusCounts, StatusTally};
 
 #[cfg(test)]
 mod claim_ages_tests;

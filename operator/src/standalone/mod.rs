@@ -375,33 +375,8 @@ impl State<'_> {
             return; // Nothing this instance serves changed.
         }
         let dag = &built.dag;
-        for s in &dag.statuses {
-            if s.current_status != dag::Validity::Valid {
-                eprintln!(
-                    "sluice: {}: IngressRoute {}/{} is {}: {}",
-                    dag.gateway,
-                    s.namespace,
-                    s.name,
-                    s.current_status.as_str(),
-                    printable(&s.description)
-                );
-            }
-        }
-        // Descriptions quote what tenants wrote (a Traefik rule may carry escape sequences):
-        // escaped, so that no manifest can write control sequences to the terminal.
-        for s in &dag.object_statuses {
-            if s.current_status != dag::Validity::Valid {
-                eprintln!(
-                    "sluice: {}: {} {}/{} ({}) is {}: {}",
-                    dag.gateway,
-                    s.kind,
-                    s.namespace,
-                    s.name,
-                    s.api_version,
-                    s.current_status.as_str(),
-                    printable(&s.description)
-                );
-            }
+        for line in verdict_lines(dag, pipeline.status_tally()) {
+            eprintln!("{line}");
         }
         let resources = match built.resources {
             Some(Ok(r)) => r,
@@ -609,6 +584,41 @@ fn signal_terminate() -> anyhow::Result<tokio::signal::unix::Signal> {
 }
 
 /// `text` with control characters escaped (`\u{1b}`), everything else as it is.
+/// The line standalone prints for each IngressRoute and Traefik object the instance does not
+/// find valid, in the DAG's order, found through the statuses not valid that `tally` (`dag`'s,
+/// kept by the pipeline) lists: no look at every status. Descriptions quote what tenants wrote
+/// (a Traefik rule may carry escape sequences): escaped, so that no manifest can write control
+/// sequences to the terminal.
+pub fn verdict_lines<'a>(
+    dag: &'a dag::Dag,
+    tally: &'a dag::StatusTally,
+) -> impl Iterator<Item = String> + 'a {
+    let (routes, objects) = tally.not_valid(dag);
+    let routes = routes.map(|s| {
+        format!(
+            "sluice: {}: IngressRoute {}/{} is {}: {}",
+            dag.gateway,
+            s.namespace,
+            s.name,
+            s.current_status.as_str(),
+            printable(&s.description)
+        )
+    });
+    let objects = objects.map(|s| {
+        format!(
+            "sluice: {}: {} {}/{} ({}) is {}: {}",
+            dag.gateway,
+            s.kind,
+            s.namespace,
+            s.name,
+            s.api_version,
+            s.current_status.as_str(),
+            printable(&s.description)
+        )
+    });
+    routes.chain(objects)
+}
+
 fn printable(text: &str) -> String {
     text.chars()
         .map(|c| {

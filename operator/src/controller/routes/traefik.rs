@@ -21,7 +21,7 @@ use crate::api::ingressroute::IngressRouteStatus;
 use crate::api::traefik::Group;
 use crate::controller::status::combine_verdicts;
 use crate::dag::owner::{TRAEFIK_KIND, TRAEFIK_TCP_KIND};
-use crate::dag::{Dag, Validity};
+use crate::dag::{Dag, StatusCounts, StatusTally};
 use crate::snapshot::{ClusterSnapshot, ObjKey};
 
 /// One Traefik object a verdict is about.
@@ -66,26 +66,28 @@ pub const ROUTE_SERIES: [(&str, &str); 5] = [
     ("IngressRouteTCP", "traefik.containo.us"),
 ];
 
-/// One DAG's verdict counts per [`ROUTE_SERIES`] entry. Pure. Counted by series index, not
-/// looked up by name per route: this runs on every pass, over every route.
+/// One DAG's verdict counts per [`ROUTE_SERIES`] entry, from every status of `dag` (passes
+/// read the counts the pipeline keeps: [`series_of`]).
 pub fn series_counts(dag: &Dag) -> BTreeMap<(&'static str, &'static str), RouteCounts> {
+    series_of(&StatusTally::of(dag).counts)
+}
+
+/// Verdict counts `c` per [`ROUTE_SERIES`] entry. Pure; one step per kind and API version,
+/// none per route.
+pub fn series_of(c: &StatusCounts) -> BTreeMap<(&'static str, &'static str), RouteCounts> {
     let mut counts: [RouteCounts; ROUTE_SERIES.len()] =
         std::array::from_fn(|_| RouteCounts::default());
-    let count = |c: &mut RouteCounts, v: Validity| match v {
-        Validity::Valid => c.valid += 1,
-        Validity::Invalid => c.invalid += 1,
-        Validity::Orphaned => c.orphaned += 1,
-    };
-    for s in &dag.statuses {
-        count(&mut counts[0], s.current_status);
-    }
-    for s in &dag.object_statuses {
-        let group = s.api_version.split('/').next();
+    counts[0] = c.routes.clone();
+    for ((kind, api_version), n) in &c.objects {
+        let group = api_version.split('/').next();
         let series = ROUTE_SERIES[1..]
             .iter()
-            .position(|(kind, g)| *kind == s.kind && group == Some(*g))
+            .position(|(k, g)| k == kind && group == Some(*g))
             .map_or(1, |i| i + 1);
-        count(&mut counts[series], s.current_status);
+        let into = &mut counts[series];
+        into.valid = into.valid.saturating_add(n.valid);
+        into.invalid = into.invalid.saturating_add(n.invalid);
+        into.orphaned = into.orphaned.saturating_add(n.orphaned);
     }
     ROUTE_SERIES.into_iter().zip(counts).collect()
 }

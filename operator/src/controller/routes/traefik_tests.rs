@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
-use crate::dag::RouteStatus;
 use crate::dag::model::ObjectStatus;
+use crate::dag::{RouteStatus, Validity};
 use crate::snapshot::Object;
 
 fn object(group: Group, name: &str, v: Validity, d: &str) -> ObjectStatus {

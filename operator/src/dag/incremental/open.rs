@@ -42,6 +42,17 @@ pub(super) struct OpenHosts {
     serving: bool,
 }
 
+impl OpenHosts {
+    /// The exact names claimed one label under `wildcard`, in name order.
+    pub(super) fn names_under(&self, wildcard: &str) -> Vec<String> {
+        let from = (wildcard.to_owned(), String::new());
+        (self.under.range(from..))
+            .take_while(|(w, _)| w == wildcard)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+}
+
 impl IncrementalDag {
     /// The wildcard covering the exact name `fqdn` and its owner, when that owner is older than
     /// every claimant of `fqdn` (then nobody owns `fqdn`).

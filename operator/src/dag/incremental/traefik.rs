@@ -20,11 +20,13 @@ use std::sync::Arc;
 use super::parts::{GroupSet, count_in, count_in_named, count_out, patch};
 use super::{Dirty, IncrementalDag, PartNames};
 use crate::dag::build::Builder;
+use crate::dag::claim_ages::{ClaimId, Dialect};
 use crate::dag::claims::{self, Claimant};
 use crate::dag::deps::Dep;
 use crate::dag::model::{Dag, ObjectStatus, Validity, msg};
 use crate::dag::open_hosts;
 use crate::dag::select::Selection;
+use crate::dag::tally::StatusTally;
 use crate::dag::traefik::{self, tcp};
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, TraefikKind};
 
@@ -81,6 +83,45 @@ fn claim_of(
     }
 }
 
+/// Every selected Traefik root's claim in `snap`: read once at the first build, for the claim
+/// dates ([`known_claim`]) and the DAG (`apply_traefik_changes`).
+pub(super) fn all_claims(snap: &ClusterSnapshot, sel: &Selection) -> KnownRoots {
+    let routes = snap
+        .traefik_routes
+        .effective()
+        .into_keys()
+        .map(|key| RootId {
+            tcp: false,
+            key: key.clone(),
+        });
+    let tcp = (snap.traefik_tcp_routes.effective().into_keys()).map(|key| RootId {
+        tcp: true,
+        key: key.clone(),
+    });
+    routes
+        .chain(tcp)
+        .filter_map(|id| claim_of(snap, sel, &id).map(|c| (id, c)))
+        .collect()
+}
+
+/// Traefik roots' claims read ahead (see [`all_claims`]).
+pub(super) type KnownRoots = HashMap<RootId, (Claimant, Box<[String]>)>;
+
+/// The hosts the root `id` claims and whether it is refused, from `known`.
+pub(super) fn known_claim(known: &KnownRoots, id: &ClaimId) -> Option<(BTreeSet<String>, bool)> {
+    let tcp = match id.dialect {
+        Dialect::Contour => return None,
+        Dialect::Traefik => false,
+        Dialect::TraefikTcp => true,
+    };
+    let root = RootId {
+        tcp,
+        key: id.key.clone(),
+    };
+    let (claimant, hosts) = known.get(&root)?;
+    Some((hosts.iter().cloned().collect(), claimant.refused))
+}
+
 /// The Traefik root a change lists, if it lists one.
 fn changed_root(kind: Kind, key: &ObjKey) -> Option<RootId> {
     let tcp = match kind {
@@ -110,6 +151,7 @@ impl IncrementalDag {
         &mut self,
         changes: &ChangeSet,
         fqdns: &mut BTreeSet<String>,
+        known: &mut KnownRoots,
     ) -> BTreeSet<RootId> {
         let mut changed = BTreeSet::new();
         for (kind, key) in changes.objects() {
@@ -134,7 +176,11 @@ impl IncrementalDag {
                     fqdns.insert(host);
                 }
             }
-            let Some((claimant, hosts)) = claim_of(&self.snap, &self.sel, &id) else {
+            let claim = match known.remove(&id) {
+                Some(claim) => Some(claim),
+                None => claim_of(&self.snap, &self.sel, &id),
+            };
+            let Some((claimant, hosts)) = claim else {
                 continue;
             };
             for host in &hosts {
@@ -308,13 +354,20 @@ impl IncrementalDag {
     }
 
     /// Brings the DAG's object statuses in line; returns whether any differs.
-    pub(super) fn patch_object_statuses(&self, dag: &mut Dag, ids: &BTreeSet<RootId>) -> bool {
+    pub(super) fn patch_object_statuses(
+        &self,
+        dag: &mut Dag,
+        ids: &BTreeSet<RootId>,
+        tally: &mut StatusTally,
+    ) -> bool {
         let mut changed = false;
         for id in ids {
             let entry = self.traefik.statuses.get(id).cloned().map(Arc::new);
-            changed |= patch(dag.object_statuses.entries_mut(), id, entry, |s, id| {
-                object_status_order(s, id)
-            });
+            let list = dag.object_statuses.entries_mut();
+            let old = (list.binary_search_by(|s| object_status_order(s, id)).ok())
+                .and_then(|i| list.get(i));
+            tally.object(old.map(|s| &**s), entry.as_deref());
+            changed |= patch(list, id, entry, |s, id| object_status_order(s, id));
         }
         changed
     }
