@@ -17,6 +17,7 @@ mod schema;
 mod selector;
 mod store;
 mod structural;
+mod tally;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ pub use error::ApiError;
 pub use fault::Fault;
 use resources::TypeKey;
 use store::{DeleteOptions, PatchKind, Store, Target, present};
+pub use tally::Tally;
 
 /// The field manager of [`ApiServer::apply`] and [`ApiServer::apply_status`].
 pub const TEST_FIELD_MANAGER: &str = "e2e-test";

@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use super::files::{answers, plain_root};
 use super::measure::{CpuWindow, Timings, mib, ms, own_thread, status_kib};
 use super::{Config, Figures};
-use crate::apiserver::{ApiServer, ApiServerOptions};
+use crate::apiserver::{ApiServer, ApiServerOptions, Tally};
 use crate::backend::Backend;
 use crate::client::{Connection, Request};
 use crate::envoy::Envoy;
@@ -93,7 +93,17 @@ pub(super) async fn run(
         backend_port: backend.port(),
         slices: true,
     };
-    let docs = world::documents(&world, ca)?;
+    // Parsed before the clock starts: the objects are the bench's input, not a client's work.
+    let objects = world::documents(&world, ca)?
+        .into_iter()
+        .map(|(file, doc)| {
+            Ok((
+                serde_json::from_str::<Value>(&doc).with_context(|| file.clone())?,
+                file,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut statuses = status_tally(&server);
     let before = Timings::of(&op).await?;
     let op_cpu = CpuWindow::process(op_pid)?;
     let api_cpu = CpuWindow::at(api_thread.clone())?;
@@ -103,15 +113,14 @@ pub(super) async fn run(
         server
             .create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))?;
     }
-    for (file, doc) in &docs {
-        let obj: Value = serde_json::from_str(doc).with_context(|| file.clone())?;
+    for (obj, file) in objects {
         server
             .create(obj)
             .map_err(|e| anyhow::anyhow!("creating {file}: {e}"))?;
     }
     let created = started.elapsed();
-    let at_last_create = count_statuses(&server);
-    let settle = wait_statuses(&server, &mut op, 2 * roots, started, config.timeout).await?;
+    let at_last_create = statuses.count();
+    let settle = wait_statuses(&mut statuses, &mut op, 2 * roots, started, config.timeout).await?;
     let settled = started.elapsed();
     let (op_used, _) = op_cpu.end()?;
     let (api_used, _) = api_cpu.end()?;
@@ -391,10 +400,10 @@ struct Settle {
 }
 
 /// Waits until `want` IngressRoutes carry a status (`status.currentStatus`), counted in process
-/// under the store's lock (no copies); polls are spaced by four times the last poll's cost (at
-/// least 10 ms), so the times are known to within that spacing (printed).
+/// from the writes since the last poll ([`Tally`]); polls are spaced by four times the last
+/// poll's cost (at least 10 ms), so the times are known to within that spacing (printed).
 async fn wait_statuses(
-    server: &ApiServer,
+    statuses: &mut Tally<fn(&Value) -> bool>,
     op: &mut Operator,
     want: usize,
     started: Instant,
@@ -406,7 +415,7 @@ async fn wait_statuses(
     let mut next_report = Duration::from_secs(1);
     loop {
         let poll = Instant::now();
-        let with_status = count_statuses(server);
+        let with_status = statuses.count();
         let cost = poll.elapsed();
         if started.elapsed() >= next_report {
             eprintln!(
@@ -438,13 +447,17 @@ async fn wait_statuses(
     }
 }
 
-/// How many IngressRoutes carry a status (`status.currentStatus`), counted in process.
-fn count_statuses(server: &ApiServer) -> usize {
-    server.count(IR_API, "IngressRoute", |r| {
-        r["status"]["currentStatus"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty())
-    })
+/// Whether an IngressRoute carries a status (`status.currentStatus`).
+fn has_status(r: &Value) -> bool {
+    r["status"]["currentStatus"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty())
+}
+
+/// How many IngressRoutes carry a status, counted in process from the writes since the last
+/// count (not a scan of all of them: the polls must not take the cores the settle needs).
+fn status_tally(server: &ApiServer) -> Tally<fn(&Value) -> bool> {
+    server.tally(IR_API, "IngressRoute", has_status)
 }
 
 /// What churn updates and where it checks them.

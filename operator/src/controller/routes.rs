@@ -336,7 +336,45 @@ pub async fn run(
         let gathered = tokio::time::Instant::now() + ctx.debounce / 10;
         let next_pass = tokio::time::Instant::from_std(started + ctx.debounce);
         tokio::time::sleep_until(gathered.max(next_pass)).await;
+        gather_burst(&ctx, started).await;
     }
+}
+
+/// While objects keep arriving faster than [`BURST_RATE`] (a whole world created at once, a
+/// relist), the next pass waits for more of them, in steps of a debounce, up to
+/// [`BURST_PASSES_APART`] debounces after the last pass started: a burst is taken in by a few
+/// large passes (and Envoy gets a few configurations) instead of one pass per debounce, each
+/// translating and pushing what came since. A single edit or steady churn (a hundred
+/// EndpointSlices a second) never waits here.
+async fn gather_burst(ctx: &RoutesContext, started: Instant) {
+    let latest = started + ctx.debounce * BURST_PASSES_APART;
+    // First what came since the last pass took its snapshot, then what each step brought: a
+    // burst that ended is not waited for.
+    let (mut since, mut counted) = (started, 0);
+    let mut total = ctx.stores.objects_changed();
+    loop {
+        let now = Instant::now();
+        let arrived = total.saturating_sub(counted);
+        if now >= latest || !in_burst(arrived, now.saturating_duration_since(since)) {
+            return;
+        }
+        tokio::time::sleep(ctx.debounce.min(latest.saturating_duration_since(now))).await;
+        (since, counted) = (now, total);
+        total = ctx.stores.objects_changed();
+    }
+}
+
+/// Objects changed per second above which changes are a burst ([`gather_burst`]): ten times
+/// the EndpointSlice churn the benchmark sustains, far below a bulk create.
+const BURST_RATE: u128 = 1_000;
+
+/// How many debounces at most separate two passes during a burst.
+const BURST_PASSES_APART: u32 = 10;
+
+/// Whether `arrived` objects changed within `over` is a burst.
+fn in_burst(arrived: usize, over: Duration) -> bool {
+    // In microseconds, exactly: `arrived / over >= BURST_RATE` per second.
+    over > Duration::ZERO && arrived as u128 * 1_000_000 >= BURST_RATE * over.as_micros()
 }
 
 /// Sleeps until `when`, or forever without one.
@@ -757,6 +795,22 @@ mod tests {
     use crate::snapshot::Object;
     use kube::runtime::events::EventType;
     use serde_json::json;
+
+    #[test]
+    fn only_a_bulk_of_changes_is_a_burst() {
+        let ms = Duration::from_millis;
+        // One edit, or churn of a hundred EndpointSlices a second, over a debounce: no burst.
+        assert!(!in_burst(1, ms(100)));
+        assert!(!in_burst(10, ms(100)));
+        assert!(!in_burst(99, ms(100)));
+        // A world being created: thousands a second.
+        assert!(in_burst(100, ms(100)));
+        assert!(in_burst(700, ms(100)));
+        // A quiet spell before the change.
+        assert!(!in_burst(1, Duration::from_secs(30)));
+        assert!(!in_burst(5_000, Duration::from_secs(30)));
+        assert!(!in_burst(0, Duration::ZERO));
+    }
 
     #[test]
     fn only_changed_statuses_of_judged_routes_are_written() {

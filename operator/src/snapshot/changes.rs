@@ -145,6 +145,11 @@ impl ChangeSet {
             && !self.unloaded_gateways
     }
 
+    /// How many objects are listed one by one (not their statuses alone, not whole kinds).
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
     /// The objects whose status alone changed (the DAG has nothing to do for them; the status
     /// round compares them with its verdicts).
     pub fn statuses(&self) -> impl Iterator<Item = (Kind, &ObjKey)> {

@@ -481,6 +481,12 @@ impl Stores {
     pub fn take(&self) -> (Arc<ClusterSnapshot>, ChangeSet) {
         lock(&self.state).take()
     }
+
+    /// How many objects changed (more than their status) since the last [`Self::take`]: how
+    /// fast changes are coming in (O(1)).
+    pub fn objects_changed(&self) -> usize {
+        lock(&self.state).objects_changed()
+    }
 }
 
 /// Starts one watch per kind and watched namespace (Secrets: per [`SecretScope`], see

@@ -138,6 +138,11 @@ impl WatchedSnapshot {
         self.live.take()
     }
 
+    /// How many objects changed (more than their status) since the last [`Self::take`].
+    pub fn objects_changed(&self) -> usize {
+        self.live.changes().object_count()
+    }
+
     /// Applies one event of watch `id` (ignored if that watch is not running).
     pub fn apply(&mut self, id: &WatchId, event: WatchEvent) {
         let Some(watch) = self.watches.get_mut(id) else {
