@@ -80,7 +80,9 @@ pub fn build_aged(snapshot: &ClusterSnapshot, sel: &Selection, ages: &ClaimAges)
     for root in &tcp_roots {
         let (hosts, refused) = traefik::refused_hosts::of_tcp(sel, root);
         let created = &root.obj.metadata.creation_timestamp;
-        let claimant = Claimant::traefik_tcp(&root.key, created.clone()).refused(refused);
+        let claimant = Claimant::traefik_tcp(&root.key, created.clone())
+            .refused(refused)
+            .late(traefik::refused_hosts::late_tcp(root));
         for host in hosts {
             let aged = ages.aged(&host, claimant.clone());
             fqdns.entry(host).or_default().push(aged);

@@ -428,9 +428,14 @@ fn claimed_refused(
                 .map(|r| traefik::refused_hosts::of_route(sel, &r))
                 .unwrap_or_default();
         }
+        // A root claiming through a form new in this version goes behind at a start too
+        // (`Claimant::late`).
         Dialect::TraefikTcp => {
             return tcp::root(snap, sel, &id.key)
-                .map(|r| traefik::refused_hosts::of_tcp(sel, &r))
+                .map(|r| {
+                    let (hosts, refused) = traefik::refused_hosts::of_tcp(sel, &r);
+                    (hosts, refused || traefik::refused_hosts::late_tcp(&r))
+                })
                 .unwrap_or_default();
         }
     };

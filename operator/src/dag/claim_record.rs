@@ -367,7 +367,7 @@ impl<S: AsRef<[Claimant]>> Start<'_, S> {
     /// `c`, a claimant of `name`, dated as a process that starts with a record that holds
     /// `name` (`kept`) or not.
     fn dated(&self, name: &str, c: &Claimant, kept: bool) -> Claimant {
-        at_start(c, kept, c.refused && self.seeds(name))
+        at_start(c, kept, c.behind_at_start() && self.seeds(name))
     }
 
     /// Whether some claimant of `wildcard` and some claimant of `exact` (among the first
@@ -397,7 +397,10 @@ fn any_turns(
     let (mut turns, mut across) = (false, false);
     for w in ws {
         for e in es {
-            let seeded = (w.refused && seeds.0, e.refused && seeds.1);
+            let seeded = (
+                w.behind_at_start() && seeds.0,
+                e.behind_at_start() && seeds.1,
+            );
             if compared_otherwise((w, e), recorded, seeded) {
                 turns = true;
                 across |= w.key.namespace != e.key.namespace;
@@ -455,8 +458,8 @@ fn crossing<'a, S: AsRef<[Claimant]>>(
 /// without the record would put it behind them (see `ClaimAges::seed_refused`), so the name is
 /// recorded.
 fn refused_ahead(claimants: &[Claimant]) -> bool {
-    let first_refused = claimants.iter().position(|c| c.refused);
-    let last_served = claimants.iter().rposition(|c| !c.refused);
+    let first_refused = claimants.iter().position(Claimant::behind_at_start);
+    let last_served = claimants.iter().rposition(|c| !c.behind_at_start());
     matches!((first_refused, last_served), (Some(r), Some(v)) if r < v)
 }
 
@@ -543,7 +546,7 @@ struct Star {
 
 /// Whether some root that is not refused claims the name.
 fn served(claimants: &[Claimant]) -> bool {
-    claimants.iter().any(|c| !c.refused)
+    claimants.iter().any(|c| !c.behind_at_start())
 }
 
 impl NeededNames {

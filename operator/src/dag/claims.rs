@@ -55,6 +55,12 @@ pub struct Claimant {
     /// Refused while parsing: it claims the names its rules name (see
     /// `traefik::refused_hosts`) and holds them unserved while it is the oldest.
     pub refused: bool,
+    /// Claims through a form of rule that versions before this one did not claim with
+    /// (`HostSNIRegexp()`, refused and claiming nothing before): at a start, on a name the
+    /// record does not hold, it goes behind the claims that are not, as a refused one does
+    /// (`ClaimAges::seed_refused`), so an old object whose rule this version starts to serve
+    /// does not take, at the upgrade, a name another root held.
+    pub late: bool,
 }
 
 impl Claimant {
@@ -66,6 +72,7 @@ impl Claimant {
             traefik: false,
             tcp: false,
             refused: false,
+            late: false,
         }
     }
 
@@ -78,6 +85,7 @@ impl Claimant {
             traefik: true,
             tcp: false,
             refused: false,
+            late: false,
         }
     }
 
@@ -93,6 +101,17 @@ impl Claimant {
     pub fn refused(self, refused: bool) -> Self {
         Self { refused, ..self }
     }
+
+    /// This claimant, claiming through a form of rule new in this version when `late`.
+    pub fn late(self, late: bool) -> Self {
+        Self { late, ..self }
+    }
+
+    /// Whether, at a start, on a name the record does not hold, its claim goes behind the
+    /// claims of roots that are neither refused nor `late`.
+    pub fn behind_at_start(&self) -> bool {
+        self.refused || self.late
+    }
 }
 
 impl Ord for Claimant {
@@ -106,6 +125,7 @@ impl Ord for Claimant {
             self.traefik,
             self.tcp,
             self.refused,
+            self.late,
         )
             .cmp(&(
                 other.since,
@@ -115,6 +135,7 @@ impl Ord for Claimant {
                 other.traefik,
                 other.tcp,
                 other.refused,
+                other.late,
             ))
     }
 }

@@ -403,3 +403,116 @@ fn a_contour_root_that_lost_to_a_traefik_holder_stays_behind_without_a_record() 
         lost.description
     );
 }
+
+/// review 5 R5.7: the world of the upgrade to a version serving `HostSNIRegexp()`: the victim's
+/// passthrough wildcard (2025) and evil's object of 2024 whose rule is a HostSNIRegexp over the
+/// victim's names.
+fn r57_world(regex: &str, victim_host: &str) -> ClusterSnapshot {
+    let mut snap = ClusterSnapshot::default();
+    for o in services() {
+        snap.apply(o);
+    }
+    snap.apply(with_uid(
+        tcp_route("b", "victim", NEW, &format!("HostSNI(`{victim_host}`)")),
+        "b-victim",
+    ));
+    snap.apply(with_uid(
+        tcp_route("a", "evil", OLD, &format!("HostSNIRegexp(`{regex}`)")),
+        "a-evil",
+    ));
+    snap
+}
+
+const R57: [(&str, &str); 2] = [("^[a-z0-9-]+\\.victim\\.com$", "*.victim.com"), (".+", "*")];
+
+/// After the upgrade: the first start reads that (empty) record; evil's object, older by
+/// creation, must not take the victim's wildcard or catch-all.
+#[test]
+fn the_upgrade_serving_host_sni_regexp_takes_no_name_held_before() {
+    for (regex, host) in R57 {
+        let record = super::ClaimRecord::default();
+        let after = restart(&r57_world(regex, host), Some(&record));
+        let owner = after
+            .dag()
+            .virtual_hosts
+            .iter()
+            .find(|v| v.fqdn == host)
+            .map(|v| v.owner.clone());
+        let objects: Vec<String> = after
+            .dag()
+            .object_statuses
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}/{} {:?} {}",
+                    s.namespace, s.name, s.current_status, s.description
+                )
+            })
+            .collect();
+        assert_eq!(
+            owner.as_deref(),
+            Some("traefik-tcp:b/victim"),
+            "{host} after the upgrade: {objects:?}"
+        );
+        // The record written from then on keeps it so, and so does a start without one.
+        let (record, _) = after.claim_record(BUDGET).unwrap();
+        for again in [
+            restart(&r57_world(regex, host), Some(&record)),
+            restart(&r57_world(regex, host), None),
+        ] {
+            let owner = (again.dag().virtual_hosts.iter())
+                .find(|v| v.fqdn == host)
+                .map(|v| v.owner.clone());
+            assert_eq!(
+                owner.as_deref(),
+                Some("traefik-tcp:b/victim"),
+                "{host} again"
+            );
+        }
+    }
+}
+
+/// Once running, a claim through a pattern is dated like any other: a name claimed under its
+/// wildcard after it is covered by it (refused), as under `HostSNI(`*.parent`)`; a restart with
+/// the record keeps it so.
+#[test]
+fn once_running_a_pattern_covers_a_younger_name_under_its_wildcard() {
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    let mut snap = ClusterSnapshot::default();
+    let mut objects = services();
+    objects.push(with_uid(
+        tcp_route(
+            "a",
+            "db",
+            NEW,
+            "HostSNIRegexp(`^[a-z0-9-]+\\.victim\\.com$`)",
+        ),
+        "a-db",
+    ));
+    step(&mut inc, &mut snap, objects);
+    step(
+        &mut inc,
+        &mut snap,
+        vec![with_uid(
+            tcp_route("b", "pg", OLD, "HostSNI(`pg.victim.com`)"),
+            "b-pg",
+        )],
+    );
+    let owner = |d: &IncrementalDag, fqdn: &str| {
+        (d.dag().virtual_hosts.iter())
+            .find(|v| v.fqdn == fqdn)
+            .map(|v| v.owner.clone())
+    };
+    assert_eq!(
+        owner(&inc, "*.victim.com").as_deref(),
+        Some("traefik-tcp:a/db")
+    );
+    assert_eq!(owner(&inc, "pg.victim.com"), None);
+    let (record, _) = inc.claim_record(BUDGET).unwrap();
+    let after = restart(&snap, Some(&record));
+    assert_eq!(owner(&after, "pg.victim.com"), None);
+    assert_eq!(
+        owner(&after, "*.victim.com").as_deref(),
+        Some("traefik-tcp:a/db")
+    );
+}

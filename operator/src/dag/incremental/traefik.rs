@@ -72,7 +72,9 @@ fn claim_of(
         let root = tcp::root(snap, sel, &id.key)?;
         let created = root.obj.metadata.creation_timestamp.clone();
         let (hosts, refused) = traefik::refused_hosts::of_tcp(sel, &root);
-        let claimant = Claimant::traefik_tcp(&id.key, created).refused(refused);
+        let claimant = Claimant::traefik_tcp(&id.key, created)
+            .refused(refused)
+            .late(traefik::refused_hosts::late_tcp(&root));
         Some((claimant, hosts.into_iter().collect()))
     } else {
         let root = traefik::root(snap, sel, &id.key)?;
@@ -119,7 +121,7 @@ pub(super) fn known_claim(known: &KnownRoots, id: &ClaimId) -> Option<(BTreeSet<
         key: id.key.clone(),
     };
     let (claimant, hosts) = known.get(&root)?;
-    Some((hosts.iter().cloned().collect(), claimant.refused))
+    Some((hosts.iter().cloned().collect(), claimant.behind_at_start()))
 }
 
 /// The Traefik root a change lists, if it lists one.

@@ -71,6 +71,34 @@ pub fn claimed<'a>(rules: impl IntoIterator<Item = &'a str>, call: &str) -> BTre
     out
 }
 
+/// Whether the IngressRouteTCP `root` claims through `HostSNIRegexp()`, which versions before
+/// this one refused and claimed nothing with (`Claimant::late`): a call of that name anywhere
+/// in its rules but under a `!`, in rules that parse as rules.
+pub(in crate::dag) fn late_tcp(root: &TcpRoot<'_>) -> bool {
+    let Ok(route) = &root.obj.decoded else {
+        return false;
+    };
+    route.spec.routes.iter().any(|r| {
+        parse(&r.match_).is_ok_and(|expr| {
+            let mut found = false;
+            mentions(&expr, "HostSNIRegexp", false, &mut found);
+            found
+        })
+    })
+}
+
+fn mentions(expr: &Expr<Call>, call: &str, negated: bool, found: &mut bool) {
+    match expr {
+        Expr::Leaf(c) => *found |= !negated && c.name.eq_ignore_ascii_case(call),
+        Expr::Not(inner) => mentions(inner, call, !negated, found),
+        Expr::And(parts) | Expr::Or(parts) => {
+            for p in parts {
+                mentions(p, call, negated, found);
+            }
+        }
+    }
+}
+
 fn collect(expr: &Expr<Call>, call: &str, negated: bool, out: &mut BTreeSet<String>) {
     match expr {
         Expr::Leaf(c) => {

@@ -178,7 +178,10 @@ fn a_pattern_never_takes_a_name_another_claimant_holds() {
     assert!(vhost(&dag, "pg.db.example.com").owner.contains("team-b/pg"));
     let l = https_listener(&dag);
     assert_eq!(chain(&l, "pg.db.example.com").filters.len(), 1);
-    // A younger exact name under the pattern's wildcard is refused, as under HostSNI(`*.…`).
+    // At a start (and in `sluice render`), a claim through a pattern, a form earlier versions
+    // did not claim with, counts after the claims that are not (`Claimant::late`): a younger
+    // exact name under its wildcard keeps its name, and the pattern serves the others. (Once
+    // running, a younger name is covered: `restart_chain_tests`.)
     let yaml = base("team-a")
         + &base("team-b")
         + &tcp("team-a", "db", 2020, &[(ONE_LABEL, 0, 80)], PASS)
@@ -190,12 +193,9 @@ fn a_pattern_never_takes_a_name_another_claimant_holds() {
             PASS,
         );
     let dag = dag_of(&yaml);
-    let (status, description) = verdict(&dag, "IngressRouteTCP", "team-b/pg");
-    assert_eq!(status, "invalid");
-    assert!(
-        description.contains("covered by the wildcard host \"*.db.example.com\""),
-        "{description}"
-    );
+    assert_eq!(verdict(&dag, "IngressRouteTCP", "team-b/pg").0, "valid");
+    assert_eq!(verdict(&dag, "IngressRouteTCP", "team-a/db").0, "valid");
+    assert!(vhost(&dag, "pg.db.example.com").owner.contains("team-b/pg"));
 }
 
 #[test]
