@@ -128,27 +128,33 @@ impl Searcher {
     /// Whether Go's search finds the pattern in `text`, a lower-case DNS name (ASCII, where
     /// Rust's Unicode-aware classes agree with Go's ASCII ones).
     pub fn is_match(&self, text: &str) -> Result<bool, String> {
-        let compiled = self.0.compiled.get_or_init(|| {
-            // The names are ASCII and the patterns too (others are refused), where Go's classes
-            // (`\w`, `\d`, `[^.]`, `.`) match what byte classes match: compiled without Unicode,
-            // `[^.]{1000}` is a thousand byte classes, not a thousand UTF-8 automata (tens of
-            // milliseconds and megabytes each). Unicode classes (`\pL`) need the Unicode build.
-            ::regex::bytes::RegexBuilder::new(&self.0.source)
-                .unicode(false)
-                .size_limit(SEARCH_SIZE_LIMIT)
-                .build()
-                .or_else(|_| {
-                    ::regex::bytes::RegexBuilder::new(&self.0.source)
-                        .size_limit(SEARCH_SIZE_LIMIT)
-                        .build()
-                })
-                .map_err(|e| format!("regex cannot be evaluated: {}", first_line(&e.to_string())))
-        });
+        let compiled = self
+            .0
+            .compiled
+            .get_or_init(|| ascii_matcher(&self.0.source));
         match compiled {
             Ok(re) => Ok(re.is_match(text.as_bytes())),
             Err(e) => Err(e.clone()),
         }
     }
+}
+
+/// `pattern` compiled for Sluice's own matching of ASCII text (DNS names, header names), within
+/// a small size limit. Where text and patterns are ASCII, Go's classes (`\w`, `\d`, `[^.]`,
+/// `.`) match what byte classes match: compiled without Unicode, `[^.]{1000}` is a thousand
+/// byte classes, not a thousand UTF-8 automata (tens of milliseconds and megabytes each).
+/// Unicode classes (`\pL`) need the Unicode build, within the same limit.
+pub fn ascii_matcher(pattern: &str) -> Result<::regex::bytes::Regex, String> {
+    ::regex::bytes::RegexBuilder::new(pattern)
+        .unicode(false)
+        .size_limit(SEARCH_SIZE_LIMIT)
+        .build()
+        .or_else(|_| {
+            ::regex::bytes::RegexBuilder::new(pattern)
+                .size_limit(SEARCH_SIZE_LIMIT)
+                .build()
+        })
+        .map_err(|e| format!("regex cannot be evaluated: {}", first_line(&e.to_string())))
 }
 
 impl PartialEq for Searcher {
