@@ -702,7 +702,7 @@ fn main() {
         let bytes: usize = sluice::xds::translate::ResourceType::ALL
             .into_iter()
             .flat_map(|t| resources.of_type(t))
-            .map(|r| r.resource.value.len())
+            .map(|r| r.value().len())
             .sum();
         let routes: usize = dag.virtual_hosts.iter().map(|v| v.routes.len()).sum();
         println!(

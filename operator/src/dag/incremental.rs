@@ -14,8 +14,8 @@
 //! groups' is the full build's.
 //!
 //! Which groups a change touches: each group records every key its build read ([`Dep`]:
-//! IngressRoutes, present or not; Services; Endpoints; EndpointSlices by Service; Secrets;
-//! delegations by Secret), and a reverse index maps each key to its groups. A touched group is
+//! IngressRoutes, present or not; Services with their Endpoints and EndpointSlices; Secrets with
+//! the delegations naming them), and a reverse index maps each key to its groups. A touched group is
 //! rebuilt with the roots that now own an fqdn; if the rebuild reaches an IngressRoute another
 //! group reaches, that group joins and the build starts over, so groups stay disjoint. A change
 //! to the Gateway's selection rebuilds everything.

@@ -254,8 +254,8 @@ impl Builder<'_> {
         let wanted = svc_port.name.as_deref().unwrap_or("");
         let matches = |name: Option<&str>| name.unwrap_or("") == wanted || single_port;
         let mut out = BTreeSet::new();
-        self.read(Dep::Endpoints(svc_key.clone()));
-        self.read(Dep::Slices(svc_key.clone()));
+        // Its Endpoints and EndpointSlices (one dependency with the Service).
+        self.read(Dep::Service(svc_key.clone()));
         #[allow(deprecated)]
         if let Some(ep) = self.snap.endpoints.get(svc_key) {
             for subset in ep.subsets.iter().flatten() {

@@ -70,7 +70,8 @@ impl Builder<'_> {
 
     /// True when a TLSCertificateDelegation in the secret's namespace lets `target_ns` use it.
     pub(super) fn delegation_permits(&self, secret: &ObjKey, target_ns: &str) -> bool {
-        self.read(Dep::Delegation(secret.clone()));
+        // The delegations naming the Secret (one dependency with the Secret).
+        self.read(Dep::Secret(secret.clone()));
         self.snap
             .delegations_of(secret)
             .flat_map(|d| &d.spec.delegations)

@@ -422,8 +422,8 @@ impl Cache {
             changed
                 .iter()
                 .map(|r| {
-                    let before = accepted.and_then(|a| a.get(&r.name)).map(|a| &a.resource);
-                    let chains = super::listener_blame::changed_filter_chains(&r.resource, before);
+                    let before = accepted.and_then(|a| a.get(&r.name)).map(|a| a.value());
+                    let chains = super::listener_blame::changed_filter_chains(r.value(), before);
                     (r.name.to_string(), chains)
                 })
                 .collect()
@@ -591,7 +591,7 @@ mod tests {
                     .map(|v| {
                         (
                             v.name.to_string(),
-                            String::from_utf8(v.resource.value.clone()).unwrap(),
+                            String::from_utf8(v.value().to_vec()).unwrap(),
                         )
                     })
                     .collect()

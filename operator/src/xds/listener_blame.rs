@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
-use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
 use super::translate::{HOLD_PREFIX, HTTPS_LISTENER};
@@ -24,11 +23,11 @@ pub type ChangedChains = BTreeMap<String, BTreeSet<String>>;
 /// The names of the filter chains of `rejected` that `accepted` (the version last accepted,
 /// if any) lacks or holds with other content. Empty when either does not decode as a
 /// Listener, or when only the listener's own fields changed.
-pub fn changed_filter_chains(rejected: &Any, accepted: Option<&Any>) -> BTreeSet<String> {
-    let Ok(rejected) = Listener::decode(rejected.value.as_slice()) else {
+pub fn changed_filter_chains(rejected: &[u8], accepted: Option<&[u8]>) -> BTreeSet<String> {
+    let Ok(rejected) = Listener::decode(rejected) else {
         return BTreeSet::new();
     };
-    let accepted = match accepted.map(|a| Listener::decode(a.value.as_slice())) {
+    let accepted = match accepted.map(Listener::decode) {
         Some(Err(_)) => return BTreeSet::new(),
         Some(Ok(l)) => Some(l),
         None => None,
@@ -109,16 +108,13 @@ mod tests {
         }
     }
 
-    fn listener(chains: Vec<FilterChain>) -> Any {
-        let l = Listener {
+    fn listener(chains: Vec<FilterChain>) -> Vec<u8> {
+        Listener {
             name: HTTPS_LISTENER.to_owned(),
             filter_chains: chains,
             ..Default::default()
-        };
-        Any {
-            type_url: crate::xds::resource::type_url::LISTENER.to_owned(),
-            value: l.encode_to_vec(),
         }
+        .encode_to_vec()
     }
 
     #[test]
@@ -127,7 +123,7 @@ mod tests {
         let rejected = listener(vec![chain("a", "a"), chain("b", "other"), chain("c", "c")]);
         let names = |s: &[&str]| s.iter().map(|n| (*n).to_owned()).collect::<BTreeSet<_>>();
         assert_eq!(
-            changed_filter_chains(&rejected, Some(&accepted)),
+            changed_filter_chains(&rejected, Some(accepted.as_slice())),
             names(&["b", "c"])
         );
         // Nothing accepted yet: every chain may be the cause.
@@ -137,13 +133,11 @@ mod tests {
         );
         // A chain removed, or nothing that decodes: no chain to name.
         assert!(
-            changed_filter_chains(&listener(vec![chain("a", "a")]), Some(&accepted)).is_empty()
+            changed_filter_chains(&listener(vec![chain("a", "a")]), Some(accepted.as_slice()))
+                .is_empty()
         );
-        let junk = Any {
-            type_url: String::new(),
-            value: vec![0xff, 0xff],
-        };
-        assert!(changed_filter_chains(&junk, Some(&accepted)).is_empty());
+        let junk = [0xff, 0xff];
+        assert!(changed_filter_chains(&junk, Some(accepted.as_slice())).is_empty());
     }
 
     /// The cache records, with a listener NACK, the chains changed since the accepted version.
@@ -153,7 +147,13 @@ mod tests {
         use crate::xds::resource::{InstanceResources, type_url::LISTENER};
         let set = |cache: &Cache, chains: Vec<FilterChain>| {
             let mut r = InstanceResources::default();
-            r.insert(HTTPS_LISTENER, listener(chains));
+            r.insert(
+                HTTPS_LISTENER,
+                envoy_types::pb::google::protobuf::Any {
+                    type_url: LISTENER.to_owned(),
+                    value: listener(chains),
+                },
+            );
             cache.set("ns/gw", r);
             let snapshot = cache.get("ns/gw").unwrap();
             let sent: Vec<_> = snapshot

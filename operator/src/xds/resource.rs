@@ -7,6 +7,7 @@
 //! a snapshot that keeps a resource unchanged shares it with the previous one instead of
 //! re-hashing or copying its bytes.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -71,27 +72,56 @@ impl ResourceType {
 ///
 /// Name and version are shared strings: every map that holds a resource by name (the
 /// snapshot's, the translator's memo, each Delta stream's record of what its Envoy has and
-/// acked, the cache's accepted versions) holds a pointer to these, not a copy of them.
+/// acked, the cache's accepted versions) holds a pointer to these, not a copy of them. The
+/// packed message is held as its type URL and bytes, not as an `Any`: the type URL of a type
+/// Sluice serves is a constant, not a string allocated for every resource (tens of thousands at
+/// 10,000 roots), and the bytes are a boxed slice of their own length.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VersionedResource {
     pub name: Arc<str>,
     /// Hex prefix of the SHA-256 of type URL and encoded bytes: equal content, equal version,
     /// on every replica and across restarts.
     pub version: Arc<str>,
-    pub resource: Any,
+    type_url: Cow<'static, str>,
+    value: Box<[u8]>,
     /// For a cluster, the load assignment it reads over EDS; decoded once, when first asked
-    /// (every push of every stream asks it of every cluster).
-    eds: std::sync::OnceLock<Option<String>>,
+    /// (every push of every stream asks it of every cluster). The resource's own name when it is
+    /// that (shared, not copied).
+    eds: std::sync::OnceLock<Option<Arc<str>>>,
 }
 
 impl VersionedResource {
     /// Wraps an encoded resource, computing its version.
     pub fn new(name: impl Into<Arc<str>>, resource: Any) -> Self {
+        let version = resource_version(&resource).into();
+        let type_url = match ResourceType::from_type_url(&resource.type_url) {
+            Some(ty) => Cow::Borrowed(ty.type_url()),
+            None => Cow::Owned(resource.type_url),
+        };
         Self {
             name: name.into(),
-            version: resource_version(&resource).into(),
-            resource,
+            version,
+            type_url,
+            value: resource.value.into_boxed_slice(),
             eds: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The type URL of the packed message.
+    pub fn type_url(&self) -> &str {
+        &self.type_url
+    }
+
+    /// The encoded message.
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    /// The packed message, for the wire (a copy).
+    pub fn to_any(&self) -> Any {
+        Any {
+            type_url: self.type_url.clone().into_owned(),
+            value: self.value.to_vec(),
         }
     }
 
@@ -100,18 +130,26 @@ impl VersionedResource {
     /// decode as a cluster.
     pub fn eds_service_name(&self) -> Option<&str> {
         self.eds
-            .get_or_init(|| eds_service_name(&self.resource))
+            .get_or_init(|| {
+                eds_service_name(&self.value).map(|n| {
+                    if n == *self.name {
+                        self.name.clone()
+                    } else {
+                        n.into()
+                    }
+                })
+            })
             .as_deref()
     }
 }
 
-fn eds_service_name(resource: &Any) -> Option<String> {
+fn eds_service_name(value: &[u8]) -> Option<String> {
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
     use envoy_types::pb::envoy::config::cluster::v3::cluster::{
         ClusterDiscoveryType, DiscoveryType,
     };
     use prost::Message as _;
-    let cluster = Cluster::decode(resource.value.as_slice()).ok()?;
+    let cluster = Cluster::decode(value).ok()?;
     let eds = cluster.cluster_discovery_type
         == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
     eds.then(|| {
@@ -203,14 +241,14 @@ impl InstanceResources {
     /// Adds an already versioned resource (shared, not copied), replacing one of the same type
     /// and name.
     pub fn insert_versioned(&mut self, resource: Arc<VersionedResource>) {
-        let type_url = &resource.resource.type_url;
+        let type_url = resource.type_url();
         let named = match self.by_type.get_mut(type_url) {
             Some(named) => named,
-            None => self.by_type.entry(type_url.clone()).or_default(),
+            None => self.by_type.entry(type_url.to_owned()).or_default(),
         };
         let digest = match self.digests.get_mut(type_url) {
             Some(digest) => digest,
-            None => self.digests.entry(type_url.clone()).or_default(),
+            None => self.digests.entry(type_url.to_owned()).or_default(),
         };
         if let Some(old) = named.get(&resource.name) {
             if Arc::ptr_eq(old, &resource) {
@@ -367,6 +405,50 @@ mod tests {
         r.insert("a", any(b"1"));
         assert_eq!(r.of_type(ResourceType::Cluster).unwrap()["a"].as_ref(), &a);
         assert!(r.of_type(ResourceType::Route).is_none());
+    }
+
+    /// A resource of a type Sluice serves holds its type URL as the constant (no string of its
+    /// own per resource), its bytes exactly sized, and a cluster's EDS name as its own name when
+    /// the two are the same (shared, not a copy); the wire form is unchanged.
+    #[test]
+    fn a_resource_holds_no_copy_of_its_type_url_or_eds_name() {
+        use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+        use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+            ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
+        };
+        use prost::Message as _;
+        let cluster = |service_name: &str| Cluster {
+            name: "ns/web/80/abc".to_owned(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(EdsClusterConfig {
+                service_name: service_name.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let any = |c: &Cluster| Any {
+            type_url: type_url::CLUSTER.to_owned(),
+            value: c.encode_to_vec(),
+        };
+        let own = VersionedResource::new("ns/web/80/abc", any(&cluster("ns/web/80/abc")));
+        assert!(matches!(own.type_url, Cow::Borrowed(type_url::CLUSTER)));
+        assert_eq!(own.eds_service_name(), Some("ns/web/80/abc"));
+        assert_eq!(
+            own.eds_service_name().map(str::as_ptr),
+            Some(own.name.as_ptr())
+        );
+        assert_eq!(own.to_any(), any(&cluster("ns/web/80/abc")));
+        let other = VersionedResource::new("ns/web/80/abc", any(&cluster("elsewhere")));
+        assert_eq!(other.eds_service_name(), Some("elsewhere"));
+        let unknown = VersionedResource::new(
+            "x",
+            Any {
+                type_url: "type.googleapis.com/x".to_owned(),
+                value: vec![1, 2],
+            },
+        );
+        assert!(matches!(&unknown.type_url, Cow::Owned(u) if u == "type.googleapis.com/x"));
+        assert_eq!(unknown.value(), [1, 2]);
     }
 
     /// From `record_changes` on, every name inserted (as another resource) or removed is

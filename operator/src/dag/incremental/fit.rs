@@ -104,6 +104,20 @@ mod tests {
         }
     }
 
+    /// A Service, its Endpoints and its EndpointSlices are one dependency, so the index holds
+    /// one entry per Service read (and per IngressRoute), not three.
+    #[test]
+    fn the_dependency_index_holds_one_entry_per_service_read() {
+        let snap = Arc::new(world());
+        let sel = Selection::default_instance();
+        let mut inc = IncrementalDag::new(sel.clone());
+        inc.update(&snap, &sel, &ChangeSet::everything());
+        let mut deps: Vec<String> = inc.dep_index.keys().map(|d| format!("{d:?}")).collect();
+        deps.sort();
+        // Two IngressRoutes and three Services.
+        assert_eq!(deps.len(), 5, "{deps:#?}");
+    }
+
     #[test]
     fn a_sorted_vec_grows_exactly_while_small_and_by_doubling_beyond() {
         use crate::dag::incremental::parts::SortedVec;

@@ -93,7 +93,7 @@ impl DeltaStream {
             .map(|r| Resource {
                 name: r.name.to_string(),
                 version: r.version.to_string(),
-                resource: Some(r.resource.clone()),
+                resource: Some(r.to_any()),
                 ..Default::default()
             })
             .collect();

@@ -58,7 +58,7 @@ impl SotwStream {
             .to_string();
         let response = DiscoveryResponse {
             version_info: version.clone(),
-            resources: content.values().map(|r| r.resource.clone()).collect(),
+            resources: content.values().map(|r| r.to_any()).collect(),
             type_url: type_url.to_owned(),
             nonce: nonce.clone(),
             ..Default::default()

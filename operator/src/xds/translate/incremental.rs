@@ -646,14 +646,13 @@ mod tests {
             ..Default::default()
         };
         let r = assembled("r", &head, 2, chains.iter().map(Vec::as_slice), &tail);
-        let value = &r.resource.value;
-        assert_eq!(value.capacity(), value.len());
+        let value = r.value();
         let mut whole = Vec::new();
         head.encode(&mut whole).unwrap();
         for c in &chains {
             prost::encoding::bytes::encode(2, c, &mut whole);
         }
         tail.encode(&mut whole).unwrap();
-        assert_eq!(*value, whole);
+        assert_eq!(value, whole.as_slice());
     }
 }

@@ -1051,7 +1051,7 @@ fn translation_is_deterministic() {
         ResourceType::ALL
             .into_iter()
             .flat_map(|ty| r.of_type(ty))
-            .map(|x| x.resource.encode_to_vec())
+            .map(|x| x.to_any().encode_to_vec())
             .collect()
     };
     assert_eq!(bytes(&a), bytes(&b));
@@ -1107,7 +1107,7 @@ fn packed_resources_carry_their_type_urls() {
     for ty in ResourceType::ALL {
         assert_eq!(ResourceType::from_type_url(ty.type_url()), Some(ty));
         for x in r.of_type(ty) {
-            assert_eq!(x.resource.type_url, ty.type_url());
+            assert_eq!(x.type_url(), ty.type_url());
         }
     }
     assert_eq!(ResourceType::Listener.type_url(), Listener::type_url());

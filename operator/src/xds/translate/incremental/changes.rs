@@ -145,7 +145,7 @@ impl Translator {
             };
             if let Some(b) = &before {
                 for r in b.resources() {
-                    out.remove(&r.resource.type_url, &r.name);
+                    out.remove(r.type_url(), &r.name);
                 }
             }
             let mut fresh = now.map(|vh| HostEntry::encode(dag, vh, mode));
