@@ -179,8 +179,7 @@ async fn measure(hosts: usize, shared: bool, edits: usize, a: &Backend, b: &Back
         let resources = translator.translate(&dag).unwrap();
         incremental.push(millis(started.elapsed()));
         size = resources.by_type()[type_url::ROUTE][resent.as_str()]
-            .resource
-            .value
+            .value()
             .len();
         cache.set(INSTANCE, resources);
         while answered_by(opts.http_port, &fqdn).await.as_deref() != Some(target) {
