@@ -163,7 +163,16 @@ fn a_restarted_process_goes_on_as_the_one_that_never_stopped() {
                         traefik_route(ns, &name, when, &rule)
                     }
                     _ => {
-                        let mut rule = format!("HostSNI(`{host}`) || HostSNI(`{other}`)");
+                        // A pattern over the wildcard's names, a claim of the form this
+                        // version starts to serve (`Claimant::late`).
+                        let first = match host.strip_prefix("*.") {
+                            Some(parent) if next(3) == 0 => format!(
+                                "HostSNIRegexp(`^[a-z0-9]+\\.{}$`)",
+                                parent.replace('.', "\\.")
+                            ),
+                            _ => format!("HostSNI(`{host}`)"),
+                        };
+                        let mut rule = format!("{first} || HostSNI(`{other}`)");
                         if refused {
                             rule = format!("({rule}) && FutureTcp(`x`)");
                         }
