@@ -514,6 +514,18 @@ pub fn cidr(arg: &str) -> Result<Cidr, String> {
 /// A gorilla/mux template (`{sub:[a-z]+}.example.com`) as a regex: literal parts escaped,
 /// `{name}` as `default`, `{name:re}` as `(?:re)`; anchored at the start, and at the end when
 /// `to_end`.
+/// The wildcard parent a `HostSNIRegexp()` argument provably stays one label under, read as
+/// the served rule reads it (`syntax`: a v3 pattern or a v2 template), if it parses; for the
+/// lenient claims of a refused IngressRouteTCP (`dag::traefik::refused_hosts`).
+pub fn sni_regexp_parent(arg: &str, syntax: Syntax) -> Option<String> {
+    let source = match syntax {
+        Syntax::V3 => arg.to_owned(),
+        Syntax::V2 => template(arg, "[^.]+", true).ok()?,
+    };
+    regex::check(&source).ok()?;
+    regex::one_label_parent(&regex::parse(&source).ok()?)
+}
+
 fn template(t: &str, default: &str, to_end: bool) -> Result<String, String> {
     let mut out = String::from("^");
     let mut rest = t;

@@ -7,7 +7,9 @@
 //! another tenant has served since 2025 at that upgrade. So a refused root claims what its
 //! rules name, read leniently: the arguments of `Host()` (IngressRoute) or `HostSNI()`
 //! (IngressRouteTCP) calls that are valid names (exact names, or `*.parent` wildcards as the
-//! served rules claim them), wherever the call stands in the rule except under a `!`. Nothing
+//! served rules claim them), and the `*.parent` of an IngressRouteTCP's `HostSNIRegexp()`
+//! pattern proved to stay one label under `parent`, wherever the call stands in the rule
+//! except under a `!`. Nothing
 //! comes from a rule that does not parse as a rule (calls with string arguments joined by `&&`,
 //! `||`, `!` and parentheses), nor from an object that does not decode or stands in a namespace
 //! that may not hold roots. The catch-all `*` (rules without a host) is not claimed: what a
@@ -25,6 +27,7 @@ use super::Root;
 use super::hosts;
 use super::tcp::TcpRoot;
 use crate::dag::select::Selection;
+use crate::traefik::matcher::{Syntax, sni_regexp_parent};
 use crate::traefik::matches::HostMatch;
 use crate::traefik::rule::{Call, Expr, parse};
 
@@ -51,7 +54,13 @@ pub(in crate::dag) fn of_tcp(sel: &Selection, root: &TcpRoot<'_>) -> (BTreeSet<S
         Err(_) => {
             let hosts = match &root.obj.decoded {
                 Ok(r) if sel.root_allowed(&root.key.namespace) => {
-                    claimed(r.spec.routes.iter().map(|r| r.match_.as_str()), "HostSNI")
+                    let mut hosts =
+                        claimed(r.spec.routes.iter().map(|r| r.match_.as_str()), "HostSNI");
+                    for route in &r.spec.routes {
+                        let (syntax, _) = Syntax::select(route.syntax.as_deref(), Syntax::V3);
+                        hosts.extend(regexp_wildcards(&route.match_, syntax));
+                    }
+                    hosts
                 }
                 _ => BTreeSet::new(),
             };
@@ -85,6 +94,37 @@ pub(in crate::dag) fn late_tcp(root: &TcpRoot<'_>) -> bool {
             found
         })
     })
+}
+
+/// The wildcards `*.parent` the `HostSNIRegexp()` calls of `rule` claim when served (a pattern
+/// proved to stay one label under `parent`), wherever the call stands but under a `!`. A
+/// pattern that could match any name would claim the catch-all, which lenient claims never
+/// take (see the module documentation).
+fn regexp_wildcards(rule: &str, syntax: Syntax) -> BTreeSet<String> {
+    let mut args = BTreeSet::new();
+    if let Ok(expr) = parse(rule) {
+        collect_args(&expr, "HostSNIRegexp", false, &mut args);
+    }
+    (args.iter())
+        .filter_map(|a| sni_regexp_parent(a, syntax))
+        .filter_map(|p| hosts::claim(&HostMatch::OneLabelUnder(p), false).ok())
+        .collect()
+}
+
+fn collect_args(expr: &Expr<Call>, call: &str, negated: bool, out: &mut BTreeSet<String>) {
+    match expr {
+        Expr::Leaf(c) => {
+            if !negated && c.name.eq_ignore_ascii_case(call) {
+                out.extend(c.args.iter().cloned());
+            }
+        }
+        Expr::Not(inner) => collect_args(inner, call, !negated, out),
+        Expr::And(parts) | Expr::Or(parts) => {
+            for p in parts {
+                collect_args(p, call, negated, out);
+            }
+        }
+    }
 }
 
 fn mentions(expr: &Expr<Call>, call: &str, negated: bool, found: &mut bool) {
@@ -160,6 +200,27 @@ mod tests {
         assert_eq!(claimed(tcp, "HostSNI"), set(&["db.example.com"]));
         // The other dialect's call claims nothing.
         assert!(claimed(tcp, "Host").is_empty());
+    }
+
+    /// review 5 R5.7: a refused IngressRouteTCP keeps its place on the wildcard its
+    /// `HostSNIRegexp()` would claim when served, so a later version serving it finds it there.
+    #[test]
+    fn a_pattern_proved_under_a_parent_claims_its_wildcard_never_the_catch_all() {
+        let v3 = |rule: &str| regexp_wildcards(rule, Syntax::V3);
+        assert_eq!(
+            v3("HostSNIRegexp(`^[a-z0-9-]+\\.db\\.example\\.com$`) && FutureTcp(`x`)"),
+            set(&["*.db.example.com"])
+        );
+        assert_eq!(
+            regexp_wildcards("HostSNIRegexp(`{sub:[a-z]+}.db.example.com`)", Syntax::V2),
+            set(&["*.db.example.com"])
+        );
+        // Could match any name (the catch-all when served): nothing; negated: nothing.
+        assert!(v3("HostSNIRegexp(`.+`) && FutureTcp(`x`)").is_empty());
+        assert!(v3("HostSNIRegexp(`^[a-z]+\\.db\\.example\\.com`)").is_empty());
+        assert!(v3("!HostSNIRegexp(`^[a-z]+\\.db\\.example\\.com$`)").is_empty());
+        assert!(v3("HostSNIRegexp(`^[a-z]+\\.com$`)").is_empty());
+        assert!(v3("HostSNIRegexp(`(`)").is_empty());
     }
 
     #[test]
