@@ -27,9 +27,9 @@
 //! whose absence would hand a name to another namespace at the next start go first (a name
 //! whose oldest object by creation time is of another namespace than its holder, and both sides
 //! of a wildcard and an exact name under it held in two namespaces whose comparison would
-//! turn), in turns by holder namespace: each namespace's first such name, then each one's
-//! second, so a tenant's volume of contests or names buys it one place per turn and per
-//! namespace it holds names in, never the places of others. Then the other names: those
+//! turn), in turns by pair of namespaces (the holder's, and the one charged): each pair's first
+//! such name, then each one's second, so a tenant's volume of contests or names buys it one
+//! place per turn and per pair of namespaces it takes part in, never the places of others. Then the other names: those
 //! charged to the namespaces charged the least first (a tenant who makes thousands of contests
 //! among its own names crowds out only its own), among those the names whose holder's
 //! namespace holds the fewest recorded names, then by name. A name recorded with its holder
@@ -364,12 +364,6 @@ impl<S: AsRef<[Claimant]>> Start<'_, S> {
             || covering_wildcard(name).is_some_and(|w| served(self.claimants(&w)))
     }
 
-    /// `c`, a claimant of `name`, dated as a process that starts with a record that holds
-    /// `name` (`kept`) or not.
-    fn dated(&self, name: &str, c: &Claimant, kept: bool) -> Claimant {
-        at_start(c, kept, c.behind_at_start() && self.seeds(name))
-    }
-
     /// Whether some claimant of `wildcard` and some claimant of `exact` (among the first
     /// [`MAX_CLAIMANTS`] of each, those a record holds) would compare otherwise at the next
     /// start, the record holding each name or not (`kept`): not only their first claimants,
@@ -428,9 +422,14 @@ fn crossing<'a, S: AsRef<[Claimant]>>(
             let Some(holder) = claimants.first() else {
                 return false;
             };
-            let restarted = claimants
-                .iter()
-                .min_by(|a, b| (start.dated(name, a, false)).cmp(&start.dated(name, b, false)));
+            // Whether this name seeds its refused and late claimants behind, once per name (it
+            // looks at the claimants of the covering wildcard): then one pass over the name's
+            // claimants (review 6 R6.2: a comparison of two dated copies for every pair was
+            // quadratic in a name's claimants).
+            let seeds = start.seeds(name);
+            let restarted = (claimants.iter())
+                .map(|c| at_start(c, false, c.behind_at_start() && seeds))
+                .min();
             restarted.is_some_and(|r| r.key.namespace != holder.key.namespace)
         })
         .collect();

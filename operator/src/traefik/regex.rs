@@ -144,12 +144,22 @@ impl Searcher {
 /// `.`) match what byte classes match: compiled without Unicode, `[^.]{1000}` is a thousand
 /// byte classes, not a thousand UTF-8 automata (tens of milliseconds and megabytes each).
 /// Unicode classes (`\pL`) need the Unicode build, within the same limit.
+/// A pattern that is not ASCII is always compiled with Unicode: without it, `(?i)` leaves a
+/// non-ASCII literal unfolded, where RE2 folds `ſ` to `s` and the Kelvin sign to `k` (review 6
+/// R6.3: `tranſfer-encoding` would pass a check that Envoy's match does not).
 pub fn ascii_matcher(pattern: &str) -> Result<::regex::bytes::Regex, String> {
-    ::regex::bytes::RegexBuilder::new(pattern)
-        .unicode(false)
-        .size_limit(SEARCH_SIZE_LIMIT)
-        .build()
-        .or_else(|_| {
+    let ascii = if pattern.is_ascii() {
+        ::regex::bytes::RegexBuilder::new(pattern)
+            .unicode(false)
+            .size_limit(SEARCH_SIZE_LIMIT)
+            .build()
+            .ok()
+    } else {
+        None
+    };
+    ascii
+        .map(Ok)
+        .unwrap_or_else(|| {
             ::regex::bytes::RegexBuilder::new(pattern)
                 .size_limit(SEARCH_SIZE_LIMIT)
                 .build()
@@ -608,6 +618,10 @@ mod tests {
         }
         assert!(Searcher::new("^\\pL+\\.x$").is_match("ab.x").unwrap());
         assert!(!Searcher::new("^\\pL+\\.x$").is_match("a1.x").unwrap());
+        // review 6 R6.3: a non-ASCII literal folds to ASCII under (?i) as in RE2.
+        let m = ascii_matcher("^(?:(?i:tran\u{17f}fer-encoding))$").unwrap();
+        assert!(m.is_match(b"transfer-encoding"));
+        assert!(ascii_matcher("(?i)\u{212a}eep").unwrap().is_match(b"keep"));
         let e = Searcher::new("(?:[a-z]{1000}){1000}")
             .is_match("a")
             .unwrap_err();
