@@ -8,24 +8,25 @@
 //! because Envoy has not got its configuration yet.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/sni_client.rs"]
+mod sni_client;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use sluice_e2e::backend::{Backend, TcpEchoBackend};
 use sluice_e2e::manifests::{Manifests, service, tls_secret};
 use sluice_e2e::sluice::Standalone;
-use sluice_e2e::tls::{TestCa, TlsClient};
+use sluice_e2e::tls::TestCa;
 use sluice_e2e::tls_session::certificates_der;
 use sluice_e2e::try_wait_for;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+
+use sni_client::{IO_TIMEOUT, connect, echoes, passes_through};
 
 const WAIT: Duration = Duration::from_secs(30);
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn object(kind: &str, namespace: &str, name: &str, created: &str, spec: Value) -> String {
     format!(
@@ -54,77 +55,6 @@ fn tcp_route(
         json!({"entryPoints": ["websecure"], "tls": tls,
                "routes": [{"match": rule, "services": [{"name": svc, "port": 9000}]}]}),
     )
-}
-
-fn client_config(ca_pem: &str, sni: bool) -> Arc<rustls::ClientConfig> {
-    let mut config = TlsClient::trusting(ca_pem).unwrap().rustls_config();
-    config.alpn_protocols = Vec::new();
-    config.enable_sni = sni;
-    Arc::new(config)
-}
-
-/// A TLS session to Envoy's HTTPS port for `name` (sent as SNI when `sni`), the certificate
-/// checked against `ca` for `name`.
-async fn connect(
-    ca: &TestCa,
-    port: u16,
-    name: &str,
-    sni: bool,
-) -> Result<TlsStream<TcpStream>, String> {
-    let server = ServerName::try_from(name.to_owned()).unwrap();
-    let config = client_config(&ca.cert_pem(), sni);
-    tokio::time::timeout(IO_TIMEOUT, async {
-        let tcp = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio_rustls::TlsConnector::from(config)
-            .connect(server, tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))
-    })
-    .await
-    .map_err(|_| "timed out".to_owned())?
-}
-
-/// Writes `data` and reads until the answer ends with `until`; `None` when the connection
-/// closes first.
-async fn exchange(s: &mut TlsStream<TcpStream>, data: &[u8], until: &[u8]) -> Option<Vec<u8>> {
-    s.write_all(data).await.ok()?;
-    s.flush().await.ok()?;
-    let mut answer = Vec::new();
-    tokio::time::timeout(IO_TIMEOUT, async {
-        let mut buf = [0u8; 4096];
-        while !answer.windows(until.len()).any(|w| w == until) {
-            match s.read(&mut buf).await {
-                Ok(n) if n > 0 => answer.extend_from_slice(&buf[..n]),
-                _ => return None,
-            }
-        }
-        Some(answer)
-    })
-    .await
-    .ok()
-    .flatten()
-}
-
-/// Whether a terminated session for `sni` (trusting `ca`) echoes through.
-async fn echoes(ca: &TestCa, port: u16, sni: &str) -> bool {
-    let Ok(mut s) = connect(ca, port, sni, true).await else {
-        return false;
-    };
-    exchange(&mut s, b"ping\n", b"ping\n").await.is_some()
-}
-
-/// Whether a passed-through session for `name` (trusting the backend's `ca`) gets an HTTP
-/// answer from the TLS backend.
-async fn passes_through(ca: &TestCa, port: u16, name: &str, sni: bool) -> bool {
-    let Ok(mut s) = connect(ca, port, name, sni).await else {
-        return false;
-    };
-    let request = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
-    exchange(&mut s, request.as_bytes(), b"\r\n\r\n")
-        .await
-        .is_some_and(|a| a.starts_with(b"HTTP/1.1 200"))
 }
 
 fn leaf_of(pem: &str) -> Vec<u8> {
