@@ -15,14 +15,14 @@ mod sni_client;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_e2e::backend::{Backend, TcpEchoBackend};
 use sluice_e2e::manifests::{Manifests, service, tls_secret};
 use sluice_e2e::sluice::Standalone;
 use sluice_e2e::tls::TestCa;
 use sluice_e2e::try_wait_for;
 
-use sni_client::{echoes, passes_through};
+use sni_client::{echoes, object, passes_through, tcp_route};
 
 const WAIT: Duration = Duration::from_secs(30);
 const OLD: &str = "2020-01-01T00:00:00Z";
@@ -44,35 +44,6 @@ const HOSTILE: &[&str] = &[
     "[[:^alpha:]]{2,5}(?s:.)",
     "(?U)a+?b*",
 ];
-
-fn object(kind: &str, namespace: &str, name: &str, created: &str, spec: Value) -> String {
-    format!(
-        "---\n{}\n",
-        json!({
-            "apiVersion": "traefik.io/v1alpha1", "kind": kind,
-            "metadata": {"namespace": namespace, "name": name, "creationTimestamp": created},
-            "spec": spec,
-        })
-    )
-}
-
-fn tcp_route(
-    namespace: &str,
-    name: &str,
-    created: &str,
-    rule: &str,
-    svc: &str,
-    tls: Value,
-) -> String {
-    object(
-        "IngressRouteTCP",
-        namespace,
-        name,
-        created,
-        json!({"entryPoints": ["websecure"], "tls": tls,
-               "routes": [{"match": rule, "services": [{"name": svc, "port": 9000}]}]}),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_sni_regexp_serves_the_names_it_matches_and_never_anothers() {

@@ -14,7 +14,7 @@ mod sni_client;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_e2e::backend::{Backend, TcpEchoBackend};
 use sluice_e2e::manifests::{Manifests, service, tls_secret};
 use sluice_e2e::sluice::Standalone;
@@ -24,38 +24,9 @@ use sluice_e2e::try_wait_for;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use sni_client::{IO_TIMEOUT, connect, echoes, passes_through};
+use sni_client::{IO_TIMEOUT, connect, echoes, object, passes_through, tcp_route};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn object(kind: &str, namespace: &str, name: &str, created: &str, spec: Value) -> String {
-    format!(
-        "---\n{}\n",
-        json!({
-            "apiVersion": "traefik.io/v1alpha1", "kind": kind,
-            "metadata": {"namespace": namespace, "name": name, "creationTimestamp": created},
-            "spec": spec,
-        })
-    )
-}
-
-fn tcp_route(
-    namespace: &str,
-    name: &str,
-    created: &str,
-    rule: &str,
-    svc: &str,
-    tls: Value,
-) -> String {
-    object(
-        "IngressRouteTCP",
-        namespace,
-        name,
-        created,
-        json!({"entryPoints": ["websecure"], "tls": tls,
-               "routes": [{"match": rule, "services": [{"name": svc, "port": 9000}]}]}),
-    )
-}
 
 fn leaf_of(pem: &str) -> Vec<u8> {
     certificates_der(pem).unwrap().swap_remove(0)

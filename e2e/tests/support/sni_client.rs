@@ -2,7 +2,7 @@
 //! end-to-end tests (a `#[path]` module): a session for a name (sent as SNI or not), an
 //! exchange that ends at a marker or when the connection closes, and the two answers those
 //! tests look for (a TCP echo after termination, an HTTP answer from a TLS backend through
-//! passthrough).
+//! passthrough); and the manifests those tests write.
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use serde_json::{Value, json};
 use sluice_e2e::tls::{TestCa, TlsClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -88,4 +89,35 @@ pub async fn passes_through(ca: &TestCa, port: u16, name: &str, sni: bool) -> bo
     exchange(&mut s, request.as_bytes(), b"\r\n\r\n")
         .await
         .is_some_and(|a| a.starts_with(b"HTTP/1.1 200"))
+}
+
+/// A Traefik object (`traefik.io/v1alpha1`) as a YAML document.
+pub fn object(kind: &str, namespace: &str, name: &str, created: &str, spec: Value) -> String {
+    format!(
+        "---\n{}\n",
+        json!({
+            "apiVersion": "traefik.io/v1alpha1", "kind": kind,
+            "metadata": {"namespace": namespace, "name": name, "creationTimestamp": created},
+            "spec": spec,
+        })
+    )
+}
+
+/// An IngressRouteTCP on `websecure` with one route to `svc` port 9000.
+pub fn tcp_route(
+    namespace: &str,
+    name: &str,
+    created: &str,
+    rule: &str,
+    svc: &str,
+    tls: Value,
+) -> String {
+    object(
+        "IngressRouteTCP",
+        namespace,
+        name,
+        created,
+        json!({"entryPoints": ["websecure"], "tls": tls,
+               "routes": [{"match": rule, "services": [{"name": svc, "port": 9000}]}]}),
+    )
 }
