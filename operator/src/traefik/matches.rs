@@ -247,8 +247,11 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
                     return Err(RuleError {
                         offset: l.start,
                         message: format!(
-                            "{}: Traefik matches the lower-cased host, so upper-case letters in \
-                             the pattern never match; write it in lower case",
+                            "{}: Traefik matches the lower-cased host and Envoy matches it \
+                             case-insensitively, so the pattern must accept the same names either \
+                             way; write it in lower case, with each negated class leaving out a \
+                             letter in both cases or in neither ([^A-Z] leaves out a-z too once \
+                             folded)",
                             rule.get(l.start..l.end).unwrap_or("HostRegexp")
                         ),
                     });

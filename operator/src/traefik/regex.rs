@@ -257,6 +257,11 @@ pub fn check(source: &str) -> Result<Pattern, String> {
 
 /// Parses `source` under the shared syntax and returns its HIR.
 pub fn parse(source: &str) -> Result<Hir, String> {
+    parse_with(source, false)
+}
+
+/// [`parse`], translated case-insensitively when `fold` (as Envoy runs `(?i)` and the pattern).
+fn parse_with(source: &str, fold: bool) -> Result<Hir, String> {
     if source.len() > MAX_PATTERN {
         return Err(format!("regex is longer than {MAX_PATTERN} bytes"));
     }
@@ -267,6 +272,7 @@ pub fn parse(source: &str) -> Result<Hir, String> {
         .map_err(|e| format!("invalid regex: {}", first_line(&e.to_string())))?;
     ast::visit(&ast, Re2Only)?;
     let hir = hir::translate::TranslatorBuilder::new()
+        .case_insensitive(fold)
         .build()
         .translate(source, &ast)
         .map_err(|e| format!("invalid regex: {}", first_line(&e.to_string())))?;
@@ -279,13 +285,67 @@ pub fn parse(source: &str) -> Result<Hir, String> {
     Ok(hir)
 }
 
-/// True when the pattern can match an upper-case ASCII letter only where it would also match
-/// its lower-case form: literals hold no upper-case letters, and each class that holds an
-/// upper-case letter holds its lower-case one too. Such a pattern, made case-insensitive,
-/// accepts a value exactly when the plain pattern accepts the value lower-cased — what Traefik
-/// does with the request host.
-pub fn lower_case_closed(hir: &Hir) -> bool {
-    hir::visit(hir, LowerClosed).is_ok()
+/// True when Envoy, running `(?i)` followed by the pattern on a host name as sent, accepts
+/// exactly the names that the plain pattern accepts lowered — what Traefik does with the
+/// request host and the server name. Two translations are compared: the plain one, and the
+/// case-insensitive one Envoy runs (RE2 and `regex-syntax` both fold a class before negating it,
+/// so `(?i)[^A-Z.]` leaves out `a` where the plain `[^A-Z.]` on a lowered name takes it, review 6
+/// R6.1; `\P{Lu}` likewise). The folded one must be closed under case (no `(?-i)` region
+/// matching a letter in one case only), and both, with every class narrowed to the characters a
+/// lowered ASCII name holds, must be the same expression. A pattern that fails is refused, never
+/// approximated; hosts are ASCII (IDNA), so other characters are left out of the comparison.
+pub fn lower_case_closed(source: &str) -> bool {
+    let (Ok(plain), Ok(folded)) = (parse(source), parse_with(source, true)) else {
+        return false;
+    };
+    hir::visit(&folded, CaseClosed).is_ok() && lowered(&plain) == lowered(&folded)
+}
+
+/// The characters of a lowered ASCII name: ASCII without `A`-`Z`.
+fn lowered_ascii() -> (hir::ClassUnicode, hir::ClassBytes) {
+    let u = hir::ClassUnicode::new([
+        hir::ClassUnicodeRange::new('\0', '@'),
+        hir::ClassUnicodeRange::new('[', '\x7f'),
+    ]);
+    let b = hir::ClassBytes::new([
+        hir::ClassBytesRange::new(0, b'@'),
+        hir::ClassBytesRange::new(b'[', 0x7f),
+    ]);
+    (u, b)
+}
+
+/// `hir` with every class narrowed to [`lowered_ascii`], rebuilt with `regex-syntax`'s own
+/// constructors so that a one-character class becomes a literal and literals join, as they do
+/// on the other side of the comparison. Depth is bounded by the parser's nest limit.
+fn lowered(h: &Hir) -> Hir {
+    match h.kind() {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(l) => Hir::literal(l.0.clone()),
+        HirKind::Class(hir::Class::Unicode(c)) => {
+            let mut c = c.clone();
+            c.intersect(&lowered_ascii().0);
+            Hir::class(hir::Class::Unicode(c))
+        }
+        HirKind::Class(hir::Class::Bytes(c)) => {
+            let mut c = c.clone();
+            c.intersect(&lowered_ascii().1);
+            Hir::class(hir::Class::Bytes(c))
+        }
+        HirKind::Look(l) => Hir::look(*l),
+        HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(lowered(&r.sub)),
+        }),
+        HirKind::Capture(c) => Hir::capture(hir::Capture {
+            index: c.index,
+            name: c.name.clone(),
+            sub: Box::new(lowered(&c.sub)),
+        }),
+        HirKind::Concat(v) => Hir::concat(v.iter().map(lowered).collect()),
+        HirKind::Alternation(v) => Hir::alternation(v.iter().map(lowered).collect()),
+    }
 }
 
 fn first_line(s: &str) -> &str {
@@ -468,9 +528,11 @@ impl hir::Visitor for Cost {
     }
 }
 
-struct LowerClosed;
+/// Every class holds an ASCII letter in both cases or in neither, and no literal holds an ASCII
+/// letter (in a case-insensitive translation, a letter outside `(?-i)` is always a class).
+struct CaseClosed;
 
-impl hir::Visitor for LowerClosed {
+impl hir::Visitor for CaseClosed {
     type Output = ();
     type Err = ();
 
@@ -479,9 +541,9 @@ impl hir::Visitor for LowerClosed {
     }
 
     fn visit_pre(&mut self, node: &Hir) -> Result<(), ()> {
-        let closed = |has: &dyn Fn(u8) -> bool| (b'A'..=b'Z').all(|u| !has(u) || has(u + 32));
+        let closed = |has: &dyn Fn(u8) -> bool| (b'A'..=b'Z').all(|u| has(u) == has(u + 32));
         match node.kind() {
-            HirKind::Literal(l) if l.0.iter().any(u8::is_ascii_uppercase) => Err(()),
+            HirKind::Literal(l) if l.0.iter().any(u8::is_ascii_alphabetic) => Err(()),
             HirKind::Class(hir::Class::Unicode(c)) => {
                 let has = |b: u8| {
                     let ch = char::from(b);
@@ -630,11 +692,41 @@ mod tests {
 
     #[test]
     fn lower_case_closed_patterns() {
-        let closed = |p: &str| lower_case_closed(&parse(p).unwrap());
-        assert!(closed("[a-z0-9-]+\\.example\\.com"));
-        assert!(closed("\\S+\\.\\w+"));
-        assert!(closed("[a-zA-Z]+"));
-        assert!(!closed("Example\\.com"));
-        assert!(!closed("[A-Z]+"));
+        let closed = lower_case_closed;
+        for ok in [
+            "[a-z0-9-]+\\.example\\.com",
+            "\\S+\\.\\w+",
+            "[a-zA-Z]+",
+            "^(?:[a-z]+)\\.example\\.com$",
+            "^(pg|my)-[0-9]+\\.db\\.example\\.com$",
+            "^(?P<sub>[a-z0-9]+)\\.example\\.com$",
+            "^[^.]+\\.example\\.com$",
+            "^[^a-z.]+\\.example\\.com$",
+            "^[^a-zA-Z.]+\\.example\\.com$",
+            "^\\w{1,3}-(a|b|cd)+\\.x$",
+            "\\A[^.]+\\.example\\.com\\z",
+            "(?i)[a-z]+\\.Example\\.com",
+            "\\pL+\\.x",
+            "[[:lower:]]+\\.x",
+            "[[:alpha:]]+",
+        ] {
+            assert!(closed(ok), "{ok}");
+        }
+        for refused in [
+            "Example\\.com",
+            "[A-Z]+",
+            // review 6 R6.1: folded before negation, Envoy's class leaves out `a`..`z` too.
+            "^[^A-Z.]+\\.example\\.com$",
+            "^[^A-Y.]+\\.example\\.com$",
+            "^\\P{Lu}+\\.example\\.com$",
+            "[^[:upper:]]+",
+            // (?-i) makes Envoy's match case-sensitive where Traefik's lowered name is not.
+            "(?-i)[a-z]+\\.example\\.com",
+            "(?-i:www)\\.example\\.com",
+            // Not closed on a letter: `a` without `A` is fine, `B` without `b` is not.
+            "[aB]",
+        ] {
+            assert!(!closed(refused), "{refused}");
+        }
     }
 }

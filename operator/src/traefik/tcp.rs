@@ -177,8 +177,11 @@ fn conjunct(rule: &str, lits: &[&Located]) -> Result<Option<TcpMatch>, RuleError
                     return Err(RuleError {
                         offset: l.start,
                         message: format!(
-                            "{}: Traefik matches the lower-cased server name, so upper-case \
-                             letters in the pattern never match; write it in lower case",
+                            "{}: Traefik matches the lower-cased server name and Envoy matches \
+                             it case-insensitively, so the pattern must accept the same names \
+                             either way; write it in lower case, with each negated class leaving \
+                             out a letter in both cases or in neither ([^A-Z] leaves out a-z too \
+                             once folded)",
                             text(l)
                         ),
                     });

@@ -32,6 +32,23 @@ fn header(name: &str, value: StringMatch, invert: bool) -> HeaderMatch {
 }
 
 #[test]
+fn host_regexp_must_match_the_same_names_folded() {
+    // Envoy runs `(?i)` and the pattern on the host; Traefik the pattern on the lowered host.
+    let m = one("HostRegexp(`^[^.]+\\.example\\.com$`)");
+    assert_eq!(m.headers.len(), 1, "{m:?}");
+    for rule in [
+        "HostRegexp(`^[A-Z]+\\.example\\.com$`)",
+        // review 6 R6.1: folded before it is negated, the class leaves out a-z too in Envoy.
+        "HostRegexp(`^[^A-Z.]+\\.example\\.com$`)",
+        "HostRegexp(`^\\P{Lu}+\\.example\\.com$`)",
+        "HostRegexp(`(?-i)^[a-z]+\\.example\\.com$`)",
+    ] {
+        let e = refused(rule, Syntax::V3);
+        assert!(e.contains("write it in lower case"), "{rule}: {e}");
+    }
+}
+
+#[test]
 fn host_and_path() {
     let m = one("Host(`A.Example.com.`) && PathPrefix(`/api`)");
     assert_eq!(m.host, HostMatch::Exact("a.example.com".into()));
