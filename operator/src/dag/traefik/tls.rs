@@ -50,13 +50,10 @@ pub(in crate::dag) fn request(namespace: &str, f: &TlsFields<'_>) -> Result<TlsR
                 .into(),
         );
     }
-    if !f.domains.is_empty() {
-        return Err(
-            "spec.tls.domains: not supported by Sluice (it names the certificates of an ACME \
-             resolver)"
-                .into(),
-        );
-    }
+    // `domains` names what a certificate resolver should request; Traefik reads it nowhere
+    // else (its ACME provider skips routers of other resolvers), so without `certResolver`,
+    // refused above, it has no effect in Traefik and none here. Its values go nowhere.
+    let _ = f.domains;
     if let Some(store) = f.store {
         same_namespace("spec.tls.store", namespace, store)?;
         if store.name != DEFAULT {

@@ -248,6 +248,24 @@ fn a_namespaces_default_store_certificate_serves_its_routes_without_a_secret() {
 }
 
 #[test]
+fn tls_domains_without_a_resolver_change_nothing_as_in_traefik() {
+    // Traefik's ACME provider is the only reader of `domains`; here they name hosts the route
+    // does not serve, and must neither serve nor claim them.
+    let tls = "{secretName: cert, domains: [{main: a.example.com, sans: [other.example.com, \
+               '*.example.com']}, {main: victim.example.org}]}";
+    let yaml = base("apps") + &https_route("apps", "r", "a.example.com", tls);
+    let dag = dag_of(&yaml);
+    assert_eq!(verdict(&dag, "IngressRoute", "apps/r").0, "valid");
+    let plain =
+        dag_of(&(base("apps") + &https_route("apps", "r", "a.example.com", "{secretName: cert}")));
+    assert_eq!(
+        format!("{:?}", dag.virtual_hosts),
+        format!("{:?}", plain.virtual_hosts)
+    );
+    assert_eq!(format!("{:?}", dag.secrets), format!("{:?}", plain.secrets));
+}
+
+#[test]
 fn tls_references_and_values_that_cannot_be_served_are_refused_by_name() {
     let cases: &[(&str, &str, &str)] = &[
         (
@@ -307,8 +325,8 @@ fn tls_references_and_values_that_cannot_be_served_are_refused_by_name() {
         ),
         (
             "",
-            "{secretName: cert, domains: [{main: a.example.com}]}",
-            "spec.tls.domains: not supported",
+            "{secretName: cert, certResolver: le, domains: [{main: a.example.com}]}",
+            "spec.tls.certResolver",
         ),
         (
             "",
