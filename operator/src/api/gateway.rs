@@ -62,11 +62,36 @@ pub struct GatewaySpec {
     /// reaches only its own namespace.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_cross_namespace: bool,
+    /// More names for Traefik entry points, each meaning the Gateway's HTTP listener (`web`) or
+    /// its HTTPS listener (`websecure`), for manifests written for a Traefik whose entry points
+    /// have other names (`http: web`, `https: websecure`). `web` and `websecure` keep their own
+    /// meaning: entries with those names are not used. IngressRouteTCPs are served on names
+    /// meaning `websecure` only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub traefik_entry_points: BTreeMap<String, TraefikEntryPoint>,
+    /// Let a Traefik ServersTransport set `insecureSkipVerify: true`: Envoy then connects to
+    /// those backends over TLS without checking their certificate (still sending `serverName` as
+    /// SNI when set). Off by default: a transport asking for it is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_skip_verify: bool,
     /// Address Envoy's listeners (HTTP, HTTPS, stats/health) bind: `DualStack` (default) `::`
     /// accepting IPv4 too, for IPv4-only, IPv6-only and dual-stack clusters; `IPv6` `::` only;
     /// `IPv4` `0.0.0.0`, for nodes whose kernel has IPv6 disabled.
     #[serde(default)]
     pub ip_family: IpFamily,
+}
+
+/// The listener a Traefik entry point name means.
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+pub enum TraefikEntryPoint {
+    /// The Gateway's HTTP listener.
+    #[serde(rename = "web")]
+    Web,
+    /// The Gateway's HTTPS listener.
+    #[serde(rename = "websecure")]
+    WebSecure,
 }
 
 /// IP family of Envoy's listeners.

@@ -1,5 +1,6 @@
 //! Which IngressRoutes a Gateway instance judges, and where its roots may live.
 
+use crate::api::gateway::TraefikEntryPoint;
 use crate::api::ingressroute::TlsVersion;
 use crate::api::{Gateway, INGRESS_CLASS_ANNOTATIONS, IngressRoute};
 use crate::snapshot::{ClusterSnapshot, ObjKey};
@@ -18,6 +19,12 @@ pub struct Selection {
     /// Traefik objects may reference objects of other namespaces (the Gateway's
     /// `allowCrossNamespace`); see [`Selection::cross_namespace`].
     pub allow_cross_namespace: bool,
+    /// The Gateway's `traefikEntryPoints`, without `web` and `websecure`; see
+    /// [`Selection::entry_point`].
+    pub traefik_entry_points: Vec<(String, TraefikEntryPoint)>,
+    /// A ServersTransport may set `insecureSkipVerify` (the Gateway's
+    /// `allowInsecureSkipVerify`).
+    pub allow_insecure_skip_verify: bool,
     pub minimum_tls_version: Option<TlsVersion>,
     /// Route to loopback endpoint addresses: only for a local `sluice standalone` (and `render`,
     /// which shows what standalone serves), whose Envoy has no admin port on TCP. In a cluster a
@@ -34,6 +41,8 @@ impl Selection {
             root_namespaces: Vec::new(),
             enable_external_name_services: false,
             allow_cross_namespace: false,
+            traefik_entry_points: Vec::new(),
+            allow_insecure_skip_verify: false,
             minimum_tls_version: None,
             allow_loopback_endpoints: false,
         }
@@ -49,6 +58,14 @@ impl Selection {
             root_namespaces,
             enable_external_name_services: gw.spec.enable_external_name_services,
             allow_cross_namespace: gw.spec.allow_cross_namespace,
+            traefik_entry_points: gw
+                .spec
+                .traefik_entry_points
+                .iter()
+                .filter(|(name, _)| !matches!(name.as_str(), "web" | "websecure"))
+                .map(|(name, to)| (name.clone(), *to))
+                .collect(),
+            allow_insecure_skip_verify: gw.spec.allow_insecure_skip_verify,
             minimum_tls_version: gw
                 .spec
                 .tls
@@ -70,6 +87,20 @@ impl Selection {
             "{what} {to} is in another namespace: cross-namespace references are refused unless \
              the Gateway sets spec.allowCrossNamespace"
         ))
+    }
+
+    /// The listener a Traefik entry point `name` means: `web` and `websecure` their own, other
+    /// names as the Gateway's `traefikEntryPoints` map them; `None` when it maps nothing.
+    pub fn entry_point(&self, name: &str) -> Option<TraefikEntryPoint> {
+        match name {
+            "web" => Some(TraefikEntryPoint::Web),
+            "websecure" => Some(TraefikEntryPoint::WebSecure),
+            other => self
+                .traefik_entry_points
+                .iter()
+                .find(|(n, _)| n == other)
+                .map(|(_, to)| *to),
+        }
     }
 
     /// The same selection for a local `sluice standalone`: loopback endpoints are routed.

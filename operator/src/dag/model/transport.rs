@@ -21,6 +21,10 @@ pub struct TransportOptions {
     /// `Dag::secrets`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<String>,
+    /// `insecureSkipVerify` (where the Gateway's `allowInsecureSkipVerify` lets it): TLS to the
+    /// backend without checking its certificate, sending this SNI (`serverName`; empty: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified_sni: Option<String>,
 }
 
 impl TransportOptions {

@@ -42,6 +42,7 @@ use std::sync::Arc;
 
 use super::model::{ObjectStatus, Validity, msg};
 use super::select::Selection;
+use crate::api::gateway::TraefikEntryPoint;
 use crate::api::traefik::routes as tr;
 use crate::snapshot::{ClusterSnapshot, ObjKey, TraefikRoute};
 use crate::traefik::matcher::Syntax;
@@ -198,7 +199,7 @@ fn parse<'s>(sel: &Selection, key: &ObjKey, obj: &'s TraefikRoute) -> Result<Par
         return Err(msg::ROOT_NAMESPACE.to_owned());
     }
     let spec = &route.spec;
-    let (web, websecure) = entry_points(&spec.entry_points)?;
+    let (web, websecure) = entry_points(sel, &spec.entry_points)?;
     let tls = match &spec.tls {
         None if !web => {
             return Err(
@@ -256,20 +257,21 @@ fn parse<'s>(sel: &Selection, key: &ObjKey, obj: &'s TraefikRoute) -> Result<Par
 }
 
 /// Whether the routes are on `web` and on `websecure`; empty means both, as Traefik's default
-/// entry points are with its Helm chart.
-fn entry_points(names: &[String]) -> Result<(bool, bool), String> {
+/// entry points are with its Helm chart. Other names count as the Gateway maps them.
+fn entry_points(sel: &Selection, names: &[String]) -> Result<(bool, bool), String> {
     if names.is_empty() {
         return Ok((true, true));
     }
     let (mut web, mut websecure) = (false, false);
     for (i, name) in names.iter().enumerate() {
-        match name.as_str() {
-            "web" => web = true,
-            "websecure" => websecure = true,
-            other => {
+        match sel.entry_point(name) {
+            Some(TraefikEntryPoint::Web) => web = true,
+            Some(TraefikEntryPoint::WebSecure) => websecure = true,
+            None => {
                 return Err(format!(
-                    "spec.entryPoints[{i}]: entry point {other:?} is not served: Sluice serves \
-                     \"web\" (the Gateway's HTTP listener) and \"websecure\" (its HTTPS listener)"
+                    "spec.entryPoints[{i}]: entry point {name:?} is not served: Sluice serves \
+                     \"web\" (the Gateway's HTTP listener), \"websecure\" (its HTTPS listener) \
+                     and the names the Gateway's spec.traefikEntryPoints maps to them"
                 ));
             }
         }

@@ -558,3 +558,49 @@ fn options_on_a_traefik_service_reference_are_refused() {
         + &ir("[{name: x, kind: TraefikService, port: 80}]");
     invalid_with(&dag_of(&yaml), "port: set on a TraefikService reference");
 }
+
+#[test]
+fn insecure_skip_verify_is_served_only_where_the_gateway_allows_it() {
+    // The root CA names a Secret that does not exist: with verification skipped it is not read.
+    let yaml = svc("apps", "s")
+        + &transport(
+            "tr",
+            "{serverName: backend.internal, insecureSkipVerify: true, rootCAs: [{secret: nope}]}",
+        )
+        + &transport("nosni", "{insecureSkipVerify: true}")
+        + &transport("badsni", "{insecureSkipVerify: true, serverName: \"a b\"}")
+        + &ir("[{name: s, port: 443, serversTransport: tr}]");
+    invalid_with(
+        &dag_of(&yaml),
+        "spec.insecureSkipVerify: not served: Sluice verifies backends' certificates unless the \
+         Gateway sets spec.allowInsecureSkipVerify",
+    );
+    let mut sel = Selection::default_instance();
+    sel.allow_insecure_skip_verify = true;
+    let dag = build(&snapshot(&yaml), &sel);
+    assert_eq!(
+        verdict(&dag, "apps/r").0,
+        "valid",
+        "{:?}",
+        verdict(&dag, "apps/r")
+    );
+    let c = &dag.clusters[0];
+    assert_eq!(c.protocol, UpstreamProtocol::Tls);
+    assert!(c.validation.is_none(), "{c:?}");
+    let t = c.transport.as_deref().unwrap();
+    assert_eq!(t.unverified_sni.as_deref(), Some("backend.internal"));
+    assert!(dag.secrets.is_empty(), "{:?}", dag.secrets);
+    // Without serverName, no SNI; a serverName that is no DNS name is refused all the same.
+    let without = yaml.replace("serversTransport: tr}", "serversTransport: nosni}");
+    let dag = build(&snapshot(&without), &sel);
+    assert_eq!(verdict(&dag, "apps/r").0, "valid");
+    let t = dag.clusters[0].transport.as_deref().unwrap();
+    assert_eq!(t.unverified_sni.as_deref(), Some(""));
+    let bad = yaml.replace("serversTransport: tr}", "serversTransport: badsni}");
+    invalid_with(&build(&snapshot(&bad), &sel), "spec.serverName");
+    // A plain-text backend with that transport: plain text, nothing of TLS.
+    let plain = yaml.replace("port: 443, serversTransport", "port: 80, serversTransport");
+    let dag = build(&snapshot(&plain), &sel);
+    assert_eq!(dag.clusters[0].protocol, UpstreamProtocol::Http1);
+    assert!(dag.clusters[0].transport.is_none(), "{:?}", dag.clusters[0]);
+}

@@ -18,6 +18,7 @@ use super::tcp_match::{self, Alternative, Chain};
 use super::tcp_open;
 use super::tcp_plain;
 use super::tls::{self, TlsRequest};
+use crate::api::gateway::TraefikEntryPoint;
 use crate::api::traefik::routes::{RouteTCP, ServiceTCP};
 use crate::dag::build::Builder;
 use crate::dag::model::{
@@ -148,10 +149,11 @@ fn parse<'s>(
     }
     let spec = &route.spec;
     for (i, name) in spec.entry_points.iter().enumerate() {
-        if name != "websecure" {
+        if sel.entry_point(name) != Some(TraefikEntryPoint::WebSecure) {
             return Err(format!(
                 "spec.entryPoints[{i}]: entry point {name:?} is not served: Sluice serves TCP \
-                 routes on \"websecure\" only (SNI filter chains of the Gateway's HTTPS listener)"
+                 routes on \"websecure\" only (SNI filter chains of the Gateway's HTTPS \
+                 listener), or a name the Gateway's spec.traefikEntryPoints maps to it"
             ));
         }
     }

@@ -620,3 +620,97 @@ mod more;
 
 #[path = "tls_store_tests.rs"]
 mod store;
+
+#[test]
+fn the_gateway_names_more_entry_points_for_its_listeners() {
+    use crate::api::gateway::TraefikEntryPoint::{Web, WebSecure};
+    let http = |name: &str, entry: &str, tls: &str| {
+        object(
+            "IngressRoute",
+            "apps",
+            name,
+            "2024-01-01T00:00:00Z",
+            &format!(
+                "  entryPoints: [{entry}]\n  routes:\n  - match: Host(`{name}.example.com`)\n    \
+                 services: [{{name: s, port: 80}}]\n{tls}"
+            ),
+        )
+    };
+    let tcp = |name: &str, entry: &str| {
+        tcp_route(
+            "apps",
+            name,
+            "2024-01-01T00:00:00Z",
+            &format!(
+                "  entryPoints: [{entry}]\n  routes:\n  - match: HostSNI(`{name}.example.com`)\n    \
+                 services: [{{name: s, port: 80}}]\n  tls: {{passthrough: true}}\n"
+            ),
+        )
+    };
+    let yaml = base("apps")
+        + &http("plain", "http", "")
+        + &http("secure", "https", "  tls: {secretName: cert}\n")
+        + &http("nottls", "https", "")
+        + &http("builtin", "web", "")
+        + &http("unmapped", "internal", "")
+        + &tcp("tcps", "https")
+        + &tcp("tcpplain", "http");
+    let mut sel = Selection::default_instance();
+    // `web: websecure` is not used: the built-in names keep their meaning.
+    sel = Selection {
+        traefik_entry_points: vec![("http".into(), Web), ("https".into(), WebSecure)],
+        ..sel
+    };
+    let mut gw = crate::api::Gateway::new("default", Default::default());
+    gw.metadata.namespace = Some("sluice-system".into());
+    gw.spec.traefik_entry_points = [
+        ("http".to_owned(), Web),
+        ("https".to_owned(), WebSecure),
+        ("web".to_owned(), WebSecure),
+    ]
+    .into();
+    assert_eq!(
+        Selection::from_gateway(&gw).traefik_entry_points,
+        sel.traefik_entry_points
+    );
+    let dag = dag_with(&yaml, &sel);
+    for ok in ["plain", "secure", "builtin"] {
+        assert_eq!(
+            verdict(&dag, "IngressRoute", &format!("apps/{ok}")).0,
+            "valid",
+            "{ok}"
+        );
+    }
+    assert!(vhost(&dag, "plain.example.com").tls.is_none());
+    assert!(vhost(&dag, "secure.example.com").tls.is_some());
+    // `https` means websecure: without tls it is refused as `websecure` would be.
+    let (status, description) = verdict(&dag, "IngressRoute", "apps/nottls");
+    assert_eq!(status, "invalid");
+    assert!(
+        description.contains("`websecure` without spec.tls"),
+        "{description}"
+    );
+    let (status, description) = verdict(&dag, "IngressRoute", "apps/unmapped");
+    assert_eq!(status, "invalid");
+    assert!(
+        description.contains("entry point \"internal\" is not served")
+            && description.contains("spec.traefikEntryPoints"),
+        "{description}"
+    );
+    assert_eq!(verdict(&dag, "IngressRouteTCP", "apps/tcps").0, "valid");
+    let (status, description) = verdict(&dag, "IngressRouteTCP", "apps/tcpplain");
+    assert_eq!(status, "invalid");
+    assert!(
+        description.contains("entry point \"http\" is not served"),
+        "{description}"
+    );
+    // Without the Gateway's names, `http` and `https` are refused.
+    let dag = dag_of(&yaml);
+    for refused in ["plain", "secure"] {
+        assert_eq!(
+            verdict(&dag, "IngressRoute", &format!("apps/{refused}")).0,
+            "invalid"
+        );
+    }
+    assert_eq!(verdict(&dag, "IngressRouteTCP", "apps/tcps").0, "invalid");
+}

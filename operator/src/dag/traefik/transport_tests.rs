@@ -89,6 +89,7 @@ fn served_fields_reach_the_cluster() {
         idle_timeout_ms: Some(0),
         one_request_per_connection: true,
         client_certificate: Some("apps/client".to_owned()),
+        unverified_sni: None,
     };
     assert_eq!(cluster.transport.as_deref(), Some(&expected));
     let secret = dag

@@ -152,16 +152,24 @@ impl Builder<'_> {
             (
                 UpstreamProtocol::Tls,
                 Some(Transport {
-                    validation,
-                    ca,
-                    options,
+                    check,
+                    mut options,
                     client_certificate,
                 }),
             ) => {
-                secrets.push(ca);
                 secrets.extend(client_certificate);
-                transport_options = Some(options);
-                Some(validation)
+                match check {
+                    TransportCheck::Verify { ca, validation } => {
+                        secrets.push(ca);
+                        transport_options = Some(options);
+                        Some(validation)
+                    }
+                    TransportCheck::Skip { sni } => {
+                        options.unverified_sni = Some(sni);
+                        transport_options = Some(options);
+                        None
+                    }
+                }
             }
             (_, Some(Transport { mut options, .. })) => {
                 // A client certificate means nothing to a plain-text backend (as in Traefik).
@@ -275,10 +283,28 @@ impl Builder<'_> {
                 "ServersTransport {key}: {field}: field not supported by Sluice"
             ));
         }
-        refuse_unserved_transport(spec).map_err(|e| format!("ServersTransport {key}: {e}"))?;
+        refuse_unserved_transport(spec, self.sel.allow_insecure_skip_verify)
+            .map_err(|e| format!("ServersTransport {key}: {e}"))?;
         let (options, client_certificate) = self
             .transport_options(&key, spec)
             .map_err(|e| format!("ServersTransport {key}: {e}"))?;
+        if spec.insecure_skip_verify == Some(true) {
+            // As Go with InsecureSkipVerify: any certificate, `serverName` only sent as SNI, the
+            // root CAs not read (so nothing they name is fetched).
+            let sni = match spec.server_name.as_deref().map(str::trim) {
+                None | Some("") => String::new(),
+                Some(name) => {
+                    checks::subject_name(name)
+                        .map_err(|e| format!("ServersTransport {key}: spec.serverName {e}"))?;
+                    name.to_owned()
+                }
+            };
+            return Ok(Transport {
+                options,
+                client_certificate,
+                check: TransportCheck::Skip { sni },
+            });
+        }
         let server_name = spec
             .server_name
             .as_deref()
@@ -364,24 +390,35 @@ impl Builder<'_> {
         Ok(Transport {
             options,
             client_certificate,
-            ca: Secret {
-                name: ca_secret.clone(),
-                kind: SecretKind::Ca { ca: bundle },
-            },
-            validation: UpstreamValidation {
-                ca_secret,
-                subject_name: server_name.to_owned(),
+            check: TransportCheck::Verify {
+                ca: Secret {
+                    name: ca_secret.clone(),
+                    kind: SecretKind::Ca { ca: bundle },
+                },
+                validation: UpstreamValidation {
+                    ca_secret,
+                    subject_name: server_name.to_owned(),
+                },
             },
         })
     }
 }
 
+/// How a ServersTransport has the backend's certificate checked.
+enum TransportCheck {
+    /// Trust the root CAs (`ca`, concatenated); send and check `serverName`.
+    Verify {
+        ca: Secret,
+        validation: UpstreamValidation,
+    },
+    /// `insecureSkipVerify`, where the Gateway allows it: any certificate; `sni` (the
+    /// `serverName`, or empty for none) sent.
+    Skip { sni: String },
+}
+
 /// A checked ServersTransport.
 struct Transport {
-    /// The root CAs, concatenated.
-    ca: Secret,
-    /// Trust the root CAs; send and check `serverName`.
-    validation: UpstreamValidation,
+    check: TransportCheck,
     /// Timeouts, connection reuse, and the client certificate's name (see `transport.rs`).
     options: TransportOptions,
     /// The client certificate, recorded when the backend speaks TLS.
@@ -389,11 +426,11 @@ struct Transport {
 }
 
 /// Fields of a ServersTransport that Sluice does not serve.
-fn refuse_unserved_transport(t: &ServersTransportSpec) -> Result<(), String> {
-    if t.insecure_skip_verify == Some(true) {
+fn refuse_unserved_transport(t: &ServersTransportSpec, allow_insecure: bool) -> Result<(), String> {
+    if t.insecure_skip_verify == Some(true) && !allow_insecure {
         return Err(
-            "spec.insecureSkipVerify: not served: Sluice always verifies backends' certificates \
-             (no Gateway setting allows skipping it)"
+            "spec.insecureSkipVerify: not served: Sluice verifies backends' certificates unless \
+             the Gateway sets spec.allowInsecureSkipVerify"
                 .into(),
         );
     }

@@ -45,11 +45,14 @@ pub(super) fn cluster(c: &Cluster, envoy: &mut EnvoyCluster) {
 
 /// Adds the client certificate to the upstream TLS context.
 pub(super) fn tls(c: &Cluster, context: &mut UpstreamTlsContext) {
-    let Some(name) = c
-        .transport
-        .as_deref()
-        .and_then(|t| t.client_certificate.as_deref())
-    else {
+    let Some(t) = c.transport.as_deref() else {
+        return;
+    };
+    // `insecureSkipVerify`: no validation context (any certificate), `serverName` as SNI.
+    if let (None, Some(sni)) = (&c.validation, &t.unverified_sni) {
+        context.sni.clone_from(sni);
+    }
+    let Some(name) = t.client_certificate.as_deref() else {
         return;
     };
     if let Some(common) = context.common_tls_context.as_mut() {
@@ -126,6 +129,7 @@ mod tests {
             idle_timeout_ms: Some(0),
             one_request_per_connection: true,
             client_certificate: Some("apps/client".to_owned()),
+            unverified_sni: None,
         }));
         let envoy = cluster(&c);
         assert_eq!(envoy.connect_timeout, Some(millis(2500)));
@@ -146,6 +150,22 @@ mod tests {
         );
         // The backend's certificate is still checked.
         assert!(tls.validation_context_type.is_some());
+
+        // insecureSkipVerify: no validation context, the transport's serverName as SNI.
+        let mut skip = with_protocol(eds_cluster("s", 443), UpstreamProtocol::Tls);
+        skip.transport = Some(Box::new(TransportOptions {
+            unverified_sni: Some("backend.internal".to_owned()),
+            ..TransportOptions::default()
+        }));
+        let context = tls_context(&cluster(&skip));
+        assert_eq!(context.sni, "backend.internal");
+        assert!(
+            context
+                .common_tls_context
+                .unwrap()
+                .validation_context_type
+                .is_none()
+        );
 
         // h2c keeps HTTP/2 and adds the idle timeout; unset fields stay Envoy's.
         let mut h2c = with_protocol(eds_cluster("s", 80), UpstreamProtocol::H2c);
