@@ -36,6 +36,9 @@ pub const MAX_COST: u64 = 5000;
 /// memory budget still bounds each program.
 pub const ENVOY_MAX_PROGRAM_SIZE: u64 = 1_000_000;
 
+/// The one-letter general categories RE2 knows, as written (upper case).
+const RE2_CATEGORIES: &str = "CLMNPSZ";
+
 /// Unicode property names RE2 knows, besides one-letter categories.
 const RE2_UNICODE: &[&str] = &[
     "Any",
@@ -270,7 +273,13 @@ fn parse_with(source: &str, fold: bool) -> Result<Hir, String> {
         .build()
         .parse(source)
         .map_err(|e| format!("invalid regex: {}", first_line(&e.to_string())))?;
-    ast::visit(&ast, Re2Only)?;
+    ast::visit(
+        &ast,
+        Re2Only {
+            source,
+            quotients: vec![RE2_MAX_REPEAT],
+        },
+    )?;
     let hir = hir::translate::TranslatorBuilder::new()
         .case_insensitive(fold)
         .build()
@@ -357,8 +366,15 @@ fn first_line(s: &str) -> &str {
         .trim()
 }
 
-/// Refuses AST constructs RE2 does not have.
-struct Re2Only;
+/// Refuses AST constructs RE2 does not have, or reads otherwise (review 7 R7.1, R7.4).
+struct Re2Only<'s> {
+    source: &'s str,
+    /// RE2's bound on nested counted repetitions (its `RepetitionWalker`): 1000 divided by the
+    /// count (its maximum, or its minimum when unbounded) of each `{…}` repetition enclosing the
+    /// node, rounding down; RE2 refuses the pattern ("invalid repetition size") where it reaches
+    /// 0. The last entry is the current node's.
+    quotients: Vec<u32>,
+}
 
 fn at(span: &ast::Span, what: &str) -> String {
     format!(
@@ -367,7 +383,7 @@ fn at(span: &ast::Span, what: &str) -> String {
     )
 }
 
-impl ast::Visitor for Re2Only {
+impl ast::Visitor for Re2Only<'_> {
     type Output = ();
     type Err = String;
 
@@ -380,26 +396,65 @@ impl ast::Visitor for Re2Only {
             Ast::Flags(f) => check_flags(&f.flags),
             Ast::Group(g) => match &g.kind {
                 ast::GroupKind::NonCapturing(flags) => check_flags(flags),
-                _ => Ok(()),
-            },
-            Ast::Repetition(r) => match &r.op.kind {
-                ast::RepetitionKind::Range(range) => {
-                    let n = match *range {
-                        ast::RepetitionRange::Exactly(n) | ast::RepetitionRange::AtLeast(n) => n,
-                        ast::RepetitionRange::Bounded(m, n) => m.max(n),
-                    };
-                    if n > RE2_MAX_REPEAT {
-                        Err(format!(
-                            "repetition count {n} at byte {} of the regex is above RE2's \
-                             limit of {RE2_MAX_REPEAT}",
-                            r.op.span.start.offset
+                ast::GroupKind::CaptureName { name, .. } => {
+                    // RE2 takes word characters only (regex-syntax also `.`, `[`, `]` and
+                    // Unicode letters).
+                    if name.name.is_empty()
+                        || !name
+                            .name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    {
+                        Err(at(
+                            &name.span,
+                            "a group name other than letters, digits and _",
                         ))
                     } else {
                         Ok(())
                     }
                 }
-                _ => Ok(()),
+                ast::GroupKind::CaptureIndex(_) => Ok(()),
             },
+            Ast::Repetition(r) => {
+                // `x**`, `x*+`, `x{2}{3}`: RE2 refuses an operator right after another
+                // ("bad repetition operator"); `(?:x*)*` is fine.
+                if let Ast::Repetition(_) = &*r.ast {
+                    return Err(at(&r.op.span, "a repetition of a repetition"));
+                }
+                let ast::RepetitionKind::Range(range) = &r.op.kind else {
+                    return Ok(());
+                };
+                let text = self
+                    .source
+                    .get(r.op.span.start.offset..r.op.span.end.offset)
+                    .unwrap_or("");
+                if text.bytes().any(|b| b.is_ascii_whitespace()) {
+                    // RE2 and Go read `a{1, 2}` as the literal text, regex-syntax as a count.
+                    return Err(at(&r.op.span, "a space inside a counted repetition"));
+                }
+                let (n, count) = match *range {
+                    ast::RepetitionRange::Exactly(n) | ast::RepetitionRange::AtLeast(n) => (n, n),
+                    ast::RepetitionRange::Bounded(m, n) => (m.max(n), n),
+                };
+                if n > RE2_MAX_REPEAT {
+                    return Err(format!(
+                        "repetition count {n} at byte {} of the regex is above RE2's limit of \
+                         {RE2_MAX_REPEAT}",
+                        r.op.span.start.offset
+                    ));
+                }
+                let outer = self.quotients.last().copied().unwrap_or(RE2_MAX_REPEAT);
+                let inner = if count > 0 { outer / count } else { outer };
+                if inner == 0 {
+                    return Err(format!(
+                        "the counted repetitions nested around byte {} of the regex repeat more \
+                         than RE2's limit of {RE2_MAX_REPEAT} times together",
+                        r.op.span.start.offset
+                    ));
+                }
+                self.quotients.push(inner);
+                Ok(())
+            }
             Ast::Assertion(a) => match a.kind {
                 ast::AssertionKind::StartLine
                 | ast::AssertionKind::EndLine
@@ -413,6 +468,15 @@ impl ast::Visitor for Re2Only {
             Ast::ClassUnicode(c) => check_unicode(c),
             _ => Ok(()),
         }
+    }
+
+    fn visit_post(&mut self, node: &Ast) -> Result<(), String> {
+        if let Ast::Repetition(r) = node
+            && let ast::RepetitionKind::Range(_) = r.op.kind
+        {
+            self.quotients.pop();
+        }
+        Ok(())
     }
 
     fn visit_class_set_item_pre(&mut self, item: &ast::ClassSetItem) -> Result<(), String> {
@@ -468,9 +532,14 @@ fn check_literal(l: &ast::Literal) -> Result<(), String> {
 
 fn check_unicode(c: &ast::ClassUnicode) -> Result<(), String> {
     match &c.kind {
-        ast::ClassUnicodeKind::OneLetter(_) => Ok(()),
+        // RE2 looks names up as written: `\pl` is no class there (regex-syntax reads `\pL`).
+        ast::ClassUnicodeKind::OneLetter(c) if RE2_CATEGORIES.contains(*c) => Ok(()),
         ast::ClassUnicodeKind::Named(name) if RE2_UNICODE.contains(&name.as_str()) => Ok(()),
-        ast::ClassUnicodeKind::Named(name) if name.len() == 1 => Ok(()),
+        ast::ClassUnicodeKind::Named(name)
+            if name.len() == 1 && RE2_CATEGORIES.contains(name.as_str()) =>
+        {
+            Ok(())
+        }
         _ => Err(at(
             &c.span,
             "this Unicode class (only general categories and common scripts are shared)",
@@ -576,6 +645,12 @@ mod tests {
             "[[:alpha:]]{2,5}",
             "a{1000}",
             "\\x{41}",
+            "\\pL\\p{N}\\PZ[^\\pC]",
+            "(?:x*)*",
+            "(x+)+",
+            "(?:x{2}){500}",
+            "(?:(?:a{10}){10}){10}",
+            "(?P<sub_1>x)",
         ] {
             assert!(check(ok).is_ok(), "{ok}: {:?}", check(ok));
         }
@@ -596,6 +671,25 @@ mod tests {
             ("\\p{Alphabetic}", "Unicode class"),
             ("(unclosed", "invalid regex"),
             ("\\Qa.b\\E", "invalid regex"),
+            // Review 7 R7.1: what regex-syntax reads and Envoy's RE2 refuses.
+            ("\\pl", "Unicode class"),
+            ("\\p{n}", "Unicode class"),
+            ("\\Pc", "Unicode class"),
+            ("[^\\pz]", "Unicode class"),
+            ("x**", "repetition of a repetition"),
+            ("x*+", "repetition of a repetition"),
+            ("x+*", "repetition of a repetition"),
+            ("x{2}{3}", "repetition of a repetition"),
+            ("x{1000}{1}", "repetition of a repetition"),
+            ("(?:a{2}){501}", "together"),
+            ("(?:(?:a{10}){10}){11}", "together"),
+            ("(?:x{2}|y{600}){2}", "together"),
+            ("(?P<a.b>x)", "group name"),
+            ("(?P<a[0]>x)", "group name"),
+            ("(?P<a\u{e9}>x)", "group name"),
+            // R7.4: RE2 reads these braces as literal text.
+            ("a{1, 2}", "space inside"),
+            ("a{ 2 }", "space inside"),
         ] {
             let err = check(bad).unwrap_err();
             assert!(err.contains(want), "{bad}: {err}");
@@ -606,7 +700,12 @@ mod tests {
                 .contains("byte 3 of the regex")
         );
         assert!(check(&"a".repeat(MAX_PATTERN + 1)).is_err());
-        assert!(check("(a{100}){100}").unwrap_err().contains("too complex"));
+        assert!(check("(a{100}){100}").unwrap_err().contains("together"));
+        assert!(
+            check("(?:(?:ab|cd|ef|gh){30}){30}")
+                .unwrap_err()
+                .contains("too complex")
+        );
         assert!(check(&"(".repeat(40)).is_err());
     }
 
