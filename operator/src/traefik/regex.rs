@@ -444,7 +444,7 @@ impl ast::Visitor for Re2Only<'_> {
                     ));
                 }
                 let outer = self.quotients.last().copied().unwrap_or(RE2_MAX_REPEAT);
-                let inner = if count > 0 { outer / count } else { outer };
+                let inner = outer.checked_div(count).unwrap_or(outer);
                 if inner == 0 {
                     return Err(format!(
                         "the counted repetitions nested around byte {} of the regex repeat more \
