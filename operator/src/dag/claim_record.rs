@@ -358,9 +358,13 @@ impl<S: AsRef<[Claimant]>> Start<'_, S> {
         self.names.get(name).map_or(&[][..], |c| c.as_ref())
     }
 
-    /// Whether a refused claimant of `name` goes behind at a start without its date.
+    /// Whether a refused claimant of `name` goes behind at a start without its date: exactly
+    /// when `ClaimAges::seed_refused` moves it, a root that is not refused claiming the name
+    /// itself (review 7 R7.6: without this a late holder's name was not "crossing" and a full
+    /// record left it out), a name under it, or the wildcard over it.
     fn seeds(&self, name: &str) -> bool {
-        (self.served_under)(name)
+        served(self.claimants(name))
+            || (self.served_under)(name)
             || covering_wildcard(name).is_some_and(|w| served(self.claimants(&w)))
     }
 
@@ -641,7 +645,11 @@ impl NeededNames {
         let claimants_of = |name: &str| names.get(name).map_or(&[][..], |c| c.as_ref());
         let (ws, es) = (claimants_of(wildcard), claimants_of(name));
         let pairs = (&ws[..kept(ws)], &es[..kept(es)]);
-        let seeds = (!star.served.is_empty(), served(ws));
+        // As `Start::seeds`: a name's own served claimants count too (review 7 R7.6).
+        let seeds = (
+            !star.served.is_empty() || served(ws),
+            served(ws) || served(es),
+        );
         let alone = self.alone.contains(name);
         let un = any_turns(pairs, (false, alone), seeds).0;
         let rec = !alone && any_turns(pairs, (true, false), seeds).0;

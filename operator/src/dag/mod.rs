@@ -61,6 +61,8 @@ mod refused_claims_tests;
 #[cfg(test)]
 mod restart_chain_tests;
 #[cfg(test)]
+mod review7_tests;
+#[cfg(test)]
 mod status_writes_tests;
 #[cfg(test)]
 mod tests;
