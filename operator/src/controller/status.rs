@@ -51,7 +51,11 @@ pub fn combine_verdicts<'a, K: Ord>(
                 .unwrap_or(Validity::Orphaned);
             let winning: Vec<_> = verdicts.iter().filter(|(_, v, _)| *v == winner).collect();
             let all_same = winning.iter().all(|(_, _, d)| *d == winning[0].2);
-            let description = if all_same {
+            // A problem seen by some Gateways only names them: it is not true of the others
+            // (review 7 R7.2: at another Gateway's start, an unnamed "already used by the
+            // older" loss was read as its own and handed the name to a younger claimant).
+            let everywhere = winning.len() == verdicts.len();
+            let description = if all_same && (winner != Validity::Invalid || everywhere) {
                 winning[0].2.to_owned()
             } else {
                 winning
@@ -110,9 +114,17 @@ mod tests {
                 ("z", Validity::Orphaned, "o"),
             ],
         );
-        let c = dag("c/gw", &[("y", Validity::Invalid, "worse")]);
-        let one = combine_statuses([&a, &b, &c]);
-        let other = combine_statuses([&c, &b, &a]);
+        let c = dag(
+            "c/gw",
+            &[
+                ("y", Validity::Invalid, "worse"),
+                ("w", Validity::Invalid, "lost"),
+                ("v", Validity::Invalid, "lost"),
+            ],
+        );
+        let d = dag("d/gw", &[("w", Validity::Valid, "valid IngressRoute")]);
+        let one = combine_statuses([&a, &b, &c, &d]);
+        let other = combine_statuses([&d, &c, &b, &a]);
         assert_eq!(one, other);
         let get = |n: &str| {
             let s = &one[&ObjKey::new("ns", n)];
@@ -124,5 +136,9 @@ mod tests {
             ("invalid", "Gateway b/gw: bad; Gateway c/gw: worse")
         );
         assert_eq!(get("z"), ("orphaned", "o"));
+        // Invalid on one Gateway, valid on another: the problem names its Gateway.
+        assert_eq!(get("w"), ("invalid", "Gateway c/gw: lost"));
+        // Judged by one Gateway only: its words, as Contour wrote them.
+        assert_eq!(get("v"), ("invalid", "lost"));
     }
 }

@@ -288,8 +288,15 @@ impl ClaimAges {
                     traefik::taken(&fqdn, "", false),
                     format!("fqdn {fqdn:?} is covered by the wildcard host "),
                 ];
+                // Unnamed, the loss is every Gateway's that judged the object; named, only
+                // the Gateway's own counts (`controller::status::combine_verdicts`).
                 let d = &status.description;
-                if lost.iter().any(|prefix| d.starts_with(prefix.as_str())) {
+                let own = |p: &String| {
+                    d.starts_with(p.as_str())
+                        || d.starts_with(&format!("Gateway {}: {p}", sel.gateway))
+                        || d.contains(&format!("; Gateway {}: {p}", sel.gateway))
+                };
+                if lost.iter().any(own) {
                     self.since.insert((fqdn, id.clone()), at);
                 }
             }

@@ -135,10 +135,12 @@ fn a_status_written_reaches_the_restart_seed() {
     inc.update(&snap, &sel, &changes);
     assert_eq!(owner(&inc, "h.example.com"), "victim/site");
     let key = ObjKey::new("evil", "old");
-    let lost = inc.dag().statuses.iter().find(|s| s.name == "old").unwrap();
+    let lost = (inc.dag().statuses.iter().find(|s| s.name == "old").unwrap())
+        .description
+        .clone();
     let status = IngressRouteStatus {
         current_status: "invalid".into(),
-        description: lost.description.clone(),
+        description: lost.clone(),
     };
     assert!(
         status.description.contains("already used by the older"),
@@ -160,4 +162,29 @@ fn a_status_written_reaches_the_restart_seed() {
     let mut restarted = IncrementalDag::new(sel.clone());
     restarted.update(&restart_without, &sel, &ChangeSet::everything());
     assert_eq!(owner(&restarted, "h.example.com"), "evil/old");
+    // Combined over Gateways, the loss names the Gateways it is true on: only this one's
+    // counts (review 7 R7.2).
+    let mine = format!("Gateway {}: {lost}", sel.gateway);
+    let theirs = format!("Gateway other/gw: {lost}");
+    for (n, (description, holder)) in [
+        (mine.clone(), "victim/site"),
+        (format!("{theirs}; {mine}"), "victim/site"),
+        (theirs.clone(), "evil/old"),
+        (format!("Gateway other/gw: bad; {theirs}"), "evil/old"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut written = (**snap.ingress_routes.get(&key).unwrap()).clone();
+        written.status = Some(IngressRouteStatus {
+            current_status: "invalid".into(),
+            description: description.clone(),
+        });
+        written.metadata.resource_version = Some(format!("{}", n + 3));
+        live.upsert(SharedObject::IngressRoute(Arc::new(written)));
+        let (snap, _) = live.take();
+        let mut restarted = IncrementalDag::new(sel.clone());
+        restarted.update(&snap, &sel, &ChangeSet::everything());
+        assert_eq!(owner(&restarted, "h.example.com"), holder, "{description}");
+    }
 }
