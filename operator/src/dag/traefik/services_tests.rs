@@ -547,8 +547,27 @@ fn https_backends_need_a_transport_with_server_name_and_root_cas() {
         invalid_with(&dag_of(&(base.clone() + &bad + &ir(refs))), expected);
     }
 
-    let dag = dag_of(&(base + &ir("[{name: s, port: 80, strategy: p2c}]")));
+    let dag = dag_of(&(base.clone() + &ir("[{name: s, port: 80, strategy: p2c}]")));
     assert_eq!(dag.clusters[0].lb_policy, LbPolicy::LeastRequest);
+
+    // scheme h2c: cleartext HTTP/2 (e2e/tests/traefik_more.rs sends it through Envoy), with
+    // p2c too; a transport's TLS settings stay unused.
+    let dag = dag_of(
+        &(base + &ir("[{name: s, port: 80, scheme: h2c, strategy: p2c, serversTransport: tr}]")),
+    );
+    assert_eq!(
+        verdict(&dag, "apps/r").0,
+        "valid",
+        "{:?}",
+        verdict(&dag, "apps/r")
+    );
+    let c = &dag.clusters[0];
+    assert_eq!(
+        (c.protocol, c.lb_policy),
+        (UpstreamProtocol::H2c, LbPolicy::LeastRequest)
+    );
+    assert!(c.validation.is_none());
+    assert!(dag.secrets.is_empty());
 }
 
 #[test]
