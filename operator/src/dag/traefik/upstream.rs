@@ -152,12 +152,13 @@ impl Builder<'_> {
             (
                 UpstreamProtocol::Tls,
                 Some(Transport {
-                    validation,
-                    ca,
+                    tls,
                     options,
                     client_certificate,
                 }),
             ) => {
+                let (ca, validation) =
+                    tls.map_err(|e| format!("{context}.serversTransport: {e}"))?;
                 secrets.push(ca);
                 secrets.extend(client_certificate);
                 transport_options = Some(options);
@@ -279,6 +280,22 @@ impl Builder<'_> {
         let (options, client_certificate) = self
             .transport_options(&key, spec)
             .map_err(|e| format!("ServersTransport {key}: {e}"))?;
+        Ok(Transport {
+            options,
+            client_certificate,
+            tls: self.transport_tls(from, &key, spec),
+        })
+    }
+
+    /// The backend certificate check of the ServersTransport `key` of namespace `from`: its
+    /// `serverName` and root CAs, both required. Only a TLS backend needs it; errors name the
+    /// field.
+    fn transport_tls(
+        &mut self,
+        from: &str,
+        key: &ObjKey,
+        spec: &ServersTransportSpec,
+    ) -> Result<(Secret, UpstreamValidation), String> {
         let server_name = spec
             .server_name
             .as_deref()
@@ -361,27 +378,25 @@ impl Builder<'_> {
         }
         // Named apart from the `namespace/secret/ca` bundles of Contour roots.
         let ca_secret = format!("traefik:{key}/ca");
-        Ok(Transport {
-            options,
-            client_certificate,
-            ca: Secret {
+        Ok((
+            Secret {
                 name: ca_secret.clone(),
                 kind: SecretKind::Ca { ca: bundle },
             },
-            validation: UpstreamValidation {
+            UpstreamValidation {
                 ca_secret,
                 subject_name: server_name.to_owned(),
             },
-        })
+        ))
     }
 }
 
 /// A checked ServersTransport.
 struct Transport {
-    /// The root CAs, concatenated.
-    ca: Secret,
-    /// Trust the root CAs; send and check `serverName`.
-    validation: UpstreamValidation,
+    /// The root CAs, concatenated, and the check of the backend's certificate against them and
+    /// `serverName`; or why there is none, which refuses the transport for TLS backends only
+    /// (a plain-text backend uses its timeouts and connection settings, as in Traefik).
+    tls: Result<(Secret, UpstreamValidation), String>,
     /// Timeouts, connection reuse, and the client certificate's name (see `transport.rs`).
     options: TransportOptions,
     /// The client certificate, recorded when the backend speaks TLS.
