@@ -278,7 +278,7 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
     // The certificate also names a host nobody serves, so a handshake for it can only fail
     // because Envoy refuses it, never because a certificate it served does not match.
     let mut names = hosts.to_vec();
-    names.push("unknown.example.com");
+    names.extend(["unknown.example.com", "cross.example.com"]);
     let cert = ca.issue(&names).unwrap();
     let web = Backend::start("web").await.unwrap();
 
@@ -374,6 +374,18 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
         "any-no-ca.example.com",
         tls("any-no-ca"),
     );
+    // Another namespace's TLSOption, refused although the Gateway sets allowCrossNamespace.
+    objects += &https_route(
+        "team-b",
+        "cross",
+        "cross.example.com",
+        json!({"secretName": "cert", "options": {"name": "tls12", "namespace": "apps"}}),
+    );
+    objects += &manifests::doc(&json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway",
+        "metadata": {"namespace": "ingress", "name": "gw"},
+        "spec": {"allowCrossNamespace": true},
+    }));
     objects += &traefik(
         "IngressRouteTCP",
         "apps",
@@ -412,7 +424,7 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
     dir.write("objects.yaml", &objects).unwrap();
 
     let mut sluice = Standalone::start(dir.path()).unwrap();
-    let ports = sluice.default_instance(WAIT).await.unwrap();
+    let ports = sluice.instance("ingress/gw", WAIT).await.unwrap();
     let any = Client::trusting(&ca);
     for host in hosts
         .iter()
@@ -610,12 +622,12 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
             "a handshake without SNI, verifying {host}"
         );
     }
-    assert!(
-        any.connect(ports.https, "unknown.example.com")
-            .await
-            .is_err(),
-        "a handshake for a name nobody serves"
-    );
+    for host in ["unknown.example.com", "cross.example.com"] {
+        assert!(
+            any.connect(ports.https, host).await.is_err(),
+            "a handshake for {host}, which nobody serves"
+        );
+    }
 
     // Standalone names the refused Traefik objects, with kind and API version, and only them.
     for (object, reason) in [
@@ -627,6 +639,10 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
             "IngressRouteTCP apps/tcp-on-web (traefik.io/v1alpha1) is invalid: ",
             "spec.entryPoints[0]: entry point \"web\" is not served",
         ),
+        (
+            "IngressRoute team-b/cross (traefik.io/v1alpha1) is invalid: ",
+            "spec.tls.options.namespace: apps/tls12 is in another namespace",
+        ),
     ] {
         sluice.wait_log_line(&[object, reason], WAIT).await.unwrap();
     }
@@ -636,9 +652,11 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
         .filter(|l| l.contains("(traefik.io/v1alpha1) is"))
         .collect();
     assert!(
-        traefik_lines
-            .iter()
-            .all(|l| l.contains("apps/any-no-ca (") || l.contains("apps/tcp-on-web (")),
+        traefik_lines.iter().all(
+            |l| ["apps/any-no-ca (", "apps/tcp-on-web (", "team-b/cross ("]
+                .iter()
+                .any(|o| l.contains(o))
+        ),
         "only the refused objects: {traefik_lines:#?}"
     );
     sluice.check_running().unwrap();
