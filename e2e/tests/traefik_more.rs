@@ -81,7 +81,8 @@ async fn pass_host_header_false_sends_the_backend_address() {
 /// The cookie Envoy issues carries the attributes asked for (`HttpOnly` always, as the README
 /// says), and a client sending it back keeps reaching one server; other cookie values reach the
 /// other server. In the same Envoy: `scheme: h2c` speaks HTTP/2 to a backend that speaks
-/// nothing else, and `strategy: p2c` balances over both servers of its Service.
+/// nothing else, and `strategy: p2c` balances over both servers of its Service, sparing the
+/// slower one as least-request does (round robin does not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_cookies_h2c_and_p2c_reach_their_servers() {
     let a = Backend::start("a").await.unwrap();
@@ -103,6 +104,7 @@ async fn sticky_cookies_h2c_and_p2c_reach_their_servers() {
         )
         + &route("h2c", json!([{"name": "h2", "port": 80, "scheme": "h2c"}]))
         + &route("h1", json!([{"name": "h2", "port": 80}]))
+        + &route("rr", json!([{"name": "ab", "port": 80}]))
         + &route(
             "p2c",
             json!([{"name": "ab", "port": 80, "strategy": "p2c"}]),
@@ -205,19 +207,38 @@ async fn sticky_cookies_h2c_and_p2c_reach_their_servers() {
         .unwrap();
     assert_eq!(h1.status, 502, "HTTP/1.1 to the h2c backend: {}", h1.text());
 
-    // p2c: Envoy's least-request over both servers of the Service.
-    a.control().reset_counts();
-    b.control().reset_counts();
-    for _ in 0..40 {
-        let resp = Request::get("p2c.example.com", "/")
-            .send(http)
-            .await
-            .unwrap();
-        assert_eq!(resp.status, 200);
-    }
-    let (a_n, b_n) = (a.control().request_count(), b.control().request_count());
-    assert_eq!(a_n + b_n, 40);
-    assert!(a_n > 0 && b_n > 0, "p2c over two servers: {a_n} and {b_n}");
+    // p2c: Envoy's least-request over both servers of the Service. With `a` slow, so that it
+    // always has requests in flight while `b` has none, p2c sends it a request only when both
+    // of its two random picks are `a` (1/4), where round robin (the same Service without the
+    // strategy) sends it half. 120 requests: p2c's share of 3/8 or more is 3 standard
+    // deviations away.
+    a.control().set_delay(Duration::from_millis(300));
+    let slow_share = async |host: &'static str| {
+        a.control().reset_counts();
+        b.control().reset_counts();
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..120 {
+            requests.spawn(async move { Request::get(host, "/").send(http).await.unwrap() });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        while let Some(resp) = requests.join_next().await {
+            assert_eq!(resp.unwrap().status, 200, "{host}");
+        }
+        let (a_n, b_n) = (a.control().request_count(), b.control().request_count());
+        assert_eq!(a_n + b_n, 120, "{host}");
+        a_n
+    };
+    let p2c = slow_share("p2c.example.com").await;
+    let round_robin = slow_share("rr.example.com").await;
+    a.control().set_delay(Duration::ZERO);
+    assert!(
+        p2c > 0 && p2c < 45,
+        "p2c sent {p2c} of 120 requests to the slow server"
+    );
+    assert!(
+        round_robin >= 45,
+        "round robin sent {round_robin} of 120 to the slow server"
+    );
     sluice.check_running().unwrap();
 }
 
