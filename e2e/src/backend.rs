@@ -3,7 +3,8 @@
 //! [`Backend`] is an HTTP/1.1 server (keep-alive, WebSocket echo) that answers every request
 //! with a JSON [`Echo`] naming itself and describing what it received; its behaviour is switched
 //! at runtime through a [`BackendControl`]. [`TcpEchoBackend`] echoes raw bytes (TCP proxying).
-//! [`Backend::start_tls`] serves the same over TLS. All stop when dropped.
+//! [`Backend::start_tls`] serves the same over TLS, [`Backend::start_h2c`] over cleartext
+//! HTTP/2. All stop when dropped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -263,6 +264,30 @@ impl Backend {
         })
     }
 
+    /// Starts a backend called `name` speaking cleartext HTTP/2 only (prior knowledge, as
+    /// Envoy's `h2c` clusters do): every request is answered 200 with the same JSON [`Echo`]
+    /// and [`BACKEND_HEADER`], the Host being the request's `:authority`. An HTTP/1.1 client
+    /// gets nothing (its request is not an HTTP/2 preface), so an answer proves HTTP/2 reached
+    /// it. Requests are counted and recorded as by [`Backend::start`]; the other controls
+    /// (failures, delays, health, WebSockets) are not served.
+    pub async fn start_h2c(name: &str) -> Result<Backend> {
+        let (listener, addr) = bind(name).await?;
+        let control = BackendControl::new(name);
+        let served = control.clone();
+        let task = tokio::spawn(accept_loop(listener, move |stream| {
+            let control = served.clone();
+            async move {
+                control.connections.fetch_add(1, Ordering::SeqCst);
+                serve_h2c(stream, control).await
+            }
+        }));
+        Ok(Backend {
+            addr,
+            control,
+            task,
+        })
+    }
+
     pub fn name(&self) -> &str {
         self.control.name()
     }
@@ -411,6 +436,56 @@ where
             return Ok(());
         }
     }
+}
+
+/// Serves HTTP/2 with prior knowledge on one connection until the peer closes it.
+async fn serve_h2c(stream: TcpStream, control: BackendControl) -> Result<()> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::{Bytes, Incoming};
+
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let control = control.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await?.to_bytes();
+            let mut headers = BTreeMap::<String, String>::new();
+            if let Some(authority) = parts.uri.authority() {
+                headers.insert("host".to_owned(), authority.to_string());
+            }
+            for (name, value) in &parts.headers {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                headers
+                    .entry(name.as_str().to_owned())
+                    .and_modify(|v| {
+                        v.push_str(", ");
+                        v.push_str(&value);
+                    })
+                    .or_insert(value);
+            }
+            let echo = Echo {
+                backend: control.name().to_owned(),
+                method: parts.method.to_string(),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| "/".to_owned(), ToString::to_string),
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+                tls_sni: None,
+            };
+            control.plan(&echo);
+            let json = serde_json::to_vec(&echo).unwrap_or_default();
+            let response = hyper::Response::builder()
+                .header("content-type", "application/json")
+                .header(BACKEND_HEADER, control.name())
+                .body(Full::new(Bytes::from(json)));
+            Ok::<_, hyper::Error>(response.unwrap_or_default())
+        }
+    });
+    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await
+        .map_err(|e| Error::Protocol(format!("serving h2c: {e}")))
 }
 
 async fn write_response<W: AsyncWrite + Unpin>(

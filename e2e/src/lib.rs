@@ -31,6 +31,8 @@
 //!    test asserts *which* backend answered and *what* Envoy sent it (path rewrites, `Host`,
 //!    added headers). Failures, delays and health are switched at runtime through
 //!    [`backend::BackendControl`]; counters tell how many requests and connections arrived.
+//!    [`backend::Backend::start_tls`] serves HTTPS, [`backend::Backend::start_h2c`] cleartext
+//!    HTTP/2 only (an answer proves Envoy spoke HTTP/2 to it).
 //! 2. **Configuration** ([`manifests::Manifests`]): write the IngressRoutes under test and,
 //!    with [`manifests::service`], Services whose Endpoints are the backends, into a temporary
 //!    directory; then start [`sluice::Standalone`] on it (it serves xDS and starts Envoy). Ports

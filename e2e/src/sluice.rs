@@ -187,6 +187,30 @@ impl Standalone {
         &mut self.process
     }
 
+    /// Everything sluice has logged so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
+    }
+
+    /// Waits until sluice has logged a line containing every one of `parts`, and returns it;
+    /// fails after `timeout` or if sluice exits (printing the whole log to stderr).
+    pub async fn wait_log_line(&mut self, parts: &[&str], timeout: Duration) -> Result<String> {
+        let what = format!("a sluice log line containing {parts:?}");
+        let found = crate::try_wait_for(&what, timeout, async || {
+            self.check_running()?;
+            Ok(self
+                .log()
+                .lines()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+                .map(str::to_owned))
+        })
+        .await;
+        if found.is_err() {
+            eprintln!("--- sluice log ---\n{}", self.log());
+        }
+        found
+    }
+
     /// The working directory of the process, holding `sluice.log`.
     pub fn dir(&self) -> &Path {
         self.dir.path()

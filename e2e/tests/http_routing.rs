@@ -152,10 +152,6 @@ async fn assert_not_routed(port: u16, host: &str, path: &str) {
     assert!(echo.is_none(), "http://{host}{path} reached {echo:?}");
 }
 
-fn log(sluice: &mut Standalone) -> String {
-    std::fs::read_to_string(sluice.process().log_path()).unwrap_or_default()
-}
-
 /// `(namespace/name, status)` of every IngressRoute the instances of `dir` judge, as
 /// `sluice render` reports them: the same build as `sluice standalone`'s, read from structured
 /// output rather than from the wording of a log line.
@@ -190,20 +186,6 @@ async fn assert_all_valid(dir: &Manifests) {
         statuses.iter().all(|(_, status)| status == "valid"),
         "{statuses:?}"
     );
-}
-
-/// Waits until sluice's log (stdout and stderr) has a line containing every one of `parts`.
-async fn wait_log_line(sluice: &mut Standalone, parts: &[&str]) -> anyhow::Result<String> {
-    let what = format!("a sluice log line containing {parts:?}");
-    let found = try_wait_for(&what, WAIT, async || {
-        sluice.check_running()?;
-        Ok(log(sluice)
-            .lines()
-            .find(|l| parts.iter().all(|p| l.contains(p)))
-            .map(str::to_owned))
-    })
-    .await;
-    found.with_context(|| format!("--- sluice log ---\n{}", log(sluice)))
 }
 
 /// Sends `count` GETs, each on a fresh connection, `concurrency` at a time, and returns the
@@ -474,7 +456,8 @@ async fn invalid_child_is_not_served_and_the_parent_still_is() {
     wait_backend(&mut sluice, http, host, "/api/v1", "api")
         .await
         .unwrap();
-    let line = wait_log_line(&mut sluice, &["IngressRoute default/shop is invalid"])
+    let line = sluice
+        .wait_log_line(&["IngressRoute default/shop is invalid"], WAIT)
         .await
         .unwrap();
     assert!(
@@ -894,12 +877,13 @@ async fn external_name_services_are_refused_by_default() {
     wait_backend(&mut sluice, http, "plain.example.com", "/", "plain")
         .await
         .unwrap();
-    let line = wait_log_line(
-        &mut sluice,
-        &["IngressRoute default/external is invalid", "ExternalName"],
-    )
-    .await
-    .unwrap();
+    let line = sluice
+        .wait_log_line(
+            &["IngressRoute default/external is invalid", "ExternalName"],
+            WAIT,
+        )
+        .await
+        .unwrap();
     assert!(line.contains("enableExternalNameServices"), "{line}");
 
     assert_not_routed(http, "external.example.com", "/").await;
@@ -975,10 +959,12 @@ async fn bad_edit_keeps_the_last_good_configuration() {
     let broken = routes("new") + "---\napiVersion: v1\nkind: Service\nmetadata: {name: [oops\n";
     let file = dir.write("route.yaml", &broken).unwrap();
     let file_name = file.display().to_string();
-    wait_log_line(&mut sluice, &["sluice: error:", &file_name, "document 2"])
+    sluice
+        .wait_log_line(&["sluice: error:", &file_name, "document 2"], WAIT)
         .await
         .unwrap();
-    wait_log_line(&mut sluice, &["still serving the last good configuration"])
+    sluice
+        .wait_log_line(&["still serving the last good configuration"], WAIT)
         .await
         .unwrap();
     for _ in 0..20 {

@@ -175,18 +175,6 @@ async fn assert_no_certificate(port: u16, sni: &str, tls: &TlsClient) {
     );
 }
 
-/// Waits until sluice's log (stdout and stderr) contains `needle`.
-async fn wait_for_log(sluice: &mut Standalone, needle: &str) {
-    let log = sluice.process().log_path().to_owned();
-    try_wait_for(&format!("sluice to log {needle:?}"), WAIT, async || {
-        sluice.check_running()?;
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        Ok(text.contains(needle).then_some(()))
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_selects_the_certificate_and_the_backend() {
     let ca = TestCa::new("edge ca").unwrap();
@@ -517,18 +505,14 @@ async fn certificate_delegation_is_required_across_namespaces() {
         assert_eq!(plain.status, 404, "{host}: {}", plain.text());
     }
     assert_eq!(other.control().request_count(), 0);
-    wait_for_log(
-        &mut sluice,
+    for needle in [
         "IngressRoute other/stolen is invalid: www-admin/example-com-wildcard: certificate \
          delegation not permitted",
-    )
-    .await;
-    wait_for_log(
-        &mut sluice,
         "IngressRoute other/private is invalid: www-admin/private: certificate delegation not \
          permitted",
-    )
-    .await;
+    ] {
+        sluice.wait_log_line(&[needle], WAIT).await.unwrap();
+    }
     sluice.check_running().unwrap();
 
     // `sluice render` on the same manifests: the secret nobody may use is not in xDS at all.

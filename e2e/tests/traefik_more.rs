@@ -1,6 +1,7 @@
 //! Traefik service options through `sluice standalone` and a real Envoy, observed at the
 //! backends and the client: `passHostHeader: false` (the backend's `ip:port` as Host), sticky
-//! cookies (the cookie's attributes, and a client pinned to one server), and active health
+//! cookies (the cookie's attributes, and a client pinned to one server), `scheme: h2c` and
+//! `strategy: p2c`, and active health
 //! checks (failing servers taken out, no server healthy answering 503, the checks' method,
 //! headers, Host and port).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -77,18 +78,36 @@ async fn pass_host_header_false_sends_the_backend_address() {
     }
 }
 
-/// The cookie Envoy issues carries the attributes asked for, and a client sending it back keeps
-/// reaching one server; other cookie values reach the other server.
+/// The cookie Envoy issues carries the attributes asked for (`HttpOnly` always, as the README
+/// says), and a client sending it back keeps reaching one server; other cookie values reach the
+/// other server. In the same Envoy: `scheme: h2c` speaks HTTP/2 to a backend that speaks
+/// nothing else, and `strategy: p2c` balances over both servers of its Service, sparing the
+/// slower one as least-request does (round robin does not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sticky_cookie_pins_a_client_to_one_server() {
+async fn sticky_cookies_h2c_and_p2c_reach_their_servers() {
     let a = Backend::start("a").await.unwrap();
     let b = Backend::start("b").await.unwrap();
+    let h2c = Backend::start_h2c("h2c").await.unwrap();
     let objects = service("apps", "ab", 80, &[a.port(), b.port()])
+        + &service("apps", "h2", 80, &[h2c.port()])
         + &route(
             "sticky",
             json!([{"name": "ab", "port": 80, "sticky": {"cookie": {
                 "name": "pin", "secure": true, "sameSite": "lax", "maxAge": 60,
             }}}]),
+        )
+        + &route(
+            "session",
+            json!([{"name": "ab", "port": 80, "sticky": {"cookie": {
+                "name": "sess", "httpOnly": false, "sameSite": "strict",
+            }}}]),
+        )
+        + &route("h2c", json!([{"name": "h2", "port": 80, "scheme": "h2c"}]))
+        + &route("h1", json!([{"name": "h2", "port": 80}]))
+        + &route("rr", json!([{"name": "ab", "port": 80}]))
+        + &route(
+            "p2c",
+            json!([{"name": "ab", "port": 80, "strategy": "p2c"}]),
         );
     let (_dir, mut sluice, http) = start(&objects).await;
     let first = sluice
@@ -100,15 +119,35 @@ async fn sticky_cookie_pins_a_client_to_one_server() {
         )
         .await
         .unwrap();
+    let attributes = |set_cookie: &str| -> BTreeSet<String> {
+        set_cookie
+            .split(';')
+            .skip(1)
+            .map(|a| a.trim().to_ascii_lowercase())
+            .collect()
+    };
     let set_cookie = first.header("set-cookie").unwrap().to_owned();
-    let attributes: BTreeSet<String> = set_cookie
-        .split(';')
-        .skip(1)
-        .map(|a| a.trim().to_ascii_lowercase())
-        .collect();
-    for expected in ["max-age=60", "path=/", "secure", "samesite=lax"] {
-        assert!(attributes.contains(expected), "{expected} in {set_cookie}");
-    }
+    assert_eq!(
+        attributes(&set_cookie),
+        ["httponly", "max-age=60", "path=/", "samesite=lax", "secure"]
+            .map(str::to_owned)
+            .into(),
+        "{set_cookie}"
+    );
+    // A session cookie (no maxAge): no Max-Age, not Secure, HttpOnly although httpOnly: false.
+    let session = Request::get("session.example.com", "/")
+        .send(http)
+        .await
+        .unwrap();
+    let session_cookie = session.header("set-cookie").unwrap();
+    assert!(session_cookie.starts_with("sess="), "{session_cookie}");
+    assert_eq!(
+        attributes(session_cookie),
+        ["httponly", "path=/", "samesite=strict"]
+            .map(str::to_owned)
+            .into(),
+        "{session_cookie}"
+    );
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
     assert!(cookie.starts_with("pin="), "{set_cookie}");
     let pinned = first.echo().unwrap().backend;
@@ -136,6 +175,71 @@ async fn sticky_cookie_pins_a_client_to_one_server() {
         seen.insert(resp.echo().unwrap().backend);
     }
     assert_eq!(seen.len(), 2, "64 cookie values all reached {seen:?}");
+
+    // h2c: the backend answers HTTP/2 only (an HTTP/1.1 request to it gets no answer), so its
+    // echo through Envoy proves Envoy spoke HTTP/2 to it; the same Service without the scheme
+    // is spoken to in HTTP/1.1 and fails.
+    assert!(
+        Request::get("h2c.example.com", "/")
+            .timeout(Duration::from_secs(2))
+            .send(h2c.port())
+            .await
+            .is_err(),
+        "the h2c backend answered HTTP/1.1"
+    );
+    let echo = Request::get("h2c.example.com", "/x?y=1")
+        .send(http)
+        .await
+        .unwrap()
+        .echo()
+        .unwrap();
+    assert_eq!(
+        (
+            echo.backend.as_str(),
+            echo.path.as_str(),
+            echo.header("host")
+        ),
+        ("h2c", "/x?y=1", Some("h2c.example.com"))
+    );
+    let h1 = Request::get("h1.example.com", "/")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(h1.status, 502, "HTTP/1.1 to the h2c backend: {}", h1.text());
+
+    // p2c: Envoy's least-request over both servers of the Service. With `a` slow, so that it
+    // always has requests in flight while `b` has none, p2c sends it a request only when both
+    // of its two random picks are `a` (1/4), where round robin (the same Service without the
+    // strategy) sends it half. 120 requests: p2c's share of 3/8 or more is 3 standard
+    // deviations away.
+    a.control().set_delay(Duration::from_millis(300));
+    let slow_share = async |host: &'static str| {
+        a.control().reset_counts();
+        b.control().reset_counts();
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..120 {
+            requests.spawn(async move { Request::get(host, "/").send(http).await.unwrap() });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        while let Some(resp) = requests.join_next().await {
+            assert_eq!(resp.unwrap().status, 200, "{host}");
+        }
+        let (a_n, b_n) = (a.control().request_count(), b.control().request_count());
+        assert_eq!(a_n + b_n, 120, "{host}");
+        a_n
+    };
+    let p2c = slow_share("p2c.example.com").await;
+    let round_robin = slow_share("rr.example.com").await;
+    a.control().set_delay(Duration::ZERO);
+    assert!(
+        p2c > 0 && p2c < 45,
+        "p2c sent {p2c} of 120 requests to the slow server"
+    );
+    assert!(
+        round_robin >= 45,
+        "round robin sent {round_robin} of 120 to the slow server"
+    );
+    sluice.check_running().unwrap();
 }
 
 /// A server failing its checks gets no traffic; with none healthy the route answers 503 (as

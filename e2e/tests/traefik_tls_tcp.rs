@@ -1,8 +1,10 @@
 //! Traefik TLSOptions, TLSStores and IngressRouteTCPs end to end, through `sluice standalone`
 //! and a real Envoy, with certificates made by the test: version floor and ceiling, a cipher
-//! restriction, ALPN, client certificates (required and verified, or verified when given), a
-//! namespace's `default` TLSOption and TLSStore applying to that namespace only; TCP
-//! passthrough and termination by SNI, weights, and PROXY protocol headers to the backend.
+//! restriction, curves, ALPN, every client auth type (required and verified, verified when
+//! given, any certificate required or requested, none), strict SNI, a namespace's `default`
+//! TLSOption and TLSStore applying to that namespace only, and standalone's lines for refused
+//! Traefik objects; TCP passthrough and termination by SNI, weights, and PROXY protocol
+//! headers to the backend.
 //!
 //! Every refusal is checked after a success on the same listener (the other host, or another
 //! client on the same host), so it cannot pass merely because Envoy has not got its
@@ -11,8 +13,10 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rustls::crypto::SupportedKxGroup;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ProtocolVersion, SupportedCipherSuite, SupportedProtocolVersion};
@@ -51,13 +55,41 @@ fn https_route(namespace: &str, name: &str, host: &str, tls: Value) -> String {
     )
 }
 
-/// How a test client connects: versions, cipher suites, ALPN, client certificate.
+/// How a test client connects: versions, cipher suites, key exchange groups (curves), ALPN,
+/// client certificate, whether it sends SNI.
 struct Client {
     ca_pem: String,
     versions: Vec<&'static SupportedProtocolVersion>,
     suites: Option<Vec<SupportedCipherSuite>>,
+    groups: Option<Vec<&'static dyn SupportedKxGroup>>,
     alpn: Vec<&'static str>,
     cert: Option<CertKey>,
+    send_sni: bool,
+    /// Set when a server asked this client for its certificate (see [`AskedCert`]).
+    asked: Arc<AtomicBool>,
+}
+
+/// Presents the client's certificate, noting that the server asked for one: rustls asks its
+/// resolver only when the server sends a CertificateRequest.
+#[derive(Debug)]
+struct AskedCert {
+    key: Arc<rustls::sign::CertifiedKey>,
+    asked: Arc<AtomicBool>,
+}
+
+impl rustls::client::ResolvesClientCert for AskedCert {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.asked.store(true, Ordering::SeqCst);
+        Some(self.key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 impl Client {
@@ -66,9 +98,30 @@ impl Client {
             ca_pem: ca.cert_pem(),
             versions: vec![&rustls::version::TLS13, &rustls::version::TLS12],
             suites: None,
+            groups: None,
             alpn: vec!["http/1.1"],
             cert: None,
+            send_sni: true,
+            asked: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether a server asked for the client's certificate since the last call (only a client
+    /// with [`Client::cert`] notices).
+    fn take_asked(&self) -> bool {
+        self.asked.swap(false, Ordering::SeqCst)
+    }
+
+    /// Offers only these key exchange groups (a client limited to some curves).
+    fn groups(mut self, g: &[&'static dyn SupportedKxGroup]) -> Client {
+        self.groups = Some(g.to_vec());
+        self
+    }
+
+    /// Sends no SNI; the server's certificate is still verified against the name connected to.
+    fn without_sni(mut self) -> Client {
+        self.send_sni = false;
+        self
     }
 
     fn versions(mut self, v: &[&'static SupportedProtocolVersion]) -> Client {
@@ -96,11 +149,15 @@ impl Client {
         if let Some(suites) = &self.suites {
             provider.cipher_suites = suites.clone();
         }
+        if let Some(groups) = &self.groups {
+            provider.kx_groups = groups.clone();
+        }
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
             roots.add(c.unwrap()).unwrap();
         }
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        let provider = Arc::new(provider);
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&self.versions)
             .unwrap()
             .with_root_certificates(roots);
@@ -111,10 +168,15 @@ impl Client {
                     .collect::<Result<Vec<_>, _>>()
                     .unwrap();
                 let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap();
-                builder.with_client_auth_cert(chain, key).unwrap()
+                let key = rustls::sign::CertifiedKey::from_der(chain, key, &provider).unwrap();
+                builder.with_client_cert_resolver(Arc::new(AskedCert {
+                    key: Arc::new(key),
+                    asked: self.asked.clone(),
+                }))
             }
         };
         config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        config.enable_sni = self.send_sni;
         Arc::new(config)
     }
 
@@ -207,8 +269,17 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
         "a.example.com",
         "store.example.com",
         "b.example.com",
+        "curves.example.com",
+        "any-cert.example.com",
+        "request-cert.example.com",
+        "no-cert.example.com",
+        "lax-sni.example.com",
     ];
-    let cert = ca.issue(&hosts).unwrap();
+    // The certificate also names a host nobody serves, so a handshake for it can only fail
+    // because Envoy refuses it, never because a certificate it served does not match.
+    let mut names = hosts.to_vec();
+    names.extend(["unknown.example.com", "cross.example.com"]);
+    let cert = ca.issue(&names).unwrap();
     let web = Backend::start("web").await.unwrap();
 
     let dir = Manifests::new().unwrap();
@@ -263,6 +334,67 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
                               "clientAuthType": "VerifyClientCertIfGiven"}}),
     );
     objects += &https_route("apps", "mtls-opt", "mtls-opt.example.com", tls("mtls-opt"));
+    // Curves: P-384 only.
+    objects += &traefik(
+        "TLSOption",
+        "apps",
+        "curves",
+        json!({"curvePreferences": ["CurveP384"]}),
+    );
+    objects += &https_route("apps", "curves", "curves.example.com", tls("curves"));
+    // The client auth types that do not verify (any certificate; required or not) and
+    // NoClientCert, which ignores its CAs.
+    for (name, auth_type) in [
+        ("any-cert", "RequireAnyClientCert"),
+        ("request-cert", "RequestClientCert"),
+        ("no-cert", "NoClientCert"),
+    ] {
+        objects += &traefik(
+            "TLSOption",
+            "apps",
+            name,
+            json!({"clientAuth": {"secretNames": ["client-ca"], "clientAuthType": auth_type}}),
+        );
+        objects += &https_route("apps", name, &format!("{name}.example.com"), tls(name));
+    }
+    // sniStrict: false is accepted and changes nothing: the listener is always strict.
+    objects += &traefik("TLSOption", "apps", "lax-sni", json!({"sniStrict": false}));
+    objects += &https_route("apps", "lax-sni", "lax-sni.example.com", tls("lax-sni"));
+    // Refused, and said so on standalone's output: RequireAnyClientCert without a CA (Envoy
+    // asks for a certificate only with CAs to name), and an IngressRouteTCP on `web`.
+    objects += &traefik(
+        "TLSOption",
+        "apps",
+        "any-no-ca",
+        json!({"clientAuth": {"clientAuthType": "RequireAnyClientCert"}}),
+    );
+    objects += &https_route(
+        "apps",
+        "any-no-ca",
+        "any-no-ca.example.com",
+        tls("any-no-ca"),
+    );
+    // Another namespace's TLSOption, refused although the Gateway sets allowCrossNamespace.
+    objects += &https_route(
+        "team-b",
+        "cross",
+        "cross.example.com",
+        json!({"secretName": "cert", "options": {"name": "tls12", "namespace": "apps"}}),
+    );
+    objects += &manifests::doc(&json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway",
+        "metadata": {"namespace": "ingress", "name": "gw"},
+        "spec": {"allowCrossNamespace": true},
+    }));
+    objects += &traefik(
+        "IngressRouteTCP",
+        "apps",
+        "tcp-on-web",
+        json!({"entryPoints": ["web"],
+               "routes": [{"match": "HostSNI(`tcp-on-web.example.com`)",
+                           "services": [{"name": "web", "port": 80}]}],
+               "tls": {"secretName": "cert"}}),
+    );
     // team-a's `default` TLSOption (TLS 1.3 only) and TLSStore apply to team-a's routes only.
     objects += &traefik(
         "TLSOption",
@@ -292,9 +424,12 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
     dir.write("objects.yaml", &objects).unwrap();
 
     let mut sluice = Standalone::start(dir.path()).unwrap();
-    let ports = sluice.default_instance(WAIT).await.unwrap();
+    let ports = sluice.instance("ingress/gw", WAIT).await.unwrap();
     let any = Client::trusting(&ca);
-    for host in hosts.iter().filter(|h| !h.starts_with("mtls.")) {
+    for host in hosts
+        .iter()
+        .filter(|h| !h.starts_with("mtls.") && !h.starts_with("any-cert."))
+    {
         wait_ok(&mut sluice, &ports, &any, host).await;
     }
     let tls12 = Client::trusting(&ca).versions(&[&rustls::version::TLS12]);
@@ -399,7 +534,131 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
     )
     .await;
     // Without the option, a client certificate is neither asked for nor checked.
+    wrong.take_asked();
     assert_ok(&ports, &wrong, "plain.example.com", "no client auth").await;
+    assert!(
+        !wrong.take_asked(),
+        "plain.example.com asked for a certificate"
+    );
+
+    // RequireAnyClientCert: a certificate is required, but any will do (another CA's too).
+    assert_ok(&ports, &wrong, "any-cert.example.com", "any certificate").await;
+    assert!(wrong.take_asked());
+    assert_ok(&ports, &good, "any-cert.example.com", "a good certificate").await;
+    assert_refused(
+        &ports,
+        &any,
+        "any-cert.example.com",
+        "RequireAnyClientCert without a certificate",
+    )
+    .await;
+    // RequestClientCert: asked for, neither required nor verified.
+    assert_ok(
+        &ports,
+        &wrong,
+        "request-cert.example.com",
+        "any certificate",
+    )
+    .await;
+    assert!(
+        wrong.take_asked(),
+        "RequestClientCert asks for a certificate"
+    );
+    assert_ok(&ports, &any, "request-cert.example.com", "none given").await;
+    // NoClientCert: its CAs are ignored, no certificate is asked for.
+    assert_ok(&ports, &wrong, "no-cert.example.com", "NoClientCert").await;
+    assert!(!wrong.take_asked(), "NoClientCert asked for a certificate");
+    assert_ok(
+        &ports,
+        &any,
+        "no-cert.example.com",
+        "NoClientCert, none given",
+    )
+    .await;
+
+    // Curves: the option allows P-384 only. A client without it is refused there and served
+    // elsewhere; one preferring P-256 gets P-384 there. Over TLS 1.2 the client must also
+    // offer P-256, the curve of the server's ECDSA certificate (as Go's TLS requires too).
+    use rustls::NamedGroup;
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    for (version, without, with) in [
+        (
+            &rustls::version::TLS13,
+            vec![X25519],
+            vec![SECP256R1, SECP384R1],
+        ),
+        (
+            &rustls::version::TLS12,
+            vec![X25519, SECP256R1],
+            vec![SECP256R1, SECP384R1],
+        ),
+    ] {
+        let without = Client::trusting(&ca).versions(&[version]).groups(&without);
+        let with = Client::trusting(&ca).versions(&[version]).groups(&with);
+        assert_ok(&ports, &without, "plain.example.com", "no curve option").await;
+        assert_ok(&ports, &with, "curves.example.com", "a listed curve").await;
+        let s = with
+            .connect(ports.https, "curves.example.com")
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_ref()
+                .1
+                .negotiated_key_exchange_group()
+                .map(|g| g.name()),
+            Some(NamedGroup::secp384r1),
+            "{version:?}"
+        );
+        assert_refused(&ports, &without, "curves.example.com", "no listed curve").await;
+    }
+
+    // SNI is strict whatever sniStrict says: no SNI, or a name nobody serves, gets no
+    // handshake, although the one certificate served names both.
+    assert_ok(&ports, &any, "lax-sni.example.com", "sniStrict: false").await;
+    let no_sni = Client::trusting(&ca).without_sni();
+    for host in ["lax-sni.example.com", "plain.example.com"] {
+        assert!(
+            no_sni.connect(ports.https, host).await.is_err(),
+            "a handshake without SNI, verifying {host}"
+        );
+    }
+    for host in ["unknown.example.com", "cross.example.com"] {
+        assert!(
+            any.connect(ports.https, host).await.is_err(),
+            "a handshake for {host}, which nobody serves"
+        );
+    }
+
+    // Standalone names the refused Traefik objects, with kind and API version, and only them.
+    for (object, reason) in [
+        (
+            "IngressRoute apps/any-no-ca (traefik.io/v1alpha1) is invalid: ",
+            "Envoy asks for a client certificate only with CAs to name",
+        ),
+        (
+            "IngressRouteTCP apps/tcp-on-web (traefik.io/v1alpha1) is invalid: ",
+            "spec.entryPoints[0]: entry point \"web\" is not served",
+        ),
+        (
+            "IngressRoute team-b/cross (traefik.io/v1alpha1) is invalid: ",
+            "spec.tls.options.namespace: apps/tls12 is in another namespace",
+        ),
+    ] {
+        sluice.wait_log_line(&[object, reason], WAIT).await.unwrap();
+    }
+    let log = sluice.log();
+    let traefik_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("(traefik.io/v1alpha1) is"))
+        .collect();
+    assert!(
+        traefik_lines.iter().all(
+            |l| ["apps/any-no-ca (", "apps/tcp-on-web (", "team-b/cross ("]
+                .iter()
+                .any(|o| l.contains(o))
+        ),
+        "only the refused objects: {traefik_lines:#?}"
+    );
     sluice.check_running().unwrap();
 }
 

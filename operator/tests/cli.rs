@@ -61,3 +61,53 @@ fn completions_for_every_shell() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// `sluice crds --traefik` prints the checked-in `crds/traefik-crds.yaml` (the seven Traefik kinds
+/// Sluice reads, in the `traefik.io` group) and `sluice crds` the checked-in `crds/sluice-crds.yaml`: the flag picks the
+/// set, and each file is what `make crds` writes.
+#[test]
+fn crds_prints_sluices_crds_and_with_traefik_traefiks() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let crds = |args: &[&str]| {
+        let out = Command::new(SLUICE).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let traefik = crds(&["crds", "--traefik"]);
+    let own = crds(&["crds"]);
+    assert_eq!(
+        traefik,
+        std::fs::read_to_string(root.join("crds/traefik-crds.yaml")).unwrap()
+    );
+    assert_eq!(
+        own,
+        std::fs::read_to_string(root.join("crds/sluice-crds.yaml")).unwrap()
+    );
+    let names = |yaml: &str| -> Vec<String> {
+        yaml.lines()
+            .filter_map(|l| l.strip_prefix("  name: "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut expected: Vec<String> = [
+        "ingressroutes",
+        "ingressroutetcps",
+        "middlewares",
+        "serverstransports",
+        "tlsoptions",
+        "tlsstores",
+        "traefikservices",
+    ]
+    .iter()
+    .map(|p| format!("{p}.traefik.io"))
+    .collect();
+    expected.sort();
+    let mut got = names(&traefik);
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(
+        names(&own).iter().all(|n| !n.contains("traefik")),
+        "{:?}",
+        names(&own)
+    );
+}

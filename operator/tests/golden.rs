@@ -42,20 +42,24 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 24] = [
+const TRAEFIK_GROUPS: [&str; 28] = [
     "allowed-hosts",
     "basic",
     "client-ip",
     "compress",
     "forwardauth",
     "forwardauth-trust",
+    "h2c",
     "hosts",
     "https",
     "middlewares",
+    "mirroring",
     "ownership",
+    "path-regex",
     "priority-weights",
     "redirect-regex",
     "rewrites",
+    "servers-transport",
     "servers-transport-mtls",
     "service-options",
     "services",

@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 
+use crate::dag::model::transport::TransportOptions;
 use crate::dag::model::*;
 use crate::dag::{Selection, build};
 use crate::snapshot::ClusterSnapshot;
@@ -547,8 +548,86 @@ fn https_backends_need_a_transport_with_server_name_and_root_cas() {
         invalid_with(&dag_of(&(base.clone() + &bad + &ir(refs))), expected);
     }
 
-    let dag = dag_of(&(base + &ir("[{name: s, port: 80, strategy: p2c}]")));
+    let dag = dag_of(&(base.clone() + &ir("[{name: s, port: 80, strategy: p2c}]")));
     assert_eq!(dag.clusters[0].lb_policy, LbPolicy::LeastRequest);
+
+    // scheme h2c: cleartext HTTP/2 (e2e/tests/traefik_more.rs sends it through Envoy), with
+    // p2c too; a transport's TLS settings stay unused.
+    let dag = dag_of(
+        &(base + &ir("[{name: s, port: 80, scheme: h2c, strategy: p2c, serversTransport: tr}]")),
+    );
+    assert_eq!(
+        verdict(&dag, "apps/r").0,
+        "valid",
+        "{:?}",
+        verdict(&dag, "apps/r")
+    );
+    let c = &dag.clusters[0];
+    assert_eq!(
+        (c.protocol, c.lb_policy),
+        (UpstreamProtocol::H2c, LbPolicy::LeastRequest)
+    );
+    assert!(c.validation.is_none());
+    assert!(dag.secrets.is_empty());
+}
+
+/// A ServersTransport without `serverName` or root CAs (timeouts only, or even CAs that do not
+/// exist) serves a plain-text backend, as in Traefik, where those fields only check a TLS
+/// backend's certificate; a TLS backend is still refused with it, naming the missing field.
+#[test]
+fn a_transport_without_tls_settings_serves_plain_backends_only() {
+    let base = svc("apps", "s")
+        + &transport(
+            "timeouts",
+            "{forwardingTimeouts: {dialTimeout: 2s, idleConnTimeout: 30s}}",
+        )
+        + &transport(
+            "missing-ca",
+            "{serverName: a.internal, rootCAs: [{secret: nope}]}",
+        );
+    for (scheme, name) in [
+        ("http", "timeouts"),
+        ("h2c", "timeouts"),
+        ("http", "missing-ca"),
+    ] {
+        let dag = dag_of(
+            &(base.clone()
+                + &ir(&format!(
+                    "[{{name: s, port: 80, scheme: {scheme}, serversTransport: {name}}}]"
+                ))),
+        );
+        assert_eq!(
+            verdict(&dag, "apps/r"),
+            ("valid", "valid IngressRoute"),
+            "{scheme} with {name}"
+        );
+        assert!(dag.clusters[0].validation.is_none());
+        assert!(dag.secrets.is_empty());
+        let options = dag.clusters[0].transport.as_deref().cloned();
+        let expected = (name == "timeouts").then(|| TransportOptions {
+            connect_timeout_ms: Some(2000),
+            idle_timeout_ms: Some(30_000),
+            ..TransportOptions::default()
+        });
+        assert_eq!(options, expected, "{scheme} with {name}");
+    }
+    for (name, expected) in [
+        (
+            "timeouts",
+            "services[0].serversTransport: ServersTransport apps/timeouts: spec.serverName is \
+             required",
+        ),
+        (
+            "missing-ca",
+            "services[0].serversTransport: ServersTransport apps/missing-ca: \
+             spec.rootCAs[0]: Secret apps/nope not found",
+        ),
+    ] {
+        let route = ir(&format!(
+            "[{{name: s, port: 443, serversTransport: {name}}}]"
+        ));
+        invalid_with(&dag_of(&(base.clone() + &route)), expected);
+    }
 }
 
 #[test]

@@ -230,6 +230,49 @@ fn traefik_io_wins_a_name_clash_with_the_legacy_group() {
     );
 }
 
+/// The `traefik.io` object wins a namespace/name clash for Middlewares and TraefikServices too,
+/// whichever document comes first: the route gets its header and its split.
+#[test]
+fn traefik_io_wins_middleware_and_traefik_service_clashes() {
+    let object = |group: &str, kind: &str, spec: &str| {
+        format!(
+            "---\napiVersion: {group}/v1alpha1\nkind: {kind}\nmetadata: {{name: x, namespace: \
+             apps}}\nspec:\n{spec}"
+        )
+    };
+    let header =
+        |value: &str| format!("  headers:\n    customRequestHeaders: {{X-Group: {value}}}\n");
+    let split = |service: &str| {
+        format!("  weighted:\n    services: [{{name: {service}, port: 80, weight: 1}}]\n")
+    };
+    let legacy = object("traefik.containo.us", "Middleware", &header("legacy"))
+        + &object("traefik.containo.us", "TraefikService", &split("old"));
+    let current = object("traefik.io", "Middleware", &header("current"))
+        + &object("traefik.io", "TraefikService", &split("new"));
+    let route = io(
+        "apps",
+        "r",
+        "  routes:\n  - match: Host(`clash.example.com`)\n    middlewares: [{name: x}]\n    \
+         services: [{name: x, kind: TraefikService}]\n",
+    );
+    let base = svc("apps", "old") + &svc("apps", "new") + &route;
+    for objects in [legacy.clone() + &current, current + &legacy] {
+        let dag = dag_of(&(base.clone() + &objects));
+        assert_eq!(verdict(&dag, "apps/r"), ("valid", "valid IngressRoute"));
+        let r = &vhost(&dag, "clash.example.com").routes[0];
+        let services: Vec<&str> = r
+            .clusters
+            .iter()
+            .map(|c| c.cluster.split('/').nth(1).unwrap())
+            .collect();
+        assert_eq!(services, ["new"]);
+        assert_eq!(
+            r.extra.as_deref().unwrap().request_headers_set,
+            [("x-group".to_owned(), "current".to_owned())]
+        );
+    }
+}
+
 #[test]
 fn class_and_root_namespaces_apply_as_to_contour_roots() {
     let classed = format!(

@@ -152,11 +152,12 @@ impl Builder<'_> {
             (
                 UpstreamProtocol::Tls,
                 Some(Transport {
-                    check,
+                    tls,
                     mut options,
                     client_certificate,
                 }),
             ) => {
+                let check = tls.map_err(|e| format!("{context}.serversTransport: {e}"))?;
                 secrets.extend(client_certificate);
                 match check {
                     TransportCheck::Verify { ca, validation } => {
@@ -288,23 +289,36 @@ impl Builder<'_> {
         let (options, client_certificate) = self
             .transport_options(&key, spec)
             .map_err(|e| format!("ServersTransport {key}: {e}"))?;
-        if spec.insecure_skip_verify == Some(true) {
+        let tls = if spec.insecure_skip_verify == Some(true) {
             // As Go with InsecureSkipVerify: any certificate, `serverName` only sent as SNI, the
             // root CAs not read (so nothing they name is fetched).
-            let sni = match spec.server_name.as_deref().map(str::trim) {
-                None | Some("") => String::new(),
-                Some(name) => {
-                    checks::subject_name(name)
-                        .map_err(|e| format!("ServersTransport {key}: spec.serverName {e}"))?;
-                    name.to_owned()
-                }
-            };
-            return Ok(Transport {
-                options,
-                client_certificate,
-                check: TransportCheck::Skip { sni },
-            });
-        }
+            match spec.server_name.as_deref().map(str::trim) {
+                None | Some("") => Ok(TransportCheck::Skip { sni: String::new() }),
+                Some(name) => checks::subject_name(name)
+                    .map(|()| TransportCheck::Skip {
+                        sni: name.to_owned(),
+                    })
+                    .map_err(|e| format!("ServersTransport {key}: spec.serverName {e}")),
+            }
+        } else {
+            self.transport_tls(from, &key, spec)
+        };
+        Ok(Transport {
+            options,
+            client_certificate,
+            tls,
+        })
+    }
+
+    /// The backend certificate check of the ServersTransport `key` of namespace `from`: its
+    /// `serverName` and root CAs, both required. Only a TLS backend needs it; errors name the
+    /// field.
+    fn transport_tls(
+        &mut self,
+        from: &str,
+        key: &ObjKey,
+        spec: &ServersTransportSpec,
+    ) -> Result<TransportCheck, String> {
         let server_name = spec
             .server_name
             .as_deref()
@@ -387,18 +401,14 @@ impl Builder<'_> {
         }
         // Named apart from the `namespace/secret/ca` bundles of Contour roots.
         let ca_secret = format!("traefik:{key}/ca");
-        Ok(Transport {
-            options,
-            client_certificate,
-            check: TransportCheck::Verify {
-                ca: Secret {
-                    name: ca_secret.clone(),
-                    kind: SecretKind::Ca { ca: bundle },
-                },
-                validation: UpstreamValidation {
-                    ca_secret,
-                    subject_name: server_name.to_owned(),
-                },
+        Ok(TransportCheck::Verify {
+            ca: Secret {
+                name: ca_secret.clone(),
+                kind: SecretKind::Ca { ca: bundle },
+            },
+            validation: UpstreamValidation {
+                ca_secret,
+                subject_name: server_name.to_owned(),
             },
         })
     }
@@ -418,7 +428,10 @@ enum TransportCheck {
 
 /// A checked ServersTransport.
 struct Transport {
-    check: TransportCheck,
+    /// How the backend's certificate is checked; or why it cannot be, which refuses the
+    /// transport for TLS backends only (a plain-text backend uses its timeouts and connection
+    /// settings, as in Traefik).
+    tls: Result<TransportCheck, String>,
     /// Timeouts, connection reuse, and the client certificate's name (see `transport.rs`).
     options: TransportOptions,
     /// The client certificate, recorded when the backend speaks TLS.
