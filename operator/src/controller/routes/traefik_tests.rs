@@ -155,7 +155,8 @@ fn verdicts_of_several_gateways_combine_like_statuses() {
     let status = v.values().next().unwrap();
     assert_eq!(
         (status.current_status.as_str(), status.description.as_str()),
-        ("invalid", "bad")
+        // Found on one Gateway only: it names that Gateway (review 7 R7.2).
+        ("invalid", "Gateway b/gw: bad")
     );
     assert_eq!(traefik_verdicts([&b, &a]), v);
 }

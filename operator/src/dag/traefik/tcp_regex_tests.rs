@@ -334,7 +334,14 @@ fn what_one_chain_cannot_choose_is_refused_naming_the_part() {
             "leaving out a letter in both cases",
         ),
         (&[("HostSNIRegexp(`\u{e9}`)", 0, 80)], "must be ASCII"),
-        (&[("HostSNIRegexp(`(a{100}){100}`)", 0, 80)], "too complex"),
+        (
+            &[("HostSNIRegexp(`(a{100}){100}`)", 0, 80)],
+            "RE2's limit of 1000",
+        ),
+        (
+            &[("HostSNIRegexp(`(?:(?:ab|cd|ef|gh){30}){30}`)", 0, 80)],
+            "too complex",
+        ),
     ];
     for (routes, expected) in cases {
         let dag = dag_of(&(base("apps") + &tcp("apps", "t", 2024, routes, PASS)));
