@@ -424,3 +424,81 @@ async fn redirect_regex_answers_as_traefik_does() {
         assert_eq!(resp.echo().unwrap().backend, "web");
     }
 }
+
+/// The Gateway `ingress/gw`, letting ServersTransports skip the backend's certificate check
+/// when `allow`.
+fn insecure_gateway(allow: bool) -> String {
+    manifests::doc(&json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway",
+        "metadata": {"namespace": "ingress", "name": "gw"},
+        "spec": {"allowInsecureSkipVerify": allow},
+    }))
+}
+
+/// `insecureSkipVerify`: refused while the Gateway does not allow it; once it does (a live edit
+/// of the Gateway), Envoy reaches a backend whose certificate no CA Sluice knows issued, sending
+/// the transport's `serverName` as SNI; the transport that still verifies keeps refusing that
+/// backend (503, no request reaches it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_skip_verify_waits_for_the_gateway() {
+    let unknown_ca = TestCa::new("nobody's CA").unwrap();
+    let trusted_ca = TestCa::new("trusted CA").unwrap();
+    let backend = Backend::start_tls(
+        "selfsigned",
+        &unknown_ca.issue(&["elsewhere.internal"]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let dir = Manifests::new().unwrap();
+    let objects = service("apps", "mtls", 443, &[backend.port()])
+        + "---\n"
+        + &ca_secret("apps", "backend-ca", &trusted_ca.cert_pem())
+        + &traefik(
+            "ServersTransport",
+            "skip",
+            json!({"serverName": "backend.internal", "insecureSkipVerify": true,
+                   "rootCAs": [{"secret": "missing"}]}),
+        )
+        + &transport("verify", json!({}))
+        + &tls_route("skip", "skip")
+        + &tls_route("verify", "verify");
+    dir.write("objects.yaml", &objects).unwrap();
+    dir.write("gateway.yaml", &insecure_gateway(false)).unwrap();
+    let v = verdicts(&dir).await;
+    assert_eq!(v["apps/verify"].0, "valid", "{v:?}");
+    let (status, description) = &v["apps/skip"];
+    assert_eq!(status, "invalid");
+    assert!(
+        description.contains("spec.insecureSkipVerify: not served")
+            && description.contains("spec.allowInsecureSkipVerify"),
+        "{description}"
+    );
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let http = sluice.instance("ingress/gw", WAIT).await.unwrap().http;
+    // The verifying route is served (the handshake fails: 503); the other is not (404).
+    let verify = Request::get("verify.example.com", "/");
+    sluice
+        .answer(http, &verify, "verify.example.com answered 503", |r| {
+            r.status == 503
+        })
+        .await
+        .unwrap();
+    let resp = Request::get("skip.example.com", "/")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 404, "{}", resp.text());
+    assert_eq!(backend.control().request_count(), 0);
+
+    dir.write("gateway.yaml", &insecure_gateway(true)).unwrap();
+    let echo = sluice.echo_ok(http, "skip.example.com").await.unwrap();
+    assert_eq!(echo.backend, "selfsigned");
+    assert_eq!(echo.tls_sni.as_deref(), Some("backend.internal"));
+    let requests = backend.control().request_count();
+    let resp = Request::get("verify.example.com", "/")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(backend.control().request_count(), requests);
+}
