@@ -380,3 +380,55 @@ async fn a_gateway_status_write_never_answered_is_given_up() -> Result<()> {
     op.check_running()?;
     Ok(())
 }
+
+/// Every status write in team A's namespace hangs (its own admission webhook), and team A has
+/// far more routes than one batch of writes in flight. A round gives team A one batch: once
+/// one of its writes is not answered in time, its other writes wait for the next round (not
+/// failed), so team B's route, created while that round runs, gets its status within a few
+/// timeouts. Before (review 7 R7.5), the round went through team A's whole share, one batch
+/// after another (80 routes, 2 in flight, 2 s each: 80 s, beyond the patience).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_whose_writes_all_hang_holds_a_round_for_one_batch() -> Result<()> {
+    let cluster = Cluster::start(true).await?;
+    let Some(server) = cluster.memory() else {
+        eprintln!("in memory only (fault injection, request log)");
+        return Ok(());
+    };
+    let a = cluster.namespace("team-a").await?;
+    let b = cluster.namespace("team-b").await?;
+    world(&cluster, &b, &[&a, &b]).await?;
+    let hang = server.inject(
+        Fault::writes("ingressroutes/status")
+            .in_namespace(&a)
+            .delayed(NEVER),
+    );
+    for i in 0..80 {
+        cluster.apply(route(&a, &format!("r{i}"))).await?;
+    }
+    let mut op = cluster
+        .operator("solo")?
+        .args([
+            "--status-call-timeout-seconds",
+            "2",
+            "--status-writes-in-flight",
+            "2",
+        ])
+        .start()?;
+    op.wait_ready(PATIENCE).await?;
+    eventually("team A's status writes to hang", async || {
+        op.check_running()?;
+        let held = server.requests_in_flight();
+        Ok(held
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.contains(&format!("/namespaces/{a}/")))
+            .then_some(()))
+    })
+    .await?;
+    cluster.apply(route(&b, "late")).await?;
+    valid(&cluster, &mut op, &b, "late").await?;
+    // Team A's writes are tried again, round after round, not given up for good.
+    server.clear_fault(hang);
+    valid(&cluster, &mut op, &a, "r79").await?;
+    op.check_running()?;
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! event when the verdict is new; only while leading.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -249,8 +250,29 @@ pub(super) async fn write_statuses(
         })
         .collect();
     let seen = &announced.done;
+    // A namespace one of whose writes was not answered in time gets no more calls this round
+    // (they wait for the next, not failed): without this, a tenant whose every write hangs
+    // (its own admission webhook) held the round for its whole share, 64 timeouts one batch
+    // after another (review 7 R7.5), before later changes of other tenants were written.
+    let hung: std::sync::Mutex<BTreeSet<Arc<str>>> = std::sync::Mutex::default();
+    let is_hung = |ns: &Arc<str>| hung.lock().is_ok_and(|h| h.contains(ns));
     let results: Vec<WriteOutcome> = futures::stream::iter(writes)
-        .map(|(key, status)| write_and_announce(ctx, seen, key, status))
+        .map(|(key, status)| {
+            let (hung, is_hung) = (&hung, &is_hung);
+            async move {
+                let namespace = key.namespace.clone();
+                if is_hung(&namespace) {
+                    return (Written::No, None);
+                }
+                let outcome = write_and_announce(ctx, seen, key, status).await;
+                if let (Written::TimedOut(_), _) = &outcome
+                    && let Ok(mut h) = hung.lock()
+                {
+                    h.insert(namespace);
+                }
+                outcome
+            }
+        })
         .buffer_unordered(ctx.status_writes_in_flight.max(1))
         .collect()
         .await;
@@ -262,7 +284,9 @@ pub(super) async fn write_statuses(
                 announced.write_backoff.succeeded(&versioned(&key));
                 announced.pending.record(snapshot, key, status);
             }
-            Written::Failed(key) => announced.write_backoff.failed(versioned(&key), now),
+            Written::Failed(key) | Written::TimedOut(key) => {
+                announced.write_backoff.failed(versioned(&key), now);
+            }
             Written::No => {}
         }
         outcomes.extend(outcome.map(|o| (o, 0)));
@@ -334,7 +358,10 @@ enum Written {
     /// The write to this IngressRoute failed (or was not answered in time): tried again by
     /// a later round, on its own schedule.
     Failed(ObjKey),
-    /// Not tried (no longer leading) or the object is gone.
+    /// As `Failed`, the API server not answering within `--status-call-timeout-seconds`.
+    TimedOut(ObjKey),
+    /// Not tried (no longer leading, or the namespace's calls hang this round) or the object is
+    /// gone.
     No,
 }
 
@@ -436,7 +463,10 @@ async fn write_and_announce(
                 .with_label_values(&["routes", "status_write"])
                 .inc();
             tracing::warn!(ingressroute = %key, error = %e, "status write failed; will retry");
-            (Written::Failed(key), None)
+            match e {
+                StatusWriteError::TimedOut(_) => (Written::TimedOut(key), None),
+                _ => (Written::Failed(key), None),
+            }
         }
     }
 }
