@@ -9,7 +9,7 @@
 //! rules whose normal form exceeds [`MAX_ALTERNATIVES`].
 
 use super::matcher::{Cidr, HostName, Leaf, Located, Protocol, Syntax, ValueMatch, parse_rule};
-use super::regex::Pattern;
+use super::regex::{self, Pattern};
 use super::rule::{Expr, RuleError};
 
 /// Most Envoy routes one rule may expand into.
@@ -47,7 +47,10 @@ pub enum StringMatch {
     Present,
 }
 
-/// Envoy `HeaderMatcher` (lower-case name; `:authority` and `:method` included).
+/// Envoy `HeaderMatcher` (lower-case name; `:authority` and `:method` included). An inverted
+/// value match also holds where the header is missing, as Traefik's `!Header()` does (no value
+/// matches): Envoy's `treat_missing_header_as_empty`, exact since a value Traefik compares is
+/// never empty and a negated pattern matching the empty value is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderMatch {
     pub name: String,
@@ -278,11 +281,29 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
                 }
                 regex_path = Some((l, p));
             }
-            (Leaf::Header { name, value }, neg) => m.headers.push(HeaderMatch {
-                name: name.clone(),
-                value: string_match(value),
-                invert: neg,
-            }),
+            (Leaf::Header { name, value }, neg) => {
+                if neg && let ValueMatch::Regex(p) = value {
+                    // Envoy reads a missing header as empty under an inverted value match
+                    // (`treat_missing_header_as_empty`), so it could not tell "no such header"
+                    // (Traefik: no value matches, so the negation holds) from "an empty value
+                    // the pattern matches" (it does not).
+                    let matches_empty = regex::ascii_matcher(&p.envoy_full_match())
+                        .map_err(|e| refuse(l, &e))?
+                        .is_match(b"");
+                    if matches_empty {
+                        return Err(refuse(
+                            l,
+                            "the pattern matches an empty value, and a negated Envoy header \
+                             match cannot tell a missing header from an empty one",
+                        ));
+                    }
+                }
+                m.headers.push(HeaderMatch {
+                    name: name.clone(),
+                    value: string_match(value),
+                    invert: neg,
+                });
+            }
             (Leaf::Method(method), neg) => m.headers.push(HeaderMatch {
                 name: ":method".into(),
                 value: StringMatch::Exact(method.clone()),

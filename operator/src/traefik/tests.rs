@@ -126,7 +126,16 @@ fn disjunctions_become_one_route_each() {
     )
     .unwrap();
     assert_eq!(r.matches.len(), 4);
-    // De Morgan: !(A || B) is !A && !B.
+    // De Morgan: !(A || B) is !A && !B. A negated pattern that matches the empty value is
+    // refused: Envoy reads a missing header as empty under negation (Traefik: no value, so the
+    // negation holds), which would then not match.
+    for pattern in ["a*", "^$", ".*", "x|"] {
+        let rule = format!("!HeaderRegexp(`X-A`, `{pattern}`)");
+        assert!(refused(&rule, Syntax::V3).contains("empty value"), "{rule}");
+        // Not negated, it is served.
+        let _ = one(&rule[1..]);
+    }
+    let _ = one("!HeaderRegexp(`X-A`, `^a+$`) && !Header(`X-B`, `b`)");
     let m = one("!(Method(`POST`) || Header(`X-A`, `1`))");
     assert!(m.headers.iter().all(|h| h.invert));
     assert_eq!(m.headers.len(), 2);
