@@ -9,7 +9,7 @@
 //! rules whose normal form exceeds [`MAX_ALTERNATIVES`].
 
 use super::matcher::{Cidr, HostName, Leaf, Located, Protocol, Syntax, ValueMatch, parse_rule};
-use super::regex::{self, Pattern};
+use super::regex::Pattern;
 use super::rule::{Expr, RuleError};
 
 /// Most Envoy routes one rule may expand into.
@@ -287,10 +287,7 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
                     // (`treat_missing_header_as_empty`), so it could not tell "no such header"
                     // (Traefik: no value matches, so the negation holds) from "an empty value
                     // the pattern matches" (it does not).
-                    let matches_empty = regex::ascii_matcher(&p.envoy_full_match())
-                        .map_err(|e| refuse(l, &e))?
-                        .is_match(b"");
-                    if matches_empty {
+                    if p.matches_empty {
                         return Err(refuse(
                             l,
                             "the pattern matches an empty value, and a negated Envoy header \
