@@ -299,6 +299,9 @@ pub fn parse(source: &str) -> Result<Hir, String> {
         .translate(source, &ast)
         .map_err(|e| format!("invalid regex: {}", first_line(&e.to_string())))?;
     let cost = hir::visit(&hir, Cost::default())?;
+    // Parsing and each walk of the HIR (checks, properties) are linear in the pattern: the HIR
+    // keeps repetitions unexpanded, so `cost` is an estimate of Envoy's program, not work here.
+    super::work::tick(source.len() + 1);
     if cost > MAX_COST {
         return Err(format!(
             "regex is too complex (estimated size {cost}, limit {MAX_COST}); simplify it"
