@@ -256,8 +256,8 @@ fn cases() -> Vec<Case> {
         get("query.example.com", "/?mode=slow", none, false),
         get("query.example.com", "/?mode=faster", none, false),
         get("query.example.com", "/", none, false),
-        // README "`Query` with repeated names, encoded" (differs): Envoy compares the first
-        // value as sent, Traefik every value decoded.
+        // README "`Query` with repeated names or encoded characters" (differs): Envoy
+        // compares the first value as sent, Traefik every value decoded.
         get("query.example.com", "/?mode=fast&mode=slow", none, true),
         get("query.example.com", "/?mode=slow&mode=fast", none, false),
         get("query.example.com", "/?mode=%66ast", none, false),
