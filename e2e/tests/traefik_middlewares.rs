@@ -3,7 +3,8 @@
 //! with credentials), ipAllowList (403 from a peer outside the list, X-Forwarded-For ignored),
 //! their order, rateLimit (429 past the burst, one bucket per source), retry (a backend that
 //! refuses connections is retried), CORS (Envoy answers preflights), buffering (413). Routes
-//! and hosts without these middlewares are untouched by them.
+//! and hosts without these middlewares are untouched by them. Path rewrites (several prefixes,
+//! regexes, replacePath), chains in their order, and the `headers` security headers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -14,41 +15,19 @@ use serde_json::{Value, json};
 
 use sluice_e2e::backend::{BACKEND_HEADER, Backend};
 use sluice_e2e::client::{Request, Response};
-use sluice_e2e::manifests::{self, Manifests, doc, service};
-use sluice_e2e::sluice::{InstancePorts, Standalone};
+use sluice_e2e::manifests::{self, Manifests, doc, service, tls_secret};
+use sluice_e2e::sluice::Standalone;
+use sluice_e2e::tls::{TestCa, TlsClient};
 use sluice_e2e::try_wait_for;
+use traefik_http::{ingress_route, middleware, start};
+
+#[path = "support/traefik_http.rs"]
+mod traefik_http;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn middleware(name: &str, spec: Value) -> String {
-    manifests::traefik("Middleware", "apps", name, None, spec)
-}
-
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-/// An IngressRoute `apps/<name>` on `web`, one route per `(rule, middlewares, service)`.
-fn ingress_route(name: &str, routes: &[(&str, &[&str], &str)]) -> String {
-    let routes: Vec<Value> = routes
-        .iter()
-        .map(|(rule, mws, svc)| {
-            let mws: Vec<Value> = mws.iter().map(|m| json!({"name": m})).collect();
-            json!({"match": rule, "middlewares": mws, "services": [{"name": svc, "port": 80}]})
-        })
-        .collect();
-    doc(&json!({
-        "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
-        "metadata": {"namespace": "apps", "name": name,
-                     "creationTimestamp": "2024-01-01T00:00:00Z"},
-        "spec": {"entryPoints": ["web"], "routes": routes},
-    }))
-}
-
-async fn start(dir: &Manifests) -> (Standalone, InstancePorts) {
-    let mut sluice = Standalone::start(dir.path()).unwrap();
-    let ports = sluice.default_instance(WAIT).await.unwrap();
-    (sluice, ports)
 }
 
 /// Polls until `request` is answered by a response `accept` takes.
@@ -451,6 +430,223 @@ async fn regex_path_middlewares_rewrite_as_traefik() {
             .echo()
             .unwrap();
         assert_eq!(echo.path, received, "{sent}");
+    }
+    sluice.check_running().unwrap();
+}
+
+/// Security headers of the `headers` middleware, by the Traefik field that asks for each.
+const SECURITY: &[(&str, &str)] = &[
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("x-xss-protection", "1; mode=block"),
+    ("referrer-policy", "same-origin"),
+    ("content-security-policy", "default-src 'self'"),
+    ("content-security-policy-report-only", "script-src 'none'"),
+    ("permissions-policy", "camera=()"),
+];
+const STS: &str = "max-age=31536000; includeSubDomains; preload";
+
+/// replacePath (the query kept, no X-Replaced-Path); chains flattened in their order, nested
+/// chains included (addPrefix then replacePath is the replaced path, the reverse prefixes it;
+/// the later of two header edits wins); security headers on the answers of the routes that
+/// list them, Strict-Transport-Security over HTTPS only unless `forceSTSHeader`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_path_chains_in_order_and_security_headers() {
+    let web = Backend::start("web").await.unwrap();
+    let ca = TestCa::new("middlewares e2e CA").unwrap();
+    let cert = ca.issue(&["secure-mw.example.com"]).unwrap();
+    let dir = Manifests::new().unwrap();
+    let chain = |names: &[&str]| {
+        let mws: Vec<Value> = names.iter().map(|m| json!({"name": m})).collect();
+        json!({"chain": {"middlewares": mws}})
+    };
+    let security = json!({"headers": {
+        "frameDeny": true,
+        "stsSeconds": 31_536_000, "stsIncludeSubdomains": true, "stsPreload": true,
+        "contentTypeNosniff": true,
+        "browserXssFilter": true,
+        "referrerPolicy": "same-origin",
+        "contentSecurityPolicy": "default-src 'self'",
+        "contentSecurityPolicyReportOnly": "script-src 'none'",
+        "permissionsPolicy": "camera=()",
+    }});
+    let mws = middleware("replace", json!({"replacePath": {"path": "/replaced"}}))
+        + &middleware("add-p", json!({"addPrefix": {"prefix": "/p"}}))
+        + &middleware("replace-r", json!({"replacePath": {"path": "/r"}}))
+        + &middleware("chain-ar", chain(&["add-p", "replace-r"]))
+        + &middleware("chain-ra", chain(&["replace-r", "add-p"]))
+        + &middleware("strip-api", json!({"stripPrefix": {"prefixes": ["/api"]}}))
+        + &middleware("add-v2", json!({"addPrefix": {"prefix": "/v2"}}))
+        + &middleware("inner", chain(&["strip-api"]))
+        + &middleware("outer", chain(&["inner", "add-v2"]))
+        + &middleware(
+            "first",
+            json!({"headers": {"customRequestHeaders": {"X-Order": "first"}}}),
+        )
+        + &middleware(
+            "second",
+            json!({"headers": {"customRequestHeaders": {"X-Order": "second"}}}),
+        )
+        + &middleware("first-second", chain(&["first", "second"]))
+        + &middleware("second-first", chain(&["second", "first"]))
+        + &middleware("secure", security)
+        + &middleware(
+            "forced",
+            json!({"headers": {
+                "stsSeconds": 60, "forceSTSHeader": true,
+                "customFrameOptionsValue": "SAMEORIGIN",
+                "customBrowserXSSValue": "0",
+            }}),
+        );
+    let h = "mw.example.com";
+    let route = ingress_route(
+        "mw",
+        &[
+            (
+                "Host(`mw.example.com`) && PathPrefix(`/replace`)",
+                &["replace"],
+                "web",
+            ),
+            (
+                "Host(`mw.example.com`) && PathPrefix(`/ar`)",
+                &["chain-ar"],
+                "web",
+            ),
+            (
+                "Host(`mw.example.com`) && PathPrefix(`/ra`)",
+                &["chain-ra"],
+                "web",
+            ),
+            (
+                "Host(`mw.example.com`) && PathPrefix(`/api`)",
+                &["outer"],
+                "web",
+            ),
+            (
+                "Host(`mw.example.com`) && PathPrefix(`/12`)",
+                &["first-second"],
+                "web",
+            ),
+            (
+                "Host(`mw.example.com`) && PathPrefix(`/21`)",
+                &["second-first"],
+                "web",
+            ),
+            (
+                "Host(`mw.example.com`) && PathPrefix(`/secure`)",
+                &["secure"],
+                "web",
+            ),
+            (
+                "Host(`mw.example.com`) && PathPrefix(`/forced`)",
+                &["forced"],
+                "web",
+            ),
+            ("Host(`mw.example.com`)", &[], "web"),
+        ],
+    );
+    let secure_route = manifests::traefik(
+        "IngressRoute",
+        "apps",
+        "secure-mw",
+        Some("2024-01-01T00:00:00Z"),
+        json!({
+            "entryPoints": ["websecure"],
+            "routes": [{"match": "Host(`secure-mw.example.com`)",
+                        "middlewares": [{"name": "secure"}],
+                        "services": [{"name": "web", "port": 80}]}],
+            "tls": {"secretName": "secure-mw-cert"},
+        }),
+    );
+    dir.write(
+        "all.yaml",
+        &(service("apps", "web", 80, &[web.port()])
+            + "---\n"
+            + &tls_secret("apps", "secure-mw-cert", &cert)
+            + &mws
+            + &route
+            + &secure_route),
+    )
+    .unwrap();
+    let (mut sluice, ports) = start(&dir).await;
+    let http = ports.http;
+    wait(&mut sluice, http, &Request::get(h, "/"), |r| {
+        r.status == 200
+    })
+    .await;
+
+    // Paths as the backend receives them.
+    for (sent, received) in [
+        ("/replace/x?q=1", "/replaced?q=1"),
+        ("/ar/x", "/r"),
+        ("/ra/x", "/p/r"),
+        ("/api/items?q=1", "/v2/items?q=1"),
+        ("/other", "/other"),
+    ] {
+        let echo = Request::get(h, sent)
+            .send(http)
+            .await
+            .unwrap()
+            .echo()
+            .unwrap();
+        assert_eq!(echo.path, received, "{sent}");
+        assert_eq!(echo.header("x-replaced-path"), None, "{sent}");
+    }
+    // Header edits of a chain in its order: the later one wins.
+    for (path, order) in [("/12", "second"), ("/21", "first")] {
+        let echo = Request::get(h, path)
+            .send(http)
+            .await
+            .unwrap()
+            .echo()
+            .unwrap();
+        assert_eq!(echo.header("x-order"), Some(order), "{path}");
+    }
+
+    // Security headers over plain HTTP: all but Strict-Transport-Security.
+    let resp = Request::get(h, "/secure").send(http).await.unwrap();
+    assert_eq!(resp.backend().as_deref(), Some("web"));
+    for (name, value) in SECURITY {
+        assert_eq!(
+            resp.header_all(name),
+            [*value],
+            "{name}: {:?}",
+            resp.headers
+        );
+    }
+    assert_eq!(resp.header("strict-transport-security"), None);
+    // forceSTSHeader sends it over plain HTTP too; custom values replace the defaults.
+    let resp = Request::get(h, "/forced").send(http).await.unwrap();
+    assert_eq!(resp.header("strict-transport-security"), Some("max-age=60"));
+    assert_eq!(resp.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(resp.header("x-xss-protection"), Some("0"));
+    assert_eq!(resp.header("x-content-type-options"), None);
+    // A route without the middleware gets none of them.
+    let resp = Request::get(h, "/other").send(http).await.unwrap();
+    for (name, _) in SECURITY {
+        assert_eq!(resp.header(name), None, "{name}");
+    }
+    assert_eq!(resp.header("strict-transport-security"), None);
+
+    // Over HTTPS, Strict-Transport-Security too.
+    let client = TlsClient::trusting(&ca.cert_pem()).unwrap();
+    let host = "secure-mw.example.com";
+    let resp = try_wait_for("https://secure-mw.example.com/", WAIT, async || {
+        sluice.check_running()?;
+        let resp = Request::get(host, "/").send_tls(ports.https, &client).await;
+        Ok(resp.ok().filter(|r| r.status == 200))
+    })
+    .await
+    .unwrap();
+    assert_eq!(resp.backend().as_deref(), Some("web"));
+    assert_eq!(resp.header_all("strict-transport-security"), [STS]);
+    for (name, value) in SECURITY {
+        assert_eq!(
+            resp.header_all(name),
+            [*value],
+            "{name}: {:?}",
+            resp.headers
+        );
     }
     sluice.check_running().unwrap();
 }

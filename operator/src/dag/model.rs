@@ -222,6 +222,8 @@ pub struct HeaderCondition {
     /// Lower case; `:authority` and `:method` included.
     pub name: String,
     pub value: ValueCondition,
+    /// The value condition does not hold; a missing header (never a pseudo-header) counts as
+    /// an empty value then (Traefik's `!Header()`: no value matches).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub invert: bool,
 }

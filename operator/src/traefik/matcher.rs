@@ -123,6 +123,7 @@ pub fn parse_rule(
 }
 
 fn convert(e: Expr<Call>, syntax: Syntax, protocol: Protocol) -> Result<Expr<Located>, RuleError> {
+    super::work::tick(1);
     Ok(match e {
         Expr::Leaf(call) => leaves(&call, syntax, protocol)?,
         Expr::Not(inner) => Expr::Not(Box::new(convert(*inner, syntax, protocol)?)),
@@ -179,6 +180,8 @@ fn canonical(name: &str, known: &[&'static str]) -> Option<&'static str> {
 }
 
 fn leaves(call: &Call, syntax: Syntax, protocol: Protocol) -> Result<Expr<Located>, RuleError> {
+    // Each argument is walked a bounded number of times (checks, templates, copies).
+    super::work::tick(call.args.iter().map(|a| a.len() + 1).sum::<usize>() + call.name.len());
     let known = match (protocol, syntax) {
         (Protocol::Http, Syntax::V3) => V3_HTTP,
         (Protocol::Http, Syntax::V2) => V2_HTTP,

@@ -47,7 +47,10 @@ pub enum StringMatch {
     Present,
 }
 
-/// Envoy `HeaderMatcher` (lower-case name; `:authority` and `:method` included).
+/// Envoy `HeaderMatcher` (lower-case name; `:authority` and `:method` included). An inverted
+/// value match also holds where the header is missing, as Traefik's `!Header()` does (no value
+/// matches): Envoy's `treat_missing_header_as_empty`, exact since a value Traefik compares is
+/// never empty and a negated pattern matching the empty value is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderMatch {
     pub name: String,
@@ -111,6 +114,8 @@ pub(super) fn distinct_matches<C, M: PartialEq>(
 ) -> Result<Vec<M>, RuleError> {
     let mut matches = Vec::new();
     for alternative in &alternatives {
+        // Compared with every earlier one: at most MAX_ALTERNATIVES² comparisons a rule.
+        super::work::tick(matches.len() + 1);
         if let Some(m) = translate(alternative)?
             && !matches.contains(&m)
         {
@@ -146,7 +151,9 @@ fn dnf(e: &Expr<Located>, neg: bool) -> Result<Vec<Vec<Lit<'_>>>, RuleError> {
         Expr::Or(v) | Expr::And(v) if matches!(e, Expr::Or(_)) != neg => {
             let mut out = Vec::new();
             for child in v {
-                out.extend(dnf(child, neg)?);
+                let alts = dnf(child, neg)?;
+                super::work::tick(alts.len());
+                out.extend(alts);
                 if out.len() > MAX_ALTERNATIVES {
                     return Err(too_many(first_offset(child)));
                 }
@@ -154,23 +161,44 @@ fn dnf(e: &Expr<Located>, neg: bool) -> Result<Vec<Vec<Lit<'_>>>, RuleError> {
             Ok(out)
         }
         Expr::Or(v) | Expr::And(v) => {
-            let mut out: Vec<Vec<Lit<'_>>> = vec![Vec::new()];
+            // Every child's alternatives first (the product's size checked as they come), then
+            // the product built once: each conjunct is copied once, so the work is the size of
+            // the result (at most MAX_ALTERNATIVES conjuncts of the literals below), not that
+            // size again for every child, as a product grown child by child would cost.
+            let mut children = Vec::with_capacity(v.len());
+            let mut count = 1usize;
             for child in v {
                 let alts = dnf(child, neg)?;
-                if out.len().saturating_mul(alts.len()) > MAX_ALTERNATIVES {
+                count = count.saturating_mul(alts.len());
+                if count > MAX_ALTERNATIVES {
                     return Err(too_many(first_offset(child)));
                 }
-                let mut next = Vec::with_capacity(out.len() * alts.len());
-                for left in &out {
-                    for right in &alts {
-                        let mut c = left.clone();
-                        c.extend(right.iter().copied());
-                        next.push(c);
-                    }
-                }
-                out = next;
+                children.push(alts);
             }
-            Ok(out)
+            // An odometer over the children's alternatives, the last one turning fastest: the
+            // order of the conjuncts is the order of the Go expression's alternatives.
+            let mut out = Vec::with_capacity(count);
+            let mut at = vec![0usize; children.len()];
+            loop {
+                let mut c: Vec<Lit<'_>> = Vec::new();
+                for (alts, &i) in children.iter().zip(&at) {
+                    c.extend(alts[i].iter().copied());
+                }
+                super::work::tick(c.len() + 1);
+                out.push(c);
+                let mut digit = children.len();
+                loop {
+                    if digit == 0 {
+                        return Ok(out);
+                    }
+                    digit -= 1;
+                    at[digit] += 1;
+                    if at[digit] < children[digit].len() {
+                        break;
+                    }
+                    at[digit] = 0;
+                }
+            }
         }
     }
 }
@@ -208,6 +236,8 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
             rule.get(l.start..l.end).unwrap_or("this matcher")
         ),
     };
+    // Every loop below walks the literals (or fewer).
+    super::work::tick(lits.len() + 1);
     let mut host: Option<HostName> = None;
     let mut exact_paths: Vec<&str> = Vec::new();
     let mut prefixes: Vec<&str> = Vec::new();
@@ -281,11 +311,26 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
                 }
                 regex_path = Some((l, p));
             }
-            (Leaf::Header { name, value }, neg) => m.headers.push(HeaderMatch {
-                name: name.clone(),
-                value: string_match(value),
-                invert: neg,
-            }),
+            (Leaf::Header { name, value }, neg) => {
+                if neg && let ValueMatch::Regex(p) = value {
+                    // Envoy reads a missing header as empty under an inverted value match
+                    // (`treat_missing_header_as_empty`), so it could not tell "no such header"
+                    // (Traefik: no value matches, so the negation holds) from "an empty value
+                    // the pattern matches" (it does not).
+                    if p.matches_empty {
+                        return Err(refuse(
+                            l,
+                            "the pattern matches an empty value, and a negated Envoy header \
+                             match cannot tell a missing header from an empty one",
+                        ));
+                    }
+                }
+                m.headers.push(HeaderMatch {
+                    name: name.clone(),
+                    value: string_match(value),
+                    invert: neg,
+                });
+            }
             (Leaf::Method(method), neg) => m.headers.push(HeaderMatch {
                 name: ":method".into(),
                 value: StringMatch::Exact(method.clone()),
@@ -307,6 +352,7 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
                 } else {
                     &mut m.source_ips
                 };
+                super::work::tick(list.len());
                 if !list.contains(c) {
                     list.push(*c);
                 }
@@ -337,6 +383,7 @@ fn http_conjunct(rule: &str, lits: &[Lit<'_>]) -> Result<Option<HttpMatch>, Rule
         }
     };
     // Literal paths: one exact path and/or the longest prefix, all consistent.
+    super::work::tick(prefixes.iter().chain(&exact_paths).map(|p| p.len()).sum());
     prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
     let longest = prefixes.first().copied();
     if prefixes

@@ -15,6 +15,7 @@ pub mod regex;
 pub mod rule;
 pub mod tcp;
 pub mod tls;
+pub mod work;
 
 #[cfg(test)]
 mod tests;

@@ -94,6 +94,9 @@ pub struct Pattern {
     /// Every match starts at the start of the text and ends at its end (`^…$`), so Envoy's
     /// full match and Traefik's search agree without wrapping.
     pub anchored: bool,
+    /// Go's search finds it in the empty value (so does Envoy's full match of
+    /// [`Pattern::envoy_full_match`]).
+    pub matches_empty: bool,
 }
 
 impl Pattern {
@@ -255,7 +258,32 @@ pub fn check(source: &str) -> Result<Pattern, String> {
     Ok(Pattern {
         source: source.to_owned(),
         anchored,
+        matches_empty: matches_empty(&hir),
     })
+}
+
+/// Whether `hir` matches at position 0 of the empty text: every start and end assertion holds
+/// there, and so does "not at a word boundary", while a word boundary does not. Recursion
+/// follows the HIR, whose depth the parser's nest limit bounds.
+fn matches_empty(hir: &Hir) -> bool {
+    match hir.kind() {
+        HirKind::Empty => true,
+        HirKind::Literal(l) => l.0.is_empty(),
+        HirKind::Class(_) => false,
+        HirKind::Look(look) => !matches!(
+            look,
+            Look::WordAscii
+                | Look::WordUnicode
+                | Look::WordStartAscii
+                | Look::WordEndAscii
+                | Look::WordStartUnicode
+                | Look::WordEndUnicode
+        ),
+        HirKind::Repetition(r) => r.min == 0 || matches_empty(&r.sub),
+        HirKind::Capture(c) => matches_empty(&c.sub),
+        HirKind::Concat(v) => v.iter().all(matches_empty),
+        HirKind::Alternation(v) => v.iter().any(matches_empty),
+    }
 }
 
 /// Parses `source` under the shared syntax and returns its HIR.
@@ -286,6 +314,9 @@ fn parse_with(source: &str, fold: bool) -> Result<Hir, String> {
         .translate(source, &ast)
         .map_err(|e| format!("invalid regex: {}", first_line(&e.to_string())))?;
     let cost = hir::visit(&hir, Cost::default())?;
+    // Parsing and each walk of the HIR (checks, properties) are linear in the pattern: the HIR
+    // keeps repetitions unexpanded, so `cost` is an estimate of Envoy's program, not work here.
+    super::work::tick(source.len() + 1);
     if cost > MAX_COST {
         return Err(format!(
             "regex is too complex (estimated size {cost}, limit {MAX_COST}); simplify it"
@@ -827,5 +858,23 @@ mod tests {
         ] {
             assert!(!closed(refused), "{refused}");
         }
+    }
+
+    /// `matches_empty`, read from the HIR, agrees with a regex engine run on the empty value
+    /// (the full-match form Envoy is sent), for patterns with and without assertions.
+    #[test]
+    fn matches_empty_agrees_with_an_engine() {
+        let mut seen = [false, false];
+        for source in [
+            "", "a*", "^$", "x|", "\\B", "(?:)", "^", "$", "(a?)", "(?m)^$", "a{0,3}", "(a|b*)",
+            "a", "\\b", "^a$", "a+", "\\bx", "[0-9]", "^.*$", "^.+$", "(?i)beta", "\\b|c",
+            "(?:\\B)+", "x*\\b",
+        ] {
+            let p = check(source).unwrap();
+            let engine = ascii_matcher(&p.envoy_full_match()).unwrap().is_match(b"");
+            assert_eq!(p.matches_empty, engine, "{source:?}");
+            seen[usize::from(engine)] = true;
+        }
+        assert_eq!(seen, [true, true]);
     }
 }

@@ -78,6 +78,7 @@ fn lex(rule: &str) -> Result<Vec<(usize, Tok)>, RuleError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
+        super::work::tick(1);
         let start = i;
         let tok = match bytes[i] {
             b' ' | b'\t' | b'\n' | b'\r' => {
@@ -102,6 +103,7 @@ fn lex(rule: &str) -> Result<Vec<(usize, Tok)>, RuleError> {
                     return err(i, "unterminated backtick string");
                 };
                 // Go drops carriage returns from raw strings.
+                super::work::tick(len);
                 let s = rule[i + 1..i + 1 + len].replace('\r', "");
                 i += len + 1;
                 Tok::Str(s)
@@ -123,6 +125,7 @@ fn lex(rule: &str) -> Result<Vec<(usize, Tok)>, RuleError> {
                     .iter()
                     .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
                     .unwrap_or(bytes.len() - i);
+                super::work::tick(len);
                 let name = rule[i..i + len].to_owned();
                 i += len - 1;
                 Tok::Ident(name)
@@ -145,6 +148,7 @@ fn go_string(s: &str, base: usize) -> Result<(String, usize), RuleError> {
     let mut out: Vec<u8> = Vec::new();
     let mut i = 1;
     loop {
+        super::work::tick(1);
         let Some(&b) = bytes.get(i) else {
             return err(base, "unterminated double-quoted string");
         };
@@ -265,6 +269,7 @@ impl Parser {
     fn or(&mut self, depth: usize) -> Result<Expr<Call>, RuleError> {
         let mut terms = vec![self.and(depth)?];
         while self.peek() == Some(&Tok::Or) {
+            super::work::tick(1);
             self.pos += 1;
             terms.push(self.and(depth)?);
         }
@@ -278,6 +283,7 @@ impl Parser {
     fn and(&mut self, depth: usize) -> Result<Expr<Call>, RuleError> {
         let mut terms = vec![self.unary(depth)?];
         while self.peek() == Some(&Tok::And) {
+            super::work::tick(1);
             self.pos += 1;
             terms.push(self.unary(depth)?);
         }
@@ -289,6 +295,7 @@ impl Parser {
     }
 
     fn unary(&mut self, depth: usize) -> Result<Expr<Call>, RuleError> {
+        super::work::tick(1);
         let at = self.offset();
         if depth >= MAX_DEPTH {
             return err(at, format!("nested deeper than {MAX_DEPTH} levels"));
@@ -325,6 +332,7 @@ impl Parser {
         self.pos += 1;
         let mut args = Vec::new();
         loop {
+            super::work::tick(1);
             match self.peek().cloned() {
                 Some(Tok::RParen) => break,
                 Some(Tok::Str(s)) => {

@@ -7,7 +7,10 @@ use super::matches::{
     HeaderMatch, HostMatch, HttpMatch, MAX_ALTERNATIVES, PathMatch, QueryMatch, StringMatch,
     http_rule,
 };
+use super::regex::{MAX_COST, MAX_PATTERN};
+use super::rule::{MAX_ARGS, MAX_CALLS, MAX_DEPTH, MAX_RULE};
 use super::tcp::{SniMatch, tcp_rule};
+use super::work::measure;
 use sluice_e2e::rng::Rng;
 
 fn one(rule: &str) -> HttpMatch {
@@ -143,7 +146,17 @@ fn disjunctions_become_one_route_each() {
     )
     .unwrap();
     assert_eq!(r.matches.len(), 4);
-    // De Morgan: !(A || B) is !A && !B.
+    // De Morgan: !(A || B) is !A && !B. A negated pattern that matches the empty value is
+    // refused: Envoy reads a missing header as empty under negation (Traefik: no value, so the
+    // negation holds), which would then not match.
+    for pattern in ["a*", "^$", ".*", "x|"] {
+        let rule = format!("!HeaderRegexp(`X-A`, `{pattern}`)");
+        assert!(refused(&rule, Syntax::V3).contains("empty value"), "{rule}");
+        // Not negated, it is served.
+        let _ = one(&rule[1..]);
+    }
+    let _ =
+        one("!HeaderRegexp(`X-A`, `^a+$`) && !HeaderRegexp(`X-C`, `\\b`) && !Header(`X-B`, `b`)");
     let m = one("!(Method(`POST`) || Header(`X-A`, `1`))");
     assert!(m.headers.iter().all(|h| h.invert));
     assert_eq!(m.headers.len(), 2);
@@ -408,9 +421,30 @@ const PIECES: &[&str] = &[
 
 fn exercise(rule: &str) {
     for syntax in [Syntax::V3, Syntax::V2] {
-        let _ = http_rule(rule, syntax, None);
+        let (_, steps) = measure(|| http_rule(rule, syntax, None));
+        assert!(
+            steps <= work_bound(rule),
+            "{rule:?} ({syntax:?}): {steps} steps, bound {}",
+            work_bound(rule)
+        );
         let _ = tcp_rule(rule, syntax, None);
     }
+}
+
+/// Steps (`super::work`) an HTTP rule may cost per byte. Lexing, parsing, checking arguments
+/// and patterns walk each byte a bounded number of times; the normal form copies each literal
+/// into at most MAX_ALTERNATIVES conjuncts once per `&&` it sits under, and the parser bounds
+/// that nesting by MAX_DEPTH. Each alternative is also compared with the earlier ones (at most
+/// MAX_ALTERNATIVES² comparisons). A bound of the limits, not a measurement.
+const WORK_PER_BYTE: u64 = MAX_ALTERNATIVES as u64 * (MAX_DEPTH as u64 + 1);
+
+fn work_bound(rule: &str) -> u64 {
+    WORK_PER_BYTE * (rule.len() as u64 + 1) + (MAX_ALTERNATIVES as u64).pow(2)
+}
+
+/// Steps of `http_rule(rule)` under `syntax`.
+fn steps(rule: &str, syntax: Syntax) -> u64 {
+    measure(|| http_rule(rule, syntax, None)).1
 }
 
 fn mutate(rng: &mut Rng, seed: &str) -> String {
@@ -453,6 +487,205 @@ fn fuzz(iterations: usize, seed: u64) {
 #[test]
 fn fuzzed_rules_never_panic() {
     fuzz(5000, 0x5eed_1234_abcd_ef01);
+}
+
+/// Each limit that bounds a rule's work is refused by name, and the refusal is cheap: past the
+/// length limit nothing is read, past the others the parser stops where it is.
+#[test]
+fn each_limit_is_refused_naming_it() {
+    let deep = format!(
+        "{}Host(`a`){}",
+        "(".repeat(MAX_DEPTH),
+        ")".repeat(MAX_DEPTH)
+    );
+    let many = vec!["Header(`a`, `b`)"; MAX_CALLS + 1].join(" && ");
+    let args = format!("Host({})", vec!["`a.b`"; MAX_ARGS + 1].join(","));
+    let alternatives = (0..7)
+        .map(|i| format!("(Path(`/{i}`) || Method(`M{i}`))"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    for (rule, syntax, limit) in [
+        (
+            "a".repeat(MAX_RULE + 1),
+            Syntax::V3,
+            format!("{MAX_RULE} bytes"),
+        ),
+        (deep, Syntax::V3, format!("deeper than {MAX_DEPTH} levels")),
+        (many, Syntax::V3, format!("more than {MAX_CALLS} matchers")),
+        (args, Syntax::V2, format!("more than {MAX_ARGS} arguments")),
+        (
+            alternatives,
+            Syntax::V3,
+            format!("more than {MAX_ALTERNATIVES} alternatives"),
+        ),
+        (
+            format!("PathRegexp(`{}`)", "a".repeat(MAX_PATTERN + 1)),
+            Syntax::V3,
+            format!("longer than {MAX_PATTERN} bytes"),
+        ),
+        (
+            "PathRegexp(`(?:(?:ab|cd|ef|gh){30}){30}`)".to_owned(),
+            Syntax::V3,
+            format!("limit {MAX_COST}"),
+        ),
+        (
+            "PathRegexp(`(a{1000}){1000}`)".to_owned(),
+            Syntax::V3,
+            "RE2's limit of 1000".to_owned(),
+        ),
+        (
+            format!("PathRegexp(`{}a{}`)", "(".repeat(300), ")".repeat(300)),
+            Syntax::V3,
+            "nest".to_owned(),
+        ),
+    ] {
+        let (result, steps) = measure(|| http_rule(&rule, syntax, None));
+        let e = result.unwrap_err();
+        assert!(e.message.contains(&limit), "{limit}: {e}");
+        assert!(steps <= work_bound(&rule), "{limit}: {steps} steps");
+    }
+    // Past the length limit, not one byte is read.
+    assert_eq!(steps(&"(".repeat(1 << 20), Syntax::V3), 0);
+}
+
+/// The work bound holds at the limits, for the shapes that cost most per byte: the widest
+/// normal form (64 alternatives, each conjunct holding every literal) under the deepest
+/// nesting of `&&`, long v2 argument lists, long strings and patterns.
+#[test]
+fn work_stays_within_the_bound_at_the_limits() {
+    let widest = ["Method(`A`,`B`)"; 6].join(" && ");
+    let mut flat = widest.clone();
+    while flat.len() + 200 < MAX_RULE {
+        flat.push_str(&format!(" && Query({})", vec!["`a=`"; MAX_ARGS].join(",")));
+    }
+    // (((widest && Q) && Q) && Q)…: every level builds its product again.
+    let mut nested = widest.clone();
+    for _ in 0..MAX_DEPTH - 2 {
+        nested = format!("({nested}) && Query({})", vec!["`a=`"; 24].join(","));
+    }
+    for (rule, syntax) in [
+        (flat, Syntax::V2),
+        (nested, Syntax::V2),
+        (
+            format!("Host({})", vec!["`a.b`"; MAX_ARGS].join(",")),
+            Syntax::V2,
+        ),
+        (
+            format!("Header(`X`, `{}`)", "a".repeat(MAX_RULE - 20)),
+            Syntax::V3,
+        ),
+        (
+            vec!["PathRegexp(`[a-z]{999}`)"; 64].join(" || "),
+            Syntax::V3,
+        ),
+        (
+            vec!["!Header(`a`, `b`)"; MAX_CALLS].join(" && "),
+            Syntax::V3,
+        ),
+    ] {
+        assert!(rule.len() <= MAX_RULE);
+        let steps = steps(&rule, syntax);
+        assert!(
+            steps <= work_bound(&rule),
+            "{steps} steps for {} bytes",
+            rule.len()
+        );
+    }
+}
+
+/// Doubling a rule at most doubles its work (with a margin for the fixed part), for every
+/// shape that can grow within the limits without nesting: a quadratic step anywhere in the
+/// lexer, parser, matchers or normal form would show here long before any timeout. (More
+/// alternatives cost more than linearly, each compared with the earlier ones: that is the
+/// bound's MAX_ALTERNATIVES² term.)
+#[test]
+fn work_grows_linearly_with_the_rule() {
+    type Shape = fn(usize) -> (String, Syntax);
+    let shapes: &[(&str, Shape, usize)] = &[
+        (
+            "parentheses",
+            |n| {
+                (
+                    format!("{}Host(`a`){}", "(".repeat(n), ")".repeat(n)),
+                    Syntax::V3,
+                )
+            },
+            15,
+        ),
+        (
+            "negations",
+            |n| (format!("{}Header(`a`, `b`)", "!".repeat(n)), Syntax::V3),
+            15,
+        ),
+        (
+            "&&",
+            |n| (vec!["Header(`a`, `b`)"; n].join(" && "), Syntax::V3),
+            64,
+        ),
+        (
+            "v2 Host arguments",
+            |n| (format!("Host({})", vec!["`a.b`"; n].join(",")), Syntax::V2),
+            32,
+        ),
+        (
+            "v2 Query pairs",
+            |n| (format!("Query({})", vec!["`a=b`"; n].join(",")), Syntax::V2),
+            32,
+        ),
+        (
+            "string",
+            |n| (format!("Header(`X`, `{}`)", "a".repeat(n)), Syntax::V3),
+            2000,
+        ),
+        (
+            "quoted string",
+            |n| {
+                (
+                    format!("Header(`X`, \"{}\")", "\\x41".repeat(n)),
+                    Syntax::V3,
+                )
+            },
+            800,
+        ),
+        (
+            "pattern",
+            |n| (format!("PathRegexp(`{}`)", "[a-z]".repeat(n)), Syntax::V3),
+            100,
+        ),
+        (
+            "template",
+            |n| (format!("Path(`{}`)", "/{a:[0-9]+}".repeat(n)), Syntax::V2),
+            40,
+        ),
+        (
+            "normal form",
+            |n| {
+                (
+                    format!(
+                        "{} && {}",
+                        ["Method(`A`,`B`)"; 6].join(" && "),
+                        vec!["Header(`a`, `b`)"; n].join(" && ")
+                    ),
+                    Syntax::V2,
+                )
+            },
+            50,
+        ),
+    ];
+    for (name, shape, n) in shapes {
+        let (small, syntax) = shape(*n);
+        let (large, _) = shape(2 * n);
+        assert!(large.len() <= MAX_RULE, "{name}");
+        let (a, b) = (steps(&small, syntax), steps(&large, syntax));
+        assert!(a > 0, "{name}");
+        // Linear work doubles; quadratic work quadruples.
+        assert!(
+            b * 2 <= a * 5,
+            "{name}: {a} steps for {} bytes, {b} for {}",
+            small.len(),
+            large.len()
+        );
+    }
 }
 
 #[test]

@@ -37,13 +37,19 @@ pub(super) fn route_match(r: &Route, prefix: &str) -> RouteMatch {
             .map(|h| HeaderMatcher {
                 name: h.name.clone(),
                 invert_match: h.invert,
+                // Traefik's `!Header()` holds where the header is missing (no value matches);
+                // Envoy's inverted value match is false there unless the header counts as
+                // empty (see `traefik::matches::HeaderMatch`). Pseudo-headers (`:authority`,
+                // `:method`, `:path`) are never missing.
+                treat_missing_header_as_empty: h.invert
+                    && !h.name.starts_with(':')
+                    && !matches!(h.value, ValueCondition::Present),
                 header_match_specifier: Some(match &h.value {
                     ValueCondition::Present => {
                         header_matcher::HeaderMatchSpecifier::PresentMatch(true)
                     }
                     v => header_matcher::HeaderMatchSpecifier::StringMatch(string_matcher(v)),
                 }),
-                ..Default::default()
             })
             .collect(),
         query_parameters: extra
@@ -185,5 +191,73 @@ fn string_matcher(v: &ValueCondition) -> StringMatcher {
     StringMatcher {
         match_pattern: Some(pattern),
         ignore_case: false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::dag::model::HeaderCondition;
+
+    fn with_headers(headers: Vec<HeaderCondition>) -> Route {
+        Route {
+            prefix: "/".into(),
+            owner: "apps/x".into(),
+            clusters: Vec::new(),
+            permit_insecure: false,
+            websocket: false,
+            prefix_rewrite: None,
+            timeout: None,
+            retry: None,
+            session_affinity: false,
+            extra: Some(Box::new(RouteExtra {
+                headers,
+                ..RouteExtra::default()
+            })),
+        }
+    }
+
+    fn condition(name: &str, value: ValueCondition, invert: bool) -> HeaderCondition {
+        HeaderCondition {
+            name: name.into(),
+            value,
+            invert,
+        }
+    }
+
+    /// Traefik's `!Header(`X-Block`, `yes`)` holds for a request without X-Block; Envoy's
+    /// inverted match is false on a missing header unless it counts as empty. A presence match
+    /// keeps Envoy's own reading (inverted: the header is absent), and so do plain matches and
+    /// pseudo-headers, which are never missing.
+    #[test]
+    fn an_inverted_value_match_holds_where_the_header_is_missing() {
+        let r = with_headers(vec![
+            condition("x-block", ValueCondition::Exact("yes".into()), true),
+            condition(
+                "x-agent",
+                ValueCondition::Regex("(?s:.*)bot(?s:.*)".into()),
+                true,
+            ),
+            condition("x-flag", ValueCondition::Present, true),
+            condition("x-env", ValueCondition::Exact("prod".into()), false),
+            condition(":authority", ValueCondition::Exact("a.com".into()), true),
+        ]);
+        let m = route_match(&r, "/");
+        let missing_as_empty: Vec<(&str, bool)> = m
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.treat_missing_header_as_empty))
+            .collect();
+        assert_eq!(
+            missing_as_empty,
+            [
+                ("x-block", true),
+                ("x-agent", true),
+                ("x-flag", false),
+                ("x-env", false),
+                (":authority", false)
+            ]
+        );
     }
 }
