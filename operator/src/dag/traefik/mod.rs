@@ -19,6 +19,7 @@ mod allowed_hosts;
 mod build;
 mod client_ip;
 mod compress;
+mod cookie_match;
 mod filters;
 mod forward_auth;
 mod forward_auth_more;
