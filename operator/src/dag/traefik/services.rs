@@ -538,6 +538,14 @@ fn combine(
     let mut scenarios = Vec::new();
     if let Some(level) = sticky {
         for &i in &live {
+            // A value an earlier live child has too pins that one.
+            if live
+                .iter()
+                .take_while(|j| **j < i)
+                .any(|j| level.values[*j] == level.values[i])
+            {
+                continue;
+            }
             for s in &children[i].1.scenarios {
                 if scenarios.len() >= MAX_STICKY_ROUTES {
                     return Err(too_many());
@@ -696,17 +704,12 @@ fn sticky_level(
         ));
     }
     walk.cookies.insert(cookie.name.clone(), key.clone());
-    let mut values: Vec<String> = Vec::with_capacity(services.len());
-    for (i, s) in services.iter().enumerate() {
-        let value = child_value(s, &key.namespace);
-        if let Some(j) = values.iter().position(|v| *v == value) {
-            return Err(format!(
-                "{at}: spec.weighted.services[{i}]: the same service as services[{j}]: the \
-                 sticky cookie could not tell them apart"
-            ));
-        }
-        values.push(value);
-    }
+    // A service listed twice has one name in Traefik, so one value: the cookie pins the first
+    // listing of positive weight (see `combine`).
+    let values: Vec<String> = services
+        .iter()
+        .map(|s| child_value(s, &key.namespace))
+        .collect();
     let headers = values
         .iter()
         .map(|v| service_options::set_cookie_header(&cookie, v, http_only))

@@ -448,19 +448,37 @@ fn cookies_shared_or_ambiguous_and_route_blow_ups_are_refused() {
         &dag_of(&yaml),
         "is also the cookie of the sticky weighted TraefikService apps/s",
     );
-    // One child twice: one cookie value for both.
-    let yaml = services("apps", &["a"])
+    // One Service port listed twice is one child for the cookie (Traefik names both alike):
+    // its value pins the first listing of positive weight; a fresh pick of either sets it.
+    let yaml = services("apps", &["a", "b"])
         + &ts(
             "apps",
             "s",
-            "{weighted: {services: [{name: a, port: 80}, {name: a, port: 80, weight: 2}], \
+            "{weighted: {services: [{name: a, port: 80, weight: 0}, {name: b, port: 80}, \
+             {name: a, port: 80, weight: 2, scheme: h2c}, {name: a, port: 80, weight: 1}], \
              sticky: {cookie: {name: pick}}}}",
         )
         + &ir("[{name: s, kind: TraefikService}]");
-    invalid_with(
-        &dag_of(&yaml),
-        "spec.weighted.services[1]: the same service as services[0]",
-    );
+    let dag = dag_of(&yaml);
+    assert_eq!(verdict(&dag, "apps/r").0, "valid");
+    let rs = routes(&dag, "a.example.com");
+    // b pinned, a pinned (to its h2c listing), the fresh pick.
+    assert_eq!(rs.len(), 3, "{rs:#?}");
+    let va = format!("pick={}", value("apps-a-80"));
+    let h2c = rs[1].clusters[0].cluster.clone();
+    assert!(cookies_match(&rs[1], Some(&va)));
+    assert_eq!(rs[1].clusters.len(), 1);
+    let fresh: Vec<(String, u32, String)> = rs[2]
+        .clusters
+        .iter()
+        .map(|c| (c.cluster.clone(), c.weight, c.set_cookie[0].clone()))
+        .collect();
+    // The plain listings of a (weights 0 and 1) are one cluster with one cookie.
+    assert_eq!(fresh.len(), 3, "{fresh:?}");
+    assert_eq!((fresh[2].0 == h2c, fresh[2].1), (true, 2));
+    assert_eq!((fresh[0].0 == h2c, fresh[0].1), (false, 1));
+    assert_eq!(fresh[0].2, fresh[2].2);
+    assert!(fresh[0].2.starts_with(&va));
 
     // 31 children make 32 routes, the limit; 32 make 33.
     let names: Vec<String> = (0..32).map(|i| format!("s{i}")).collect();
