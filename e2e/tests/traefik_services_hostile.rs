@@ -411,5 +411,8 @@ async fn hostile_traefik_services_never_break_the_configuration_or_the_victim() 
     assert!(refused > 0, "nothing hostile was refused");
     assert!(served > WORLDS, "no hostile value reached Envoy");
     assert!(mirrored >= WORLDS, "no mirror reached Envoy");
-    assert!(pinned >= 4 * WORLDS, "no sticky weighted service reached Envoy");
+    assert!(
+        pinned >= 4 * WORLDS,
+        "no sticky weighted service reached Envoy"
+    );
 }

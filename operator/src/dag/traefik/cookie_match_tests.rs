@@ -90,11 +90,33 @@ fn generated_headers_agree_with_go() {
     };
     for name in ["a", "ab", "aba"] {
         let matchers = [("v", matcher(name, "v")), ("xv", matcher(name, "xv"))];
-        for _ in 0..4000 {
-            let len = (next() % 14) as usize;
-            let header: String = (0..len)
-                .map(|_| char::from(alphabet[(next() % alphabet.len() as u64) as usize]))
-                .collect();
+        let segments = [
+            format!("{name}=v"),
+            format!("{name}=xv"),
+            format!("{name}=\"v\""),
+            format!(" {name} =v "),
+            format!("\t{name}=xv"),
+            format!("{name}= v"),
+            name.to_owned(),
+            format!("{name}b=v"),
+            format!("b{name}=v"),
+            "x=1".to_owned(),
+            " ".to_owned(),
+            String::new(),
+        ];
+        for round in 0..8000 {
+            let header: String = if round % 2 == 0 {
+                let len = (next() % 14) as usize;
+                (0..len)
+                    .map(|_| char::from(alphabet[(next() % alphabet.len() as u64) as usize]))
+                    .collect()
+            } else {
+                let count = (next() % 5) as usize;
+                (0..count)
+                    .map(|_| segments[(next() % segments.len() as u64) as usize].as_str())
+                    .collect::<Vec<_>>()
+                    .join(";")
+            };
             for (value, m) in &matchers {
                 let want = go_first_cookie(&header, name).as_deref() == Some(*value);
                 assert_eq!(m.is_match(&header), want, "{name}={value} in {header:?}");
