@@ -166,6 +166,27 @@ async fn a_cookie_pins_a_client_to_the_child_it_was_sent_to() {
         );
     }
 
+    // Two `Cookie` lines (as HTTP/2 sends cookies): Go reads every line, and Envoy matches the
+    // pattern against each line.
+    for _ in 0..10 {
+        let resp = Request::get(host, "/api/x")
+            .cookie("x=1")
+            .cookie(&format!("pick={}", values["b"]))
+            .send(http)
+            .await
+            .unwrap();
+        assert_eq!(resp.echo().unwrap().backend, "b");
+        // Differs: with the name on two lines Go takes the first line's (`b`); Envoy takes the
+        // first route one line matches, the one pinned to the child listed first (`a`).
+        let resp = Request::get(host, "/api/x")
+            .cookie(&format!("pick={}", values["b"]))
+            .cookie(&format!("pick={}", values["a"]))
+            .send(http)
+            .await
+            .unwrap();
+        assert_eq!(resp.echo().unwrap().backend, "a");
+    }
+
     // A value naming no child: a fresh pick, a new cookie, both children over the requests.
     let mut seen = BTreeSet::new();
     for _ in 0..64 {
