@@ -677,7 +677,10 @@ fn sticky_level(
 ) -> Result<StickyLevel, String> {
     let field = format!("{at}: spec.weighted.sticky");
     // Traefik names a TraefikService's handler `namespace-name@kubernetescrd`.
-    let service = format!("{}-{}@kubernetescrd", key.namespace, key.name);
+    let service = format!(
+        "{}@kubernetescrd",
+        normalize(&format!("{}-{}", key.namespace, key.name))
+    );
     let cookie =
         service_options::sticky_cookie(sticky, &service).map_err(|e| format!("{field}.{e}"))?;
     let http_only = sticky
@@ -722,8 +725,10 @@ fn sticky_level(
 }
 
 /// The cookie value naming the child `s` of a sticky weighted TraefikService of namespace
-/// `from`: 16 hex digits of a SHA-256 of the child's name as Traefik writes it (as Traefik v3
-/// hashes it), so a value says nothing of the names and is the same at every translation.
+/// `from`: Traefik's own, 16 hex digits of a SHA-256 of the child's name as Traefik's
+/// Kubernetes provider writes it (`namespace-name-port`, `namespace-name` for a
+/// TraefikService), so a value says nothing of the names, is the same at every translation,
+/// and a cookie Traefik v3 issued keeps pinning after a migration.
 fn child_value(s: &tr::Service, from: &str) -> String {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use sha2::{Digest, Sha256};
@@ -732,19 +737,27 @@ fn child_value(s: &tr::Service, from: &str) -> String {
         .as_deref()
         .filter(|n| !n.is_empty())
         .unwrap_or(from);
-    let name = match s.kind.as_deref() {
-        Some("TraefikService") => format!("{namespace}-{}@kubernetescrd", s.name),
-        _ => {
-            let port = match &s.port {
-                Some(IntOrString::Int(p)) => p.to_string(),
-                Some(IntOrString::String(p)) => p.clone(),
-                None => String::new(),
-            };
-            format!("{namespace}-{}-{port}", s.name)
-        }
+    let port = match (s.kind.as_deref(), &s.port) {
+        (Some("TraefikService"), _) | (_, None | Some(IntOrString::Int(0))) => String::new(),
+        (_, Some(IntOrString::Int(p))) => p.to_string(),
+        (_, Some(IntOrString::String(p))) => p.clone(),
+    };
+    let name = if port.is_empty() {
+        normalize(&format!("{namespace}-{}", s.name))
+    } else {
+        normalize(&format!("{namespace}-{}-{port}", s.name))
     };
     let digest = Sha256::digest(name.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Traefik's `provider.Normalize`: runs of anything but letters and digits become one `-`,
+/// none at either end.
+fn normalize(name: &str) -> String {
+    name.split(|c: char| !c.is_alphanumeric())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use sha1::Digest as _;
 use super::tests::{dag_of, invalid_with, ir, services, ts, verdict};
 use crate::dag::model::*;
 
-/// The cookie value naming a child: 16 hex digits of a SHA-256 of its Traefik name.
+/// The cookie value naming a child: 16 hex digits of a SHA-256 of its Traefik name, as
+/// Traefik v3 writes it.
 fn value(traefik_name: &str) -> String {
     let digest = sha2::Sha256::digest(traefik_name.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -206,7 +207,7 @@ fn nested_sticky_levels_route_as_traefiks_handlers_do() {
     // Pinned a; pinned inner × (pinned b, pinned c, fresh); fresh × (b, c, fresh).
     assert_eq!(rs.len(), 7, "{rs:#?}");
     let oa = format!("o={}", value("apps-a-80"));
-    let oi = format!("o={}", value("apps-inner@kubernetescrd"));
+    let oi = format!("o={}", value("apps-inner"));
     let ib = format!("i={}", value("apps-b-80"));
     let ic = format!("i={}", value("apps-c-80"));
     // Traefik: outer reads o (a live child's value pins it), else picks and sets o; inner,
@@ -528,5 +529,42 @@ fn cookies_shared_or_ambiguous_and_route_blow_ups_are_refused() {
     invalid_with(
         &dag_of(&yaml),
         "spec.routes[0].services: sticky weighted TraefikServices make more than 32",
+    );
+}
+
+#[test]
+fn values_are_traefiks_hashes_of_its_normalized_child_names() {
+    // Traefik names children `namespace-name-port` and a TraefikService child
+    // `namespace-name`, every run of other bytes one `-`.
+    let yaml = services("apps", &["a--b"])
+        + &ts(
+            "apps",
+            "in.ner",
+            "{weighted: {services: [{name: a--b, port: http}]}}",
+        )
+        + &ts(
+            "apps",
+            "top",
+            "{weighted: {services: [{name: a--b, port: http}, {name: in.ner, kind: \
+             TraefikService}], sticky: {cookie: {}}}}",
+        )
+        + &ir("[{name: top, kind: TraefikService}]");
+    let dag = dag_of(&yaml);
+    assert_eq!(verdict(&dag, "apps/r").0, "valid");
+    let rs = routes(&dag, "a.example.com");
+    let set: Vec<String> = rs[2]
+        .clusters
+        .iter()
+        .map(|c| c.set_cookie[0].split(';').next().unwrap().to_owned())
+        .collect();
+    let digest = sha1::Sha1::digest(b"_TRAEFIK_BACKEND_apps-top@kubernetescrd");
+    let hex: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+    let name = format!("_{}", &hex[..5]);
+    assert_eq!(
+        set,
+        [
+            format!("{name}={}", value("apps-a-b-http")),
+            format!("{name}={}", value("apps-in-ner")),
+        ]
     );
 }
