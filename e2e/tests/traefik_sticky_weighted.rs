@@ -153,6 +153,10 @@ async fn a_cookie_pins_a_client_to_the_child_it_was_sent_to() {
         assert_eq!(&resp.echo().unwrap().backend, child);
     }
 
+    // The child's own name pins it too, as in Traefik.
+    let resp = get(http, host, "/api/x", Some("pick=apps-b-80")).await;
+    assert_eq!(resp.echo().unwrap().backend, "b");
+
     // The first cookie of the name decides.
     let both = format!("pick={}; pick={}", values["b"], values["a"]);
     for _ in 0..10 {

@@ -1,6 +1,6 @@
 //! The `Cookie` header condition of a route pinned by a sticky weighted TraefikService: an RE2
 //! pattern, matched by Envoy against the whole header, that holds exactly when the *first*
-//! cookie named `name` has the value `value` (bare or double-quoted), as Go's
+//! cookie named `name` has one of the values given (bare or double-quoted), as Go's
 //! `Request.Cookie(name)` reads it: pairs split at `;`, each trimmed of spaces and tabs, the
 //! name (trimmed) before the first `=`, the value after it as it stands.
 //!
@@ -12,12 +12,22 @@
 /// Spaces and tabs Go trims around a pair and its name.
 const BLANK: &str = "[ \\t]*";
 
-/// The pattern whose full match says the first cookie `name` in a `Cookie` header is `value`.
-pub(super) fn first_cookie_is(name: &str, value: &str) -> String {
+/// The pattern whose full match says the first cookie `name` in a `Cookie` header has one of
+/// `values`.
+pub(super) fn first_cookie_is(name: &str, values: &[String]) -> String {
     let other = other_pair(name.as_bytes());
     let name = literal(name);
-    let value = literal(value);
-    format!("(?:{other};)*{BLANK}{name}{BLANK}=(?:{value}|\"{value}\"){BLANK}(?:;.*)?")
+    let values: Vec<String> = values
+        .iter()
+        .map(|v| {
+            let v = literal(v);
+            format!("{v}|\"{v}\"")
+        })
+        .collect();
+    format!(
+        "(?:{other};)*{BLANK}{name}{BLANK}=(?:{}){BLANK}(?:;.*)?",
+        values.join("|")
+    )
 }
 
 /// One `;`-separated part whose cookie name is not `name`: empty, or one whose first
@@ -41,12 +51,12 @@ fn other_pair(name: &[u8]) -> String {
     format!("{BLANK}{inner}")
 }
 
-/// `s` as an RE2 literal: punctuation escaped (RE2 reads `\` and any ASCII punctuation as
-/// that character), word bytes as they are.
+/// `s` as an RE2 literal: ASCII punctuation escaped (RE2 reads `\` and any of it as that
+/// character), everything else as it is.
 fn literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 2);
     for c in s.chars() {
-        if !c.is_ascii_alphanumeric() && c != '_' {
+        if c.is_ascii_punctuation() && c != '_' {
             out.push('\\');
         }
         out.push(c);

@@ -28,10 +28,13 @@ fn go_first_cookie(header: &str, name: &str) -> Option<String> {
 
 fn matcher(name: &str, value: &str) -> regex::Regex {
     // Envoy matches the whole value.
-    regex::RegexBuilder::new(&format!("^(?:{})$", first_cookie_is(name, value)))
-        .nest_limit(2000)
-        .build()
-        .unwrap()
+    regex::RegexBuilder::new(&format!(
+        "^(?:{})$",
+        first_cookie_is(name, &[value.to_owned()])
+    ))
+    .nest_limit(2000)
+    .build()
+    .unwrap()
 }
 
 fn agrees(name: &str, value: &str, header: &str) {
@@ -128,7 +131,7 @@ fn generated_headers_agree_with_go() {
 #[test]
 fn a_long_name_makes_a_pattern_linear_in_its_length() {
     let name = "n".repeat(64);
-    let pattern = first_cookie_is(&name, "0123456789abcdef");
+    let pattern = first_cookie_is(&name, &["0123456789abcdef".to_owned()]);
     assert!(pattern.len() < 64 * 40, "{}", pattern.len());
     agrees(
         &name,
@@ -140,4 +143,20 @@ fn a_long_name_makes_a_pattern_linear_in_its_length() {
         "0123456789abcdef",
         &format!("{name}n=1; {name}=0123456789abcdef"),
     );
+}
+
+#[test]
+fn any_of_the_values_pins() {
+    let values = ["0123456789abcdef".to_owned(), "apps-a-80".to_owned()];
+    let m = regex::Regex::new(&format!("^(?:{})$", first_cookie_is("p", &values))).unwrap();
+    for (header, pinned) in [
+        ("p=0123456789abcdef", true),
+        ("p=apps-a-80", true),
+        ("x=1; p=\"apps-a-80\"", true),
+        ("p=apps-a-8", false),
+        ("p=apps-a-800", false),
+        ("p=other; p=apps-a-80", false),
+    ] {
+        assert_eq!(m.is_match(header), pinned, "{header:?}");
+    }
 }

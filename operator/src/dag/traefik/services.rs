@@ -68,9 +68,9 @@ pub(super) struct Backend {
 /// One Envoy route of a route's services.
 #[derive(Debug, Default)]
 pub(super) struct BackendRoute {
-    /// `(cookie name, value)` pairs the request's `Cookie` header must carry (each the first
-    /// cookie of its name); empty for the fresh pick.
-    pub pins: Vec<(String, String)>,
+    /// `(cookie name, values)`: the first cookie of each name in the request's `Cookie`
+    /// header must have one of the values; empty for the fresh pick.
+    pub pins: Vec<(String, Vec<String>)>,
     /// Clusters and their weights, reduced; empty or all zero: no cluster is served.
     pub weighted: Vec<WeightedCluster>,
     pub mirrors: Vec<Mirror>,
@@ -86,7 +86,7 @@ struct Dist {
 /// weights whose sum is `total`.
 #[derive(Clone, Debug, Default)]
 struct Scenario {
-    pins: Vec<(String, String)>,
+    pins: Vec<(String, Vec<String>)>,
     leaves: Vec<Leaf>,
     total: u128,
     mirrors: Vec<Mirror>,
@@ -108,11 +108,12 @@ impl Dist {
     }
 }
 
-/// A sticky level: its cookie's name and, per child, the value naming it and the `Set-Cookie`
-/// header a fresh pick of it sends.
+/// A sticky level: its cookie's name and, per child, the value naming it, the values that pin
+/// it (that one first) and the `Set-Cookie` header a fresh pick of it sends.
 struct StickyLevel {
     name: String,
     values: Vec<String>,
+    accepted: Vec<Vec<String>>,
     headers: Vec<String>,
 }
 
@@ -553,7 +554,7 @@ fn combine(
                 let mut pinned = s.clone();
                 pinned
                     .pins
-                    .insert(0, (level.name.clone(), level.values[i].clone()));
+                    .insert(0, (level.name.clone(), level.accepted[i].clone()));
                 scenarios.push(pinned);
             }
         }
@@ -709,9 +710,28 @@ fn sticky_level(
     walk.cookies.insert(cookie.name.clone(), key.clone());
     // A service listed twice has one name in Traefik, so one value: the cookie pins the first
     // listing of positive weight (see `combine`).
-    let values: Vec<String> = services
+    let names: Vec<String> = services
         .iter()
-        .map(|s| child_value(s, &key.namespace))
+        .map(|s| child_name(s, &key.namespace))
+        .collect();
+    let values: Vec<String> = names.iter().map(|n| sha256_value(n)).collect();
+    // Traefik also takes the name itself and the FNV hashes older versions wrote.
+    let accepted = names
+        .iter()
+        .zip(&values)
+        .map(|(name, value)| {
+            let fnv = fnv64_hex(name);
+            let again = fnv64_hex(&fnv);
+            let mut all = vec![value.clone()];
+            // A name is a cookie value only in ASCII (Kubernetes names are).
+            let plain = name.is_ascii().then(|| name.clone());
+            for v in plain.into_iter().chain([fnv, again]) {
+                if !all.contains(&v) {
+                    all.push(v);
+                }
+            }
+            all
+        })
         .collect();
     let headers = values
         .iter()
@@ -720,18 +740,16 @@ fn sticky_level(
     Ok(StickyLevel {
         name: cookie.name,
         values,
+        accepted,
         headers,
     })
 }
 
-/// The cookie value naming the child `s` of a sticky weighted TraefikService of namespace
-/// `from`: Traefik's own, 16 hex digits of a SHA-256 of the child's name as Traefik's
-/// Kubernetes provider writes it (`namespace-name-port`, `namespace-name` for a
-/// TraefikService), so a value says nothing of the names, is the same at every translation,
-/// and a cookie Traefik v3 issued keeps pinning after a migration.
-fn child_value(s: &tr::Service, from: &str) -> String {
+/// The name Traefik's Kubernetes provider gives the child `s` of a weighted TraefikService of
+/// namespace `from`: `namespace-name-port` (the port as written), `namespace-name` for a
+/// TraefikService, normalized.
+fn child_name(s: &tr::Service, from: &str) -> String {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    use sha2::{Digest, Sha256};
     let namespace = s
         .namespace
         .as_deref()
@@ -742,13 +760,30 @@ fn child_value(s: &tr::Service, from: &str) -> String {
         (_, Some(IntOrString::Int(p))) => p.to_string(),
         (_, Some(IntOrString::String(p))) => p.clone(),
     };
-    let name = if port.is_empty() {
+    if port.is_empty() {
         normalize(&format!("{namespace}-{}", s.name))
     } else {
         normalize(&format!("{namespace}-{}-{port}", s.name))
-    };
+    }
+}
+
+/// The cookie value naming a child: Traefik v3's, 16 hex digits of a SHA-256 of its name, so
+/// a value says nothing of the names, is the same at every translation, and a cookie Traefik
+/// v3 issued keeps pinning after a migration.
+fn sha256_value(name: &str) -> String {
+    use sha2::{Digest, Sha256};
     let digest = Sha256::digest(name.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Go's 64-bit FNV-1 of `input` in hex without leading zeros (Traefik's older cookie values).
+fn fnv64_hex(input: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in input.bytes() {
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        hash ^= u64::from(b);
+    }
+    format!("{hash:x}")
 }
 
 /// Traefik's `provider.Normalize`: runs of anything but letters and digits become one `-`,

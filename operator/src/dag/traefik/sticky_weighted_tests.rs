@@ -149,8 +149,21 @@ fn each_live_child_is_pinned_by_its_cookie_then_the_weighted_pick_sets_it() {
                 ("b", &[&format!("pick={vb}")], 6),
             ]),
         ),
+        // Traefik also takes the child's name and its FNV hashes (older Traefik versions).
+        (Some("pick=apps-a-80".to_owned()), share(&[("a", &[], 8)])),
         (
-            Some("pick=apps-a-80".to_owned()),
+            Some(format!("pick={}", super::fnv64_hex("apps-b-80"))),
+            share(&[("b", &[], 8)]),
+        ),
+        (
+            Some(format!(
+                "pick={}",
+                super::fnv64_hex(&super::fnv64_hex("apps-a-80"))
+            )),
+            share(&[("a", &[], 8)]),
+        ),
+        (
+            Some("pick=apps-c-http".to_owned()),
             share(&[
                 ("a", &[&format!("pick={va}")], 2),
                 ("b", &[&format!("pick={vb}")], 6),
@@ -567,4 +580,11 @@ fn values_are_traefiks_hashes_of_its_normalized_child_names() {
             format!("{name}={}", value("apps-in-ner")),
         ]
     );
+}
+
+#[test]
+fn older_values_are_go_fnv1_64_in_hex() {
+    // FNV-1 (not 1a) test vectors, as Go's hash/fnv New64 computes them.
+    assert_eq!(super::fnv64_hex(""), "cbf29ce484222325");
+    assert_eq!(super::fnv64_hex("a"), "af63bd4c8601b7be");
 }
