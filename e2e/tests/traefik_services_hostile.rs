@@ -143,7 +143,31 @@ fn traefik_service(index: u64, count: u64, rng: &mut Rng) -> String {
             let services: Vec<Value> = (0..n).map(|_| entry(rng, index, count)).collect();
             let mut w = json!({"services": services});
             if rng.chance(3) {
-                w["sticky"] = json!({"cookie": {"name": "s"}});
+                // A good cookie, half the time with one hostile field.
+                let mut cookie = json!({"name": rng.pick(&["s".to_owned(), format!("s{index}")]),
+                                        "sameSite": rng.pick(&["lax", "none"]), "path": "/",
+                                        "maxAge": 60, "httpOnly": rng.chance(2)});
+                if rng.chance(2) {
+                    let (field, bad) = rng
+                        .pick(&[
+                            ("name", json!("a b")),
+                            ("name", json!("x;y")),
+                            ("name", json!("\u{1}")),
+                            ("name", json!("é")),
+                            ("name", json!("c".repeat(65))),
+                            ("sameSite", json!("bogus")),
+                            ("sameSite", json!("lax\r\nx: y")),
+                            ("path", json!("/;x")),
+                            ("path", json!("/\u{0}")),
+                            ("domain", json!("a b")),
+                            ("domain", json!("x;Secure")),
+                            ("maxAge", json!(-1)),
+                            ("maxAge", json!(i64::MAX)),
+                        ])
+                        .clone();
+                    cookie[field] = bad;
+                }
+                w["sticky"] = json!({"cookie": cookie});
             }
             json!({"weighted": w})
         }
@@ -198,11 +222,41 @@ fn at_the_limits() -> String {
             {"name": "web", "port": "http", "percent": 50},
         ]}}),
     ));
+    // Sticky levels at their limits: the longest cookie name (64 bytes, `%` in it, which Envoy
+    // must read literally) with every attribute, over two
+    // references to one Service port (one cluster, listed once per cookie value) and a nested
+    // sticky level of its own: 8 Envoy routes.
+    text.push_str(&traefik(
+        "TraefikService",
+        "sticky-outer",
+        json!({"weighted": {
+            "services": [
+                {"name": "web", "port": 80, "weight": 1000},
+                {"name": "web", "port": "http"},
+                {"name": "sticky-inner", "kind": "TraefikService"},
+            ],
+            "sticky": {"cookie": {"name": "n%".repeat(32), "secure": true, "httpOnly": true,
+                                  "sameSite": "none", "maxAge": i32::MAX, "path": "/p",
+                                  "domain": "example.com"}},
+        }}),
+    ));
+    text.push_str(&traefik(
+        "TraefikService",
+        "sticky-inner",
+        json!({"weighted": {
+            "services": [{"name": "web2", "port": 80}, {"name": "web2", "port": "http"}],
+            "sticky": {"cookie": {}},
+        }}),
+    ));
     text + &traefik(
         "IngressRoute",
         "limits",
-        json!({"routes": [{"match": "Host(`limits.example.com`)",
-                           "services": [{"name": "limit1", "kind": "TraefikService"}]}]}),
+        json!({"routes": [
+            {"match": "Host(`limits.example.com`)",
+             "services": [{"name": "limit1", "kind": "TraefikService"}]},
+            {"match": "Host(`limits.example.com`) && PathPrefix(`/sticky`)",
+             "services": [{"name": "sticky-outer", "kind": "TraefikService"}]},
+        ]}),
     )
 }
 
@@ -251,7 +305,7 @@ async fn hostile_traefik_services_never_break_the_configuration_or_the_victim() 
     };
     let expected = victim_vhost(&build(&alone, &sel)).unwrap();
     let opts = TranslateOptions::default();
-    let (mut served, mut refused, mut mirrored) = (0, 0, 0);
+    let (mut served, mut refused, mut mirrored, mut pinned) = (0, 0, 0, 0);
     for world in 0..WORLDS {
         let mut text = victim(&ca) + &at_the_limits();
         let count = 3 + rng.next_u64() % 10;
@@ -300,6 +354,38 @@ async fn hostile_traefik_services_never_break_the_configuration_or_the_victim() 
             "seed {seed} world {world}: {}",
             limits.description
         );
+        // The sticky levels at the limits make 8 Envoy routes under `/sticky`, 4 of which set
+        // cookies; hostile sticky TraefikServices are seldom served whole (their worlds are
+        // hostile all over), but those that are count too.
+        let limits_host = dag
+            .virtual_hosts
+            .iter()
+            .find(|v| v.fqdn == "limits.example.com")
+            .unwrap();
+        assert_eq!(
+            limits_host
+                .routes
+                .iter()
+                .filter(|r| r.prefix == "/sticky")
+                .count(),
+            8,
+            "seed {seed} world {world}"
+        );
+        // The fresh pick lists `web` twice (`80` and `http`, one cluster, two cookie values).
+        let fresh = limits_host
+            .routes
+            .iter()
+            .rfind(|r| r.prefix == "/sticky")
+            .unwrap();
+        let names: std::collections::BTreeSet<&str> =
+            fresh.clusters.iter().map(|c| c.cluster.as_str()).collect();
+        assert!(names.len() < fresh.clusters.len(), "{:?}", fresh.clusters);
+        pinned += dag
+            .virtual_hosts
+            .iter()
+            .flat_map(|v| &v.routes)
+            .filter(|r| r.clusters.iter().any(|c| !c.set_cookie.is_empty()))
+            .count();
         mirrored += dag
             .virtual_hosts
             .iter()
@@ -319,9 +405,14 @@ async fn hostile_traefik_services_never_break_the_configuration_or_the_victim() 
         }
     }
     println!(
-        "{served} hostile IngressRoutes served ({mirrored} mirrored routes), {refused} refused"
+        "{served} hostile IngressRoutes served ({mirrored} mirrored routes, {pinned} routes \
+         setting sticky cookies), {refused} refused"
     );
     assert!(refused > 0, "nothing hostile was refused");
     assert!(served > WORLDS, "no hostile value reached Envoy");
     assert!(mirrored >= WORLDS, "no mirror reached Envoy");
+    assert!(
+        pinned >= 4 * WORLDS,
+        "no sticky weighted service reached Envoy"
+    );
 }

@@ -42,7 +42,7 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 28] = [
+const TRAEFIK_GROUPS: [&str; 29] = [
     "allowed-hosts",
     "basic",
     "client-ip",
@@ -63,6 +63,7 @@ const TRAEFIK_GROUPS: [&str; 28] = [
     "servers-transport-mtls",
     "service-options",
     "services",
+    "sticky-weighted",
     "tcp",
     "tcp-client-ip",
     "tcp-plain",

@@ -44,6 +44,7 @@ pub fn route(prefix: &str, owner: &str, service: &str, websocket: bool) -> Route
         clusters: vec![WeightedCluster {
             cluster: cluster(service).name,
             weight: 1,
+            set_cookie: Vec::new(),
         }],
         permit_insecure: false,
         websocket,

@@ -285,6 +285,10 @@ pub struct WeightedCluster {
     /// An entry of `Dag::clusters`.
     pub cluster: String,
     pub weight: u32,
+    /// `Set-Cookie` values a response from this pick carries (sticky weighted TraefikServices
+    /// name the children picked); the same cluster may be listed once per set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_cookie: Vec<String>,
 }
 
 /// Request timeout; absent means Envoy's default (15 s).

@@ -360,7 +360,11 @@ pub(super) fn weigh(
         };
         match out.iter_mut().find(|c| c.cluster == cluster) {
             Some(existing) => existing.weight = existing.weight.saturating_add(weight),
-            None => out.push(WeightedCluster { cluster, weight }),
+            None => out.push(WeightedCluster {
+                cluster,
+                weight,
+                set_cookie: Vec::new(),
+            }),
         }
     }
     out

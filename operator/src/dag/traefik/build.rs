@@ -54,12 +54,31 @@ impl Builder<'_> {
                 .regex_redirect(tls.is_some())
                 .map_err(|e| format!("{at}.middlewares: {e}"))?;
             let backend = self.traefik_backend(key, &p.route.services, &at)?;
-            let service_options = super::service_options::for_route(&backend)
-                .map_err(|e| format!("{at}.services: {e}"))?;
-            let weighted = backend.weighted;
+            let mut served = Vec::with_capacity(backend.routes.len());
+            for r in &backend.routes {
+                let service_options = super::service_options::for_route(&backend, r)
+                    .map_err(|e| format!("{at}.services: {e}"))?;
+                served.push(Served {
+                    cookies: r
+                        .pins
+                        .iter()
+                        .map(|(name, value)| HeaderCondition {
+                            name: "cookie".to_owned(),
+                            value: ValueCondition::Regex(super::cookie_match::first_cookie_is(
+                                name, value,
+                            )),
+                            invert: false,
+                        })
+                        .collect(),
+                    clusters: r.weighted.clone(),
+                    mirrors: r.mirrors.clone(),
+                    service_options,
+                });
+            }
             clusters.extend(backend.clusters);
             secrets.extend(backend.secrets);
-            if weighted.is_empty() && redirect.is_none() {
+            let fresh_clusters = served.last().map_or(0, |s| s.clusters.len());
+            if fresh_clusters == 0 && redirect.is_none() {
                 return Err(format!(
                     "{at}.services: a route needs a service (or a redirectScheme middleware)"
                 ));
@@ -70,10 +89,8 @@ impl Builder<'_> {
                     filters: &filters,
                     redirect: redirect.as_ref(),
                     regex_redirect: regex_redirect.as_ref(),
-                    clusters: &weighted,
-                    mirrors: &backend.mirrors,
+                    served: &served,
                     tls: tls.is_some(),
-                    service_options: service_options.as_deref(),
                 };
                 let made = dag_routes(key, p, m, &action, &at)?;
                 total_routes += made.len() * targets.len();
@@ -151,21 +168,30 @@ fn value_text(v: &StringMatch) -> &str {
     }
 }
 
+/// One Envoy route forwarding an alternative of a route (see `services::BackendRoute`).
+struct Served {
+    /// Conditions on the `Cookie` header: the sticky cookies it pins.
+    cookies: Vec<HeaderCondition>,
+    clusters: Vec<WeightedCluster>,
+    mirrors: Vec<model::Mirror>,
+    service_options: Option<Box<RouteServiceOptions>>,
+}
+
 /// What every alternative of a route does.
 struct Action<'a> {
     filters: &'a Filters,
     redirect: Option<&'a Redirect>,
     /// A `redirectRegex`: redirect routes ahead of the route (see `redirect_regex.rs`).
     regex_redirect: Option<&'a super::redirect_regex::RegexRedirect>,
-    clusters: &'a [WeightedCluster],
-    mirrors: &'a [model::Mirror],
+    /// The forwarding routes, first match wins; the last pins no cookie.
+    served: &'a [Served],
     /// Served over HTTPS.
     tls: bool,
-    service_options: Option<&'a RouteServiceOptions>,
 }
 
-/// The DAG routes of one alternative of a rule: one, or two with a redirect (Traefik answers
-/// GET with 301/302 and other methods with 308/307).
+/// The DAG routes of one alternative of a rule: one forwarding route per entry of `served`
+/// (the sticky cookies it pins as conditions, every other setting the same), or two with a
+/// redirect (Traefik answers GET with 301/302 and other methods with 308/307).
 fn dag_routes(
     key: &ObjKey,
     p: &ParsedRoute<'_>,
@@ -177,11 +203,12 @@ fn dag_routes(
         filters: f,
         redirect,
         regex_redirect,
-        clusters,
-        mirrors,
+        served,
         tls,
-        service_options,
     } = *action;
+    let Some(fresh) = served.last() else {
+        return Err(format!("{at}.services: a route needs a service"));
+    };
     let (path, prefix) = match &m.path {
         PathMatch::Any => (PathKind::Prefix, "/".to_owned()),
         PathMatch::Prefix(p) => (PathKind::Prefix, p.clone()),
@@ -258,13 +285,13 @@ fn dag_routes(
         response_headers_set: response_set,
         response_headers_remove: f.response_remove.clone(),
         host_rewrite: f.host_rewrite.clone(),
-        mirrors: mirrors.to_vec(),
+        mirrors: fresh.mirrors.clone(),
         policy: f.policies.route_policy(false),
-        service_options: service_options.cloned().map(Box::new),
+        service_options: fresh.service_options.clone(),
         direct_response: None,
         compress: f.compress,
     };
-    let route = |extra: RouteExtra| model::Route {
+    let routed = |extra: RouteExtra, clusters: &[WeightedCluster]| model::Route {
         prefix: prefix.clone(),
         owner: owner_name(key),
         clusters: clusters.to_vec(),
@@ -276,6 +303,21 @@ fn dag_routes(
         retry: None,
         session_affinity: false,
         extra: Some(Box::new(extra)),
+    };
+    let route = |extra: RouteExtra| routed(extra, &fresh.clusters);
+    // The forwarding routes: those pinned by sticky cookies first, each a copy of the fresh
+    // pick's with its cookie conditions, clusters, mirrors and service options.
+    let forward = |extra: RouteExtra| -> Vec<model::Route> {
+        served
+            .iter()
+            .map(|s| {
+                let mut e = extra.clone();
+                e.headers.extend(s.cookies.iter().cloned());
+                e.mirrors.clone_from(&s.mirrors);
+                e.service_options.clone_from(&s.service_options);
+                routed(e, &s.clusters)
+            })
+            .collect()
     };
     // Requests for a Host `allowedHosts` refuses are answered first, unless a redirect listed
     // before it answers them.
@@ -289,11 +331,11 @@ fn dag_routes(
         return Ok(bad_host
             .into_iter()
             .chain(redirects.into_iter().map(&route))
-            .chain([route(extra)])
+            .chain(forward(extra))
             .collect());
     }
     let Some(redirect) = redirect else {
-        return Ok(bad_host.into_iter().chain([route(extra)]).collect());
+        return Ok(bad_host.into_iter().chain(forward(extra)).collect());
     };
     let mut get = extra.clone();
     get.headers.push(HeaderCondition {

@@ -12,13 +12,15 @@
 //! `headers` middlewares (`allowedHosts` in `allowed_hosts`), `compress` (in `compress`), and
 //! (in `policy`) those served by HTTP filters: `basicAuth`, `ipAllowList`, `rateLimit`,
 //! `buffering`, CORS, and `retry`; the services' `passHostHeader`, `sticky` and `healthCheck`
-//! (in `service_options`).
+//! (in `service_options`); TraefikServices, `weighted` (with `sticky`) and `mirroring` (in
+//! `services`, the `Cookie` pattern of sticky routes in `cookie_match`).
 //! Everything else is refused with a message naming the field or the kind, never ignored.
 
 mod allowed_hosts;
 mod build;
 mod client_ip;
 mod compress;
+mod cookie_match;
 mod filters;
 mod forward_auth;
 mod forward_auth_more;

@@ -66,9 +66,10 @@ pub(super) fn cluster_options(
                  the cookie, which replaces the balancing strategy"
             ));
         }
-        out.sticky = Some(
-            sticky_cookie(sticky, svc_key, port).map_err(|e| format!("{context}.sticky.{e}"))?,
-        );
+        // Traefik's name for a route's Service: `namespace-name-port`.
+        let service = format!("{}-{port}", svc_key.replace('/', "-"));
+        out.sticky =
+            Some(sticky_cookie(sticky, &service).map_err(|e| format!("{context}.sticky.{e}"))?);
     }
     if let Some(hc) = &s.health_check {
         let (health, hc_port) =
@@ -81,8 +82,9 @@ pub(super) fn cluster_options(
     Ok(out)
 }
 
-/// The sticky cookie, as Envoy will issue it.
-fn sticky_cookie(s: &tr::Sticky, svc_key: &str, port: u16) -> Result<StickyCookie, String> {
+/// The sticky cookie of `service` (Traefik's name for it, from which an unset cookie name is
+/// derived), checked; the error names the field under `sticky`.
+pub(super) fn sticky_cookie(s: &tr::Sticky, service: &str) -> Result<StickyCookie, String> {
     let Some(c) = &s.cookie else {
         return Err("cookie: required (Traefik pins clients with a cookie only)".into());
     };
@@ -97,7 +99,7 @@ fn sticky_cookie(s: &tr::Sticky, svc_key: &str, port: u16) -> Result<StickyCooki
             }
             n.to_owned()
         }
-        None => default_cookie_name(svc_key, port),
+        None => default_cookie_name(service),
     };
     let path = match c.path.as_deref().filter(|p| !p.is_empty()) {
         None => "/".to_owned(),
@@ -167,11 +169,41 @@ fn sticky_cookie(s: &tr::Sticky, svc_key: &str, port: u16) -> Result<StickyCooki
     })
 }
 
+/// The `Set-Cookie` value that names `value` in `c`, its attributes in the order Go writes
+/// them (`Path`, `Domain`, `Max-Age`, `HttpOnly`, `Secure`, `SameSite`). Every part is checked
+/// by [`sticky_cookie`] (tokens, a path without `;` or controls, a DNS domain), so the header is
+/// one cookie and nothing else.
+pub(super) fn set_cookie_header(c: &StickyCookie, value: &str, http_only: bool) -> String {
+    let attribute = |name: &str| {
+        c.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut out = format!("{}={value}; Path={}", c.name, c.path);
+    if let Some(domain) = attribute("Domain") {
+        out.push_str(&format!("; Domain={domain}"));
+    }
+    if c.max_age_seconds > 0 {
+        out.push_str(&format!("; Max-Age={}", c.max_age_seconds));
+    }
+    if http_only {
+        out.push_str("; HttpOnly");
+    }
+    if attribute("Secure").is_some() {
+        out.push_str("; Secure");
+    }
+    if let Some(same_site) = attribute("SameSite") {
+        out.push_str(&format!("; SameSite={same_site}"));
+    }
+    out
+}
+
 /// Traefik's default cookie name: `_` and five hex digits of a SHA-1 of its service's name
-/// (here `namespace-name-port`, the name Traefik gives a route's Service).
-fn default_cookie_name(svc_key: &str, port: u16) -> String {
+/// (`namespace-name-port` for a route's Service, `namespace-name@kubernetescrd` for a
+/// TraefikService).
+fn default_cookie_name(service: &str) -> String {
     use sha1::{Digest, Sha1};
-    let service = format!("{}-{port}", svc_key.replace('/', "-"));
     let digest = Sha1::digest(format!("_TRAEFIK_BACKEND_{service}").as_bytes());
     let hex: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
     format!("_{}", &hex[..5])
@@ -322,17 +354,18 @@ fn interval(
     Ok(ms)
 }
 
-/// The options of a route whose services resolved to `backend`.
+/// The options of `route`, one Envoy route of services that resolved to `backend`.
 pub(super) fn for_route(
     backend: &super::services::Backend,
+    route: &super::services::BackendRoute,
 ) -> Result<Option<Box<RouteServiceOptions>>, String> {
-    let live: Vec<&str> = backend
+    let live: Vec<&str> = route
         .weighted
         .iter()
         .filter(|w| w.weight > 0)
         .map(|w| w.cluster.as_str())
         .collect();
-    let mirrors: Vec<&str> = backend.mirrors.iter().map(|m| m.cluster.as_str()).collect();
+    let mirrors: Vec<&str> = route.mirrors.iter().map(|m| m.cluster.as_str()).collect();
     route_options(&backend.clusters, &backend.sticky, &live, &mirrors)
 }
 

@@ -8,14 +8,14 @@ use crate::dag::model::*;
 use crate::dag::{Selection, build};
 use crate::snapshot::ClusterSnapshot;
 
-fn snapshot(yaml: &str) -> ClusterSnapshot {
+pub(super) fn snapshot(yaml: &str) -> ClusterSnapshot {
     let report = crate::source::load_sources([("fixture.yaml", yaml)]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     report.snapshot
 }
 
-fn dag_of(yaml: &str) -> Dag {
+pub(super) fn dag_of(yaml: &str) -> Dag {
     build(&snapshot(yaml), &Selection::default_instance())
 }
 
@@ -26,7 +26,7 @@ fn dag_crossing(yaml: &str) -> Dag {
     build(&snapshot(yaml), &sel)
 }
 
-fn verdict<'a>(dag: &'a Dag, key: &str) -> (&'static str, &'a str) {
+pub(super) fn verdict<'a>(dag: &'a Dag, key: &str) -> (&'static str, &'a str) {
     let (ns, name) = key.split_once('/').unwrap();
     let s = dag
         .object_statuses
@@ -45,19 +45,19 @@ fn route<'a>(dag: &'a Dag, fqdn: &str) -> &'a Route {
     &v.routes[0]
 }
 
-fn svc(ns: &str, name: &str) -> String {
+pub(super) fn svc(ns: &str, name: &str) -> String {
     format!(
         "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\n\
          spec:\n  ports: [{{port: 80, name: http}}, {{port: 443, name: tls}}]\n"
     )
 }
 
-fn services(ns: &str, names: &[&str]) -> String {
+pub(super) fn services(ns: &str, names: &[&str]) -> String {
     names.iter().map(|n| svc(ns, n)).collect()
 }
 
 /// An IngressRoute `apps/r` for `a.example.com` whose one route lists `services` (YAML flow).
-fn ir(services: &str) -> String {
+pub(super) fn ir(services: &str) -> String {
     format!(
         "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata: {{name: r, \
          namespace: apps}}\nspec:\n  routes:\n  - match: Host(`a.example.com`)\n    \
@@ -66,7 +66,7 @@ fn ir(services: &str) -> String {
 }
 
 /// A TraefikService `ns/name` with `spec` (YAML flow).
-fn ts(ns: &str, name: &str, spec: &str) -> String {
+pub(super) fn ts(ns: &str, name: &str, spec: &str) -> String {
     format!(
         "---\napiVersion: traefik.io/v1alpha1\nkind: TraefikService\nmetadata: {{name: {name}, \
          namespace: {ns}}}\nspec: {spec}\n"
@@ -74,14 +74,14 @@ fn ts(ns: &str, name: &str, spec: &str) -> String {
 }
 
 /// (service name, weight) of a route's clusters.
-fn weights(r: &Route) -> Vec<(String, u32)> {
+pub(super) fn weights(r: &Route) -> Vec<(String, u32)> {
     r.clusters
         .iter()
         .map(|c| (c.cluster.split('/').nth(1).unwrap().to_owned(), c.weight))
         .collect()
 }
 
-fn invalid_with(dag: &Dag, expected: &str) {
+pub(super) fn invalid_with(dag: &Dag, expected: &str) {
     let (status, description) = verdict(dag, "apps/r");
     assert_eq!(status, "invalid", "{expected}");
     assert!(

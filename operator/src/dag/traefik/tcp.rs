@@ -340,6 +340,7 @@ impl Builder<'_> {
                 None => weighted.push(WeightedCluster {
                     cluster: cluster.name.clone(),
                     weight,
+                    set_cookie: Vec::new(),
                 }),
             }
             clusters.push(cluster);

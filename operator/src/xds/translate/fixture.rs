@@ -133,6 +133,7 @@ pub fn weighted(clusters: &[(&str, u16, u32)]) -> Vec<WeightedCluster> {
         .map(|(service, port, weight)| WeightedCluster {
             cluster: cluster_name(service, *port),
             weight: *weight,
+            set_cookie: Vec::new(),
         })
         .collect()
 }

@@ -143,7 +143,7 @@ fn set_headers(list: &[(String, String)]) -> Vec<HeaderValueOption> {
 }
 
 /// `value` as Envoy's header formatter reads it literally.
-fn literal_header_value(value: &str) -> String {
+pub(super) fn literal_header_value(value: &str) -> String {
     value.replace('%', "%%")
 }
 

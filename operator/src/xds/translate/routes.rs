@@ -3,6 +3,9 @@
 //! virtual host reachable over plain HTTP; and one `https/<fqdn>` per TLS virtual host that
 //! terminates HTTP.
 
+use envoy_types::pb::envoy::config::core::v3::{
+    HeaderValue, HeaderValueOption, header_value_option,
+};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, RedirectAction, RetryPolicy, Route as EnvoyRoute, RouteAction,
     RouteConfiguration, VirtualHost as EnvoyVirtualHost, WeightedCluster, redirect_action, route,
@@ -218,12 +221,16 @@ fn forward_route_at(r: &Route, prefix: &str) -> EnvoyRoute {
 }
 
 /// The cluster or weighted clusters of a route; `None` when no cluster has a positive weight.
-/// Zero-weight clusters get no traffic, so leaving them out changes nothing.
+/// Zero-weight clusters get no traffic, so leaving them out changes nothing. A pick that sets
+/// cookies (a sticky weighted TraefikService) is always a weighted cluster, whose
+/// `response_headers_to_add` carries them.
 fn cluster_specifier(r: &Route) -> Option<route_action::ClusterSpecifier> {
     let live: Vec<_> = r.clusters.iter().filter(|c| c.weight > 0).collect();
     match live.as_slice() {
         [] => None,
-        [one] => Some(route_action::ClusterSpecifier::Cluster(one.cluster.clone())),
+        [one] if one.set_cookie.is_empty() => {
+            Some(route_action::ClusterSpecifier::Cluster(one.cluster.clone()))
+        }
         many => Some(route_action::ClusterSpecifier::WeightedClusters(
             WeightedCluster {
                 clusters: many
@@ -231,12 +238,30 @@ fn cluster_specifier(r: &Route) -> Option<route_action::ClusterSpecifier> {
                     .map(|c| weighted_cluster::ClusterWeight {
                         name: c.cluster.clone(),
                         weight: Some(u32_value(c.weight)),
+                        response_headers_to_add: c
+                            .set_cookie
+                            .iter()
+                            .map(|cookie| set_cookie(cookie))
+                            .collect(),
                         ..Default::default()
                     })
                     .collect(),
                 ..Default::default()
             },
         )),
+    }
+}
+
+/// A `Set-Cookie` added to a response (next to the backend's own), its value literal.
+fn set_cookie(value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: "set-cookie".to_owned(),
+            value: matching::literal_header_value(value),
+            ..Default::default()
+        }),
+        append_action: header_value_option::HeaderAppendAction::AppendIfExistsOrAdd as i32,
+        ..Default::default()
     }
 }
 
@@ -261,5 +286,53 @@ fn session_affinity_hash_policy() -> route_action::HashPolicy {
             },
         )),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::xds::translate::fixture;
+
+    fn clusters_of(r: &Route) -> Vec<weighted_cluster::ClusterWeight> {
+        match cluster_specifier(r) {
+            Some(route_action::ClusterSpecifier::WeightedClusters(w)) => w.clusters,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_pick_that_sets_cookies_is_a_weighted_cluster_adding_them() {
+        // One live cluster that sets a cookie still needs the weighted form to carry it.
+        let mut r = fixture::route("/", &[("a", 80, 1), ("b", 80, 0)]);
+        r.clusters[0].set_cookie = vec!["o=1; Path=/".into(), "i=%25; Path=/".into()];
+        r.clusters[1].set_cookie = vec!["o=2; Path=/".into()];
+        let list = clusters_of(&r);
+        assert_eq!(list.len(), 1, "the weight-0 pick is left out");
+        let added: Vec<(String, String, i32)> = list[0]
+            .response_headers_to_add
+            .iter()
+            .map(|h| {
+                let hv = h.header.as_ref().unwrap();
+                (hv.key.clone(), hv.value.clone(), h.append_action)
+            })
+            .collect();
+        let append = header_value_option::HeaderAppendAction::AppendIfExistsOrAdd as i32;
+        assert_eq!(
+            added,
+            [
+                ("set-cookie".into(), "o=1; Path=/".into(), append),
+                // `%` read literally, never as a formatter command.
+                ("set-cookie".into(), "i=%%25; Path=/".into(), append),
+            ]
+        );
+        // Without cookies, one live cluster stays a plain cluster.
+        let plain = fixture::route("/", &[("a", 80, 1), ("b", 80, 0)]);
+        assert!(matches!(
+            cluster_specifier(&plain),
+            Some(route_action::ClusterSpecifier::Cluster(_))
+        ));
     }
 }
