@@ -25,10 +25,10 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::files::{
-    FileDelta, Item, LoadError, LoadWarning, ParsedFile, collect_manifest_paths, identity,
+    DocRef, FileDelta, Item, LoadError, LoadWarning, ParsedFile, collect_manifest_paths, identity,
     parse_file,
 };
-use crate::snapshot::{Kind, ObjKey};
+use crate::snapshot::{Kind, ObjKey, SharedObject};
 
 /// Files whose times are this close to (or after) the last read are hashed, not trusted.
 pub const RACY_WINDOW: Duration = Duration::from_secs(2);
@@ -361,7 +361,7 @@ impl IncrementalLoader {
                 }
                 let name = path.display().to_string();
                 let content = match String::from_utf8(bytes) {
-                    Ok(text) => Content::Parsed(parse_file(&name, &text)),
+                    Ok(text) => Content::Parsed(kept(parse_file(&name, &text))),
                     // `load_dir`'s message for the same file.
                     Err(_) => Content::Unreadable(Box::new(read_error(path))),
                 };
@@ -469,6 +469,49 @@ impl IncrementalLoader {
             }
         }
         delta
+    }
+}
+
+/// `parsed` as the loader keeps it: each object's [`DocRef`] without the file's name (the
+/// path it is kept under gives it) nor, when it is the object's kind and key, its description
+/// (`Kind namespace/name`). Those are two strings per object of the directory, held for as long
+/// as its file is unchanged and read only for the warning of an object that replaces another;
+/// [`doc_ref`] makes the `DocRef` again, equal to the parser's.
+fn kept(mut parsed: ParsedFile) -> ParsedFile {
+    for item in &mut parsed.items {
+        if let Item::Object(at, obj) = item {
+            at.file = String::new();
+            if at.object.as_deref().is_some_and(|d| describes(d, obj)) {
+                at.object = None;
+            }
+        }
+    }
+    parsed
+}
+
+/// Whether `description` is `Kind namespace/name` of `obj`, as the parser describes it.
+fn describes(description: &str, obj: &SharedObject) -> bool {
+    let (kind, key) = identity(obj);
+    (description.strip_prefix(kind.as_str()))
+        .and_then(|d| d.strip_prefix(' '))
+        .and_then(|d| d.strip_prefix(&*key.namespace))
+        .and_then(|d| d.strip_prefix('/'))
+        == Some(&*key.name)
+}
+
+/// The [`DocRef`] the parser gave the object `obj` of the file at `path`, from what [`kept`]
+/// kept of it.
+fn doc_ref(path: &Path, at: &DocRef, obj: &SharedObject) -> DocRef {
+    let object = at.object.clone().or_else(|| {
+        let (kind, key) = identity(obj);
+        Some(format!("{} {key}", kind.as_str()))
+    });
+    DocRef {
+        // As `refresh` names the file to the parser.
+        file: path.display().to_string(),
+        document: at.document,
+        item: at.item,
+        object,
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{CachedFile, Content, Holders, Id, IncrementalLoader, Reload};
+use super::{CachedFile, Content, Holders, Id, IncrementalLoader, Reload, doc_ref};
 use crate::source::files::{
     DocRef, FileDelta, Item, LoadError, LoadWarning, identity, replacement,
 };
@@ -118,18 +118,22 @@ impl IncrementalLoader {
         };
         let mut warnings = Vec::new();
         // Where each object was last seen in this file (only needed when one repeats).
-        let mut seen: HashMap<Id, &DocRef> = HashMap::new();
+        let mut seen: HashMap<Id, DocRef> = HashMap::new();
         for item in &parsed.items {
             match item {
                 Item::Warning(w) => warnings.push(w.clone()),
                 Item::Object(at, obj) => {
                     let id = identity(obj);
                     let earlier = match seen.get(&id) {
-                        Some(earlier) => Some(*earlier),
+                        Some(earlier) => Some(earlier.clone()),
                         None => self.last_before(&id, path),
                     };
+                    if earlier.is_none() && !file.repeats {
+                        continue;
+                    }
+                    let at = doc_ref(path, at, obj);
                     if let Some(earlier) = earlier {
-                        warnings.push(replacement(at.clone(), earlier));
+                        warnings.push(replacement(at.clone(), &earlier));
                     }
                     if file.repeats {
                         seen.insert(id, at);
@@ -141,11 +145,11 @@ impl IncrementalLoader {
     }
 
     /// Where the object `id` last appears in the files before `path` in path order.
-    fn last_before(&self, id: &Id, path: &Path) -> Option<&DocRef> {
+    fn last_before(&self, id: &Id, path: &Path) -> Option<DocRef> {
         let (before, index) = self.objects.get(id)?.holders.before(path)?;
         match &self.files.get(before)?.content {
             Content::Parsed(parsed) => match parsed.items.get(index)? {
-                Item::Object(at, _) => Some(at),
+                Item::Object(at, obj) => Some(doc_ref(before, at, obj)),
                 Item::Warning(_) => None,
             },
             Content::Unreadable(_) => None,

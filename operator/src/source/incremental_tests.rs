@@ -386,3 +386,49 @@ fn a_reload_works_out_the_report_of_the_changed_files_and_their_objects_holders_
     assert_eq!(loader.reports.reworked, 2);
     assert_eq!(edited.warnings, load_dir(dir.path()).unwrap().warnings);
 }
+
+/// The loader keeps each object of a file without its own copy of the file's name, and
+/// without its description when the object's kind and key give it; the warnings it reports
+/// name both as `load_dir`'s do, description kept where the key does not give it (an object
+/// without a name is described `<no name>`).
+#[test]
+fn kept_objects_hold_no_file_name_nor_a_description_their_key_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = |name: &str, port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  {name}namespace: a\nspec:\n  ports:\n  - port: {port}\n"
+        )
+    };
+    write(dir.path(), "a.yaml", svc("name: s\n  ", 80).as_bytes());
+    write(dir.path(), "sub/b.yaml", svc("name: s\n  ", 81).as_bytes());
+    let unnamed = format!("---\n{}---\n{}", svc("", 82), svc("", 83));
+    write(dir.path(), "sub/c.yaml", unnamed.as_bytes());
+    let mut loader = IncrementalLoader::new(dir.path());
+    let reload = loader.reload().unwrap();
+    let reference = load_dir(dir.path()).unwrap();
+    assert_eq!(reload.warnings, reference.warnings);
+    assert_eq!(reload.warnings.len(), 2, "{:?}", reload.warnings);
+    assert!(
+        reload.warnings[1]
+            .to_string()
+            .contains("(Service a/<no name>)"),
+        "{}",
+        reload.warnings[1]
+    );
+
+    let mut described = Vec::new();
+    for (path, file) in &loader.files {
+        let Content::Parsed(parsed) = &file.content else {
+            panic!("{} not parsed", path.display());
+        };
+        for item in &parsed.items {
+            let Item::Object(at, _) = item else {
+                panic!("{} holds a warning", path.display());
+            };
+            assert_eq!(at.file, "", "{}", path.display());
+            described.push(at.object.clone());
+        }
+    }
+    let unnamed = Some("Service a/<no name>".to_owned());
+    assert_eq!(described, [None, None, unnamed.clone(), unnamed]);
+}

@@ -22,14 +22,17 @@ use super::{
 
 /// One file's documents, parsed on their own: what [`load_sources`](super::load_sources)
 /// assembles in path order, and what the incremental loader keeps per file.
+///
+/// Held for as long as the file is unchanged (one per file of the directory), so each list is a
+/// boxed slice of its own length: no spare capacity, and a word less each than a `Vec`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ParsedFile {
     /// Objects and warnings in document order. Whether an object replaces one of an earlier
     /// file is only known when files are assembled.
-    pub(crate) items: Vec<Item>,
-    pub(crate) errors: Vec<LoadError>,
+    pub(crate) items: Box<[Item]>,
+    pub(crate) errors: Box<[LoadError]>,
     /// Documents that are, or may be, Gateways and did not load.
-    pub(crate) unloaded_gateways: Vec<String>,
+    pub(crate) unloaded_gateways: Box<[String]>,
 }
 
 /// An object is kept as the snapshot will hold it (`Arc`): the incremental loader's parsed
@@ -49,16 +52,20 @@ pub(crate) fn parse_file(name: &str, text: &str) -> ParsedFile {
     } else {
         loader.load_yaml(name, text);
     }
-    // Kept for as long as the file is unchanged: without its spare capacity (a file of one
-    // object would otherwise keep room for four items).
-    let mut file = loader.file;
-    file.items.shrink_to_fit();
-    file
+    // Kept for as long as the file is unchanged: without spare capacity (a file of one object
+    // would otherwise keep room for four items).
+    ParsedFile {
+        items: loader.items.into_boxed_slice(),
+        errors: loader.errors.into_boxed_slice(),
+        unloaded_gateways: loader.unloaded_gateways.into_boxed_slice(),
+    }
 }
 
 #[derive(Default)]
 pub(super) struct Loader {
-    file: ParsedFile,
+    items: Vec<Item>,
+    errors: Vec<LoadError>,
+    unloaded_gateways: Vec<String>,
 }
 
 impl Loader {
@@ -103,11 +110,11 @@ impl Loader {
         if text.contains(SLUICE_API_GROUP) {
             self.gateway_not_loaded(&at);
         }
-        self.file.errors.push(LoadError::Syntax { at, message });
+        self.errors.push(LoadError::Syntax { at, message });
     }
 
     fn gateway_not_loaded(&mut self, at: &DocRef) {
-        self.file.unloaded_gateways.push(at.to_string());
+        self.unloaded_gateways.push(at.to_string());
     }
 
     fn load_json(&mut self, file: &str, text: &str) {
@@ -147,7 +154,7 @@ impl Loader {
             return;
         }
         let Some(map) = value.as_object() else {
-            self.file.errors.push(LoadError::Decode {
+            self.errors.push(LoadError::Decode {
                 at,
                 field: String::new(),
                 message: "expected a Kubernetes object (a mapping with apiVersion and kind)"
@@ -168,7 +175,7 @@ impl Loader {
             if may_be_gateway {
                 self.gateway_not_loaded(&at);
             }
-            self.file.errors.push(LoadError::Decode {
+            self.errors.push(LoadError::Decode {
                 at,
                 field: String::new(),
                 message: "apiVersion and kind must be set".to_owned(),
@@ -185,7 +192,7 @@ impl Loader {
             if may_be_gateway {
                 self.gateway_not_loaded(&at);
             }
-            self.file.errors.push(LoadError::Decode {
+            self.errors.push(LoadError::Decode {
                 at,
                 field: String::new(),
                 message: format!("{}; the document is not loaded", too_deep()),
@@ -209,7 +216,7 @@ impl Loader {
             }
             (_, "Gateway") if may_be_gateway => {
                 self.gateway_not_loaded(&at);
-                self.file.errors.push(LoadError::Decode {
+                self.errors.push(LoadError::Decode {
                     field: "apiVersion".to_owned(),
                     message: format!(
                         "{api_version} is not a version sluice reads (sluice.dev/v1alpha1)"
@@ -251,7 +258,7 @@ impl Loader {
                 traefik::decode::<traefik::ServersTransport>(value).map(Object::TraefikTransport)
             }
             _ => {
-                self.file.items.push(Item::Warning(LoadWarning {
+                self.items.push(Item::Warning(LoadWarning {
                     at,
                     message: format!("{api_version} {kind} is not read by sluice; skipped"),
                 }));
@@ -279,7 +286,7 @@ impl Loader {
                 }
             }
             None | Some(Value::Null) => {}
-            Some(_) => self.file.errors.push(LoadError::Decode {
+            Some(_) => self.errors.push(LoadError::Decode {
                 at: DocRef {
                     object: Some("List".to_owned()),
                     ..at
@@ -307,7 +314,7 @@ impl Loader {
         match result {
             Ok(obj) => {
                 for field in ignored {
-                    self.file.items.push(Item::Warning(LoadWarning {
+                    self.items.push(Item::Warning(LoadWarning {
                         at: at.clone(),
                         message: format!("{field}: unknown field, ignored"),
                     }));
@@ -316,7 +323,7 @@ impl Loader {
             }
             Err(e) => {
                 let field = e.path().to_string();
-                self.file.errors.push(LoadError::Decode {
+                self.errors.push(LoadError::Decode {
                     at: at.clone(),
                     field: if field == "." { String::new() } else { field },
                     message: e.into_inner().to_string(),
@@ -327,7 +334,7 @@ impl Loader {
     }
 
     fn apply(&mut self, at: DocRef, obj: Object) {
-        self.file.items.push(Item::Object(at, obj.into()));
+        self.items.push(Item::Object(at, obj.into()));
     }
 }
 
