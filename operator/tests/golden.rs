@@ -42,7 +42,7 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 29] = [
+const TRAEFIK_GROUPS: [&str; 30] = [
     "allowed-hosts",
     "basic",
     "client-ip",
@@ -72,6 +72,7 @@ const TRAEFIK_GROUPS: [&str; 29] = [
     "tls-options",
     "tls-store",
     "v2-syntax",
+    "weighted",
 ];
 
 /// Every directory directly under `examples/`, sorted, then the served ones of
