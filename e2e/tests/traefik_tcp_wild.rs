@@ -224,3 +224,67 @@ async fn a_tcp_catch_all_and_wildcard_take_only_the_names_nobody_holds() {
     assert_eq!(thief.connection_count(), 0);
     sluice.check_running().unwrap();
 }
+
+/// Runs `openssl s_client` to `port` sending `sni` exactly as written (rustls drops a trailing
+/// dot), sending nothing after the handshake.
+fn openssl_connect(port: u16, sni: &str) {
+    let out = std::process::Command::new("timeout")
+        .args(["5", "openssl", "s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-servername", sni])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl");
+    drop(out);
+}
+
+/// A held name sent with a trailing dot (`victim.test.`, as OpenSSL-style clients may) is the
+/// holder's name: Envoy compares the dot as sent, so every chain lists the name both ways, and
+/// such a connection never falls through to a younger tenant's `HostSNI(`*`)` (review 7 R7.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_name_with_a_trailing_dot_never_reaches_a_younger_catch_all() {
+    let ca = TestCa::new("edge ca").unwrap();
+    let cert = ca.issue(&["victim.test"]).unwrap();
+    let [victim, thief] = [(); 2].map(|()| TcpEchoBackend::start());
+    let (victim, thief) = (victim.await.unwrap(), thief.await.unwrap());
+    let dir = Manifests::new().unwrap();
+    let mut objects = format!("---\n{}", tls_secret("victim", "cert", &cert));
+    objects += &service("victim", "site", 9000, &[victim.port()]);
+    objects += &service("evil", "thief", 9000, &[thief.port()]);
+    objects += &tcp_route(
+        "victim",
+        "site",
+        "2020-01-01T00:00:00Z",
+        "HostSNI(`victim.test`)",
+        "site",
+        json!({"secretName": "cert"}),
+    );
+    objects += &tcp_route(
+        "evil",
+        "all",
+        "2025-01-01T00:00:00Z",
+        "HostSNI(`*`)",
+        "thief",
+        json!({"passthrough": true}),
+    );
+    dir.write("objects.yaml", &objects).unwrap();
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let port = sluice.default_instance(WAIT).await.unwrap().https;
+    try_wait_for("victim.test echoing", WAIT, async || {
+        sluice.check_running()?;
+        Ok(echoes(&ca, port, "victim.test").await.then_some(()))
+    })
+    .await
+    .unwrap();
+    // The thief's chain works: an unheld name reaches it.
+    openssl_connect(port, "other.test");
+    assert_eq!(thief.connection_count(), 1);
+    for sni in ["victim.test", "VICTIM.Test", "victim.test."] {
+        openssl_connect(port, sni);
+        assert_eq!(
+            thief.connection_count(),
+            1,
+            "a TLS connection for {sni:?} was passed through to the younger tenant's catch-all"
+        );
+    }
+}

@@ -51,7 +51,7 @@ fn chains(l: &Listener) -> Vec<(String, Vec<String>, String, usize)> {
             let m = c.filter_chain_match.clone().unwrap_or_default();
             (
                 c.name.clone(),
-                m.server_names,
+                crate::xds::translate::listeners_hold::names_once(&m.server_names),
                 m.transport_protocol,
                 c.filters.len(),
             )

@@ -39,7 +39,7 @@ fn chains(l: &Listener) -> Vec<(String, Vec<String>, String, Vec<String>)> {
                 .collect();
             (
                 c.name.clone(),
-                m.server_names,
+                crate::xds::translate::listeners_hold::names_once(&m.server_names),
                 m.transport_protocol,
                 sources,
             )

@@ -30,13 +30,31 @@ const CATCH_ALL: &str = "*";
 /// What the name of a hold chain starts with (then the held name).
 pub const HOLD_PREFIX: &str = "hold/";
 
-/// The `server_names` of the chains of the virtual host `fqdn`: none for the catch-all.
+/// The `server_names` of the chains of the virtual host `fqdn`: none for the catch-all; else the
+/// name and the name with a trailing dot. Envoy compares a trailing dot as sent (OpenSSL-style
+/// clients send `name.`), so without the second one such a connection for a held name fell
+/// through to another tenant's catch-all chain (review 7 R7.3). `*.p.` matches `x.p.` likewise.
 pub(super) fn server_names(fqdn: &str) -> Vec<String> {
     if fqdn == CATCH_ALL {
         Vec::new()
     } else {
-        vec![fqdn.to_owned()]
+        vec![fqdn.to_owned(), format!("{fqdn}.")]
     }
+}
+
+/// For tests: the names of a chain's `server_names`, each given with and without the trailing
+/// dot (checked), listed once.
+#[cfg(test)]
+pub(crate) fn names_once(server_names: &[String]) -> Vec<String> {
+    let (plain, dotted): (Vec<&String>, Vec<&String>) =
+        server_names.iter().partition(|n| !n.ends_with('.'));
+    let again: Vec<String> = plain.iter().map(|n| format!("{n}.")).collect();
+    assert_eq!(
+        dotted.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+        again.iter().map(String::as_str).collect::<Vec<_>>(),
+        "each name with its trailing-dot form: {server_names:?}"
+    );
+    plain.into_iter().cloned().collect()
 }
 
 /// The `transport_protocol` of the chains of the virtual host `fqdn`: TLS only for the
@@ -76,7 +94,7 @@ pub(super) fn hold_chains(dag: &Dag, tls_hosts: &[&VirtualHost]) -> Vec<FilterCh
         .map(|name| FilterChain {
             name: format!("{HOLD_PREFIX}{name}"),
             filter_chain_match: Some(FilterChainMatch {
-                server_names: vec![name.to_owned()],
+                server_names: server_names(name),
                 ..Default::default()
             }),
             ..Default::default()

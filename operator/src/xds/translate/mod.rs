@@ -22,7 +22,7 @@ mod ext_authz;
 mod incremental;
 pub mod json;
 mod listeners;
-mod listeners_hold;
+pub(crate) mod listeners_hold;
 mod listeners_plain;
 mod listeners_sni;
 mod matching;

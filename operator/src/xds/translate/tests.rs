@@ -69,7 +69,10 @@ fn cluster<'a>(r: &'a Resources, service: &str, port: u16) -> &'a Cluster {
 fn chain<'a>(l: &'a Listener, sni: &str) -> &'a FilterChain {
     l.filter_chains
         .iter()
-        .find(|c| c.filter_chain_match.as_ref().unwrap().server_names == [sni])
+        .find(|c| {
+            c.filter_chain_match.as_ref().unwrap().server_names
+                == [sni.to_owned(), format!("{sni}.")]
+        })
         .unwrap_or_else(|| panic!("no filter chain for {sni}"))
 }
 
@@ -354,15 +357,11 @@ fn https_listener_has_one_chain_per_tls_host_and_inspects_sni() {
         l.listener_filters[0].name,
         "envoy.filters.listener.tls_inspector"
     );
-    let snis: Vec<&[String]> = l
+    let snis: Vec<Vec<String>> = l
         .filter_chains
         .iter()
         .map(|c| {
-            c.filter_chain_match
-                .as_ref()
-                .unwrap()
-                .server_names
-                .as_slice()
+            super::listeners_hold::names_once(&c.filter_chain_match.as_ref().unwrap().server_names)
         })
         .collect();
     assert_eq!(
