@@ -209,6 +209,19 @@ fn dag_routes(
     let Some(fresh) = served.last() else {
         return Err(format!("{at}.services: a route needs a service"));
     };
+    // Each pinned copy is its own Envoy route, with its own token buckets: a client choosing
+    // its cookie (the values are public) would get the limit once per copy (review 8 R8.1).
+    if served.len() > 1
+        && f.policies
+            .route_policy(false)
+            .is_some_and(|p| p.rate_limit.is_some())
+    {
+        return Err(format!(
+            "{at}.middlewares: a rateLimit with a sticky weighted service is not served: each \
+             child its cookie pins is an Envoy route of its own with its own token buckets, so \
+             a client choosing its cookie would get the limit once per child"
+        ));
+    }
     let (path, prefix) = match &m.path {
         PathMatch::Any => (PathKind::Prefix, "/".to_owned()),
         PathMatch::Prefix(p) => (PathKind::Prefix, p.clone()),

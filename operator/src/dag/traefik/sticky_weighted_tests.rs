@@ -328,6 +328,38 @@ fn sticky_routes_keep_the_middlewares_and_the_priority_of_their_route() {
 }
 
 #[test]
+fn a_rate_limit_is_not_multiplied_by_sticky_routes() {
+    let route = |refs: &str| {
+        services("apps", &["a", "b"])
+            + &ts(
+                "apps",
+                "top",
+                "{weighted: {services: [{name: a, port: 80}, {name: b, port: 80}], \
+                 sticky: {cookie: {name: pick}}}}",
+            )
+            + "---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {name: rl, \
+               namespace: apps}\nspec: {rateLimit: {average: 10, burst: 10}}\n---\n\
+               apiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata: {name: r, \
+               namespace: apps}\nspec:\n  routes:\n  - match: Host(`a.example.com`)\n    \
+               middlewares: [{name: rl}]\n    services: "
+            + refs
+            + "\n"
+    };
+    let dag = dag_of(&route("[{name: top, kind: TraefikService}]"));
+    let (status, description) = verdict(&dag, "apps/r");
+    assert_eq!(status, "invalid");
+    assert!(
+        description.contains("a rateLimit with a sticky weighted service is not served"),
+        "{description}"
+    );
+    // The same limit on one Service is served.
+    assert_eq!(
+        verdict(&dag_of(&route("[{name: a, port: 80}]")), "apps/r").0,
+        "valid"
+    );
+}
+
+#[test]
 fn service_level_sticky_cookies_hash_on_each_route_of_the_pick() {
     let child = |name: &str, sticky: &str| format!("{{name: {name}, port: 80{sticky}}}");
     let with = ", sticky: {cookie: {name: srv}}";
