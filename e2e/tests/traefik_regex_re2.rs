@@ -45,6 +45,7 @@ const RE2_ACCEPTS: &[&str] = &[
     "(?:(?:a{10}){10}){10}",
     "(?P<sub_1>x)",
     "x{2}",
+    "a{0}b{10}c{0,1}",
 ];
 
 fn world(pattern: &str, tcp: bool) -> String {

@@ -463,6 +463,13 @@ impl ast::Visitor for Re2Only<'_> {
                     // RE2 and Go read `a{1, 2}` as the literal text, regex-syntax as a count.
                     return Err(at(&r.op.span, "a space inside a counted repetition"));
                 }
+                if text
+                    .split(|c: char| !c.is_ascii_digit())
+                    .any(|n| n.len() > 1 && n.starts_with('0'))
+                {
+                    // Likewise `a{01}` (review 8 R8.2).
+                    return Err(at(&r.op.span, "a count with a leading zero"));
+                }
                 let (n, count) = match *range {
                     ast::RepetitionRange::Exactly(n) | ast::RepetitionRange::AtLeast(n) => (n, n),
                     ast::RepetitionRange::Bounded(m, n) => (m.max(n), n),
@@ -682,6 +689,7 @@ mod tests {
             "(?:x{2}){500}",
             "(?:(?:a{10}){10}){10}",
             "(?P<sub_1>x)",
+            "a{0}b{10}c{0,1}d{100,}",
         ] {
             assert!(check(ok).is_ok(), "{ok}: {:?}", check(ok));
         }
@@ -721,6 +729,10 @@ mod tests {
             // R7.4: RE2 reads these braces as literal text.
             ("a{1, 2}", "space inside"),
             ("a{ 2 }", "space inside"),
+            ("a{01}", "leading zero"),
+            ("a{1,02}", "leading zero"),
+            ("a{00}", "leading zero"),
+            ("a{007,}", "leading zero"),
         ] {
             let err = check(bad).unwrap_err();
             assert!(err.contains(want), "{bad}: {err}");
