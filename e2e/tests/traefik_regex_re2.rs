@@ -12,7 +12,7 @@ use sluice::dag::{Validity, build, instances};
 use sluice::xds::translate::json::message_to_json;
 use sluice::xds::translate::validate::inline_bootstrap;
 use sluice::xds::translate::{TranslateOptions, translate};
-use sluice_e2e::manifests::doc;
+use sluice_e2e::manifests::{doc, service, traefik};
 
 /// Refused by Envoy 1.40's RE2 (once accepted by the checker):
 const RE2_REFUSES: &[&str] = &[
@@ -49,33 +49,23 @@ const RE2_ACCEPTS: &[&str] = &[
 ];
 
 fn world(pattern: &str, tcp: bool) -> String {
-    let svc = |ns: &str| {
-        doc(&json!({"apiVersion": "v1", "kind": "Service",
-                    "metadata": {"namespace": ns, "name": "web"},
-                    "spec": {"ports": [{"name": "http", "port": 80}]}}))
-            + &doc(&json!({"apiVersion": "v1", "kind": "Endpoints",
-                    "metadata": {"namespace": ns, "name": "web"},
-                    "subsets": [{"addresses": [{"ip": "10.1.0.1"}],
-                                 "ports": [{"name": "http", "port": 80}]}]}))
-    };
-    let attacker = if tcp {
-        json!({"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRouteTCP",
-               "metadata": {"namespace": "evil", "name": "rx",
-                            "creationTimestamp": "2025-01-01T00:00:00Z"},
-               "spec": {"entryPoints": ["websecure"], "tls": {"passthrough": true},
-                        "routes": [{"match": format!("HostSNIRegexp(`{pattern}`)"),
-                                    "services": [{"name": "web", "port": 80}]}]}})
+    let (kind, spec) = if tcp {
+        (
+            "IngressRouteTCP",
+            json!({"entryPoints": ["websecure"], "tls": {"passthrough": true},
+                   "routes": [{"match": format!("HostSNIRegexp(`{pattern}`)"),
+                               "services": [{"name": "web", "port": 80}]}]}),
+        )
     } else {
-        json!({"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
-               "metadata": {"namespace": "evil", "name": "rx",
-                            "creationTimestamp": "2025-01-01T00:00:00Z"},
-               "spec": {"entryPoints": ["web"],
-                        "routes": [{"match": format!("Host(`evil.example.com`) && PathRegexp(`{pattern}`)"),
-                                    "kind": "Rule",
-                                    "services": [{"name": "web", "port": 80}]}]}})
+        (
+            "IngressRoute",
+            json!({"entryPoints": ["web"],
+                   "routes": [{"match": format!("Host(`evil.example.com`) && PathRegexp(`{pattern}`)"),
+                               "services": [{"name": "web", "port": 80}]}]}),
+        )
     };
-    svc("victim")
-        + &svc("evil")
+    service("victim", "web", 80, &[8080])
+        + &service("evil", "web", 80, &[8080])
         + &doc(&json!({
             "apiVersion": "contour.heptio.com/v1beta1", "kind": "IngressRoute",
             "metadata": {"namespace": "victim", "name": "site",
@@ -83,7 +73,7 @@ fn world(pattern: &str, tcp: bool) -> String {
             "spec": {"virtualhost": {"fqdn": "victim.example.com"},
                      "routes": [{"match": "/", "services": [{"name": "web", "port": 80}]}]},
         }))
-        + &doc(&attacker)
+        + &traefik(kind, "evil", "rx", Some("2025-01-01T00:00:00Z"), spec)
 }
 
 #[tokio::test]

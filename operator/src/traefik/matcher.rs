@@ -267,12 +267,12 @@ fn leaves(call: &Call, syntax: Syntax, protocol: Protocol) -> Result<Expr<Locate
                 let pattern = regex::check(&source).map_err(|m| fail(format!("{name}: {m}")))?;
                 Ok(if name == "HostRegexp" {
                     Leaf::HostRegexp {
-                        lower_closed: regex::lower_case_closed(&source),
+                        lower_closed: regex::lower_case_closed(&source, &hir),
                         pattern,
                     }
                 } else {
                     Leaf::HostSniRegexp {
-                        lower_closed: regex::lower_case_closed(&source),
+                        lower_closed: regex::lower_case_closed(&source, &hir),
                         parent: regex::one_label_parent(&hir),
                         searcher: regex::Searcher::new(&source),
                         pattern,

@@ -223,7 +223,6 @@ fn parse<'s>(sel: &Selection, key: &ObjKey, obj: &'s TraefikRoute) -> Result<Par
                 options: t.options.as_ref(),
                 store: t.store.as_ref(),
                 cert_resolver: t.cert_resolver.as_deref(),
-                domains: &t.domains,
             },
         )?),
     };

@@ -167,7 +167,6 @@ fn parse<'s>(
                     options: t.options.as_ref(),
                     store: t.store.as_ref(),
                     cert_resolver: t.cert_resolver.as_deref(),
-                    domains: &t.domains,
                 },
             )?;
             (tls, t.passthrough)

@@ -14,7 +14,7 @@ use super::super::deps::Dep;
 use super::super::model::{ClientValidation, Secret, SecretKind, TlsOptions, VirtualHostTls};
 use super::tls_store::StoreCandidates;
 use crate::api::ingressroute::{self as ir, TlsVersion};
-use crate::api::traefik::routes::{Domain, ObjectRef};
+use crate::api::traefik::routes::ObjectRef;
 use crate::snapshot::{ObjKey, TraefikKind};
 use crate::traefik::tls::{self as ttls, ClientAuthType, TlsOptionModel};
 
@@ -38,7 +38,6 @@ pub(in crate::dag) struct TlsFields<'a> {
     pub options: Option<&'a ObjectRef>,
     pub store: Option<&'a ObjectRef>,
     pub cert_resolver: Option<&'a str>,
-    pub domains: &'a [Domain],
 }
 
 /// Checks a `tls` block of a route in `namespace`; errors name the field.
@@ -50,10 +49,9 @@ pub(in crate::dag) fn request(namespace: &str, f: &TlsFields<'_>) -> Result<TlsR
                 .into(),
         );
     }
-    // `domains` names what a certificate resolver should request; Traefik reads it nowhere
-    // else (its ACME provider skips routers of other resolvers), so without `certResolver`,
-    // refused above, it has no effect in Traefik and none here. Its values go nowhere.
-    let _ = f.domains;
+    // `domains` is not read: it names what a certificate resolver should request, and Traefik
+    // reads it nowhere else (its ACME provider skips routers of other resolvers), so without
+    // `certResolver`, refused above, it has no effect in Traefik and none here.
     if let Some(store) = f.store {
         same_namespace("spec.tls.store", namespace, store)?;
         if store.name != DEFAULT {
