@@ -211,23 +211,30 @@ async fn bind(name: &str) -> Result<(TcpListener, SocketAddr)> {
 }
 
 impl Backend {
-    /// Starts a backend called `name` on an ephemeral port.
-    pub async fn start(name: &str) -> Result<Backend> {
+    /// Binds a backend called `name` on an ephemeral port and serves each connection, counted
+    /// first, with `serve`.
+    async fn serving<F, Fut>(name: &str, serve: F) -> Result<Backend>
+    where
+        F: Fn(TcpStream, BackendControl) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
         let (listener, addr) = bind(name).await?;
         let control = BackendControl::new(name);
         let served = control.clone();
         let task = tokio::spawn(accept_loop(listener, move |stream| {
-            let control = served.clone();
-            async move {
-                control.connections.fetch_add(1, Ordering::SeqCst);
-                serve_http(stream, control, None).await
-            }
+            served.connections.fetch_add(1, Ordering::SeqCst);
+            serve(stream, served.clone())
         }));
         Ok(Backend {
             addr,
             control,
             task,
         })
+    }
+
+    /// Starts a backend called `name` on an ephemeral port.
+    pub async fn start(name: &str) -> Result<Backend> {
+        Backend::serving(name, |stream, control| serve_http(stream, control, None)).await
     }
 
     /// Starts a backend called `name` serving HTTPS with `cert` (HTTP/1.1 over TLS, ALPN
@@ -241,14 +248,9 @@ impl Backend {
     /// certificate. Connections whose handshake fails serve nothing.
     pub async fn start_tls_with(name: &str, config: Arc<rustls::ServerConfig>) -> Result<Backend> {
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let (listener, addr) = bind(name).await?;
-        let control = BackendControl::new(name);
-        let served = control.clone();
-        let task = tokio::spawn(accept_loop(listener, move |stream| {
-            let control = served.clone();
+        Backend::serving(name, move |stream, control| {
             let acceptor = acceptor.clone();
             async move {
-                control.connections.fetch_add(1, Ordering::SeqCst);
                 let stream = acceptor
                     .accept(stream)
                     .await
@@ -256,12 +258,8 @@ impl Backend {
                 let sni = stream.get_ref().1.server_name().map(str::to_owned);
                 serve_http(stream, control, sni).await
             }
-        }));
-        Ok(Backend {
-            addr,
-            control,
-            task,
         })
+        .await
     }
 
     /// Starts a backend called `name` speaking cleartext HTTP/2 only (prior knowledge, as
@@ -271,21 +269,7 @@ impl Backend {
     /// it. Requests are counted and recorded as by [`Backend::start`]; the other controls
     /// (failures, delays, health, WebSockets) are not served.
     pub async fn start_h2c(name: &str) -> Result<Backend> {
-        let (listener, addr) = bind(name).await?;
-        let control = BackendControl::new(name);
-        let served = control.clone();
-        let task = tokio::spawn(accept_loop(listener, move |stream| {
-            let control = served.clone();
-            async move {
-                control.connections.fetch_add(1, Ordering::SeqCst);
-                serve_h2c(stream, control).await
-            }
-        }));
-        Ok(Backend {
-            addr,
-            control,
-            task,
-        })
+        Backend::serving(name, serve_h2c).await
     }
 
     pub fn name(&self) -> &str {
