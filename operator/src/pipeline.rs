@@ -9,14 +9,14 @@
 //! again); one-shot callers (`render`) translate from scratch with [`translate_dag`], the
 //! reference the incremental translation is tested against.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dag::{ClaimRecord, Dag, IncrementalDag, Selection, UpdateStats};
 use crate::snapshot::{ChangeSet, ClusterSnapshot};
-use crate::xds::cache::InstanceResources;
+use crate::xds::cache::{InstanceResources, Rejection};
 use crate::xds::translate::{self, Resources, TranslateError, TranslateOptions, Translator};
 
 /// Turns a DAG into Envoy resources from scratch (one-shot callers; the reference of
@@ -146,6 +146,42 @@ impl InstancePipeline {
         self.dag.claim_record(budget)
     }
 
+    /// Quarantines the objects `rejections` (the instance's rejections still in force, see
+    /// [`crate::xds::cache::Cache::rejections`]) are blamed on in the current DAG: from the next
+    /// update on they are built as invalid with Envoy's message, so the configuration leaves
+    /// their parts out and a resource every tenant shares is accepted again (see
+    /// `dag::quarantine`). A rejection is acted on only when every object it may be blamed on
+    /// is of one namespace: one team's objects, never another's along with them. Returns the
+    /// objects newly quarantined (DAG owner names).
+    pub fn quarantine_rejected(&mut self, rejections: &[Rejection]) -> Vec<String> {
+        let mut newly = Vec::new();
+        if rejections.is_empty() {
+            return newly;
+        }
+        let dag = self.dag.shared_dag();
+        for r in rejections {
+            let owners = crate::xds::attribution::rejection_owners(&dag, r);
+            let namespace =
+                |o: &String| crate::dag::owner::Owner::parse(o).map(|o| o.namespace().to_owned());
+            let namespaces: BTreeSet<Option<String>> = owners.iter().map(namespace).collect();
+            if namespaces.len() != 1 || namespaces.contains(&None) {
+                continue;
+            }
+            let description = crate::dag::quarantine::description(&r.error);
+            for owner in owners {
+                if self.dag.quarantine(&owner, description.clone()) {
+                    newly.push(owner);
+                }
+            }
+        }
+        newly
+    }
+
+    /// The objects quarantined now (see [`Self::quarantine_rejected`]).
+    pub fn quarantined(&self) -> &crate::dag::quarantine::Quarantine {
+        self.dag.quarantined()
+    }
+
     /// The current DAG's statuses counted, and those not valid (kept per change).
     pub fn status_tally(&self) -> &crate::dag::StatusTally {
         self.dag.status_tally()
@@ -198,6 +234,11 @@ impl Pipelines {
     /// Each instance's pipeline, by Gateway (`namespace/name`).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &InstancePipeline)> {
         self.instances.iter().map(|(k, p)| (k.as_str(), p))
+    }
+
+    /// Each instance's pipeline, by Gateway, to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut InstancePipeline)> {
+        self.instances.iter_mut().map(|(k, p)| (k.as_str(), p))
     }
 
     /// Forgets instances not named in `wanted` (`namespace/name`).

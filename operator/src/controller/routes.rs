@@ -580,6 +580,11 @@ async fn reconcile_instance(
         let Some(pipeline) = pipeline.as_mut() else {
             return;
         };
+        // Objects an Envoy of this Gateway rejected the configuration of are left out of the
+        // next one (`dag::quarantine`), so what every tenant shares is accepted again.
+        for owner in pipeline.quarantine_rejected(&ctx.cache.rejections(&gateway)) {
+            tracing::warn!(gateway = %gateway, object = %owner, "an Envoy rejected the configuration made from this object; it is left out until an object of its namespace changes");
+        }
         let built = pipeline.update_guarded(&snapshot, &sel, changes, &opts);
         // Whether the DAG changed (`None`: the build panicked, nothing to record).
         let mut changed = None;

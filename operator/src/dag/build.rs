@@ -23,6 +23,7 @@ use super::model::{
     self, Cluster, ClusterEndpoints, Dag, RouteStatus, Secret, Upstream, Validity, VirtualHost, msg,
 };
 use super::open_hosts;
+use super::quarantine::Quarantine;
 use super::select::Selection;
 use super::traefik;
 use super::walk::WalkError;
@@ -50,8 +51,19 @@ pub fn build(snapshot: &ClusterSnapshot, sel: &Selection) -> Dag {
 /// [`build`] with host claims dated by `ages` (see `claim_ages`): what an instance that has seen
 /// the claims come and go serves.
 pub fn build_aged(snapshot: &ClusterSnapshot, sel: &Selection, ages: &ClaimAges) -> Dag {
+    build_quarantined(snapshot, sel, ages, &Quarantine::default())
+}
+
+/// [`build_aged`] with the objects in `quarantine` built as invalid (see `quarantine`): what
+/// an instance whose Envoys rejected their configuration serves.
+pub fn build_quarantined(
+    snapshot: &ClusterSnapshot,
+    sel: &Selection,
+    ages: &ClaimAges,
+    quarantine: &Quarantine,
+) -> Dag {
     let selected = select_routes(snapshot, sel);
-    let mut b = Builder::new(snapshot, sel, &selected, false);
+    let mut b = Builder::new(snapshot, sel, &selected, quarantine, false);
 
     // Roots that may claim their fqdn, grouped by fqdn.
     let mut fqdns: BTreeMap<String, Vec<Claimant>> = BTreeMap::new();
@@ -290,6 +302,8 @@ pub(super) struct Builder<'a> {
     pub(super) sel: &'a Selection,
     /// IngressRoutes this instance judges.
     pub(super) selected: &'a Selected,
+    /// Objects built as invalid: their configuration was rejected by an Envoy.
+    pub(super) quarantine: &'a Quarantine,
     statuses: Statuses,
     pub(super) vhosts: BTreeMap<String, VirtualHost>,
     pub(super) clusters: BTreeMap<String, Cluster>,
@@ -307,12 +321,14 @@ impl<'a> Builder<'a> {
         snap: &'a ClusterSnapshot,
         sel: &'a Selection,
         selected: &'a Selected,
+        quarantine: &'a Quarantine,
         tracking: bool,
     ) -> Self {
         Self {
             snap,
             sel,
             selected,
+            quarantine,
             statuses: BTreeMap::new(),
             vhosts: BTreeMap::new(),
             clusters: BTreeMap::new(),
@@ -384,6 +400,9 @@ impl<'a> Builder<'a> {
         let Some(vh) = root.spec.virtualhost.as_ref() else {
             return;
         };
+        if let Some(quarantined) = self.quarantine.contour(key) {
+            return self.invalid(key, quarantined);
+        }
         let (tls, tls_secret) = match vh.tls.as_ref().map(|t| self.build_vhost_tls(key, t)) {
             None => (None, None),
             Some(Ok((tls, secret))) => (Some(tls), secret),

@@ -34,6 +34,7 @@ use super::claim_record::{ClaimRecord, NeededNames};
 use super::claims::{self, Claimant};
 use super::deps::{self, Dep};
 use super::model::{Cluster, ClusterEndpoints, Dag, Secret, Validity, VirtualHost, msg};
+use super::quarantine::Quarantine;
 use super::select::Selection;
 use super::tally::StatusTally;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
@@ -97,6 +98,11 @@ pub struct IncrementalDag {
     /// Rebuilt after an update panicked ([`Self::resume`]): the next update compares every
     /// root's claims with `ages_at`.
     resumed: bool,
+    /// Objects built as invalid because an Envoy rejected their configuration; kept across
+    /// selection changes and panics (see `quarantine`).
+    quarantine: Quarantine,
+    /// The objects whose quarantine began since the last update: built again by the next.
+    quarantined_since: ChangeSet,
 }
 
 /// The entries of the DAG an update may have changed, by name (never fewer than changed): what
@@ -208,6 +214,8 @@ impl IncrementalDag {
             ages: ClaimAges::default(),
             ages_at: (Arc::default(), ages_sel),
             resumed: false,
+            quarantine: Quarantine::default(),
+            quarantined_since: ChangeSet::default(),
         }
     }
 
@@ -222,7 +230,23 @@ impl IncrementalDag {
         dag.snap = snap.clone();
         dag.ages_at = (snap, sel);
         dag.resumed = true;
+        // Whoever can make a build panic cannot end a quarantine either.
+        dag.quarantine = broken.quarantine.clone();
         dag
+    }
+
+    /// Quarantines the object the DAG owner name `owner` names (`namespace/name`,
+    /// `traefik:namespace/name`, `traefik-tcp:namespace/name`): from the next update on it is
+    /// built as invalid with `description`, until an object of its namespace changes. Returns
+    /// whether that changed anything.
+    pub fn quarantine(&mut self, owner: &str, description: String) -> bool {
+        (self.quarantine).insert(owner, description, &mut self.quarantined_since)
+    }
+
+    /// The objects quarantined now: with them, [`super::build_quarantined`] builds the same DAG
+    /// from scratch.
+    pub fn quarantined(&self) -> &Quarantine {
+        &self.quarantine
     }
 
     /// The IngressRoute the selection holds under `key` (tests: it is the snapshot's).
@@ -314,19 +338,39 @@ impl IncrementalDag {
         self.ages_at = (snap.clone(), sel.clone());
         #[cfg(test)]
         super::faults::hit(super::faults::Stage::Build);
+        // Quarantines end with a change in their namespace; the objects whose quarantine began
+        // or ended are built again.
+        let mut requarantined = std::mem::take(&mut self.quarantined_since);
+        if !self.quarantine.is_empty() {
+            if changes.has_whole_kinds() {
+                let resolved = changes.resolve(&self.snap, snap);
+                self.quarantine.lift(&resolved, &mut requarantined);
+            } else {
+                self.quarantine.lift(changes, &mut requarantined);
+            }
+        }
         let resolved;
         let from_scratch = *sel != self.sel || self.fresh;
         let changes = if from_scratch {
             let ages = std::mem::take(&mut self.ages);
             let ages_at = self.ages_at.clone();
+            let quarantine = std::mem::take(&mut self.quarantine);
             *self = Self::new(sel.clone());
             self.ages = ages;
             self.ages_at = ages_at;
+            self.quarantine = quarantine;
             self.fresh = false;
             resolved = ChangeSet::diff(&ClusterSnapshot::default(), snap);
             &resolved
         } else if changes.has_whole_kinds() {
-            resolved = changes.resolve(&self.snap, snap);
+            let mut all = changes.resolve(&self.snap, snap);
+            all.extend(&requarantined);
+            resolved = all;
+            &resolved
+        } else if !requarantined.is_empty() {
+            let mut all = changes.clone();
+            all.extend(&requarantined);
+            resolved = all;
             &resolved
         } else {
             changes
@@ -516,7 +560,7 @@ impl IncrementalDag {
                 return 0;
             }
             let snap = self.snap.clone();
-            let mut b = Builder::new(&snap, &self.sel, &self.selected, true);
+            let mut b = Builder::new(&snap, &self.sel, &self.selected, &self.quarantine, true);
             let traces: Vec<RootTrace> = order
                 .iter()
                 .map(|(fqdn, key)| b.build_owner_traced(key, fqdn))

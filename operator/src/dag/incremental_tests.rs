@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::incremental_traefik_gen as tgen;
-use super::{ClaimAges, IncrementalDag, Selection, build, build_aged};
+use super::{ClaimAges, IncrementalDag, Selection, build, build_quarantined};
 use crate::api::traefik::Group;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey, Object, TraefikKind};
 use crate::xds::resource::InstanceResources;
@@ -373,6 +373,9 @@ struct Seen {
     recorded: usize,
     recorded_wildcards: usize,
     features: std::collections::BTreeSet<&'static str>,
+    /// Objects quarantined, and statuses of quarantined objects in the DAGs compared.
+    quarantined: usize,
+    quarantined_invalid: usize,
 }
 
 /// Random worlds and edit sequences; the incremental DAG (and the translation of its diffs)
@@ -434,6 +437,23 @@ fn property(mix: Mix) -> Seen {
             // Sources that only know "something changed" are covered too.
             if rng.chance(5) {
                 changes = ChangeSet::everything();
+            }
+            // Objects an Envoy rejected: any owner of the DAG, quarantined until their
+            // namespace changes.
+            if rng.chance(15) {
+                let owners: Vec<&str> = (inc.dag().virtual_hosts.iter())
+                    .flat_map(|vh| {
+                        let routes = vh.routes.iter().map(|r| r.owner.as_str());
+                        let tcp = vh.tcp_proxy.iter().map(|t| t.owner.as_str());
+                        std::iter::once(vh.owner.as_str()).chain(routes).chain(tcp)
+                    })
+                    .collect();
+                if !owners.is_empty() {
+                    let owner = owners[rng.below(owners.len())].to_owned();
+                    let why = format!("rejected at step {step}");
+                    inc.quarantine(&owner, crate::dag::quarantine::description(&why));
+                    seen.quarantined += 1;
+                }
             }
             let reused = inc.spare_counts().0;
             let stats = inc.update(&Arc::new(snap.clone()), &sel, &changes);
@@ -499,7 +519,11 @@ fn property(mix: Mix) -> Seen {
                 .count()
                 + snap.traefik_routes.effective().len()
                 + snap.traefik_tcp_routes.effective().len();
-            let want = build_aged(&snap, &sel, &ages);
+            let want = build_quarantined(&snap, &sel, &ages, inc.quarantined());
+            seen.quarantined_invalid += (want.statuses.iter().map(|s| &s.description))
+                .chain(want.object_statuses.iter().map(|s| &s.description))
+                .filter(|d| d.starts_with("Envoy rejected"))
+                .count();
             vhosts += want.virtual_hosts.len();
             valid += want
                 .statuses
@@ -591,6 +615,10 @@ fn property(mix: Mix) -> Seen {
         seen.traefik_incremental, seen.traefik_whole
     );
     println!("Traefik features seen: {:?}", seen.features);
+    println!(
+        "quarantined: {} objects; {} statuses of quarantined objects compared",
+        seen.quarantined, seen.quarantined_invalid
+    );
     seen
 }
 
@@ -613,6 +641,11 @@ fn incremental_equals_full_rebuild_after_every_random_edit() {
         seen.diffs
     );
     assert!(seen.spare_reused > 100, "{}", seen.spare_reused);
+    assert!(
+        seen.quarantined_invalid > 100,
+        "{}",
+        seen.quarantined_invalid
+    );
 }
 
 /// Traefik worlds: every kind a Traefik route reads edited (see `incremental_traefik_gen.rs`),

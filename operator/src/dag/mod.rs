@@ -12,6 +12,7 @@
 //! | `upstream.rs` | services to clusters (protocol, policies, health checks) and endpoints |
 //! | `vhost_tls.rs` | a virtual host's TLS: version floor, certificate, delegation |
 //! | `deps.rs`, `incremental.rs` | the dependency index and [`IncrementalDag`] |
+//! | `quarantine.rs` | objects an Envoy rejected the configuration of, built as invalid |
 
 mod build;
 pub mod checks;
@@ -26,6 +27,7 @@ pub mod model;
 mod open_hosts;
 pub mod owner;
 pub mod policy;
+pub mod quarantine;
 mod select;
 mod tally;
 mod traefik;
@@ -33,7 +35,7 @@ mod upstream;
 mod vhost_tls;
 mod walk;
 
-pub use build::{DEFAULT_HEALTH_CHECK_HOST, build, build_aged};
+pub use build::{DEFAULT_HEALTH_CHECK_HOST, build, build_aged, build_quarantined};
 pub use claim_ages::ClaimAges;
 pub use claim_record::{ClaimRecord, RecordedClaim, RecordedKind};
 pub use deps::Dep;
@@ -56,6 +58,8 @@ mod held_tests;
 mod incremental_tests;
 #[cfg(test)]
 mod incremental_traefik_gen;
+#[cfg(test)]
+mod quarantine_tests;
 #[cfg(test)]
 mod refused_claims_tests;
 #[cfg(test)]

@@ -54,6 +54,20 @@ impl<'a> Owner<'a> {
         Some(Owner::Contour { namespace, name })
     }
 
+    /// The object's namespace.
+    pub fn namespace(&self) -> &'a str {
+        match self {
+            Owner::Contour { namespace, .. } | Owner::Traefik { namespace, .. } => namespace,
+        }
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &'a str {
+        match self {
+            Owner::Contour { name, .. } | Owner::Traefik { name, .. } => name,
+        }
+    }
+
     /// The object's kind and `namespace/name`, as messages name it (`IngressRouteTCP team/db`).
     pub fn describe(&self) -> String {
         match self {

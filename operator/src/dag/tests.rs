@@ -8,7 +8,7 @@ use crate::snapshot::ClusterSnapshot;
 
 /// A snapshot from multi-document YAML, through the real manifest loader; fixtures must load
 /// without errors or warnings (a misspelt field would otherwise be silently ignored).
-fn snapshot(yaml: &str) -> ClusterSnapshot {
+pub(super) fn snapshot(yaml: &str) -> ClusterSnapshot {
     let report = crate::source::load_sources([("fixture.yaml", yaml)]);
     assert!(
         report.errors.is_empty(),
@@ -27,7 +27,7 @@ fn default_build(yaml: &str) -> Dag {
     build(&snapshot(yaml), &Selection::default_instance())
 }
 
-fn status<'a>(dag: &'a Dag, key: &str) -> (&'static str, &'a str) {
+pub(super) fn status<'a>(dag: &'a Dag, key: &str) -> (&'static str, &'a str) {
     let (ns, name) = key.split_once('/').unwrap();
     let s = dag
         .statuses
@@ -51,32 +51,32 @@ fn prefixes(v: &VirtualHost) -> Vec<(&str, &str)> {
         .collect()
 }
 
-fn svc(ns: &str, name: &str, port: i32) -> String {
+pub(super) fn svc(ns: &str, name: &str, port: i32) -> String {
     format!(
         "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\n\
          spec:\n  ports: [{{port: {port}, name: http, targetPort: 8080}}]\n"
     )
 }
 
-fn root(ns: &str, name: &str, fqdn: &str, routes: &str) -> String {
+pub(super) fn root(ns: &str, name: &str, fqdn: &str, routes: &str) -> String {
     format!(
         "---\napiVersion: contour.heptio.com/v1beta1\nkind: IngressRoute\n\
          metadata: {{name: {name}, namespace: {ns}}}\nspec:\n  virtualhost: {{fqdn: {fqdn}}}\n  routes:\n{routes}"
     )
 }
 
-fn child(ns: &str, name: &str, routes: &str) -> String {
+pub(super) fn child(ns: &str, name: &str, routes: &str) -> String {
     format!(
         "---\napiVersion: contour.heptio.com/v1beta1\nkind: IngressRoute\n\
          metadata: {{name: {name}, namespace: {ns}}}\nspec:\n  routes:\n{routes}"
     )
 }
 
-fn to_svc(prefix: &str, name: &str) -> String {
+pub(super) fn to_svc(prefix: &str, name: &str) -> String {
     format!("  - match: {prefix}\n    services: [{{name: {name}, port: 80}}]\n")
 }
 
-fn to_delegate(prefix: &str, name: &str, ns: Option<&str>) -> String {
+pub(super) fn to_delegate(prefix: &str, name: &str, ns: Option<&str>) -> String {
     match ns {
         Some(ns) => {
             format!("  - match: {prefix}\n    delegate: {{name: {name}, namespace: {ns}}}\n")

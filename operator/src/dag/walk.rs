@@ -24,6 +24,9 @@ impl<'a> Builder<'a> {
         parent_prefix: &str,
         chain: &mut Vec<ObjKey>,
     ) -> Result<Vec<model::Route>, WalkError> {
+        if let Some(quarantined) = self.quarantine.contour(key) {
+            return Err(WalkError::Own(quarantined.to_owned()));
+        }
         // Pass 1: everything about this IngressRoute itself, in route order.
         let mut own = Vec::new();
         let mut delegations = Vec::new();
@@ -131,6 +134,9 @@ impl<'a> Builder<'a> {
         tcp: &ir::TcpProxy,
         chain: &mut Vec<ObjKey>,
     ) -> Result<model::TcpProxy, WalkError> {
+        if let Some(quarantined) = self.quarantine.contour(key) {
+            return Err(WalkError::Own(quarantined.to_owned()));
+        }
         if !tcp.services.is_empty() && tcp.delegate.is_some() {
             return Err(WalkError::Own(
                 "tcpproxy: cannot specify services and delegate in the same tcpproxy".into(),

@@ -162,8 +162,10 @@ pub async fn run(opts: StandaloneOptions) -> anyhow::Result<()> {
     reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut terminate = signal_terminate()?;
+    let mut rejections = cache.watch_rejections();
     loop {
         tokio::select! {
+            Ok(()) = rejections.changed() => state.quarantine_rejected().await,
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
             () = changed.notified() => {
@@ -282,6 +284,29 @@ impl State<'_> {
         let (snapshot, changes) = self.live.take();
         self.apply(snapshot, changes).await;
         self.applied = true;
+    }
+
+    /// Leaves out of the next configuration the objects an Envoy rejected the configuration of
+    /// (`dag::quarantine`), and builds it.
+    async fn quarantine_rejected(&mut self) {
+        if !self.applied {
+            return;
+        }
+        let mut any = false;
+        for (name, pipeline) in self.pipelines.iter_mut() {
+            for owner in pipeline.quarantine_rejected(&self.cache.rejections(name)) {
+                let described = crate::dag::owner::Owner::parse(&owner)
+                    .map_or_else(|| owner.clone(), |o| o.describe());
+                eprintln!(
+                    "sluice: warning: {name}: Envoy rejected the configuration made from {described}; it is left out until an object of its namespace changes"
+                );
+                any = true;
+            }
+        }
+        if any {
+            let (snapshot, changes) = self.live.take();
+            self.apply(snapshot, changes).await;
+        }
     }
 
     async fn apply(&mut self, snapshot: Arc<ClusterSnapshot>, changes: ChangeSet) {

@@ -106,15 +106,30 @@ pub fn single_owner<'a>(
 /// of the filter chains that changed ([`super::listener_blame`]); otherwise the owner of every
 /// changed resource ([`single_owner`]).
 pub fn rejection_owner(dag: &Dag, rejection: &super::cache::Rejection) -> Option<String> {
-    if rejection.type_url == type_url::LISTENER {
-        let mut owners = super::listener_blame::owners(dag, &rejection.changed_filter_chains);
-        return match owners.len() {
-            1 => owners.pop_first(),
-            _ => None,
-        };
+    let mut owners = rejection_owners(dag, rejection);
+    match owners.len() {
+        1 => owners.pop_first(),
+        _ => None,
     }
-    let changed = rejection.changed_resources.keys().map(String::as_str);
-    single_owner(dag, &rejection.type_url, changed)
+}
+
+/// Every object a rejection may be blamed on: for a listener, the owners of the filter chains
+/// that changed ([`super::listener_blame`]); otherwise the owners of the changed resources.
+/// Empty when some changed resource has no owner (shared, or unknown): then the cause may be
+/// anyone's.
+pub fn rejection_owners(dag: &Dag, rejection: &super::cache::Rejection) -> BTreeSet<String> {
+    if rejection.type_url == type_url::LISTENER {
+        return super::listener_blame::owners(dag, &rejection.changed_filter_chains);
+    }
+    let mut all = BTreeSet::new();
+    for name in rejection.changed_resources.keys() {
+        let owners = owners(dag, &rejection.type_url, name);
+        if owners.is_empty() {
+            return BTreeSet::new();
+        }
+        all.extend(owners);
+    }
+    all
 }
 
 /// The `apiVersion` of the Traefik object that owner name `owner` names, from its status in
@@ -126,9 +141,6 @@ pub fn traefik_api_version(dag: &Dag, owner: &str) -> Option<String> {
         .find(|s| owner.is_status_of(s))
         .map(|s| s.api_version.clone())
 }
-
-/// Longest part of Envoy's error message copied into an IngressRoute's status.
-const MAX_ERROR_IN_STATUS: usize = 300;
 
 /// `dag`'s statuses, with every IngressRoute that alone is to blame for a rejection still in
 /// force marked `invalid`, saying that Envoy rejected its configuration and why. The DAG's
@@ -162,10 +174,7 @@ pub fn blame_statuses<'a>(
         let Some(i) = found else {
             continue;
         };
-        let mut error: String = r.error.chars().take(MAX_ERROR_IN_STATUS).collect();
-        if error.len() < r.error.len() {
-            error.push('…');
-        }
+        let error = crate::dag::quarantine::quoted_error(&r.error);
         let description = format!(
             "Envoy rejected the configuration made from this IngressRoute (the last accepted \
              one is served instead): {error}"

@@ -288,7 +288,7 @@ impl IncrementalDag {
         let mut count = 0;
         for id in ids {
             let lost = self.lost_host(&id);
-            let mut b = Builder::new(&snap, &self.sel, &self.selected, true);
+            let mut b = Builder::new(&snap, &self.sel, &self.selected, &self.quarantine, true);
             let built = if id.tcp {
                 tcp::root(&snap, &self.sel, &id.key).map(|root| {
                     let (verdict, trace) = b.traced(|b| match (&root.parsed, &lost) {

@@ -32,6 +32,9 @@ impl Builder<'_> {
         key: &ObjKey,
         parsed: &Parsed<'_>,
     ) -> Result<(), String> {
+        if let Some(quarantined) = self.quarantine.traefik(key) {
+            return Err(quarantined.to_owned());
+        }
         // Each host's TLS: the certificate of a TLSStore may differ per host.
         let (mut host_tls, tls_secrets) = match &parsed.tls {
             Some(req) => self.traefik_tls_per_host(key, req, false, true, &parsed.hosts)?,

@@ -241,6 +241,9 @@ impl Builder<'_> {
         key: &ObjKey,
         parsed: &TcpParsed<'_>,
     ) -> Result<(), String> {
+        if let Some(quarantined) = self.quarantine.traefik_tcp(key) {
+            return Err(quarantined.to_owned());
+        }
         let (mut host_tls, secrets) = self.traefik_tls_per_host(
             key,
             &parsed.tls,

@@ -1,0 +1,194 @@
+//! Quarantine: objects an Envoy rejected the configuration of are built as invalid, keep their
+//! names, and come back when their namespace changes; the pipeline quarantines only what one
+//! namespace is to blame for.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use super::tests::{child, root, snapshot, status, svc, to_delegate, to_svc};
+use super::{IncrementalDag, Selection, build_quarantined};
+use crate::pipeline::InstancePipeline;
+use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
+use crate::xds::cache::Rejection;
+use crate::xds::resource::type_url;
+use crate::xds::translate::TranslateOptions;
+
+const REJECTED: &str = "Envoy rejected the configuration made from this object";
+
+/// Brings `inc` to `snap` from `old` and checks it against a full build with its quarantine.
+fn update(inc: &mut IncrementalDag, old: &ClusterSnapshot, snap: &ClusterSnapshot) {
+    update_with(inc, snap, &ChangeSet::diff(old, snap));
+}
+
+fn update_with(inc: &mut IncrementalDag, snap: &ClusterSnapshot, changes: &ChangeSet) {
+    let sel = Selection::default_instance();
+    inc.update(&Arc::new(snap.clone()), &sel, changes);
+    let want = build_quarantined(snap, &sel, inc.claim_ages(), inc.quarantined());
+    assert_eq!(*inc.dag(), want, "incremental differs from a full build");
+}
+
+fn world(extra: &str) -> ClusterSnapshot {
+    let yaml = [
+        root("victim", "site", "h.example.com", &to_svc("/", "web")).replace(
+            "namespace: victim}",
+            "namespace: victim, creationTimestamp: \"2020-01-01T00:00:00Z\"}",
+        ),
+        svc("victim", "web", 80),
+        root(
+            "team",
+            "root",
+            "t.example.com",
+            &(to_svc("/", "web") + &to_delegate("/api", "api", Some("apis"))),
+        ),
+        svc("team", "web", 80),
+        child("apis", "api", &to_svc("/api", "api")),
+        svc("apis", "api", 80),
+        extra.to_owned(),
+    ]
+    .concat();
+    snapshot(&yaml)
+}
+
+#[test]
+fn a_quarantined_root_serves_nothing_and_keeps_its_name() {
+    // A younger root of another namespace contests the victim's name.
+    let contest = root("evil", "late", "h.example.com", &to_svc("/", "web")).replace(
+        "namespace: evil}",
+        "namespace: evil, creationTimestamp: \"2030-01-01T00:00:00Z\"}",
+    ) + &svc("evil", "web", 80);
+    let snap = world(&contest);
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    update_with(&mut inc, &snap, &ChangeSet::everything());
+    assert_eq!(
+        status(inc.dag(), "victim/site"),
+        ("valid", "valid IngressRoute")
+    );
+    assert_eq!(status(inc.dag(), "evil/late").0, "invalid");
+
+    assert!(inc.quarantine(
+        "victim/site",
+        super::quarantine::description("bad filter chain")
+    ));
+    // Twice is nothing new.
+    assert!(!inc.quarantine(
+        "victim/site",
+        super::quarantine::description("bad filter chain")
+    ));
+    update_with(&mut inc, &snap, &ChangeSet::default());
+    let (v, d) = status(inc.dag(), "victim/site");
+    assert_eq!(v, "invalid");
+    assert!(
+        d.starts_with(REJECTED) && d.ends_with("bad filter chain"),
+        "{d}"
+    );
+    // Nothing of it is served; the younger claimant does not get the name.
+    let served = inc
+        .dag()
+        .virtual_hosts
+        .iter()
+        .find(|vh| vh.fqdn == "h.example.com");
+    assert!(served.is_none_or(|vh| vh.routes.is_empty()), "{served:?}");
+    let (v, d) = status(inc.dag(), "evil/late");
+    assert_eq!(v, "invalid");
+    assert!(d.contains("victim/site"), "{d}");
+    // Other roots are untouched.
+    assert_eq!(status(inc.dag(), "team/root").0, "valid");
+}
+
+#[test]
+fn a_quarantine_ends_with_a_change_in_its_namespace_only() {
+    let snap = world("");
+    let mut inc = IncrementalDag::new(Selection::default_instance());
+    update_with(&mut inc, &snap, &ChangeSet::everything());
+    inc.quarantine("apis/api", super::quarantine::description("bad cluster"));
+    update_with(&mut inc, &snap, &ChangeSet::default());
+    // The delegated child is invalid and its routes are gone; its parent serves the rest.
+    let (v, d) = status(inc.dag(), "apis/api");
+    assert_eq!(v, "invalid");
+    assert!(d.starts_with(REJECTED), "{d}");
+    assert_eq!(status(inc.dag(), "team/root").0, "valid");
+    let vh = inc
+        .dag()
+        .virtual_hosts
+        .iter()
+        .find(|v| v.fqdn == "t.example.com")
+        .unwrap();
+    let owners: Vec<&str> = vh.routes.iter().map(|r| r.owner.as_str()).collect();
+    assert_eq!(owners, ["team/root"]);
+
+    // Another namespace's objects change: still quarantined.
+    let other = world(&svc("team", "more", 81));
+    update(&mut inc, &snap, &other);
+    assert_eq!(status(inc.dag(), "apis/api").0, "invalid");
+    // A status alone does not count.
+    let mut statuses = ChangeSet::default();
+    statuses.insert_status(Kind::IngressRoute, ObjKey::new("apis", "api"));
+    update_with(&mut inc, &other, &statuses);
+    assert_eq!(status(inc.dag(), "apis/api").0, "invalid");
+    // A Service of its namespace changes: tried again.
+    let fixed = world(&(svc("team", "more", 81) + &svc("apis", "more", 81)));
+    update(&mut inc, &other, &fixed);
+    assert_eq!(status(inc.dag(), "apis/api").0, "valid");
+    assert!(inc.quarantined().is_empty());
+    let vh = inc
+        .dag()
+        .virtual_hosts
+        .iter()
+        .find(|v| v.fqdn == "t.example.com")
+        .unwrap();
+    assert_eq!(vh.routes.len(), 2);
+
+    // Quarantined again; a source that only knows "something changed" ends it when the
+    // namespace did change.
+    inc.quarantine("apis/api", super::quarantine::description("bad cluster"));
+    update_with(&mut inc, &fixed, &ChangeSet::default());
+    assert_eq!(status(inc.dag(), "apis/api").0, "invalid");
+    update_with(&mut inc, &fixed, &ChangeSet::everything());
+    assert_eq!(status(inc.dag(), "apis/api").0, "invalid");
+    let edited = world(&(svc("team", "more", 81) + &svc("apis", "more", 82)));
+    update_with(&mut inc, &edited, &ChangeSet::everything());
+    assert_eq!(status(inc.dag(), "apis/api").0, "valid");
+}
+
+/// The pipeline quarantines the owners of a rejection when they are all of one namespace.
+#[test]
+fn only_a_rejection_one_namespace_is_to_blame_for_quarantines() {
+    let snap = Arc::new(world(&svc("apis", "other", 80)));
+    let sel = Selection::default_instance();
+    let opts = TranslateOptions::default();
+    let mut p = InstancePipeline::new(sel.clone());
+    p.update(&snap, &sel, &ChangeSet::everything(), &opts);
+    let cluster_of = |owner: &str| {
+        let dag = p.dag();
+        let route = (dag.virtual_hosts.iter())
+            .flat_map(|vh| &vh.routes)
+            .find(|r| r.owner == owner)
+            .unwrap();
+        route.cluster_names().next().unwrap().to_owned()
+    };
+    let (victim, team, api) = (
+        cluster_of("victim/site"),
+        cluster_of("team/root"),
+        cluster_of("apis/api"),
+    );
+    // Clusters of two namespaces: nobody is quarantined.
+    let two = Rejection::for_test(type_url::CLUSTER, &[&victim, &api], "bad");
+    assert!(p.quarantine_rejected(&[two]).is_empty());
+    let two = Rejection::for_test(type_url::CLUSTER, &[&team, &api], "bad");
+    assert!(p.quarantine_rejected(&[two]).is_empty());
+    // A resource nobody owns (shared): nobody either.
+    let shared = Rejection::for_test(type_url::LISTENER, &["ingress_http"], "bad");
+    assert!(p.quarantine_rejected(&[shared]).is_empty());
+    // One namespace's: quarantined, and left out of the next configuration.
+    let one = Rejection::for_test(type_url::CLUSTER, &[&api], "bad upstream");
+    assert_eq!(p.quarantine_rejected(&[one]), ["apis/api"]);
+    let built = p.update(&snap, &sel, &ChangeSet::default(), &opts);
+    let resources = built.resources.unwrap().unwrap();
+    let clusters = &resources.by_type()[type_url::CLUSTER];
+    assert!(clusters.get(api.as_str()).is_none(), "{api} still sent");
+    assert!(clusters.get(team.as_str()).is_some());
+    assert!(clusters.get(victim.as_str()).is_some());
+    let (v, d) = status(p.dag(), "apis/api");
+    assert_eq!(v, "invalid");
+    assert!(d.ends_with("bad upstream"), "{d}");
+}
