@@ -35,6 +35,9 @@ pub struct Metrics {
     /// Secret watches running, by state: `needed` (the scope calls for them) or `grace` (left
     /// the scope, kept for a while); the cluster-wide watch counts one.
     pub secret_watches: IntGaugeVec,
+    /// Objects each Gateway builds as invalid because an Envoy rejected their configuration
+    /// (`dag::quarantine`): nonzero means a check Sluice lacks.
+    pub quarantined: IntGaugeVec,
 }
 
 /// The condition types of a Gateway's status.
@@ -138,6 +141,15 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let quarantined = IntGaugeVec::new(
+            Opts::new(
+                "sluice_quarantined_objects",
+                "Objects a Gateway builds as invalid because an Envoy rejected the \
+                 configuration made from them, until an object of their namespace changes",
+            ),
+            &["gateway"],
+        )?;
+        registry.register(Box::new(quarantined.clone()))?;
         registry.register(Box::new(routes.clone()))?;
         registry.register(Box::new(secret_watches.clone()))?;
         registry.register(Box::new(gateway_conditions.clone()))?;
@@ -162,6 +174,7 @@ impl Metrics {
             xds_certificate_expiry,
             gateway_conditions,
             secret_watches,
+            quarantined,
         })
     }
 

@@ -149,28 +149,44 @@ impl InstancePipeline {
     /// Quarantines the objects `rejections` (the instance's rejections still in force, see
     /// [`crate::xds::cache::Cache::rejections`]) are blamed on in the current DAG: from the next
     /// update on they are built as invalid with Envoy's message, so the configuration leaves
-    /// their parts out and a resource every tenant shares is accepted again (see
-    /// `dag::quarantine`). A rejection is acted on only when every object it may be blamed on
-    /// is of one namespace: one team's objects, never another's along with them. Returns the
-    /// objects newly quarantined (DAG owner names).
+    /// their parts out and the resource every tenant shares is accepted again (see
+    /// `dag::quarantine`). Returns the objects newly quarantined (DAG owner names).
+    ///
+    /// Only a rejected HTTPS listener is acted on: it is the resource whose one rejected part
+    /// holds back everyone's (every other resource is held back alone, by name, and the others
+    /// go on without a quarantine). And only when every object it is blamed on is of one
+    /// namespace (one team's objects, never another's along with them) and some filter chain of
+    /// the listener is not theirs (when every chain is blamed, as when a Sluice upgrade changes
+    /// them all, the last accepted listener keeps serving them, which quarantine would stop).
     pub fn quarantine_rejected(&mut self, rejections: &[Rejection]) -> Vec<String> {
         let mut newly = Vec::new();
         if rejections.is_empty() {
             return newly;
         }
         let dag = self.dag.shared_dag();
+        fn namespace(owner: &str) -> Option<&str> {
+            crate::dag::owner::Owner::parse(owner).map(|o| o.namespace())
+        }
         for r in rejections {
+            if r.type_url != crate::xds::resource::type_url::LISTENER {
+                continue;
+            }
             let owners = crate::xds::attribution::rejection_owners(&dag, r);
-            let namespace =
-                |o: &String| crate::dag::owner::Owner::parse(o).map(|o| o.namespace().to_owned());
-            let namespaces: BTreeSet<Option<String>> = owners.iter().map(namespace).collect();
+            let namespaces: BTreeSet<Option<&str>> = owners.iter().map(|o| namespace(o)).collect();
             if namespaces.len() != 1 || namespaces.contains(&None) {
                 continue;
             }
+            // The HTTPS listener's chains: TLS virtual hosts (terminated or passed through).
+            let others = (dag.virtual_hosts.iter())
+                .filter(|vh| vh.tls.is_some() || vh.tcp_proxy.is_some())
+                .any(|vh| !owners.contains(&vh.owner));
+            if !others {
+                continue;
+            }
             let description = crate::dag::quarantine::description(&r.error);
-            for owner in owners {
-                if self.dag.quarantine(&owner, description.clone()) {
-                    newly.push(owner);
+            for owner in &owners {
+                if self.dag.quarantine(owner, description.clone()) {
+                    newly.push(owner.clone());
                 }
             }
         }

@@ -428,6 +428,7 @@ fn stop_removed_instances(
             }
             // The Gateway controller is not called for a deleted Gateway.
             ctx.metrics.forget_gateway_conditions(gateway);
+            let _ = ctx.metrics.quarantined.remove_label_values(&[gateway]);
             let _ = ctx
                 .metrics
                 .xds_certificate_expiry
@@ -586,6 +587,10 @@ async fn reconcile_instance(
             tracing::warn!(gateway = %gateway, object = %owner, "an Envoy rejected the configuration made from this object; it is left out until an object of its namespace changes");
         }
         let built = pipeline.update_guarded(&snapshot, &sel, changes, &opts);
+        ctx.metrics
+            .quarantined
+            .with_label_values(&[&gateway])
+            .set(i64::try_from(pipeline.quarantined().len()).unwrap_or(i64::MAX));
         // Whether the DAG changed (`None`: the build panicked, nothing to record).
         let mut changed = None;
         let report = match built {

@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
-use super::tests::{child, root, snapshot, status, svc, to_delegate, to_svc};
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use prost::Message;
+
+use super::tests::{child, root, snapshot, status, svc, tls_secret, to_delegate, to_svc};
 use super::{IncrementalDag, Selection, build_quarantined};
 use crate::pipeline::InstancePipeline;
 use crate::snapshot::{ChangeSet, ClusterSnapshot, Kind, ObjKey};
 use crate::xds::cache::Rejection;
 use crate::xds::resource::type_url;
-use crate::xds::translate::TranslateOptions;
+use crate::xds::translate::{HTTPS_LISTENER, TranslateOptions};
 
 const REJECTED: &str = "Envoy rejected the configuration made from this object";
 
@@ -150,45 +153,91 @@ fn a_quarantine_ends_with_a_change_in_its_namespace_only() {
     assert_eq!(status(inc.dag(), "apis/api").0, "valid");
 }
 
-/// The pipeline quarantines the owners of a rejection when they are all of one namespace.
+fn tls_root(ns: &str, name: &str, fqdn: &str) -> String {
+    root(ns, name, fqdn, &to_svc("/", "web")).replace("{fqdn: ", "{tls: {secretName: tls}, fqdn: ")
+}
+
+/// Each namespace's Service `web` and Secret `tls`.
+fn backing(namespaces: &[&str]) -> String {
+    (namespaces.iter())
+        .map(|ns| svc(ns, "web", 80) + &tls_secret(ns, "tls"))
+        .collect()
+}
+
+/// The pipeline quarantines the owners of a rejected HTTPS listener's changed chains when
+/// they are all of one namespace and some chain is someone else's.
 #[test]
-fn only_a_rejection_one_namespace_is_to_blame_for_quarantines() {
-    let snap = Arc::new(world(&svc("apis", "other", 80)));
+fn only_a_listener_rejection_one_namespace_is_to_blame_for_quarantines() {
+    let yaml = [
+        tls_root("victim", "site", "v.example.com"),
+        tls_root("evil", "a", "a.evil.example"),
+        tls_root("evil", "b", "b.evil.example"),
+        backing(&["victim", "evil"]),
+    ]
+    .concat();
+    let snap = Arc::new(snapshot(&yaml));
     let sel = Selection::default_instance();
     let opts = TranslateOptions::default();
     let mut p = InstancePipeline::new(sel.clone());
     p.update(&snap, &sel, &ChangeSet::everything(), &opts);
-    let cluster_of = |owner: &str| {
-        let dag = p.dag();
-        let route = (dag.virtual_hosts.iter())
-            .flat_map(|vh| &vh.routes)
-            .find(|r| r.owner == owner)
-            .unwrap();
-        route.cluster_names().next().unwrap().to_owned()
-    };
-    let (victim, team, api) = (
-        cluster_of("victim/site"),
-        cluster_of("team/root"),
-        cluster_of("apis/api"),
-    );
-    // Clusters of two namespaces: nobody is quarantined.
-    let two = Rejection::for_test(type_url::CLUSTER, &[&victim, &api], "bad");
+    assert_eq!(status(p.dag(), "evil/a").0, "valid");
+    // Chains of two namespaces: nobody is quarantined.
+    let two = Rejection::for_test_https(&["v.example.com", "a.evil.example"], "bad");
     assert!(p.quarantine_rejected(&[two]).is_empty());
-    let two = Rejection::for_test(type_url::CLUSTER, &[&team, &api], "bad");
-    assert!(p.quarantine_rejected(&[two]).is_empty());
-    // A resource nobody owns (shared): nobody either.
-    let shared = Rejection::for_test(type_url::LISTENER, &["ingress_http"], "bad");
-    assert!(p.quarantine_rejected(&[shared]).is_empty());
-    // One namespace's: quarantined, and left out of the next configuration.
-    let one = Rejection::for_test(type_url::CLUSTER, &[&api], "bad upstream");
-    assert_eq!(p.quarantine_rejected(&[one]), ["apis/api"]);
+    // Another resource than the HTTPS listener is held back alone by the cache: no quarantine.
+    let cluster = (p.dag().clusters.iter())
+        .find(|c| c.name.contains("evil"))
+        .unwrap()
+        .name
+        .clone();
+    let cluster = Rejection::for_test(type_url::CLUSTER, &[&cluster], "bad");
+    assert!(p.quarantine_rejected(&[cluster]).is_empty());
+    // A chain nobody owns: nobody either.
+    let unknown = Rejection::for_test_https(&["a.evil.example", "nobody.example"], "bad");
+    assert!(p.quarantine_rejected(&[unknown]).is_empty());
+    // One namespace's chains: its objects are quarantined and left out of the next listener.
+    let one = Rejection::for_test_https(&["a.evil.example", "b.evil.example"], "bad chain");
+    assert_eq!(p.quarantine_rejected(&[one]), ["evil/a", "evil/b"]);
     let built = p.update(&snap, &sel, &ChangeSet::default(), &opts);
     let resources = built.resources.unwrap().unwrap();
-    let clusters = &resources.by_type()[type_url::CLUSTER];
-    assert!(clusters.get(api.as_str()).is_none(), "{api} still sent");
-    assert!(clusters.get(team.as_str()).is_some());
-    assert!(clusters.get(victim.as_str()).is_some());
-    let (v, d) = status(p.dag(), "apis/api");
-    assert_eq!(v, "invalid");
-    assert!(d.ends_with("bad upstream"), "{d}");
+    let listener = &resources.by_type()[type_url::LISTENER][HTTPS_LISTENER];
+    let listener = Listener::decode(listener.value()).unwrap();
+    let names: Vec<&str> = listener
+        .filter_chains
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(names.contains(&"v.example.com"), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("evil")), "{names:?}");
+    for key in ["evil/a", "evil/b"] {
+        let (v, d) = status(p.dag(), key);
+        assert_eq!(v, "invalid");
+        assert!(d.ends_with("bad chain"), "{d}");
+    }
+    assert_eq!(status(p.dag(), "victim/site").0, "valid");
+}
+
+/// When every chain of the listener is blamed (one team's Gateway, or a Sluice upgrade that
+/// changes every chain), nothing is quarantined: the last accepted listener serves them.
+#[test]
+fn a_listener_rejection_blaming_every_chain_quarantines_nothing() {
+    let yaml = [
+        tls_root("team", "a", "a.team.example"),
+        tls_root("team", "b", "b.team.example"),
+        backing(&["team"]),
+    ]
+    .concat();
+    let snap = Arc::new(snapshot(&yaml));
+    let sel = Selection::default_instance();
+    let mut p = InstancePipeline::new(sel.clone());
+    p.update(
+        &snap,
+        &sel,
+        &ChangeSet::everything(),
+        &TranslateOptions::default(),
+    );
+    let all = Rejection::for_test_https(&["a.team.example", "b.team.example"], "bad");
+    assert!(p.quarantine_rejected(&[all]).is_empty());
+    let one = Rejection::for_test_https(&["a.team.example"], "bad");
+    assert_eq!(p.quarantine_rejected(&[one]), ["team/a"]);
 }

@@ -115,7 +115,7 @@ fn KEY() -> &'static str {
     &PAIR.1
 }
 
-fn tls_secret(ns: &str, name: &str) -> String {
+pub(super) fn tls_secret(ns: &str, name: &str) -> String {
     format!(
         "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\n\
          type: kubernetes.io/tls\nstringData:\n  tls.crt: {:?}\n  tls.key: {:?}\n",

@@ -106,6 +106,16 @@ impl Rejection {
         }
     }
 
+    /// A rejection of the HTTPS listener whose filter chains `chains` changed, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test_https(chains: &[&str], error: &str) -> Self {
+        let listener = super::translate::HTTPS_LISTENER;
+        let mut r = Self::for_test(super::resource::type_url::LISTENER, &[listener], error);
+        let chains = chains.iter().map(|c| (*c).to_owned()).collect();
+        r.changed_filter_chains = [(listener.to_owned(), chains)].into();
+        r
+    }
+
     /// Whether the rejected content is still what the instance wants: every changed resource
     /// still has its rejected version in `latest`. Once any of them changes or goes away, the new
     /// combination deserves a try, and the rejection is over.
