@@ -6,10 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::get;
+use common::{Xds, ads_bootstrap, get};
 use sluice_e2e::envoy_port;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -44,13 +43,9 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
 use envoy_types::util::pack_any;
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
-use sluice::xds::server::{AdsServer, ServeError, ServerMetrics};
 use sluice_e2e::backend::{Backend, Echo};
 use sluice_e2e::envoy::Envoy;
 use sluice_e2e::process::TAIL_LINES;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const INSTANCE: &str = "team-a/gateway";
 
@@ -198,52 +193,6 @@ fn resources_with(
     r
 }
 
-fn bootstrap(api_type: &str, xds_port: u16) -> String {
-    format!(
-        r#"admin:
-  address:
-    socket_address:
-      address: 127.0.0.1
-      port_value: 0
-node:
-  id: smoke
-  cluster: {INSTANCE}
-dynamic_resources:
-  ads_config:
-    api_type: {api_type}
-    transport_api_version: V3
-    grpc_services:
-    - envoy_grpc:
-        cluster_name: xds
-  cds_config:
-    ads: {{}}
-    resource_api_version: V3
-  lds_config:
-    ads: {{}}
-    resource_api_version: V3
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {{}}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address:
-                address: 127.0.0.1
-                port_value: {xds_port}
-"#
-    )
-}
-
 /// Starts Envoy (the workspace's one test launcher: `SLUICE_ENVOY` or PATH, admin on a port the
 /// OS chooses, `/ready` awaited, killed on drop).
 async fn start_envoy(bootstrap: String) -> Envoy {
@@ -280,38 +229,6 @@ async fn wait_for(envoy: &Envoy, port: u16, path: &str, who: &str) {
     }
 }
 
-/// Sluice's ADS server on a port the OS chooses, until `stop` is sent.
-struct Xds {
-    port: u16,
-    cache: Arc<Cache>,
-    metrics: Arc<ServerMetrics>,
-    stop: oneshot::Sender<()>,
-    server: JoinHandle<Result<(), ServeError>>,
-}
-
-impl Xds {
-    async fn start() -> Xds {
-        let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = xds.local_addr().unwrap().port();
-        let cache = Arc::new(Cache::new());
-        let metrics = Arc::new(ServerMetrics::new().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(AdsServer::new(cache.clone(), metrics.clone()).serve(
-            xds,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Xds {
-            port,
-            cache,
-            metrics,
-            stop,
-            server,
-        }
-    }
-}
-
 async fn smoke(api_type: &str) {
     let Xds {
         port: xds_port,
@@ -331,7 +248,7 @@ async fn smoke(api_type: &str) {
         "team-b/gateway",
         resources(other_port, backend_port, "team-b only"),
     );
-    let envoy = start_envoy(bootstrap(api_type, xds_port)).await;
+    let envoy = start_envoy(ads_bootstrap(api_type, INSTANCE, xds_port)).await;
 
     wait_for(&envoy, listener_port, "/direct", "v1").await;
     wait_for(&envoy, listener_port, "/", "backend").await;
@@ -473,7 +390,7 @@ async fn nack(api_type: &str) {
     let port = envoy_port().unwrap();
 
     cache.set(INSTANCE, resources(port, backend, "v1"));
-    let first = start_envoy(bootstrap(api_type, xds_port)).await;
+    let first = start_envoy(ads_bootstrap(api_type, INSTANCE, xds_port)).await;
     wait_for(&first, port, "/direct", "v1").await;
     wait_for(&first, port, "/", "backend").await;
 
@@ -512,7 +429,7 @@ async fn nack(api_type: &str) {
     wait_for_rejection(&cache, &first, &["bad", "other"]).await;
     wait_for(&first, port, "/direct", "v4").await;
     drop(first);
-    let second = start_envoy(bootstrap(api_type, xds_port)).await;
+    let second = start_envoy(ads_bootstrap(api_type, INSTANCE, xds_port)).await;
     wait_for(&second, port, "/direct", "v4").await;
     wait_for(&second, port, "/", "backend").await;
     wait_for(&second, port, "/victim", "victim").await;

@@ -9,6 +9,9 @@
 //! Envoy's own NACK over ADS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::{Xds, ads_bootstrap};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +22,6 @@ use sluice::dag::Selection;
 use sluice::pipeline::InstancePipeline;
 use sluice::snapshot::{ChangeSet, ClusterSnapshot};
 use sluice::xds::cache::{Cache, InstanceResources, type_url};
-use sluice::xds::server::{AdsServer, ServerMetrics};
 use sluice::xds::translate::{HTTPS_LISTENER, TranslateOptions};
 use sluice_e2e::backend::Backend;
 use sluice_e2e::client::Request;
@@ -27,7 +29,6 @@ use sluice_e2e::envoy::Envoy;
 use sluice_e2e::manifests;
 use sluice_e2e::process::TAIL_LINES;
 use sluice_e2e::tls::{TestCa, TlsClient};
-use tokio::net::TcpListener;
 
 /// How long a wait may take before the setup counts as broken; no assertion depends on it.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -163,14 +164,7 @@ async fn a_rejected_tenant_is_left_out_and_the_others_go_on() {
     .join("\n---\n");
 
     // Sluice's ADS server and an Envoy of the instance.
-    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let xds_port = xds.local_addr().unwrap().port();
-    let cache = Arc::new(Cache::new());
-    let metrics = Arc::new(ServerMetrics::new().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(AdsServer::new(cache.clone(), metrics).serve(xds, async {
-        let _ = stopped.await;
-    }));
+    let xds = Xds::start().await;
     let sel = Selection::default_instance().local();
     let opts = TranslateOptions {
         http_address: "127.0.0.1".into(),
@@ -188,10 +182,10 @@ async fn a_rejected_tenant_is_left_out_and_the_others_go_on() {
         sel,
         opts,
         snap: Arc::default(),
-        cache: cache.clone(),
+        cache: xds.cache.clone(),
     };
     instance.publish(&victim);
-    let envoy = Envoy::start(bootstrap(&instance.name(), xds_port))
+    let envoy = Envoy::start(ads_bootstrap("DELTA_GRPC", &instance.name(), xds.port))
         .await
         .unwrap();
     wait_for_answer(https, "a.example.com", "victim", &client, &envoy).await;
@@ -237,53 +231,6 @@ async fn a_rejected_tenant_is_left_out_and_the_others_go_on() {
     wait_for_answer(https, "c.example.com", "victim", &client, &envoy).await;
 
     drop(envoy);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-}
-
-/// An Envoy of `instance` fetching everything over ADS from 127.0.0.1:`xds_port`.
-fn bootstrap(instance: &str, xds_port: u16) -> String {
-    format!(
-        r#"admin:
-  address:
-    socket_address:
-      address: 127.0.0.1
-      port_value: 0
-node:
-  id: quarantine
-  cluster: {instance}
-dynamic_resources:
-  ads_config:
-    api_type: DELTA_GRPC
-    transport_api_version: V3
-    grpc_services:
-    - envoy_grpc:
-        cluster_name: xds
-  cds_config:
-    ads: {{}}
-    resource_api_version: V3
-  lds_config:
-    ads: {{}}
-    resource_api_version: V3
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {{}}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address:
-                address: 127.0.0.1
-                port_value: {xds_port}
-"#
-    )
+    let _ = xds.stop.send(());
+    xds.server.await.unwrap().unwrap();
 }
