@@ -49,6 +49,11 @@ impl<K: Ord> Backoff<K> {
         self.failing.get(key).is_none_or(|f| f.next <= now)
     }
 
+    /// Whether `key` failed (and has not succeeded since).
+    pub fn is_failing(&self, key: &K) -> bool {
+        self.failing.contains_key(key)
+    }
+
     /// `key` failed at `now`: tried again after a delay twice the last one (capped).
     pub fn failed(&mut self, key: K, now: Instant) {
         let f = self.failing.entry(key).or_insert(Failing {
