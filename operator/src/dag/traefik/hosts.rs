@@ -38,6 +38,13 @@ pub fn claim(host: &HostMatch, tls: bool) -> Result<String, String> {
                      refused (it would claim every name of {name:?} on the Gateway)"
                 ));
             }
+            if is_public_suffix(&name) {
+                return Err(format!(
+                    "wildcard host *.{name}: {name:?} is a public suffix (on the Public Suffix \
+                     List: its names belong to unrelated owners), so the wildcard would claim \
+                     every name of {name:?} on the Gateway"
+                ));
+            }
             let wildcard = format!("*.{name}");
             if wildcard.len() > checks::MAX_DNS_NAME {
                 return Err(format!(
@@ -48,6 +55,14 @@ pub fn claim(host: &HostMatch, tls: bool) -> Result<String, String> {
             Ok(wildcard)
         }
     }
+}
+
+/// Whether the (lower-case) name `name` is a public suffix of the Public Suffix List, ICANN's
+/// (`co.uk`, `kawasaki.jp` but not its exception `city.kawasaki.jp`) or a private registry's
+/// (`github.io`). A name under a top-level domain the list does not know (`example.test`) is
+/// not.
+fn is_public_suffix(name: &str) -> bool {
+    psl::suffix(name.as_bytes()).is_some_and(|s| s.is_known() && s.as_bytes() == name.as_bytes())
 }
 
 /// Whether `name` is a catch-all or wildcard virtual host name.
@@ -99,6 +114,22 @@ mod tests {
         assert_eq!(claim(&w, true).unwrap(), "*.example.com");
         let tld = HostMatch::OneLabelUnder("com".into());
         assert!(claim(&tld, false).unwrap_err().contains("top-level"));
+        // Nor under a public suffix (review 7 R7.7), ICANN's or a private registry's, or one
+        // a wildcard rule of the list makes; its exceptions and a name under it are fine.
+        for suffix in ["co.uk", "CO.UK", "github.io", "com.au", "x.kawasaki.jp"] {
+            let w = HostMatch::OneLabelUnder(suffix.into());
+            let e = claim(&w, false).unwrap_err();
+            assert!(e.contains("public suffix"), "{suffix}: {e}");
+        }
+        for parent in [
+            "example.co.uk",
+            "team.github.io",
+            "city.kawasaki.jp",
+            "example.test",
+        ] {
+            let w = HostMatch::OneLabelUnder(parent.into());
+            assert_eq!(claim(&w, false).unwrap(), format!("*.{parent}"));
+        }
         let ip = HostMatch::OneLabelUnder("10.0.0.1".into());
         assert!(claim(&ip, false).is_err());
         let long = HostMatch::OneLabelUnder(format!("{}.{}", "a".repeat(63), "b".repeat(63)));
