@@ -183,8 +183,16 @@ impl InstancePipeline {
             if !others {
                 continue;
             }
+            // All or none: a part of them would leave the listener rejected all the same.
+            let quarantined = self.dag.quarantined();
+            let fresh: Vec<&String> = owners.iter().filter(|o| !quarantined.holds(o)).collect();
+            let ns = namespaces.first().copied().flatten().unwrap_or_default();
+            let cap = crate::dag::quarantine::MAX_QUARANTINED;
+            if quarantined.count_in(ns) + fresh.len() > cap {
+                continue;
+            }
             let description = crate::dag::quarantine::description(&r.error);
-            for owner in &owners {
+            for owner in fresh {
                 if self.dag.quarantine(owner, description.clone()) {
                     newly.push(owner.clone());
                 }

@@ -216,14 +216,20 @@ async fn a_rejected_tenant_is_left_out_and_the_others_go_on() {
     wait_for_answer(https, "a.example.com", "victim", &client, &envoy).await;
     assert_eq!(instance.status("evil/bad").0, "invalid");
 
-    // A change in another namespace does not end the quarantine; one in the tenant's does,
-    // and the still spoiled object is rejected and quarantined again.
-    let victim_svc = manifests::service("victim", "more", 80, &[victim_backend.addr().port()]);
-    let world = [world.as_str(), &victim_svc].join("\n---\n");
+    // Changes of what it does not read (a Service of its own namespace, anything of another)
+    // do not end the quarantine; an edit of the object does, and the still spoiled object is
+    // rejected and quarantined again.
+    let more = |ns: &str, port: u16| manifests::service(ns, "more", 80, &[port]);
+    let unread = [
+        more("victim", victim_backend.addr().port()),
+        more("evil", evil_backend.addr().port()),
+    ];
+    let world = [world.as_str(), &unread.concat()].join("\n---\n");
     instance.publish(&world);
     assert_eq!(instance.status("evil/bad").0, "invalid");
-    let evil_svc = manifests::service("evil", "more", 80, &[evil_backend.addr().port()]);
-    instance.publish(&[world.as_str(), &evil_svc].join("\n---\n"));
+    let edited = world.replace(&evil, &evil.replace("match: /", "match: /v2"));
+    assert_ne!(edited, world);
+    instance.publish(&edited);
     assert_eq!(instance.status("evil/bad").0, "valid");
     wait_for_rejection(&instance, &envoy).await;
     assert_eq!(instance.quarantine(), ["evil/bad"]);

@@ -240,7 +240,35 @@ impl IncrementalDag {
     /// built as invalid with `description`, until an object of its namespace changes. Returns
     /// whether that changed anything.
     pub fn quarantine(&mut self, owner: &str, description: String) -> bool {
-        (self.quarantine).insert(owner, description, &mut self.quarantined_since)
+        let reads = self.reads_of(owner);
+        (self.quarantine).insert(owner, description, reads, &mut self.quarantined_since)
+    }
+
+    /// What the last build of the object the owner name `owner` names read, but Services (and
+    /// their endpoints): the changes that may make its configuration another, and end its
+    /// quarantine. For a Contour IngressRoute, what the builds of every group reaching it read
+    /// (its delegations and their Secrets included; more than it alone read, never less).
+    fn reads_of(&self, owner: &str) -> Vec<Dep> {
+        let Some(parsed) = super::owner::Owner::parse(owner) else {
+            return Vec::new();
+        };
+        let key = ObjKey::new(parsed.namespace(), parsed.name());
+        let mut reads: BTreeSet<Dep> = match parsed {
+            super::owner::Owner::Contour { .. } => {
+                let own = Dep::Route(key);
+                let groups = self.dep_index.get(&own).into_iter().flat_map(|g| g.iter());
+                let group_reads = groups
+                    .filter_map(|g| self.groups.get(g))
+                    .flat_map(|g| g.deps.iter().cloned());
+                std::iter::once(own).chain(group_reads).collect()
+            }
+            super::owner::Owner::Traefik { kind, .. } => {
+                let tcp = kind == super::owner::TRAEFIK_TCP_KIND;
+                self.traefik.reads_of(tcp, &key).into_iter().collect()
+            }
+        };
+        reads.retain(|d| !matches!(d, Dep::Service(_)));
+        reads.into_iter().collect()
     }
 
     /// The objects quarantined now: with them, [`super::build_quarantined`] builds the same DAG
@@ -342,12 +370,17 @@ impl IncrementalDag {
         // or ended are built again.
         let mut requarantined = std::mem::take(&mut self.quarantined_since);
         if !self.quarantine.is_empty() {
-            if changes.has_whole_kinds() {
-                let resolved = changes.resolve(&self.snap, snap);
-                self.quarantine.lift(&resolved, &mut requarantined);
+            let resolved;
+            let listed = if changes.has_whole_kinds() {
+                resolved = changes.resolve(&self.snap, snap);
+                &resolved
             } else {
-                self.quarantine.lift(changes, &mut requarantined);
-            }
+                changes
+            };
+            let touched = deps::touched(listed, &self.snap, snap)
+                .into_iter()
+                .collect();
+            self.quarantine.lift(&touched, &mut requarantined);
         }
         let resolved;
         let from_scratch = *sel != self.sel || self.fresh;

@@ -31,6 +31,11 @@ fn update_with(inc: &mut IncrementalDag, snap: &ClusterSnapshot, changes: &Chang
 }
 
 fn world(extra: &str) -> ClusterSnapshot {
+    world_child(&to_svc("/api", "api"), extra)
+}
+
+/// [`world`] with the delegated child's routes.
+fn world_child(child_routes: &str, extra: &str) -> ClusterSnapshot {
     let yaml = [
         root("victim", "site", "h.example.com", &to_svc("/", "web")).replace(
             "namespace: victim}",
@@ -44,7 +49,7 @@ fn world(extra: &str) -> ClusterSnapshot {
             &(to_svc("/", "web") + &to_delegate("/api", "api", Some("apis"))),
         ),
         svc("team", "web", 80),
-        child("apis", "api", &to_svc("/api", "api")),
+        child("apis", "api", child_routes),
         svc("apis", "api", 80),
         extra.to_owned(),
     ]
@@ -106,7 +111,7 @@ fn a_quarantined_root_serves_nothing_and_keeps_its_name() {
 }
 
 #[test]
-fn a_quarantine_ends_with_a_change_in_its_namespace_only() {
+fn a_quarantine_ends_when_what_it_read_changes() {
     let snap = world("");
     let mut inc = IncrementalDag::new(Selection::default_instance());
     update_with(&mut inc, &snap, &ChangeSet::everything());
@@ -119,35 +124,31 @@ fn a_quarantine_ends_with_a_change_in_its_namespace_only() {
     assert_eq!(status(inc.dag(), "team/root").0, "valid");
     assert_eq!(route_owners(&inc, "t.example.com"), ["team/root"]);
 
-    // Another namespace's objects change: still quarantined.
-    let other = world(&svc("team", "more", 81));
+    // Objects it does not read change, in its namespace or another (Services never count:
+    // pods come and go): still quarantined.
+    let other = world(&(svc("team", "more", 81) + &svc("apis", "more", 81)));
     update(&mut inc, &snap, &other);
+    assert_eq!(status(inc.dag(), "apis/api").0, "invalid");
+    let moved = world(&(svc("team", "more", 81) + &svc("apis", "more", 82)));
+    update_with(&mut inc, &moved, &ChangeSet::everything());
     assert_eq!(status(inc.dag(), "apis/api").0, "invalid");
     // A status alone does not count.
     let mut statuses = ChangeSet::default();
     statuses.insert_status(Kind::IngressRoute, ObjKey::new("apis", "api"));
-    update_with(&mut inc, &other, &statuses);
+    update_with(&mut inc, &moved, &statuses);
     assert_eq!(status(inc.dag(), "apis/api").0, "invalid");
-    // A Service of its namespace changes: tried again.
-    let fixed = world(&(svc("team", "more", 81) + &svc("apis", "more", 81)));
-    update(&mut inc, &other, &fixed);
+    // The object itself changes: tried again.
+    let edited = world_child(
+        &to_svc("/api/v2", "api"),
+        &(svc("team", "more", 81) + &svc("apis", "more", 82)),
+    );
+    update(&mut inc, &moved, &edited);
     assert_eq!(status(inc.dag(), "apis/api").0, "valid");
     assert!(inc.quarantined().is_empty());
     assert_eq!(
         route_owners(&inc, "t.example.com"),
         ["apis/api", "team/root"]
     );
-
-    // Quarantined again; a source that only knows "something changed" ends it when the
-    // namespace did change.
-    inc.quarantine("apis/api", super::quarantine::description("bad cluster"));
-    update_with(&mut inc, &fixed, &ChangeSet::default());
-    assert_eq!(status(inc.dag(), "apis/api").0, "invalid");
-    update_with(&mut inc, &fixed, &ChangeSet::everything());
-    assert_eq!(status(inc.dag(), "apis/api").0, "invalid");
-    let edited = world(&(svc("team", "more", 81) + &svc("apis", "more", 82)));
-    update_with(&mut inc, &edited, &ChangeSet::everything());
-    assert_eq!(status(inc.dag(), "apis/api").0, "valid");
 }
 
 fn tls_root(ns: &str, name: &str, fqdn: &str) -> String {
@@ -237,4 +238,203 @@ fn a_listener_rejection_blaming_every_chain_quarantines_nothing() {
     assert!(p.quarantine_rejected(&[all]).is_empty());
     let one = Rejection::for_test_https(&["a.team.example"], "bad");
     assert_eq!(p.quarantine_rejected(&[one]), ["team/a"]);
+}
+
+// ---- review9: hostile review of the quarantine ----
+
+/// review9 R1: the pass that takes in a rejection must not lift the quarantine it has just set
+/// because its change set holds churn of the namespace (a Service, a pod's EndpointSlice):
+/// the object would be sent again each pass, and the shared listener stay frozen.
+#[test]
+fn review9_a_quarantine_is_not_lifted_by_the_changes_of_the_pass_that_sets_it() {
+    let world = |pass: i32| {
+        [
+            tls_root("victim", "site", "v.example.com"),
+            tls_root("evil", "a", "a.evil.example"),
+            backing(&["victim", "evil"]),
+            svc("evil", "churn", 81 + pass),
+        ]
+        .concat()
+    };
+    let snap = Arc::new(snapshot(&world(0)));
+    let sel = Selection::default_instance();
+    let opts = TranslateOptions::default();
+    let mut p = InstancePipeline::new(sel.clone());
+    p.update(&snap, &sel, &ChangeSet::everything(), &opts);
+    let mut before = snap.clone();
+    for pass in 1..4 {
+        // The tenant's namespace churns between passes.
+        let churned = Arc::new(snapshot(&world(pass)));
+        let one = Rejection::for_test_https(&["a.evil.example"], "spoiled chain");
+        let newly = p.quarantine_rejected(&[one]);
+        assert_eq!(
+            newly.len(),
+            usize::from(pass == 1),
+            "pass {pass}: {newly:?}"
+        );
+        p.update(&churned, &sel, &ChangeSet::diff(&before, &churned), &opts);
+        before = churned;
+        assert_eq!(status(p.dag(), "evil/a").0, "invalid", "pass {pass}");
+    }
+}
+
+/// A TLS root of `team` delegating `/api` to a child of the `apis` namespace.
+fn tls_world(child_routes: &str) -> ClusterSnapshot {
+    let yaml = [
+        root(
+            "team",
+            "root",
+            "t.example.com",
+            &(to_svc("/", "web") + &to_delegate("/api", "api", Some("apis"))),
+        )
+        .replace(
+            "virtualhost: {fqdn: t.example.com}",
+            "virtualhost: {fqdn: t.example.com, tls: {secretName: s}}",
+        ),
+        tls_secret("team", "s"),
+        svc("team", "web", 80),
+        child("apis", "api", child_routes),
+        svc("apis", "api", 80),
+        svc("apis", "api2", 80),
+    ]
+    .concat();
+    snapshot(&yaml)
+}
+
+/// review9 R2: a TLS virtual host's route configuration holds the routes of children of other
+/// namespaces, but a rejection of it is blamed on the root alone (`attribution::owners`,
+/// ROUTE: the virtual host's owner), so it counts as "one namespace" and the root is
+/// quarantined: a delegated child in another namespace (whose spoiled route value is what
+/// Envoy refused) takes the whole host off the Gateway, TLS chain and every other team's
+/// routes included, where before the host kept its last accepted routes.
+#[test]
+fn review9_a_rejected_tls_route_config_holding_another_namespaces_routes_quarantines_nobody() {
+    let snap = Arc::new(tls_world(&to_svc("/api", "api")));
+    let sel = Selection::default_instance();
+    let opts = TranslateOptions::default();
+    let mut p = InstancePipeline::new(sel.clone());
+    p.update(&snap, &sel, &ChangeSet::everything(), &opts);
+    let vh = (p.dag().virtual_hosts.iter())
+        .find(|v| v.fqdn == "t.example.com")
+        .unwrap();
+    assert!(vh.tls.is_some());
+    let owners: std::collections::BTreeSet<&str> =
+        vh.routes.iter().map(|r| r.owner.as_str()).collect();
+    assert!(owners.contains("apis/api"), "{owners:?}");
+    let route_config = crate::xds::translate::https_route_config_name("t.example.com");
+    let r = Rejection::for_test(
+        type_url::ROUTE,
+        &[&route_config],
+        "route /api: invalid header value (the child's)",
+    );
+    let newly = p.quarantine_rejected(&[r]);
+    assert!(
+        newly.is_empty(),
+        "a route configuration holding routes of `apis` quarantined {newly:?} of `team`"
+    );
+}
+
+/// review9 R2b: once the root is quarantined for its child's route, the child's own fix (the
+/// culprit's namespace changes) does not end it; only a change in the root's namespace does.
+/// README: "Any change of an object of its namespace (the object, or a Service, Secret or
+/// Middleware it may read) ends the quarantine": objects it reads in other namespaces (a
+/// delegated child, a delegated TLS Secret, a Traefik cross-namespace Service or Middleware)
+/// never do.
+#[test]
+fn review9_the_culprits_fix_in_another_namespace_ends_the_quarantine_it_caused() {
+    let sel = Selection::default_instance();
+    let snap = tls_world(&to_svc("/api", "api"));
+    let mut inc = IncrementalDag::new(sel.clone());
+    update_with(&mut inc, &snap, &ChangeSet::everything());
+    // What the pipeline quarantines for a rejected `https/t.example.com` on main.
+    inc.quarantine(
+        "team/root",
+        super::quarantine::description("child's bad route"),
+    );
+    update_with(&mut inc, &snap, &ChangeSet::default());
+    assert_eq!(status(inc.dag(), "team/root").0, "invalid");
+    // The child (the route Envoy refused) is fixed in its namespace.
+    let fixed = tls_world(&to_svc("/api", "api2"));
+    update(&mut inc, &snap, &fixed);
+    assert_eq!(
+        status(inc.dag(), "team/root").0,
+        "valid",
+        "the culprit fixed its route in `apis`, the root of `team` stays quarantined"
+    );
+}
+
+/// review9 R4: a rejection that would quarantine more than the cap of one namespace
+/// quarantines none (a part of them would leave the listener rejected all the same), and the
+/// cap is per namespace: one tenant's quarantines never use up another's.
+#[test]
+fn review9_a_rejection_blamed_on_more_than_the_cap_quarantines_none() {
+    let n = super::quarantine::MAX_QUARANTINED + 1;
+    let mut yaml = tls_root("victim", "site", "v.example.com") + &backing(&["victim", "evil"]);
+    let hosts: Vec<String> = (0..n).map(|i| format!("h{i}.evil.example")).collect();
+    for (i, host) in hosts.iter().enumerate() {
+        yaml += &tls_root("evil", &format!("r{i}"), host);
+    }
+    let snap = Arc::new(snapshot(&yaml));
+    let sel = Selection::default_instance();
+    let opts = TranslateOptions::default();
+    let mut p = InstancePipeline::new(sel.clone());
+    p.update(&snap, &sel, &ChangeSet::everything(), &opts);
+    let chains: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let all = Rejection::for_test_https(&chains, "spoiled chains");
+    assert!(p.quarantine_rejected(&[all]).is_empty());
+    // Up to the cap they are quarantined; then the victim's own is still possible.
+    let most = Rejection::for_test_https(&chains[..n - 1], "spoiled chains");
+    assert_eq!(p.quarantine_rejected(&[most]).len(), n - 1);
+    let one_more = Rejection::for_test_https(&chains[n - 1..], "spoiled chain");
+    assert!(p.quarantine_rejected(&[one_more]).is_empty());
+    let victim = Rejection::for_test_https(&["v.example.com"], "spoiled chain");
+    assert_eq!(p.quarantine_rejected(&[victim]), ["victim/site"]);
+}
+
+/// review9 R6: the Gateway's own status (Envoy counts, route counts, `Degraded` with reason
+/// `EnvoyRejectedConfiguration`) comes back as a change of the Gateway object, and the
+/// Gateway is an object of its namespace: every status write lifts the quarantine of the
+/// objects in the Gateway's namespace (roots kept beside the Gateway, as `rootNamespaces`
+/// setups do). A rejection sets `Degraded`, the quarantine changes the route counts, its
+/// success clears `Degraded`: each write ends the quarantine, the object is tried again and
+/// rejected again, with no tenant acting. The module says statuses alone do not count.
+#[test]
+fn review9_the_gateways_own_status_does_not_end_a_quarantine_in_its_namespace() {
+    use crate::snapshot::{LiveSnapshot, SharedObject};
+
+    let yaml = "---\napiVersion: sluice.dev/v1alpha1\nkind: Gateway\n\
+                metadata: {name: gw, namespace: edge}\nspec: {}\n"
+        .to_owned()
+        + &root("edge", "site", "h.example.com", &to_svc("/", "web"))
+        + &svc("edge", "web", 80);
+    let mut live = LiveSnapshot::from_snapshot(snapshot(&yaml));
+    let key = ObjKey::new("edge", "gw");
+    let gw = live.snapshot().gateways.get(&key).unwrap().clone();
+    let sel = Selection::from_gateway(&gw);
+    let mut inc = IncrementalDag::new(sel.clone());
+    let (snap, changes) = live.take();
+    inc.update(&snap, &sel, &changes);
+    assert_eq!(status(inc.dag(), "edge/site").0, "valid");
+    inc.quarantine(
+        "edge/site",
+        super::quarantine::description("bad filter chain"),
+    );
+    let (snap, changes) = live.take();
+    inc.update(&snap, &sel, &changes);
+    assert_eq!(status(inc.dag(), "edge/site").0, "invalid");
+
+    // The Gateway controller writes the Gateway's status (the route counts changed).
+    let mut written = (*gw).clone();
+    let mut status_now = written.status.clone().unwrap_or_default();
+    status_now.valid_routes = Some("0/1".into());
+    written.status = Some(status_now);
+    written.metadata.resource_version = Some("2".into());
+    assert!(live.upsert(SharedObject::Gateway(Arc::new(written))));
+    let (snap, changes) = live.take();
+    inc.update(&snap, &sel, &changes);
+    assert_eq!(
+        status(inc.dag(), "edge/site").0,
+        "invalid",
+        "a status write on the Gateway ended the quarantine of edge/site"
+    );
 }

@@ -73,7 +73,7 @@ fn cluster_owners(dag: &Dag, cluster: &str) -> BTreeSet<String> {
             }
         }
         if let Some(tcp) = &vh.tcp_proxy
-            && tcp.clusters.iter().any(|c| c.cluster == cluster)
+            && tcp.cluster_names().any(|c| c == cluster)
         {
             owners.insert(tcp.owner.clone());
         }

@@ -55,6 +55,11 @@ pub fn owners(dag: &Dag, listeners: &ChangedChains) -> BTreeSet<String> {
         if listener != HTTPS_LISTENER || chains.is_empty() {
             return BTreeSet::new();
         }
+        // A hold chain's content is made of a checked name alone: beside other changed chains
+        // it is not what Envoy refused, but what a new TCP catch-all or wildcard brought along
+        // (one chain per name other namespaces hold over plain HTTP only): blamed on those
+        // names' holders, it would spread every such rejection over several namespaces.
+        let only_holds = chains.iter().all(|c| c.starts_with(HOLD_PREFIX));
         for chain in chains {
             // A hold chain keeps a name served over plain HTTP only away from a TCP catch-all
             // or wildcard (`translate::listeners_hold`): it is that name's holder's.
@@ -66,7 +71,9 @@ pub fn owners(dag: &Dag, listeners: &ChangedChains) -> BTreeSet<String> {
                 else {
                     return BTreeSet::new();
                 };
-                owners.insert(vh.owner.clone());
+                if only_holds {
+                    owners.insert(vh.owner.clone());
+                }
                 continue;
             }
             // A name's chains with conditions (Traefik `ClientIP()`, `ALPN()`) are `name#i`.
@@ -239,12 +246,18 @@ mod tests {
             ["traefik-tcp:team/db", "traefik:team/web"]
         );
         assert_eq!(
+            owned(&changed(HTTPS_LISTENER, &["hold/plain.example.com"])),
+            ["plain"],
+            "a hold chain is its name's holder's"
+        );
+        // Beside another changed chain, a hold chain (made of a checked name alone) is what a
+        // new TCP catch-all or wildcard brought along, not what Envoy refused (review 9 R3).
+        assert_eq!(
             owned(&changed(
                 HTTPS_LISTENER,
                 &["hold/plain.example.com", "db.example.com"]
             )),
-            ["plain", "traefik-tcp:team/db"],
-            "a hold chain is its name's holder's"
+            ["traefik-tcp:team/db"],
         );
         // A chain of no TLS virtual host, a hold chain of a name nobody holds over plain HTTP,
         // another listener, or no chain: nobody.

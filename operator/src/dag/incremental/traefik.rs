@@ -52,6 +52,26 @@ pub(super) struct TraefikRoots {
     pub(super) dirty: BTreeSet<RootId>,
 }
 
+impl TraefikRoots {
+    /// What the last build of the root `key` (an IngressRouteTCP when `tcp`) read, itself
+    /// included.
+    pub(super) fn reads_of(&self, tcp: bool, key: &ObjKey) -> Vec<Dep> {
+        let kind = if tcp {
+            TraefikKind::IngressRouteTcp
+        } else {
+            TraefikKind::IngressRoute
+        };
+        let id = RootId {
+            tcp,
+            key: key.clone(),
+        };
+        let built = self.built.get(&id).into_iter().flat_map(|b| b.deps.iter());
+        std::iter::once(Dep::Traefik(kind, key.clone()))
+            .chain(built.cloned())
+            .collect()
+    }
+}
+
 /// What the last build of a selected root found.
 #[derive(Debug)]
 struct Built {

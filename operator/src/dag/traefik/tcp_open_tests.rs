@@ -270,3 +270,92 @@ fn the_catch_all_and_wildcard_routes_of_an_object_also_serve_its_own_names() {
     assert_eq!(status, "invalid");
     assert!(description.contains("same priority 10"), "{description}");
 }
+
+/// review9 R3: a tenant whose TCP catch-all (or wildcard) carries what Envoy refuses evades
+/// the quarantine by construction: the same push adds a *hold* chain for every name another
+/// namespace holds over plain HTTP only, each blamed on that name's holder
+/// (`listener_blame::owners`), so the blame spans several namespaces and nobody is
+/// quarantined; the HTTPS listener stays frozen for everyone, which the quarantine was to end.
+#[test]
+fn review9_a_spoiled_catch_all_is_quarantined_despite_the_hold_chains_it_brings() {
+    use std::sync::Arc;
+
+    use prost::Message;
+
+    use crate::dag::Selection;
+    use crate::pipeline::InstancePipeline;
+    use crate::snapshot::ChangeSet;
+    use crate::xds::cache::Rejection;
+    use crate::xds::resource::type_url;
+
+    // team-b holds a.example.com over plain HTTP; team-c serves a TLS host (the HTTPS
+    // listener exists and was accepted).
+    let victim = base("team-b")
+        + &http("team-b", "web", 2020, "Host(`a.example.com`)")
+        + &base("team-c")
+        + &tcp(
+            "team-c",
+            "c",
+            2020,
+            "HostSNI(`c.example.com`)",
+            "{passthrough: true}",
+        );
+    let attacker =
+        base("team-a") + &tcp("team-a", "any", 2024, "HostSNI(`*`)", "{passthrough: true}");
+    let listener = |yaml: &str| https_listener(&dag_of(yaml)).encode_to_vec();
+    let accepted = listener(&victim);
+    let rejected = listener(&(victim.clone() + &attacker));
+    let changed = crate::xds::listener_blame::changed_filter_chains(&rejected, Some(&accepted));
+    assert_eq!(
+        changed.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["*", "hold/a.example.com"]
+    );
+
+    let report = crate::source::load_sources([("fixture.yaml", (victim + &attacker).as_str())]);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let snap = Arc::new(report.snapshot);
+    let sel = Selection::default_instance();
+    let opts = TranslateOptions::default();
+    let mut p = InstancePipeline::new(sel.clone());
+    p.update(&snap, &sel, &ChangeSet::everything(), &opts);
+    let mut r = Rejection::for_test(type_url::LISTENER, &[HTTPS_LISTENER], "spoiled catch-all");
+    r.changed_filter_chains = [(HTTPS_LISTENER.to_owned(), changed)].into();
+    let blamed = crate::xds::attribution::rejection_owners(p.dag(), &r);
+    let newly = p.quarantine_rejected(&[r]);
+    assert_eq!(
+        newly,
+        ["traefik-tcp:team-a/any"],
+        "blamed {blamed:?}: the catch-all's hold chain for team-b's name makes it two namespaces"
+    );
+}
+
+/// review9 R7: `attribution::cluster_owners` reads a TCP proxy's `clusters` but not its
+/// `branches` (routes with `ALPN()`/`ClientIP()`): such a cluster has no owner, so a rejection
+/// of it blames nobody (`rejection_owners` is empty as soon as one changed resource has no
+/// owner) and nothing is quarantined, nor is the object told in its status.
+#[test]
+fn review9_a_cluster_of_a_tcp_branch_is_owned_by_its_ingressroutetcp() {
+    let yaml = base("team-a")
+        + &tcp(
+            "team-a",
+            "db",
+            2020,
+            "HostSNI(`db.example.com`) && ALPN(`h2`)",
+            "{passthrough: true}",
+        );
+    let dag = dag_of(&yaml);
+    assert_eq!(verdict(&dag, "IngressRouteTCP", "team-a/db").0, "valid");
+    let tcp = vhost(&dag, "db.example.com").tcp_proxy.as_ref().unwrap();
+    let clusters: Vec<&str> = tcp.cluster_names().collect();
+    assert!(!clusters.is_empty());
+    for c in clusters {
+        let owners =
+            crate::xds::attribution::owners(&dag, crate::xds::resource::type_url::CLUSTER, c);
+        assert_eq!(
+            owners.into_iter().collect::<Vec<_>>(),
+            ["traefik-tcp:team-a/db"],
+            "cluster {c} (branches: {})",
+            tcp.branches.len()
+        );
+    }
+}
