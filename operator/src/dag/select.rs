@@ -1,6 +1,6 @@
 //! Which IngressRoutes a Gateway instance judges, and where its roots may live.
 
-use crate::api::gateway::TraefikEntryPoint;
+use crate::api::gateway::{MAX_XFF_TRUSTED_HOPS, TraefikEntryPoint};
 use crate::api::ingressroute::TlsVersion;
 use crate::api::{Gateway, INGRESS_CLASS_ANNOTATIONS, IngressRoute};
 use crate::snapshot::{ClusterSnapshot, ObjKey};
@@ -26,6 +26,9 @@ pub struct Selection {
     /// `allowInsecureSkipVerify`).
     pub allow_insecure_skip_verify: bool,
     pub minimum_tls_version: Option<TlsVersion>,
+    /// How many proxies in front of Envoy are trusted to append `X-Forwarded-For` (the Gateway's
+    /// `xffTrustedHops`, at most [`MAX_XFF_TRUSTED_HOPS`]); 0: the header is not trusted.
+    pub xff_trusted_hops: u32,
     /// Route to loopback endpoint addresses: only for a local `sluice standalone` (and `render`,
     /// which shows what standalone serves), whose Envoy has no admin port on TCP. In a cluster a
     /// loopback endpoint can only mean the proxy itself.
@@ -44,6 +47,7 @@ impl Selection {
             traefik_entry_points: Vec::new(),
             allow_insecure_skip_verify: false,
             minimum_tls_version: None,
+            xff_trusted_hops: 0,
             allow_loopback_endpoints: false,
         }
     }
@@ -71,6 +75,13 @@ impl Selection {
                 .tls
                 .as_ref()
                 .and_then(|t| t.minimum_protocol_version),
+            // The schema bounds it; past the bound (a manifest read without the schema, in
+            // standalone) nothing is trusted.
+            xff_trusted_hops: gw
+                .spec
+                .xff_trusted_hops
+                .filter(|h| *h <= MAX_XFF_TRUSTED_HOPS)
+                .unwrap_or(0),
             allow_loopback_endpoints: false,
         }
     }
