@@ -1,7 +1,7 @@
 //! Worlds of Traefik HTTP objects for the `sluice standalone` end-to-end tests (a `#[path]`
 //! module): Middlewares and IngressRoutes of namespace `apps` on the `web` entry point, the
-//! Services of test backends, and a standalone (with its real Envoy) serving a manifest
-//! directory.
+//! Services of test backends, a standalone (with its real Envoy) serving a manifest directory,
+//! and what `sluice render` says of the IngressRoutes.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
