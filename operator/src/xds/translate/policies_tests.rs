@@ -246,6 +246,35 @@ fn trusted_hops_set_envoys_client_address() {
     };
     let trusting = hcms(2);
     assert_eq!(trusting.len(), 1, "{trusting:?}");
+    // The TLS hosts' filter chains too, in a full and an incremental translation.
+    let dag = super::fixture::dag(&super::fixture::Pems::placeholder());
+    let opts = TranslateOptions {
+        xff_trusted_hops: 3,
+        ..TranslateOptions::default()
+    };
+    let full = translate(&dag, &opts).unwrap();
+    let incremental = super::Translator::new(opts.clone())
+        .translate(&dag)
+        .unwrap();
+    assert_eq!(
+        incremental,
+        crate::xds::resource::InstanceResources::from(&full)
+    );
+    let mut managers = 0;
+    for l in &full.listeners {
+        let json = message_to_json(&l.message).unwrap();
+        for chain in json["filter_chains"].as_array().unwrap() {
+            for f in chain["filters"].as_array().unwrap() {
+                if f["name"] == "envoy.filters.network.http_connection_manager"
+                    && f["typed_config"]["stat_prefix"] != super::STATS_LISTENER
+                {
+                    assert_eq!(f["typed_config"]["xff_num_trusted_hops"], 3, "{}", l.name);
+                    managers += usize::from(l.name == super::HTTPS_LISTENER);
+                }
+            }
+        }
+    }
+    assert!(managers >= 1, "no TLS host's connection manager");
     for hcm in &trusting {
         assert_eq!(hcm["use_remote_address"], true);
         assert_eq!(hcm["xff_num_trusted_hops"], 2);
