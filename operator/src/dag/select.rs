@@ -179,6 +179,29 @@ spec:
             .collect()
     }
 
+    /// The Gateway's trusted hops as the schema bounds them; past the bound (a manifest read
+    /// without the schema) nothing is trusted rather than some other number.
+    #[test]
+    fn xff_trusted_hops_are_read_within_their_bound() {
+        for (written, read) in [
+            ("", 0),
+            ("xffTrustedHops: 0\n", 0),
+            ("xffTrustedHops: 2\n", 2),
+        ]
+        .into_iter()
+        .chain([("xffTrustedHops: 16\n", 16), ("xffTrustedHops: 17\n", 0)])
+        {
+            let text = GATEWAY.replace("NAME", "gw") + "  " + written;
+            let report = load_sources([("gw.yaml", text.as_str())]);
+            assert!(report.errors.is_empty(), "{:?}", report.errors);
+            assert_eq!(
+                instances(&report.snapshot)[0].xff_trusted_hops,
+                read,
+                "{written}"
+            );
+        }
+    }
+
     #[test]
     fn without_gateways_the_default_instance_serves() {
         assert_eq!(
