@@ -205,7 +205,9 @@ async fn depth_equal_to_the_gateway_hops_is_served_as_traefik() {
     assert_eq!(xff.split(',').count(), 3, "{xff}");
     assert_eq!(h("x-forwarded-proto"), Some("https"));
     assert_eq!(h("x-envoy-external-address"), Some("203.0.113.7"));
+    // Stripped, not obeyed: the timeout Envoy announces upstream is the route's.
     assert_eq!(h("x-envoy-upstream-rq-timeout-ms"), None);
+    assert_ne!(h("x-envoy-expected-rq-timeout-ms"), Some("1"));
 
     // rateLimit without a strategy: one bucket for the TCP peer, whatever the header says.
     for (xff, status) in [

@@ -75,7 +75,8 @@ fn route_entries(dag: &Dag) -> Vec<RouteEntry<'_>> {
 }
 
 /// The xDS resources of one instance in Envoy's JSON form (proto3 JSON, `@type` on every Any),
-/// private keys redacted. A translation failure (a builder bug) is reported in place.
+/// private keys redacted. A translation failure (a builder bug) is reported in place. The
+/// default options: the listeners of a Gateway trusting no X-Forwarded-For hop.
 pub fn render_xds(dag: &Dag) -> Value {
     render_resources(pipeline::translate_dag(dag, &TranslateOptions::default()))
 }
