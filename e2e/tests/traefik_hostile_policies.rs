@@ -80,6 +80,23 @@ fn all_specs() -> Vec<Value> {
         json!({"ipAllowList": {"sourceRange": []}}),
         json!({"ipAllowList": {"sourceRange": ranges}}),
         json!({"ipWhiteList": {"sourceRange": ["127.0.0.1"], "ipStrategy": {"depth": 3}}}),
+        json!({"ipWhiteList": {"sourceRange": ranges, "ipStrategy": {"depth": 2}}}),
+        json!({"ipAllowList": {"sourceRange": ["0.0.0.0/0", "::/0"], "ipStrategy": {"depth": 2}}}),
+        json!({"ipAllowList": {"sourceRange": ["10.0.0.0/8"],
+                               "ipStrategy": {"depth": 2, "excludedIPs": ["x", "::/129"]}}}),
+        json!({"ipAllowList": {"sourceRange": ["10.0.0.0/8"],
+                               "ipStrategy": {"excludedIPs": ["0.0.0.0/0", "::/0"]}}}),
+        json!({"ipAllowList": {"sourceRange": ["10.0.0.0/8"],
+                               "ipStrategy": {"depth": i64::MAX, "ipv6Subnet": -1}}}),
+        json!({"rateLimit": {"average": 3, "burst": 3,
+                             "sourceCriterion": {"ipStrategy": {"depth": 2}}}}),
+        json!({"rateLimit": {"average": 3, "burst": 3,
+                             "sourceCriterion": {"ipStrategy": {"depth": 64}}}}),
+        json!({"rateLimit": {"average": 3, "burst": 3,
+                             "sourceCriterion": {"ipStrategy": {"depth": 0}}}}),
+        json!({"rateLimit": {"average": 3, "burst": 3,
+                             "sourceCriterion": {"ipStrategy": {"depth": 2},
+                                                 "requestHost": true}}}),
         json!({"ipWhiteList": {"sourceRange": ["127.0.0.1"], "rejectStatusCode": 999}}),
         json!({"rateLimit": {"average": 4_294_967_295_u64, "burst": 4_294_967_295_u64}}),
         json!({"rateLimit": {"average": 1, "period": "1ms", "burst": 1}}),
@@ -185,10 +202,16 @@ struct Judge {
 
 impl Judge {
     fn new() -> Judge {
+        Judge::trusting(0)
+    }
+
+    /// On a Gateway trusting `hops` X-Forwarded-For hops.
+    fn trusting(hops: u32) -> Judge {
         let alone = sluice::source::load_sources([("v.yaml", victim())]).snapshot;
-        let sel = instances(&alone).remove(0).local();
+        let mut sel = instances(&alone).remove(0).local();
+        sel.xff_trusted_hops = hops;
         let dag = build(&alone, &sel);
-        let opts = TranslateOptions::default();
+        let opts = TranslateOptions::default().with_selection(&sel);
         Judge {
             expected: victim_vhost(&dag).unwrap(),
             listeners: translate(&dag, &opts).unwrap().listeners,
@@ -268,6 +291,28 @@ async fn each_hostile_value_is_refused_or_accepted_by_envoy() {
         refused += r;
     }
     let users = all_users().remove(0);
+    for (i, spec) in all_specs().iter().enumerate() {
+        let text = victim() + &users + &middleware("m0", spec) + &single(false);
+        let (s, r) = judge
+            .check(&text, &format!("Middleware spec {i}: {spec}"))
+            .await;
+        served += s;
+        refused += r;
+    }
+    println!("{served} served, {refused} refused");
+    assert!(
+        served >= 10 && refused >= 20,
+        "{served} served, {refused} refused"
+    );
+}
+
+/// Each Middleware spec on a Gateway trusting 2 X-Forwarded-For hops, where a strategy of
+/// depth 2 is served: refused or accepted by Envoy, never touching the victim or the listeners.
+#[tokio::test]
+async fn each_hostile_value_on_a_gateway_trusting_hops() {
+    let judge = Judge::trusting(2);
+    let users = all_users().remove(0);
+    let (mut served, mut refused) = (0, 0);
     for (i, spec) in all_specs().iter().enumerate() {
         let text = victim() + &users + &middleware("m0", spec) + &single(false);
         let (s, r) = judge

@@ -19,6 +19,10 @@ use sluice_e2e::client::Request;
 use sluice_e2e::manifests::{self, Manifests, ca_secret, service, tls_secret};
 use sluice_e2e::sluice::Standalone;
 use sluice_e2e::tls::{TestCa, server_config_requiring_clients};
+use traefik_http::verdicts;
+
+#[path = "support/traefik_http.rs"]
+mod traefik_http;
 
 /// Bound on waiting for configuration to reach Envoy (only bounds a broken test).
 const WAIT: Duration = Duration::from_secs(30);
@@ -47,26 +51,6 @@ fn transport(name: &str, extra: Value) -> String {
         spec.extend(extra);
     }
     traefik("ServersTransport", name, spec)
-}
-
-/// `(namespace/name → (status, description))` of the objects `sluice render` reports.
-async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
-    let path = dir.path().display().to_string();
-    let out = sluice_e2e::sluice::run(&["render", "--manifests", &path])
-        .await
-        .unwrap();
-    let report: Value = serde_json::from_str(&out).unwrap();
-    let mut all = BTreeMap::new();
-    for g in report["gateways"].as_array().unwrap() {
-        for e in g["ingressRoutes"].as_array().unwrap() {
-            let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
-            all.insert(
-                format!("{}/{}", f("namespace"), f("name")),
-                (f("currentStatus"), f("description")),
-            );
-        }
-    }
-    all
 }
 
 /// Polls until `request` on `port` is answered by a response `accept` takes.

@@ -5,7 +5,6 @@
 //! refused until the Gateway opts in.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -16,6 +15,10 @@ use sluice_e2e::manifests::{self, Manifests, ca_secret, doc, service};
 use sluice_e2e::sluice::Standalone;
 use sluice_e2e::tls::TestCa;
 use sluice_e2e::try_wait_for;
+use traefik_http::verdicts;
+
+#[path = "support/traefik_http.rs"]
+mod traefik_http;
 
 /// Bound on waiting for configuration to reach Envoy (only bounds a broken test).
 const WAIT: Duration = Duration::from_secs(30);
@@ -41,27 +44,6 @@ fn services(ns: &str, backends: &[&Backend]) -> String {
         .iter()
         .map(|b| service(ns, b.name(), 80, &[b.port()]))
         .collect()
-}
-
-/// Polls until `request` on `port` is answered by a response `accept` takes.
-/// `(namespace/name → (status, description))` of the Traefik objects `sluice render` reports.
-async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
-    let path = dir.path().display().to_string();
-    let out = sluice_e2e::sluice::run(&["render", "--manifests", &path])
-        .await
-        .unwrap();
-    let report: Value = serde_json::from_str(&out).unwrap();
-    let mut all = BTreeMap::new();
-    for g in report["gateways"].as_array().unwrap() {
-        for e in g["ingressRoutes"].as_array().unwrap() {
-            let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
-            all.insert(
-                format!("{}/{}", f("namespace"), f("name")),
-                (f("currentStatus"), f("description")),
-            );
-        }
-    }
-    all
 }
 
 /// Within `n` requests, `count` is `share` of them give or take five standard deviations

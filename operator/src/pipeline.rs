@@ -77,6 +77,7 @@ impl InstancePipeline {
         changes: &ChangeSet,
         opts: &TranslateOptions,
     ) -> Built {
+        let opts = &opts.clone().with_selection(sel);
         let started = Instant::now();
         let stats = self.dag.update(snap, sel, changes);
         let build_time = started.elapsed();
@@ -281,7 +282,7 @@ pub fn build_once(
     // From scratch: the full build is what the incremental one is tested against, and faster
     // when nothing is kept for a next change.
     let dag = Arc::new(crate::dag::build(snap, sel));
-    let resources = translate_dag(&dag, opts);
+    let resources = translate_dag(&dag, &opts.clone().with_selection(sel));
     (dag, resources)
 }
 

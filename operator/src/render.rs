@@ -75,7 +75,8 @@ fn route_entries(dag: &Dag) -> Vec<RouteEntry<'_>> {
 }
 
 /// The xDS resources of one instance in Envoy's JSON form (proto3 JSON, `@type` on every Any),
-/// private keys redacted. A translation failure (a builder bug) is reported in place.
+/// private keys redacted. A translation failure (a builder bug) is reported in place. The
+/// default options: the listeners of a Gateway trusting no X-Forwarded-For hop.
 pub fn render_xds(dag: &Dag) -> Value {
     render_resources(pipeline::translate_dag(dag, &TranslateOptions::default()))
 }
@@ -114,17 +115,18 @@ pub fn write_report_json<W: Write>(
         None => out.write_all(b"[]")?,
         Some((last, others)) => {
             out.write_all(b"[")?;
-            let translated = |out: &mut W, dag: Dag| {
+            let translated = |out: &mut W, dag: Dag, selection: &dag::Selection| {
                 pretty::newline(out, 2)?;
-                write_instance(out, 2, &dag, options)
+                let opts = TranslateOptions::default().with_selection(selection);
+                write_instance(out, 2, &dag, &opts, options)
             };
             for selection in others {
-                translated(out, dag::build(&snapshot, selection))?;
+                translated(out, dag::build(&snapshot, selection), selection)?;
                 out.write_all(b",")?;
             }
             let dag = dag::build(&snapshot, last);
             drop(snapshot);
-            translated(out, dag)?;
+            translated(out, dag, last)?;
             pretty::newline(out, 1)?;
             out.write_all(b"]")?;
         }
@@ -138,6 +140,7 @@ fn write_instance<W: Write>(
     out: &mut W,
     indent: usize,
     dag: &Dag,
+    opts: &TranslateOptions,
     options: RenderOptions,
 ) -> io::Result<()> {
     let mut first = true;
@@ -151,7 +154,7 @@ fn write_instance<W: Write>(
     field(out, indent, &mut first, "ingressRoutes")?;
     pretty::write_value(out, indent + 1, &route_entries(dag))?;
     field(out, indent, &mut first, "xds")?;
-    write_xds(out, indent + 1, dag)?;
+    write_xds(out, indent + 1, dag, opts)?;
     pretty::newline(out, indent)?;
     out.write_all(b"}")
 }
@@ -168,9 +171,13 @@ fn field<W: Write>(out: &mut W, indent: usize, first: &mut bool, name: &str) -> 
 /// [`render_xds`], written as it goes: each type is translated just before it is written and
 /// dropped after, and clusters are made one at a time, so the instance's resources are never
 /// all in memory at once.
-fn write_xds<W: Write>(out: &mut W, indent: usize, dag: &Dag) -> io::Result<()> {
-    let opts = TranslateOptions::default();
-    let by_type = match pipeline::translate_by_type(dag, &opts) {
+fn write_xds<W: Write>(
+    out: &mut W,
+    indent: usize,
+    dag: &Dag,
+    opts: &TranslateOptions,
+) -> io::Result<()> {
+    let by_type = match pipeline::translate_by_type(dag, opts) {
         Ok(t) => t,
         Err(e) => {
             return Ok(pretty::write_value(

@@ -42,7 +42,7 @@ fn invalid_dir() -> PathBuf {
 
 /// The directories of `examples/traefik/` whose every object Sluice reads (the others hold
 /// kinds not served yet; `traefik_examples.rs` checks those decode).
-const TRAEFIK_GROUPS: [&str; 30] = [
+const TRAEFIK_GROUPS: [&str; 31] = [
     "allowed-hosts",
     "basic",
     "client-ip",
@@ -52,6 +52,7 @@ const TRAEFIK_GROUPS: [&str; 30] = [
     "h2c",
     "hosts",
     "https",
+    "ip-strategy",
     "middlewares",
     "mirroring",
     "ownership",

@@ -1,9 +1,10 @@
 //! Worlds of Traefik HTTP objects for the `sluice standalone` end-to-end tests (a `#[path]`
 //! module): Middlewares and IngressRoutes of namespace `apps` on the `web` entry point, the
-//! Services of test backends, and a standalone (with its real Envoy) serving a manifest
-//! directory.
+//! Services of test backends, a standalone (with its real Envoy) serving a manifest directory,
+//! and what `sluice render` says of the IngressRoutes.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -64,4 +65,25 @@ pub async fn start(dir: &Manifests) -> (Standalone, InstancePorts) {
     let mut sluice = Standalone::start(dir.path()).unwrap();
     let ports = sluice.default_instance(START_WAIT).await.unwrap();
     (sluice, ports)
+}
+
+/// What `sluice render` says of every IngressRoute in `dir`: `namespace/name` to its status and
+/// description.
+pub async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
+    let path = dir.path().display().to_string();
+    let out = sluice_e2e::sluice::run(&["render", "--manifests", &path])
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let mut all = BTreeMap::new();
+    for g in report["gateways"].as_array().unwrap() {
+        for e in g["ingressRoutes"].as_array().unwrap() {
+            let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            all.insert(
+                format!("{}/{}", f("namespace"), f("name")),
+                (f("currentStatus"), f("description")),
+            );
+        }
+    }
+    all
 }

@@ -79,7 +79,20 @@ pub struct GatewaySpec {
     /// `IPv4` `0.0.0.0`, for nodes whose kernel has IPv6 disabled.
     #[serde(default)]
     pub ip_family: IpFamily,
+    /// How many proxies in front of the Envoys append to `X-Forwarded-For` and are trusted:
+    /// Envoy's client address (`xff_num_trusted_hops`) is then the entry this many places from
+    /// the right of the header as received (the TCP peer when the header has fewer entries or
+    /// that entry is not an address). Set it only when every connection to the Envoys comes
+    /// through that many proxies: Envoy trusts the header from any peer. A Traefik
+    /// `ipStrategy.depth` equal to it is served; unset or 0: the header is not trusted and every
+    /// `ipStrategy` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 16))]
+    pub xff_trusted_hops: Option<u32>,
 }
+
+/// Most proxy hops a Gateway's `xffTrustedHops` may trust.
+pub const MAX_XFF_TRUSTED_HOPS: u32 = 16;
 
 /// The listener a Traefik entry point name means.
 #[derive(

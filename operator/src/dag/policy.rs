@@ -86,8 +86,17 @@ pub use super::ext_authz::ExtAuthzPolicy;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IpAllowPolicy {
-    /// `address/prefix-length`, the address canonical; the TCP peer must be in one.
+    /// `address/prefix-length`, the address canonical; the client must be in one.
     pub source_ranges: Vec<(String, u8)>,
+    /// 0: the client is the TCP peer. N: it is the N-th `X-Forwarded-For` entry from the right
+    /// (Traefik's `ipStrategy.depth`), which is Envoy's client address when the Gateway trusts N
+    /// hops; a request whose header has fewer entries, or no address there, is refused.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub forwarded_depth: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Whose requests share a token bucket.
@@ -96,6 +105,13 @@ pub struct IpAllowPolicy {
 pub enum RateKey {
     /// The TCP peer's address.
     PeerIp,
+    /// The TCP peer's address on a Gateway that trusts X-Forwarded-For hops, where Envoy's own
+    /// client address is a forwarded one: read from what the connection recorded.
+    TcpPeer,
+    /// The `depth`-th `X-Forwarded-For` entry from the right (Envoy's client address when the
+    /// Gateway trusts that many hops); requests whose header has fewer entries, or no address
+    /// there, share one bucket.
+    ForwardedIp { depth: u32 },
     /// The value of this lower-case request header (requests without it share one bucket).
     Header(String),
     /// The request's host.

@@ -1,6 +1,6 @@
 //! Which IngressRoutes a Gateway instance judges, and where its roots may live.
 
-use crate::api::gateway::TraefikEntryPoint;
+use crate::api::gateway::{MAX_XFF_TRUSTED_HOPS, TraefikEntryPoint};
 use crate::api::ingressroute::TlsVersion;
 use crate::api::{Gateway, INGRESS_CLASS_ANNOTATIONS, IngressRoute};
 use crate::snapshot::{ClusterSnapshot, ObjKey};
@@ -26,6 +26,9 @@ pub struct Selection {
     /// `allowInsecureSkipVerify`).
     pub allow_insecure_skip_verify: bool,
     pub minimum_tls_version: Option<TlsVersion>,
+    /// How many proxies in front of Envoy are trusted to append `X-Forwarded-For` (the Gateway's
+    /// `xffTrustedHops`, at most [`MAX_XFF_TRUSTED_HOPS`]); 0: the header is not trusted.
+    pub xff_trusted_hops: u32,
     /// Route to loopback endpoint addresses: only for a local `sluice standalone` (and `render`,
     /// which shows what standalone serves), whose Envoy has no admin port on TCP. In a cluster a
     /// loopback endpoint can only mean the proxy itself.
@@ -44,6 +47,7 @@ impl Selection {
             traefik_entry_points: Vec::new(),
             allow_insecure_skip_verify: false,
             minimum_tls_version: None,
+            xff_trusted_hops: 0,
             allow_loopback_endpoints: false,
         }
     }
@@ -71,6 +75,13 @@ impl Selection {
                 .tls
                 .as_ref()
                 .and_then(|t| t.minimum_protocol_version),
+            // The schema bounds it; past the bound (a manifest read without the schema, in
+            // standalone) nothing is trusted.
+            xff_trusted_hops: gw
+                .spec
+                .xff_trusted_hops
+                .filter(|h| *h <= MAX_XFF_TRUSTED_HOPS)
+                .unwrap_or(0),
             allow_loopback_endpoints: false,
         }
     }
@@ -166,6 +177,29 @@ spec:
             .iter()
             .map(|s| s.gateway.to_string())
             .collect()
+    }
+
+    /// The Gateway's trusted hops as the schema bounds them; past the bound (a manifest read
+    /// without the schema) nothing is trusted rather than some other number.
+    #[test]
+    fn xff_trusted_hops_are_read_within_their_bound() {
+        for (written, read) in [
+            ("", 0),
+            ("xffTrustedHops: 0\n", 0),
+            ("xffTrustedHops: 2\n", 2),
+        ]
+        .into_iter()
+        .chain([("xffTrustedHops: 16\n", 16), ("xffTrustedHops: 17\n", 0)])
+        {
+            let text = GATEWAY.replace("NAME", "gw") + "  " + written;
+            let report = load_sources([("gw.yaml", text.as_str())]);
+            assert!(report.errors.is_empty(), "{:?}", report.errors);
+            assert_eq!(
+                instances(&report.snapshot)[0].xff_trusted_hops,
+                read,
+                "{written}"
+            );
+        }
     }
 
     #[test]

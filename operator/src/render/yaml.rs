@@ -76,6 +76,7 @@ impl Serialize for Gateways {
             }
             seq.serialize_element(&Instance {
                 dag: &dag,
+                opts: TranslateOptions::default().with_selection(selection),
                 options: self.options,
             })?;
         }
@@ -86,6 +87,8 @@ impl Serialize for Gateways {
 /// One instance, its keys in the sorted order of a `Value`'s map.
 struct Instance<'a> {
     dag: &'a Dag,
+    /// How the instance's Envoys are configured (the Gateway's trusted hops).
+    opts: TranslateOptions,
     options: RenderOptions,
 }
 
@@ -101,7 +104,7 @@ impl Serialize for Instance<'_> {
             "ingressRoutes",
             &to_value::<_, S::Error>(&route_entries(self.dag))?,
         )?;
-        map.serialize_entry("xds", &Xds(self.dag))?;
+        map.serialize_entry("xds", &Xds(self.dag, &self.opts))?;
         map.end()
     }
 }
@@ -112,12 +115,11 @@ fn to_value<T: Serialize + ?Sized, E: serde::ser::Error>(v: &T) -> Result<serde_
 }
 
 /// An instance's resources, one type at a time, keys in sorted order.
-struct Xds<'a>(&'a Dag);
+struct Xds<'a>(&'a Dag, &'a TranslateOptions);
 
 impl Serialize for Xds<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let opts = TranslateOptions::default();
-        let by_type = match pipeline::translate_by_type(self.0, &opts) {
+        let by_type = match pipeline::translate_by_type(self.0, self.1) {
             Ok(t) => t,
             Err(e) => return json!({ "error": e.to_string() }).serialize(s),
         };

@@ -429,6 +429,8 @@ impl State<'_> {
             admin_socket: self.admin_socket(ports).display().to_string(),
             // `--listen-address ::` is dual-stack, as a Gateway's default `spec.ipFamily`.
             ipv4_compat: true,
+            // The pipeline sets it from the Gateway (`with_selection`).
+            xff_trusted_hops: 0,
         }
     }
 

@@ -196,7 +196,11 @@ fn add(
         let label = format!("{field}: Middleware {key} (forwardAuth)");
         return filters.policies.forward_auth(&key, label, f).map_err(at);
     }
-    if filters.policies.add(snap, &key, &model).map_err(at)? {
+    if filters
+        .policies
+        .add(snap, &key, &model, expansion.sel.xff_trusted_hops)
+        .map_err(at)?
+    {
         return Ok(());
     }
     if let Middleware::RedirectRegex {

@@ -66,11 +66,13 @@ impl Policies {
 
     /// Adds what `m` (the Middleware `key`) does if it is one of the kinds served here; says
     /// whether the kind is done (`headers` also goes on to its header edits).
+    /// `xff_trusted_hops`: the Gateway's `xffTrustedHops` (0: none).
     pub fn add(
         &mut self,
         snap: &ClusterSnapshot,
         key: &ObjKey,
         m: &Middleware,
+        xff_trusted_hops: u32,
     ) -> Result<bool, String> {
         match m {
             Middleware::Headers(h) => {
@@ -82,11 +84,11 @@ impl Policies {
             }
             Middleware::IpAllowList(a) => {
                 self.stage(Stage::IpAllow, key)?;
-                self.policy.ip_allow = Some(ip_allow(a)?);
+                self.policy.ip_allow = Some(ip_allow(a, xff_trusted_hops)?);
                 Ok(true)
             }
             Middleware::RateLimit(r) => {
-                if let Some(limit) = rate_limit(r)? {
+                if let Some(limit) = rate_limit(r, xff_trusted_hops)? {
                     self.stage(Stage::RateLimit, key)?;
                     self.policy.rate_limit = Some(limit);
                 }
@@ -149,17 +151,36 @@ impl Policies {
     }
 }
 
-fn ip_allow(a: &IpAllowList) -> Result<IpAllowPolicy, String> {
-    match &a.strategy {
-        IpStrategy::Peer => {}
-        IpStrategy::Depth(_) | IpStrategy::Excluded(_) => {
-            return Err(
-                "ipStrategy (depth, excludedIPs) reads X-Forwarded-For, which the \
-                        Gateway does not trust: only the TCP peer's address is served"
-                    .into(),
-            );
-        }
+/// The `X-Forwarded-For` depth an `ipStrategy` (at `field`) selects, 0 for the TCP peer.
+///
+/// Envoy computes one client address per listener, from the Gateway's `xffTrustedHops`: with N
+/// hops it is the N-th entry from the right of the header as received, which is what Traefik's
+/// `depth: N` selects. Any other depth, and `excludedIPs` (the first entry from the right
+/// outside some networks), would need another address than Envoy's, so they are refused, as
+/// is every strategy on a Gateway that trusts no hop (a client could then write the address
+/// it is judged by).
+fn forwarded_depth(strategy: &IpStrategy, field: &str, hops: u32) -> Result<u32, String> {
+    match strategy {
+        IpStrategy::Peer => Ok(0),
+        IpStrategy::Depth(_) | IpStrategy::Excluded(_) if hops == 0 => Err(format!(
+            "{field} reads X-Forwarded-For, which this Gateway does not trust (its \
+             spec.xffTrustedHops is not set): only the TCP peer's address is served"
+        )),
+        IpStrategy::Depth(d) if *d == hops => Ok(hops),
+        IpStrategy::Depth(d) => Err(format!(
+            "{field}.depth {d} is not served: the Gateway trusts {hops} X-Forwarded-For \
+             hop(s) (spec.xffTrustedHops), so only depth {hops} selects Envoy's client address"
+        )),
+        IpStrategy::Excluded(_) => Err(format!(
+            "{field}.excludedIPs is not served: Envoy finds the client address by counting the \
+             Gateway's trusted hops (spec.xffTrustedHops: {hops}), not by excluding networks; \
+             use depth {hops}"
+        )),
     }
+}
+
+fn ip_allow(a: &IpAllowList, hops: u32) -> Result<IpAllowPolicy, String> {
+    let forwarded_depth = forwarded_depth(&a.strategy, "ipStrategy", hops)?;
     if a.reject_status != 403 {
         return Err(format!(
             "rejectStatusCode {}: Envoy's RBAC filter answers 403 only",
@@ -194,6 +215,7 @@ fn ip_allow(a: &IpAllowList) -> Result<IpAllowPolicy, String> {
     ranges.dedup();
     Ok(IpAllowPolicy {
         source_ranges: ranges,
+        forwarded_depth,
     })
 }
 
@@ -205,19 +227,17 @@ fn gcd(a: u64, b: u64) -> u64 {
 /// steps of at least 50 ms. The rate is kept exact with the smallest step of at least 50 ms
 /// that adds a whole number of tokens; a step adding more tokens than the bucket holds would
 /// lower the rate, so it is refused. `average: 0` means no limit, as in Traefik.
-fn rate_limit(r: &RateLimit) -> Result<Option<RateLimitPolicy>, String> {
+fn rate_limit(r: &RateLimit, hops: u32) -> Result<Option<RateLimitPolicy>, String> {
     if r.average == 0 {
         return Ok(None);
     }
     let key = match &r.source {
-        RateSource::Ip(IpStrategy::Peer) => RateKey::PeerIp,
-        RateSource::Ip(_) => {
-            return Err(
-                "sourceCriterion.ipStrategy (depth, excludedIPs) reads X-Forwarded-For, \
-                        which the Gateway does not trust: only the TCP peer's address is served"
-                    .into(),
-            );
-        }
+        RateSource::Ip(s) => match forwarded_depth(s, "sourceCriterion.ipStrategy", hops)? {
+            // Envoy's client address is the TCP peer only while the Gateway trusts no hop.
+            0 if hops == 0 => RateKey::PeerIp,
+            0 => RateKey::TcpPeer,
+            depth => RateKey::ForwardedIp { depth },
+        },
         RateSource::RequestHeader(h) => RateKey::Header(h.clone()),
         RateSource::RequestHost => RateKey::Host,
     };

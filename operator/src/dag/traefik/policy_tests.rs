@@ -7,9 +7,16 @@ use crate::dag::policy::*;
 use crate::dag::{Selection, build};
 
 fn dag_of(yaml: &str) -> Dag {
+    dag_trusting(yaml, 0)
+}
+
+/// [`dag_of`] for a Gateway trusting `hops` X-Forwarded-For hops.
+fn dag_trusting(yaml: &str, hops: u32) -> Dag {
     let report = crate::source::load_sources([("fixture.yaml", yaml)]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    build(&report.snapshot, &Selection::default_instance())
+    let mut sel = Selection::default_instance();
+    sel.xff_trusted_hops = hops;
+    build(&report.snapshot, &sel)
 }
 
 const SVC: &str = "---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: apps}\n\
@@ -48,7 +55,11 @@ fn route(entry: &str, mws: &[&str]) -> String {
 
 /// The verdict of `apps/r` and the policies of its routes.
 fn judge(yaml: &str) -> (String, Vec<Option<RoutePolicy>>) {
-    let dag = dag_of(&(SVC.to_owned() + yaml));
+    judge_trusting(yaml, 0)
+}
+
+fn judge_trusting(yaml: &str, hops: u32) -> (String, Vec<Option<RoutePolicy>>) {
+    let dag = dag_trusting(&(SVC.to_owned() + yaml), hops);
     let status = dag.object_statuses.iter().find(|s| s.name == "r").unwrap();
     let policies = dag
         .virtual_hosts
@@ -159,7 +170,8 @@ fn ip_allow_lists_serve_the_peer_address_only() {
     for (spec, expected) in [
         (
             "ipAllowList: {sourceRange: [10.0.0.0/8], ipStrategy: {depth: 1}}",
-            "X-Forwarded-For, which the Gateway does not trust",
+            "ipStrategy reads X-Forwarded-For, which this Gateway does not trust (its \
+             spec.xffTrustedHops is not set)",
         ),
         (
             "ipAllowList: {sourceRange: [10.0.0.0/8], rejectStatusCode: 401}",
@@ -232,6 +244,125 @@ fn rate_limits_keep_traefiks_rate_in_steps_envoy_takes() {
         ),
         "X-Forwarded-For",
     );
+}
+
+/// `ipStrategy.depth` is served when it equals the Gateway's trusted hops, on both
+/// middlewares; any other depth, `excludedIPs`, and every strategy on a Gateway trusting no
+/// hop are refused, naming the Gateway's setting. No strategy keeps the TCP peer.
+#[test]
+fn ip_strategies_follow_the_gateways_trusted_hops() {
+    let ips = |strategy: &str| {
+        format!(
+            "{}{}",
+            middleware(
+                "m",
+                &format!("ipAllowList: {{sourceRange: [192.0.2.0/24]{strategy}}}")
+            ),
+            route("web", &["m"])
+        )
+    };
+    let limit = |strategy: &str| {
+        format!(
+            "{}{}",
+            middleware(
+                "m",
+                &format!("rateLimit: {{average: 1, sourceCriterion: {{ipStrategy: {strategy}}}}}")
+            ),
+            route("web", &["m"])
+        )
+    };
+    let policy = |yaml: &str, hops: u32| {
+        let (description, policies) = judge_trusting(yaml, hops);
+        assert_eq!(description, "valid IngressRoute", "{yaml}");
+        policies[0].clone().unwrap()
+    };
+    for hops in [1, 3, 16] {
+        let depth = format!(", ipStrategy: {{depth: {hops}}}");
+        assert_eq!(
+            policy(&ips(&depth), hops).ip_allow.unwrap(),
+            IpAllowPolicy {
+                source_ranges: vec![("192.0.2.0".to_owned(), 24)],
+                forwarded_depth: hops,
+            }
+        );
+        // Depth wins over excludedIPs, as in Traefik.
+        let both = format!("{{depth: {hops}, excludedIPs: [10.0.0.0/8]}}");
+        assert_eq!(
+            policy(&limit(&both), hops).rate_limit.unwrap().key,
+            RateKey::ForwardedIp { depth: hops }
+        );
+        // No strategy, or depth 0 without excludedIPs: the peer, whatever the Gateway trusts
+        // (read from the connection, Envoy's client address being a forwarded one).
+        assert_eq!(policy(&ips(""), hops).ip_allow.unwrap().forwarded_depth, 0);
+        assert_eq!(
+            policy(&limit("{depth: 0}"), hops).rate_limit.unwrap().key,
+            RateKey::TcpPeer
+        );
+    }
+    let judged = |yaml: &str, hops: u32| {
+        let (description, policies) = judge_trusting(yaml, hops);
+        assert!(policies.is_empty(), "{description}");
+        description
+    };
+    assert_eq!(
+        policy(&limit("{depth: 0}"), 0).rate_limit.unwrap().key,
+        RateKey::PeerIp
+    );
+    for (yaml, hops, expected) in [
+        (
+            ips(", ipStrategy: {depth: 1}"),
+            0,
+            "ipStrategy reads X-Forwarded-For, which this Gateway does not trust (its \
+             spec.xffTrustedHops is not set)",
+        ),
+        (
+            limit("{excludedIPs: [10.0.0.0/8]}"),
+            0,
+            "sourceCriterion.ipStrategy reads X-Forwarded-For, which this Gateway does not trust",
+        ),
+        (
+            ips(", ipStrategy: {depth: 1}"),
+            2,
+            "ipStrategy.depth 1 is not served: the Gateway trusts 2 X-Forwarded-For hop(s) \
+             (spec.xffTrustedHops), so only depth 2 selects Envoy's client address",
+        ),
+        (
+            limit("{depth: 64}"),
+            2,
+            "sourceCriterion.ipStrategy.depth 64 is not served",
+        ),
+        (
+            ips(", ipStrategy: {excludedIPs: [10.0.0.0/8, \"2001:db8::/32\"]}"),
+            2,
+            "ipStrategy.excludedIPs is not served: Envoy finds the client address by counting \
+             the Gateway's trusted hops (spec.xffTrustedHops: 2), not by excluding networks; \
+             use depth 2",
+        ),
+        // Hostile values are refused by the loader before the Gateway is asked.
+        (
+            ips(", ipStrategy: {depth: 65}"),
+            16,
+            "depth: must be at most 64",
+        ),
+        (
+            ips(", ipStrategy: {depth: -1}"),
+            16,
+            "depth: must not be negative",
+        ),
+        (
+            ips(", ipStrategy: {excludedIPs: [\"10.0.0.0/33\"]}"),
+            16,
+            "excludedIPs[0]",
+        ),
+        (
+            ips(", ipStrategy: {depth: 2, ipv6Subnet: 64}"),
+            2,
+            "ipv6Subnet",
+        ),
+    ] {
+        let description = judged(&yaml, hops);
+        assert!(description.contains(expected), "{description}");
+    }
 }
 
 #[test]

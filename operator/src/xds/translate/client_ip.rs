@@ -10,6 +10,8 @@
 //! parent, before any HTTP filter or route lookup runs, so the route's matchers are decided with
 //! the rest of its match: a route whose address matcher fails is skipped and the next route is
 //! tried, exactly as Traefik tries its next router (an RBAC filter would answer 403 instead).
+//! A `rateLimit` keyed on the TCP peer reads it too, on a Gateway trusting X-Forwarded-For
+//! hops, where Envoy's own client address is a forwarded one (see `policies`).
 //!
 //! The recorder is on every HTTP chain whether or not a route uses it: adding it only when a
 //! route needs it would change the listener, and Envoy would drain every connection of it,

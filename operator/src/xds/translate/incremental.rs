@@ -277,7 +277,7 @@ impl Translator {
                 Some(p) if same(&p.input, vh) && p.mode == mode && !regard.contains(&vh.fqdn) => p,
                 previous => {
                     // Re-encoded; a part whose bytes did not change needs no reassembly.
-                    let mut fresh = HostEntry::encode(dag, vh, mode);
+                    let mut fresh = HostEntry::encode(&self.opts, dag, vh, mode);
                     let old = previous.as_ref();
                     // A scope depends on the name only: keep sharing it.
                     if let (Some(new), Some(old)) = (
@@ -393,7 +393,7 @@ impl Translator {
 impl HostEntry {
     /// `vh` encoded for `mode`. `dag` is read for a wildcard's `https/` route configuration
     /// only.
-    fn encode(dag: &Dag, vh: &Arc<VirtualHost>, mode: HttpMode) -> Self {
+    fn encode(opts: &TranslateOptions, dag: &Dag, vh: &Arc<VirtualHost>, mode: HttpMode) -> Self {
         let scoped = mode == HttpMode::Scoped;
         let insecure = if mode == HttpMode::Open {
             Some(open_hosts::http_virtual_host(vh).encode_to_vec())
@@ -418,7 +418,7 @@ impl HostEntry {
             input: vh.clone(),
             insecure: insecure.map(|h| (if scoped { Vec::new() } else { h }, usize::MAX)),
             filter_chain: vh.tls.as_ref().map(|tls| {
-                let chains = listeners::sni_filter_chains(vh, tls);
+                let chains = listeners::sni_filter_chains(opts, vh, tls);
                 let bytes = chains.iter().map(Message::encode_to_vec).collect();
                 (bytes, usize::MAX)
             }),

@@ -79,12 +79,12 @@ pub fn build_listeners(
 /// the shared `ingress_http`.
 pub(super) fn http_listener(opts: &TranslateOptions, scoped: bool) -> Listener {
     let hcm = if scoped {
-        let mut hcm = ingress_hcm(HTTP_LISTENER, HTTP_LISTENER);
+        let mut hcm = ingress_hcm(opts, HTTP_LISTENER, HTTP_LISTENER);
         hcm.route_specifier = Some(scopes::scoped_routes_specifier());
         hcm.http_filters.insert(0, scopes::lowercase_host_filter());
         hcm
     } else {
-        ingress_hcm(HTTP_LISTENER, HTTP_LISTENER)
+        ingress_hcm(opts, HTTP_LISTENER, HTTP_LISTENER)
     };
     Listener {
         name: HTTP_LISTENER.to_owned(),
@@ -107,7 +107,7 @@ pub(super) fn https_listener(opts: &TranslateOptions, hosts: &[&VirtualHost]) ->
             .iter()
             .filter_map(|vh| {
                 let tls = vh.tls.as_ref()?;
-                Some(sni_filter_chains(vh, tls))
+                Some(sni_filter_chains(opts, vh, tls))
             })
             .flatten()
             .collect(),
@@ -141,7 +141,11 @@ pub(super) fn https_listener_template(opts: &TranslateOptions) -> Listener {
 /// TLS, or (passthrough) a TCP proxy forwarding the still encrypted session; a TCP proxy with
 /// branches (Traefik `ALPN()`, `ClientIP()`) has a chain per branch, and one for the rest when
 /// it has clusters for the rest.
-pub(super) fn sni_filter_chains(vh: &VirtualHost, tls: &VirtualHostTls) -> Vec<FilterChain> {
+pub(super) fn sni_filter_chains(
+    opts: &TranslateOptions,
+    vh: &VirtualHost,
+    tls: &VirtualHostTls,
+) -> Vec<FilterChain> {
     // HTTP gets ALPN h2 and http/1.1; a TCP proxy's backend may speak anything, so none is
     // advertised for it.
     let alpn: &[&str] = if serves_https_routes(vh) {
@@ -175,7 +179,7 @@ pub(super) fn sni_filter_chains(vh: &VirtualHost, tls: &VirtualHostTls) -> Vec<F
         ..Default::default()
     };
     let Some(tcp) = &vh.tcp_proxy else {
-        let hcm = ingress_hcm(HTTPS_LISTENER, &https_route_config_name(&vh.fqdn));
+        let hcm = ingress_hcm(opts, HTTPS_LISTENER, &https_route_config_name(&vh.fqdn));
         let filters = vec![super::client_ip::record_filter(), hcm_filter(&hcm)];
         return vec![chain(vh.fqdn.clone(), filters, None)];
     };
@@ -290,7 +294,11 @@ fn hcm_filter(hcm: &HttpConnectionManager) -> Filter {
 }
 
 /// The HTTP connection manager of an edge proxy, routes from RDS over ADS.
-fn ingress_hcm(stat_prefix: &str, route_config_name: &str) -> HttpConnectionManager {
+fn ingress_hcm(
+    opts: &TranslateOptions,
+    stat_prefix: &str,
+    route_config_name: &str,
+) -> HttpConnectionManager {
     HttpConnectionManager {
         stat_prefix: stat_prefix.to_owned(),
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
@@ -316,8 +324,13 @@ fn ingress_hcm(stat_prefix: &str, route_config_name: &str) -> HttpConnectionMana
         ]
         .concat(),
         access_log: vec![stdout_access_log()],
-        // The client address Envoy sees is the real one: this is the edge.
+        // The client address Envoy sees is the real one: this is the edge, unless the Gateway
+        // trusts proxies in front of it (`xffTrustedHops`): then it is the entry that many places
+        // from the right of X-Forwarded-For as received (the TCP peer when the header is shorter
+        // or that entry is no address). RBAC's `direct_remote_ip` and the
+        // `DOWNSTREAM_DIRECT_REMOTE_ADDRESS` formatters still see the TCP peer.
         use_remote_address: Some(bool_value(true)),
+        xff_num_trusted_hops: opts.xff_trusted_hops,
         normalize_path: Some(bool_value(true)),
         merge_slashes: true,
         generate_request_id: Some(bool_value(true)),

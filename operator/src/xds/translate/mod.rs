@@ -102,6 +102,9 @@ pub struct TranslateOptions {
     pub admin_socket: String,
     /// Listeners bound to the IPv6 wildcard `::` accept IPv4 too (Envoy's `ipv4_compat`).
     pub ipv4_compat: bool,
+    /// Proxies in front of Envoy trusted to append `X-Forwarded-For` (the Gateway's
+    /// `xffTrustedHops`; Envoy's `xff_num_trusted_hops`); 0: the client is the TCP peer.
+    pub xff_trusted_hops: u32,
 }
 
 impl Default for TranslateOptions {
@@ -116,11 +119,21 @@ impl Default for TranslateOptions {
             stats_port: 8002,
             admin_socket: crate::provision::bootstrap::DEFAULT_ADMIN_SOCKET.to_owned(),
             ipv4_compat: true,
+            xff_trusted_hops: 0,
         }
     }
 }
 
 impl TranslateOptions {
+    /// These options with the proxies the Gateway's selection trusts in front of Envoy.
+    #[must_use]
+    pub fn with_selection(self, sel: &crate::dag::Selection) -> Self {
+        Self {
+            xff_trusted_hops: sel.xff_trusted_hops,
+            ..self
+        }
+    }
+
     /// These options with every listener on the wildcard address of a Gateway's
     /// `spec.ipFamily`: `0.0.0.0` (IPv4), `::` (IPv6) or `::` with `ipv4_compat` (DualStack).
     #[must_use]

@@ -22,12 +22,15 @@ use std::collections::HashMap;
 use std::hash::RandomState;
 use std::sync::LazyLock;
 
-use envoy_types::pb::envoy::config::core::v3::{CidrRange, Metadata, RuntimeFractionalPercent};
+use envoy_types::pb::envoy::config::core::v3::{
+    CidrRange, Metadata, RuntimeFractionalPercent, TypedExtensionConfig,
+};
 use envoy_types::pb::envoy::config::rbac::v3::{
     Permission, Policy, Principal, Rbac as RbacRules, permission, principal, rbac,
 };
 use envoy_types::pb::envoy::config::route::v3::{
-    FilterConfig, RateLimit, RetryPolicy, Route as EnvoyRoute, rate_limit, retry_policy, route,
+    FilterConfig, HeaderMatcher, RateLimit, RetryPolicy, Route as EnvoyRoute, header_matcher,
+    rate_limit, retry_policy, route,
 };
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
     LocalRateLimitDescriptor, rate_limit_descriptor,
@@ -42,6 +45,9 @@ use envoy_types::pb::envoy::extensions::filters::http::cors::v3::{Cors, CorsPoli
 use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::{Rbac, RbacPerRoute};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use envoy_types::pb::envoy::extensions::rate_limit_descriptors::expr::v3::{
+    Descriptor as ExprDescriptor, descriptor as expr_descriptor,
+};
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, TokenBucket, fractional_percent};
 use envoy_types::pb::google::protobuf::{Any, Struct, Value, value};
@@ -64,6 +70,10 @@ pub const ROUTE_AT_START_KEY: &str = "sluice_route_at_start";
 const RATE_LIMIT_STATS: &str = "traefik_rate_limit";
 /// Descriptor key of the per-source token buckets.
 const SOURCE_KEY: &str = "traefik_source";
+/// Descriptor entry of a rate limit keyed on a forwarded address: present only when the
+/// header holds one where Envoy reads it.
+const FORWARDED_KEY: &str = "traefik_forwarded";
+const FORWARDED_VALUE: &str = "address";
 /// Most sources (client addresses, header values) one route keeps a bucket for; the least
 /// recently seen one is forgotten first (its next request starts with a full bucket).
 pub const MAX_SOURCES_PER_ROUTE: u32 = 1024;
@@ -135,16 +145,44 @@ pub(super) fn apply(extra: &RouteExtra, envoy: &mut EnvoyRoute) {
         config.insert(CORS_FILTER.to_owned(), any(&cors));
     }
     if let Some(ip) = &p.ip_allow {
-        let principals = ip
-            .source_ranges
-            .iter()
-            .map(|(addr, len)| Principal {
-                identifier: Some(principal::Identifier::DirectRemoteIp(CidrRange {
-                    address_prefix: addr.clone(),
-                    prefix_len: Some(u32_value(u32::from(*len))),
+        let range = |(addr, len): &(String, u8)| CidrRange {
+            address_prefix: addr.clone(),
+            prefix_len: Some(u32_value(u32::from(*len))),
+        };
+        let principals = match ip.forwarded_depth {
+            0 => ip
+                .source_ranges
+                .iter()
+                .map(|r| Principal {
+                    identifier: Some(principal::Identifier::DirectRemoteIp(range(r))),
+                })
+                .collect(),
+            // Envoy's client address (the Gateway trusts `depth` hops), but only when the header
+            // holds an address there: otherwise Envoy falls back to the TCP peer, where Traefik
+            // selects nothing and refuses.
+            depth => vec![Principal {
+                identifier: Some(principal::Identifier::AndIds(principal::Set {
+                    ids: vec![
+                        Principal {
+                            identifier: Some(principal::Identifier::Header(
+                                forwarded_entry_matcher(depth),
+                            )),
+                        },
+                        Principal {
+                            identifier: Some(principal::Identifier::OrIds(principal::Set {
+                                ids: ip
+                                    .source_ranges
+                                    .iter()
+                                    .map(|r| Principal {
+                                        identifier: Some(principal::Identifier::RemoteIp(range(r))),
+                                    })
+                                    .collect(),
+                            })),
+                        },
+                    ],
                 })),
-            })
-            .collect();
+            }],
+        };
         let policy = Policy {
             permissions: vec![Permission {
                 rule: Some(permission::Rule::Any(true)),
@@ -252,16 +290,51 @@ fn local_rate_limit(r: &RateLimitPolicy) -> LocalRateLimit {
         tokens_per_fill: Some(u32_value(r.tokens_per_fill)),
         fill_interval: Some(millis(r.fill_interval_ms)),
     };
-    let action = match &r.key {
-        RateKey::PeerIp => {
-            rate_limit::action::ActionSpecifier::RemoteAddress(rate_limit::action::RemoteAddress {})
-        }
-        RateKey::Header(h) => header_action(h),
-        RateKey::Host => header_action(":authority"),
+    let remote_address =
+        || rate_limit::action::ActionSpecifier::RemoteAddress(rate_limit::action::RemoteAddress {});
+    let actions = match &r.key {
+        RateKey::PeerIp => vec![remote_address()],
+        // Only when the header holds an address where Envoy reads it (see `apply`): otherwise
+        // no descriptor, and the request takes the shared bucket, as Traefik's empty source.
+        RateKey::ForwardedIp { depth } => vec![
+            rate_limit::action::ActionSpecifier::HeaderValueMatch(
+                rate_limit::action::HeaderValueMatch {
+                    descriptor_key: FORWARDED_KEY.to_owned(),
+                    descriptor_value: FORWARDED_VALUE.to_owned(),
+                    expect_match: Some(bool_value(true)),
+                    headers: vec![forwarded_entry_matcher(*depth)],
+                    ..Default::default()
+                },
+            ),
+            remote_address(),
+        ],
+        RateKey::TcpPeer => vec![rate_limit::action::ActionSpecifier::Extension(
+            TypedExtensionConfig {
+                name: "envoy.rate_limit_descriptors.expr".to_owned(),
+                typed_config: Some(any(&ExprDescriptor {
+                    descriptor_key: SOURCE_KEY.to_owned(),
+                    skip_if_error: false,
+                    expr_specifier: Some(expr_descriptor::ExprSpecifier::Text(format!(
+                        "filter_state['{}']",
+                        super::client_ip::FILTER_STATE_KEY
+                    ))),
+                })),
+            },
+        )],
+        RateKey::Header(h) => vec![header_action(h)],
+        RateKey::Host => vec![header_action(":authority")],
     };
-    let descriptor_key = match &r.key {
-        RateKey::PeerIp => "remote_address",
-        RateKey::Header(_) | RateKey::Host => SOURCE_KEY,
+    let entry = |key: &str, value: &str| rate_limit_descriptor::Entry {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    };
+    let entries = match &r.key {
+        RateKey::PeerIp => vec![entry("remote_address", "")],
+        RateKey::ForwardedIp { .. } => vec![
+            entry(FORWARDED_KEY, FORWARDED_VALUE),
+            entry("remote_address", ""),
+        ],
+        RateKey::TcpPeer | RateKey::Header(_) | RateKey::Host => vec![entry(SOURCE_KEY, "")],
     };
     let all = || RuntimeFractionalPercent {
         default_value: Some(FractionalPercent {
@@ -278,17 +351,17 @@ fn local_rate_limit(r: &RateLimitPolicy) -> LocalRateLimit {
         filter_enabled: Some(all()),
         filter_enforced: Some(all()),
         descriptors: vec![LocalRateLimitDescriptor {
-            entries: vec![rate_limit_descriptor::Entry {
-                key: descriptor_key.to_owned(),
-                value: String::new(),
-            }],
+            entries,
             token_bucket: Some(bucket),
             shadow_mode: false,
         }],
         rate_limits: vec![RateLimit {
-            actions: vec![rate_limit::Action {
-                action_specifier: Some(action),
-            }],
+            actions: actions
+                .into_iter()
+                .map(|a| rate_limit::Action {
+                    action_specifier: Some(a),
+                })
+                .collect(),
             ..Default::default()
         }],
         always_consume_default_token_bucket: Some(bool_value(false)),
@@ -296,6 +369,41 @@ fn local_rate_limit(r: &RateLimitPolicy) -> LocalRateLimit {
         enable_retry_after_header: true,
         ..Default::default()
     }
+}
+
+/// Matches an `X-Forwarded-For` (as the filters see it: Envoy has appended the TCP peer, one
+/// more entry) whose `depth`-th entry from the right as received looks like an address: where
+/// Envoy reads its client address when the Gateway trusts `depth` hops. Envoy falls back to
+/// the TCP peer when the header is shorter or that entry does not parse; Traefik selects nothing
+/// then (an empty entry, or none). Several headers are one comma-joined list to both.
+pub(super) fn forwarded_entry_matcher(depth: u32) -> HeaderMatcher {
+    HeaderMatcher {
+        name: "x-forwarded-for".to_owned(),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+            StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::SafeRegex(RegexMatcher {
+                    regex: forwarded_entry_regex(depth),
+                    ..Default::default()
+                })),
+                ignore_case: false,
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// The regex of [`forwarded_entry_matcher`] (matched against the whole value): any entries,
+/// then the one Envoy reads (spaces around it), then `depth` more, the last being the one Envoy
+/// appended. The entry read is a dotted quad of 0 to 255 without leading zeros (what Envoy
+/// parses as IPv4), or hex digits and colons with at least one colon (IPv6; an IPv4-embedding
+/// form is not taken, so it is refused, the safe side). An entry such as `1.2.3.4:80` or
+/// `beef` is no address to Envoy, which then takes the TCP peer: it fails here.
+fn forwarded_entry_regex(depth: u32) -> String {
+    const OCTET: &str = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+    format!(
+        "(?:[^,]*,)*[ \\t]*(?:{OCTET}(?:\\.{OCTET}){{3}}|[0-9A-Fa-f]*:[0-9A-Fa-f:]*)[ \\t]*\
+         (?:,[^,]*){{{depth}}}"
+    )
 }
 
 fn header_action(name: &str) -> rate_limit::action::ActionSpecifier {

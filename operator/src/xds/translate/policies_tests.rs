@@ -166,3 +166,121 @@ fn translations_are_byte_identical() {
         }
     }
 }
+
+/// The X-Forwarded-For check beside a forwarded address: it takes the header (Envoy's entry
+/// appended) when the entry `depth` places from the right as received is an address Envoy
+/// reads, and nothing else (Envoy would fall back to the TCP peer).
+#[test]
+fn forwarded_entry_regex_finds_the_entry_envoy_reads() {
+    let matcher = forwarded_entry_matcher(2);
+    let Some(envoy_types::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier::StringMatch(m)) =
+        matcher.header_match_specifier
+    else {
+        panic!("{matcher:?}");
+    };
+    let Some(envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern::SafeRegex(
+        r,
+    )) = m.match_pattern
+    else {
+        panic!("{m:?}");
+    };
+    assert_eq!(matcher.name, "x-forwarded-for");
+    // Envoy matches the whole value.
+    let re = regex::Regex::new(&format!("^(?:{})$", r.regex)).unwrap();
+    // `192.0.2.2` stands for the peer Envoy appends.
+    for taken in [
+        "203.0.113.7, 10.0.0.1,192.0.2.2",
+        "x, y, 203.0.113.7,10.0.0.1,192.0.2.2",
+        "\t255.255.255.255 ,10.0.0.1,192.0.2.2",
+        "0.0.0.0,10.0.0.1,192.0.2.2",
+        "2001:db8::1,10.0.0.1,2001:db8::2",
+        "::,a,b",
+    ] {
+        assert!(re.is_match(taken), "{taken}");
+    }
+    for refused in [
+        "10.0.0.1,192.0.2.2",
+        "192.0.2.2",
+        "",
+        "203.0.113.7, x, 10.0.0.1,192.0.2.2",
+        "256.0.0.1,10.0.0.1,192.0.2.2",
+        "01.2.3.4,10.0.0.1,192.0.2.2",
+        "1.2.3,10.0.0.1,192.0.2.2",
+        "1.2.3.4:80,10.0.0.1,192.0.2.2",
+        "[2001:db8::1],10.0.0.1,192.0.2.2",
+        "beef,10.0.0.1,192.0.2.2",
+        ",10.0.0.1,192.0.2.2",
+    ] {
+        assert!(!re.is_match(refused), "{refused}");
+    }
+}
+
+/// The Gateway's trusted hops reach every HTTP connection manager (through the pipeline, as
+/// `sluice run`, `standalone` and `render` translate), and nothing else changes.
+#[test]
+fn trusted_hops_set_envoys_client_address() {
+    let yaml = "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata: {name: r, \
+                namespace: apps}\nspec:\n  routes:\n  - match: Host(`a.example.com`)\n    \
+                services: [{name: s, port: 80}]\n";
+    let report = crate::source::load_sources([("f.yaml", yaml)]);
+    let snap = std::sync::Arc::new(report.snapshot);
+    let hcms = |hops: u32| {
+        let mut sel = Selection::default_instance();
+        sel.xff_trusted_hops = hops;
+        let (_, res) = crate::pipeline::build_once(&snap, &sel, &TranslateOptions::default());
+        let res = res.unwrap();
+        let mut found = Vec::new();
+        for l in &res.listeners {
+            let json = message_to_json(&l.message).unwrap();
+            for chain in json["filter_chains"].as_array().unwrap() {
+                for f in chain["filters"].as_array().unwrap() {
+                    if f["name"] == "envoy.filters.network.http_connection_manager"
+                        && f["typed_config"]["stat_prefix"] != super::STATS_LISTENER
+                    {
+                        found.push(f["typed_config"].clone());
+                    }
+                }
+            }
+        }
+        found
+    };
+    let trusting = hcms(2);
+    assert_eq!(trusting.len(), 1, "{trusting:?}");
+    // The TLS hosts' filter chains too, in a full and an incremental translation.
+    let dag = super::fixture::dag(&super::fixture::Pems::placeholder());
+    let opts = TranslateOptions {
+        xff_trusted_hops: 3,
+        ..TranslateOptions::default()
+    };
+    let full = translate(&dag, &opts).unwrap();
+    let incremental = super::Translator::new(opts.clone())
+        .translate(&dag)
+        .unwrap();
+    assert_eq!(
+        incremental,
+        crate::xds::resource::InstanceResources::from(&full)
+    );
+    let mut managers = 0;
+    for l in &full.listeners {
+        let json = message_to_json(&l.message).unwrap();
+        for chain in json["filter_chains"].as_array().unwrap() {
+            for f in chain["filters"].as_array().unwrap() {
+                if f["name"] == "envoy.filters.network.http_connection_manager"
+                    && f["typed_config"]["stat_prefix"] != super::STATS_LISTENER
+                {
+                    assert_eq!(f["typed_config"]["xff_num_trusted_hops"], 3, "{}", l.name);
+                    managers += usize::from(l.name == super::HTTPS_LISTENER);
+                }
+            }
+        }
+    }
+    assert!(managers >= 1, "no TLS host's connection manager");
+    for hcm in &trusting {
+        assert_eq!(hcm["use_remote_address"], true);
+        assert_eq!(hcm["xff_num_trusted_hops"], 2);
+    }
+    for hcm in hcms(0) {
+        assert_eq!(hcm["use_remote_address"], true);
+        assert!(hcm.get("xff_num_trusted_hops").is_none(), "{hcm}");
+    }
+}

@@ -148,7 +148,7 @@ impl Translator {
                     out.remove(r.type_url(), &r.name);
                 }
             }
-            let mut fresh = now.map(|vh| HostEntry::encode(dag, vh, mode));
+            let mut fresh = now.map(|vh| HostEntry::encode(&self.opts, dag, vh, mode));
             if let Some(fresh) = &mut fresh {
                 // A scope depends on the name only: keep sharing it.
                 if let (Some(new), Some(old)) = (
