@@ -145,7 +145,7 @@ impl Metrics {
             Opts::new(
                 "sluice_quarantined_objects",
                 "Objects a Gateway builds as invalid because an Envoy rejected the \
-                 configuration made from them, until an object of their namespace changes",
+                 configuration made from them, until what they read changes",
             ),
             &["gateway"],
         )?;

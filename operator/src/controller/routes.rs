@@ -584,7 +584,7 @@ async fn reconcile_instance(
         // Objects an Envoy of this Gateway rejected the configuration of are left out of the
         // next one (`dag::quarantine`), so what every tenant shares is accepted again.
         for owner in pipeline.quarantine_rejected(&ctx.cache.rejections(&gateway)) {
-            tracing::warn!(gateway = %gateway, object = %owner, "an Envoy rejected the configuration made from this object; it is left out until an object of its namespace changes");
+            tracing::warn!(gateway = %gateway, object = %owner, "an Envoy rejected the configuration made from this object; it is left out until it, or a Secret or other object it reads, changes");
         }
         let built = pipeline.update_guarded(&snapshot, &sel, changes, &opts);
         ctx.metrics

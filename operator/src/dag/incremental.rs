@@ -237,7 +237,7 @@ impl IncrementalDag {
 
     /// Quarantines the object the DAG owner name `owner` names (`namespace/name`,
     /// `traefik:namespace/name`, `traefik-tcp:namespace/name`): from the next update on it is
-    /// built as invalid with `description`, until an object of its namespace changes. Returns
+    /// built as invalid with `description`, until something its last build read changes. Returns
     /// whether that changed anything.
     pub fn quarantine(&mut self, owner: &str, description: String) -> bool {
         let reads = self.reads_of(owner);

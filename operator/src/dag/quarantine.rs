@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::deps::Dep;
-use super::owner::{Owner, TRAEFIK_KIND, TRAEFIK_TCP_KIND};
+use super::owner::{Owner, TRAEFIK_TCP_KIND};
 use crate::api::traefik::Group;
 use crate::snapshot::{ChangeSet, Kind, ObjKey, TraefikKind};
 
@@ -41,12 +41,31 @@ struct Entry {
     reads: Box<[Dep]>,
 }
 
-/// The quarantined objects of one instance, by dialect and key.
+/// The quarantined objects of one instance, by dialect (see [`DIALECTS`]) and key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Quarantine {
-    contour: BTreeMap<ObjKey, Entry>,
-    traefik: BTreeMap<ObjKey, Entry>,
-    traefik_tcp: BTreeMap<ObjKey, Entry>,
+    maps: [BTreeMap<ObjKey, Entry>; 3],
+}
+
+/// Contour IngressRoutes, Traefik IngressRoutes, IngressRouteTCPs: the index of each one's map,
+/// and the change-set kinds its objects are listed under.
+const CONTOUR: usize = 0;
+const TRAEFIK: usize = 1;
+const TRAEFIK_TCP: usize = 2;
+const DIALECTS: [&[Kind]; 3] = [
+    &[Kind::IngressRoute],
+    &TRAEFIK_ROUTE_KINDS,
+    &TRAEFIK_TCP_KINDS,
+];
+
+/// The dialect of the object an owner name names, and its key.
+fn dialect(owner: &Owner<'_>) -> (usize, ObjKey) {
+    let key = ObjKey::new(owner.namespace(), owner.name());
+    match owner {
+        Owner::Contour { .. } => (CONTOUR, key),
+        Owner::Traefik { kind, .. } if *kind == TRAEFIK_TCP_KIND => (TRAEFIK_TCP, key),
+        Owner::Traefik { .. } => (TRAEFIK, key),
+    }
 }
 
 /// Envoy's `error` as a status quotes it: its first 300 characters, `…` when cut.
@@ -69,55 +88,44 @@ pub fn description(error: &str) -> String {
 
 impl Quarantine {
     pub fn is_empty(&self) -> bool {
-        self.contour.is_empty() && self.traefik.is_empty() && self.traefik_tcp.is_empty()
+        self.maps.iter().all(BTreeMap::is_empty)
     }
 
     pub fn len(&self) -> usize {
-        self.contour.len() + self.traefik.len() + self.traefik_tcp.len()
+        self.maps.iter().map(BTreeMap::len).sum()
     }
 
     /// How many objects of `namespace` are quarantined.
     pub fn count_in(&self, namespace: &str) -> usize {
-        [&self.contour, &self.traefik, &self.traefik_tcp]
-            .into_iter()
+        (self.maps.iter())
             .map(|m| m.keys().filter(|k| &*k.namespace == namespace).count())
             .sum()
     }
 
+    fn description_of(&self, dialect: usize, key: &ObjKey) -> Option<&str> {
+        self.maps[dialect].get(key).map(|e| e.description.as_str())
+    }
+
     /// The description of the Contour IngressRoute `key`, when quarantined.
     pub fn contour(&self, key: &ObjKey) -> Option<&str> {
-        self.contour.get(key).map(|e| e.description.as_str())
+        self.description_of(CONTOUR, key)
     }
 
     /// The description of the Traefik IngressRoute `key`, when quarantined.
     pub fn traefik(&self, key: &ObjKey) -> Option<&str> {
-        self.traefik.get(key).map(|e| e.description.as_str())
+        self.description_of(TRAEFIK, key)
     }
 
     /// The description of the Traefik IngressRouteTCP `key`, when quarantined.
     pub fn traefik_tcp(&self, key: &ObjKey) -> Option<&str> {
-        self.traefik_tcp.get(key).map(|e| e.description.as_str())
-    }
-
-    fn map_of(&mut self, owner: &Owner<'_>) -> &mut BTreeMap<ObjKey, Entry> {
-        match owner {
-            Owner::Contour { .. } => &mut self.contour,
-            Owner::Traefik { kind, .. } if *kind == TRAEFIK_TCP_KIND => &mut self.traefik_tcp,
-            Owner::Traefik { .. } => &mut self.traefik,
-        }
+        self.description_of(TRAEFIK_TCP, key)
     }
 
     /// Whether the object the DAG owner name `owner` names is quarantined.
     pub fn holds(&self, owner: &str) -> bool {
         Owner::parse(owner).is_some_and(|o| {
-            let key = ObjKey::new(o.namespace(), o.name());
-            match o {
-                Owner::Contour { .. } => self.contour.contains_key(&key),
-                Owner::Traefik { kind, .. } if kind == TRAEFIK_TCP_KIND => {
-                    self.traefik_tcp.contains_key(&key)
-                }
-                Owner::Traefik { .. } => self.traefik.contains_key(&key),
-            }
+            let (dialect, key) = dialect(&o);
+            self.maps[dialect].contains_key(&key)
         })
     }
 
@@ -136,14 +144,14 @@ impl Quarantine {
         let Some(parsed) = Owner::parse(owner) else {
             return false;
         };
-        let key = ObjKey::new(parsed.namespace(), parsed.name());
-        let map = self.map_of(&parsed);
+        let (dialect, key) = dialect(&parsed);
+        let map = &mut self.maps[dialect];
         if map.contains_key(&key) {
             return false;
         }
         let reads = reads.into_boxed_slice();
         map.insert(key.clone(), Entry { description, reads });
-        for kind in kinds_of(&parsed) {
+        for kind in DIALECTS[dialect] {
             changes.insert(*kind, key.clone());
         }
         true
@@ -155,12 +163,7 @@ impl Quarantine {
         if self.is_empty() || touched.is_empty() {
             return;
         }
-        let dialects: [(&mut BTreeMap<ObjKey, Entry>, &[Kind]); 3] = [
-            (&mut self.contour, &[Kind::IngressRoute]),
-            (&mut self.traefik, &TRAEFIK_ROUTE_KINDS),
-            (&mut self.traefik_tcp, &TRAEFIK_TCP_KINDS),
-        ];
-        for (map, kinds) in dialects {
+        for (map, kinds) in self.maps.iter_mut().zip(DIALECTS) {
             map.retain(|key, entry| {
                 if !entry.reads.iter().any(|d| touched.contains(d)) {
                     return true;
@@ -182,15 +185,3 @@ const TRAEFIK_TCP_KINDS: [Kind; 2] = [
     Kind::Traefik(TraefikKind::IngressRouteTcp, Group::TraefikIo),
     Kind::Traefik(TraefikKind::IngressRouteTcp, Group::ContainoUs),
 ];
-
-/// The change-set kinds under which the object an owner name names is listed.
-fn kinds_of(owner: &Owner<'_>) -> &'static [Kind] {
-    match owner {
-        Owner::Contour { .. } => &[Kind::IngressRoute],
-        Owner::Traefik { kind, .. } if *kind == TRAEFIK_TCP_KIND => &TRAEFIK_TCP_KINDS,
-        Owner::Traefik { kind, .. } => {
-            debug_assert_eq!(*kind, TRAEFIK_KIND);
-            &TRAEFIK_ROUTE_KINDS
-        }
-    }
-}

@@ -298,7 +298,7 @@ impl State<'_> {
                 let described = crate::dag::owner::Owner::parse(&owner)
                     .map_or_else(|| owner.clone(), |o| o.describe());
                 eprintln!(
-                    "sluice: warning: {name}: Envoy rejected the configuration made from {described}; it is left out until an object of its namespace changes"
+                    "sluice: warning: {name}: Envoy rejected the configuration made from {described}; it is left out until it, or a Secret or other object it reads, changes"
                 );
                 any = true;
             }
