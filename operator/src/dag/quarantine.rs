@@ -1,5 +1,5 @@
 //! Objects whose configuration an Envoy of the instance rejected (NACKed), built as `invalid`
-//! until something of their namespace changes.
+//! until something their last build read changes.
 //!
 //! Every value a tenant writes is checked before it reaches Envoy, but should a check miss one,
 //! Envoy rejects the resource carrying it, and a resource every tenant shares (the HTTPS
