@@ -50,8 +50,10 @@ struct DeltaType {
 }
 
 /// At most this many Delta responses await their ACK per stream; beyond that, the oldest are
-/// forgotten (their verdicts then only count).
-const MAX_IN_FLIGHT: usize = 256;
+/// forgotten (their verdicts then only count). A push is cut into responses of
+/// [`RESPONSE_BYTES`]: this covers a push of 256 MiB (a first push at 10,000 roots is some 60
+/// responses), and an entry holds pointers to resources the snapshot shares.
+const MAX_IN_FLIGHT: usize = 1_024;
 
 /// A push's resources (or removals) of one type go out in responses of about this many encoded
 /// bytes at most (a single larger resource alone in its own). tonic encodes each response into

@@ -905,3 +905,29 @@ fn delta_large_push_goes_out_in_responses_of_bounded_size() {
     assert_eq!(removed, names);
     assert!(gone.iter().all(|r| r.encoded_len() <= RESPONSE_BYTES));
 }
+
+/// A push cut into more responses than the 256 that used to be remembered awaiting their ACK
+/// (a first push of over 64 MiB) keeps every one: each ACK counts.
+#[test]
+fn delta_every_response_of_a_long_cut_push_awaits_its_ack() {
+    use super::delta::RESPONSE_BYTES;
+    const N: usize = 300;
+    // Each resource alone in its response.
+    let content = "x".repeat(RESPONSE_BYTES / 2 + 1);
+    let names: Vec<String> = (0..N).map(|i| format!("e{i:03}")).collect();
+    let entries: Vec<(&str, &str, &str)> = names
+        .iter()
+        .map(|n| (type_url::ENDPOINT, n.as_str(), content.as_str()))
+        .collect();
+    let all = snapshot(&entries);
+    let mut d = delta();
+    d.on_request(delta_request(type_url::ENDPOINT, &["*"], &[]))
+        .unwrap();
+    let sent = d.push(&all);
+    assert_eq!(sent.len(), N);
+    let acked: usize = sent
+        .iter()
+        .map(|response| delta_verdict(&mut d, response, None).len())
+        .sum();
+    assert_eq!(acked, N);
+}
