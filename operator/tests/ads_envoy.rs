@@ -468,3 +468,38 @@ async fn envoy_delta_nack_serves_accepted_and_resends_rejected() {
 async fn envoy_sotw_nack_serves_accepted_and_resends_rejected() {
     nack("GRPC").await;
 }
+
+/// A first push larger than a Delta response may be (256 KiB) goes out cut into several
+/// responses of clusters: Envoy takes them all (the first and the last cluster answer), and
+/// rejects none.
+#[tokio::test]
+async fn envoy_delta_takes_a_push_cut_into_several_responses() {
+    const CLUSTERS: usize = 4_000;
+    let Xds {
+        port: xds_port,
+        cache,
+        metrics,
+        stop,
+        server,
+    } = Xds::start().await;
+    let backend = start_backend("backend").await;
+    let listener_port = envoy_port().unwrap();
+    let names: Vec<String> = (0..CLUSTERS).map(|i| format!("c{i:04}")).collect();
+    let victims: Vec<(&str, u16)> = names.iter().map(|n| (n.as_str(), backend.port())).collect();
+    cache.set(
+        INSTANCE,
+        with_clusters(listener_port, backend.port(), "v1", &victims, false),
+    );
+    let envoy = start_envoy(bootstrap("DELTA_GRPC", xds_port)).await;
+    for name in [&names[0], &names[CLUSTERS - 1]] {
+        wait_for(&envoy, listener_port, &format!("/{name}"), "backend").await;
+    }
+    let cds = metrics.responses(type_url::CLUSTER, "delta");
+    assert!(cds >= 2, "{cds} CDS responses");
+    for t in [type_url::CLUSTER, type_url::LISTENER, type_url::ROUTE] {
+        assert_eq!(metrics.nacks(t), 0, "{}", envoy.log_tail(TAIL_LINES));
+    }
+    drop(envoy);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -15,10 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{CachedFile, Content, Holders, Id, IncrementalLoader, Reload, doc_ref};
-use crate::source::files::{
-    DocRef, FileDelta, Item, LoadError, LoadWarning, identity, replacement,
-};
+use super::{CachedFile, Files, Holders, Id, IncrementalLoader, Kept, Reload, Trouble, doc_ref};
+use crate::source::files::{DocRef, FileDelta, LoadError, LoadWarning, identity, replacement};
 
 /// Each file's share of the report, for the files that have one.
 #[derive(Default)]
@@ -39,8 +37,8 @@ impl Reports {
     }
 
     /// Every file holding an object some change touched.
-    pub(super) fn stale_holders(&mut self, holders: &Holders) {
-        for path in holders.paths() {
+    pub(super) fn stale_holders(&mut self, files: &Files, holders: &Holders) {
+        for path in holders.numbers().filter_map(|no| files.path(no)) {
             if !self.stale.contains(path) {
                 self.stale.insert(path.clone());
             }
@@ -61,7 +59,7 @@ impl IncrementalLoader {
         let stale = std::mem::take(&mut self.reports.stale);
         self.reports.reworked = stale.len();
         for path in stale {
-            let share = self.files.get(&path).and_then(|file| {
+            let share = self.files.of(&path).and_then(|file| {
                 let warnings = self.warnings_of(&path, file);
                 has_report(file, &warnings).then_some(warnings)
             });
@@ -79,11 +77,11 @@ impl IncrementalLoader {
             self.reports
                 .noted
                 .iter()
-                .filter_map(|(path, w)| Some((self.files.get(path)?, w)))
+                .filter_map(|(path, w)| Some((self.files.of(path)?, w)))
         };
         for (file, _) in noted() {
-            if let Content::Unreadable(e) = &file.content {
-                errors.push((**e).clone());
+            if let Some(Trouble::Unreadable(e)) = file.trouble.as_deref() {
+                errors.push(e.clone());
             }
         }
         let mut unloaded_gateways: Vec<String> = errors
@@ -95,11 +93,18 @@ impl IncrementalLoader {
             .collect();
         let mut warnings = Vec::new();
         for (file, file_warnings) in noted() {
-            if let Content::Parsed(parsed) = &file.content {
-                errors.extend(parsed.errors.iter().cloned());
-                unloaded_gateways.extend(parsed.unloaded_gateways.iter().cloned());
-                warnings.extend(file_warnings.iter().cloned());
+            match file.trouble.as_deref() {
+                Some(Trouble::Unreadable(_)) => continue,
+                Some(Trouble::Parsed {
+                    errors: file_errors,
+                    unloaded_gateways: file_gateways,
+                }) => {
+                    errors.extend(file_errors.iter().cloned());
+                    unloaded_gateways.extend(file_gateways.iter().cloned());
+                }
+                None => {}
             }
+            warnings.extend(file_warnings.iter().cloned());
         }
         Reload {
             delta: FileDelta::default(),
@@ -113,17 +118,14 @@ impl IncrementalLoader {
     /// The warnings of the file at `path`, in document order: its own, and one for each object
     /// that replaces an earlier one.
     fn warnings_of(&self, path: &Path, file: &CachedFile) -> Vec<LoadWarning> {
-        let Content::Parsed(parsed) = &file.content else {
-            return Vec::new();
-        };
         let mut warnings = Vec::new();
         // Where each object was last seen in this file (only needed when one repeats).
         let mut seen: HashMap<Id, DocRef> = HashMap::new();
-        for item in &parsed.items {
+        for item in &file.items {
             match item {
-                Item::Warning(w) => warnings.push(w.clone()),
-                Item::Object(at, obj) => {
-                    let id = identity(obj);
+                Kept::Warning(w) => warnings.push((**w).clone()),
+                Kept::Object(placed) => {
+                    let id = identity(&placed.obj);
                     let earlier = match seen.get(&id) {
                         Some(earlier) => Some(earlier.clone()),
                         None => self.last_before(&id, path),
@@ -131,7 +133,7 @@ impl IncrementalLoader {
                     if earlier.is_none() && !file.repeats {
                         continue;
                     }
-                    let at = doc_ref(path, at, obj);
+                    let at = doc_ref(path, placed);
                     if let Some(earlier) = earlier {
                         warnings.push(replacement(at.clone(), &earlier));
                     }
@@ -146,25 +148,17 @@ impl IncrementalLoader {
 
     /// Where the object `id` last appears in the files before `path` in path order.
     fn last_before(&self, id: &Id, path: &Path) -> Option<DocRef> {
-        let (before, index) = self.objects.get(id)?.holders.before(path)?;
-        match &self.files.get(before)?.content {
-            Content::Parsed(parsed) => match parsed.items.get(index)? {
-                Item::Object(at, obj) => Some(doc_ref(before, at, obj)),
-                Item::Warning(_) => None,
-            },
-            Content::Unreadable(_) => None,
+        let (before, index) = (self.objects.get(id)?.holders).before(&self.files, path)?;
+        let file = self.files.get(before)?;
+        match file.items.get(usize::try_from(index).ok()?)? {
+            Kept::Object(placed) => Some(doc_ref(&file.path, placed)),
+            Kept::Warning(_) => None,
         }
     }
 }
 
 /// Whether `file`, with `warnings`, has anything to report.
 fn has_report(file: &CachedFile, warnings: &[LoadWarning]) -> bool {
-    match &file.content {
-        Content::Unreadable(_) => true,
-        Content::Parsed(parsed) => {
-            !warnings.is_empty()
-                || !parsed.errors.is_empty()
-                || !parsed.unloaded_gateways.is_empty()
-        }
-    }
+    // `trouble` is there only when the file has errors or unloaded Gateways (`kept`).
+    file.trouble.is_some() || !warnings.is_empty()
 }

@@ -50,8 +50,45 @@ struct DeltaType {
 }
 
 /// At most this many Delta responses await their ACK per stream; beyond that, the oldest are
-/// forgotten (their verdicts then only count).
-const MAX_IN_FLIGHT: usize = 256;
+/// forgotten (their verdicts then only count). A push is cut into responses of
+/// [`RESPONSE_BYTES`]: this covers a push of 256 MiB (a first push at 10,000 roots is some 60
+/// responses), and an entry holds pointers to resources the snapshot shares.
+const MAX_IN_FLIGHT: usize = 1_024;
+
+/// A push's resources (or removals) of one type go out in responses of about this many encoded
+/// bytes at most (a single larger resource alone in its own). tonic encodes each response into
+/// one buffer per stream that grows to the largest response and keeps that capacity for the
+/// stream's life: one response of every cluster at 10,000 roots left 8 MiB held by each
+/// stream once idle. Delta lets a type's changes arrive in any number of responses.
+pub(super) const RESPONSE_BYTES: usize = 256 * 1024;
+
+/// `items` in order, cut into runs whose `size`s add up to at most `limit` (an item larger
+/// than `limit` alone in its run); always at least one run, empty when `items` is.
+fn runs<T>(items: Vec<T>, limit: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut runs = vec![Vec::new()];
+    let mut bytes = 0;
+    for item in items {
+        let n = size(&item);
+        if bytes + n > limit
+            && let Some(full) = runs.last()
+            && !full.is_empty()
+        {
+            runs.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += n;
+        if let Some(run) = runs.last_mut() {
+            run.push(item);
+        }
+    }
+    runs
+}
+
+/// About what a resource adds to an encoded Delta response: its bytes, its `Any` type URL,
+/// its name and version, and their field headers.
+fn wire_size(r: &Arc<VersionedResource>) -> usize {
+    r.value().len() + r.type_url().len() + r.name.len() + r.version.len() + 32
+}
 
 /// A Delta response awaiting its ACK or NACK.
 #[derive(Debug)]
@@ -514,7 +551,9 @@ impl Protocol for DeltaStream {
             let (added, removed) = state.diff(snapshot, &type_url);
             let answer_empty = std::mem::take(&mut state.needs_response) && removed.is_empty();
             if !added.is_empty() || answer_empty {
-                responses.push(self.response(snapshot, &type_url, added, Vec::new()));
+                for run in runs(added, RESPONSE_BYTES, wire_size) {
+                    responses.push(self.response(snapshot, &type_url, run, Vec::new()));
+                }
             }
             if !removed.is_empty() {
                 removals.insert(type_url, removed.into_iter().collect());
@@ -527,7 +566,9 @@ impl Protocol for DeltaStream {
             if let Some(state) = self.types.get_mut(&type_url) {
                 state.removed(&removed);
             }
-            responses.push(self.response(snapshot, &type_url, Vec::new(), removed));
+            for run in runs(removed, RESPONSE_BYTES, |name| name.len() + 4) {
+                responses.push(self.response(snapshot, &type_url, Vec::new(), run));
+            }
         }
         responses
     }

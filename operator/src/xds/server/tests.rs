@@ -847,3 +847,87 @@ fn delta_records_share_the_resources_names_and_versions() {
     let d = delta_with_assignments(N, &s1);
     assert_eq!(d.records_sharing(&s1), (N, N));
 }
+
+/// A push larger than [`RESPONSE_BYTES`] goes out in several responses of at most that size
+/// (tonic keeps its encode buffer at the largest response it sent), each resource once and in
+/// order, each with its own nonce whose ACK counts; removals of as many names too.
+#[test]
+fn delta_large_push_goes_out_in_responses_of_bounded_size() {
+    use super::delta::RESPONSE_BYTES;
+    use prost::Message as _;
+    const N: usize = 4_000;
+    let content = "x".repeat(300);
+    let name = |i: usize| format!("cluster-{i:05}");
+    let names: Vec<String> = (0..N).map(name).collect();
+    let entries: Vec<(&str, &str, &str)> = names
+        .iter()
+        .map(|n| (type_url::ENDPOINT, n.as_str(), content.as_str()))
+        .collect();
+    let all = snapshot(&entries);
+    let mut d = delta();
+    d.on_request(delta_request(type_url::ENDPOINT, &[], &[]))
+        .unwrap();
+    d.on_request(delta_request(type_url::ENDPOINT, &["*"], &[]))
+        .unwrap();
+    let sent = d.push(&all);
+    assert!(sent.len() >= 4, "{} responses", sent.len());
+    for response in &sent {
+        assert!(
+            response.encoded_len() <= RESPONSE_BYTES,
+            "{} bytes",
+            response.encoded_len()
+        );
+    }
+    let got: Vec<String> = delta_names(&sent)
+        .into_iter()
+        .flat_map(|(_, names)| names)
+        .collect();
+    assert_eq!(got, names);
+    let nonces: std::collections::BTreeSet<&str> = sent.iter().map(|r| r.nonce.as_str()).collect();
+    assert_eq!(nonces.len(), sent.len());
+    let mut acked = 0;
+    for response in &sent {
+        for verdict in delta_verdict(&mut d, response, None) {
+            if let Verdict::Ack { resources, .. } = verdict {
+                acked += resources.len();
+            }
+        }
+    }
+    assert_eq!(acked, N);
+    assert!(d.push(&all).is_empty());
+
+    // Every name removed: the removals are cut the same way.
+    let gone = d.push(&snapshot(&[(type_url::ENDPOINT, "other", "o")]));
+    let removed: Vec<String> = gone
+        .iter()
+        .flat_map(|r| r.removed_resources.clone())
+        .collect();
+    assert_eq!(removed, names);
+    assert!(gone.iter().all(|r| r.encoded_len() <= RESPONSE_BYTES));
+}
+
+/// A push cut into more responses than the 256 that used to be remembered awaiting their ACK
+/// (a first push of over 64 MiB) keeps every one: each ACK counts.
+#[test]
+fn delta_every_response_of_a_long_cut_push_awaits_its_ack() {
+    use super::delta::RESPONSE_BYTES;
+    const N: usize = 300;
+    // Each resource alone in its response.
+    let content = "x".repeat(RESPONSE_BYTES / 2 + 1);
+    let names: Vec<String> = (0..N).map(|i| format!("e{i:03}")).collect();
+    let entries: Vec<(&str, &str, &str)> = names
+        .iter()
+        .map(|n| (type_url::ENDPOINT, n.as_str(), content.as_str()))
+        .collect();
+    let all = snapshot(&entries);
+    let mut d = delta();
+    d.on_request(delta_request(type_url::ENDPOINT, &["*"], &[]))
+        .unwrap();
+    let sent = d.push(&all);
+    assert_eq!(sent.len(), N);
+    let acked: usize = sent
+        .iter()
+        .map(|response| delta_verdict(&mut d, response, None).len())
+        .sum();
+    assert_eq!(acked, N);
+}
