@@ -49,7 +49,7 @@ fn transport(name: &str, extra: Value) -> String {
     traefik("ServersTransport", name, spec)
 }
 
-/// `(namespace/name → (status, description))` of the objects `sluice render` reports.
+/// `(namespace/name → (status, description))` of the routes `sluice render` reports.
 async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
     let path = dir.path().display().to_string();
     let out = sluice_e2e::sluice::run(&["render", "--manifests", &path])
@@ -60,6 +60,10 @@ async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
     for g in report["gateways"].as_array().unwrap() {
         for e in g["ingressRoutes"].as_array().unwrap() {
             let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            // Routes only: a Middleware or ServersTransport may share a route's name.
+            if !["", "IngressRoute", "IngressRouteTCP"].contains(&f("kind").as_str()) {
+                continue;
+            }
             all.insert(
                 format!("{}/{}", f("namespace"), f("name")),
                 (f("currentStatus"), f("description")),

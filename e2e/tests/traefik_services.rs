@@ -44,7 +44,7 @@ fn services(ns: &str, backends: &[&Backend]) -> String {
 }
 
 /// Polls until `request` on `port` is answered by a response `accept` takes.
-/// `(namespace/name → (status, description))` of the Traefik objects `sluice render` reports.
+/// `(namespace/name → (status, description))` of the Traefik routes `sluice render` reports.
 async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
     let path = dir.path().display().to_string();
     let out = sluice_e2e::sluice::run(&["render", "--manifests", &path])
@@ -55,6 +55,10 @@ async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
     for g in report["gateways"].as_array().unwrap() {
         for e in g["ingressRoutes"].as_array().unwrap() {
             let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            // Routes only: a Middleware or ServersTransport may share a route's name.
+            if !["", "IngressRoute", "IngressRouteTCP"].contains(&f("kind").as_str()) {
+                continue;
+            }
             all.insert(
                 format!("{}/{}", f("namespace"), f("name")),
                 (f("currentStatus"), f("description")),
