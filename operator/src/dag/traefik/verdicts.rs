@@ -150,8 +150,9 @@ fn spec_fields(ignored: &[String]) -> Result<(), String> {
     }
 }
 
-/// A Middleware's own fields (`middleware::build`), and a chain's references to other
-/// namespaces against the Gateway's `allowCrossNamespace` (a chain's references are relative to
+/// A Middleware's own fields (`middleware::build`; a forwardAuth's policy, with its
+/// `tls.insecureSkipVerify` against the Gateway's `allowInsecureSkipVerify`), and a chain's
+/// references to other namespaces against the Gateway's `allowCrossNamespace` (a chain's references are relative to
 /// its namespace, as in Traefik).
 fn check_middleware(
     sel: &Selection,
@@ -159,7 +160,13 @@ fn check_middleware(
     spec: &crate::api::traefik::MiddlewareSpec,
     ignored: &[String],
 ) -> Result<(), String> {
-    if let mw::Middleware::Chain(refs) = mw::build(spec, ignored)? {
+    let model = mw::build(spec, ignored)?;
+    if let mw::Middleware::ForwardAuth(f) = &model {
+        // Its own fields as a route would check them, the auth Service aside.
+        let allow_insecure = sel.allow_insecure_skip_verify;
+        super::forward_auth::policy(key, String::new(), f, allow_insecure)?;
+    }
+    if let mw::Middleware::Chain(refs) = model {
         for (i, r) in refs.iter().enumerate() {
             let namespace = r
                 .namespace
