@@ -145,6 +145,17 @@ impl World {
 
     /// Events on object `ns/name` of `kind`/`api_version`, oldest first: `(type, reason, note)`.
     fn events(&self, ns: &str, api_version: &str, name: &str) -> Vec<(String, String, String)> {
+        self.kind_events(ns, api_version, "IngressRoute", name)
+    }
+
+    /// The events on the Traefik object `kind` `ns/name` of `api_version`.
+    fn kind_events(
+        &self,
+        ns: &str,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+    ) -> Vec<(String, String, String)> {
         let mut events: Vec<Value> = self
             .server
             .list("events.k8s.io/v1", "Event", Some(ns))
@@ -152,7 +163,7 @@ impl World {
             .filter(|e| {
                 e["regarding"]["name"] == name
                     && e["regarding"]["apiVersion"] == api_version
-                    && e["regarding"]["kind"] == "IngressRoute"
+                    && e["regarding"]["kind"] == kind
             })
             .collect();
         events.sort_by_key(|e| e["eventTime"].as_str().unwrap_or_default().to_owned());
@@ -268,10 +279,22 @@ async fn wait_events(
     name: &str,
     want: &[(&str, &str, &str)],
 ) -> Result<Vec<(String, String, String)>> {
+    let object = (api_version, "IngressRoute", name);
+    wait_kind_events(world, op, ns, object, want).await
+}
+
+/// [`wait_events`] on the Traefik object `(apiVersion, kind, name)` of `ns`.
+async fn wait_kind_events(
+    world: &World,
+    op: &mut Operator,
+    ns: &str,
+    (api_version, kind, name): (&str, &str, &str),
+    want: &[(&str, &str, &str)],
+) -> Result<Vec<(String, String, String)>> {
     let mut last = Vec::new();
-    eventually(&format!("events {want:?} on {name}"), async || {
+    eventually(&format!("events {want:?} on {kind} {name}"), async || {
         op.check_running()?;
-        let got = world.events(ns, api_version, name);
+        let got = world.kind_events(ns, api_version, kind, name);
         let matches = got.len() == want.len()
             && got
                 .iter()
@@ -484,6 +507,53 @@ async fn traefik_objects_are_served_by_the_operator() -> Result<()> {
         );
         // traefik.io: shop, docs and private valid; blog-copy, evil and steal invalid.
         Ok((got == (Some(3.0), Some(3.0), Some(1.0), Some(1.0), Some(1.0))).then_some(()))
+    })
+    .await?;
+
+    // A broken Middleware no route names: its own verdict, as an Event on it and in the
+    // objects' gauge, beside the valid ones; never in the route counts (checked below with
+    // the Gateway's status).
+    world.apply(json!({"apiVersion": TRAEFIK, "kind": "Middleware",
+                       "metadata": {"namespace": ns, "name": "typo"},
+                       "spec": {"stripPrefix": {"prefixes": []}}}))?;
+    wait_kind_events(
+        &world,
+        &mut op,
+        ns,
+        (TRAEFIK, "Middleware", "typo"),
+        &[("Warning", "Invalid", "spec.stripPrefix")],
+    )
+    .await?;
+    // The Middleware a route uses: its own verdict, valid.
+    wait_kind_events(
+        &world,
+        &mut op,
+        ns,
+        (TRAEFIK, "Middleware", "prefix"),
+        &[("Normal", "Valid", "valid Middleware")],
+    )
+    .await?;
+    eventually("the Middleware gauge", async || {
+        let text = op.metrics().await?;
+        let series = |group: &str, status: &str| {
+            metric_value(
+                &text,
+                "sluice_traefik_objects",
+                &[
+                    ("gateway", gw.as_str()),
+                    ("kind", "Middleware"),
+                    ("group", group),
+                    ("status", status),
+                ],
+            )
+        };
+        let got = (
+            series("traefik.io", "valid"),
+            series("traefik.io", "invalid"),
+            series("traefik.containo.us", "valid"),
+        );
+        // traefik.io: prefix and auth valid, typo invalid; the legacy group: tag.
+        Ok((got == (Some(2.0), Some(1.0), Some(1.0))).then_some(()))
     })
     .await?;
 

@@ -223,9 +223,10 @@ async fn rules_priorities_and_middlewares_route_as_in_traefik() {
     );
 
     let all = verdicts(&dir).await;
+    let routes: Vec<_> = all.iter().filter(|v| v.0 == "IngressRoute").collect();
     assert_eq!(
-        all,
-        [(
+        routes,
+        [&(
             "IngressRoute".to_owned(),
             "traefik.io/v1alpha1".to_owned(),
             "apps/shop".to_owned(),
@@ -233,6 +234,16 @@ async fn rules_priorities_and_middlewares_route_as_in_traefik() {
             "valid IngressRoute".to_owned()
         )]
     );
+    // Each Middleware has a verdict of its own, after the routes'.
+    let middlewares: Vec<_> = all.iter().filter(|v| v.0 == "Middleware").collect();
+    assert!(!middlewares.is_empty(), "{all:?}");
+    assert!(
+        middlewares
+            .iter()
+            .all(|v| v.3 == "valid" && v.4 == "valid Middleware"),
+        "{all:?}"
+    );
+    assert_eq!(all[0].0, "IngressRoute", "{all:?}");
     sluice.check_running().unwrap();
 }
 

@@ -42,6 +42,8 @@ struct Seen {
 struct AuthServer {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Over TLS: the SNI of each handshake that completed.
+    snis: Arc<Mutex<Vec<Option<String>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -55,24 +57,34 @@ impl AuthServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
+        let snis = Arc::new(Mutex::new(Vec::new()));
+        let (log, sni_log) = (seen.clone(), snis.clone());
         let acceptor = config.map(tokio_rustls::TlsAcceptor::from);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let log = log.clone();
+                let (log, sni_log) = (log.clone(), sni_log.clone());
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let _ = match acceptor {
                         None => serve(stream, log).await,
                         Some(a) => match a.accept(stream).await {
-                            Ok(tls) => serve(tls, log).await,
+                            Ok(tls) => {
+                                let sni = tls.get_ref().1.server_name().map(str::to_owned);
+                                sni_log.lock().unwrap().push(sni);
+                                serve(tls, log).await
+                            }
                             Err(_) => Ok(()),
                         },
                     };
                 });
             }
         });
-        AuthServer { port, seen, task }
+        AuthServer {
+            port,
+            seen,
+            snis,
+            task,
+        }
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -450,5 +462,106 @@ async fn forward_auth_over_tls_verifies_the_auth_server_and_presents_a_client_ce
     assert_eq!(resp.status, 500, "{}", resp.text());
     assert_eq!(auth.seen().len(), asked);
     assert_eq!(web.control().request_count(), reached);
+    sluice.check_running().unwrap();
+}
+
+fn insecure_gateway(allow: bool) -> String {
+    doc(&json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway",
+        "metadata": {"namespace": "ingress", "name": "gw"},
+        "spec": {"allowInsecureSkipVerify": allow},
+    }))
+}
+
+/// `tls.insecureSkipVerify` on an https auth server whose certificate no known CA issued (for
+/// another name, too): refused, naming the Gateway's setting, while the Gateway does not allow
+/// it (the route is not served, the auth server never asked); after a live edit of the Gateway,
+/// Envoy asks that server without checking its certificate (the `caSecret` it names does not
+/// exist: not read, as Go does), sending the address's host as SNI, and its answers decide as
+/// over plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_insecure_skip_verify_waits_for_the_gateway() {
+    let web = Backend::start("web").await.unwrap();
+    let unknown_ca = TestCa::new("nobody's CA").unwrap();
+    let server = unknown_ca.issue(&["elsewhere.internal"]).unwrap();
+    let config = sluice_e2e::tls::server_config(&server).unwrap();
+    let auth = AuthServer::start_with(Some(config)).await;
+    let dir = Manifests::new().unwrap();
+    let mw = middleware(
+        "skip",
+        json!({"forwardAuth": {"address": "https://auth.apps.svc:8443/verify",
+                               "authResponseHeaders": ["X-Auth-User"],
+                               "tls": {"insecureSkipVerify": true, "caSecret": "missing"}}}),
+    );
+    let route = |name: &str, host: &str, middlewares: Value| {
+        doc(&json!({
+            "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+            "metadata": {"namespace": "apps", "name": name,
+                         "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"entryPoints": ["web"], "routes": [
+                {"match": format!("Host(`{host}`)"), "middlewares": middlewares,
+                 "services": [{"name": "web", "port": 80}]},
+            ]},
+        }))
+    };
+    dir.write(
+        "all.yaml",
+        &(service("apps", "web", 80, &[web.port()])
+            + &service("apps", "auth", 8443, &[auth.port])
+            + &mw
+            + &route("shop", "shop.example.com", json!([{"name": "skip"}]))
+            + &route("open", "open.example.com", json!([]))),
+    )
+    .unwrap();
+    dir.write("gateway.yaml", &insecure_gateway(false)).unwrap();
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let http = sluice.instance("ingress/gw", WAIT).await.unwrap().http;
+    // The route and the Middleware's own verdict both say why.
+    for object in [
+        "IngressRoute apps/shop (traefik.io/v1alpha1) is invalid: ",
+        "Middleware apps/skip (traefik.io/v1alpha1) is invalid: ",
+    ] {
+        sluice
+            .wait_log_line(
+                &[
+                    object,
+                    "spec.forwardAuth.tls.insecureSkipVerify: not served",
+                    "spec.allowInsecureSkipVerify",
+                ],
+                WAIT,
+            )
+            .await
+            .unwrap();
+    }
+    // Served beside it: a route without the middleware.
+    let open = Request::get("open.example.com", "/");
+    wait(&mut sluice, http, &open, |r| r.status == 200).await;
+    let before = web.control().request_count();
+    let allowed = Request::get("shop.example.com", "/x").header("X-Token", "good");
+    let resp = allowed.send(http).await.unwrap();
+    assert_eq!(resp.status, 404, "{}", resp.text());
+    assert!(auth.seen().is_empty());
+    assert_eq!(web.control().request_count(), before);
+
+    dir.write("gateway.yaml", &insecure_gateway(true)).unwrap();
+    wait(&mut sluice, http, &allowed, |r| r.status == 200).await;
+    let resp = allowed.send(http).await.unwrap();
+    assert_eq!(resp.echo().unwrap().header("x-auth-user"), Some("alice"));
+    assert_eq!(auth.seen().last().unwrap().path, "/verify");
+    let snis = auth.snis.lock().unwrap().clone();
+    assert!(!snis.is_empty());
+    assert!(
+        snis.iter().all(|s| s.as_deref() == Some("auth.apps.svc")),
+        "{snis:?}"
+    );
+    let served = web.control().request_count();
+    let resp = Request::get("shop.example.com", "/x")
+        .header("X-Token", "bad")
+        .send(http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert_eq!(resp.text(), "denied by the auth server");
+    assert_eq!(web.control().request_count(), served);
     sluice.check_running().unwrap();
 }

@@ -1,7 +1,9 @@
 //! More Traefik HTTP features through a real Envoy: a ServersTransport's client certificate
 //! (mutual TLS to a backend that requires one, with certificates the test generates), its
 //! timeouts and connection reuse; and hostile values of them refused before Envoy sees them
-//! (Envoy keeps accepting the configuration, checked with Envoy's own validation).
+//! (Envoy keeps accepting the configuration, checked with Envoy's own validation). Also
+//! `redirectRegex`, and what waits for a Gateway setting: `insecureSkipVerify`, and entry
+//! point names mapped by `spec.traefikEntryPoints`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -485,4 +487,107 @@ async fn insecure_skip_verify_waits_for_the_gateway() {
         .unwrap();
     assert_eq!(resp.status, 503, "{}", resp.text());
     assert_eq!(backend.control().request_count(), requests);
+}
+
+/// The Gateway `ingress/gw` mapping Traefik entry point names (`spec.traefikEntryPoints`).
+fn entry_point_gateway(map: Value) -> String {
+    manifests::doc(&json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Gateway",
+        "metadata": {"namespace": "ingress", "name": "gw"},
+        "spec": {"traefikEntryPoints": map},
+    }))
+}
+
+/// Manifests written for a Traefik whose entry points are `http` and `https`: refused, naming
+/// the Gateway's setting, and unserved while the Gateway maps neither; after a live edit of the
+/// Gateway (`http: web, https: websecure`), `http` routes are served on the HTTP listener and
+/// `https` ones on the HTTPS listener with their certificate. A name mapped to `web` does not
+/// carry a TLS route: refused as `web` itself would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_entry_points_are_served_on_their_listener() {
+    let web = Backend::start("web").await.unwrap();
+    let ca = TestCa::new("entry point CA").unwrap();
+    let cert = ca.issue(&["secure.example.com"]).unwrap();
+    let dir = Manifests::new().unwrap();
+    let route = |name: &str, entry_points: Value, tls: Option<Value>| {
+        let mut spec = json!({"entryPoints": entry_points, "routes": [{
+            "match": format!("Host(`{name}.example.com`)"),
+            "services": [{"name": "web", "port": 80}],
+        }]});
+        if let Some(tls) = tls {
+            spec["tls"] = tls;
+        }
+        traefik("IngressRoute", name, spec)
+    };
+    let tls = json!({"secretName": "secure-cert"});
+    dir.write(
+        "objects.yaml",
+        &(service("apps", "web", 80, &[web.port()])
+            + "---\n"
+            + &tls_secret("apps", "secure-cert", &cert)
+            + &route("plain", json!(["http"]), None)
+            + &route("secure", json!(["https"]), Some(tls.clone()))
+            + &route("misplaced", json!(["http"]), Some(tls))
+            + &route("open", json!(["web"]), None)),
+    )
+    .unwrap();
+    dir.write("gateway.yaml", &entry_point_gateway(json!({})))
+        .unwrap();
+    let v = verdicts(&dir).await;
+    assert_eq!(v["apps/open"].0, "valid", "{v:?}");
+    for name in ["apps/plain", "apps/secure", "apps/misplaced"] {
+        let (status, description) = &v[name];
+        assert_eq!(status, "invalid", "{name}");
+        assert!(
+            description.contains("is not served")
+                && description.contains("spec.traefikEntryPoints"),
+            "{name}: {description}"
+        );
+    }
+    let mut sluice = Standalone::start(dir.path()).unwrap();
+    let ports = sluice.instance("ingress/gw", WAIT).await.unwrap();
+    sluice
+        .echo_ok(ports.http, "open.example.com")
+        .await
+        .unwrap();
+    let resp = Request::get("plain.example.com", "/")
+        .send(ports.http)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 404, "{}", resp.text());
+    let client = sluice_e2e::tls::TlsClient::trusting(&ca.cert_pem()).unwrap();
+    let secure = Request::get("secure.example.com", "/");
+    assert!(
+        secure.send_tls(ports.https, &client).await.is_err(),
+        "secure.example.com has no certificate served yet"
+    );
+
+    dir.write(
+        "gateway.yaml",
+        &entry_point_gateway(json!({"http": "web", "https": "websecure"})),
+    )
+    .unwrap();
+    let echo = sluice
+        .echo_ok(ports.http, "plain.example.com")
+        .await
+        .unwrap();
+    assert_eq!(echo.backend, "web");
+    let resp = sluice_e2e::try_wait_for("https://secure.example.com/", WAIT, async || {
+        Ok(secure.send_tls(ports.https, &client).await.ok())
+    })
+    .await
+    .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let echo = resp.echo().unwrap();
+    assert_eq!(echo.header("x-forwarded-proto"), Some("https"));
+    let v = verdicts(&dir).await;
+    assert_eq!(v["apps/plain"].0, "valid", "{v:?}");
+    assert_eq!(v["apps/secure"].0, "valid", "{v:?}");
+    let (status, description) = &v["apps/misplaced"];
+    assert_eq!(status, "invalid");
+    assert!(
+        description.contains("spec.tls: routes with TLS are served on `websecure`"),
+        "{description}"
+    );
+    sluice.check_running().unwrap();
 }

@@ -357,6 +357,13 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
         );
         objects += &https_route("apps", name, &format!("{name}.example.com"), tls(name));
     }
+    // A broken Middleware no route names: its own verdict says so on standalone's output.
+    objects += &traefik(
+        "Middleware",
+        "apps",
+        "unused",
+        json!({"stripPrefix": {"prefixes": []}}),
+    );
     // sniStrict: false is accepted and changes nothing: the listener is always strict.
     objects += &traefik("TLSOption", "apps", "lax-sni", json!({"sniStrict": false}));
     objects += &https_route("apps", "lax-sni", "lax-sni.example.com", tls("lax-sni"));
@@ -629,7 +636,8 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
         );
     }
 
-    // Standalone names the refused Traefik objects, with kind and API version, and only them.
+    // Standalone names the refused Traefik objects, with kind and API version, and only them
+    // (a route refused for an object, and the object itself).
     for (object, reason) in [
         (
             "IngressRoute apps/any-no-ca (traefik.io/v1alpha1) is invalid: ",
@@ -643,6 +651,15 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
             "IngressRoute team-b/cross (traefik.io/v1alpha1) is invalid: ",
             "spec.tls.options.namespace: apps/tls12 is in another namespace",
         ),
+        (
+            "Middleware apps/unused (traefik.io/v1alpha1) is invalid: ",
+            "spec.stripPrefix",
+        ),
+        // The TLSOption's own verdict says why too (every Traefik object has one).
+        (
+            "TLSOption apps/any-no-ca (traefik.io/v1alpha1) is invalid: ",
+            "spec.clientAuth.secretNames: Envoy asks for a client certificate only",
+        ),
     ] {
         sluice.wait_log_line(&[object, reason], WAIT).await.unwrap();
     }
@@ -652,11 +669,14 @@ async fn tls_options_set_versions_ciphers_alpn_and_client_certificates_per_names
         .filter(|l| l.contains("(traefik.io/v1alpha1) is"))
         .collect();
     assert!(
-        traefik_lines.iter().all(
-            |l| ["apps/any-no-ca (", "apps/tcp-on-web (", "team-b/cross ("]
-                .iter()
-                .any(|o| l.contains(o))
-        ),
+        traefik_lines.iter().all(|l| [
+            "apps/any-no-ca (",
+            "apps/tcp-on-web (",
+            "team-b/cross (",
+            "apps/unused ("
+        ]
+        .iter()
+        .any(|o| l.contains(o))),
         "only the refused objects: {traefik_lines:#?}"
     );
     sluice.check_running().unwrap();

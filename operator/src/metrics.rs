@@ -14,6 +14,9 @@ pub struct Metrics {
     /// Verdicts by gateway, kind, API group (`contour.heptio.com`, `traefik.io`,
     /// `traefik.containo.us`) and status (valid, invalid, orphaned).
     pub routes: IntGaugeVec,
+    /// Verdicts on the other Traefik objects (Middleware, TraefikService, TLSOption, TLSStore,
+    /// ServersTransport), by gateway, kind, API group and status.
+    pub traefik_objects: IntGaugeVec,
     pub dag_build_seconds: HistogramVec,
     pub translate_seconds: HistogramVec,
     /// Root IngressRoutes (Contour's) whose virtual host a DAG update built again, by Gateway.
@@ -62,6 +65,15 @@ impl Metrics {
                 "sluice_ingressroutes",
                 "IngressRoutes (Contour's and Traefik's) judged by each Gateway, by kind, API \
                  group and status",
+            ),
+            &["gateway", "kind", "group", "status"],
+        )?;
+        let traefik_objects = IntGaugeVec::new(
+            Opts::new(
+                "sluice_traefik_objects",
+                "Traefik Middlewares, TraefikServices, TLSOptions, TLSStores and \
+                 ServersTransports judged by each Gateway (each from its own fields, used by a \
+                 route or not), by kind, API group and status",
             ),
             &["gateway", "kind", "group", "status"],
         )?;
@@ -151,6 +163,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(quarantined.clone()))?;
         registry.register(Box::new(routes.clone()))?;
+        registry.register(Box::new(traefik_objects.clone()))?;
         registry.register(Box::new(secret_watches.clone()))?;
         registry.register(Box::new(gateway_conditions.clone()))?;
         registry.register(Box::new(crd_info.clone()))?;
@@ -164,6 +177,7 @@ impl Metrics {
         Ok(Self {
             registry,
             routes,
+            traefik_objects,
             dag_build_seconds,
             translate_seconds,
             roots_rebuilt,

@@ -490,7 +490,7 @@ async fn envoy_delta_takes_a_push_cut_into_several_responses() {
         INSTANCE,
         with_clusters(listener_port, backend.port(), "v1", &victims, false),
     );
-    let envoy = start_envoy(bootstrap("DELTA_GRPC", xds_port)).await;
+    let envoy = start_envoy(ads_bootstrap("DELTA_GRPC", INSTANCE, xds_port)).await;
     for name in [&names[0], &names[CLUSTERS - 1]] {
         wait_for(&envoy, listener_port, &format!("/{name}"), "backend").await;
     }

@@ -67,7 +67,7 @@ pub async fn start(dir: &Manifests) -> (Standalone, InstancePorts) {
     (sluice, ports)
 }
 
-/// What `sluice render` says of every IngressRoute in `dir`: `namespace/name` to its status and
+/// What `sluice render` says of every IngressRoute (Contour or Traefik) and IngressRouteTCP in `dir`: `namespace/name` to its status and
 /// description.
 pub async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
     let path = dir.path().display().to_string();
@@ -79,6 +79,10 @@ pub async fn verdicts(dir: &Manifests) -> BTreeMap<String, (String, String)> {
     for g in report["gateways"].as_array().unwrap() {
         for e in g["ingressRoutes"].as_array().unwrap() {
             let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            // Routes only: a Middleware or ServersTransport may share a route's name.
+            if !["", "IngressRoute", "IngressRouteTCP"].contains(&f("kind").as_str()) {
+                continue;
+            }
             all.insert(
                 format!("{}/{}", f("namespace"), f("name")),
                 (f("currentStatus"), f("description")),

@@ -69,9 +69,10 @@ pub struct GatewaySpec {
     /// meaning `websecure` only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub traefik_entry_points: BTreeMap<String, TraefikEntryPoint>,
-    /// Let a Traefik ServersTransport set `insecureSkipVerify: true`: Envoy then connects to
-    /// those backends over TLS without checking their certificate (still sending `serverName` as
-    /// SNI when set). Off by default: a transport asking for it is refused.
+    /// Let a Traefik ServersTransport, or a forwardAuth Middleware's `tls`, set
+    /// `insecureSkipVerify: true`: Envoy then connects to those backends (or auth servers) over
+    /// TLS without checking their certificate (still sending `serverName`, or the auth address's
+    /// host, as SNI). Off by default: an object asking for it is refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_insecure_skip_verify: bool,
     /// Address Envoy's listeners (HTTP, HTTPS, stats/health) bind: `DualStack` (default) `::`

@@ -35,7 +35,8 @@ use round_task::{Written, finished_round, join_round, write_round};
 use rounds::{RoundOutcome, StatusRounds};
 
 pub use traefik::{
-    ROUTE_SERIES, TraefikAnnounced, TraefikRef, series_counts, series_of, traefik_verdicts,
+    ROUTE_SERIES, TraefikAnnounced, TraefikRef, is_route_kind, object_series_of, series_counts,
+    series_of, traefik_verdicts,
 };
 use writes::write_statuses;
 pub use writes::{
@@ -748,14 +749,21 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn publish_counts(ctx: &RoutesContext, dags: &[(Arc<Dag>, Arc<StatusCounts>)]) {
     let mut counts = BTreeMap::new();
     for (dag, kept) in dags {
-        for ((kind, group), c) in series_of(kept) {
+        let series = (series_of(kept)
+            .into_iter()
+            .map(|s| (&ctx.metrics.routes, s)))
+        .chain(
+            object_series_of(kept)
+                .into_iter()
+                .map(|s| (&ctx.metrics.traefik_objects, s)),
+        );
+        for (gauge, ((kind, group), c)) in series {
             for (status, n) in [
                 ("valid", c.valid),
                 ("invalid", c.invalid),
                 ("orphaned", c.orphaned),
             ] {
-                ctx.metrics
-                    .routes
+                gauge
                     .with_label_values(&[&dag.gateway, kind, group, status])
                     .set(i64::from(n));
             }
@@ -777,8 +785,9 @@ fn publish_counts(ctx: &RoutesContext, dags: &[(Arc<Dag>, Arc<StatusCounts>)]) {
     }
 }
 
-/// Every verdict of one Gateway, Contour IngressRoutes and Traefik objects alike (the Gateway
-/// status's route counts), from every status of `dag` (passes read the counts the pipeline
+/// Every route verdict of one Gateway, Contour IngressRoutes and Traefik IngressRoutes and
+/// IngressRouteTCPs alike (the Gateway status's route counts; Middlewares and the other Traefik
+/// objects routes use are not routes), from every status of `dag` (passes read the counts the pipeline
 /// keeps: [`total_of`]).
 pub fn route_counts(dag: &Dag) -> RouteCounts {
     total_of(&StatusTally::of(dag).counts)
@@ -787,7 +796,11 @@ pub fn route_counts(dag: &Dag) -> RouteCounts {
 /// The Gateway status's route counts of verdict counts `c`.
 pub fn total_of(c: &StatusCounts) -> RouteCounts {
     let mut total = c.routes.clone();
-    for n in c.objects.values() {
+    let routes = c
+        .objects
+        .iter()
+        .filter(|((kind, _), _)| is_route_kind(kind));
+    for (_, n) in routes {
         total.valid = total.valid.saturating_add(n.valid);
         total.invalid = total.invalid.saturating_add(n.invalid);
         total.orphaned = total.orphaned.saturating_add(n.orphaned);

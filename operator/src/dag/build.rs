@@ -168,6 +168,8 @@ pub fn build_quarantined(
         };
         object_statuses.push(traefik::tcp::status(&root.key, root.obj, verdict));
     }
+    // Middlewares, TraefikServices, TLSOptions, TLSStores and ServersTransports, used or not.
+    object_statuses.extend(traefik::verdicts::statuses(snapshot, sel));
 
     let mut parts = b.into_parts();
     open_hosts::hold_unserved(&mut parts.vhosts, owned);

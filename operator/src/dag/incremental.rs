@@ -21,7 +21,8 @@
 //! to the Gateway's selection rebuilds everything.
 //!
 //! Traefik IngressRoutes and IngressRouteTCPs claim fqdns beside the Contour roots and are
-//! built one by one, with an index of their own (see `traefik`).
+//! built one by one, with an index of their own (see `traefik`); the other Traefik objects'
+//! verdicts read only their object, and are judged again when a change lists it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -416,6 +417,7 @@ impl IncrementalDag {
         let mut fqdns = self.apply_route_changes(changes, &mut dirty);
         self.refresh_selected(changes);
         let traefik_changed = self.apply_traefik_changes(changes, &mut fqdns, &mut known);
+        self.apply_verdict_changes(changes);
         self.settle_owners(&mut fqdns, &mut roots, &mut touched_groups, &mut dirty);
         let touched = deps::touched(changes, &old, snap);
         for dep in &touched {

@@ -246,6 +246,7 @@ fn random_selection(rng: &mut Rng) -> Selection {
         _ => vec!["b".into(), "c".into()],
     };
     sel.allow_cross_namespace = rng.chance(30);
+    sel.allow_insecure_skip_verify = rng.chance(30);
     sel
 }
 
@@ -761,35 +762,56 @@ fn a_traefik_object_change_rebuilds_only_the_routes_that_read_it() {
     let valid = |d: &super::Dag| {
         d.object_statuses
             .iter()
-            .filter(|s| s.current_status == super::Validity::Valid)
+            .filter(|s| s.kind == "IngressRoute" && s.current_status == super::Validity::Valid)
             .count()
     };
     assert_eq!(valid(inc.dag()), 20, "{:#?}", inc.dag().object_statuses);
-    let mut step = |snap: &mut ClusterSnapshot, kind: TraefikKind, obj: Value| {
-        let key = ObjKey::new(
-            obj["metadata"]["namespace"].as_str().unwrap(),
-            obj["metadata"]["name"].as_str().unwrap(),
-        );
-        snap.apply(match kind {
-            TraefikKind::Middleware => Object::TraefikMiddleware(decode(obj).unwrap()),
-            _ => Object::TraefikTlsOption(decode(obj).unwrap()),
-        });
-        let mut changes = ChangeSet::default();
-        changes.insert(Kind::Traefik(kind, Group::TraefikIo), key);
-        let stats = inc.update(&Arc::new(snap.clone()), &sel, &changes);
-        assert!(!inc.last_diff().full);
-        assert_eq!(*inc.dag(), build(snap, &sel));
-        stats.roots_rebuilt
+    let verdict = |d: &super::Dag, kind: &str, ns: &str, name: &str| {
+        d.object_statuses
+            .iter()
+            .find(|s| s.kind == kind && s.namespace == ns && s.name == name)
+            .map(|s| (s.current_status, s.description.clone()))
     };
+    let step =
+        |inc: &mut IncrementalDag, snap: &mut ClusterSnapshot, kind: TraefikKind, obj: Value| {
+            let key = ObjKey::new(
+                obj["metadata"]["namespace"].as_str().unwrap(),
+                obj["metadata"]["name"].as_str().unwrap(),
+            );
+            snap.apply(match kind {
+                TraefikKind::Middleware => Object::TraefikMiddleware(decode(obj).unwrap()),
+                _ => Object::TraefikTlsOption(decode(obj).unwrap()),
+            });
+            let mut changes = ChangeSet::default();
+            changes.insert(Kind::Traefik(kind, Group::TraefikIo), key);
+            let stats = inc.update(&Arc::new(snap.clone()), &sel, &changes);
+            assert!(!inc.last_diff().full);
+            assert_eq!(*inc.dag(), build(snap, &sel));
+            stats.roots_rebuilt
+        };
     let mut snap = snap;
     // The Middleware of namespace `a`: its ten routes.
     let m = json!({"headers": {"customRequestHeaders": {"x-ns": "changed"}}});
     let mw = traefik_object("Middleware", "a", "m", m);
-    assert_eq!(step(&mut snap, TraefikKind::Middleware, mw), 10);
+    assert_eq!(step(&mut inc, &mut snap, TraefikKind::Middleware, mw), 10);
     // A Middleware nobody names.
     let m = json!({"addPrefix": {"prefix": "/p"}});
     let mw = traefik_object("Middleware", "a", "unused", m);
-    assert_eq!(step(&mut snap, TraefikKind::Middleware, mw), 0);
+    assert_eq!(step(&mut inc, &mut snap, TraefikKind::Middleware, mw), 0);
+    assert_eq!(
+        verdict(inc.dag(), "Middleware", "a", "unused"),
+        Some((super::Validity::Valid, "valid Middleware".into()))
+    );
+    // Broken while nobody names it: its own verdict says so, and no route is built again.
+    let m = json!({"addPrefix": {"prefix": "no-slash"}});
+    let mw = traefik_object("Middleware", "a", "unused", m);
+    assert_eq!(step(&mut inc, &mut snap, TraefikKind::Middleware, mw), 0);
+    let (validity, description) = verdict(inc.dag(), "Middleware", "a", "unused").unwrap();
+    assert_eq!(validity, super::Validity::Invalid);
+    assert!(
+        description.starts_with("spec.addPrefix.prefix: "),
+        "{description}"
+    );
     // Namespace `b`'s default TLSOption appears: its five TLS routes, now refused (TLS 1.0).
     let o = traefik_object(
         "TLSOption",
@@ -797,8 +819,16 @@ fn a_traefik_object_change_rebuilds_only_the_routes_that_read_it() {
         "default",
         json!({"minVersion": "VersionTLS10"}),
     );
-    assert_eq!(step(&mut snap, TraefikKind::TlsOption, o), 5);
+    assert_eq!(step(&mut inc, &mut snap, TraefikKind::TlsOption, o), 5);
     assert_eq!(valid(inc.dag()), 15);
+    // The TLSOption's own verdict says why too.
+    assert_eq!(
+        verdict(inc.dag(), "TLSOption", "b", "default"),
+        Some((
+            super::Validity::Invalid,
+            "TLS 1.0 is not served by Sluice (its lowest version is TLS 1.1)".into()
+        ))
+    );
 }
 
 /// A Traefik IngressRoute in namespace `c` with one rule, created on `day` of January 2024.

@@ -6,7 +6,9 @@
 //! `*.example.com` (covering every `hN` name and `x.example.com`) and `*.x.example.com` (covering
 //! `w0`..`w2.x.example.com`), Middlewares `m0`..`m3` (chains, basicAuth, forwardAuth),
 //! TraefikServices `ts0`..`ts2` (nested, mirroring), TLSOptions `o0` and `default`, the TLSStore
-//! `default`, the ServersTransport `st0`; references sometimes cross namespaces.
+//! `default`, the ServersTransport `st0`; references sometimes cross namespaces. The objects
+//! routes use are sometimes invalid on their own or of another ingress class, so their own
+//! verdicts (`traefik::verdicts`) come and go with them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{Value, json};
@@ -165,7 +167,10 @@ pub fn random_tcp_route(ns: &str, name: &str, group: Group, rng: &mut Rng) -> Ob
 }
 
 pub fn random_middleware(ns: &str, name: &str, rng: &mut Rng) -> Object {
-    let spec = match rng.below(9) {
+    let spec = match rng.below(11) {
+        // Invalid on its own: a kind Sluice does not serve, an empty prefix list.
+        9 => json!({"plugin": {"x": {}}}),
+        10 => json!({"stripPrefix": {"prefixes": []}}),
         7 => json!({"forwardAuth": {"address": format!("http://svc{}/auth", rng.below(SERVICES))}}),
         0 => json!({"addPrefix": {"prefix": "/p"}}),
         1 => json!({"headers": {"customRequestHeaders": {"x-a": "b"}}}),
@@ -177,12 +182,15 @@ pub fn random_middleware(ns: &str, name: &str, rng: &mut Rng) -> Object {
         5 | 6 => json!({"basicAuth": {"secret": format!("s{}", rng.below(SECRETS))}}),
         _ => json!({"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}}),
     };
-    let v = object("Middleware", Group::TraefikIo, plain_meta(ns, name), spec);
+    let v = object("Middleware", Group::TraefikIo, meta(ns, name, rng), spec);
     Object::TraefikMiddleware(decode(v).unwrap())
 }
 
 pub fn random_traefik_service(ns: &str, name: &str, rng: &mut Rng) -> Object {
-    let spec = if rng.chance(25) {
+    let spec = if rng.chance(8) {
+        // Invalid on its own: neither kind set.
+        json!({})
+    } else if rng.chance(25) {
         json!({"mirroring": {
             "name": format!("svc{}", rng.below(SERVICES)), "port": 80,
             "mirrors": [{"name": format!("svc{}", rng.below(SERVICES)), "port": 80, "percent": 10}],
@@ -194,7 +202,7 @@ pub fn random_traefik_service(ns: &str, name: &str, rng: &mut Rng) -> Object {
     let v = object(
         "TraefikService",
         Group::TraefikIo,
-        plain_meta(ns, name),
+        meta(ns, name, rng),
         spec,
     );
     Object::TraefikService(decode(v).unwrap())
@@ -215,7 +223,10 @@ pub fn random_tls_option(ns: &str, name: &str, rng: &mut Rng) -> Object {
 }
 
 pub fn random_tls_store(ns: &str, name: &str, rng: &mut Rng) -> Object {
-    let spec = if rng.chance(80) {
+    let spec = if rng.chance(8) {
+        // Invalid on its own (ACME).
+        json!({"defaultGeneratedCert": {"resolver": "le"}})
+    } else if rng.chance(80) {
         json!({"defaultCertificate": {"secretName": format!("s{}", rng.below(SECRETS))}})
     } else {
         json!({})
@@ -225,12 +236,16 @@ pub fn random_tls_store(ns: &str, name: &str, rng: &mut Rng) -> Object {
 }
 
 pub fn random_transport(ns: &str, name: &str, rng: &mut Rng) -> Object {
-    let spec = json!({"serverName": "backend.internal",
+    let mut spec = json!({"serverName": "backend.internal",
                       "rootCAsSecrets": [format!("s{}", rng.below(SECRETS))]});
+    if rng.chance(15) {
+        // Served only where the Gateway allows it.
+        spec["insecureSkipVerify"] = json!(true);
+    }
     let v = object(
         "ServersTransport",
         Group::TraefikIo,
-        plain_meta(ns, name),
+        meta(ns, name, rng),
         spec,
     );
     Object::TraefikTransport(decode(v).unwrap())
@@ -387,6 +402,16 @@ pub fn features_seen(dag: &crate::dag::Dag, seen: &mut std::collections::BTreeSe
     }
     for s in &dag.object_statuses {
         let d = &s.description;
+        let route = s.kind == "IngressRoute" || s.kind == "IngressRouteTCP";
+        if !route {
+            seen.insert(match (s.kind.as_str(), s.current_status) {
+                ("Middleware", crate::dag::Validity::Valid) => "a Middleware's own verdict valid",
+                ("Middleware", _) => "a Middleware's own verdict invalid",
+                (_, crate::dag::Validity::Valid) => "another object's own verdict valid",
+                _ => "another object's own verdict invalid",
+            });
+            continue;
+        }
         let checks = [
             (
                 "already used by the older IngressRoute ",
@@ -449,4 +474,4 @@ pub fn open_owners(dag: &crate::dag::Dag) -> std::collections::BTreeMap<String, 
 }
 
 /// Every feature [`features_seen`] and the property test look for.
-pub const FEATURES: usize = 28;
+pub const FEATURES: usize = 32;

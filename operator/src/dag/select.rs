@@ -137,6 +137,22 @@ impl Selection {
         class.map(String::as_str) == self.ingress_class.as_deref()
     }
 
+    /// True when this instance gives a verdict on a Traefik object that routes use
+    /// (Middleware, TraefikService, TLSOption, TLSStore, ServersTransport) of `namespace`: one
+    /// of the namespaces where its roots may live, and a class annotation, if the object has
+    /// one, equal to the instance's class. Traefik filters none of these kinds by class, so one
+    /// without the annotation is judged by every instance whose roots may share its namespace.
+    pub fn selects_helper(&self, metadata: &kube::api::ObjectMeta, namespace: &str) -> bool {
+        let class = metadata.annotations.as_ref().and_then(|a| {
+            INGRESS_CLASS_ANNOTATIONS
+                .iter()
+                .find_map(|k| a.get(*k))
+                .filter(|c| !c.is_empty())
+        });
+        let class_ok = class.is_none_or(|c| self.ingress_class.as_deref() == Some(c.as_str()));
+        class_ok && self.root_allowed(namespace)
+    }
+
     /// True when a root IngressRoute may live in `namespace`.
     pub fn root_allowed(&self, namespace: &str) -> bool {
         self.root_namespaces.is_empty() || self.root_namespaces.iter().any(|n| n == namespace)

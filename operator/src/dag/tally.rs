@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{Dag, ObjectStatus, RouteStatus, Validity};
-use super::traefik::tcp;
+use super::traefik::verdicts;
 use crate::api::gateway::RouteCounts;
 use crate::snapshot::ObjKey;
 
@@ -24,8 +24,8 @@ pub struct StatusCounts {
 pub struct StatusTally {
     pub counts: StatusCounts,
     not_valid_routes: BTreeSet<ObjKey>,
-    /// `(IngressRouteTCP, namespace, name)`: the order of `Dag::object_statuses`.
-    not_valid_objects: BTreeSet<(bool, String, String)>,
+    /// `(kind's rank, namespace, name)`: the order of `Dag::object_statuses`.
+    not_valid_objects: BTreeSet<(u8, String, String)>,
 }
 
 fn count(c: &mut RouteCounts, v: Validity, by: i32) {
@@ -37,8 +37,8 @@ fn count(c: &mut RouteCounts, v: Validity, by: i32) {
     *n = n.saturating_add(by);
 }
 
-fn object_key(s: &ObjectStatus) -> (bool, String, String) {
-    (s.kind == tcp::KIND, s.namespace.clone(), s.name.clone())
+fn object_key(s: &ObjectStatus) -> (u8, String, String) {
+    (verdicts::rank(&s.kind), s.namespace.clone(), s.name.clone())
 }
 
 impl StatusTally {
@@ -117,20 +117,24 @@ impl StatusTally {
                 .ok()?;
             dag.statuses.get(i).map(|s| &**s)
         });
-        let objects = self.not_valid_objects.iter().filter_map(|(tcp, ns, name)| {
-            let i = dag
-                .object_statuses
-                .entries()
-                .binary_search_by(|s| {
-                    (s.kind == tcp::KIND, s.namespace.as_str(), s.name.as_str()).cmp(&(
-                        *tcp,
-                        ns.as_str(),
-                        name.as_str(),
-                    ))
-                })
-                .ok()?;
-            dag.object_statuses.get(i).map(|s| &**s)
-        });
+        let objects = self
+            .not_valid_objects
+            .iter()
+            .filter_map(|(rank, ns, name)| {
+                let i = dag
+                    .object_statuses
+                    .entries()
+                    .binary_search_by(|s| {
+                        (
+                            verdicts::rank(&s.kind),
+                            s.namespace.as_str(),
+                            s.name.as_str(),
+                        )
+                            .cmp(&(*rank, ns.as_str(), name.as_str()))
+                    })
+                    .ok()?;
+                dag.object_statuses.get(i).map(|s| &**s)
+            });
         (routes, objects)
     }
 }

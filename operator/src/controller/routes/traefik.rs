@@ -66,30 +66,68 @@ pub const ROUTE_SERIES: [(&str, &str); 5] = [
     ("IngressRouteTCP", "traefik.containo.us"),
 ];
 
+/// The series of the gauge of the other Traefik objects' verdicts (`sluice_traefik_objects`):
+/// `(kind, group)`. Every series is set on each pass (0 when empty).
+pub const OBJECT_SERIES: [(&str, &str); 10] = [
+    ("Middleware", "traefik.io"),
+    ("Middleware", "traefik.containo.us"),
+    ("TraefikService", "traefik.io"),
+    ("TraefikService", "traefik.containo.us"),
+    ("TLSOption", "traefik.io"),
+    ("TLSOption", "traefik.containo.us"),
+    ("TLSStore", "traefik.io"),
+    ("TLSStore", "traefik.containo.us"),
+    ("ServersTransport", "traefik.io"),
+    ("ServersTransport", "traefik.containo.us"),
+];
+
 /// One DAG's verdict counts per [`ROUTE_SERIES`] entry, from every status of `dag` (passes
 /// read the counts the pipeline keeps: [`series_of`]).
 pub fn series_counts(dag: &Dag) -> BTreeMap<(&'static str, &'static str), RouteCounts> {
     series_of(&StatusTally::of(dag).counts)
 }
 
-/// Verdict counts `c` per [`ROUTE_SERIES`] entry. Pure; one step per kind and API version,
-/// none per route.
+/// Verdict counts `c` per [`ROUTE_SERIES`] entry (routes only). Pure; one step per kind and
+/// API version, none per route.
 pub fn series_of(c: &StatusCounts) -> BTreeMap<(&'static str, &'static str), RouteCounts> {
-    let mut counts: [RouteCounts; ROUTE_SERIES.len()] =
-        std::array::from_fn(|_| RouteCounts::default());
-    counts[0] = c.routes.clone();
+    let mut counts = counts_per(&ROUTE_SERIES[1..], c);
+    counts.insert(ROUTE_SERIES[0], c.routes.clone());
+    counts
+}
+
+/// Verdict counts `c` per [`OBJECT_SERIES`] entry (the Traefik objects that are not routes).
+pub fn object_series_of(c: &StatusCounts) -> BTreeMap<(&'static str, &'static str), RouteCounts> {
+    counts_per(&OBJECT_SERIES, c)
+}
+
+/// The counts of `c.objects` in each of `series` (every one present, 0 when empty).
+fn counts_per(
+    series: &[(&'static str, &'static str)],
+    c: &StatusCounts,
+) -> BTreeMap<(&'static str, &'static str), RouteCounts> {
+    let mut out: BTreeMap<_, _> = series
+        .iter()
+        .map(|s| (*s, RouteCounts::default()))
+        .collect();
     for ((kind, api_version), n) in &c.objects {
         let group = api_version.split('/').next();
-        let series = ROUTE_SERIES[1..]
+        let Some(into) = series
             .iter()
-            .position(|(k, g)| k == kind && group == Some(*g))
-            .map_or(1, |i| i + 1);
-        let into = &mut counts[series];
+            .find(|(k, g)| k == kind && group == Some(*g))
+            .and_then(|s| out.get_mut(s))
+        else {
+            continue;
+        };
         into.valid = into.valid.saturating_add(n.valid);
         into.invalid = into.invalid.saturating_add(n.invalid);
         into.orphaned = into.orphaned.saturating_add(n.orphaned);
     }
-    ROUTE_SERIES.into_iter().zip(counts).collect()
+    out
+}
+
+/// Whether verdicts of `kind` count as routes (the route gauge, the Gateway's route counts).
+pub fn is_route_kind(kind: &str) -> bool {
+    kind == TRAEFIK_KIND || kind == TRAEFIK_TCP_KIND
 }
 
 /// The reference an event on the object names: the object as the snapshot holds it (uid and
@@ -98,15 +136,15 @@ fn reference(snapshot: &ClusterSnapshot, r: &TraefikRef) -> Option<ObjectReferen
     let group = Group::of_api_version(&r.api_version)?;
     // The object of the verdict's kind: an IngressRoute and an IngressRouteTCP may share a
     // namespace and name.
+    let k = &r.key;
     let held = match r.kind.as_str() {
-        TRAEFIK_KIND => &snapshot.traefik_routes.group(group).get(&r.key)?.metadata,
-        TRAEFIK_TCP_KIND => {
-            &snapshot
-                .traefik_tcp_routes
-                .group(group)
-                .get(&r.key)?
-                .metadata
-        }
+        TRAEFIK_KIND => &snapshot.traefik_routes.group(group).get(k)?.metadata,
+        TRAEFIK_TCP_KIND => &snapshot.traefik_tcp_routes.group(group).get(k)?.metadata,
+        "Middleware" => &snapshot.traefik_middlewares.group(group).get(k)?.metadata,
+        "TraefikService" => &snapshot.traefik_services.group(group).get(k)?.metadata,
+        "TLSOption" => &snapshot.traefik_tls_options.group(group).get(k)?.metadata,
+        "TLSStore" => &snapshot.traefik_tls_stores.group(group).get(k)?.metadata,
+        "ServersTransport" => &snapshot.traefik_transports.group(group).get(k)?.metadata,
         _ => return None,
     };
     Some(ObjectReference {

@@ -227,3 +227,55 @@ fn an_ingressroutetcp_verdict_goes_to_the_tcp_object_and_its_own_series() {
     assert_eq!(series[&("IngressRoute", "traefik.io")], ones(1, 0));
     assert_eq!(series[&("IngressRouteTCP", "traefik.io")], ones(0, 1));
 }
+
+/// A Middleware's own verdict is recorded on the Middleware (by uid, even beside a route of
+/// the same name) and counted in its own gauge series, never in the route counts.
+#[test]
+fn a_middleware_verdict_goes_to_the_middleware_and_not_to_the_route_counts() {
+    let mut snap = snapshot_with(Group::TraefikIo, "r", "http-uid");
+    let mw = serde_json::json!({
+        "apiVersion": "traefik.io/v1alpha1", "kind": "Middleware",
+        "metadata": {"namespace": "ns", "name": "r", "uid": "mw-uid", "resourceVersion": "3"},
+        "spec": {"addPrefix": {"prefix": "/p"}},
+    });
+    snap.apply(Object::TraefikMiddleware(
+        crate::api::traefik::decode(mw).unwrap(),
+    ));
+    let mut mw_status = object(Group::TraefikIo, "r", Validity::Invalid, "mw bad");
+    mw_status.kind = "Middleware".into();
+    let d = dag(
+        "a/gw",
+        &[],
+        vec![
+            object(Group::TraefikIo, "r", Validity::Valid, "ok"),
+            mw_status,
+        ],
+    );
+    let todo = to_announce(&snap, traefik_verdicts([&d]), &TraefikAnnounced::new());
+    let got: Vec<_> = todo
+        .iter()
+        .map(|(r, reference, _)| (r.kind.as_str(), reference.uid.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("IngressRoute", Some("http-uid")),
+            ("Middleware", Some("mw-uid"))
+        ]
+    );
+    let ones = |valid, invalid| RouteCounts {
+        valid,
+        invalid,
+        orphaned: 0,
+    };
+    assert_eq!(super::super::route_counts(&d), ones(1, 0));
+    let counts = StatusTally::of(&d).counts;
+    assert_eq!(
+        series_of(&counts)[&("IngressRoute", "traefik.io")],
+        ones(1, 0)
+    );
+    let objects = object_series_of(&counts);
+    assert_eq!(objects[&("Middleware", "traefik.io")], ones(0, 1));
+    assert_eq!(objects[&("TLSOption", "traefik.io")], ones(0, 0));
+    assert_eq!(objects.len(), OBJECT_SERIES.len());
+}

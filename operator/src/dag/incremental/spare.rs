@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::traefik::{RootId, object_status_order};
+use super::traefik::{StatusId, object_status_order};
 use super::{Dirty, IncrementalDag};
 use crate::dag::model::{Dag, SharedList};
 use crate::snapshot::ObjKey;
@@ -43,12 +43,12 @@ pub(super) struct Lag {
     pub(super) endpoints: BTreeSet<String>,
     pub(super) secrets: BTreeSet<String>,
     pub(super) statuses: BTreeSet<ObjKey>,
-    pub(super) objects: BTreeSet<RootId>,
+    pub(super) objects: BTreeSet<StatusId>,
 }
 
 impl Lag {
     /// The names `dirty` and `objects` will patch.
-    pub(super) fn of(dirty: Dirty, objects: BTreeSet<RootId>) -> Self {
+    pub(super) fn of(dirty: Dirty, objects: BTreeSet<StatusId>) -> Self {
         Self {
             vhosts: dirty.vhosts,
             clusters: dirty.clusters,

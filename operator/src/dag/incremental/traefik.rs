@@ -47,9 +47,28 @@ pub(super) struct TraefikRoots {
     built: HashMap<RootId, Built>,
     /// The roots that read each dependency.
     dep_index: HashMap<Dep, GroupSet<RootId>>,
-    statuses: BTreeMap<RootId, ObjectStatus>,
-    /// Roots whose status entry may differ from the DAG's.
-    pub(super) dirty: BTreeSet<RootId>,
+    /// The object statuses: the roots' and (see `traefik::verdicts`) the other Traefik
+    /// objects'.
+    statuses: BTreeMap<StatusId, ObjectStatus>,
+    /// Objects whose status entry may differ from the DAG's.
+    pub(super) dirty: BTreeSet<StatusId>,
+}
+
+/// A Traefik object with a status entry: the kind's rank (`traefik::verdicts::rank`) and the
+/// key; orders as `Dag::object_statuses`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct StatusId {
+    rank: u8,
+    key: ObjKey,
+}
+
+impl RootId {
+    fn status_id(&self) -> StatusId {
+        StatusId {
+            rank: u8::from(self.tcp),
+            key: self.key.clone(),
+        }
+    }
 }
 
 impl TraefikRoots {
@@ -334,8 +353,9 @@ impl IncrementalDag {
                 })
             };
             let Some((status, reads)) = built else {
-                if self.traefik.statuses.remove(&id).is_some() {
-                    self.traefik.dirty.insert(id);
+                let sid = id.status_id();
+                if self.traefik.statuses.remove(&sid).is_some() {
+                    self.traefik.dirty.insert(sid);
                 }
                 continue;
             };
@@ -367,19 +387,46 @@ impl IncrementalDag {
                 names,
             };
             self.traefik.built.insert(id.clone(), built);
-            if self.traefik.statuses.get(&id) != Some(&status) {
-                self.traefik.statuses.insert(id.clone(), status);
-                self.traefik.dirty.insert(id);
+            let sid = id.status_id();
+            if self.traefik.statuses.get(&sid) != Some(&status) {
+                self.traefik.statuses.insert(sid.clone(), status);
+                self.traefik.dirty.insert(sid);
             }
         }
         count
+    }
+
+    /// Judges again the Traefik objects other than roots that `changes` lists (see
+    /// `traefik::verdicts`: each verdict reads its object and the selection only).
+    pub(super) fn apply_verdict_changes(&mut self, changes: &ChangeSet) {
+        for (kind, key) in changes.objects() {
+            let Kind::Traefik(kind, _) = kind else {
+                continue;
+            };
+            if !traefik::verdicts::KINDS.contains(&kind) {
+                continue;
+            }
+            let id = StatusId {
+                rank: traefik::verdicts::kind_rank(kind),
+                key: key.clone(),
+            };
+            let status = traefik::verdicts::status(&self.snap, &self.sel, kind, key);
+            if self.traefik.statuses.get(&id) == status.as_ref() {
+                continue;
+            }
+            match status {
+                Some(s) => self.traefik.statuses.insert(id.clone(), s),
+                None => self.traefik.statuses.remove(&id),
+            };
+            self.traefik.dirty.insert(id);
+        }
     }
 
     /// Brings the DAG's object statuses in line; returns whether any differs.
     pub(super) fn patch_object_statuses(
         &self,
         dag: &mut Dag,
-        ids: &BTreeSet<RootId>,
+        ids: &BTreeSet<StatusId>,
         tally: &mut StatusTally,
     ) -> bool {
         let mut changed = false;
@@ -396,10 +443,7 @@ impl IncrementalDag {
 }
 
 /// Where the status of `id` sorts against `s` in the DAG's object statuses.
-pub(super) fn object_status_order(s: &ObjectStatus, id: &RootId) -> std::cmp::Ordering {
-    (s.kind == tcp::KIND, s.namespace.as_str(), s.name.as_str()).cmp(&(
-        id.tcp,
-        &*id.key.namespace,
-        &*id.key.name,
-    ))
+pub(super) fn object_status_order(s: &ObjectStatus, id: &StatusId) -> std::cmp::Ordering {
+    let rank = traefik::verdicts::rank(&s.kind);
+    (rank, s.namespace.as_str(), s.name.as_str()).cmp(&(id.rank, &*id.key.namespace, &*id.key.name))
 }

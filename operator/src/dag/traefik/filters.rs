@@ -194,7 +194,10 @@ fn add(
     if let Middleware::ForwardAuth(f) = &model {
         super::forward_auth::check_position(filters).map_err(at)?;
         let label = format!("{field}: Middleware {key} (forwardAuth)");
-        return filters.policies.forward_auth(&key, label, f).map_err(at);
+        let allow_insecure = expansion.sel.allow_insecure_skip_verify;
+        return (filters.policies)
+            .forward_auth(&key, label, f, allow_insecure)
+            .map_err(at);
     }
     if filters
         .policies

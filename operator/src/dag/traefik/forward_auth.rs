@@ -87,21 +87,25 @@ pub(super) struct PendingAuth {
 /// An https auth server's TLS, its Secrets in the Middleware's namespace.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct AuthTls {
-    pub ca_secret: String,
+    /// The CA bundle the auth server's certificate must chain to; `None`: not checked
+    /// (`tls.insecureSkipVerify`, where the Gateway allows it).
+    pub ca_secret: Option<String>,
     pub cert_secret: Option<String>,
-    /// The address's host: sent as SNI and checked in the certificate.
+    /// The address's host: sent as SNI and, when verified, checked in the certificate.
     pub server_name: String,
 }
 
 /// The policy of a `forwardAuth` (its cluster still empty) and the Service it names; errors
-/// name the field under `spec.forwardAuth`.
+/// name the field under `spec.forwardAuth`. `allow_insecure`: the Gateway's
+/// `allowInsecureSkipVerify`. Pure: reads nothing but its arguments.
 pub(super) fn policy(
     key: &ObjKey,
     label: String,
     f: &ForwardAuth,
+    allow_insecure: bool,
 ) -> Result<(ExtAuthzPolicy, PendingAuth), String> {
     const AT: &str = "spec.forwardAuth";
-    let tls = auth_tls(f)?;
+    let tls = auth_tls(f, allow_insecure)?;
     // `trustForwardHeader: true` is served as `false`: see [`super::forward_auth_more`].
     if !f.auth_request_headers.is_empty() {
         return Err(format!(
@@ -210,13 +214,15 @@ pub(super) fn policy(
 
 /// The TLS of an `https://` address: the auth server's certificate is checked against the CA
 /// bundle of `tls.caSecret` and the address's host (Sluice trusts no system CAs), and
-/// `tls.certSecret` is the client certificate.
-fn auth_tls(f: &ForwardAuth) -> Result<Option<AuthTls>, String> {
+/// `tls.certSecret` is the client certificate. With `tls.insecureSkipVerify`, where the Gateway
+/// allows it (`allow_insecure`), the certificate is not checked and `caSecret` not read, as Go
+/// does; the address's host is still sent as SNI, as Go's client sends it.
+fn auth_tls(f: &ForwardAuth, allow_insecure: bool) -> Result<Option<AuthTls>, String> {
     const AT: &str = "spec.forwardAuth.tls";
-    if f.insecure_skip_verify {
+    if f.insecure_skip_verify && !allow_insecure {
         return Err(format!(
-            "{AT}.insecureSkipVerify: not served: Sluice always verifies the auth server's \
-             certificate"
+            "{AT}.insecureSkipVerify: not served: Sluice verifies the auth server's certificate \
+             unless the Gateway sets spec.allowInsecureSkipVerify"
         ));
     }
     let name = |field: &str, v: &Option<String>| -> Result<Option<String>, String> {
@@ -231,19 +237,24 @@ fn auth_tls(f: &ForwardAuth) -> Result<Option<AuthTls>, String> {
     let ca_secret = name("caSecret", &f.ca_secret)?;
     let cert_secret = name("certSecret", &f.cert_secret)?;
     if !f.https {
-        if ca_secret.is_some() || cert_secret.is_some() {
+        if ca_secret.is_some() || cert_secret.is_some() || f.insecure_skip_verify {
             return Err(format!(
                 "{AT}: applies to an https:// address only (this one is http://)"
             ));
         }
         return Ok(None);
     }
-    let ca_secret = ca_secret.ok_or_else(|| {
-        format!(
-            "{AT}.caSecret: required with an https:// address: Sluice does not trust the system \
-             CAs for auth servers"
-        )
-    })?;
+    let ca_secret = match ca_secret {
+        // Not read, as Go's client with InsecureSkipVerify never reads its root CAs.
+        _ if f.insecure_skip_verify => None,
+        Some(ca) => Some(ca),
+        None => {
+            return Err(format!(
+                "{AT}.caSecret: required with an https:// address: Sluice does not trust the \
+                 system CAs for auth servers"
+            ));
+        }
+    };
     checks::subject_name(&f.host)
         .map_err(|e| format!("spec.forwardAuth.address: host {:?} {e}", f.host))?;
     Ok(Some(AuthTls {
@@ -298,9 +309,10 @@ impl Policies {
         key: &ObjKey,
         label: String,
         f: &ForwardAuth,
+        allow_insecure: bool,
     ) -> Result<(), String> {
         self.stage(crate::dag::policy::Stage::ExtAuthz, key)?;
-        let (policy, pending) = policy(key, label, f)?;
+        let (policy, pending) = policy(key, label, f, allow_insecure)?;
         self.policy.ext_authz = Some(Box::new(policy));
         self.forward_auth = Some(pending);
         Ok(())
@@ -355,7 +367,47 @@ impl Builder<'_> {
         cluster: &mut Cluster,
         secrets: &mut Vec<Secret>,
     ) -> Result<(), String> {
-        let ca_key = ObjKey::new(middleware.namespace.clone(), tls.ca_secret.clone());
+        let mut options = cluster.transport.take().map(|t| *t).unwrap_or_default();
+        cluster.validation = match &tls.ca_secret {
+            Some(ca) => Some(self.auth_ca(middleware, ca, &tls.server_name, secrets)?),
+            None => {
+                // `insecureSkipVerify`: any certificate, the address's host sent as SNI.
+                options.unverified_sni = Some(tls.server_name.clone());
+                None
+            }
+        };
+        if let Some(name) = &tls.cert_secret {
+            let key = ObjKey::new(middleware.namespace.clone(), name.clone());
+            let (cert_chain, private_key) = self
+                .tls_secret_pem(&key)
+                .map_err(|e| format!("certSecret: {e}"))?;
+            options.client_certificate = Some(key.to_string());
+            secrets.push(Secret {
+                name: key.to_string(),
+                kind: SecretKind::Tls {
+                    cert_chain,
+                    private_key,
+                },
+            });
+        }
+        cluster.protocol = UpstreamProtocol::Tls;
+        cluster.transport = (!options.is_empty()).then(|| Box::new(options));
+        let hash =
+            policy_hash(cluster).map_err(|e| format!("caSecret: cannot name the cluster: {e}"))?;
+        cluster.name = format!("{}/{}/{hash}", cluster.service, cluster.port);
+        Ok(())
+    }
+
+    /// The check of the auth server's certificate: the CA bundle of the Secret `ca` of the
+    /// Middleware's namespace (recorded in `secrets`) and `server_name`.
+    fn auth_ca(
+        &mut self,
+        middleware: &ObjKey,
+        ca: &str,
+        server_name: &str,
+        secrets: &mut Vec<Secret>,
+    ) -> Result<UpstreamValidation, String> {
+        let ca_key = ObjKey::new(middleware.namespace.clone(), ca);
         self.read(crate::dag::Dep::Secret(ca_key.clone()));
         let pem = CA_KEYS
             .iter()
@@ -374,31 +426,10 @@ impl Builder<'_> {
                 ca: format!("{}\n", pem.trim_end()),
             },
         });
-        let mut options = cluster.transport.take().map(|t| *t).unwrap_or_default();
-        if let Some(name) = &tls.cert_secret {
-            let key = ObjKey::new(middleware.namespace.clone(), name.clone());
-            let (cert_chain, private_key) = self
-                .tls_secret_pem(&key)
-                .map_err(|e| format!("certSecret: {e}"))?;
-            options.client_certificate = Some(key.to_string());
-            secrets.push(Secret {
-                name: key.to_string(),
-                kind: SecretKind::Tls {
-                    cert_chain,
-                    private_key,
-                },
-            });
-        }
-        cluster.protocol = UpstreamProtocol::Tls;
-        cluster.validation = Some(UpstreamValidation {
+        Ok(UpstreamValidation {
             ca_secret: ca_name,
-            subject_name: tls.server_name.clone(),
-        });
-        cluster.transport = (!options.is_empty()).then(|| Box::new(options));
-        let hash =
-            policy_hash(cluster).map_err(|e| format!("caSecret: cannot name the cluster: {e}"))?;
-        cluster.name = format!("{}/{}/{hash}", cluster.service, cluster.port);
-        Ok(())
+            subject_name: server_name.to_owned(),
+        })
     }
 }
 

@@ -210,7 +210,8 @@ fn fields_envoy_cannot_serve_are_refused_by_name() {
         ),
         (
             "tls: {insecureSkipVerify: true}",
-            "spec.forwardAuth.tls.insecureSkipVerify",
+            "spec.forwardAuth.tls.insecureSkipVerify: not served: Sluice verifies the auth \
+             server's certificate unless the Gateway sets spec.allowInsecureSkipVerify",
         ),
         (
             "addAuthCookiesToResponse: [a]",
@@ -495,4 +496,43 @@ fn trust_forward_header_serves_what_not_trusting_serves() {
     let not = served(&format!("{{{base}, trustForwardHeader: false}}"));
     assert_eq!(trusting, not);
     assert_eq!(trusting.0.path, "/verify");
+}
+
+/// `tls.insecureSkipVerify` waits for the Gateway's `allowInsecureSkipVerify`; then the auth
+/// server's certificate is not checked (no validation context), `caSecret` is not read (it
+/// may name nothing), the address's host is sent as SNI and `certSecret` is still presented.
+/// The Middleware's own verdict follows the same setting.
+#[test]
+fn insecure_skip_verify_is_served_where_the_gateway_allows_it() {
+    let spec = "{address: 'https://auth.apps:4181/v', tls: {insecureSkipVerify: true, \
+                caSecret: missing}}";
+    let own = |sel: &Selection| {
+        let dag = dag_with(&format!("{SERVICES}{}", middleware(spec)), sel);
+        let s = dag.object_statuses.iter().find(|s| s.kind == "Middleware");
+        let s = s.unwrap();
+        (s.current_status, s.description.clone())
+    };
+    let closed = Selection::default_instance();
+    refused_with(spec, &closed, "spec.allowInsecureSkipVerify");
+    let (status, description) = own(&closed);
+    assert_eq!(status, Validity::Invalid);
+    assert!(
+        description.contains("spec.forwardAuth.tls.insecureSkipVerify: not served"),
+        "{description}"
+    );
+    let mut open = Selection::default_instance();
+    open.allow_insecure_skip_verify = true;
+    let (auth, cluster) = served_with(spec, &open);
+    assert_eq!(auth.uri, "https://auth.apps:4181");
+    assert_eq!(cluster.protocol, UpstreamProtocol::Tls);
+    assert_eq!(cluster.validation, None);
+    let transport = cluster.transport.as_deref().unwrap();
+    assert_eq!(transport.unverified_sni.as_deref(), Some("auth.apps"));
+    assert_eq!(own(&open), (Validity::Valid, "valid Middleware".into()));
+    // Never with an http:// address, allowed or not.
+    refused_with(
+        "{address: 'http://auth:4181', tls: {insecureSkipVerify: true}}",
+        &open,
+        "spec.forwardAuth.tls: applies to an https:// address only",
+    );
 }

@@ -38,6 +38,7 @@ mod tls;
 pub(super) mod tls_store;
 mod transport;
 mod upstream;
+pub(in crate::dag) mod verdicts;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -300,3 +301,5 @@ mod tests;
 mod tls_tcp_tests;
 #[cfg(test)]
 mod transport_tests;
+#[cfg(test)]
+mod verdicts_tests;

@@ -31,6 +31,7 @@ use crate::api::traefik::routes as tr;
 use crate::dag::build::Builder;
 use crate::dag::model::traefik_options::StickyCookie;
 use crate::dag::model::{Cluster, Mirror, Secret, WeightedCluster};
+use crate::dag::select::Selection;
 use crate::dag::traefik::service_options;
 use crate::snapshot::ObjKey;
 
@@ -251,14 +252,7 @@ impl Builder<'_> {
         s: &tr::Service,
         context: &str,
     ) -> Result<Dist, String> {
-        if s.name.is_empty() || s.name.contains('@') {
-            return Err(format!(
-                "{context}.name: {:?} must name a TraefikService (name@provider references do not \
-                 exist in Sluice)",
-                s.name
-            ));
-        }
-        refuse_options(s).map_err(|e| format!("{context}.{e}"))?;
+        traefik_service_reference(s, context)?;
         let namespace = s
             .namespace
             .as_deref()
@@ -319,27 +313,9 @@ impl Builder<'_> {
         spec: &TraefikServiceSpec,
         at: &str,
     ) -> Result<Dist, String> {
-        if let Some(kind) = spec.other.keys().next() {
-            let why = match kind.as_str() {
-                "highestRandomWeight" => {
-                    " (Envoy's ring hash and Maglev hash on request \
-                     attributes, not on the server choice Traefik keeps per request)"
-                }
-                "failover" => " (it needs Traefik's health checks of the main service)",
-                _ => "",
-            };
-            return Err(format!(
-                "{at}: spec.{kind}: this kind of TraefikService is not served by Sluice{why}; \
-                 weighted and mirroring are"
-            ));
-        }
-        match (&spec.weighted, &spec.mirroring) {
-            (Some(w), None) => self.weighted(walk, key, w, at),
-            (None, Some(m)) => self.mirroring(walk, key, m, at),
-            (Some(_), Some(_)) => Err(format!(
-                "{at}: spec: exactly one of weighted and mirroring may be set"
-            )),
-            (None, None) => Err(format!("{at}: spec: set weighted or mirroring")),
+        match spec_kind(spec, at)? {
+            SpecKind::Weighted(w) => self.weighted(walk, key, w, at),
+            SpecKind::Mirroring(m) => self.mirroring(walk, key, m, at),
         }
     }
 
@@ -350,9 +326,7 @@ impl Builder<'_> {
         w: &Weighted,
         at: &str,
     ) -> Result<Dist, String> {
-        if w.services.is_empty() {
-            return Err(format!("{at}: spec.weighted.services: must not be empty"));
-        }
+        weighted_services(w, at)?;
         let sticky = match &w.sticky {
             Some(sticky) => Some(sticky_level(walk, key, sticky, &w.services, at)?),
             None => None,
@@ -384,31 +358,12 @@ impl Builder<'_> {
         m: &Mirroring,
         at: &str,
     ) -> Result<Dist, String> {
-        if m.mirror_body == Some(false) {
-            return Err(format!(
-                "{at}: spec.mirroring.mirrorBody: false is not served: Envoy's mirrors always \
-                 carry the request body"
-            ));
-        }
-        if m.max_body_size.is_some_and(|n| n != -1) {
-            return Err(format!(
-                "{at}: spec.mirroring.maxBodySize: not served: Envoy mirrors bodies of any size \
-                 (-1, the default, is accepted)"
-            ));
-        }
+        mirroring_fields(m, at)?;
         let context = format!("{at}: spec.mirroring");
         let mut main = self.service_ref(walk, &key.namespace, &m.service, &context)?;
         for (i, mirror) in m.mirrors.iter().enumerate() {
             let context = format!("{at}: spec.mirroring.mirrors[{i}]");
-            let percent = u32::try_from(mirror.percent)
-                .ok()
-                .filter(|p| *p <= 100)
-                .ok_or_else(|| {
-                    format!(
-                        "{context}.percent: {} must be between 0 and 100",
-                        mirror.percent
-                    )
-                })?;
+            let percent = mirror_percent(mirror.percent, &context)?;
             let target = self.service_ref(walk, &key.namespace, &mirror.service, &context)?;
             let cluster = single_cluster(target).map_err(|e| format!("{context}: {e}"))?;
             if percent == 0 {
@@ -429,6 +384,135 @@ impl Builder<'_> {
         }
         Ok(main)
     }
+}
+
+/// The kind of a TraefikService: the one of weighted and mirroring it sets.
+enum SpecKind<'a> {
+    Weighted(&'a Weighted),
+    Mirroring(&'a Mirroring),
+}
+
+/// The kind `spec` sets, when it is one Sluice serves. `at` names the TraefikService.
+fn spec_kind<'a>(spec: &'a TraefikServiceSpec, at: &str) -> Result<SpecKind<'a>, String> {
+    if let Some(kind) = spec.other.keys().next() {
+        let why = match kind.as_str() {
+            "highestRandomWeight" => {
+                " (Envoy's ring hash and Maglev hash on request \
+                 attributes, not on the server choice Traefik keeps per request)"
+            }
+            "failover" => " (it needs Traefik's health checks of the main service)",
+            _ => "",
+        };
+        return Err(format!(
+            "{at}: spec.{kind}: this kind of TraefikService is not served by Sluice{why}; \
+             weighted and mirroring are"
+        ));
+    }
+    match (&spec.weighted, &spec.mirroring) {
+        (Some(w), None) => Ok(SpecKind::Weighted(w)),
+        (None, Some(m)) => Ok(SpecKind::Mirroring(m)),
+        (Some(_), Some(_)) => Err(format!(
+            "{at}: spec: exactly one of weighted and mirroring may be set"
+        )),
+        (None, None) => Err(format!("{at}: spec: set weighted or mirroring")),
+    }
+}
+
+fn weighted_services(w: &Weighted, at: &str) -> Result<(), String> {
+    if w.services.is_empty() {
+        return Err(format!("{at}: spec.weighted.services: must not be empty"));
+    }
+    Ok(())
+}
+
+/// The fields of a mirroring TraefikService besides its services.
+fn mirroring_fields(m: &Mirroring, at: &str) -> Result<(), String> {
+    if m.mirror_body == Some(false) {
+        return Err(format!(
+            "{at}: spec.mirroring.mirrorBody: false is not served: Envoy's mirrors always \
+             carry the request body"
+        ));
+    }
+    if m.max_body_size.is_some_and(|n| n != -1) {
+        return Err(format!(
+            "{at}: spec.mirroring.maxBodySize: not served: Envoy mirrors bodies of any size \
+             (-1, the default, is accepted)"
+        ));
+    }
+    Ok(())
+}
+
+fn mirror_percent(percent: i64, context: &str) -> Result<u32, String> {
+    u32::try_from(percent)
+        .ok()
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| format!("{context}.percent: {percent} must be between 0 and 100"))
+}
+
+/// A `kind: TraefikService` reference's own fields: a plain name, and none of a Service's
+/// options.
+fn traefik_service_reference(s: &tr::Service, context: &str) -> Result<(), String> {
+    if s.name.is_empty() || s.name.contains('@') {
+        return Err(format!(
+            "{context}.name: {:?} must name a TraefikService (name@provider references do not \
+             exist in Sluice)",
+            s.name
+        ));
+    }
+    refuse_options(s).map_err(|e| format!("{context}.{e}"))
+}
+
+/// The TraefikService `key`'s verdict from its own fields, whether a route uses it or not: its
+/// kind, weights, mirroring fields, and each reference's kind, name and namespace (against the
+/// Gateway's `allowCrossNamespace`). What the references lead to is checked where a route uses
+/// it. Pure.
+pub(super) fn own_fields(
+    sel: &Selection,
+    key: &ObjKey,
+    spec: &TraefikServiceSpec,
+) -> Result<(), String> {
+    let at = format!("TraefikService {key}");
+    let reference = |s: &tr::Service, context: &str| -> Result<(), String> {
+        let what = match s.kind.as_deref() {
+            None | Some("" | "Service") => "Service",
+            Some("TraefikService") => {
+                traefik_service_reference(s, context)?;
+                "TraefikService"
+            }
+            Some(other) => return Err(format!("{context}.kind: {other:?} is not a service kind")),
+        };
+        let namespace = s
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&key.namespace);
+        sel.cross_namespace(
+            &key.namespace,
+            what,
+            &ObjKey::new(namespace, s.name.clone()),
+        )
+        .map_err(|e| format!("{context}.namespace: {e}"))
+    };
+    match spec_kind(spec, &at)? {
+        SpecKind::Weighted(w) => {
+            weighted_services(w, &at)?;
+            for (i, s) in w.services.iter().enumerate() {
+                let context = format!("{at}: spec.weighted.services[{i}]");
+                weight_of(s).map_err(|e| format!("{context}: {e}"))?;
+                reference(s, &context)?;
+            }
+        }
+        SpecKind::Mirroring(m) => {
+            mirroring_fields(m, &at)?;
+            reference(&m.service, &format!("{at}: spec.mirroring"))?;
+            for (i, mirror) in m.mirrors.iter().enumerate() {
+                let context = format!("{at}: spec.mirroring.mirrors[{i}]");
+                mirror_percent(mirror.percent, &context)?;
+                reference(&mirror.service, &context)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `weight` of a service reference: unset counts as 1, as in Traefik.

@@ -195,26 +195,9 @@ impl Builder<'_> {
             return Ok((tls, secrets));
         };
         let at = describe_option(&option_key, req.options.is_some());
-        if model.min_version == ttls::TlsVersion::V1_0
-            || model.max_version == Some(ttls::TlsVersion::V1_0)
-        {
-            return Err(format!(
-                "{at}: TLS 1.0 is not served by Sluice (its lowest version is TLS 1.1)"
-            ));
-        }
-        let min = ir_version(model.min_version);
-        tls.minimum_protocol_version = match self.sel.minimum_tls_version {
-            Some(floor) if floor > min => floor,
-            _ => min,
-        };
-        let max = model.max_version.map(ir_version);
-        if let Some(max) = max
-            && max < tls.minimum_protocol_version
-        {
-            return Err(format!(
-                "{at}: spec.maxVersion is below the Gateway's minimum TLS version"
-            ));
-        }
+        let (min, max) = served_versions(self.sel.minimum_tls_version, &model)
+            .map_err(|e| format!("{at}: {e}"))?;
+        tls.minimum_protocol_version = min;
         let client_validation = self.client_validation(&option_key, &model, &at, &mut secrets)?;
         let alpn_protocols = (http || explicit_alpn).then(|| model.alpn_protocols.clone());
         tls.options = Some(Box::new(TlsOptions {
@@ -271,19 +254,11 @@ impl Builder<'_> {
         at: &str,
         secrets: &mut Vec<Secret>,
     ) -> Result<Option<ClientValidation>, String> {
-        let (require, accept_untrusted) = match model.client_auth {
-            ClientAuthType::NoClientCert => return Ok(None),
-            ClientAuthType::RequestClientCert => (false, true),
-            ClientAuthType::RequireAnyClientCert => (true, true),
-            ClientAuthType::VerifyClientCertIfGiven => (false, false),
-            ClientAuthType::RequireAndVerifyClientCert => (true, false),
+        let Some((require, accept_untrusted)) =
+            client_auth(model).map_err(|e| format!("{at}: {e}"))?
+        else {
+            return Ok(None);
         };
-        if model.client_ca_secrets.is_empty() {
-            return Err(format!(
-                "{at}: spec.clientAuth.secretNames: Envoy asks for a client certificate only \
-                 with CAs to name, so this clientAuthType needs at least one CA Secret"
-            ));
-        }
         let mut bundle = String::new();
         for (i, name) in model.client_ca_secrets.iter().enumerate() {
             let secret_key = ObjKey::new(option_key.namespace.clone(), name.clone());
@@ -314,6 +289,52 @@ impl Builder<'_> {
             accept_untrusted,
         }))
     }
+}
+
+/// Whether a TLSOption asks for client certificates: `(require, accept_untrusted)`, or `None`.
+/// One that asks needs CA Secrets listed. Pure: part of the option's own verdict too.
+pub(super) fn client_auth(model: &TlsOptionModel) -> Result<Option<(bool, bool)>, String> {
+    let (require, accept_untrusted) = match model.client_auth {
+        ClientAuthType::NoClientCert => return Ok(None),
+        ClientAuthType::RequestClientCert => (false, true),
+        ClientAuthType::RequireAnyClientCert => (true, true),
+        ClientAuthType::VerifyClientCertIfGiven => (false, false),
+        ClientAuthType::RequireAndVerifyClientCert => (true, false),
+    };
+    if model.client_ca_secrets.is_empty() {
+        return Err(
+            "spec.clientAuth.secretNames: Envoy asks for a client certificate only with CAs to \
+             name, so this clientAuthType needs at least one CA Secret"
+                .into(),
+        );
+    }
+    Ok(Some((require, accept_untrusted)))
+}
+
+/// The minimum and maximum TLS versions a TLSOption is served with: TLS 1.0 refused, the
+/// minimum raised to the Gateway's `floor`, a maximum below it refused. Pure: part of the
+/// option's own verdict (`verdicts`) too.
+pub(super) fn served_versions(
+    floor: Option<TlsVersion>,
+    model: &TlsOptionModel,
+) -> Result<(TlsVersion, Option<TlsVersion>), String> {
+    if model.min_version == ttls::TlsVersion::V1_0
+        || model.max_version == Some(ttls::TlsVersion::V1_0)
+    {
+        return Err("TLS 1.0 is not served by Sluice (its lowest version is TLS 1.1)".into());
+    }
+    let min = ir_version(model.min_version);
+    let min = match floor {
+        Some(floor) if floor > min => floor,
+        _ => min,
+    };
+    let max = model.max_version.map(ir_version);
+    if let Some(max) = max
+        && max < min
+    {
+        return Err("spec.maxVersion is below the Gateway's minimum TLS version".into());
+    }
+    Ok((min, max))
 }
 
 fn describe_option(key: &ObjKey, named: bool) -> String {

@@ -13,7 +13,7 @@ use x509_parser::extensions::GeneralName;
 use super::super::build::Builder;
 use super::super::deps::Dep;
 use super::tls::DEFAULT;
-use crate::api::traefik::objects::SecretRef;
+use crate::api::traefik::objects::{SecretRef, TLSStoreSpec};
 use crate::snapshot::{ObjKey, TraefikKind};
 
 /// At most this many `certificates` in one store.
@@ -116,6 +116,31 @@ impl StoreCandidates {
     }
 }
 
+/// A TLSStore's verdict from its own fields, whether a route uses it or not: no ACME default
+/// certificate, at most [`MAX_STORE_CERTIFICATES`] certificates, each naming a Secret of the
+/// store's namespace. The Secrets themselves are read where a route uses the store. Pure.
+pub(super) fn own_fields(spec: &TLSStoreSpec) -> Result<(), String> {
+    if spec.default_generated_cert.is_some() {
+        return Err("spec.defaultGeneratedCert is not supported (ACME)".into());
+    }
+    if spec.certificates.len() > MAX_STORE_CERTIFICATES {
+        return Err(format!(
+            "spec.certificates: {} entries, more than the {MAX_STORE_CERTIFICATES} Sluice serves",
+            spec.certificates.len()
+        ));
+    }
+    for (i, c) in spec.certificates.iter().enumerate() {
+        let name = c.secret_name.trim();
+        if name.is_empty() || name.contains('/') {
+            return Err(format!(
+                "spec.certificates[{i}].secretName: {name:?} must name a Secret of the store's \
+                 namespace"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Builder<'_> {
     /// The `default` TLSStore of `key`'s namespace, its certificates checked.
     pub(super) fn store_candidates(&self, key: &ObjKey) -> Result<StoreCandidates, String> {
@@ -138,11 +163,7 @@ impl Builder<'_> {
                 "spec.tls: {at}: {field}: field not supported by Sluice"
             ));
         }
-        if spec.default_generated_cert.is_some() {
-            return Err(format!(
-                "spec.tls: {at}: spec.defaultGeneratedCert is not supported (ACME)"
-            ));
-        }
+        own_fields(spec).map_err(|e| format!("spec.tls: {at}: {e}"))?;
         let certificates = self.store_certificates(&store_key, &spec.certificates, &at)?;
         Ok(StoreCandidates {
             key: store_key,
@@ -165,22 +186,11 @@ impl Builder<'_> {
         certificates: &[SecretRef],
         at: &str,
     ) -> Result<Vec<(String, String, Vec<String>)>, String> {
-        if certificates.len() > MAX_STORE_CERTIFICATES {
-            return Err(format!(
-                "spec.tls: {at}: spec.certificates: {} entries, more than the \
-                 {MAX_STORE_CERTIFICATES} Sluice serves",
-                certificates.len()
-            ));
-        }
+        // Their number and names are checked with the store's own fields (`own_fields`).
         let mut candidates = Vec::with_capacity(certificates.len());
         for (i, c) in certificates.iter().enumerate() {
             let field = format!("spec.tls: {at}: spec.certificates[{i}].secretName");
             let name = c.secret_name.trim();
-            if name.is_empty() || name.contains('/') {
-                return Err(format!(
-                    "{field}: {name:?} must name a Secret of the store's namespace"
-                ));
-            }
             let secret = ObjKey::new(store_key.namespace.clone(), name);
             let (chain, _) = self
                 .tls_secret_pem(&secret)

@@ -39,16 +39,9 @@ impl Builder<'_> {
         spec: &ServersTransportSpec,
     ) -> Result<(TransportOptions, Option<Secret>), String> {
         let mut options = options(spec)?;
-        let certificate = match spec.certificates_secrets.as_slice() {
-            [] => None,
-            [name] => Some(self.client_certificate(key, name)?),
-            [_, _, ..] => {
-                return Err(
-                    "spec.certificatesSecrets: name at most one Secret: Envoy sends one client \
-                     certificate to a backend"
-                        .into(),
-                );
-            }
+        let certificate = match certificate_name(spec)? {
+            None => None,
+            Some(name) => Some(self.client_certificate(key, name)?),
         };
         options.client_certificate = certificate.as_ref().map(|s| s.name.clone());
         Ok((options, certificate))
@@ -58,11 +51,6 @@ impl Builder<'_> {
     /// certificate Sluice serves.
     fn client_certificate(&mut self, key: &ObjKey, name: &str) -> Result<Secret, String> {
         let field = "spec.certificatesSecrets[0]";
-        if name.trim().is_empty() || name.contains('/') {
-            return Err(format!(
-                "{field}: {name:?} must name a Secret of the ServersTransport's namespace"
-            ));
-        }
         let secret = ObjKey::new(key.namespace.clone(), name);
         let (cert_chain, private_key) = self
             .tls_secret_pem(&secret)
@@ -74,6 +62,40 @@ impl Builder<'_> {
                 private_key,
             },
         })
+    }
+}
+
+/// The name of the client certificate's Secret, if the transport names one.
+fn certificate_name(spec: &ServersTransportSpec) -> Result<Option<&str>, String> {
+    match spec.certificates_secrets.as_slice() {
+        [] => Ok(None),
+        [name] if name.trim().is_empty() || name.contains('/') => Err(format!(
+            "spec.certificatesSecrets[0]: {name:?} must name a Secret of the ServersTransport's \
+             namespace"
+        )),
+        [name] => Ok(Some(name)),
+        [_, _, ..] => Err(
+            "spec.certificatesSecrets: name at most one Secret: Envoy sends one client \
+             certificate to a backend"
+                .into(),
+        ),
+    }
+}
+
+/// A ServersTransport's verdict from its own fields, whether a route uses it or not: the fields
+/// Sluice refuses whatever the backend (`insecureSkipVerify` as the Gateway allows it), its
+/// options, the form of its client certificate's name and of `serverName`. The Secrets it names
+/// and what a TLS backend requires (`serverName`, `rootCAs`) are checked where a route uses it.
+/// Pure.
+pub(super) fn own_fields(allow_insecure: bool, spec: &ServersTransportSpec) -> Result<(), String> {
+    super::upstream::refuse_unserved_transport(spec, allow_insecure)?;
+    options(spec)?;
+    certificate_name(spec)?;
+    match spec.server_name.as_deref().map(str::trim) {
+        None | Some("") => Ok(()),
+        Some(name) => {
+            crate::dag::checks::subject_name(name).map_err(|e| format!("spec.serverName {e}"))
+        }
     }
 }
 

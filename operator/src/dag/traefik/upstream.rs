@@ -439,7 +439,10 @@ struct Transport {
 }
 
 /// Fields of a ServersTransport that Sluice does not serve.
-fn refuse_unserved_transport(t: &ServersTransportSpec, allow_insecure: bool) -> Result<(), String> {
+pub(super) fn refuse_unserved_transport(
+    t: &ServersTransportSpec,
+    allow_insecure: bool,
+) -> Result<(), String> {
     if t.insecure_skip_verify == Some(true) && !allow_insecure {
         return Err(
             "spec.insecureSkipVerify: not served: Sluice verifies backends' certificates unless \

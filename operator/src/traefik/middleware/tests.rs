@@ -165,6 +165,56 @@ fn headers_cors_and_security() {
     );
 }
 
+/// `isDevelopment: true`, as Traefik's (unrolled/secure's `IsDevelopment`): `allowedHosts`
+/// and the STS options (`stsSeconds`, `forceSTSHeader`, ...) are ignored, even a name
+/// `allowedHosts` would refuse; every other security header and custom header is kept.
+#[test]
+fn is_development_ignores_allowed_hosts_and_sts_only() {
+    let headers = |dev: bool, hosts: serde_json::Value| {
+        json!({"headers": {
+            "isDevelopment": dev,
+            "allowedHosts": hosts,
+            "stsSeconds": 60, "stsIncludeSubdomains": true, "stsPreload": true,
+            "forceSTSHeader": true,
+            "frameDeny": true, "contentSecurityPolicy": "default-src 'self'",
+            "customResponseHeaders": {"X-Dev": "yes"},
+        }})
+    };
+    let Ok(Middleware::Headers(prod)) = model(headers(false, json!(["A.example.com"]))) else {
+        panic!()
+    };
+    assert_eq!(prod.allowed_hosts, ["a.example.com"]);
+    assert!(prod.sts_on_plain_http);
+    assert!(
+        prod.security
+            .iter()
+            .any(|(k, v)| k == "strict-transport-security"
+                && v == "max-age=60; includeSubDomains; preload"),
+        "{:?}",
+        prod.security
+    );
+    let Ok(Middleware::Headers(dev)) =
+        model(headers(true, json!(["A.example.com", "not a host!"])))
+    else {
+        panic!()
+    };
+    assert!(dev.allowed_hosts.is_empty());
+    assert!(!dev.sts_on_plain_http);
+    assert_eq!(
+        dev.security,
+        [
+            (
+                "content-security-policy".to_owned(),
+                "default-src 'self'".to_owned()
+            ),
+            ("x-frame-options".to_owned(), "DENY".to_owned()),
+        ]
+    );
+    assert_eq!(dev.response_set, [("x-dev".to_owned(), "yes".to_owned())]);
+    // Without it, that name is refused.
+    refused(headers(false, json!(["not a host!"])), "allowedHosts[0]");
+}
+
 #[test]
 fn ip_allow_list_and_rate_limit() {
     let Ok(Middleware::IpAllowList(a)) = model(json!({"ipWhiteList": {
