@@ -64,8 +64,14 @@ impl Snapshot {
 /// removed). See [`Cache`] for how it differs from the latest snapshot.
 pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
 
-/// At most this many rejections are remembered per instance and type; older ones are dropped.
-const MAX_REJECTIONS: usize = 8;
+/// At most this many rejected versions are remembered per instance and type; the oldest
+/// version's rejections are dropped first. A Delta push is cut into several responses (each
+/// judged alone), so one version may make many rejections: they are one push and count once.
+const MAX_REJECTED_VERSIONS: usize = 8;
+
+/// And at most this many rejections in all per instance and type (pieces of the remembered
+/// versions; the Delta server keeps as many responses awaiting their ACK).
+const MAX_REJECTIONS: usize = 1_024;
 
 /// Envoy rejected (NACKed) a response: what it rejected, and what is blamed for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -458,7 +464,11 @@ impl Cache {
             .rejections
             .retain(|r| r.changed_resources != rejection.changed_resources);
         verdicts.rejections.push(rejection);
-        if verdicts.rejections.len() > MAX_REJECTIONS {
+        let too_many = |r: &Vec<Rejection>| {
+            let versions: BTreeSet<&str> = r.iter().map(|r| r.version.as_str()).collect();
+            versions.len() > MAX_REJECTED_VERSIONS || r.len() > MAX_REJECTIONS
+        };
+        while too_many(&verdicts.rejections) {
             verdicts.rejections.remove(0);
         }
         entry.publish();
@@ -680,6 +690,58 @@ mod tests {
             pairs(&[("a", "a2"), ("x", "x3"), ("y", "y2")])
         );
         assert!(cache.rejections("ns/gw").is_empty());
+    }
+
+    /// A push cut into pieces, every piece rejected: every piece stays held back, however many
+    /// pieces there are; older pushes' rejections go first.
+    #[test]
+    fn every_rejected_piece_of_one_push_is_held_back() {
+        const C: &str = type_url::CLUSTER;
+        let cache = Cache::new();
+        let names: Vec<String> = (0..40).map(|i| format!("c{i:02}")).collect();
+        let world = |v: &str| {
+            let entries: Vec<(&str, &str, Vec<u8>)> = names
+                .iter()
+                .map(|n| (C, n.as_str(), format!("{n}-{v}").into_bytes()))
+                .collect();
+            let entries: Vec<(&str, &str, &[u8])> = entries
+                .iter()
+                .map(|(t, n, b)| (*t, *n, b.as_slice()))
+                .collect();
+            resources(&entries)
+        };
+        cache.set("ns/gw", world("v1"));
+        let v1 = cache.get("ns/gw").unwrap();
+        cache.ack("ns/gw", C, &versioned(&v1, C), &[], true);
+        cache.set("ns/gw", world("v2"));
+        let v2 = cache.get("ns/gw").unwrap();
+        let sent = versioned(&v2, C);
+        for piece in sent.chunks(2) {
+            cache.nack("ns/gw", C, v2.version(), "envoy-1", "bad", piece);
+        }
+        let held: Vec<(String, String)> = names
+            .iter()
+            .map(|n| (n.clone(), format!("{n}-v1")))
+            .collect();
+        assert_eq!(served(&cache, "ns/gw", C), held);
+        assert_eq!(cache.rejections("ns/gw").len(), 20);
+
+        // Eight later versions, each rejected in one piece, push the first version out.
+        let mut next = world("v2");
+        for i in 3..11 {
+            let name = format!("n{i}");
+            next.insert(name.as_str(), any(C, b"new"));
+            cache.set("ns/gw", next.clone());
+            let snap = cache.get("ns/gw").unwrap();
+            let piece: Vec<_> = versioned(&snap, C)
+                .into_iter()
+                .filter(|r| *r.name == *name)
+                .collect();
+            cache.nack("ns/gw", C, snap.version(), "envoy-1", "bad", &piece);
+        }
+        let rejections = cache.rejections("ns/gw");
+        assert_eq!(rejections.len(), 8);
+        assert!(rejections.iter().all(|r| r.version != v2.version()));
     }
 
     #[test]
