@@ -106,6 +106,55 @@ pub(super) fn resolve(
     Ok(filters)
 }
 
+/// What a route would refuse of the Middleware `key` (`model`) alone, whatever the route: the
+/// checks [`add`] makes from the Middleware's own fields and the Gateway's settings, on a route
+/// listing nothing else (its own verdict, see `verdicts`). Not what reads another object (a
+/// `basicAuth`'s users Secret) or depends on the route (order, a second one, chains; a
+/// `forwardAuth`'s own fields are judged by `forward_auth::policy`).
+pub(super) fn check_alone(
+    snap: &ClusterSnapshot,
+    sel: &Selection,
+    key: &ObjKey,
+    model: &Middleware,
+) -> Result<(), String> {
+    if matches!(
+        model,
+        Middleware::BasicAuth(_) | Middleware::ForwardAuth(_) | Middleware::Chain(_)
+    ) {
+        return Ok(());
+    }
+    let mut filters = Filters::default();
+    if filters
+        .policies
+        .add(snap, key, model, sel.xff_trusted_hops)?
+    {
+        return Ok(());
+    }
+    if let Middleware::RedirectRegex {
+        regex,
+        replacement,
+        permanent,
+    } = model
+    {
+        let spec = RegexRedirectSpec {
+            label: format!("Middleware {key} (redirectRegex)"),
+            regex: regex.source.clone(),
+            replacement: replacement.clone(),
+            permanent: *permanent,
+        };
+        return spec.check();
+    }
+    filters.apply(model)?;
+    let bytes = filters.header_bytes();
+    if bytes > MAX_HEADER_EDIT_BYTES {
+        return Err(format!(
+            "the header edits add up to {bytes} bytes; at most {MAX_HEADER_EDIT_BYTES} are \
+             served per route"
+        ));
+    }
+    Ok(())
+}
+
 /// How deep chains may nest.
 const MAX_CHAIN_DEPTH: usize = 8;
 

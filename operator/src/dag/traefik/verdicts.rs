@@ -56,7 +56,7 @@ pub(in crate::dag) fn status(
         TraefikKind::Middleware => {
             let obj = snap.traefik_middlewares.get(key)?;
             judge(sel, kind, key, obj, |m| {
-                check_middleware(sel, key, &m.spec, &obj.ignored)
+                check_middleware(snap, sel, key, &m.spec, &obj.ignored)
             })
         }
         TraefikKind::TraefikService => {
@@ -150,17 +150,20 @@ fn spec_fields(ignored: &[String]) -> Result<(), String> {
     }
 }
 
-/// A Middleware's own fields (`middleware::build`; a forwardAuth's policy, with its
+/// A Middleware's own fields (`middleware::build`; what a route would refuse of it alone,
+/// `filters::check_alone`, which reads no other object; a forwardAuth's policy, with its
 /// `tls.insecureSkipVerify` against the Gateway's `allowInsecureSkipVerify`), and a chain's
 /// references to other namespaces against the Gateway's `allowCrossNamespace` (a chain's references are relative to
 /// its namespace, as in Traefik).
 fn check_middleware(
+    snap: &ClusterSnapshot,
     sel: &Selection,
     key: &ObjKey,
     spec: &crate::api::traefik::MiddlewareSpec,
     ignored: &[String],
 ) -> Result<(), String> {
     let model = mw::build(spec, ignored)?;
+    super::filters::check_alone(snap, sel, key, &model)?;
     if let mw::Middleware::ForwardAuth(f) = &model {
         // Its own fields as a route would check them, the auth Service aside.
         let allow_insecure = sel.allow_insecure_skip_verify;

@@ -253,3 +253,99 @@ fn the_traefik_io_object_wins_a_clash_and_an_undecodable_one_says_why() {
         "this TraefikService could not be read",
     );
 }
+
+/// A Middleware that every route would refuse for its own fields is invalid on its own (review
+/// 10 F1: the route path's policy and redirect checks were missing from the own verdict), and
+/// one every route serves is valid: for each spec, a route listing only it and the Middleware
+/// agree, and the Middleware's description is the route's reason.
+#[test]
+fn a_middleware_refused_by_every_route_is_invalid_on_its_own() {
+    let specs = [
+        // Refused by the route path after `middleware::build` accepted them.
+        (
+            "reject404",
+            "  ipAllowList: {sourceRange: [10.0.0.0/8], rejectStatusCode: 404}\n",
+            Some("rejectStatusCode"),
+        ),
+        (
+            "depth",
+            "  ipAllowList: {sourceRange: [10.0.0.0/8], ipStrategy: {depth: 1}}\n",
+            Some("xffTrustedHops"),
+        ),
+        (
+            "bigbuffer",
+            "  buffering: {maxRequestBodyBytes: 100000000}\n",
+            Some("maxRequestBodyBytes"),
+        ),
+        (
+            "burst",
+            "  rateLimit: {average: 1000, period: 1s, burst: 1}\n",
+            Some("burst"),
+        ),
+        (
+            "mapped",
+            "  ipAllowList: {sourceRange: ['::ffff:10.0.0.0/104']}\n",
+            Some("IPv4-mapped"),
+        ),
+        (
+            "redirect",
+            "  redirectRegex: {regex: '^(.*)$', replacement: 'https://x/$1'}\n",
+            Some("no :// after the scheme"),
+        ),
+        // Served.
+        (
+            "allow",
+            "  ipAllowList: {sourceRange: [10.0.0.0/8]}\n",
+            None,
+        ),
+        ("limit", "  rateLimit: {average: 100, burst: 10}\n", None),
+        ("buffer", "  buffering: {maxRequestBodyBytes: 1000}\n", None),
+        ("strip", "  stripPrefix: {prefixes: [/api]}\n", None),
+    ];
+    let mut yaml = Vec::new();
+    for (i, (name, spec, _)) in specs.iter().enumerate() {
+        yaml.push(io("Middleware", "a", name, spec));
+        yaml.push(io(
+            "IngressRoute",
+            "a",
+            &format!("r-{name}"),
+            &format!(
+                "  routes:\n  - match: Host(`h{i}.example.com`)\n    middlewares: [{{name: \
+                 {name}}}]\n    services: [{{name: s, port: 80}}]\n"
+            ),
+        ));
+    }
+    let dag = build(&snapshot(&yaml.concat()), &Selection::default_instance());
+    for (name, _, want) in specs {
+        let route = dag
+            .object_statuses
+            .iter()
+            .find(|s| s.kind == "IngressRoute" && s.name == format!("r-{name}"))
+            .unwrap();
+        let (validity, description) = one(&dag, "Middleware", &format!("a/{name}"));
+        match want {
+            Some(want) => {
+                assert_eq!(validity, Validity::Invalid, "{name}: {description}");
+                assert!(
+                    description.contains(want),
+                    "{name}: {description:?} lacks {want:?}"
+                );
+                assert_eq!(route.current_status, Validity::Invalid, "{name}");
+                assert!(
+                    route.description.contains(&description),
+                    "{name}: the route says {:?}, the Middleware {description:?}",
+                    route.description
+                );
+            }
+            None => {
+                assert_eq!(validity, Validity::Valid, "{name}: {description}");
+                // The route's only problem, if any, is its missing Service, not the Middleware.
+                assert!(
+                    !route.description.contains("Middleware"),
+                    "{name}: {}",
+                    route.description
+                );
+            }
+        }
+    }
+}
