@@ -408,6 +408,28 @@ fn watch_needed_secrets(ctx: &RoutesContext) -> Option<tokio::time::Instant> {
     plan.next_expiry.map(tokio::time::Instant::from_std)
 }
 
+/// Removes every series labelled with the deleted Gateway `gateway` (route and Traefik object
+/// counts, conditions, quarantined objects, the xDS client certificate's expiry).
+fn forget_gateway_series(metrics: &Metrics, gateway: &str) {
+    let counts = [
+        (&metrics.routes, &ROUTE_SERIES[..]),
+        (&metrics.traefik_objects, &traefik::OBJECT_SERIES[..]),
+    ];
+    for (gauge, series) in counts {
+        for (kind, group) in series {
+            for status in ["valid", "invalid", "orphaned"] {
+                let _ = gauge.remove_label_values(&[gateway, kind, group, status]);
+            }
+        }
+    }
+    // The Gateway controller is not called for a deleted Gateway.
+    metrics.forget_gateway_conditions(gateway);
+    let _ = metrics.quarantined.remove_label_values(&[gateway]);
+    let _ = metrics
+        .xds_certificate_expiry
+        .remove_label_values(&["client", gateway]);
+}
+
 /// Instances that went away: stop their reconciler, forget their configuration.
 fn stop_removed_instances(
     ctx: &RoutesContext,
@@ -421,19 +443,7 @@ fn stop_removed_instances(
             task.abort();
             ctx.cache.remove(gateway);
             lock(reports).remove(gateway);
-            for (kind, group) in ROUTE_SERIES {
-                for status in ["valid", "invalid", "orphaned"] {
-                    let labels = [gateway.as_str(), kind, group, status];
-                    let _ = ctx.metrics.routes.remove_label_values(&labels);
-                }
-            }
-            // The Gateway controller is not called for a deleted Gateway.
-            ctx.metrics.forget_gateway_conditions(gateway);
-            let _ = ctx.metrics.quarantined.remove_label_values(&[gateway]);
-            let _ = ctx
-                .metrics
-                .xds_certificate_expiry
-                .remove_label_values(&["client", gateway]);
+            forget_gateway_series(&ctx.metrics, gateway);
             tracing::info!(gateway = %gateway, "instance removed");
         }
         keep
@@ -811,6 +821,45 @@ pub fn total_of(c: &StatusCounts) -> RouteCounts {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    /// A deleted Gateway leaves no series behind (review 10 F5: its Traefik object counts
+    /// stayed).
+    #[test]
+    fn a_deleted_gateways_series_are_all_removed() {
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        for gateway in ["a/gw", "a/other"] {
+            for (kind, group) in super::ROUTE_SERIES {
+                metrics
+                    .routes
+                    .with_label_values(&[gateway, kind, group, "valid"])
+                    .set(1);
+            }
+            for (kind, group) in super::traefik::OBJECT_SERIES {
+                for status in ["valid", "invalid"] {
+                    let labels = [gateway, kind, group, status];
+                    metrics.traefik_objects.with_label_values(&labels).set(2);
+                }
+            }
+            metrics.quarantined.with_label_values(&[gateway]).set(3);
+        }
+        super::forget_gateway_series(&metrics, "a/gw");
+        let labelled = |gateway: &str| {
+            metrics
+                .registry
+                .gather()
+                .iter()
+                .flat_map(|f| f.get_metric().iter().map(move |m| (f.name().to_owned(), m)))
+                .filter(|(_, m)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == "gateway" && l.value() == gateway)
+                })
+                .map(|(name, _)| name)
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert!(labelled("a/gw").is_empty(), "{:?}", labelled("a/gw"));
+        assert_eq!(labelled("a/other").len(), 3);
+    }
+
     use super::*;
     use crate::api::gateway::GatewaySpec;
     use crate::api::{Gateway, IngressRoute, IngressRouteSpec};
