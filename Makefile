@@ -5,6 +5,8 @@ PYTHON ?= python3
 # The Python tools of tests/install (Helm's library, kubernetes-validate, jsonschema, hadolint).
 VENV ?= .venv
 VENV_PY := $(VENV)/bin/python
+# Traefik's CRD schemas as validators (npm, tests/install/traefik-schemas/package-lock.json).
+TRAEFIK_SCHEMAS := $(VENV)/traefik-schemas
 
 .PHONY: test test-install run render fmt lint crds golden monitoring setup setup-python setup-prometheus fuzz chart-readme bench
 
@@ -13,9 +15,10 @@ VENV_PY := $(VENV)/bin/python
 test: setup lint test-install
 	$(CARGO) test --workspace
 
-## test-install: check config/, the Helm chart, the OLM bundle and the Dockerfile (tests/install)
-test-install: $(VENV)/.installed
-	$(VENV_PY) -m pytest -q -p no:cacheprovider -p no:cloudcoil tests/install
+## test-install: check config/, the Helm chart, the OLM bundle, the Dockerfile and examples/traefik
+## against Traefik's CRD schemas (tests/install)
+test-install: $(VENV)/.installed $(TRAEFIK_SCHEMAS)/.installed
+	SLUICE_TRAEFIK_SCHEMAS=$(abspath $(TRAEFIK_SCHEMAS)) $(VENV_PY) -m pytest -q -p no:cacheprovider -p no:cloudcoil tests/install
 
 ## run: the quick start: a demo backend and `sluice standalone` on examples/quickstart (Ctrl-C stops both)
 run: setup
@@ -89,11 +92,21 @@ setup: setup-python setup-prometheus
 setup-prometheus:
 	@hack/install-prometheus.sh
 
-## setup-python: create $(VENV) with tests/install/requirements.txt (re-run when it changes)
-setup-python: $(VENV)/.installed
+## setup-python: create $(VENV) with tests/install/requirements.txt, and install the npm packages of
+## tests/install/traefik-schemas/package-lock.json (Traefik's CRD schemas) into $(VENV)/traefik-schemas
+## with `npm ci` (each re-run when its file changes)
+setup-python: $(VENV)/.installed $(TRAEFIK_SCHEMAS)/.installed
 
 # helm-sdkpy declares Python >= 3.12 but works on 3.11, hence --ignore-requires-python.
 $(VENV)/.installed: tests/install/requirements.txt
 	@$(PYTHON) -m venv $(VENV) || { echo "error: '$(PYTHON) -m venv' failed: Python 3.11+ with venv is needed for tests/install" >&2; exit 1; }
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --ignore-requires-python -r tests/install/requirements.txt
+	@touch $@
+
+# npm ci checks every package against the lockfile's sha512; --ignore-scripts: nothing runs.
+$(TRAEFIK_SCHEMAS)/.installed: tests/install/traefik-schemas/package.json tests/install/traefik-schemas/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm (Node.js) is needed for tests/install/test_traefik_schemas.py" >&2; exit 1; }
+	@mkdir -p $(TRAEFIK_SCHEMAS)
+	cp tests/install/traefik-schemas/package.json tests/install/traefik-schemas/package-lock.json $(TRAEFIK_SCHEMAS)/
+	npm ci --prefix $(TRAEFIK_SCHEMAS) --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
