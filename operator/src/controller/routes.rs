@@ -517,10 +517,12 @@ async fn write_verdicts(
         .map(|(d, r)| blame_statuses(d, r))
         .collect();
     let blamed: Vec<&Dag> = blamed.iter().map(|d| &**d).collect();
+    // Statuses first: a backlog of Traefik Events (a new leader announces every selected
+    // Traefik object) does not hold up the IngressRoutes' statuses.
+    let statuses_differed = write_statuses(ctx, snapshot, blamed.clone(), announced).await;
     // Events not recorded are retried by a later round, like statuses not written.
     let traefik_backoff = &mut announced.traefik_backoff;
     traefik::announce(ctx, snapshot, &blamed, traefik_announced, traefik_backoff).await;
-    let statuses_differed = write_statuses(ctx, snapshot, blamed, announced).await;
     RoundOutcome {
         statuses_differed,
         waiting: announced.write_backoff.len(),
