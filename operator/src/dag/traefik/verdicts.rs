@@ -165,9 +165,17 @@ fn check_middleware(
     let model = mw::build(spec, ignored)?;
     super::filters::check_alone(snap, sel, key, &model)?;
     if let mw::Middleware::ForwardAuth(f) = &model {
-        // Its own fields as a route would check them, the auth Service aside.
+        // Its own fields as a route would check them; the auth Service is not read.
         let allow_insecure = sel.allow_insecure_skip_verify;
-        super::forward_auth::policy(key, String::new(), f, allow_insecure)?;
+        let (_, auth) = super::forward_auth::policy(key, String::new(), f, allow_insecure)?;
+        // The auth Service's namespace against allowCrossNamespace (the Service is not read).
+        let namespace = auth.namespace.as_deref().unwrap_or(&key.namespace);
+        sel.cross_namespace(
+            &key.namespace,
+            "Service",
+            &ObjKey::new(namespace, auth.service),
+        )
+        .map_err(|e| format!("spec.forwardAuth.address.namespace: {e}"))?;
     }
     if let mw::Middleware::Chain(refs) = model {
         for (i, r) in refs.iter().enumerate() {

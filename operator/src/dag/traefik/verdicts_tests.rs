@@ -292,7 +292,17 @@ fn a_middleware_refused_by_every_route_is_invalid_on_its_own() {
             "  redirectRegex: {regex: '^(.*)$', replacement: 'https://x/$1'}\n",
             Some("no :// after the scheme"),
         ),
+        (
+            "auth-elsewhere",
+            "  forwardAuth: {address: 'http://auth.other.svc/check'}\n",
+            Some("Service other/auth is in another namespace"),
+        ),
         // Served.
+        (
+            "auth-here",
+            "  forwardAuth: {address: 'http://auth/check'}\n",
+            None,
+        ),
         (
             "allow",
             "  ipAllowList: {sourceRange: [10.0.0.0/8]}\n",
@@ -339,9 +349,11 @@ fn a_middleware_refused_by_every_route_is_invalid_on_its_own() {
             }
             None => {
                 assert_eq!(validity, Validity::Valid, "{name}: {description}");
-                // The route's only problem, if any, is its missing Service, not the Middleware.
+                // The route's only problem, if any, is a missing Service (none in this world),
+                // not the Middleware's fields.
                 assert!(
-                    !route.description.contains("Middleware"),
+                    !route.description.contains("Middleware")
+                        || route.description.ends_with("not found"),
                     "{name}: {}",
                     route.description
                 );
